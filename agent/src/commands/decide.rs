@@ -1,0 +1,172 @@
+//! The pure part of command handling: what a delivered command gets (duplicate, rejected,
+//! expired or accepted) given this host, the ledger's view and `now`, and the validation of an
+//! action's payload against the agent's modules.
+
+use opsfleet_proto::pb;
+use opsfleet_proto::pb::command::Action;
+
+use crate::config::{AgentConfig, ModuleConfig};
+
+/// Reason of a `command_rejected` for a command older than the highest epoch seen.
+pub const STALE_EPOCH: &str = "stale epoch";
+
+/// The modules (name, kind) and backup jobs (module, job) a command may name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    pub modules: Vec<(String, &'static str)>,
+    pub backup_jobs: Vec<(String, String)>,
+}
+
+impl Catalog {
+    pub fn from_config(cfg: &AgentConfig) -> Self {
+        let mut catalog = Catalog::default();
+        for m in &cfg.modules {
+            catalog.modules.push((m.name().to_owned(), m.kind()));
+            if let ModuleConfig::Backup(b) = m {
+                catalog
+                    .backup_jobs
+                    .extend(b.jobs.iter().map(|j| (m.name().to_owned(), j.name.clone())));
+            }
+        }
+        catalog
+    }
+
+    fn kind_of(&self, module: &str) -> Option<&'static str> {
+        self.modules
+            .iter()
+            .find(|(name, _)| name == module)
+            .map(|(_, kind)| *kind)
+    }
+}
+
+/// What a command gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its id was seen before: ack, run nothing, emit nothing.
+    Duplicate,
+    /// Refused without running (`command_rejected`).
+    Rejected { reason: String },
+    /// Its deadline passed before it could start (`command_expired`).
+    Expired,
+    /// Run it (`command_accepted` first).
+    Accept,
+}
+
+/// The outcome and the highest epoch to persist afterwards (never lower than before).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    pub highest_epoch: u64,
+}
+
+impl Verdict {
+    /// Whether the command is recorded as seen (everything but a duplicate).
+    pub fn records(&self) -> bool {
+        self.outcome != Outcome::Duplicate
+    }
+}
+
+/// Decides about `cmd` in this order: target, seen id, epoch fencing (a higher epoch raises the
+/// stored one, whatever follows), deadline (`deadline_unix_ms > 0 && now > deadline`), payload
+/// (`valid`), accept. `highest_epoch` is the highest epoch persisted so far. Pure.
+pub fn decide(
+    host: &str,
+    cmd: &pb::Command,
+    highest_epoch: u64,
+    seen: bool,
+    now_unix_ms: i64,
+    valid: Result<(), String>,
+) -> Verdict {
+    let verdict = |outcome, highest_epoch| Verdict {
+        outcome,
+        highest_epoch,
+    };
+    if cmd.target != host {
+        let reason = format!("command for host {:?} delivered to {host:?}", cmd.target);
+        return verdict(Outcome::Rejected { reason }, highest_epoch);
+    }
+    if seen {
+        return verdict(Outcome::Duplicate, highest_epoch);
+    }
+    if cmd.epoch < highest_epoch {
+        let reason = STALE_EPOCH.to_owned();
+        return verdict(Outcome::Rejected { reason }, highest_epoch);
+    }
+    let highest_epoch = cmd.epoch;
+    if cmd.deadline_unix_ms > 0 && now_unix_ms > cmd.deadline_unix_ms {
+        return verdict(Outcome::Expired, highest_epoch);
+    }
+    match valid {
+        Err(reason) => verdict(Outcome::Rejected { reason }, highest_epoch),
+        Ok(()) => verdict(Outcome::Accept, highest_epoch),
+    }
+}
+
+/// The action's name as `command_issued` spells it.
+pub fn action_name(action: Option<&Action>) -> &'static str {
+    match action {
+        None => "none",
+        Some(Action::Pause(_)) => "pause",
+        Some(Action::Resume(_)) => "resume",
+        Some(Action::Disable(_)) => "disable",
+        Some(Action::Enable(_)) => "enable",
+        Some(Action::Noop(_)) => "noop",
+        Some(Action::BackupRun(_)) => "backup_run",
+        Some(Action::Restore(_)) => "restore",
+        Some(Action::ConfigApply(_)) => "config_apply",
+        Some(Action::ConfigRollback(_)) => "config_rollback",
+        Some(Action::Drain(_)) => "drain",
+    }
+}
+
+/// Checks the payload against the catalog: a known module (of kind `backup` with that job for
+/// backup_run / restore), a restore target and a non-empty config. Pure.
+pub fn validate(action: Option<&Action>, catalog: &Catalog) -> Result<(), String> {
+    let known = |module: &str| match catalog.kind_of(module) {
+        Some(kind) => Ok(kind),
+        None if module.is_empty() => Err("the command names no module".to_owned()),
+        None => Err(format!("unknown module {module:?}")),
+    };
+    let backup_job = |module: &str, job: &str| {
+        if known(module)? != "backup" {
+            return Err(format!("module {module:?} is not a backup module"));
+        }
+        if !catalog
+            .backup_jobs
+            .iter()
+            .any(|(m, j)| m == module && j == job)
+        {
+            return Err(format!("no backup job {job:?} in module {module:?}"));
+        }
+        Ok(())
+    };
+    match action {
+        None => Err("the command has no action".to_owned()),
+        Some(Action::Pause(a) | Action::Resume(a) | Action::Disable(a) | Action::Enable(a)) => {
+            known(&a.module).map(|_| ())
+        }
+        Some(Action::Noop(_) | Action::Drain(_)) => Ok(()),
+        Some(Action::BackupRun(b)) => backup_job(&b.module, &b.job),
+        Some(Action::Restore(r)) => {
+            backup_job(&r.module, &r.job)?;
+            if r.target.is_empty() {
+                return Err("restore needs a target directory".to_owned());
+            }
+            Ok(())
+        }
+        Some(Action::ConfigApply(c)) => {
+            known(&c.module)?;
+            if c.config_toml.trim().is_empty() {
+                return Err("config_apply carries no config".to_owned());
+            }
+            Ok(())
+        }
+        Some(Action::ConfigRollback(c)) => {
+            known(&c.module)?;
+            if c.config_toml.trim().is_empty() {
+                return Err("config_rollback carries no config".to_owned());
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Running an accepted command: control actions through the `ControlHandle`, restores on the
+//! blocking pool, drains (pause everything, wait for the outbox to empty). Returns the detail
+//! or the failure reason plus any extra event bodies (restore results).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use opsfleet_proto::pb;
+use opsfleet_proto::pb::command::Action as CmdAction;
+
+use super::CommandHandler;
+use crate::control::{Action, ControlReply, RunState};
+use crate::modules::backup;
+use crate::modules::backup::restore::error_chain;
+
+/// Reason of the `command_failed` answering a `backup_run`.
+pub const BACKUP_RUN_UNSUPPORTED: &str = "backup_run is not supported by this agent yet";
+
+/// What running a command produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    /// Completed detail, or failure reason.
+    pub result: Result<String, String>,
+    /// Bodies emitted before the result (restore_completed / restore_failed).
+    pub bodies: Vec<pb::event::Body>,
+}
+
+impl Execution {
+    fn done(result: Result<String, String>) -> Self {
+        Execution {
+            result,
+            bodies: Vec::new(),
+        }
+    }
+}
+
+fn describe(reply: &ControlReply) -> String {
+    let how = if reply.changed { "now" } else { "already" };
+    format!("module {} {how} {}", reply.module, reply.state.as_str())
+}
+
+impl CommandHandler {
+    pub(super) async fn execute(&self, action: &CmdAction) -> Execution {
+        let act = |module: String, action: Action| async move {
+            match self.control.act(&module, action, "command").await {
+                Ok(reply) => Ok(describe(&reply)),
+                Err(e) => Err(error_chain(&e)),
+            }
+        };
+        match action {
+            CmdAction::Pause(a) => Execution::done(act(a.module.clone(), Action::Pause).await),
+            CmdAction::Resume(a) => Execution::done(act(a.module.clone(), Action::Resume).await),
+            CmdAction::Disable(a) => Execution::done(act(a.module.clone(), Action::Disable).await),
+            CmdAction::Enable(a) => Execution::done(act(a.module.clone(), Action::Enable).await),
+            CmdAction::Noop(_) => Execution::done(Ok("noop".to_owned())),
+            CmdAction::BackupRun(_) => Execution::done(Err(BACKUP_RUN_UNSUPPORTED.to_owned())),
+            CmdAction::ConfigApply(c) => {
+                Execution::done(self.reconfigure(&c.module, &c.config_toml).await)
+            }
+            CmdAction::ConfigRollback(c) => {
+                Execution::done(self.reconfigure(&c.module, &c.config_toml).await)
+            }
+            CmdAction::Restore(r) => self.restore(r).await,
+            CmdAction::Drain(_) => Execution::done(Ok(self.drain().await)),
+        }
+    }
+
+    async fn reconfigure(&self, module: &str, toml: &str) -> Result<String, String> {
+        match self.control.reconfigure_toml(module, toml).await {
+            Ok(reply) => Ok(format!(
+                "module {} config {}{}",
+                reply.module,
+                reply.fingerprint,
+                if reply.changed { "" } else { " (unchanged)" }
+            )),
+            Err(e) => Err(error_chain(&e)),
+        }
+    }
+
+    async fn restore(&self, r: &pb::Restore) -> Execution {
+        let job = match backup::find_job(&self.config, &r.job, Some(&r.module)) {
+            Ok(job) => job,
+            Err(reason) => return Execution::done(Err(reason)),
+        };
+        let selector = if r.archive.is_empty() {
+            backup::ArchiveSelector::Latest
+        } else {
+            backup::ArchiveSelector::Named(r.archive.clone())
+        };
+        let target = PathBuf::from(&r.target);
+        let (job_name, archive) = (r.job.clone(), r.archive.clone());
+        let run = {
+            let target = target.clone();
+            tokio::task::spawn_blocking(move || backup::restore(&job, &selector, &target))
+        };
+        match run.await {
+            Ok(Ok(report)) => Execution {
+                result: Ok(format!(
+                    "restored {} files ({} bytes) from {} into {}",
+                    report.files,
+                    report.bytes,
+                    report.archive,
+                    report.target.display()
+                )),
+                bodies: vec![pb::event::Body::RestoreCompleted(report.to_body())],
+            },
+            Ok(Err(e)) => {
+                let shown = if archive.is_empty() {
+                    "latest"
+                } else {
+                    &archive
+                };
+                Execution {
+                    result: Err(error_chain(&e)),
+                    bodies: vec![pb::event::Body::RestoreFailed(
+                        e.to_body(&job_name, shown, &target),
+                    )],
+                }
+            }
+            Err(e) => Execution::done(Err(format!("restore task ended abnormally: {e}"))),
+        }
+    }
+
+    /// Pauses every running module (reason "drain"), then waits up to `drain_wait` for the
+    /// outbox to empty. The detail says what was paused and what is left.
+    async fn drain(&self) -> String {
+        let mut paused = 0usize;
+        let mut problems = Vec::new();
+        for slot in self.status.slots() {
+            if slot.state != pb::ModuleRunState::Running {
+                continue;
+            }
+            match self.control.act(&slot.name, Action::Pause, "drain").await {
+                Ok(reply) if reply.state == RunState::Paused => {
+                    paused += usize::from(reply.changed)
+                }
+                Ok(_) => {}
+                Err(e) => problems.push(error_chain(&e)),
+            }
+        }
+        // The pauses' own module_state events go through the writer; give them a moment.
+        let started = Instant::now();
+        let mut quiet_since: Option<Instant> = None;
+        while started.elapsed() < self.drain_wait {
+            if self.outbox.pending() == 0 {
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= Duration::from_millis(300) {
+                    break;
+                }
+            } else {
+                quiet_since = None;
+                self.notify.notify_one();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pending = self.outbox.pending();
+        let mut detail = format!("drained: paused {paused} modules, {pending} events pending");
+        if pending > 0 {
+            detail.push_str(&format!(" after {:?}", self.drain_wait));
+        }
+        if !problems.is_empty() {
+            detail.push_str("; ");
+            detail.push_str(&problems.join("; "));
+        }
+        detail
+    }
+}

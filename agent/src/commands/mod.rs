@@ -1,0 +1,372 @@
+//! The agent's side of commands: a durable JetStream pull consumer `agent-<host>` on
+//! `OPS_CMDS` (filter `ops.cmd.<host>`, explicit acks, one in flight, so an agent that was
+//! offline gets what was sent meanwhile, in order), and the lifecycle of each command.
+//!
+//! Per message: undecodable → logged, counted, acked. Otherwise `decide` (target, seen id,
+//! epoch fencing, deadline, payload); a duplicate is acked silently; a rejection or expiry is
+//! written to the outbox with the id's status (and a raised epoch) in one flushed batch, then
+//! acked; an accepted command writes `command_accepted` + status `accepted` + epoch in one
+//! flushed batch, is acked, runs, and its `command_completed` / `command_failed` (after any
+//! restore result) goes through the runner's writer, after the events of the change itself.
+//! At start every id still `accepted` (the agent stopped mid-run) gets `command_failed`.
+//!
+//! `decide` owns the pure decisions, `ledger` the persisted epoch and statuses, `exec` the
+//! actions.
+
+mod decide;
+mod exec;
+mod ledger;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream::{self, consumer, AckKind};
+use futures::StreamExt;
+use opsfleet_proto::{pb, subjects};
+use prost::Message;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::{AgentConfig, AGENT_MODULE};
+use crate::control::ControlHandle;
+use crate::outbox::{unix_ms, NewEvent, Outbox, OutboxError};
+use crate::runner::{RunOutput, StatusBoard};
+use crate::telemetry;
+
+pub use decide::{action_name, decide, validate, Catalog, Outcome, Verdict, STALE_EPOCH};
+pub use exec::{Execution, BACKUP_RUN_UNSUPPORTED};
+pub use ledger::{Ledger, Status};
+
+/// Reason of the `command_failed` for a command the agent stopped in the middle of.
+pub const RESTARTED: &str = "agent restarted before the command finished";
+
+/// Errors of the command consumer; each names what it was working on.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("cannot read the command ledger")]
+    Ledger(#[source] Box<OutboxError>),
+    #[error("cannot record command {id} in the outbox")]
+    Record {
+        id: String,
+        #[source]
+        source: Box<OutboxError>,
+    },
+}
+
+/// A command accepted (and recorded) but not yet run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub id: String,
+    pub kind: &'static str,
+    pub action: pb::command::Action,
+}
+
+/// The durable consumer's name for `host`: `agent-<host>`.
+pub fn consumer_name(host: &str) -> String {
+    format!("agent-{host}")
+}
+
+/// Handles this host's commands; build it with the runner's control handle and status board.
+pub struct CommandHandler {
+    host: String,
+    outbox: Arc<Outbox>,
+    notify: Arc<Notify>,
+    control: ControlHandle,
+    status: StatusBoard,
+    config: Arc<AgentConfig>,
+    catalog: Catalog,
+    ledger: Ledger,
+    /// How long a drain waits for the outbox to empty.
+    pub drain_wait: Duration,
+}
+
+impl CommandHandler {
+    /// Loads the ledger. `notify` wakes the publisher after each direct outbox write.
+    pub fn new(
+        outbox: Arc<Outbox>,
+        notify: Arc<Notify>,
+        control: ControlHandle,
+        status: StatusBoard,
+        config: Arc<AgentConfig>,
+    ) -> Result<Self, CommandError> {
+        let (ledger, bad) = Ledger::load(&outbox).map_err(|e| CommandError::Ledger(Box::new(e)))?;
+        for key in bad {
+            warn!(key, "unreadable command ledger entry skipped");
+        }
+        Ok(CommandHandler {
+            host: outbox.host().to_owned(),
+            catalog: Catalog::from_config(&config),
+            outbox,
+            notify,
+            control,
+            status,
+            config,
+            ledger,
+            drain_wait: Duration::from_secs(30),
+        })
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Fails every command left `accepted` by an earlier run.
+    pub async fn recover(&mut self) -> Result<(), CommandError> {
+        for id in self.ledger.unfinished() {
+            warn!(command_id = %id, "command interrupted by a restart; reporting it failed");
+            let body = pb::event::Body::CommandFailed(pb::CommandFailed {
+                command_id: id.clone(),
+                reason: RESTARTED.to_owned(),
+            });
+            self.record(&id, body, Status::Failed, 0).await?;
+            telemetry::command("failed");
+        }
+        Ok(())
+    }
+
+    /// Writes one lifecycle event with the id's new status (and epoch) in one flushed batch.
+    async fn record(
+        &mut self,
+        id: &str,
+        body: pb::event::Body,
+        status: Status,
+        epoch: u64,
+    ) -> Result<(), CommandError> {
+        let now = unix_ms(SystemTime::now());
+        let writes = self.ledger.writes(id, status, epoch, now);
+        let ev = NewEvent {
+            module: AGENT_MODULE.to_owned(),
+            time_unix_ms: now,
+            body,
+        };
+        self.outbox
+            .append_with_state(vec![ev], writes)
+            .await
+            .map_err(|source| CommandError::Record {
+                id: id.to_owned(),
+                source: Box::new(source),
+            })?;
+        self.ledger.commit(id, status, epoch);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// `admit` then, for an accepted command, `complete`: what the consumer does, with the ack
+    /// in between.
+    pub async fn handle(&mut self, payload: &[u8]) -> Result<(), CommandError> {
+        if let Some(accepted) = self.admit(payload).await? {
+            self.complete(accepted).await?;
+        }
+        Ok(())
+    }
+
+    /// Decides about one delivered payload and records (flushes) the decision. `Some` for an
+    /// accepted command, to be run with `complete`; the message may be acked either way.
+    pub async fn admit(&mut self, payload: &[u8]) -> Result<Option<Accepted>, CommandError> {
+        let cmd = match pb::Command::decode(payload) {
+            Ok(c) if !c.id.is_empty() => c,
+            Ok(_) => {
+                warn!(host = %self.host, "command without an id dropped");
+                telemetry::command("undecodable");
+                return Ok(None);
+            }
+            Err(e) => {
+                warn!(host = %self.host, error = %e, bytes = payload.len(), "undecodable command dropped");
+                telemetry::command("undecodable");
+                return Ok(None);
+            }
+        };
+        let action = cmd.action.as_ref();
+        let seen = self.ledger.status(&cmd.id).is_some();
+        let highest = self.ledger.highest_epoch();
+        let valid = validate(action, &self.catalog);
+        let now = unix_ms(SystemTime::now());
+        let verdict = decide(&self.host, &cmd, highest, seen, now, valid);
+        let id = cmd.id.as_str();
+        let kind = action_name(action);
+        let (body, status) = match verdict.outcome {
+            Outcome::Duplicate => {
+                debug!(command_id = %id, "duplicate command ignored");
+                telemetry::command("duplicate");
+                return Ok(None);
+            }
+            Outcome::Rejected { reason } => {
+                warn!(command_id = %id, action = kind, epoch = cmd.epoch, highest, reason = %reason, "command rejected");
+                let body = pb::event::Body::CommandRejected(pb::CommandRejected {
+                    command_id: id.to_owned(),
+                    reason,
+                    epoch: cmd.epoch,
+                    highest_epoch_seen: highest,
+                });
+                (body, Status::Rejected)
+            }
+            Outcome::Expired => {
+                warn!(command_id = %id, action = kind, deadline_unix_ms = cmd.deadline_unix_ms, "command expired");
+                let body = pb::event::Body::CommandExpired(pb::CommandExpired {
+                    command_id: id.to_owned(),
+                    deadline_unix_ms: cmd.deadline_unix_ms,
+                });
+                (body, Status::Expired)
+            }
+            Outcome::Accept => {
+                let body = pb::event::Body::CommandAccepted(pb::CommandAccepted {
+                    command_id: id.to_owned(),
+                    epoch: cmd.epoch,
+                });
+                (body, Status::Accepted)
+            }
+        };
+        self.record(id, body, status, verdict.highest_epoch).await?;
+        telemetry::command(status.as_str());
+        if status != Status::Accepted {
+            return Ok(None);
+        }
+        info!(command_id = %id, action = kind, issued_by = %cmd.issued_by, "command accepted");
+        Ok(cmd.action.map(|action| Accepted {
+            id: cmd.id,
+            kind,
+            action,
+        }))
+    }
+
+    /// Runs an accepted command and queues its result.
+    pub async fn complete(&mut self, accepted: Accepted) -> Result<(), CommandError> {
+        let run = self.execute(&accepted.action).await;
+        self.finish(&accepted.id, accepted.kind, run).await
+    }
+
+    /// Queues the result behind the change's own events; falls back to a direct write when
+    /// the runner is gone.
+    async fn finish(&mut self, id: &str, kind: &str, run: Execution) -> Result<(), CommandError> {
+        let now = unix_ms(SystemTime::now());
+        let (status, last) = match run.result {
+            Ok(detail) => {
+                info!(command_id = %id, action = kind, detail = %detail, "command completed");
+                let body = pb::event::Body::CommandCompleted(pb::CommandCompleted {
+                    command_id: id.to_owned(),
+                    detail,
+                });
+                (Status::Completed, body)
+            }
+            Err(reason) => {
+                warn!(command_id = %id, action = kind, reason = %reason, "command failed");
+                let body = pb::event::Body::CommandFailed(pb::CommandFailed {
+                    command_id: id.to_owned(),
+                    reason,
+                });
+                (Status::Failed, body)
+            }
+        };
+        telemetry::command(status.as_str());
+        let event = |body| NewEvent {
+            module: AGENT_MODULE.to_owned(),
+            time_unix_ms: now,
+            body,
+        };
+        let mut events: Vec<NewEvent> = run.bodies.into_iter().map(event).collect();
+        events.push(event(last.clone()));
+        let output = RunOutput {
+            events,
+            state: self.ledger.writes(id, status, 0, now),
+        };
+        if self.control.emit(output).await.is_ok() {
+            self.ledger.commit(id, status, 0);
+            return Ok(());
+        }
+        self.record(id, last, status, 0).await
+    }
+
+    /// Consumes `ops.cmd.<host>` until `cancel`: reports interrupted commands, then opens (and
+    /// on failure re-opens, with backoff) the durable consumer.
+    pub async fn run(mut self, js: jetstream::Context, cancel: CancellationToken) {
+        while let Err(e) = self.recover().await {
+            warn!(host = %self.host, error = %e, cause = ?std::error::Error::source(&e), "cannot report interrupted commands, retrying");
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        let mut backoff = Duration::from_millis(100);
+        while !cancel.is_cancelled() {
+            match self.consume(&js, &cancel).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    debug!(host = %self.host, error = %e, "command consumer unavailable, retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+        }
+    }
+
+    async fn consume(
+        &mut self,
+        js: &jetstream::Context,
+        cancel: &CancellationToken,
+    ) -> Result<(), async_nats::Error> {
+        let stream = js.get_stream(subjects::COMMANDS_STREAM).await?;
+        let durable = consumer_name(&self.host);
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                &durable,
+                consumer::pull::Config {
+                    durable_name: Some(durable.clone()),
+                    description: Some(format!("opsfleet agent {}", self.host)),
+                    filter_subject: subjects::command_subject(&self.host),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ack_wait: Duration::from_secs(30),
+                    max_ack_pending: 1,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut messages = consumer
+            .stream()
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await?;
+        info!(host = %self.host, consumer = %durable, "command consumer open");
+        loop {
+            let next = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            let msg = match next {
+                None => return Ok(()),
+                Some(Err(e)) => {
+                    debug!(error = %e, "command consumer hiccup");
+                    continue;
+                }
+                Some(Ok(m)) => m,
+            };
+            let accepted = match self.admit(&msg.payload).await {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, cause = ?std::error::Error::source(&e), "cannot record command; asking for redelivery");
+                    let _ = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                    continue;
+                }
+            };
+            // The decision is flushed: a redelivery from here on is a duplicate.
+            if let Err(e) = msg.ack().await {
+                warn!(error = %e, "cannot ack command; a redelivery will be ignored as a duplicate");
+            }
+            if let Some(accepted) = accepted {
+                if let Err(e) = self.complete(accepted).await {
+                    warn!(error = %e, cause = ?std::error::Error::source(&e), "cannot record command result; a restart reports it failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+//! Unit tests of the pure command decisions, payload validation and the ledger's encoding.
+
+use std::collections::HashSet;
+
+use opsfleet_proto::pb;
+use opsfleet_proto::pb::command::Action;
+use proptest::prelude::*;
+
+use super::*;
+
+const HOST: &str = "web-01";
+const NOW: i64 = 1_790_000_000_000;
+
+fn cmd(id: &str, epoch: u64, deadline: i64) -> pb::Command {
+    pb::Command {
+        id: id.to_owned(),
+        epoch,
+        issued_by: "alice".to_owned(),
+        target: HOST.to_owned(),
+        deadline_unix_ms: deadline,
+        issued_unix_ms: NOW - 1000,
+        action: Some(Action::Pause(pb::ModuleAction {
+            module: "disk".to_owned(),
+        })),
+    }
+}
+
+fn catalog() -> Catalog {
+    Catalog {
+        modules: vec![("disk".to_owned(), "disk"), ("bk".to_owned(), "backup")],
+        backup_jobs: vec![("bk".to_owned(), "app".to_owned())],
+    }
+}
+
+#[test]
+fn accepts_a_fresh_command_and_raises_the_epoch() {
+    let v = decide(HOST, &cmd("c1", 7, NOW + 1000), 5, false, NOW, Ok(()));
+    assert_eq!(v.outcome, Outcome::Accept);
+    assert_eq!(v.highest_epoch, 7);
+    let v = decide(HOST, &cmd("c1", 5, 0), 5, false, NOW, Ok(()));
+    assert_eq!(v.outcome, Outcome::Accept, "equal epoch and no deadline");
+}
+
+#[test]
+fn a_seen_id_is_a_silent_duplicate() {
+    let v = decide(HOST, &cmd("c1", 9, 0), 5, true, NOW, Ok(()));
+    assert_eq!(v.outcome, Outcome::Duplicate);
+    assert_eq!(v.highest_epoch, 5, "a duplicate changes nothing");
+    assert!(!v.records());
+}
+
+#[test]
+fn a_lower_epoch_is_rejected_as_stale() {
+    let v = decide(HOST, &cmd("c2", 3, 0), 5, false, NOW, Ok(()));
+    assert_eq!(
+        v.outcome,
+        Outcome::Rejected {
+            reason: STALE_EPOCH.to_owned()
+        }
+    );
+    assert_eq!(v.highest_epoch, 5);
+}
+
+#[test]
+fn a_passed_deadline_expires_but_still_raises_the_epoch() {
+    let v = decide(HOST, &cmd("c3", 8, NOW - 1), 5, false, NOW, Ok(()));
+    assert_eq!(v.outcome, Outcome::Expired);
+    assert_eq!(v.highest_epoch, 8);
+    let v = decide(HOST, &cmd("c3", 8, NOW), 5, false, NOW, Ok(()));
+    assert_eq!(
+        v.outcome,
+        Outcome::Accept,
+        "now == deadline is still in time"
+    );
+}
+
+#[test]
+fn another_hosts_command_is_rejected_without_touching_the_epoch() {
+    let mut c = cmd("c4", 99, 0);
+    c.target = "db-01".to_owned();
+    let v = decide(HOST, &c, 5, false, NOW, Ok(()));
+    assert!(matches!(v.outcome, Outcome::Rejected { ref reason } if reason.contains("db-01")));
+    assert_eq!(v.highest_epoch, 5);
+}
+
+#[test]
+fn a_bad_payload_is_rejected() {
+    let v = decide(HOST, &cmd("c5", 6, 0), 5, false, NOW, Err("nope".into()));
+    assert_eq!(
+        v.outcome,
+        Outcome::Rejected {
+            reason: "nope".into()
+        }
+    );
+    assert_eq!(v.highest_epoch, 6);
+}
+
+#[test]
+fn validation_checks_modules_jobs_and_payloads() {
+    let c = catalog();
+    let module = |m: &str| pb::ModuleAction { module: m.into() };
+    assert!(validate(Some(&Action::Pause(module("disk"))), &c).is_ok());
+    let err = validate(Some(&Action::Resume(module("nginx"))), &c).unwrap_err();
+    assert!(err.contains("unknown module \"nginx\""), "{err}");
+    assert!(validate(None, &c).is_err());
+    assert!(validate(Some(&Action::Noop(pb::Noop {})), &c).is_ok());
+    assert!(validate(Some(&Action::Drain(pb::Drain {})), &c).is_ok());
+    let restore = |module: &str, job: &str, target: &str| {
+        Action::Restore(pb::Restore {
+            module: module.into(),
+            job: job.into(),
+            archive: String::new(),
+            target: target.into(),
+        })
+    };
+    assert!(validate(Some(&restore("bk", "app", "/tmp/x")), &c).is_ok());
+    assert!(validate(Some(&restore("bk", "db", "/tmp/x")), &c).is_err());
+    assert!(validate(Some(&restore("disk", "app", "/tmp/x")), &c).is_err());
+    assert!(validate(Some(&restore("bk", "app", "")), &c).is_err());
+    let apply = |toml: &str| {
+        Action::ConfigApply(pb::ConfigApply {
+            module: "disk".into(),
+            config_toml: toml.into(),
+            fingerprint: String::new(),
+        })
+    };
+    assert!(validate(Some(&apply("type = \"disk\"")), &c).is_ok());
+    assert!(validate(Some(&apply("  ")), &c).is_err());
+}
+
+#[test]
+fn ledger_round_trips_and_lists_unfinished_ids() {
+    let mut ledger = Ledger::default();
+    let mut entries = Vec::new();
+    for (id, status, epoch) in [
+        ("a", Status::Accepted, 3),
+        ("b", Status::Completed, 4),
+        ("c", Status::Accepted, 2),
+    ] {
+        for w in ledger.writes(id, status, epoch, NOW) {
+            entries.retain(|(k, _): &(String, Vec<u8>)| *k != w.key);
+            entries.push((w.key, w.value.unwrap_or_default()));
+        }
+        ledger.commit(id, status, epoch);
+    }
+    entries.push(("cmd/bad".to_owned(), b"weird".to_vec()));
+    let (loaded, bad) = Ledger::from_entries(entries);
+    assert_eq!(bad, vec!["cmd/bad".to_owned()]);
+    assert_eq!(loaded.highest_epoch(), 4);
+    assert_eq!(loaded.status("b"), Some(Status::Completed));
+    assert_eq!(loaded.unfinished(), vec!["a".to_owned(), "c".to_owned()]);
+    assert!(
+        ledger.writes("d", Status::Rejected, 1, NOW).len() == 1,
+        "a lower epoch is never written"
+    );
+}
+
+proptest! {
+    /// Whatever arrives, the persisted epoch never goes down, no id is accepted twice, and an
+    /// accepted command never carries an epoch below one seen before it.
+    #[test]
+    fn epochs_are_monotone_and_ids_run_once(
+        deliveries in proptest::collection::vec((0u8..12, 0u64..20, any::<bool>()), 1..80)
+    ) {
+        let mut ledger = Ledger::default();
+        let mut accepted = HashSet::new();
+        let mut highest_before = 0u64;
+        for (n, (id, epoch, late)) in deliveries.into_iter().enumerate() {
+            let id = format!("c{id}");
+            let deadline = if late { NOW - 1 } else { NOW + 1 };
+            let c = cmd(&id, epoch, deadline);
+            let seen = ledger.status(&id).is_some();
+            let v = decide(HOST, &c, ledger.highest_epoch(), seen, NOW, Ok(()));
+            prop_assert!(v.highest_epoch >= ledger.highest_epoch());
+            if v.outcome == Outcome::Accept {
+                prop_assert!(accepted.insert(id.clone()), "{id} accepted twice");
+                prop_assert!(epoch >= highest_before);
+            }
+            if v.records() {
+                let status = match v.outcome {
+                    Outcome::Accept => Status::Accepted,
+                    Outcome::Expired => Status::Expired,
+                    _ => Status::Rejected,
+                };
+                ledger.commit(&id, status, v.highest_epoch);
+            }
+            highest_before = ledger.highest_epoch();
+            prop_assert!(n < 1000);
+        }
+    }
+}

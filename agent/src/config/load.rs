@@ -1,0 +1,433 @@
+//! Reading a config file and reporting EVERY problem as `FILE:LINE: key: reason`: each section
+//! and each `[[modules]]` entry is deserialized on its own, then semantic checks run on what
+//! parsed; lines come from an index of the document's spans.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use opsfleet_bus::NatsConfig;
+use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    default_data_dir, default_http, default_modules, default_nats, default_outbox,
+    default_shutdown_grace, host_problems, modules_problems, outbox_problems, prefixed,
+    AgentConfig, BackupConfig, DiskConfig, HealthConfig, HeartbeatConfig, HttpConfig,
+    JanitorConfig, LogConfig, ModuleConfig, OutboxConfig, SentinelConfig, MODULE_TYPES,
+};
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line, when the key (or its nearest parent) is in the file.
+    pub line: Option<usize>,
+    /// Dotted key path, e.g. `modules[1].interval`.
+    pub key: String,
+    pub reason: String,
+}
+
+/// Every problem of one file; `Display` prints one `FILE:LINE: key: reason` per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblems {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigProblems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match p.line {
+                Some(line) => write!(f, "{file}:{line}: {}: {}", p.key, p.reason)?,
+                None => write!(f, "{file}: {}: {}", p.key, p.reason)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read config: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(ConfigProblems),
+}
+
+/// A valid config and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub path: PathBuf,
+    pub config: AgentConfig,
+    /// `AgentConfig::fingerprint()`, computed once.
+    pub fingerprint: String,
+}
+
+/// Reads and fully validates a config file.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let config = parse_str(&text).map_err(|problems| {
+        ConfigError::Invalid(ConfigProblems {
+            file: path.to_owned(),
+            problems,
+        })
+    })?;
+    let fingerprint = config.fingerprint();
+    Ok(LoadedConfig {
+        path: path.to_owned(),
+        config,
+        fingerprint,
+    })
+}
+
+/// Parses and validates config text; on failure returns every problem found.
+pub fn parse_str(text: &str) -> Result<AgentConfig, Vec<Problem>> {
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(vec![Problem {
+                line: e.span().map(|s| line_of(text, s.start)),
+                key: "(syntax)".to_owned(),
+                reason: e.message().trim().to_owned(),
+            }])
+        }
+    };
+    let spans = SpanIndex::build(text);
+    let mut raw: Vec<(String, String)> = Vec::new();
+    let cfg = sections(table, &mut raw);
+    let mut problems: Vec<Problem> = raw
+        .into_iter()
+        .map(|(key, reason)| Problem {
+            line: spans.line(&key),
+            key,
+            reason,
+        })
+        .collect();
+    problems.sort_by_key(|p| p.line.unwrap_or(0));
+    match cfg {
+        Some(cfg) if problems.is_empty() => Ok(cfg),
+        _ => Err(problems),
+    }
+}
+
+const TOP_KEYS: &[&str] = &[
+    "host",
+    "data_dir",
+    "shutdown_grace",
+    "nats",
+    "outbox",
+    "modules",
+    "http",
+];
+
+#[derive(Deserialize)]
+struct HumanDuration(#[serde(with = "humantime_serde")] Duration);
+
+/// Deserializes every section on its own, runs the semantic checks on those that parsed and
+/// returns the config when every section parsed.
+fn sections(mut table: toml::Table, out: &mut Vec<(String, String)>) -> Option<AgentConfig> {
+    for key in table.keys() {
+        if !TOP_KEYS.contains(&key.as_str()) {
+            out.push((
+                key.clone(),
+                format!("unknown key; expected one of {}", TOP_KEYS.join(", ")),
+            ));
+        }
+    }
+    let host = match table.remove("host") {
+        None => {
+            out.push(("host".to_owned(), "is required".to_owned()));
+            None
+        }
+        Some(v) => section::<String>("host", v, out),
+    };
+    if let Some(h) = &host {
+        out.extend(host_problems(h));
+    }
+    let data_dir = optional(&mut table, "data_dir", default_data_dir, out);
+    let grace = match table.remove("shutdown_grace") {
+        None => Some(default_shutdown_grace()),
+        Some(v) => section::<HumanDuration>("shutdown_grace", v, out).map(|d| d.0),
+    };
+    let nats = optional::<NatsConfig>(&mut table, "nats", default_nats, out);
+    if let Some(n) = &nats {
+        out.extend(prefixed("nats", n.problems()));
+    }
+    let outbox = optional::<OutboxConfig>(&mut table, "outbox", default_outbox, out);
+    if let Some(o) = &outbox {
+        out.extend(outbox_problems(o));
+    }
+    let modules = match table.remove("modules") {
+        None => Some(default_modules()),
+        Some(toml::Value::Array(items)) => {
+            let mut parsed = Vec::new();
+            let mut all = true;
+            for (i, item) in items.into_iter().enumerate() {
+                match module_entry(i, item, out) {
+                    Some(m) => parsed.push((i, m)),
+                    None => all = false,
+                }
+            }
+            let refs: Vec<(usize, &ModuleConfig)> = parsed.iter().map(|(i, m)| (*i, m)).collect();
+            out.extend(modules_problems(&refs));
+            all.then(|| parsed.into_iter().map(|(_, m)| m).collect())
+        }
+        Some(other) => {
+            out.push((
+                "modules".to_owned(),
+                format!(
+                    "must be an array of tables ([[modules]]), found {}",
+                    other.type_str()
+                ),
+            ));
+            None
+        }
+    };
+    let http = match table.remove("http") {
+        None => Some(default_http()),
+        Some(v) => section::<HttpConfig>("http", v, out).map(Some),
+    };
+    Some(AgentConfig {
+        host: host?,
+        data_dir: data_dir?,
+        shutdown_grace: grace?,
+        nats: nats?,
+        outbox: outbox?,
+        modules: modules?,
+        http: http?,
+    })
+}
+
+fn optional<T: DeserializeOwned>(
+    table: &mut toml::Table,
+    key: &str,
+    default: fn() -> T,
+    out: &mut Vec<(String, String)>,
+) -> Option<T> {
+    match table.remove(key) {
+        None => Some(default()),
+        Some(v) => section(key, v, out),
+    }
+}
+
+/// Picks the module struct by `type` and deserializes the rest of the entry into it, so errors
+/// keep their key (serde's internally tagged enums lose it).
+pub(super) fn module_entry(
+    i: usize,
+    item: toml::Value,
+    out: &mut Vec<(String, String)>,
+) -> Option<ModuleConfig> {
+    let prefix = format!("modules[{i}]");
+    let toml::Value::Table(mut t) = item else {
+        out.push((
+            prefix,
+            format!("must be a table, found {}", item.type_str()),
+        ));
+        return None;
+    };
+    let expected = MODULE_TYPES.join(", ");
+    let kind = match t.remove("type") {
+        None => {
+            out.push((
+                format!("{prefix}.type"),
+                format!("is required; one of {expected}"),
+            ));
+            return None;
+        }
+        Some(toml::Value::String(s)) => s,
+        Some(other) => {
+            out.push((
+                format!("{prefix}.type"),
+                format!("must be a string, found {}", other.type_str()),
+            ));
+            return None;
+        }
+    };
+    let body = toml::Value::Table(t);
+    match kind.as_str() {
+        "heartbeat" => section::<HeartbeatConfig>(&prefix, body, out).map(ModuleConfig::Heartbeat),
+        "disk" => section::<DiskConfig>(&prefix, body, out).map(ModuleConfig::Disk),
+        "health" => section::<HealthConfig>(&prefix, body, out).map(ModuleConfig::Health),
+        "backup" => section::<BackupConfig>(&prefix, body, out).map(ModuleConfig::Backup),
+        "janitor" => section::<JanitorConfig>(&prefix, body, out).map(ModuleConfig::Janitor),
+        "log" => section::<LogConfig>(&prefix, body, out).map(ModuleConfig::Log),
+        "sentinel" => section::<SentinelConfig>(&prefix, body, out).map(ModuleConfig::Sentinel),
+        other => {
+            out.push((
+                format!("{prefix}.type"),
+                format!("unknown module type {other:?}; expected one of {expected}"),
+            ));
+            None
+        }
+    }
+}
+
+/// Deserializes one section, turning an error into `(full key, reason)`.
+fn section<T: DeserializeOwned>(
+    prefix: &str,
+    value: toml::Value,
+    out: &mut Vec<(String, String)>,
+) -> Option<T> {
+    match T::deserialize(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            out.push(error_key(prefix, &e));
+            None
+        }
+    }
+}
+
+/// `toml::de::Error` from a `Value` carries the key path only in its Display (`in `a.b``), and
+/// unknown/missing field names only in the message.
+fn error_key(prefix: &str, e: &toml::de::Error) -> (String, String) {
+    let message = e.message().trim().to_owned();
+    let display = e.to_string();
+    let mut key = prefix.to_owned();
+    if let Some(inner) = display
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("in `").and_then(|l| l.strip_suffix('`')))
+    {
+        key = join_key(&key, inner);
+    }
+    for lead in ["unknown field `", "missing field `"] {
+        if let Some(rest) = message.strip_prefix(lead) {
+            if let Some((field, _)) = rest.split_once('`') {
+                key = join_key(&key, field);
+            }
+        }
+    }
+    (key, message)
+}
+
+fn join_key(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// Line of every key path in the document (`nats.urls[0]`, `modules[1].interval`).
+struct SpanIndex {
+    lines: HashMap<String, usize>,
+}
+
+impl SpanIndex {
+    fn build(text: &str) -> Self {
+        let mut lines = HashMap::new();
+        if let Ok(root) = toml::from_str::<Node>(text) {
+            root.walk("", text, &mut lines);
+        }
+        SpanIndex { lines }
+    }
+
+    /// Line of `key`, else of its nearest parent present in the file.
+    fn line(&self, key: &str) -> Option<usize> {
+        let mut k = key;
+        loop {
+            if let Some(l) = self.lines.get(k) {
+                return Some(*l);
+            }
+            let cut = k.rfind(['.', '['])?;
+            k = &k[..cut];
+        }
+    }
+}
+
+/// Shape of a TOML document with the span of every value.
+enum Node {
+    Leaf,
+    Table(Vec<(String, Spanned<Node>)>),
+    Array(Vec<Spanned<Node>>),
+}
+
+impl Node {
+    fn walk(&self, path: &str, text: &str, out: &mut HashMap<String, usize>) {
+        let mut visit = |child: String, node: &Spanned<Node>| {
+            out.insert(child.clone(), line_of(text, node.span().start));
+            node.get_ref().walk(&child, text, out);
+        };
+        match self {
+            Node::Leaf => {}
+            Node::Table(entries) => {
+                for (k, v) in entries {
+                    visit(join_key(path, k), v);
+                }
+            }
+            Node::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    visit(format!("{path}[{i}]"), v);
+                }
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any TOML value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(k) = map.next_key::<String>()? {
+            entries.push((k, map.next_value::<Spanned<Node>>()?));
+        }
+        Ok(Node::Table(entries))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element::<Spanned<Node>>()? {
+            items.push(v);
+        }
+        Ok(Node::Array(items))
+    }
+}

@@ -1,0 +1,257 @@
+//! The controller task behind every `ControlHandle`: serves requests one at a time, persisting
+//! each change before it takes effect, emitting its event and updating the status board.
+
+use opsfleet_proto::pb;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{
+    join_problems, state_event, transition, Action, ControlError, ControlReply, Controller, Op,
+    Record, Request, RunState,
+};
+use crate::config::{module_problems, ModuleConfig};
+use crate::modules;
+use crate::outbox::{unix_ms, NewEvent};
+use crate::runner::ModuleEntry;
+
+impl Controller {
+    /// Where swapped module instances go for module `idx`.
+    pub(crate) fn attach(&mut self, idx: usize, swap: mpsc::Sender<ModuleEntry>) {
+        if let Some(m) = self.modules.get_mut(idx) {
+            m.swap = Some(swap);
+        }
+    }
+
+    /// Serves requests until `cancel`.
+    pub(crate) async fn serve(
+        mut self,
+        mut rx: mpsc::Receiver<Request>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            let req = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = rx.recv() => match r { Some(r) => r, None => return },
+            };
+            let res = self.handle(&req.module, req.op).await;
+            // The caller may have gone away; the change stands either way.
+            let _ = req.reply.send(res);
+        }
+    }
+
+    async fn handle(&mut self, module: &str, op: Op) -> Result<ControlReply, ControlError> {
+        if let Op::Emit(output) = op {
+            if self.events.send(output).await.is_err() {
+                return Err(ControlError::Stopped);
+            }
+            return Ok(ControlReply {
+                module: module.to_owned(),
+                kind: String::new(),
+                state: RunState::Running,
+                fingerprint: String::new(),
+                changed: false,
+            });
+        }
+        let idx = self
+            .modules
+            .iter()
+            .position(|m| m.name == module)
+            .ok_or_else(|| ControlError::UnknownModule {
+                module: module.to_owned(),
+            })?;
+        match op {
+            Op::Act { action, reason } => self.act(idx, action, &reason).await,
+            Op::Reconfigure(cfg) => self.reconfigure(idx, *cfg).await,
+            Op::Reject {
+                problems,
+                fingerprint,
+            } => Err(self.reject(idx, problems, &fingerprint).await),
+            Op::Emit(_) => Err(ControlError::Stopped),
+        }
+    }
+
+    fn reply(&self, idx: usize, changed: bool) -> ControlReply {
+        let m = &self.modules[idx];
+        ControlReply {
+            module: m.name.clone(),
+            kind: m.kind.to_owned(),
+            state: m.state,
+            fingerprint: m.fingerprint.clone(),
+            changed,
+        }
+    }
+
+    async fn persist(&self, idx: usize, state: RunState, reason: &str) -> Result<(), ControlError> {
+        let m = &self.modules[idx];
+        let record = Record {
+            state,
+            reason: reason.to_owned(),
+            config: if m.has_override {
+                m.config.clone()
+            } else {
+                None
+            },
+            file_fingerprint: m.file_fingerprint.clone(),
+            changed_unix_ms: unix_ms(std::time::SystemTime::now()),
+        };
+        // A running module without an override needs no record.
+        let value = if state == RunState::Running && record.config.is_none() {
+            None
+        } else {
+            serde_json::to_vec(&record).ok()
+        };
+        self.outbox
+            .put_control(&m.name, value)
+            .await
+            .map_err(|source| ControlError::Store {
+                module: m.name.clone(),
+                source,
+            })
+    }
+
+    async fn emit(&self, ev: NewEvent) {
+        if self.events.send(ev.into()).await.is_err() {
+            warn!("outbox writer gone; control event not written");
+        }
+    }
+
+    async fn act(
+        &mut self,
+        idx: usize,
+        action: Action,
+        reason: &str,
+    ) -> Result<ControlReply, ControlError> {
+        let current = self.modules[idx].state;
+        let next = transition(current, action).map_err(|hint| ControlError::Conflict {
+            module: self.modules[idx].name.clone(),
+            action: action.as_str(),
+            hint,
+        })?;
+        let Some(next) = next else {
+            return Ok(self.reply(idx, false));
+        };
+        let why = format!("{} ({reason})", action.as_str());
+        self.persist(idx, next, &why).await?;
+        let m = &mut self.modules[idx];
+        m.state = next;
+        self.board.update(idx, |s| s.state = next.to_pb());
+        if next == RunState::Disabled {
+            self.health.set(&m.name, Vec::new());
+        }
+        info!(module = %m.name, from = current.as_str(), to = next.as_str(), reason, "module state changed");
+        let ev = state_event(&m.name, m.kind, next, &why, &m.fingerprint);
+        self.emit(ev).await;
+        Ok(self.reply(idx, true))
+    }
+
+    async fn reject(
+        &self,
+        idx: usize,
+        problems: Vec<(String, String)>,
+        rejected_fingerprint: &str,
+    ) -> ControlError {
+        let m = &self.modules[idx];
+        let reason = join_problems(&problems);
+        warn!(module = %m.name, reason = %reason, "reconfiguration rejected");
+        self.emit(NewEvent {
+            module: m.name.clone(),
+            time_unix_ms: unix_ms(std::time::SystemTime::now()),
+            body: pb::event::Body::ConfigRejected(pb::ConfigRejected {
+                module: m.name.clone(),
+                reason,
+                rejected_fingerprint: rejected_fingerprint.to_owned(),
+                kept_fingerprint: m.fingerprint.clone(),
+            }),
+        })
+        .await;
+        ControlError::Rejected {
+            module: m.name.clone(),
+            problems,
+        }
+    }
+
+    async fn reconfigure(
+        &mut self,
+        idx: usize,
+        cfg: ModuleConfig,
+    ) -> Result<ControlReply, ControlError> {
+        let name = self.modules[idx].name.clone();
+        let mut problems = module_problems(&cfg);
+        if cfg.name() != name {
+            problems.push((
+                "name".to_owned(),
+                format!(
+                    "must stay {name:?} (found {:?}); renaming is a config file change",
+                    cfg.name()
+                ),
+            ));
+        }
+        if self.modules[idx].swap.is_none() {
+            problems.push((
+                "(module)".to_owned(),
+                "this module cannot be reconfigured at run time".to_owned(),
+            ));
+        }
+        let fingerprint = cfg.fingerprint();
+        if !problems.is_empty() {
+            return Err(self.reject(idx, problems, &fingerprint).await);
+        }
+        if fingerprint == self.modules[idx].fingerprint {
+            return Ok(self.reply(idx, false));
+        }
+        let mut module = modules::build(&cfg);
+        let same_kind = module.kind() == self.modules[idx].kind;
+        if same_kind {
+            match self.outbox.module_state(&name) {
+                Ok(saved) => module.restore(saved),
+                Err(e) => {
+                    warn!(module = %name, error = %e, "cannot read module state for the new instance")
+                }
+            }
+        }
+        // Persist first: a crash after the swap must not come back with the old config.
+        let (prev_override, prev_config) = {
+            let m = &mut self.modules[idx];
+            let prev = (m.has_override, m.config.clone());
+            m.has_override = fingerprint != m.file_fingerprint;
+            m.config = Some(cfg.clone());
+            prev
+        };
+        let state = self.modules[idx].state;
+        if let Err(e) = self.persist(idx, state, "reconfigure").await {
+            let m = &mut self.modules[idx];
+            m.has_override = prev_override;
+            m.config = prev_config;
+            return Err(e);
+        }
+        let entry = ModuleEntry {
+            name: name.clone(),
+            interval: cfg.interval(),
+            fingerprint: fingerprint.clone(),
+            module,
+        };
+        let kind = entry.module.kind();
+        if let Some(swap) = &self.modules[idx].swap {
+            if swap.send(entry).await.is_err() {
+                return Err(ControlError::Stopped);
+            }
+        }
+        let m = &mut self.modules[idx];
+        m.kind = kind;
+        m.fingerprint = fingerprint.clone();
+        let interval = cfg.interval();
+        self.board.update(idx, |s| {
+            s.kind = kind;
+            s.interval = interval;
+            s.fingerprint = fingerprint.clone();
+        });
+        if !same_kind {
+            self.health.set(&name, Vec::new());
+        }
+        info!(module = %name, fingerprint = %fingerprint, "module reconfigured");
+        let ev = state_event(&name, kind, state, "reconfigured", &fingerprint);
+        self.emit(ev).await;
+        Ok(self.reply(idx, true))
+    }
+}

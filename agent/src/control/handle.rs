@@ -1,0 +1,97 @@
+//! `ControlHandle`: the cloneable, async front of a runner's controller (pause, resume,
+//! disable, enable, reconfigure from a typed config or TOML text).
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Action, ControlError, ControlReply, Op, Request};
+use crate::config::{parse_module_toml, ModuleConfig};
+use crate::runner::RunOutput;
+
+/// Cloneable handle to a runner's modules (admin HTTP routes now, commands in issue 5).
+#[derive(Debug, Clone)]
+pub struct ControlHandle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl ControlHandle {
+    pub(crate) fn channel() -> (ControlHandle, mpsc::Receiver<Request>) {
+        let (tx, rx) = mpsc::channel(64);
+        (ControlHandle { tx }, rx)
+    }
+
+    async fn call(&self, module: &str, op: Op) -> Result<ControlReply, ControlError> {
+        let (reply, rx) = oneshot::channel();
+        let req = Request {
+            module: module.to_owned(),
+            op,
+            reply,
+        };
+        self.tx.send(req).await.map_err(|_| ControlError::Stopped)?;
+        rx.await.map_err(|_| ControlError::Stopped)?
+    }
+
+    /// Pause / resume / disable / enable `module`; `reason` goes into the `module_state` event.
+    pub async fn act(
+        &self,
+        module: &str,
+        action: Action,
+        reason: &str,
+    ) -> Result<ControlReply, ControlError> {
+        let op = Op::Act {
+            action,
+            reason: reason.to_owned(),
+        };
+        self.call(module, op).await
+    }
+
+    pub async fn pause(&self, module: &str) -> Result<ControlReply, ControlError> {
+        self.act(module, Action::Pause, "control").await
+    }
+    pub async fn resume(&self, module: &str) -> Result<ControlReply, ControlError> {
+        self.act(module, Action::Resume, "control").await
+    }
+    pub async fn disable(&self, module: &str) -> Result<ControlReply, ControlError> {
+        self.act(module, Action::Disable, "control").await
+    }
+    pub async fn enable(&self, module: &str) -> Result<ControlReply, ControlError> {
+        self.act(module, Action::Enable, "control").await
+    }
+
+    /// Validates `cfg` like the config file does and swaps it in, or refuses it (a
+    /// `config_rejected` event; the module keeps its config).
+    pub async fn reconfigure(
+        &self,
+        module: &str,
+        cfg: ModuleConfig,
+    ) -> Result<ControlReply, ControlError> {
+        self.call(module, Op::Reconfigure(Box::new(cfg))).await
+    }
+
+    /// `reconfigure` from the TOML text of one `[[modules]]` entry (`type = "disk"`, ...).
+    pub async fn reconfigure_toml(
+        &self,
+        module: &str,
+        text: &str,
+    ) -> Result<ControlReply, ControlError> {
+        match parse_module_toml(text) {
+            Ok(cfg) => self.reconfigure(module, cfg).await,
+            Err(problems) => {
+                let fingerprint = hex::encode(Sha256::digest(text.as_bytes()));
+                let op = Op::Reject {
+                    problems,
+                    fingerprint,
+                };
+                self.call(module, op).await
+            }
+        }
+    }
+
+    /// Queues `output` for the outbox writer after every control change made before this call
+    /// (FIFO with their `module_state` events); queued, not yet committed, when this returns.
+    pub async fn emit(&self, output: RunOutput) -> Result<(), ControlError> {
+        self.call(crate::config::AGENT_MODULE, Op::Emit(output))
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,352 @@
+//! `ops-agent` binary: CLI, logging, signal handling and the wiring of outbox, publisher and
+//! module runner.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use opsfleet_agent::commands::CommandHandler;
+use opsfleet_agent::config::{self, ConfigError, LoadedConfig};
+use opsfleet_agent::config::{AgentConfig, HttpConfig};
+use opsfleet_agent::http::{HttpError, HttpState};
+use opsfleet_agent::{JetStreamSink, Outbox, Publisher, PublisherControl, Runner};
+use opsfleet_bus::ConnectMode;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// Runs this host's modules and publishes their events to NATS JetStream through a durable
+/// outbox.
+#[derive(Debug, Parser)]
+#[command(name = "ops-agent", version, about)]
+struct Cli {
+    /// Agent config file (TOML).
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// Validate the config, print every problem and exit (0 valid, 2 invalid).
+    #[arg(long)]
+    check_config: bool,
+    /// Log line format on stderr; the filter comes from OPS_LOG or RUST_LOG (default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the outbox of a stopped agent: incarnation, last seq, pending events.
+    Outbox {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Restore a backup archive into a directory. Every file is verified against the manifest
+    /// before anything lands in the target; a corrupt archive is reported by file name and the
+    /// target is left untouched. Does not open the agent's sled (the agent may keep running).
+    Restore {
+        /// Backup job name.
+        #[arg(long)]
+        job: String,
+        /// Backup module instance holding the job (only needed when several have that job).
+        #[arg(long)]
+        module: Option<String>,
+        /// Archive file name in the job's destination, or `latest`.
+        #[arg(long, default_value = "latest")]
+        archive: String,
+        /// Directory to restore into: created if missing; an existing one must not already
+        /// hold the archive's top-level names.
+        #[arg(long)]
+        target: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = std::env::var("OPS_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load_or_report(path: &Path) -> Result<LoadedConfig, ExitCode> {
+    match config::load(path) {
+        Ok(c) => Ok(c),
+        Err(e @ ConfigError::Read { .. }) => {
+            eprintln!("{e}");
+            Err(ExitCode::from(2))
+        }
+        Err(ConfigError::Invalid(problems)) => {
+            eprintln!("{problems}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let Some(path) = cli.config.clone() else {
+        eprintln!("ops-agent: --config FILE is required");
+        return ExitCode::from(2);
+    };
+    let loaded = match load_or_report(&path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if cli.check_config {
+        let fp = loaded.fingerprint.get(..12).unwrap_or(&loaded.fingerprint);
+        println!(
+            "config ok: {} ({} modules, fingerprint {fp})",
+            path.display(),
+            loaded.config.modules.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let result = match cli.command {
+        Some(Command::Outbox { output }) => show_outbox(&loaded, output),
+        Some(Command::Restore {
+            job,
+            module,
+            archive,
+            target,
+            output,
+        }) => run_restore(&loaded, &job, module.as_deref(), &archive, &target, output),
+        None => run_agent(loaded),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ops-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn show_outbox(loaded: &LoadedConfig, output: Output) -> anyhow::Result<()> {
+    let cfg = &loaded.config;
+    let outbox = Outbox::open_existing(&cfg.sled_path(), &cfg.host)?;
+    let s = outbox.summary();
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(&s)?),
+        Output::Text => {
+            println!("host:        {}", s.host);
+            println!("incarnation: {}", s.incarnation);
+            println!("last_seq:    {}", s.last_seq);
+            println!("pending:     {}", s.pending);
+        }
+    }
+    Ok(())
+}
+
+fn run_restore(
+    loaded: &LoadedConfig,
+    job: &str,
+    module: Option<&str>,
+    archive: &str,
+    target: &Path,
+    output: Output,
+) -> anyhow::Result<()> {
+    use opsfleet_agent::modules::backup;
+    let job_cfg = backup::find_job(&loaded.config, job, module).map_err(anyhow::Error::msg)?;
+    let selector: backup::ArchiveSelector = archive.parse()?;
+    match backup::restore(&job_cfg, &selector, target) {
+        Ok(report) => {
+            match output {
+                Output::Json => println!("{}", serde_json::to_string(&report)?),
+                Output::Text => println!(
+                    "restored {} files, {} dirs, {} symlinks ({} bytes) from {} into {}",
+                    report.files,
+                    report.dirs,
+                    report.symlinks,
+                    report.bytes,
+                    report.archive,
+                    report.target.display()
+                ),
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if output == Output::Json {
+                let failure = backup::restore::failure_json(&e, job, archive, target);
+                println!("{}", serde_json::to_string(&failure)?);
+            }
+            Err(anyhow::Error::new(e).context(format!("restore of job {job} failed")))
+        }
+    }
+}
+
+fn run_agent(loaded: LoadedConfig) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(loaded))
+}
+
+async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
+    let cfg = loaded.config;
+    let host = cfg.host.clone();
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
+    let outbox = Arc::new(Outbox::open(
+        &cfg.sled_path(),
+        &host,
+        cfg.outbox.max_events,
+    )?);
+    info!(
+        host,
+        incarnation = %outbox.incarnation(),
+        last_seq = outbox.last_seq(),
+        pending = outbox.pending(),
+        fingerprint = %loaded.fingerprint,
+        "agent starting"
+    );
+    let client = opsfleet_bus::connect(
+        &cfg.nats,
+        &format!("ops-agent {host}"),
+        ConnectMode::Background,
+    )
+    .await
+    .context("cannot set up the NATS connection")?;
+    let js = opsfleet_bus::jetstream(client.clone(), &cfg.nats);
+
+    let notify = Arc::new(Notify::new());
+    let ctl = PublisherControl::default();
+    let sink = JetStreamSink::new(js.clone(), cfg.nats.request_timeout);
+    let mut publisher =
+        tokio::spawn(Publisher::new(outbox.clone(), sink, notify.clone()).run(ctl.clone()));
+
+    let cancel = CancellationToken::new();
+    let runner = Runner::from_config(&host, outbox.clone(), notify.clone(), &cfg);
+    let commands = CommandHandler::new(
+        outbox.clone(),
+        notify,
+        runner.control(),
+        runner.status(),
+        Arc::new(cfg.clone()),
+    )
+    .context("cannot start the command handler")?;
+    let http = match &cfg.http {
+        Some(http_cfg) => {
+            Some(start_http(http_cfg, &cfg, &outbox, &client, &runner, &cancel).await?)
+        }
+        None => None,
+    };
+    let runner = tokio::spawn(runner.run(cancel.clone()));
+    let commands = tokio::spawn(commands.run(js, cancel.clone()));
+
+    wait_for_signal().await?;
+    info!(host, "shutting down");
+    cancel.cancel();
+    if let Err(e) = commands.await {
+        warn!(host, error = %e, "command handler ended abnormally");
+    }
+    if let Err(e) = runner.await {
+        warn!(host, error = %e, "module runner ended abnormally");
+    }
+    if let Some(http) = http {
+        match http.await {
+            Ok(Err(e)) => {
+                warn!(host, error = %e, cause = ?std::error::Error::source(&e), "http endpoint failed")
+            }
+            Err(e) => warn!(host, error = %e, "http endpoint ended abnormally"),
+            Ok(Ok(())) => {}
+        }
+    }
+    ctl.drain.cancel();
+    if tokio::time::timeout(cfg.shutdown_grace, &mut publisher)
+        .await
+        .is_err()
+    {
+        warn!(
+            host,
+            pending = outbox.pending(),
+            grace = ?cfg.shutdown_grace,
+            "shutdown grace over; unpublished events stay in the outbox"
+        );
+        ctl.stop.cancel();
+        let _ = publisher.await;
+    }
+    outbox.flush().await?;
+    info!(
+        host,
+        pending = outbox.pending(),
+        last_seq = outbox.last_seq(),
+        "agent stopped"
+    );
+    Ok(())
+}
+
+/// Binds `[http] listen` (failing the start when it cannot) and serves /healthz, /readyz,
+/// /metrics and, when enabled, the admin routes until `cancel`.
+async fn start_http(
+    http_cfg: &HttpConfig,
+    cfg: &AgentConfig,
+    outbox: &Arc<Outbox>,
+    client: &async_nats::Client,
+    runner: &Runner,
+    cancel: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), HttpError>>> {
+    let metrics = match opsfleet_agent::telemetry::install() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            warn!(error = %e, "cannot install the metrics recorder; /metrics answers 503");
+            None
+        }
+    };
+    let nats = client.clone();
+    let state = HttpState {
+        outbox: outbox.clone(),
+        max_events: cfg.outbox.max_events,
+        nats_connected: Arc::new(move || {
+            nats.connection_state() == async_nats::connection::State::Connected
+        }),
+        metrics,
+        control: http_cfg.admin_enabled().then(|| runner.control()),
+    };
+    let (listener, addr) = opsfleet_agent::http::bind(http_cfg.listen).await?;
+    info!(%addr, admin = http_cfg.admin_enabled(), "http endpoint bound");
+    Ok(tokio::spawn(opsfleet_agent::http::serve(
+        listener,
+        state,
+        cancel.clone(),
+    )))
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

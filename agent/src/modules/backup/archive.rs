@@ -1,0 +1,229 @@
+//! Writing one backup: walk the sources (symlinks archived as symlinks, never followed), stream
+//! tar + zstd|gzip into a hidden `.partial` file while hashing every file and the compressed
+//! bytes, report progress, write the manifest, and rename both into place only when complete
+//! (manifest first, so a visible archive always has its manifest). Blocking code: callers run
+//! it in `spawn_blocking`.
+//!
+//! This file owns `write_archive` and its results and errors; `manifest` owns the manifest
+//! format, `writers` the plumbing of one write (progress, hashing, compression, partial-file
+//! guard), `walk` the archiving of one source.
+
+mod manifest;
+mod walk;
+mod writers;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use super::naming;
+use crate::config::BackupJobConfig;
+
+pub use manifest::{EntryKind, Manifest, ManifestEntry, Skipped};
+use walk::archive_source;
+use writers::{Encoder, HashWriter, PartialGuard, Tracker};
+
+/// Suffix of the manifest written next to each archive.
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+/// Suffix of files being written; never a valid archive or manifest name.
+pub const PARTIAL_SUFFIX: &str = ".partial";
+/// Manifest format version.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Why writing an archive failed. The partial files are removed before this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("source {}: cannot read", path.display())]
+    Source {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot walk {}", path.display())]
+    Walk {
+        path: PathBuf,
+        #[source]
+        source: walkdir::Error,
+    },
+    #[error("{}: cannot read", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: shrank while being archived ({got} of {expected} bytes)", path.display())]
+    Shrank {
+        path: PathBuf,
+        expected: u64,
+        got: u64,
+    },
+    #[error("{}: cannot write", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cancelled (agent stopping)")]
+    Cancelled,
+}
+
+/// Counters handed to the progress callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// What a completed archive is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub archive_path: PathBuf,
+    pub manifest_path: PathBuf,
+    pub manifest: Manifest,
+    pub duration: Duration,
+}
+
+/// Writes one archive of `job` stamped `at` into its destination, and its manifest.
+pub fn write_archive(
+    job: &BackupJobConfig,
+    at: SystemTime,
+    on_progress: &mut dyn FnMut(Progress),
+    cancel: &AtomicBool,
+) -> Result<Written, ArchiveError> {
+    let started = Instant::now();
+    let dest = &job.destination;
+    fs::create_dir_all(dest).map_err(|source| ArchiveError::Write {
+        path: dest.clone(),
+        source,
+    })?;
+    // A unique name: bump the timestamp by a millisecond while the name is taken.
+    let mut at = at;
+    let mut name = naming::archive_name(&job.name, at, job.compression);
+    while dest.join(&name).exists() || dest.join(format!("{name}{MANIFEST_SUFFIX}")).exists() {
+        at += Duration::from_millis(1);
+        name = naming::archive_name(&job.name, at, job.compression);
+    }
+    let archive_path = dest.join(&name);
+    let manifest_path = dest.join(format!("{name}{MANIFEST_SUFFIX}"));
+    let archive_tmp = dest.join(format!(".{name}{PARTIAL_SUFFIX}"));
+    let manifest_tmp = dest.join(format!(".{name}{MANIFEST_SUFFIX}{PARTIAL_SUFFIX}"));
+    let guard = PartialGuard(vec![archive_tmp.clone(), manifest_tmp.clone()]);
+
+    let write_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ArchiveError::Write { path, source }
+    };
+    // The archive is readable by its owner only; the manifest holds no content.
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&archive_tmp)
+        .map_err(write_err(&archive_tmp))?;
+    let enc = Encoder::new(
+        job.compression,
+        HashWriter::new(BufWriter::with_capacity(256 * 1024, file)),
+    )
+    .map_err(write_err(&archive_tmp))?;
+    let mut builder = tar::Builder::new(enc);
+    let mut tracker = Tracker::new(
+        job.progress_every_files,
+        job.progress_every,
+        on_progress,
+        cancel,
+    );
+    let mut entries = Vec::new();
+    let mut skipped = Vec::new();
+    for source in &job.sources {
+        archive_source(
+            &mut builder,
+            source,
+            &archive_tmp,
+            &mut tracker,
+            &mut entries,
+            &mut skipped,
+        )?;
+    }
+    let progress = tracker.now;
+    let enc = builder.into_inner().map_err(write_err(&archive_tmp))?;
+    let hashed = enc.finish().map_err(write_err(&archive_tmp))?;
+    let (buffered, archive_sha256, archive_size) = hashed.finish();
+    let file = buffered.into_inner().map_err(|e| ArchiveError::Write {
+        path: archive_tmp.clone(),
+        source: e.into_error(),
+    })?;
+    file.sync_all().map_err(write_err(&archive_tmp))?;
+    drop(file);
+
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        job: job.name.clone(),
+        archive: name.clone(),
+        compression: job.compression,
+        created_unix_ms: naming::unix_ms(at),
+        sources: job
+            .sources
+            .iter()
+            .map(|s| s.display().to_string())
+            .collect(),
+        archive_sha256,
+        archive_size,
+        files: progress.files,
+        bytes: progress.bytes,
+        entries,
+        skipped,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ArchiveError::Write {
+        path: manifest_tmp.clone(),
+        source: io::Error::other(e),
+    })?;
+    let mut mf = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&manifest_tmp)
+        .map_err(write_err(&manifest_tmp))?;
+    mf.write_all(&json).map_err(write_err(&manifest_tmp))?;
+    mf.sync_all().map_err(write_err(&manifest_tmp))?;
+    drop(mf);
+    fs::rename(&manifest_tmp, &manifest_path).map_err(write_err(&manifest_path))?;
+    if let Err(source) = fs::rename(&archive_tmp, &archive_path) {
+        let _ = fs::remove_file(&manifest_path);
+        return Err(ArchiveError::Write {
+            path: archive_path,
+            source,
+        });
+    }
+    std::mem::forget(guard);
+    if let Ok(d) = File::open(dest) {
+        let _ = d.sync_all();
+    }
+    Ok(Written {
+        archive_path,
+        manifest_path,
+        manifest,
+        duration: started.elapsed(),
+    })
+}
+
+/// sha256 (hex) and length of a whole file.
+pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
+    let mut f = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), total))
+}

@@ -1,0 +1,370 @@
+//! The backup module: per-job schedules, one background run per job at a time (archiving and
+//! hashing on the blocking pool, events handed over at the next tick), retention selection as
+//! a pure function, and pruning. `archive` writes archives + manifests, `restore` (with
+//! `extract`) verifies and restores them, `naming` owns archive file names.
+
+pub mod archive;
+mod extract;
+pub mod naming;
+pub mod restore;
+
+use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use opsfleet_proto::pb;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{Module, ModuleCtx, ModuleError};
+use crate::config::{AgentConfig, BackupConfig, BackupJobConfig, ModuleConfig};
+pub use archive::{ArchiveError, Manifest, ManifestEntry, Progress, MANIFEST_SUFFIX};
+pub use naming::ArchiveFile;
+pub use restore::{
+    restore, ArchiveSelector, Corruption, FileProblem, Problem, RestoreError, RestoreReport,
+};
+
+/// The job named `job` among the config's backup modules (restricted to the module named
+/// `module` when given); an error message when there is none or more than one.
+pub fn find_job(
+    cfg: &AgentConfig,
+    job: &str,
+    module: Option<&str>,
+) -> Result<BackupJobConfig, String> {
+    let mut found = Vec::new();
+    for m in &cfg.modules {
+        let ModuleConfig::Backup(b) = m else { continue };
+        if module.is_some_and(|want| want != m.name()) {
+            continue;
+        }
+        found.extend(
+            b.jobs
+                .iter()
+                .filter(|j| j.name == job)
+                .map(|j| (m.name().to_owned(), j)),
+        );
+    }
+    match found.as_slice() {
+        [(_, j)] => Ok((*j).clone()),
+        [] => Err(match module {
+            Some(name) => format!("no backup job {job:?} in module {name:?}"),
+            None => format!("no backup job {job:?} in the config"),
+        }),
+        many => Err(format!(
+            "backup job {job:?} is in several modules ({}); pick one with --module",
+            many.iter()
+                .map(|(m, _)| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Whether a job whose last run started at `last` is due at `now`.
+pub fn is_due(now: SystemTime, last: Option<SystemTime>, every: Duration) -> bool {
+    match last {
+        None => true,
+        // A last run in the future (clock stepped back) waits until the clock catches up.
+        Some(last) => now.duration_since(last).is_ok_and(|d| d >= every),
+    }
+}
+
+/// Retention (see `BackupJobConfig`): the names of the archives to DELETE. An archive is kept
+/// when its age at `now` is below `keep_days` days, or when it is among the `keep_count` newest
+/// (by time, ties by name); all others are returned, oldest first.
+pub fn select_prune(
+    archives: &[ArchiveFile],
+    now: SystemTime,
+    keep_days: u64,
+    keep_count: u64,
+) -> Vec<String> {
+    let mut sorted: Vec<&ArchiveFile> = archives.iter().collect();
+    // Newest first.
+    sorted.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
+    let max_age = Duration::from_secs(keep_days.saturating_mul(86_400));
+    let keep_n = usize::try_from(keep_count).unwrap_or(usize::MAX);
+    let mut prune: Vec<String> = sorted
+        .iter()
+        .enumerate()
+        .filter(|(rank, a)| *rank >= keep_n && naming::age(now, a.time) >= max_age)
+        .map(|(_, a)| a.name.clone())
+        .collect();
+    prune.reverse();
+    prune
+}
+
+/// What one successful run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    pub written: archive::Written,
+    /// Archives deleted by retention, and the bytes of them and their manifests.
+    pub pruned: Vec<String>,
+    pub bytes_freed: u64,
+}
+
+/// One complete run of `job` stamped `at`: clean leftovers, archive, prune. Blocking.
+pub fn run_job(
+    job: &BackupJobConfig,
+    at: SystemTime,
+    on_progress: &mut dyn FnMut(Progress),
+    cancel: &AtomicBool,
+) -> Result<RunOutcome, ArchiveError> {
+    remove_leftovers(job);
+    let written = archive::write_archive(job, at, on_progress, cancel)?;
+    let (pruned, bytes_freed) = prune(job, at);
+    Ok(RunOutcome {
+        written,
+        pruned,
+        bytes_freed,
+    })
+}
+
+fn remove_leftovers(job: &BackupJobConfig) {
+    match naming::leftovers(&job.destination, &job.name) {
+        Ok(names) => {
+            for n in names {
+                let p = job.destination.join(&n);
+                match fs::remove_file(&p) {
+                    Ok(()) => {
+                        info!(job = %job.name, path = %p.display(), "removed leftover of an interrupted run")
+                    }
+                    Err(e) => {
+                        warn!(job = %job.name, path = %p.display(), error = %e, "cannot remove leftover")
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            warn!(job = %job.name, dest = %job.destination.display(), error = %e, "cannot list destination")
+        }
+    }
+}
+
+/// Applies retention; returns the deleted archives and the bytes freed.
+fn prune(job: &BackupJobConfig, now: SystemTime) -> (Vec<String>, u64) {
+    let archives = match naming::list_archives(&job.destination, &job.name) {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(job = %job.name, error = %e, "cannot list archives for retention");
+            return (Vec::new(), 0);
+        }
+    };
+    let mut deleted = Vec::new();
+    let mut freed = 0u64;
+    for name in select_prune(&archives, now, job.keep_days, job.keep_count) {
+        let archive = job.destination.join(&name);
+        let manifest = job.destination.join(format!("{name}{MANIFEST_SUFFIX}"));
+        let size = fs::symlink_metadata(&archive).map_or(0, |m| m.len());
+        // Archive first: a manifest without archive is never listed, the reverse would be.
+        match fs::remove_file(&archive) {
+            Ok(()) => {
+                freed += size;
+                let msize = fs::symlink_metadata(&manifest).map_or(0, |m| m.len());
+                if fs::remove_file(&manifest).is_ok() {
+                    freed += msize;
+                }
+                deleted.push(name);
+            }
+            Err(e) => warn!(job = %job.name, archive = %name, error = %e, "cannot prune archive"),
+        }
+    }
+    (deleted, freed)
+}
+
+/// Newest archive time of a job, from the names in its destination.
+fn newest_archive(job: &BackupJobConfig) -> Option<SystemTime> {
+    match naming::list_archives(&job.destination, &job.name) {
+        Ok(list) => list.last().map(|a| a.time),
+        Err(e) => {
+            warn!(job = %job.name, error = %e, "cannot list archives");
+            None
+        }
+    }
+}
+
+struct JobSlot {
+    cfg: Arc<BackupJobConfig>,
+    /// Start of the last run; `None` until the destination was scanned.
+    last_run: Option<SystemTime>,
+    scanned: bool,
+    running: Arc<AtomicBool>,
+}
+
+/// The module: checks schedules every tick, starts due jobs in the background, and returns the
+/// events their runs produced since the previous tick.
+pub struct BackupModule {
+    jobs: Vec<JobSlot>,
+    tx: mpsc::UnboundedSender<pb::event::Body>,
+    rx: mpsc::UnboundedReceiver<pb::event::Body>,
+    /// Set when the module is dropped: runs in progress stop and remove their partial files.
+    cancel: Arc<AtomicBool>,
+}
+
+impl BackupModule {
+    pub fn new(cfg: &BackupConfig) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        BackupModule {
+            jobs: cfg
+                .jobs
+                .iter()
+                .map(|j| JobSlot {
+                    cfg: Arc::new(j.clone()),
+                    last_run: None,
+                    scanned: false,
+                    running: Arc::new(AtomicBool::new(false)),
+                })
+                .collect(),
+            tx,
+            rx,
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether any job is running now.
+    pub fn busy(&self) -> bool {
+        self.jobs.iter().any(|j| j.running.load(Ordering::SeqCst))
+    }
+
+    fn start(&self, slot: &JobSlot, at: SystemTime) {
+        let job = slot.cfg.clone();
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let tx = self.tx.clone();
+        let running = slot.running.clone();
+        let cancel = self.cancel.clone();
+        running.store(true, Ordering::SeqCst);
+        let _ = tx.send(pb::event::Body::BackupStarted(pb::BackupStarted {
+            job: job.name.clone(),
+            run_id: run_id.clone(),
+            sources: job
+                .sources
+                .iter()
+                .map(|s| s.display().to_string())
+                .collect(),
+        }));
+        info!(job = %job.name, run_id, "backup started");
+        tokio::spawn(async move {
+            let (job2, id2, tx2) = (job.clone(), run_id.clone(), tx.clone());
+            let res = tokio::task::spawn_blocking(move || {
+                let mut on_progress = |p: Progress| {
+                    let _ = tx2.send(pb::event::Body::BackupProgress(pb::BackupProgress {
+                        job: job2.name.clone(),
+                        run_id: id2.clone(),
+                        files: p.files,
+                        bytes: p.bytes,
+                    }));
+                };
+                run_job(&job2, at, &mut on_progress, &cancel)
+            })
+            .await;
+            for body in outcome_bodies(&job.name, &run_id, res) {
+                let _ = tx.send(body);
+            }
+            running.store(false, Ordering::SeqCst);
+        });
+    }
+}
+
+/// The events closing a run.
+fn outcome_bodies(
+    job: &str,
+    run_id: &str,
+    res: Result<Result<RunOutcome, ArchiveError>, tokio::task::JoinError>,
+) -> Vec<pb::event::Body> {
+    let failed = |reason: String| {
+        warn!(job, run_id, reason = %reason, "backup failed");
+        vec![pb::event::Body::BackupFailed(pb::BackupFailed {
+            job: job.to_owned(),
+            run_id: run_id.to_owned(),
+            reason,
+        })]
+    };
+    match res {
+        Err(e) => failed(format!("backup task failed: {e}")),
+        Ok(Err(e)) => failed(restore::error_chain(&e)),
+        Ok(Ok(out)) => {
+            let w = &out.written;
+            info!(job, run_id, archive = %w.manifest.archive, files = w.manifest.files, size = w.manifest.archive_size, "backup completed");
+            let mut bodies = vec![pb::event::Body::BackupCompleted(pb::BackupCompleted {
+                job: job.to_owned(),
+                run_id: run_id.to_owned(),
+                archive: w.archive_path.display().to_string(),
+                manifest: w.manifest_path.display().to_string(),
+                size_bytes: w.manifest.archive_size,
+                files: w.manifest.files,
+                duration_ms: u64::try_from(w.duration.as_millis()).unwrap_or(u64::MAX),
+                sha256: w.manifest.archive_sha256.clone(),
+            })];
+            if !out.pruned.is_empty() {
+                info!(
+                    job,
+                    pruned = out.pruned.len(),
+                    bytes_freed = out.bytes_freed,
+                    "archives pruned"
+                );
+                bodies.push(pb::event::Body::BackupPruned(pb::BackupPruned {
+                    job: job.to_owned(),
+                    archives: out.pruned,
+                    bytes_freed: out.bytes_freed,
+                }));
+            }
+            bodies
+        }
+    }
+}
+
+impl Drop for BackupModule {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl Module for BackupModule {
+    fn kind(&self) -> &'static str {
+        "backup"
+    }
+
+    async fn run_once(&mut self, ctx: &ModuleCtx) -> Result<Vec<pb::event::Body>, ModuleError> {
+        let unscanned: Vec<Arc<BackupJobConfig>> = self
+            .jobs
+            .iter()
+            .filter(|j| !j.scanned)
+            .map(|j| j.cfg.clone())
+            .collect();
+        if !unscanned.is_empty() {
+            // Listing a directory can block (network mounts): off the async workers.
+            let found = tokio::task::spawn_blocking(move || {
+                unscanned
+                    .iter()
+                    .map(|j| newest_archive(j))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| ModuleError::Other(format!("archive scan task failed: {e}")))?;
+            let mut found = found.into_iter();
+            for slot in self.jobs.iter_mut().filter(|j| !j.scanned) {
+                slot.last_run = found.next().flatten();
+                slot.scanned = true;
+            }
+        }
+        for i in 0..self.jobs.len() {
+            let slot = &self.jobs[i];
+            if slot.running.load(Ordering::SeqCst)
+                || !is_due(ctx.now, slot.last_run, slot.cfg.schedule)
+            {
+                continue;
+            }
+            self.start(slot, ctx.now);
+            self.jobs[i].last_run = Some(ctx.now);
+        }
+        let mut bodies = Vec::new();
+        while let Ok(b) = self.rx.try_recv() {
+            bodies.push(b);
+        }
+        Ok(bodies)
+    }
+}
+
+#[cfg(test)]
+mod tests;

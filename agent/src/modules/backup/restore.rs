@@ -1,0 +1,269 @@
+//! Restore: pick an archive of a job, read its manifest, extract it into a hidden temp dir
+//! beside the target and verify everything (`extract`), and only then move the entries into
+//! the target. On any failure the temp dir is removed and the target is left as it was.
+//! Blocking code: call it from `spawn_blocking`.
+//!
+//! This file owns choosing the archive and the restore itself; `report` owns what a restore
+//! reports (its success report, corruption details and errors, as events and JSON).
+
+mod report;
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tracing::warn;
+
+use super::archive::{Manifest, ManifestEntry, MANIFEST_SUFFIX};
+use super::extract::extract_verified;
+use super::naming::{list_archives, parse_archive_name};
+use crate::config::BackupJobConfig;
+
+pub use report::{
+    error_chain, failure_json, Corruption, FileProblem, Problem, RestoreError, RestoreReport,
+};
+
+/// Which archive of a job to restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveSelector {
+    /// The newest complete archive (by the timestamp in its name).
+    Latest,
+    /// An archive file name in the job's destination, e.g. `app-20240131T235959.123Z.tar.zst`.
+    Named(String),
+}
+
+impl FromStr for ArchiveSelector {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(if s == "latest" {
+            ArchiveSelector::Latest
+        } else {
+            ArchiveSelector::Named(s.to_owned())
+        })
+    }
+}
+
+/// The archive file name `selector` designates for `job`.
+pub fn resolve_archive(
+    job: &BackupJobConfig,
+    selector: &ArchiveSelector,
+) -> Result<String, RestoreError> {
+    match selector {
+        ArchiveSelector::Named(name) => {
+            if parse_archive_name(&job.name, name).is_none() {
+                return Err(RestoreError::BadArchiveName {
+                    job: job.name.clone(),
+                    name: name.clone(),
+                });
+            }
+            Ok(name.clone())
+        }
+        ArchiveSelector::Latest => list_archives(&job.destination, &job.name)
+            .map_err(|source| RestoreError::List {
+                dest: job.destination.clone(),
+                source,
+            })?
+            .pop()
+            .map(|a| a.name)
+            .ok_or_else(|| RestoreError::NoArchive {
+                job: job.name.clone(),
+                dest: job.destination.clone(),
+            }),
+    }
+}
+
+/// Reads and checks the manifest of `archive` in the job's destination.
+pub fn read_manifest(job: &BackupJobConfig, archive: &str) -> Result<Manifest, RestoreError> {
+    let path = job.destination.join(format!("{archive}{MANIFEST_SUFFIX}"));
+    let bytes = fs::read(&path).map_err(|source| RestoreError::ManifestRead {
+        path: path.clone(),
+        source,
+    })?;
+    let m: Manifest =
+        serde_json::from_slice(&bytes).map_err(|source| RestoreError::ManifestInvalid {
+            path: path.clone(),
+            source,
+        })?;
+    if m.archive != archive || m.job != job.name {
+        return Err(RestoreError::ManifestMismatch {
+            path,
+            found: format!("job {} archive {}", m.job, m.archive),
+        });
+    }
+    Ok(m)
+}
+
+/// Restores one archive of `job` into `target` (created if missing; an existing target must be
+/// a directory none of whose entries collide with the archive's top-level names).
+pub fn restore(
+    job: &BackupJobConfig,
+    selector: &ArchiveSelector,
+    target: &Path,
+) -> Result<RestoreReport, RestoreError> {
+    let started = Instant::now();
+    let archive = resolve_archive(job, selector)?;
+    let manifest = read_manifest(job, &archive)?;
+    let target = std::path::absolute(target).map_err(|source| RestoreError::TargetIo {
+        target: target.to_owned(),
+        action: "resolve",
+        path: target.to_owned(),
+        source,
+    })?;
+    let (Some(parent), Some(target_name)) = (target.parent(), target.file_name()) else {
+        return Err(RestoreError::Target {
+            target,
+            reason: "needs a parent directory and a name".to_owned(),
+        });
+    };
+    let target_exists = match fs::symlink_metadata(&target) {
+        Ok(m) if m.is_dir() => true,
+        Ok(_) => {
+            return Err(RestoreError::Target {
+                target,
+                reason: "exists and is not a directory".to_owned(),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(source) => {
+            return Err(RestoreError::TargetIo {
+                target: target.clone(),
+                action: "stat",
+                path: target.clone(),
+                source,
+            })
+        }
+    };
+    let tops = top_level_names(&manifest.entries);
+    if target_exists {
+        check_conflicts(&target, &tops)?;
+    }
+    let io_err = |action: &'static str, path: &Path| {
+        let (target, path) = (target.clone(), path.to_owned());
+        move |source| RestoreError::TargetIo {
+            target,
+            action,
+            path,
+            source,
+        }
+    };
+    fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+    let tmp = parent.join(format!(
+        ".{}.restore-{}-{}",
+        target_name.to_string_lossy(),
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    ));
+    fs::create_dir(&tmp).map_err(io_err("create", &tmp))?;
+    let _ = fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700));
+    let archive_path = job.destination.join(&archive);
+    let result = extract_verified(&archive_path, &archive, &manifest, &tmp)
+        .and_then(|stats| move_into(&tmp, &target, target_exists, &tops).map(|()| stats));
+    if let Err(e) = fs::remove_dir_all(&tmp) {
+        if e.kind() != io::ErrorKind::NotFound {
+            warn!(path = %tmp.display(), error = %e, "cannot remove restore temp dir");
+        }
+    }
+    let stats = result?;
+    Ok(RestoreReport {
+        job: job.name.clone(),
+        archive,
+        target,
+        files: stats.files,
+        dirs: stats.dirs,
+        symlinks: stats.symlinks,
+        bytes: stats.bytes,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+fn top_level_names(entries: &[ManifestEntry]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    entries
+        .iter()
+        .filter_map(|e| e.path.split('/').next())
+        .filter(|t| seen.insert(t.to_string()))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn check_conflicts(target: &Path, tops: &[String]) -> Result<(), RestoreError> {
+    let taken: Vec<&str> = tops
+        .iter()
+        .filter(|t| fs::symlink_metadata(target.join(t)).is_ok())
+        .map(String::as_str)
+        .collect();
+    if taken.is_empty() {
+        Ok(())
+    } else {
+        Err(RestoreError::Target {
+            target: target.to_owned(),
+            reason: format!("already holds {}; restore elsewhere", taken.join(", ")),
+        })
+    }
+}
+
+/// Moves the verified top-level entries from `tmp` into `target`; on failure moves back what
+/// was moved (and removes a target it created).
+fn move_into(
+    tmp: &Path,
+    target: &Path,
+    target_exists: bool,
+    tops: &[String],
+) -> Result<(), RestoreError> {
+    let io_err = |action: &'static str, path: &Path, source| RestoreError::TargetIo {
+        target: target.to_owned(),
+        action,
+        path: path.to_owned(),
+        source,
+    };
+    if target_exists {
+        check_conflicts(target, tops)?;
+    } else {
+        fs::create_dir(target).map_err(|e| io_err("create", target, e))?;
+    }
+    let mut moved: Vec<&str> = Vec::new();
+    for top in tops {
+        let from = tmp.join(top);
+        if fs::symlink_metadata(&from).is_err() {
+            continue;
+        }
+        let to = target.join(top);
+        if let Err(e) = fs::rename(&from, &to) {
+            for back in moved {
+                let _ = fs::rename(target.join(back), tmp.join(back));
+            }
+            if !target_exists {
+                let _ = fs::remove_dir(target);
+            }
+            return Err(io_err("move into place", &to, e));
+        }
+        moved.push(top);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selector_parses() {
+        assert_eq!(
+            ArchiveSelector::from_str("latest"),
+            Ok(ArchiveSelector::Latest)
+        );
+        assert_eq!(
+            ArchiveSelector::from_str("a-20240101T000000.000Z.tar.gz"),
+            Ok(ArchiveSelector::Named(
+                "a-20240101T000000.000Z.tar.gz".into()
+            ))
+        );
+    }
+}

@@ -1,0 +1,388 @@
+//! The probes themselves: HTTP GET (plain HTTP/1.1 through hyper), TCP connect and a command
+//! (its process group killed on timeout). Each returns an `Outcome`; none of them panics or
+//! blocks the runtime.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::Uri;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::config::{ProbeConfig, ProbeType, DEFAULT_EXPECT_EXIT, DEFAULT_EXPECT_STATUS};
+
+/// How much of a response body is read for `body_contains`.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Result of one probe attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub success: bool,
+    /// What was seen: `status 200`, `exit 3`, `timed out after 200ms`, an error.
+    pub detail: String,
+    pub latency: Duration,
+}
+
+/// A parsed `http://host:port/path` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTarget {
+    pub authority: String,
+    pub path_and_query: String,
+}
+
+/// Accepts `http://` URLs with a host; https is refused (probes are for local services).
+pub fn parse_http_url(url: &str) -> Result<HttpTarget, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => {
+            return Err(format!(
+                "scheme {other:?} not supported; only http:// (probes are for local services)"
+            ))
+        }
+        None => return Err(format!("{url:?} needs a scheme (http://host:port/path)")),
+    }
+    let Some(auth) = uri.authority() else {
+        return Err(format!("{url:?} has no host"));
+    };
+    if auth.host().is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    let authority = match auth.port_u16() {
+        Some(_) => auth.as_str().to_owned(),
+        None => format!("{}:80", auth.host()),
+    };
+    let path_and_query = uri
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    Ok(HttpTarget {
+        authority,
+        path_and_query,
+    })
+}
+
+/// Runs one probe with its timeout.
+pub async fn run_probe(p: &ProbeConfig) -> Outcome {
+    let started = Instant::now();
+    let (success, detail) = match p.probe {
+        ProbeType::Http => {
+            let url = p.url.as_deref().unwrap_or_default();
+            let expect = p.expect_status.unwrap_or(DEFAULT_EXPECT_STATUS);
+            http_probe(url, expect, p.body_contains.as_deref(), p.timeout).await
+        }
+        ProbeType::Tcp => tcp_probe(p.address.as_deref().unwrap_or_default(), p.timeout).await,
+        ProbeType::Command => {
+            let argv = p.argv.clone().unwrap_or_default();
+            command_probe(
+                &argv,
+                p.expect_exit.unwrap_or(DEFAULT_EXPECT_EXIT),
+                p.timeout,
+            )
+            .await
+        }
+    };
+    Outcome {
+        success,
+        detail,
+        latency: started.elapsed(),
+    }
+}
+
+/// GET `url`; success when the status is `expect` and the body (first `BODY_LIMIT` bytes)
+/// contains `contains`.
+pub async fn http_probe(
+    url: &str,
+    expect: u16,
+    contains: Option<&str>,
+    timeout: Duration,
+) -> (bool, String) {
+    match tokio::time::timeout(timeout, http_get(url, contains.is_some())).await {
+        Err(_) => (false, format!("timed out after {timeout:?}")),
+        Ok(Err(e)) => (false, e),
+        Ok(Ok((status, body))) => {
+            if status != expect {
+                return (false, format!("status {status}, expected {expect}"));
+            }
+            match contains {
+                Some(needle) if !String::from_utf8_lossy(&body).contains(needle) => (
+                    false,
+                    format!("status {status}, body does not contain {needle:?}"),
+                ),
+                _ => (true, format!("status {status}")),
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 GET over a fresh connection; returns the status and (when asked) up to
+/// `BODY_LIMIT` bytes of body. Also used by tests of the agent's own HTTP server.
+pub async fn http_get(url: &str, want_body: bool) -> Result<(u16, Vec<u8>), String> {
+    request(url, hyper::Method::GET, "", want_body).await
+}
+
+/// Like `http_get` with another method and a (possibly empty) text body.
+pub async fn request(
+    url: &str,
+    method: hyper::Method,
+    body: &str,
+    want_body: bool,
+) -> Result<(u16, Vec<u8>), String> {
+    let target = parse_http_url(url)?;
+    let stream = TcpStream::connect(&target.authority)
+        .await
+        .map_err(|e| format!("connect {}: {e}", target.authority))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake with {}: {e}", target.authority))?;
+    let driver = tokio::spawn(async move {
+        // The connection ends with an error when we drop it early; nothing to report.
+        let _ = conn.await;
+    });
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(&target.path_and_query)
+        .header(hyper::header::HOST, &target.authority)
+        .header(hyper::header::USER_AGENT, "ops-agent-health")
+        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+        .map_err(|e| format!("bad request for {url}: {e}"))?;
+    let res = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"));
+    let out = match res {
+        Err(e) => Err(e),
+        Ok(res) => {
+            let status = res.status().as_u16();
+            if want_body {
+                match read_prefix(res.into_body()).await {
+                    Ok(body) => Ok((status, body)),
+                    Err(e) => Err(format!("reading body of {url}: {e}")),
+                }
+            } else {
+                Ok((status, Vec::new()))
+            }
+        }
+    };
+    driver.abort();
+    out
+}
+
+/// Up to `BODY_LIMIT` bytes of a body; a longer body is cut, not an error.
+async fn read_prefix(mut body: hyper::body::Incoming) -> Result<Vec<u8>, hyper::Error> {
+    let mut out = Vec::new();
+    while out.len() < BODY_LIMIT {
+        match body.frame().await {
+            None => break,
+            Some(frame) => {
+                if let Ok(data) = frame?.into_data() {
+                    let room = BODY_LIMIT - out.len();
+                    out.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Connects to `address` (`host:port`, resolved each time).
+pub async fn tcp_probe(address: &str, timeout: Duration) -> (bool, String) {
+    match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+        Err(_) => (
+            false,
+            format!("connect {address}: timed out after {timeout:?}"),
+        ),
+        Ok(Err(e)) => (false, format!("connect {address}: {e}")),
+        Ok(Ok(_)) => (true, format!("connected to {address}")),
+    }
+}
+
+/// Runs `argv` (no shell) in its own process group with stdin/stdout/stderr closed; success
+/// when it exits with `expect`. On timeout the whole group is killed and reaped.
+pub async fn command_probe(argv: &[String], expect: i32, timeout: Duration) -> (bool, String) {
+    let Some((program, args)) = argv.split_first() else {
+        return (false, "empty argv".to_owned());
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return (false, format!("cannot run {program:?}: {e}")),
+    };
+    let pid = child.id();
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => match (status.code(), status.signal()) {
+            (Some(code), _) if code == expect => (true, format!("exit {code}")),
+            (Some(code), _) => (false, format!("exit {code}, expected {expect}")),
+            (None, Some(sig)) => (false, format!("killed by signal {sig}")),
+            (None, None) => (false, "ended without a status".to_owned()),
+        },
+        Ok(Err(e)) => (false, format!("cannot wait for {program:?}: {e}")),
+        Err(_) => {
+            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                // The child leads its own group (process_group(0)): kill it and its children.
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = child.kill().await;
+            (false, format!("timed out after {timeout:?}; killed"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use std::net::SocketAddr;
+
+    async fn server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let app = axum::Router::new()
+            .route("/ok", get(|| async { "all good" }))
+            .route(
+                "/fail",
+                get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let h = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (addr, h)
+    }
+
+    const T: Duration = Duration::from_millis(500);
+
+    #[tokio::test]
+    async fn http_probe_ok_500_body_mismatch_and_timeout() {
+        let (addr, h) = server().await;
+        let url = |p: &str| format!("http://{addr}{p}");
+        let (ok, detail) = http_probe(&url("/ok"), 200, Some("good"), T).await;
+        assert!(ok, "{detail}");
+        assert_eq!(detail, "status 200");
+        let (ok, detail) = http_probe(&url("/fail"), 200, None, T).await;
+        assert!(!ok);
+        assert_eq!(detail, "status 500, expected 200");
+        let (ok, _) = http_probe(&url("/fail"), 500, None, T).await;
+        assert!(ok, "expecting 500 accepts it");
+        let (ok, detail) = http_probe(&url("/ok"), 200, Some("healthy"), T).await;
+        assert!(!ok);
+        assert!(detail.contains("does not contain"), "{detail}");
+        let started = Instant::now();
+        let (ok, detail) = http_probe(&url("/slow"), 200, None, Duration::from_millis(200)).await;
+        assert!(!ok);
+        assert!(detail.starts_with("timed out"), "{detail}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        h.abort();
+    }
+
+    #[tokio::test]
+    async fn http_probe_on_a_closed_port_fails_with_the_error() {
+        let port = closed_port();
+        let (ok, detail) = http_probe(&format!("http://127.0.0.1:{port}/"), 200, None, T).await;
+        assert!(!ok);
+        assert!(detail.starts_with("connect"), "{detail}");
+    }
+
+    /// A port nobody listens on: bind, read the port, close.
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    }
+
+    #[tokio::test]
+    async fn tcp_probe_open_and_closed() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        let (ok, detail) = tcp_probe(&addr, T).await;
+        assert!(ok, "{detail}");
+        drop(l);
+        let (ok, detail) = tcp_probe(&format!("127.0.0.1:{}", closed_port()), T).await;
+        assert!(!ok);
+        assert!(detail.contains("refused"), "{detail}");
+    }
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    #[tokio::test]
+    async fn command_probe_exit_codes() {
+        let (ok, detail) = command_probe(&sh("exit 0"), 0, T).await;
+        assert!(ok, "{detail}");
+        let (ok, detail) = command_probe(&sh("exit 3"), 0, T).await;
+        assert!(!ok);
+        assert_eq!(detail, "exit 3, expected 0");
+        let (ok, _) = command_probe(&sh("exit 3"), 3, T).await;
+        assert!(ok);
+        let (ok, detail) = command_probe(&["/nonexistent/probe".to_owned()], 0, T).await;
+        assert!(!ok);
+        assert!(detail.starts_with("cannot run"), "{detail}");
+    }
+
+    #[tokio::test]
+    async fn command_probe_timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 10 & echo $! > {}; wait", pidfile.display());
+        let started = Instant::now();
+        let (ok, detail) = command_probe(&sh(&script), 0, Duration::from_millis(300)).await;
+        assert!(!ok);
+        assert!(detail.starts_with("timed out"), "{detail}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .expect("pid written")
+            .trim()
+            .parse()
+            .expect("pid");
+        // The grandchild `sleep 10` is gone too (a zombie at worst until init reaps it).
+        let mut gone = false;
+        for _ in 0..50 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat.is_empty() || stat.contains(") Z ") {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(gone, "sleep {pid} still running");
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert_eq!(
+            parse_http_url("http://127.0.0.1:8080/healthz?x=1").expect("ok"),
+            HttpTarget {
+                authority: "127.0.0.1:8080".into(),
+                path_and_query: "/healthz?x=1".into()
+            }
+        );
+        assert_eq!(
+            parse_http_url("http://localhost").expect("ok").authority,
+            "localhost:80"
+        );
+        assert!(parse_http_url("https://x/").is_err());
+        assert!(parse_http_url("/just/a/path").is_err());
+        assert!(parse_http_url("not a url").is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! The module contract: a module observes something on this host and returns event bodies.
+//! Modules never touch NATS or sled; the runner schedules them and the outbox stores their output.
+
+pub mod backup;
+pub mod disk;
+pub mod health;
+pub mod heartbeat;
+pub mod janitor;
+pub mod log;
+pub mod sentinel;
+
+use std::time::{Duration, SystemTime};
+
+use opsfleet_proto::pb;
+
+use crate::config::ModuleConfig;
+
+pub use backup::BackupModule;
+pub use disk::DiskModule;
+pub use health::{HealthBoard, HealthModule};
+pub use heartbeat::HeartbeatModule;
+pub use janitor::JanitorModule;
+pub use log::LogModule;
+pub use sentinel::SentinelModule;
+
+/// Why one run of a module failed. The runner logs and counts it; the agent keeps going.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("cannot stat {path}")]
+    Stat {
+        path: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What a module sees of the agent when it runs.
+#[derive(Debug, Clone)]
+pub struct ModuleCtx {
+    /// Wall clock time of this run.
+    pub now: SystemTime,
+    /// Time since the agent started.
+    pub uptime: Duration,
+    /// Snapshot of every module's status (name, kind, state, expected interval).
+    pub statuses: Vec<pb::ModuleStatus>,
+    /// Events in the outbox not yet acknowledged by JetStream.
+    pub outbox_pending: u64,
+    /// Current state of every health probe (for the heartbeat).
+    pub health: Vec<pb::HealthSummary>,
+}
+
+/// One module instance.
+#[async_trait::async_trait]
+pub trait Module: Send {
+    /// The module's type (`heartbeat`, `disk`).
+    fn kind(&self) -> &'static str;
+
+    /// Observes once and returns the event bodies to publish (possibly none).
+    async fn run_once(&mut self, ctx: &ModuleCtx) -> Result<Vec<pb::event::Body>, ModuleError>;
+
+    /// Called once before the first run with the state this module persisted earlier
+    /// (see `take_state`), keyed as the module wrote it.
+    fn restore(&mut self, _saved: Vec<(String, Vec<u8>)>) {}
+
+    /// State to persist atomically with the bodies of the run that just ended (e.g. a log
+    /// cursor): the runner takes it after every successful run and commits it in the same
+    /// outbox batch and flush as those bodies (keys `s/<module>/<key>`), so a crash loses or
+    /// keeps both. Return only what changed; `None` deletes the key.
+    fn take_state(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
+        Vec::new()
+    }
+
+    /// Current state of this module's health checks; the runner copies it to the shared
+    /// `HealthBoard` after every run (only the health module has any).
+    fn health(&self) -> Vec<pb::HealthSummary> {
+        Vec::new()
+    }
+}
+
+/// Builds the module a config entry describes.
+pub fn build(cfg: &ModuleConfig) -> Box<dyn Module> {
+    match cfg {
+        ModuleConfig::Heartbeat(c) => Box::new(HeartbeatModule::new(c.interval)),
+        ModuleConfig::Disk(c) => Box::new(DiskModule::new(c)),
+        ModuleConfig::Health(c) => Box::new(HealthModule::new(c)),
+        ModuleConfig::Backup(c) => Box::new(BackupModule::new(c)),
+        ModuleConfig::Janitor(c) => Box::new(JanitorModule::new(c)),
+        ModuleConfig::Log(c) => Box::new(LogModule::new(c)),
+        ModuleConfig::Sentinel(c) => Box::new(SentinelModule::new(c)),
+    }
+}

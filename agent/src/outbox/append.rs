@@ -1,0 +1,147 @@
+//! The writer's side of the outbox: group appends with gap-free seqs in one flushed batch,
+//! overflow counted per module and reported as `events_dropped`, and module state written with
+//! the events and read back at start.
+
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use opsfleet_proto::pb;
+use prost::Message;
+use uuid::Uuid;
+
+use super::{
+    event_key, state_key, unix_ms, AppendOutcome, NewEvent, Outbox, OutboxError, StateWrite,
+    META_DROPS, META_LAST_SEQ,
+};
+use crate::config::AGENT_MODULE;
+
+impl Outbox {
+    /// Writes a group of events with consecutive seqs and the new `last_seq` in one atomic
+    /// batch, then flushes, and only then makes them visible to the publisher. When the outbox
+    /// is full the excess is counted per module; the first group that finds room again starts
+    /// with one `events_dropped` event. An empty group only reports pending drops.
+    pub async fn append(&self, events: Vec<NewEvent>) -> Result<AppendOutcome, OutboxError> {
+        self.append_with_state(events, Vec::new()).await
+    }
+
+    /// `append`, plus module-state writes in the SAME sled batch and flush as the events, so
+    /// a crash keeps or loses both (a log cursor never runs ahead of, or behind, its matches).
+    /// State is written even when the events were dropped for lack of room: the drops are
+    /// counted and reported, never re-produced.
+    pub async fn append_with_state(
+        &self,
+        events: Vec<NewEvent>,
+        state_writes: Vec<StateWrite>,
+    ) -> Result<AppendOutcome, OutboxError> {
+        let mut outcome = AppendOutcome::default();
+        let (last_seq, changed) = {
+            let mut state = self.lock();
+            let mut room = self.max_events.saturating_sub(self.pending());
+            let mut batch = sled::Batch::default();
+            let mut seq = state.last_seq;
+            let mut drops = state.drops.clone();
+            let mut write = |batch: &mut sled::Batch, module: &str, time: i64, body| {
+                seq += 1;
+                let ev = pb::Event {
+                    id: Uuid::now_v7().to_string(),
+                    host: self.host.clone(),
+                    seq,
+                    time_unix_ms: time,
+                    module: module.to_owned(),
+                    incarnation: self.incarnation.to_string(),
+                    body: Some(body),
+                };
+                batch.insert(&event_key(seq), ev.encode_to_vec());
+                seq
+            };
+            let had_drops = drops.count > 0;
+            if had_drops && room > 0 {
+                let body = std::mem::take(&mut drops).into_body();
+                outcome.seqs.push(write(
+                    &mut batch,
+                    AGENT_MODULE,
+                    unix_ms(SystemTime::now()),
+                    body,
+                ));
+                outcome.reported_drops = true;
+                room -= 1;
+            }
+            for ev in events {
+                if room == 0 {
+                    drops.record(&ev.module, ev.time_unix_ms);
+                    outcome.dropped += 1;
+                    continue;
+                }
+                outcome
+                    .seqs
+                    .push(write(&mut batch, &ev.module, ev.time_unix_ms, ev.body));
+                room -= 1;
+            }
+            let drops_changed = drops != state.drops;
+            if drops_changed {
+                if drops.count == 0 {
+                    batch.remove(META_DROPS);
+                } else {
+                    let raw = serde_json::to_vec(&drops).unwrap_or_default();
+                    batch.insert(META_DROPS, raw);
+                }
+            }
+            if seq != state.last_seq {
+                batch.insert(META_LAST_SEQ, &seq.to_be_bytes());
+            }
+            let has_state = !state_writes.is_empty();
+            for w in state_writes {
+                let key = state_key(&w.module, &w.key);
+                match w.value {
+                    Some(v) => batch.insert(key.as_bytes(), v),
+                    None => batch.remove(key.as_bytes()),
+                }
+            }
+            let changed = drops_changed || seq != state.last_seq || has_state;
+            if changed {
+                self.db
+                    .apply_batch(batch)
+                    .map_err(self.store_err("write"))?;
+                self.pending
+                    .fetch_add(outcome.seqs.len() as u64, Ordering::AcqRel);
+                state.last_seq = seq;
+                state.drops = drops;
+            }
+            (seq, changed)
+        };
+        if changed {
+            self.db
+                .flush_async()
+                .await
+                .map_err(self.store_err("flush"))?;
+            self.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
+        }
+        Ok(outcome)
+    }
+
+    /// Every persisted state key of `module` (without the `s/<module>/` prefix) and its value,
+    /// in key order; handed to `Module::restore` before the module's first run.
+    pub fn module_state(&self, module: &str) -> Result<Vec<(String, Vec<u8>)>, OutboxError> {
+        let prefix = state_key(module, "");
+        let mut out = Vec::new();
+        for kv in self.db.scan_prefix(prefix.as_bytes()) {
+            let (key, value) = kv.map_err(self.store_err("scan"))?;
+            let rest = key.get(prefix.len()..).unwrap_or_default();
+            let name = std::str::from_utf8(rest).map_err(|_| OutboxError::Corrupt {
+                path: self.path.clone(),
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason: "state key is not UTF-8".to_owned(),
+            })?;
+            out.push((name.to_owned(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Counts events that never reached the store (e.g. a failed write) so they are reported.
+    pub fn record_dropped<'a>(&self, modules: impl IntoIterator<Item = (&'a str, i64)>) {
+        let mut state = self.lock();
+        for (module, at_ms) in modules {
+            state.drops.record(module, at_ms);
+        }
+    }
+}

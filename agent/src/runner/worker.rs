@@ -1,0 +1,137 @@
+//! One module's task: ticks on its interval, skips runs unless running, bounds each run by one
+//! interval, records status and health, hands run outputs to the writer, restores persisted
+//! module state before the first run and swaps in reconfigured instances.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use opsfleet_proto::pb;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+use super::{ModuleEntry, RunOutput, StatusBoard};
+use crate::modules::{HealthBoard, ModuleCtx};
+use crate::outbox::{unix_ms, NewEvent, Outbox, StateWrite};
+
+pub(super) struct ModuleWorker {
+    pub(super) idx: usize,
+    pub(super) entry: ModuleEntry,
+    pub(super) tx: mpsc::Sender<RunOutput>,
+    pub(super) board: StatusBoard,
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) started: Instant,
+    pub(super) health: HealthBoard,
+    /// New instances from `reconfigure` (already restored by the controller).
+    pub(super) swaps: mpsc::Receiver<ModuleEntry>,
+}
+
+fn ticker_for(interval: Duration) -> tokio::time::Interval {
+    // Config validation refuses 0; a zero period would make tokio's interval panic.
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker
+}
+
+impl ModuleWorker {
+    pub(super) async fn run(mut self, cancel: CancellationToken) {
+        // A run may take at most one interval.
+        let mut run_timeout = self.entry.interval.max(Duration::from_millis(1));
+        let mut ticker = ticker_for(self.entry.interval);
+        self.restore_state();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                Some(entry) = self.swaps.recv() => {
+                    // Reconfigured: the new instance runs from now on, on its own interval.
+                    self.entry = entry;
+                    run_timeout = self.entry.interval.max(Duration::from_millis(1));
+                    ticker = ticker_for(self.entry.interval);
+                    continue;
+                }
+                _ = ticker.tick() => {}
+            }
+            if self.board.state(self.idx) != pb::ModuleRunState::Running {
+                continue;
+            }
+            let now = SystemTime::now();
+            let ctx = ModuleCtx {
+                now,
+                uptime: self.started.elapsed(),
+                statuses: self.board.snapshot(),
+                outbox_pending: self.outbox.pending(),
+                health: self.health.snapshot(),
+            };
+            let run_started = Instant::now();
+            let res = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = tokio::time::timeout(run_timeout, self.entry.module.run_once(&ctx)) => r,
+            };
+            crate::telemetry::module_run(
+                &self.entry.name,
+                run_started.elapsed(),
+                matches!(res, Ok(Ok(_))),
+            );
+            if self.board.state(self.idx) != pb::ModuleRunState::Disabled {
+                self.health
+                    .set(&self.entry.name, self.entry.module.health());
+            }
+            match res {
+                Ok(Ok(bodies)) => {
+                    self.board.record(self.idx, true);
+                    debug!(events = bodies.len(), "module ran");
+                    let time_unix_ms = unix_ms(now);
+                    let events = bodies
+                        .into_iter()
+                        .map(|body| NewEvent {
+                            module: self.entry.name.clone(),
+                            time_unix_ms,
+                            body,
+                        })
+                        .collect();
+                    let state = self
+                        .entry
+                        .module
+                        .take_state()
+                        .into_iter()
+                        .map(|(key, value)| StateWrite {
+                            module: self.entry.name.clone(),
+                            key,
+                            value,
+                        })
+                        .collect();
+                    let out = RunOutput { events, state };
+                    if out != RunOutput::default() && self.tx.send(out).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Err(e)) => {
+                    self.board.record(self.idx, false);
+                    warn!(error = %e, cause = ?std::error::Error::source(&e), "module run failed");
+                }
+                Err(_) => {
+                    self.board.record(self.idx, false);
+                    warn!(timeout = ?run_timeout, "module run timed out");
+                }
+            }
+        }
+    }
+}
+
+impl ModuleWorker {
+    /// Hands the module the state it persisted in an earlier life, before its first run.
+    fn restore_state(&mut self) {
+        match self.outbox.module_state(&self.entry.name) {
+            Ok(saved) => {
+                if !saved.is_empty() {
+                    debug!(keys = saved.len(), "restoring module state");
+                }
+                self.entry.module.restore(saved);
+            }
+            Err(e) => {
+                error!(error = %e, cause = ?std::error::Error::source(&e), "cannot read module state; starting without it");
+            }
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! Commands end to end against a real nats-server (skipped when `nats-server` is not on PATH):
+//! the real runner and command handler consume `ops.cmd.<host>` from `OPS_CMDS`; lifecycle
+//! events are read back from the outbox (no publisher runs, so they stay there).
+
+mod common;
+
+use common::start_server;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use opsfleet_agent::commands::{CommandHandler, RESTARTED, STALE_EPOCH};
+use opsfleet_agent::config::{self, AgentConfig};
+use opsfleet_agent::outbox::StateWrite;
+use opsfleet_agent::{Outbox, Runner};
+use opsfleet_bus::{ConnectMode, NatsConfig, TopologyConfig};
+use opsfleet_proto::pb::command::Action;
+use opsfleet_proto::pb::event::Body;
+use opsfleet_proto::{pb, subjects};
+use prost::Message;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const HOST: &str = "web-01";
+
+fn agent_config(data_dir: &Path, url: &str) -> AgentConfig {
+    let text = format!(
+        r#"
+host = "{HOST}"
+data_dir = "{}"
+[nats]
+urls = ["{url}"]
+[[modules]]
+type = "heartbeat"
+interval = "60s"
+[[modules]]
+type = "disk"
+interval = "60s"
+paths = ["/"]
+"#,
+        data_dir.display()
+    );
+    config::parse_str(&text).expect("valid config")
+}
+
+async fn jetstream_for(url: &str) -> jetstream::Context {
+    let nats = NatsConfig {
+        urls: vec![url.to_owned()],
+        request_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let client = opsfleet_bus::connect(&nats, "test", ConnectMode::FailFast)
+        .await
+        .expect("connects");
+    let js = opsfleet_bus::jetstream(client, &nats);
+    opsfleet_bus::ensure_topology(&js, &TopologyConfig::default())
+        .await
+        .expect("topology");
+    js
+}
+
+/// The real runner and command handler of one agent, sharing its outbox.
+struct Agent {
+    outbox: Arc<Outbox>,
+    status: opsfleet_agent::StatusBoard,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Agent {
+    async fn start(cfg: &AgentConfig, js: &jetstream::Context) -> Agent {
+        let outbox = Arc::new(Outbox::open(&cfg.sled_path(), HOST, 10_000).expect("outbox"));
+        let notify = Arc::new(Notify::new());
+        let runner = Runner::from_config(HOST, outbox.clone(), notify.clone(), cfg);
+        let status = runner.status();
+        let handler = CommandHandler::new(
+            outbox.clone(),
+            notify,
+            runner.control(),
+            runner.status(),
+            Arc::new(cfg.clone()),
+        )
+        .expect("handler");
+        let cancel = CancellationToken::new();
+        let tasks = vec![
+            tokio::spawn(runner.run(cancel.clone())),
+            tokio::spawn(handler.run(js.clone(), cancel.clone())),
+        ];
+        Agent {
+            outbox,
+            status,
+            cancel,
+            tasks,
+        }
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            t.await.expect("task ends cleanly");
+        }
+    }
+
+    fn bodies(&self) -> Vec<Body> {
+        let events = self.outbox.pending_events().expect("events");
+        events.into_iter().map(|e| e.body).collect()
+    }
+
+    /// Polls until `cond` holds on the outbox bodies (generous: loaded 2-core machines).
+    async fn wait_for(&self, what: &str, cond: impl Fn(&[Body]) -> bool) -> Vec<Body> {
+        for _ in 0..600 {
+            let bodies = self.bodies();
+            if cond(&bodies) {
+                return bodies;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}: {:#?}", self.bodies());
+    }
+}
+
+fn command(id: &str, epoch: u64, deadline: i64, action: Action) -> pb::Command {
+    pb::Command {
+        id: id.to_owned(),
+        epoch,
+        issued_by: "alice".to_owned(),
+        target: HOST.to_owned(),
+        deadline_unix_ms: deadline,
+        issued_unix_ms: 0,
+        action: Some(action),
+    }
+}
+
+fn pause(module: &str) -> Action {
+    Action::Pause(pb::ModuleAction {
+        module: module.to_owned(),
+    })
+}
+
+async fn send(js: &jetstream::Context, cmd: &pb::Command, msg_id: &str) {
+    let msg = PublishMessage::build()
+        .payload(cmd.encode_to_vec().into())
+        .message_id(msg_id);
+    js.send_publish(subjects::command_subject(HOST), msg)
+        .await
+        .expect("publish")
+        .await
+        .expect("pub ack");
+}
+
+fn completed(id: &str) -> impl Fn(&[Body]) -> bool + '_ {
+    move |b| {
+        b.iter()
+            .any(|b| matches!(b, Body::CommandCompleted(c) if c.command_id == id))
+    }
+}
+
+/// Index of the first body matching `f`; panics naming `what` when there is none.
+fn position(bodies: &[Body], what: &str, f: impl Fn(&Body) -> bool) -> usize {
+    bodies
+        .iter()
+        .position(f)
+        .unwrap_or_else(|| panic!("no {what} in {bodies:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_command_pauses_the_module_once_even_when_sent_twice() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let js = jetstream_for(&server.url).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::start(&agent_config(dir.path(), &server.url), &js).await;
+
+    let c1 = command("cmd-pause-1", 1, 0, pause("disk"));
+    send(&js, &c1, "m1").await;
+    send(&js, &c1, "m2").await;
+    // A later command as a barrier: once it completed, both copies of c1 were handled.
+    send(
+        &js,
+        &command("cmd-noop-2", 1, 0, Action::Noop(pb::Noop {})),
+        "m3",
+    )
+    .await;
+    let bodies = agent
+        .wait_for("noop completed", completed("cmd-noop-2"))
+        .await;
+
+    let is_c1 = |id: &str| id == "cmd-pause-1";
+    let accepted = position(
+        &bodies,
+        "accepted",
+        |b| matches!(b, Body::CommandAccepted(a) if is_c1(&a.command_id) && a.epoch == 1),
+    );
+    let paused = position(
+        &bodies,
+        "module_state paused",
+        |b| matches!(b, Body::ModuleState(m) if m.module == "disk" && m.state == pb::ModuleRunState::Paused as i32),
+    );
+    let done = position(
+        &bodies,
+        "completed",
+        |b| matches!(b, Body::CommandCompleted(c) if is_c1(&c.command_id)),
+    );
+    assert!(
+        accepted < paused && paused < done,
+        "accepted {accepted} < module_state {paused} < completed {done}"
+    );
+    let c1_events = bodies
+        .iter()
+        .filter(|b| match b {
+            Body::CommandAccepted(a) => is_c1(&a.command_id),
+            Body::CommandCompleted(c) => is_c1(&c.command_id),
+            Body::CommandFailed(c) => is_c1(&c.command_id),
+            Body::CommandRejected(c) => is_c1(&c.command_id),
+            _ => false,
+        })
+        .count();
+    assert_eq!(c1_events, 2, "the duplicate emits nothing: {bodies:#?}");
+    let pauses = bodies
+        .iter()
+        .filter(
+            |b| matches!(b, Body::ModuleState(m) if m.state == pb::ModuleRunState::Paused as i32),
+        )
+        .count();
+    assert_eq!(pauses, 1, "paused once");
+    let disk = agent.status.slots().into_iter().find(|s| s.name == "disk");
+    assert_eq!(disk.map(|s| s.state), Some(pb::ModuleRunState::Paused));
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_epochs_are_rejected_and_late_commands_expire() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let js = jetstream_for(&server.url).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::start(&agent_config(dir.path(), &server.url), &js).await;
+
+    let noop = || Action::Noop(pb::Noop {});
+    send(&js, &command("e5", 5, 0, noop()), "e5").await;
+    send(&js, &command("e3", 3, 0, noop()), "e3").await;
+    send(&js, &command("late", 5, 1_000, noop()), "late").await;
+    send(&js, &command("unknown", 5, 0, pause("nginx")), "unknown").await;
+    send(&js, &command("last", 6, 0, noop()), "last").await;
+    let bodies = agent.wait_for("last completed", completed("last")).await;
+
+    assert!(bodies.iter().any(|b| matches!(b,
+        Body::CommandRejected(r) if r.command_id == "e3" && r.reason == STALE_EPOCH
+            && r.epoch == 3 && r.highest_epoch_seen == 5)));
+    assert!(!bodies
+        .iter()
+        .any(|b| matches!(b, Body::CommandAccepted(a) if a.command_id == "e3")));
+    assert!(bodies.iter().any(|b| matches!(b,
+        Body::CommandExpired(e) if e.command_id == "late" && e.deadline_unix_ms == 1_000)));
+    assert!(bodies.iter().any(|b| matches!(b,
+        Body::CommandRejected(r) if r.command_id == "unknown" && r.reason.contains("nginx"))));
+    assert_eq!(
+        agent
+            .outbox
+            .module_state("agent")
+            .expect("state")
+            .iter()
+            .find(|(k, _)| k == "epoch")
+            .map(|(_, v)| v.clone()),
+        Some(b"6".to_vec())
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_sent_while_the_agent_is_stopped_run_when_it_starts() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let js = jetstream_for(&server.url).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = agent_config(dir.path(), &server.url);
+
+    // First run: creates the durable consumer, takes one command.
+    let agent = Agent::start(&cfg, &js).await;
+    send(
+        &js,
+        &command("before", 1, 0, Action::Noop(pb::Noop {})),
+        "before",
+    )
+    .await;
+    agent.wait_for("first command", completed("before")).await;
+    agent.stop().await;
+
+    send(
+        &js,
+        &command("offline", 2, 0, pause("heartbeat")),
+        "offline",
+    )
+    .await;
+
+    let agent = Agent::start(&cfg, &js).await;
+    let bodies = agent
+        .wait_for("offline command", completed("offline"))
+        .await;
+    let before = bodies
+        .iter()
+        .filter(|b| matches!(b, Body::CommandAccepted(a) if a.command_id == "before"))
+        .count();
+    assert_eq!(before, 1, "the earlier command is not run again");
+    let hb = agent
+        .status
+        .slots()
+        .into_iter()
+        .find(|s| s.name == "heartbeat");
+    assert_eq!(hb.map(|s| s.state), Some(pb::ModuleRunState::Paused));
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_interrupted_by_a_restart_is_reported_failed() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let js = jetstream_for(&server.url).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = agent_config(dir.path(), &server.url);
+    {
+        std::fs::create_dir_all(&cfg.data_dir).expect("data dir");
+        let outbox = Outbox::open(&cfg.sled_path(), HOST, 10_000).expect("outbox");
+        let accepted = StateWrite {
+            module: "agent".into(),
+            key: "cmd/half-done".into(),
+            value: Some(b"accepted 1".to_vec()),
+        };
+        outbox
+            .append_with_state(Vec::new(), vec![accepted])
+            .await
+            .expect("seed");
+    }
+    let agent = Agent::start(&cfg, &js).await;
+    agent
+        .wait_for("restart failure", |b| {
+            b.iter().any(|b| {
+                matches!(b,
+                Body::CommandFailed(f) if f.command_id == "half-done" && f.reason == RESTARTED)
+            })
+        })
+        .await;
+    agent.stop().await;
+}

@@ -1,0 +1,463 @@
+//! NATS plumbing shared by the three binaries: connection settings (URLs, credentials, TLS) and
+//! the idempotent create-or-verify of the JetStream topology (`OPS_EVENTS`, `OPS_CMDS`,
+//! `OPS_DLQ`, KV `ops_leader`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use async_nats::ConnectOptions;
+use opsfleet_proto::subjects;
+use serde::{Deserialize, Serialize};
+
+/// `[nats]` section shared by agent and coordinator configs; opsctl fills it from flags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URLs; the client fails over between them.
+    #[serde(default = "default_urls")]
+    pub urls: Vec<String>,
+    /// A NATS `.creds` file (JWT + nkey seed) identifying this process.
+    #[serde(default)]
+    pub creds: Option<PathBuf>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// How long a request (PubAck, API call) may take before it counts as failed.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+/// TLS to NATS with rustls. `ca` pins the server's CA; `cert` + `key` enable mutual TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+fn default_urls() -> Vec<String> {
+    vec!["nats://127.0.0.1:4222".to_owned()]
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            urls: default_urls(),
+            creds: None,
+            tls: None,
+            request_timeout: default_request_timeout(),
+        }
+    }
+}
+
+impl NatsConfig {
+    /// Problems a config loader reports with its own key prefix; empty when valid.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.urls.is_empty() {
+            out.push((
+                "urls".to_owned(),
+                "at least one server URL is needed".to_owned(),
+            ));
+        }
+        for (i, url) in self.urls.iter().enumerate() {
+            if url.parse::<async_nats::ServerAddr>().is_err() {
+                out.push((
+                    format!("urls[{i}]"),
+                    format!("not a NATS server URL: {url:?}"),
+                ));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            if tls.cert.is_some() != tls.key.is_some() {
+                out.push((
+                    "tls".to_owned(),
+                    "`cert` and `key` go together (mutual TLS needs both)".to_owned(),
+                ));
+            }
+        }
+        if self.request_timeout.is_zero() {
+            out.push((
+                "request_timeout".to_owned(),
+                "must be greater than 0".to_owned(),
+            ));
+        }
+        out
+    }
+}
+
+/// Errors of this layer; each names the server, stream or bucket involved.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS at {urls}")]
+    Connect {
+        urls: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("cannot read NATS credentials file {path}")]
+    Creds {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create or read stream {stream}")]
+    Stream {
+        stream: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error("stream {stream} exists with {field} = {found}, but this deployment expects {expected}; fix the config or migrate the stream")]
+    StreamMismatch {
+        stream: &'static str,
+        field: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("cannot create or open KV bucket {bucket}")]
+    Bucket {
+        bucket: &'static str,
+        #[source]
+        source: async_nats::Error,
+    },
+}
+
+/// Whether `connect` waits for the first connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectMode {
+    /// Return at once and connect in the background (agents: the outbox keeps events meanwhile).
+    Background,
+    /// Fail if no server answers now (opsctl, coordinators at start).
+    FailFast,
+}
+
+/// Connects with the given identity. Reconnects forever once connected.
+pub async fn connect(
+    cfg: &NatsConfig,
+    client_name: &str,
+    mode: ConnectMode,
+) -> Result<async_nats::Client, BusError> {
+    let mut opts = ConnectOptions::new()
+        .name(client_name)
+        .max_reconnects(None)
+        .request_timeout(Some(cfg.request_timeout))
+        .connection_timeout(Duration::from_secs(5))
+        // Back off to at most 1 s between reconnect attempts: an outage ends, we want to
+        // notice quickly.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((attempts as u64 * 100).min(1_000))
+        });
+    if let Some(path) = &cfg.creds {
+        opts = opts
+            .credentials_file(path)
+            .await
+            .map_err(|source| BusError::Creds {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    if let Some(tls) = &cfg.tls {
+        opts = opts.require_tls(true);
+        if let Some(ca) = &tls.ca {
+            opts = opts.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+            opts = opts.add_client_certificate(cert.clone(), key.clone());
+        }
+    }
+    if mode == ConnectMode::Background {
+        opts = opts.retry_on_initial_connect();
+    }
+    let addrs: Vec<async_nats::ServerAddr> =
+        cfg.urls.iter().filter_map(|u| u.parse().ok()).collect();
+    opts.connect(addrs.as_slice())
+        .await
+        .map_err(|source| BusError::Connect {
+            urls: cfg.urls.join(","),
+            source,
+        })
+}
+
+/// JetStream context with this config's request timeout.
+pub fn jetstream(client: async_nats::Client, cfg: &NatsConfig) -> jetstream::Context {
+    let mut js = jetstream::new(client);
+    js.set_timeout(cfg.request_timeout);
+    js
+}
+
+/// Shape of the JetStream topology; coordinators own it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyConfig {
+    /// Replicas of every stream and of the KV bucket: 1 on one machine, 3 on a cluster.
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// How long events stay in `OPS_EVENTS` (coordinators keep their own copy in sled).
+    #[serde(default = "default_events_max_age", with = "humantime_serde")]
+    pub events_max_age: Duration,
+    /// Server-side dedup window for `Nats-Msg-Id`.
+    #[serde(default = "default_duplicate_window", with = "humantime_serde")]
+    pub duplicate_window: Duration,
+    /// How long undelivered commands are kept.
+    #[serde(default = "default_commands_max_age", with = "humantime_serde")]
+    pub commands_max_age: Duration,
+    /// Leader lease TTL (the KV bucket's `max_age`).
+    #[serde(default = "default_lease_ttl", with = "humantime_serde")]
+    pub lease_ttl: Duration,
+}
+
+fn default_replicas() -> usize {
+    1
+}
+fn default_events_max_age() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_duplicate_window() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_commands_max_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(3)
+}
+
+impl Default for TopologyConfig {
+    fn default() -> Self {
+        TopologyConfig {
+            replicas: default_replicas(),
+            events_max_age: default_events_max_age(),
+            duplicate_window: default_duplicate_window(),
+            commands_max_age: default_commands_max_age(),
+            lease_ttl: default_lease_ttl(),
+        }
+    }
+}
+
+impl TopologyConfig {
+    /// Problems a config loader reports with its own key prefix; empty when valid.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if !(1..=5).contains(&self.replicas) {
+            out.push(("replicas".to_owned(), "must be between 1 and 5".to_owned()));
+        }
+        if self.duplicate_window.is_zero() || self.duplicate_window > self.events_max_age {
+            out.push((
+                "duplicate_window".to_owned(),
+                "must be greater than 0 and at most events_max_age".to_owned(),
+            ));
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            out.push(("lease_ttl".to_owned(), "must be at least 1s".to_owned()));
+        }
+        out
+    }
+
+    fn events_stream(&self) -> stream::Config {
+        stream::Config {
+            name: subjects::EVENTS_STREAM.to_owned(),
+            subjects: vec![subjects::EVENTS_ALL.to_owned()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::Old,
+            num_replicas: self.replicas,
+            max_age: self.events_max_age,
+            duplicate_window: self.duplicate_window,
+            description: Some("opsfleet events from agents and coordinators".to_owned()),
+            ..Default::default()
+        }
+    }
+
+    fn commands_stream(&self) -> stream::Config {
+        stream::Config {
+            name: subjects::COMMANDS_STREAM.to_owned(),
+            subjects: vec![subjects::COMMANDS_ALL.to_owned()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::Old,
+            num_replicas: self.replicas,
+            max_age: self.commands_max_age,
+            duplicate_window: self.duplicate_window.min(self.commands_max_age),
+            description: Some("opsfleet commands for agents".to_owned()),
+            ..Default::default()
+        }
+    }
+
+    fn dlq_stream(&self) -> stream::Config {
+        stream::Config {
+            name: subjects::DLQ_STREAM.to_owned(),
+            subjects: vec![subjects::DLQ_ALL.to_owned()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::Old,
+            num_replicas: self.replicas,
+            max_age: self.events_max_age,
+            max_messages: 100_000,
+            description: Some(
+                "opsfleet dead letters: malformed messages, kept for forensics".to_owned(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn leader_bucket(&self) -> kv::Config {
+        kv::Config {
+            bucket: subjects::LEADER_BUCKET.to_owned(),
+            description: "opsfleet coordinator leader lease".to_owned(),
+            history: 1,
+            max_age: self.lease_ttl,
+            storage: stream::StorageType::File,
+            num_replicas: self.replicas,
+            // A watcher sees the lease age out as a marker, so a standby takes over at once
+            // instead of at its next poll (server >= 2.11).
+            limit_markers: Some(self.lease_ttl.max(Duration::from_secs(1))),
+            ..Default::default()
+        }
+    }
+}
+
+/// Handles to the topology, once created or verified.
+pub struct Topology {
+    pub events: stream::Stream,
+    pub commands: stream::Stream,
+    pub dlq: stream::Stream,
+    pub leader: kv::Store,
+}
+
+/// Creates the streams and bucket if absent; if present, checks that their shape matches
+/// (subjects, storage, replicas, retention) and fails with a `StreamMismatch` naming the
+/// field otherwise. Safe to call from every coordinator at every start.
+pub async fn ensure_topology(
+    js: &jetstream::Context,
+    cfg: &TopologyConfig,
+) -> Result<Topology, BusError> {
+    let events = ensure_stream(js, subjects::EVENTS_STREAM, cfg.events_stream()).await?;
+    let commands = ensure_stream(js, subjects::COMMANDS_STREAM, cfg.commands_stream()).await?;
+    let dlq = ensure_stream(js, subjects::DLQ_STREAM, cfg.dlq_stream()).await?;
+    let leader = match js.get_key_value(subjects::LEADER_BUCKET).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_key_value(cfg.leader_bucket())
+            .await
+            .map_err(|e| BusError::Bucket {
+                bucket: subjects::LEADER_BUCKET,
+                source: e.into(),
+            })?,
+    };
+    Ok(Topology {
+        events,
+        commands,
+        dlq,
+        leader,
+    })
+}
+
+async fn ensure_stream(
+    js: &jetstream::Context,
+    name: &'static str,
+    want: stream::Config,
+) -> Result<stream::Stream, BusError> {
+    let mut stream = js
+        .get_or_create_stream(want.clone())
+        .await
+        .map_err(|e| BusError::Stream {
+            stream: name,
+            source: e.into(),
+        })?;
+    let info = stream.info().await.map_err(|e| BusError::Stream {
+        stream: name,
+        source: e.into(),
+    })?;
+    check_same(name, &want, &info.config)?;
+    Ok(stream)
+}
+
+fn check_same(
+    stream: &'static str,
+    want: &stream::Config,
+    have: &stream::Config,
+) -> Result<(), BusError> {
+    let mismatch = |field: &'static str, expected: String, found: String| {
+        Err(BusError::StreamMismatch {
+            stream,
+            field,
+            expected,
+            found,
+        })
+    };
+    if want.subjects != have.subjects {
+        return mismatch(
+            "subjects",
+            format!("{:?}", want.subjects),
+            format!("{:?}", have.subjects),
+        );
+    }
+    if want.storage != have.storage {
+        return mismatch(
+            "storage",
+            format!("{:?}", want.storage),
+            format!("{:?}", have.storage),
+        );
+    }
+    if want.num_replicas != have.num_replicas {
+        return mismatch(
+            "replicas",
+            want.num_replicas.to_string(),
+            have.num_replicas.to_string(),
+        );
+    }
+    if want.retention != have.retention {
+        return mismatch(
+            "retention",
+            format!("{:?}", want.retention),
+            format!("{:?}", have.retention),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(NatsConfig::default().problems().is_empty());
+        assert!(TopologyConfig::default().problems().is_empty());
+    }
+
+    #[test]
+    fn problems_name_the_key() {
+        let cfg = NatsConfig {
+            urls: vec!["nats://ok:4222".into(), "::::".into()],
+            tls: Some(TlsConfig {
+                ca: None,
+                cert: Some("c.pem".into()),
+                key: None,
+            }),
+            ..Default::default()
+        };
+        let keys: Vec<String> = cfg.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["urls[1]", "tls"]);
+    }
+
+    #[test]
+    fn stream_mismatch_names_the_field() {
+        let cfg = TopologyConfig::default();
+        let want = cfg.events_stream();
+        let mut have = want.clone();
+        have.num_replicas = 3;
+        let err = check_same("OPS_EVENTS", &want, &have).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("replicas = 3"), "{text}");
+        assert!(text.contains("expects 1"), "{text}");
+    }
+}

@@ -1,0 +1,330 @@
+//! `opsctl events`: filters over the event stream and one-line renderings of events. Pure
+//! functions; the stream reading lives in `main.rs`.
+
+use opsfleet_proto::pb::{self, event::Body};
+use opsfleet_proto::EventEnvelope;
+use serde::Serialize;
+
+/// What to show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub host: Option<String>,
+    pub module: Option<String>,
+    /// A kind, or a pattern with `*` (`backup_*`, `*`).
+    pub kind: Option<String>,
+}
+
+impl Filter {
+    /// The narrowest server-side subject filter: `ops.evt.<host|*>.<kind|*>` (partial kind
+    /// patterns are matched here, client-side).
+    pub fn subject(&self) -> String {
+        let host = self.host.as_deref().unwrap_or("*");
+        let kind = match self.kind.as_deref() {
+            Some(k) if !k.contains('*') => k,
+            _ => "*",
+        };
+        format!("ops.evt.{host}.{kind}")
+    }
+
+    pub fn matches(&self, ev: &EventEnvelope) -> bool {
+        self.host.as_deref().is_none_or(|h| h == ev.host)
+            && self.module.as_deref().is_none_or(|m| m == ev.module)
+            && self.kind.as_deref().is_none_or(|k| wildcard(k, ev.kind()))
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn wildcard(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// A short human summary of an event's body.
+pub fn summary(body: &Body) -> String {
+    match body {
+        Body::Heartbeat(h) => format!(
+            "uptime {}s, {} modules, outbox {}",
+            h.uptime_ms / 1000,
+            h.modules.len(),
+            h.outbox_pending
+        ),
+        Body::Disk(d) => format!(
+            "{} {:.1}% used, inodes {:.1}%, {}{}",
+            d.path,
+            f64::from(d.used_basis_points) / 100.0,
+            f64::from(d.inodes_used_basis_points) / 100.0,
+            level(d.level),
+            if d.level_changed {
+                format!(" (was {})", level(d.previous_level))
+            } else {
+                String::new()
+            }
+        ),
+        Body::ModuleState(m) => format!(
+            "{} {} {}{}",
+            m.module,
+            m.kind,
+            run_state(m.state),
+            if m.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", m.reason)
+            }
+        ),
+        Body::EventsDropped(d) => format!("{} events dropped (outbox full)", d.count),
+        Body::LogMatch(m) => format!(
+            "{} [{}] {} line(s): {}",
+            m.path,
+            m.pattern,
+            m.lines,
+            first_line(&m.excerpt)
+        ),
+        Body::LogSuppressed(s) => format!("{}: {} matching lines suppressed", s.path, s.count),
+        Body::Sentinel(s) => format!(
+            "{} age {}s (max {}s)",
+            s.path,
+            s.age_ms / 1000,
+            s.max_age_ms / 1000
+        ),
+        Body::Health(h) => format!(
+            "{} ({}) {}: {}",
+            h.check,
+            h.probe,
+            health(h.status),
+            h.detail
+        ),
+        Body::BackupStarted(b) => format!("{} run {} started", b.job, b.run_id),
+        Body::BackupProgress(b) => format!(
+            "{} run {}: {} files, {} bytes",
+            b.job, b.run_id, b.files, b.bytes
+        ),
+        Body::BackupCompleted(b) => format!(
+            "{} run {} completed: {} ({} files, {} bytes, {} ms)",
+            b.job, b.run_id, b.archive, b.files, b.size_bytes, b.duration_ms
+        ),
+        Body::BackupFailed(b) => format!("{} run {} failed: {}", b.job, b.run_id, b.reason),
+        Body::BackupPruned(b) => format!(
+            "{} pruned {} archive(s), {} bytes",
+            b.job,
+            b.archives.len(),
+            b.bytes_freed
+        ),
+        Body::RestoreCompleted(r) => format!(
+            "{} restored {} to {} ({} files)",
+            r.job, r.archive, r.target, r.files
+        ),
+        Body::RestoreFailed(r) => {
+            format!("{} restore of {} failed: {}", r.job, r.archive, r.reason)
+        }
+        Body::Janitor(j) => format!(
+            "{}{}: removed {} files, {} dirs, {} bytes",
+            j.root,
+            if j.dry_run { " (dry run)" } else { "" },
+            j.removed_files,
+            j.removed_dirs,
+            j.bytes
+        ),
+        Body::ConfigRejected(c) => format!("{} config rejected: {}", c.module, c.reason),
+        Body::CommandIssued(c) => format!(
+            "command {} {} {} to {} (epoch {}, by {})",
+            c.command_id, c.action, c.module, c.target, c.epoch, c.issued_by
+        ),
+        Body::CommandAccepted(c) => {
+            format!("command {} accepted (epoch {})", c.command_id, c.epoch)
+        }
+        Body::CommandCompleted(c) => format!("command {} completed: {}", c.command_id, c.detail),
+        Body::CommandFailed(c) => format!("command {} failed: {}", c.command_id, c.reason),
+        Body::CommandRejected(c) => format!(
+            "command {} rejected: {} (epoch {}, highest seen {})",
+            c.command_id, c.reason, c.epoch, c.highest_epoch_seen
+        ),
+        Body::CommandExpired(c) => format!("command {} expired", c.command_id),
+        Body::Leadership(l) => format!(
+            "{} {} at epoch {}{}",
+            l.coordinator,
+            match pb::LeaderRole::try_from(l.role) {
+                Ok(pb::LeaderRole::Active) => "active",
+                Ok(pb::LeaderRole::Standby) => "standby",
+                _ => "unknown",
+            },
+            l.epoch,
+            if l.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", l.reason)
+            }
+        ),
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn level(l: i32) -> &'static str {
+    match pb::DiskLevel::try_from(l) {
+        Ok(pb::DiskLevel::Ok) => "ok",
+        Ok(pb::DiskLevel::Warn) => "warn",
+        Ok(pb::DiskLevel::Crit) => "crit",
+        _ => "unknown",
+    }
+}
+
+fn health(s: i32) -> &'static str {
+    match pb::HealthStatus::try_from(s) {
+        Ok(pb::HealthStatus::Starting) => "starting",
+        Ok(pb::HealthStatus::Ready) => "ready",
+        Ok(pb::HealthStatus::Degraded) => "degraded",
+        Ok(pb::HealthStatus::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+fn run_state(s: i32) -> &'static str {
+    match pb::ModuleRunState::try_from(s) {
+        Ok(pb::ModuleRunState::Running) => "running",
+        Ok(pb::ModuleRunState::Paused) => "paused",
+        Ok(pb::ModuleRunState::Disabled) => "disabled",
+        Ok(pb::ModuleRunState::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+/// One event as `opsctl events --output json` prints it (one object per line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventLine {
+    pub stream_seq: u64,
+    pub time_unix_ms: i64,
+    pub host: String,
+    pub seq: u64,
+    pub module: String,
+    pub kind: &'static str,
+    pub id: String,
+    pub summary: String,
+}
+
+impl EventLine {
+    pub fn new(stream_seq: u64, ev: &EventEnvelope) -> Self {
+        EventLine {
+            stream_seq,
+            time_unix_ms: ev.time_unix_ms,
+            host: ev.host.clone(),
+            seq: ev.seq,
+            module: ev.module.clone(),
+            kind: ev.kind(),
+            id: ev.id.to_string(),
+            summary: summary(&ev.body),
+        }
+    }
+
+    /// `2026-11-23T19:00:00.123Z web-01 #42 disk/disk  / 42.0% used, ...`
+    pub fn human(&self) -> String {
+        let ts = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(self.time_unix_ms) * 1_000_000,
+        )
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| self.time_unix_ms.to_string());
+        format!(
+            "{ts} {} #{} {}/{}  {}",
+            self.host, self.seq, self.module, self.kind, self.summary
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn ev(host: &str, module: &str, body: Body) -> EventEnvelope {
+        EventEnvelope {
+            id: Uuid::nil(),
+            host: host.into(),
+            seq: 42,
+            time_unix_ms: 1_790_000_000_123,
+            module: module.into(),
+            incarnation: Uuid::nil(),
+            body,
+        }
+    }
+
+    #[test]
+    fn wildcards_match_like_shell_globs() {
+        assert!(wildcard("*", "heartbeat"));
+        assert!(wildcard("backup_*", "backup_completed"));
+        assert!(!wildcard("backup_*", "restore_completed"));
+        assert!(wildcard("*_completed", "restore_completed"));
+        assert!(wildcard("b*u*d", "backup_failed"));
+        assert!(!wildcard("disk", "disks"));
+        assert!(wildcard("disk", "disk"));
+    }
+
+    #[test]
+    fn filters_narrow_the_subject_and_match_the_rest() {
+        let f = Filter {
+            host: Some("web-01".into()),
+            module: None,
+            kind: Some("backup_*".into()),
+        };
+        assert_eq!(f.subject(), "ops.evt.web-01.*");
+        let backup = ev(
+            "web-01",
+            "nightly",
+            Body::BackupStarted(pb::BackupStarted::default()),
+        );
+        assert!(f.matches(&backup));
+        assert!(!f.matches(&ev(
+            "web-01",
+            "hb",
+            Body::Heartbeat(pb::Heartbeat::default())
+        )));
+        assert!(!f.matches(&ev(
+            "db-01",
+            "nightly",
+            Body::BackupStarted(pb::BackupStarted::default())
+        )));
+        let exact = Filter {
+            kind: Some("disk".into()),
+            ..Default::default()
+        };
+        assert_eq!(exact.subject(), "ops.evt.*.disk");
+    }
+
+    #[test]
+    fn human_line_has_time_host_seq_and_summary() {
+        let e = ev(
+            "web-01",
+            "disk",
+            Body::Disk(pb::DiskUsage {
+                path: "/".into(),
+                used_basis_points: 4217,
+                level: pb::DiskLevel::Warn as i32,
+                previous_level: pb::DiskLevel::Ok as i32,
+                level_changed: true,
+                ..Default::default()
+            }),
+        );
+        assert_eq!(
+            EventLine::new(7, &e).human(),
+            "2026-09-21T14:13:20.123Z web-01 #42 disk/disk  / 42.2% used, inodes 0.0%, warn (was ok)"
+        );
+    }
+}

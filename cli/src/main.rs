@@ -1,0 +1,564 @@
+//! `opsctl`: the operator's command line for an opsfleet cluster.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use opsfleet_bus::{NatsConfig, TlsConfig};
+use opsfleet_cli::{client::Api, events, render};
+use opsfleet_proto::api::{
+    CommandRequest, CommandView, CommandsRequest, FailoverRequest, StatusRequest,
+};
+use serde::Serialize;
+
+/// Operate an opsfleet cluster: fleet status now; pause/resume, backups, alerts, config and
+/// failover as they land.
+///
+/// Talks to the coordinators over NATS request/reply (`ops.api.*`). Every command accepts
+/// `--output json` for scripts.
+#[derive(Parser, Debug)]
+#[command(name = "opsctl", version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct ConnArgs {
+    /// NATS server URL(s); repeat the flag or separate with commas.
+    #[arg(
+        long = "nats",
+        global = true,
+        env = "OPS_NATS_URL",
+        value_delimiter = ',',
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    urls: Vec<String>,
+    /// NATS credentials file (.creds) with your operator identity.
+    #[arg(long, global = true, env = "OPS_NATS_CREDS")]
+    creds: Option<PathBuf>,
+    /// CA certificate to verify the NATS server (enables TLS).
+    #[arg(long, global = true, env = "OPS_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate for mutual TLS (with --tls-key).
+    #[arg(long, global = true, env = "OPS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Client key for mutual TLS (with --tls-cert).
+    #[arg(long, global = true, env = "OPS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How long to wait for an answer, e.g. 5s, 500ms.
+    #[arg(long, global = true, default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+impl ConnArgs {
+    fn nats_config(&self) -> NatsConfig {
+        let tls = (self.tls_ca.is_some() || self.tls_cert.is_some()).then(|| TlsConfig {
+            ca: self.tls_ca.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+        });
+        NatsConfig {
+            urls: self.urls.clone(),
+            creds: self.creds.clone(),
+            tls,
+            request_timeout: self.timeout,
+        }
+    }
+}
+
+/// Which hosts a command goes to, and how long to wait for them.
+#[derive(Args, Debug)]
+struct Targets {
+    /// Target host; repeat for several.
+    #[arg(long = "host", required_unless_present = "all")]
+    hosts: Vec<String>,
+    /// Every host the coordinators know.
+    #[arg(long, conflicts_with = "hosts")]
+    all: bool,
+    /// The command expires unless its agent starts it within this time (an offline agent
+    /// that returns later gets it until then).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    deadline: Duration,
+    /// Return once the commands are issued, without waiting for the agents.
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for every agent's answer.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    wait: Duration,
+}
+
+#[derive(Args, Debug)]
+struct ModuleTargets {
+    /// The module instance, as named in the agents' configs (e.g. `log`, `nightly-db`).
+    module: String,
+    #[command(flatten)]
+    targets: Targets,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Fleet overview: every host's last event, seq, disks, modules and seq gaps.
+    ///
+    /// Asks `ops.api.status`; the first coordinator to answer wins (its name is printed).
+    Status {
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Ask this coordinator (by name) instead of whichever answers first.
+        #[arg(long)]
+        coordinator: Option<String>,
+    },
+    /// Which coordinator is active, under which epoch, and how far each one has read.
+    Leader,
+    /// Pause a module: it stays scheduled but does not run until resumed (survives restarts).
+    Pause(ModuleTargets),
+    /// Resume a paused module.
+    Resume(ModuleTargets),
+    /// Disable a module: it does not run and reports itself disabled (survives restarts).
+    Disable(ModuleTargets),
+    /// Enable a disabled module.
+    Enable(ModuleTargets),
+    /// A command that does nothing: proves the command path to the agents under the current
+    /// epoch (failover drills use it).
+    Noop(Targets),
+    /// Pause every module and flush the outbox (before maintenance).
+    Drain(Targets),
+    /// The command ledger: each command's lifecycle per host, newest first. "Did host X ever run
+    /// it?" always has an answer here.
+    Commands {
+        /// Only these command ids.
+        #[arg(long)]
+        id: Vec<String>,
+        /// Only commands for this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Events from the stream, filtered; `--follow` keeps printing new ones.
+    ///
+    /// Examples: `opsctl events --host web-01 --follow`, `opsctl events --kind 'backup_*'
+    /// --since 2h`, `opsctl events --since seq:1200 --output json`. Without --since, shows the
+    /// last 15 minutes (or, with --follow, only new events).
+    Events {
+        /// Only this host (or coordinator).
+        #[arg(long)]
+        host: Option<String>,
+        /// Only this module instance (e.g. `disk`, `nightly-db`).
+        #[arg(long)]
+        module: Option<String>,
+        /// Only this kind; `*` matches any run of characters (`backup_*`).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Replay from a time ago (`10m`, `2h`) or from a stream sequence (`seq:1234`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Keep printing new events until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Graceful handover: the active coordinator stops acting and releases its lease; the
+    /// named standby (or the first one) takes over. Waits for the new active and prints how
+    /// long the takeover took.
+    Failover {
+        /// Hand over to this coordinator.
+        #[arg(long, conflicts_with = "drill")]
+        to: Option<String>,
+        /// Rehearse: hand over to the standby and back, check that every agent runs a no-op
+        /// under each new epoch, and report timings, events lost and commands run twice
+        /// (exits non-zero unless both are zero).
+        #[arg(long)]
+        drill: bool,
+        /// How long to wait for a new active coordinator.
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+}
+
+/// What `opsctl failover --output json` prints.
+#[derive(Debug, Serialize)]
+struct FailoverResult {
+    released_by: String,
+    released_epoch: u64,
+    new_active: String,
+    new_epoch: u64,
+    takeover_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("opsctl: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("opsctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = cli.conn.nats_config();
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        let text: Vec<String> = problems
+            .into_iter()
+            .map(|(k, r)| format!("--{k}: {r}"))
+            .collect();
+        anyhow::bail!("bad connection flags: {}", text.join("; "));
+    }
+    let api = Api::connect(&cfg).await.context("cannot reach NATS")?;
+    match cli.command {
+        Command::Status { host, coordinator } => {
+            let reply = api
+                .status(&StatusRequest { host }, coordinator.as_deref())
+                .await?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&reply)?),
+                Output::Table => print!("{}", render::status(&reply, now_unix_ms())),
+            }
+        }
+        Command::Leader => {
+            let replies = api.status_all(GATHER_WINDOW).await?;
+            let responders: Vec<_> = replies.into_iter().map(|r| r.responder).collect();
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&responders)?),
+                Output::Table => print!("{}", render::coordinators(&responders)),
+            }
+        }
+        Command::Pause(m) => {
+            run_command(&api, "pause", Some(m.module), m.targets, cli.output).await?
+        }
+        Command::Resume(m) => {
+            run_command(&api, "resume", Some(m.module), m.targets, cli.output).await?
+        }
+        Command::Disable(m) => {
+            run_command(&api, "disable", Some(m.module), m.targets, cli.output).await?
+        }
+        Command::Enable(m) => {
+            run_command(&api, "enable", Some(m.module), m.targets, cli.output).await?
+        }
+        Command::Noop(t) => run_command(&api, "noop", None, t, cli.output).await?,
+        Command::Drain(t) => run_command(&api, "drain", None, t, cli.output).await?,
+        Command::Commands { id, host, limit } => {
+            let reply = api
+                .commands(&CommandsRequest {
+                    ids: id,
+                    host,
+                    limit: Some(limit),
+                })
+                .await?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&reply.commands)?),
+                Output::Table => print!("{}", render::commands(&reply.commands, now_unix_ms())),
+            }
+        }
+        Command::Events {
+            host,
+            module,
+            kind,
+            since,
+            follow,
+        } => {
+            let filter = events::Filter { host, module, kind };
+            let start = match since.as_deref() {
+                Some(s) => Some(parse_since(s)?),
+                None if follow => None,
+                None => Some(Since::Ago(Duration::from_secs(15 * 60))),
+            };
+            follow_events(&cfg, &filter, start, follow, cli.output).await?;
+        }
+        Command::Failover {
+            drill: true, wait, ..
+        } => {
+            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+            let report = opsfleet_cli::drill::run(&api, &user, wait).await?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Table => print!("{}", render::drill(&report)),
+            }
+            if !report.passed {
+                anyhow::bail!(
+                    "drill failed: {} events lost, {} commands run twice",
+                    report.events_lost,
+                    report.commands_run_twice
+                );
+            }
+        }
+        Command::Failover { to, wait, .. } => {
+            let started = std::time::Instant::now();
+            let released = api.failover(&FailoverRequest { to: to.clone() }).await?;
+            let deadline = started + wait;
+            let (new_active, new_epoch) = loop {
+                let replies = api.status_all(Duration::from_millis(25)).await?;
+                let winner = replies.iter().find(|r| {
+                    r.responder.role == "active"
+                        && r.responder.epoch > released.released_epoch
+                        && to.as_deref().is_none_or(|t| t == r.responder.name)
+                });
+                if let Some(w) = winner {
+                    break (w.responder.name.clone(), w.responder.epoch);
+                }
+                if std::time::Instant::now() >= deadline {
+                    anyhow::bail!(
+                        "{} released epoch {} but no coordinator became active within {}",
+                        released.responder.name,
+                        released.released_epoch,
+                        humantime::format_duration(wait)
+                    );
+                }
+            };
+            let result = FailoverResult {
+                released_by: released.responder.name.clone(),
+                released_epoch: released.released_epoch,
+                new_active,
+                new_epoch,
+                takeover_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            };
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+                Output::Table => println!(
+                    "{} released epoch {}; {} is active at epoch {} after {} ms",
+                    result.released_by,
+                    result.released_epoch,
+                    result.new_active,
+                    result.new_epoch,
+                    result.takeover_ms
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `opsctl pause ... --output json` prints.
+#[derive(Debug, Serialize)]
+struct CommandOutcome {
+    epoch: u64,
+    all_completed: bool,
+    commands: Vec<CommandView>,
+}
+
+/// Issues one action to the targets, then (unless --no-wait) follows the ledger until every
+/// agent answered or `--wait` ran out. Fails unless every command completed.
+async fn run_command(
+    api: &Api,
+    action: &str,
+    module: Option<String>,
+    t: Targets,
+    output: Output,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let reply = api
+        .command(&CommandRequest {
+            action: action.to_owned(),
+            module,
+            hosts: t.hosts,
+            all: t.all,
+            deadline_ms: u64::try_from(t.deadline.as_millis()).unwrap_or(u64::MAX),
+            issued_by: user,
+        })
+        .await?;
+    let ids: Vec<String> = reply
+        .commands
+        .iter()
+        .map(|c| c.command_id.clone())
+        .collect();
+    let total = ids.len();
+    let progress = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let views = loop {
+        let views = api
+            .commands(&CommandsRequest {
+                ids: ids.clone(),
+                ..Default::default()
+            })
+            .await?
+            .commands;
+        let done = views.iter().filter(|v| v.is_final()).count();
+        if progress {
+            eprint!("\r{action}: {done}/{total} hosts answered");
+        }
+        if t.no_wait || done == total || started.elapsed() >= t.wait {
+            break views;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if progress {
+        eprintln!();
+    }
+    // The ledger is a fold of the log and may not show a command yet (right after issuing,
+    // with --no-wait): report every issued command anyway, as `issued`.
+    let mut views = views;
+    for issued in &reply.commands {
+        if !views.iter().any(|v| v.id == issued.command_id) {
+            views.push(CommandView {
+                id: issued.command_id.clone(),
+                target: issued.host.clone(),
+                epoch: reply.epoch,
+                issued_by: String::new(),
+                action: action.to_owned(),
+                module: String::new(),
+                deadline_unix_ms: 0,
+                state: "issued".to_owned(),
+                detail: String::new(),
+                accepted_count: 0,
+                history: Vec::new(),
+            });
+        }
+    }
+    let all_completed = views.len() == total && views.iter().all(|v| v.state == "completed");
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&CommandOutcome {
+                epoch: reply.epoch,
+                all_completed,
+                commands: views.clone(),
+            })?
+        ),
+        Output::Table => {
+            println!(
+                "{action} issued by {} at epoch {} to {total} host(s)",
+                reply.responder.name, reply.epoch
+            );
+            print!("{}", render::commands(&views, now_unix_ms()));
+        }
+    }
+    if !t.no_wait && !all_completed {
+        let open = views.iter().filter(|v| !v.is_final()).count();
+        anyhow::bail!(
+            "not every host completed the command ({open} still open after {}; see `opsctl commands`)",
+            humantime::format_duration(t.wait)
+        );
+    }
+    Ok(())
+}
+
+/// How long `leader` listens for coordinators' replies.
+const GATHER_WINDOW: Duration = Duration::from_millis(300);
+
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Where `opsctl events` starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Since {
+    Ago(Duration),
+    Seq(u64),
+}
+
+fn parse_since(s: &str) -> anyhow::Result<Since> {
+    if let Some(seq) = s.strip_prefix("seq:") {
+        let n = seq
+            .parse::<u64>()
+            .with_context(|| format!("--since {s}: `seq:` takes a stream sequence number"))?;
+        return Ok(Since::Seq(n));
+    }
+    humantime::parse_duration(s)
+        .map(Since::Ago)
+        .with_context(|| format!("--since {s}: give a duration like 10m or 2h, or seq:1234"))
+}
+
+/// Reads `OPS_EVENTS` through an ordered consumer (no state left on the server) and prints
+/// what matches; without `follow`, stops once it has caught up.
+async fn follow_events(
+    cfg: &NatsConfig,
+    filter: &events::Filter,
+    start: Option<Since>,
+    follow: bool,
+    output: Output,
+) -> anyhow::Result<()> {
+    use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+    use futures::StreamExt;
+
+    let client = opsfleet_bus::connect(cfg, "opsctl events", opsfleet_bus::ConnectMode::FailFast)
+        .await
+        .context("cannot reach NATS")?;
+    let js = opsfleet_bus::jetstream(client, cfg);
+    let stream = js
+        .get_stream(opsfleet_proto::subjects::EVENTS_STREAM)
+        .await
+        .context("cannot open the events stream (has a coordinator ever run?)")?;
+    let deliver_policy = match start {
+        None => DeliverPolicy::New,
+        Some(Since::Seq(n)) => DeliverPolicy::ByStartSequence {
+            start_sequence: n.max(1),
+        },
+        Some(Since::Ago(d)) => DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::now_utc() - d,
+        },
+    };
+    let mut consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: filter.subject(),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .context("cannot create a consumer on the events stream")?;
+    let pending = consumer.info().await.map(|i| i.num_pending).unwrap_or(0);
+    if !follow && pending == 0 {
+        return Ok(());
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .context("cannot read the events stream")?;
+    let mut out = std::io::stdout().lock();
+    while let Some(msg) = messages.next().await {
+        let msg = msg.context("reading the events stream")?;
+        let info = msg.info().ok().map(|i| (i.stream_sequence, i.pending));
+        let (stream_seq, left) = info.unwrap_or((0, 0));
+        match opsfleet_proto::EventEnvelope::decode(&msg.payload) {
+            Ok(ev) if filter.matches(&ev) => {
+                let line = events::EventLine::new(stream_seq, &ev);
+                let text = match output {
+                    Output::Json => serde_json::to_string(&line)?,
+                    Output::Table => line.human(),
+                };
+                use std::io::Write;
+                writeln!(out, "{text}")?;
+                out.flush()?;
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "opsctl: stream seq {stream_seq} on {} is not a valid event: {e}",
+                msg.subject
+            ),
+        }
+        if !follow && left == 0 {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! Human renderings of API replies. Pure: the same reply and `now` give the same text.
+
+use comfy_table::{presets, ContentArrangement, Table};
+use opsfleet_proto::api::{CommandView, HostView, Responder, StatusReply};
+
+/// "3s ago", "5m ago", "2h ago", "4d ago"; "never" for 0; "in the future" for clock skew.
+pub fn ago(now_unix_ms: i64, then_unix_ms: i64) -> String {
+    if then_unix_ms <= 0 {
+        return "never".to_owned();
+    }
+    let d = now_unix_ms - then_unix_ms;
+    if d < -1000 {
+        return "in the future".to_owned();
+    }
+    let s = d.max(0) / 1000;
+    match s {
+        0..=119 => format!("{s}s ago"),
+        120..=7199 => format!("{}m ago", s / 60),
+        7200..=172_799 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+fn disks(h: &HostView) -> String {
+    if h.disks.is_empty() {
+        return "-".to_owned();
+    }
+    h.disks
+        .iter()
+        .map(|d| format!("{} {:.1}% {}", d.path, d.used_percent, d.level))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn modules(h: &HostView) -> String {
+    if h.modules.is_empty() {
+        return "-".to_owned();
+    }
+    h.modules
+        .iter()
+        .map(|m| format!("{}:{}", m.name, m.state))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn gaps(h: &HostView) -> String {
+    if h.gaps.is_empty() {
+        return "-".to_owned();
+    }
+    let missing: u64 = h.gaps.iter().map(|g| g.last - g.first + 1).sum();
+    format!("{missing} missing in {} range(s)", h.gaps.len())
+}
+
+/// `opsctl status` as a header line plus a table of hosts.
+pub fn status(reply: &StatusReply, now_unix_ms: i64) -> String {
+    let r = &reply.responder;
+    let mut out = format!(
+        "coordinator {} ({}, {}, epoch {}): stream seq {}, {} behind, {} events in log, {} hosts\n",
+        r.name,
+        r.color,
+        r.role,
+        r.epoch,
+        r.applied_stream_seq,
+        r.behind,
+        reply.log_events,
+        reply.hosts.len()
+    );
+    if reply.hosts.is_empty() {
+        out.push_str("no hosts have reported yet\n");
+        return out;
+    }
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(["HOST", "LAST SEEN", "SEQ", "DISK", "MODULES", "GAPS"]);
+    for h in &reply.hosts {
+        table.add_row([
+            h.host.clone(),
+            ago(now_unix_ms, h.last_seen_unix_ms),
+            h.last_seq.to_string(),
+            disks(h),
+            modules(h),
+            gaps(h),
+        ]);
+    }
+    for line in table.to_string().lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `opsctl leader`: one row per coordinator that answered, active first.
+pub fn coordinators(responders: &[Responder]) -> String {
+    if responders.is_empty() {
+        return "no coordinator answered\n".to_owned();
+    }
+    let mut rows: Vec<&Responder> = responders.iter().collect();
+    rows.sort_by(|a, b| (a.role != "active", &a.name).cmp(&(b.role != "active", &b.name)));
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header([
+            "COORDINATOR",
+            "COLOR",
+            "ROLE",
+            "EPOCH",
+            "STREAM SEQ",
+            "BEHIND",
+        ]);
+    for r in rows {
+        table.add_row([
+            r.name.clone(),
+            r.color.clone(),
+            r.role.clone(),
+            r.epoch.to_string(),
+            r.applied_stream_seq.to_string(),
+            r.behind.to_string(),
+        ]);
+    }
+    let mut out = String::new();
+    for line in table.to_string().lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Command results or the ledger: one row per command.
+pub fn commands(views: &[CommandView], now_unix_ms: i64) -> String {
+    if views.is_empty() {
+        return "no commands\n".to_owned();
+    }
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header([
+            "HOST", "ACTION", "STATE", "EPOCH", "BY", "UPDATED", "COMMAND", "DETAIL",
+        ]);
+    for c in views {
+        let updated = c.history.last().map_or(0, |h| h.at_unix_ms);
+        let action = if c.module.is_empty() {
+            c.action.clone()
+        } else {
+            format!("{} {}", c.action, c.module)
+        };
+        table.add_row([
+            c.target.clone(),
+            action,
+            c.state.clone(),
+            c.epoch.to_string(),
+            c.issued_by.clone(),
+            ago(now_unix_ms, updated),
+            c.id.clone(),
+            if c.accepted_count > 1 {
+                format!("RAN {} TIMES; {}", c.accepted_count, c.detail)
+            } else {
+                c.detail.clone()
+            },
+        ]);
+    }
+    let mut out = String::new();
+    for line in table.to_string().lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `opsctl failover --drill`: one row per handover, then the verdict.
+pub fn drill(report: &crate::drill::DrillReport) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(["STEP", "EPOCH", "TAKEOVER", "NOOP ON ALL", "HOSTS"]);
+    for s in &report.steps {
+        table.add_row([
+            format!("{} -> {}", s.from, s.to),
+            format!("{} -> {}", s.old_epoch, s.new_epoch),
+            format!("{} ms", s.takeover_ms),
+            format!("{} ms", s.noop_ms),
+            s.hosts.to_string(),
+        ]);
+    }
+    let mut out = String::new();
+    for line in table.to_string().lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "events lost: {}, commands run twice: {} -> {}\n",
+        report.events_lost,
+        report.commands_run_twice,
+        if report.passed { "PASSED" } else { "FAILED" }
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ago;
+
+    #[test]
+    fn ago_picks_a_readable_unit() {
+        let now = 1_000_000_000;
+        assert_eq!(ago(now, 0), "never");
+        assert_eq!(ago(now, now - 3_400), "3s ago");
+        assert_eq!(ago(now, now - 600_000), "10m ago");
+        assert_eq!(ago(now, now - 3 * 3_600_000), "3h ago");
+        assert_eq!(ago(now, now - 3 * 86_400_000), "3d ago");
+        assert_eq!(ago(now, now + 500), "0s ago");
+        assert_eq!(ago(now, now + 5_000), "in the future");
+    }
+}

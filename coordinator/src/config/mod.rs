@@ -1,0 +1,233 @@
+//! Coordinator configuration (TOML): identity, data dir, NATS, topology and ingest settings,
+//! validated so that every problem is reported at once.
+
+pub mod load;
+
+use std::path::{Path, PathBuf};
+
+use opsfleet_bus::{NatsConfig, TopologyConfig};
+use opsfleet_proto::subjects::validate_token;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use load::{ConfigErrors, Problem};
+
+/// `[ingest]`: how the event stream is consumed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Most messages persisted in one sled batch (one flush, one ack).
+    #[serde(default = "default_batch_max")]
+    pub batch_max: usize,
+    /// Redelivery delay of an unacked message; must exceed the slowest flush.
+    #[serde(default = "default_ack_wait", with = "humantime_serde")]
+    pub ack_wait: std::time::Duration,
+}
+
+fn default_batch_max() -> usize {
+    1000
+}
+fn default_ack_wait() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            batch_max: default_batch_max(),
+            ack_wait: default_ack_wait(),
+        }
+    }
+}
+
+/// A validated coordinator config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoordinatorConfig {
+    /// Unique name; a subject token (also names the durable consumer `coord-<name>`).
+    pub name: String,
+    /// Deployment colour for blue/green (`blue`, `green`, ...); informational.
+    pub color: String,
+    pub data_dir: PathBuf,
+    pub nats: NatsConfig,
+    pub topology: TopologyConfig,
+    pub ingest: IngestConfig,
+    /// `[http]`: /healthz and /readyz; absent = no listener.
+    #[serde(default)]
+    pub http: Option<crate::http::HttpConfig>,
+}
+
+impl CoordinatorConfig {
+    /// Reads and validates `file`, collecting every problem.
+    pub fn load(file: &Path) -> Result<Self, ConfigErrors> {
+        let mut doc = load::Doc::read(file)?;
+        let name: Option<String> = doc.take("name", || None);
+        let color: Option<String> = doc.take("color", || Some(String::new()));
+        let data_dir: Option<PathBuf> = doc.take("data_dir", || None);
+        let nats: Option<NatsConfig> = doc.take("nats", || Some(NatsConfig::default()));
+        let topology: Option<TopologyConfig> =
+            doc.take("topology", || Some(TopologyConfig::default()));
+        let ingest: Option<IngestConfig> = doc.take("ingest", || Some(IngestConfig::default()));
+        let http: Option<Option<crate::http::HttpConfig>> = doc.take("http", || Some(None));
+
+        if let Some(name) = &name {
+            if let Err(e) = validate_token(name) {
+                doc.problem("name", e.to_string());
+            }
+        }
+        if let Some(nats) = &nats {
+            for (key, reason) in nats.problems() {
+                doc.problem(format!("nats.{key}"), reason);
+            }
+        }
+        if let Some(t) = &topology {
+            for (key, reason) in t.problems() {
+                doc.problem(format!("topology.{key}"), reason);
+            }
+        }
+        if let Some(i) = &ingest {
+            if !(1..=100_000).contains(&i.batch_max) {
+                doc.problem("ingest.batch_max", "must be between 1 and 100000");
+            }
+            if i.ack_wait < std::time::Duration::from_secs(1) {
+                doc.problem("ingest.ack_wait", "must be at least 1s");
+            }
+        }
+        doc.finish()?;
+        match (name, color, data_dir, nats, topology, ingest, http) {
+            (
+                Some(name),
+                Some(color),
+                Some(data_dir),
+                Some(nats),
+                Some(topology),
+                Some(ingest),
+                Some(http),
+            ) => Ok(CoordinatorConfig {
+                color: if color.is_empty() {
+                    name.clone()
+                } else {
+                    color
+                },
+                name,
+                data_dir,
+                nats,
+                topology,
+                ingest,
+                http,
+            }),
+            // `finish` returned Ok only if every `take` succeeded.
+            _ => Err(ConfigErrors {
+                file: file.to_path_buf(),
+                problems: Vec::new(),
+            }),
+        }
+    }
+
+    /// sha256 of the canonical JSON form, hex: identifies a config across hosts.
+    pub fn fingerprint(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(json))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coordinator.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_minimal_config_gets_defaults() {
+        let (_d, path) = write("name = \"blue\"\ndata_dir = \"/var/lib/x\"\n");
+        let cfg = CoordinatorConfig::load(&path).unwrap();
+        assert_eq!(cfg.color, "blue");
+        assert_eq!(cfg.ingest.batch_max, 1000);
+        assert_eq!(cfg.topology.replicas, 1);
+        assert_eq!(cfg.fingerprint().len(), 64);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_file_line_and_key() {
+        let text = "\
+name = \"blue.1\"
+data_dir = \"/x\"
+colour = \"blue\"
+
+[nats]
+urls = []
+
+[topology]
+replicas = 9
+
+[ingest]
+batch_max = 0
+ack_wait = \"soon\"
+";
+        let (_d, path) = write(text);
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        let report = err.report();
+        let lines: Vec<&str> = report.lines().collect();
+        let file = path.display().to_string();
+        assert!(
+            lines.contains(
+                &format!(
+                    "{file}:1: name: character '.' not allowed; use letters, digits, '-' and '_'"
+                )
+                .as_str()
+            ),
+            "{report}"
+        );
+        assert!(
+            lines.contains(&format!("{file}:3: colour: unknown key").as_str()),
+            "{report}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{file}:6: nats.urls:"))),
+            "{report}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{file}:9: topology.replicas:"))),
+            "{report}"
+        );
+        // ingest fails to deserialise (bad duration) and is reported once, at its section.
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{file}:11: ingest:")) && l.contains("duration")),
+            "{report}"
+        );
+        assert_eq!(lines.len(), 5, "{report}");
+    }
+
+    #[test]
+    fn unknown_field_in_a_section_points_at_its_line() {
+        let (_d, path) =
+            write("name = \"blue\"\ndata_dir = \"/x\"\n[ingest]\nbatch_max = 5\nbatchmax = 5\n");
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{}", err.report());
+        assert_eq!(err.problems[0].key, "ingest.batchmax");
+        assert_eq!(err.problems[0].line, Some(5));
+    }
+
+    #[test]
+    fn missing_required_keys_and_syntax_errors_are_reported() {
+        let (_d, path) = write("color = \"green\"\n");
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["name", "data_dir"]);
+
+        let (_d, path) = write("name = \n");
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        assert_eq!(err.problems[0].key, "(syntax)");
+        assert_eq!(err.problems[0].line, Some(1));
+    }
+}

@@ -1,0 +1,353 @@
+//! The election as a pure state machine: inputs are CAS results, watch hints and ticks, each with
+//! `now` on the local monotonic clock; outputs are the KV requests to send and the moments to
+//! start or stop acting. Leadership is decided by CAS results only; the watch only says when to
+//! try. An active coordinator treats its lease as ending at (send time of its last successful
+//! CAS + TTL - margin) and stops acting then, renewed or not.
+
+use std::time::Duration;
+
+/// Lease timing. `renew_every` < `ttl - margin`, so a healthy leader renews several times per
+/// lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTiming {
+    pub ttl: Duration,
+    pub renew_every: Duration,
+    /// Safety margin for clock rate differences and scheduling delay.
+    pub margin: Duration,
+}
+
+impl LeaseTiming {
+    /// Renew every TTL/3; margin TTL/10 (at least 100 ms).
+    pub fn from_ttl(ttl: Duration) -> Self {
+        LeaseTiming {
+            ttl,
+            renew_every: ttl / 3,
+            margin: (ttl / 10).max(Duration::from_millis(100)),
+        }
+    }
+
+    fn valid_until(&self, sent_at: Duration) -> Duration {
+        (sent_at + self.ttl).saturating_sub(self.margin)
+    }
+}
+
+/// Where this coordinator stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Standby {
+        /// When to try `create` again without a hint from the watch.
+        next_try_at: Duration,
+        /// A `create` is in flight.
+        acquiring: bool,
+    },
+    Active {
+        /// Revision of the write that began this term: the fencing token.
+        epoch: u64,
+        /// Revision of our latest write, for the next CAS.
+        revision: u64,
+        /// We must not act at or after this instant without a newer successful renew.
+        valid_until: Duration,
+        next_renew_at: Duration,
+        /// Send time of the renew in flight, if any.
+        renewing: Option<Duration>,
+    },
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Time passed.
+    Tick,
+    /// Our `create` (sent at `sent_at`) succeeded with `revision`.
+    Acquired { sent_at: Duration, revision: u64 },
+    /// Our `create` found the key held.
+    AcquireRefused,
+    /// Our `update` (sent at `sent_at`) succeeded with `revision`.
+    Renewed { sent_at: Duration, revision: u64 },
+    /// Our `update` found another revision: someone else holds the lease now.
+    RenewRefused,
+    /// A request failed without an answer (timeout, disconnect): outcome unknown.
+    RequestFailed,
+    /// The watch saw the lease deleted, purged or aged out.
+    LeaseGone,
+    /// The watch saw the active hand the lease to us with `revision`.
+    HandedToUs { revision: u64 },
+    /// The watch saw another coordinator write the lease (a term of theirs is running).
+    HeldByOther,
+    /// Stop acting and give the lease up: to `to` (graceful failover) or to whoever is first.
+    Release { to: Option<String> },
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `create(key, our record)`; answer with Acquired / AcquireRefused / RequestFailed.
+    SendCreate,
+    /// `update(key, our record, revision)`; answer with Renewed / RenewRefused / RequestFailed.
+    SendRenew { revision: u64 },
+    /// `delete(key)` expecting `revision`, so the standby can take over at once.
+    SendDelete { revision: u64 },
+    /// `update(key, record naming `to`, revision)`: hand the lease to `to`.
+    SendHandover { to: String, revision: u64 },
+    /// Start acting under `epoch`.
+    Activate { epoch: u64 },
+    /// Stop acting now.
+    Deactivate { epoch: u64, reason: StepDown },
+}
+
+/// Why an active coordinator stopped acting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepDown {
+    /// No successful renew before the local deadline.
+    LeaseLapsed,
+    /// A renew found another revision.
+    LeaseLost,
+    /// Released on request (shutdown or failover).
+    Released,
+}
+
+impl StepDown {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepDown::LeaseLapsed => "lease_lapsed",
+            StepDown::LeaseLost => "lease_lost",
+            StepDown::Released => "released",
+        }
+    }
+}
+
+/// One coordinator's view of the election.
+#[derive(Debug, Clone)]
+pub struct Election {
+    timing: LeaseTiming,
+    role: Role,
+    /// A takeover handed to us is being confirmed by a renew.
+    confirming_handover: bool,
+    /// After a release we do not try to take the lease back before this instant.
+    quiet_until: Duration,
+}
+
+impl Election {
+    pub fn new(timing: LeaseTiming) -> Self {
+        Election {
+            timing,
+            role: Role::Standby {
+                next_try_at: Duration::ZERO,
+                acquiring: false,
+            },
+            confirming_handover: false,
+            quiet_until: Duration::ZERO,
+        }
+    }
+
+    pub fn role(&self) -> &Role {
+        &self.role
+    }
+
+    pub fn timing(&self) -> LeaseTiming {
+        self.timing
+    }
+
+    /// The epoch we may act under at `now`, if any.
+    pub fn acting_epoch(&self, now: Duration) -> Option<u64> {
+        match self.role {
+            Role::Active {
+                epoch, valid_until, ..
+            } if now < valid_until => Some(epoch),
+            _ => None,
+        }
+    }
+
+    fn standby(&mut self, now: Duration) {
+        self.role = Role::Standby {
+            next_try_at: (now + self.timing.renew_every).max(self.quiet_until),
+            acquiring: false,
+        };
+        self.confirming_handover = false;
+    }
+
+    /// Advances the machine. Pure: the result depends only on the state, `now` and `input`.
+    pub fn step(&mut self, now: Duration, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        match (&mut self.role, input) {
+            // ---- standby ----
+            (
+                Role::Standby {
+                    next_try_at,
+                    acquiring,
+                },
+                Input::Tick,
+            ) => {
+                if !*acquiring && now >= *next_try_at && now >= self.quiet_until {
+                    *acquiring = true;
+                    out.push(Action::SendCreate);
+                }
+            }
+            (Role::Standby { acquiring, .. }, Input::LeaseGone) => {
+                if !*acquiring && now >= self.quiet_until {
+                    *acquiring = true;
+                    out.push(Action::SendCreate);
+                }
+            }
+            (Role::Standby { acquiring, .. }, Input::HandedToUs { revision }) => {
+                // Confirm by CAS before acting: only a successful renew makes us active.
+                if !*acquiring {
+                    *acquiring = true;
+                    self.confirming_handover = true;
+                    out.push(Action::SendRenew { revision });
+                }
+            }
+            (Role::Standby { .. }, Input::Acquired { sent_at, revision }) => {
+                self.become_active(now, sent_at, revision, &mut out);
+            }
+            (Role::Standby { .. }, Input::Renewed { sent_at, revision })
+                if self.confirming_handover =>
+            {
+                self.become_active(now, sent_at, revision, &mut out);
+            }
+            (
+                Role::Standby { .. },
+                Input::AcquireRefused | Input::RenewRefused | Input::RequestFailed,
+            ) => {
+                self.standby(now);
+            }
+            (Role::Standby { .. }, Input::Release { .. }) => {
+                // Nothing held; just stay quiet for a lease so a failover target can win.
+                self.quiet_until = now + self.timing.ttl;
+                self.standby(now);
+            }
+            (Role::Standby { .. }, Input::Renewed { .. }) => {}
+            (Role::Standby { .. }, Input::HeldByOther) => {
+                // Someone else took over after our release: we may compete again when it goes.
+                self.quiet_until = Duration::ZERO;
+            }
+
+            // ---- active ----
+            (
+                Role::Active {
+                    epoch,
+                    revision,
+                    valid_until,
+                    next_renew_at,
+                    renewing,
+                },
+                Input::Tick,
+            ) => {
+                if now >= *valid_until {
+                    let epoch = *epoch;
+                    out.push(Action::Deactivate {
+                        epoch,
+                        reason: StepDown::LeaseLapsed,
+                    });
+                    self.standby(now);
+                } else if renewing.is_none() && now >= *next_renew_at {
+                    *renewing = Some(now);
+                    out.push(Action::SendRenew {
+                        revision: *revision,
+                    });
+                }
+            }
+            (
+                Role::Active {
+                    revision,
+                    valid_until,
+                    next_renew_at,
+                    renewing,
+                    ..
+                },
+                Input::Renewed {
+                    sent_at,
+                    revision: new_revision,
+                },
+            ) => {
+                // The driver stamps `sent_at` just before sending, at or after the step that
+                // asked for the renew.
+                if renewing.is_some_and(|asked_at| sent_at >= asked_at) {
+                    *revision = new_revision;
+                    *valid_until = (*valid_until).max(self.timing.valid_until(sent_at));
+                    *next_renew_at = sent_at + self.timing.renew_every;
+                    *renewing = None;
+                }
+            }
+            (Role::Active { epoch, .. }, Input::RenewRefused) => {
+                let epoch = *epoch;
+                out.push(Action::Deactivate {
+                    epoch,
+                    reason: StepDown::LeaseLost,
+                });
+                self.standby(now);
+            }
+            (
+                Role::Active {
+                    renewing,
+                    next_renew_at,
+                    ..
+                },
+                Input::RequestFailed,
+            ) => {
+                // Unknown outcome: try again soon; the local deadline still holds.
+                *renewing = None;
+                *next_renew_at = now + self.timing.renew_every / 4;
+            }
+            (
+                Role::Active {
+                    epoch, revision, ..
+                },
+                Input::Release { to },
+            ) => {
+                let (epoch, revision) = (*epoch, *revision);
+                // Stop acting first, then give the lease away.
+                out.push(Action::Deactivate {
+                    epoch,
+                    reason: StepDown::Released,
+                });
+                out.push(match to {
+                    Some(to) => Action::SendHandover { to, revision },
+                    None => Action::SendDelete { revision },
+                });
+                self.quiet_until = now + self.timing.ttl;
+                self.standby(now);
+            }
+            (
+                Role::Active { .. },
+                Input::Acquired { .. }
+                | Input::AcquireRefused
+                | Input::LeaseGone
+                | Input::HandedToUs { .. }
+                | Input::HeldByOther,
+            ) => {
+                // Stale answers or our own writes seen by the watch; the next renew decides.
+            }
+        }
+        out
+    }
+
+    fn become_active(
+        &mut self,
+        now: Duration,
+        sent_at: Duration,
+        revision: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let valid_until = self.timing.valid_until(sent_at);
+        self.confirming_handover = false;
+        if now >= valid_until {
+            // The answer came too late to act on; the next renew may still save the term,
+            // but we start as standby.
+            self.standby(now);
+            return;
+        }
+        self.role = Role::Active {
+            epoch: revision,
+            revision,
+            valid_until,
+            next_renew_at: sent_at + self.timing.renew_every,
+            renewing: None,
+        };
+        out.push(Action::Activate { epoch: revision });
+    }
+}
+
+#[cfg(test)]
+#[path = "fsm_tests.rs"]
+mod tests;

@@ -1,0 +1,332 @@
+//! Runs the election state machine against the KV bucket `ops_leader`: one task owns the key's
+//! requests (create / update with expected revision / delete), feeds their results and the
+//! key's watch back into the machine, and publishes the resulting leadership view.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::fsm::{Action, Election, Input, LeaseTiming};
+
+/// The single key of the lease in `ops_leader`.
+pub const LEADER_KEY: &str = "leader";
+
+/// What the lease's value says (informational: leadership is decided by revisions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderRecord {
+    pub holder: String,
+    pub color: String,
+    /// Set when the previous holder handed the lease over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handed_over_by: Option<String>,
+}
+
+/// This coordinator's leadership as the rest of the process sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaderView {
+    /// The epoch of the current (or last) term of ours; 0 if never active.
+    pub epoch: u64,
+    /// We may act until this instant; `None` when standby.
+    pub acting_until: Option<Instant>,
+    /// Who holds the lease as far as the watch knows.
+    pub holder: Option<String>,
+}
+
+impl LeaderView {
+    /// The epoch to stamp on an action taken now, if we may act.
+    pub fn acting_epoch(&self, now: Instant) -> Option<u64> {
+        self.acting_until
+            .filter(|until| now < *until)
+            .map(|_| self.epoch)
+    }
+
+    pub fn role(&self, now: Instant) -> &'static str {
+        if self.acting_epoch(now).is_some() {
+            "active"
+        } else {
+            "standby"
+        }
+    }
+}
+
+/// Shared, cheap to read.
+#[derive(Debug, Clone, Default)]
+pub struct Leadership(Arc<RwLock<LeaderView>>);
+
+impl Leadership {
+    pub fn view(&self) -> LeaderView {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut LeaderView)) {
+        f(&mut self.0.write().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// Asks the driver to give the lease up (to a named coordinator, or to whoever is first).
+#[derive(Debug, Clone)]
+pub struct ReleaseHandle(mpsc::Sender<Option<String>>);
+
+impl ReleaseHandle {
+    pub async fn release(&self, to: Option<String>) -> bool {
+        self.0.send(to).await.is_ok()
+    }
+}
+
+/// A change of this coordinator's role, for the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleChange {
+    pub active: bool,
+    pub epoch: u64,
+    /// Why it stepped down; empty when it became active.
+    pub reason: &'static str,
+}
+
+pub struct Driver {
+    kv: kv::Store,
+    changes: Option<mpsc::UnboundedSender<RoleChange>>,
+    name: String,
+    color: String,
+    election: Election,
+    leadership: Leadership,
+    origin: Instant,
+    release_rx: mpsc::Receiver<Option<String>>,
+}
+
+impl Driver {
+    pub fn new(
+        kv: kv::Store,
+        name: &str,
+        color: &str,
+        ttl: Duration,
+    ) -> (Self, Leadership, ReleaseHandle) {
+        let (tx, rx) = mpsc::channel(4);
+        let leadership = Leadership::default();
+        (
+            Driver {
+                kv,
+                changes: None,
+                name: name.to_owned(),
+                color: color.to_owned(),
+                election: Election::new(LeaseTiming::from_ttl(ttl)),
+                leadership: leadership.clone(),
+                origin: Instant::now(),
+                release_rx: rx,
+            },
+            leadership,
+            ReleaseHandle(tx),
+        )
+    }
+
+    /// Reports every activation and step-down on `tx` (for leadership events).
+    pub fn report_changes(mut self, tx: mpsc::UnboundedSender<RoleChange>) -> Self {
+        self.changes = Some(tx);
+        self
+    }
+
+    fn report(&self, change: RoleChange) {
+        if let Some(tx) = &self.changes {
+            let _ = tx.send(change);
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn record(&self, holder: &str, handed_over_by: Option<&str>) -> bytes::Bytes {
+        let rec = LeaderRecord {
+            holder: holder.to_owned(),
+            color: self.color.clone(),
+            handed_over_by: handed_over_by.map(str::to_owned),
+        };
+        serde_json::to_vec(&rec).unwrap_or_default().into()
+    }
+
+    /// Runs until `cancel`; then releases the lease (so a standby takes over at once).
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let tick_every = (self.election.timing().renew_every / 10).max(Duration::from_millis(20));
+        let mut tick = tokio::time::interval(tick_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut watch = None;
+        loop {
+            if watch.is_none() {
+                match self.kv.watch(LEADER_KEY).await {
+                    Ok(w) => watch = Some(w),
+                    Err(e) => debug!(error = %e, "cannot watch the lease yet"),
+                }
+            }
+            let input = tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => Input::Tick,
+                to = self.release_rx.recv() => match to {
+                    Some(to) => Input::Release { to },
+                    None => continue,
+                },
+                entry = next_entry(&mut watch, &self.name) => match entry {
+                    Some(input) => input,
+                    None => continue,
+                },
+            };
+            self.feed(input).await;
+        }
+        self.feed(Input::Release { to: None }).await;
+    }
+
+    /// Steps the machine and carries out its actions, feeding their results back in.
+    async fn feed(&mut self, input: Input) {
+        let mut pending = vec![input];
+        while let Some(input) = pending.pop() {
+            let now = self.now();
+            for action in self.election.step(now, input) {
+                if let Some(result) = self.execute(action).await {
+                    pending.push(result);
+                }
+            }
+        }
+        self.publish_view();
+    }
+
+    async fn execute(&mut self, action: Action) -> Option<Input> {
+        let timeout = self.election.timing().renew_every;
+        match action {
+            Action::SendCreate => {
+                let sent_at = self.now();
+                let value = self.record(&self.name, None);
+                Some(
+                    match tokio::time::timeout(timeout, self.kv.create(LEADER_KEY, value)).await {
+                        Ok(Ok(revision)) => Input::Acquired { sent_at, revision },
+                        Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                            Input::AcquireRefused
+                        }
+                        Ok(Err(e)) => {
+                            debug!(error = %e, "lease create failed");
+                            Input::RequestFailed
+                        }
+                        Err(_) => Input::RequestFailed,
+                    },
+                )
+            }
+            Action::SendRenew { revision } => {
+                let sent_at = self.now();
+                let value = self.record(&self.name, None);
+                Some(self.update(value, revision, sent_at, timeout).await)
+            }
+            Action::SendHandover { to, revision } => {
+                let sent_at = self.now();
+                let value = self.record(&to, Some(&self.name.clone()));
+                match self.update(value, revision, sent_at, timeout).await {
+                    Input::Renewed { revision, .. } => {
+                        info!(to = %to, revision, "lease handed over");
+                    }
+                    other => warn!(to = %to, result = ?other, "lease handover did not go through"),
+                }
+                None
+            }
+            Action::SendDelete { revision } => {
+                let delete = self.kv.delete_expect_revision(LEADER_KEY, Some(revision));
+                match tokio::time::timeout(timeout, delete).await {
+                    Ok(Ok(())) => info!(revision, "lease released"),
+                    Ok(Err(e)) => warn!(error = %e, "lease release failed; it ages out instead"),
+                    Err(_) => warn!("lease release timed out; it ages out instead"),
+                }
+                None
+            }
+            Action::Activate { epoch } => {
+                info!(epoch, coordinator = %self.name, "active");
+                self.report(RoleChange {
+                    active: true,
+                    epoch,
+                    reason: "",
+                });
+                None
+            }
+            Action::Deactivate { epoch, reason } => {
+                warn!(epoch, coordinator = %self.name, reason = reason.as_str(), "standby");
+                self.report(RoleChange {
+                    active: false,
+                    epoch,
+                    reason: reason.as_str(),
+                });
+                None
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        value: bytes::Bytes,
+        revision: u64,
+        sent_at: Duration,
+        timeout: Duration,
+    ) -> Input {
+        match tokio::time::timeout(timeout, self.kv.update(LEADER_KEY, value, revision)).await {
+            Ok(Ok(revision)) => Input::Renewed { sent_at, revision },
+            Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Input::RenewRefused,
+            Ok(Err(e)) => {
+                debug!(error = %e, "lease update failed");
+                Input::RequestFailed
+            }
+            Err(_) => Input::RequestFailed,
+        }
+    }
+
+    fn publish_view(&self) {
+        use super::fsm::Role;
+        let (epoch, until) = match self.election.role() {
+            Role::Active {
+                epoch, valid_until, ..
+            } => (Some(*epoch), Some(self.origin + *valid_until)),
+            Role::Standby { .. } => (None, None),
+        };
+        self.leadership.update(|v| {
+            if let Some(epoch) = epoch {
+                v.epoch = epoch;
+                v.holder = Some(self.name.clone());
+            }
+            v.acting_until = until;
+        });
+    }
+}
+
+/// The next watch entry as an election input; `None` for entries that say nothing new (and
+/// when the watch broke, after which it is re-created).
+async fn next_entry(watch: &mut Option<kv::Watch>, me: &str) -> Option<Input> {
+    let Some(w) = watch.as_mut() else {
+        // No watch: wait on the tick instead.
+        std::future::pending::<()>().await;
+        return None;
+    };
+    match w.next().await {
+        Some(Ok(entry)) => match entry.operation {
+            kv::Operation::Delete | kv::Operation::Purge => Some(Input::LeaseGone),
+            kv::Operation::Put => {
+                let rec: LeaderRecord = serde_json::from_slice(&entry.value).ok()?;
+                if rec.holder != me {
+                    Some(Input::HeldByOther)
+                } else if rec.handed_over_by.is_some() {
+                    Some(Input::HandedToUs {
+                        revision: entry.revision,
+                    })
+                } else {
+                    None // our own renewal
+                }
+            }
+        },
+        Some(Err(e)) => {
+            debug!(error = %e, "lease watch error");
+            None
+        }
+        None => {
+            *watch = None;
+            None
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The coordinator's optional HTTP endpoint (`[http] listen`): `/healthz` (the process runs) and
+//! `/readyz` (200 while the store accepts writes; a standby is ready too, it is hot), both with
+//! the coordinator's name, colour, role and epoch as JSON.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::Shared;
+
+/// `[http]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on, e.g. `127.0.0.1:9465`.
+    pub listen: SocketAddr,
+}
+
+/// What both endpoints answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    pub name: String,
+    pub color: String,
+    /// `active` or `standby`.
+    pub role: String,
+    pub epoch: u64,
+    pub applied_stream_seq: u64,
+    pub store_healthy: bool,
+}
+
+fn probe(shared: &Shared) -> Probe {
+    let view = shared.leadership.view();
+    Probe {
+        name: shared.name.clone(),
+        color: shared.color.clone(),
+        role: view.role(tokio::time::Instant::now()).to_owned(),
+        epoch: view.epoch,
+        applied_stream_seq: shared.applied(),
+        store_healthy: shared.store_healthy.load(Ordering::Acquire),
+    }
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Json<Probe> {
+    Json(probe(&shared))
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, Json<Probe>) {
+    let p = probe(&shared);
+    let code = if p.store_healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(p))
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(shared)
+}
+
+/// Binds `listen` and serves until `cancel`; returns the bound address at once.
+pub async fn serve(
+    listen: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let server = axum::serve(listener, router(shared))
+            .with_graceful_shutdown(async move { cancel.cancelled().await });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "HTTP endpoint failed");
+        }
+    });
+    Ok((addr, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::election::Leadership;
+    use crate::store::MemStore;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    }
+
+    #[tokio::test]
+    async fn readyz_shows_role_and_epoch_and_follows_store_health() {
+        let shared = Shared::load(
+            "blue",
+            "blue",
+            Arc::new(MemStore::new()),
+            Leadership::default(),
+        )
+        .expect("load");
+        let cancel = CancellationToken::new();
+        let (addr, task) = serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            Arc::clone(&shared),
+            cancel.clone(),
+        )
+        .await
+        .expect("serve");
+        let ready = get(addr, "/readyz").await;
+        assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+        assert!(
+            ready.contains("\"role\":\"standby\"") && ready.contains("\"epoch\":0"),
+            "{ready}"
+        );
+        assert!(ready.contains("\"name\":\"blue\""), "{ready}");
+        shared.store_healthy.store(false, Ordering::Release);
+        let not_ready = get(addr, "/readyz").await;
+        assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        cancel.cancel();
+        task.await.expect("server");
+    }
+}

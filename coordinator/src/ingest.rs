@@ -1,0 +1,510 @@
+//! Ingest: a durable pull consumer on `OPS_EVENTS`; each batch is decoded, folded, committed to
+//! the store in one atomic batch, flushed, and only then acknowledged (AckAll on the last
+//! persisted message). Malformed messages are parked on the dead-letter stream; duplicates are
+//! dropped.
+//!
+//! The cursor is the store's `applied` stream sequence, not the consumer's ack floor: messages
+//! handed to a process that died (or to a connection that dropped) stay pending on the server
+//! and would be acknowledged implicitly by a later AckAll. So ingest accepts stream sequences
+//! only contiguously, and repositions the consumer at `applied + 1` at start and whenever a
+//! sequence is skipped. A skip seen right after positioning means those messages are no
+//! longer in the stream (expired or deleted) and is accepted with a warning.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::HeaderMap;
+use futures::StreamExt;
+use opsfleet_proto::{subjects, EventEnvelope, WireError};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::config::IngestConfig;
+use crate::projection::Verdict;
+use crate::state::Shared;
+use crate::store::Commit;
+
+/// Why a message is parked instead of folded.
+#[derive(Debug, thiserror::Error)]
+pub enum Malformed {
+    #[error("invalid event")]
+    Wire(#[from] WireError),
+    #[error("subject {subject} does not match the event (host {host}, kind {kind})")]
+    SubjectMismatch {
+        subject: String,
+        host: String,
+        kind: &'static str,
+    },
+}
+
+impl Malformed {
+    fn reason(&self) -> &'static str {
+        match self {
+            Malformed::Wire(e) => e.reason(),
+            Malformed::SubjectMismatch { .. } => "subject_mismatch",
+        }
+    }
+}
+
+/// Decodes one message and checks that its subject names the same host and kind.
+pub fn decode_checked(subject: &str, payload: &[u8]) -> Result<EventEnvelope, Malformed> {
+    let ev = EventEnvelope::decode(payload)?;
+    match subjects::parse_event_subject(subject) {
+        Some((host, kind)) if host == ev.host && kind == ev.kind() => Ok(ev),
+        _ => Err(Malformed::SubjectMismatch {
+            subject: subject.to_owned(),
+            host: ev.host.clone(),
+            kind: ev.kind(),
+        }),
+    }
+}
+
+/// Errors that stop ingest.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("cannot create or open consumer {consumer} on {stream}")]
+    Consumer {
+        stream: &'static str,
+        consumer: String,
+        #[source]
+        source: async_nats::Error,
+    },
+}
+
+/// (Re)creates this coordinator's durable consumer so that it delivers from stream sequence
+/// `start` on, whatever it had delivered before.
+pub async fn position_consumer(
+    events: &stream::Stream,
+    name: &str,
+    cfg: &IngestConfig,
+    start: u64,
+) -> Result<consumer::PullConsumer, IngestError> {
+    let durable = subjects::coordinator_consumer(name);
+    let err = |e: async_nats::Error| IngestError::Consumer {
+        stream: subjects::EVENTS_STREAM,
+        consumer: durable.clone(),
+        source: e,
+    };
+    // A consumer's start position cannot be updated in place.
+    if events.consumer_info(&durable).await.is_ok() {
+        events
+            .delete_consumer(&durable)
+            .await
+            .map_err(|e| err(e.into()))?;
+    }
+    let deliver_policy = if start <= 1 {
+        consumer::DeliverPolicy::All
+    } else {
+        consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: start,
+        }
+    };
+    events
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(durable.clone()),
+            description: Some(format!("opsfleet coordinator {name}")),
+            ack_policy: consumer::AckPolicy::All,
+            ack_wait: cfg.ack_wait,
+            deliver_policy,
+            max_ack_pending: 100_000,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(e.into()))
+}
+
+/// Where ingest stands: the next stream sequence it will accept, and whether the consumer was
+/// just positioned there (so that a skip in what it delivers first is a real hole in the
+/// stream, not a message lost in flight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub next: u64,
+    pub fresh: bool,
+}
+
+/// What to do with one delivered stream sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Already persisted (a redelivery): skip.
+    Skip,
+    /// The next one: take it.
+    Take,
+    /// The first delivery after positioning skipped `first..=last`: those messages are gone
+    /// from the stream. Take this one.
+    TakeAfterHole { first: u64, last: u64 },
+    /// Something before this one was lost in flight: stop and reposition.
+    Reposition,
+}
+
+impl Cursor {
+    /// Decides about stream sequence `seq` and advances the cursor accordingly. Pure.
+    pub fn step(&mut self, seq: u64) -> Step {
+        let fresh = std::mem::replace(&mut self.fresh, false);
+        if seq < self.next {
+            self.fresh = fresh;
+            return Step::Skip;
+        }
+        if seq == self.next {
+            self.next += 1;
+            return Step::Take;
+        }
+        if fresh {
+            let hole = Step::TakeAfterHole {
+                first: self.next,
+                last: seq - 1,
+            };
+            self.next = seq + 1;
+            return hole;
+        }
+        self.fresh = fresh;
+        Step::Reposition
+    }
+}
+
+/// Consumes until `cancel` fires. Never returns an error for a passing fault: the consumer is
+/// repositioned and re-opened with backoff, and a failing store is retried until it accepts the
+/// batch (without acking meanwhile, so nothing is lost).
+pub async fn run(
+    shared: Arc<Shared>,
+    js: jetstream::Context,
+    events: stream::Stream,
+    cfg: IngestConfig,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut cursor = Cursor {
+        next: shared.applied() + 1,
+        fresh: true,
+    };
+    let mut consumer: Option<consumer::PullConsumer> = None;
+    while !cancel.is_cancelled() {
+        let current = match consumer.take() {
+            Some(c) => c,
+            None => match position_consumer(&events, &shared.name, &cfg, cursor.next).await {
+                Ok(c) => {
+                    cursor.fresh = true;
+                    info!(coordinator = %shared.name, from_stream_seq = cursor.next, "consumer positioned");
+                    c
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot position consumer, retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            },
+        };
+        let messages = current
+            .stream()
+            .max_messages_per_batch(cfg.batch_max)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await;
+        let messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "cannot open consumer stream, retrying");
+                consumer = Some(current);
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        let mut chunks = messages.ready_chunks(cfg.batch_max);
+        loop {
+            let next = tokio::select! {
+                _ = cancel.cancelled() => return,
+                next = chunks.next() => next,
+            };
+            let Some(items) = next else {
+                warn!("consumer stream ended, reopening");
+                break;
+            };
+            let mut batch = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Ok(m) => batch.push(m),
+                    // Missed heartbeats and the like: the stream recovers by itself.
+                    Err(e) => debug!(error = %e, "consumer stream hiccup"),
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            match persist_batch(&shared, &js, batch, &mut cursor, &cancel).await {
+                Outcome::Continue => {}
+                Outcome::Reposition => {
+                    warn!(
+                        next_stream_seq = cursor.next,
+                        "stream sequence skipped in flight; repositioning consumer"
+                    );
+                    break;
+                }
+                Outcome::Cancelled => return,
+            }
+        }
+        // Fall through with `consumer == None`: reposition at the cursor.
+        drop(chunks);
+    }
+}
+
+/// How a batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Continue,
+    /// Persisted up to a skipped sequence; the consumer must be repositioned.
+    Reposition,
+    /// Cancelled before the batch was persisted; nothing was acknowledged.
+    Cancelled,
+}
+
+/// Folds, parks, commits, flushes and acks the contiguous prefix of one batch.
+async fn persist_batch(
+    shared: &Arc<Shared>,
+    js: &jetstream::Context,
+    batch: Vec<jetstream::Message>,
+    cursor: &mut Cursor,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let mut commit = Commit {
+        applied_stream_seq: shared.applied(),
+        ..Default::default()
+    };
+    let mut parked = Vec::new();
+    let mut duplicates = 0u64;
+    let mut outcome = Outcome::Continue;
+    // Index of the last message persisted or skipped: the one to acknowledge.
+    let mut ack_upto = None;
+    {
+        let mut fleet = shared.fleet_mut();
+        for (i, msg) in batch.iter().enumerate() {
+            let Ok(info) = msg.info() else {
+                warn!(subject = %msg.subject, "message without JetStream metadata, skipped");
+                continue;
+            };
+            let seq = info.stream_sequence;
+            match cursor.step(seq) {
+                Step::Skip => {
+                    ack_upto = Some(i);
+                    continue;
+                }
+                Step::Take => {}
+                Step::TakeAfterHole { first, last } => {
+                    warn!(first, last, "stream sequences no longer in the stream (expired or deleted) before this coordinator persisted them");
+                }
+                Step::Reposition => {
+                    outcome = Outcome::Reposition;
+                    break;
+                }
+            }
+            ack_upto = Some(i);
+            commit.applied_stream_seq = seq;
+            match decode_checked(&msg.subject, &msg.payload) {
+                Ok(ev) => match fleet.apply(&ev) {
+                    Verdict::Accepted { gap } => {
+                        if let Some(g) = gap {
+                            warn!(host = %ev.host, first = g.first, last = g.last, "seq gap");
+                        }
+                        commit.log.push((seq, msg.payload.to_vec()));
+                    }
+                    Verdict::Duplicate => duplicates += 1,
+                },
+                Err(bad) => parked.push((seq, bad)),
+            }
+        }
+        commit.rows = fleet.take_dirty_rows();
+    }
+
+    for (seq, bad) in &parked {
+        if let Some(msg) = batch
+            .iter()
+            .find(|m| m.info().is_ok_and(|i| i.stream_sequence == *seq))
+        {
+            park(js, &shared.name, *seq, &msg.subject, &msg.payload, bad).await;
+        }
+    }
+
+    let events = commit.log.len();
+    let applied_to = commit.applied_stream_seq;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let store = Arc::clone(&shared.store);
+        let attempt = commit.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            store.commit(attempt)?;
+            store.flush()
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) => {
+                shared.store_healthy.store(false, Ordering::Release);
+                error!(error = %e, stream_seq = applied_to, "cannot persist batch; not acking, will retry");
+            }
+            Err(e) => {
+                shared.store_healthy.store(false, Ordering::Release);
+                error!(error = %e, "persist task failed; will retry");
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Outcome::Cancelled,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    if !shared.store_healthy.swap(true, Ordering::AcqRel) {
+        info!("store accepts writes again");
+    }
+    shared.applied.store(applied_to, Ordering::Release);
+    shared.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+    shared
+        .parked
+        .fetch_add(parked.len() as u64, Ordering::Relaxed);
+    debug!(
+        events,
+        duplicates,
+        parked = parked.len(),
+        stream_seq = applied_to,
+        "batch persisted"
+    );
+
+    // AckAll: acknowledging the last persisted message acknowledges everything before it,
+    // all of which is persisted (the cursor only moves contiguously).
+    if let Some(last) = ack_upto.and_then(|i| batch.get(i)) {
+        if let Err(e) = last.ack().await {
+            // Harmless: the batch is redelivered and skipped by stream sequence.
+            warn!(error = %e, "ack failed");
+        }
+    }
+    outcome
+}
+
+/// Publishes a malformed message to `ops.dlq.events.<reason>` with the reason in headers.
+/// Every coordinator parks the same message; `Nats-Msg-Id = dlq-<stream seq>` keeps one copy.
+async fn park(
+    js: &jetstream::Context,
+    coordinator: &str,
+    stream_seq: u64,
+    subject: &str,
+    payload: &bytes::Bytes,
+    bad: &Malformed,
+) {
+    let reason = bad.reason();
+    let mut error_text = bad.to_string();
+    let mut source = std::error::Error::source(bad);
+    while let Some(s) = source {
+        error_text.push_str(": ");
+        error_text.push_str(&s.to_string());
+        source = s.source();
+    }
+    warn!(subject, stream_seq, reason, error = %error_text, "parking malformed message");
+    let mut headers = HeaderMap::new();
+    headers.insert("Ops-Reason", reason);
+    headers.insert("Ops-Error", error_text.as_str());
+    headers.insert("Ops-Original-Subject", subject);
+    headers.insert("Ops-Stream-Seq", stream_seq.to_string().as_str());
+    headers.insert("Ops-Parked-By", coordinator);
+    let publish = jetstream::message::PublishMessage::build()
+        .payload(payload.clone())
+        .headers(headers)
+        .message_id(format!("dlq-{stream_seq}"));
+    let dlq = subjects::dlq_subject("events", reason);
+    match js.send_publish(dlq.clone(), publish).await {
+        Ok(ack) => {
+            if let Err(e) = ack.await {
+                error!(error = %e, subject = %dlq, "dead-letter publish not acknowledged");
+            }
+        }
+        Err(e) => error!(error = %e, subject = %dlq, "cannot publish dead letter"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsfleet_proto::pb;
+    use uuid::Uuid;
+
+    fn event() -> EventEnvelope {
+        EventEnvelope {
+            id: Uuid::now_v7(),
+            host: "web-01".into(),
+            seq: 1,
+            time_unix_ms: 0,
+            module: "heartbeat".into(),
+            incarnation: Uuid::now_v7(),
+            body: pb::event::Body::Heartbeat(pb::Heartbeat::default()),
+        }
+    }
+
+    #[test]
+    fn cursor_takes_contiguous_sequences_and_skips_redeliveries() {
+        let mut c = Cursor {
+            next: 5,
+            fresh: false,
+        };
+        assert_eq!(c.step(3), Step::Skip);
+        assert_eq!(c.step(5), Step::Take);
+        assert_eq!(c.step(6), Step::Take);
+        assert_eq!(c.step(6), Step::Skip);
+        assert_eq!(c.next, 7);
+    }
+
+    #[test]
+    fn a_skip_in_flight_repositions_without_moving_the_cursor() {
+        // The case of messages handed to a process that died: 5 and 6 are pending elsewhere,
+        // 7 arrives first. Taking 7 (and acking it with AckAll) would lose 5 and 6.
+        let mut c = Cursor {
+            next: 5,
+            fresh: false,
+        };
+        assert_eq!(c.step(7), Step::Reposition);
+        assert_eq!(
+            c,
+            Cursor {
+                next: 5,
+                fresh: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_skip_right_after_positioning_is_a_hole_in_the_stream() {
+        let mut c = Cursor {
+            next: 5,
+            fresh: true,
+        };
+        assert_eq!(c.step(3), Step::Skip); // stale redelivery does not use up freshness
+        assert_eq!(c.step(9), Step::TakeAfterHole { first: 5, last: 8 });
+        assert_eq!(
+            c,
+            Cursor {
+                next: 10,
+                fresh: false
+            }
+        );
+        assert_eq!(c.step(12), Step::Reposition);
+    }
+
+    #[test]
+    fn subject_must_name_the_events_host_and_kind() {
+        let bytes = event().encode_to_vec();
+        assert!(decode_checked("ops.evt.web-01.heartbeat", &bytes).is_ok());
+        let err = decode_checked("ops.evt.db-01.heartbeat", &bytes).unwrap_err();
+        assert_eq!(err.reason(), "subject_mismatch");
+        let err = decode_checked("ops.evt.web-01.disk", &bytes).unwrap_err();
+        assert_eq!(err.reason(), "subject_mismatch");
+        let err = decode_checked("ops.evt.web-01.heartbeat", b"\xff\xff").unwrap_err();
+        assert_eq!(err.reason(), "decode");
+    }
+}

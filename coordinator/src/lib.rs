@@ -1,0 +1,15 @@
+//! ops-coordinator: consumes the event stream, persists it in sled with the projections folded
+//! from it, and answers the query API. Election and command dispatch arrive with later issues.
+
+pub mod api;
+pub mod config;
+pub mod dispatch;
+pub mod election;
+pub mod emit;
+pub mod http;
+pub mod ingest;
+pub mod projection;
+pub mod rebuild;
+pub mod service;
+pub mod state;
+pub mod store;

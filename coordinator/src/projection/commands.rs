@@ -1,0 +1,235 @@
+//! The command ledger: every command's lifecycle (issued → accepted → completed / failed /
+//! rejected / expired), folded from the coordinator's `command_issued` and the agents' lifecycle
+//! events. A state never moves backwards, and `accepted_count` > 1 would mean a command ran
+//! twice (what failover drills check).
+
+use opsfleet_proto::pb::event::Body;
+use opsfleet_proto::EventEnvelope;
+use serde::{Deserialize, Serialize};
+
+/// How many steps of one command's history are kept.
+pub const HISTORY: usize = 16;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandStep {
+    pub state: String,
+    pub at_unix_ms: i64,
+    /// Host or coordinator that reported it.
+    pub by: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub id: String,
+    pub target: String,
+    pub epoch: u64,
+    pub issued_by: String,
+    pub action: String,
+    pub module: String,
+    pub deadline_unix_ms: i64,
+    /// `issued`, `accepted`, `completed`, `failed`, `rejected`, `expired` (or `unknown` when a
+    /// lifecycle event arrived for a command whose issue event is not in the log).
+    pub state: String,
+    pub detail: String,
+    /// How many times an agent accepted it: 1 normally; more means it ran twice.
+    pub accepted_count: u32,
+    pub history: Vec<CommandStep>,
+}
+
+fn rank(state: &str) -> u8 {
+    match state {
+        "unknown" | "" => 0,
+        "issued" => 1,
+        "accepted" => 2,
+        _ => 3, // terminal
+    }
+}
+
+impl CommandRecord {
+    fn step(&mut self, state: &str, at: i64, by: &str, detail: &str) {
+        self.history.push(CommandStep {
+            state: state.to_owned(),
+            at_unix_ms: at,
+            by: by.to_owned(),
+            detail: detail.to_owned(),
+        });
+        if self.history.len() > HISTORY {
+            self.history.remove(0);
+        }
+        // Forward only; the first terminal state wins.
+        if rank(state) > rank(&self.state) {
+            self.state = state.to_owned();
+            self.detail = detail.to_owned();
+        }
+    }
+}
+
+/// The command id a body is about, if it is a command body.
+pub fn command_id(body: &Body) -> Option<&str> {
+    Some(match body {
+        Body::CommandIssued(c) => &c.command_id,
+        Body::CommandAccepted(c) => &c.command_id,
+        Body::CommandCompleted(c) => &c.command_id,
+        Body::CommandFailed(c) => &c.command_id,
+        Body::CommandRejected(c) => &c.command_id,
+        Body::CommandExpired(c) => &c.command_id,
+        _ => return None,
+    })
+}
+
+/// Folds one accepted event into the record of its command (created on first sight).
+pub fn apply(record: &mut CommandRecord, ev: &EventEnvelope) {
+    let (at, by) = (ev.time_unix_ms, ev.host.as_str());
+    if record.state.is_empty() {
+        record.state = "unknown".to_owned();
+    }
+    match &ev.body {
+        Body::CommandIssued(c) => {
+            record.id = c.command_id.clone();
+            record.target = c.target.clone();
+            record.epoch = c.epoch;
+            record.issued_by = c.issued_by.clone();
+            record.action = c.action.clone();
+            record.module = c.module.clone();
+            record.deadline_unix_ms = c.deadline_unix_ms;
+            record.step("issued", at, by, "");
+        }
+        Body::CommandAccepted(c) => {
+            record.id = c.command_id.clone();
+            record.accepted_count += 1;
+            record.step("accepted", at, by, "");
+        }
+        Body::CommandCompleted(c) => record.step("completed", at, by, &c.detail),
+        Body::CommandFailed(c) => record.step("failed", at, by, &c.reason),
+        Body::CommandRejected(c) => record.step(
+            "rejected",
+            at,
+            by,
+            &format!(
+                "{} (epoch {}, highest seen {})",
+                c.reason, c.epoch, c.highest_epoch_seen
+            ),
+        ),
+        Body::CommandExpired(_) => record.step("expired", at, by, "deadline passed"),
+        _ => {}
+    }
+    if record.id.is_empty() {
+        if let Some(id) = command_id(&ev.body) {
+            record.id = id.to_owned();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsfleet_proto::pb;
+    use uuid::Uuid;
+
+    fn ev(by: &str, body: Body) -> EventEnvelope {
+        EventEnvelope {
+            id: Uuid::now_v7(),
+            host: by.into(),
+            seq: 1,
+            time_unix_ms: 5,
+            module: "agent".into(),
+            incarnation: Uuid::nil(),
+            body,
+        }
+    }
+
+    fn issued() -> Body {
+        Body::CommandIssued(pb::CommandIssued {
+            command_id: "c1".into(),
+            target: "web-01".into(),
+            epoch: 7,
+            issued_by: "alice".into(),
+            action: "pause".into(),
+            module: "log".into(),
+            deadline_unix_ms: 100,
+        })
+    }
+
+    #[test]
+    fn lifecycle_moves_forward_only() {
+        let mut r = CommandRecord::default();
+        apply(&mut r, &ev("blue", issued()));
+        assert_eq!(
+            (r.state.as_str(), r.epoch, r.issued_by.as_str()),
+            ("issued", 7, "alice")
+        );
+        apply(
+            &mut r,
+            &ev(
+                "web-01",
+                Body::CommandAccepted(pb::CommandAccepted {
+                    command_id: "c1".into(),
+                    epoch: 7,
+                }),
+            ),
+        );
+        apply(
+            &mut r,
+            &ev(
+                "web-01",
+                Body::CommandCompleted(pb::CommandCompleted {
+                    command_id: "c1".into(),
+                    detail: "paused".into(),
+                }),
+            ),
+        );
+        assert_eq!(
+            (r.state.as_str(), r.detail.as_str()),
+            ("completed", "paused")
+        );
+        // A late expiry from the coordinator does not overwrite the agent's result.
+        apply(
+            &mut r,
+            &ev(
+                "blue",
+                Body::CommandExpired(pb::CommandExpired {
+                    command_id: "c1".into(),
+                    deadline_unix_ms: 100,
+                }),
+            ),
+        );
+        assert_eq!(r.state, "completed");
+        assert_eq!(r.history.len(), 4);
+        assert_eq!(r.accepted_count, 1);
+    }
+
+    #[test]
+    fn a_second_acceptance_is_counted() {
+        let mut r = CommandRecord::default();
+        apply(&mut r, &ev("blue", issued()));
+        let acc = || {
+            Body::CommandAccepted(pb::CommandAccepted {
+                command_id: "c1".into(),
+                epoch: 7,
+            })
+        };
+        apply(&mut r, &ev("web-01", acc()));
+        apply(&mut r, &ev("web-01", acc()));
+        assert_eq!(r.accepted_count, 2);
+    }
+
+    #[test]
+    fn a_lifecycle_event_before_its_issue_event_is_kept() {
+        let mut r = CommandRecord::default();
+        apply(
+            &mut r,
+            &ev(
+                "web-01",
+                Body::CommandRejected(pb::CommandRejected {
+                    command_id: "c9".into(),
+                    reason: "stale epoch".into(),
+                    epoch: 3,
+                    highest_epoch_seen: 5,
+                }),
+            ),
+        );
+        assert_eq!((r.id.as_str(), r.state.as_str()), ("c9", "rejected"));
+        assert!(r.detail.contains("epoch 3, highest seen 5"), "{}", r.detail);
+    }
+}

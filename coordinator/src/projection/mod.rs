@@ -1,0 +1,227 @@
+//! The fleet projection: a pure fold of validated events into per-host state, with exact
+//! dedup by (host, incarnation, seq) and gap tracking. No I/O and no clock: the same log folds
+//! to byte-identical rows, whose sha256 is the digest `rebuild` compares.
+
+pub mod commands;
+mod coordinators;
+mod host;
+mod runbooks;
+
+pub use commands::CommandRecord;
+pub use coordinators::{CoordinatorState, LeadershipChange};
+pub use host::{DiskState, HostState, ModuleInfo, SeqTrack};
+pub use runbooks::{
+    BackupFailure, BackupJob, BackupSuccess, HealthState, Incident, JanitorState, Runbooks,
+    SentinelView,
+};
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use opsfleet_proto::api::SeqRange;
+use opsfleet_proto::{EventEnvelope, COORDINATOR_MODULE};
+use sha2::{Digest, Sha256};
+
+/// Prefix of the projection row of one host.
+pub const HOST_ROW_PREFIX: &str = "host/";
+/// Prefix of the projection row of one coordinator.
+pub const COORDINATOR_ROW_PREFIX: &str = "coord/";
+/// Prefix of the projection row of one command.
+pub const COMMAND_ROW_PREFIX: &str = "cmd/";
+
+/// What the fold did with one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// New: append it to the log. `gap` is set when seqs were skipped before it.
+    Accepted { gap: Option<SeqRange> },
+    /// Already folded (same host, incarnation and seq): drop it.
+    Duplicate,
+}
+
+impl Verdict {
+    pub fn is_accepted(self) -> bool {
+        matches!(self, Verdict::Accepted { .. })
+    }
+}
+
+/// Why a stored projection row cannot be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("projection row {key} is not valid")]
+pub struct RowError {
+    pub key: String,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// Every host the log has mentioned, and which rows changed since the last `take_dirty`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Fleet {
+    hosts: BTreeMap<String, HostState>,
+    coordinators: BTreeMap<String, CoordinatorState>,
+    commands: BTreeMap<String, CommandRecord>,
+    /// Row keys changed since the last `take_dirty_rows`.
+    dirty: BTreeSet<String>,
+}
+
+impl Fleet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Folds one event. Deterministic: depends only on the current state and the event.
+    pub fn apply(&mut self, ev: &EventEnvelope) -> Verdict {
+        let verdict = self.apply_to_origin(ev);
+        if verdict.is_accepted() {
+            if let Some(id) = commands::command_id(&ev.body) {
+                let id = id.to_owned();
+                commands::apply(self.commands.entry(id.clone()).or_default(), ev);
+                self.dirty.insert(format!("{COMMAND_ROW_PREFIX}{id}"));
+            }
+        }
+        verdict
+    }
+
+    /// Dedups and folds an event into the state of the host or coordinator that sent it.
+    fn apply_to_origin(&mut self, ev: &EventEnvelope) -> Verdict {
+        if ev.module == COORDINATOR_MODULE {
+            let c = self
+                .coordinators
+                .entry(ev.host.clone())
+                .or_insert_with(|| CoordinatorState::new(&ev.host));
+            let verdict = c.apply(ev);
+            if verdict.is_accepted() {
+                self.dirty
+                    .insert(format!("{COORDINATOR_ROW_PREFIX}{}", ev.host));
+            }
+            return verdict;
+        }
+        let host = self
+            .hosts
+            .entry(ev.host.clone())
+            .or_insert_with(|| HostState::new(&ev.host));
+        let verdict = host.apply(ev);
+        if verdict.is_accepted() {
+            self.dirty.insert(format!("{HOST_ROW_PREFIX}{}", ev.host));
+        }
+        verdict
+    }
+
+    /// Would `apply` accept this event? (No state change.)
+    pub fn is_duplicate(&self, ev: &EventEnvelope) -> bool {
+        if ev.module == COORDINATOR_MODULE {
+            return self
+                .coordinators
+                .get(&ev.host)
+                .is_some_and(|c| c.is_duplicate(ev));
+        }
+        self.hosts.get(&ev.host).is_some_and(|h| h.is_duplicate(ev))
+    }
+
+    pub fn coordinators(&self) -> impl Iterator<Item = &CoordinatorState> {
+        self.coordinators.values()
+    }
+
+    pub fn commands(&self) -> impl Iterator<Item = &CommandRecord> {
+        self.commands.values()
+    }
+
+    pub fn command(&self, id: &str) -> Option<&CommandRecord> {
+        self.commands.get(id)
+    }
+
+    pub fn host(&self, name: &str) -> Option<&HostState> {
+        self.hosts.get(name)
+    }
+
+    pub fn hosts(&self) -> impl Iterator<Item = &HostState> {
+        self.hosts.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// Rows changed since the last call, serialised, ascending by key.
+    pub fn take_dirty_rows(&mut self) -> Vec<(String, Vec<u8>)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty.into_iter().filter_map(|key| self.row(&key)).collect()
+    }
+
+    fn row(&self, key: &str) -> Option<(String, Vec<u8>)> {
+        if let Some(name) = key.strip_prefix(HOST_ROW_PREFIX) {
+            return self.hosts.get(name).map(|h| (key.to_owned(), to_row(h)));
+        }
+        let name = key.strip_prefix(COORDINATOR_ROW_PREFIX)?;
+        self.coordinators
+            .get(name)
+            .map(|c| (key.to_owned(), to_row(c)))
+    }
+
+    /// Every row, serialised, ascending by key.
+    pub fn rows(&self) -> Vec<(String, Vec<u8>)> {
+        let coords = self
+            .coordinators
+            .iter()
+            .map(|(n, c)| (format!("{COORDINATOR_ROW_PREFIX}{n}"), to_row(c)));
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|(n, h)| (format!("{HOST_ROW_PREFIX}{n}"), to_row(h)));
+        let commands = self
+            .commands
+            .iter()
+            .map(|(id, c)| (format!("{COMMAND_ROW_PREFIX}{id}"), to_row(c)));
+        // "cmd/" < "coord/" < "host/": ascending by key.
+        commands.chain(coords).chain(hosts).collect()
+    }
+
+    /// sha256 over every row, hex.
+    pub fn digest(&self) -> String {
+        digest_rows(self.rows().iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+    }
+
+    /// Loads a fleet from stored rows (the inverse of `rows`).
+    pub fn from_rows(rows: Vec<(String, Vec<u8>)>) -> Result<Self, RowError> {
+        let mut fleet = Fleet::default();
+        for (key, value) in rows {
+            let bad = |source| RowError {
+                key: key.clone(),
+                source,
+            };
+            if let Some(name) = key.strip_prefix(HOST_ROW_PREFIX) {
+                let state: HostState = serde_json::from_slice(&value).map_err(bad)?;
+                fleet.hosts.insert(name.to_owned(), state);
+            } else if let Some(name) = key.strip_prefix(COORDINATOR_ROW_PREFIX) {
+                let state: CoordinatorState = serde_json::from_slice(&value).map_err(bad)?;
+                fleet.coordinators.insert(name.to_owned(), state);
+            } else if let Some(id) = key.strip_prefix(COMMAND_ROW_PREFIX) {
+                let record: CommandRecord = serde_json::from_slice(&value).map_err(bad)?;
+                fleet.commands.insert(id.to_owned(), record);
+            }
+        }
+        Ok(fleet)
+    }
+}
+
+fn to_row<T: serde::Serialize>(state: &T) -> Vec<u8> {
+    // Serialising plain structs of strings, integers and BTreeMaps cannot fail.
+    serde_json::to_vec(state).unwrap_or_default()
+}
+
+/// sha256 over `(key, value)` pairs in the given order, each length-prefixed; hex.
+pub fn digest_rows<'a>(rows: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut hasher = Sha256::new();
+    for (key, value) in rows {
+        hasher.update((key.len() as u64).to_be_bytes());
+        hasher.update(key.as_bytes());
+        hasher.update((value.len() as u64).to_be_bytes());
+        hasher.update(value);
+    }
+    hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,409 @@
+//! Per-host projections of the runbook modules: log incidents, health probes, sentinel files,
+//! the backup catalog and janitor reports. Pure folds; newer state wins by (incarnation, seq)
+//! version so that a late, gap-filling event never rolls state back, while counters count
+//! every accepted event once.
+
+use std::collections::BTreeMap;
+
+use opsfleet_proto::pb::{self, event::Body};
+use serde::{Deserialize, Serialize};
+
+use super::host::Version;
+
+/// How many archive names per backup job the catalog keeps.
+pub const ARCHIVES_KEPT: usize = 100;
+
+/// New `ERROR`/`Traceback` lines of one log file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Matching events (a grouped traceback counts once).
+    pub count: u64,
+    /// Lines the agent's rate limit held back.
+    pub suppressed: u64,
+    pub last_pattern: String,
+    pub last_excerpt: String,
+    pub last_at_unix_ms: i64,
+    pub version: Version,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthState {
+    /// `starting`, `ready`, `degraded`, `failed` or `unknown`.
+    pub status: String,
+    pub probe: String,
+    pub detail: String,
+    pub consecutive_failures: u32,
+    /// When the current status began (agent clock), 0 if only known from a heartbeat.
+    pub since_unix_ms: i64,
+    pub version: Version,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentinelView {
+    /// `fresh`, `stale`, `missing` or `unknown`.
+    pub status: String,
+    pub age_ms: u64,
+    pub max_age_ms: u64,
+    pub mtime_unix_ms: i64,
+    pub at_unix_ms: i64,
+    pub version: Version,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSuccess {
+    pub run_id: String,
+    pub archive: String,
+    pub size_bytes: u64,
+    pub files: u64,
+    pub duration_ms: u64,
+    pub sha256: String,
+    pub at_unix_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupFailure {
+    pub run_id: String,
+    pub reason: String,
+    pub at_unix_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupJob {
+    pub last_success: Option<BackupSuccess>,
+    pub last_failure: Option<BackupFailure>,
+    /// Run in progress (started, neither completed nor failed yet).
+    pub running: Option<String>,
+    /// Archives completed and not pruned, oldest first.
+    pub archives: Vec<String>,
+    pub last_restore: Option<String>,
+    pub version: Version,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JanitorState {
+    pub last_at_unix_ms: i64,
+    pub last_removed_files: u64,
+    pub last_bytes: u64,
+    pub total_removed_files: u64,
+    pub total_bytes: u64,
+    pub dry_run: bool,
+}
+
+/// Everything the runbook modules told about one host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runbooks {
+    pub incidents: BTreeMap<String, Incident>,
+    pub health: BTreeMap<String, HealthState>,
+    pub sentinels: BTreeMap<String, SentinelView>,
+    pub backups: BTreeMap<String, BackupJob>,
+    pub janitor: BTreeMap<String, JanitorState>,
+}
+
+pub(crate) fn health_name(status: i32) -> &'static str {
+    match pb::HealthStatus::try_from(status) {
+        Ok(pb::HealthStatus::Starting) => "starting",
+        Ok(pb::HealthStatus::Ready) => "ready",
+        Ok(pb::HealthStatus::Degraded) => "degraded",
+        Ok(pb::HealthStatus::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+fn sentinel_name(status: i32) -> &'static str {
+    match pb::SentinelStatus::try_from(status) {
+        Ok(pb::SentinelStatus::Fresh) => "fresh",
+        Ok(pb::SentinelStatus::Stale) => "stale",
+        Ok(pb::SentinelStatus::Missing) => "missing",
+        _ => "unknown",
+    }
+}
+
+impl Runbooks {
+    /// Folds one body; returns false for bodies that are not about runbook modules.
+    pub fn apply(&mut self, version: &Version, at: i64, body: &Body) -> bool {
+        match body {
+            Body::LogMatch(m) => {
+                let inc = self.incidents.entry(m.path.clone()).or_default();
+                inc.count += 1;
+                if inc.version <= *version {
+                    inc.last_pattern = m.pattern.clone();
+                    inc.last_excerpt = m.excerpt.clone();
+                    inc.last_at_unix_ms = at;
+                    inc.version = version.clone();
+                }
+            }
+            Body::LogSuppressed(s) => {
+                self.incidents.entry(s.path.clone()).or_default().suppressed += s.count;
+            }
+            Body::Health(h) => {
+                let state = self.health.entry(h.check.clone()).or_default();
+                if state.version <= *version {
+                    *state = HealthState {
+                        status: health_name(h.status).to_owned(),
+                        probe: h.probe.clone(),
+                        detail: h.detail.clone(),
+                        consecutive_failures: h.consecutive_failures,
+                        since_unix_ms: at,
+                        version: version.clone(),
+                    };
+                }
+            }
+            Body::Heartbeat(hb) => {
+                // The heartbeat carries the current status of every probe; it confirms or
+                // corrects the state without moving `since` when nothing changed.
+                for s in &hb.health {
+                    let state = self.health.entry(s.check.clone()).or_default();
+                    if state.version <= *version {
+                        let status = health_name(s.status);
+                        if state.status != status {
+                            state.status = status.to_owned();
+                            state.since_unix_ms = 0;
+                        }
+                        state.version = version.clone();
+                    }
+                }
+                return false; // the host fold handles the rest of the heartbeat
+            }
+            Body::Sentinel(s) => {
+                let view = self.sentinels.entry(s.path.clone()).or_default();
+                if view.version <= *version {
+                    *view = SentinelView {
+                        status: sentinel_name(s.status).to_owned(),
+                        age_ms: s.age_ms,
+                        max_age_ms: s.max_age_ms,
+                        mtime_unix_ms: s.mtime_unix_ms,
+                        at_unix_ms: at,
+                        version: version.clone(),
+                    };
+                }
+            }
+            Body::BackupStarted(b) => {
+                let job = self.backups.entry(b.job.clone()).or_default();
+                if job.version <= *version {
+                    job.running = Some(b.run_id.clone());
+                    job.version = version.clone();
+                }
+            }
+            Body::BackupProgress(_) => {}
+            Body::BackupCompleted(b) => {
+                let job = self.backups.entry(b.job.clone()).or_default();
+                if !job.archives.contains(&b.archive) {
+                    job.archives.push(b.archive.clone());
+                    if job.archives.len() > ARCHIVES_KEPT {
+                        job.archives.remove(0);
+                    }
+                }
+                if job.version <= *version {
+                    if job.running.as_deref() == Some(b.run_id.as_str()) {
+                        job.running = None;
+                    }
+                    job.last_success = Some(BackupSuccess {
+                        run_id: b.run_id.clone(),
+                        archive: b.archive.clone(),
+                        size_bytes: b.size_bytes,
+                        files: b.files,
+                        duration_ms: b.duration_ms,
+                        sha256: b.sha256.clone(),
+                        at_unix_ms: at,
+                    });
+                    job.version = version.clone();
+                }
+            }
+            Body::BackupFailed(b) => {
+                let job = self.backups.entry(b.job.clone()).or_default();
+                if job.version <= *version {
+                    if job.running.as_deref() == Some(b.run_id.as_str()) {
+                        job.running = None;
+                    }
+                    job.last_failure = Some(BackupFailure {
+                        run_id: b.run_id.clone(),
+                        reason: b.reason.clone(),
+                        at_unix_ms: at,
+                    });
+                    job.version = version.clone();
+                }
+            }
+            Body::BackupPruned(p) => {
+                let job = self.backups.entry(p.job.clone()).or_default();
+                job.archives.retain(|a| !p.archives.contains(a));
+            }
+            Body::RestoreCompleted(r) => {
+                self.backups.entry(r.job.clone()).or_default().last_restore =
+                    Some(format!("{} -> {}", r.archive, r.target));
+            }
+            Body::RestoreFailed(_) => {}
+            Body::Janitor(j) => {
+                let state = self.janitor.entry(j.root.clone()).or_default();
+                state.total_removed_files += if j.dry_run { 0 } else { j.removed_files };
+                state.total_bytes += if j.dry_run { 0 } else { j.bytes };
+                if state.last_at_unix_ms <= at {
+                    state.last_at_unix_ms = at;
+                    state.last_removed_files = j.removed_files;
+                    state.last_bytes = j.bytes;
+                    state.dry_run = j.dry_run;
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(seq: u64) -> Version {
+        ("inc".to_owned(), seq)
+    }
+
+    fn log(path: &str, excerpt: &str) -> Body {
+        Body::LogMatch(pb::LogMatch {
+            path: path.into(),
+            pattern: "error".into(),
+            excerpt: excerpt.into(),
+            lines: 1,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn incidents_count_every_match_and_keep_the_newest_excerpt() {
+        let mut r = Runbooks::default();
+        r.apply(&v(1), 10, &log("/var/log/app.log", "ERROR one"));
+        r.apply(&v(3), 30, &log("/var/log/app.log", "ERROR three"));
+        r.apply(&v(2), 20, &log("/var/log/app.log", "ERROR two (late)"));
+        r.apply(
+            &v(4),
+            40,
+            &Body::LogSuppressed(pb::LogSuppressed {
+                path: "/var/log/app.log".into(),
+                count: 17,
+                since_unix_ms: 35,
+            }),
+        );
+        let inc = &r.incidents["/var/log/app.log"];
+        assert_eq!((inc.count, inc.suppressed), (3, 17));
+        assert_eq!(inc.last_excerpt, "ERROR three");
+    }
+
+    #[test]
+    fn health_transitions_and_heartbeat_summaries() {
+        let mut r = Runbooks::default();
+        r.apply(
+            &v(1),
+            100,
+            &Body::Health(pb::HealthCheck {
+                check: "api".into(),
+                probe: "http".into(),
+                status: pb::HealthStatus::Failed as i32,
+                detail: "503".into(),
+                consecutive_failures: 3,
+                ..Default::default()
+            }),
+        );
+        assert_eq!(r.health["api"].status, "failed");
+        assert_eq!(r.health["api"].since_unix_ms, 100);
+        // A heartbeat that agrees keeps `since`; one that disagrees corrects the status.
+        let hb = |status: pb::HealthStatus| {
+            Body::Heartbeat(pb::Heartbeat {
+                health: vec![pb::HealthSummary {
+                    check: "api".into(),
+                    status: status as i32,
+                }],
+                ..Default::default()
+            })
+        };
+        assert!(!r.apply(&v(2), 200, &hb(pb::HealthStatus::Failed)));
+        assert_eq!(r.health["api"].since_unix_ms, 100);
+        r.apply(&v(3), 300, &hb(pb::HealthStatus::Ready));
+        assert_eq!(r.health["api"].status, "ready");
+    }
+
+    #[test]
+    fn backup_catalog_follows_runs_and_pruning() {
+        let mut r = Runbooks::default();
+        let started = |run: &str| {
+            Body::BackupStarted(pb::BackupStarted {
+                job: "db".into(),
+                run_id: run.into(),
+                sources: vec![],
+            })
+        };
+        let done = |run: &str, archive: &str| {
+            Body::BackupCompleted(pb::BackupCompleted {
+                job: "db".into(),
+                run_id: run.into(),
+                archive: archive.into(),
+                size_bytes: 10,
+                files: 2,
+                ..Default::default()
+            })
+        };
+        r.apply(&v(1), 1, &started("r1"));
+        assert_eq!(r.backups["db"].running.as_deref(), Some("r1"));
+        r.apply(&v(2), 2, &done("r1", "db-1.tar.zst"));
+        r.apply(&v(3), 3, &started("r2"));
+        r.apply(
+            &v(4),
+            4,
+            &Body::BackupFailed(pb::BackupFailed {
+                job: "db".into(),
+                run_id: "r2".into(),
+                reason: "disk full".into(),
+            }),
+        );
+        r.apply(&v(5), 5, &done("r3", "db-3.tar.zst"));
+        r.apply(
+            &v(6),
+            6,
+            &Body::BackupPruned(pb::BackupPruned {
+                job: "db".into(),
+                archives: vec!["db-1.tar.zst".into()],
+                bytes_freed: 10,
+            }),
+        );
+        let job = &r.backups["db"];
+        assert_eq!(job.running, None);
+        assert_eq!(job.archives, ["db-3.tar.zst"]);
+        assert_eq!(
+            job.last_success.as_ref().map(|s| s.run_id.as_str()),
+            Some("r3")
+        );
+        assert_eq!(
+            job.last_failure.as_ref().map(|f| f.reason.as_str()),
+            Some("disk full")
+        );
+    }
+
+    #[test]
+    fn sentinel_and_janitor() {
+        let mut r = Runbooks::default();
+        r.apply(
+            &v(1),
+            5,
+            &Body::Sentinel(pb::SentinelState {
+                path: "/run/app/heartbeat".into(),
+                status: pb::SentinelStatus::Missing as i32,
+                ..Default::default()
+            }),
+        );
+        assert_eq!(r.sentinels["/run/app/heartbeat"].status, "missing");
+        let report = |files, dry_run| {
+            Body::Janitor(pb::JanitorReport {
+                root: "/srv/runs".into(),
+                dry_run,
+                removed_files: files,
+                bytes: files * 100,
+                ..Default::default()
+            })
+        };
+        r.apply(&v(2), 6, &report(3, true));
+        r.apply(&v(3), 7, &report(4, false));
+        let j = &r.janitor["/srv/runs"];
+        assert_eq!(
+            (j.total_removed_files, j.total_bytes, j.last_removed_files),
+            (4, 400, 4)
+        );
+    }
+}

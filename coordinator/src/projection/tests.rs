@@ -1,0 +1,229 @@
+//! Unit and property tests of the fleet fold.
+
+use super::*;
+use opsfleet_proto::pb::{self, event::Body};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+fn inc(n: u8) -> Uuid {
+    // Deterministic, ordered UUIDv7-shaped ids for tests.
+    Uuid::from_bytes([0x01, 0x90, 0, 0, 0, n, 0x70, 0, 0x80, 0, 0, 0, 0, 0, 0, n])
+}
+
+fn heartbeat(host: &str, incarnation: Uuid, seq: u64) -> EventEnvelope {
+    EventEnvelope {
+        id: Uuid::from_u128(seq as u128 | ((incarnation.as_u128() & 0xff) << 64)),
+        host: host.to_owned(),
+        seq,
+        time_unix_ms: 1_790_000_000_000 + seq as i64,
+        module: "heartbeat".to_owned(),
+        incarnation,
+        body: Body::Heartbeat(pb::Heartbeat {
+            uptime_ms: seq * 1000,
+            agent_version: "0.1.0".to_owned(),
+            interval_ms: 1000,
+            modules: vec![pb::ModuleStatus {
+                name: "disk".to_owned(),
+                kind: "disk".to_owned(),
+                state: pb::ModuleRunState::Running as i32,
+                expected_interval_ms: 60_000,
+            }],
+            outbox_pending: 0,
+            health: vec![],
+        }),
+    }
+}
+
+fn disk(host: &str, incarnation: Uuid, seq: u64, bp: u32, level: pb::DiskLevel) -> EventEnvelope {
+    let mut ev = heartbeat(host, incarnation, seq);
+    ev.module = "disk".to_owned();
+    ev.body = Body::Disk(pb::DiskUsage {
+        path: "/".to_owned(),
+        used_basis_points: bp,
+        level: level as i32,
+        ..Default::default()
+    });
+    ev
+}
+
+#[test]
+fn in_order_events_are_accepted_and_counted() {
+    let mut fleet = Fleet::new();
+    for seq in 1..=5 {
+        assert_eq!(
+            fleet.apply(&heartbeat("web-01", inc(1), seq)),
+            Verdict::Accepted { gap: None }
+        );
+    }
+    let h = fleet.host("web-01").unwrap();
+    assert_eq!(h.events, 5);
+    assert_eq!(h.current().unwrap().last_seq, 5);
+    assert!(h.current().unwrap().gaps.is_empty());
+    assert_eq!(h.modules["disk"].state, "running");
+    assert_eq!(h.last_seen_unix_ms, 1_790_000_000_005);
+}
+
+#[test]
+fn duplicates_are_dropped_by_host_incarnation_and_seq() {
+    let mut fleet = Fleet::new();
+    fleet.apply(&heartbeat("web-01", inc(1), 1));
+    fleet.apply(&heartbeat("web-01", inc(1), 2));
+    assert!(fleet.is_duplicate(&heartbeat("web-01", inc(1), 2)));
+    assert_eq!(
+        fleet.apply(&heartbeat("web-01", inc(1), 2)),
+        Verdict::Duplicate
+    );
+    assert_eq!(
+        fleet.apply(&heartbeat("web-01", inc(1), 1)),
+        Verdict::Duplicate
+    );
+    // Same seq from another host or another incarnation is new.
+    assert!(fleet.apply(&heartbeat("db-01", inc(1), 2)).is_accepted());
+    assert!(fleet.apply(&heartbeat("web-01", inc(2), 1)).is_accepted());
+    assert_eq!(fleet.host("web-01").unwrap().events, 3);
+}
+
+#[test]
+fn gaps_are_recorded_and_filled_by_late_arrivals() {
+    let mut fleet = Fleet::new();
+    fleet.apply(&heartbeat("web-01", inc(1), 1));
+    assert_eq!(
+        fleet.apply(&heartbeat("web-01", inc(1), 5)),
+        Verdict::Accepted {
+            gap: Some(SeqRange { first: 2, last: 4 })
+        }
+    );
+    assert!(fleet.apply(&heartbeat("web-01", inc(1), 3)).is_accepted());
+    let gaps = &fleet.host("web-01").unwrap().current().unwrap().gaps;
+    assert_eq!(
+        gaps,
+        &vec![
+            SeqRange { first: 2, last: 2 },
+            SeqRange { first: 4, last: 4 }
+        ]
+    );
+    assert_eq!(
+        fleet.apply(&heartbeat("web-01", inc(1), 3)),
+        Verdict::Duplicate
+    );
+}
+
+#[test]
+fn a_new_incarnation_becomes_current_and_an_old_one_does_not_take_over() {
+    let mut fleet = Fleet::new();
+    fleet.apply(&heartbeat("web-01", inc(2), 1));
+    fleet.apply(&heartbeat("web-01", inc(1), 7));
+    assert_eq!(
+        fleet.host("web-01").unwrap().incarnation,
+        inc(2).to_string()
+    );
+    fleet.apply(&heartbeat("web-01", inc(3), 1));
+    assert_eq!(
+        fleet.host("web-01").unwrap().incarnation,
+        inc(3).to_string()
+    );
+}
+
+#[test]
+fn a_late_event_does_not_overwrite_newer_disk_state() {
+    let mut fleet = Fleet::new();
+    fleet.apply(&disk("web-01", inc(1), 1, 1000, pb::DiskLevel::Ok));
+    fleet.apply(&disk("web-01", inc(1), 3, 9600, pb::DiskLevel::Crit));
+    // seq 2 arrives late, filling the gap.
+    fleet.apply(&disk("web-01", inc(1), 2, 8700, pb::DiskLevel::Warn));
+    let d = &fleet.host("web-01").unwrap().disks["/"];
+    assert_eq!((d.used_basis_points, d.level.as_str()), (9600, "crit"));
+}
+
+#[test]
+fn rows_round_trip_and_digest_is_stable() {
+    let mut fleet = Fleet::new();
+    for seq in 1..=3 {
+        fleet.apply(&heartbeat("web-01", inc(1), seq));
+        fleet.apply(&disk("db-01", inc(4), seq, 5000, pb::DiskLevel::Ok));
+    }
+    let rows = fleet.rows();
+    let back = Fleet::from_rows(rows.clone()).unwrap();
+    assert_eq!(back.rows(), rows);
+    assert_eq!(back.digest(), fleet.digest());
+    assert_eq!(
+        fleet.digest(),
+        digest_rows(rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+    );
+}
+
+#[test]
+fn dirty_rows_are_exactly_the_touched_hosts() {
+    let mut fleet = Fleet::new();
+    fleet.apply(&heartbeat("web-01", inc(1), 1));
+    fleet.apply(&heartbeat("db-01", inc(1), 1));
+    assert_eq!(fleet.take_dirty_rows().len(), 2);
+    fleet.apply(&heartbeat("db-01", inc(1), 1)); // duplicate: not dirty
+    assert!(fleet.take_dirty_rows().is_empty());
+    fleet.apply(&heartbeat("db-01", inc(1), 2));
+    let dirty = fleet.take_dirty_rows();
+    assert_eq!(dirty.len(), 1);
+    assert_eq!(dirty[0].0, "host/db-01");
+}
+
+#[test]
+fn a_corrupt_row_is_a_typed_error() {
+    let err = Fleet::from_rows(vec![("host/x".to_owned(), b"{nope".to_vec())]).unwrap_err();
+    assert_eq!(err.key, "host/x");
+}
+
+proptest! {
+    /// Any delivery order with any duplicates: each distinct seq is accepted exactly once,
+    /// and once all of 1..=n arrived no gap is left.
+    #[test]
+    fn each_seq_is_accepted_exactly_once(
+        n in 1u64..60,
+        extra in proptest::collection::vec(0usize..1000, 0..80),
+        seed in any::<u64>(),
+    ) {
+        let mut deliveries: Vec<u64> = (1..=n).collect();
+        deliveries.extend(extra.iter().map(|i| (*i as u64 % n) + 1));
+        // Deterministic shuffle from the seed.
+        let mut s = seed | 1;
+        for i in (1..deliveries.len()).rev() {
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+            deliveries.swap(i, (s % (i as u64 + 1)) as usize);
+        }
+        let mut fleet = Fleet::new();
+        let accepted = deliveries
+            .iter()
+            .filter(|seq| fleet.apply(&heartbeat("web-01", inc(1), **seq)).is_accepted())
+            .count();
+        prop_assert_eq!(accepted as u64, n);
+        let track = fleet.host("web-01").unwrap().current().unwrap().clone();
+        prop_assert_eq!(track.last_seq, n);
+        prop_assert!(track.gaps.is_empty(), "gaps left: {:?}", track.gaps);
+    }
+
+    /// Interleaving different hosts' streams (each in its own order) never changes the state:
+    /// the fold is per host.
+    #[test]
+    fn interleaving_hosts_does_not_change_the_digest(
+        a in 1u64..30, b in 1u64..30, picks in proptest::collection::vec(any::<bool>(), 0..60),
+    ) {
+        let stream = |host: &str, n: u64| -> Vec<EventEnvelope> {
+            (1..=n).map(|s| if s % 3 == 0 {
+                disk(host, inc(1), s, (s * 100) as u32, pb::DiskLevel::Ok)
+            } else {
+                heartbeat(host, inc(1), s)
+            }).collect()
+        };
+        let (xs, ys) = (stream("web-01", a), stream("db-01", b));
+        let mut sequential = Fleet::new();
+        for ev in xs.iter().chain(ys.iter()) { sequential.apply(ev); }
+
+        let mut mixed = Fleet::new();
+        let (mut i, mut j) = (0, 0);
+        for pick in picks.iter().copied().chain(std::iter::repeat(true)) {
+            if i == xs.len() && j == ys.len() { break; }
+            if (pick && i < xs.len()) || j == ys.len() { mixed.apply(&xs[i]); i += 1; }
+            else { mixed.apply(&ys[j]); j += 1; }
+        }
+        prop_assert_eq!(mixed.digest(), sequential.digest());
+    }
+}

@@ -1,0 +1,172 @@
+//! The running coordinator: opens the store, connects, ensures the topology, then runs ingest
+//! and the API until cancelled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opsfleet_proto::pb;
+
+use opsfleet_bus::{BusError, ConnectMode};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::CoordinatorConfig;
+use crate::dispatch::Dispatcher;
+use crate::emit::Emitter;
+use crate::ingest;
+use crate::state::{LoadError, Shared};
+use crate::store::{SledStore, StoreError};
+use crate::{api, election, store::EventStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot create data dir {path}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Api(#[from] api::SubscribeError),
+    #[error("cannot listen on {listen}")]
+    Http {
+        listen: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the coordinator until `cancel` fires; returns after the in-flight batch is persisted.
+pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<(), RunError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| RunError::DataDir {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
+    let store: Arc<dyn EventStore> = Arc::new(SledStore::open(&SledStore::path_in(&cfg.data_dir))?);
+
+    let client = opsfleet_bus::connect(
+        &cfg.nats,
+        &format!("ops-coordinator {}", cfg.name),
+        ConnectMode::FailFast,
+    )
+    .await?;
+    let js = opsfleet_bus::jetstream(client.clone(), &cfg.nats);
+    let topology = opsfleet_bus::ensure_topology(&js, &cfg.topology).await?;
+
+    let (driver, leadership, release) = election::Driver::new(
+        topology.leader.clone(),
+        &cfg.name,
+        &cfg.color,
+        cfg.topology.lease_ttl,
+    );
+    let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = driver.report_changes(changes_tx);
+    let emitter = Emitter::new(js.clone(), Arc::clone(&store), &cfg.name);
+    let leadership_events = tokio::spawn(publish_role_changes(
+        emitter.clone(),
+        cfg.name.clone(),
+        cfg.color.clone(),
+        changes_rx,
+    ));
+    let shared = Shared::load(&cfg.name, &cfg.color, store, leadership)?;
+    info!(
+        coordinator = %cfg.name,
+        applied = shared.applied(),
+        hosts = shared.fleet().len(),
+        "store opened"
+    );
+    let election_task = tokio::spawn(driver.run(cancel.clone()));
+    let http_task = match &cfg.http {
+        Some(http) => {
+            let (addr, task) = crate::http::serve(http.listen, Arc::clone(&shared), cancel.clone())
+                .await
+                .map_err(|source| RunError::Http {
+                    listen: http.listen,
+                    source,
+                })?;
+            info!(%addr, "HTTP endpoint listening");
+            Some(task)
+        }
+        None => None,
+    };
+    let dispatcher = Dispatcher::new(Arc::clone(&shared), emitter, js.clone());
+    let sweeper = tokio::spawn(
+        dispatcher
+            .clone()
+            .sweep_expired(Duration::from_secs(1), cancel.clone()),
+    );
+
+    let api_task = tokio::spawn(api::serve(
+        client.clone(),
+        Arc::clone(&shared),
+        topology.events.clone(),
+        release,
+        dispatcher,
+        cancel.clone(),
+    ));
+    ingest::run(
+        Arc::clone(&shared),
+        js,
+        topology.events.clone(),
+        cfg.ingest.clone(),
+        cancel.clone(),
+    )
+    .await;
+    cancel.cancel();
+    // The election task releases the lease on cancel, so a standby takes over at once.
+    if let Err(e) = election_task.await {
+        tracing::error!(error = %e, "election task panicked");
+    }
+    // The driver is gone, so the channel closes once its last change is published.
+    if tokio::time::timeout(Duration::from_secs(5), leadership_events)
+        .await
+        .is_err()
+    {
+        tracing::warn!("gave up publishing the last leadership event");
+    }
+    let _ = sweeper.await;
+    if let Some(task) = http_task {
+        let _ = task.await;
+    }
+    match api_task.await {
+        Ok(result) => result?,
+        Err(e) => tracing::error!(error = %e, "API task panicked"),
+    }
+    // Make sure the last acknowledged batch is on disk before the process ends.
+    shared.store.flush()?;
+    let _ = client.flush().await;
+    info!(coordinator = %cfg.name, applied = shared.applied(), "stopped");
+    Ok(())
+}
+
+/// Publishes every role change of this coordinator as a `leadership` event, in order.
+async fn publish_role_changes(
+    emitter: Emitter,
+    name: String,
+    color: String,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<election::RoleChange>,
+) {
+    while let Some(change) = changes.recv().await {
+        let role = if change.active {
+            pb::LeaderRole::Active
+        } else {
+            pb::LeaderRole::Standby
+        };
+        let body = pb::event::Body::Leadership(pb::LeadershipChanged {
+            coordinator: name.clone(),
+            color: color.clone(),
+            role: role as i32,
+            epoch: change.epoch,
+            reason: change.reason.to_owned(),
+        });
+        if let Err(e) = emitter.emit(body, Duration::from_secs(30)).await {
+            tracing::error!(error = %e, epoch = change.epoch, "leadership event lost");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! State shared between the ingest loop and the API responders: the in-memory fleet (the
+//! projection as persisted), the store, and counters.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::election::Leadership;
+use crate::projection::{Fleet, RowError};
+use crate::store::{EventStore, StoreError};
+
+/// Why the persisted state could not be loaded at start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read the store")]
+    Store(#[from] StoreError),
+    #[error(
+        "stored projection is unreadable; run `ops-coordinator rebuild` to refold it from the log"
+    )]
+    Rows(#[from] RowError),
+}
+
+pub struct Shared {
+    pub name: String,
+    pub color: String,
+    pub store: Arc<dyn EventStore>,
+    /// This coordinator's place in the election.
+    pub leadership: Leadership,
+    fleet: RwLock<Fleet>,
+    /// Highest stream sequence persisted.
+    pub applied: AtomicU64,
+    /// Duplicates dropped since start.
+    pub duplicates: AtomicU64,
+    /// Malformed messages parked since start.
+    pub parked: AtomicU64,
+    /// False while the store refuses writes (full or read-only disk).
+    pub store_healthy: AtomicBool,
+}
+
+impl Shared {
+    /// Loads the persisted projection and applied position.
+    pub fn load(
+        name: &str,
+        color: &str,
+        store: Arc<dyn EventStore>,
+        leadership: Leadership,
+    ) -> Result<Arc<Self>, LoadError> {
+        let fleet = Fleet::from_rows(store.rows()?)?;
+        let applied = store.applied_stream_seq()?;
+        Ok(Arc::new(Shared {
+            name: name.to_owned(),
+            color: color.to_owned(),
+            store,
+            leadership,
+            fleet: RwLock::new(fleet),
+            applied: AtomicU64::new(applied),
+            duplicates: AtomicU64::new(0),
+            parked: AtomicU64::new(0),
+            store_healthy: AtomicBool::new(true),
+        }))
+    }
+
+    pub fn fleet(&self) -> RwLockReadGuard<'_, Fleet> {
+        // The fleet is only mutated inside `Fleet::apply`, which never panics midway through a
+        // host; a poisoned lock still guards consistent data.
+        self.fleet.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn fleet_mut(&self) -> RwLockWriteGuard<'_, Fleet> {
+        self.fleet.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+}

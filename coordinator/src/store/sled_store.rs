@@ -1,0 +1,230 @@
+//! sled-backed `EventStore`: one tree, keys `l/<stream seq BE>` (log), `p/<row key>`
+//! (projection rows), `m/applied` and `m/log_len` (meta), so that one `sled::Batch` commits a
+//! whole ingest step atomically.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Commit, EventStore, LogIter, StoreError};
+
+const LOG: &[u8] = b"l/";
+const ROW: &[u8] = b"p/";
+const APPLIED: &[u8] = b"m/applied";
+const LOG_LEN: &[u8] = b"m/log_len";
+const OWN_INCARNATION: &[u8] = b"m/own_incarnation";
+const OWN_NEXT_SEQ: &[u8] = b"m/own_next_seq";
+
+/// The coordinator's durable replica, in `data_dir/coordinator.sled`.
+pub struct SledStore {
+    db: sled::Db,
+    /// Cached `m/log_len`; only `commit` changes it and commits are serialised by the caller.
+    log_len: AtomicU64,
+}
+
+fn log_key(seq: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[..2].copy_from_slice(LOG);
+    k[2..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn row_key(key: &str) -> Vec<u8> {
+    [ROW, key.as_bytes()].concat()
+}
+
+fn read_u64(db: &sled::Db, key: &'static [u8]) -> Result<u64, StoreError> {
+    match db.get(key).map_err(|source| StoreError::Io {
+        op: "read meta",
+        source,
+    })? {
+        None => Ok(0),
+        Some(v) => {
+            let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                what: "meta counter",
+                key: String::from_utf8_lossy(key).into_owned(),
+            })?;
+            Ok(u64::from_be_bytes(bytes))
+        }
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // sled 0.34 releases its file lock when its background flusher lets go of the
+        // database, shortly after the last handle is dropped: a reopen in the same process
+        // waits up to 2 s for that. A lock that is really held is still `Locked`.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(path)
+                .cache_capacity(256 * 1024 * 1024)
+                .open()
+                .map_err(|source| match &source {
+                    // sled 0.34 reports a held file lock as `Other` with this text.
+                    sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                        StoreError::Locked {
+                            path: path.to_path_buf(),
+                        }
+                    }
+                    _ => StoreError::Open {
+                        path: path.to_path_buf(),
+                        source,
+                    },
+                });
+            match opened {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
+        let log_len = read_u64(&db, LOG_LEN)?;
+        Ok(SledStore {
+            db,
+            log_len: AtomicU64::new(log_len),
+        })
+    }
+
+    /// Where a coordinator with this data dir keeps its store.
+    pub fn path_in(data_dir: &Path) -> PathBuf {
+        data_dir.join("coordinator.sled")
+    }
+}
+
+impl EventStore for SledStore {
+    fn applied_stream_seq(&self) -> Result<u64, StoreError> {
+        read_u64(&self.db, APPLIED)
+    }
+
+    fn log_len(&self) -> Result<u64, StoreError> {
+        Ok(self.log_len.load(Ordering::Acquire))
+    }
+
+    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        let applied = self.applied_stream_seq()?;
+        if commit.applied_stream_seq < applied {
+            return Err(StoreError::Backwards {
+                from: applied,
+                to: commit.applied_stream_seq,
+            });
+        }
+        let mut batch = sled::Batch::default();
+        let mut added = 0u64;
+        for (seq, bytes) in commit.log {
+            // Every stored entry is at or below `applied` (they move in the same batch), so an
+            // entry above it is new and one at or below it is a re-commit (a retry after a
+            // failed flush) that must not be counted twice. No read per entry.
+            if seq > applied {
+                added += 1;
+            }
+            batch.insert(&log_key(seq)[..], bytes);
+        }
+        for (key, value) in commit.rows {
+            batch.insert(row_key(&key), value);
+        }
+        let new_len = self.log_len.load(Ordering::Acquire) + added;
+        batch.insert(APPLIED, &commit.applied_stream_seq.to_be_bytes()[..]);
+        batch.insert(LOG_LEN, &new_len.to_be_bytes()[..]);
+        self.db
+            .apply_batch(batch)
+            .map_err(|source| StoreError::Io {
+                op: "commit",
+                source,
+            })?;
+        self.log_len.store(new_len, Ordering::Release);
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|source| StoreError::Io {
+                op: "flush",
+                source,
+            })
+    }
+
+    fn log_from(&self, from: u64) -> LogIter<'_> {
+        let end = [LOG, &[0xff; 8][..]].concat();
+        let iter = self.db.range(log_key(from)[..].to_vec()..=end).map(|item| {
+            let (k, v) = item.map_err(|source| StoreError::Io {
+                op: "scan log",
+                source,
+            })?;
+            let seq: [u8; 8] =
+                k.get(2..)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: "log key",
+                        key: format!("{k:?}"),
+                    })?;
+            Ok((u64::from_be_bytes(seq), v.to_vec()))
+        });
+        Box::new(iter)
+    }
+
+    fn rows(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.db
+            .scan_prefix(ROW)
+            .map(|item| {
+                let (k, v) = item.map_err(|source| StoreError::Io {
+                    op: "scan rows",
+                    source,
+                })?;
+                let key = std::str::from_utf8(&k[ROW.len()..])
+                    .map_err(|_| StoreError::Corrupt {
+                        what: "row key",
+                        key: format!("{k:?}"),
+                    })?
+                    .to_owned();
+                Ok((key, v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn reserve_own_seqs(&self, n: u64) -> Result<(String, u64), StoreError> {
+        let io = |op| move |source| StoreError::Io { op, source };
+        let incarnation = match self.db.get(OWN_INCARNATION).map_err(io("read meta"))? {
+            Some(v) => String::from_utf8(v.to_vec()).map_err(|_| StoreError::Corrupt {
+                what: "own incarnation",
+                key: "m/own_incarnation".to_owned(),
+            })?,
+            None => {
+                let inc = uuid::Uuid::now_v7().to_string();
+                self.db
+                    .insert(OWN_INCARNATION, inc.as_bytes())
+                    .map_err(io("write meta"))?;
+                inc
+            }
+        };
+        let next = read_u64(&self.db, OWN_NEXT_SEQ)?.max(1);
+        self.db
+            .insert(OWN_NEXT_SEQ, &(next + n).to_be_bytes()[..])
+            .map_err(io("write meta"))?;
+        self.flush()?;
+        Ok((incarnation, next))
+    }
+
+    fn replace_rows(&self, rows: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for item in self.db.scan_prefix(ROW).keys() {
+            let key = item.map_err(|source| StoreError::Io {
+                op: "scan rows",
+                source,
+            })?;
+            batch.remove(key);
+        }
+        for (key, value) in rows {
+            batch.insert(row_key(&key), value);
+        }
+        self.db
+            .apply_batch(batch)
+            .map_err(|source| StoreError::Io {
+                op: "replace rows",
+                source,
+            })?;
+        self.flush()
+    }
+}

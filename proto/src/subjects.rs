@@ -1,0 +1,138 @@
+//! Every subject, stream, consumer and bucket name used on the bus, in one place.
+
+/// JetStream stream holding every event (`ops.evt.>`).
+pub const EVENTS_STREAM: &str = "OPS_EVENTS";
+/// JetStream stream holding commands for agents (`ops.cmd.>`).
+pub const COMMANDS_STREAM: &str = "OPS_CMDS";
+/// JetStream stream parking malformed messages (`ops.dlq.>`).
+pub const DLQ_STREAM: &str = "OPS_DLQ";
+/// KV bucket holding the coordinators' leader lease.
+pub const LEADER_BUCKET: &str = "ops_leader";
+
+/// Filter matching every event subject.
+pub const EVENTS_ALL: &str = "ops.evt.>";
+/// Filter matching every command subject.
+pub const COMMANDS_ALL: &str = "ops.cmd.>";
+/// Filter matching every dead-letter subject.
+pub const DLQ_ALL: &str = "ops.dlq.>";
+
+/// Prefix of the request/reply query API.
+pub const API_PREFIX: &str = "ops.api";
+/// `opsctl status` and friends: the fleet view.
+pub const API_STATUS: &str = "ops.api.status";
+/// `opsctl failover`: only the active coordinator acts on it.
+pub const API_FAILOVER: &str = "ops.api.failover";
+/// `opsctl pause|resume|...`: issue a command; only the active coordinator acts on it.
+pub const API_COMMAND: &str = "ops.api.command";
+/// `opsctl commands`: the command ledger.
+pub const API_COMMANDS: &str = "ops.api.commands";
+
+/// Subject an agent publishes one event on: `ops.evt.<host>.<kind>`.
+pub fn event_subject(host: &str, kind: &str) -> String {
+    format!("ops.evt.{host}.{kind}")
+}
+
+/// Filter for every event of one host: `ops.evt.<host>.>`.
+pub fn host_events_filter(host: &str) -> String {
+    format!("ops.evt.{host}.>")
+}
+
+/// Subject the active coordinator sends one host's commands on: `ops.cmd.<host>`.
+pub fn command_subject(host: &str) -> String {
+    format!("ops.cmd.{host}")
+}
+
+/// Subject a coordinator parks a malformed message on: `ops.dlq.<source>.<reason>`.
+pub fn dlq_subject(source: &str, reason: &str) -> String {
+    format!("ops.dlq.{source}.{reason}")
+}
+
+/// API subject addressed to one named coordinator: `ops.api.<verb>.<coordinator>`.
+pub fn api_subject_for(verb_subject: &str, coordinator: &str) -> String {
+    format!("{verb_subject}.{coordinator}")
+}
+
+/// Durable consumer name of one coordinator on the events stream.
+pub fn coordinator_consumer(name: &str) -> String {
+    format!("coord-{name}")
+}
+
+/// Splits `ops.evt.<host>.<kind>` into `(host, kind)`.
+pub fn parse_event_subject(subject: &str) -> Option<(&str, &str)> {
+    let rest = subject.strip_prefix("ops.evt.")?;
+    let (host, kind) = rest.split_once('.')?;
+    if host.is_empty() || kind.is_empty() || kind.contains('.') {
+        return None;
+    }
+    Some((host, kind))
+}
+
+/// Why a name cannot be used as one subject token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("longer than {max} characters")]
+    TooLong { max: usize },
+    #[error("character {ch:?} not allowed; use letters, digits, '-' and '_'")]
+    BadChar { ch: char },
+}
+
+/// Host, module and coordinator names become subject tokens, so they are restricted to
+/// `[A-Za-z0-9_-]{1,64}`.
+pub fn validate_token(name: &str) -> Result<(), TokenError> {
+    const MAX: usize = 64;
+    if name.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    if name.len() > MAX {
+        return Err(TokenError::TooLong { max: MAX });
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        Some(ch) => Err(TokenError::BadChar { ch }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_subject_round_trips() {
+        let s = event_subject("web-01", "heartbeat");
+        assert_eq!(s, "ops.evt.web-01.heartbeat");
+        assert_eq!(parse_event_subject(&s), Some(("web-01", "heartbeat")));
+    }
+
+    #[test]
+    fn malformed_event_subjects_are_rejected() {
+        for s in [
+            "ops.evt.",
+            "ops.evt.h",
+            "ops.evt..k",
+            "ops.evt.h.",
+            "ops.cmd.h.k",
+            "ops.evt.h.k.x",
+        ] {
+            assert_eq!(parse_event_subject(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn tokens_reject_subject_metacharacters() {
+        assert!(validate_token("db_01-a").is_ok());
+        assert_eq!(validate_token(""), Err(TokenError::Empty));
+        assert_eq!(validate_token("a.b"), Err(TokenError::BadChar { ch: '.' }));
+        assert_eq!(validate_token("a*"), Err(TokenError::BadChar { ch: '*' }));
+        assert_eq!(validate_token("a>"), Err(TokenError::BadChar { ch: '>' }));
+        assert_eq!(validate_token("a b"), Err(TokenError::BadChar { ch: ' ' }));
+        assert_eq!(
+            validate_token(&"x".repeat(65)),
+            Err(TokenError::TooLong { max: 64 })
+        );
+    }
+}

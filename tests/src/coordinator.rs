@@ -1,0 +1,187 @@
+//! `ops-coordinator` under test: its TOML config (per SPEC), the process, and its offline
+//! `dump-log` and `rebuild` commands.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::agent::quote;
+use crate::bins;
+use crate::check::LogEntry;
+use crate::procs::{self, CmdOutput, Proc};
+
+/// What one coordinator runs as.
+#[derive(Debug, Clone)]
+pub struct CoordinatorSpec {
+    pub name: String,
+    pub color: String,
+    /// Small batches make a SIGKILL more likely to land between persist and ack.
+    pub batch_max: u32,
+}
+
+impl CoordinatorSpec {
+    /// Color = name, batch_max = 1000.
+    pub fn new(name: &str) -> Self {
+        CoordinatorSpec {
+            name: name.to_owned(),
+            color: name.to_owned(),
+            batch_max: 1000,
+        }
+    }
+
+    pub fn batch_max(mut self, n: u32) -> Self {
+        self.batch_max = n;
+        self
+    }
+
+    /// The coordinator's config file, in the format of SPEC.md.
+    pub fn to_toml(&self, data_dir: &Path, nats_url: &str) -> String {
+        format!(
+            "name = {}\ncolor = {}\ndata_dir = {}\n\n[nats]\nurls = [{}]\n\n[topology]\n\
+             replicas = 1\n\n[ingest]\nbatch_max = {}\n",
+            quote(&self.name),
+            quote(&self.color),
+            quote(&data_dir.display().to_string()),
+            quote(nats_url),
+            self.batch_max
+        )
+    }
+}
+
+/// `ops-coordinator rebuild [--verify] --output json`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RebuildReport {
+    pub digest: String,
+    #[serde(default)]
+    pub stored_digest: Option<String>,
+    pub events: u64,
+    pub hosts: serde_json::Value,
+    pub matches: bool,
+}
+
+/// One coordinator process with its own config and data dir under the test's temp dir.
+#[derive(Debug)]
+pub struct Coordinator {
+    pub name: String,
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    bin: PathBuf,
+    proc: Proc,
+}
+
+impl Coordinator {
+    /// Writes `<dir>/coordinator-<name>/coordinator.toml` and starts the coordinator.
+    pub fn spawn(dir: &Path, spec: &CoordinatorSpec, nats_url: &str) -> Result<Coordinator> {
+        let bin = bins::bin(bins::COORDINATOR)?;
+        let home = dir.join(format!("coordinator-{}", spec.name));
+        let data_dir = home.join("data");
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let config_path = home.join("coordinator.toml");
+        std::fs::write(&config_path, spec.to_toml(&data_dir, nats_url))
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        let mut proc = Proc::new(
+            format!("ops-coordinator {}", spec.name),
+            &bin,
+            ["--config".into(), config_path.clone().into_os_string()],
+            home.join("coordinator.log"),
+        );
+        proc.spawn()?;
+        Ok(Coordinator {
+            name: spec.name.clone(),
+            config_path,
+            data_dir,
+            bin,
+            proc,
+        })
+    }
+
+    pub fn proc(&self) -> &Proc {
+        &self.proc
+    }
+
+    pub fn proc_mut(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.proc.is_running()
+    }
+
+    /// SIGTERM; the coordinator must finish its batch and exit 0.
+    pub async fn stop(&mut self) -> Result<()> {
+        self.proc.stop_gracefully().await
+    }
+
+    /// SIGKILL, possibly between persisting a batch and acking it.
+    pub async fn sigkill(&mut self) -> Result<()> {
+        self.proc.sigkill().await?;
+        Ok(())
+    }
+
+    /// Starts again with the same config and data dir (must be stopped).
+    pub fn restart(&mut self) -> Result<()> {
+        self.proc.spawn()
+    }
+
+    /// Runs `ops-coordinator --config F <args>`.
+    pub async fn command(&self, args: &[&str]) -> Result<CmdOutput> {
+        procs::run_with_config(&self.bin, &self.config_path, args).await
+    }
+
+    /// Every log entry in stream order; the coordinator must be stopped.
+    pub async fn dump_log(&self) -> Result<Vec<LogEntry>> {
+        let out = self
+            .command(&["dump-log", "--output", "json"])
+            .await?
+            .ok()?;
+        out.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, line)| {
+                serde_json::from_str(line).with_context(|| {
+                    format!("`{}` line {}: unexpected JSON: {line}", out.cmdline, i + 1)
+                })
+            })
+            .collect()
+    }
+
+    /// `rebuild [--verify] --output json`: the report and the raw output (exit status: with
+    /// `--verify`, 1 means the stored projection differs).
+    pub async fn rebuild(&self, verify: bool) -> Result<(RebuildReport, CmdOutput)> {
+        let mut args = vec!["rebuild"];
+        if verify {
+            args.push("--verify");
+        }
+        args.extend(["--output", "json"]);
+        let out = self.command(&args).await?;
+        let report: RebuildReport = serde_json::from_str(out.stdout.trim()).with_context(|| {
+            format!(
+                "`{}` ({}) printed unexpected JSON: {}\nstderr:\n{}",
+                out.cmdline, out.status, out.stdout, out.stderr
+            )
+        })?;
+        Ok((report, out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_follows_the_spec_layout() {
+        let text = CoordinatorSpec::new("blue")
+            .batch_max(10)
+            .to_toml(Path::new("/tmp/c"), "nats://127.0.0.1:4222");
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(v["name"].as_str(), Some("blue"));
+        assert_eq!(v["color"].as_str(), Some("blue"));
+        assert_eq!(v["data_dir"].as_str(), Some("/tmp/c"));
+        assert_eq!(v["nats"]["urls"][0].as_str(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(v["topology"]["replicas"].as_integer(), Some(1));
+        assert_eq!(v["ingest"]["batch_max"].as_integer(), Some(10));
+    }
+}
