@@ -21,6 +21,10 @@ pub struct AgentSpec {
     pub max_events: u64,
     /// Further `[[modules]]` entries, as TOML, appended to the config.
     pub extra_modules: String,
+    /// Network namespace to run the agent in (`ip netns exec <ns> ops-agent …`).
+    pub netns: Option<String>,
+    /// NATS URL to use instead of the cluster's (e.g. as seen from inside `netns`).
+    pub nats_url: Option<String>,
 }
 
 impl AgentSpec {
@@ -33,7 +37,16 @@ impl AgentSpec {
             shutdown_grace: Duration::from_secs(20),
             max_events: 100_000,
             extra_modules: String::new(),
+            netns: None,
+            nats_url: None,
         }
+    }
+
+    /// Runs the agent inside network namespace `ns`, connecting to `nats_url` from there.
+    pub fn in_netns(mut self, ns: &str, nats_url: &str) -> Self {
+        self.netns = Some(ns.to_owned());
+        self.nats_url = Some(nats_url.to_owned());
+        self
     }
 
     /// Appends raw `[[modules]]` TOML (e.g. log, health, backup modules) to the config.
@@ -125,14 +138,34 @@ impl Agent {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let config_path = home.join("agent.toml");
+        let nats_url = spec.nats_url.as_deref().unwrap_or(nats_url);
         std::fs::write(&config_path, spec.to_toml(&data_dir, nats_url))
             .with_context(|| format!("cannot write {}", config_path.display()))?;
-        let mut proc = Proc::new(
-            format!("ops-agent {}", spec.host),
-            &bin,
-            ["--config".into(), config_path.clone().into_os_string()],
-            home.join("agent.log"),
-        );
+        let args: Vec<std::ffi::OsString> =
+            vec!["--config".into(), config_path.clone().into_os_string()];
+        let mut proc = match &spec.netns {
+            // `ip netns exec` execs the program in place: the pid is the agent's own, so
+            // signals reach it directly.
+            Some(ns) => Proc::new(
+                format!("ops-agent {} (netns {ns})", spec.host),
+                "ip",
+                [
+                    "netns".into(),
+                    "exec".into(),
+                    ns.into(),
+                    bin.clone().into_os_string(),
+                ]
+                .into_iter()
+                .chain(args),
+                home.join("agent.log"),
+            ),
+            None => Proc::new(
+                format!("ops-agent {}", spec.host),
+                &bin,
+                args,
+                home.join("agent.log"),
+            ),
+        };
         proc.spawn()?;
         Ok(Agent {
             host: spec.host.clone(),

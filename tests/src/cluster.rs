@@ -33,7 +33,15 @@ impl Cluster {
     where
         F: AsyncFnOnce(&mut Cluster) -> Result<()>,
     {
-        let mut cluster = match Cluster::start(name).await {
+        Self::run_on(name, "127.0.0.1", scenario).await;
+    }
+
+    /// [`Cluster::run`] with the nats-server listening on `nats_addr` instead of loopback.
+    pub async fn run_on<F>(name: &str, nats_addr: &str, scenario: F)
+    where
+        F: AsyncFnOnce(&mut Cluster) -> Result<()>,
+    {
+        let mut cluster = match Cluster::start_on(name, nats_addr).await {
             Ok(c) => c,
             Err(e) => panic!("{name}: cannot start the cluster: {e:#}"),
         };
@@ -47,11 +55,16 @@ impl Cluster {
 
     /// A temp dir and a running nats-server; no coordinators or agents yet.
     pub async fn start(name: &str) -> Result<Cluster> {
+        Self::start_on(name, "127.0.0.1").await
+    }
+
+    /// [`Cluster::start`] with the nats-server listening on `nats_addr`.
+    pub async fn start_on(name: &str, nats_addr: &str) -> Result<Cluster> {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("opsfleet-{name}-"))
             .tempdir()
             .context("cannot create the test's temp dir")?;
-        let nats = NatsServer::start_in(tmp.path()).await?;
+        let nats = NatsServer::start_in_on(tmp.path(), nats_addr).await?;
         let opsctl = Opsctl::new(&nats.url())?;
         Ok(Cluster {
             agents: Vec::new(),

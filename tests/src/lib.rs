@@ -32,6 +32,7 @@ pub mod check;
 pub mod cluster;
 pub mod coordinator;
 pub mod nats;
+pub mod netns;
 pub mod opsctl;
 pub mod procs;
 pub mod wait;
@@ -41,6 +42,7 @@ pub use check::{check_exactly_once, check_status_table, check_unique_ids, LogEnt
 pub use cluster::Cluster;
 pub use coordinator::{Coordinator, CoordinatorSpec, RebuildReport};
 pub use nats::NatsServer;
+pub use netns::NetNs;
 pub use opsctl::Opsctl;
 pub use procs::{Proc, ProcessExited};
 pub use wait::{wait_until, wait_until_default, DEFAULT_POLL, DEFAULT_TIMEOUT};

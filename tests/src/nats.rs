@@ -23,6 +23,8 @@ const LISTEN_MARKER: &str = "Listening for client connections on ";
 pub struct NatsServer {
     _tmp: Option<TempDir>,
     store_dir: PathBuf,
+    /// IPv4 address the server listens on (loopback unless a test asks otherwise).
+    addr: String,
     port: u16,
     proc: Proc,
 }
@@ -41,8 +43,14 @@ impl NatsServer {
     }
 
     /// Starts a server whose store (`<dir>/nats-store`) and log (`<dir>/nats-server.log`) live in
-    /// `dir`, on a port the server picks.
+    /// `dir`, on a loopback port the server picks.
     pub async fn start_in(dir: &Path) -> Result<Self> {
+        Self::start_in_on(dir, "127.0.0.1").await
+    }
+
+    /// [`NatsServer::start_in`], listening on `addr` (an IPv4 address of this machine, e.g. the
+    /// host end of a veth pair that a network namespace reaches it through).
+    pub async fn start_in_on(dir: &Path, addr: &str) -> Result<Self> {
         let version = ensure_supported_version()?;
         let store_dir = dir.join("nats-store");
         std::fs::create_dir_all(&store_dir)
@@ -56,6 +64,7 @@ impl NatsServer {
         let mut server = NatsServer {
             _tmp: None,
             store_dir,
+            addr: addr.to_owned(),
             port: 0,
             proc,
         };
@@ -63,9 +72,9 @@ impl NatsServer {
         Ok(server)
     }
 
-    /// `nats://127.0.0.1:<port>`; stays the same across restarts.
+    /// `nats://<addr>:<port>`; stays the same across restarts.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.addr, self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -114,7 +123,7 @@ impl NatsServer {
         self.proc.set_args([
             "-js".to_owned(),
             "-a".to_owned(),
-            "127.0.0.1".to_owned(),
+            self.addr.clone(),
             "-p".to_owned(),
             port_arg,
             "-sd".to_owned(),
