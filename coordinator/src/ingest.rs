@@ -24,7 +24,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::IngestConfig;
 use crate::projection::Verdict;
 use crate::state::Shared;
-use crate::store::Commit;
+use crate::store::{Commit, StoreError};
 
 /// Why a message is parked instead of folded.
 #[derive(Debug, thiserror::Error)]
@@ -337,10 +337,17 @@ async fn persist_batch(
     let events = commit.log.len();
     let applied_to = commit.applied_stream_seq;
     let mut backoff = Duration::from_millis(100);
+    // After an I/O failure the store is reopened before the retry (sled refuses every write
+    // after one failed, even once the disk has room again).
+    let mut recover_first = false;
     loop {
         let store = Arc::clone(&shared.store);
         let attempt = commit.clone();
+        let recover = recover_first;
         let result = tokio::task::spawn_blocking(move || {
+            if recover {
+                store.recover()?;
+            }
             store.commit(attempt)?;
             store.flush()
         })
@@ -349,6 +356,7 @@ async fn persist_batch(
             Ok(Ok(())) => break,
             Ok(Err(e)) => {
                 shared.store_healthy.store(false, Ordering::Release);
+                recover_first = matches!(e, StoreError::Io { .. } | StoreError::Open { .. });
                 error!(error = %e, stream_seq = applied_to, "cannot persist batch; not acking, will retry");
             }
             Err(e) => {

@@ -18,6 +18,11 @@ pub struct CoordinatorSpec {
     pub color: String,
     /// Small batches make a SIGKILL more likely to land between persist and ack.
     pub batch_max: u32,
+    /// Serve `/healthz` and `/readyz` on a loopback port the OS picks (see
+    /// [`Coordinator::http_addr`]).
+    pub http: bool,
+    /// Data dir to use instead of `<home>/data` (e.g. on a small filesystem the test mounted).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl CoordinatorSpec {
@@ -27,7 +32,21 @@ impl CoordinatorSpec {
             name: name.to_owned(),
             color: name.to_owned(),
             batch_max: 1000,
+            http: false,
+            data_dir: None,
         }
+    }
+
+    /// Serves `/healthz` and `/readyz` on `127.0.0.1:0`.
+    pub fn http(mut self) -> Self {
+        self.http = true;
+        self
+    }
+
+    /// Keeps the store in `dir` instead of under the test's temp dir.
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
+        self
     }
 
     pub fn batch_max(mut self, n: u32) -> Self {
@@ -37,7 +56,7 @@ impl CoordinatorSpec {
 
     /// The coordinator's config file, in the format of SPEC.md.
     pub fn to_toml(&self, data_dir: &Path, nats_url: &str) -> String {
-        format!(
+        let mut out = format!(
             "name = {}\ncolor = {}\ndata_dir = {}\n\n[nats]\nurls = [{}]\n\n[topology]\n\
              replicas = 1\n\n[ingest]\nbatch_max = {}\n",
             quote(&self.name),
@@ -45,7 +64,11 @@ impl CoordinatorSpec {
             quote(&data_dir.display().to_string()),
             quote(nats_url),
             self.batch_max
-        )
+        );
+        if self.http {
+            out.push_str("\n[http]\nlisten = \"127.0.0.1:0\"\n");
+        }
+        out
     }
 }
 
@@ -75,9 +98,11 @@ impl Coordinator {
     pub fn spawn(dir: &Path, spec: &CoordinatorSpec, nats_url: &str) -> Result<Coordinator> {
         let bin = bins::bin(bins::COORDINATOR)?;
         let home = dir.join(format!("coordinator-{}", spec.name));
-        let data_dir = home.join("data");
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let data_dir = spec.data_dir.clone().unwrap_or_else(|| home.join("data"));
+        for dir in [&home, &data_dir] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         let config_path = home.join("coordinator.toml");
         std::fs::write(&config_path, spec.to_toml(&data_dir, nats_url))
             .with_context(|| format!("cannot write {}", config_path.display()))?;
@@ -125,6 +150,20 @@ impl Coordinator {
         self.proc.spawn()
     }
 
+    /// The address of its HTTP endpoint, from the log line of the latest start (`[http]` must
+    /// be configured, see [`CoordinatorSpec::http`]); `None` until it listens.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        parse_http_addr(&self.proc.log_since_start())
+    }
+
+    /// `GET /readyz`: the HTTP status code and the body.
+    pub async fn readyz(&self) -> Result<(u16, String)> {
+        let addr = self
+            .http_addr()
+            .with_context(|| format!("coordinator {} does not serve HTTP (yet)", self.name))?;
+        http_get(addr, "/readyz").await
+    }
+
     /// Runs `ops-coordinator --config F <args>`.
     pub async fn command(&self, args: &[&str]) -> Result<CmdOutput> {
         procs::run_with_config(&self.bin, &self.config_path, args).await
@@ -167,6 +206,44 @@ impl Coordinator {
     }
 }
 
+/// A minimal HTTP/1.1 GET (no client library needed for two probe endpoints).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    };
+    let raw = tokio::time::timeout(std::time::Duration::from_secs(10), exchange)
+        .await
+        .with_context(|| format!("GET http://{addr}{path} timed out"))?
+        .with_context(|| format!("GET http://{addr}{path}"))?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("GET http://{addr}{path}: not an HTTP response: {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    Ok((code, body))
+}
+
+/// Address from the log line `... HTTP endpoint listening addr=127.0.0.1:PORT`.
+pub fn parse_http_addr(log: &str) -> Option<std::net::SocketAddr> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("HTTP endpoint listening"))?;
+    let (_, rest) = line.split_once("addr=")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +260,23 @@ mod tests {
         assert_eq!(v["nats"]["urls"][0].as_str(), Some("nats://127.0.0.1:4222"));
         assert_eq!(v["topology"]["replicas"].as_integer(), Some(1));
         assert_eq!(v["ingest"]["batch_max"].as_integer(), Some(10));
+        assert!(v.get("http").is_none());
+        let text = CoordinatorSpec::new("blue")
+            .http()
+            .to_toml(Path::new("/tmp/c"), "nats://127.0.0.1:4222");
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(v["http"]["listen"].as_str(), Some("127.0.0.1:0"));
+    }
+
+    #[test]
+    fn http_addr_comes_from_the_log() {
+        let log = "2026-12-02T00:00:00Z  INFO opsfleet_coordinator::service: store opened\n\
+                   2026-12-02T00:00:00Z  INFO opsfleet_coordinator::service: HTTP endpoint \
+                   listening addr=127.0.0.1:39123\n";
+        assert_eq!(
+            parse_http_addr(log),
+            Some("127.0.0.1:39123".parse().unwrap())
+        );
+        assert_eq!(parse_http_addr("nothing here"), None);
     }
 }

@@ -133,3 +133,37 @@ fn a_second_open_reports_the_lock() {
         Ok(_) => panic!("second open of a locked store succeeded"),
     }
 }
+
+#[test]
+fn sled_store_recovers_to_what_was_flushed_and_takes_the_retry() {
+    // What ingest does after a failed write: reopen, then commit the same batch again.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("s.sled")).unwrap();
+    store.commit(commit_of(1..=4, &[("host/a", "x")])).unwrap();
+    store.flush().unwrap();
+    let retry = commit_of(5..=6, &[("host/a", "y")]);
+    store.commit(retry.clone()).unwrap();
+    store.recover().unwrap();
+    // sled may or may not have flushed the second commit in the background.
+    let applied = store.applied_stream_seq().unwrap();
+    assert!(applied == 4 || applied == 6, "applied {applied}");
+    assert_eq!(store.log_len().unwrap(), applied);
+    store.commit(retry).unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.applied_stream_seq().unwrap(), 6);
+    assert_eq!(store.log_len().unwrap(), 6);
+    let seqs: Vec<u64> = store.log_from(0).map(|r| r.unwrap().0).collect();
+    assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
+    assert_eq!(
+        store.rows().unwrap(),
+        vec![("host/a".to_owned(), b"y".to_vec())]
+    );
+}
+
+#[test]
+fn mem_store_recover_is_a_no_op() {
+    let store = MemStore::new();
+    store.commit(commit_of(1..=2, &[])).unwrap();
+    store.recover().unwrap();
+    assert_eq!(store.applied_stream_seq().unwrap(), 2);
+}

@@ -78,4 +78,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// (created on first use, then kept) and the next `n` seqs, reserved durably so a seq is
     /// never handed out twice, even across a crash.
     fn reserve_own_seqs(&self, n: u64) -> Result<(String, u64), StoreError>;
+    /// After a failed write (full or read-only disk): drop what is not durable and get ready
+    /// to accept writes again, so the caller can retry its un-acknowledged commit. Everything
+    /// flushed before is kept. The default does nothing (stores without such a failure mode).
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 
 use super::{Commit, EventStore, LogIter, StoreError};
 
@@ -16,7 +17,11 @@ const OWN_NEXT_SEQ: &[u8] = b"m/own_next_seq";
 
 /// The coordinator's durable replica, in `data_dir/coordinator.sled`.
 pub struct SledStore {
-    db: sled::Db,
+    path: PathBuf,
+    /// Replaced by `recover`: after a failed write (full or read-only disk) sled 0.34 refuses
+    /// every later operation, so the way back is a fresh handle that re-reads what is durable.
+    /// `None` only between dropping a failed handle and opening its replacement.
+    db: RwLock<Option<sled::Db>>,
     /// Cached `m/log_len`; only `commit` changes it and commits are serialised by the caller.
     log_len: AtomicU64,
 }
@@ -51,6 +56,31 @@ fn read_u64(db: &sled::Db, key: &'static [u8]) -> Result<u64, StoreError> {
 impl SledStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Self::open_db(path)?;
+        let log_len = read_u64(&db, LOG_LEN)?;
+        Ok(SledStore {
+            path: path.to_path_buf(),
+            db: RwLock::new(Some(db)),
+            log_len: AtomicU64::new(log_len),
+        })
+    }
+
+    /// The current handle (a cheap clone of sled's `Arc`).
+    fn db(&self) -> Result<sled::Db, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Io {
+                op: "use store",
+                source: sled::Error::Unsupported(format!(
+                    "store {} is closed after a failed reopen",
+                    self.path.display()
+                )),
+            })
+    }
+
+    fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
         // sled 0.34 releases its file lock when its background flusher lets go of the
         // database, shortly after the last handle is dropped: a reopen in the same process
         // waits up to 2 s for that. A lock that is really held is still `Locked`.
@@ -79,11 +109,7 @@ impl SledStore {
                 other => break other?,
             }
         };
-        let log_len = read_u64(&db, LOG_LEN)?;
-        Ok(SledStore {
-            db,
-            log_len: AtomicU64::new(log_len),
-        })
+        Ok(db)
     }
 
     /// Where a coordinator with this data dir keeps its store.
@@ -94,7 +120,7 @@ impl SledStore {
 
 impl EventStore for SledStore {
     fn applied_stream_seq(&self) -> Result<u64, StoreError> {
-        read_u64(&self.db, APPLIED)
+        read_u64(&self.db()?, APPLIED)
     }
 
     fn log_len(&self) -> Result<u64, StoreError> {
@@ -102,7 +128,8 @@ impl EventStore for SledStore {
     }
 
     fn commit(&self, commit: Commit) -> Result<(), StoreError> {
-        let applied = self.applied_stream_seq()?;
+        let db = self.db()?;
+        let applied = read_u64(&db, APPLIED)?;
         if commit.applied_stream_seq < applied {
             return Err(StoreError::Backwards {
                 from: applied,
@@ -126,18 +153,16 @@ impl EventStore for SledStore {
         let new_len = self.log_len.load(Ordering::Acquire) + added;
         batch.insert(APPLIED, &commit.applied_stream_seq.to_be_bytes()[..]);
         batch.insert(LOG_LEN, &new_len.to_be_bytes()[..]);
-        self.db
-            .apply_batch(batch)
-            .map_err(|source| StoreError::Io {
-                op: "commit",
-                source,
-            })?;
+        db.apply_batch(batch).map_err(|source| StoreError::Io {
+            op: "commit",
+            source,
+        })?;
         self.log_len.store(new_len, Ordering::Release);
         Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db
+        self.db()?
             .flush()
             .map(|_| ())
             .map_err(|source| StoreError::Io {
@@ -148,7 +173,11 @@ impl EventStore for SledStore {
 
     fn log_from(&self, from: u64) -> LogIter<'_> {
         let end = [LOG, &[0xff; 8][..]].concat();
-        let iter = self.db.range(log_key(from)[..].to_vec()..=end).map(|item| {
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let iter = db.range(log_key(from)[..].to_vec()..=end).map(|item| {
             let (k, v) = item.map_err(|source| StoreError::Io {
                 op: "scan log",
                 source,
@@ -166,7 +195,7 @@ impl EventStore for SledStore {
     }
 
     fn rows(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.db
+        self.db()?
             .scan_prefix(ROW)
             .map(|item| {
                 let (k, v) = item.map_err(|source| StoreError::Io {
@@ -186,30 +215,44 @@ impl EventStore for SledStore {
 
     fn reserve_own_seqs(&self, n: u64) -> Result<(String, u64), StoreError> {
         let io = |op| move |source| StoreError::Io { op, source };
-        let incarnation = match self.db.get(OWN_INCARNATION).map_err(io("read meta"))? {
+        let db = self.db()?;
+        let incarnation = match db.get(OWN_INCARNATION).map_err(io("read meta"))? {
             Some(v) => String::from_utf8(v.to_vec()).map_err(|_| StoreError::Corrupt {
                 what: "own incarnation",
                 key: "m/own_incarnation".to_owned(),
             })?,
             None => {
                 let inc = uuid::Uuid::now_v7().to_string();
-                self.db
-                    .insert(OWN_INCARNATION, inc.as_bytes())
+                db.insert(OWN_INCARNATION, inc.as_bytes())
                     .map_err(io("write meta"))?;
                 inc
             }
         };
-        let next = read_u64(&self.db, OWN_NEXT_SEQ)?.max(1);
-        self.db
-            .insert(OWN_NEXT_SEQ, &(next + n).to_be_bytes()[..])
+        let next = read_u64(&db, OWN_NEXT_SEQ)?.max(1);
+        db.insert(OWN_NEXT_SEQ, &(next + n).to_be_bytes()[..])
             .map_err(io("write meta"))?;
         self.flush()?;
         Ok((incarnation, next))
     }
 
+    fn recover(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        // Let go of the failed handle first: sled holds a file lock until it is dropped
+        // (`open_db` waits for its flusher to release it).
+        drop(slot.take());
+        let db = Self::open_db(&self.path)?;
+        // What survived is what was flushed; un-flushed commits are gone, and so is their
+        // share of the cached log length.
+        self.log_len
+            .store(read_u64(&db, LOG_LEN)?, Ordering::Release);
+        *slot = Some(db);
+        Ok(())
+    }
+
     fn replace_rows(&self, rows: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        let db = self.db()?;
         let mut batch = sled::Batch::default();
-        for item in self.db.scan_prefix(ROW).keys() {
+        for item in db.scan_prefix(ROW).keys() {
             let key = item.map_err(|source| StoreError::Io {
                 op: "scan rows",
                 source,
@@ -219,12 +262,10 @@ impl EventStore for SledStore {
         for (key, value) in rows {
             batch.insert(row_key(&key), value);
         }
-        self.db
-            .apply_batch(batch)
-            .map_err(|source| StoreError::Io {
-                op: "replace rows",
-                source,
-            })?;
+        db.apply_batch(batch).map_err(|source| StoreError::Io {
+            op: "replace rows",
+            source,
+        })?;
         self.flush()
     }
 }
