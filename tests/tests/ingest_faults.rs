@@ -1,7 +1,8 @@
 //! Coordinator ingest under bad input, against a real nats-server and two real coordinators:
-//! garbage bytes and subject spoofing are parked on the dead-letter stream exactly once, a
-//! re-published event past the server's dedup window is dropped by (host, incarnation, seq),
-//! a seq jump is recorded as a gap, and neither coordinator stops.
+//! garbage bytes, subject spoofing and every kind of invalid envelope (no body, bad id, bad
+//! host name, seq 0) are parked on the dead-letter stream exactly once, each under its reason,
+//! and counted; a re-published event past the server's dedup window is dropped by (host,
+//! incarnation, seq), a seq jump is recorded as a gap, and neither coordinator stops.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,10 @@ use futures::StreamExt;
 use opsfleet_proto::{pb, subjects, EventEnvelope};
 use opsfleet_tests::{wait_until_default, Cluster, CoordinatorSpec};
 use uuid::Uuid;
+
+/// Malformed messages the scenario publishes: garbage, a spoofed subject, and one envelope per
+/// validation failure (no body, bad id, bad host name, seq 0).
+const PARKED: u64 = 6;
 
 fn heartbeat(host: &str, incarnation: Uuid, seq: u64) -> EventEnvelope {
     EventEnvelope {
@@ -91,6 +96,27 @@ async fn malformed_messages_are_parked_and_duplicates_dropped() {
             &spoof.id.to_string(),
         )
         .await?;
+        // One message per way an envelope can be invalid, each on web-07's own subject.
+        let mut no_body = heartbeat(host, inc, 2).to_pb();
+        no_body.body = None;
+        let mut bad_id = heartbeat(host, inc, 2).to_pb();
+        bad_id.id = "not-a-uuid".to_owned();
+        let mut bad_host = heartbeat(host, inc, 2).to_pb();
+        bad_host.host = "web 07".to_owned();
+        let mut zero_seq = heartbeat(host, inc, 2).to_pb();
+        zero_seq.seq = 0;
+        for (i, raw) in [no_body, bad_id, bad_host, zero_seq]
+            .into_iter()
+            .enumerate()
+        {
+            publish(
+                &js,
+                subjects::event_subject(host, "heartbeat"),
+                prost::Message::encode_to_vec(&raw),
+                &format!("invalid-{i}"),
+            )
+            .await?;
+        }
         // seq 2 never arrives properly: seq 3 opens a gap.
         let third = heartbeat(host, inc, 3);
         publish(
@@ -110,7 +136,7 @@ async fn malformed_messages_are_parked_and_duplicates_dropped() {
                 reply.duplicates_dropped
             );
             ensure!(
-                reply.malformed_parked == 2,
+                reply.malformed_parked == PARKED,
                 "{name}: malformed_parked = {}",
                 reply.malformed_parked
             );
@@ -141,7 +167,7 @@ async fn malformed_messages_are_parked_and_duplicates_dropped() {
             .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
             .await?;
         let mut msgs = consumer.messages().await?;
-        while reasons.len() < 2 {
+        while reasons.len() < PARKED as usize {
             let msg = tokio::time::timeout(std::time::Duration::from_secs(30), msgs.next())
                 .await
                 .context("dead letters did not arrive")?
@@ -160,7 +186,15 @@ async fn malformed_messages_are_parked_and_duplicates_dropped() {
         }
         reasons.sort();
         ensure!(
-            reasons == ["decode", "subject_mismatch"],
+            reasons
+                == [
+                    "bad_name",
+                    "bad_uuid",
+                    "decode",
+                    "missing_field",
+                    "subject_mismatch",
+                    "zero_seq"
+                ],
             "reasons {reasons:?}"
         );
         let info = js
@@ -169,8 +203,8 @@ async fn malformed_messages_are_parked_and_duplicates_dropped() {
             .get_info()
             .await?;
         ensure!(
-            info.state.messages == 2,
-            "DLQ holds {} messages, want 2",
+            info.state.messages == PARKED,
+            "DLQ holds {} messages, want {PARKED}",
             info.state.messages
         );
 
