@@ -21,6 +21,8 @@ pub struct AgentSpec {
     pub max_events: u64,
     /// Further `[[modules]]` entries, as TOML, appended to the config.
     pub extra_modules: String,
+    /// Further keys of the `[nats]` table (credentials, TLS), as TOML lines.
+    pub nats_toml: String,
 }
 
 impl AgentSpec {
@@ -33,7 +35,14 @@ impl AgentSpec {
             shutdown_grace: Duration::from_secs(20),
             max_events: 100_000,
             extra_modules: String::new(),
+            nats_toml: String::new(),
         }
+    }
+
+    /// Adds keys to the `[nats]` table (e.g. `nkey = "..."`, `tls = { ... }`).
+    pub fn nats_toml(mut self, toml: &str) -> Self {
+        self.nats_toml.push_str(toml);
+        self
     }
 
     /// Appends raw `[[modules]]` TOML (e.g. log, health, backup modules) to the config.
@@ -56,12 +65,13 @@ impl AgentSpec {
     /// The agent's config file, in the format of SPEC.md.
     pub fn to_toml(&self, data_dir: &Path, nats_url: &str) -> String {
         let mut out = format!(
-            "host = {}\ndata_dir = {}\nshutdown_grace = {}\n\n[nats]\nurls = [{}]\n\n\
+            "host = {}\ndata_dir = {}\nshutdown_grace = {}\n\n[nats]\nurls = [{}]\n{}\n\
              [outbox]\nmax_events = {}\n\n[[modules]]\ntype = \"heartbeat\"\ninterval = {}\n",
             quote(&self.host),
             quote(&data_dir.display().to_string()),
             quote(&duration_str(self.shutdown_grace)),
             quote(nats_url),
+            self.nats_toml,
             self.max_events,
             quote(&duration_str(self.heartbeat)),
         );

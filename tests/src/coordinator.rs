@@ -18,6 +18,8 @@ pub struct CoordinatorSpec {
     pub color: String,
     /// Small batches make a SIGKILL more likely to land between persist and ack.
     pub batch_max: u32,
+    /// Further keys of the `[nats]` table (credentials, TLS), as TOML lines.
+    pub nats_toml: String,
 }
 
 impl CoordinatorSpec {
@@ -27,7 +29,14 @@ impl CoordinatorSpec {
             name: name.to_owned(),
             color: name.to_owned(),
             batch_max: 1000,
+            nats_toml: String::new(),
         }
+    }
+
+    /// Adds keys to the `[nats]` table (e.g. `nkey = "..."`, `tls = { ... }`).
+    pub fn nats_toml(mut self, toml: &str) -> Self {
+        self.nats_toml.push_str(toml);
+        self
     }
 
     pub fn batch_max(mut self, n: u32) -> Self {
@@ -38,12 +47,13 @@ impl CoordinatorSpec {
     /// The coordinator's config file, in the format of SPEC.md.
     pub fn to_toml(&self, data_dir: &Path, nats_url: &str) -> String {
         format!(
-            "name = {}\ncolor = {}\ndata_dir = {}\n\n[nats]\nurls = [{}]\n\n[topology]\n\
+            "name = {}\ncolor = {}\ndata_dir = {}\n\n[nats]\nurls = [{}]\n{}\n[topology]\n\
              replicas = 1\n\n[ingest]\nbatch_max = {}\n",
             quote(&self.name),
             quote(&self.color),
             quote(&data_dir.display().to_string()),
             quote(nats_url),
+            self.nats_toml,
             self.batch_max
         )
     }

@@ -34,6 +34,7 @@ pub mod coordinator;
 pub mod nats;
 pub mod opsctl;
 pub mod procs;
+pub mod secure;
 pub mod wait;
 
 pub use agent::{Agent, AgentSpec, OutboxInfo};
