@@ -9,7 +9,8 @@
 # OUT_DIR defaults to deploy/secrets (ignored by git). It receives
 #   tls/ca.pem, tls/ca-key.pem           the development CA (keep ca-key.pem private)
 #   tls/server.pem, tls/server-key.pem   NATS servers and HTTP endpoints; SANs: localhost,
-#                                        127.0.0.1, nats, nats-1..3, every host and coordinator
+#                                        127.0.0.1, nats, nats-1..3, *.nats (Kubernetes),
+#                                        every host and coordinator
 #   tls/{agent,coordinator,operator}.pem + -key.pem   client certificates for mutual TLS
 #   nkeys/<name>.nk                      the nkey seed of one identity (mode 0600)
 #   nkeys.conf                           NKEY_<NAME> = "U..." for every identity; the shipped
@@ -69,7 +70,10 @@ issue() {
     rm -f "$tls/$name.csr" "$ext"
 }
 
-san="DNS:localhost,IP:127.0.0.1,DNS:nats,DNS:nats-1,DNS:nats-2,DNS:nats-3"
+# nats-1..3: compose and systemd hosts; nats, *.nats(.opsfleet.svc...): the Kubernetes
+# headless service and its pods (deploy/k8s/nats.yaml).
+san="DNS:localhost,IP:127.0.0.1,DNS:nats,DNS:nats-1,DNS:nats-2,DNS:nats-3,DNS:*.nats"
+san="$san,DNS:nats.opsfleet.svc,DNS:*.nats.opsfleet.svc,DNS:*.nats.opsfleet.svc.cluster.local"
 for n in $hosts $coordinators; do san="$san,DNS:$n"; done
 # Servers also authenticate to each other on cluster routes, hence clientAuth.
 issue server "opsfleet server" "serverAuth,clientAuth" "$san"
