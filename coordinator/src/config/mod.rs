@@ -84,6 +84,11 @@ impl CoordinatorConfig {
                 doc.problem(format!("topology.{key}"), reason);
             }
         }
+        if let Some(Some(h)) = &http {
+            for (key, reason) in h.problems() {
+                doc.problem(format!("http.{key}"), reason);
+            }
+        }
         if let Some(i) = &ingest {
             if !(1..=100_000).contains(&i.batch_max) {
                 doc.problem("ingest.batch_max", "must be between 1 and 100000");
