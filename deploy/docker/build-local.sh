@@ -3,26 +3,28 @@
 # engine and no image registry (nothing is pulled): FROM-scratch images holding this
 # workspace's binaries plus exactly the shared libraries `ldd` lists for them.
 #
-#   deploy/docker/build-local.sh [--profile release|dev] [--no-build] [--tag TAG]
+#   deploy/docker/build-local.sh [--profile release|dev] [--no-build] [--bin-dir DIR] [--tag TAG]
 #
 #   opsfleet:TAG       ops-agent, ops-coordinator, opsctl in /usr/local/bin (default TAG: local)
 #   opsfleet-nats:TAG  a static nats-server >= 2.11 (NATS_SERVER_BIN, else the one on PATH,
 #                      resolving pyenv/pip shims to the real binary)
 #
 # --profile dev uses target/debug (fast when already built); release is the default.
-# --no-build skips `cargo build` and packs what is in target/.
+# --no-build skips `cargo build` and packs what is in target/ (or in --bin-dir DIR).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 profile=release
 build=1
 tag=local
+bin_dir=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) profile="$2"; shift 2 ;;
         --no-build) build=0; shift ;;
         --tag) tag="$2"; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --bin-dir) bin_dir="$2"; build=0; shift 2 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "build-local.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -32,6 +34,7 @@ case "$profile" in
     *) echo "build-local.sh: --profile is release or dev" >&2; exit 2 ;;
 esac
 
+if [ -n "$bin_dir" ]; then target_dir="$bin_dir"; fi
 command -v docker >/dev/null || { echo "build-local.sh: docker is not installed" >&2; exit 1; }
 if [ "$build" = 1 ]; then
     (cd "$root" && cargo build "${cargo_args[@]}" -p opsfleet-agent -p opsfleet-coordinator -p opsfleet-cli --bins)

@@ -111,10 +111,14 @@ async fn compose_stack_fails_over_when_the_active_coordinator_dies() -> Result<(
     let started = Instant::now();
     let root = repo_root();
     // The images hold the binaries the other integration tests use (cargo build --bins).
-    bins::bin(bins::AGENT)?;
+    let agent = bins::bin(bins::AGENT)?;
+    let bin_dir = agent
+        .parent()
+        .context("the agent binary has no directory")?;
     let build = Command::new("bash")
         .arg(root.join("deploy/docker/build-local.sh"))
-        .args(["--profile", "dev", "--no-build", "--tag", TAG])
+        .args(["--profile", "dev", "--tag", TAG, "--bin-dir"])
+        .arg(bin_dir)
         .status()
         .context("cannot run build-local.sh")?;
     ensure!(
