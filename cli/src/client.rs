@@ -64,6 +64,11 @@ impl Api {
         self
     }
 
+    /// The operator name given with `with_operator`.
+    pub fn operator(&self) -> Option<&str> {
+        self.operator.as_deref()
+    }
+
     /// Sends `req` as JSON on `subject` and decodes the first reply.
     pub async fn call<Req: Serialize, Rep: DeserializeOwned>(
         &self,

@@ -337,7 +337,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Failover {
             drill: true, wait, ..
         } => {
-            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+            let user = operator_name(&api);
             let report = opsfleet_cli::drill::run(&api, &user, wait).await?;
             match cli.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -415,7 +415,7 @@ async fn run_command(
     output: Output,
 ) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let user = operator_name(api);
     let reply = api
         .command(&CommandRequest {
             action: action.to_owned(),
@@ -603,4 +603,11 @@ async fn follow_events(
         }
     }
     Ok(())
+}
+
+/// Who issues commands: the `--operator` name, else `$USER`.
+fn operator_name(api: &Api) -> String {
+    api.operator()
+        .map(str::to_owned)
+        .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned()))
 }

@@ -26,11 +26,18 @@ pub fn split(subject: &str) -> (String, Option<String>) {
 }
 
 /// Records the identity from the subject as the command's `issued_by`, overriding whatever the
-/// request body claims. Without one (plain subject, e.g. a deployment without per-operator
-/// permissions) the body's value is kept.
+/// request body claims; an annotation after the verified name is kept (`alice (drill)`).
+/// Without an identity (plain subject, e.g. a deployment without per-operator permissions) the
+/// body's value is kept.
 pub fn stamp(req: &mut CommandRequest, operator: Option<&str>) {
     if let Some(op) = operator {
-        req.issued_by = op.to_owned();
+        let annotated = req
+            .issued_by
+            .strip_prefix(op)
+            .is_some_and(|rest| rest.starts_with(" ("));
+        if !annotated {
+            req.issued_by = op.to_owned();
+        }
     }
 }
 
@@ -48,6 +55,19 @@ mod tests {
         };
         stamp(&mut req, op.as_deref());
         assert_eq!(req.issued_by, "alice");
+        for (claimed, recorded) in [
+            ("alice (drill)", "alice (drill)"),
+            ("alicex (drill)", "alice"),
+            ("bob (drill)", "alice"),
+            ("alice", "alice"),
+        ] {
+            let mut req = CommandRequest {
+                issued_by: claimed.into(),
+                ..Default::default()
+            };
+            stamp(&mut req, Some("alice"));
+            assert_eq!(req.issued_by, recorded, "{claimed}");
+        }
     }
 
     #[test]
