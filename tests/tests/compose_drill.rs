@@ -5,6 +5,7 @@
 //! coordinator's container and sees the standby take over; `down -v` in every case.
 //! Without a Docker engine it prints why it skips and passes.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,6 +17,8 @@ use opsfleet_tests::{bins, wait_until, Opsctl};
 
 /// Image tag of this test's images (never `local`, which users build).
 const TAG: &str = "drill";
+/// Compose project names of this test: the prefix plus the test process id.
+const PROJECT_PREFIX: &str = "opsfleet-drill-";
 
 /// `docker-compose` for one project; `down -v` on drop.
 struct Stack {
@@ -92,6 +95,35 @@ fn docker_missing() -> Option<String> {
     }
 }
 
+/// Stacks of earlier runs that could not tear down (a run killed by the test runner's timeout
+/// never reaches `Drop`): `down -v` each.
+fn remove_stale_stacks(file: &Path) {
+    let Ok(out) = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Label \"com.docker.compose.project\"}}",
+        ])
+        .output()
+    else {
+        return;
+    };
+    let projects: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|p| p.starts_with(PROJECT_PREFIX))
+        .map(str::to_owned)
+        .collect();
+    for project in projects {
+        eprintln!("compose_drill: removing the stale stack {project}");
+        let _ = Command::new("docker-compose")
+            .args(["-p", &project, "-f"])
+            .arg(file)
+            .args(["down", "-v", "--remove-orphans", "-t", "1"])
+            .output();
+    }
+}
+
 fn leader(replies: &[Responder]) -> Option<&Responder> {
     replies.iter().find(|r| r.role == "active")
 }
@@ -126,13 +158,14 @@ async fn compose_stack_fails_over_when_the_active_coordinator_dies() -> Result<(
         "deploy/docker/build-local.sh failed: {build}"
     );
 
+    remove_stale_stacks(&root.join("deploy/compose.yaml"));
     let tmp = tempfile::Builder::new()
         .prefix("opsfleet-compose-")
         .tempdir()?;
     let secrets = tmp.path().join("secrets");
     generate_secrets(&secrets)?;
     let stack = Stack {
-        project: format!("opsfleet-drill-{}", std::process::id()),
+        project: format!("{PROJECT_PREFIX}{}", std::process::id()),
         file: root.join("deploy/compose.yaml"),
         secrets: secrets.clone(),
     };
@@ -166,7 +199,7 @@ async fn drill(stack: &Stack, secrets: &Path, started: Instant) -> Result<()> {
     let hosts = ["db-01", "web-01", "web-02"];
     wait_until(
         "all three hosts in opsctl status",
-        Duration::from_secs(90),
+        Duration::from_secs(60),
         Duration::from_millis(500),
         async || {
             let reply = opsctl.status(None).await?;
@@ -179,7 +212,7 @@ async fn drill(stack: &Stack, secrets: &Path, started: Instant) -> Result<()> {
     .await?;
     let before = wait_until(
         "an active coordinator",
-        Duration::from_secs(60),
+        Duration::from_secs(30),
         Duration::from_millis(500),
         async || {
             let replies = responders(&opsctl).await?;
@@ -206,7 +239,7 @@ async fn drill(stack: &Stack, secrets: &Path, started: Instant) -> Result<()> {
     ])?;
     let after = wait_until(
         "the standby to take over",
-        Duration::from_secs(90),
+        Duration::from_secs(45),
         Duration::from_millis(200),
         async || {
             let replies = responders(&opsctl).await?;
@@ -231,7 +264,7 @@ async fn drill(stack: &Stack, secrets: &Path, started: Instant) -> Result<()> {
         .collect();
     wait_until(
         "events to keep flowing after the takeover",
-        Duration::from_secs(60),
+        Duration::from_secs(30),
         Duration::from_millis(500),
         async || {
             let reply = opsctl.status(Some(&after.name)).await?;
