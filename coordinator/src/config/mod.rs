@@ -235,4 +235,15 @@ ack_wait = \"soon\"
         assert_eq!(err.problems[0].key, "(syntax)");
         assert_eq!(err.problems[0].line, Some(1));
     }
+
+    #[test]
+    fn http_tls_needs_cert_and_key() {
+        let (_d, path) = write(
+            "name = \"blue\"\ndata_dir = \"/tmp/x\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             tls_key = \"k.pem\"\n",
+        );
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["http.tls_cert"]);
+    }
 }
