@@ -470,6 +470,37 @@ fn k8s_manifests_reference_what_exists() -> Result<()> {
 }
 
 #[test]
+fn systemd_example_configs_are_valid() -> Result<()> {
+    let dir = deploy().join("systemd");
+    check_config(
+        bins::AGENT,
+        &read(&dir.join("agent.toml"))?,
+        "systemd/agent.toml",
+    )?;
+    let coordinator = read(&dir.join("coordinator.toml"))?;
+    check_config(bins::COORDINATOR, &coordinator, "systemd/coordinator.toml")?;
+    // The coordinator's secrets are the unit's credentials.
+    let unit = read(&dir.join("ops-coordinator.service"))?;
+    for (credential, path) in [
+        ("nkey", "/run/credentials/ops-coordinator.service/nkey"),
+        (
+            "tls-key",
+            "/run/credentials/ops-coordinator.service/tls-key",
+        ),
+    ] {
+        ensure!(
+            unit.contains(&format!("LoadCredential={credential}:")),
+            "unit lacks {credential}"
+        );
+        ensure!(
+            coordinator.contains(path),
+            "coordinator.toml does not read {path}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn systemd_units_are_hardened_and_stop_within_30s() -> Result<()> {
     for unit in [
         "ops-agent.service",
