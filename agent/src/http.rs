@@ -28,6 +28,8 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot set up TLS for the HTTP endpoint")]
+    Tls(#[source] opsfleet_bus::https::HttpsError),
     #[error("HTTP server on {addr} failed")]
     Serve {
         addr: SocketAddr,
@@ -73,20 +75,41 @@ pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAd
     Ok((listener, local))
 }
 
-/// Serves until `cancel`.
+/// Serves plain HTTP until `cancel`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    state: HttpState,
+    cancel: CancellationToken,
+) -> Result<(), HttpError> {
+    serve_tls(listener, None, state, cancel).await
+}
+
+/// Serves until `cancel`, over TLS when `tls` is given (`[http] tls_cert` + `tls_key`).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: HttpState,
     cancel: CancellationToken,
 ) -> Result<(), HttpError> {
     let addr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    info!(%addr, admin = state.control.is_some(), "http endpoint listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(cancel.cancelled_owned())
+    info!(%addr, admin = state.control.is_some(), tls = tls.is_some(), "http endpoint listening");
+    opsfleet_bus::https::serve(listener, tls, router(state), cancel.cancelled_owned())
         .await
         .map_err(|source| HttpError::Serve { addr, source })
+}
+
+/// The TLS acceptor of `[http]`, if it configures TLS.
+pub fn tls_acceptor(
+    cfg: &crate::config::HttpConfig,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, HttpError> {
+    match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => opsfleet_bus::https::acceptor(cert, key)
+            .map(Some)
+            .map_err(HttpError::Tls),
+        _ => Ok(None),
+    }
 }
 
 async fn healthz() -> &'static str {

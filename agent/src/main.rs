@@ -331,10 +331,12 @@ async fn start_http(
         metrics,
         control: http_cfg.admin_enabled().then(|| runner.control()),
     };
+    let tls = opsfleet_agent::http::tls_acceptor(http_cfg)?;
     let (listener, addr) = opsfleet_agent::http::bind(http_cfg.listen).await?;
-    info!(%addr, admin = http_cfg.admin_enabled(), "http endpoint bound");
-    Ok(tokio::spawn(opsfleet_agent::http::serve(
+    info!(%addr, admin = http_cfg.admin_enabled(), tls = tls.is_some(), "http endpoint bound");
+    Ok(tokio::spawn(opsfleet_agent::http::serve_tls(
         listener,
+        tls,
         state,
         cancel.clone(),
     )))

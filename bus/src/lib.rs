@@ -1,6 +1,8 @@
 //! NATS plumbing shared by the three binaries: connection settings (URLs, credentials, TLS) and
 //! the idempotent create-or-verify of the JetStream topology (`OPS_EVENTS`, `OPS_CMDS`,
-//! `OPS_DLQ`, KV `ops_leader`).
+//! `OPS_DLQ`, KV `ops_leader`); and `https`, the TLS listener of the HTTP endpoints.
+
+pub mod https;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +22,14 @@ pub struct NatsConfig {
     /// A NATS `.creds` file (JWT + nkey seed) identifying this process.
     #[serde(default)]
     pub creds: Option<PathBuf>,
+    /// A file holding this identity's nkey seed (`SU...`), for servers that list users by
+    /// public nkey (the shipped `deploy/nats/auth.conf`).
+    #[serde(default)]
+    pub nkey: Option<PathBuf>,
+    /// Prefix of this client's reply subjects (default `_INBOX`). Per-role permissions let an
+    /// identity subscribe only to its own prefix, e.g. `_INBOX.web-01`.
+    #[serde(default)]
+    pub inbox_prefix: Option<String>,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
     /// How long a request (PubAck, API call) may take before it counts as failed.
@@ -52,6 +62,8 @@ impl Default for NatsConfig {
         NatsConfig {
             urls: default_urls(),
             creds: None,
+            nkey: None,
+            inbox_prefix: None,
             tls: None,
             request_timeout: default_request_timeout(),
         }
@@ -73,6 +85,25 @@ impl NatsConfig {
                 out.push((
                     format!("urls[{i}]"),
                     format!("not a NATS server URL: {url:?}"),
+                ));
+            }
+        }
+        if self.creds.is_some() && self.nkey.is_some() {
+            out.push((
+                "nkey".to_owned(),
+                "`creds` and `nkey` are two ways to identify; give one".to_owned(),
+            ));
+        }
+        if let Some(prefix) = &self.inbox_prefix {
+            let bad = prefix.is_empty()
+                || prefix.starts_with('.')
+                || prefix.ends_with('.')
+                || prefix.contains(['*', '>', ' ', '\t'])
+                || prefix.contains("..");
+            if bad {
+                out.push((
+                    "inbox_prefix".to_owned(),
+                    format!("not a subject prefix: {prefix:?} (e.g. \"_INBOX.web-01\")"),
                 ));
             }
         }
@@ -102,6 +133,12 @@ pub enum BusError {
         urls: String,
         #[source]
         source: async_nats::ConnectError,
+    },
+    #[error("cannot read the nkey seed file {path}")]
+    Nkey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("cannot read NATS credentials file {path}")]
     Creds {
@@ -163,6 +200,16 @@ pub async fn connect(
                 path: path.clone(),
                 source,
             })?;
+    }
+    if let Some(path) = &cfg.nkey {
+        let seed = std::fs::read_to_string(path).map_err(|source| BusError::Nkey {
+            path: path.clone(),
+            source,
+        })?;
+        opts = opts.nkey(seed.trim().to_owned());
+    }
+    if let Some(prefix) = &cfg.inbox_prefix {
+        opts = opts.custom_inbox_prefix(prefix.clone());
     }
     if let Some(tls) = &cfg.tls {
         opts = opts.require_tls(true);
@@ -447,6 +494,24 @@ mod tests {
         };
         let keys: Vec<String> = cfg.problems().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["urls[1]", "tls"]);
+    }
+
+    #[test]
+    fn identity_problems_name_the_key() {
+        let cfg = NatsConfig {
+            creds: Some("a.creds".into()),
+            nkey: Some("a.nk".into()),
+            inbox_prefix: Some("_INBOX.>".into()),
+            ..Default::default()
+        };
+        let keys: Vec<String> = cfg.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["nkey", "inbox_prefix"]);
+        let ok = NatsConfig {
+            nkey: Some("a.nk".into()),
+            inbox_prefix: Some("_INBOX.web-01".into()),
+            ..Default::default()
+        };
+        assert!(ok.problems().is_empty());
     }
 
     #[test]

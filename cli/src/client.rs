@@ -42,6 +42,7 @@ pub enum ClientError {
 pub struct Api {
     client: async_nats::Client,
     timeout: Duration,
+    operator: Option<String>,
 }
 
 impl Api {
@@ -52,7 +53,20 @@ impl Api {
         Ok(Api {
             client,
             timeout: cfg.request_timeout,
+            operator: None,
         })
+    }
+
+    /// Sends commands as `operator` on `ops.api.as.<operator>.command`, where NATS permissions
+    /// vouch for the name and the coordinator records it as `issued_by`.
+    pub fn with_operator(mut self, operator: Option<String>) -> Self {
+        self.operator = operator;
+        self
+    }
+
+    /// The operator name given with `with_operator`.
+    pub fn operator(&self) -> Option<&str> {
+        self.operator.as_deref()
     }
 
     /// Sends `req` as JSON on `subject` and decodes the first reply.
@@ -128,7 +142,11 @@ impl Api {
 
     /// Asks the active coordinator to issue a command.
     pub async fn command(&self, req: &CommandRequest) -> Result<CommandReply, ClientError> {
-        self.call(subjects::API_COMMAND.to_owned(), req).await
+        let subject = match &self.operator {
+            Some(op) => subjects::api_command_as(op),
+            None => subjects::API_COMMAND.to_owned(),
+        };
+        self.call(subject, req).await
     }
 
     /// The command ledger, from whichever coordinator answers first.

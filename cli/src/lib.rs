@@ -1,6 +1,7 @@
 //! opsctl's library half: connecting from flags, calling the query API, and rendering replies
 //! as tables (pure functions of the reply and `now`, golden-tested).
 
+pub mod audit;
 pub mod client;
 pub mod drill;
 pub mod events;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use opsfleet_bus::{NatsConfig, TlsConfig};
-use opsfleet_cli::{client::Api, events, render};
+use opsfleet_cli::{audit, client::Api, events, render};
 use opsfleet_proto::api::{
     CommandRequest, CommandView, CommandsRequest, FailoverRequest, StatusRequest,
 };
@@ -44,6 +44,13 @@ struct ConnArgs {
     /// NATS credentials file (.creds) with your operator identity.
     #[arg(long, global = true, env = "OPS_NATS_CREDS")]
     creds: Option<PathBuf>,
+    /// File with your NATS nkey seed (`SU...`), for servers that list users by nkey.
+    #[arg(long, global = true, env = "OPS_NATS_NKEY")]
+    nkey: Option<PathBuf>,
+    /// Your operator name as the NATS permissions know it: replies come on `_INBOX.<name>`,
+    /// commands go on `ops.api.as.<name>.command` and are recorded as issued by you.
+    #[arg(long, global = true, env = "OPS_OPERATOR")]
+    operator: Option<String>,
     /// CA certificate to verify the NATS server (enables TLS).
     #[arg(long, global = true, env = "OPS_TLS_CA")]
     tls_ca: Option<PathBuf>,
@@ -68,6 +75,8 @@ impl ConnArgs {
         NatsConfig {
             urls: self.urls.clone(),
             creds: self.creds.clone(),
+            nkey: self.nkey.clone(),
+            inbox_prefix: self.operator.as_ref().map(|o| format!("_INBOX.{o}")),
             tls,
             request_timeout: self.timeout,
         }
@@ -148,6 +157,18 @@ enum Command {
         host: Option<String>,
         /// At most this many.
         #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// The audit trail: who issued which command, when, to which host, and its outcome.
+    Audit {
+        /// Only commands issued by this operator.
+        #[arg(long)]
+        by: Option<String>,
+        /// Only commands for this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// At most this many commands from the ledger.
+        #[arg(long, default_value_t = 100)]
         limit: usize,
     },
     /// Events from the stream, filtered; `--follow` keeps printing new ones.
@@ -231,7 +252,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .collect();
         anyhow::bail!("bad connection flags: {}", text.join("; "));
     }
-    let api = Api::connect(&cfg).await.context("cannot reach NATS")?;
+    if let Some(op) = &cli.conn.operator {
+        opsfleet_proto::subjects::validate_token(op)
+            .map_err(|e| anyhow::anyhow!("bad --operator {op:?}: {e}"))?;
+    }
+    let api = Api::connect(&cfg)
+        .await
+        .context("cannot reach NATS")?
+        .with_operator(cli.conn.operator.clone());
     match cli.command {
         Command::Status { host, coordinator } => {
             let reply = api
@@ -277,6 +305,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Output::Table => print!("{}", render::commands(&reply.commands, now_unix_ms())),
             }
         }
+        Command::Audit { by, host, limit } => {
+            let reply = api
+                .commands(&CommandsRequest {
+                    ids: Vec::new(),
+                    host,
+                    limit: Some(limit),
+                })
+                .await?;
+            let entries = audit::entries(&reply.commands, &audit::AuditFilter { by });
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+                Output::Table => print!("{}", audit::render(&entries)),
+            }
+        }
         Command::Events {
             host,
             module,
@@ -295,7 +337,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Failover {
             drill: true, wait, ..
         } => {
-            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+            let user = operator_name(&api);
             let report = opsfleet_cli::drill::run(&api, &user, wait).await?;
             match cli.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -373,7 +415,7 @@ async fn run_command(
     output: Output,
 ) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let user = operator_name(api);
     let reply = api
         .command(&CommandRequest {
             action: action.to_owned(),
@@ -561,4 +603,11 @@ async fn follow_events(
         }
     }
     Ok(())
+}
+
+/// Who issues commands: the `--operator` name, else `$USER`.
+fn operator_name(api: &Api) -> String {
+    api.operator()
+        .map(str::to_owned)
+        .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned()))
 }

@@ -168,6 +168,9 @@ pub async fn serve(
         subs.push(subscribe(verb.to_owned()).await?);
         subs.push(subscribe(subjects::api_subject_for(verb, &shared.name)).await?);
     }
+    for subject in crate::identity::subscriptions(&shared.name) {
+        subs.push(subscribe(subject).await?);
+    }
     let mut requests = futures::stream::select_all(subs);
     loop {
         let msg = tokio::select! {
@@ -179,11 +182,11 @@ pub async fn serve(
             debug!(subject = %msg.subject, "request without reply subject ignored");
             continue;
         };
-        let verb = msg
-            .subject
+        let (subject, operator) = crate::identity::split(&msg.subject);
+        let verb = subject
             .strip_suffix(&format!(".{}", shared.name))
-            .unwrap_or(&msg.subject);
-        let addressed_to_me = verb.len() != msg.subject.len();
+            .unwrap_or(&subject);
+        let addressed_to_me = verb.len() != subject.len();
         let reply = match verb {
             subjects::API_STATUS => match parse::<StatusRequest>(&msg.payload) {
                 Ok(req) => to_json(&status(&shared, &events, &req).await),
@@ -201,7 +204,8 @@ pub async fn serve(
             subjects::API_COMMAND => match parse::<CommandRequest>(&msg.payload) {
                 // Issuing may take a while for a large fleet: answer from a task so that
                 // status requests are not held up.
-                Ok(req) => {
+                Ok(mut req) => {
+                    crate::identity::stamp(&mut req, operator.as_deref());
                     let (dispatcher, client, shared) =
                         (dispatcher.clone(), client.clone(), Arc::clone(&shared));
                     tokio::spawn(async move {

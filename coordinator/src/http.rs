@@ -21,6 +21,29 @@ use crate::state::Shared;
 pub struct HttpConfig {
     /// Address to listen on, e.g. `127.0.0.1:9465`.
     pub listen: SocketAddr,
+    /// PEM certificate chain: with `tls_key`, the endpoint serves HTTPS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+impl HttpConfig {
+    /// Problems as `(key, reason)`; empty when valid.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        opsfleet_bus::https::pair_problems(self.tls_cert.as_deref(), self.tls_key.as_deref())
+    }
+}
+
+/// The TLS acceptor of `[http]`, if it configures TLS.
+pub fn tls_acceptor(
+    cfg: &HttpConfig,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, opsfleet_bus::https::HttpsError> {
+    match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => opsfleet_bus::https::acceptor(cert, key).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// What both endpoints answer.
@@ -68,17 +91,28 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Binds `listen` and serves until `cancel`; returns the bound address at once.
+/// Binds `listen` and serves plain HTTP until `cancel`; returns the bound address at once.
 pub async fn serve(
     listen: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    serve_tls(listen, None, shared, cancel).await
+}
+
+/// Binds `listen` and serves until `cancel`, over TLS when `tls` is given; returns the bound
+/// address at once.
+pub async fn serve_tls(
+    listen: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        let server = axum::serve(listener, router(shared))
-            .with_graceful_shutdown(async move { cancel.cancelled().await });
+        let shutdown = async move { cancel.cancelled().await };
+        let server = opsfleet_bus::https::serve(listener, tls, router(shared), shutdown);
         if let Err(e) = server.await {
             tracing::error!(error = %e, "HTTP endpoint failed");
         }

@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod election;
 pub mod emit;
 pub mod http;
+pub mod identity;
 pub mod ingest;
 pub mod projection;
 pub mod rebuild;

@@ -40,6 +40,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot set up TLS for the HTTP endpoint")]
+    HttpTls(#[source] opsfleet_bus::https::HttpsError),
 }
 
 /// Runs the coordinator until `cancel` fires; returns after the in-flight batch is persisted.
@@ -84,12 +86,14 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
     let election_task = tokio::spawn(driver.run(cancel.clone()));
     let http_task = match &cfg.http {
         Some(http) => {
-            let (addr, task) = crate::http::serve(http.listen, Arc::clone(&shared), cancel.clone())
-                .await
-                .map_err(|source| RunError::Http {
-                    listen: http.listen,
-                    source,
-                })?;
+            let tls = crate::http::tls_acceptor(http).map_err(RunError::HttpTls)?;
+            let (addr, task) =
+                crate::http::serve_tls(http.listen, tls, Arc::clone(&shared), cancel.clone())
+                    .await
+                    .map_err(|source| RunError::Http {
+                        listen: http.listen,
+                        source,
+                    })?;
             info!(%addr, "HTTP endpoint listening");
             Some(task)
         }

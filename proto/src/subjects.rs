@@ -27,6 +27,28 @@ pub const API_COMMAND: &str = "ops.api.command";
 /// `opsctl commands`: the command ledger.
 pub const API_COMMANDS: &str = "ops.api.commands";
 
+/// Prefix of API requests that carry the operator's identity in the subject:
+/// `ops.api.as.<operator>.<verb>`. NATS permissions let each operator publish only under its
+/// own name, so the coordinator can trust the name it reads here (recorded as `issued_by`).
+pub const API_AS_PREFIX: &str = "ops.api.as";
+/// Every identified command request (coordinators subscribe to it).
+pub const API_COMMAND_AS_ALL: &str = "ops.api.as.*.command";
+
+/// `ops.api.as.<operator>.command`: issue a command as `operator`.
+pub fn api_command_as(operator: &str) -> String {
+    format!("{API_AS_PREFIX}.{operator}.command")
+}
+
+/// Splits `ops.api.as.<operator>.<verb>[.<rest>]` into `(operator, "ops.api.<verb>[.<rest>]")`.
+pub fn parse_api_as(subject: &str) -> Option<(&str, String)> {
+    let rest = subject.strip_prefix(API_AS_PREFIX)?.strip_prefix('.')?;
+    let (operator, verb) = rest.split_once('.')?;
+    if operator.is_empty() || verb.is_empty() {
+        return None;
+    }
+    Some((operator, format!("{API_PREFIX}.{verb}")))
+}
+
 /// Subject an agent publishes one event on: `ops.evt.<host>.<kind>`.
 pub fn event_subject(host: &str, kind: &str) -> String {
     format!("ops.evt.{host}.{kind}")
@@ -106,6 +128,25 @@ mod tests {
         let s = event_subject("web-01", "heartbeat");
         assert_eq!(s, "ops.evt.web-01.heartbeat");
         assert_eq!(parse_event_subject(&s), Some(("web-01", "heartbeat")));
+    }
+
+    #[test]
+    fn identified_api_subjects_round_trip() {
+        let s = api_command_as("alice");
+        assert_eq!(s, "ops.api.as.alice.command");
+        assert_eq!(parse_api_as(&s), Some(("alice", API_COMMAND.to_owned())));
+        assert_eq!(
+            parse_api_as("ops.api.as.bob.command.blue"),
+            Some(("bob", "ops.api.command.blue".to_owned()))
+        );
+        for bad in [
+            "ops.api.command",
+            "ops.api.as.alice",
+            "ops.api.as..command",
+            "ops.api.asx.a.b",
+        ] {
+            assert_eq!(parse_api_as(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct AgentSpec {
     pub netns: Option<String>,
     /// NATS URL to use instead of the cluster's (e.g. as seen from inside `netns`).
     pub nats_url: Option<String>,
+    /// Further keys of the `[nats]` table (credentials, TLS), as TOML lines.
+    pub nats_toml: String,
 }
 
 impl AgentSpec {
@@ -39,7 +41,14 @@ impl AgentSpec {
             extra_modules: String::new(),
             netns: None,
             nats_url: None,
+            nats_toml: String::new(),
         }
+    }
+
+    /// Adds keys to the `[nats]` table (e.g. `nkey = "..."`, `tls = { ... }`).
+    pub fn nats_toml(mut self, toml: &str) -> Self {
+        self.nats_toml.push_str(toml);
+        self
     }
 
     /// Runs the agent inside network namespace `ns`, connecting to `nats_url` from there.
@@ -69,12 +78,13 @@ impl AgentSpec {
     /// The agent's config file, in the format of SPEC.md.
     pub fn to_toml(&self, data_dir: &Path, nats_url: &str) -> String {
         let mut out = format!(
-            "host = {}\ndata_dir = {}\nshutdown_grace = {}\n\n[nats]\nurls = [{}]\n\n\
+            "host = {}\ndata_dir = {}\nshutdown_grace = {}\n\n[nats]\nurls = [{}]\n{}\n\
              [outbox]\nmax_events = {}\n\n[[modules]]\ntype = \"heartbeat\"\ninterval = {}\n",
             quote(&self.host),
             quote(&data_dir.display().to_string()),
             quote(&duration_str(self.shutdown_grace)),
             quote(nats_url),
+            self.nats_toml,
             self.max_events,
             quote(&duration_str(self.heartbeat)),
         );

@@ -41,15 +41,36 @@ impl Cluster {
     where
         F: AsyncFnOnce(&mut Cluster) -> Result<()>,
     {
-        let mut cluster = match Cluster::start_on(name, nats_addr).await {
+        let cluster = match Cluster::start_on(name, nats_addr).await {
             Ok(c) => c,
             Err(e) => panic!("{name}: cannot start the cluster: {e:#}"),
         };
+        Cluster::run_with(cluster, name, scenario).await
+    }
+
+    /// Runs `scenario` against a cluster built by the caller (e.g. on a server started from a
+    /// shipped config); logs on failure and teardown as in [`Cluster::run`].
+    pub async fn run_with<F>(mut cluster: Cluster, name: &str, scenario: F)
+    where
+        F: AsyncFnOnce(&mut Cluster) -> Result<()>,
+    {
         let result = scenario(&mut cluster).await;
         if let Err(e) = result {
             cluster.print_logs();
             let kept = cluster.keep_tmp_if_asked();
             panic!("{name} failed: {e:#}{kept}");
+        }
+    }
+
+    /// A cluster on a server the caller started in `tmp` (removed on drop), talking to it
+    /// with `opsctl`; no coordinators or agents yet.
+    pub fn with_server(tmp: TempDir, nats: NatsServer, opsctl: Opsctl) -> Cluster {
+        Cluster {
+            agents: Vec::new(),
+            coordinators: Vec::new(),
+            nats,
+            opsctl,
+            tmp: Some(tmp),
         }
     }
 

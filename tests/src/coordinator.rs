@@ -23,6 +23,8 @@ pub struct CoordinatorSpec {
     pub http: bool,
     /// Data dir to use instead of `<home>/data` (e.g. on a small filesystem the test mounted).
     pub data_dir: Option<PathBuf>,
+    /// Further keys of the `[nats]` table (credentials, TLS), as TOML lines.
+    pub nats_toml: String,
 }
 
 impl CoordinatorSpec {
@@ -34,7 +36,14 @@ impl CoordinatorSpec {
             batch_max: 1000,
             http: false,
             data_dir: None,
+            nats_toml: String::new(),
         }
+    }
+
+    /// Adds keys to the `[nats]` table (e.g. `nkey = "..."`, `tls = { ... }`).
+    pub fn nats_toml(mut self, toml: &str) -> Self {
+        self.nats_toml.push_str(toml);
+        self
     }
 
     /// Serves `/healthz` and `/readyz` on `127.0.0.1:0`.
@@ -57,12 +66,13 @@ impl CoordinatorSpec {
     /// The coordinator's config file, in the format of SPEC.md.
     pub fn to_toml(&self, data_dir: &Path, nats_url: &str) -> String {
         let mut out = format!(
-            "name = {}\ncolor = {}\ndata_dir = {}\n\n[nats]\nurls = [{}]\n\n[topology]\n\
+            "name = {}\ncolor = {}\ndata_dir = {}\n\n[nats]\nurls = [{}]\n{}\n[topology]\n\
              replicas = 1\n\n[ingest]\nbatch_max = {}\n",
             quote(&self.name),
             quote(&self.color),
             quote(&data_dir.display().to_string()),
             quote(nats_url),
+            self.nats_toml,
             self.batch_max
         );
         if self.http {

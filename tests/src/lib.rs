@@ -36,6 +36,7 @@ pub mod nats;
 pub mod netns;
 pub mod opsctl;
 pub mod procs;
+pub mod secure;
 pub mod wait;
 
 pub use agent::{Agent, AgentSpec, OutboxInfo};

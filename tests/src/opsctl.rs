@@ -17,6 +17,8 @@ pub const OPSCTL_TIMEOUT: &str = "10s";
 pub struct Opsctl {
     bin: PathBuf,
     nats_url: String,
+    /// Connection flags given before every command (credentials, TLS).
+    extra: Vec<String>,
 }
 
 impl Opsctl {
@@ -24,7 +26,14 @@ impl Opsctl {
         Ok(Opsctl {
             bin: bins::bin(bins::OPSCTL)?,
             nats_url: nats_url.to_owned(),
+            extra: Vec::new(),
         })
+    }
+
+    /// The same opsctl with further connection flags (e.g. `--nkey F --operator alice`).
+    pub fn with_args<I: IntoIterator<Item = String>>(mut self, args: I) -> Self {
+        self.extra.extend(args);
+        self
     }
 
     /// `opsctl --nats URL --timeout 10s <args>`.
@@ -35,6 +44,7 @@ impl Opsctl {
             "--timeout".as_ref(),
             OPSCTL_TIMEOUT.as_ref(),
         ];
+        all.extend(self.extra.iter().map(OsStr::new));
         all.extend(args.iter().map(OsStr::new));
         procs::run(&self.bin, &all, COMMAND_TIMEOUT).await
     }

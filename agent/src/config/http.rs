@@ -2,6 +2,7 @@
 //! Absent section = no listener.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +16,12 @@ pub struct HttpConfig {
     /// too. On a loopback address they are always served.
     #[serde(default = "default_admin")]
     pub admin: bool,
+    /// PEM certificate chain: with `tls_key`, the endpoint serves HTTPS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -25,6 +32,11 @@ fn default_admin() -> bool {
 }
 
 impl HttpConfig {
+    /// Problems as `(key, reason)`; empty when valid.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        opsfleet_bus::https::pair_problems(self.tls_cert.as_deref(), self.tls_key.as_deref())
+    }
+
     /// Whether the admin routes are served.
     pub fn admin_enabled(&self) -> bool {
         self.admin || self.listen.ip().is_loopback()

@@ -221,6 +221,9 @@ fn sections(mut table: toml::Table, out: &mut Vec<(String, String)>) -> Option<A
         None => Some(default_http()),
         Some(v) => section::<HttpConfig>("http", v, out).map(Some),
     };
+    if let Some(Some(h)) = &http {
+        out.extend(prefixed("http", h.problems()));
+    }
     Some(AgentConfig {
         host: host?,
         data_dir: data_dir?,

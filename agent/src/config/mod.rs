@@ -205,6 +205,9 @@ impl AgentConfig {
         let mut out = host_problems(&self.host);
         out.extend(outbox_problems(&self.outbox));
         out.extend(prefixed("nats", self.nats.problems()));
+        if let Some(http) = &self.http {
+            out.extend(prefixed("http", http.problems()));
+        }
         let indexed: Vec<(usize, &ModuleConfig)> = self.modules.iter().enumerate().collect();
         out.extend(modules_problems(&indexed));
         out

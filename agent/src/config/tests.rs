@@ -166,3 +166,17 @@ fn fingerprints_are_stable_and_sensitive() {
     assert_ne!(a.modules[0].fingerprint(), changed.modules[0].fingerprint());
     assert_eq!(a.modules[1].fingerprint(), changed.modules[1].fingerprint());
 }
+
+#[test]
+fn http_tls_cert_and_key_go_together() {
+    let problems =
+        parse_str("host = \"web-01\"\n[http]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"c.pem\"\n")
+            .unwrap_err();
+    assert_eq!(keys(&problems), ["http.tls_key"]);
+    let cfg = parse_str(
+        "host = \"web-01\"\n[http]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+    )
+    .expect("valid");
+    let http = cfg.http.expect("http");
+    assert_eq!(http.tls_key.as_deref(), Some(std::path::Path::new("k.pem")));
+}

@@ -196,6 +196,8 @@ fn admin_is_loopback_only_unless_asked() {
     let cfg = |listen: &str, admin| HttpConfig {
         listen: listen.parse().expect("addr"),
         admin,
+        tls_cert: None,
+        tls_key: None,
     };
     assert!(cfg("127.0.0.1:9464", false).admin_enabled());
     assert!(cfg("[::1]:9464", false).admin_enabled());

@@ -84,6 +84,11 @@ impl CoordinatorConfig {
                 doc.problem(format!("topology.{key}"), reason);
             }
         }
+        if let Some(Some(h)) = &http {
+            for (key, reason) in h.problems() {
+                doc.problem(format!("http.{key}"), reason);
+            }
+        }
         if let Some(i) = &ingest {
             if !(1..=100_000).contains(&i.batch_max) {
                 doc.problem("ingest.batch_max", "must be between 1 and 100000");
@@ -229,5 +234,16 @@ ack_wait = \"soon\"
         let err = CoordinatorConfig::load(&path).unwrap_err();
         assert_eq!(err.problems[0].key, "(syntax)");
         assert_eq!(err.problems[0].line, Some(1));
+    }
+
+    #[test]
+    fn http_tls_needs_cert_and_key() {
+        let (_d, path) = write(
+            "name = \"blue\"\ndata_dir = \"/tmp/x\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             tls_key = \"k.pem\"\n",
+        );
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["http.tls_cert"]);
     }
 }

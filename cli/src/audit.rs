@@ -1,0 +1,193 @@
+//! `opsctl audit`: who issued which command, when, to which host, and how it ended — read from
+//! the command ledger (`ops.api.commands`). Pure functions of the ledger's views.
+
+use comfy_table::{presets, ContentArrangement, Table};
+use opsfleet_proto::api::CommandView;
+use serde::Serialize;
+
+/// One line of the audit trail: one command to one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// When the command was issued (unix ms; 0 if the ledger has no `issued` step).
+    pub issued_unix_ms: i64,
+    /// The operator identity the coordinator recorded.
+    pub issued_by: String,
+    pub action: String,
+    pub module: String,
+    pub target: String,
+    pub epoch: u64,
+    /// `issued`, `accepted`, `completed`, `failed`, `rejected`, `expired` or `unknown`.
+    pub outcome: String,
+    /// When the latest step happened (unix ms).
+    pub updated_unix_ms: i64,
+    pub detail: String,
+    pub command_id: String,
+}
+
+/// Which entries `opsctl audit` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only commands issued by this operator.
+    pub by: Option<String>,
+}
+
+/// The audit trail of `views`, newest first.
+pub fn entries(views: &[CommandView], filter: &AuditFilter) -> Vec<AuditEntry> {
+    let mut out: Vec<AuditEntry> = views
+        .iter()
+        .filter(|v| filter.by.as_deref().is_none_or(|by| v.issued_by == by))
+        .map(|v| AuditEntry {
+            issued_unix_ms: v
+                .history
+                .iter()
+                .find(|h| h.state == "issued")
+                .or(v.history.first())
+                .map_or(0, |h| h.at_unix_ms),
+            issued_by: v.issued_by.clone(),
+            action: v.action.clone(),
+            module: v.module.clone(),
+            target: v.target.clone(),
+            epoch: v.epoch,
+            outcome: v.state.clone(),
+            updated_unix_ms: v.history.last().map_or(0, |h| h.at_unix_ms),
+            detail: v.detail.clone(),
+            command_id: v.id.clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.issued_unix_ms
+            .cmp(&a.issued_unix_ms)
+            .then_with(|| a.target.cmp(&b.target))
+            .then_with(|| a.command_id.cmp(&b.command_id))
+    });
+    out
+}
+
+/// UTC timestamp to the second, e.g. `2026-12-02T00:41:07Z`; `-` for 0.
+pub fn timestamp(unix_ms: i64) -> String {
+    if unix_ms == 0 {
+        return "-".to_owned();
+    }
+    let secs = unix_ms.div_euclid(1000);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => t
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| unix_ms.to_string()),
+        Err(_) => unix_ms.to_string(),
+    }
+}
+
+/// The audit table: WHEN, BY, ACTION, TARGET, EPOCH, OUTCOME, FINISHED, COMMAND, DETAIL.
+pub fn render(entries: &[AuditEntry]) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header([
+            "WHEN", "BY", "ACTION", "TARGET", "EPOCH", "OUTCOME", "AT", "COMMAND", "DETAIL",
+        ]);
+    for e in entries {
+        let action = if e.module.is_empty() {
+            e.action.clone()
+        } else {
+            format!("{} {}", e.action, e.module)
+        };
+        table.add_row([
+            timestamp(e.issued_unix_ms),
+            e.issued_by.clone(),
+            action,
+            e.target.clone(),
+            e.epoch.to_string(),
+            e.outcome.clone(),
+            timestamp(e.updated_unix_ms),
+            e.command_id.clone(),
+            e.detail.clone(),
+        ]);
+    }
+    let mut out = String::new();
+    for line in table.to_string().lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsfleet_proto::api::CommandStepView;
+
+    fn view(id: &str, target: &str, by: &str, issued: i64, state: &str) -> CommandView {
+        CommandView {
+            id: id.into(),
+            target: target.into(),
+            epoch: 7,
+            issued_by: by.into(),
+            action: "pause".into(),
+            module: "log".into(),
+            deadline_unix_ms: issued + 60_000,
+            state: state.into(),
+            detail: String::new(),
+            accepted_count: 1,
+            history: vec![
+                CommandStepView {
+                    state: "issued".into(),
+                    at_unix_ms: issued,
+                    by: "blue".into(),
+                    detail: String::new(),
+                },
+                CommandStepView {
+                    state: state.into(),
+                    at_unix_ms: issued + 40,
+                    by: target.into(),
+                    detail: String::new(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn newest_first_and_filtered_by_operator() {
+        let t = 1_764_636_000_000; // 2025-12-02T00:40:00Z
+        let views = [
+            view("c1", "web-01", "alice", t, "completed"),
+            view("c2", "db-01", "bob", t + 5_000, "rejected"),
+            view("c3", "web-02", "alice", t + 9_000, "expired"),
+        ];
+        let all = entries(&views, &AuditFilter::default());
+        let ids: Vec<&str> = all.iter().map(|e| e.command_id.as_str()).collect();
+        assert_eq!(ids, ["c3", "c2", "c1"]);
+        let alice = entries(
+            &views,
+            &AuditFilter {
+                by: Some("alice".into()),
+            },
+        );
+        assert_eq!(alice.len(), 2);
+        assert!(alice.iter().all(|e| e.issued_by == "alice"));
+        assert_eq!(alice[1].outcome, "completed");
+        assert_eq!(alice[1].updated_unix_ms, t + 40);
+    }
+
+    #[test]
+    fn table_names_who_what_when_whom_and_outcome() {
+        let t = 1_764_636_000_000;
+        let text = render(&entries(
+            &[view("c1", "web-01", "alice", t, "completed")],
+            &AuditFilter::default(),
+        ));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for want in [
+            "2025-12-02T00:40:00Z",
+            "alice",
+            "pause log",
+            "web-01",
+            "completed",
+            "c1",
+        ] {
+            assert!(lines[1].contains(want), "{want} missing in {text}");
+        }
+        assert_eq!(timestamp(0), "-");
+    }
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# scripts/dev-certs.sh — generates the development secrets of an opsfleet deployment: a CA, TLS
+# certificates (NATS servers, HTTP endpoints, one client certificate per role) and one NATS nkey
+# per identity (agents by host name, coordinators by name, operators by user name).
+#
+#   scripts/dev-certs.sh [OUT_DIR] [--hosts "web-01 web-02 db-01"] [--coordinators "blue green"]
+#                        [--operators "alice bob"] [--force]
+#
+# OUT_DIR defaults to deploy/secrets (ignored by git). It receives
+#   tls/ca.pem, tls/ca-key.pem           the development CA (keep ca-key.pem private)
+#   tls/server.pem, tls/server-key.pem   NATS servers and HTTP endpoints; SANs: localhost,
+#                                        127.0.0.1, nats, nats-1..3, *.nats (Kubernetes),
+#                                        every host and coordinator
+#   tls/{agent,coordinator,operator}.pem + -key.pem   client certificates for mutual TLS
+#   nkeys/<name>.nk                      the nkey seed of one identity (mode 0600)
+#   nkeys.conf                           NKEY_<NAME> = "U..." for every identity; the shipped
+#                                        NATS configs include it (public keys only)
+# Existing files are kept unless --force is given, so re-running adds only new identities.
+# Needs openssl (>= 1.1.1) and python3 (standard library only, for the nkey encoding).
+set -euo pipefail
+
+out="deploy/secrets"
+hosts="web-01 web-02 db-01"
+coordinators="blue green"
+operators="alice bob"
+force=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --hosts) hosts="$2"; shift 2 ;;
+        --coordinators) coordinators="$2"; shift 2 ;;
+        --operators) operators="$2"; shift 2 ;;
+        --force) force=1; shift ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -*) echo "dev-certs.sh: unknown option $1" >&2; exit 2 ;;
+        *) out="$1"; shift ;;
+    esac
+done
+
+command -v openssl >/dev/null || { echo "dev-certs.sh: openssl is required" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "dev-certs.sh: python3 is required" >&2; exit 1; }
+umask 077
+mkdir -p "$out/tls" "$out/nkeys"
+tls="$out/tls"
+
+fresh() { [ "$force" = 1 ] || [ ! -s "$1" ]; }
+
+if fresh "$tls/ca.pem"; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 \
+        -subj "/O=opsfleet dev/CN=opsfleet dev CA" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -keyout "$tls/ca-key.pem" -out "$tls/ca.pem" 2>/dev/null
+fi
+
+# issue NAME CN EXTENDED_KEY_USAGE [SAN]
+issue() {
+    local name="$1" cn="$2" eku="$3" san="${4:-}" ext
+    fresh "$tls/$name.pem" || return 0
+    ext="$(mktemp)"
+    {
+        echo "basicConstraints=critical,CA:FALSE"
+        echo "keyUsage=critical,digitalSignature,keyEncipherment"
+        echo "extendedKeyUsage=$eku"
+        [ -n "$san" ] && echo "subjectAltName=$san"
+    } >"$ext"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/O=opsfleet dev/CN=$cn" -keyout "$tls/$name-key.pem" -out "$tls/$name.csr" 2>/dev/null
+    openssl x509 -req -in "$tls/$name.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca-key.pem" \
+        -CAcreateserial -days 825 -extfile "$ext" -out "$tls/$name.pem" 2>/dev/null
+    rm -f "$tls/$name.csr" "$ext"
+}
+
+# nats-1..3: compose and systemd hosts; nats, *.nats(.opsfleet.svc...): the Kubernetes
+# headless service and its pods (deploy/k8s/nats.yaml).
+san="DNS:localhost,IP:127.0.0.1,DNS:nats,DNS:nats-1,DNS:nats-2,DNS:nats-3,DNS:*.nats"
+san="$san,DNS:nats.opsfleet.svc,DNS:*.nats.opsfleet.svc,DNS:*.nats.opsfleet.svc.cluster.local"
+for n in $hosts $coordinators; do san="$san,DNS:$n"; done
+# Servers also authenticate to each other on cluster routes, hence clientAuth.
+issue server "opsfleet server" "serverAuth,clientAuth" "$san"
+issue agent "opsfleet agent" "clientAuth" "DNS:agent"
+issue coordinator "opsfleet coordinator" "clientAuth" "DNS:coordinator"
+issue operator "opsfleet operator" "clientAuth" "DNS:operator"
+rm -f "$tls/ca.srl"
+
+# One ed25519 key per identity, encoded as NATS nkeys (user seed "SU...", public key "U...").
+for n in $hosts $coordinators $operators; do
+    seed_file="$out/nkeys/$n.nk"
+    fresh "$seed_file" || continue
+    der="$(mktemp)"
+    openssl genpkey -algorithm ed25519 -outform DER -out "$der"
+    python3 - "$der" "$seed_file" <<'PY'
+import base64, subprocess, sys
+der_path, seed_path = sys.argv[1], sys.argv[2]
+seed = open(der_path, "rb").read()[-32:]
+pub = subprocess.run(["openssl", "pkey", "-inform", "DER", "-in", der_path, "-pubout",
+                      "-outform", "DER"], check=True, capture_output=True).stdout[-32:]
+def crc16(data):
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc.to_bytes(2, "little")
+def encode(raw):
+    return base64.b32encode(raw + crc16(raw)).decode().rstrip("=")
+USER = 20 << 3
+SEED = 18 << 3
+seed_text = encode(bytes([SEED | (USER >> 5), (USER & 31) << 3]) + seed)
+pub_text = encode(bytes([USER]) + pub)
+with open(seed_path, "w") as f:
+    f.write(seed_text + "\n")
+with open(seed_path + ".pub", "w") as f:
+    f.write(pub_text + "\n")
+PY
+    rm -f "$der"
+done
+
+# nkeys.conf: public keys only, one variable per identity found in nkeys/.
+{
+    echo "# Generated by scripts/dev-certs.sh: public nkeys of every identity (no secrets)."
+    for pub in "$out"/nkeys/*.nk.pub; do
+        n="$(basename "$pub" .nk.pub)"
+        var="NKEY_$(echo "$n" | tr 'a-z-' 'A-Z_')"
+        echo "$var = \"$(cat "$pub")\""
+    done
+} >"$out/nkeys.conf"
+chmod 0644 "$out/nkeys.conf" "$tls"/*.pem "$out"/nkeys/*.pub
+chmod 0600 "$tls"/*-key.pem "$out"/nkeys/*.nk
+echo "dev-certs.sh: secrets in $out (CA $tls/ca.pem; nkeys for: $(ls "$out/nkeys" | grep -v '\.pub$' | sed 's/\.nk$//' | tr '\n' ' '))" >&2

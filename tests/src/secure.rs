@@ -1,0 +1,190 @@
+//! A nats-server started from the shipped single-node config (`deploy/nats/single.conf` with
+//! `auth.conf`) and secrets from `scripts/dev-certs.sh`. Only the listen port, the `/etc/nats/`
+//! prefix, the monitor port and the store path are rendered; users, permissions, TLS and
+//! JetStream settings are the shipped ones. Plus the connection settings of each identity.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use opsfleet_bus::{ConnectMode, NatsConfig, TlsConfig};
+
+use crate::agent::quote;
+use crate::nats::NatsServer;
+
+/// Which client certificate an identity presents (mutual TLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Agent,
+    Coordinator,
+    Operator,
+}
+
+impl Role {
+    fn cert_name(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Coordinator => "coordinator",
+            Role::Operator => "operator",
+        }
+    }
+}
+
+/// The repository root (the workspace this crate lives in).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
+}
+
+/// Runs `scripts/dev-certs.sh <out>`: CA, certificates and nkeys of the default identities
+/// (hosts web-01 web-02 db-01, coordinators blue green, operators alice bob).
+pub fn generate_secrets(out: &Path) -> Result<()> {
+    let script = repo_root().join("scripts/dev-certs.sh");
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(out)
+        .status()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    if !status.success() {
+        bail!("{} {} failed: {status}", script.display(), out.display());
+    }
+    Ok(())
+}
+
+/// A server on the shipped permission config, and where its secrets are.
+#[derive(Debug)]
+pub struct SecureNats {
+    pub server: NatsServer,
+    /// The rendered `/etc/nats` (single.conf, auth.conf, secrets/).
+    pub etc: PathBuf,
+    pub secrets: PathBuf,
+}
+
+impl SecureNats {
+    /// Copies `deploy/nats/{single.conf,auth.conf}` to `<dir>/etc/nats`, generates secrets into
+    /// `<dir>/etc/nats/secrets`, renders ports and paths and starts the server.
+    pub async fn start(dir: &Path) -> Result<SecureNats> {
+        let shipped = repo_root().join("deploy/nats");
+        let etc = dir.join("etc/nats");
+        std::fs::create_dir_all(&etc)
+            .with_context(|| format!("cannot create {}", etc.display()))?;
+        let secrets = etc.join("secrets");
+        generate_secrets(&secrets)?;
+        let auth = shipped.join("auth.conf");
+        std::fs::copy(&auth, etc.join("auth.conf"))
+            .with_context(|| format!("cannot copy {}", auth.display()))?;
+        let single = shipped.join("single.conf");
+        let text = std::fs::read_to_string(&single)
+            .with_context(|| format!("cannot read {}", single.display()))?;
+        let rendered = render_single(&text, &etc, &dir.join("data"))?;
+        let config = etc.join("single.conf");
+        std::fs::write(&config, rendered)
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        let server = NatsServer::start_with_config(dir, &config).await?;
+        Ok(SecureNats {
+            server,
+            etc,
+            secrets,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// The `[nats]` settings of `identity` (its nkey, its own inbox, the CA and its role's
+    /// client certificate).
+    pub fn nats_config(&self, identity: &str, role: Role) -> NatsConfig {
+        NatsConfig {
+            urls: vec![self.url()],
+            nkey: Some(self.nkey_path(identity)),
+            inbox_prefix: Some(format!("_INBOX.{identity}")),
+            tls: Some(self.tls(Some(role))),
+            request_timeout: Duration::from_secs(10),
+            ..Default::default()
+        }
+    }
+
+    /// TLS settings: the CA, plus the role's client certificate if given.
+    pub fn tls(&self, role: Option<Role>) -> TlsConfig {
+        let tls = self.secrets.join("tls");
+        TlsConfig {
+            ca: Some(tls.join("ca.pem")),
+            cert: role.map(|r| tls.join(format!("{}.pem", r.cert_name()))),
+            key: role.map(|r| tls.join(format!("{}-key.pem", r.cert_name()))),
+        }
+    }
+
+    pub fn nkey_path(&self, identity: &str) -> PathBuf {
+        self.secrets.join("nkeys").join(format!("{identity}.nk"))
+    }
+
+    /// The same settings as TOML keys of an agent's or coordinator's `[nats]` table.
+    pub fn nats_toml(&self, identity: &str, role: Role) -> String {
+        let cfg = self.nats_config(identity, role);
+        let path = |p: &Option<PathBuf>| {
+            quote(&p.as_deref().unwrap_or(Path::new("")).display().to_string())
+        };
+        let tls = self.tls(Some(role));
+        format!(
+            "nkey = {}\ninbox_prefix = {}\ntls = {{ ca = {}, cert = {}, key = {} }}\n",
+            path(&cfg.nkey),
+            quote(&format!("_INBOX.{identity}")),
+            path(&tls.ca),
+            path(&tls.cert),
+            path(&tls.key),
+        )
+    }
+
+    /// opsctl flags of operator `user` using `nkey_of`'s key (the same user, unless a test
+    /// tries to act as someone else).
+    pub fn opsctl_args(&self, user: &str, nkey_of: &str) -> Vec<String> {
+        let tls = self.tls(Some(Role::Operator));
+        let s = |p: Option<PathBuf>| p.unwrap_or_default().display().to_string();
+        vec![
+            "--nkey".into(),
+            self.nkey_path(nkey_of).display().to_string(),
+            "--operator".into(),
+            user.into(),
+            "--tls-ca".into(),
+            s(tls.ca),
+            "--tls-cert".into(),
+            s(tls.cert),
+            "--tls-key".into(),
+            s(tls.key),
+        ]
+    }
+
+    /// Connects as `identity` through the project's own connect function.
+    pub async fn connect(&self, identity: &str, role: Role) -> Result<async_nats::Client> {
+        let cfg = self.nats_config(identity, role);
+        opsfleet_bus::connect(&cfg, &format!("test {identity}"), ConnectMode::FailFast)
+            .await
+            .with_context(|| format!("cannot connect as {identity}"))
+    }
+}
+
+/// Renders the shipped single-node config for a test: free loopback ports, paths under `etc`
+/// and `data`. Fails if the shipped file no longer has what is rendered.
+pub fn render_single(text: &str, etc: &Path, data: &Path) -> Result<String> {
+    let replacements = [
+        ("listen: 0.0.0.0:4222", "listen: 127.0.0.1:-1".to_owned()),
+        ("http: 127.0.0.1:8222", "http: 127.0.0.1:-1".to_owned()),
+        ("\"/etc/nats/", format!("\"{}/", etc.display())),
+        (
+            "store_dir: \"/data\"",
+            format!("store_dir: \"{}\"", data.display()),
+        ),
+    ];
+    let mut out = text.to_owned();
+    for (from, to) in replacements {
+        if !out.contains(from) {
+            bail!(
+                "deploy/nats/single.conf no longer contains {from:?}; update tests/src/secure.rs"
+            );
+        }
+        out = out.replace(from, &to);
+    }
+    Ok(out)
+}
