@@ -18,6 +18,8 @@ pub struct CoordinatorSpec {
     pub color: String,
     /// Small batches make a SIGKILL more likely to land between persist and ack.
     pub batch_max: u32,
+    /// Further sections (e.g. `[alerts]`, `[notify]`), as TOML, appended to the config.
+    pub extra_toml: String,
 }
 
 impl CoordinatorSpec {
@@ -27,7 +29,15 @@ impl CoordinatorSpec {
             name: name.to_owned(),
             color: name.to_owned(),
             batch_max: 1000,
+            extra_toml: String::new(),
         }
+    }
+
+    /// Appends raw TOML sections to the config.
+    pub fn config_toml(mut self, toml: &str) -> Self {
+        self.extra_toml.push('\n');
+        self.extra_toml.push_str(toml);
+        self
     }
 
     pub fn batch_max(mut self, n: u32) -> Self {
@@ -39,12 +49,13 @@ impl CoordinatorSpec {
     pub fn to_toml(&self, data_dir: &Path, nats_url: &str) -> String {
         format!(
             "name = {}\ncolor = {}\ndata_dir = {}\n\n[nats]\nurls = [{}]\n\n[topology]\n\
-             replicas = 1\n\n[ingest]\nbatch_max = {}\n",
+             replicas = 1\n\n[ingest]\nbatch_max = {}\n{}",
             quote(&self.name),
             quote(&self.color),
             quote(&data_dir.display().to_string()),
             quote(nats_url),
-            self.batch_max
+            self.batch_max,
+            self.extra_toml
         )
     }
 }

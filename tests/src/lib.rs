@@ -34,6 +34,7 @@ pub mod coordinator;
 pub mod nats;
 pub mod opsctl;
 pub mod procs;
+pub mod receiver;
 pub mod wait;
 
 pub use agent::{Agent, AgentSpec, OutboxInfo};
@@ -43,4 +44,5 @@ pub use coordinator::{Coordinator, CoordinatorSpec, RebuildReport};
 pub use nats::NatsServer;
 pub use opsctl::Opsctl;
 pub use procs::{Proc, ProcessExited};
+pub use receiver::{Receiver, Recorded, Reply};
 pub use wait::{wait_until, wait_until_default, DEFAULT_POLL, DEFAULT_TIMEOUT};

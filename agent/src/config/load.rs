@@ -132,6 +132,7 @@ const TOP_KEYS: &[&str] = &[
     "outbox",
     "modules",
     "http",
+    "labels",
 ];
 
 #[derive(Deserialize)]
@@ -201,7 +202,17 @@ fn sections(mut table: toml::Table, out: &mut Vec<(String, String)>) -> Option<A
         None => Some(default_http()),
         Some(v) => section::<HttpConfig>("http", v, out).map(Some),
     };
+    let labels = optional::<std::collections::BTreeMap<String, String>>(
+        &mut table,
+        "labels",
+        Default::default,
+        out,
+    );
+    if let Some(l) = &labels {
+        out.extend(super::label_problems(l));
+    }
     Some(AgentConfig {
+        labels: labels?,
         host: host?,
         data_dir: data_dir?,
         shutdown_grace: grace?,

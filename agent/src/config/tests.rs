@@ -166,3 +166,21 @@ fn fingerprints_are_stable_and_sensitive() {
     assert_ne!(a.modules[0].fingerprint(), changed.modules[0].fingerprint());
     assert_eq!(a.modules[1].fingerprint(), changed.modules[1].fingerprint());
 }
+
+#[test]
+fn labels_are_optional_tokens_and_bad_ones_are_named() {
+    assert!(parse_str(GOOD).expect("valid").labels.is_empty());
+    let text = GOOD.replace(
+        "shutdown_grace = \"5s\"\n",
+        "shutdown_grace = \"5s\"\nlabels = { role = \"web\", site = \"fra1\" }\n",
+    );
+    let cfg = parse_str(&text).expect("valid");
+    assert_eq!(cfg.labels.get("role").map(String::as_str), Some("web"));
+    let bad = GOOD.replace(
+        "shutdown_grace = \"5s\"\n",
+        "shutdown_grace = \"5s\"\nlabels = { role = \"web server\" }\n",
+    );
+    let problems = parse_str(&bad).unwrap_err();
+    let p = find(&problems, "labels.role");
+    assert!(p.reason.contains("web server"), "{p:?}");
+}
