@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::ModuleConfig;
 use crate::modules::HealthBoard;
 use crate::outbox::{unix_ms, NewEvent, Outbox, OutboxError};
-use crate::runner::{ModuleEntry, RunOutput, StatusBoard};
+use crate::runner::{ModuleEntry, RunOutput, StatusBoard, Trigger};
 
 pub use handle::ControlHandle;
 pub use records::{start_plan, Record, StartPlan};
@@ -81,6 +81,8 @@ pub enum ControlError {
     },
     #[error("the module runner is not running")]
     Stopped,
+    #[error("run of module {module} failed: {reason}")]
+    RunFailed { module: String, reason: String },
 }
 
 fn join_problems(problems: &[(String, String)]) -> String {
@@ -105,6 +107,11 @@ enum Op {
     /// Hand events (and state) to the outbox writer behind every change made so far, so they
     /// land after those changes' events (command results).
     Emit(RunOutput),
+    /// Start an on-demand run of `what` (a backup job, empty = all); `done` gets its outcome.
+    RunNow {
+        what: String,
+        done: oneshot::Sender<Result<String, String>>,
+    },
 }
 
 pub(crate) struct Request {
@@ -125,6 +132,8 @@ struct Controlled {
     file_fingerprint: String,
     has_override: bool,
     swap: Option<mpsc::Sender<ModuleEntry>>,
+    /// Where on-demand runs go (the module's worker).
+    trigger: Option<mpsc::Sender<Trigger>>,
 }
 
 /// The task behind every `ControlHandle` of one runner.
@@ -136,7 +145,21 @@ pub(crate) struct Controller {
     modules: Vec<Controlled>,
 }
 
-fn state_event(name: &str, kind: &str, state: RunState, reason: &str, fp: &str) -> NewEvent {
+/// A module config as the TOML of one `[[modules]]` entry (what `config rollback` sends
+/// back); empty if it cannot be written as TOML.
+pub fn config_toml(cfg: &ModuleConfig) -> String {
+    toml::to_string(cfg).unwrap_or_default()
+}
+
+/// A `module_state` event; `config` is set on start and reconfiguration (see `config_toml`).
+fn state_event(
+    name: &str,
+    kind: &str,
+    state: RunState,
+    reason: &str,
+    fp: &str,
+    config: Option<&ModuleConfig>,
+) -> NewEvent {
     NewEvent {
         module: name.to_owned(),
         time_unix_ms: unix_ms(std::time::SystemTime::now()),
@@ -146,9 +169,12 @@ fn state_event(name: &str, kind: &str, state: RunState, reason: &str, fp: &str) 
             state: state.to_pb() as i32,
             reason: reason.to_owned(),
             config_fingerprint: fp.to_owned(),
+            config_toml: config.map(config_toml).unwrap_or_default(),
         }),
     }
 }
 
+#[cfg(test)]
+mod run_now_tests;
 #[cfg(test)]
 mod tests;

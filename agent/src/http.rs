@@ -208,6 +208,7 @@ async fn admin(
                 ControlError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 ControlError::Store { .. } => StatusCode::INTERNAL_SERVER_ERROR,
                 ControlError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+                ControlError::RunFailed { .. } => StatusCode::CONFLICT,
             };
             let message = e.to_string();
             let problems = match e {

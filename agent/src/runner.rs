@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opsfleet_proto::pb;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info_span, Instrument};
@@ -45,6 +45,12 @@ impl From<NewEvent> for RunOutput {
             state: Vec::new(),
         }
     }
+}
+
+/// An on-demand run asked of one module's worker (see `Module::run_now`).
+pub(crate) struct Trigger {
+    pub(crate) what: String,
+    pub(crate) done: oneshot::Sender<Result<String, String>>,
 }
 
 /// One module ready to run.
@@ -84,6 +90,8 @@ pub struct Runner {
     configs: BTreeMap<String, ModuleConfig>,
     control: ControlHandle,
     control_rx: mpsc::Receiver<Request>,
+    /// The host's labels from the agent config (heartbeats carry them).
+    labels: Arc<BTreeMap<String, String>>,
 }
 
 impl Runner {
@@ -101,6 +109,7 @@ impl Runner {
             .iter()
             .map(|m| (m.name().to_owned(), m.clone()))
             .collect();
+        runner.labels = Arc::new(cfg.labels.clone());
         runner
     }
 
@@ -135,6 +144,7 @@ impl Runner {
             configs: BTreeMap::new(),
             control,
             control_rx,
+            labels: Arc::default(),
         }
     }
 
@@ -179,6 +189,8 @@ impl Runner {
             let span = info_span!("module", host = %self.host, module = %entry.name);
             let (swap_tx, swaps) = mpsc::channel(4);
             controller.attach(idx, swap_tx);
+            let (trigger_tx, triggers) = mpsc::channel(4);
+            controller.attach_trigger(idx, trigger_tx);
             let worker = ModuleWorker {
                 idx,
                 entry,
@@ -188,6 +200,8 @@ impl Runner {
                 started: self.started,
                 health: self.health.clone(),
                 swaps,
+                triggers,
+                labels: self.labels.clone(),
             };
             tasks.spawn(worker.run(cancel.clone()).instrument(span));
         }

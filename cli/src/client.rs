@@ -154,7 +154,9 @@ impl Api {
         self.call(subjects::API_COMMANDS.to_owned(), req).await
     }
 
-    /// `ops.api.status`, or `ops.api.status.<coordinator>` when one is named.
+    /// `ops.api.status`, or `ops.api.status.<coordinator>` when one is named. Follows the
+    /// reply's `next` cursor (asking the coordinator that answered first) until every host is
+    /// in, unless `req.limit` asks for one page only.
     pub async fn status(
         &self,
         req: &StatusRequest,
@@ -164,6 +166,20 @@ impl Api {
             Some(name) => subjects::api_subject_for(subjects::API_STATUS, name),
             None => subjects::API_STATUS.to_owned(),
         };
-        self.call(subject, req).await
+        let mut all: StatusReply = self.call(subject, req).await?;
+        if req.limit.is_some() {
+            return Ok(all);
+        }
+        let same = subjects::api_subject_for(subjects::API_STATUS, &all.responder.name);
+        while let Some(after) = all.next.take() {
+            let page_req = StatusRequest {
+                after: Some(after),
+                ..req.clone()
+            };
+            let page: StatusReply = self.call(same.clone(), &page_req).await?;
+            all.hosts.extend(page.hosts);
+            all.next = page.next;
+        }
+        Ok(all)
     }
 }

@@ -129,6 +129,7 @@ pub async fn run(api: &Api, issued_by: &str, wait: Duration) -> Result<DrillRepo
                 all: true,
                 deadline_ms: wait.as_millis() as u64,
                 issued_by: format!("{issued_by} (drill)"),
+                ..Default::default()
             })
             .await?;
         let ids: Vec<String> = reply

@@ -168,6 +168,40 @@ pub fn summary(body: &Body) -> String {
                 format!(" ({})", l.reason)
             }
         ),
+        Body::HostLiveness(l) => format!(
+            "host {} {} (last seen {}, interval {}s, epoch {})",
+            l.target_host,
+            if l.lost { "lost" } else { "returned" },
+            l.last_seen_unix_ms,
+            l.interval_ms / 1000,
+            l.epoch
+        ),
+        Body::AlertTransition(a) => format!(
+            "alert {} {} [{}] {} (epoch {})",
+            a.alert_id,
+            a.state()
+                .as_str_name()
+                .trim_start_matches("ALERT_STATE_")
+                .to_lowercase(),
+            a.severity,
+            a.summary,
+            a.epoch
+        ),
+        Body::NotificationSent(n) => format!(
+            "notification {} via {}: {} after {} attempt(s){}",
+            n.alert_id,
+            n.route,
+            n.outcome()
+                .as_str_name()
+                .trim_start_matches("NOTIFY_OUTCOME_")
+                .to_lowercase(),
+            n.attempts,
+            if n.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", n.detail)
+            }
+        ),
     }
 }
 

@@ -6,3 +6,5 @@ pub mod client;
 pub mod drill;
 pub mod events;
 pub mod render;
+pub mod verbs;
+pub mod views;

@@ -7,10 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use opsfleet_bus::{NatsConfig, TlsConfig};
-use opsfleet_cli::{audit, client::Api, events, render};
-use opsfleet_proto::api::{
-    CommandRequest, CommandView, CommandsRequest, FailoverRequest, StatusRequest,
-};
+use opsfleet_cli::{audit, client::Api, events, render, verbs, views};
+use opsfleet_proto::api::{CommandRequest, CommandView, CommandsRequest, FailoverRequest};
 use serde::Serialize;
 
 /// Operate an opsfleet cluster: fleet status now; pause/resume, backups, alerts, config and
@@ -87,8 +85,12 @@ impl ConnArgs {
 #[derive(Args, Debug)]
 struct Targets {
     /// Target host; repeat for several.
-    #[arg(long = "host", required_unless_present = "all")]
+    #[arg(long = "host", required_unless_present_any = ["all", "labels"])]
     hosts: Vec<String>,
+    /// Also every host whose agent declares this label (`role=web`); repeat to require
+    /// several.
+    #[arg(long = "label", value_parser = verbs::parse_label, conflicts_with = "all")]
+    labels: Vec<(String, String)>,
     /// Every host the coordinators know.
     #[arg(long, conflicts_with = "hosts")]
     all: bool,
@@ -112,6 +114,35 @@ struct ModuleTargets {
     targets: Targets,
 }
 
+#[derive(Subcommand, Debug)]
+enum BackupCommand {
+    /// Run a backup job now, outside its schedule, and report the archive written.
+    Run {
+        #[command(flatten)]
+        what: verbs::BackupRunArgs,
+        #[command(flatten)]
+        targets: Targets,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Replace a module's config; each agent validates it and keeps the old one if it is bad.
+    Apply {
+        #[command(flatten)]
+        what: verbs::ConfigApplyArgs,
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// Go back to the module config with this fingerprint, as recorded in the log.
+    Rollback {
+        #[command(flatten)]
+        what: verbs::ConfigRollbackArgs,
+        #[command(flatten)]
+        targets: Targets,
+    },
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Output {
     Table,
@@ -133,6 +164,24 @@ enum Command {
     },
     /// Which coordinator is active, under which epoch, and how far each one has read.
     Leader,
+    /// One line per host: liveness (up / late / lost), last report, worst disk, modules, and
+    /// trouble (failing probes, log incidents, failing backups, missing events).
+    ///
+    /// Every coordinator answers, standby included; the header says which one did.
+    #[command(after_help = views::HOSTS_HELP)]
+    Hosts(views::HostsArgs),
+    /// The backup catalog: per host and job, the last success (archive, size, files, time
+    /// taken), the last failure and its reason, archives kept and pruned.
+    #[command(after_help = views::BACKUPS_HELP)]
+    Backups(views::BackupsArgs),
+    /// Log incidents: per host and log file, how many ERROR/Traceback matches, first and last
+    /// seen, how many lines the agent's rate limit suppressed, and the latest excerpt.
+    #[command(after_help = views::INCIDENTS_HELP)]
+    Incidents(views::IncidentsArgs),
+    /// Alerts as the log knows them: state, rule, host, subject, since when, the last
+    /// transition and how many notifications were sent.
+    #[command(after_help = views::ALERTS_HELP)]
+    Alerts(views::AlertsArgs),
     /// Pause a module: it stays scheduled but does not run until resumed (survives restarts).
     Pause(ModuleTargets),
     /// Resume a paused module.
@@ -146,6 +195,20 @@ enum Command {
     Noop(Targets),
     /// Pause every module and flush the outbox (before maintenance).
     Drain(Targets),
+    /// Backups on demand: `opsctl backup run [--job J] --host H | --all`.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Restore an archive into a directory on the target host(s), verified against its
+    /// manifest first: `opsctl restore --archive A --target DIR --host H`.
+    Restore {
+        #[command(flatten)]
+        what: verbs::RestoreArgs,
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// Push a module config (`apply`), or go back to one the log knows (`rollback`).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// The command ledger: each command's lifecycle per host, newest first. "Did host X ever run
     /// it?" always has an answer here.
     Commands {
@@ -262,9 +325,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_operator(cli.conn.operator.clone());
     match cli.command {
         Command::Status { host, coordinator } => {
-            let reply = api
-                .status(&StatusRequest { host }, coordinator.as_deref())
-                .await?;
+            let reply = views::status(&api, host, coordinator.as_deref()).await?;
             match cli.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&reply)?),
                 Output::Table => print!("{}", render::status(&reply, now_unix_ms())),
@@ -277,6 +338,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&responders)?),
                 Output::Table => print!("{}", render::coordinators(&responders)),
             }
+        }
+        Command::Hosts(a) => {
+            let reply = views::hosts(&api, a).await?;
+            print_view(&reply, cli.output, |r| {
+                views::render::hosts(r, reply.now_unix_ms)
+            })?;
+        }
+        Command::Backups(a) => {
+            let reply = views::backups(&api, a).await?;
+            print_view(&reply, cli.output, |r| {
+                views::render::backups(r, now_unix_ms())
+            })?;
+        }
+        Command::Incidents(a) => {
+            let reply = views::incidents(&api, a, now_unix_ms()).await?;
+            print_view(&reply, cli.output, |r| {
+                views::render::incidents(r, now_unix_ms())
+            })?;
+        }
+        Command::Alerts(a) => {
+            let reply = views::alerts(&api, a).await?;
+            print_view(&reply, cli.output, |r| {
+                views::render::alerts(r, now_unix_ms())
+            })?;
         }
         Command::Pause(m) => {
             run_command(&api, "pause", Some(m.module), m.targets, cli.output).await?
@@ -292,6 +377,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Noop(t) => run_command(&api, "noop", None, t, cli.output).await?,
         Command::Drain(t) => run_command(&api, "drain", None, t, cli.output).await?,
+        Command::Backup(BackupCommand::Run { what, targets }) => {
+            run_request(&api, what.request(), targets, cli.output).await?
+        }
+        Command::Restore { what, targets } => {
+            run_request(&api, what.request(), targets, cli.output).await?
+        }
+        Command::Config(ConfigCommand::Apply { what, targets }) => {
+            run_request(&api, what.request()?, targets, cli.output).await?
+        }
+        Command::Config(ConfigCommand::Rollback { what, targets }) => {
+            run_request(&api, what.request(), targets, cli.output).await?
+        }
         Command::Commands { id, host, limit } => {
             let reply = api
                 .commands(&CommandsRequest {
@@ -405,8 +502,7 @@ struct CommandOutcome {
     commands: Vec<CommandView>,
 }
 
-/// Issues one action to the targets, then (unless --no-wait) follows the ledger until every
-/// agent answered or `--wait` ran out. Fails unless every command completed.
+/// Issues one module action (or noop / drain) to the targets; see `run_request`.
 async fn run_command(
     api: &Api,
     action: &str,
@@ -414,16 +510,34 @@ async fn run_command(
     t: Targets,
     output: Output,
 ) -> anyhow::Result<()> {
+    let req = CommandRequest {
+        action: action.to_owned(),
+        module,
+        ..Default::default()
+    };
+    run_request(api, req, t, output).await
+}
+
+/// Issues `req` to the targets, then (unless --no-wait) follows the ledger until every
+/// agent answered or `--wait` ran out. Fails unless every command completed.
+async fn run_request(
+    api: &Api,
+    req: CommandRequest,
+    t: Targets,
+    output: Output,
+) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     let user = operator_name(api);
+    let action = req.action.clone();
+    let action = action.as_str();
     let reply = api
         .command(&CommandRequest {
-            action: action.to_owned(),
-            module,
             hosts: t.hosts,
             all: t.all,
+            labels: t.labels.into_iter().collect(),
             deadline_ms: u64::try_from(t.deadline.as_millis()).unwrap_or(u64::MAX),
             issued_by: user,
+            ..req
         })
         .await?;
     let ids: Vec<String> = reply
@@ -498,6 +612,19 @@ async fn run_command(
             "not every host completed the command ({open} still open after {}; see `opsctl commands`)",
             humantime::format_duration(t.wait)
         );
+    }
+    Ok(())
+}
+
+/// Prints a view's reply as pretty JSON or as the table `render` makes of it.
+fn print_view<T: Serialize>(
+    reply: &T,
+    output: Output,
+    render: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(reply)?),
+        Output::Table => print!("{}", render(reply)),
     }
     Ok(())
 }

@@ -69,6 +69,7 @@ fn reply(hosts: Vec<HostView>) -> StatusReply {
         malformed_parked: 0,
         hosts,
         coordinators: vec![],
+        next: None,
     }
 }
 

@@ -32,12 +32,30 @@ pub enum DispatchError {
     NotActive { name: String, holder: String },
     #[error("lost the lease while issuing; the {count} recorded command(s) were not sent and will expire")]
     LostLease { count: usize },
-    #[error("unknown action {action:?}; use pause, resume, disable, enable, noop or drain")]
+    #[error("unknown action {action:?}; use pause, resume, disable, enable, noop, drain, backup_run, restore, config_apply or config_rollback")]
     BadAction { action: String },
     #[error("action {action} needs a module name")]
     NeedsModule { action: String },
-    #[error("no target hosts: name hosts or ask for all")]
+    #[error("{action} needs {flag}")]
+    NeedsField { action: String, flag: &'static str },
+    #[error(
+        "no config of module {module} with fingerprint {fingerprint} in the log (known: {known})"
+    )]
+    UnknownFingerprint {
+        module: String,
+        fingerprint: String,
+        known: String,
+    },
+    #[error("fingerprint {fingerprint} of module {module} is ambiguous: it starts {count} known fingerprints; give more of it")]
+    AmbiguousFingerprint {
+        module: String,
+        fingerprint: String,
+        count: usize,
+    },
+    #[error("no target hosts: name hosts, labels, or ask for all")]
     NoTargets,
+    #[error("no host has the labels {labels} (labels in use: {known})")]
+    NoLabelMatch { labels: String, known: String },
     #[error("unknown host(s): {unknown} (known: {known})")]
     UnknownHosts { unknown: String, known: String },
     #[error("cannot record the commands")]
@@ -76,6 +94,155 @@ pub fn wire_action(action: &str, module: Option<&str>) -> Result<Action, Dispatc
             })
         }
     })
+}
+
+/// The wire action for any request (pure): the module actions through `wire_action`, the
+/// others from the request's fields; a rollback's config is looked up in the fleet's log.
+pub fn request_action(
+    fleet: &Fleet,
+    req: &CommandRequest,
+    targets: &[String],
+) -> Result<Action, DispatchError> {
+    let action = req.action.as_str();
+    let module = req.module.clone().unwrap_or_default();
+    let field = |value: &Option<String>, flag: &'static str| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| DispatchError::NeedsField {
+                action: action.to_owned(),
+                flag,
+            })
+    };
+    let needs_module = || {
+        if module.is_empty() {
+            Err(DispatchError::NeedsModule {
+                action: action.to_owned(),
+            })
+        } else {
+            Ok(module.clone())
+        }
+    };
+    Ok(match action {
+        "backup_run" => Action::BackupRun(pb::BackupRun {
+            module: module.clone(),
+            job: req.job.clone().unwrap_or_default(),
+        }),
+        "restore" => Action::Restore(pb::Restore {
+            module: module.clone(),
+            job: req.job.clone().unwrap_or_default(),
+            archive: field(&req.archive, "--archive")?,
+            target: field(&req.target, "--target")?,
+        }),
+        "config_apply" => {
+            let module = needs_module()?;
+            let config_toml = field(&req.config_toml, "a config (--file)")?;
+            Action::ConfigApply(pb::ConfigApply {
+                module,
+                config_toml,
+                fingerprint: req.fingerprint.clone().unwrap_or_default(),
+            })
+        }
+        "config_rollback" => {
+            let module = needs_module()?;
+            let wanted = field(&req.fingerprint, "--to <fingerprint>")?;
+            let (fingerprint, config_toml) = find_config(fleet, &module, &wanted, targets)?;
+            Action::ConfigRollback(pb::ConfigRollback {
+                module,
+                fingerprint,
+                config_toml,
+            })
+        }
+        other => wire_action(other, req.module.as_deref())?,
+    })
+}
+
+/// The config of `module` whose fingerprint is (or, given at least 8 hex digits, starts
+/// with) `wanted`, as the log knows it: the targets' own history first, then any host's (a
+/// fingerprint names one config, wherever it was seen). Pure.
+pub fn find_config(
+    fleet: &Fleet,
+    module: &str,
+    wanted: &str,
+    targets: &[String],
+) -> Result<(String, String), DispatchError> {
+    let on_targets = targets.iter().filter_map(|h| fleet.host(h));
+    let hosts = on_targets.chain(fleet.hosts());
+    let mut matches: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut known: BTreeSet<String> = BTreeSet::new();
+    for host in hosts {
+        let Some(info) = host.modules.get(module) else {
+            continue;
+        };
+        for c in &info.configs {
+            known.insert(c.fingerprint.clone());
+            let hit =
+                c.fingerprint == wanted || (wanted.len() >= 8 && c.fingerprint.starts_with(wanted));
+            if hit && !matches.iter().any(|(fp, _)| *fp == c.fingerprint) {
+                matches.insert((c.fingerprint.clone(), c.toml.clone()));
+            }
+        }
+        if matches.iter().any(|(fp, _)| fp == wanted) {
+            break;
+        }
+    }
+    if let Some(exact) = matches.iter().find(|(fp, _)| fp == wanted) {
+        return Ok(exact.clone());
+    }
+    match matches.len() {
+        1 => Ok(matches.into_iter().next().unwrap_or_default()),
+        0 => Err(DispatchError::UnknownFingerprint {
+            module: module.to_owned(),
+            fingerprint: wanted.to_owned(),
+            known: if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.into_iter().collect::<Vec<_>>().join(", ")
+            },
+        }),
+        count => Err(DispatchError::AmbiguousFingerprint {
+            module: module.to_owned(),
+            fingerprint: wanted.to_owned(),
+            count,
+        }),
+    }
+}
+
+/// `resolve_targets`, plus every host whose labels include all of `labels` (pure).
+pub fn resolve_request_targets(
+    fleet: &Fleet,
+    req: &CommandRequest,
+) -> Result<Vec<String>, DispatchError> {
+    if req.labels.is_empty() || req.all {
+        return resolve_targets(fleet, &req.hosts, req.all);
+    }
+    let matching: Vec<String> = fleet
+        .hosts()
+        .filter(|h| req.labels.iter().all(|(k, v)| h.labels.get(k) == Some(v)))
+        .map(|h| h.host.clone())
+        .collect();
+    if matching.is_empty() {
+        let show = |m: &mut dyn Iterator<Item = (&String, &String)>| {
+            m.map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()
+        };
+        let mut known: BTreeSet<String> = BTreeSet::new();
+        for h in fleet.hosts() {
+            known.extend(show(&mut h.labels.iter()));
+        }
+        return Err(DispatchError::NoLabelMatch {
+            labels: show(&mut req.labels.iter()).join(","),
+            known: if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.into_iter().collect::<Vec<_>>().join(", ")
+            },
+        });
+    }
+    let mut hosts = req.hosts.clone();
+    hosts.extend(matching);
+    resolve_targets(fleet, &hosts, false)
 }
 
 /// The hosts a request targets, checked against the hosts the fleet knows (pure).
@@ -154,8 +321,12 @@ impl Dispatcher {
     /// Records and sends one command per target host; returns their ids.
     pub async fn issue(&self, req: &CommandRequest) -> Result<CommandReply, DispatchError> {
         let epoch = self.acting_epoch()?;
-        let action = wire_action(&req.action, req.module.as_deref())?;
-        let targets = resolve_targets(&self.shared.fleet(), &req.hosts, req.all)?;
+        let (targets, action) = {
+            let fleet = self.shared.fleet();
+            let targets = resolve_request_targets(&fleet, req)?;
+            let action = request_action(&fleet, req, &targets)?;
+            (targets, action)
+        };
         let issued_at = now_unix_ms();
         let deadline = issued_at + i64::try_from(req.deadline_ms).unwrap_or(i64::MAX / 2);
         let commands: Vec<pb::Command> = targets
@@ -326,6 +497,164 @@ mod tests {
         assert!(matches!(
             resolve_targets(&Fleet::new(), &[], true),
             Err(DispatchError::NoTargets)
+        ));
+    }
+
+    fn module_state(host: &str, seq: u64, fingerprint: &str, toml: &str) -> EventEnvelope {
+        EventEnvelope {
+            id: Uuid::now_v7(),
+            host: host.to_owned(),
+            seq,
+            time_unix_ms: seq as i64,
+            module: "disk".to_owned(),
+            incarnation: Uuid::nil(),
+            body: pb::event::Body::ModuleState(pb::ModuleState {
+                module: "disk".to_owned(),
+                kind: "disk".to_owned(),
+                state: pb::ModuleRunState::Running as i32,
+                reason: "started".to_owned(),
+                config_fingerprint: fingerprint.to_owned(),
+                config_toml: toml.to_owned(),
+            }),
+        }
+    }
+
+    fn request(action: &str) -> CommandRequest {
+        CommandRequest {
+            action: action.to_owned(),
+            hosts: vec!["web-01".to_owned()],
+            deadline_ms: 1_000,
+            issued_by: "alice".to_owned(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn labels_select_hosts_from_their_heartbeats() {
+        let mut fleet = fleet_with(&["web-01", "web-02", "db-01"]);
+        for (host, role) in [("web-01", "web"), ("web-02", "web"), ("db-01", "db")] {
+            fleet.apply(&EventEnvelope {
+                id: Uuid::now_v7(),
+                host: host.to_owned(),
+                seq: 2,
+                time_unix_ms: 10,
+                module: "heartbeat".to_owned(),
+                incarnation: Uuid::nil(),
+                body: pb::event::Body::Heartbeat(pb::Heartbeat {
+                    labels: [("role".to_owned(), role.to_owned())].into_iter().collect(),
+                    ..Default::default()
+                }),
+            });
+        }
+        let mut req = request("noop");
+        req.hosts.clear();
+        req.labels = [("role".to_owned(), "web".to_owned())]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            resolve_request_targets(&fleet, &req).unwrap(),
+            ["web-01", "web-02"]
+        );
+        req.hosts = vec!["db-01".to_owned()];
+        assert_eq!(
+            resolve_request_targets(&fleet, &req).unwrap(),
+            ["db-01", "web-01", "web-02"]
+        );
+        req.labels = [("role".to_owned(), "cache".to_owned())]
+            .into_iter()
+            .collect();
+        let err = resolve_request_targets(&fleet, &req)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "no host has the labels role=cache (labels in use: role=db, role=web)"
+        );
+    }
+
+    #[test]
+    fn new_actions_check_their_fields_with_clear_errors() {
+        let fleet = fleet_with(&["web-01"]);
+        let targets = ["web-01".to_owned()];
+        let err = request_action(&fleet, &request("restore"), &targets).unwrap_err();
+        assert_eq!(err.to_string(), "restore needs --archive");
+        let mut restore = request("restore");
+        restore.archive = Some("app-20260101T000000.000Z.tar.zst".to_owned());
+        let err = request_action(&fleet, &restore, &targets).unwrap_err();
+        assert_eq!(err.to_string(), "restore needs --target");
+        restore.target = Some("/srv/restore".to_owned());
+        assert!(matches!(
+            request_action(&fleet, &restore, &targets),
+            Ok(Action::Restore(r)) if r.target == "/srv/restore" && r.job.is_empty()
+        ));
+        let mut run = request("backup_run");
+        run.job = Some("app".to_owned());
+        assert!(matches!(
+            request_action(&fleet, &run, &targets),
+            Ok(Action::BackupRun(b)) if b.job == "app" && b.module.is_empty()
+        ));
+        let mut apply = request("config_apply");
+        apply.config_toml = Some("type = \"disk\"".to_owned());
+        assert!(matches!(
+            request_action(&fleet, &apply, &targets),
+            Err(DispatchError::NeedsModule { .. })
+        ));
+        apply.module = Some("disk".to_owned());
+        assert!(matches!(
+            request_action(&fleet, &apply, &targets),
+            Ok(Action::ConfigApply(c)) if c.module == "disk"
+        ));
+        apply.config_toml = Some("  ".to_owned());
+        let err = request_action(&fleet, &apply, &targets).unwrap_err();
+        assert_eq!(err.to_string(), "config_apply needs a config (--file)");
+    }
+
+    #[test]
+    fn rollback_finds_the_config_by_fingerprint_in_the_log() {
+        let mut fleet = fleet_with(&["web-01", "web-02"]);
+        fleet.apply(&module_state(
+            "web-01",
+            2,
+            "aaaa1111bbbb",
+            "type = \"disk\"\n# one",
+        ));
+        fleet.apply(&module_state(
+            "web-01",
+            3,
+            "cccc2222dddd",
+            "type = \"disk\"\n# two",
+        ));
+        fleet.apply(&module_state(
+            "web-02",
+            2,
+            "eeee3333ffff",
+            "type = \"disk\"\n# three",
+        ));
+        let targets = ["web-01".to_owned()];
+        let mut rb = request("config_rollback");
+        rb.module = Some("disk".to_owned());
+        let err = request_action(&fleet, &rb, &targets).unwrap_err();
+        assert_eq!(err.to_string(), "config_rollback needs --to <fingerprint>");
+        rb.fingerprint = Some("aaaa1111bbbb".to_owned());
+        assert!(matches!(
+            request_action(&fleet, &rb, &targets),
+            Ok(Action::ConfigRollback(c)) if c.config_toml.ends_with("# one") && c.fingerprint == "aaaa1111bbbb"
+        ));
+        // A prefix of 8+ digits is enough; a config seen on another host counts too.
+        let (fp, toml) = find_config(&fleet, "disk", "eeee3333", &targets).unwrap();
+        assert_eq!(
+            (fp.as_str(), toml.ends_with("# three")),
+            ("eeee3333ffff", true)
+        );
+        let err = find_config(&fleet, "disk", "0123456789", &targets).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("0123456789") && text.contains("aaaa1111bbbb"),
+            "{text}"
+        );
+        assert!(matches!(
+            find_config(&fleet, "log", "aaaa1111bbbb", &targets),
+            Err(DispatchError::UnknownFingerprint { .. })
         ));
     }
 

@@ -1,6 +1,7 @@
 //! ops-coordinator: consumes the event stream, persists it in sled with the projections folded
 //! from it, and answers the query API. Election and command dispatch arrive with later issues.
 
+pub mod alerts;
 pub mod api;
 pub mod config;
 pub mod dispatch;
@@ -9,6 +10,7 @@ pub mod emit;
 pub mod http;
 pub mod identity;
 pub mod ingest;
+pub mod notify;
 pub mod projection;
 pub mod rebuild;
 pub mod service;

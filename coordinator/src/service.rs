@@ -34,6 +34,8 @@ pub enum RunError {
     Bus(#[from] BusError),
     #[error(transparent)]
     Api(#[from] api::SubscribeError),
+    #[error("cannot set up notifications")]
+    Notify(#[from] crate::notify::NotifyError),
     #[error("cannot listen on {listen}")]
     Http {
         listen: std::net::SocketAddr,
@@ -99,6 +101,17 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         }
         None => None,
     };
+    let notifier = Arc::new(crate::notify::Notifier::from_config(&cfg.notify)?);
+    let alerts_task = tokio::spawn(
+        crate::alerts::engine::Engine::new(
+            Arc::clone(&shared),
+            emitter.clone(),
+            topology.events.clone(),
+            &cfg.alerts,
+            notifier,
+        )
+        .run(cancel.clone()),
+    );
     let dispatcher = Dispatcher::new(Arc::clone(&shared), emitter, js.clone());
     let sweeper = tokio::spawn(
         dispatcher
@@ -135,6 +148,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         tracing::warn!("gave up publishing the last leadership event");
     }
     let _ = sweeper.await;
+    let _ = alerts_task.await;
     if let Some(task) = http_task {
         let _ = task.await;
     }

@@ -126,6 +126,9 @@ pub fn body_kind(body: &pb::event::Body) -> &'static str {
         Body::CommandRejected(_) => "command_rejected",
         Body::CommandExpired(_) => "command_expired",
         Body::CommandIssued(_) => "command_issued",
+        Body::HostLiveness(_) => "host_liveness",
+        Body::AlertTransition(_) => "alert_transition",
+        Body::NotificationSent(_) => "notification_sent",
     }
 }
 

@@ -26,6 +26,14 @@ pub const API_FAILOVER: &str = "ops.api.failover";
 pub const API_COMMAND: &str = "ops.api.command";
 /// `opsctl commands`: the command ledger.
 pub const API_COMMANDS: &str = "ops.api.commands";
+/// `opsctl hosts`: one summary row per host with its liveness, paged.
+pub const API_HOSTS: &str = "ops.api.hosts";
+/// `opsctl backups`: the backup catalog per host and job.
+pub const API_BACKUPS: &str = "ops.api.backups";
+/// `opsctl incidents`: log incidents per host and file.
+pub const API_INCIDENTS: &str = "ops.api.incidents";
+/// `opsctl alerts`: alert states as folded from the log.
+pub const API_ALERTS: &str = "ops.api.alerts";
 
 /// Prefix of API requests that carry the operator's identity in the subject:
 /// `ops.api.as.<operator>.<verb>`. NATS permissions let each operator publish only under its

@@ -225,7 +225,7 @@ proptest! {
         host in name_like(),
         mutations in proptest::collection::vec(mutation(), 1..4),
     ) {
-        let valid = serde_json::to_vec(&StatusRequest { host: Some(host) }).unwrap();
+        let valid = serde_json::to_vec(&StatusRequest { host: Some(host), ..Default::default() }).unwrap();
         prop_assert!(serde_json::from_slice::<StatusRequest>(&valid).is_ok());
         let mut bytes = valid;
         for m in &mutations {

@@ -25,6 +25,8 @@ pub struct CoordinatorSpec {
     pub data_dir: Option<PathBuf>,
     /// Further keys of the `[nats]` table (credentials, TLS), as TOML lines.
     pub nats_toml: String,
+    /// Further sections (e.g. `[alerts]`, `[notify]`), as TOML, appended to the config.
+    pub extra_toml: String,
 }
 
 impl CoordinatorSpec {
@@ -37,6 +39,7 @@ impl CoordinatorSpec {
             http: false,
             data_dir: None,
             nats_toml: String::new(),
+            extra_toml: String::new(),
         }
     }
 
@@ -58,6 +61,13 @@ impl CoordinatorSpec {
         self
     }
 
+    /// Appends raw TOML sections to the config.
+    pub fn config_toml(mut self, toml: &str) -> Self {
+        self.extra_toml.push('\n');
+        self.extra_toml.push_str(toml);
+        self
+    }
+
     pub fn batch_max(mut self, n: u32) -> Self {
         self.batch_max = n;
         self
@@ -75,6 +85,7 @@ impl CoordinatorSpec {
             self.nats_toml,
             self.batch_max
         );
+        out.push_str(&self.extra_toml);
         if self.http {
             out.push_str("\n[http]\nlisten = \"127.0.0.1:0\"\n");
         }

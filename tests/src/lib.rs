@@ -36,6 +36,7 @@ pub mod nats;
 pub mod netns;
 pub mod opsctl;
 pub mod procs;
+pub mod receiver;
 pub mod secure;
 pub mod wait;
 
@@ -48,4 +49,5 @@ pub use nats::NatsServer;
 pub use netns::NetNs;
 pub use opsctl::Opsctl;
 pub use procs::{Proc, ProcessExited};
+pub use receiver::{Receiver, Recorded, Reply};
 pub use wait::{wait_until, wait_until_default, DEFAULT_POLL, DEFAULT_TIMEOUT};

@@ -31,6 +31,85 @@ impl Catalog {
         catalog
     }
 
+    /// The (module, job) a `backup_run` or `restore` means: either may be empty and is then
+    /// inferred — the module from the job (or the only backup module), the job of a restore
+    /// from the archive's name (`<job>-<timestamp>.tar.*`). An empty job of a `backup_run`
+    /// stays empty (every job of the module). Pure.
+    pub fn resolve_backup(
+        &self,
+        module: &str,
+        job: &str,
+        archive: Option<&str>,
+    ) -> Result<(String, String), String> {
+        let job = if job.is_empty() {
+            match archive.filter(|a| !a.is_empty()) {
+                Some(a) => {
+                    let mut jobs: Vec<&str> = self
+                        .backup_jobs
+                        .iter()
+                        .filter(|(m, _)| module.is_empty() || m == module)
+                        .filter(|(_, j)| {
+                            crate::modules::backup::naming::parse_archive_name(j, a).is_some()
+                        })
+                        .map(|(_, j)| j.as_str())
+                        .collect();
+                    jobs.dedup();
+                    match jobs.as_slice() {
+                        [one] => (*one).to_owned(),
+                        [] => return Err(format!("archive {a:?} belongs to no backup job here")),
+                        many => {
+                            return Err(format!(
+                                "archive {a:?} matches several jobs ({}); name one with --job",
+                                many.join(", ")
+                            ))
+                        }
+                    }
+                }
+                None => String::new(),
+            }
+        } else {
+            job.to_owned()
+        };
+        let backup_modules: Vec<&str> = self
+            .modules
+            .iter()
+            .filter(|(_, kind)| *kind == "backup")
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let module = if !module.is_empty() {
+            module.to_owned()
+        } else if !job.is_empty() {
+            let holders: Vec<&str> = self
+                .backup_jobs
+                .iter()
+                .filter(|(_, j)| *j == job)
+                .map(|(m, _)| m.as_str())
+                .collect();
+            match holders.as_slice() {
+                [one] => (*one).to_owned(),
+                [] => return Err(format!("no backup job {job:?} on this host")),
+                many => {
+                    return Err(format!(
+                        "backup job {job:?} is in several modules ({}); name one with --module",
+                        many.join(", ")
+                    ))
+                }
+            }
+        } else {
+            match backup_modules.as_slice() {
+                [one] => (*one).to_owned(),
+                [] => return Err("no backup module on this host".to_owned()),
+                many => {
+                    return Err(format!(
+                        "several backup modules ({}); name one with --module",
+                        many.join(", ")
+                    ))
+                }
+            }
+        };
+        Ok((module, job))
+    }
+
     fn kind_of(&self, module: &str) -> Option<&'static str> {
         self.modules
             .iter()
@@ -146,9 +225,22 @@ pub fn validate(action: Option<&Action>, catalog: &Catalog) -> Result<(), String
             known(&a.module).map(|_| ())
         }
         Some(Action::Noop(_) | Action::Drain(_)) => Ok(()),
-        Some(Action::BackupRun(b)) => backup_job(&b.module, &b.job),
+        Some(Action::BackupRun(b)) => {
+            let (module, job) = catalog.resolve_backup(&b.module, &b.job, None)?;
+            if job.is_empty() {
+                if known(&module)? != "backup" {
+                    return Err(format!("module {module:?} is not a backup module"));
+                }
+                return Ok(());
+            }
+            backup_job(&module, &job)
+        }
         Some(Action::Restore(r)) => {
-            backup_job(&r.module, &r.job)?;
+            let (module, job) = catalog.resolve_backup(&r.module, &r.job, Some(&r.archive))?;
+            if job.is_empty() {
+                return Err("restore needs a job or an archive name".to_owned());
+            }
+            backup_job(&module, &job)?;
             if r.target.is_empty() {
                 return Err("restore needs a target directory".to_owned());
             }

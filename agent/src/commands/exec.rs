@@ -13,9 +13,6 @@ use crate::control::{Action, ControlReply, RunState};
 use crate::modules::backup;
 use crate::modules::backup::restore::error_chain;
 
-/// Reason of the `command_failed` answering a `backup_run`.
-pub const BACKUP_RUN_UNSUPPORTED: &str = "backup_run is not supported by this agent yet";
-
 /// What running a command produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Execution {
@@ -26,7 +23,7 @@ pub struct Execution {
 }
 
 impl Execution {
-    fn done(result: Result<String, String>) -> Self {
+    pub(super) fn done(result: Result<String, String>) -> Self {
         Execution {
             result,
             bodies: Vec::new(),
@@ -53,7 +50,7 @@ impl CommandHandler {
             CmdAction::Disable(a) => Execution::done(act(a.module.clone(), Action::Disable).await),
             CmdAction::Enable(a) => Execution::done(act(a.module.clone(), Action::Enable).await),
             CmdAction::Noop(_) => Execution::done(Ok("noop".to_owned())),
-            CmdAction::BackupRun(_) => Execution::done(Err(BACKUP_RUN_UNSUPPORTED.to_owned())),
+            CmdAction::BackupRun(b) => Execution::done(self.backup_run(b).await),
             CmdAction::ConfigApply(c) => {
                 Execution::done(self.reconfigure(&c.module, &c.config_toml).await)
             }
@@ -77,8 +74,38 @@ impl CommandHandler {
         }
     }
 
+    /// Runs a backup job (or every job of the module) now, through the module's worker, so
+    /// it is the scheduled run's code and never overlaps a scheduled run of the same job.
+    async fn backup_run(&self, b: &pb::BackupRun) -> Result<String, String> {
+        self.backup_run_task(b.clone()).await
+    }
+
+    /// `backup_run` as a future that borrows nothing (to run in the background).
+    pub(super) fn backup_run_task(
+        &self,
+        b: pb::BackupRun,
+    ) -> impl std::future::Future<Output = Result<String, String>> + Send + 'static {
+        let control = self.control.clone();
+        let resolved = self.catalog.resolve_backup(&b.module, &b.job, None);
+        async move {
+            let (module, job) = resolved?;
+            control
+                .run_now(&module, &job)
+                .await
+                .map_err(|e| error_chain(&e))
+        }
+    }
+
     async fn restore(&self, r: &pb::Restore) -> Execution {
-        let job = match backup::find_job(&self.config, &r.job, Some(&r.module)) {
+        let (module, job_name) =
+            match self
+                .catalog
+                .resolve_backup(&r.module, &r.job, Some(&r.archive))
+            {
+                Ok(found) => found,
+                Err(reason) => return Execution::done(Err(reason)),
+            };
+        let job = match backup::find_job(&self.config, &job_name, Some(&module)) {
             Ok(job) => job,
             Err(reason) => return Execution::done(Err(reason)),
         };
@@ -88,7 +115,7 @@ impl CommandHandler {
             backup::ArchiveSelector::Named(r.archive.clone())
         };
         let target = PathBuf::from(&r.target);
-        let (job_name, archive) = (r.job.clone(), r.archive.clone());
+        let archive = r.archive.clone();
         let run = {
             let target = target.clone();
             tokio::task::spawn_blocking(move || backup::restore(&job, &selector, &target))

@@ -9,6 +9,8 @@
 //! flushed batch, is acked, runs, and its `command_completed` / `command_failed` (after any
 //! restore result) goes through the runner's writer, after the events of the change itself.
 //! At start every id still `accepted` (the agent stopped mid-run) gets `command_failed`.
+//! A `backup_run` runs in the background (through the backup module's worker); its result
+//! comes back on a channel the consumer drains, so commands behind it are not held up.
 //!
 //! `decide` owns the pure decisions, `ledger` the persisted epoch and statuses, `exec` the
 //! actions.
@@ -24,7 +26,7 @@ use async_nats::jetstream::{self, consumer, AckKind};
 use futures::StreamExt;
 use opsfleet_proto::{pb, subjects};
 use prost::Message;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -35,7 +37,7 @@ use crate::runner::{RunOutput, StatusBoard};
 use crate::telemetry;
 
 pub use decide::{action_name, decide, validate, Catalog, Outcome, Verdict, STALE_EPOCH};
-pub use exec::{Execution, BACKUP_RUN_UNSUPPORTED};
+pub use exec::Execution;
 pub use ledger::{Ledger, Status};
 
 /// Reason of the `command_failed` for a command the agent stopped in the middle of.
@@ -79,6 +81,10 @@ pub struct CommandHandler {
     ledger: Ledger,
     /// How long a drain waits for the outbox to empty.
     pub drain_wait: Duration,
+    /// Results of commands run in the background (backup runs, which may take long and must
+    /// not hold up the commands behind them); the consumer records them as they come.
+    detached_tx: mpsc::UnboundedSender<(String, &'static str, Execution)>,
+    detached_rx: mpsc::UnboundedReceiver<(String, &'static str, Execution)>,
 }
 
 impl CommandHandler {
@@ -94,7 +100,10 @@ impl CommandHandler {
         for key in bad {
             warn!(key, "unreadable command ledger entry skipped");
         }
+        let (detached_tx, detached_rx) = mpsc::unbounded_channel();
         Ok(CommandHandler {
+            detached_tx,
+            detached_rx,
             host: outbox.host().to_owned(),
             catalog: Catalog::from_config(&config),
             outbox,
@@ -335,6 +344,12 @@ impl CommandHandler {
         loop {
             let next = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
+                Some((id, kind, run)) = self.detached_rx.recv() => {
+                    if let Err(e) = self.finish(&id, kind, run).await {
+                        warn!(error = %e, cause = ?std::error::Error::source(&e), "cannot record command result; a restart reports it failed");
+                    }
+                    continue;
+                }
                 next = messages.next() => next,
             };
             let msg = match next {
@@ -360,6 +375,17 @@ impl CommandHandler {
                 warn!(error = %e, "cannot ack command; a redelivery will be ignored as a duplicate");
             }
             if let Some(accepted) = accepted {
+                if let pb::command::Action::BackupRun(b) = &accepted.action {
+                    // A backup may run for minutes: in the background, its result recorded
+                    // when it comes; a restart meanwhile reports it failed (`recover`).
+                    let run = self.backup_run_task(b.clone());
+                    let tx = self.detached_tx.clone();
+                    tokio::spawn(async move {
+                        let result = run.await;
+                        let _ = tx.send((accepted.id, accepted.kind, Execution::done(result)));
+                    });
+                    continue;
+                }
                 if let Err(e) = self.complete(accepted).await {
                     warn!(error = %e, cause = ?std::error::Error::source(&e), "cannot record command result; a restart reports it failed");
                 }

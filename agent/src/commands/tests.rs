@@ -129,6 +129,53 @@ fn validation_checks_modules_jobs_and_payloads() {
 }
 
 #[test]
+fn backup_module_and_job_are_inferred_or_refused_clearly() {
+    let mut c = catalog();
+    // One backup module: a run names nothing, or just the job.
+    assert_eq!(
+        c.resolve_backup("", "", None),
+        Ok(("bk".into(), String::new()))
+    );
+    assert_eq!(
+        c.resolve_backup("", "app", None),
+        Ok(("bk".into(), "app".into()))
+    );
+    let err = c.resolve_backup("", "db", None).unwrap_err();
+    assert_eq!(err, "no backup job \"db\" on this host");
+    // A restore's job comes from the archive name.
+    let archive = "app-20260101T000000.000Z.tar.zst";
+    assert_eq!(
+        c.resolve_backup("", "", Some(archive)),
+        Ok(("bk".into(), "app".into()))
+    );
+    let err = c
+        .resolve_backup("", "", Some("other-20260101T000000.000Z.tar.zst"))
+        .unwrap_err();
+    assert!(err.contains("belongs to no backup job"), "{err}");
+    let run = |module: &str, job: &str| {
+        Action::BackupRun(pb::BackupRun {
+            module: module.into(),
+            job: job.into(),
+        })
+    };
+    assert!(validate(Some(&run("", "")), &c).is_ok());
+    assert!(validate(Some(&run("bk", "app")), &c).is_ok());
+    assert!(validate(Some(&run("disk", "")), &c).is_err());
+    // Two backup modules: the job picks one, nothing named is ambiguous.
+    c.modules.push(("bk2".into(), "backup"));
+    c.backup_jobs.push(("bk2".into(), "db".into()));
+    assert_eq!(
+        c.resolve_backup("", "db", None),
+        Ok(("bk2".into(), "db".into()))
+    );
+    let err = c.resolve_backup("", "", None).unwrap_err();
+    assert_eq!(
+        err,
+        "several backup modules (bk, bk2); name one with --module"
+    );
+}
+
+#[test]
 fn ledger_round_trips_and_lists_unfinished_ids() {
     let mut ledger = Ledger::default();
     let mut entries = Vec::new();

@@ -152,6 +152,7 @@ const TOP_KEYS: &[&str] = &[
     "outbox",
     "modules",
     "http",
+    "labels",
 ];
 
 #[derive(Deserialize)]
@@ -224,7 +225,17 @@ fn sections(mut table: toml::Table, out: &mut Vec<(String, String)>) -> Option<A
     if let Some(Some(h)) = &http {
         out.extend(prefixed("http", h.problems()));
     }
+    let labels = optional::<std::collections::BTreeMap<String, String>>(
+        &mut table,
+        "labels",
+        Default::default,
+        out,
+    );
+    if let Some(l) = &labels {
+        out.extend(super::label_problems(l));
+    }
     Some(AgentConfig {
+        labels: labels?,
         host: host?,
         data_dir: data_dir?,
         shutdown_grace: grace?,

@@ -53,6 +53,10 @@ pub struct AgentConfig {
     /// `[http]`: /healthz, /readyz, /metrics and admin routes; none when absent.
     #[serde(default = "default_http", skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpConfig>,
+    /// `labels = { role = "web", site = "fra1" }`: published in heartbeats; commands can
+    /// target hosts by them (`opsctl pause log --label role=web`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -203,6 +207,7 @@ impl AgentConfig {
     /// Every semantic problem as `(key, reason)`; empty when valid.
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut out = host_problems(&self.host);
+        out.extend(label_problems(&self.labels));
         out.extend(outbox_problems(&self.outbox));
         out.extend(prefixed("nats", self.nats.problems()));
         if let Some(http) = &self.http {
@@ -352,6 +357,29 @@ fn prefixed(prefix: &str, problems: Vec<(String, String)>) -> Vec<(String, Strin
         .into_iter()
         .map(|(k, r)| (format!("{prefix}.{k}"), r))
         .collect()
+}
+
+/// Label keys and values are subject-token-like (`[A-Za-z0-9_-]`, 1..=64), so `k=v` selectors
+/// need no quoting.
+pub(super) fn label_problems(
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (k, v) in labels {
+        if let Err(e) = validate_token(k) {
+            out.push((
+                format!("labels.{k}"),
+                format!("key {k:?} is not a token: {e}"),
+            ));
+        }
+        if let Err(e) = validate_token(v) {
+            out.push((
+                format!("labels.{k}"),
+                format!("value {v:?} is not a token: {e}"),
+            ));
+        }
+    }
+    out
 }
 
 fn host_problems(host: &str) -> Vec<(String, String)> {

@@ -180,3 +180,21 @@ fn http_tls_cert_and_key_go_together() {
     let http = cfg.http.expect("http");
     assert_eq!(http.tls_key.as_deref(), Some(std::path::Path::new("k.pem")));
 }
+
+#[test]
+fn labels_are_optional_tokens_and_bad_ones_are_named() {
+    assert!(parse_str(GOOD).expect("valid").labels.is_empty());
+    let text = GOOD.replace(
+        "shutdown_grace = \"5s\"\n",
+        "shutdown_grace = \"5s\"\nlabels = { role = \"web\", site = \"fra1\" }\n",
+    );
+    let cfg = parse_str(&text).expect("valid");
+    assert_eq!(cfg.labels.get("role").map(String::as_str), Some("web"));
+    let bad = GOOD.replace(
+        "shutdown_grace = \"5s\"\n",
+        "shutdown_grace = \"5s\"\nlabels = { role = \"web server\" }\n",
+    );
+    let problems = parse_str(&bad).unwrap_err();
+    let p = find(&problems, "labels.role");
+    assert!(p.reason.contains("web server"), "{p:?}");
+}

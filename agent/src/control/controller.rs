@@ -2,7 +2,7 @@
 //! each change before it takes effect, emitting its event and updating the status board.
 
 use opsfleet_proto::pb;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -14,12 +14,20 @@ use crate::config::{module_problems, ModuleConfig};
 use crate::modules;
 use crate::outbox::{unix_ms, NewEvent};
 use crate::runner::ModuleEntry;
+use crate::runner::Trigger;
 
 impl Controller {
     /// Where swapped module instances go for module `idx`.
     pub(crate) fn attach(&mut self, idx: usize, swap: mpsc::Sender<ModuleEntry>) {
         if let Some(m) = self.modules.get_mut(idx) {
             m.swap = Some(swap);
+        }
+    }
+
+    /// Where on-demand runs go for module `idx`.
+    pub(crate) fn attach_trigger(&mut self, idx: usize, trigger: mpsc::Sender<Trigger>) {
+        if let Some(m) = self.modules.get_mut(idx) {
+            m.trigger = Some(trigger);
         }
     }
 
@@ -68,7 +76,35 @@ impl Controller {
                 fingerprint,
             } => Err(self.reject(idx, problems, &fingerprint).await),
             Op::Emit(_) => Err(ControlError::Stopped),
+            Op::RunNow { what, done } => self.run_now(idx, what, done).await,
         }
+    }
+
+    /// Hands an on-demand run to the module's worker (without waiting for it): the worker
+    /// answers `done`, refusing unless the module is running.
+    async fn run_now(
+        &mut self,
+        idx: usize,
+        what: String,
+        done: oneshot::Sender<Result<String, String>>,
+    ) -> Result<ControlReply, ControlError> {
+        let m = &self.modules[idx];
+        if m.state != RunState::Running {
+            let _ = done.send(Err(format!(
+                "module {} is {}; resume or enable it first",
+                m.name,
+                m.state.as_str()
+            )));
+            return Ok(self.reply(idx, false));
+        }
+        let Some(trigger) = &m.trigger else {
+            let _ = done.send(Err(format!("module {} cannot run on demand", m.name)));
+            return Ok(self.reply(idx, false));
+        };
+        if trigger.send(Trigger { what, done }).await.is_err() {
+            return Err(ControlError::Stopped);
+        }
+        Ok(self.reply(idx, true))
     }
 
     fn reply(&self, idx: usize, changed: bool) -> ControlReply {
@@ -140,7 +176,7 @@ impl Controller {
             self.health.set(&m.name, Vec::new());
         }
         info!(module = %m.name, from = current.as_str(), to = next.as_str(), reason, "module state changed");
-        let ev = state_event(&m.name, m.kind, next, &why, &m.fingerprint);
+        let ev = state_event(&m.name, m.kind, next, &why, &m.fingerprint, None);
         self.emit(ev).await;
         Ok(self.reply(idx, true))
     }
@@ -250,7 +286,7 @@ impl Controller {
             self.health.set(&name, Vec::new());
         }
         info!(module = %name, fingerprint = %fingerprint, "module reconfigured");
-        let ev = state_event(&name, kind, state, "reconfigured", &fingerprint);
+        let ev = state_event(&name, kind, state, "reconfigured", &fingerprint, Some(&cfg));
         self.emit(ev).await;
         Ok(self.reply(idx, true))
     }

@@ -87,6 +87,26 @@ impl ControlHandle {
         }
     }
 
+    /// Runs `module` now, outside its schedule (a backup module: job `what`, empty = every
+    /// job), through the same code as a scheduled run; returns the run's detail (archive
+    /// names) once its events are queued for the outbox, or why it failed or was refused.
+    pub async fn run_now(&self, module: &str, what: &str) -> Result<String, ControlError> {
+        let (done, outcome) = oneshot::channel();
+        let op = Op::RunNow {
+            what: what.to_owned(),
+            done,
+        };
+        self.call(module, op).await?;
+        match outcome.await {
+            Ok(Ok(detail)) => Ok(detail),
+            Ok(Err(reason)) => Err(ControlError::RunFailed {
+                module: module.to_owned(),
+                reason,
+            }),
+            Err(_) => Err(ControlError::Stopped),
+        }
+    }
+
     /// Queues `output` for the outbox writer after every control change made before this call
     /// (FIFO with their `module_state` events); queued, not yet committed, when this returns.
     pub async fn emit(&self, output: RunOutput) -> Result<(), ControlError> {

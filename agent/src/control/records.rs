@@ -133,6 +133,7 @@ impl Controller {
                 plan.state,
                 &reason,
                 &entry.fingerprint,
+                config.as_ref(),
             ));
             modules.push(Controlled {
                 name: entry.name.clone(),
@@ -143,6 +144,7 @@ impl Controller {
                 file_fingerprint: file_fp,
                 has_override,
                 swap: None,
+                trigger: None,
             });
         }
         for (module, _) in records {

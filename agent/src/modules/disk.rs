@@ -330,6 +330,7 @@ mod tests {
             statuses: Vec::new(),
             outbox_pending: 0,
             health: Vec::new(),
+            labels: Default::default(),
         };
         let bodies = m.run_once(&ctx).await.expect("runs");
         let paths: Vec<String> = bodies

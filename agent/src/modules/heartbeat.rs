@@ -33,6 +33,11 @@ pub fn heartbeat_body(ctx: &ModuleCtx, interval: Duration) -> pb::Heartbeat {
         modules: ctx.statuses.clone(),
         outbox_pending: ctx.outbox_pending,
         health: ctx.health.clone(),
+        labels: ctx
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 
@@ -68,6 +73,9 @@ mod tests {
             }],
             outbox_pending: 7,
             health: Vec::new(),
+            labels: std::sync::Arc::new(
+                [("role".to_owned(), "db".to_owned())].into_iter().collect(),
+            ),
         };
         let mut m = HeartbeatModule::new(Duration::from_secs(10));
         let bodies = m.run_once(&ctx).await.expect("runs");
@@ -79,5 +87,6 @@ mod tests {
         assert_eq!(hb.outbox_pending, 7);
         assert_eq!(hb.agent_version, AGENT_VERSION);
         assert_eq!(hb.modules[0].expected_interval_ms, 60_000);
+        assert_eq!(hb.labels.get("role").map(String::as_str), Some("db"));
     }
 }

@@ -49,6 +49,8 @@ pub struct ModuleCtx {
     pub outbox_pending: u64,
     /// Current state of every health probe (for the heartbeat).
     pub health: Vec<pb::HealthSummary>,
+    /// The host's labels from the agent config (for the heartbeat).
+    pub labels: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
 
 /// One module instance.
@@ -77,7 +79,19 @@ pub trait Module: Send {
     fn health(&self) -> Vec<pb::HealthSummary> {
         Vec::new()
     }
+
+    /// Starts an on-demand run of `what` (for the backup module: a job name, empty = every
+    /// job) through the same code as a scheduled run, at `now`. The events of that run come
+    /// out of `run_once` like those of a scheduled one; the receiver resolves to the detail
+    /// (archive names) or the failure reason once the run's closing events are queued.
+    /// `Err` when this module cannot run on demand or refuses now (a job already running).
+    fn run_now(&mut self, _what: &str, _now: SystemTime) -> Result<RunNowTicket, String> {
+        Err(format!("a {} module cannot run on demand", self.kind()))
+    }
 }
+
+/// Resolves to the detail or failure reason of an on-demand run (see `Module::run_now`).
+pub type RunNowTicket = tokio::sync::oneshot::Receiver<Result<String, String>>;
 
 /// Builds the module a config entry describes.
 pub fn build(cfg: &ModuleConfig) -> Box<dyn Module> {

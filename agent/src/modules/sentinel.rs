@@ -155,6 +155,7 @@ mod tests {
             statuses: Vec::new(),
             outbox_pending: 0,
             health: Vec::new(),
+            labels: Default::default(),
         }
     }
 

@@ -1,17 +1,21 @@
 //! One module's task: ticks on its interval, skips runs unless running, bounds each run by one
 //! interval, records status and health, hands run outputs to the writer, restores persisted
-//! module state before the first run and swaps in reconfigured instances.
+//! module state before the first run, swaps in reconfigured instances, and starts on-demand
+//! runs (`Trigger`), answering each once its events are queued.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use opsfleet_proto::pb;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
-use super::{ModuleEntry, RunOutput, StatusBoard};
+use super::{ModuleEntry, RunOutput, StatusBoard, Trigger};
 use crate::modules::{HealthBoard, ModuleCtx};
 use crate::outbox::{unix_ms, NewEvent, Outbox, StateWrite};
 
@@ -25,7 +29,15 @@ pub(super) struct ModuleWorker {
     pub(super) health: HealthBoard,
     /// New instances from `reconfigure` (already restored by the controller).
     pub(super) swaps: mpsc::Receiver<ModuleEntry>,
+    /// On-demand runs (`ControlHandle::run_now`).
+    pub(super) triggers: mpsc::Receiver<Trigger>,
+    /// The host's labels (for the heartbeat).
+    pub(super) labels: Arc<std::collections::BTreeMap<String, String>>,
 }
+
+type Answer = oneshot::Sender<Result<String, String>>;
+/// An on-demand run in progress: its asker and its outcome.
+type Pending = BoxFuture<'static, (Answer, Result<String, String>)>;
 
 fn ticker_for(interval: Duration) -> tokio::time::Interval {
     // Config validation refuses 0; a zero period would make tokio's interval panic.
@@ -39,6 +51,7 @@ impl ModuleWorker {
         // A run may take at most one interval.
         let mut run_timeout = self.entry.interval.max(Duration::from_millis(1));
         let mut ticker = ticker_for(self.entry.interval);
+        let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
         self.restore_state();
         loop {
             tokio::select! {
@@ -50,72 +63,137 @@ impl ModuleWorker {
                     ticker = ticker_for(self.entry.interval);
                     continue;
                 }
+                Some(trigger) = self.triggers.recv() => {
+                    if let Some(p) = self.start_now(trigger) {
+                        pending.push(p);
+                    }
+                    continue;
+                }
+                Some((answer, outcome)) = pending.next(), if !pending.is_empty() => {
+                    // The run's closing events wait in the module: hand them to the writer
+                    // before answering, so they precede the command's result.
+                    if self.board.state(self.idx) == pb::ModuleRunState::Running
+                        && !self.tick(run_timeout, &cancel).await
+                    {
+                        return;
+                    }
+                    let _ = answer.send(outcome);
+                    continue;
+                }
                 _ = ticker.tick() => {}
             }
             if self.board.state(self.idx) != pb::ModuleRunState::Running {
                 continue;
             }
-            let now = SystemTime::now();
-            let ctx = ModuleCtx {
-                now,
-                uptime: self.started.elapsed(),
-                statuses: self.board.snapshot(),
-                outbox_pending: self.outbox.pending(),
-                health: self.health.snapshot(),
-            };
-            let run_started = Instant::now();
-            let res = tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = tokio::time::timeout(run_timeout, self.entry.module.run_once(&ctx)) => r,
-            };
-            crate::telemetry::module_run(
-                &self.entry.name,
-                run_started.elapsed(),
-                matches!(res, Ok(Ok(_))),
-            );
-            if self.board.state(self.idx) != pb::ModuleRunState::Disabled {
-                self.health
-                    .set(&self.entry.name, self.entry.module.health());
-            }
-            match res {
-                Ok(Ok(bodies)) => {
-                    self.board.record(self.idx, true);
-                    debug!(events = bodies.len(), "module ran");
-                    let time_unix_ms = unix_ms(now);
-                    let events = bodies
-                        .into_iter()
-                        .map(|body| NewEvent {
-                            module: self.entry.name.clone(),
-                            time_unix_ms,
-                            body,
-                        })
-                        .collect();
-                    let state = self
-                        .entry
-                        .module
-                        .take_state()
-                        .into_iter()
-                        .map(|(key, value)| StateWrite {
-                            module: self.entry.name.clone(),
-                            key,
-                            value,
-                        })
-                        .collect();
-                    let out = RunOutput { events, state };
-                    if out != RunOutput::default() && self.tx.send(out).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(Err(e)) => {
-                    self.board.record(self.idx, false);
-                    warn!(error = %e, cause = ?std::error::Error::source(&e), "module run failed");
-                }
-                Err(_) => {
-                    self.board.record(self.idx, false);
-                    warn!(timeout = ?run_timeout, "module run timed out");
-                }
+            if !self.tick(run_timeout, &cancel).await {
+                return;
             }
         }
+    }
+
+    /// Starts an on-demand run, or answers the trigger at once with the module's refusal.
+    fn start_now(&mut self, trigger: Trigger) -> Option<Pending> {
+        if self.board.state(self.idx) != pb::ModuleRunState::Running {
+            let state = self
+                .board
+                .state(self.idx)
+                .as_str_name()
+                .to_ascii_lowercase();
+            let reason = format!(
+                "module {} is {}; resume or enable it first",
+                self.entry.name,
+                state.trim_start_matches("module_run_state_")
+            );
+            let _ = trigger.done.send(Err(reason));
+            return None;
+        }
+        match self.entry.module.run_now(&trigger.what, SystemTime::now()) {
+            Ok(ticket) => {
+                info!(what = %trigger.what, "on-demand run started");
+                let answer = trigger.done;
+                Some(
+                    ticket
+                        .map(move |r| {
+                            let outcome = r.unwrap_or_else(|_| {
+                                Err("the run was abandoned (module reconfigured or stopping)"
+                                    .to_owned())
+                            });
+                            (answer, outcome)
+                        })
+                        .boxed(),
+                )
+            }
+            Err(reason) => {
+                let _ = trigger.done.send(Err(reason));
+                None
+            }
+        }
+    }
+
+    /// One run of the module; false when cancelled or the writer is gone.
+    async fn tick(&mut self, run_timeout: Duration, cancel: &CancellationToken) -> bool {
+        let now = SystemTime::now();
+        let ctx = ModuleCtx {
+            now,
+            uptime: self.started.elapsed(),
+            statuses: self.board.snapshot(),
+            outbox_pending: self.outbox.pending(),
+            health: self.health.snapshot(),
+            labels: self.labels.clone(),
+        };
+        let run_started = Instant::now();
+        let res = tokio::select! {
+            _ = cancel.cancelled() => return false,
+            r = tokio::time::timeout(run_timeout, self.entry.module.run_once(&ctx)) => r,
+        };
+        crate::telemetry::module_run(
+            &self.entry.name,
+            run_started.elapsed(),
+            matches!(res, Ok(Ok(_))),
+        );
+        if self.board.state(self.idx) != pb::ModuleRunState::Disabled {
+            self.health
+                .set(&self.entry.name, self.entry.module.health());
+        }
+        match res {
+            Ok(Ok(bodies)) => {
+                self.board.record(self.idx, true);
+                debug!(events = bodies.len(), "module ran");
+                let time_unix_ms = unix_ms(now);
+                let events = bodies
+                    .into_iter()
+                    .map(|body| NewEvent {
+                        module: self.entry.name.clone(),
+                        time_unix_ms,
+                        body,
+                    })
+                    .collect();
+                let state = self
+                    .entry
+                    .module
+                    .take_state()
+                    .into_iter()
+                    .map(|(key, value)| StateWrite {
+                        module: self.entry.name.clone(),
+                        key,
+                        value,
+                    })
+                    .collect();
+                let out = RunOutput { events, state };
+                if out != RunOutput::default() && self.tx.send(out).await.is_err() {
+                    return false;
+                }
+            }
+            Ok(Err(e)) => {
+                self.board.record(self.idx, false);
+                warn!(error = %e, cause = ?std::error::Error::source(&e), "module run failed");
+            }
+            Err(_) => {
+                self.board.record(self.idx, false);
+                warn!(timeout = ?run_timeout, "module run timed out");
+            }
+        }
+        true
     }
 }
 

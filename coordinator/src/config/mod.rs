@@ -54,6 +54,12 @@ pub struct CoordinatorConfig {
     /// `[http]`: /healthz and /readyz; absent = no listener.
     #[serde(default)]
     pub http: Option<crate::http::HttpConfig>,
+    /// `[notify]`: notification routes; none = dry-run lines on stdout.
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
+    /// `[alerts]`: rules, dead-man factors, evaluation cadence.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 impl CoordinatorConfig {
@@ -68,6 +74,20 @@ impl CoordinatorConfig {
             doc.take("topology", || Some(TopologyConfig::default()));
         let ingest: Option<IngestConfig> = doc.take("ingest", || Some(IngestConfig::default()));
         let http: Option<Option<crate::http::HttpConfig>> = doc.take("http", || Some(None));
+        let notify: Option<crate::notify::NotifyConfig> =
+            doc.take("notify", || Some(Default::default()));
+        let alerts: Option<crate::alerts::AlertsConfig> =
+            doc.take("alerts", || Some(Default::default()));
+        if let Some(a) = &alerts {
+            for (key, reason) in a.problems() {
+                doc.problem(format!("alerts.{key}"), reason);
+            }
+        }
+        if let Some(n) = &notify {
+            for (key, reason) in n.problems() {
+                doc.problem(format!("notify.{key}"), reason);
+            }
+        }
 
         if let Some(name) = &name {
             if let Err(e) = validate_token(name) {
@@ -119,6 +139,10 @@ impl CoordinatorConfig {
                 topology,
                 ingest,
                 http,
+                // `finish` returned Ok, so `notify` parsed.
+                notify: notify.unwrap_or_default(),
+                // `finish` returned Ok, so `alerts` parsed.
+                alerts: alerts.unwrap_or_default(),
             }),
             // `finish` returned Ok only if every `take` succeeded.
             _ => Err(ConfigErrors {

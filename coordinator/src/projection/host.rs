@@ -90,6 +90,44 @@ pub struct ModuleInfo {
     pub config_fingerprint: String,
     pub expected_interval_ms: u64,
     pub version: Version,
+    /// Agent clock of the newest event this module published (dead-man alerts).
+    #[serde(default)]
+    pub last_report_unix_ms: i64,
+    /// Configs this module ran with, as its `module_state` events carried them (oldest
+    /// first, at most `CONFIGS_KEPT`): what `config rollback --to <fingerprint>` sends back.
+    #[serde(default)]
+    pub configs: Vec<KnownConfig>,
+}
+
+/// Configs kept per host and module for rollbacks.
+pub const CONFIGS_KEPT: usize = 8;
+
+/// One module config seen in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownConfig {
+    pub fingerprint: String,
+    /// The `[[modules]]` entry as TOML.
+    pub toml: String,
+}
+
+impl ModuleInfo {
+    /// Remembers a config (a known fingerprint keeps its place); drops the oldest beyond
+    /// `CONFIGS_KEPT`.
+    fn remember_config(&mut self, fingerprint: &str, toml: &str) {
+        if toml.is_empty() || fingerprint.is_empty() {
+            return;
+        }
+        if self.configs.iter().any(|c| c.fingerprint == fingerprint) {
+            return;
+        }
+        self.configs.push(KnownConfig {
+            fingerprint: fingerprint.to_owned(),
+            toml: toml.to_owned(),
+        });
+        if self.configs.len() > CONFIGS_KEPT {
+            self.configs.remove(0);
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +149,9 @@ pub struct HostState {
     /// What the runbook modules (log, health, sentinel, backup, janitor) reported.
     #[serde(default)]
     pub runbooks: Runbooks,
+    /// The labels of the agent's newest heartbeat (what `--label k=v` selects on).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 pub(crate) fn disk_level_name(level: i32) -> &'static str {
@@ -146,6 +187,7 @@ impl HostState {
             disks: BTreeMap::new(),
             modules: BTreeMap::new(),
             runbooks: Runbooks::default(),
+            labels: BTreeMap::new(),
         }
     }
 
@@ -175,17 +217,27 @@ impl HostState {
         self.events += 1;
         self.last_seen_unix_ms = self.last_seen_unix_ms.max(ev.time_unix_ms);
         let version: Version = (inc, ev.seq);
+        if let Some(m) = self.modules.get_mut(&ev.module) {
+            m.last_report_unix_ms = m.last_report_unix_ms.max(ev.time_unix_ms);
+        }
         if self.runbooks.apply(&version, ev.time_unix_ms, &ev.body) {
             return verdict;
         }
         match &ev.body {
             Body::Heartbeat(hb) => {
                 if self.is_current(&version) {
+                    self.labels = hb.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                     self.agent_version = hb.agent_version.clone();
                     self.outbox_pending = hb.outbox_pending;
                 }
                 for m in &hb.modules {
                     let entry = self.module_entry(&m.name, &m.kind);
+                    let running = run_state_name(m.state) == "running";
+                    if entry.last_report_unix_ms == 0 || (running && entry.state != "running") {
+                        // Known (or running again) since now: silence counts from here.
+                        entry.last_report_unix_ms =
+                            entry.last_report_unix_ms.max(ev.time_unix_ms);
+                    }
                     if entry.version <= version {
                         entry.kind = m.kind.clone();
                         entry.state = run_state_name(m.state).to_owned();
@@ -216,6 +268,10 @@ impl HostState {
             }
             Body::ModuleState(ms) => {
                 let entry = self.module_entry(&ms.module, &ms.kind);
+                if run_state_name(ms.state) == "running" && entry.state != "running" {
+                    entry.last_report_unix_ms = entry.last_report_unix_ms.max(ev.time_unix_ms);
+                }
+                entry.remember_config(&ms.config_fingerprint, &ms.config_toml);
                 if entry.version <= version {
                     entry.kind = ms.kind.clone();
                     entry.state = run_state_name(ms.state).to_owned();
@@ -244,6 +300,9 @@ impl HostState {
             // Coordinator bodies are folded by `Fleet` into the coordinators' rows; one
             // published under a host's module is ignored.
             | Body::Leadership(_)
+            | Body::HostLiveness(_)
+            | Body::AlertTransition(_)
+            | Body::NotificationSent(_)
             // Command bodies are folded by `Fleet` into the command ledger.
             | Body::CommandIssued(_)
             | Body::CommandAccepted(_)
@@ -269,6 +328,8 @@ impl HostState {
                 config_fingerprint: String::new(),
                 expected_interval_ms: 0,
                 version: (String::new(), 0),
+                last_report_unix_ms: 0,
+                configs: Vec::new(),
             })
     }
 }

@@ -2,11 +2,13 @@
 //! dedup by (host, incarnation, seq) and gap tracking. No I/O and no clock: the same log folds
 //! to byte-identical rows, whose sha256 is the digest `rebuild` compares.
 
+pub mod alerts;
 pub mod commands;
 mod coordinators;
 mod host;
 mod runbooks;
 
+pub use alerts::{AlertRecord, Alerts, Liveness, NotificationRecord};
 pub use commands::CommandRecord;
 pub use coordinators::{CoordinatorState, LeadershipChange};
 pub use host::{DiskState, HostState, ModuleInfo, SeqTrack};
@@ -27,6 +29,10 @@ pub const HOST_ROW_PREFIX: &str = "host/";
 pub const COORDINATOR_ROW_PREFIX: &str = "coord/";
 /// Prefix of the projection row of one command.
 pub const COMMAND_ROW_PREFIX: &str = "cmd/";
+/// Prefix of the projection row of one alert (`alert/<rule>/<host>/<subject>`).
+pub const ALERT_ROW_PREFIX: &str = "alert/";
+/// Prefix of the projection row of one host's liveness verdict.
+pub const LIVENESS_ROW_PREFIX: &str = "live/";
 
 /// What the fold did with one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +64,8 @@ pub struct Fleet {
     hosts: BTreeMap<String, HostState>,
     coordinators: BTreeMap<String, CoordinatorState>,
     commands: BTreeMap<String, CommandRecord>,
+    /// Alerts and liveness verdicts (the alert engine's own events).
+    alerts: Alerts,
     /// Row keys changed since the last `take_dirty_rows`.
     dirty: BTreeSet<String>,
 }
@@ -75,6 +83,17 @@ impl Fleet {
                 let id = id.to_owned();
                 commands::apply(self.commands.entry(id.clone()).or_default(), ev);
                 self.dirty.insert(format!("{COMMAND_ROW_PREFIX}{id}"));
+            }
+            if ev.module == COORDINATOR_MODULE {
+                match self.alerts.apply(ev) {
+                    Some(alerts::Changed::Alert(id)) => {
+                        self.dirty.insert(format!("{ALERT_ROW_PREFIX}{id}"));
+                    }
+                    Some(alerts::Changed::Liveness(host)) => {
+                        self.dirty.insert(format!("{LIVENESS_ROW_PREFIX}{host}"));
+                    }
+                    None => {}
+                }
             }
         }
         verdict
@@ -128,6 +147,11 @@ impl Fleet {
         self.commands.get(id)
     }
 
+    /// Alerts and liveness verdicts.
+    pub fn alerts(&self) -> &Alerts {
+        &self.alerts
+    }
+
     pub fn host(&self, name: &str) -> Option<&HostState> {
         self.hosts.get(name)
     }
@@ -151,6 +175,20 @@ impl Fleet {
     }
 
     fn row(&self, key: &str) -> Option<(String, Vec<u8>)> {
+        if let Some(id) = key.strip_prefix(ALERT_ROW_PREFIX) {
+            return self
+                .alerts
+                .alerts
+                .get(id)
+                .map(|a| (key.to_owned(), to_row(a)));
+        }
+        if let Some(host) = key.strip_prefix(LIVENESS_ROW_PREFIX) {
+            return self
+                .alerts
+                .liveness
+                .get(host)
+                .map(|l| (key.to_owned(), to_row(l)));
+        }
         if let Some(name) = key.strip_prefix(HOST_ROW_PREFIX) {
             return self.hosts.get(name).map(|h| (key.to_owned(), to_row(h)));
         }
@@ -174,8 +212,23 @@ impl Fleet {
             .commands
             .iter()
             .map(|(id, c)| (format!("{COMMAND_ROW_PREFIX}{id}"), to_row(c)));
-        // "cmd/" < "coord/" < "host/": ascending by key.
-        commands.chain(coords).chain(hosts).collect()
+        let alerts = self
+            .alerts
+            .alerts
+            .iter()
+            .map(|(id, a)| (format!("{ALERT_ROW_PREFIX}{id}"), to_row(a)));
+        let liveness = self
+            .alerts
+            .liveness
+            .iter()
+            .map(|(h, l)| (format!("{LIVENESS_ROW_PREFIX}{h}"), to_row(l)));
+        // "alert/" < "cmd/" < "coord/" < "host/" < "live/": ascending by key.
+        alerts
+            .chain(commands)
+            .chain(coords)
+            .chain(hosts)
+            .chain(liveness)
+            .collect()
     }
 
     /// sha256 over every row, hex.
@@ -200,6 +253,12 @@ impl Fleet {
             } else if let Some(id) = key.strip_prefix(COMMAND_ROW_PREFIX) {
                 let record: CommandRecord = serde_json::from_slice(&value).map_err(bad)?;
                 fleet.commands.insert(id.to_owned(), record);
+            } else if let Some(id) = key.strip_prefix(ALERT_ROW_PREFIX) {
+                let record: AlertRecord = serde_json::from_slice(&value).map_err(bad)?;
+                fleet.alerts.alerts.insert(id.to_owned(), record);
+            } else if let Some(host) = key.strip_prefix(LIVENESS_ROW_PREFIX) {
+                let live: Liveness = serde_json::from_slice(&value).map_err(bad)?;
+                fleet.alerts.liveness.insert(host.to_owned(), live);
             }
         }
         Ok(fleet)

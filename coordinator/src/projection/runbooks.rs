@@ -24,7 +24,17 @@ pub struct Incident {
     pub last_excerpt: String,
     pub last_at_unix_ms: i64,
     pub version: Version,
+    /// Earliest match (agent clock); the minimum, so late arrivals count too.
+    #[serde(default)]
+    pub first_at_unix_ms: i64,
+    /// Agent clock of the newest matches, ascending, at most `RECENT_MATCHES` (the
+    /// `log_errors` alert rule counts them over its window).
+    #[serde(default)]
+    pub recent_at_unix_ms: Vec<i64>,
 }
+
+/// How many match times per log file an incident keeps for rate rules.
+pub const RECENT_MATCHES: usize = 64;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthState {
@@ -77,6 +87,11 @@ pub struct BackupJob {
     pub archives: Vec<String>,
     pub last_restore: Option<String>,
     pub version: Version,
+    /// Archives removed by retention, and the bytes that freed (every prune counted once).
+    #[serde(default)]
+    pub pruned_archives: u64,
+    #[serde(default)]
+    pub pruned_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +140,14 @@ impl Runbooks {
             Body::LogMatch(m) => {
                 let inc = self.incidents.entry(m.path.clone()).or_default();
                 inc.count += 1;
+                if inc.first_at_unix_ms == 0 || at < inc.first_at_unix_ms {
+                    inc.first_at_unix_ms = at;
+                }
+                let pos = inc.recent_at_unix_ms.partition_point(|t| *t <= at);
+                inc.recent_at_unix_ms.insert(pos, at);
+                if inc.recent_at_unix_ms.len() > RECENT_MATCHES {
+                    inc.recent_at_unix_ms.remove(0);
+                }
                 if inc.version <= *version {
                     inc.last_pattern = m.pattern.clone();
                     inc.last_excerpt = m.excerpt.clone();
@@ -226,6 +249,8 @@ impl Runbooks {
             Body::BackupPruned(p) => {
                 let job = self.backups.entry(p.job.clone()).or_default();
                 job.archives.retain(|a| !p.archives.contains(a));
+                job.pruned_archives += p.archives.len() as u64;
+                job.pruned_bytes += p.bytes_freed;
             }
             Body::RestoreCompleted(r) => {
                 self.backups.entry(r.job.clone()).or_default().last_restore =
@@ -285,6 +310,8 @@ mod tests {
         let inc = &r.incidents["/var/log/app.log"];
         assert_eq!((inc.count, inc.suppressed), (3, 17));
         assert_eq!(inc.last_excerpt, "ERROR three");
+        assert_eq!((inc.first_at_unix_ms, inc.last_at_unix_ms), (10, 30));
+        assert_eq!(inc.recent_at_unix_ms, [10, 20, 30]);
     }
 
     #[test]
@@ -366,6 +393,7 @@ mod tests {
         let job = &r.backups["db"];
         assert_eq!(job.running, None);
         assert_eq!(job.archives, ["db-3.tar.zst"]);
+        assert_eq!((job.pruned_archives, job.pruned_bytes), (1, 10));
         assert_eq!(
             job.last_success.as_ref().map(|s| s.run_id.as_str()),
             Some("r3")

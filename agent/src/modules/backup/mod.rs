@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use opsfleet_proto::pb;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use super::{Module, ModuleCtx, ModuleError};
+use super::{Module, ModuleCtx, ModuleError, RunNowTicket};
 use crate::config::{AgentConfig, BackupConfig, BackupJobConfig, ModuleConfig};
 pub use archive::{ArchiveError, Manifest, ManifestEntry, Progress, MANIFEST_SUFFIX};
 pub use naming::ArchiveFile;
@@ -226,7 +226,14 @@ impl BackupModule {
         self.jobs.iter().any(|j| j.running.load(Ordering::SeqCst))
     }
 
-    fn start(&self, slot: &JobSlot, at: SystemTime) {
+    /// Starts `slot`'s job stamped `at`; `done` (an on-demand run) gets the archive name or
+    /// the failure reason after the run's closing events are queued.
+    fn start(
+        &self,
+        slot: &JobSlot,
+        at: SystemTime,
+        done: Option<oneshot::Sender<Result<String, String>>>,
+    ) {
         let job = slot.cfg.clone();
         let run_id = uuid::Uuid::now_v7().to_string();
         let tx = self.tx.clone();
@@ -257,11 +264,92 @@ impl BackupModule {
                 run_job(&job2, at, &mut on_progress, &cancel)
             })
             .await;
+            let detail = outcome_detail(&res);
             for body in outcome_bodies(&job.name, &run_id, res) {
                 let _ = tx.send(body);
             }
             running.store(false, Ordering::SeqCst);
+            if let Some(done) = done {
+                // The asker may have gone away; the run stands either way.
+                let _ = done.send(detail);
+            }
         });
+    }
+
+    /// Starts the picked jobs now (see `Module::run_now`); refuses if one is running.
+    fn start_now(&mut self, what: &str, now: SystemTime) -> Result<RunNowTicket, String> {
+        let names = || {
+            self.jobs
+                .iter()
+                .map(|j| j.cfg.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let picked: Vec<usize> = if what.is_empty() {
+            (0..self.jobs.len()).collect()
+        } else {
+            match self.jobs.iter().position(|j| j.cfg.name == what) {
+                Some(i) => vec![i],
+                None => return Err(format!("no backup job {what:?} here (jobs: {})", names())),
+            }
+        };
+        if picked.is_empty() {
+            return Err("this backup module has no jobs".to_owned());
+        }
+        if let Some(busy) = picked
+            .iter()
+            .find(|&&i| self.jobs[i].running.load(Ordering::SeqCst))
+        {
+            return Err(format!(
+                "backup job {:?} is already running; try again when it ends",
+                self.jobs[*busy].cfg.name
+            ));
+        }
+        let mut waits = Vec::with_capacity(picked.len());
+        for i in picked {
+            let (tx, rx) = oneshot::channel();
+            self.start(&self.jobs[i], now, Some(tx));
+            let slot = &mut self.jobs[i];
+            // Like a scheduled run: the schedule counts from this start.
+            slot.last_run = Some(now);
+            slot.scanned = true;
+            waits.push((slot.cfg.name.clone(), rx));
+        }
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let (mut done, mut failed) = (Vec::new(), Vec::new());
+            for (job, wait) in waits {
+                match wait.await {
+                    Ok(Ok(detail)) => done.push(detail),
+                    Ok(Err(reason)) => failed.push(format!("job {job}: {reason}")),
+                    Err(_) => failed.push(format!("job {job}: the run was abandoned")),
+                }
+            }
+            let _ = tx.send(if failed.is_empty() {
+                Ok(done.join("; "))
+            } else {
+                failed.extend(done);
+                Err(failed.join("; "))
+            });
+        });
+        Ok(rx)
+    }
+}
+
+/// What an on-demand run answers: the archive written, or why the run failed.
+fn outcome_detail(
+    res: &Result<Result<RunOutcome, ArchiveError>, tokio::task::JoinError>,
+) -> Result<String, String> {
+    match res {
+        Err(e) => Err(format!("backup task failed: {e}")),
+        Ok(Err(e)) => Err(restore::error_chain(e)),
+        Ok(Ok(out)) => {
+            let m = &out.written.manifest;
+            Ok(format!(
+                "job {}: archive {} ({} files, {} bytes)",
+                m.job, m.archive, m.files, m.archive_size
+            ))
+        }
     }
 }
 
@@ -355,7 +443,7 @@ impl Module for BackupModule {
             {
                 continue;
             }
-            self.start(slot, ctx.now);
+            self.start(slot, ctx.now, None);
             self.jobs[i].last_run = Some(ctx.now);
         }
         let mut bodies = Vec::new();
@@ -363,6 +451,10 @@ impl Module for BackupModule {
             bodies.push(b);
         }
         Ok(bodies)
+    }
+
+    fn run_now(&mut self, what: &str, now: SystemTime) -> Result<RunNowTicket, String> {
+        self.start_now(what, now)
     }
 }
 

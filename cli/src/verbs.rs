@@ -1,0 +1,231 @@
+//! The command verbs beyond pause/resume: `backup run`, `restore`, `config apply` and
+//! `config rollback` — their flags and the `CommandRequest` each one makes. Issuing, waiting,
+//! progress and the result table are the shared path in `main.rs` (`run_request`).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use opsfleet_proto::api::CommandRequest;
+
+/// Why a verb could not build its request.
+#[derive(Debug, thiserror::Error)]
+pub enum VerbError {
+    #[error("cannot read the module config {path}")]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the module config {path} is empty")]
+    EmptyConfig { path: PathBuf },
+}
+
+/// `opsctl backup run`: which backup job to run now.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BackupRunArgs {
+    /// The job to run (default: every job of the backup module).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// The backup module instance (default: the agent's only backup module, or the one
+    /// holding --job).
+    #[arg(long)]
+    pub module: Option<String>,
+}
+
+impl BackupRunArgs {
+    pub fn request(self) -> CommandRequest {
+        CommandRequest {
+            action: "backup_run".to_owned(),
+            module: self.module,
+            job: self.job,
+            ..Default::default()
+        }
+    }
+}
+
+/// `opsctl restore`: which archive to restore where.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RestoreArgs {
+    /// Archive file name as `opsctl backups` shows it (`<job>-<timestamp>.tar.zst`).
+    #[arg(long)]
+    pub archive: String,
+    /// Directory on the agent's host to restore into (created if missing; existing files
+    /// are never overwritten).
+    #[arg(long)]
+    pub target: String,
+    /// The job (default: the one the archive's name belongs to).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// The backup module instance (default: inferred by the agent).
+    #[arg(long)]
+    pub module: Option<String>,
+}
+
+impl RestoreArgs {
+    pub fn request(self) -> CommandRequest {
+        CommandRequest {
+            action: "restore".to_owned(),
+            module: self.module,
+            job: self.job,
+            archive: Some(self.archive),
+            target: Some(self.target),
+            ..Default::default()
+        }
+    }
+}
+
+/// `opsctl config apply`: a new config for one module.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigApplyArgs {
+    /// The module instance to reconfigure (its name cannot change).
+    pub module: String,
+    /// The module's entry as TOML (`type = "disk"`, `name = ...`, ...; a single
+    /// `[[modules]]` header line is accepted and dropped). The agent checks it like its config
+    /// file; a bad one is rejected with every problem and the old config kept.
+    #[arg(long)]
+    pub file: PathBuf,
+}
+
+impl ConfigApplyArgs {
+    pub fn request(self) -> Result<CommandRequest, VerbError> {
+        let text = read_module_toml(&self.file)?;
+        Ok(CommandRequest {
+            action: "config_apply".to_owned(),
+            module: Some(self.module),
+            config_toml: Some(text),
+            ..Default::default()
+        })
+    }
+}
+
+/// `opsctl config rollback`: back to a config the log knows.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigRollbackArgs {
+    /// The module instance.
+    pub module: String,
+    /// The config's fingerprint (or at least its first 8 hex digits), as `opsctl status`
+    /// and the `module_state` events show it.
+    #[arg(long)]
+    pub to: String,
+}
+
+impl ConfigRollbackArgs {
+    pub fn request(self) -> CommandRequest {
+        CommandRequest {
+            action: "config_rollback".to_owned(),
+            module: Some(self.module),
+            fingerprint: Some(self.to),
+            ..Default::default()
+        }
+    }
+}
+
+/// `--label k=v` (pure).
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+            Ok((k.trim().to_owned(), v.trim().to_owned()))
+        }
+        _ => Err(format!("{s:?} is not k=v (e.g. role=web)")),
+    }
+}
+
+/// The file's text without a leading `[[modules]]` header line.
+pub fn read_module_toml(path: &Path) -> Result<String, VerbError> {
+    let text = std::fs::read_to_string(path).map_err(|source| VerbError::ReadConfig {
+        path: path.to_owned(),
+        source,
+    })?;
+    let body = strip_modules_header(&text);
+    if body.trim().is_empty() {
+        return Err(VerbError::EmptyConfig {
+            path: path.to_owned(),
+        });
+    }
+    Ok(body)
+}
+
+/// Drops a `[[modules]]` header that opens the text (comments and blank lines before it
+/// are kept). Pure.
+pub fn strip_modules_header(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut seen_content = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if !seen_content && t == "[[modules]]" {
+            seen_content = true;
+            continue;
+        }
+        if !t.is_empty() && !t.starts_with('#') {
+            seen_content = true;
+        }
+        out.push(line);
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leading_modules_header_is_dropped_and_nothing_else() {
+        let text = "# disk\n[[modules]]\ntype = \"disk\"\npaths = [\"/\"]\n";
+        assert_eq!(
+            strip_modules_header(text),
+            "# disk\ntype = \"disk\"\npaths = [\"/\"]\n"
+        );
+        let bare = "type = \"disk\"\n";
+        assert_eq!(strip_modules_header(bare), bare);
+        // A later header is a second entry: left for the agent to refuse.
+        let two = "type = \"disk\"\n[[modules]]\ntype = \"log\"\n";
+        assert_eq!(strip_modules_header(two), two);
+    }
+
+    #[test]
+    fn labels_are_k_equals_v() {
+        assert_eq!(
+            parse_label("role=web"),
+            Ok(("role".to_owned(), "web".to_owned()))
+        );
+        assert!(parse_label("role").is_err());
+        assert!(parse_label("=web").is_err());
+        assert!(parse_label("role=").is_err());
+    }
+
+    #[test]
+    fn requests_carry_their_fields() {
+        let r = RestoreArgs {
+            archive: "app-20260101T000000.000Z.tar.zst".to_owned(),
+            target: "/srv/restore".to_owned(),
+            ..Default::default()
+        }
+        .request();
+        assert_eq!(r.action, "restore");
+        assert_eq!(r.target.as_deref(), Some("/srv/restore"));
+        let b = BackupRunArgs {
+            job: Some("app".to_owned()),
+            module: None,
+        }
+        .request();
+        assert_eq!(
+            (b.action.as_str(), b.job.as_deref()),
+            ("backup_run", Some("app"))
+        );
+        let rb = ConfigRollbackArgs {
+            module: "disk".to_owned(),
+            to: "abcd1234".to_owned(),
+        }
+        .request();
+        assert_eq!(rb.fingerprint.as_deref(), Some("abcd1234"));
+        let err = ConfigApplyArgs {
+            module: "disk".to_owned(),
+            file: PathBuf::from("/nonexistent/disk.toml"),
+        }
+        .request()
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/disk.toml"), "{err}");
+    }
+}

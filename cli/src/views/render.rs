@@ -1,0 +1,321 @@
+//! Tables of `opsctl hosts|backups|incidents|alerts`. Pure: the same reply and `now` give the
+//! same text (golden-tested in `cli/tests/golden/`).
+
+use comfy_table::{presets, ContentArrangement, Table};
+use opsfleet_proto::api::{
+    AlertsReply, BackupView, BackupsReply, HostSummary, HostsReply, IncidentsReply, Responder,
+};
+
+use crate::render::ago;
+
+/// "answered by blue (active, epoch 7, behind 0)".
+pub fn answered_by(r: &Responder) -> String {
+    format!(
+        "answered by {} ({}, epoch {}, behind {})\n",
+        r.name, r.role, r.epoch, r.behind
+    )
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.to_vec());
+    t
+}
+
+fn finish(mut out: String, table: &Table) -> String {
+    for line in table.to_string().lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A closing line when `--limit` left rows out.
+fn more(out: &mut String, next: Option<&str>) {
+    if let Some(after) = next {
+        out.push_str(&format!("more rows follow after {after} (raise --limit)\n"));
+    }
+}
+
+/// 1536 -> "1.5 KiB".
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// 1500 -> "1.5s", 250 -> "250ms", 125000 -> "2m5s".
+pub fn duration_ms(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+/// The first line of `text`, cut to `max` characters with `…`.
+pub fn one_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("").trim_end();
+    let more_lines = text.trim_end().lines().nth(1).is_some();
+    if line.chars().count() > max {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else if more_lines {
+        format!("{line} …")
+    } else {
+        line.to_owned()
+    }
+}
+
+fn modules(h: &HostSummary) -> String {
+    if h.modules.is_empty() {
+        return "-".to_owned();
+    }
+    let running = h.modules.iter().filter(|m| m.state == "running").count();
+    let mut parts = vec![format!("{running}/{} running", h.modules.len())];
+    parts.extend(
+        h.modules
+            .iter()
+            .filter(|m| m.state != "running")
+            .map(|m| format!("{}:{}", m.name, m.state)),
+    );
+    parts.join(" ")
+}
+
+fn trouble(h: &HostSummary) -> String {
+    let mut t: Vec<String> = h.unhealthy.clone();
+    if h.incidents > 0 {
+        t.push(format!("{} incident(s)", h.incidents));
+    }
+    if h.failing_backups > 0 {
+        t.push(format!("{} failing backup(s)", h.failing_backups));
+    }
+    if h.missing_events > 0 {
+        t.push(format!("{} event(s) missing", h.missing_events));
+    }
+    if t.is_empty() {
+        "-".to_owned()
+    } else {
+        t.join(", ")
+    }
+}
+
+/// `opsctl hosts`: one row per host.
+pub fn hosts(reply: &HostsReply, now_unix_ms: i64) -> String {
+    let mut out = answered_by(&reply.responder);
+    if reply.hosts.is_empty() {
+        out.push_str("no hosts match\n");
+        return out;
+    }
+    let mut t = table(&[
+        "HOST",
+        "STATE",
+        "LAST SEEN",
+        "SEQ",
+        "DISK",
+        "MODULES",
+        "TROUBLE",
+    ]);
+    for h in &reply.hosts {
+        t.add_row([
+            h.host.clone(),
+            h.liveness.clone(),
+            ago(now_unix_ms, h.last_seen_unix_ms),
+            h.last_seq.to_string(),
+            h.worst_disk.as_ref().map_or("-".to_owned(), |d| {
+                format!("{} {:.1}% {}", d.path, d.used_percent, d.level)
+            }),
+            modules(h),
+            trouble(h),
+        ]);
+    }
+    out = finish(out, &t);
+    out.push_str(&format!("{} host(s)\n", reply.hosts.len()));
+    more(&mut out, reply.next.as_deref());
+    out
+}
+
+fn last_failure(b: &BackupView, now_unix_ms: i64) -> String {
+    b.last_failure.as_ref().map_or("-".to_owned(), |f| {
+        format!(
+            "{}: {}",
+            ago(now_unix_ms, f.at_unix_ms),
+            one_line(&f.reason, 50)
+        )
+    })
+}
+
+/// `opsctl backups`: one row per host and job.
+pub fn backups(reply: &BackupsReply, now_unix_ms: i64) -> String {
+    let mut out = answered_by(&reply.responder);
+    if reply.backups.is_empty() {
+        out.push_str("no backup jobs have reported\n");
+        return out;
+    }
+    let mut t = table(&[
+        "HOST",
+        "JOB",
+        "STATE",
+        "LAST SUCCESS",
+        "ARCHIVE",
+        "SIZE",
+        "FILES",
+        "TOOK",
+        "KEPT",
+        "PRUNED",
+        "LAST FAILURE",
+    ]);
+    for b in &reply.backups {
+        let (when, archive, size, files, took) = match &b.last_success {
+            Some(s) => (
+                ago(now_unix_ms, s.at_unix_ms),
+                // The file name; the destination directory is in the agent's config.
+                s.archive
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(&s.archive)
+                    .to_owned(),
+                bytes(s.size_bytes),
+                s.files.to_string(),
+                duration_ms(s.duration_ms),
+            ),
+            None => (
+                "never".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ),
+        };
+        let pruned = if b.pruned_archives == 0 {
+            "-".to_owned()
+        } else {
+            format!("{} ({})", b.pruned_archives, bytes(b.pruned_bytes))
+        };
+        t.add_row([
+            b.host.clone(),
+            b.job.clone(),
+            b.state.clone(),
+            when,
+            archive,
+            size,
+            files,
+            took,
+            b.archives_kept.to_string(),
+            pruned,
+            last_failure(b, now_unix_ms),
+        ]);
+    }
+    let mut out = finish(out, &t);
+    more(&mut out, reply.next.as_deref());
+    out
+}
+
+/// `opsctl incidents`: one row per host and log file.
+pub fn incidents(reply: &IncidentsReply, now_unix_ms: i64) -> String {
+    let mut out = answered_by(&reply.responder);
+    if reply.incidents.is_empty() {
+        out.push_str("no log incidents\n");
+        return out;
+    }
+    let mut t = table(&[
+        "HOST",
+        "FILE",
+        "PATTERN",
+        "COUNT",
+        "SUPPRESSED",
+        "FIRST SEEN",
+        "LAST SEEN",
+        "LAST EXCERPT",
+    ]);
+    for i in &reply.incidents {
+        t.add_row([
+            i.host.clone(),
+            i.path.clone(),
+            i.pattern.clone(),
+            i.count.to_string(),
+            i.suppressed.to_string(),
+            ago(now_unix_ms, i.first_seen_unix_ms),
+            ago(now_unix_ms, i.last_seen_unix_ms),
+            one_line(&i.last_excerpt, 60),
+        ]);
+    }
+    let mut out = finish(out, &t);
+    more(&mut out, reply.next.as_deref());
+    out
+}
+
+/// `opsctl alerts`: one row per alert.
+pub fn alerts(reply: &AlertsReply, now_unix_ms: i64) -> String {
+    let mut out = answered_by(&reply.responder);
+    if reply.alerts.is_empty() {
+        out.push_str("no alerts\n");
+        return out;
+    }
+    let mut t = table(&[
+        "HOST",
+        "RULE",
+        "SUBJECT",
+        "STATE",
+        "SINCE",
+        "LAST TRANSITION",
+        "NOTIFIED",
+        "DETAIL",
+    ]);
+    for a in &reply.alerts {
+        t.add_row([
+            a.host.clone(),
+            a.rule.clone(),
+            if a.subject.is_empty() {
+                "-".to_owned()
+            } else {
+                a.subject.clone()
+            },
+            a.state.clone(),
+            ago(now_unix_ms, a.since_unix_ms),
+            if a.last_transition.is_empty() {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{} ({})",
+                    a.last_transition,
+                    ago(now_unix_ms, a.last_transition_unix_ms)
+                )
+            },
+            a.notifications_sent.to_string(),
+            one_line(&a.detail, 60),
+        ]);
+    }
+    let mut out = finish(out, &t);
+    more(&mut out, reply.next.as_deref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_durations_and_lines_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(duration_ms(250), "250ms");
+        assert_eq!(duration_ms(1500), "1.5s");
+        assert_eq!(duration_ms(125_000), "2m5s");
+        assert_eq!(one_line("a\nb", 10), "a …");
+        assert_eq!(one_line("abcdef", 4), "abc…");
+        assert_eq!(one_line("abc\n", 4), "abc");
+    }
+}

@@ -1,0 +1,243 @@
+//! Golden files for `opsctl hosts|backups|incidents|alerts` tables.
+//! `UPDATE_GOLDEN=1 cargo test -p opsfleet-cli --test golden_views` rewrites them; review the diff.
+
+use opsfleet_cli::views::render;
+use opsfleet_proto::api::{
+    AlertView, AlertsReply, BackupFailureView, BackupSuccessView, BackupView, BackupsReply,
+    DiskView, HostSummary, HostsReply, IncidentView, IncidentsReply, ModuleView, Responder,
+};
+
+const NOW: i64 = 1_790_000_000_000;
+
+fn check(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create)",
+            path.display()
+        )
+    });
+    assert_eq!(actual, expected, "golden file {} differs", path.display());
+}
+
+fn standby() -> Responder {
+    Responder {
+        name: "green".into(),
+        color: "green".into(),
+        role: "standby".into(),
+        epoch: 4,
+        applied_stream_seq: 5120,
+        behind: 2,
+    }
+}
+
+fn module(name: &str, state: &str) -> ModuleView {
+    ModuleView {
+        name: name.into(),
+        kind: name.into(),
+        state: state.into(),
+    }
+}
+
+fn host(name: &str, liveness: &str, ago_ms: i64) -> HostSummary {
+    HostSummary {
+        host: name.into(),
+        liveness: liveness.into(),
+        last_seen_unix_ms: NOW - ago_ms,
+        heartbeat_interval_ms: 10_000,
+        agent_version: "0.1.0".into(),
+        last_seq: 812,
+        events: 812,
+        missing_events: 0,
+        outbox_pending: 0,
+        worst_disk: Some(DiskView {
+            path: "/".into(),
+            used_percent: 42.17,
+            inodes_used_percent: 3.0,
+            level: "ok".into(),
+            total_bytes: 100 << 30,
+            avail_bytes: 58 << 30,
+        }),
+        modules: vec![module("disk", "running"), module("heartbeat", "running")],
+        unhealthy: vec![],
+        incidents: 0,
+        failing_backups: 0,
+        declared_lost: false,
+    }
+}
+
+#[test]
+fn hosts_table() {
+    let mut db = host("db-01", "lost", 95_000);
+    db.declared_lost = true;
+    db.unhealthy = vec!["postgres:failed".into()];
+    db.failing_backups = 1;
+    db.missing_events = 3;
+    db.modules.push(module("log", "paused"));
+    let mut web2 = host("web-02", "up", 4_000);
+    web2.worst_disk = None;
+    web2.incidents = 7;
+    let reply = HostsReply {
+        responder: standby(),
+        now_unix_ms: NOW,
+        hosts: vec![db, host("web-01", "up", 2_000), web2],
+        next: None,
+    };
+    check("hosts.txt", &render::hosts(&reply, NOW));
+}
+
+#[test]
+fn hosts_table_empty() {
+    let reply = HostsReply {
+        responder: standby(),
+        now_unix_ms: NOW,
+        hosts: vec![],
+        next: None,
+    };
+    check("hosts-empty.txt", &render::hosts(&reply, NOW));
+}
+
+#[test]
+fn backups_table() {
+    let ok = BackupView {
+        host: "db-01".into(),
+        job: "nightly".into(),
+        state: "ok".into(),
+        last_success: Some(BackupSuccessView {
+            run_id: "r-2".into(),
+            archive: "nightly-20260101T020000Z.tar.zst".into(),
+            size_bytes: 734_003_200,
+            files: 1_204,
+            duration_ms: 83_500,
+            sha256: "cd".repeat(32),
+            at_unix_ms: NOW - 3 * 3_600_000,
+        }),
+        last_failure: Some(BackupFailureView {
+            run_id: "r-1".into(),
+            reason: "source /var/lib/pg missing\nsecond line".into(),
+            at_unix_ms: NOW - 2 * 86_400_000,
+        }),
+        running: None,
+        archives_kept: 7,
+        pruned_archives: 3,
+        pruned_bytes: 2 << 30,
+        last_restore: None,
+    };
+    let failed = BackupView {
+        host: "web-01".into(),
+        job: "site".into(),
+        state: "failed".into(),
+        last_success: None,
+        last_failure: Some(BackupFailureView {
+            run_id: "r-9".into(),
+            reason: "destination full".into(),
+            at_unix_ms: NOW - 600_000,
+        }),
+        running: None,
+        archives_kept: 0,
+        pruned_archives: 0,
+        pruned_bytes: 0,
+        last_restore: None,
+    };
+    let reply = BackupsReply {
+        responder: standby(),
+        backups: vec![ok, failed],
+        next: None,
+    };
+    check("backups.txt", &render::backups(&reply, NOW));
+    let empty = BackupsReply {
+        responder: standby(),
+        backups: vec![],
+        next: None,
+    };
+    check("backups-empty.txt", &render::backups(&empty, NOW));
+}
+
+#[test]
+fn incidents_table() {
+    let reply = IncidentsReply {
+        responder: standby(),
+        incidents: vec![
+            IncidentView {
+                host: "web-01".into(),
+                path: "/var/log/app.log".into(),
+                pattern: "traceback".into(),
+                count: 12,
+                suppressed: 40,
+                first_seen_unix_ms: NOW - 5 * 3_600_000,
+                last_seen_unix_ms: NOW - 90_000,
+                last_excerpt: "Traceback (most recent call last):\n  File \"shop.py\", line 3"
+                    .into(),
+            },
+            IncidentView {
+                host: "web-02".into(),
+                path: "/var/log/nginx/error.log".into(),
+                pattern: "error".into(),
+                count: 1,
+                suppressed: 0,
+                first_seen_unix_ms: NOW - 30_000,
+                last_seen_unix_ms: NOW - 30_000,
+                last_excerpt: format!("ERROR upstream timed out {}", "x".repeat(80)),
+            },
+        ],
+        next: None,
+    };
+    check("incidents.txt", &render::incidents(&reply, NOW));
+    let empty = IncidentsReply {
+        responder: standby(),
+        incidents: vec![],
+        next: None,
+    };
+    check("incidents-empty.txt", &render::incidents(&empty, NOW));
+}
+
+#[test]
+fn alerts_table() {
+    let reply = AlertsReply {
+        responder: Responder {
+            role: "active".into(),
+            name: "blue".into(),
+            color: "blue".into(),
+            behind: 0,
+            ..standby()
+        },
+        alerts: vec![
+            AlertView {
+                key: "disk_full/db-01//".into(),
+                rule: "disk_full".into(),
+                host: "db-01".into(),
+                subject: "/".into(),
+                state: "firing".into(),
+                since_unix_ms: NOW - 600_000,
+                last_transition: "pending -> firing".into(),
+                last_transition_unix_ms: NOW - 600_000,
+                notifications_sent: 2,
+                detail: "/ is 97.0% full".into(),
+                severity: "critical".into(),
+                transitions: 2,
+            },
+            AlertView {
+                key: "host_lost/web-02/".into(),
+                rule: "host_lost".into(),
+                host: "web-02".into(),
+                subject: String::new(),
+                state: "resolved".into(),
+                since_unix_ms: NOW - 3 * 86_400_000,
+                last_transition: "firing -> resolved".into(),
+                last_transition_unix_ms: NOW - 3 * 86_400_000,
+                notifications_sent: 1,
+                detail: "web-02 reports again".into(),
+                severity: "warning".into(),
+                transitions: 3,
+            },
+        ],
+        // `--limit 2` left rows out.
+        next: Some("web-02/host_lost/web-02/".into()),
+    };
+    check("alerts.txt", &render::alerts(&reply, NOW));
+}

@@ -1,0 +1,284 @@
+//! The alert engine's edges (active coordinator only, and only once caught up with the
+//! stream): the evaluator loop records transitions and liveness verdicts through the
+//! `Emitter`; the delivery loop sends every folded, notifiable transition that lacks a
+//! notification record for a route, then records what happened. Both act on the projection,
+//! so a newly active coordinator continues from what the previous one recorded.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::stream::Stream;
+use opsfleet_proto::pb::{self, event::Body};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::emit::Emitter;
+use crate::notify::{Delivery, Notifier};
+use crate::state::Shared;
+
+use super::{
+    evaluate, liveness_body, notification_of, transition_body, undelivered, AlertsConfig, Memory,
+    Rules, State,
+};
+
+/// How long a recorded transition may take to come back through ingest before the evaluator
+/// decides it again (a retry is harmless: the fold ignores a repeated state).
+const FOLD_BACK_WAIT: Duration = Duration::from_secs(30);
+/// Patience of one emit.
+const EMIT_PATIENCE: Duration = Duration::from_secs(10);
+
+fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Whether this coordinator may act: active in some term, and its store holds everything the
+/// stream held when the term began (so it has folded what the previous active recorded).
+struct Gate {
+    shared: Arc<Shared>,
+    stream: Stream,
+    /// (epoch, stream sequence to reach) of the current term.
+    barrier: Option<(u64, u64)>,
+    caught_up: bool,
+}
+
+impl Gate {
+    fn new(shared: Arc<Shared>, stream: Stream) -> Self {
+        Gate {
+            shared,
+            stream,
+            barrier: None,
+            caught_up: false,
+        }
+    }
+
+    fn epoch(&self) -> Option<u64> {
+        self.shared.leadership.view().acting_epoch(Instant::now())
+    }
+
+    /// The term's epoch if this coordinator may act now. `None` also when a new term began
+    /// (callers drop their per-term memory then).
+    async fn open(&mut self) -> Option<u64> {
+        let epoch = self.epoch()?;
+        let target = match self.barrier {
+            Some((e, seq)) if e == epoch => seq,
+            _ => {
+                let info = match self.stream.get_info().await {
+                    Ok(info) => info,
+                    Err(e) => {
+                        warn!(error = %e, "cannot read the event stream's position; alerts wait");
+                        return None;
+                    }
+                };
+                let seq = info.state.last_sequence;
+                self.barrier = Some((epoch, seq));
+                self.caught_up = false;
+                info!(
+                    epoch,
+                    stream_seq = seq,
+                    "alerts: active, catching up before acting"
+                );
+                seq
+            }
+        };
+        let applied = self.shared.applied();
+        if applied < target {
+            debug!(applied, target, "alerts: catching up");
+            return None;
+        }
+        if !self.caught_up {
+            self.caught_up = true;
+            info!(
+                epoch,
+                applied, "alerts: caught up; evaluating and notifying"
+            );
+        }
+        Some(epoch)
+    }
+
+    /// Still acting in `epoch` right now?
+    fn still(&self, epoch: u64) -> bool {
+        self.epoch() == Some(epoch)
+    }
+}
+
+/// The evaluator and delivery loops of one coordinator.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    emitter: Emitter,
+    stream: Stream,
+    rules: Rules,
+    cfg: AlertsConfig,
+    notifier: Arc<Notifier>,
+}
+
+impl Engine {
+    pub fn new(
+        shared: Arc<Shared>,
+        emitter: Emitter,
+        stream: Stream,
+        cfg: &AlertsConfig,
+        notifier: Arc<Notifier>,
+    ) -> Self {
+        Engine {
+            shared,
+            emitter,
+            stream,
+            rules: cfg.rules(),
+            cfg: cfg.clone(),
+            notifier,
+        }
+    }
+
+    /// Runs both loops until `cancel` fires (returns at once when alerts are disabled).
+    pub async fn run(self, cancel: CancellationToken) {
+        if !self.cfg.enabled {
+            info!("alerts disabled");
+            return;
+        }
+        info!(routes = ?self.notifier.routes(), "alert engine started");
+        let evaluator = tokio::spawn(self.clone().evaluate_loop(cancel.clone()));
+        self.deliver_loop(cancel).await;
+        let _ = evaluator.await;
+    }
+
+    /// Every `interval` while active: decide transitions and record them as events.
+    async fn evaluate_loop(self, cancel: CancellationToken) {
+        let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone());
+        let mut memory = Memory::default();
+        // alert id → (state recorded, when): not decided again until folded back.
+        let mut in_flight: HashMap<String, (State, Instant)> = HashMap::new();
+        let mut term = 0;
+        let mut tick = tokio::time::interval(self.cfg.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Some(epoch) = gate.open().await else {
+                continue;
+            };
+            if epoch != term {
+                term = epoch;
+                memory = Memory::default();
+                in_flight.clear();
+            }
+            let now = now_unix_ms();
+            let decided = {
+                let fleet = self.shared.fleet();
+                let records = &fleet.alerts().alerts;
+                in_flight.retain(|id, (state, at)| {
+                    let folded = records.get(id).is_some_and(|r| r.state == state.name());
+                    !folded && at.elapsed() < FOLD_BACK_WAIT
+                });
+                evaluate(&self.rules, &fleet, &mut memory, now)
+            };
+            let decided: Vec<_> = decided
+                .into_iter()
+                .filter(|t| in_flight.get(&t.alert_id).is_none_or(|(s, _)| *s != t.to))
+                .collect();
+            if decided.is_empty() {
+                continue;
+            }
+            let mut bodies = Vec::with_capacity(decided.len());
+            for t in &decided {
+                bodies.push(transition_body(t, epoch));
+                bodies.extend(liveness_body(t, epoch));
+            }
+            // Fencing at the source: evaluation read state; record only in the same term.
+            if !gate.still(epoch) {
+                continue;
+            }
+            match self.emitter.emit_all(bodies, EMIT_PATIENCE).await {
+                Ok(_) => {
+                    for t in decided {
+                        info!(alert = %t.alert_id, state = t.to.name(), epoch, summary = %t.summary, "alert transition");
+                        in_flight.insert(t.alert_id, (t.to, Instant::now()));
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot record alert transitions; will retry"),
+            }
+        }
+    }
+
+    /// While active: send each folded transition that lacks a notification record for a
+    /// route, then record the outcome.
+    async fn deliver_loop(self, cancel: CancellationToken) {
+        let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone());
+        // (transition id, route) handled in this term; never sent twice by one term.
+        let mut handled: HashSet<(String, String)> = HashSet::new();
+        let mut term = 0;
+        let max_age_ms = i64::try_from(self.cfg.deliver_max_age.as_millis()).unwrap_or(i64::MAX);
+        let mut tick = tokio::time::interval(self.cfg.interval.min(Duration::from_millis(500)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Some(epoch) = gate.open().await else {
+                continue;
+            };
+            if epoch != term {
+                term = epoch;
+                handled.clear();
+            }
+            let todo: Vec<_> = {
+                let fleet = self.shared.fleet();
+                let name = &self.shared.name;
+                undelivered(
+                    fleet.alerts().alerts.values(),
+                    |rec| self.notifier.routes_for(&notification_of(rec, name, epoch)),
+                    now_unix_ms(),
+                    max_age_ms,
+                )
+                .into_iter()
+                .filter(|(rec, route)| {
+                    !handled.contains(&(rec.transition_id.clone(), route.clone()))
+                })
+                .map(|(rec, route)| (notification_of(rec, name, epoch), route))
+                .collect()
+            };
+            for (n, route) in todo {
+                if cancel.is_cancelled() || !gate.still(epoch) {
+                    break;
+                }
+                handled.insert((n.id.clone(), route.clone()));
+                let delivery = self.notifier.send(&route, &n).await;
+                let (outcome, attempts, detail) = match delivery {
+                    Delivery::Sent { attempts } => {
+                        (pb::NotifyOutcome::Sent, attempts, String::new())
+                    }
+                    Delivery::DryRun => (pb::NotifyOutcome::DryRun, 1, String::new()),
+                    Delivery::RateLimited => (pb::NotifyOutcome::RateLimited, 0, String::new()),
+                    Delivery::Failed { attempts, reason } => {
+                        (pb::NotifyOutcome::Failed, attempts, reason)
+                    }
+                    Delivery::Skipped { reason } => {
+                        debug!(route, id = %n.id, reason, "notification skipped");
+                        continue;
+                    }
+                };
+                let body = Body::NotificationSent(pb::NotificationSent {
+                    alert_id: n.alert_id.clone(),
+                    transition_id: n.id.clone(),
+                    route: route.clone(),
+                    outcome: outcome as i32,
+                    attempts,
+                    detail,
+                    epoch,
+                });
+                // Recorded even if the term just ended: it happened.
+                if let Err(e) = self.emitter.emit(body, Duration::from_secs(30)).await {
+                    warn!(error = %e, alert = %n.alert_id, route, "notification sent but not recorded; a later term may send it again");
+                }
+            }
+        }
+    }
+}

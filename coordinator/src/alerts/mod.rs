@@ -1,0 +1,101 @@
+//! The alert engine: rules over the fleet projection (`rules`), the pure state machine
+//! (`machine`), `[alerts]` config (`config`), and the active coordinator's evaluator and
+//! delivery loops (`engine`). Every transition, liveness verdict and notification is an
+//! event in the log, so a coordinator that becomes active continues exactly where the
+//! previous one stopped.
+
+pub mod config;
+pub mod engine;
+pub mod machine;
+pub mod rules;
+
+pub use config::{AlertsConfig, RuleConfig};
+pub use machine::{evaluate, step, AlertView, Memory, State, Timing, Transition};
+pub use rules::{alert_id, conditions, Condition, Rule, RuleKind, Rules};
+
+use opsfleet_proto::pb::{self, event::Body};
+
+use crate::notify::Notification;
+use crate::projection::AlertRecord;
+
+fn wire_state(s: Option<State>) -> pb::AlertState {
+    match s {
+        None => pb::AlertState::Unspecified,
+        Some(State::Pending) => pb::AlertState::Pending,
+        Some(State::Firing) => pb::AlertState::Firing,
+        Some(State::Resolved) => pb::AlertState::Resolved,
+    }
+}
+
+/// The event body recording a transition decided in term `epoch`.
+pub fn transition_body(t: &Transition, epoch: u64) -> Body {
+    Body::AlertTransition(pb::AlertTransition {
+        alert_id: t.alert_id.clone(),
+        rule: t.rule.clone(),
+        target_host: t.host.clone(),
+        subject: t.subject.clone(),
+        state: wire_state(Some(t.to)) as i32,
+        severity: t.severity.clone(),
+        summary: t.summary.clone(),
+        value: t.value.clone(),
+        epoch,
+        at_unix_ms: t.at_unix_ms,
+        previous: wire_state(t.from) as i32,
+    })
+}
+
+/// The liveness event that goes with a `host_lost` transition, if any.
+pub fn liveness_body(t: &Transition, epoch: u64) -> Option<Body> {
+    if t.rule != RuleKind::HostLost.name() || t.to == State::Pending {
+        return None;
+    }
+    let (last_seen_unix_ms, interval_ms) = t.liveness.unwrap_or_default();
+    Some(Body::HostLiveness(pb::HostLiveness {
+        target_host: t.host.clone(),
+        lost: t.to == State::Firing,
+        last_seen_unix_ms,
+        interval_ms,
+        epoch,
+    }))
+}
+
+/// What receivers get for an alert's current transition. `id` is the transition event's id:
+/// the idempotency key, the same whichever coordinator sends it.
+pub fn notification_of(rec: &AlertRecord, coordinator: &str, epoch: u64) -> Notification {
+    Notification {
+        id: rec.transition_id.clone(),
+        alert_id: rec.id.clone(),
+        rule: rec.rule.clone(),
+        host: rec.host.clone(),
+        subject: rec.subject.clone(),
+        state: rec.state.clone(),
+        severity: rec.severity.clone(),
+        summary: rec.summary.clone(),
+        at_unix_ms: rec.since_unix_ms,
+        coordinator: coordinator.to_owned(),
+        epoch,
+    }
+}
+
+/// Transitions folded in the log that still lack a notification on a route (pure): each
+/// alert's current transition if it is notifiable, newer than `max_age_ms`, and not yet
+/// recorded for the route. Ascending by alert id.
+pub fn undelivered<'a>(
+    alerts: impl IntoIterator<Item = &'a AlertRecord>,
+    routes_for: impl Fn(&AlertRecord) -> Vec<String>,
+    now_unix_ms: i64,
+    max_age_ms: i64,
+) -> Vec<(&'a AlertRecord, String)> {
+    let mut out = Vec::new();
+    for rec in alerts {
+        if !rec.notifiable() || now_unix_ms - rec.since_unix_ms > max_age_ms {
+            continue;
+        }
+        for route in routes_for(rec) {
+            if !rec.notified(&rec.transition_id, &route) {
+                out.push((rec, route));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,315 @@
+//! The alert rules and what each one observes in the fleet projection: a pure function of
+//! (rules, fleet, now) giving every condition that holds now, with its alert id and value.
+
+use crate::projection::{Fleet, HostState};
+
+use super::machine::Timing;
+
+/// The closed set of rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleKind {
+    HostLost,
+    ModuleSilent,
+    DiskWarn,
+    DiskCrit,
+    LogErrors,
+    BackupFailed,
+    BackupStale,
+    HealthFailed,
+    SentinelStale,
+}
+
+impl RuleKind {
+    pub const ALL: [RuleKind; 9] = [
+        RuleKind::HostLost,
+        RuleKind::ModuleSilent,
+        RuleKind::DiskWarn,
+        RuleKind::DiskCrit,
+        RuleKind::LogErrors,
+        RuleKind::BackupFailed,
+        RuleKind::BackupStale,
+        RuleKind::HealthFailed,
+        RuleKind::SentinelStale,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleKind::HostLost => "host_lost",
+            RuleKind::ModuleSilent => "module_silent",
+            RuleKind::DiskWarn => "disk_warn",
+            RuleKind::DiskCrit => "disk_crit",
+            RuleKind::LogErrors => "log_errors",
+            RuleKind::BackupFailed => "backup_failed",
+            RuleKind::BackupStale => "backup_stale",
+            RuleKind::HealthFailed => "health_failed",
+            RuleKind::SentinelStale => "sentinel_stale",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<RuleKind> {
+        RuleKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// One rule with its settings resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub kind: RuleKind,
+    pub enabled: bool,
+    pub severity: String,
+    pub timing: Timing,
+    /// `log_errors`: matches within `window_ms`.
+    pub threshold: u64,
+    pub window_ms: i64,
+    /// `backup_stale`: age of the newest success.
+    pub max_age_ms: i64,
+}
+
+const MINUTE: i64 = 60_000;
+
+impl Rule {
+    /// The built-in defaults of a rule.
+    pub fn default_for(kind: RuleKind) -> Rule {
+        let (severity, for_ms, resolve_after_ms) = match kind {
+            // Dead-man rules already wait (N intervals of silence) before they hold.
+            RuleKind::HostLost => ("critical", 0, 0),
+            RuleKind::ModuleSilent => ("warning", 0, 0),
+            RuleKind::DiskWarn => ("warning", 5 * MINUTE, MINUTE),
+            RuleKind::DiskCrit => ("critical", MINUTE, MINUTE),
+            RuleKind::LogErrors => ("warning", 0, 0),
+            RuleKind::BackupFailed => ("critical", 0, 0),
+            RuleKind::BackupStale => ("warning", 0, 0),
+            RuleKind::HealthFailed => ("critical", MINUTE, MINUTE),
+            RuleKind::SentinelStale => ("warning", MINUTE, MINUTE),
+        };
+        Rule {
+            kind,
+            enabled: true,
+            severity: severity.to_owned(),
+            timing: Timing {
+                for_ms,
+                resolve_after_ms,
+                flap_window_ms: 30 * MINUTE,
+                flap_max: 4,
+            },
+            threshold: 1,
+            window_ms: 5 * MINUTE,
+            max_age_ms: 26 * 60 * MINUTE,
+        }
+    }
+}
+
+/// Every rule, resolved from `[alerts]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub rules: Vec<Rule>,
+    pub missed_heartbeats: i64,
+    pub missed_reports: i64,
+    pub silent_kinds: Vec<String>,
+    /// No dead-man alert before this much silence.
+    pub min_silence_ms: i64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        super::AlertsConfig::default().rules()
+    }
+}
+
+impl Rules {
+    pub fn get(&self, kind: RuleKind) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.kind == kind && r.enabled)
+    }
+}
+
+/// A condition that holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub alert_id: String,
+    pub rule: RuleKind,
+    pub host: String,
+    pub subject: String,
+    pub summary: String,
+    pub value: String,
+    /// `host_lost` only: the facts the liveness event records.
+    pub liveness: Option<(i64, u64)>,
+}
+
+/// `<rule>/<host>/<subject>`: stable across coordinators and restarts.
+pub fn alert_id(rule: RuleKind, host: &str, subject: &str) -> String {
+    format!("{}/{host}/{subject}", rule.name())
+}
+
+fn pct(basis_points: u32) -> String {
+    format!("{:.1}%", f64::from(basis_points) / 100.0)
+}
+
+/// The heartbeat interval a host declared (its heartbeat module's interval).
+pub fn heartbeat_interval_ms(host: &HostState) -> Option<u64> {
+    host.modules
+        .values()
+        .find(|m| m.kind == "heartbeat")
+        .map(|m| m.expected_interval_ms)
+        .filter(|ms| *ms > 0)
+}
+
+/// Whether the host is silent past its dead-man limit at `now`.
+pub fn host_is_lost(rules: &Rules, host: &HostState, now_unix_ms: i64) -> Option<(i64, u64)> {
+    let interval = heartbeat_interval_ms(host)?;
+    let limit = i64::try_from(interval)
+        .unwrap_or(i64::MAX / 4)
+        .saturating_mul(rules.missed_heartbeats)
+        .max(rules.min_silence_ms);
+    (now_unix_ms - host.last_seen_unix_ms > limit).then_some((host.last_seen_unix_ms, interval))
+}
+
+/// Every condition that holds at `now` (pure).
+pub fn conditions(rules: &Rules, fleet: &Fleet, now_unix_ms: i64) -> Vec<Condition> {
+    let mut out = Vec::new();
+    for host in fleet.hosts() {
+        host_conditions(rules, host, now_unix_ms, &mut out);
+    }
+    out
+}
+
+fn host_conditions(rules: &Rules, host: &HostState, now: i64, out: &mut Vec<Condition>) {
+    let h = host.host.as_str();
+    let lost = host_is_lost(rules, host, now);
+    if let (Some(rule), Some((last_seen, interval))) = (rules.get(RuleKind::HostLost), lost) {
+        let silent_s = (now - last_seen) / 1000;
+        out.push(Condition {
+            alert_id: alert_id(rule.kind, h, ""),
+            rule: rule.kind,
+            host: h.to_owned(),
+            subject: String::new(),
+            summary: format!(
+                "{h} silent for {silent_s}s (heartbeat every {}s)",
+                interval / 1000
+            ),
+            value: format!("{silent_s}s"),
+            liveness: Some((last_seen, interval)),
+        });
+    }
+    let mut push = |rule: RuleKind, subject: &str, summary: String, value: String| {
+        out.push(Condition {
+            alert_id: alert_id(rule, h, subject),
+            rule,
+            host: h.to_owned(),
+            subject: subject.to_owned(),
+            summary,
+            value,
+            liveness: None,
+        });
+    };
+    // A lost host's other dead-man alerts would only repeat that it is lost.
+    if lost.is_none() && rules.get(RuleKind::ModuleSilent).is_some() {
+        for (name, m) in &host.modules {
+            let declared = i64::try_from(m.expected_interval_ms).unwrap_or(i64::MAX / 4);
+            if m.state != "running" || declared == 0 || !rules.silent_kinds.contains(&m.kind) {
+                continue;
+            }
+            let silence = now - m.last_report_unix_ms;
+            let limit = declared
+                .saturating_mul(rules.missed_reports)
+                .max(rules.min_silence_ms);
+            if silence > limit {
+                push(
+                    RuleKind::ModuleSilent,
+                    name,
+                    format!(
+                        "module {name} on {h} silent for {}s (reports every {}s)",
+                        silence / 1000,
+                        declared / 1000
+                    ),
+                    format!("{}s", silence / 1000),
+                );
+            }
+        }
+    }
+    for (path, d) in &host.disks {
+        let kind = match d.level.as_str() {
+            "warn" => RuleKind::DiskWarn,
+            "crit" => RuleKind::DiskCrit,
+            _ => continue,
+        };
+        if rules.get(kind).is_some() {
+            push(
+                kind,
+                path,
+                format!("{path} on {h} is {} full", pct(d.used_basis_points)),
+                pct(d.used_basis_points),
+            );
+        }
+    }
+    let rb = &host.runbooks;
+    if let Some(rule) = rules.get(RuleKind::LogErrors) {
+        for (path, inc) in &rb.incidents {
+            let since = now - rule.window_ms;
+            let n = inc.recent_at_unix_ms.iter().filter(|t| **t > since).count() as u64;
+            if n >= rule.threshold {
+                push(
+                    RuleKind::LogErrors,
+                    path,
+                    format!(
+                        "{n} error(s) in {path} on {h} within {}s: {}",
+                        rule.window_ms / 1000,
+                        inc.last_excerpt.lines().next().unwrap_or("")
+                    ),
+                    n.to_string(),
+                );
+            }
+        }
+    }
+    for (job, b) in &rb.backups {
+        let success_at = b.last_success.as_ref().map(|s| s.at_unix_ms);
+        if let Some(f) = &b.last_failure {
+            if rules.get(RuleKind::BackupFailed).is_some()
+                && success_at.is_none_or(|s| s < f.at_unix_ms)
+            {
+                push(
+                    RuleKind::BackupFailed,
+                    job,
+                    format!("backup {job} on {h} failed: {}", f.reason),
+                    f.run_id.clone(),
+                );
+            }
+        }
+        if let (Some(rule), Some(at)) = (rules.get(RuleKind::BackupStale), success_at) {
+            if now - at > rule.max_age_ms {
+                push(
+                    RuleKind::BackupStale,
+                    job,
+                    format!(
+                        "newest backup {job} on {h} is {}h old",
+                        (now - at) / 3_600_000
+                    ),
+                    format!("{}s", (now - at) / 1000),
+                );
+            }
+        }
+    }
+    if rules.get(RuleKind::HealthFailed).is_some() {
+        for (check, s) in &rb.health {
+            if s.status == "failed" {
+                push(
+                    RuleKind::HealthFailed,
+                    check,
+                    format!("health check {check} on {h} failed: {}", s.detail),
+                    s.detail.clone(),
+                );
+            }
+        }
+    }
+    if rules.get(RuleKind::SentinelStale).is_some() {
+        for (path, s) in &rb.sentinels {
+            if s.status == "stale" || s.status == "missing" {
+                push(
+                    RuleKind::SentinelStale,
+                    path,
+                    format!("sentinel {path} on {h} is {}", s.status),
+                    format!("{}s", s.age_ms / 1000),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `ops.api.alerts`: alerts as the alert engine's events left them in the log (state, rule,
+//! host, subject, since, last transition, notifications sent), filtered by host glob and
+//! state, paged by (host, alert id). Every coordinator answers from its own fold.
+
+use opsfleet_proto::api::{AlertView, AlertsRequest, ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX};
+
+use super::{glob_match, page, Cursor};
+use crate::projection::{AlertRecord, Fleet};
+
+fn alert_view(a: &AlertRecord) -> AlertView {
+    let previous = if a.previous.is_empty() {
+        "new"
+    } else {
+        a.previous.as_str()
+    };
+    AlertView {
+        key: a.id.clone(),
+        rule: a.rule.clone(),
+        host: a.host.clone(),
+        subject: a.subject.clone(),
+        state: a.state.clone(),
+        since_unix_ms: a.since_unix_ms,
+        last_transition: format!("{previous} -> {}", a.state),
+        last_transition_unix_ms: a.since_unix_ms,
+        notifications_sent: a
+            .notifications
+            .iter()
+            .filter(|n| n.outcome == "sent")
+            .count() as u64,
+        detail: a.summary.clone(),
+        severity: a.severity.clone(),
+        transitions: a.transitions,
+    }
+}
+
+/// One page of alerts matching `req`, ascending by (host, id), and the next cursor.
+pub fn alerts(fleet: &Fleet, req: &AlertsRequest) -> (Vec<AlertView>, Option<String>) {
+    let mut rows: Vec<(Cursor, &AlertRecord)> = fleet
+        .alerts()
+        .alerts
+        .values()
+        // A notification folded before its transition leaves a record without a state.
+        .filter(|a| !a.state.is_empty())
+        .filter(|a| req.host.as_deref().is_none_or(|p| glob_match(p, &a.host)))
+        .filter(|a| req.state.as_deref().is_none_or(|s| s == a.state))
+        .map(|a| (Cursor::row(&a.host, &a.id), a))
+        .collect();
+    rows.sort_by(|x, y| x.0.cmp(&y.0));
+    let limit = req
+        .limit
+        .unwrap_or(ROWS_PAGE_DEFAULT)
+        .clamp(1, ROWS_PAGE_MAX);
+    let (page, next) = page(rows.into_iter(), req.after.as_deref(), limit);
+    (page.into_iter().map(alert_view).collect(), next)
+}

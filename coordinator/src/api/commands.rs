@@ -1,0 +1,79 @@
+//! `ops.api.failover` (the active coordinator releases its lease) and `ops.api.commands` (the
+//! command ledger).
+
+use opsfleet_proto::api::{
+    CommandStepView, CommandView, CommandsRequest, FailoverReply, FailoverRequest,
+};
+
+use super::responder;
+use crate::election::ReleaseHandle;
+use crate::projection::Fleet;
+use crate::state::Shared;
+
+/// Releases the lease if this coordinator is active.
+pub(super) async fn failover(
+    shared: &Shared,
+    release: &ReleaseHandle,
+    req: FailoverRequest,
+) -> Result<FailoverReply, String> {
+    let view = shared.leadership.view();
+    let Some(epoch) = view.acting_epoch(tokio::time::Instant::now()) else {
+        return Err(format!(
+            "{} is not active (lease holder: {})",
+            shared.name,
+            view.holder.as_deref().unwrap_or("unknown")
+        ));
+    };
+    if req.to.as_deref() == Some(shared.name.as_str()) {
+        return Err(format!("{} is already active", shared.name));
+    }
+    if !release.release(req.to.clone()).await {
+        return Err("the election task has stopped".to_owned());
+    }
+    Ok(FailoverReply {
+        responder: responder(shared, 0),
+        released_epoch: epoch,
+        to: req.to,
+    })
+}
+
+/// The ledger, newest first (ids are UUIDv7, so they sort by issue time).
+pub fn command_views(fleet: &Fleet, req: &CommandsRequest) -> Vec<CommandView> {
+    let mut records: Vec<_> = fleet
+        .commands()
+        .filter(|c| req.ids.is_empty() || req.ids.contains(&c.id))
+        .filter(|c| req.host.as_deref().is_none_or(|h| h == c.target))
+        .collect();
+    records.sort_by(|a, b| b.id.cmp(&a.id));
+    let limit = if req.ids.is_empty() {
+        req.limit.unwrap_or(50)
+    } else {
+        usize::MAX
+    };
+    records
+        .into_iter()
+        .take(limit)
+        .map(|c| CommandView {
+            id: c.id.clone(),
+            target: c.target.clone(),
+            epoch: c.epoch,
+            issued_by: c.issued_by.clone(),
+            action: c.action.clone(),
+            module: c.module.clone(),
+            deadline_unix_ms: c.deadline_unix_ms,
+            state: c.state.clone(),
+            detail: c.detail.clone(),
+            accepted_count: c.accepted_count,
+            history: c
+                .history
+                .iter()
+                .map(|h| CommandStepView {
+                    state: h.state.clone(),
+                    at_unix_ms: h.at_unix_ms,
+                    by: h.by.clone(),
+                    detail: h.detail.clone(),
+                })
+                .collect(),
+        })
+        .collect()
+}

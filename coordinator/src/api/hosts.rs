@@ -1,0 +1,108 @@
+//! `ops.api.hosts`: one summary row per host with its liveness, filtered by host glob and
+//! liveness state, paged by host name. Liveness is judged here, from the answering
+//! coordinator's clock, so every coordinator (standby included) can answer.
+
+use opsfleet_proto::api::{HostSummary, HostsRequest, HOSTS_PAGE_DEFAULT, HOSTS_PAGE_MAX};
+
+use super::status::{disk_view, module_views};
+use super::{glob_match, page, Cursor};
+use crate::projection::{Fleet, HostState};
+
+/// A host is `up` while its newest event is at most this many heartbeat intervals old.
+pub const UP_INTERVALS: i64 = 2;
+/// ... `late` up to this many, `lost` beyond.
+pub const LATE_INTERVALS: i64 = 5;
+
+/// The heartbeat interval the host declared, 0 if it never sent a heartbeat.
+pub fn heartbeat_interval_ms(h: &HostState) -> u64 {
+    h.modules
+        .values()
+        .filter(|m| m.kind == "heartbeat")
+        .map(|m| m.expected_interval_ms)
+        .max()
+        .unwrap_or(0)
+}
+
+/// `up`, `late`, `lost` or `unknown` (no declared heartbeat interval) at `now_unix_ms`.
+pub fn liveness(h: &HostState, now_unix_ms: i64) -> &'static str {
+    let interval = i64::try_from(heartbeat_interval_ms(h)).unwrap_or(i64::MAX);
+    if interval == 0 || h.last_seen_unix_ms <= 0 {
+        return "unknown";
+    }
+    let age = now_unix_ms.saturating_sub(h.last_seen_unix_ms);
+    if age <= interval.saturating_mul(UP_INTERVALS) {
+        "up"
+    } else if age <= interval.saturating_mul(LATE_INTERVALS) {
+        "late"
+    } else {
+        "lost"
+    }
+}
+
+/// Whether the active coordinator's liveness check declared `h` lost and it stayed silent.
+pub fn declared_lost(fleet: &Fleet, h: &HostState) -> bool {
+    fleet
+        .alerts()
+        .liveness
+        .get(&h.host)
+        .is_some_and(|l| l.lost && h.last_seen_unix_ms <= l.last_seen_unix_ms)
+}
+
+/// Summarises one host at `now_unix_ms`; `declared_lost` is the log's liveness verdict.
+pub fn summary(h: &HostState, now_unix_ms: i64, declared_lost: bool) -> HostSummary {
+    let judged = liveness(h, now_unix_ms);
+    let current = h.current();
+    let worst_disk = h
+        .disks
+        .iter()
+        .max_by_key(|(_, d)| d.used_basis_points)
+        .map(|(p, d)| disk_view(p, d));
+    let rb = &h.runbooks;
+    HostSummary {
+        host: h.host.clone(),
+        liveness: if declared_lost { "lost" } else { judged }.to_owned(),
+        last_seen_unix_ms: h.last_seen_unix_ms,
+        heartbeat_interval_ms: heartbeat_interval_ms(h),
+        agent_version: h.agent_version.clone(),
+        last_seq: current.map_or(0, |t| t.last_seq),
+        events: h.events,
+        missing_events: current.map_or(0, |t| {
+            t.gaps.iter().map(|g| g.last - g.first + 1).sum::<u64>()
+        }),
+        outbox_pending: h.outbox_pending,
+        worst_disk,
+        modules: module_views(h),
+        unhealthy: rb
+            .health
+            .iter()
+            .filter(|(_, s)| s.status != "ready")
+            .map(|(name, s)| format!("{name}:{}", s.status))
+            .collect(),
+        incidents: rb.incidents.values().map(|i| i.count).sum(),
+        failing_backups: rb
+            .backups
+            .values()
+            .filter(|j| super::runbooks::backup_state(j) == "failed")
+            .count() as u64,
+        declared_lost,
+    }
+}
+
+/// One page of host summaries matching `req` at `now_unix_ms`, and the next cursor.
+pub fn hosts(
+    fleet: &Fleet,
+    req: &HostsRequest,
+    now_unix_ms: i64,
+) -> (Vec<HostSummary>, Option<String>) {
+    let limit = req
+        .limit
+        .unwrap_or(HOSTS_PAGE_DEFAULT)
+        .clamp(1, HOSTS_PAGE_MAX);
+    let rows = fleet
+        .hosts()
+        .filter(|h| req.host.as_deref().is_none_or(|p| glob_match(p, &h.host)))
+        .map(|h| summary(h, now_unix_ms, declared_lost(fleet, h)))
+        .filter(|s| req.state.as_deref().is_none_or(|st| st == s.liveness))
+        .map(|s| (Cursor::host(&s.host), s));
+    page(rows, req.after.as_deref(), limit)
+}

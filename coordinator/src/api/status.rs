@@ -1,0 +1,116 @@
+//! `ops.api.status`: the full fleet view (hosts with disks, modules and seq gaps, plus the
+//! coordinators' leadership), paged by host name.
+
+use async_nats::jetstream::stream;
+use opsfleet_proto::api::{
+    CoordinatorView, DiskView, HostView, LeadershipChangeView, ModuleView, StatusReply,
+    StatusRequest, STATUS_PAGE_DEFAULT, STATUS_PAGE_MAX,
+};
+use std::sync::atomic::Ordering;
+
+use super::{behind, page, responder, Cursor};
+use crate::projection::{Fleet, HostState};
+use crate::state::Shared;
+
+/// The host views of a fleet, optionally one host only (every host, unpaged).
+pub fn host_views(fleet: &Fleet, only: Option<&str>) -> Vec<HostView> {
+    fleet
+        .hosts()
+        .filter(|h| only.is_none_or(|o| o == h.host))
+        .map(host_view)
+        .collect()
+}
+
+/// One page of host views: hosts after `req.after`, at most `req.limit` (bounded), and the
+/// cursor of the next page.
+pub fn host_page(fleet: &Fleet, req: &StatusRequest) -> (Vec<HostView>, Option<String>) {
+    let limit = req
+        .limit
+        .unwrap_or(STATUS_PAGE_DEFAULT)
+        .clamp(1, STATUS_PAGE_MAX);
+    let rows = fleet
+        .hosts()
+        .filter(|h| req.host.as_deref().is_none_or(|o| o == h.host))
+        .map(|h| (Cursor::host(&h.host), h));
+    let (hosts, next) = page(rows, req.after.as_deref(), limit);
+    (hosts.into_iter().map(host_view).collect(), next)
+}
+
+pub(crate) fn disk_view(path: &str, d: &crate::projection::DiskState) -> DiskView {
+    DiskView {
+        path: path.to_owned(),
+        used_percent: f64::from(d.used_basis_points) / 100.0,
+        inodes_used_percent: f64::from(d.inodes_used_basis_points) / 100.0,
+        level: d.level.clone(),
+        total_bytes: d.total_bytes,
+        avail_bytes: d.avail_bytes,
+    }
+}
+
+pub(crate) fn module_views(h: &HostState) -> Vec<ModuleView> {
+    h.modules
+        .iter()
+        .map(|(name, m)| ModuleView {
+            name: name.clone(),
+            kind: m.kind.clone(),
+            state: m.state.clone(),
+        })
+        .collect()
+}
+
+fn host_view(h: &HostState) -> HostView {
+    let current = h.current();
+    HostView {
+        host: h.host.clone(),
+        last_seen_unix_ms: h.last_seen_unix_ms,
+        last_seq: current.map_or(0, |t| t.last_seq),
+        incarnation: h.incarnation.clone(),
+        events: h.events,
+        gaps: current.map(|t| t.gaps.clone()).unwrap_or_default(),
+        disks: h.disks.iter().map(|(p, d)| disk_view(p, d)).collect(),
+        modules: module_views(h),
+    }
+}
+
+/// Builds the reply to one status request.
+pub async fn status(shared: &Shared, events: &stream::Stream, req: &StatusRequest) -> StatusReply {
+    let behind = behind(shared, events).await;
+    let (hosts, next, coordinators, digest) = {
+        let fleet = shared.fleet();
+        let (hosts, next) = host_page(&fleet, req);
+        (hosts, next, coordinator_views(&fleet), fleet.digest())
+    };
+    StatusReply {
+        responder: responder(shared, behind),
+        digest,
+        log_events: shared.store.log_len().unwrap_or(0),
+        duplicates_dropped: shared.duplicates.load(Ordering::Relaxed),
+        malformed_parked: shared.parked.load(Ordering::Relaxed),
+        hosts,
+        coordinators,
+        next,
+    }
+}
+
+/// The coordinators' leadership as folded from the log.
+pub fn coordinator_views(fleet: &Fleet) -> Vec<CoordinatorView> {
+    fleet
+        .coordinators()
+        .map(|c| CoordinatorView {
+            name: c.name.clone(),
+            color: c.color.clone(),
+            role: c.role.clone(),
+            epoch: c.epoch,
+            history: c
+                .history
+                .iter()
+                .map(|h| LeadershipChangeView {
+                    epoch: h.epoch,
+                    role: h.role.clone(),
+                    reason: h.reason.clone(),
+                    at_unix_ms: h.at_unix_ms,
+                })
+                .collect(),
+        })
+        .collect()
+}

@@ -1,0 +1,305 @@
+//! `[notify]` in the coordinator config: the notification routes, their secrets (inline or from
+//! an environment variable), timeouts, retries and rate limits, validated so that every problem
+//! is reported at once.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[notify]`: where notifications go. No routes = one built-in dry-run route that prints each
+/// notification as one JSON line on stdout.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// `[[notify.routes]]`, each sent to independently.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The transport of one route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteKind {
+    /// The notification as JSON, POSTed to `url` with an `Idempotency-Key` header.
+    Webhook,
+    /// A Slack-compatible incoming webhook: `{"text": ...}` POSTed to `url`.
+    Slack,
+    /// Telegram Bot API `sendMessage` with `chat_id` and `text`.
+    Telegram,
+}
+
+impl RouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Webhook => "webhook",
+            RouteKind::Slack => "slack",
+            RouteKind::Telegram => "telegram",
+        }
+    }
+}
+
+/// One `[[notify.routes]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique among routes; a subject token (letters, digits, `-`, `_`).
+    pub name: String,
+    pub kind: RouteKind,
+    /// Target URL (webhook, slack). Secret for Slack: prefer `url_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// Name of an environment variable holding the URL, read at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_env: Option<String>,
+    /// Telegram bot token (secret: prefer `bot_token_env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_token: Option<Secret>,
+    /// Name of an environment variable holding the Telegram bot token, read at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_token_env: Option<String>,
+    /// Telegram chat id (`-100123...` or `@channel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_id: Option<String>,
+    /// Telegram API base URL; tests point it at a local receiver.
+    #[serde(default = "default_api_base")]
+    pub api_base: String,
+    /// Timeout of one HTTP attempt (connect + response).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts per notification, the first included (1 = no retry).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt up to `retry_max_delay`.
+    #[serde(default = "default_retry_min_delay", with = "humantime_serde")]
+    pub retry_min_delay: Duration,
+    /// Cap of the retry delay, also of an honoured `Retry-After`.
+    #[serde(default = "default_retry_max_delay", with = "humantime_serde")]
+    pub retry_max_delay: Duration,
+    /// `[notify.routes.rate_limit]`: token bucket per route.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// Notifications below this severity (`info` < `warning` < `critical`) skip the route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<String>,
+}
+
+/// Token bucket: `burst` notifications at once, refilled at `per_minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    #[serde(default = "default_per_minute")]
+    pub per_minute: u32,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_minute: default_per_minute(),
+            burst: default_burst(),
+        }
+    }
+}
+
+/// A secret from a config file (Slack URL, bot token): read as a plain string, but never shown
+/// by `Debug` nor serialised (the config's fingerprint and dumps carry `<redacted>`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// Default Telegram Bot API base URL.
+pub const TELEGRAM_API_BASE: &str = "https://api.telegram.org";
+
+fn default_api_base() -> String {
+    TELEGRAM_API_BASE.to_owned()
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_retry_min_delay() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_retry_max_delay() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_per_minute() -> u32 {
+    30
+}
+fn default_burst() -> u32 {
+    10
+}
+
+/// Known severities, lowest first.
+pub const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
+
+/// Rank of a severity in [`SEVERITIES`]; `None` for an unknown one.
+pub fn severity_rank(severity: &str) -> Option<usize> {
+    SEVERITIES.iter().position(|s| *s == severity)
+}
+
+impl RouteConfig {
+    /// A route with defaults, for tests and examples.
+    pub fn new(name: &str, kind: RouteKind) -> RouteConfig {
+        RouteConfig {
+            name: name.to_owned(),
+            kind,
+            url: None,
+            url_env: None,
+            bot_token: None,
+            bot_token_env: None,
+            chat_id: None,
+            api_base: default_api_base(),
+            timeout: default_timeout(),
+            max_attempts: default_max_attempts(),
+            retry_min_delay: default_retry_min_delay(),
+            retry_max_delay: default_retry_max_delay(),
+            rate_limit: RateLimitConfig::default(),
+            min_severity: None,
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// Every semantic problem as (key relative to `notify`, reason). Environment variables are
+    /// not read here (a config can be checked on another machine); `Notifier::from_config` does.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = |field: &str| format!("routes[{i}].{field}");
+            if let Err(e) = opsfleet_proto::subjects::validate_token(&r.name) {
+                out.push((key("name"), e.to_string()));
+            } else if !seen.insert(r.name.as_str()) {
+                out.push((key("name"), format!("duplicate route name {:?}", r.name)));
+            }
+            match r.kind {
+                RouteKind::Webhook | RouteKind::Slack => {
+                    one_of(&mut out, &key, "url", &r.url, "url_env", &r.url_env);
+                    if let Some(Secret(url)) = &r.url {
+                        if !(url.starts_with("http://") || url.starts_with("https://")) {
+                            out.push((key("url"), "must start with http:// or https://".into()));
+                        }
+                    }
+                    for (field, set) in [
+                        ("bot_token", r.bot_token.is_some()),
+                        ("bot_token_env", r.bot_token_env.is_some()),
+                        ("chat_id", r.chat_id.is_some()),
+                    ] {
+                        if set {
+                            out.push((key(field), format!("not used by kind {}", r.kind.as_str())));
+                        }
+                    }
+                    if r.api_base != TELEGRAM_API_BASE {
+                        out.push((
+                            key("api_base"),
+                            format!("not used by kind {}", r.kind.as_str()),
+                        ));
+                    }
+                }
+                RouteKind::Telegram => {
+                    one_of(
+                        &mut out,
+                        &key,
+                        "bot_token",
+                        &r.bot_token,
+                        "bot_token_env",
+                        &r.bot_token_env,
+                    );
+                    if r.chat_id.as_deref().is_none_or(str::is_empty) {
+                        out.push((key("chat_id"), "is required for kind telegram".into()));
+                    }
+                    if !(r.api_base.starts_with("http://") || r.api_base.starts_with("https://")) {
+                        out.push((
+                            key("api_base"),
+                            "must start with http:// or https://".into(),
+                        ));
+                    }
+                    for (field, set) in [("url", r.url.is_some()), ("url_env", r.url_env.is_some())]
+                    {
+                        if set {
+                            out.push((key(field), "not used by kind telegram".into()));
+                        }
+                    }
+                }
+            }
+            if r.timeout < Duration::from_millis(10) || r.timeout > Duration::from_secs(300) {
+                out.push((key("timeout"), "must be between 10ms and 300s".into()));
+            }
+            if !(1..=20).contains(&r.max_attempts) {
+                out.push((key("max_attempts"), "must be between 1 and 20".into()));
+            }
+            if r.retry_min_delay.is_zero() {
+                out.push((key("retry_min_delay"), "must be above 0".into()));
+            }
+            if r.retry_max_delay < r.retry_min_delay {
+                out.push((
+                    key("retry_max_delay"),
+                    "must be at least retry_min_delay".into(),
+                ));
+            }
+            if r.rate_limit.per_minute == 0 {
+                out.push((key("rate_limit.per_minute"), "must be at least 1".into()));
+            }
+            if r.rate_limit.burst == 0 {
+                out.push((key("rate_limit.burst"), "must be at least 1".into()));
+            }
+            if let Some(s) = &r.min_severity {
+                if severity_rank(s).is_none() {
+                    out.push((
+                        key("min_severity"),
+                        format!(
+                            "unknown severity {s:?}; use one of {}",
+                            SEVERITIES.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Exactly one of an inline value and its `_env` variant must be set (and non-empty).
+fn one_of(
+    out: &mut Vec<(String, String)>,
+    key: &dyn Fn(&str) -> String,
+    inline: &str,
+    inline_val: &Option<Secret>,
+    env: &str,
+    env_val: &Option<String>,
+) {
+    match (inline_val, env_val) {
+        (Some(_), Some(_)) => out.push((
+            key(inline),
+            format!("set either {inline} or {env}, not both"),
+        )),
+        (None, None) => out.push((key(inline), format!("{inline} or {env} is required"))),
+        (Some(Secret(v)), None) if v.is_empty() => {
+            out.push((key(inline), "must not be empty".into()))
+        }
+        (None, Some(v)) if v.is_empty() => out.push((key(env), "must not be empty".into())),
+        _ => {}
+    }
+}

@@ -1,0 +1,307 @@
+//! Projection of the alert engine's own events (module `coordinator`): every alert with its
+//! current state and the notifications recorded for its transitions, and every host's
+//! liveness verdict. A pure fold, so a rebuild reproduces alerts and what was sent.
+
+use std::collections::BTreeMap;
+
+use opsfleet_proto::pb::{self, event::Body};
+use opsfleet_proto::EventEnvelope;
+use serde::{Deserialize, Serialize};
+
+/// How many firing times an alert keeps (flap suppression looks at them).
+pub const FIRINGS_KEPT: usize = 32;
+/// How many notification records an alert keeps.
+pub const NOTIFICATIONS_KEPT: usize = 64;
+
+/// One notification the active coordinator recorded for one transition and route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    /// Id of the transition event (the idempotency key receivers got).
+    pub transition_id: String,
+    pub route: String,
+    /// `sent`, `failed`, `dry_run`, `rate_limited` or `unknown`.
+    pub outcome: String,
+    pub attempts: u32,
+    pub detail: String,
+    pub epoch: u64,
+    /// Coordinator that recorded it.
+    pub by: String,
+    pub at_unix_ms: i64,
+}
+
+/// One alert (rule + host + subject) as its transitions left it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub id: String,
+    pub rule: String,
+    pub host: String,
+    pub subject: String,
+    /// `pending`, `firing` or `resolved`.
+    pub state: String,
+    /// The state before the current one (`""` for the first transition).
+    pub previous: String,
+    pub severity: String,
+    pub summary: String,
+    pub value: String,
+    /// Evaluator clock of the transition that began the current state.
+    pub since_unix_ms: i64,
+    /// Epoch of the term that recorded the current state.
+    pub epoch: u64,
+    /// Event id of the transition that began the current state.
+    pub transition_id: String,
+    /// Coordinator that recorded it.
+    pub by: String,
+    /// Transitions folded (every state change counts once).
+    pub transitions: u64,
+    /// Evaluator clock of recent firing transitions, ascending.
+    pub firings: Vec<i64>,
+    /// Oldest first.
+    pub notifications: Vec<NotificationRecord>,
+}
+
+impl AlertRecord {
+    /// Whether a notification for `transition_id` on `route` is already recorded.
+    pub fn notified(&self, transition_id: &str, route: &str) -> bool {
+        self.notifications
+            .iter()
+            .any(|n| n.transition_id == transition_id && n.route == route)
+    }
+
+    /// Whether the current state is one receivers hear about: firing, or resolved after
+    /// firing (a pending alert that cleared was never announced).
+    pub fn notifiable(&self) -> bool {
+        self.state == "firing" || (self.state == "resolved" && self.previous == "firing")
+    }
+}
+
+/// The active coordinator's latest verdict on one host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Liveness {
+    pub host: String,
+    pub lost: bool,
+    pub last_seen_unix_ms: i64,
+    pub interval_ms: u64,
+    pub epoch: u64,
+    pub by: String,
+    /// Coordinator clock of the verdict.
+    pub at_unix_ms: i64,
+    /// Times the host was declared lost.
+    pub lost_count: u64,
+}
+
+/// Every alert and liveness verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Alerts {
+    pub alerts: BTreeMap<String, AlertRecord>,
+    pub liveness: BTreeMap<String, Liveness>,
+}
+
+/// Which row an event changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    Alert(String),
+    Liveness(String),
+}
+
+pub fn state_name(state: i32) -> &'static str {
+    match pb::AlertState::try_from(state) {
+        Ok(pb::AlertState::Pending) => "pending",
+        Ok(pb::AlertState::Firing) => "firing",
+        Ok(pb::AlertState::Resolved) => "resolved",
+        _ => "unknown",
+    }
+}
+
+pub fn outcome_name(outcome: i32) -> &'static str {
+    match pb::NotifyOutcome::try_from(outcome) {
+        Ok(pb::NotifyOutcome::Sent) => "sent",
+        Ok(pb::NotifyOutcome::Failed) => "failed",
+        Ok(pb::NotifyOutcome::DryRun) => "dry_run",
+        Ok(pb::NotifyOutcome::RateLimited) => "rate_limited",
+        _ => "unknown",
+    }
+}
+
+impl Alerts {
+    /// Folds one accepted coordinator event; returns the row it changed, if any.
+    pub fn apply(&mut self, ev: &EventEnvelope) -> Option<Changed> {
+        match &ev.body {
+            Body::AlertTransition(t) => {
+                let state = state_name(t.state);
+                let rec = self.alerts.entry(t.alert_id.clone()).or_default();
+                // A transition of an older term than the one that recorded the current state
+                // arrived late, or two coordinators recorded the same change: the first one
+                // folded wins, so its notifications are the only ones.
+                if t.epoch < rec.epoch || rec.state == state {
+                    return None;
+                }
+                rec.id = t.alert_id.clone();
+                rec.rule = t.rule.clone();
+                rec.host = t.target_host.clone();
+                rec.subject = t.subject.clone();
+                rec.previous = std::mem::replace(&mut rec.state, state.to_owned());
+                rec.severity = t.severity.clone();
+                rec.summary = t.summary.clone();
+                rec.value = t.value.clone();
+                rec.since_unix_ms = t.at_unix_ms;
+                rec.epoch = t.epoch;
+                rec.transition_id = ev.id.to_string();
+                rec.by = ev.host.clone();
+                rec.transitions += 1;
+                if state == "firing" {
+                    let pos = rec.firings.partition_point(|f| *f <= t.at_unix_ms);
+                    rec.firings.insert(pos, t.at_unix_ms);
+                    if rec.firings.len() > FIRINGS_KEPT {
+                        rec.firings.remove(0);
+                    }
+                }
+                Some(Changed::Alert(t.alert_id.clone()))
+            }
+            Body::NotificationSent(n) => {
+                let rec = self.alerts.entry(n.alert_id.clone()).or_default();
+                if rec.id.is_empty() {
+                    rec.id = n.alert_id.clone();
+                }
+                rec.notifications.push(NotificationRecord {
+                    transition_id: n.transition_id.clone(),
+                    route: n.route.clone(),
+                    outcome: outcome_name(n.outcome).to_owned(),
+                    attempts: n.attempts,
+                    detail: n.detail.clone(),
+                    epoch: n.epoch,
+                    by: ev.host.clone(),
+                    at_unix_ms: ev.time_unix_ms,
+                });
+                if rec.notifications.len() > NOTIFICATIONS_KEPT {
+                    rec.notifications.remove(0);
+                }
+                Some(Changed::Alert(n.alert_id.clone()))
+            }
+            Body::HostLiveness(l) => {
+                let live = self.liveness.entry(l.target_host.clone()).or_default();
+                if l.epoch < live.epoch || (live.lost == l.lost && !live.host.is_empty()) {
+                    return None;
+                }
+                *live = Liveness {
+                    host: l.target_host.clone(),
+                    lost: l.lost,
+                    last_seen_unix_ms: l.last_seen_unix_ms,
+                    interval_ms: l.interval_ms,
+                    epoch: l.epoch,
+                    by: ev.host.clone(),
+                    at_unix_ms: ev.time_unix_ms,
+                    lost_count: live.lost_count + u64::from(l.lost),
+                };
+                Some(Changed::Liveness(l.target_host.clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn ev(seq: u64, coordinator: &str, body: Body) -> EventEnvelope {
+        EventEnvelope {
+            id: Uuid::now_v7(),
+            host: coordinator.to_owned(),
+            seq,
+            time_unix_ms: seq as i64 * 1000,
+            module: opsfleet_proto::COORDINATOR_MODULE.to_owned(),
+            incarnation: Uuid::nil(),
+            body,
+        }
+    }
+
+    fn transition(state: pb::AlertState, epoch: u64, at: i64) -> Body {
+        Body::AlertTransition(pb::AlertTransition {
+            alert_id: "disk_crit/web-01//data".into(),
+            rule: "disk_crit".into(),
+            target_host: "web-01".into(),
+            subject: "/data".into(),
+            state: state as i32,
+            severity: "critical".into(),
+            epoch,
+            at_unix_ms: at,
+            ..Default::default()
+        })
+    }
+
+    fn sent(transition_id: &str, route: &str) -> Body {
+        Body::NotificationSent(pb::NotificationSent {
+            alert_id: "disk_crit/web-01//data".into(),
+            transition_id: transition_id.into(),
+            route: route.into(),
+            outcome: pb::NotifyOutcome::Sent as i32,
+            attempts: 1,
+            epoch: 7,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn transitions_move_the_state_and_notifications_attach_to_them() {
+        let mut a = Alerts::default();
+        let firing = ev(1, "blue", transition(pb::AlertState::Firing, 7, 100));
+        assert!(a.apply(&firing).is_some());
+        let rec = &a.alerts["disk_crit/web-01//data"];
+        assert_eq!((rec.state.as_str(), rec.previous.as_str()), ("firing", ""));
+        assert!(rec.notifiable());
+        assert_eq!(rec.transition_id, firing.id.to_string());
+        a.apply(&ev(2, "blue", sent(&firing.id.to_string(), "ops")));
+        let rec = &a.alerts["disk_crit/web-01//data"];
+        assert!(rec.notified(&firing.id.to_string(), "ops"));
+        assert!(!rec.notified(&firing.id.to_string(), "pager"));
+
+        // The same change recorded again (by a second coordinator) changes nothing.
+        assert!(a
+            .apply(&ev(1, "green", transition(pb::AlertState::Firing, 8, 150)))
+            .is_none());
+        assert_eq!(
+            a.alerts["disk_crit/web-01//data"].transition_id,
+            firing.id.to_string()
+        );
+        let resolved = ev(3, "green", transition(pb::AlertState::Resolved, 8, 200));
+        a.apply(&resolved);
+        let rec = &a.alerts["disk_crit/web-01//data"];
+        assert_eq!((rec.state.as_str(), rec.by.as_str()), ("resolved", "green"));
+        assert!(rec.notifiable());
+        assert_eq!((rec.transitions, rec.firings.clone()), (2, vec![100]));
+        // A late transition of an older term is ignored.
+        assert!(a
+            .apply(&ev(4, "blue", transition(pb::AlertState::Firing, 7, 300)))
+            .is_none());
+    }
+
+    #[test]
+    fn a_pending_alert_that_clears_is_not_notifiable() {
+        let mut a = Alerts::default();
+        a.apply(&ev(1, "blue", transition(pb::AlertState::Pending, 1, 10)));
+        assert!(!a.alerts["disk_crit/web-01//data"].notifiable());
+        a.apply(&ev(2, "blue", transition(pb::AlertState::Resolved, 1, 20)));
+        assert!(!a.alerts["disk_crit/web-01//data"].notifiable());
+    }
+
+    #[test]
+    fn liveness_records_lost_and_returned_once_each() {
+        let mut a = Alerts::default();
+        let live = |lost| {
+            Body::HostLiveness(pb::HostLiveness {
+                target_host: "db-01".into(),
+                lost,
+                last_seen_unix_ms: 5,
+                interval_ms: 1000,
+                epoch: 3,
+            })
+        };
+        assert!(a.apply(&ev(1, "blue", live(true))).is_some());
+        assert!(a.apply(&ev(2, "green", live(true))).is_none());
+        assert!(a.apply(&ev(3, "green", live(false))).is_some());
+        assert!(a.apply(&ev(4, "green", live(true))).is_some());
+        let l = &a.liveness["db-01"];
+        assert_eq!((l.lost, l.lost_count), (true, 2));
+    }
+}
