@@ -34,8 +34,6 @@ resolve_after = "1s"
 [alerts.rules.log_errors]
 window = "20s"
 
-# The config reader needs the section before its array of tables.
-[notify]
 [[notify.routes]]
 name = "ops"
 kind = "webhook"

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use toml::Spanned;
+use std::ops::Range;
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +76,8 @@ impl ConfigErrors {
 pub struct Doc {
     file: PathBuf,
     text: String,
-    top: BTreeMap<String, Spanned<toml::Value>>,
+    /// Top-level keys with the byte range of the text that defines them.
+    top: BTreeMap<String, (toml::Value, Range<usize>)>,
     problems: Vec<Problem>,
 }
 
@@ -96,13 +97,25 @@ impl Doc {
     }
 
     pub fn parse(file: &Path, text: String) -> Result<Doc, ConfigErrors> {
-        match toml::from_str::<BTreeMap<String, Spanned<toml::Value>>>(&text) {
-            Ok(top) => Ok(Doc {
-                file: file.to_path_buf(),
-                text,
-                top,
-                problems: Vec::new(),
-            }),
+        // A plain table, not `Spanned` values: toml 0.8 cannot give a span to a table that only
+        // exists implicitly (`[notify.routes.x]` with no `[notify]` line), so spans come from
+        // the text instead (`top_key_span`).
+        match toml::from_str::<toml::Table>(&text) {
+            Ok(table) => {
+                let top = table
+                    .into_iter()
+                    .map(|(key, value)| {
+                        let span = top_key_span(&text, &key);
+                        (key, (value, span))
+                    })
+                    .collect();
+                Ok(Doc {
+                    file: file.to_path_buf(),
+                    text,
+                    top,
+                    problems: Vec::new(),
+                })
+            }
             Err(e) => {
                 let line = e.span().map(|s| line_at(&text, s.start));
                 Err(ConfigErrors {
@@ -125,7 +138,7 @@ impl Doc {
         key: &str,
         default: impl FnOnce() -> Option<T>,
     ) -> Option<T> {
-        let Some(value) = self.top.remove(key) else {
+        let Some((value, span)) = self.top.remove(key) else {
             let v = default();
             if v.is_none() {
                 self.problems.push(Problem {
@@ -137,8 +150,7 @@ impl Doc {
             }
             return v;
         };
-        let span = value.span();
-        match value.into_inner().try_into::<T>() {
+        match value.try_into::<T>() {
             Ok(v) => Some(v),
             Err(e) => {
                 let msg = e.message().trim().to_owned();
@@ -180,8 +192,8 @@ impl Doc {
     /// Ends reading: unknown top-level keys are problems; Ok when nothing was recorded.
     pub fn finish(mut self) -> Result<(), ConfigErrors> {
         let unknown: Vec<_> = std::mem::take(&mut self.top).into_iter().collect();
-        for (key, value) in unknown {
-            let line = line_at(&self.text, value.span().start);
+        for (key, (_, span)) in unknown {
+            let line = line_at(&self.text, span.start);
             self.problems.push(Problem {
                 file: self.file.clone(),
                 line: Some(line),
@@ -238,6 +250,40 @@ impl Doc {
             .take(end + 1 - start)
             .find(|(_, l)| is_assignment_of(l.trim(), field))
             .map(|(i, _)| i + 1)
+    }
+}
+
+/// Byte range of the text that defines top-level `key`: from its first `key =` line before
+/// any header, or its first `[key]`, `[key.x]`, `[[key]]` or `[[key.x]]` header, to the next
+/// header of another key (best effort; used for line numbers only).
+fn top_key_span(text: &str, key: &str) -> Range<usize> {
+    let header_key = |line: &str| -> Option<String> {
+        let name = line.strip_prefix('[')?.trim_start_matches('[');
+        let name = name.split(']').next()?.trim();
+        let first = name.split('.').next()?.trim().trim_matches('"');
+        Some(first.to_owned())
+    };
+    let mut offset = 0;
+    let mut start = None;
+    let mut in_header = false;
+    for raw in text.split_inclusive('\n') {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            let is_key = header_key(line).as_deref() == Some(key);
+            match start {
+                Some(s) if !is_key => return s..offset,
+                None if is_key => start = Some(offset),
+                _ => {}
+            }
+            in_header = true;
+        } else if !in_header && start.is_none() && is_assignment_of(line, key) {
+            return offset..offset + raw.len();
+        }
+        offset += raw.len();
+    }
+    match start {
+        Some(s) => s..text.len(),
+        None => 0..0,
     }
 }
 

@@ -248,6 +248,44 @@ ack_wait = \"soon\"
     }
 
     #[test]
+    fn sub_tables_need_no_parent_header_and_keep_their_lines() {
+        let text = "\
+name = \"blue\"
+data_dir = \"/x\"
+
+[alerts.rules.disk_crit]
+for = \"1m\"
+
+[[notify.routes]]
+name = \"hook\"
+kind = \"webhook\"
+url = \"http://127.0.0.1:9/alerts\"
+
+[[notify.routes]]
+name = \"bad\"
+kind = \"pager\"
+";
+        let (_d, path) = write(text);
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{}", err.report());
+        assert!(
+            err.problems[0].key.starts_with("notify"),
+            "{}",
+            err.report()
+        );
+        assert!(
+            err.problems[0].line.is_some_and(|l| l >= 7),
+            "{}",
+            err.report()
+        );
+        let (_d, path) =
+            write(&text.replace("\"pager\"", "\"webhook\"\nurl = \"http://127.0.0.1:9/b\""));
+        let cfg =
+            CoordinatorConfig::load(&path).expect("valid without [alerts] and [notify] lines");
+        assert_eq!(cfg.name, "blue");
+    }
+
+    #[test]
     fn missing_required_keys_and_syntax_errors_are_reported() {
         let (_d, path) = write("color = \"green\"\n");
         let err = CoordinatorConfig::load(&path).unwrap_err();
