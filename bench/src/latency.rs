@@ -162,6 +162,16 @@ async fn offer(
         .map(|i| SimHost::new(sim::host_name(i)))
         .collect();
     let n_hosts = hosts.len();
+    // Warm-up: measure from the moment ingest has positioned its consumer and persisted one
+    // event, not from its start.
+    let first = hosts[0].encoded("heartbeat", sim::heartbeat(0));
+    let first = sim::publish(js, first)
+        .await
+        .context("publish failed")?
+        .await
+        .context("PubAck failed")?
+        .sequence;
+    wait_persisted(shared, first).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let collector = tokio::spawn(async move {
         let mut out = Vec::new();
@@ -188,14 +198,19 @@ async fn offer(
     drop(tx);
     let sent = collector.await.context("collector panicked")??;
     let last = sent.iter().map(|(_, s)| *s).max().unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while shared.applied() < last {
-        if Instant::now() > deadline {
-            bail!("ingest did not persist stream seq {last} within 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_persisted(shared, last).await?;
     // Let the sampler see the final position.
     tokio::time::sleep(Duration::from_millis(20)).await;
     Ok(sent)
+}
+
+async fn wait_persisted(shared: &Shared, seq: u64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while shared.applied() < seq {
+        if Instant::now() > deadline {
+            bail!("ingest did not persist stream seq {seq} within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
 }

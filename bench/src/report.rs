@@ -205,9 +205,8 @@ pub fn table(figures: &[Figure]) -> String {
             s => format!("{} ({s})", f.verdict),
         };
         let mut note = f.note.clone();
-        if note.len() > 90 {
-            note.truncate(87);
-            note.push_str("...");
+        if note.chars().count() > 72 {
+            note = note.chars().take(69).collect::<String>() + "...";
         }
         t.add_row([
             Cell::new(f.label),
