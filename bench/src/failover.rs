@@ -63,6 +63,10 @@ struct Pair {
     client: async_nats::Client,
     watch: mpsc::UnboundedReceiver<Seen>,
     holder: String,
+    /// When the watch last saw the lease deleted or aged out (a marker).
+    gone_at: Option<Instant>,
+    /// Per crash: (lease age at the kill, marker seen after the kill), seconds.
+    crash_detail: Vec<(f64, f64)>,
 }
 
 pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
@@ -90,6 +94,8 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
         client,
         watch,
         holder: String::new(),
+        gone_at: None,
+        crash_detail: Vec::new(),
     };
     pair.holder = pair.next_holder(None, Duration::from_secs(60)).await?.1;
 
@@ -119,9 +125,20 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
         CRASH_MEDIAN.measured(
             med(&crash)?,
             format!(
-                "median of {} kills, TTL {TTL_S} s; runs {}",
+                "median of {} kills at random points of the renewal period, TTL {TTL_S} s; \
+                 runs {}; lease age at kill {}; aged-out marker seen {} s after kill; \
+                 takeover past the lease's expiry (last renewal + TTL) {} s",
                 crash.len(),
-                list(&crash)
+                list(&crash),
+                list(&pair.crash_detail.iter().map(|d| d.0).collect::<Vec<_>>()),
+                list(&pair.crash_detail.iter().map(|d| d.1).collect::<Vec<_>>()),
+                list(
+                    &crash
+                        .iter()
+                        .zip(&pair.crash_detail)
+                        .map(|(t, d)| t - (TTL_S - d.0))
+                        .collect::<Vec<_>>()
+                ),
             ),
         ),
         CRASH_MAX.measured(
@@ -203,6 +220,9 @@ impl Pair {
         loop {
             match tokio::time::timeout_at(deadline, self.watch.recv()).await {
                 Ok(Some((at, Some(h)))) if Some(h.as_str()) != not => return Ok((at, h)),
+                Ok(Some((at, None))) => {
+                    self.gone_at.get_or_insert(at);
+                }
                 Ok(Some(_)) => continue,
                 Ok(None) => bail!("the lease watch ended"),
                 Err(_) => bail!("no new lease holder within {within:?}"),
@@ -210,9 +230,16 @@ impl Pair {
         }
     }
 
-    /// Discards what the watch saw so far.
-    fn drain(&mut self) {
-        while self.watch.try_recv().is_ok() {}
+    /// Discards what the watch saw so far; returns when the holder last wrote the lease
+    /// (its latest renewal).
+    fn drain(&mut self) -> Option<Instant> {
+        let mut last = None;
+        while let Ok((at, h)) = self.watch.try_recv() {
+            if h.as_deref() == Some(self.holder.as_str()) {
+                last = Some(at);
+            }
+        }
+        last
     }
 
     /// Waits until `name` answers status as a standby, then lets it settle for 2 s (the
@@ -249,9 +276,17 @@ impl Pair {
     async fn crash_once(&mut self) -> Result<f64> {
         let standby = self.standby_name()?;
         self.wait_standby_ready(&standby).await?;
+        // Kill at a random point of the renewal period (TTL/3), not phase-locked to it.
+        let jitter_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_millis()) as f64
+            / 1000.0
+            * (TTL_S / 3.0 * 1000.0);
+        tokio::time::sleep(Duration::from_millis(jitter_ms as u64)).await;
         let old = self.holder.clone();
         let i = self.index(&old)?;
-        self.drain();
+        let renewed = self.drain();
+        self.gone_at = None;
         let t0 = Instant::now();
         self.coords[i]
             .proc_mut()
@@ -261,6 +296,11 @@ impl Pair {
             .next_holder(Some(&old), Duration::from_secs(60))
             .await?;
         let took = at.saturating_duration_since(t0).as_secs_f64();
+        let age = renewed.map_or(f64::NAN, |r| t0.saturating_duration_since(r).as_secs_f64());
+        let gone = self
+            .gone_at
+            .map_or(f64::NAN, |g| g.saturating_duration_since(t0).as_secs_f64());
+        self.crash_detail.push((age, gone));
         self.coords[i]
             .proc_mut()
             .wait_exit(Duration::from_secs(30))

@@ -119,41 +119,28 @@ async fn measure(
     cancel: &CancellationToken,
 ) -> Result<Vec<Figure>> {
     let arrivals = Arc::new(Mutex::new(Arrivals::default()));
-    let mut sub = client
-        .subscribe("ops.evt.*.command_accepted")
-        .await
-        .context("cannot subscribe")?;
-    let mut sub_done = client
-        .subscribe("ops.evt.*.command_completed")
-        .await
-        .context("cannot subscribe")?;
-    client.flush().await.context("cannot flush")?;
+    // The arrival clock runs on its own thread, runtime and connection, so that the 1,000
+    // simulated agents' tasks cannot delay the stamping of what arrives.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<()>>();
     {
         let arrivals = Arc::clone(&arrivals);
-        tokio::spawn(async move {
-            loop {
-                let (msg, accepted) = tokio::select! {
-                    Some(m) = sub.next() => (m, true),
-                    Some(m) = sub_done.next() => (m, false),
-                    else => return,
-                };
-                let at = Instant::now();
-                let Ok(ev) = EventEnvelope::decode(&msg.payload) else {
-                    continue;
-                };
-                let mut a = arrivals.lock().unwrap_or_else(|e| e.into_inner());
-                match ev.body {
-                    pb::event::Body::CommandAccepted(c) if accepted => {
-                        a.accepted.insert(c.command_id, at);
-                    }
-                    pb::event::Body::CommandCompleted(c) if !accepted => {
-                        a.completed.insert(c.command_id, at);
-                    }
-                    _ => {}
+        let port = client.server_info().port;
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
                 }
-            }
+            };
+            rt.block_on(stamp_arrivals(port, arrivals, ready_tx, cancel));
         });
     }
+    ready_rx.await.context("arrival clock thread died")??;
 
     // Bring the simulated agents up: a first heartbeat (so the coordinator knows the host),
     // then the command consumer.
@@ -197,6 +184,7 @@ async fn measure(
     let mut max = Vec::new();
     let mut done99 = Vec::new();
     let mut replies = Vec::new();
+    let mut first = Vec::new();
     for r in 0..sizes.repeats {
         let action = if r % 2 == 0 { "pause" } else { "resume" };
         let req = CommandRequest {
@@ -262,6 +250,7 @@ async fn measure(
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let s = stats::summarize(&acc).context("no acks")?;
+        first.push(s.min);
         p50.push(s.p50);
         p99.push(s.p99);
         max.push(s.max);
@@ -269,14 +258,16 @@ async fn measure(
     }
     let note = |v: &[f64]| {
         format!(
-            "median of {} commands to {} agents; repeats {}; API reply after {} ms (median)",
+            "median of {} commands to {} agents; repeats {}; API reply after {} ms, \
+             first ack after {} ms (medians)",
             v.len(),
             sizes.agents,
             v.iter()
                 .map(|x| fmt_num(*x))
                 .collect::<Vec<_>>()
                 .join(" / "),
-            fmt_num(stats::median(&replies).unwrap_or(f64::NAN))
+            fmt_num(stats::median(&replies).unwrap_or(f64::NAN)),
+            fmt_num(stats::median(&first).unwrap_or(f64::NAN))
         )
     };
     let med = |v: &[f64]| stats::median(v).context("no repeats");
@@ -356,6 +347,63 @@ async fn sim_agent(
             if let Ok(ack) = sim::publish(&js, e).await {
                 let _ = ack.await;
             }
+        }
+    }
+}
+
+/// Subscribes to the lifecycle events on `127.0.0.1:<port>` and stamps each on arrival.
+async fn stamp_arrivals(
+    port: u16,
+    arrivals: Arc<Mutex<Arrivals>>,
+    ready: tokio::sync::oneshot::Sender<Result<()>>,
+    cancel: CancellationToken,
+) {
+    let subscribed = async {
+        let client = async_nats::connect(format!("nats://127.0.0.1:{port}"))
+            .await
+            .context("cannot connect the arrival clock")?;
+        let sub = client
+            .subscribe("ops.evt.*.command_accepted")
+            .await
+            .context("cannot subscribe")?;
+        let done = client
+            .subscribe("ops.evt.*.command_completed")
+            .await
+            .context("cannot subscribe")?;
+        client.flush().await.context("cannot flush")?;
+        anyhow::Ok((client, sub, done))
+    }
+    .await;
+    let (_client, mut sub, mut done) = match subscribed {
+        Ok(s) => {
+            let _ = ready.send(Ok(()));
+            s
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    loop {
+        let (msg, accepted) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            Some(m) = sub.next() => (m, true),
+            Some(m) = done.next() => (m, false),
+            else => return,
+        };
+        let at = Instant::now();
+        let Ok(ev) = EventEnvelope::decode(&msg.payload) else {
+            continue;
+        };
+        let mut a = arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        match ev.body {
+            pb::event::Body::CommandAccepted(c) if accepted => {
+                a.accepted.insert(c.command_id, at);
+            }
+            pb::event::Body::CommandCompleted(c) if !accepted => {
+                a.completed.insert(c.command_id, at);
+            }
+            _ => {}
         }
     }
 }

@@ -27,6 +27,10 @@ pub const CPU: FigSpec = FigSpec {
 };
 pub const FIGURES: [&FigSpec; 2] = [&RSS, &CPU];
 
+/// Clock ticks per second of the times in `/proc/<pid>/stat`: Linux's `USER_HZ`, 100 on every
+/// architecture this project builds for (`getconf CLK_TCK`).
+const USER_HZ: f64 = 100.0;
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Sizes {
     pub agents: usize,
@@ -58,10 +62,7 @@ fn proc_file(pid: i32, name: &str) -> Result<String> {
 }
 
 pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
-    let ticks_per_s = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
+    let ticks_per_s = USER_HZ;
     let nats = NatsServer::start().await?;
     let dir = tempfile::Builder::new()
         .prefix("opsfleet-bench-idle-")
