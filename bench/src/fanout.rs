@@ -1,0 +1,410 @@
+//! `pause <module> --all` fan-out: one real `ops-coordinator` (active) and N simulated agents
+//! in this process, each with the real command protocol: a durable pull consumer
+//! `agent-<host>` on `OPS_CMDS` (filter `ops.cmd.<host>`, explicit acks, one in flight), and
+//! `command_accepted` then `command_completed` events published through JetStream with
+//! `Nats-Msg-Id`. An agent's ack latency runs from sending the `ops.api.command` request (what
+//! `opsctl pause --all` sends) to the arrival of that agent's `command_accepted` event on the
+//! bus (a core subscription on `ops.evt.*.command_accepted`).
+//!
+//! Unlike `ops-agent`, a simulated agent keeps no sled outbox, so the figure leaves out the
+//! agent's own flush before it accepts (one sled flush per command, about 0.1 ms-10 ms).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use opsfleet_proto::api::{CommandReply, CommandRequest, StatusReply};
+use opsfleet_proto::{pb, subjects, EventEnvelope};
+use opsfleet_tests::{Coordinator, CoordinatorSpec, NatsServer};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::report::{fmt_num, FigSpec, Figure, Target};
+use crate::sim::{self, SimHost};
+use crate::stats;
+
+pub const P50: FigSpec = FigSpec {
+    key: "fanout_ack_p50",
+    label: "pause --all: per-agent ack p50",
+    unit: "ms",
+    target: None,
+};
+pub const P99: FigSpec = FigSpec {
+    key: "fanout_ack_p99",
+    label: "pause --all: per-agent ack p99",
+    unit: "ms",
+    target: Target::below(500.0),
+};
+pub const MAX: FigSpec = FigSpec {
+    key: "fanout_ack_max",
+    label: "pause --all: per-agent ack max",
+    unit: "ms",
+    target: None,
+};
+pub const COMPLETED_P99: FigSpec = FigSpec {
+    key: "fanout_completed_p99",
+    label: "pause --all: per-agent completed p99",
+    unit: "ms",
+    target: None,
+};
+pub const FIGURES: [&FigSpec; 4] = [&P50, &P99, &MAX, &COMPLETED_P99];
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sizes {
+    pub agents: usize,
+    pub repeats: usize,
+}
+
+/// Arrival instants of lifecycle events by command id.
+#[derive(Default)]
+struct Arrivals {
+    accepted: HashMap<String, Instant>,
+    completed: HashMap<String, Instant>,
+}
+
+pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
+    let nats = NatsServer::start().await?;
+    let dir = tempfile::Builder::new()
+        .prefix("opsfleet-bench-fanout-")
+        .tempdir()
+        .context("cannot create temp dir")?;
+    let mut coordinator =
+        Coordinator::spawn(dir.path(), &CoordinatorSpec::new("blue"), &nats.url())?;
+    let client = async_nats::connect(nats.url())
+        .await
+        .context("cannot connect to nats-server")?;
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(Duration::from_secs(30));
+
+    wait_active(&client, &mut coordinator).await?;
+    let cancel = CancellationToken::new();
+    let result = measure(&client, &js, sizes, &cancel).await;
+    cancel.cancel();
+    let _ = coordinator.stop().await;
+    result
+}
+
+/// Waits until the coordinator answers status as `active`.
+async fn wait_active(client: &async_nats::Client, c: &mut Coordinator) -> Result<()> {
+    let subject = subjects::api_subject_for(subjects::API_STATUS, &c.name);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        c.proc_mut().check_running()?;
+        if let Ok(Ok(msg)) = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.request(subject.clone(), "{}".into()),
+        )
+        .await
+        {
+            if let Ok(r) = serde_json::from_slice::<StatusReply>(&msg.payload) {
+                if r.responder.role == "active" {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("coordinator {} did not become active within 60 s", c.name);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn measure(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    sizes: &Sizes,
+    cancel: &CancellationToken,
+) -> Result<Vec<Figure>> {
+    let arrivals = Arc::new(Mutex::new(Arrivals::default()));
+    // The arrival clock runs on its own thread, runtime and connection, so that the 1,000
+    // simulated agents' tasks cannot delay the stamping of what arrives.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<()>>();
+    {
+        let arrivals = Arc::clone(&arrivals);
+        let port = client.server_info().port;
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(stamp_arrivals(port, arrivals, ready_tx, cancel));
+        });
+    }
+    ready_rx.await.context("arrival clock thread died")??;
+
+    // Bring the simulated agents up: a first heartbeat (so the coordinator knows the host),
+    // then the command consumer.
+    let commands = js
+        .get_stream(subjects::COMMANDS_STREAM)
+        .await
+        .context("no OPS_CMDS stream")?;
+    let mut acks = Vec::new();
+    let mut agents = Vec::new();
+    for i in 0..sizes.agents {
+        let mut host = SimHost::new(sim::host_name(i));
+        acks.push(sim::publish(js, host.encoded("heartbeat", sim::heartbeat(0))).await?);
+        agents.push(host);
+    }
+    for a in acks {
+        a.await.context("PubAck failed")?;
+    }
+    for host in agents {
+        let durable = format!("agent-{}", host.host);
+        let c: consumer::PullConsumer = commands
+            .get_or_create_consumer(
+                &durable,
+                consumer::pull::Config {
+                    durable_name: Some(durable.clone()),
+                    filter_subject: subjects::command_subject(&host.host),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ack_wait: Duration::from_secs(30),
+                    max_ack_pending: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("cannot create consumer {durable}"))?;
+        tokio::spawn(sim_agent(host, c, js.clone(), cancel.clone()));
+    }
+    wait_hosts(client, sizes.agents).await?;
+
+    let mut p50 = Vec::new();
+    let mut p99 = Vec::new();
+    let mut max = Vec::new();
+    let mut done99 = Vec::new();
+    let mut replies = Vec::new();
+    let mut first = Vec::new();
+    for r in 0..sizes.repeats {
+        let action = if r % 2 == 0 { "pause" } else { "resume" };
+        let req = CommandRequest {
+            action: action.to_owned(),
+            module: Some("heartbeat".to_owned()),
+            hosts: Vec::new(),
+            all: true,
+            deadline_ms: 120_000,
+            issued_by: "bench".to_owned(),
+            ..Default::default()
+        };
+        let body = serde_json::to_vec(&req).context("encode request")?;
+        let t0 = Instant::now();
+        let reply = client
+            .send_request(
+                subjects::API_COMMAND.to_owned(),
+                async_nats::Request::new()
+                    .payload(body.into())
+                    .timeout(Some(Duration::from_secs(120))),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("ops.api.command failed: {e}"))?;
+        replies.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let reply: CommandReply = serde_json::from_slice(&reply.payload).with_context(|| {
+            format!(
+                "unexpected reply: {}",
+                String::from_utf8_lossy(&reply.payload)
+            )
+        })?;
+        if reply.commands.len() != sizes.agents {
+            bail!(
+                "command went to {} hosts, expected {}",
+                reply.commands.len(),
+                sizes.agents
+            );
+        }
+        let ids: HashSet<String> = reply.commands.into_iter().map(|c| c.command_id).collect();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let (acc, comp) = loop {
+            {
+                let a = arrivals.lock().unwrap_or_else(|e| e.into_inner());
+                let acc: Vec<f64> = ids
+                    .iter()
+                    .filter_map(|id| a.accepted.get(id))
+                    .map(|at| at.saturating_duration_since(t0).as_secs_f64() * 1000.0)
+                    .collect();
+                let comp: Vec<f64> = ids
+                    .iter()
+                    .filter_map(|id| a.completed.get(id))
+                    .map(|at| at.saturating_duration_since(t0).as_secs_f64() * 1000.0)
+                    .collect();
+                if acc.len() == ids.len() && comp.len() == ids.len() {
+                    break (acc, comp);
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "{} of {} agents accepted, {} completed within 120 s",
+                        acc.len(),
+                        ids.len(),
+                        comp.len()
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let s = stats::summarize(&acc).context("no acks")?;
+        first.push(s.min);
+        p50.push(s.p50);
+        p99.push(s.p99);
+        max.push(s.max);
+        done99.push(stats::summarize(&comp).context("no completions")?.p99);
+    }
+    let note = |v: &[f64]| {
+        format!(
+            "median of {} commands to {} agents; repeats {}; API reply after {} ms, \
+             first ack after {} ms (medians)",
+            v.len(),
+            sizes.agents,
+            v.iter()
+                .map(|x| fmt_num(*x))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            fmt_num(stats::median(&replies).unwrap_or(f64::NAN)),
+            fmt_num(stats::median(&first).unwrap_or(f64::NAN))
+        )
+    };
+    let med = |v: &[f64]| stats::median(v).context("no repeats");
+    Ok(vec![
+        P50.measured(med(&p50)?, note(&p50)),
+        P99.measured(med(&p99)?, note(&p99)),
+        MAX.measured(med(&max)?, note(&max)),
+        COMPLETED_P99.measured(med(&done99)?, note(&done99)),
+    ])
+}
+
+/// Waits until the coordinator's status lists at least `n` hosts.
+async fn wait_hosts(client: &async_nats::Client, n: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = 0;
+    while Instant::now() < deadline {
+        if let Ok(Ok(msg)) = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.request(subjects::API_STATUS, "{}".into()),
+        )
+        .await
+        {
+            if let Ok(r) = serde_json::from_slice::<StatusReply>(&msg.payload) {
+                seen = r.hosts.len();
+                if seen >= n {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("coordinator knows {seen} of {n} hosts after 120 s")
+}
+
+/// One simulated agent's command loop: ack after deciding, then `command_accepted` and
+/// `command_completed`, each awaited (one publish in flight per host, as `ops-agent`).
+async fn sim_agent(
+    mut host: SimHost,
+    c: consumer::PullConsumer,
+    js: jetstream::Context,
+    cancel: CancellationToken,
+) {
+    let Ok(mut messages) = c
+        .stream()
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+    else {
+        return;
+    };
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => return,
+            n = messages.next() => n,
+        };
+        let msg = match next {
+            None => return,
+            Some(Err(_)) => continue,
+            Some(Ok(m)) => m,
+        };
+        let Ok(cmd) = pb::Command::decode(msg.payload.as_ref()) else {
+            let _ = msg.ack().await;
+            continue;
+        };
+        let _ = msg.ack().await;
+        let accepted = pb::event::Body::CommandAccepted(pb::CommandAccepted {
+            command_id: cmd.id.clone(),
+            epoch: cmd.epoch,
+        });
+        let completed = pb::event::Body::CommandCompleted(pb::CommandCompleted {
+            command_id: cmd.id,
+            detail: "bench".to_owned(),
+        });
+        for body in [accepted, completed] {
+            let e = host.encoded("agent", body);
+            if let Ok(ack) = sim::publish(&js, e).await {
+                let _ = ack.await;
+            }
+        }
+    }
+}
+
+/// Subscribes to the lifecycle events on `127.0.0.1:<port>` and stamps each on arrival.
+async fn stamp_arrivals(
+    port: u16,
+    arrivals: Arc<Mutex<Arrivals>>,
+    ready: tokio::sync::oneshot::Sender<Result<()>>,
+    cancel: CancellationToken,
+) {
+    let subscribed = async {
+        let client = async_nats::connect(format!("nats://127.0.0.1:{port}"))
+            .await
+            .context("cannot connect the arrival clock")?;
+        let sub = client
+            .subscribe("ops.evt.*.command_accepted")
+            .await
+            .context("cannot subscribe")?;
+        let done = client
+            .subscribe("ops.evt.*.command_completed")
+            .await
+            .context("cannot subscribe")?;
+        client.flush().await.context("cannot flush")?;
+        anyhow::Ok((client, sub, done))
+    }
+    .await;
+    let (_client, mut sub, mut done) = match subscribed {
+        Ok(s) => {
+            let _ = ready.send(Ok(()));
+            s
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    loop {
+        let (msg, accepted) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            Some(m) = sub.next() => (m, true),
+            Some(m) = done.next() => (m, false),
+            else => return,
+        };
+        let at = Instant::now();
+        let Ok(ev) = EventEnvelope::decode(&msg.payload) else {
+            continue;
+        };
+        let mut a = arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        match ev.body {
+            pb::event::Body::CommandAccepted(c) if accepted => {
+                a.accepted.insert(c.command_id, at);
+            }
+            pb::event::Body::CommandCompleted(c) if !accepted => {
+                a.completed.insert(c.command_id, at);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! opsfleet-bench: measures what opsfleet costs and what it survives against a real
+//! nats-server on loopback (ingest vs raw JetStream consume, publish-to-persisted latency,
+//! `pause --all` fan-out, crash failover and graceful handover, agent idle footprint,
+//! projection rebuild), prints a table with each DESIGN.md target and writes JSON.
+//!
+//! Like the integration harness it drives, this is a measuring instrument, not a daemon:
+//! errors are `anyhow` with context, and a section that fails is reported as `error` while
+//! the others still run.
+
+mod failover;
+mod fanout;
+mod idle;
+mod latency;
+mod rebuild;
+mod report;
+mod sim;
+mod stats;
+mod throughput;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use report::{FigSpec, Figure, Machine, Report};
+
+const SECTIONS: [&str; 6] = ["ingest", "latency", "fanout", "failover", "idle", "rebuild"];
+
+/// Benchmark opsfleet against a real nats-server; every size has a full and a `--quick`
+/// default.
+#[derive(Debug, Parser)]
+#[command(name = "opsfleet-bench", version)]
+struct Args {
+    /// Small sizes (under a minute): what the smoke test runs.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Run only these sections (comma separated): ingest, latency, fanout, failover, idle,
+    /// rebuild.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Repeats of every section that repeats (default 3, quick 1); the per-section flags
+    /// below override it.
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Events preloaded for the ingest comparison (default 200,000).
+    #[arg(long)]
+    ingest_events: Option<usize>,
+    /// Simulated hosts those events come from (default 1,000).
+    #[arg(long)]
+    ingest_hosts: Option<usize>,
+    /// Messages per consumer batch and per sled commit (the coordinator's default: 1,000).
+    #[arg(long, default_value_t = 1000)]
+    batch_max: usize,
+    /// Offered rate of the latency run, events/s (default 1,000).
+    #[arg(long, default_value_t = 1000)]
+    latency_rate: u32,
+    /// Simulated hosts of the latency run (default 10,000).
+    #[arg(long)]
+    latency_hosts: Option<usize>,
+    /// Seconds per latency window (default 10).
+    #[arg(long)]
+    latency_window_secs: Option<u64>,
+    /// Simulated agents of the fan-out (default 1,000).
+    #[arg(long)]
+    fanout_agents: Option<usize>,
+    /// kill -9 repeats (default 5).
+    #[arg(long)]
+    crash_repeats: Option<usize>,
+    /// Graceful handover repeats, each by API and by SIGTERM (default 5).
+    #[arg(long)]
+    handover_repeats: Option<usize>,
+    /// Agents measured side by side for the idle footprint (default 3).
+    #[arg(long)]
+    idle_agents: Option<usize>,
+    /// Idle window in seconds (default 60).
+    #[arg(long)]
+    idle_secs: Option<u64>,
+    /// Events in the rebuilt log (default 1,000,000).
+    #[arg(long)]
+    rebuild_events: Option<usize>,
+}
+
+impl Args {
+    fn pick<T>(&self, flag: Option<T>, full: T, quick: T) -> T {
+        flag.unwrap_or(if self.quick { quick } else { full })
+    }
+    fn repeats(&self, full: usize) -> usize {
+        self.repeats.unwrap_or(if self.quick { 1 } else { full })
+    }
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    for s in &args.only {
+        anyhow::ensure!(
+            SECTIONS.contains(&s.as_str()),
+            "unknown section {s:?}; use {}",
+            SECTIONS.join(", ")
+        );
+    }
+    let ingest = throughput::Sizes {
+        events: args.pick(args.ingest_events, 200_000, 20_000),
+        hosts: args.pick(args.ingest_hosts, 1000, 100),
+        batch_max: args.batch_max,
+        repeats: args.repeats(3),
+    };
+    let latency = latency::Sizes {
+        rate: args.latency_rate,
+        hosts: args.pick(args.latency_hosts, 10_000, 1000),
+        window_secs: args.pick(args.latency_window_secs, 10, 3),
+        repeats: args.repeats(3),
+    };
+    let fanout = fanout::Sizes {
+        agents: args.pick(args.fanout_agents, 1000, 50),
+        repeats: args.repeats(3),
+    };
+    let failover = failover::Sizes {
+        crash_repeats: args.pick(args.crash_repeats, 5, 1),
+        handover_repeats: args.pick(args.handover_repeats, 5, 1),
+    };
+    let idle = idle::Sizes {
+        agents: args.pick(args.idle_agents, 3, 1),
+        warmup_secs: if args.quick { 2 } else { 5 },
+        window_secs: args.pick(args.idle_secs, 60, 5),
+    };
+    let rebuild = rebuild::Sizes {
+        events: args.pick(args.rebuild_events, 1_000_000, 20_000),
+        hosts: 1000,
+        repeats: args.repeats(3),
+    };
+    let sizes = serde_json::json!({
+        "ingest": ingest, "latency": latency, "fanout": fanout,
+        "failover": failover, "idle": idle, "rebuild": rebuild,
+    });
+
+    let machine = machine()?;
+    eprintln!(
+        "opsfleet-bench: {} cores, {:.1} GiB, kernel {}, load {}, nats-server {}",
+        machine.nproc,
+        machine.mem_total_gib,
+        machine.kernel,
+        machine.load_avg_at_start,
+        machine.nats_server
+    );
+    let started_unix_ms = sim::now_unix_ms();
+    let start = Instant::now();
+    let mut figures: Vec<Figure> = Vec::new();
+
+    macro_rules! section {
+        ($name:literal, $module:ident, $sizes:expr) => {
+            if args.wants($name) {
+                let t = Instant::now();
+                eprintln!("==> {}", $name);
+                let result = $module::run(&$sizes).await;
+                figures.extend(collect(result, &$module::FIGURES));
+                eprintln!("    {} took {:.1} s", $name, t.elapsed().as_secs_f64());
+            }
+        };
+    }
+    section!("ingest", throughput, ingest);
+    section!("latency", latency, latency);
+    section!("fanout", fanout, fanout);
+    section!("failover", failover, failover);
+    section!("idle", idle, idle);
+    section!("rebuild", rebuild, rebuild);
+
+    let report = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        started_unix_ms,
+        elapsed_s: start.elapsed().as_secs_f64(),
+        quick: args.quick,
+        machine,
+        sizes,
+        figures,
+    };
+    println!("{}", report::table(&report.figures));
+    println!(
+        "{} figures, {} pass, {} miss, {} error, in {:.0} s",
+        report.figures.len(),
+        report
+            .figures
+            .iter()
+            .filter(|f| f.verdict == "pass")
+            .count(),
+        report
+            .figures
+            .iter()
+            .filter(|f| f.verdict == "miss")
+            .count(),
+        report
+            .figures
+            .iter()
+            .filter(|f| f.verdict == "error")
+            .count(),
+        report.elapsed_s
+    );
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).context("cannot encode the report")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if report.figures.iter().any(|f| f.verdict == "error") {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+/// A section's figures, or each of its figures marked as failed with the section's error.
+fn collect(result: Result<Vec<Figure>>, specs: &[&FigSpec]) -> Vec<Figure> {
+    match result {
+        Ok(figs) => figs,
+        Err(e) => {
+            eprintln!("    failed: {e:#}");
+            specs.iter().map(|s| s.failed(&e)).collect()
+        }
+    }
+}
+
+fn machine() -> Result<Machine> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let mem_kb: f64 = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let nats_server = opsfleet_tests::nats::ensure_supported_version()?;
+    Ok(Machine {
+        nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        mem_total_gib: mem_kb / 1024.0 / 1024.0,
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        load_avg_at_start: read("/proc/loadavg")
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        nats_server,
+    })
+}

