@@ -8,11 +8,18 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use opsfleet_bus::{NatsConfig, TlsConfig};
 use opsfleet_cli::{audit, client::Api, events, render, verbs, views};
-use opsfleet_proto::api::{CommandRequest, CommandView, CommandsRequest, FailoverRequest};
+use opsfleet_proto::api::{CommandsRequest, FailoverRequest};
 use serde::Serialize;
 
-/// Operate an opsfleet cluster: fleet status now; pause/resume, backups, alerts, config and
-/// failover as they land.
+mod follow;
+mod issue;
+
+use follow::{follow_events, parse_since, Since};
+use issue::{operator_name, run_command, run_request};
+
+/// Operate an opsfleet cluster: fleet status, hosts, alerts, backups, incidents and live events;
+/// pause/resume modules, run backups, restore, apply or roll back configs; leader, failover and
+/// failover drills; the audit trail.
 ///
 /// Talks to the coordinators over NATS request/reply (`ops.api.*`). Every command accepts
 /// `--output json` for scripts.
@@ -494,128 +501,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `opsctl pause ... --output json` prints.
-#[derive(Debug, Serialize)]
-struct CommandOutcome {
-    epoch: u64,
-    all_completed: bool,
-    commands: Vec<CommandView>,
-}
-
-/// Issues one module action (or noop / drain) to the targets; see `run_request`.
-async fn run_command(
-    api: &Api,
-    action: &str,
-    module: Option<String>,
-    t: Targets,
-    output: Output,
-) -> anyhow::Result<()> {
-    let req = CommandRequest {
-        action: action.to_owned(),
-        module,
-        ..Default::default()
-    };
-    run_request(api, req, t, output).await
-}
-
-/// Issues `req` to the targets, then (unless --no-wait) follows the ledger until every
-/// agent answered or `--wait` ran out. Fails unless every command completed.
-async fn run_request(
-    api: &Api,
-    req: CommandRequest,
-    t: Targets,
-    output: Output,
-) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    let user = operator_name(api);
-    let action = req.action.clone();
-    let action = action.as_str();
-    let reply = api
-        .command(&CommandRequest {
-            hosts: t.hosts,
-            all: t.all,
-            labels: t.labels.into_iter().collect(),
-            deadline_ms: u64::try_from(t.deadline.as_millis()).unwrap_or(u64::MAX),
-            issued_by: user,
-            ..req
-        })
-        .await?;
-    let ids: Vec<String> = reply
-        .commands
-        .iter()
-        .map(|c| c.command_id.clone())
-        .collect();
-    let total = ids.len();
-    let progress = std::io::stderr().is_terminal();
-    let started = std::time::Instant::now();
-    let views = loop {
-        let views = api
-            .commands(&CommandsRequest {
-                ids: ids.clone(),
-                ..Default::default()
-            })
-            .await?
-            .commands;
-        let done = views.iter().filter(|v| v.is_final()).count();
-        if progress {
-            eprint!("\r{action}: {done}/{total} hosts answered");
-        }
-        if t.no_wait || done == total || started.elapsed() >= t.wait {
-            break views;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    if progress {
-        eprintln!();
-    }
-    // The ledger is a fold of the log and may not show a command yet (right after issuing,
-    // with --no-wait): report every issued command anyway, as `issued`.
-    let mut views = views;
-    for issued in &reply.commands {
-        if !views.iter().any(|v| v.id == issued.command_id) {
-            views.push(CommandView {
-                id: issued.command_id.clone(),
-                target: issued.host.clone(),
-                epoch: reply.epoch,
-                issued_by: String::new(),
-                action: action.to_owned(),
-                module: String::new(),
-                deadline_unix_ms: 0,
-                state: "issued".to_owned(),
-                detail: String::new(),
-                accepted_count: 0,
-                history: Vec::new(),
-            });
-        }
-    }
-    let all_completed = views.len() == total && views.iter().all(|v| v.state == "completed");
-    match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&CommandOutcome {
-                epoch: reply.epoch,
-                all_completed,
-                commands: views.clone(),
-            })?
-        ),
-        Output::Table => {
-            println!(
-                "{action} issued by {} at epoch {} to {total} host(s)",
-                reply.responder.name, reply.epoch
-            );
-            print!("{}", render::commands(&views, now_unix_ms()));
-        }
-    }
-    if !t.no_wait && !all_completed {
-        let open = views.iter().filter(|v| !v.is_final()).count();
-        anyhow::bail!(
-            "not every host completed the command ({open} still open after {}; see `opsctl commands`)",
-            humantime::format_duration(t.wait)
-        );
-    }
-    Ok(())
-}
-
 /// Prints a view's reply as pretty JSON or as the table `render` makes of it.
 fn print_view<T: Serialize>(
     reply: &T,
@@ -637,104 +522,4 @@ fn now_unix_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// Where `opsctl events` starts reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Since {
-    Ago(Duration),
-    Seq(u64),
-}
-
-fn parse_since(s: &str) -> anyhow::Result<Since> {
-    if let Some(seq) = s.strip_prefix("seq:") {
-        let n = seq
-            .parse::<u64>()
-            .with_context(|| format!("--since {s}: `seq:` takes a stream sequence number"))?;
-        return Ok(Since::Seq(n));
-    }
-    humantime::parse_duration(s)
-        .map(Since::Ago)
-        .with_context(|| format!("--since {s}: give a duration like 10m or 2h, or seq:1234"))
-}
-
-/// Reads `OPS_EVENTS` through an ordered consumer (no state left on the server) and prints
-/// what matches; without `follow`, stops once it has caught up.
-async fn follow_events(
-    cfg: &NatsConfig,
-    filter: &events::Filter,
-    start: Option<Since>,
-    follow: bool,
-    output: Output,
-) -> anyhow::Result<()> {
-    use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
-    use futures::StreamExt;
-
-    let client = opsfleet_bus::connect(cfg, "opsctl events", opsfleet_bus::ConnectMode::FailFast)
-        .await
-        .context("cannot reach NATS")?;
-    let js = opsfleet_bus::jetstream(client, cfg);
-    let stream = js
-        .get_stream(opsfleet_proto::subjects::EVENTS_STREAM)
-        .await
-        .context("cannot open the events stream (has a coordinator ever run?)")?;
-    let deliver_policy = match start {
-        None => DeliverPolicy::New,
-        Some(Since::Seq(n)) => DeliverPolicy::ByStartSequence {
-            start_sequence: n.max(1),
-        },
-        Some(Since::Ago(d)) => DeliverPolicy::ByStartTime {
-            start_time: time::OffsetDateTime::now_utc() - d,
-        },
-    };
-    let mut consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: filter.subject(),
-            deliver_policy,
-            ..Default::default()
-        })
-        .await
-        .context("cannot create a consumer on the events stream")?;
-    let pending = consumer.info().await.map(|i| i.num_pending).unwrap_or(0);
-    if !follow && pending == 0 {
-        return Ok(());
-    }
-    let mut messages = consumer
-        .messages()
-        .await
-        .context("cannot read the events stream")?;
-    let mut out = std::io::stdout().lock();
-    while let Some(msg) = messages.next().await {
-        let msg = msg.context("reading the events stream")?;
-        let info = msg.info().ok().map(|i| (i.stream_sequence, i.pending));
-        let (stream_seq, left) = info.unwrap_or((0, 0));
-        match opsfleet_proto::EventEnvelope::decode(&msg.payload) {
-            Ok(ev) if filter.matches(&ev) => {
-                let line = events::EventLine::new(stream_seq, &ev);
-                let text = match output {
-                    Output::Json => serde_json::to_string(&line)?,
-                    Output::Table => line.human(),
-                };
-                use std::io::Write;
-                writeln!(out, "{text}")?;
-                out.flush()?;
-            }
-            Ok(_) => {}
-            Err(e) => eprintln!(
-                "opsctl: stream seq {stream_seq} on {} is not a valid event: {e}",
-                msg.subject
-            ),
-        }
-        if !follow && left == 0 {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Who issues commands: the `--operator` name, else `$USER`.
-fn operator_name(api: &Api) -> String {
-    api.operator()
-        .map(str::to_owned)
-        .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned()))
 }

@@ -1,0 +1,103 @@
+//! `opsctl events`: reading `OPS_EVENTS` from a point in time or a stream sequence, once or
+//! following, through an ordered consumer that leaves no state on the server.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use opsfleet_bus::NatsConfig;
+use opsfleet_cli::events;
+
+use crate::Output;
+
+/// Where `opsctl events` starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    Ago(Duration),
+    Seq(u64),
+}
+
+pub fn parse_since(s: &str) -> anyhow::Result<Since> {
+    if let Some(seq) = s.strip_prefix("seq:") {
+        let n = seq
+            .parse::<u64>()
+            .with_context(|| format!("--since {s}: `seq:` takes a stream sequence number"))?;
+        return Ok(Since::Seq(n));
+    }
+    humantime::parse_duration(s)
+        .map(Since::Ago)
+        .with_context(|| format!("--since {s}: give a duration like 10m or 2h, or seq:1234"))
+}
+
+/// Reads `OPS_EVENTS` through an ordered consumer (no state left on the server) and prints
+/// what matches; without `follow`, stops once it has caught up.
+pub async fn follow_events(
+    cfg: &NatsConfig,
+    filter: &events::Filter,
+    start: Option<Since>,
+    follow: bool,
+    output: Output,
+) -> anyhow::Result<()> {
+    use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+    use futures::StreamExt;
+
+    let client = opsfleet_bus::connect(cfg, "opsctl events", opsfleet_bus::ConnectMode::FailFast)
+        .await
+        .context("cannot reach NATS")?;
+    let js = opsfleet_bus::jetstream(client, cfg);
+    let stream = js
+        .get_stream(opsfleet_proto::subjects::EVENTS_STREAM)
+        .await
+        .context("cannot open the events stream (has a coordinator ever run?)")?;
+    let deliver_policy = match start {
+        None => DeliverPolicy::New,
+        Some(Since::Seq(n)) => DeliverPolicy::ByStartSequence {
+            start_sequence: n.max(1),
+        },
+        Some(Since::Ago(d)) => DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::now_utc() - d,
+        },
+    };
+    let mut consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: filter.subject(),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .context("cannot create a consumer on the events stream")?;
+    let pending = consumer.info().await.map(|i| i.num_pending).unwrap_or(0);
+    if !follow && pending == 0 {
+        return Ok(());
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .context("cannot read the events stream")?;
+    let mut out = std::io::stdout().lock();
+    while let Some(msg) = messages.next().await {
+        let msg = msg.context("reading the events stream")?;
+        let info = msg.info().ok().map(|i| (i.stream_sequence, i.pending));
+        let (stream_seq, left) = info.unwrap_or((0, 0));
+        match opsfleet_proto::EventEnvelope::decode(&msg.payload) {
+            Ok(ev) if filter.matches(&ev) => {
+                let line = events::EventLine::new(stream_seq, &ev);
+                let text = match output {
+                    Output::Json => serde_json::to_string(&line)?,
+                    Output::Table => line.human(),
+                };
+                use std::io::Write;
+                writeln!(out, "{text}")?;
+                out.flush()?;
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "opsctl: stream seq {stream_seq} on {} is not a valid event: {e}",
+                msg.subject
+            ),
+        }
+        if !follow && left == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
