@@ -37,7 +37,12 @@ fn event(host: &str, incarnation: u8, seq: u64) -> EventEnvelope {
         host: host.to_owned(),
         seq,
         time_unix_ms: 1_790_000_000_000 + seq as i64,
-        module: if seq.is_multiple_of(5) { "disk" } else { "heartbeat" }.to_owned(),
+        module: if seq.is_multiple_of(5) {
+            "disk"
+        } else {
+            "heartbeat"
+        }
+        .to_owned(),
         incarnation: inc(incarnation),
         body,
     }
