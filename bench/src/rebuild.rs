@@ -72,12 +72,13 @@ fn run_blocking(sizes: &Sizes) -> Result<Vec<Figure>> {
                 let ev = hosts[i % n_hosts].event("heartbeat", body);
                 stream_seq += 1;
                 fleet.apply(&ev);
-                commit.log.push((stream_seq, ev.encode_to_vec()));
+                commit.log.push((stream_seq, ev.encode_to_vec().into()));
                 i += 1;
             }
             commit.rows = fleet.take_dirty_rows();
             commit.applied_stream_seq = stream_seq;
-            store.commit(commit).context("commit failed")?;
+            commit.snapshot = true;
+            store.commit(&commit).context("commit failed")?;
             store.flush().context("flush failed")?;
         }
         let rate = sizes.events as f64 / start.elapsed().as_secs_f64();

@@ -9,10 +9,14 @@
 //! only contiguously, and repositions the consumer at `applied + 1` at start and whenever a
 //! sequence is skipped. A skip seen right after positioning means those messages are no
 //! longer in the stream (expired or deleted) and is accepted with a warning.
+//!
+//! Projection rows travel only in snapshot commits (`snapshot::SnapshotPolicy`: the first
+//! batch, then every N batches or T, and a final one on a clean stop); every other commit holds
+//! just the log entries and the applied position. A restart folds the log after the snapshot.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
@@ -23,6 +27,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::IngestConfig;
 use crate::projection::Verdict;
+use crate::snapshot::SnapshotPolicy;
 use crate::state::Shared;
 use crate::store::{Commit, StoreError};
 
@@ -165,7 +170,8 @@ impl Cursor {
 
 /// Consumes until `cancel` fires. Never returns an error for a passing fault: the consumer is
 /// repositioned and re-opened with backoff, and a failing store is retried until it accepts the
-/// batch (without acking meanwhile, so nothing is lost).
+/// batch (without acking meanwhile, so nothing is lost). On the way out it writes a final
+/// snapshot of the rows, unless the fold is ahead of the store (cancelled mid-retry).
 pub async fn run(
     shared: Arc<Shared>,
     js: jetstream::Context,
@@ -173,6 +179,49 @@ pub async fn run(
     cfg: IngestConfig,
     cancel: CancellationToken,
 ) {
+    let mut policy = SnapshotPolicy::new(cfg.snapshot_batches, cfg.snapshot_interval);
+    if consume(&shared, &js, &events, &cfg, &cancel, &mut policy).await {
+        final_snapshot(&shared).await;
+    }
+}
+
+/// Writes every dirty row as a snapshot at the applied position. A failure costs only a longer
+/// tail fold at the next start.
+async fn final_snapshot(shared: &Arc<Shared>) {
+    let rows = shared.fleet_mut().take_dirty_rows();
+    let commit = Commit {
+        log: Vec::new(),
+        rows,
+        applied_stream_seq: shared.applied(),
+        snapshot: true,
+    };
+    let applied = commit.applied_stream_seq;
+    let rows = commit.rows.len();
+    let store = Arc::clone(&shared.store);
+    let result = tokio::task::spawn_blocking(move || {
+        store.commit(&commit)?;
+        store.flush()
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => info!(rows, stream_seq = applied, "final snapshot written"),
+        Ok(Err(e)) => {
+            warn!(error = %e, "cannot write the final snapshot; the next start folds the log tail")
+        }
+        Err(e) => warn!(error = %e, "final snapshot task failed"),
+    }
+}
+
+/// The consume loop of `run`. Returns whether the in-memory fold equals what is persisted
+/// (false when cancelled while a batch was folded but not yet committed).
+async fn consume(
+    shared: &Arc<Shared>,
+    js: &jetstream::Context,
+    events: &stream::Stream,
+    cfg: &IngestConfig,
+    cancel: &CancellationToken,
+    policy: &mut SnapshotPolicy,
+) -> bool {
     let mut backoff = Duration::from_millis(100);
     let mut cursor = Cursor {
         next: shared.applied() + 1,
@@ -182,7 +231,7 @@ pub async fn run(
     while !cancel.is_cancelled() {
         let current = match consumer.take() {
             Some(c) => c,
-            None => match position_consumer(&events, &shared.name, &cfg, cursor.next).await {
+            None => match position_consumer(events, &shared.name, cfg, cursor.next).await {
                 Ok(c) => {
                     cursor.fresh = true;
                     info!(coordinator = %shared.name, from_stream_seq = cursor.next, "consumer positioned");
@@ -191,7 +240,7 @@ pub async fn run(
                 Err(e) => {
                     warn!(error = %e, "cannot position consumer, retrying");
                     tokio::select! {
-                        _ = cancel.cancelled() => return,
+                        _ = cancel.cancelled() => return true,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -212,7 +261,7 @@ pub async fn run(
                 warn!(error = %e, "cannot open consumer stream, retrying");
                 consumer = Some(current);
                 tokio::select! {
-                    _ = cancel.cancelled() => return,
+                    _ = cancel.cancelled() => return true,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -223,7 +272,7 @@ pub async fn run(
         let mut chunks = messages.ready_chunks(cfg.batch_max);
         loop {
             let next = tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = cancel.cancelled() => return true,
                 next = chunks.next() => next,
             };
             let Some(items) = next else {
@@ -241,7 +290,7 @@ pub async fn run(
             if batch.is_empty() {
                 continue;
             }
-            match persist_batch(&shared, &js, batch, &mut cursor, &cancel).await {
+            match persist_batch(shared, js, batch, &mut cursor, cancel, policy).await {
                 Outcome::Continue => {}
                 Outcome::Reposition => {
                     warn!(
@@ -250,12 +299,13 @@ pub async fn run(
                     );
                     break;
                 }
-                Outcome::Cancelled => return,
+                Outcome::Cancelled => return false,
             }
         }
         // Fall through with `consumer == None`: reposition at the cursor.
         drop(chunks);
     }
+    true
 }
 
 /// How a batch ended.
@@ -275,9 +325,11 @@ async fn persist_batch(
     batch: Vec<jetstream::Message>,
     cursor: &mut Cursor,
     cancel: &CancellationToken,
+    policy: &mut SnapshotPolicy,
 ) -> Outcome {
     let mut commit = Commit {
         applied_stream_seq: shared.applied(),
+        log: Vec::with_capacity(batch.len()),
         ..Default::default()
     };
     let mut parked = Vec::new();
@@ -315,14 +367,17 @@ async fn persist_batch(
                         if let Some(g) = gap {
                             warn!(host = %ev.host, first = g.first, last = g.last, "seq gap");
                         }
-                        commit.log.push((seq, msg.payload.to_vec()));
+                        commit.log.push((seq, msg.payload.clone()));
                     }
                     Verdict::Duplicate => duplicates += 1,
                 },
                 Err(bad) => parked.push((seq, bad)),
             }
         }
-        commit.rows = fleet.take_dirty_rows();
+        if policy.due(Instant::now()) {
+            commit.rows = fleet.take_dirty_rows();
+            commit.snapshot = true;
+        }
     }
 
     for (seq, bad) in &parked {
@@ -336,19 +391,22 @@ async fn persist_batch(
 
     let events = commit.log.len();
     let applied_to = commit.applied_stream_seq;
+    let snapshot = commit.snapshot;
+    // Shared with each attempt's blocking task: a retry commits the same batch, no copy.
+    let commit = Arc::new(commit);
     let mut backoff = Duration::from_millis(100);
     // After an I/O failure the store is reopened before the retry (sled refuses every write
     // after one failed, even once the disk has room again).
     let mut recover_first = false;
     loop {
         let store = Arc::clone(&shared.store);
-        let attempt = commit.clone();
+        let attempt = Arc::clone(&commit);
         let recover = recover_first;
         let result = tokio::task::spawn_blocking(move || {
             if recover {
                 store.recover()?;
             }
-            store.commit(attempt)?;
+            store.commit(&attempt)?;
             store.flush()
         })
         .await;
@@ -373,6 +431,7 @@ async fn persist_batch(
     if !shared.store_healthy.swap(true, Ordering::AcqRel) {
         info!("store accepts writes again");
     }
+    policy.committed(snapshot, Instant::now());
     shared.applied.store(applied_to, Ordering::Release);
     shared.duplicates.fetch_add(duplicates, Ordering::Relaxed);
     shared
@@ -382,6 +441,7 @@ async fn persist_batch(
         events,
         duplicates,
         parked = parked.len(),
+        snapshot,
         stream_seq = applied_to,
         "batch persisted"
     );

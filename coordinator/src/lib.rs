@@ -14,5 +14,6 @@ pub mod notify;
 pub mod projection;
 pub mod rebuild;
 pub mod service;
+pub mod snapshot;
 pub mod state;
 pub mod store;

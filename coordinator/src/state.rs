@@ -4,20 +4,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::election::Leadership;
-use crate::projection::{Fleet, RowError};
-use crate::store::{EventStore, StoreError};
+use tracing::info;
 
-/// Why the persisted state could not be loaded at start.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("cannot read the store")]
-    Store(#[from] StoreError),
-    #[error(
-        "stored projection is unreadable; run `ops-coordinator rebuild` to refold it from the log"
-    )]
-    Rows(#[from] RowError),
-}
+use crate::election::Leadership;
+use crate::projection::Fleet;
+pub use crate::snapshot::LoadError;
+use crate::store::EventStore;
 
 pub struct Shared {
     pub name: String,
@@ -37,15 +29,23 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Loads the persisted projection and applied position.
+    /// Loads the persisted projection (the last snapshot of the rows plus a fold of the log
+    /// after it) and the applied position.
     pub fn load(
         name: &str,
         color: &str,
         store: Arc<dyn EventStore>,
         leadership: Leadership,
     ) -> Result<Arc<Self>, LoadError> {
-        let fleet = Fleet::from_rows(store.rows()?)?;
+        let loaded = crate::snapshot::load_fleet(store.as_ref())?;
         let applied = store.applied_stream_seq()?;
+        info!(
+            rows_at = loaded.rows_at,
+            tail = loaded.tail,
+            applied,
+            "projection loaded"
+        );
+        let fleet = loaded.fleet;
         Ok(Arc::new(Shared {
             name: name.to_owned(),
             color: color.to_owned(),

@@ -27,6 +27,8 @@ pub struct CoordinatorSpec {
     pub nats_toml: String,
     /// Further sections (e.g. `[alerts]`, `[notify]`), as TOML, appended to the config.
     pub extra_toml: String,
+    /// Further keys of the `[ingest]` table (e.g. the snapshot cadence), as TOML lines.
+    pub ingest_toml: String,
 }
 
 impl CoordinatorSpec {
@@ -40,6 +42,7 @@ impl CoordinatorSpec {
             data_dir: None,
             nats_toml: String::new(),
             extra_toml: String::new(),
+            ingest_toml: String::new(),
         }
     }
 
@@ -73,17 +76,27 @@ impl CoordinatorSpec {
         self
     }
 
+    /// Adds keys to the `[ingest]` table (e.g. `snapshot_batches = 100000`).
+    pub fn ingest_toml(mut self, toml: &str) -> Self {
+        self.ingest_toml.push_str(toml);
+        if !toml.ends_with('\n') {
+            self.ingest_toml.push('\n');
+        }
+        self
+    }
+
     /// The coordinator's config file, in the format of SPEC.md.
     pub fn to_toml(&self, data_dir: &Path, nats_url: &str) -> String {
         let mut out = format!(
             "name = {}\ncolor = {}\ndata_dir = {}\n\n[nats]\nurls = [{}]\n{}\n[topology]\n\
-             replicas = 1\n\n[ingest]\nbatch_max = {}\n",
+             replicas = 1\n\n[ingest]\nbatch_max = {}\n{}",
             quote(&self.name),
             quote(&self.color),
             quote(&data_dir.display().to_string()),
             quote(nats_url),
             self.nats_toml,
-            self.batch_max
+            self.batch_max,
+            self.ingest_toml
         );
         // Tests that are not about alerts compare digests and log lengths after their agents
         // stop; the dead-man rules would add host-lost events of their own once the agents

@@ -22,6 +22,13 @@ pub struct IngestConfig {
     /// Redelivery delay of an unacked message; must exceed the slowest flush.
     #[serde(default = "default_ack_wait", with = "humantime_serde")]
     pub ack_wait: std::time::Duration,
+    /// Projection rows are persisted (a snapshot) at most this many batches apart; the log is
+    /// the source of truth and a restart folds the entries after the snapshot.
+    #[serde(default = "default_snapshot_batches")]
+    pub snapshot_batches: u32,
+    /// ... and at most this long apart (also at start and on a clean stop).
+    #[serde(default = "default_snapshot_interval", with = "humantime_serde")]
+    pub snapshot_interval: std::time::Duration,
 }
 
 fn default_batch_max() -> usize {
@@ -30,12 +37,20 @@ fn default_batch_max() -> usize {
 fn default_ack_wait() -> std::time::Duration {
     std::time::Duration::from_secs(30)
 }
+fn default_snapshot_batches() -> u32 {
+    64
+}
+fn default_snapshot_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(5)
+}
 
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             batch_max: default_batch_max(),
             ack_wait: default_ack_wait(),
+            snapshot_batches: default_snapshot_batches(),
+            snapshot_interval: default_snapshot_interval(),
         }
     }
 }
@@ -115,6 +130,12 @@ impl CoordinatorConfig {
             }
             if i.ack_wait < std::time::Duration::from_secs(1) {
                 doc.problem("ingest.ack_wait", "must be at least 1s");
+            }
+            if !(1..=10_000).contains(&i.snapshot_batches) {
+                doc.problem("ingest.snapshot_batches", "must be between 1 and 10000");
+            }
+            if i.snapshot_interval.is_zero() {
+                doc.problem("ingest.snapshot_interval", "must be more than 0s");
             }
         }
         doc.finish()?;

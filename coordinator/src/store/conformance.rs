@@ -2,8 +2,8 @@
 
 use super::{Commit, EventStore, MemStore, SledStore, StoreError};
 
-fn entry(seq: u64) -> (u64, Vec<u8>) {
-    (seq, format!("event-{seq}").into_bytes())
+fn entry(seq: u64) -> (u64, bytes::Bytes) {
+    (seq, format!("event-{seq}").into_bytes().into())
 }
 
 fn commit_of(seqs: std::ops::RangeInclusive<u64>, rows: &[(&str, &str)]) -> Commit {
@@ -15,6 +15,8 @@ fn commit_of(seqs: std::ops::RangeInclusive<u64>, rows: &[(&str, &str)]) -> Comm
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect(),
         applied_stream_seq: applied,
+        // As ingest does: rows travel only in snapshot commits.
+        snapshot: !rows.is_empty(),
     }
 }
 
@@ -23,11 +25,12 @@ fn suite(store: &dyn EventStore) {
     assert_eq!(store.applied_stream_seq().unwrap(), 0);
     assert_eq!(store.log_len().unwrap(), 0);
     assert!(store.rows().unwrap().is_empty());
+    assert_eq!(store.rows_at().unwrap(), 0);
 
     // Commits append in order, rows upsert.
-    store.commit(commit_of(1..=3, &[("host/a", "1")])).unwrap();
+    store.commit(&commit_of(1..=3, &[("host/a", "1")])).unwrap();
     store
-        .commit(commit_of(4..=5, &[("host/b", "2"), ("host/a", "3")]))
+        .commit(&commit_of(4..=5, &[("host/b", "2"), ("host/a", "3")]))
         .unwrap();
     store.flush().unwrap();
     assert_eq!(store.applied_stream_seq().unwrap(), 5);
@@ -45,21 +48,23 @@ fn suite(store: &dyn EventStore) {
     );
 
     // Re-committing stored entries (crash between flush and ack) is idempotent.
-    store.commit(commit_of(5..=5, &[])).unwrap();
+    store.commit(&commit_of(5..=5, &[])).unwrap();
     assert_eq!(store.log_len().unwrap(), 5);
 
     // A commit may account for messages without log entries (duplicates, parked).
     store
-        .commit(Commit {
+        .commit(&Commit {
             applied_stream_seq: 9,
             ..Default::default()
         })
         .unwrap();
     assert_eq!(store.applied_stream_seq().unwrap(), 9);
     assert_eq!(store.log_len().unwrap(), 5);
+    // Commits without a snapshot leave the rows' position where the last snapshot put it.
+    assert_eq!(store.rows_at().unwrap(), 5);
 
     // Never backwards.
-    let err = store.commit(commit_of(2..=2, &[])).unwrap_err();
+    let err = store.commit(&commit_of(2..=2, &[])).unwrap_err();
     assert!(
         matches!(err, StoreError::Backwards { from: 9, to: 2 }),
         "{err}"
@@ -67,9 +72,25 @@ fn suite(store: &dyn EventStore) {
     assert_eq!(store.log_len().unwrap(), 5);
 
     // Gaps in stream seqs are fine; the log stays ordered.
-    store.commit(commit_of(12..=12, &[])).unwrap();
+    store.commit(&commit_of(12..=12, &[])).unwrap();
     let seqs: Vec<u64> = store.log_from(0).map(|r| r.unwrap().0).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5, 12]);
+    assert_eq!(store.rows_at().unwrap(), 5);
+    // A snapshot without changed rows still moves it.
+    store
+        .commit(&Commit {
+            applied_stream_seq: 12,
+            snapshot: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(store.rows_at().unwrap(), 12);
+    store
+        .commit(&Commit {
+            applied_stream_seq: 13,
+            ..Default::default()
+        })
+        .unwrap();
 
     // Own event identity: a stable incarnation, seqs from 1, never handed out twice.
     let (inc, first) = store.reserve_own_seqs(1).unwrap();
@@ -87,6 +108,8 @@ fn suite(store: &dyn EventStore) {
         vec![("host/c".to_owned(), b"9".to_vec())]
     );
     assert_eq!(store.log_len().unwrap(), 6);
+    // Replaced rows reflect the whole log.
+    assert_eq!(store.rows_at().unwrap(), 13);
 }
 
 #[test]
@@ -106,11 +129,12 @@ fn sled_store_survives_reopen() {
     let path = dir.path().join("s.sled");
     {
         let store = SledStore::open(&path).unwrap();
-        store.commit(commit_of(1..=4, &[("host/a", "x")])).unwrap();
+        store.commit(&commit_of(1..=4, &[("host/a", "x")])).unwrap();
         store.flush().unwrap();
     }
     let store = SledStore::open(&path).unwrap();
     assert_eq!(store.applied_stream_seq().unwrap(), 4);
+    assert_eq!(store.rows_at().unwrap(), 4);
     let (inc, seq) = store.reserve_own_seqs(2).unwrap();
     drop(store);
     let store = SledStore::open(&path).unwrap();
@@ -139,16 +163,16 @@ fn sled_store_recovers_to_what_was_flushed_and_takes_the_retry() {
     // What ingest does after a failed write: reopen, then commit the same batch again.
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(&dir.path().join("s.sled")).unwrap();
-    store.commit(commit_of(1..=4, &[("host/a", "x")])).unwrap();
+    store.commit(&commit_of(1..=4, &[("host/a", "x")])).unwrap();
     store.flush().unwrap();
     let retry = commit_of(5..=6, &[("host/a", "y")]);
-    store.commit(retry.clone()).unwrap();
+    store.commit(&retry).unwrap();
     store.recover().unwrap();
     // sled may or may not have flushed the second commit in the background.
     let applied = store.applied_stream_seq().unwrap();
     assert!(applied == 4 || applied == 6, "applied {applied}");
     assert_eq!(store.log_len().unwrap(), applied);
-    store.commit(retry).unwrap();
+    store.commit(&retry).unwrap();
     store.flush().unwrap();
     assert_eq!(store.applied_stream_seq().unwrap(), 6);
     assert_eq!(store.log_len().unwrap(), 6);
@@ -163,7 +187,7 @@ fn sled_store_recovers_to_what_was_flushed_and_takes_the_retry() {
 #[test]
 fn mem_store_recover_is_a_no_op() {
     let store = MemStore::new();
-    store.commit(commit_of(1..=2, &[])).unwrap();
+    store.commit(&commit_of(1..=2, &[])).unwrap();
     store.recover().unwrap();
     assert_eq!(store.applied_stream_seq().unwrap(), 2);
 }

@@ -10,6 +10,7 @@ struct Inner {
     log: BTreeMap<u64, Vec<u8>>,
     rows: BTreeMap<String, Vec<u8>>,
     applied: u64,
+    rows_at: Option<u64>,
     own: Option<(String, u64)>,
 }
 
@@ -40,7 +41,7 @@ impl EventStore for MemStore {
         Ok(self.lock().log.len() as u64)
     }
 
-    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if commit.applied_stream_seq < inner.applied {
             return Err(StoreError::Backwards {
@@ -48,9 +49,14 @@ impl EventStore for MemStore {
                 to: commit.applied_stream_seq,
             });
         }
-        inner.log.extend(commit.log);
-        inner.rows.extend(commit.rows);
+        inner
+            .log
+            .extend(commit.log.iter().map(|(s, b)| (*s, b.to_vec())));
+        inner.rows.extend(commit.rows.iter().cloned());
         inner.applied = commit.applied_stream_seq;
+        if commit.snapshot {
+            inner.rows_at = Some(commit.applied_stream_seq);
+        }
         Ok(())
     }
 
@@ -77,8 +83,15 @@ impl EventStore for MemStore {
             .collect())
     }
 
+    fn rows_at(&self) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        Ok(inner.rows_at.unwrap_or(inner.applied))
+    }
+
     fn replace_rows(&self, rows: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
-        self.lock().rows = rows.into_iter().collect();
+        let mut inner = self.lock();
+        inner.rows = rows.into_iter().collect();
+        inner.rows_at = Some(inner.applied);
         Ok(())
     }
 

@@ -19,14 +19,22 @@ pub type LogIter<'a> = Box<dyn Iterator<Item = Result<(u64, Vec<u8>), StoreError
 /// One atomic unit of ingest: new log entries, the projection rows they changed, and the
 /// last stream sequence they cover (including messages that were dropped as duplicates or
 /// parked, so a restart does not look at them again).
+///
+/// Rows are a snapshot, not written with every commit: a commit with `snapshot` set carries
+/// every row changed since the previous snapshot, and the store records that the rows now
+/// reflect the log up to `applied_stream_seq` (`EventStore::rows_at`). A commit without it
+/// leaves rows and `rows_at` alone; whoever loads the rows folds the log entries after
+/// `rows_at` on top (snapshot + tail replay).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Commit {
     /// `(stream_seq, wire bytes)`, ascending by stream_seq.
-    pub log: Vec<(u64, Vec<u8>)>,
+    pub log: Vec<(u64, bytes::Bytes)>,
     /// Projection rows to upsert, by key.
     pub rows: Vec<(String, Vec<u8>)>,
     /// Highest stream sequence this commit accounts for.
     pub applied_stream_seq: u64,
+    /// The rows (with those stored before) reflect the log up to `applied_stream_seq`.
+    pub snapshot: bool,
 }
 
 /// Errors of the store layer; each names the store path and the operation.
@@ -64,15 +72,22 @@ pub trait EventStore: Send + Sync + 'static {
     fn applied_stream_seq(&self) -> Result<u64, StoreError>;
     /// Number of log entries.
     fn log_len(&self) -> Result<u64, StoreError>;
-    /// Applies one commit atomically (not yet durable: see `flush`).
-    fn commit(&self, commit: Commit) -> Result<(), StoreError>;
+    /// Applies one commit atomically (not yet durable: see `flush`). By reference, so that a
+    /// retry after a failure commits the same batch without copying it first.
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
     /// Blocks until every earlier commit is on disk.
     fn flush(&self) -> Result<(), StoreError>;
     /// Log entries with stream_seq >= `from`, ascending.
     fn log_from(&self, from: u64) -> LogIter<'_>;
     /// Every projection row, ascending by key.
     fn rows(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
-    /// Replaces all projection rows (used by `rebuild`), atomically, and flushes.
+    /// Highest stream sequence the stored rows reflect: the `applied_stream_seq` of the last
+    /// snapshot commit (or `replace_rows`). Log entries above it are not folded into the rows
+    /// yet. A store that never recorded it (written before snapshots, when every commit
+    /// carried its rows) answers `applied_stream_seq`.
+    fn rows_at(&self) -> Result<u64, StoreError>;
+    /// Replaces all projection rows (used by `rebuild`), atomically, and flushes; they reflect
+    /// the whole log (`rows_at` becomes `applied_stream_seq`).
     fn replace_rows(&self, rows: Vec<(String, Vec<u8>)>) -> Result<(), StoreError>;
     /// Identity of the events this coordinator publishes about itself: its incarnation
     /// (created on first use, then kept) and the next `n` seqs, reserved durably so a seq is

@@ -1,6 +1,6 @@
 //! sled-backed `EventStore`: one tree, keys `l/<stream seq BE>` (log), `p/<row key>`
-//! (projection rows), `m/applied` and `m/log_len` (meta), so that one `sled::Batch` commits a
-//! whole ingest step atomically.
+//! (projection rows), `m/applied`, `m/rows_at` and `m/log_len` (meta), so that one
+//! `sled::Batch` commits a whole ingest step atomically.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +12,7 @@ const LOG: &[u8] = b"l/";
 const ROW: &[u8] = b"p/";
 const APPLIED: &[u8] = b"m/applied";
 const LOG_LEN: &[u8] = b"m/log_len";
+const ROWS_AT: &[u8] = b"m/rows_at";
 const OWN_INCARNATION: &[u8] = b"m/own_incarnation";
 const OWN_NEXT_SEQ: &[u8] = b"m/own_next_seq";
 
@@ -38,17 +39,21 @@ fn row_key(key: &str) -> Vec<u8> {
 }
 
 fn read_u64(db: &sled::Db, key: &'static [u8]) -> Result<u64, StoreError> {
+    Ok(read_opt_u64(db, key)?.unwrap_or(0))
+}
+
+fn read_opt_u64(db: &sled::Db, key: &'static [u8]) -> Result<Option<u64>, StoreError> {
     match db.get(key).map_err(|source| StoreError::Io {
         op: "read meta",
         source,
     })? {
-        None => Ok(0),
+        None => Ok(None),
         Some(v) => {
             let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
                 what: "meta counter",
                 key: String::from_utf8_lossy(key).into_owned(),
             })?;
-            Ok(u64::from_be_bytes(bytes))
+            Ok(Some(u64::from_be_bytes(bytes)))
         }
     }
 }
@@ -127,7 +132,7 @@ impl EventStore for SledStore {
         Ok(self.log_len.load(Ordering::Acquire))
     }
 
-    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         let db = self.db()?;
         let applied = read_u64(&db, APPLIED)?;
         if commit.applied_stream_seq < applied {
@@ -138,17 +143,21 @@ impl EventStore for SledStore {
         }
         let mut batch = sled::Batch::default();
         let mut added = 0u64;
-        for (seq, bytes) in commit.log {
+        for (seq, bytes) in &commit.log {
+            let seq = *seq;
             // Every stored entry is at or below `applied` (they move in the same batch), so an
             // entry above it is new and one at or below it is a re-commit (a retry after a
             // failed flush) that must not be counted twice. No read per entry.
             if seq > applied {
                 added += 1;
             }
-            batch.insert(&log_key(seq)[..], bytes);
+            batch.insert(&log_key(seq)[..], bytes.as_ref());
         }
-        for (key, value) in commit.rows {
-            batch.insert(row_key(&key), value);
+        for (key, value) in &commit.rows {
+            batch.insert(row_key(key), value.as_slice());
+        }
+        if commit.snapshot {
+            batch.insert(ROWS_AT, &commit.applied_stream_seq.to_be_bytes()[..]);
         }
         let new_len = self.log_len.load(Ordering::Acquire) + added;
         batch.insert(APPLIED, &commit.applied_stream_seq.to_be_bytes()[..]);
@@ -213,6 +222,14 @@ impl EventStore for SledStore {
             .collect()
     }
 
+    fn rows_at(&self) -> Result<u64, StoreError> {
+        let db = self.db()?;
+        match read_opt_u64(&db, ROWS_AT)? {
+            Some(at) => Ok(at),
+            None => read_u64(&db, APPLIED),
+        }
+    }
+
     fn reserve_own_seqs(&self, n: u64) -> Result<(String, u64), StoreError> {
         let io = |op| move |source| StoreError::Io { op, source };
         let db = self.db()?;
@@ -262,6 +279,7 @@ impl EventStore for SledStore {
         for (key, value) in rows {
             batch.insert(row_key(&key), value);
         }
+        batch.insert(ROWS_AT, &read_u64(&db, APPLIED)?.to_be_bytes()[..]);
         db.apply_batch(batch).map_err(|source| StoreError::Io {
             op: "replace rows",
             source,
