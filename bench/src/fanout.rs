@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
-use opsfleet_proto::api::{CommandReply, CommandRequest, StatusReply};
+use opsfleet_proto::api::{CommandReply, CommandRequest, StatusReply, StatusRequest};
 use opsfleet_proto::{pb, subjects, EventEnvelope};
 use opsfleet_tests::{Coordinator, CoordinatorSpec, NatsServer};
 use prost::Message;
@@ -280,27 +280,47 @@ async fn measure(
     ])
 }
 
-/// Waits until the coordinator's status lists at least `n` hosts.
+/// Waits until the coordinator's status lists at least `n` hosts (over all its pages).
 async fn wait_hosts(client: &async_nats::Client, n: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut seen = 0;
     while Instant::now() < deadline {
-        if let Ok(Ok(msg)) = tokio::time::timeout(
-            Duration::from_secs(10),
-            client.request(subjects::API_STATUS, "{}".into()),
-        )
-        .await
-        {
-            if let Ok(r) = serde_json::from_slice::<StatusReply>(&msg.payload) {
-                seen = r.hosts.len();
-                if seen >= n {
-                    return Ok(());
-                }
+        if let Some(count) = count_hosts(client).await {
+            seen = count;
+            if seen >= n {
+                return Ok(());
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bail!("coordinator knows {seen} of {n} hosts after 120 s")
+}
+
+/// The hosts in the coordinator's status, following its `next` cursors; `None` when a page
+/// does not arrive.
+async fn count_hosts(client: &async_nats::Client) -> Option<usize> {
+    let mut count = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let req = StatusRequest {
+            after: after.take(),
+            ..Default::default()
+        };
+        let body = serde_json::to_vec(&req).ok()?;
+        let msg = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.request(subjects::API_STATUS, body.into()),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let r = serde_json::from_slice::<StatusReply>(&msg.payload).ok()?;
+        count += r.hosts.len();
+        match r.next {
+            Some(next) => after = Some(next),
+            None => return Some(count),
+        }
+    }
 }
 
 /// One simulated agent's command loop: ack after deciding, then `command_accepted` and

@@ -1,17 +1,20 @@
 //! Issuing commands to agents (the active coordinator only): validate the request, resolve the
-//! target hosts, record one `command_issued` event per host, check the lease again, then send
-//! each command on `ops.cmd.<host>` (stream `OPS_CMDS`, so an offline agent gets it when it
-//! returns). A sweep marks commands nobody picked up before their deadline as expired.
+//! target hosts, record one `command_issued` event per host, and send each command on
+//! `ops.cmd.<host>` (stream `OPS_CMDS`, so an offline agent gets it when it returns) as soon as
+//! its own event is acknowledged, checking the lease again before each send. A sweep marks
+//! commands nobody picked up before their deadline as expired.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
+use futures::stream::{FuturesUnordered, StreamExt};
 use opsfleet_proto::api::{CommandReply, CommandRequest, IssuedCommand};
 use opsfleet_proto::pb::{self, command::Action};
 use opsfleet_proto::subjects;
 use prost::Message;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -24,14 +27,17 @@ use crate::state::Shared;
 /// coordinator (the grace lets an agent's own answer arrive first).
 pub const EXPIRY_GRACE_MS: i64 = 2_000;
 
+/// Command publishes awaiting their JetStream ack at once while a request fans out.
+pub const SEND_WINDOW: usize = 256;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
     #[error(
         "{name} is not active (lease holder: {holder}); send commands to the active coordinator"
     )]
     NotActive { name: String, holder: String },
-    #[error("lost the lease while issuing; the {count} recorded command(s) were not sent and will expire")]
-    LostLease { count: usize },
+    #[error("lost the lease while issuing; {sent} command(s) were sent, the other {unsent} were not and will expire")]
+    LostLease { sent: usize, unsent: usize },
     #[error("unknown action {action:?}; use pause, resume, disable, enable, noop, drain, backup_run, restore, config_apply or config_rollback")]
     BadAction { action: String },
     #[error("action {action} needs a module name")]
@@ -355,36 +361,21 @@ impl Dispatcher {
                 })
             })
             .collect();
-        self.emitter
-            .emit_all(records, Duration::from_secs(30))
-            .await?;
-        // Fencing at the source: recording took time; act only if still active in this term.
-        if self.acting_epoch().ok() != Some(epoch) {
+        // Pipelined: each command is sent as soon as its own `command_issued` event is
+        // acknowledged (durable in the stream), while later events are still in flight.
+        let (recorded_tx, recorded_rx) = mpsc::unbounded_channel();
+        let (recorded, sent) = tokio::join!(
+            self.emitter
+                .emit_all_reporting(records, Duration::from_secs(30), Some(recorded_tx)),
+            self.send_as_recorded(&commands, epoch, recorded_rx),
+        );
+        let sent = sent?;
+        recorded?;
+        if sent != commands.len() {
             return Err(DispatchError::LostLease {
-                count: commands.len(),
+                sent,
+                unsent: commands.len() - sent,
             });
-        }
-        let mut acks = Vec::with_capacity(commands.len());
-        for c in &commands {
-            let msg = jetstream::message::PublishMessage::build()
-                .payload(c.encode_to_vec().into())
-                .message_id(&c.id);
-            acks.push(
-                self.js
-                    .send_publish(subjects::command_subject(&c.target), msg)
-                    .await,
-            );
-        }
-        for (c, sent) in commands.iter().zip(acks) {
-            let acked = match sent {
-                Ok(ack) => ack.await.map(|_| ()).map_err(async_nats::Error::from),
-                Err(e) => Err(e.into()),
-            };
-            acked.map_err(|source| DispatchError::Publish {
-                host: c.target.clone(),
-                command_id: c.id.clone(),
-                source,
-            })?;
         }
         info!(epoch, action = %req.action, hosts = commands.len(), issued_by = %req.issued_by, "commands issued");
         Ok(CommandReply {
@@ -398,6 +389,72 @@ impl Dispatcher {
                 })
                 .collect(),
         })
+    }
+
+    /// Sends `commands[i]` for every index `i` arriving on `recorded` (its `command_issued`
+    /// event is acknowledged by then), with at most `SEND_WINDOW` publish acks in flight. The
+    /// lease is checked again before each send: once this coordinator is no longer active in
+    /// `epoch`, nothing more is sent. Returns how many commands JetStream acknowledged; the
+    /// first publish failure is returned after the others have been sent.
+    async fn send_as_recorded(
+        &self,
+        commands: &[pb::Command],
+        epoch: u64,
+        mut recorded: mpsc::UnboundedReceiver<usize>,
+    ) -> Result<usize, DispatchError> {
+        let mut in_flight = FuturesUnordered::new();
+        let mut sent = 0usize;
+        let mut first_error: Option<DispatchError> = None;
+        let mut open = true;
+        loop {
+            tokio::select! {
+                biased;
+                Some((c, acked)) = in_flight.next(), if !in_flight.is_empty() => {
+                    let c: &pb::Command = c;
+                    match acked {
+                        Ok(_) => sent += 1,
+                        Err(source) => {
+                            first_error.get_or_insert(DispatchError::Publish {
+                                host: c.target.clone(),
+                                command_id: c.id.clone(),
+                                source,
+                            });
+                        }
+                    }
+                }
+                next = recorded.recv(), if open && in_flight.len() < SEND_WINDOW => {
+                    let Some(c) = next.and_then(|i| commands.get(i)) else {
+                        open = false;
+                        continue;
+                    };
+                    // Fencing at the source, per command: act only if still active in this term.
+                    if self.acting_epoch().ok() != Some(epoch) {
+                        open = false;
+                        continue;
+                    }
+                    let msg = jetstream::message::PublishMessage::build()
+                        .payload(c.encode_to_vec().into())
+                        .message_id(&c.id);
+                    match self.js.send_publish(subjects::command_subject(&c.target), msg).await {
+                        Ok(ack) => in_flight.push(async move {
+                            (c, ack.await.map_err(async_nats::Error::from))
+                        }),
+                        Err(e) => {
+                            first_error.get_or_insert(DispatchError::Publish {
+                                host: c.target.clone(),
+                                command_id: c.id.clone(),
+                                source: e.into(),
+                            });
+                        }
+                    }
+                }
+                else => break,
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(sent),
+        }
     }
 
     /// While active, marks commands nobody picked up before their deadline as expired.

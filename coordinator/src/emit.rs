@@ -10,6 +10,7 @@ use async_nats::jetstream;
 use backon::{ExponentialBuilder, Retryable};
 use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::{subjects, EventEnvelope, COORDINATOR_MODULE};
+use tokio::sync::mpsc;
 use tracing::warn;
 use uuid::Uuid;
 
@@ -71,6 +72,18 @@ impl Emitter {
         bodies: Vec<Body>,
         patience: Duration,
     ) -> Result<Vec<u64>, EmitError> {
+        self.emit_all_reporting(bodies, patience, None).await
+    }
+
+    /// `emit_all`, and sends each body's index on `acked` as soon as JetStream has acknowledged
+    /// its event (in order), so a caller can act on every event already durable in the stream
+    /// while the later ones are still in flight. `acked` is dropped when this returns.
+    pub async fn emit_all_reporting(
+        &self,
+        bodies: Vec<Body>,
+        patience: Duration,
+        acked: Option<mpsc::UnboundedSender<usize>>,
+    ) -> Result<Vec<u64>, EmitError> {
         let Some(first_body) = bodies.first() else {
             return Ok(Vec::new());
         };
@@ -112,16 +125,20 @@ impl Emitter {
             pending.push(self.js.send_publish(subject, msg).await);
         }
         let mut seqs = Vec::with_capacity(events.len());
-        for (ev, sent) in events.iter().zip(pending) {
-            let acked = match sent {
+        for (i, (ev, sent)) in events.iter().zip(pending).enumerate() {
+            let result = match sent {
                 Ok(ack) => ack.await.map(|_| ()).map_err(async_nats::Error::from),
                 Err(e) => Err(e.into()),
             };
-            if let Err(e) = acked {
+            if let Err(e) = result {
                 warn!(kind, seq = ev.seq, error = %e, "own event not acknowledged; retrying");
                 self.publish_until_acked(ev, deadline).await?;
             }
             seqs.push(ev.seq);
+            if let Some(tx) = &acked {
+                // A receiver that has gone away only means nobody waits for this any more.
+                let _ = tx.send(i);
+            }
         }
         Ok(seqs)
     }
