@@ -38,6 +38,13 @@ pub enum DispatchError {
     NotActive { name: String, holder: String },
     #[error("lost the lease while issuing; {sent} command(s) were sent, the other {unsent} were not and will expire")]
     LostLease { sent: usize, unsent: usize },
+    #[error("{sent} command(s) were sent, the other {unsent} were not and will expire")]
+    PartlyIssued {
+        sent: usize,
+        unsent: usize,
+        #[source]
+        source: Box<DispatchError>,
+    },
     #[error("unknown action {action:?}; use pause, resume, disable, enable, noop, drain, backup_run, restore, config_apply or config_rollback")]
     BadAction { action: String },
     #[error("action {action} needs a module name")]
@@ -334,7 +341,11 @@ impl Dispatcher {
             (targets, action)
         };
         let issued_at = now_unix_ms();
-        let deadline = issued_at + i64::try_from(req.deadline_ms).unwrap_or(i64::MAX / 2);
+        let deadline = issued_at.saturating_add(
+            i64::try_from(req.deadline_ms)
+                .unwrap_or(i64::MAX / 2)
+                .min(i64::MAX / 2),
+        );
         let commands: Vec<pb::Command> = targets
             .iter()
             .map(|host| pb::Command {
@@ -369,8 +380,18 @@ impl Dispatcher {
                 .emit_all_reporting(records, Duration::from_secs(30), Some(recorded_tx)),
             self.send_as_recorded(&commands, epoch, recorded_rx),
         );
-        let sent = sent?;
-        recorded?;
+        let (sent, send_error) = sent;
+        if let Some(e) = send_error.or(recorded.err().map(DispatchError::from)) {
+            // Some commands may already be out: say how many, so nobody re-issues blindly.
+            if sent > 0 {
+                return Err(DispatchError::PartlyIssued {
+                    sent,
+                    unsent: commands.len() - sent,
+                    source: Box::new(e),
+                });
+            }
+            return Err(e);
+        }
         if sent != commands.len() {
             return Err(DispatchError::LostLease {
                 sent,
@@ -394,14 +415,14 @@ impl Dispatcher {
     /// Sends `commands[i]` for every index `i` arriving on `recorded` (its `command_issued`
     /// event is acknowledged by then), with at most `SEND_WINDOW` publish acks in flight. The
     /// lease is checked again before each send: once this coordinator is no longer active in
-    /// `epoch`, nothing more is sent. Returns how many commands JetStream acknowledged; the
-    /// first publish failure is returned after the others have been sent.
+    /// `epoch`, nothing more is sent. Returns how many commands JetStream acknowledged and the
+    /// first publish failure, if any (the others are still sent).
     async fn send_as_recorded(
         &self,
         commands: &[pb::Command],
         epoch: u64,
         mut recorded: mpsc::UnboundedReceiver<usize>,
-    ) -> Result<usize, DispatchError> {
+    ) -> (usize, Option<DispatchError>) {
         let mut in_flight = FuturesUnordered::new();
         let mut sent = 0usize;
         let mut first_error: Option<DispatchError> = None;
@@ -451,10 +472,7 @@ impl Dispatcher {
                 else => break,
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(sent),
-        }
+        (sent, first_error)
     }
 
     /// While active, marks commands nobody picked up before their deadline as expired.

@@ -176,6 +176,11 @@ async fn a_command_is_sent_only_after_its_issued_event_is_stored() {
             "second fan-out succeeded: {text}"
         );
         ensure!(text.contains("cannot record"), "reply: {text}");
+        // The operator learns that some commands did go out, so a blind retry is not invited.
+        ensure!(
+            text.contains(&format!("{ROOM} command(s) were sent")),
+            "reply: {text}"
+        );
         let (issued, sent) = recorded_and_sent(&js).await?;
         let new_issued: BTreeSet<&String> = issued.difference(&first).collect();
         let new_sent: BTreeSet<&String> = sent.difference(&first).collect();

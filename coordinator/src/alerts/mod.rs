@@ -88,7 +88,7 @@ pub fn undelivered<'a>(
 ) -> Vec<(&'a AlertRecord, String)> {
     let mut out = Vec::new();
     for rec in alerts {
-        if !rec.notifiable() || now_unix_ms - rec.since_unix_ms > max_age_ms {
+        if !rec.notifiable() || now_unix_ms.saturating_sub(rec.since_unix_ms) > max_age_ms {
             continue;
         }
         for route in routes_for(rec) {

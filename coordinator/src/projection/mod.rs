@@ -192,6 +192,9 @@ impl Fleet {
         if let Some(name) = key.strip_prefix(HOST_ROW_PREFIX) {
             return self.hosts.get(name).map(|h| (key.to_owned(), to_row(h)));
         }
+        if let Some(id) = key.strip_prefix(COMMAND_ROW_PREFIX) {
+            return self.commands.get(id).map(|c| (key.to_owned(), to_row(c)));
+        }
         let name = key.strip_prefix(COORDINATOR_ROW_PREFIX)?;
         self.coordinators
             .get(name)
