@@ -11,13 +11,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use async_nats::jetstream;
-use opsfleet_bus::TopologyConfig;
 use opsfleet_coordinator::config::IngestConfig;
 use opsfleet_coordinator::election::Leadership;
 use opsfleet_coordinator::ingest;
 use opsfleet_coordinator::state::Shared;
 use opsfleet_coordinator::store::{EventStore, SledStore};
-use opsfleet_tests::NatsServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::report::{fmt_num, FigSpec, Figure, Target};
@@ -49,15 +47,7 @@ pub struct Sizes {
 }
 
 pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
-    let nats = NatsServer::start().await?;
-    let client = async_nats::connect(nats.url())
-        .await
-        .context("cannot connect to nats-server")?;
-    let mut js = jetstream::new(client);
-    js.set_timeout(Duration::from_secs(30));
-    let topology = opsfleet_bus::ensure_topology(&js, &TopologyConfig::default())
-        .await
-        .context("cannot create the topology")?;
+    let (_nats, js, topology) = crate::sim::bus_with_topology().await?;
 
     let dir = tempfile::Builder::new()
         .prefix("opsfleet-bench-latency-")

@@ -118,6 +118,26 @@ pub async fn publish(
     js.send_publish(e.subject, msg).await
 }
 
+/// A fresh nats-server for one section, a JetStream context on it (30 s timeout) and the
+/// project's streams and bucket, as a coordinator would create them.
+pub async fn bus_with_topology() -> anyhow::Result<(
+    opsfleet_tests::NatsServer,
+    jetstream::Context,
+    opsfleet_bus::Topology,
+)> {
+    use anyhow::Context as _;
+    let nats = opsfleet_tests::NatsServer::start().await?;
+    let client = async_nats::connect(nats.url())
+        .await
+        .context("cannot connect to nats-server")?;
+    let mut js = jetstream::new(client);
+    js.set_timeout(std::time::Duration::from_secs(30));
+    let topology = opsfleet_bus::ensure_topology(&js, &opsfleet_bus::TopologyConfig::default())
+        .await
+        .context("cannot create the topology")?;
+    Ok((nats, js, topology))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

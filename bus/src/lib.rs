@@ -3,6 +3,9 @@
 //! `OPS_DLQ`, KV `ops_leader`); and `https`, the TLS listener of the HTTP endpoints.
 
 pub mod https;
+mod toml_syntax;
+
+pub use toml_syntax::syntax_reason;
 
 use std::path::PathBuf;
 use std::time::Duration;

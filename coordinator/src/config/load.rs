@@ -33,25 +33,7 @@ impl fmt::Display for Problem {
     }
 }
 
-/// What is wrong with unparsable TOML. toml's `message()` is empty for some errors (a key
-/// with no value: `A=`); then the description lines of its full report are used.
-pub(crate) fn syntax_reason(e: &toml::de::Error) -> String {
-    let message = e.message().trim();
-    if !message.is_empty() {
-        return message.to_owned();
-    }
-    let report = e.to_string();
-    let described: Vec<&str> = report
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("TOML parse error") && !l.contains('|'))
-        .collect();
-    if described.is_empty() {
-        "invalid TOML".to_owned()
-    } else {
-        described.join("; ")
-    }
-}
+pub(crate) use opsfleet_bus::syntax_reason;
 
 /// Every problem found in one file.
 #[derive(Debug, thiserror::Error)]
