@@ -6,7 +6,7 @@ use futures::StreamExt;
 use opsfleet_bus::{BusError, ConnectMode, NatsConfig};
 use opsfleet_proto::api::{
     ApiError, CommandReply, CommandRequest, CommandsReply, CommandsRequest, FailoverReply,
-    FailoverRequest, StatusReply, StatusRequest,
+    FailoverRequest, Role, StatusReply, StatusRequest,
 };
 use opsfleet_proto::subjects;
 use serde::de::DeserializeOwned;
@@ -143,7 +143,10 @@ impl Api {
     /// Asks the active coordinator to issue a command.
     pub async fn command(&self, req: &CommandRequest) -> Result<CommandReply, ClientError> {
         let subject = match &self.operator {
-            Some(op) => subjects::api_command_as(op),
+            Some(op) => subjects::api_command_as(
+                op,
+                Role::required_for_action(&req.action).unwrap_or(Role::Operator),
+            ),
             None => subjects::API_COMMAND.to_owned(),
         };
         self.call(subject, req).await

@@ -1,26 +1,39 @@
 //! Operator identity on API requests: the identified subjects a coordinator listens on
-//! (`ops.api.as.<operator>.command[.<coordinator>]`) and how the name in the subject becomes
-//! a command's `issued_by`. NATS permissions let each operator publish only under its own name
-//! (`deploy/nats/auth.conf`), so the name cannot be forged by another operator.
+//! (`ops.api.as.<operator>.<role>.<verb>[.<coordinator>]`) and how the name in the subject
+//! becomes a command's `issued_by`. NATS permissions let each operator publish only under its
+//! own name and roles (`deploy/nats/auth.conf`), so neither can be forged by another operator.
 
-use opsfleet_proto::api::CommandRequest;
+use opsfleet_proto::api::{CommandRequest, Role};
 use opsfleet_proto::subjects;
+
+/// An operator name and the role it acts in, both read from a request's subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub operator: String,
+    pub role: Role,
+}
 
 /// The identified subjects one coordinator subscribes to, besides the plain API verbs.
 pub fn subscriptions(coordinator: &str) -> Vec<String> {
-    vec![
-        subjects::API_COMMAND_AS_ALL.to_owned(),
-        subjects::api_subject_for(subjects::API_COMMAND_AS_ALL, coordinator),
-    ]
+    let mut out = Vec::new();
+    for all in [subjects::API_COMMAND_AS_ALL, subjects::API_FAILOVER_AS_ALL] {
+        out.push(all.to_owned());
+        out.push(subjects::api_subject_for(all, coordinator));
+    }
+    out
 }
 
-/// A request subject with the identity taken out: `(plain subject, operator)`. The operator is
+/// A request subject with the identity taken out: `(plain subject, identity)`. The identity is
 /// `None` for plain subjects and for names that are not valid subject tokens.
-pub fn split(subject: &str) -> (String, Option<String>) {
+pub fn split(subject: &str) -> (String, Option<Identity>) {
     match subjects::parse_api_as(subject) {
-        Some((operator, plain)) if subjects::validate_token(operator).is_ok() => {
-            (plain, Some(operator.to_owned()))
-        }
+        Some((operator, role, plain)) if subjects::validate_token(operator).is_ok() => (
+            plain,
+            Some(Identity {
+                operator: operator.to_owned(),
+                role,
+            }),
+        ),
         _ => (subject.to_owned(), None),
     }
 }
@@ -47,13 +60,13 @@ mod tests {
 
     #[test]
     fn identity_comes_from_the_subject_not_the_body() {
-        let (plain, op) = split("ops.api.as.alice.command");
+        let (plain, id) = split("ops.api.as.alice.operator.command");
         assert_eq!(plain, subjects::API_COMMAND);
         let mut req = CommandRequest {
             issued_by: "bob".into(),
             ..Default::default()
         };
-        stamp(&mut req, op.as_deref());
+        stamp(&mut req, id.as_ref().map(|i| i.operator.as_str()));
         assert_eq!(req.issued_by, "alice");
         for (claimed, recorded) in [
             ("alice (drill)", "alice (drill)"),
@@ -73,8 +86,14 @@ mod tests {
     #[test]
     fn addressed_and_plain_subjects() {
         assert_eq!(
-            split("ops.api.as.alice.command.blue"),
-            ("ops.api.command.blue".to_owned(), Some("alice".to_owned()))
+            split("ops.api.as.alice.admin.command.blue"),
+            (
+                "ops.api.command.blue".to_owned(),
+                Some(Identity {
+                    operator: "alice".to_owned(),
+                    role: Role::Admin
+                })
+            )
         );
         assert_eq!(
             split("ops.api.command"),
@@ -88,7 +107,12 @@ mod tests {
         assert_eq!(req.issued_by, "carol");
         assert_eq!(
             subscriptions("blue"),
-            ["ops.api.as.*.command", "ops.api.as.*.command.blue"]
+            [
+                "ops.api.as.*.*.command",
+                "ops.api.as.*.*.command.blue",
+                "ops.api.as.*.*.failover",
+                "ops.api.as.*.*.failover.blue"
+            ]
         );
     }
 }

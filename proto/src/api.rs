@@ -133,6 +133,57 @@ pub struct FailoverReply {
     pub to: Option<String>,
 }
 
+/// What an operator identity may do. Roles are ordered: each includes the rights of the ones
+/// before it. They are enforced by NATS permissions on `ops.api.as.<operator>.<role>.>` (the
+/// coordinator reads the role from the subject, never from a body) and recorded on every
+/// command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read verbs and `opsctl events --follow`.
+    Viewer,
+    /// Run-time control: pause/resume/disable/enable, noop, drain, backup run, failover.
+    Operator,
+    /// Changes what runs on hosts: config apply/rollback, restore.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// The role a command action needs; `None` for an unknown action.
+    pub fn required_for_action(action: &str) -> Option<Role> {
+        match action {
+            "pause" | "resume" | "disable" | "enable" | "noop" | "drain" | "backup_run" => {
+                Some(Role::Operator)
+            }
+            "restore" | "config_apply" | "config_rollback" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// The role `ops.api.failover` needs.
+    pub const FAILOVER: Role = Role::Operator;
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Request for `ops.api.command`: one action for a set of hosts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandRequest {

@@ -9,8 +9,13 @@ pub const DLQ_STREAM: &str = "OPS_DLQ";
 /// KV bucket holding the coordinators' leader lease.
 pub const LEADER_BUCKET: &str = "ops_leader";
 
-/// Filter matching every event subject.
+/// Filter matching every agent event subject (`ops.evt.<host>.<kind>`).
 pub const EVENTS_ALL: &str = "ops.evt.>";
+/// Filter matching every coordinator event subject (`ops.coord.<name>.<kind>`). Only
+/// coordinator credentials may publish here, so coordinator-only bodies (leadership, command
+/// issued, alert transitions, notifications, liveness verdicts) are accepted only from it; the
+/// `OPS_EVENTS` stream holds both spaces.
+pub const COORD_EVENTS_ALL: &str = "ops.coord.>";
 /// Filter matching every command subject.
 pub const COMMANDS_ALL: &str = "ops.cmd.>";
 /// Filter matching every dead-letter subject.
@@ -35,26 +40,37 @@ pub const API_INCIDENTS: &str = "ops.api.incidents";
 /// `opsctl alerts`: alert states as folded from the log.
 pub const API_ALERTS: &str = "ops.api.alerts";
 
-/// Prefix of API requests that carry the operator's identity in the subject:
-/// `ops.api.as.<operator>.<verb>`. NATS permissions let each operator publish only under its
-/// own name, so the coordinator can trust the name it reads here (recorded as `issued_by`).
+/// Prefix of API requests that carry the operator's identity and role in the subject:
+/// `ops.api.as.<operator>.<role>.<verb>`. NATS permissions let each operator publish only
+/// under its own name and only with the roles it holds (`deploy/nats/auth.conf`), so the
+/// coordinator can trust both (recorded as `issued_by` and `issued_role`).
 pub const API_AS_PREFIX: &str = "ops.api.as";
 /// Every identified command request (coordinators subscribe to it).
-pub const API_COMMAND_AS_ALL: &str = "ops.api.as.*.command";
+pub const API_COMMAND_AS_ALL: &str = "ops.api.as.*.*.command";
+/// Every identified failover request (coordinators subscribe to it).
+pub const API_FAILOVER_AS_ALL: &str = "ops.api.as.*.*.failover";
 
-/// `ops.api.as.<operator>.command`: issue a command as `operator`.
-pub fn api_command_as(operator: &str) -> String {
-    format!("{API_AS_PREFIX}.{operator}.command")
+/// `ops.api.as.<operator>.<role>.command`: issue a command as `operator` acting in `role`.
+pub fn api_command_as(operator: &str, role: crate::api::Role) -> String {
+    format!("{API_AS_PREFIX}.{operator}.{}.command", role.as_str())
 }
 
-/// Splits `ops.api.as.<operator>.<verb>[.<rest>]` into `(operator, "ops.api.<verb>[.<rest>]")`.
-pub fn parse_api_as(subject: &str) -> Option<(&str, String)> {
+/// `ops.api.as.<operator>.<role>.failover`: ask for a failover as `operator` in `role`.
+pub fn api_failover_as(operator: &str, role: crate::api::Role) -> String {
+    format!("{API_AS_PREFIX}.{operator}.{}.failover", role.as_str())
+}
+
+/// Splits `ops.api.as.<operator>.<role>.<verb>[.<rest>]` into
+/// `(operator, role, "ops.api.<verb>[.<rest>]")`. An unknown role token is `None`.
+pub fn parse_api_as(subject: &str) -> Option<(&str, crate::api::Role, String)> {
     let rest = subject.strip_prefix(API_AS_PREFIX)?.strip_prefix('.')?;
-    let (operator, verb) = rest.split_once('.')?;
+    let (operator, rest) = rest.split_once('.')?;
+    let (role, verb) = rest.split_once('.')?;
     if operator.is_empty() || verb.is_empty() {
         return None;
     }
-    Some((operator, format!("{API_PREFIX}.{verb}")))
+    let role = crate::api::Role::parse(role)?;
+    Some((operator, role, format!("{API_PREFIX}.{verb}")))
 }
 
 /// Subject an agent publishes one event on: `ops.evt.<host>.<kind>`.
@@ -85,6 +101,37 @@ pub fn api_subject_for(verb_subject: &str, coordinator: &str) -> String {
 /// Durable consumer name of one coordinator on the events stream.
 pub fn coordinator_consumer(name: &str) -> String {
     format!("coord-{name}")
+}
+
+/// Subject a coordinator publishes one of its own events on: `ops.coord.<name>.<kind>`.
+pub fn coordinator_event_subject(name: &str, kind: &str) -> String {
+    format!("ops.coord.{name}.{kind}")
+}
+
+/// Filter for every event of one coordinator: `ops.coord.<name>.>`.
+pub fn coordinator_events_filter(name: &str) -> String {
+    format!("ops.coord.{name}.>")
+}
+
+/// Who published an event, as its subject says: an agent (`ops.evt.<host>.<kind>`) or a
+/// coordinator (`ops.coord.<name>.<kind>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publisher<'a> {
+    Agent { host: &'a str, kind: &'a str },
+    Coordinator { name: &'a str, kind: &'a str },
+}
+
+/// Splits an event subject of either space into who published it and the kind.
+pub fn parse_any_event_subject(subject: &str) -> Option<Publisher<'_>> {
+    if let Some((host, kind)) = parse_event_subject(subject) {
+        return Some(Publisher::Agent { host, kind });
+    }
+    let rest = subject.strip_prefix("ops.coord.")?;
+    let (name, kind) = rest.split_once('.')?;
+    if name.is_empty() || kind.is_empty() || kind.contains('.') {
+        return None;
+    }
+    Some(Publisher::Coordinator { name, kind })
 }
 
 /// Splits `ops.evt.<host>.<kind>` into `(host, kind)`.
@@ -140,20 +187,56 @@ mod tests {
 
     #[test]
     fn identified_api_subjects_round_trip() {
-        let s = api_command_as("alice");
-        assert_eq!(s, "ops.api.as.alice.command");
-        assert_eq!(parse_api_as(&s), Some(("alice", API_COMMAND.to_owned())));
+        use crate::api::Role;
+        let s = api_command_as("alice", Role::Operator);
+        assert_eq!(s, "ops.api.as.alice.operator.command");
         assert_eq!(
-            parse_api_as("ops.api.as.bob.command.blue"),
-            Some(("bob", "ops.api.command.blue".to_owned()))
+            parse_api_as(&s),
+            Some(("alice", Role::Operator, API_COMMAND.to_owned()))
+        );
+        assert_eq!(
+            parse_api_as("ops.api.as.bob.admin.command.blue"),
+            Some(("bob", Role::Admin, "ops.api.command.blue".to_owned()))
+        );
+        assert_eq!(
+            parse_api_as(&api_failover_as("carol", Role::Operator)),
+            Some(("carol", Role::Operator, API_FAILOVER.to_owned()))
         );
         for bad in [
             "ops.api.command",
             "ops.api.as.alice",
-            "ops.api.as..command",
-            "ops.api.asx.a.b",
+            "ops.api.as.alice.command",
+            "ops.api.as.alice.root.command",
+            "ops.api.as..operator.command",
+            "ops.api.asx.a.operator.b",
         ] {
             assert_eq!(parse_api_as(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn coordinator_and_agent_event_spaces_are_told_apart() {
+        assert_eq!(
+            parse_any_event_subject(&coordinator_event_subject("blue", "leadership")),
+            Some(Publisher::Coordinator {
+                name: "blue",
+                kind: "leadership"
+            })
+        );
+        assert_eq!(
+            parse_any_event_subject(&event_subject("blue", "heartbeat")),
+            Some(Publisher::Agent {
+                host: "blue",
+                kind: "heartbeat"
+            })
+        );
+        for s in [
+            "ops.coord.",
+            "ops.coord.b",
+            "ops.coord.b.k.x",
+            "ops.coordx.b.k",
+        ] {
+            assert_eq!(parse_any_event_subject(s), None, "{s}");
         }
     }
 

@@ -17,6 +17,16 @@ use opsfleet_proto::subjects;
 use opsfleet_tests::secure::{Role, SecureNats};
 use opsfleet_tests::{wait_until_default, AgentSpec, Cluster, CoordinatorSpec, Opsctl};
 
+// One file per trust boundary; each holds the negative tests of what that boundary refuses.
+#[path = "permissions/api.rs"]
+mod api;
+#[path = "permissions/host_policy.rs"]
+mod host_policy;
+#[path = "permissions/ingest.rs"]
+mod ingest;
+#[path = "permissions/network.rs"]
+mod network;
+
 /// A client of `identity` that records the server's asynchronous errors (permission
 /// violations are reported that way, and the message is dropped).
 struct Probe {
@@ -224,10 +234,13 @@ async fn roles_can_do_their_jobs_and_nothing_else() -> Result<()> {
     let _responder = blue.client.subscribe(subjects::API_COMMAND_AS_ALL).await?;
     alice
         .client
-        .publish(subjects::api_command_as("alice"), "{}".into())
+        .publish(
+            subjects::api_command_as("alice", opsfleet_proto::api::Role::Operator),
+            "{}".into(),
+        )
         .await?;
     for forbidden in [
-        subjects::api_command_as("bob"),
+        subjects::api_command_as("bob", opsfleet_proto::api::Role::Operator),
         subjects::API_COMMAND.to_owned(),
         subjects::command_subject("web-01"),
         subjects::event_subject("web-01", "heartbeat"),

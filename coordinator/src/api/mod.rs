@@ -224,7 +224,10 @@ pub async fn serve(
                 // Issuing may take a while for a large fleet: answer from a task so that
                 // status requests are not held up.
                 Ok(mut req) => {
-                    crate::identity::stamp(&mut req, operator.as_deref());
+                    crate::identity::stamp(
+                        &mut req,
+                        operator.as_ref().map(|i| i.operator.as_str()),
+                    );
                     let (dispatcher, client, shared) =
                         (dispatcher.clone(), client.clone(), Arc::clone(&shared));
                     tokio::spawn(async move {

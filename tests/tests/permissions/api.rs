@@ -1,0 +1,1 @@
+//! Negative tests of the coordinator's API (reply subjects, roles, unidentified commands, fingerprints).

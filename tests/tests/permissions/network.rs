@@ -1,0 +1,1 @@
+//! Negative tests of the NATS layer itself (routes, monitoring, consumers, role subjects).
