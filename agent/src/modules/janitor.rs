@@ -1,14 +1,18 @@
 //! The janitor module: removes files (and then empty directories) older than a threshold under
 //! configured roots, with include globs and a dry-run mode. Symlinks are never followed: a
-//! symlink is judged by its own mtime and removed as a link, its target never touched; every
-//! path is checked to lie inside the canonicalized root right before it is removed. The
-//! removal decision is a pure function (`plan`) of a listing; walking and removing run on the
-//! blocking pool.
+//! symlink is judged by its own mtime and removed as a link, its target never touched. Below
+//! the root nothing is resolved by path: every directory is entered through its parent's
+//! handle with `O_NOFOLLOW`, and each entry is removed with `unlinkat` relative to a handle of
+//! its parent opened afresh from the root, so a directory swapped for a symlink cannot lead a
+//! removal outside the root. The removal decision is a pure function (`plan`) of a listing;
+//! walking and removing run on the blocking pool.
 //!
 //! This file owns the module (one pass over every root per interval); `plan` owns the listing
-//! types and the pure removal decision, `clean` the walk and the guarded removal of one root.
+//! types and the pure removal decision, `clean` one root's pass and its report, `dirfd` the
+//! handle-based listing and removal.
 
 mod clean;
+mod dirfd;
 mod plan;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -7,6 +7,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use super::*;
+use super::{clean, dirfd};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -233,4 +234,72 @@ async fn module_reports_each_root() {
     };
     assert_eq!(second.errors, 1);
     outside_intact(&outside);
+}
+
+/// Swaps the directory `root/<name>` for a symlink to `to` (the real directory moves to
+/// `root/<name>.moved`).
+fn swap_for_symlink(root: &Path, name: &str, to: &Path) {
+    fs::rename(root.join(name), root.join(format!("{name}.moved"))).expect("move dir away");
+    symlink(to, root.join(name)).expect("symlink in its place");
+}
+
+#[test]
+fn a_parent_swapped_for_a_symlink_cannot_lead_a_removal_out_of_the_root() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("root");
+    let outside = tmp.path().join("outside");
+    // Same names as the planned removals, outside the root.
+    write(&outside.join("old.log"), b"precious", 30);
+    write(&root.join("a/old.log"), b"a", 30);
+    write(&root.join("b/old.log"), b"b", 30);
+    let mut cfg = root_cfg(&root, false);
+    cfg.remove_empty_dirs = false;
+    let cancel = AtomicBool::new(false);
+    let mut swapped = false;
+    // Right after `a/old.log` is checked and before it is removed, `a` (its parent, already
+    // checked) and `b` (the next one's parent, not yet checked) become symlinks to `outside`.
+    let mut race = |rel: &Path| {
+        if rel == Path::new("a/old.log") && !swapped {
+            swapped = true;
+            swap_for_symlink(&root, "a", &outside);
+            swap_for_symlink(&root, "b", &outside);
+        }
+    };
+    let rep =
+        clean::clean_root_hooked(&cfg, SystemTime::now(), 10, &cancel, &mut race).expect("clean");
+    assert!(swapped, "the race hook ran");
+    assert_eq!(
+        fs::read(outside.join("old.log")).expect("the outside file survives"),
+        b"precious"
+    );
+    // `a/old.log` was removed from the directory that was checked (now `a.moved`); `b`'s
+    // removal was skipped because `b` is a symlink by then.
+    assert!(!root.join("a.moved/old.log").exists());
+    assert_eq!(
+        fs::read(root.join("b.moved/old.log")).expect("b kept"),
+        b"b"
+    );
+    assert_eq!((rep.removed_files, rep.errors), (1, 0), "{rep:?}");
+}
+
+#[test]
+fn deep_trees_and_unlistable_dirs_are_pinned_not_removed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("root");
+    let mut deep = root.clone();
+    for _ in 0..dirfd::MAX_DEPTH + 2 {
+        deep.push("d");
+    }
+    fs::create_dir_all(&deep).expect("deep dirs");
+    write(&deep.join("old.log"), b"x", 30);
+    write(&root.join("old.log"), b"0123", 30);
+    let cancel = AtomicBool::new(false);
+    let rep = clean_root(&root_cfg(&root, false), SystemTime::now(), 10, &cancel).expect("clean");
+    assert!(!root.join("old.log").exists());
+    assert!(
+        deep.join("old.log").exists(),
+        "below the depth limit: untouched"
+    );
+    assert!(root.join("d").is_dir(), "ancestors of a pinned dir stay");
+    assert_eq!((rep.removed_files, rep.errors), (1, 1), "{rep:?}");
 }
