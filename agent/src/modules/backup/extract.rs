@@ -1,7 +1,9 @@
 //! Extraction of an archive into a private temp dir with verification against its manifest:
 //! entry paths must be plain and relative, nothing is created through a symlink or over an
-//! existing path, unknown entry types are refused, and every entry is checked (sha256, size,
-//! type, symlink target, presence, nothing extra). Used by `restore`; blocking.
+//! existing path, unknown entry types are refused, every entry is checked (sha256, size,
+//! type, symlink target, presence, nothing extra) and the pass stops at the first damaged
+//! one; an archive whose own hash is wrong is only read, never extracted. Restored modes
+//! never carry setuid/setgid (`restored_mode`). Used by `restore`; blocking.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -11,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
+use tracing::warn;
 
 use super::archive::{sha256_file, EntryKind, Manifest, ManifestEntry};
 use super::naming::parse_archive_name;
@@ -63,22 +66,23 @@ fn ensure_dirs(root: &Path, parts: &[&str]) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-/// Writes what passes through to a file while hashing it.
-struct HashingFile {
-    file: File,
+/// Writes what passes through to `inner` (a file, or a sink when only verifying) while
+/// hashing it.
+struct Hashing<W> {
+    inner: W,
     hasher: Sha256,
     count: u64,
 }
 
-impl Write for HashingFile {
+impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.inner.flush()
     }
 }
 
@@ -116,8 +120,200 @@ fn kind_name(k: EntryKind) -> &'static str {
     }
 }
 
+/// The permission bits a restored entry gets from its manifest mode. Setuid and setgid are
+/// always dropped: a restore runs as root and must never create set-id programs (or set-gid
+/// directories) from an archive. The sticky bit is kept on directories, where it only
+/// restricts who may delete inside (a restored `tmp`-like directory stays protected), and
+/// dropped on files, where Linux gives it no meaning.
+pub(super) fn restored_mode(kind: EntryKind, manifest_mode: u32) -> u32 {
+    match kind {
+        EntryKind::Dir => manifest_mode & 0o1777,
+        EntryKind::File | EntryKind::Symlink => manifest_mode & 0o777,
+    }
+}
+
+/// How one entry went.
+enum Step {
+    Ok,
+    /// The first problem: the pass stops here.
+    Bad(FileProblem),
+    /// The decoder failed inside this entry (the stream is broken from here on).
+    Broken(FileProblem, String),
+}
+
+/// One verification pass over an archive. With `out` (the private temp dir) every entry is
+/// also written there; without it (the archive's own hash is already wrong) nothing is
+/// written and the pass only finds the first damaged entry to name it.
+struct Pass<'a> {
+    archive: &'a str,
+    out: Option<&'a Path>,
+    expected: HashMap<&'a str, &'a ManifestEntry>,
+    seen: HashSet<String>,
+    dir_modes: Vec<(PathBuf, u32)>,
+    stats: Stats,
+    set_id_dropped: u64,
+}
+
+impl Pass<'_> {
+    fn unsafe_entry(&self, entry: &str, reason: String) -> RestoreError {
+        RestoreError::UnsafeEntry {
+            archive: self.archive.to_owned(),
+            entry: entry.to_owned(),
+            reason,
+        }
+    }
+
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<Step, RestoreError> {
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let parts = safe_components(&raw).map_err(|r| self.unsafe_entry(&raw, r))?;
+        let rel = parts.join("/");
+        let kind = match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Symlink => EntryKind::Symlink,
+            other => {
+                return Err(self.unsafe_entry(&raw, format!("unsupported entry type {other:?}")))
+            }
+        };
+        let bad = |path: String, problem| Ok(Step::Bad(FileProblem { path, problem }));
+        if !self.seen.insert(rel.clone()) {
+            return bad(rel, Problem::Duplicate);
+        }
+        let Some(want) = self.expected.get(rel.as_str()).copied() else {
+            return bad(rel, Problem::Extra);
+        };
+        if want.kind != kind {
+            let problem = Problem::TypeMismatch {
+                expected: kind_name(want.kind).to_owned(),
+                actual: kind_name(kind).to_owned(),
+            };
+            return bad(rel, problem);
+        }
+        let mode = restored_mode(kind, want.mode);
+        if kind != EntryKind::Symlink && want.mode & 0o6000 != 0 {
+            self.set_id_dropped += 1;
+        }
+        let (dirs, name) = parts.split_at(parts.len() - 1);
+        let parent = match self.out {
+            Some(tmp) => Some(ensure_dirs(tmp, dirs).map_err(|r| self.unsafe_entry(&raw, r))?),
+            None => None,
+        };
+        let dest = parent.as_ref().map(|p| p.join(name[0]));
+        match kind {
+            EntryKind::Dir => {
+                if let (Some(parent), Some(dest)) = (parent, dest) {
+                    ensure_dirs(&parent, name).map_err(|r| self.unsafe_entry(&raw, r))?;
+                    self.dir_modes.push((dest, mode));
+                }
+                self.stats.dirs += 1;
+            }
+            EntryKind::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                if want.target.as_deref() != Some(target.as_str()) {
+                    let problem = Problem::TypeMismatch {
+                        expected: format!("symlink to {:?}", want.target),
+                        actual: format!("symlink to {target:?}"),
+                    };
+                    return bad(rel, problem);
+                }
+                if let Some(dest) = dest {
+                    std::os::unix::fs::symlink(&target, &dest).map_err(|e| {
+                        self.unsafe_entry(&raw, format!("cannot create symlink: {e}"))
+                    })?;
+                }
+                self.stats.symlinks += 1;
+            }
+            EntryKind::File => return self.file(entry, want, rel, &raw, dest, mode),
+        }
+        Ok(Step::Ok)
+    }
+
+    /// Copies a file entry (into `dest`, or nowhere) while hashing it, then checks size and
+    /// sha256; only a verified file gets its mode (without set-id bits) and mtime.
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        want: &ManifestEntry,
+        rel: String,
+        raw: &str,
+        dest: Option<PathBuf>,
+        mode: u32,
+    ) -> Result<Step, RestoreError> {
+        let file = match &dest {
+            Some(dest) => Some(
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(dest)
+                    .map_err(|e| self.unsafe_entry(raw, format!("cannot create file: {e}")))?,
+            ),
+            None => None,
+        };
+        let mut out = Hashing {
+            inner: file.as_ref().map_or_else(
+                || Box::new(io::sink()) as Box<dyn Write>,
+                |f| Box::new(f) as Box<dyn Write>,
+            ),
+            hasher: Sha256::new(),
+            count: 0,
+        };
+        match copy_entry(entry, &mut out) {
+            Ok(()) => {}
+            Err(CopyError::Read(e)) => {
+                let problem = Problem::Unreadable {
+                    reason: e.to_string(),
+                };
+                return Ok(Step::Broken(
+                    FileProblem { path: rel, problem },
+                    e.to_string(),
+                ));
+            }
+            Err(CopyError::Write(source)) => {
+                return Err(RestoreError::TargetIo {
+                    target: self.out.unwrap_or(Path::new("")).to_owned(),
+                    action: "write",
+                    path: dest.unwrap_or_default(),
+                    source,
+                })
+            }
+        }
+        let (count, actual) = (out.count, hex::encode(out.hasher.finalize()));
+        if count != want.size {
+            let problem = Problem::SizeMismatch {
+                expected: want.size,
+                actual: count,
+            };
+            return Ok(Step::Bad(FileProblem { path: rel, problem }));
+        }
+        if want.sha256.as_deref() != Some(actual.as_str()) {
+            let problem = Problem::Sha256Mismatch {
+                expected: want.sha256.clone().unwrap_or_default(),
+                actual,
+            };
+            return Ok(Step::Bad(FileProblem { path: rel, problem }));
+        }
+        if let Some(f) = &file {
+            let mtime = entry.header().mtime().unwrap_or(0);
+            let _ = f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime));
+            let _ = f.set_permissions(fs::Permissions::from_mode(mode));
+        }
+        self.stats.files += 1;
+        self.stats.bytes += count;
+        Ok(Step::Ok)
+    }
+}
+
 /// Extracts `archive_path` into the empty dir `tmp` and verifies everything against the
 /// manifest. `Ok` only when the archive hash, every entry and the set of entries match.
+///
+/// The pass stops at the first damaged entry (wrong sha256 or size, unexpected, duplicated,
+/// of the wrong type, or unreadable) and reports that entry alone. When the archive file's
+/// own sha256 already differs from the manifest, nothing is written at all: the entries are
+/// only read and hashed, to name the first damaged one. The caller removes `tmp` on error.
 pub(super) fn extract_verified(
     archive_path: &Path,
     archive: &str,
@@ -135,27 +331,22 @@ pub(super) fn extract_verified(
     let file = File::open(archive_path).map_err(read_err)?;
     let mut tar = tar::Archive::new(decoder(compression, file).map_err(read_err)?);
 
-    let expected: HashMap<&str, &ManifestEntry> = manifest
-        .entries
-        .iter()
-        .map(|e| (e.path.as_str(), e))
-        .collect();
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut problems: Vec<FileProblem> = Vec::new();
+    let mut pass = Pass {
+        archive,
+        out: archive_sha256_ok.then_some(tmp),
+        expected: manifest
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e))
+            .collect(),
+        seen: HashSet::new(),
+        dir_modes: Vec::new(),
+        stats: Stats::default(),
+        set_id_dropped: 0,
+    };
     let mut stream_error = None;
-    let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
-    let mut stats = Stats::default();
-    let unsafe_entry = |entry: &str, reason: String| RestoreError::UnsafeEntry {
-        archive: archive.to_owned(),
-        entry: entry.to_owned(),
-        reason,
-    };
-
-    let entries = match tar.entries() {
-        Ok(e) => e,
-        Err(source) => return Err(read_err(source)),
-    };
-    for item in entries {
+    let mut first_problem = None;
+    for item in tar.entries().map_err(read_err)? {
         let mut entry = match item {
             Ok(e) => e,
             Err(e) => {
@@ -163,148 +354,33 @@ pub(super) fn extract_verified(
                 break;
             }
         };
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let parts = safe_components(&raw).map_err(|r| unsafe_entry(&raw, r))?;
-        let rel = parts.join("/");
-        let etype = entry.header().entry_type();
-        let kind = match etype {
-            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
-            tar::EntryType::Directory => EntryKind::Dir,
-            tar::EntryType::Symlink => EntryKind::Symlink,
-            other => {
-                return Err(unsafe_entry(
-                    &raw,
-                    format!("unsupported entry type {other:?}"),
-                ))
+        match pass.entry(&mut entry)? {
+            Step::Ok => {}
+            Step::Bad(p) => {
+                first_problem = Some(p);
+                break;
             }
-        };
-        if !seen.insert(rel.clone()) {
-            problems.push(FileProblem {
-                path: rel,
-                problem: Problem::Duplicate,
-            });
-            continue;
-        }
-        let Some(want) = expected.get(rel.as_str()) else {
-            problems.push(FileProblem {
-                path: rel,
-                problem: Problem::Extra,
-            });
-            continue;
-        };
-        if want.kind != kind {
-            problems.push(FileProblem {
-                path: rel,
-                problem: Problem::TypeMismatch {
-                    expected: kind_name(want.kind).to_owned(),
-                    actual: kind_name(kind).to_owned(),
-                },
-            });
-            continue;
-        }
-        let (dirs, name) = parts.split_at(parts.len() - 1);
-        let parent = ensure_dirs(tmp, dirs).map_err(|r| unsafe_entry(&raw, r))?;
-        let dest = parent.join(name[0]);
-        match kind {
-            EntryKind::Dir => {
-                ensure_dirs(&parent, name).map_err(|r| unsafe_entry(&raw, r))?;
-                dir_modes.push((dest, want.mode & 0o7777));
-                stats.dirs += 1;
-            }
-            EntryKind::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
-                if want.target.as_deref() != Some(target.as_str()) {
-                    problems.push(FileProblem {
-                        path: rel,
-                        problem: Problem::TypeMismatch {
-                            expected: format!("symlink to {:?}", want.target),
-                            actual: format!("symlink to {target:?}"),
-                        },
-                    });
-                    continue;
-                }
-                std::os::unix::fs::symlink(&target, &dest)
-                    .map_err(|e| unsafe_entry(&raw, format!("cannot create symlink: {e}")))?;
-                stats.symlinks += 1;
-            }
-            EntryKind::File => {
-                let file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&dest)
-                    .map_err(|e| unsafe_entry(&raw, format!("cannot create file: {e}")))?;
-                let mut out = HashingFile {
-                    file,
-                    hasher: Sha256::new(),
-                    count: 0,
-                };
-                match copy_entry(&mut entry, &mut out) {
-                    Ok(()) => {}
-                    Err(CopyError::Read(e)) => {
-                        // The decoder failed inside this entry: its content is damaged.
-                        problems.push(FileProblem {
-                            path: rel,
-                            problem: Problem::Unreadable {
-                                reason: e.to_string(),
-                            },
-                        });
-                        stream_error = Some(e.to_string());
-                        break;
-                    }
-                    Err(CopyError::Write(source)) => {
-                        return Err(RestoreError::TargetIo {
-                            target: tmp.to_owned(),
-                            action: "write",
-                            path: dest,
-                            source,
-                        })
-                    }
-                }
-                let actual = hex::encode(out.hasher.finalize());
-                if out.count != want.size {
-                    problems.push(FileProblem {
-                        path: rel,
-                        problem: Problem::SizeMismatch {
-                            expected: want.size,
-                            actual: out.count,
-                        },
-                    });
-                    continue;
-                }
-                if want.sha256.as_deref() != Some(actual.as_str()) {
-                    problems.push(FileProblem {
-                        path: rel,
-                        problem: Problem::Sha256Mismatch {
-                            expected: want.sha256.clone().unwrap_or_default(),
-                            actual,
-                        },
-                    });
-                    continue;
-                }
-                let mtime = entry.header().mtime().unwrap_or(0);
-                let _ = out
-                    .file
-                    .set_modified(UNIX_EPOCH + Duration::from_secs(mtime));
-                let _ = out
-                    .file
-                    .set_permissions(fs::Permissions::from_mode(want.mode & 0o7777));
-                stats.files += 1;
-                stats.bytes += out.count;
+            Step::Broken(p, e) => {
+                first_problem = Some(p);
+                stream_error = Some(e);
+                break;
             }
         }
     }
-    for e in &manifest.entries {
-        if !seen.contains(&e.path) {
-            problems.push(FileProblem {
+    let problems = match first_problem {
+        Some(p) => vec![p],
+        // The stream ended (or broke between entries) with every entry read so far intact:
+        // what the manifest lists and the archive did not hold is missing.
+        None => manifest
+            .entries
+            .iter()
+            .filter(|e| !pass.seen.contains(&e.path))
+            .map(|e| FileProblem {
                 path: e.path.clone(),
                 problem: Problem::Missing,
-            });
-        }
-    }
+            })
+            .collect(),
+    };
     if !archive_sha256_ok || stream_error.is_some() || !problems.is_empty() {
         return Err(RestoreError::Corrupt {
             archive: archive.to_owned(),
@@ -315,12 +391,20 @@ pub(super) fn extract_verified(
             },
         });
     }
+    if pass.set_id_dropped > 0 {
+        warn!(
+            archive,
+            entries = pass.set_id_dropped,
+            "setuid/setgid bits dropped on restore"
+        );
+    }
     // Deepest first, so a read-only directory does not block setting its children.
+    let mut dir_modes = pass.dir_modes;
     dir_modes.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (p, mode) in dir_modes {
         let _ = fs::set_permissions(&p, fs::Permissions::from_mode(mode));
     }
-    Ok(stats)
+    Ok(pass.stats)
 }
 
 #[cfg(test)]
@@ -336,5 +420,20 @@ mod tests {
         assert!(safe_components("..").is_err());
         assert!(safe_components("").is_err());
         assert!(safe_components(".").is_err());
+    }
+
+    #[test]
+    fn restored_modes_never_carry_set_id_bits() {
+        for m in 0..=0o7777u32 {
+            for kind in [EntryKind::File, EntryKind::Dir, EntryKind::Symlink] {
+                let got = restored_mode(kind, m);
+                assert_eq!(got & 0o6000, 0, "{kind:?} {m:o}");
+                assert_eq!(got & 0o777, m & 0o777, "{kind:?} {m:o}");
+                let sticky_kept = kind == EntryKind::Dir && m & 0o1000 != 0;
+                assert_eq!(got & 0o1000 != 0, sticky_kept, "{kind:?} {m:o}");
+            }
+        }
+        // Bits beyond the permission bits are never passed on.
+        assert_eq!(restored_mode(EntryKind::File, 0o100_644), 0o644);
     }
 }

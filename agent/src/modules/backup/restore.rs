@@ -1,7 +1,9 @@
 //! Restore: pick an archive of a job, read its manifest, extract it into a hidden temp dir
-//! beside the target and verify everything (`extract`), and only then move the entries into
-//! the target. On any failure the temp dir is removed and the target is left as it was.
-//! Blocking code: call it from `spawn_blocking`.
+//! beside the target and verify everything (`extract`: stops at the first damaged entry,
+//! never extracts an archive whose own hash is wrong, drops setuid/setgid bits), and only then
+//! move the entries into the target. On any failure the temp dir is removed, so are the
+//! target's missing parent directories this restore created, and the target is left as it
+//! was (not created if it did not exist). Blocking code: call it from `spawn_blocking`.
 //!
 //! This file owns choosing the archive and the restore itself; `report` owns what a restore
 //! reports (its success report, corruption details and errors, as events and JSON).
@@ -12,7 +14,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -150,7 +152,7 @@ pub fn restore(
             source,
         }
     };
-    fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+    let created = create_parents(parent).map_err(|(path, e)| io_err("create", &path)(e))?;
     let tmp = parent.join(format!(
         ".{}.restore-{}-{}",
         target_name.to_string_lossy(),
@@ -160,14 +162,23 @@ pub fn restore(
             .unwrap_or_default()
             .as_nanos()
     ));
-    fs::create_dir(&tmp).map_err(io_err("create", &tmp))?;
-    let _ = fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700));
     let archive_path = job.destination.join(&archive);
-    let result = extract_verified(&archive_path, &archive, &manifest, &tmp)
+    let result = fs::create_dir(&tmp)
+        .map_err(io_err("create", &tmp))
+        .and_then(|()| {
+            let _ = fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700));
+            extract_verified(&archive_path, &archive, &manifest, &tmp)
+        })
         .and_then(|stats| move_into(&tmp, &target, target_exists, &tops).map(|()| stats));
     if let Err(e) = fs::remove_dir_all(&tmp) {
         if e.kind() != io::ErrorKind::NotFound {
             warn!(path = %tmp.display(), error = %e, "cannot remove restore temp dir");
+        }
+    }
+    if result.is_err() {
+        // Deepest first; a directory someone else filled meanwhile stays.
+        for dir in created.iter().rev() {
+            let _ = fs::remove_dir(dir);
         }
     }
     let stats = result?;
@@ -181,6 +192,35 @@ pub fn restore(
         bytes: stats.bytes,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
+}
+
+/// Creates `dir` and its missing ancestors; returns the directories it created, outermost
+/// first (so a failed restore can remove them again), or the one it could not create.
+fn create_parents(dir: &Path) -> Result<Vec<PathBuf>, (PathBuf, io::Error)> {
+    let mut missing = Vec::new();
+    let mut p = Some(dir);
+    while let Some(d) = p {
+        match fs::symlink_metadata(d) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(d.to_owned()),
+            Err(e) => return Err((d.to_owned(), e)),
+        }
+        p = d.parent();
+    }
+    let mut created = Vec::new();
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(&d) {
+            Ok(()) => created.push(d),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                for c in created.iter().rev() {
+                    let _ = fs::remove_dir(c);
+                }
+                return Err((d, e));
+            }
+        }
+    }
+    Ok(created)
 }
 
 fn top_level_names(entries: &[ManifestEntry]) -> Vec<String> {
@@ -250,20 +290,4 @@ fn move_into(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn selector_parses() {
-        assert_eq!(
-            ArchiveSelector::from_str("latest"),
-            Ok(ArchiveSelector::Latest)
-        );
-        assert_eq!(
-            ArchiveSelector::from_str("a-20240101T000000.000Z.tar.gz"),
-            Ok(ArchiveSelector::Named(
-                "a-20240101T000000.000Z.tar.gz".into()
-            ))
-        );
-    }
-}
+mod tests;

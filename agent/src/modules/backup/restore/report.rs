@@ -96,7 +96,8 @@ pub struct Corruption {
     pub archive_sha256_ok: bool,
     /// Why the archive stream stopped early, if it did.
     pub stream_error: Option<String>,
-    /// Entries that are damaged (named first) and, after a stream error, entries never reached.
+    /// The first damaged entry (the restore stops there), or, when the stream ended or broke
+    /// between entries, the manifest's entries never reached.
     pub problems: Vec<FileProblem>,
 }
 
@@ -138,7 +139,13 @@ impl fmt::Display for Corruption {
             if damaged.len() > SHOWN {
                 list.push(format!("and {} more", damaged.len() - SHOWN));
             }
-            parts.push(format!("corrupt files: {}", list.join(", ")));
+            // The restore stops at the first damaged entry, so there is one.
+            let what = if damaged.len() == 1 {
+                "stopped at corrupt file"
+            } else {
+                "corrupt files:"
+            };
+            parts.push(format!("{what} {}", list.join(", ")));
         }
         if missing > 0 {
             parts.push(format!("{missing} entries of the manifest not restored"));
@@ -180,7 +187,7 @@ pub enum RestoreError {
         #[source]
         source: io::Error,
     },
-    #[error("archive {archive} is corrupt: {corruption}")]
+    #[error("archive {archive} is corrupt: {corruption}; nothing restored, target unchanged")]
     Corrupt {
         archive: String,
         corruption: Corruption,
