@@ -1,6 +1,7 @@
 //! `opsctl audit`: who issued which command, when, to which host, and how it ended — read from
 //! the command ledger (`ops.api.commands`). Pure functions of the ledger's views.
 
+use crate::sanitize::inert_row;
 use comfy_table::{presets, ContentArrangement, Table};
 use opsfleet_proto::api::CommandView;
 use serde::Serialize;
@@ -92,7 +93,7 @@ pub fn render(entries: &[AuditEntry]) -> String {
         } else {
             format!("{} {}", e.action, e.module)
         };
-        table.add_row([
+        table.add_row(inert_row([
             timestamp(e.issued_unix_ms),
             e.issued_by.clone(),
             action,
@@ -102,7 +103,7 @@ pub fn render(entries: &[AuditEntry]) -> String {
             timestamp(e.updated_unix_ms),
             e.command_id.clone(),
             e.detail.clone(),
-        ]);
+        ]));
     }
     let mut out = String::new();
     for line in table.to_string().lines() {
@@ -189,5 +190,19 @@ mod tests {
             assert!(lines[1].contains(want), "{want} missing in {text}");
         }
         assert_eq!(timestamp(0), "-");
+    }
+
+    #[test]
+    fn host_text_in_the_table_is_inert() {
+        let mut v = view("c1", "web-01", "alice", 1_764_636_000_000, "failed");
+        v.detail = "restore failed: \x1b[2J\rall good".into();
+        v.module = "backup\x1b[1A".into();
+        let text = render(&entries(&[v], &AuditFilter::default()));
+        assert!(
+            text.lines().all(|l| !l.chars().any(char::is_control)),
+            "{text:?}"
+        );
+        assert!(text.contains("restore failed: ␛[2J␍all good"), "{text}");
+        assert!(text.contains("pause backup␛[1A"), "{text}");
     }
 }

@@ -5,6 +5,8 @@ use opsfleet_proto::pb::{self, event::Body};
 use opsfleet_proto::EventEnvelope;
 use serde::Serialize;
 
+use crate::sanitize::inert;
+
 /// What to show.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -265,7 +267,8 @@ impl EventLine {
         }
     }
 
-    /// `2026-11-23T19:00:00.123Z web-01 #42 disk/disk  / 42.0% used, ...`
+    /// `2026-11-23T19:00:00.123Z web-01 #42 disk/disk  / 42.0% used, ...`, with untrusted
+    /// text made inert (`sanitize::inert`).
     pub fn human(&self) -> String {
         let ts = time::OffsetDateTime::from_unix_timestamp_nanos(
             i128::from(self.time_unix_ms) * 1_000_000,
@@ -276,9 +279,14 @@ impl EventLine {
                 .ok()
         })
         .unwrap_or_else(|| self.time_unix_ms.to_string());
+        // Host, module and summary come from hosts: made inert (the JSON form stays exact).
         format!(
             "{ts} {} #{} {}/{}  {}",
-            self.host, self.seq, self.module, self.kind, self.summary
+            inert(&self.host),
+            self.seq,
+            inert(&self.module),
+            self.kind,
+            inert(&self.summary)
         )
     }
 }
@@ -359,6 +367,43 @@ mod tests {
         assert_eq!(
             EventLine::new(7, &e).human(),
             "2026-09-21T14:13:20.123Z web-01 #42 disk/disk  / 42.2% used, inodes 0.0%, warn (was ok)"
+        );
+    }
+
+    #[test]
+    fn human_lines_make_host_text_inert_and_json_keeps_it_exact() {
+        let e = ev(
+            "web-01",
+            "log",
+            Body::LogMatch(pb::LogMatch {
+                path: "/var/log/app.log".into(),
+                pattern: "error".into(),
+                lines: 1,
+                excerpt: "ERROR \x1b[2J\x1b[H\rall good\nsecond".into(),
+                ..Default::default()
+            }),
+        );
+        let line = EventLine::new(7, &e);
+        let human = line.human();
+        assert!(!human.chars().any(char::is_control), "{human:?}");
+        assert!(human.ends_with("ERROR ␛[2J␛[H␍all good"), "{human}");
+        let failed = ev(
+            "web-01",
+            "cmd",
+            Body::CommandFailed(pb::CommandFailed {
+                command_id: "c1".into(),
+                reason: "bad\x1b]0;title\x07\u{9b}2J".into(),
+            }),
+        );
+        let human = EventLine::new(8, &failed).human();
+        assert!(
+            human.ends_with("command c1 failed: bad␛]0;title␇\u{fffd}2J"),
+            "{human}"
+        );
+        let json = serde_json::to_string(&line).expect("json");
+        assert!(
+            json.contains(r"ERROR \u001b[2J\u001b[H\rall good"),
+            "{json}"
         );
     }
 }

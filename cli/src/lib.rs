@@ -6,5 +6,6 @@ pub mod client;
 pub mod drill;
 pub mod events;
 pub mod render;
+pub mod sanitize;
 pub mod verbs;
 pub mod views;

@@ -1,5 +1,6 @@
 //! Human renderings of API replies. Pure: the same reply and `now` give the same text.
 
+use crate::sanitize::{inert, inert_row};
 use comfy_table::{presets, ContentArrangement, Table};
 use opsfleet_proto::api::{CommandView, HostView, Responder, StatusReply};
 
@@ -56,9 +57,9 @@ pub fn status(reply: &StatusReply, now_unix_ms: i64) -> String {
     let r = &reply.responder;
     let mut out = format!(
         "coordinator {} ({}, {}, epoch {}): stream seq {}, {} behind, {} events in log, {} hosts\n",
-        r.name,
-        r.color,
-        r.role,
+        inert(&r.name),
+        inert(&r.color),
+        inert(&r.role),
         r.epoch,
         r.applied_stream_seq,
         r.behind,
@@ -75,14 +76,14 @@ pub fn status(reply: &StatusReply, now_unix_ms: i64) -> String {
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(["HOST", "LAST SEEN", "SEQ", "DISK", "MODULES", "GAPS"]);
     for h in &reply.hosts {
-        table.add_row([
+        table.add_row(inert_row([
             h.host.clone(),
             ago(now_unix_ms, h.last_seen_unix_ms),
             h.last_seq.to_string(),
             disks(h),
             modules(h),
             gaps(h),
-        ]);
+        ]));
     }
     for line in table.to_string().lines() {
         out.push_str(line.trim_end());
@@ -111,14 +112,14 @@ pub fn coordinators(responders: &[Responder]) -> String {
             "BEHIND",
         ]);
     for r in rows {
-        table.add_row([
+        table.add_row(inert_row([
             r.name.clone(),
             r.color.clone(),
             r.role.clone(),
             r.epoch.to_string(),
             r.applied_stream_seq.to_string(),
             r.behind.to_string(),
-        ]);
+        ]));
     }
     let mut out = String::new();
     for line in table.to_string().lines() {
@@ -147,7 +148,7 @@ pub fn commands(views: &[CommandView], now_unix_ms: i64) -> String {
         } else {
             format!("{} {}", c.action, c.module)
         };
-        table.add_row([
+        table.add_row(inert_row([
             c.target.clone(),
             action,
             c.state.clone(),
@@ -160,7 +161,7 @@ pub fn commands(views: &[CommandView], now_unix_ms: i64) -> String {
             } else {
                 c.detail.clone()
             },
-        ]);
+        ]));
     }
     let mut out = String::new();
     for line in table.to_string().lines() {
@@ -178,13 +179,13 @@ pub fn drill(report: &crate::drill::DrillReport) -> String {
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(["STEP", "EPOCH", "TAKEOVER", "NOOP ON ALL", "HOSTS"]);
     for s in &report.steps {
-        table.add_row([
+        table.add_row(inert_row([
             format!("{} -> {}", s.from, s.to),
             format!("{} -> {}", s.old_epoch, s.new_epoch),
             format!("{} ms", s.takeover_ms),
             format!("{} ms", s.noop_ms),
             s.hosts.to_string(),
-        ]);
+        ]));
     }
     let mut out = String::new();
     for line in table.to_string().lines() {

@@ -2,7 +2,9 @@
 //! rewrites them; review the diff.
 
 use opsfleet_cli::render;
-use opsfleet_proto::api::{DiskView, HostView, ModuleView, Responder, SeqRange, StatusReply};
+use opsfleet_proto::api::{
+    CommandView, DiskView, HostView, ModuleView, Responder, SeqRange, StatusReply,
+};
 
 const NOW: i64 = 1_790_000_000_000;
 
@@ -93,4 +95,42 @@ fn status_table() {
 #[test]
 fn status_with_no_hosts() {
     check("status-empty.txt", &render::status(&reply(vec![]), NOW));
+}
+
+/// No character a terminal acts on, except the line ends the renderer puts there.
+fn assert_inert(text: &str) {
+    for (i, line) in text.split('\n').enumerate() {
+        assert!(
+            !line.chars().any(char::is_control),
+            "line {i} has a control character: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn control_characters_in_status_commands_and_leader_render_inert() {
+    let mut h = host("web-01", 1_200, 4);
+    h.disks[0].path = "/mnt/\x1b[2J".into();
+    h.modules[0].name = "disk\r".into();
+    let mut r = reply(vec![h]);
+    r.responder.name = "blue\x1b[H".into();
+    assert_inert(&render::status(&r, NOW));
+    assert_inert(&render::coordinators(&[r.responder.clone()]));
+
+    let cmd = CommandView {
+        id: "c1".into(),
+        target: "web-01".into(),
+        epoch: 3,
+        issued_by: "alice".into(),
+        action: "restore".into(),
+        module: "backup\x1b[1A".into(),
+        deadline_unix_ms: NOW,
+        state: "failed".into(),
+        detail: "archive a.tar.gz is corrupt: \x1b[2J\rstopped at corrupt file x".into(),
+        accepted_count: 1,
+        history: vec![],
+    };
+    let text = render::commands(&[cmd], NOW);
+    assert_inert(&text);
+    check("commands-hostile.txt", &text);
 }

@@ -241,3 +241,107 @@ fn alerts_table() {
     };
     check("alerts.txt", &render::alerts(&reply, NOW));
 }
+
+/// A hostile excerpt: clear screen, cursor home, carriage return over the line, a title-setting
+/// OSC, an 8-bit CSI; plus control characters in the other host-provided fields.
+const HOSTILE: &str = "ERROR \x1b[2J\x1b[H\rall good\x1b]0;owned\x07 \u{9b}31mred\x7f";
+
+/// No character a terminal acts on, except the line ends the renderer puts there.
+fn assert_inert(text: &str) {
+    for (i, line) in text.split('\n').enumerate() {
+        assert!(
+            !line.chars().any(char::is_control),
+            "line {i} has a control character: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn control_characters_from_hosts_render_inert() {
+    let reply = IncidentsReply {
+        responder: standby(),
+        incidents: vec![IncidentView {
+            host: "web-01".into(),
+            path: "/var/log/\x1b[31mapp.log".into(),
+            pattern: "err\ror".into(),
+            count: 1,
+            suppressed: 0,
+            first_seen_unix_ms: NOW - 30_000,
+            last_seen_unix_ms: NOW - 30_000,
+            last_excerpt: HOSTILE.into(),
+        }],
+        next: Some("web-01\x1b[2J".into()),
+    };
+    let text = render::incidents(&reply, NOW);
+    assert_inert(&text);
+    assert!(
+        text.contains("ERROR ␛[2J␛[H␍all good␛]0;owned␇ �31mred␡"),
+        "{text}"
+    );
+    check("incidents-hostile.txt", &text);
+    // JSON stays exact: serde escapes the controls and they read back unchanged.
+    let json = serde_json::to_string_pretty(&reply).expect("json");
+    assert!(
+        json.contains(r"ERROR \u001b[2J\u001b[H\rall good"),
+        "{json}"
+    );
+    let back: IncidentsReply = serde_json::from_str(&json).expect("parse");
+    assert_eq!(back.incidents[0].last_excerpt, HOSTILE);
+
+    let mut alerts = AlertsReply {
+        responder: standby(),
+        alerts: vec![],
+        next: None,
+    };
+    alerts.alerts.push(AlertView {
+        key: "k".into(),
+        rule: "log\x1b[8m".into(),
+        host: "web-01".into(),
+        subject: "/var\r".into(),
+        state: "firing".into(),
+        since_unix_ms: NOW - 1_000,
+        last_transition: "firing\x1b[0m".into(),
+        last_transition_unix_ms: NOW - 1_000,
+        notifications_sent: 0,
+        detail: HOSTILE.into(),
+        severity: "critical".into(),
+        transitions: 1,
+    });
+    assert_inert(&render::alerts(&alerts, NOW));
+
+    let backups = BackupsReply {
+        responder: standby(),
+        backups: vec![BackupView {
+            host: "db-01".into(),
+            job: "nightly\x1b[1A".into(),
+            state: "failed".into(),
+            last_success: None,
+            last_failure: Some(BackupFailureView {
+                run_id: "r-1".into(),
+                reason: HOSTILE.into(),
+                at_unix_ms: NOW - 600_000,
+            }),
+            running: None,
+            archives_kept: 0,
+            pruned_archives: 0,
+            pruned_bytes: 0,
+            last_restore: None,
+        }],
+        next: None,
+    };
+    assert_inert(&render::backups(&backups, NOW));
+
+    let mut h = host("web-01", "up", 1_000);
+    h.unhealthy = vec!["probe\x1b[2J:failed".into()];
+    h.modules = vec![module("log\r", "paused\x08")];
+    let hosts = HostsReply {
+        responder: Responder {
+            name: "green\x1b]0;x\x07".into(),
+            ..standby()
+        },
+        now_unix_ms: NOW,
+        hosts: vec![h],
+        next: None,
+    };
+    assert_inert(&render::hosts(&hosts, NOW));
+}

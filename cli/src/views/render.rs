@@ -7,12 +7,16 @@ use opsfleet_proto::api::{
 };
 
 use crate::render::ago;
+use crate::sanitize::{inert, inert_row};
 
 /// "answered by blue (active, epoch 7, behind 0)".
 pub fn answered_by(r: &Responder) -> String {
     format!(
         "answered by {} ({}, epoch {}, behind {})\n",
-        r.name, r.role, r.epoch, r.behind
+        inert(&r.name),
+        inert(&r.role),
+        r.epoch,
+        r.behind
     )
 }
 
@@ -35,6 +39,7 @@ fn finish(mut out: String, table: &Table) -> String {
 /// A closing line when `--limit` left rows out.
 fn more(out: &mut String, next: Option<&str>) {
     if let Some(after) = next {
+        let after = inert(after);
         out.push_str(&format!("more rows follow after {after} (raise --limit)\n"));
     }
 }
@@ -128,7 +133,7 @@ pub fn hosts(reply: &HostsReply, now_unix_ms: i64) -> String {
         "TROUBLE",
     ]);
     for h in &reply.hosts {
-        t.add_row([
+        t.add_row(inert_row([
             h.host.clone(),
             h.liveness.clone(),
             ago(now_unix_ms, h.last_seen_unix_ms),
@@ -138,7 +143,7 @@ pub fn hosts(reply: &HostsReply, now_unix_ms: i64) -> String {
             }),
             modules(h),
             trouble(h),
-        ]);
+        ]));
     }
     out = finish(out, &t);
     out.push_str(&format!("{} host(s)\n", reply.hosts.len()));
@@ -203,7 +208,7 @@ pub fn backups(reply: &BackupsReply, now_unix_ms: i64) -> String {
         } else {
             format!("{} ({})", b.pruned_archives, bytes(b.pruned_bytes))
         };
-        t.add_row([
+        t.add_row(inert_row([
             b.host.clone(),
             b.job.clone(),
             b.state.clone(),
@@ -215,7 +220,7 @@ pub fn backups(reply: &BackupsReply, now_unix_ms: i64) -> String {
             b.archives_kept.to_string(),
             pruned,
             last_failure(b, now_unix_ms),
-        ]);
+        ]));
     }
     let mut out = finish(out, &t);
     more(&mut out, reply.next.as_deref());
@@ -240,7 +245,7 @@ pub fn incidents(reply: &IncidentsReply, now_unix_ms: i64) -> String {
         "LAST EXCERPT",
     ]);
     for i in &reply.incidents {
-        t.add_row([
+        t.add_row(inert_row([
             i.host.clone(),
             i.path.clone(),
             i.pattern.clone(),
@@ -249,7 +254,7 @@ pub fn incidents(reply: &IncidentsReply, now_unix_ms: i64) -> String {
             ago(now_unix_ms, i.first_seen_unix_ms),
             ago(now_unix_ms, i.last_seen_unix_ms),
             one_line(&i.last_excerpt, 60),
-        ]);
+        ]));
     }
     let mut out = finish(out, &t);
     more(&mut out, reply.next.as_deref());
@@ -274,7 +279,7 @@ pub fn alerts(reply: &AlertsReply, now_unix_ms: i64) -> String {
         "DETAIL",
     ]);
     for a in &reply.alerts {
-        t.add_row([
+        t.add_row(inert_row([
             a.host.clone(),
             a.rule.clone(),
             if a.subject.is_empty() {
@@ -295,7 +300,7 @@ pub fn alerts(reply: &AlertsReply, now_unix_ms: i64) -> String {
             },
             a.notifications_sent.to_string(),
             one_line(&a.detail, 60),
-        ]);
+        ]));
     }
     let mut out = finish(out, &t);
     more(&mut out, reply.next.as_deref());
