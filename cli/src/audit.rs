@@ -10,8 +10,11 @@ use serde::Serialize;
 pub struct AuditEntry {
     /// When the command was issued (unix ms; 0 if the ledger has no `issued` step).
     pub issued_unix_ms: i64,
-    /// The operator identity the coordinator recorded.
+    /// The operator identity the coordinator recorded (from the request's subject; a name
+    /// ending in " (unverified)" came from an unidentified request's body).
     pub issued_by: String,
+    /// The role the operator acted in; empty for an unverified request.
+    pub issued_role: String,
     pub action: String,
     pub module: String,
     pub target: String,
@@ -44,6 +47,7 @@ pub fn entries(views: &[CommandView], filter: &AuditFilter) -> Vec<AuditEntry> {
                 .or(v.history.first())
                 .map_or(0, |h| h.at_unix_ms),
             issued_by: v.issued_by.clone(),
+            issued_role: v.issued_role.clone(),
             action: v.action.clone(),
             module: v.module.clone(),
             target: v.target.clone(),
@@ -77,14 +81,23 @@ pub fn timestamp(unix_ms: i64) -> String {
     }
 }
 
-/// The audit table: WHEN, BY, ACTION, TARGET, EPOCH, OUTCOME, FINISHED, COMMAND, DETAIL.
+/// A role for tables: `-` when none was recorded (an unverified request).
+pub fn role_cell(role: &str) -> String {
+    if role.is_empty() {
+        "-".to_owned()
+    } else {
+        role.to_owned()
+    }
+}
+
+/// The audit table: WHEN, BY, ROLE, ACTION, TARGET, EPOCH, OUTCOME, AT, COMMAND, DETAIL.
 pub fn render(entries: &[AuditEntry]) -> String {
     let mut table = Table::new();
     table
         .load_preset(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header([
-            "WHEN", "BY", "ACTION", "TARGET", "EPOCH", "OUTCOME", "AT", "COMMAND", "DETAIL",
+            "WHEN", "BY", "ROLE", "ACTION", "TARGET", "EPOCH", "OUTCOME", "AT", "COMMAND", "DETAIL",
         ]);
     for e in entries {
         let action = if e.module.is_empty() {
@@ -95,6 +108,7 @@ pub fn render(entries: &[AuditEntry]) -> String {
         table.add_row([
             timestamp(e.issued_unix_ms),
             e.issued_by.clone(),
+            role_cell(&e.issued_role),
             action,
             e.target.clone(),
             e.epoch.to_string(),
@@ -123,6 +137,7 @@ mod tests {
             target: target.into(),
             epoch: 7,
             issued_by: by.into(),
+            issued_role: "operator".into(),
             action: "pause".into(),
             module: "log".into(),
             deadline_unix_ms: issued + 60_000,
