@@ -74,8 +74,9 @@ pub fn is_publish_violation(error: &str, subject: &str) -> bool {
 pub fn not_permitted_reason(acting: Option<&Acting>, identity: &str) -> String {
     match acting {
         Some(a) => format!(
-            "{} needs role {} and {identity} does not hold it there (roles: viewer < operator < \
-             admin; each identity holds the roles its NATS permissions grant; see `opsctl --help`)",
+            "{} needs role {}, and these NATS credentials do not grant {identity} that role \
+             (roles: viewer < operator < admin, each granted by the identity's NATS \
+             permissions; see `opsctl --help` on --operator)",
             a.what, a.role
         ),
         None => format!("{identity} has no permission for this subject"),
@@ -355,7 +356,10 @@ mod tests {
             "operator alice",
         );
         assert!(
-            why.starts_with("config_apply needs role admin and operator alice does not hold it"),
+            why.starts_with(
+                "config_apply needs role admin, and these NATS credentials do not grant \
+                 operator alice that role"
+            ),
             "{why}"
         );
         let why = not_permitted_reason(None, "operator vera");

@@ -106,10 +106,12 @@ pub fn find_config(
             })
         }
         None if !forged.is_empty() => {
+            let fingerprints: Vec<&str> = forged.keys().map(String::as_str).collect();
+            let fingerprint = fingerprints.join(", ");
             let hosts: BTreeSet<String> = forged.into_values().flatten().collect();
             Err(DispatchError::ForgedFingerprint {
                 module: module.to_owned(),
-                fingerprint: wanted.to_owned(),
+                fingerprint,
                 hosts: hosts.into_iter().collect::<Vec<_>>().join(", "),
             })
         }
@@ -237,11 +239,15 @@ mod tests {
         );
         let text = err.to_string();
         assert!(text.contains(&fp(ONE)) && text.contains("db-01"), "{text}");
-        for wanted in ["f".repeat(64), "eeeeeeee".to_owned()] {
-            assert!(matches!(
-                find_config(&fleet, "disk", &wanted, &targets),
-                Err(DispatchError::ForgedFingerprint { .. })
-            ));
+        for (wanted, named) in [
+            ("f".repeat(64), "f".repeat(64)),
+            ("eeeeeeee".to_owned(), "e".repeat(64)),
+        ] {
+            let err = find_config(&fleet, "disk", &wanted, &targets).unwrap_err();
+            assert!(
+                matches!(&err, DispatchError::ForgedFingerprint { fingerprint, .. } if *fingerprint == named),
+                "{err}"
+            );
         }
         // Once web-01 announced ONE for real, the genuine entry is sent, never the forged one.
         announce(&mut fleet, "web-01", 1, &fp(ONE), ONE);
