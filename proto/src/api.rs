@@ -144,6 +144,11 @@ pub struct FailoverRequest {
     /// Hand the lease to this coordinator; otherwise whichever standby is first takes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// Informational, like `CommandRequest::issued_by`: the coordinator records the operator
+    /// named by the subject; on a plain subject (only with `[api] allow_unidentified`) this
+    /// name marked " (unverified)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// Reply to `ops.api.failover`, from the coordinator that released.

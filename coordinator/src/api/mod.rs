@@ -253,7 +253,8 @@ pub async fn serve(
                         // Every coordinator refuses alike; the first answer wins.
                         Err(r) => refuse(r),
                         Ok(()) => {
-                            let issuer = crate::identity::issuer("", operator.as_ref());
+                            let claimed = req.requested_by.clone().unwrap_or_default();
+                            let issuer = crate::identity::issuer(&claimed, operator.as_ref());
                             match commands::failover(&shared, &release, req, &issuer).await {
                                 Ok(reply) => to_json(&reply),
                                 // Standbys stay silent on the broadcast subject so the active one

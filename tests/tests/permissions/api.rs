@@ -449,6 +449,31 @@ async fn plain_commands_and_failovers_need_allow_unidentified() {
         );
         let table = c.opsctl.run(&["audit"]).await?.ok()?.stdout;
         ensure!(table.contains("(unverified)"), "audit table:\n{table}");
+        let out = c
+            .opsctl
+            .run(&["--output", "json", "failover", "--wait", "60s"])
+            .await?
+            .ok()?;
+        let result: Value = serde_json::from_str(out.stdout.trim())?;
+        let released = result["released_epoch"]
+            .as_u64()
+            .context("released_epoch")?;
+        wait_until_default("the unverified release in the log", async || {
+            let s = status(&c.opsctl, "blue").await?;
+            let history = s["coordinators"][0]["history"].clone();
+            Ok(history.as_array().and_then(|h| {
+                h.iter()
+                    .find(|step| {
+                        step["epoch"].as_u64() == Some(released)
+                            && step["requested_by"]
+                                .as_str()
+                                .is_some_and(|by| by.ends_with(" (unverified)"))
+                            && step.get("requested_role").is_none()
+                    })
+                    .map(|_| ())
+            }))
+        })
+        .await?;
         Ok(())
     })
     .await;

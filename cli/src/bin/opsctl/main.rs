@@ -472,7 +472,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Failover { to, wait, .. } => {
             let started = std::time::Instant::now();
-            let released = api.failover(&FailoverRequest { to: to.clone() }).await?;
+            let released = api
+                .failover(&FailoverRequest {
+                    to: to.clone(),
+                    requested_by: Some(operator_name(&api)),
+                })
+                .await?;
             let deadline = started + wait;
             let (new_active, new_epoch) = loop {
                 let replies = api.status_all(Duration::from_millis(25)).await?;
