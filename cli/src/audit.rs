@@ -30,15 +30,28 @@ pub struct AuditEntry {
 /// Which entries `opsctl audit` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
-    /// Only commands issued by this operator.
+    /// Only commands issued by this operator (also its annotated names: `alice (drill)`,
+    /// `alice (unverified)`).
     pub by: Option<String>,
+}
+
+/// Is `issued_by` the operator `by`, possibly annotated (`alice (drill)`)?
+pub fn issued_by_matches(issued_by: &str, by: &str) -> bool {
+    issued_by
+        .strip_prefix(by)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(" ("))
 }
 
 /// The audit trail of `views`, newest first.
 pub fn entries(views: &[CommandView], filter: &AuditFilter) -> Vec<AuditEntry> {
     let mut out: Vec<AuditEntry> = views
         .iter()
-        .filter(|v| filter.by.as_deref().is_none_or(|by| v.issued_by == by))
+        .filter(|v| {
+            filter
+                .by
+                .as_deref()
+                .is_none_or(|by| issued_by_matches(&v.issued_by, by))
+        })
         .map(|v| AuditEntry {
             issued_unix_ms: v
                 .history
@@ -182,6 +195,16 @@ mod tests {
         assert!(alice.iter().all(|e| e.issued_by == "alice"));
         assert_eq!(alice[1].outcome, "completed");
         assert_eq!(alice[1].updated_unix_ms, t + 40);
+    }
+
+    #[test]
+    fn by_matches_annotated_names_of_the_same_operator_only() {
+        assert!(issued_by_matches("alice", "alice"));
+        assert!(issued_by_matches("alice (drill)", "alice"));
+        assert!(issued_by_matches("alice (unverified)", "alice"));
+        assert!(!issued_by_matches("alicex", "alice"));
+        assert!(!issued_by_matches("bob (drill)", "alice"));
+        assert!(!issued_by_matches("ali", "alice"));
     }
 
     #[test]

@@ -245,7 +245,8 @@ enum Command {
     },
     /// The audit trail: who issued which command, when, to which host, and its outcome.
     Audit {
-        /// Only commands issued by this operator.
+        /// Only commands issued by this operator (with its annotated names: `alice (drill)`,
+        /// `alice (unverified)`).
         #[arg(long)]
         by: Option<String>,
         /// Only commands for this host.
