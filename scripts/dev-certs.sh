@@ -4,7 +4,7 @@
 # per identity (agents by host name, coordinators by name, operators by user name).
 #
 #   scripts/dev-certs.sh [OUT_DIR] [--hosts "web-01 web-02 db-01"] [--coordinators "blue green"]
-#                        [--operators "alice bob"] [--force]
+#                        [--operators "alice bob carol"] [--force]
 #
 # OUT_DIR defaults to deploy/secrets (ignored by git). It receives
 #   tls/ca.pem, tls/ca-key.pem           the development CA (keep ca-key.pem private)
@@ -22,7 +22,7 @@ set -euo pipefail
 out="deploy/secrets"
 hosts="web-01 web-02 db-01"
 coordinators="blue green"
-operators="alice bob"
+operators="alice bob carol"
 force=0
 while [ $# -gt 0 ]; do
     case "$1" in

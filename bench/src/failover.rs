@@ -318,6 +318,7 @@ impl Pair {
         let old = self.holder.clone();
         let req = serde_json::to_vec(&FailoverRequest {
             to: Some(standby.clone()),
+            requested_by: Some("bench".to_owned()),
         })
         .context("encode request")?;
         self.drain();

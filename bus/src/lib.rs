@@ -185,7 +185,18 @@ pub async fn connect(
     client_name: &str,
     mode: ConnectMode,
 ) -> Result<async_nats::Client, BusError> {
-    let mut opts = ConnectOptions::new()
+    connect_with(cfg, client_name, mode, |opts| opts).await
+}
+
+/// `connect`, with `extra` applied to the options first (e.g. an event callback that sees the
+/// server's permission violations).
+pub async fn connect_with(
+    cfg: &NatsConfig,
+    client_name: &str,
+    mode: ConnectMode,
+    extra: impl FnOnce(ConnectOptions) -> ConnectOptions,
+) -> Result<async_nats::Client, BusError> {
+    let mut opts = extra(ConnectOptions::new())
         .name(client_name)
         .max_reconnects(None)
         .request_timeout(Some(cfg.request_timeout))

@@ -11,8 +11,11 @@ use serde::Serialize;
 pub struct AuditEntry {
     /// When the command was issued (unix ms; 0 if the ledger has no `issued` step).
     pub issued_unix_ms: i64,
-    /// The operator identity the coordinator recorded.
+    /// The operator identity the coordinator recorded (from the request's subject; a name
+    /// ending in " (unverified)" came from an unidentified request's body).
     pub issued_by: String,
+    /// The role the operator acted in; empty for an unverified request.
+    pub issued_role: String,
     pub action: String,
     pub module: String,
     pub target: String,
@@ -28,15 +31,28 @@ pub struct AuditEntry {
 /// Which entries `opsctl audit` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
-    /// Only commands issued by this operator.
+    /// Only commands issued by this operator (also its annotated names: `alice (drill)`,
+    /// `alice (unverified)`).
     pub by: Option<String>,
+}
+
+/// Is `issued_by` the operator `by`, possibly annotated (`alice (drill)`)?
+pub fn issued_by_matches(issued_by: &str, by: &str) -> bool {
+    issued_by
+        .strip_prefix(by)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(" ("))
 }
 
 /// The audit trail of `views`, newest first.
 pub fn entries(views: &[CommandView], filter: &AuditFilter) -> Vec<AuditEntry> {
     let mut out: Vec<AuditEntry> = views
         .iter()
-        .filter(|v| filter.by.as_deref().is_none_or(|by| v.issued_by == by))
+        .filter(|v| {
+            filter
+                .by
+                .as_deref()
+                .is_none_or(|by| issued_by_matches(&v.issued_by, by))
+        })
         .map(|v| AuditEntry {
             issued_unix_ms: v
                 .history
@@ -45,6 +61,7 @@ pub fn entries(views: &[CommandView], filter: &AuditFilter) -> Vec<AuditEntry> {
                 .or(v.history.first())
                 .map_or(0, |h| h.at_unix_ms),
             issued_by: v.issued_by.clone(),
+            issued_role: v.issued_role.clone(),
             action: v.action.clone(),
             module: v.module.clone(),
             target: v.target.clone(),
@@ -78,14 +95,23 @@ pub fn timestamp(unix_ms: i64) -> String {
     }
 }
 
-/// The audit table: WHEN, BY, ACTION, TARGET, EPOCH, OUTCOME, FINISHED, COMMAND, DETAIL.
+/// A role for tables: `-` when none was recorded (an unverified request).
+pub fn role_cell(role: &str) -> String {
+    if role.is_empty() {
+        "-".to_owned()
+    } else {
+        role.to_owned()
+    }
+}
+
+/// The audit table: WHEN, BY, ROLE, ACTION, TARGET, EPOCH, OUTCOME, AT, COMMAND, DETAIL.
 pub fn render(entries: &[AuditEntry]) -> String {
     let mut table = Table::new();
     table
         .load_preset(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header([
-            "WHEN", "BY", "ACTION", "TARGET", "EPOCH", "OUTCOME", "AT", "COMMAND", "DETAIL",
+            "WHEN", "BY", "ROLE", "ACTION", "TARGET", "EPOCH", "OUTCOME", "AT", "COMMAND", "DETAIL",
         ]);
     for e in entries {
         let action = if e.module.is_empty() {
@@ -96,6 +122,7 @@ pub fn render(entries: &[AuditEntry]) -> String {
         table.add_row(inert_row([
             timestamp(e.issued_unix_ms),
             e.issued_by.clone(),
+            role_cell(&e.issued_role),
             action,
             e.target.clone(),
             e.epoch.to_string(),
@@ -124,6 +151,7 @@ mod tests {
             target: target.into(),
             epoch: 7,
             issued_by: by.into(),
+            issued_role: "operator".into(),
             action: "pause".into(),
             module: "log".into(),
             deadline_unix_ms: issued + 60_000,
@@ -168,6 +196,16 @@ mod tests {
         assert!(alice.iter().all(|e| e.issued_by == "alice"));
         assert_eq!(alice[1].outcome, "completed");
         assert_eq!(alice[1].updated_unix_ms, t + 40);
+    }
+
+    #[test]
+    fn by_matches_annotated_names_of_the_same_operator_only() {
+        assert!(issued_by_matches("alice", "alice"));
+        assert!(issued_by_matches("alice (drill)", "alice"));
+        assert!(issued_by_matches("alice (unverified)", "alice"));
+        assert!(!issued_by_matches("alicex", "alice"));
+        assert!(!issued_by_matches("bob (drill)", "alice"));
+        assert!(!issued_by_matches("ali", "alice"));
     }
 
     #[test]

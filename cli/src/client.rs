@@ -1,4 +1,7 @@
-//! Calling the coordinators' query API over NATS request/reply.
+//! Calling the coordinators' query API over NATS request/reply: identified subjects for
+//! actions (`ops.api.as.<operator>.<role>.*`, the role the action needs), and clear errors when
+//! the NATS server refuses a publish (a permissions violation names the subject; without
+//! watching for it a refused request would only time out) or a coordinator refuses a role.
 
 use std::time::Duration;
 
@@ -11,6 +14,7 @@ use opsfleet_proto::api::{
 use opsfleet_proto::subjects;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -27,7 +31,19 @@ pub enum ClientError {
         source: async_nats::RequestError,
     },
     #[error("coordinator {responder} refused the request: {error}")]
-    Refused { responder: String, error: String },
+    Refused {
+        responder: String,
+        error: String,
+        /// The role the request needed, when a role was the reason.
+        needs_role: Option<Role>,
+    },
+    #[error("the NATS server refused to let {identity} publish on {subject}: {why}")]
+    NotPermitted {
+        subject: String,
+        /// `operator alice`, or `no --operator` for an unidentified connection.
+        identity: String,
+        why: String,
+    },
     #[error("cannot gather replies on {subject}: {reason}")]
     Gather { subject: String, reason: String },
     #[error("cannot understand the reply on {subject}")]
@@ -38,29 +54,86 @@ pub enum ClientError {
     },
 }
 
+/// What a request is for, to explain a refusal: the action and the role it was sent in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acting {
+    pub what: String,
+    pub role: Role,
+}
+
+/// Does this server error report that publishing on `subject` was refused? (nats-server:
+/// `Permissions Violation for Publish to "<subject>"`.)
+pub fn is_publish_violation(error: &str, subject: &str) -> bool {
+    let lower = error.to_lowercase();
+    lower.contains("permissions violation")
+        && lower.contains("publish")
+        && error.contains(&format!("\"{subject}\""))
+}
+
+/// Why the server refused a publish, for the error message (pure).
+pub fn not_permitted_reason(acting: Option<&Acting>, identity: &str) -> String {
+    match acting {
+        Some(a) => format!(
+            "{} needs role {}, and these NATS credentials do not grant {identity} that role \
+             (roles: viewer < operator < admin, each granted by the identity's NATS \
+             permissions; see `opsctl --help` on --operator)",
+            a.what, a.role
+        ),
+        None => format!("{identity} has no permission for this subject"),
+    }
+}
+
 /// A connection used for API calls.
 pub struct Api {
     client: async_nats::Client,
     timeout: Duration,
     operator: Option<String>,
+    role: Option<Role>,
+    /// The server's asynchronous errors (permission violations among them).
+    server_errors: broadcast::Sender<String>,
 }
 
 impl Api {
     pub async fn connect(cfg: &NatsConfig) -> Result<Self, ClientError> {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
-        let client =
-            opsfleet_bus::connect(cfg, &format!("opsctl {user}"), ConnectMode::FailFast).await?;
+        let (server_errors, _) = broadcast::channel(64);
+        let sink = server_errors.clone();
+        let client = opsfleet_bus::connect_with(
+            cfg,
+            &format!("opsctl {user}"),
+            ConnectMode::FailFast,
+            |opts| {
+                opts.event_callback(move |event| {
+                    let sink = sink.clone();
+                    async move {
+                        if let async_nats::Event::ServerError(e) = event {
+                            // Nobody listening is fine: no request is waiting.
+                            let _ = sink.send(e.to_string());
+                        }
+                    }
+                })
+            },
+        )
+        .await?;
         Ok(Api {
             client,
             timeout: cfg.request_timeout,
             operator: None,
+            role: None,
+            server_errors,
         })
     }
 
-    /// Sends commands as `operator` on `ops.api.as.<operator>.command`, where NATS permissions
-    /// vouch for the name and the coordinator records it as `issued_by`.
+    /// Sends actions as `operator` on `ops.api.as.<operator>.<role>.*`, where NATS permissions
+    /// vouch for the name and the role, and the coordinator records both.
     pub fn with_operator(mut self, operator: Option<String>) -> Self {
         self.operator = operator;
+        self
+    }
+
+    /// Acts in this role instead of the least one each action needs.
+    pub fn with_role(mut self, role: Option<Role>) -> Self {
+        self.role = role;
         self
     }
 
@@ -69,37 +142,98 @@ impl Api {
         self.operator.as_deref()
     }
 
+    fn identity(&self) -> String {
+        match &self.operator {
+            Some(op) => format!("operator {op}"),
+            None => "this connection (no --operator)".to_owned(),
+        }
+    }
+
+    /// The subject of an action needing `needs`, and what it acts as: identified with the
+    /// operator (in `--role`, else the role needed), or plain without one.
+    fn action_subject(
+        &self,
+        what: &str,
+        needs: Role,
+        identified: impl Fn(&str, Role) -> String,
+        plain: &str,
+    ) -> (String, Option<Acting>) {
+        match &self.operator {
+            Some(op) => {
+                let role = self.role.unwrap_or(needs);
+                (
+                    identified(op, role),
+                    Some(Acting {
+                        what: what.to_owned(),
+                        role,
+                    }),
+                )
+            }
+            None => (plain.to_owned(), None),
+        }
+    }
+
     /// Sends `req` as JSON on `subject` and decodes the first reply.
     pub async fn call<Req: Serialize, Rep: DeserializeOwned>(
         &self,
         subject: String,
         req: &Req,
     ) -> Result<Rep, ClientError> {
+        self.call_acting(subject, req, None).await
+    }
+
+    /// `call`, explaining a refused publish with what the request acts as.
+    async fn call_acting<Req: Serialize, Rep: DeserializeOwned>(
+        &self,
+        subject: String,
+        req: &Req,
+        acting: Option<Acting>,
+    ) -> Result<Rep, ClientError> {
         let payload = serde_json::to_vec(req).map_err(|source| ClientError::BadReply {
             subject: subject.clone(),
             source,
         })?;
-        let reply = self
-            .client
-            .request(subject.clone(), payload.into())
-            .await
-            .map_err(|source| match source.kind() {
-                async_nats::RequestErrorKind::NoResponders => ClientError::NoResponders {
+        let mut errors = self.server_errors.subscribe();
+        let refused = async {
+            loop {
+                match errors.recv().await {
+                    Ok(e) if is_publish_violation(&e, &subject) => return,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    // The connection is gone; the request itself reports that.
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                }
+            }
+        };
+        let request = self.client.request(subject.clone(), payload.into());
+        let reply = tokio::select! {
+            reply = request => reply,
+            () = refused => {
+                let identity = self.identity();
+                return Err(ClientError::NotPermitted {
+                    why: not_permitted_reason(acting.as_ref(), &identity),
                     subject: subject.clone(),
-                },
-                async_nats::RequestErrorKind::TimedOut => ClientError::Timeout {
-                    subject: subject.clone(),
-                    timeout: self.timeout,
-                },
-                _ => ClientError::Request {
-                    subject: subject.clone(),
-                    source,
-                },
-            })?;
+                    identity,
+                });
+            }
+        };
+        let reply = reply.map_err(|source| match source.kind() {
+            async_nats::RequestErrorKind::NoResponders => ClientError::NoResponders {
+                subject: subject.clone(),
+            },
+            async_nats::RequestErrorKind::TimedOut => ClientError::Timeout {
+                subject: subject.clone(),
+                timeout: self.timeout,
+            },
+            _ => ClientError::Request {
+                subject: subject.clone(),
+                source,
+            },
+        })?;
         if let Ok(err) = serde_json::from_slice::<ApiError>(&reply.payload) {
             return Err(ClientError::Refused {
                 responder: err.responder,
                 error: err.error,
+                needs_role: err.needs_role,
             });
         }
         serde_json::from_slice(&reply.payload)
@@ -135,21 +269,29 @@ impl Api {
         Ok(out)
     }
 
-    /// Asks the active coordinator to release its lease.
+    /// Asks the active coordinator to release its lease, as the operator in
+    /// `Role::FAILOVER` (`ops.api.as.<operator>.<role>.failover`).
     pub async fn failover(&self, req: &FailoverRequest) -> Result<FailoverReply, ClientError> {
-        self.call(subjects::API_FAILOVER.to_owned(), req).await
+        let (subject, acting) = self.action_subject(
+            "failover",
+            Role::FAILOVER,
+            subjects::api_failover_as,
+            subjects::API_FAILOVER,
+        );
+        self.call_acting(subject, req, acting).await
     }
 
-    /// Asks the active coordinator to issue a command.
+    /// Asks the active coordinator to issue a command, as the operator in the role the action
+    /// needs (`ops.api.as.<operator>.<role>.command`).
     pub async fn command(&self, req: &CommandRequest) -> Result<CommandReply, ClientError> {
-        let subject = match &self.operator {
-            Some(op) => subjects::api_command_as(
-                op,
-                Role::required_for_action(&req.action).unwrap_or(Role::Operator),
-            ),
-            None => subjects::API_COMMAND.to_owned(),
-        };
-        self.call(subject, req).await
+        let needs = Role::required_for_action(&req.action).unwrap_or(Role::Admin);
+        let (subject, acting) = self.action_subject(
+            &req.action,
+            needs,
+            subjects::api_command_as,
+            subjects::API_COMMAND,
+        );
+        self.call_acting(subject, req, acting).await
     }
 
     /// The command ledger, from whichever coordinator answers first.
@@ -184,5 +326,43 @@ impl Api {
             all.next = page.next;
         }
         Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violations_are_matched_by_exact_subject() {
+        let e = "nats: Permissions Violation for Publish to \"ops.api.as.alice.admin.command\"";
+        assert!(is_publish_violation(e, "ops.api.as.alice.admin.command"));
+        assert!(!is_publish_violation(e, "ops.api.as.alice.admin"));
+        assert!(!is_publish_violation(
+            e,
+            "ops.api.as.alice.admin.command.blue"
+        ));
+        let sub = "nats: Permissions Violation for Subscription to \"ops.api.status\"";
+        assert!(!is_publish_violation(sub, "ops.api.status"));
+    }
+
+    #[test]
+    fn a_refusal_names_the_role_and_the_identity() {
+        let why = not_permitted_reason(
+            Some(&Acting {
+                what: "config_apply".into(),
+                role: Role::Admin,
+            }),
+            "operator alice",
+        );
+        assert!(
+            why.starts_with(
+                "config_apply needs role admin, and these NATS credentials do not grant \
+                 operator alice that role"
+            ),
+            "{why}"
+        );
+        let why = not_permitted_reason(None, "operator vera");
+        assert_eq!(why, "operator vera has no permission for this subject");
     }
 }

@@ -99,6 +99,7 @@ pub async fn run(api: &Api, issued_by: &str, wait: Duration) -> Result<DrillRepo
         let released = api
             .failover(&FailoverRequest {
                 to: Some(to.name.clone()),
+                requested_by: Some(format!("{issued_by} (drill)")),
             })
             .await?;
         let step = format!("handover {} -> {}", from.name, to.name);

@@ -139,7 +139,7 @@ pub fn commands(views: &[CommandView], now_unix_ms: i64) -> String {
         .load_preset(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header([
-            "HOST", "ACTION", "STATE", "EPOCH", "BY", "UPDATED", "COMMAND", "DETAIL",
+            "HOST", "ACTION", "STATE", "EPOCH", "BY", "ROLE", "UPDATED", "COMMAND", "DETAIL",
         ]);
     for c in views {
         let updated = c.history.last().map_or(0, |h| h.at_unix_ms);
@@ -154,6 +154,7 @@ pub fn commands(views: &[CommandView], now_unix_ms: i64) -> String {
             c.state.clone(),
             c.epoch.to_string(),
             c.issued_by.clone(),
+            crate::audit::role_cell(&c.issued_role),
             ago(now_unix_ms, updated),
             c.id.clone(),
             if c.accepted_count > 1 {

@@ -1,9 +1,9 @@
 //! Golden files for opsctl's human output. `UPDATE_GOLDEN=1 cargo test -p opsfleet-cli`
 //! rewrites them; review the diff.
 
-use opsfleet_cli::render;
+use opsfleet_cli::{audit, render};
 use opsfleet_proto::api::{
-    CommandView, DiskView, HostView, ModuleView, Responder, SeqRange, StatusReply,
+    CommandStepView, CommandView, DiskView, HostView, ModuleView, Responder, SeqRange, StatusReply,
 };
 
 const NOW: i64 = 1_790_000_000_000;
@@ -69,6 +69,7 @@ fn reply(hosts: Vec<HostView>) -> StatusReply {
         log_events: 1200,
         duplicates_dropped: 3,
         malformed_parked: 0,
+        api_refused: Default::default(),
         hosts,
         coordinators: vec![],
         next: None,
@@ -122,6 +123,7 @@ fn control_characters_in_status_commands_and_leader_render_inert() {
         target: "web-01".into(),
         epoch: 3,
         issued_by: "alice".into(),
+        issued_role: "admin".into(),
         action: "restore".into(),
         module: "backup\x1b[1A".into(),
         deadline_unix_ms: NOW,
@@ -133,4 +135,66 @@ fn control_characters_in_status_commands_and_leader_render_inert() {
     let text = render::commands(&[cmd], NOW);
     assert_inert(&text);
     check("commands-hostile.txt", &text);
+}
+
+fn command(id: &str, target: &str, by: &str, role: &str, state: &str) -> CommandView {
+    let issued = NOW - 90_000;
+    CommandView {
+        id: id.into(),
+        target: target.into(),
+        epoch: 7,
+        issued_by: by.into(),
+        issued_role: role.into(),
+        action: "config_apply".into(),
+        module: "disk".into(),
+        deadline_unix_ms: issued + 60_000,
+        state: state.into(),
+        detail: if state == "completed" {
+            "reconfigured".into()
+        } else {
+            String::new()
+        },
+        accepted_count: 1,
+        history: vec![
+            CommandStepView {
+                state: "issued".into(),
+                at_unix_ms: issued,
+                by: "blue".into(),
+                detail: String::new(),
+            },
+            CommandStepView {
+                state: state.into(),
+                at_unix_ms: issued + 40,
+                by: target.into(),
+                detail: String::new(),
+            },
+        ],
+    }
+}
+
+fn ledger() -> Vec<CommandView> {
+    let mut pause = command("0190-c2", "web-01", "alice", "operator", "completed");
+    pause.action = "pause".into();
+    pause.module = "log".into();
+    pause.detail = "paused".into();
+    vec![
+        command("0190-c3", "db-01", "carol", "admin", "completed"),
+        pause,
+        command("0190-c1", "web-02", "ops (unverified)", "", "expired"),
+    ]
+}
+
+#[test]
+fn commands_table_shows_who_in_which_role() {
+    check("commands.txt", &render::commands(&ledger(), NOW));
+}
+
+#[test]
+fn audit_table_shows_who_in_which_role() {
+    let entries = audit::entries(&ledger(), &audit::AuditFilter::default());
+    check("audit.txt", &audit::render(&entries));
+    let json = serde_json::to_value(&entries).unwrap();
+    assert_eq!(json[0]["issued_role"], "admin", "{json}");
+    assert_eq!(json[2]["issued_by"], "ops (unverified)", "{json}");
+    assert_eq!(json[2]["issued_role"], "", "{json}");
 }

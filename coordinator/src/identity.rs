@@ -1,9 +1,9 @@
 //! Operator identity on API requests: the identified subjects a coordinator listens on
-//! (`ops.api.as.<operator>.<role>.<verb>[.<coordinator>]`) and how the name in the subject
-//! becomes a command's `issued_by`. NATS permissions let each operator publish only under its
+//! (`ops.api.as.<operator>.<role>.<verb>[.<coordinator>]`) and how the name and role in the
+//! subject become a command's `issued_by` / `issued_role` (a failover's `requested_by`). NATS permissions let each operator publish only under its
 //! own name and roles (`deploy/nats/auth.conf`), so neither can be forged by another operator.
 
-use opsfleet_proto::api::{CommandRequest, Role};
+use opsfleet_proto::api::Role;
 use opsfleet_proto::subjects;
 
 /// An operator name and the role it acts in, both read from a request's subject.
@@ -38,18 +38,58 @@ pub fn split(subject: &str) -> (String, Option<Identity>) {
     }
 }
 
-/// Records the identity from the subject as the command's `issued_by`, overriding whatever the
-/// request body claims; an annotation after the verified name is kept (`alice (drill)`).
-/// Without an identity (plain subject, e.g. a deployment without per-operator permissions) the
-/// body's value is kept.
-pub fn stamp(req: &mut CommandRequest, operator: Option<&str>) {
-    if let Some(op) = operator {
-        let annotated = req
-            .issued_by
-            .strip_prefix(op)
-            .is_some_and(|rest| rest.starts_with(" ("));
-        if !annotated {
-            req.issued_by = op.to_owned();
+/// Who an action is recorded as coming from: the operator named by the subject and the role
+/// it acted in, or (a plain subject, accepted only with `[api] allow_unidentified`) the body's
+/// claim marked " (unverified)" and no role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    pub name: String,
+    pub role: Option<Role>,
+}
+
+impl Issuer {
+    /// The role as recorded in events (`issued_role`, `requested_role`): empty if unverified.
+    pub fn role_text(&self) -> String {
+        self.role.map(|r| r.as_str().to_owned()).unwrap_or_default()
+    }
+}
+
+/// Suffix of a name taken from a request body rather than from the subject.
+pub const UNVERIFIED: &str = " (unverified)";
+/// The one annotation a verified name may carry: `alice (drill)` (the failover drill's no-ops).
+pub const DRILL: &str = " (drill)";
+/// Longest name taken from a request body.
+const CLAIM_MAX_CHARS: usize = 64;
+
+/// The issuer of a request whose body claims `claimed`. With an identity (from the subject),
+/// the verified name wins over the body; the body may only add ` (drill)` to it. Without one,
+/// the claim (control characters dropped, cut to 64 characters; `unknown` if empty) is kept
+/// and marked unverified.
+pub fn issuer(claimed: &str, identity: Option<&Identity>) -> Issuer {
+    match identity {
+        Some(id) => {
+            let drill = claimed.strip_prefix(id.operator.as_str()) == Some(DRILL);
+            Issuer {
+                name: if drill {
+                    format!("{}{DRILL}", id.operator)
+                } else {
+                    id.operator.clone()
+                },
+                role: Some(id.role),
+            }
+        }
+        None => {
+            let clean: String = claimed
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(CLAIM_MAX_CHARS)
+                .collect();
+            let clean = clean.trim();
+            let name = if clean.is_empty() { "unknown" } else { clean };
+            Issuer {
+                name: format!("{name}{UNVERIFIED}"),
+                role: None,
+            }
         }
     }
 }
@@ -62,25 +102,41 @@ mod tests {
     fn identity_comes_from_the_subject_not_the_body() {
         let (plain, id) = split("ops.api.as.alice.operator.command");
         assert_eq!(plain, subjects::API_COMMAND);
-        let mut req = CommandRequest {
-            issued_by: "bob".into(),
-            ..Default::default()
+        let who = issuer("bob", id.as_ref());
+        assert_eq!(
+            who,
+            Issuer {
+                name: "alice".into(),
+                role: Some(Role::Operator)
+            }
+        );
+        assert_eq!(who.role_text(), "operator");
+        let alice = Identity {
+            operator: "alice".into(),
+            role: Role::Admin,
         };
-        stamp(&mut req, id.as_ref().map(|i| i.operator.as_str()));
-        assert_eq!(req.issued_by, "alice");
         for (claimed, recorded) in [
             ("alice (drill)", "alice (drill)"),
             ("alicex (drill)", "alice"),
             ("bob (drill)", "alice"),
             ("alice", "alice"),
+            ("alice (approved by carol)", "alice"),
+            ("", "alice"),
         ] {
-            let mut req = CommandRequest {
-                issued_by: claimed.into(),
-                ..Default::default()
-            };
-            stamp(&mut req, Some("alice"));
-            assert_eq!(req.issued_by, recorded, "{claimed}");
+            assert_eq!(issuer(claimed, Some(&alice)).name, recorded, "{claimed}");
         }
+    }
+
+    #[test]
+    fn unidentified_claims_are_marked_unverified() {
+        let who = issuer("carol", None);
+        assert_eq!(who.name, "carol (unverified)");
+        assert_eq!(who.role, None);
+        assert_eq!(who.role_text(), "");
+        assert_eq!(issuer("  ", None).name, "unknown (unverified)");
+        assert_eq!(issuer("a\u{1b}[31mb\n", None).name, "a[31mb (unverified)");
+        let long = "x".repeat(500);
+        assert_eq!(issuer(&long, None).name.len(), 64 + UNVERIFIED.len());
     }
 
     #[test]
@@ -99,12 +155,10 @@ mod tests {
             split("ops.api.command"),
             ("ops.api.command".to_owned(), None)
         );
-        let mut req = CommandRequest {
-            issued_by: "carol".into(),
-            ..Default::default()
-        };
-        stamp(&mut req, None);
-        assert_eq!(req.issued_by, "carol");
+        assert_eq!(
+            split("ops.api.as.alice.root.command"),
+            ("ops.api.as.alice.root.command".to_owned(), None)
+        );
         assert_eq!(
             subscriptions("blue"),
             [

@@ -24,7 +24,11 @@ struct Cli {
     #[arg(long, short, env = "OPS_COORDINATOR_CONFIG")]
     config: PathBuf,
     /// Validate the config, print every problem as FILE:LINE: key: reason, and exit
-    /// (0 valid, 2 invalid).
+    /// (0 valid, 2 invalid). A valid config also prints what the API accepts: by default only
+    /// identified requests (`ops.api.as.<operator>.<role>.command|failover`, roles enforced);
+    /// `[api] allow_unidentified = true` also takes plain `ops.api.command`/`failover` (insecure,
+    /// for the local demo) and records their `issued_by` as unverified. `[api] max_deadline`
+    /// (default 24h) caps a command's deadline; a deadline of 0 is always refused.
     #[arg(long)]
     check_config: bool,
     /// Log format on stderr.
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
             cfg.name,
             &cfg.fingerprint()[..12]
         );
+        println!("{}", cfg.api.summary());
         return ExitCode::SUCCESS;
     }
     let result = match cli.command.unwrap_or(Command::Run) {

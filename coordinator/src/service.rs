@@ -112,7 +112,17 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         )
         .run(cancel.clone()),
     );
-    let dispatcher = Dispatcher::new(Arc::clone(&shared), emitter, js.clone());
+    let dispatcher = Dispatcher::new(
+        Arc::clone(&shared),
+        emitter,
+        js.clone(),
+        cfg.api.max_deadline,
+    );
+    if cfg.api.allow_unidentified {
+        tracing::warn!(
+            "[api] allow_unidentified = true: plain ops.api.command/failover accepted, their issuer recorded as unverified"
+        );
+    }
     let sweeper = tokio::spawn(
         dispatcher
             .clone()
@@ -125,6 +135,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         topology.events.clone(),
         release,
         dispatcher,
+        cfg.api.clone(),
         cancel.clone(),
     ));
     ingest::run(
@@ -182,6 +193,12 @@ async fn publish_role_changes(
             role: role as i32,
             epoch: change.epoch,
             reason: change.reason.to_owned(),
+            requested_by: change
+                .requested_by
+                .as_ref()
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
+            requested_role: change.requested_by.map(|r| r.role).unwrap_or_default(),
         });
         if let Err(e) = emitter.emit(body, Duration::from_secs(30)).await {
             tracing::error!(error = %e, epoch = change.epoch, "leadership event lost");

@@ -46,6 +46,9 @@ pub struct StatusReply {
     pub duplicates_dropped: u64,
     /// Malformed messages parked on the dead-letter subject since this process started.
     pub malformed_parked: u64,
+    /// API requests this coordinator refused since it started (see [`ApiRefusals`]).
+    #[serde(default)]
+    pub api_refused: ApiRefusals,
     pub hosts: Vec<HostView>,
     /// Coordinators as the log knows them (from their leadership events).
     #[serde(default)]
@@ -53,6 +56,21 @@ pub struct StatusReply {
     /// Set when more hosts follow: pass it as `after` to get the next page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+}
+
+/// API requests one coordinator refused since it started, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiRefusals {
+    /// Requests whose reply subject is not the requester's inbox (`_INBOX.`, or
+    /// `_INBOX.<operator>.` on identified subjects): dropped without an answer.
+    #[serde(default)]
+    pub foreign_reply: u64,
+    /// Actions asked for in a role below the one they need.
+    #[serde(default)]
+    pub role: u64,
+    /// Plain `ops.api.command` / `ops.api.failover` while `[api] allow_unidentified` is off.
+    #[serde(default)]
+    pub unidentified: u64,
 }
 
 /// One coordinator as the log knows it.
@@ -73,6 +91,11 @@ pub struct LeadershipChangeView {
     pub role: String,
     pub reason: String,
     pub at_unix_ms: i64,
+    /// Who asked for a released step-down (`opsctl failover`), as recorded by the coordinator.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requested_by: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requested_role: String,
 }
 
 /// One host as the coordinator's projection knows it.
@@ -121,6 +144,11 @@ pub struct FailoverRequest {
     /// Hand the lease to this coordinator; otherwise whichever standby is first takes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// Informational, like `CommandRequest::issued_by`: the coordinator records the operator
+    /// named by the subject; on a plain subject (only with `[api] allow_unidentified`) this
+    /// name marked " (unverified)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// Reply to `ops.api.failover`, from the coordinator that released.
@@ -198,9 +226,12 @@ pub struct CommandRequest {
     pub hosts: Vec<String>,
     #[serde(default)]
     pub all: bool,
-    /// The command expires this long after it is issued, in milliseconds.
+    /// The command expires this long after it is issued, in milliseconds: required (0 is
+    /// refused) and at most the coordinator's `[api] max_deadline`.
     pub deadline_ms: u64,
-    /// The operator's identity, recorded on every command.
+    /// Informational: the coordinator records the operator named by the request's subject
+    /// (`ops.api.as.<operator>.<role>.command`); on a plain subject (allowed only by
+    /// `[api] allow_unidentified`) it records this value marked " (unverified)".
     pub issued_by: String,
     /// `backup_run` / `restore`: the backup job (empty: every job of the module for a run,
     /// the archive's job for a restore). The module is optional for both: an agent with one
@@ -268,6 +299,9 @@ pub struct CommandView {
     pub target: String,
     pub epoch: u64,
     pub issued_by: String,
+    /// The role the operator acted in (`operator`, `admin`); empty for an unverified request.
+    #[serde(default)]
+    pub issued_role: String,
     pub action: String,
     pub module: String,
     pub deadline_unix_ms: i64,
@@ -559,6 +593,9 @@ pub fn truncate_excerpt(text: &str, max: usize) -> String {
 pub struct ApiError {
     pub responder: String,
     pub error: String,
+    /// Set when the request was refused for its role: the role the action needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_role: Option<Role>,
 }
 
 #[cfg(test)]

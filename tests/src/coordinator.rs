@@ -29,6 +29,11 @@ pub struct CoordinatorSpec {
     pub extra_toml: String,
     /// Further keys of the `[ingest]` table (e.g. the snapshot cadence), as TOML lines.
     pub ingest_toml: String,
+    /// `[api] allow_unidentified`: on by default here, because most tests issue commands
+    /// without an operator identity (plain `ops.api.command`); tests of the secure setup turn
+    /// it off with [`CoordinatorSpec::identified_only`]. A test that writes its own `[api]`
+    /// section gets exactly that.
+    pub allow_unidentified: bool,
 }
 
 impl CoordinatorSpec {
@@ -43,7 +48,15 @@ impl CoordinatorSpec {
             nats_toml: String::new(),
             extra_toml: String::new(),
             ingest_toml: String::new(),
+            allow_unidentified: true,
         }
+    }
+
+    /// Refuses plain `ops.api.command` / `ops.api.failover` (the coordinator's default):
+    /// only identified operators (`ops.api.as.<operator>.<role>.*`) may act.
+    pub fn identified_only(mut self) -> Self {
+        self.allow_unidentified = false;
+        self
     }
 
     /// Adds keys to the `[nats]` table (e.g. `nkey = "..."`, `tls = { ... }`).
@@ -104,6 +117,9 @@ impl CoordinatorSpec {
         // a test that configures `[alerts]` itself gets exactly what it asks for.
         if !self.extra_toml.contains("[alerts") {
             out.push_str("\n[alerts]\nmin_silence = \"1h\"\n");
+        }
+        if self.allow_unidentified && !self.extra_toml.contains("[api]") {
+            out.push_str("\n[api]\nallow_unidentified = true\n");
         }
         out.push_str(&self.extra_toml);
         if self.http {
@@ -302,6 +318,12 @@ mod tests {
         assert_eq!(v["topology"]["replicas"].as_integer(), Some(1));
         assert_eq!(v["ingest"]["batch_max"].as_integer(), Some(10));
         assert!(v.get("http").is_none());
+        assert_eq!(v["api"]["allow_unidentified"].as_bool(), Some(true));
+        let text = CoordinatorSpec::new("blue")
+            .identified_only()
+            .to_toml(Path::new("/tmp/c"), "nats://127.0.0.1:4222");
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        assert!(v.get("api").is_none());
         let text = CoordinatorSpec::new("blue")
             .http()
             .to_toml(Path::new("/tmp/c"), "nats://127.0.0.1:4222");

@@ -38,7 +38,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Runs `scripts/dev-certs.sh <out>`: CA, certificates and nkeys of the default identities
-/// (hosts web-01 web-02 db-01, coordinators blue green, operators alice bob).
+/// (hosts web-01 web-02 db-01, coordinators blue green, operators alice bob carol).
 pub fn generate_secrets(out: &Path) -> Result<()> {
     let script = repo_root().join("scripts/dev-certs.sh");
     let status = std::process::Command::new("bash")

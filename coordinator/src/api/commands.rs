@@ -6,15 +6,18 @@ use opsfleet_proto::api::{
 };
 
 use super::responder;
-use crate::election::ReleaseHandle;
+use crate::election::{ReleaseHandle, Requester};
+use crate::identity::Issuer;
 use crate::projection::Fleet;
 use crate::state::Shared;
 
-/// Releases the lease if this coordinator is active.
+/// Releases the lease if this coordinator is active, on behalf of `issuer` (recorded on the
+/// step-down's leadership event).
 pub(super) async fn failover(
     shared: &Shared,
     release: &ReleaseHandle,
     req: FailoverRequest,
+    issuer: &Issuer,
 ) -> Result<FailoverReply, String> {
     let view = shared.leadership.view();
     let Some(epoch) = view.acting_epoch(tokio::time::Instant::now()) else {
@@ -27,7 +30,12 @@ pub(super) async fn failover(
     if req.to.as_deref() == Some(shared.name.as_str()) {
         return Err(format!("{} is already active", shared.name));
     }
-    if !release.release(req.to.clone()).await {
+    let by = Requester {
+        name: issuer.name.clone(),
+        role: issuer.role_text(),
+    };
+    tracing::info!(epoch, to = ?req.to, requested_by = %by.name, requested_role = %by.role, "failover requested");
+    if !release.release(req.to.clone(), Some(by)).await {
         return Err("the election task has stopped".to_owned());
     }
     Ok(FailoverReply {
@@ -58,6 +66,7 @@ pub fn command_views(fleet: &Fleet, req: &CommandsRequest) -> Vec<CommandView> {
             target: c.target.clone(),
             epoch: c.epoch,
             issued_by: c.issued_by.clone(),
+            issued_role: c.issued_role.clone(),
             action: c.action.clone(),
             module: c.module.clone(),
             deadline_unix_ms: c.deadline_unix_ms,

@@ -2,9 +2,12 @@
 //! host globs) and one file per verb family. Every verb is answered on `ops.api.<verb>` (every
 //! coordinator answers, standby included; the first reply wins) and on
 //! `ops.api.<verb>.<name>` (one coordinator). Replies are JSON from `opsfleet_proto::api`.
+//! Before a request is served, `guard` checks that its reply subject is the requester's inbox
+//! (else it is dropped unanswered) and that a command or failover comes with the role it needs.
 
 mod alerts;
 mod commands;
+pub mod guard;
 mod hosts;
 mod runbooks;
 mod status;
@@ -30,6 +33,7 @@ use opsfleet_proto::subjects;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::config::ApiConfig;
 use crate::dispatch::{DispatchError, Dispatcher};
 use crate::election::ReleaseHandle;
 use crate::state::Shared;
@@ -162,8 +166,10 @@ pub async fn serve(
     events: stream::Stream,
     release: ReleaseHandle,
     dispatcher: Dispatcher,
+    policy: ApiConfig,
     cancel: CancellationToken,
 ) -> Result<(), SubscribeError> {
+    let counters = Arc::new(guard::Counters::default());
     let subscribe = |subject: String| {
         let client = client.clone();
         async move {
@@ -202,36 +208,86 @@ pub async fn serve(
             continue;
         };
         let (subject, operator) = crate::identity::split(&msg.subject);
+        // Replies go only to the requester's own inbox: answering on any other subject would
+        // have this coordinator publish there with its own (wider) permissions.
+        if let Err(e) = guard::check_reply(&reply_to, operator.as_ref()) {
+            counters.foreign_reply();
+            warn!(
+                subject = %msg.subject,
+                reply = %e.reply,
+                wanted = %e.wanted,
+                operator = operator.as_ref().map_or("", |i| i.operator.as_str()),
+                refused_total = counters.snapshot().foreign_reply,
+                "request with a foreign reply subject refused"
+            );
+            continue;
+        }
+        let refuse = |r: guard::Refusal| {
+            counters.refused(&r);
+            warn!(
+                subject = %msg.subject,
+                operator = operator.as_ref().map_or("", |i| i.operator.as_str()),
+                acted_as = operator.as_ref().map_or("", |i| i.role.as_str()),
+                needs = r.needs_role().map_or("", |n| n.as_str()),
+                reason = %r,
+                "API request refused"
+            );
+            to_json(&ApiError {
+                responder: shared.name.clone(),
+                error: r.to_string(),
+                needs_role: r.needs_role(),
+            })
+        };
         let verb = subject
             .strip_suffix(&format!(".{}", shared.name))
             .unwrap_or(&subject);
         let addressed_to_me = verb.len() != subject.len();
         let reply = match verb {
             subjects::API_STATUS => match parse::<StatusRequest>(&msg.payload) {
-                Ok(req) => to_json(&status(&shared, &events, &req).await),
+                Ok(req) => to_json(&status(&shared, &events, &req, counters.snapshot()).await),
                 Err(e) => error_reply(&shared, format!("bad status request: {e}")),
             },
             subjects::API_FAILOVER => match parse::<FailoverRequest>(&msg.payload) {
-                Ok(req) => match commands::failover(&shared, &release, req).await {
-                    Ok(reply) => to_json(&reply),
-                    // Standbys stay silent on the broadcast subject so the active one answers.
-                    Err(_) if !addressed_to_me => continue,
-                    Err(e) => error_reply(&shared, e),
-                },
+                Ok(req) => {
+                    match guard::check_failover(operator.as_ref(), policy.allow_unidentified) {
+                        // Every coordinator refuses alike; the first answer wins.
+                        Err(r) => refuse(r),
+                        Ok(()) => {
+                            let claimed = req.requested_by.clone().unwrap_or_default();
+                            let issuer = crate::identity::issuer(&claimed, operator.as_ref());
+                            match commands::failover(&shared, &release, req, &issuer).await {
+                                Ok(reply) => to_json(&reply),
+                                // Standbys stay silent on the broadcast subject so the active one
+                                // answers.
+                                Err(_) if !addressed_to_me => continue,
+                                Err(e) => error_reply(&shared, e),
+                            }
+                        }
+                    }
+                }
                 Err(e) => error_reply(&shared, format!("bad failover request: {e}")),
             },
             subjects::API_COMMAND => match parse::<CommandRequest>(&msg.payload) {
                 // Issuing may take a while for a large fleet: answer from a task so that
                 // status requests are not held up.
-                Ok(mut req) => {
-                    crate::identity::stamp(
-                        &mut req,
-                        operator.as_ref().map(|i| i.operator.as_str()),
+                Ok(req) => {
+                    let allowed = guard::check_command(
+                        operator.as_ref(),
+                        &req.action,
+                        policy.allow_unidentified,
                     );
+                    if let Err(r) = allowed {
+                        let reply = refuse(r);
+                        if let Err(e) = client.publish(reply_to, reply.into()).await {
+                            warn!(error = %e, "cannot send API reply");
+                        }
+                        continue;
+                    }
+                    let issuer = crate::identity::issuer(&req.issued_by, operator.as_ref());
                     let (dispatcher, client, shared) =
                         (dispatcher.clone(), client.clone(), Arc::clone(&shared));
                     tokio::spawn(async move {
-                        let reply = match dispatcher.issue(&req).await {
+                        let reply = match dispatcher.issue(&req, &issuer).await {
                             Ok(reply) => to_json(&reply),
                             // Standbys stay silent on the broadcast subject.
                             Err(DispatchError::NotActive { .. }) if !addressed_to_me => return,
@@ -339,5 +395,6 @@ fn error_reply(shared: &Shared, error: String) -> Vec<u8> {
     to_json(&ApiError {
         responder: shared.name.clone(),
         error,
+        needs_role: None,
     })
 }

@@ -3,8 +3,8 @@
 
 use async_nats::jetstream::stream;
 use opsfleet_proto::api::{
-    CoordinatorView, DiskView, HostView, LeadershipChangeView, ModuleView, StatusReply,
-    StatusRequest, STATUS_PAGE_DEFAULT, STATUS_PAGE_MAX,
+    ApiRefusals, CoordinatorView, DiskView, HostView, LeadershipChangeView, ModuleView,
+    StatusReply, StatusRequest, STATUS_PAGE_DEFAULT, STATUS_PAGE_MAX,
 };
 use std::sync::atomic::Ordering;
 
@@ -72,8 +72,13 @@ fn host_view(h: &HostState) -> HostView {
     }
 }
 
-/// Builds the reply to one status request.
-pub async fn status(shared: &Shared, events: &stream::Stream, req: &StatusRequest) -> StatusReply {
+/// Builds the reply to one status request; `refused` counts the API requests refused so far.
+pub async fn status(
+    shared: &Shared,
+    events: &stream::Stream,
+    req: &StatusRequest,
+    refused: ApiRefusals,
+) -> StatusReply {
     let behind = behind(shared, events).await;
     let (hosts, next, coordinators, digest) = {
         let fleet = shared.fleet();
@@ -86,6 +91,7 @@ pub async fn status(shared: &Shared, events: &stream::Stream, req: &StatusReques
         log_events: shared.store.log_len().unwrap_or(0),
         duplicates_dropped: shared.duplicates.load(Ordering::Relaxed),
         malformed_parked: shared.parked.load(Ordering::Relaxed),
+        api_refused: refused,
         hosts,
         coordinators,
         next,
@@ -109,6 +115,8 @@ pub fn coordinator_views(fleet: &Fleet) -> Vec<CoordinatorView> {
                     role: h.role.clone(),
                     reason: h.reason.clone(),
                     at_unix_ms: h.at_unix_ms,
+                    requested_by: h.requested_by.clone(),
+                    requested_role: h.requested_role.clone(),
                 })
                 .collect(),
         })

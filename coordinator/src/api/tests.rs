@@ -523,3 +523,51 @@ proptest! {
 }
 
 const ROWS_MAX: usize = opsfleet_proto::api::ROWS_PAGE_MAX;
+
+#[test]
+fn the_ledger_and_the_leadership_history_name_who_acted_in_which_role() {
+    let mut f = Folder::new();
+    let coordinator = opsfleet_proto::COORDINATOR_MODULE;
+    f.fold(
+        "blue",
+        coordinator,
+        T0,
+        Body::CommandIssued(pb::CommandIssued {
+            command_id: "0190-c1".into(),
+            target: "web-01".into(),
+            epoch: 3,
+            issued_by: "carol".into(),
+            issued_role: "admin".into(),
+            action: "config_apply".into(),
+            module: "disk".into(),
+            deadline_unix_ms: T0 + 60_000,
+        }),
+    );
+    f.fold(
+        "blue",
+        coordinator,
+        T0 + 1,
+        Body::Leadership(pb::LeadershipChanged {
+            coordinator: "blue".into(),
+            color: "blue".into(),
+            role: pb::LeaderRole::Standby as i32,
+            epoch: 3,
+            reason: "released".into(),
+            requested_by: "alice".into(),
+            requested_role: "operator".into(),
+        }),
+    );
+    let views = command_views(&f.fleet, &Default::default());
+    assert_eq!(
+        (views[0].issued_by.as_str(), views[0].issued_role.as_str()),
+        ("carol", "admin")
+    );
+    let json = serde_json::to_value(&views[0]).unwrap();
+    assert_eq!(json["issued_role"], "admin");
+    let coordinators = coordinator_views(&f.fleet);
+    let step = &coordinators[0].history[0];
+    assert_eq!(
+        (step.requested_by.as_str(), step.requested_role.as_str()),
+        ("alice", "operator")
+    );
+}

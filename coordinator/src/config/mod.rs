@@ -1,6 +1,7 @@
-//! Coordinator configuration (TOML): identity, data dir, NATS, topology and ingest settings,
+//! Coordinator configuration (TOML): identity, data dir, NATS, topology, ingest and API settings,
 //! validated so that every problem is reported at once.
 
+pub mod api;
 pub mod load;
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use opsfleet_proto::subjects::validate_token;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use api::ApiConfig;
 pub use load::{ConfigErrors, Problem};
 
 /// `[ingest]`: how the event stream is consumed.
@@ -75,6 +77,9 @@ pub struct CoordinatorConfig {
     /// `[alerts]`: rules, dead-man factors, evaluation cadence.
     #[serde(default)]
     pub alerts: crate::alerts::AlertsConfig,
+    /// `[api]`: unidentified requests (off by default) and the deadline cap.
+    #[serde(default)]
+    pub api: ApiConfig,
 }
 
 impl CoordinatorConfig {
@@ -93,6 +98,12 @@ impl CoordinatorConfig {
             doc.take("notify", || Some(Default::default()));
         let alerts: Option<crate::alerts::AlertsConfig> =
             doc.take("alerts", || Some(Default::default()));
+        let api: Option<ApiConfig> = doc.take("api", || Some(ApiConfig::default()));
+        if let (Some(a), Some(t)) = (&api, &topology) {
+            for (key, reason) in a.problems(t.commands_max_age) {
+                doc.problem(format!("api.{key}"), reason);
+            }
+        }
         if let Some(a) = &alerts {
             for (key, reason) in a.problems() {
                 doc.problem(format!("alerts.{key}"), reason);
@@ -164,6 +175,8 @@ impl CoordinatorConfig {
                 notify: notify.unwrap_or_default(),
                 // `finish` returned Ok, so `alerts` parsed.
                 alerts: alerts.unwrap_or_default(),
+                // `finish` returned Ok, so `api` parsed.
+                api: api.unwrap_or_default(),
             }),
             // `finish` returned Ok only if every `take` succeeded.
             _ => Err(ConfigErrors {
@@ -317,6 +330,31 @@ kind = \"pager\"
         let err = CoordinatorConfig::load(&path).unwrap_err();
         assert_eq!(err.problems[0].key, "(syntax)");
         assert_eq!(err.problems[0].line, Some(1));
+    }
+
+    #[test]
+    fn api_section_is_validated_and_defaults_to_identified_only() {
+        let (_d, path) = write("name = \"blue\"\ndata_dir = \"/x\"\n");
+        let cfg = CoordinatorConfig::load(&path).unwrap();
+        assert!(!cfg.api.allow_unidentified);
+        let (_d, path) = write(
+            "name = \"blue\"\ndata_dir = \"/x\"\n[api]\nallow_unidentified = true\n\
+             max_deadline = \"1h\"\n",
+        );
+        let cfg = CoordinatorConfig::load(&path).unwrap();
+        assert!(cfg.api.allow_unidentified);
+        assert_eq!(cfg.api.max_deadline, std::time::Duration::from_secs(3600));
+        let (_d, path) = write(
+            "name = \"blue\"\ndata_dir = \"/x\"\n[api]\nmax_deadline = \"3d\"\nopen = true\n",
+        );
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["api.open"], "{}", err.report());
+        let (_d, path) =
+            write("name = \"blue\"\ndata_dir = \"/x\"\n[api]\nmax_deadline = \"3d\"\n");
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        assert_eq!(err.problems[0].key, "api.max_deadline", "{}", err.report());
+        assert_eq!(err.problems[0].line, Some(4), "{}", err.report());
     }
 
     #[test]

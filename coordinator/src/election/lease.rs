@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::fsm::{Action, Election, Input, LeaseTiming};
+use super::fsm::{Action, Election, Input, LeaseTiming, StepDown};
 
 /// The single key of the lease in `ops_leader`.
 pub const LEADER_KEY: &str = "leader";
@@ -70,13 +70,25 @@ impl Leadership {
     }
 }
 
+/// Who asked for a release (`opsctl failover`), recorded on the step-down's leadership event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requester {
+    /// The operator as the request's subject names it, or a body's claim marked unverified.
+    pub name: String,
+    /// The role it acted in; empty when unverified.
+    pub role: String,
+}
+
+/// A release asked of the driver: hand over to `to` (or whoever is first), on whose behalf.
+type ReleaseRequest = (Option<String>, Option<Requester>);
+
 /// Asks the driver to give the lease up (to a named coordinator, or to whoever is first).
 #[derive(Debug, Clone)]
-pub struct ReleaseHandle(mpsc::Sender<Option<String>>);
+pub struct ReleaseHandle(mpsc::Sender<ReleaseRequest>);
 
 impl ReleaseHandle {
-    pub async fn release(&self, to: Option<String>) -> bool {
-        self.0.send(to).await.is_ok()
+    pub async fn release(&self, to: Option<String>, by: Option<Requester>) -> bool {
+        self.0.send((to, by)).await.is_ok()
     }
 }
 
@@ -87,6 +99,8 @@ pub struct RoleChange {
     pub epoch: u64,
     /// Why it stepped down; empty when it became active.
     pub reason: &'static str,
+    /// Who asked for a released step-down, if an operator did.
+    pub requested_by: Option<Requester>,
 }
 
 pub struct Driver {
@@ -97,7 +111,9 @@ pub struct Driver {
     election: Election,
     leadership: Leadership,
     origin: Instant,
-    release_rx: mpsc::Receiver<Option<String>>,
+    release_rx: mpsc::Receiver<ReleaseRequest>,
+    /// The requester of the release being carried out, until its step-down is reported.
+    requested_by: Option<Requester>,
 }
 
 impl Driver {
@@ -119,6 +135,7 @@ impl Driver {
                 leadership: leadership.clone(),
                 origin: Instant::now(),
                 release_rx: rx,
+                requested_by: None,
             },
             leadership,
             ReleaseHandle(tx),
@@ -166,8 +183,11 @@ impl Driver {
             let input = tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => Input::Tick,
-                to = self.release_rx.recv() => match to {
-                    Some(to) => Input::Release { to },
+                asked = self.release_rx.recv() => match asked {
+                    Some((to, by)) => {
+                        self.requested_by = by;
+                        Input::Release { to }
+                    }
                     None => continue,
                 },
                 entry = next_entry(&mut watch, &self.name) => match entry {
@@ -177,6 +197,7 @@ impl Driver {
             };
             self.feed(input).await;
         }
+        self.requested_by = None;
         self.feed(Input::Release { to: None }).await;
     }
 
@@ -245,15 +266,21 @@ impl Driver {
                     active: true,
                     epoch,
                     reason: "",
+                    requested_by: None,
                 });
                 None
             }
             Action::Deactivate { epoch, reason } => {
                 warn!(epoch, coordinator = %self.name, reason = reason.as_str(), "standby");
+                let requested_by = match reason {
+                    StepDown::Released => self.requested_by.take(),
+                    _ => None,
+                };
                 self.report(RoleChange {
                     active: false,
                     epoch,
                     reason: reason.as_str(),
+                    requested_by,
                 });
                 None
             }

@@ -6,5 +6,5 @@ pub mod lease;
 
 pub use fsm::{Action, Election, Input, LeaseTiming, Role, StepDown};
 pub use lease::{
-    Driver, LeaderRecord, LeaderView, Leadership, ReleaseHandle, RoleChange, LEADER_KEY,
+    Driver, LeaderRecord, LeaderView, Leadership, ReleaseHandle, Requester, RoleChange, LEADER_KEY,
 };

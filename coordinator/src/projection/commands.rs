@@ -25,6 +25,10 @@ pub struct CommandRecord {
     pub target: String,
     pub epoch: u64,
     pub issued_by: String,
+    /// The role the operator acted in, from the request's subject; empty when unverified
+    /// (and in records folded before roles were recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issued_role: String,
     pub action: String,
     pub module: String,
     pub deadline_unix_ms: i64,
@@ -90,6 +94,7 @@ pub fn apply(record: &mut CommandRecord, ev: &EventEnvelope) {
             record.target = c.target.clone();
             record.epoch = c.epoch;
             record.issued_by = c.issued_by.clone();
+            record.issued_role = c.issued_role.clone();
             record.action = c.action.clone();
             record.module = c.module.clone();
             record.deadline_unix_ms = c.deadline_unix_ms;
@@ -148,6 +153,7 @@ mod tests {
             action: "pause".into(),
             module: "log".into(),
             deadline_unix_ms: 100,
+            issued_role: "operator".into(),
         })
     }
 
@@ -159,6 +165,7 @@ mod tests {
             (r.state.as_str(), r.epoch, r.issued_by.as_str()),
             ("issued", 7, "alice")
         );
+        assert_eq!(r.issued_role, "operator");
         apply(
             &mut r,
             &ev(

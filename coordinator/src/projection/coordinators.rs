@@ -19,6 +19,11 @@ pub struct LeadershipChange {
     pub role: String,
     pub reason: String,
     pub at_unix_ms: i64,
+    /// Who asked for a released step-down (`opsctl failover`); empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requested_by: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requested_role: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +84,8 @@ impl CoordinatorState {
                 role: role.to_owned(),
                 reason: l.reason.clone(),
                 at_unix_ms: ev.time_unix_ms,
+                requested_by: l.requested_by.clone(),
+                requested_role: l.requested_role.clone(),
             });
             if self.history.len() > HISTORY {
                 let excess = self.history.len() - HISTORY;

@@ -327,6 +327,7 @@ fn command_rows_are_dirty_and_stored_rows_equal_a_full_refold() {
         action: "pause".to_owned(),
         module: "log".to_owned(),
         deadline_unix_ms: 1_790_000_100_000,
+        issued_role: "operator".to_owned(),
     });
     let mut accepted = heartbeat("web-01", inc(1), 2);
     accepted.module = "agent".to_owned();

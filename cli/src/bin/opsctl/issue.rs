@@ -93,6 +93,7 @@ pub async fn run_request(
                 target: issued.host.clone(),
                 epoch: reply.epoch,
                 issued_by: String::new(),
+                issued_role: String::new(),
                 action: action.to_owned(),
                 module: String::new(),
                 deadline_unix_ms: 0,

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use opsfleet_bus::{NatsConfig, TlsConfig};
 use opsfleet_cli::{audit, client::Api, events, render, verbs, views};
-use opsfleet_proto::api::{CommandsRequest, FailoverRequest};
+use opsfleet_proto::api::{CommandsRequest, FailoverRequest, Role};
 use serde::Serialize;
 
 mod follow;
@@ -53,9 +53,22 @@ struct ConnArgs {
     #[arg(long, global = true, env = "OPS_NATS_NKEY")]
     nkey: Option<PathBuf>,
     /// Your operator name as the NATS permissions know it: replies come on `_INBOX.<name>`,
-    /// commands go on `ops.api.as.<name>.command` and are recorded as issued by you.
+    /// actions go on `ops.api.as.<name>.<role>.command|failover` and are recorded as issued by
+    /// you in that role.
+    ///
+    /// Roles (each includes the ones before it): viewer reads (status, hosts, commands, audit,
+    /// events); operator also pauses/resumes/disables/enables modules, runs noop, drain,
+    /// backup run and failover (and the drill); admin also runs config apply/rollback and
+    /// restore. Your NATS identity holds the roles its permissions grant; opsctl acts in the
+    /// role the action needs (or --role). A refused action exits non-zero naming the role it
+    /// needs. Without --operator, actions go on plain subjects, which coordinators refuse
+    /// unless their config says `[api] allow_unidentified = true` (insecure demo setups).
     #[arg(long, global = true, env = "OPS_OPERATOR")]
     operator: Option<String>,
+    /// Act in this role (viewer, operator, admin) instead of the least one the action needs;
+    /// needs --operator.
+    #[arg(long, global = true, env = "OPS_ROLE", requires = "operator", value_parser = parse_role)]
+    role: Option<Role>,
     /// CA certificate to verify the NATS server (enables TLS).
     #[arg(long, global = true, env = "OPS_TLS_CA")]
     tls_ca: Option<PathBuf>,
@@ -102,7 +115,8 @@ struct Targets {
     #[arg(long, conflicts_with = "hosts")]
     all: bool,
     /// The command expires unless its agent starts it within this time (an offline agent
-    /// that returns later gets it until then).
+    /// that returns later gets it until then). Required: more than 0 and at most the
+    /// coordinators' `[api] max_deadline` (24h by default).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     deadline: Duration,
     /// Return once the commands are issued, without waiting for the agents.
@@ -231,7 +245,8 @@ enum Command {
     },
     /// The audit trail: who issued which command, when, to which host, and its outcome.
     Audit {
-        /// Only commands issued by this operator.
+        /// Only commands issued by this operator (with its annotated names: `alice (drill)`,
+        /// `alice (unverified)`).
         #[arg(long)]
         by: Option<String>,
         /// Only commands for this host.
@@ -329,7 +344,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let api = Api::connect(&cfg)
         .await
         .context("cannot reach NATS")?
-        .with_operator(cli.conn.operator.clone());
+        .with_operator(cli.conn.operator.clone())
+        .with_role(cli.conn.role);
     match cli.command {
         Command::Status { host, coordinator } => {
             let reply = views::status(&api, host, coordinator.as_deref()).await?;
@@ -457,7 +473,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Failover { to, wait, .. } => {
             let started = std::time::Instant::now();
-            let released = api.failover(&FailoverRequest { to: to.clone() }).await?;
+            let released = api
+                .failover(&FailoverRequest {
+                    to: to.clone(),
+                    requested_by: Some(operator_name(&api)),
+                })
+                .await?;
             let deadline = started + wait;
             let (new_active, new_epoch) = loop {
                 let replies = api.status_all(Duration::from_millis(25)).await?;
@@ -512,6 +533,11 @@ fn print_view<T: Serialize>(
         Output::Table => print!("{}", render(reply)),
     }
     Ok(())
+}
+
+/// `--role`: viewer, operator or admin.
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| format!("unknown role {text:?}; use viewer, operator or admin"))
 }
 
 /// How long `leader` listens for coordinators' replies.

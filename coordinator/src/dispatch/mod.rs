@@ -2,7 +2,14 @@
 //! target hosts, record one `command_issued` event per host, and send each command on
 //! `ops.cmd.<host>` (stream `OPS_CMDS`, so an offline agent gets it when it returns) as soon as
 //! its own event is acknowledged, checking the lease again before each send. A sweep marks
-//! commands nobody picked up before their deadline as expired.
+//! commands nobody picked up before their deadline as expired. Deadlines are required and
+//! capped (`[api] max_deadline`); configs sent are checked by fingerprint (`configs.rs`).
+
+mod configs;
+#[cfg(test)]
+mod tests;
+
+pub use configs::{apply_fingerprint, find_config, recompute, FoundConfig};
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -20,6 +27,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::emit::{EmitError, Emitter};
+use crate::identity::Issuer;
 use crate::projection::Fleet;
 use crate::state::Shared;
 
@@ -51,6 +59,24 @@ pub enum DispatchError {
     NeedsModule { action: String },
     #[error("{action} needs {flag}")]
     NeedsField { action: String, flag: &'static str },
+    #[error(
+        "a deadline is required: the command would never expire (opsctl --deadline, default 60s)"
+    )]
+    NoDeadline,
+    #[error("deadline {asked} is longer than this coordinator allows ({max}, [api] max_deadline)")]
+    DeadlineTooLong { asked: String, max: String },
+    #[error("fingerprint {fingerprint} of module {module} was announced only by {hosts} with a config whose fingerprint differs (or that does not parse); it is not sent")]
+    ForgedFingerprint {
+        module: String,
+        fingerprint: String,
+        hosts: String,
+    },
+    #[error("the request's fingerprint {claimed} is not that of its config for module {module} ({computed})")]
+    FingerprintMismatch {
+        module: String,
+        claimed: String,
+        computed: String,
+    },
     #[error(
         "no config of module {module} with fingerprint {fingerprint} in the log (known: {known})"
     )]
@@ -152,75 +178,44 @@ pub fn request_action(
         "config_apply" => {
             let module = needs_module()?;
             let config_toml = field(&req.config_toml, "a config (--file)")?;
+            let fingerprint = apply_fingerprint(&module, &config_toml, req.fingerprint.as_deref())?;
             Action::ConfigApply(pb::ConfigApply {
                 module,
                 config_toml,
-                fingerprint: req.fingerprint.clone().unwrap_or_default(),
+                fingerprint,
             })
         }
         "config_rollback" => {
             let module = needs_module()?;
             let wanted = field(&req.fingerprint, "--to <fingerprint>")?;
-            let (fingerprint, config_toml) = find_config(fleet, &module, &wanted, targets)?;
+            let found = find_config(fleet, &module, &wanted, targets)?;
+            if !found.forged_on.is_empty() {
+                let hosts: Vec<&str> = found.forged_on.iter().map(String::as_str).collect();
+                warn!(module = %module, fingerprint = %found.fingerprint, hosts = %hosts.join(","), "config announced under a fingerprint that is not its own; skipped");
+            }
             Action::ConfigRollback(pb::ConfigRollback {
                 module,
-                fingerprint,
-                config_toml,
+                fingerprint: found.fingerprint,
+                config_toml: found.toml,
             })
         }
         other => wire_action(other, req.module.as_deref())?,
     })
 }
 
-/// The config of `module` whose fingerprint is (or, given at least 8 hex digits, starts
-/// with) `wanted`, as the log knows it: the targets' own history first, then any host's (a
-/// fingerprint names one config, wherever it was seen). Pure.
-pub fn find_config(
-    fleet: &Fleet,
-    module: &str,
-    wanted: &str,
-    targets: &[String],
-) -> Result<(String, String), DispatchError> {
-    let on_targets = targets.iter().filter_map(|h| fleet.host(h));
-    let hosts = on_targets.chain(fleet.hosts());
-    let mut matches: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut known: BTreeSet<String> = BTreeSet::new();
-    for host in hosts {
-        let Some(info) = host.modules.get(module) else {
-            continue;
-        };
-        for c in &info.configs {
-            known.insert(c.fingerprint.clone());
-            let hit =
-                c.fingerprint == wanted || (wanted.len() >= 8 && c.fingerprint.starts_with(wanted));
-            if hit && !matches.iter().any(|(fp, _)| *fp == c.fingerprint) {
-                matches.insert((c.fingerprint.clone(), c.toml.clone()));
-            }
-        }
-        if matches.iter().any(|(fp, _)| fp == wanted) {
-            break;
-        }
+/// The deadline of a request, checked: required (0 would never expire) and at most `max`.
+pub fn check_deadline(deadline_ms: u64, max: Duration) -> Result<Duration, DispatchError> {
+    let asked = Duration::from_millis(deadline_ms);
+    if asked.is_zero() {
+        return Err(DispatchError::NoDeadline);
     }
-    if let Some(exact) = matches.iter().find(|(fp, _)| fp == wanted) {
-        return Ok(exact.clone());
+    if asked > max {
+        return Err(DispatchError::DeadlineTooLong {
+            asked: humantime::format_duration(asked).to_string(),
+            max: humantime::format_duration(max).to_string(),
+        });
     }
-    match matches.len() {
-        1 => Ok(matches.into_iter().next().unwrap_or_default()),
-        0 => Err(DispatchError::UnknownFingerprint {
-            module: module.to_owned(),
-            fingerprint: wanted.to_owned(),
-            known: if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.into_iter().collect::<Vec<_>>().join(", ")
-            },
-        }),
-        count => Err(DispatchError::AmbiguousFingerprint {
-            module: module.to_owned(),
-            fingerprint: wanted.to_owned(),
-            count,
-        }),
-    }
+    Ok(asked)
 }
 
 /// `resolve_targets`, plus every host whose labels include all of `labels` (pure).
@@ -311,14 +306,22 @@ pub struct Dispatcher {
     shared: Arc<Shared>,
     emitter: Emitter,
     js: jetstream::Context,
+    max_deadline: Duration,
 }
 
 impl Dispatcher {
-    pub fn new(shared: Arc<Shared>, emitter: Emitter, js: jetstream::Context) -> Self {
+    /// `max_deadline`: the longest deadline a request may ask for (`[api] max_deadline`).
+    pub fn new(
+        shared: Arc<Shared>,
+        emitter: Emitter,
+        js: jetstream::Context,
+        max_deadline: Duration,
+    ) -> Self {
         Dispatcher {
             shared,
             emitter,
             js,
+            max_deadline,
         }
     }
 
@@ -331,9 +334,15 @@ impl Dispatcher {
             })
     }
 
-    /// Records and sends one command per target host; returns their ids.
-    pub async fn issue(&self, req: &CommandRequest) -> Result<CommandReply, DispatchError> {
+    /// Records and sends one command per target host, as issued by `issuer` (never the
+    /// body's `issued_by`); returns their ids.
+    pub async fn issue(
+        &self,
+        req: &CommandRequest,
+        issuer: &Issuer,
+    ) -> Result<CommandReply, DispatchError> {
         let epoch = self.acting_epoch()?;
+        let deadline_after = check_deadline(req.deadline_ms, self.max_deadline)?;
         let (targets, action) = {
             let fleet = self.shared.fleet();
             let targets = resolve_request_targets(&fleet, req)?;
@@ -341,17 +350,14 @@ impl Dispatcher {
             (targets, action)
         };
         let issued_at = now_unix_ms();
-        let deadline = issued_at.saturating_add(
-            i64::try_from(req.deadline_ms)
-                .unwrap_or(i64::MAX / 2)
-                .min(i64::MAX / 2),
-        );
+        let deadline =
+            issued_at.saturating_add(i64::try_from(deadline_after.as_millis()).unwrap_or(i64::MAX));
         let commands: Vec<pb::Command> = targets
             .iter()
             .map(|host| pb::Command {
                 id: Uuid::now_v7().to_string(),
                 epoch,
-                issued_by: req.issued_by.clone(),
+                issued_by: issuer.name.clone(),
                 target: host.clone(),
                 deadline_unix_ms: deadline,
                 issued_unix_ms: issued_at,
@@ -369,6 +375,7 @@ impl Dispatcher {
                     action: req.action.clone(),
                     module: req.module.clone().unwrap_or_default(),
                     deadline_unix_ms: deadline,
+                    issued_role: issuer.role_text(),
                 })
             })
             .collect();
@@ -398,7 +405,7 @@ impl Dispatcher {
                 unsent: commands.len() - sent,
             });
         }
-        info!(epoch, action = %req.action, hosts = commands.len(), issued_by = %req.issued_by, "commands issued");
+        info!(epoch, action = %req.action, hosts = commands.len(), issued_by = %issuer.name, issued_role = %issuer.role_text(), "commands issued");
         Ok(CommandReply {
             responder: crate::api::responder(&self.shared, 0),
             epoch,
@@ -509,270 +516,5 @@ impl Dispatcher {
                 Err(e) => warn!(error = %e, "cannot mark commands expired; will retry"),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use opsfleet_proto::EventEnvelope;
-
-    fn fleet_with(hosts: &[&str]) -> Fleet {
-        let mut fleet = Fleet::new();
-        for (i, h) in hosts.iter().enumerate() {
-            fleet.apply(&EventEnvelope {
-                id: Uuid::now_v7(),
-                host: (*h).to_owned(),
-                seq: 1,
-                time_unix_ms: i as i64,
-                module: "heartbeat".to_owned(),
-                incarnation: Uuid::nil(),
-                body: pb::event::Body::Heartbeat(pb::Heartbeat::default()),
-            });
-        }
-        fleet
-    }
-
-    #[test]
-    fn actions_need_their_module() {
-        assert!(
-            matches!(wire_action("pause", Some("log")), Ok(Action::Pause(m)) if m.module == "log")
-        );
-        assert!(matches!(
-            wire_action("pause", None),
-            Err(DispatchError::NeedsModule { .. })
-        ));
-        assert!(matches!(wire_action("noop", None), Ok(Action::Noop(_))));
-        let err = wire_action("reboot", None).unwrap_err();
-        assert!(err.to_string().contains("reboot"), "{err}");
-    }
-
-    #[test]
-    fn targets_are_checked_against_the_fleet() {
-        let fleet = fleet_with(&["web-01", "web-02", "db-01"]);
-        assert_eq!(
-            resolve_targets(&fleet, &[], true).unwrap(),
-            ["db-01", "web-01", "web-02"]
-        );
-        let two = vec![
-            "web-02".to_owned(),
-            "web-01".to_owned(),
-            "web-02".to_owned(),
-        ];
-        assert_eq!(
-            resolve_targets(&fleet, &two, false).unwrap(),
-            ["web-01", "web-02"]
-        );
-        let err = resolve_targets(&fleet, &["web-9".to_owned()], false).unwrap_err();
-        assert!(err.to_string().contains("web-9"), "{err}");
-        assert!(matches!(
-            resolve_targets(&fleet, &[], false),
-            Err(DispatchError::NoTargets)
-        ));
-        assert!(matches!(
-            resolve_targets(&Fleet::new(), &[], true),
-            Err(DispatchError::NoTargets)
-        ));
-    }
-
-    fn module_state(host: &str, seq: u64, fingerprint: &str, toml: &str) -> EventEnvelope {
-        EventEnvelope {
-            id: Uuid::now_v7(),
-            host: host.to_owned(),
-            seq,
-            time_unix_ms: seq as i64,
-            module: "disk".to_owned(),
-            incarnation: Uuid::nil(),
-            body: pb::event::Body::ModuleState(pb::ModuleState {
-                module: "disk".to_owned(),
-                kind: "disk".to_owned(),
-                state: pb::ModuleRunState::Running as i32,
-                reason: "started".to_owned(),
-                config_fingerprint: fingerprint.to_owned(),
-                config_toml: toml.to_owned(),
-            }),
-        }
-    }
-
-    fn request(action: &str) -> CommandRequest {
-        CommandRequest {
-            action: action.to_owned(),
-            hosts: vec!["web-01".to_owned()],
-            deadline_ms: 1_000,
-            issued_by: "alice".to_owned(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn labels_select_hosts_from_their_heartbeats() {
-        let mut fleet = fleet_with(&["web-01", "web-02", "db-01"]);
-        for (host, role) in [("web-01", "web"), ("web-02", "web"), ("db-01", "db")] {
-            fleet.apply(&EventEnvelope {
-                id: Uuid::now_v7(),
-                host: host.to_owned(),
-                seq: 2,
-                time_unix_ms: 10,
-                module: "heartbeat".to_owned(),
-                incarnation: Uuid::nil(),
-                body: pb::event::Body::Heartbeat(pb::Heartbeat {
-                    labels: [("role".to_owned(), role.to_owned())].into_iter().collect(),
-                    ..Default::default()
-                }),
-            });
-        }
-        let mut req = request("noop");
-        req.hosts.clear();
-        req.labels = [("role".to_owned(), "web".to_owned())]
-            .into_iter()
-            .collect();
-        assert_eq!(
-            resolve_request_targets(&fleet, &req).unwrap(),
-            ["web-01", "web-02"]
-        );
-        req.hosts = vec!["db-01".to_owned()];
-        assert_eq!(
-            resolve_request_targets(&fleet, &req).unwrap(),
-            ["db-01", "web-01", "web-02"]
-        );
-        req.labels = [("role".to_owned(), "cache".to_owned())]
-            .into_iter()
-            .collect();
-        let err = resolve_request_targets(&fleet, &req)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "no host has the labels role=cache (labels in use: role=db, role=web)"
-        );
-    }
-
-    #[test]
-    fn new_actions_check_their_fields_with_clear_errors() {
-        let fleet = fleet_with(&["web-01"]);
-        let targets = ["web-01".to_owned()];
-        let err = request_action(&fleet, &request("restore"), &targets).unwrap_err();
-        assert_eq!(err.to_string(), "restore needs --archive");
-        let mut restore = request("restore");
-        restore.archive = Some("app-20260101T000000.000Z.tar.zst".to_owned());
-        let err = request_action(&fleet, &restore, &targets).unwrap_err();
-        assert_eq!(err.to_string(), "restore needs --target");
-        restore.target = Some("/srv/restore".to_owned());
-        assert!(matches!(
-            request_action(&fleet, &restore, &targets),
-            Ok(Action::Restore(r)) if r.target == "/srv/restore" && r.job.is_empty()
-        ));
-        let mut run = request("backup_run");
-        run.job = Some("app".to_owned());
-        assert!(matches!(
-            request_action(&fleet, &run, &targets),
-            Ok(Action::BackupRun(b)) if b.job == "app" && b.module.is_empty()
-        ));
-        let mut apply = request("config_apply");
-        apply.config_toml = Some("type = \"disk\"".to_owned());
-        assert!(matches!(
-            request_action(&fleet, &apply, &targets),
-            Err(DispatchError::NeedsModule { .. })
-        ));
-        apply.module = Some("disk".to_owned());
-        assert!(matches!(
-            request_action(&fleet, &apply, &targets),
-            Ok(Action::ConfigApply(c)) if c.module == "disk"
-        ));
-        apply.config_toml = Some("  ".to_owned());
-        let err = request_action(&fleet, &apply, &targets).unwrap_err();
-        assert_eq!(err.to_string(), "config_apply needs a config (--file)");
-    }
-
-    #[test]
-    fn rollback_finds_the_config_by_fingerprint_in_the_log() {
-        let mut fleet = fleet_with(&["web-01", "web-02"]);
-        fleet.apply(&module_state(
-            "web-01",
-            2,
-            "aaaa1111bbbb",
-            "type = \"disk\"\n# one",
-        ));
-        fleet.apply(&module_state(
-            "web-01",
-            3,
-            "cccc2222dddd",
-            "type = \"disk\"\n# two",
-        ));
-        fleet.apply(&module_state(
-            "web-02",
-            2,
-            "eeee3333ffff",
-            "type = \"disk\"\n# three",
-        ));
-        let targets = ["web-01".to_owned()];
-        let mut rb = request("config_rollback");
-        rb.module = Some("disk".to_owned());
-        let err = request_action(&fleet, &rb, &targets).unwrap_err();
-        assert_eq!(err.to_string(), "config_rollback needs --to <fingerprint>");
-        rb.fingerprint = Some("aaaa1111bbbb".to_owned());
-        assert!(matches!(
-            request_action(&fleet, &rb, &targets),
-            Ok(Action::ConfigRollback(c)) if c.config_toml.ends_with("# one") && c.fingerprint == "aaaa1111bbbb"
-        ));
-        // A prefix of 8+ digits is enough; a config seen on another host counts too.
-        let (fp, toml) = find_config(&fleet, "disk", "eeee3333", &targets).unwrap();
-        assert_eq!(
-            (fp.as_str(), toml.ends_with("# three")),
-            ("eeee3333ffff", true)
-        );
-        let err = find_config(&fleet, "disk", "0123456789", &targets).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("0123456789") && text.contains("aaaa1111bbbb"),
-            "{text}"
-        );
-        assert!(matches!(
-            find_config(&fleet, "log", "aaaa1111bbbb", &targets),
-            Err(DispatchError::UnknownFingerprint { .. })
-        ));
-    }
-
-    #[test]
-    fn only_unanswered_commands_past_deadline_and_grace_expire() {
-        let mut fleet = fleet_with(&["web-01"]);
-        let issue = |id: &str, deadline: i64, seq: u64| EventEnvelope {
-            id: Uuid::now_v7(),
-            host: "blue".to_owned(),
-            seq,
-            time_unix_ms: 0,
-            module: opsfleet_proto::COORDINATOR_MODULE.to_owned(),
-            incarnation: Uuid::nil(),
-            body: pb::event::Body::CommandIssued(pb::CommandIssued {
-                command_id: id.to_owned(),
-                target: "web-01".to_owned(),
-                deadline_unix_ms: deadline,
-                ..Default::default()
-            }),
-        };
-        fleet.apply(&issue("late", 1_000, 1));
-        fleet.apply(&issue("answered", 1_000, 2));
-        fleet.apply(&issue("future", 9_000, 3));
-        fleet.apply(&EventEnvelope {
-            id: Uuid::now_v7(),
-            host: "web-01".to_owned(),
-            seq: 2,
-            time_unix_ms: 0,
-            module: "agent".to_owned(),
-            incarnation: Uuid::nil(),
-            body: pb::event::Body::CommandAccepted(pb::CommandAccepted {
-                command_id: "answered".to_owned(),
-                epoch: 1,
-            }),
-        });
-        assert!(
-            due_for_expiry(&fleet, 2_500, 2_000).is_empty(),
-            "within grace"
-        );
-        let due: Vec<String> = due_for_expiry(&fleet, 3_001, 2_000)
-            .into_iter()
-            .map(|d| d.0)
-            .collect();
-        assert_eq!(due, ["late"]);
     }
 }
