@@ -91,8 +91,9 @@ pub async fn follow_events(
             }
             Ok(_) => {}
             Err(e) => eprintln!(
-                "opsctl: stream seq {stream_seq} on {} is not a valid event: {e}",
-                msg.subject
+                "opsctl: stream seq {stream_seq} on {} is not a valid event: {}",
+                opsfleet_cli::sanitize::inert(&msg.subject),
+                opsfleet_cli::sanitize::inert(&e.to_string())
             ),
         }
         if !follow && left == 0 {

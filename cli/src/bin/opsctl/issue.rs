@@ -117,7 +117,8 @@ pub async fn run_request(
         Output::Table => {
             println!(
                 "{action} issued by {} at epoch {} to {total} host(s)",
-                reply.responder.name, reply.epoch
+                opsfleet_cli::sanitize::inert(&reply.responder.name),
+                reply.epoch
             );
             print!("{}", render::commands(&views, now_unix_ms()));
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use opsfleet_bus::{NatsConfig, TlsConfig};
+use opsfleet_cli::sanitize::inert;
 use opsfleet_cli::{audit, client::Api, events, render, verbs, views};
 use opsfleet_proto::api::{CommandsRequest, FailoverRequest, Role};
 use serde::Serialize;
@@ -321,7 +322,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("opsctl: {e:#}");
+            // Error chains can carry a coordinator's reply text: print it inert.
+            eprintln!("opsctl: {}", inert(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -510,9 +512,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&result)?),
                 Output::Table => println!(
                     "{} released epoch {}; {} is active at epoch {} after {} ms",
-                    result.released_by,
+                    inert(&result.released_by),
                     result.released_epoch,
-                    result.new_active,
+                    inert(&result.new_active),
                     result.new_epoch,
                     result.takeover_ms
                 ),
