@@ -67,6 +67,7 @@ fn reply(hosts: Vec<HostView>) -> StatusReply {
         log_events: 1200,
         duplicates_dropped: 3,
         malformed_parked: 0,
+        refused_parked: 0,
         hosts,
         coordinators: vec![],
         next: None,

@@ -46,6 +46,10 @@ pub struct StatusReply {
     pub duplicates_dropped: u64,
     /// Malformed messages parked on the dead-letter subject since this process started.
     pub malformed_parked: u64,
+    /// Valid events refused by the ingest admission check (who may say what) and parked on
+    /// the dead-letter subject since this process started.
+    #[serde(default)]
+    pub refused_parked: u64,
     pub hosts: Vec<HostView>,
     /// Coordinators as the log knows them (from their leadership events).
     #[serde(default)]

@@ -86,6 +86,7 @@ pub async fn status(shared: &Shared, events: &stream::Stream, req: &StatusReques
         log_events: shared.store.log_len().unwrap_or(0),
         duplicates_dropped: shared.duplicates.load(Ordering::Relaxed),
         malformed_parked: shared.parked.load(Ordering::Relaxed),
+        refused_parked: shared.refused.load(Ordering::Relaxed),
         hosts,
         coordinators,
         next,
