@@ -345,7 +345,9 @@ impl TopologyConfig {
         if self.events_max_bytes < min_bytes || i64::try_from(self.events_max_bytes).is_err() {
             out.push((
                 "events_max_bytes".to_owned(),
-                format!("must be at least 16 x events_max_msg_size ({min_bytes}) and at most 2^63-1"),
+                format!(
+                    "must be at least 16 x events_max_msg_size ({min_bytes}) and at most 2^63-1"
+                ),
             ));
         }
         if !(MIN_MSG_SIZE..=MAX_MSG_SIZE).contains(&self.events_max_msg_size) {
@@ -498,9 +500,7 @@ async fn ensure_stream(
             max_msgs_per_subject = update.max_messages_per_subject,
             "updating the stream to this deployment's subjects and limits"
         );
-        js.update_stream(&update)
-            .await
-            .map_err(|e| err(e.into()))?;
+        js.update_stream(&update).await.map_err(|e| err(e.into()))?;
         stream = js.get_stream(name).await.map_err(|e| err(e.into()))?;
     }
     Ok(stream)

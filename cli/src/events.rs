@@ -15,15 +15,16 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// The narrowest server-side subject filter: `ops.evt.<host|*>.<kind|*>` (partial kind
-    /// patterns are matched here, client-side).
+    /// The narrowest server-side subject filter: `ops.*.<host|*>.<kind|*>`, covering agents'
+    /// `ops.evt.` and coordinators' `ops.coord.` spaces (the only two in `OPS_EVENTS`); partial
+    /// kind patterns are matched here, client-side.
     pub fn subject(&self) -> String {
         let host = self.host.as_deref().unwrap_or("*");
         let kind = match self.kind.as_deref() {
             Some(k) if !k.contains('*') => k,
             _ => "*",
         };
-        format!("ops.evt.{host}.{kind}")
+        format!("ops.*.{host}.{kind}")
     }
 
     pub fn matches(&self, ev: &EventEnvelope) -> bool {
@@ -318,7 +319,7 @@ mod tests {
             module: None,
             kind: Some("backup_*".into()),
         };
-        assert_eq!(f.subject(), "ops.evt.web-01.*");
+        assert_eq!(f.subject(), "ops.*.web-01.*");
         let backup = ev(
             "web-01",
             "nightly",
@@ -339,7 +340,7 @@ mod tests {
             kind: Some("disk".into()),
             ..Default::default()
         };
-        assert_eq!(exact.subject(), "ops.evt.*.disk");
+        assert_eq!(exact.subject(), "ops.*.*.disk");
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub enum Refusal {
     AgentBodyFromCoordinator { name: String, kind: &'static str },
     #[error("module {module:?} is not allowed on the subject of {publisher} (coordinator events use module {COORDINATOR_MODULE:?}, agents may not)")]
     WrongModule { publisher: String, module: String },
-    #[error("{kind} for command {command_id}, which is not in the ledger (no command_issued for it)")]
+    #[error(
+        "{kind} for command {command_id}, which is not in the ledger (no command_issued for it)"
+    )]
     UnknownCommand {
         kind: &'static str,
         command_id: String,
@@ -155,9 +157,7 @@ fn lifecycle_from(
     kind: &'static str,
 ) -> Result<(), Refusal> {
     let command_id = commands::command_id(&ev.body).unwrap_or_default();
-    let issued = fleet
-        .command(command_id)
-        .filter(|c| !c.target.is_empty());
+    let issued = fleet.command(command_id).filter(|c| !c.target.is_empty());
     match issued {
         None => Err(Refusal::UnknownCommand {
             kind,

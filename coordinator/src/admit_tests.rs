@@ -176,7 +176,12 @@ fn coordinator_subjects_carry_only_coordinator_bodies_and_expiries() {
         expired("c404"),
     ] {
         let e = ev("blue", COORDINATOR_MODULE, 2, body);
-        assert_eq!(admit(&fleet, &e, coordinator("blue")), Ok(()), "{}", e.kind());
+        assert_eq!(
+            admit(&fleet, &e, coordinator("blue")),
+            Ok(()),
+            "{}",
+            e.kind()
+        );
     }
     for body in [heartbeat(), completed("c1"), accepted("c1")] {
         let e = ev("blue", COORDINATOR_MODULE, 2, body);
@@ -188,7 +193,10 @@ fn coordinator_subjects_carry_only_coordinator_bodies_and_expiries() {
         );
     }
     let e = ev("blue", "log", 2, leadership());
-    assert_eq!(reason(admit(&fleet, &e, coordinator("blue"))), "wrong_module");
+    assert_eq!(
+        reason(admit(&fleet, &e, coordinator("blue"))),
+        "wrong_module"
+    );
     let e = ev("green", COORDINATOR_MODULE, 2, leadership());
     assert_eq!(
         reason(admit(&fleet, &e, coordinator("blue"))),
@@ -215,7 +223,12 @@ fn lifecycle_bodies_only_from_the_commands_target() {
         }),
     ] {
         let own = ev("web-01", "agent", 2, body.clone());
-        assert_eq!(admit(&fleet, &own, agent("web-01")), Ok(()), "{}", own.kind());
+        assert_eq!(
+            admit(&fleet, &own, agent("web-01")),
+            Ok(()),
+            "{}",
+            own.kind()
+        );
         // Another host answering for web-01's command: the "first terminal wins" forgery.
         let other = ev("db-01", "agent", 2, body);
         assert_eq!(
@@ -342,7 +355,10 @@ impl Msg {
             } else {
                 "agent"
             };
-            (ev(host, module, seq, body), format!("ops.evt.{host}.{kind}"))
+            (
+                ev(host, module, seq, body),
+                format!("ops.evt.{host}.{kind}"),
+            )
         }
     }
 }
