@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::stream::Stream;
 use opsfleet_proto::pb::{self, event::Body};
+use opsfleet_proto::subjects;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -19,8 +20,8 @@ use crate::notify::{Delivery, Notifier};
 use crate::state::Shared;
 
 use super::{
-    evaluate, liveness_body, notification_of, transition_body, undelivered, AlertsConfig, Memory,
-    Rules, State,
+    evaluate_with, liveness_body, notification_of, stream_condition, transition_body, undelivered,
+    AlertsConfig, Memory, Rules, State, StreamUsage,
 };
 
 /// How long a recorded transition may take to come back through ingest before the evaluator
@@ -169,6 +170,19 @@ impl Engine {
                 memory = Memory::default();
                 in_flight.clear();
             }
+            // The events stream's fill level against its byte limit (`events_stream_full`).
+            // Unknown this tick: skip it, rather than take the condition for clear.
+            let usage = match self.stream.get_info().await {
+                Ok(info) => StreamUsage {
+                    bytes: info.state.bytes,
+                    max_bytes: info.config.max_bytes,
+                },
+                Err(e) => {
+                    warn!(error = %e, "cannot read the event stream's usage; evaluation waits");
+                    continue;
+                }
+            };
+            let extra = stream_condition(&self.rules, subjects::EVENTS_STREAM, usage);
             let now = now_unix_ms();
             let decided = {
                 let fleet = self.shared.fleet();
@@ -177,7 +191,13 @@ impl Engine {
                     let folded = records.get(id).is_some_and(|r| r.state == state.name());
                     !folded && at.elapsed() < FOLD_BACK_WAIT
                 });
-                evaluate(&self.rules, &fleet, &mut memory, now)
+                evaluate_with(
+                    &self.rules,
+                    &fleet,
+                    extra.into_iter().collect(),
+                    &mut memory,
+                    now,
+                )
             };
             let decided: Vec<_> = decided
                 .into_iter()
