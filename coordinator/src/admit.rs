@@ -130,20 +130,23 @@ pub fn admit(fleet: &Fleet, ev: &EventEnvelope, publisher: Publisher<'_>) -> Res
                     publisher: host.to_owned(),
                 });
             }
+            let class = class(&ev.body);
+            if class == BodyClass::Coordinator {
+                return Err(Refusal::CoordinatorBodyFromAgent {
+                    host: host.to_owned(),
+                    kind,
+                });
+            }
             if ev.module == COORDINATOR_MODULE {
                 return Err(Refusal::WrongModule {
                     publisher: host.to_owned(),
                     module: ev.module.clone(),
                 });
             }
-            match class(&ev.body) {
-                BodyClass::Coordinator => Err(Refusal::CoordinatorBodyFromAgent {
-                    host: host.to_owned(),
-                    kind,
-                }),
-                BodyClass::Lifecycle => lifecycle_from(fleet, ev, host, kind),
-                BodyClass::Agent => Ok(()),
+            if class == BodyClass::Lifecycle {
+                return lifecycle_from(fleet, ev, host, kind);
             }
+            Ok(())
         }
     }
 }

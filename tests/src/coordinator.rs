@@ -29,6 +29,8 @@ pub struct CoordinatorSpec {
     pub extra_toml: String,
     /// Further keys of the `[ingest]` table (e.g. the snapshot cadence), as TOML lines.
     pub ingest_toml: String,
+    /// Further keys of the `[topology]` table (e.g. `events_max_bytes`), as TOML lines.
+    pub topology_toml: String,
 }
 
 impl CoordinatorSpec {
@@ -43,7 +45,17 @@ impl CoordinatorSpec {
             nats_toml: String::new(),
             extra_toml: String::new(),
             ingest_toml: String::new(),
+            topology_toml: String::new(),
         }
+    }
+
+    /// Adds keys to the `[topology]` table (e.g. `events_max_bytes = 65536`).
+    pub fn topology_toml(mut self, toml: &str) -> Self {
+        self.topology_toml.push_str(toml);
+        if !toml.ends_with('\n') {
+            self.topology_toml.push('\n');
+        }
+        self
     }
 
     /// Adds keys to the `[nats]` table (e.g. `nkey = "..."`, `tls = { ... }`).
@@ -89,12 +101,13 @@ impl CoordinatorSpec {
     pub fn to_toml(&self, data_dir: &Path, nats_url: &str) -> String {
         let mut out = format!(
             "name = {}\ncolor = {}\ndata_dir = {}\n\n[nats]\nurls = [{}]\n{}\n[topology]\n\
-             replicas = 1\n\n[ingest]\nbatch_max = {}\n{}",
+             replicas = 1\n{}\n[ingest]\nbatch_max = {}\n{}",
             quote(&self.name),
             quote(&self.color),
             quote(&data_dir.display().to_string()),
             quote(nats_url),
             self.nats_toml,
+            self.topology_toml,
             self.batch_max,
             self.ingest_toml
         );
