@@ -34,6 +34,27 @@ impl Filter {
     }
 }
 
+/// Whether the coordinators refuse this event for where it was published (pure): a
+/// coordinator-only body or the coordinators' module on an agent's subject, or an agent body
+/// on a coordinator's subject. Such an event is in the stream but never in any log, so
+/// `opsctl events` does not show it as if it had happened. (Lifecycle events for another
+/// host's command are refused too; that needs the ledger, which only coordinators hold.)
+pub fn refused_by_subject(subject: &str, ev: &EventEnvelope) -> bool {
+    use opsfleet_proto::subjects::{parse_any_event_subject, Publisher};
+    use opsfleet_proto::{body_class, BodyClass, COORDINATOR_MODULE};
+    let class = body_class(&ev.body);
+    match parse_any_event_subject(subject) {
+        Some(Publisher::Agent { .. }) => {
+            class == BodyClass::Coordinator || ev.module == COORDINATOR_MODULE
+        }
+        Some(Publisher::Coordinator { .. }) => {
+            ev.module != COORDINATOR_MODULE
+                || !(class == BodyClass::Coordinator || matches!(ev.body, Body::CommandExpired(_)))
+        }
+        None => true,
+    }
+}
+
 /// `*` matches any run of characters; everything else matches itself.
 pub fn wildcard(pattern: &str, text: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
@@ -299,6 +320,47 @@ mod tests {
             incarnation: Uuid::nil(),
             body,
         }
+    }
+
+    #[test]
+    fn events_the_coordinators_refuse_for_their_subject_are_recognised() {
+        let mut forged = ev(
+            "web-01",
+            "coordinator",
+            Body::AlertTransition(pb::AlertTransition::default()),
+        );
+        assert!(refused_by_subject(
+            "ops.evt.web-01.alert_transition",
+            &forged
+        ));
+        assert!(!refused_by_subject(
+            "ops.coord.web-01.alert_transition",
+            &forged
+        ));
+        forged.module = "agent".into();
+        assert!(refused_by_subject(
+            "ops.coord.web-01.alert_transition",
+            &forged
+        ));
+        let hb = ev(
+            "web-01",
+            "heartbeat",
+            Body::Heartbeat(pb::Heartbeat::default()),
+        );
+        assert!(!refused_by_subject("ops.evt.web-01.heartbeat", &hb));
+        let mut own = hb.clone();
+        own.module = "coordinator".into();
+        assert!(refused_by_subject("ops.evt.web-01.heartbeat", &own));
+        assert!(refused_by_subject("ops.coord.web-01.heartbeat", &own));
+        let expired = ev(
+            "blue",
+            "coordinator",
+            Body::CommandExpired(pb::CommandExpired::default()),
+        );
+        assert!(!refused_by_subject(
+            "ops.coord.blue.command_expired",
+            &expired
+        ));
     }
 
     #[test]

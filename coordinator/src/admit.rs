@@ -5,6 +5,7 @@
 
 use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::subjects::Publisher;
+pub use opsfleet_proto::{body_class as class, BodyClass};
 use opsfleet_proto::{EventEnvelope, COORDINATOR_MODULE};
 
 use crate::projection::{commands, Fleet};
@@ -47,52 +48,6 @@ impl Refusal {
             Refusal::NotTheTarget { .. } => "lifecycle_not_target",
             Refusal::HostMismatch { .. } => "publisher_mismatch",
         }
-    }
-}
-
-/// Which side of the trust boundary a body belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyClass {
-    /// Leadership, command issued, liveness verdicts, alert transitions, notifications
-    /// (field numbers 100..): only coordinators say these.
-    Coordinator,
-    /// An agent's answer about a command: only the command's target says it. `command_expired`
-    /// may also come from a coordinator (it expires what was never answered).
-    Lifecycle,
-    /// Everything an agent reports about its own host.
-    Agent,
-}
-
-/// The class of a body.
-pub fn class(body: &Body) -> BodyClass {
-    match body {
-        Body::Leadership(_)
-        | Body::CommandIssued(_)
-        | Body::HostLiveness(_)
-        | Body::AlertTransition(_)
-        | Body::NotificationSent(_) => BodyClass::Coordinator,
-        Body::CommandAccepted(_)
-        | Body::CommandCompleted(_)
-        | Body::CommandFailed(_)
-        | Body::CommandRejected(_)
-        | Body::CommandExpired(_) => BodyClass::Lifecycle,
-        Body::Heartbeat(_)
-        | Body::Disk(_)
-        | Body::ModuleState(_)
-        | Body::EventsDropped(_)
-        | Body::LogMatch(_)
-        | Body::LogSuppressed(_)
-        | Body::Sentinel(_)
-        | Body::Health(_)
-        | Body::BackupStarted(_)
-        | Body::BackupProgress(_)
-        | Body::BackupCompleted(_)
-        | Body::BackupFailed(_)
-        | Body::BackupPruned(_)
-        | Body::RestoreCompleted(_)
-        | Body::RestoreFailed(_)
-        | Body::Janitor(_)
-        | Body::ConfigRejected(_) => BodyClass::Agent,
     }
 }
 
