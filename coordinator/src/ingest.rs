@@ -1,7 +1,7 @@
-//! Ingest: a durable pull consumer on `OPS_EVENTS`; each batch is decoded, folded, committed to
-//! the store in one atomic batch, flushed, and only then acknowledged (AckAll on the last
-//! persisted message). Malformed messages are parked on the dead-letter stream; duplicates are
-//! dropped.
+//! Ingest: a durable pull consumer on `OPS_EVENTS`; each batch is decoded, admitted (who may
+//! say what, `admit`), folded, committed to the store in one atomic batch, flushed, and only
+//! then acknowledged (AckAll on the last persisted message). Malformed and refused messages are
+//! parked on the dead-letter stream (`park`); duplicates are dropped.
 //!
 //! The cursor is the store's `applied` stream sequence, not the consumer's ack floor: messages
 //! handed to a process that died (or to a connection that dropped) stay pending on the server
