@@ -384,14 +384,14 @@ async fn persist_batch(
             let (ev, publisher) = match decode_from(&msg.subject, &msg.payload) {
                 Ok(decoded) => decoded,
                 Err(bad) => {
-                    parked.push((seq, Parked::Malformed(bad)));
+                    parked.push(park::Letter::new(msg, seq, Parked::Malformed(bad)));
                     continue;
                 }
             };
             // Who may say what: checked against the fold so far, so an event earlier in this
             // batch counts. A refused event is parked and never folded.
             if let Err(refusal) = admit::admit(&fleet, &ev, publisher) {
-                parked.push((seq, Parked::Refused(refusal)));
+                parked.push(park::Letter::new(msg, seq, Parked::Refused(refusal)));
                 continue;
             }
             match fleet.apply(&ev) {
@@ -410,14 +410,7 @@ async fn persist_batch(
         }
     }
 
-    for (seq, bad) in &parked {
-        if let Some(msg) = batch
-            .iter()
-            .find(|m| m.info().is_ok_and(|i| i.stream_sequence == *seq))
-        {
-            park::park(js, &shared.name, *seq, &msg.subject, &msg.payload, bad).await;
-        }
-    }
+    park::park_all(js, &shared.name, &parked).await;
 
     let events = commit.log.len();
     let applied_to = commit.applied_stream_seq;
@@ -466,7 +459,7 @@ async fn persist_batch(
     shared.duplicates.fetch_add(duplicates, Ordering::Relaxed);
     let refused = parked
         .iter()
-        .filter(|(_, p)| matches!(p, Parked::Refused(_)))
+        .filter(|l| matches!(l.why, Parked::Refused(_)))
         .count() as u64;
     shared
         .parked

@@ -38,16 +38,51 @@ impl Parked {
     }
 }
 
-/// Publishes a parked message to `ops.dlq.events.<reason>` with the reason in headers.
-/// Every coordinator parks the same message; `Nats-Msg-Id = dlq-<stream seq>` keeps one copy.
-pub(super) async fn park(
-    js: &jetstream::Context,
-    coordinator: &str,
+/// One message to park: where it came from, its bytes, and why.
+pub(super) struct Letter {
     stream_seq: u64,
-    subject: &str,
-    payload: &bytes::Bytes,
-    bad: &Parked,
-) {
+    subject: String,
+    payload: bytes::Bytes,
+    pub why: Parked,
+}
+
+impl Letter {
+    pub fn new(msg: &jetstream::Message, stream_seq: u64, why: Parked) -> Letter {
+        Letter {
+            stream_seq,
+            subject: msg.subject.to_string(),
+            payload: msg.payload.clone(),
+            why,
+        }
+    }
+}
+
+/// Publishes every letter to `ops.dlq.events.<reason>` with the reason in headers, the acks
+/// pipelined (a batch full of forgeries costs one round trip, not one per message). Every
+/// coordinator parks the same message; `Nats-Msg-Id = dlq-<stream seq>` keeps one copy. A
+/// failure is logged: the message stays in `OPS_EVENTS` for forensics either way.
+pub(super) async fn park_all(js: &jetstream::Context, coordinator: &str, letters: &[Letter]) {
+    let mut acks = Vec::with_capacity(letters.len());
+    for letter in letters {
+        let dlq = subjects::dlq_subject("events", letter.why.reason());
+        match js
+            .send_publish(dlq.clone(), publish(coordinator, letter))
+            .await
+        {
+            Ok(ack) => acks.push((dlq, ack)),
+            Err(e) => error!(error = %e, subject = %dlq, "cannot publish dead letter"),
+        }
+    }
+    for (dlq, ack) in acks {
+        if let Err(e) = ack.await {
+            error!(error = %e, subject = %dlq, "dead-letter publish not acknowledged");
+        }
+    }
+}
+
+/// The dead-letter message of one letter.
+fn publish(coordinator: &str, letter: &Letter) -> jetstream::message::PublishMessage {
+    let bad = &letter.why;
     let reason = bad.reason();
     let mut error_text = bad.to_string();
     let mut source = std::error::Error::source(bad);
@@ -59,6 +94,7 @@ pub(super) async fn park(
     // The text quotes fields an attacker chose (a command id): one header line, bounded.
     let error_text = header_safe(&error_text);
     let class = bad.class();
+    let (subject, stream_seq) = (letter.subject.as_str(), letter.stream_seq);
     warn!(subject, stream_seq, reason, class, error = %error_text, "parking message");
     let mut headers = HeaderMap::new();
     headers.insert("Ops-Reason", reason);
@@ -67,19 +103,10 @@ pub(super) async fn park(
     headers.insert("Ops-Original-Subject", subject);
     headers.insert("Ops-Stream-Seq", stream_seq.to_string().as_str());
     headers.insert("Ops-Parked-By", coordinator);
-    let publish = jetstream::message::PublishMessage::build()
-        .payload(payload.clone())
+    jetstream::message::PublishMessage::build()
+        .payload(letter.payload.clone())
         .headers(headers)
-        .message_id(format!("dlq-{stream_seq}"));
-    let dlq = subjects::dlq_subject("events", reason);
-    match js.send_publish(dlq.clone(), publish).await {
-        Ok(ack) => {
-            if let Err(e) = ack.await {
-                error!(error = %e, subject = %dlq, "dead-letter publish not acknowledged");
-            }
-        }
-        Err(e) => error!(error = %e, subject = %dlq, "cannot publish dead letter"),
-    }
+        .message_id(format!("dlq-{stream_seq}"))
 }
 
 /// At most 512 characters with every control character replaced, so a header stays one line.
