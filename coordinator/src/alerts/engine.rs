@@ -155,6 +155,7 @@ impl Engine {
         // alert id → (state recorded, when): not decided again until folded back.
         let mut in_flight: HashMap<String, (State, Instant)> = HashMap::new();
         let mut term = 0;
+        let mut usage: Option<StreamUsage> = None;
         let mut tick = tokio::time::interval(self.cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -171,18 +172,20 @@ impl Engine {
                 in_flight.clear();
             }
             // The events stream's fill level against its byte limit (`events_stream_full`).
-            // Unknown this tick: skip it, rather than take the condition for clear.
-            let usage = match self.stream.get_info().await {
-                Ok(info) => StreamUsage {
-                    bytes: info.state.bytes,
-                    max_bytes: info.config.max_bytes,
-                },
-                Err(e) => {
-                    warn!(error = %e, "cannot read the event stream's usage; evaluation waits");
-                    continue;
+            // Unreadable this tick: the last reading stands, rather than a clear condition.
+            match self.stream.get_info().await {
+                Ok(info) => {
+                    usage = Some(StreamUsage {
+                        bytes: info.state.bytes,
+                        max_bytes: info.config.max_bytes,
+                    })
                 }
-            };
-            let extra = stream_condition(&self.rules, subjects::EVENTS_STREAM, usage);
+                Err(e) => {
+                    warn!(error = %e, "cannot read the event stream's usage; using the last reading")
+                }
+            }
+            let extra =
+                usage.and_then(|u| stream_condition(&self.rules, subjects::EVENTS_STREAM, u));
             let now = now_unix_ms();
             let decided = {
                 let fleet = self.shared.fleet();
