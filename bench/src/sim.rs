@@ -141,14 +141,18 @@ pub async fn bus_with_topology() -> anyhow::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opsfleet_coordinator::ingest::decode_checked;
+    use opsfleet_coordinator::admit::admit;
+    use opsfleet_coordinator::ingest::decode_from;
+    use opsfleet_coordinator::projection::Fleet;
 
     #[test]
     fn simulated_events_pass_the_coordinators_checks() {
         let mut h = SimHost::new(host_name(7));
         for body in [heartbeat(1), disk(4250)] {
             let e = h.encoded("heartbeat", body);
-            let ev = decode_checked(&e.subject, &e.payload).unwrap();
+            let (ev, publisher) = decode_from(&e.subject, &e.payload).unwrap();
+            // ... including who may say what: a simulated agent says only agent things.
+            assert_eq!(admit(&Fleet::new(), &ev, publisher), Ok(()));
             assert_eq!(ev.host, "web-00007");
             assert_eq!(ev.id.to_string(), e.id);
         }

@@ -14,6 +14,7 @@ use async_nats::jetstream::{self, kv, stream};
 use async_nats::ConnectOptions;
 use opsfleet_proto::subjects;
 use serde::{Deserialize, Serialize};
+use tracing::info;
 
 /// `[nats]` section shared by agent and coordinator configs; opsctl fills it from flags.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,6 +274,24 @@ pub struct TopologyConfig {
     /// Leader lease TTL (the KV bucket's `max_age`).
     #[serde(default = "default_lease_ttl", with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// Largest size of `OPS_EVENTS` in bytes. When it is reached the *oldest* events are
+    /// deleted (discard old): agents and coordinators keep publishing, and every coordinator
+    /// that is caught up already holds what goes (its sled log is the copy that matters); a
+    /// coordinator far behind, or one rebuilt from the stream, sees the hole and logs it. The
+    /// active coordinator's `events_stream_full` alert fires before that (docs/deployment.md).
+    /// JetStream reserves this much storage when the stream is created.
+    #[serde(default = "default_events_max_bytes")]
+    pub events_max_bytes: u64,
+    /// Largest single event the stream accepts, in bytes (the server's `max_payload`, 1 MiB by
+    /// default, is the bound anyway; the largest legitimate event is a `module_state` carrying
+    /// a config's TOML, a few KiB).
+    #[serde(default = "default_events_max_msg_size")]
+    pub events_max_msg_size: u32,
+    /// Optional cap on the events kept per subject (one host's one kind, or one coordinator's
+    /// one kind); the oldest of that subject go first, so a host flooding one kind shortens
+    /// its own history before the byte limit shortens everyone's. Unset: no cap.
+    #[serde(default)]
+    pub events_max_msgs_per_subject: Option<u64>,
 }
 
 fn default_replicas() -> usize {
@@ -290,6 +309,17 @@ fn default_commands_max_age() -> Duration {
 fn default_lease_ttl() -> Duration {
     Duration::from_secs(3)
 }
+/// Bounds of `events_max_msg_size`: an event must fit (a heartbeat with its module list is a
+/// few hundred bytes), and nothing above NATS's own 64 MiB payload ceiling makes sense.
+const MIN_MSG_SIZE: u32 = 4 * 1024;
+const MAX_MSG_SIZE: u32 = 64 * 1024 * 1024;
+
+fn default_events_max_bytes() -> u64 {
+    1024 * 1024 * 1024
+}
+fn default_events_max_msg_size() -> u32 {
+    1024 * 1024
+}
 
 impl Default for TopologyConfig {
     fn default() -> Self {
@@ -299,6 +329,9 @@ impl Default for TopologyConfig {
             duplicate_window: default_duplicate_window(),
             commands_max_age: default_commands_max_age(),
             lease_ttl: default_lease_ttl(),
+            events_max_bytes: default_events_max_bytes(),
+            events_max_msg_size: default_events_max_msg_size(),
+            events_max_msgs_per_subject: None,
         }
     }
 }
@@ -319,18 +352,49 @@ impl TopologyConfig {
         if self.lease_ttl < Duration::from_secs(1) {
             out.push(("lease_ttl".to_owned(), "must be at least 1s".to_owned()));
         }
+        let min_bytes = 16 * u64::from(self.events_max_msg_size);
+        if self.events_max_bytes < min_bytes || i64::try_from(self.events_max_bytes).is_err() {
+            out.push((
+                "events_max_bytes".to_owned(),
+                format!(
+                    "must be at least 16 x events_max_msg_size ({min_bytes}) and at most 2^63-1"
+                ),
+            ));
+        }
+        if !(MIN_MSG_SIZE..=MAX_MSG_SIZE).contains(&self.events_max_msg_size) {
+            out.push((
+                "events_max_msg_size".to_owned(),
+                format!("must be between {MIN_MSG_SIZE} and {MAX_MSG_SIZE} bytes"),
+            ));
+        }
+        if let Some(n) = self.events_max_msgs_per_subject {
+            if n == 0 || i64::try_from(n).is_err() {
+                out.push((
+                    "events_max_msgs_per_subject".to_owned(),
+                    "must be at least 1 (leave it out for no cap)".to_owned(),
+                ));
+            }
+        }
         out
     }
 
     fn events_stream(&self) -> stream::Config {
         stream::Config {
             name: subjects::EVENTS_STREAM.to_owned(),
-            subjects: vec![subjects::EVENTS_ALL.to_owned()],
+            subjects: vec![
+                subjects::EVENTS_ALL.to_owned(),
+                subjects::COORD_EVENTS_ALL.to_owned(),
+            ],
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             discard: stream::DiscardPolicy::Old,
             num_replicas: self.replicas,
             max_age: self.events_max_age,
+            max_bytes: i64::try_from(self.events_max_bytes).unwrap_or(i64::MAX),
+            max_message_size: i32::try_from(self.events_max_msg_size).unwrap_or(i32::MAX),
+            max_messages_per_subject: self
+                .events_max_msgs_per_subject
+                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
             duplicate_window: self.duplicate_window,
             description: Some("opsfleet events from agents and coordinators".to_owned()),
             ..Default::default()
@@ -393,9 +457,12 @@ pub struct Topology {
     pub leader: kv::Store,
 }
 
-/// Creates the streams and bucket if absent; if present, checks that their shape matches
-/// (subjects, storage, replicas, retention) and fails with a `StreamMismatch` naming the
-/// field otherwise. Safe to call from every coordinator at every start.
+/// Creates the streams and bucket if absent. If present, checks that their shape matches
+/// (storage, replicas, retention, no foreign subjects) and fails with a `StreamMismatch` naming
+/// the field otherwise; subjects the stream lacks (an older deployment's `OPS_EVENTS` without
+/// `ops.coord.>`) and changed limits (`max_bytes`, `max_msg_size`, per-subject cap, discard
+/// policy) are applied in place. Safe to call from every coordinator at every start (all
+/// coordinators must have the same `[topology]`).
 pub async fn ensure_topology(
     js: &jetstream::Context,
     cfg: &TopologyConfig,
@@ -426,26 +493,47 @@ async fn ensure_stream(
     name: &'static str,
     want: stream::Config,
 ) -> Result<stream::Stream, BusError> {
+    let err = |e: async_nats::Error| BusError::Stream {
+        stream: name,
+        source: e,
+    };
     let mut stream = js
         .get_or_create_stream(want.clone())
         .await
-        .map_err(|e| BusError::Stream {
-            stream: name,
-            source: e.into(),
-        })?;
-    let info = stream.info().await.map_err(|e| BusError::Stream {
-        stream: name,
-        source: e.into(),
-    })?;
-    check_same(name, &want, &info.config)?;
+        .map_err(|e| err(e.into()))?;
+    let info = stream.info().await.map_err(|e| err(e.into()))?;
+    if let Some(update) = plan_update(name, &want, &info.config)? {
+        info!(
+            stream = name,
+            subjects = ?update.subjects,
+            max_bytes = update.max_bytes,
+            max_msg_size = update.max_message_size,
+            max_msgs_per_subject = update.max_messages_per_subject,
+            "updating the stream to this deployment's subjects and limits"
+        );
+        js.update_stream(&update).await.map_err(|e| err(e.into()))?;
+        stream = js.get_stream(name).await.map_err(|e| err(e.into()))?;
+    }
     Ok(stream)
 }
 
-fn check_same(
+/// A JetStream limit with "unlimited" in one spelling (the server stores 0 as -1).
+fn limit(v: i64) -> i64 {
+    if v <= 0 {
+        -1
+    } else {
+        v
+    }
+}
+
+/// What an existing stream needs (pure): `None` when it matches, `Some(config)` to update it
+/// in place (missing subjects added, limits set), or a `StreamMismatch` for what an update
+/// must not change (storage, replicas, retention, a subject this deployment does not use).
+fn plan_update(
     stream: &'static str,
     want: &stream::Config,
     have: &stream::Config,
-) -> Result<(), BusError> {
+) -> Result<Option<stream::Config>, BusError> {
     let mismatch = |field: &'static str, expected: String, found: String| {
         Err(BusError::StreamMismatch {
             stream,
@@ -454,7 +542,7 @@ fn check_same(
             found,
         })
     };
-    if want.subjects != have.subjects {
+    if have.subjects.iter().any(|s| !want.subjects.contains(s)) {
         return mismatch(
             "subjects",
             format!("{:?}", want.subjects),
@@ -482,7 +570,21 @@ fn check_same(
             format!("{:?}", have.retention),
         );
     }
-    Ok(())
+    let same = want.subjects.len() == have.subjects.len()
+        && limit(want.max_bytes) == limit(have.max_bytes)
+        && limit(i64::from(want.max_message_size)) == limit(i64::from(have.max_message_size))
+        && limit(want.max_messages_per_subject) == limit(have.max_messages_per_subject)
+        && want.discard == have.discard;
+    if same {
+        return Ok(None);
+    }
+    let mut update = have.clone();
+    update.subjects = want.subjects.clone();
+    update.max_bytes = want.max_bytes;
+    update.max_message_size = want.max_message_size;
+    update.max_messages_per_subject = want.max_messages_per_subject;
+    update.discard = want.discard;
+    Ok(Some(update))
 }
 
 #[cfg(test)]
@@ -534,9 +636,60 @@ mod tests {
         let want = cfg.events_stream();
         let mut have = want.clone();
         have.num_replicas = 3;
-        let err = check_same("OPS_EVENTS", &want, &have).unwrap_err();
+        let err = plan_update("OPS_EVENTS", &want, &have).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("replicas = 3"), "{text}");
         assert!(text.contains("expects 1"), "{text}");
+        let mut foreign = want.clone();
+        foreign.subjects.push("other.>".into());
+        let err = plan_update("OPS_EVENTS", &want, &foreign).unwrap_err();
+        assert!(err.to_string().contains("subjects"), "{err}");
+    }
+
+    #[test]
+    fn an_older_events_stream_gains_the_coordinator_space_and_the_limits() {
+        let want = TopologyConfig::default().events_stream();
+        // What the server reports for a stream created before this deployment's limits.
+        let mut old = want.clone();
+        old.subjects = vec![subjects::EVENTS_ALL.to_owned()];
+        old.max_bytes = -1;
+        old.max_message_size = -1;
+        old.max_messages_per_subject = -1;
+        old.description = Some("kept".into());
+        let update = plan_update("OPS_EVENTS", &want, &old)
+            .expect("an update, not a mismatch")
+            .expect("something to update");
+        assert_eq!(
+            update.subjects,
+            [subjects::EVENTS_ALL, subjects::COORD_EVENTS_ALL]
+        );
+        assert_eq!(update.max_bytes, want.max_bytes);
+        assert_eq!(update.max_message_size, want.max_message_size);
+        assert_eq!(update.description.as_deref(), Some("kept"));
+        // The server's spelling of "unlimited" matches ours: nothing to do.
+        let mut current = want.clone();
+        current.max_messages_per_subject = -1;
+        assert!(plan_update("OPS_EVENTS", &want, &current)
+            .expect("no mismatch")
+            .is_none());
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        let cfg = TopologyConfig {
+            events_max_bytes: 100,
+            events_max_msg_size: 10,
+            events_max_msgs_per_subject: Some(0),
+            ..Default::default()
+        };
+        let keys: Vec<String> = cfg.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "events_max_bytes",
+                "events_max_msg_size",
+                "events_max_msgs_per_subject"
+            ]
+        );
     }
 }

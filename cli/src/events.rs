@@ -17,21 +17,43 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// The narrowest server-side subject filter: `ops.evt.<host|*>.<kind|*>` (partial kind
-    /// patterns are matched here, client-side).
+    /// The narrowest server-side subject filter: `ops.*.<host|*>.<kind|*>`, covering agents'
+    /// `ops.evt.` and coordinators' `ops.coord.` spaces (the only two in `OPS_EVENTS`); partial
+    /// kind patterns are matched here, client-side.
     pub fn subject(&self) -> String {
         let host = self.host.as_deref().unwrap_or("*");
         let kind = match self.kind.as_deref() {
             Some(k) if !k.contains('*') => k,
             _ => "*",
         };
-        format!("ops.evt.{host}.{kind}")
+        format!("ops.*.{host}.{kind}")
     }
 
     pub fn matches(&self, ev: &EventEnvelope) -> bool {
         self.host.as_deref().is_none_or(|h| h == ev.host)
             && self.module.as_deref().is_none_or(|m| m == ev.module)
             && self.kind.as_deref().is_none_or(|k| wildcard(k, ev.kind()))
+    }
+}
+
+/// Whether the coordinators refuse this event for where it was published (pure): a
+/// coordinator-only body or the coordinators' module on an agent's subject, or an agent body
+/// on a coordinator's subject. Such an event is in the stream but never in any log, so
+/// `opsctl events` does not show it as if it had happened. (Lifecycle events for another
+/// host's command are refused too; that needs the ledger, which only coordinators hold.)
+pub fn refused_by_subject(subject: &str, ev: &EventEnvelope) -> bool {
+    use opsfleet_proto::subjects::{parse_any_event_subject, Publisher};
+    use opsfleet_proto::{body_class, BodyClass, COORDINATOR_MODULE};
+    let class = body_class(&ev.body);
+    match parse_any_event_subject(subject) {
+        Some(Publisher::Agent { .. }) => {
+            class == BodyClass::Coordinator || ev.module == COORDINATOR_MODULE
+        }
+        Some(Publisher::Coordinator { .. }) => {
+            ev.module != COORDINATOR_MODULE
+                || !(class == BodyClass::Coordinator || matches!(ev.body, Body::CommandExpired(_)))
+        }
+        None => true,
     }
 }
 
@@ -309,6 +331,47 @@ mod tests {
     }
 
     #[test]
+    fn events_the_coordinators_refuse_for_their_subject_are_recognised() {
+        let mut forged = ev(
+            "web-01",
+            "coordinator",
+            Body::AlertTransition(pb::AlertTransition::default()),
+        );
+        assert!(refused_by_subject(
+            "ops.evt.web-01.alert_transition",
+            &forged
+        ));
+        assert!(!refused_by_subject(
+            "ops.coord.web-01.alert_transition",
+            &forged
+        ));
+        forged.module = "agent".into();
+        assert!(refused_by_subject(
+            "ops.coord.web-01.alert_transition",
+            &forged
+        ));
+        let hb = ev(
+            "web-01",
+            "heartbeat",
+            Body::Heartbeat(pb::Heartbeat::default()),
+        );
+        assert!(!refused_by_subject("ops.evt.web-01.heartbeat", &hb));
+        let mut own = hb.clone();
+        own.module = "coordinator".into();
+        assert!(refused_by_subject("ops.evt.web-01.heartbeat", &own));
+        assert!(refused_by_subject("ops.coord.web-01.heartbeat", &own));
+        let expired = ev(
+            "blue",
+            "coordinator",
+            Body::CommandExpired(pb::CommandExpired::default()),
+        );
+        assert!(!refused_by_subject(
+            "ops.coord.blue.command_expired",
+            &expired
+        ));
+    }
+
+    #[test]
     fn wildcards_match_like_shell_globs() {
         assert!(wildcard("*", "heartbeat"));
         assert!(wildcard("backup_*", "backup_completed"));
@@ -326,7 +389,7 @@ mod tests {
             module: None,
             kind: Some("backup_*".into()),
         };
-        assert_eq!(f.subject(), "ops.evt.web-01.*");
+        assert_eq!(f.subject(), "ops.*.web-01.*");
         let backup = ev(
             "web-01",
             "nightly",
@@ -347,7 +410,7 @@ mod tests {
             kind: Some("disk".into()),
             ..Default::default()
         };
-        assert_eq!(exact.subject(), "ops.evt.*.disk");
+        assert_eq!(exact.subject(), "ops.*.*.disk");
     }
 
     #[test]

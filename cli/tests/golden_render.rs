@@ -70,6 +70,7 @@ fn reply(hosts: Vec<HostView>) -> StatusReply {
         duplicates_dropped: 3,
         malformed_parked: 0,
         api_refused: Default::default(),
+        refused_parked: 0,
         hosts,
         coordinators: vec![],
         next: None,

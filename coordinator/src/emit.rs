@@ -1,4 +1,5 @@
-//! Events a coordinator publishes about itself (module `coordinator`, host = its name): each
+//! Events a coordinator publishes about itself (module `coordinator`, host = its name, on
+//! `ops.coord.<name>.<kind>`, a space only coordinator credentials may publish): each
 //! gets a durably reserved seq of the coordinator's own incarnation, then is published with
 //! `Nats-Msg-Id = id` and retried until JetStream acknowledges it. A crash between the two
 //! leaves a gap in the coordinator's seqs, which the fold records like any other gap.
@@ -118,7 +119,7 @@ impl Emitter {
         // First pass: send everything, then collect the acks (pipelined).
         let mut pending = Vec::with_capacity(events.len());
         for ev in &events {
-            let subject = subjects::event_subject(&self.name, ev.kind());
+            let subject = subjects::coordinator_event_subject(&self.name, ev.kind());
             let msg = jetstream::message::PublishMessage::build()
                 .payload(ev.encode_to_vec().into())
                 .message_id(ev.id.to_string());
@@ -150,7 +151,7 @@ impl Emitter {
         deadline: tokio::time::Instant,
     ) -> Result<(), EmitError> {
         let kind = ev.kind();
-        let subject = subjects::event_subject(&self.name, kind);
+        let subject = subjects::coordinator_event_subject(&self.name, kind);
         let payload: bytes::Bytes = ev.encode_to_vec().into();
         let id = ev.id.to_string();
         let publish = || async {

@@ -1,7 +1,7 @@
-//! Ingest: a durable pull consumer on `OPS_EVENTS`; each batch is decoded, folded, committed to
-//! the store in one atomic batch, flushed, and only then acknowledged (AckAll on the last
-//! persisted message). Malformed messages are parked on the dead-letter stream; duplicates are
-//! dropped.
+//! Ingest: a durable pull consumer on `OPS_EVENTS`; each batch is decoded, admitted (who may
+//! say what, `admit`), folded, committed to the store in one atomic batch, flushed, and only
+//! then acknowledged (AckAll on the last persisted message). Malformed and refused messages are
+//! parked on the dead-letter stream (`park`); duplicates are dropped.
 //!
 //! The cursor is the store's `applied` stream sequence, not the consumer's ack floor: messages
 //! handed to a process that died (or to a connection that dropped) stay pending on the server
@@ -19,19 +19,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
-use async_nats::HeaderMap;
 use futures::StreamExt;
 use opsfleet_proto::{subjects, EventEnvelope, WireError};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::admit;
 use crate::config::IngestConfig;
 use crate::projection::Verdict;
 use crate::snapshot::SnapshotPolicy;
 use crate::state::Shared;
 use crate::store::{Commit, StoreError};
 
-/// Why a message is parked instead of folded.
+mod park;
+pub use park::Parked;
+
+/// Why a message is not an event at all (parked like a refused one).
 #[derive(Debug, thiserror::Error)]
 pub enum Malformed {
     #[error("invalid event")]
@@ -45,7 +48,7 @@ pub enum Malformed {
 }
 
 impl Malformed {
-    fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &'static str {
         match self {
             Malformed::Wire(e) => e.reason(),
             Malformed::SubjectMismatch { .. } => "subject_mismatch",
@@ -53,11 +56,28 @@ impl Malformed {
     }
 }
 
-/// Decodes one message and checks that its subject names the same host and kind.
+/// Decodes one message and checks that its subject (an agent's `ops.evt.<host>.<kind>` or a
+/// coordinator's `ops.coord.<name>.<kind>`) names the same host and kind.
 pub fn decode_checked(subject: &str, payload: &[u8]) -> Result<EventEnvelope, Malformed> {
+    decode_from(subject, payload).map(|(ev, _)| ev)
+}
+
+/// `decode_checked`, also returning who published it as the subject says.
+pub fn decode_from<'s>(
+    subject: &'s str,
+    payload: &[u8],
+) -> Result<(EventEnvelope, subjects::Publisher<'s>), Malformed> {
+    use subjects::Publisher;
     let ev = EventEnvelope::decode(payload)?;
-    match subjects::parse_event_subject(subject) {
-        Some((host, kind)) if host == ev.host && kind == ev.kind() => Ok(ev),
+    let publisher = subjects::parse_any_event_subject(subject);
+    let names_it = match publisher {
+        Some(Publisher::Agent { host, kind } | Publisher::Coordinator { name: host, kind }) => {
+            host == ev.host && kind == ev.kind()
+        }
+        None => false,
+    };
+    match publisher {
+        Some(p) if names_it => Ok((ev, p)),
         _ => Err(Malformed::SubjectMismatch {
             subject: subject.to_owned(),
             host: ev.host.clone(),
@@ -361,17 +381,27 @@ async fn persist_batch(
             }
             ack_upto = Some(i);
             commit.applied_stream_seq = seq;
-            match decode_checked(&msg.subject, &msg.payload) {
-                Ok(ev) => match fleet.apply(&ev) {
-                    Verdict::Accepted { gap } => {
-                        if let Some(g) = gap {
-                            warn!(host = %ev.host, first = g.first, last = g.last, "seq gap");
-                        }
-                        commit.log.push((seq, msg.payload.clone()));
+            let (ev, publisher) = match decode_from(&msg.subject, &msg.payload) {
+                Ok(decoded) => decoded,
+                Err(bad) => {
+                    parked.push(park::Letter::new(msg, seq, Parked::Malformed(bad)));
+                    continue;
+                }
+            };
+            // Who may say what: checked against the fold so far, so an event earlier in this
+            // batch counts. A refused event is parked and never folded.
+            if let Err(refusal) = admit::admit(&fleet, &ev, publisher) {
+                parked.push(park::Letter::new(msg, seq, Parked::Refused(refusal)));
+                continue;
+            }
+            match fleet.apply(&ev) {
+                Verdict::Accepted { gap } => {
+                    if let Some(g) = gap {
+                        warn!(host = %ev.host, first = g.first, last = g.last, "seq gap");
                     }
-                    Verdict::Duplicate => duplicates += 1,
-                },
-                Err(bad) => parked.push((seq, bad)),
+                    commit.log.push((seq, msg.payload.clone()));
+                }
+                Verdict::Duplicate => duplicates += 1,
             }
         }
         if policy.due(Instant::now()) {
@@ -380,14 +410,7 @@ async fn persist_batch(
         }
     }
 
-    for (seq, bad) in &parked {
-        if let Some(msg) = batch
-            .iter()
-            .find(|m| m.info().is_ok_and(|i| i.stream_sequence == *seq))
-        {
-            park(js, &shared.name, *seq, &msg.subject, &msg.payload, bad).await;
-        }
-    }
+    park::park_all(js, &shared.name, &parked).await;
 
     let events = commit.log.len();
     let applied_to = commit.applied_stream_seq;
@@ -434,9 +457,14 @@ async fn persist_batch(
     policy.committed(snapshot, Instant::now());
     shared.applied.store(applied_to, Ordering::Release);
     shared.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+    let refused = parked
+        .iter()
+        .filter(|l| matches!(l.why, Parked::Refused(_)))
+        .count() as u64;
     shared
         .parked
-        .fetch_add(parked.len() as u64, Ordering::Relaxed);
+        .fetch_add(parked.len() as u64 - refused, Ordering::Relaxed);
+    shared.refused.fetch_add(refused, Ordering::Relaxed);
     debug!(
         events,
         duplicates,
@@ -457,122 +485,5 @@ async fn persist_batch(
     outcome
 }
 
-/// Publishes a malformed message to `ops.dlq.events.<reason>` with the reason in headers.
-/// Every coordinator parks the same message; `Nats-Msg-Id = dlq-<stream seq>` keeps one copy.
-async fn park(
-    js: &jetstream::Context,
-    coordinator: &str,
-    stream_seq: u64,
-    subject: &str,
-    payload: &bytes::Bytes,
-    bad: &Malformed,
-) {
-    let reason = bad.reason();
-    let mut error_text = bad.to_string();
-    let mut source = std::error::Error::source(bad);
-    while let Some(s) = source {
-        error_text.push_str(": ");
-        error_text.push_str(&s.to_string());
-        source = s.source();
-    }
-    warn!(subject, stream_seq, reason, error = %error_text, "parking malformed message");
-    let mut headers = HeaderMap::new();
-    headers.insert("Ops-Reason", reason);
-    headers.insert("Ops-Error", error_text.as_str());
-    headers.insert("Ops-Original-Subject", subject);
-    headers.insert("Ops-Stream-Seq", stream_seq.to_string().as_str());
-    headers.insert("Ops-Parked-By", coordinator);
-    let publish = jetstream::message::PublishMessage::build()
-        .payload(payload.clone())
-        .headers(headers)
-        .message_id(format!("dlq-{stream_seq}"));
-    let dlq = subjects::dlq_subject("events", reason);
-    match js.send_publish(dlq.clone(), publish).await {
-        Ok(ack) => {
-            if let Err(e) = ack.await {
-                error!(error = %e, subject = %dlq, "dead-letter publish not acknowledged");
-            }
-        }
-        Err(e) => error!(error = %e, subject = %dlq, "cannot publish dead letter"),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use opsfleet_proto::pb;
-    use uuid::Uuid;
-
-    fn event() -> EventEnvelope {
-        EventEnvelope {
-            id: Uuid::now_v7(),
-            host: "web-01".into(),
-            seq: 1,
-            time_unix_ms: 0,
-            module: "heartbeat".into(),
-            incarnation: Uuid::now_v7(),
-            body: pb::event::Body::Heartbeat(pb::Heartbeat::default()),
-        }
-    }
-
-    #[test]
-    fn cursor_takes_contiguous_sequences_and_skips_redeliveries() {
-        let mut c = Cursor {
-            next: 5,
-            fresh: false,
-        };
-        assert_eq!(c.step(3), Step::Skip);
-        assert_eq!(c.step(5), Step::Take);
-        assert_eq!(c.step(6), Step::Take);
-        assert_eq!(c.step(6), Step::Skip);
-        assert_eq!(c.next, 7);
-    }
-
-    #[test]
-    fn a_skip_in_flight_repositions_without_moving_the_cursor() {
-        // The case of messages handed to a process that died: 5 and 6 are pending elsewhere,
-        // 7 arrives first. Taking 7 (and acking it with AckAll) would lose 5 and 6.
-        let mut c = Cursor {
-            next: 5,
-            fresh: false,
-        };
-        assert_eq!(c.step(7), Step::Reposition);
-        assert_eq!(
-            c,
-            Cursor {
-                next: 5,
-                fresh: false
-            }
-        );
-    }
-
-    #[test]
-    fn a_skip_right_after_positioning_is_a_hole_in_the_stream() {
-        let mut c = Cursor {
-            next: 5,
-            fresh: true,
-        };
-        assert_eq!(c.step(3), Step::Skip); // stale redelivery does not use up freshness
-        assert_eq!(c.step(9), Step::TakeAfterHole { first: 5, last: 8 });
-        assert_eq!(
-            c,
-            Cursor {
-                next: 10,
-                fresh: false
-            }
-        );
-        assert_eq!(c.step(12), Step::Reposition);
-    }
-
-    #[test]
-    fn subject_must_name_the_events_host_and_kind() {
-        let bytes = event().encode_to_vec();
-        assert!(decode_checked("ops.evt.web-01.heartbeat", &bytes).is_ok());
-        let err = decode_checked("ops.evt.db-01.heartbeat", &bytes).unwrap_err();
-        assert_eq!(err.reason(), "subject_mismatch");
-        let err = decode_checked("ops.evt.web-01.disk", &bytes).unwrap_err();
-        assert_eq!(err.reason(), "subject_mismatch");
-        let err = decode_checked("ops.evt.web-01.heartbeat", b"\xff\xff").unwrap_err();
-        assert_eq!(err.reason(), "decode");
-    }
-}
+mod tests;

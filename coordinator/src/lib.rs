@@ -1,6 +1,7 @@
 //! ops-coordinator: consumes the event stream, persists it in sled with the projections folded
 //! from it, and answers the query API. Election and command dispatch arrive with later issues.
 
+pub mod admit;
 pub mod alerts;
 pub mod api;
 pub mod config;

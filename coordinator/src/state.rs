@@ -24,6 +24,8 @@ pub struct Shared {
     pub duplicates: AtomicU64,
     /// Malformed messages parked since start.
     pub parked: AtomicU64,
+    /// Valid events refused by the admission check (`admit`) and parked since start.
+    pub refused: AtomicU64,
     /// False while the store refuses writes (full or read-only disk).
     pub store_healthy: AtomicBool,
 }
@@ -55,6 +57,7 @@ impl Shared {
             applied: AtomicU64::new(applied),
             duplicates: AtomicU64::new(0),
             parked: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             store_healthy: AtomicBool::new(true),
         }))
     }

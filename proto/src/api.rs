@@ -49,6 +49,10 @@ pub struct StatusReply {
     /// API requests this coordinator refused since it started (see [`ApiRefusals`]).
     #[serde(default)]
     pub api_refused: ApiRefusals,
+    /// Valid events refused by the ingest admission check (who may say what) and parked on
+    /// the dead-letter subject since this process started.
+    #[serde(default)]
+    pub refused_parked: u64,
     pub hosts: Vec<HostView>,
     /// Coordinators as the log knows them (from their leadership events).
     #[serde(default)]

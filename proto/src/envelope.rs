@@ -132,6 +132,53 @@ pub fn body_kind(body: &pb::event::Body) -> &'static str {
     }
 }
 
+/// Who may say a body: the classes of the ingest admission check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyClass {
+    /// Leadership, command issued, liveness verdicts, alert transitions, notifications
+    /// (field numbers 100..): only coordinators say these.
+    Coordinator,
+    /// An agent's answer about a command: only the command's target says it. `command_expired`
+    /// may also come from a coordinator (it expires what was never answered).
+    Lifecycle,
+    /// Everything an agent reports about its own host.
+    Agent,
+}
+
+/// The class of a body (the coordinator's ingest admission check and `opsctl events` use it).
+pub fn body_class(body: &pb::event::Body) -> BodyClass {
+    use pb::event::Body;
+    match body {
+        Body::Leadership(_)
+        | Body::CommandIssued(_)
+        | Body::HostLiveness(_)
+        | Body::AlertTransition(_)
+        | Body::NotificationSent(_) => BodyClass::Coordinator,
+        Body::CommandAccepted(_)
+        | Body::CommandCompleted(_)
+        | Body::CommandFailed(_)
+        | Body::CommandRejected(_)
+        | Body::CommandExpired(_) => BodyClass::Lifecycle,
+        Body::Heartbeat(_)
+        | Body::Disk(_)
+        | Body::ModuleState(_)
+        | Body::EventsDropped(_)
+        | Body::LogMatch(_)
+        | Body::LogSuppressed(_)
+        | Body::Sentinel(_)
+        | Body::Health(_)
+        | Body::BackupStarted(_)
+        | Body::BackupProgress(_)
+        | Body::BackupCompleted(_)
+        | Body::BackupFailed(_)
+        | Body::BackupPruned(_)
+        | Body::RestoreCompleted(_)
+        | Body::RestoreFailed(_)
+        | Body::Janitor(_)
+        | Body::ConfigRejected(_) => BodyClass::Agent,
+    }
+}
+
 fn parse_uuid(field: &'static str, value: String) -> Result<Uuid, WireError> {
     if value.is_empty() {
         return Err(WireError::Missing { field });

@@ -13,4 +13,6 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/opsfleet.v1.rs"));
 }
 
-pub use envelope::{body_kind, EventEnvelope, WireError, COORDINATOR_MODULE};
+pub use envelope::{
+    body_class, body_kind, BodyClass, EventEnvelope, WireError, COORDINATOR_MODULE,
+};

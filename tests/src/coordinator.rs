@@ -34,6 +34,8 @@ pub struct CoordinatorSpec {
     /// it off with [`CoordinatorSpec::identified_only`]. A test that writes its own `[api]`
     /// section gets exactly that.
     pub allow_unidentified: bool,
+    /// Further keys of the `[topology]` table (e.g. `events_max_bytes`), as TOML lines.
+    pub topology_toml: String,
 }
 
 impl CoordinatorSpec {
@@ -49,6 +51,7 @@ impl CoordinatorSpec {
             extra_toml: String::new(),
             ingest_toml: String::new(),
             allow_unidentified: true,
+            topology_toml: String::new(),
         }
     }
 
@@ -56,6 +59,15 @@ impl CoordinatorSpec {
     /// only identified operators (`ops.api.as.<operator>.<role>.*`) may act.
     pub fn identified_only(mut self) -> Self {
         self.allow_unidentified = false;
+        self
+    }
+
+    /// Adds keys to the `[topology]` table (e.g. `events_max_bytes = 65536`).
+    pub fn topology_toml(mut self, toml: &str) -> Self {
+        self.topology_toml.push_str(toml);
+        if !toml.ends_with('\n') {
+            self.topology_toml.push('\n');
+        }
         self
     }
 
@@ -102,12 +114,13 @@ impl CoordinatorSpec {
     pub fn to_toml(&self, data_dir: &Path, nats_url: &str) -> String {
         let mut out = format!(
             "name = {}\ncolor = {}\ndata_dir = {}\n\n[nats]\nurls = [{}]\n{}\n[topology]\n\
-             replicas = 1\n\n[ingest]\nbatch_max = {}\n{}",
+             replicas = 1\n{}\n[ingest]\nbatch_max = {}\n{}",
             quote(&self.name),
             quote(&self.color),
             quote(&data_dir.display().to_string()),
             quote(nats_url),
             self.nats_toml,
+            self.topology_toml,
             self.batch_max,
             self.ingest_toml
         );

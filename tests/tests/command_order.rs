@@ -112,7 +112,13 @@ async fn recorded_and_sent(
     js: &jetstream::Context,
 ) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
     let mut issued = BTreeSet::new();
-    for m in read_all(js, subjects::EVENTS_STREAM, "ops.evt.blue.command_issued").await? {
+    for m in read_all(
+        js,
+        subjects::EVENTS_STREAM,
+        &subjects::coordinator_event_subject("blue", "command_issued"),
+    )
+    .await?
+    {
         let ev = EventEnvelope::decode(&m.payload).context("stored event")?;
         if let pb::event::Body::CommandIssued(c) = ev.body {
             issued.insert(c.command_id);

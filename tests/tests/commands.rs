@@ -10,7 +10,7 @@ use anyhow::{ensure, Context, Result};
 use async_nats::jetstream;
 use nix::sys::signal::Signal;
 use opsfleet_proto::api::{CommandView, Responder, StatusReply};
-use opsfleet_proto::{pb, subjects};
+use opsfleet_proto::{pb, subjects, EventEnvelope, COORDINATOR_MODULE};
 use opsfleet_tests::{wait_until_default, AgentSpec, Cluster, CoordinatorSpec};
 use prost::Message;
 use serde_json::Value;
@@ -70,6 +70,40 @@ async fn issue_no_wait(c: &mut Cluster, args: &[&str]) -> Result<String> {
         .as_str()
         .context("id")?
         .to_owned())
+}
+
+/// Records `cmd` in the event log the way a coordinator does before it sends one (its
+/// `command_issued` event, here from a coordinator named `tester`): coordinators admit an
+/// agent's answers only for commands issued to that agent.
+async fn record_issue(js: &jetstream::Context, cmd: &pb::Command, action: &str) -> Result<()> {
+    let ev = EventEnvelope {
+        id: uuid::Uuid::now_v7(),
+        host: "tester".into(),
+        seq: 1,
+        time_unix_ms: now_ms(),
+        module: COORDINATOR_MODULE.into(),
+        incarnation: uuid::Uuid::now_v7(),
+        body: pb::event::Body::CommandIssued(pb::CommandIssued {
+            command_id: cmd.id.clone(),
+            target: cmd.target.clone(),
+            epoch: cmd.epoch,
+            issued_by: cmd.issued_by.clone(),
+            action: action.into(),
+            module: "disk".into(),
+            deadline_unix_ms: cmd.deadline_unix_ms,
+            issued_role: "operator".into(),
+        }),
+    };
+    let msg = jetstream::message::PublishMessage::build()
+        .payload(ev.encode_to_vec().into())
+        .message_id(ev.id.to_string());
+    js.send_publish(
+        subjects::coordinator_event_subject("tester", ev.kind()),
+        msg,
+    )
+    .await?
+    .await?;
+    Ok(())
 }
 
 /// Publishes a raw command as the coordinators would.
@@ -212,6 +246,7 @@ async fn pause_offline_expired_and_duplicate_delivery() {
                 module: "disk".into(),
             })),
         };
+        record_issue(&js, &dup, "resume").await?;
         publish_command(&js, &dup, "dup-1").await?;
         publish_command(&js, &dup, "dup-2").await?;
         wait_until_default("the duplicated command to complete", async || {
@@ -292,6 +327,7 @@ async fn a_frozen_old_active_issues_nothing_and_its_epoch_is_rejected() {
             issued_unix_ms: now_ms(),
             action: Some(pb::command::Action::Pause(pb::ModuleAction { module: "disk".into() })),
         };
+        record_issue(&js, &stale, "pause").await?;
         publish_command(&js, &stale, &stale.id).await?;
         let v = wait_until_default("the stale command to be rejected", async || {
             Ok(command(c, &stale.id).await?.filter(|v| v.state == "rejected"))

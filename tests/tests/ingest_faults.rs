@@ -2,7 +2,9 @@
 //! garbage bytes, subject spoofing and every kind of invalid envelope (no body, bad id, bad
 //! host name, seq 0) are parked on the dead-letter stream exactly once, each under its reason,
 //! and counted; a re-published event past the server's dedup window is dropped by (host,
-//! incarnation, seq), a seq jump is recorded as a gap, and neither coordinator stops.
+//! incarnation, seq), a seq jump is recorded as a gap, and neither coordinator stops. An agent
+//! named like a coordinator cannot speak for it: what the admission check refuses is parked
+//! under its rule, counted apart, and the log still rebuilds to the same digest.
 
 use std::collections::BTreeMap;
 
@@ -221,6 +223,155 @@ async fn malformed_messages_are_parked_and_duplicates_dropped() {
         if seqs != [1, 3] {
             bail!("blue's log for {host}: {seqs:?}");
         }
+        Ok(())
+    })
+    .await;
+}
+
+/// An event of `host` in `module` with `body`.
+fn event(host: &str, module: &str, seq: u64, body: pb::event::Body) -> EventEnvelope {
+    EventEnvelope {
+        module: module.to_owned(),
+        body,
+        ..heartbeat(host, Uuid::now_v7(), seq)
+    }
+}
+
+/// (reason, original subject) of every message in the dead-letter stream.
+async fn dead_letters(js: &jetstream::Context, want: usize) -> Result<Vec<(String, String)>> {
+    let dlq = js.get_stream(subjects::DLQ_STREAM).await?;
+    let consumer = dlq
+        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+        .await?;
+    let mut msgs = consumer.messages().await?;
+    let mut out = Vec::new();
+    while out.len() < want {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(30), msgs.next())
+            .await
+            .context("dead letters did not arrive")?
+            .context("DLQ consumer ended")??;
+        let headers = msg.headers.clone().unwrap_or_default();
+        let header = |k: &str| headers.get(k).map(|v| v.to_string()).unwrap_or_default();
+        out.push((header("Ops-Reason"), header("Ops-Original-Subject")));
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_named_like_a_coordinator_cannot_speak_for_it() {
+    Cluster::run("ingest-impostor", async |c: &mut Cluster| {
+        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        c.add_coordinator(CoordinatorSpec::new("green"))?;
+        wait_until_default("blue to be active", async || {
+            let r = c.status(Some("blue")).await.ok();
+            Ok(r.filter(|r| r.responder.role == "active").map(|_| ()))
+        })
+        .await?;
+        let client = async_nats::connect(c.nats_url()).await?;
+        let js = jetstream::new(client);
+
+        // A host named "blue" (its subject space is ops.evt.blue.>) announcing that blue is
+        // active in a term no real lease reaches; the same from the coordinators' module name
+        // (what today's fold takes for the coordinator); and a coordinator subject carrying an
+        // agent body (on the shipped config only coordinators may publish there).
+        let forged_leadership = |module: &str, seq| {
+            event(
+                "blue",
+                module,
+                seq,
+                pb::event::Body::Leadership(pb::LeadershipChanged {
+                    coordinator: "blue".into(),
+                    color: "blue".into(),
+                    role: pb::LeaderRole::Standby as i32,
+                    epoch: u64::MAX,
+                    reason: "forged".into(),
+                    ..Default::default()
+                }),
+            )
+        };
+        let forged = [
+            (
+                subjects::event_subject("blue", "leadership"),
+                forged_leadership("agent", 1),
+            ),
+            (
+                subjects::event_subject("blue", "leadership"),
+                forged_leadership(opsfleet_proto::COORDINATOR_MODULE, 2),
+            ),
+            (
+                subjects::event_subject("blue", "heartbeat"),
+                event(
+                    "blue",
+                    opsfleet_proto::COORDINATOR_MODULE,
+                    3,
+                    pb::event::Body::Heartbeat(pb::Heartbeat::default()),
+                ),
+            ),
+            (
+                subjects::coordinator_event_subject("green", "heartbeat"),
+                event(
+                    "green",
+                    opsfleet_proto::COORDINATOR_MODULE,
+                    1,
+                    pb::event::Body::Heartbeat(pb::Heartbeat::default()),
+                ),
+            ),
+        ];
+        for (subject, ev) in &forged {
+            publish(&js, subject.clone(), ev.encode_to_vec(), &ev.id.to_string()).await?;
+        }
+        // A real host's event after them: once it is folded, so is everything before it.
+        let marker = heartbeat("web-07", Uuid::now_v7(), 1);
+        publish(
+            &js,
+            subjects::event_subject("web-07", "heartbeat"),
+            marker.encode_to_vec(),
+            &marker.id.to_string(),
+        )
+        .await?;
+
+        let expected = BTreeMap::from([("web-07".to_owned(), 1)]);
+        for name in ["blue", "green"] {
+            let reply = c.wait_caught_up(name, &expected).await?;
+            ensure!(
+                reply.refused_parked == forged.len() as u64 && reply.malformed_parked == 0,
+                "{name}: refused {} malformed {}",
+                reply.refused_parked,
+                reply.malformed_parked
+            );
+            ensure!(
+                reply.hosts.iter().all(|h| h.host == "web-07"),
+                "{name}: a forged event made a host: {:?}",
+                reply.hosts.iter().map(|h| &h.host).collect::<Vec<_>>()
+            );
+            let blue = reply
+                .coordinators
+                .iter()
+                .find(|v| v.name == "blue")
+                .context("blue missing")?;
+            ensure!(
+                blue.role == "active"
+                    && blue.epoch != u64::MAX
+                    && blue.history.iter().all(|h| h.reason != "forged"),
+                "{name}: blue as the log knows it: {blue:?}"
+            );
+        }
+        let parked = dead_letters(&js, forged.len()).await?;
+        let want = [
+            ("agent_body_from_coordinator", "ops.coord.green.heartbeat"),
+            ("coordinator_body_from_agent", "ops.evt.blue.leadership"),
+            ("coordinator_body_from_agent", "ops.evt.blue.leadership"),
+            ("wrong_module", "ops.evt.blue.heartbeat"),
+        ]
+        .map(|(r, s)| (r.to_owned(), s.to_owned()));
+        ensure!(parked == want, "dead letters {parked:?}");
+
+        // Nothing refused is in the log, so the log still refolds to the stored rows.
+        let blue = c.coordinator("blue")?;
+        blue.stop().await?;
+        let (report, _) = blue.rebuild(true).await?;
+        ensure!(report.matches, "rebuild --verify: {report:?}");
         Ok(())
     })
     .await;

@@ -67,6 +67,8 @@ pub struct RuleConfig {
     /// `backup_stale`: the newest successful backup may be at most this old.
     #[serde(default, with = "humantime_serde")]
     pub max_age: Option<Duration>,
+    /// `events_stream_full`: fire when `OPS_EVENTS` holds this percent of its `max_bytes`.
+    pub percent: Option<u64>,
 }
 
 fn default_enabled() -> bool {
@@ -167,6 +169,17 @@ impl AlertsConfig {
             ));
             out.extend(only("window", r.window.is_some(), RuleKind::LogErrors));
             out.extend(only("max_age", r.max_age.is_some(), RuleKind::BackupStale));
+            out.extend(only(
+                "percent",
+                r.percent.is_some(),
+                RuleKind::EventsStreamFull,
+            ));
+            if r.percent.is_some_and(|p| !(1..=100).contains(&p)) {
+                out.push((
+                    format!("rules.{name}.percent"),
+                    "must be between 1 and 100".into(),
+                ));
+            }
         }
         out
     }
@@ -202,6 +215,9 @@ impl AlertsConfig {
                     }
                     if let Some(d) = o.max_age {
                         rule.max_age_ms = ms(d);
+                    }
+                    if let Some(p) = o.percent {
+                        rule.percent = p;
                     }
                 }
                 rule

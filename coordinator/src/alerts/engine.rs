@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::stream::Stream;
 use opsfleet_proto::pb::{self, event::Body};
+use opsfleet_proto::subjects;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -19,8 +20,8 @@ use crate::notify::{Delivery, Notifier};
 use crate::state::Shared;
 
 use super::{
-    evaluate, liveness_body, notification_of, transition_body, undelivered, AlertsConfig, Memory,
-    Rules, State,
+    evaluate_with, liveness_body, notification_of, stream_condition, transition_body, undelivered,
+    AlertsConfig, Memory, Rules, State, StreamUsage,
 };
 
 /// How long a recorded transition may take to come back through ingest before the evaluator
@@ -154,6 +155,7 @@ impl Engine {
         // alert id → (state recorded, when): not decided again until folded back.
         let mut in_flight: HashMap<String, (State, Instant)> = HashMap::new();
         let mut term = 0;
+        let mut usage: Option<StreamUsage> = None;
         let mut tick = tokio::time::interval(self.cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -169,6 +171,21 @@ impl Engine {
                 memory = Memory::default();
                 in_flight.clear();
             }
+            // The events stream's fill level against its byte limit (`events_stream_full`).
+            // Unreadable this tick: the last reading stands, rather than a clear condition.
+            match self.stream.get_info().await {
+                Ok(info) => {
+                    usage = Some(StreamUsage {
+                        bytes: info.state.bytes,
+                        max_bytes: info.config.max_bytes,
+                    })
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot read the event stream's usage; using the last reading")
+                }
+            }
+            let extra =
+                usage.and_then(|u| stream_condition(&self.rules, subjects::EVENTS_STREAM, u));
             let now = now_unix_ms();
             let decided = {
                 let fleet = self.shared.fleet();
@@ -177,7 +194,13 @@ impl Engine {
                     let folded = records.get(id).is_some_and(|r| r.state == state.name());
                     !folded && at.elapsed() < FOLD_BACK_WAIT
                 });
-                evaluate(&self.rules, &fleet, &mut memory, now)
+                evaluate_with(
+                    &self.rules,
+                    &fleet,
+                    extra.into_iter().collect(),
+                    &mut memory,
+                    now,
+                )
             };
             let decided: Vec<_> = decided
                 .into_iter()

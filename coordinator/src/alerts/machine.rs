@@ -149,8 +149,21 @@ pub struct Memory {
 /// Evaluates every rule against the fleet at `now` (pure apart from `memory`): one
 /// transition per alert whose state should change.
 pub fn evaluate(rules: &Rules, fleet: &Fleet, memory: &mut Memory, now: i64) -> Vec<Transition> {
+    evaluate_with(rules, fleet, Vec::new(), memory, now)
+}
+
+/// `evaluate`, with conditions observed outside the fleet projection (the events stream's
+/// usage) holding as well.
+pub fn evaluate_with(
+    rules: &Rules,
+    fleet: &Fleet,
+    extra: Vec<Condition>,
+    memory: &mut Memory,
+    now: i64,
+) -> Vec<Transition> {
     let holding: BTreeMap<String, Condition> = conditions(rules, fleet, now)
         .into_iter()
+        .chain(extra)
         .map(|c| (c.alert_id.clone(), c))
         .collect();
     let records = &fleet.alerts().alerts;

@@ -10,8 +10,10 @@ pub mod machine;
 pub mod rules;
 
 pub use config::{AlertsConfig, RuleConfig};
-pub use machine::{evaluate, step, AlertView, Memory, State, Timing, Transition};
-pub use rules::{alert_id, conditions, Condition, Rule, RuleKind, Rules};
+pub use machine::{evaluate, evaluate_with, step, AlertView, Memory, State, Timing, Transition};
+pub use rules::{
+    alert_id, conditions, stream_condition, Condition, Rule, RuleKind, Rules, StreamUsage,
+};
 
 use opsfleet_proto::pb::{self, event::Body};
 

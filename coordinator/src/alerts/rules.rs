@@ -17,10 +17,11 @@ pub enum RuleKind {
     BackupStale,
     HealthFailed,
     SentinelStale,
+    EventsStreamFull,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 9] = [
+    pub const ALL: [RuleKind; 10] = [
         RuleKind::HostLost,
         RuleKind::ModuleSilent,
         RuleKind::DiskWarn,
@@ -30,6 +31,7 @@ impl RuleKind {
         RuleKind::BackupStale,
         RuleKind::HealthFailed,
         RuleKind::SentinelStale,
+        RuleKind::EventsStreamFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +45,7 @@ impl RuleKind {
             RuleKind::BackupStale => "backup_stale",
             RuleKind::HealthFailed => "health_failed",
             RuleKind::SentinelStale => "sentinel_stale",
+            RuleKind::EventsStreamFull => "events_stream_full",
         }
     }
 
@@ -63,6 +66,8 @@ pub struct Rule {
     pub window_ms: i64,
     /// `backup_stale`: age of the newest success.
     pub max_age_ms: i64,
+    /// `events_stream_full`: percent of the stream's `max_bytes` at which it fires.
+    pub percent: u64,
 }
 
 const MINUTE: i64 = 60_000;
@@ -81,6 +86,7 @@ impl Rule {
             RuleKind::BackupStale => ("warning", 0, 0),
             RuleKind::HealthFailed => ("critical", MINUTE, MINUTE),
             RuleKind::SentinelStale => ("warning", MINUTE, MINUTE),
+            RuleKind::EventsStreamFull => ("warning", 0, MINUTE),
         };
         Rule {
             kind,
@@ -95,6 +101,7 @@ impl Rule {
             threshold: 1,
             window_ms: 5 * MINUTE,
             max_age_ms: 26 * 60 * MINUTE,
+            percent: 80,
         }
     }
 }
@@ -161,6 +168,40 @@ pub fn host_is_lost(rules: &Rules, host: &HostState, now_unix_ms: i64) -> Option
         .saturating_mul(rules.missed_heartbeats)
         .max(rules.min_silence_ms);
     (now_unix_ms - host.last_seen_unix_ms > limit).then_some((host.last_seen_unix_ms, interval))
+}
+
+/// How full the events stream is, as its info reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamUsage {
+    pub bytes: u64,
+    /// The stream's byte limit; 0 or less means none.
+    pub max_bytes: i64,
+}
+
+/// `events_stream_full`: the stream holds at least the rule's percent of its byte limit
+/// (pure). The alert has no host; its subject is the stream's name.
+pub fn stream_condition(rules: &Rules, stream: &str, usage: StreamUsage) -> Option<Condition> {
+    let rule = rules.get(RuleKind::EventsStreamFull)?;
+    let max = u64::try_from(usage.max_bytes).ok().filter(|m| *m > 0)?;
+    let used_pct = u128::from(usage.bytes) * 100 / u128::from(max);
+    if used_pct < u128::from(rule.percent) {
+        return None;
+    }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    Some(Condition {
+        alert_id: alert_id(rule.kind, "", stream),
+        rule: rule.kind,
+        host: String::new(),
+        subject: stream.to_owned(),
+        summary: format!(
+            "{stream} holds {:.1} MiB of its {:.1} MiB limit ({used_pct}%); at the limit the \
+             oldest events are deleted",
+            mib(usage.bytes),
+            mib(max)
+        ),
+        value: format!("{used_pct}%"),
+        liveness: None,
+    })
 }
 
 /// Every condition that holds at `now` (pure).
@@ -313,3 +354,7 @@ fn host_conditions(rules: &Rules, host: &HostState, now: i64, out: &mut Vec<Cond
         }
     }
 }
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod stream_tests;

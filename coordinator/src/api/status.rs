@@ -92,6 +92,7 @@ pub async fn status(
         duplicates_dropped: shared.duplicates.load(Ordering::Relaxed),
         malformed_parked: shared.parked.load(Ordering::Relaxed),
         api_refused: refused,
+        refused_parked: shared.refused.load(Ordering::Relaxed),
         hosts,
         coordinators,
         next,

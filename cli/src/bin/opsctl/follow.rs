@@ -79,6 +79,14 @@ pub async fn follow_events(
         let info = msg.info().ok().map(|i| (i.stream_sequence, i.pending));
         let (stream_seq, left) = info.unwrap_or((0, 0));
         match opsfleet_proto::EventEnvelope::decode(&msg.payload) {
+            Ok(ev) if filter.matches(&ev) && events::refused_by_subject(&msg.subject, &ev) => {
+                eprintln!(
+                    "opsctl: stream seq {stream_seq} on {}: a {} the coordinators refuse from \
+                     there (who may say what); not shown",
+                    msg.subject,
+                    ev.kind()
+                );
+            }
             Ok(ev) if filter.matches(&ev) => {
                 let line = events::EventLine::new(stream_seq, &ev);
                 let text = match output {
