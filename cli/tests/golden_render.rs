@@ -2,7 +2,9 @@
 //! rewrites them; review the diff.
 
 use opsfleet_cli::render;
-use opsfleet_proto::api::{DiskView, HostView, ModuleView, Responder, SeqRange, StatusReply};
+use opsfleet_proto::api::{
+    DiskView, HostView, ModuleView, Responder, SeqRange, StatusReply, Truncated,
+};
 
 const NOW: i64 = 1_790_000_000_000;
 
@@ -50,6 +52,7 @@ fn host(name: &str, ago_ms: i64, seq: u64) -> HostView {
                 state: "running".into(),
             },
         ],
+        truncated: Truncated::default(),
     }
 }
 
@@ -82,11 +85,14 @@ fn status_table() {
     }];
     db.disks[0].used_percent = 91.0;
     db.disks[0].level = "warn".into();
-    let r = reply(vec![
-        db,
-        host("web-01", 1_200, 1004),
-        host("web-02", 400_000, 7),
-    ]);
+    let mut web2 = host("web-02", 400_000, 7);
+    web2.truncated = Truncated {
+        incarnations: 92,
+        gap_ranges: 3,
+        gap_seqs: 40,
+        ..Default::default()
+    };
+    let r = reply(vec![db, host("web-01", 1_200, 1004), web2]);
     check("status.txt", &render::status(&r, NOW));
 }
 

@@ -47,6 +47,11 @@ fn rank(state: &str) -> u8 {
 }
 
 impl CommandRecord {
+    /// Completed, failed, rejected or expired: nothing moves it any more.
+    pub fn is_finished(&self) -> bool {
+        rank(&self.state) == 3
+    }
+
     fn step(&mut self, state: &str, at: i64, by: &str, detail: &str) {
         self.history.push(CommandStep {
             state: state.to_owned(),

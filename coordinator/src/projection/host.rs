@@ -1,36 +1,53 @@
-//! Per-host projection state: seq tracking per agent incarnation, disks, modules, liveness.
+//! Per-host projection state: seq tracking per agent incarnation, disks, modules, liveness,
+//! each structure within its cap (`bounds.rs`), with what was dropped counted in `truncated`.
 
 use std::collections::BTreeMap;
 
-use opsfleet_proto::api::SeqRange;
+use opsfleet_proto::api::{SeqRange, Truncated};
 use opsfleet_proto::pb::{self, event::Body};
 use opsfleet_proto::EventEnvelope;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::bounds::{
+    capped_entry, DISKS_KEPT, GAP_RANGES_KEPT, INCARNATIONS_KEPT, LABELS_KEPT, MODULES_KEPT,
+};
 use super::runbooks::Runbooks;
 use super::Verdict;
 
-/// Seqs seen from one agent incarnation: the highest, and the ranges below it never seen.
+/// Seqs seen from one agent incarnation: the highest, and the ranges below it never seen
+/// (ascending and disjoint, at most `GAP_RANGES_KEPT`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeqTrack {
     pub last_seq: u64,
     pub gaps: Vec<SeqRange>,
 }
 
+/// What `SeqTrack::accept` did: the verdict, and the gap range it closed to stay within
+/// `GAP_RANGES_KEPT`, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub verdict: Verdict,
+    pub closed: Option<SeqRange>,
+}
+
 impl SeqTrack {
+    /// The gap holding `seq`: a binary search over the ascending, disjoint ranges.
     fn gap_index(&self, seq: u64) -> Option<usize> {
+        let i = self.gaps.partition_point(|g| g.last < seq);
         self.gaps
-            .iter()
-            .position(|g| g.first <= seq && seq <= g.last)
+            .get(i)
+            .is_some_and(|g| g.first <= seq)
+            .then_some(i)
     }
 
     pub fn contains(&self, seq: u64) -> bool {
         seq <= self.last_seq && self.gap_index(seq).is_none()
     }
 
-    /// Marks `seq` as seen; `Duplicate` if it already was.
-    pub fn accept(&mut self, seq: u64) -> Verdict {
+    /// Marks `seq` as seen (`Duplicate` if it already was). A gap beyond `GAP_RANGES_KEPT`
+    /// ranges closes the oldest one: its seqs count as seen from then on.
+    pub fn accept(&mut self, seq: u64) -> Accepted {
         if seq > self.last_seq {
             let gap = (seq > self.last_seq + 1).then(|| SeqRange {
                 first: self.last_seq + 1,
@@ -40,28 +57,44 @@ impl SeqTrack {
                 self.gaps.push(g);
             }
             self.last_seq = seq;
-            return Verdict::Accepted { gap };
+            return Accepted {
+                verdict: Verdict::Accepted { gap },
+                closed: self.close_oldest_beyond_cap(),
+            };
         }
         let Some(i) = self.gap_index(seq) else {
-            return Verdict::Duplicate;
+            return Accepted {
+                verdict: Verdict::Duplicate,
+                closed: None,
+            };
         };
-        // A late arrival fills part of a gap.
+        // A late arrival fills part of a gap: shrink it, or split it in two.
         let g = self.gaps[i];
-        let mut replacement = Vec::with_capacity(2);
-        if g.first < seq {
-            replacement.push(SeqRange {
-                first: g.first,
-                last: seq - 1,
-            });
+        match (g.first < seq, seq < g.last) {
+            (false, false) => {
+                self.gaps.remove(i);
+            }
+            (true, false) => self.gaps[i].last = seq - 1,
+            (false, true) => self.gaps[i].first = seq + 1,
+            (true, true) => {
+                self.gaps[i].last = seq - 1;
+                self.gaps.insert(
+                    i + 1,
+                    SeqRange {
+                        first: seq + 1,
+                        last: g.last,
+                    },
+                );
+            }
         }
-        if seq < g.last {
-            replacement.push(SeqRange {
-                first: seq + 1,
-                last: g.last,
-            });
+        Accepted {
+            verdict: Verdict::Accepted { gap: None },
+            closed: self.close_oldest_beyond_cap(),
         }
-        self.gaps.splice(i..=i, replacement);
-        Verdict::Accepted { gap: None }
+    }
+
+    fn close_oldest_beyond_cap(&mut self) -> Option<SeqRange> {
+        (self.gaps.len() > GAP_RANGES_KEPT).then(|| self.gaps.remove(0))
     }
 }
 
@@ -79,6 +112,21 @@ pub struct DiskState {
     pub avail_bytes: u64,
     pub at_unix_ms: i64,
     pub version: Version,
+}
+
+impl DiskState {
+    /// Before its first report (older than every version).
+    fn unknown() -> Self {
+        DiskState {
+            used_basis_points: 0,
+            inodes_used_basis_points: 0,
+            level: "unknown".to_owned(),
+            total_bytes: 0,
+            avail_bytes: 0,
+            at_unix_ms: 0,
+            version: (String::new(), 0),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +183,7 @@ pub struct HostState {
     pub host: String,
     /// The newest incarnation seen (UUIDv7, so newest = greatest).
     pub incarnation: String,
+    /// Seq tracking of the newest `INCARNATIONS_KEPT` incarnations.
     pub streams: BTreeMap<String, SeqTrack>,
     /// Agent clock of the newest event folded.
     pub last_seen_unix_ms: i64,
@@ -152,6 +201,10 @@ pub struct HostState {
     /// The labels of the agent's newest heartbeat (what `--label k=v` selects on).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// What was dropped to keep this host within the caps (absent from the row while nothing
+    /// was, so rows of hosts within them are as before).
+    #[serde(default, skip_serializing_if = "Truncated::is_empty")]
+    pub truncated: Truncated,
 }
 
 pub(crate) fn disk_level_name(level: i32) -> &'static str {
@@ -173,6 +226,14 @@ pub(crate) fn run_state_name(state: i32) -> &'static str {
     }
 }
 
+/// Counts a closed gap range.
+fn count_closed(t: &mut Truncated, closed: Option<SeqRange>) {
+    if let Some(g) = closed {
+        t.gap_ranges = t.gap_ranges.saturating_add(1);
+        t.gap_seqs = t.gap_seqs.saturating_add(g.last - g.first + 1);
+    }
+}
+
 impl HostState {
     pub fn new(host: &str) -> Self {
         HostState {
@@ -188,6 +249,7 @@ impl HostState {
             modules: BTreeMap::new(),
             runbooks: Runbooks::default(),
             labels: BTreeMap::new(),
+            truncated: Truncated::default(),
         }
     }
 
@@ -196,42 +258,86 @@ impl HostState {
         self.streams.get(&self.incarnation)
     }
 
+    /// An incarnation not tracked (any more): every incarnation kept is newer, and there are
+    /// `INCARNATIONS_KEPT` of them. Such an incarnation was evicted, or is older than every
+    /// one that was: its events are dropped as duplicates.
+    fn is_closed(&self, inc: &str) -> bool {
+        self.streams.len() >= INCARNATIONS_KEPT
+            && self
+                .streams
+                .first_key_value()
+                .is_some_and(|(oldest, _)| inc < oldest.as_str())
+    }
+
     pub fn is_duplicate(&self, ev: &EventEnvelope) -> bool {
-        self.streams
-            .get(&ev.incarnation.to_string())
-            .is_some_and(|t| t.contains(ev.seq))
+        let mut buf = Uuid::encode_buffer();
+        let inc: &str = ev.incarnation.hyphenated().encode_lower(&mut buf);
+        match self.streams.get(inc) {
+            Some(t) => t.contains(ev.seq),
+            None => self.is_closed(inc),
+        }
+    }
+
+    /// Dedups `ev` by (incarnation, seq), tracking a new incarnation (and evicting the oldest
+    /// beyond `INCARNATIONS_KEPT`) on first sight.
+    fn accept(&mut self, inc: &str, seq: u64) -> Verdict {
+        let result = if let Some(track) = self.streams.get_mut(inc) {
+            track.accept(seq)
+        } else if self.is_closed(inc) {
+            return Verdict::Duplicate;
+        } else {
+            let mut track = SeqTrack::default();
+            let result = track.accept(seq);
+            self.streams.insert(inc.to_owned(), track);
+            while self.streams.len() > INCARNATIONS_KEPT {
+                self.streams.pop_first();
+                self.truncated.incarnations = self.truncated.incarnations.saturating_add(1);
+            }
+            result
+        };
+        count_closed(&mut self.truncated, result.closed);
+        result.verdict
     }
 
     pub(super) fn apply(&mut self, ev: &EventEnvelope) -> Verdict {
-        let inc = ev.incarnation.to_string();
-        let verdict = self.streams.entry(inc.clone()).or_default().accept(ev.seq);
+        let mut buf = Uuid::encode_buffer();
+        let inc: &str = ev.incarnation.hyphenated().encode_lower(&mut buf);
+        let verdict = self.accept(inc, ev.seq);
         if !verdict.is_accepted() {
             return verdict;
         }
-        let newer_incarnation = Uuid::parse_str(&self.incarnation)
-            .map(|cur| ev.incarnation > cur)
-            .unwrap_or(true);
-        if newer_incarnation {
-            self.incarnation = inc.clone();
+        if self.incarnation.as_str() < inc {
+            // Newest = greatest (the empty string, before the first event, is below all).
+            self.incarnation = inc.to_owned();
         }
         self.events += 1;
         self.last_seen_unix_ms = self.last_seen_unix_ms.max(ev.time_unix_ms);
-        let version: Version = (inc, ev.seq);
+        let version: Version = (inc.to_owned(), ev.seq);
         if let Some(m) = self.modules.get_mut(&ev.module) {
             m.last_report_unix_ms = m.last_report_unix_ms.max(ev.time_unix_ms);
         }
-        if self.runbooks.apply(&version, ev.time_unix_ms, &ev.body) {
+        if self
+            .runbooks
+            .apply(&version, ev.time_unix_ms, &ev.body, &mut self.truncated)
+        {
             return verdict;
         }
         match &ev.body {
             Body::Heartbeat(hb) => {
                 if self.is_current(&version) {
-                    self.labels = hb.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    // The first `LABELS_KEPT` by name (the wire map is ordered).
+                    self.labels = (hb.labels.iter().take(LABELS_KEPT))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    let left_out = hb.labels.len().saturating_sub(LABELS_KEPT) as u64;
+                    self.truncated.labels = self.truncated.labels.saturating_add(left_out);
                     self.agent_version = hb.agent_version.clone();
                     self.outbox_pending = hb.outbox_pending;
                 }
                 for m in &hb.modules {
-                    let entry = self.module_entry(&m.name, &m.kind);
+                    let Some(entry) = self.module_entry(&m.name, &m.kind, &version) else {
+                        continue;
+                    };
                     let running = run_state_name(m.state) == "running";
                     if entry.last_report_unix_ms == 0 || (running && entry.state != "running") {
                         // Known (or running again) since now: silence counts from here.
@@ -247,27 +353,31 @@ impl HostState {
                 }
             }
             Body::Disk(d) => {
-                let fresh = self
-                    .disks
-                    .get(&d.path)
-                    .is_none_or(|old| old.version <= version);
-                if fresh {
-                    self.disks.insert(
-                        d.path.clone(),
-                        DiskState {
-                            used_basis_points: d.used_basis_points,
-                            inodes_used_basis_points: d.inodes_used_basis_points,
-                            level: disk_level_name(d.level).to_owned(),
-                            total_bytes: d.total_bytes,
-                            avail_bytes: d.avail_bytes,
-                            at_unix_ms: ev.time_unix_ms,
-                            version,
-                        },
-                    );
+                let disk = capped_entry(
+                    &mut self.disks,
+                    &d.path,
+                    DISKS_KEPT,
+                    &version,
+                    |s: &DiskState| &s.version,
+                    DiskState::unknown,
+                    &mut self.truncated.disks,
+                );
+                if let Some(disk) = disk.filter(|old| old.version <= version) {
+                    *disk = DiskState {
+                        used_basis_points: d.used_basis_points,
+                        inodes_used_basis_points: d.inodes_used_basis_points,
+                        level: disk_level_name(d.level).to_owned(),
+                        total_bytes: d.total_bytes,
+                        avail_bytes: d.avail_bytes,
+                        at_unix_ms: ev.time_unix_ms,
+                        version,
+                    };
                 }
             }
             Body::ModuleState(ms) => {
-                let entry = self.module_entry(&ms.module, &ms.kind);
+                let Some(entry) = self.module_entry(&ms.module, &ms.kind, &version) else {
+                    return verdict;
+                };
                 if run_state_name(ms.state) == "running" && entry.state != "running" {
                     entry.last_report_unix_ms = entry.last_report_unix_ms.max(ev.time_unix_ms);
                 }
@@ -318,10 +428,21 @@ impl HostState {
         version.0 == self.incarnation && self.current().is_some_and(|t| t.last_seq == version.1)
     }
 
-    fn module_entry(&mut self, name: &str, kind: &str) -> &mut ModuleInfo {
-        self.modules
-            .entry(name.to_owned())
-            .or_insert_with(|| ModuleInfo {
+    /// The module's entry (created on first sight), `None` if it does not fit in
+    /// `MODULES_KEPT` (counted).
+    fn module_entry(
+        &mut self,
+        name: &str,
+        kind: &str,
+        version: &Version,
+    ) -> Option<&mut ModuleInfo> {
+        capped_entry(
+            &mut self.modules,
+            name,
+            MODULES_KEPT,
+            version,
+            |m: &ModuleInfo| &m.version,
+            || ModuleInfo {
                 kind: kind.to_owned(),
                 state: "unknown".to_owned(),
                 reason: String::new(),
@@ -330,6 +451,8 @@ impl HostState {
                 version: (String::new(), 0),
                 last_report_unix_ms: 0,
                 configs: Vec::new(),
-            })
+            },
+            &mut self.truncated.modules,
+        )
     }
 }

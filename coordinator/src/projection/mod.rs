@@ -3,6 +3,7 @@
 //! to byte-identical rows, whose sha256 is the digest `rebuild` compares.
 
 pub mod alerts;
+pub mod bounds;
 pub mod commands;
 mod coordinators;
 mod host;
@@ -66,8 +67,29 @@ pub struct Fleet {
     commands: BTreeMap<String, CommandRecord>,
     /// Alerts and liveness verdicts (the alert engine's own events).
     alerts: Alerts,
-    /// Row keys changed since the last `take_dirty_rows`.
+    /// Row keys changed (or removed) since the last `take_dirty_rows`.
     dirty: BTreeSet<String>,
+    /// The command records that may be pruned, per owning host, oldest first: derived from
+    /// `commands` (see `prune_slot`), never stored.
+    prunable: BTreeMap<String, BTreeSet<(i64, String)>>,
+}
+
+/// Where a command record stands in its owner's pruning order, if it may be pruned: a
+/// finished record, or one never issued (lifecycle events without a `command_issued`; nothing
+/// will finish it). Its owner is the target host, or for one never issued the host that last
+/// reported on it; its place is (time of its newest step, id). An open command has none.
+fn prune_slot(id: &str, r: &CommandRecord) -> Option<(String, (i64, String))> {
+    let issued = !r.target.is_empty();
+    if issued && !r.is_finished() {
+        return None;
+    }
+    let newest = r.history.last();
+    let owner = if issued {
+        r.target.clone()
+    } else {
+        newest.map(|s| s.by.clone()).unwrap_or_default()
+    };
+    Some((owner, (newest.map_or(0, |s| s.at_unix_ms), id.to_owned())))
 }
 
 impl Fleet {
@@ -80,9 +102,7 @@ impl Fleet {
         let verdict = self.apply_to_origin(ev);
         if verdict.is_accepted() {
             if let Some(id) = commands::command_id(&ev.body) {
-                let id = id.to_owned();
-                commands::apply(self.commands.entry(id.clone()).or_default(), ev);
-                self.dirty.insert(format!("{COMMAND_ROW_PREFIX}{id}"));
+                self.apply_command(id, ev);
             }
             if ev.module == COORDINATOR_MODULE {
                 match self.alerts.apply(ev) {
@@ -97,6 +117,47 @@ impl Fleet {
             }
         }
         verdict
+    }
+
+    /// Folds a command body into its record, then keeps its owner within `COMMANDS_KEPT`
+    /// prunable records by dropping the oldest (counted in the owner's `truncated`).
+    fn apply_command(&mut self, id: &str, ev: &EventEnvelope) {
+        let record = self.commands.entry(id.to_owned()).or_default();
+        let before = prune_slot(id, record);
+        commands::apply(record, ev);
+        let after = prune_slot(id, record);
+        self.dirty.insert(format!("{COMMAND_ROW_PREFIX}{id}"));
+        if before == after {
+            return;
+        }
+        if let Some((owner, slot)) = before {
+            if let Some(set) = self.prunable.get_mut(&owner) {
+                set.remove(&slot);
+                if set.is_empty() {
+                    self.prunable.remove(&owner);
+                }
+            }
+        }
+        let Some((owner, slot)) = after else {
+            return;
+        };
+        let set = self.prunable.entry(owner.clone()).or_default();
+        set.insert(slot);
+        let mut pruned = 0u64;
+        while set.len() > bounds::COMMANDS_KEPT {
+            let Some((_, oldest)) = set.pop_first() else {
+                break;
+            };
+            self.commands.remove(&oldest);
+            self.dirty.insert(format!("{COMMAND_ROW_PREFIX}{oldest}"));
+            pruned += 1;
+        }
+        // An owner without a host row (a coordinator reporting on a command it never
+        // issued) has nowhere to show the count.
+        if let Some(h) = self.hosts.get_mut(&owner).filter(|_| pruned > 0) {
+            h.truncated.commands = h.truncated.commands.saturating_add(pruned);
+            self.dirty.insert(format!("{HOST_ROW_PREFIX}{owner}"));
+        }
     }
 
     /// Dedups and folds an event into the state of the host or coordinator that sent it.
@@ -168,10 +229,14 @@ impl Fleet {
         self.hosts.is_empty()
     }
 
-    /// Rows changed since the last call, serialised, ascending by key.
+    /// Rows changed since the last call, serialised, ascending by key; a row removed since
+    /// (a pruned command) comes with an empty value, which the store deletes.
     pub fn take_dirty_rows(&mut self) -> Vec<(String, Vec<u8>)> {
         let dirty = std::mem::take(&mut self.dirty);
-        dirty.into_iter().filter_map(|key| self.row(&key)).collect()
+        dirty
+            .into_iter()
+            .map(|key| self.row(&key).unwrap_or((key, Vec::new())))
+            .collect()
     }
 
     fn row(&self, key: &str) -> Option<(String, Vec<u8>)> {
@@ -239,10 +304,13 @@ impl Fleet {
         digest_rows(self.rows().iter().map(|(k, v)| (k.as_str(), v.as_slice())))
     }
 
-    /// Loads a fleet from stored rows (the inverse of `rows`).
+    /// Loads a fleet from stored rows (the inverse of `rows`; an empty value is no row).
     pub fn from_rows(rows: Vec<(String, Vec<u8>)>) -> Result<Self, RowError> {
         let mut fleet = Fleet::default();
         for (key, value) in rows {
+            if value.is_empty() {
+                continue;
+            }
             let bad = |source| RowError {
                 key: key.clone(),
                 source,
@@ -262,6 +330,11 @@ impl Fleet {
             } else if let Some(host) = key.strip_prefix(LIVENESS_ROW_PREFIX) {
                 let live: Liveness = serde_json::from_slice(&value).map_err(bad)?;
                 fleet.alerts.liveness.insert(host.to_owned(), live);
+            }
+        }
+        for (id, record) in &fleet.commands {
+            if let Some((owner, slot)) = prune_slot(id, record) {
+                fleet.prunable.entry(owner).or_default().insert(slot);
             }
         }
         Ok(fleet)
@@ -285,5 +358,7 @@ pub fn digest_rows<'a>(rows: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> S
     hex::encode(hasher.finalize())
 }
 
+#[cfg(test)]
+mod bounds_tests;
 #[cfg(test)]
 mod tests;

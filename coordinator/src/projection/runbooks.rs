@@ -3,11 +3,16 @@
 //! version so that a late, gap-filling event never rolls state back, while counters count
 //! every accepted event once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use opsfleet_proto::api::Truncated;
 use opsfleet_proto::pb::{self, event::Body};
 use serde::{Deserialize, Serialize};
 
+use super::bounds::{
+    capped_entry, BACKUP_JOBS_KEPT, HEALTH_CHECKS_KEPT, JANITOR_ROOTS_KEPT, LOG_FILES_KEPT,
+    SENTINELS_KEPT,
+};
 use super::host::Version;
 
 /// How many archive names per backup job the catalog keeps.
@@ -133,12 +138,69 @@ fn sentinel_name(status: i32) -> &'static str {
     }
 }
 
+fn incident<'m>(
+    map: &'m mut BTreeMap<String, Incident>,
+    path: &str,
+    version: &Version,
+    t: &mut Truncated,
+) -> Option<&'m mut Incident> {
+    let dropped = &mut t.log_files;
+    capped_entry(
+        map,
+        path,
+        LOG_FILES_KEPT,
+        version,
+        |i| &i.version,
+        Incident::default,
+        dropped,
+    )
+}
+
+fn health<'m>(
+    map: &'m mut BTreeMap<String, HealthState>,
+    check: &str,
+    version: &Version,
+    t: &mut Truncated,
+) -> Option<&'m mut HealthState> {
+    let (cap, dropped) = (HEALTH_CHECKS_KEPT, &mut t.health_checks);
+    capped_entry(
+        map,
+        check,
+        cap,
+        version,
+        |h| &h.version,
+        HealthState::default,
+        dropped,
+    )
+}
+
+fn backup_job<'m>(
+    map: &'m mut BTreeMap<String, BackupJob>,
+    job: &str,
+    version: &Version,
+    t: &mut Truncated,
+) -> Option<&'m mut BackupJob> {
+    let (cap, dropped) = (BACKUP_JOBS_KEPT, &mut t.backup_jobs);
+    capped_entry(
+        map,
+        job,
+        cap,
+        version,
+        |j| &j.version,
+        BackupJob::default,
+        dropped,
+    )
+}
+
 impl Runbooks {
-    /// Folds one body; returns false for bodies that are not about runbook modules.
-    pub fn apply(&mut self, version: &Version, at: i64, body: &Body) -> bool {
+    /// Folds one body; returns false for bodies that are not about runbook modules. A name
+    /// beyond its cap (`bounds.rs`) is dropped and counted in `truncated`.
+    pub fn apply(&mut self, version: &Version, at: i64, body: &Body, t: &mut Truncated) -> bool {
         match body {
             Body::LogMatch(m) => {
-                let inc = self.incidents.entry(m.path.clone()).or_default();
+                let Some(inc) = incident(&mut self.incidents, &m.path, version, t) else {
+                    return true;
+                };
                 inc.count += 1;
                 if inc.first_at_unix_ms == 0 || at < inc.first_at_unix_ms {
                     inc.first_at_unix_ms = at;
@@ -156,10 +218,14 @@ impl Runbooks {
                 }
             }
             Body::LogSuppressed(s) => {
-                self.incidents.entry(s.path.clone()).or_default().suppressed += s.count;
+                if let Some(inc) = incident(&mut self.incidents, &s.path, version, t) {
+                    inc.suppressed += s.count;
+                }
             }
             Body::Health(h) => {
-                let state = self.health.entry(h.check.clone()).or_default();
+                let Some(state) = health(&mut self.health, &h.check, version, t) else {
+                    return true;
+                };
                 if state.version <= *version {
                     *state = HealthState {
                         status: health_name(h.status).to_owned(),
@@ -175,7 +241,9 @@ impl Runbooks {
                 // The heartbeat carries the current status of every probe; it confirms or
                 // corrects the state without moving `since` when nothing changed.
                 for s in &hb.health {
-                    let state = self.health.entry(s.check.clone()).or_default();
+                    let Some(state) = health(&mut self.health, &s.check, version, t) else {
+                        continue;
+                    };
                     if state.version <= *version {
                         let status = health_name(s.status);
                         if state.status != status {
@@ -188,7 +256,18 @@ impl Runbooks {
                 return false; // the host fold handles the rest of the heartbeat
             }
             Body::Sentinel(s) => {
-                let view = self.sentinels.entry(s.path.clone()).or_default();
+                let view = capped_entry(
+                    &mut self.sentinels,
+                    &s.path,
+                    SENTINELS_KEPT,
+                    version,
+                    |v: &SentinelView| &v.version,
+                    SentinelView::default,
+                    &mut t.sentinels,
+                );
+                let Some(view) = view else {
+                    return true;
+                };
                 if view.version <= *version {
                     *view = SentinelView {
                         status: sentinel_name(s.status).to_owned(),
@@ -201,7 +280,9 @@ impl Runbooks {
                 }
             }
             Body::BackupStarted(b) => {
-                let job = self.backups.entry(b.job.clone()).or_default();
+                let Some(job) = backup_job(&mut self.backups, &b.job, version, t) else {
+                    return true;
+                };
                 if job.version <= *version {
                     job.running = Some(b.run_id.clone());
                     job.version = version.clone();
@@ -209,7 +290,9 @@ impl Runbooks {
             }
             Body::BackupProgress(_) => {}
             Body::BackupCompleted(b) => {
-                let job = self.backups.entry(b.job.clone()).or_default();
+                let Some(job) = backup_job(&mut self.backups, &b.job, version, t) else {
+                    return true;
+                };
                 if !job.archives.contains(&b.archive) {
                     job.archives.push(b.archive.clone());
                     if job.archives.len() > ARCHIVES_KEPT {
@@ -233,7 +316,9 @@ impl Runbooks {
                 }
             }
             Body::BackupFailed(b) => {
-                let job = self.backups.entry(b.job.clone()).or_default();
+                let Some(job) = backup_job(&mut self.backups, &b.job, version, t) else {
+                    return true;
+                };
                 if job.version <= *version {
                     if job.running.as_deref() == Some(b.run_id.as_str()) {
                         job.running = None;
@@ -247,18 +332,34 @@ impl Runbooks {
                 }
             }
             Body::BackupPruned(p) => {
-                let job = self.backups.entry(p.job.clone()).or_default();
-                job.archives.retain(|a| !p.archives.contains(a));
+                let Some(job) = backup_job(&mut self.backups, &p.job, version, t) else {
+                    return true;
+                };
+                // A set: the list comes from the agent and may be long.
+                let gone: BTreeSet<&str> = p.archives.iter().map(String::as_str).collect();
+                job.archives.retain(|a| !gone.contains(a.as_str()));
                 job.pruned_archives += p.archives.len() as u64;
                 job.pruned_bytes += p.bytes_freed;
             }
             Body::RestoreCompleted(r) => {
-                self.backups.entry(r.job.clone()).or_default().last_restore =
-                    Some(format!("{} -> {}", r.archive, r.target));
+                if let Some(job) = backup_job(&mut self.backups, &r.job, version, t) {
+                    job.last_restore = Some(format!("{} -> {}", r.archive, r.target));
+                }
             }
             Body::RestoreFailed(_) => {}
             Body::Janitor(j) => {
-                let state = self.janitor.entry(j.root.clone()).or_default();
+                let state = capped_entry(
+                    &mut self.janitor,
+                    &j.root,
+                    JANITOR_ROOTS_KEPT,
+                    &at,
+                    |s: &JanitorState| &s.last_at_unix_ms,
+                    JanitorState::default,
+                    &mut t.janitor_roots,
+                );
+                let Some(state) = state else {
+                    return true;
+                };
                 state.total_removed_files += if j.dry_run { 0 } else { j.removed_files };
                 state.total_bytes += if j.dry_run { 0 } else { j.bytes };
                 if state.last_at_unix_ms <= at {
@@ -278,6 +379,10 @@ impl Runbooks {
 mod tests {
     use super::*;
 
+    fn apply(r: &mut Runbooks, version: &Version, at: i64, body: &Body) -> bool {
+        r.apply(version, at, body, &mut Truncated::default())
+    }
+
     fn v(seq: u64) -> Version {
         ("inc".to_owned(), seq)
     }
@@ -295,10 +400,16 @@ mod tests {
     #[test]
     fn incidents_count_every_match_and_keep_the_newest_excerpt() {
         let mut r = Runbooks::default();
-        r.apply(&v(1), 10, &log("/var/log/app.log", "ERROR one"));
-        r.apply(&v(3), 30, &log("/var/log/app.log", "ERROR three"));
-        r.apply(&v(2), 20, &log("/var/log/app.log", "ERROR two (late)"));
-        r.apply(
+        apply(&mut r, &v(1), 10, &log("/var/log/app.log", "ERROR one"));
+        apply(&mut r, &v(3), 30, &log("/var/log/app.log", "ERROR three"));
+        apply(
+            &mut r,
+            &v(2),
+            20,
+            &log("/var/log/app.log", "ERROR two (late)"),
+        );
+        apply(
+            &mut r,
             &v(4),
             40,
             &Body::LogSuppressed(pb::LogSuppressed {
@@ -317,7 +428,8 @@ mod tests {
     #[test]
     fn health_transitions_and_heartbeat_summaries() {
         let mut r = Runbooks::default();
-        r.apply(
+        apply(
+            &mut r,
             &v(1),
             100,
             &Body::Health(pb::HealthCheck {
@@ -341,9 +453,9 @@ mod tests {
                 ..Default::default()
             })
         };
-        assert!(!r.apply(&v(2), 200, &hb(pb::HealthStatus::Failed)));
+        assert!(!apply(&mut r, &v(2), 200, &hb(pb::HealthStatus::Failed)));
         assert_eq!(r.health["api"].since_unix_ms, 100);
-        r.apply(&v(3), 300, &hb(pb::HealthStatus::Ready));
+        apply(&mut r, &v(3), 300, &hb(pb::HealthStatus::Ready));
         assert_eq!(r.health["api"].status, "ready");
     }
 
@@ -367,11 +479,12 @@ mod tests {
                 ..Default::default()
             })
         };
-        r.apply(&v(1), 1, &started("r1"));
+        apply(&mut r, &v(1), 1, &started("r1"));
         assert_eq!(r.backups["db"].running.as_deref(), Some("r1"));
-        r.apply(&v(2), 2, &done("r1", "db-1.tar.zst"));
-        r.apply(&v(3), 3, &started("r2"));
-        r.apply(
+        apply(&mut r, &v(2), 2, &done("r1", "db-1.tar.zst"));
+        apply(&mut r, &v(3), 3, &started("r2"));
+        apply(
+            &mut r,
             &v(4),
             4,
             &Body::BackupFailed(pb::BackupFailed {
@@ -380,8 +493,9 @@ mod tests {
                 reason: "disk full".into(),
             }),
         );
-        r.apply(&v(5), 5, &done("r3", "db-3.tar.zst"));
-        r.apply(
+        apply(&mut r, &v(5), 5, &done("r3", "db-3.tar.zst"));
+        apply(
+            &mut r,
             &v(6),
             6,
             &Body::BackupPruned(pb::BackupPruned {
@@ -407,7 +521,8 @@ mod tests {
     #[test]
     fn sentinel_and_janitor() {
         let mut r = Runbooks::default();
-        r.apply(
+        apply(
+            &mut r,
             &v(1),
             5,
             &Body::Sentinel(pb::SentinelState {
@@ -426,8 +541,8 @@ mod tests {
                 ..Default::default()
             })
         };
-        r.apply(&v(2), 6, &report(3, true));
-        r.apply(&v(3), 7, &report(4, false));
+        apply(&mut r, &v(2), 6, &report(3, true));
+        apply(&mut r, &v(3), 7, &report(4, false));
         let j = &r.janitor["/srv/runs"];
         assert_eq!(
             (j.total_removed_files, j.total_bytes, j.last_removed_files),
