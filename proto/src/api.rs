@@ -114,8 +114,8 @@ pub struct Truncated {
     /// ... and the seqs in them.
     #[serde(default)]
     pub gap_seqs: u64,
-    /// Module names, disk paths, health checks, log files, sentinel paths, backup jobs and
-    /// janitor roots evicted or not taken in.
+    /// Module names evicted or not taken in (over the cap, or over-long); likewise disk paths,
+    /// health checks, log files, sentinel paths, backup jobs and janitor roots below.
     #[serde(default)]
     pub modules: u64,
     #[serde(default)]
@@ -130,17 +130,24 @@ pub struct Truncated {
     pub backup_jobs: u64,
     #[serde(default)]
     pub janitor_roots: u64,
-    /// Labels left out of current heartbeats (counted per heartbeat).
+    /// Labels left out of current heartbeats (over the cap or over-long; counted per
+    /// heartbeat).
     #[serde(default)]
     pub labels: u64,
     /// Finished command records pruned from the ledger, oldest first.
     #[serde(default)]
     pub commands: u64,
+    /// Module configs too large to keep for rollbacks.
+    #[serde(default)]
+    pub configs: u64,
+    /// Resolved alerts about this host pruned, oldest first.
+    #[serde(default)]
+    pub alerts: u64,
 }
 
 impl Truncated {
     /// Every count with its name, in a fixed order.
-    pub fn counts(&self) -> [(&'static str, u64); 12] {
+    pub fn counts(&self) -> [(&'static str, u64); 14] {
         [
             ("incarnations", self.incarnations),
             ("gap_ranges", self.gap_ranges),
@@ -154,6 +161,8 @@ impl Truncated {
             ("janitor_roots", self.janitor_roots),
             ("labels", self.labels),
             ("commands", self.commands),
+            ("configs", self.configs),
+            ("alerts", self.alerts),
         ]
     }
 

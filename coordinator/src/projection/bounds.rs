@@ -34,12 +34,31 @@ pub const JANITOR_ROOTS_KEPT: usize = 32;
 pub const LABELS_KEPT: usize = 64;
 /// Finished (or never issued) command records kept per host; open ones are never pruned.
 pub const COMMANDS_KEPT: usize = 256;
+/// Resolved alerts kept per host; pending and firing ones are never pruned.
+pub const ALERTS_KEPT: usize = 256;
+/// Longest name (path, check, job, label) taken in; a longer one is dropped like one beyond
+/// its map's cap. Paths are at most `PATH_MAX` (4096) bytes on Linux.
+pub const NAME_BYTES_KEPT: usize = 4096;
+/// Free text (excerpts, reasons, details, probes) is kept up to this many bytes.
+pub const TEXT_BYTES_KEPT: usize = 1024;
+/// A module config (its TOML) larger than this is not kept for rollbacks (counted).
+pub const CONFIG_BYTES_KEPT: usize = 16 * 1024;
+
+/// `text` cut to at most `TEXT_BYTES_KEPT` bytes, at a character boundary.
+pub fn clip(text: &str) -> String {
+    let mut end = text.len().min(TEXT_BYTES_KEPT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
 
 /// The entry for `key` in `map`, which holds at most `cap` entries: the existing one; a new
 /// one (`make`) while there is room; when full, a new one in place of the entry whose
-/// `recency` is the oldest, if that is older than `recency`. Otherwise `None`, and `dropped`
-/// counts the name not taken in (an eviction counts the evicted one). Costs a scan of the
-/// map only when a new name arrives at a full map.
+/// `recency` is the oldest, if that is older than `recency`. Otherwise (or for a name longer
+/// than `NAME_BYTES_KEPT`) `None`, and `dropped` counts the name not taken in (an eviction
+/// counts the evicted one). Costs a scan of the map only when a new name arrives at a full
+/// map.
 pub(super) fn capped_entry<'m, V, R: Ord + ?Sized>(
     map: &'m mut BTreeMap<String, V>,
     key: &str,
@@ -51,6 +70,10 @@ pub(super) fn capped_entry<'m, V, R: Ord + ?Sized>(
 ) -> Option<&'m mut V> {
     if map.contains_key(key) {
         return map.get_mut(key);
+    }
+    if key.len() > NAME_BYTES_KEPT {
+        *dropped = dropped.saturating_add(1);
+        return None;
     }
     if map.len() >= cap {
         let oldest = map
@@ -98,5 +121,23 @@ mod tests {
         assert!(!put(&mut map, "e", 7, &mut dropped));
         assert_eq!(map.len(), 3);
         assert_eq!(dropped, 2);
+        // An over-long name is refused even with room.
+        map.clear();
+        assert!(!put(
+            &mut map,
+            &"n".repeat(NAME_BYTES_KEPT + 1),
+            1,
+            &mut dropped
+        ));
+        assert_eq!((map.len(), dropped), (0, 3));
+    }
+
+    #[test]
+    fn clip_cuts_at_a_character_boundary() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(TEXT_BYTES_KEPT);
+        let cut = clip(&long);
+        assert!(cut.len() <= TEXT_BYTES_KEPT && cut.len() >= TEXT_BYTES_KEPT - 1);
+        assert!(long.starts_with(&cut));
     }
 }

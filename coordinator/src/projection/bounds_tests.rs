@@ -188,8 +188,17 @@ fn within_caps(fleet: &Fleet) -> Result<(), String> {
             *prunable.entry(owner).or_default() += 1;
         }
     }
-    match prunable.iter().find(|(_, n)| **n > COMMANDS_KEPT) {
-        Some((owner, n)) => Err(format!("{owner}: {n} prunable commands")),
+    if let Some((owner, n)) = prunable.iter().find(|(_, n)| **n > COMMANDS_KEPT) {
+        return Err(format!("{owner}: {n} prunable commands"));
+    }
+    let mut resolved: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in fleet.alerts().alerts.values() {
+        if a.state != "pending" && a.state != "firing" {
+            *resolved.entry(a.host.as_str()).or_default() += 1;
+        }
+    }
+    match resolved.iter().find(|(_, n)| **n > ALERTS_KEPT) {
+        Some((host, n)) => Err(format!("{host}: {n} resolved alerts")),
         None => Ok(()),
     }
 }
@@ -358,6 +367,61 @@ fn a_name_older_than_every_kept_one_is_refused_at_a_full_map() {
     assert_eq!(h.truncated.disks, 1);
 }
 
+#[test]
+fn over_long_names_big_configs_and_long_texts_are_not_kept_whole() {
+    let mut fleet = Fleet::new();
+    let long_name = format!("/{}", "p".repeat(NAME_BYTES_KEPT));
+    let long_text = "e".repeat(TEXT_BYTES_KEPT * 4);
+    let log = [
+        ev("web-01", inc(1), 1, "disk", disk(&long_name)),
+        ev(
+            "web-01",
+            inc(1),
+            2,
+            "heartbeat",
+            heartbeat(&[], &[], &[long_name.as_str(), "ok"]),
+        ),
+        ev(
+            "web-01",
+            inc(1),
+            3,
+            "log",
+            Body::ModuleState(pb::ModuleState {
+                module: "log".to_owned(),
+                kind: "log".to_owned(),
+                state: pb::ModuleRunState::Running as i32,
+                reason: long_text.clone(),
+                config_fingerprint: "ab".repeat(32),
+                config_toml: "#".repeat(CONFIG_BYTES_KEPT + 1),
+            }),
+        ),
+        ev(
+            "web-01",
+            inc(1),
+            4,
+            "log",
+            Body::LogMatch(pb::LogMatch {
+                path: "/var/log/app.log".to_owned(),
+                excerpt: long_text.clone(),
+                ..Default::default()
+            }),
+        ),
+    ];
+    for e in &log {
+        assert!(fleet.apply(e).is_accepted());
+    }
+    let h = fleet.host("web-01").unwrap();
+    assert!(h.disks.is_empty());
+    assert_eq!(h.labels.keys().collect::<Vec<_>>(), ["ok"]);
+    let m = &h.modules["log"];
+    assert!(m.configs.is_empty(), "a too large config is not kept");
+    assert_eq!(m.reason.len(), TEXT_BYTES_KEPT);
+    let inc = &h.runbooks.incidents["/var/log/app.log"];
+    assert_eq!(inc.last_excerpt.len(), TEXT_BYTES_KEPT);
+    let t = h.truncated;
+    assert_eq!((t.disks, t.labels, t.configs), (1, 1, 1));
+}
+
 fn command_event(by: &str, seq: u64, body: Body) -> EventEnvelope {
     let module = if by == "blue" {
         COORDINATOR_MODULE
@@ -476,6 +540,58 @@ fn finished_commands_beyond_the_cap_are_pruned_oldest_first_and_open_ones_never(
         fleet.host("web-02").unwrap().truncated.commands,
         extra as u64
     );
+}
+
+fn transition(id: u64, host: &str, state: pb::AlertState) -> Body {
+    Body::AlertTransition(pb::AlertTransition {
+        alert_id: format!("disk_crit/{host}//d{id}"),
+        rule: "disk_crit".to_owned(),
+        target_host: host.to_owned(),
+        subject: format!("/d{id}"),
+        state: state as i32,
+        epoch: 1,
+        at_unix_ms: 1_790_000_000_000 + id as i64,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn resolved_alerts_beyond_the_cap_are_pruned_oldest_first_and_firing_ones_never() {
+    let extra = 7;
+    let n = (ALERTS_KEPT + extra) as u64;
+    let mut log = vec![ev(
+        "web-01",
+        inc(1),
+        1,
+        "heartbeat",
+        heartbeat(&[], &[], &[]),
+    )];
+    let mut seq = 0;
+    let mut push = |log: &mut Vec<EventEnvelope>, body| {
+        seq += 1;
+        log.push(command_event("blue", seq, body));
+    };
+    for i in 0..n {
+        push(&mut log, transition(i, "web-01", pb::AlertState::Firing));
+    }
+    let (fleet, _) = fold_storing(&log);
+    assert_eq!(
+        fleet.alerts().alerts.len() as u64,
+        n,
+        "firing alerts are never pruned"
+    );
+    for i in 0..n {
+        push(&mut log, transition(i, "web-01", pb::AlertState::Resolved));
+    }
+    let (live, stored) = fold_storing(&log);
+    let alerts = &live.alerts().alerts;
+    assert_eq!(alerts.len(), ALERTS_KEPT);
+    assert!(!alerts.contains_key("disk_crit/web-01//d0"));
+    assert!(alerts.contains_key(&format!("disk_crit/web-01//d{}", n - 1)));
+    assert_eq!(live.host("web-01").unwrap().truncated.alerts, extra as u64);
+    assert_eq!(live.rows(), stored.clone().into_iter().collect::<Vec<_>>());
+    let back = Fleet::from_rows(stored.into_iter().collect()).unwrap();
+    assert_eq!(back.digest(), live.digest());
 }
 
 #[test]

@@ -53,11 +53,12 @@ impl CommandRecord {
     }
 
     fn step(&mut self, state: &str, at: i64, by: &str, detail: &str) {
+        let detail = super::bounds::clip(detail);
         self.history.push(CommandStep {
             state: state.to_owned(),
             at_unix_ms: at,
             by: by.to_owned(),
-            detail: detail.to_owned(),
+            detail: detail.clone(),
         });
         if self.history.len() > HISTORY {
             self.history.remove(0);
@@ -65,7 +66,7 @@ impl CommandRecord {
         // Forward only; the first terminal state wins.
         if rank(state) > rank(&self.state) {
             self.state = state.to_owned();
-            self.detail = detail.to_owned();
+            self.detail = detail;
         }
     }
 }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::bounds::{
-    capped_entry, DISKS_KEPT, GAP_RANGES_KEPT, INCARNATIONS_KEPT, LABELS_KEPT, MODULES_KEPT,
+    capped_entry, clip, CONFIG_BYTES_KEPT, DISKS_KEPT, GAP_RANGES_KEPT, INCARNATIONS_KEPT,
+    LABELS_KEPT, MODULES_KEPT, NAME_BYTES_KEPT, TEXT_BYTES_KEPT,
 };
 use super::runbooks::Runbooks;
 use super::Verdict;
@@ -160,9 +161,14 @@ pub struct KnownConfig {
 
 impl ModuleInfo {
     /// Remembers a config (a known fingerprint keeps its place); drops the oldest beyond
-    /// `CONFIGS_KEPT`.
-    fn remember_config(&mut self, fingerprint: &str, toml: &str) {
+    /// `CONFIGS_KEPT`. One larger than `CONFIG_BYTES_KEPT` (or with an over-long fingerprint)
+    /// is not kept: `too_large` counts it.
+    fn remember_config(&mut self, fingerprint: &str, toml: &str, too_large: &mut u64) {
         if toml.is_empty() || fingerprint.is_empty() {
+            return;
+        }
+        if toml.len() > CONFIG_BYTES_KEPT || fingerprint.len() > TEXT_BYTES_KEPT {
+            *too_large = too_large.saturating_add(1);
             return;
         }
         if self.configs.iter().any(|c| c.fingerprint == fingerprint) {
@@ -325,17 +331,23 @@ impl HostState {
         match &ev.body {
             Body::Heartbeat(hb) => {
                 if self.is_current(&version) {
-                    // The first `LABELS_KEPT` by name (the wire map is ordered).
-                    self.labels = (hb.labels.iter().take(LABELS_KEPT))
+                    // The first `LABELS_KEPT` by name (the wire map is ordered), without
+                    // over-long ones.
+                    let fits = |(k, v): &(&String, &String)| {
+                        k.len() <= NAME_BYTES_KEPT && v.len() <= NAME_BYTES_KEPT
+                    };
+                    self.labels = (hb.labels.iter().filter(fits).take(LABELS_KEPT))
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect();
-                    let left_out = hb.labels.len().saturating_sub(LABELS_KEPT) as u64;
+                    let left_out = (hb.labels.len() - self.labels.len()) as u64;
                     self.truncated.labels = self.truncated.labels.saturating_add(left_out);
-                    self.agent_version = hb.agent_version.clone();
+                    self.agent_version = clip(&hb.agent_version);
                     self.outbox_pending = hb.outbox_pending;
                 }
                 for m in &hb.modules {
-                    let Some(entry) = self.module_entry(&m.name, &m.kind, &version) else {
+                    let modules = (&mut self.modules, &mut self.truncated.modules);
+                    let Some(entry) = module_entry(modules.0, modules.1, &m.name, &m.kind, &version)
+                    else {
                         continue;
                     };
                     let running = run_state_name(m.state) == "running";
@@ -345,7 +357,7 @@ impl HostState {
                             entry.last_report_unix_ms.max(ev.time_unix_ms);
                     }
                     if entry.version <= version {
-                        entry.kind = m.kind.clone();
+                        entry.kind = clip(&m.kind);
                         entry.state = run_state_name(m.state).to_owned();
                         entry.expected_interval_ms = m.expected_interval_ms;
                         entry.version = version.clone();
@@ -375,18 +387,24 @@ impl HostState {
                 }
             }
             Body::ModuleState(ms) => {
-                let Some(entry) = self.module_entry(&ms.module, &ms.kind, &version) else {
+                let dropped = &mut self.truncated.modules;
+                let Some(entry) = module_entry(&mut self.modules, dropped, &ms.module, &ms.kind, &version)
+                else {
                     return verdict;
                 };
                 if run_state_name(ms.state) == "running" && entry.state != "running" {
                     entry.last_report_unix_ms = entry.last_report_unix_ms.max(ev.time_unix_ms);
                 }
-                entry.remember_config(&ms.config_fingerprint, &ms.config_toml);
+                entry.remember_config(
+                    &ms.config_fingerprint,
+                    &ms.config_toml,
+                    &mut self.truncated.configs,
+                );
                 if entry.version <= version {
-                    entry.kind = ms.kind.clone();
+                    entry.kind = clip(&ms.kind);
                     entry.state = run_state_name(ms.state).to_owned();
-                    entry.reason = ms.reason.clone();
-                    entry.config_fingerprint = ms.config_fingerprint.clone();
+                    entry.reason = clip(&ms.reason);
+                    entry.config_fingerprint = clip(&ms.config_fingerprint);
                     entry.version = version;
                 }
             }
@@ -427,32 +445,33 @@ impl HostState {
     fn is_current(&self, version: &Version) -> bool {
         version.0 == self.incarnation && self.current().is_some_and(|t| t.last_seq == version.1)
     }
+}
 
-    /// The module's entry (created on first sight), `None` if it does not fit in
-    /// `MODULES_KEPT` (counted).
-    fn module_entry(
-        &mut self,
-        name: &str,
-        kind: &str,
-        version: &Version,
-    ) -> Option<&mut ModuleInfo> {
-        capped_entry(
-            &mut self.modules,
-            name,
-            MODULES_KEPT,
-            version,
-            |m: &ModuleInfo| &m.version,
-            || ModuleInfo {
-                kind: kind.to_owned(),
-                state: "unknown".to_owned(),
-                reason: String::new(),
-                config_fingerprint: String::new(),
-                expected_interval_ms: 0,
-                version: (String::new(), 0),
-                last_report_unix_ms: 0,
-                configs: Vec::new(),
-            },
-            &mut self.truncated.modules,
-        )
-    }
+/// The module's entry (created on first sight), `None` if it does not fit in `MODULES_KEPT`
+/// (counted in `dropped`).
+fn module_entry<'m>(
+    modules: &'m mut BTreeMap<String, ModuleInfo>,
+    dropped: &mut u64,
+    name: &str,
+    kind: &str,
+    version: &Version,
+) -> Option<&'m mut ModuleInfo> {
+    capped_entry(
+        modules,
+        name,
+        MODULES_KEPT,
+        version,
+        |m: &ModuleInfo| &m.version,
+        || ModuleInfo {
+            kind: clip(kind),
+            state: "unknown".to_owned(),
+            reason: String::new(),
+            config_fingerprint: String::new(),
+            expected_interval_ms: 0,
+            version: (String::new(), 0),
+            last_report_unix_ms: 0,
+            configs: Vec::new(),
+        },
+        dropped,
+    )
 }

@@ -7,6 +7,7 @@ pub mod bounds;
 pub mod commands;
 mod coordinators;
 mod host;
+mod prune;
 mod runbooks;
 
 pub use alerts::{AlertRecord, Alerts, Liveness, NotificationRecord};
@@ -20,8 +21,10 @@ pub use runbooks::{
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use opsfleet_proto::api::SeqRange;
+use opsfleet_proto::api::{SeqRange, Truncated};
+use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::{EventEnvelope, COORDINATOR_MODULE};
+use prune::PruneIndex;
 use sha2::{Digest, Sha256};
 
 /// Prefix of the projection row of one host.
@@ -69,27 +72,18 @@ pub struct Fleet {
     alerts: Alerts,
     /// Row keys changed (or removed) since the last `take_dirty_rows`.
     dirty: BTreeSet<String>,
-    /// The command records that may be pruned, per owning host, oldest first: derived from
-    /// `commands` (see `prune_slot`), never stored.
-    prunable: BTreeMap<String, BTreeSet<(i64, String)>>,
+    /// Command and alert records that may be pruned, per host: derived, never stored.
+    prunable_commands: PruneIndex,
+    prunable_alerts: PruneIndex,
 }
 
-/// Where a command record stands in its owner's pruning order, if it may be pruned: a
-/// finished record, or one never issued (lifecycle events without a `command_issued`; nothing
-/// will finish it). Its owner is the target host, or for one never issued the host that last
-/// reported on it; its place is (time of its newest step, id). An open command has none.
-fn prune_slot(id: &str, r: &CommandRecord) -> Option<(String, (i64, String))> {
-    let issued = !r.target.is_empty();
-    if issued && !r.is_finished() {
-        return None;
+/// The alert a coordinator body is about, if any.
+fn alert_id(body: &Body) -> Option<&str> {
+    match body {
+        Body::AlertTransition(t) => Some(&t.alert_id),
+        Body::NotificationSent(n) => Some(&n.alert_id),
+        _ => None,
     }
-    let newest = r.history.last();
-    let owner = if issued {
-        r.target.clone()
-    } else {
-        newest.map(|s| s.by.clone()).unwrap_or_default()
-    };
-    Some((owner, (newest.map_or(0, |s| s.at_unix_ms), id.to_owned())))
 }
 
 impl Fleet {
@@ -105,15 +99,7 @@ impl Fleet {
                 self.apply_command(id, ev);
             }
             if ev.module == COORDINATOR_MODULE {
-                match self.alerts.apply(ev) {
-                    Some(alerts::Changed::Alert(id)) => {
-                        self.dirty.insert(format!("{ALERT_ROW_PREFIX}{id}"));
-                    }
-                    Some(alerts::Changed::Liveness(host)) => {
-                        self.dirty.insert(format!("{LIVENESS_ROW_PREFIX}{host}"));
-                    }
-                    None => {}
-                }
+                self.apply_alerts(ev);
             }
         }
         verdict
@@ -123,39 +109,56 @@ impl Fleet {
     /// prunable records by dropping the oldest (counted in the owner's `truncated`).
     fn apply_command(&mut self, id: &str, ev: &EventEnvelope) {
         let record = self.commands.entry(id.to_owned()).or_default();
-        let before = prune_slot(id, record);
+        let before = prune::command_slot(id, record);
         commands::apply(record, ev);
-        let after = prune_slot(id, record);
+        let after = prune::command_slot(id, record);
         self.dirty.insert(format!("{COMMAND_ROW_PREFIX}{id}"));
-        if before == after {
-            return;
-        }
-        if let Some((owner, slot)) = before {
-            if let Some(set) = self.prunable.get_mut(&owner) {
-                set.remove(&slot);
-                if set.is_empty() {
-                    self.prunable.remove(&owner);
-                }
-            }
-        }
-        let Some((owner, slot)) = after else {
+        let update = (self.prunable_commands).update(before, after, bounds::COMMANDS_KEPT);
+        let Some((owner, pruned)) = update else {
             return;
         };
-        let set = self.prunable.entry(owner.clone()).or_default();
-        set.insert(slot);
-        let mut pruned = 0u64;
-        while set.len() > bounds::COMMANDS_KEPT {
-            let Some((_, oldest)) = set.pop_first() else {
-                break;
-            };
-            self.commands.remove(&oldest);
-            self.dirty.insert(format!("{COMMAND_ROW_PREFIX}{oldest}"));
-            pruned += 1;
+        for id in &pruned {
+            self.commands.remove(id);
+            self.dirty.insert(format!("{COMMAND_ROW_PREFIX}{id}"));
         }
-        // An owner without a host row (a coordinator reporting on a command it never
-        // issued) has nowhere to show the count.
-        if let Some(h) = self.hosts.get_mut(&owner).filter(|_| pruned > 0) {
-            h.truncated.commands = h.truncated.commands.saturating_add(pruned);
+        self.count_pruned(&owner, pruned.len(), |t| &mut t.commands);
+    }
+
+    /// Folds an alert engine event, then keeps the alert's host within `ALERTS_KEPT`
+    /// resolved alerts by dropping the oldest (counted in the host's `truncated`).
+    fn apply_alerts(&mut self, ev: &EventEnvelope) {
+        let before = alert_id(&ev.body)
+            .and_then(|id| Some((id, self.alerts.alerts.get(id)?)))
+            .and_then(|(id, r)| prune::alert_slot(id, r));
+        match self.alerts.apply(ev) {
+            Some(alerts::Changed::Alert(id)) => {
+                self.dirty.insert(format!("{ALERT_ROW_PREFIX}{id}"));
+                let after = (self.alerts.alerts.get(&id)).and_then(|r| prune::alert_slot(&id, r));
+                let update = (self.prunable_alerts).update(before, after, bounds::ALERTS_KEPT);
+                if let Some((owner, pruned)) = update {
+                    for id in &pruned {
+                        self.alerts.alerts.remove(id);
+                        self.dirty.insert(format!("{ALERT_ROW_PREFIX}{id}"));
+                    }
+                    self.count_pruned(&owner, pruned.len(), |t| &mut t.alerts);
+                }
+            }
+            Some(alerts::Changed::Liveness(host)) => {
+                self.dirty.insert(format!("{LIVENESS_ROW_PREFIX}{host}"));
+            }
+            None => {}
+        }
+    }
+
+    /// Counts `n` pruned records in `owner`'s host row. An owner without one (a coordinator
+    /// reporting on a command it never issued) has nowhere to show the count.
+    fn count_pruned(&mut self, owner: &str, n: usize, counter: fn(&mut Truncated) -> &mut u64) {
+        if n == 0 {
+            return;
+        }
+        if let Some(h) = self.hosts.get_mut(owner) {
+            let c = counter(&mut h.truncated);
+            *c = c.saturating_add(n as u64);
             self.dirty.insert(format!("{HOST_ROW_PREFIX}{owner}"));
         }
     }
@@ -333,8 +336,13 @@ impl Fleet {
             }
         }
         for (id, record) in &fleet.commands {
-            if let Some((owner, slot)) = prune_slot(id, record) {
-                fleet.prunable.entry(owner).or_default().insert(slot);
+            if let Some(slot) = prune::command_slot(id, record) {
+                fleet.prunable_commands.insert(slot);
+            }
+        }
+        for (id, record) in &fleet.alerts.alerts {
+            if let Some(slot) = prune::alert_slot(id, record) {
+                fleet.prunable_alerts.insert(slot);
             }
         }
         Ok(fleet)

@@ -10,7 +10,7 @@ use opsfleet_proto::pb::{self, event::Body};
 use serde::{Deserialize, Serialize};
 
 use super::bounds::{
-    capped_entry, BACKUP_JOBS_KEPT, HEALTH_CHECKS_KEPT, JANITOR_ROOTS_KEPT, LOG_FILES_KEPT,
+    capped_entry, clip, BACKUP_JOBS_KEPT, HEALTH_CHECKS_KEPT, JANITOR_ROOTS_KEPT, LOG_FILES_KEPT,
     SENTINELS_KEPT,
 };
 use super::host::Version;
@@ -211,8 +211,8 @@ impl Runbooks {
                     inc.recent_at_unix_ms.remove(0);
                 }
                 if inc.version <= *version {
-                    inc.last_pattern = m.pattern.clone();
-                    inc.last_excerpt = m.excerpt.clone();
+                    inc.last_pattern = clip(&m.pattern);
+                    inc.last_excerpt = clip(&m.excerpt);
                     inc.last_at_unix_ms = at;
                     inc.version = version.clone();
                 }
@@ -229,8 +229,8 @@ impl Runbooks {
                 if state.version <= *version {
                     *state = HealthState {
                         status: health_name(h.status).to_owned(),
-                        probe: h.probe.clone(),
-                        detail: h.detail.clone(),
+                        probe: clip(&h.probe),
+                        detail: clip(&h.detail),
                         consecutive_failures: h.consecutive_failures,
                         since_unix_ms: at,
                         version: version.clone(),
@@ -284,7 +284,7 @@ impl Runbooks {
                     return true;
                 };
                 if job.version <= *version {
-                    job.running = Some(b.run_id.clone());
+                    job.running = Some(clip(&b.run_id));
                     job.version = version.clone();
                 }
             }
@@ -293,23 +293,24 @@ impl Runbooks {
                 let Some(job) = backup_job(&mut self.backups, &b.job, version, t) else {
                     return true;
                 };
-                if !job.archives.contains(&b.archive) {
-                    job.archives.push(b.archive.clone());
+                let archive = clip(&b.archive);
+                if !job.archives.contains(&archive) {
+                    job.archives.push(archive);
                     if job.archives.len() > ARCHIVES_KEPT {
                         job.archives.remove(0);
                     }
                 }
                 if job.version <= *version {
-                    if job.running.as_deref() == Some(b.run_id.as_str()) {
+                    if job.running.as_deref() == Some(clip(&b.run_id).as_str()) {
                         job.running = None;
                     }
                     job.last_success = Some(BackupSuccess {
-                        run_id: b.run_id.clone(),
-                        archive: b.archive.clone(),
+                        run_id: clip(&b.run_id),
+                        archive: clip(&b.archive),
                         size_bytes: b.size_bytes,
                         files: b.files,
                         duration_ms: b.duration_ms,
-                        sha256: b.sha256.clone(),
+                        sha256: clip(&b.sha256),
                         at_unix_ms: at,
                     });
                     job.version = version.clone();
@@ -320,12 +321,12 @@ impl Runbooks {
                     return true;
                 };
                 if job.version <= *version {
-                    if job.running.as_deref() == Some(b.run_id.as_str()) {
+                    if job.running.as_deref() == Some(clip(&b.run_id).as_str()) {
                         job.running = None;
                     }
                     job.last_failure = Some(BackupFailure {
-                        run_id: b.run_id.clone(),
-                        reason: b.reason.clone(),
+                        run_id: clip(&b.run_id),
+                        reason: clip(&b.reason),
                         at_unix_ms: at,
                     });
                     job.version = version.clone();
@@ -343,7 +344,7 @@ impl Runbooks {
             }
             Body::RestoreCompleted(r) => {
                 if let Some(job) = backup_job(&mut self.backups, &r.job, version, t) {
-                    job.last_restore = Some(format!("{} -> {}", r.archive, r.target));
+                    job.last_restore = Some(clip(&format!("{} -> {}", r.archive, r.target)));
                 }
             }
             Body::RestoreFailed(_) => {}
