@@ -595,6 +595,38 @@ fn resolved_alerts_beyond_the_cap_are_pruned_oldest_first_and_firing_ones_never(
 }
 
 #[test]
+fn a_flooding_host_row_stops_growing_once_the_caps_are_full() {
+    let mut fleet = Fleet::new();
+    let row_len = |fleet: &Fleet| {
+        let key = format!("{HOST_ROW_PREFIX}flood-01");
+        fleet
+            .rows()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map_or(0, |(_, v)| v.len())
+    };
+    let (filled, total) = (10_000u64, 50_000u64);
+    let mut at_filled = 0;
+    let mut largest = 0;
+    for i in 0..total {
+        // Every event a new incarnation opening with a gap, and a new name.
+        let (module, body) = named_body((i % 9) as u8, &format!("{i:08}"));
+        fleet.apply(&ev("flood-01", inc(i as u32 + 1), 2 + i % 40, module, body));
+        if i + 1 == filled {
+            at_filled = row_len(&fleet);
+        } else if i + 1 > filled && (i + 1) % 5_000 == 0 {
+            largest = largest.max(row_len(&fleet));
+        }
+    }
+    within_caps(&fleet).unwrap();
+    // Only counters gain digits.
+    assert!(
+        largest <= at_filled + 256,
+        "row grew from {at_filled} to {largest} bytes"
+    );
+}
+
+#[test]
 fn a_host_within_its_caps_serialises_as_before() {
     let mut fleet = Fleet::new();
     fleet.apply(&ev("web-01", inc(1), 1, "disk", disk("/")));
