@@ -24,12 +24,19 @@ pub struct SeqTrack {
     pub gaps: Vec<SeqRange>,
 }
 
-/// What `SeqTrack::accept` did: the verdict, and the gap range it closed to stay within
+/// What `SeqTrack::accept` did: the verdict, and the gap ranges it closed to stay within
 /// `GAP_RANGES_KEPT`, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
     pub verdict: Verdict,
-    pub closed: Option<SeqRange>,
+    pub closed: Closed,
+}
+
+/// Gap ranges closed (oldest first) and the seqs in them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Closed {
+    pub ranges: u64,
+    pub seqs: u64,
 }
 
 impl SeqTrack {
@@ -66,7 +73,7 @@ impl SeqTrack {
         let Some(i) = self.gap_index(seq) else {
             return Accepted {
                 verdict: Verdict::Duplicate,
-                closed: None,
+                closed: Closed::default(),
             };
         };
         // A late arrival fills part of a gap: shrink it, or split it in two.
@@ -94,8 +101,18 @@ impl SeqTrack {
         }
     }
 
-    fn close_oldest_beyond_cap(&mut self) -> Option<SeqRange> {
-        (self.gaps.len() > GAP_RANGES_KEPT).then(|| self.gaps.remove(0))
+    /// Closes the oldest ranges beyond `GAP_RANGES_KEPT` (one at most, unless the track
+    /// was stored by a version without the cap).
+    fn close_oldest_beyond_cap(&mut self) -> Closed {
+        let mut closed = Closed::default();
+        if self.gaps.len() > GAP_RANGES_KEPT {
+            let excess = self.gaps.len() - GAP_RANGES_KEPT;
+            for g in self.gaps.drain(..excess) {
+                closed.ranges = closed.ranges.saturating_add(1);
+                closed.seqs = closed.seqs.saturating_add(g.last - g.first + 1);
+            }
+        }
+        closed
     }
 }
 
@@ -232,12 +249,10 @@ pub(crate) fn run_state_name(state: i32) -> &'static str {
     }
 }
 
-/// Counts a closed gap range.
-fn count_closed(t: &mut Truncated, closed: Option<SeqRange>) {
-    if let Some(g) = closed {
-        t.gap_ranges = t.gap_ranges.saturating_add(1);
-        t.gap_seqs = t.gap_seqs.saturating_add(g.last - g.first + 1);
-    }
+/// Counts closed gap ranges.
+fn count_closed(t: &mut Truncated, closed: Closed) {
+    t.gap_ranges = t.gap_ranges.saturating_add(closed.ranges);
+    t.gap_seqs = t.gap_seqs.saturating_add(closed.seqs);
 }
 
 impl HostState {

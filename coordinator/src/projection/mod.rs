@@ -233,7 +233,7 @@ impl Fleet {
     }
 
     /// Rows changed since the last call, serialised, ascending by key; a row removed since
-    /// (a pruned command) comes with an empty value, which the store deletes.
+    /// (a pruned command or alert) comes with an empty value, which the store deletes.
     pub fn take_dirty_rows(&mut self) -> Vec<(String, Vec<u8>)> {
         let dirty = std::mem::take(&mut self.dirty);
         dirty
