@@ -11,7 +11,7 @@
 //! as many events of the same shape and size, and the RSS it adds (the log in sled's cache,
 //! batches) is the allowance; the flood may then add no more than 1.5 times that plus
 //! `SLACK`. (The projection itself stops growing: see `a_flooding_host_row_stops_growing_once_
-//! the_caps_are_full` in the coordinator's `projection/bounds_tests.rs`.) Without the caps the
+//! the_caps_are_full` in the coordinator's `projection/caps_tests.rs`.) Without the caps the
 //! flood adds several times the allowance. The flooding host's state must be within the
 //! caps with what was dropped counted in the status API; the agents' last seq must advance
 //! while the flood is folded and after; and `rebuild --verify` must find the stored projection

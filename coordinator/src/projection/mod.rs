@@ -9,15 +9,17 @@ mod coordinators;
 mod host;
 mod prune;
 mod runbooks;
+mod seq;
 
 pub use alerts::{AlertRecord, Alerts, Liveness, NotificationRecord};
 pub use commands::CommandRecord;
 pub use coordinators::{CoordinatorState, LeadershipChange};
-pub use host::{DiskState, HostState, ModuleInfo, SeqTrack};
+pub use host::{DiskState, HostState, ModuleInfo};
 pub use runbooks::{
     BackupFailure, BackupJob, BackupSuccess, HealthState, Incident, JanitorState, Runbooks,
     SentinelView,
 };
+pub use seq::SeqTrack;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -367,6 +369,8 @@ pub fn digest_rows<'a>(rows: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> S
 }
 
 #[cfg(test)]
-mod bounds_tests;
+mod caps_tests;
+#[cfg(test)]
+mod prune_tests;
 #[cfg(test)]
 mod tests;
