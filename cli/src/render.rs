@@ -89,6 +89,13 @@ pub fn status(reply: &StatusReply, now_unix_ms: i64) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    for h in reply.hosts.iter().filter(|h| !h.truncated.is_empty()) {
+        out.push_str(&format!(
+            "{}: truncated over its caps: {}\n",
+            h.host,
+            h.truncated.describe()
+        ));
+    }
     out
 }
 

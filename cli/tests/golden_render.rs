@@ -4,6 +4,7 @@
 use opsfleet_cli::{audit, render};
 use opsfleet_proto::api::{
     CommandStepView, CommandView, DiskView, HostView, ModuleView, Responder, SeqRange, StatusReply,
+    Truncated,
 };
 
 const NOW: i64 = 1_790_000_000_000;
@@ -52,6 +53,7 @@ fn host(name: &str, ago_ms: i64, seq: u64) -> HostView {
                 state: "running".into(),
             },
         ],
+        truncated: Truncated::default(),
     }
 }
 
@@ -86,11 +88,14 @@ fn status_table() {
     }];
     db.disks[0].used_percent = 91.0;
     db.disks[0].level = "warn".into();
-    let r = reply(vec![
-        db,
-        host("web-01", 1_200, 1004),
-        host("web-02", 400_000, 7),
-    ]);
+    let mut web2 = host("web-02", 400_000, 7);
+    web2.truncated = Truncated {
+        incarnations: 92,
+        gap_ranges: 3,
+        gap_seqs: 40,
+        ..Default::default()
+    };
+    let r = reply(vec![db, host("web-01", 1_200, 1004), web2]);
     check("status.txt", &render::status(&r, NOW));
 }
 

@@ -5,6 +5,7 @@ use opsfleet_cli::views::render;
 use opsfleet_proto::api::{
     AlertView, AlertsReply, BackupFailureView, BackupSuccessView, BackupView, BackupsReply,
     DiskView, HostSummary, HostsReply, IncidentView, IncidentsReply, ModuleView, Responder,
+    Truncated,
 };
 
 const NOW: i64 = 1_790_000_000_000;
@@ -68,6 +69,7 @@ fn host(name: &str, liveness: &str, ago_ms: i64) -> HostSummary {
         incidents: 0,
         failing_backups: 0,
         declared_lost: false,
+        truncated: Truncated::default(),
     }
 }
 
@@ -82,6 +84,7 @@ fn hosts_table() {
     let mut web2 = host("web-02", "up", 4_000);
     web2.worst_disk = None;
     web2.incidents = 7;
+    web2.truncated.disks = 12;
     let reply = HostsReply {
         responder: standby(),
         now_unix_ms: NOW,

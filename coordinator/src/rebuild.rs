@@ -87,7 +87,13 @@ fn loaded_digest(store: &dyn EventStore) -> Result<String, RebuildError> {
                     RebuildError::Corrupt { stream_seq, source }
                 }
             })?;
-            merged.extend(fleet.take_dirty_rows());
+            for (key, value) in fleet.take_dirty_rows() {
+                if value.is_empty() {
+                    merged.remove(&key);
+                } else {
+                    merged.insert(key, value);
+                }
+            }
         }
     }
     Ok(digest_rows(

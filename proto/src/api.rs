@@ -115,12 +115,97 @@ pub struct HostView {
     pub gaps: Vec<SeqRange>,
     pub disks: Vec<DiskView>,
     pub modules: Vec<ModuleView>,
+    /// What the coordinator left out of this host's state (absent when nothing was).
+    #[serde(default, skip_serializing_if = "Truncated::is_empty")]
+    pub truncated: Truncated,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeqRange {
     pub first: u64,
     pub last: u64,
+}
+
+/// What the coordinator dropped from one host's state because the host went past a cap on
+/// what it may grow there (incarnations, gap ranges, modules, disks, ...): counts since the
+/// host first reported, each an event-determined number (every coordinator folding the same
+/// log shows the same counts). A host that stays within the caps shows none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncated {
+    /// Agent incarnations evicted, oldest first; their late events are dropped as duplicates.
+    #[serde(default)]
+    pub incarnations: u64,
+    /// Seq gap ranges closed, oldest first (their seqs count as seen) ...
+    #[serde(default)]
+    pub gap_ranges: u64,
+    /// ... and the seqs in them.
+    #[serde(default)]
+    pub gap_seqs: u64,
+    /// Module names evicted or not taken in (over the cap, or over-long); likewise disk paths,
+    /// health checks, log files, sentinel paths, backup jobs and janitor roots below.
+    #[serde(default)]
+    pub modules: u64,
+    #[serde(default)]
+    pub disks: u64,
+    #[serde(default)]
+    pub health_checks: u64,
+    #[serde(default)]
+    pub log_files: u64,
+    #[serde(default)]
+    pub sentinels: u64,
+    #[serde(default)]
+    pub backup_jobs: u64,
+    #[serde(default)]
+    pub janitor_roots: u64,
+    /// Labels left out of current heartbeats (over the cap or over-long; counted per
+    /// heartbeat).
+    #[serde(default)]
+    pub labels: u64,
+    /// Finished command records pruned from the ledger, oldest first.
+    #[serde(default)]
+    pub commands: u64,
+    /// Module configs too large to keep for rollbacks.
+    #[serde(default)]
+    pub configs: u64,
+    /// Resolved alerts about this host pruned, oldest first.
+    #[serde(default)]
+    pub alerts: u64,
+}
+
+impl Truncated {
+    /// Every count with its name, in a fixed order.
+    pub fn counts(&self) -> [(&'static str, u64); 14] {
+        [
+            ("incarnations", self.incarnations),
+            ("gap_ranges", self.gap_ranges),
+            ("gap_seqs", self.gap_seqs),
+            ("modules", self.modules),
+            ("disks", self.disks),
+            ("health_checks", self.health_checks),
+            ("log_files", self.log_files),
+            ("sentinels", self.sentinels),
+            ("backup_jobs", self.backup_jobs),
+            ("janitor_roots", self.janitor_roots),
+            ("labels", self.labels),
+            ("commands", self.commands),
+            ("configs", self.configs),
+            ("alerts", self.alerts),
+        ]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts().iter().all(|(_, n)| *n == 0)
+    }
+
+    /// The non-zero counts as `name N`, comma-separated (`incarnations 92, disks 3`).
+    pub fn describe(&self) -> String {
+        self.counts()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -412,6 +497,9 @@ pub struct HostSummary {
     /// The active coordinator declared this host lost and it has not reported since.
     #[serde(default)]
     pub declared_lost: bool,
+    /// What the coordinator left out of this host's state (absent when nothing was).
+    #[serde(default, skip_serializing_if = "Truncated::is_empty")]
+    pub truncated: Truncated,
 }
 
 /// Request for `ops.api.backups`: the backup catalog per host and job.

@@ -109,6 +109,9 @@ fn trouble(h: &HostSummary) -> String {
     if h.missing_events > 0 {
         t.push(format!("{} event(s) missing", h.missing_events));
     }
+    if !h.truncated.is_empty() {
+        t.push(format!("truncated: {}", h.truncated.describe()));
+    }
     if t.is_empty() {
         "-".to_owned()
     } else {

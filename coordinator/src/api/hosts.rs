@@ -85,6 +85,7 @@ pub fn summary(h: &HostState, now_unix_ms: i64, declared_lost: bool) -> HostSumm
             .filter(|j| super::runbooks::backup_state(j) == "failed")
             .count() as u64,
         declared_lost,
+        truncated: h.truncated,
     }
 }
 

@@ -69,6 +69,7 @@ fn host_view(h: &HostState) -> HostView {
         gaps: current.map(|t| t.gaps.clone()).unwrap_or_default(),
         disks: h.disks.iter().map(|(p, d)| disk_view(p, d)).collect(),
         modules: module_views(h),
+        truncated: h.truncated,
     }
 }
 

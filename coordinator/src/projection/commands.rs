@@ -51,12 +51,18 @@ fn rank(state: &str) -> u8 {
 }
 
 impl CommandRecord {
+    /// Completed, failed, rejected or expired: nothing moves it any more.
+    pub fn is_finished(&self) -> bool {
+        rank(&self.state) == 3
+    }
+
     fn step(&mut self, state: &str, at: i64, by: &str, detail: &str) {
+        let detail = super::bounds::clip(detail);
         self.history.push(CommandStep {
             state: state.to_owned(),
             at_unix_ms: at,
             by: by.to_owned(),
-            detail: detail.to_owned(),
+            detail: detail.clone(),
         });
         if self.history.len() > HISTORY {
             self.history.remove(0);
@@ -64,7 +70,7 @@ impl CommandRecord {
         // Forward only; the first terminal state wins.
         if rank(state) > rank(&self.state) {
             self.state = state.to_owned();
-            self.detail = detail.to_owned();
+            self.detail = detail;
         }
     }
 }

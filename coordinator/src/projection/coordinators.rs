@@ -62,7 +62,8 @@ impl CoordinatorState {
             .streams
             .entry(ev.incarnation.to_string())
             .or_default()
-            .accept(ev.seq);
+            .accept(ev.seq)
+            .verdict;
         if !verdict.is_accepted() {
             return verdict;
         }

@@ -1,69 +1,22 @@
-//! Per-host projection state: seq tracking per agent incarnation, disks, modules, liveness.
+//! Per-host projection state: seq tracking per agent incarnation (`seq.rs`), disks, modules,
+//! liveness, each structure within its cap (`bounds.rs`), with what was dropped counted in
+//! `truncated`.
 
 use std::collections::BTreeMap;
 
-use opsfleet_proto::api::SeqRange;
+use opsfleet_proto::api::Truncated;
 use opsfleet_proto::pb::{self, event::Body};
 use opsfleet_proto::EventEnvelope;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::bounds::{
+    capped_entry, clip, CONFIG_BYTES_KEPT, DISKS_KEPT, INCARNATIONS_KEPT, LABELS_KEPT,
+    MODULES_KEPT, NAME_BYTES_KEPT, TEXT_BYTES_KEPT,
+};
 use super::runbooks::Runbooks;
+use super::seq::{Closed, SeqTrack};
 use super::Verdict;
-
-/// Seqs seen from one agent incarnation: the highest, and the ranges below it never seen.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeqTrack {
-    pub last_seq: u64,
-    pub gaps: Vec<SeqRange>,
-}
-
-impl SeqTrack {
-    fn gap_index(&self, seq: u64) -> Option<usize> {
-        self.gaps
-            .iter()
-            .position(|g| g.first <= seq && seq <= g.last)
-    }
-
-    pub fn contains(&self, seq: u64) -> bool {
-        seq <= self.last_seq && self.gap_index(seq).is_none()
-    }
-
-    /// Marks `seq` as seen; `Duplicate` if it already was.
-    pub fn accept(&mut self, seq: u64) -> Verdict {
-        if seq > self.last_seq {
-            let gap = (seq > self.last_seq + 1).then(|| SeqRange {
-                first: self.last_seq + 1,
-                last: seq - 1,
-            });
-            if let Some(g) = gap {
-                self.gaps.push(g);
-            }
-            self.last_seq = seq;
-            return Verdict::Accepted { gap };
-        }
-        let Some(i) = self.gap_index(seq) else {
-            return Verdict::Duplicate;
-        };
-        // A late arrival fills part of a gap.
-        let g = self.gaps[i];
-        let mut replacement = Vec::with_capacity(2);
-        if g.first < seq {
-            replacement.push(SeqRange {
-                first: g.first,
-                last: seq - 1,
-            });
-        }
-        if seq < g.last {
-            replacement.push(SeqRange {
-                first: seq + 1,
-                last: g.last,
-            });
-        }
-        self.gaps.splice(i..=i, replacement);
-        Verdict::Accepted { gap: None }
-    }
-}
 
 /// Which event last wrote a piece of state: (incarnation, seq). Later versions win, so a
 /// late gap-filling event never overwrites newer state.
@@ -79,6 +32,21 @@ pub struct DiskState {
     pub avail_bytes: u64,
     pub at_unix_ms: i64,
     pub version: Version,
+}
+
+impl DiskState {
+    /// Before its first report (older than every version).
+    fn unknown() -> Self {
+        DiskState {
+            used_basis_points: 0,
+            inodes_used_basis_points: 0,
+            level: "unknown".to_owned(),
+            total_bytes: 0,
+            avail_bytes: 0,
+            at_unix_ms: 0,
+            version: (String::new(), 0),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,9 +80,14 @@ pub struct KnownConfig {
 
 impl ModuleInfo {
     /// Remembers a config (a known fingerprint keeps its place); drops the oldest beyond
-    /// `CONFIGS_KEPT`.
-    fn remember_config(&mut self, fingerprint: &str, toml: &str) {
+    /// `CONFIGS_KEPT`. One larger than `CONFIG_BYTES_KEPT` (or with an over-long fingerprint)
+    /// is not kept: `too_large` counts it.
+    fn remember_config(&mut self, fingerprint: &str, toml: &str, too_large: &mut u64) {
         if toml.is_empty() || fingerprint.is_empty() {
+            return;
+        }
+        if toml.len() > CONFIG_BYTES_KEPT || fingerprint.len() > TEXT_BYTES_KEPT {
+            *too_large = too_large.saturating_add(1);
             return;
         }
         if self.configs.iter().any(|c| c.fingerprint == fingerprint) {
@@ -135,6 +108,7 @@ pub struct HostState {
     pub host: String,
     /// The newest incarnation seen (UUIDv7, so newest = greatest).
     pub incarnation: String,
+    /// Seq tracking of the newest `INCARNATIONS_KEPT` incarnations.
     pub streams: BTreeMap<String, SeqTrack>,
     /// Agent clock of the newest event folded.
     pub last_seen_unix_ms: i64,
@@ -152,6 +126,10 @@ pub struct HostState {
     /// The labels of the agent's newest heartbeat (what `--label k=v` selects on).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// What was dropped to keep this host within the caps (absent from the row while nothing
+    /// was, so rows of hosts within them are as before).
+    #[serde(default, skip_serializing_if = "Truncated::is_empty")]
+    pub truncated: Truncated,
 }
 
 pub(crate) fn disk_level_name(level: i32) -> &'static str {
@@ -173,6 +151,12 @@ pub(crate) fn run_state_name(state: i32) -> &'static str {
     }
 }
 
+/// Counts closed gap ranges.
+fn count_closed(t: &mut Truncated, closed: Closed) {
+    t.gap_ranges = t.gap_ranges.saturating_add(closed.ranges);
+    t.gap_seqs = t.gap_seqs.saturating_add(closed.seqs);
+}
+
 impl HostState {
     pub fn new(host: &str) -> Self {
         HostState {
@@ -188,6 +172,7 @@ impl HostState {
             modules: BTreeMap::new(),
             runbooks: Runbooks::default(),
             labels: BTreeMap::new(),
+            truncated: Truncated::default(),
         }
     }
 
@@ -196,42 +181,92 @@ impl HostState {
         self.streams.get(&self.incarnation)
     }
 
+    /// An incarnation not tracked (any more): every incarnation kept is newer, and there are
+    /// `INCARNATIONS_KEPT` of them. Such an incarnation was evicted, or is older than every
+    /// one that was: its events are dropped as duplicates.
+    fn is_closed(&self, inc: &str) -> bool {
+        self.streams.len() >= INCARNATIONS_KEPT
+            && self
+                .streams
+                .first_key_value()
+                .is_some_and(|(oldest, _)| inc < oldest.as_str())
+    }
+
     pub fn is_duplicate(&self, ev: &EventEnvelope) -> bool {
-        self.streams
-            .get(&ev.incarnation.to_string())
-            .is_some_and(|t| t.contains(ev.seq))
+        let mut buf = Uuid::encode_buffer();
+        let inc: &str = ev.incarnation.hyphenated().encode_lower(&mut buf);
+        match self.streams.get(inc) {
+            Some(t) => t.contains(ev.seq),
+            None => self.is_closed(inc),
+        }
+    }
+
+    /// Dedups `ev` by (incarnation, seq), tracking a new incarnation (and evicting the oldest
+    /// beyond `INCARNATIONS_KEPT`) on first sight.
+    fn accept(&mut self, inc: &str, seq: u64) -> Verdict {
+        let result = if let Some(track) = self.streams.get_mut(inc) {
+            track.accept(seq)
+        } else if self.is_closed(inc) {
+            return Verdict::Duplicate;
+        } else {
+            let mut track = SeqTrack::default();
+            let result = track.accept(seq);
+            self.streams.insert(inc.to_owned(), track);
+            while self.streams.len() > INCARNATIONS_KEPT {
+                self.streams.pop_first();
+                self.truncated.incarnations = self.truncated.incarnations.saturating_add(1);
+            }
+            result
+        };
+        count_closed(&mut self.truncated, result.closed);
+        result.verdict
     }
 
     pub(super) fn apply(&mut self, ev: &EventEnvelope) -> Verdict {
-        let inc = ev.incarnation.to_string();
-        let verdict = self.streams.entry(inc.clone()).or_default().accept(ev.seq);
+        let mut buf = Uuid::encode_buffer();
+        let inc: &str = ev.incarnation.hyphenated().encode_lower(&mut buf);
+        let verdict = self.accept(inc, ev.seq);
         if !verdict.is_accepted() {
             return verdict;
         }
-        let newer_incarnation = Uuid::parse_str(&self.incarnation)
-            .map(|cur| ev.incarnation > cur)
-            .unwrap_or(true);
-        if newer_incarnation {
-            self.incarnation = inc.clone();
+        if self.incarnation.as_str() < inc {
+            // Newest = greatest (the empty string, before the first event, is below all).
+            self.incarnation = inc.to_owned();
         }
         self.events += 1;
         self.last_seen_unix_ms = self.last_seen_unix_ms.max(ev.time_unix_ms);
-        let version: Version = (inc, ev.seq);
+        let version: Version = (inc.to_owned(), ev.seq);
         if let Some(m) = self.modules.get_mut(&ev.module) {
             m.last_report_unix_ms = m.last_report_unix_ms.max(ev.time_unix_ms);
         }
-        if self.runbooks.apply(&version, ev.time_unix_ms, &ev.body) {
+        if self
+            .runbooks
+            .apply(&version, ev.time_unix_ms, &ev.body, &mut self.truncated)
+        {
             return verdict;
         }
         match &ev.body {
             Body::Heartbeat(hb) => {
                 if self.is_current(&version) {
-                    self.labels = hb.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                    self.agent_version = hb.agent_version.clone();
+                    // The first `LABELS_KEPT` by name (the wire map is ordered), without
+                    // over-long ones.
+                    let fits = |(k, v): &(&String, &String)| {
+                        k.len() <= NAME_BYTES_KEPT && v.len() <= NAME_BYTES_KEPT
+                    };
+                    self.labels = (hb.labels.iter().filter(fits).take(LABELS_KEPT))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    let left_out = (hb.labels.len() - self.labels.len()) as u64;
+                    self.truncated.labels = self.truncated.labels.saturating_add(left_out);
+                    self.agent_version = clip(&hb.agent_version);
                     self.outbox_pending = hb.outbox_pending;
                 }
                 for m in &hb.modules {
-                    let entry = self.module_entry(&m.name, &m.kind);
+                    let modules = (&mut self.modules, &mut self.truncated.modules);
+                    let Some(entry) = module_entry(modules.0, modules.1, &m.name, &m.kind, &version)
+                    else {
+                        continue;
+                    };
                     let running = run_state_name(m.state) == "running";
                     if entry.last_report_unix_ms == 0 || (running && entry.state != "running") {
                         // Known (or running again) since now: silence counts from here.
@@ -239,7 +274,7 @@ impl HostState {
                             entry.last_report_unix_ms.max(ev.time_unix_ms);
                     }
                     if entry.version <= version {
-                        entry.kind = m.kind.clone();
+                        entry.kind = clip(&m.kind);
                         entry.state = run_state_name(m.state).to_owned();
                         entry.expected_interval_ms = m.expected_interval_ms;
                         entry.version = version.clone();
@@ -247,36 +282,46 @@ impl HostState {
                 }
             }
             Body::Disk(d) => {
-                let fresh = self
-                    .disks
-                    .get(&d.path)
-                    .is_none_or(|old| old.version <= version);
-                if fresh {
-                    self.disks.insert(
-                        d.path.clone(),
-                        DiskState {
-                            used_basis_points: d.used_basis_points,
-                            inodes_used_basis_points: d.inodes_used_basis_points,
-                            level: disk_level_name(d.level).to_owned(),
-                            total_bytes: d.total_bytes,
-                            avail_bytes: d.avail_bytes,
-                            at_unix_ms: ev.time_unix_ms,
-                            version,
-                        },
-                    );
+                let disk = capped_entry(
+                    &mut self.disks,
+                    &d.path,
+                    DISKS_KEPT,
+                    &version,
+                    |s: &DiskState| &s.version,
+                    DiskState::unknown,
+                    &mut self.truncated.disks,
+                );
+                if let Some(disk) = disk.filter(|old| old.version <= version) {
+                    *disk = DiskState {
+                        used_basis_points: d.used_basis_points,
+                        inodes_used_basis_points: d.inodes_used_basis_points,
+                        level: disk_level_name(d.level).to_owned(),
+                        total_bytes: d.total_bytes,
+                        avail_bytes: d.avail_bytes,
+                        at_unix_ms: ev.time_unix_ms,
+                        version,
+                    };
                 }
             }
             Body::ModuleState(ms) => {
-                let entry = self.module_entry(&ms.module, &ms.kind);
+                let dropped = &mut self.truncated.modules;
+                let Some(entry) = module_entry(&mut self.modules, dropped, &ms.module, &ms.kind, &version)
+                else {
+                    return verdict;
+                };
                 if run_state_name(ms.state) == "running" && entry.state != "running" {
                     entry.last_report_unix_ms = entry.last_report_unix_ms.max(ev.time_unix_ms);
                 }
-                entry.remember_config(&ms.config_fingerprint, &ms.config_toml);
+                entry.remember_config(
+                    &ms.config_fingerprint,
+                    &ms.config_toml,
+                    &mut self.truncated.configs,
+                );
                 if entry.version <= version {
-                    entry.kind = ms.kind.clone();
+                    entry.kind = clip(&ms.kind);
                     entry.state = run_state_name(ms.state).to_owned();
-                    entry.reason = ms.reason.clone();
-                    entry.config_fingerprint = ms.config_fingerprint.clone();
+                    entry.reason = clip(&ms.reason);
+                    entry.config_fingerprint = clip(&ms.config_fingerprint);
                     entry.version = version;
                 }
             }
@@ -317,19 +362,33 @@ impl HostState {
     fn is_current(&self, version: &Version) -> bool {
         version.0 == self.incarnation && self.current().is_some_and(|t| t.last_seq == version.1)
     }
+}
 
-    fn module_entry(&mut self, name: &str, kind: &str) -> &mut ModuleInfo {
-        self.modules
-            .entry(name.to_owned())
-            .or_insert_with(|| ModuleInfo {
-                kind: kind.to_owned(),
-                state: "unknown".to_owned(),
-                reason: String::new(),
-                config_fingerprint: String::new(),
-                expected_interval_ms: 0,
-                version: (String::new(), 0),
-                last_report_unix_ms: 0,
-                configs: Vec::new(),
-            })
-    }
+/// The module's entry (created on first sight), `None` if it does not fit in `MODULES_KEPT`
+/// (counted in `dropped`).
+fn module_entry<'m>(
+    modules: &'m mut BTreeMap<String, ModuleInfo>,
+    dropped: &mut u64,
+    name: &str,
+    kind: &str,
+    version: &Version,
+) -> Option<&'m mut ModuleInfo> {
+    capped_entry(
+        modules,
+        name,
+        MODULES_KEPT,
+        version,
+        |m: &ModuleInfo| &m.version,
+        || ModuleInfo {
+            kind: clip(kind),
+            state: "unknown".to_owned(),
+            reason: String::new(),
+            config_fingerprint: String::new(),
+            expected_interval_ms: 0,
+            version: (String::new(), 0),
+            last_report_unix_ms: 0,
+            configs: Vec::new(),
+        },
+        dropped,
+    )
 }

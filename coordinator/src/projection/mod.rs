@@ -3,24 +3,30 @@
 //! to byte-identical rows, whose sha256 is the digest `rebuild` compares.
 
 pub mod alerts;
+pub mod bounds;
 pub mod commands;
 mod coordinators;
 mod host;
+mod prune;
 mod runbooks;
+mod seq;
 
 pub use alerts::{AlertRecord, Alerts, Liveness, NotificationRecord};
 pub use commands::CommandRecord;
 pub use coordinators::{CoordinatorState, LeadershipChange};
-pub use host::{DiskState, HostState, ModuleInfo, SeqTrack};
+pub use host::{DiskState, HostState, ModuleInfo};
 pub use runbooks::{
     BackupFailure, BackupJob, BackupSuccess, HealthState, Incident, JanitorState, Runbooks,
     SentinelView,
 };
+pub use seq::SeqTrack;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use opsfleet_proto::api::SeqRange;
+use opsfleet_proto::api::{SeqRange, Truncated};
+use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::{EventEnvelope, COORDINATOR_MODULE};
+use prune::PruneIndex;
 use sha2::{Digest, Sha256};
 
 /// Prefix of the projection row of one host.
@@ -66,8 +72,20 @@ pub struct Fleet {
     commands: BTreeMap<String, CommandRecord>,
     /// Alerts and liveness verdicts (the alert engine's own events).
     alerts: Alerts,
-    /// Row keys changed since the last `take_dirty_rows`.
+    /// Row keys changed (or removed) since the last `take_dirty_rows`.
     dirty: BTreeSet<String>,
+    /// Command and alert records that may be pruned, per host: derived, never stored.
+    prunable_commands: PruneIndex,
+    prunable_alerts: PruneIndex,
+}
+
+/// The alert a coordinator body is about, if any.
+fn alert_id(body: &Body) -> Option<&str> {
+    match body {
+        Body::AlertTransition(t) => Some(&t.alert_id),
+        Body::NotificationSent(n) => Some(&n.alert_id),
+        _ => None,
+    }
 }
 
 impl Fleet {
@@ -80,23 +98,71 @@ impl Fleet {
         let verdict = self.apply_to_origin(ev);
         if verdict.is_accepted() {
             if let Some(id) = commands::command_id(&ev.body) {
-                let id = id.to_owned();
-                commands::apply(self.commands.entry(id.clone()).or_default(), ev);
-                self.dirty.insert(format!("{COMMAND_ROW_PREFIX}{id}"));
+                self.apply_command(id, ev);
             }
             if ev.module == COORDINATOR_MODULE {
-                match self.alerts.apply(ev) {
-                    Some(alerts::Changed::Alert(id)) => {
-                        self.dirty.insert(format!("{ALERT_ROW_PREFIX}{id}"));
-                    }
-                    Some(alerts::Changed::Liveness(host)) => {
-                        self.dirty.insert(format!("{LIVENESS_ROW_PREFIX}{host}"));
-                    }
-                    None => {}
-                }
+                self.apply_alerts(ev);
             }
         }
         verdict
+    }
+
+    /// Folds a command body into its record, then keeps its owner within `COMMANDS_KEPT`
+    /// prunable records by dropping the oldest (counted in the owner's `truncated`).
+    fn apply_command(&mut self, id: &str, ev: &EventEnvelope) {
+        let record = self.commands.entry(id.to_owned()).or_default();
+        let before = prune::command_slot(id, record);
+        commands::apply(record, ev);
+        let after = prune::command_slot(id, record);
+        self.dirty.insert(format!("{COMMAND_ROW_PREFIX}{id}"));
+        let update = (self.prunable_commands).update(before, after, bounds::COMMANDS_KEPT);
+        let Some((owner, pruned)) = update else {
+            return;
+        };
+        for id in &pruned {
+            self.commands.remove(id);
+            self.dirty.insert(format!("{COMMAND_ROW_PREFIX}{id}"));
+        }
+        self.count_pruned(&owner, pruned.len(), |t| &mut t.commands);
+    }
+
+    /// Folds an alert engine event, then keeps the alert's host within `ALERTS_KEPT`
+    /// resolved alerts by dropping the oldest (counted in the host's `truncated`).
+    fn apply_alerts(&mut self, ev: &EventEnvelope) {
+        let before = alert_id(&ev.body)
+            .and_then(|id| Some((id, self.alerts.alerts.get(id)?)))
+            .and_then(|(id, r)| prune::alert_slot(id, r));
+        match self.alerts.apply(ev) {
+            Some(alerts::Changed::Alert(id)) => {
+                self.dirty.insert(format!("{ALERT_ROW_PREFIX}{id}"));
+                let after = (self.alerts.alerts.get(&id)).and_then(|r| prune::alert_slot(&id, r));
+                let update = (self.prunable_alerts).update(before, after, bounds::ALERTS_KEPT);
+                if let Some((owner, pruned)) = update {
+                    for id in &pruned {
+                        self.alerts.alerts.remove(id);
+                        self.dirty.insert(format!("{ALERT_ROW_PREFIX}{id}"));
+                    }
+                    self.count_pruned(&owner, pruned.len(), |t| &mut t.alerts);
+                }
+            }
+            Some(alerts::Changed::Liveness(host)) => {
+                self.dirty.insert(format!("{LIVENESS_ROW_PREFIX}{host}"));
+            }
+            None => {}
+        }
+    }
+
+    /// Counts `n` pruned records in `owner`'s host row. An owner without one (a coordinator
+    /// reporting on a command it never issued) has nowhere to show the count.
+    fn count_pruned(&mut self, owner: &str, n: usize, counter: fn(&mut Truncated) -> &mut u64) {
+        if n == 0 {
+            return;
+        }
+        if let Some(h) = self.hosts.get_mut(owner) {
+            let c = counter(&mut h.truncated);
+            *c = c.saturating_add(n as u64);
+            self.dirty.insert(format!("{HOST_ROW_PREFIX}{owner}"));
+        }
     }
 
     /// Dedups and folds an event into the state of the host or coordinator that sent it.
@@ -168,10 +234,14 @@ impl Fleet {
         self.hosts.is_empty()
     }
 
-    /// Rows changed since the last call, serialised, ascending by key.
+    /// Rows changed since the last call, serialised, ascending by key; a row removed since
+    /// (a pruned command or alert) comes with an empty value, which the store deletes.
     pub fn take_dirty_rows(&mut self) -> Vec<(String, Vec<u8>)> {
         let dirty = std::mem::take(&mut self.dirty);
-        dirty.into_iter().filter_map(|key| self.row(&key)).collect()
+        dirty
+            .into_iter()
+            .map(|key| self.row(&key).unwrap_or((key, Vec::new())))
+            .collect()
     }
 
     fn row(&self, key: &str) -> Option<(String, Vec<u8>)> {
@@ -239,10 +309,13 @@ impl Fleet {
         digest_rows(self.rows().iter().map(|(k, v)| (k.as_str(), v.as_slice())))
     }
 
-    /// Loads a fleet from stored rows (the inverse of `rows`).
+    /// Loads a fleet from stored rows (the inverse of `rows`; an empty value is no row).
     pub fn from_rows(rows: Vec<(String, Vec<u8>)>) -> Result<Self, RowError> {
         let mut fleet = Fleet::default();
         for (key, value) in rows {
+            if value.is_empty() {
+                continue;
+            }
             let bad = |source| RowError {
                 key: key.clone(),
                 source,
@@ -262,6 +335,16 @@ impl Fleet {
             } else if let Some(host) = key.strip_prefix(LIVENESS_ROW_PREFIX) {
                 let live: Liveness = serde_json::from_slice(&value).map_err(bad)?;
                 fleet.alerts.liveness.insert(host.to_owned(), live);
+            }
+        }
+        for (id, record) in &fleet.commands {
+            if let Some(slot) = prune::command_slot(id, record) {
+                fleet.prunable_commands.insert(slot);
+            }
+        }
+        for (id, record) in &fleet.alerts.alerts {
+            if let Some(slot) = prune::alert_slot(id, record) {
+                fleet.prunable_alerts.insert(slot);
             }
         }
         Ok(fleet)
@@ -285,5 +368,9 @@ pub fn digest_rows<'a>(rows: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> S
     hex::encode(hasher.finalize())
 }
 
+#[cfg(test)]
+mod caps_tests;
+#[cfg(test)]
+mod prune_tests;
 #[cfg(test)]
 mod tests;

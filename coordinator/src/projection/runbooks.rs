@@ -3,11 +3,16 @@
 //! version so that a late, gap-filling event never rolls state back, while counters count
 //! every accepted event once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use opsfleet_proto::api::Truncated;
 use opsfleet_proto::pb::{self, event::Body};
 use serde::{Deserialize, Serialize};
 
+use super::bounds::{
+    capped_entry, clip, BACKUP_JOBS_KEPT, HEALTH_CHECKS_KEPT, JANITOR_ROOTS_KEPT, LOG_FILES_KEPT,
+    SENTINELS_KEPT,
+};
 use super::host::Version;
 
 /// How many archive names per backup job the catalog keeps.
@@ -133,12 +138,69 @@ fn sentinel_name(status: i32) -> &'static str {
     }
 }
 
+fn incident<'m>(
+    map: &'m mut BTreeMap<String, Incident>,
+    path: &str,
+    version: &Version,
+    t: &mut Truncated,
+) -> Option<&'m mut Incident> {
+    let dropped = &mut t.log_files;
+    capped_entry(
+        map,
+        path,
+        LOG_FILES_KEPT,
+        version,
+        |i| &i.version,
+        Incident::default,
+        dropped,
+    )
+}
+
+fn health<'m>(
+    map: &'m mut BTreeMap<String, HealthState>,
+    check: &str,
+    version: &Version,
+    t: &mut Truncated,
+) -> Option<&'m mut HealthState> {
+    let (cap, dropped) = (HEALTH_CHECKS_KEPT, &mut t.health_checks);
+    capped_entry(
+        map,
+        check,
+        cap,
+        version,
+        |h| &h.version,
+        HealthState::default,
+        dropped,
+    )
+}
+
+fn backup_job<'m>(
+    map: &'m mut BTreeMap<String, BackupJob>,
+    job: &str,
+    version: &Version,
+    t: &mut Truncated,
+) -> Option<&'m mut BackupJob> {
+    let (cap, dropped) = (BACKUP_JOBS_KEPT, &mut t.backup_jobs);
+    capped_entry(
+        map,
+        job,
+        cap,
+        version,
+        |j| &j.version,
+        BackupJob::default,
+        dropped,
+    )
+}
+
 impl Runbooks {
-    /// Folds one body; returns false for bodies that are not about runbook modules.
-    pub fn apply(&mut self, version: &Version, at: i64, body: &Body) -> bool {
+    /// Folds one body; returns false for bodies that are not about runbook modules. A name
+    /// beyond its cap (`bounds.rs`) is dropped and counted in `truncated`.
+    pub fn apply(&mut self, version: &Version, at: i64, body: &Body, t: &mut Truncated) -> bool {
         match body {
             Body::LogMatch(m) => {
-                let inc = self.incidents.entry(m.path.clone()).or_default();
+                let Some(inc) = incident(&mut self.incidents, &m.path, version, t) else {
+                    return true;
+                };
                 inc.count += 1;
                 if inc.first_at_unix_ms == 0 || at < inc.first_at_unix_ms {
                     inc.first_at_unix_ms = at;
@@ -149,22 +211,26 @@ impl Runbooks {
                     inc.recent_at_unix_ms.remove(0);
                 }
                 if inc.version <= *version {
-                    inc.last_pattern = m.pattern.clone();
-                    inc.last_excerpt = m.excerpt.clone();
+                    inc.last_pattern = clip(&m.pattern);
+                    inc.last_excerpt = clip(&m.excerpt);
                     inc.last_at_unix_ms = at;
                     inc.version = version.clone();
                 }
             }
             Body::LogSuppressed(s) => {
-                self.incidents.entry(s.path.clone()).or_default().suppressed += s.count;
+                if let Some(inc) = incident(&mut self.incidents, &s.path, version, t) {
+                    inc.suppressed += s.count;
+                }
             }
             Body::Health(h) => {
-                let state = self.health.entry(h.check.clone()).or_default();
+                let Some(state) = health(&mut self.health, &h.check, version, t) else {
+                    return true;
+                };
                 if state.version <= *version {
                     *state = HealthState {
                         status: health_name(h.status).to_owned(),
-                        probe: h.probe.clone(),
-                        detail: h.detail.clone(),
+                        probe: clip(&h.probe),
+                        detail: clip(&h.detail),
                         consecutive_failures: h.consecutive_failures,
                         since_unix_ms: at,
                         version: version.clone(),
@@ -175,7 +241,9 @@ impl Runbooks {
                 // The heartbeat carries the current status of every probe; it confirms or
                 // corrects the state without moving `since` when nothing changed.
                 for s in &hb.health {
-                    let state = self.health.entry(s.check.clone()).or_default();
+                    let Some(state) = health(&mut self.health, &s.check, version, t) else {
+                        continue;
+                    };
                     if state.version <= *version {
                         let status = health_name(s.status);
                         if state.status != status {
@@ -188,7 +256,18 @@ impl Runbooks {
                 return false; // the host fold handles the rest of the heartbeat
             }
             Body::Sentinel(s) => {
-                let view = self.sentinels.entry(s.path.clone()).or_default();
+                let view = capped_entry(
+                    &mut self.sentinels,
+                    &s.path,
+                    SENTINELS_KEPT,
+                    version,
+                    |v: &SentinelView| &v.version,
+                    SentinelView::default,
+                    &mut t.sentinels,
+                );
+                let Some(view) = view else {
+                    return true;
+                };
                 if view.version <= *version {
                     *view = SentinelView {
                         status: sentinel_name(s.status).to_owned(),
@@ -201,64 +280,87 @@ impl Runbooks {
                 }
             }
             Body::BackupStarted(b) => {
-                let job = self.backups.entry(b.job.clone()).or_default();
+                let Some(job) = backup_job(&mut self.backups, &b.job, version, t) else {
+                    return true;
+                };
                 if job.version <= *version {
-                    job.running = Some(b.run_id.clone());
+                    job.running = Some(clip(&b.run_id));
                     job.version = version.clone();
                 }
             }
             Body::BackupProgress(_) => {}
             Body::BackupCompleted(b) => {
-                let job = self.backups.entry(b.job.clone()).or_default();
-                if !job.archives.contains(&b.archive) {
-                    job.archives.push(b.archive.clone());
+                let Some(job) = backup_job(&mut self.backups, &b.job, version, t) else {
+                    return true;
+                };
+                let archive = clip(&b.archive);
+                if !job.archives.contains(&archive) {
+                    job.archives.push(archive);
                     if job.archives.len() > ARCHIVES_KEPT {
                         job.archives.remove(0);
                     }
                 }
                 if job.version <= *version {
-                    if job.running.as_deref() == Some(b.run_id.as_str()) {
+                    if job.running.as_deref() == Some(clip(&b.run_id).as_str()) {
                         job.running = None;
                     }
                     job.last_success = Some(BackupSuccess {
-                        run_id: b.run_id.clone(),
-                        archive: b.archive.clone(),
+                        run_id: clip(&b.run_id),
+                        archive: clip(&b.archive),
                         size_bytes: b.size_bytes,
                         files: b.files,
                         duration_ms: b.duration_ms,
-                        sha256: b.sha256.clone(),
+                        sha256: clip(&b.sha256),
                         at_unix_ms: at,
                     });
                     job.version = version.clone();
                 }
             }
             Body::BackupFailed(b) => {
-                let job = self.backups.entry(b.job.clone()).or_default();
+                let Some(job) = backup_job(&mut self.backups, &b.job, version, t) else {
+                    return true;
+                };
                 if job.version <= *version {
-                    if job.running.as_deref() == Some(b.run_id.as_str()) {
+                    if job.running.as_deref() == Some(clip(&b.run_id).as_str()) {
                         job.running = None;
                     }
                     job.last_failure = Some(BackupFailure {
-                        run_id: b.run_id.clone(),
-                        reason: b.reason.clone(),
+                        run_id: clip(&b.run_id),
+                        reason: clip(&b.reason),
                         at_unix_ms: at,
                     });
                     job.version = version.clone();
                 }
             }
             Body::BackupPruned(p) => {
-                let job = self.backups.entry(p.job.clone()).or_default();
-                job.archives.retain(|a| !p.archives.contains(a));
+                let Some(job) = backup_job(&mut self.backups, &p.job, version, t) else {
+                    return true;
+                };
+                // A set: the list comes from the agent and may be long.
+                let gone: BTreeSet<&str> = p.archives.iter().map(String::as_str).collect();
+                job.archives.retain(|a| !gone.contains(a.as_str()));
                 job.pruned_archives += p.archives.len() as u64;
                 job.pruned_bytes += p.bytes_freed;
             }
             Body::RestoreCompleted(r) => {
-                self.backups.entry(r.job.clone()).or_default().last_restore =
-                    Some(format!("{} -> {}", r.archive, r.target));
+                if let Some(job) = backup_job(&mut self.backups, &r.job, version, t) {
+                    job.last_restore = Some(clip(&format!("{} -> {}", r.archive, r.target)));
+                }
             }
             Body::RestoreFailed(_) => {}
             Body::Janitor(j) => {
-                let state = self.janitor.entry(j.root.clone()).or_default();
+                let state = capped_entry(
+                    &mut self.janitor,
+                    &j.root,
+                    JANITOR_ROOTS_KEPT,
+                    &at,
+                    |s: &JanitorState| &s.last_at_unix_ms,
+                    JanitorState::default,
+                    &mut t.janitor_roots,
+                );
+                let Some(state) = state else {
+                    return true;
+                };
                 state.total_removed_files += if j.dry_run { 0 } else { j.removed_files };
                 state.total_bytes += if j.dry_run { 0 } else { j.bytes };
                 if state.last_at_unix_ms <= at {
@@ -275,163 +377,4 @@ impl Runbooks {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(seq: u64) -> Version {
-        ("inc".to_owned(), seq)
-    }
-
-    fn log(path: &str, excerpt: &str) -> Body {
-        Body::LogMatch(pb::LogMatch {
-            path: path.into(),
-            pattern: "error".into(),
-            excerpt: excerpt.into(),
-            lines: 1,
-            ..Default::default()
-        })
-    }
-
-    #[test]
-    fn incidents_count_every_match_and_keep_the_newest_excerpt() {
-        let mut r = Runbooks::default();
-        r.apply(&v(1), 10, &log("/var/log/app.log", "ERROR one"));
-        r.apply(&v(3), 30, &log("/var/log/app.log", "ERROR three"));
-        r.apply(&v(2), 20, &log("/var/log/app.log", "ERROR two (late)"));
-        r.apply(
-            &v(4),
-            40,
-            &Body::LogSuppressed(pb::LogSuppressed {
-                path: "/var/log/app.log".into(),
-                count: 17,
-                since_unix_ms: 35,
-            }),
-        );
-        let inc = &r.incidents["/var/log/app.log"];
-        assert_eq!((inc.count, inc.suppressed), (3, 17));
-        assert_eq!(inc.last_excerpt, "ERROR three");
-        assert_eq!((inc.first_at_unix_ms, inc.last_at_unix_ms), (10, 30));
-        assert_eq!(inc.recent_at_unix_ms, [10, 20, 30]);
-    }
-
-    #[test]
-    fn health_transitions_and_heartbeat_summaries() {
-        let mut r = Runbooks::default();
-        r.apply(
-            &v(1),
-            100,
-            &Body::Health(pb::HealthCheck {
-                check: "api".into(),
-                probe: "http".into(),
-                status: pb::HealthStatus::Failed as i32,
-                detail: "503".into(),
-                consecutive_failures: 3,
-                ..Default::default()
-            }),
-        );
-        assert_eq!(r.health["api"].status, "failed");
-        assert_eq!(r.health["api"].since_unix_ms, 100);
-        // A heartbeat that agrees keeps `since`; one that disagrees corrects the status.
-        let hb = |status: pb::HealthStatus| {
-            Body::Heartbeat(pb::Heartbeat {
-                health: vec![pb::HealthSummary {
-                    check: "api".into(),
-                    status: status as i32,
-                }],
-                ..Default::default()
-            })
-        };
-        assert!(!r.apply(&v(2), 200, &hb(pb::HealthStatus::Failed)));
-        assert_eq!(r.health["api"].since_unix_ms, 100);
-        r.apply(&v(3), 300, &hb(pb::HealthStatus::Ready));
-        assert_eq!(r.health["api"].status, "ready");
-    }
-
-    #[test]
-    fn backup_catalog_follows_runs_and_pruning() {
-        let mut r = Runbooks::default();
-        let started = |run: &str| {
-            Body::BackupStarted(pb::BackupStarted {
-                job: "db".into(),
-                run_id: run.into(),
-                sources: vec![],
-            })
-        };
-        let done = |run: &str, archive: &str| {
-            Body::BackupCompleted(pb::BackupCompleted {
-                job: "db".into(),
-                run_id: run.into(),
-                archive: archive.into(),
-                size_bytes: 10,
-                files: 2,
-                ..Default::default()
-            })
-        };
-        r.apply(&v(1), 1, &started("r1"));
-        assert_eq!(r.backups["db"].running.as_deref(), Some("r1"));
-        r.apply(&v(2), 2, &done("r1", "db-1.tar.zst"));
-        r.apply(&v(3), 3, &started("r2"));
-        r.apply(
-            &v(4),
-            4,
-            &Body::BackupFailed(pb::BackupFailed {
-                job: "db".into(),
-                run_id: "r2".into(),
-                reason: "disk full".into(),
-            }),
-        );
-        r.apply(&v(5), 5, &done("r3", "db-3.tar.zst"));
-        r.apply(
-            &v(6),
-            6,
-            &Body::BackupPruned(pb::BackupPruned {
-                job: "db".into(),
-                archives: vec!["db-1.tar.zst".into()],
-                bytes_freed: 10,
-            }),
-        );
-        let job = &r.backups["db"];
-        assert_eq!(job.running, None);
-        assert_eq!(job.archives, ["db-3.tar.zst"]);
-        assert_eq!((job.pruned_archives, job.pruned_bytes), (1, 10));
-        assert_eq!(
-            job.last_success.as_ref().map(|s| s.run_id.as_str()),
-            Some("r3")
-        );
-        assert_eq!(
-            job.last_failure.as_ref().map(|f| f.reason.as_str()),
-            Some("disk full")
-        );
-    }
-
-    #[test]
-    fn sentinel_and_janitor() {
-        let mut r = Runbooks::default();
-        r.apply(
-            &v(1),
-            5,
-            &Body::Sentinel(pb::SentinelState {
-                path: "/run/app/heartbeat".into(),
-                status: pb::SentinelStatus::Missing as i32,
-                ..Default::default()
-            }),
-        );
-        assert_eq!(r.sentinels["/run/app/heartbeat"].status, "missing");
-        let report = |files, dry_run| {
-            Body::Janitor(pb::JanitorReport {
-                root: "/srv/runs".into(),
-                dry_run,
-                removed_files: files,
-                bytes: files * 100,
-                ..Default::default()
-            })
-        };
-        r.apply(&v(2), 6, &report(3, true));
-        r.apply(&v(3), 7, &report(4, false));
-        let j = &r.janitor["/srv/runs"];
-        assert_eq!(
-            (j.total_removed_files, j.total_bytes, j.last_removed_files),
-            (4, 400, 4)
-        );
-    }
-}
+mod tests;

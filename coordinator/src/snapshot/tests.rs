@@ -229,6 +229,93 @@ fn a_store_written_before_snapshots_loads_its_rows_as_current() {
     assert_eq!(loaded.fleet.digest(), fleet.digest());
 }
 
+/// A flooding host's log: ever-new incarnations, and commands finished beyond the ledger's
+/// cap (so snapshots delete pruned command rows).
+fn capped_stream() -> Vec<EventEnvelope> {
+    use crate::projection::bounds::{COMMANDS_KEPT, INCARNATIONS_KEPT};
+    let mut out = Vec::new();
+    for i in 0..(INCARNATIONS_KEPT as u8 * 3) {
+        out.push(event("flood-01", i + 1, 3));
+    }
+    let command = |host: &str, seq: u64, module: &str, body: Body| EventEnvelope {
+        id: Uuid::from_u128(0xc0de_0000_0000 + seq as u128 + ((host.len() as u128) << 40)),
+        host: host.to_owned(),
+        seq,
+        time_unix_ms: 1_790_000_000_000 + seq as i64,
+        module: module.to_owned(),
+        incarnation: inc(200),
+        body,
+    };
+    for i in 0..(COMMANDS_KEPT as u64 + 20) {
+        let id = format!("c{i:04}");
+        out.push(command(
+            "blue",
+            i + 1,
+            opsfleet_proto::COORDINATOR_MODULE,
+            Body::CommandIssued(pb::CommandIssued {
+                command_id: id.clone(),
+                target: "flood-01".to_owned(),
+                epoch: 1,
+                action: "noop".to_owned(),
+                deadline_unix_ms: 1_790_000_900_000,
+                ..Default::default()
+            }),
+        ));
+        out.push(command(
+            "flood-01",
+            i + 1,
+            "agent",
+            Body::CommandCompleted(pb::CommandCompleted {
+                command_id: id,
+                detail: "ok".to_owned(),
+            }),
+        ));
+    }
+    out
+}
+
+#[test]
+fn pruned_rows_are_deleted_by_snapshots_and_a_reload_equals_the_refold() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("c.sled")).unwrap();
+    let events = capped_stream();
+    let mut fleet = Fleet::new();
+    let mut policy = SnapshotPolicy::new(3, Duration::from_secs(3600));
+    let mut next = 1;
+    for batch in events.chunks(11) {
+        ingest(
+            &store,
+            &mut fleet,
+            &mut policy,
+            &mut next,
+            batch,
+            Instant::now(),
+        );
+    }
+    let h = fleet.host("flood-01").unwrap();
+    assert!(
+        h.truncated.incarnations > 0 && h.truncated.commands > 0,
+        "{:?}",
+        h.truncated
+    );
+    let loaded = load_fleet(&store).unwrap();
+    let (refold, _) = rebuild::fold_log(&store).unwrap();
+    assert_eq!(loaded.fleet.rows(), refold.rows());
+    assert_eq!(loaded.fleet.rows(), fleet.rows());
+    assert!(rebuild::rebuild(&store, false).unwrap().matches);
+    // The stored rows hold no pruned command once a snapshot covers everything.
+    let rows = fleet.take_dirty_rows();
+    store
+        .commit(&Commit {
+            rows,
+            applied_stream_seq: next - 1,
+            snapshot: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(store.rows().unwrap(), fleet.rows());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 

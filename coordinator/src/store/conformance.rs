@@ -47,6 +47,16 @@ fn suite(store: &dyn EventStore) {
         ]
     );
 
+    // An empty value deletes its row (a pruned command); deleting a missing row is fine.
+    store
+        .commit(&commit_of(5..=5, &[("host/b", ""), ("cmd/x", "")]))
+        .unwrap();
+    assert_eq!(
+        store.rows().unwrap(),
+        vec![("host/a".to_owned(), b"3".to_vec())]
+    );
+    store.commit(&commit_of(5..=5, &[("host/b", "2")])).unwrap();
+
     // Re-committing stored entries (crash between flush and ack) is idempotent.
     store.commit(&commit_of(5..=5, &[])).unwrap();
     assert_eq!(store.log_len().unwrap(), 5);

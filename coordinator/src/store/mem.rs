@@ -52,7 +52,13 @@ impl EventStore for MemStore {
         inner
             .log
             .extend(commit.log.iter().map(|(s, b)| (*s, b.to_vec())));
-        inner.rows.extend(commit.rows.iter().cloned());
+        for (key, value) in &commit.rows {
+            if value.is_empty() {
+                inner.rows.remove(key);
+            } else {
+                inner.rows.insert(key.clone(), value.clone());
+            }
+        }
         inner.applied = commit.applied_stream_seq;
         if commit.snapshot {
             inner.rows_at = Some(commit.applied_stream_seq);

@@ -29,7 +29,7 @@ pub type LogIter<'a> = Box<dyn Iterator<Item = Result<(u64, Vec<u8>), StoreError
 pub struct Commit {
     /// `(stream_seq, wire bytes)`, ascending by stream_seq.
     pub log: Vec<(u64, bytes::Bytes)>,
-    /// Projection rows to upsert, by key.
+    /// Projection rows to upsert, by key; an empty value deletes the row.
     pub rows: Vec<(String, Vec<u8>)>,
     /// Highest stream sequence this commit accounts for.
     pub applied_stream_seq: u64,

@@ -154,7 +154,11 @@ impl EventStore for SledStore {
             batch.insert(&log_key(seq)[..], bytes.as_ref());
         }
         for (key, value) in &commit.rows {
-            batch.insert(row_key(key), value.as_slice());
+            if value.is_empty() {
+                batch.remove(row_key(key));
+            } else {
+                batch.insert(row_key(key), value.as_slice());
+            }
         }
         if commit.snapshot {
             batch.insert(ROWS_AT, &commit.applied_stream_seq.to_be_bytes()[..]);
