@@ -487,7 +487,8 @@ async fn real_binaries_work_under_their_credentials() {
             others.join("\n")
         );
         ensure!(
-            bobs.iter().any(|l| l.contains("ops.api.as.alice.operator.command")),
+            bobs.iter()
+                .any(|l| l.contains("ops.api.as.alice.operator.command")),
             "bob's attempt was not logged"
         );
         Ok(())
