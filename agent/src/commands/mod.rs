@@ -30,13 +30,16 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{AgentConfig, AGENT_MODULE};
+use crate::config::{fs_resolve, AgentConfig, HostPolicy, AGENT_MODULE};
 use crate::control::ControlHandle;
 use crate::outbox::{unix_ms, NewEvent, Outbox, OutboxError};
 use crate::runner::{RunOutput, StatusBoard};
 use crate::telemetry;
 
-pub use decide::{action_name, decide, validate, Catalog, Outcome, Verdict, STALE_EPOCH};
+pub use decide::{
+    action_name, check_policy, deadline_problem, decide, validate, Catalog, Outcome, Verdict,
+    CLOCK_SKEW_MS, MAX_DEADLINE_AHEAD_MS, STALE_EPOCH,
+};
 pub use exec::Execution;
 pub use ledger::{Ledger, Status};
 
@@ -78,6 +81,8 @@ pub struct CommandHandler {
     status: StatusBoard,
     config: Arc<AgentConfig>,
     catalog: Catalog,
+    /// `[policy]` of the config file (restore targets).
+    policy: HostPolicy,
     ledger: Ledger,
     /// How long a drain waits for the outbox to empty.
     pub drain_wait: Duration,
@@ -106,6 +111,7 @@ impl CommandHandler {
             detached_rx,
             host: outbox.host().to_owned(),
             catalog: Catalog::from_config(&config),
+            policy: HostPolicy::from_config(&config),
             outbox,
             notify,
             control,
@@ -189,7 +195,8 @@ impl CommandHandler {
         let action = cmd.action.as_ref();
         let seen = self.ledger.status(&cmd.id).is_some();
         let highest = self.ledger.highest_epoch();
-        let valid = validate(action, &self.catalog);
+        let valid = validate(action, &self.catalog)
+            .and_then(|()| check_policy(action, &self.policy, &fs_resolve));
         let now = unix_ms(SystemTime::now());
         let verdict = decide(&self.host, &cmd, highest, seen, now, valid);
         let id = cmd.id.as_str();
