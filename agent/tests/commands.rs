@@ -343,13 +343,20 @@ async fn a_command_interrupted_by_a_restart_is_reported_failed() {
     {
         std::fs::create_dir_all(&cfg.data_dir).expect("data dir");
         let outbox = Outbox::open(&cfg.sled_path(), HOST, 10_000).expect("outbox");
-        let accepted = StateWrite {
+        let row = |id: &str, value: String| StateWrite {
             module: "agent".into(),
-            key: "cmd/half-done".into(),
-            value: Some(b"accepted 1".to_vec()),
+            key: format!("cmd/{id}"),
+            value: Some(value.into_bytes()),
         };
+        // Besides the interrupted command: a finished one older than any deadline can be
+        // (pruned with the next record) and a recent one (kept).
+        let rows = vec![
+            row("half-done", "accepted 1".to_owned()),
+            row("ancient", "completed 1".to_owned()),
+            row("recent", format!("completed {}", soon() - 60_000)),
+        ];
         outbox
-            .append_with_state(Vec::new(), vec![accepted])
+            .append_with_state(Vec::new(), rows)
             .await
             .expect("seed");
     }
@@ -362,5 +369,18 @@ async fn a_command_interrupted_by_a_restart_is_reported_failed() {
             })
         })
         .await;
+    let rows: Vec<String> = agent
+        .outbox
+        .module_state("agent")
+        .expect("state")
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("cmd/"))
+        .collect();
+    assert_eq!(
+        rows,
+        ["cmd/half-done", "cmd/recent"],
+        "the ancient row is pruned"
+    );
     agent.stop().await;
 }

@@ -41,7 +41,10 @@ pub use decide::{
     CLOCK_SKEW_MS, MAX_DEADLINE_AHEAD_MS, STALE_EPOCH,
 };
 pub use exec::Execution;
-pub use ledger::{Ledger, Status};
+pub use ledger::{Ledger, Status, LEDGER_KEEP_MS};
+
+/// How often the ledger is pruned (on the next record after this much time).
+const PRUNE_EVERY_MS: i64 = 3600 * 1000;
 
 /// Reason of the `command_failed` for a command the agent stopped in the middle of.
 pub const RESTARTED: &str = "agent restarted before the command finished";
@@ -84,6 +87,8 @@ pub struct CommandHandler {
     /// `[policy]` of the config file (restore targets).
     policy: HostPolicy,
     ledger: Ledger,
+    /// When the ledger is next pruned (its deletions ride along with the next record).
+    next_prune_ms: i64,
     /// How long a drain waits for the outbox to empty.
     pub drain_wait: Duration,
     /// Results of commands run in the background (backup runs, which may take long and must
@@ -118,6 +123,7 @@ impl CommandHandler {
             status,
             config,
             ledger,
+            next_prune_ms: 0,
             drain_wait: Duration::from_secs(30),
         })
     }
@@ -149,7 +155,15 @@ impl CommandHandler {
         epoch: u64,
     ) -> Result<(), CommandError> {
         let now = unix_ms(SystemTime::now());
-        let writes = self.ledger.writes(id, status, epoch, now);
+        let mut writes = self.ledger.writes(id, status, epoch, now);
+        let pruned = if now >= self.next_prune_ms {
+            let mut ids = self.ledger.prunable(now);
+            ids.retain(|p| p != id);
+            writes.extend(Ledger::prune_writes(&ids));
+            ids
+        } else {
+            Vec::new()
+        };
         let ev = NewEvent {
             module: AGENT_MODULE.to_owned(),
             time_unix_ms: now,
@@ -162,7 +176,18 @@ impl CommandHandler {
                 id: id.to_owned(),
                 source: Box::new(source),
             })?;
-        self.ledger.commit(id, status, epoch);
+        self.ledger.commit(id, status, epoch, now);
+        if now >= self.next_prune_ms {
+            self.ledger.forget(&pruned);
+            self.next_prune_ms = now.saturating_add(PRUNE_EVERY_MS);
+            if !pruned.is_empty() {
+                info!(
+                    pruned = pruned.len(),
+                    kept = self.ledger.len(),
+                    "command ledger pruned"
+                );
+            }
+        }
         self.notify.notify_one();
         Ok(())
     }
@@ -287,7 +312,7 @@ impl CommandHandler {
             state: self.ledger.writes(id, status, 0, now),
         };
         if self.control.emit(output).await.is_ok() {
-            self.ledger.commit(id, status, 0);
+            self.ledger.commit(id, status, 0, now);
             return Ok(());
         }
         self.record(id, last, status, 0).await

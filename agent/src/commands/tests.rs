@@ -269,7 +269,7 @@ fn ledger_round_trips_and_lists_unfinished_ids() {
             entries.retain(|(k, _): &(String, Vec<u8>)| *k != w.key);
             entries.push((w.key, w.value.unwrap_or_default()));
         }
-        ledger.commit(id, status, epoch);
+        ledger.commit(id, status, epoch, NOW);
     }
     entries.push(("cmd/bad".to_owned(), b"weird".to_vec()));
     let (loaded, bad) = Ledger::from_entries(entries);
@@ -281,6 +281,57 @@ fn ledger_round_trips_and_lists_unfinished_ids() {
         ledger.writes("d", Status::Rejected, 1, NOW).len() == 1,
         "a lower epoch is never written"
     );
+}
+
+#[test]
+fn finished_ids_are_pruned_once_no_deadline_can_be_pending() {
+    let hour = 3_600_000;
+    let rows = [
+        (
+            "old-done",
+            format!("completed {}", NOW - LEDGER_KEEP_MS - 1),
+        ),
+        (
+            "old-rejected",
+            format!("rejected {}", NOW - LEDGER_KEEP_MS - hour),
+        ),
+        (
+            "old-running",
+            format!("accepted {}", NOW - 30 * LEDGER_KEEP_MS),
+        ),
+        ("edge", format!("failed {}", NOW - LEDGER_KEEP_MS)),
+        ("fresh", format!("expired {}", NOW - hour)),
+        ("no-time", "completed".to_owned()),
+    ];
+    let entries = rows
+        .iter()
+        .map(|(id, v)| (format!("cmd/{id}"), v.clone().into_bytes()))
+        .collect();
+    let (mut ledger, bad) = Ledger::from_entries(entries);
+    assert!(bad.is_empty());
+    let gone = ledger.prunable(NOW);
+    assert_eq!(gone, ["no-time", "old-done", "old-rejected"]);
+    let writes = Ledger::prune_writes(&gone);
+    assert!(writes
+        .iter()
+        .all(|w| w.value.is_none() && w.key.starts_with("cmd/")));
+    ledger.forget(&gone);
+    assert_eq!(ledger.len(), 3);
+    assert_eq!(
+        ledger.status("old-running"),
+        Some(Status::Accepted),
+        "never pruned"
+    );
+    assert!(ledger.prunable(NOW).is_empty());
+    assert_eq!(ledger.prunable(NOW + 1), ["edge"]);
+    // A fresh row is kept for the whole window, then goes.
+    ledger.commit("new", Status::Completed, 0, NOW);
+    assert!(!ledger
+        .prunable(NOW + LEDGER_KEEP_MS)
+        .contains(&"new".to_owned()));
+    assert!(ledger
+        .prunable(NOW + LEDGER_KEEP_MS + 1)
+        .contains(&"new".to_owned()));
 }
 
 proptest! {
@@ -310,7 +361,7 @@ proptest! {
                     Outcome::Expired => Status::Expired,
                     _ => Status::Rejected,
                 };
-                ledger.commit(&id, status, v.highest_epoch);
+                ledger.commit(&id, status, v.highest_epoch, NOW);
             }
             highest_before = ledger.highest_epoch();
             prop_assert!(n < 1000);
