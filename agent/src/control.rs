@@ -14,8 +14,11 @@
 //!   (the operator edited the file after the push). A record of a module no longer in the file
 //!   is deleted.
 //! * reconfigure validates with the config file's checks (every problem), requires the same
-//!   `name`, swaps the module instance (handing it the module's persisted state when the kind
-//!   is unchanged) and keeps the run state. A config equal to the file's clears the override.
+//!   `name`, checks a claimed fingerprint against the config's own and the host's `[policy]`
+//!   (`HostPolicy`, for the request's `Surface`), swaps the module instance (handing it the
+//!   module's persisted state when the kind is unchanged) and keeps the run state. A config
+//!   equal to the file's clears the override. A persisted override the policy now refuses is
+//!   dropped at start (the file wins).
 //!
 //! This file owns what the handle and the controller share (replies, errors, requests, the
 //! controller's state); `state` owns the run states and their rules, `handle` the
@@ -32,7 +35,7 @@ use opsfleet_proto::pb;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::ModuleConfig;
+use crate::config::{HostPolicy, ModuleConfig, Surface};
 use crate::modules::HealthBoard;
 use crate::outbox::{unix_ms, NewEvent, Outbox, OutboxError};
 use crate::runner::{ModuleEntry, RunOutput, StatusBoard, Trigger};
@@ -53,6 +56,36 @@ pub struct ControlReply {
     pub changed: bool,
 }
 
+/// Where a reconfiguration comes from, and the fingerprint its sender claims for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub surface: Surface,
+    /// The issuer's fingerprint of the config (`config_apply` / `config_rollback`); the
+    /// agent recomputes it and refuses a mismatch (rule `fingerprint`).
+    pub claimed_fingerprint: Option<String>,
+}
+
+impl Origin {
+    /// A command; `claimed` is the command's fingerprint (empty = none claimed).
+    pub fn command(claimed: &str) -> Self {
+        Origin {
+            surface: Surface::Command,
+            claimed_fingerprint: (!claimed.is_empty()).then(|| claimed.to_owned()),
+        }
+    }
+
+    /// The admin HTTP routes.
+    pub fn admin() -> Self {
+        Origin {
+            surface: Surface::Admin,
+            claimed_fingerprint: None,
+        }
+    }
+}
+
+/// Rule name of a fingerprint mismatch (in `config_rejected.rules`).
+pub const FINGERPRINT_RULE: &str = "fingerprint";
+
 /// Why a control request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -72,6 +105,9 @@ pub enum ControlError {
         module: String,
         /// (key relative to the module entry, reason), every problem found.
         problems: Vec<(String, String)>,
+        /// The host rules broken (`policy.log_paths`, `fingerprint`); empty for plain
+        /// config problems.
+        rules: Vec<String>,
     },
     #[error("cannot persist the control state of module {module}")]
     Store {
@@ -98,7 +134,7 @@ enum Op {
         action: Action,
         reason: String,
     },
-    Reconfigure(Box<ModuleConfig>),
+    Reconfigure(Box<ModuleConfig>, Origin),
     /// A config that did not even parse: rejected with these problems.
     Reject {
         problems: Vec<(String, String)>,
@@ -143,6 +179,8 @@ pub(crate) struct Controller {
     health: HealthBoard,
     events: mpsc::Sender<RunOutput>,
     modules: Vec<Controlled>,
+    /// The host's `[policy]` and its config file's own paths, kinds and probes.
+    policy: Arc<HostPolicy>,
 }
 
 /// A module config as the TOML of one `[[modules]]` entry (what `config rollback` sends
@@ -174,6 +212,8 @@ fn state_event(
     }
 }
 
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod run_now_tests;
 #[cfg(test)]

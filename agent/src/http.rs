@@ -1,23 +1,28 @@
 //! The agent's HTTP endpoint (axum, `[http]`): `/healthz` (the process answers), `/readyz`
 //! (NATS connected and the outbox below its bound), `/metrics` (Prometheus text from the
-//! installed recorder) and, when admin is enabled, `POST /modules/<name>/<action>` with action
-//! pause | resume | disable | enable | reconfigure (body: the module's TOML entry), replying JSON.
+//! installed recorder) on TCP. The admin routes (`POST /modules/<name>/<action>`, `admin`) are
+//! served on a 0600 Unix socket (`socket`) and on TCP only with `[http] admin_tcp`, behind a
+//! bearer token, a Host check and no browser Origin.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::get;
+use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::control::{Action, ControlError, ControlHandle, ControlReply};
 use crate::outbox::Outbox;
+
+mod admin;
+mod socket;
+
+pub use admin::{admin_router, host_allowed, load_token, tcp_refusal, AdminTcp, TcpGuard};
+pub use socket::{bind_admin_socket, serve_admin_socket, AdminSocket};
 
 /// Why the HTTP endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,26 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot create the admin socket {}: {reason}", path.display())]
+    Socket {
+        path: std::path::PathBuf,
+        reason: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    #[error("admin socket server on {} failed", path.display())]
+    SocketServe {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot use the admin token file {}: {reason}", path.display())]
+    Token {
+        path: std::path::PathBuf,
+        reason: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
 }
 
 /// What the routes read.
@@ -48,20 +73,22 @@ pub struct HttpState {
     pub nats_connected: Arc<dyn Fn() -> bool + Send + Sync>,
     /// Renders `/metrics`; `None` answers 503.
     pub metrics: Option<PrometheusHandle>,
-    /// Admin routes are served only when this is set.
-    pub control: Option<ControlHandle>,
+    /// The admin routes on this TCP listener too (`[http] admin_tcp`), behind the guard.
+    pub admin: Option<AdminTcp>,
 }
 
-/// The routes over `state`.
+/// The routes over `state`: the public three, and the guarded admin routes when asked.
 pub fn router(state: HttpState) -> Router {
-    let mut r = Router::new()
+    let admin = state.admin.clone();
+    let r = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
-    if state.control.is_some() {
-        r = r.route("/modules/{name}/{action}", post(admin));
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    match admin {
+        Some(a) => r.merge(admin_router(a.control, Some(a.guard))),
+        None => r,
     }
-    r.with_state(state)
 }
 
 /// Binds `addr` (port 0 picks one) and returns the listener and its real address.
@@ -94,7 +121,7 @@ pub async fn serve_tls(
     let addr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    info!(%addr, admin = state.control.is_some(), tls = tls.is_some(), "http endpoint listening");
+    info!(%addr, admin_tcp = state.admin.is_some(), tls = tls.is_some(), "http endpoint listening");
     opsfleet_bus::https::serve(listener, tls, router(state), cancel.cancelled_owned())
         .await
         .map_err(|source| HttpError::Serve { addr, source })
@@ -154,71 +181,7 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     }
 }
 
-#[derive(Serialize)]
-struct AdminError {
-    error: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    problems: Vec<Problem>,
-}
-
-#[derive(Serialize)]
-struct Problem {
-    key: String,
-    reason: String,
-}
-
-fn error_reply(code: StatusCode, error: String, problems: Vec<(String, String)>) -> Response {
-    let problems = problems
-        .into_iter()
-        .map(|(key, reason)| Problem { key, reason })
-        .collect();
-    (code, Json(AdminError { error, problems })).into_response()
-}
-
-async fn admin(
-    State(s): State<HttpState>,
-    Path((name, action)): Path<(String, String)>,
-    body: String,
-) -> Response {
-    let Some(control) = &s.control else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let res: Result<ControlReply, ControlError> = if action == "reconfigure" {
-        control.reconfigure_toml(&name, &body).await
-    } else {
-        match Action::parse(&action) {
-            Some(a) => control.act(&name, a, "http admin").await,
-            None => {
-                return error_reply(
-                    StatusCode::NOT_FOUND,
-                    format!(
-                    "unknown action {action:?}; one of pause, resume, disable, enable, reconfigure"
-                ),
-                    Vec::new(),
-                )
-            }
-        }
-    };
-    match res {
-        Ok(reply) => (StatusCode::OK, Json(reply)).into_response(),
-        Err(e) => {
-            let code = match &e {
-                ControlError::UnknownModule { .. } => StatusCode::NOT_FOUND,
-                ControlError::Conflict { .. } => StatusCode::CONFLICT,
-                ControlError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                ControlError::Store { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-                ControlError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
-                ControlError::RunFailed { .. } => StatusCode::CONFLICT,
-            };
-            let message = e.to_string();
-            let problems = match e {
-                ControlError::Rejected { problems, .. } => problems,
-                _ => Vec::new(),
-            };
-            error_reply(code, message, problems)
-        }
-    }
-}
-
+#[cfg(test)]
+mod admin_tests;
 #[cfg(test)]
 mod tests;

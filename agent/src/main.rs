@@ -254,10 +254,8 @@ async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     )
     .context("cannot start the command handler")?;
     let http = match &cfg.http {
-        Some(http_cfg) => {
-            Some(start_http(http_cfg, &cfg, &outbox, &client, &runner, &cancel).await?)
-        }
-        None => None,
+        Some(http_cfg) => start_http(http_cfg, &cfg, &outbox, &client, &runner, &cancel).await?,
+        None => Vec::new(),
     };
     let runner = tokio::spawn(runner.run(cancel.clone()));
     let commands = tokio::spawn(commands.run(js, cancel.clone()));
@@ -271,8 +269,8 @@ async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     if let Err(e) = runner.await {
         warn!(host, error = %e, "module runner ended abnormally");
     }
-    if let Some(http) = http {
-        match http.await {
+    for server in http {
+        match server.await {
             Ok(Err(e)) => {
                 warn!(host, error = %e, cause = ?std::error::Error::source(&e), "http endpoint failed")
             }
@@ -304,8 +302,9 @@ async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds `[http] listen` (failing the start when it cannot) and serves /healthz, /readyz,
-/// /metrics and, when enabled, the admin routes until `cancel`.
+/// Binds `[http] listen` and the admin socket (failing the start when either cannot be) and
+/// serves /healthz, /readyz, /metrics (plus the guarded admin routes with `admin_tcp`) on TCP
+/// and the admin routes on the socket, until `cancel`.
 async fn start_http(
     http_cfg: &HttpConfig,
     cfg: &AgentConfig,
@@ -313,7 +312,7 @@ async fn start_http(
     client: &async_nats::Client,
     runner: &Runner,
     cancel: &CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<Result<(), HttpError>>> {
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<Result<(), HttpError>>>> {
     let metrics = match opsfleet_agent::telemetry::install() {
         Ok(h) => Some(h),
         Err(e) => {
@@ -321,6 +320,14 @@ async fn start_http(
             None
         }
     };
+    let token = match (&http_cfg.admin_token_file, http_cfg.admin_tcp) {
+        (Some(path), true) => Some(opsfleet_agent::http::load_token(path)?),
+        _ => None,
+    };
+    let tls = opsfleet_agent::http::tls_acceptor(http_cfg)?;
+    let (listener, addr) = opsfleet_agent::http::bind(http_cfg.listen).await?;
+    let socket_path = http_cfg.admin_socket_path(&cfg.data_dir);
+    let socket = opsfleet_agent::http::bind_admin_socket(&socket_path)?;
     let nats = client.clone();
     let state = HttpState {
         outbox: outbox.clone(),
@@ -329,17 +336,25 @@ async fn start_http(
             nats.connection_state() == async_nats::connection::State::Connected
         }),
         metrics,
-        control: http_cfg.admin_enabled().then(|| runner.control()),
+        admin: token.map(|t| opsfleet_agent::http::AdminTcp {
+            control: runner.control(),
+            guard: opsfleet_agent::http::TcpGuard::new(t, addr),
+        }),
     };
-    let tls = opsfleet_agent::http::tls_acceptor(http_cfg)?;
-    let (listener, addr) = opsfleet_agent::http::bind(http_cfg.listen).await?;
-    info!(%addr, admin = http_cfg.admin_enabled(), tls = tls.is_some(), "http endpoint bound");
-    Ok(tokio::spawn(opsfleet_agent::http::serve_tls(
-        listener,
-        tls,
-        state,
-        cancel.clone(),
-    )))
+    info!(%addr, admin_tcp = state.admin.is_some(), admin_socket = %socket_path.display(), tls = tls.is_some(), "http endpoint bound");
+    Ok(vec![
+        tokio::spawn(opsfleet_agent::http::serve_tls(
+            listener,
+            tls,
+            state,
+            cancel.clone(),
+        )),
+        tokio::spawn(opsfleet_agent::http::serve_admin_socket(
+            socket,
+            runner.control(),
+            cancel.clone(),
+        )),
+    ])
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info_span, Instrument};
 
-use crate::config::{AgentConfig, ModuleConfig};
+use crate::config::{AgentConfig, HostPolicy, ModuleConfig};
 use crate::control::{ControlHandle, Controller, Request};
 use crate::modules::{self, HealthBoard, Module};
 use crate::outbox::{NewEvent, Outbox, StateWrite};
@@ -92,6 +92,8 @@ pub struct Runner {
     control_rx: mpsc::Receiver<Request>,
     /// The host's labels from the agent config (heartbeats carry them).
     labels: Arc<BTreeMap<String, String>>,
+    /// `[policy]` and the file's own modules: what remote reconfigurations may do.
+    policy: Arc<HostPolicy>,
 }
 
 impl Runner {
@@ -110,6 +112,7 @@ impl Runner {
             .map(|m| (m.name().to_owned(), m.clone()))
             .collect();
         runner.labels = Arc::new(cfg.labels.clone());
+        runner.policy = Arc::new(HostPolicy::from_config(cfg));
         runner
     }
 
@@ -145,6 +148,7 @@ impl Runner {
             control,
             control_rx,
             labels: Arc::default(),
+            policy: Arc::default(),
         }
     }
 
@@ -178,6 +182,7 @@ impl Runner {
             tx.clone(),
             &mut self.modules,
             &self.configs,
+            self.policy.clone(),
         );
         for ev in starts {
             if tx.send(ev.into()).await.is_err() {

@@ -121,6 +121,14 @@ impl Agent {
     }
 }
 
+/// A deadline a minute from now (every command must carry one).
+fn soon() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(now.as_millis()).expect("ms fit") + 60_000
+}
+
 fn command(id: &str, epoch: u64, deadline: i64, action: Action) -> pb::Command {
     pb::Command {
         id: id.to_owned(),
@@ -174,13 +182,13 @@ async fn pause_command_pauses_the_module_once_even_when_sent_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
     let agent = Agent::start(&agent_config(dir.path(), &server.url), &js).await;
 
-    let c1 = command("cmd-pause-1", 1, 0, pause("disk"));
+    let c1 = command("cmd-pause-1", 1, soon(), pause("disk"));
     send(&js, &c1, "m1").await;
     send(&js, &c1, "m2").await;
     // A later command as a barrier: once it completed, both copies of c1 were handled.
     send(
         &js,
-        &command("cmd-noop-2", 1, 0, Action::Noop(pb::Noop {})),
+        &command("cmd-noop-2", 1, soon(), Action::Noop(pb::Noop {})),
         "m3",
     )
     .await;
@@ -241,11 +249,17 @@ async fn stale_epochs_are_rejected_and_late_commands_expire() {
     let agent = Agent::start(&agent_config(dir.path(), &server.url), &js).await;
 
     let noop = || Action::Noop(pb::Noop {});
-    send(&js, &command("e5", 5, 0, noop()), "e5").await;
-    send(&js, &command("e3", 3, 0, noop()), "e3").await;
+    send(&js, &command("e5", 5, soon(), noop()), "e5").await;
+    send(&js, &command("e3", 3, soon(), noop()), "e3").await;
     send(&js, &command("late", 5, 1_000, noop()), "late").await;
-    send(&js, &command("unknown", 5, 0, pause("nginx")), "unknown").await;
-    send(&js, &command("last", 6, 0, noop()), "last").await;
+    send(
+        &js,
+        &command("unknown", 5, soon(), pause("nginx")),
+        "unknown",
+    )
+    .await;
+    send(&js, &command("nodeadline", 5, 0, noop()), "nodeadline").await;
+    send(&js, &command("last", 6, soon(), noop()), "last").await;
     let bodies = agent.wait_for("last completed", completed("last")).await;
 
     assert!(bodies.iter().any(|b| matches!(b,
@@ -258,6 +272,8 @@ async fn stale_epochs_are_rejected_and_late_commands_expire() {
         Body::CommandExpired(e) if e.command_id == "late" && e.deadline_unix_ms == 1_000)));
     assert!(bodies.iter().any(|b| matches!(b,
         Body::CommandRejected(r) if r.command_id == "unknown" && r.reason.contains("nginx"))));
+    assert!(bodies.iter().any(|b| matches!(b,
+        Body::CommandRejected(r) if r.command_id == "nodeadline" && r.reason.contains("no deadline"))));
     assert_eq!(
         agent
             .outbox
@@ -284,7 +300,7 @@ async fn commands_sent_while_the_agent_is_stopped_run_when_it_starts() {
     let agent = Agent::start(&cfg, &js).await;
     send(
         &js,
-        &command("before", 1, 0, Action::Noop(pb::Noop {})),
+        &command("before", 1, soon(), Action::Noop(pb::Noop {})),
         "before",
     )
     .await;
@@ -293,7 +309,7 @@ async fn commands_sent_while_the_agent_is_stopped_run_when_it_starts() {
 
     send(
         &js,
-        &command("offline", 2, 0, pause("heartbeat")),
+        &command("offline", 2, soon(), pause("heartbeat")),
         "offline",
     )
     .await;
@@ -327,13 +343,20 @@ async fn a_command_interrupted_by_a_restart_is_reported_failed() {
     {
         std::fs::create_dir_all(&cfg.data_dir).expect("data dir");
         let outbox = Outbox::open(&cfg.sled_path(), HOST, 10_000).expect("outbox");
-        let accepted = StateWrite {
+        let row = |id: &str, value: String| StateWrite {
             module: "agent".into(),
-            key: "cmd/half-done".into(),
-            value: Some(b"accepted 1".to_vec()),
+            key: format!("cmd/{id}"),
+            value: Some(value.into_bytes()),
         };
+        // Besides the interrupted command: a finished one older than any deadline can be
+        // (pruned with the next record) and a recent one (kept).
+        let rows = vec![
+            row("half-done", "accepted 1".to_owned()),
+            row("ancient", "completed 1".to_owned()),
+            row("recent", format!("completed {}", soon() - 60_000)),
+        ];
         outbox
-            .append_with_state(Vec::new(), vec![accepted])
+            .append_with_state(Vec::new(), rows)
             .await
             .expect("seed");
     }
@@ -346,5 +369,18 @@ async fn a_command_interrupted_by_a_restart_is_reported_failed() {
             })
         })
         .await;
+    let rows: Vec<String> = agent
+        .outbox
+        .module_state("agent")
+        .expect("state")
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("cmd/"))
+        .collect();
+    assert_eq!(
+        rows,
+        ["cmd/half-done", "cmd/recent"],
+        "the ancient row is pruned"
+    );
     agent.stop().await;
 }

@@ -27,6 +27,9 @@ pub struct AgentSpec {
     pub nats_url: Option<String>,
     /// Further keys of the `[nats]` table (credentials, TLS), as TOML lines.
     pub nats_toml: String,
+    /// Keys of the `[policy]` table (what remote changes may do), as TOML lines; the safe
+    /// defaults when empty.
+    pub policy_toml: String,
 }
 
 impl AgentSpec {
@@ -42,7 +45,15 @@ impl AgentSpec {
             netns: None,
             nats_url: None,
             nats_toml: String::new(),
+            policy_toml: String::new(),
         }
+    }
+
+    /// Adds keys to the `[policy]` table (e.g. `restore_targets = ["/srv/restore"]`).
+    pub fn policy(mut self, toml: &str) -> Self {
+        self.policy_toml.push_str(toml);
+        self.policy_toml.push('\n');
+        self
     }
 
     /// Adds keys to the `[nats]` table (e.g. `nkey = "..."`, `tls = { ... }`).
@@ -101,6 +112,11 @@ impl AgentSpec {
             ));
         }
         out.push_str(&self.extra_modules);
+        if !self.policy_toml.is_empty() {
+            // Last: a table header ends whatever table the modules left open.
+            out.push_str("\n[policy]\n");
+            out.push_str(&self.policy_toml);
+        }
         out
     }
 }
@@ -252,5 +268,15 @@ mod tests {
         assert_eq!(v["modules"][0]["interval"].as_str(), Some("50ms"));
         assert_eq!(v["modules"][1]["type"].as_str(), Some("disk"));
         assert_eq!(v["modules"][1]["paths"][0].as_str(), Some("/tmp"));
+        assert!(v.get("policy").is_none(), "the safe defaults");
+        let spec = spec
+            .modules_toml("[labels]\nrole = \"db\"\n")
+            .policy("restore_targets = [\"/srv/restore\"]");
+        let v: toml::Value = toml::from_str(&spec.to_toml(Path::new("/d"), "nats://x")).unwrap();
+        assert_eq!(
+            v["policy"]["restore_targets"][0].as_str(),
+            Some("/srv/restore")
+        );
+        assert_eq!(v["labels"]["role"].as_str(), Some("db"));
     }
 }

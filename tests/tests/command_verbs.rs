@@ -99,7 +99,12 @@ async fn backup_run_config_apply_reject_and_rollback() {
                 .disk(Duration::from_millis(300), vec!["/".into()])
                 .modules_toml(&backup_toml(&dir))
                 // A table header may follow the modules: this is the top-level `labels`.
-                .modules_toml("[labels]\nrole = \"db\"\n"),
+                .modules_toml("[labels]\nrole = \"db\"\n")
+                // Remote restores only where the host allows them.
+                .policy(&format!(
+                    "restore_targets = [{:?}]",
+                    dir.display().to_string()
+                )),
         )?;
         c.add_agent(
             AgentSpec::new("web-01")

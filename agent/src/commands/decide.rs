@@ -2,13 +2,21 @@
 //! expired or accepted) given this host, the ledger's view and `now`, and the validation of an
 //! action's payload against the agent's modules.
 
+use std::path::{Path, PathBuf};
+
 use opsfleet_proto::pb;
 use opsfleet_proto::pb::command::Action;
 
-use crate::config::{AgentConfig, ModuleConfig};
+use crate::config::{AgentConfig, HostPolicy, ModuleConfig};
 
 /// Reason of a `command_rejected` for a command older than the highest epoch seen.
 pub const STALE_EPOCH: &str = "stale epoch";
+
+/// Furthest a command's deadline may lie ahead of this host's clock (the `OPS_CMDS` stream
+/// keeps a command for 24 h, so nothing can be meant to start later).
+pub const MAX_DEADLINE_AHEAD_MS: i64 = 24 * 3600 * 1000;
+/// Clock difference allowed between a coordinator and this host, on top of the above.
+pub const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
 /// The modules (name, kind) and backup jobs (module, job) a command may name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,7 +154,8 @@ impl Verdict {
 }
 
 /// Decides about `cmd` in this order: target, seen id, epoch fencing (a higher epoch raises the
-/// stored one, whatever follows), deadline (`deadline_unix_ms > 0 && now > deadline`), payload
+/// stored one, whatever follows), deadline (none = 0 and one further out than
+/// `MAX_DEADLINE_AHEAD_MS + CLOCK_SKEW_MS` are rejected, `now > deadline` expires), payload
 /// (`valid`), accept. `highest_epoch` is the highest epoch persisted so far. Pure.
 pub fn decide(
     host: &str,
@@ -172,12 +181,58 @@ pub fn decide(
         return verdict(Outcome::Rejected { reason }, highest_epoch);
     }
     let highest_epoch = cmd.epoch;
-    if cmd.deadline_unix_ms > 0 && now_unix_ms > cmd.deadline_unix_ms {
+    if let Err(reason) = deadline_problem(cmd.deadline_unix_ms, now_unix_ms) {
+        return verdict(Outcome::Rejected { reason }, highest_epoch);
+    }
+    if now_unix_ms > cmd.deadline_unix_ms {
         return verdict(Outcome::Expired, highest_epoch);
     }
     match valid {
         Err(reason) => verdict(Outcome::Rejected { reason }, highest_epoch),
         Ok(()) => verdict(Outcome::Accept, highest_epoch),
+    }
+}
+
+/// Why a deadline is unacceptable on arrival at `now`: missing (0: the command could wait in
+/// the stream and run at any later time), or further out than the cap. Pure.
+pub fn deadline_problem(deadline_unix_ms: i64, now_unix_ms: i64) -> Result<(), String> {
+    if deadline_unix_ms == 0 {
+        return Err(
+            "refused by deadline: the command has no deadline (deadline_unix_ms = 0); every \
+             command must carry one"
+                .to_owned(),
+        );
+    }
+    let cap = now_unix_ms.saturating_add(MAX_DEADLINE_AHEAD_MS + CLOCK_SKEW_MS);
+    if deadline_unix_ms > cap {
+        let ahead = std::time::Duration::from_millis(
+            u64::try_from(deadline_unix_ms.saturating_sub(now_unix_ms)).unwrap_or(u64::MAX),
+        );
+        return Err(format!(
+            "refused by deadline: the deadline is {} ahead of this host's clock; at most {} \
+             (+ {} clock skew) is accepted",
+            humantime::format_duration(ahead),
+            humantime::format_duration(std::time::Duration::from_millis(
+                MAX_DEADLINE_AHEAD_MS as u64
+            )),
+            humantime::format_duration(std::time::Duration::from_millis(CLOCK_SKEW_MS as u64)),
+        ));
+    }
+    Ok(())
+}
+
+/// What the host's `[policy]` says about an action: a restore must write under
+/// `policy.restore_targets`. Pure given `resolve` (symlinks).
+pub fn check_policy(
+    action: Option<&Action>,
+    policy: &HostPolicy,
+    resolve: &dyn Fn(&Path) -> Option<PathBuf>,
+) -> Result<(), String> {
+    match action {
+        Some(Action::Restore(r)) => policy
+            .check_restore_target(Path::new(&r.target), resolve)
+            .map_err(|v| format!("refused by {}: {}", v.rule, v.reason)),
+        _ => Ok(()),
     }
 }
 
@@ -257,6 +312,9 @@ pub fn validate(action: Option<&Action>, catalog: &Catalog) -> Result<(), String
             known(&c.module)?;
             if c.config_toml.trim().is_empty() {
                 return Err("config_rollback carries no config".to_owned());
+            }
+            if c.fingerprint.is_empty() {
+                return Err("config_rollback names no fingerprint".to_owned());
             }
             Ok(())
         }

@@ -9,7 +9,8 @@ use opsfleet_proto::pb;
 use opsfleet_proto::pb::command::Action as CmdAction;
 
 use super::CommandHandler;
-use crate::control::{Action, ControlReply, RunState};
+use crate::config::fs_resolve;
+use crate::control::{Action, ControlReply, Origin, RunState};
 use crate::modules::backup;
 use crate::modules::backup::restore::error_chain;
 
@@ -51,19 +52,27 @@ impl CommandHandler {
             CmdAction::Enable(a) => Execution::done(act(a.module.clone(), Action::Enable).await),
             CmdAction::Noop(_) => Execution::done(Ok("noop".to_owned())),
             CmdAction::BackupRun(b) => Execution::done(self.backup_run(b).await),
-            CmdAction::ConfigApply(c) => {
-                Execution::done(self.reconfigure(&c.module, &c.config_toml).await)
-            }
-            CmdAction::ConfigRollback(c) => {
-                Execution::done(self.reconfigure(&c.module, &c.config_toml).await)
-            }
+            CmdAction::ConfigApply(c) => Execution::done(
+                self.reconfigure(&c.module, &c.config_toml, &c.fingerprint)
+                    .await,
+            ),
+            CmdAction::ConfigRollback(c) => Execution::done(
+                self.reconfigure(&c.module, &c.config_toml, &c.fingerprint)
+                    .await,
+            ),
             CmdAction::Restore(r) => self.restore(r).await,
             CmdAction::Drain(_) => Execution::done(Ok(self.drain().await)),
         }
     }
 
-    async fn reconfigure(&self, module: &str, toml: &str) -> Result<String, String> {
-        match self.control.reconfigure_toml(module, toml).await {
+    /// Through the controller, which recomputes the fingerprint (`claimed`, empty = none) and
+    /// checks the host policy for a command.
+    async fn reconfigure(&self, module: &str, toml: &str, claimed: &str) -> Result<String, String> {
+        match self
+            .control
+            .reconfigure_toml(module, toml, Origin::command(claimed))
+            .await
+        {
             Ok(reply) => Ok(format!(
                 "module {} config {}{}",
                 reply.module,
@@ -115,6 +124,10 @@ impl CommandHandler {
             backup::ArchiveSelector::Named(r.archive.clone())
         };
         let target = PathBuf::from(&r.target);
+        // Checked when the command was accepted; again now, right before writing.
+        if let Err(v) = self.policy.check_restore_target(&target, &fs_resolve) {
+            return Execution::done(Err(format!("refused by {}: {}", v.rule, v.reason)));
+        }
         let archive = r.archive.clone();
         let run = {
             let target = target.clone();

@@ -1,14 +1,26 @@
 //! The command ledger in the agent's sled (module state of `agent`): the highest epoch seen
 //! (`epoch`, decimal) and one status per command id (`cmd/<id>` = `<status> <unix_ms>`),
 //! loaded at start and kept in memory; writes go out as `StateWrite`s with the events.
+//!
+//! Pruning: a finished id's row goes once `LEDGER_KEEP_MS` passed since it was written. Every
+//! accepted command's deadline lay at most `MAX_DEADLINE_AHEAD_MS + CLOCK_SKEW_MS` after its
+//! arrival (`decide` rejects the rest), so by then any redelivery of it has expired and can
+//! never run again; an id still `accepted` (stopped mid-run) is never pruned.
 
 use std::collections::HashMap;
 
+use super::decide::{CLOCK_SKEW_MS, MAX_DEADLINE_AHEAD_MS};
 use crate::config::AGENT_MODULE;
 use crate::outbox::{Outbox, OutboxError, StateWrite};
 
 const EPOCH_KEY: &str = "epoch";
 const CMD_PREFIX: &str = "cmd/";
+
+/// How long a finished command's row is kept: past the longest deadline it can have had, with
+/// the clock-skew margin twice (once in the cap, once for the host's own clock stepping back).
+pub const LEDGER_KEEP_MS: i64 = MAX_DEADLINE_AHEAD_MS + 2 * CLOCK_SKEW_MS;
+// The cap on deadlines is what bounds how long an id must be remembered.
+const _: () = assert!(LEDGER_KEEP_MS > MAX_DEADLINE_AHEAD_MS + CLOCK_SKEW_MS);
 
 /// Where a command stands on this agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +55,11 @@ impl Status {
     }
 }
 
-/// Highest epoch and per-id status, as persisted.
+/// Highest epoch and per-id status (with when it was written), as persisted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
     highest_epoch: u64,
-    seen: HashMap<String, Status>,
+    seen: HashMap<String, (Status, i64)>,
 }
 
 impl Ledger {
@@ -69,10 +81,13 @@ impl Ledger {
                     Err(_) => bad.push(key),
                 }
             } else if let Some(id) = key.strip_prefix(CMD_PREFIX) {
-                let status = text.split(' ').next().and_then(Status::parse);
+                let mut parts = text.split(' ');
+                let status = parts.next().and_then(Status::parse);
+                // A row without a readable time counts as old (prunable once finished).
+                let at = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
                 match status {
                     Some(s) => {
-                        ledger.seen.insert(id.to_owned(), s);
+                        ledger.seen.insert(id.to_owned(), (s, at));
                     }
                     None => bad.push(key),
                 }
@@ -86,7 +101,49 @@ impl Ledger {
     }
 
     pub fn status(&self, id: &str) -> Option<Status> {
-        self.seen.get(id).copied()
+        self.seen.get(id).map(|(s, _)| *s)
+    }
+
+    /// How many ids the ledger holds.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Finished ids whose rows were written more than `LEDGER_KEEP_MS` before `now_ms`,
+    /// sorted. Pure.
+    pub fn prunable(&self, now_ms: i64) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .seen
+            .iter()
+            .filter(|(_, (s, at))| {
+                *s != Status::Accepted && now_ms.saturating_sub(*at) > LEDGER_KEEP_MS
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The writes that delete `ids`' rows; apply them with `forget` once they are flushed.
+    pub fn prune_writes(ids: &[String]) -> Vec<StateWrite> {
+        ids.iter()
+            .map(|id| StateWrite {
+                module: AGENT_MODULE.to_owned(),
+                key: format!("{CMD_PREFIX}{id}"),
+                value: None,
+            })
+            .collect()
+    }
+
+    /// Drops `ids` from memory (their rows were deleted).
+    pub fn forget(&mut self, ids: &[String]) {
+        for id in ids {
+            self.seen.remove(id);
+        }
     }
 
     /// Ids accepted but never finished (the agent stopped while running them), sorted.
@@ -94,7 +151,7 @@ impl Ledger {
         let mut ids: Vec<String> = self
             .seen
             .iter()
-            .filter(|(_, s)| **s == Status::Accepted)
+            .filter(|(_, (s, _))| *s == Status::Accepted)
             .map(|(id, _)| id.clone())
             .collect();
         ids.sort();
@@ -119,9 +176,9 @@ impl Ledger {
         w
     }
 
-    /// Records in memory what `writes` persisted.
-    pub fn commit(&mut self, id: &str, status: Status, epoch: u64) {
-        self.seen.insert(id.to_owned(), status);
+    /// Records in memory what `writes` persisted (at `now_ms`).
+    pub fn commit(&mut self, id: &str, status: Status, epoch: u64, now_ms: i64) {
+        self.seen.insert(id.to_owned(), (status, now_ms));
         self.highest_epoch = self.highest_epoch.max(epoch);
     }
 }

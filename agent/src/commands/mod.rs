@@ -30,15 +30,21 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{AgentConfig, AGENT_MODULE};
+use crate::config::{fs_resolve, AgentConfig, HostPolicy, AGENT_MODULE};
 use crate::control::ControlHandle;
 use crate::outbox::{unix_ms, NewEvent, Outbox, OutboxError};
 use crate::runner::{RunOutput, StatusBoard};
 use crate::telemetry;
 
-pub use decide::{action_name, decide, validate, Catalog, Outcome, Verdict, STALE_EPOCH};
+pub use decide::{
+    action_name, check_policy, deadline_problem, decide, validate, Catalog, Outcome, Verdict,
+    CLOCK_SKEW_MS, MAX_DEADLINE_AHEAD_MS, STALE_EPOCH,
+};
 pub use exec::Execution;
-pub use ledger::{Ledger, Status};
+pub use ledger::{Ledger, Status, LEDGER_KEEP_MS};
+
+/// How often the ledger is pruned (on the next record after this much time).
+const PRUNE_EVERY_MS: i64 = 3600 * 1000;
 
 /// Reason of the `command_failed` for a command the agent stopped in the middle of.
 pub const RESTARTED: &str = "agent restarted before the command finished";
@@ -78,7 +84,11 @@ pub struct CommandHandler {
     status: StatusBoard,
     config: Arc<AgentConfig>,
     catalog: Catalog,
+    /// `[policy]` of the config file (restore targets).
+    policy: HostPolicy,
     ledger: Ledger,
+    /// When the ledger is next pruned (its deletions ride along with the next record).
+    next_prune_ms: i64,
     /// How long a drain waits for the outbox to empty.
     pub drain_wait: Duration,
     /// Results of commands run in the background (backup runs, which may take long and must
@@ -106,12 +116,14 @@ impl CommandHandler {
             detached_rx,
             host: outbox.host().to_owned(),
             catalog: Catalog::from_config(&config),
+            policy: HostPolicy::from_config(&config),
             outbox,
             notify,
             control,
             status,
             config,
             ledger,
+            next_prune_ms: 0,
             drain_wait: Duration::from_secs(30),
         })
     }
@@ -143,7 +155,15 @@ impl CommandHandler {
         epoch: u64,
     ) -> Result<(), CommandError> {
         let now = unix_ms(SystemTime::now());
-        let writes = self.ledger.writes(id, status, epoch, now);
+        let mut writes = self.ledger.writes(id, status, epoch, now);
+        let pruned = if now >= self.next_prune_ms {
+            let mut ids = self.ledger.prunable(now);
+            ids.retain(|p| p != id);
+            writes.extend(Ledger::prune_writes(&ids));
+            ids
+        } else {
+            Vec::new()
+        };
         let ev = NewEvent {
             module: AGENT_MODULE.to_owned(),
             time_unix_ms: now,
@@ -156,7 +176,18 @@ impl CommandHandler {
                 id: id.to_owned(),
                 source: Box::new(source),
             })?;
-        self.ledger.commit(id, status, epoch);
+        self.ledger.commit(id, status, epoch, now);
+        if now >= self.next_prune_ms {
+            self.ledger.forget(&pruned);
+            self.next_prune_ms = now.saturating_add(PRUNE_EVERY_MS);
+            if !pruned.is_empty() {
+                info!(
+                    pruned = pruned.len(),
+                    kept = self.ledger.len(),
+                    "command ledger pruned"
+                );
+            }
+        }
         self.notify.notify_one();
         Ok(())
     }
@@ -189,7 +220,8 @@ impl CommandHandler {
         let action = cmd.action.as_ref();
         let seen = self.ledger.status(&cmd.id).is_some();
         let highest = self.ledger.highest_epoch();
-        let valid = validate(action, &self.catalog);
+        let valid = validate(action, &self.catalog)
+            .and_then(|()| check_policy(action, &self.policy, &fs_resolve));
         let now = unix_ms(SystemTime::now());
         let verdict = decide(&self.host, &cmd, highest, seen, now, valid);
         let id = cmd.id.as_str();
@@ -280,7 +312,7 @@ impl CommandHandler {
             state: self.ledger.writes(id, status, 0, now),
         };
         if self.control.emit(output).await.is_ok() {
-            self.ledger.commit(id, status, 0);
+            self.ledger.commit(id, status, 0, now);
             return Ok(());
         }
         self.record(id, last, status, 0).await

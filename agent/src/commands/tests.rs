@@ -37,8 +37,82 @@ fn accepts_a_fresh_command_and_raises_the_epoch() {
     let v = decide(HOST, &cmd("c1", 7, NOW + 1000), 5, false, NOW, Ok(()));
     assert_eq!(v.outcome, Outcome::Accept);
     assert_eq!(v.highest_epoch, 7);
-    let v = decide(HOST, &cmd("c1", 5, 0), 5, false, NOW, Ok(()));
-    assert_eq!(v.outcome, Outcome::Accept, "equal epoch and no deadline");
+    let v = decide(HOST, &cmd("c1", 5, NOW), 5, false, NOW, Ok(()));
+    assert_eq!(v.outcome, Outcome::Accept, "equal epoch");
+}
+
+#[test]
+fn deadlines_are_required_and_capped_but_still_raise_the_epoch() {
+    let v = decide(HOST, &cmd("d1", 8, 0), 5, false, NOW, Ok(()));
+    let Outcome::Rejected { reason } = &v.outcome else {
+        panic!("{v:?}")
+    };
+    assert!(
+        reason.starts_with("refused by deadline: the command has no deadline"),
+        "{reason}"
+    );
+    assert_eq!(v.highest_epoch, 8);
+    let cap = MAX_DEADLINE_AHEAD_MS + CLOCK_SKEW_MS;
+    let v = decide(HOST, &cmd("d2", 8, NOW + cap), 5, false, NOW, Ok(()));
+    assert_eq!(v.outcome, Outcome::Accept, "exactly at the cap");
+    let v = decide(HOST, &cmd("d3", 8, NOW + cap + 1), 5, false, NOW, Ok(()));
+    let Outcome::Rejected { reason } = &v.outcome else {
+        panic!("{v:?}")
+    };
+    assert!(
+        reason.contains("ahead of this host's clock") && reason.contains("at most 1day"),
+        "{reason}"
+    );
+    // Far-future and overflowing values are refused, not wrapped.
+    assert!(deadline_problem(i64::MAX, NOW).is_err());
+    assert!(deadline_problem(i64::MAX, i64::MAX - 1).is_ok());
+    assert!(
+        deadline_problem(NOW - 1, NOW).is_ok(),
+        "past: expired, not rejected"
+    );
+}
+
+#[test]
+fn restore_targets_and_rollback_fingerprints_are_checked_before_accepting() {
+    let restore = |target: &str| {
+        Action::Restore(pb::Restore {
+            module: "bk".into(),
+            job: "app".into(),
+            archive: String::new(),
+            target: target.into(),
+        })
+    };
+    let none = |_: &std::path::Path| None;
+    let strict = crate::config::HostPolicy::default();
+    let err = check_policy(Some(&restore("/srv/restore/x")), &strict, &none).unwrap_err();
+    assert!(
+        err.starts_with("refused by policy.restore_targets:"),
+        "{err}"
+    );
+    let cfg = crate::config::parse_str(
+        "host = \"web-01\"\n[policy]\nrestore_targets = [\"/srv/restore\"]\n",
+    )
+    .expect("config");
+    let open = crate::config::HostPolicy::from_config(&cfg);
+    assert!(check_policy(Some(&restore("/srv/restore/x")), &open, &none).is_ok());
+    let err = check_policy(Some(&restore("/etc")), &open, &none).unwrap_err();
+    assert!(
+        err.contains("\"/etc\" is not under policy.restore_targets (/srv/restore)"),
+        "{err}"
+    );
+    assert!(check_policy(Some(&Action::Noop(pb::Noop {})), &strict, &none).is_ok());
+    let rollback = |fp: &str| {
+        Action::ConfigRollback(pb::ConfigRollback {
+            module: "disk".into(),
+            fingerprint: fp.into(),
+            config_toml: "type = \"disk\"".into(),
+        })
+    };
+    assert!(validate(Some(&rollback("ab12")), &catalog()).is_ok());
+    assert_eq!(
+        validate(Some(&rollback("")), &catalog()),
+        Err("config_rollback names no fingerprint".to_owned())
+    );
 }
 
 #[test]
@@ -85,7 +159,14 @@ fn another_hosts_command_is_rejected_without_touching_the_epoch() {
 
 #[test]
 fn a_bad_payload_is_rejected() {
-    let v = decide(HOST, &cmd("c5", 6, 0), 5, false, NOW, Err("nope".into()));
+    let v = decide(
+        HOST,
+        &cmd("c5", 6, NOW + 1),
+        5,
+        false,
+        NOW,
+        Err("nope".into()),
+    );
     assert_eq!(
         v.outcome,
         Outcome::Rejected {
@@ -188,7 +269,7 @@ fn ledger_round_trips_and_lists_unfinished_ids() {
             entries.retain(|(k, _): &(String, Vec<u8>)| *k != w.key);
             entries.push((w.key, w.value.unwrap_or_default()));
         }
-        ledger.commit(id, status, epoch);
+        ledger.commit(id, status, epoch, NOW);
     }
     entries.push(("cmd/bad".to_owned(), b"weird".to_vec()));
     let (loaded, bad) = Ledger::from_entries(entries);
@@ -200,6 +281,57 @@ fn ledger_round_trips_and_lists_unfinished_ids() {
         ledger.writes("d", Status::Rejected, 1, NOW).len() == 1,
         "a lower epoch is never written"
     );
+}
+
+#[test]
+fn finished_ids_are_pruned_once_no_deadline_can_be_pending() {
+    let hour = 3_600_000;
+    let rows = [
+        (
+            "old-done",
+            format!("completed {}", NOW - LEDGER_KEEP_MS - 1),
+        ),
+        (
+            "old-rejected",
+            format!("rejected {}", NOW - LEDGER_KEEP_MS - hour),
+        ),
+        (
+            "old-running",
+            format!("accepted {}", NOW - 30 * LEDGER_KEEP_MS),
+        ),
+        ("edge", format!("failed {}", NOW - LEDGER_KEEP_MS)),
+        ("fresh", format!("expired {}", NOW - hour)),
+        ("no-time", "completed".to_owned()),
+    ];
+    let entries = rows
+        .iter()
+        .map(|(id, v)| (format!("cmd/{id}"), v.clone().into_bytes()))
+        .collect();
+    let (mut ledger, bad) = Ledger::from_entries(entries);
+    assert!(bad.is_empty());
+    let gone = ledger.prunable(NOW);
+    assert_eq!(gone, ["no-time", "old-done", "old-rejected"]);
+    let writes = Ledger::prune_writes(&gone);
+    assert!(writes
+        .iter()
+        .all(|w| w.value.is_none() && w.key.starts_with("cmd/")));
+    ledger.forget(&gone);
+    assert_eq!(ledger.len(), 3);
+    assert_eq!(
+        ledger.status("old-running"),
+        Some(Status::Accepted),
+        "never pruned"
+    );
+    assert!(ledger.prunable(NOW).is_empty());
+    assert_eq!(ledger.prunable(NOW + 1), ["edge"]);
+    // A fresh row is kept for the whole window, then goes.
+    ledger.commit("new", Status::Completed, 0, NOW);
+    assert!(!ledger
+        .prunable(NOW + LEDGER_KEEP_MS)
+        .contains(&"new".to_owned()));
+    assert!(ledger
+        .prunable(NOW + LEDGER_KEEP_MS + 1)
+        .contains(&"new".to_owned()));
 }
 
 proptest! {
@@ -229,7 +361,7 @@ proptest! {
                     Outcome::Expired => Status::Expired,
                     _ => Status::Rejected,
                 };
-                ledger.commit(&id, status, v.highest_epoch);
+                ledger.commit(&id, status, v.highest_epoch, NOW);
             }
             highest_before = ledger.highest_epoch();
             prop_assert!(n < 1000);

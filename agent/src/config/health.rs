@@ -282,7 +282,7 @@ start_period = "30s"
         let cfg = parse_str(OK).expect("valid");
         let http = cfg.http.expect("http section");
         assert_eq!(http.listen.port(), 0);
-        assert!(!http.admin);
+        assert!(!http.admin_tcp && http.admin.is_none());
         let ModuleConfig::Health(h) = &cfg.modules[0] else {
             panic!("{:?}", cfg.modules[0])
         };

@@ -16,7 +16,8 @@ use super::{
     default_data_dir, default_http, default_modules, default_nats, default_outbox,
     default_shutdown_grace, host_problems, modules_problems, outbox_problems, prefixed,
     AgentConfig, BackupConfig, DiskConfig, HealthConfig, HeartbeatConfig, HttpConfig,
-    JanitorConfig, LogConfig, ModuleConfig, OutboxConfig, SentinelConfig, MODULE_TYPES,
+    JanitorConfig, LogConfig, ModuleConfig, OutboxConfig, PolicyConfig, SentinelConfig,
+    MODULE_TYPES,
 };
 
 /// One thing wrong with a config file.
@@ -135,6 +136,7 @@ const TOP_KEYS: &[&str] = &[
     "modules",
     "http",
     "labels",
+    "policy",
 ];
 
 #[derive(Deserialize)]
@@ -216,7 +218,12 @@ fn sections(mut table: toml::Table, out: &mut Vec<(String, String)>) -> Option<A
     if let Some(l) = &labels {
         out.extend(super::label_problems(l));
     }
+    let policy = optional::<PolicyConfig>(&mut table, "policy", PolicyConfig::default, out);
+    if let Some(p) = &policy {
+        out.extend(prefixed("policy", p.problems()));
+    }
     Some(AgentConfig {
+        policy: policy?,
         labels: labels?,
         host: host?,
         data_dir: data_dir?,

@@ -7,6 +7,7 @@ mod http;
 mod janitor;
 mod load;
 mod log;
+mod policy;
 mod runtime;
 mod sentinel;
 
@@ -26,6 +27,10 @@ pub use http::HttpConfig;
 pub use janitor::{JanitorConfig, JanitorRootConfig};
 pub use load::{load, parse_str, ConfigError, ConfigProblems, LoadedConfig, Problem};
 pub use log::{LogConfig, PatternConfig, StartAt};
+pub use policy::{
+    fs_resolve, glob_base, is_under, lexical, normalise, HostPolicy, PolicyConfig, Surface,
+    Violation,
+};
 pub use runtime::{module_problems, parse_module_toml};
 pub use sentinel::SentinelConfig;
 
@@ -57,6 +62,9 @@ pub struct AgentConfig {
     /// target hosts by them (`opsctl pause log --label role=web`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `[policy]`: what remote changes may do on this host; only this file sets it.
+    #[serde(default, skip_serializing_if = "PolicyConfig::is_default")]
+    pub policy: PolicyConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -215,6 +223,7 @@ impl AgentConfig {
         }
         let indexed: Vec<(usize, &ModuleConfig)> = self.modules.iter().enumerate().collect();
         out.extend(modules_problems(&indexed));
+        out.extend(prefixed("policy", self.policy.problems()));
         out
     }
 

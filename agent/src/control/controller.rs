@@ -8,9 +8,9 @@ use tracing::{info, warn};
 
 use super::{
     join_problems, state_event, transition, Action, ControlError, ControlReply, Controller, Op,
-    Record, Request, RunState,
+    Origin, Record, Request, RunState, FINGERPRINT_RULE,
 };
-use crate::config::{module_problems, ModuleConfig};
+use crate::config::{fs_resolve, module_problems, ModuleConfig};
 use crate::modules;
 use crate::outbox::{unix_ms, NewEvent};
 use crate::runner::ModuleEntry;
@@ -70,11 +70,11 @@ impl Controller {
             })?;
         match op {
             Op::Act { action, reason } => self.act(idx, action, &reason).await,
-            Op::Reconfigure(cfg) => self.reconfigure(idx, *cfg).await,
+            Op::Reconfigure(cfg, origin) => self.reconfigure(idx, *cfg, &origin).await,
             Op::Reject {
                 problems,
                 fingerprint,
-            } => Err(self.reject(idx, problems, &fingerprint).await),
+            } => Err(self.reject(idx, problems, &fingerprint, Vec::new()).await),
             Op::Emit(_) => Err(ControlError::Stopped),
             Op::RunNow { what, done } => self.run_now(idx, what, done).await,
         }
@@ -186,10 +186,11 @@ impl Controller {
         idx: usize,
         problems: Vec<(String, String)>,
         rejected_fingerprint: &str,
+        rules: Vec<String>,
     ) -> ControlError {
         let m = &self.modules[idx];
         let reason = join_problems(&problems);
-        warn!(module = %m.name, reason = %reason, "reconfiguration rejected");
+        warn!(module = %m.name, reason = %reason, rules = ?rules, "reconfiguration rejected");
         self.emit(NewEvent {
             module: m.name.clone(),
             time_unix_ms: unix_ms(std::time::SystemTime::now()),
@@ -198,19 +199,63 @@ impl Controller {
                 reason,
                 rejected_fingerprint: rejected_fingerprint.to_owned(),
                 kept_fingerprint: m.fingerprint.clone(),
+                rules: rules.clone(),
             }),
         })
         .await;
         ControlError::Rejected {
             module: m.name.clone(),
             problems,
+            rules,
         }
+    }
+
+    /// What keeps `cfg` (from `origin`) out of module `idx` beyond the config's own checks:
+    /// a claimed fingerprint it does not hash to, and the host policy's rules (checked only
+    /// on an otherwise valid config). Returns (problems, distinct rules).
+    fn host_rules(
+        &self,
+        idx: usize,
+        cfg: &ModuleConfig,
+        origin: &Origin,
+        valid: bool,
+    ) -> (Vec<(String, String)>, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut rules: Vec<String> = Vec::new();
+        let fingerprint = cfg.fingerprint();
+        if let Some(claimed) = origin
+            .claimed_fingerprint
+            .as_deref()
+            .filter(|c| *c != fingerprint)
+        {
+            problems.push((
+                FINGERPRINT_RULE.to_owned(),
+                format!(
+                    "the config hashes to {fingerprint}, not to the {claimed} its command claims"
+                ),
+            ));
+            rules.push(FINGERPRINT_RULE.to_owned());
+        }
+        if valid {
+            let m = &self.modules[idx];
+            let violations =
+                self.policy
+                    .check_module(&m.name, m.kind, cfg, origin.surface, &fs_resolve);
+            for v in violations {
+                problems.push(v.problem());
+                if !rules.iter().any(|r| r == v.rule) {
+                    rules.push(v.rule.to_owned());
+                }
+            }
+        }
+        (problems, rules)
     }
 
     async fn reconfigure(
         &mut self,
         idx: usize,
         cfg: ModuleConfig,
+        origin: &Origin,
     ) -> Result<ControlReply, ControlError> {
         let name = self.modules[idx].name.clone();
         let mut problems = module_problems(&cfg);
@@ -229,9 +274,11 @@ impl Controller {
                 "this module cannot be reconfigured at run time".to_owned(),
             ));
         }
+        let (host_problems, rules) = self.host_rules(idx, &cfg, origin, problems.is_empty());
+        problems.extend(host_problems);
         let fingerprint = cfg.fingerprint();
         if !problems.is_empty() {
-            return Err(self.reject(idx, problems, &fingerprint).await);
+            return Err(self.reject(idx, problems, &fingerprint, rules).await);
         }
         if fingerprint == self.modules[idx].fingerprint {
             return Ok(self.reply(idx, false));

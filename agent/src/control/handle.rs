@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Action, ControlError, ControlReply, Op, Request};
+use super::{Action, ControlError, ControlReply, Op, Origin, Request};
 use crate::config::{parse_module_toml, ModuleConfig};
 use crate::runner::RunOutput;
 
@@ -58,14 +58,17 @@ impl ControlHandle {
         self.act(module, Action::Enable, "control").await
     }
 
-    /// Validates `cfg` like the config file does and swaps it in, or refuses it (a
-    /// `config_rejected` event; the module keeps its config).
+    /// Validates `cfg` like the config file does, checks it against the host's `[policy]`
+    /// for `origin` (and its claimed fingerprint), and swaps it in, or refuses it (a
+    /// `config_rejected` event naming the rules; the module keeps its config).
     pub async fn reconfigure(
         &self,
         module: &str,
         cfg: ModuleConfig,
+        origin: Origin,
     ) -> Result<ControlReply, ControlError> {
-        self.call(module, Op::Reconfigure(Box::new(cfg))).await
+        self.call(module, Op::Reconfigure(Box::new(cfg), origin))
+            .await
     }
 
     /// `reconfigure` from the TOML text of one `[[modules]]` entry (`type = "disk"`, ...).
@@ -73,9 +76,10 @@ impl ControlHandle {
         &self,
         module: &str,
         text: &str,
+        origin: Origin,
     ) -> Result<ControlReply, ControlError> {
         match parse_module_toml(text) {
-            Ok(cfg) => self.reconfigure(module, cfg).await,
+            Ok(cfg) => self.reconfigure(module, cfg, origin).await,
             Err(problems) => {
                 let fingerprint = hex::encode(Sha256::digest(text.as_bytes()));
                 let op = Op::Reject {

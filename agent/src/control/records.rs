@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{state_event, Controlled, Controller, RunState};
-use crate::config::{module_problems, ModuleConfig};
+use crate::config::{fs_resolve, module_problems, HostPolicy, ModuleConfig, Surface, Violation};
 use crate::modules::{self, HealthBoard};
 use crate::outbox::{NewEvent, Outbox};
 use crate::runner::{ModuleEntry, RunOutput, StatusBoard};
@@ -38,20 +38,38 @@ pub struct StartPlan {
     pub config: Option<ModuleConfig>,
     /// The record held an override that no longer applies (file changed) and must be rewritten.
     pub dropped_override: bool,
+    /// The host policy rules the dropped override breaks (empty: dropped because the file
+    /// changed or it no longer validates).
+    pub refused_by: Vec<&'static str>,
 }
 
-pub fn start_plan(record: Option<&Record>, file_fingerprint: &str) -> StartPlan {
+/// What a module starts with: its persisted run state, and its override only while the file's
+/// entry is unchanged, the override still validates and `policy` (the host policy's verdict
+/// on a remote config) finds nothing against it. Pure given `policy`.
+pub fn start_plan(
+    record: Option<&Record>,
+    file_fingerprint: &str,
+    policy: &dyn Fn(&ModuleConfig) -> Vec<Violation>,
+) -> StartPlan {
     let Some(r) = record else {
         return StartPlan {
             state: RunState::Running,
             config: None,
             dropped_override: false,
+            refused_by: Vec::new(),
         };
     };
+    let mut refused_by = Vec::new();
     let (config, dropped_override) = match &r.config {
         None => (None, false),
         Some(c) if r.file_fingerprint == file_fingerprint && module_problems(c).is_empty() => {
-            (Some(c.clone()), false)
+            refused_by = policy(c).into_iter().map(|v| v.rule).collect();
+            refused_by.dedup();
+            if refused_by.is_empty() {
+                (Some(c.clone()), false)
+            } else {
+                (None, true)
+            }
         }
         Some(_) => (None, true),
     };
@@ -59,6 +77,7 @@ pub fn start_plan(record: Option<&Record>, file_fingerprint: &str) -> StartPlan 
         state: r.state,
         config,
         dropped_override,
+        refused_by,
     }
 }
 
@@ -72,6 +91,7 @@ impl Controller {
         events: mpsc::Sender<RunOutput>,
         entries: &mut [ModuleEntry],
         configs: &BTreeMap<String, ModuleConfig>,
+        policy: Arc<HostPolicy>,
     ) -> (Controller, Vec<NewEvent>) {
         let mut records: BTreeMap<String, Record> = BTreeMap::new();
         match outbox.control_records() {
@@ -96,7 +116,11 @@ impl Controller {
             let file_cfg = configs.get(&entry.name).cloned();
             let file_fp = entry.fingerprint.clone();
             let record = records.remove(&entry.name);
-            let plan = start_plan(record.as_ref(), &file_fp);
+            let file_kind = entry.module.kind();
+            let check = |c: &ModuleConfig| {
+                policy.check_module(&entry.name, file_kind, c, Surface::Command, &fs_resolve)
+            };
+            let plan = start_plan(record.as_ref(), &file_fp, &check);
             let mut reason = match plan.state {
                 RunState::Running => "started".to_owned(),
                 s => format!("started; {} at run time", s.as_str()),
@@ -110,9 +134,15 @@ impl Controller {
                 config = Some(c);
                 reason.push_str("; run-time config");
             }
-            if plan.dropped_override {
+            if plan.dropped_override && !plan.refused_by.is_empty() {
+                let rules = plan.refused_by.join(", ");
+                warn!(module = %entry.name, rules, "run-time config override refused by the host policy; the file wins");
+                reason.push_str(&format!("; run-time config dropped (refused by {rules})"));
+            } else if plan.dropped_override {
                 info!(module = %entry.name, "config file changed since the run-time override; the file wins");
                 reason.push_str("; run-time config dropped (file changed)");
+            }
+            if plan.dropped_override {
                 if let Some(mut r) = record {
                     r.config = None;
                     r.file_fingerprint = file_fp.clone();
@@ -160,6 +190,7 @@ impl Controller {
             health,
             events,
             modules,
+            policy,
         };
         for (module, record) in rewrites {
             let value = record.and_then(|r| serde_json::to_vec(&r).ok());

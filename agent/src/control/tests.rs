@@ -26,16 +26,16 @@ interval = "50ms"
 paths = ["/"]
 "#;
 
-struct Agent {
-    outbox: Arc<Outbox>,
-    control: ControlHandle,
-    board: StatusBoard,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+pub(super) struct Agent {
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) control: ControlHandle,
+    pub(super) board: StatusBoard,
+    pub(super) cancel: CancellationToken,
+    pub(super) task: tokio::task::JoinHandle<()>,
 }
 
 /// Polls `cond` every 10 ms for up to 30 s: a loaded machine is slow, not wrong.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub(super) async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !cond() {
         assert!(
@@ -46,7 +46,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-async fn start(dir: &Path, text: &str) -> Agent {
+pub(super) async fn start(dir: &Path, text: &str) -> Agent {
     let cfg = parse_str(text).expect("valid config");
     // The previous life's background rewrites may hold the store for a moment.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -82,7 +82,7 @@ async fn start(dir: &Path, text: &str) -> Agent {
 
 impl Agent {
     /// Stops the runner and returns every event it committed (the outbox is closed after).
-    async fn stop(self) -> Vec<opsfleet_proto::EventEnvelope> {
+    pub(super) async fn stop(self) -> Vec<opsfleet_proto::EventEnvelope> {
         self.cancel.cancel();
         self.task.await.expect("runner ends");
         let evs = self.outbox.pending_events().expect("events");
@@ -92,7 +92,7 @@ impl Agent {
         evs
     }
 
-    fn slot(&self, name: &str) -> crate::runner::ModuleSlot {
+    pub(super) fn slot(&self, name: &str) -> crate::runner::ModuleSlot {
         self.board
             .slots()
             .into_iter()
@@ -101,7 +101,10 @@ impl Agent {
     }
 }
 
-fn states(evs: &[opsfleet_proto::EventEnvelope], module: &str) -> Vec<(i32, String, String)> {
+pub(super) fn states(
+    evs: &[opsfleet_proto::EventEnvelope],
+    module: &str,
+) -> Vec<(i32, String, String)> {
     evs.iter()
         .filter_map(|e| match &e.body {
             pb::event::Body::ModuleState(s) if s.module == module => {
@@ -211,7 +214,7 @@ async fn bad_reconfigure_keeps_the_old_config_and_emits_config_rejected() {
     let bad = "type = \"disk\"\nname = \"disk\"\ninterval = \"0s\"\nwarn_percent = 99.0\npaths = [\"relative\"]\n";
     let err = a
         .control
-        .reconfigure_toml("disk", bad)
+        .reconfigure_toml("disk", bad, Origin::command(""))
         .await
         .expect_err("rejected");
     let ControlError::Rejected { problems, .. } = &err else {
@@ -226,13 +229,15 @@ async fn bad_reconfigure_keeps_the_old_config_and_emits_config_rejected() {
     let renamed = crate::config::parse_module_toml("type = \"disk\"\nname = \"disk2\"\n")
         .expect("valid on its own");
     assert!(matches!(
-        a.control.reconfigure("disk", renamed).await,
+        a.control
+            .reconfigure("disk", renamed, Origin::command(""))
+            .await,
         Err(ControlError::Rejected { .. })
     ));
     // Unparseable text is rejected with the parser's problems.
     assert!(matches!(
         a.control
-            .reconfigure_toml("disk", "type = \"disk\"\nbogus = 1\n")
+            .reconfigure_toml("disk", "type = \"disk\"\nbogus = 1\n", Origin::admin())
             .await,
         Err(ControlError::Rejected { .. })
     ));
@@ -273,7 +278,7 @@ async fn good_reconfigure_swaps_persists_and_yields_to_a_changed_file() {
     let new = "type = \"heartbeat\"\nname = \"hb\"\ninterval = \"30ms\"\n";
     let reply = a
         .control
-        .reconfigure_toml("hb", new)
+        .reconfigure_toml("hb", new, Origin::command(""))
         .await
         .expect("accepted");
     assert!(reply.changed);
@@ -337,13 +342,27 @@ fn start_plan_state_wins_and_override_needs_the_same_file() {
         file_fingerprint: "aaa".into(),
         changed_unix_ms: 0,
     };
-    let same = start_plan(Some(&rec), "aaa");
+    let allow = |_: &ModuleConfig| Vec::new();
+    let same = start_plan(Some(&rec), "aaa", &allow);
     assert_eq!(same.state, RunState::Paused);
     assert_eq!(same.config, Some(cfg));
     assert!(!same.dropped_override);
-    let changed = start_plan(Some(&rec), "bbb");
+    let changed = start_plan(Some(&rec), "bbb", &allow);
     assert_eq!(changed.state, RunState::Paused);
     assert_eq!(changed.config, None);
     assert!(changed.dropped_override);
-    assert_eq!(start_plan(None, "x").state, RunState::Running);
+    assert_eq!(start_plan(None, "x", &allow).state, RunState::Running);
+    // The host policy now refuses the override: dropped, naming the rule.
+    let refuse = |_: &ModuleConfig| {
+        vec![crate::config::Violation {
+            rule: "policy.log_paths",
+            key: "paths[0]".into(),
+            reason: "outside".into(),
+        }]
+    };
+    let refused = start_plan(Some(&rec), "aaa", &refuse);
+    assert_eq!(refused.config, None);
+    assert!(refused.dropped_override);
+    assert_eq!(refused.refused_by, ["policy.log_paths"]);
+    assert_eq!(refused.state, RunState::Paused, "the run state still wins");
 }

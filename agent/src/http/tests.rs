@@ -1,5 +1,5 @@
-//! The HTTP endpoint on a real port-0 listener, driven by a real HTTP client; admin routes
-//! act on a real runner.
+//! The HTTP endpoint on a real port-0 listener, driven by a real HTTP client. The admin
+//! routes are in `admin_tests`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -7,13 +7,10 @@ use std::time::Duration;
 
 use hyper::Method;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::Notify;
 
 use super::*;
-use crate::config::{parse_str, HttpConfig};
 use crate::modules::health::probe::request;
 use crate::outbox::NewEvent;
-use crate::runner::Runner;
 
 fn recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -65,7 +62,7 @@ fn state(outbox: Arc<Outbox>, max: u64, nats: Arc<AtomicBool>) -> HttpState {
         max_events: max,
         nats_connected: Arc::new(move || nats.load(Ordering::SeqCst)),
         metrics: Some(recorder()),
-        control: None,
+        admin: None,
     }
 }
 
@@ -122,87 +119,9 @@ async fn healthz_readyz_and_metrics() {
         body.contains("opsfleet_agent_events_dropped_total"),
         "{body}"
     );
-    // No admin routes without a control handle.
+    // No admin routes on TCP unless asked.
     assert_eq!(srv.call(Method::POST, "/modules/hb/pause", "").await.0, 404);
     srv.stop().await;
-}
-
-#[tokio::test]
-async fn admin_routes_drive_the_runner() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = parse_str(
-        "host = \"web-01\"\n[[modules]]\ntype = \"heartbeat\"\nname = \"hb\"\ninterval = \"20ms\"\n",
-    )
-    .expect("config");
-    let outbox =
-        Arc::new(Outbox::open(&dir.path().join("agent.sled"), "web-01", 1000).expect("open"));
-    let runner = Runner::from_config("web-01", outbox.clone(), Arc::new(Notify::new()), &cfg);
-    let control = runner.control();
-    let board = runner.status();
-    let cancel = CancellationToken::new();
-    let run = tokio::spawn(runner.run(cancel.clone()));
-
-    let mut st = state(outbox.clone(), 1000, Arc::new(AtomicBool::new(true)));
-    st.control = Some(control);
-    let srv = Server::start(st).await;
-
-    let (code, body) = srv.call(Method::POST, "/modules/hb/pause", "").await;
-    assert_eq!(code, 200, "{body}");
-    let reply: serde_json::Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(reply["state"], "paused");
-    assert_eq!(reply["changed"], true);
-    assert_eq!(
-        board.slots()[0].state,
-        opsfleet_proto::pb::ModuleRunState::Paused
-    );
-
-    let (code, body) = srv.call(Method::POST, "/modules/nope/pause", "").await;
-    assert_eq!(code, 404);
-    assert!(body.contains("no module named"), "{body}");
-    let (code, _) = srv.call(Method::POST, "/modules/hb/explode", "").await;
-    assert_eq!(code, 404);
-    assert_eq!(
-        srv.call(Method::POST, "/modules/hb/disable", "").await.0,
-        200
-    );
-    let (code, body) = srv.call(Method::POST, "/modules/hb/resume", "").await;
-    assert_eq!(code, 409, "{body}");
-    assert_eq!(
-        srv.call(Method::POST, "/modules/hb/enable", "").await.0,
-        200
-    );
-
-    let bad = "type = \"heartbeat\"\nname = \"hb\"\ninterval = \"0s\"\n";
-    let (code, body) = srv.call(Method::POST, "/modules/hb/reconfigure", bad).await;
-    assert_eq!(code, 422, "{body}");
-    let err: serde_json::Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(err["problems"][0]["key"], "interval");
-    let good = "type = \"heartbeat\"\nname = \"hb\"\ninterval = \"25ms\"\n";
-    let (code, body) = srv
-        .call(Method::POST, "/modules/hb/reconfigure", good)
-        .await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(board.slots()[0].interval, Duration::from_millis(25));
-    // GET on an admin route is not allowed.
-    assert_eq!(srv.get("/modules/hb/pause").await.0, 405);
-
-    srv.stop().await;
-    cancel.cancel();
-    run.await.expect("runner");
-}
-
-#[test]
-fn admin_is_loopback_only_unless_asked() {
-    let cfg = |listen: &str, admin| HttpConfig {
-        listen: listen.parse().expect("addr"),
-        admin,
-        tls_cert: None,
-        tls_key: None,
-    };
-    assert!(cfg("127.0.0.1:9464", false).admin_enabled());
-    assert!(cfg("[::1]:9464", false).admin_enabled());
-    assert!(!cfg("0.0.0.0:9464", false).admin_enabled());
-    assert!(cfg("0.0.0.0:9464", true).admin_enabled());
 }
 
 #[test]

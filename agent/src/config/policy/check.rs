@@ -1,0 +1,348 @@
+//! `HostPolicy`: the `[policy]` section plus what the config file itself already uses (each
+//! module's kind, its log paths, janitor roots, backup sources and destinations, command
+//! probes), and the pure decisions about a remote module config or restore target. Symlinks
+//! are resolved through a `resolve` function (the file system in the agent, a table in tests).
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use super::{glob_base, is_under, lexical, normalise, PolicyConfig};
+use crate::config::{AgentConfig, ModuleConfig, ProbeType};
+
+/// Where a remote config came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// A `config_apply` / `config_rollback` command from the active coordinator.
+    Command,
+    /// The admin HTTP routes (Unix socket or token-guarded TCP): never a kind change, never a
+    /// new command probe, whatever `[policy]` says.
+    Admin,
+}
+
+/// One rule a remote change breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The rule, as the config file spells it: `policy.log_paths`, `policy.allow_kind_change`.
+    pub rule: &'static str,
+    /// The offending key of the remote config (`paths[0]`, `jobs[1].sources[0]`, `type`), or
+    /// `target` for a restore.
+    pub key: String,
+    pub reason: String,
+}
+
+impl Violation {
+    /// `(key, "refused by <rule>: <reason>")`, as a config problem.
+    pub fn problem(&self) -> (String, String) {
+        (
+            self.key.clone(),
+            format!("refused by {}: {}", self.rule, self.reason),
+        )
+    }
+}
+
+/// Resolves symlinks with the real file system: `None` when the path does not exist. A
+/// dangling symlink resolves to its target (lexically), so it cannot smuggle a path in
+/// before its target is created.
+pub fn fs_resolve(path: &Path) -> Option<PathBuf> {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return Some(real);
+    }
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.file_type().is_symlink() {
+        return Some(path.to_owned());
+    }
+    let target = std::fs::read_link(path).ok()?;
+    let joined = match path.parent() {
+        Some(parent) if !target.is_absolute() => parent.join(target),
+        _ => target,
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
+/// The host's policy and the paths, kinds and probes of its own config file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostPolicy {
+    policy: PolicyConfig,
+    kinds: BTreeMap<String, &'static str>,
+    log_paths: Vec<String>,
+    janitor_roots: Vec<PathBuf>,
+    backup_sources: Vec<PathBuf>,
+    backup_destinations: Vec<PathBuf>,
+    command_probes: Vec<Vec<String>>,
+}
+
+impl HostPolicy {
+    /// The policy of an agent config file.
+    pub fn from_config(cfg: &AgentConfig) -> Self {
+        Self::new(cfg.policy.clone(), &cfg.modules)
+    }
+
+    /// `policy` with the file's `modules`.
+    pub fn new(policy: PolicyConfig, modules: &[ModuleConfig]) -> Self {
+        let mut hp = HostPolicy {
+            policy,
+            ..HostPolicy::default()
+        };
+        for m in modules {
+            hp.kinds.insert(m.name().to_owned(), m.kind());
+            match m {
+                ModuleConfig::Log(c) => hp.log_paths.extend(c.paths.iter().cloned()),
+                ModuleConfig::Janitor(c) => {
+                    hp.janitor_roots
+                        .extend(c.roots.iter().map(|r| r.path.clone()));
+                }
+                ModuleConfig::Backup(c) => {
+                    for j in &c.jobs {
+                        hp.backup_sources.extend(j.sources.iter().cloned());
+                        hp.backup_destinations.push(j.destination.clone());
+                    }
+                }
+                ModuleConfig::Health(c) => hp.command_probes.extend(
+                    c.probes
+                        .iter()
+                        .filter(|p| p.probe == ProbeType::Command)
+                        .filter_map(|p| p.argv.clone()),
+                ),
+                _ => {}
+            }
+        }
+        hp
+    }
+
+    pub fn policy(&self) -> &PolicyConfig {
+        &self.policy
+    }
+
+    /// Every rule `cfg`, offered remotely through `surface` for module `name` (now of kind
+    /// `current_kind`), breaks; empty = allowed. Pure given `resolve`.
+    pub fn check_module(
+        &self,
+        name: &str,
+        current_kind: &str,
+        cfg: &ModuleConfig,
+        surface: Surface,
+        resolve: &dyn Fn(&Path) -> Option<PathBuf>,
+    ) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let remote_ok = |flag: bool| flag && surface == Surface::Command;
+        let declared = self.kinds.get(name).copied().unwrap_or(current_kind);
+        if cfg.kind() != declared && !remote_ok(self.policy.allow_kind_change) {
+            out.push(Violation {
+                rule: "policy.allow_kind_change",
+                key: "type".to_owned(),
+                reason: format!(
+                    "module {name} is a {declared} module in the config file; {}",
+                    match surface {
+                        Surface::Admin => "the admin routes never change a module's kind",
+                        Surface::Command => "remote configs may not change its kind",
+                    }
+                ),
+            });
+        }
+        let paths = PathRule { resolve };
+        match cfg {
+            ModuleConfig::Log(c) => {
+                for (i, p) in c.paths.iter().enumerate() {
+                    if self.log_paths.contains(p) {
+                        continue;
+                    }
+                    out.extend(paths.log(&format!("paths[{i}]"), p, &self.policy.log_paths));
+                }
+            }
+            ModuleConfig::Janitor(c) => {
+                for (i, r) in c.roots.iter().enumerate() {
+                    out.extend(paths.check(
+                        "policy.janitor_roots",
+                        format!("roots[{i}].path"),
+                        &r.path,
+                        &self.policy.janitor_roots,
+                        &self.janitor_roots,
+                    ));
+                }
+            }
+            ModuleConfig::Backup(c) => {
+                for (i, j) in c.jobs.iter().enumerate() {
+                    for (k, s) in j.sources.iter().enumerate() {
+                        out.extend(paths.check(
+                            "policy.backup_sources",
+                            format!("jobs[{i}].sources[{k}]"),
+                            s,
+                            &self.policy.backup_sources,
+                            &self.backup_sources,
+                        ));
+                    }
+                    out.extend(paths.check(
+                        "policy.backup_destinations",
+                        format!("jobs[{i}].destination"),
+                        &j.destination,
+                        &self.policy.backup_destinations,
+                        &self.backup_destinations,
+                    ));
+                }
+            }
+            ModuleConfig::Health(c) => {
+                for (i, p) in c.probes.iter().enumerate() {
+                    if p.probe != ProbeType::Command {
+                        continue;
+                    }
+                    let known = p
+                        .argv
+                        .as_ref()
+                        .is_some_and(|a| self.command_probes.contains(a));
+                    if known || remote_ok(self.policy.allow_command_probes) {
+                        continue;
+                    }
+                    out.push(Violation {
+                        rule: "policy.allow_command_probes",
+                        key: format!("probes[{i}]"),
+                        reason: format!(
+                            "command probe {:?} is not in the config file (same argv); {}",
+                            p.name,
+                            match surface {
+                                Surface::Admin => "the admin routes never add command probes",
+                                Surface::Command => "remote configs may not add command probes",
+                            }
+                        ),
+                    });
+                }
+            }
+            ModuleConfig::Heartbeat(_) | ModuleConfig::Disk(_) | ModuleConfig::Sentinel(_) => {}
+        }
+        out
+    }
+
+    /// Whether a `restore` may write into `target`: it must lie under `policy.restore_targets`
+    /// (empty: no remote restore). Pure given `resolve`.
+    pub fn check_restore_target(
+        &self,
+        target: &Path,
+        resolve: &dyn Fn(&Path) -> Option<PathBuf>,
+    ) -> Result<(), Violation> {
+        let paths = PathRule { resolve };
+        match paths.check(
+            "policy.restore_targets",
+            "target".to_owned(),
+            target,
+            &self.policy.restore_targets,
+            &[],
+        ) {
+            None => Ok(()),
+            Some(v) => Err(v),
+        }
+    }
+}
+
+/// Path checks against allowed roots, with one symlink resolver.
+struct PathRule<'a> {
+    resolve: &'a dyn Fn(&Path) -> Option<PathBuf>,
+}
+
+impl PathRule<'_> {
+    fn roots(&self, lists: &[&[PathBuf]]) -> Vec<PathBuf> {
+        lists
+            .iter()
+            .flat_map(|l| l.iter())
+            .filter_map(|r| normalise(r, self.resolve).ok())
+            .collect()
+    }
+
+    /// A violation of `rule` unless `path` (normalised) is under one of `policy` or `file`.
+    fn check(
+        &self,
+        rule: &'static str,
+        key: String,
+        path: &Path,
+        policy: &[PathBuf],
+        file: &[PathBuf],
+    ) -> Option<Violation> {
+        let real = match normalise(path, self.resolve) {
+            Ok(p) => p,
+            Err(reason) => {
+                return Some(Violation {
+                    rule,
+                    key,
+                    reason: format!("{path:?} {reason}"),
+                })
+            }
+        };
+        let roots = self.roots(&[policy, file]);
+        if roots.iter().any(|r| is_under(&real, r)) {
+            return None;
+        }
+        Some(Violation {
+            rule,
+            key,
+            reason: format!(
+                "{} is not under {rule} ({}){}",
+                shown(path, &real),
+                listed(policy),
+                if rule == "policy.restore_targets" {
+                    String::new()
+                } else {
+                    " nor under a path of the config file's own modules".to_owned()
+                }
+            ),
+        })
+    }
+
+    /// A log path or glob: its directory part before any glob character must lie under one
+    /// of `policy` (paths the file itself reads were let through before).
+    fn log(&self, key: &str, pattern: &str, policy: &[PathBuf]) -> Option<Violation> {
+        let rule = "policy.log_paths";
+        if let Err(reason) = lexical(Path::new(pattern)) {
+            return Some(Violation {
+                rule,
+                key: key.to_owned(),
+                reason: format!("{pattern:?} {reason}"),
+            });
+        }
+        let (base, _) = glob_base(pattern);
+        let real = normalise(&base, self.resolve).unwrap_or(base.clone());
+        if self.roots(&[policy]).iter().any(|r| is_under(&real, r)) {
+            return None;
+        }
+        Some(Violation {
+            rule,
+            key: key.to_owned(),
+            reason: format!(
+                "{pattern:?}{} is not under {rule} ({}) nor a path the config file reads",
+                if real.as_path() == Path::new(pattern) {
+                    String::new()
+                } else {
+                    format!(" (reads below {})", real.display())
+                },
+                listed(policy)
+            ),
+        })
+    }
+}
+
+fn shown(path: &Path, real: &Path) -> String {
+    if path == real {
+        format!("{path:?}")
+    } else {
+        format!("{path:?} (resolves to {real:?})")
+    }
+}
+
+fn listed(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        "empty".to_owned()
+    } else {
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
