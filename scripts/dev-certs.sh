@@ -4,14 +4,23 @@
 # per identity (agents by host name, coordinators by name, operators by user name).
 #
 #   scripts/dev-certs.sh [OUT_DIR] [--hosts "web-01 web-02 db-01"] [--coordinators "blue green"]
-#                        [--operators "alice bob carol"] [--force]
+#                        [--operators "vera alice bob carol"] [--force]
 #
-# OUT_DIR defaults to deploy/secrets (ignored by git). It receives
-#   tls/ca.pem, tls/ca-key.pem           the development CA (keep ca-key.pem private)
-#   tls/server.pem, tls/server-key.pem   NATS servers and HTTP endpoints; SANs: localhost,
-#                                        127.0.0.1, nats, nats-1..3, *.nats (Kubernetes),
-#                                        every host and coordinator
-#   tls/{agent,coordinator,operator}.pem + -key.pem   client certificates for mutual TLS
+# OUT_DIR defaults to deploy/secrets (ignored by git). It receives two separate chains:
+#   tls/ca.pem, tls/ca-key.pem           the SERVER CA: signs server and route certificates
+#                                        only; clients trust it (keep ca-key.pem private)
+#   tls/client-ca.pem, client-ca-key.pem the CLIENT CA: signs client certificates only; the
+#                                        servers verify clients against it, never routes
+#   tls/server.pem, tls/server-key.pem   NATS servers and HTTP endpoints (serverAuth only);
+#                                        SANs: localhost, 127.0.0.1, nats, nats-1..3, *.nats
+#                                        (Kubernetes), every host and coordinator
+#   tls/route.pem, tls/route-key.pem     cluster routes between NATS nodes (serverAuth +
+#                                        clientAuth, from the server CA)
+#   tls/{agent,coordinator,operator}.pem + -key.pem   client certificates (clientAuth only,
+#                                        from the client CA): unusable as server or route
+#   route.conf, route-k8s.conf           ROUTE_PASSWORD and ROUTES, the route URLs that carry
+#                                        it (nats-1..3; Kubernetes pods nats-0..2.nats); the
+#                                        cluster configs include one of them
 #   nkeys/<name>.nk                      the nkey seed of one identity (mode 0600)
 #   nkeys.conf                           NKEY_<NAME> = "U..." for every identity; the shipped
 #                                        NATS configs include it (public keys only)
@@ -22,7 +31,7 @@ set -euo pipefail
 out="deploy/secrets"
 hosts="web-01 web-02 db-01"
 coordinators="blue green"
-operators="alice bob carol"
+operators="vera alice bob carol"
 force=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -30,7 +39,7 @@ while [ $# -gt 0 ]; do
         --coordinators) coordinators="$2"; shift 2 ;;
         --operators) operators="$2"; shift 2 ;;
         --force) force=1; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         -*) echo "dev-certs.sh: unknown option $1" >&2; exit 2 ;;
         *) out="$1"; shift ;;
     esac
@@ -44,17 +53,21 @@ tls="$out/tls"
 
 fresh() { [ "$force" = 1 ] || [ ! -s "$1" ]; }
 
-if fresh "$tls/ca.pem"; then
+# make_ca NAME CN: a self-signed CA (tls/NAME.pem, tls/NAME-key.pem).
+make_ca() {
+    fresh "$tls/$1.pem" || return 0
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 \
-        -subj "/O=opsfleet dev/CN=opsfleet dev CA" \
-        -addext "basicConstraints=critical,CA:TRUE" \
+        -subj "/O=opsfleet dev/CN=$2" \
+        -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
         -addext "keyUsage=critical,keyCertSign,cRLSign" \
-        -keyout "$tls/ca-key.pem" -out "$tls/ca.pem" 2>/dev/null
-fi
+        -keyout "$tls/$1-key.pem" -out "$tls/$1.pem" 2>/dev/null
+}
+make_ca ca "opsfleet dev server CA"
+make_ca client-ca "opsfleet dev client CA"
 
-# issue NAME CN EXTENDED_KEY_USAGE [SAN]
+# issue NAME CN EXTENDED_KEY_USAGE [SAN] [CA]: a certificate signed by CA (default: ca).
 issue() {
-    local name="$1" cn="$2" eku="$3" san="${4:-}" ext
+    local name="$1" cn="$2" eku="$3" san="${4:-}" ca="${5:-ca}" ext
     fresh "$tls/$name.pem" || return 0
     ext="$(mktemp)"
     {
@@ -65,7 +78,7 @@ issue() {
     } >"$ext"
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
         -subj "/O=opsfleet dev/CN=$cn" -keyout "$tls/$name-key.pem" -out "$tls/$name.csr" 2>/dev/null
-    openssl x509 -req -in "$tls/$name.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca-key.pem" \
+    openssl x509 -req -in "$tls/$name.csr" -CA "$tls/$ca.pem" -CAkey "$tls/$ca-key.pem" \
         -CAcreateserial -days 825 -extfile "$ext" -out "$tls/$name.pem" 2>/dev/null
     rm -f "$tls/$name.csr" "$ext"
 }
@@ -75,12 +88,30 @@ issue() {
 san="DNS:localhost,IP:127.0.0.1,DNS:nats,DNS:nats-1,DNS:nats-2,DNS:nats-3,DNS:*.nats"
 san="$san,DNS:nats.opsfleet.svc,DNS:*.nats.opsfleet.svc,DNS:*.nats.opsfleet.svc.cluster.local"
 for n in $hosts $coordinators; do san="$san,DNS:$n"; done
-# Servers also authenticate to each other on cluster routes, hence clientAuth.
-issue server "opsfleet server" "serverAuth,clientAuth" "$san"
-issue agent "opsfleet agent" "clientAuth" "DNS:agent"
-issue coordinator "opsfleet coordinator" "clientAuth" "DNS:coordinator"
-issue operator "opsfleet operator" "clientAuth" "DNS:operator"
-rm -f "$tls/ca.srl"
+issue server "opsfleet server" "serverAuth" "$san"
+# Routes: nodes authenticate each other (both ends present it), from the server CA only.
+issue route "opsfleet route" "serverAuth,clientAuth" "$san"
+issue agent "opsfleet agent" "clientAuth" "DNS:agent" client-ca
+issue coordinator "opsfleet coordinator" "clientAuth" "DNS:coordinator" client-ca
+issue operator "opsfleet operator" "clientAuth" "DNS:operator" client-ca
+rm -f "$tls/ca.srl" "$tls/client-ca.srl"
+
+# Route credentials: a random password, and the route URLs that carry it (NATS variables
+# replace whole values, not parts of strings): route.conf names nats-1..3 (compose, systemd),
+# route-k8s.conf the StatefulSet's pods nats-0..2.nats (deploy/k8s/nats.yaml).
+if fresh "$out/route.conf"; then
+    pw="$(openssl rand -hex 24)"
+    write_routes() {
+        echo "# Generated by scripts/dev-certs.sh: the cluster route credentials (secret)."
+        echo "ROUTE_PASSWORD = \"$pw\""
+        printf 'ROUTES = ['
+        local sep=""
+        for h in "$@"; do printf '%s "nats-route://route:%s@%s:6222"' "$sep" "$pw" "$h"; sep=","; done
+        echo " ]"
+    }
+    write_routes nats-1 nats-2 nats-3 >"$out/route.conf"
+    write_routes nats-0.nats nats-1.nats nats-2.nats >"$out/route-k8s.conf"
+fi
 
 # One ed25519 key per identity, encoded as NATS nkeys (user seed "SU...", public key "U...").
 for n in $hosts $coordinators $operators; do
@@ -126,5 +157,5 @@ done
     done
 } >"$out/nkeys.conf"
 chmod 0644 "$out/nkeys.conf" "$tls"/*.pem "$out"/nkeys/*.pub
-chmod 0600 "$tls"/*-key.pem "$out"/nkeys/*.nk
+chmod 0600 "$tls"/*-key.pem "$out"/nkeys/*.nk "$out"/route*.conf
 echo "dev-certs.sh: secrets in $out (CA $tls/ca.pem; nkeys for: $(ls "$out/nkeys" | grep -v '\.pub$' | sed 's/\.nk$//' | tr '\n' ' '))" >&2

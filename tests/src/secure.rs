@@ -188,3 +188,98 @@ pub fn render_single(text: &str, etc: &Path, data: &Path) -> Result<String> {
     }
     Ok(out)
 }
+
+/// Nodes of the shipped cluster config (`deploy/nats/cluster.conf`) on loopback: the same TLS
+/// (client CA for clients, server CA and route certificates for routes), route password,
+/// users and JetStream settings; only names, ports and paths are rendered.
+#[derive(Debug)]
+pub struct SecureClusterNodes {
+    pub nodes: Vec<NatsServer>,
+    /// The route port of each node, in the order of `nodes`.
+    pub route_ports: Vec<u16>,
+    pub etc: PathBuf,
+    pub secrets: PathBuf,
+    /// The route password from `secrets/route.conf`.
+    pub route_password: String,
+}
+
+/// A free loopback TCP port (bound and released; fine for a test's own servers).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl SecureClusterNodes {
+    /// Renders `cluster.conf` once per name into `<dir>/etc/nats/<name>.conf` with routes to
+    /// every other node and starts them all.
+    pub async fn start(dir: &Path, names: &[&str]) -> Result<SecureClusterNodes> {
+        let shipped = repo_root().join("deploy/nats");
+        let etc = dir.join("etc/nats");
+        std::fs::create_dir_all(&etc)
+            .with_context(|| format!("cannot create {}", etc.display()))?;
+        let secrets = etc.join("secrets");
+        generate_secrets(&secrets)?;
+        std::fs::copy(shipped.join("auth.conf"), etc.join("auth.conf"))
+            .context("cannot copy auth.conf")?;
+        let route_conf = std::fs::read_to_string(secrets.join("route.conf"))
+            .context("dev-certs.sh wrote no route.conf")?;
+        let route_password = route_conf
+            .lines()
+            .find_map(|l| l.strip_prefix("ROUTE_PASSWORD = "))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+            .context("route.conf has no ROUTE_PASSWORD")?;
+        let text = std::fs::read_to_string(shipped.join("cluster.conf"))
+            .context("cannot read cluster.conf")?;
+        let route_ports = names
+            .iter()
+            .map(|_| free_port())
+            .collect::<Result<Vec<u16>>>()?;
+        let routes = route_ports
+            .iter()
+            .map(|p| format!("\"nats-route://route:{route_password}@127.0.0.1:{p}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        std::fs::write(
+            etc.join("route-test.conf"),
+            format!("ROUTE_PASSWORD = \"{route_password}\"\nROUTES = [ {routes} ]\n"),
+        )?;
+        let mut nodes = Vec::new();
+        for (name, port) in names.iter().zip(&route_ports) {
+            let node_dir = dir.join(name);
+            std::fs::create_dir_all(&node_dir)?;
+            let replacements = [
+                ("server_name: $SERVER_NAME", format!("server_name: {name}")),
+                ("listen: 0.0.0.0:4222", "listen: 127.0.0.1:-1".to_owned()),
+                ("http: 127.0.0.1:8222", "http: 127.0.0.1:-1".to_owned()),
+                ("listen: 0.0.0.0:6222", format!("listen: 127.0.0.1:{port}")),
+                // The same password, the routes on this test's loopback ports.
+                (
+                    "include \"secrets/route.conf\"",
+                    "include \"route-test.conf\"".to_owned(),
+                ),
+                ("\"/etc/nats/", format!("\"{}/", etc.display())),
+                (
+                    "store_dir: \"/data\"",
+                    format!("store_dir: \"{}\"", node_dir.join("data").display()),
+                ),
+            ];
+            let mut out = text.clone();
+            for (from, to) in replacements {
+                if !out.contains(from) {
+                    bail!("deploy/nats/cluster.conf no longer contains {from:?}; update tests/src/secure.rs");
+                }
+                out = out.replace(from, &to);
+            }
+            let config = etc.join(format!("{name}.conf"));
+            std::fs::write(&config, out)?;
+            nodes.push(NatsServer::start_with_config(&node_dir, &config).await?);
+        }
+        Ok(SecureClusterNodes {
+            nodes,
+            route_ports,
+            etc,
+            secrets,
+            route_password,
+        })
+    }
+}

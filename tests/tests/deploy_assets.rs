@@ -160,6 +160,8 @@ fn compose_file_references_what_exists() -> Result<()> {
         secrets_default.contains("out=\"deploy/secrets\""),
         "dev-certs.sh default changed"
     );
+    let fresh = tempfile::tempdir()?;
+    generate_secrets(fresh.path())?;
     let mut used = BTreeSet::new();
     for (name, svc) in services {
         let name = str_of(name, "service name")?;
@@ -179,9 +181,35 @@ fn compose_file_references_what_exists() -> Result<()> {
             let target = target.trim_end_matches(":ro");
             if source.starts_with("./") {
                 let path = dir.join(source);
-                if source == "./secrets" {
-                    continue; // scripts/dev-certs.sh output (deploy/secrets), checked above
+                if let Some(file) = source.strip_prefix("./secrets/") {
+                    // scripts/dev-certs.sh output: the file exists there, and a service gets
+                    // only what it needs: no CA key, no seed but its own.
+                    ensure!(
+                        fresh.path().join(file).exists(),
+                        "{name}: mounts {file}, which dev-certs.sh does not make"
+                    );
+                    ensure!(
+                        !file.ends_with("ca-key.pem"),
+                        "{name}: mounts a CA key ({file})"
+                    );
+                    if let Some(seed) = file.strip_prefix("nkeys/") {
+                        let own = name.rsplit_once('-').map_or(name, |(_, n)| n);
+                        let own = if name.starts_with("agent-") {
+                            name.trim_start_matches("agent-")
+                        } else {
+                            own
+                        };
+                        ensure!(
+                            seed == format!("{own}.nk"),
+                            "{name}: mounts another identity's seed ({file})"
+                        );
+                    }
+                    continue;
                 }
+                ensure!(
+                    source != "./secrets",
+                    "{name}: mounts the whole secrets directory"
+                );
                 ensure!(path.exists(), "{name}: {} does not exist", path.display());
                 if target.ends_with(".toml") {
                     config = Some(read(&path)?);
@@ -299,10 +327,10 @@ fn k8s_manifests_reference_what_exists() -> Result<()> {
         .map(|(k, _)| k.as_str())
         .collect();
     ensure!(
-        !secret_keys
-            .iter()
-            .any(|k| k.starts_with("ca-key") || ["alice.nk", "bob.nk"].contains(k)),
-        "opsfleet-secrets must not hold the CA key or operator seeds"
+        !secret_keys.iter().any(|k| k.ends_with("ca-key.pem")
+            || ["alice.nk", "bob.nk", "carol.nk", "vera.nk"].contains(k)
+            || ["web-01.nk", "web-02.nk", "db-01.nk"].contains(k)),
+        "opsfleet-secrets must not hold a CA key, operator seeds or agent seeds"
     );
 
     let mut workloads = 0;
@@ -346,6 +374,17 @@ fn k8s_manifests_reference_what_exists() -> Result<()> {
                 ensure!(
                     runbook.contains_key(secret),
                     "{name}: secret {secret} is never created"
+                );
+                let seeds: Vec<&str> = v["secret"]["items"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i["key"].as_str())
+                    .filter(|k| k.ends_with(".nk"))
+                    .collect();
+                ensure!(
+                    seeds.len() <= 1,
+                    "{name}: a pod may see one nkey seed (its own), not {seeds:?}"
                 );
                 for item in v["secret"]["items"].as_sequence().into_iter().flatten() {
                     let key = str_of(&item["key"], "secret key")?;
@@ -401,8 +440,17 @@ fn k8s_manifests_reference_what_exists() -> Result<()> {
                 .collect();
             let live = &c["livenessProbe"]["httpGet"];
             let ready = &c["readinessProbe"]["httpGet"];
-            for probe in [live, ready] {
-                let port = str_of(&probe["port"], "probe port")?;
+            // NATS is probed on its client port (its monitoring is loopback-only).
+            let probe_port = |p: &str| {
+                let probe = &c[p];
+                if probe["httpGet"].is_mapping() {
+                    &probe["httpGet"]["port"]
+                } else {
+                    &probe["tcpSocket"]["port"]
+                }
+            };
+            for probe in [probe_port("livenessProbe"), probe_port("readinessProbe")] {
+                let port = str_of(probe, "probe port")?;
                 ensure!(
                     ports.contains_key(port),
                     "{name}: probe on undeclared port {port}"
@@ -447,8 +495,9 @@ fn k8s_manifests_reference_what_exists() -> Result<()> {
                 }
             } else {
                 ensure!(
-                    str_of(&live["path"], "nats probe")?.starts_with("/healthz"),
-                    "{name}: nats probe"
+                    str_of(probe_port("livenessProbe"), "nats probe")? == "client"
+                        && str_of(probe_port("readinessProbe"), "nats probe")? == "client",
+                    "{name}: nats is probed on its client port (monitoring is loopback-only)"
                 );
             }
         }

@@ -261,13 +261,14 @@ async fn dead_letters(js: &jetstream::Context, want: usize) -> Result<Vec<(Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_named_like_a_coordinator_cannot_speak_for_it() {
     Cluster::run("ingest-impostor", async |c: &mut Cluster| {
+        // blue first, so that it is the active one; then green as its standby.
         c.add_coordinator(CoordinatorSpec::new("blue"))?;
-        c.add_coordinator(CoordinatorSpec::new("green"))?;
         wait_until_default("blue to be active", async || {
             let r = c.status(Some("blue")).await.ok();
             Ok(r.filter(|r| r.responder.role == "active").map(|_| ()))
         })
         .await?;
+        c.add_coordinator(CoordinatorSpec::new("green"))?;
         let client = async_nats::connect(c.nats_url()).await?;
         let js = jetstream::new(client);
 

@@ -108,7 +108,8 @@ async fn agents_cannot_say_what_only_coordinators_or_the_target_say() {
     let db01 = Probe::connect(&s, "db-01", Role::Agent)
         .await
         .expect("db-01");
-    let reader = Probe::connect(&s, "blue", Role::Coordinator)
+    // An admin reads the dead letters (coordinators only write them).
+    let reader = Probe::connect(&s, "carol", Role::Operator)
         .await
         .expect("reader");
     let SecureNats { server, .. } = s;
