@@ -38,6 +38,7 @@ pub mod opsctl;
 pub mod procs;
 pub mod receiver;
 pub mod secure;
+pub mod stream;
 pub mod wait;
 
 pub use agent::{Agent, AgentSpec, OutboxInfo};

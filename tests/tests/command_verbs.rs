@@ -10,9 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use async_nats::jetstream::{self, consumer};
-use futures::StreamExt;
-use opsfleet_proto::{pb, subjects, EventEnvelope};
+use opsfleet_proto::pb;
 use opsfleet_tests::{wait_until_default, AgentSpec, Cluster, CoordinatorSpec};
 use serde_json::Value;
 
@@ -28,34 +26,7 @@ fn backup_toml(dir: &Path) -> String {
     )
 }
 
-/// Every event of `host` with `kind` in the stream, in stream order.
-async fn events_of(url: &str, host: &str, kind: &str) -> Result<Vec<EventEnvelope>> {
-    let client = async_nats::connect(url).await?;
-    let js = jetstream::new(client);
-    let stream = js.get_stream(subjects::EVENTS_STREAM).await?;
-    let mut c = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: subjects::event_subject(host, kind),
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await?;
-    let mut left = c.info().await?.num_pending;
-    let mut out = Vec::new();
-    if left == 0 {
-        return Ok(out);
-    }
-    let mut messages = c.messages().await?;
-    while left > 0 {
-        let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
-            .await
-            .context("reading the events stream")?
-            .context("stream ended")??;
-        left = msg.info().map(|i| i.pending).unwrap_or(0);
-        out.push(EventEnvelope::decode(&msg.payload)?);
-    }
-    Ok(out)
-}
+use opsfleet_tests::stream::events_of;
 
 /// The disk module's `module_state` bodies, oldest first.
 async fn disk_states(c: &Cluster) -> Result<Vec<pb::ModuleState>> {

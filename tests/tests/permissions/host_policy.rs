@@ -8,8 +8,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context, Result};
-use async_nats::jetstream::{self, consumer};
-use futures::StreamExt;
+use async_nats::jetstream;
 use opsfleet_proto::{pb, subjects, EventEnvelope};
 use opsfleet_tests::{wait_until_default, AgentSpec, Cluster, CoordinatorSpec};
 use prost::Message;
@@ -27,30 +26,7 @@ fn q(p: &Path) -> String {
 
 /// Every event of `HOST` with `kind` in the stream, in stream order.
 async fn events_of(url: &str, kind: &str) -> Result<Vec<EventEnvelope>> {
-    let js = jetstream::new(async_nats::connect(url).await?);
-    let stream = js.get_stream(subjects::EVENTS_STREAM).await?;
-    let mut c = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: subjects::event_subject(HOST, kind),
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await?;
-    let mut left = c.info().await?.num_pending;
-    let mut out = Vec::new();
-    if left == 0 {
-        return Ok(out);
-    }
-    let mut messages = c.messages().await?;
-    while left > 0 {
-        let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
-            .await
-            .context("reading the events stream")?
-            .context("stream ended")??;
-        left = msg.info().map(|i| i.pending).unwrap_or(0);
-        out.push(EventEnvelope::decode(&msg.payload)?);
-    }
-    Ok(out)
+    opsfleet_tests::stream::events_of(url, HOST, kind).await
 }
 
 /// The `config_rejected` bodies of `HOST`, oldest first.
