@@ -26,6 +26,10 @@ mod host_policy;
 mod ingest;
 #[path = "permissions/network.rs"]
 mod network;
+#[path = "permissions/network_push.rs"]
+mod network_push;
+#[path = "permissions/verbs.rs"]
+mod verbs;
 
 /// A client of `identity` that records the server's asynchronous errors (permission
 /// violations are reported that way, and the message is dropped).
@@ -257,13 +261,16 @@ async fn roles_can_do_their_jobs_and_nothing_else() -> Result<()> {
             .any(|e| e.contains("ops.api.as.alice.command")),
         "alice may not use her own identified subject"
     );
-    // ... and reads events through an ephemeral consumer.
+    // ... and reads events through an ephemeral consumer named in the subject.
     let ordered = alice
         .js
         .get_stream(subjects::EVENTS_STREAM)
         .await
         .context("alice cannot look up the events stream")?
-        .create_consumer(consumer::pull::OrderedConfig::default())
+        .create_consumer(consumer::pull::OrderedConfig {
+            name: Some("opsctl-alice".into()),
+            ..Default::default()
+        })
         .await
         .context("alice cannot read events")?;
     let mut msgs = ordered.messages().await?;

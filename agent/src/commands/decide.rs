@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use opsfleet_proto::pb;
 use opsfleet_proto::pb::command::Action;
+use opsfleet_proto::{pb, subjects};
 
 use crate::config::{AgentConfig, HostPolicy, ModuleConfig};
 
@@ -151,6 +151,20 @@ impl Verdict {
     pub fn records(&self) -> bool {
         self.outcome != Outcome::Duplicate
     }
+}
+
+/// Whether a message that reached this agent's command inbox was delivered by its own
+/// command consumer: subject `ops.cmd.<host>`, ack metadata naming stream `OPS_CMDS` and
+/// consumer `agent-<host>` (`stream`, `consumer` from the reply subject; `None` when it is not
+/// a JetStream delivery). Anything else — a push consumer someone pointed at the agent's
+/// inbox, a stray publish — is not a command, whatever its payload. Pure.
+pub fn delivered_by_own_consumer(host: &str, subject: &str, ack: Option<(&str, &str)>) -> bool {
+    let Some((stream, consumer)) = ack else {
+        return false;
+    };
+    subject == subjects::command_subject(host)
+        && stream == subjects::COMMANDS_STREAM
+        && consumer == super::consumer_name(host)
 }
 
 /// Decides about `cmd` in this order: target, seen id, epoch fencing (a higher epoch raises the

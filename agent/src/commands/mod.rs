@@ -37,8 +37,8 @@ use crate::runner::{RunOutput, StatusBoard};
 use crate::telemetry;
 
 pub use decide::{
-    action_name, check_policy, deadline_problem, decide, validate, Catalog, Outcome, Verdict,
-    CLOCK_SKEW_MS, MAX_DEADLINE_AHEAD_MS, STALE_EPOCH,
+    action_name, check_policy, deadline_problem, decide, delivered_by_own_consumer, validate,
+    Catalog, Outcome, Verdict, CLOCK_SKEW_MS, MAX_DEADLINE_AHEAD_MS, STALE_EPOCH,
 };
 pub use exec::Execution;
 pub use ledger::{Ledger, Status, LEDGER_KEEP_MS};
@@ -392,6 +392,14 @@ impl CommandHandler {
                 }
                 Some(Ok(m)) => m,
             };
+            let info = msg.info().ok();
+            let ack = info.as_ref().map(|i| (i.stream, i.consumer));
+            if !delivered_by_own_consumer(&self.host, msg.subject.as_str(), ack) {
+                // Not from agent-<host> on OPS_CMDS: never decoded, never acked (its ack
+                // subject, if any, belongs to somebody else's consumer).
+                warn!(subject = %msg.subject, stream = ack.map(|a| a.0), consumer = ack.map(|a| a.1), "ignoring a message on the command inbox that its consumer did not deliver");
+                continue;
+            }
             let accepted = match self.admit(&msg.payload).await {
                 Ok(a) => a,
                 Err(e) => {

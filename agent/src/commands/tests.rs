@@ -368,3 +368,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn only_the_hosts_own_command_consumer_delivers_commands() {
+    let own = Some(("OPS_CMDS", "agent-web-01"));
+    assert!(delivered_by_own_consumer(HOST, "ops.cmd.web-01", own));
+    // A push consumer on the events stream aimed at the agent's inbox.
+    assert!(!delivered_by_own_consumer(
+        HOST,
+        "ops.evt.web-02.heartbeat",
+        Some(("OPS_EVENTS", "opsctl-x"))
+    ));
+    // Another host's command, its own consumer or a foreign one.
+    assert!(!delivered_by_own_consumer(
+        HOST,
+        "ops.cmd.web-02",
+        Some(("OPS_CMDS", "agent-web-02"))
+    ));
+    assert!(!delivered_by_own_consumer(HOST, "ops.cmd.web-02", own));
+    // The right subject, but not delivered by agent-web-01 on OPS_CMDS.
+    assert!(!delivered_by_own_consumer(
+        HOST,
+        "ops.cmd.web-01",
+        Some(("OPS_CMDS", "opsctl-x"))
+    ));
+    assert!(!delivered_by_own_consumer(
+        HOST,
+        "ops.cmd.web-01",
+        Some(("OPS_DLQ", "agent-web-01"))
+    ));
+    // A plain publish: no ack metadata at all.
+    assert!(!delivered_by_own_consumer(HOST, "ops.cmd.web-01", None));
+}

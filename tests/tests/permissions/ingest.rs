@@ -66,7 +66,11 @@ async fn dead_letters(js: &jetstream::Context, want: usize) -> Result<Vec<(Strin
     let consumer = js
         .get_stream(subjects::DLQ_STREAM)
         .await?
-        .create_consumer(consumer::pull::OrderedConfig::default())
+        // People create consumers only under a name in the subject (deploy/nats/auth.conf).
+        .create_consumer(consumer::pull::OrderedConfig {
+            name: Some(format!("dlq-reader-{}", Uuid::now_v7().simple())),
+            ..Default::default()
+        })
         .await?;
     let mut msgs = consumer.messages().await?;
     let mut out = Vec::new();

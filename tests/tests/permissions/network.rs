@@ -207,8 +207,8 @@ async fn people_cannot_touch_the_coordinators_durable_consumers() -> Result<()> 
         let filtered = format!("$JS.API.CONSUMER.CREATE.OPS_EVENTS.{durable}.ops.evt.>");
         p.client.publish(filtered.clone(), "{}".into()).await?;
         p.expect_violation("publish", &filtered).await?;
-        // The unnamed create subject (what ephemeral readers use) with the durable's name in
-        // the body: the server must not create or update the coordinator's consumer.
+        // The unnamed create subject with the durable's name in the body: refused by the
+        // permissions (no reply), and the coordinator's consumer stays as it was.
         let body = serde_json::json!({
             "stream_name": subjects::EVENTS_STREAM,
             "config": {
@@ -293,11 +293,14 @@ async fn each_role_is_refused_by_the_server_what_it_lacks() -> Result<()> {
             bail!("{subject} was refused: {e}");
         }
     }
-    // A viewer reads events through an ephemeral consumer.
+    // A viewer reads events through an ephemeral consumer named in the subject.
     vera.js
         .get_stream(subjects::EVENTS_STREAM)
         .await?
-        .create_consumer(consumer::pull::OrderedConfig::default())
+        .create_consumer(consumer::pull::OrderedConfig {
+            name: Some("opsctl-vera".into()),
+            ..Default::default()
+        })
         .await
         .context("vera cannot read events")?;
     Ok(())

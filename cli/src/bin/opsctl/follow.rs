@@ -59,6 +59,9 @@ pub async fn follow_events(
     };
     let mut consumer = stream
         .create_consumer(OrderedConfig {
+            // Created under its name in the subject: the shipped permissions refuse people the
+            // unnamed create subject (deploy/nats/auth.conf).
+            name: Some(format!("opsctl-{}", uuid::Uuid::now_v7().simple())),
             filter_subject: filter.subject(),
             deliver_policy,
             ..Default::default()
