@@ -194,6 +194,9 @@ fi
 say "writing configs into .cluster/ from deploy/local/ (fresh data dirs)"
 rm -rf "$CLUSTER_DIR"
 mkdir -p "$PIDS" "$LOGS" "$CLUSTER_DIR/data"
+# db-01's backup job nightly-db (deploy/local/agent-db-01.toml) archives this directory.
+mkdir -p "$CLUSTER_DIR/db-snapshots"
+printf 'demo snapshot written by scripts/cluster.sh\n' >"$CLUSTER_DIR/db-snapshots/snapshot.sql"
 render nats-server.conf
 for c in "${COORDINATORS[@]}"; do render "coordinator-$c.toml"; done
 for h in "${AGENTS[@]}"; do render "agent-$h.toml"; done
