@@ -171,6 +171,44 @@ pub enum BusError {
     },
 }
 
+impl BusError {
+    /// Whether waiting may cure this: a JetStream request on the topology that timed out or
+    /// found JetStream not ready (no meta leader yet, too few peers for the replicas asked,
+    /// the system temporarily unavailable) — what a cluster whose nodes are still starting
+    /// answers. A stream of another shape, a refused or unreadable credential, or any other
+    /// API error is not: waiting would not change it.
+    pub fn is_transient(&self) -> bool {
+        let source = match self {
+            BusError::Stream { source, .. } | BusError::Bucket { source, .. } => source,
+            _ => return false,
+        };
+        let mut text = source.to_string();
+        let mut next = std::error::Error::source(source.as_ref());
+        while let Some(e) = next {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            next = e.source();
+        }
+        transient_jetstream_error(&text)
+    }
+}
+
+/// The wordings of JetStream's "not ready yet" answers (see [`BusError::is_transient`]). Pure.
+pub fn transient_jetstream_error(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    [
+        "timed out",
+        "timeout",
+        "no responders",
+        "temporarily unavailable",
+        "no suitable peers",
+        "leader not found",
+        "no leader",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+}
+
 /// Whether `connect` waits for the first connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectMode {
@@ -292,8 +330,16 @@ pub struct TopologyConfig {
     /// its own history before the byte limit shortens everyone's. Unset: no cap.
     #[serde(default)]
     pub events_max_msgs_per_subject: Option<u64>,
+    /// How long a coordinator at start waits for JetStream to answer the topology requests
+    /// (a fresh or restarting cluster has no meta leader until a quorum of nodes is up), retrying
+    /// with backoff and logging what it waits for; then it exits with the last error.
+    #[serde(default = "default_start_timeout", with = "humantime_serde")]
+    pub start_timeout: Duration,
 }
 
+fn default_start_timeout() -> Duration {
+    Duration::from_secs(600)
+}
 fn default_replicas() -> usize {
     1
 }
@@ -332,6 +378,7 @@ impl Default for TopologyConfig {
             events_max_bytes: default_events_max_bytes(),
             events_max_msg_size: default_events_max_msg_size(),
             events_max_msgs_per_subject: None,
+            start_timeout: default_start_timeout(),
         }
     }
 }

@@ -8,7 +8,7 @@ use opsfleet_proto::pb;
 
 use opsfleet_bus::{BusError, ConnectMode};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::CoordinatorConfig;
 use crate::dispatch::Dispatcher;
@@ -44,6 +44,72 @@ pub enum RunError {
     },
     #[error("cannot set up TLS for the HTTP endpoint")]
     HttpTls(#[source] opsfleet_bus::https::HttpsError),
+    #[error(
+        "JetStream did not answer the topology requests within {waited:?} ({attempts} attempts)"
+    )]
+    TopologyTimeout {
+        waited: Duration,
+        attempts: u32,
+        #[source]
+        source: BusError,
+    },
+}
+
+/// Creates or verifies the topology, waiting while JetStream is not ready: a fresh or
+/// restarting cluster has no meta leader until a quorum of its nodes is up, and an R3 stream
+/// needs three peers. Retries transient errors with capped, jittered exponential backoff
+/// (backon) for `[topology] start_timeout`, logging each wait; fails at once on anything else
+/// (a stream of another shape, a refused credential). `None` when cancelled meanwhile. Until
+/// this returns, the HTTP endpoint is not up, so `/readyz` does not answer ready.
+async fn wait_for_topology(
+    js: &async_nats::jetstream::Context,
+    cfg: &opsfleet_bus::TopologyConfig,
+    cancel: &CancellationToken,
+) -> Result<Option<opsfleet_bus::Topology>, RunError> {
+    use backon::BackoffBuilder;
+    let started = tokio::time::Instant::now();
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let error = match opsfleet_bus::ensure_topology(js, cfg).await {
+            Ok(topology) => {
+                if attempts > 1 {
+                    info!(attempts, waited = ?started.elapsed(), "JetStream answered; topology ready");
+                }
+                return Ok(Some(topology));
+            }
+            Err(e) if e.is_transient() => e,
+            Err(e) => return Err(e.into()),
+        };
+        let waited = started.elapsed();
+        if waited >= cfg.start_timeout {
+            return Err(RunError::TopologyTimeout {
+                waited,
+                attempts,
+                source: error,
+            });
+        }
+        let delay = delays.next().unwrap_or(Duration::from_secs(10));
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        warn!(
+            attempts,
+            error = %error,
+            cause = cause.as_deref().unwrap_or(""),
+            retry_in = ?delay,
+            waited = ?waited,
+            "waiting for JetStream: no meta leader or too few peers yet (are a majority of the NATS nodes up?)"
+        );
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
 }
 
 /// Runs the coordinator until `cancel` fires; returns after the in-flight batch is persisted.
@@ -61,7 +127,9 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
     )
     .await?;
     let js = opsfleet_bus::jetstream(client.clone(), &cfg.nats);
-    let topology = opsfleet_bus::ensure_topology(&js, &cfg.topology).await?;
+    let Some(topology) = wait_for_topology(&js, &cfg.topology, &cancel).await? else {
+        return Ok(());
+    };
 
     let (driver, leadership, release) = election::Driver::new(
         topology.leader.clone(),

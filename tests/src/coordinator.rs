@@ -112,14 +112,21 @@ impl CoordinatorSpec {
 
     /// The coordinator's config file, in the format of SPEC.md.
     pub fn to_toml(&self, data_dir: &Path, nats_url: &str) -> String {
+        // One replica on the single test server, unless the test asks for more.
+        let replicas = if self.topology_toml.contains("replicas") {
+            ""
+        } else {
+            "replicas = 1\n"
+        };
         let mut out = format!(
             "name = {}\ncolor = {}\ndata_dir = {}\n\n[nats]\nurls = [{}]\n{}\n[topology]\n\
-             replicas = 1\n{}\n[ingest]\nbatch_max = {}\n{}",
+             {}{}\n[ingest]\nbatch_max = {}\n{}",
             quote(&self.name),
             quote(&self.color),
             quote(&data_dir.display().to_string()),
             quote(nats_url),
             self.nats_toml,
+            replicas,
             self.topology_toml,
             self.batch_max,
             self.ingest_toml

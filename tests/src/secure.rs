@@ -122,19 +122,7 @@ impl SecureNats {
 
     /// The same settings as TOML keys of an agent's or coordinator's `[nats]` table.
     pub fn nats_toml(&self, identity: &str, role: Role) -> String {
-        let cfg = self.nats_config(identity, role);
-        let path = |p: &Option<PathBuf>| {
-            quote(&p.as_deref().unwrap_or(Path::new("")).display().to_string())
-        };
-        let tls = self.tls(Some(role));
-        format!(
-            "nkey = {}\ninbox_prefix = {}\ntls = {{ ca = {}, cert = {}, key = {} }}\n",
-            path(&cfg.nkey),
-            quote(&format!("_INBOX.{identity}")),
-            path(&tls.ca),
-            path(&tls.cert),
-            path(&tls.key),
-        )
+        identity_toml(&self.secrets, identity, role)
     }
 
     /// opsctl flags of operator `user` using `nkey_of`'s key (the same user, unless a test
@@ -195,12 +183,28 @@ pub fn render_single(text: &str, etc: &Path, data: &Path) -> Result<String> {
 #[derive(Debug)]
 pub struct SecureClusterNodes {
     pub nodes: Vec<NatsServer>,
+    /// (data dir, config) of the nodes not started yet (`start_first`).
+    waiting: Vec<(PathBuf, PathBuf)>,
     /// The route port of each node, in the order of `nodes`.
     pub route_ports: Vec<u16>,
     pub etc: PathBuf,
     pub secrets: PathBuf,
     /// The route password from `secrets/route.conf`.
     pub route_password: String,
+}
+
+/// `[nats]` TOML keys of `identity` with the secrets of `scripts/dev-certs.sh` in `secrets`.
+fn identity_toml(secrets: &Path, identity: &str, role: Role) -> String {
+    let path = |p: PathBuf| quote(&p.display().to_string());
+    let tls = secrets.join("tls");
+    format!(
+        "nkey = {}\ninbox_prefix = {}\ntls = {{ ca = {}, cert = {}, key = {} }}\n",
+        path(secrets.join("nkeys").join(format!("{identity}.nk"))),
+        quote(&format!("_INBOX.{identity}")),
+        path(tls.join("ca.pem")),
+        path(tls.join(format!("{}.pem", role.cert_name()))),
+        path(tls.join(format!("{}-key.pem", role.cert_name()))),
+    )
 }
 
 /// A free loopback TCP port (bound and released; fine for a test's own servers).
@@ -213,6 +217,26 @@ impl SecureClusterNodes {
     /// Renders `cluster.conf` once per name into `<dir>/etc/nats/<name>.conf` with routes to
     /// every other node and starts them all.
     pub async fn start(dir: &Path, names: &[&str]) -> Result<SecureClusterNodes> {
+        Self::start_first(dir, names, names.len()).await
+    }
+
+    /// Starts the nodes held back by `start_first`, in order.
+    pub async fn start_waiting(&mut self) -> Result<()> {
+        for (node_dir, config) in std::mem::take(&mut self.waiting) {
+            self.nodes
+                .push(NatsServer::start_with_config(&node_dir, &config).await?);
+        }
+        Ok(())
+    }
+
+    /// The `[nats]` TOML keys of `identity` (nkey, inbox prefix, TLS with the role's client
+    /// certificate) on these nodes.
+    pub fn nats_toml(&self, identity: &str, role: Role) -> String {
+        identity_toml(&self.secrets, identity, role)
+    }
+
+    /// Like `start`, but starts only the first `n` nodes; `start_waiting` starts the rest.
+    pub async fn start_first(dir: &Path, names: &[&str], n: usize) -> Result<SecureClusterNodes> {
         let shipped = repo_root().join("deploy/nats");
         let etc = dir.join("etc/nats");
         std::fs::create_dir_all(&etc)
@@ -243,7 +267,7 @@ impl SecureClusterNodes {
             etc.join("route-test.conf"),
             format!("ROUTE_PASSWORD = \"{route_password}\"\nROUTES = [ {routes} ]\n"),
         )?;
-        let mut nodes = Vec::new();
+        let (mut nodes, mut waiting) = (Vec::new(), Vec::new());
         for (name, port) in names.iter().zip(&route_ports) {
             let node_dir = dir.join(name);
             std::fs::create_dir_all(&node_dir)?;
@@ -272,10 +296,15 @@ impl SecureClusterNodes {
             }
             let config = etc.join(format!("{name}.conf"));
             std::fs::write(&config, out)?;
-            nodes.push(NatsServer::start_with_config(&node_dir, &config).await?);
+            if nodes.len() < n {
+                nodes.push(NatsServer::start_with_config(&node_dir, &config).await?);
+            } else {
+                waiting.push((node_dir, config));
+            }
         }
         Ok(SecureClusterNodes {
             nodes,
+            waiting,
             route_ports,
             etc,
             secrets,
