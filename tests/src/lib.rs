@@ -30,6 +30,7 @@ pub mod agent;
 pub mod bins;
 pub mod check;
 pub mod cluster;
+pub mod compose;
 pub mod coordinator;
 pub mod disk;
 pub mod nats;

@@ -5,124 +5,19 @@
 //! coordinator's container and sees the standby take over; `down -v` in every case.
 //! Without a Docker engine it prints why it skips and passes.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use opsfleet_proto::api::Responder;
+use opsfleet_tests::compose::{build_images, docker_missing, remove_stale_stacks, Stack};
 use opsfleet_tests::secure::{generate_secrets, repo_root};
-use opsfleet_tests::{bins, wait_until, Opsctl};
+use opsfleet_tests::{wait_until, Opsctl};
 
 /// Image tag of this test's images (never `local`, which users build).
 const TAG: &str = "drill";
 /// Compose project names of this test: the prefix plus the test process id.
 const PROJECT_PREFIX: &str = "opsfleet-drill-";
-
-/// `docker-compose` for one project; `down -v` on drop.
-struct Stack {
-    project: String,
-    file: PathBuf,
-    secrets: PathBuf,
-}
-
-impl Stack {
-    fn command(&self) -> Command {
-        let mut cmd = Command::new("docker-compose");
-        cmd.args(["-p", &self.project, "-f"])
-            .arg(&self.file)
-            .env("OPSFLEET_SECRETS", &self.secrets)
-            .env("OPSFLEET_IMAGE", format!("opsfleet:{TAG}"))
-            .env("OPSFLEET_NATS_IMAGE", format!("opsfleet-nats:{TAG}"))
-            .env("OPSFLEET_NATS_PUBLISH", "127.0.0.1:0");
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Result<String> {
-        let out = self
-            .command()
-            .args(args)
-            .output()
-            .with_context(|| format!("cannot run docker-compose {args:?}"))?;
-        if !out.status.success() {
-            bail!(
-                "docker-compose {args:?} failed ({}):\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn logs(&self) -> String {
-        self.command()
-            .args(["logs", "--no-color", "--tail", "30"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self
-            .command()
-            .args(["down", "-v", "--remove-orphans", "-t", "5"])
-            .output();
-    }
-}
-
-/// Why the test cannot run here, if it cannot.
-fn docker_missing() -> Option<String> {
-    let answers = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output();
-    match answers {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            return Some(format!(
-                "no Docker engine answers: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ))
-        }
-        Err(e) => return Some(format!("docker is not installed ({e})")),
-    }
-    match Command::new("docker-compose").arg("version").output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("docker-compose is not installed".to_owned()),
-    }
-}
-
-/// Stacks of earlier runs that could not tear down (a run killed by the test runner's timeout
-/// never reaches `Drop`): `down -v` each.
-fn remove_stale_stacks(file: &Path) {
-    let Ok(out) = Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--format",
-            "{{.Label \"com.docker.compose.project\"}}",
-        ])
-        .output()
-    else {
-        return;
-    };
-    let projects: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|p| p.starts_with(PROJECT_PREFIX))
-        .map(str::to_owned)
-        .collect();
-    for project in projects {
-        eprintln!("compose_drill: removing the stale stack {project}");
-        let _ = Command::new("docker-compose")
-            .args(["-p", &project, "-f"])
-            .arg(file)
-            .args(["down", "-v", "--remove-orphans", "-t", "1"])
-            .output();
-    }
-}
 
 fn leader(replies: &[Responder]) -> Option<&Responder> {
     replies.iter().find(|r| r.role == "active")
@@ -142,23 +37,9 @@ async fn compose_stack_fails_over_when_the_active_coordinator_dies() -> Result<(
     }
     let started = Instant::now();
     let root = repo_root();
-    // The images hold the binaries the other integration tests use (cargo build --bins).
-    let agent = bins::bin(bins::AGENT)?;
-    let bin_dir = agent
-        .parent()
-        .context("the agent binary has no directory")?;
-    let build = Command::new("bash")
-        .arg(root.join("deploy/docker/build-local.sh"))
-        .args(["--profile", "dev", "--tag", TAG, "--bin-dir"])
-        .arg(bin_dir)
-        .status()
-        .context("cannot run build-local.sh")?;
-    ensure!(
-        build.success(),
-        "deploy/docker/build-local.sh failed: {build}"
-    );
+    build_images(TAG)?;
 
-    remove_stale_stacks(&root.join("deploy/compose.yaml"));
+    remove_stale_stacks(&root.join("deploy/compose.yaml"), PROJECT_PREFIX);
     let tmp = tempfile::Builder::new()
         .prefix("opsfleet-compose-")
         .tempdir()?;
@@ -166,8 +47,9 @@ async fn compose_stack_fails_over_when_the_active_coordinator_dies() -> Result<(
     generate_secrets(&secrets)?;
     let stack = Stack {
         project: format!("{PROJECT_PREFIX}{}", std::process::id()),
-        file: root.join("deploy/compose.yaml"),
+        files: vec![root.join("deploy/compose.yaml")],
         secrets: secrets.clone(),
+        tag: TAG.to_owned(),
     };
     let result = drill(&stack, &secrets, started).await;
     if result.is_err() {
