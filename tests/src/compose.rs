@@ -71,8 +71,19 @@ impl Drop for Stack {
     }
 }
 
-/// Why the test cannot run here, if it cannot.
+/// Why a compose test cannot run here, if it cannot: no Docker engine or no docker-compose.
 pub fn docker_missing() -> Option<String> {
+    if let Some(why) = docker_engine_missing() {
+        return Some(why);
+    }
+    match Command::new("docker-compose").arg("version").output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some("docker-compose is not installed".to_owned()),
+    }
+}
+
+/// Why no container can run here, if none can: no Docker engine answers.
+pub fn docker_engine_missing() -> Option<String> {
     let answers = Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .output();
@@ -86,10 +97,7 @@ pub fn docker_missing() -> Option<String> {
         }
         Err(e) => return Some(format!("docker is not installed ({e})")),
     }
-    match Command::new("docker-compose").arg("version").output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("docker-compose is not installed".to_owned()),
-    }
+    None
 }
 
 /// Stacks of earlier runs that could not tear down (a run killed by the test runner's timeout

@@ -528,22 +528,25 @@ fn systemd_example_configs_are_valid() -> Result<()> {
     )?;
     let coordinator = read(&dir.join("coordinator.toml"))?;
     check_config(bins::COORDINATOR, &coordinator, "systemd/coordinator.toml")?;
-    // The coordinator's secrets are the unit's credentials.
+    // The coordinator runs as its own static user and reads its secrets where
+    // scripts/install-host.sh puts them (group-readable by that user only).
     let unit = read(&dir.join("ops-coordinator.service"))?;
-    for (credential, path) in [
-        ("nkey", "/run/credentials/ops-coordinator.service/nkey"),
-        (
-            "tls-key",
-            "/run/credentials/ops-coordinator.service/tls-key",
-        ),
+    let install = read(&repo_root().join("scripts/install-host.sh"))?;
+    ensure!(
+        unit.contains("\nUser=opsfleet\n") && !unit.contains("DynamicUser=yes"),
+        "ops-coordinator.service does not run as the static user opsfleet"
+    );
+    for path in [
+        "/etc/opsfleet/secrets/nkeys/coordinator.nk",
+        "/etc/opsfleet/secrets/tls/coordinator-key.pem",
     ] {
-        ensure!(
-            unit.contains(&format!("LoadCredential={credential}:")),
-            "unit lacks {credential}"
-        );
         ensure!(
             coordinator.contains(path),
             "coordinator.toml does not read {path}"
+        );
+        ensure!(
+            install.contains(&format!("{path} 0640 root:opsfleet")),
+            "install-host.sh does not install {path} as root:opsfleet 0640"
         );
     }
     Ok(())
