@@ -4,7 +4,7 @@
 # per identity (agents by host name, coordinators by name, operators by user name).
 #
 #   scripts/dev-certs.sh [OUT_DIR] [--hosts "web-01 web-02 db-01"] [--coordinators "blue green"]
-#                        [--operators "vera alice bob carol"] [--force]
+#                        [--operators "vera alice bob carol"] [--force | --rotate]
 #
 # OUT_DIR defaults to deploy/secrets (ignored by git). It receives two separate chains:
 #   tls/ca.pem, tls/ca-key.pem           the SERVER CA: signs server and route certificates
@@ -25,6 +25,12 @@
 #   nkeys.conf                           NKEY_<NAME> = "U..." for every identity; the shipped
 #                                        NATS configs include it (public keys only)
 # Existing files are kept unless --force is given, so re-running adds only new identities.
+# --force replaces EVERYTHING (new CAs, new nkeys): a new deployment, never a rotation.
+# --rotate issues new leaf certificates (server, route, agent, coordinator, operator) from the
+#   EXISTING CAs and keeps the CAs, nkeys and route password; the old leaves move to
+#   tls/previous-<UTC time>/. Old and new leaves verify against the same CA, so a rolling
+#   restart (or `nats-server --signal reload`) never splits the cluster
+#   (docs/runbooks/certificate-rotation.md).
 # Needs openssl (>= 1.1.1) and python3 (standard library only, for the nkey encoding).
 set -euo pipefail
 
@@ -33,13 +39,15 @@ hosts="web-01 web-02 db-01"
 coordinators="blue green"
 operators="vera alice bob carol"
 force=0
+rotate=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --hosts) hosts="$2"; shift 2 ;;
         --coordinators) coordinators="$2"; shift 2 ;;
         --operators) operators="$2"; shift 2 ;;
         --force) force=1; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        --rotate) rotate=1; shift ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         -*) echo "dev-certs.sh: unknown option $1" >&2; exit 2 ;;
         *) out="$1"; shift ;;
     esac
@@ -51,7 +59,20 @@ umask 077
 mkdir -p "$out/tls" "$out/nkeys"
 tls="$out/tls"
 
+[ "$force" = 1 ] && [ "$rotate" = 1 ] && { echo "dev-certs.sh: --force and --rotate exclude each other" >&2; exit 2; }
 fresh() { [ "$force" = 1 ] || [ ! -s "$1" ]; }
+
+if [ "$rotate" = 1 ]; then
+    for f in ca.pem ca-key.pem client-ca.pem client-ca-key.pem; do
+        [ -s "$tls/$f" ] || { echo "dev-certs.sh: --rotate needs the existing CA: $tls/$f is missing" >&2; exit 1; }
+    done
+    previous="$tls/previous-$(date -u +%Y%m%dT%H%M%SZ)"
+    mkdir -p "$previous"
+    for leaf in server route agent coordinator operator; do
+        [ -s "$tls/$leaf.pem" ] && mv "$tls/$leaf.pem" "$tls/$leaf-key.pem" "$previous/"
+    done
+    echo "dev-certs.sh: rotating the leaf certificates; the old ones are in $previous" >&2
+fi
 
 # make_ca NAME CN: a self-signed CA (tls/NAME.pem, tls/NAME-key.pem).
 make_ca() {
@@ -158,4 +179,11 @@ done
 } >"$out/nkeys.conf"
 chmod 0644 "$out/nkeys.conf" "$tls"/*.pem "$out"/nkeys/*.pub
 chmod 0600 "$tls"/*-key.pem "$out"/nkeys/*.nk "$out"/route*.conf
+if [ "$rotate" = 1 ]; then
+    chmod 0700 "$previous"
+    for leaf in server route agent coordinator operator; do
+        openssl verify -CAfile "$tls/$( [ "$leaf" = server ] || [ "$leaf" = route ] && echo ca || echo client-ca).pem" \
+            "$tls/$leaf.pem" >/dev/null || { echo "dev-certs.sh: the new $leaf certificate does not verify" >&2; exit 1; }
+    done
+fi
 echo "dev-certs.sh: secrets in $out (CA $tls/ca.pem; nkeys for: $(ls "$out/nkeys" | grep -v '\.pub$' | sed 's/\.nk$//' | tr '\n' ' '))" >&2
