@@ -129,7 +129,7 @@ pub(crate) fn quote(s: &str) -> String {
 /// A duration in the humantime form the configs use ("100ms", "20s").
 pub(crate) fn duration_str(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -181,7 +181,7 @@ fn event(sender: Sender, i: u64, base_ms: u64) -> EventEnvelope {
 
 /// Whether the flood's `i`-th event belongs to a closed incarnation.
 fn is_stale(i: u64) -> bool {
-    i >= GAPPED + 10 * INCARNATIONS_KEPT as u64 && i % STALE_EVERY == 0
+    i >= GAPPED + 10 * INCARNATIONS_KEPT as u64 && i.is_multiple_of(STALE_EVERY)
 }
 
 /// Events of closed incarnations the flood sends (dropped as duplicates, never folded).
