@@ -1,11 +1,17 @@
 //! Kubernetes and image build assets beyond their cross-references (those are in
-//! `deploy_assets.rs`): the Dockerfile's toolchain is the workspace's real minimum Rust,
-//! `.dockerignore` keeps build output and secrets out of the context.
+//! `deploy_assets.rs`): every manifest passes `kubernetes-validate --strict` (PyPI, installed
+//! into .tools/venv by the test), the workloads survive a node drain (resources, disruption
+//! budgets, topology spread, startup probe, lame-duck stop, network policies), the NATS
+//! servers' JetStream limits fit their volume, the Dockerfile's toolchain is the workspace's
+//! real minimum Rust, and `.dockerignore` keeps build output and secrets out of the context.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use opsfleet_tests::secure::repo_root;
+use serde::Deserialize as _;
+use serde_yaml_ng::Value;
 
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
@@ -99,6 +105,452 @@ fn dockerignore_keeps_build_output_and_secrets_out() -> Result<()> {
         .collect();
     for want in ["target", "deploy/secrets", ".cluster", ".tools", ".git"] {
         ensure!(entries.contains(&want), ".dockerignore lacks {want}");
+    }
+    Ok(())
+}
+
+fn k8s_dir() -> PathBuf {
+    repo_root().join("deploy/k8s")
+}
+
+/// The files the kustomization lists.
+fn kustomize_resources() -> Result<Vec<PathBuf>> {
+    let k: Value = serde_yaml_ng::from_str(&read(&k8s_dir().join("kustomization.yaml"))?)?;
+    k["resources"]
+        .as_sequence()
+        .context("kustomization has no resources")?
+        .iter()
+        .map(|r| Ok(k8s_dir().join(r.as_str().context("resource is not a string")?)))
+        .collect()
+}
+
+/// Every document of the kustomization: `kubectl kustomize` when kubectl is installed (so
+/// `images:` and the rest are applied), else the listed files as they are.
+fn rendered_docs() -> Result<(String, Vec<Value>)> {
+    let text = match Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(k8s_dir())
+        .output()
+    {
+        Ok(out) if out.status.success() => String::from_utf8(out.stdout)?,
+        Ok(out) => bail!(
+            "kubectl kustomize deploy/k8s failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(_) => {
+            eprintln!("k8s_manifests: no kubectl; reading the kustomization's files directly");
+            let mut all = String::new();
+            for f in kustomize_resources()? {
+                all.push_str(&read(&f)?);
+                all.push_str("\n---\n");
+            }
+            all
+        }
+    };
+    let mut docs = Vec::new();
+    for d in serde_yaml_ng::Deserializer::from_str(&text) {
+        let v = Value::deserialize(d).context("rendered manifests do not parse")?;
+        if !v.is_null() {
+            docs.push(v);
+        }
+    }
+    Ok((text, docs))
+}
+
+/// `kubernetes-validate`: on PATH, in .tools/venv, or installed there now
+/// (`python3 -m venv` + pip). None (with a visible message) when it cannot be installed.
+fn kubernetes_validate() -> Result<Option<PathBuf>> {
+    let venv = repo_root().join(".tools/venv");
+    let bin = venv.join("bin/kubernetes-validate");
+    if bin.is_file() {
+        return Ok(Some(bin));
+    }
+    if Command::new("kubernetes-validate")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Ok(Some(PathBuf::from("kubernetes-validate")));
+    }
+    if !venv.join("bin/pip").is_file() {
+        let out = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            other => {
+                eprintln!(
+                    "SKIP kubernetes-validate: cannot create {}: {other:?}",
+                    venv.display()
+                );
+                return Ok(None);
+            }
+        }
+    }
+    let out = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "kubernetes-validate",
+        ])
+        .env("PIP_ROOT_USER_ACTION", "ignore")
+        .output()
+        .context("cannot run pip")?;
+    if !out.status.success() || !bin.is_file() {
+        eprintln!(
+            "SKIP kubernetes-validate: pip install failed (offline?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return Ok(None);
+    }
+    Ok(Some(bin))
+}
+
+fn validate(tool: &Path, version: Option<&str>, files: &[PathBuf]) -> Result<std::process::Output> {
+    let mut cmd = Command::new(tool);
+    cmd.args(["--strict", "--quiet"]);
+    if let Some(v) = version {
+        cmd.args(["-k", v]);
+    }
+    Ok(cmd.args(files).output()?)
+}
+
+/// `kubernetes-validate --strict` on every manifest file and on the kustomize output, against
+/// the newest schema the tool knows and an older 1.30 cluster; a manifest with a misspelt
+/// field fails (the check is strict, not a no-op).
+#[test]
+fn every_manifest_passes_kubernetes_validate_strict() -> Result<()> {
+    let Some(tool) = kubernetes_validate()? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let (text, docs) = rendered_docs()?;
+    let rendered = dir.path().join("rendered.yaml");
+    std::fs::write(&rendered, &text)?;
+    let mut files = kustomize_resources()?;
+    files.push(rendered);
+    for version in [None, Some("1.30.0")] {
+        let out = validate(&tool, version, &files)?;
+        ensure!(
+            out.status.success(),
+            "kubernetes-validate --strict {version:?} refuses the manifests:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    ensure!(docs.len() >= 16, "only {} documents rendered", docs.len());
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        text.replace(
+            "terminationGracePeriodSeconds:",
+            "terminationGracePeriodSecond:",
+        ),
+    )?;
+    let out = validate(&tool, None, &[bad])?;
+    ensure!(
+        !out.status.success(),
+        "kubernetes-validate --strict accepted a misspelt field"
+    );
+    Ok(())
+}
+
+fn kinds<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter()
+        .filter(|d| d["kind"].as_str() == Some(kind))
+        .collect()
+}
+
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> Result<&'a Value> {
+    kinds(docs, kind)
+        .into_iter()
+        .find(|d| d["metadata"]["name"].as_str() == Some(name))
+        .with_context(|| format!("no {kind} {name}"))
+}
+
+/// Quantity like `250m`, `2`, `512Mi`, `1Gi` → base units (cores, bytes).
+fn quantity(v: &Value) -> Result<f64> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => bail!("not a quantity: {other:?}"),
+    };
+    for (suffix, f) in [
+        ("Ki", 1024f64),
+        ("Mi", 1024f64.powi(2)),
+        ("Gi", 1024f64.powi(3)),
+        ("m", 0.001),
+    ] {
+        if let Some(n) = s.strip_suffix(suffix) {
+            return Ok(n.parse::<f64>()? * f);
+        }
+    }
+    Ok(s.parse::<f64>()?)
+}
+
+/// `8GiB`, `256MiB`, `1GB` in a NATS config → bytes.
+fn nats_size(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits].parse()?;
+    let unit = match &s[digits..] {
+        "" => 1,
+        "K" | "KB" | "KiB" => 1 << 10,
+        "M" | "MB" | "MiB" => 1 << 20,
+        "G" | "GB" | "GiB" => 1 << 30,
+        other => bail!("unknown size unit {other:?}"),
+    };
+    Ok(n * unit)
+}
+
+/// `key: value` in a NATS config (first occurrence, comments skipped).
+fn nats_value<'a>(conf: &'a str, key: &str) -> Option<&'a str> {
+    conf.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(key)?.trim_start().strip_prefix(':'))
+        .map(str::trim)
+}
+
+fn seconds(s: &str) -> Result<u64> {
+    s.strip_suffix('s')
+        .context("durations in seconds (`30s`)")?
+        .parse()
+        .context("seconds")
+}
+
+/// What a node drain and a slow start need: resources on every container, a disruption budget
+/// per quorum, spread over nodes, a startup probe and a lame-duck stop that fits the grace
+/// period, and network policies that let exactly the opsfleet pods in.
+#[test]
+fn workloads_survive_a_node_drain() -> Result<()> {
+    let (_, docs) = rendered_docs()?;
+    let workloads: Vec<&Value> = docs
+        .iter()
+        .filter(|d| {
+            matches!(
+                d["kind"].as_str(),
+                Some("Deployment" | "StatefulSet" | "DaemonSet")
+            )
+        })
+        .collect();
+    ensure!(workloads.len() == 4, "workloads: {}", workloads.len());
+    for w in &workloads {
+        let name = w["metadata"]["name"].as_str().unwrap_or("?");
+        let pod = &w["spec"]["template"];
+        ensure!(
+            pod["metadata"]["labels"]["app.kubernetes.io/part-of"].as_str() == Some("opsfleet"),
+            "{name}: pods lack app.kubernetes.io/part-of=opsfleet (the NATS client port's policy)"
+        );
+        for c in pod["spec"]["containers"]
+            .as_sequence()
+            .context("containers")?
+        {
+            let r = &c["resources"];
+            for (section, key) in [
+                ("requests", "cpu"),
+                ("requests", "memory"),
+                ("limits", "cpu"),
+                ("limits", "memory"),
+            ] {
+                quantity(&r[section][key])
+                    .with_context(|| format!("{name}: resources.{section}.{key}"))?;
+            }
+            ensure!(
+                quantity(&r["limits"]["memory"])? >= quantity(&r["requests"]["memory"])?,
+                "{name}: memory limit below request"
+            );
+        }
+        if w["kind"].as_str() != Some("DaemonSet") {
+            let app = pod["metadata"]["labels"]["app"]
+                .as_str()
+                .context("app label")?;
+            let spread = pod["spec"]["topologySpreadConstraints"]
+                .as_sequence()
+                .with_context(|| format!("{name}: no topologySpreadConstraints"))?;
+            ensure!(
+                spread.iter().any(|t| {
+                    t["topologyKey"].as_str() == Some("kubernetes.io/hostname")
+                        && t["whenUnsatisfiable"].as_str() == Some("DoNotSchedule")
+                        && t["maxSkew"].as_u64() == Some(1)
+                        && t["labelSelector"]["matchLabels"]["app"].as_str() == Some(app)
+                }),
+                "{name}: no hard spread over nodes for app={app}"
+            );
+        }
+    }
+    for (pdb, app, min) in [("nats", "nats", 2), ("coordinators", "coordinator", 1)] {
+        let d = named(&docs, "PodDisruptionBudget", pdb)?;
+        ensure!(
+            d["spec"]["minAvailable"].as_u64() == Some(min),
+            "PDB {pdb}: minAvailable"
+        );
+        ensure!(
+            d["spec"]["selector"]["matchLabels"]["app"].as_str() == Some(app),
+            "PDB {pdb}: selector"
+        );
+    }
+    ensure!(
+        named(&docs, "StatefulSet", "nats")?["spec"]["replicas"].as_u64() == Some(3),
+        "3 NATS replicas"
+    );
+
+    // NATS: startup probe, lame duck within the grace period.
+    let nats = named(&docs, "StatefulSet", "nats")?;
+    let pod = &nats["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let startup = &c["startupProbe"];
+    let budget = startup["periodSeconds"].as_u64().unwrap_or(10)
+        * startup["failureThreshold"].as_u64().unwrap_or(3);
+    ensure!(
+        budget >= 300 && startup["tcpSocket"]["port"].as_str() == Some("client"),
+        "NATS startup probe allows {budget}s on the client port; JetStream recovery needs minutes"
+    );
+    let pre_stop: Vec<&str> = c["lifecycle"]["preStop"]["exec"]["command"]
+        .as_sequence()
+        .context("NATS has no preStop exec")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    ensure!(
+        pre_stop == ["/usr/local/bin/nats-server", "--signal", "ldm=1"],
+        "NATS preStop: {pre_stop:?}"
+    );
+    for image_file in [
+        "deploy/docker/Dockerfile.nats",
+        "deploy/docker/build-local.sh",
+    ] {
+        ensure!(
+            read(&repo_root().join(image_file))?.contains("/usr/local/bin/nats-server"),
+            "{image_file}: nats-server is not at /usr/local/bin/nats-server (the preStop path)"
+        );
+    }
+    let conf = named(&docs, "ConfigMap", "nats-config")?["data"]["nats.conf"]
+        .as_str()
+        .context("nats.conf")?;
+    let ldm = seconds(nats_value(conf, "lame_duck_duration").context("lame_duck_duration")?)?
+        + seconds(nats_value(conf, "lame_duck_grace_period").context("lame_duck_grace_period")?)?;
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .context("grace")?;
+    ensure!(
+        ldm + 10 <= grace,
+        "lame duck takes {ldm}s, the pod gets {grace}s"
+    );
+
+    // Network policies.
+    let policy = named(&docs, "NetworkPolicy", "nats")?;
+    let rules = policy["spec"]["ingress"].as_sequence().context("ingress")?;
+    let from_for = |port: u64| -> Vec<&Value> {
+        rules
+            .iter()
+            .filter(|r| {
+                r["ports"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["port"].as_u64() == Some(port))
+            })
+            .flat_map(|r| r["from"].as_sequence().into_iter().flatten())
+            .collect()
+    };
+    let client = from_for(4222);
+    ensure!(
+        client.len() == 1
+            && client[0]["podSelector"]["matchLabels"]["app.kubernetes.io/part-of"].as_str()
+                == Some("opsfleet")
+            && client[0]["namespaceSelector"].is_null(),
+        "NATS client port: only opsfleet pods of the namespace, found {client:?}"
+    );
+    let routes = from_for(6222);
+    ensure!(
+        routes.len() == 1
+            && routes[0]["podSelector"]["matchLabels"]["app"].as_str() == Some("nats"),
+        "NATS route port: only NATS pods, found {routes:?}"
+    );
+    ensure!(
+        rules.len() == 2,
+        "NATS policy opens more than the two ports"
+    );
+    for (policy, app, port) in [
+        ("coordinators", "coordinator", 9465),
+        ("agents", "ops-agent", 9464),
+    ] {
+        let p = named(&docs, "NetworkPolicy", policy)?;
+        ensure!(
+            p["spec"]["podSelector"]["matchLabels"]["app"].as_str() == Some(app),
+            "policy {policy}: selector"
+        );
+        let ports: Vec<u64> = p["spec"]["ingress"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .flat_map(|r| r["ports"].as_sequence().into_iter().flatten())
+            .filter_map(|p| p["port"].as_u64())
+            .collect();
+        ensure!(ports == [port], "policy {policy}: ports {ports:?}");
+    }
+
+    // Registry users re-point images through kustomize.
+    let k: Value = serde_yaml_ng::from_str(&read(&k8s_dir().join("kustomization.yaml"))?)?;
+    let images: Vec<&str> = k["images"]
+        .as_sequence()
+        .context("kustomization has no images:")?
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    ensure!(
+        images == ["opsfleet", "opsfleet-nats"],
+        "kustomize images: {images:?}"
+    );
+    Ok(())
+}
+
+/// Every shipped NATS config bounds JetStream: file store within the 10Gi volume with
+/// headroom, at least the events stream's reservation (1 GiB) plus room for the others, and a
+/// small memory store.
+#[test]
+fn jetstream_limits_fit_the_volume() -> Result<()> {
+    let (_, docs) = rendered_docs()?;
+    let k8s = named(&docs, "ConfigMap", "nats-config")?["data"]["nats.conf"]
+        .as_str()
+        .context("nats.conf")?
+        .to_owned();
+    let volume = quantity(
+        &named(&docs, "StatefulSet", "nats")?["spec"]["volumeClaimTemplates"][0]["spec"]
+            ["resources"]["requests"]["storage"],
+    )? as u64;
+    let events_max_bytes = 1u64 << 30;
+    for (what, conf) in [
+        ("deploy/k8s nats.conf", k8s),
+        (
+            "deploy/nats/cluster.conf",
+            read(&repo_root().join("deploy/nats/cluster.conf"))?,
+        ),
+        (
+            "deploy/nats/single.conf",
+            read(&repo_root().join("deploy/nats/single.conf"))?,
+        ),
+    ] {
+        let file = nats_size(
+            nats_value(&conf, "max_file_store")
+                .with_context(|| format!("{what}: no max_file_store"))?,
+        )?;
+        let memory = nats_size(
+            nats_value(&conf, "max_memory_store")
+                .with_context(|| format!("{what}: no max_memory_store"))?,
+        )?;
+        ensure!(
+            file * 100 <= volume * 85,
+            "{what}: max_file_store {file} leaves under 15% of the {volume}-byte volume"
+        );
+        ensure!(
+            file >= 4 * events_max_bytes,
+            "{what}: max_file_store {file} is tight for OPS_EVENTS' {events_max_bytes} reservation"
+        );
+        ensure!(memory <= 512 << 20, "{what}: max_memory_store {memory}");
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Config templates: one agent config file for every host of a fleet. Before the typed parse,
 //! the TOML document is rendered for one host: the host name comes from `host_from`
-//! (`"hostname"` or `"env:VAR"`), labels from `labels_from_env`, `[[groups]]` (joined by host
+//! (`"hostname"` or `"env:VAR"`, up to the first `.`), labels from `labels_from_env`, `[[groups]]` (joined by host
 //! name glob and/or labels) add labels, disable shared modules and override or add module
 //! entries, and `{host}` in any string becomes the host name. A file without template keys
 //! renders to itself (plus `{host}`), so per-host configs load unchanged.
@@ -25,7 +25,7 @@ pub struct Facts {
     pub labels: BTreeMap<String, String>,
     /// The process environment (`env:VAR`, `labels_from_env`).
     pub env: BTreeMap<String, String>,
-    /// The kernel's host name (`host_from = "hostname"`), cut at the first `.`.
+    /// The kernel's host name (`host_from = "hostname"`).
     pub hostname: Option<String>,
 }
 
@@ -295,8 +295,7 @@ fn resolve_host(
         let found = if src == "hostname" {
             facts
                 .hostname
-                .as_deref()
-                .map(|h| h.split('.').next().unwrap_or(h).to_owned())
+                .clone()
                 .ok_or_else(|| "the kernel host name is not readable".to_owned())
         } else if let Some(var) = src.strip_prefix("env:") {
             if var.is_empty() {
@@ -320,7 +319,9 @@ fn resolve_host(
             return None;
         };
         match found {
-            Ok(h) => Some(h),
+            // The first DNS label: `ip-10-0-1-7.ec2.internal` → `ip-10-0-1-7` (a host name
+            // is one subject token, without dots).
+            Ok(h) => Some(h.split('.').next().unwrap_or(&h).to_owned()),
             Err(_) if check || facts.host.is_some() => Some(CHECK_HOST.to_owned()),
             Err(e) => {
                 out.push(("host_from".to_owned(), e));

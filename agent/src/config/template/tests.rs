@@ -89,6 +89,9 @@ fn hostname_source_takes_the_short_name() {
         ..Facts::default()
     };
     assert_eq!(parse_str_for(text, &f).expect("valid").host, "web-17");
+    let fqdn = facts(&[("NODE_NAME", "ip-10-0-1-7.ec2.internal")]);
+    let cfg = parse_str_for(FLEET, &fqdn).expect("valid");
+    assert_eq!(cfg.host, "ip-10-0-1-7");
 }
 
 #[test]
