@@ -144,10 +144,7 @@ fn groups_override_add_and_disable_modules() {
     let ModuleConfig::Log(pg) = &db.modules[2] else {
         panic!("log")
     };
-    assert_eq!(
-        pg.paths,
-        [std::path::PathBuf::from("/var/log/postgresql/db-3.log")]
-    );
+    assert_eq!(pg.paths, ["/var/log/postgresql/db-3.log"]);
     let edge = parse_str_for(
         FLEET,
         &facts(&[("NODE_NAME", "web-1"), ("OPS_ROLE", "edge")]),
