@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use opsfleet_agent::commands::CommandHandler;
 use opsfleet_agent::config::{self, ConfigError, LoadedConfig};
-use opsfleet_agent::config::{AgentConfig, HttpConfig};
+use opsfleet_agent::config::{AgentConfig, Facts, HttpConfig};
 use opsfleet_agent::http::{HttpError, HttpState};
 use opsfleet_agent::{JetStreamSink, Outbox, Publisher, PublisherControl, Runner};
 use opsfleet_bus::ConnectMode;
@@ -27,9 +27,21 @@ struct Cli {
     /// Agent config file (TOML).
     #[arg(long, short = 'c', value_name = "FILE", global = true)]
     config: Option<PathBuf>,
-    /// Validate the config, print every problem and exit (0 valid, 2 invalid).
+    /// Validate the config, print every problem and exit (0 valid, 2 invalid). A template is
+    /// checked for this machine and once per `[[groups]]` entry.
     #[arg(long)]
     check_config: bool,
+    /// Print the effective config (a template rendered for this host) as TOML and exit
+    /// (0 valid, 2 invalid).
+    #[arg(long, conflicts_with = "check_config")]
+    render: bool,
+    /// Host name to render a template for (instead of its `host_from`).
+    #[arg(long, value_name = "NAME", global = true)]
+    host: Option<String>,
+    /// Extra label `k=v` for a template's groups and heartbeats (repeatable; wins over the
+    /// file's and the environment's labels).
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_label, global = true)]
+    labels: Vec<(String, String)>,
     /// Log line format on stderr; the filter comes from OPS_LOG or RUST_LOG (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
@@ -94,8 +106,20 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn load_or_report(path: &Path) -> Result<LoadedConfig, ExitCode> {
-    match config::load(path) {
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not k=v")),
+    }
+}
+
+fn load_or_report(path: &Path, facts: &Facts, check: bool) -> Result<LoadedConfig, ExitCode> {
+    let loaded = if check {
+        config::check_for(path, facts)
+    } else {
+        config::load_for(path, facts)
+    };
+    match loaded {
         Ok(c) => Ok(c),
         Err(e @ ConfigError::Read { .. }) => {
             eprintln!("{e}");
@@ -115,18 +139,50 @@ fn main() -> ExitCode {
         eprintln!("ops-agent: --config FILE is required");
         return ExitCode::from(2);
     };
-    let loaded = match load_or_report(&path) {
+    let mut facts = Facts::from_process();
+    facts.host = cli.host.clone();
+    facts.labels = cli.labels.iter().cloned().collect();
+    let loaded = match load_or_report(&path, &facts, cli.check_config) {
         Ok(c) => c,
         Err(code) => return code,
     };
     if cli.check_config {
         let fp = loaded.fingerprint.get(..12).unwrap_or(&loaded.fingerprint);
-        println!(
-            "config ok: {} ({} modules, fingerprint {fp})",
-            path.display(),
-            loaded.config.modules.len()
-        );
+        if loaded.template {
+            println!(
+                "config ok: {} (template; rendered for {}: {} modules, groups [{}], fingerprint {fp})",
+                path.display(),
+                loaded.config.host,
+                loaded.config.modules.len(),
+                loaded.groups.join(", ")
+            );
+        } else {
+            println!(
+                "config ok: {} ({} modules, fingerprint {fp})",
+                path.display(),
+                loaded.config.modules.len()
+            );
+        }
         return ExitCode::SUCCESS;
+    }
+    if cli.render {
+        return match toml::to_string(&loaded.config) {
+            Ok(text) => {
+                println!(
+                    "# {} rendered for host {} (groups: [{}]; fingerprint {})",
+                    path.display(),
+                    loaded.config.host,
+                    loaded.groups.join(", "),
+                    loaded.fingerprint
+                );
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ops-agent: cannot print the config as TOML: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let result = match cli.command {
         Some(Command::Outbox { output }) => show_outbox(&loaded, output),

@@ -12,6 +12,7 @@ use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::template::{self, Facts, Membership};
 use super::{
     default_data_dir, default_http, default_modules, default_nats, default_outbox,
     default_shutdown_grace, host_problems, modules_problems, outbox_problems, prefixed,
@@ -73,32 +74,106 @@ pub struct LoadedConfig {
     pub config: AgentConfig,
     /// `AgentConfig::fingerprint()`, computed once.
     pub fingerprint: String,
+    /// The file is a template (`host_from`, `labels_from_env` or `[[groups]]`).
+    pub template: bool,
+    /// The `[[groups]]` this host joined, in file order.
+    pub groups: Vec<String>,
 }
 
-/// Reads and fully validates a config file.
+/// Reads and fully validates a config file, rendering a template for this machine
+/// (`Facts::from_process`).
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    load_for(path, &Facts::from_process())
+}
+
+/// Reads a config file and renders it for `facts`.
+pub fn load_for(path: &Path, facts: &Facts) -> Result<LoadedConfig, ConfigError> {
+    let text = read(path)?;
+    let r = render_and_parse(&text, facts, Membership::Match, false);
+    loaded(path, r)
+}
+
+/// `--check-config`: like [`load_for`], and a template is also rendered once per
+/// `[[groups]]` entry as if the host joined it (a host name the checking machine cannot
+/// resolve becomes [`template::CHECK_HOST`]), so every group's overrides are checked. Every
+/// problem of every rendering is reported once.
+pub fn check_for(path: &Path, facts: &Facts) -> Result<LoadedConfig, ConfigError> {
+    let text = read(path)?;
+    let first = render_and_parse(&text, facts, Membership::Match, true);
+    let groups = toml::from_str::<toml::Table>(&text)
+        .ok()
+        .and_then(|t| t.get("groups").and_then(|g| g.as_array()).map(Vec::len))
+        .unwrap_or(0);
+    let mut problems: Vec<Problem> = first.as_ref().err().cloned().unwrap_or_default();
+    for i in 0..groups {
+        if let Err(more) = render_and_parse(&text, facts, Membership::Force(i), true) {
+            for p in more {
+                if !problems.contains(&p) {
+                    problems.push(p);
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        loaded(path, first)
+    } else {
+        problems.sort_by_key(|p| p.line.unwrap_or(0));
+        loaded(path, Err(problems))
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    let config = parse_str(&text).map_err(|problems| {
+    })
+}
+
+fn loaded(path: &Path, r: Result<Parsed, Vec<Problem>>) -> Result<LoadedConfig, ConfigError> {
+    let parsed = r.map_err(|problems| {
         ConfigError::Invalid(ConfigProblems {
             file: path.to_owned(),
             problems,
         })
     })?;
-    let fingerprint = config.fingerprint();
+    let fingerprint = parsed.config.fingerprint();
     Ok(LoadedConfig {
         path: path.to_owned(),
-        config,
+        config: parsed.config,
         fingerprint,
+        template: parsed.template,
+        groups: parsed.groups,
     })
 }
 
 pub(crate) use opsfleet_bus::syntax_reason;
 
-/// Parses and validates config text; on failure returns every problem found.
+/// Parses and validates config text; on failure returns every problem found. A template is
+/// rendered against no facts (`host_from` then needs `--host`-like facts: see
+/// [`parse_str_for`]).
 pub fn parse_str(text: &str) -> Result<AgentConfig, Vec<Problem>> {
+    parse_str_for(text, &Facts::default())
+}
+
+/// Renders config text (template or not) for `facts`, then parses and validates it.
+pub fn parse_str_for(text: &str, facts: &Facts) -> Result<AgentConfig, Vec<Problem>> {
+    render_and_parse(text, facts, Membership::Match, false).map(|p| p.config)
+}
+
+/// A rendered and validated config.
+#[derive(Debug)]
+struct Parsed {
+    config: AgentConfig,
+    template: bool,
+    groups: Vec<String>,
+}
+
+fn render_and_parse(
+    text: &str,
+    facts: &Facts,
+    membership: Membership,
+    check: bool,
+) -> Result<Parsed, Vec<Problem>> {
     let table: toml::Table = match toml::from_str(text) {
         Ok(t) => t,
         Err(e) => {
@@ -110,8 +185,20 @@ pub fn parse_str(text: &str) -> Result<AgentConfig, Vec<Problem>> {
         }
     };
     let spans = SpanIndex::build(text);
+    let template = template::is_template(&table);
     let mut raw: Vec<(String, String)> = Vec::new();
-    let cfg = sections(table, &mut raw);
+    let mut rendered = template::render(table, facts, membership, check, &mut raw);
+    let mut parse_raw = Vec::new();
+    let cfg = sections(std::mem::take(&mut rendered.table), &mut parse_raw);
+    if raw.iter().any(|(k, _)| k == "host_from") {
+        // The host source's own problem says why there is no host.
+        parse_raw.retain(|(k, _)| k != "host");
+    }
+    raw.extend(
+        parse_raw
+            .into_iter()
+            .map(|(k, r)| (rendered.origin_key(&k), r)),
+    );
     let mut problems: Vec<Problem> = raw
         .into_iter()
         .map(|(key, reason)| Problem {
@@ -122,7 +209,11 @@ pub fn parse_str(text: &str) -> Result<AgentConfig, Vec<Problem>> {
         .collect();
     problems.sort_by_key(|p| p.line.unwrap_or(0));
     match cfg {
-        Some(cfg) if problems.is_empty() => Ok(cfg),
+        Some(config) if problems.is_empty() => Ok(Parsed {
+            config,
+            template,
+            groups: rendered.groups,
+        }),
         _ => Err(problems),
     }
 }
@@ -149,7 +240,11 @@ fn sections(mut table: toml::Table, out: &mut Vec<(String, String)>) -> Option<A
         if !TOP_KEYS.contains(&key.as_str()) {
             out.push((
                 key.clone(),
-                format!("unknown key; expected one of {}", TOP_KEYS.join(", ")),
+                format!(
+                    "unknown key; expected one of {}, {}",
+                    TOP_KEYS.join(", "),
+                    template::TEMPLATE_KEYS.join(", ")
+                ),
             ));
         }
     }
@@ -300,7 +395,7 @@ pub(super) fn module_entry(
 }
 
 /// Deserializes one section, turning an error into `(full key, reason)`.
-fn section<T: DeserializeOwned>(
+pub(super) fn section<T: DeserializeOwned>(
     prefix: &str,
     value: toml::Value,
     out: &mut Vec<(String, String)>,

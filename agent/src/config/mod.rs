@@ -10,6 +10,7 @@ mod log;
 mod policy;
 mod runtime;
 mod sentinel;
+mod template;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,7 +26,10 @@ pub use health::{
 };
 pub use http::HttpConfig;
 pub use janitor::{JanitorConfig, JanitorRootConfig};
-pub use load::{load, parse_str, ConfigError, ConfigProblems, LoadedConfig, Problem};
+pub use load::{
+    check_for, load, load_for, parse_str, parse_str_for, ConfigError, ConfigProblems, LoadedConfig,
+    Problem,
+};
 pub use log::{LogConfig, PatternConfig, StartAt};
 pub use policy::{
     fs_resolve, glob_base, is_under, lexical, normalise, HostPolicy, PolicyConfig, Surface,
@@ -33,6 +37,7 @@ pub use policy::{
 };
 pub use runtime::{module_problems, parse_module_toml};
 pub use sentinel::SentinelConfig;
+pub use template::{is_template, Facts, CHECK_HOST, TEMPLATE_KEYS};
 
 /// Module name the agent uses for its own bookkeeping events (e.g. `events_dropped`).
 pub const AGENT_MODULE: &str = "agent";
