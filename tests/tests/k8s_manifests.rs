@@ -4,7 +4,11 @@
 //! budgets, topology spread, startup probe, lame-duck stop, network policies), the NATS
 //! servers' JetStream limits fit their volume, the Dockerfile's toolchain is the workspace's
 //! real minimum Rust, and `.dockerignore` keeps build output and secrets out of the context.
+//! `lame_duck.rs` runs the Kubernetes NATS config on three real servers and stops one the
+//! way the StatefulSet does.
 
+#[path = "k8s_manifests/lame_duck.rs"]
+mod lame_duck;
 #[path = "k8s_manifests/support.rs"]
 mod support;
 
