@@ -13,6 +13,9 @@
 # --bin-dir (default target/release, else target/debug) holds ops-agent, ops-coordinator and
 # opsctl. --config FILE installs FILE instead of the example config rendered for --name.
 # --no-start installs without enabling the unit. Re-running replaces what it installed.
+# Packaged (the .deb of scripts/build-deb.sh runs this as `opsfleet-join`): binaries, units,
+# users, directories and docs come from the package; only the role's secrets, config and the
+# start are done here (and, for --role nats, the nats-server binary given with --nats-bin).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -45,7 +48,10 @@ if [ "${#problems[@]}" -gt 0 ]; then
     for p in "${problems[@]}"; do printf 'install-host.sh: %s\n' "$p" >&2; done
     exit 2
 fi
-if [ -z "$bin_dir" ]; then
+packaged="${OPSFLEET_PACKAGED:-0}"
+if [ "$packaged" = 1 ]; then
+    bin_dir=/usr/bin
+elif [ -z "$bin_dir" ]; then
     bin_dir="$OPSFLEET_ROOT/target/release"
     [ -x "$bin_dir/ops-agent" ] || bin_dir="$OPSFLEET_ROOT/target/debug"
 fi
@@ -55,18 +61,20 @@ tls="$secrets/tls"
 need() { [ -e "$1" ] || die "$1 is missing (from --secrets or --bin-dir)"; }
 # put SRC DEST MODE OWNER:GROUP
 put() { need "$1"; install -D -m "$3" -o "${4%%:*}" -g "${4##*:}" "$1" "$2"; info "$2 ($3 $4)"; }
+# ship SRC DEST MODE OWNER:GROUP: what the package installs itself (skipped when packaged).
+ship() { if [ "$packaged" = 1 ]; then info "$2 (from the package)"; else put "$@"; fi; }
 dir() { install -d -m "$2" -o "${3%%:*}" -g "${3##*:}" "$1"; }
 
 say "installing the opsfleet $role $name"
 # System users and directories first: the secrets below are owned by their groups.
-put "$deploy/systemd/opsfleet.sysusers" /usr/lib/sysusers.d/opsfleet.conf 0644 root:root
-put "$deploy/systemd/opsfleet.tmpfiles" /usr/lib/tmpfiles.d/opsfleet.conf 0644 root:root
+ship "$deploy/systemd/opsfleet.sysusers" /usr/lib/sysusers.d/opsfleet.conf 0644 root:root
+ship "$deploy/systemd/opsfleet.tmpfiles" /usr/lib/tmpfiles.d/opsfleet.conf 0644 root:root
 systemd-sysusers /usr/lib/sysusers.d/opsfleet.conf
 systemd-tmpfiles --create /usr/lib/tmpfiles.d/opsfleet.conf
 for doc in agent-health-control.md deployment.md security.md; do
-    put "$OPSFLEET_ROOT/docs/$doc" "/usr/share/doc/opsfleet/$doc" 0644 root:root
+    ship "$OPSFLEET_ROOT/docs/$doc" "/usr/share/doc/opsfleet/$doc" 0644 root:root
 done
-put "$bin_dir/opsctl" /usr/local/bin/opsctl 0755 root:root
+ship "$bin_dir/opsctl" /usr/local/bin/opsctl 0755 root:root
 
 # rendered EXAMPLE FROM TO...: the example config with names replaced (pairs of FROM TO).
 rendered() {
@@ -83,7 +91,7 @@ rendered() {
 case "$role" in
 agent)
     unit=ops-agent.service
-    put "$bin_dir/ops-agent" /usr/local/bin/ops-agent 0755 root:root
+    ship "$bin_dir/ops-agent" /usr/local/bin/ops-agent 0755 root:root
     dir /etc/opsfleet 0755 root:root
     dir /etc/opsfleet/secrets 0700 root:root
     put "$tls/ca.pem" /etc/opsfleet/secrets/tls/ca.pem 0644 root:root
@@ -92,14 +100,14 @@ agent)
     put "$secrets/nkeys/$name.nk" "/etc/opsfleet/secrets/nkeys/$name.nk" 0600 root:root
     if [ -n "$config" ]; then src="$config"; else
         src="$(mktemp)"; trap 'rm -f "$src"' EXIT
-        rendered "$deploy/systemd/agent.toml" web-01 "$name" >"$src"
+        rendered "$deploy/systemd/agent.toml" 'host_from = "hostname"' "host = \"$name\"" >"$src"
     fi
     put "$src" /etc/opsfleet/agent.toml 0600 root:root
-    /usr/local/bin/ops-agent --config /etc/opsfleet/agent.toml --check-config
+    "$bin_dir/ops-agent" --config /etc/opsfleet/agent.toml --check-config
     ;;
 coordinator)
     unit=ops-coordinator.service
-    put "$bin_dir/ops-coordinator" /usr/local/bin/ops-coordinator 0755 root:root
+    ship "$bin_dir/ops-coordinator" /usr/local/bin/ops-coordinator 0755 root:root
     dir /etc/opsfleet 0755 root:root
     # Public: 0644. Private: readable by the service's group only (the unit's User=opsfleet).
     dir /etc/opsfleet/secrets 0750 root:opsfleet
@@ -145,7 +153,7 @@ nats)
     SERVER_NAME="$name" /usr/local/bin/nats-server -t -c /etc/nats/nats.conf
     ;;
 esac
-put "$deploy/systemd/$unit" "/etc/systemd/system/$unit" 0644 root:root
+ship "$deploy/systemd/$unit" "/etc/systemd/system/$unit" 0644 root:root
 
 if [ "$start" -eq 1 ]; then
     systemctl daemon-reload

@@ -337,6 +337,8 @@ impl Checker {
             s if s.ends_with(".sh") && (s.starts_with("scripts/") || s.starts_with("deploy/")) => {
                 self.script(s, rest)?
             }
+            // The package's name for scripts/install-host.sh (scripts/build-deb.sh).
+            "opsfleet-join" => self.script("scripts/install-host.sh", rest)?,
             other => {
                 self.external.insert(other.to_owned());
                 return Ok(());

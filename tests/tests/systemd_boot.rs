@@ -1,8 +1,9 @@
 //! systemd hosts for real: five containers booted with systemd as PID 1 from a Debian bookworm
-//! root filesystem built by `scripts/systemd-rootfs.sh` (debootstrap, cached), each installed
-//! with `scripts/install-host.sh` the way `docs/runbooks/adding-a-host.md` says — three NATS
-//! nodes, coordinator blue and agent web-01 — with the shipped units, users, directories and
-//! file modes. Checks that every unit becomes active, that `opsctl status` (as viewer vera,
+//! root filesystem built by `scripts/systemd-rootfs.sh` (debootstrap, cached), installed the
+//! way `docs/runbooks/adding-a-host.md` says — three NATS nodes with `scripts/install-host.sh`
+//! from the checkout, coordinator blue and agent web-01 from the `.deb` of
+//! `scripts/build-deb.sh` (`dpkg -i`, then `opsfleet-join`) — with the shipped units, users,
+//! directories and file modes. Checks that every unit becomes active, that `opsctl status` (as viewer vera,
 //! inside the coordinator's host) lists web-01 reporting, and that each unit stops cleanly
 //! (result `success`) well within its `TimeoutStopSec`. Skips with a message without Docker.
 //!
@@ -19,7 +20,9 @@ use opsfleet_tests::compose::docker_engine_missing;
 use opsfleet_tests::secure::{generate_secrets, repo_root};
 use opsfleet_tests::wait_until;
 
-/// (container name suffix, role, identity name, unit).
+/// (container name suffix, role, identity name, unit). NATS nodes are installed from the
+/// checkout (`scripts/install-host.sh`), the coordinator and the agent from the `.deb`
+/// (`scripts/build-deb.sh`, then `opsfleet-join`).
 const HOSTS: [(&str, &str, &str, &str); 5] = [
     ("nats-1", "nats", "nats-1", "nats-server.service"),
     ("nats-2", "nats", "nats-2", "nats-server.service"),
@@ -27,6 +30,10 @@ const HOSTS: [(&str, &str, &str, &str); 5] = [
     ("blue", "coordinator", "blue", "ops-coordinator.service"),
     ("web-01", "agent", "web-01", "ops-agent.service"),
 ];
+
+fn packaged(role: &str) -> bool {
+    role != "nats"
+}
 /// The units' `TimeoutStopSec` (tests/tests/deploy_assets.rs keeps them at 30 s).
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -140,6 +147,21 @@ async fn packaged_units_boot_report_and_stop_cleanly_under_systemd() -> Result<(
         bins::bin(bin)?;
     }
 
+    let pkg_dir = tmp.path().join("pkg");
+    let deb = run(Command::new("bash")
+        .arg(root.join("scripts/build-deb.sh"))
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--out")
+        .arg(&pkg_dir)
+        .arg("--fast"))?;
+    let deb_name = Path::new(deb.trim())
+        .file_name()
+        .context("build-deb.sh printed no package path")?
+        .to_string_lossy()
+        .into_owned();
+    eprintln!("systemd_boot: built {deb_name}");
+
     let hosts = Hosts {
         prefix: format!("opsfleet-systemd-{}", std::process::id()),
     };
@@ -149,6 +171,7 @@ async fn packaged_units_boot_report_and_stop_cleanly_under_systemd() -> Result<(
         format!("{}:/opt/bin:ro", bin_dir.display()),
         format!("{}:/opt/secrets:ro", secrets.display()),
         format!("{}:/opt/nats-server:ro", nats.display()),
+        format!("{}:/opt/pkg:ro", pkg_dir.display()),
     ];
     for (host, ..) in HOSTS {
         let name = hosts.name(host);
@@ -178,7 +201,7 @@ async fn packaged_units_boot_report_and_stop_cleanly_under_systemd() -> Result<(
         args.extend([image.as_str(), "/sbin/init"]);
         docker(&args)?;
     }
-    let result = boot_and_check(&hosts).await;
+    let result = boot_and_check(&hosts, &deb_name).await;
     if result.is_err() {
         for (host, _, _, unit) in HOSTS {
             eprintln!("----- {host}: {unit} -----\n{}", hosts.journal(host, unit));
@@ -188,7 +211,7 @@ async fn packaged_units_boot_report_and_stop_cleanly_under_systemd() -> Result<(
     result
 }
 
-async fn boot_and_check(hosts: &Hosts) -> Result<()> {
+async fn boot_and_check(hosts: &Hosts, deb: &str) -> Result<()> {
     // systemd is up in every container.
     for (host, ..) in HOSTS {
         wait_until(
@@ -205,26 +228,37 @@ async fn boot_and_check(hosts: &Hosts) -> Result<()> {
         .await?;
     }
     // Install each role as the runbook does; NATS first, the agent last.
-    for (host, role, name, _) in HOSTS {
-        hosts
-            .exec(
+    let deb = format!("/opt/pkg/{deb}");
+    for (host, role, name, unit) in HOSTS {
+        let join = ["--role", role, "--name", name, "--secrets", "/opt/secrets"];
+        if packaged(role) {
+            hosts.exec(host, &["dpkg", "-i", &deb])?;
+            let mut args = vec!["opsfleet-join"];
+            args.extend(join);
+            hosts
+                .exec(host, &args)
+                .with_context(|| format!("opsfleet-join --role {role} on {host}"))?;
+            let status = hosts.exec(host, &["dpkg-query", "-W", "-f", "${Status}", "opsfleet"])?;
+            ensure!(
+                status.trim() == "install ok installed",
+                "dpkg says {status}"
+            );
+            let fragment = hosts.exec(
                 host,
-                &[
-                    "bash",
-                    "/opt/opsfleet/scripts/install-host.sh",
-                    "--role",
-                    role,
-                    "--name",
-                    name,
-                    "--secrets",
-                    "/opt/secrets",
-                    "--bin-dir",
-                    "/opt/bin",
-                    "--nats-bin",
-                    "/opt/nats-server",
-                ],
-            )
-            .with_context(|| format!("install-host.sh --role {role} --name {name} on {host}"))?;
+                &["systemctl", "show", "-p", "FragmentPath", "--value", unit],
+            )?;
+            ensure!(
+                fragment.trim() == format!("/lib/systemd/system/{unit}"),
+                "{unit} on {host} is not the package's unit: {fragment}"
+            );
+        } else {
+            let mut args = vec!["bash", "/opt/opsfleet/scripts/install-host.sh"];
+            args.extend(join);
+            args.extend(["--bin-dir", "/opt/bin", "--nats-bin", "/opt/nats-server"]);
+            hosts
+                .exec(host, &args)
+                .with_context(|| format!("install-host.sh --role {role} on {host}"))?;
+        }
     }
     for (host, _, _, unit) in HOSTS {
         wait_until(
