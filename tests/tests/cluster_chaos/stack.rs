@@ -369,7 +369,9 @@ impl Chaos {
             },
         )
         .await?;
-        // Every command issued reached a terminal state.
+        // Every command issued reached a terminal state (in the ledger of whichever
+        // coordinator answers; a standby may still be catching up, hence the wait for all).
+        let issued = self.commands_issued.load(Ordering::SeqCst) as usize * HOSTS.len();
         let commands: Vec<CommandView> = wait_until(
             "every command to reach a terminal state",
             Duration::from_secs(120),
@@ -383,11 +385,11 @@ impl Chaos {
                     return Ok(None);
                 }
                 let all: Vec<CommandView> = serde_json::from_str(out.stdout.trim())?;
-                Ok(all.iter().all(CommandView::is_final).then_some(all))
+                let done = all.len() >= issued && all.iter().all(CommandView::is_final);
+                Ok(done.then_some(all))
             },
         )
         .await?;
-        let issued = self.commands_issued.load(Ordering::SeqCst) as usize * HOSTS.len();
         ensure!(
             commands.len() >= issued,
             "{issued} commands issued (a noop to each host after each fault), the ledger has {}",
