@@ -214,10 +214,6 @@ interval = "1s"
 fn per_host_files_render_to_themselves() {
     for (file, text) in [
         (
-            "systemd/agent.toml",
-            include_str!("../../../../deploy/systemd/agent.toml"),
-        ),
-        (
             "compose/agent-web-01.toml",
             include_str!("../../../../deploy/compose/agent-web-01.toml"),
         ),
@@ -232,6 +228,24 @@ fn per_host_files_render_to_themselves() {
         let with_env = parse_str_for(text, &facts(&[("NODE_NAME", "other")])).expect("valid");
         assert_eq!(with_env.fingerprint(), strict.fingerprint(), "{file}");
     }
+}
+
+#[test]
+fn the_systemd_template_takes_the_machines_host_name() {
+    let text = include_str!("../../../../deploy/systemd/agent.toml");
+    let facts = Facts {
+        hostname: Some("app-03.example.internal".to_owned()),
+        ..Facts::default()
+    };
+    let cfg = parse_str_for(text, &facts).expect("valid");
+    assert_eq!(cfg.host, "app-03");
+    assert_eq!(
+        cfg.nats.nkey.as_deref(),
+        Some(std::path::Path::new(
+            "/etc/opsfleet/secrets/nkeys/app-03.nk"
+        ))
+    );
+    assert_eq!(cfg.nats.inbox_prefix.as_deref(), Some("_INBOX.app-03"));
 }
 
 #[test]
