@@ -148,3 +148,20 @@ pub fn build_images(tag: &str) -> Result<()> {
     );
     Ok(())
 }
+
+/// Runs `docker <args>`; its stdout, or an error with its output.
+pub fn docker(args: &[&str]) -> Result<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run docker {args:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "docker {args:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -128,20 +128,7 @@ impl SecureNats {
     /// opsctl flags of operator `user` using `nkey_of`'s key (the same user, unless a test
     /// tries to act as someone else).
     pub fn opsctl_args(&self, user: &str, nkey_of: &str) -> Vec<String> {
-        let tls = self.tls(Some(Role::Operator));
-        let s = |p: Option<PathBuf>| p.unwrap_or_default().display().to_string();
-        vec![
-            "--nkey".into(),
-            self.nkey_path(nkey_of).display().to_string(),
-            "--operator".into(),
-            user.into(),
-            "--tls-ca".into(),
-            s(tls.ca),
-            "--tls-cert".into(),
-            s(tls.cert),
-            "--tls-key".into(),
-            s(tls.key),
-        ]
+        operator_args(&self.secrets, user, nkey_of)
     }
 
     /// Connects as `identity` through the project's own connect function.
@@ -207,6 +194,49 @@ fn identity_toml(secrets: &Path, identity: &str, role: Role) -> String {
     )
 }
 
+/// Route credentials for `n` nodes on loopback: the password of `secrets/route.conf` and `n`
+/// free route ports, written as `<etc>/route-test.conf` (`ROUTE_PASSWORD`, `ROUTES`), which a
+/// rendered cluster config includes instead of `secrets/route.conf`.
+pub fn loopback_routes(etc: &Path, secrets: &Path, n: usize) -> Result<(String, Vec<u16>)> {
+    let route_conf = std::fs::read_to_string(secrets.join("route.conf"))
+        .context("dev-certs.sh wrote no route.conf")?;
+    let password = route_conf
+        .lines()
+        .find_map(|l| l.strip_prefix("ROUTE_PASSWORD = "))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .context("route.conf has no ROUTE_PASSWORD")?;
+    let ports = (0..n).map(|_| free_port()).collect::<Result<Vec<u16>>>()?;
+    let routes = ports
+        .iter()
+        .map(|p| format!("\"nats-route://route:{password}@127.0.0.1:{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    std::fs::write(
+        etc.join("route-test.conf"),
+        format!("ROUTE_PASSWORD = \"{password}\"\nROUTES = [ {routes} ]\n"),
+    )?;
+    Ok((password, ports))
+}
+
+/// opsctl flags of operator `user` with `nkey_of`'s seed and the operator certificate, from the
+/// secrets of `scripts/dev-certs.sh` in `secrets`.
+pub fn operator_args(secrets: &Path, user: &str, nkey_of: &str) -> Vec<String> {
+    let path = |p: PathBuf| p.display().to_string();
+    let tls = secrets.join("tls");
+    vec![
+        "--nkey".into(),
+        path(secrets.join("nkeys").join(format!("{nkey_of}.nk"))),
+        "--operator".into(),
+        user.into(),
+        "--tls-ca".into(),
+        path(tls.join("ca.pem")),
+        "--tls-cert".into(),
+        path(tls.join("operator.pem")),
+        "--tls-key".into(),
+        path(tls.join("operator-key.pem")),
+    ]
+}
+
 /// A free loopback TCP port (bound and released; fine for a test's own servers).
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
@@ -245,28 +275,9 @@ impl SecureClusterNodes {
         generate_secrets(&secrets)?;
         std::fs::copy(shipped.join("auth.conf"), etc.join("auth.conf"))
             .context("cannot copy auth.conf")?;
-        let route_conf = std::fs::read_to_string(secrets.join("route.conf"))
-            .context("dev-certs.sh wrote no route.conf")?;
-        let route_password = route_conf
-            .lines()
-            .find_map(|l| l.strip_prefix("ROUTE_PASSWORD = "))
-            .map(|v| v.trim().trim_matches('"').to_owned())
-            .context("route.conf has no ROUTE_PASSWORD")?;
+        let (route_password, route_ports) = loopback_routes(&etc, &secrets, names.len())?;
         let text = std::fs::read_to_string(shipped.join("cluster.conf"))
             .context("cannot read cluster.conf")?;
-        let route_ports = names
-            .iter()
-            .map(|_| free_port())
-            .collect::<Result<Vec<u16>>>()?;
-        let routes = route_ports
-            .iter()
-            .map(|p| format!("\"nats-route://route:{route_password}@127.0.0.1:{p}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        std::fs::write(
-            etc.join("route-test.conf"),
-            format!("ROUTE_PASSWORD = \"{route_password}\"\nROUTES = [ {routes} ]\n"),
-        )?;
         let (mut nodes, mut waiting) = (Vec::new(), Vec::new());
         for (name, port) in names.iter().zip(&route_ports) {
             let node_dir = dir.join(name);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use opsfleet_proto::api::Responder;
 use opsfleet_tests::compose::{build_images, docker_missing, remove_stale_stacks, Stack};
-use opsfleet_tests::secure::{generate_secrets, repo_root};
+use opsfleet_tests::secure::{generate_secrets, operator_args, repo_root};
 use opsfleet_tests::{wait_until, Opsctl};
 
 /// Image tag of this test's images (never `local`, which users build).
@@ -63,19 +63,8 @@ async fn drill(stack: &Stack, secrets: &Path, started: Instant) -> Result<()> {
     let port = stack.run(&["port", "nats-1", "4222"])?;
     let addr = port.trim();
     ensure!(!addr.is_empty(), "nats-1 has no published port");
-    let tls = secrets.join("tls");
-    let opsctl = Opsctl::new(&format!("nats://{addr}"))?.with_args([
-        "--nkey".to_owned(),
-        secrets.join("nkeys/alice.nk").display().to_string(),
-        "--operator".to_owned(),
-        "alice".to_owned(),
-        "--tls-ca".to_owned(),
-        tls.join("ca.pem").display().to_string(),
-        "--tls-cert".to_owned(),
-        tls.join("operator.pem").display().to_string(),
-        "--tls-key".to_owned(),
-        tls.join("operator-key.pem").display().to_string(),
-    ]);
+    let opsctl =
+        Opsctl::new(&format!("nats://{addr}"))?.with_args(operator_args(secrets, "alice", "alice"));
 
     // Events flow: every agent reported a few times to the coordinators.
     let hosts = ["db-01", "web-01", "web-02"];

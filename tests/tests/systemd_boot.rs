@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use opsfleet_tests::bins;
-use opsfleet_tests::compose::docker_engine_missing;
+use opsfleet_tests::compose::{docker, docker_engine_missing};
 use opsfleet_tests::secure::{generate_secrets, repo_root};
 use opsfleet_tests::wait_until;
 
@@ -50,10 +50,6 @@ fn run(cmd: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn docker(args: &[&str]) -> Result<String> {
-    run(Command::new("docker").args(args))
 }
 
 /// The containers and network of one run; removed on drop.

@@ -27,7 +27,8 @@ fn keys(problems: &[Problem]) -> Vec<&str> {
     problems.iter().map(|p| p.key.as_str()).collect()
 }
 
-fn find<'a>(problems: &'a [Problem], key: &str) -> &'a Problem {
+/// The problem reported for `key` (shared with the template tests).
+pub(crate) fn find<'a>(problems: &'a [Problem], key: &str) -> &'a Problem {
     problems
         .iter()
         .find(|p| p.key == key)

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use opsfleet_tests::compose::docker;
 
 use super::stack::Chaos;
 
@@ -85,18 +86,4 @@ impl Fault {
             }
         }
     }
-}
-
-/// Runs `docker <args>`; fails with its output.
-pub fn docker(args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run docker {args:?}"))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -16,7 +16,7 @@ use opsfleet_bus::{ConnectMode, NatsConfig, TlsConfig};
 use opsfleet_proto::api::{CommandView, Responder};
 use opsfleet_tests::check::{check_exactly_once, LogEntry};
 use opsfleet_tests::compose::{build_images, remove_stale_stacks, Stack};
-use opsfleet_tests::secure::{free_port, generate_secrets, repo_root};
+use opsfleet_tests::secure::{free_port, generate_secrets, operator_args, repo_root};
 use opsfleet_tests::{wait_until, Opsctl, RebuildReport};
 
 use super::faults::Fault;
@@ -140,19 +140,8 @@ impl Chaos {
             .map(|p| format!("nats://127.0.0.1:{p}"))
             .collect();
         let tls = secrets.join("tls");
-        let path = |p: PathBuf| p.display().to_string();
-        let opsctl = Opsctl::new(&urls.join(","))?.with_args([
-            "--nkey".to_owned(),
-            path(secrets.join("nkeys/alice.nk")),
-            "--operator".to_owned(),
-            "alice".to_owned(),
-            "--tls-ca".to_owned(),
-            path(tls.join("ca.pem")),
-            "--tls-cert".to_owned(),
-            path(tls.join("operator.pem")),
-            "--tls-key".to_owned(),
-            path(tls.join("operator-key.pem")),
-        ]);
+        let opsctl =
+            Opsctl::new(&urls.join(","))?.with_args(operator_args(&secrets, "alice", "alice"));
         // Stream leaders are asked with a coordinator's read rights (stream info only).
         let observer = NatsConfig {
             urls: urls.clone(),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use nix::sys::signal::Signal;
 use opsfleet_bus::{ConnectMode, NatsConfig, TlsConfig};
-use opsfleet_tests::secure::{free_port, generate_secrets, repo_root};
+use opsfleet_tests::secure::{generate_secrets, loopback_routes, repo_root};
 use opsfleet_tests::NatsServer;
 
 use super::support::{named, rendered_docs};
@@ -49,25 +49,7 @@ async fn the_k8s_nats_config_loads_its_limits_and_stops_in_lame_duck() -> Result
         repo_root().join("deploy/nats/auth.conf"),
         etc.join("auth.conf"),
     )?;
-    let route_conf = std::fs::read_to_string(secrets.join("route.conf"))?;
-    let password = route_conf
-        .lines()
-        .find_map(|l| l.strip_prefix("ROUTE_PASSWORD = "))
-        .map(|v| v.trim().trim_matches('"').to_owned())
-        .context("route.conf has no ROUTE_PASSWORD")?;
-    let ports = NAMES
-        .iter()
-        .map(|_| free_port())
-        .collect::<Result<Vec<u16>>>()?;
-    let routes = ports
-        .iter()
-        .map(|p| format!("\"nats-route://route:{password}@127.0.0.1:{p}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    std::fs::write(
-        etc.join("route-test.conf"),
-        format!("ROUTE_PASSWORD = \"{password}\"\nROUTES = [ {routes} ]\n"),
-    )?;
+    let (_, ports) = loopback_routes(&etc, &secrets, NAMES.len())?;
     let mut servers = Vec::new();
     for (name, port) in NAMES.iter().zip(&ports) {
         let dir = tmp.path().join(name);

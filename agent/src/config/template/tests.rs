@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::config::{parse_str, parse_str_for, AgentConfig, ModuleConfig, Problem};
+use crate::config::tests::find;
+use crate::config::{parse_str, parse_str_for, AgentConfig, ModuleConfig};
 
 const FLEET: &str = r#"host_from = "env:NODE_NAME"
 labels_from_env = { role = "OPS_ROLE", zone = "NODE_ZONE" }
@@ -54,13 +55,6 @@ fn facts(env: &[(&str, &str)]) -> Facts {
 
 fn names(cfg: &AgentConfig) -> Vec<&str> {
     cfg.modules.iter().map(ModuleConfig::name).collect()
-}
-
-fn find<'a>(problems: &'a [Problem], key: &str) -> &'a Problem {
-    problems
-        .iter()
-        .find(|p| p.key == key)
-        .unwrap_or_else(|| panic!("no problem for {key}: {problems:#?}"))
 }
 
 #[test]
