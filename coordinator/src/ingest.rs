@@ -399,6 +399,9 @@ async fn persist_batch(
                     if let Some(g) = gap {
                         warn!(host = %ev.host, first = g.first, last = g.last, "seq gap");
                     }
+                    // Liveness goes by the bus's clock, not the agent's (which may jump).
+                    let arrived = info.published.unix_timestamp_nanos() / 1_000_000;
+                    fleet.note_arrival(&ev.host, &ev.module, i64::try_from(arrived).unwrap_or(0));
                     commit.log.push((seq, msg.payload.clone()));
                 }
                 Verdict::Duplicate => duplicates += 1,

@@ -1,8 +1,10 @@
 //! Chaos on the compose stack's real 3-node NATS cluster (R3 streams, the shipped config): the
 //! `OPS_EVENTS` stream leader's node killed with SIGKILL, one node cut off the network
-//! (`docker network disconnect`) and a power cut (all three nodes killed at once), while an
-//! agent's log module reads known lines the test writes at a steady rate and operators issue
-//! commands. After the schedule, checked from outside the coordinators:
+//! (`docker network disconnect`), one node's disk full, an agent's wall clock jumped 10 min
+//! forward and back (libfaketime), the active coordinator SIGSTOPped across a leader change of
+//! the lease's KV stream, the KV leader's node killed, and a power cut (all three nodes killed
+//! at once), while an agent's log module reads known lines the test writes at a steady rate and
+//! operators issue commands. After the schedule, checked from outside the coordinators:
 //! - every line written is exactly one `log_match` event in both coordinators' logs, and every
 //!   host's seqs are 1..=last, each once (no gap, no duplicate);
 //! - every command issued reached a terminal state;
@@ -10,9 +12,12 @@
 //! - both coordinators rebuild to the same digest.
 //!
 //! Each fault's recovery time (until events flow into the active coordinator again) is printed.
-//! The short schedule runs in CI; `--features slow-tests` runs a longer randomized one.
+//! The short schedule (each fault once) runs in CI; `--features slow-tests` runs a longer
+//! randomized one; `OPSFLEET_CHAOS_FAULTS=DiskFull,PowerCut` runs the faults named.
 //! Without a Docker engine it prints why it skips and passes.
 
+#[path = "cluster_chaos/clock.rs"]
+mod clock;
 #[path = "cluster_chaos/faults.rs"]
 mod faults;
 #[path = "cluster_chaos/stack.rs"]
@@ -32,14 +37,12 @@ async fn acknowledged_events_survive_node_kills_partitions_and_a_power_cut() -> 
         println!("SKIPPED cluster_chaos: {why}");
         return Ok(());
     }
-    let schedule = if cfg!(feature = "slow-tests") {
-        faults::randomized(8)
+    let schedule = if let Ok(names) = std::env::var("OPSFLEET_CHAOS_FAULTS") {
+        faults::parse(&names)?
+    } else if cfg!(feature = "slow-tests") {
+        faults::randomized(12)
     } else {
-        vec![
-            Fault::KillStreamLeader,
-            Fault::PartitionStreamLeader,
-            Fault::PowerCut,
-        ]
+        Fault::ALL.to_vec()
     };
     let started = Instant::now();
     let chaos = stack::Chaos::up().await?;

@@ -12,9 +12,13 @@
 //! A `backup_run` runs in the background (through the backup module's worker); its result
 //! comes back on a channel the consumer drains, so commands behind it are not held up.
 //!
+//! Deadlines are judged on the NATS server's clock (`clock`), read when the consumer opens
+//! and every `RESAMPLE_EVERY`, not on this host's wall clock, which may jump.
+//!
 //! `decide` owns the pure decisions, `ledger` the persisted epoch and statuses, `exec` the
 //! actions.
 
+mod clock;
 mod decide;
 mod exec;
 mod ledger;
@@ -36,6 +40,7 @@ use crate::outbox::{unix_ms, NewEvent, Outbox, OutboxError};
 use crate::runner::{RunOutput, StatusBoard};
 use crate::telemetry;
 
+use clock::ServerClock;
 pub use decide::{
     action_name, check_policy, deadline_problem, decide, delivered_by_own_consumer, validate,
     Catalog, Outcome, Verdict, CLOCK_SKEW_MS, MAX_DEADLINE_AHEAD_MS, STALE_EPOCH,
@@ -91,6 +96,8 @@ pub struct CommandHandler {
     next_prune_ms: i64,
     /// How long a drain waits for the outbox to empty.
     pub drain_wait: Duration,
+    /// The NATS server's time, carried forward on the boot clock: the clock of deadlines.
+    clock: ServerClock,
     /// Results of commands run in the background (backup runs, which may take long and must
     /// not hold up the commands behind them); the consumer records them as they come.
     detached_tx: mpsc::UnboundedSender<(String, &'static str, Execution)>,
@@ -124,12 +131,51 @@ impl CommandHandler {
             config,
             ledger,
             next_prune_ms: 0,
+            clock: ServerClock::default(),
             drain_wait: Duration::from_secs(30),
         })
     }
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Now, on the server's clock once it has been read (see `clock`), else this host's.
+    fn now_ms(&self) -> i64 {
+        self.clock
+            .now_unix_ms(unix_ms(SystemTime::now()), clock::boot_ms())
+    }
+
+    /// Reads the server's time from the consumer's info reply; warns when this host's wall
+    /// clock is off by more than `SKEW_WARN_MS`. A failure keeps the previous reading.
+    async fn sample_server_clock(&mut self, js: &jetstream::Context, durable: &str) {
+        let subject = format!("CONSUMER.INFO.{}.{durable}", subjects::COMMANDS_STREAM);
+        let sent = clock::boot_ms();
+        let reply: Result<jetstream::response::Response<clock::Stamped>, _> =
+            js.request(subject, &serde_json::json!({})).await;
+        let received = clock::boot_ms();
+        let stamped = match reply {
+            Ok(jetstream::response::Response::Ok(s)) => s,
+            Ok(jetstream::response::Response::Err { error }) => {
+                debug!(consumer = %durable, error = %error, "cannot read the server's time");
+                return;
+            }
+            Err(e) => {
+                debug!(consumer = %durable, error = %e, "cannot read the server's time");
+                return;
+            }
+        };
+        let Some(server_ms) = clock::parse_ts(&stamped.ts) else {
+            debug!(ts = %stamped.ts, "unreadable server time");
+            return;
+        };
+        self.clock.observe(server_ms, sent, received);
+        let wall = unix_ms(SystemTime::now());
+        if let Some(skew) = self.clock.skew_ms(wall, clock::boot_ms()) {
+            if skew.abs() > clock::SKEW_WARN_MS {
+                warn!(host = %self.host, skew_ms = skew, "this host's clock differs from the NATS server's; command deadlines follow the server's");
+            }
+        }
     }
 
     /// Fails every command left `accepted` by an earlier run.
@@ -154,7 +200,7 @@ impl CommandHandler {
         status: Status,
         epoch: u64,
     ) -> Result<(), CommandError> {
-        let now = unix_ms(SystemTime::now());
+        let now = self.now_ms();
         let mut writes = self.ledger.writes(id, status, epoch, now);
         let pruned = if now >= self.next_prune_ms {
             let mut ids = self.ledger.prunable(now);
@@ -222,7 +268,7 @@ impl CommandHandler {
         let highest = self.ledger.highest_epoch();
         let valid = validate(action, &self.catalog)
             .and_then(|()| check_policy(action, &self.policy, &fs_resolve));
-        let now = unix_ms(SystemTime::now());
+        let now = self.now_ms();
         let verdict = decide(&self.host, &cmd, highest, seen, now, valid);
         let id = cmd.id.as_str();
         let kind = action_name(action);
@@ -280,7 +326,7 @@ impl CommandHandler {
     /// Queues the result behind the change's own events; falls back to a direct write when
     /// the runner is gone.
     async fn finish(&mut self, id: &str, kind: &str, run: Execution) -> Result<(), CommandError> {
-        let now = unix_ms(SystemTime::now());
+        let now = self.now_ms();
         let (status, last) = match run.result {
             Ok(detail) => {
                 info!(command_id = %id, action = kind, detail = %detail, "command completed");
@@ -373,9 +419,16 @@ impl CommandHandler {
             .messages()
             .await?;
         info!(host = %self.host, consumer = %durable, "command consumer open");
+        self.sample_server_clock(js, &durable).await;
+        let mut resample = tokio::time::interval(clock::RESAMPLE_EVERY);
+        resample.tick().await;
         loop {
             let next = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
+                _ = resample.tick() => {
+                    self.sample_server_clock(js, &durable).await;
+                    continue;
+                }
                 Some((id, kind, run)) = self.detached_rx.recv() => {
                     if let Err(e) = self.finish(&id, kind, run).await {
                         warn!(error = %e, cause = ?std::error::Error::source(&e), "cannot record command result; a restart reports it failed");

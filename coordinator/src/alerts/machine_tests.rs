@@ -224,6 +224,51 @@ fn dead_man_host_lost_and_module_silent() {
 }
 
 #[test]
+fn dead_man_rules_go_by_arrival_not_by_the_agents_clock() {
+    let rules = Rules {
+        min_silence_ms: 0,
+        ..Rules::default()
+    };
+    let mut w = World::new();
+    let mut mem = Memory::default();
+    // web-01's clock is ten minutes behind, db-01's ten minutes ahead; both report every
+    // second and their events reach the bus on time.
+    let skew = 600_000;
+    for t in (0..=4).map(|i| T0 + i * 1000) {
+        w.heartbeat("web-01", t - skew);
+        w.disk("web-01", t - skew, pb::DiskLevel::Ok, 100);
+        w.heartbeat("db-01", t + skew);
+        w.disk("db-01", t + skew, pb::DiskLevel::Ok, 100);
+        for (host, module) in [
+            ("web-01", "heartbeat"),
+            ("web-01", "disk"),
+            ("db-01", "heartbeat"),
+            ("db-01", "disk"),
+        ] {
+            w.fleet.note_arrival(host, module, t);
+        }
+    }
+    assert!(
+        w.tick(&rules, &mut mem, T0 + 4500).is_empty(),
+        "a clock set back is not silence"
+    );
+    // db-01 stops: its stamps from the future must not keep it alive.
+    for t in (5..=8).map(|i| T0 + i * 1000) {
+        w.heartbeat("web-01", t - skew);
+        w.disk("web-01", t - skew, pb::DiskLevel::Ok, 100);
+        w.fleet.note_arrival("web-01", "heartbeat", t);
+        w.fleet.note_arrival("web-01", "disk", t);
+    }
+    let ts = w.tick(&rules, &mut mem, T0 + 8500);
+    assert_eq!(
+        states(&ts),
+        [("host_lost/db-01/".to_owned(), State::Firing)],
+        "a clock set forward does not hide a silent host"
+    );
+    assert_eq!(ts[0].liveness, Some((T0 + 4000, 1000)));
+}
+
+#[test]
 fn log_errors_count_over_the_window() {
     let mut rules = Rules::default();
     for r in &mut rules.rules {

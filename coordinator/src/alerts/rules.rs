@@ -160,14 +160,20 @@ pub fn heartbeat_interval_ms(host: &HostState) -> Option<u64> {
         .filter(|ms| *ms > 0)
 }
 
-/// Whether the host is silent past its dead-man limit at `now`.
-pub fn host_is_lost(rules: &Rules, host: &HostState, now_unix_ms: i64) -> Option<(i64, u64)> {
+/// Whether the host, last heard from at `seen_unix_ms` (`Fleet::seen_unix_ms`), is silent past
+/// its dead-man limit at `now`.
+pub fn host_is_lost(
+    rules: &Rules,
+    host: &HostState,
+    seen_unix_ms: i64,
+    now_unix_ms: i64,
+) -> Option<(i64, u64)> {
     let interval = heartbeat_interval_ms(host)?;
     let limit = i64::try_from(interval)
         .unwrap_or(i64::MAX / 4)
         .saturating_mul(rules.missed_heartbeats)
         .max(rules.min_silence_ms);
-    (now_unix_ms - host.last_seen_unix_ms > limit).then_some((host.last_seen_unix_ms, interval))
+    (now_unix_ms - seen_unix_ms > limit).then_some((seen_unix_ms, interval))
 }
 
 /// How full the events stream is, as its info reports it.
@@ -208,14 +214,21 @@ pub fn stream_condition(rules: &Rules, stream: &str, usage: StreamUsage) -> Opti
 pub fn conditions(rules: &Rules, fleet: &Fleet, now_unix_ms: i64) -> Vec<Condition> {
     let mut out = Vec::new();
     for host in fleet.hosts() {
-        host_conditions(rules, host, now_unix_ms, &mut out);
+        host_conditions(rules, fleet, host, now_unix_ms, &mut out);
     }
     out
 }
 
-fn host_conditions(rules: &Rules, host: &HostState, now: i64, out: &mut Vec<Condition>) {
+/// Liveness (host and module) goes by `fleet`'s arrivals on the bus, not the agent's clock.
+fn host_conditions(
+    rules: &Rules,
+    fleet: &Fleet,
+    host: &HostState,
+    now: i64,
+    out: &mut Vec<Condition>,
+) {
     let h = host.host.as_str();
-    let lost = host_is_lost(rules, host, now);
+    let lost = host_is_lost(rules, host, fleet.seen_unix_ms(host), now);
     if let (Some(rule), Some((last_seen, interval))) = (rules.get(RuleKind::HostLost), lost) {
         let silent_s = (now - last_seen) / 1000;
         out.push(Condition {
@@ -249,7 +262,7 @@ fn host_conditions(rules: &Rules, host: &HostState, now: i64, out: &mut Vec<Cond
             if m.state != "running" || declared == 0 || !rules.silent_kinds.contains(&m.kind) {
                 continue;
             }
-            let silence = now - m.last_report_unix_ms;
+            let silence = now - fleet.module_seen_unix_ms(host, name, m);
             let limit = declared
                 .saturating_mul(rules.missed_reports)
                 .max(rules.min_silence_ms);

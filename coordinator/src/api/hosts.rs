@@ -23,13 +23,14 @@ pub fn heartbeat_interval_ms(h: &HostState) -> u64 {
         .unwrap_or(0)
 }
 
-/// `up`, `late`, `lost` or `unknown` (no declared heartbeat interval) at `now_unix_ms`.
-pub fn liveness(h: &HostState, now_unix_ms: i64) -> &'static str {
+/// `up`, `late`, `lost` or `unknown` (no declared heartbeat interval) at `now_unix_ms`, for a
+/// host last heard from at `seen_unix_ms` (`Fleet::seen_unix_ms`).
+pub fn liveness(h: &HostState, seen_unix_ms: i64, now_unix_ms: i64) -> &'static str {
     let interval = i64::try_from(heartbeat_interval_ms(h)).unwrap_or(i64::MAX);
-    if interval == 0 || h.last_seen_unix_ms <= 0 {
+    if interval == 0 || seen_unix_ms <= 0 {
         return "unknown";
     }
-    let age = now_unix_ms.saturating_sub(h.last_seen_unix_ms);
+    let age = now_unix_ms.saturating_sub(seen_unix_ms);
     if age <= interval.saturating_mul(UP_INTERVALS) {
         "up"
     } else if age <= interval.saturating_mul(LATE_INTERVALS) {
@@ -45,12 +46,18 @@ pub fn declared_lost(fleet: &Fleet, h: &HostState) -> bool {
         .alerts()
         .liveness
         .get(&h.host)
-        .is_some_and(|l| l.lost && h.last_seen_unix_ms <= l.last_seen_unix_ms)
+        .is_some_and(|l| l.lost && fleet.seen_unix_ms(h) <= l.last_seen_unix_ms)
 }
 
-/// Summarises one host at `now_unix_ms`; `declared_lost` is the log's liveness verdict.
-pub fn summary(h: &HostState, now_unix_ms: i64, declared_lost: bool) -> HostSummary {
-    let judged = liveness(h, now_unix_ms);
+/// Summarises one host, last heard from at `seen_unix_ms`, at `now_unix_ms`; `declared_lost`
+/// is the log's liveness verdict.
+pub fn summary(
+    h: &HostState,
+    seen_unix_ms: i64,
+    now_unix_ms: i64,
+    declared_lost: bool,
+) -> HostSummary {
+    let judged = liveness(h, seen_unix_ms, now_unix_ms);
     let current = h.current();
     let worst_disk = h
         .disks
@@ -61,7 +68,7 @@ pub fn summary(h: &HostState, now_unix_ms: i64, declared_lost: bool) -> HostSumm
     HostSummary {
         host: h.host.clone(),
         liveness: if declared_lost { "lost" } else { judged }.to_owned(),
-        last_seen_unix_ms: h.last_seen_unix_ms,
+        last_seen_unix_ms: seen_unix_ms,
         heartbeat_interval_ms: heartbeat_interval_ms(h),
         agent_version: h.agent_version.clone(),
         last_seq: current.map_or(0, |t| t.last_seq),
@@ -102,7 +109,14 @@ pub fn hosts(
     let rows = fleet
         .hosts()
         .filter(|h| req.host.as_deref().is_none_or(|p| glob_match(p, &h.host)))
-        .map(|h| summary(h, now_unix_ms, declared_lost(fleet, h)))
+        .map(|h| {
+            summary(
+                h,
+                fleet.seen_unix_ms(h),
+                now_unix_ms,
+                declared_lost(fleet, h),
+            )
+        })
         .filter(|s| req.state.as_deref().is_none_or(|st| st == s.liveness))
         .map(|s| (Cursor::host(&s.host), s));
     page(rows, req.after.as_deref(), limit)

@@ -17,7 +17,7 @@ pub fn host_views(fleet: &Fleet, only: Option<&str>) -> Vec<HostView> {
     fleet
         .hosts()
         .filter(|h| only.is_none_or(|o| o == h.host))
-        .map(host_view)
+        .map(|h| host_view(h, fleet.seen_unix_ms(h)))
         .collect()
 }
 
@@ -33,7 +33,11 @@ pub fn host_page(fleet: &Fleet, req: &StatusRequest) -> (Vec<HostView>, Option<S
         .filter(|h| req.host.as_deref().is_none_or(|o| o == h.host))
         .map(|h| (Cursor::host(&h.host), h));
     let (hosts, next) = page(rows, req.after.as_deref(), limit);
-    (hosts.into_iter().map(host_view).collect(), next)
+    let views = hosts
+        .into_iter()
+        .map(|h| host_view(h, fleet.seen_unix_ms(h)))
+        .collect();
+    (views, next)
 }
 
 pub(crate) fn disk_view(path: &str, d: &crate::projection::DiskState) -> DiskView {
@@ -58,11 +62,12 @@ pub(crate) fn module_views(h: &HostState) -> Vec<ModuleView> {
         .collect()
 }
 
-fn host_view(h: &HostState) -> HostView {
+/// One host's view; `seen_unix_ms` is when it was last heard from (`Fleet::seen_unix_ms`).
+fn host_view(h: &HostState, seen_unix_ms: i64) -> HostView {
     let current = h.current();
     HostView {
         host: h.host.clone(),
-        last_seen_unix_ms: h.last_seen_unix_ms,
+        last_seen_unix_ms: seen_unix_ms,
         last_seq: current.map_or(0, |t| t.last_seq),
         incarnation: h.incarnation.clone(),
         events: h.events,

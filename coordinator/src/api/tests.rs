@@ -121,12 +121,35 @@ fn liveness_follows_the_declared_heartbeat_interval() {
     f.heartbeat("web-01", T0);
     f.fold("db-01", "disk", T0, Body::Disk(pb::DiskUsage::default()));
     let web = f.fleet.host("web-01").unwrap();
-    assert_eq!(liveness(web, T0 + 5_000), "up");
-    assert_eq!(liveness(web, T0 + 20_000), "up");
-    assert_eq!(liveness(web, T0 + 20_001), "late");
-    assert_eq!(liveness(web, T0 + 50_001), "lost");
+    let seen = f.fleet.seen_unix_ms(web);
+    assert_eq!(seen, T0, "no arrival observed: the agent's stamp");
+    assert_eq!(liveness(web, seen, T0 + 5_000), "up");
+    assert_eq!(liveness(web, seen, T0 + 20_000), "up");
+    assert_eq!(liveness(web, seen, T0 + 20_001), "late");
+    assert_eq!(liveness(web, seen, T0 + 50_001), "lost");
     // No heartbeat ever: no interval to judge by.
-    assert_eq!(liveness(f.fleet.host("db-01").unwrap(), T0), "unknown");
+    let db = f.fleet.host("db-01").unwrap();
+    assert_eq!(liveness(db, f.fleet.seen_unix_ms(db), T0), "unknown");
+}
+
+#[test]
+fn liveness_goes_by_arrival_on_the_bus_not_by_the_agents_clock() {
+    let mut f = Folder::new();
+    // The agent's clock is ten minutes behind: its stamps say T0 - 10 min.
+    let behind = T0 - 600_000;
+    f.heartbeat("web-01", behind);
+    f.fleet.note_arrival("web-01", "heartbeat", T0);
+    let web = f.fleet.host("web-01").unwrap().clone();
+    assert_eq!(f.fleet.seen_unix_ms(&web), T0);
+    assert_eq!(liveness(&web, f.fleet.seen_unix_ms(&web), T0 + 5_000), "up");
+    // An older arrival (a backlog replayed out of order) never moves it back.
+    f.fleet.note_arrival("web-01", "heartbeat", T0 - 1_000);
+    assert_eq!(f.fleet.seen_unix_ms(&web), T0);
+    // Arrivals are observations: folding the same log elsewhere gives an equal fleet.
+    let mut other = Folder::new();
+    other.heartbeat("web-01", behind);
+    assert!(other.fleet == f.fleet);
+    assert_eq!(other.fleet.digest(), f.fleet.digest());
 }
 
 #[test]

@@ -77,6 +77,30 @@ pub struct Fleet {
     /// Command and alert records that may be pruned, per host: derived, never stored.
     prunable_commands: PruneIndex,
     prunable_alerts: PruneIndex,
+    /// When each host's newest event reached the bus: observed, never stored.
+    arrivals: Arrivals,
+}
+
+/// When each host's newest folded event reached the bus (its JetStream timestamp: the NATS
+/// server's clock), as this process ingested it. Liveness is judged by it, not by the agent's
+/// own stamps, because an agent's clock may be set forward or back by minutes. Observed, not
+/// folded: not in rows or the digest, empty after a restart until a host's next event reaches
+/// this process (liveness falls back to the agent's clock meanwhile), and ignored by `==`
+/// (two fleets folded from the same log are equal whenever they ingested it).
+#[derive(Debug, Default, Clone)]
+pub struct Arrivals(BTreeMap<String, Arrival>);
+
+/// A host's newest arrival, and each module's.
+#[derive(Debug, Default, Clone)]
+struct Arrival {
+    host: i64,
+    modules: BTreeMap<String, i64>,
+}
+
+impl PartialEq for Arrivals {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// The alert a coordinator body is about, if any.
@@ -224,6 +248,35 @@ impl Fleet {
 
     pub fn hosts(&self) -> impl Iterator<Item = &HostState> {
         self.hosts.values()
+    }
+
+    /// Records that an event of `host`'s `module` reached the bus at `at_unix_ms` (server
+    /// clock).
+    pub fn note_arrival(&mut self, host: &str, module: &str, at_unix_ms: i64) {
+        let a = self.arrivals.0.entry(host.to_owned()).or_default();
+        a.host = a.host.max(at_unix_ms);
+        let m = a.modules.entry(module.to_owned()).or_insert(at_unix_ms);
+        *m = (*m).max(at_unix_ms);
+    }
+
+    /// When `h` was last heard from, for liveness: its newest event's arrival on the bus where
+    /// this process saw one arrive, else the agent's own stamp (`last_seen_unix_ms`).
+    pub fn seen_unix_ms(&self, h: &HostState) -> i64 {
+        self.arrivals
+            .0
+            .get(&h.host)
+            .map_or(h.last_seen_unix_ms, |a| a.host)
+    }
+
+    /// When module `name` of `h` last reported, for liveness: as `seen_unix_ms`, per module
+    /// (else the agent's stamp, `last_report_unix_ms`).
+    pub fn module_seen_unix_ms(&self, h: &HostState, name: &str, m: &ModuleInfo) -> i64 {
+        self.arrivals
+            .0
+            .get(&h.host)
+            .and_then(|a| a.modules.get(name))
+            .copied()
+            .unwrap_or(m.last_report_unix_ms)
     }
 
     pub fn len(&self) -> usize {

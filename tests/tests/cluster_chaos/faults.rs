@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
 use opsfleet_tests::compose::docker;
+use opsfleet_tests::wait_until;
 
 use super::stack::Chaos;
 
@@ -17,10 +20,47 @@ pub enum Fault {
     PartitionStreamLeader,
     /// SIGKILL all three nodes at once, start them again after a few seconds.
     PowerCut,
+    /// Fill nats-2's filesystem for `OUTAGE`, free it, restart nats-2 (JetStream disables
+    /// itself on a node whose disk is full and stays off until the server restarts).
+    DiskFull,
+    /// Jump web-01's wall clock 10 min ahead, then 10 min behind, then back (libfaketime).
+    AgentClockJump,
+    /// SIGSTOP the active coordinator, SIGKILL the node leading the `ops_leader` KV stream,
+    /// wait for the standby to take over, then SIGCONT the old active.
+    StopActiveAcrossLeaseLeaderChange,
 }
 
 /// How long a killed or cut-off node stays away.
 pub const OUTAGE: Duration = Duration::from_secs(12);
+
+impl Fault {
+    /// Every fault, in the order of the short schedule.
+    pub const ALL: [Fault; 7] = [
+        Fault::KillStreamLeader,
+        Fault::PartitionStreamLeader,
+        Fault::DiskFull,
+        Fault::AgentClockJump,
+        Fault::StopActiveAcrossLeaseLeaderChange,
+        Fault::KillLeaseLeader,
+        Fault::PowerCut,
+    ];
+}
+
+/// The faults named in `names` (comma-separated, as `Fault`'s variants are spelled).
+pub fn parse(names: &str) -> Result<Vec<Fault>> {
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            Fault::ALL
+                .iter()
+                .copied()
+                .find(|f| format!("{f:?}") == n)
+                .with_context(|| format!("no fault {n:?}; known: {:?}", Fault::ALL))
+        })
+        .collect()
+}
 
 /// A random schedule of `n` faults (seeded from the clock; the seed is printed).
 pub fn randomized(n: usize) -> Vec<Fault> {
@@ -29,12 +69,7 @@ pub fn randomized(n: usize) -> Vec<Fault> {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(7);
     eprintln!("cluster_chaos: randomized schedule, seed {seed}");
-    let all = [
-        Fault::KillStreamLeader,
-        Fault::KillLeaseLeader,
-        Fault::PartitionStreamLeader,
-        Fault::PowerCut,
-    ];
+    let all = Fault::ALL;
     let mut x = seed | 1;
     (0..n)
         .map(|_| {
@@ -84,6 +119,95 @@ impl Fault {
                 chaos.stack.run(&["start", "nats-1", "nats-2", "nats-3"])?;
                 Ok("SIGKILL nats-1, nats-2, nats-3 at once, started 3 s later".to_owned())
             }
+            Fault::DiskFull => disk_full(chaos).await,
+            Fault::AgentClockJump => super::clock::jump(chaos).await,
+            Fault::StopActiveAcrossLeaseLeaderChange => stop_active(chaos).await,
         }
     }
+}
+
+async fn disk_full(chaos: &Chaos) -> Result<String> {
+    let Some(disk) = &chaos.small_disk else {
+        return Ok("SKIPPED disk full: nats-2 has no small disk of the test's own".to_owned());
+    };
+    let filled = disk.fill()?;
+    let since = unix_now_secs();
+    tokio::time::sleep(OUTAGE).await;
+    // What nats-2 made of it, from its own log.
+    let logs = chaos
+        .stack
+        .run(&["logs", "--no-color", "--since", &since, "nats-2"])
+        .unwrap_or_default();
+    let disabled = logs
+        .lines()
+        .filter(|l| l.contains("[WRN]") || l.contains("[ERR]"))
+        .take(3)
+        .map(|l| l.trim().to_owned())
+        .collect::<Vec<_>>();
+    disk.free()?;
+    chaos.stack.run(&["restart", "-t", "10", "nats-2"])?;
+    Ok(format!(
+        "nats-2's disk filled ({} MiB written) for {OUTAGE:?}, freed, nats-2 restarted; \
+         nats-2 said: {disabled:?}",
+        filled / (1024 * 1024)
+    ))
+}
+
+async fn stop_active(chaos: &Chaos) -> Result<String> {
+    let active = chaos
+        .active()
+        .await?
+        .context("no active coordinator before the fault")?;
+    let service = format!("coordinator-{}", active.name);
+    let stopped_at = Instant::now();
+    chaos.stack.run(&["kill", "-s", "SIGSTOP", &service])?;
+    let node = chaos.stream_leader("KV_ops_leader").await?;
+    chaos.stack.run(&["kill", "-s", "SIGKILL", &node])?;
+    // The frozen one's lease runs out; the standby takes it under a higher epoch.
+    let taken = wait_until(
+        "the standby to take the lease from the stopped active",
+        Duration::from_secs(120),
+        Duration::from_millis(250),
+        async || {
+            let all = chaos.coordinators().await.unwrap_or_default();
+            Ok(all
+                .into_iter()
+                .find(|r| r.role == "active" && r.name != active.name && r.epoch > active.epoch))
+        },
+    )
+    .await?;
+    let takeover = stopped_at.elapsed();
+    chaos.stack.run(&["start", &node])?;
+    chaos.stack.run(&["kill", "-s", "SIGCONT", &service])?;
+    let resumed_at = Instant::now();
+    // The old active wakes up believing it leads; it must find out and stand by.
+    wait_until(
+        "the resumed coordinator to stand by",
+        Duration::from_secs(120),
+        Duration::from_millis(250),
+        async || {
+            let all = chaos.coordinators().await.unwrap_or_default();
+            let old = all.iter().find(|r| r.name == active.name);
+            let actives = all.iter().filter(|r| r.role == "active").count();
+            Ok((old.is_some_and(|r| r.role == "standby") && actives == 1).then_some(()))
+        },
+    )
+    .await?;
+    Ok(format!(
+        "SIGSTOP {service} (active, epoch {}), SIGKILL {node} (leader of KV_ops_leader): {} \
+         active at epoch {} after {takeover:?}; SIGCONT: {} stood by after {:?}",
+        active.epoch,
+        taken.name,
+        taken.epoch,
+        active.name,
+        resumed_at.elapsed()
+    ))
+}
+
+/// Now as `docker logs --since` takes it (seconds since the epoch).
+fn unix_now_secs() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs().to_string())
+        .unwrap_or_default()
 }

@@ -16,15 +16,19 @@ use opsfleet_bus::{ConnectMode, NatsConfig, TlsConfig};
 use opsfleet_proto::api::{CommandView, Responder};
 use opsfleet_tests::check::{check_exactly_once, LogEntry};
 use opsfleet_tests::compose::{build_images, remove_stale_stacks, Stack};
+use opsfleet_tests::disk::SmallDisk;
 use opsfleet_tests::secure::{free_port, generate_secrets, operator_args, repo_root};
 use opsfleet_tests::{wait_until, Opsctl, RebuildReport};
 
+use super::clock::FakeClock;
 use super::faults::Fault;
 
 const TAG: &str = "chaos";
 const PROJECT_PREFIX: &str = "opsfleet-chaos-";
 const HOSTS: [&str; 3] = ["db-01", "web-01", "web-02"];
 const LINES_PER_SECOND: u64 = 20;
+/// Size of nats-2's filesystem: room for the run's streams, small enough to fill at once.
+const SMALL_DISK_MIB: u32 = 256;
 
 /// Appends `ERROR chaos line <n>` to a file at a steady rate until stopped.
 struct Producer {
@@ -76,8 +80,13 @@ impl Producer {
 
 pub struct Chaos {
     pub stack: Stack,
+    /// nats-2's `/data`: a small tmpfs of the test's own that a fault fills up. `None` where
+    /// it cannot be mounted (not root); that fault is then skipped with a message.
+    pub small_disk: Option<SmallDisk>,
+    /// web-01's clock offset, where libfaketime is installed (else that fault is skipped).
+    pub fake_clock: Option<FakeClock>,
     _tmp: tempfile::TempDir,
-    opsctl: Opsctl,
+    pub opsctl: Opsctl,
     js: jetstream::Context,
     producer: std::sync::Mutex<Producer>,
     commands_issued: AtomicU64,
@@ -111,6 +120,27 @@ impl Chaos {
             ),
         )?;
         std::fs::set_permissions(&agent_toml, std::fs::Permissions::from_mode(0o644))?;
+        // nats-2 stores on a small filesystem of the test's own (it survives container
+        // restarts, unlike a compose tmpfs), so that a fault can fill it.
+        let small_disk = match SmallDisk::mount(&tmp.path().join("nats-2-data"), SMALL_DISK_MIB) {
+            Ok(disk) => {
+                std::fs::set_permissions(disk.dir(), std::fs::Permissions::from_mode(0o777))?;
+                Some(disk)
+            }
+            Err(e) => {
+                eprintln!("cluster_chaos: nats-2 keeps its volume, the disk-full fault will be skipped: {e:#}");
+                None
+            }
+        };
+        let nats2_data = match &small_disk {
+            Some(disk) => format!("\n    volumes:\n      - {}:/data", disk.dir().display()),
+            None => String::new(),
+        };
+        let fake_clock = FakeClock::prepare(TAG, &tmp.path().join("faketime"))?;
+        let (web01_clock, web01_offset) = match &fake_clock {
+            Some(c) => (c.override_lines(), c.volume_line()),
+            None => (String::new(), String::new()),
+        };
         // Fixed host ports: a restarted container keeps its port (port 0 would pick a new one).
         let ports = [free_port()?, free_port()?, free_port()?];
         let override_file = tmp.path().join("chaos.override.yaml");
@@ -118,14 +148,17 @@ impl Chaos {
             &override_file,
             format!(
                 "version: \"3.8\"\nservices:\n  nats-1:\n    ports: [\"127.0.0.1:{}:4222\"]\n  \
-                 nats-2:\n    ports: [\"127.0.0.1:{}:4222\"]\n  \
-                 nats-3:\n    ports: [\"127.0.0.1:{}:4222\"]\n  agent-web-01:\n    volumes:\n      \
-                 - {}:/etc/opsfleet/agent.toml:ro\n      - {}:/var/log/app:ro\n",
+                 nats-2:\n    ports: [\"127.0.0.1:{}:4222\"]{}\n  \
+                 nats-3:\n    ports: [\"127.0.0.1:{}:4222\"]\n  agent-web-01:{}\n    volumes:\n      \
+                 - {}:/etc/opsfleet/agent.toml:ro\n      - {}:/var/log/app:ro{}\n",
                 ports[0],
                 ports[1],
+                nats2_data,
                 ports[2],
+                web01_clock,
                 agent_toml.display(),
-                applog.display()
+                applog.display(),
+                web01_offset
             ),
         )?;
         let stack = Stack {
@@ -172,6 +205,8 @@ impl Chaos {
         let producer = Producer::start(applog.join("app.log"));
         let chaos = Chaos {
             stack,
+            small_disk,
+            fake_clock,
             _tmp: tmp,
             opsctl,
             js,
@@ -227,7 +262,7 @@ impl Chaos {
         .await
     }
 
-    async fn active(&self) -> Result<Option<Responder>> {
+    pub async fn active(&self) -> Result<Option<Responder>> {
         let out = self
             .opsctl
             .run(&["--output", "json", "leader"])
@@ -235,6 +270,29 @@ impl Chaos {
             .ok()?;
         let replies: Vec<Responder> = serde_json::from_str(out.stdout.trim())?;
         Ok(replies.into_iter().find(|r| r.role == "active"))
+    }
+
+    /// Every coordinator's answer to `opsctl leader`.
+    pub async fn coordinators(&self) -> Result<Vec<Responder>> {
+        let out = self
+            .opsctl
+            .run(&["--output", "json", "leader"])
+            .await?
+            .ok()?;
+        Ok(serde_json::from_str(out.stdout.trim())?)
+    }
+
+    /// The lines of `opsctl --output json events <filters>` (one JSON event each).
+    pub async fn events(&self, filters: &[&str]) -> Result<Vec<String>> {
+        let mut args = vec!["--output", "json", "events"];
+        args.extend_from_slice(filters);
+        let out = self.opsctl.run(&args).await?.ok()?;
+        Ok(out
+            .stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect())
     }
 
     /// web-01's last seq as the active coordinator has it, if one answers.
@@ -321,8 +379,14 @@ impl Chaos {
             },
         )
         .await?;
-        self.commands_issued.fetch_add(1, Ordering::SeqCst);
+        self.commands_issued
+            .fetch_add(HOSTS.len() as u64, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Counts one command issued (and confirmed) outside `issue_noop`.
+    pub fn note_command(&self) {
+        self.commands_issued.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The checks after a schedule (see the file's header).
@@ -339,28 +403,17 @@ impl Chaos {
             Duration::from_secs(180),
             Duration::from_secs(2),
             async || {
-                let out = self
-                    .opsctl
-                    .run(&[
-                        "--output",
-                        "json",
-                        "events",
-                        "--host",
-                        "web-01",
-                        "--kind",
-                        "log_match",
-                        "--since",
-                        "1h",
-                    ])
-                    .await?;
-                let n = out.stdout.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+                let n = self
+                    .events(&["--host", "web-01", "--kind", "log_match", "--since", "1h"])
+                    .await
+                    .map_or(0, |e| e.len()) as u64;
                 Ok((n >= lines).then_some(()))
             },
         )
         .await?;
         // Every command issued reached a terminal state (in the ledger of whichever
         // coordinator answers; a standby may still be catching up, hence the wait for all).
-        let issued = self.commands_issued.load(Ordering::SeqCst) as usize * HOSTS.len();
+        let issued = self.commands_issued.load(Ordering::SeqCst) as usize;
         let commands: Vec<CommandView> = wait_until(
             "every command to reach a terminal state",
             Duration::from_secs(120),
@@ -381,7 +434,8 @@ impl Chaos {
         .await?;
         ensure!(
             commands.len() >= issued,
-            "{issued} commands issued (a noop to each host after each fault), the ledger has {}",
+            "{issued} commands issued (a noop to each host after each fault, and the clock \
+             fault's), the ledger has {}",
             commands.len()
         );
         eprintln!(
@@ -394,21 +448,11 @@ impl Chaos {
             commands.iter().find(|c| c.accepted_count > 1)
         );
         // No epoch held by two coordinators.
-        let out = self
-            .opsctl
-            .run(&[
-                "--output",
-                "json",
-                "events",
-                "--kind",
-                "leadership",
-                "--since",
-                "1h",
-            ])
-            .await?
-            .ok()?;
+        let leadership = self
+            .events(&["--kind", "leadership", "--since", "1h"])
+            .await?;
         let mut epochs: BTreeMap<u64, String> = BTreeMap::new();
-        for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
+        for line in &leadership {
             let v: serde_json::Value = serde_json::from_str(line)?;
             let summary = v["summary"].as_str().unwrap_or_default();
             if !summary.contains(" active at epoch ") {
