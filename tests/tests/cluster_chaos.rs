@@ -1,6 +1,7 @@
 //! Chaos on the compose stack's real 3-node NATS cluster (R3 streams, the shipped config): the
 //! `OPS_EVENTS` stream leader's node killed with SIGKILL, one node cut off the network
-//! (`docker network disconnect`), one node's disk full, an agent's wall clock jumped 10 min
+//! (`docker network disconnect`), then the active coordinator, then a minority (one node and
+//! an agent on a network of their own), one node's disk full, an agent's wall clock jumped 10 min
 //! forward and back (libfaketime), the active coordinator SIGSTOPped across a leader change of
 //! the lease's KV stream, the KV leader's node killed, and a power cut (all three nodes killed
 //! at once), while an agent's log module reads known lines the test writes at a steady rate and
@@ -20,6 +21,10 @@
 mod clock;
 #[path = "cluster_chaos/faults.rs"]
 mod faults;
+#[path = "cluster_chaos/leases.rs"]
+mod leases;
+#[path = "cluster_chaos/network.rs"]
+mod network;
 #[path = "cluster_chaos/stack.rs"]
 mod stack;
 

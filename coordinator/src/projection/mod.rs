@@ -252,11 +252,21 @@ impl Fleet {
 
     /// Records that an event of `host`'s `module` reached the bus at `at_unix_ms` (server
     /// clock).
+    /// On the ingest path: allocates only for a host or module not seen before.
     pub fn note_arrival(&mut self, host: &str, module: &str, at_unix_ms: i64) {
-        let a = self.arrivals.0.entry(host.to_owned()).or_default();
+        if !self.arrivals.0.contains_key(host) {
+            self.arrivals.0.insert(host.to_owned(), Arrival::default());
+        }
+        let Some(a) = self.arrivals.0.get_mut(host) else {
+            return;
+        };
         a.host = a.host.max(at_unix_ms);
-        let m = a.modules.entry(module.to_owned()).or_insert(at_unix_ms);
-        *m = (*m).max(at_unix_ms);
+        match a.modules.get_mut(module) {
+            Some(m) => *m = (*m).max(at_unix_ms),
+            None => {
+                a.modules.insert(module.to_owned(), at_unix_ms);
+            }
+        }
     }
 
     /// When `h` was last heard from, for liveness: its newest event's arrival on the bus where

@@ -133,11 +133,14 @@ pub async fn jump(chaos: &Chaos) -> Result<String> {
             "{what}: noop completed, {fresh} events in the last 10 s"
         ));
     }
-    let window = format!("{}s", since.elapsed().as_secs() + 5);
+    // Since the first jump (an alert of an earlier fault may resolve meanwhile: only a firing
+    // counts).
+    let window = format!("{}s", since.elapsed().as_secs() + 1);
     let web01_dead_man = |lines: &[String]| -> Vec<String> {
         lines
             .iter()
             .filter(|l| l.contains("host_lost/web-01") || l.contains("module_silent/web-01"))
+            .filter(|l| l.contains(" firing "))
             .cloned()
             .collect()
     };
@@ -158,13 +161,14 @@ pub async fn jump(chaos: &Chaos) -> Result<String> {
         Duration::from_secs(90),
         Duration::from_millis(500),
         async || {
+            let window = format!("{}s", stopped.elapsed().as_secs() + 1);
             let lines = chaos
-                .events(&["--kind", "alert_transition", "--since", "2m"])
+                .events(&["--kind", "alert_transition", "--since", &window])
                 .await
                 .unwrap_or_default();
             let lost = web01_dead_man(&lines)
                 .into_iter()
-                .any(|l| l.contains("host_lost/web-01") && l.contains("firing"));
+                .any(|l| l.contains("host_lost/web-01"));
             Ok(lost.then(|| stopped.elapsed()))
         },
     )

@@ -2,11 +2,8 @@
 
 use std::time::Duration;
 
-use std::time::Instant;
-
 use anyhow::{Context, Result};
 use opsfleet_tests::compose::docker;
-use opsfleet_tests::wait_until;
 
 use super::stack::Chaos;
 
@@ -18,6 +15,11 @@ pub enum Fault {
     KillLeaseLeader,
     /// Disconnect the `OPS_EVENTS` leader's node from the network for `OUTAGE`.
     PartitionStreamLeader,
+    /// Disconnect the active coordinator from the network for longer than its lease TTL.
+    PartitionActiveCoordinator,
+    /// Move the `OPS_EVENTS` leader's node and web-01's agent onto a network of their own (a
+    /// minority with an agent on it) for `OUTAGE`.
+    PartitionMinorityWithAgent,
     /// SIGKILL all three nodes at once, start them again after a few seconds.
     PowerCut,
     /// Fill nats-2's filesystem for `OUTAGE`, free it, restart nats-2 (JetStream disables
@@ -35,9 +37,11 @@ pub const OUTAGE: Duration = Duration::from_secs(12);
 
 impl Fault {
     /// Every fault, in the order of the short schedule.
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 9] = [
         Fault::KillStreamLeader,
         Fault::PartitionStreamLeader,
+        Fault::PartitionActiveCoordinator,
+        Fault::PartitionMinorityWithAgent,
         Fault::DiskFull,
         Fault::AgentClockJump,
         Fault::StopActiveAcrossLeaseLeaderChange,
@@ -121,7 +125,9 @@ impl Fault {
             }
             Fault::DiskFull => disk_full(chaos).await,
             Fault::AgentClockJump => super::clock::jump(chaos).await,
-            Fault::StopActiveAcrossLeaseLeaderChange => stop_active(chaos).await,
+            Fault::StopActiveAcrossLeaseLeaderChange => super::leases::stop_active(chaos).await,
+            Fault::PartitionActiveCoordinator => super::leases::partition_active(chaos).await,
+            Fault::PartitionMinorityWithAgent => super::network::minority_with_agent(chaos).await,
         }
     }
 }
@@ -131,83 +137,24 @@ async fn disk_full(chaos: &Chaos) -> Result<String> {
         return Ok("SKIPPED disk full: nats-2 has no small disk of the test's own".to_owned());
     };
     let filled = disk.fill()?;
-    let since = unix_now_secs();
     tokio::time::sleep(OUTAGE).await;
-    // What nats-2 made of it, from its own log.
+    // What nats-2 made of it, from its own log (`--since` is not used: the daemon's clock
+    // need not be this process's).
     let logs = chaos
         .stack
-        .run(&["logs", "--no-color", "--since", &since, "nats-2"])
+        .run(&["logs", "--no-color", "nats-2"])
         .unwrap_or_default();
-    let disabled = logs
+    let said = logs
         .lines()
-        .filter(|l| l.contains("[WRN]") || l.contains("[ERR]"))
-        .take(3)
-        .map(|l| l.trim().to_owned())
+        .filter(|l| l.contains("will be DISABLED") || l.contains("Critical write error"))
+        .take(2)
+        .map(|l| l.split("] ").last().unwrap_or(l).trim().to_owned())
         .collect::<Vec<_>>();
     disk.free()?;
     chaos.stack.run(&["restart", "-t", "10", "nats-2"])?;
     Ok(format!(
         "nats-2's disk filled ({} MiB written) for {OUTAGE:?}, freed, nats-2 restarted; \
-         nats-2 said: {disabled:?}",
+         nats-2 said: {said:?}",
         filled / (1024 * 1024)
     ))
-}
-
-async fn stop_active(chaos: &Chaos) -> Result<String> {
-    let active = chaos
-        .active()
-        .await?
-        .context("no active coordinator before the fault")?;
-    let service = format!("coordinator-{}", active.name);
-    let stopped_at = Instant::now();
-    chaos.stack.run(&["kill", "-s", "SIGSTOP", &service])?;
-    let node = chaos.stream_leader("KV_ops_leader").await?;
-    chaos.stack.run(&["kill", "-s", "SIGKILL", &node])?;
-    // The frozen one's lease runs out; the standby takes it under a higher epoch.
-    let taken = wait_until(
-        "the standby to take the lease from the stopped active",
-        Duration::from_secs(120),
-        Duration::from_millis(250),
-        async || {
-            let all = chaos.coordinators().await.unwrap_or_default();
-            Ok(all
-                .into_iter()
-                .find(|r| r.role == "active" && r.name != active.name && r.epoch > active.epoch))
-        },
-    )
-    .await?;
-    let takeover = stopped_at.elapsed();
-    chaos.stack.run(&["start", &node])?;
-    chaos.stack.run(&["kill", "-s", "SIGCONT", &service])?;
-    let resumed_at = Instant::now();
-    // The old active wakes up believing it leads; it must find out and stand by.
-    wait_until(
-        "the resumed coordinator to stand by",
-        Duration::from_secs(120),
-        Duration::from_millis(250),
-        async || {
-            let all = chaos.coordinators().await.unwrap_or_default();
-            let old = all.iter().find(|r| r.name == active.name);
-            let actives = all.iter().filter(|r| r.role == "active").count();
-            Ok((old.is_some_and(|r| r.role == "standby") && actives == 1).then_some(()))
-        },
-    )
-    .await?;
-    Ok(format!(
-        "SIGSTOP {service} (active, epoch {}), SIGKILL {node} (leader of KV_ops_leader): {} \
-         active at epoch {} after {takeover:?}; SIGCONT: {} stood by after {:?}",
-        active.epoch,
-        taken.name,
-        taken.epoch,
-        active.name,
-        resumed_at.elapsed()
-    ))
-}
-
-/// Now as `docker logs --since` takes it (seconds since the epoch).
-fn unix_now_secs() -> String {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs().to_string())
-        .unwrap_or_default()
 }
