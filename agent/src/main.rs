@@ -1,6 +1,7 @@
 //! `ops-agent` binary: CLI, logging, signal handling and the wiring of outbox, publisher and
 //! module runner.
 
+use opsfleet_report::ErrorChain;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -320,17 +321,17 @@ async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     info!(host, "shutting down");
     cancel.cancel();
     if let Err(e) = commands.await {
-        warn!(host, error = %e, "command handler ended abnormally");
+        warn!(host, error = %ErrorChain(&e), "command handler ended abnormally");
     }
     if let Err(e) = runner.await {
-        warn!(host, error = %e, "module runner ended abnormally");
+        warn!(host, error = %ErrorChain(&e), "module runner ended abnormally");
     }
     for server in http {
         match server.await {
             Ok(Err(e)) => {
-                warn!(host, error = %e, cause = ?std::error::Error::source(&e), "http endpoint failed")
+                warn!(host, error = %ErrorChain(&e), "http endpoint failed")
             }
-            Err(e) => warn!(host, error = %e, "http endpoint ended abnormally"),
+            Err(e) => warn!(host, error = %ErrorChain(&e), "http endpoint ended abnormally"),
             Ok(Ok(())) => {}
         }
     }
@@ -372,7 +373,7 @@ async fn start_http(
     let metrics = match opsfleet_agent::telemetry::install() {
         Ok(h) => Some(h),
         Err(e) => {
-            warn!(error = %e, "cannot install the metrics recorder; /metrics answers 503");
+            warn!(error = %ErrorChain(&e), "cannot install the metrics recorder; /metrics answers 503");
             None
         }
     };

@@ -2,6 +2,7 @@
 //! `Nats-Msg-Id = id`, wait for the PubAck, delete, next. Failures retry the same event with
 //! exponential backoff, forever.
 
+use opsfleet_report::ErrorChain;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -170,9 +171,9 @@ impl<S: EventSink> Publisher<S> {
                     failures += 1;
                     // First failure and every 10th after: an outage should not flood the log.
                     if failures % 10 == 1 {
-                        warn!(host = %host, seq, failures, error = %err, cause = ?std::error::Error::source(err), retry_in = ?after, "publish failed");
+                        warn!(host = %host, seq, failures, error = %ErrorChain(&err), retry_in = ?after, "publish failed");
                     } else {
-                        debug!(host = %host, seq, failures, error = %err, retry_in = ?after, "publish failed");
+                        debug!(host = %host, seq, failures, error = %ErrorChain(&err), retry_in = ?after, "publish failed");
                     }
                 });
             tokio::select! {
@@ -183,7 +184,7 @@ impl<S: EventSink> Publisher<S> {
                         crate::telemetry::publish_latency(publish_started.elapsed());
                         debug!(host = %host, seq, "published");
                         if let Err(e) = self.outbox.remove(seq) {
-                            error!(host = %host, seq, error = %e, "cannot delete published event");
+                            error!(host = %host, seq, error = %ErrorChain(&e), "cannot delete published event");
                         }
                     }
                 }
@@ -196,14 +197,14 @@ impl<S: EventSink> Publisher<S> {
             OutboxError::BadEvent { seq, .. } => {
                 // Not decodable means not publishable, ever; keeping it would block every
                 // later event. Drop it loudly (the coordinator will see the seq gap).
-                error!(host, seq, error = %e, "removing undecodable event from outbox");
+                error!(host, seq, error = %ErrorChain(&e), "removing undecodable event from outbox");
                 if let Err(e) = self.outbox.remove(seq) {
-                    error!(host, seq, error = %e, "cannot delete undecodable event");
+                    error!(host, seq, error = %ErrorChain(&e), "cannot delete undecodable event");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
             other => {
-                error!(host, error = %other, "cannot read outbox");
+                error!(host, error = %ErrorChain(&other), "cannot read outbox");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

@@ -7,6 +7,7 @@ mod status;
 mod worker;
 mod writer;
 
+use opsfleet_report::ErrorChain;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -218,11 +219,11 @@ impl Runner {
         drop(tx);
         while let Some(res) = tasks.join_next().await {
             if let Err(e) = res {
-                error!(host = %self.host, error = %e, "module task ended abnormally");
+                error!(host = %self.host, error = %ErrorChain(&e), "module task ended abnormally");
             }
         }
         if let Err(e) = writer.await {
-            error!(host = %self.host, error = %e, "outbox writer ended abnormally");
+            error!(host = %self.host, error = %ErrorChain(&e), "outbox writer ended abnormally");
         }
     }
 }

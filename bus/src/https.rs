@@ -3,6 +3,7 @@
 //! an axum [`Listener`] that completes handshakes concurrently, so a client that never
 //! finishes its handshake holds up nobody else.
 
+use opsfleet_report::ErrorChain;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -105,7 +106,7 @@ impl TlsListener {
                 let (stream, peer) = match tcp.accept().await {
                     Ok(conn) => conn,
                     Err(e) => {
-                        tracing::debug!(error = %e, "accept failed");
+                        tracing::debug!(error = %ErrorChain(&e), "accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
@@ -116,7 +117,9 @@ impl TlsListener {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %ErrorChain(&e), "TLS handshake failed")
+                        }
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 });

@@ -182,14 +182,7 @@ impl BusError {
             BusError::Stream { source, .. } | BusError::Bucket { source, .. } => source,
             _ => return false,
         };
-        let mut text = source.to_string();
-        let mut next = std::error::Error::source(source.as_ref());
-        while let Some(e) = next {
-            text.push_str(": ");
-            text.push_str(&e.to_string());
-            next = e.source();
-        }
-        transient_jetstream_error(&text)
+        transient_jetstream_error(&opsfleet_report::error_chain(source.as_ref()))
     }
 }
 

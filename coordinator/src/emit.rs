@@ -4,6 +4,7 @@
 //! `Nats-Msg-Id = id` and retried until JetStream acknowledges it. A crash between the two
 //! leaves a gap in the coordinator's seqs, which the fold records like any other gap.
 
+use opsfleet_report::ErrorChain;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -132,7 +133,7 @@ impl Emitter {
                 Err(e) => Err(e.into()),
             };
             if let Err(e) = result {
-                warn!(kind, seq = ev.seq, error = %e, "own event not acknowledged; retrying");
+                warn!(kind, seq = ev.seq, error = %ErrorChain(&*e), "own event not acknowledged; retrying");
                 self.publish_until_acked(ev, deadline).await?;
             }
             seqs.push(ev.seq);
@@ -169,7 +170,7 @@ impl Emitter {
                     .with_max_delay(Duration::from_secs(1))
                     .without_max_times(),
             )
-            .notify(|e, after| warn!(kind, seq = ev.seq, error = %e, retry_in = ?after, "own event not acknowledged"));
+            .notify(|e, after| warn!(kind, seq = ev.seq, error = %ErrorChain(&**e), retry_in = ?after, "own event not acknowledged"));
         match tokio::time::timeout_at(deadline, attempt).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(source)) => Err(EmitError::Publish {

@@ -2,6 +2,7 @@
 //! `/readyz` (200 while the store accepts writes; a standby is ready too, it is hot), both with
 //! the coordinator's name, colour, role and epoch as JSON.
 
+use opsfleet_report::ErrorChain;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -114,7 +115,7 @@ pub async fn serve_tls(
         let shutdown = async move { cancel.cancelled().await };
         let server = opsfleet_bus::https::serve(listener, tls, router(shared), shutdown);
         if let Err(e) = server.await {
-            tracing::error!(error = %e, "HTTP endpoint failed");
+            tracing::error!(error = %ErrorChain(&e), "HTTP endpoint failed");
         }
     });
     Ok((addr, task))

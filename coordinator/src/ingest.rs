@@ -14,6 +14,7 @@
 //! batch, then every N batches or T, and a final one on a clean stop); every other commit holds
 //! just the log entries and the applied position. A restart folds the log after the snapshot.
 
+use opsfleet_report::ErrorChain;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -226,9 +227,9 @@ async fn final_snapshot(shared: &Arc<Shared>) {
     match result {
         Ok(Ok(())) => info!(rows, stream_seq = applied, "final snapshot written"),
         Ok(Err(e)) => {
-            warn!(error = %e, "cannot write the final snapshot; the next start folds the log tail")
+            warn!(error = %ErrorChain(&e), "cannot write the final snapshot; the next start folds the log tail")
         }
-        Err(e) => warn!(error = %e, "final snapshot task failed"),
+        Err(e) => warn!(error = %ErrorChain(&e), "final snapshot task failed"),
     }
 }
 
@@ -258,7 +259,7 @@ async fn consume(
                     c
                 }
                 Err(e) => {
-                    warn!(error = %e, "cannot position consumer, retrying");
+                    warn!(error = %ErrorChain(&e), "cannot position consumer, retrying");
                     tokio::select! {
                         _ = cancel.cancelled() => return true,
                         _ = tokio::time::sleep(backoff) => {}
@@ -278,7 +279,7 @@ async fn consume(
         let messages = match messages {
             Ok(m) => m,
             Err(e) => {
-                warn!(error = %e, "cannot open consumer stream, retrying");
+                warn!(error = %ErrorChain(&e), "cannot open consumer stream, retrying");
                 consumer = Some(current);
                 tokio::select! {
                     _ = cancel.cancelled() => return true,
@@ -304,7 +305,7 @@ async fn consume(
                 match item {
                     Ok(m) => batch.push(m),
                     // Missed heartbeats and the like: the stream recovers by itself.
-                    Err(e) => debug!(error = %e, "consumer stream hiccup"),
+                    Err(e) => debug!(error = %ErrorChain(&e), "consumer stream hiccup"),
                 }
             }
             if batch.is_empty() {
@@ -441,11 +442,11 @@ async fn persist_batch(
             Ok(Err(e)) => {
                 shared.store_healthy.store(false, Ordering::Release);
                 recover_first = matches!(e, StoreError::Io { .. } | StoreError::Open { .. });
-                error!(error = %e, stream_seq = applied_to, "cannot persist batch; not acking, will retry");
+                error!(error = %ErrorChain(&e), stream_seq = applied_to, "cannot persist batch; not acking, will retry");
             }
             Err(e) => {
                 shared.store_healthy.store(false, Ordering::Release);
-                error!(error = %e, "persist task failed; will retry");
+                error!(error = %ErrorChain(&e), "persist task failed; will retry");
             }
         }
         tokio::select! {
@@ -482,7 +483,7 @@ async fn persist_batch(
     if let Some(last) = ack_upto.and_then(|i| batch.get(i)) {
         if let Err(e) = last.ack().await {
             // Harmless: the batch is redelivered and skipped by stream sequence.
-            warn!(error = %e, "ack failed");
+            warn!(error = %ErrorChain(&*e), "ack failed");
         }
     }
     outcome

@@ -1,6 +1,7 @@
 //! The running coordinator: opens the store, connects, ensures the topology, then runs ingest
 //! and the API until cancelled.
 
+use opsfleet_report::ErrorChain;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,7 +100,7 @@ async fn wait_for_topology(
         let cause = std::error::Error::source(&error).map(ToString::to_string);
         warn!(
             attempts,
-            error = %error,
+            error = %ErrorChain(&error),
             cause = cause.as_deref().unwrap_or(""),
             retry_in = ?delay,
             waited = ?waited,
@@ -217,7 +218,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
     cancel.cancel();
     // The election task releases the lease on cancel, so a standby takes over at once.
     if let Err(e) = election_task.await {
-        tracing::error!(error = %e, "election task panicked");
+        tracing::error!(error = %ErrorChain(&e), "election task panicked");
     }
     // The driver is gone, so the channel closes once its last change is published.
     if tokio::time::timeout(Duration::from_secs(5), leadership_events)
@@ -233,7 +234,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
     }
     match api_task.await {
         Ok(result) => result?,
-        Err(e) => tracing::error!(error = %e, "API task panicked"),
+        Err(e) => tracing::error!(error = %ErrorChain(&e), "API task panicked"),
     }
     // Make sure the last acknowledged batch is on disk before the process ends.
     shared.store.flush()?;
@@ -269,7 +270,7 @@ async fn publish_role_changes(
             requested_role: change.requested_by.map(|r| r.role).unwrap_or_default(),
         });
         if let Err(e) = emitter.emit(body, Duration::from_secs(30)).await {
-            tracing::error!(error = %e, epoch = change.epoch, "leadership event lost");
+            tracing::error!(error = %ErrorChain(&e), epoch = change.epoch, "leadership event lost");
         }
     }
 }

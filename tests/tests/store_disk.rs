@@ -126,6 +126,16 @@ async fn a_full_or_read_only_disk_stops_acks_and_loses_nothing() {
         let filled = disk.fill()?;
         println!("disk full: filler of {} KiB", filled / 1024);
         check_refusing(c, &js, "disk full").await?;
+        // The log names the cause under the store error, not only the layer that met it.
+        let log = c.coordinator(COORD)?.proc().log_since_start();
+        let line = log
+            .lines()
+            .find(|l| l.contains("cannot persist batch"))
+            .context("no \"cannot persist batch\" line in the coordinator's log")?;
+        ensure!(
+            line.contains("No space left on device"),
+            "the persist failure does not say why: {line}"
+        );
         disk.free()?;
         check_recovered(c, &js, "space freed").await?;
 

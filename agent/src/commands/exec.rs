@@ -12,7 +12,7 @@ use super::CommandHandler;
 use crate::config::fs_resolve;
 use crate::control::{Action, ControlReply, Origin, RunState};
 use crate::modules::backup;
-use crate::modules::backup::restore::error_chain;
+use opsfleet_report::error_chain;
 
 /// What running a command produced.
 #[derive(Debug, Clone, PartialEq)]

@@ -23,6 +23,7 @@ mod decide;
 mod exec;
 mod ledger;
 
+use opsfleet_report::ErrorChain;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -157,11 +158,11 @@ impl CommandHandler {
         let stamped = match reply {
             Ok(jetstream::response::Response::Ok(s)) => s,
             Ok(jetstream::response::Response::Err { error }) => {
-                debug!(consumer = %durable, error = %error, "cannot read the server's time");
+                debug!(consumer = %durable, error = %ErrorChain(&error), "cannot read the server's time");
                 return;
             }
             Err(e) => {
-                debug!(consumer = %durable, error = %e, "cannot read the server's time");
+                debug!(consumer = %durable, error = %ErrorChain(&e), "cannot read the server's time");
                 return;
             }
         };
@@ -258,7 +259,7 @@ impl CommandHandler {
                 return Ok(None);
             }
             Err(e) => {
-                warn!(host = %self.host, error = %e, bytes = payload.len(), "undecodable command dropped");
+                warn!(host = %self.host, error = %ErrorChain(&e), bytes = payload.len(), "undecodable command dropped");
                 telemetry::command("undecodable");
                 return Ok(None);
             }
@@ -368,7 +369,7 @@ impl CommandHandler {
     /// on failure re-opens, with backoff) the durable consumer.
     pub async fn run(mut self, js: jetstream::Context, cancel: CancellationToken) {
         while let Err(e) = self.recover().await {
-            warn!(host = %self.host, error = %e, cause = ?std::error::Error::source(&e), "cannot report interrupted commands, retrying");
+            warn!(host = %self.host, error = %ErrorChain(&e), "cannot report interrupted commands, retrying");
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -379,7 +380,7 @@ impl CommandHandler {
             match self.consume(&js, &cancel).await {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(e) => {
-                    debug!(host = %self.host, error = %e, "command consumer unavailable, retrying");
+                    debug!(host = %self.host, error = %ErrorChain(&*e), "command consumer unavailable, retrying");
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
@@ -431,7 +432,7 @@ impl CommandHandler {
                 }
                 Some((id, kind, run)) = self.detached_rx.recv() => {
                     if let Err(e) = self.finish(&id, kind, run).await {
-                        warn!(error = %e, cause = ?std::error::Error::source(&e), "cannot record command result; a restart reports it failed");
+                        warn!(error = %ErrorChain(&e), "cannot record command result; a restart reports it failed");
                     }
                     continue;
                 }
@@ -440,7 +441,7 @@ impl CommandHandler {
             let msg = match next {
                 None => return Ok(()),
                 Some(Err(e)) => {
-                    debug!(error = %e, "command consumer hiccup");
+                    debug!(error = %ErrorChain(&e), "command consumer hiccup");
                     continue;
                 }
                 Some(Ok(m)) => m,
@@ -456,7 +457,7 @@ impl CommandHandler {
             let accepted = match self.admit(&msg.payload).await {
                 Ok(a) => a,
                 Err(e) => {
-                    warn!(error = %e, cause = ?std::error::Error::source(&e), "cannot record command; asking for redelivery");
+                    warn!(error = %ErrorChain(&e), "cannot record command; asking for redelivery");
                     let _ = msg
                         .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                         .await;
@@ -465,7 +466,7 @@ impl CommandHandler {
             };
             // The decision is flushed: a redelivery from here on is a duplicate.
             if let Err(e) = msg.ack().await {
-                warn!(error = %e, "cannot ack command; a redelivery will be ignored as a duplicate");
+                warn!(error = %ErrorChain(&*e), "cannot ack command; a redelivery will be ignored as a duplicate");
             }
             if let Some(accepted) = accepted {
                 if let pb::command::Action::BackupRun(b) = &accepted.action {
@@ -480,7 +481,7 @@ impl CommandHandler {
                     continue;
                 }
                 if let Err(e) = self.complete(accepted).await {
-                    warn!(error = %e, cause = ?std::error::Error::source(&e), "cannot record command result; a restart reports it failed");
+                    warn!(error = %ErrorChain(&e), "cannot record command result; a restart reports it failed");
                 }
             }
         }

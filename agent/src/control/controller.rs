@@ -2,6 +2,7 @@
 //! each change before it takes effect, emitting its event and updating the status board.
 
 use opsfleet_proto::pb;
+use opsfleet_report::ErrorChain;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -289,7 +290,7 @@ impl Controller {
             match self.outbox.module_state(&name) {
                 Ok(saved) => module.restore(saved),
                 Err(e) => {
-                    warn!(module = %name, error = %e, "cannot read module state for the new instance")
+                    warn!(module = %name, error = %ErrorChain(&e), "cannot read module state for the new instance")
                 }
             }
         }

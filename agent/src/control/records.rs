@@ -1,6 +1,7 @@
 //! The persisted `c/<module>` record, the pure start plan derived from it, and
 //! `Controller::restore`, which applies the records to the modules at start.
 
+use opsfleet_report::ErrorChain;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -102,12 +103,14 @@ impl Controller {
                             records.insert(module, r);
                         }
                         Err(e) => {
-                            warn!(module, error = %e, "unreadable control record; ignored")
+                            warn!(module, error = %ErrorChain(&e), "unreadable control record; ignored")
                         }
                     }
                 }
             }
-            Err(e) => warn!(error = %e, "cannot read control records; all modules run"),
+            Err(e) => {
+                warn!(error = %ErrorChain(&e), "cannot read control records; all modules run")
+            }
         }
         let mut modules = Vec::new();
         let mut starts = Vec::new();
@@ -198,7 +201,7 @@ impl Controller {
             let outbox = ctl.outbox.clone();
             tokio::spawn(async move {
                 if let Err(e) = outbox.put_control(&module, value).await {
-                    warn!(module, error = %e, "cannot rewrite control record");
+                    warn!(module, error = %ErrorChain(&e), "cannot rewrite control record");
                 }
             });
         }

@@ -3,6 +3,7 @@
 //! refusing to replace anything but a stale socket, accepting only peers of the socket owner's
 //! uid or root (checked again with SO_PEERCRED), and removed when the server stops.
 
+use opsfleet_report::ErrorChain;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -100,7 +101,7 @@ impl Listener for AdminSocket {
             let stream = match self.listener.accept().await {
                 Ok((s, _)) => s,
                 Err(e) => {
-                    debug!(error = %e, "admin socket accept failed");
+                    debug!(error = %ErrorChain(&e), "admin socket accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
@@ -110,7 +111,9 @@ impl Listener for AdminSocket {
                     return (stream, self.path.clone())
                 }
                 Ok(c) => warn!(uid = c.uid(), "admin socket peer of another user refused"),
-                Err(e) => warn!(error = %e, "admin socket peer without credentials refused"),
+                Err(e) => {
+                    warn!(error = %ErrorChain(&e), "admin socket peer without credentials refused")
+                }
             }
         }
     }
@@ -132,7 +135,7 @@ pub async fn serve_admin_socket(
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await;
     if let Err(e) = std::fs::remove_file(&path) {
-        debug!(path = %path.display(), error = %e, "admin socket not removed");
+        debug!(path = %path.display(), error = %ErrorChain(&e), "admin socket not removed");
     }
     served.map_err(|source| HttpError::SocketServe { path, source })
 }

@@ -4,6 +4,7 @@
 
 pub mod mounts;
 
+use opsfleet_report::ErrorChain;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -168,7 +169,9 @@ fn with_mounts(mut paths: Vec<PathBuf>) -> Vec<PathBuf> {
                 }
             }
         }
-        Err(e) => warn!(error = %e, "cannot read /proc/self/mountinfo; only configured paths"),
+        Err(e) => {
+            warn!(error = %ErrorChain(&e), "cannot read /proc/self/mountinfo; only configured paths")
+        }
     }
     paths
 }
@@ -234,7 +237,7 @@ impl Module for DiskModule {
                     bodies.push(pb::event::Body::Disk(body));
                 }
                 Err(source) => {
-                    warn!(path = %shown, error = %source, "cannot stat path");
+                    warn!(path = %shown, error = %ErrorChain(&source), "cannot stat path");
                     first_err.get_or_insert(ModuleError::Stat {
                         path: shown,
                         source,

@@ -15,6 +15,7 @@ mod clean;
 mod dirfd;
 mod plan;
 
+use opsfleet_report::ErrorChain;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -72,7 +73,7 @@ fn pass(
                     rep
                 }
                 Err(e) => {
-                    warn!(root = %r.path.display(), error = %e, cause = ?std::error::Error::source(&e), "janitor root failed");
+                    warn!(root = %r.path.display(), error = %ErrorChain(&e), "janitor root failed");
                     RootReport {
                         root: r.path.clone(),
                         dry_run: r.dry_run,

@@ -1,6 +1,7 @@
 //! The sentinel module: mtime freshness of files against a max age (fresh / stale / missing),
 //! one `SentinelState` sample per path and run, marked `changed` on transitions.
 
+use opsfleet_report::ErrorChain;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -128,7 +129,7 @@ impl Module for SentinelModule {
                     bodies.push(pb::event::Body::Sentinel(body));
                 }
                 Err(e) => {
-                    warn!(path = %shown, error = %e, "cannot stat sentinel file");
+                    warn!(path = %shown, error = %ErrorChain(&e), "cannot stat sentinel file");
                     first_err.get_or_insert(ModuleError::Other(format!(
                         "cannot stat sentinel {shown}: {e}"
                     )));

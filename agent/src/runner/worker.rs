@@ -3,6 +3,7 @@
 //! module state before the first run, swaps in reconfigured instances, and starts on-demand
 //! runs (`Trigger`), answering each once its events are queued.
 
+use opsfleet_report::ErrorChain;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -186,7 +187,7 @@ impl ModuleWorker {
             }
             Ok(Err(e)) => {
                 self.board.record(self.idx, false);
-                warn!(error = %e, cause = ?std::error::Error::source(&e), "module run failed");
+                warn!(error = %ErrorChain(&e), "module run failed");
             }
             Err(_) => {
                 self.board.record(self.idx, false);
@@ -208,7 +209,7 @@ impl ModuleWorker {
                 self.entry.module.restore(saved);
             }
             Err(e) => {
-                error!(error = %e, cause = ?std::error::Error::source(&e), "cannot read module state; starting without it");
+                error!(error = %ErrorChain(&e), "cannot read module state; starting without it");
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The outbox writer task: group-commits whole run outputs (about `GROUP_MAX` events per
 //! flush), reports dropped events and wakes the publisher after each commit.
 
+use opsfleet_report::ErrorChain;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,7 +77,7 @@ async fn commit(outbox: &Outbox, notify: &Notify, group: RunOutput) {
         }
         Err(e) => {
             // Count them so an `events_dropped` event reports the loss later.
-            error!(events = origin.len(), error = %e, cause = ?std::error::Error::source(&e), "cannot write events to outbox");
+            error!(events = origin.len(), error = %ErrorChain(&e), "cannot write events to outbox");
             crate::telemetry::events_dropped(origin.len() as u64);
             outbox.record_dropped(origin.iter().map(|(m, t)| (m.as_str(), *t)));
         }

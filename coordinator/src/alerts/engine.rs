@@ -4,6 +4,7 @@
 //! notification record for a route, then records what happened. Both act on the projection,
 //! so a newly active coordinator continues from what the previous one recorded.
 
+use opsfleet_report::ErrorChain;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -71,7 +72,7 @@ impl Gate {
                 let info = match self.stream.get_info().await {
                     Ok(info) => info,
                     Err(e) => {
-                        warn!(error = %e, "cannot read the event stream's position; alerts wait");
+                        warn!(error = %ErrorChain(&e), "cannot read the event stream's position; alerts wait");
                         return None;
                     }
                 };
@@ -181,7 +182,7 @@ impl Engine {
                     })
                 }
                 Err(e) => {
-                    warn!(error = %e, "cannot read the event stream's usage; using the last reading")
+                    warn!(error = %ErrorChain(&e), "cannot read the event stream's usage; using the last reading")
                 }
             }
             let extra =
@@ -225,7 +226,9 @@ impl Engine {
                         in_flight.insert(t.alert_id, (t.to, Instant::now()));
                     }
                 }
-                Err(e) => warn!(error = %e, "cannot record alert transitions; will retry"),
+                Err(e) => {
+                    warn!(error = %ErrorChain(&e), "cannot record alert transitions; will retry")
+                }
             }
         }
     }
@@ -299,7 +302,7 @@ impl Engine {
                 });
                 // Recorded even if the term just ended: it happened.
                 if let Err(e) = self.emitter.emit(body, Duration::from_secs(30)).await {
-                    warn!(error = %e, alert = %n.alert_id, route, "notification sent but not recorded; a later term may send it again");
+                    warn!(error = %ErrorChain(&e), alert = %n.alert_id, route, "notification sent but not recorded; a later term may send it again");
                 }
             }
         }

@@ -20,6 +20,7 @@ pub use hosts::{heartbeat_interval_ms, liveness, summary, LATE_INTERVALS, UP_INT
 pub use runbooks::{backup_state, backups, incidents};
 pub use status::{coordinator_views, host_page, host_views, status};
 
+use opsfleet_report::ErrorChain;
 use std::sync::Arc;
 
 use async_nats::jetstream::stream;
@@ -68,7 +69,7 @@ pub async fn behind(shared: &Shared, events: &stream::Stream) -> u64 {
     match events.get_info().await {
         Ok(info) => info.state.last_sequence.saturating_sub(applied),
         Err(e) => {
-            warn!(error = %e, "cannot read stream info for `behind`");
+            warn!(error = %ErrorChain(&e), "cannot read stream info for `behind`");
             0
         }
     }
@@ -279,7 +280,7 @@ pub async fn serve(
                     if let Err(r) = allowed {
                         let reply = refuse(r);
                         if let Err(e) = client.publish(reply_to, reply.into()).await {
-                            warn!(error = %e, "cannot send API reply");
+                            warn!(error = %ErrorChain(&e), "cannot send API reply");
                         }
                         continue;
                     }
@@ -291,10 +292,10 @@ pub async fn serve(
                             Ok(reply) => to_json(&reply),
                             // Standbys stay silent on the broadcast subject.
                             Err(DispatchError::NotActive { .. }) if !addressed_to_me => return,
-                            Err(e) => error_reply(&shared, error_text(&e)),
+                            Err(e) => error_reply(&shared, opsfleet_report::error_chain(&e)),
                         };
                         if let Err(e) = client.publish(reply_to, reply.into()).await {
-                            warn!(error = %e, "cannot send API reply");
+                            warn!(error = %ErrorChain(&e), "cannot send API reply");
                         }
                     });
                     continue;
@@ -361,21 +362,9 @@ pub async fn serve(
             _ => continue,
         };
         if let Err(e) = client.publish(reply_to, reply.into()).await {
-            warn!(error = %e, "cannot send API reply");
+            warn!(error = %ErrorChain(&e), "cannot send API reply");
         }
     }
-}
-
-/// An error and its causes on one line.
-fn error_text(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn parse<T: Default + serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, serde_json::Error> {

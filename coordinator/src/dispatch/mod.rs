@@ -11,6 +11,7 @@ mod tests;
 
 pub use configs::{apply_fingerprint, find_config, recompute, FoundConfig};
 
+use opsfleet_report::ErrorChain;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -513,7 +514,9 @@ impl Dispatcher {
                 .collect();
             match self.emitter.emit_all(bodies, Duration::from_secs(10)).await {
                 Ok(_) => sent.extend(due.into_iter().map(|(id, _)| id)),
-                Err(e) => warn!(error = %e, "cannot mark commands expired; will retry"),
+                Err(e) => {
+                    warn!(error = %ErrorChain(&e), "cannot mark commands expired; will retry")
+                }
             }
         }
     }

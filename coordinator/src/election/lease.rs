@@ -2,6 +2,7 @@
 //! requests (create / update with expected revision / delete), feeds their results and the
 //! key's watch back into the machine, and publishes the resulting leadership view.
 
+use opsfleet_report::ErrorChain;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -177,7 +178,7 @@ impl Driver {
             if watch.is_none() {
                 match self.kv.watch(LEADER_KEY).await {
                     Ok(w) => watch = Some(w),
-                    Err(e) => debug!(error = %e, "cannot watch the lease yet"),
+                    Err(e) => debug!(error = %ErrorChain(&e), "cannot watch the lease yet"),
                 }
             }
             let input = tokio::select! {
@@ -228,7 +229,7 @@ impl Driver {
                             Input::AcquireRefused
                         }
                         Ok(Err(e)) => {
-                            debug!(error = %e, "lease create failed");
+                            debug!(error = %ErrorChain(&e), "lease create failed");
                             Input::RequestFailed
                         }
                         Err(_) => Input::RequestFailed,
@@ -255,7 +256,9 @@ impl Driver {
                 let delete = self.kv.delete_expect_revision(LEADER_KEY, Some(revision));
                 match tokio::time::timeout(timeout, delete).await {
                     Ok(Ok(())) => info!(revision, "lease released"),
-                    Ok(Err(e)) => warn!(error = %e, "lease release failed; it ages out instead"),
+                    Ok(Err(e)) => {
+                        warn!(error = %ErrorChain(&e), "lease release failed; it ages out instead")
+                    }
                     Err(_) => warn!("lease release timed out; it ages out instead"),
                 }
                 None
@@ -298,7 +301,7 @@ impl Driver {
             Ok(Ok(revision)) => Input::Renewed { sent_at, revision },
             Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Input::RenewRefused,
             Ok(Err(e)) => {
-                debug!(error = %e, "lease update failed");
+                debug!(error = %ErrorChain(&e), "lease update failed");
                 Input::RequestFailed
             }
             Err(_) => Input::RequestFailed,
@@ -348,7 +351,7 @@ async fn next_entry(watch: &mut Option<kv::Watch>, me: &str) -> Option<Input> {
             }
         },
         Some(Err(e)) => {
-            debug!(error = %e, "lease watch error");
+            debug!(error = %ErrorChain(&e), "lease watch error");
             None
         }
         None => {

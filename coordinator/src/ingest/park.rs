@@ -4,6 +4,7 @@
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use opsfleet_proto::subjects;
+use opsfleet_report::ErrorChain;
 use tracing::{error, warn};
 
 use super::Malformed;
@@ -70,12 +71,12 @@ pub(super) async fn park_all(js: &jetstream::Context, coordinator: &str, letters
             .await
         {
             Ok(ack) => acks.push((dlq, ack)),
-            Err(e) => error!(error = %e, subject = %dlq, "cannot publish dead letter"),
+            Err(e) => error!(error = %ErrorChain(&e), subject = %dlq, "cannot publish dead letter"),
         }
     }
     for (dlq, ack) in acks {
         if let Err(e) = ack.await {
-            error!(error = %e, subject = %dlq, "dead-letter publish not acknowledged");
+            error!(error = %ErrorChain(&e), subject = %dlq, "dead-letter publish not acknowledged");
         }
     }
 }
@@ -84,13 +85,7 @@ pub(super) async fn park_all(js: &jetstream::Context, coordinator: &str, letters
 fn publish(coordinator: &str, letter: &Letter) -> jetstream::message::PublishMessage {
     let bad = &letter.why;
     let reason = bad.reason();
-    let mut error_text = bad.to_string();
-    let mut source = std::error::Error::source(bad);
-    while let Some(s) = source {
-        error_text.push_str(": ");
-        error_text.push_str(&s.to_string());
-        source = s.source();
-    }
+    let error_text = opsfleet_report::error_chain(bad);
     // The text quotes fields an attacker chose (a command id): one header line, bounded.
     let error_text = header_safe(&error_text);
     let class = bad.class();

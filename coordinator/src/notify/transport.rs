@@ -151,12 +151,7 @@ fn transport_error(e: reqwest::Error) -> AttemptError {
         "request failed"
     };
     let e = e.without_url();
-    let mut reason = format!("{kind}: {e}");
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        reason.push_str(&format!(": {s}"));
-        source = s.source();
-    }
+    let reason = format!("{kind}: {}", opsfleet_report::ErrorChain(&e));
     AttemptError {
         retryable,
         retry_after: None,

@@ -254,11 +254,9 @@ impl Fleet {
     /// clock).
     /// On the ingest path: allocates only for a host or module not seen before.
     pub fn note_arrival(&mut self, host: &str, module: &str, at_unix_ms: i64) {
-        if !self.arrivals.0.contains_key(host) {
-            self.arrivals.0.insert(host.to_owned(), Arrival::default());
-        }
-        let Some(a) = self.arrivals.0.get_mut(host) else {
-            return;
+        let a = match self.arrivals.0.get_mut(host) {
+            Some(a) => a,
+            None => self.arrivals.0.entry(host.to_owned()).or_default(),
         };
         a.host = a.host.max(at_unix_ms);
         match a.modules.get_mut(module) {

@@ -8,6 +8,7 @@ mod extract;
 pub mod naming;
 pub mod restore;
 
+use opsfleet_report::ErrorChain;
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -130,13 +131,13 @@ fn remove_leftovers(job: &BackupJobConfig) {
                         info!(job = %job.name, path = %p.display(), "removed leftover of an interrupted run")
                     }
                     Err(e) => {
-                        warn!(job = %job.name, path = %p.display(), error = %e, "cannot remove leftover")
+                        warn!(job = %job.name, path = %p.display(), error = %ErrorChain(&e), "cannot remove leftover")
                     }
                 }
             }
         }
         Err(e) => {
-            warn!(job = %job.name, dest = %job.destination.display(), error = %e, "cannot list destination")
+            warn!(job = %job.name, dest = %job.destination.display(), error = %ErrorChain(&e), "cannot list destination")
         }
     }
 }
@@ -146,7 +147,7 @@ fn prune(job: &BackupJobConfig, now: SystemTime) -> (Vec<String>, u64) {
     let archives = match naming::list_archives(&job.destination, &job.name) {
         Ok(a) => a,
         Err(e) => {
-            warn!(job = %job.name, error = %e, "cannot list archives for retention");
+            warn!(job = %job.name, error = %ErrorChain(&e), "cannot list archives for retention");
             return (Vec::new(), 0);
         }
     };
@@ -166,7 +167,9 @@ fn prune(job: &BackupJobConfig, now: SystemTime) -> (Vec<String>, u64) {
                 }
                 deleted.push(name);
             }
-            Err(e) => warn!(job = %job.name, archive = %name, error = %e, "cannot prune archive"),
+            Err(e) => {
+                warn!(job = %job.name, archive = %name, error = %ErrorChain(&e), "cannot prune archive")
+            }
         }
     }
     (deleted, freed)
@@ -177,7 +180,7 @@ fn newest_archive(job: &BackupJobConfig) -> Option<SystemTime> {
     match naming::list_archives(&job.destination, &job.name) {
         Ok(list) => list.last().map(|a| a.time),
         Err(e) => {
-            warn!(job = %job.name, error = %e, "cannot list archives");
+            warn!(job = %job.name, error = %ErrorChain(&e), "cannot list archives");
             None
         }
     }

@@ -10,6 +10,7 @@
 
 mod report;
 
+use opsfleet_report::ErrorChain;
 use std::collections::HashSet;
 use std::fs;
 use std::io;
@@ -172,7 +173,7 @@ pub fn restore(
         .and_then(|stats| move_into(&tmp, &target, target_exists, &tops).map(|()| stats));
     if let Err(e) = fs::remove_dir_all(&tmp) {
         if e.kind() != io::ErrorKind::NotFound {
-            warn!(path = %tmp.display(), error = %e, "cannot remove restore temp dir");
+            warn!(path = %tmp.display(), error = %ErrorChain(&e), "cannot remove restore temp dir");
         }
     }
     if result.is_err() {

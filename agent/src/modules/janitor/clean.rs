@@ -2,6 +2,7 @@
 //! without following symlinks, plan, then remove each chosen entry through a freshly opened
 //! handle of its parent after checking it is unchanged (`dirfd`).
 
+use opsfleet_report::ErrorChain;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -133,7 +134,7 @@ pub(super) fn clean_root_hooked(
                 Err(Skip::NotEmpty) => continue,
                 Err(Skip::Failed(e)) => {
                     errors += 1;
-                    warn!(path = %shown.display(), error = %e, "cannot remove");
+                    warn!(path = %shown.display(), error = %ErrorChain(&e), "cannot remove");
                     continue;
                 }
             }

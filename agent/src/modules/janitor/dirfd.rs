@@ -4,6 +4,7 @@
 //! that handle. No path below the root is ever resolved by name from `/`, so a directory
 //! swapped for a symlink after the listing cannot lead a removal out of the root.
 
+use opsfleet_report::ErrorChain;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -83,7 +84,7 @@ pub fn list(root_fd: &OwnedFd, root: &Path, cancel: &AtomicBool) -> Listing {
         Err(e) => {
             out.errors += 1;
             out.pinned.insert(PathBuf::new());
-            warn!(root = %root.display(), error = %e, "cannot list");
+            warn!(root = %root.display(), error = %ErrorChain(&e), "cannot list");
         }
     }
     out
@@ -117,7 +118,7 @@ fn walk(
         Err(e) => {
             out.errors += 1;
             out.pinned.insert(rel.to_owned());
-            warn!(path = %root.join(rel).display(), error = %e, "cannot list");
+            warn!(path = %root.join(rel).display(), error = %ErrorChain(&e), "cannot list");
             return;
         }
     };
@@ -135,7 +136,7 @@ fn walk(
             Ok(st) => st,
             Err(e) => {
                 out.errors += 1;
-                warn!(path = %root.join(&child).display(), error = %e, "cannot stat");
+                warn!(path = %root.join(&child).display(), error = %ErrorChain(&e), "cannot stat");
                 out.pinned.insert(child);
                 continue;
             }
@@ -160,7 +161,7 @@ fn walk(
             Ok(sub) => walk(sub, &child, depth + 1, root, cancel, out),
             Err(e) => {
                 out.errors += 1;
-                warn!(path = %root.join(&child).display(), error = %e, "cannot open");
+                warn!(path = %root.join(&child).display(), error = %ErrorChain(&e), "cannot open");
                 out.pinned.insert(child);
             }
         }

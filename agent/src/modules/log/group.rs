@@ -2,6 +2,7 @@
 //! lines or Python traceback groups, only complete ones consumed) and the excerpt cap.
 
 use crate::config::PatternConfig;
+use opsfleet_report::ErrorChain;
 
 /// The line that opens a Python traceback (also "Exception Group Traceback ...").
 pub const TRACEBACK_HEADER: &str = "Traceback (most recent call last):";
@@ -27,7 +28,7 @@ impl Matcher {
                 (None, Some(r)) => match regex::Regex::new(r) {
                     Ok(re) => Rule::Regex(re),
                     Err(e) => {
-                        tracing::warn!(pattern = %p.name, error = %e, "skipping invalid pattern");
+                        tracing::warn!(pattern = %p.name, error = %ErrorChain(&e), "skipping invalid pattern");
                         continue;
                     }
                 },

@@ -5,6 +5,7 @@
 //! changed fingerprint: the copy is found by fingerprint and finished, the file restarts at 0),
 //! and reads at most a budget of bytes per run.
 
+use opsfleet_report::ErrorChain;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -125,7 +126,7 @@ impl Tailer {
             if has_glob_meta(p) {
                 match glob::glob(p) {
                     Ok(paths) => names.extend(paths.filter_map(Result::ok)),
-                    Err(e) => warn!(pattern = %p, error = %e, "invalid glob"),
+                    Err(e) => warn!(pattern = %p, error = %ErrorChain(&e), "invalid glob"),
                 }
             } else {
                 names.insert(PathBuf::from(p));
@@ -140,7 +141,9 @@ impl Tailer {
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => warn!(path = %name.display(), error = %e, "cannot stat log file"),
+                Err(e) => {
+                    warn!(path = %name.display(), error = %ErrorChain(&e), "cannot stat log file")
+                }
             }
         }
         seen
@@ -416,7 +419,7 @@ impl Tailer {
         let size = match file.metadata() {
             Ok(m) => m.len(),
             Err(e) => {
-                warn!(path = %c.path, error = %e, "cannot stat open log file");
+                warn!(path = %c.path, error = %ErrorChain(&e), "cannot stat open log file");
                 return Step::default();
             }
         };
@@ -440,7 +443,7 @@ impl Tailer {
                 Ok(b) if !b.is_empty() => b,
                 Ok(_) => break,
                 Err(e) => {
-                    warn!(path = %c.path, error = %e, "cannot read log file");
+                    warn!(path = %c.path, error = %ErrorChain(&e), "cannot read log file");
                     break;
                 }
             };

@@ -261,14 +261,4 @@ pub fn failure_json(
     })
 }
 
-/// `error: cause: cause`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
+pub use opsfleet_report::error_chain;
