@@ -37,8 +37,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{HostPolicy, ModuleConfig, Surface};
 use crate::modules::HealthBoard;
-use crate::outbox::{unix_ms, NewEvent, Outbox, OutboxError};
+use crate::outbox::{NewEvent, Outbox, OutboxError};
 use crate::runner::{ModuleEntry, RunOutput, StatusBoard, Trigger};
+use opsfleet_proto::time::unix_ms;
 
 pub use handle::ControlHandle;
 pub use records::{start_plan, Record, StartPlan};

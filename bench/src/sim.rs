@@ -1,8 +1,6 @@
 //! Simulated agents: real `Event`s encoded with the proto crate, per-host seq and incarnation,
 //! published to JetStream with `Nats-Msg-Id = id` exactly as `ops-agent` does.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use opsfleet_proto::{pb, subjects, EventEnvelope};
 use uuid::Uuid;
@@ -28,12 +26,7 @@ pub fn host_name(i: usize) -> String {
     format!("web-{i:05}")
 }
 
-pub fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use opsfleet_proto::time::now_unix_ms;
 
 /// A heartbeat body like the agent's, with one running module.
 pub fn heartbeat(uptime_ms: u64) -> pb::event::Body {

@@ -6,7 +6,7 @@
 
 use opsfleet_report::ErrorChain;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use backon::{ExponentialBuilder, Retryable};
@@ -99,10 +99,7 @@ impl Emitter {
         let incarnation = Uuid::parse_str(&incarnation).map_err(|_| EmitError::Incarnation {
             value: incarnation.clone(),
         })?;
-        let time_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let time_unix_ms = opsfleet_proto::time::now_unix_ms();
         let events: Vec<EventEnvelope> = bodies
             .into_iter()
             .zip(first..)

@@ -29,9 +29,9 @@ pub struct Stamped {
 
 /// Parses the `ts` of a reply (RFC 3339, UTC, up to nanoseconds) into Unix milliseconds.
 pub fn parse_ts(ts: &str) -> Option<i64> {
-    let t = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z')).ok()?;
-    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
-    i64::try_from(d.as_millis()).ok()
+    humantime::parse_rfc3339_weak(ts.trim_end_matches('Z'))
+        .ok()
+        .map(opsfleet_proto::time::unix_ms)
 }
 
 /// The server's time at one instant of the boot clock. Pure: every reading is an argument.

@@ -37,9 +37,10 @@ use tracing::{debug, info, warn};
 
 use crate::config::{fs_resolve, AgentConfig, HostPolicy, AGENT_MODULE};
 use crate::control::ControlHandle;
-use crate::outbox::{unix_ms, NewEvent, Outbox, OutboxError};
+use crate::outbox::{NewEvent, Outbox, OutboxError};
 use crate::runner::{RunOutput, StatusBoard};
 use crate::telemetry;
+use opsfleet_proto::time::unix_ms;
 
 use clock::ServerClock;
 pub use decide::{

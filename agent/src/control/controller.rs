@@ -13,9 +13,10 @@ use super::{
 };
 use crate::config::{fs_resolve, module_problems, ModuleConfig};
 use crate::modules;
-use crate::outbox::{unix_ms, NewEvent};
+use crate::outbox::NewEvent;
 use crate::runner::ModuleEntry;
 use crate::runner::Trigger;
+use opsfleet_proto::time::unix_ms;
 
 impl Controller {
     /// Where swapped module instances go for module `idx`.

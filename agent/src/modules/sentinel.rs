@@ -11,7 +11,7 @@ use tracing::warn;
 
 use super::{Module, ModuleCtx, ModuleError};
 use crate::config::SentinelConfig;
-use crate::outbox::unix_ms;
+use opsfleet_proto::time::unix_ms;
 
 /// What one stat of a sentinel file found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,10 +10,11 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::{
-    event_key, state_key, unix_ms, AppendOutcome, NewEvent, Outbox, OutboxError, StateWrite,
-    META_DROPS, META_LAST_SEQ,
+    event_key, state_key, AppendOutcome, NewEvent, Outbox, OutboxError, StateWrite, META_DROPS,
+    META_LAST_SEQ,
 };
 use crate::config::AGENT_MODULE;
+use opsfleet_proto::time::unix_ms;
 
 impl Outbox {
     /// Writes a group of events with consecutive seqs and the new `last_seq` in one atomic

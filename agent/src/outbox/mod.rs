@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use opsfleet_proto::{pb, WireError};
@@ -181,13 +180,6 @@ fn seq_of_key(path: &Path, key: &[u8]) -> Result<u64, OutboxError> {
             reason: "event key is not e/<u64>".to_owned(),
         })?;
     Ok(u64::from_be_bytes(raw))
-}
-
-/// Milliseconds since the Unix epoch of `t` (0 before the epoch).
-pub fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl Outbox {

@@ -18,7 +18,8 @@ use tracing::{debug, error, info, warn};
 
 use super::{ModuleEntry, RunOutput, StatusBoard, Trigger};
 use crate::modules::{HealthBoard, ModuleCtx};
-use crate::outbox::{unix_ms, NewEvent, Outbox, StateWrite};
+use crate::outbox::{NewEvent, Outbox, StateWrite};
+use opsfleet_proto::time::unix_ms;
 
 pub(super) struct ModuleWorker {
     pub(super) idx: usize,

@@ -4,10 +4,11 @@
 //! notification record for a route, then records what happened. Both act on the projection,
 //! so a newly active coordinator continues from what the previous one recorded.
 
+use opsfleet_proto::time::now_unix_ms;
 use opsfleet_report::ErrorChain;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream::stream::Stream;
 use opsfleet_proto::pb::{self, event::Body};
@@ -30,13 +31,6 @@ use super::{
 const FOLD_BACK_WAIT: Duration = Duration::from_secs(30);
 /// Patience of one emit.
 const EMIT_PATIENCE: Duration = Duration::from_secs(10);
-
-fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Whether this coordinator may act: active in some term, and its store holds everything the
 /// stream held when the term began (so it has folded what the previous active recorded).

@@ -151,15 +151,6 @@ fn pct(basis_points: u32) -> String {
     format!("{:.1}%", f64::from(basis_points) / 100.0)
 }
 
-/// The heartbeat interval a host declared (its heartbeat module's interval).
-pub fn heartbeat_interval_ms(host: &HostState) -> Option<u64> {
-    host.modules
-        .values()
-        .find(|m| m.kind == "heartbeat")
-        .map(|m| m.expected_interval_ms)
-        .filter(|ms| *ms > 0)
-}
-
 /// Whether the host, last heard from at `seen_unix_ms` (`Fleet::seen_unix_ms`), is silent past
 /// its dead-man limit at `now`.
 pub fn host_is_lost(
@@ -168,7 +159,7 @@ pub fn host_is_lost(
     seen_unix_ms: i64,
     now_unix_ms: i64,
 ) -> Option<(i64, u64)> {
-    let interval = heartbeat_interval_ms(host)?;
+    let interval = host.heartbeat_interval_ms()?;
     let limit = i64::try_from(interval)
         .unwrap_or(i64::MAX / 4)
         .saturating_mul(rules.missed_heartbeats)

@@ -13,20 +13,10 @@ pub const UP_INTERVALS: i64 = 2;
 /// ... `late` up to this many, `lost` beyond.
 pub const LATE_INTERVALS: i64 = 5;
 
-/// The heartbeat interval the host declared, 0 if it never sent a heartbeat.
-pub fn heartbeat_interval_ms(h: &HostState) -> u64 {
-    h.modules
-        .values()
-        .filter(|m| m.kind == "heartbeat")
-        .map(|m| m.expected_interval_ms)
-        .max()
-        .unwrap_or(0)
-}
-
 /// `up`, `late`, `lost` or `unknown` (no declared heartbeat interval) at `now_unix_ms`, for a
 /// host last heard from at `seen_unix_ms` (`Fleet::seen_unix_ms`).
 pub fn liveness(h: &HostState, seen_unix_ms: i64, now_unix_ms: i64) -> &'static str {
-    let interval = i64::try_from(heartbeat_interval_ms(h)).unwrap_or(i64::MAX);
+    let interval = i64::try_from(h.heartbeat_interval_ms().unwrap_or(0)).unwrap_or(i64::MAX);
     if interval == 0 || seen_unix_ms <= 0 {
         return "unknown";
     }
@@ -69,7 +59,7 @@ pub fn summary(
         host: h.host.clone(),
         liveness: if declared_lost { "lost" } else { judged }.to_owned(),
         last_seen_unix_ms: seen_unix_ms,
-        heartbeat_interval_ms: heartbeat_interval_ms(h),
+        heartbeat_interval_ms: h.heartbeat_interval_ms().unwrap_or(0),
         agent_version: h.agent_version.clone(),
         last_seq: current.map_or(0, |t| t.last_seq),
         events: h.events,

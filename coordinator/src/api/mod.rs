@@ -16,10 +16,11 @@ mod tests;
 
 pub use alerts::alerts;
 pub use commands::command_views;
-pub use hosts::{heartbeat_interval_ms, liveness, summary, LATE_INTERVALS, UP_INTERVALS};
+pub use hosts::{liveness, summary, LATE_INTERVALS, UP_INTERVALS};
 pub use runbooks::{backup_state, backups, incidents};
 pub use status::{coordinator_views, host_page, host_views, status};
 
+use opsfleet_proto::time::now_unix_ms;
 use opsfleet_report::ErrorChain;
 use std::sync::Arc;
 
@@ -152,12 +153,6 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
         }
     }
     p[pi..].iter().all(|c| *c == '*')
-}
-
-fn now_unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Answers API requests until `cancel` fires.

@@ -133,6 +133,32 @@ fn liveness_follows_the_declared_heartbeat_interval() {
 }
 
 #[test]
+fn hosts_and_the_host_lost_rule_judge_by_the_same_heartbeat_interval() {
+    use crate::alerts::rules::{host_is_lost, Rules};
+    let mut h = crate::projection::HostState::new("web-01");
+    for (name, ms) in [("a-fast", 1_000), ("z-slow", 10_000)] {
+        h.modules.insert(
+            name.to_owned(),
+            crate::projection::ModuleInfo {
+                kind: "heartbeat".to_owned(),
+                expected_interval_ms: ms,
+                ..Default::default()
+            },
+        );
+    }
+    assert_eq!(h.heartbeat_interval_ms(), Some(10_000));
+    let rules = Rules {
+        min_silence_ms: 0,
+        ..Rules::default()
+    };
+    // 15 s of silence: within 2 x 10 s for both, though 15 x the fast module's interval.
+    let now = T0 + 15_000;
+    assert_eq!(liveness(&h, T0, now), "up");
+    assert_eq!(host_is_lost(&rules, &h, T0, now), None);
+    assert_eq!(summary(&h, T0, now, false).heartbeat_interval_ms, 10_000);
+}
+
+#[test]
 fn liveness_goes_by_arrival_on_the_bus_not_by_the_agents_clock() {
     let mut f = Folder::new();
     // The agent's clock is ten minutes behind: its stamps say T0 - 10 min.

@@ -11,10 +11,11 @@ mod tests;
 
 pub use configs::{apply_fingerprint, find_config, recompute, FoundConfig};
 
+use opsfleet_proto::time::now_unix_ms;
 use opsfleet_report::ErrorChain;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -292,13 +293,6 @@ pub fn due_for_expiry(fleet: &Fleet, now_unix_ms: i64, grace_ms: i64) -> Vec<(St
         .filter(|c| now_unix_ms > c.deadline_unix_ms + grace_ms)
         .map(|c| (c.id.clone(), c.deadline_unix_ms))
         .collect()
-}
-
-fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Issues commands on behalf of the active coordinator.

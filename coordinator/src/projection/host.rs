@@ -49,7 +49,7 @@ impl DiskState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleInfo {
     pub kind: String,
     /// `running`, `paused`, `disabled`, `failed` or `unknown`.
@@ -58,7 +58,8 @@ pub struct ModuleInfo {
     pub config_fingerprint: String,
     pub expected_interval_ms: u64,
     pub version: Version,
-    /// Agent clock of the newest event this module published (dead-man alerts).
+    /// Agent clock of the newest event this module published (shown; dead-man alerts go by
+    /// arrival on the bus, `Fleet::module_seen_unix_ms`, and fall back to it).
     #[serde(default)]
     pub last_report_unix_ms: i64,
     /// Configs this module ran with, as its `module_state` events carried them (oldest
@@ -110,7 +111,8 @@ pub struct HostState {
     pub incarnation: String,
     /// Seq tracking of the newest `INCARNATIONS_KEPT` incarnations.
     pub streams: BTreeMap<String, SeqTrack>,
-    /// Agent clock of the newest event folded.
+    /// Agent clock of the newest event folded (liveness goes by arrival on the bus,
+    /// `Fleet::seen_unix_ms`, and falls back to it).
     pub last_seen_unix_ms: i64,
     /// Events folded for this host.
     pub events: u64,
@@ -174,6 +176,17 @@ impl HostState {
             labels: BTreeMap::new(),
             truncated: Truncated::default(),
         }
+    }
+
+    /// The heartbeat interval the host declared (the longest of its heartbeat modules'), if
+    /// it declared one: what liveness (`opsctl hosts`) and the `host_lost` rule both judge by.
+    pub fn heartbeat_interval_ms(&self) -> Option<u64> {
+        self.modules
+            .values()
+            .filter(|m| m.kind == "heartbeat")
+            .map(|m| m.expected_interval_ms)
+            .max()
+            .filter(|ms| *ms > 0)
     }
 
     /// Seq tracking of the current incarnation.

@@ -165,7 +165,7 @@ pub fn write_archive(
         job: job.name.clone(),
         archive: name.clone(),
         compression: job.compression,
-        created_unix_ms: naming::unix_ms(at),
+        created_unix_ms: opsfleet_proto::time::unix_ms(at),
         sources: job
             .sources
             .iter()

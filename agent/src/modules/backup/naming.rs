@@ -3,7 +3,7 @@
 
 use std::io;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use super::archive::{MANIFEST_SUFFIX, PARTIAL_SUFFIX};
 use crate::config::Compression;
@@ -15,13 +15,6 @@ pub struct ArchiveFile {
     /// The timestamp in the name.
     pub time: SystemTime,
     pub compression: Compression,
-}
-
-pub fn unix_ms(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
-    }
 }
 
 /// `20240131T235959.123Z` (UTC, millisecond precision, no characters a shell or URL minds).
@@ -148,7 +141,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_parse_strictly() {
-        let t = UNIX_EPOCH + Duration::from_millis(1_706_745_599_123);
+        let t = std::time::UNIX_EPOCH + Duration::from_millis(1_706_745_599_123);
         assert_eq!(timestamp(t), "20240131T235959.123Z");
         let name = archive_name("app-data", t, Compression::Zstd);
         assert_eq!(name, "app-data-20240131T235959.123Z.tar.zst");

@@ -19,7 +19,7 @@ use tracing::warn;
 
 use super::{Module, ModuleCtx, ModuleError};
 use crate::config::LogConfig;
-use crate::outbox::unix_ms;
+use opsfleet_proto::time::unix_ms;
 
 pub use group::{split, Matcher, Record, Split, SplitOpts, TRACEBACK_HEADER};
 pub use identity::{fingerprint, Ident};

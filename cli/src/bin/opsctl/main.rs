@@ -1,5 +1,6 @@
 //! `opsctl`: the operator's command line for an opsfleet cluster.
 
+use opsfleet_proto::time::now_unix_ms;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -544,10 +545,3 @@ fn parse_role(text: &str) -> Result<Role, String> {
 
 /// How long `leader` listens for coordinators' replies.
 const GATHER_WINDOW: Duration = Duration::from_millis(300);
-
-fn now_unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
