@@ -253,13 +253,7 @@ fn health(s: i32) -> &'static str {
 }
 
 fn run_state(s: i32) -> &'static str {
-    match pb::ModuleRunState::try_from(s) {
-        Ok(pb::ModuleRunState::Running) => "running",
-        Ok(pb::ModuleRunState::Paused) => "paused",
-        Ok(pb::ModuleRunState::Disabled) => "disabled",
-        Ok(pb::ModuleRunState::Failed) => "failed",
-        _ => "unknown",
-    }
+    opsfleet_proto::api::ModuleState::from_wire(s).as_str()
 }
 
 /// One event as `opsctl events --output json` prints it (one object per line).

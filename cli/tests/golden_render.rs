@@ -45,12 +45,12 @@ fn host(name: &str, ago_ms: i64, seq: u64) -> HostView {
             ModuleView {
                 name: "disk".into(),
                 kind: "disk".into(),
-                state: "running".into(),
+                state: opsfleet_proto::api::ModuleState::Running,
             },
             ModuleView {
                 name: "heartbeat".into(),
                 kind: "heartbeat".into(),
-                state: "running".into(),
+                state: opsfleet_proto::api::ModuleState::Running,
             },
         ],
         truncated: Truncated::default(),

@@ -4,8 +4,8 @@
 use opsfleet_cli::views::render;
 use opsfleet_proto::api::{
     AlertView, AlertsReply, BackupFailureView, BackupSuccessView, BackupView, BackupsReply,
-    DiskView, HostSummary, HostsReply, IncidentView, IncidentsReply, ModuleView, Responder,
-    Truncated,
+    DiskView, HostSummary, HostsReply, IncidentView, IncidentsReply, ModuleState, ModuleView,
+    Responder, Truncated,
 };
 
 const NOW: i64 = 1_790_000_000_000;
@@ -37,11 +37,11 @@ fn standby() -> Responder {
     }
 }
 
-fn module(name: &str, state: &str) -> ModuleView {
+fn module(name: &str, state: ModuleState) -> ModuleView {
     ModuleView {
         name: name.into(),
         kind: name.into(),
-        state: state.into(),
+        state,
     }
 }
 
@@ -64,7 +64,10 @@ fn host(name: &str, liveness: &str, ago_ms: i64) -> HostSummary {
             total_bytes: 100 << 30,
             avail_bytes: 58 << 30,
         }),
-        modules: vec![module("disk", "running"), module("heartbeat", "running")],
+        modules: vec![
+            module("disk", ModuleState::Running),
+            module("heartbeat", ModuleState::Running),
+        ],
         unhealthy: vec![],
         incidents: 0,
         failing_backups: 0,
@@ -80,7 +83,7 @@ fn hosts_table() {
     db.unhealthy = vec!["postgres:failed".into()];
     db.failing_backups = 1;
     db.missing_events = 3;
-    db.modules.push(module("log", "paused"));
+    db.modules.push(module("log", ModuleState::Paused));
     let mut web2 = host("web-02", "up", 4_000);
     web2.worst_disk = None;
     web2.incidents = 7;
@@ -336,7 +339,7 @@ fn control_characters_from_hosts_render_inert() {
 
     let mut h = host("web-01", "up", 1_000);
     h.unhealthy = vec!["probe\x1b[2J:failed".into()];
-    h.modules = vec![module("log\r", "paused\x08")];
+    h.modules = vec![module("log\r", ModuleState::Paused)];
     let hosts = HostsReply {
         responder: Responder {
             name: "green\x1b]0;x\x07".into(),

@@ -223,8 +223,54 @@ pub struct DiskView {
 pub struct ModuleView {
     pub name: String,
     pub kind: String,
-    /// `running`, `paused`, `disabled`, `failed` or `unknown`.
-    pub state: String,
+    pub state: ModuleState,
+}
+
+/// A module's run state as its agent last reported it (`ModuleRunState` on the wire); in JSON
+/// and in stored rows `running`, `paused`, `disabled`, `failed` or `unknown`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleState {
+    Running,
+    Paused,
+    Disabled,
+    Failed,
+    /// Not reported yet, or a value this version does not know.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl ModuleState {
+    /// The wire's `ModuleRunState` value (an `i32` in the protobuf message).
+    pub fn from_wire(state: i32) -> Self {
+        use crate::pb::ModuleRunState as W;
+        match W::try_from(state) {
+            Ok(W::Running) => ModuleState::Running,
+            Ok(W::Paused) => ModuleState::Paused,
+            Ok(W::Disabled) => ModuleState::Disabled,
+            Ok(W::Failed) => ModuleState::Failed,
+            _ => ModuleState::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleState::Running => "running",
+            ModuleState::Paused => "paused",
+            ModuleState::Disabled => "disabled",
+            ModuleState::Failed => "failed",
+            ModuleState::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ModuleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Request for `ops.api.failover`: the active coordinator releases its lease.
@@ -693,6 +739,28 @@ pub struct ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_states_are_the_strings_they_were() {
+        use crate::pb::ModuleRunState as W;
+        for (wire, text) in [
+            (W::Running, "running"),
+            (W::Paused, "paused"),
+            (W::Disabled, "disabled"),
+            (W::Failed, "failed"),
+            (W::Unspecified, "unknown"),
+        ] {
+            let state = ModuleState::from_wire(wire as i32);
+            assert_eq!(state.as_str(), text);
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<ModuleState>(&json).unwrap(), state);
+        }
+        // A value a newer version might write reads as unknown, not as an error.
+        let v: ModuleState = serde_json::from_str("\"hibernating\"").unwrap();
+        assert_eq!(v, ModuleState::Unknown);
+        assert_eq!(ModuleState::from_wire(99), ModuleState::Unknown);
+    }
 
     #[test]
     fn status_request_defaults_from_empty_json() {

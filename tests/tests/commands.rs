@@ -55,7 +55,7 @@ async fn module_state(c: &mut Cluster, host: &str, module: &str) -> Result<Strin
         .iter()
         .find(|h| h.host == host)
         .and_then(|h| h.modules.iter().find(|m| m.name == module))
-        .map(|m| m.state.clone())
+        .map(|m| m.state.as_str().to_owned())
         .unwrap_or_default())
 }
 

@@ -2,6 +2,7 @@
 //! same text (golden-tested in `cli/tests/golden/`).
 
 use comfy_table::{presets, ContentArrangement, Table};
+use opsfleet_proto::api::ModuleState;
 use opsfleet_proto::api::{
     AlertsReply, BackupView, BackupsReply, HostSummary, HostsReply, IncidentsReply, Responder,
 };
@@ -87,12 +88,16 @@ fn modules(h: &HostSummary) -> String {
     if h.modules.is_empty() {
         return "-".to_owned();
     }
-    let running = h.modules.iter().filter(|m| m.state == "running").count();
+    let running = h
+        .modules
+        .iter()
+        .filter(|m| m.state == ModuleState::Running)
+        .count();
     let mut parts = vec![format!("{running}/{} running", h.modules.len())];
     parts.extend(
         h.modules
             .iter()
-            .filter(|m| m.state != "running")
+            .filter(|m| m.state != ModuleState::Running)
             .map(|m| format!("{}:{}", m.name, m.state)),
     );
     parts.join(" ")

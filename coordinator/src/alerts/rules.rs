@@ -2,6 +2,7 @@
 //! (rules, fleet, now) giving every condition that holds now, with its alert id and value.
 
 use crate::projection::{Fleet, HostState};
+use opsfleet_proto::api::ModuleState;
 
 use super::machine::Timing;
 
@@ -250,7 +251,10 @@ fn host_conditions(
     if lost.is_none() && rules.get(RuleKind::ModuleSilent).is_some() {
         for (name, m) in &host.modules {
             let declared = i64::try_from(m.expected_interval_ms).unwrap_or(i64::MAX / 4);
-            if m.state != "running" || declared == 0 || !rules.silent_kinds.contains(&m.kind) {
+            if m.state != ModuleState::Running
+                || declared == 0
+                || !rules.silent_kinds.contains(&m.kind)
+            {
                 continue;
             }
             let silence = now - fleet.module_seen_unix_ms(host, name, m);

@@ -57,7 +57,7 @@ pub(crate) fn module_views(h: &HostState) -> Vec<ModuleView> {
         .map(|(name, m)| ModuleView {
             name: name.clone(),
             kind: m.kind.clone(),
-            state: m.state.clone(),
+            state: m.state,
         })
         .collect()
 }

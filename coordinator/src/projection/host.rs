@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use opsfleet_proto::api::ModuleState;
 use opsfleet_proto::api::Truncated;
 use opsfleet_proto::pb::{self, event::Body};
 use opsfleet_proto::EventEnvelope;
@@ -52,8 +53,7 @@ impl DiskState {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleInfo {
     pub kind: String,
-    /// `running`, `paused`, `disabled`, `failed` or `unknown`.
-    pub state: String,
+    pub state: ModuleState,
     pub reason: String,
     pub config_fingerprint: String,
     pub expected_interval_ms: u64,
@@ -139,16 +139,6 @@ pub(crate) fn disk_level_name(level: i32) -> &'static str {
         Ok(pb::DiskLevel::Ok) => "ok",
         Ok(pb::DiskLevel::Warn) => "warn",
         Ok(pb::DiskLevel::Crit) => "crit",
-        _ => "unknown",
-    }
-}
-
-pub(crate) fn run_state_name(state: i32) -> &'static str {
-    match pb::ModuleRunState::try_from(state) {
-        Ok(pb::ModuleRunState::Running) => "running",
-        Ok(pb::ModuleRunState::Paused) => "paused",
-        Ok(pb::ModuleRunState::Disabled) => "disabled",
-        Ok(pb::ModuleRunState::Failed) => "failed",
         _ => "unknown",
     }
 }
@@ -280,15 +270,17 @@ impl HostState {
                     else {
                         continue;
                     };
-                    let running = run_state_name(m.state) == "running";
-                    if entry.last_report_unix_ms == 0 || (running && entry.state != "running") {
+                    let running = ModuleState::from_wire(m.state) == ModuleState::Running;
+                    if entry.last_report_unix_ms == 0
+                        || (running && entry.state != ModuleState::Running)
+                    {
                         // Known (or running again) since now: silence counts from here.
                         entry.last_report_unix_ms =
                             entry.last_report_unix_ms.max(ev.time_unix_ms);
                     }
                     if entry.version <= version {
                         entry.kind = clip(&m.kind);
-                        entry.state = run_state_name(m.state).to_owned();
+                        entry.state = ModuleState::from_wire(m.state);
                         entry.expected_interval_ms = m.expected_interval_ms;
                         entry.version = version.clone();
                     }
@@ -322,7 +314,9 @@ impl HostState {
                 else {
                     return verdict;
                 };
-                if run_state_name(ms.state) == "running" && entry.state != "running" {
+                if ModuleState::from_wire(ms.state) == ModuleState::Running
+                    && entry.state != ModuleState::Running
+                {
                     entry.last_report_unix_ms = entry.last_report_unix_ms.max(ev.time_unix_ms);
                 }
                 entry.remember_config(
@@ -332,7 +326,7 @@ impl HostState {
                 );
                 if entry.version <= version {
                     entry.kind = clip(&ms.kind);
-                    entry.state = run_state_name(ms.state).to_owned();
+                    entry.state = ModuleState::from_wire(ms.state);
                     entry.reason = clip(&ms.reason);
                     entry.config_fingerprint = clip(&ms.config_fingerprint);
                     entry.version = version;
@@ -394,7 +388,7 @@ fn module_entry<'m>(
         |m: &ModuleInfo| &m.version,
         || ModuleInfo {
             kind: clip(kind),
-            state: "unknown".to_owned(),
+            state: ModuleState::Unknown,
             reason: String::new(),
             config_fingerprint: String::new(),
             expected_interval_ms: 0,

@@ -79,6 +79,44 @@ pub struct Fleet {
     prunable_alerts: PruneIndex,
     /// When each host's newest event reached the bus: observed, never stored.
     arrivals: Arrivals,
+    /// The digest of the rows as they are now, once asked for; cleared by `apply`.
+    digest: DigestCache,
+}
+
+/// The last digest computed, until the next fold: `opsctl status` pages and the failover wait
+/// ask for it far more often than a busy fleet changes between two batches. Derived, so
+/// ignored by `==`.
+#[derive(Debug, Default)]
+struct DigestCache(std::sync::Mutex<Option<String>>);
+
+impl DigestCache {
+    fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|d| d.clone())
+    }
+
+    fn set(&self, digest: &str) {
+        if let Ok(mut d) = self.0.lock() {
+            *d = Some(digest.to_owned());
+        }
+    }
+
+    fn clear(&mut self) {
+        if let Ok(d) = self.0.get_mut() {
+            *d = None;
+        }
+    }
+}
+
+impl Clone for DigestCache {
+    fn clone(&self) -> Self {
+        DigestCache(std::sync::Mutex::new(self.get()))
+    }
+}
+
+impl PartialEq for DigestCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// When each host's newest folded event reached the bus (its JetStream timestamp: the NATS
@@ -119,6 +157,7 @@ impl Fleet {
 
     /// Folds one event. Deterministic: depends only on the current state and the event.
     pub fn apply(&mut self, ev: &EventEnvelope) -> Verdict {
+        self.digest.clear();
         let verdict = self.apply_to_origin(ev);
         if verdict.is_accepted() {
             if let Some(id) = commands::command_id(&ev.body) {
@@ -365,9 +404,14 @@ impl Fleet {
             .collect()
     }
 
-    /// sha256 over every row, hex.
+    /// sha256 over every row, hex. Computed once per state (cached until the next `apply`).
     pub fn digest(&self) -> String {
-        digest_rows(self.rows().iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+        if let Some(d) = self.digest.get() {
+            return d;
+        }
+        let d = digest_rows(self.rows().iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+        self.digest.set(&d);
+        d
     }
 
     /// Loads a fleet from stored rows (the inverse of `rows`; an empty value is no row).

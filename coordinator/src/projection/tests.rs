@@ -1,6 +1,7 @@
 //! Unit and property tests of the fleet fold.
 
 use super::*;
+use opsfleet_proto::api::ModuleState;
 use opsfleet_proto::pb::{self, event::Body};
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -60,7 +61,7 @@ fn in_order_events_are_accepted_and_counted() {
     assert_eq!(h.events, 5);
     assert_eq!(h.current().unwrap().last_seq, 5);
     assert!(h.current().unwrap().gaps.is_empty());
-    assert_eq!(h.modules["disk"].state, "running");
+    assert_eq!(h.modules["disk"].state, ModuleState::Running);
     assert_eq!(h.last_seen_unix_ms, 1_790_000_000_005);
 }
 
@@ -151,6 +152,23 @@ fn rows_round_trip_and_digest_is_stable() {
         fleet.digest(),
         digest_rows(rows.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
     );
+}
+
+#[test]
+fn the_cached_digest_follows_every_fold() {
+    let fresh = |f: &Fleet| digest_rows(f.rows().iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+    let mut fleet = Fleet::new();
+    let empty = fleet.digest();
+    assert_eq!(empty, fresh(&fleet));
+    fleet.apply(&heartbeat("web-01", inc(1), 1));
+    let one = fleet.digest();
+    assert_ne!(one, empty, "a fold clears the cached digest");
+    assert_eq!(one, fresh(&fleet));
+    assert_eq!(fleet.digest(), one, "asked again: the same, from the cache");
+    let copy = fleet.clone();
+    fleet.apply(&disk("web-01", inc(1), 2, 5000, pb::DiskLevel::Ok));
+    assert_eq!(fleet.digest(), fresh(&fleet));
+    assert_eq!(copy.digest(), one, "a clone keeps its own state's digest");
 }
 
 #[test]
