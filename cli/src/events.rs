@@ -234,12 +234,7 @@ fn first_line(s: &str) -> &str {
 }
 
 fn level(l: i32) -> &'static str {
-    match pb::DiskLevel::try_from(l) {
-        Ok(pb::DiskLevel::Ok) => "ok",
-        Ok(pb::DiskLevel::Warn) => "warn",
-        Ok(pb::DiskLevel::Crit) => "crit",
-        _ => "unknown",
-    }
+    opsfleet_proto::api::DiskLevel::from_wire(l).as_str()
 }
 
 fn health(s: i32) -> &'static str {

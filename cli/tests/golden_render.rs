@@ -37,7 +37,7 @@ fn host(name: &str, ago_ms: i64, seq: u64) -> HostView {
             path: "/".into(),
             used_percent: 42.17,
             inodes_used_percent: 3.0,
-            level: "ok".into(),
+            level: opsfleet_proto::api::DiskLevel::Ok,
             total_bytes: 100 << 30,
             avail_bytes: 58 << 30,
         }],
@@ -87,7 +87,7 @@ fn status_table() {
         last: 12,
     }];
     db.disks[0].used_percent = 91.0;
-    db.disks[0].level = "warn".into();
+    db.disks[0].level = opsfleet_proto::api::DiskLevel::Warn;
     let mut web2 = host("web-02", 400_000, 7);
     web2.truncated = Truncated {
         incarnations: 92,

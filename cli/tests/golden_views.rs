@@ -60,7 +60,7 @@ fn host(name: &str, liveness: &str, ago_ms: i64) -> HostSummary {
             path: "/".into(),
             used_percent: 42.17,
             inodes_used_percent: 3.0,
-            level: "ok".into(),
+            level: opsfleet_proto::api::DiskLevel::Ok,
             total_bytes: 100 << 30,
             avail_bytes: 58 << 30,
         }),

@@ -213,8 +213,7 @@ pub struct DiskView {
     pub path: String,
     pub used_percent: f64,
     pub inodes_used_percent: f64,
-    /// `ok`, `warn`, `crit` or `unknown`.
-    pub level: String,
+    pub level: DiskLevel,
     pub total_bytes: u64,
     pub avail_bytes: u64,
 }
@@ -226,50 +225,24 @@ pub struct ModuleView {
     pub state: ModuleState,
 }
 
-/// A module's run state as its agent last reported it (`ModuleRunState` on the wire); in JSON
-/// and in stored rows `running`, `paused`, `disabled`, `failed` or `unknown`.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum ModuleState {
-    Running,
-    Paused,
-    Disabled,
-    Failed,
-    /// Not reported yet, or a value this version does not know.
-    #[default]
-    #[serde(other)]
-    Unknown,
-}
-
-impl ModuleState {
-    /// The wire's `ModuleRunState` value (an `i32` in the protobuf message).
-    pub fn from_wire(state: i32) -> Self {
-        use crate::pb::ModuleRunState as W;
-        match W::try_from(state) {
-            Ok(W::Running) => ModuleState::Running,
-            Ok(W::Paused) => ModuleState::Paused,
-            Ok(W::Disabled) => ModuleState::Disabled,
-            Ok(W::Failed) => ModuleState::Failed,
-            _ => ModuleState::Unknown,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModuleState::Running => "running",
-            ModuleState::Paused => "paused",
-            ModuleState::Disabled => "disabled",
-            ModuleState::Failed => "failed",
-            ModuleState::Unknown => "unknown",
-        }
+wire_state! {
+    /// A module's run state as its agent last reported it (`ModuleRunState` on the wire); in
+    /// JSON and in stored rows `running`, `paused`, `disabled`, `failed` or `unknown`.
+    ModuleState from ModuleRunState {
+        Running => "running",
+        Paused => "paused",
+        Disabled => "disabled",
+        Failed => "failed",
     }
 }
 
-impl std::fmt::Display for ModuleState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+wire_state! {
+    /// A disk's level as its agent last reported it (`DiskLevel` on the wire); in JSON and in
+    /// stored rows `ok`, `warn`, `crit` or `unknown`.
+    DiskLevel from DiskLevel {
+        Ok => "ok",
+        Warn => "warn",
+        Crit => "crit",
     }
 }
 
@@ -741,7 +714,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn module_states_are_the_strings_they_were() {
+    fn wire_states_are_the_strings_they_were() {
         use crate::pb::ModuleRunState as W;
         for (wire, text) in [
             (W::Running, "running"),
@@ -760,6 +733,19 @@ mod tests {
         let v: ModuleState = serde_json::from_str("\"hibernating\"").unwrap();
         assert_eq!(v, ModuleState::Unknown);
         assert_eq!(ModuleState::from_wire(99), ModuleState::Unknown);
+        use crate::pb::DiskLevel as D;
+        for (wire, text) in [
+            (D::Ok, "ok"),
+            (D::Warn, "warn"),
+            (D::Crit, "crit"),
+            (D::Unspecified, "unknown"),
+        ] {
+            let level = DiskLevel::from_wire(wire as i32);
+            assert_eq!(
+                serde_json::to_string(&level).unwrap(),
+                format!("\"{text}\"")
+            );
+        }
     }
 
     #[test]

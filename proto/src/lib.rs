@@ -3,6 +3,8 @@
 //!
 //! Nothing outside this crate defines a type that crosses the bus.
 
+#[macro_use]
+mod wire_state;
 pub mod api;
 pub mod envelope;
 pub mod subjects;

@@ -2,7 +2,7 @@
 //! (rules, fleet, now) giving every condition that holds now, with its alert id and value.
 
 use crate::projection::{Fleet, HostState};
-use opsfleet_proto::api::ModuleState;
+use opsfleet_proto::api::{DiskLevel, ModuleState};
 
 use super::machine::Timing;
 
@@ -276,10 +276,10 @@ fn host_conditions(
         }
     }
     for (path, d) in &host.disks {
-        let kind = match d.level.as_str() {
-            "warn" => RuleKind::DiskWarn,
-            "crit" => RuleKind::DiskCrit,
-            _ => continue,
+        let kind = match d.level {
+            DiskLevel::Warn => RuleKind::DiskWarn,
+            DiskLevel::Crit => RuleKind::DiskCrit,
+            DiskLevel::Ok | DiskLevel::Unknown => continue,
         };
         if rules.get(kind).is_some() {
             push(

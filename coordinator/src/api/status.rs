@@ -45,7 +45,7 @@ pub(crate) fn disk_view(path: &str, d: &crate::projection::DiskState) -> DiskVie
         path: path.to_owned(),
         used_percent: f64::from(d.used_basis_points) / 100.0,
         inodes_used_percent: f64::from(d.inodes_used_basis_points) / 100.0,
-        level: d.level.clone(),
+        level: d.level,
         total_bytes: d.total_bytes,
         avail_bytes: d.avail_bytes,
     }

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use opsfleet_proto::api::ModuleState;
 use opsfleet_proto::api::Truncated;
-use opsfleet_proto::pb::{self, event::Body};
+use opsfleet_proto::api::{DiskLevel, ModuleState};
+use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::EventEnvelope;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -27,8 +27,7 @@ pub type Version = (String, u64);
 pub struct DiskState {
     pub used_basis_points: u32,
     pub inodes_used_basis_points: u32,
-    /// `ok`, `warn`, `crit` or `unknown`.
-    pub level: String,
+    pub level: DiskLevel,
     pub total_bytes: u64,
     pub avail_bytes: u64,
     pub at_unix_ms: i64,
@@ -41,7 +40,7 @@ impl DiskState {
         DiskState {
             used_basis_points: 0,
             inodes_used_basis_points: 0,
-            level: "unknown".to_owned(),
+            level: DiskLevel::Unknown,
             total_bytes: 0,
             avail_bytes: 0,
             at_unix_ms: 0,
@@ -132,15 +131,6 @@ pub struct HostState {
     /// was, so rows of hosts within them are as before).
     #[serde(default, skip_serializing_if = "Truncated::is_empty")]
     pub truncated: Truncated,
-}
-
-pub(crate) fn disk_level_name(level: i32) -> &'static str {
-    match pb::DiskLevel::try_from(level) {
-        Ok(pb::DiskLevel::Ok) => "ok",
-        Ok(pb::DiskLevel::Warn) => "warn",
-        Ok(pb::DiskLevel::Crit) => "crit",
-        _ => "unknown",
-    }
 }
 
 /// Counts closed gap ranges.
@@ -300,7 +290,7 @@ impl HostState {
                     *disk = DiskState {
                         used_basis_points: d.used_basis_points,
                         inodes_used_basis_points: d.inodes_used_basis_points,
-                        level: disk_level_name(d.level).to_owned(),
+                        level: DiskLevel::from_wire(d.level),
                         total_bytes: d.total_bytes,
                         avail_bytes: d.avail_bytes,
                         at_unix_ms: ev.time_unix_ms,
