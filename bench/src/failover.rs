@@ -257,7 +257,7 @@ impl Pair {
             .await
             {
                 if serde_json::from_slice::<StatusReply>(&msg.payload)
-                    .is_ok_and(|r| r.responder.role == "standby")
+                    .is_ok_and(|r| r.responder.role == opsfleet_proto::api::LeaderRole::Standby)
                 {
                     break;
                 }

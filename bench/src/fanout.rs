@@ -100,7 +100,7 @@ async fn wait_active(client: &async_nats::Client, c: &mut Coordinator) -> Result
         .await
         {
             if let Ok(r) = serde_json::from_slice::<StatusReply>(&msg.payload) {
-                if r.responder.role == "active" {
+                if r.responder.role == opsfleet_proto::api::LeaderRole::Active {
                     return Ok(());
                 }
             }

@@ -80,8 +80,14 @@ async fn roles(api: &Api) -> Result<Vec<Responder>, DrillError> {
 /// Runs the drill. `wait` bounds each wait (takeover, no-op answers).
 pub async fn run(api: &Api, issued_by: &str, wait: Duration) -> Result<DrillReport, DrillError> {
     let seen = roles(api).await?;
-    let active = seen.iter().find(|r| r.role == "active").cloned();
-    let standby = seen.iter().find(|r| r.role == "standby").cloned();
+    let active = seen
+        .iter()
+        .find(|r| r.role == opsfleet_proto::api::LeaderRole::Active)
+        .cloned();
+    let standby = seen
+        .iter()
+        .find(|r| r.role == opsfleet_proto::api::LeaderRole::Standby)
+        .cloned();
     let (Some(first), Some(second)) = (active, standby) else {
         return Err(DrillError::NoPair {
             seen: seen
@@ -107,7 +113,7 @@ pub async fn run(api: &Api, issued_by: &str, wait: Duration) -> Result<DrillRepo
             let replies = api.status_all(Duration::from_millis(25)).await?;
             if let Some(r) = replies.iter().find(|r| {
                 r.responder.name == to.name
-                    && r.responder.role == "active"
+                    && r.responder.role == opsfleet_proto::api::LeaderRole::Active
                     && r.responder.epoch > released.released_epoch
             }) {
                 break r.responder.epoch;

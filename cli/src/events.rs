@@ -180,11 +180,7 @@ pub fn summary(body: &Body) -> String {
         Body::Leadership(l) => format!(
             "{} {} at epoch {}{}",
             l.coordinator,
-            match pb::LeaderRole::try_from(l.role) {
-                Ok(pb::LeaderRole::Active) => "active",
-                Ok(pb::LeaderRole::Standby) => "standby",
-                _ => "unknown",
-            },
+            opsfleet_proto::api::LeaderRole::from_wire(l.role),
             l.epoch,
             if l.reason.is_empty() {
                 String::new()

@@ -59,7 +59,7 @@ pub fn status(reply: &StatusReply, now_unix_ms: i64) -> String {
         "coordinator {} ({}, {}, epoch {}): stream seq {}, {} behind, {} events in log, {} hosts\n",
         inert(&r.name),
         inert(&r.color),
-        inert(&r.role),
+        inert(r.role.as_str()),
         r.epoch,
         r.applied_stream_seq,
         r.behind,
@@ -105,7 +105,10 @@ pub fn coordinators(responders: &[Responder]) -> String {
         return "no coordinator answered\n".to_owned();
     }
     let mut rows: Vec<&Responder> = responders.iter().collect();
-    rows.sort_by(|a, b| (a.role != "active", &a.name).cmp(&(b.role != "active", &b.name)));
+    rows.sort_by(|a, b| {
+        (a.role != opsfleet_proto::api::LeaderRole::Active, &a.name)
+            .cmp(&(b.role != opsfleet_proto::api::LeaderRole::Active, &b.name))
+    });
     let mut table = Table::new();
     table
         .load_preset(presets::NOTHING)
@@ -122,7 +125,7 @@ pub fn coordinators(responders: &[Responder]) -> String {
         table.add_row(inert_row([
             r.name.clone(),
             r.color.clone(),
-            r.role.clone(),
+            r.role.to_string(),
             r.epoch.to_string(),
             r.applied_stream_seq.to_string(),
             r.behind.to_string(),

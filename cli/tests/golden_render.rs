@@ -62,7 +62,7 @@ fn reply(hosts: Vec<HostView>) -> StatusReply {
         responder: Responder {
             name: "blue".into(),
             color: "blue".into(),
-            role: "unknown".into(),
+            role: opsfleet_proto::api::LeaderRole::Unknown,
             epoch: 0,
             applied_stream_seq: 1234,
             behind: 0,

@@ -30,7 +30,7 @@ fn standby() -> Responder {
     Responder {
         name: "green".into(),
         color: "green".into(),
-        role: "standby".into(),
+        role: opsfleet_proto::api::LeaderRole::Standby,
         epoch: 4,
         applied_stream_seq: 5120,
         behind: 2,
@@ -206,7 +206,7 @@ fn incidents_table() {
 fn alerts_table() {
     let reply = AlertsReply {
         responder: Responder {
-            role: "active".into(),
+            role: opsfleet_proto::api::LeaderRole::Active,
             name: "blue".into(),
             color: "blue".into(),
             behind: 0,

@@ -53,7 +53,7 @@ pub struct Probe {
     pub name: String,
     pub color: String,
     /// `active` or `standby`.
-    pub role: String,
+    pub role: opsfleet_proto::api::LeaderRole,
     pub epoch: u64,
     pub applied_stream_seq: u64,
     pub store_healthy: bool,
@@ -64,7 +64,7 @@ fn probe(shared: &Shared) -> Probe {
     Probe {
         name: shared.name.clone(),
         color: shared.color.clone(),
-        role: view.role(tokio::time::Instant::now()).to_owned(),
+        role: view.role(tokio::time::Instant::now()),
         epoch: view.epoch,
         applied_stream_seq: shared.applied(),
         store_healthy: shared.store_healthy.load(Ordering::Acquire),

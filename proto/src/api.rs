@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 pub struct Responder {
     pub name: String,
     pub color: String,
-    /// `active`, `standby`, or `unknown` while no election runs.
-    pub role: String,
+    pub role: LeaderRole,
     /// The epoch (lease revision) this coordinator acts under, 0 if none.
     pub epoch: u64,
     /// Last stream sequence of `OPS_EVENTS` persisted by this coordinator.
@@ -82,8 +81,8 @@ pub struct ApiRefusals {
 pub struct CoordinatorView {
     pub name: String,
     pub color: String,
-    /// Role per the newest leadership event: `active`, `standby` or `unknown`.
-    pub role: String,
+    /// Role per the newest leadership event.
+    pub role: LeaderRole,
     pub epoch: u64,
     /// Leadership changes, oldest first.
     pub history: Vec<LeadershipChangeView>,
@@ -92,7 +91,7 @@ pub struct CoordinatorView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeadershipChangeView {
     pub epoch: u64,
-    pub role: String,
+    pub role: LeaderRole,
     pub reason: String,
     pub at_unix_ms: i64,
     /// Who asked for a released step-down (`opsctl failover`), as recorded by the coordinator.
@@ -233,6 +232,15 @@ wire_state! {
         Paused => "paused",
         Disabled => "disabled",
         Failed => "failed",
+    }
+}
+
+wire_state! {
+    /// A coordinator's role (`LeaderRole` on the wire): `active`, `standby`, or `unknown` while
+    /// no election runs.
+    LeaderRole from LeaderRole {
+        Active => "active",
+        Standby => "standby",
     }
 }
 

@@ -100,7 +100,7 @@ async fn wait_role(c: &mut Cluster, coordinator: &str, role: &str) -> Result<Dur
         Duration::from_millis(100),
         async || {
             let r = c.status(Some(coordinator)).await?;
-            Ok((r.responder.role == role).then_some(()))
+            Ok((r.responder.role.as_str() == role).then_some(()))
         },
     )
     .await?;

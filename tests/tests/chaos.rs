@@ -202,7 +202,7 @@ async fn the_active(c: &mut Cluster) -> Result<String> {
             let mut actives = Vec::new();
             for name in running(c) {
                 if let Ok(reply) = c.status(Some(&name)).await {
-                    if reply.responder.role == "active" {
+                    if reply.responder.role == opsfleet_proto::api::LeaderRole::Active {
                         actives.push(name);
                     }
                 }
@@ -228,7 +228,9 @@ async fn kill_active_coordinator(c: &mut Cluster, plan: &Plan, round: u32) -> Re
         Duration::from_millis(100),
         async || {
             let reply = c.status(Some(&standby)).await.ok();
-            Ok(reply.filter(|r| r.responder.role == "active").map(|_| ()))
+            Ok(reply
+                .filter(|r| r.responder.role == opsfleet_proto::api::LeaderRole::Active)
+                .map(|_| ()))
         },
     )
     .await?;

@@ -139,7 +139,7 @@ async fn a_command_is_sent_only_after_its_issued_event_is_stored() {
         let js = jetstream::new(client.clone());
         wait_until_default("blue active", async || {
             let s = c.status(Some("blue")).await?;
-            Ok((s.responder.role == "active").then_some(()))
+            Ok((s.responder.role == opsfleet_proto::api::LeaderRole::Active).then_some(()))
         })
         .await?;
         for i in 0..HOSTS {

@@ -127,7 +127,7 @@ async fn active(client: &async_nats::Client) -> Option<Responder> {
         .await
         {
             if let Ok(s) = serde_json::from_slice::<StatusReply>(&reply.payload) {
-                if s.responder.role == "active" {
+                if s.responder.role == opsfleet_proto::api::LeaderRole::Active {
                     return Some(s.responder);
                 }
             }
@@ -294,7 +294,7 @@ async fn a_frozen_old_active_issues_nothing_and_its_epoch_is_rejected() {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(blue_pid), Signal::SIGSTOP)?;
         let new = wait_until_default("green active", async || {
             let r = c.status(Some("green")).await?;
-            Ok((r.responder.role == "active").then_some(r.responder))
+            Ok((r.responder.role == opsfleet_proto::api::LeaderRole::Active).then_some(r.responder))
         })
         .await?;
         ensure!(new.epoch > old.epoch, "epoch {} -> {}", old.epoch, new.epoch);
@@ -310,7 +310,7 @@ async fn a_frozen_old_active_issues_nothing_and_its_epoch_is_rejected() {
         // Blue wakes up: it knows its lease ended and refuses to issue.
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(blue_pid), Signal::SIGCONT)?;
         let blue = wait_until_default("blue to answer again", async || Ok(c.status(Some("blue")).await.ok())).await?;
-        ensure!(blue.responder.role == "standby", "blue after SIGCONT: {:?}", blue.responder);
+        ensure!(blue.responder.role == opsfleet_proto::api::LeaderRole::Standby, "blue after SIGCONT: {:?}", blue.responder);
         let direct = subjects::api_subject_for(subjects::API_COMMAND, "blue");
         let req = serde_json::json!({"action": "pause", "module": "disk", "hosts": ["web-01"], "deadline_ms": 60000, "issued_by": "test"});
         let reply = client.request(direct, serde_json::to_vec(&req)?.into()).await?;

@@ -20,7 +20,9 @@ const TAG: &str = "drill";
 const PROJECT_PREFIX: &str = "opsfleet-drill-";
 
 fn leader(replies: &[Responder]) -> Option<&Responder> {
-    replies.iter().find(|r| r.role == "active")
+    replies
+        .iter()
+        .find(|r| r.role == opsfleet_proto::api::LeaderRole::Active)
 }
 
 async fn responders(opsctl: &Opsctl) -> Result<Vec<Responder>> {

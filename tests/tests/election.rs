@@ -36,7 +36,7 @@ async fn wait_active(
     let start = Instant::now();
     loop {
         if let Some(r) = ask(client, name).await {
-            if r.role == "active" {
+            if r.role == opsfleet_proto::api::LeaderRole::Active {
                 return Ok((r, start.elapsed()));
             }
         }
@@ -51,7 +51,7 @@ async fn actives(client: &async_nats::Client) -> Vec<Responder> {
     let mut out = Vec::new();
     for name in ["blue", "green"] {
         if let Some(r) = ask(client, name).await {
-            if r.role == "active" {
+            if r.role == opsfleet_proto::api::LeaderRole::Active {
                 out.push(r);
             }
         }
@@ -125,7 +125,7 @@ async fn one_active_and_fast_takeover_on_crash_and_on_handover() {
             async || {
                 Ok(ask(&client, &first.name)
                     .await
-                    .filter(|r| r.role == "standby"))
+                    .filter(|r| r.role == opsfleet_proto::api::LeaderRole::Standby))
             },
         )
         .await?;
@@ -174,7 +174,7 @@ async fn one_active_and_fast_takeover_on_crash_and_on_handover() {
                 .flat_map(|k| {
                     k.history
                         .iter()
-                        .filter(|h| h.role == "active")
+                        .filter(|h| h.role == opsfleet_proto::api::LeaderRole::Active)
                         .map(|h| (h.epoch, k.name.clone()))
                 })
                 .collect();

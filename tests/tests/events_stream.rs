@@ -105,7 +105,9 @@ async fn an_older_events_stream_is_updated_in_place() {
         wait_until_default("blue to know itself active from the log", async || {
             let r = c.status(Some("blue")).await?;
             let me = r.coordinators.iter().find(|v| v.name == "blue").cloned();
-            Ok(me.filter(|v| v.role == "active").map(|_| ()))
+            Ok(me
+                .filter(|v| v.role == opsfleet_proto::api::LeaderRole::Active)
+                .map(|_| ()))
         })
         .await?;
         Ok(())
@@ -145,7 +147,10 @@ async fn a_filling_events_stream_alerts_before_the_limit_bites() {
         )?;
         wait_until_default("blue to be active", async || {
             let r = c.status(Some("blue")).await.ok();
-            Ok(r.filter(|r| r.responder.role == "active").map(|_| ()))
+            Ok(
+                r.filter(|r| r.responder.role == opsfleet_proto::api::LeaderRole::Active)
+                    .map(|_| ()),
+            )
         })
         .await?;
         let client = async_nats::connect(c.nats_url()).await?;

@@ -265,7 +265,10 @@ async fn an_agent_named_like_a_coordinator_cannot_speak_for_it() {
         c.add_coordinator(CoordinatorSpec::new("blue"))?;
         wait_until_default("blue to be active", async || {
             let r = c.status(Some("blue")).await.ok();
-            Ok(r.filter(|r| r.responder.role == "active").map(|_| ()))
+            Ok(
+                r.filter(|r| r.responder.role == opsfleet_proto::api::LeaderRole::Active)
+                    .map(|_| ()),
+            )
         })
         .await?;
         c.add_coordinator(CoordinatorSpec::new("green"))?;
@@ -352,7 +355,7 @@ async fn an_agent_named_like_a_coordinator_cannot_speak_for_it() {
                 .find(|v| v.name == "blue")
                 .context("blue missing")?;
             ensure!(
-                blue.role == "active"
+                blue.role == opsfleet_proto::api::LeaderRole::Active
                     && blue.epoch != u64::MAX
                     && blue.history.iter().all(|h| h.reason != "forged"),
                 "{name}: blue as the log knows it: {blue:?}"

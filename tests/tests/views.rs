@@ -255,7 +255,8 @@ schedule = "1h"
         );
 
         // The standby answers every view too, from its own replica, and says it is standby.
-        let is_standby = |r: &Responder| r.name == standby && r.role == "standby";
+        let is_standby =
+            |r: &Responder| r.name == standby && r.role == opsfleet_proto::api::LeaderRole::Standby;
         let sb_hosts: HostsReply = wait_until("the standby's hosts view", WAIT, POLL, async || {
             let r: HostsReply = json(&opsctl, &["hosts", "--coordinator", standby]).await?;
             Ok((r.hosts.len() == 2).then_some(r))

@@ -15,7 +15,7 @@ pub fn answered_by(r: &Responder) -> String {
     format!(
         "answered by {} ({}, epoch {}, behind {})\n",
         inert(&r.name),
-        inert(&r.role),
+        inert(r.role.as_str()),
         r.epoch,
         r.behind
     )

@@ -112,14 +112,14 @@ pub fn coordinator_views(fleet: &Fleet) -> Vec<CoordinatorView> {
         .map(|c| CoordinatorView {
             name: c.name.clone(),
             color: c.color.clone(),
-            role: c.role.clone(),
+            role: c.role,
             epoch: c.epoch,
             history: c
                 .history
                 .iter()
                 .map(|h| LeadershipChangeView {
                     epoch: h.epoch,
-                    role: h.role.clone(),
+                    role: h.role,
                     reason: h.reason.clone(),
                     at_unix_ms: h.at_unix_ms,
                     requested_by: h.requested_by.clone(),

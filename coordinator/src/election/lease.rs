@@ -2,6 +2,7 @@
 //! requests (create / update with expected revision / delete), feeds their results and the
 //! key's watch back into the machine, and publishes the resulting leadership view.
 
+use opsfleet_proto::api::LeaderRole;
 use opsfleet_report::ErrorChain;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -48,11 +49,11 @@ impl LeaderView {
             .map(|_| self.epoch)
     }
 
-    pub fn role(&self, now: Instant) -> &'static str {
+    pub fn role(&self, now: Instant) -> LeaderRole {
         if self.acting_epoch(now).is_some() {
-            "active"
+            LeaderRole::Active
         } else {
-            "standby"
+            LeaderRole::Standby
         }
     }
 }

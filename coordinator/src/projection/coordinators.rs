@@ -1,9 +1,10 @@
 //! Projection of the coordinators themselves, from the events they publish about themselves
 //! (module `coordinator`): current role and epoch, and the history of leadership changes.
 
+use opsfleet_proto::api::LeaderRole;
 use std::collections::BTreeMap;
 
-use opsfleet_proto::pb::{self, event::Body};
+use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::EventEnvelope;
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +16,7 @@ pub const HISTORY: usize = 50;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeadershipChange {
     pub epoch: u64,
-    /// `active` or `standby`.
-    pub role: String,
+    pub role: LeaderRole,
     pub reason: String,
     pub at_unix_ms: i64,
     /// Who asked for a released step-down (`opsctl failover`); empty otherwise.
@@ -31,7 +31,7 @@ pub struct CoordinatorState {
     pub name: String,
     pub color: String,
     pub streams: BTreeMap<String, SeqTrack>,
-    pub role: String,
+    pub role: LeaderRole,
     pub epoch: u64,
     pub last_seen_unix_ms: i64,
     /// Newest last.
@@ -44,7 +44,7 @@ impl CoordinatorState {
             name: name.to_owned(),
             color: String::new(),
             streams: BTreeMap::new(),
-            role: "unknown".to_owned(),
+            role: LeaderRole::Unknown,
             epoch: 0,
             last_seen_unix_ms: 0,
             history: Vec::new(),
@@ -69,20 +69,16 @@ impl CoordinatorState {
         }
         self.last_seen_unix_ms = self.last_seen_unix_ms.max(ev.time_unix_ms);
         if let Body::Leadership(l) = &ev.body {
-            let role = match pb::LeaderRole::try_from(l.role) {
-                Ok(pb::LeaderRole::Active) => "active",
-                Ok(pb::LeaderRole::Standby) => "standby",
-                _ => "unknown",
-            };
+            let role = LeaderRole::from_wire(l.role);
             self.color = l.color.clone();
             // Epochs only grow; a late event of an older term does not roll the state back.
             if l.epoch >= self.epoch {
                 self.epoch = l.epoch;
-                self.role = role.to_owned();
+                self.role = role;
             }
             self.history.push(LeadershipChange {
                 epoch: l.epoch,
-                role: role.to_owned(),
+                role,
                 reason: l.reason.clone(),
                 at_unix_ms: ev.time_unix_ms,
                 requested_by: l.requested_by.clone(),

@@ -22,9 +22,11 @@ async fn takeover(chaos: &Chaos, old: &Responder) -> Result<Responder> {
         Duration::from_millis(250),
         async || {
             let all = chaos.coordinators().await.unwrap_or_default();
-            Ok(all
-                .into_iter()
-                .find(|r| r.role == "active" && r.name != old.name && r.epoch > old.epoch))
+            Ok(all.into_iter().find(|r| {
+                r.role == opsfleet_proto::api::LeaderRole::Active
+                    && r.name != old.name
+                    && r.epoch > old.epoch
+            }))
         },
     )
     .await
@@ -39,8 +41,15 @@ async fn stood_by(chaos: &Chaos, name: &str) -> Result<()> {
         async || {
             let all = chaos.coordinators().await.unwrap_or_default();
             let old = all.iter().find(|r| r.name == name);
-            let actives = all.iter().filter(|r| r.role == "active").count();
-            Ok((old.is_some_and(|r| r.role == "standby") && actives == 1).then_some(()))
+            let actives = all
+                .iter()
+                .filter(|r| r.role == opsfleet_proto::api::LeaderRole::Active)
+                .count();
+            Ok(
+                (old.is_some_and(|r| r.role == opsfleet_proto::api::LeaderRole::Standby)
+                    && actives == 1)
+                    .then_some(()),
+            )
         },
     )
     .await

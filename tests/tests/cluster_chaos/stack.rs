@@ -269,7 +269,9 @@ impl Chaos {
             .await?
             .ok()?;
         let replies: Vec<Responder> = serde_json::from_str(out.stdout.trim())?;
-        Ok(replies.into_iter().find(|r| r.role == "active"))
+        Ok(replies
+            .into_iter()
+            .find(|r| r.role == opsfleet_proto::api::LeaderRole::Active))
     }
 
     /// Every coordinator's answer to `opsctl leader`.

@@ -129,7 +129,9 @@ async fn agents_cannot_say_what_only_coordinators_or_the_target_say() {
         }
         wait_until_default("a coordinator to be active", async || {
             for name in ["blue", "green"] {
-                if c.status(Some(name)).await?.responder.role == "active" {
+                if c.status(Some(name)).await?.responder.role
+                    == opsfleet_proto::api::LeaderRole::Active
+                {
                     return Ok(Some(()));
                 }
             }

@@ -486,7 +486,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (new_active, new_epoch) = loop {
                 let replies = api.status_all(Duration::from_millis(25)).await?;
                 let winner = replies.iter().find(|r| {
-                    r.responder.role == "active"
+                    r.responder.role == opsfleet_proto::api::LeaderRole::Active
                         && r.responder.epoch > released.released_epoch
                         && to.as_deref().is_none_or(|t| t == r.responder.name)
                 });
