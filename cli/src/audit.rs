@@ -57,7 +57,7 @@ pub fn entries(views: &[CommandView], filter: &AuditFilter) -> Vec<AuditEntry> {
             issued_unix_ms: v
                 .history
                 .iter()
-                .find(|h| h.state == "issued")
+                .find(|h| h.state == opsfleet_proto::api::CommandState::Issued)
                 .or(v.history.first())
                 .map_or(0, |h| h.at_unix_ms),
             issued_by: v.issued_by.clone(),
@@ -66,7 +66,7 @@ pub fn entries(views: &[CommandView], filter: &AuditFilter) -> Vec<AuditEntry> {
             module: v.module.clone(),
             target: v.target.clone(),
             epoch: v.epoch,
-            outcome: v.state.clone(),
+            outcome: v.state.to_string(),
             updated_unix_ms: v.history.last().map_or(0, |h| h.at_unix_ms),
             detail: v.detail.clone(),
             command_id: v.id.clone(),
@@ -155,18 +155,18 @@ mod tests {
             action: "pause".into(),
             module: "log".into(),
             deadline_unix_ms: issued + 60_000,
-            state: state.into(),
+            state: state.parse().unwrap(),
             detail: String::new(),
             accepted_count: 1,
             history: vec![
                 CommandStepView {
-                    state: "issued".into(),
+                    state: opsfleet_proto::api::CommandState::Issued,
                     at_unix_ms: issued,
                     by: "blue".into(),
                     detail: String::new(),
                 },
                 CommandStepView {
-                    state: state.into(),
+                    state: state.parse().unwrap(),
                     at_unix_ms: issued + 40,
                     by: target.into(),
                     detail: String::new(),

@@ -152,7 +152,10 @@ pub async fn run(api: &Api, issued_by: &str, wait: Duration) -> Result<DrillRepo
                 })
                 .await?
                 .commands;
-            let done = views.iter().filter(|v| v.state == "completed").count();
+            let done = views
+                .iter()
+                .filter(|v| v.state == opsfleet_proto::api::CommandState::Completed)
+                .count();
             if done == ids.len() {
                 break;
             }

@@ -161,7 +161,7 @@ pub fn commands(views: &[CommandView], now_unix_ms: i64) -> String {
         table.add_row(inert_row([
             c.target.clone(),
             action,
-            c.state.clone(),
+            c.state.to_string(),
             c.epoch.to_string(),
             c.issued_by.clone(),
             crate::audit::role_cell(&c.issued_role),

@@ -133,7 +133,7 @@ fn control_characters_in_status_commands_and_leader_render_inert() {
         action: "restore".into(),
         module: "backup\x1b[1A".into(),
         deadline_unix_ms: NOW,
-        state: "failed".into(),
+        state: opsfleet_proto::api::CommandState::Failed,
         detail: "archive a.tar.gz is corrupt: \x1b[2J\rstopped at corrupt file x".into(),
         accepted_count: 1,
         history: vec![],
@@ -154,7 +154,7 @@ fn command(id: &str, target: &str, by: &str, role: &str, state: &str) -> Command
         action: "config_apply".into(),
         module: "disk".into(),
         deadline_unix_ms: issued + 60_000,
-        state: state.into(),
+        state: state.parse().unwrap(),
         detail: if state == "completed" {
             "reconfigured".into()
         } else {
@@ -163,13 +163,13 @@ fn command(id: &str, target: &str, by: &str, role: &str, state: &str) -> Command
         accepted_count: 1,
         history: vec![
             CommandStepView {
-                state: "issued".into(),
+                state: opsfleet_proto::api::CommandState::Issued,
                 at_unix_ms: issued,
                 by: "blue".into(),
                 detail: String::new(),
             },
             CommandStepView {
-                state: state.into(),
+                state: state.parse().unwrap(),
                 at_unix_ms: issued + 40,
                 by: target.into(),
                 detail: String::new(),

@@ -421,8 +421,7 @@ pub struct CommandView {
     pub action: String,
     pub module: String,
     pub deadline_unix_ms: i64,
-    /// `issued`, `accepted`, `completed`, `failed`, `rejected`, `expired` or `unknown`.
-    pub state: String,
+    pub state: CommandState,
     pub detail: String,
     /// More than 1 means the command ran twice.
     pub accepted_count: u32,
@@ -431,7 +430,7 @@ pub struct CommandView {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandStepView {
-    pub state: String,
+    pub state: CommandState,
     pub at_unix_ms: i64,
     pub by: String,
     pub detail: String,
@@ -440,10 +439,78 @@ pub struct CommandStepView {
 impl CommandView {
     /// Completed, failed, rejected or expired: nothing more will happen.
     pub fn is_final(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "completed" | "failed" | "rejected" | "expired"
-        )
+        self.state.is_final()
+    }
+}
+
+/// Where a command is in its lifecycle; in JSON and in stored rows the lowercase name.
+/// `unknown`: a lifecycle event arrived for a command whose issue event is not in the log.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandState {
+    Issued,
+    Accepted,
+    Completed,
+    Failed,
+    Rejected,
+    Expired,
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl CommandState {
+    /// Completed, failed, rejected or expired: nothing moves it any more.
+    pub fn is_final(self) -> bool {
+        self.rank() == 3
+    }
+
+    /// Lifecycle order: unknown, issued, accepted, then every final state alike.
+    pub fn rank(self) -> u8 {
+        match self {
+            CommandState::Unknown => 0,
+            CommandState::Issued => 1,
+            CommandState::Accepted => 2,
+            CommandState::Completed
+            | CommandState::Failed
+            | CommandState::Rejected
+            | CommandState::Expired => 3,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandState::Unknown => "unknown",
+            CommandState::Issued => "issued",
+            CommandState::Accepted => "accepted",
+            CommandState::Completed => "completed",
+            CommandState::Failed => "failed",
+            CommandState::Rejected => "rejected",
+            CommandState::Expired => "expired",
+        }
+    }
+}
+
+impl std::str::FromStr for CommandState {
+    type Err = String;
+
+    /// The lowercase name, as `as_str` writes it.
+    fn from_str(text: &str) -> Result<Self, String> {
+        use CommandState::*;
+        [
+            Issued, Accepted, Completed, Failed, Rejected, Expired, Unknown,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| format!("no command state {text:?}"))
+    }
+}
+
+impl std::fmt::Display for CommandState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

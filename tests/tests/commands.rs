@@ -187,14 +187,15 @@ async fn pause_offline_expired_and_duplicate_delivery() {
         )
         .await?;
         ensure!(
-            command(c, &offline_id).await?.map(|v| v.state) == Some("issued".into()),
+            command(c, &offline_id).await?.map(|v| v.state)
+                == Some(opsfleet_proto::api::CommandState::Issued),
             "not pending"
         );
         c.agent("web-02")?.restart()?;
         wait_until_default("the offline pause to complete on return", async || {
             Ok(command(c, &offline_id)
                 .await?
-                .filter(|v| v.state == "completed"))
+                .filter(|v| v.state == opsfleet_proto::api::CommandState::Completed))
         })
         .await?;
         wait_until_default("web-02 disk paused", async || {
@@ -212,7 +213,7 @@ async fn pause_offline_expired_and_duplicate_delivery() {
         wait_until_default("the undelivered command to expire", async || {
             Ok(command(c, &expiring_id)
                 .await?
-                .filter(|v| v.state == "expired"))
+                .filter(|v| v.state == opsfleet_proto::api::CommandState::Expired))
         })
         .await?;
         // On return the agent does not run it either.
@@ -224,7 +225,7 @@ async fn pause_offline_expired_and_duplicate_delivery() {
         );
         let v = command(c, &expiring_id).await?.context("entry")?;
         ensure!(
-            v.state == "expired" && v.accepted_count == 0,
+            v.state == opsfleet_proto::api::CommandState::Expired && v.accepted_count == 0,
             "expired command: {v:?}"
         );
 
@@ -252,7 +253,7 @@ async fn pause_offline_expired_and_duplicate_delivery() {
         wait_until_default("the duplicated command to complete", async || {
             Ok(command(c, &dup.id)
                 .await?
-                .filter(|v| v.state == "completed"))
+                .filter(|v| v.state == opsfleet_proto::api::CommandState::Completed))
         })
         .await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -262,7 +263,11 @@ async fn pause_offline_expired_and_duplicate_delivery() {
             "delivered twice, accepted {} times: {v:?}",
             v.accepted_count
         );
-        let completions = v.history.iter().filter(|h| h.state == "completed").count();
+        let completions = v
+            .history
+            .iter()
+            .filter(|h| h.state == opsfleet_proto::api::CommandState::Completed)
+            .count();
         ensure!(completions == 1, "completed {completions} times");
         let all = commands(c, "web-01").await?;
         ensure!(
@@ -330,7 +335,7 @@ async fn a_frozen_old_active_issues_nothing_and_its_epoch_is_rejected() {
         record_issue(&js, &stale, "pause").await?;
         publish_command(&js, &stale, &stale.id).await?;
         let v = wait_until_default("the stale command to be rejected", async || {
-            Ok(command(c, &stale.id).await?.filter(|v| v.state == "rejected"))
+            Ok(command(c, &stale.id).await?.filter(|v| v.state == opsfleet_proto::api::CommandState::Rejected))
         })
         .await?;
         ensure!(v.detail.contains("epoch"), "rejection reason: {}", v.detail);

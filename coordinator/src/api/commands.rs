@@ -70,14 +70,14 @@ pub fn command_views(fleet: &Fleet, req: &CommandsRequest) -> Vec<CommandView> {
             action: c.action.clone(),
             module: c.module.clone(),
             deadline_unix_ms: c.deadline_unix_ms,
-            state: c.state.clone(),
+            state: c.state,
             detail: c.detail.clone(),
             accepted_count: c.accepted_count,
             history: c
                 .history
                 .iter()
                 .map(|h| CommandStepView {
-                    state: h.state.clone(),
+                    state: h.state,
                     at_unix_ms: h.at_unix_ms,
                     by: h.by.clone(),
                     detail: h.detail.clone(),

@@ -289,7 +289,7 @@ pub fn resolve_targets(
 pub fn due_for_expiry(fleet: &Fleet, now_unix_ms: i64, grace_ms: i64) -> Vec<(String, i64)> {
     fleet
         .commands()
-        .filter(|c| c.state == "issued" && c.deadline_unix_ms > 0)
+        .filter(|c| c.state == opsfleet_proto::api::CommandState::Issued && c.deadline_unix_ms > 0)
         .filter(|c| now_unix_ms > c.deadline_unix_ms + grace_ms)
         .map(|c| (c.id.clone(), c.deadline_unix_ms))
         .collect()

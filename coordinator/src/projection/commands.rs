@@ -3,6 +3,7 @@
 //! events. A state never moves backwards, and `accepted_count` > 1 would mean a command ran
 //! twice (what failover drills check).
 
+use opsfleet_proto::api::CommandState;
 use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::EventEnvelope;
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ pub const HISTORY: usize = 16;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandStep {
-    pub state: String,
+    pub state: CommandState,
     pub at_unix_ms: i64,
     /// Host or coordinator that reported it.
     pub by: String,
@@ -32,34 +33,23 @@ pub struct CommandRecord {
     pub action: String,
     pub module: String,
     pub deadline_unix_ms: i64,
-    /// `issued`, `accepted`, `completed`, `failed`, `rejected`, `expired` (or `unknown` when a
-    /// lifecycle event arrived for a command whose issue event is not in the log).
-    pub state: String,
+    pub state: CommandState,
     pub detail: String,
     /// How many times an agent accepted it: 1 normally; more means it ran twice.
     pub accepted_count: u32,
     pub history: Vec<CommandStep>,
 }
 
-fn rank(state: &str) -> u8 {
-    match state {
-        "unknown" | "" => 0,
-        "issued" => 1,
-        "accepted" => 2,
-        _ => 3, // terminal
-    }
-}
-
 impl CommandRecord {
     /// Completed, failed, rejected or expired: nothing moves it any more.
     pub fn is_finished(&self) -> bool {
-        rank(&self.state) == 3
+        self.state.is_final()
     }
 
-    fn step(&mut self, state: &str, at: i64, by: &str, detail: &str) {
+    fn step(&mut self, state: CommandState, at: i64, by: &str, detail: &str) {
         let detail = super::bounds::clip(detail);
         self.history.push(CommandStep {
-            state: state.to_owned(),
+            state,
             at_unix_ms: at,
             by: by.to_owned(),
             detail: detail.clone(),
@@ -68,8 +58,8 @@ impl CommandRecord {
             self.history.remove(0);
         }
         // Forward only; the first terminal state wins.
-        if rank(state) > rank(&self.state) {
-            self.state = state.to_owned();
+        if state.rank() > self.state.rank() {
+            self.state = state;
             self.detail = detail;
         }
     }
@@ -91,9 +81,6 @@ pub fn command_id(body: &Body) -> Option<&str> {
 /// Folds one accepted event into the record of its command (created on first sight).
 pub fn apply(record: &mut CommandRecord, ev: &EventEnvelope) {
     let (at, by) = (ev.time_unix_ms, ev.host.as_str());
-    if record.state.is_empty() {
-        record.state = "unknown".to_owned();
-    }
     match &ev.body {
         Body::CommandIssued(c) => {
             record.id = c.command_id.clone();
@@ -104,17 +91,17 @@ pub fn apply(record: &mut CommandRecord, ev: &EventEnvelope) {
             record.action = c.action.clone();
             record.module = c.module.clone();
             record.deadline_unix_ms = c.deadline_unix_ms;
-            record.step("issued", at, by, "");
+            record.step(CommandState::Issued, at, by, "");
         }
         Body::CommandAccepted(c) => {
             record.id = c.command_id.clone();
             record.accepted_count += 1;
-            record.step("accepted", at, by, "");
+            record.step(CommandState::Accepted, at, by, "");
         }
-        Body::CommandCompleted(c) => record.step("completed", at, by, &c.detail),
-        Body::CommandFailed(c) => record.step("failed", at, by, &c.reason),
+        Body::CommandCompleted(c) => record.step(CommandState::Completed, at, by, &c.detail),
+        Body::CommandFailed(c) => record.step(CommandState::Failed, at, by, &c.reason),
         Body::CommandRejected(c) => record.step(
-            "rejected",
+            CommandState::Rejected,
             at,
             by,
             &format!(
@@ -122,7 +109,7 @@ pub fn apply(record: &mut CommandRecord, ev: &EventEnvelope) {
                 c.reason, c.epoch, c.highest_epoch_seen
             ),
         ),
-        Body::CommandExpired(_) => record.step("expired", at, by, "deadline passed"),
+        Body::CommandExpired(_) => record.step(CommandState::Expired, at, by, "deadline passed"),
         _ => {}
     }
     if record.id.is_empty() {
@@ -207,7 +194,7 @@ mod tests {
                 }),
             ),
         );
-        assert_eq!(r.state, "completed");
+        assert_eq!(r.state, CommandState::Completed);
         assert_eq!(r.history.len(), 4);
         assert_eq!(r.accepted_count, 1);
     }

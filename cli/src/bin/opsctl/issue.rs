@@ -97,14 +97,17 @@ pub async fn run_request(
                 action: action.to_owned(),
                 module: String::new(),
                 deadline_unix_ms: 0,
-                state: "issued".to_owned(),
+                state: opsfleet_proto::api::CommandState::Issued,
                 detail: String::new(),
                 accepted_count: 0,
                 history: Vec::new(),
             });
         }
     }
-    let all_completed = views.len() == total && views.iter().all(|v| v.state == "completed");
+    let all_completed = views.len() == total
+        && views
+            .iter()
+            .all(|v| v.state == opsfleet_proto::api::CommandState::Completed);
     match output {
         Output::Json => println!(
             "{}",
