@@ -51,6 +51,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Print the digest of the projection folded from the log up to a stream sequence
+    /// (inclusive), without comparing or writing anything: two coordinators that persisted the
+    /// same stream agree on it, whatever each has persisted since. The coordinator must be
+    /// stopped.
+    DigestAt {
+        /// The last stream sequence to fold (see `dump-log` for the sequences in the log).
+        #[arg(long, value_name = "STREAM_SEQ")]
+        upto: u64,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Print every log entry, one per line, in stream order. The coordinator must be stopped.
     DumpLog {
         #[arg(long, value_enum, default_value_t = Output::Table)]
@@ -110,6 +121,7 @@ fn main() -> ExitCode {
             run(cfg)
         }
         Command::Rebuild { verify, output } => rebuild_cmd(&cfg, verify, output),
+        Command::DigestAt { upto, output } => digest_at_cmd(&cfg, upto, output),
         Command::DumpLog { output } => dump_cmd(&cfg, output),
     };
     match result {
@@ -188,6 +200,22 @@ fn rebuild_cmd(cfg: &CoordinatorConfig, verify: bool, output: Output) -> anyhow:
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn digest_at_cmd(cfg: &CoordinatorConfig, upto: u64, output: Output) -> anyhow::Result<ExitCode> {
+    let store = open_store(cfg)?;
+    let report = rebuild::digest_at(store.as_ref(), upto)?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(&report)?),
+        Output::Table => {
+            println!("digest {}", report.digest);
+            println!(
+                "{} events up to stream sequence {}, {} hosts",
+                report.events, report.upto_stream_seq, report.hosts
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn dump_cmd(cfg: &CoordinatorConfig, output: Output) -> anyhow::Result<ExitCode> {

@@ -39,16 +39,46 @@ pub struct RebuildReport {
 
 /// Folds the whole log into a fresh fleet.
 pub fn fold_log(store: &dyn EventStore) -> Result<(Fleet, u64), RebuildError> {
+    fold_log_upto(store, u64::MAX)
+}
+
+/// Folds the log entries up to stream sequence `upto` (inclusive) into a fresh fleet.
+pub fn fold_log_upto(store: &dyn EventStore, upto: u64) -> Result<(Fleet, u64), RebuildError> {
     let mut fleet = Fleet::new();
     let mut events = 0;
     for entry in store.log_from(0) {
         let (stream_seq, bytes) = entry?;
+        if stream_seq > upto {
+            break;
+        }
         let ev = EventEnvelope::decode(&bytes)
             .map_err(|source| RebuildError::Corrupt { stream_seq, source })?;
         fleet.apply(&ev);
         events += 1;
     }
     Ok((fleet, events))
+}
+
+/// What `digest-at` found: the digest of the log's fold up to a stream sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrefixReport {
+    pub upto_stream_seq: u64,
+    pub digest: String,
+    pub events: u64,
+    pub hosts: usize,
+}
+
+/// The digest of the projection folded from the log up to stream sequence `upto`: two
+/// coordinators that persisted the same stream agree on it, whatever each persisted since
+/// (e.g. the events of their own shutdown). Reads only.
+pub fn digest_at(store: &dyn EventStore, upto: u64) -> Result<PrefixReport, RebuildError> {
+    let (fleet, events) = fold_log_upto(store, upto)?;
+    Ok(PrefixReport {
+        upto_stream_seq: upto,
+        digest: fleet.digest(),
+        events,
+        hosts: fleet.len(),
+    })
 }
 
 /// Refolds the projection from the log and compares its digest with the stored one; with
@@ -201,6 +231,49 @@ mod tests {
         let report = rebuild(&store, true).unwrap();
         assert!(report.written);
         assert!(rebuild(&store, false).unwrap().matches);
+    }
+
+    #[test]
+    fn two_logs_agree_at_a_common_stream_sequence_whatever_follows() {
+        // Two coordinators persisted the same stream; one of them also its own shutdown.
+        let (shorter, longer) = (MemStore::new(), MemStore::new());
+        let mut at_10 = Fleet::new();
+        for (stream_seq, seq) in (1..=10).zip(1..) {
+            let e = ev("web-01", seq);
+            at_10.apply(&e);
+            for store in [&shorter, &longer] {
+                store
+                    .commit(&Commit {
+                        log: vec![(stream_seq, e.encode_to_vec().into())],
+                        rows: vec![],
+                        applied_stream_seq: stream_seq,
+                        snapshot: false,
+                    })
+                    .unwrap();
+            }
+        }
+        longer
+            .commit(&Commit {
+                log: vec![(11, ev("db-01", 1).encode_to_vec().into())],
+                rows: vec![],
+                applied_stream_seq: 11,
+                snapshot: false,
+            })
+            .unwrap();
+        let (a, b) = (
+            digest_at(&shorter, 10).unwrap(),
+            digest_at(&longer, 10).unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_eq!(
+            (a.digest.as_str(), a.events, a.hosts),
+            (at_10.digest().as_str(), 10, 1)
+        );
+        assert_ne!(digest_at(&longer, 11).unwrap().digest, a.digest);
+        assert_eq!(
+            digest_at(&longer, 11).unwrap().digest,
+            rebuild(&longer, false).unwrap().digest
+        );
     }
 
     #[test]

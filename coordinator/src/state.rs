@@ -31,6 +31,20 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Which coordinator answers and how current it is (`behind`: messages of `OPS_EVENTS`
+    /// not persisted yet); part of every API reply and command reply.
+    pub fn responder(&self, behind: u64) -> opsfleet_proto::api::Responder {
+        let view = self.leadership.view();
+        opsfleet_proto::api::Responder {
+            name: self.name.clone(),
+            color: self.color.clone(),
+            role: view.role(tokio::time::Instant::now()),
+            epoch: view.epoch,
+            applied_stream_seq: self.applied(),
+            behind,
+        }
+    }
+
     /// Loads the persisted projection (the last snapshot of the rows plus a fold of the log
     /// after it) and the applied position.
     pub fn load(

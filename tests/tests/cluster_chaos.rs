@@ -10,7 +10,9 @@
 //!   host's seqs are 1..=last, each once (no gap, no duplicate);
 //! - every command issued reached a terminal state;
 //! - no two coordinators held the same epoch;
-//! - both coordinators rebuild to the same digest.
+//! - both coordinators rebuild to the same digest (`digest-at`, up to the last stream sequence
+//!   both persisted: the one stopped later may also hold the events of the other's shutdown)
+//!   and each one's stored projection is its log's fold (`rebuild --verify`).
 //!
 //! Each fault's recovery time (until events flow into the active coordinator again) is printed.
 //! The short schedule (each fault once) runs in CI; `--features slow-tests` runs a longer
@@ -23,6 +25,8 @@ mod clock;
 mod faults;
 #[path = "cluster_chaos/leases.rs"]
 mod leases;
+#[path = "cluster_chaos/logs.rs"]
+mod logs;
 #[path = "cluster_chaos/network.rs"]
 mod network;
 #[path = "cluster_chaos/stack.rs"]

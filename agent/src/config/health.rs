@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use hyper::Uri;
 use opsfleet_proto::subjects::validate_token;
 use serde::{Deserialize, Serialize};
 
@@ -191,7 +192,7 @@ impl ProbeConfig {
             ProbeType::Http => match &self.url {
                 None => push("url", "is required for type = \"http\"".to_owned()),
                 Some(u) => {
-                    if let Err(reason) = crate::modules::health::probe::parse_http_url(u) {
+                    if let Err(reason) = parse_http_url(u) {
                         push("url", reason);
                     }
                 }
@@ -245,6 +246,46 @@ fn valid_host_port(s: &str) -> bool {
         Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
         None => false,
     }
+}
+
+/// A parsed `http://host:port/path` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTarget {
+    pub authority: String,
+    pub path_and_query: String,
+}
+
+/// Accepts `http://` URLs with a host; https is refused (probes are for local services).
+pub fn parse_http_url(url: &str) -> Result<HttpTarget, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => {
+            return Err(format!(
+                "scheme {other:?} not supported; only http:// (probes are for local services)"
+            ))
+        }
+        None => return Err(format!("{url:?} needs a scheme (http://host:port/path)")),
+    }
+    let Some(auth) = uri.authority() else {
+        return Err(format!("{url:?} has no host"));
+    };
+    if auth.host().is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    let authority = match auth.port_u16() {
+        Some(_) => auth.as_str().to_owned(),
+        None => format!("{}:80", auth.host()),
+    };
+    let path_and_query = uri
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    Ok(HttpTarget {
+        authority,
+        path_and_query,
+    })
 }
 
 #[cfg(test)]

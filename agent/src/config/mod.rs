@@ -8,6 +8,7 @@ mod janitor;
 mod load;
 mod log;
 mod policy;
+mod problems;
 mod runtime;
 mod sentinel;
 mod template;
@@ -22,7 +23,8 @@ use sha2::{Digest, Sha256};
 
 pub use backup::{BackupConfig, BackupJobConfig, Compression};
 pub use health::{
-    HealthConfig, ProbeConfig, ProbeType, DEFAULT_EXPECT_EXIT, DEFAULT_EXPECT_STATUS,
+    parse_http_url, HealthConfig, HttpTarget, ProbeConfig, ProbeType, DEFAULT_EXPECT_EXIT,
+    DEFAULT_EXPECT_STATUS,
 };
 pub use http::HttpConfig;
 pub use janitor::{JanitorConfig, JanitorRootConfig};

@@ -8,6 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use super::rules::{Rule, RuleKind, Rules};
 
+/// The rules of the default `[alerts]` section (what a config without one gets).
+impl Default for Rules {
+    fn default() -> Self {
+        AlertsConfig::default().rules()
+    }
+}
+
 /// `[alerts]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

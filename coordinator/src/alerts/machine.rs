@@ -7,19 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::projection::{AlertRecord, Fleet};
 
-use super::rules::{conditions, Condition, Rule, RuleKind, Rules};
-
-/// Timing of one rule, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    /// The condition must hold this long before pending becomes firing (0: fire at once).
-    pub for_ms: i64,
-    /// A firing alert resolves after its condition stayed clear this long.
-    pub resolve_after_ms: i64,
-    /// With `flap_max` firings inside this window, resolving waits for the whole window.
-    pub flap_window_ms: i64,
-    pub flap_max: u32,
-}
+use super::rules::{conditions, Condition, Rule, RuleKind, Rules, Timing};
 
 /// The states of an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -10,9 +10,9 @@ pub mod machine;
 pub mod rules;
 
 pub use config::{AlertsConfig, RuleConfig};
-pub use machine::{evaluate, evaluate_with, step, AlertView, Memory, State, Timing, Transition};
+pub use machine::{evaluate, evaluate_with, step, AlertView, Memory, State, Transition};
 pub use rules::{
-    alert_id, conditions, stream_condition, Condition, Rule, RuleKind, Rules, StreamUsage,
+    alert_id, conditions, stream_condition, Condition, Rule, RuleKind, Rules, StreamUsage, Timing,
 };
 
 use opsfleet_proto::pb::{self, event::Body};

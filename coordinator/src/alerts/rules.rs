@@ -4,9 +4,19 @@
 use crate::projection::{Fleet, HostState};
 use opsfleet_proto::api::{DiskLevel, ModuleState};
 
-use super::machine::Timing;
-
 /// The closed set of rules.
+/// Timing of one rule, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// The condition must hold this long before pending becomes firing (0: fire at once).
+    pub for_ms: i64,
+    /// A firing alert resolves after its condition stayed clear this long.
+    pub resolve_after_ms: i64,
+    /// With `flap_max` firings inside this window, resolving waits for the whole window.
+    pub flap_window_ms: i64,
+    pub flap_max: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RuleKind {
     HostLost,
@@ -116,12 +126,6 @@ pub struct Rules {
     pub silent_kinds: Vec<String>,
     /// No dead-man alert before this much silence.
     pub min_silence_ms: i64,
-}
-
-impl Default for Rules {
-    fn default() -> Self {
-        super::AlertsConfig::default().rules()
-    }
 }
 
 impl Rules {

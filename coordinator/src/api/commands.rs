@@ -5,7 +5,6 @@ use opsfleet_proto::api::{
     CommandStepView, CommandView, CommandsRequest, FailoverReply, FailoverRequest,
 };
 
-use super::responder;
 use crate::election::{ReleaseHandle, Requester};
 use crate::identity::Issuer;
 use crate::projection::Fleet;
@@ -39,7 +38,7 @@ pub(super) async fn failover(
         return Err("the election task has stopped".to_owned());
     }
     Ok(FailoverReply {
-        responder: responder(shared, 0),
+        responder: shared.responder(0),
         released_epoch: epoch,
         to: req.to,
     })

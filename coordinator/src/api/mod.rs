@@ -29,7 +29,7 @@ use futures::StreamExt;
 use opsfleet_proto::api::{
     AlertsReply, AlertsRequest, ApiError, BackupsReply, BackupsRequest, CommandRequest,
     CommandsReply, CommandsRequest, FailoverRequest, HostsReply, HostsRequest, IncidentsReply,
-    IncidentsRequest, Responder, StatusRequest,
+    IncidentsRequest, StatusRequest,
 };
 use opsfleet_proto::subjects;
 use tokio_util::sync::CancellationToken;
@@ -47,20 +47,6 @@ pub struct SubscribeError {
     pub subject: String,
     #[source]
     pub source: async_nats::SubscribeError,
-}
-
-/// Who answers, in which role, how current.
-pub fn responder(shared: &Shared, behind: u64) -> Responder {
-    let view = shared.leadership.view();
-    let now = tokio::time::Instant::now();
-    Responder {
-        name: shared.name.clone(),
-        color: shared.color.clone(),
-        role: view.role(now).to_owned(),
-        epoch: view.epoch,
-        applied_stream_seq: shared.applied(),
-        behind,
-    }
 }
 
 /// How many messages of `OPS_EVENTS` this coordinator has not persisted yet; 0 (rather than
@@ -299,7 +285,7 @@ pub async fn serve(
             },
             subjects::API_COMMANDS => match parse::<CommandsRequest>(&msg.payload) {
                 Ok(req) => to_json(&CommandsReply {
-                    responder: responder(&shared, 0),
+                    responder: shared.responder(0),
                     commands: command_views(&shared.fleet(), &req),
                 }),
                 Err(e) => error_reply(&shared, format!("bad commands request: {e}")),
@@ -310,7 +296,7 @@ pub async fn serve(
                     let now = now_unix_ms();
                     let (hosts, next) = hosts::hosts(&shared.fleet(), &req, now);
                     to_json(&HostsReply {
-                        responder: responder(&shared, behind),
+                        responder: shared.responder(behind),
                         now_unix_ms: now,
                         hosts,
                         next,
@@ -323,7 +309,7 @@ pub async fn serve(
                     let behind = behind(&shared, &events).await;
                     let (backups, next) = backups(&shared.fleet(), &req);
                     to_json(&BackupsReply {
-                        responder: responder(&shared, behind),
+                        responder: shared.responder(behind),
                         backups,
                         next,
                     })
@@ -335,7 +321,7 @@ pub async fn serve(
                     let behind = behind(&shared, &events).await;
                     let (incidents, next) = incidents(&shared.fleet(), &req);
                     to_json(&IncidentsReply {
-                        responder: responder(&shared, behind),
+                        responder: shared.responder(behind),
                         incidents,
                         next,
                     })
@@ -347,7 +333,7 @@ pub async fn serve(
                     let behind = behind(&shared, &events).await;
                     let (alerts, next) = alerts(&shared.fleet(), &req);
                     to_json(&AlertsReply {
-                        responder: responder(&shared, behind),
+                        responder: shared.responder(behind),
                         alerts,
                         next,
                     })

@@ -8,7 +8,7 @@ use opsfleet_proto::api::{
 };
 use std::sync::atomic::Ordering;
 
-use super::{behind, page, responder, Cursor};
+use super::{behind, page, Cursor};
 use crate::projection::{Fleet, HostState};
 use crate::state::Shared;
 
@@ -92,7 +92,7 @@ pub async fn status(
         (hosts, next, coordinator_views(&fleet), fleet.digest())
     };
     StatusReply {
-        responder: responder(shared, behind),
+        responder: shared.responder(behind),
         digest,
         log_events: shared.store.log_len().unwrap_or(0),
         duplicates_dropped: shared.duplicates.load(Ordering::Relaxed),

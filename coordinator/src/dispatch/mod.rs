@@ -402,7 +402,7 @@ impl Dispatcher {
         }
         info!(epoch, action = %req.action, hosts = commands.len(), issued_by = %issuer.name, issued_role = %issuer.role_text(), "commands issued");
         Ok(CommandReply {
-            responder: crate::api::responder(&self.shared, 0),
+            responder: self.shared.responder(0),
             epoch,
             commands: commands
                 .into_iter()

@@ -16,12 +16,8 @@ use super::bounds::{
     MODULES_KEPT, NAME_BYTES_KEPT, TEXT_BYTES_KEPT,
 };
 use super::runbooks::Runbooks;
-use super::seq::{Closed, SeqTrack};
+use super::seq::{Closed, SeqTrack, Version};
 use super::Verdict;
-
-/// Which event last wrote a piece of state: (incarnation, seq). Later versions win, so a
-/// late gap-filling event never overwrites newer state.
-pub type Version = (String, u64);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskState {

@@ -13,7 +13,7 @@ use super::bounds::{
     capped_entry, clip, BACKUP_JOBS_KEPT, HEALTH_CHECKS_KEPT, JANITOR_ROOTS_KEPT, LOG_FILES_KEPT,
     SENTINELS_KEPT,
 };
-use super::host::Version;
+use super::seq::Version;
 
 /// How many archive names per backup job the catalog keeps.
 pub const ARCHIVES_KEPT: usize = 100;

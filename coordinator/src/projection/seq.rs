@@ -9,6 +9,10 @@ use super::Verdict;
 
 /// Seqs seen from one agent incarnation: the highest, and the ranges below it never seen
 /// (ascending and disjoint, at most `GAP_RANGES_KEPT`).
+/// Which event last wrote a piece of state: (incarnation, seq). Later versions win, so a
+/// late gap-filling event never overwrites newer state.
+pub type Version = (String, u64);
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeqTrack {
     pub last_seq: u64,

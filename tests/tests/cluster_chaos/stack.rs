@@ -22,6 +22,7 @@ use opsfleet_tests::{wait_until, Opsctl, RebuildReport};
 
 use super::clock::FakeClock;
 use super::faults::Fault;
+use super::logs::common_prefix;
 
 const TAG: &str = "chaos";
 const PROJECT_PREFIX: &str = "opsfleet-chaos-";
@@ -509,7 +510,7 @@ impl Chaos {
         .await?;
         self.stack
             .run(&["stop", "-t", "30", "coordinator-blue", "coordinator-green"])?;
-        let mut digests = Vec::new();
+        let mut logs = Vec::new();
         for name in ["blue", "green"] {
             let log = self.dump_log(name)?;
             for host in HOSTS {
@@ -536,17 +537,42 @@ impl Chaos {
             );
             eprintln!(
                 "cluster_chaos: {name}: {} log entries, every host's seqs once, {matches} \
-                 log_match = lines written, digest {}",
-                log.len(),
-                report.digest
+                 log_match = lines written, stored projection = its log's fold",
+                log.len()
             );
-            digests.push(report.digest);
+            logs.push(log);
+        }
+        let upto = common_prefix(("blue", &logs[0]), ("green", &logs[1]))?;
+        let mut digests = Vec::new();
+        for name in ["blue", "green"] {
+            digests.push(self.digest_at(name, upto)?);
         }
         ensure!(
             digests[0] == digests[1],
-            "blue and green rebuild to different digests: {digests:?}"
+            "blue and green fold their logs up to stream sequence {upto} to different digests: \
+             {digests:?}"
+        );
+        eprintln!(
+            "cluster_chaos: blue and green fold to the same digest up to stream sequence {upto}: {}",
+            digests[0]
         );
         Ok(())
+    }
+
+    /// `ops-coordinator digest-at --upto <seq>` of a stopped coordinator.
+    fn digest_at(&self, name: &str, upto: u64) -> Result<String> {
+        let upto = upto.to_string();
+        let out =
+            self.coordinator_command(name, &["digest-at", "--upto", &upto, "--output", "json"])?;
+        let line = out
+            .lines()
+            .rfind(|l| l.trim_start().starts_with('{'))
+            .with_context(|| format!("digest-at printed no JSON: {out}"))?;
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        v["digest"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no digest in {line}"))
     }
 
     /// `ops-coordinator dump-log` of a stopped coordinator, in a one-off container on its volume.

@@ -21,17 +21,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::naming;
+use super::naming::{self, MANIFEST_SUFFIX, PARTIAL_SUFFIX};
 use crate::config::BackupJobConfig;
 
 pub use manifest::{EntryKind, Manifest, ManifestEntry, Skipped};
 use walk::archive_source;
 use writers::{Encoder, HashWriter, PartialGuard, Tracker};
 
-/// Suffix of the manifest written next to each archive.
-pub const MANIFEST_SUFFIX: &str = ".manifest.json";
-/// Suffix of files being written; never a valid archive or manifest name.
-pub const PARTIAL_SUFFIX: &str = ".partial";
 /// Manifest format version.
 pub const MANIFEST_VERSION: u32 = 1;
 

@@ -17,7 +17,7 @@ use tracing::warn;
 
 use super::archive::{sha256_file, EntryKind, Manifest, ManifestEntry};
 use super::naming::parse_archive_name;
-use super::restore::{Corruption, FileProblem, Problem, RestoreError};
+use super::report::{Corruption, FileProblem, Problem, RestoreError};
 use crate::config::Compression;
 
 #[derive(Debug, Default)]

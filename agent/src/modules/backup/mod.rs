@@ -6,6 +6,7 @@
 pub mod archive;
 mod extract;
 pub mod naming;
+mod report;
 pub mod restore;
 
 use opsfleet_report::ErrorChain;
@@ -20,8 +21,9 @@ use tracing::{info, warn};
 
 use super::{Module, ModuleCtx, ModuleError, RunNowTicket};
 use crate::config::{AgentConfig, BackupConfig, BackupJobConfig, ModuleConfig};
-pub use archive::{ArchiveError, Manifest, ManifestEntry, Progress, MANIFEST_SUFFIX};
+pub use archive::{ArchiveError, Manifest, ManifestEntry, Progress};
 pub use naming::ArchiveFile;
+pub use naming::MANIFEST_SUFFIX;
 pub use restore::{
     restore, ArchiveSelector, Corruption, FileProblem, Problem, RestoreError, RestoreReport,
 };

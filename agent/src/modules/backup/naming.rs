@@ -5,8 +5,12 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::archive::{MANIFEST_SUFFIX, PARTIAL_SUFFIX};
 use crate::config::Compression;
+
+/// Suffix of the manifest written next to each archive.
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+/// Suffix of files being written; never a valid archive or manifest name.
+pub const PARTIAL_SUFFIX: &str = ".partial";
 
 /// One complete archive of a job found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,10 +5,8 @@
 //! target's missing parent directories this restore created, and the target is left as it
 //! was (not created if it did not exist). Blocking code: call it from `spawn_blocking`.
 //!
-//! This file owns choosing the archive and the restore itself; `report` owns what a restore
-//! reports (its success report, corruption details and errors, as events and JSON).
-
-mod report;
+//! This file owns choosing the archive and the restore itself; `super::report` owns what a
+//! restore reports (its success report, corruption details and errors, as events and JSON).
 
 use opsfleet_report::ErrorChain;
 use std::collections::HashSet;
@@ -21,12 +19,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::warn;
 
-use super::archive::{Manifest, ManifestEntry, MANIFEST_SUFFIX};
+use super::archive::{Manifest, ManifestEntry};
 use super::extract::extract_verified;
+use super::naming::MANIFEST_SUFFIX;
 use super::naming::{list_archives, parse_archive_name};
 use crate::config::BackupJobConfig;
 
-pub use report::{
+pub use super::report::{
     error_chain, failure_json, Corruption, FileProblem, Problem, RestoreError, RestoreReport,
 };
 

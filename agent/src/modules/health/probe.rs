@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::config::{ProbeConfig, ProbeType, DEFAULT_EXPECT_EXIT, DEFAULT_EXPECT_STATUS};
+use crate::config::{
+    parse_http_url, ProbeConfig, ProbeType, DEFAULT_EXPECT_EXIT, DEFAULT_EXPECT_STATUS,
+};
 
 /// How much of a response body is read for `body_contains`.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -24,46 +25,6 @@ pub struct Outcome {
     /// What was seen: `status 200`, `exit 3`, `timed out after 200ms`, an error.
     pub detail: String,
     pub latency: Duration,
-}
-
-/// A parsed `http://host:port/path` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpTarget {
-    pub authority: String,
-    pub path_and_query: String,
-}
-
-/// Accepts `http://` URLs with a host; https is refused (probes are for local services).
-pub fn parse_http_url(url: &str) -> Result<HttpTarget, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some(other) => {
-            return Err(format!(
-                "scheme {other:?} not supported; only http:// (probes are for local services)"
-            ))
-        }
-        None => return Err(format!("{url:?} needs a scheme (http://host:port/path)")),
-    }
-    let Some(auth) = uri.authority() else {
-        return Err(format!("{url:?} has no host"));
-    };
-    if auth.host().is_empty() {
-        return Err(format!("{url:?} has no host"));
-    }
-    let authority = match auth.port_u16() {
-        Some(_) => auth.as_str().to_owned(),
-        None => format!("{}:80", auth.host()),
-    };
-    let path_and_query = uri
-        .path_and_query()
-        .map_or("/".to_owned(), |p| p.as_str().to_owned());
-    Ok(HttpTarget {
-        authority,
-        path_and_query,
-    })
 }
 
 /// Runs one probe with its timeout.
@@ -244,6 +205,7 @@ pub async fn command_probe(argv: &[String], expect: i32, timeout: Duration) -> (
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::HttpTarget;
     use axum::routing::get;
     use std::net::SocketAddr;
 
