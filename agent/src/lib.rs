@@ -3,7 +3,6 @@
 
 pub mod commands;
 pub mod config;
-pub mod control;
 pub mod http;
 pub mod modules;
 pub mod outbox;

@@ -1,8 +1,10 @@
 //! Schedules the modules (interval, per-run timeout, tracing span per module), tracks their
 //! status, and funnels their event bodies through one writer task that group-commits them to
 //! the outbox and wakes the publisher. This file owns the `Runner` and its inputs; `status`
-//! owns the status board, `worker` one module's task, `writer` the group-committing writer.
+//! owns the status board, `worker` one module's task, `writer` the group-committing writer,
+//! `control` run-time control of the running modules (pause, resume, reconfigure, run now).
 
+pub mod control;
 mod status;
 mod worker;
 mod writer;
@@ -19,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info_span, Instrument};
 
 use crate::config::{AgentConfig, HostPolicy, ModuleConfig};
-use crate::control::{ControlHandle, Controller, Request};
 use crate::modules::{self, HealthBoard, Module};
 use crate::outbox::{NewEvent, Outbox, StateWrite};
+use control::{ControlHandle, Controller, Request};
 
 pub use status::{ModuleSlot, StatusBoard};
 use worker::ModuleWorker;

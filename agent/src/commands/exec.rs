@@ -10,8 +10,8 @@ use opsfleet_proto::pb::command::Action as CmdAction;
 
 use super::CommandHandler;
 use crate::config::fs_resolve;
-use crate::control::{Action, ControlReply, Origin, RunState};
 use crate::modules::backup;
+use crate::runner::control::{Action, ControlReply, Origin, RunState};
 use opsfleet_report::error_chain;
 
 /// What running a command produced.

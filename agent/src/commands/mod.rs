@@ -36,8 +36,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::{fs_resolve, AgentConfig, HostPolicy, AGENT_MODULE};
-use crate::control::ControlHandle;
 use crate::outbox::{NewEvent, Outbox, OutboxError};
+use crate::runner::control::ControlHandle;
 use crate::runner::{RunOutput, StatusBoard};
 use crate::telemetry;
 use opsfleet_proto::time::unix_ms;

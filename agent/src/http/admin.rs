@@ -19,7 +19,7 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::HttpError;
-use crate::control::{Action, ControlError, ControlHandle, ControlReply, Origin};
+use crate::runner::control::{Action, ControlError, ControlHandle, ControlReply, Origin};
 
 /// The admin routes on a TCP listener: the controller and the guard in front of it.
 #[derive(Clone)]

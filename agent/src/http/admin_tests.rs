@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::{parse_str, HttpConfig};
-use crate::control::ControlHandle;
 use crate::outbox::Outbox;
+use crate::runner::control::ControlHandle;
 use crate::runner::{Runner, StatusBoard};
 
 /// The file config: a heartbeat and a health module, with a policy as open as it gets (the

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{admin_router, HttpError};
-use crate::control::ControlHandle;
+use crate::runner::control::ControlHandle;
 
 /// A bound admin socket.
 pub struct AdminSocket {

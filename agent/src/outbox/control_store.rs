@@ -1,4 +1,4 @@
-//! The run-time control records of the modules (`c/<module>`, JSON owned by `crate::control`)
+//! The run-time control records of the modules (`c/<module>`, JSON owned by `crate::runner::control`)
 //! in the agent's sled, beside the outbox: read at start, written and flushed on each change.
 
 use super::{Outbox, OutboxError};
