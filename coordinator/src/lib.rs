@@ -1,5 +1,7 @@
 //! ops-coordinator: consumes the event stream, persists it in sled with the projections folded
-//! from it, and answers the query API. Election and command dispatch arrive with later issues.
+//! from it (`ingest`, `store`, `projection`), elects an active coordinator through the KV lease
+//! (`election`), and, while active, dispatches commands (`dispatch`) and evaluates alerts
+//! (`alerts`, `notify`); every coordinator answers the query API (`api`).
 
 pub mod admit;
 pub mod alerts;
