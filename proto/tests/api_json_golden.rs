@@ -1,0 +1,530 @@
+//! Golden pins of the query API's JSON: every request and reply type of `ops.api.*`, filled in
+//! and left at its defaults, serialised and compared byte for byte with
+//! `tests/golden/api_json.txt`, then read back and written again. Refactors of the types (typed
+//! states, tagged command actions) must leave every line as it is.
+
+use opsfleet_proto::api::*;
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeMap;
+
+const GOLDEN: &str = include_str!("golden/api_json.txt");
+
+fn responder() -> Responder {
+    Responder {
+        name: "coord-blue".into(),
+        color: "blue".into(),
+        role: LeaderRole::Active,
+        epoch: 7,
+        applied_stream_seq: 1200,
+        behind: 3,
+    }
+}
+
+fn disk() -> DiskView {
+    DiskView {
+        path: "/var".into(),
+        used_percent: 91.5,
+        inodes_used_percent: 12.25,
+        level: DiskLevel::Crit,
+        total_bytes: 10_000,
+        avail_bytes: 850,
+    }
+}
+
+fn module(name: &str, kind: &str, state: ModuleState) -> ModuleView {
+    ModuleView {
+        name: name.into(),
+        kind: kind.into(),
+        state,
+    }
+}
+
+fn truncated() -> Truncated {
+    Truncated {
+        incarnations: 1,
+        gap_ranges: 2,
+        gap_seqs: 3,
+        modules: 4,
+        disks: 5,
+        health_checks: 6,
+        log_files: 7,
+        sentinels: 8,
+        backup_jobs: 9,
+        janitor_roots: 10,
+        labels: 11,
+        commands: 12,
+        configs: 13,
+        alerts: 14,
+    }
+}
+
+/// Each case: a name and the value's JSON, written by the same function that reads it back.
+struct Cases(Vec<(String, String, Box<dyn Fn(&str) -> String>)>);
+
+impl Cases {
+    fn add<T: Serialize + DeserializeOwned + 'static>(&mut self, name: &str, value: T) {
+        let json = serde_json::to_string(&value).expect("serialise");
+        let reread = |text: &str| {
+            let v: T = serde_json::from_str(text).expect("read back");
+            serde_json::to_string(&v).expect("serialise again")
+        };
+        self.0.push((name.to_owned(), json, Box::new(reread)));
+    }
+}
+
+fn cases() -> Cases {
+    let mut c = Cases(Vec::new());
+    c.add("responder", responder());
+    c.add("status_request.default", StatusRequest::default());
+    c.add(
+        "status_request.full",
+        StatusRequest {
+            host: Some("web-01".into()),
+            limit: Some(10),
+            after: Some("db-01".into()),
+        },
+    );
+    c.add(
+        "status_reply",
+        StatusReply {
+            responder: responder(),
+            digest: "ab12".into(),
+            log_events: 99,
+            duplicates_dropped: 1,
+            malformed_parked: 2,
+            api_refused: ApiRefusals {
+                foreign_reply: 1,
+                role: 2,
+                unidentified: 3,
+            },
+            refused_parked: 4,
+            hosts: vec![
+                HostView {
+                    host: "web-01".into(),
+                    last_seen_unix_ms: 1_790_000_000_000,
+                    last_seq: 42,
+                    incarnation: "0190e0a0-0000-7000-8000-000000000001".into(),
+                    events: 40,
+                    gaps: vec![SeqRange { first: 3, last: 4 }],
+                    disks: vec![disk()],
+                    modules: vec![
+                        module("hb", "heartbeat", ModuleState::Running),
+                        module("logs", "log", ModuleState::Paused),
+                        module("d", "disk", ModuleState::Disabled),
+                        module("b", "backup", ModuleState::Failed),
+                        module("x", "health", ModuleState::Unknown),
+                    ],
+                    truncated: truncated(),
+                },
+                HostView {
+                    host: "web-02".into(),
+                    last_seen_unix_ms: -5,
+                    last_seq: 0,
+                    incarnation: String::new(),
+                    events: 0,
+                    gaps: vec![],
+                    disks: vec![],
+                    modules: vec![],
+                    truncated: Truncated::default(),
+                },
+            ],
+            coordinators: vec![CoordinatorView {
+                name: "coord-green".into(),
+                color: "green".into(),
+                role: LeaderRole::Standby,
+                epoch: 6,
+                history: vec![
+                    LeadershipChangeView {
+                        epoch: 6,
+                        role: LeaderRole::Active,
+                        reason: "elected".into(),
+                        at_unix_ms: 1_790_000_000_001,
+                        requested_by: String::new(),
+                        requested_role: String::new(),
+                    },
+                    LeadershipChangeView {
+                        epoch: 6,
+                        role: LeaderRole::Unknown,
+                        reason: "released".into(),
+                        at_unix_ms: 1_790_000_000_002,
+                        requested_by: "alice".into(),
+                        requested_role: "operator".into(),
+                    },
+                ],
+            }],
+            next: Some("web-02".into()),
+        },
+    );
+    c.add("failover_request.default", FailoverRequest::default());
+    c.add(
+        "failover_request.full",
+        FailoverRequest {
+            to: Some("green".into()),
+            requested_by: Some("alice".into()),
+        },
+    );
+    c.add(
+        "failover_reply",
+        FailoverReply {
+            responder: responder(),
+            released_epoch: 7,
+            to: Some("green".into()),
+        },
+    );
+    c.add(
+        "failover_reply.anyone",
+        FailoverReply {
+            responder: responder(),
+            released_epoch: 7,
+            to: None,
+        },
+    );
+    for (name, req) in command_requests() {
+        c.add(&format!("command_request.{name}"), req);
+    }
+    c.add(
+        "command_reply",
+        CommandReply {
+            responder: responder(),
+            epoch: 7,
+            commands: vec![IssuedCommand {
+                host: "web-01".into(),
+                command_id: "0190e0a0-0000-7000-8000-0000000000aa".into(),
+            }],
+        },
+    );
+    c.add("commands_request.default", CommandsRequest::default());
+    c.add(
+        "commands_request.full",
+        CommandsRequest {
+            ids: vec!["a".into(), "b".into()],
+            host: Some("web-01".into()),
+            limit: Some(5),
+        },
+    );
+    let states = [
+        CommandState::Issued,
+        CommandState::Accepted,
+        CommandState::Completed,
+        CommandState::Failed,
+        CommandState::Rejected,
+        CommandState::Expired,
+        CommandState::Unknown,
+    ];
+    c.add(
+        "commands_reply",
+        CommandsReply {
+            responder: responder(),
+            commands: vec![CommandView {
+                id: "0190e0a0-0000-7000-8000-0000000000aa".into(),
+                target: "web-01".into(),
+                epoch: 7,
+                issued_by: "alice".into(),
+                issued_role: "operator".into(),
+                action: "pause".into(),
+                module: "logs".into(),
+                deadline_unix_ms: 1_790_000_030_000,
+                state: CommandState::Completed,
+                detail: "paused".into(),
+                accepted_count: 1,
+                history: states
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| CommandStepView {
+                        state: *s,
+                        at_unix_ms: 1_790_000_000_000 + i as i64,
+                        by: "web-01".into(),
+                        detail: format!("step {i}"),
+                    })
+                    .collect(),
+            }],
+        },
+    );
+    c.add("hosts_request.default", HostsRequest::default());
+    c.add(
+        "hosts_request.full",
+        HostsRequest {
+            host: Some("web-*".into()),
+            state: Some("lost".into()),
+            limit: Some(3),
+            after: Some("web-01".into()),
+        },
+    );
+    c.add(
+        "hosts_reply",
+        HostsReply {
+            responder: responder(),
+            now_unix_ms: 1_790_000_000_500,
+            hosts: ["up", "late", "lost", "unknown"]
+                .iter()
+                .enumerate()
+                .map(|(i, liveness)| HostSummary {
+                    host: format!("web-0{i}"),
+                    liveness: (*liveness).into(),
+                    last_seen_unix_ms: 1_790_000_000_000,
+                    heartbeat_interval_ms: 5_000,
+                    agent_version: "0.1.0".into(),
+                    last_seq: 9,
+                    events: 9,
+                    missing_events: i as u64,
+                    outbox_pending: 2,
+                    worst_disk: (i == 0).then(disk),
+                    modules: vec![module("hb", "heartbeat", ModuleState::Running)],
+                    unhealthy: if i == 1 {
+                        vec!["api:not_ready".into()]
+                    } else {
+                        vec![]
+                    },
+                    incidents: 3,
+                    failing_backups: 1,
+                    declared_lost: i == 2,
+                    truncated: if i == 3 {
+                        truncated()
+                    } else {
+                        Truncated::default()
+                    },
+                })
+                .collect(),
+            next: Some("web-03".into()),
+        },
+    );
+    c.add("backups_request.default", BackupsRequest::default());
+    c.add(
+        "backups_request.full",
+        BackupsRequest {
+            host: Some("db-*".into()),
+            job: Some("pg".into()),
+            limit: Some(2),
+            after: Some("db-01/pg".into()),
+        },
+    );
+    c.add(
+        "backups_reply",
+        BackupsReply {
+            responder: responder(),
+            backups: ["ok", "failed", "running", "never"]
+                .iter()
+                .map(|state| BackupView {
+                    host: "db-01".into(),
+                    job: format!("job-{state}"),
+                    state: (*state).into(),
+                    last_success: (*state == "ok").then(|| BackupSuccessView {
+                        run_id: "r1".into(),
+                        archive: "pg-20261205T000000Z.tar.zst".into(),
+                        size_bytes: 1024,
+                        files: 3,
+                        duration_ms: 250,
+                        sha256: "ff00".into(),
+                        at_unix_ms: 1_790_000_000_000,
+                    }),
+                    last_failure: (*state == "failed").then(|| BackupFailureView {
+                        run_id: "r2".into(),
+                        reason: "disk full".into(),
+                        at_unix_ms: 1_790_000_000_001,
+                    }),
+                    running: (*state == "running").then(|| "r3".into()),
+                    archives_kept: 4,
+                    pruned_archives: 1,
+                    pruned_bytes: 512,
+                    last_restore: (*state == "ok").then(|| "a -> /srv/restore".into()),
+                })
+                .collect(),
+            next: None,
+        },
+    );
+    c.add("incidents_request.default", IncidentsRequest::default());
+    c.add(
+        "incidents_request.full",
+        IncidentsRequest {
+            host: Some("web-*".into()),
+            since_unix_ms: Some(-1),
+            limit: Some(9),
+            after: Some("web-01/var/log/app.log".into()),
+        },
+    );
+    c.add(
+        "incidents_reply",
+        IncidentsReply {
+            responder: responder(),
+            incidents: vec![IncidentView {
+                host: "web-01".into(),
+                path: "/var/log/app.log".into(),
+                pattern: "traceback".into(),
+                count: 5,
+                suppressed: 1,
+                first_seen_unix_ms: 0,
+                last_seen_unix_ms: 1_790_000_000_000,
+                last_excerpt: "Traceback (most recent call last): \"x\" é".into(),
+            }],
+            next: Some("web-01/var/log/app.log".into()),
+        },
+    );
+    c.add("alerts_request.default", AlertsRequest::default());
+    c.add(
+        "alerts_request.full",
+        AlertsRequest {
+            host: Some("web-*".into()),
+            state: Some("firing".into()),
+            limit: Some(1),
+            after: Some("k".into()),
+        },
+    );
+    c.add(
+        "alerts_reply",
+        AlertsReply {
+            responder: responder(),
+            alerts: ["pending", "firing", "resolved"]
+                .iter()
+                .map(|state| AlertView {
+                    key: format!("disk_full/web-01/{state}"),
+                    rule: "disk_full".into(),
+                    host: "web-01".into(),
+                    subject: "/var".into(),
+                    state: (*state).into(),
+                    since_unix_ms: 1_790_000_000_000,
+                    last_transition: "pending -> firing".into(),
+                    last_transition_unix_ms: 1_790_000_000_000,
+                    notifications_sent: 2,
+                    detail: "91% used".into(),
+                    severity: "critical".into(),
+                    transitions: 3,
+                })
+                .collect(),
+            next: None,
+        },
+    );
+    c.add(
+        "api_error",
+        ApiError {
+            responder: "coord-blue".into(),
+            error: "refused".into(),
+            needs_role: Some(Role::Admin),
+        },
+    );
+    c.add(
+        "api_error.plain",
+        ApiError {
+            responder: "coord-blue".into(),
+            error: "bad request".into(),
+            needs_role: None,
+        },
+    );
+    c
+}
+
+/// One request per action, with the fields that action takes.
+fn command_requests() -> Vec<(&'static str, CommandRequest)> {
+    let base = |action: &str| CommandRequest {
+        action: action.into(),
+        hosts: vec!["web-01".into(), "web-02".into()],
+        deadline_ms: 30_000,
+        issued_by: "alice".into(),
+        ..CommandRequest::default()
+    };
+    let with_module = |action: &str| CommandRequest {
+        module: Some("logs".into()),
+        ..base(action)
+    };
+    let mut labels = BTreeMap::new();
+    labels.insert("role".to_owned(), "web".to_owned());
+    labels.insert("zone".to_owned(), "a".to_owned());
+    vec![
+        ("pause", with_module("pause")),
+        ("resume", with_module("resume")),
+        ("disable", with_module("disable")),
+        ("enable", with_module("enable")),
+        (
+            "noop.all",
+            CommandRequest {
+                hosts: vec![],
+                all: true,
+                ..base("noop")
+            },
+        ),
+        (
+            "drain.labels",
+            CommandRequest {
+                hosts: vec![],
+                labels,
+                ..base("drain")
+            },
+        ),
+        ("backup_run", base("backup_run")),
+        (
+            "backup_run.job",
+            CommandRequest {
+                module: Some("backups".into()),
+                job: Some("pg".into()),
+                ..base("backup_run")
+            },
+        ),
+        (
+            "restore",
+            CommandRequest {
+                module: Some("backups".into()),
+                job: Some("pg".into()),
+                archive: Some("pg-20261205T000000Z.tar.zst".into()),
+                target: Some("/srv/restore".into()),
+                ..base("restore")
+            },
+        ),
+        (
+            "restore.inferred",
+            CommandRequest {
+                archive: Some("pg-20261205T000000Z.tar.zst".into()),
+                target: Some("/srv/restore".into()),
+                ..base("restore")
+            },
+        ),
+        (
+            "config_apply",
+            CommandRequest {
+                config_toml: Some("type = \"disk\"\nname = \"d\"\n".into()),
+                ..with_module("config_apply")
+            },
+        ),
+        (
+            "config_rollback",
+            CommandRequest {
+                fingerprint: Some("sha256:ab12".into()),
+                ..with_module("config_rollback")
+            },
+        ),
+    ]
+}
+
+#[test]
+fn every_api_json_is_byte_identical_to_its_golden_line() {
+    let golden: BTreeMap<&str, &str> = GOLDEN
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split_once(' ').expect("`name json` line"))
+        .collect();
+    let cases = cases();
+    let mut problems = Vec::new();
+    for (name, json, reread) in &cases.0 {
+        match golden.get(name.as_str()) {
+            None => problems.push(format!("{name}: no golden line; now {json}")),
+            Some(want) if want != json => {
+                problems.push(format!("{name}:\n  golden {want}\n  now    {json}"))
+            }
+            Some(want) => {
+                let again = reread(want);
+                if again != *want {
+                    problems.push(format!("{name}: reads back as {again}"));
+                }
+            }
+        }
+    }
+    for name in golden.keys() {
+        if !cases.0.iter().any(|(n, _, _)| n == name) {
+            problems.push(format!("{name}: golden line without a case"));
+        }
+    }
+    if std::env::var_os("OPSFLEET_PRINT_GOLDEN").is_some() {
+        for (name, json, _) in &cases.0 {
+            println!("{name} {json}");
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
