@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
-use opsfleet_proto::api::{CommandReply, CommandRequest, StatusReply, StatusRequest};
+use opsfleet_proto::api::{
+    CommandAction, CommandReply, CommandRequest, StatusReply, StatusRequest, Targets,
+};
 use opsfleet_proto::{pb, subjects, EventEnvelope};
 use opsfleet_tests::{Coordinator, CoordinatorSpec, NatsServer};
 use prost::Message;
@@ -186,15 +188,20 @@ async fn measure(
     let mut replies = Vec::new();
     let mut first = Vec::new();
     for r in 0..sizes.repeats {
-        let action = if r % 2 == 0 { "pause" } else { "resume" };
+        let module = "heartbeat".to_owned();
+        let action = if r % 2 == 0 {
+            CommandAction::Pause { module }
+        } else {
+            CommandAction::Resume { module }
+        };
         let req = CommandRequest {
-            action: action.to_owned(),
-            module: Some("heartbeat".to_owned()),
-            hosts: Vec::new(),
-            all: true,
+            action,
+            targets: Targets {
+                all: true,
+                ..Targets::default()
+            },
             deadline_ms: 120_000,
             issued_by: "bench".to_owned(),
-            ..Default::default()
         };
         let body = serde_json::to_vec(&req).context("encode request")?;
         let t0 = Instant::now();

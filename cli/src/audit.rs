@@ -3,7 +3,7 @@
 
 use crate::sanitize::inert_row;
 use comfy_table::{presets, ContentArrangement, Table};
-use opsfleet_proto::api::CommandView;
+use opsfleet_proto::api::{ActionName, CommandState, CommandView, Role};
 use serde::Serialize;
 
 /// One line of the audit trail: one command to one host.
@@ -15,13 +15,13 @@ pub struct AuditEntry {
     /// ending in " (unverified)" came from an unidentified request's body).
     pub issued_by: String,
     /// The role the operator acted in; empty for an unverified request.
-    pub issued_role: String,
-    pub action: String,
+    #[serde(with = "opsfleet_proto::api::empty_is_none")]
+    pub issued_role: Option<Role>,
+    pub action: ActionName,
     pub module: String,
     pub target: String,
     pub epoch: u64,
-    /// `issued`, `accepted`, `completed`, `failed`, `rejected`, `expired` or `unknown`.
-    pub outcome: String,
+    pub outcome: CommandState,
     /// When the latest step happened (unix ms).
     pub updated_unix_ms: i64,
     pub detail: String,
@@ -61,12 +61,12 @@ pub fn entries(views: &[CommandView], filter: &AuditFilter) -> Vec<AuditEntry> {
                 .or(v.history.first())
                 .map_or(0, |h| h.at_unix_ms),
             issued_by: v.issued_by.clone(),
-            issued_role: v.issued_role.clone(),
-            action: v.action.clone(),
+            issued_role: v.issued_role,
+            action: v.action,
             module: v.module.clone(),
             target: v.target.clone(),
             epoch: v.epoch,
-            outcome: v.state.to_string(),
+            outcome: v.state,
             updated_unix_ms: v.history.last().map_or(0, |h| h.at_unix_ms),
             detail: v.detail.clone(),
             command_id: v.id.clone(),
@@ -96,11 +96,16 @@ pub fn timestamp(unix_ms: i64) -> String {
 }
 
 /// A role for tables: `-` when none was recorded (an unverified request).
-pub fn role_cell(role: &str) -> String {
-    if role.is_empty() {
-        "-".to_owned()
+pub fn role_cell(role: Option<Role>) -> String {
+    role.map_or_else(|| "-".to_owned(), |r| r.to_string())
+}
+
+/// `action module`, or the action alone when it names no module.
+pub fn action_cell(action: ActionName, module: &str) -> String {
+    if module.is_empty() {
+        action.to_string()
     } else {
-        role.to_owned()
+        format!("{action} {module}")
     }
 }
 
@@ -114,19 +119,15 @@ pub fn render(entries: &[AuditEntry]) -> String {
             "WHEN", "BY", "ROLE", "ACTION", "TARGET", "EPOCH", "OUTCOME", "AT", "COMMAND", "DETAIL",
         ]);
     for e in entries {
-        let action = if e.module.is_empty() {
-            e.action.clone()
-        } else {
-            format!("{} {}", e.action, e.module)
-        };
+        let action = action_cell(e.action, &e.module);
         table.add_row(inert_row([
             timestamp(e.issued_unix_ms),
             e.issued_by.clone(),
-            role_cell(&e.issued_role),
+            role_cell(e.issued_role),
             action,
             e.target.clone(),
             e.epoch.to_string(),
-            e.outcome.clone(),
+            e.outcome.to_string(),
             timestamp(e.updated_unix_ms),
             e.command_id.clone(),
             e.detail.clone(),
@@ -151,8 +152,8 @@ mod tests {
             target: target.into(),
             epoch: 7,
             issued_by: by.into(),
-            issued_role: "operator".into(),
-            action: "pause".into(),
+            issued_role: Some(Role::Operator),
+            action: ActionName::Pause,
             module: "log".into(),
             deadline_unix_ms: issued + 60_000,
             state: state.parse().unwrap(),
@@ -194,7 +195,7 @@ mod tests {
         );
         assert_eq!(alice.len(), 2);
         assert!(alice.iter().all(|e| e.issued_by == "alice"));
-        assert_eq!(alice[1].outcome, "completed");
+        assert_eq!(alice[1].outcome, CommandState::Completed);
         assert_eq!(alice[1].updated_unix_ms, t + 40);
     }
 

@@ -284,9 +284,10 @@ impl Api {
     /// Asks the active coordinator to issue a command, as the operator in the role the action
     /// needs (`ops.api.as.<operator>.<role>.command`).
     pub async fn command(&self, req: &CommandRequest) -> Result<CommandReply, ClientError> {
-        let needs = Role::required_for_action(&req.action).unwrap_or(Role::Admin);
+        let action = req.action.name();
+        let needs = action.required_role().unwrap_or(Role::Admin);
         let (subject, acting) = self.action_subject(
-            &req.action,
+            action.as_str(),
             needs,
             subjects::api_command_as,
             subjects::API_COMMAND,

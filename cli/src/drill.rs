@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use opsfleet_proto::api::{
-    CommandRequest, CommandsRequest, FailoverRequest, Responder, StatusReply,
+    CommandAction, CommandRequest, CommandsRequest, FailoverRequest, Responder, StatusReply,
+    Targets,
 };
 use serde::Serialize;
 
@@ -130,13 +131,13 @@ pub async fn run(api: &Api, issued_by: &str, wait: Duration) -> Result<DrillRepo
         let issued = Instant::now();
         let reply = api
             .command(&CommandRequest {
-                action: "noop".to_owned(),
-                module: None,
-                hosts: Vec::new(),
-                all: true,
+                action: CommandAction::Noop,
+                targets: Targets {
+                    all: true,
+                    ..Targets::default()
+                },
                 deadline_ms: wait.as_millis() as u64,
                 issued_by: format!("{issued_by} (drill)"),
-                ..Default::default()
             })
             .await?;
         let ids: Vec<String> = reply

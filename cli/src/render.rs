@@ -153,18 +153,14 @@ pub fn commands(views: &[CommandView], now_unix_ms: i64) -> String {
         ]);
     for c in views {
         let updated = c.history.last().map_or(0, |h| h.at_unix_ms);
-        let action = if c.module.is_empty() {
-            c.action.clone()
-        } else {
-            format!("{} {}", c.action, c.module)
-        };
+        let action = crate::audit::action_cell(c.action, &c.module);
         table.add_row(inert_row([
             c.target.clone(),
             action,
             c.state.to_string(),
             c.epoch.to_string(),
             c.issued_by.clone(),
-            crate::audit::role_cell(&c.issued_role),
+            crate::audit::role_cell(c.issued_role),
             ago(now_unix_ms, updated),
             c.id.clone(),
             if c.accepted_count > 1 {

@@ -1,11 +1,11 @@
 //! The command verbs beyond pause/resume: `backup run`, `restore`, `config apply` and
-//! `config rollback` — their flags and the `CommandRequest` each one makes. Issuing, waiting,
+//! `config rollback` — their flags and the `CommandAction` each one makes. Issuing, waiting,
 //! progress and the result table are the shared path in `main.rs` (`run_request`).
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use opsfleet_proto::api::CommandRequest;
+use opsfleet_proto::api::CommandAction;
 
 /// Why a verb could not build its request.
 #[derive(Debug, thiserror::Error)]
@@ -33,12 +33,10 @@ pub struct BackupRunArgs {
 }
 
 impl BackupRunArgs {
-    pub fn request(self) -> CommandRequest {
-        CommandRequest {
-            action: "backup_run".to_owned(),
+    pub fn request(self) -> CommandAction {
+        CommandAction::BackupRun {
             module: self.module,
             job: self.job,
-            ..Default::default()
         }
     }
 }
@@ -62,14 +60,12 @@ pub struct RestoreArgs {
 }
 
 impl RestoreArgs {
-    pub fn request(self) -> CommandRequest {
-        CommandRequest {
-            action: "restore".to_owned(),
+    pub fn request(self) -> CommandAction {
+        CommandAction::Restore {
             module: self.module,
             job: self.job,
-            archive: Some(self.archive),
-            target: Some(self.target),
-            ..Default::default()
+            archive: self.archive,
+            target: self.target,
         }
     }
 }
@@ -87,13 +83,12 @@ pub struct ConfigApplyArgs {
 }
 
 impl ConfigApplyArgs {
-    pub fn request(self) -> Result<CommandRequest, VerbError> {
+    pub fn request(self) -> Result<CommandAction, VerbError> {
         let text = read_module_toml(&self.file)?;
-        Ok(CommandRequest {
-            action: "config_apply".to_owned(),
-            module: Some(self.module),
-            config_toml: Some(text),
-            ..Default::default()
+        Ok(CommandAction::ConfigApply {
+            module: self.module,
+            config_toml: text,
+            fingerprint: None,
         })
     }
 }
@@ -110,12 +105,10 @@ pub struct ConfigRollbackArgs {
 }
 
 impl ConfigRollbackArgs {
-    pub fn request(self) -> CommandRequest {
-        CommandRequest {
-            action: "config_rollback".to_owned(),
-            module: Some(self.module),
-            fingerprint: Some(self.to),
-            ..Default::default()
+    pub fn request(self) -> CommandAction {
+        CommandAction::ConfigRollback {
+            module: self.module,
+            fingerprint: self.to,
         }
     }
 }
@@ -203,23 +196,31 @@ mod tests {
             ..Default::default()
         }
         .request();
-        assert_eq!(r.action, "restore");
-        assert_eq!(r.target.as_deref(), Some("/srv/restore"));
+        assert!(
+            matches!(&r, CommandAction::Restore { target, .. } if target == "/srv/restore"),
+            "{r:?}"
+        );
         let b = BackupRunArgs {
             job: Some("app".to_owned()),
             module: None,
         }
         .request();
         assert_eq!(
-            (b.action.as_str(), b.job.as_deref()),
-            ("backup_run", Some("app"))
+            b,
+            CommandAction::BackupRun {
+                module: None,
+                job: Some("app".to_owned())
+            }
         );
         let rb = ConfigRollbackArgs {
             module: "disk".to_owned(),
             to: "abcd1234".to_owned(),
         }
         .request();
-        assert_eq!(rb.fingerprint.as_deref(), Some("abcd1234"));
+        assert!(
+            matches!(&rb, CommandAction::ConfigRollback { fingerprint, .. } if fingerprint == "abcd1234"),
+            "{rb:?}"
+        );
         let err = ConfigApplyArgs {
             module: "disk".to_owned(),
             file: PathBuf::from("/nonexistent/disk.toml"),

@@ -48,7 +48,7 @@ fn module(name: &str, state: ModuleState) -> ModuleView {
 fn host(name: &str, liveness: &str, ago_ms: i64) -> HostSummary {
     HostSummary {
         host: name.into(),
-        liveness: liveness.into(),
+        liveness: liveness.parse().unwrap(),
         last_seen_unix_ms: NOW - ago_ms,
         heartbeat_interval_ms: 10_000,
         agent_version: "0.1.0".into(),
@@ -113,7 +113,7 @@ fn backups_table() {
     let ok = BackupView {
         host: "db-01".into(),
         job: "nightly".into(),
-        state: "ok".into(),
+        state: "ok".parse().unwrap(),
         last_success: Some(BackupSuccessView {
             run_id: "r-2".into(),
             archive: "nightly-20260101T020000Z.tar.zst".into(),
@@ -137,7 +137,7 @@ fn backups_table() {
     let failed = BackupView {
         host: "web-01".into(),
         job: "site".into(),
-        state: "failed".into(),
+        state: "failed".parse().unwrap(),
         last_success: None,
         last_failure: Some(BackupFailureView {
             run_id: "r-9".into(),
@@ -218,7 +218,7 @@ fn alerts_table() {
                 rule: "disk_full".into(),
                 host: "db-01".into(),
                 subject: "/".into(),
-                state: "firing".into(),
+                state: "firing".parse().unwrap(),
                 since_unix_ms: NOW - 600_000,
                 last_transition: "pending -> firing".into(),
                 last_transition_unix_ms: NOW - 600_000,
@@ -232,7 +232,7 @@ fn alerts_table() {
                 rule: "host_lost".into(),
                 host: "web-02".into(),
                 subject: String::new(),
-                state: "resolved".into(),
+                state: "resolved".parse().unwrap(),
                 since_unix_ms: NOW - 3 * 86_400_000,
                 last_transition: "firing -> resolved".into(),
                 last_transition_unix_ms: NOW - 3 * 86_400_000,
@@ -304,7 +304,7 @@ fn control_characters_from_hosts_render_inert() {
         rule: "log\x1b[8m".into(),
         host: "web-01".into(),
         subject: "/var\r".into(),
-        state: "firing".into(),
+        state: "firing".parse().unwrap(),
         since_unix_ms: NOW - 1_000,
         last_transition: "firing\x1b[0m".into(),
         last_transition_unix_ms: NOW - 1_000,
@@ -320,7 +320,7 @@ fn control_characters_from_hosts_render_inert() {
         backups: vec![BackupView {
             host: "db-01".into(),
             job: "nightly\x1b[1A".into(),
-            state: "failed".into(),
+            state: "failed".parse().unwrap(),
             last_success: None,
             last_failure: Some(BackupFailureView {
                 run_id: "r-1".into(),

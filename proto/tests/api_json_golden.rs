@@ -59,7 +59,10 @@ fn truncated() -> Truncated {
 }
 
 /// Each case: a name and the value's JSON, written by the same function that reads it back.
-struct Cases(Vec<(String, String, Box<dyn Fn(&str) -> String>)>);
+struct Cases(Vec<(String, String, Reread)>);
+
+/// Reads a golden line back into the case's type and writes it again.
+type Reread = Box<dyn Fn(&str) -> String>;
 
 impl Cases {
     fn add<T: Serialize + DeserializeOwned + 'static>(&mut self, name: &str, value: T) {
@@ -140,7 +143,7 @@ fn cases() -> Cases {
                         reason: "elected".into(),
                         at_unix_ms: 1_790_000_000_001,
                         requested_by: String::new(),
-                        requested_role: String::new(),
+                        requested_role: None,
                     },
                     LeadershipChangeView {
                         epoch: 6,
@@ -148,7 +151,7 @@ fn cases() -> Cases {
                         reason: "released".into(),
                         at_unix_ms: 1_790_000_000_002,
                         requested_by: "alice".into(),
-                        requested_role: "operator".into(),
+                        requested_role: Some(Role::Operator),
                     },
                 ],
             }],
@@ -220,8 +223,8 @@ fn cases() -> Cases {
                 target: "web-01".into(),
                 epoch: 7,
                 issued_by: "alice".into(),
-                issued_role: "operator".into(),
-                action: "pause".into(),
+                issued_role: Some(Role::Operator),
+                action: ActionName::Pause,
                 module: "logs".into(),
                 deadline_unix_ms: 1_790_000_030_000,
                 state: CommandState::Completed,
@@ -260,7 +263,7 @@ fn cases() -> Cases {
                 .enumerate()
                 .map(|(i, liveness)| HostSummary {
                     host: format!("web-0{i}"),
-                    liveness: (*liveness).into(),
+                    liveness: liveness.parse().expect("liveness"),
                     last_seen_unix_ms: 1_790_000_000_000,
                     heartbeat_interval_ms: 5_000,
                     agent_version: "0.1.0".into(),
@@ -307,7 +310,7 @@ fn cases() -> Cases {
                 .map(|state| BackupView {
                     host: "db-01".into(),
                     job: format!("job-{state}"),
-                    state: (*state).into(),
+                    state: state.parse().expect("backup state"),
                     last_success: (*state == "ok").then(|| BackupSuccessView {
                         run_id: "r1".into(),
                         archive: "pg-20261205T000000Z.tar.zst".into(),
@@ -380,7 +383,7 @@ fn cases() -> Cases {
                     rule: "disk_full".into(),
                     host: "web-01".into(),
                     subject: "/var".into(),
-                    state: (*state).into(),
+                    state: state.parse().expect("alert state"),
                     since_unix_ms: 1_790_000_000_000,
                     last_transition: "pending -> firing".into(),
                     last_transition_unix_ms: 1_790_000_000_000,
@@ -414,81 +417,91 @@ fn cases() -> Cases {
 
 /// One request per action, with the fields that action takes.
 fn command_requests() -> Vec<(&'static str, CommandRequest)> {
-    let base = |action: &str| CommandRequest {
-        action: action.into(),
-        hosts: vec!["web-01".into(), "web-02".into()],
+    let req = |action: CommandAction| CommandRequest {
+        action,
+        targets: Targets {
+            hosts: vec!["web-01".into(), "web-02".into()],
+            ..Targets::default()
+        },
         deadline_ms: 30_000,
         issued_by: "alice".into(),
-        ..CommandRequest::default()
     };
-    let with_module = |action: &str| CommandRequest {
-        module: Some("logs".into()),
-        ..base(action)
-    };
+    let logs = || "logs".to_owned();
     let mut labels = BTreeMap::new();
     labels.insert("role".to_owned(), "web".to_owned());
     labels.insert("zone".to_owned(), "a".to_owned());
+    let archive = || "pg-20261205T000000Z.tar.zst".to_owned();
     vec![
-        ("pause", with_module("pause")),
-        ("resume", with_module("resume")),
-        ("disable", with_module("disable")),
-        ("enable", with_module("enable")),
+        ("pause", req(CommandAction::Pause { module: logs() })),
+        ("resume", req(CommandAction::Resume { module: logs() })),
+        ("disable", req(CommandAction::Disable { module: logs() })),
+        ("enable", req(CommandAction::Enable { module: logs() })),
         (
             "noop.all",
             CommandRequest {
-                hosts: vec![],
-                all: true,
-                ..base("noop")
+                targets: Targets {
+                    all: true,
+                    ..Targets::default()
+                },
+                ..req(CommandAction::Noop)
             },
         ),
         (
             "drain.labels",
             CommandRequest {
-                hosts: vec![],
-                labels,
-                ..base("drain")
+                targets: Targets {
+                    labels,
+                    ..Targets::default()
+                },
+                ..req(CommandAction::Drain)
             },
         ),
-        ("backup_run", base("backup_run")),
+        (
+            "backup_run",
+            req(CommandAction::BackupRun {
+                module: None,
+                job: None,
+            }),
+        ),
         (
             "backup_run.job",
-            CommandRequest {
+            req(CommandAction::BackupRun {
                 module: Some("backups".into()),
                 job: Some("pg".into()),
-                ..base("backup_run")
-            },
+            }),
         ),
         (
             "restore",
-            CommandRequest {
+            req(CommandAction::Restore {
                 module: Some("backups".into()),
                 job: Some("pg".into()),
-                archive: Some("pg-20261205T000000Z.tar.zst".into()),
-                target: Some("/srv/restore".into()),
-                ..base("restore")
-            },
+                archive: archive(),
+                target: "/srv/restore".into(),
+            }),
         ),
         (
             "restore.inferred",
-            CommandRequest {
-                archive: Some("pg-20261205T000000Z.tar.zst".into()),
-                target: Some("/srv/restore".into()),
-                ..base("restore")
-            },
+            req(CommandAction::Restore {
+                module: None,
+                job: None,
+                archive: archive(),
+                target: "/srv/restore".into(),
+            }),
         ),
         (
             "config_apply",
-            CommandRequest {
-                config_toml: Some("type = \"disk\"\nname = \"d\"\n".into()),
-                ..with_module("config_apply")
-            },
+            req(CommandAction::ConfigApply {
+                module: logs(),
+                config_toml: "type = \"disk\"\nname = \"d\"\n".into(),
+                fingerprint: None,
+            }),
         ),
         (
             "config_rollback",
-            CommandRequest {
-                fingerprint: Some("sha256:ab12".into()),
-                ..with_module("config_rollback")
-            },
+            req(CommandAction::ConfigRollback {
+                module: logs(),
+                fingerprint: "sha256:ab12".into(),
+            }),
         ),
     ]
 }
@@ -527,4 +540,88 @@ fn every_api_json_is_byte_identical_to_its_golden_line() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn an_unverified_issued_role_stays_an_empty_string() {
+    let line = GOLDEN
+        .lines()
+        .find_map(|l| l.strip_prefix("commands_reply "))
+        .expect("golden commands_reply");
+    let mut reply: CommandsReply = serde_json::from_str(line).expect("golden reads");
+    reply.commands[0].issued_role = None;
+    let json = serde_json::to_string(&reply).expect("serialise");
+    assert_eq!(json, line.replace("\"operator\"", "\"\""));
+    let back: CommandsReply = serde_json::from_str(&json).expect("reads back");
+    assert_eq!(back.commands[0].issued_role, None);
+    // A reply from before the field existed reads as unverified too.
+    let older = json.replace("\"issued_role\":\"\",", "");
+    let older: CommandsReply = serde_json::from_str(&older).expect("older reply");
+    assert_eq!(older.commands[0].issued_role, None);
+}
+
+#[test]
+fn a_command_request_that_cannot_be_valid_is_refused_with_its_reason() {
+    let base = r#""hosts":["web-01"],"deadline_ms":1000,"issued_by":"alice""#;
+    for (fields, reason) in [
+        (r#""action":"reboot""#, "unknown action \"reboot\""),
+        (r#""action":"pause""#, "action pause needs a module name"),
+        (
+            r#""action":"resume","module":"""#,
+            "action resume needs a module name",
+        ),
+        (
+            r#""action":"restore","target":"/srv""#,
+            "restore needs --archive",
+        ),
+        (
+            r#""action":"restore","archive":"  ","target":"/srv""#,
+            "restore needs --archive",
+        ),
+        (
+            r#""action":"restore","archive":"a.tar.zst""#,
+            "restore needs --target",
+        ),
+        (
+            r#""action":"config_apply","module":"d""#,
+            "config_apply needs a config (--file)",
+        ),
+        (
+            r#""action":"config_apply","config_toml":"x = 1""#,
+            "action config_apply needs a module name",
+        ),
+        (
+            r#""action":"config_rollback","module":"d","fingerprint":"""#,
+            "config_rollback needs --to <fingerprint>",
+        ),
+    ] {
+        let json = format!("{{{fields},{base}}}");
+        let lenient: CommandRequestJson = serde_json::from_str(&json).expect("lenient form");
+        let err = CommandRequest::try_from(lenient).expect_err(&json);
+        assert!(err.to_string().starts_with(reason), "{json}: {err}");
+        let strict = serde_json::from_str::<CommandRequest>(&json).expect_err(&json);
+        assert!(strict.to_string().contains(reason), "{json}: {strict}");
+    }
+    // Values are kept as sent: the coordinator trims them where it builds the command.
+    let json = format!(r#"{{"action":"restore","archive":" a ","target":"/srv\n",{base}}}"#);
+    let req: CommandRequest = serde_json::from_str(&json).expect("valid");
+    assert_eq!(
+        req.action,
+        CommandAction::Restore {
+            module: None,
+            job: None,
+            archive: " a ".into(),
+            target: "/srv\n".into()
+        }
+    );
+    // Fields an action does not take are not written back.
+    let json = format!(r#"{{"action":"noop","module":"m","job":"j",{base}}}"#);
+    let req: CommandRequest = serde_json::from_str(&json).expect("valid");
+    assert_eq!(
+        serde_json::to_string(&req).expect("serialise"),
+        format!("{{\"action\":\"noop\",{base},\"all\":false}}").replace(
+            r#""hosts":["web-01"],"deadline_ms":1000,"issued_by":"alice","all":false"#,
+            r#""hosts":["web-01"],"all":false,"deadline_ms":1000,"issued_by":"alice""#
+        )
+    );
 }

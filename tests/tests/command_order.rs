@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{ensure, Context, Result};
 use async_nats::jetstream::{self, consumer, stream::DiscardPolicy};
 use futures::StreamExt;
-use opsfleet_proto::api::{CommandReply, CommandRequest, StatusReply};
+use opsfleet_proto::api::{CommandAction, CommandReply, CommandRequest, StatusReply, Targets};
 use opsfleet_proto::{pb, subjects, EventEnvelope};
 use opsfleet_tests::{wait_until_default, Cluster, CoordinatorSpec};
 use prost::Message;
@@ -52,11 +52,13 @@ async fn announce(js: &jetstream::Context, host: &str) -> Result<()> {
 /// `noop` to every host, as `opsctl noop --all` sends it; the raw reply.
 async fn noop_all(client: &async_nats::Client) -> Result<Vec<u8>> {
     let req = CommandRequest {
-        action: "noop".to_owned(),
-        all: true,
+        action: CommandAction::Noop,
+        targets: Targets {
+            all: true,
+            ..Targets::default()
+        },
         deadline_ms: 600_000,
         issued_by: "alice".to_owned(),
-        ..Default::default()
     };
     let reply = client
         .send_request(

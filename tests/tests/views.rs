@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use opsfleet_proto::api::{
-    AlertsReply, BackupsReply, HostsReply, HostsRequest, IncidentsReply, Responder,
+    AlertState, AlertsReply, BackupState, BackupsReply, HostsReply, HostsRequest, IncidentsReply,
+    Liveness, Responder,
 };
 use opsfleet_proto::subjects;
 use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec, Opsctl};
@@ -187,7 +188,10 @@ schedule = "1h"
             "failure reason does not name the missing source: {:?}",
             failure.reason
         );
-        ensure!(db.state == "failed" && db.last_success.is_none(), "{db:?}");
+        ensure!(
+            db.state == BackupState::Failed && db.last_success.is_none(),
+            "{db:?}"
+        );
         let only_db: BackupsReply = json(&opsctl, &["backups", "--host", "db-*"]).await?;
         ensure!(
             only_db.backups.iter().all(|b| b.host == "db-01") && only_db.backups.len() == 1,
@@ -222,7 +226,11 @@ schedule = "1h"
         let hosts: HostsReply =
             wait_until("both hosts up in `opsctl hosts`", WAIT, POLL, async || {
                 let r: HostsReply = json(&opsctl, &["hosts"]).await?;
-                let up = r.hosts.iter().filter(|h| h.liveness == "up").count();
+                let up = r
+                    .hosts
+                    .iter()
+                    .filter(|h| h.liveness == Liveness::Up)
+                    .count();
                 Ok((up == 2).then_some(r))
             })
             .await?;
@@ -321,13 +329,16 @@ schedule = "1h"
             .find(|a| a.rule == "backup_failed")
             .context("backup_failed alert")?;
         ensure!(
-            alert.state == "firing"
+            alert.state == AlertState::Firing
                 && alert.last_transition.ends_with("-> firing")
                 && alert.since_unix_ms > 0,
             "{alert:?}"
         );
         ensure!(
-            sb_alerts.alerts.iter().all(|a| a.state == "firing"),
+            sb_alerts
+                .alerts
+                .iter()
+                .all(|a| a.state == AlertState::Firing),
             "--state firing gave {:?}",
             sb_alerts.alerts
         );

@@ -143,7 +143,7 @@ pub fn hosts(reply: &HostsReply, now_unix_ms: i64) -> String {
     for h in &reply.hosts {
         t.add_row(inert_row([
             h.host.clone(),
-            h.liveness.clone(),
+            h.liveness.to_string(),
             ago(now_unix_ms, h.last_seen_unix_ms),
             h.last_seq.to_string(),
             h.worst_disk.as_ref().map_or("-".to_owned(), |d| {
@@ -219,7 +219,7 @@ pub fn backups(reply: &BackupsReply, now_unix_ms: i64) -> String {
         t.add_row(inert_row([
             b.host.clone(),
             b.job.clone(),
-            b.state.clone(),
+            b.state.to_string(),
             when,
             archive,
             size,
@@ -295,7 +295,7 @@ pub fn alerts(reply: &AlertsReply, now_unix_ms: i64) -> String {
             } else {
                 a.subject.clone()
             },
-            a.state.clone(),
+            a.state.to_string(),
             ago(now_unix_ms, a.since_unix_ms),
             if a.last_transition.is_empty() {
                 "-".to_owned()

@@ -186,7 +186,7 @@ impl Engine {
                 let fleet = self.shared.fleet();
                 let records = &fleet.alerts().alerts;
                 in_flight.retain(|id, (state, at)| {
-                    let folded = records.get(id).is_some_and(|r| r.state == state.name());
+                    let folded = records.get(id).is_some_and(|r| r.state == Some(*state));
                     !folded && at.elapsed() < FOLD_BACK_WAIT
                 });
                 evaluate_with(
@@ -216,7 +216,7 @@ impl Engine {
             match self.emitter.emit_all(bodies, EMIT_PATIENCE).await {
                 Ok(_) => {
                     for t in decided {
-                        info!(alert = %t.alert_id, state = t.to.name(), epoch, summary = %t.summary, "alert transition");
+                        info!(alert = %t.alert_id, state = %t.to, epoch, summary = %t.summary, "alert transition");
                         in_flight.insert(t.alert_id, (t.to, Instant::now()));
                     }
                 }

@@ -9,32 +9,10 @@ use crate::projection::{AlertRecord, Fleet};
 
 use super::rules::{conditions, Condition, Rule, RuleKind, Rules, Timing};
 
-/// The states of an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum State {
-    Pending,
-    Firing,
-    Resolved,
-}
-
-impl State {
-    pub fn name(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Firing => "firing",
-            State::Resolved => "resolved",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<State> {
-        match s {
-            "pending" => Some(State::Pending),
-            "firing" => Some(State::Firing),
-            "resolved" => Some(State::Resolved),
-            _ => None,
-        }
-    }
-}
+/// The states of an alert: proto's [`AlertState`](opsfleet_proto::api::AlertState), the
+/// type its records and the API carry; `Unknown` (a record with a state this version does
+/// not know) steps like no state at all.
+pub use opsfleet_proto::api::AlertState as State;
 
 /// What the machine needs to know about an alert's past (from its projection record).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,7 +27,7 @@ pub struct AlertView {
 impl AlertView {
     pub fn of(rec: &AlertRecord) -> AlertView {
         AlertView {
-            state: State::parse(&rec.state),
+            state: rec.state.filter(|s| *s != State::Unknown),
             since_unix_ms: rec.since_unix_ms,
             firings: rec.firings.clone(),
         }
@@ -66,7 +44,7 @@ pub fn step(
     now: i64,
 ) -> Option<State> {
     match view.state {
-        None | Some(State::Resolved) => {
+        None | Some(State::Resolved | State::Unknown) => {
             *clear_since = None;
             match (holds, t.for_ms <= 0) {
                 (false, _) => None,
@@ -158,7 +136,7 @@ pub fn evaluate_with(
     // Alerts whose condition holds, and alerts not resolved whose condition no longer does.
     let open = records
         .iter()
-        .filter(|(_, r)| matches!(State::parse(&r.state), Some(State::Pending | State::Firing)))
+        .filter(|(_, r)| matches!(r.state, Some(State::Pending | State::Firing)))
         .map(|(id, _)| id);
     let ids: BTreeSet<&String> = holding.keys().chain(open).collect();
     let mut out = Vec::new();

@@ -422,7 +422,7 @@ fn a_flapping_disk_is_held_firing_by_flap_suppression() {
     assert_eq!(notifications, 3);
     assert_eq!(
         w.fleet.alerts().alerts["disk_crit/web-01//data"].state,
-        "firing"
+        Some(State::Firing)
     );
 }
 

@@ -22,7 +22,7 @@ use crate::projection::AlertRecord;
 
 fn wire_state(s: Option<State>) -> pb::AlertState {
     match s {
-        None => pb::AlertState::Unspecified,
+        None | Some(State::Unknown) => pb::AlertState::Unspecified,
         Some(State::Pending) => pb::AlertState::Pending,
         Some(State::Firing) => pb::AlertState::Firing,
         Some(State::Resolved) => pb::AlertState::Resolved,
@@ -70,7 +70,7 @@ pub fn notification_of(rec: &AlertRecord, coordinator: &str, epoch: u64) -> Noti
         rule: rec.rule.clone(),
         host: rec.host.clone(),
         subject: rec.subject.clone(),
-        state: rec.state.clone(),
+        state: rec.state.unwrap_or_default(),
         severity: rec.severity.clone(),
         summary: rec.summary.clone(),
         at_unix_ms: rec.since_unix_ms,

@@ -3,6 +3,7 @@
 
 use crate::projection::{Fleet, HostState};
 use opsfleet_proto::api::{DiskLevel, ModuleState};
+use opsfleet_proto::api::{ProbeStatus, SentinelStatus};
 
 /// The closed set of rules.
 /// Timing of one rule, in milliseconds.
@@ -343,7 +344,7 @@ fn host_conditions(
     }
     if rules.get(RuleKind::HealthFailed).is_some() {
         for (check, s) in &rb.health {
-            if s.status == "failed" {
+            if s.status == ProbeStatus::Failed {
                 push(
                     RuleKind::HealthFailed,
                     check,
@@ -355,7 +356,7 @@ fn host_conditions(
     }
     if rules.get(RuleKind::SentinelStale).is_some() {
         for (path, s) in &rb.sentinels {
-            if s.status == "stale" || s.status == "missing" {
+            if matches!(s.status, SentinelStatus::Stale | SentinelStatus::Missing) {
                 push(
                     RuleKind::SentinelStale,
                     path,

@@ -108,7 +108,7 @@ fn the_alert_fires_and_resolves_with_the_streams_usage() {
     assert_eq!(tick(&mut fleet, 100, 4_500), [State::Resolved]);
     let rec = &fleet.alerts().alerts["events_stream_full//OPS_EVENTS"];
     assert_eq!(
-        (rec.rule.as_str(), rec.state.as_str()),
-        ("events_stream_full", "resolved")
+        (rec.rule.as_str(), rec.state),
+        ("events_stream_full", Some(State::Resolved))
     );
 }

@@ -2,30 +2,29 @@
 //! host, subject, since, last transition, notifications sent), filtered by host glob and
 //! state, paged by (host, alert id). Every coordinator answers from its own fold.
 
-use opsfleet_proto::api::{AlertView, AlertsRequest, ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX};
+use opsfleet_proto::api::{
+    AlertState, AlertView, AlertsRequest, NotifyOutcome, ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX,
+};
 
 use super::{glob_match, page, Cursor};
 use crate::projection::{AlertRecord, Fleet};
 
 fn alert_view(a: &AlertRecord) -> AlertView {
-    let previous = if a.previous.is_empty() {
-        "new"
-    } else {
-        a.previous.as_str()
-    };
+    let previous = a.previous.map_or("new", AlertState::as_str);
+    let state = a.state.unwrap_or_default();
     AlertView {
         key: a.id.clone(),
         rule: a.rule.clone(),
         host: a.host.clone(),
         subject: a.subject.clone(),
-        state: a.state.clone(),
+        state,
         since_unix_ms: a.since_unix_ms,
-        last_transition: format!("{previous} -> {}", a.state),
+        last_transition: format!("{previous} -> {state}"),
         last_transition_unix_ms: a.since_unix_ms,
         notifications_sent: a
             .notifications
             .iter()
-            .filter(|n| n.outcome == "sent")
+            .filter(|n| n.outcome == NotifyOutcome::Sent)
             .count() as u64,
         detail: a.summary.clone(),
         severity: a.severity.clone(),
@@ -40,9 +39,12 @@ pub fn alerts(fleet: &Fleet, req: &AlertsRequest) -> (Vec<AlertView>, Option<Str
         .alerts
         .values()
         // A notification folded before its transition leaves a record without a state.
-        .filter(|a| !a.state.is_empty())
+        .filter(|a| a.state.is_some())
         .filter(|a| req.host.as_deref().is_none_or(|p| glob_match(p, &a.host)))
-        .filter(|a| req.state.as_deref().is_none_or(|s| s == a.state))
+        .filter(|a| {
+            let state = a.state.unwrap_or_default();
+            req.state.as_deref().is_none_or(|s| s == state.as_str())
+        })
         .map(|a| (Cursor::row(&a.host, &a.id), a))
         .collect();
     rows.sort_by(|x, y| x.0.cmp(&y.0));

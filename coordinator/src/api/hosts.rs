@@ -2,6 +2,7 @@
 //! liveness state, paged by host name. Liveness is judged here, from the answering
 //! coordinator's clock, so every coordinator (standby included) can answer.
 
+use opsfleet_proto::api::{BackupState, Liveness, ProbeStatus};
 use opsfleet_proto::api::{HostSummary, HostsRequest, HOSTS_PAGE_DEFAULT, HOSTS_PAGE_MAX};
 
 use super::status::{disk_view, module_views};
@@ -15,18 +16,18 @@ pub const LATE_INTERVALS: i64 = 5;
 
 /// `up`, `late`, `lost` or `unknown` (no declared heartbeat interval) at `now_unix_ms`, for a
 /// host last heard from at `seen_unix_ms` (`Fleet::seen_unix_ms`).
-pub fn liveness(h: &HostState, seen_unix_ms: i64, now_unix_ms: i64) -> &'static str {
+pub fn liveness(h: &HostState, seen_unix_ms: i64, now_unix_ms: i64) -> Liveness {
     let interval = i64::try_from(h.heartbeat_interval_ms().unwrap_or(0)).unwrap_or(i64::MAX);
     if interval == 0 || seen_unix_ms <= 0 {
-        return "unknown";
+        return Liveness::Unknown;
     }
     let age = now_unix_ms.saturating_sub(seen_unix_ms);
     if age <= interval.saturating_mul(UP_INTERVALS) {
-        "up"
+        Liveness::Up
     } else if age <= interval.saturating_mul(LATE_INTERVALS) {
-        "late"
+        Liveness::Late
     } else {
-        "lost"
+        Liveness::Lost
     }
 }
 
@@ -57,7 +58,11 @@ pub fn summary(
     let rb = &h.runbooks;
     HostSummary {
         host: h.host.clone(),
-        liveness: if declared_lost { "lost" } else { judged }.to_owned(),
+        liveness: if declared_lost {
+            Liveness::Lost
+        } else {
+            judged
+        },
         last_seen_unix_ms: seen_unix_ms,
         heartbeat_interval_ms: h.heartbeat_interval_ms().unwrap_or(0),
         agent_version: h.agent_version.clone(),
@@ -72,14 +77,14 @@ pub fn summary(
         unhealthy: rb
             .health
             .iter()
-            .filter(|(_, s)| s.status != "ready")
+            .filter(|(_, s)| s.status != ProbeStatus::Ready)
             .map(|(name, s)| format!("{name}:{}", s.status))
             .collect(),
         incidents: rb.incidents.values().map(|i| i.count).sum(),
         failing_backups: rb
             .backups
             .values()
-            .filter(|j| super::runbooks::backup_state(j) == "failed")
+            .filter(|j| j.state() == BackupState::Failed)
             .count() as u64,
         declared_lost,
         truncated: h.truncated,
@@ -107,7 +112,11 @@ pub fn hosts(
                 declared_lost(fleet, h),
             )
         })
-        .filter(|s| req.state.as_deref().is_none_or(|st| st == s.liveness))
+        .filter(|s| {
+            req.state
+                .as_deref()
+                .is_none_or(|st| st == s.liveness.as_str())
+        })
         .map(|s| (Cursor::host(&s.host), s));
     page(rows, req.after.as_deref(), limit)
 }

@@ -17,7 +17,7 @@ mod tests;
 pub use alerts::alerts;
 pub use commands::command_views;
 pub use hosts::{liveness, summary, LATE_INTERVALS, UP_INTERVALS};
-pub use runbooks::{backup_state, backups, incidents};
+pub use runbooks::{backups, incidents};
 pub use status::{coordinator_views, host_page, host_views, status};
 
 use opsfleet_proto::time::now_unix_ms;
@@ -27,7 +27,7 @@ use std::sync::Arc;
 use async_nats::jetstream::stream;
 use futures::StreamExt;
 use opsfleet_proto::api::{
-    AlertsReply, AlertsRequest, ApiError, BackupsReply, BackupsRequest, CommandRequest,
+    AlertsReply, AlertsRequest, ApiError, BackupsReply, BackupsRequest, CommandRequestJson,
     CommandsReply, CommandsRequest, FailoverRequest, HostsReply, HostsRequest, IncidentsReply,
     IncidentsRequest, StatusRequest,
 };
@@ -249,7 +249,7 @@ pub async fn serve(
                 }
                 Err(e) => error_reply(&shared, format!("bad failover request: {e}")),
             },
-            subjects::API_COMMAND => match parse::<CommandRequest>(&msg.payload) {
+            subjects::API_COMMAND => match parse::<CommandRequestJson>(&msg.payload) {
                 // Issuing may take a while for a large fleet: answer from a task so that
                 // status requests are not held up.
                 Ok(req) => {
@@ -269,7 +269,7 @@ pub async fn serve(
                     let (dispatcher, client, shared) =
                         (dispatcher.clone(), client.clone(), Arc::clone(&shared));
                     tokio::spawn(async move {
-                        let reply = match dispatcher.issue(&req, &issuer).await {
+                        let reply = match dispatcher.issue(req, &issuer).await {
                             Ok(reply) => to_json(&reply),
                             // Standbys stay silent on the broadcast subject.
                             Err(DispatchError::NotActive { .. }) if !addressed_to_me => return,

@@ -9,25 +9,11 @@ use opsfleet_proto::api::{
 use super::{glob_match, page, Cursor};
 use crate::projection::{BackupJob, Fleet};
 
-/// `running` while a run is in progress, else the latest outcome: `ok`, `failed` or `never`.
-pub fn backup_state(job: &BackupJob) -> &'static str {
-    if job.running.is_some() {
-        return "running";
-    }
-    match (&job.last_success, &job.last_failure) {
-        (None, None) => "never",
-        (Some(_), None) => "ok",
-        (None, Some(_)) => "failed",
-        (Some(s), Some(f)) if f.at_unix_ms > s.at_unix_ms => "failed",
-        (Some(_), Some(_)) => "ok",
-    }
-}
-
 fn backup_view(host: &str, name: &str, job: &BackupJob) -> BackupView {
     BackupView {
         host: host.to_owned(),
         job: name.to_owned(),
-        state: backup_state(job).to_owned(),
+        state: job.state(),
         last_success: job.last_success.as_ref().map(|s| BackupSuccessView {
             run_id: s.run_id.clone(),
             archive: s.archive.clone(),

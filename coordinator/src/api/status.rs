@@ -123,7 +123,7 @@ pub fn coordinator_views(fleet: &Fleet) -> Vec<CoordinatorView> {
                     reason: h.reason.clone(),
                     at_unix_ms: h.at_unix_ms,
                     requested_by: h.requested_by.clone(),
-                    requested_role: h.requested_role.clone(),
+                    requested_role: h.requested_role.parse().ok(),
                 })
                 .collect(),
         })

@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::projection::Fleet;
-use opsfleet_proto::api::{BackupsRequest, HostsRequest, IncidentsRequest, StatusRequest};
+use opsfleet_proto::api::{
+    BackupsRequest, HostsRequest, IncidentsRequest, Liveness, Role, StatusRequest,
+};
 use opsfleet_proto::pb::{self, event::Body};
 use opsfleet_proto::EventEnvelope;
 use proptest::prelude::*;
@@ -123,13 +125,16 @@ fn liveness_follows_the_declared_heartbeat_interval() {
     let web = f.fleet.host("web-01").unwrap();
     let seen = f.fleet.seen_unix_ms(web);
     assert_eq!(seen, T0, "no arrival observed: the agent's stamp");
-    assert_eq!(liveness(web, seen, T0 + 5_000), "up");
-    assert_eq!(liveness(web, seen, T0 + 20_000), "up");
-    assert_eq!(liveness(web, seen, T0 + 20_001), "late");
-    assert_eq!(liveness(web, seen, T0 + 50_001), "lost");
+    assert_eq!(liveness(web, seen, T0 + 5_000), Liveness::Up);
+    assert_eq!(liveness(web, seen, T0 + 20_000), Liveness::Up);
+    assert_eq!(liveness(web, seen, T0 + 20_001), Liveness::Late);
+    assert_eq!(liveness(web, seen, T0 + 50_001), Liveness::Lost);
     // No heartbeat ever: no interval to judge by.
     let db = f.fleet.host("db-01").unwrap();
-    assert_eq!(liveness(db, f.fleet.seen_unix_ms(db), T0), "unknown");
+    assert_eq!(
+        liveness(db, f.fleet.seen_unix_ms(db), T0),
+        Liveness::Unknown
+    );
 }
 
 #[test]
@@ -153,7 +158,7 @@ fn hosts_and_the_host_lost_rule_judge_by_the_same_heartbeat_interval() {
     };
     // 15 s of silence: within 2 x 10 s for both, though 15 x the fast module's interval.
     let now = T0 + 15_000;
-    assert_eq!(liveness(&h, T0, now), "up");
+    assert_eq!(liveness(&h, T0, now), Liveness::Up);
     assert_eq!(host_is_lost(&rules, &h, T0, now), None);
     assert_eq!(summary(&h, T0, now, false).heartbeat_interval_ms, 10_000);
 }
@@ -167,7 +172,10 @@ fn liveness_goes_by_arrival_on_the_bus_not_by_the_agents_clock() {
     f.fleet.note_arrival("web-01", "heartbeat", T0);
     let web = f.fleet.host("web-01").unwrap().clone();
     assert_eq!(f.fleet.seen_unix_ms(&web), T0);
-    assert_eq!(liveness(&web, f.fleet.seen_unix_ms(&web), T0 + 5_000), "up");
+    assert_eq!(
+        liveness(&web, f.fleet.seen_unix_ms(&web), T0 + 5_000),
+        Liveness::Up
+    );
     // An older arrival (a backlog replayed out of order) never moves it back.
     f.fleet.note_arrival("web-01", "heartbeat", T0 - 1_000);
     assert_eq!(f.fleet.seen_unix_ms(&web), T0);
@@ -608,15 +616,15 @@ fn the_ledger_and_the_leadership_history_name_who_acted_in_which_role() {
     );
     let views = command_views(&f.fleet, &Default::default());
     assert_eq!(
-        (views[0].issued_by.as_str(), views[0].issued_role.as_str()),
-        ("carol", "admin")
+        (views[0].issued_by.as_str(), views[0].issued_role),
+        ("carol", Some(Role::Admin))
     );
     let json = serde_json::to_value(&views[0]).unwrap();
     assert_eq!(json["issued_role"], "admin");
     let coordinators = coordinator_views(&f.fleet);
     let step = &coordinators[0].history[0];
     assert_eq!(
-        (step.requested_by.as_str(), step.requested_role.as_str()),
-        ("alice", "operator")
+        (step.requested_by.as_str(), step.requested_role),
+        ("alice", Some(Role::Operator))
     );
 }

@@ -19,7 +19,10 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::stream::{FuturesUnordered, StreamExt};
-use opsfleet_proto::api::{CommandReply, CommandRequest, IssuedCommand};
+use opsfleet_proto::api::{
+    CommandAction, CommandReply, CommandRequest, CommandRequestJson, IssuedCommand, RequestError,
+    Targets,
+};
 use opsfleet_proto::pb::{self, command::Action};
 use opsfleet_proto::subjects;
 use prost::Message;
@@ -55,12 +58,8 @@ pub enum DispatchError {
         #[source]
         source: Box<DispatchError>,
     },
-    #[error("unknown action {action:?}; use pause, resume, disable, enable, noop, drain, backup_run, restore, config_apply or config_rollback")]
-    BadAction { action: String },
-    #[error("action {action} needs a module name")]
-    NeedsModule { action: String },
-    #[error("{action} needs {flag}")]
-    NeedsField { action: String, flag: &'static str },
+    #[error(transparent)]
+    Request(#[from] RequestError),
     #[error(
         "a deadline is required: the command would never expire (opsctl --deadline, default 60s)"
     )]
@@ -110,98 +109,67 @@ pub enum DispatchError {
     },
 }
 
-/// The wire action for a request (pure).
-pub fn wire_action(action: &str, module: Option<&str>) -> Result<Action, DispatchError> {
-    let module_action = || {
-        module
-            .filter(|m| !m.is_empty())
-            .map(|m| pb::ModuleAction {
-                module: m.to_owned(),
-            })
-            .ok_or_else(|| DispatchError::NeedsModule {
-                action: action.to_owned(),
-            })
-    };
-    Ok(match action {
-        "pause" => Action::Pause(module_action()?),
-        "resume" => Action::Resume(module_action()?),
-        "disable" => Action::Disable(module_action()?),
-        "enable" => Action::Enable(module_action()?),
-        "noop" => Action::Noop(pb::Noop {}),
-        "drain" => Action::Drain(pb::Drain {}),
-        other => {
-            return Err(DispatchError::BadAction {
-                action: other.to_owned(),
-            })
-        }
-    })
-}
-
-/// The wire action for any request (pure): the module actions through `wire_action`, the
-/// others from the request's fields; a rollback's config is looked up in the fleet's log.
+/// The wire action for a request (pure); a rollback's config is looked up in the fleet's log.
+/// Text fields are sent trimmed.
 pub fn request_action(
     fleet: &Fleet,
-    req: &CommandRequest,
+    action: &CommandAction,
     targets: &[String],
 ) -> Result<Action, DispatchError> {
-    let action = req.action.as_str();
-    let module = req.module.clone().unwrap_or_default();
-    let field = |value: &Option<String>, flag: &'static str| {
-        value
-            .as_deref()
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-            .ok_or_else(|| DispatchError::NeedsField {
-                action: action.to_owned(),
-                flag,
-            })
+    let module_action = |module: &String| pb::ModuleAction {
+        module: module.clone(),
     };
-    let needs_module = || {
-        if module.is_empty() {
-            Err(DispatchError::NeedsModule {
-                action: action.to_owned(),
-            })
-        } else {
-            Ok(module.clone())
-        }
-    };
+    let trimmed = |v: &String| v.trim().to_owned();
     Ok(match action {
-        "backup_run" => Action::BackupRun(pb::BackupRun {
-            module: module.clone(),
-            job: req.job.clone().unwrap_or_default(),
+        CommandAction::Pause { module } => Action::Pause(module_action(module)),
+        CommandAction::Resume { module } => Action::Resume(module_action(module)),
+        CommandAction::Disable { module } => Action::Disable(module_action(module)),
+        CommandAction::Enable { module } => Action::Enable(module_action(module)),
+        CommandAction::Noop => Action::Noop(pb::Noop {}),
+        CommandAction::Drain => Action::Drain(pb::Drain {}),
+        CommandAction::BackupRun { module, job } => Action::BackupRun(pb::BackupRun {
+            module: module.clone().unwrap_or_default(),
+            job: job.clone().unwrap_or_default(),
         }),
-        "restore" => Action::Restore(pb::Restore {
-            module: module.clone(),
-            job: req.job.clone().unwrap_or_default(),
-            archive: field(&req.archive, "--archive")?,
-            target: field(&req.target, "--target")?,
+        CommandAction::Restore {
+            module,
+            job,
+            archive,
+            target,
+        } => Action::Restore(pb::Restore {
+            module: module.clone().unwrap_or_default(),
+            job: job.clone().unwrap_or_default(),
+            archive: trimmed(archive),
+            target: trimmed(target),
         }),
-        "config_apply" => {
-            let module = needs_module()?;
-            let config_toml = field(&req.config_toml, "a config (--file)")?;
-            let fingerprint = apply_fingerprint(&module, &config_toml, req.fingerprint.as_deref())?;
+        CommandAction::ConfigApply {
+            module,
+            config_toml,
+            fingerprint,
+        } => {
+            let config_toml = trimmed(config_toml);
+            let fingerprint = apply_fingerprint(module, &config_toml, fingerprint.as_deref())?;
             Action::ConfigApply(pb::ConfigApply {
-                module,
+                module: module.clone(),
                 config_toml,
                 fingerprint,
             })
         }
-        "config_rollback" => {
-            let module = needs_module()?;
-            let wanted = field(&req.fingerprint, "--to <fingerprint>")?;
-            let found = find_config(fleet, &module, &wanted, targets)?;
+        CommandAction::ConfigRollback {
+            module,
+            fingerprint,
+        } => {
+            let found = find_config(fleet, module, &trimmed(fingerprint), targets)?;
             if !found.forged_on.is_empty() {
                 let hosts: Vec<&str> = found.forged_on.iter().map(String::as_str).collect();
                 warn!(module = %module, fingerprint = %found.fingerprint, hosts = %hosts.join(","), "config announced under a fingerprint that is not its own; skipped");
             }
             Action::ConfigRollback(pb::ConfigRollback {
-                module,
+                module: module.clone(),
                 fingerprint: found.fingerprint,
                 config_toml: found.toml,
             })
         }
-        other => wire_action(other, req.module.as_deref())?,
     })
 }
 
@@ -221,10 +189,7 @@ pub fn check_deadline(deadline_ms: u64, max: Duration) -> Result<Duration, Dispa
 }
 
 /// `resolve_targets`, plus every host whose labels include all of `labels` (pure).
-pub fn resolve_request_targets(
-    fleet: &Fleet,
-    req: &CommandRequest,
-) -> Result<Vec<String>, DispatchError> {
+pub fn resolve_request_targets(fleet: &Fleet, req: &Targets) -> Result<Vec<String>, DispatchError> {
     if req.labels.is_empty() || req.all {
         return resolve_targets(fleet, &req.hosts, req.all);
     }
@@ -333,15 +298,16 @@ impl Dispatcher {
     /// body's `issued_by`); returns their ids.
     pub async fn issue(
         &self,
-        req: &CommandRequest,
+        req: CommandRequestJson,
         issuer: &Issuer,
     ) -> Result<CommandReply, DispatchError> {
         let epoch = self.acting_epoch()?;
         let deadline_after = check_deadline(req.deadline_ms, self.max_deadline)?;
+        let req = CommandRequest::try_from(req)?;
         let (targets, action) = {
             let fleet = self.shared.fleet();
-            let targets = resolve_request_targets(&fleet, req)?;
-            let action = request_action(&fleet, req, &targets)?;
+            let targets = resolve_request_targets(&fleet, &req.targets)?;
+            let action = request_action(&fleet, &req.action, &targets)?;
             (targets, action)
         };
         let issued_at = now_unix_ms();
@@ -367,8 +333,8 @@ impl Dispatcher {
                     target: c.target.clone(),
                     epoch,
                     issued_by: c.issued_by.clone(),
-                    action: req.action.clone(),
-                    module: req.module.clone().unwrap_or_default(),
+                    action: req.action.name().as_str().to_owned(),
+                    module: req.action.module().unwrap_or_default().to_owned(),
                     deadline_unix_ms: deadline,
                     issued_role: issuer.role_text(),
                 })
@@ -400,7 +366,7 @@ impl Dispatcher {
                 unsent: commands.len() - sent,
             });
         }
-        info!(epoch, action = %req.action, hosts = commands.len(), issued_by = %issuer.name, issued_role = %issuer.role_text(), "commands issued");
+        info!(epoch, action = %req.action.name(), hosts = commands.len(), issued_by = %issuer.name, issued_role = %issuer.role_text(), "commands issued");
         Ok(CommandReply {
             responder: self.shared.responder(0),
             epoch,

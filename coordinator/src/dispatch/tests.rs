@@ -19,15 +19,35 @@ fn fleet_with(hosts: &[&str]) -> Fleet {
     fleet
 }
 
+/// The wire action of a request as the API receives it: checked into a typed request, then
+/// built against the fleet.
+fn action_of(
+    fleet: &Fleet,
+    req: &CommandRequestJson,
+    targets: &[String],
+) -> Result<Action, DispatchError> {
+    let req = CommandRequest::try_from(req.clone())?;
+    request_action(fleet, &req.action, targets)
+}
+
 #[test]
 fn actions_need_their_module() {
-    assert!(matches!(wire_action("pause", Some("log")), Ok(Action::Pause(m)) if m.module == "log"));
+    let fleet = fleet_with(&["web-01"]);
+    let targets = ["web-01".to_owned()];
+    let mut pause = request("pause");
+    pause.module = Some("log".to_owned());
+    assert!(
+        matches!(action_of(&fleet, &pause, &targets), Ok(Action::Pause(m)) if m.module == "log")
+    );
     assert!(matches!(
-        wire_action("pause", None),
-        Err(DispatchError::NeedsModule { .. })
+        action_of(&fleet, &request("pause"), &targets),
+        Err(DispatchError::Request(RequestError::NeedsModule { .. }))
     ));
-    assert!(matches!(wire_action("noop", None), Ok(Action::Noop(_))));
-    let err = wire_action("reboot", None).unwrap_err();
+    assert!(matches!(
+        action_of(&fleet, &request("noop"), &targets),
+        Ok(Action::Noop(_))
+    ));
+    let err = action_of(&fleet, &request("reboot"), &targets).unwrap_err();
     assert!(err.to_string().contains("reboot"), "{err}");
 }
 
@@ -59,8 +79,8 @@ fn targets_are_checked_against_the_fleet() {
     ));
 }
 
-fn request(action: &str) -> CommandRequest {
-    CommandRequest {
+fn request(action: &str) -> CommandRequestJson {
+    CommandRequestJson {
         action: action.to_owned(),
         hosts: vec!["web-01".to_owned()],
         deadline_ms: 1_000,
@@ -86,7 +106,7 @@ fn labels_select_hosts_from_their_heartbeats() {
             }),
         });
     }
-    let mut req = request("noop");
+    let mut req = CommandRequest::try_from(request("noop")).unwrap().targets;
     req.hosts.clear();
     req.labels = [("role".to_owned(), "web".to_owned())]
         .into_iter()
@@ -116,36 +136,36 @@ fn labels_select_hosts_from_their_heartbeats() {
 fn new_actions_check_their_fields_with_clear_errors() {
     let fleet = fleet_with(&["web-01"]);
     let targets = ["web-01".to_owned()];
-    let err = request_action(&fleet, &request("restore"), &targets).unwrap_err();
+    let err = action_of(&fleet, &request("restore"), &targets).unwrap_err();
     assert_eq!(err.to_string(), "restore needs --archive");
     let mut restore = request("restore");
     restore.archive = Some("app-20260101T000000.000Z.tar.zst".to_owned());
-    let err = request_action(&fleet, &restore, &targets).unwrap_err();
+    let err = action_of(&fleet, &restore, &targets).unwrap_err();
     assert_eq!(err.to_string(), "restore needs --target");
     restore.target = Some("/srv/restore".to_owned());
     assert!(matches!(
-        request_action(&fleet, &restore, &targets),
+        action_of(&fleet, &restore, &targets),
         Ok(Action::Restore(r)) if r.target == "/srv/restore" && r.job.is_empty()
     ));
     let mut run = request("backup_run");
     run.job = Some("app".to_owned());
     assert!(matches!(
-        request_action(&fleet, &run, &targets),
+        action_of(&fleet, &run, &targets),
         Ok(Action::BackupRun(b)) if b.job == "app" && b.module.is_empty()
     ));
     let mut apply = request("config_apply");
     apply.config_toml = Some("type = \"disk\"".to_owned());
     assert!(matches!(
-        request_action(&fleet, &apply, &targets),
-        Err(DispatchError::NeedsModule { .. })
+        action_of(&fleet, &apply, &targets),
+        Err(DispatchError::Request(RequestError::NeedsModule { .. }))
     ));
     apply.module = Some("disk".to_owned());
     assert!(matches!(
-        request_action(&fleet, &apply, &targets),
+        action_of(&fleet, &apply, &targets),
         Ok(Action::ConfigApply(c)) if c.module == "disk"
     ));
     apply.config_toml = Some("  ".to_owned());
-    let err = request_action(&fleet, &apply, &targets).unwrap_err();
+    let err = action_of(&fleet, &apply, &targets).unwrap_err();
     assert_eq!(err.to_string(), "config_apply needs a config (--file)");
 }
 

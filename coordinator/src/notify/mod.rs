@@ -30,6 +30,7 @@ mod config_tests;
 #[cfg(test)]
 mod tests;
 
+use opsfleet_proto::api::AlertState;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -62,7 +63,7 @@ pub struct Notification {
     /// What on the host, e.g. `/var` or `module:log`; may be empty or equal to `host`.
     pub subject: String,
     /// `firing` or `resolved`.
-    pub state: String,
+    pub state: AlertState,
     /// `info`, `warning` or `critical` (see [`SEVERITIES`]); other values pass every filter.
     pub severity: String,
     /// Human-readable one-liner, e.g. `/var is 95% full`.
@@ -318,7 +319,7 @@ pub fn one_line(n: &Notification) -> String {
     let mut s = format!(
         "[{}] {} {} on {}",
         n.severity.to_uppercase(),
-        n.state.to_uppercase(),
+        n.state.as_str().to_uppercase(),
         n.rule,
         n.host
     );

@@ -1,14 +1,16 @@
 //! Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat): `{"text": ...}` with a
 //! readable one-liner; `&`, `<` and `>` escaped as Slack's message format requires.
 
+use opsfleet_proto::api::AlertState;
+
 use super::transport::HttpPost;
 use super::{one_line, Notification};
 
 /// `:red_circle: [CRITICAL] FIRING disk_pressure on db-01 (/var): /var is 95% full`.
 pub fn text(n: &Notification) -> String {
-    let icon = match n.state.as_str() {
-        "firing" => ":red_circle: ",
-        "resolved" => ":large_green_circle: ",
+    let icon = match n.state {
+        AlertState::Firing => ":red_circle: ",
+        AlertState::Resolved => ":large_green_circle: ",
         _ => "",
     };
     let line = one_line(n)
@@ -42,7 +44,7 @@ mod tests {
             r#"{"text":":red_circle: [CRITICAL] FIRING disk_pressure on db-01 (/var): /var is 95% full"}"#
         );
         let mut n = sample();
-        n.state = "resolved".into();
+        n.state = AlertState::Resolved;
         n.subject = "db-01".into();
         n.summary = "<b> & co".into();
         assert_eq!(

@@ -3,6 +3,7 @@
 //! limits, Telegram and Slack bodies, and the dry-run line.
 
 use super::*;
+use opsfleet_proto::api::AlertState;
 
 /// The notification used by the golden tests.
 pub(crate) fn sample() -> Notification {
@@ -12,7 +13,7 @@ pub(crate) fn sample() -> Notification {
         rule: "disk_pressure".into(),
         host: "db-01".into(),
         subject: "/var".into(),
-        state: "firing".into(),
+        state: AlertState::Firing,
         severity: "critical".into(),
         summary: "/var is 95% full".into(),
         at_unix_ms: 1_764_633_600_000,
@@ -299,7 +300,7 @@ async fn without_routes_each_notification_is_one_dry_run_json_line() {
         .with_dry_run_sink(Box::new(out.clone()));
     assert_eq!(n.routes(), [DRY_RUN_ROUTE]);
     let mut resolved = sample();
-    resolved.state = "resolved".into();
+    resolved.state = AlertState::Resolved;
     assert_eq!(n.send(DRY_RUN_ROUTE, &sample()).await, Delivery::DryRun);
     assert_eq!(n.send(DRY_RUN_ROUTE, &resolved).await, Delivery::DryRun);
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
@@ -343,7 +344,7 @@ fn one_line_leaves_out_an_empty_subject_and_summary() {
     let mut n = sample();
     n.subject = String::new();
     n.summary = String::new();
-    n.state = "resolved".into();
+    n.state = AlertState::Resolved;
     n.severity = "warning".into();
     assert_eq!(one_line(&n), "[WARNING] RESOLVED disk_pressure on db-01");
 }

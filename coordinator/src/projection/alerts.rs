@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use opsfleet_proto::pb::{self, event::Body};
+use opsfleet_proto::api::{empty_is_none, AlertState, NotifyOutcome};
+use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::EventEnvelope;
 use serde::{Deserialize, Serialize};
 
@@ -19,8 +20,7 @@ pub struct NotificationRecord {
     /// Id of the transition event (the idempotency key receivers got).
     pub transition_id: String,
     pub route: String,
-    /// `sent`, `failed`, `dry_run`, `rate_limited` or `unknown`.
-    pub outcome: String,
+    pub outcome: NotifyOutcome,
     pub attempts: u32,
     pub detail: String,
     pub epoch: u64,
@@ -36,10 +36,13 @@ pub struct AlertRecord {
     pub rule: String,
     pub host: String,
     pub subject: String,
-    /// `pending`, `firing` or `resolved`.
-    pub state: String,
+    /// `pending`, `firing` or `resolved`; `""` (none) for an alert known only from a
+    /// notification record so far.
+    #[serde(with = "empty_is_none")]
+    pub state: Option<AlertState>,
     /// The state before the current one (`""` for the first transition).
-    pub previous: String,
+    #[serde(with = "empty_is_none")]
+    pub previous: Option<AlertState>,
     pub severity: String,
     pub summary: String,
     pub value: String,
@@ -70,7 +73,9 @@ impl AlertRecord {
     /// Whether the current state is one receivers hear about: firing, or resolved after
     /// firing (a pending alert that cleared was never announced).
     pub fn notifiable(&self) -> bool {
-        self.state == "firing" || (self.state == "resolved" && self.previous == "firing")
+        use AlertState::{Firing, Resolved};
+        self.state == Some(Firing)
+            || (self.state == Some(Resolved) && self.previous == Some(Firing))
     }
 }
 
@@ -103,31 +108,12 @@ pub enum Changed {
     Liveness(String),
 }
 
-pub fn state_name(state: i32) -> &'static str {
-    match pb::AlertState::try_from(state) {
-        Ok(pb::AlertState::Pending) => "pending",
-        Ok(pb::AlertState::Firing) => "firing",
-        Ok(pb::AlertState::Resolved) => "resolved",
-        _ => "unknown",
-    }
-}
-
-pub fn outcome_name(outcome: i32) -> &'static str {
-    match pb::NotifyOutcome::try_from(outcome) {
-        Ok(pb::NotifyOutcome::Sent) => "sent",
-        Ok(pb::NotifyOutcome::Failed) => "failed",
-        Ok(pb::NotifyOutcome::DryRun) => "dry_run",
-        Ok(pb::NotifyOutcome::RateLimited) => "rate_limited",
-        _ => "unknown",
-    }
-}
-
 impl Alerts {
     /// Folds one accepted coordinator event; returns the row it changed, if any.
     pub fn apply(&mut self, ev: &EventEnvelope) -> Option<Changed> {
         match &ev.body {
             Body::AlertTransition(t) => {
-                let state = state_name(t.state);
+                let state = Some(AlertState::from_wire(t.state));
                 let rec = self.alerts.entry(t.alert_id.clone()).or_default();
                 // A transition of an older term than the one that recorded the current state
                 // arrived late, or two coordinators recorded the same change: the first one
@@ -139,7 +125,7 @@ impl Alerts {
                 rec.rule = t.rule.clone();
                 rec.host = t.target_host.clone();
                 rec.subject = t.subject.clone();
-                rec.previous = std::mem::replace(&mut rec.state, state.to_owned());
+                rec.previous = std::mem::replace(&mut rec.state, state);
                 rec.severity = t.severity.clone();
                 rec.summary = t.summary.clone();
                 rec.value = t.value.clone();
@@ -148,7 +134,7 @@ impl Alerts {
                 rec.transition_id = ev.id.to_string();
                 rec.by = ev.host.clone();
                 rec.transitions += 1;
-                if state == "firing" {
+                if state == Some(AlertState::Firing) {
                     let pos = rec.firings.partition_point(|f| *f <= t.at_unix_ms);
                     rec.firings.insert(pos, t.at_unix_ms);
                     if rec.firings.len() > FIRINGS_KEPT {
@@ -165,7 +151,7 @@ impl Alerts {
                 rec.notifications.push(NotificationRecord {
                     transition_id: n.transition_id.clone(),
                     route: n.route.clone(),
-                    outcome: outcome_name(n.outcome).to_owned(),
+                    outcome: NotifyOutcome::from_wire(n.outcome),
                     attempts: n.attempts,
                     detail: n.detail.clone(),
                     epoch: n.epoch,
@@ -202,6 +188,7 @@ impl Alerts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opsfleet_proto::pb;
     use uuid::Uuid;
 
     fn ev(seq: u64, coordinator: &str, body: Body) -> EventEnvelope {
@@ -248,7 +235,7 @@ mod tests {
         let firing = ev(1, "blue", transition(pb::AlertState::Firing, 7, 100));
         assert!(a.apply(&firing).is_some());
         let rec = &a.alerts["disk_crit/web-01//data"];
-        assert_eq!((rec.state.as_str(), rec.previous.as_str()), ("firing", ""));
+        assert_eq!((rec.state, rec.previous), (Some(AlertState::Firing), None));
         assert!(rec.notifiable());
         assert_eq!(rec.transition_id, firing.id.to_string());
         a.apply(&ev(2, "blue", sent(&firing.id.to_string(), "ops")));
@@ -267,7 +254,10 @@ mod tests {
         let resolved = ev(3, "green", transition(pb::AlertState::Resolved, 8, 200));
         a.apply(&resolved);
         let rec = &a.alerts["disk_crit/web-01//data"];
-        assert_eq!((rec.state.as_str(), rec.by.as_str()), ("resolved", "green"));
+        assert_eq!(
+            (rec.state, rec.by.as_str()),
+            (Some(AlertState::Resolved), "green")
+        );
         assert!(rec.notifiable());
         assert_eq!((rec.transitions, rec.firings.clone()), (2, vec![100]));
         // A late transition of an older term is ignored.

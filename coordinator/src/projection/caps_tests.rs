@@ -197,7 +197,8 @@ pub(super) fn within_caps(fleet: &Fleet) -> Result<(), String> {
     }
     let mut resolved: BTreeMap<&str, usize> = BTreeMap::new();
     for a in fleet.alerts().alerts.values() {
-        if a.state != "pending" && a.state != "firing" {
+        use opsfleet_proto::api::AlertState::{Firing, Pending};
+        if !matches!(a.state, Some(Pending | Firing)) {
             *resolved.entry(a.host.as_str()).or_default() += 1;
         }
     }

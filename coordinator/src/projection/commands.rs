@@ -3,7 +3,7 @@
 //! events. A state never moves backwards, and `accepted_count` > 1 would mean a command ran
 //! twice (what failover drills check).
 
-use opsfleet_proto::api::CommandState;
+use opsfleet_proto::api::{ActionName, CommandState, Role};
 use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::EventEnvelope;
 use serde::{Deserialize, Serialize};
@@ -28,9 +28,13 @@ pub struct CommandRecord {
     pub issued_by: String,
     /// The role the operator acted in, from the request's subject; empty when unverified
     /// (and in records folded before roles were recorded).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub issued_role: String,
-    pub action: String,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opsfleet_proto::api::empty_is_none"
+    )]
+    pub issued_role: Option<Role>,
+    pub action: ActionName,
     pub module: String,
     pub deadline_unix_ms: i64,
     pub state: CommandState,
@@ -87,8 +91,8 @@ pub fn apply(record: &mut CommandRecord, ev: &EventEnvelope) {
             record.target = c.target.clone();
             record.epoch = c.epoch;
             record.issued_by = c.issued_by.clone();
-            record.issued_role = c.issued_role.clone();
-            record.action = c.action.clone();
+            record.issued_role = c.issued_role.parse().ok();
+            record.action = c.action.parse().unwrap_or_default();
             record.module = c.module.clone();
             record.deadline_unix_ms = c.deadline_unix_ms;
             record.step(CommandState::Issued, at, by, "");
@@ -158,7 +162,7 @@ mod tests {
             (r.state.as_str(), r.epoch, r.issued_by.as_str()),
             ("issued", 7, "alice")
         );
-        assert_eq!(r.issued_role, "operator");
+        assert_eq!(r.issued_role, Some(Role::Operator));
         apply(
             &mut r,
             &ev(

@@ -76,7 +76,8 @@ pub(super) fn command_slot(id: &str, r: &CommandRecord) -> Option<Slot> {
 /// notifications seen). Its owner is the alert's host; its place is when the current state
 /// began. Pending and firing alerts are never pruned.
 pub(super) fn alert_slot(id: &str, r: &AlertRecord) -> Option<Slot> {
-    if r.state == "pending" || r.state == "firing" {
+    use opsfleet_proto::api::AlertState::{Firing, Pending};
+    if matches!(r.state, Some(Pending | Firing)) {
         return None;
     }
     Some((r.host.clone(), (r.since_unix_ms, id.to_owned())))

@@ -5,8 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use opsfleet_proto::api::Truncated;
-use opsfleet_proto::pb::{self, event::Body};
+use opsfleet_proto::api::{BackupState, ProbeStatus, SentinelStatus, Truncated};
+use opsfleet_proto::pb::event::Body;
 use serde::{Deserialize, Serialize};
 
 use super::bounds::{
@@ -43,8 +43,7 @@ pub const RECENT_MATCHES: usize = 64;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthState {
-    /// `starting`, `ready`, `degraded`, `failed` or `unknown`.
-    pub status: String,
+    pub status: ProbeStatus,
     pub probe: String,
     pub detail: String,
     pub consecutive_failures: u32,
@@ -55,8 +54,7 @@ pub struct HealthState {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentinelView {
-    /// `fresh`, `stale`, `missing` or `unknown`.
-    pub status: String,
+    pub status: SentinelStatus,
     pub age_ms: u64,
     pub max_age_ms: u64,
     pub mtime_unix_ms: i64,
@@ -99,6 +97,23 @@ pub struct BackupJob {
     pub pruned_bytes: u64,
 }
 
+impl BackupJob {
+    /// `running` while a run is in progress, else the latest outcome: `ok`, `failed` or
+    /// `never`.
+    pub fn state(&self) -> BackupState {
+        if self.running.is_some() {
+            return BackupState::Running;
+        }
+        match (&self.last_success, &self.last_failure) {
+            (None, None) => BackupState::Never,
+            (Some(_), None) => BackupState::Ok,
+            (None, Some(_)) => BackupState::Failed,
+            (Some(s), Some(f)) if f.at_unix_ms > s.at_unix_ms => BackupState::Failed,
+            (Some(_), Some(_)) => BackupState::Ok,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JanitorState {
     pub last_at_unix_ms: i64,
@@ -117,25 +132,6 @@ pub struct Runbooks {
     pub sentinels: BTreeMap<String, SentinelView>,
     pub backups: BTreeMap<String, BackupJob>,
     pub janitor: BTreeMap<String, JanitorState>,
-}
-
-pub(crate) fn health_name(status: i32) -> &'static str {
-    match pb::HealthStatus::try_from(status) {
-        Ok(pb::HealthStatus::Starting) => "starting",
-        Ok(pb::HealthStatus::Ready) => "ready",
-        Ok(pb::HealthStatus::Degraded) => "degraded",
-        Ok(pb::HealthStatus::Failed) => "failed",
-        _ => "unknown",
-    }
-}
-
-fn sentinel_name(status: i32) -> &'static str {
-    match pb::SentinelStatus::try_from(status) {
-        Ok(pb::SentinelStatus::Fresh) => "fresh",
-        Ok(pb::SentinelStatus::Stale) => "stale",
-        Ok(pb::SentinelStatus::Missing) => "missing",
-        _ => "unknown",
-    }
 }
 
 fn incident<'m>(
@@ -228,7 +224,7 @@ impl Runbooks {
                 };
                 if state.version <= *version {
                     *state = HealthState {
-                        status: health_name(h.status).to_owned(),
+                        status: ProbeStatus::from_wire(h.status),
                         probe: clip(&h.probe),
                         detail: clip(&h.detail),
                         consecutive_failures: h.consecutive_failures,
@@ -245,9 +241,9 @@ impl Runbooks {
                         continue;
                     };
                     if state.version <= *version {
-                        let status = health_name(s.status);
+                        let status = ProbeStatus::from_wire(s.status);
                         if state.status != status {
-                            state.status = status.to_owned();
+                            state.status = status;
                             state.since_unix_ms = 0;
                         }
                         state.version = version.clone();
@@ -270,7 +266,7 @@ impl Runbooks {
                 };
                 if view.version <= *version {
                     *view = SentinelView {
-                        status: sentinel_name(s.status).to_owned(),
+                        status: SentinelStatus::from_wire(s.status),
                         age_ms: s.age_ms,
                         max_age_ms: s.max_age_ms,
                         mtime_unix_ms: s.mtime_unix_ms,

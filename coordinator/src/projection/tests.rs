@@ -323,8 +323,8 @@ fn alert_rows_round_trip_are_dirty_and_refold_to_the_same_digest() {
     assert_eq!(back.digest(), live.digest());
     let rec = &back.alerts().alerts["disk_crit/web-01//data"];
     assert_eq!(
-        (rec.state.as_str(), rec.notifications.len()),
-        ("resolved", 1)
+        (rec.state, rec.notifications.len()),
+        (Some(opsfleet_proto::api::AlertState::Resolved), 1)
     );
     assert!(back.alerts().liveness["db-01"].lost);
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use opsfleet_cli::{client::Api, render};
-use opsfleet_proto::api::{CommandRequest, CommandView, CommandsRequest};
+use opsfleet_proto::api::{CommandAction, CommandRequest, CommandView, CommandsRequest};
 use serde::Serialize;
 
 use crate::{now_unix_ms, Output, Targets};
@@ -17,44 +17,30 @@ struct CommandOutcome {
     commands: Vec<CommandView>,
 }
 
-/// Issues one module action (or noop / drain) to the targets; see `run_request`.
-pub async fn run_command(
-    api: &Api,
-    action: &str,
-    module: Option<String>,
-    t: Targets,
-    output: Output,
-) -> anyhow::Result<()> {
-    let req = CommandRequest {
-        action: action.to_owned(),
-        module,
-        ..Default::default()
-    };
-    run_request(api, req, t, output).await
-}
-
-/// Issues `req` to the targets, then (unless --no-wait) follows the ledger until every
+/// Issues `action` to the targets, then (unless --no-wait) follows the ledger until every
 /// agent answered or `--wait` ran out. Fails unless every command completed.
 pub async fn run_request(
     api: &Api,
-    req: CommandRequest,
+    action: CommandAction,
     t: Targets,
     output: Output,
 ) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     let user = operator_name(api);
-    let action = req.action.clone();
-    let action = action.as_str();
+    let name = action.name();
     let reply = api
         .command(&CommandRequest {
-            hosts: t.hosts,
-            all: t.all,
-            labels: t.labels.into_iter().collect(),
+            action,
+            targets: opsfleet_proto::api::Targets {
+                hosts: t.hosts,
+                all: t.all,
+                labels: t.labels.into_iter().collect(),
+            },
             deadline_ms: u64::try_from(t.deadline.as_millis()).unwrap_or(u64::MAX),
             issued_by: user,
-            ..req
         })
         .await?;
+    let action = name.as_str();
     let ids: Vec<String> = reply
         .commands
         .iter()
@@ -93,8 +79,8 @@ pub async fn run_request(
                 target: issued.host.clone(),
                 epoch: reply.epoch,
                 issued_by: String::new(),
-                issued_role: String::new(),
-                action: action.to_owned(),
+                issued_role: None,
+                action: name,
                 module: String::new(),
                 deadline_unix_ms: 0,
                 state: opsfleet_proto::api::CommandState::Issued,

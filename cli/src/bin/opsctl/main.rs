@@ -17,7 +17,8 @@ mod follow;
 mod issue;
 
 use follow::{follow_events, parse_since, Since};
-use issue::{operator_name, run_command, run_request};
+use issue::{operator_name, run_request};
+use opsfleet_proto::api::CommandAction;
 
 /// Operate an opsfleet cluster: fleet status, hosts, alerts, backups, incidents and live events;
 /// pause/resume modules, run backups, restore, apply or roll back configs; leader, failover and
@@ -390,19 +391,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
         }
         Command::Pause(m) => {
-            run_command(&api, "pause", Some(m.module), m.targets, cli.output).await?
+            run_request(
+                &api,
+                CommandAction::Pause { module: m.module },
+                m.targets,
+                cli.output,
+            )
+            .await?
         }
         Command::Resume(m) => {
-            run_command(&api, "resume", Some(m.module), m.targets, cli.output).await?
+            run_request(
+                &api,
+                CommandAction::Resume { module: m.module },
+                m.targets,
+                cli.output,
+            )
+            .await?
         }
         Command::Disable(m) => {
-            run_command(&api, "disable", Some(m.module), m.targets, cli.output).await?
+            run_request(
+                &api,
+                CommandAction::Disable { module: m.module },
+                m.targets,
+                cli.output,
+            )
+            .await?
         }
         Command::Enable(m) => {
-            run_command(&api, "enable", Some(m.module), m.targets, cli.output).await?
+            run_request(
+                &api,
+                CommandAction::Enable { module: m.module },
+                m.targets,
+                cli.output,
+            )
+            .await?
         }
-        Command::Noop(t) => run_command(&api, "noop", None, t, cli.output).await?,
-        Command::Drain(t) => run_command(&api, "drain", None, t, cli.output).await?,
+        Command::Noop(t) => run_request(&api, CommandAction::Noop, t, cli.output).await?,
+        Command::Drain(t) => run_request(&api, CommandAction::Drain, t, cli.output).await?,
         Command::Backup(BackupCommand::Run { what, targets }) => {
             run_request(&api, what.request(), targets, cli.output).await?
         }

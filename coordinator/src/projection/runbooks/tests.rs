@@ -1,6 +1,8 @@
 //! Unit tests of the runbook modules' fold.
 
 use super::*;
+use opsfleet_proto::api::{ProbeStatus, SentinelStatus};
+use opsfleet_proto::pb;
 
 fn apply(r: &mut Runbooks, version: &Version, at: i64, body: &Body) -> bool {
     r.apply(version, at, body, &mut Truncated::default())
@@ -64,7 +66,7 @@ fn health_transitions_and_heartbeat_summaries() {
             ..Default::default()
         }),
     );
-    assert_eq!(r.health["api"].status, "failed");
+    assert_eq!(r.health["api"].status, ProbeStatus::Failed);
     assert_eq!(r.health["api"].since_unix_ms, 100);
     // A heartbeat that agrees keeps `since`; one that disagrees corrects the status.
     let hb = |status: pb::HealthStatus| {
@@ -79,7 +81,7 @@ fn health_transitions_and_heartbeat_summaries() {
     assert!(!apply(&mut r, &v(2), 200, &hb(pb::HealthStatus::Failed)));
     assert_eq!(r.health["api"].since_unix_ms, 100);
     apply(&mut r, &v(3), 300, &hb(pb::HealthStatus::Ready));
-    assert_eq!(r.health["api"].status, "ready");
+    assert_eq!(r.health["api"].status, ProbeStatus::Ready);
 }
 
 #[test]
@@ -154,7 +156,10 @@ fn sentinel_and_janitor() {
             ..Default::default()
         }),
     );
-    assert_eq!(r.sentinels["/run/app/heartbeat"].status, "missing");
+    assert_eq!(
+        r.sentinels["/run/app/heartbeat"].status,
+        SentinelStatus::Missing
+    );
     let report = |files, dry_run| {
         Body::Janitor(pb::JanitorReport {
             root: "/srv/runs".into(),

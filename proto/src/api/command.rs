@@ -1,0 +1,436 @@
+//! `ops.api.failover`, `ops.api.command` and `ops.api.commands`: asking for a step-down,
+//! issuing commands and reading their lifecycles.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{empty_is_none, ActionName, Responder, Role};
+
+/// Request for `ops.api.failover`: the active coordinator releases its lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverRequest {
+    /// Hand the lease to this coordinator; otherwise whichever standby is first takes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Informational, like `CommandRequest::issued_by`: the coordinator records the operator
+    /// named by the subject; on a plain subject (only with `[api] allow_unidentified`) this
+    /// name marked " (unverified)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+/// Reply to `ops.api.failover`, from the coordinator that released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverReply {
+    pub responder: Responder,
+    /// The epoch that ended.
+    pub released_epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// Request for `ops.api.command`: one action for a set of hosts. Its JSON is
+/// [`CommandRequestJson`]'s, written from and checked into this type, so a request whose
+/// action lacks a field it needs cannot be built (`CommandRequest::try_from`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "CommandRequestJson", into = "CommandRequestJson")]
+pub struct CommandRequest {
+    pub action: CommandAction,
+    pub targets: Targets,
+    /// The command expires this long after it is issued, in milliseconds: required (0 is
+    /// refused) and at most the coordinator's `[api] max_deadline`.
+    pub deadline_ms: u64,
+    /// Informational: the coordinator records the operator named by the request's subject
+    /// (`ops.api.as.<operator>.<role>.command`); on a plain subject (allowed only by
+    /// `[api] allow_unidentified`) it records this value marked " (unverified)".
+    pub issued_by: String,
+}
+
+/// Which hosts a command goes to: the named ones, every host whose heartbeat labels include
+/// all of `labels`, or with `all` every host the coordinator knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    pub hosts: Vec<String>,
+    pub all: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What a command does, with exactly the fields its action takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandAction {
+    Pause {
+        module: String,
+    },
+    Resume {
+        module: String,
+    },
+    Disable {
+        module: String,
+    },
+    Enable {
+        module: String,
+    },
+    Noop,
+    Drain,
+    /// `job` absent: every job of the module. `module` absent: an agent with one backup
+    /// module (or one holding the job) infers it.
+    BackupRun {
+        module: Option<String>,
+        job: Option<String>,
+    },
+    /// `job` absent: the archive's job. `target`: the directory to restore into, on the
+    /// agent's host.
+    Restore {
+        module: Option<String>,
+        job: Option<String>,
+        archive: String,
+        target: String,
+    },
+    /// `config_toml`: the module's `[[modules]]` entry as TOML; `fingerprint`, when given,
+    /// must be that config's.
+    ConfigApply {
+        module: String,
+        config_toml: String,
+        fingerprint: Option<String>,
+    },
+    /// Back to the config with this fingerprint (or prefix of it), found in the log.
+    ConfigRollback {
+        module: String,
+        fingerprint: String,
+    },
+}
+
+impl CommandAction {
+    pub fn name(&self) -> ActionName {
+        match self {
+            CommandAction::Pause { .. } => ActionName::Pause,
+            CommandAction::Resume { .. } => ActionName::Resume,
+            CommandAction::Disable { .. } => ActionName::Disable,
+            CommandAction::Enable { .. } => ActionName::Enable,
+            CommandAction::Noop => ActionName::Noop,
+            CommandAction::Drain => ActionName::Drain,
+            CommandAction::BackupRun { .. } => ActionName::BackupRun,
+            CommandAction::Restore { .. } => ActionName::Restore,
+            CommandAction::ConfigApply { .. } => ActionName::ConfigApply,
+            CommandAction::ConfigRollback { .. } => ActionName::ConfigRollback,
+        }
+    }
+
+    /// The module the action names, if any.
+    pub fn module(&self) -> Option<&str> {
+        match self {
+            CommandAction::Pause { module }
+            | CommandAction::Resume { module }
+            | CommandAction::Disable { module }
+            | CommandAction::Enable { module }
+            | CommandAction::ConfigApply { module, .. }
+            | CommandAction::ConfigRollback { module, .. } => Some(module),
+            CommandAction::BackupRun { module, .. } | CommandAction::Restore { module, .. } => {
+                module.as_deref()
+            }
+            CommandAction::Noop | CommandAction::Drain => None,
+        }
+    }
+}
+
+/// Why a command request's JSON is not a valid request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("unknown action {action:?}; use pause, resume, disable, enable, noop, drain, backup_run, restore, config_apply or config_rollback")]
+    BadAction { action: String },
+    #[error("action {action} needs a module name")]
+    NeedsModule { action: String },
+    #[error("{action} needs {flag}")]
+    NeedsField { action: String, flag: &'static str },
+}
+
+/// The JSON of [`CommandRequest`] as it travels: one flat object whose optional fields
+/// belong to some actions only (`module`, `job`, `archive`, `target`, `config_toml`,
+/// `fingerprint`). Readers that must refuse a bad request with a precise reason read this and
+/// convert with `CommandRequest::try_from`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRequestJson {
+    /// An [`ActionName`].
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub all: bool,
+    pub deadline_ms: u64,
+    pub issued_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_toml: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl TryFrom<CommandRequestJson> for CommandRequest {
+    type Error = RequestError;
+
+    /// Checks the action's fields: a module where it needs one, and the non-blank
+    /// `archive`/`target`, config or fingerprint it needs (values are kept as sent).
+    fn try_from(j: CommandRequestJson) -> Result<Self, RequestError> {
+        let name = j
+            .action
+            .parse::<ActionName>()
+            .unwrap_or(ActionName::Unknown);
+        let action_text = j.action.clone();
+        let module = |m: Option<String>| {
+            m.filter(|m| !m.is_empty())
+                .ok_or_else(|| RequestError::NeedsModule {
+                    action: action_text.clone(),
+                })
+        };
+        let field = |v: Option<String>, flag: &'static str| {
+            v.filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| RequestError::NeedsField {
+                    action: action_text.clone(),
+                    flag,
+                })
+        };
+        let action = match name {
+            ActionName::Pause => CommandAction::Pause {
+                module: module(j.module)?,
+            },
+            ActionName::Resume => CommandAction::Resume {
+                module: module(j.module)?,
+            },
+            ActionName::Disable => CommandAction::Disable {
+                module: module(j.module)?,
+            },
+            ActionName::Enable => CommandAction::Enable {
+                module: module(j.module)?,
+            },
+            ActionName::Noop => CommandAction::Noop,
+            ActionName::Drain => CommandAction::Drain,
+            ActionName::BackupRun => CommandAction::BackupRun {
+                module: j.module,
+                job: j.job,
+            },
+            ActionName::Restore => CommandAction::Restore {
+                archive: field(j.archive, "--archive")?,
+                target: field(j.target, "--target")?,
+                module: j.module,
+                job: j.job,
+            },
+            ActionName::ConfigApply => CommandAction::ConfigApply {
+                module: module(j.module)?,
+                config_toml: field(j.config_toml, "a config (--file)")?,
+                fingerprint: j.fingerprint,
+            },
+            ActionName::ConfigRollback => CommandAction::ConfigRollback {
+                module: module(j.module)?,
+                fingerprint: field(j.fingerprint, "--to <fingerprint>")?,
+            },
+            ActionName::Unknown => return Err(RequestError::BadAction { action: j.action }),
+        };
+        Ok(CommandRequest {
+            action,
+            targets: Targets {
+                hosts: j.hosts,
+                all: j.all,
+                labels: j.labels,
+            },
+            deadline_ms: j.deadline_ms,
+            issued_by: j.issued_by,
+        })
+    }
+}
+
+impl From<CommandRequest> for CommandRequestJson {
+    fn from(r: CommandRequest) -> Self {
+        let mut j = CommandRequestJson {
+            action: r.action.name().as_str().to_owned(),
+            hosts: r.targets.hosts,
+            all: r.targets.all,
+            labels: r.targets.labels,
+            deadline_ms: r.deadline_ms,
+            issued_by: r.issued_by,
+            ..CommandRequestJson::default()
+        };
+        match r.action {
+            CommandAction::Pause { module }
+            | CommandAction::Resume { module }
+            | CommandAction::Disable { module }
+            | CommandAction::Enable { module } => j.module = Some(module),
+            CommandAction::Noop | CommandAction::Drain => {}
+            CommandAction::BackupRun { module, job } => (j.module, j.job) = (module, job),
+            CommandAction::Restore {
+                module,
+                job,
+                archive,
+                target,
+            } => {
+                (j.module, j.job) = (module, job);
+                (j.archive, j.target) = (Some(archive), Some(target));
+            }
+            CommandAction::ConfigApply {
+                module,
+                config_toml,
+                fingerprint,
+            } => {
+                j.module = Some(module);
+                (j.config_toml, j.fingerprint) = (Some(config_toml), fingerprint);
+            }
+            CommandAction::ConfigRollback {
+                module,
+                fingerprint,
+            } => (j.module, j.fingerprint) = (Some(module), Some(fingerprint)),
+        }
+        j
+    }
+}
+
+/// One command as issued to one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCommand {
+    pub host: String,
+    pub command_id: String,
+}
+
+/// Reply to `ops.api.command`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandReply {
+    pub responder: Responder,
+    /// The epoch every command was stamped with.
+    pub epoch: u64,
+    pub commands: Vec<IssuedCommand>,
+}
+
+/// Request for `ops.api.commands`: the ledger, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandsRequest {
+    /// Only these command ids.
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// Only commands for this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// At most this many (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// Reply to `ops.api.commands`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandsReply {
+    pub responder: Responder,
+    pub commands: Vec<CommandView>,
+}
+
+/// One command's lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandView {
+    pub id: String,
+    pub target: String,
+    pub epoch: u64,
+    pub issued_by: String,
+    /// The role the operator acted in (`operator`, `admin`); empty for an unverified request.
+    #[serde(default, with = "empty_is_none")]
+    pub issued_role: Option<Role>,
+    pub action: ActionName,
+    pub module: String,
+    pub deadline_unix_ms: i64,
+    pub state: CommandState,
+    pub detail: String,
+    /// More than 1 means the command ran twice.
+    pub accepted_count: u32,
+    pub history: Vec<CommandStepView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandStepView {
+    pub state: CommandState,
+    pub at_unix_ms: i64,
+    pub by: String,
+    pub detail: String,
+}
+
+impl CommandView {
+    /// Completed, failed, rejected or expired: nothing more will happen.
+    pub fn is_final(&self) -> bool {
+        self.state.is_final()
+    }
+}
+
+/// Where a command is in its lifecycle; in JSON and in stored rows the lowercase name.
+/// `unknown`: a lifecycle event arrived for a command whose issue event is not in the log.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandState {
+    Issued,
+    Accepted,
+    Completed,
+    Failed,
+    Rejected,
+    Expired,
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl CommandState {
+    /// Completed, failed, rejected or expired: nothing moves it any more.
+    pub fn is_final(self) -> bool {
+        self.rank() == 3
+    }
+
+    /// Lifecycle order: unknown, issued, accepted, then every final state alike.
+    pub fn rank(self) -> u8 {
+        match self {
+            CommandState::Unknown => 0,
+            CommandState::Issued => 1,
+            CommandState::Accepted => 2,
+            CommandState::Completed
+            | CommandState::Failed
+            | CommandState::Rejected
+            | CommandState::Expired => 3,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandState::Unknown => "unknown",
+            CommandState::Issued => "issued",
+            CommandState::Accepted => "accepted",
+            CommandState::Completed => "completed",
+            CommandState::Failed => "failed",
+            CommandState::Rejected => "rejected",
+            CommandState::Expired => "expired",
+        }
+    }
+}
+
+impl std::str::FromStr for CommandState {
+    type Err = String;
+
+    /// The lowercase name, as `as_str` writes it.
+    fn from_str(text: &str) -> Result<Self, String> {
+        use CommandState::*;
+        [
+            Issued, Accepted, Completed, Failed, Rejected, Expired, Unknown,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| format!("no command state {text:?}"))
+    }
+}
+
+impl std::fmt::Display for CommandState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,250 @@
+//! `ops.api.hosts`, `ops.api.backups`, `ops.api.incidents` and `ops.api.alerts`: one row per
+//! host, backup job, log file or alert, paged by a cursor.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AlertState, BackupState, DiskView, Liveness, ModuleView, Responder, Truncated};
+
+/// Request for `ops.api.hosts`: one summary row per host, paged by host name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostsRequest {
+    /// Host name or glob (`web-*`, `db-0?`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Only hosts in this liveness state: `up`, `late`, `lost` (or `unknown`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// At most this many (default [`HOSTS_PAGE_DEFAULT`], capped at [`HOSTS_PAGE_MAX`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Only hosts whose name sorts after this one: the `next` cursor of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// Reply to `ops.api.hosts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostsReply {
+    pub responder: Responder,
+    /// The answering coordinator's clock when it judged liveness.
+    pub now_unix_ms: i64,
+    /// Hosts matching the filter, ascending by name.
+    pub hosts: Vec<HostSummary>,
+    /// Set when more hosts follow: pass it as `after` to get the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// One host in a line: liveness, last report, worst disk, module states and open trouble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostSummary {
+    pub host: String,
+    /// `up` (reported within 2× its heartbeat interval), `late` (within 5×), `lost` (beyond,
+    /// or declared lost by the active coordinator's liveness check and silent since), or
+    /// `unknown` (never sent a heartbeat).
+    pub liveness: Liveness,
+    /// Agent's clock at its latest event.
+    pub last_seen_unix_ms: i64,
+    /// The heartbeat interval the agent declared, 0 if unknown.
+    pub heartbeat_interval_ms: u64,
+    pub agent_version: String,
+    pub last_seq: u64,
+    pub events: u64,
+    /// Seqs never received from the current incarnation.
+    pub missing_events: u64,
+    pub outbox_pending: u64,
+    /// Most used disk as `path used% level`, if any disk reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_disk: Option<DiskView>,
+    pub modules: Vec<ModuleView>,
+    /// Health probes not `ready`, as `name:status`.
+    #[serde(default)]
+    pub unhealthy: Vec<String>,
+    /// Log incidents (matching events) on this host, all files together.
+    pub incidents: u64,
+    /// Backup jobs whose latest outcome is a failure.
+    pub failing_backups: u64,
+    /// The active coordinator declared this host lost and it has not reported since.
+    #[serde(default)]
+    pub declared_lost: bool,
+    /// What the coordinator left out of this host's state (absent when nothing was).
+    #[serde(default, skip_serializing_if = "Truncated::is_empty")]
+    pub truncated: Truncated,
+}
+
+/// Request for `ops.api.backups`: the backup catalog per host and job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupsRequest {
+    /// Host name or glob (`db-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Only this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// At most this many rows (default [`ROWS_PAGE_DEFAULT`], capped at [`ROWS_PAGE_MAX`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Rows after this cursor: the `next` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// Reply to `ops.api.backups`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupsReply {
+    pub responder: Responder,
+    /// One row per (host, job), ascending.
+    pub backups: Vec<BackupView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// One backup job on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupView {
+    pub host: String,
+    pub job: String,
+    pub state: BackupState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<BackupSuccessView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<BackupFailureView>,
+    /// Run id of a run in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<String>,
+    /// Archives kept (completed, not pruned) as far as the catalog knows.
+    pub archives_kept: u64,
+    /// Archives removed by retention, and the bytes that freed.
+    pub pruned_archives: u64,
+    pub pruned_bytes: u64,
+    /// `archive -> target` of the latest restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restore: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSuccessView {
+    pub run_id: String,
+    pub archive: String,
+    pub size_bytes: u64,
+    pub files: u64,
+    pub duration_ms: u64,
+    pub sha256: String,
+    pub at_unix_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupFailureView {
+    pub run_id: String,
+    pub reason: String,
+    pub at_unix_ms: i64,
+}
+
+/// Request for `ops.api.incidents`: new `ERROR`/`Traceback` lines per host and log file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentsRequest {
+    /// Host name or glob (`web-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Only files whose latest match is at or after this time (agent clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_unix_ms: Option<i64>,
+    /// At most this many rows (default [`ROWS_PAGE_DEFAULT`], capped at [`ROWS_PAGE_MAX`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Rows after this cursor: the `next` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// Reply to `ops.api.incidents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentsReply {
+    pub responder: Responder,
+    /// One row per (host, log file), ascending.
+    pub incidents: Vec<IncidentView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Matches in one log file of one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentView {
+    pub host: String,
+    pub path: String,
+    /// The pattern of the latest match (`error`, `traceback`, ...).
+    pub pattern: String,
+    /// Matching events (a grouped traceback counts once).
+    pub count: u64,
+    /// Lines the agent's rate limit held back.
+    pub suppressed: u64,
+    /// First match (agent clock); 0 if it predates this field in the projection.
+    pub first_seen_unix_ms: i64,
+    pub last_seen_unix_ms: i64,
+    /// The latest match, cut to [`EXCERPT_MAX_BYTES`].
+    pub last_excerpt: String,
+}
+
+/// Request for `ops.api.alerts`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertsRequest {
+    /// Host name or glob (`web-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Only alerts in this state (`firing`, `pending`, `resolved`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// At most this many rows (default [`ROWS_PAGE_DEFAULT`], capped at [`ROWS_PAGE_MAX`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Rows after this cursor: the `next` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// Reply to `ops.api.alerts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertsReply {
+    pub responder: Responder,
+    pub alerts: Vec<AlertView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// One alert as the log knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertView {
+    /// Stable key of the alert (rule, host and subject).
+    pub key: String,
+    pub rule: String,
+    pub host: String,
+    /// What the alert is about on the host (a disk path, a module, a probe...).
+    pub subject: String,
+    pub state: AlertState,
+    /// When the current state began.
+    pub since_unix_ms: i64,
+    /// Latest transition as `from -> to`.
+    pub last_transition: String,
+    pub last_transition_unix_ms: i64,
+    /// Notifications delivered for this alert (outcome `sent`).
+    pub notifications_sent: u64,
+    /// The rule's summary of the current state.
+    pub detail: String,
+    #[serde(default)]
+    pub severity: String,
+    /// State changes folded so far.
+    #[serde(default)]
+    pub transitions: u64,
+}
+
+/// Cuts `text` to at most `max` bytes on a char boundary, marking the cut with `…`.
+pub fn truncate_excerpt(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
