@@ -26,7 +26,7 @@ use super::naming::{list_archives, parse_archive_name};
 use crate::config::BackupJobConfig;
 
 pub use super::report::{
-    error_chain, failure_json, Corruption, FileProblem, Problem, RestoreError, RestoreReport,
+    failure_json, Corruption, FileProblem, Problem, RestoreError, RestoreReport,
 };
 
 /// Which archive of a job to restore.
