@@ -16,6 +16,7 @@ use opsfleet_agent::http::{HttpError, HttpState};
 use opsfleet_agent::{JetStreamSink, Outbox, Publisher, PublisherControl, Runner};
 use opsfleet_bus::ConnectMode;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -320,21 +321,7 @@ async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     wait_for_signal().await?;
     info!(host, "shutting down");
     cancel.cancel();
-    if let Err(e) = commands.await {
-        warn!(host, error = %ErrorChain(&e), "command handler ended abnormally");
-    }
-    if let Err(e) = runner.await {
-        warn!(host, error = %ErrorChain(&e), "module runner ended abnormally");
-    }
-    for server in http {
-        match server.await {
-            Ok(Err(e)) => {
-                warn!(host, error = %ErrorChain(&e), "http endpoint failed")
-            }
-            Err(e) => warn!(host, error = %ErrorChain(&e), "http endpoint ended abnormally"),
-            Ok(Ok(())) => {}
-        }
-    }
+    join_tasks(&host, commands, runner, http).await;
     ctl.drain.cancel();
     if tokio::time::timeout(cfg.shutdown_grace, &mut publisher)
         .await
@@ -359,6 +346,31 @@ async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits (after the cancel) for the command handler, the module runner and the http
+/// endpoints to end, logging any that ended abnormally.
+async fn join_tasks<C, R>(
+    host: &str,
+    commands: JoinHandle<C>,
+    runner: JoinHandle<R>,
+    http: Vec<JoinHandle<Result<(), HttpError>>>,
+) {
+    if let Err(e) = commands.await {
+        warn!(host, error = %ErrorChain(&e), "command handler ended abnormally");
+    }
+    if let Err(e) = runner.await {
+        warn!(host, error = %ErrorChain(&e), "module runner ended abnormally");
+    }
+    for server in http {
+        match server.await {
+            Ok(Err(e)) => {
+                warn!(host, error = %ErrorChain(&e), "http endpoint failed")
+            }
+            Err(e) => warn!(host, error = %ErrorChain(&e), "http endpoint ended abnormally"),
+            Ok(Ok(())) => {}
+        }
+    }
+}
+
 /// Binds `[http] listen` and the admin socket (failing the start when either cannot be) and
 /// serves /healthz, /readyz, /metrics (plus the guarded admin routes with `admin_tcp`) on TCP
 /// and the admin routes on the socket, until `cancel`.
@@ -369,7 +381,7 @@ async fn start_http(
     client: &async_nats::Client,
     runner: &Runner,
     cancel: &CancellationToken,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<Result<(), HttpError>>>> {
+) -> anyhow::Result<Vec<JoinHandle<Result<(), HttpError>>>> {
     let metrics = match opsfleet_agent::telemetry::install() {
         Ok(h) => Some(h),
         Err(e) => {

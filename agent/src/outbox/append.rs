@@ -10,8 +10,8 @@ use prost::Message;
 use uuid::Uuid;
 
 use super::{
-    event_key, state_key, AppendOutcome, NewEvent, Outbox, OutboxError, StateWrite, META_DROPS,
-    META_LAST_SEQ,
+    event_key, state_key, AppendOutcome, Drops, NewEvent, Outbox, OutboxError, StateWrite,
+    META_DROPS, META_LAST_SEQ,
 };
 use crate::config::AGENT_MODULE;
 use opsfleet_proto::time::unix_ms;
@@ -34,82 +34,7 @@ impl Outbox {
         events: Vec<NewEvent>,
         state_writes: Vec<StateWrite>,
     ) -> Result<AppendOutcome, OutboxError> {
-        let mut outcome = AppendOutcome::default();
-        let (last_seq, changed) = {
-            let mut state = self.lock();
-            let mut room = self.max_events.saturating_sub(self.pending());
-            let mut batch = sled::Batch::default();
-            let mut seq = state.last_seq;
-            let mut drops = state.drops.clone();
-            let mut write = |batch: &mut sled::Batch, module: &str, time: i64, body| {
-                seq += 1;
-                let ev = pb::Event {
-                    id: Uuid::now_v7().to_string(),
-                    host: self.host.clone(),
-                    seq,
-                    time_unix_ms: time,
-                    module: module.to_owned(),
-                    incarnation: self.incarnation.to_string(),
-                    body: Some(body),
-                };
-                batch.insert(&event_key(seq), ev.encode_to_vec());
-                seq
-            };
-            let had_drops = drops.count > 0;
-            if had_drops && room > 0 {
-                let body = std::mem::take(&mut drops).into_body();
-                outcome.seqs.push(write(
-                    &mut batch,
-                    AGENT_MODULE,
-                    unix_ms(SystemTime::now()),
-                    body,
-                ));
-                outcome.reported_drops = true;
-                room -= 1;
-            }
-            for ev in events {
-                if room == 0 {
-                    drops.record(&ev.module, ev.time_unix_ms);
-                    outcome.dropped += 1;
-                    continue;
-                }
-                outcome
-                    .seqs
-                    .push(write(&mut batch, &ev.module, ev.time_unix_ms, ev.body));
-                room -= 1;
-            }
-            let drops_changed = drops != state.drops;
-            if drops_changed {
-                if drops.count == 0 {
-                    batch.remove(META_DROPS);
-                } else {
-                    let raw = serde_json::to_vec(&drops).unwrap_or_default();
-                    batch.insert(META_DROPS, raw);
-                }
-            }
-            if seq != state.last_seq {
-                batch.insert(META_LAST_SEQ, &seq.to_be_bytes());
-            }
-            let has_state = !state_writes.is_empty();
-            for w in state_writes {
-                let key = state_key(&w.module, &w.key);
-                match w.value {
-                    Some(v) => batch.insert(key.as_bytes(), v),
-                    None => batch.remove(key.as_bytes()),
-                }
-            }
-            let changed = drops_changed || seq != state.last_seq || has_state;
-            if changed {
-                self.db
-                    .apply_batch(batch)
-                    .map_err(self.store_err("write"))?;
-                self.pending
-                    .fetch_add(outcome.seqs.len() as u64, Ordering::AcqRel);
-                state.last_seq = seq;
-                state.drops = drops;
-            }
-            (seq, changed)
-        };
+        let (outcome, last_seq, changed) = self.write_batch(events, state_writes)?;
         if changed {
             self.db
                 .flush_async()
@@ -118,6 +43,65 @@ impl Outbox {
             self.durable_seq.fetch_max(last_seq, Ordering::AcqRel);
         }
         Ok(outcome)
+    }
+
+    /// Under the lock: stages the pending drops report, the events that fit, the drop
+    /// counters, `last_seq` and the state writes in one sled batch and applies it (when it
+    /// changes anything). Returns the outcome, the last seq and whether a flush is needed.
+    fn write_batch(
+        &self,
+        events: Vec<NewEvent>,
+        state_writes: Vec<StateWrite>,
+    ) -> Result<(AppendOutcome, u64, bool), OutboxError> {
+        let mut state = self.lock();
+        let mut staging = Staging {
+            outbox: self,
+            batch: sled::Batch::default(),
+            seq: state.last_seq,
+            room: self.max_events.saturating_sub(self.pending()),
+            drops: state.drops.clone(),
+            outcome: AppendOutcome::default(),
+        };
+        staging.report_drops();
+        staging.events(events);
+        let Staging {
+            mut batch,
+            seq,
+            drops,
+            outcome,
+            ..
+        } = staging;
+        let drops_changed = drops != state.drops;
+        if drops_changed {
+            if drops.count == 0 {
+                batch.remove(META_DROPS);
+            } else {
+                let raw = serde_json::to_vec(&drops).unwrap_or_default();
+                batch.insert(META_DROPS, raw);
+            }
+        }
+        if seq != state.last_seq {
+            batch.insert(META_LAST_SEQ, &seq.to_be_bytes());
+        }
+        let has_state = !state_writes.is_empty();
+        for w in state_writes {
+            let key = state_key(&w.module, &w.key);
+            match w.value {
+                Some(v) => batch.insert(key.as_bytes(), v),
+                None => batch.remove(key.as_bytes()),
+            }
+        }
+        let changed = drops_changed || seq != state.last_seq || has_state;
+        if changed {
+            self.db
+                .apply_batch(batch)
+                .map_err(self.store_err("write"))?;
+            self.pending
+                .fetch_add(outcome.seqs.len() as u64, Ordering::AcqRel);
+            state.last_seq = seq;
+            state.drops = drops;
+        }
+        Ok((outcome, seq, changed))
     }
 
     /// Every persisted state key of `module` (without the `s/<module>/` prefix) and its value,
@@ -143,6 +127,57 @@ impl Outbox {
         let mut state = self.lock();
         for (module, at_ms) in modules {
             state.drops.record(module, at_ms);
+        }
+    }
+}
+
+/// One group of events being staged under the lock: the sled batch, the last seq given out,
+/// the room left in the outbox, the drops not yet reported and what the group did.
+struct Staging<'o> {
+    outbox: &'o Outbox,
+    batch: sled::Batch,
+    seq: u64,
+    room: u64,
+    drops: Drops,
+    outcome: AppendOutcome,
+}
+
+impl Staging<'_> {
+    /// Stages one event with the next seq (taking one unit of room).
+    fn event(&mut self, module: &str, time: i64, body: pb::event::Body) {
+        self.seq += 1;
+        let ev = pb::Event {
+            id: Uuid::now_v7().to_string(),
+            host: self.outbox.host.clone(),
+            seq: self.seq,
+            time_unix_ms: time,
+            module: module.to_owned(),
+            incarnation: self.outbox.incarnation.to_string(),
+            body: Some(body),
+        };
+        self.batch.insert(&event_key(self.seq), ev.encode_to_vec());
+        self.outcome.seqs.push(self.seq);
+        self.room -= 1;
+    }
+
+    /// Drops counted earlier are reported first (one `events_dropped`) when there is room.
+    fn report_drops(&mut self) {
+        if self.drops.count > 0 && self.room > 0 {
+            let body = std::mem::take(&mut self.drops).into_body();
+            self.event(AGENT_MODULE, unix_ms(SystemTime::now()), body);
+            self.outcome.reported_drops = true;
+        }
+    }
+
+    /// Stages the events that fit; the rest are counted as drops per module.
+    fn events(&mut self, events: Vec<NewEvent>) {
+        for ev in events {
+            if self.room == 0 {
+                self.drops.record(&ev.module, ev.time_unix_ms);
+                self.outcome.dropped += 1;
+                continue;
+            }
+            self.event(&ev.module, ev.time_unix_ms, ev.body);
         }
     }
 }

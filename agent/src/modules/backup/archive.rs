@@ -25,7 +25,7 @@ use super::naming::{self, MANIFEST_SUFFIX, PARTIAL_SUFFIX};
 use crate::config::BackupJobConfig;
 
 pub use manifest::{EntryKind, Manifest, ManifestEntry, Skipped};
-use walk::archive_source;
+use walk::Walk;
 use writers::{Encoder, HashWriter, PartialGuard, Tracker};
 
 /// Manifest format version.
@@ -93,69 +93,21 @@ pub fn write_archive(
 ) -> Result<Written, ArchiveError> {
     let started = Instant::now();
     let dest = &job.destination;
-    fs::create_dir_all(dest).map_err(|source| ArchiveError::Write {
-        path: dest.clone(),
-        source,
-    })?;
-    // A unique name: bump the timestamp by a millisecond while the name is taken.
-    let mut at = at;
-    let mut name = naming::archive_name(&job.name, at, job.compression);
-    while dest.join(&name).exists() || dest.join(format!("{name}{MANIFEST_SUFFIX}")).exists() {
-        at += Duration::from_millis(1);
-        name = naming::archive_name(&job.name, at, job.compression);
-    }
+    let (at, name) = unique_name(job, at)?;
     let archive_path = dest.join(&name);
     let manifest_path = dest.join(format!("{name}{MANIFEST_SUFFIX}"));
     let archive_tmp = dest.join(format!(".{name}{PARTIAL_SUFFIX}"));
     let manifest_tmp = dest.join(format!(".{name}{MANIFEST_SUFFIX}{PARTIAL_SUFFIX}"));
     let guard = PartialGuard(vec![archive_tmp.clone(), manifest_tmp.clone()]);
 
-    let write_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| ArchiveError::Write { path, source }
-    };
-    // The archive is readable by its owner only; the manifest holds no content.
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&archive_tmp)
-        .map_err(write_err(&archive_tmp))?;
-    let enc = Encoder::new(
-        job.compression,
-        HashWriter::new(BufWriter::with_capacity(256 * 1024, file)),
-    )
-    .map_err(write_err(&archive_tmp))?;
-    let mut builder = tar::Builder::new(enc);
     let mut tracker = Tracker::new(
         job.progress_every_files,
         job.progress_every,
         on_progress,
         cancel,
     );
-    let mut entries = Vec::new();
-    let mut skipped = Vec::new();
-    for source in &job.sources {
-        archive_source(
-            &mut builder,
-            source,
-            &archive_tmp,
-            &mut tracker,
-            &mut entries,
-            &mut skipped,
-        )?;
-    }
+    let tar = write_tar(job, &archive_tmp, &mut tracker)?;
     let progress = tracker.now;
-    let enc = builder.into_inner().map_err(write_err(&archive_tmp))?;
-    let hashed = enc.finish().map_err(write_err(&archive_tmp))?;
-    let (buffered, archive_sha256, archive_size) = hashed.finish();
-    let file = buffered.into_inner().map_err(|e| ArchiveError::Write {
-        path: archive_tmp.clone(),
-        source: e.into_error(),
-    })?;
-    file.sync_all().map_err(write_err(&archive_tmp))?;
-    drop(file);
-
     let manifest = Manifest {
         version: MANIFEST_VERSION,
         job: job.name.clone(),
@@ -167,26 +119,14 @@ pub fn write_archive(
             .iter()
             .map(|s| s.display().to_string())
             .collect(),
-        archive_sha256,
-        archive_size,
+        archive_sha256: tar.sha256,
+        archive_size: tar.size,
         files: progress.files,
         bytes: progress.bytes,
-        entries,
-        skipped,
+        entries: tar.entries,
+        skipped: tar.skipped,
     };
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ArchiveError::Write {
-        path: manifest_tmp.clone(),
-        source: io::Error::other(e),
-    })?;
-    let mut mf = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&manifest_tmp)
-        .map_err(write_err(&manifest_tmp))?;
-    mf.write_all(&json).map_err(write_err(&manifest_tmp))?;
-    mf.sync_all().map_err(write_err(&manifest_tmp))?;
-    drop(mf);
+    write_manifest(&manifest, &manifest_tmp)?;
     fs::rename(&manifest_tmp, &manifest_path).map_err(write_err(&manifest_path))?;
     if let Err(source) = fs::rename(&archive_tmp, &archive_path) {
         let _ = fs::remove_file(&manifest_path);
@@ -205,6 +145,111 @@ pub fn write_archive(
         manifest,
         duration: started.elapsed(),
     })
+}
+
+/// Creates the job's destination and picks a name free there (archive and manifest): the
+/// timestamp is bumped by a millisecond while the name is taken. Returns the stamp and name.
+fn unique_name(
+    job: &BackupJobConfig,
+    at: SystemTime,
+) -> Result<(SystemTime, String), ArchiveError> {
+    let dest = &job.destination;
+    fs::create_dir_all(dest).map_err(|source| ArchiveError::Write {
+        path: dest.clone(),
+        source,
+    })?;
+    let mut at = at;
+    let mut name = naming::archive_name(&job.name, at, job.compression);
+    while dest.join(&name).exists() || dest.join(format!("{name}{MANIFEST_SUFFIX}")).exists() {
+        at += Duration::from_millis(1);
+        name = naming::archive_name(&job.name, at, job.compression);
+    }
+    Ok((at, name))
+}
+
+/// The written tar stream: its compressed bytes' sha256 and size, and what it holds.
+struct Tar {
+    sha256: String,
+    size: u64,
+    entries: Vec<ManifestEntry>,
+    skipped: Vec<Skipped>,
+}
+
+/// Streams every source of `job` as tar + compression into the new file `archive_tmp` and
+/// syncs it.
+fn write_tar(
+    job: &BackupJobConfig,
+    archive_tmp: &Path,
+    tracker: &mut Tracker<'_>,
+) -> Result<Tar, ArchiveError> {
+    // The archive is readable by its owner only; the manifest holds no content.
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(archive_tmp)
+        .map_err(write_err(archive_tmp))?;
+    let enc = Encoder::new(
+        job.compression,
+        HashWriter::new(BufWriter::with_capacity(256 * 1024, file)),
+    )
+    .map_err(write_err(archive_tmp))?;
+    let mut builder = tar::Builder::new(enc);
+    let mut walk = Walk {
+        builder: &mut builder,
+        archive_tmp,
+        tracker,
+        entries: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for source in &job.sources {
+        walk.source(source)?;
+    }
+    let Walk {
+        entries, skipped, ..
+    } = walk;
+    let enc = builder.into_inner().map_err(write_err(archive_tmp))?;
+    let hashed = enc.finish().map_err(write_err(archive_tmp))?;
+    let (buffered, sha256, size) = hashed.finish();
+    let file = buffered.into_inner().map_err(|e| ArchiveError::Write {
+        path: archive_tmp.to_owned(),
+        source: e.into_error(),
+    })?;
+    file.sync_all().map_err(write_err(archive_tmp))?;
+    Ok(Tar {
+        sha256,
+        size,
+        entries,
+        skipped,
+    })
+}
+
+/// Writes the manifest (pretty JSON) to the new file `manifest_tmp` and syncs it.
+fn write_manifest(manifest: &Manifest, manifest_tmp: &Path) -> Result<(), ArchiveError> {
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| ArchiveError::Write {
+        path: manifest_tmp.to_owned(),
+        source: io::Error::other(e),
+    })?;
+    let mut mf = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(manifest_tmp)
+        .map_err(write_err(manifest_tmp))?;
+    mf.write_all(&json).map_err(write_err(manifest_tmp))?;
+    mf.sync_all().map_err(write_err(manifest_tmp))
+}
+
+/// Maps an I/O error writing `path` to `ArchiveError::Write`.
+fn write_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError {
+    let path = path.to_owned();
+    move |source| ArchiveError::Write { path, source }
+}
+
+/// Maps an I/O error reading `path` to `ArchiveError::Read`.
+fn read_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError {
+    let path = path.to_owned();
+    move |source| ArchiveError::Read { path, source }
 }
 
 /// sha256 (hex) and length of a whole file.

@@ -344,42 +344,12 @@ pub(super) fn extract_verified(
         stats: Stats::default(),
         set_id_dropped: 0,
     };
-    let mut stream_error = None;
-    let mut first_problem = None;
-    for item in tar.entries().map_err(read_err)? {
-        let mut entry = match item {
-            Ok(e) => e,
-            Err(e) => {
-                stream_error = Some(e.to_string());
-                break;
-            }
-        };
-        match pass.entry(&mut entry)? {
-            Step::Ok => {}
-            Step::Bad(p) => {
-                first_problem = Some(p);
-                break;
-            }
-            Step::Broken(p, e) => {
-                first_problem = Some(p);
-                stream_error = Some(e);
-                break;
-            }
-        }
-    }
+    let (first_problem, stream_error) = pass.entries(tar.entries().map_err(read_err)?)?;
     let problems = match first_problem {
         Some(p) => vec![p],
         // The stream ended (or broke between entries) with every entry read so far intact:
         // what the manifest lists and the archive did not hold is missing.
-        None => manifest
-            .entries
-            .iter()
-            .filter(|e| !pass.seen.contains(&e.path))
-            .map(|e| FileProblem {
-                path: e.path.clone(),
-                problem: Problem::Missing,
-            })
-            .collect(),
+        None => pass.missing(manifest),
     };
     if !archive_sha256_ok || stream_error.is_some() || !problems.is_empty() {
         return Err(RestoreError::Corrupt {
@@ -391,20 +361,61 @@ pub(super) fn extract_verified(
             },
         });
     }
-    if pass.set_id_dropped > 0 {
-        warn!(
-            archive,
-            entries = pass.set_id_dropped,
-            "setuid/setgid bits dropped on restore"
-        );
+    Ok(pass.finish())
+}
+
+impl Pass<'_> {
+    /// Goes through the archive's entries until the stream ends or the first damaged entry.
+    /// Returns that entry's problem and the stream's error, if any.
+    fn entries<R: Read>(
+        &mut self,
+        entries: tar::Entries<'_, R>,
+    ) -> Result<(Option<FileProblem>, Option<String>), RestoreError> {
+        for item in entries {
+            let mut entry = match item {
+                Ok(e) => e,
+                Err(e) => return Ok((None, Some(e.to_string()))),
+            };
+            match self.entry(&mut entry)? {
+                Step::Ok => {}
+                Step::Bad(p) => return Ok((Some(p), None)),
+                Step::Broken(p, e) => return Ok((Some(p), Some(e))),
+            }
+        }
+        Ok((None, None))
     }
-    // Deepest first, so a read-only directory does not block setting its children.
-    let mut dir_modes = pass.dir_modes;
-    dir_modes.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
-    for (p, mode) in dir_modes {
-        let _ = fs::set_permissions(&p, fs::Permissions::from_mode(mode));
+
+    /// What the manifest lists and the pass did not see.
+    fn missing(&self, manifest: &Manifest) -> Vec<FileProblem> {
+        manifest
+            .entries
+            .iter()
+            .filter(|e| !self.seen.contains(&e.path))
+            .map(|e| FileProblem {
+                path: e.path.clone(),
+                problem: Problem::Missing,
+            })
+            .collect()
     }
-    Ok(pass.stats)
+
+    /// After a clean pass: says when set-id bits were dropped, gives the extracted directories
+    /// their modes (deepest first, so a read-only directory does not block setting its
+    /// children) and returns the counts.
+    fn finish(self) -> Stats {
+        if self.set_id_dropped > 0 {
+            warn!(
+                archive = self.archive,
+                entries = self.set_id_dropped,
+                "setuid/setgid bits dropped on restore"
+            );
+        }
+        let mut dir_modes = self.dir_modes;
+        dir_modes.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (p, mode) in dir_modes {
+            let _ = fs::set_permissions(&p, fs::Permissions::from_mode(mode));
+        }
+        self.stats
+    }
 }
 
 #[cfg(test)]

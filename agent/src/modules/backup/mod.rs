@@ -1,21 +1,23 @@
 //! The backup module: per-job schedules, one background run per job at a time (archiving and
 //! hashing on the blocking pool, events handed over at the next tick), retention selection as
-//! a pure function, and pruning. `archive` writes archives + manifests, `restore` (with
-//! `extract`) verifies and restores them, `naming` owns archive file names.
+//! a pure function, and pruning. `run` owns one run of a job (leftovers, archive, retention),
+//! `archive` writes archives + manifests, `restore` (with `extract`) verifies and restores
+//! them, `naming` owns archive file names. This file owns finding a job in the config and the
+//! module (schedules, background runs and their events).
 
 pub mod archive;
 mod extract;
 pub mod naming;
 mod report;
 pub mod restore;
+mod run;
 
-use opsfleet_report::ErrorChain;
-use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use opsfleet_proto::pb;
+use opsfleet_report::error_chain;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
@@ -27,6 +29,8 @@ pub use naming::MANIFEST_SUFFIX;
 pub use restore::{
     restore, ArchiveSelector, Corruption, FileProblem, Problem, RestoreError, RestoreReport,
 };
+use run::newest_archive;
+pub use run::{is_due, run_job, select_prune, RunOutcome};
 
 /// The job named `job` among the config's backup modules (restricted to the module named
 /// `module` when given); an error message when there is none or more than one.
@@ -61,130 +65,6 @@ pub fn find_job(
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
-    }
-}
-
-/// Whether a job whose last run started at `last` is due at `now`.
-pub fn is_due(now: SystemTime, last: Option<SystemTime>, every: Duration) -> bool {
-    match last {
-        None => true,
-        // A last run in the future (clock stepped back) waits until the clock catches up.
-        Some(last) => now.duration_since(last).is_ok_and(|d| d >= every),
-    }
-}
-
-/// Retention (see `BackupJobConfig`): the names of the archives to DELETE. An archive is kept
-/// when its age at `now` is below `keep_days` days, or when it is among the `keep_count` newest
-/// (by time, ties by name); all others are returned, oldest first.
-pub fn select_prune(
-    archives: &[ArchiveFile],
-    now: SystemTime,
-    keep_days: u64,
-    keep_count: u64,
-) -> Vec<String> {
-    let mut sorted: Vec<&ArchiveFile> = archives.iter().collect();
-    // Newest first.
-    sorted.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
-    let max_age = Duration::from_secs(keep_days.saturating_mul(86_400));
-    let keep_n = usize::try_from(keep_count).unwrap_or(usize::MAX);
-    let mut prune: Vec<String> = sorted
-        .iter()
-        .enumerate()
-        .filter(|(rank, a)| *rank >= keep_n && naming::age(now, a.time) >= max_age)
-        .map(|(_, a)| a.name.clone())
-        .collect();
-    prune.reverse();
-    prune
-}
-
-/// What one successful run did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunOutcome {
-    pub written: archive::Written,
-    /// Archives deleted by retention, and the bytes of them and their manifests.
-    pub pruned: Vec<String>,
-    pub bytes_freed: u64,
-}
-
-/// One complete run of `job` stamped `at`: clean leftovers, archive, prune. Blocking.
-pub fn run_job(
-    job: &BackupJobConfig,
-    at: SystemTime,
-    on_progress: &mut dyn FnMut(Progress),
-    cancel: &AtomicBool,
-) -> Result<RunOutcome, ArchiveError> {
-    remove_leftovers(job);
-    let written = archive::write_archive(job, at, on_progress, cancel)?;
-    let (pruned, bytes_freed) = prune(job, at);
-    Ok(RunOutcome {
-        written,
-        pruned,
-        bytes_freed,
-    })
-}
-
-fn remove_leftovers(job: &BackupJobConfig) {
-    match naming::leftovers(&job.destination, &job.name) {
-        Ok(names) => {
-            for n in names {
-                let p = job.destination.join(&n);
-                match fs::remove_file(&p) {
-                    Ok(()) => {
-                        info!(job = %job.name, path = %p.display(), "removed leftover of an interrupted run")
-                    }
-                    Err(e) => {
-                        warn!(job = %job.name, path = %p.display(), error = %ErrorChain(&e), "cannot remove leftover")
-                    }
-                }
-            }
-        }
-        Err(e) => {
-            warn!(job = %job.name, dest = %job.destination.display(), error = %ErrorChain(&e), "cannot list destination")
-        }
-    }
-}
-
-/// Applies retention; returns the deleted archives and the bytes freed.
-fn prune(job: &BackupJobConfig, now: SystemTime) -> (Vec<String>, u64) {
-    let archives = match naming::list_archives(&job.destination, &job.name) {
-        Ok(a) => a,
-        Err(e) => {
-            warn!(job = %job.name, error = %ErrorChain(&e), "cannot list archives for retention");
-            return (Vec::new(), 0);
-        }
-    };
-    let mut deleted = Vec::new();
-    let mut freed = 0u64;
-    for name in select_prune(&archives, now, job.keep_days, job.keep_count) {
-        let archive = job.destination.join(&name);
-        let manifest = job.destination.join(format!("{name}{MANIFEST_SUFFIX}"));
-        let size = fs::symlink_metadata(&archive).map_or(0, |m| m.len());
-        // Archive first: a manifest without archive is never listed, the reverse would be.
-        match fs::remove_file(&archive) {
-            Ok(()) => {
-                freed += size;
-                let msize = fs::symlink_metadata(&manifest).map_or(0, |m| m.len());
-                if fs::remove_file(&manifest).is_ok() {
-                    freed += msize;
-                }
-                deleted.push(name);
-            }
-            Err(e) => {
-                warn!(job = %job.name, archive = %name, error = %ErrorChain(&e), "cannot prune archive")
-            }
-        }
-    }
-    (deleted, freed)
-}
-
-/// Newest archive time of a job, from the names in its destination.
-fn newest_archive(job: &BackupJobConfig) -> Option<SystemTime> {
-    match naming::list_archives(&job.destination, &job.name) {
-        Ok(list) => list.last().map(|a| a.time),
-        Err(e) => {
-            warn!(job = %job.name, error = %ErrorChain(&e), "cannot list archives");
-            None
-        }
     }
 }
 
@@ -347,7 +227,7 @@ fn outcome_detail(
 ) -> Result<String, String> {
     match res {
         Err(e) => Err(format!("backup task failed: {e}")),
-        Ok(Err(e)) => Err(restore::error_chain(e)),
+        Ok(Err(e)) => Err(error_chain(e)),
         Ok(Ok(out)) => {
             let m = &out.written.manifest;
             Ok(format!(
@@ -374,7 +254,7 @@ fn outcome_bodies(
     };
     match res {
         Err(e) => failed(format!("backup task failed: {e}")),
-        Ok(Err(e)) => failed(restore::error_chain(&e)),
+        Ok(Err(e)) => failed(error_chain(&e)),
         Ok(Ok(out)) => {
             let w = &out.written;
             info!(job, run_id, archive = %w.manifest.archive, files = w.manifest.files, size = w.manifest.archive_size, "backup completed");

@@ -6,6 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use opsfleet_proto::pb;
+use opsfleet_report::error_chain;
 use serde::Serialize;
 
 /// What a successful restore put into the target.
@@ -260,5 +261,3 @@ pub fn failure_json(
         "problems": problems,
     })
 }
-
-pub use opsfleet_report::error_chain;

@@ -26,7 +26,7 @@ use super::naming::{list_archives, parse_archive_name};
 use crate::config::BackupJobConfig;
 
 pub use super::report::{
-    error_chain, failure_json, Corruption, FileProblem, Problem, RestoreError, RestoreReport,
+    failure_json, Corruption, FileProblem, Problem, RestoreError, RestoreReport,
 };
 
 /// Which archive of a job to restore.
@@ -109,50 +109,20 @@ pub fn restore(
     let started = Instant::now();
     let archive = resolve_archive(job, selector)?;
     let manifest = read_manifest(job, &archive)?;
-    let target = std::path::absolute(target).map_err(|source| RestoreError::TargetIo {
-        target: target.to_owned(),
-        action: "resolve",
-        path: target.to_owned(),
-        source,
-    })?;
+    let target = std::path::absolute(target).map_err(target_io(target, "resolve", target))?;
     let (Some(parent), Some(target_name)) = (target.parent(), target.file_name()) else {
         return Err(RestoreError::Target {
             target,
             reason: "needs a parent directory and a name".to_owned(),
         });
     };
-    let target_exists = match fs::symlink_metadata(&target) {
-        Ok(m) if m.is_dir() => true,
-        Ok(_) => {
-            return Err(RestoreError::Target {
-                target,
-                reason: "exists and is not a directory".to_owned(),
-            })
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(source) => {
-            return Err(RestoreError::TargetIo {
-                target: target.clone(),
-                action: "stat",
-                path: target.clone(),
-                source,
-            })
-        }
-    };
+    let target_exists = target_is_dir(&target)?;
     let tops = top_level_names(&manifest.entries);
     if target_exists {
         check_conflicts(&target, &tops)?;
     }
-    let io_err = |action: &'static str, path: &Path| {
-        let (target, path) = (target.clone(), path.to_owned());
-        move |source| RestoreError::TargetIo {
-            target,
-            action,
-            path,
-            source,
-        }
-    };
-    let created = create_parents(parent).map_err(|(path, e)| io_err("create", &path)(e))?;
+    let created =
+        create_parents(parent).map_err(|(path, e)| target_io(&target, "create", &path)(e))?;
     let tmp = parent.join(format!(
         ".{}.restore-{}-{}",
         target_name.to_string_lossy(),
@@ -164,23 +134,13 @@ pub fn restore(
     ));
     let archive_path = job.destination.join(&archive);
     let result = fs::create_dir(&tmp)
-        .map_err(io_err("create", &tmp))
+        .map_err(target_io(&target, "create", &tmp))
         .and_then(|()| {
             let _ = fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700));
             extract_verified(&archive_path, &archive, &manifest, &tmp)
         })
         .and_then(|stats| move_into(&tmp, &target, target_exists, &tops).map(|()| stats));
-    if let Err(e) = fs::remove_dir_all(&tmp) {
-        if e.kind() != io::ErrorKind::NotFound {
-            warn!(path = %tmp.display(), error = %ErrorChain(&e), "cannot remove restore temp dir");
-        }
-    }
-    if result.is_err() {
-        // Deepest first; a directory someone else filled meanwhile stays.
-        for dir in created.iter().rev() {
-            let _ = fs::remove_dir(dir);
-        }
-    }
+    clean_up(&tmp, result.is_err().then_some(created.as_slice()));
     let stats = result?;
     Ok(RestoreReport {
         job: job.name.clone(),
@@ -192,6 +152,50 @@ pub fn restore(
         bytes: stats.bytes,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
+}
+
+/// Whether `target` is an existing directory (`false`: it does not exist); anything else
+/// there is an error.
+fn target_is_dir(target: &Path) -> Result<bool, RestoreError> {
+    match fs::symlink_metadata(target) {
+        Ok(m) if m.is_dir() => Ok(true),
+        Ok(_) => Err(RestoreError::Target {
+            target: target.to_owned(),
+            reason: "exists and is not a directory".to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(target_io(target, "stat", target)(source)),
+    }
+}
+
+/// Maps an I/O error doing `action` on `path`, restoring into `target`.
+fn target_io(
+    target: &Path,
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(io::Error) -> RestoreError {
+    let (target, path) = (target.to_owned(), path.to_owned());
+    move |source| RestoreError::TargetIo {
+        target,
+        action,
+        path,
+        source,
+    }
+}
+
+/// Removes the temp dir `tmp`, and after a failed restore the target's parents it `created`
+/// (deepest first; a directory someone else filled meanwhile stays).
+fn clean_up(tmp: &Path, created: Option<&[PathBuf]>) {
+    if let Err(e) = fs::remove_dir_all(tmp) {
+        if e.kind() != io::ErrorKind::NotFound {
+            warn!(path = %tmp.display(), error = %ErrorChain(&e), "cannot remove restore temp dir");
+        }
+    }
+    if let Some(created) = created {
+        for dir in created.iter().rev() {
+            let _ = fs::remove_dir(dir);
+        }
+    }
 }
 
 /// Creates `dir` and its missing ancestors; returns the directories it created, outermost
@@ -257,16 +261,10 @@ fn move_into(
     target_exists: bool,
     tops: &[String],
 ) -> Result<(), RestoreError> {
-    let io_err = |action: &'static str, path: &Path, source| RestoreError::TargetIo {
-        target: target.to_owned(),
-        action,
-        path: path.to_owned(),
-        source,
-    };
     if target_exists {
         check_conflicts(target, tops)?;
     } else {
-        fs::create_dir(target).map_err(|e| io_err("create", target, e))?;
+        fs::create_dir(target).map_err(target_io(target, "create", target))?;
     }
     let mut moved: Vec<&str> = Vec::new();
     for top in tops {
@@ -282,7 +280,7 @@ fn move_into(
             if !target_exists {
                 let _ = fs::remove_dir(target);
             }
-            return Err(io_err("move into place", &to, e));
+            return Err(target_io(target, "move into place", &to)(e));
         }
         moved.push(top);
     }

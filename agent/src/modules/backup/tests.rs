@@ -469,7 +469,10 @@ fn a_missing_source_fails_the_run_with_its_path() {
     let job = job(tmp.path(), Compression::Zstd);
     let cancel = AtomicBool::new(false);
     let err = run_job(&job, SystemTime::now(), &mut |_| {}, &cancel).expect_err("no source");
-    assert!(restore::error_chain(&err).contains("src/data"), "{err}");
+    assert!(
+        opsfleet_report::error_chain(&err).contains("src/data"),
+        "{err}"
+    );
     assert_eq!(listing(&job.destination), Vec::<String>::new());
 }
 

@@ -12,7 +12,7 @@ use super::{
     Origin, Record, Request, RunState, FINGERPRINT_RULE,
 };
 use crate::config::{fs_resolve, module_problems, ModuleConfig};
-use crate::modules;
+use crate::modules::{self, Module};
 use crate::outbox::NewEvent;
 use crate::runner::ModuleEntry;
 use crate::runner::Trigger;
@@ -259,23 +259,7 @@ impl Controller {
         cfg: ModuleConfig,
         origin: &Origin,
     ) -> Result<ControlReply, ControlError> {
-        let name = self.modules[idx].name.clone();
-        let mut problems = module_problems(&cfg);
-        if cfg.name() != name {
-            problems.push((
-                "name".to_owned(),
-                format!(
-                    "must stay {name:?} (found {:?}); renaming is a config file change",
-                    cfg.name()
-                ),
-            ));
-        }
-        if self.modules[idx].swap.is_none() {
-            problems.push((
-                "(module)".to_owned(),
-                "this module cannot be reconfigured at run time".to_owned(),
-            ));
-        }
+        let mut problems = self.config_problems(idx, &cfg);
         let (host_problems, rules) = self.host_rules(idx, &cfg, origin, problems.is_empty());
         problems.extend(host_problems);
         let fingerprint = cfg.fingerprint();
@@ -285,17 +269,67 @@ impl Controller {
         if fingerprint == self.modules[idx].fingerprint {
             return Ok(self.reply(idx, false));
         }
-        let mut module = modules::build(&cfg);
+        let (module, same_kind) = self.new_instance(idx, &cfg);
+        // Persist first: a crash after the swap must not come back with the old config.
+        let state = self.persist_config(idx, &cfg, &fingerprint).await?;
+        let entry = ModuleEntry {
+            name: self.modules[idx].name.clone(),
+            interval: cfg.interval(),
+            fingerprint,
+            module,
+        };
+        self.swap_in(idx, entry, &cfg, state, same_kind).await
+    }
+
+    /// What is wrong with `cfg` for module `idx` by itself: the config's own checks, a changed
+    /// name, a module that cannot be reconfigured at run time.
+    fn config_problems(&self, idx: usize, cfg: &ModuleConfig) -> Vec<(String, String)> {
+        let m = &self.modules[idx];
+        let mut problems = module_problems(cfg);
+        if cfg.name() != m.name {
+            problems.push((
+                "name".to_owned(),
+                format!(
+                    "must stay {:?} (found {:?}); renaming is a config file change",
+                    m.name,
+                    cfg.name()
+                ),
+            ));
+        }
+        if m.swap.is_none() {
+            problems.push((
+                "(module)".to_owned(),
+                "this module cannot be reconfigured at run time".to_owned(),
+            ));
+        }
+        problems
+    }
+
+    /// The instance built from `cfg` for module `idx`, with the module's saved state when it
+    /// is of the same kind (returned as the second value).
+    fn new_instance(&self, idx: usize, cfg: &ModuleConfig) -> (Box<dyn Module>, bool) {
+        let name = &self.modules[idx].name;
+        let mut module = modules::build(cfg);
         let same_kind = module.kind() == self.modules[idx].kind;
         if same_kind {
-            match self.outbox.module_state(&name) {
+            match self.outbox.module_state(name) {
                 Ok(saved) => module.restore(saved),
                 Err(e) => {
                     warn!(module = %name, error = %ErrorChain(&e), "cannot read module state for the new instance")
                 }
             }
         }
-        // Persist first: a crash after the swap must not come back with the old config.
+        (module, same_kind)
+    }
+
+    /// Records `cfg` (hashing to `fingerprint`) as module `idx`'s config and persists it, or
+    /// puts the previous config back when it cannot be persisted. Returns the module's state.
+    async fn persist_config(
+        &mut self,
+        idx: usize,
+        cfg: &ModuleConfig,
+        fingerprint: &str,
+    ) -> Result<RunState, ControlError> {
         let (prev_override, prev_config) = {
             let m = &mut self.modules[idx];
             let prev = (m.has_override, m.config.clone());
@@ -310,12 +344,21 @@ impl Controller {
             m.config = prev_config;
             return Err(e);
         }
-        let entry = ModuleEntry {
-            name: name.clone(),
-            interval: cfg.interval(),
-            fingerprint: fingerprint.clone(),
-            module,
-        };
+        Ok(state)
+    }
+
+    /// Hands the new instance `entry` (built from `cfg`) to module `idx`'s worker, then
+    /// updates the controller's and the board's view and emits the `reconfigured` event.
+    async fn swap_in(
+        &mut self,
+        idx: usize,
+        entry: ModuleEntry,
+        cfg: &ModuleConfig,
+        state: RunState,
+        same_kind: bool,
+    ) -> Result<ControlReply, ControlError> {
+        let name = entry.name.clone();
+        let fingerprint = entry.fingerprint.clone();
         let kind = entry.module.kind();
         if let Some(swap) = &self.modules[idx].swap {
             if swap.send(entry).await.is_err() {
@@ -335,7 +378,7 @@ impl Controller {
             self.health.set(&name, Vec::new());
         }
         info!(module = %name, fingerprint = %fingerprint, "module reconfigured");
-        let ev = state_event(&name, kind, state, "reconfigured", &fingerprint, Some(&cfg));
+        let ev = state_event(&name, kind, state, "reconfigured", &fingerprint, Some(cfg));
         self.emit(ev).await;
         Ok(self.reply(idx, true))
     }

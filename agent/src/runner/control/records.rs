@@ -94,91 +94,26 @@ impl Controller {
         configs: &BTreeMap<String, ModuleConfig>,
         policy: Arc<HostPolicy>,
     ) -> (Controller, Vec<NewEvent>) {
-        let mut records: BTreeMap<String, Record> = BTreeMap::new();
-        match outbox.control_records() {
-            Ok(raw) => {
-                for (module, value) in raw {
-                    match serde_json::from_slice::<Record>(&value) {
-                        Ok(r) => {
-                            records.insert(module, r);
-                        }
-                        Err(e) => {
-                            warn!(module, error = %ErrorChain(&e), "unreadable control record; ignored")
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                warn!(error = %ErrorChain(&e), "cannot read control records; all modules run")
-            }
-        }
+        let mut records = read_records(&outbox);
         let mut modules = Vec::new();
         let mut starts = Vec::new();
         let mut rewrites: Vec<(String, Option<Record>)> = Vec::new();
         for (idx, entry) in entries.iter_mut().enumerate() {
             let file_cfg = configs.get(&entry.name).cloned();
-            let file_fp = entry.fingerprint.clone();
             let record = records.remove(&entry.name);
-            let file_kind = entry.module.kind();
-            let check = |c: &ModuleConfig| {
-                policy.check_module(&entry.name, file_kind, c, Surface::Command, &fs_resolve)
-            };
-            let plan = start_plan(record.as_ref(), &file_fp, &check);
-            let mut reason = match plan.state {
-                RunState::Running => "started".to_owned(),
-                s => format!("started; {} at run time", s.as_str()),
-            };
-            let mut config = file_cfg;
-            let has_override = plan.config.is_some();
-            if let Some(c) = plan.config {
-                entry.module = modules::build(&c);
-                entry.interval = c.interval();
-                entry.fingerprint = c.fingerprint();
-                config = Some(c);
-                reason.push_str("; run-time config");
-            }
-            if plan.dropped_override && !plan.refused_by.is_empty() {
-                let rules = plan.refused_by.join(", ");
-                warn!(module = %entry.name, rules, "run-time config override refused by the host policy; the file wins");
-                reason.push_str(&format!("; run-time config dropped (refused by {rules})"));
-            } else if plan.dropped_override {
-                info!(module = %entry.name, "config file changed since the run-time override; the file wins");
-                reason.push_str("; run-time config dropped (file changed)");
-            }
-            if plan.dropped_override {
-                if let Some(mut r) = record {
-                    r.config = None;
-                    r.file_fingerprint = file_fp.clone();
-                    let keep = r.state != RunState::Running;
-                    rewrites.push((entry.name.clone(), keep.then_some(r)));
-                }
-            }
-            let kind = entry.module.kind();
+            let restored = restore_one(entry, file_cfg, record, &policy);
+            let kind = restored.module.kind;
             board.update(idx, |s| {
-                s.state = plan.state.to_pb();
+                s.state = restored.module.state.to_pb();
                 s.kind = kind;
                 s.interval = entry.interval;
                 s.fingerprint = entry.fingerprint.clone();
             });
-            starts.push(state_event(
-                &entry.name,
-                kind,
-                plan.state,
-                &reason,
-                &entry.fingerprint,
-                config.as_ref(),
-            ));
-            modules.push(Controlled {
-                name: entry.name.clone(),
-                kind,
-                state: plan.state,
-                config,
-                fingerprint: entry.fingerprint.clone(),
-                file_fingerprint: file_fp,
-                has_override,
-                swap: None,
-                trigger: None,
-            });
+            starts.push(restored.start);
+            modules.push(restored.module);
+            if let Some(record) = restored.rewrite {
+                rewrites.push((entry.name.clone(), record));
+            }
         }
         for (module, _) in records {
             info!(
@@ -195,16 +130,130 @@ impl Controller {
             modules,
             policy,
         };
+        ctl.rewrite_records(rewrites);
+        (ctl, starts)
+    }
+
+    /// Writes (or deletes, for `None`) the given control records in the background: best
+    /// effort at start, a failed rewrite is retried by the next change.
+    fn rewrite_records(&self, rewrites: Vec<(String, Option<Record>)>) {
         for (module, record) in rewrites {
             let value = record.and_then(|r| serde_json::to_vec(&r).ok());
-            // Best effort at start: a failed rewrite is retried by the next change.
-            let outbox = ctl.outbox.clone();
+            let outbox = self.outbox.clone();
             tokio::spawn(async move {
                 if let Err(e) = outbox.put_control(&module, value).await {
                     warn!(module, error = %ErrorChain(&e), "cannot rewrite control record");
                 }
             });
         }
-        (ctl, starts)
     }
+}
+
+/// Every readable control record, by module (an unreadable one is logged and ignored; none
+/// when the outbox cannot be read: all modules run).
+fn read_records(outbox: &Outbox) -> BTreeMap<String, Record> {
+    let mut records = BTreeMap::new();
+    match outbox.control_records() {
+        Ok(raw) => {
+            for (module, value) in raw {
+                match serde_json::from_slice::<Record>(&value) {
+                    Ok(r) => {
+                        records.insert(module, r);
+                    }
+                    Err(e) => {
+                        warn!(module, error = %ErrorChain(&e), "unreadable control record; ignored")
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            warn!(error = %ErrorChain(&e), "cannot read control records; all modules run")
+        }
+    }
+    records
+}
+
+/// One module as restored at start.
+struct Restored {
+    module: Controlled,
+    /// Its `module_state` event.
+    start: NewEvent,
+    /// Its record must be rewritten (`Some(None)`: deleted) because its override was dropped.
+    rewrite: Option<Option<Record>>,
+}
+
+/// Applies `record` (if any) to `entry`: its run state, and its override while the start plan
+/// keeps it (the entry's module is rebuilt from it).
+fn restore_one(
+    entry: &mut ModuleEntry,
+    file_cfg: Option<ModuleConfig>,
+    record: Option<Record>,
+    policy: &HostPolicy,
+) -> Restored {
+    let file_fp = entry.fingerprint.clone();
+    let file_kind = entry.module.kind();
+    let check = |c: &ModuleConfig| {
+        policy.check_module(&entry.name, file_kind, c, Surface::Command, &fs_resolve)
+    };
+    let plan = start_plan(record.as_ref(), &file_fp, &check);
+    let mut reason = match plan.state {
+        RunState::Running => "started".to_owned(),
+        s => format!("started; {} at run time", s.as_str()),
+    };
+    let mut config = file_cfg;
+    let has_override = plan.config.is_some();
+    if let Some(c) = plan.config {
+        entry.module = modules::build(&c);
+        entry.interval = c.interval();
+        entry.fingerprint = c.fingerprint();
+        config = Some(c);
+        reason.push_str("; run-time config");
+    }
+    let mut rewrite = None;
+    if plan.dropped_override {
+        reason.push_str(&dropped_reason(&entry.name, &plan.refused_by));
+        rewrite = record.map(|mut r| {
+            r.config = None;
+            r.file_fingerprint = file_fp.clone();
+            let keep = r.state != RunState::Running;
+            keep.then_some(r)
+        });
+    }
+    let kind = entry.module.kind();
+    let start = state_event(
+        &entry.name,
+        kind,
+        plan.state,
+        &reason,
+        &entry.fingerprint,
+        config.as_ref(),
+    );
+    let module = Controlled {
+        name: entry.name.clone(),
+        kind,
+        state: plan.state,
+        config,
+        fingerprint: entry.fingerprint.clone(),
+        file_fingerprint: file_fp,
+        has_override,
+        swap: None,
+        trigger: None,
+    };
+    Restored {
+        module,
+        start,
+        rewrite,
+    }
+}
+
+/// Logs why `module`'s run-time override was dropped (refused by the host policy's `rules`,
+/// or none: the file changed) and returns the clause for its start reason.
+fn dropped_reason(module: &str, rules: &[&'static str]) -> String {
+    if rules.is_empty() {
+        info!(module = %module, "config file changed since the run-time override; the file wins");
+        return "; run-time config dropped (file changed)".to_owned();
+    }
+    let rules = rules.join(", ");
+    warn!(module = %module, rules, "run-time config override refused by the host policy; the file wins");
+    format!("; run-time config dropped (refused by {rules})")
 }

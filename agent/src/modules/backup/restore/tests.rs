@@ -9,6 +9,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
+use opsfleet_report::error_chain;
 use sha2::{Digest, Sha256};
 
 use super::*;

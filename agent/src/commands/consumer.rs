@@ -1,0 +1,195 @@
+//! The consumer loop: opens (and re-opens, with backoff) the durable pull consumer
+//! `agent-<host>`, samples the server's clock, and feeds each delivered message through
+//! `admit`, the ack and `complete` (a `backup_run` in the background).
+
+use opsfleet_report::ErrorChain;
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream::{self, consumer, AckKind};
+use futures::StreamExt;
+use opsfleet_proto::{pb, subjects};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use opsfleet_proto::time::unix_ms;
+
+use super::clock;
+use super::decide::delivered_by_own_consumer;
+use super::exec::Execution;
+use super::{consumer_name, Accepted, CommandHandler};
+
+impl CommandHandler {
+    /// Consumes `ops.cmd.<host>` until `cancel`: reports interrupted commands, then opens (and
+    /// on failure re-opens, with backoff) the durable consumer.
+    pub async fn run(mut self, js: jetstream::Context, cancel: CancellationToken) {
+        while let Err(e) = self.recover().await {
+            warn!(host = %self.host, error = %ErrorChain(&e), "cannot report interrupted commands, retrying");
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        let mut backoff = Duration::from_millis(100);
+        while !cancel.is_cancelled() {
+            match self.consume(&js, &cancel).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    debug!(host = %self.host, error = %ErrorChain(&*e), "command consumer unavailable, retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+        }
+    }
+
+    /// One session of the consumer: serves deliveries, background results and clock
+    /// resamples until `cancel` or the message stream ends.
+    async fn consume(
+        &mut self,
+        js: &jetstream::Context,
+        cancel: &CancellationToken,
+    ) -> Result<(), async_nats::Error> {
+        let durable = consumer_name(&self.host);
+        let mut messages = self.open(js, &durable).await?;
+        info!(host = %self.host, consumer = %durable, "command consumer open");
+        self.sample_server_clock(js, &durable).await;
+        let mut resample = tokio::time::interval(clock::RESAMPLE_EVERY);
+        resample.tick().await;
+        loop {
+            let next = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = resample.tick() => {
+                    self.sample_server_clock(js, &durable).await;
+                    continue;
+                }
+                Some((id, kind, run)) = self.detached_rx.recv() => {
+                    if let Err(e) = self.finish(&id, kind, run).await {
+                        warn!(error = %ErrorChain(&e), "cannot record command result; a restart reports it failed");
+                    }
+                    continue;
+                }
+                next = messages.next() => next,
+            };
+            match next {
+                None => return Ok(()),
+                Some(Err(e)) => debug!(error = %ErrorChain(&e), "command consumer hiccup"),
+                Some(Ok(msg)) => self.on_message(msg).await,
+            }
+        }
+    }
+
+    /// Gets or creates the durable consumer `durable` (explicit acks, one in flight) and opens
+    /// its message stream.
+    async fn open(
+        &self,
+        js: &jetstream::Context,
+        durable: &str,
+    ) -> Result<consumer::pull::Stream, async_nats::Error> {
+        let stream = js.get_stream(subjects::COMMANDS_STREAM).await?;
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                durable,
+                consumer::pull::Config {
+                    durable_name: Some(durable.to_owned()),
+                    description: Some(format!("opsfleet agent {}", self.host)),
+                    filter_subject: subjects::command_subject(&self.host),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ack_wait: Duration::from_secs(30),
+                    max_ack_pending: 1,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(consumer
+            .stream()
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await?)
+    }
+
+    /// One delivered message: checked to come from this host's consumer, admitted (recorded,
+    /// or nak'ed for redelivery when it cannot be), acked, then run.
+    async fn on_message(&mut self, msg: jetstream::Message) {
+        let info = msg.info().ok();
+        let ack = info.as_ref().map(|i| (i.stream, i.consumer));
+        if !delivered_by_own_consumer(&self.host, msg.subject.as_str(), ack) {
+            // Not from agent-<host> on OPS_CMDS: never decoded, never acked (its ack
+            // subject, if any, belongs to somebody else's consumer).
+            warn!(subject = %msg.subject, stream = ack.map(|a| a.0), consumer = ack.map(|a| a.1), "ignoring a message on the command inbox that its consumer did not deliver");
+            return;
+        }
+        let accepted = match self.admit(&msg.payload).await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %ErrorChain(&e), "cannot record command; asking for redelivery");
+                let _ = msg
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+                return;
+            }
+        };
+        // The decision is flushed: a redelivery from here on is a duplicate.
+        if let Err(e) = msg.ack().await {
+            warn!(error = %ErrorChain(&*e), "cannot ack command; a redelivery will be ignored as a duplicate");
+        }
+        let Some(accepted) = accepted else {
+            return;
+        };
+        if let pb::command::Action::BackupRun(b) = &accepted.action {
+            let b = b.clone();
+            self.detach_backup(accepted, b);
+            return;
+        }
+        if let Err(e) = self.complete(accepted).await {
+            warn!(error = %ErrorChain(&e), "cannot record command result; a restart reports it failed");
+        }
+    }
+
+    /// A backup may run for minutes: in the background, its result recorded when it comes
+    /// (through `detached_rx`); a restart meanwhile reports it failed (`recover`).
+    fn detach_backup(&self, accepted: Accepted, b: pb::BackupRun) {
+        let run = self.backup_run_task(b);
+        let tx = self.detached_tx.clone();
+        tokio::spawn(async move {
+            let result = run.await;
+            let _ = tx.send((accepted.id, accepted.kind, Execution::done(result)));
+        });
+    }
+
+    /// Reads the server's time from the consumer's info reply; warns when this host's wall
+    /// clock is off by more than `SKEW_WARN_MS`. A failure keeps the previous reading.
+    async fn sample_server_clock(&mut self, js: &jetstream::Context, durable: &str) {
+        let subject = format!("CONSUMER.INFO.{}.{durable}", subjects::COMMANDS_STREAM);
+        let sent = clock::boot_ms();
+        let reply: Result<jetstream::response::Response<clock::Stamped>, _> =
+            js.request(subject, &serde_json::json!({})).await;
+        let received = clock::boot_ms();
+        let stamped = match reply {
+            Ok(jetstream::response::Response::Ok(s)) => s,
+            Ok(jetstream::response::Response::Err { error }) => {
+                debug!(consumer = %durable, error = %ErrorChain(&error), "cannot read the server's time");
+                return;
+            }
+            Err(e) => {
+                debug!(consumer = %durable, error = %ErrorChain(&e), "cannot read the server's time");
+                return;
+            }
+        };
+        let Some(server_ms) = clock::parse_ts(&stamped.ts) else {
+            debug!(ts = %stamped.ts, "unreadable server time");
+            return;
+        };
+        self.clock.observe(server_ms, sent, received);
+        let wall = unix_ms(SystemTime::now());
+        if let Some(skew) = self.clock.skew_ms(wall, clock::boot_ms()) {
+            if skew.abs() > clock::SKEW_WARN_MS {
+                warn!(host = %self.host, skew_ms = skew, "this host's clock differs from the NATS server's; command deadlines follow the server's");
+            }
+        }
+    }
+}
