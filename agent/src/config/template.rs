@@ -284,7 +284,7 @@ fn parse_groups(
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, item) in items.into_iter().enumerate() {
         let key = format!("groups[{i}]");
-        let Some(g) = super::problems::section::<GroupConfig>(&key, item, out) else {
+        let Some(g) = opsfleet_configcheck::section::<GroupConfig>(&key, item, out) else {
             groups.push(None);
             continue;
         };
