@@ -6,8 +6,8 @@
 
 use opsfleet_agent::commands::{decide, validate, Catalog, Outcome};
 use opsfleet_agent::config::{parse_module_toml, parse_str};
-use opsfleet_proto::pb;
 use opsfleet_configcheck::testing::{edit, mutate};
+use opsfleet_proto::pb;
 use proptest::prelude::*;
 use prost::Message;
 

@@ -152,7 +152,10 @@ mod tests {
     #[test]
     fn absent_keys_default_or_are_required_and_leftovers_are_unknown() {
         let mut s = sections("colour = \"blue\"\n");
-        assert_eq!(s.take::<String>("color", || Some("x".into())).as_deref(), Some("x"));
+        assert_eq!(
+            s.take::<String>("color", || Some("x".into())).as_deref(),
+            Some("x")
+        );
         assert_eq!(s.take::<String>("name", || None), None);
         s.extend("nats", vec![("urls".into(), "must not be empty".into())]);
         let out = s.finish("unknown key");

@@ -11,7 +11,11 @@ use crate::Problem;
 /// 1-based line of a byte offset.
 pub fn line_at(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 /// Line of every key path in the document. A table that only exists implicitly

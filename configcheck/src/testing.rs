@@ -96,7 +96,10 @@ mod tests {
         assert_eq!(mutate(text, &[Edit::Delete(2)]), "b = 2");
         assert_eq!(mutate(text, &[Edit::Swap(0, 3)]), "b = 2\na = 1");
         assert_eq!(mutate(text, &[Edit::OddValue(1, 1)]), "a = 1\nb = -1");
-        assert_eq!(mutate(text, &[Edit::Insert(5, "[x]".into())]), "a = 1\nb = 2\n[x]");
+        assert_eq!(
+            mutate(text, &[Edit::Insert(5, "[x]".into())]),
+            "a = 1\nb = 2\n[x]"
+        );
         assert_eq!(mutate("", &[Edit::Duplicate(0)]), "");
     }
 }

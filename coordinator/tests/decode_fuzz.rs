@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
+use opsfleet_configcheck::testing::{edit, mutate};
 use opsfleet_coordinator::config::CoordinatorConfig;
 use opsfleet_coordinator::ingest::{decode_checked, Malformed};
 use opsfleet_proto::{pb, subjects, EventEnvelope};
-use opsfleet_configcheck::testing::{edit, mutate};
 use proptest::prelude::*;
 use uuid::Uuid;
 

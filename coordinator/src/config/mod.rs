@@ -185,9 +185,10 @@ ack_wait = \"soon\"
         );
         // ingest fails to deserialise (bad duration) and is reported once, at the bad value.
         assert!(
-            lines.iter().any(
-                |l| l.starts_with(&format!("{file}:13: ingest.ack_wait:")) && l.contains("duration")
-            ),
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{file}:13: ingest.ack_wait:"))
+                    && l.contains("duration")),
             "{report}"
         );
         assert_eq!(lines.len(), 5, "{report}");

@@ -158,7 +158,12 @@ rate_limit = { per_minute = 0 }
         .collect();
     assert_eq!(got, want, "{}", err.report());
     let lines: Vec<Option<usize>> = err.problems.iter().map(|p| p.line).collect();
-    assert_eq!(lines, [Some(6), Some(10), Some(11), Some(14)], "{}", err.report());
+    assert_eq!(
+        lines,
+        [Some(6), Some(10), Some(11), Some(14)],
+        "{}",
+        err.report()
+    );
 
     // An unknown key inside a route is named too.
     std::fs::write(&file, "name = \"blue\"\ndata_dir = \"/x\"\n[notify]\n[[notify.routes]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://x\"\nretries = 3\n").unwrap();
