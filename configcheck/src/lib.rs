@@ -5,7 +5,7 @@
 //! deserializes its top-level keys one by one (serde stops at a section's first error, not the
 //! file's) and collects `(full key, reason)` pairs; [`SpanIndex::locate`] turns those into
 //! [`Problem`]s with lines, and [`ConfigProblems`] prints them. With the `testing` feature,
-//! [`testing`] holds the mutators both binaries' config fuzz tests use.
+//! `testing` holds the mutators both binaries' config fuzz tests use.
 
 mod document;
 mod problem;
