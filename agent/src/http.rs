@@ -34,7 +34,7 @@ pub enum HttpError {
         source: std::io::Error,
     },
     #[error("cannot set up TLS for the HTTP endpoint")]
-    Tls(#[source] opsfleet_bus::https::HttpsError),
+    Tls(#[source] opsfleet_httpserve::HttpsError),
     #[error("HTTP server on {addr} failed")]
     Serve {
         addr: SocketAddr,
@@ -122,7 +122,7 @@ pub async fn serve_tls(
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     info!(%addr, admin_tcp = state.admin.is_some(), tls = tls.is_some(), "http endpoint listening");
-    opsfleet_bus::https::serve(listener, tls, router(state), cancel.cancelled_owned())
+    opsfleet_httpserve::serve(listener, tls, router(state), cancel.cancelled_owned())
         .await
         .map_err(|source| HttpError::Serve { addr, source })
 }
@@ -132,7 +132,7 @@ pub fn tls_acceptor(
     cfg: &crate::config::HttpConfig,
 ) -> Result<Option<tokio_rustls::TlsAcceptor>, HttpError> {
     match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => opsfleet_bus::https::acceptor(cert, key)
+        (Some(cert), Some(key)) => opsfleet_httpserve::acceptor(cert, key)
             .map(Some)
             .map_err(HttpError::Tls),
         _ => Ok(None),

@@ -6,6 +6,7 @@
 
 use opsfleet_agent::commands::{decide, validate, Catalog, Outcome};
 use opsfleet_agent::config::{parse_module_toml, parse_str};
+use opsfleet_configcheck::testing::{edit, mutate};
 use opsfleet_proto::pb;
 use proptest::prelude::*;
 use prost::Message;
@@ -68,82 +69,6 @@ const MODULES: [&str; 4] = [
     "type = \"heartbeat\"\ninterval = \"10s\"\n",
     "type = \"health\"\ninterval = \"1s\"\n[[probes]]\nname = \"db\"\ntype = \"tcp\"\naddress = \"127.0.0.1:5432\"\ntimeout = \"300ms\"\n",
 ];
-
-/// Values that test the edges of every type a key may have.
-const ODD_VALUES: [&str; 16] = [
-    "\"\"",
-    "-1",
-    "0",
-    "18446744073709551616",
-    "1e400",
-    "nan",
-    "-inf",
-    "\"9999999999999999999h\"",
-    "\"0s\"",
-    "[1, \"a\"]",
-    "[]",
-    "{}",
-    "true",
-    "\"../../etc/passwd\"",
-    "\"a.b\"",
-    "\"\\u0000\"",
-];
-
-/// One change to a TOML document, line by line.
-#[derive(Debug, Clone)]
-enum Edit {
-    Delete(usize),
-    Duplicate(usize),
-    Swap(usize, usize),
-    OddValue(usize, usize),
-    Insert(usize, String),
-    Bytes(usize, u8),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    prop_oneof![
-        any::<usize>().prop_map(Edit::Delete),
-        any::<usize>().prop_map(Edit::Duplicate),
-        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::Swap(a, b)),
-        (any::<usize>(), 0..ODD_VALUES.len()).prop_map(|(a, v)| Edit::OddValue(a, v)),
-        (any::<usize>(), "[a-z_\\[\\]. =\"0-9]{0,30}").prop_map(|(a, s)| Edit::Insert(a, s)),
-        (any::<usize>(), any::<u8>()).prop_map(|(a, b)| Edit::Bytes(a, b)),
-    ]
-}
-
-fn mutate(text: &str, edits: &[Edit]) -> String {
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    for e in edits {
-        if lines.is_empty() {
-            break;
-        }
-        let n = lines.len();
-        match e {
-            Edit::Delete(i) => {
-                lines.remove(i % n);
-            }
-            Edit::Duplicate(i) => {
-                let l = lines[i % n].clone();
-                lines.insert(i % n, l);
-            }
-            Edit::Swap(a, b) => lines.swap(a % n, b % n),
-            Edit::OddValue(i, v) => {
-                let l = &mut lines[i % n];
-                if let Some((key, _)) = l.split_once('=') {
-                    *l = format!("{key}= {}", ODD_VALUES[*v]);
-                }
-            }
-            Edit::Insert(i, s) => lines.insert(i % (n + 1), s.clone()),
-            Edit::Bytes(i, b) => {
-                let mut bytes = lines[i % n].clone().into_bytes();
-                let at = (*b as usize) % (bytes.len() + 1);
-                bytes.insert(at, *b);
-                lines[i % n] = String::from_utf8_lossy(&bytes).into_owned();
-            }
-        }
-    }
-    lines.join("\n")
-}
 
 fn catalog() -> Catalog {
     Catalog::from_config(&parse_str(GOOD).expect("the seed config is valid"))

@@ -1,11 +1,6 @@
 //! NATS plumbing shared by the three binaries: connection settings (URLs, credentials, TLS) and
 //! the idempotent create-or-verify of the JetStream topology (`OPS_EVENTS`, `OPS_CMDS`,
-//! `OPS_DLQ`, KV `ops_leader`); and `https`, the TLS listener of the HTTP endpoints.
-
-pub mod https;
-mod toml_syntax;
-
-pub use toml_syntax::syntax_reason;
+//! `OPS_DLQ`, KV `ops_leader`).
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -33,16 +33,16 @@ pub struct HttpConfig {
 impl HttpConfig {
     /// Problems as `(key, reason)`; empty when valid.
     pub fn problems(&self) -> Vec<(String, String)> {
-        opsfleet_bus::https::pair_problems(self.tls_cert.as_deref(), self.tls_key.as_deref())
+        opsfleet_httpserve::pair_problems(self.tls_cert.as_deref(), self.tls_key.as_deref())
     }
 }
 
 /// The TLS acceptor of `[http]`, if it configures TLS.
 pub fn tls_acceptor(
     cfg: &HttpConfig,
-) -> Result<Option<tokio_rustls::TlsAcceptor>, opsfleet_bus::https::HttpsError> {
+) -> Result<Option<tokio_rustls::TlsAcceptor>, opsfleet_httpserve::HttpsError> {
     match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => opsfleet_bus::https::acceptor(cert, key).map(Some),
+        (Some(cert), Some(key)) => opsfleet_httpserve::acceptor(cert, key).map(Some),
         _ => Ok(None),
     }
 }
@@ -113,7 +113,7 @@ pub async fn serve_tls(
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let shutdown = async move { cancel.cancelled().await };
-        let server = opsfleet_bus::https::serve(listener, tls, router(shared), shutdown);
+        let server = opsfleet_httpserve::serve(listener, tls, router(shared), shutdown);
         if let Err(e) = server.await {
             tracing::error!(error = %ErrorChain(&e), "HTTP endpoint failed");
         }

@@ -44,7 +44,7 @@ pub enum RunError {
         source: std::io::Error,
     },
     #[error("cannot set up TLS for the HTTP endpoint")]
-    HttpTls(#[source] opsfleet_bus::https::HttpsError),
+    HttpTls(#[source] opsfleet_httpserve::HttpsError),
     #[error(
         "JetStream did not answer the topology requests within {waited:?} ({attempts} attempts)"
     )]

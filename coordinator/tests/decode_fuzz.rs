@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use opsfleet_configcheck::testing::{edit, mutate};
 use opsfleet_coordinator::config::CoordinatorConfig;
 use opsfleet_coordinator::ingest::{decode_checked, Malformed};
 use opsfleet_proto::{pb, subjects, EventEnvelope};
@@ -33,70 +34,6 @@ ack_wait = "30s"
 listen = "127.0.0.1:9465"
 "#;
 
-const ODD_VALUES: [&str; 14] = [
-    "\"\"",
-    "-1",
-    "0",
-    "18446744073709551616",
-    "1e400",
-    "nan",
-    "\"9999999999999999999d\"",
-    "\"0s\"",
-    "[1, \"a\"]",
-    "[]",
-    "{}",
-    "true",
-    "\"a.b\"",
-    "\"999.1.1.1:99999\"",
-];
-
-#[derive(Debug, Clone)]
-enum Edit {
-    Delete(usize),
-    Duplicate(usize),
-    Swap(usize, usize),
-    OddValue(usize, usize),
-    Insert(usize, String),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    prop_oneof![
-        any::<usize>().prop_map(Edit::Delete),
-        any::<usize>().prop_map(Edit::Duplicate),
-        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::Swap(a, b)),
-        (any::<usize>(), 0..ODD_VALUES.len()).prop_map(|(a, v)| Edit::OddValue(a, v)),
-        (any::<usize>(), "[a-z_\\[\\]. =\"0-9]{0,30}").prop_map(|(a, s)| Edit::Insert(a, s)),
-    ]
-}
-
-fn mutate(text: &str, edits: &[Edit]) -> String {
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    for e in edits {
-        if lines.is_empty() {
-            break;
-        }
-        let n = lines.len();
-        match e {
-            Edit::Delete(i) => {
-                lines.remove(i % n);
-            }
-            Edit::Duplicate(i) => {
-                let l = lines[i % n].clone();
-                lines.insert(i % n, l);
-            }
-            Edit::Swap(a, b) => lines.swap(a % n, b % n),
-            Edit::OddValue(i, v) => {
-                let l = &mut lines[i % n];
-                if let Some((key, _)) = l.split_once('=') {
-                    *l = format!("{key}= {}", ODD_VALUES[*v]);
-                }
-            }
-            Edit::Insert(i, s) => lines.insert(i % (n + 1), s.clone()),
-        }
-    }
-    lines.join("\n")
-}
-
 fn load(dir: &Path, text: &str) -> Result<(), TestCaseError> {
     let path = dir.join("coordinator.toml");
     std::fs::write(&path, text).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -105,9 +42,9 @@ fn load(dir: &Path, text: &str) -> Result<(), TestCaseError> {
             !errors.problems.is_empty(),
             "an error without problems:\n{text}"
         );
+        prop_assert_eq!(&errors.file, &path);
         for p in &errors.problems {
             prop_assert!(!p.key.is_empty() && !p.reason.is_empty(), "{p:?}");
-            prop_assert_eq!(&p.file, &path);
         }
     }
     Ok(())

@@ -153,66 +153,9 @@ impl HealthConfig {
 
 impl ProbeConfig {
     fn problems(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
+        let mut out = self.foreign_keys();
+        out.extend(self.target_problems());
         let mut push = |k: &str, r: String| out.push((k.to_owned(), r));
-        let ty = self.probe.as_str();
-        // Keys that only make sense for another probe type.
-        let foreign: [(&str, bool, ProbeType); 6] = [
-            ("url", self.url.is_some(), ProbeType::Http),
-            (
-                "expect_status",
-                self.expect_status.is_some(),
-                ProbeType::Http,
-            ),
-            (
-                "body_contains",
-                self.body_contains.is_some(),
-                ProbeType::Http,
-            ),
-            ("address", self.address.is_some(), ProbeType::Tcp),
-            ("argv", self.argv.is_some(), ProbeType::Command),
-            (
-                "expect_exit",
-                self.expect_exit.is_some(),
-                ProbeType::Command,
-            ),
-        ];
-        for (key, set, owner) in foreign {
-            if set && owner != self.probe {
-                push(
-                    key,
-                    format!(
-                        "only for type = \"{}\" (this probe is type = \"{ty}\")",
-                        owner.as_str()
-                    ),
-                );
-            }
-        }
-        match self.probe {
-            ProbeType::Http => match &self.url {
-                None => push("url", "is required for type = \"http\"".to_owned()),
-                Some(u) => {
-                    if let Err(reason) = parse_http_url(u) {
-                        push("url", reason);
-                    }
-                }
-            },
-            ProbeType::Tcp => match &self.address {
-                None => push("address", "is required for type = \"tcp\"".to_owned()),
-                Some(a) if !valid_host_port(a) => push(
-                    "address",
-                    format!("{a:?} is not host:port (e.g. \"127.0.0.1:5432\")"),
-                ),
-                Some(_) => {}
-            },
-            ProbeType::Command => match &self.argv {
-                None => push("argv", "is required for type = \"command\"".to_owned()),
-                Some(v) if v.is_empty() || v[0].is_empty() => {
-                    push("argv", "needs at least the program".to_owned())
-                }
-                Some(_) => {}
-            },
-        }
         if let Some(s) = self.expect_status {
             if !(100..=599).contains(&s) {
                 push("expect_status", format!("{s} is not an HTTP status code"));
@@ -237,6 +180,72 @@ impl ProbeConfig {
             );
         }
         out
+    }
+
+    /// Keys set that only make sense for another probe type.
+    fn foreign_keys(&self) -> Vec<(String, String)> {
+        let ty = self.probe.as_str();
+        let foreign: [(&str, bool, ProbeType); 6] = [
+            ("url", self.url.is_some(), ProbeType::Http),
+            (
+                "expect_status",
+                self.expect_status.is_some(),
+                ProbeType::Http,
+            ),
+            (
+                "body_contains",
+                self.body_contains.is_some(),
+                ProbeType::Http,
+            ),
+            ("address", self.address.is_some(), ProbeType::Tcp),
+            ("argv", self.argv.is_some(), ProbeType::Command),
+            (
+                "expect_exit",
+                self.expect_exit.is_some(),
+                ProbeType::Command,
+            ),
+        ];
+        foreign
+            .into_iter()
+            .filter(|(_, set, owner)| *set && *owner != self.probe)
+            .map(|(key, _, owner)| {
+                (
+                    key.to_owned(),
+                    format!(
+                        "only for type = \"{}\" (this probe is type = \"{ty}\")",
+                        owner.as_str()
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// The target of the probe's type: `url`, `address` or `argv`.
+    fn target_problems(&self) -> Vec<(String, String)> {
+        let problem = |k: &str, r: String| vec![(k.to_owned(), r)];
+        match self.probe {
+            ProbeType::Http => match &self.url {
+                None => problem("url", "is required for type = \"http\"".to_owned()),
+                Some(u) => parse_http_url(u)
+                    .err()
+                    .map_or_else(Vec::new, |reason| problem("url", reason)),
+            },
+            ProbeType::Tcp => match &self.address {
+                None => problem("address", "is required for type = \"tcp\"".to_owned()),
+                Some(a) if !valid_host_port(a) => problem(
+                    "address",
+                    format!("{a:?} is not host:port (e.g. \"127.0.0.1:5432\")"),
+                ),
+                Some(_) => Vec::new(),
+            },
+            ProbeType::Command => match &self.argv {
+                None => problem("argv", "is required for type = \"command\"".to_owned()),
+                Some(v) if v.is_empty() || v[0].is_empty() => {
+                    problem("argv", "needs at least the program".to_owned())
+                }
+                Some(_) => Vec::new(),
+            },
+        }
     }
 }
 

@@ -60,7 +60,7 @@ impl HttpConfig {
     /// Problems as `(key, reason)`; empty when valid.
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut out =
-            opsfleet_bus::https::pair_problems(self.tls_cert.as_deref(), self.tls_key.as_deref());
+            opsfleet_httpserve::pair_problems(self.tls_cert.as_deref(), self.tls_key.as_deref());
         if self.admin.is_some() {
             out.push((
                 "admin".to_owned(),

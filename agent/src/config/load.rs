@@ -1,59 +1,25 @@
 //! Reading a config file and reporting EVERY problem as `FILE:LINE: key: reason`: each section
 //! and each `[[modules]]` entry is deserialized on its own, then semantic checks run on what
-//! parsed; lines come from an index of the document's spans.
+//! parsed; lines and the report come from the config-problem engine (`opsfleet-configcheck`).
 
-use std::collections::HashMap;
-use std::fmt;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use opsfleet_bus::NatsConfig;
-use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
+use opsfleet_configcheck::{section, Document, Sections};
 use serde::Deserialize;
-use toml::Spanned;
 
-use super::problems::{join_key, section};
+pub use opsfleet_configcheck::{ConfigProblems, Problem};
+
 use super::template::{self, Facts, Membership};
 use super::{
     default_data_dir, default_http, default_modules, default_nats, default_outbox,
-    default_shutdown_grace, host_problems, modules_problems, outbox_problems, prefixed,
+    default_shutdown_grace, host_problems, label_problems, modules_problems, outbox_problems,
     AgentConfig, BackupConfig, DiskConfig, HealthConfig, HeartbeatConfig, HttpConfig,
     JanitorConfig, LogConfig, ModuleConfig, OutboxConfig, PolicyConfig, SentinelConfig,
     MODULE_TYPES,
 };
-
-/// One thing wrong with a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// 1-based line, when the key (or its nearest parent) is in the file.
-    pub line: Option<usize>,
-    /// Dotted key path, e.g. `modules[1].interval`.
-    pub key: String,
-    pub reason: String,
-}
-
-/// Every problem of one file; `Display` prints one `FILE:LINE: key: reason` per line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblems {
-    pub file: PathBuf,
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ConfigProblems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = self.file.display();
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            match p.line {
-                Some(line) => write!(f, "{file}:{line}: {}: {}", p.key, p.reason)?,
-                None => write!(f, "{file}: {}: {}", p.key, p.reason)?,
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -147,8 +113,6 @@ fn loaded(path: &Path, r: Result<Parsed, Vec<Problem>>) -> Result<LoadedConfig, 
     })
 }
 
-pub(crate) use opsfleet_bus::syntax_reason;
-
 /// Parses and validates config text; on failure returns every problem found. A template is
 /// rendered against no facts (`host_from` then needs `--host`-like facts: see
 /// [`parse_str_for`]).
@@ -175,17 +139,7 @@ fn render_and_parse(
     membership: Membership,
     check: bool,
 ) -> Result<Parsed, Vec<Problem>> {
-    let table: toml::Table = match toml::from_str(text) {
-        Ok(t) => t,
-        Err(e) => {
-            return Err(vec![Problem {
-                line: e.span().map(|s| line_of(text, s.start)),
-                key: "(syntax)".to_owned(),
-                reason: syntax_reason(&e),
-            }])
-        }
-    };
-    let spans = SpanIndex::build(text);
+    let Document { table, spans } = Document::parse(text).map_err(|p| vec![p])?;
     let template = template::is_template(&table);
     let mut raw: Vec<(String, String)> = Vec::new();
     let mut rendered = template::render(table, facts, membership, check, &mut raw);
@@ -200,15 +154,7 @@ fn render_and_parse(
             .into_iter()
             .map(|(k, r)| (rendered.origin_key(&k), r)),
     );
-    let mut problems: Vec<Problem> = raw
-        .into_iter()
-        .map(|(key, reason)| Problem {
-            line: spans.line(&key),
-            key,
-            reason,
-        })
-        .collect();
-    problems.sort_by_key(|p| p.line.unwrap_or(0));
+    let problems = spans.locate(raw);
     match cfg {
         Some(config) if problems.is_empty() => Ok(Parsed {
             config,
@@ -236,88 +182,44 @@ struct HumanDuration(#[serde(with = "humantime_serde")] Duration);
 
 /// Deserializes every section on its own, runs the semantic checks on those that parsed and
 /// returns the config when every section parsed.
-fn sections(mut table: toml::Table, out: &mut Vec<(String, String)>) -> Option<AgentConfig> {
-    for key in table.keys() {
-        if !TOP_KEYS.contains(&key.as_str()) {
-            out.push((
-                key.clone(),
-                format!(
-                    "unknown key; expected one of {}, {}",
-                    TOP_KEYS.join(", "),
-                    template::TEMPLATE_KEYS.join(", ")
-                ),
-            ));
-        }
-    }
-    let host = match table.remove("host") {
-        None => {
-            out.push(("host".to_owned(), "is required".to_owned()));
-            None
-        }
-        Some(v) => section::<String>("host", v, out),
-    };
+fn sections(table: toml::Table, out: &mut Vec<(String, String)>) -> Option<AgentConfig> {
+    let mut s = Sections::new(table);
+    let host = s.take::<String>("host", || None);
     if let Some(h) = &host {
-        out.extend(host_problems(h));
+        s.out.extend(host_problems(h));
     }
-    let data_dir = optional(&mut table, "data_dir", default_data_dir, out);
-    let grace = match table.remove("shutdown_grace") {
-        None => Some(default_shutdown_grace()),
-        Some(v) => section::<HumanDuration>("shutdown_grace", v, out).map(|d| d.0),
-    };
-    let nats = optional::<NatsConfig>(&mut table, "nats", default_nats, out);
+    let data_dir = s.take("data_dir", || Some(default_data_dir()));
+    let grace = s
+        .take::<HumanDuration>("shutdown_grace", || {
+            Some(HumanDuration(default_shutdown_grace()))
+        })
+        .map(|d| d.0);
+    let nats = s.take::<NatsConfig>("nats", || Some(default_nats()));
     if let Some(n) = &nats {
-        out.extend(prefixed("nats", n.problems()));
+        s.extend("nats", n.problems());
     }
-    let outbox = optional::<OutboxConfig>(&mut table, "outbox", default_outbox, out);
+    let outbox = s.take::<OutboxConfig>("outbox", || Some(default_outbox()));
     if let Some(o) = &outbox {
-        out.extend(outbox_problems(o));
+        s.out.extend(outbox_problems(o));
     }
-    let modules = match table.remove("modules") {
-        None => Some(default_modules()),
-        Some(toml::Value::Array(items)) => {
-            let mut parsed = Vec::new();
-            let mut all = true;
-            for (i, item) in items.into_iter().enumerate() {
-                match module_entry(i, item, out) {
-                    Some(m) => parsed.push((i, m)),
-                    None => all = false,
-                }
-            }
-            let refs: Vec<(usize, &ModuleConfig)> = parsed.iter().map(|(i, m)| (*i, m)).collect();
-            out.extend(modules_problems(&refs));
-            all.then(|| parsed.into_iter().map(|(_, m)| m).collect())
-        }
-        Some(other) => {
-            out.push((
-                "modules".to_owned(),
-                format!(
-                    "must be an array of tables ([[modules]]), found {}",
-                    other.type_str()
-                ),
-            ));
-            None
-        }
-    };
-    let http = match table.remove("http") {
-        None => Some(default_http()),
-        Some(v) => section::<HttpConfig>("http", v, out).map(Some),
-    };
+    let modules = modules_section(s.take_value("modules"), &mut s.out);
+    let http = s.take::<Option<HttpConfig>>("http", || Some(default_http()));
     if let Some(Some(h)) = &http {
-        out.extend(prefixed("http", h.problems()));
+        s.extend("http", h.problems());
     }
-    let labels = optional::<std::collections::BTreeMap<String, String>>(
-        &mut table,
-        "labels",
-        Default::default,
-        out,
-    );
+    let labels = s.take::<BTreeMap<String, String>>("labels", || Some(BTreeMap::new()));
     if let Some(l) = &labels {
-        out.extend(super::label_problems(l));
+        s.out.extend(label_problems(l));
     }
-    let policy = optional::<PolicyConfig>(&mut table, "policy", PolicyConfig::default, out);
+    let policy = s.take::<PolicyConfig>("policy", || Some(PolicyConfig::default()));
     if let Some(p) = &policy {
-        out.extend(prefixed("policy", p.problems()));
+        s.extend("policy", p.problems());
     }
+    out.extend(s.finish(&format!(
+        "unknown key; expected one of {}, {}",
+        TOP_KEYS.join(", "),
+        template::TEMPLATE_KEYS.join(", ")
+    )));
     Some(AgentConfig {
         policy: policy?,
         labels: labels?,
@@ -331,16 +233,36 @@ fn sections(mut table: toml::Table, out: &mut Vec<(String, String)>) -> Option<A
     })
 }
 
-fn optional<T: DeserializeOwned>(
-    table: &mut toml::Table,
-    key: &str,
-    default: fn() -> T,
+/// `[[modules]]`: every entry parsed on its own, then the checks across entries.
+fn modules_section(
+    value: Option<toml::Value>,
     out: &mut Vec<(String, String)>,
-) -> Option<T> {
-    match table.remove(key) {
-        None => Some(default()),
-        Some(v) => section(key, v, out),
+) -> Option<Vec<ModuleConfig>> {
+    let items = match value {
+        None => return Some(default_modules()),
+        Some(toml::Value::Array(items)) => items,
+        Some(other) => {
+            out.push((
+                "modules".to_owned(),
+                format!(
+                    "must be an array of tables ([[modules]]), found {}",
+                    other.type_str()
+                ),
+            ));
+            return None;
+        }
+    };
+    let mut parsed = Vec::new();
+    let mut all = true;
+    for (i, item) in items.into_iter().enumerate() {
+        match module_entry(i, item, out) {
+            Some(m) => parsed.push((i, m)),
+            None => all = false,
+        }
     }
+    let refs: Vec<(usize, &ModuleConfig)> = parsed.iter().map(|(i, m)| (*i, m)).collect();
+    out.extend(modules_problems(&refs));
+    all.then(|| parsed.into_iter().map(|(_, m)| m).collect())
 }
 
 /// Picks the module struct by `type` and deserializes the rest of the entry into it, so errors
@@ -392,115 +314,5 @@ pub(super) fn module_entry(
             ));
             None
         }
-    }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
-}
-
-/// Line of every key path in the document (`nats.urls[0]`, `modules[1].interval`).
-struct SpanIndex {
-    lines: HashMap<String, usize>,
-}
-
-impl SpanIndex {
-    fn build(text: &str) -> Self {
-        let mut lines = HashMap::new();
-        if let Ok(root) = toml::from_str::<Node>(text) {
-            root.walk("", text, &mut lines);
-        }
-        SpanIndex { lines }
-    }
-
-    /// Line of `key`, else of its nearest parent present in the file.
-    fn line(&self, key: &str) -> Option<usize> {
-        let mut k = key;
-        loop {
-            if let Some(l) = self.lines.get(k) {
-                return Some(*l);
-            }
-            let cut = k.rfind(['.', '['])?;
-            k = &k[..cut];
-        }
-    }
-}
-
-/// Shape of a TOML document with the span of every value.
-enum Node {
-    Leaf,
-    Table(Vec<(String, Spanned<Node>)>),
-    Array(Vec<Spanned<Node>>),
-}
-
-impl Node {
-    fn walk(&self, path: &str, text: &str, out: &mut HashMap<String, usize>) {
-        let mut visit = |child: String, node: &Spanned<Node>| {
-            out.insert(child.clone(), line_of(text, node.span().start));
-            node.get_ref().walk(&child, text, out);
-        };
-        match self {
-            Node::Leaf => {}
-            Node::Table(entries) => {
-                for (k, v) in entries {
-                    visit(join_key(path, k), v);
-                }
-            }
-            Node::Array(items) => {
-                for (i, v) in items.iter().enumerate() {
-                    visit(format!("{path}[{i}]"), v);
-                }
-            }
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NodeVisitor)
-    }
-}
-
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any TOML value")
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Node, E> {
-        Ok(Node::Leaf)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Node, E> {
-        Ok(Node::Leaf)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Node, E> {
-        Ok(Node::Leaf)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node, E> {
-        Ok(Node::Leaf)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Node, E> {
-        Ok(Node::Leaf)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(k) = map.next_key::<String>()? {
-            entries.push((k, map.next_value::<Spanned<Node>>()?));
-        }
-        Ok(Node::Table(entries))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::new();
-        while let Some(v) = seq.next_element::<Spanned<Node>>()? {
-            items.push(v);
-        }
-        Ok(Node::Array(items))
     }
 }

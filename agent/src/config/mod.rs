@@ -8,7 +8,6 @@ mod janitor;
 mod load;
 mod log;
 mod policy;
-mod problems;
 mod runtime;
 mod sentinel;
 mod template;
@@ -17,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use opsfleet_bus::NatsConfig;
+use opsfleet_configcheck::prefixed;
 use opsfleet_proto::subjects::validate_token;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -366,13 +366,6 @@ impl DiskConfig {
         }
         out
     }
-}
-
-fn prefixed(prefix: &str, problems: Vec<(String, String)>) -> Vec<(String, String)> {
-    problems
-        .into_iter()
-        .map(|(k, r)| (format!("{prefix}.{k}"), r))
-        .collect()
 }
 
 /// Label keys and values are subject-token-like (`[A-Za-z0-9_-]`, 1..=64), so `k=v` selectors

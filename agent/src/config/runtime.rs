@@ -1,7 +1,9 @@
 //! Validation of one module config handed in at run time (reconfigure): the same checks as the
 //! config file, every problem collected, keys relative to the module entry.
 
-use super::load::{module_entry, syntax_reason};
+use opsfleet_configcheck::{syntax_reason, SYNTAX_KEY};
+
+use super::load::module_entry;
 use super::{modules_problems, ModuleConfig};
 
 /// Every problem of one module config, as the config file would report them for its entry
@@ -15,7 +17,7 @@ pub fn module_problems(m: &ModuleConfig) -> Vec<(String, String)> {
 pub fn parse_module_toml(text: &str) -> Result<ModuleConfig, Vec<(String, String)>> {
     let value: toml::Value = match toml::from_str::<toml::Table>(text) {
         Ok(t) => toml::Value::Table(t),
-        Err(e) => return Err(vec![("(syntax)".to_owned(), syntax_reason(&e))]),
+        Err(e) => return Err(vec![(SYNTAX_KEY.to_owned(), syntax_reason(&e))]),
     };
     let mut out = Vec::new();
     let parsed = module_entry(0, value, &mut out);

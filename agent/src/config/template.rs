@@ -110,6 +110,55 @@ pub(super) fn render(
     out: &mut Vec<(String, String)>,
 ) -> Rendered {
     let host = host::resolve_host(&mut table, facts, check, out);
+    let mut labels = host_labels(&mut table, facts, out);
+    let own_labels: BTreeMap<String, String> = labels
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect();
+    let groups = parse_groups(table.remove("groups"), out);
+    let mut modules = Modules::take(&mut table);
+    let mut joined = Vec::new();
+    for (gi, g) in groups.iter().enumerate() {
+        let Some(g) = g else { continue };
+        let member = match membership {
+            Membership::Force(i) => i == gi,
+            Membership::Match => g.matches(host.as_deref(), &own_labels),
+        };
+        if !member {
+            continue;
+        }
+        joined.push(g.name.clone());
+        for (k, v) in &g.labels {
+            labels.insert(k.clone(), toml::Value::String(v.clone()));
+        }
+        modules.apply(gi, g, out);
+    }
+    if !modules.entries.is_empty() || !modules.origins.is_empty() {
+        table.insert("modules".to_owned(), toml::Value::Array(modules.entries));
+    }
+    if !labels.is_empty() {
+        table.insert("labels".to_owned(), toml::Value::Table(labels));
+    }
+    if let Some(h) = &host {
+        table.insert("host".to_owned(), toml::Value::String(h.clone()));
+        for (_, v) in table.iter_mut() {
+            substitute_host(v, h);
+        }
+    }
+    Rendered {
+        table,
+        origins: modules.origins,
+        groups: joined,
+    }
+}
+
+/// The host's labels before any group: the file's `labels`, then `labels_from_env`, then
+/// `--label`.
+fn host_labels(
+    table: &mut toml::Table,
+    facts: &Facts,
+    out: &mut Vec<(String, String)>,
+) -> toml::Table {
     let mut labels = match table.remove("labels") {
         Some(toml::Value::Table(t)) => t,
         Some(other) => {
@@ -140,61 +189,70 @@ pub(super) fn render(
     for (k, v) in &facts.labels {
         labels.insert(k.clone(), toml::Value::String(v.clone()));
     }
-    let own_labels: BTreeMap<String, String> = labels
-        .iter()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-        .collect();
+    labels
+}
 
-    let groups = parse_groups(table.remove("groups"), out);
-    let (mut modules, mut origins) = match table.remove("modules") {
-        Some(toml::Value::Array(items)) => {
-            let origins = (0..items.len())
-                .map(|i| Origin {
-                    base: format!("modules[{i}]"),
-                    over: None,
-                })
-                .collect();
-            (items, origins)
-        }
-        Some(other) => {
-            table.insert("modules".to_owned(), other);
-            (Vec::new(), Vec::new())
-        }
-        None => (Vec::new(), Vec::new()),
-    };
-    let mut joined = Vec::new();
-    for (gi, g) in groups.iter().enumerate() {
-        let Some(g) = g else { continue };
-        let member = match membership {
-            Membership::Force(i) => i == gi,
-            Membership::Match => {
-                let by_name = g.hosts.is_empty()
-                    || g.hosts.iter().any(|p| {
-                        glob::Pattern::new(p)
-                            .is_ok_and(|p| host.as_deref().is_some_and(|h| p.matches(h)))
-                    });
-                let by_labels = g
-                    .match_labels
-                    .iter()
-                    .all(|(k, v)| own_labels.get(k) == Some(v));
-                by_name && by_labels
-            }
-        };
-        if !member {
-            continue;
-        }
-        joined.push(g.name.clone());
-        for (k, v) in &g.labels {
-            labels.insert(k.clone(), toml::Value::String(v.clone()));
-        }
-        for (di, name) in g.disable.iter().enumerate() {
-            match modules
+impl GroupConfig {
+    /// Whether a host of this name and labels joins the group.
+    fn matches(&self, host: Option<&str>, labels: &BTreeMap<String, String>) -> bool {
+        let by_name = self.hosts.is_empty()
+            || self
+                .hosts
                 .iter()
-                .position(|m| entry_name(m) == Some(name.as_str()))
-            {
+                .any(|p| glob::Pattern::new(p).is_ok_and(|p| host.is_some_and(|h| p.matches(h))));
+        let by_labels = self
+            .match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v));
+        by_name && by_labels
+    }
+}
+
+/// The `[[modules]]` entries being rendered, each with where it came from.
+struct Modules {
+    entries: Vec<toml::Value>,
+    origins: Vec<Origin>,
+}
+
+impl Modules {
+    /// Removes `modules` from `table` when it is an array (else the typed parse reports it).
+    fn take(table: &mut toml::Table) -> Modules {
+        match table.remove("modules") {
+            Some(toml::Value::Array(entries)) => {
+                let origins = (0..entries.len())
+                    .map(|i| Origin {
+                        base: format!("modules[{i}]"),
+                        over: None,
+                    })
+                    .collect();
+                Modules { entries, origins }
+            }
+            other => {
+                if let Some(other) = other {
+                    table.insert("modules".to_owned(), other);
+                }
+                Modules {
+                    entries: Vec::new(),
+                    origins: Vec::new(),
+                }
+            }
+        }
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|m| entry_name(m) == Some(name))
+    }
+
+    /// Group `gi` (joined): its `disable` removes shared modules, its `modules` override or
+    /// add entries.
+    fn apply(&mut self, gi: usize, g: &GroupConfig, out: &mut Vec<(String, String)>) {
+        for (di, name) in g.disable.iter().enumerate() {
+            match self.position(name) {
                 Some(at) => {
-                    modules.remove(at);
-                    origins.remove(at);
+                    self.entries.remove(at);
+                    self.origins.remove(at);
                 }
                 None => out.push((
                     format!("groups[{gi}].disable[{di}]"),
@@ -204,38 +262,11 @@ pub(super) fn render(
         }
         for (mi, entry) in g.modules.iter().enumerate() {
             let key = format!("groups[{gi}].modules[{mi}]");
-            let name = entry_name_of(entry);
-            let existing = name.and_then(|n| modules.iter().position(|m| entry_name(m) == Some(n)));
-            match existing {
-                Some(at) => {
-                    let Some(base) = modules[at].as_table_mut() else {
-                        continue;
-                    };
-                    if let (Some(new), Some(old)) = (
-                        entry.get("type").and_then(|t| t.as_str()),
-                        base.get("type").and_then(|t| t.as_str()),
-                    ) {
-                        if new != old {
-                            out.push((
-                                format!("{key}.type"),
-                                format!(
-                                    "{new:?} would change the type of module {:?} ({old:?}); give the entry another `name`",
-                                    name.unwrap_or_default()
-                                ),
-                            ));
-                            continue;
-                        }
-                    }
-                    let mut set = BTreeSet::new();
-                    for (k, v) in entry {
-                        base.insert(k.clone(), v.clone());
-                        set.insert(k.clone());
-                    }
-                    origins[at].over = Some((key, set));
-                }
+            match entry_name_of(entry).and_then(|n| self.position(n)) {
+                Some(at) => self.merge(at, key, entry, out),
                 None => {
-                    modules.push(toml::Value::Table(entry.clone()));
-                    origins.push(Origin {
+                    self.entries.push(toml::Value::Table(entry.clone()));
+                    self.origins.push(Origin {
                         base: key,
                         over: None,
                     });
@@ -243,22 +274,40 @@ pub(super) fn render(
             }
         }
     }
-    if !modules.is_empty() || !origins.is_empty() {
-        table.insert("modules".to_owned(), toml::Value::Array(modules));
-    }
-    if !labels.is_empty() {
-        table.insert("labels".to_owned(), toml::Value::Table(labels));
-    }
-    if let Some(h) = &host {
-        table.insert("host".to_owned(), toml::Value::String(h.clone()));
-        for (_, v) in table.iter_mut() {
-            substitute_host(v, h);
+
+    /// A group entry (`key`) naming existing module `at` replaces its keys; it may not change
+    /// the module's type.
+    fn merge(
+        &mut self,
+        at: usize,
+        key: String,
+        entry: &toml::Table,
+        out: &mut Vec<(String, String)>,
+    ) {
+        let Some(base) = self.entries[at].as_table_mut() else {
+            return;
+        };
+        if let (Some(new), Some(old)) = (
+            entry.get("type").and_then(|t| t.as_str()),
+            base.get("type").and_then(|t| t.as_str()),
+        ) {
+            if new != old {
+                out.push((
+                    format!("{key}.type"),
+                    format!(
+                        "{new:?} would change the type of module {:?} ({old:?}); give the entry another `name`",
+                        entry_name_of(entry).unwrap_or_default()
+                    ),
+                ));
+                return;
+            }
         }
-    }
-    Rendered {
-        table,
-        origins,
-        groups: joined,
+        let mut set = BTreeSet::new();
+        for (k, v) in entry {
+            base.insert(k.clone(), v.clone());
+            set.insert(k.clone());
+        }
+        self.origins[at].over = Some((key, set));
     }
 }
 
@@ -284,7 +333,7 @@ fn parse_groups(
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, item) in items.into_iter().enumerate() {
         let key = format!("groups[{i}]");
-        let Some(g) = super::problems::section::<GroupConfig>(&key, item, out) else {
+        let Some(g) = opsfleet_configcheck::section::<GroupConfig>(&key, item, out) else {
             groups.push(None);
             continue;
         };

@@ -7,7 +7,6 @@ pub mod load;
 use std::path::{Path, PathBuf};
 
 use opsfleet_bus::{NatsConfig, TopologyConfig};
-use opsfleet_proto::subjects::validate_token;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -44,6 +43,27 @@ fn default_snapshot_batches() -> u32 {
 }
 fn default_snapshot_interval() -> std::time::Duration {
     std::time::Duration::from_secs(5)
+}
+
+impl IngestConfig {
+    /// Every semantic problem as `(key, reason)`; empty when valid.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut push = |key: &str, reason: &str| out.push((key.to_owned(), reason.to_owned()));
+        if !(1..=100_000).contains(&self.batch_max) {
+            push("batch_max", "must be between 1 and 100000");
+        }
+        if self.ack_wait < std::time::Duration::from_secs(1) {
+            push("ack_wait", "must be at least 1s");
+        }
+        if !(1..=10_000).contains(&self.snapshot_batches) {
+            push("snapshot_batches", "must be between 1 and 10000");
+        }
+        if self.snapshot_interval.is_zero() {
+            push("snapshot_interval", "must be more than 0s");
+        }
+        out
+    }
 }
 
 impl Default for IngestConfig {
@@ -85,105 +105,7 @@ pub struct CoordinatorConfig {
 impl CoordinatorConfig {
     /// Reads and validates `file`, collecting every problem.
     pub fn load(file: &Path) -> Result<Self, ConfigErrors> {
-        let mut doc = load::Doc::read(file)?;
-        let name: Option<String> = doc.take("name", || None);
-        let color: Option<String> = doc.take("color", || Some(String::new()));
-        let data_dir: Option<PathBuf> = doc.take("data_dir", || None);
-        let nats: Option<NatsConfig> = doc.take("nats", || Some(NatsConfig::default()));
-        let topology: Option<TopologyConfig> =
-            doc.take("topology", || Some(TopologyConfig::default()));
-        let ingest: Option<IngestConfig> = doc.take("ingest", || Some(IngestConfig::default()));
-        let http: Option<Option<crate::http::HttpConfig>> = doc.take("http", || Some(None));
-        let notify: Option<crate::notify::NotifyConfig> =
-            doc.take("notify", || Some(Default::default()));
-        let alerts: Option<crate::alerts::AlertsConfig> =
-            doc.take("alerts", || Some(Default::default()));
-        let api: Option<ApiConfig> = doc.take("api", || Some(ApiConfig::default()));
-        if let (Some(a), Some(t)) = (&api, &topology) {
-            for (key, reason) in a.problems(t.commands_max_age) {
-                doc.problem(format!("api.{key}"), reason);
-            }
-        }
-        if let Some(a) = &alerts {
-            for (key, reason) in a.problems() {
-                doc.problem(format!("alerts.{key}"), reason);
-            }
-        }
-        if let Some(n) = &notify {
-            for (key, reason) in n.problems() {
-                doc.problem(format!("notify.{key}"), reason);
-            }
-        }
-
-        if let Some(name) = &name {
-            if let Err(e) = validate_token(name) {
-                doc.problem("name", e.to_string());
-            }
-        }
-        if let Some(nats) = &nats {
-            for (key, reason) in nats.problems() {
-                doc.problem(format!("nats.{key}"), reason);
-            }
-        }
-        if let Some(t) = &topology {
-            for (key, reason) in t.problems() {
-                doc.problem(format!("topology.{key}"), reason);
-            }
-        }
-        if let Some(Some(h)) = &http {
-            for (key, reason) in h.problems() {
-                doc.problem(format!("http.{key}"), reason);
-            }
-        }
-        if let Some(i) = &ingest {
-            if !(1..=100_000).contains(&i.batch_max) {
-                doc.problem("ingest.batch_max", "must be between 1 and 100000");
-            }
-            if i.ack_wait < std::time::Duration::from_secs(1) {
-                doc.problem("ingest.ack_wait", "must be at least 1s");
-            }
-            if !(1..=10_000).contains(&i.snapshot_batches) {
-                doc.problem("ingest.snapshot_batches", "must be between 1 and 10000");
-            }
-            if i.snapshot_interval.is_zero() {
-                doc.problem("ingest.snapshot_interval", "must be more than 0s");
-            }
-        }
-        doc.finish()?;
-        match (name, color, data_dir, nats, topology, ingest, http) {
-            (
-                Some(name),
-                Some(color),
-                Some(data_dir),
-                Some(nats),
-                Some(topology),
-                Some(ingest),
-                Some(http),
-            ) => Ok(CoordinatorConfig {
-                color: if color.is_empty() {
-                    name.clone()
-                } else {
-                    color
-                },
-                name,
-                data_dir,
-                nats,
-                topology,
-                ingest,
-                http,
-                // `finish` returned Ok, so `notify` parsed.
-                notify: notify.unwrap_or_default(),
-                // `finish` returned Ok, so `alerts` parsed.
-                alerts: alerts.unwrap_or_default(),
-                // `finish` returned Ok, so `api` parsed.
-                api: api.unwrap_or_default(),
-            }),
-            // `finish` returned Ok only if every `take` succeeded.
-            _ => Err(ConfigErrors {
-                file: file.to_path_buf(),
-                problems: Vec::new(),
-            }),
-        }
+        load::load(file)
     }
 
     /// sha256 of the canonical JSON form, hex: identifies a config across hosts.
@@ -261,11 +183,12 @@ ack_wait = \"soon\"
                 .any(|l| l.starts_with(&format!("{file}:9: topology.replicas:"))),
             "{report}"
         );
-        // ingest fails to deserialise (bad duration) and is reported once, at its section.
+        // ingest fails to deserialise (bad duration) and is reported once, at the bad value.
         assert!(
             lines
                 .iter()
-                .any(|l| l.starts_with(&format!("{file}:11: ingest:")) && l.contains("duration")),
+                .any(|l| l.starts_with(&format!("{file}:13: ingest.ack_wait:"))
+                    && l.contains("duration")),
             "{report}"
         );
         assert_eq!(lines.len(), 5, "{report}");

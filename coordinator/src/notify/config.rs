@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use opsfleet_configcheck::prefixed;
 use serde::{Deserialize, Serialize};
 
 /// `[notify]`: where notifications go. No routes = one built-in dry-run route that prints each
@@ -188,93 +189,116 @@ impl NotifyConfig {
         let mut out = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for (i, r) in self.routes.iter().enumerate() {
-            let key = |field: &str| format!("routes[{i}].{field}");
+            let at = format!("routes[{i}]");
             if let Err(e) = opsfleet_proto::subjects::validate_token(&r.name) {
-                out.push((key("name"), e.to_string()));
+                out.push((format!("{at}.name"), e.to_string()));
             } else if !seen.insert(r.name.as_str()) {
-                out.push((key("name"), format!("duplicate route name {:?}", r.name)));
-            }
-            match r.kind {
-                RouteKind::Webhook | RouteKind::Slack => {
-                    one_of(&mut out, &key, "url", &r.url, "url_env", &r.url_env);
-                    if let Some(Secret(url)) = &r.url {
-                        if !(url.starts_with("http://") || url.starts_with("https://")) {
-                            out.push((key("url"), "must start with http:// or https://".into()));
-                        }
-                    }
-                    for (field, set) in [
-                        ("bot_token", r.bot_token.is_some()),
-                        ("bot_token_env", r.bot_token_env.is_some()),
-                        ("chat_id", r.chat_id.is_some()),
-                    ] {
-                        if set {
-                            out.push((key(field), format!("not used by kind {}", r.kind.as_str())));
-                        }
-                    }
-                    if r.api_base != TELEGRAM_API_BASE {
-                        out.push((
-                            key("api_base"),
-                            format!("not used by kind {}", r.kind.as_str()),
-                        ));
-                    }
-                }
-                RouteKind::Telegram => {
-                    one_of(
-                        &mut out,
-                        &key,
-                        "bot_token",
-                        &r.bot_token,
-                        "bot_token_env",
-                        &r.bot_token_env,
-                    );
-                    if r.chat_id.as_deref().is_none_or(str::is_empty) {
-                        out.push((key("chat_id"), "is required for kind telegram".into()));
-                    }
-                    if !(r.api_base.starts_with("http://") || r.api_base.starts_with("https://")) {
-                        out.push((
-                            key("api_base"),
-                            "must start with http:// or https://".into(),
-                        ));
-                    }
-                    for (field, set) in [("url", r.url.is_some()), ("url_env", r.url_env.is_some())]
-                    {
-                        if set {
-                            out.push((key(field), "not used by kind telegram".into()));
-                        }
-                    }
-                }
-            }
-            if r.timeout < Duration::from_millis(10) || r.timeout > Duration::from_secs(300) {
-                out.push((key("timeout"), "must be between 10ms and 300s".into()));
-            }
-            if !(1..=20).contains(&r.max_attempts) {
-                out.push((key("max_attempts"), "must be between 1 and 20".into()));
-            }
-            if r.retry_min_delay.is_zero() {
-                out.push((key("retry_min_delay"), "must be above 0".into()));
-            }
-            if r.retry_max_delay < r.retry_min_delay {
                 out.push((
-                    key("retry_max_delay"),
-                    "must be at least retry_min_delay".into(),
+                    format!("{at}.name"),
+                    format!("duplicate route name {:?}", r.name),
                 ));
             }
-            if r.rate_limit.per_minute == 0 {
-                out.push((key("rate_limit.per_minute"), "must be at least 1".into()));
+            out.extend(prefixed(&at, r.problems()));
+        }
+        out
+    }
+}
+
+impl RouteConfig {
+    /// Problems of this route apart from its name, keys relative to the route.
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut out = match self.kind {
+            RouteKind::Webhook | RouteKind::Slack => self.url_problems(),
+            RouteKind::Telegram => self.telegram_problems(),
+        };
+        out.extend(self.delivery_problems());
+        out
+    }
+
+    /// A webhook or Slack route: a URL, and none of Telegram's keys.
+    fn url_problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        one_of(&mut out, "url", &self.url, "url_env", &self.url_env);
+        if let Some(Secret(url)) = &self.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                out.push(("url".into(), "must start with http:// or https://".into()));
             }
-            if r.rate_limit.burst == 0 {
-                out.push((key("rate_limit.burst"), "must be at least 1".into()));
+        }
+        let unused = format!("not used by kind {}", self.kind.as_str());
+        for (field, set) in [
+            ("bot_token", self.bot_token.is_some()),
+            ("bot_token_env", self.bot_token_env.is_some()),
+            ("chat_id", self.chat_id.is_some()),
+            ("api_base", self.api_base != TELEGRAM_API_BASE),
+        ] {
+            if set {
+                out.push((field.into(), unused.clone()));
             }
-            if let Some(s) = &r.min_severity {
-                if severity_rank(s).is_none() {
-                    out.push((
-                        key("min_severity"),
-                        format!(
-                            "unknown severity {s:?}; use one of {}",
-                            SEVERITIES.join(", ")
-                        ),
-                    ));
-                }
+        }
+        out
+    }
+
+    /// A Telegram route: a bot token, a chat, an http(s) API base, and no URL.
+    fn telegram_problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        one_of(
+            &mut out,
+            "bot_token",
+            &self.bot_token,
+            "bot_token_env",
+            &self.bot_token_env,
+        );
+        if self.chat_id.as_deref().is_none_or(str::is_empty) {
+            out.push(("chat_id".into(), "is required for kind telegram".into()));
+        }
+        if !(self.api_base.starts_with("http://") || self.api_base.starts_with("https://")) {
+            out.push((
+                "api_base".into(),
+                "must start with http:// or https://".into(),
+            ));
+        }
+        for (field, set) in [
+            ("url", self.url.is_some()),
+            ("url_env", self.url_env.is_some()),
+        ] {
+            if set {
+                out.push((field.into(), "not used by kind telegram".into()));
+            }
+        }
+        out
+    }
+
+    /// Timeout, retries, rate limit and minimum severity.
+    fn delivery_problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut push = |key: &str, reason: String| out.push((key.to_owned(), reason));
+        if self.timeout < Duration::from_millis(10) || self.timeout > Duration::from_secs(300) {
+            push("timeout", "must be between 10ms and 300s".into());
+        }
+        if !(1..=20).contains(&self.max_attempts) {
+            push("max_attempts", "must be between 1 and 20".into());
+        }
+        if self.retry_min_delay.is_zero() {
+            push("retry_min_delay", "must be above 0".into());
+        }
+        if self.retry_max_delay < self.retry_min_delay {
+            push("retry_max_delay", "must be at least retry_min_delay".into());
+        }
+        if self.rate_limit.per_minute == 0 {
+            push("rate_limit.per_minute", "must be at least 1".into());
+        }
+        if self.rate_limit.burst == 0 {
+            push("rate_limit.burst", "must be at least 1".into());
+        }
+        if let Some(s) = &self.min_severity {
+            if severity_rank(s).is_none() {
+                push(
+                    "min_severity",
+                    format!(
+                        "unknown severity {s:?}; use one of {}",
+                        SEVERITIES.join(", ")
+                    ),
+                );
             }
         }
         out
@@ -284,12 +308,12 @@ impl NotifyConfig {
 /// Exactly one of an inline value and its `_env` variant must be set (and non-empty).
 fn one_of(
     out: &mut Vec<(String, String)>,
-    key: &dyn Fn(&str) -> String,
     inline: &str,
     inline_val: &Option<Secret>,
     env: &str,
     env_val: &Option<String>,
 ) {
+    let key = |k: &str| k.to_owned();
     match (inline_val, env_val) {
         (Some(_), Some(_)) => out.push((
             key(inline),

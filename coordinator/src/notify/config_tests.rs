@@ -142,10 +142,11 @@ rate_limit = { per_minute = 0 }
         .iter()
         .map(|p| (p.key.clone(), p.reason.clone()))
         .collect();
+    // In file order: a missing key is at its route's `[[notify.routes]]` line.
     let want = [
         ("notify.routes[0].url", "url or url_env is required"),
-        ("notify.routes[1].name", "duplicate route name \"chat\""),
         ("notify.routes[1].chat_id", "is required for kind telegram"),
+        ("notify.routes[1].name", "duplicate route name \"chat\""),
         (
             "notify.routes[1].rate_limit.per_minute",
             "must be at least 1",
@@ -156,6 +157,13 @@ rate_limit = { per_minute = 0 }
         .map(|(k, r)| (k.to_string(), r.to_string()))
         .collect();
     assert_eq!(got, want, "{}", err.report());
+    let lines: Vec<Option<usize>> = err.problems.iter().map(|p| p.line).collect();
+    assert_eq!(
+        lines,
+        [Some(6), Some(10), Some(11), Some(14)],
+        "{}",
+        err.report()
+    );
 
     // An unknown key inside a route is named too.
     std::fs::write(&file, "name = \"blue\"\ndata_dir = \"/x\"\n[notify]\n[[notify.routes]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://x\"\nretries = 3\n").unwrap();

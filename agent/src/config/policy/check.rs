@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use super::{glob_base, is_under, lexical, normalise, PolicyConfig};
-use crate::config::{AgentConfig, ModuleConfig, ProbeType};
+use crate::config::{AgentConfig, HealthConfig, ModuleConfig, ProbeType};
 
 /// Where a remote config came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,9 +134,8 @@ impl HostPolicy {
         resolve: &dyn Fn(&Path) -> Option<PathBuf>,
     ) -> Vec<Violation> {
         let mut out = Vec::new();
-        let remote_ok = |flag: bool| flag && surface == Surface::Command;
         let declared = self.kinds.get(name).copied().unwrap_or(current_kind);
-        if cfg.kind() != declared && !remote_ok(self.policy.allow_kind_change) {
+        if cfg.kind() != declared && !remote_ok(self.policy.allow_kind_change, surface) {
             out.push(Violation {
                 rule: "policy.allow_kind_change",
                 key: "type".to_owned(),
@@ -149,7 +148,16 @@ impl HostPolicy {
                 ),
             });
         }
-        let paths = PathRule { resolve };
+        out.extend(self.path_violations(cfg, &PathRule { resolve }));
+        if let ModuleConfig::Health(c) = cfg {
+            out.extend(self.probe_violations(c, surface));
+        }
+        out
+    }
+
+    /// The paths of a log, janitor or backup module outside both the policy and the file.
+    fn path_violations(&self, cfg: &ModuleConfig, paths: &PathRule<'_>) -> Vec<Violation> {
+        let mut out = Vec::new();
         match cfg {
             ModuleConfig::Log(c) => {
                 for (i, p) in c.paths.iter().enumerate() {
@@ -190,33 +198,40 @@ impl HostPolicy {
                     ));
                 }
             }
-            ModuleConfig::Health(c) => {
-                for (i, p) in c.probes.iter().enumerate() {
-                    if p.probe != ProbeType::Command {
-                        continue;
-                    }
-                    let known = p
-                        .argv
-                        .as_ref()
-                        .is_some_and(|a| self.command_probes.contains(a));
-                    if known || remote_ok(self.policy.allow_command_probes) {
-                        continue;
-                    }
-                    out.push(Violation {
-                        rule: "policy.allow_command_probes",
-                        key: format!("probes[{i}]"),
-                        reason: format!(
-                            "command probe {:?} is not in the config file (same argv); {}",
-                            p.name,
-                            match surface {
-                                Surface::Admin => "the admin routes never add command probes",
-                                Surface::Command => "remote configs may not add command probes",
-                            }
-                        ),
-                    });
-                }
+            ModuleConfig::Health(_)
+            | ModuleConfig::Heartbeat(_)
+            | ModuleConfig::Disk(_)
+            | ModuleConfig::Sentinel(_) => {}
+        }
+        out
+    }
+
+    /// Command probes whose argv the file does not already run.
+    fn probe_violations(&self, c: &HealthConfig, surface: Surface) -> Vec<Violation> {
+        let mut out = Vec::new();
+        for (i, p) in c.probes.iter().enumerate() {
+            if p.probe != ProbeType::Command {
+                continue;
             }
-            ModuleConfig::Heartbeat(_) | ModuleConfig::Disk(_) | ModuleConfig::Sentinel(_) => {}
+            let known = p
+                .argv
+                .as_ref()
+                .is_some_and(|a| self.command_probes.contains(a));
+            if known || remote_ok(self.policy.allow_command_probes, surface) {
+                continue;
+            }
+            out.push(Violation {
+                rule: "policy.allow_command_probes",
+                key: format!("probes[{i}]"),
+                reason: format!(
+                    "command probe {:?} is not in the config file (same argv); {}",
+                    p.name,
+                    match surface {
+                        Surface::Admin => "the admin routes never add command probes",
+                        Surface::Command => "remote configs may not add command probes",
+                    }
+                ),
+            });
         }
         out
     }
@@ -240,6 +255,11 @@ impl HostPolicy {
             Some(v) => Err(v),
         }
     }
+}
+
+/// A `[policy]` allowance applies to commands only; the admin routes never get it.
+fn remote_ok(flag: bool, surface: Surface) -> bool {
+    flag && surface == Surface::Command
 }
 
 /// Path checks against allowed roots, with one symlink resolver.

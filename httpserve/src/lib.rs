@@ -1,7 +1,7 @@
-//! TLS for the agents' and coordinators' HTTP endpoints (`[http] tls_cert` + `tls_key`): the
-//! PEM files loaded into a rustls server config (ring provider, the one async-nats uses), and
-//! an axum [`Listener`] that completes handshakes concurrently, so a client that never
-//! finishes its handshake holds up nobody else.
+//! The HTTPS listener of the agents' and coordinators' HTTP endpoints (`[http] tls_cert` +
+//! `tls_key`): the PEM files loaded into a rustls server config (ring provider, the one
+//! async-nats uses), and an axum [`Listener`] that completes handshakes concurrently, so a
+//! client that never finishes its handshake holds up nobody else.
 
 use opsfleet_report::ErrorChain;
 use std::net::SocketAddr;
