@@ -1,6 +1,7 @@
 //! `opsctl events`: filters over the event stream and one-line renderings of events. Pure
-//! functions; the stream reading lives in `main.rs`.
+//! functions; the stream reading lives in opsctl's `follow.rs`.
 
+use opsfleet_proto::api::{DiskLevel, LeaderRole, ModuleState};
 use opsfleet_proto::pb::{self, event::Body};
 use opsfleet_proto::EventEnvelope;
 use serde::Serialize;
@@ -86,28 +87,13 @@ pub fn summary(body: &Body) -> String {
             h.modules.len(),
             h.outbox_pending
         ),
-        Body::Disk(d) => format!(
-            "{} {:.1}% used, inodes {:.1}%, {}{}",
-            d.path,
-            f64::from(d.used_basis_points) / 100.0,
-            f64::from(d.inodes_used_basis_points) / 100.0,
-            level(d.level),
-            if d.level_changed {
-                format!(" (was {})", level(d.previous_level))
-            } else {
-                String::new()
-            }
-        ),
+        Body::Disk(d) => disk(d),
         Body::ModuleState(m) => format!(
             "{} {} {}{}",
             m.module,
             m.kind,
-            run_state(m.state),
-            if m.reason.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", m.reason)
-            }
+            ModuleState::from_wire(m.state),
+            note(": ", &m.reason, "")
         ),
         Body::EventsDropped(d) => format!("{} events dropped (outbox full)", d.count),
         Body::LogMatch(m) => format!(
@@ -131,6 +117,66 @@ pub fn summary(body: &Body) -> String {
             health(h.status),
             h.detail
         ),
+        Body::Janitor(j) => format!(
+            "{}{}: removed {} files, {} dirs, {} bytes",
+            j.root,
+            if j.dry_run { " (dry run)" } else { "" },
+            j.removed_files,
+            j.removed_dirs,
+            j.bytes
+        ),
+        Body::ConfigRejected(c) => format!("{} config rejected: {}", c.module, c.reason),
+        Body::Leadership(l) => format!(
+            "{} {} at epoch {}{}",
+            l.coordinator,
+            LeaderRole::from_wire(l.role),
+            l.epoch,
+            note(" (", &l.reason, ")")
+        ),
+        Body::HostLiveness(l) => format!(
+            "host {} {} (last seen {}, interval {}s, epoch {})",
+            l.target_host,
+            if l.lost { "lost" } else { "returned" },
+            l.last_seen_unix_ms,
+            l.interval_ms / 1000,
+            l.epoch
+        ),
+        Body::AlertTransition(a) => format!(
+            "alert {} {} [{}] {} (epoch {})",
+            a.alert_id,
+            proto_name(a.state().as_str_name(), "ALERT_STATE_"),
+            a.severity,
+            a.summary,
+            a.epoch
+        ),
+        Body::NotificationSent(n) => format!(
+            "notification {} via {}: {} after {} attempt(s){}",
+            n.alert_id,
+            n.route,
+            proto_name(n.outcome().as_str_name(), "NOTIFY_OUTCOME_"),
+            n.attempts,
+            note(" (", &n.detail, ")")
+        ),
+        Body::BackupStarted(_)
+        | Body::BackupProgress(_)
+        | Body::BackupCompleted(_)
+        | Body::BackupFailed(_)
+        | Body::BackupPruned(_)
+        | Body::RestoreCompleted(_)
+        | Body::RestoreFailed(_)
+        | Body::CommandIssued(_)
+        | Body::CommandAccepted(_)
+        | Body::CommandCompleted(_)
+        | Body::CommandFailed(_)
+        | Body::CommandRejected(_)
+        | Body::CommandExpired(_) => backup_or_command(body),
+    }
+}
+
+/// The summaries of backup, restore and command lifecycle events (`summary` sends only
+/// these here; anything else is named by its kind).
+fn backup_or_command(body: &Body) -> String {
+    match body {
         Body::BackupStarted(b) => format!("{} run {} started", b.job, b.run_id),
         Body::BackupProgress(b) => format!(
             "{} run {}: {} files, {} bytes",
@@ -154,15 +200,6 @@ pub fn summary(body: &Body) -> String {
         Body::RestoreFailed(r) => {
             format!("{} restore of {} failed: {}", r.job, r.archive, r.reason)
         }
-        Body::Janitor(j) => format!(
-            "{}{}: removed {} files, {} dirs, {} bytes",
-            j.root,
-            if j.dry_run { " (dry run)" } else { "" },
-            j.removed_files,
-            j.removed_dirs,
-            j.bytes
-        ),
-        Body::ConfigRejected(c) => format!("{} config rejected: {}", c.module, c.reason),
         Body::CommandIssued(c) => format!(
             "command {} {} {} to {} (epoch {}, by {})",
             c.command_id, c.action, c.module, c.target, c.epoch, c.issued_by
@@ -177,60 +214,41 @@ pub fn summary(body: &Body) -> String {
             c.command_id, c.reason, c.epoch, c.highest_epoch_seen
         ),
         Body::CommandExpired(c) => format!("command {} expired", c.command_id),
-        Body::Leadership(l) => format!(
-            "{} {} at epoch {}{}",
-            l.coordinator,
-            opsfleet_proto::api::LeaderRole::from_wire(l.role),
-            l.epoch,
-            if l.reason.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", l.reason)
-            }
-        ),
-        Body::HostLiveness(l) => format!(
-            "host {} {} (last seen {}, interval {}s, epoch {})",
-            l.target_host,
-            if l.lost { "lost" } else { "returned" },
-            l.last_seen_unix_ms,
-            l.interval_ms / 1000,
-            l.epoch
-        ),
-        Body::AlertTransition(a) => format!(
-            "alert {} {} [{}] {} (epoch {})",
-            a.alert_id,
-            a.state()
-                .as_str_name()
-                .trim_start_matches("ALERT_STATE_")
-                .to_lowercase(),
-            a.severity,
-            a.summary,
-            a.epoch
-        ),
-        Body::NotificationSent(n) => format!(
-            "notification {} via {}: {} after {} attempt(s){}",
-            n.alert_id,
-            n.route,
-            n.outcome()
-                .as_str_name()
-                .trim_start_matches("NOTIFY_OUTCOME_")
-                .to_lowercase(),
-            n.attempts,
-            if n.detail.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", n.detail)
-            }
-        ),
+        other => opsfleet_proto::body_kind(other).to_owned(),
     }
+}
+
+fn disk(d: &pb::DiskUsage) -> String {
+    format!(
+        "{} {:.1}% used, inodes {:.1}%, {}{}",
+        d.path,
+        f64::from(d.used_basis_points) / 100.0,
+        f64::from(d.inodes_used_basis_points) / 100.0,
+        DiskLevel::from_wire(d.level),
+        if d.level_changed {
+            format!(" (was {})", DiskLevel::from_wire(d.previous_level))
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// `open text close`, or nothing when `text` is empty.
+fn note(open: &str, text: &str, close: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("{open}{text}{close}")
+    }
+}
+
+/// A protobuf enum value's name without its prefix, lower-cased: `firing`, `delivered`.
+fn proto_name(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix).to_lowercase()
 }
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
-}
-
-fn level(l: i32) -> &'static str {
-    opsfleet_proto::api::DiskLevel::from_wire(l).as_str()
 }
 
 fn health(s: i32) -> &'static str {
@@ -241,10 +259,6 @@ fn health(s: i32) -> &'static str {
         Ok(pb::HealthStatus::Failed) => "failed",
         _ => "unknown",
     }
-}
-
-fn run_state(s: i32) -> &'static str {
-    opsfleet_proto::api::ModuleState::from_wire(s).as_str()
 }
 
 /// One event as `opsctl events --output json` prints it (one object per line).
