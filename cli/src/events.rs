@@ -126,6 +126,30 @@ pub fn summary(body: &Body) -> String {
             j.bytes
         ),
         Body::ConfigRejected(c) => format!("{} config rejected: {}", c.module, c.reason),
+        Body::Leadership(_)
+        | Body::HostLiveness(_)
+        | Body::AlertTransition(_)
+        | Body::NotificationSent(_) => coordinator(body),
+        Body::BackupStarted(_)
+        | Body::BackupProgress(_)
+        | Body::BackupCompleted(_)
+        | Body::BackupFailed(_)
+        | Body::BackupPruned(_)
+        | Body::RestoreCompleted(_)
+        | Body::RestoreFailed(_)
+        | Body::CommandIssued(_)
+        | Body::CommandAccepted(_)
+        | Body::CommandCompleted(_)
+        | Body::CommandFailed(_)
+        | Body::CommandRejected(_)
+        | Body::CommandExpired(_) => backup_or_command(body),
+    }
+}
+
+/// The summaries of the coordinators' own events (`summary` sends only these here; anything
+/// else is named by its kind).
+fn coordinator(body: &Body) -> String {
+    match body {
         Body::Leadership(l) => format!(
             "{} {} at epoch {}{}",
             l.coordinator,
@@ -157,19 +181,7 @@ pub fn summary(body: &Body) -> String {
             n.attempts,
             note(" (", &n.detail, ")")
         ),
-        Body::BackupStarted(_)
-        | Body::BackupProgress(_)
-        | Body::BackupCompleted(_)
-        | Body::BackupFailed(_)
-        | Body::BackupPruned(_)
-        | Body::RestoreCompleted(_)
-        | Body::RestoreFailed(_)
-        | Body::CommandIssued(_)
-        | Body::CommandAccepted(_)
-        | Body::CommandCompleted(_)
-        | Body::CommandFailed(_)
-        | Body::CommandRejected(_)
-        | Body::CommandExpired(_) => backup_or_command(body),
+        other => opsfleet_proto::body_kind(other).to_owned(),
     }
 }
 
