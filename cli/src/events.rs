@@ -3,7 +3,7 @@
 
 use opsfleet_proto::api::{DiskLevel, LeaderRole, ModuleState};
 use opsfleet_proto::pb::{self, event::Body};
-use opsfleet_proto::EventEnvelope;
+use opsfleet_proto::{body_class, BodyClass, EventEnvelope};
 use serde::Serialize;
 
 use crate::sanitize::inert;
@@ -44,7 +44,7 @@ impl Filter {
 /// host's command are refused too; that needs the ledger, which only coordinators hold.)
 pub fn refused_by_subject(subject: &str, ev: &EventEnvelope) -> bool {
     use opsfleet_proto::subjects::{parse_any_event_subject, Publisher};
-    use opsfleet_proto::{body_class, BodyClass, COORDINATOR_MODULE};
+    use opsfleet_proto::COORDINATOR_MODULE;
     let class = body_class(&ev.body);
     match parse_any_event_subject(subject) {
         Some(Publisher::Agent { .. }) => {
@@ -80,6 +80,16 @@ pub fn wildcard(pattern: &str, text: &str) -> bool {
 
 /// A short human summary of an event's body.
 pub fn summary(body: &Body) -> String {
+    match body_class(body) {
+        BodyClass::Agent => agent(body),
+        BodyClass::Lifecycle => lifecycle(body),
+        BodyClass::Coordinator => coordinator(body),
+    }
+}
+
+/// What an agent reports about its own host (`BodyClass::Agent`; any other body is named
+/// by its kind).
+fn agent(body: &Body) -> String {
     match body {
         Body::Heartbeat(h) => format!(
             "uptime {}s, {} modules, outbox {}",
@@ -117,6 +127,29 @@ pub fn summary(body: &Body) -> String {
             health(h.status),
             h.detail
         ),
+        Body::BackupStarted(b) => format!("{} run {} started", b.job, b.run_id),
+        Body::BackupProgress(b) => format!(
+            "{} run {}: {} files, {} bytes",
+            b.job, b.run_id, b.files, b.bytes
+        ),
+        Body::BackupCompleted(b) => format!(
+            "{} run {} completed: {} ({} files, {} bytes, {} ms)",
+            b.job, b.run_id, b.archive, b.files, b.size_bytes, b.duration_ms
+        ),
+        Body::BackupFailed(b) => format!("{} run {} failed: {}", b.job, b.run_id, b.reason),
+        Body::BackupPruned(b) => format!(
+            "{} pruned {} archive(s), {} bytes",
+            b.job,
+            b.archives.len(),
+            b.bytes_freed
+        ),
+        Body::RestoreCompleted(r) => format!(
+            "{} restored {} to {} ({} files)",
+            r.job, r.archive, r.target, r.files
+        ),
+        Body::RestoreFailed(r) => {
+            format!("{} restore of {} failed: {}", r.job, r.archive, r.reason)
+        }
         Body::Janitor(j) => format!(
             "{}{}: removed {} files, {} dirs, {} bytes",
             j.root,
@@ -126,28 +159,30 @@ pub fn summary(body: &Body) -> String {
             j.bytes
         ),
         Body::ConfigRejected(c) => format!("{} config rejected: {}", c.module, c.reason),
-        Body::Leadership(_)
-        | Body::HostLiveness(_)
-        | Body::AlertTransition(_)
-        | Body::NotificationSent(_) => coordinator(body),
-        Body::BackupStarted(_)
-        | Body::BackupProgress(_)
-        | Body::BackupCompleted(_)
-        | Body::BackupFailed(_)
-        | Body::BackupPruned(_)
-        | Body::RestoreCompleted(_)
-        | Body::RestoreFailed(_)
-        | Body::CommandIssued(_)
-        | Body::CommandAccepted(_)
-        | Body::CommandCompleted(_)
-        | Body::CommandFailed(_)
-        | Body::CommandRejected(_)
-        | Body::CommandExpired(_) => backup_or_command(body),
+        other => opsfleet_proto::body_kind(other).to_owned(),
     }
 }
 
-/// The summaries of the coordinators' own events (`summary` sends only these here; anything
-/// else is named by its kind).
+/// An agent's answer about a command (`BodyClass::Lifecycle`; any other body is named by
+/// its kind).
+fn lifecycle(body: &Body) -> String {
+    match body {
+        Body::CommandAccepted(c) => {
+            format!("command {} accepted (epoch {})", c.command_id, c.epoch)
+        }
+        Body::CommandCompleted(c) => format!("command {} completed: {}", c.command_id, c.detail),
+        Body::CommandFailed(c) => format!("command {} failed: {}", c.command_id, c.reason),
+        Body::CommandRejected(c) => format!(
+            "command {} rejected: {} (epoch {}, highest seen {})",
+            c.command_id, c.reason, c.epoch, c.highest_epoch_seen
+        ),
+        Body::CommandExpired(c) => format!("command {} expired", c.command_id),
+        other => opsfleet_proto::body_kind(other).to_owned(),
+    }
+}
+
+/// What only coordinators say (`BodyClass::Coordinator`; any other body is named by its
+/// kind).
 fn coordinator(body: &Body) -> String {
     match body {
         Body::Leadership(l) => format!(
@@ -156,6 +191,10 @@ fn coordinator(body: &Body) -> String {
             LeaderRole::from_wire(l.role),
             l.epoch,
             note(" (", &l.reason, ")")
+        ),
+        Body::CommandIssued(c) => format!(
+            "command {} {} {} to {} (epoch {}, by {})",
+            c.command_id, c.action, c.module, c.target, c.epoch, c.issued_by
         ),
         Body::HostLiveness(l) => format!(
             "host {} {} (last seen {}, interval {}s, epoch {})",
@@ -181,51 +220,6 @@ fn coordinator(body: &Body) -> String {
             n.attempts,
             note(" (", &n.detail, ")")
         ),
-        other => opsfleet_proto::body_kind(other).to_owned(),
-    }
-}
-
-/// The summaries of backup, restore and command lifecycle events (`summary` sends only
-/// these here; anything else is named by its kind).
-fn backup_or_command(body: &Body) -> String {
-    match body {
-        Body::BackupStarted(b) => format!("{} run {} started", b.job, b.run_id),
-        Body::BackupProgress(b) => format!(
-            "{} run {}: {} files, {} bytes",
-            b.job, b.run_id, b.files, b.bytes
-        ),
-        Body::BackupCompleted(b) => format!(
-            "{} run {} completed: {} ({} files, {} bytes, {} ms)",
-            b.job, b.run_id, b.archive, b.files, b.size_bytes, b.duration_ms
-        ),
-        Body::BackupFailed(b) => format!("{} run {} failed: {}", b.job, b.run_id, b.reason),
-        Body::BackupPruned(b) => format!(
-            "{} pruned {} archive(s), {} bytes",
-            b.job,
-            b.archives.len(),
-            b.bytes_freed
-        ),
-        Body::RestoreCompleted(r) => format!(
-            "{} restored {} to {} ({} files)",
-            r.job, r.archive, r.target, r.files
-        ),
-        Body::RestoreFailed(r) => {
-            format!("{} restore of {} failed: {}", r.job, r.archive, r.reason)
-        }
-        Body::CommandIssued(c) => format!(
-            "command {} {} {} to {} (epoch {}, by {})",
-            c.command_id, c.action, c.module, c.target, c.epoch, c.issued_by
-        ),
-        Body::CommandAccepted(c) => {
-            format!("command {} accepted (epoch {})", c.command_id, c.epoch)
-        }
-        Body::CommandCompleted(c) => format!("command {} completed: {}", c.command_id, c.detail),
-        Body::CommandFailed(c) => format!("command {} failed: {}", c.command_id, c.reason),
-        Body::CommandRejected(c) => format!(
-            "command {} rejected: {} (epoch {}, highest seen {})",
-            c.command_id, c.reason, c.epoch, c.highest_epoch_seen
-        ),
-        Body::CommandExpired(c) => format!("command {} expired", c.command_id),
         other => opsfleet_proto::body_kind(other).to_owned(),
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use opsfleet_cli::client::Api;
 use opsfleet_cli::{audit, render, views};
-use opsfleet_proto::api::CommandsRequest;
+use opsfleet_proto::api::{CommandView, CommandsRequest};
 use opsfleet_proto::time::now_unix_ms;
 use serde::Serialize;
 
@@ -79,16 +79,8 @@ pub async fn commands(
     limit: usize,
     output: Output,
 ) -> anyhow::Result<()> {
-    let reply = api
-        .commands(&CommandsRequest {
-            ids,
-            host,
-            limit: Some(limit),
-        })
-        .await?;
-    print(&reply.commands, output, |c| {
-        render::commands(c, now_unix_ms())
-    })
+    let commands = ledger(api, ids, host, limit).await?;
+    print(&commands, output, |c| render::commands(c, now_unix_ms()))
 }
 
 /// `opsctl audit`: the ledger as who did what.
@@ -99,13 +91,22 @@ pub async fn audit(
     limit: usize,
     output: Output,
 ) -> anyhow::Result<()> {
-    let reply = api
-        .commands(&CommandsRequest {
-            ids: Vec::new(),
-            host,
-            limit: Some(limit),
-        })
-        .await?;
-    let entries = audit::entries(&reply.commands, &audit::AuditFilter { by });
+    let commands = ledger(api, Vec::new(), host, limit).await?;
+    let entries = audit::entries(&commands, &audit::AuditFilter { by });
     print(&entries, output, |e| audit::render(e))
+}
+
+/// The ledger's newest `limit` commands (of these `ids` and this `host`, when given).
+async fn ledger(
+    api: &Api,
+    ids: Vec<String>,
+    host: Option<String>,
+    limit: usize,
+) -> anyhow::Result<Vec<CommandView>> {
+    let req = CommandsRequest {
+        ids,
+        host,
+        limit: Some(limit),
+    };
+    Ok(api.commands(&req).await?.commands)
 }
