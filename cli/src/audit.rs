@@ -1,10 +1,10 @@
 //! `opsctl audit`: who issued which command, when, to which host, and how it ended — read from
 //! the command ledger (`ops.api.commands`). Pure functions of the ledger's views.
 
-use crate::sanitize::inert_row;
-use comfy_table::{presets, ContentArrangement, Table};
 use opsfleet_proto::api::{ActionName, CommandState, CommandView, Role};
 use serde::Serialize;
+
+use crate::table::Table;
 
 /// One line of the audit trail: one command to one host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,7 +57,7 @@ pub fn entries(views: &[CommandView], filter: &AuditFilter) -> Vec<AuditEntry> {
             issued_unix_ms: v
                 .history
                 .iter()
-                .find(|h| h.state == opsfleet_proto::api::CommandState::Issued)
+                .find(|h| h.state == CommandState::Issued)
                 .or(v.history.first())
                 .map_or(0, |h| h.at_unix_ms),
             issued_by: v.issued_by.clone(),
@@ -100,7 +100,7 @@ pub fn role_cell(role: Option<Role>) -> String {
     role.map_or_else(|| "-".to_owned(), |r| r.to_string())
 }
 
-/// `action module`, or the action alone when it names no module.
+/// An action with its module, if any: `pause log`, `noop`.
 pub fn action_cell(action: ActionName, module: &str) -> String {
     if module.is_empty() {
         action.to_string()
@@ -111,34 +111,24 @@ pub fn action_cell(action: ActionName, module: &str) -> String {
 
 /// The audit table: WHEN, BY, ROLE, ACTION, TARGET, EPOCH, OUTCOME, AT, COMMAND, DETAIL.
 pub fn render(entries: &[AuditEntry]) -> String {
-    let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header([
-            "WHEN", "BY", "ROLE", "ACTION", "TARGET", "EPOCH", "OUTCOME", "AT", "COMMAND", "DETAIL",
-        ]);
+    let mut table = Table::new(&[
+        "WHEN", "BY", "ROLE", "ACTION", "TARGET", "EPOCH", "OUTCOME", "AT", "COMMAND", "DETAIL",
+    ]);
     for e in entries {
-        let action = action_cell(e.action, &e.module);
-        table.add_row(inert_row([
+        table.row([
             timestamp(e.issued_unix_ms),
             e.issued_by.clone(),
             role_cell(e.issued_role),
-            action,
+            action_cell(e.action, &e.module),
             e.target.clone(),
             e.epoch.to_string(),
             e.outcome.to_string(),
             timestamp(e.updated_unix_ms),
             e.command_id.clone(),
             e.detail.clone(),
-        ]));
+        ]);
     }
-    let mut out = String::new();
-    for line in table.to_string().lines() {
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    table.render()
 }
 
 #[cfg(test)]
@@ -161,7 +151,7 @@ mod tests {
             accepted_count: 1,
             history: vec![
                 CommandStepView {
-                    state: opsfleet_proto::api::CommandState::Issued,
+                    state: CommandState::Issued,
                     at_unix_ms: issued,
                     by: "blue".into(),
                     detail: String::new(),

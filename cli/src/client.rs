@@ -9,7 +9,7 @@ use futures::StreamExt;
 use opsfleet_bus::{BusError, ConnectMode, NatsConfig};
 use opsfleet_proto::api::{
     ApiError, CommandReply, CommandRequest, CommandsReply, CommandsRequest, FailoverReply,
-    FailoverRequest, Role, StatusReply, StatusRequest,
+    FailoverRequest, Role, StatusReply,
 };
 use opsfleet_proto::subjects;
 use serde::de::DeserializeOwned;
@@ -298,35 +298,6 @@ impl Api {
     /// The command ledger, from whichever coordinator answers first.
     pub async fn commands(&self, req: &CommandsRequest) -> Result<CommandsReply, ClientError> {
         self.call(subjects::API_COMMANDS.to_owned(), req).await
-    }
-
-    /// `ops.api.status`, or `ops.api.status.<coordinator>` when one is named. Follows the
-    /// reply's `next` cursor (asking the coordinator that answered first) until every host is
-    /// in, unless `req.limit` asks for one page only.
-    pub async fn status(
-        &self,
-        req: &StatusRequest,
-        coordinator: Option<&str>,
-    ) -> Result<StatusReply, ClientError> {
-        let subject = match coordinator {
-            Some(name) => subjects::api_subject_for(subjects::API_STATUS, name),
-            None => subjects::API_STATUS.to_owned(),
-        };
-        let mut all: StatusReply = self.call(subject, req).await?;
-        if req.limit.is_some() {
-            return Ok(all);
-        }
-        let same = subjects::api_subject_for(subjects::API_STATUS, &all.responder.name);
-        while let Some(after) = all.next.take() {
-            let page_req = StatusRequest {
-                after: Some(after),
-                ..req.clone()
-            };
-            let page: StatusReply = self.call(same.clone(), &page_req).await?;
-            all.hosts.extend(page.hosts);
-            all.next = page.next;
-        }
-        Ok(all)
     }
 }
 

@@ -1,17 +1,21 @@
 //! `opsctl failover --drill`: hand the lease to the standby and back, prove at each step that
 //! agents execute a no-op under the new epoch, and report the timings, the events lost (new seq
-//! gaps on any host) and the commands that ran twice (ledger `accepted_count` > 1).
+//! gaps on any host) and the commands that ran twice (ledger `accepted_count` > 1); and the
+//! report's table.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use opsfleet_proto::api::{
-    CommandAction, CommandRequest, CommandsRequest, FailoverRequest, Responder, StatusReply,
-    Targets,
+    CommandAction, CommandRequest, CommandState, CommandView, CommandsRequest, FailoverRequest,
+    LeaderRole, Responder, StatusReply, Targets,
 };
 use serde::Serialize;
 
 use crate::client::{Api, ClientError};
+use crate::render::missing_seqs;
+use crate::table::Table;
+use crate::wait::{active_after, commands_until, Poll};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrillError {
@@ -62,127 +66,49 @@ fn missing(status: &StatusReply) -> BTreeMap<String, u64> {
     status
         .hosts
         .iter()
-        .map(|h| {
-            let n = h.gaps.iter().map(|g| g.last - g.first + 1).sum();
-            (h.host.clone(), n)
-        })
+        .map(|h| (h.host.clone(), missing_seqs(&h.gaps)))
         .collect()
 }
 
-async fn roles(api: &Api) -> Result<Vec<Responder>, DrillError> {
-    Ok(api
+/// Seqs missing per host, as `coordinator` sees them (every page of its status).
+async fn missing_on(api: &Api, coordinator: &str) -> Result<BTreeMap<String, u64>, DrillError> {
+    Ok(missing(
+        &crate::views::status(api, None, Some(coordinator)).await?,
+    ))
+}
+
+/// The active coordinator and a standby, from every coordinator's status.
+async fn pair(api: &Api) -> Result<(Responder, Responder), DrillError> {
+    let seen: Vec<Responder> = api
         .status_all(Duration::from_millis(300))
         .await?
         .into_iter()
         .map(|r| r.responder)
-        .collect())
-}
-
-/// Runs the drill. `wait` bounds each wait (takeover, no-op answers).
-pub async fn run(api: &Api, issued_by: &str, wait: Duration) -> Result<DrillReport, DrillError> {
-    let seen = roles(api).await?;
-    let active = seen
-        .iter()
-        .find(|r| r.role == opsfleet_proto::api::LeaderRole::Active)
-        .cloned();
-    let standby = seen
-        .iter()
-        .find(|r| r.role == opsfleet_proto::api::LeaderRole::Standby)
-        .cloned();
-    let (Some(first), Some(second)) = (active, standby) else {
-        return Err(DrillError::NoPair {
+        .collect();
+    let find = |role| seen.iter().find(|r| r.role == role).cloned();
+    match (find(LeaderRole::Active), find(LeaderRole::Standby)) {
+        (Some(active), Some(standby)) => Ok((active, standby)),
+        _ => Err(DrillError::NoPair {
             seen: seen
                 .iter()
                 .map(|r| format!("{} ({})", r.name, r.role))
                 .collect::<Vec<_>>()
                 .join(", "),
-        });
-    };
-    let before = missing(&api.status(&Default::default(), Some(&first.name)).await?);
+        }),
+    }
+}
+
+/// Runs the drill. `wait` bounds each wait (takeover, no-op answers).
+pub async fn run(api: &Api, issued_by: &str, wait: Duration) -> Result<DrillReport, DrillError> {
+    let (first, second) = pair(api).await?;
+    let before = missing_on(api, &first.name).await?;
     let mut steps = Vec::new();
-    let mut noop_ids = Vec::new();
-    for (from, to) in [(first.clone(), second.clone()), (second, first.clone())] {
-        let started = Instant::now();
-        let released = api
-            .failover(&FailoverRequest {
-                to: Some(to.name.clone()),
-                requested_by: Some(format!("{issued_by} (drill)")),
-            })
-            .await?;
-        let step = format!("handover {} -> {}", from.name, to.name);
-        let new_epoch = loop {
-            let replies = api.status_all(Duration::from_millis(25)).await?;
-            if let Some(r) = replies.iter().find(|r| {
-                r.responder.name == to.name
-                    && r.responder.role == opsfleet_proto::api::LeaderRole::Active
-                    && r.responder.epoch > released.released_epoch
-            }) {
-                break r.responder.epoch;
-            }
-            if started.elapsed() > wait {
-                return Err(DrillError::Timeout {
-                    step,
-                    what: format!("{} did not become active", to.name),
-                    within: wait,
-                });
-            }
-        };
-        let takeover_ms = started.elapsed().as_millis() as u64;
-        let issued = Instant::now();
-        let reply = api
-            .command(&CommandRequest {
-                action: CommandAction::Noop,
-                targets: Targets {
-                    all: true,
-                    ..Targets::default()
-                },
-                deadline_ms: wait.as_millis() as u64,
-                issued_by: format!("{issued_by} (drill)"),
-            })
-            .await?;
-        let ids: Vec<String> = reply
-            .commands
-            .iter()
-            .map(|c| c.command_id.clone())
-            .collect();
-        loop {
-            let views = api
-                .commands(&CommandsRequest {
-                    ids: ids.clone(),
-                    ..Default::default()
-                })
-                .await?
-                .commands;
-            let done = views
-                .iter()
-                .filter(|v| v.state == opsfleet_proto::api::CommandState::Completed)
-                .count();
-            if done == ids.len() {
-                break;
-            }
-            if issued.elapsed() > wait {
-                return Err(DrillError::Timeout {
-                    step,
-                    what: format!("only {done} of {} agents completed the no-op", ids.len()),
-                    within: wait,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        steps.push(DrillStep {
-            from: from.name.clone(),
-            to: to.name.clone(),
-            old_epoch: released.released_epoch,
-            new_epoch,
-            takeover_ms,
-            noop_ms: issued.elapsed().as_millis() as u64,
-            hosts: ids.len(),
-        });
-        noop_ids.extend(ids);
+    for (from, to) in [(&first, &second), (&second, &first)] {
+        steps.push(handover(api, issued_by, from, to, wait).await?);
     }
     // Give the last events a moment to be folded by the coordinator we ask.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = missing(&api.status(&Default::default(), Some(&first.name)).await?);
+    let after = missing_on(api, &first.name).await?;
     let events_lost = after
         .iter()
         .map(|(h, n)| n.saturating_sub(before.get(h).copied().unwrap_or(0)))
@@ -201,4 +127,115 @@ pub async fn run(api: &Api, issued_by: &str, wait: Duration) -> Result<DrillRepo
         events_lost,
         commands_run_twice,
     })
+}
+
+/// One handover: `from` releases its lease to `to`, `to` answers as active, and every agent
+/// completes a no-op under the new epoch.
+async fn handover(
+    api: &Api,
+    issued_by: &str,
+    from: &Responder,
+    to: &Responder,
+    wait: Duration,
+) -> Result<DrillStep, DrillError> {
+    let started = Instant::now();
+    let released = api
+        .failover(&FailoverRequest {
+            to: Some(to.name.clone()),
+            requested_by: Some(format!("{issued_by} (drill)")),
+        })
+        .await?;
+    let step = format!("handover {} -> {}", from.name, to.name);
+    let Some(active) =
+        active_after(api, Some(&to.name), released.released_epoch, started + wait).await?
+    else {
+        return Err(DrillError::Timeout {
+            step,
+            what: format!("{} did not become active", to.name),
+            within: wait,
+        });
+    };
+    let takeover_ms = started.elapsed().as_millis() as u64;
+    let issued = Instant::now();
+    let hosts = noop_everywhere(api, issued_by, &step, wait).await?;
+    Ok(DrillStep {
+        from: from.name.clone(),
+        to: to.name.clone(),
+        old_epoch: released.released_epoch,
+        new_epoch: active.epoch,
+        takeover_ms,
+        noop_ms: issued.elapsed().as_millis() as u64,
+        hosts,
+    })
+}
+
+/// Issues a no-op to every host and waits until every agent completed it; how many hosts.
+async fn noop_everywhere(
+    api: &Api,
+    issued_by: &str,
+    step: &str,
+    wait: Duration,
+) -> Result<usize, DrillError> {
+    let reply = api
+        .command(&CommandRequest {
+            action: CommandAction::Noop,
+            targets: Targets {
+                all: true,
+                ..Targets::default()
+            },
+            deadline_ms: wait.as_millis() as u64,
+            issued_by: format!("{issued_by} (drill)"),
+        })
+        .await?;
+    let ids: Vec<String> = reply
+        .commands
+        .iter()
+        .map(|c| c.command_id.clone())
+        .collect();
+    let completed = |views: &[CommandView]| {
+        views
+            .iter()
+            .filter(|v| v.state == CommandState::Completed)
+            .count()
+    };
+    let poll = Poll {
+        until: Instant::now() + wait,
+        every: Duration::from_millis(20),
+    };
+    let (views, done) =
+        commands_until(api, &ids, poll, |v| completed(v) == ids.len(), |_| {}).await?;
+    if !done {
+        return Err(DrillError::Timeout {
+            step: step.to_owned(),
+            what: format!(
+                "only {} of {} agents completed the no-op",
+                completed(&views),
+                ids.len()
+            ),
+            within: wait,
+        });
+    }
+    Ok(ids.len())
+}
+
+/// `opsctl failover --drill`: one row per handover, then the verdict.
+pub fn render(report: &DrillReport) -> String {
+    let mut table = Table::new(&["STEP", "EPOCH", "TAKEOVER", "NOOP ON ALL", "HOSTS"]);
+    for s in &report.steps {
+        table.row([
+            format!("{} -> {}", s.from, s.to),
+            format!("{} -> {}", s.old_epoch, s.new_epoch),
+            format!("{} ms", s.takeover_ms),
+            format!("{} ms", s.noop_ms),
+            s.hosts.to_string(),
+        ]);
+    }
+    let mut out = table.render();
+    out.push_str(&format!(
+        "events lost: {}, commands run twice: {} -> {}\n",
+        report.events_lost,
+        report.commands_run_twice,
+        if report.passed { "PASSED" } else { "FAILED" }
+    ));
+    out
 }

@@ -1,8 +1,11 @@
 //! `opsctl events`: filters over the event stream and one-line renderings of events. Pure
-//! functions; the stream reading lives in `main.rs`.
+//! functions; the stream reading lives in opsctl's `follow.rs`.
 
+use opsfleet_proto::api::{
+    AlertState, DiskLevel, LeaderRole, ModuleState, NotifyOutcome, ProbeStatus,
+};
 use opsfleet_proto::pb::{self, event::Body};
-use opsfleet_proto::EventEnvelope;
+use opsfleet_proto::{body_class, BodyClass, EventEnvelope};
 use serde::Serialize;
 
 use crate::sanitize::inert;
@@ -43,7 +46,7 @@ impl Filter {
 /// host's command are refused too; that needs the ledger, which only coordinators hold.)
 pub fn refused_by_subject(subject: &str, ev: &EventEnvelope) -> bool {
     use opsfleet_proto::subjects::{parse_any_event_subject, Publisher};
-    use opsfleet_proto::{body_class, BodyClass, COORDINATOR_MODULE};
+    use opsfleet_proto::COORDINATOR_MODULE;
     let class = body_class(&ev.body);
     match parse_any_event_subject(subject) {
         Some(Publisher::Agent { .. }) => {
@@ -79,6 +82,16 @@ pub fn wildcard(pattern: &str, text: &str) -> bool {
 
 /// A short human summary of an event's body.
 pub fn summary(body: &Body) -> String {
+    match body_class(body) {
+        BodyClass::Agent => agent(body),
+        BodyClass::Lifecycle => lifecycle(body),
+        BodyClass::Coordinator => coordinator(body),
+    }
+}
+
+/// What an agent reports about its own host (`BodyClass::Agent`; any other body is named
+/// by its kind).
+fn agent(body: &Body) -> String {
     match body {
         Body::Heartbeat(h) => format!(
             "uptime {}s, {} modules, outbox {}",
@@ -86,28 +99,13 @@ pub fn summary(body: &Body) -> String {
             h.modules.len(),
             h.outbox_pending
         ),
-        Body::Disk(d) => format!(
-            "{} {:.1}% used, inodes {:.1}%, {}{}",
-            d.path,
-            f64::from(d.used_basis_points) / 100.0,
-            f64::from(d.inodes_used_basis_points) / 100.0,
-            level(d.level),
-            if d.level_changed {
-                format!(" (was {})", level(d.previous_level))
-            } else {
-                String::new()
-            }
-        ),
+        Body::Disk(d) => disk(d),
         Body::ModuleState(m) => format!(
             "{} {} {}{}",
             m.module,
             m.kind,
-            run_state(m.state),
-            if m.reason.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", m.reason)
-            }
+            ModuleState::from_wire(m.state),
+            note(": ", &m.reason, "")
         ),
         Body::EventsDropped(d) => format!("{} events dropped (outbox full)", d.count),
         Body::LogMatch(m) => format!(
@@ -128,7 +126,7 @@ pub fn summary(body: &Body) -> String {
             "{} ({}) {}: {}",
             h.check,
             h.probe,
-            health(h.status),
+            ProbeStatus::from_wire(h.status),
             h.detail
         ),
         Body::BackupStarted(b) => format!("{} run {} started", b.job, b.run_id),
@@ -163,10 +161,14 @@ pub fn summary(body: &Body) -> String {
             j.bytes
         ),
         Body::ConfigRejected(c) => format!("{} config rejected: {}", c.module, c.reason),
-        Body::CommandIssued(c) => format!(
-            "command {} {} {} to {} (epoch {}, by {})",
-            c.command_id, c.action, c.module, c.target, c.epoch, c.issued_by
-        ),
+        other => opsfleet_proto::body_kind(other).to_owned(),
+    }
+}
+
+/// An agent's answer about a command (`BodyClass::Lifecycle`; any other body is named by
+/// its kind).
+fn lifecycle(body: &Body) -> String {
+    match body {
         Body::CommandAccepted(c) => {
             format!("command {} accepted (epoch {})", c.command_id, c.epoch)
         }
@@ -177,16 +179,24 @@ pub fn summary(body: &Body) -> String {
             c.command_id, c.reason, c.epoch, c.highest_epoch_seen
         ),
         Body::CommandExpired(c) => format!("command {} expired", c.command_id),
+        other => opsfleet_proto::body_kind(other).to_owned(),
+    }
+}
+
+/// What only coordinators say (`BodyClass::Coordinator`; any other body is named by its
+/// kind).
+fn coordinator(body: &Body) -> String {
+    match body {
         Body::Leadership(l) => format!(
             "{} {} at epoch {}{}",
             l.coordinator,
-            opsfleet_proto::api::LeaderRole::from_wire(l.role),
+            LeaderRole::from_wire(l.role),
             l.epoch,
-            if l.reason.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", l.reason)
-            }
+            note(" (", &l.reason, ")")
+        ),
+        Body::CommandIssued(c) => format!(
+            "command {} {} {} to {} (epoch {}, by {})",
+            c.command_id, c.action, c.module, c.target, c.epoch, c.issued_by
         ),
         Body::HostLiveness(l) => format!(
             "host {} {} (last seen {}, interval {}s, epoch {})",
@@ -199,10 +209,7 @@ pub fn summary(body: &Body) -> String {
         Body::AlertTransition(a) => format!(
             "alert {} {} [{}] {} (epoch {})",
             a.alert_id,
-            a.state()
-                .as_str_name()
-                .trim_start_matches("ALERT_STATE_")
-                .to_lowercase(),
+            AlertState::from_wire(a.state),
             a.severity,
             a.summary,
             a.epoch
@@ -211,40 +218,40 @@ pub fn summary(body: &Body) -> String {
             "notification {} via {}: {} after {} attempt(s){}",
             n.alert_id,
             n.route,
-            n.outcome()
-                .as_str_name()
-                .trim_start_matches("NOTIFY_OUTCOME_")
-                .to_lowercase(),
+            NotifyOutcome::from_wire(n.outcome),
             n.attempts,
-            if n.detail.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", n.detail)
-            }
+            note(" (", &n.detail, ")")
         ),
+        other => opsfleet_proto::body_kind(other).to_owned(),
+    }
+}
+
+fn disk(d: &pb::DiskUsage) -> String {
+    format!(
+        "{} {:.1}% used, inodes {:.1}%, {}{}",
+        d.path,
+        f64::from(d.used_basis_points) / 100.0,
+        f64::from(d.inodes_used_basis_points) / 100.0,
+        DiskLevel::from_wire(d.level),
+        if d.level_changed {
+            format!(" (was {})", DiskLevel::from_wire(d.previous_level))
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// `open text close`, or nothing when `text` is empty.
+fn note(open: &str, text: &str, close: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("{open}{text}{close}")
     }
 }
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
-}
-
-fn level(l: i32) -> &'static str {
-    opsfleet_proto::api::DiskLevel::from_wire(l).as_str()
-}
-
-fn health(s: i32) -> &'static str {
-    match pb::HealthStatus::try_from(s) {
-        Ok(pb::HealthStatus::Starting) => "starting",
-        Ok(pb::HealthStatus::Ready) => "ready",
-        Ok(pb::HealthStatus::Degraded) => "degraded",
-        Ok(pb::HealthStatus::Failed) => "failed",
-        _ => "unknown",
-    }
-}
-
-fn run_state(s: i32) -> &'static str {
-    opsfleet_proto::api::ModuleState::from_wire(s).as_str()
 }
 
 /// One event as `opsctl events --output json` prints it (one object per line).

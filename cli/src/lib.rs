@@ -1,11 +1,14 @@
-//! opsctl's library half: connecting from flags, calling the query API, and rendering replies
-//! as tables (pure functions of the reply and `now`, golden-tested).
+//! opsctl's library half: connecting from flags, calling the query API (following its pages),
+//! and rendering replies as tables (pure functions of the reply and `now`, golden-tested).
 
 pub mod audit;
 pub mod client;
 pub mod drill;
 pub mod events;
+pub mod paging;
 pub mod render;
 pub mod sanitize;
+pub mod table;
 pub mod verbs;
 pub mod views;
+pub mod wait;

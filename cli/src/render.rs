@@ -1,8 +1,12 @@
 //! Human renderings of API replies. Pure: the same reply and `now` give the same text.
 
-use crate::sanitize::{inert, inert_row};
-use comfy_table::{presets, ContentArrangement, Table};
-use opsfleet_proto::api::{CommandView, HostView, Responder, StatusReply};
+use opsfleet_proto::api::{
+    CommandView, DiskView, HostView, LeaderRole, Responder, SeqRange, StatusReply,
+};
+
+use crate::audit::{action_cell, role_cell};
+use crate::sanitize::inert;
+use crate::table::Table;
 
 /// "3s ago", "5m ago", "2h ago", "4d ago"; "never" for 0; "in the future" for clock skew.
 pub fn ago(now_unix_ms: i64, then_unix_ms: i64) -> String {
@@ -22,15 +26,21 @@ pub fn ago(now_unix_ms: i64, then_unix_ms: i64) -> String {
     }
 }
 
+/// `path used% level`, as a disk shows in a table cell.
+pub fn disk_cell(d: &DiskView) -> String {
+    format!("{} {:.1}% {}", d.path, d.used_percent, d.level)
+}
+
+/// How many seqs the gap ranges leave out.
+pub fn missing_seqs(gaps: &[SeqRange]) -> u64 {
+    gaps.iter().map(|g| g.last - g.first + 1).sum()
+}
+
 fn disks(h: &HostView) -> String {
     if h.disks.is_empty() {
         return "-".to_owned();
     }
-    h.disks
-        .iter()
-        .map(|d| format!("{} {:.1}% {}", d.path, d.used_percent, d.level))
-        .collect::<Vec<_>>()
-        .join(", ")
+    h.disks.iter().map(disk_cell).collect::<Vec<_>>().join(", ")
 }
 
 fn modules(h: &HostView) -> String {
@@ -48,7 +58,7 @@ fn gaps(h: &HostView) -> String {
     if h.gaps.is_empty() {
         return "-".to_owned();
     }
-    let missing: u64 = h.gaps.iter().map(|g| g.last - g.first + 1).sum();
+    let missing = missing_seqs(&h.gaps);
     format!("{missing} missing in {} range(s)", h.gaps.len())
 }
 
@@ -70,25 +80,18 @@ pub fn status(reply: &StatusReply, now_unix_ms: i64) -> String {
         out.push_str("no hosts have reported yet\n");
         return out;
     }
-    let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(["HOST", "LAST SEEN", "SEQ", "DISK", "MODULES", "GAPS"]);
+    let mut table = Table::new(&["HOST", "LAST SEEN", "SEQ", "DISK", "MODULES", "GAPS"]);
     for h in &reply.hosts {
-        table.add_row(inert_row([
+        table.row([
             h.host.clone(),
             ago(now_unix_ms, h.last_seen_unix_ms),
             h.last_seq.to_string(),
             disks(h),
             modules(h),
             gaps(h),
-        ]));
+        ]);
     }
-    for line in table.to_string().lines() {
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    table.write_to(&mut out);
     for h in reply.hosts.iter().filter(|h| !h.truncated.is_empty()) {
         out.push_str(&format!(
             "{}: truncated over its caps: {}\n",
@@ -106,37 +109,27 @@ pub fn coordinators(responders: &[Responder]) -> String {
     }
     let mut rows: Vec<&Responder> = responders.iter().collect();
     rows.sort_by(|a, b| {
-        (a.role != opsfleet_proto::api::LeaderRole::Active, &a.name)
-            .cmp(&(b.role != opsfleet_proto::api::LeaderRole::Active, &b.name))
+        (a.role != LeaderRole::Active, &a.name).cmp(&(b.role != LeaderRole::Active, &b.name))
     });
-    let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header([
-            "COORDINATOR",
-            "COLOR",
-            "ROLE",
-            "EPOCH",
-            "STREAM SEQ",
-            "BEHIND",
-        ]);
+    let mut table = Table::new(&[
+        "COORDINATOR",
+        "COLOR",
+        "ROLE",
+        "EPOCH",
+        "STREAM SEQ",
+        "BEHIND",
+    ]);
     for r in rows {
-        table.add_row(inert_row([
+        table.row([
             r.name.clone(),
             r.color.clone(),
             r.role.to_string(),
             r.epoch.to_string(),
             r.applied_stream_seq.to_string(),
             r.behind.to_string(),
-        ]));
+        ]);
     }
-    let mut out = String::new();
-    for line in table.to_string().lines() {
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    table.render()
 }
 
 /// Command results or the ledger: one row per command.
@@ -144,23 +137,18 @@ pub fn commands(views: &[CommandView], now_unix_ms: i64) -> String {
     if views.is_empty() {
         return "no commands\n".to_owned();
     }
-    let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header([
-            "HOST", "ACTION", "STATE", "EPOCH", "BY", "ROLE", "UPDATED", "COMMAND", "DETAIL",
-        ]);
+    let mut table = Table::new(&[
+        "HOST", "ACTION", "STATE", "EPOCH", "BY", "ROLE", "UPDATED", "COMMAND", "DETAIL",
+    ]);
     for c in views {
         let updated = c.history.last().map_or(0, |h| h.at_unix_ms);
-        let action = crate::audit::action_cell(c.action, &c.module);
-        table.add_row(inert_row([
+        table.row([
             c.target.clone(),
-            action,
+            action_cell(c.action, &c.module),
             c.state.to_string(),
             c.epoch.to_string(),
             c.issued_by.clone(),
-            crate::audit::role_cell(c.issued_role),
+            role_cell(c.issued_role),
             ago(now_unix_ms, updated),
             c.id.clone(),
             if c.accepted_count > 1 {
@@ -168,44 +156,9 @@ pub fn commands(views: &[CommandView], now_unix_ms: i64) -> String {
             } else {
                 c.detail.clone()
             },
-        ]));
+        ]);
     }
-    let mut out = String::new();
-    for line in table.to_string().lines() {
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// `opsctl failover --drill`: one row per handover, then the verdict.
-pub fn drill(report: &crate::drill::DrillReport) -> String {
-    let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(["STEP", "EPOCH", "TAKEOVER", "NOOP ON ALL", "HOSTS"]);
-    for s in &report.steps {
-        table.add_row(inert_row([
-            format!("{} -> {}", s.from, s.to),
-            format!("{} -> {}", s.old_epoch, s.new_epoch),
-            format!("{} ms", s.takeover_ms),
-            format!("{} ms", s.noop_ms),
-            s.hosts.to_string(),
-        ]));
-    }
-    let mut out = String::new();
-    for line in table.to_string().lines() {
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out.push_str(&format!(
-        "events lost: {}, commands run twice: {} -> {}\n",
-        report.events_lost,
-        report.commands_run_twice,
-        if report.passed { "PASSED" } else { "FAILED" }
-    ));
-    out
+    table.render()
 }
 
 #[cfg(test)]

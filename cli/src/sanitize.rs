@@ -14,11 +14,6 @@ pub fn inert(text: &str) -> String {
     text.chars().map(stand_in).collect()
 }
 
-/// `inert` applied to every cell of a table row.
-pub fn inert_row<const N: usize>(cells: [String; N]) -> [String; N] {
-    cells.map(|c| inert(&c))
-}
-
 fn needs_replacing(c: char) -> bool {
     c.is_control() || is_bidi_control(c)
 }

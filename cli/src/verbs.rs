@@ -1,6 +1,6 @@
 //! The command verbs beyond pause/resume: `backup run`, `restore`, `config apply` and
 //! `config rollback` — their flags and the `CommandAction` each one makes. Issuing, waiting,
-//! progress and the result table are the shared path in `main.rs` (`run_request`).
+//! progress and the result table are the shared path in opsctl's `issue.rs` (`run_request`).
 
 use std::path::{Path, PathBuf};
 

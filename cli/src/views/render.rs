@@ -1,14 +1,14 @@
 //! Tables of `opsctl hosts|backups|incidents|alerts`. Pure: the same reply and `now` give the
 //! same text (golden-tested in `cli/tests/golden/`).
 
-use comfy_table::{presets, ContentArrangement, Table};
-use opsfleet_proto::api::ModuleState;
 use opsfleet_proto::api::{
-    AlertsReply, BackupView, BackupsReply, HostSummary, HostsReply, IncidentsReply, Responder,
+    AlertsReply, BackupView, BackupsReply, HostSummary, HostsReply, IncidentsReply, ModuleState,
+    Responder,
 };
 
-use crate::render::ago;
-use crate::sanitize::{inert, inert_row};
+use crate::render::{ago, disk_cell};
+use crate::sanitize::inert;
+use crate::table::Table;
 
 /// "answered by blue (active, epoch 7, behind 0)".
 pub fn answered_by(r: &Responder) -> String {
@@ -19,22 +19,6 @@ pub fn answered_by(r: &Responder) -> String {
         r.epoch,
         r.behind
     )
-}
-
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header.to_vec());
-    t
-}
-
-fn finish(mut out: String, table: &Table) -> String {
-    for line in table.to_string().lines() {
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 /// A closing line when `--limit` left rows out.
@@ -131,7 +115,7 @@ pub fn hosts(reply: &HostsReply, now_unix_ms: i64) -> String {
         out.push_str("no hosts match\n");
         return out;
     }
-    let mut t = table(&[
+    let mut t = Table::new(&[
         "HOST",
         "STATE",
         "LAST SEEN",
@@ -141,19 +125,17 @@ pub fn hosts(reply: &HostsReply, now_unix_ms: i64) -> String {
         "TROUBLE",
     ]);
     for h in &reply.hosts {
-        t.add_row(inert_row([
+        t.row([
             h.host.clone(),
             h.liveness.to_string(),
             ago(now_unix_ms, h.last_seen_unix_ms),
             h.last_seq.to_string(),
-            h.worst_disk.as_ref().map_or("-".to_owned(), |d| {
-                format!("{} {:.1}% {}", d.path, d.used_percent, d.level)
-            }),
+            h.worst_disk.as_ref().map_or("-".to_owned(), disk_cell),
             modules(h),
             trouble(h),
-        ]));
+        ]);
     }
-    out = finish(out, &t);
+    t.write_to(&mut out);
     out.push_str(&format!("{} host(s)\n", reply.hosts.len()));
     more(&mut out, reply.next.as_deref());
     out
@@ -176,7 +158,7 @@ pub fn backups(reply: &BackupsReply, now_unix_ms: i64) -> String {
         out.push_str("no backup jobs have reported\n");
         return out;
     }
-    let mut t = table(&[
+    let mut t = Table::new(&[
         "HOST",
         "JOB",
         "STATE",
@@ -216,7 +198,7 @@ pub fn backups(reply: &BackupsReply, now_unix_ms: i64) -> String {
         } else {
             format!("{} ({})", b.pruned_archives, bytes(b.pruned_bytes))
         };
-        t.add_row(inert_row([
+        t.row([
             b.host.clone(),
             b.job.clone(),
             b.state.to_string(),
@@ -228,9 +210,9 @@ pub fn backups(reply: &BackupsReply, now_unix_ms: i64) -> String {
             b.archives_kept.to_string(),
             pruned,
             last_failure(b, now_unix_ms),
-        ]));
+        ]);
     }
-    let mut out = finish(out, &t);
+    t.write_to(&mut out);
     more(&mut out, reply.next.as_deref());
     out
 }
@@ -242,7 +224,7 @@ pub fn incidents(reply: &IncidentsReply, now_unix_ms: i64) -> String {
         out.push_str("no log incidents\n");
         return out;
     }
-    let mut t = table(&[
+    let mut t = Table::new(&[
         "HOST",
         "FILE",
         "PATTERN",
@@ -253,7 +235,7 @@ pub fn incidents(reply: &IncidentsReply, now_unix_ms: i64) -> String {
         "LAST EXCERPT",
     ]);
     for i in &reply.incidents {
-        t.add_row(inert_row([
+        t.row([
             i.host.clone(),
             i.path.clone(),
             i.pattern.clone(),
@@ -262,9 +244,9 @@ pub fn incidents(reply: &IncidentsReply, now_unix_ms: i64) -> String {
             ago(now_unix_ms, i.first_seen_unix_ms),
             ago(now_unix_ms, i.last_seen_unix_ms),
             one_line(&i.last_excerpt, 60),
-        ]));
+        ]);
     }
-    let mut out = finish(out, &t);
+    t.write_to(&mut out);
     more(&mut out, reply.next.as_deref());
     out
 }
@@ -276,7 +258,7 @@ pub fn alerts(reply: &AlertsReply, now_unix_ms: i64) -> String {
         out.push_str("no alerts\n");
         return out;
     }
-    let mut t = table(&[
+    let mut t = Table::new(&[
         "HOST",
         "RULE",
         "SUBJECT",
@@ -287,7 +269,7 @@ pub fn alerts(reply: &AlertsReply, now_unix_ms: i64) -> String {
         "DETAIL",
     ]);
     for a in &reply.alerts {
-        t.add_row(inert_row([
+        t.row([
             a.host.clone(),
             a.rule.clone(),
             if a.subject.is_empty() {
@@ -308,9 +290,9 @@ pub fn alerts(reply: &AlertsReply, now_unix_ms: i64) -> String {
             },
             a.notifications_sent.to_string(),
             one_line(&a.detail, 60),
-        ]));
+        ]);
     }
-    let mut out = finish(out, &t);
+    t.write_to(&mut out);
     more(&mut out, reply.next.as_deref());
     out
 }

@@ -1,13 +1,24 @@
 //! Issuing a command to hosts and following its acks in the ledger until every host answered:
 //! progress on a terminal, then a per-host table or JSON.
 
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
-use opsfleet_cli::{client::Api, render};
-use opsfleet_proto::api::{CommandAction, CommandRequest, CommandView, CommandsRequest};
+use opsfleet_cli::client::Api;
+use opsfleet_cli::render;
+use opsfleet_cli::sanitize::inert;
+use opsfleet_cli::wait::{commands_until, Poll};
+use opsfleet_proto::api::{
+    ActionName, CommandAction, CommandReply, CommandRequest, CommandState, CommandView,
+};
+use opsfleet_proto::time::now_unix_ms;
 use serde::Serialize;
 
-use crate::{now_unix_ms, Output, Targets};
+use crate::args::{Output, Targets};
+use crate::show::print;
+
+/// How often the ledger is read while waiting for the agents.
+const LEDGER_POLL: Duration = Duration::from_millis(100);
 
 /// What `opsctl pause ... --output json` prints.
 #[derive(Debug, Serialize)]
@@ -25,8 +36,6 @@ pub async fn run_request(
     t: Targets,
     output: Output,
 ) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    let user = operator_name(api);
     let name = action.name();
     let reply = api
         .command(&CommandRequest {
@@ -37,10 +46,46 @@ pub async fn run_request(
                 labels: t.labels.into_iter().collect(),
             },
             deadline_ms: u64::try_from(t.deadline.as_millis()).unwrap_or(u64::MAX),
-            issued_by: user,
+            issued_by: operator_name(api),
         })
         .await?;
     let action = name.as_str();
+    let wait = if t.no_wait { Duration::ZERO } else { t.wait };
+    let mut views = await_answers(api, action, &reply, wait).await?;
+    add_unseen(&mut views, &reply, name);
+    let total = reply.commands.len();
+    let outcome = CommandOutcome {
+        epoch: reply.epoch,
+        all_completed: views.len() == total
+            && views.iter().all(|v| v.state == CommandState::Completed),
+        commands: views,
+    };
+    print(&outcome, output, |o| {
+        format!(
+            "{action} issued by {} at epoch {} to {total} host(s)\n{}",
+            inert(&reply.responder.name),
+            o.epoch,
+            render::commands(&o.commands, now_unix_ms())
+        )
+    })?;
+    if !t.no_wait && !outcome.all_completed {
+        let open = outcome.commands.iter().filter(|v| !v.is_final()).count();
+        anyhow::bail!(
+            "not every host completed the command ({open} still open after {}; see `opsctl commands`)",
+            humantime::format_duration(t.wait)
+        );
+    }
+    Ok(())
+}
+
+/// Reads the ledger until every issued command is final or `wait` ran out, showing progress
+/// on a terminal.
+async fn await_answers(
+    api: &Api,
+    action: &str,
+    reply: &CommandReply,
+    wait: Duration,
+) -> anyhow::Result<Vec<CommandView>> {
     let ids: Vec<String> = reply
         .commands
         .iter()
@@ -48,30 +93,32 @@ pub async fn run_request(
         .collect();
     let total = ids.len();
     let progress = std::io::stderr().is_terminal();
-    let started = std::time::Instant::now();
-    let views = loop {
-        let views = api
-            .commands(&CommandsRequest {
-                ids: ids.clone(),
-                ..Default::default()
-            })
-            .await?
-            .commands;
-        let done = views.iter().filter(|v| v.is_final()).count();
-        if progress {
-            eprint!("\r{action}: {done}/{total} hosts answered");
-        }
-        if t.no_wait || done == total || started.elapsed() >= t.wait {
-            break views;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let answered = |views: &[CommandView]| views.iter().filter(|v| v.is_final()).count();
+    let poll = Poll {
+        until: Instant::now() + wait,
+        every: LEDGER_POLL,
     };
+    let (views, _) = commands_until(
+        api,
+        &ids,
+        poll,
+        |views| answered(views) == total,
+        |views| {
+            if progress {
+                eprint!("\r{action}: {}/{total} hosts answered", answered(views));
+            }
+        },
+    )
+    .await?;
     if progress {
         eprintln!();
     }
-    // The ledger is a fold of the log and may not show a command yet (right after issuing,
-    // with --no-wait): report every issued command anyway, as `issued`.
-    let mut views = views;
+    Ok(views)
+}
+
+/// The ledger is a fold of the log and may not show a command yet (right after issuing,
+/// with --no-wait): every issued command it does not show is reported as `issued`.
+fn add_unseen(views: &mut Vec<CommandView>, reply: &CommandReply, name: ActionName) {
     for issued in &reply.commands {
         if !views.iter().any(|v| v.id == issued.command_id) {
             views.push(CommandView {
@@ -83,43 +130,13 @@ pub async fn run_request(
                 action: name,
                 module: String::new(),
                 deadline_unix_ms: 0,
-                state: opsfleet_proto::api::CommandState::Issued,
+                state: CommandState::Issued,
                 detail: String::new(),
                 accepted_count: 0,
                 history: Vec::new(),
             });
         }
     }
-    let all_completed = views.len() == total
-        && views
-            .iter()
-            .all(|v| v.state == opsfleet_proto::api::CommandState::Completed);
-    match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&CommandOutcome {
-                epoch: reply.epoch,
-                all_completed,
-                commands: views.clone(),
-            })?
-        ),
-        Output::Table => {
-            println!(
-                "{action} issued by {} at epoch {} to {total} host(s)",
-                opsfleet_cli::sanitize::inert(&reply.responder.name),
-                reply.epoch
-            );
-            print!("{}", render::commands(&views, now_unix_ms()));
-        }
-    }
-    if !t.no_wait && !all_completed {
-        let open = views.iter().filter(|v| !v.is_final()).count();
-        anyhow::bail!(
-            "not every host completed the command ({open} still open after {}; see `opsctl commands`)",
-            humantime::format_duration(t.wait)
-        );
-    }
-    Ok(())
 }
 
 /// Who issues commands: the `--operator` name, else `$USER`.

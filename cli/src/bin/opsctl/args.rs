@@ -1,0 +1,294 @@
+//! opsctl's flags and subcommands (clap): the connection flags every command shares, the
+//! targets of command verbs, and one variant per subcommand.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use opsfleet_bus::{NatsConfig, TlsConfig};
+use opsfleet_cli::{verbs, views};
+use opsfleet_proto::api::Role;
+
+/// Operate an opsfleet cluster: fleet status, hosts, alerts, backups, incidents and live events;
+/// pause/resume modules, run backups, restore, apply or roll back configs; leader, failover and
+/// failover drills; the audit trail.
+///
+/// Talks to the coordinators over NATS request/reply (`ops.api.*`). Every command accepts
+/// `--output json` for scripts.
+#[derive(Parser, Debug)]
+#[command(name = "opsctl", version, about, long_about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct ConnArgs {
+    /// NATS server URL(s); repeat the flag or separate with commas.
+    #[arg(
+        long = "nats",
+        global = true,
+        env = "OPS_NATS_URL",
+        value_delimiter = ',',
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub urls: Vec<String>,
+    /// NATS credentials file (.creds) with your operator identity.
+    #[arg(long, global = true, env = "OPS_NATS_CREDS")]
+    pub creds: Option<PathBuf>,
+    /// File with your NATS nkey seed (`SU...`), for servers that list users by nkey.
+    #[arg(long, global = true, env = "OPS_NATS_NKEY")]
+    pub nkey: Option<PathBuf>,
+    /// Your operator name as the NATS permissions know it: replies come on `_INBOX.<name>`,
+    /// actions go on `ops.api.as.<name>.<role>.command|failover` and are recorded as issued by
+    /// you in that role.
+    ///
+    /// Roles (each includes the ones before it): viewer reads (status, hosts, commands, audit,
+    /// events); operator also pauses/resumes/disables/enables modules, runs noop, drain,
+    /// backup run and failover (and the drill); admin also runs config apply/rollback and
+    /// restore. Your NATS identity holds the roles its permissions grant; opsctl acts in the
+    /// role the action needs (or --role). A refused action exits non-zero naming the role it
+    /// needs. Without --operator, actions go on plain subjects, which coordinators refuse
+    /// unless their config says `[api] allow_unidentified = true` (insecure demo setups).
+    #[arg(long, global = true, env = "OPS_OPERATOR")]
+    pub operator: Option<String>,
+    /// Act in this role (viewer, operator, admin) instead of the least one the action needs;
+    /// needs --operator.
+    #[arg(long, global = true, env = "OPS_ROLE", requires = "operator", value_parser = parse_role)]
+    pub role: Option<Role>,
+    /// CA certificate to verify the NATS server (enables TLS).
+    #[arg(long, global = true, env = "OPS_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate for mutual TLS (with --tls-key).
+    #[arg(long, global = true, env = "OPS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key for mutual TLS (with --tls-cert).
+    #[arg(long, global = true, env = "OPS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// How long to wait for an answer, e.g. 5s, 500ms.
+    #[arg(long, global = true, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+impl ConnArgs {
+    pub fn nats_config(&self) -> NatsConfig {
+        let tls = (self.tls_ca.is_some() || self.tls_cert.is_some()).then(|| TlsConfig {
+            ca: self.tls_ca.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+        });
+        NatsConfig {
+            urls: self.urls.clone(),
+            creds: self.creds.clone(),
+            nkey: self.nkey.clone(),
+            inbox_prefix: self.operator.as_ref().map(|o| format!("_INBOX.{o}")),
+            tls,
+            request_timeout: self.timeout,
+        }
+    }
+}
+
+/// Which hosts a command goes to, and how long to wait for them.
+#[derive(Args, Debug)]
+pub struct Targets {
+    /// Target host; repeat for several.
+    #[arg(long = "host", required_unless_present_any = ["all", "labels"])]
+    pub hosts: Vec<String>,
+    /// Also every host whose agent declares this label (`role=web`); repeat to require
+    /// several.
+    #[arg(long = "label", value_parser = verbs::parse_label, conflicts_with = "all")]
+    pub labels: Vec<(String, String)>,
+    /// Every host the coordinators know.
+    #[arg(long, conflicts_with = "hosts")]
+    pub all: bool,
+    /// The command expires unless its agent starts it within this time (an offline agent
+    /// that returns later gets it until then). Required: more than 0 and at most the
+    /// coordinators' `[api] max_deadline` (24h by default).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub deadline: Duration,
+    /// Return once the commands are issued, without waiting for the agents.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for every agent's answer.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct ModuleTargets {
+    /// The module instance, as named in the agents' configs (e.g. `log`, `nightly-db`).
+    pub module: String,
+    #[command(flatten)]
+    pub targets: Targets,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Run a backup job now, outside its schedule, and report the archive written.
+    Run {
+        #[command(flatten)]
+        what: verbs::BackupRunArgs,
+        #[command(flatten)]
+        targets: Targets,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Replace a module's config; each agent validates it and keeps the old one if it is bad.
+    Apply {
+        #[command(flatten)]
+        what: verbs::ConfigApplyArgs,
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// Go back to the module config with this fingerprint, as recorded in the log.
+    Rollback {
+        #[command(flatten)]
+        what: verbs::ConfigRollbackArgs,
+        #[command(flatten)]
+        targets: Targets,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fleet overview: every host's last event, seq, disks, modules and seq gaps.
+    ///
+    /// Asks `ops.api.status`; the first coordinator to answer wins (its name is printed).
+    Status {
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Ask this coordinator (by name) instead of whichever answers first.
+        #[arg(long)]
+        coordinator: Option<String>,
+    },
+    /// Which coordinator is active, under which epoch, and how far each one has read.
+    Leader,
+    /// One line per host: liveness (up / late / lost), last report, worst disk, modules, and
+    /// trouble (failing probes, log incidents, failing backups, missing events).
+    ///
+    /// Every coordinator answers, standby included; the header says which one did.
+    #[command(after_help = views::HOSTS_HELP)]
+    Hosts(views::HostsArgs),
+    /// The backup catalog: per host and job, the last success (archive, size, files, time
+    /// taken), the last failure and its reason, archives kept and pruned.
+    #[command(after_help = views::BACKUPS_HELP)]
+    Backups(views::BackupsArgs),
+    /// Log incidents: per host and log file, how many ERROR/Traceback matches, first and last
+    /// seen, how many lines the agent's rate limit suppressed, and the latest excerpt.
+    #[command(after_help = views::INCIDENTS_HELP)]
+    Incidents(views::IncidentsArgs),
+    /// Alerts as the log knows them: state, rule, host, subject, since when, the last
+    /// transition and how many notifications were sent.
+    #[command(after_help = views::ALERTS_HELP)]
+    Alerts(views::AlertsArgs),
+    /// Pause a module: it stays scheduled but does not run until resumed (survives restarts).
+    Pause(ModuleTargets),
+    /// Resume a paused module.
+    Resume(ModuleTargets),
+    /// Disable a module: it does not run and reports itself disabled (survives restarts).
+    Disable(ModuleTargets),
+    /// Enable a disabled module.
+    Enable(ModuleTargets),
+    /// A command that does nothing: proves the command path to the agents under the current
+    /// epoch (failover drills use it).
+    Noop(Targets),
+    /// Pause every module and flush the outbox (before maintenance).
+    Drain(Targets),
+    /// Backups on demand: `opsctl backup run [--job J] --host H | --all`.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Restore an archive into a directory on the target host(s), verified against its
+    /// manifest first: `opsctl restore --archive A --target DIR --host H`.
+    Restore {
+        #[command(flatten)]
+        what: verbs::RestoreArgs,
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// Push a module config (`apply`), or go back to one the log knows (`rollback`).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// The command ledger: each command's lifecycle per host, newest first. "Did host X ever run
+    /// it?" always has an answer here.
+    Commands {
+        /// Only these command ids.
+        #[arg(long)]
+        id: Vec<String>,
+        /// Only commands for this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// The audit trail: who issued which command, when, to which host, and its outcome.
+    Audit {
+        /// Only commands issued by this operator (with its annotated names: `alice (drill)`,
+        /// `alice (unverified)`).
+        #[arg(long)]
+        by: Option<String>,
+        /// Only commands for this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// At most this many commands from the ledger.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Events from the stream, filtered; `--follow` keeps printing new ones.
+    ///
+    /// Examples: `opsctl events --host web-01 --follow`, `opsctl events --kind 'backup_*'
+    /// --since 2h`, `opsctl events --since seq:1200 --output json`. Without --since, shows the
+    /// last 15 minutes (or, with --follow, only new events).
+    Events {
+        /// Only this host (or coordinator).
+        #[arg(long)]
+        host: Option<String>,
+        /// Only this module instance (e.g. `disk`, `nightly-db`).
+        #[arg(long)]
+        module: Option<String>,
+        /// Only this kind; `*` matches any run of characters (`backup_*`).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Replay from a time ago (`10m`, `2h`) or from a stream sequence (`seq:1234`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Keep printing new events until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Graceful handover: the active coordinator stops acting and releases its lease; the
+    /// named standby (or the first one) takes over. Waits for the new active and prints how
+    /// long the takeover took.
+    Failover {
+        /// Hand over to this coordinator.
+        #[arg(long, conflicts_with = "drill")]
+        to: Option<String>,
+        /// Rehearse: hand over to the standby and back, check that every agent runs a no-op
+        /// under each new epoch, and report timings, events lost and commands run twice
+        /// (exits non-zero unless both are zero).
+        #[arg(long)]
+        drill: bool,
+        /// How long to wait for a new active coordinator.
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+}
+
+/// `--role`: viewer, operator or admin.
+pub fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| format!("unknown role {text:?}; use viewer, operator or admin"))
+}
