@@ -13,7 +13,7 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CRATES = ["proto", "report", "bus", "agent", "coordinator", "cli"]
+CRATES = ["proto", "report", "bus", "configcheck", "httpserve", "agent", "coordinator", "cli"]
 TEST_FILE = re.compile(r"(^|/)(tests|[a-z_]+_tests|[a-z_]+_props)\.rs$")
 PATH = re.compile(r"\b(crate|super|self)((?:::[a-z_][a-z0-9_]*)+)")
 
