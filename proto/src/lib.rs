@@ -6,7 +6,9 @@
 #[macro_use]
 mod wire_state;
 pub mod api;
+pub mod dlq;
 pub mod envelope;
+pub mod kv;
 pub mod subjects;
 pub mod time;
 

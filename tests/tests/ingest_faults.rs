@@ -6,6 +6,7 @@
 //! named like a coordinator cannot speak for it: what the admission check refuses is parked
 //! under its rule, counted apart, and the log still rebuilds to the same digest.
 
+use opsfleet_proto::dlq;
 use std::collections::BTreeMap;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -176,7 +177,7 @@ async fn malformed_messages_are_parked_and_duplicates_dropped() {
                 .context("DLQ consumer ended")??;
             let headers = msg.headers.clone().unwrap_or_default();
             let reason = headers
-                .get("Ops-Reason")
+                .get(dlq::REASON)
                 .map(|v| v.to_string())
                 .unwrap_or_default();
             ensure!(
@@ -252,7 +253,7 @@ async fn dead_letters(js: &jetstream::Context, want: usize) -> Result<Vec<(Strin
             .context("DLQ consumer ended")??;
         let headers = msg.headers.clone().unwrap_or_default();
         let header = |k: &str| headers.get(k).map(|v| v.to_string()).unwrap_or_default();
-        out.push((header("Ops-Reason"), header("Ops-Original-Subject")));
+        out.push((header(dlq::REASON), header(dlq::ORIGINAL_SUBJECT)));
     }
     out.sort();
     Ok(out)

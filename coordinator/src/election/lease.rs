@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -17,18 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::fsm::{Action, Election, Input, LeaseTiming, StepDown};
 
-/// The single key of the lease in `ops_leader`.
-pub const LEADER_KEY: &str = "leader";
-
-/// What the lease's value says (informational: leadership is decided by revisions).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaderRecord {
-    pub holder: String,
-    pub color: String,
-    /// Set when the previous holder handed the lease over.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handed_over_by: Option<String>,
-}
+pub use opsfleet_proto::kv::{LeaderRecord, LEADER_KEY};
 
 /// This coordinator's leadership as the rest of the process sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
+use opsfleet_proto::dlq;
 use opsfleet_proto::subjects;
 use opsfleet_report::ErrorChain;
 use tracing::{error, warn};
@@ -92,12 +93,12 @@ fn publish(coordinator: &str, letter: &Letter) -> jetstream::message::PublishMes
     let (subject, stream_seq) = (letter.subject.as_str(), letter.stream_seq);
     warn!(subject, stream_seq, reason, class, error = %error_text, "parking message");
     let mut headers = HeaderMap::new();
-    headers.insert("Ops-Reason", reason);
-    headers.insert("Ops-Class", class);
-    headers.insert("Ops-Error", error_text.as_str());
-    headers.insert("Ops-Original-Subject", subject);
-    headers.insert("Ops-Stream-Seq", stream_seq.to_string().as_str());
-    headers.insert("Ops-Parked-By", coordinator);
+    headers.insert(dlq::REASON, reason);
+    headers.insert(dlq::CLASS, class);
+    headers.insert(dlq::ERROR, error_text.as_str());
+    headers.insert(dlq::ORIGINAL_SUBJECT, subject);
+    headers.insert(dlq::STREAM_SEQ, stream_seq.to_string().as_str());
+    headers.insert(dlq::PARKED_BY, coordinator);
     jetstream::message::PublishMessage::build()
         .payload(letter.payload.clone())
         .headers(headers)

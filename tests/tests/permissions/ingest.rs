@@ -6,6 +6,7 @@
 //! the receiver, or in `opsctl events`; legitimate traffic (a real alert, the target's own answer)
 //! still gets through, and the log still rebuilds to the same digest.
 
+use opsfleet_proto::dlq;
 use opsfleet_proto::pb::{self, event::Body};
 use opsfleet_proto::{EventEnvelope, COORDINATOR_MODULE};
 use opsfleet_tests::{wait_until, Receiver};
@@ -82,7 +83,7 @@ async fn dead_letters(js: &jetstream::Context, want: usize) -> Result<Vec<(Strin
             .map_err(|e| anyhow!("{e}"))?;
         let headers = msg.headers.clone().unwrap_or_default();
         let header = |k: &str| headers.get(k).map(|v| v.to_string()).unwrap_or_default();
-        out.push((header("Ops-Reason"), header("Ops-Original-Subject")));
+        out.push((header(dlq::REASON), header(dlq::ORIGINAL_SUBJECT)));
     }
     out.sort();
     Ok(out)
