@@ -1,0 +1,358 @@
+//! The request loop of `ops.api.*`: subscribe to every verb (broadcast, addressed to this
+//! coordinator, and identified `ops.api.as.<operator>.<role>.*`), refuse foreign reply
+//! subjects, and hand each request to its verb's handler; a handler returns the reply, or
+//! nothing when this coordinator stays silent (a standby on a broadcast action) or answers
+//! from a task (commands).
+
+use std::sync::Arc;
+
+use async_nats::jetstream::stream;
+use async_nats::Message;
+use futures::StreamExt;
+use opsfleet_proto::api::{
+    AlertsReply, AlertsRequest, ApiError, BackupsReply, BackupsRequest, CommandRequestJson,
+    CommandsReply, CommandsRequest, FailoverRequest, HostsReply, HostsRequest, IncidentsReply,
+    IncidentsRequest, StatusRequest,
+};
+use opsfleet_proto::subjects;
+use opsfleet_proto::time::now_unix_ms;
+use opsfleet_report::ErrorChain;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::{
+    alerts, backups, behind, command_views, commands, error_reply, guard, hosts, incidents, parse,
+    status, to_json, SubscribeError,
+};
+use crate::config::ApiConfig;
+use crate::dispatch::{DispatchError, Dispatcher};
+use crate::election::ReleaseHandle;
+use crate::identity::Identity;
+use crate::state::Shared;
+
+/// Every verb of the API, each subscribed broadcast and addressed to this coordinator.
+const VERBS: [&str; 8] = [
+    subjects::API_STATUS,
+    subjects::API_FAILOVER,
+    subjects::API_COMMAND,
+    subjects::API_COMMANDS,
+    subjects::API_HOSTS,
+    subjects::API_BACKUPS,
+    subjects::API_INCIDENTS,
+    subjects::API_ALERTS,
+];
+
+/// What a handler needs to answer.
+struct Server {
+    client: async_nats::Client,
+    shared: Arc<Shared>,
+    events: stream::Stream,
+    release: ReleaseHandle,
+    dispatcher: Dispatcher,
+    policy: ApiConfig,
+    counters: Arc<guard::Counters>,
+}
+
+/// One request, its reply subject checked.
+struct Incoming {
+    msg: Message,
+    reply_to: async_nats::Subject,
+    /// The identity its subject names (`ops.api.as.<operator>.<role>.*`), if any.
+    operator: Option<Identity>,
+    /// Sent to this coordinator's own subject rather than the broadcast one.
+    addressed_to_me: bool,
+}
+
+/// Answers API requests until `cancel` fires.
+pub async fn serve(
+    client: async_nats::Client,
+    shared: Arc<Shared>,
+    events: stream::Stream,
+    release: ReleaseHandle,
+    dispatcher: Dispatcher,
+    policy: ApiConfig,
+    cancel: CancellationToken,
+) -> Result<(), SubscribeError> {
+    let server = Server {
+        client,
+        shared,
+        events,
+        release,
+        dispatcher,
+        policy,
+        counters: Arc::new(guard::Counters::default()),
+    };
+    let mut requests = server.subscribe().await?;
+    loop {
+        let msg = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            msg = requests.next() => msg,
+        };
+        let Some(msg) = msg else { return Ok(()) };
+        let Some(req) = server.admit(msg) else {
+            continue;
+        };
+        let reply_to = req.reply_to.clone();
+        if let Some(reply) = server.answer(req).await {
+            server.send(reply_to, reply).await;
+        }
+    }
+}
+
+impl Server {
+    async fn subscribe(
+        &self,
+    ) -> Result<futures::stream::SelectAll<async_nats::Subscriber>, SubscribeError> {
+        let mut subjects: Vec<String> = Vec::new();
+        for verb in VERBS {
+            subjects.push(verb.to_owned());
+            subjects.push(subjects::api_subject_for(verb, &self.shared.name));
+        }
+        subjects.extend(crate::identity::subscriptions(&self.shared.name));
+        let mut subs = Vec::new();
+        for subject in subjects {
+            let sub = self
+                .client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|source| SubscribeError { subject, source })?;
+            subs.push(sub);
+        }
+        Ok(futures::stream::select_all(subs))
+    }
+
+    /// The request, unless it has no reply subject or one that is not the requester's own
+    /// inbox: answering on any other subject would have this coordinator publish there with
+    /// its own (wider) permissions.
+    fn admit(&self, msg: Message) -> Option<Incoming> {
+        let Some(reply_to) = msg.reply.clone() else {
+            debug!(subject = %msg.subject, "request without reply subject ignored");
+            return None;
+        };
+        let (subject, operator) = crate::identity::split(&msg.subject);
+        if let Err(e) = guard::check_reply(&reply_to, operator.as_ref()) {
+            self.counters.foreign_reply();
+            warn!(
+                subject = %msg.subject,
+                reply = %e.reply,
+                wanted = %e.wanted,
+                operator = operator.as_ref().map_or("", |i| i.operator.as_str()),
+                refused_total = self.counters.snapshot().foreign_reply,
+                "request with a foreign reply subject refused"
+            );
+            return None;
+        }
+        let addressed_to_me = subject.ends_with(&format!(".{}", self.shared.name));
+        Some(Incoming {
+            msg,
+            reply_to,
+            operator,
+            addressed_to_me,
+        })
+    }
+
+    /// The handler table: one handler per verb.
+    async fn answer(&self, req: Incoming) -> Option<Vec<u8>> {
+        let (subject, _) = crate::identity::split(&req.msg.subject);
+        let verb = subject
+            .strip_suffix(&format!(".{}", self.shared.name))
+            .unwrap_or(&subject);
+        let payload = &req.msg.payload;
+        match verb {
+            subjects::API_STATUS => Some(self.status(payload).await),
+            subjects::API_FAILOVER => self.failover(&req).await,
+            subjects::API_COMMAND => self.command(req).await,
+            subjects::API_COMMANDS => Some(self.read(payload, "commands", |r| self.commands(r))),
+            subjects::API_HOSTS => {
+                Some(self.paged(payload, "hosts", |r, b| self.hosts(r, b)).await)
+            }
+            subjects::API_BACKUPS => Some(
+                self.paged(payload, "backups", |r, b| self.backups(r, b))
+                    .await,
+            ),
+            subjects::API_INCIDENTS => Some(
+                self.paged(payload, "incidents", |r, b| self.incidents(r, b))
+                    .await,
+            ),
+            subjects::API_ALERTS => Some(
+                self.paged(payload, "alerts", |r, b| self.alerts(r, b))
+                    .await,
+            ),
+            _ => None,
+        }
+    }
+
+    async fn send(&self, reply_to: async_nats::Subject, reply: Vec<u8>) {
+        if let Err(e) = self.client.publish(reply_to, reply.into()).await {
+            warn!(error = %ErrorChain(&e), "cannot send API reply");
+        }
+    }
+
+    /// The request parsed (an empty body is the default request) and answered by `f`, or
+    /// `bad <what> request: <reason>`.
+    fn read<R: Default + DeserializeOwned>(
+        &self,
+        payload: &[u8],
+        what: &str,
+        f: impl FnOnce(R) -> Vec<u8>,
+    ) -> Vec<u8> {
+        match parse::<R>(payload) {
+            Ok(req) => f(req),
+            Err(e) => error_reply(&self.shared, format!("bad {what} request: {e}")),
+        }
+    }
+
+    /// A paged view: `read`, with how far behind the stream this coordinator is.
+    async fn paged<R: Default + DeserializeOwned>(
+        &self,
+        payload: &[u8],
+        what: &str,
+        f: impl FnOnce(R, u64) -> Vec<u8>,
+    ) -> Vec<u8> {
+        match parse::<R>(payload) {
+            Ok(req) => f(req, behind(&self.shared, &self.events).await),
+            Err(e) => error_reply(&self.shared, format!("bad {what} request: {e}")),
+        }
+    }
+
+    async fn status(&self, payload: &[u8]) -> Vec<u8> {
+        match parse::<StatusRequest>(payload) {
+            Ok(req) => {
+                let refusals = self.counters.snapshot();
+                to_json(&status(&self.shared, &self.events, &req, refusals).await)
+            }
+            Err(e) => error_reply(&self.shared, format!("bad status request: {e}")),
+        }
+    }
+
+    /// Logs and counts a refusal; the reply names the role needed.
+    fn refuse(&self, req: &Incoming, r: guard::Refusal) -> Vec<u8> {
+        self.counters.refused(&r);
+        let operator = req.operator.as_ref();
+        warn!(
+            subject = %req.msg.subject,
+            operator = operator.map_or("", |i| i.operator.as_str()),
+            acted_as = operator.map_or("", |i| i.role.as_str()),
+            needs = r.needs_role().map_or("", |n| n.as_str()),
+            reason = %r,
+            "API request refused"
+        );
+        to_json(&ApiError {
+            responder: self.shared.name.clone(),
+            error: r.to_string(),
+            needs_role: r.needs_role(),
+        })
+    }
+
+    async fn failover(&self, req: &Incoming) -> Option<Vec<u8>> {
+        let body = match parse::<FailoverRequest>(&req.msg.payload) {
+            Ok(body) => body,
+            Err(e) => {
+                return Some(error_reply(
+                    &self.shared,
+                    format!("bad failover request: {e}"),
+                ))
+            }
+        };
+        // Every coordinator refuses alike; the first answer wins.
+        if let Err(r) = guard::check_failover(req.operator.as_ref(), self.policy.allow_unidentified)
+        {
+            return Some(self.refuse(req, r));
+        }
+        let claimed = body.requested_by.clone().unwrap_or_default();
+        let issuer = crate::identity::issuer(&claimed, req.operator.as_ref());
+        match commands::failover(&self.shared, &self.release, body, &issuer).await {
+            Ok(reply) => Some(to_json(&reply)),
+            // Standbys stay silent on the broadcast subject so the active one answers.
+            Err(_) if !req.addressed_to_me => None,
+            Err(e) => Some(error_reply(&self.shared, e)),
+        }
+    }
+
+    /// Issuing may take a while for a large fleet: answered from a task so that status
+    /// requests are not held up.
+    async fn command(&self, req: Incoming) -> Option<Vec<u8>> {
+        let body = match parse::<CommandRequestJson>(&req.msg.payload) {
+            Ok(body) => body,
+            Err(e) => {
+                return Some(error_reply(
+                    &self.shared,
+                    format!("bad command request: {e}"),
+                ))
+            }
+        };
+        let allowed = guard::check_command(
+            req.operator.as_ref(),
+            &body.action,
+            self.policy.allow_unidentified,
+        );
+        if let Err(r) = allowed {
+            return Some(self.refuse(&req, r));
+        }
+        let issuer = crate::identity::issuer(&body.issued_by, req.operator.as_ref());
+        let (dispatcher, client, shared) = (
+            self.dispatcher.clone(),
+            self.client.clone(),
+            Arc::clone(&self.shared),
+        );
+        let (reply_to, addressed_to_me) = (req.reply_to, req.addressed_to_me);
+        tokio::spawn(async move {
+            let reply = match dispatcher.issue(body, &issuer).await {
+                Ok(reply) => to_json(&reply),
+                // Standbys stay silent on the broadcast subject.
+                Err(DispatchError::NotActive { .. }) if !addressed_to_me => return,
+                Err(e) => error_reply(&shared, opsfleet_report::error_chain(&e)),
+            };
+            if let Err(e) = client.publish(reply_to, reply.into()).await {
+                warn!(error = %ErrorChain(&e), "cannot send API reply");
+            }
+        });
+        None
+    }
+
+    fn commands(&self, req: CommandsRequest) -> Vec<u8> {
+        to_json(&CommandsReply {
+            responder: self.shared.responder(0),
+            commands: command_views(&self.shared.fleet(), &req),
+        })
+    }
+
+    fn hosts(&self, req: HostsRequest, behind: u64) -> Vec<u8> {
+        let now = now_unix_ms();
+        let (hosts, next) = hosts::hosts(&self.shared.fleet(), &req, now);
+        to_json(&HostsReply {
+            responder: self.shared.responder(behind),
+            now_unix_ms: now,
+            hosts,
+            next,
+        })
+    }
+
+    fn backups(&self, req: BackupsRequest, behind: u64) -> Vec<u8> {
+        let (backups, next) = backups(&self.shared.fleet(), &req);
+        to_json(&BackupsReply {
+            responder: self.shared.responder(behind),
+            backups,
+            next,
+        })
+    }
+
+    fn incidents(&self, req: IncidentsRequest, behind: u64) -> Vec<u8> {
+        let (incidents, next) = incidents(&self.shared.fleet(), &req);
+        to_json(&IncidentsReply {
+            responder: self.shared.responder(behind),
+            incidents,
+            next,
+        })
+    }
+
+    fn alerts(&self, req: AlertsRequest, behind: u64) -> Vec<u8> {
+        let (alerts, next) = alerts(&self.shared.fleet(), &req);
+        to_json(&AlertsReply {
+            responder: self.shared.responder(behind),
+            alerts,
+            next,
+        })
+    }
+}
