@@ -25,13 +25,12 @@ use opsfleet_proto::{subjects, EventEnvelope, WireError};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::admit;
 use crate::config::IngestConfig;
-use crate::projection::Verdict;
 use crate::snapshot::SnapshotPolicy;
 use crate::state::Shared;
 use crate::store::{Commit, StoreError};
 
+mod fold;
 mod park;
 pub use park::Parked;
 
@@ -339,7 +338,9 @@ enum Outcome {
     Cancelled,
 }
 
-/// Folds, parks, commits, flushes and acks the contiguous prefix of one batch.
+/// Folds, parks, commits, flushes and acks the contiguous prefix of one batch: the fold
+/// (`fold::fold_batch`, no I/O) under the fleet's lock, then the dead letters, the commit
+/// (retried until it succeeds or `cancel` fires), the counters, and one ack for all.
 async fn persist_batch(
     shared: &Arc<Shared>,
     js: &jetstream::Context,
@@ -348,84 +349,59 @@ async fn persist_batch(
     cancel: &CancellationToken,
     policy: &mut SnapshotPolicy,
 ) -> Outcome {
-    let mut commit = Commit {
-        applied_stream_seq: shared.applied(),
-        log: Vec::with_capacity(batch.len()),
-        ..Default::default()
-    };
-    let mut parked = Vec::new();
-    let mut duplicates = 0u64;
-    let mut outcome = Outcome::Continue;
-    // Index of the last message persisted or skipped: the one to acknowledge.
-    let mut ack_upto = None;
-    {
+    let mut folded = {
         let mut fleet = shared.fleet_mut();
-        for (i, msg) in batch.iter().enumerate() {
-            let Ok(info) = msg.info() else {
-                warn!(subject = %msg.subject, "message without JetStream metadata, skipped");
-                continue;
-            };
-            let seq = info.stream_sequence;
-            match cursor.step(seq) {
-                Step::Skip => {
-                    ack_upto = Some(i);
-                    continue;
-                }
-                Step::Take => {}
-                Step::TakeAfterHole { first, last } => {
-                    warn!(first, last, "stream sequences no longer in the stream (expired or deleted) before this coordinator persisted them");
-                }
-                Step::Reposition => {
-                    outcome = Outcome::Reposition;
-                    break;
-                }
-            }
-            ack_upto = Some(i);
-            commit.applied_stream_seq = seq;
-            let (ev, publisher) = match decode_from(&msg.subject, &msg.payload) {
-                Ok(decoded) => decoded,
-                Err(bad) => {
-                    parked.push(park::Letter::new(msg, seq, Parked::Malformed(bad)));
-                    continue;
-                }
-            };
-            // Who may say what: checked against the fold so far, so an event earlier in this
-            // batch counts. A refused event is parked and never folded.
-            if let Err(refusal) = admit::admit(&fleet, &ev, publisher) {
-                parked.push(park::Letter::new(msg, seq, Parked::Refused(refusal)));
-                continue;
-            }
-            match fleet.apply(&ev) {
-                Verdict::Accepted { gap } => {
-                    if let Some(g) = gap {
-                        warn!(host = %ev.host, first = g.first, last = g.last, "seq gap");
-                    }
-                    // Liveness goes by the bus's clock, not the agent's (which may jump).
-                    let arrived = info.published.unix_timestamp_nanos() / 1_000_000;
-                    fleet.note_arrival(&ev.host, &ev.module, i64::try_from(arrived).unwrap_or(0));
-                    commit.log.push((seq, msg.payload.clone()));
-                }
-                Verdict::Duplicate => duplicates += 1,
-            }
-        }
+        let mut folded = fold::fold_batch(&mut fleet, &batch, cursor, shared.applied());
         if policy.due(Instant::now()) {
-            commit.rows = fleet.take_dirty_rows();
-            commit.snapshot = true;
+            folded.commit.rows = fleet.take_dirty_rows();
+            folded.commit.snapshot = true;
+        }
+        folded
+    };
+    park::park_all(js, &shared.name, &folded.parked).await;
+    let events = folded.commit.log.len();
+    let applied_to = folded.commit.applied_stream_seq;
+    let snapshot = folded.commit.snapshot;
+    let commit = Arc::new(std::mem::take(&mut folded.commit));
+    if commit_until_stored(shared, commit, cancel).await.is_err() {
+        return Outcome::Cancelled;
+    }
+    policy.committed(snapshot, Instant::now());
+    shared.applied.store(applied_to, Ordering::Release);
+    count(shared, &folded);
+    debug!(
+        events,
+        duplicates = folded.duplicates,
+        parked = folded.parked.len(),
+        snapshot,
+        stream_seq = applied_to,
+        "batch persisted"
+    );
+    // AckAll: acknowledging the last persisted message acknowledges everything before it,
+    // all of which is persisted (the cursor only moves contiguously).
+    if let Some(last) = folded.ack_upto.and_then(|i| batch.get(i)) {
+        if let Err(e) = last.ack().await {
+            // Harmless: the batch is redelivered and skipped by stream sequence.
+            warn!(error = %ErrorChain(&*e), "ack failed");
         }
     }
+    folded.outcome
+}
 
-    park::park_all(js, &shared.name, &parked).await;
-
-    let events = commit.log.len();
+/// Commits and flushes `commit`, retrying with backoff until it succeeds; `Err` when
+/// `cancel` fires first (nothing was acknowledged then). After an I/O failure the store is
+/// reopened before the retry (sled refuses every write after one failed, even once the disk
+/// has room again).
+async fn commit_until_stored(
+    shared: &Arc<Shared>,
+    commit: Arc<Commit>,
+    cancel: &CancellationToken,
+) -> Result<(), Cancelled> {
     let applied_to = commit.applied_stream_seq;
-    let snapshot = commit.snapshot;
-    // Shared with each attempt's blocking task: a retry commits the same batch, no copy.
-    let commit = Arc::new(commit);
     let mut backoff = Duration::from_millis(100);
-    // After an I/O failure the store is reopened before the retry (sled refuses every write
-    // after one failed, even once the disk has room again).
     let mut recover_first = false;
     loop {
+        // Shared with each attempt's blocking task: a retry commits the same batch, no copy.
         let store = Arc::clone(&shared.store);
         let attempt = Arc::clone(&commit);
         let recover = recover_first;
@@ -450,7 +426,7 @@ async fn persist_batch(
             }
         }
         tokio::select! {
-            _ = cancel.cancelled() => return Outcome::Cancelled,
+            _ = cancel.cancelled() => return Err(Cancelled),
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -458,35 +434,26 @@ async fn persist_batch(
     if !shared.store_healthy.swap(true, Ordering::AcqRel) {
         info!("store accepts writes again");
     }
-    policy.committed(snapshot, Instant::now());
-    shared.applied.store(applied_to, Ordering::Release);
-    shared.duplicates.fetch_add(duplicates, Ordering::Relaxed);
-    let refused = parked
+    Ok(())
+}
+
+/// Cancelled before the commit succeeded.
+struct Cancelled;
+
+/// Adds a persisted batch's duplicates, malformed and refused messages to the counters.
+fn count(shared: &Shared, folded: &fold::Folded) {
+    shared
+        .duplicates
+        .fetch_add(folded.duplicates, Ordering::Relaxed);
+    let refused = folded
+        .parked
         .iter()
         .filter(|l| matches!(l.why, Parked::Refused(_)))
         .count() as u64;
     shared
         .parked
-        .fetch_add(parked.len() as u64 - refused, Ordering::Relaxed);
+        .fetch_add(folded.parked.len() as u64 - refused, Ordering::Relaxed);
     shared.refused.fetch_add(refused, Ordering::Relaxed);
-    debug!(
-        events,
-        duplicates,
-        parked = parked.len(),
-        snapshot,
-        stream_seq = applied_to,
-        "batch persisted"
-    );
-
-    // AckAll: acknowledging the last persisted message acknowledges everything before it,
-    // all of which is persisted (the cursor only moves contiguously).
-    if let Some(last) = ack_upto.and_then(|i| batch.get(i)) {
-        if let Err(e) = last.ack().await {
-            // Harmless: the batch is redelivered and skipped by stream sequence.
-            warn!(error = %ErrorChain(&*e), "ack failed");
-        }
-    }
-    outcome
 }
 
 #[cfg(test)]
