@@ -4,6 +4,7 @@
 use opsfleet_report::ErrorChain;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
 use opsfleet_proto::pb;
 
@@ -115,11 +116,7 @@ async fn wait_for_topology(
 
 /// Runs the coordinator until `cancel` fires; returns after the in-flight batch is persisted.
 pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<(), RunError> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| RunError::DataDir {
-        path: cfg.data_dir.clone(),
-        source,
-    })?;
-    let store: Arc<dyn EventStore> = Arc::new(SledStore::open(&SledStore::path_in(&cfg.data_dir))?);
+    let store = open_store(&cfg)?;
 
     let client = opsfleet_bus::connect(
         &cfg.nats,
@@ -155,21 +152,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         "store opened"
     );
     let election_task = tokio::spawn(driver.run(cancel.clone()));
-    let http_task = match &cfg.http {
-        Some(http) => {
-            let tls = crate::http::tls_acceptor(http).map_err(RunError::HttpTls)?;
-            let (addr, task) =
-                crate::http::serve_tls(http.listen, tls, Arc::clone(&shared), cancel.clone())
-                    .await
-                    .map_err(|source| RunError::Http {
-                        listen: http.listen,
-                        source,
-                    })?;
-            info!(%addr, "HTTP endpoint listening");
-            Some(task)
-        }
-        None => None,
-    };
+    let http_task = start_http(cfg.http.as_ref(), &shared, &cancel).await?;
     let notifier = Arc::new(crate::notify::Notifier::from_config(&cfg.notify)?);
     let alerts_task = tokio::spawn(
         crate::alerts::engine::Engine::new(
@@ -181,22 +164,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         )
         .run(cancel.clone()),
     );
-    let dispatcher = Dispatcher::new(
-        Arc::clone(&shared),
-        emitter,
-        js.clone(),
-        cfg.api.max_deadline,
-    );
-    if cfg.api.allow_unidentified {
-        tracing::warn!(
-            "[api] allow_unidentified = true: plain ops.api.command/failover accepted, their issuer recorded as unverified"
-        );
-    }
-    let sweeper = tokio::spawn(
-        dispatcher
-            .clone()
-            .sweep_expired(Duration::from_secs(1), cancel.clone()),
-    );
+    let (dispatcher, sweeper) = start_dispatch(&cfg, &shared, emitter, &js, &cancel);
 
     let api_task = tokio::spawn(api::serve(
         client.clone(),
@@ -216,31 +184,115 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
     )
     .await;
     cancel.cancel();
-    // The election task releases the lease on cancel, so a standby takes over at once.
-    if let Err(e) = election_task.await {
-        tracing::error!(error = %ErrorChain(&e), "election task panicked");
+    Tasks {
+        election: election_task,
+        leadership_events,
+        sweeper,
+        alerts: alerts_task,
+        http: http_task,
+        api: api_task,
     }
-    // The driver is gone, so the channel closes once its last change is published.
-    if tokio::time::timeout(Duration::from_secs(5), leadership_events)
-        .await
-        .is_err()
-    {
-        tracing::warn!("gave up publishing the last leadership event");
-    }
-    let _ = sweeper.await;
-    let _ = alerts_task.await;
-    if let Some(task) = http_task {
-        let _ = task.await;
-    }
-    match api_task.await {
-        Ok(result) => result?,
-        Err(e) => tracing::error!(error = %ErrorChain(&e), "API task panicked"),
-    }
+    .join()
+    .await?;
     // Make sure the last acknowledged batch is on disk before the process ends.
     shared.store.flush()?;
     let _ = client.flush().await;
     info!(coordinator = %cfg.name, applied = shared.applied(), "stopped");
     Ok(())
+}
+
+/// The data directory, created if missing, and the sled store in it.
+fn open_store(cfg: &CoordinatorConfig) -> Result<Arc<dyn EventStore>, RunError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| RunError::DataDir {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
+    Ok(Arc::new(SledStore::open(&SledStore::path_in(
+        &cfg.data_dir,
+    ))?))
+}
+
+/// The dispatcher, and its sweep marking commands nobody picked up as expired.
+fn start_dispatch(
+    cfg: &CoordinatorConfig,
+    shared: &Arc<Shared>,
+    emitter: Emitter,
+    js: &async_nats::jetstream::Context,
+    cancel: &CancellationToken,
+) -> (Dispatcher, JoinHandle<()>) {
+    let dispatcher = Dispatcher::new(
+        Arc::clone(shared),
+        emitter,
+        js.clone(),
+        cfg.api.max_deadline,
+    );
+    if cfg.api.allow_unidentified {
+        tracing::warn!(
+            "[api] allow_unidentified = true: plain ops.api.command/failover accepted, their issuer recorded as unverified"
+        );
+    }
+    let sweeper = tokio::spawn(
+        dispatcher
+            .clone()
+            .sweep_expired(Duration::from_secs(1), cancel.clone()),
+    );
+    (dispatcher, sweeper)
+}
+
+/// The HTTPS endpoint, when `[http]` is set.
+async fn start_http(
+    http: Option<&crate::http::HttpConfig>,
+    shared: &Arc<Shared>,
+    cancel: &CancellationToken,
+) -> Result<Option<JoinHandle<()>>, RunError> {
+    let Some(http) = http else {
+        return Ok(None);
+    };
+    let tls = crate::http::tls_acceptor(http).map_err(RunError::HttpTls)?;
+    let (addr, task) = crate::http::serve_tls(http.listen, tls, Arc::clone(shared), cancel.clone())
+        .await
+        .map_err(|source| RunError::Http {
+            listen: http.listen,
+            source,
+        })?;
+    info!(%addr, "HTTP endpoint listening");
+    Ok(Some(task))
+}
+
+/// The coordinator's background tasks, joined in order once `cancel` fired.
+struct Tasks {
+    election: JoinHandle<()>,
+    leadership_events: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
+    alerts: JoinHandle<()>,
+    http: Option<JoinHandle<()>>,
+    api: JoinHandle<Result<(), api::SubscribeError>>,
+}
+
+impl Tasks {
+    async fn join(self) -> Result<(), RunError> {
+        // The election task releases the lease on cancel, so a standby takes over at once.
+        if let Err(e) = self.election.await {
+            tracing::error!(error = %ErrorChain(&e), "election task panicked");
+        }
+        // The driver is gone, so the channel closes once its last change is published.
+        if tokio::time::timeout(Duration::from_secs(5), self.leadership_events)
+            .await
+            .is_err()
+        {
+            tracing::warn!("gave up publishing the last leadership event");
+        }
+        let _ = self.sweeper.await;
+        let _ = self.alerts.await;
+        if let Some(task) = self.http {
+            let _ = task.await;
+        }
+        match self.api.await {
+            Ok(result) => result?,
+            Err(e) => tracing::error!(error = %ErrorChain(&e), "API task panicked"),
+        }
+        Ok(())
+    }
 }
 
 /// Publishes every role change of this coordinator as a `leadership` event, in order.

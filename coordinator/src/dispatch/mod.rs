@@ -260,6 +260,55 @@ pub fn due_for_expiry(fleet: &Fleet, now_unix_ms: i64, grace_ms: i64) -> Vec<(St
         .collect()
 }
 
+/// One command per target host, stamped with `epoch`, the issuer and a deadline
+/// `deadline_after` from now.
+fn commands_for(
+    targets: &[String],
+    action: &Action,
+    epoch: u64,
+    issuer: &Issuer,
+    deadline_after: Duration,
+) -> Vec<pb::Command> {
+    let issued_at = now_unix_ms();
+    let deadline =
+        issued_at.saturating_add(i64::try_from(deadline_after.as_millis()).unwrap_or(i64::MAX));
+    targets
+        .iter()
+        .map(|host| pb::Command {
+            id: Uuid::now_v7().to_string(),
+            epoch,
+            issued_by: issuer.name.clone(),
+            target: host.clone(),
+            deadline_unix_ms: deadline,
+            issued_unix_ms: issued_at,
+            action: Some(action.clone()),
+        })
+        .collect()
+}
+
+/// The `command_issued` event recording each command.
+fn issued_events(
+    commands: &[pb::Command],
+    action: &CommandAction,
+    issuer: &Issuer,
+) -> Vec<pb::event::Body> {
+    commands
+        .iter()
+        .map(|c| {
+            pb::event::Body::CommandIssued(pb::CommandIssued {
+                command_id: c.id.clone(),
+                target: c.target.clone(),
+                epoch: c.epoch,
+                issued_by: c.issued_by.clone(),
+                action: action.name().as_str().to_owned(),
+                module: action.module().unwrap_or_default().to_owned(),
+                deadline_unix_ms: c.deadline_unix_ms,
+                issued_role: issuer.role_text(),
+            })
+        })
+        .collect()
+}
+
 /// Issues commands on behalf of the active coordinator.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -310,36 +359,8 @@ impl Dispatcher {
             let action = request_action(&fleet, &req.action, &targets)?;
             (targets, action)
         };
-        let issued_at = now_unix_ms();
-        let deadline =
-            issued_at.saturating_add(i64::try_from(deadline_after.as_millis()).unwrap_or(i64::MAX));
-        let commands: Vec<pb::Command> = targets
-            .iter()
-            .map(|host| pb::Command {
-                id: Uuid::now_v7().to_string(),
-                epoch,
-                issued_by: issuer.name.clone(),
-                target: host.clone(),
-                deadline_unix_ms: deadline,
-                issued_unix_ms: issued_at,
-                action: Some(action.clone()),
-            })
-            .collect();
-        let records = commands
-            .iter()
-            .map(|c| {
-                pb::event::Body::CommandIssued(pb::CommandIssued {
-                    command_id: c.id.clone(),
-                    target: c.target.clone(),
-                    epoch,
-                    issued_by: c.issued_by.clone(),
-                    action: req.action.name().as_str().to_owned(),
-                    module: req.action.module().unwrap_or_default().to_owned(),
-                    deadline_unix_ms: deadline,
-                    issued_role: issuer.role_text(),
-                })
-            })
-            .collect();
+        let commands = commands_for(&targets, &action, epoch, issuer, deadline_after);
+        let records = issued_events(&commands, &req.action, issuer);
         // Pipelined: each command is sent as soon as its own `command_issued` event is
         // acknowledged (durable in the stream), while later events are still in flight.
         let (recorded_tx, recorded_rx) = mpsc::unbounded_channel();
