@@ -232,6 +232,31 @@ async fn final_snapshot(shared: &Arc<Shared>) {
     }
 }
 
+/// Sleeps `backoff` (then doubles it, up to 2 s) unless `cancel` fires first: false then.
+async fn back_off(cancel: &CancellationToken, backoff: &mut Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => return false,
+        _ = tokio::time::sleep(*backoff) => {}
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(2));
+    true
+}
+
+/// The messages of one ready chunk; errors (missed heartbeats and the like) are skipped: the
+/// stream recovers by itself.
+fn messages_of<E: std::error::Error>(
+    items: Vec<Result<jetstream::Message, E>>,
+) -> Vec<jetstream::Message> {
+    let mut batch = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Ok(m) => batch.push(m),
+            Err(e) => debug!(error = %ErrorChain(&e), "consumer stream hiccup"),
+        }
+    }
+    batch
+}
+
 /// The consume loop of `run`. Returns whether the in-memory fold equals what is persisted
 /// (false when cancelled while a batch was folded but not yet committed).
 async fn consume(
@@ -259,11 +284,9 @@ async fn consume(
                 }
                 Err(e) => {
                     warn!(error = %ErrorChain(&e), "cannot position consumer, retrying");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return true,
-                        _ = tokio::time::sleep(backoff) => {}
+                    if !back_off(cancel, &mut backoff).await {
+                        return true;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
             },
@@ -280,11 +303,9 @@ async fn consume(
             Err(e) => {
                 warn!(error = %ErrorChain(&e), "cannot open consumer stream, retrying");
                 consumer = Some(current);
-                tokio::select! {
-                    _ = cancel.cancelled() => return true,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !back_off(cancel, &mut backoff).await {
+                    return true;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
@@ -299,14 +320,7 @@ async fn consume(
                 warn!("consumer stream ended, reopening");
                 break;
             };
-            let mut batch = Vec::with_capacity(items.len());
-            for item in items {
-                match item {
-                    Ok(m) => batch.push(m),
-                    // Missed heartbeats and the like: the stream recovers by itself.
-                    Err(e) => debug!(error = %ErrorChain(&e), "consumer stream hiccup"),
-                }
-            }
+            let batch = messages_of(items);
             if batch.is_empty() {
                 continue;
             }
