@@ -93,6 +93,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// Binds `listen` and serves plain HTTP until `cancel`; returns the bound address at once.
+#[cfg(test)]
 pub async fn serve(
     listen: SocketAddr,
     shared: Arc<Shared>,

@@ -2,21 +2,25 @@
 //! from it (`ingest`, `store`, `projection`), elects an active coordinator through the KV lease
 //! (`election`), and, while active, dispatches commands (`dispatch`) and evaluates alerts
 //! (`alerts`, `notify`); every coordinator answers the query API (`api`).
+//!
+//! The library surface is deliberate: what `main.rs`, the benchmark and the integration tests
+//! use (`config`, `service`, `store`, `projection`, `ingest`, `admit`, `election`, `state`,
+//! `rebuild`) is `pub`; the rest is `pub(crate)`, so the compiler reports dead code there.
 
 pub mod admit;
-pub mod alerts;
-pub mod api;
+pub(crate) mod alerts;
+pub(crate) mod api;
 pub mod config;
-pub mod dispatch;
+pub(crate) mod dispatch;
 pub mod election;
-pub mod emit;
-pub mod http;
-pub mod identity;
+pub(crate) mod emit;
+pub(crate) mod http;
+pub(crate) mod identity;
 pub mod ingest;
-pub mod notify;
+pub(crate) mod notify;
 pub mod projection;
 pub mod rebuild;
 pub mod service;
-pub mod snapshot;
+pub(crate) mod snapshot;
 pub mod state;
 pub mod store;

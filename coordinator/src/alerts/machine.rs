@@ -114,6 +114,7 @@ pub struct Memory {
 
 /// Evaluates every rule against the fleet at `now` (pure apart from `memory`): one
 /// transition per alert whose state should change.
+#[cfg(test)]
 pub fn evaluate(rules: &Rules, fleet: &Fleet, memory: &mut Memory, now: i64) -> Vec<Transition> {
     evaluate_with(rules, fleet, Vec::new(), memory, now)
 }

@@ -9,11 +9,9 @@ pub mod engine;
 pub mod machine;
 pub mod rules;
 
-pub use config::{AlertsConfig, RuleConfig};
-pub use machine::{evaluate, evaluate_with, step, AlertView, Memory, State, Transition};
-pub use rules::{
-    alert_id, conditions, stream_condition, Condition, Rule, RuleKind, Rules, StreamUsage, Timing,
-};
+pub use config::AlertsConfig;
+pub use machine::{evaluate_with, Memory, State, Transition};
+pub use rules::{stream_condition, RuleKind, Rules, StreamUsage};
 
 use opsfleet_proto::pb::{self, event::Body};
 

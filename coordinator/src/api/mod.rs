@@ -17,10 +17,11 @@ mod tests;
 
 pub use alerts::alerts;
 pub use commands::command_views;
-pub use hosts::{liveness, summary, LATE_INTERVALS, UP_INTERVALS};
+#[cfg(test)]
+use hosts::liveness;
 pub use runbooks::{backups, incidents};
 pub use serve::serve;
-pub use status::{coordinator_views, host_page, host_views, status};
+pub use status::status;
 
 use opsfleet_report::ErrorChain;
 

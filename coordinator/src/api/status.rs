@@ -12,15 +12,6 @@ use super::{behind, page, Cursor};
 use crate::projection::{Fleet, HostState};
 use crate::state::Shared;
 
-/// The host views of a fleet, optionally one host only (every host, unpaged).
-pub fn host_views(fleet: &Fleet, only: Option<&str>) -> Vec<HostView> {
-    fleet
-        .hosts()
-        .filter(|h| only.is_none_or(|o| o == h.host))
-        .map(|h| host_view(h, fleet.seen_unix_ms(h)))
-        .collect()
-}
-
 /// One page of host views: hosts after `req.after`, at most `req.limit` (bounded), and the
 /// cursor of the next page.
 pub fn host_page(fleet: &Fleet, req: &StatusRequest) -> (Vec<HostView>, Option<String>) {

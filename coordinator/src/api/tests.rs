@@ -1,5 +1,7 @@
 //! Filtering and paging of the query API on a `Fleet` built by folding events.
 
+use super::hosts::summary;
+use super::status::{coordinator_views, host_page};
 use super::*;
 use crate::projection::Fleet;
 use opsfleet_proto::api::{

@@ -9,7 +9,7 @@ mod configs;
 #[cfg(test)]
 mod tests;
 
-pub use configs::{apply_fingerprint, find_config, recompute, FoundConfig};
+pub use configs::{apply_fingerprint, find_config};
 
 use opsfleet_proto::time::now_unix_ms;
 use opsfleet_report::ErrorChain;

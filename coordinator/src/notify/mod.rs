@@ -37,9 +37,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-pub use config::{
-    severity_rank, NotifyConfig, RateLimitConfig, RouteConfig, RouteKind, Secret, SEVERITIES,
-};
+pub use config::{severity_rank, NotifyConfig, RouteConfig, RouteKind, Secret};
 use rate_limit::TokenBucket;
 use transport::{HttpPost, RetryPolicy};
 
@@ -217,6 +215,7 @@ impl Notifier {
     }
 
     /// Redirects the dry-run route's output (stdout by default), e.g. to a buffer in tests.
+    #[cfg(test)]
     pub fn with_dry_run_sink(mut self, sink: Box<dyn Write + Send>) -> Notifier {
         let sink = Arc::new(Mutex::new(sink));
         for r in &mut self.routes {

@@ -1,7 +1,9 @@
 //! Per-route token bucket: pure (the caller passes `now`), so a limited send is decided at once
 //! and the refill arithmetic is unit- and proptest-tested without a clock.
 
-use std::time::{Duration, Instant};
+#[cfg(test)]
+use std::time::Duration;
+use std::time::Instant;
 
 /// Holds up to `burst` tokens, refilled continuously at `per_minute / 60` per second.
 #[derive(Debug, Clone)]
@@ -37,6 +39,7 @@ impl TokenBucket {
     }
 
     /// How long from `now` until a token is available (zero if one is).
+    #[cfg(test)]
     pub fn wait_time(&mut self, now: Instant) -> Duration {
         self.refill(now);
         if self.tokens >= 1.0 {

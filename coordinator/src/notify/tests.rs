@@ -2,6 +2,7 @@
 //! integration harness): delivery, idempotency header, retries, permanent failures, rate
 //! limits, Telegram and Slack bodies, and the dry-run line.
 
+use super::config::RateLimitConfig;
 use super::*;
 use opsfleet_proto::api::AlertState;
 
