@@ -3,10 +3,10 @@
 //! retries (backon, exponential, capped, Retry-After honoured) and a per-route rate limit.
 //!
 //! The alert engine decides WHAT to send and records every [`Delivery`] as an event; this module
-//! never touches NATS or sled. Use:
+//! never touches NATS or sled. Use (crate-internal, so not compiled as a doctest):
 //!
-//! ```no_run
-//! # use opsfleet_coordinator::notify::{Notifier, NotifyConfig, Notification};
+//! ```ignore
+//! # use crate::notify::{Notifier, NotifyConfig, Notification};
 //! # async fn demo(cfg: &NotifyConfig, n: &Notification) -> Result<(), Box<dyn std::error::Error>> {
 //! let notifier = Notifier::from_config(cfg)?;
 //! for route in notifier.routes_for(n) {
