@@ -17,7 +17,8 @@ pub struct AuditEntry {
     /// The role the operator acted in; empty for an unverified request.
     #[serde(with = "opsfleet_proto::api::empty_is_none")]
     pub issued_role: Option<Role>,
-    pub action: ActionName,
+    #[serde(with = "opsfleet_proto::api::empty_is_none")]
+    pub action: Option<ActionName>,
     pub module: String,
     pub target: String,
     pub epoch: u64,
@@ -101,9 +102,10 @@ pub fn role_cell(role: Option<Role>) -> String {
 }
 
 /// An action with its module, if any: `pause log`, `noop`.
-pub fn action_cell(action: ActionName, module: &str) -> String {
+pub fn action_cell(action: Option<ActionName>, module: &str) -> String {
+    let action = action.map_or("", ActionName::as_str);
     if module.is_empty() {
-        action.to_string()
+        action.to_owned()
     } else {
         format!("{action} {module}")
     }
@@ -143,7 +145,7 @@ mod tests {
             epoch: 7,
             issued_by: by.into(),
             issued_role: Some(Role::Operator),
-            action: ActionName::Pause,
+            action: Some(ActionName::Pause),
             module: "log".into(),
             deadline_unix_ms: issued + 60_000,
             state: state.parse().unwrap(),

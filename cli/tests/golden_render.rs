@@ -130,7 +130,7 @@ fn control_characters_in_status_commands_and_leader_render_inert() {
         epoch: 3,
         issued_by: "alice".into(),
         issued_role: Some(opsfleet_proto::api::Role::Admin),
-        action: opsfleet_proto::api::ActionName::Restore,
+        action: Some(opsfleet_proto::api::ActionName::Restore),
         module: "backup\x1b[1A".into(),
         deadline_unix_ms: NOW,
         state: opsfleet_proto::api::CommandState::Failed,
@@ -151,7 +151,7 @@ fn command(id: &str, target: &str, by: &str, role: &str, state: &str) -> Command
         epoch: 7,
         issued_by: by.into(),
         issued_role: role.parse().ok(),
-        action: opsfleet_proto::api::ActionName::ConfigApply,
+        action: Some(opsfleet_proto::api::ActionName::ConfigApply),
         module: "disk".into(),
         deadline_unix_ms: issued + 60_000,
         state: state.parse().unwrap(),
@@ -180,7 +180,7 @@ fn command(id: &str, target: &str, by: &str, role: &str, state: &str) -> Command
 
 fn ledger() -> Vec<CommandView> {
     let mut pause = command("0190-c2", "web-01", "alice", "operator", "completed");
-    pause.action = opsfleet_proto::api::ActionName::Pause;
+    pause.action = Some(opsfleet_proto::api::ActionName::Pause);
     pause.module = "log".into();
     pause.detail = "paused".into();
     vec![

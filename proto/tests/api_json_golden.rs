@@ -224,7 +224,7 @@ fn cases() -> Cases {
                 epoch: 7,
                 issued_by: "alice".into(),
                 issued_role: Some(Role::Operator),
-                action: ActionName::Pause,
+                action: Some(ActionName::Pause),
                 module: "logs".into(),
                 deadline_unix_ms: 1_790_000_030_000,
                 state: CommandState::Completed,
@@ -558,6 +558,13 @@ fn an_unverified_issued_role_stays_an_empty_string() {
     let older = json.replace("\"issued_role\":\"\",", "");
     let older: CommandsReply = serde_json::from_str(&older).expect("older reply");
     assert_eq!(older.commands[0].issued_role, None);
+    // A command known only from its lifecycle (its issue event is not in the log) has no
+    // action: written as an empty string, as before actions were typed.
+    reply.commands[0].action = None;
+    let json = serde_json::to_string(&reply).expect("serialise");
+    assert!(json.contains(r#""action":"","#), "{json}");
+    let back: CommandsReply = serde_json::from_str(&json).expect("reads back");
+    assert_eq!(back.commands[0].action, None);
 }
 
 #[test]

@@ -66,7 +66,7 @@ pub fn command_views(fleet: &Fleet, req: &CommandsRequest) -> Vec<CommandView> {
             epoch: c.epoch,
             issued_by: c.issued_by.clone(),
             issued_role: c.issued_role,
-            action: c.action,
+            action: c.action.parse().ok(),
             module: c.module.clone(),
             deadline_unix_ms: c.deadline_unix_ms,
             state: c.state,

@@ -3,7 +3,7 @@
 //! events. A state never moves backwards, and `accepted_count` > 1 would mean a command ran
 //! twice (what failover drills check).
 
-use opsfleet_proto::api::{ActionName, CommandState, Role};
+use opsfleet_proto::api::{CommandState, Role};
 use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::EventEnvelope;
 use serde::{Deserialize, Serialize};
@@ -34,7 +34,7 @@ pub struct CommandRecord {
         with = "opsfleet_proto::api::empty_is_none"
     )]
     pub issued_role: Option<Role>,
-    pub action: ActionName,
+    pub action: String,
     pub module: String,
     pub deadline_unix_ms: i64,
     pub state: CommandState,
@@ -92,7 +92,7 @@ pub fn apply(record: &mut CommandRecord, ev: &EventEnvelope) {
             record.epoch = c.epoch;
             record.issued_by = c.issued_by.clone();
             record.issued_role = c.issued_role.parse().ok();
-            record.action = c.action.parse().unwrap_or_default();
+            record.action = c.action.clone();
             record.module = c.module.clone();
             record.deadline_unix_ms = c.deadline_unix_ms;
             record.step(CommandState::Issued, at, by, "");

@@ -339,7 +339,9 @@ pub struct CommandView {
     /// The role the operator acted in (`operator`, `admin`); empty for an unverified request.
     #[serde(default, with = "empty_is_none")]
     pub issued_role: Option<Role>,
-    pub action: ActionName,
+    /// Empty (none) for a command whose issue event is not in the log.
+    #[serde(with = "empty_is_none")]
+    pub action: Option<ActionName>,
     pub module: String,
     pub deadline_unix_ms: i64,
     pub state: CommandState,

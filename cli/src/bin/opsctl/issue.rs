@@ -127,7 +127,7 @@ fn add_unseen(views: &mut Vec<CommandView>, reply: &CommandReply, name: ActionNa
                 epoch: reply.epoch,
                 issued_by: String::new(),
                 issued_role: None,
-                action: name,
+                action: Some(name),
                 module: String::new(),
                 deadline_unix_ms: 0,
                 state: CommandState::Issued,
