@@ -309,10 +309,8 @@ async fn count_hosts(client: &async_nats::Client) -> Option<usize> {
     let mut count = 0;
     let mut after: Option<String> = None;
     loop {
-        let req = StatusRequest {
-            after: after.take(),
-            ..Default::default()
-        };
+        let mut req = StatusRequest::default();
+        req.page.after = after.take();
         let body = serde_json::to_vec(&req).ok()?;
         let msg = tokio::time::timeout(
             Duration::from_secs(10),

@@ -5,7 +5,7 @@ use opsfleet_cli::views::render;
 use opsfleet_proto::api::{
     AlertView, AlertsReply, BackupFailureView, BackupSuccessView, BackupView, BackupsReply,
     DiskView, HostSummary, HostsReply, IncidentView, IncidentsReply, ModuleState, ModuleView,
-    Responder, Truncated,
+    Responder, Severity, Truncated,
 };
 
 const NOW: i64 = 1_790_000_000_000;
@@ -224,7 +224,7 @@ fn alerts_table() {
                 last_transition_unix_ms: NOW - 600_000,
                 notifications_sent: 2,
                 detail: "/ is 97.0% full".into(),
-                severity: "critical".into(),
+                severity: Some(Severity::Critical),
                 transitions: 2,
             },
             AlertView {
@@ -238,7 +238,7 @@ fn alerts_table() {
                 last_transition_unix_ms: NOW - 3 * 86_400_000,
                 notifications_sent: 1,
                 detail: "web-02 reports again".into(),
-                severity: "warning".into(),
+                severity: Some(Severity::Warning),
                 transitions: 3,
             },
         ],
@@ -310,7 +310,7 @@ fn control_characters_from_hosts_render_inert() {
         last_transition_unix_ms: NOW - 1_000,
         notifications_sent: 0,
         detail: HOSTILE.into(),
-        severity: "critical".into(),
+        severity: Some(Severity::Critical),
         transitions: 1,
     });
     assert_inert(&render::alerts(&alerts, NOW));

@@ -83,8 +83,10 @@ fn cases() -> Cases {
         "status_request.full",
         StatusRequest {
             host: Some("web-01".into()),
-            limit: Some(10),
-            after: Some("db-01".into()),
+            page: PageRequest {
+                limit: Some(10),
+                after: Some("db-01".into()),
+            },
         },
     );
     c.add(
@@ -249,8 +251,10 @@ fn cases() -> Cases {
         HostsRequest {
             host: Some("web-*".into()),
             state: Some("lost".into()),
-            limit: Some(3),
-            after: Some("web-01".into()),
+            page: PageRequest {
+                limit: Some(3),
+                after: Some("web-01".into()),
+            },
         },
     );
     c.add(
@@ -297,8 +301,10 @@ fn cases() -> Cases {
         BackupsRequest {
             host: Some("db-*".into()),
             job: Some("pg".into()),
-            limit: Some(2),
-            after: Some("db-01/pg".into()),
+            page: PageRequest {
+                limit: Some(2),
+                after: Some("db-01/pg".into()),
+            },
         },
     );
     c.add(
@@ -341,8 +347,10 @@ fn cases() -> Cases {
         IncidentsRequest {
             host: Some("web-*".into()),
             since_unix_ms: Some(-1),
-            limit: Some(9),
-            after: Some("web-01/var/log/app.log".into()),
+            page: PageRequest {
+                limit: Some(9),
+                after: Some("web-01/var/log/app.log".into()),
+            },
         },
     );
     c.add(
@@ -368,8 +376,10 @@ fn cases() -> Cases {
         AlertsRequest {
             host: Some("web-*".into()),
             state: Some("firing".into()),
-            limit: Some(1),
-            after: Some("k".into()),
+            page: PageRequest {
+                limit: Some(1),
+                after: Some("k".into()),
+            },
         },
     );
     c.add(
@@ -389,7 +399,7 @@ fn cases() -> Cases {
                     last_transition_unix_ms: 1_790_000_000_000,
                     notifications_sent: 2,
                     detail: "91% used".into(),
-                    severity: "critical".into(),
+                    severity: Some(Severity::Critical),
                     transitions: 3,
                 })
                 .collect(),

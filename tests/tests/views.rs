@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use opsfleet_proto::api::{
     AlertState, AlertsReply, BackupState, BackupsReply, HostsReply, HostsRequest, IncidentsReply,
-    Liveness, Responder,
+    Liveness, PageRequest, Responder,
 };
 use opsfleet_proto::subjects;
 use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec, Opsctl};
@@ -368,8 +368,10 @@ schedule = "1h"
         let (mut paged, mut after) = (Vec::new(), None);
         loop {
             let req = HostsRequest {
-                limit: Some(1),
-                after: after.clone(),
+                page: PageRequest {
+                    limit: Some(1),
+                    after: after.clone(),
+                },
                 ..Default::default()
             };
             let msg = tokio::time::timeout(

@@ -10,7 +10,6 @@ use opsfleet_proto::api::{
     AlertsReply, AlertsRequest, BackupsReply, BackupsRequest, HostsReply, HostsRequest,
     IncidentsReply, IncidentsRequest, StatusReply, StatusRequest,
 };
-use opsfleet_proto::subjects;
 
 use crate::client::{Api, ClientError};
 use crate::paging::fetch_all;
@@ -107,7 +106,7 @@ pub async fn status(
         host,
         ..Default::default()
     };
-    fetch_all(api, subjects::API_STATUS, coordinator, req, None).await
+    fetch_all(api, coordinator, req, None).await
 }
 
 /// `opsctl hosts`.
@@ -118,7 +117,7 @@ pub async fn hosts(api: &Api, a: HostsArgs) -> Result<HostsReply, ClientError> {
         ..Default::default()
     };
     let coordinator = a.common.coordinator.as_deref();
-    fetch_all(api, subjects::API_HOSTS, coordinator, req, a.common.limit).await
+    fetch_all(api, coordinator, req, a.common.limit).await
 }
 
 /// `opsctl backups`.
@@ -129,7 +128,7 @@ pub async fn backups(api: &Api, a: BackupsArgs) -> Result<BackupsReply, ClientEr
         ..Default::default()
     };
     let coordinator = a.common.coordinator.as_deref();
-    fetch_all(api, subjects::API_BACKUPS, coordinator, req, a.common.limit).await
+    fetch_all(api, coordinator, req, a.common.limit).await
 }
 
 /// `opsctl incidents`; `now_unix_ms` turns `--since` into a time.
@@ -146,14 +145,7 @@ pub async fn incidents(
         ..Default::default()
     };
     let coordinator = a.common.coordinator.as_deref();
-    fetch_all(
-        api,
-        subjects::API_INCIDENTS,
-        coordinator,
-        req,
-        a.common.limit,
-    )
-    .await
+    fetch_all(api, coordinator, req, a.common.limit).await
 }
 
 /// `opsctl alerts`.
@@ -164,5 +156,5 @@ pub async fn alerts(api: &Api, a: AlertsArgs) -> Result<AlertsReply, ClientError
         ..Default::default()
     };
     let coordinator = a.common.coordinator.as_deref();
-    fetch_all(api, subjects::API_ALERTS, coordinator, req, a.common.limit).await
+    fetch_all(api, coordinator, req, a.common.limit).await
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use opsfleet_proto::api::Severity;
 use serde::{Deserialize, Serialize};
 
 use super::rules::{Rule, RuleKind, Rules};
@@ -112,9 +113,6 @@ impl Default for AlertsConfig {
     }
 }
 
-/// Severities a rule may have (the notifiers filter on them).
-pub const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
-
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -142,10 +140,10 @@ impl AlertsConfig {
                 continue;
             };
             if let Some(s) = &r.severity {
-                if !SEVERITIES.contains(&s.as_str()) {
+                if Severity::named(s).is_none() {
                     out.push((
                         format!("rules.{name}.severity"),
-                        format!("must be one of {}", SEVERITIES.join(", ")),
+                        format!("must be one of {}", Severity::names()),
                     ));
                 }
             }
@@ -211,8 +209,8 @@ impl AlertsConfig {
                     if let Some(n) = o.flap_max {
                         rule.timing.flap_max = n;
                     }
-                    if let Some(s) = &o.severity {
-                        rule.severity = s.clone();
+                    if let Some(s) = o.severity.as_deref().and_then(Severity::named) {
+                        rule.severity = s;
                     }
                     if let Some(n) = o.threshold {
                         rule.threshold = n;

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use opsfleet_proto::api::Severity;
+
 use crate::projection::{AlertRecord, Fleet};
 
 use super::rules::{conditions, Condition, Rule, RuleKind, Rules, Timing};
@@ -97,7 +99,7 @@ pub struct Transition {
     pub subject: String,
     pub from: Option<State>,
     pub to: State,
-    pub severity: String,
+    pub severity: Severity,
     pub summary: String,
     pub value: String,
     pub at_unix_ms: i64,
@@ -179,7 +181,7 @@ pub fn evaluate_with(
             subject,
             from: view.state,
             to,
-            severity: rule.severity.clone(),
+            severity: rule.severity,
             summary,
             value,
             at_unix_ms: now,

@@ -129,7 +129,7 @@ fn disk_crit_goes_pending_firing_resolved_with_for_and_resolve_after() {
     let fired = w.tick(&rules, &mut mem, T0 + 3000);
     assert_eq!(states(&fired), [(id.clone(), State::Firing)]);
     assert_eq!(fired[0].value, "97.0%");
-    assert_eq!(fired[0].severity, "critical");
+    assert_eq!(fired[0].severity, Severity::Critical);
     // Folded back: evaluating again decides nothing new.
     assert!(w.tick(&rules, &mut mem, T0 + 3500).is_empty());
 

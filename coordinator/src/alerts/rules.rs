@@ -2,7 +2,7 @@
 //! (rules, fleet, now) giving every condition that holds now, with its alert id and value.
 
 use crate::projection::{Fleet, HostState};
-use opsfleet_proto::api::{DiskLevel, ModuleState};
+use opsfleet_proto::api::{DiskLevel, ModuleState, Severity};
 use opsfleet_proto::api::{ProbeStatus, SentinelStatus};
 
 /// The closed set of rules.
@@ -71,7 +71,7 @@ impl RuleKind {
 pub struct Rule {
     pub kind: RuleKind,
     pub enabled: bool,
-    pub severity: String,
+    pub severity: Severity,
     pub timing: Timing,
     /// `log_errors`: matches within `window_ms`.
     pub threshold: u64,
@@ -89,21 +89,21 @@ impl Rule {
     pub fn default_for(kind: RuleKind) -> Rule {
         let (severity, for_ms, resolve_after_ms) = match kind {
             // Dead-man rules already wait (N intervals of silence) before they hold.
-            RuleKind::HostLost => ("critical", 0, 0),
-            RuleKind::ModuleSilent => ("warning", 0, 0),
-            RuleKind::DiskWarn => ("warning", 5 * MINUTE, MINUTE),
-            RuleKind::DiskCrit => ("critical", MINUTE, MINUTE),
-            RuleKind::LogErrors => ("warning", 0, 0),
-            RuleKind::BackupFailed => ("critical", 0, 0),
-            RuleKind::BackupStale => ("warning", 0, 0),
-            RuleKind::HealthFailed => ("critical", MINUTE, MINUTE),
-            RuleKind::SentinelStale => ("warning", MINUTE, MINUTE),
-            RuleKind::EventsStreamFull => ("warning", 0, MINUTE),
+            RuleKind::HostLost => (Severity::Critical, 0, 0),
+            RuleKind::ModuleSilent => (Severity::Warning, 0, 0),
+            RuleKind::DiskWarn => (Severity::Warning, 5 * MINUTE, MINUTE),
+            RuleKind::DiskCrit => (Severity::Critical, MINUTE, MINUTE),
+            RuleKind::LogErrors => (Severity::Warning, 0, 0),
+            RuleKind::BackupFailed => (Severity::Critical, 0, 0),
+            RuleKind::BackupStale => (Severity::Warning, 0, 0),
+            RuleKind::HealthFailed => (Severity::Critical, MINUTE, MINUTE),
+            RuleKind::SentinelStale => (Severity::Warning, MINUTE, MINUTE),
+            RuleKind::EventsStreamFull => (Severity::Warning, 0, MINUTE),
         };
         Rule {
             kind,
             enabled: true,
-            severity: severity.to_owned(),
+            severity,
             timing: Timing {
                 for_ms,
                 resolve_after_ms,

@@ -3,10 +3,10 @@
 //! state, paged by (host, alert id). Every coordinator answers from its own fold.
 
 use opsfleet_proto::api::{
-    AlertState, AlertView, AlertsRequest, NotifyOutcome, ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX,
+    AlertState, AlertView, AlertsReply, AlertsRequest, NotifyOutcome, Responder,
 };
 
-use super::{glob_match, page, Cursor};
+use super::{glob_match, page, Cursor, View};
 use crate::projection::{AlertRecord, Fleet};
 
 fn alert_view(a: &AlertRecord) -> AlertView {
@@ -27,7 +27,7 @@ fn alert_view(a: &AlertRecord) -> AlertView {
             .filter(|n| n.outcome == NotifyOutcome::Sent)
             .count() as u64,
         detail: a.summary.clone(),
-        severity: a.severity.clone(),
+        severity: a.severity,
         transitions: a.transitions,
     }
 }
@@ -48,10 +48,17 @@ pub fn alerts(fleet: &Fleet, req: &AlertsRequest) -> (Vec<AlertView>, Option<Str
         .map(|a| (Cursor::row(&a.host, &a.id), a))
         .collect();
     rows.sort_by(|x, y| x.0.cmp(&y.0));
-    let limit = req
-        .limit
-        .unwrap_or(ROWS_PAGE_DEFAULT)
-        .clamp(1, ROWS_PAGE_MAX);
-    let (page, next) = page(rows.into_iter(), req.after.as_deref(), limit);
+    let (page, next) = page(rows.into_iter(), req);
     (page.into_iter().map(alert_view).collect(), next)
+}
+
+impl View for AlertsRequest {
+    fn answer(&self, fleet: &Fleet, responder: Responder, _now_unix_ms: i64) -> AlertsReply {
+        let (alerts, next) = alerts(fleet, self);
+        AlertsReply {
+            responder,
+            alerts,
+            next,
+        }
+    }
 }

@@ -3,10 +3,10 @@
 //! coordinator's clock, so every coordinator (standby included) can answer.
 
 use opsfleet_proto::api::{BackupState, Liveness, ProbeStatus};
-use opsfleet_proto::api::{HostSummary, HostsRequest, HOSTS_PAGE_DEFAULT, HOSTS_PAGE_MAX};
+use opsfleet_proto::api::{HostSummary, HostsReply, HostsRequest, Responder};
 
 use super::status::{disk_view, module_views};
-use super::{glob_match, page, Cursor};
+use super::{glob_match, page, Cursor, View};
 use crate::projection::{Fleet, HostState};
 
 /// A host is `up` while its newest event is at most this many heartbeat intervals old.
@@ -97,10 +97,6 @@ pub fn hosts(
     req: &HostsRequest,
     now_unix_ms: i64,
 ) -> (Vec<HostSummary>, Option<String>) {
-    let limit = req
-        .limit
-        .unwrap_or(HOSTS_PAGE_DEFAULT)
-        .clamp(1, HOSTS_PAGE_MAX);
     let rows = fleet
         .hosts()
         .filter(|h| req.host.as_deref().is_none_or(|p| glob_match(p, &h.host)))
@@ -118,5 +114,17 @@ pub fn hosts(
                 .is_none_or(|st| st == s.liveness.as_str())
         })
         .map(|s| (Cursor::host(&s.host), s));
-    page(rows, req.after.as_deref(), limit)
+    page(rows, req)
+}
+
+impl View for HostsRequest {
+    fn answer(&self, fleet: &Fleet, responder: Responder, now_unix_ms: i64) -> HostsReply {
+        let (hosts, next) = hosts(fleet, self, now_unix_ms);
+        HostsReply {
+            responder,
+            now_unix_ms,
+            hosts,
+            next,
+        }
+    }
 }

@@ -15,20 +15,24 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-pub use alerts::alerts;
+#[cfg(test)]
+use alerts::alerts;
 pub use commands::command_views;
 #[cfg(test)]
 use hosts::liveness;
-pub use runbooks::{backups, incidents};
+#[cfg(test)]
+use runbooks::{backups, incidents};
 pub use serve::serve;
 pub use status::status;
 
 use opsfleet_report::ErrorChain;
 
 use async_nats::jetstream::stream;
-use opsfleet_proto::api::ApiError;
+use opsfleet_proto::api::{ApiError, PagedRequest, Responder};
+use serde::de::DeserializeOwned;
 use tracing::warn;
 
+use crate::projection::Fleet;
 use crate::state::Shared;
 
 /// Why the API could not start.
@@ -83,14 +87,21 @@ impl Cursor {
     }
 }
 
-/// One page of `rows` (ascending by cursor): those after `after`, at most `limit`, and the
-/// cursor to pass as `after` for the next page when more rows follow.
+/// A paged view of the projection: a request that `serve`'s one paged handler parses and
+/// answers from this coordinator's fleet.
+pub(crate) trait View: PagedRequest + Default + DeserializeOwned {
+    /// The page `self` asks for, answered by `responder` from `fleet` at `now_unix_ms`.
+    fn answer(&self, fleet: &Fleet, responder: Responder, now_unix_ms: i64) -> Self::Reply;
+}
+
+/// The page of `rows` (ascending by cursor) that `req` asks for: those after its cursor, at
+/// most its limit, and the cursor to pass as `after` for the next page when more rows follow.
 pub fn page<T>(
     rows: impl Iterator<Item = (Cursor, T)>,
-    after: Option<&str>,
-    limit: usize,
+    req: &impl PagedRequest,
 ) -> (Vec<T>, Option<String>) {
-    let after = after.map(Cursor::parse);
+    let limit = req.limit();
+    let after = req.page().after.as_deref().map(Cursor::parse);
     let mut rows = rows
         .skip_while(|(c, _)| after.as_ref().is_some_and(|a| c <= a))
         .peekable();

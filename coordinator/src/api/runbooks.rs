@@ -2,11 +2,11 @@
 //! incidents per host and file), filtered by host glob and paged by (host, job|path).
 
 use opsfleet_proto::api::{
-    truncate_excerpt, BackupFailureView, BackupSuccessView, BackupView, BackupsRequest,
-    IncidentView, IncidentsRequest, EXCERPT_MAX_BYTES, ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX,
+    truncate_excerpt, BackupFailureView, BackupSuccessView, BackupView, BackupsReply,
+    BackupsRequest, IncidentView, IncidentsReply, IncidentsRequest, Responder, EXCERPT_MAX_BYTES,
 };
 
-use super::{glob_match, page, Cursor};
+use super::{glob_match, page, Cursor, View};
 use crate::projection::{BackupJob, Fleet};
 
 fn backup_view(host: &str, name: &str, job: &BackupJob) -> BackupView {
@@ -36,12 +36,6 @@ fn backup_view(host: &str, name: &str, job: &BackupJob) -> BackupView {
     }
 }
 
-fn limit(requested: Option<usize>) -> usize {
-    requested
-        .unwrap_or(ROWS_PAGE_DEFAULT)
-        .clamp(1, ROWS_PAGE_MAX)
-}
-
 /// One page of backup jobs matching `req`, ascending by (host, job), and the next cursor.
 pub fn backups(fleet: &Fleet, req: &BackupsRequest) -> (Vec<BackupView>, Option<String>) {
     let rows = fleet
@@ -56,7 +50,7 @@ pub fn backups(fleet: &Fleet, req: &BackupsRequest) -> (Vec<BackupView>, Option<
                     (Cursor::row(&h.host, name), backup_view(&h.host, name, job))
                 })
         });
-    page(rows, req.after.as_deref(), limit(req.limit))
+    page(rows, req)
 }
 
 /// One page of incidents matching `req`, ascending by (host, path), and the next cursor.
@@ -83,5 +77,27 @@ pub fn incidents(fleet: &Fleet, req: &IncidentsRequest) -> (Vec<IncidentView>, O
                     (Cursor::row(&h.host, path), view)
                 })
         });
-    page(rows, req.after.as_deref(), limit(req.limit))
+    page(rows, req)
+}
+
+impl View for BackupsRequest {
+    fn answer(&self, fleet: &Fleet, responder: Responder, _now_unix_ms: i64) -> BackupsReply {
+        let (backups, next) = backups(fleet, self);
+        BackupsReply {
+            responder,
+            backups,
+            next,
+        }
+    }
+}
+
+impl View for IncidentsRequest {
+    fn answer(&self, fleet: &Fleet, responder: Responder, _now_unix_ms: i64) -> IncidentsReply {
+        let (incidents, next) = incidents(fleet, self);
+        IncidentsReply {
+            responder,
+            incidents,
+            next,
+        }
+    }
 }

@@ -10,9 +10,8 @@ use async_nats::jetstream::stream;
 use async_nats::Message;
 use futures::StreamExt;
 use opsfleet_proto::api::{
-    AlertsReply, AlertsRequest, ApiError, BackupsReply, BackupsRequest, CommandRequestJson,
-    CommandsReply, CommandsRequest, FailoverRequest, HostsReply, HostsRequest, IncidentsReply,
-    IncidentsRequest, StatusRequest,
+    AlertsRequest, ApiError, BackupsRequest, CommandRequestJson, CommandsReply, CommandsRequest,
+    FailoverRequest, HostsRequest, IncidentsRequest, StatusRequest,
 };
 use opsfleet_proto::subjects;
 use opsfleet_proto::time::now_unix_ms;
@@ -22,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{
-    alerts, backups, behind, command_views, commands, error_reply, guard, hosts, incidents, parse,
-    status, to_json, SubscribeError,
+    behind, command_views, commands, error_reply, guard, parse, status, to_json, SubscribeError,
+    View,
 };
 use crate::config::ApiConfig;
 use crate::dispatch::{DispatchError, Dispatcher};
@@ -164,21 +163,10 @@ impl Server {
             subjects::API_FAILOVER => self.failover(&req).await,
             subjects::API_COMMAND => self.command(req).await,
             subjects::API_COMMANDS => Some(self.read(payload, "commands", |r| self.commands(r))),
-            subjects::API_HOSTS => {
-                Some(self.paged(payload, "hosts", |r, b| self.hosts(r, b)).await)
-            }
-            subjects::API_BACKUPS => Some(
-                self.paged(payload, "backups", |r, b| self.backups(r, b))
-                    .await,
-            ),
-            subjects::API_INCIDENTS => Some(
-                self.paged(payload, "incidents", |r, b| self.incidents(r, b))
-                    .await,
-            ),
-            subjects::API_ALERTS => Some(
-                self.paged(payload, "alerts", |r, b| self.alerts(r, b))
-                    .await,
-            ),
+            subjects::API_HOSTS => Some(self.view::<HostsRequest>(payload).await),
+            subjects::API_BACKUPS => Some(self.view::<BackupsRequest>(payload).await),
+            subjects::API_INCIDENTS => Some(self.view::<IncidentsRequest>(payload).await),
+            subjects::API_ALERTS => Some(self.view::<AlertsRequest>(payload).await),
             _ => None,
         }
     }
@@ -203,16 +191,17 @@ impl Server {
         }
     }
 
-    /// A paged view: `read`, with how far behind the stream this coordinator is.
-    async fn paged<R: Default + DeserializeOwned>(
-        &self,
-        payload: &[u8],
-        what: &str,
-        f: impl FnOnce(R, u64) -> Vec<u8>,
-    ) -> Vec<u8> {
-        match parse::<R>(payload) {
-            Ok(req) => f(req, behind(&self.shared, &self.events).await),
-            Err(e) => error_reply(&self.shared, format!("bad {what} request: {e}")),
+    /// A paged view answered from this coordinator's fleet, with how far behind the stream
+    /// it is, or `bad <what> request: <reason>`.
+    async fn view<V: View>(&self, payload: &[u8]) -> Vec<u8> {
+        match parse::<V>(payload) {
+            Ok(req) => {
+                let responder = self
+                    .shared
+                    .responder(behind(&self.shared, &self.events).await);
+                to_json(&req.answer(&self.shared.fleet(), responder, now_unix_ms()))
+            }
+            Err(e) => error_reply(&self.shared, format!("bad {} request: {e}", V::WHAT)),
         }
     }
 
@@ -315,44 +304,6 @@ impl Server {
         to_json(&CommandsReply {
             responder: self.shared.responder(0),
             commands: command_views(&self.shared.fleet(), &req),
-        })
-    }
-
-    fn hosts(&self, req: HostsRequest, behind: u64) -> Vec<u8> {
-        let now = now_unix_ms();
-        let (hosts, next) = hosts::hosts(&self.shared.fleet(), &req, now);
-        to_json(&HostsReply {
-            responder: self.shared.responder(behind),
-            now_unix_ms: now,
-            hosts,
-            next,
-        })
-    }
-
-    fn backups(&self, req: BackupsRequest, behind: u64) -> Vec<u8> {
-        let (backups, next) = backups(&self.shared.fleet(), &req);
-        to_json(&BackupsReply {
-            responder: self.shared.responder(behind),
-            backups,
-            next,
-        })
-    }
-
-    fn incidents(&self, req: IncidentsRequest, behind: u64) -> Vec<u8> {
-        let (incidents, next) = incidents(&self.shared.fleet(), &req);
-        to_json(&IncidentsReply {
-            responder: self.shared.responder(behind),
-            incidents,
-            next,
-        })
-    }
-
-    fn alerts(&self, req: AlertsRequest, behind: u64) -> Vec<u8> {
-        let (alerts, next) = alerts(&self.shared.fleet(), &req);
-        to_json(&AlertsReply {
-            responder: self.shared.responder(behind),
-            alerts,
-            next,
         })
     }
 }

@@ -4,7 +4,7 @@
 use async_nats::jetstream::stream;
 use opsfleet_proto::api::{
     ApiRefusals, CoordinatorView, DiskView, HostView, LeadershipChangeView, ModuleView,
-    StatusReply, StatusRequest, STATUS_PAGE_DEFAULT, STATUS_PAGE_MAX,
+    StatusReply, StatusRequest,
 };
 use std::sync::atomic::Ordering;
 
@@ -12,18 +12,13 @@ use super::{behind, page, Cursor};
 use crate::projection::{Fleet, HostState};
 use crate::state::Shared;
 
-/// One page of host views: hosts after `req.after`, at most `req.limit` (bounded), and the
-/// cursor of the next page.
+/// The page of host views `req` asks for, and the cursor of the next page.
 pub fn host_page(fleet: &Fleet, req: &StatusRequest) -> (Vec<HostView>, Option<String>) {
-    let limit = req
-        .limit
-        .unwrap_or(STATUS_PAGE_DEFAULT)
-        .clamp(1, STATUS_PAGE_MAX);
     let rows = fleet
         .hosts()
         .filter(|h| req.host.as_deref().is_none_or(|o| o == h.host))
         .map(|h| (Cursor::host(&h.host), h));
-    let (hosts, next) = page(rows, req.after.as_deref(), limit);
+    let (hosts, next) = page(rows, req);
     let views = hosts
         .into_iter()
         .map(|h| host_view(h, fleet.seen_unix_ms(h)))

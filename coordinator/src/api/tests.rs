@@ -5,7 +5,7 @@ use super::status::{coordinator_views, host_page};
 use super::*;
 use crate::projection::Fleet;
 use opsfleet_proto::api::{
-    BackupsRequest, HostsRequest, IncidentsRequest, Liveness, Role, StatusRequest,
+    BackupsRequest, HostsRequest, IncidentsRequest, Liveness, PageRequest, Role, StatusRequest,
 };
 use opsfleet_proto::pb::{self, event::Body};
 use opsfleet_proto::EventEnvelope;
@@ -230,7 +230,7 @@ fn hosts_page_through_a_large_fleet_with_a_bounded_default() {
     assert_eq!(next.as_deref(), Some("web-0999"));
     // A huge limit is capped, and a page stays well under NATS's 1 MB max_payload.
     let req = HostsRequest {
-        limit: Some(1_000_000),
+        page: PageRequest::first(Some(1_000_000)),
         ..Default::default()
     };
     let (capped, _) = hosts::hosts(&f.fleet, &req, T0);
@@ -243,8 +243,10 @@ fn hosts_page_through_a_large_fleet_with_a_bounded_default() {
     let mut after = None;
     loop {
         let req = HostsRequest {
-            after: after.clone(),
-            limit: Some(700),
+            page: PageRequest {
+                limit: Some(700),
+                after: after.clone(),
+            },
             ..Default::default()
         };
         let (page, next) = hosts::hosts(&f.fleet, &req, T0);
@@ -267,8 +269,10 @@ fn status_pages_are_bounded_and_chain() {
     let (first, next) = host_page(&f.fleet, &StatusRequest::default());
     assert_eq!(first.len(), opsfleet_proto::api::STATUS_PAGE_DEFAULT);
     let req = StatusRequest {
-        after: next,
-        limit: Some(10_000),
+        page: PageRequest {
+            limit: Some(10_000),
+            after: next,
+        },
         ..Default::default()
     };
     let (rest, next) = host_page(&f.fleet, &req);
@@ -343,7 +347,7 @@ fn backups_show_last_success_failure_and_pruning_per_job() {
     };
     assert_eq!(backups(&f.fleet, &wal).0[0].job, "wal");
     let one = BackupsRequest {
-        limit: Some(1),
+        page: PageRequest::first(Some(1)),
         ..Default::default()
     };
     let (p1, n1) = backups(&f.fleet, &one);
@@ -354,8 +358,10 @@ fn backups_show_last_success_failure_and_pruning_per_job() {
     let (p2, n2) = backups(
         &f.fleet,
         &BackupsRequest {
-            after: n1,
-            limit: Some(1),
+            page: PageRequest {
+                limit: Some(1),
+                after: n1,
+            },
             ..Default::default()
         },
     );
@@ -532,7 +538,7 @@ fn full_pages_of_bulky_rows_fit_in_one_message() {
         f.log_match(&host, &path, T0, &"E".repeat(8192));
     }
     let req = StatusRequest {
-        limit: Some(usize::MAX),
+        page: PageRequest::first(Some(usize::MAX)),
         ..Default::default()
     };
     let (page, next) = host_page(&f.fleet, &req);
@@ -542,7 +548,7 @@ fn full_pages_of_bulky_rows_fit_in_one_message() {
     eprintln!("full status page: {bytes} bytes");
     assert!(bytes < 900 * 1024, "a full status page is {bytes} bytes");
     let req = IncidentsRequest {
-        limit: Some(usize::MAX),
+        page: PageRequest::first(Some(usize::MAX)),
         ..Default::default()
     };
     let (page, _) = incidents(&f.fleet, &req);
@@ -567,12 +573,12 @@ proptest! {
             }
         }
         let all = |req: BackupsRequest| backups(&f.fleet, &req);
-        let (whole, none) = all(BackupsRequest { limit: Some(ROWS_MAX), ..Default::default() });
+        let (whole, none) = all(BackupsRequest { page: PageRequest::first(Some(ROWS_MAX)), ..Default::default() });
         prop_assert_eq!(none, None);
         let mut paged = Vec::new();
         let mut after = None;
         loop {
-            let (page, next) = all(BackupsRequest { after: after.clone(), limit: Some(limit), ..Default::default() });
+            let (page, next) = all(BackupsRequest { page: PageRequest { limit: Some(limit), after: after.clone() }, ..Default::default() });
             prop_assert!(page.len() <= limit);
             paged.extend(page);
             match next { Some(n) => after = Some(n), None => break }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use opsfleet_configcheck::prefixed;
+use opsfleet_proto::api::Severity;
 use serde::{Deserialize, Serialize};
 
 /// `[notify]`: where notifications go. No routes = one built-in dry-run route that prints each
@@ -152,14 +153,6 @@ fn default_burst() -> u32 {
     10
 }
 
-/// Known severities, lowest first.
-pub const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
-
-/// Rank of a severity in [`SEVERITIES`]; `None` for an unknown one.
-pub fn severity_rank(severity: &str) -> Option<usize> {
-    SEVERITIES.iter().position(|s| *s == severity)
-}
-
 impl RouteConfig {
     /// A route with defaults, for tests and examples.
     pub fn new(name: &str, kind: RouteKind) -> RouteConfig {
@@ -291,13 +284,10 @@ impl RouteConfig {
             push("rate_limit.burst", "must be at least 1".into());
         }
         if let Some(s) = &self.min_severity {
-            if severity_rank(s).is_none() {
+            if Severity::named(s).is_none() {
                 push(
                     "min_severity",
-                    format!(
-                        "unknown severity {s:?}; use one of {}",
-                        SEVERITIES.join(", ")
-                    ),
+                    format!("unknown severity {s:?}; use one of {}", Severity::names()),
                 );
             }
         }

@@ -30,14 +30,14 @@ mod config_tests;
 #[cfg(test)]
 mod tests;
 
-use opsfleet_proto::api::AlertState;
+use opsfleet_proto::api::{AlertState, Severity};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-pub use config::{severity_rank, NotifyConfig, RouteConfig, RouteKind, Secret};
+pub use config::{NotifyConfig, RouteConfig, RouteKind, Secret};
 use rate_limit::TokenBucket;
 use transport::{HttpPost, RetryPolicy};
 
@@ -62,8 +62,8 @@ pub struct Notification {
     pub subject: String,
     /// `firing` or `resolved`.
     pub state: AlertState,
-    /// `info`, `warning` or `critical` (see [`SEVERITIES`]); other values pass every filter.
-    pub severity: String,
+    /// `info`, `warning` or `critical`; `unknown` passes every filter.
+    pub severity: Severity,
     /// Human-readable one-liner, e.g. `/var is 95% full`.
     pub summary: String,
     /// When the transition happened (event time), Unix milliseconds.
@@ -125,7 +125,7 @@ struct Route {
     name: String,
     target: Target,
     bucket: Option<Mutex<TokenBucket>>,
-    min_rank: Option<usize>,
+    min_severity: Option<Severity>,
     retry: RetryPolicy,
 }
 
@@ -198,7 +198,7 @@ impl Notifier {
                     r.rate_limit.burst,
                     now,
                 ))),
-                min_rank: r.min_severity.as_deref().and_then(severity_rank),
+                min_severity: r.min_severity.as_deref().and_then(Severity::named),
                 retry: RetryPolicy::from_route(r),
             });
         }
@@ -207,7 +207,7 @@ impl Notifier {
                 name: DRY_RUN_ROUTE.to_owned(),
                 target: Target::DryRun(Arc::new(Mutex::new(Box::new(std::io::stdout())))),
                 bucket: None,
-                min_rank: None,
+                min_severity: None,
                 retry: RetryPolicy::single(),
             });
         }
@@ -287,8 +287,8 @@ impl Notifier {
 
 impl Route {
     fn accepts(&self, n: &Notification) -> bool {
-        match (self.min_rank, severity_rank(&n.severity)) {
-            (Some(min), Some(rank)) => rank >= min,
+        match self.min_severity {
+            Some(min) if n.severity != Severity::Unknown => n.severity >= min,
             _ => true,
         }
     }
@@ -317,7 +317,7 @@ fn split_route_key(cfg: &NotifyConfig, key: &str) -> (String, String) {
 pub fn one_line(n: &Notification) -> String {
     let mut s = format!(
         "[{}] {} {} on {}",
-        n.severity.to_uppercase(),
+        n.severity.as_str().to_uppercase(),
         n.state.as_str().to_uppercase(),
         n.rule,
         n.host

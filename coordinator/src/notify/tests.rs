@@ -15,7 +15,7 @@ pub(crate) fn sample() -> Notification {
         host: "db-01".into(),
         subject: "/var".into(),
         state: AlertState::Firing,
-        severity: "critical".into(),
+        severity: Severity::Critical,
         summary: "/var is 95% full".into(),
         at_unix_ms: 1_764_633_600_000,
         coordinator: "blue".into(),
@@ -323,7 +323,7 @@ async fn min_severity_filters_routes_and_unknown_routes_fail() {
     let all = route("all", RouteKind::Webhook, &rx.url("/all"));
     let n = notifier(vec![pager, all]);
     let mut warning = sample();
-    warning.severity = "warning".into();
+    warning.severity = Severity::Warning;
     assert_eq!(n.routes_for(&sample()), ["pager", "all"]);
     assert_eq!(n.routes_for(&warning), ["all"]);
     assert!(matches!(
@@ -346,7 +346,7 @@ fn one_line_leaves_out_an_empty_subject_and_summary() {
     n.subject = String::new();
     n.summary = String::new();
     n.state = AlertState::Resolved;
-    n.severity = "warning".into();
+    n.severity = Severity::Warning;
     assert_eq!(one_line(&n), "[WARNING] RESOLVED disk_pressure on db-01");
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use opsfleet_proto::api::{empty_is_none, AlertState, NotifyOutcome};
+use opsfleet_proto::api::{empty_is_none, AlertState, NotifyOutcome, Severity};
 use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::EventEnvelope;
 use serde::{Deserialize, Serialize};
@@ -43,7 +43,9 @@ pub struct AlertRecord {
     /// The state before the current one (`""` for the first transition).
     #[serde(with = "empty_is_none")]
     pub previous: Option<AlertState>,
-    pub severity: String,
+    /// The rule's severity; `""` (none) until a transition told it.
+    #[serde(with = "empty_is_none")]
+    pub severity: Option<Severity>,
     pub summary: String,
     pub value: String,
     /// Evaluator clock of the transition that began the current state.
@@ -126,7 +128,7 @@ impl Alerts {
                 rec.host = t.target_host.clone();
                 rec.subject = t.subject.clone();
                 rec.previous = std::mem::replace(&mut rec.state, state);
-                rec.severity = t.severity.clone();
+                rec.severity = t.severity.parse().ok();
                 rec.summary = t.summary.clone();
                 rec.value = t.value.clone();
                 rec.since_unix_ms = t.at_unix_ms;

@@ -4,11 +4,13 @@
 //! json`, and the same structs serialise both. Fields are only ever added.
 
 mod command;
+mod page;
 mod rows;
 mod states;
 mod status;
 
 pub use command::*;
+pub use page::*;
 pub use rows::*;
 pub use states::*;
 pub use status::*;

@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AlertState, BackupState, DiskView, Liveness, ModuleView, Responder, Truncated};
+use super::{
+    AlertState, BackupState, DiskView, Liveness, ModuleView, PageRequest, Responder, Severity,
+    Truncated,
+};
 
 /// Request for `ops.api.hosts`: one summary row per host, paged by host name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,12 +17,9 @@ pub struct HostsRequest {
     /// Only hosts in this liveness state: `up`, `late`, `lost` (or `unknown`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    /// At most this many (default [`HOSTS_PAGE_DEFAULT`], capped at [`HOSTS_PAGE_MAX`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<usize>,
-    /// Only hosts whose name sorts after this one: the `next` cursor of the previous page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<String>,
+    /// Which page: at most `limit` rows after the cursor `after`.
+    #[serde(flatten)]
+    pub page: PageRequest,
 }
 
 /// Reply to `ops.api.hosts`.
@@ -81,12 +81,9 @@ pub struct BackupsRequest {
     /// Only this job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
-    /// At most this many rows (default [`ROWS_PAGE_DEFAULT`], capped at [`ROWS_PAGE_MAX`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<usize>,
-    /// Rows after this cursor: the `next` of the previous page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<String>,
+    /// Which page: at most `limit` rows after the cursor `after`.
+    #[serde(flatten)]
+    pub page: PageRequest,
 }
 
 /// Reply to `ops.api.backups`.
@@ -149,12 +146,9 @@ pub struct IncidentsRequest {
     /// Only files whose latest match is at or after this time (agent clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since_unix_ms: Option<i64>,
-    /// At most this many rows (default [`ROWS_PAGE_DEFAULT`], capped at [`ROWS_PAGE_MAX`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<usize>,
-    /// Rows after this cursor: the `next` of the previous page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<String>,
+    /// Which page: at most `limit` rows after the cursor `after`.
+    #[serde(flatten)]
+    pub page: PageRequest,
 }
 
 /// Reply to `ops.api.incidents`.
@@ -194,12 +188,9 @@ pub struct AlertsRequest {
     /// Only alerts in this state (`firing`, `pending`, `resolved`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    /// At most this many rows (default [`ROWS_PAGE_DEFAULT`], capped at [`ROWS_PAGE_MAX`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<usize>,
-    /// Rows after this cursor: the `next` of the previous page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<String>,
+    /// Which page: at most `limit` rows after the cursor `after`.
+    #[serde(flatten)]
+    pub page: PageRequest,
 }
 
 /// Reply to `ops.api.alerts`.
@@ -230,8 +221,9 @@ pub struct AlertView {
     pub notifications_sent: u64,
     /// The rule's summary of the current state.
     pub detail: String,
-    #[serde(default)]
-    pub severity: String,
+    /// The rule's severity; an empty string in JSON when the log has not told it yet.
+    #[serde(default, with = "super::empty_is_none")]
+    pub severity: Option<Severity>,
     /// State changes folded so far.
     #[serde(default)]
     pub transitions: u64,

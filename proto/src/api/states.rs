@@ -83,6 +83,16 @@ wire_state! {
 }
 
 wire_state! {
+    /// How loud an alert is, lowest first: `info`, `warning`, `critical`. The wire carries it
+    /// as text (`AlertTransition.severity`); routes compare it by this order.
+    Severity {
+        Info => "info",
+        Warning => "warning",
+        Critical => "critical",
+    }
+}
+
+wire_state! {
     /// A backup job's state from its catalog: `ok` (latest outcome a success), `failed`,
     /// `running` or `never`.
     BackupState {
@@ -106,6 +116,21 @@ wire_state! {
         Restore => "restore",
         ConfigApply => "config_apply",
         ConfigRollback => "config_rollback",
+    }
+}
+
+impl Severity {
+    /// The severities a rule or a route may name, lowest first (`unknown` is none of them).
+    pub const NAMED: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Critical];
+
+    /// `text` as a severity a config may name; `None` for anything else, `unknown` included.
+    pub fn named(text: &str) -> Option<Severity> {
+        Severity::NAMED.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The names a config may use, for error messages: `info, warning, critical`.
+    pub fn names() -> String {
+        Severity::NAMED.map(Severity::as_str).join(", ")
     }
 }
 

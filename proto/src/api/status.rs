@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DiskLevel, LeaderRole, ModuleState, Responder, Role};
+use super::{DiskLevel, LeaderRole, ModuleState, PageRequest, Responder, Role};
 
 /// Request for `ops.api.status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -11,12 +11,9 @@ pub struct StatusRequest {
     /// Restrict the answer to this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// At most this many hosts (default [`STATUS_PAGE_DEFAULT`], capped at [`PAGE_MAX`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<usize>,
-    /// Only hosts whose name sorts after this one: the `next` cursor of the previous page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<String>,
+    /// Which page: at most `limit` rows after the cursor `after`.
+    #[serde(flatten)]
+    pub page: PageRequest,
 }
 
 /// Reply to `ops.api.status`.
