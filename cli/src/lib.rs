@@ -5,6 +5,7 @@ pub mod audit;
 pub mod client;
 pub mod drill;
 pub mod events;
+pub mod out;
 pub mod paging;
 pub mod render;
 pub mod sanitize;

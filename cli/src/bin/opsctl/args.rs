@@ -286,6 +286,25 @@ pub enum Command {
         #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
         wait: Duration,
     },
+    /// Prints a shell completion script for opsctl (no cluster needed).
+    ///
+    /// Examples: `opsctl completion bash > /etc/bash_completion.d/opsctl`,
+    /// `opsctl completion zsh > "${fpath[1]}/_opsctl"`,
+    /// `opsctl completion fish > ~/.config/fish/completions/opsctl.fish`.
+    Completion {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Writes man pages for opsctl and each subcommand (`opsctl.1`, `opsctl-status.1`, ...)
+    /// into a directory (no cluster needed).
+    ///
+    /// Example: `opsctl man --dir /usr/local/share/man/man1`.
+    Man {
+        /// The directory to write the pages into (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 /// `--role`: viewer, operator or admin.

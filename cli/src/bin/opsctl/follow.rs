@@ -9,6 +9,7 @@ use async_nats::jetstream::consumer::{self, pull::OrderedConfig, DeliverPolicy};
 use futures::StreamExt;
 use opsfleet_bus::NatsConfig;
 use opsfleet_cli::events;
+use opsfleet_cli::out::write_to;
 use opsfleet_cli::sanitize::inert;
 
 use crate::args::Output;
@@ -141,8 +142,7 @@ fn show(
                 Output::Json => serde_json::to_string(&line)?,
                 Output::Table => line.human(),
             };
-            writeln!(out, "{text}")?;
-            out.flush()?;
+            write_to(out, &format!("{text}\n"))?;
         }
         Ok(_) => {}
         Err(e) => eprintln!(

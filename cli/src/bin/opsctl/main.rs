@@ -8,9 +8,11 @@ use clap::Parser;
 use opsfleet_bus::NatsConfig;
 use opsfleet_cli::client::Api;
 use opsfleet_cli::events;
+use opsfleet_cli::out::OutputError;
 use opsfleet_cli::sanitize::inert;
 
 mod args;
+mod docs;
 mod failover;
 mod follow;
 mod issue;
@@ -34,6 +36,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): stop quietly, like `cat` would.
+        Err(e) if output_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // Error chains can carry a coordinator's reply text: print it inert.
             eprintln!("opsctl: {}", inert(&format!("{e:#}")));
@@ -42,7 +46,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether `e` is standard output's reader having gone away (`out::OutputError::Closed`).
+fn output_closed(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| matches!(c.downcast_ref::<OutputError>(), Some(OutputError::Closed)))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Completion { shell } => return docs::completion(*shell),
+        Command::Man { dir } => return docs::man_pages(dir),
+        _ => {}
+    }
     let cfg = nats_config(&cli.conn)?;
     let api = Api::connect(&cfg)
         .await
@@ -150,5 +165,7 @@ async fn dispatch(
             drill: true, wait, ..
         } => failover::drill(api, wait, output).await,
         Command::Failover { to, wait, .. } => failover::failover(api, to, wait, output).await,
+        Command::Completion { shell } => docs::completion(shell),
+        Command::Man { dir } => docs::man_pages(&dir),
     }
 }

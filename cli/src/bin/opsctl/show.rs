@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use opsfleet_cli::client::Api;
+use opsfleet_cli::out::write_out;
 use opsfleet_cli::{audit, render, views};
 use opsfleet_proto::api::{CommandView, CommandsRequest};
 use opsfleet_proto::time::now_unix_ms;
@@ -20,11 +21,11 @@ pub fn print<T: Serialize + ?Sized>(
     output: Output,
     render: impl FnOnce(&T) -> String,
 ) -> anyhow::Result<()> {
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        Output::Table => print!("{}", render(value)),
-    }
-    Ok(())
+    let text = match output {
+        Output::Json => format!("{}\n", serde_json::to_string_pretty(value)?),
+        Output::Table => render(value),
+    };
+    Ok(write_out(&text)?)
 }
 
 /// `opsctl status`.
