@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use opsfleet_tests::{bins, wait_until_default, AgentSpec, Cluster, CoordinatorSpec};
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 /// The subcommands every completion script and the man pages must name.
 const SUBCOMMANDS: &[&str] = &[
@@ -147,4 +147,74 @@ async fn completions_and_man_pages_name_every_subcommand() -> Result<()> {
         ensure!(top.contains(sub), "opsctl.1 does not name {sub}");
     }
     Ok(())
+}
+
+/// Reads one JSON line of `opsctl events -o json` within 30 s: (stream seq, host seq).
+async fn next_event(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> Result<(u64, u64)> {
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .context("no event from --follow within 30 s")??
+        .context("opsctl events --follow ended")?;
+    let v: Value = serde_json::from_str(&line).with_context(|| format!("not JSON: {line}"))?;
+    let stream_seq = v["stream_seq"].as_u64().context("stream_seq")?;
+    Ok((stream_seq, v["seq"].as_u64().context("seq")?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_resumes_across_a_nats_server_restart_without_gap_or_duplicate() {
+    Cluster::run("cli-robust-follow", async |c: &mut Cluster| {
+        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        c.add_agent(AgentSpec::new("web-01").heartbeat(Duration::from_millis(200)))?;
+        wait_until_default("web-01 to report", async || {
+            let s = c.status(Some("blue")).await?;
+            Ok((s.hosts.iter().any(|h| h.last_seq >= 2)).then_some(()))
+        })
+        .await?;
+        let stderr_path = c.dir().join("follow.stderr");
+        let mut child = tokio::process::Command::new(bins::bin(bins::OPSCTL)?)
+            .args(["--nats", &c.nats_url(), "-o", "json", "events", "--follow"])
+            .args(["--host", "web-01"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path)?)
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn opsctl events --follow")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            seen.push(next_event(&mut lines).await?);
+        }
+        c.nats.restart().await?;
+        let restarted_at = seen.len();
+        for _ in 0..15 {
+            seen.push(next_event(&mut lines).await?);
+        }
+        drop(child);
+        let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        println!("seen {seen:?}; stderr:\n{stderr}");
+        for w in seen.windows(2) {
+            let ((s0, h0), (s1, h1)) = (w[0], w[1]);
+            ensure!(
+                s1 > s0,
+                "stream seq went {s0} -> {s1}: a duplicate or reorder"
+            );
+            ensure!(
+                h1 == h0 + 1,
+                "web-01's seq went {h0} -> {h1}: a gap or duplicate"
+            );
+        }
+        ensure!(
+            seen.len() > restarted_at + 10,
+            "too few events after the restart"
+        );
+        ensure!(
+            stderr.contains("reconnecting"),
+            "no reconnect notice on stderr: {stderr}"
+        );
+        Ok(())
+    })
+    .await;
 }

@@ -50,8 +50,22 @@ pub async fn events(
     follow_events(cfg, filter, start, follow, output).await
 }
 
+/// How a reading of the stream ended.
+enum Ended {
+    /// Not following, and nothing is left.
+    CaughtUp,
+    /// The consumer or the connection failed (a nats-server restart: "consumer not found").
+    Broken(anyhow::Error),
+}
+
+/// The first and the longest wait between attempts to reopen a broken stream.
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// Reads `OPS_EVENTS` through an ordered consumer (no state left on the server) and prints
-/// what matches; without `follow`, stops once it has caught up.
+/// what matches; without `follow`, stops once it has caught up. Following, a broken stream
+/// (nats-server restarted, consumer gone) is reopened with capped backoff, saying so on
+/// stderr, from the stream sequence after the last one read: no gap, no duplicate.
 async fn follow_events(
     cfg: &NatsConfig,
     filter: &events::Filter,
@@ -59,52 +73,151 @@ async fn follow_events(
     follow: bool,
     output: Output,
 ) -> anyhow::Result<()> {
-    let mut consumer = open_consumer(cfg, filter, start).await?;
+    let js = jetstream(cfg).await?;
+    let first = first_policy(&js, start).await?;
+    let mut consumer = open_consumer(&js, filter, first).await?;
     let pending = consumer.info().await.map(|i| i.num_pending).unwrap_or(0);
     if !follow && pending == 0 {
         return Ok(());
     }
-    let mut messages = consumer
-        .messages()
-        .await
-        .context("cannot read the events stream")?;
-    let mut out = std::io::stdout().lock();
-    while let Some(msg) = messages.next().await {
-        let msg = msg.context("reading the events stream")?;
-        let info = msg.info().ok().map(|i| (i.stream_sequence, i.pending));
-        let (stream_seq, left) = info.unwrap_or((0, 0));
-        show(&mut out, filter, &msg, stream_seq, output)?;
-        if !follow && left == 0 {
-            break;
-        }
+    let mut last_read: Option<u64> = None;
+    loop {
+        let e = match read(consumer, filter, follow, output, &mut last_read).await? {
+            Ended::CaughtUp => return Ok(()),
+            Ended::Broken(e) if !follow => return Err(e),
+            Ended::Broken(e) => e,
+        };
+        let policy = last_read.map_or(first, |seq| DeliverPolicy::ByStartSequence {
+            start_sequence: seq + 1,
+        });
+        let after = last_read.map_or_else(|| "the start".to_owned(), |s| format!("stream seq {s}"));
+        eprintln!(
+            "opsctl: events stream lost ({}); reconnecting to resume after {after}",
+            inert(&e.root_cause().to_string())
+        );
+        consumer = reopen(&js, filter, policy).await;
+        eprintln!("opsctl: events stream back; resuming after {after}");
     }
-    Ok(())
 }
 
-/// An ordered consumer on `OPS_EVENTS`, filtered to `filter.subject()`, from `start` (or
-/// only new events).
-async fn open_consumer(
-    cfg: &NatsConfig,
+/// Reads `consumer` until caught up (not following) or broken, recording in `last_read` the
+/// stream sequence of every message read (shown or not).
+async fn read(
+    consumer: consumer::Consumer<OrderedConfig>,
     filter: &events::Filter,
-    start: Option<Since>,
-) -> anyhow::Result<consumer::Consumer<OrderedConfig>> {
+    follow: bool,
+    output: Output,
+    last_read: &mut Option<u64>,
+) -> anyhow::Result<Ended> {
+    let mut messages = match consumer.messages().await {
+        Ok(m) => m,
+        Err(e) => {
+            return Ok(Ended::Broken(
+                anyhow::Error::new(e).context("cannot read the events stream"),
+            ))
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    while let Some(msg) = messages.next().await {
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                return Ok(Ended::Broken(
+                    anyhow::Error::new(e).context("reading the events stream"),
+                ))
+            }
+        };
+        let info = msg.info().ok().map(|i| (i.stream_sequence, i.pending));
+        let (stream_seq, left) = info.unwrap_or((0, 0));
+        if last_read.is_some_and(|l| stream_seq <= l) {
+            continue; // already read before a reconnect
+        }
+        show(&mut out, filter, &msg, stream_seq, output)?;
+        *last_read = Some(stream_seq);
+        if !follow && left == 0 {
+            return Ok(Ended::CaughtUp);
+        }
+    }
+    Ok(Ended::Broken(anyhow::anyhow!("the events stream ended")))
+}
+
+/// A JetStream context on a connection that reconnects by itself once up.
+async fn jetstream(cfg: &NatsConfig) -> anyhow::Result<async_nats::jetstream::Context> {
     let client = opsfleet_bus::connect(cfg, "opsctl events", opsfleet_bus::ConnectMode::FailFast)
         .await
         .context("cannot reach NATS")?;
-    let js = opsfleet_bus::jetstream(client, cfg);
-    let stream = js
-        .get_stream(opsfleet_proto::subjects::EVENTS_STREAM)
-        .await
-        .context("cannot open the events stream (has a coordinator ever run?)")?;
-    let deliver_policy = match start {
-        None => DeliverPolicy::New,
+    Ok(opsfleet_bus::jetstream(client, cfg))
+}
+
+/// Where to start: `--since`, or the sequence after the stream's last one (only new events,
+/// pinned to a sequence so that a reconnect before the first event misses none).
+async fn first_policy(
+    js: &async_nats::jetstream::Context,
+    start: Option<Since>,
+) -> anyhow::Result<DeliverPolicy> {
+    Ok(match start {
+        None => {
+            let mut stream = js
+                .get_stream(opsfleet_proto::subjects::EVENTS_STREAM)
+                .await
+                .context("cannot open the events stream (has a coordinator ever run?)")?;
+            let info = stream
+                .info()
+                .await
+                .context("cannot read the events stream")?;
+            DeliverPolicy::ByStartSequence {
+                start_sequence: info.state.last_sequence + 1,
+            }
+        }
         Some(Since::Seq(n)) => DeliverPolicy::ByStartSequence {
             start_sequence: n.max(1),
         },
         Some(Since::Ago(d)) => DeliverPolicy::ByStartTime {
             start_time: time::OffsetDateTime::now_utc() - d,
         },
-    };
+    })
+}
+
+/// Opens the consumer again, retrying with capped exponential backoff (backon) until the
+/// server answers, with a line on stderr for each failed attempt.
+async fn reopen(
+    js: &async_nats::jetstream::Context,
+    filter: &events::Filter,
+    policy: DeliverPolicy,
+) -> consumer::Consumer<OrderedConfig> {
+    use backon::BackoffBuilder;
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(RETRY_MIN)
+        .with_max_delay(RETRY_MAX)
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match open_consumer(js, filter, policy).await {
+            Ok(c) => return c,
+            Err(e) => {
+                let wait = delays.next().unwrap_or(RETRY_MAX);
+                eprintln!(
+                    "opsctl: still reconnecting ({}); next try in {wait:.1?}",
+                    inert(&e.root_cause().to_string())
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// An ordered consumer on `OPS_EVENTS`, filtered to `filter.subject()`, delivering from
+/// `deliver_policy`.
+async fn open_consumer(
+    js: &async_nats::jetstream::Context,
+    filter: &events::Filter,
+    deliver_policy: DeliverPolicy,
+) -> anyhow::Result<consumer::Consumer<OrderedConfig>> {
+    let stream = js
+        .get_stream(opsfleet_proto::subjects::EVENTS_STREAM)
+        .await
+        .context("cannot open the events stream (has a coordinator ever run?)")?;
     stream
         .create_consumer(OrderedConfig {
             // Created under its name in the subject: the shipped permissions refuse people the
