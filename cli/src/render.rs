@@ -95,7 +95,7 @@ pub fn status(reply: &StatusReply, now_unix_ms: i64) -> String {
     for h in reply.hosts.iter().filter(|h| !h.truncated.is_empty()) {
         out.push_str(&format!(
             "{}: truncated over its caps: {}\n",
-            h.host,
+            inert(&h.host),
             h.truncated.describe()
         ));
     }
@@ -163,7 +163,28 @@ pub fn commands(views: &[CommandView], now_unix_ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::ago;
+    use super::{ago, status};
+    use opsfleet_proto::api::StatusReply;
+
+    #[test]
+    fn host_names_under_the_status_table_are_inert() {
+        let reply: StatusReply = serde_json::from_value(serde_json::json!({
+            "responder": {"name": "blue", "color": "blue", "role": "active", "epoch": 1,
+                "applied_stream_seq": 1, "behind": 0},
+            "digest": "", "log_events": 1, "duplicates_dropped": 0, "malformed_parked": 0,
+            "hosts": [{
+                "host": "web-01\x1b[2J\r", "last_seen_unix_ms": 1, "last_seq": 1,
+                "incarnation": "", "events": 1, "gaps": [], "disks": [], "modules": [],
+                "truncated": {"disks": 3}
+            }]
+        }))
+        .expect("a status reply");
+        let text = status(&reply, 2);
+        for line in text.lines() {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+        }
+        assert!(text.contains("web-01␛[2J␍: truncated"), "{text}");
+    }
 
     #[test]
     fn ago_picks_a_readable_unit() {

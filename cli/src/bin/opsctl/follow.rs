@@ -245,7 +245,7 @@ fn show(
             eprintln!(
                 "opsctl: stream seq {stream_seq} on {}: a {} the coordinators refuse from \
                  there (who may say what); not shown",
-                msg.subject,
+                inert(&msg.subject),
                 ev.kind()
             );
         }
