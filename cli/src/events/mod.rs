@@ -7,6 +7,10 @@ use opsfleet_proto::api::{
 use opsfleet_proto::pb::{self, event::Body};
 use opsfleet_proto::{body_class, BodyClass, EventEnvelope};
 use serde::Serialize;
+use serde_json::Value;
+
+mod payload;
+pub use payload::payload;
 
 use crate::sanitize::inert;
 
@@ -254,18 +258,6 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
-/// The fields of `body`'s message as a JSON object (the oneof's tag dropped: `kind` says it).
-pub fn payload(body: &Body) -> serde_json::Value {
-    match serde_json::to_value(body) {
-        Ok(serde_json::Value::Object(tagged)) if tagged.len() == 1 => tagged
-            .into_iter()
-            .next()
-            .map_or(serde_json::Value::Null, |(_, v)| v),
-        Ok(other) => other,
-        Err(_) => serde_json::Value::Null,
-    }
-}
-
 /// One event as `opsctl events --output json` prints it (one object per line).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventLine {
@@ -278,8 +270,8 @@ pub struct EventLine {
     pub id: String,
     pub summary: String,
     /// The event body's own fields as recorded (e.g. `archive`, `sha256`, `size_bytes` of a
-    /// `backup_completed`), names as in `event.proto`; enum fields are their wire integers.
-    pub payload: serde_json::Value,
+    /// `backup_completed`), names as in `event.proto`; states, levels and roles by name.
+    pub payload: Value,
 }
 
 impl EventLine {
@@ -326,7 +318,7 @@ mod tests {
     use super::*;
     use uuid::Uuid;
 
-    fn ev(host: &str, module: &str, body: Body) -> EventEnvelope {
+    pub(super) fn ev(host: &str, module: &str, body: Body) -> EventEnvelope {
         EventEnvelope {
             id: Uuid::nil(),
             host: host.into(),
@@ -419,29 +411,6 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(exact.subject(), "ops.*.*.disk");
-    }
-
-    #[test]
-    fn json_lines_carry_the_body_fields() {
-        let e = ev(
-            "db-01",
-            "nightly",
-            Body::BackupCompleted(pb::BackupCompleted {
-                job: "nightly".into(),
-                run_id: "r1".into(),
-                archive: "nightly-20261205.tar.gz".into(),
-                sha256: "ab12".into(),
-                size_bytes: 4096,
-                files: 3,
-                ..Default::default()
-            }),
-        );
-        let v = serde_json::to_value(EventLine::new(9, &e)).expect("json");
-        assert_eq!(v["kind"], "backup_completed");
-        assert_eq!(v["payload"]["archive"], "nightly-20261205.tar.gz");
-        assert_eq!(v["payload"]["sha256"], "ab12");
-        assert_eq!(v["payload"]["size_bytes"], 4096);
-        assert_eq!(v["payload"]["files"], 3);
     }
 
     #[test]
