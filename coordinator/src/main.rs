@@ -110,7 +110,7 @@ fn main() -> ExitCode {
             "config ok: {} (coordinator {}, fingerprint {})",
             cli.config.display(),
             cfg.name,
-            &cfg.fingerprint()[..12]
+            cfg.fingerprint()
         );
         println!("{}", cfg.api.summary());
         return ExitCode::SUCCESS;

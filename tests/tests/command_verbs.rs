@@ -16,17 +16,8 @@ use serde_json::Value;
 
 const HOST: &str = "db-01";
 
-fn backup_toml(dir: &Path) -> String {
-    format!(
-        "[[modules]]\ntype = \"backup\"\nname = \"backup\"\ninterval = \"200ms\"\n\
-         [[modules.jobs]]\nname = \"app\"\nsources = [\"{}\"]\ndestination = \"{}\"\n\
-         schedule = \"24h\"\nkeep_count = 5\n",
-        dir.join("src").display(),
-        dir.join("dest").display()
-    )
-}
-
 use opsfleet_tests::stream::events_of;
+use opsfleet_tests::verbs::{self, backup_toml, only_command};
 
 /// The disk module's `module_state` bodies, oldest first.
 async fn disk_states(c: &Cluster) -> Result<Vec<pb::ModuleState>> {
@@ -40,20 +31,9 @@ async fn disk_states(c: &Cluster) -> Result<Vec<pb::ModuleState>> {
         .collect())
 }
 
-/// `opsctl --output json <args> --host db-01 --wait 60s`: the outcome JSON, whatever the exit.
-async fn verb(c: &mut Cluster, args: &[&str]) -> Result<(bool, Value, String)> {
-    let mut all = vec!["--output", "json"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--host", HOST, "--wait", "60s"]);
-    let out = c.opsctl.run(&all).await?;
-    let value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
-    Ok((out.status.success(), value, out.stderr))
-}
-
-fn only_command(outcome: &Value) -> Result<&Value> {
-    let cmds = outcome["commands"].as_array().context("commands")?;
-    ensure!(cmds.len() == 1, "one command: {outcome}");
-    Ok(&cmds[0])
+/// `opsctl --output json <args> --host db-01 --wait 60s`.
+async fn verb(c: &Cluster, args: &[&str]) -> Result<(bool, Value, String)> {
+    verbs::verb(c, HOST, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

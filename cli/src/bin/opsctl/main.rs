@@ -126,7 +126,7 @@ async fn dispatch(
             run_request(api, what.request(), targets, output).await
         }
         Command::Restore { what, targets } => {
-            run_request(api, what.request(), targets, output).await
+            run_request(api, what.request()?, targets, output).await
         }
         Command::Config(ConfigCommand::Apply { what, targets }) => {
             run_request(api, what.request()?, targets, output).await

@@ -1,0 +1,189 @@
+//! Config you can see and restores that check, end to end with a real nats-server,
+//! coordinator, agent and opsctl: `config apply` of a module config with several mistakes
+//! reports every one of them at once; `ops-agent --check-config` does the same for the file
+//! and prints the full 64-hex fingerprint; `opsctl restore --archive latest` restores the
+//! job's newest archive; a relative restore target is refused by opsctl (nothing issued) and,
+//! sent past opsctl as a raw API request, by the agent, naming the path.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use opsfleet_proto::subjects;
+use opsfleet_tests::stream::events_of;
+use opsfleet_tests::verbs::{self, backup_toml, only_command};
+use opsfleet_tests::{bins, wait_until_default, AgentSpec, Cluster, CoordinatorSpec};
+use serde_json::{json, Value};
+
+const HOST: &str = "db-01";
+
+/// `opsctl --output json <args> --host db-01 --wait 60s`.
+async fn verb(c: &Cluster, args: &[&str]) -> Result<(bool, Value, String)> {
+    verbs::verb(c, HOST, args).await
+}
+
+/// How many commands the ledger holds.
+async fn ledger_len(c: &Cluster) -> Result<usize> {
+    let out = c
+        .opsctl
+        .run(&["--output", "json", "commands", "--limit", "1000"])
+        .await?
+        .ok()?;
+    let v: Value = serde_json::from_str(out.stdout.trim())?;
+    Ok(v.as_array().map_or(0, Vec::len))
+}
+
+#[test]
+fn check_config_reports_every_problem_of_a_module_and_the_full_fingerprint() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "host = \"web-01\"\n[[modules]]\ntype = \"disk\"\ninterval = 5\npaths = \"/\"\n\
+         warn_percent = \"high\"\nbogus = 1\n",
+    )?;
+    let agent = bins::bin(bins::AGENT)?;
+    let out = std::process::Command::new(&agent)
+        .args(["--check-config", "--config"])
+        .arg(&bad)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "a bad config fails: {stderr}");
+    for key in [
+        "modules[0].interval",
+        "modules[0].paths",
+        "modules[0].warn_percent",
+        "modules[0].bogus",
+    ] {
+        ensure!(stderr.contains(key), "{key} reported: {stderr}");
+    }
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "host = \"web-01\"\n[[modules]]\ntype = \"disk\"\npaths = [\"/\"]\n",
+    )?;
+    let out = std::process::Command::new(&agent)
+        .args(["--check-config", "--config"])
+        .arg(&good)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success(), "good config: {stdout}");
+    let fp = stdout
+        .split("fingerprint ")
+        .nth(1)
+        .map(|s| s.trim_end_matches([')', '\n']))
+        .context("a fingerprint")?;
+    ensure!(
+        fp.len() == 64 && fp.chars().all(|c| c.is_ascii_hexdigit()),
+        "a 64-hex fingerprint, as modules show: {stdout}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_problems_all_at_once_and_restores_that_check() {
+    Cluster::run("config_views", async |c: &mut Cluster| {
+        let dir = c.dir().to_owned();
+        std::fs::create_dir_all(dir.join("src/sub"))?;
+        std::fs::write(dir.join("src/a.txt"), b"alpha\n")?;
+        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        c.add_agent(
+            AgentSpec::new(HOST)
+                .heartbeat(Duration::from_millis(200))
+                .disk(Duration::from_millis(300), vec!["/".into()])
+                .modules_toml(&backup_toml(&dir))
+                .policy(&format!(
+                    "restore_targets = [{:?}]",
+                    dir.display().to_string()
+                )),
+        )?;
+        let url = c.nats_url();
+        wait_until_default("the scheduled first backup", async || {
+            Ok((!events_of(&url, HOST, "backup_completed").await?.is_empty()).then_some(()))
+        })
+        .await?;
+
+        // 1. Three mistakes in one module config: all three in the rejection.
+        let bad = dir.join("disk-bad.toml");
+        std::fs::write(
+            &bad,
+            "type = \"disk\"\nname = \"disk\"\ninterval = 5\npaths = \"/\"\n\
+             warn_percent = \"high\"\n",
+        )?;
+        let bad_path = bad.display().to_string();
+        let (ok, outcome, stderr) =
+            verb(c, &["config", "apply", "disk", "--file", &bad_path]).await?;
+        ensure!(!ok, "a bad config fails: {outcome} {stderr}");
+        let text = format!("{outcome} {stderr}");
+        for key in ["interval", "paths", "warn_percent"] {
+            ensure!(text.contains(key), "{key} reported: {text}");
+        }
+
+        // 2. `--archive latest`: the job's newest archive, into an absolute target.
+        let restored = dir.join("restored");
+        let restored_arg = restored.display().to_string();
+        let (ok, outcome, stderr) = verb(
+            c,
+            &["restore", "--archive", "latest", "--target", &restored_arg],
+        )
+        .await?;
+        ensure!(
+            ok && outcome["all_completed"] == true,
+            "restore latest: {outcome} {stderr}"
+        );
+        let detail = only_command(&outcome)?["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        ensure!(detail.contains("app-"), "names the archive: {detail}");
+        ensure!(std::fs::read(restored.join("src/a.txt"))? == b"alpha\n");
+
+        // 3. A relative target: opsctl refuses it before anything is issued.
+        let before = ledger_len(c).await?;
+        let (ok, _, stderr) = verb(
+            c,
+            &["restore", "--archive", "latest", "--target", "restored-rel"],
+        )
+        .await?;
+        ensure!(
+            !ok && stderr.contains("--target \"restored-rel\" is a relative path"),
+            "{stderr}"
+        );
+        ensure!(ledger_len(c).await? == before, "nothing was issued");
+
+        // 4. Past opsctl (a raw request), the agent refuses it, naming the path.
+        let client = async_nats::connect(&url).await?;
+        let req = json!({"action": "restore", "hosts": [HOST], "deadline_ms": 60000,
+                         "issued_by": "test", "archive": "latest", "target": "restored-rel"});
+        let reply = client
+            .request(subjects::API_COMMAND, serde_json::to_vec(&req)?.into())
+            .await?;
+        let reply: Value = serde_json::from_slice(&reply.payload)?;
+        let id = reply["commands"][0]["command_id"]
+            .as_str()
+            .with_context(|| format!("issued: {reply}"))?
+            .to_owned();
+        let view = wait_until_default("the agent's answer", async || {
+            let out = c
+                .opsctl
+                .run(&["--output", "json", "commands", "--id", &id])
+                .await?
+                .ok()?;
+            let v: Value = serde_json::from_str(out.stdout.trim())?;
+            let cmd = v[0].clone();
+            Ok((cmd["state"] == "rejected" || cmd["state"] == "failed").then_some(cmd))
+        })
+        .await?;
+        ensure!(
+            view.to_string()
+                .contains("restore target \\\"restored-rel\\\" is a relative path"),
+            "{view}"
+        );
+        ensure!(
+            !dir.join("restored-rel").exists() && !Path::new("restored-rel").exists(),
+            "nothing restored"
+        );
+        Ok(())
+    })
+    .await;
+}
