@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod client;
+pub mod configs;
 pub mod drill;
 pub mod events;
 pub mod paging;

@@ -204,3 +204,78 @@ fn audit_table_shows_who_in_which_role() {
     assert_eq!(json[2]["issued_by"], "ops (unverified)", "{json}");
     assert_eq!(json[2]["issued_role"], "", "{json}");
 }
+
+// `opsctl config history|show|diff`.
+
+fn config_version(
+    n: u8,
+    at: i64,
+    current: bool,
+    interval: &str,
+) -> opsfleet_proto::api::ConfigVersion {
+    use opsfleet_proto::api::ConfigVersion;
+    ConfigVersion {
+        fingerprint: format!("{n}").repeat(64),
+        first_seen_unix_ms: at,
+        last_seen_unix_ms: at + 60_000,
+        current,
+        toml: format!(
+            "type = \"disk\"\nname = \"disk\"\ninterval = \"{interval}\"\npaths = [\"/\"]\n"
+        ),
+    }
+}
+
+fn configs_reply() -> opsfleet_proto::api::ConfigsReply {
+    opsfleet_proto::api::ConfigsReply {
+        responder: Responder {
+            name: "blue".into(),
+            color: "blue".into(),
+            role: opsfleet_proto::api::LeaderRole::Active,
+            epoch: 3,
+            applied_stream_seq: 77,
+            behind: 0,
+        },
+        host: "web-01".into(),
+        module: "disk".into(),
+        current: "2".repeat(64),
+        configs: vec![
+            config_version(1, NOW, false, "1m"),
+            config_version(2, NOW + 3_600_000, true, "30s"),
+            config_version(3, NOW + 7_200_000, false, "0s\u{1b}[2J"),
+        ],
+    }
+}
+
+#[test]
+fn config_history_marks_the_current_one() {
+    check(
+        "config-history.txt",
+        &opsfleet_cli::configs::history(&configs_reply()),
+    );
+    let mut empty = configs_reply();
+    empty.configs.clear();
+    check(
+        "config-history-empty.txt",
+        &opsfleet_cli::configs::history(&empty),
+    );
+}
+
+#[test]
+fn config_show_and_diff() {
+    let r = configs_reply();
+    let current = opsfleet_cli::configs::current(&r).unwrap();
+    check("config-show.txt", &opsfleet_cli::configs::show(&r, current));
+    // Default pair: the newest other config (by last seen) against the current one.
+    let (from, to) = opsfleet_cli::configs::pick_pair(&r, None, None).unwrap();
+    assert_eq!(
+        (from.fingerprint.as_str(), to.current),
+        ("3".repeat(64).as_str(), true)
+    );
+    let (from, to) = opsfleet_cli::configs::pick_pair(&r, Some("11111111"), None).unwrap();
+    check("config-diff.txt", &opsfleet_cli::configs::diff(from, to));
+    let err = opsfleet_cli::configs::pick_pair(&r, Some("abcdef12"), None).unwrap_err();
+    assert!(
+        err.contains("no config of module disk on web-01 with fingerprint abcdef12"),
+        "{err}"
+    );
+}

@@ -1,7 +1,9 @@
 //! Config you can see and restores that check, end to end with a real nats-server,
 //! coordinator, agent and opsctl: `config apply` of a module config with several mistakes
 //! reports every one of them at once; `ops-agent --check-config` does the same for the file
-//! and prints the full 64-hex fingerprint; `opsctl restore --archive latest` restores the
+//! and prints the full 64-hex fingerprint; `config history|show|diff` list the module's
+//! configs with dates and the current one marked, print one, compare two, and refuse unknown
+//! hosts, modules and fingerprints naming what is known; `opsctl restore --archive latest` restores the
 //! job's newest archive; a relative restore target is refused by opsctl (nothing issued) and,
 //! sent past opsctl as a raw API request, by the agent, naming the path.
 
@@ -20,6 +22,22 @@ const HOST: &str = "db-01";
 /// `opsctl --output json <args> --host db-01 --wait 60s`.
 async fn verb(c: &Cluster, args: &[&str]) -> Result<(bool, Value, String)> {
     verbs::verb(c, HOST, args).await
+}
+
+/// The disk module's current fingerprint, as `opsctl config history -o json` says.
+async fn current_fingerprint(c: &Cluster) -> Result<String> {
+    wait_until_default("the disk module's config", async || {
+        let out = c
+            .opsctl
+            .run(&["-o", "json", "config", "history", "disk", "--host", HOST])
+            .await?;
+        let v: Value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
+        Ok(v["current"]
+            .as_str()
+            .filter(|fp| !fp.is_empty())
+            .map(str::to_owned))
+    })
+    .await
 }
 
 /// How many commands the ledger holds.
@@ -117,6 +135,106 @@ async fn config_problems_all_at_once_and_restores_that_check() {
         let text = format!("{outcome} {stderr}");
         for key in ["interval", "paths", "warn_percent"] {
             ensure!(text.contains(key), "{key} reported: {text}");
+        }
+
+        // 1b. A good config, then the history: both fingerprints (64 hex) with dates, the
+        // new one marked current; show prints its TOML; diff shows what changed.
+        let first_fp = current_fingerprint(c).await?;
+        let good = dir.join("disk-good.toml");
+        std::fs::write(
+            &good,
+            "type = \"disk\"\nname = \"disk\"\ninterval = \"700ms\"\npaths = [\"/\"]\n",
+        )?;
+        let good_path = good.display().to_string();
+        let (ok, outcome, stderr) =
+            verb(c, &["config", "apply", "disk", "--file", &good_path]).await?;
+        ensure!(ok, "good apply: {outcome} {stderr}");
+        let history = wait_until_default("two configs in the history", async || {
+            let out = c
+                .opsctl
+                .run(&["-o", "json", "config", "history", "disk", "--host", HOST])
+                .await?
+                .ok()?;
+            let v: Value = serde_json::from_str(out.stdout.trim())?;
+            let n = v["configs"].as_array().map_or(0, Vec::len);
+            Ok((n == 2 && v["current"] != first_fp.as_str()).then_some(v))
+        })
+        .await?;
+        let configs = history["configs"].as_array().context("configs")?;
+        ensure!(configs[0]["fingerprint"] == first_fp.as_str() && configs[0]["current"] == false);
+        let second_fp = configs[1]["fingerprint"].as_str().context("fp")?.to_owned();
+        ensure!(
+            configs[1]["current"] == true
+                && second_fp.len() == 64
+                && configs
+                    .iter()
+                    .all(|c| c["first_seen_unix_ms"].as_i64() > Some(0)),
+            "{history}"
+        );
+        let table = c
+            .opsctl
+            .run(&["config", "history", "disk", "--host", HOST])
+            .await?
+            .ok()?
+            .stdout;
+        let marked: Vec<&str> = table.lines().filter(|l| l.contains(" * ")).collect();
+        ensure!(
+            marked.len() == 1 && marked[0].contains(&second_fp) && table.contains(&first_fp),
+            "{table}"
+        );
+        let shown = c
+            .opsctl
+            .run(&["config", "show", "disk", "--host", HOST])
+            .await?
+            .ok()?
+            .stdout;
+        ensure!(
+            shown.contains(&format!("fingerprint {second_fp} (current)"))
+                && shown.contains("interval = \"700ms\""),
+            "{shown}"
+        );
+        let prefix = &first_fp[..10];
+        let diff = c
+            .opsctl
+            .run(&["config", "diff", "disk", "--host", HOST, "--from", prefix])
+            .await?
+            .ok()?
+            .stdout;
+        ensure!(
+            diff.contains(&format!("--- {first_fp}"))
+                && diff.contains("+interval = \"700ms\"")
+                && diff.contains("-interval = \"300ms\""),
+            "{diff}"
+        );
+        // What it refuses: unknown host, unknown module, unknown fingerprint.
+        for (args, want) in [
+            (
+                vec!["config", "history", "disk", "--host", "nosuch"],
+                "unknown host \"nosuch\" (known: db-01)".to_owned(),
+            ),
+            (
+                vec!["config", "show", "nosuch", "--host", HOST],
+                format!("host {HOST} has no module \"nosuch\""),
+            ),
+            (
+                vec![
+                    "config",
+                    "diff",
+                    "disk",
+                    "--host",
+                    HOST,
+                    "--to",
+                    "0123456789",
+                ],
+                "no config of module disk on db-01 with fingerprint 0123456789".to_owned(),
+            ),
+        ] {
+            let out = c.opsctl.run(&args).await?;
+            ensure!(
+                !out.status.success() && out.stderr.contains(&want),
+                "{args:?}: {}",
+                out.stderr
+            );
         }
 
         // 2. `--archive latest`: the job's newest archive, into an absolute target.

@@ -7,6 +7,7 @@
 
 mod alerts;
 mod commands;
+mod configs;
 pub mod guard;
 mod hosts;
 mod runbooks;

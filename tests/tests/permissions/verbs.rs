@@ -72,6 +72,26 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
             Need::Admin,
             false,
         ),
+        // Read verbs: the host and module are known; show/diff may have nothing to show
+        // (one config only), which is not the question here.
+        (
+            "config history",
+            s(&["heartbeat", "--host", "web-01"]),
+            Need::Viewer,
+            true,
+        ),
+        (
+            "config show",
+            s(&["heartbeat", "--host", "web-01"]),
+            Need::Viewer,
+            false,
+        ),
+        (
+            "config diff",
+            s(&["heartbeat", "--host", "web-01"]),
+            Need::Viewer,
+            false,
+        ),
         ("failover", s(&["--wait", "60s"]), Need::Operator, true),
     ]
 }

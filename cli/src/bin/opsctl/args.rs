@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use opsfleet_bus::{NatsConfig, TlsConfig};
-use opsfleet_cli::{verbs, views};
+use opsfleet_cli::{configs, verbs, views};
 use opsfleet_proto::api::Role;
 
 /// Operate an opsfleet cluster: fleet status, hosts, alerts, backups, incidents and live events;
@@ -147,13 +147,27 @@ pub enum ConfigCommand {
         #[command(flatten)]
         targets: Targets,
     },
-    /// Go back to the module config with this fingerprint, as recorded in the log.
+    /// Go back to the module config with this fingerprint, as recorded in the log
+    /// (`opsctl config history` lists them).
     Rollback {
         #[command(flatten)]
         what: verbs::ConfigRollbackArgs,
         #[command(flatten)]
         targets: Targets,
     },
+    /// The module's current config on a host: its 64-hex fingerprint and TOML, as the
+    /// agent announced it. Module configs are shown as they are (not redacted): they travel
+    /// in events every viewer can read, so they must hold no secrets.
+    Show(configs::ConfigReadArgs),
+    /// Every config the log kept for the module on a host (up to 8), oldest first, with when
+    /// each was first and last seen; `*` marks the one running now. These are the fingerprints
+    /// `config rollback --to` takes (a unique prefix of 8+ hex digits is enough).
+    History(configs::ConfigReadArgs),
+    /// What changed between two configs of the module, line by line (`-` from, `+` to);
+    /// by default the previous config against the current one.
+    ///
+    /// Example: `opsctl config diff disk --host web-01 --from 3fa2c1d0 --to 9b7e55aa`.
+    Diff(configs::ConfigDiffArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

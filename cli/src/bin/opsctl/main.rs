@@ -11,6 +11,7 @@ use opsfleet_cli::events;
 use opsfleet_cli::sanitize::inert;
 
 mod args;
+mod configs;
 mod failover;
 mod follow;
 mod issue;
@@ -134,6 +135,9 @@ async fn dispatch(
         Command::Config(ConfigCommand::Rollback { what, targets }) => {
             run_request(api, what.request(), targets, output).await
         }
+        Command::Config(ConfigCommand::Show(a)) => configs::show(api, a, output).await,
+        Command::Config(ConfigCommand::History(a)) => configs::history(api, a, output).await,
+        Command::Config(ConfigCommand::Diff(a)) => configs::diff(api, a, output).await,
         Command::Commands { id, host, limit } => show::commands(api, id, host, limit, output).await,
         Command::Audit { by, host, limit } => show::audit(api, by, host, limit, output).await,
         Command::Events {
