@@ -30,6 +30,21 @@ pub async fn verb(c: &Cluster, host: &str, args: &[&str]) -> Result<(bool, Value
     Ok((out.status.success(), value, out.stderr))
 }
 
+/// Writes `toml` to `<cluster dir>/<file>` and runs `opsctl config apply <module> --file` on
+/// it against `host`: as [`verb`].
+pub async fn config_apply(
+    c: &Cluster,
+    host: &str,
+    module: &str,
+    file: &str,
+    toml: &str,
+) -> Result<(bool, Value, String)> {
+    let path = c.dir().join(file);
+    std::fs::write(&path, toml)?;
+    let path = path.display().to_string();
+    verb(c, host, &["config", "apply", module, "--file", &path]).await
+}
+
 /// The one command of an outcome.
 pub fn only_command(outcome: &Value) -> Result<&Value> {
     let cmds = outcome["commands"].as_array().context("commands")?;

@@ -17,7 +17,7 @@ use serde_json::Value;
 const HOST: &str = "db-01";
 
 use opsfleet_tests::stream::events_of;
-use opsfleet_tests::verbs::{self, backup_toml, only_command};
+use opsfleet_tests::verbs::{self, backup_toml, config_apply, only_command};
 
 /// The disk module's `module_state` bodies, oldest first.
 async fn disk_states(c: &Cluster) -> Result<Vec<pb::ModuleState>> {
@@ -168,13 +168,9 @@ async fn backup_run_config_apply_reject_and_rollback() {
         let first_fp = first.config_fingerprint.clone();
 
         // 3. A bad config is rejected with the agent's reason; the old one stays.
-        let bad = dir.join("disk-bad.toml");
-        std::fs::write(
-            &bad,
-            "[[modules]]\ntype = \"disk\"\nname = \"disk\"\ninterval = \"0s\"\npaths = [\"/\"]\n",
-        )?;
-        let bad_path = bad.display().to_string();
-        let (ok, outcome, _) = verb(c, &["config", "apply", "disk", "--file", &bad_path]).await?;
+        let bad =
+            "[[modules]]\ntype = \"disk\"\nname = \"disk\"\ninterval = \"0s\"\npaths = [\"/\"]\n";
+        let (ok, outcome, _) = config_apply(c, HOST, "disk", "disk-bad.toml", bad).await?;
         ensure!(!ok, "a rejected config fails opsctl");
         let cmd = only_command(&outcome)?;
         ensure!(cmd["state"] == "failed", "bad apply: {cmd}");
@@ -196,14 +192,8 @@ async fn backup_run_config_apply_reject_and_rollback() {
         );
 
         // 4. A good config is applied.
-        let good = dir.join("disk-good.toml");
-        std::fs::write(
-            &good,
-            "type = \"disk\"\nname = \"disk\"\ninterval = \"700ms\"\npaths = [\"/\"]\n",
-        )?;
-        let good_path = good.display().to_string();
-        let (ok, outcome, stderr) =
-            verb(c, &["config", "apply", "disk", "--file", &good_path]).await?;
+        let good = "type = \"disk\"\nname = \"disk\"\ninterval = \"700ms\"\npaths = [\"/\"]\n";
+        let (ok, outcome, stderr) = config_apply(c, HOST, "disk", "disk-good.toml", good).await?;
         ensure!(
             ok && outcome["all_completed"] == true,
             "good apply: {outcome} {stderr}"

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use opsfleet_proto::subjects;
 use opsfleet_tests::stream::events_of;
-use opsfleet_tests::verbs::{self, backup_toml, only_command};
+use opsfleet_tests::verbs::{self, backup_toml, config_apply, only_command};
 use opsfleet_tests::{bins, wait_until_default, AgentSpec, Cluster, CoordinatorSpec};
 use serde_json::{json, Value};
 
@@ -122,15 +122,9 @@ async fn config_problems_all_at_once_and_restores_that_check() {
         .await?;
 
         // 1. Three mistakes in one module config: all three in the rejection.
-        let bad = dir.join("disk-bad.toml");
-        std::fs::write(
-            &bad,
-            "type = \"disk\"\nname = \"disk\"\ninterval = 5\npaths = \"/\"\n\
-             warn_percent = \"high\"\n",
-        )?;
-        let bad_path = bad.display().to_string();
-        let (ok, outcome, stderr) =
-            verb(c, &["config", "apply", "disk", "--file", &bad_path]).await?;
+        let bad = "type = \"disk\"\nname = \"disk\"\ninterval = 5\npaths = \"/\"\n\
+                   warn_percent = \"high\"\n";
+        let (ok, outcome, stderr) = config_apply(c, HOST, "disk", "disk-bad.toml", bad).await?;
         ensure!(!ok, "a bad config fails: {outcome} {stderr}");
         let text = format!("{outcome} {stderr}");
         for key in ["interval", "paths", "warn_percent"] {
@@ -140,14 +134,8 @@ async fn config_problems_all_at_once_and_restores_that_check() {
         // 1b. A good config, then the history: both fingerprints (64 hex) with dates, the
         // new one marked current; show prints its TOML; diff shows what changed.
         let first_fp = current_fingerprint(c).await?;
-        let good = dir.join("disk-good.toml");
-        std::fs::write(
-            &good,
-            "type = \"disk\"\nname = \"disk\"\ninterval = \"700ms\"\npaths = [\"/\"]\n",
-        )?;
-        let good_path = good.display().to_string();
-        let (ok, outcome, stderr) =
-            verb(c, &["config", "apply", "disk", "--file", &good_path]).await?;
+        let good = "type = \"disk\"\nname = \"disk\"\ninterval = \"700ms\"\npaths = [\"/\"]\n";
+        let (ok, outcome, stderr) = config_apply(c, HOST, "disk", "disk-good.toml", good).await?;
         ensure!(ok, "good apply: {outcome} {stderr}");
         let history = wait_until_default("two configs in the history", async || {
             let out = c
