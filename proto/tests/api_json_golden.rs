@@ -301,6 +301,7 @@ fn cases() -> Cases {
         BackupsRequest {
             host: Some("db-*".into()),
             job: Some("pg".into()),
+            archives: false,
             page: PageRequest {
                 limit: Some(2),
                 after: Some("db-01/pg".into()),
@@ -336,6 +337,7 @@ fn cases() -> Cases {
                     pruned_archives: 1,
                     pruned_bytes: 512,
                     last_restore: (*state == "ok").then(|| "a -> /srv/restore".into()),
+                    archives: Vec::new(),
                 })
                 .collect(),
             next: None,

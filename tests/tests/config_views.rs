@@ -4,7 +4,7 @@
 //! and prints the full 64-hex fingerprint; `config history|show|diff` list the module's
 //! configs with dates and the current one marked, print one, compare two, and refuse unknown
 //! hosts, modules and fingerprints naming what is known; `opsctl restore --archive latest` restores the
-//! job's newest archive; a relative restore target is refused by opsctl (nothing issued) and,
+//! job's newest archive; `opsctl backups --archives` lists every archive kept; a relative restore target is refused by opsctl (nothing issued) and,
 //! sent past opsctl as a raw API request, by the agent, naming the path.
 
 use std::path::Path;
@@ -243,6 +243,37 @@ async fn config_problems_all_at_once_and_restores_that_check() {
             .to_owned();
         ensure!(detail.contains("app-"), "names the archive: {detail}");
         ensure!(std::fs::read(restored.join("src/a.txt"))? == b"alpha\n");
+
+        // 2b. A second archive; `backups --archives` lists both, newest first.
+        let (ok, outcome, stderr) = verb(c, &["backup", "run", "--job", "app"]).await?;
+        ensure!(ok, "backup run: {outcome} {stderr}");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir.join("dest"))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tar.zst"))
+            .collect();
+        on_disk.sort();
+        ensure!(on_disk.len() == 2, "two archives: {on_disk:?}");
+        let listed = wait_until_default("both archives in the catalog", async || {
+            let out = c
+                .opsctl
+                .run(&["backups", "--host", HOST, "--job", "app", "--archives"])
+                .await?
+                .ok()?;
+            Ok(out
+                .stdout
+                .contains("2 archive(s) of 1 job(s)")
+                .then_some(out.stdout))
+        })
+        .await?;
+        let rows: Vec<&str> = listed.lines().filter(|l| l.contains(".tar.zst")).collect();
+        ensure!(
+            rows.len() == 2
+                && rows[0].contains(on_disk[1].as_str())
+                && rows[0].trim_end().ends_with('*')
+                && rows[1].contains(on_disk[0].as_str()),
+            "{listed}"
+        );
 
         // 3. A relative target: opsctl refuses it before anything is issued.
         let before = ledger_len(c).await?;

@@ -53,8 +53,15 @@ pub async fn hosts(api: &Api, a: views::HostsArgs, output: Output) -> anyhow::Re
 
 /// `opsctl backups`.
 pub async fn backups(api: &Api, a: views::BackupsArgs, output: Output) -> anyhow::Result<()> {
+    let archives = a.archives;
     let reply = views::backups(api, a).await?;
-    print(&reply, output, |r| views::render::backups(r, now_unix_ms()))
+    print(&reply, output, |r| {
+        if archives {
+            views::render::archives(r)
+        } else {
+            views::render::backups(r, now_unix_ms())
+        }
+    })
 }
 
 /// `opsctl incidents`.
