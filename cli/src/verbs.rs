@@ -109,8 +109,8 @@ impl ConfigApplyArgs {
 pub struct ConfigRollbackArgs {
     /// The module instance.
     pub module: String,
-    /// The config's fingerprint (or at least its first 8 hex digits), as `opsctl status`
-    /// and the `module_state` events show it.
+    /// The config's 64-hex fingerprint (or a unique prefix of at least 8 hex digits), as
+    /// `opsctl config history <module> --host H` lists them.
     #[arg(long)]
     pub to: String,
 }
