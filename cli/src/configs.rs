@@ -30,6 +30,17 @@ impl ConfigReadArgs {
     }
 }
 
+/// `opsctl config show <module> --host H [--fingerprint FP]`.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigShowArgs {
+    #[command(flatten)]
+    pub read: ConfigReadArgs,
+    /// Show this config instead of the current one: a fingerprint from `config history` or a
+    /// unique prefix of 8+ hex digits.
+    #[arg(long)]
+    pub fingerprint: Option<String>,
+}
+
 /// `opsctl config diff <module> --host H [--from FP] [--to FP]`.
 #[derive(Args, Debug, Clone)]
 pub struct ConfigDiffArgs {
@@ -120,6 +131,17 @@ pub fn pick_pair<'a>(
             })?,
     };
     Ok((from, to))
+}
+
+/// The config `fingerprint` names, else the current one.
+pub fn pick_one<'a>(
+    reply: &'a ConfigsReply,
+    fingerprint: Option<&str>,
+) -> Result<&'a ConfigVersion, String> {
+    match fingerprint {
+        Some(fp) => reply.find(fp),
+        None => current(reply),
+    }
 }
 
 /// The config the module runs now.

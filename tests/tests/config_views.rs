@@ -181,6 +181,25 @@ async fn config_problems_all_at_once_and_restores_that_check() {
                 && shown.contains("interval = \"700ms\""),
             "{shown}"
         );
+        let old = c
+            .opsctl
+            .run(&[
+                "config",
+                "show",
+                "disk",
+                "--host",
+                HOST,
+                "--fingerprint",
+                &first_fp[..12],
+            ])
+            .await?
+            .ok()?
+            .stdout;
+        ensure!(
+            old.contains(&format!("fingerprint {first_fp},"))
+                && old.contains("interval = \"300ms\""),
+            "{old}"
+        );
         let prefix = &first_fp[..10];
         let diff = c
             .opsctl

@@ -79,7 +79,7 @@ pub enum DispatchError {
         computed: String,
     },
     #[error(
-        "no config of module {module} with fingerprint {fingerprint} in the log (known: {known})"
+        "no config of module {module} with fingerprint {fingerprint} in the log (known: {known}); `opsctl config history {module} --host H` lists them with dates"
     )]
     UnknownFingerprint {
         module: String,

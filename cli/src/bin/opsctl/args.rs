@@ -155,10 +155,11 @@ pub enum ConfigCommand {
         #[command(flatten)]
         targets: Targets,
     },
-    /// The module's current config on a host: its 64-hex fingerprint and TOML, as the
-    /// agent announced it. Module configs are shown as they are (not redacted): they travel
-    /// in events every viewer can read, so they must hold no secrets.
-    Show(configs::ConfigReadArgs),
+    /// The module's current config on a host (or, with --fingerprint, one it ran before):
+    /// its 64-hex fingerprint and TOML, as the agent announced it. Module configs are shown
+    /// as they are (not redacted): they travel in events every viewer can read, so they must
+    /// hold no secrets.
+    Show(configs::ConfigShowArgs),
     /// Every config the log kept for the module on a host (up to 8), oldest first, with when
     /// each was first and last seen; `*` marks the one running now. These are the fingerprints
     /// `config rollback --to` takes (a unique prefix of 8+ hex digits is enough).

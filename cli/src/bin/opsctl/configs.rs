@@ -2,17 +2,17 @@
 //! `opsfleet_cli::configs` renders.
 
 use opsfleet_cli::client::Api;
-use opsfleet_cli::configs::{self, ConfigDiffArgs, ConfigReadArgs};
+use opsfleet_cli::configs::{self, ConfigDiffArgs, ConfigReadArgs, ConfigShowArgs};
 use serde_json::json;
 
 use crate::args::Output;
 use crate::show::print;
 
-/// `opsctl config show`: the current config's fingerprint and TOML.
-pub async fn show(api: &Api, a: ConfigReadArgs, output: Output) -> anyhow::Result<()> {
-    let reply = configs::fetch(api, &a).await?;
-    let current = configs::current(&reply).map_err(anyhow::Error::msg)?;
-    print(current, output, |c| configs::show(&reply, c))
+/// `opsctl config show`: a config's fingerprint and TOML (default: the current one).
+pub async fn show(api: &Api, a: ConfigShowArgs, output: Output) -> anyhow::Result<()> {
+    let reply = configs::fetch(api, &a.read).await?;
+    let shown = configs::pick_one(&reply, a.fingerprint.as_deref()).map_err(anyhow::Error::msg)?;
+    print(shown, output, |c| configs::show(&reply, c))
 }
 
 /// `opsctl config history`: every config the log kept, with dates, the current one marked.
