@@ -67,39 +67,31 @@ fn missing_at(value: &toml::Value, inner: &str) -> String {
     let Some(path) = steps(parent) else {
         return inner.to_owned();
     };
-    let mut tables = expand(value, &path, String::new());
-    let items = tables.iter().flat_map(|at| {
-        let Some(at_steps) = steps(at) else {
-            return Vec::new();
-        };
-        // An array of tables: its items, each tried in turn.
-        let index = Step::Index(0);
-        let with_index: Vec<Step> = at_steps.into_iter().chain(std::iter::once(index)).collect();
-        let mut out = Vec::new();
-        for i in 0.. {
-            let mut probe = with_index.clone();
-            if let Some(last) = probe.last_mut() {
-                *last = Step::Index(i);
+    // The tables the parent names; an array of tables stands for its items.
+    let tables: Vec<String> = expand(value, &path, String::new())
+        .into_iter()
+        .flat_map(|at| match get(value, &at) {
+            Some(toml::Value::Array(items)) => {
+                (0..items.len()).map(|i| format!("{at}[{i}]")).collect()
             }
-            let found = expand(value, &probe, String::new());
-            if found.is_empty() {
-                break;
-            }
-            out.extend(found);
-        }
-        out
-    });
-    let items: Vec<String> = items.collect();
-    if !items.is_empty() {
-        tables = items;
-    }
+            _ => vec![at],
+        })
+        .collect();
     tables
         .into_iter()
-        .find(|at| {
-            let mut probe = value.clone();
-            !remove_path(&mut probe, &join_key(at, field))
-        })
+        .find(|at| get(value, &join_key(at, field)).is_none())
         .map_or_else(|| inner.to_owned(), |at| join_key(&at, field))
+}
+
+/// The value at a concrete `path` (`probes[1].url`).
+fn get<'v>(value: &'v toml::Value, path: &str) -> Option<&'v toml::Value> {
+    steps(path)?
+        .iter()
+        .try_fold(value, |at, step| match (step, at) {
+            (Step::Key(k), toml::Value::Table(t)) => t.get(k),
+            (Step::Index(i), toml::Value::Array(a)) => a.get(*i),
+            _ => None,
+        })
 }
 
 /// `probes[1].url` is `probes.url` as toml's errors spell it (they carry no array index).
@@ -227,7 +219,6 @@ fn remove_path(value: &mut toml::Value, path: &str) -> bool {
 }
 
 /// One step of a key path.
-#[derive(Clone)]
 enum Step {
     Key(String),
     Index(usize),
