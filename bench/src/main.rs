@@ -106,18 +106,8 @@ async fn main() -> Result<()> {
             SECTIONS.join(", ")
         );
     }
-    let Sizes {
-        ingest,
-        latency,
-        fanout,
-        failover,
-        idle,
-        rebuild,
-    } = Sizes::from_args(&args);
-    let sizes = serde_json::json!({
-        "ingest": ingest, "latency": latency, "fanout": fanout,
-        "failover": failover, "idle": idle, "rebuild": rebuild,
-    });
+    let all = Sizes::from_args(&args);
+    let sizes = serde_json::to_value(&all).context("cannot encode the sizes")?;
 
     let machine = machine()?;
     eprintln!(
@@ -143,12 +133,12 @@ async fn main() -> Result<()> {
             }
         };
     }
-    section!("ingest", throughput, ingest);
-    section!("latency", latency, latency);
-    section!("fanout", fanout, fanout);
-    section!("failover", failover, failover);
-    section!("idle", idle, idle);
-    section!("rebuild", rebuild, rebuild);
+    section!("ingest", throughput, all.ingest);
+    section!("latency", latency, all.latency);
+    section!("fanout", fanout, all.fanout);
+    section!("failover", failover, all.failover);
+    section!("idle", idle, all.idle);
+    section!("rebuild", rebuild, all.rebuild);
 
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -173,6 +163,7 @@ async fn main() -> Result<()> {
 }
 
 /// The sizes of every section, from the command line (`--quick` picks the small ones).
+#[derive(serde::Serialize)]
 struct Sizes {
     ingest: throughput::Sizes,
     latency: latency::Sizes,
