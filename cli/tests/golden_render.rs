@@ -1,10 +1,10 @@
 //! Golden files for opsctl's human output. `UPDATE_GOLDEN=1 cargo test -p opsfleet-cli`
 //! rewrites them; review the diff.
 
-use opsfleet_cli::{audit, render};
+use opsfleet_cli::{audit, leader, render};
 use opsfleet_proto::api::{
-    CommandStepView, CommandView, DiskView, HostView, ModuleView, Responder, SeqRange, StatusReply,
-    Truncated,
+    CommandStepView, CommandView, CoordinatorView, DiskView, HostView, LeaderRole, ModuleView,
+    Responder, SeqRange, StatusReply, Truncated,
 };
 
 const NOW: i64 = 1_790_000_000_000;
@@ -99,6 +99,38 @@ fn status_table() {
     check("status.txt", &render::status(&r, NOW));
 }
 
+/// What the log knows of a coordinator, last heard from `ago_ms` ago.
+fn logged(name: &str, role: LeaderRole, ago_ms: i64) -> CoordinatorView {
+    CoordinatorView {
+        name: name.into(),
+        color: name.into(),
+        role,
+        epoch: 7,
+        last_seen_unix_ms: NOW - ago_ms,
+        history: vec![],
+    }
+}
+
+#[test]
+fn leader_shows_a_coordinator_that_stopped_answering() {
+    let mut r = reply(vec![]);
+    r.responder.name = "green".into();
+    r.responder.color = "green".into();
+    r.responder.role = LeaderRole::Active;
+    r.coordinators = vec![
+        logged("blue", LeaderRole::Active, 95_000),
+        logged("green", LeaderRole::Active, 2_000),
+    ];
+    let rows = leader::rows(&[r.clone()], NOW);
+    assert!(leader::has_active(&rows));
+    check("leader-one-dead.txt", &leader::render(&rows, NOW));
+    // Only the dead one is known to be active: nobody is.
+    r.responder.role = LeaderRole::Standby;
+    let rows = leader::rows(&[r], NOW);
+    assert!(!leader::has_active(&rows));
+    check("leader-none-active.txt", &leader::render(&rows, NOW));
+}
+
 #[test]
 fn status_with_no_hosts() {
     check("status-empty.txt", &render::status(&reply(vec![]), NOW));
@@ -122,7 +154,7 @@ fn control_characters_in_status_commands_and_leader_render_inert() {
     let mut r = reply(vec![h]);
     r.responder.name = "blue\x1b[H".into();
     assert_inert(&render::status(&r, NOW));
-    assert_inert(&render::coordinators(&[r.responder.clone()]));
+    assert_inert(&leader::render(&leader::rows(&[r.clone()], NOW), NOW));
 
     let cmd = CommandView {
         id: "c1".into(),

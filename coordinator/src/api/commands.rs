@@ -5,37 +5,76 @@ use opsfleet_proto::api::{
     CommandStepView, CommandView, CommandsRequest, FailoverReply, FailoverRequest,
 };
 
+use crate::dispatch::hint;
 use crate::election::{ReleaseHandle, Requester};
 use crate::identity::Issuer;
 use crate::projection::Fleet;
 use crate::state::Shared;
 
+/// Why a failover request is refused.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FailoverError {
+    /// A standby's answer; it stays silent on the broadcast subject.
+    #[error("{name} is not active (lease holder: {holder})")]
+    NotActive { name: String, holder: String },
+    #[error("{name} is already active; nothing to hand over")]
+    AlreadyActive { name: String },
+    #[error("unknown coordinator {to}; the lease was not touched (known coordinators: {known})")]
+    UnknownCoordinator { to: String, known: String },
+    #[error("the election task has stopped")]
+    Stopped,
+}
+
+/// Checks a `--to` name against this coordinator and the coordinators the log knows (pure).
+pub(super) fn check_failover_target(
+    fleet: &Fleet,
+    me: &str,
+    to: Option<&str>,
+) -> Result<(), FailoverError> {
+    let Some(to) = to else { return Ok(()) };
+    if to == me {
+        return Err(FailoverError::AlreadyActive {
+            name: me.to_owned(),
+        });
+    }
+    if fleet.coordinators().any(|c| c.name == to) {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = fleet.coordinators().map(|c| c.name.as_str()).collect();
+    if !names.contains(&me) {
+        names.push(me);
+    }
+    names.sort_unstable();
+    Err(FailoverError::UnknownCoordinator {
+        to: to.to_owned(),
+        known: hint(names),
+    })
+}
+
 /// Releases the lease if this coordinator is active, on behalf of `issuer` (recorded on the
-/// step-down's leadership event).
+/// step-down's leadership event). A `--to` naming itself or a coordinator the log does not
+/// know is refused before the lease is touched.
 pub(super) async fn failover(
     shared: &Shared,
     release: &ReleaseHandle,
     req: FailoverRequest,
     issuer: &Issuer,
-) -> Result<FailoverReply, String> {
+) -> Result<FailoverReply, FailoverError> {
     let view = shared.leadership.view();
     let Some(epoch) = view.acting_epoch(tokio::time::Instant::now()) else {
-        return Err(format!(
-            "{} is not active (lease holder: {})",
-            shared.name,
-            view.holder.as_deref().unwrap_or("unknown")
-        ));
+        return Err(FailoverError::NotActive {
+            name: shared.name.clone(),
+            holder: view.holder.clone().unwrap_or_else(|| "unknown".to_owned()),
+        });
     };
-    if req.to.as_deref() == Some(shared.name.as_str()) {
-        return Err(format!("{} is already active", shared.name));
-    }
+    check_failover_target(&shared.fleet(), &shared.name, req.to.as_deref())?;
     let by = Requester {
         name: issuer.name.clone(),
         role: issuer.role_text(),
     };
     tracing::info!(epoch, to = ?req.to, requested_by = %by.name, requested_role = %by.role, "failover requested");
     if !release.release(req.to.clone(), Some(by)).await {
-        return Err("the election task has stopped".to_owned());
+        return Err(FailoverError::Stopped);
     }
     Ok(FailoverReply {
         responder: shared.responder(0),
