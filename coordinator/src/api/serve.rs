@@ -251,7 +251,7 @@ impl Server {
         }
         let claimed = body.requested_by.clone().unwrap_or_default();
         let issuer = crate::identity::issuer(&claimed, req.operator.as_ref());
-        match commands::failover(&self.shared, &self.release, body, &issuer).await {
+        match commands::failover(&self.shared, &self.client, &self.release, body, &issuer).await {
             Ok(reply) => Some(to_json(&reply)),
             // Standbys stay silent on the broadcast subject so the active one answers; the
             // active one's refusal (already active, unknown target) reaches the operator.
