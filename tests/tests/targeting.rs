@@ -5,6 +5,7 @@
 //! target is a usage error (exit 2); `status --host nosuch` says the host is unknown; a
 //! rejection states its reason without the fencing epochs; a command to a lost host says so
 //! up front with the deadline and returns at once; `audit --by nobody` says there are none;
+//! a command issued with no operator and no OS user is recorded as `anonymous`;
 //! an unreachable NATS says its cause once and exits 3.
 
 use std::time::{Duration, Instant};
@@ -174,6 +175,39 @@ async fn targets_are_checked_before_anything_is_sent() {
             code == 0 && outcome["commands"].as_array().map(Vec::len) == Some(2),
             "noop to web-*: {outcome} {stderr}"
         );
+
+        // backup run --all: the host with a backup module runs it, the others are skipped.
+        let (code, out, stderr) = run(
+            c,
+            &["--output", "json", "backup", "run", "--all", "--wait", "60s"],
+        )
+        .await?;
+        let outcome: Value = serde_json::from_str(out.trim()).context("backup JSON")?;
+        let skipped: Vec<&str> = outcome["skipped"]
+            .as_array()
+            .context("skipped")?
+            .iter()
+            .filter_map(|s| s["host"].as_str())
+            .collect();
+        ensure!(
+            code == 0
+                && outcome["commands"][0]["target"] == "web-02"
+                && skipped == ["db-01", "web-01"]
+                && stderr.contains("skipped 2 host(s) that cannot take the command: db-01 (no backup module), web-01 (no backup module)"),
+            "backup run --all: {outcome} {stderr}"
+        );
+
+        // No operator and no OS user in the environment: recorded as anonymous.
+        let out = tokio::process::Command::new(opsfleet_tests::bins::bin(opsfleet_tests::bins::OPSCTL)?)
+            .args(["--nats", &c.nats_url(), "noop", "--host", "web-01", "--wait", "60s"])
+            .env_remove("USER")
+            .env_remove("LOGNAME")
+            .env_remove("OPS_OPERATOR")
+            .output()
+            .await?;
+        ensure!(out.status.success(), "anonymous noop: {out:?}");
+        let (_, audit, _) = run(c, &["audit", "--host", "web-01", "--limit", "1"]).await?;
+        ensure!(audit.contains("anonymous (unverified)"), "{audit}");
 
         // A rejection for a reason other than fencing carries no epochs, and the last line
         // says what happened.
