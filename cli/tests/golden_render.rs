@@ -236,3 +236,48 @@ fn audit_table_shows_who_in_which_role() {
     assert_eq!(json[2]["issued_by"], "ops (unverified)", "{json}");
     assert_eq!(json[2]["issued_role"], "", "{json}");
 }
+
+/// What a command verb prints around its table: skipped and lost hosts up front, the progress
+/// line counting outcomes by kind, the closing line.
+#[test]
+fn command_outcome_lines() {
+    use opsfleet_cli::outcome;
+    use opsfleet_proto::api::{CommandReply, IssuedCommand, Liveness, SkippedHost};
+    let issued = |host: &str, liveness: Option<Liveness>| IssuedCommand {
+        host: host.into(),
+        command_id: format!("c-{host}"),
+        liveness,
+        last_seen_unix_ms: if liveness.is_some() { NOW - 40_000 } else { 0 },
+    };
+    let reply = CommandReply {
+        responder: reply(vec![]).responder,
+        epoch: 7,
+        commands: vec![
+            issued("web-01", None),
+            issued("web-02", None),
+            issued("web-03", None),
+            issued("db-01", Some(Liveness::Lost)),
+        ],
+        deadline_unix_ms: NOW + 60_000,
+        skipped: vec![SkippedHost {
+            host: "cache-01".into(),
+            reason: "no module log".into(),
+        }],
+    };
+    let mut views = vec![
+        command("c-web-01", "web-01", "alice", "operator", "completed"),
+        command("c-web-02", "web-02", "alice", "operator", "rejected"),
+        command("c-web-03", "web-03", "alice", "operator", "expired"),
+        command("c-db-01", "db-01", "alice", "operator", "issued"),
+    ];
+    views[1].detail = "refused by policy.restore_targets: /srv is not allowed".into();
+    views[2].detail = "deadline passed".into();
+    let mut text = outcome::up_front(&reply).join("\n");
+    text.push('\n');
+    text.push_str(&outcome::progress(&views, 4));
+    text.push('\n');
+    let summary = outcome::summary("pause", &views, &reply, std::time::Duration::from_secs(30));
+    text.push_str(&summary.unwrap_or_default());
+    text.push('\n');
+    check("command-outcome.txt", &text);
+}

@@ -14,7 +14,7 @@ use crate::args::Output;
 use crate::exit::Unreachable;
 
 /// How long `leader` listens for coordinators' replies.
-const GATHER_WINDOW: Duration = Duration::from_millis(300);
+const GATHER_WINDOW: Duration = Duration::from_millis(500);
 
 /// Prints `value` as pretty JSON, or as the text `render` makes of it.
 pub fn print<T: Serialize + ?Sized>(
