@@ -273,8 +273,15 @@ async fn a_lost_host_is_said_up_front_and_unreachable_nats_exits_3() {
         );
         ensure!(!stderr.contains("hosts answered"), "{stderr}");
 
-        // NATS down: the cause once, exit 3.
+        // NATS down: the cause once, exit 3 — as `--help` documents.
         let down = Opsctl::new("nats://127.0.0.1:1")?;
+        let help = down.run(&["--help"]).await?.ok()?.stdout;
+        ensure!(
+            help.contains("Exit codes: 0 ok; 1 the operation failed")
+                && help.contains("2 usage")
+                && help.contains("3 cluster unreachable"),
+            "{help}"
+        );
         let out = down.run(&["status"]).await?;
         ensure!(out.status.code() == Some(3), "exit 3: {out:?}");
         ensure!(
