@@ -34,7 +34,7 @@ pub(super) enum FailoverError {
 }
 
 /// How long the active coordinator gathers its peers' status answers before a `--to`.
-const PEER_WINDOW: std::time::Duration = std::time::Duration::from_millis(1_000);
+const PEER_WINDOW: std::time::Duration = std::time::Duration::from_millis(2_000);
 
 /// Checks a `--to` name (pure): not this coordinator, and among the coordinators that answer
 /// (`answering`); otherwise refused naming every coordinator known (answering or in the log).
