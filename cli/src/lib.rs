@@ -5,6 +5,8 @@ pub mod audit;
 pub mod client;
 pub mod drill;
 pub mod events;
+pub mod leader;
+pub mod outcome;
 pub mod paging;
 pub mod render;
 pub mod sanitize;

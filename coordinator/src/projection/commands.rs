@@ -104,7 +104,9 @@ pub fn apply(record: &mut CommandRecord, ev: &EventEnvelope) {
         }
         Body::CommandCompleted(c) => record.step(CommandState::Completed, at, by, &c.detail),
         Body::CommandFailed(c) => record.step(CommandState::Failed, at, by, &c.reason),
-        Body::CommandRejected(c) => record.step(
+        // The epochs only explain a fencing refusal (a command older than the newest term
+        // the agent saw); any other reason stands alone.
+        Body::CommandRejected(c) if c.epoch < c.highest_epoch_seen => record.step(
             CommandState::Rejected,
             at,
             by,
@@ -113,6 +115,7 @@ pub fn apply(record: &mut CommandRecord, ev: &EventEnvelope) {
                 c.reason, c.epoch, c.highest_epoch_seen
             ),
         ),
+        Body::CommandRejected(c) => record.step(CommandState::Rejected, at, by, &c.reason),
         Body::CommandExpired(_) => record.step(CommandState::Expired, at, by, "deadline passed"),
         _ => {}
     }
@@ -235,5 +238,23 @@ mod tests {
         );
         assert_eq!((r.id.as_str(), r.state.as_str()), ("c9", "rejected"));
         assert!(r.detail.contains("epoch 3, highest seen 5"), "{}", r.detail);
+    }
+
+    #[test]
+    fn only_a_fencing_rejection_names_the_epochs() {
+        let mut r = CommandRecord::default();
+        let rejected = |reason: &str, epoch, highest_epoch_seen| {
+            Body::CommandRejected(pb::CommandRejected {
+                command_id: "c8".into(),
+                reason: reason.into(),
+                epoch,
+                highest_epoch_seen,
+            })
+        };
+        apply(
+            &mut r,
+            &ev("web-01", rejected("unknown module \"nosuch\"", 7, 7)),
+        );
+        assert_eq!(r.detail, "unknown module \"nosuch\"");
     }
 }
