@@ -14,6 +14,7 @@ use opsfleet_proto::subjects;
 use crate::dispatch::hint;
 use crate::election::{ReleaseHandle, Requester};
 use crate::identity::Issuer;
+use crate::projection::commands::shown_detail;
 use crate::projection::Fleet;
 use crate::state::Shared;
 
@@ -157,7 +158,7 @@ pub fn command_views(fleet: &Fleet, req: &CommandsRequest) -> Vec<CommandView> {
             module: c.module.clone(),
             deadline_unix_ms: c.deadline_unix_ms,
             state: c.state,
-            detail: c.detail.clone(),
+            detail: shown_detail(&c.detail).to_owned(),
             accepted_count: c.accepted_count,
             history: c
                 .history
@@ -166,7 +167,7 @@ pub fn command_views(fleet: &Fleet, req: &CommandsRequest) -> Vec<CommandView> {
                     state: h.state,
                     at_unix_ms: h.at_unix_ms,
                     by: h.by.clone(),
-                    detail: h.detail.clone(),
+                    detail: shown_detail(&h.detail).to_owned(),
                 })
                 .collect(),
         })
