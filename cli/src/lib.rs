@@ -6,6 +6,8 @@ pub mod client;
 pub mod configs;
 pub mod drill;
 pub mod events;
+pub mod leader;
+pub mod outcome;
 pub mod paging;
 pub mod render;
 pub mod sanitize;

@@ -138,6 +138,7 @@ fn cases() -> Cases {
                 color: "green".into(),
                 role: LeaderRole::Standby,
                 epoch: 6,
+                last_seen_unix_ms: 0,
                 history: vec![
                     LeadershipChangeView {
                         epoch: 6,
@@ -195,7 +196,11 @@ fn cases() -> Cases {
             commands: vec![IssuedCommand {
                 host: "web-01".into(),
                 command_id: "0190e0a0-0000-7000-8000-0000000000aa".into(),
+                liveness: None,
+                last_seen_unix_ms: 0,
             }],
+            deadline_unix_ms: 0,
+            skipped: Vec::new(),
         },
     );
     c.add("commands_request.default", CommandsRequest::default());

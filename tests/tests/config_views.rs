@@ -296,14 +296,26 @@ async fn config_problems_all_at_once_and_restores_that_check() {
 
         // 3. A relative target: opsctl refuses it before anything is issued.
         let before = ledger_len(c).await?;
-        let (ok, _, stderr) = verb(
-            c,
-            &["restore", "--archive", "latest", "--target", "restored-rel"],
-        )
-        .await?;
+        let out = c
+            .opsctl
+            .run(&[
+                "restore",
+                "--archive",
+                "latest",
+                "--target",
+                "restored-rel",
+                "--host",
+                HOST,
+            ])
+            .await?;
         ensure!(
-            !ok && stderr.contains("--target \"restored-rel\" is a relative path"),
-            "{stderr}"
+            out.status.code() == Some(2)
+                && out
+                    .stderr
+                    .contains("--target \"restored-rel\" is a relative path"),
+            "a usage error (exit 2): {:?} {}",
+            out.status,
+            out.stderr
         );
         ensure!(ledger_len(c).await? == before, "nothing was issued");
 

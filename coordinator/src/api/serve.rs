@@ -268,11 +268,12 @@ impl Server {
         }
         let claimed = body.requested_by.clone().unwrap_or_default();
         let issuer = crate::identity::issuer(&claimed, req.operator.as_ref());
-        match commands::failover(&self.shared, &self.release, body, &issuer).await {
+        match commands::failover(&self.shared, &self.client, &self.release, body, &issuer).await {
             Ok(reply) => Some(to_json(&reply)),
-            // Standbys stay silent on the broadcast subject so the active one answers.
-            Err(_) if !req.addressed_to_me => None,
-            Err(e) => Some(error_reply(&self.shared, e)),
+            // Standbys stay silent on the broadcast subject so the active one answers; the
+            // active one's refusal (already active, unknown target) reaches the operator.
+            Err(commands::FailoverError::NotActive { .. }) if !req.addressed_to_me => None,
+            Err(e) => Some(error_reply(&self.shared, e.to_string())),
         }
     }
 
