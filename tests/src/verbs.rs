@@ -45,6 +45,17 @@ pub async fn config_apply(
     verb(c, host, &["config", "apply", module, "--file", &path]).await
 }
 
+/// The ledger's view of one command (`opsctl -o json commands --id ID`), `Null` if unknown.
+pub async fn command_view(c: &Cluster, id: &str) -> Result<Value> {
+    let out = c
+        .opsctl
+        .run(&["--output", "json", "commands", "--id", id])
+        .await?
+        .ok()?;
+    let views: Value = serde_json::from_str(out.stdout.trim())?;
+    Ok(views[0].clone())
+}
+
 /// The one command of an outcome.
 pub fn only_command(outcome: &Value) -> Result<&Value> {
     let cmds = outcome["commands"].as_array().context("commands")?;

@@ -17,7 +17,7 @@ use serde_json::Value;
 const HOST: &str = "db-01";
 
 use opsfleet_tests::stream::events_of;
-use opsfleet_tests::verbs::{self, backup_toml, config_apply, only_command};
+use opsfleet_tests::verbs::{self, backup_toml, command_view, config_apply, only_command};
 
 /// The disk module's `module_state` bodies, oldest first.
 async fn disk_states(c: &Cluster) -> Result<Vec<pb::ModuleState>> {
@@ -323,13 +323,7 @@ async fn backup_run_config_apply_reject_and_rollback() {
             .and_then(|s| s["at_unix_ms"].as_i64())
             .context("noop completed at")?;
         let backup_done = wait_until_default("the background backup", async || {
-            let out = c
-                .opsctl
-                .run(&["--output", "json", "commands", "--id", &backup_id])
-                .await?
-                .ok()?;
-            let views: Value = serde_json::from_str(out.stdout.trim())?;
-            let view = &views[0];
+            let view = &command_view(c, &backup_id).await?;
             if view["state"] == "completed" {
                 return Ok(view["history"]
                     .as_array()

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use opsfleet_proto::subjects;
 use opsfleet_tests::stream::events_of;
-use opsfleet_tests::verbs::{self, backup_toml, config_apply, only_command};
+use opsfleet_tests::verbs::{self, backup_toml, command_view, config_apply, only_command};
 use opsfleet_tests::{bins, wait_until_default, AgentSpec, Cluster, CoordinatorSpec};
 use serde_json::{json, Value};
 
@@ -332,13 +332,7 @@ async fn config_problems_all_at_once_and_restores_that_check() {
             .with_context(|| format!("issued: {reply}"))?
             .to_owned();
         let view = wait_until_default("the agent's answer", async || {
-            let out = c
-                .opsctl
-                .run(&["--output", "json", "commands", "--id", &id])
-                .await?
-                .ok()?;
-            let v: Value = serde_json::from_str(out.stdout.trim())?;
-            let cmd = v[0].clone();
+            let cmd = command_view(c, &id).await?;
             Ok((cmd["state"] == "rejected" || cmd["state"] == "failed").then_some(cmd))
         })
         .await?;
