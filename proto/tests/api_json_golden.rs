@@ -413,6 +413,41 @@ fn cases() -> Cases {
             next: None,
         },
     );
+    c.add("configs_request", ConfigsRequest::default());
+    c.add(
+        "configs_reply",
+        ConfigsReply {
+            responder: responder(),
+            host: "web-01".into(),
+            module: "disk".into(),
+            current: "b".repeat(64),
+            configs: vec![
+                ConfigVersion {
+                    fingerprint: "a".repeat(64),
+                    first_seen_unix_ms: 1_790_000_000_000,
+                    last_seen_unix_ms: 1_790_000_060_000,
+                    current: false,
+                    toml: "type = \"disk\"\n".into(),
+                },
+                ConfigVersion {
+                    fingerprint: "b".repeat(64),
+                    first_seen_unix_ms: 1_790_000_100_000,
+                    last_seen_unix_ms: 1_790_000_100_000,
+                    current: true,
+                    toml: "type = \"disk\"\ninterval = \"30s\"\n".into(),
+                },
+            ],
+        },
+    );
+    c.add(
+        "backups_request.archives",
+        BackupsRequest {
+            host: Some("db-01".into()),
+            job: Some("pg".into()),
+            archives: true,
+            page: PageRequest::default(),
+        },
+    );
     c.add(
         "api_error",
         ApiError {
