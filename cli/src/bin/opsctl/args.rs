@@ -168,17 +168,22 @@ pub enum ConfigCommand {
         #[command(flatten)]
         targets: Targets,
     },
-    /// The module's current config on a host (or, with --fingerprint, one it ran before):
-    /// its 64-hex fingerprint and TOML, as the agent announced it. Module configs are shown
-    /// as they are (not redacted): they travel in events every viewer can read, so they must
-    /// hold no secrets.
+    /// A module's config on a host: 64-hex fingerprint and TOML (default: the current one).
+    ///
+    /// With --fingerprint, one it ran before (`config history` lists them). Module configs
+    /// are shown as the agent announced them, not redacted: they travel in events every
+    /// viewer can read, so they must hold no secrets.
     Show(configs::ConfigShowArgs),
-    /// Every config the log kept for the module on a host (up to 8), oldest first, with when
-    /// each was first and last seen; `*` marks the one running now. These are the fingerprints
-    /// `config rollback --to` takes (a unique prefix of 8+ hex digits is enough).
+    /// The configs a module ran on a host: fingerprints, dates, `*` on the current one.
+    ///
+    /// Every config the log kept (up to 8), oldest first, with when each was first and last
+    /// seen. These are the fingerprints `config rollback --to` and `config show|diff` take (a
+    /// unique prefix of 8+ hex digits is enough).
     History(configs::ConfigReadArgs),
-    /// What changed between two configs of the module, line by line (`-` from, `+` to);
-    /// by default the previous config against the current one.
+    /// What changed between two configs of a module, line by line.
+    ///
+    /// `-` lines are only in --from, `+` lines only in --to; by default the previous config
+    /// against the current one.
     ///
     /// Example: `opsctl config diff disk --host web-01 --from 3fa2c1d0 --to 9b7e55aa`.
     Diff(configs::ConfigDiffArgs),
