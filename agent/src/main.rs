@@ -149,7 +149,8 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     if cli.check_config {
-        let fp = loaded.fingerprint.get(..12).unwrap_or(&loaded.fingerprint);
+        // The full 64-hex fingerprint, the length modules and opsctl show everywhere.
+        let fp = &loaded.fingerprint;
         if loaded.template {
             println!(
                 "config ok: {} (template; rendered for {}: {} modules, groups [{}], fingerprint {fp})",

@@ -75,30 +75,7 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
         .prefix("opsfleet-bench-failover-")
         .tempdir()
         .context("cannot create temp dir")?;
-    let mut coords = Vec::new();
-    for name in ["blue", "green"] {
-        coords.push(Coordinator::spawn(
-            dir.path(),
-            &CoordinatorSpec::new(name),
-            &nats.url(),
-        )?);
-    }
-    let client = async_nats::connect(nats.url())
-        .await
-        .context("cannot connect to nats-server")?;
-    let js = jetstream::new(client.clone());
-    let bucket = wait_bucket(&js).await?;
-    let watch = spawn_watch(&bucket).await?;
-    let mut pair = Pair {
-        coords,
-        client,
-        watch,
-        holder: String::new(),
-        gone_at: None,
-        crash_detail: Vec::new(),
-    };
-    pair.holder = pair.next_holder(None, Duration::from_secs(60)).await?.1;
-
+    let mut pair = Pair::start(dir.path(), &nats).await?;
     let mut crash = Vec::new();
     for _ in 0..sizes.crash_repeats {
         crash.push(pair.crash_once().await?);
@@ -114,6 +91,11 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
     for c in &mut pair.coords {
         let _ = c.stop().await;
     }
+    figures(&crash, &api, &term, &pair.crash_detail)
+}
+
+/// The four figures from the runs' times (seconds for crashes, ms for handovers).
+fn figures(crash: &[f64], api: &[f64], term: &[f64], detail: &[(f64, f64)]) -> Result<Vec<Figure>> {
     let list = |v: &[f64]| {
         v.iter()
             .map(|x| fmt_num(*x))
@@ -123,35 +105,35 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
     let med = |v: &[f64]| stats::median(v).context("no repeats");
     Ok(vec![
         CRASH_MEDIAN.measured(
-            med(&crash)?,
+            med(crash)?,
             format!(
                 "median of {} kills at random points of the renewal period, TTL {TTL_S} s; \
                  runs {}; lease age at kill {}; aged-out marker seen {} s after kill; \
                  takeover past the lease's expiry (last renewal + TTL) {} s",
                 crash.len(),
-                list(&crash),
-                list(&pair.crash_detail.iter().map(|d| d.0).collect::<Vec<_>>()),
-                list(&pair.crash_detail.iter().map(|d| d.1).collect::<Vec<_>>()),
+                list(crash),
+                list(&detail.iter().map(|d| d.0).collect::<Vec<_>>()),
+                list(&detail.iter().map(|d| d.1).collect::<Vec<_>>()),
                 list(
                     &crash
                         .iter()
-                        .zip(&pair.crash_detail)
+                        .zip(detail)
                         .map(|(t, d)| t - (TTL_S - d.0))
                         .collect::<Vec<_>>()
                 ),
             ),
         ),
         CRASH_MAX.measured(
-            stats::max(&crash).context("no repeats")?,
+            stats::max(crash).context("no repeats")?,
             format!("max of {} kills", crash.len()),
         ),
         HANDOVER_API.measured(
-            med(&api)?,
-            format!("median of {}; runs {}", api.len(), list(&api)),
+            med(api)?,
+            format!("median of {}; runs {}", api.len(), list(api)),
         ),
         HANDOVER_SIGTERM.measured(
-            med(&term)?,
-            format!("median of {}; runs {}", term.len(), list(&term)),
+            med(term)?,
+            format!("median of {}; runs {}", term.len(), list(term)),
         ),
     ])
 }
@@ -195,6 +177,35 @@ async fn spawn_watch(bucket: &kv::Store) -> Result<mpsc::UnboundedReceiver<Seen>
 }
 
 impl Pair {
+    /// Coordinators blue and green on `nats`, with a watch on the lease; waits for the first
+    /// holder.
+    async fn start(dir: &std::path::Path, nats: &NatsServer) -> Result<Pair> {
+        let mut coords = Vec::new();
+        for name in ["blue", "green"] {
+            coords.push(Coordinator::spawn(
+                dir,
+                &CoordinatorSpec::new(name),
+                &nats.url(),
+            )?);
+        }
+        let client = async_nats::connect(nats.url())
+            .await
+            .context("cannot connect to nats-server")?;
+        let js = jetstream::new(client.clone());
+        let bucket = wait_bucket(&js).await?;
+        let watch = spawn_watch(&bucket).await?;
+        let mut pair = Pair {
+            coords,
+            client,
+            watch,
+            holder: String::new(),
+            gone_at: None,
+            crash_detail: Vec::new(),
+        };
+        pair.holder = pair.next_holder(None, Duration::from_secs(60)).await?.1;
+        Ok(pair)
+    }
+
     fn index(&self, name: &str) -> Result<usize> {
         self.coords
             .iter()

@@ -121,31 +121,87 @@ async fn measure(
     cancel: &CancellationToken,
 ) -> Result<Vec<Figure>> {
     let arrivals = Arc::new(Mutex::new(Arrivals::default()));
-    // The arrival clock runs on its own thread, runtime and connection, so that the 1,000
-    // simulated agents' tasks cannot delay the stamping of what arrives.
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<()>>();
-    {
-        let arrivals = Arc::clone(&arrivals);
-        let port = client.server_info().port;
-        let cancel = cancel.clone();
-        std::thread::spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.into()));
-                    return;
-                }
-            };
-            rt.block_on(stamp_arrivals(port, arrivals, ready_tx, cancel));
-        });
-    }
-    ready_rx.await.context("arrival clock thread died")??;
+    start_arrival_clock(client, &arrivals, cancel).await?;
+    start_agents(js, sizes, cancel).await?;
+    wait_hosts(client, sizes.agents).await?;
 
-    // Bring the simulated agents up: a first heartbeat (so the coordinator knows the host),
-    // then the command consumer.
+    let mut p50 = Vec::new();
+    let mut p99 = Vec::new();
+    let mut max = Vec::new();
+    let mut done99 = Vec::new();
+    let mut replies = Vec::new();
+    let mut first = Vec::new();
+    for r in 0..sizes.repeats {
+        let round = one_round(client, &arrivals, r, sizes).await?;
+        replies.push(round.reply_ms);
+        let s = stats::summarize(&round.accepted).context("no acks")?;
+        first.push(s.min);
+        p50.push(s.p50);
+        p99.push(s.p99);
+        max.push(s.max);
+        done99.push(
+            stats::summarize(&round.completed)
+                .context("no completions")?
+                .p99,
+        );
+    }
+    let note = |v: &[f64]| {
+        format!(
+            "median of {} commands to {} agents; repeats {}; API reply after {} ms, \
+             first ack after {} ms (medians)",
+            v.len(),
+            sizes.agents,
+            v.iter()
+                .map(|x| fmt_num(*x))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            fmt_num(stats::median(&replies).unwrap_or(f64::NAN)),
+            fmt_num(stats::median(&first).unwrap_or(f64::NAN))
+        )
+    };
+    let med = |v: &[f64]| stats::median(v).context("no repeats");
+    Ok(vec![
+        P50.measured(med(&p50)?, note(&p50)),
+        P99.measured(med(&p99)?, note(&p99)),
+        MAX.measured(med(&max)?, note(&max)),
+        COMPLETED_P99.measured(med(&done99)?, note(&done99)),
+    ])
+}
+
+/// Starts the arrival clock on its own thread, runtime and connection, so that the 1,000
+/// simulated agents' tasks cannot delay the stamping of what arrives.
+async fn start_arrival_clock(
+    client: &async_nats::Client,
+    arrivals: &Arc<Mutex<Arrivals>>,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<()>>();
+    let arrivals = Arc::clone(arrivals);
+    let port = client.server_info().port;
+    let cancel = cancel.clone();
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.into()));
+                return;
+            }
+        };
+        rt.block_on(stamp_arrivals(port, arrivals, ready_tx, cancel));
+    });
+    ready_rx.await.context("arrival clock thread died")?
+}
+
+/// Brings the simulated agents up: a first heartbeat (so the coordinator knows the host),
+/// then the command consumer.
+async fn start_agents(
+    js: &jetstream::Context,
+    sizes: &Sizes,
+    cancel: &CancellationToken,
+) -> Result<()> {
     let commands = js
         .get_stream(subjects::COMMANDS_STREAM)
         .await
@@ -179,112 +235,109 @@ async fn measure(
             .with_context(|| format!("cannot create consumer {durable}"))?;
         tokio::spawn(sim_agent(host, c, js.clone(), cancel.clone()));
     }
-    wait_hosts(client, sizes.agents).await?;
+    Ok(())
+}
 
-    let mut p50 = Vec::new();
-    let mut p99 = Vec::new();
-    let mut max = Vec::new();
-    let mut done99 = Vec::new();
-    let mut replies = Vec::new();
-    let mut first = Vec::new();
-    for r in 0..sizes.repeats {
-        let module = "heartbeat".to_owned();
-        let action = if r % 2 == 0 {
-            CommandAction::Pause { module }
-        } else {
-            CommandAction::Resume { module }
-        };
-        let req = CommandRequest {
-            action,
-            targets: Targets {
-                all: true,
-                ..Targets::default()
-            },
-            deadline_ms: 120_000,
-            issued_by: "bench".to_owned(),
-        };
-        let body = serde_json::to_vec(&req).context("encode request")?;
-        let t0 = Instant::now();
-        let reply = client
-            .send_request(
-                subjects::API_COMMAND.to_owned(),
-                async_nats::Request::new()
-                    .payload(body.into())
-                    .timeout(Some(Duration::from_secs(120))),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("ops.api.command failed: {e}"))?;
-        replies.push(t0.elapsed().as_secs_f64() * 1000.0);
-        let reply: CommandReply = serde_json::from_slice(&reply.payload).with_context(|| {
-            format!(
-                "unexpected reply: {}",
-                String::from_utf8_lossy(&reply.payload)
-            )
-        })?;
-        if reply.commands.len() != sizes.agents {
-            bail!(
-                "command went to {} hosts, expected {}",
-                reply.commands.len(),
-                sizes.agents
-            );
-        }
-        let ids: HashSet<String> = reply.commands.into_iter().map(|c| c.command_id).collect();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let (acc, comp) = loop {
-            {
-                let a = arrivals.lock().unwrap_or_else(|e| e.into_inner());
-                let acc: Vec<f64> = ids
-                    .iter()
-                    .filter_map(|id| a.accepted.get(id))
-                    .map(|at| at.saturating_duration_since(t0).as_secs_f64() * 1000.0)
-                    .collect();
-                let comp: Vec<f64> = ids
-                    .iter()
-                    .filter_map(|id| a.completed.get(id))
-                    .map(|at| at.saturating_duration_since(t0).as_secs_f64() * 1000.0)
-                    .collect();
-                if acc.len() == ids.len() && comp.len() == ids.len() {
-                    break (acc, comp);
-                }
-                if Instant::now() > deadline {
-                    bail!(
-                        "{} of {} agents accepted, {} completed within 120 s",
-                        acc.len(),
-                        ids.len(),
-                        comp.len()
-                    );
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let s = stats::summarize(&acc).context("no acks")?;
-        first.push(s.min);
-        p50.push(s.p50);
-        p99.push(s.p99);
-        max.push(s.max);
-        done99.push(stats::summarize(&comp).context("no completions")?.p99);
-    }
-    let note = |v: &[f64]| {
-        format!(
-            "median of {} commands to {} agents; repeats {}; API reply after {} ms, \
-             first ack after {} ms (medians)",
-            v.len(),
-            sizes.agents,
-            v.iter()
-                .map(|x| fmt_num(*x))
-                .collect::<Vec<_>>()
-                .join(" / "),
-            fmt_num(stats::median(&replies).unwrap_or(f64::NAN)),
-            fmt_num(stats::median(&first).unwrap_or(f64::NAN))
-        )
+/// One command to every agent: how long the API took to reply, and when (ms after the
+/// request) each agent accepted and completed it.
+struct Round {
+    reply_ms: f64,
+    accepted: Vec<f64>,
+    completed: Vec<f64>,
+}
+
+/// Round `r`: pause (even) or resume (odd) the heartbeat module on every agent.
+async fn one_round(
+    client: &async_nats::Client,
+    arrivals: &Mutex<Arrivals>,
+    r: usize,
+    sizes: &Sizes,
+) -> Result<Round> {
+    let module = "heartbeat".to_owned();
+    let action = if r.is_multiple_of(2) {
+        CommandAction::Pause { module }
+    } else {
+        CommandAction::Resume { module }
     };
-    let med = |v: &[f64]| stats::median(v).context("no repeats");
-    Ok(vec![
-        P50.measured(med(&p50)?, note(&p50)),
-        P99.measured(med(&p99)?, note(&p99)),
-        MAX.measured(med(&max)?, note(&max)),
-        COMPLETED_P99.measured(med(&done99)?, note(&done99)),
-    ])
+    let req = CommandRequest {
+        action,
+        targets: Targets {
+            all: true,
+            ..Targets::default()
+        },
+        deadline_ms: 120_000,
+        issued_by: "bench".to_owned(),
+    };
+    let body = serde_json::to_vec(&req).context("encode request")?;
+    let t0 = Instant::now();
+    let reply = client
+        .send_request(
+            subjects::API_COMMAND.to_owned(),
+            async_nats::Request::new()
+                .payload(body.into())
+                .timeout(Some(Duration::from_secs(120))),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("ops.api.command failed: {e}"))?;
+    let reply_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let reply: CommandReply = serde_json::from_slice(&reply.payload).with_context(|| {
+        format!(
+            "unexpected reply: {}",
+            String::from_utf8_lossy(&reply.payload)
+        )
+    })?;
+    if reply.commands.len() != sizes.agents {
+        bail!(
+            "command went to {} hosts, expected {}",
+            reply.commands.len(),
+            sizes.agents
+        );
+    }
+    let ids: HashSet<String> = reply.commands.into_iter().map(|c| c.command_id).collect();
+    let (accepted, completed) = wait_arrivals(arrivals, &ids, t0).await?;
+    Ok(Round {
+        reply_ms,
+        accepted,
+        completed,
+    })
+}
+
+/// Waits (up to 120 s) until every command of `ids` was accepted and completed; returns the
+/// times after `t0`, in ms.
+async fn wait_arrivals(
+    arrivals: &Mutex<Arrivals>,
+    ids: &HashSet<String>,
+    t0: Instant,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        {
+            let a = arrivals.lock().unwrap_or_else(|e| e.into_inner());
+            let after = |at: &Instant| at.saturating_duration_since(t0).as_secs_f64() * 1000.0;
+            let acc: Vec<f64> = ids
+                .iter()
+                .filter_map(|id| a.accepted.get(id))
+                .map(after)
+                .collect();
+            let comp: Vec<f64> = ids
+                .iter()
+                .filter_map(|id| a.completed.get(id))
+                .map(after)
+                .collect();
+            if acc.len() == ids.len() && comp.len() == ids.len() {
+                return Ok((acc, comp));
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} of {} agents accepted, {} completed within 120 s",
+                    acc.len(),
+                    ids.len(),
+                    comp.len()
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until the coordinator's status lists at least `n` hosts (over all its pages).

@@ -66,25 +66,8 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
         cancel.clone(),
     ));
 
-    // (instant, applied) each time the persisted position moves.
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let shared = Arc::clone(&shared);
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut out: Vec<(Instant, u64)> = Vec::new();
-            let mut seen = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let a = shared.applied();
-                if a != seen {
-                    out.push((Instant::now(), a));
-                    seen = a;
-                }
-                std::thread::sleep(Duration::from_micros(500));
-            }
-            out
-        })
-    };
+    let sampler = sample_applied(&shared, &stop);
 
     let result = offer(&js, &shared, sizes).await;
     stop.store(true, Ordering::Relaxed);
@@ -95,6 +78,57 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
         .map_err(|_| anyhow::anyhow!("sampler thread panicked"))?;
     let sent = result?;
 
+    let (p50s, p99s, worst) = windows(&sent, &samples, sizes)?;
+    let note = |v: &[f64]| {
+        format!(
+            "median of {} windows x {} s at {} ev/s over {} hosts; windows {}; max {} ms",
+            v.len(),
+            sizes.window_secs,
+            sizes.rate,
+            sizes.hosts,
+            v.iter()
+                .map(|x| fmt_num(*x))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            fmt_num(worst)
+        )
+    };
+    Ok(vec![
+        P50.measured(stats::median(&p50s).context("no windows")?, note(&p50s)),
+        P99.measured(stats::median(&p99s).context("no windows")?, note(&p99s)),
+    ])
+}
+
+/// (instant, applied) each time the persisted position moves, sampled every 0.5 ms on a
+/// thread of its own until `stop`.
+fn sample_applied(
+    shared: &Arc<Shared>,
+    stop: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(Instant, u64)>> {
+    let shared = Arc::clone(shared);
+    let stop = Arc::clone(stop);
+    std::thread::spawn(move || {
+        let mut out: Vec<(Instant, u64)> = Vec::new();
+        let mut seen = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let a = shared.applied();
+            if a != seen {
+                out.push((Instant::now(), a));
+                seen = a;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        out
+    })
+}
+
+/// Per window of `sent` events: p50 and p99 of send-to-persisted latency (ms, from the
+/// `samples` of the applied position), and the worst latency of all.
+fn windows(
+    sent: &[(Instant, u64)],
+    samples: &[(Instant, u64)],
+    sizes: &Sizes,
+) -> Result<(Vec<f64>, Vec<f64>, f64)> {
     let per_window = sizes.rate as usize * sizes.window_secs as usize;
     let mut p50s = Vec::new();
     let mut p99s = Vec::new();
@@ -120,24 +154,7 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
         p99s.push(s.p99);
         worst = worst.max(s.max);
     }
-    let note = |v: &[f64]| {
-        format!(
-            "median of {} windows x {} s at {} ev/s over {} hosts; windows {}; max {} ms",
-            v.len(),
-            sizes.window_secs,
-            sizes.rate,
-            sizes.hosts,
-            v.iter()
-                .map(|x| fmt_num(*x))
-                .collect::<Vec<_>>()
-                .join(" / "),
-            fmt_num(worst)
-        )
-    };
-    Ok(vec![
-        P50.measured(stats::median(&p50s).context("no windows")?, note(&p50s)),
-        P99.measured(stats::median(&p99s).context("no windows")?, note(&p99s)),
-    ])
+    Ok((p50s, p99s, worst))
 }
 
 /// Publishes on a fixed schedule (event i at start + i/rate, round-robin over hosts); returns

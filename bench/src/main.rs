@@ -106,40 +106,8 @@ async fn main() -> Result<()> {
             SECTIONS.join(", ")
         );
     }
-    let ingest = throughput::Sizes {
-        events: args.pick(args.ingest_events, 200_000, 20_000),
-        hosts: args.pick(args.ingest_hosts, 1000, 100),
-        batch_max: args.batch_max,
-        repeats: args.repeats(3),
-    };
-    let latency = latency::Sizes {
-        rate: args.latency_rate,
-        hosts: args.pick(args.latency_hosts, 10_000, 1000),
-        window_secs: args.pick(args.latency_window_secs, 10, 3),
-        repeats: args.repeats(3),
-    };
-    let fanout = fanout::Sizes {
-        agents: args.pick(args.fanout_agents, 1000, 50),
-        repeats: args.repeats(3),
-    };
-    let failover = failover::Sizes {
-        crash_repeats: args.pick(args.crash_repeats, 5, 1),
-        handover_repeats: args.pick(args.handover_repeats, 5, 1),
-    };
-    let idle = idle::Sizes {
-        agents: args.pick(args.idle_agents, 3, 1),
-        warmup_secs: if args.quick { 2 } else { 5 },
-        window_secs: args.pick(args.idle_secs, 60, 5),
-    };
-    let rebuild = rebuild::Sizes {
-        events: args.pick(args.rebuild_events, 1_000_000, 20_000),
-        hosts: 1000,
-        repeats: args.repeats(3),
-    };
-    let sizes = serde_json::json!({
-        "ingest": ingest, "latency": latency, "fanout": fanout,
-        "failover": failover, "idle": idle, "rebuild": rebuild,
-    });
+    let all = Sizes::from_args(&args);
+    let sizes = serde_json::to_value(&all).context("cannot encode the sizes")?;
 
     let machine = machine()?;
     eprintln!(
@@ -165,12 +133,12 @@ async fn main() -> Result<()> {
             }
         };
     }
-    section!("ingest", throughput, ingest);
-    section!("latency", latency, latency);
-    section!("fanout", fanout, fanout);
-    section!("failover", failover, failover);
-    section!("idle", idle, idle);
-    section!("rebuild", rebuild, rebuild);
+    section!("ingest", throughput, all.ingest);
+    section!("latency", latency, all.latency);
+    section!("fanout", fanout, all.fanout);
+    section!("failover", failover, all.failover);
+    section!("idle", idle, all.idle);
+    section!("rebuild", rebuild, all.rebuild);
 
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -182,26 +150,7 @@ async fn main() -> Result<()> {
         figures,
     };
     println!("{}", report::table(&report.figures));
-    println!(
-        "{} figures, {} pass, {} miss, {} error, in {:.0} s",
-        report.figures.len(),
-        report
-            .figures
-            .iter()
-            .filter(|f| f.verdict == "pass")
-            .count(),
-        report
-            .figures
-            .iter()
-            .filter(|f| f.verdict == "miss")
-            .count(),
-        report
-            .figures
-            .iter()
-            .filter(|f| f.verdict == "error")
-            .count(),
-        report.elapsed_s
-    );
+    println!("{}", verdicts(&report));
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).context("cannot encode the report")?;
         std::fs::write(path, text + "\n")
@@ -211,6 +160,73 @@ async fn main() -> Result<()> {
         std::process::exit(2);
     }
     Ok(())
+}
+
+/// The sizes of every section, from the command line (`--quick` picks the small ones).
+#[derive(serde::Serialize)]
+struct Sizes {
+    ingest: throughput::Sizes,
+    latency: latency::Sizes,
+    fanout: fanout::Sizes,
+    failover: failover::Sizes,
+    idle: idle::Sizes,
+    rebuild: rebuild::Sizes,
+}
+
+impl Sizes {
+    fn from_args(args: &Args) -> Sizes {
+        let ingest = throughput::Sizes {
+            events: args.pick(args.ingest_events, 200_000, 20_000),
+            hosts: args.pick(args.ingest_hosts, 1000, 100),
+            batch_max: args.batch_max,
+            repeats: args.repeats(3),
+        };
+        let latency = latency::Sizes {
+            rate: args.latency_rate,
+            hosts: args.pick(args.latency_hosts, 10_000, 1000),
+            window_secs: args.pick(args.latency_window_secs, 10, 3),
+            repeats: args.repeats(3),
+        };
+        let fanout = fanout::Sizes {
+            agents: args.pick(args.fanout_agents, 1000, 50),
+            repeats: args.repeats(3),
+        };
+        let failover = failover::Sizes {
+            crash_repeats: args.pick(args.crash_repeats, 5, 1),
+            handover_repeats: args.pick(args.handover_repeats, 5, 1),
+        };
+        let idle = idle::Sizes {
+            agents: args.pick(args.idle_agents, 3, 1),
+            warmup_secs: if args.quick { 2 } else { 5 },
+            window_secs: args.pick(args.idle_secs, 60, 5),
+        };
+        let rebuild = rebuild::Sizes {
+            events: args.pick(args.rebuild_events, 1_000_000, 20_000),
+            hosts: 1000,
+            repeats: args.repeats(3),
+        };
+        Sizes {
+            ingest,
+            latency,
+            fanout,
+            failover,
+            idle,
+            rebuild,
+        }
+    }
+}
+
+/// `N figures, P pass, M miss, E error, in S s`.
+fn verdicts(report: &Report) -> String {
+    let count = |v: &str| report.figures.iter().filter(|f| f.verdict == v).count();
+    format!(
+        "{} figures, {} pass, {} miss, {} error, in {:.0} s",
+        report.figures.len(),
+        count("pass"),
+        count("miss"),
+        count("error"),
+        report.elapsed_s
+    )
 }
 
 /// A section's figures, or each of its figures marked as failed with the section's error.

@@ -3,9 +3,12 @@
 
 pub mod audit;
 pub mod client;
+pub mod configs;
 pub mod drill;
 pub mod events;
+pub mod leader;
 pub mod out;
+pub mod outcome;
 pub mod paging;
 pub mod render;
 pub mod sanitize;

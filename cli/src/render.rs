@@ -1,8 +1,6 @@
 //! Human renderings of API replies. Pure: the same reply and `now` give the same text.
 
-use opsfleet_proto::api::{
-    CommandView, DiskView, HostView, LeaderRole, Responder, SeqRange, StatusReply,
-};
+use opsfleet_proto::api::{CommandView, DiskView, HostView, SeqRange, StatusReply};
 
 use crate::audit::{action_cell, role_cell};
 use crate::sanitize::inert;
@@ -100,36 +98,6 @@ pub fn status(reply: &StatusReply, now_unix_ms: i64) -> String {
         ));
     }
     out
-}
-
-/// `opsctl leader`: one row per coordinator that answered, active first.
-pub fn coordinators(responders: &[Responder]) -> String {
-    if responders.is_empty() {
-        return "no coordinator answered\n".to_owned();
-    }
-    let mut rows: Vec<&Responder> = responders.iter().collect();
-    rows.sort_by(|a, b| {
-        (a.role != LeaderRole::Active, &a.name).cmp(&(b.role != LeaderRole::Active, &b.name))
-    });
-    let mut table = Table::new(&[
-        "COORDINATOR",
-        "COLOR",
-        "ROLE",
-        "EPOCH",
-        "STREAM SEQ",
-        "BEHIND",
-    ]);
-    for r in rows {
-        table.row([
-            r.name.clone(),
-            r.color.clone(),
-            r.role.to_string(),
-            r.epoch.to_string(),
-            r.applied_stream_seq.to_string(),
-            r.behind.to_string(),
-        ]);
-    }
-    table.render()
 }
 
 /// Command results or the ledger: one row per command.

@@ -18,6 +18,8 @@ pub enum VerbError {
     },
     #[error("the module config {path} is empty")]
     EmptyConfig { path: PathBuf },
+    #[error("--target {target:?} is a relative path; give an absolute directory on the host (e.g. /srv/restore/app)")]
+    RelativeTarget { target: String },
 }
 
 /// `opsctl backup run`: which backup job to run now.
@@ -44,11 +46,14 @@ impl BackupRunArgs {
 /// `opsctl restore`: which archive to restore where.
 #[derive(Args, Debug, Clone, Default)]
 pub struct RestoreArgs {
-    /// Archive file name as `opsctl backups` shows it (`<job>-<timestamp>.tar.zst`).
+    /// Archive file name as `opsctl backups --archives` lists it
+    /// (`<job>-<timestamp>.tar.zst`), or `latest` for the job's newest complete archive (as
+    /// `ops-agent restore` defaults to; the job is then --job, or the module's only job).
     #[arg(long)]
     pub archive: String,
-    /// Directory on the agent's host to restore into (created if missing; existing files
-    /// are never overwritten).
+    /// Absolute directory on the agent's host to restore into (created if missing; existing
+    /// files are never overwritten). Each source of the job is restored under its base name:
+    /// a job with source `/srv/app` restored into `/srv/restore` gives `/srv/restore/app`.
     #[arg(long)]
     pub target: String,
     /// The job (default: the one the archive's name belongs to).
@@ -60,13 +65,19 @@ pub struct RestoreArgs {
 }
 
 impl RestoreArgs {
-    pub fn request(self) -> CommandAction {
-        CommandAction::Restore {
+    /// The request; a relative `--target` is refused here (and again by the agent).
+    pub fn request(self) -> Result<CommandAction, VerbError> {
+        if !Path::new(self.target.trim()).is_absolute() {
+            return Err(VerbError::RelativeTarget {
+                target: self.target,
+            });
+        }
+        Ok(CommandAction::Restore {
             module: self.module,
             job: self.job,
             archive: self.archive,
             target: self.target,
-        }
+        })
     }
 }
 
@@ -98,8 +109,8 @@ impl ConfigApplyArgs {
 pub struct ConfigRollbackArgs {
     /// The module instance.
     pub module: String,
-    /// The config's fingerprint (or at least its first 8 hex digits), as `opsctl status`
-    /// and the `module_state` events show it.
+    /// The config's 64-hex fingerprint (or a unique prefix of at least 8 hex digits), as
+    /// `opsctl config history <module> --host H` lists them.
     #[arg(long)]
     pub to: String,
 }
@@ -195,11 +206,26 @@ mod tests {
             target: "/srv/restore".to_owned(),
             ..Default::default()
         }
-        .request();
+        .request()
+        .expect("absolute target");
         assert!(
             matches!(&r, CommandAction::Restore { target, .. } if target == "/srv/restore"),
             "{r:?}"
         );
+        for relative in ["restored", "./r", "srv/restore", ""] {
+            let err = RestoreArgs {
+                archive: "latest".to_owned(),
+                target: relative.to_owned(),
+                ..Default::default()
+            }
+            .request()
+            .unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("--target {relative:?} is a relative path")),
+                "{err}"
+            );
+        }
         let b = BackupRunArgs {
             job: Some("app".to_owned()),
             module: None,

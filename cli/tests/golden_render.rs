@@ -1,10 +1,10 @@
 //! Golden files for opsctl's human output. `UPDATE_GOLDEN=1 cargo test -p opsfleet-cli`
 //! rewrites them; review the diff.
 
-use opsfleet_cli::{audit, render};
+use opsfleet_cli::{audit, leader, render};
 use opsfleet_proto::api::{
-    CommandStepView, CommandView, DiskView, HostView, ModuleView, Responder, SeqRange, StatusReply,
-    Truncated,
+    CommandStepView, CommandView, CoordinatorView, DiskView, HostView, LeaderRole, ModuleView,
+    Responder, SeqRange, StatusReply, Truncated,
 };
 
 const NOW: i64 = 1_790_000_000_000;
@@ -99,6 +99,38 @@ fn status_table() {
     check("status.txt", &render::status(&r, NOW));
 }
 
+/// What the log knows of a coordinator, last heard from `ago_ms` ago.
+fn logged(name: &str, role: LeaderRole, ago_ms: i64) -> CoordinatorView {
+    CoordinatorView {
+        name: name.into(),
+        color: name.into(),
+        role,
+        epoch: 7,
+        last_seen_unix_ms: NOW - ago_ms,
+        history: vec![],
+    }
+}
+
+#[test]
+fn leader_shows_a_coordinator_that_stopped_answering() {
+    let mut r = reply(vec![]);
+    r.responder.name = "green".into();
+    r.responder.color = "green".into();
+    r.responder.role = LeaderRole::Active;
+    r.coordinators = vec![
+        logged("blue", LeaderRole::Active, 95_000),
+        logged("green", LeaderRole::Active, 2_000),
+    ];
+    let rows = leader::rows(&[r.clone()], NOW);
+    assert!(leader::has_active(&rows));
+    check("leader-one-dead.txt", &leader::render(&rows, NOW));
+    // Only the dead one is known to be active: nobody is.
+    r.responder.role = LeaderRole::Standby;
+    let rows = leader::rows(&[r], NOW);
+    assert!(!leader::has_active(&rows));
+    check("leader-none-active.txt", &leader::render(&rows, NOW));
+}
+
 #[test]
 fn status_with_no_hosts() {
     check("status-empty.txt", &render::status(&reply(vec![]), NOW));
@@ -122,7 +154,7 @@ fn control_characters_in_status_commands_and_leader_render_inert() {
     let mut r = reply(vec![h]);
     r.responder.name = "blue\x1b[H".into();
     assert_inert(&render::status(&r, NOW));
-    assert_inert(&render::coordinators(&[r.responder.clone()]));
+    assert_inert(&leader::render(&leader::rows(&[r.clone()], NOW), NOW));
 
     let cmd = CommandView {
         id: "c1".into(),
@@ -203,4 +235,124 @@ fn audit_table_shows_who_in_which_role() {
     assert_eq!(json[0]["issued_role"], "admin", "{json}");
     assert_eq!(json[2]["issued_by"], "ops (unverified)", "{json}");
     assert_eq!(json[2]["issued_role"], "", "{json}");
+}
+
+/// What a command verb prints around its table: skipped and lost hosts up front, the progress
+/// line counting outcomes by kind, the closing line.
+#[test]
+fn command_outcome_lines() {
+    use opsfleet_cli::outcome;
+    use opsfleet_proto::api::{CommandReply, IssuedCommand, Liveness, SkippedHost};
+    let issued = |host: &str, liveness: Option<Liveness>| IssuedCommand {
+        host: host.into(),
+        command_id: format!("c-{host}"),
+        liveness,
+        last_seen_unix_ms: if liveness.is_some() { NOW - 40_000 } else { 0 },
+    };
+    let reply = CommandReply {
+        responder: reply(vec![]).responder,
+        epoch: 7,
+        commands: vec![
+            issued("web-01", None),
+            issued("web-02", None),
+            issued("web-03", None),
+            issued("db-01", Some(Liveness::Lost)),
+        ],
+        deadline_unix_ms: NOW + 60_000,
+        skipped: vec![SkippedHost {
+            host: "cache-01".into(),
+            reason: "no module log".into(),
+        }],
+    };
+    let mut views = vec![
+        command("c-web-01", "web-01", "alice", "operator", "completed"),
+        command("c-web-02", "web-02", "alice", "operator", "rejected"),
+        command("c-web-03", "web-03", "alice", "operator", "expired"),
+        command("c-db-01", "db-01", "alice", "operator", "issued"),
+    ];
+    views[1].detail = "refused by policy.restore_targets: /srv is not allowed".into();
+    views[2].detail = "deadline passed".into();
+    let mut text = outcome::up_front(&reply).join("\n");
+    text.push('\n');
+    text.push_str(&outcome::progress(&views, 4));
+    text.push('\n');
+    let summary = outcome::summary("pause", &views, &reply, std::time::Duration::from_secs(30));
+    text.push_str(&summary.unwrap_or_default());
+    text.push('\n');
+    check("command-outcome.txt", &text);
+}
+
+// `opsctl config history|show|diff`.
+
+fn config_version(
+    n: u8,
+    at: i64,
+    current: bool,
+    interval: &str,
+) -> opsfleet_proto::api::ConfigVersion {
+    use opsfleet_proto::api::ConfigVersion;
+    ConfigVersion {
+        fingerprint: format!("{n}").repeat(64),
+        first_seen_unix_ms: at,
+        last_seen_unix_ms: at + 60_000,
+        current,
+        toml: format!(
+            "type = \"disk\"\nname = \"disk\"\ninterval = \"{interval}\"\npaths = [\"/\"]\n"
+        ),
+    }
+}
+
+fn configs_reply() -> opsfleet_proto::api::ConfigsReply {
+    opsfleet_proto::api::ConfigsReply {
+        responder: Responder {
+            name: "blue".into(),
+            color: "blue".into(),
+            role: opsfleet_proto::api::LeaderRole::Active,
+            epoch: 3,
+            applied_stream_seq: 77,
+            behind: 0,
+        },
+        host: "web-01".into(),
+        module: "disk".into(),
+        current: "2".repeat(64),
+        configs: vec![
+            config_version(1, NOW, false, "1m"),
+            config_version(2, NOW + 3_600_000, true, "30s"),
+            config_version(3, NOW + 7_200_000, false, "0s\u{1b}[2J"),
+        ],
+    }
+}
+
+#[test]
+fn config_history_marks_the_current_one() {
+    check(
+        "config-history.txt",
+        &opsfleet_cli::configs::history(&configs_reply()),
+    );
+    let mut empty = configs_reply();
+    empty.configs.clear();
+    check(
+        "config-history-empty.txt",
+        &opsfleet_cli::configs::history(&empty),
+    );
+}
+
+#[test]
+fn config_show_and_diff() {
+    let r = configs_reply();
+    let current = opsfleet_cli::configs::current(&r).unwrap();
+    check("config-show.txt", &opsfleet_cli::configs::show(&r, current));
+    // Default pair: the newest other config (by last seen) against the current one.
+    let (from, to) = opsfleet_cli::configs::pick_pair(&r, None, None).unwrap();
+    assert_eq!(
+        (from.fingerprint.as_str(), to.current),
+        ("3".repeat(64).as_str(), true)
+    );
+    let (from, to) = opsfleet_cli::configs::pick_pair(&r, Some("11111111"), None).unwrap();
+    check("config-diff.txt", &opsfleet_cli::configs::diff(from, to));
+    let err = opsfleet_cli::configs::pick_pair(&r, Some("abcdef12"), None).unwrap_err();
+    assert!(
+        err.contains("no config of module disk on web-01 with fingerprint abcdef12"),
+        "{err}"
+    );
 }

@@ -133,6 +133,7 @@ fn backups_table() {
         pruned_archives: 3,
         pruned_bytes: 2 << 30,
         last_restore: None,
+        archives: Vec::new(),
     };
     let failed = BackupView {
         host: "web-01".into(),
@@ -149,6 +150,7 @@ fn backups_table() {
         pruned_archives: 0,
         pruned_bytes: 0,
         last_restore: None,
+        archives: Vec::new(),
     };
     let reply = BackupsReply {
         responder: standby(),
@@ -156,6 +158,13 @@ fn backups_table() {
         next: None,
     };
     check("backups.txt", &render::backups(&reply, NOW));
+    // `--archives`: every archive kept, newest first per job (file names, as restore takes).
+    let mut listed = reply.clone();
+    listed.backups[0].archives = ["0100", "0200", "0300"]
+        .map(|t| format!("/srv/backup/nightly-2026010{}T{t}00Z.tar.zst", &t[1..2]))
+        .to_vec();
+    check("backups-archives.txt", &render::archives(&listed));
+    check("backups-archives-none.txt", &render::archives(&reply));
     let empty = BackupsReply {
         responder: standby(),
         backups: vec![],
@@ -332,6 +341,7 @@ fn control_characters_from_hosts_render_inert() {
             pruned_archives: 0,
             pruned_bytes: 0,
             last_restore: None,
+            archives: Vec::new(),
         }],
         next: None,
     };

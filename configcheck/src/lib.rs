@@ -2,8 +2,9 @@
 //!
 //! The one config-problem engine of the agent's and the coordinator's loaders: a [`Document`]
 //! is the file's table plus the line of every key path in it ([`SpanIndex`]); [`Sections`]
-//! deserializes its top-level keys one by one (serde stops at a section's first error, not the
-//! file's) and collects `(full key, reason)` pairs; [`SpanIndex::locate`] turns those into
+//! deserializes its top-level keys one by one, each section retried without every bad or
+//! unknown key so all of its problems are found (serde alone stops at the first), and collects
+//! `(full key, reason)` pairs; [`SpanIndex::locate`] turns those into
 //! [`Problem`]s with lines, and [`ConfigProblems`] prints them. With the `testing` feature,
 //! `testing` holds the mutators both binaries' config fuzz tests use.
 

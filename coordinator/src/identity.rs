@@ -63,7 +63,7 @@ const CLAIM_MAX_CHARS: usize = 64;
 
 /// The issuer of a request whose body claims `claimed`. With an identity (from the subject),
 /// the verified name wins over the body; the body may only add ` (drill)` to it. Without one,
-/// the claim (control characters dropped, cut to 64 characters; `unknown` if empty) is kept
+/// the claim (control characters dropped, cut to 64 characters; `anonymous` if empty) is kept
 /// and marked unverified.
 pub fn issuer(claimed: &str, identity: Option<&Identity>) -> Issuer {
     match identity {
@@ -85,7 +85,7 @@ pub fn issuer(claimed: &str, identity: Option<&Identity>) -> Issuer {
                 .take(CLAIM_MAX_CHARS)
                 .collect();
             let clean = clean.trim();
-            let name = if clean.is_empty() { "unknown" } else { clean };
+            let name = if clean.is_empty() { "anonymous" } else { clean };
             Issuer {
                 name: format!("{name}{UNVERIFIED}"),
                 role: None,
@@ -133,7 +133,7 @@ mod tests {
         assert_eq!(who.name, "carol (unverified)");
         assert_eq!(who.role, None);
         assert_eq!(who.role_text(), "");
-        assert_eq!(issuer("  ", None).name, "unknown (unverified)");
+        assert_eq!(issuer("  ", None).name, "anonymous (unverified)");
         assert_eq!(issuer("a\u{1b}[31mb\n", None).name, "a[31mb (unverified)");
         let long = "x".repeat(500);
         assert_eq!(issuer(&long, None).name.len(), 64 + UNVERIFIED.len());

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::projection::{digest_rows, Fleet};
+use crate::projection::{digest_rows, fold_version, Fleet, FOLD_VERSION, FOLD_VERSION_KEY};
 use crate::snapshot::{fold_into, TailError};
 use crate::store::{EventStore, StoreError};
 use opsfleet_proto::{EventEnvelope, WireError};
@@ -35,6 +35,16 @@ pub struct RebuildReport {
     pub matches: bool,
     /// Whether the rebuilt projection was written to the store.
     pub written: bool,
+    /// The fold version that wrote the stored rows (`projection::FOLD_VERSION` is this
+    /// build's; an older one differs by design and is refolded when a coordinator starts).
+    pub stored_fold_version: u64,
+}
+
+impl RebuildReport {
+    /// The stored rows were written by an older fold, so a difference is expected.
+    pub fn older_fold(&self) -> bool {
+        self.stored_fold_version < FOLD_VERSION
+    }
 }
 
 /// Folds the whole log into a fresh fleet.
@@ -84,13 +94,14 @@ pub fn digest_at(store: &dyn EventStore, upto: u64) -> Result<PrefixReport, Rebu
 /// Refolds the projection from the log and compares its digest with the stored one; with
 /// `write`, replaces the stored rows with the refolded ones.
 pub fn rebuild(store: &dyn EventStore, write: bool) -> Result<RebuildReport, RebuildError> {
+    let stored_fold_version = fold_version(&store.rows()?);
     let stored_digest = loaded_digest(store)?;
     let (fleet, events) = fold_log(store)?;
     let digest = fleet.digest();
     let matches = digest == stored_digest;
     let written = write && !matches;
     if written {
-        store.replace_rows(fleet.rows())?;
+        store.replace_rows(fleet.stored_rows())?;
     }
     Ok(RebuildReport {
         digest,
@@ -99,6 +110,7 @@ pub fn rebuild(store: &dyn EventStore, write: bool) -> Result<RebuildReport, Reb
         hosts: fleet.len(),
         matches,
         written,
+        stored_fold_version,
     })
 }
 
@@ -108,7 +120,11 @@ pub fn rebuild(store: &dyn EventStore, write: bool) -> Result<RebuildReport, Reb
 fn loaded_digest(store: &dyn EventStore) -> Result<String, RebuildError> {
     let stored = store.rows()?;
     let rows_at = store.rows_at()?;
-    let mut merged: BTreeMap<String, Vec<u8>> = stored.iter().cloned().collect();
+    let mut merged: BTreeMap<String, Vec<u8>> = stored
+        .iter()
+        .filter(|(k, _)| k != FOLD_VERSION_KEY)
+        .cloned()
+        .collect();
     if rows_at < store.applied_stream_seq()? {
         if let Ok(mut fleet) = Fleet::from_rows(stored) {
             fold_into(&mut fleet, store, rows_at + 1).map_err(|e| match e {

@@ -8,12 +8,14 @@ use tokio::task::JoinHandle;
 
 use opsfleet_proto::pb;
 
-use opsfleet_bus::{BusError, ConnectMode};
+use async_nats::jetstream;
+use opsfleet_bus::{BusError, ConnectMode, Topology};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::CoordinatorConfig;
 use crate::dispatch::Dispatcher;
+use crate::election::ReleaseHandle;
 use crate::emit::Emitter;
 use crate::ingest;
 use crate::state::{LoadError, Shared};
@@ -129,41 +131,15 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         return Ok(());
     };
 
-    let (driver, leadership, release) = election::Driver::new(
-        topology.leader.clone(),
-        &cfg.name,
-        &cfg.color,
-        cfg.topology.lease_ttl,
-    );
-    let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
-    let driver = driver.report_changes(changes_tx);
-    let emitter = Emitter::new(js.clone(), Arc::clone(&store), &cfg.name);
-    let leadership_events = tokio::spawn(publish_role_changes(
-        emitter.clone(),
-        cfg.name.clone(),
-        cfg.color.clone(),
-        changes_rx,
-    ));
-    let shared = Shared::load(&cfg.name, &cfg.color, store, leadership)?;
-    info!(
-        coordinator = %cfg.name,
-        applied = shared.applied(),
-        hosts = shared.fleet().len(),
-        "store opened"
-    );
-    let election_task = tokio::spawn(driver.run(cancel.clone()));
+    let Started {
+        shared,
+        emitter,
+        release,
+        election_task,
+        leadership_events,
+    } = start_election(&cfg, &topology, &js, store, &cancel)?;
     let http_task = start_http(cfg.http.as_ref(), &shared, &cancel).await?;
-    let notifier = Arc::new(crate::notify::Notifier::from_config(&cfg.notify)?);
-    let alerts_task = tokio::spawn(
-        crate::alerts::engine::Engine::new(
-            Arc::clone(&shared),
-            emitter.clone(),
-            topology.events.clone(),
-            &cfg.alerts,
-            notifier,
-        )
-        .run(cancel.clone()),
-    );
+    let alerts_task = start_alerts(&cfg, &shared, &emitter, &topology, &cancel)?;
     let (dispatcher, sweeper) = start_dispatch(&cfg, &shared, emitter, &js, &cancel);
 
     let api_task = tokio::spawn(api::serve(
@@ -199,6 +175,78 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
     let _ = client.flush().await;
     info!(coordinator = %cfg.name, applied = shared.applied(), "stopped");
     Ok(())
+}
+
+/// What `start_election` leaves running: the shared state the other tasks read, and the
+/// election with its leadership events.
+struct Started {
+    shared: Arc<Shared>,
+    emitter: Emitter,
+    release: ReleaseHandle,
+    election_task: JoinHandle<()>,
+    leadership_events: JoinHandle<()>,
+}
+
+/// Loads the shared state from `store` and starts the election driver, with a task that
+/// records every change of role in the log.
+fn start_election(
+    cfg: &CoordinatorConfig,
+    topology: &Topology,
+    js: &jetstream::Context,
+    store: Arc<dyn EventStore>,
+    cancel: &CancellationToken,
+) -> Result<Started, RunError> {
+    let (driver, leadership, release) = election::Driver::new(
+        topology.leader.clone(),
+        &cfg.name,
+        &cfg.color,
+        cfg.topology.lease_ttl,
+    );
+    let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = driver.report_changes(changes_tx);
+    let emitter = Emitter::new(js.clone(), Arc::clone(&store), &cfg.name);
+    let leadership_events = tokio::spawn(publish_role_changes(
+        emitter.clone(),
+        cfg.name.clone(),
+        cfg.color.clone(),
+        changes_rx,
+    ));
+    let shared = Shared::load(&cfg.name, &cfg.color, store, leadership)?;
+    info!(
+        coordinator = %cfg.name,
+        applied = shared.applied(),
+        hosts = shared.fleet().len(),
+        "store opened"
+    );
+    let election_task = tokio::spawn(driver.run(cancel.clone()));
+    Ok(Started {
+        shared,
+        emitter,
+        release,
+        election_task,
+        leadership_events,
+    })
+}
+
+/// The alert engine with its notifier, as a task.
+fn start_alerts(
+    cfg: &CoordinatorConfig,
+    shared: &Arc<Shared>,
+    emitter: &Emitter,
+    topology: &Topology,
+    cancel: &CancellationToken,
+) -> Result<JoinHandle<()>, RunError> {
+    let notifier = Arc::new(crate::notify::Notifier::from_config(&cfg.notify)?);
+    Ok(tokio::spawn(
+        crate::alerts::engine::Engine::new(
+            Arc::clone(shared),
+            emitter.clone(),
+            topology.events.clone(),
+            &cfg.alerts,
+            notifier,
+        )
+        .run(cancel.clone()),
+    ))
 }
 
 /// The data directory, created if missing, and the sled store in it.

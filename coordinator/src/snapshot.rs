@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use opsfleet_proto::{EventEnvelope, WireError};
 
-use crate::projection::{Fleet, RowError};
+use crate::projection::{fold_version, Fleet, RowError, FOLD_VERSION};
 use crate::store::{EventStore, StoreError};
+use tracing::info;
 
 /// Why the persisted state could not be loaded at start.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +51,31 @@ pub struct Loaded {
 }
 
 /// Loads the stored rows and folds the log entries after their position.
+/// Rows written by an older fold (`FOLD_VERSION`) are not loaded: the whole log is refolded
+/// and its rows replace them, so what a coordinator serves always equals a refold.
 pub fn load_fleet(store: &dyn EventStore) -> Result<Loaded, LoadError> {
+    let rows = store.rows()?;
+    let version = fold_version(&rows);
+    if version < FOLD_VERSION {
+        if version > 0 {
+            info!(
+                stored = version,
+                current = FOLD_VERSION,
+                "projection rows from an older fold: refolding the log"
+            );
+        }
+        let mut fleet = Fleet::new();
+        let tail = fold_into(&mut fleet, store, 0)?;
+        store.replace_rows(fleet.stored_rows())?;
+        fleet.take_dirty_rows();
+        return Ok(Loaded {
+            fleet,
+            rows_at: store.rows_at()?,
+            tail,
+        });
+    }
     let rows_at = store.rows_at()?;
-    let mut fleet = Fleet::from_rows(store.rows()?)?;
+    let mut fleet = Fleet::from_rows(rows)?;
     let tail = fold_into(&mut fleet, store, rows_at + 1)?;
     Ok(Loaded {
         fleet,

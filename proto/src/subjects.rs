@@ -35,6 +35,8 @@ pub const API_COMMANDS: &str = "ops.api.commands";
 pub const API_HOSTS: &str = "ops.api.hosts";
 /// `opsctl backups`: the backup catalog per host and job.
 pub const API_BACKUPS: &str = "ops.api.backups";
+/// Request/reply: the configs one module of one host ran with (`opsctl config show|history|diff`).
+pub const API_CONFIGS: &str = "ops.api.configs";
 /// `opsctl incidents`: log incidents per host and file.
 pub const API_INCIDENTS: &str = "ops.api.incidents";
 /// `opsctl alerts`: alert states as folded from the log.

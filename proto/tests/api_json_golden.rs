@@ -138,6 +138,7 @@ fn cases() -> Cases {
                 color: "green".into(),
                 role: LeaderRole::Standby,
                 epoch: 6,
+                last_seen_unix_ms: 0,
                 history: vec![
                     LeadershipChangeView {
                         epoch: 6,
@@ -195,7 +196,11 @@ fn cases() -> Cases {
             commands: vec![IssuedCommand {
                 host: "web-01".into(),
                 command_id: "0190e0a0-0000-7000-8000-0000000000aa".into(),
+                liveness: None,
+                last_seen_unix_ms: 0,
             }],
+            deadline_unix_ms: 0,
+            skipped: Vec::new(),
         },
     );
     c.add("commands_request.default", CommandsRequest::default());
@@ -301,6 +306,7 @@ fn cases() -> Cases {
         BackupsRequest {
             host: Some("db-*".into()),
             job: Some("pg".into()),
+            archives: false,
             page: PageRequest {
                 limit: Some(2),
                 after: Some("db-01/pg".into()),
@@ -336,6 +342,7 @@ fn cases() -> Cases {
                     pruned_archives: 1,
                     pruned_bytes: 512,
                     last_restore: (*state == "ok").then(|| "a -> /srv/restore".into()),
+                    archives: Vec::new(),
                 })
                 .collect(),
             next: None,
@@ -404,6 +411,41 @@ fn cases() -> Cases {
                 })
                 .collect(),
             next: None,
+        },
+    );
+    c.add("configs_request", ConfigsRequest::default());
+    c.add(
+        "configs_reply",
+        ConfigsReply {
+            responder: responder(),
+            host: "web-01".into(),
+            module: "disk".into(),
+            current: "b".repeat(64),
+            configs: vec![
+                ConfigVersion {
+                    fingerprint: "a".repeat(64),
+                    first_seen_unix_ms: 1_790_000_000_000,
+                    last_seen_unix_ms: 1_790_000_060_000,
+                    current: false,
+                    toml: "type = \"disk\"\n".into(),
+                },
+                ConfigVersion {
+                    fingerprint: "b".repeat(64),
+                    first_seen_unix_ms: 1_790_000_100_000,
+                    last_seen_unix_ms: 1_790_000_100_000,
+                    current: true,
+                    toml: "type = \"disk\"\ninterval = \"30s\"\n".into(),
+                },
+            ],
+        },
+    );
+    c.add(
+        "backups_request.archives",
+        BackupsRequest {
+            host: Some("db-01".into()),
+            job: Some("pg".into()),
+            archives: true,
+            page: PageRequest::default(),
         },
     );
     c.add(

@@ -40,6 +40,7 @@ pub mod procs;
 pub mod receiver;
 pub mod secure;
 pub mod stream;
+pub mod verbs;
 pub mod wait;
 
 pub use agent::{Agent, AgentSpec, OutboxInfo};

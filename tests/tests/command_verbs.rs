@@ -16,17 +16,8 @@ use serde_json::Value;
 
 const HOST: &str = "db-01";
 
-fn backup_toml(dir: &Path) -> String {
-    format!(
-        "[[modules]]\ntype = \"backup\"\nname = \"backup\"\ninterval = \"200ms\"\n\
-         [[modules.jobs]]\nname = \"app\"\nsources = [\"{}\"]\ndestination = \"{}\"\n\
-         schedule = \"24h\"\nkeep_count = 5\n",
-        dir.join("src").display(),
-        dir.join("dest").display()
-    )
-}
-
 use opsfleet_tests::stream::events_of;
+use opsfleet_tests::verbs::{self, backup_toml, command_view, config_apply, only_command};
 
 /// The disk module's `module_state` bodies, oldest first.
 async fn disk_states(c: &Cluster) -> Result<Vec<pb::ModuleState>> {
@@ -40,20 +31,9 @@ async fn disk_states(c: &Cluster) -> Result<Vec<pb::ModuleState>> {
         .collect())
 }
 
-/// `opsctl --output json <args> --host db-01 --wait 60s`: the outcome JSON, whatever the exit.
-async fn verb(c: &mut Cluster, args: &[&str]) -> Result<(bool, Value, String)> {
-    let mut all = vec!["--output", "json"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--host", HOST, "--wait", "60s"]);
-    let out = c.opsctl.run(&all).await?;
-    let value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
-    Ok((out.status.success(), value, out.stderr))
-}
-
-fn only_command(outcome: &Value) -> Result<&Value> {
-    let cmds = outcome["commands"].as_array().context("commands")?;
-    ensure!(cmds.len() == 1, "one command: {outcome}");
-    Ok(&cmds[0])
+/// `opsctl --output json <args> --host db-01 --wait 60s`.
+async fn verb(c: &Cluster, args: &[&str]) -> Result<(bool, Value, String)> {
+    verbs::verb(c, HOST, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,13 +168,9 @@ async fn backup_run_config_apply_reject_and_rollback() {
         let first_fp = first.config_fingerprint.clone();
 
         // 3. A bad config is rejected with the agent's reason; the old one stays.
-        let bad = dir.join("disk-bad.toml");
-        std::fs::write(
-            &bad,
-            "[[modules]]\ntype = \"disk\"\nname = \"disk\"\ninterval = \"0s\"\npaths = [\"/\"]\n",
-        )?;
-        let bad_path = bad.display().to_string();
-        let (ok, outcome, _) = verb(c, &["config", "apply", "disk", "--file", &bad_path]).await?;
+        let bad =
+            "[[modules]]\ntype = \"disk\"\nname = \"disk\"\ninterval = \"0s\"\npaths = [\"/\"]\n";
+        let (ok, outcome, _) = config_apply(c, HOST, "disk", "disk-bad.toml", bad).await?;
         ensure!(!ok, "a rejected config fails opsctl");
         let cmd = only_command(&outcome)?;
         ensure!(cmd["state"] == "failed", "bad apply: {cmd}");
@@ -216,14 +192,8 @@ async fn backup_run_config_apply_reject_and_rollback() {
         );
 
         // 4. A good config is applied.
-        let good = dir.join("disk-good.toml");
-        std::fs::write(
-            &good,
-            "type = \"disk\"\nname = \"disk\"\ninterval = \"700ms\"\npaths = [\"/\"]\n",
-        )?;
-        let good_path = good.display().to_string();
-        let (ok, outcome, stderr) =
-            verb(c, &["config", "apply", "disk", "--file", &good_path]).await?;
+        let good = "type = \"disk\"\nname = \"disk\"\ninterval = \"700ms\"\npaths = [\"/\"]\n";
+        let (ok, outcome, stderr) = config_apply(c, HOST, "disk", "disk-good.toml", good).await?;
         ensure!(
             ok && outcome["all_completed"] == true,
             "good apply: {outcome} {stderr}"
@@ -353,13 +323,7 @@ async fn backup_run_config_apply_reject_and_rollback() {
             .and_then(|s| s["at_unix_ms"].as_i64())
             .context("noop completed at")?;
         let backup_done = wait_until_default("the background backup", async || {
-            let out = c
-                .opsctl
-                .run(&["--output", "json", "commands", "--id", &backup_id])
-                .await?
-                .ok()?;
-            let views: Value = serde_json::from_str(out.stdout.trim())?;
-            let view = &views[0];
+            let view = &command_view(c, &backup_id).await?;
             if view["state"] == "completed" {
                 return Ok(view["history"]
                     .as_array()

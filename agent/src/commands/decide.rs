@@ -118,12 +118,56 @@ impl Catalog {
         Ok((module, job))
     }
 
+    /// The `(module, job)` a restore reads from: as [`Catalog::resolve_backup`], where an
+    /// archive `latest` (or none) names no job and a module's only job is its default.
+    pub fn resolve_restore(&self, r: &pb::Restore) -> Result<(String, String), String> {
+        let named = restore_archive(r);
+        let (module, job) = self.resolve_backup(&r.module, &r.job, named)?;
+        if !job.is_empty() {
+            return Ok((module, job));
+        }
+        let jobs: Vec<&str> = self
+            .backup_jobs
+            .iter()
+            .filter(|(m, _)| *m == module)
+            .map(|(_, j)| j.as_str())
+            .collect();
+        match jobs.as_slice() {
+            [one] => Ok((module, (*one).to_owned())),
+            [] => Err(format!("backup module {module:?} has no jobs")),
+            many => Err(format!(
+                "restore of the latest archive needs --job: module {module:?} has jobs {}",
+                many.join(", ")
+            )),
+        }
+    }
+
     fn kind_of(&self, module: &str) -> Option<&'static str> {
         self.modules
             .iter()
             .find(|(name, _)| name == module)
             .map(|(_, kind)| *kind)
     }
+}
+
+/// The archive a restore names, `None` for the newest (`latest` or empty).
+pub fn restore_archive(r: &pb::Restore) -> Option<&str> {
+    let a = r.archive.trim();
+    (!a.is_empty() && a != LATEST_ARCHIVE).then_some(a)
+}
+
+/// The archive name that asks a restore for the newest complete archive of its job.
+pub const LATEST_ARCHIVE: &str = "latest";
+
+/// A restore writes only to an absolute path: a relative one would be resolved against the
+/// agent's working directory, which no operator chose. Pure.
+pub fn restore_target_problem(target: &str) -> Option<String> {
+    if target.is_empty() {
+        return Some("restore needs a target directory".to_owned());
+    }
+    (!Path::new(target).is_absolute()).then(|| {
+        format!("restore target {target:?} is a relative path; give an absolute directory (e.g. /srv/restore)")
+    })
 }
 
 /// What a command gets.
@@ -305,15 +349,9 @@ pub fn validate(action: Option<&Action>, catalog: &Catalog) -> Result<(), String
             backup_job(&module, &job)
         }
         Some(Action::Restore(r)) => {
-            let (module, job) = catalog.resolve_backup(&r.module, &r.job, Some(&r.archive))?;
-            if job.is_empty() {
-                return Err("restore needs a job or an archive name".to_owned());
-            }
+            let (module, job) = catalog.resolve_restore(r)?;
             backup_job(&module, &job)?;
-            if r.target.is_empty() {
-                return Err("restore needs a target directory".to_owned());
-            }
-            Ok(())
+            restore_target_problem(&r.target).map_or(Ok(()), Err)
         }
         Some(Action::ConfigApply(c)) => {
             known(&c.module)?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use opsfleet_proto::pb;
 use opsfleet_proto::pb::command::Action as CmdAction;
 
+use super::decide;
 use super::CommandHandler;
 use crate::config::fs_resolve;
 use crate::modules::backup;
@@ -106,22 +107,21 @@ impl CommandHandler {
     }
 
     async fn restore(&self, r: &pb::Restore) -> Execution {
-        let (module, job_name) =
-            match self
-                .catalog
-                .resolve_backup(&r.module, &r.job, Some(&r.archive))
-            {
-                Ok(found) => found,
-                Err(reason) => return Execution::done(Err(reason)),
-            };
+        let (module, job_name) = match self.catalog.resolve_restore(r) {
+            Ok(found) => found,
+            Err(reason) => return Execution::done(Err(reason)),
+        };
+        // Checked when the command was accepted; again here, the trust boundary's last word.
+        if let Some(reason) = decide::restore_target_problem(&r.target) {
+            return Execution::done(Err(reason));
+        }
         let job = match backup::find_job(&self.config, &job_name, Some(&module)) {
             Ok(job) => job,
             Err(reason) => return Execution::done(Err(reason)),
         };
-        let selector = if r.archive.is_empty() {
-            backup::ArchiveSelector::Latest
-        } else {
-            backup::ArchiveSelector::Named(r.archive.clone())
+        let selector = match decide::restore_archive(r) {
+            None => backup::ArchiveSelector::Latest,
+            Some(named) => backup::ArchiveSelector::Named(named.to_owned()),
         };
         let target = PathBuf::from(&r.target);
         // Checked when the command was accepted; again now, right before writing.
@@ -146,7 +146,7 @@ impl CommandHandler {
             },
             Ok(Err(e)) => {
                 let shown = if archive.is_empty() {
-                    "latest"
+                    decide::LATEST_ARCHIVE
                 } else {
                     &archive
                 };

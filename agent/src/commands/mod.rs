@@ -42,8 +42,9 @@ use opsfleet_proto::time::unix_ms;
 
 use clock::ServerClock;
 pub use decide::{
-    action_name, check_policy, deadline_problem, decide, delivered_by_own_consumer, validate,
-    Catalog, Outcome, Verdict, CLOCK_SKEW_MS, MAX_DEADLINE_AHEAD_MS, STALE_EPOCH,
+    action_name, check_policy, deadline_problem, decide, delivered_by_own_consumer,
+    restore_archive, restore_target_problem, validate, Catalog, Outcome, Verdict, CLOCK_SKEW_MS,
+    LATEST_ARCHIVE, MAX_DEADLINE_AHEAD_MS, STALE_EPOCH,
 };
 pub use exec::Execution;
 pub use ledger::{Ledger, Status, LEDGER_KEEP_MS};

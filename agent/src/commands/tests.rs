@@ -400,3 +400,61 @@ fn only_the_hosts_own_command_consumer_delivers_commands() {
     // A plain publish: no ack metadata at all.
     assert!(!delivered_by_own_consumer(HOST, "ops.cmd.web-01", None));
 }
+
+fn restore_of(job: &str, archive: &str, target: &str) -> Action {
+    Action::Restore(pb::Restore {
+        module: String::new(),
+        job: job.into(),
+        archive: archive.into(),
+        target: target.into(),
+    })
+}
+
+#[test]
+fn a_relative_restore_target_is_refused_naming_it() {
+    for target in ["restored", "./x", "../etc", "srv/restore"] {
+        let err = validate(Some(&restore_of("app", "latest", target)), &catalog()).unwrap_err();
+        assert!(
+            err.contains(&format!("{target:?} is a relative path")) && err.contains("absolute"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        validate(Some(&restore_of("app", "latest", "")), &catalog()),
+        Err("restore needs a target directory".to_owned())
+    );
+    assert!(validate(Some(&restore_of("app", "latest", "/srv/r")), &catalog()).is_ok());
+}
+
+#[test]
+fn latest_names_the_newest_archive_of_the_only_or_named_job() {
+    let c = catalog();
+    for (job, archive) in [
+        ("", "latest"),
+        ("", ""),
+        ("app", "latest"),
+        ("app", " latest "),
+    ] {
+        let Some(Action::Restore(r)) = Some(restore_of(job, archive, "/srv/r")) else {
+            unreachable!()
+        };
+        assert_eq!(restore_archive(&r), None, "{job:?} {archive:?}");
+        assert_eq!(
+            c.resolve_restore(&r),
+            Ok(("bk".to_owned(), "app".to_owned()))
+        );
+    }
+    let two = Catalog {
+        modules: vec![("bk".to_owned(), "backup")],
+        backup_jobs: vec![
+            ("bk".to_owned(), "app".to_owned()),
+            ("bk".to_owned(), "db".to_owned()),
+        ],
+    };
+    let err = validate(Some(&restore_of("", "latest", "/srv/r")), &two).unwrap_err();
+    assert!(
+        err.contains("needs --job") && err.contains("app, db"),
+        "{err}"
+    );
+    assert!(validate(Some(&restore_of("db", "latest", "/srv/r")), &two).is_ok());
+}

@@ -18,7 +18,7 @@ use super::default_name;
 /// interval = "10s"            # how often schedules are checked and progress is reported
 /// [[modules.jobs]]
 /// name = "app-data"
-/// sources = ["/var/lib/app", "/etc/app"]
+/// sources = ["/var/lib/app", "/etc/app-config"]
 /// destination = "/var/backups/app"
 /// schedule = "24h"
 /// compression = "zstd"        # or "gzip"

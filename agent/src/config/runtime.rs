@@ -77,6 +77,21 @@ mod tests {
     }
 
     #[test]
+    fn one_type_error_does_not_hide_the_others() {
+        let text = "type = \"backup\"\ninterval = 5\nbogus = true\n\
+                    [[jobs]]\nname = \"app\"\nsources = \"/srv\"\ndestination = \"/b\"\n\
+                    keep_days = \"7\"\n";
+        let problems = parse_module_toml(text).expect_err("invalid");
+        let mut keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["bogus", "interval", "jobs[0].keep_days", "jobs[0].sources"],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_types_are_reported() {
         let problems = parse_module_toml("type = \"disk\"\nbogus = 1\n").expect_err("invalid");
         assert_eq!(problems[0].0, "bogus", "{problems:?}");

@@ -178,10 +178,12 @@ fn lifecycle(body: &Body) -> String {
         }
         Body::CommandCompleted(c) => format!("command {} completed: {}", c.command_id, c.detail),
         Body::CommandFailed(c) => format!("command {} failed: {}", c.command_id, c.reason),
-        Body::CommandRejected(c) => format!(
+        // The epochs explain only a fencing refusal (as in the ledger).
+        Body::CommandRejected(c) if c.epoch < c.highest_epoch_seen => format!(
             "command {} rejected: {} (epoch {}, highest seen {})",
             c.command_id, c.reason, c.epoch, c.highest_epoch_seen
         ),
+        Body::CommandRejected(c) => format!("command {} rejected: {}", c.command_id, c.reason),
         Body::CommandExpired(c) => format!("command {} expired", c.command_id),
         other => opsfleet_proto::body_kind(other).to_owned(),
     }
@@ -467,6 +469,25 @@ mod tests {
         assert!(
             json.contains(r"ERROR \u001b[2J\u001b[H\rall good"),
             "{json}"
+        );
+    }
+
+    #[test]
+    fn a_rejection_names_the_epochs_only_when_fenced() {
+        let rejected = |epoch, highest_epoch_seen| {
+            lifecycle(&Body::CommandRejected(
+                opsfleet_proto::pb::CommandRejected {
+                    command_id: "c1".into(),
+                    reason: "why".into(),
+                    epoch,
+                    highest_epoch_seen,
+                },
+            ))
+        };
+        assert_eq!(rejected(7, 7), "command c1 rejected: why");
+        assert_eq!(
+            rejected(6, 7),
+            "command c1 rejected: why (epoch 6, highest seen 7)"
         );
     }
 }

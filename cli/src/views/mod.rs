@@ -45,6 +45,10 @@ pub struct BackupsArgs {
     /// Only this backup job.
     #[arg(long)]
     pub job: Option<String>,
+    /// List every archive kept of each job (newest first), not only the newest: the names
+    /// `opsctl restore --archive` takes.
+    #[arg(long)]
+    pub archives: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -80,6 +84,8 @@ Examples:
   opsctl backups                        every job on every host: last success, last failure
   opsctl backups --host 'db-*'          only database hosts
   opsctl backups --job nightly          one job across the fleet
+  opsctl backups --host db-01 --job nightly --archives
+                                        every archive kept of the job, newest first
   opsctl backups --output json | jq '.backups[] | select(.state == \"failed\")'";
 
 /// Examples shown by `opsctl incidents --help`.
@@ -125,6 +131,7 @@ pub async fn backups(api: &Api, a: BackupsArgs) -> Result<BackupsReply, ClientEr
     let req = BackupsRequest {
         host: a.common.host,
         job: a.job,
+        archives: a.archives,
         ..Default::default()
     };
     let coordinator = a.common.coordinator.as_deref();

@@ -152,6 +152,40 @@ fn last_failure(b: &BackupView, now_unix_ms: i64) -> String {
 }
 
 /// `opsctl backups`: one row per host and job.
+/// `opsctl backups --archives`: every archive kept per host and job, newest first; the names
+/// `opsctl restore --archive` takes.
+pub fn archives(reply: &BackupsReply) -> String {
+    let mut out = answered_by(&reply.responder);
+    let total: usize = reply.backups.iter().map(|b| b.archives.len()).sum();
+    if total == 0 {
+        out.push_str("no archives kept as far as the catalog knows\n");
+        more(&mut out, reply.next.as_deref());
+        return out;
+    }
+    let mut t = Table::new(&["HOST", "JOB", "ARCHIVE", "NEWEST"]);
+    for b in &reply.backups {
+        for (i, a) in b.archives.iter().rev().enumerate() {
+            t.row([
+                b.host.clone(),
+                b.job.clone(),
+                a.rsplit('/').next().unwrap_or(a).to_owned(),
+                if i == 0 { "*" } else { "" }.to_owned(),
+            ]);
+        }
+    }
+    t.write_to(&mut out);
+    out.push_str(&format!(
+        "{total} archive(s) of {} job(s)\n",
+        reply
+            .backups
+            .iter()
+            .filter(|b| !b.archives.is_empty())
+            .count()
+    ));
+    more(&mut out, reply.next.as_deref());
+    out
+}
+
 pub fn backups(reply: &BackupsReply, now_unix_ms: i64) -> String {
     let mut out = answered_by(&reply.responder);
     if reply.backups.is_empty() {

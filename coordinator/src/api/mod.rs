@@ -7,6 +7,7 @@
 
 mod alerts;
 mod commands;
+mod configs;
 pub mod guard;
 mod hosts;
 mod runbooks;
@@ -18,8 +19,7 @@ mod tests;
 #[cfg(test)]
 use alerts::alerts;
 pub use commands::command_views;
-#[cfg(test)]
-use hosts::liveness;
+pub(crate) use hosts::{declared_lost, liveness};
 #[cfg(test)]
 use runbooks::{backups, incidents};
 pub use serve::serve;

@@ -9,7 +9,7 @@ use opsfleet_proto::api::{
 use super::{glob_match, page, Cursor, View};
 use crate::projection::{BackupJob, Fleet};
 
-fn backup_view(host: &str, name: &str, job: &BackupJob) -> BackupView {
+fn backup_view(host: &str, name: &str, job: &BackupJob, archives: bool) -> BackupView {
     BackupView {
         host: host.to_owned(),
         job: name.to_owned(),
@@ -33,6 +33,11 @@ fn backup_view(host: &str, name: &str, job: &BackupJob) -> BackupView {
         pruned_archives: job.pruned_archives,
         pruned_bytes: job.pruned_bytes,
         last_restore: job.last_restore.clone(),
+        archives: if archives {
+            job.archives.clone()
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -47,7 +52,8 @@ pub fn backups(fleet: &Fleet, req: &BackupsRequest) -> (Vec<BackupView>, Option<
                 .iter()
                 .filter(|(name, _)| req.job.as_deref().is_none_or(|j| j == name.as_str()))
                 .map(move |(name, job)| {
-                    (Cursor::row(&h.host, name), backup_view(&h.host, name, job))
+                    let view = backup_view(&h.host, name, job, req.archives);
+                    (Cursor::row(&h.host, name), view)
                 })
         });
     page(rows, req)

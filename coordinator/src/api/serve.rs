@@ -11,7 +11,7 @@ use async_nats::Message;
 use futures::StreamExt;
 use opsfleet_proto::api::{
     AlertsRequest, ApiError, BackupsRequest, CommandRequestJson, CommandsReply, CommandsRequest,
-    FailoverRequest, HostsRequest, IncidentsRequest, StatusRequest,
+    ConfigsRequest, FailoverRequest, HostsRequest, IncidentsRequest, StatusRequest,
 };
 use opsfleet_proto::subjects;
 use opsfleet_proto::time::now_unix_ms;
@@ -31,7 +31,7 @@ use crate::identity::Identity;
 use crate::state::Shared;
 
 /// Every verb of the API, each subscribed broadcast and addressed to this coordinator.
-const VERBS: [&str; 8] = [
+const VERBS: [&str; 9] = [
     subjects::API_STATUS,
     subjects::API_FAILOVER,
     subjects::API_COMMAND,
@@ -40,6 +40,7 @@ const VERBS: [&str; 8] = [
     subjects::API_BACKUPS,
     subjects::API_INCIDENTS,
     subjects::API_ALERTS,
+    subjects::API_CONFIGS,
 ];
 
 /// What a handler needs to answer.
@@ -167,6 +168,7 @@ impl Server {
             subjects::API_BACKUPS => Some(self.view::<BackupsRequest>(payload).await),
             subjects::API_INCIDENTS => Some(self.view::<IncidentsRequest>(payload).await),
             subjects::API_ALERTS => Some(self.view::<AlertsRequest>(payload).await),
+            subjects::API_CONFIGS => Some(self.configs(payload).await),
             _ => None,
         }
     }
@@ -202,6 +204,21 @@ impl Server {
                 to_json(&req.answer(&self.shared.fleet(), responder, now_unix_ms()))
             }
             Err(e) => error_reply(&self.shared, format!("bad {} request: {e}", V::WHAT)),
+        }
+    }
+
+    /// One module's config history, or an error naming what is known.
+    async fn configs(&self, payload: &[u8]) -> Vec<u8> {
+        let req = match parse::<ConfigsRequest>(payload) {
+            Ok(req) => req,
+            Err(e) => return error_reply(&self.shared, format!("bad configs request: {e}")),
+        };
+        let responder = self
+            .shared
+            .responder(behind(&self.shared, &self.events).await);
+        match super::configs::configs(&self.shared.fleet(), &req, responder) {
+            Ok(reply) => to_json(&reply),
+            Err(e) => error_reply(&self.shared, e),
         }
     }
 
@@ -251,11 +268,12 @@ impl Server {
         }
         let claimed = body.requested_by.clone().unwrap_or_default();
         let issuer = crate::identity::issuer(&claimed, req.operator.as_ref());
-        match commands::failover(&self.shared, &self.release, body, &issuer).await {
+        match commands::failover(&self.shared, &self.client, &self.release, body, &issuer).await {
             Ok(reply) => Some(to_json(&reply)),
-            // Standbys stay silent on the broadcast subject so the active one answers.
-            Err(_) if !req.addressed_to_me => None,
-            Err(e) => Some(error_reply(&self.shared, e)),
+            // Standbys stay silent on the broadcast subject so the active one answers; the
+            // active one's refusal (already active, unknown target) reaches the operator.
+            Err(commands::FailoverError::NotActive { .. }) if !req.addressed_to_me => None,
+            Err(e) => Some(error_reply(&self.shared, e.to_string())),
         }
     }
 

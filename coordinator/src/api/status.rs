@@ -100,6 +100,7 @@ pub fn coordinator_views(fleet: &Fleet) -> Vec<CoordinatorView> {
             color: c.color.clone(),
             role: c.role,
             epoch: c.epoch,
+            last_seen_unix_ms: c.last_seen_unix_ms,
             history: c
                 .history
                 .iter()

@@ -636,3 +636,39 @@ fn the_ledger_and_the_leadership_history_name_who_acted_in_which_role() {
         ("alice", Some(Role::Operator))
     );
 }
+
+#[test]
+fn failover_targets_are_checked_before_the_lease_is_touched() {
+    use commands::{check_failover_target, FailoverError};
+    let mut f = Folder::new();
+    f.fold(
+        "blue",
+        opsfleet_proto::COORDINATOR_MODULE,
+        T0,
+        Body::Leadership(pb::LeadershipChanged {
+            coordinator: "blue".into(),
+            color: "blue".into(),
+            role: pb::LeaderRole::Active as i32,
+            epoch: 3,
+            ..Default::default()
+        }),
+    );
+    let answering: std::collections::BTreeSet<String> = ["green".to_owned()].into();
+    let none = Default::default();
+    assert!(check_failover_target(&f.fleet, "blue", "green", &answering).is_ok());
+    assert!(matches!(
+        check_failover_target(&f.fleet, "blue", "blue", &answering),
+        Err(FailoverError::AlreadyActive { .. })
+    ));
+    let err = check_failover_target(&f.fleet, "red", "nosuch", &answering).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown coordinator nosuch; the lease was not touched (known coordinators: blue, green, red)"
+    );
+    assert_eq!(
+        check_failover_target(&f.fleet, "red", "blue", &none)
+            .unwrap_err()
+            .to_string(),
+        "coordinator blue does not answer; the lease was not touched (see `opsctl leader`)"
+    );
+}

@@ -48,45 +48,14 @@ pub fn find_config(
     wanted: &str,
     targets: &[String],
 ) -> Result<FoundConfig, DispatchError> {
-    let on_targets = targets.iter().filter_map(|h| fleet.host(h));
-    let mut seen_hosts: BTreeSet<&str> = BTreeSet::new();
-    // Verified fingerprint -> the first TOML found for it.
-    let mut genuine: BTreeMap<String, String> = BTreeMap::new();
-    // Announced fingerprint -> hosts whose entry does not recompute to it.
-    let mut forged: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut known: BTreeSet<String> = BTreeSet::new();
-    for host in on_targets.chain(fleet.hosts()) {
-        if !seen_hosts.insert(host.host.as_str()) {
-            continue;
-        }
-        let Some(info) = host.modules.get(module) else {
-            continue;
-        };
-        for c in &info.configs {
-            let hit =
-                c.fingerprint == wanted || (wanted.len() >= 8 && c.fingerprint.starts_with(wanted));
-            let verified = recompute(module, &c.toml).is_ok_and(|fp| fp == c.fingerprint);
-            if verified {
-                known.insert(c.fingerprint.clone());
-            }
-            if !hit {
-                continue;
-            }
-            if verified {
-                genuine
-                    .entry(c.fingerprint.clone())
-                    .or_insert_with(|| c.toml.clone());
-            } else {
-                forged
-                    .entry(c.fingerprint.clone())
-                    .or_default()
-                    .insert(host.host.clone());
-            }
-        }
-    }
+    let Candidates {
+        mut genuine,
+        mut forged,
+        known,
+    } = candidates(fleet, module, wanted, targets);
     let pick = match genuine.get(wanted) {
         Some(toml) => Some((wanted.to_owned(), toml.clone())),
-        None if genuine.len() == 1 => genuine.into_iter().next(),
+        None if genuine.len() == 1 => genuine.pop_first(),
         None if genuine.len() > 1 => {
             return Err(DispatchError::AmbiguousFingerprint {
                 module: module.to_owned(),
@@ -125,6 +94,60 @@ pub fn find_config(
             },
         }),
     }
+}
+
+/// The configs of one module the log knows that `find_config` chooses from.
+struct Candidates {
+    /// Verified fingerprint matching the wanted one -> the first TOML found for it.
+    genuine: BTreeMap<String, String>,
+    /// Announced fingerprint matching the wanted one -> hosts whose entry does not
+    /// recompute to it.
+    forged: BTreeMap<String, BTreeSet<String>>,
+    /// Every verified fingerprint, for the error that names what is known.
+    known: BTreeSet<String>,
+}
+
+/// The configs of `module` on the targets first, then on any host, each host once.
+fn candidates(fleet: &Fleet, module: &str, wanted: &str, targets: &[String]) -> Candidates {
+    let on_targets = targets.iter().filter_map(|h| fleet.host(h));
+    let mut seen_hosts: BTreeSet<&str> = BTreeSet::new();
+    let mut found = Candidates {
+        genuine: BTreeMap::new(),
+        forged: BTreeMap::new(),
+        known: BTreeSet::new(),
+    };
+    for host in on_targets.chain(fleet.hosts()) {
+        if !seen_hosts.insert(host.host.as_str()) {
+            continue;
+        }
+        let Some(info) = host.modules.get(module) else {
+            continue;
+        };
+        for c in &info.configs {
+            let hit =
+                c.fingerprint == wanted || (wanted.len() >= 8 && c.fingerprint.starts_with(wanted));
+            let verified = recompute(module, &c.toml).is_ok_and(|fp| fp == c.fingerprint);
+            if verified {
+                found.known.insert(c.fingerprint.clone());
+            }
+            if !hit {
+                continue;
+            }
+            if verified {
+                found
+                    .genuine
+                    .entry(c.fingerprint.clone())
+                    .or_insert_with(|| c.toml.clone());
+            } else {
+                found
+                    .forged
+                    .entry(c.fingerprint.clone())
+                    .or_default()
+                    .insert(host.host.clone());
+            }
+        }
+    }
+    found
 }
 
 /// The fingerprint to stamp on `config apply` of `toml` to `module`: recomputed here. A

@@ -6,14 +6,16 @@
 //! capped (`[api] max_deadline`); configs sent are checked by fingerprint (`configs.rs`).
 
 mod configs;
+mod targets;
 #[cfg(test)]
 mod tests;
 
 pub use configs::{apply_fingerprint, find_config};
+pub use targets::{hint, not_up, resolve};
 
 use opsfleet_proto::time::now_unix_ms;
 use opsfleet_report::ErrorChain;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +23,6 @@ use async_nats::jetstream;
 use futures::stream::{FuturesUnordered, StreamExt};
 use opsfleet_proto::api::{
     CommandAction, CommandReply, CommandRequest, CommandRequestJson, IssuedCommand, RequestError,
-    Targets,
 };
 use opsfleet_proto::pb::{self, command::Action};
 use opsfleet_proto::subjects;
@@ -79,7 +80,7 @@ pub enum DispatchError {
         computed: String,
     },
     #[error(
-        "no config of module {module} with fingerprint {fingerprint} in the log (known: {known})"
+        "no config of module {module} with fingerprint {fingerprint} in the log (known: {known}); `opsctl config history {module} --host H` lists them with dates"
     )]
     UnknownFingerprint {
         module: String,
@@ -92,8 +93,18 @@ pub enum DispatchError {
         fingerprint: String,
         count: usize,
     },
-    #[error("no target hosts: name hosts, labels, or ask for all")]
+    #[error("no target hosts: give --host, --all or --label")]
     NoTargets,
+    #[error("no host matches {pattern} (known: {known})")]
+    NoGlobMatch { pattern: String, known: String },
+    #[error("host {host} has {reason} (its modules: {modules})")]
+    ModuleMissing {
+        host: String,
+        reason: String,
+        modules: String,
+    },
+    #[error("none of the {matched} matched host(s) can take the command: {reason} on any of them")]
+    AllSkipped { matched: usize, reason: String },
     #[error("no host has the labels {labels} (labels in use: {known})")]
     NoLabelMatch { labels: String, known: String },
     #[error("unknown host(s): {unknown} (known: {known})")]
@@ -186,68 +197,6 @@ pub fn check_deadline(deadline_ms: u64, max: Duration) -> Result<Duration, Dispa
         });
     }
     Ok(asked)
-}
-
-/// `resolve_targets`, plus every host whose labels include all of `labels` (pure).
-pub fn resolve_request_targets(fleet: &Fleet, req: &Targets) -> Result<Vec<String>, DispatchError> {
-    if req.labels.is_empty() || req.all {
-        return resolve_targets(fleet, &req.hosts, req.all);
-    }
-    let matching: Vec<String> = fleet
-        .hosts()
-        .filter(|h| req.labels.iter().all(|(k, v)| h.labels.get(k) == Some(v)))
-        .map(|h| h.host.clone())
-        .collect();
-    if matching.is_empty() {
-        let show = |m: &mut dyn Iterator<Item = (&String, &String)>| {
-            m.map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()
-        };
-        let mut known: BTreeSet<String> = BTreeSet::new();
-        for h in fleet.hosts() {
-            known.extend(show(&mut h.labels.iter()));
-        }
-        return Err(DispatchError::NoLabelMatch {
-            labels: show(&mut req.labels.iter()).join(","),
-            known: if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.into_iter().collect::<Vec<_>>().join(", ")
-            },
-        });
-    }
-    let mut hosts = req.hosts.clone();
-    hosts.extend(matching);
-    resolve_targets(fleet, &hosts, false)
-}
-
-/// The hosts a request targets, checked against the hosts the fleet knows (pure).
-pub fn resolve_targets(
-    fleet: &Fleet,
-    hosts: &[String],
-    all: bool,
-) -> Result<Vec<String>, DispatchError> {
-    let known: BTreeSet<&str> = fleet.hosts().map(|h| h.host.as_str()).collect();
-    let targets: Vec<String> = if all {
-        known.iter().map(|h| (*h).to_owned()).collect()
-    } else {
-        let unique: BTreeSet<&String> = hosts.iter().collect();
-        let unknown: Vec<&str> = unique
-            .iter()
-            .filter(|h| !known.contains(h.as_str()))
-            .map(|h| h.as_str())
-            .collect();
-        if !unknown.is_empty() {
-            return Err(DispatchError::UnknownHosts {
-                unknown: unknown.join(", "),
-                known: known.into_iter().collect::<Vec<_>>().join(", "),
-            });
-        }
-        unique.into_iter().cloned().collect()
-    };
-    if targets.is_empty() {
-        return Err(DispatchError::NoTargets);
-    }
-    Ok(targets)
 }
 
 /// Commands still waiting for their target after deadline + grace (pure).
@@ -353,13 +302,14 @@ impl Dispatcher {
         let epoch = self.acting_epoch()?;
         let deadline_after = check_deadline(req.deadline_ms, self.max_deadline)?;
         let req = CommandRequest::try_from(req)?;
-        let (targets, action) = {
+        let (resolved, action) = {
             let fleet = self.shared.fleet();
-            let targets = resolve_request_targets(&fleet, &req.targets)?;
-            let action = request_action(&fleet, &req.action, &targets)?;
-            (targets, action)
+            let resolved = resolve(&fleet, &req.targets, &req.action)?;
+            let action = request_action(&fleet, &req.action, &resolved.targets)?;
+            (resolved, action)
         };
-        let commands = commands_for(&targets, &action, epoch, issuer, deadline_after);
+        let targets = &resolved.targets;
+        let commands = commands_for(targets, &action, epoch, issuer, deadline_after);
         let records = issued_events(&commands, &req.action, issuer);
         // Pipelined: each command is sent as soon as its own `command_issued` event is
         // acknowledged (durable in the stream), while later events are still in flight.
@@ -387,17 +337,26 @@ impl Dispatcher {
                 unsent: commands.len() - sent,
             });
         }
-        info!(epoch, action = %req.action.name(), hosts = commands.len(), issued_by = %issuer.name, issued_role = %issuer.role_text(), "commands issued");
+        info!(epoch, action = %req.action.name(), hosts = commands.len(), skipped = resolved.skipped.len(), issued_by = %issuer.name, issued_role = %issuer.role_text(), "commands issued");
+        let fleet = self.shared.fleet();
+        let now = now_unix_ms();
         Ok(CommandReply {
             responder: self.shared.responder(0),
             epoch,
+            deadline_unix_ms: commands.first().map_or(0, |c| c.deadline_unix_ms),
             commands: commands
                 .into_iter()
-                .map(|c| IssuedCommand {
-                    host: c.target,
-                    command_id: c.id,
+                .map(|c| {
+                    let not_up = not_up(&fleet, &c.target, now);
+                    IssuedCommand {
+                        liveness: not_up.map(|(l, _)| l),
+                        last_seen_unix_ms: not_up.map_or(0, |(_, seen)| seen),
+                        host: c.target,
+                        command_id: c.id,
+                    }
                 })
                 .collect(),
+            skipped: resolved.skipped,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Unit tests of the pure parts of dispatching: actions, targets, labels, expiry.
 
 use super::*;
+use opsfleet_proto::api::Targets;
 use opsfleet_proto::EventEnvelope;
 
 fn fleet_with(hosts: &[&str]) -> Fleet {
@@ -51,6 +52,24 @@ fn actions_need_their_module() {
     assert!(err.to_string().contains("reboot"), "{err}");
 }
 
+/// `resolve` of a noop to these host names / `--all`: the targets, or the error.
+fn resolve_targets(
+    fleet: &Fleet,
+    hosts: &[String],
+    all: bool,
+) -> Result<Vec<String>, DispatchError> {
+    let req = Targets {
+        hosts: hosts.to_vec(),
+        all,
+        labels: Default::default(),
+    };
+    resolve(fleet, &req, &CommandAction::Noop).map(|r| r.targets)
+}
+
+fn resolve_request_targets(fleet: &Fleet, req: &Targets) -> Result<Vec<String>, DispatchError> {
+    resolve(fleet, req, &CommandAction::Noop).map(|r| r.targets)
+}
+
 #[test]
 fn targets_are_checked_against_the_fleet() {
     let fleet = fleet_with(&["web-01", "web-02", "db-01"]);
@@ -68,7 +87,10 @@ fn targets_are_checked_against_the_fleet() {
         ["web-01", "web-02"]
     );
     let err = resolve_targets(&fleet, &["web-9".to_owned()], false).unwrap_err();
-    assert!(err.to_string().contains("web-9"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "unknown host(s): web-9 (known: db-01, web-01, web-02)"
+    );
     assert!(matches!(
         resolve_targets(&fleet, &[], false),
         Err(DispatchError::NoTargets)
@@ -77,6 +99,92 @@ fn targets_are_checked_against_the_fleet() {
         resolve_targets(&Fleet::new(), &[], true),
         Err(DispatchError::NoTargets)
     ));
+}
+
+#[test]
+fn globs_select_hosts_as_in_the_views() {
+    let fleet = fleet_with(&["web-01", "web-02", "db-01"]);
+    assert_eq!(
+        resolve_targets(&fleet, &["web-*".to_owned()], false).unwrap(),
+        ["web-01", "web-02"]
+    );
+    assert_eq!(
+        resolve_targets(&fleet, &["db-0?".to_owned(), "web-02".to_owned()], false).unwrap(),
+        ["db-01", "web-02"]
+    );
+    let err = resolve_targets(&fleet, &["cache-*".to_owned()], false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no host matches cache-* (known: db-01, web-01, web-02)"
+    );
+}
+
+/// `host` reports a module `name` of `kind`.
+fn with_module(fleet: &mut Fleet, host: &str, name: &str, kind: &str) {
+    fleet.apply(&EventEnvelope {
+        id: Uuid::now_v7(),
+        host: host.to_owned(),
+        seq: 2,
+        time_unix_ms: 10,
+        module: name.to_owned(),
+        incarnation: Uuid::nil(),
+        body: pb::event::Body::ModuleState(pb::ModuleState {
+            module: name.to_owned(),
+            kind: kind.to_owned(),
+            ..Default::default()
+        }),
+    });
+}
+
+#[test]
+fn hosts_without_the_module_are_refused_by_name_and_skipped_by_all() {
+    let mut fleet = fleet_with(&["web-01", "web-02", "db-01"]);
+    with_module(&mut fleet, "web-01", "log", "log");
+    with_module(&mut fleet, "db-01", "nightly", "backup");
+    let pause_log = CommandAction::Pause {
+        module: "log".to_owned(),
+    };
+    let all = Targets {
+        hosts: Vec::new(),
+        all: true,
+        labels: Default::default(),
+    };
+    let r = resolve(&fleet, &all, &pause_log).unwrap();
+    assert_eq!(r.targets, ["web-01"]);
+    let skipped: Vec<(&str, &str)> = r
+        .skipped
+        .iter()
+        .map(|s| (s.host.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [("db-01", "no module log"), ("web-02", "no module log")]
+    );
+    let named = Targets {
+        hosts: vec!["db-01".to_owned()],
+        all: false,
+        labels: Default::default(),
+    };
+    let err = resolve(&fleet, &named, &pause_log).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "host db-01 has no module log (its modules: nightly)"
+    );
+    let backup = CommandAction::BackupRun {
+        module: None,
+        job: None,
+    };
+    let r = resolve(&fleet, &all, &backup).unwrap();
+    assert_eq!(r.targets, ["db-01"]);
+    assert_eq!(r.skipped.len(), 2);
+    let nosuch = CommandAction::Pause {
+        module: "nosuch".to_owned(),
+    };
+    let err = resolve(&fleet, &all, &nosuch).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "none of the 3 matched host(s) can take the command: no module nosuch on any of them"
+    );
 }
 
 fn request(action: &str) -> CommandRequestJson {

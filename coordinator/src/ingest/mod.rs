@@ -310,36 +310,60 @@ async fn consume(
             }
         };
         backoff = Duration::from_millis(100);
-        let mut chunks = messages.ready_chunks(cfg.batch_max);
-        loop {
-            let next = tokio::select! {
-                _ = cancel.cancelled() => return true,
-                next = chunks.next() => next,
-            };
-            let Some(items) = next else {
-                warn!("consumer stream ended, reopening");
-                break;
-            };
-            let batch = messages_of(items);
-            if batch.is_empty() {
-                continue;
-            }
-            match persist_batch(shared, js, batch, &mut cursor, cancel, policy).await {
-                Outcome::Continue => {}
-                Outcome::Reposition => {
-                    warn!(
-                        next_stream_seq = cursor.next,
-                        "stream sequence skipped in flight; repositioning consumer"
-                    );
-                    break;
-                }
-                Outcome::Cancelled => return false,
-            }
+        match persist_stream(shared, js, messages, cfg, &mut cursor, cancel, policy).await {
+            // Go round with `consumer == None`: reposition at the cursor.
+            StreamEnd::Reopen => {}
+            StreamEnd::Stopped { consistent } => return consistent,
         }
-        // Fall through with `consumer == None`: reposition at the cursor.
-        drop(chunks);
     }
     true
+}
+
+/// What ended one consumer stream in `persist_stream`.
+enum StreamEnd {
+    /// The stream ended or skipped a sequence: reposition the consumer at the cursor.
+    Reopen,
+    /// Cancelled; `consistent` as `consume` returns it.
+    Stopped { consistent: bool },
+}
+
+/// Persists the batches of one consumer stream, in ready chunks of up to `batch_max`
+/// messages, until it ends, skips a sequence or `cancel` fires.
+async fn persist_stream<E: std::error::Error>(
+    shared: &Arc<Shared>,
+    js: &jetstream::Context,
+    messages: impl futures::Stream<Item = Result<jetstream::Message, E>> + Unpin,
+    cfg: &IngestConfig,
+    cursor: &mut Cursor,
+    cancel: &CancellationToken,
+    policy: &mut SnapshotPolicy,
+) -> StreamEnd {
+    let mut chunks = messages.ready_chunks(cfg.batch_max);
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => return StreamEnd::Stopped { consistent: true },
+            next = chunks.next() => next,
+        };
+        let Some(items) = next else {
+            warn!("consumer stream ended, reopening");
+            return StreamEnd::Reopen;
+        };
+        let batch = messages_of(items);
+        if batch.is_empty() {
+            continue;
+        }
+        match persist_batch(shared, js, batch, cursor, cancel, policy).await {
+            Outcome::Continue => {}
+            Outcome::Reposition => {
+                warn!(
+                    next_stream_seq = cursor.next,
+                    "stream sequence skipped in flight; repositioning consumer"
+                );
+                return StreamEnd::Reopen;
+            }
+            Outcome::Cancelled => return StreamEnd::Stopped { consistent: false },
+        }
+    }
 }
 
 /// How a batch ended.

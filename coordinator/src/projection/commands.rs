@@ -104,6 +104,8 @@ pub fn apply(record: &mut CommandRecord, ev: &EventEnvelope) {
         }
         Body::CommandCompleted(c) => record.step(CommandState::Completed, at, by, &c.detail),
         Body::CommandFailed(c) => record.step(CommandState::Failed, at, by, &c.reason),
+        // The stored detail keeps both epochs (rows and the digest of existing logs stay
+        // as they were); views drop them unless fencing was the reason (`rejection_reason`).
         Body::CommandRejected(c) => record.step(
             CommandState::Rejected,
             at,
@@ -120,6 +122,21 @@ pub fn apply(record: &mut CommandRecord, ev: &EventEnvelope) {
         if let Some(id) = command_id(&ev.body) {
             record.id = id.to_owned();
         }
+    }
+}
+
+/// A step's detail as views show it: a rejection's `(epoch E, highest seen H)` suffix only
+/// when fencing was the reason (E < H); the stored detail always has it.
+pub fn shown_detail(detail: &str) -> &str {
+    let fenced_suffix = |detail: &str| -> Option<(usize, bool)> {
+        let (reason, tail) = detail.rsplit_once(" (epoch ")?;
+        let (epoch, highest) = tail.strip_suffix(')')?.split_once(", highest seen ")?;
+        let (epoch, highest) = (epoch.parse::<u64>().ok()?, highest.parse::<u64>().ok()?);
+        Some((reason.len(), epoch < highest))
+    };
+    match fenced_suffix(detail) {
+        Some((reason_len, false)) => &detail[..reason_len],
+        _ => detail,
     }
 }
 
@@ -235,5 +252,39 @@ mod tests {
         );
         assert_eq!((r.id.as_str(), r.state.as_str()), ("c9", "rejected"));
         assert!(r.detail.contains("epoch 3, highest seen 5"), "{}", r.detail);
+    }
+
+    #[test]
+    fn the_stored_detail_keeps_the_epochs_and_views_name_them_only_when_fenced() {
+        let mut r = CommandRecord::default();
+        let rejected = |reason: &str, epoch, highest_epoch_seen| {
+            Body::CommandRejected(pb::CommandRejected {
+                command_id: "c8".into(),
+                reason: reason.into(),
+                epoch,
+                highest_epoch_seen,
+            })
+        };
+        apply(
+            &mut r,
+            &ev("web-01", rejected("unknown module \"nosuch\"", 7, 7)),
+        );
+        assert_eq!(
+            r.detail,
+            "unknown module \"nosuch\" (epoch 7, highest seen 7)"
+        );
+        assert_eq!(shown_detail(&r.detail), "unknown module \"nosuch\"");
+        let mut fenced = CommandRecord::default();
+        apply(&mut fenced, &ev("web-01", rejected("stale term", 6, 7)));
+        assert_eq!(
+            shown_detail(&fenced.detail),
+            "stale term (epoch 6, highest seen 7)"
+        );
+        // Text that only looks alike is left alone.
+        assert_eq!(
+            shown_detail("x (epoch 7, highest seen y)"),
+            "x (epoch 7, highest seen y)"
+        );
+        assert_eq!(shown_detail("done"), "done");
     }
 }

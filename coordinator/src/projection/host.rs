@@ -72,13 +72,19 @@ pub struct KnownConfig {
     pub fingerprint: String,
     /// The `[[modules]]` entry as TOML.
     pub toml: String,
+    /// Agent clock of the first and the latest `module_state` event that carried it (0 in
+    /// projections older than these fields).
+    #[serde(default)]
+    pub first_seen_unix_ms: i64,
+    #[serde(default)]
+    pub last_seen_unix_ms: i64,
 }
 
 impl ModuleInfo {
     /// Remembers a config (a known fingerprint keeps its place); drops the oldest beyond
     /// `CONFIGS_KEPT`. One larger than `CONFIG_BYTES_KEPT` (or with an over-long fingerprint)
     /// is not kept: `too_large` counts it.
-    fn remember_config(&mut self, fingerprint: &str, toml: &str, too_large: &mut u64) {
+    fn remember_config(&mut self, fingerprint: &str, toml: &str, at: i64, too_large: &mut u64) {
         if toml.is_empty() || fingerprint.is_empty() {
             return;
         }
@@ -86,12 +92,19 @@ impl ModuleInfo {
             *too_large = too_large.saturating_add(1);
             return;
         }
-        if self.configs.iter().any(|c| c.fingerprint == fingerprint) {
+        if let Some(known) = self
+            .configs
+            .iter_mut()
+            .find(|c| c.fingerprint == fingerprint)
+        {
+            known.last_seen_unix_ms = known.last_seen_unix_ms.max(at);
             return;
         }
         self.configs.push(KnownConfig {
             fingerprint: fingerprint.to_owned(),
             toml: toml.to_owned(),
+            first_seen_unix_ms: at,
+            last_seen_unix_ms: at,
         });
         if self.configs.len() > CONFIGS_KEPT {
             self.configs.remove(0);
@@ -308,6 +321,7 @@ impl HostState {
                 entry.remember_config(
                     &ms.config_fingerprint,
                     &ms.config_toml,
+                    ev.time_unix_ms,
                     &mut self.truncated.configs,
                 );
                 if entry.version <= version {

@@ -40,6 +40,27 @@ pub const ALERT_ROW_PREFIX: &str = "alert/";
 /// Prefix of the projection row of one host's liveness verdict.
 pub const LIVENESS_ROW_PREFIX: &str = "live/";
 
+/// Key of the stored row that names the fold version the rows were written by. It is not a
+/// projection row: `Fleet::from_rows` skips it and no digest covers it.
+pub const FOLD_VERSION_KEY: &str = "meta/fold_version";
+/// Version of the fold: bumped whenever the same log folds to different rows (a field added
+/// to a row, a changed rule). Rows written by an older fold are refolded from the log at
+/// start (`snapshot::load_fleet`), so the stored projection always equals a refold.
+/// 1: rows before the version was recorded; 2: module configs carry first/last seen dates.
+pub const FOLD_VERSION: u64 = 2;
+
+/// The fold version that wrote `rows` (1 when none is recorded, 0 for a store with no rows).
+pub fn fold_version(rows: &[(String, Vec<u8>)]) -> u64 {
+    match rows.iter().find(|(k, _)| k == FOLD_VERSION_KEY) {
+        Some((_, v)) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(1),
+        None if rows.is_empty() => 0,
+        None => 1,
+    }
+}
+
 /// What the fold did with one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -402,6 +423,16 @@ impl Fleet {
             .chain(hosts)
             .chain(liveness)
             .collect()
+    }
+
+    /// The rows to store: every projection row and the fold version that wrote them.
+    pub fn stored_rows(&self) -> Vec<(String, Vec<u8>)> {
+        let mut rows = self.rows();
+        rows.push((
+            FOLD_VERSION_KEY.to_owned(),
+            FOLD_VERSION.to_string().into_bytes(),
+        ));
+        rows
     }
 
     /// sha256 over every row, hex. Computed once per state (cached until the next `apply`).

@@ -48,6 +48,13 @@ fn event(host: &str, incarnation: u8, seq: u64) -> EventEnvelope {
     }
 }
 
+/// `store` as a coordinator of this build leaves it at its first start: rows stamped with
+/// this fold's version.
+fn stamped<S: EventStore>(store: S) -> S {
+    store.replace_rows(Fleet::new().stored_rows()).unwrap();
+    store
+}
+
 /// What ingest does per batch, minus NATS: fold, log the accepted events, carry the dirty rows
 /// only when the policy says so, commit, flush. Returns how many events were accepted.
 fn ingest(
@@ -127,7 +134,7 @@ fn crash_between_snapshots_reloads_the_full_refold_and_accepts_no_duplicate() {
     let events = stream();
     let now = Instant::now();
     let (live_digest, live_rows, applied) = {
-        let store = SledStore::open(&path).unwrap();
+        let store = stamped(SledStore::open(&path).unwrap());
         let mut fleet = Fleet::new();
         let mut policy = SnapshotPolicy::new(4, Duration::from_secs(3600));
         let mut next = 1;
@@ -169,7 +176,7 @@ fn crash_between_snapshots_reloads_the_full_refold_and_accepts_no_duplicate() {
 
 #[test]
 fn a_clean_stop_leaves_no_tail_and_the_next_start_snapshots_the_tail_it_folded() {
-    let store = Arc::new(MemStore::new());
+    let store = Arc::new(stamped(MemStore::new()));
     let events = stream();
     let now = Instant::now();
     let mut fleet = Fleet::new();
@@ -206,12 +213,15 @@ fn a_clean_stop_leaves_no_tail_and_the_next_start_snapshots_the_tail_it_folded()
     let again = load_fleet(store.as_ref()).unwrap();
     assert_eq!(again.tail, 0);
     assert_eq!(again.fleet.digest(), fleet.digest());
-    assert_eq!(store.rows().unwrap(), fleet.rows());
+    assert_eq!(store.rows().unwrap(), fleet.stored_rows());
 }
 
-#[test]
-fn a_store_written_before_snapshots_loads_its_rows_as_current() {
-    // Old stores carried rows in every commit and no `rows_at`.
+/// A store as an older build left it: one event of web-01 in the log, with `rows` (given the
+/// fold of that event) committed beside it, without a fold version.
+fn old_store(
+    snapshot: bool,
+    rows: impl FnOnce(&mut Fleet) -> Vec<(String, Vec<u8>)>,
+) -> (MemStore, Fleet) {
     let store = MemStore::new();
     let mut fleet = Fleet::new();
     let ev = event("web-01", 1, 1);
@@ -219,14 +229,45 @@ fn a_store_written_before_snapshots_loads_its_rows_as_current() {
     store
         .commit(&Commit {
             log: vec![(1, ev.encode_to_vec().into())],
-            rows: fleet.take_dirty_rows(),
+            rows: rows(&mut fleet),
             applied_stream_seq: 1,
-            snapshot: false,
+            snapshot,
         })
         .unwrap();
+    (store, fleet)
+}
+
+#[test]
+fn a_store_written_before_snapshots_is_refolded_at_its_first_load() {
+    // Old stores carried rows in every commit, no `rows_at` and no fold version.
+    let (store, fleet) = old_store(false, Fleet::take_dirty_rows);
     let loaded = load_fleet(&store).unwrap();
-    assert_eq!((loaded.rows_at, loaded.tail), (1, 0));
+    assert_eq!((loaded.rows_at, loaded.tail), (1, 1));
     assert_eq!(loaded.fleet.digest(), fleet.digest());
+    let again = load_fleet(&store).unwrap();
+    assert_eq!((again.rows_at, again.tail), (1, 0));
+    assert_eq!(store.rows().unwrap(), fleet.stored_rows());
+}
+
+#[test]
+fn rows_of_an_older_fold_are_replaced_by_the_refold_and_rows_of_this_one_are_loaded() {
+    // Rows as an older fold wrote them: not what this fold makes of the same log.
+    let (store, fleet) = old_store(true, |_| vec![("host/web-01".into(), b"{}".to_vec())]);
+    assert_eq!(crate::projection::fold_version(&store.rows().unwrap()), 1);
+    assert!(!rebuild::rebuild(&store, false).unwrap().matches);
+    assert!(rebuild::rebuild(&store, false).unwrap().older_fold());
+    let loaded = load_fleet(&store).unwrap();
+    assert_eq!(loaded.fleet.rows(), fleet.rows());
+    assert_eq!(store.rows().unwrap(), fleet.stored_rows());
+    let report = rebuild::rebuild(&store, false).unwrap();
+    assert!(report.matches && !report.older_fold(), "{report:?}");
+    // Rows stamped with this fold's version are loaded as they are (a damaged row stays
+    // damaged until `rebuild` repairs it: the load does not refold every time).
+    let mut damaged = fleet.stored_rows();
+    damaged.retain(|(k, _)| k != "host/web-01");
+    store.replace_rows(damaged).unwrap();
+    let loaded = load_fleet(&store).unwrap();
+    assert!(loaded.fleet.host("web-01").is_none());
 }
 
 /// A flooding host's log: ever-new incarnations, and commands finished beyond the ledger's
@@ -277,7 +318,7 @@ fn capped_stream() -> Vec<EventEnvelope> {
 #[test]
 fn pruned_rows_are_deleted_by_snapshots_and_a_reload_equals_the_refold() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(&dir.path().join("c.sled")).unwrap();
+    let store = stamped(SledStore::open(&dir.path().join("c.sled")).unwrap());
     let events = capped_stream();
     let mut fleet = Fleet::new();
     let mut policy = SnapshotPolicy::new(3, Duration::from_secs(3600));
@@ -313,7 +354,7 @@ fn pruned_rows_are_deleted_by_snapshots_and_a_reload_equals_the_refold() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(store.rows().unwrap(), fleet.rows());
+    assert_eq!(store.rows().unwrap(), fleet.stored_rows());
 }
 
 proptest! {
@@ -330,7 +371,7 @@ proptest! {
     ) {
         let hosts = ["web-01", "web-02", "db-01", "db-02"];
         let events: Vec<_> = picks.iter().map(|(h, s, i)| event(hosts[*h], *i, *s)).collect();
-        let store = MemStore::new();
+        let store = stamped(MemStore::new());
         let mut fleet = Fleet::new();
         let mut policy = SnapshotPolicy::new(every, Duration::from_secs(3600));
         let mut next = 1;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{empty_is_none, ActionName, Responder, Role};
+use super::{empty_is_none, ActionName, Liveness, Responder, Role};
 
 /// Request for `ops.api.failover`: the active coordinator releases its lease.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,6 +297,25 @@ impl From<CommandRequest> for CommandRequestJson {
 pub struct IssuedCommand {
     pub host: String,
     pub command_id: String,
+    /// Set when the coordinator does not see the host up (`late`, `lost`): the command waits
+    /// in `OPS_CMDS` until the agent returns or the deadline passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<Liveness>,
+    /// When the coordinator last heard from the host (set with `liveness`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_seen_unix_ms: i64,
+}
+
+/// A host a request's `--all`, `--label` or glob matched but that was not sent the command,
+/// and why (it has no such module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedHost {
+    pub host: String,
+    pub reason: String,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// Reply to `ops.api.command`.
@@ -306,6 +325,12 @@ pub struct CommandReply {
     /// The epoch every command was stamped with.
     pub epoch: u64,
     pub commands: Vec<IssuedCommand>,
+    /// The commands' deadline (absent from replies of older coordinators).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deadline_unix_ms: i64,
+    /// Hosts matched but skipped, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedHost>,
 }
 
 /// Request for `ops.api.commands`: the ledger, newest first.

@@ -4,12 +4,14 @@
 //! json`, and the same structs serialise both. Fields are only ever added.
 
 mod command;
+mod configs;
 mod page;
 mod rows;
 mod states;
 mod status;
 
 pub use command::*;
+pub use configs::*;
 pub use page::*;
 pub use rows::*;
 pub use states::*;

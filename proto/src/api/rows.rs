@@ -81,6 +81,9 @@ pub struct BackupsRequest {
     /// Only this job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// Also list every archive the catalog knows is kept (`BackupView::archives`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archives: bool,
     /// Which page: at most `limit` rows after the cursor `after`.
     #[serde(flatten)]
     pub page: PageRequest,
@@ -117,6 +120,11 @@ pub struct BackupView {
     /// `archive -> target` of the latest restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_restore: Option<String>,
+    /// With `BackupsRequest::archives`: the archives kept (completed, not pruned), oldest
+    /// first, as the catalog knows them (the newest 100); the names `opsctl restore --archive`
+    /// takes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archives: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -67,6 +67,10 @@ pub struct CoordinatorView {
     /// Role per the newest leadership event.
     pub role: LeaderRole,
     pub epoch: u64,
+    /// Time of the newest event this coordinator published (its clock); absent from older
+    /// coordinators' replies.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_seen_unix_ms: i64,
     /// Leadership changes, oldest first.
     pub history: Vec<LeadershipChangeView>,
 }
@@ -205,4 +209,8 @@ pub struct ModuleView {
     pub name: String,
     pub kind: String,
     pub state: ModuleState,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }

@@ -326,3 +326,30 @@ async fn a_coordinator_publishes_only_in_its_own_space() -> Result<()> {
     }
     Ok(())
 }
+
+/// `ops.api.configs` (module configs, `opsctl config show|history|diff`) is a read verb for
+/// people from viewer up; an agent may not read other hosts' configs through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_configs_are_read_by_people_not_by_agents() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let s = SecureNats::start(tmp.path()).await?;
+    let web01 = Probe::connect(&s, "web-01", Role::Agent).await?;
+    let configs = subjects::API_CONFIGS.to_owned();
+    for subject in [configs.clone(), format!("{configs}.blue")] {
+        web01.client.publish(subject.clone(), "{}".into()).await?;
+        web01.expect_violation("publish", &subject).await?;
+    }
+    let vera = Probe::connect(&s, "vera", Role::Operator).await?;
+    vera.client.publish(configs.clone(), "{}".into()).await?;
+    vera.client.flush().await?;
+    // A refusal would be reported as soon as the server read the publish; a ping round trip
+    // later it has been.
+    web01.client.flush().await?;
+    vera.client.flush().await?;
+    let errors = vera.errors.lock().map_err(|_| anyhow!("poisoned"))?;
+    ensure!(
+        !errors.iter().any(|e| e.contains(configs.as_str())),
+        "vera was refused {configs}: {errors:?}"
+    );
+    Ok(())
+}

@@ -41,11 +41,13 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
         ("enable", act(&["heartbeat"]), Need::Operator, true),
         ("noop", act(&[]), Need::Operator, true),
         ("drain", act(&[]), Need::Operator, true),
+        // web-01 has no backup module: once the role is checked, the coordinator refuses
+        // these for that reason (targeting is checked before anything is sent).
         (
             "backup run",
             act(&["--job", "nightly"]),
             Need::Operator,
-            true,
+            false,
         ),
         (
             "restore",
@@ -56,7 +58,7 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
                 "/tmp/r",
             ]),
             Need::Admin,
-            true,
+            false,
         ),
         (
             "config apply",
@@ -70,6 +72,26 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
             "config rollback",
             act(&["heartbeat", "--to", "0123456789abcdef"]),
             Need::Admin,
+            false,
+        ),
+        // Read verbs: the host and module are known; show/diff may have nothing to show
+        // (one config only), which is not the question here.
+        (
+            "config history",
+            s(&["heartbeat", "--host", "web-01"]),
+            Need::Viewer,
+            true,
+        ),
+        (
+            "config show",
+            s(&["heartbeat", "--host", "web-01"]),
+            Need::Viewer,
+            false,
+        ),
+        (
+            "config diff",
+            s(&["heartbeat", "--host", "web-01"]),
+            Need::Viewer,
             false,
         ),
         ("failover", s(&["--wait", "60s"]), Need::Operator, true),

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use opsfleet_bus::{NatsConfig, TlsConfig};
-use opsfleet_cli::{verbs, views};
+use opsfleet_cli::{configs, verbs, views};
 use opsfleet_proto::api::Role;
 
 /// Operate an opsfleet cluster: fleet status, hosts, alerts, backups, incidents and live events;
@@ -16,7 +16,7 @@ use opsfleet_proto::api::Role;
 /// Talks to the coordinators over NATS request/reply (`ops.api.*`). Every command accepts
 /// `--output json` for scripts.
 #[derive(Parser, Debug)]
-#[command(name = "opsctl", version, about, long_about)]
+#[command(name = "opsctl", version, about, long_about, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -26,6 +26,11 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The exit codes, shown under `--help`.
+pub const EXIT_CODES: &str = "Exit codes: 0 ok; 1 the operation failed (a command not completed \
+on every host, a refusal, no active coordinator for `leader`); 2 usage (bad flags, a missing \
+target); 3 cluster unreachable (NATS down, or no coordinator answering).";
 
 #[derive(Args, Debug)]
 pub struct ConnArgs {
@@ -96,14 +101,16 @@ impl ConnArgs {
 /// Which hosts a command goes to, and how long to wait for them.
 #[derive(Args, Debug)]
 pub struct Targets {
-    /// Target host; repeat for several.
-    #[arg(long = "host", required_unless_present_any = ["all", "labels"])]
+    /// Target host, or a glob of host names (`web-*`, `db-0?`); repeat for several. A command
+    /// needs --host, --all or --label. A host named exactly must exist and have the module;
+    /// hosts matched by a glob, --all or --label that lack it are skipped (and reported).
+    #[arg(long = "host")]
     pub hosts: Vec<String>,
     /// Also every host whose agent declares this label (`role=web`); repeat to require
     /// several.
     #[arg(long = "label", value_parser = verbs::parse_label, conflicts_with = "all")]
     pub labels: Vec<(String, String)>,
-    /// Every host the coordinators know.
+    /// Every host the coordinators know (that has the command's module).
     #[arg(long, conflicts_with = "hosts")]
     pub all: bool,
     /// The command expires unless its agent starts it within this time (an offline agent
@@ -117,6 +124,12 @@ pub struct Targets {
     /// How long to wait for every agent's answer.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub wait: Duration,
+}
+
+impl Targets {
+    fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.labels.is_empty() && !self.all
+    }
 }
 
 #[derive(Args, Debug)]
@@ -147,13 +160,33 @@ pub enum ConfigCommand {
         #[command(flatten)]
         targets: Targets,
     },
-    /// Go back to the module config with this fingerprint, as recorded in the log.
+    /// Go back to the module config with this fingerprint, as recorded in the log
+    /// (`opsctl config history` lists them).
     Rollback {
         #[command(flatten)]
         what: verbs::ConfigRollbackArgs,
         #[command(flatten)]
         targets: Targets,
     },
+    /// A module's config on a host: 64-hex fingerprint and TOML (default: the current one).
+    ///
+    /// With --fingerprint, one it ran before (`config history` lists them). Module configs
+    /// are shown as the agent announced them, not redacted: they travel in events every
+    /// viewer can read, so they must hold no secrets.
+    Show(configs::ConfigShowArgs),
+    /// The configs a module ran on a host: fingerprints, dates, `*` on the current one.
+    ///
+    /// Every config the log kept (up to 8), oldest first, with when each was first and last
+    /// seen. These are the fingerprints `config rollback --to` and `config show|diff` take (a
+    /// unique prefix of 8+ hex digits is enough).
+    History(configs::ConfigReadArgs),
+    /// What changed between two configs of a module, line by line.
+    ///
+    /// `-` lines are only in --from, `+` lines only in --to; by default the previous config
+    /// against the current one.
+    ///
+    /// Example: `opsctl config diff disk --host web-01 --from 3fa2c1d0 --to 9b7e55aa`.
+    Diff(configs::ConfigDiffArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -305,6 +338,34 @@ pub enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+}
+
+impl Command {
+    /// The targets of a command verb; `None` for the other subcommands.
+    fn targets(&self) -> Option<&Targets> {
+        match self {
+            Command::Pause(m) | Command::Resume(m) | Command::Disable(m) | Command::Enable(m) => {
+                Some(&m.targets)
+            }
+            Command::Noop(t) | Command::Drain(t) => Some(t),
+            Command::Backup(BackupCommand::Run { targets, .. })
+            | Command::Restore { targets, .. }
+            | Command::Config(ConfigCommand::Apply { targets, .. })
+            | Command::Config(ConfigCommand::Rollback { targets, .. }) => Some(targets),
+            _ => None,
+        }
+    }
+}
+
+/// What clap cannot say itself: a command verb needs a target.
+pub fn check(cli: &Cli) -> Result<(), clap::Error> {
+    if cli.command.targets().is_some_and(Targets::is_empty) {
+        return Err(Cli::command().error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "a command needs a target: --host, --all or --label",
+        ));
+    }
+    Ok(())
 }
 
 /// `--role`: viewer, operator or admin.

@@ -5,11 +5,11 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use opsfleet_cli::client::Api;
-use opsfleet_cli::render;
 use opsfleet_cli::sanitize::inert;
 use opsfleet_cli::wait::{commands_until, Poll};
+use opsfleet_cli::{outcome, render};
 use opsfleet_proto::api::{
-    ActionName, CommandAction, CommandReply, CommandRequest, CommandState, CommandView,
+    ActionName, CommandAction, CommandReply, CommandRequest, CommandState, CommandView, SkippedHost,
 };
 use opsfleet_proto::time::now_unix_ms;
 use serde::Serialize;
@@ -26,10 +26,17 @@ struct CommandOutcome {
     epoch: u64,
     all_completed: bool,
     commands: Vec<CommandView>,
+    /// Hosts matched (glob, --all, --label) but not sent the command, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    skipped: Vec<SkippedHost>,
+    /// What happened, when not every host completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<String>,
 }
 
 /// Issues `action` to the targets, then (unless --no-wait) follows the ledger until every
-/// agent answered or `--wait` ran out. Fails unless every command completed.
+/// agent answered, only commands queued for hosts that are not up remain, or `--wait` ran
+/// out. Fails unless every command completed, with a line saying what happened.
 pub async fn run_request(
     api: &Api,
     action: CommandAction,
@@ -49,18 +56,28 @@ pub async fn run_request(
             issued_by: operator_name(api),
         })
         .await?;
+    // Said before waiting: who was skipped, who is not up and until when its command waits.
+    for line in outcome::up_front(&reply) {
+        eprintln!("{}", inert(&line));
+    }
     let action = name.as_str();
     let wait = if t.no_wait { Duration::ZERO } else { t.wait };
     let mut views = await_answers(api, action, &reply, wait).await?;
     add_unseen(&mut views, &reply, name);
     let total = reply.commands.len();
-    let outcome = CommandOutcome {
+    let all_completed =
+        views.len() == total && views.iter().all(|v| v.state == CommandState::Completed);
+    let summary = (!t.no_wait)
+        .then(|| outcome::summary(action, &views, &reply, t.wait))
+        .flatten();
+    let result = CommandOutcome {
         epoch: reply.epoch,
-        all_completed: views.len() == total
-            && views.iter().all(|v| v.state == CommandState::Completed),
+        all_completed,
         commands: views,
+        skipped: reply.skipped.clone(),
+        summary,
     };
-    print(&outcome, output, |o| {
+    print(&result, output, |o| {
         format!(
             "{action} issued by {} at epoch {} to {total} host(s)\n{}",
             inert(&reply.responder.name),
@@ -68,18 +85,14 @@ pub async fn run_request(
             render::commands(&o.commands, now_unix_ms())
         )
     })?;
-    if !t.no_wait && !outcome.all_completed {
-        let open = outcome.commands.iter().filter(|v| !v.is_final()).count();
-        anyhow::bail!(
-            "not every host completed the command ({open} still open after {}; see `opsctl commands`)",
-            humantime::format_duration(t.wait)
-        );
+    if let Some(summary) = result.summary {
+        anyhow::bail!("{summary}; see `opsctl commands`");
     }
     Ok(())
 }
 
-/// Reads the ledger until every issued command is final or `wait` ran out, showing progress
-/// on a terminal.
+/// Reads the ledger until every issued command is final (or only commands for hosts that are
+/// not up are open) or `wait` ran out, showing outcomes by kind on a terminal.
 async fn await_answers(
     api: &Api,
     action: &str,
@@ -93,22 +106,27 @@ async fn await_answers(
         .collect();
     let total = ids.len();
     let progress = std::io::stderr().is_terminal();
-    let answered = |views: &[CommandView]| views.iter().filter(|v| v.is_final()).count();
+    // A command for a host that is not up is not waited for: it stays queued until its
+    // deadline, which the operator was told.
+    let queued = |v: &CommandView| {
+        !v.is_final()
+            && reply
+                .commands
+                .iter()
+                .any(|c| c.command_id == v.id && c.liveness.is_some())
+    };
+    let settled = |views: &[CommandView]| {
+        views.len() == total && views.iter().all(|v| v.is_final() || queued(v))
+    };
     let poll = Poll {
         until: Instant::now() + wait,
         every: LEDGER_POLL,
     };
-    let (views, _) = commands_until(
-        api,
-        &ids,
-        poll,
-        |views| answered(views) == total,
-        |views| {
-            if progress {
-                eprint!("\r{action}: {}/{total} hosts answered", answered(views));
-            }
-        },
-    )
+    let (views, _) = commands_until(api, &ids, poll, settled, |views| {
+        if progress {
+            eprint!("\r{action}: {}\x1b[K", outcome::progress(views, total));
+        }
+    })
     .await?;
     if progress {
         eprintln!();
@@ -139,9 +157,16 @@ fn add_unseen(views: &mut Vec<CommandView>, reply: &CommandReply, name: ActionNa
     }
 }
 
-/// Who issues commands: the `--operator` name, else `$USER`.
+/// Who issues commands: the `--operator` name, else the OS user (`$USER`, `$LOGNAME`), else
+/// `anonymous`.
 pub fn operator_name(api: &Api) -> String {
     api.operator()
         .map(str::to_owned)
-        .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned()))
+        .or_else(|| {
+            ["USER", "LOGNAME"]
+                .iter()
+                .filter_map(|k| std::env::var(k).ok())
+                .find(|v| !v.trim().is_empty())
+        })
+        .unwrap_or_else(|| "anonymous".to_owned())
 }

@@ -3,16 +3,16 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use opsfleet_bus::NatsConfig;
 use opsfleet_cli::client::Api;
 use opsfleet_cli::events;
 use opsfleet_cli::out::OutputError;
-use opsfleet_cli::sanitize::inert;
 
 mod args;
+mod configs;
 mod docs;
+mod exit;
 mod failover;
 mod follow;
 mod issue;
@@ -24,6 +24,9 @@ use opsfleet_proto::api::CommandAction;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = args::check(&cli) {
+        e.exit();
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -31,18 +34,14 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("opsctl: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(exit::FAILED);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`| head`): stop quietly, like `cat` would.
         Err(e) if output_closed(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            // Error chains can carry a coordinator's reply text: print it inert.
-            eprintln!("opsctl: {}", inert(&format!("{e:#}")));
-            ExitCode::FAILURE
-        }
+        Err(e) => exit::report(&e),
     }
 }
 
@@ -60,8 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let cfg = nats_config(&cli.conn)?;
     let api = Api::connect(&cfg)
-        .await
-        .context("cannot reach NATS")?
+        .await?
         .with_operator(cli.conn.operator.clone())
         .with_role(cli.conn.role);
     dispatch(&api, &cfg, cli.command, cli.output).await
@@ -76,11 +74,11 @@ fn nats_config(conn: &ConnArgs) -> anyhow::Result<NatsConfig> {
             .into_iter()
             .map(|(k, r)| format!("--{k}: {r}"))
             .collect();
-        anyhow::bail!("bad connection flags: {}", text.join("; "));
+        return Err(exit::Usage(format!("bad connection flags: {}", text.join("; "))).into());
     }
     if let Some(op) = &conn.operator {
         opsfleet_proto::subjects::validate_token(op)
-            .map_err(|e| anyhow::anyhow!("bad --operator {op:?}: {e}"))?;
+            .map_err(|e| exit::Usage(format!("bad --operator {op:?}: {e}")))?;
     }
     Ok(cfg)
 }
@@ -141,7 +139,9 @@ async fn dispatch(
             run_request(api, what.request(), targets, output).await
         }
         Command::Restore { what, targets } => {
-            run_request(api, what.request(), targets, output).await
+            // A relative --target is a usage error (exit 2).
+            let request = what.request().map_err(|e| exit::Usage(e.to_string()))?;
+            run_request(api, request, targets, output).await
         }
         Command::Config(ConfigCommand::Apply { what, targets }) => {
             run_request(api, what.request()?, targets, output).await
@@ -149,6 +149,9 @@ async fn dispatch(
         Command::Config(ConfigCommand::Rollback { what, targets }) => {
             run_request(api, what.request(), targets, output).await
         }
+        Command::Config(ConfigCommand::Show(a)) => configs::show(api, a, output).await,
+        Command::Config(ConfigCommand::History(a)) => configs::history(api, a, output).await,
+        Command::Config(ConfigCommand::Diff(a)) => configs::diff(api, a, output).await,
         Command::Commands { id, host, limit } => show::commands(api, id, host, limit, output).await,
         Command::Audit { by, host, limit } => show::audit(api, by, host, limit, output).await,
         Command::Events {

@@ -1,0 +1,203 @@
+//! docs/modules.md cannot drift from the config structs: it has one section per module type;
+//! each section's table names exactly the keys the struct (and its nested tables) accepts, as
+//! serde's own "expected one of" lists them; every default written in backticks loads to the
+//! same config as leaving the key out; every example loads with the agent's config loader; and
+//! the last example of a section sets every documented key.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use opsfleet_agent::config::{parse_module_toml, parse_str, MODULE_TYPES};
+
+/// One `## \`type\`` section of the page.
+#[derive(Debug, Default)]
+struct Section {
+    kind: String,
+    /// `(key, default as TOML when written in backticks)`; nested keys as `jobs[].name`.
+    keys: Vec<(String, Option<String>)>,
+    /// The ```toml blocks, in order.
+    examples: Vec<String>,
+}
+
+fn sections() -> Vec<Section> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/modules.md");
+    let text = std::fs::read_to_string(&path).expect("docs/modules.md");
+    let mut out: Vec<Section> = Vec::new();
+    let mut block: Option<String> = None;
+    for line in text.lines() {
+        if let Some(b) = block.as_mut() {
+            if line == "```" {
+                let done = block.take().unwrap_or_default();
+                if let Some(s) = out.last_mut() {
+                    s.examples.push(done);
+                }
+            } else {
+                b.push_str(line);
+                b.push('\n');
+            }
+            continue;
+        }
+        if line == "```toml" {
+            block = Some(String::new());
+        } else if let Some(kind) = line.strip_prefix("## `").and_then(|l| l.strip_suffix('`')) {
+            out.push(Section {
+                kind: kind.to_owned(),
+                ..Default::default()
+            });
+        } else if let (Some(row), Some(s)) = (line.strip_prefix("| `"), out.last_mut()) {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let key = cells[0].trim_end_matches('`').to_owned();
+            let default = cells
+                .get(1)
+                .and_then(|d| d.strip_prefix('`'))
+                .and_then(|d| d.strip_suffix('`'))
+                .map(str::to_owned);
+            s.keys.push((key, default));
+        }
+    }
+    out
+}
+
+/// The fields serde expects where `probe` (an unknown key) was put, from its error.
+fn expected_fields(entry: &str) -> BTreeSet<String> {
+    let problems = parse_module_toml(entry).expect_err("an unknown key is refused");
+    let reason = problems
+        .iter()
+        .find(|(k, _)| k.ends_with("zz_undocumented"))
+        .map(|(_, r)| r.clone())
+        .unwrap_or_else(|| panic!("no unknown-field problem in {problems:?}"));
+    let expected = reason.split("expected").nth(1).unwrap_or_default();
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `entry` with `line` added at the start of its first table whose header line is `header`
+/// (`None`: the module's own table, right after `type = ...`).
+fn insert(entry: &str, header: Option<&str>, line: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut done = false;
+    for l in entry.lines() {
+        out.push_str(l);
+        out.push('\n');
+        let here = match header {
+            None => l.starts_with("type = "),
+            Some(h) => l == h,
+        };
+        if here && !done {
+            out.push_str(line);
+            out.push('\n');
+            done = true;
+        }
+    }
+    done.then_some(out)
+}
+
+fn load(entry: &str) -> opsfleet_agent::config::AgentConfig {
+    parse_str(&format!("host = \"web-01\"\n{entry}"))
+        .unwrap_or_else(|p| panic!("does not load: {p:?}\n{entry}"))
+}
+
+/// Nested tables of an example: `jobs` of `[[modules.jobs]]`.
+fn nested_tables(entry: &str) -> BTreeSet<String> {
+    entry
+        .lines()
+        .filter_map(|l| l.strip_prefix("[[modules.")?.strip_suffix("]]"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_module_type_has_a_section() {
+    let kinds: Vec<String> = sections().into_iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, MODULE_TYPES, "docs/modules.md sections");
+}
+
+#[test]
+fn every_example_loads_with_the_real_loader() {
+    for s in sections() {
+        assert!(
+            s.examples.len() >= 2,
+            "{}: a minimal and a full example",
+            s.kind
+        );
+        for e in &s.examples {
+            let cfg = load(e);
+            assert_eq!(cfg.modules.len(), 1, "{}: one entry per example", s.kind);
+            assert_eq!(cfg.modules[0].kind(), s.kind);
+        }
+    }
+}
+
+#[test]
+fn the_tables_name_exactly_the_keys_of_the_structs() {
+    for s in sections() {
+        let full = s.examples.last().expect("an example");
+        // One entry as `config apply` takes it: no `[[modules]]`, nested tables at the top.
+        let entry = full
+            .replace("[[modules]]\n", "")
+            .replace("[[modules.", "[[");
+        let top = insert(&entry, None, "zz_undocumented = 1").expect("type line");
+        let mut want: BTreeSet<String> = expected_fields(&top);
+        want.remove("type");
+        for table in nested_tables(full) {
+            let header = format!("[[{table}]]");
+            let nested = insert(&entry, Some(&header), "zz_undocumented = 1").expect("header");
+            want.extend(
+                expected_fields(&nested)
+                    .into_iter()
+                    .map(|k| format!("{table}[].{k}")),
+            );
+        }
+        let documented: BTreeSet<String> = s.keys.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(
+            documented, want,
+            "{}: documented keys vs the struct's",
+            s.kind
+        );
+    }
+}
+
+#[test]
+fn the_full_example_sets_every_key() {
+    for s in sections() {
+        let full = s.examples.last().expect("an example");
+        for (key, _) in &s.keys {
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            let set = full.lines().any(|l| l.starts_with(&format!("{leaf} = ")))
+                || nested_tables(full).contains(leaf);
+            assert!(set, "{}: the full example does not set {key}", s.kind);
+        }
+    }
+}
+
+#[test]
+fn documented_defaults_are_the_defaults() {
+    for s in sections() {
+        let minimal = s.examples.first().expect("an example");
+        let base = load(minimal);
+        for (key, default) in &s.keys {
+            let Some(default) = default else { continue };
+            // An array of tables the minimal example writes as `[[modules.K]]` is not set
+            // again as `K = []`.
+            if nested_tables(minimal).contains(key) {
+                continue;
+            }
+            let (header, leaf) = match key.split_once("[].") {
+                Some((table, leaf)) => (Some(format!("[[modules.{table}]]")), leaf),
+                None => (None, key.as_str()),
+            };
+            let with = insert(minimal, header.as_deref(), &format!("{leaf} = {default}"))
+                .unwrap_or_else(|| panic!("{}: the minimal example has no {key} table", s.kind));
+            assert_eq!(
+                load(&with),
+                base,
+                "{}: {key} = {default} is not the default",
+                s.kind
+            );
+        }
+    }
+}
