@@ -30,7 +30,8 @@ pub struct Cli {
 /// The exit codes, shown under `--help`.
 pub const EXIT_CODES: &str = "Exit codes: 0 ok; 1 the operation failed (a command not completed \
 on every host, a refusal, no active coordinator for `leader`); 2 usage (bad flags, a missing \
-target); 3 cluster unreachable (NATS down, or no coordinator answering).";
+target); 3 cluster unreachable (NATS down, or no coordinator answering). Output cut short by \
+its reader (`opsctl events | head`) ends opsctl quietly with 0.";
 
 #[derive(Args, Debug)]
 pub struct ConnArgs {
