@@ -81,12 +81,17 @@ async fn follow_events(
         return Ok(());
     }
     let mut last_read: Option<u64> = None;
+    let mut delays = retry_delays();
     loop {
+        let before = last_read;
         let e = match read(consumer, filter, follow, output, &mut last_read).await? {
             Ended::CaughtUp => return Ok(()),
             Ended::Broken(e) if !follow => return Err(e),
             Ended::Broken(e) => e,
         };
+        if last_read != before {
+            delays = retry_delays(); // it worked for a while: start the backoff afresh
+        }
         let policy = last_read.map_or(first, |seq| DeliverPolicy::ByStartSequence {
             start_sequence: seq + 1,
         });
@@ -95,7 +100,7 @@ async fn follow_events(
             "opsctl: events stream lost ({}); reconnecting to resume after {after}",
             inert(&e.root_cause().to_string())
         );
-        consumer = reopen(&js, filter, policy).await;
+        consumer = reopen(&js, filter, policy, &mut delays).await;
         eprintln!("opsctl: events stream back; resuming after {after}");
     }
 }
@@ -178,20 +183,27 @@ async fn first_policy(
     })
 }
 
-/// Opens the consumer again, retrying with capped exponential backoff (backon) until the
+/// Capped, jittered exponential waits (backon) between attempts to reopen the stream.
+fn retry_delays() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(RETRY_MIN)
+        .with_max_delay(RETRY_MAX)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Opens the consumer again after the next of `delays` (the backoff goes on across breaks
+/// that read nothing, so a stream that breaks at once is not hammered), retrying until the
 /// server answers, with a line on stderr for each failed attempt.
 async fn reopen(
     js: &async_nats::jetstream::Context,
     filter: &events::Filter,
     policy: DeliverPolicy,
+    delays: &mut impl Iterator<Item = Duration>,
 ) -> consumer::Consumer<OrderedConfig> {
-    use backon::BackoffBuilder;
-    let mut delays = backon::ExponentialBuilder::default()
-        .with_min_delay(RETRY_MIN)
-        .with_max_delay(RETRY_MAX)
-        .with_jitter()
-        .without_max_times()
-        .build();
+    tokio::time::sleep(delays.next().unwrap_or(RETRY_MAX)).await;
     loop {
         match open_consumer(js, filter, policy).await {
             Ok(c) => return c,
