@@ -120,6 +120,7 @@ fn cases() -> Cases {
                         module("x", "health", ModuleState::Unknown),
                     ],
                     truncated: truncated(),
+                    maintenance: false,
                 },
                 HostView {
                     host: "web-02".into(),
@@ -131,6 +132,7 @@ fn cases() -> Cases {
                     disks: vec![],
                     modules: vec![],
                     truncated: Truncated::default(),
+                    maintenance: false,
                 },
             ],
             coordinators: vec![CoordinatorView {
@@ -290,6 +292,7 @@ fn cases() -> Cases {
                     } else {
                         Truncated::default()
                     },
+                    maintenance: false,
                 })
                 .collect(),
             next: Some("web-03".into()),

@@ -163,7 +163,8 @@ impl Engine {
             };
             if epoch != term {
                 term = epoch;
-                memory = Memory::default();
+                // The liveness grace runs from here: the term's first evaluation.
+                memory = Memory::since(now_unix_ms());
                 in_flight.clear();
             }
             // The events stream's fill level against its byte limit (`events_stream_full`).

@@ -508,3 +508,6 @@ proptest! {
         }
     }
 }
+
+#[path = "machine_truth_tests.rs"]
+mod truth;

@@ -1,5 +1,5 @@
 //! `ops.api.alerts`: alerts as the alert engine's events left them in the log (state, rule,
-//! host, subject, since, last transition, notifications sent), filtered by host glob and
+//! host, subject, since, last transition, notifications delivered or dry-run), filtered by host glob and
 //! state, paged by (host, alert id). Every coordinator answers from its own fold.
 
 use opsfleet_proto::api::{
@@ -24,7 +24,7 @@ fn alert_view(a: &AlertRecord) -> AlertView {
         notifications_sent: a
             .notifications
             .iter()
-            .filter(|n| n.outcome == NotifyOutcome::Sent)
+            .filter(|n| matches!(n.outcome, NotifyOutcome::Sent | NotifyOutcome::DryRun))
             .count() as u64,
         detail: a.summary.clone(),
         severity: a.severity,

@@ -2,7 +2,7 @@
 //! liveness state, paged by host name. Liveness is judged here, from the answering
 //! coordinator's clock, so every coordinator (standby included) can answer.
 
-use opsfleet_proto::api::{BackupState, Liveness, ProbeStatus};
+use opsfleet_proto::api::{BackupState, Liveness, ModuleState, ProbeStatus};
 use opsfleet_proto::api::{HostSummary, HostsReply, HostsRequest, Responder};
 
 use super::status::{disk_view, module_views};
@@ -56,13 +56,21 @@ pub fn summary(
         .max_by_key(|(_, d)| d.used_basis_points)
         .map(|(p, d)| disk_view(p, d));
     let rb = &h.runbooks;
+    let liveness = if declared_lost {
+        Liveness::Lost
+    } else {
+        judged
+    };
+    let mut modules = module_views(h);
+    // What a lost host's modules do is not known: its last word may be long out of date.
+    if liveness == Liveness::Lost {
+        modules
+            .iter_mut()
+            .for_each(|m| m.state = ModuleState::Unknown);
+    }
     HostSummary {
         host: h.host.clone(),
-        liveness: if declared_lost {
-            Liveness::Lost
-        } else {
-            judged
-        },
+        liveness,
         last_seen_unix_ms: seen_unix_ms,
         heartbeat_interval_ms: h.heartbeat_interval_ms().unwrap_or(0),
         agent_version: h.agent_version.clone(),
@@ -73,7 +81,7 @@ pub fn summary(
         }),
         outbox_pending: h.outbox_pending,
         worst_disk,
-        modules: module_views(h),
+        modules,
         unhealthy: rb
             .health
             .iter()
@@ -88,6 +96,7 @@ pub fn summary(
             .count() as u64,
         declared_lost,
         truncated: h.truncated,
+        maintenance: false,
     }
 }
 
@@ -97,11 +106,13 @@ pub fn hosts(
     req: &HostsRequest,
     now_unix_ms: i64,
 ) -> (Vec<HostSummary>, Option<String>) {
+    let maintenance = fleet.maintenance();
     let rows = fleet
         .hosts()
         .filter(|h| req.host.as_deref().is_none_or(|p| glob_match(p, &h.host)))
-        .map(|h| {
-            summary(
+        .map(|h| HostSummary {
+            maintenance: maintenance.contains(h.host.as_str()),
+            ..summary(
                 h,
                 fleet.seen_unix_ms(h),
                 now_unix_ms,

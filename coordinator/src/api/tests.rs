@@ -436,7 +436,8 @@ fn alerts_show_state_transition_and_notifications_and_filter() {
     for outcome in [
         pb::NotifyOutcome::Failed,
         pb::NotifyOutcome::Sent,
-        pb::NotifyOutcome::Sent,
+        pb::NotifyOutcome::DryRun,
+        pb::NotifyOutcome::RateLimited,
     ] {
         let body = Body::NotificationSent(pb::NotificationSent {
             alert_id: db.into(),
@@ -461,7 +462,8 @@ fn alerts_show_state_transition_and_notifications_and_filter() {
     assert_eq!(a.last_transition, "pending -> firing");
     assert_eq!(
         (a.since_unix_ms, a.notifications_sent, a.transitions),
-        (T0 + 60_000, 2, 2)
+        (T0 + 60_000, 2, 2),
+        "sent and dry_run count; failed and rate_limited do not"
     );
     assert_eq!(all[1].last_transition, "new -> pending");
     let firing = AlertsRequest {

@@ -272,6 +272,12 @@ impl Fleet {
         self.commands.values()
     }
 
+    /// The hosts in maintenance: derived from the command records (no row of its own, so
+    /// the rows and digest of a log are what they were before maintenance existed).
+    pub fn maintenance(&self) -> BTreeSet<&str> {
+        commands::in_maintenance(self.commands.values())
+    }
+
     pub fn command(&self, id: &str) -> Option<&CommandRecord> {
         self.commands.get(id)
     }
