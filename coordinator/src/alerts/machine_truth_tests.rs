@@ -199,3 +199,47 @@ fn a_traceback_is_summarised_by_its_exception_line() {
     let cut = "Traceback (most recent call last):\n  File \"app.py\", line 3…";
     assert_eq!(headline(cut), "Traceback (most recent call last):");
 }
+
+#[test]
+fn a_disk_dropped_from_the_config_resolves_its_alert() {
+    let rules = rules_with(RuleKind::DiskCrit, 0, 0);
+    let mut w = World::new();
+    let mut mem = Memory::default();
+    let config = |toml: &str| {
+        Body::ModuleState(pb::ModuleState {
+            module: "disk".to_owned(),
+            kind: "disk".to_owned(),
+            state: pb::ModuleRunState::Running as i32,
+            config_fingerprint: format!("fp-{}", toml.len()),
+            config_toml: toml.to_owned(),
+            ..Default::default()
+        })
+    };
+    w.heartbeat("web-01", T0);
+    w.agent(
+        "web-01",
+        "disk",
+        T0,
+        config("type = \"disk\"\npaths = [\"/\", \"/data\"]\n"),
+    );
+    w.disk("web-01", T0, pb::DiskLevel::Crit, 9700);
+    let ts = w.tick(&rules, &mut mem, T0 + 100);
+    assert_eq!(
+        states(&ts),
+        [("disk_crit/web-01//data".to_owned(), State::Firing)]
+    );
+    // Rolled back to one mount: /data leaves the host and its alert resolves.
+    w.agent(
+        "web-01",
+        "disk",
+        T0 + 200,
+        config("type = \"disk\"\npaths = [\"/\"]\n"),
+    );
+    w.heartbeat("web-01", T0 + 300);
+    assert!(!w.fleet.host("web-01").unwrap().disks.contains_key("/data"));
+    let ts = w.tick(&rules, &mut mem, T0 + 400);
+    assert_eq!(
+        states(&ts),
+        [("disk_crit/web-01//data".to_owned(), State::Resolved)]
+    );
+}

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod bounds;
 pub mod commands;
 mod coordinators;
+mod forget;
 mod host;
 mod prune;
 mod runbooks;
