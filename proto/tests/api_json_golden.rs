@@ -469,6 +469,8 @@ fn command_requests() -> Vec<(&'static str, CommandRequest)> {
                 ..req(CommandAction::Drain)
             },
         ),
+        ("undrain", req(CommandAction::Undrain)),
+        ("resume_all", req(CommandAction::ResumeAll)),
         (
             "backup_run",
             req(CommandAction::BackupRun {

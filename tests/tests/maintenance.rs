@@ -11,19 +11,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use opsfleet_proto::api::{AlertsReply, HostsReply, Liveness, StatusReply};
-use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec, Opsctl, Receiver};
+use opsfleet_tests::{
+    disk_and_log_modules, wait_until, AgentSpec, Cluster, CoordinatorSpec, Opsctl, Receiver,
+};
 use serde::de::DeserializeOwned;
 
 const WAIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(200);
 const HEARTBEAT: Duration = Duration::from_millis(500);
+const RUNNING: [&str; 3] = ["disk:running", "heartbeat:running", "log:running"];
+const LOG_PAUSED: [&str; 3] = ["disk:running", "heartbeat:running", "log:paused"];
+const DRAINED: [&str; 3] = ["disk:paused", "heartbeat:running", "log:paused"];
 
 async fn json<T: DeserializeOwned>(opsctl: &Opsctl, args: &[&str]) -> Result<T> {
-    let mut all = vec!["--output", "json"];
-    all.extend_from_slice(args);
-    let out = opsctl.run(&all).await?.ok()?;
-    serde_json::from_str(out.stdout.trim())
-        .with_context(|| format!("`{}` printed unexpected JSON: {}", out.cmdline, out.stdout))
+    opsctl.json(args).await
 }
 
 /// Fast dead-man judgement, notifications to `hook`.
@@ -43,30 +44,7 @@ url = "{hook}"
 }
 
 fn modules_toml(disks: &[&Path], log: &Path, crit: f64) -> String {
-    let paths: Vec<String> = disks
-        .iter()
-        .map(|d| format!("{:?}", d.display().to_string()))
-        .collect();
-    format!(
-        r#"
-[[modules]]
-type = "disk"
-interval = "500ms"
-paths = [{paths}]
-warn_percent = {warn}
-crit_percent = {crit}
-hysteresis_percent = 0.05
-
-[[modules]]
-type = "log"
-interval = "200ms"
-paths = [{log:?}]
-multiline_timeout = "1s"
-"#,
-        paths = paths.join(", "),
-        warn = crit - 0.05,
-        log = log.display().to_string(),
-    )
+    disk_and_log_modules(disks, log, crit - 0.05, crit)
 }
 
 /// `module:state` of every module of `host` in `opsctl hosts`, and whether it is in
@@ -80,6 +58,15 @@ async fn modules_of(opsctl: &Opsctl, host: &str) -> Result<(Vec<String>, bool, L
         .map(|m| format!("{}:{}", m.name, m.state))
         .collect();
     Ok((mods, h.maintenance, h.liveness))
+}
+
+/// Runs `opsctl <args>` (nothing when empty), then waits for `host`'s modules to be `want`.
+async fn step(opsctl: &Opsctl, args: &[&str], want: &[&str], maintenance: bool) -> Result<()> {
+    if !args.is_empty() {
+        let out = opsctl.run(args).await?.ok()?;
+        println!("{}", out.stdout);
+    }
+    wait_modules(opsctl, "web-01", want, maintenance).await
 }
 
 async fn wait_modules(opsctl: &Opsctl, host: &str, want: &[&str], maintenance: bool) -> Result<()> {
@@ -112,35 +99,12 @@ async fn a_drained_host_pages_nothing_and_undrain_restores_exactly_what_drain_ch
                 .modules_toml(&modules_toml(&[&disk], &log, 99.9)),
         )?;
         let opsctl = c.opsctl.clone();
-        wait_modules(
-            &opsctl,
-            "web-01",
-            &["disk:running", "heartbeat:running", "log:running"],
-            false,
-        )
-        .await?;
+        step(&opsctl, &[], &RUNNING, false).await?;
         // An operator paused the log module before the maintenance: undrain leaves it paused.
-        opsctl
-            .run(&["pause", "log", "--host", "web-01"])
-            .await?
-            .ok()?;
-        wait_modules(
-            &opsctl,
-            "web-01",
-            &["disk:running", "heartbeat:running", "log:paused"],
-            false,
-        )
-        .await?;
-
-        let out = opsctl.run(&["drain", "--host", "web-01"]).await?.ok()?;
-        println!("{}", out.stdout);
-        wait_modules(
-            &opsctl,
-            "web-01",
-            &["disk:paused", "heartbeat:running", "log:paused"],
-            true,
-        )
-        .await?;
+        let pause = ["pause", "log", "--host", "web-01"];
+        step(&opsctl, &pause, &LOG_PAUSED, false).await?;
+        let drain = ["drain", "--host", "web-01"];
+        step(&opsctl, &drain, &DRAINED, true).await?;
         let status = opsctl.run(&["status"]).await?.ok()?.stdout;
         ensure!(
             status.contains("web-01: in maintenance"),
@@ -169,26 +133,10 @@ async fn a_drained_host_pages_nothing_and_undrain_restores_exactly_what_drain_ch
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
 
-        let out = opsctl.run(&["undrain", "--host", "web-01"]).await?.ok()?;
-        println!("{}", out.stdout);
-        wait_modules(
-            &opsctl,
-            "web-01",
-            &["disk:running", "heartbeat:running", "log:paused"],
-            false,
-        )
-        .await?;
-        opsctl
-            .run(&["resume", "--all-modules", "--host", "web-01"])
-            .await?
-            .ok()?;
-        wait_modules(
-            &opsctl,
-            "web-01",
-            &["disk:running", "heartbeat:running", "log:running"],
-            false,
-        )
-        .await?;
+        let undrain = ["undrain", "--host", "web-01"];
+        step(&opsctl, &undrain, &LOG_PAUSED, false).await?;
+        let all = ["resume", "--all-modules", "--host", "web-01"];
+        step(&opsctl, &all, &RUNNING, false).await?;
         ensure!(rx.requests().is_empty(), "notified: {:?}", rx.requests());
         // A resume needs a module or --all-modules, not both.
         let both = opsctl
