@@ -243,3 +243,46 @@ fn a_disk_dropped_from_the_config_resolves_its_alert() {
         [("disk_crit/web-01//data".to_owned(), State::Resolved)]
     );
 }
+
+proptest! {
+    /// Whatever the silence and the ticks, nothing of liveness fires within the grace after
+    /// becoming active, and a host in maintenance never gets any transition to firing.
+    #[test]
+    fn no_liveness_page_within_the_grace_and_none_in_maintenance(
+        silent_for in 0i64..120_000,
+        ticks in proptest::collection::vec(0i64..40_000, 1..20),
+        drained in any::<bool>(),
+    ) {
+        let rules = Rules { startup_grace_ms: 30_000, ..no_floor() };
+        let mut w = World::new();
+        w.heartbeat("web-01", T0);
+        w.disk("web-01", T0, pb::DiskLevel::Crit, 9900);
+        if drained {
+            w.issue("web-01", "drain", T0);
+        }
+        let active = T0 + silent_for;
+        let mut mem = Memory::since(active);
+        let mut ticks = ticks;
+        ticks.sort_unstable();
+        for at in ticks {
+            let ts = w.tick(&rules, &mut mem, active + at);
+            for t in &ts {
+                let liveness = RuleKind::parse(&t.rule).is_some_and(RuleKind::is_liveness);
+                prop_assert!(!(liveness && at < 30_000), "{t:?} at +{at}");
+                prop_assert!(!(drained && t.to == State::Firing), "{t:?} while drained");
+            }
+        }
+    }
+
+    /// The newest of a host's drain and undrain commands decides its maintenance.
+    #[test]
+    fn the_newest_drain_or_undrain_decides(actions in proptest::collection::vec(any::<bool>(), 1..12)) {
+        let mut w = World::new();
+        w.heartbeat("web-01", T0);
+        for (i, drain) in actions.iter().enumerate() {
+            w.issue("web-01", if *drain { "drain" } else { "undrain" }, T0 + i as i64);
+        }
+        let last = *actions.last().unwrap_or(&false);
+        prop_assert_eq!(w.fleet.maintenance().contains("web-01"), last);
+    }
+}

@@ -638,3 +638,26 @@ fn the_ledger_and_the_leadership_history_name_who_acted_in_which_role() {
         ("alice", Some(Role::Operator))
     );
 }
+
+#[test]
+fn a_lost_hosts_modules_show_unknown_not_their_last_state() {
+    use opsfleet_proto::api::ModuleState;
+    let mut h = crate::projection::HostState::new("web-01");
+    h.modules.insert(
+        "hb".to_owned(),
+        crate::projection::ModuleInfo {
+            kind: "heartbeat".to_owned(),
+            state: ModuleState::Running,
+            expected_interval_ms: 1_000,
+            ..Default::default()
+        },
+    );
+    let up = summary(&h, T0, T0 + 500, false);
+    assert_eq!(up.liveness, Liveness::Up);
+    assert_eq!(up.modules[0].state, ModuleState::Running);
+    for (now, declared) in [(T0 + 60_000, false), (T0 + 500, true)] {
+        let lost = summary(&h, T0, now, declared);
+        assert_eq!(lost.liveness, Liveness::Lost);
+        assert_eq!(lost.modules[0].state, ModuleState::Unknown);
+    }
+}
