@@ -259,6 +259,26 @@ resolve_after = "1s"
             .ok()?
             .stdout;
         println!("{table}");
+        // Still firing, another match: the detail follows (no new transition, no new
+        // notification).
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)?
+            .write_all(b"ERROR second failure\n")?;
+        let refreshed = wait_until("the log_errors detail to follow", WAIT, POLL, async || {
+            let r: AlertsReply = json(&opsctl, &["alerts"]).await?;
+            Ok(r.alerts
+                .into_iter()
+                .find(|a| a.key == alert.key && a.detail.starts_with("2 error(s)")))
+        })
+        .await?;
+        ensure!(
+            refreshed.detail.ends_with("ERROR second failure")
+                && refreshed.state.as_str() == "firing"
+                && refreshed.transitions == alert.transitions
+                && refreshed.notifications_sent == alert.notifications_sent,
+            "refreshed {refreshed:?} from {alert:?}"
+        );
 
         // The config rolled back to one mount: the other leaves status and its alert resolves.
         {
