@@ -179,6 +179,16 @@ pub fn alert_id(rule: RuleKind, host: &str, subject: &str) -> String {
     format!("{}/{host}/{subject}", rule.name())
 }
 
+/// An interval as a summary shows it: whole seconds, or milliseconds below one second (a
+/// 500 ms heartbeat is not "every 0s").
+fn every(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
 fn pct(basis_points: u32) -> String {
     format!("{:.1}%", f64::from(basis_points) / 100.0)
 }
@@ -305,8 +315,8 @@ fn host_conditions(
             host: h.to_owned(),
             subject: String::new(),
             summary: format!(
-                "{h} silent for {silent_s}s (heartbeat every {}s)",
-                interval / 1000
+                "{h} silent for {silent_s}s (heartbeat every {})",
+                every(i64::try_from(interval).unwrap_or(i64::MAX))
             ),
             value: format!("{silent_s}s"),
             liveness: Some((last_seen, interval)),
@@ -342,9 +352,9 @@ fn host_conditions(
                     RuleKind::ModuleSilent,
                     name,
                     format!(
-                        "module {name} on {h} silent for {}s (reports every {}s)",
+                        "module {name} on {h} silent for {}s (reports every {})",
                         silence / 1000,
-                        declared / 1000
+                        every(declared)
                     ),
                     format!("{}s", silence / 1000),
                 );
