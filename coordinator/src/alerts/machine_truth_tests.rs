@@ -290,21 +290,7 @@ proptest! {
 #[test]
 fn a_sub_second_heartbeat_is_shown_in_milliseconds() {
     let mut w = World::new();
-    w.agent(
-        "web-01",
-        "heartbeat",
-        T0,
-        Body::Heartbeat(pb::Heartbeat {
-            interval_ms: 500,
-            modules: vec![pb::ModuleStatus {
-                name: "heartbeat".to_owned(),
-                kind: "heartbeat".to_owned(),
-                state: pb::ModuleRunState::Running as i32,
-                expected_interval_ms: 500,
-            }],
-            ..Default::default()
-        }),
-    );
+    w.heartbeat_every("web-01", T0, 500);
     let ts = w.tick(&no_floor(), &mut Memory::default(), T0 + 7_000);
     assert_eq!(
         ts[0].summary,
