@@ -90,6 +90,12 @@ pub fn status(reply: &StatusReply, now_unix_ms: i64) -> String {
         ]);
     }
     table.write_to(&mut out);
+    for h in reply.hosts.iter().filter(|h| h.maintenance) {
+        out.push_str(&format!(
+            "{}: in maintenance (drained; alerts do not page; `opsctl undrain --host {}` ends it)\n",
+            h.host, h.host
+        ));
+    }
     for h in reply.hosts.iter().filter(|h| !h.truncated.is_empty()) {
         out.push_str(&format!(
             "{}: truncated over its caps: {}\n",

@@ -54,6 +54,7 @@ fn host(name: &str, ago_ms: i64, seq: u64) -> HostView {
             },
         ],
         truncated: Truncated::default(),
+        maintenance: false,
     }
 }
 
@@ -129,6 +130,18 @@ fn leader_shows_a_coordinator_that_stopped_answering() {
     let rows = leader::rows(&[r], NOW);
     assert!(!leader::has_active(&rows));
     check("leader-none-active.txt", &leader::render(&rows, NOW));
+}
+
+#[test]
+fn status_names_hosts_in_maintenance() {
+    let mut web = host("web-01", 1_200, 40);
+    web.maintenance = true;
+    web.modules[0].state = opsfleet_proto::api::ModuleState::Paused;
+    let hosts = vec![host("db-01", 900, 88), web];
+    check(
+        "status-maintenance.txt",
+        &render::status(&reply(hosts), NOW),
+    );
 }
 
 #[test]

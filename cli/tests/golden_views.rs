@@ -73,6 +73,7 @@ fn host(name: &str, liveness: &str, ago_ms: i64) -> HostSummary {
         failing_backups: 0,
         declared_lost: false,
         truncated: Truncated::default(),
+        maintenance: false,
     }
 }
 
@@ -95,6 +96,25 @@ fn hosts_table() {
         next: None,
     };
     check("hosts.txt", &render::hosts(&reply, NOW));
+}
+
+#[test]
+fn hosts_table_shows_maintenance_and_a_lost_hosts_modules_as_unknown() {
+    let mut web1 = host("web-01", "up", 1_000);
+    web1.maintenance = true;
+    web1.modules[0].state = ModuleState::Paused;
+    let mut web2 = host("web-02", "lost", 95_000);
+    web2.declared_lost = true;
+    web2.modules
+        .iter_mut()
+        .for_each(|m| m.state = ModuleState::Unknown);
+    let reply = HostsReply {
+        responder: standby(),
+        now_unix_ms: NOW,
+        hosts: vec![web1, web2],
+        next: None,
+    };
+    check("hosts-maintenance.txt", &render::hosts(&reply, NOW));
 }
 
 #[test]

@@ -14,6 +14,7 @@ pub mod config;
 pub(crate) mod dispatch;
 pub mod election;
 pub(crate) mod emit;
+pub(crate) mod glob;
 pub(crate) mod http;
 pub(crate) mod identity;
 pub mod ingest;

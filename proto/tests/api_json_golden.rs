@@ -120,6 +120,7 @@ fn cases() -> Cases {
                         module("x", "health", ModuleState::Unknown),
                     ],
                     truncated: truncated(),
+                    maintenance: false,
                 },
                 HostView {
                     host: "web-02".into(),
@@ -131,6 +132,7 @@ fn cases() -> Cases {
                     disks: vec![],
                     modules: vec![],
                     truncated: Truncated::default(),
+                    maintenance: false,
                 },
             ],
             coordinators: vec![CoordinatorView {
@@ -295,6 +297,7 @@ fn cases() -> Cases {
                     } else {
                         Truncated::default()
                     },
+                    maintenance: false,
                 })
                 .collect(),
             next: Some("web-03".into()),
@@ -508,6 +511,8 @@ fn command_requests() -> Vec<(&'static str, CommandRequest)> {
                 ..req(CommandAction::Drain)
             },
         ),
+        ("undrain", req(CommandAction::Undrain)),
+        ("resume_all", req(CommandAction::ResumeAll)),
         (
             "backup_run",
             req(CommandAction::BackupRun {

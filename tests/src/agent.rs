@@ -121,6 +121,24 @@ impl AgentSpec {
     }
 }
 
+/// A disk module (every 500 ms, over `disks`, with these thresholds and a 0.05 % hysteresis)
+/// and a log module (every 200 ms, tailing `log`, tracebacks grouped within 1 s), as
+/// `[[modules]]` entries for `AgentSpec::modules_toml`.
+pub fn disk_and_log_modules(disks: &[&Path], log: &Path, warn: f64, crit: f64) -> String {
+    let paths: Vec<String> = disks
+        .iter()
+        .map(|d| quote(&d.display().to_string()))
+        .collect();
+    format!(
+        "\n[[modules]]\ntype = \"disk\"\ninterval = \"500ms\"\npaths = [{}]\n\
+         warn_percent = {warn}\ncrit_percent = {crit}\nhysteresis_percent = 0.05\n\n\
+         [[modules]]\ntype = \"log\"\ninterval = \"200ms\"\npaths = [{}]\n\
+         multiline_timeout = \"1s\"\n",
+        paths.join(", "),
+        quote(&log.display().to_string()),
+    )
+}
+
 /// A TOML string literal.
 pub(crate) fn quote(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()

@@ -43,7 +43,7 @@ pub mod stream;
 pub mod verbs;
 pub mod wait;
 
-pub use agent::{Agent, AgentSpec, OutboxInfo};
+pub use agent::{disk_and_log_modules, Agent, AgentSpec, OutboxInfo};
 pub use check::{check_exactly_once, check_status_table, check_unique_ids, LogEntry};
 pub use cluster::Cluster;
 pub use coordinator::{Coordinator, CoordinatorSpec, RebuildReport};

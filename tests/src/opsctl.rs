@@ -49,6 +49,15 @@ impl Opsctl {
         procs::run(&self.bin, &all, COMMAND_TIMEOUT).await
     }
 
+    /// `opsctl --output json <args>`, parsed.
+    pub async fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> Result<T> {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all).await?.ok()?;
+        serde_json::from_str(out.stdout.trim())
+            .with_context(|| format!("`{}` printed unexpected JSON: {}", out.cmdline, out.stdout))
+    }
+
     /// `opsctl status --output json [--coordinator NAME]`, parsed.
     pub async fn status(&self, coordinator: Option<&str>) -> Result<StatusReply> {
         let mut args = vec!["--output", "json", "status"];

@@ -43,24 +43,7 @@ url = "{hook}"
 }
 
 fn agent_modules(disk: &Path, log: &Path, warn: f64, crit: f64) -> String {
-    format!(
-        r#"
-[[modules]]
-type = "disk"
-interval = "500ms"
-paths = ["{disk}"]
-warn_percent = {warn}
-crit_percent = {crit}
-hysteresis_percent = 0.05
-
-[[modules]]
-type = "log"
-interval = "200ms"
-paths = ["{log}"]
-"#,
-        disk = disk.display(),
-        log = log.display()
-    )
+    opsfleet_tests::disk_and_log_modules(&[disk], log, warn, crit)
 }
 
 /// (alert id, state) of a notification the receiver got.

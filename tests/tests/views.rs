@@ -24,11 +24,7 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// `opsctl --output json <args>`, parsed.
 async fn json<T: DeserializeOwned>(opsctl: &Opsctl, args: &[&str]) -> Result<T> {
-    let mut all = vec!["--output", "json"];
-    all.extend_from_slice(args);
-    let out = opsctl.run(&all).await?.ok()?;
-    serde_json::from_str(out.stdout.trim())
-        .with_context(|| format!("`{}` printed unexpected JSON: {}", out.cmdline, out.stdout))
+    opsctl.json(args).await
 }
 
 fn q(p: &std::path::Path) -> String {

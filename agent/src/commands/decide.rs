@@ -308,6 +308,8 @@ pub fn action_name(action: Option<&Action>) -> &'static str {
         Some(Action::ConfigApply(_)) => "config_apply",
         Some(Action::ConfigRollback(_)) => "config_rollback",
         Some(Action::Drain(_)) => "drain",
+        Some(Action::Undrain(_)) => "undrain",
+        Some(Action::ResumeAll(_)) => "resume_all",
     }
 }
 
@@ -337,7 +339,9 @@ pub fn validate(action: Option<&Action>, catalog: &Catalog) -> Result<(), String
         Some(Action::Pause(a) | Action::Resume(a) | Action::Disable(a) | Action::Enable(a)) => {
             known(&a.module).map(|_| ())
         }
-        Some(Action::Noop(_) | Action::Drain(_)) => Ok(()),
+        Some(Action::Noop(_) | Action::Drain(_) | Action::Undrain(_) | Action::ResumeAll(_)) => {
+            Ok(())
+        }
         Some(Action::BackupRun(b)) => {
             let (module, job) = catalog.resolve_backup(&b.module, &b.job, None)?;
             if job.is_empty() {

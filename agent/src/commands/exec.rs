@@ -1,6 +1,7 @@
 //! Running an accepted command: control actions through the `ControlHandle`, restores on the
-//! blocking pool, drains (pause everything, wait for the outbox to empty). Returns the detail
-//! or the failure reason plus any extra event bodies (restore results).
+//! blocking pool, drains (pause everything but the heartbeat, wait for the outbox to empty),
+//! undrains (resume what the drain paused) and resume-all. Returns the detail or the failure
+//! reason plus any extra event bodies (restore results).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,7 +13,13 @@ use super::decide;
 use super::CommandHandler;
 use crate::config::fs_resolve;
 use crate::modules::backup;
-use crate::runner::control::{Action, ControlReply, Origin, RunState};
+use crate::runner::control::{paused_for, Action, ControlReply, Origin, RunState};
+
+/// The reason a drain pauses modules with (persisted in each module's control record), so an
+/// undrain resumes exactly those.
+const DRAIN_REASON: &str = "drain";
+/// The module kind a drain leaves running: the host stays visibly alive in maintenance.
+const KEPT_RUNNING: &str = "heartbeat";
 use opsfleet_report::error_chain;
 
 /// What running a command produced.
@@ -63,6 +70,17 @@ impl CommandHandler {
             ),
             CmdAction::Restore(r) => self.restore(r).await,
             CmdAction::Drain(_) => Execution::done(Ok(self.drain().await)),
+            CmdAction::Undrain(_) => {
+                let drained = paused_for(&self.outbox, DRAIN_REASON);
+                Execution::done(self.resume_each(drained, "undrain").await)
+            }
+            CmdAction::ResumeAll(_) => {
+                let paused = (self.status.slots().into_iter())
+                    .filter(|s| s.state == pb::ModuleRunState::Paused)
+                    .map(|s| s.name)
+                    .collect();
+                Execution::done(self.resume_each(paused, "resume_all").await)
+            }
         }
     }
 
@@ -161,16 +179,44 @@ impl CommandHandler {
         }
     }
 
-    /// Pauses every running module (reason "drain"), then waits up to `drain_wait` for the
-    /// outbox to empty. The detail says what was paused and what is left.
+    /// Resumes `modules` (reason `why`); the detail names them. Fails naming every module
+    /// that could not be resumed (the others are resumed).
+    async fn resume_each(&self, modules: Vec<String>, why: &str) -> Result<String, String> {
+        let mut resumed = Vec::new();
+        let mut problems = Vec::new();
+        for module in modules {
+            match self.control.act(&module, Action::Resume, why).await {
+                Ok(reply) if reply.changed => resumed.push(module),
+                Ok(_) => {}
+                Err(e) => problems.push(error_chain(&e)),
+            }
+        }
+        let names = if resumed.is_empty() {
+            "none".to_owned()
+        } else {
+            resumed.join(", ")
+        };
+        let detail = format!("resumed {} modules: {names}", resumed.len());
+        if problems.is_empty() {
+            Ok(detail)
+        } else {
+            Err(format!("{detail}; {}", problems.join("; ")))
+        }
+    }
+
+    /// Pauses every running module but the heartbeat (reason "drain"), then waits up to
+    /// `drain_wait` for the outbox to empty. The detail says what was paused and what is left.
     async fn drain(&self) -> String {
         let mut paused = 0usize;
         let mut problems = Vec::new();
         for slot in self.status.slots() {
-            if slot.state != pb::ModuleRunState::Running {
+            if slot.state != pb::ModuleRunState::Running || slot.kind == KEPT_RUNNING {
                 continue;
             }
-            match self.control.act(&slot.name, Action::Pause, "drain").await {
+            match (self.control)
+                .act(&slot.name, Action::Pause, DRAIN_REASON)
+                .await
+            {
                 Ok(reply) if reply.state == RunState::Paused => {
                     paused += usize::from(reply.changed)
                 }

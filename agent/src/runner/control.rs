@@ -42,7 +42,7 @@ use crate::runner::{ModuleEntry, RunOutput, StatusBoard, Trigger};
 use opsfleet_proto::time::unix_ms;
 
 pub use handle::ControlHandle;
-pub use records::{start_plan, Record, StartPlan};
+pub use records::{paused_for, start_plan, Record, StartPlan};
 pub use state::{transition, Action, RunState};
 
 /// What a control request did.

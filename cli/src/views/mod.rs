@@ -76,7 +76,11 @@ Examples:
   opsctl hosts --host 'web-*'           hosts whose name matches a glob
   opsctl hosts --state lost             hosts silent for over 5 heartbeat intervals
   opsctl hosts --coordinator green      ask the standby (it answers too)
-  opsctl hosts --output json | jq '.hosts[] | select(.liveness != \"up\") | .host'";
+  opsctl hosts --output json | jq '.hosts[] | select(.liveness != \"up\") | .host'
+  opsctl hosts --output json | jq '.hosts[] | select(.maintenance) | .host'
+
+STATE reads `up (maintenance)` for a drained host (`opsctl drain`; no alert pages for it until
+`opsctl undrain`). A lost host's modules show `unknown`: their last report is out of date.";
 
 /// Examples shown by `opsctl backups --help`.
 pub const BACKUPS_HELP: &str = "\
@@ -100,7 +104,10 @@ pub const ALERTS_HELP: &str = "\
 Examples:
   opsctl alerts                         every alert the log knows, with its state
   opsctl alerts --state firing          what is wrong right now
-  opsctl alerts --host 'db-*' --output json";
+  opsctl alerts --host 'db-*' --output json
+
+NOTIFIED counts notifications delivered: sent, or printed by the dry-run route (no routes
+configured). DETAIL follows a firing alert's value (disk 91% -> 95%) without a new transition.";
 
 /// `opsctl status`: every page of hosts from one coordinator.
 pub async fn status(

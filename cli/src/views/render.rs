@@ -127,7 +127,11 @@ pub fn hosts(reply: &HostsReply, now_unix_ms: i64) -> String {
     for h in &reply.hosts {
         t.row([
             h.host.clone(),
-            h.liveness.to_string(),
+            if h.maintenance {
+                format!("{} (maintenance)", h.liveness)
+            } else {
+                h.liveness.to_string()
+            },
             ago(now_unix_ms, h.last_seen_unix_ms),
             h.last_seq.to_string(),
             h.worst_disk.as_ref().map_or("-".to_owned(), disk_cell),

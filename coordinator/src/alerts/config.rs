@@ -44,6 +44,11 @@ pub struct AlertsConfig {
     /// active after a long outage does not replay old news).
     #[serde(default = "default_deliver_max_age", with = "humantime_serde")]
     pub deliver_max_age: Duration,
+    /// After this coordinator becomes active (start, failover, restart), no `host_lost` or
+    /// `module_silent` fires for this long, or 3 of a host's heartbeat intervals if longer:
+    /// hosts that simply have not reported to it yet are not lost.
+    #[serde(default = "default_startup_grace", with = "humantime_serde")]
+    pub startup_grace: Duration,
     /// Per-rule overrides, keyed by rule name.
     #[serde(default)]
     pub rules: BTreeMap<String, RuleConfig>,
@@ -94,6 +99,9 @@ fn default_silent_kinds() -> Vec<String> {
 fn default_min_silence() -> Duration {
     Duration::from_secs(10)
 }
+fn default_startup_grace() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_deliver_max_age() -> Duration {
     Duration::from_secs(3600)
 }
@@ -108,6 +116,7 @@ impl Default for AlertsConfig {
             silent_kinds: default_silent_kinds(),
             min_silence: default_min_silence(),
             deliver_max_age: default_deliver_max_age(),
+            startup_grace: default_startup_grace(),
             rules: BTreeMap::new(),
         }
     }
@@ -234,6 +243,7 @@ impl AlertsConfig {
             missed_reports: i64::from(self.missed_reports),
             silent_kinds: self.silent_kinds.clone(),
             min_silence_ms: ms(self.min_silence),
+            startup_grace_ms: ms(self.startup_grace),
         }
     }
 }

@@ -147,8 +147,9 @@ impl Engine {
     async fn evaluate_loop(self, cancel: CancellationToken) {
         let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone());
         let mut memory = Memory::default();
-        // alert id → (state recorded, when): not decided again until folded back.
-        let mut in_flight: HashMap<String, (State, Instant)> = HashMap::new();
+        // alert id → (state and value recorded, when): not decided again until folded back
+        // (a firing alert's refreshed value too).
+        let mut in_flight: HashMap<String, (State, String, Instant)> = HashMap::new();
         let mut term = 0;
         let mut usage: Option<StreamUsage> = None;
         let mut tick = tokio::time::interval(self.cfg.interval);
@@ -163,7 +164,8 @@ impl Engine {
             };
             if epoch != term {
                 term = epoch;
-                memory = Memory::default();
+                // The liveness grace runs from here: the term's first evaluation.
+                memory = Memory::since(now_unix_ms());
                 in_flight.clear();
             }
             // The events stream's fill level against its byte limit (`events_stream_full`).
@@ -185,8 +187,9 @@ impl Engine {
             let decided = {
                 let fleet = self.shared.fleet();
                 let records = &fleet.alerts().alerts;
-                in_flight.retain(|id, (state, at)| {
-                    let folded = records.get(id).is_some_and(|r| r.state == Some(*state));
+                in_flight.retain(|id, (state, value, at)| {
+                    let folded = (records.get(id))
+                        .is_some_and(|r| r.state == Some(*state) && r.value == *value);
                     !folded && at.elapsed() < FOLD_BACK_WAIT
                 });
                 evaluate_with(
@@ -199,7 +202,11 @@ impl Engine {
             };
             let decided: Vec<_> = decided
                 .into_iter()
-                .filter(|t| in_flight.get(&t.alert_id).is_none_or(|(s, _)| *s != t.to))
+                .filter(|t| {
+                    in_flight
+                        .get(&t.alert_id)
+                        .is_none_or(|(s, _, _)| *s != t.to)
+                })
                 .collect();
             if decided.is_empty() {
                 continue;
@@ -217,7 +224,7 @@ impl Engine {
                 Ok(_) => {
                     for t in decided {
                         info!(alert = %t.alert_id, state = %t.to, epoch, summary = %t.summary, "alert transition");
-                        in_flight.insert(t.alert_id, (t.to, Instant::now()));
+                        in_flight.insert(t.alert_id, (t.to, t.value, Instant::now()));
                     }
                 }
                 Err(e) => {

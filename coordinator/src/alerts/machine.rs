@@ -107,11 +107,24 @@ pub struct Transition {
     pub liveness: Option<(i64, u64)>,
 }
 
-/// The evaluator's memory between ticks: only when firing alerts were first seen clear.
-/// Losing it (restart, failover) only delays a resolve by up to `resolve_after`.
+/// The evaluator's memory between ticks: when firing alerts were first seen clear, and when
+/// this term began (the liveness grace runs from it). Losing the first (restart, failover)
+/// only delays a resolve by up to `resolve_after`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Memory {
     clear_since: BTreeMap<String, i64>,
+    /// When the coordinator became active; `None`: long enough ago for no grace.
+    active_since: Option<i64>,
+}
+
+impl Memory {
+    /// The memory of a term that began at `active_since` (coordinator clock).
+    pub fn since(active_since: i64) -> Memory {
+        Memory {
+            active_since: Some(active_since),
+            ..Memory::default()
+        }
+    }
 }
 
 /// Evaluates every rule against the fleet at `now` (pure apart from `memory`): one
@@ -130,7 +143,7 @@ pub fn evaluate_with(
     memory: &mut Memory,
     now: i64,
 ) -> Vec<Transition> {
-    let holding: BTreeMap<String, Condition> = conditions(rules, fleet, now)
+    let holding: BTreeMap<String, Condition> = conditions(rules, fleet, now, memory.active_since)
         .into_iter()
         .chain(extra)
         .map(|c| (c.alert_id.clone(), c))
@@ -149,6 +162,9 @@ pub fn evaluate_with(
         let Some(rule) = rule_of(rules, cond, rec) else {
             continue;
         };
+        if cond.is_none() && rec.is_some_and(|r| unjudged(rules, fleet, &rule, r, now, memory)) {
+            continue;
+        }
         let view = rec.map(AlertView::of).unwrap_or_default();
         let mut clear = memory.clear_since.get(id).copied();
         let next = step(&view, cond.is_some(), &mut clear, &rule.timing, now);
@@ -156,7 +172,9 @@ pub fn evaluate_with(
             Some(t) => memory.clear_since.insert(id.clone(), t),
             None => memory.clear_since.remove(id),
         };
-        let Some(to) = next else { continue };
+        let Some(to) = next.or_else(|| refreshed(&rule, &view, cond, rec)) else {
+            continue;
+        };
         let (host, subject, summary, value, liveness) = match (cond, rec) {
             (Some(c), _) => (
                 c.host.clone(),
@@ -193,6 +211,34 @@ pub fn evaluate_with(
         .clear_since
         .retain(|id, _| holding.contains_key(id) || records.contains_key(id));
     out
+}
+
+/// An open liveness alert of a host whose silence cannot be judged yet (grace): it keeps its
+/// state rather than resolving for want of a condition.
+fn unjudged(
+    rules: &Rules,
+    fleet: &Fleet,
+    rule: &Rule,
+    rec: &AlertRecord,
+    now: i64,
+    memory: &Memory,
+) -> bool {
+    rule.kind.is_liveness()
+        && (fleet.host(&rec.host))
+            .is_some_and(|h| super::rules::in_grace(rules, h, now, memory.active_since))
+}
+
+/// A firing alert whose condition still holds with another value (disk 91% → 95%) is
+/// recorded again as firing → firing: the fold updates its detail, not its transition.
+fn refreshed(
+    rule: &Rule,
+    view: &AlertView,
+    cond: Option<&Condition>,
+    rec: Option<&AlertRecord>,
+) -> Option<State> {
+    let (c, r) = (cond?, rec?);
+    (view.state == Some(State::Firing) && rule.kind.refreshes() && c.value != r.value)
+        .then_some(State::Firing)
 }
 
 /// The rule of an alert; a disabled rule's open alerts resolve with the default timing.

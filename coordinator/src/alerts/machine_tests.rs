@@ -38,6 +38,11 @@ impl World {
     }
 
     fn heartbeat(&mut self, host: &str, at: i64) {
+        self.heartbeat_every(host, at, 1000);
+    }
+
+    /// A heartbeat declaring `ms` as its interval (the disk module reports every 2 s).
+    fn heartbeat_every(&mut self, host: &str, at: i64, ms: u64) {
         let module = |name: &str, ms| pb::ModuleStatus {
             name: name.to_owned(),
             kind: name.to_owned(),
@@ -49,8 +54,8 @@ impl World {
             "heartbeat",
             at,
             Body::Heartbeat(pb::Heartbeat {
-                interval_ms: 1000,
-                modules: vec![module("heartbeat", 1000), module("disk", 2000)],
+                interval_ms: ms,
+                modules: vec![module("heartbeat", ms), module("disk", 2000)],
                 ..Default::default()
             }),
         );
@@ -508,3 +513,6 @@ proptest! {
         }
     }
 }
+
+#[path = "machine_truth_tests.rs"]
+mod truth;

@@ -64,6 +64,26 @@ impl RuleKind {
     pub fn parse(name: &str) -> Option<RuleKind> {
         RuleKind::ALL.into_iter().find(|k| k.name() == name)
     }
+
+    /// Dead-man rules: they judge silence, which a coordinator that just became active
+    /// cannot judge yet (`startup_grace`).
+    pub fn is_liveness(self) -> bool {
+        matches!(self, RuleKind::HostLost | RuleKind::ModuleSilent)
+    }
+
+    /// Whether a firing alert's detail is refreshed when its value changes (disk 91% → 95%):
+    /// rules whose value is a measurement, not an age that changes every tick.
+    pub fn refreshes(self) -> bool {
+        matches!(
+            self,
+            RuleKind::DiskWarn
+                | RuleKind::DiskCrit
+                | RuleKind::LogErrors
+                | RuleKind::BackupFailed
+                | RuleKind::HealthFailed
+                | RuleKind::EventsStreamFull
+        )
+    }
 }
 
 /// One rule with its settings resolved.
@@ -127,7 +147,13 @@ pub struct Rules {
     pub silent_kinds: Vec<String>,
     /// No dead-man alert before this much silence.
     pub min_silence_ms: i64,
+    /// After the coordinator becomes active, no dead-man alert for this long (or 3 of the
+    /// host's heartbeat intervals, if longer).
+    pub startup_grace_ms: i64,
 }
+
+/// Heartbeat intervals a newly active coordinator waits at least before judging silence.
+pub const GRACE_INTERVALS: i64 = 3;
 
 impl Rules {
     pub fn get(&self, kind: RuleKind) -> Option<&Rule> {
@@ -153,6 +179,16 @@ pub fn alert_id(rule: RuleKind, host: &str, subject: &str) -> String {
     format!("{}/{host}/{subject}", rule.name())
 }
 
+/// An interval as a summary shows it: whole seconds, or milliseconds below one second (a
+/// 500 ms heartbeat is not "every 0s").
+fn every(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
 fn pct(basis_points: u32) -> String {
     format!("{:.1}%", f64::from(basis_points) / 100.0)
 }
@@ -171,6 +207,41 @@ pub fn host_is_lost(
         .saturating_mul(rules.missed_heartbeats)
         .max(rules.min_silence_ms);
     (now_unix_ms - seen_unix_ms > limit).then_some((seen_unix_ms, interval))
+}
+
+/// The line of a log excerpt that says what went wrong: for a Python traceback group (first
+/// line `Traceback (most recent call last):`) its exception line, the last non-indented line
+/// (`ValueError: bad input`); otherwise the first line.
+pub fn headline(excerpt: &str) -> &str {
+    let mut lines = excerpt.lines();
+    let first = lines.next().unwrap_or("");
+    if !first
+        .trim_start()
+        .starts_with("Traceback (most recent call last)")
+    {
+        return first;
+    }
+    lines
+        .rev()
+        .find(|l| {
+            !l.trim().is_empty()
+                && !l.starts_with([' ', '\t'])
+                && !l.starts_with("Traceback (most recent call last)")
+                && !l.starts_with("During handling of the above exception")
+                && !l.starts_with("The above exception was the direct cause")
+        })
+        .unwrap_or(first)
+}
+
+/// Whether `host`'s silence cannot be judged yet at `now`: the coordinator became active at
+/// `active_since` less than `max(startup_grace, 3 heartbeat intervals)` ago (pure).
+pub fn in_grace(rules: &Rules, host: &HostState, now: i64, active_since: Option<i64>) -> bool {
+    let interval = host.heartbeat_interval_ms().unwrap_or(0);
+    let grace = i64::try_from(interval)
+        .unwrap_or(i64::MAX / 4)
+        .saturating_mul(GRACE_INTERVALS)
+        .max(rules.startup_grace_ms);
+    active_since.is_some_and(|since| now.saturating_sub(since) < grace)
 }
 
 /// How full the events stream is, as its info reports it.
@@ -207,25 +278,35 @@ pub fn stream_condition(rules: &Rules, stream: &str, usage: StreamUsage) -> Opti
     })
 }
 
-/// Every condition that holds at `now` (pure).
-pub fn conditions(rules: &Rules, fleet: &Fleet, now_unix_ms: i64) -> Vec<Condition> {
+/// Every condition that holds at `now` (pure), for a coordinator active since
+/// `active_since` (`None`: long enough). A host in maintenance has none: nothing pages for it,
+/// and its open alerts resolve. Silence is not judged within the grace (`in_grace`).
+pub fn conditions(
+    rules: &Rules,
+    fleet: &Fleet,
+    now_unix_ms: i64,
+    active_since: Option<i64>,
+) -> Vec<Condition> {
     let mut out = Vec::new();
-    for host in fleet.hosts() {
-        host_conditions(rules, fleet, host, now_unix_ms, &mut out);
+    let maintenance = fleet.maintenance();
+    for host in (fleet.hosts()).filter(|h| !maintenance.contains(h.host.as_str())) {
+        let graced = in_grace(rules, host, now_unix_ms, active_since);
+        host_conditions(rules, fleet, host, (now_unix_ms, graced), &mut out);
     }
     out
 }
 
 /// Liveness (host and module) goes by `fleet`'s arrivals on the bus, not the agent's clock.
+/// `(now, graced)`: within the grace no liveness condition holds.
 fn host_conditions(
     rules: &Rules,
     fleet: &Fleet,
     host: &HostState,
-    now: i64,
+    (now, graced): (i64, bool),
     out: &mut Vec<Condition>,
 ) {
     let h = host.host.as_str();
-    let lost = host_is_lost(rules, host, fleet.seen_unix_ms(host), now);
+    let lost = host_is_lost(rules, host, fleet.seen_unix_ms(host), now).filter(|_| !graced);
     if let (Some(rule), Some((last_seen, interval))) = (rules.get(RuleKind::HostLost), lost) {
         let silent_s = (now - last_seen) / 1000;
         out.push(Condition {
@@ -234,8 +315,8 @@ fn host_conditions(
             host: h.to_owned(),
             subject: String::new(),
             summary: format!(
-                "{h} silent for {silent_s}s (heartbeat every {}s)",
-                interval / 1000
+                "{h} silent for {silent_s}s (heartbeat every {})",
+                every(i64::try_from(interval).unwrap_or(i64::MAX))
             ),
             value: format!("{silent_s}s"),
             liveness: Some((last_seen, interval)),
@@ -253,7 +334,7 @@ fn host_conditions(
         });
     };
     // A lost host's other dead-man alerts would only repeat that it is lost.
-    if lost.is_none() && rules.get(RuleKind::ModuleSilent).is_some() {
+    if lost.is_none() && !graced && rules.get(RuleKind::ModuleSilent).is_some() {
         for (name, m) in &host.modules {
             let declared = i64::try_from(m.expected_interval_ms).unwrap_or(i64::MAX / 4);
             if m.state != ModuleState::Running
@@ -271,9 +352,9 @@ fn host_conditions(
                     RuleKind::ModuleSilent,
                     name,
                     format!(
-                        "module {name} on {h} silent for {}s (reports every {}s)",
+                        "module {name} on {h} silent for {}s (reports every {})",
                         silence / 1000,
-                        declared / 1000
+                        every(declared)
                     ),
                     format!("{}s", silence / 1000),
                 );
@@ -307,7 +388,7 @@ fn host_conditions(
                     format!(
                         "{n} error(s) in {path} on {h} within {}s: {}",
                         rule.window_ms / 1000,
-                        inc.last_excerpt.lines().next().unwrap_or("")
+                        headline(&inc.last_excerpt)
                     ),
                     n.to_string(),
                 );

@@ -102,7 +102,9 @@ fn the_alert_fires_and_resolves_with_the_streams_usage() {
     assert_eq!(tick(&mut fleet, 500, 0), []);
     // No `for` by default: the stream filling up is news at once.
     assert_eq!(tick(&mut fleet, 850, 1_000), [State::Firing]);
-    assert_eq!(tick(&mut fleet, 900, 2_000), []);
+    // Fuller while firing: recorded again as firing (the detail follows), then quiet.
+    assert_eq!(tick(&mut fleet, 900, 2_000), [State::Firing]);
+    assert_eq!(tick(&mut fleet, 900, 2_500), []);
     // Drops below the threshold: resolves after `resolve_after` of clear condition.
     assert_eq!(tick(&mut fleet, 100, 3_000), []);
     assert_eq!(tick(&mut fleet, 100, 4_500), [State::Resolved]);

@@ -1,12 +1,13 @@
 //! `ops.api.alerts`: alerts as the alert engine's events left them in the log (state, rule,
-//! host, subject, since, last transition, notifications sent), filtered by host glob and
+//! host, subject, since, last transition, notifications delivered or dry-run), filtered by host glob and
 //! state, paged by (host, alert id). Every coordinator answers from its own fold.
 
 use opsfleet_proto::api::{
     AlertState, AlertView, AlertsReply, AlertsRequest, NotifyOutcome, Responder,
 };
 
-use super::{glob_match, page, Cursor, View};
+use super::{page, Cursor, View};
+use crate::glob::glob_match;
 use crate::projection::{AlertRecord, Fleet};
 
 fn alert_view(a: &AlertRecord) -> AlertView {
@@ -24,7 +25,7 @@ fn alert_view(a: &AlertRecord) -> AlertView {
         notifications_sent: a
             .notifications
             .iter()
-            .filter(|n| n.outcome == NotifyOutcome::Sent)
+            .filter(|n| matches!(n.outcome, NotifyOutcome::Sent | NotifyOutcome::DryRun))
             .count() as u64,
         detail: a.summary.clone(),
         severity: a.severity,

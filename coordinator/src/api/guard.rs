@@ -218,6 +218,8 @@ mod tests {
             "enable",
             "noop",
             "drain",
+            "undrain",
+            "resume_all",
             "backup_run",
         ] {
             assert_eq!(check_command(Some(&op), action, false), Ok(()), "{action}");

@@ -2,43 +2,14 @@
 //! liveness state, paged by host name. Liveness is judged here, from the answering
 //! coordinator's clock, so every coordinator (standby included) can answer.
 
-use opsfleet_proto::api::{BackupState, Liveness, ProbeStatus};
+use opsfleet_proto::api::{BackupState, Liveness, ModuleState, ProbeStatus};
 use opsfleet_proto::api::{HostSummary, HostsReply, HostsRequest, Responder};
 
 use super::status::{disk_view, module_views};
-use super::{glob_match, page, Cursor, View};
+use super::{page, Cursor, View};
+use crate::glob::glob_match;
+use crate::projection::presence::{declared_lost, liveness};
 use crate::projection::{Fleet, HostState};
-
-/// A host is `up` while its newest event is at most this many heartbeat intervals old.
-pub const UP_INTERVALS: i64 = 2;
-/// ... `late` up to this many, `lost` beyond.
-pub const LATE_INTERVALS: i64 = 5;
-
-/// `up`, `late`, `lost` or `unknown` (no declared heartbeat interval) at `now_unix_ms`, for a
-/// host last heard from at `seen_unix_ms` (`Fleet::seen_unix_ms`).
-pub fn liveness(h: &HostState, seen_unix_ms: i64, now_unix_ms: i64) -> Liveness {
-    let interval = i64::try_from(h.heartbeat_interval_ms().unwrap_or(0)).unwrap_or(i64::MAX);
-    if interval == 0 || seen_unix_ms <= 0 {
-        return Liveness::Unknown;
-    }
-    let age = now_unix_ms.saturating_sub(seen_unix_ms);
-    if age <= interval.saturating_mul(UP_INTERVALS) {
-        Liveness::Up
-    } else if age <= interval.saturating_mul(LATE_INTERVALS) {
-        Liveness::Late
-    } else {
-        Liveness::Lost
-    }
-}
-
-/// Whether the active coordinator's liveness check declared `h` lost and it stayed silent.
-pub fn declared_lost(fleet: &Fleet, h: &HostState) -> bool {
-    fleet
-        .alerts()
-        .liveness
-        .get(&h.host)
-        .is_some_and(|l| l.lost && fleet.seen_unix_ms(h) <= l.last_seen_unix_ms)
-}
 
 /// Summarises one host, last heard from at `seen_unix_ms`, at `now_unix_ms`; `declared_lost`
 /// is the log's liveness verdict.
@@ -56,13 +27,21 @@ pub fn summary(
         .max_by_key(|(_, d)| d.used_basis_points)
         .map(|(p, d)| disk_view(p, d));
     let rb = &h.runbooks;
+    let liveness = if declared_lost {
+        Liveness::Lost
+    } else {
+        judged
+    };
+    let mut modules = module_views(h);
+    // What a lost host's modules do is not known: its last word may be long out of date.
+    if liveness == Liveness::Lost {
+        modules
+            .iter_mut()
+            .for_each(|m| m.state = ModuleState::Unknown);
+    }
     HostSummary {
         host: h.host.clone(),
-        liveness: if declared_lost {
-            Liveness::Lost
-        } else {
-            judged
-        },
+        liveness,
         last_seen_unix_ms: seen_unix_ms,
         heartbeat_interval_ms: h.heartbeat_interval_ms().unwrap_or(0),
         agent_version: h.agent_version.clone(),
@@ -73,7 +52,7 @@ pub fn summary(
         }),
         outbox_pending: h.outbox_pending,
         worst_disk,
-        modules: module_views(h),
+        modules,
         unhealthy: rb
             .health
             .iter()
@@ -88,6 +67,7 @@ pub fn summary(
             .count() as u64,
         declared_lost,
         truncated: h.truncated,
+        maintenance: false,
     }
 }
 
@@ -97,11 +77,13 @@ pub fn hosts(
     req: &HostsRequest,
     now_unix_ms: i64,
 ) -> (Vec<HostSummary>, Option<String>) {
+    let maintenance = fleet.maintenance();
     let rows = fleet
         .hosts()
         .filter(|h| req.host.as_deref().is_none_or(|p| glob_match(p, &h.host)))
-        .map(|h| {
-            summary(
+        .map(|h| HostSummary {
+            maintenance: maintenance.contains(h.host.as_str()),
+            ..summary(
                 h,
                 fleet.seen_unix_ms(h),
                 now_unix_ms,

@@ -19,7 +19,6 @@ mod tests;
 #[cfg(test)]
 use alerts::alerts;
 pub use commands::command_views;
-pub(crate) use hosts::{declared_lost, liveness};
 #[cfg(test)]
 use runbooks::{backups, incidents};
 pub use serve::serve;
@@ -116,31 +115,6 @@ pub fn page<T>(
     }
     let next = rows.peek().and(last).map(|c| c.text());
     (out, next)
-}
-
-/// Does `name` match `pattern`? `*` matches any run of characters, `?` one character;
-/// without either, the pattern is an exact name.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    // Iterative matcher with backtracking to the last `*`.
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
 }
 
 pub(super) fn parse<T: Default + serde::de::DeserializeOwned>(

@@ -6,7 +6,8 @@ use opsfleet_proto::api::{
     BackupsRequest, IncidentView, IncidentsReply, IncidentsRequest, Responder, EXCERPT_MAX_BYTES,
 };
 
-use super::{glob_match, page, Cursor, View};
+use super::{page, Cursor, View};
+use crate::glob::glob_match;
 use crate::projection::{BackupJob, Fleet};
 
 fn backup_view(host: &str, name: &str, job: &BackupJob, archives: bool) -> BackupView {

@@ -19,9 +19,13 @@ pub fn host_page(fleet: &Fleet, req: &StatusRequest) -> (Vec<HostView>, Option<S
         .filter(|h| req.host.as_deref().is_none_or(|o| o == h.host))
         .map(|h| (Cursor::host(&h.host), h));
     let (hosts, next) = page(rows, req);
+    let maintenance = fleet.maintenance();
     let views = hosts
         .into_iter()
-        .map(|h| host_view(h, fleet.seen_unix_ms(h)))
+        .map(|h| HostView {
+            maintenance: maintenance.contains(h.host.as_str()),
+            ..host_view(h, fleet.seen_unix_ms(h))
+        })
         .collect();
     (views, next)
 }
@@ -61,6 +65,7 @@ fn host_view(h: &HostState, seen_unix_ms: i64) -> HostView {
         disks: h.disks.iter().map(|(p, d)| disk_view(p, d)).collect(),
         modules: module_views(h),
         truncated: h.truncated,
+        maintenance: false,
     }
 }
 

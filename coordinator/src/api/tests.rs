@@ -3,6 +3,7 @@
 use super::hosts::summary;
 use super::status::{coordinator_views, host_page};
 use super::*;
+use crate::projection::presence::liveness;
 use crate::projection::Fleet;
 use opsfleet_proto::api::{
     BackupsRequest, HostsRequest, IncidentsRequest, Liveness, PageRequest, Role, StatusRequest,
@@ -90,20 +91,6 @@ impl Folder {
         });
         self.fold(host, "backup", at, body);
     }
-}
-
-#[test]
-fn globs_match_like_shells() {
-    assert!(glob_match("web-*", "web-01"));
-    assert!(glob_match("web-0?", "web-01"));
-    assert!(glob_match("*", "db-01"));
-    assert!(glob_match("*-01", "db-01"));
-    assert!(glob_match("w*b*1", "web-01"));
-    assert!(glob_match("db-01", "db-01"));
-    assert!(!glob_match("db-01", "db-011"));
-    assert!(!glob_match("web-*", "db-01"));
-    assert!(!glob_match("web-0?", "web-1"));
-    assert!(!glob_match("", "web-01"));
 }
 
 #[test]
@@ -436,7 +423,8 @@ fn alerts_show_state_transition_and_notifications_and_filter() {
     for outcome in [
         pb::NotifyOutcome::Failed,
         pb::NotifyOutcome::Sent,
-        pb::NotifyOutcome::Sent,
+        pb::NotifyOutcome::DryRun,
+        pb::NotifyOutcome::RateLimited,
     ] {
         let body = Body::NotificationSent(pb::NotificationSent {
             alert_id: db.into(),
@@ -461,7 +449,8 @@ fn alerts_show_state_transition_and_notifications_and_filter() {
     assert_eq!(a.last_transition, "pending -> firing");
     assert_eq!(
         (a.since_unix_ms, a.notifications_sent, a.transitions),
-        (T0 + 60_000, 2, 2)
+        (T0 + 60_000, 2, 2),
+        "sent and dry_run count; failed and rate_limited do not"
     );
     assert_eq!(all[1].last_transition, "new -> pending");
     let firing = AlertsRequest {
@@ -671,4 +660,27 @@ fn failover_targets_are_checked_before_the_lease_is_touched() {
             .to_string(),
         "coordinator blue does not answer; the lease was not touched (see `opsctl leader`)"
     );
+}
+
+#[test]
+fn a_lost_hosts_modules_show_unknown_not_their_last_state() {
+    use opsfleet_proto::api::ModuleState;
+    let mut h = crate::projection::HostState::new("web-01");
+    h.modules.insert(
+        "hb".to_owned(),
+        crate::projection::ModuleInfo {
+            kind: "heartbeat".to_owned(),
+            state: ModuleState::Running,
+            expected_interval_ms: 1_000,
+            ..Default::default()
+        },
+    );
+    let up = summary(&h, T0, T0 + 500, false);
+    assert_eq!(up.liveness, Liveness::Up);
+    assert_eq!(up.modules[0].state, ModuleState::Running);
+    for (now, declared) in [(T0 + 60_000, false), (T0 + 500, true)] {
+        let lost = summary(&h, T0, now, declared);
+        assert_eq!(lost.liveness, Liveness::Lost);
+        assert_eq!(lost.modules[0].state, ModuleState::Unknown);
+    }
 }

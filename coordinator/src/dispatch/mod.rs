@@ -138,6 +138,8 @@ pub fn request_action(
         CommandAction::Enable { module } => Action::Enable(module_action(module)),
         CommandAction::Noop => Action::Noop(pb::Noop {}),
         CommandAction::Drain => Action::Drain(pb::Drain {}),
+        CommandAction::Undrain => Action::Undrain(pb::Undrain {}),
+        CommandAction::ResumeAll => Action::ResumeAll(pb::ResumeAll {}),
         CommandAction::BackupRun { module, job } => Action::BackupRun(pb::BackupRun {
             module: module.clone().unwrap_or_default(),
             job: job.clone().unwrap_or_default(),

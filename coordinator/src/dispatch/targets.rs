@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use opsfleet_proto::api::{CommandAction, Liveness, SkippedHost, Targets};
 
 use super::DispatchError;
-use crate::api::glob_match;
+use crate::glob::glob_match;
 use crate::projection::{Fleet, HostState};
 
 /// How many known names an error lists before it says how many more there are.
@@ -186,10 +186,10 @@ fn label_matches<'a>(fleet: &'a Fleet, req: &Targets) -> Result<Vec<&'a str>, Di
 pub fn not_up(fleet: &Fleet, host: &str, now_unix_ms: i64) -> Option<(Liveness, i64)> {
     let h = fleet.hosts().find(|h| h.host == host)?;
     let seen = fleet.seen_unix_ms(h);
-    let judged = if crate::api::declared_lost(fleet, h) {
+    let judged = if crate::projection::presence::declared_lost(fleet, h) {
         Liveness::Lost
     } else {
-        crate::api::liveness(h, seen, now_unix_ms)
+        crate::projection::presence::liveness(h, seen, now_unix_ms)
     };
     matches!(judged, Liveness::Late | Liveness::Lost).then_some((judged, seen))
 }

@@ -117,6 +117,16 @@ impl Alerts {
             Body::AlertTransition(t) => {
                 let state = Some(AlertState::from_wire(t.state));
                 let rec = self.alerts.entry(t.alert_id.clone()).or_default();
+                // firing → firing: the detail of an alert that stays firing (disk 91% → 95%),
+                // not a transition: no notification, same transition id.
+                if t.previous == t.state && state == Some(AlertState::Firing) {
+                    if t.epoch < rec.epoch || rec.state != state || rec.value == t.value {
+                        return None;
+                    }
+                    rec.summary = t.summary.clone();
+                    rec.value = t.value.clone();
+                    return Some(Changed::Alert(t.alert_id.clone()));
+                }
                 // A transition of an older term than the one that recorded the current state
                 // arrived late, or two coordinators recorded the same change: the first one
                 // folded wins, so its notifications are the only ones.

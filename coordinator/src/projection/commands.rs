@@ -3,7 +3,9 @@
 //! events. A state never moves backwards, and `accepted_count` > 1 would mean a command ran
 //! twice (what failover drills check).
 
-use opsfleet_proto::api::{CommandState, Role};
+use std::collections::{BTreeMap, BTreeSet};
+
+use opsfleet_proto::api::{ActionName, CommandState, Role};
 use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::EventEnvelope;
 use serde::{Deserialize, Serialize};
@@ -80,6 +82,29 @@ pub fn command_id(body: &Body) -> Option<&str> {
         Body::CommandExpired(c) => &c.command_id,
         _ => return None,
     })
+}
+
+/// The hosts in maintenance (pure): those whose newest `drain` or `undrain` command (by
+/// command id, a UUIDv7, so by issue time) is a `drain`. A host is in maintenance from the
+/// drain's issue (nothing pages while its agent pauses modules) until an undrain is issued.
+pub fn in_maintenance<'a>(records: impl Iterator<Item = &'a CommandRecord>) -> BTreeSet<&'a str> {
+    let mut newest: BTreeMap<&str, (&str, bool)> = BTreeMap::new();
+    for r in records {
+        let on = match r.action.parse::<ActionName>() {
+            Ok(ActionName::Drain) => true,
+            Ok(ActionName::Undrain) => false,
+            _ => continue,
+        };
+        let slot = newest.entry(&r.target).or_insert((&r.id, on));
+        if r.id.as_str() >= slot.0 {
+            *slot = (&r.id, on);
+        }
+    }
+    newest
+        .into_iter()
+        .filter(|(_, (_, on))| *on)
+        .map(|(host, _)| host)
+        .collect()
 }
 
 /// Folds one accepted event into the record of its command (created on first sight).

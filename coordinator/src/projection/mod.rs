@@ -7,6 +7,7 @@ pub mod bounds;
 pub mod commands;
 mod coordinators;
 mod host;
+pub mod presence;
 mod prune;
 mod runbooks;
 mod seq;
@@ -46,7 +47,8 @@ pub const FOLD_VERSION_KEY: &str = "meta/fold_version";
 /// Version of the fold: bumped whenever the same log folds to different rows (a field added
 /// to a row, a changed rule). Rows written by an older fold are refolded from the log at
 /// start (`snapshot::load_fleet`), so the stored projection always equals a refold.
-/// 1: rows before the version was recorded; 2: module configs carry first/last seen dates.
+/// 1: rows before the version was recorded; 2: module configs carry first/last seen dates,
+/// modules, disks and checks no longer configured are forgotten.
 pub const FOLD_VERSION: u64 = 2;
 
 /// The fold version that wrote `rows` (1 when none is recorded, 0 for a store with no rows).
@@ -291,6 +293,12 @@ impl Fleet {
 
     pub fn commands(&self) -> impl Iterator<Item = &CommandRecord> {
         self.commands.values()
+    }
+
+    /// The hosts in maintenance: derived from the command records (no row of its own, so
+    /// the rows and digest of a log are what they were before maintenance existed).
+    pub fn maintenance(&self) -> BTreeSet<&str> {
+        commands::in_maintenance(self.commands.values())
     }
 
     pub fn command(&self, id: &str) -> Option<&CommandRecord> {

@@ -72,7 +72,12 @@ pub enum CommandAction {
         module: String,
     },
     Noop,
+    /// Maintenance: pause every running module but the heartbeat, and flush the outbox.
     Drain,
+    /// Leave maintenance: resume exactly the modules the drain paused.
+    Undrain,
+    /// Resume every paused module (whoever paused it).
+    ResumeAll,
     /// `job` absent: every job of the module. `module` absent: an agent with one backup
     /// module (or one holding the job) infers it.
     BackupRun {
@@ -110,6 +115,8 @@ impl CommandAction {
             CommandAction::Enable { .. } => ActionName::Enable,
             CommandAction::Noop => ActionName::Noop,
             CommandAction::Drain => ActionName::Drain,
+            CommandAction::Undrain => ActionName::Undrain,
+            CommandAction::ResumeAll => ActionName::ResumeAll,
             CommandAction::BackupRun { .. } => ActionName::BackupRun,
             CommandAction::Restore { .. } => ActionName::Restore,
             CommandAction::ConfigApply { .. } => ActionName::ConfigApply,
@@ -129,7 +136,10 @@ impl CommandAction {
             CommandAction::BackupRun { module, .. } | CommandAction::Restore { module, .. } => {
                 module.as_deref()
             }
-            CommandAction::Noop | CommandAction::Drain => None,
+            CommandAction::Noop
+            | CommandAction::Drain
+            | CommandAction::Undrain
+            | CommandAction::ResumeAll => None,
         }
     }
 }
@@ -137,7 +147,7 @@ impl CommandAction {
 /// Why a command request's JSON is not a valid request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
-    #[error("unknown action {action:?}; use pause, resume, disable, enable, noop, drain, backup_run, restore, config_apply or config_rollback")]
+    #[error("unknown action {action:?}; use pause, resume, resume_all, disable, enable, noop, drain, undrain, backup_run, restore, config_apply or config_rollback")]
     BadAction { action: String },
     #[error("action {action} needs a module name")]
     NeedsModule { action: String },
@@ -214,6 +224,8 @@ impl TryFrom<CommandRequestJson> for CommandRequest {
             },
             ActionName::Noop => CommandAction::Noop,
             ActionName::Drain => CommandAction::Drain,
+            ActionName::Undrain => CommandAction::Undrain,
+            ActionName::ResumeAll => CommandAction::ResumeAll,
             ActionName::BackupRun => CommandAction::BackupRun {
                 module: j.module,
                 job: j.job,
@@ -264,7 +276,10 @@ impl From<CommandRequest> for CommandRequestJson {
             | CommandAction::Resume { module }
             | CommandAction::Disable { module }
             | CommandAction::Enable { module } => j.module = Some(module),
-            CommandAction::Noop | CommandAction::Drain => {}
+            CommandAction::Noop
+            | CommandAction::Drain
+            | CommandAction::Undrain
+            | CommandAction::ResumeAll => {}
             CommandAction::BackupRun { module, job } => (j.module, j.job) = (module, job),
             CommandAction::Restore {
                 module,

@@ -10,7 +10,6 @@ use super::{
 };
 use super::{HOSTS_PAGE_DEFAULT, HOSTS_PAGE_MAX, ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX};
 use super::{STATUS_PAGE_DEFAULT, STATUS_PAGE_MAX};
-use crate::subjects;
 
 /// Which page of a view a request asks for; flattened into every paged request, so its fields
 /// sit beside the view's own filters on the wire (`{"host":"web-*","limit":50}`).
@@ -35,7 +34,8 @@ impl PageRequest {
 pub trait PagedRequest: Serialize {
     /// The reply it gets.
     type Reply: PagedReply;
-    /// The verb it is asked on (`ops.api.hosts`, ...).
+    /// The verb it is asked on (`ops.api.hosts`, ...; the constants of `subjects`, which a
+    /// test checks: `subjects` builds on `api`, not the other way round).
     const VERB: &'static str;
     /// What it is called in errors (`bad hosts request: ...`).
     const WHAT: &'static str;
@@ -115,15 +115,15 @@ macro_rules! paged {
     };
 }
 
-paged!(StatusRequest => StatusReply, hosts: HostView, subjects::API_STATUS, "status",
+paged!(StatusRequest => StatusReply, hosts: HostView, "ops.api.status", "status",
     STATUS_PAGE_DEFAULT, STATUS_PAGE_MAX);
-paged!(HostsRequest => HostsReply, hosts: HostSummary, subjects::API_HOSTS, "hosts",
+paged!(HostsRequest => HostsReply, hosts: HostSummary, "ops.api.hosts", "hosts",
     HOSTS_PAGE_DEFAULT, HOSTS_PAGE_MAX);
-paged!(BackupsRequest => BackupsReply, backups: BackupView, subjects::API_BACKUPS, "backups",
+paged!(BackupsRequest => BackupsReply, backups: BackupView, "ops.api.backups", "backups",
     ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX);
-paged!(IncidentsRequest => IncidentsReply, incidents: IncidentView, subjects::API_INCIDENTS,
+paged!(IncidentsRequest => IncidentsReply, incidents: IncidentView, "ops.api.incidents",
     "incidents", ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX);
-paged!(AlertsRequest => AlertsReply, alerts: AlertView, subjects::API_ALERTS, "alerts",
+paged!(AlertsRequest => AlertsReply, alerts: AlertView, "ops.api.alerts", "alerts",
     ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX);
 
 #[cfg(test)]
@@ -146,6 +146,16 @@ mod tests {
         let empty: AlertsRequest = serde_json::from_str("{}").unwrap();
         assert_eq!(empty, AlertsRequest::default());
         assert_eq!(serde_json::to_string(&empty).unwrap(), "{}");
+    }
+
+    #[test]
+    fn verbs_are_the_subjects_constants() {
+        use crate::subjects;
+        assert_eq!(StatusRequest::VERB, subjects::API_STATUS);
+        assert_eq!(HostsRequest::VERB, subjects::API_HOSTS);
+        assert_eq!(BackupsRequest::VERB, subjects::API_BACKUPS);
+        assert_eq!(IncidentsRequest::VERB, subjects::API_INCIDENTS);
+        assert_eq!(AlertsRequest::VERB, subjects::API_ALERTS);
     }
 
     #[test]

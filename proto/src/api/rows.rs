@@ -70,6 +70,10 @@ pub struct HostSummary {
     /// What the coordinator left out of this host's state (absent when nothing was).
     #[serde(default, skip_serializing_if = "Truncated::is_empty")]
     pub truncated: Truncated,
+    /// In maintenance (`opsctl drain`, until `opsctl undrain`): no alert pages for it.
+    /// Absent while false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance: bool,
 }
 
 /// Request for `ops.api.backups`: the backup catalog per host and job.
@@ -225,7 +229,8 @@ pub struct AlertView {
     /// Latest transition as `from -> to`.
     pub last_transition: String,
     pub last_transition_unix_ms: i64,
-    /// Notifications delivered for this alert (outcome `sent`).
+    /// Notifications delivered for this alert (outcome `sent`, or `dry_run`: printed by the
+    /// built-in dry-run route, which is how a setup without routes delivers).
     pub notifications_sent: u64,
     /// The rule's summary of the current state.
     pub detail: String,

@@ -112,6 +112,8 @@ wire_state! {
         Enable => "enable",
         Noop => "noop",
         Drain => "drain",
+        Undrain => "undrain",
+        ResumeAll => "resume_all",
         BackupRun => "backup_run",
         Restore => "restore",
         ConfigApply => "config_apply",
@@ -139,7 +141,9 @@ impl ActionName {
     pub fn required_role(self) -> Option<Role> {
         use ActionName::*;
         match self {
-            Pause | Resume | Disable | Enable | Noop | Drain | BackupRun => Some(Role::Operator),
+            Pause | Resume | ResumeAll | Disable | Enable | Noop | Drain | Undrain | BackupRun => {
+                Some(Role::Operator)
+            }
             Restore | ConfigApply | ConfigRollback => Some(Role::Admin),
             Unknown => None,
         }

@@ -104,6 +104,10 @@ pub struct HostView {
     /// What the coordinator left out of this host's state (absent when nothing was).
     #[serde(default, skip_serializing_if = "Truncated::is_empty")]
     pub truncated: Truncated,
+    /// In maintenance (`opsctl drain`, until `opsctl undrain`): no alert pages for it.
+    /// Absent while false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

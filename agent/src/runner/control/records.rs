@@ -149,6 +149,17 @@ impl Controller {
     }
 }
 
+/// The modules whose persisted record says they were paused for `reason` (the reason an
+/// `act` was called with, e.g. `drain`): what an undrain resumes. Ascending by name.
+pub fn paused_for(outbox: &Outbox, reason: &str) -> Vec<String> {
+    let wanted = format!("{} ({reason})", super::Action::Pause.as_str());
+    read_records(outbox)
+        .into_iter()
+        .filter(|(_, r)| r.state == RunState::Paused && r.reason == wanted)
+        .map(|(module, _)| module)
+        .collect()
+}
+
 /// Every readable control record, by module (an unreadable one is logged and ignored; none
 /// when the outbox cannot be read: all modules run).
 fn read_records(outbox: &Outbox) -> BTreeMap<String, Record> {

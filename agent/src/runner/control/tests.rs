@@ -366,3 +366,25 @@ fn start_plan_state_wins_and_override_needs_the_same_file() {
     assert_eq!(refused.refused_by, ["policy.log_paths"]);
     assert_eq!(refused.state, RunState::Paused, "the run state still wins");
 }
+
+#[tokio::test]
+async fn paused_for_names_only_the_modules_paused_for_that_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = start(dir.path(), FILE).await;
+    a.control
+        .act("hb", Action::Pause, "command")
+        .await
+        .expect("pause");
+    a.control
+        .act("disk", Action::Pause, "drain")
+        .await
+        .expect("pause");
+    assert_eq!(super::paused_for(&a.outbox, "drain"), ["disk"]);
+    assert_eq!(super::paused_for(&a.outbox, "command"), ["hb"]);
+    a.control
+        .act("disk", Action::Resume, "undrain")
+        .await
+        .expect("resume");
+    assert!(super::paused_for(&a.outbox, "drain").is_empty());
+    a.stop().await;
+}

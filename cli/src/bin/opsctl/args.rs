@@ -141,6 +141,21 @@ pub struct ModuleTargets {
     pub targets: Targets,
 }
 
+#[derive(Args, Debug)]
+pub struct ResumeTargets {
+    /// The module instance to resume (e.g. `log`); or `--all-modules`.
+    #[arg(
+        required_unless_present = "all_modules",
+        conflicts_with = "all_modules"
+    )]
+    pub module: Option<String>,
+    /// Resume every paused module on the target hosts.
+    #[arg(long)]
+    pub all_modules: bool,
+    #[command(flatten)]
+    pub targets: Targets,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum BackupCommand {
     /// Run a backup job now, outside its schedule, and report the archive written.
@@ -231,8 +246,9 @@ pub enum Command {
     Alerts(views::AlertsArgs),
     /// Pause a module: it stays scheduled but does not run until resumed (survives restarts).
     Pause(ModuleTargets),
-    /// Resume a paused module.
-    Resume(ModuleTargets),
+    /// Resume a paused module, or with `--all-modules` every paused module (whoever paused
+    /// it): `opsctl resume log --host web-01`, `opsctl resume --all-modules --host web-01`.
+    Resume(ResumeTargets),
     /// Disable a module: it does not run and reports itself disabled (survives restarts).
     Disable(ModuleTargets),
     /// Enable a disabled module.
@@ -240,8 +256,13 @@ pub enum Command {
     /// A command that does nothing: proves the command path to the agents under the current
     /// epoch (failover drills use it).
     Noop(Targets),
-    /// Pause every module and flush the outbox (before maintenance).
+    /// Put hosts in maintenance: pause every running module except the heartbeat and flush
+    /// the outbox. The host stays visibly alive and no alert pages for it until `undrain`;
+    /// `hosts` and `status` show it in maintenance.
     Drain(Targets),
+    /// Take hosts out of maintenance: resume exactly the modules the drain paused (modules
+    /// paused before the drain stay paused); alerts judge the host again.
+    Undrain(Targets),
     /// Backups on demand: `opsctl backup run [--job J] --host H | --all`.
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -345,10 +366,9 @@ impl Command {
     /// The targets of a command verb; `None` for the other subcommands.
     fn targets(&self) -> Option<&Targets> {
         match self {
-            Command::Pause(m) | Command::Resume(m) | Command::Disable(m) | Command::Enable(m) => {
-                Some(&m.targets)
-            }
-            Command::Noop(t) | Command::Drain(t) => Some(t),
+            Command::Pause(m) | Command::Disable(m) | Command::Enable(m) => Some(&m.targets),
+            Command::Resume(r) => Some(&r.targets),
+            Command::Noop(t) | Command::Drain(t) | Command::Undrain(t) => Some(t),
             Command::Backup(BackupCommand::Run { targets, .. })
             | Command::Restore { targets, .. }
             | Command::Config(ConfigCommand::Apply { targets, .. })

@@ -107,13 +107,11 @@ async fn dispatch(
             .await
         }
         Command::Resume(m) => {
-            run_request(
-                api,
-                CommandAction::Resume { module: m.module },
-                m.targets,
-                output,
-            )
-            .await
+            let action = match m.module {
+                Some(module) if !m.all_modules => CommandAction::Resume { module },
+                _ => CommandAction::ResumeAll,
+            };
+            run_request(api, action, m.targets, output).await
         }
         Command::Disable(m) => {
             run_request(
@@ -135,6 +133,7 @@ async fn dispatch(
         }
         Command::Noop(t) => run_request(api, CommandAction::Noop, t, output).await,
         Command::Drain(t) => run_request(api, CommandAction::Drain, t, output).await,
+        Command::Undrain(t) => run_request(api, CommandAction::Undrain, t, output).await,
         Command::Backup(BackupCommand::Run { what, targets }) => {
             run_request(api, what.request(), targets, output).await
         }

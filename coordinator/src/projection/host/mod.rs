@@ -11,6 +11,8 @@ use opsfleet_proto::EventEnvelope;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod forget;
+
 use super::bounds::{
     capped_entry, clip, CONFIG_BYTES_KEPT, DISKS_KEPT, INCARNATIONS_KEPT, LABELS_KEPT,
     MODULES_KEPT, NAME_BYTES_KEPT, TEXT_BYTES_KEPT,
@@ -263,6 +265,9 @@ impl HostState {
                     self.agent_version = clip(&hb.agent_version);
                     self.outbox_pending = hb.outbox_pending;
                 }
+                if self.is_current(&version) {
+                    forget::after_heartbeat(self, hb, &version);
+                }
                 for m in &hb.modules {
                     let modules = (&mut self.modules, &mut self.truncated.modules);
                     let Some(entry) = module_entry(modules.0, modules.1, &m.name, &m.kind, &version)
@@ -329,7 +334,11 @@ impl HostState {
                     entry.state = ModuleState::from_wire(ms.state);
                     entry.reason = clip(&ms.reason);
                     entry.config_fingerprint = clip(&ms.config_fingerprint);
-                    entry.version = version;
+                    entry.version = version.clone();
+                    if !ms.config_toml.is_empty() {
+                        let kind = entry.kind.clone();
+                        forget::after_config(self, &kind, &version);
+                    }
                 }
             }
             Body::EventsDropped(d) => {
