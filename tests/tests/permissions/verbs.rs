@@ -41,6 +41,7 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
         ("enable", act(&["heartbeat"]), Need::Operator, true),
         ("noop", act(&[]), Need::Operator, true),
         ("drain", act(&[]), Need::Operator, true),
+        ("undrain", act(&[]), Need::Operator, true),
         // web-01 has no backup module: once the role is checked, the coordinator refuses
         // these for that reason (targeting is checked before anything is sent).
         (
@@ -95,6 +96,14 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
             false,
         ),
         ("failover", s(&["--wait", "60s"]), Need::Operator, true),
+        // Local verbs: they talk to no coordinator, so every role (and none) may run them.
+        ("completion", s(&["bash"]), Need::Viewer, true),
+        (
+            "man",
+            s(&["--dir", &format!("{config}.man")]),
+            Need::Viewer,
+            true,
+        ),
     ]
 }
 
