@@ -21,14 +21,19 @@ use crate::emit::Emitter;
 use crate::notify::{Delivery, Notifier};
 use crate::state::Shared;
 
+use super::rules::Condition;
 use super::{
     evaluate_with, liveness_body, notification_of, stream_condition, transition_body, undelivered,
-    AlertsConfig, Memory, Rules, State, StreamUsage,
+    AlertsConfig, Memory, Rules, State, StreamUsage, Transition,
 };
 
 /// How long a recorded transition may take to come back through ingest before the evaluator
 /// decides it again (a retry is harmless: the fold ignores a repeated state).
 const FOLD_BACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Alert id → (state and value recorded, when): not decided again until folded back (a
+/// firing alert's refreshed value too).
+type InFlight = HashMap<String, (State, String, Instant)>;
 /// Patience of one emit.
 const EMIT_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -149,7 +154,7 @@ impl Engine {
         let mut memory = Memory::default();
         // alert id → (state and value recorded, when): not decided again until folded back
         // (a firing alert's refreshed value too).
-        let mut in_flight: HashMap<String, (State, String, Instant)> = HashMap::new();
+        let mut in_flight = InFlight::new();
         let mut term = 0;
         let mut usage: Option<StreamUsage> = None;
         let mut tick = tokio::time::interval(self.cfg.interval);
@@ -168,68 +173,88 @@ impl Engine {
                 memory = Memory::since(now_unix_ms());
                 in_flight.clear();
             }
-            // The events stream's fill level against its byte limit (`events_stream_full`).
-            // Unreadable this tick: the last reading stands, rather than a clear condition.
-            match self.stream.get_info().await {
-                Ok(info) => {
-                    usage = Some(StreamUsage {
-                        bytes: info.state.bytes,
-                        max_bytes: info.config.max_bytes,
-                    })
-                }
-                Err(e) => {
-                    warn!(error = %ErrorChain(&e), "cannot read the event stream's usage; using the last reading")
-                }
-            }
+            usage = self.stream_usage(usage).await;
             let extra =
                 usage.and_then(|u| stream_condition(&self.rules, subjects::EVENTS_STREAM, u));
-            let now = now_unix_ms();
-            let decided = {
-                let fleet = self.shared.fleet();
-                let records = &fleet.alerts().alerts;
-                in_flight.retain(|id, (state, value, at)| {
-                    let folded = (records.get(id))
-                        .is_some_and(|r| r.state == Some(*state) && r.value == *value);
-                    !folded && at.elapsed() < FOLD_BACK_WAIT
-                });
-                evaluate_with(
-                    &self.rules,
-                    &fleet,
-                    extra.into_iter().collect(),
-                    &mut memory,
-                    now,
-                )
-            };
-            let decided: Vec<_> = decided
-                .into_iter()
-                .filter(|t| {
-                    in_flight
-                        .get(&t.alert_id)
-                        .is_none_or(|(s, _, _)| *s != t.to)
-                })
-                .collect();
+            let decided = self.decide(&mut memory, &mut in_flight, extra, now_unix_ms());
             if decided.is_empty() {
                 continue;
-            }
-            let mut bodies = Vec::with_capacity(decided.len());
-            for t in &decided {
-                bodies.push(transition_body(t, epoch));
-                bodies.extend(liveness_body(t, epoch));
             }
             // Fencing at the source: evaluation read state; record only in the same term.
             if !gate.still(epoch) {
                 continue;
             }
-            match self.emitter.emit_all(bodies, EMIT_PATIENCE).await {
-                Ok(_) => {
-                    for t in decided {
-                        info!(alert = %t.alert_id, state = %t.to, epoch, summary = %t.summary, "alert transition");
-                        in_flight.insert(t.alert_id, (t.to, t.value, Instant::now()));
-                    }
+            self.record(decided, epoch, &mut in_flight).await;
+        }
+    }
+
+    /// The events stream's fill level against its byte limit (`events_stream_full`).
+    /// Unreadable: the `last` reading stands, rather than a clear condition.
+    async fn stream_usage(&self, last: Option<StreamUsage>) -> Option<StreamUsage> {
+        match self.stream.get_info().await {
+            Ok(info) => Some(StreamUsage {
+                bytes: info.state.bytes,
+                max_bytes: info.config.max_bytes,
+            }),
+            Err(e) => {
+                warn!(error = %ErrorChain(&e), "cannot read the event stream's usage; using the last reading");
+                last
+            }
+        }
+    }
+
+    /// The transitions to record at `now`: the rules' decisions, less those recorded and not
+    /// folded back yet (`in_flight`, pruned of what was folded or waited for too long).
+    fn decide(
+        &self,
+        memory: &mut Memory,
+        in_flight: &mut InFlight,
+        extra: Option<Condition>,
+        now: i64,
+    ) -> Vec<Transition> {
+        let decided = {
+            let fleet = self.shared.fleet();
+            let records = &fleet.alerts().alerts;
+            in_flight.retain(|id, (state, value, at)| {
+                let folded =
+                    (records.get(id)).is_some_and(|r| r.state == Some(*state) && r.value == *value);
+                !folded && at.elapsed() < FOLD_BACK_WAIT
+            });
+            evaluate_with(
+                &self.rules,
+                &fleet,
+                extra.into_iter().collect(),
+                memory,
+                now,
+            )
+        };
+        decided
+            .into_iter()
+            .filter(|t| {
+                in_flight
+                    .get(&t.alert_id)
+                    .is_none_or(|(s, _, _)| *s != t.to)
+            })
+            .collect()
+    }
+
+    /// Records `decided` as events of term `epoch` (with the liveness events that go with
+    /// them); each is in flight until folded back.
+    async fn record(&self, decided: Vec<Transition>, epoch: u64, in_flight: &mut InFlight) {
+        let mut bodies = Vec::with_capacity(decided.len());
+        for t in &decided {
+            bodies.push(transition_body(t, epoch));
+            bodies.extend(liveness_body(t, epoch));
+        }
+        match self.emitter.emit_all(bodies, EMIT_PATIENCE).await {
+            Ok(_) => {
+                for t in decided {
+                    info!(alert = %t.alert_id, state = %t.to, epoch, summary = %t.summary, "alert transition");
+                    in_flight.insert(t.alert_id, (t.to, t.value, Instant::now()));
                 }
-                Err(e) => {
-                    warn!(error = %ErrorChain(&e), "cannot record alert transitions; will retry")
-                }
+            }
+            Err(e) => {
+                warn!(error = %ErrorChain(&e), "cannot record alert transitions; will retry")
             }
         }
     }

@@ -18,7 +18,7 @@ mod follow;
 mod issue;
 mod show;
 
-use args::{BackupCommand, Cli, Command, ConfigCommand, ConnArgs, Output};
+use args::{BackupCommand, Cli, Command, ConfigCommand, ConnArgs, Output, Targets};
 use issue::run_request;
 use opsfleet_proto::api::CommandAction;
 
@@ -90,6 +90,10 @@ async fn dispatch(
     command: Command,
     output: Output,
 ) -> anyhow::Result<()> {
+    let command = match command_request(command)? {
+        Ok((action, targets)) => return run_request(api, action, targets, output).await,
+        Err(other) => other,
+    };
     match command {
         Command::Status { host, coordinator } => show::status(api, host, coordinator, output).await,
         Command::Leader => show::leader(api, output).await,
@@ -97,57 +101,6 @@ async fn dispatch(
         Command::Backups(a) => show::backups(api, a, output).await,
         Command::Incidents(a) => show::incidents(api, a, output).await,
         Command::Alerts(a) => show::alerts(api, a, output).await,
-        Command::Pause(m) => {
-            run_request(
-                api,
-                CommandAction::Pause { module: m.module },
-                m.targets,
-                output,
-            )
-            .await
-        }
-        Command::Resume(m) => {
-            let action = match m.module {
-                Some(module) if !m.all_modules => CommandAction::Resume { module },
-                _ => CommandAction::ResumeAll,
-            };
-            run_request(api, action, m.targets, output).await
-        }
-        Command::Disable(m) => {
-            run_request(
-                api,
-                CommandAction::Disable { module: m.module },
-                m.targets,
-                output,
-            )
-            .await
-        }
-        Command::Enable(m) => {
-            run_request(
-                api,
-                CommandAction::Enable { module: m.module },
-                m.targets,
-                output,
-            )
-            .await
-        }
-        Command::Noop(t) => run_request(api, CommandAction::Noop, t, output).await,
-        Command::Drain(t) => run_request(api, CommandAction::Drain, t, output).await,
-        Command::Undrain(t) => run_request(api, CommandAction::Undrain, t, output).await,
-        Command::Backup(BackupCommand::Run { what, targets }) => {
-            run_request(api, what.request(), targets, output).await
-        }
-        Command::Restore { what, targets } => {
-            // A relative --target is a usage error (exit 2).
-            let request = what.request().map_err(|e| exit::Usage(e.to_string()))?;
-            run_request(api, request, targets, output).await
-        }
-        Command::Config(ConfigCommand::Apply { what, targets }) => {
-            run_request(api, what.request()?, targets, output).await
-        }
-        Command::Config(ConfigCommand::Rollback { what, targets }) => {
-            run_request(api, what.request(), targets, output).await
-        }
         Command::Config(ConfigCommand::Show(a)) => configs::show(api, a, output).await,
         Command::Config(ConfigCommand::History(a)) => configs::history(api, a, output).await,
         Command::Config(ConfigCommand::Diff(a)) => configs::diff(api, a, output).await,
@@ -169,5 +122,36 @@ async fn dispatch(
         Command::Failover { to, wait, .. } => failover::failover(api, to, wait, output).await,
         Command::Completion { shell } => docs::completion(shell),
         Command::Man { dir } => docs::man_pages(&dir),
+        // Command verbs were sent above.
+        verb => anyhow::bail!("opsctl cannot run {verb:?} here"),
     }
+}
+
+/// The action and targets of a command verb (sent by `run_request`); any other subcommand
+/// comes back as it was.
+fn command_request(command: Command) -> anyhow::Result<Result<(CommandAction, Targets), Command>> {
+    Ok(Ok(match command {
+        Command::Pause(m) => (CommandAction::Pause { module: m.module }, m.targets),
+        Command::Resume(m) => {
+            let action = match m.module {
+                Some(module) if !m.all_modules => CommandAction::Resume { module },
+                _ => CommandAction::ResumeAll,
+            };
+            (action, m.targets)
+        }
+        Command::Disable(m) => (CommandAction::Disable { module: m.module }, m.targets),
+        Command::Enable(m) => (CommandAction::Enable { module: m.module }, m.targets),
+        Command::Noop(t) => (CommandAction::Noop, t),
+        Command::Drain(t) => (CommandAction::Drain, t),
+        Command::Undrain(t) => (CommandAction::Undrain, t),
+        Command::Backup(BackupCommand::Run { what, targets }) => (what.request(), targets),
+        // A relative --target is a usage error (exit 2).
+        Command::Restore { what, targets } => (
+            what.request().map_err(|e| exit::Usage(e.to_string()))?,
+            targets,
+        ),
+        Command::Config(ConfigCommand::Apply { what, targets }) => (what.request()?, targets),
+        Command::Config(ConfigCommand::Rollback { what, targets }) => (what.request(), targets),
+        other => return Ok(Err(other)),
+    }))
 }
