@@ -96,7 +96,7 @@ pub fn render(rows: &[LeaderRow], now_unix_ms: i64) -> String {
                 p.name.clone(),
                 p.color.clone(),
                 p.role.to_string(),
-                p.epoch.to_string(),
+                crate::render::epoch_cell(p.epoch),
                 p.applied_stream_seq.to_string(),
                 p.behind.to_string(),
                 "answering".to_owned(),

@@ -60,6 +60,16 @@ fn gaps(h: &HostView) -> String {
     format!("{missing} missing in {} range(s)", h.gaps.len())
 }
 
+/// A coordinator's epoch as shown: `-` while it acts under none (a standby, or before the
+/// election), not a misleading 0.
+pub fn epoch_cell(epoch: u64) -> String {
+    if epoch == 0 {
+        "-".to_owned()
+    } else {
+        epoch.to_string()
+    }
+}
+
 /// `opsctl status` as a header line plus a table of hosts.
 pub fn status(reply: &StatusReply, now_unix_ms: i64) -> String {
     let r = &reply.responder;
@@ -68,7 +78,7 @@ pub fn status(reply: &StatusReply, now_unix_ms: i64) -> String {
         inert(&r.name),
         inert(&r.color),
         inert(r.role.as_str()),
-        r.epoch,
+        epoch_cell(r.epoch),
         r.applied_stream_seq,
         r.behind,
         reply.log_events,

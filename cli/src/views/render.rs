@@ -16,7 +16,7 @@ pub fn answered_by(r: &Responder) -> String {
         "answered by {} ({}, epoch {}, behind {})\n",
         inert(&r.name),
         inert(r.role.as_str()),
-        r.epoch,
+        crate::render::epoch_cell(r.epoch),
         r.behind
     )
 }
