@@ -358,6 +358,7 @@ impl HostState {
             | Body::RestoreFailed(_)
             | Body::Janitor(_)
             | Body::ConfigRejected(_)
+            | Body::Service(_)
             // Coordinator bodies are folded by `Fleet` into the coordinators' rows; one
             // published under a host's module is ignored.
             | Body::Leadership(_)

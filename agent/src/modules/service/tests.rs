@@ -1,0 +1,158 @@
+//! Supervisor tests with short real processes: restarts with backoff, stop with SIGTERM then
+//! SIGKILL after the grace.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use opsfleet_proto::pb;
+
+use super::supervisor::{next_backoff, Supervisor};
+use crate::config::{ServiceConfig, ServiceManager};
+
+fn cfg(script: &str) -> ServiceConfig {
+    ServiceConfig {
+        name: Some("app".to_owned()),
+        interval: Duration::from_secs(1),
+        manager: ServiceManager::Process,
+        argv: vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()],
+        workdir: None,
+        env: Default::default(),
+        stdout: None,
+        stderr: None,
+        stop_grace: Duration::from_secs(10),
+        restart_backoff_min: Duration::from_millis(100),
+        restart_backoff_max: Duration::from_millis(400),
+    }
+}
+
+fn start(cfg: ServiceConfig) -> (Supervisor, mpsc::Receiver<pb::ServiceState>) {
+    let (tx, rx) = mpsc::channel();
+    let sup = Supervisor::start(
+        "app".to_owned(),
+        cfg,
+        Box::new(move |s| {
+            let _ = tx.send(s);
+        }),
+    )
+    .expect("supervisor starts");
+    (sup, rx)
+}
+
+/// Collects states until one matches `done` (bounded: 30 s).
+fn until(
+    rx: &mpsc::Receiver<pb::ServiceState>,
+    seen: &mut Vec<pb::ServiceState>,
+    done: impl Fn(&pb::ServiceState) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(s) = rx.recv_timeout(Duration::from_millis(200)) {
+            let hit = done(&s);
+            seen.push(s);
+            if hit {
+                return;
+            }
+        }
+    }
+    panic!("no matching state within 30 s; seen {seen:?}");
+}
+
+fn state(s: &pb::ServiceState) -> pb::ServiceRunState {
+    pb::ServiceRunState::try_from(s.state).unwrap_or(pb::ServiceRunState::Unspecified)
+}
+
+#[test]
+fn backoff_doubles_up_to_the_cap_and_resets_after_a_long_run() {
+    let c = cfg("true");
+    let short = Duration::from_millis(10);
+    let first = next_backoff(&c, None, short);
+    assert_eq!(first, Duration::from_millis(100));
+    let second = next_backoff(&c, Some(first), short);
+    assert_eq!(second, Duration::from_millis(200));
+    let third = next_backoff(&c, Some(second), short);
+    assert_eq!(third, Duration::from_millis(400));
+    assert_eq!(next_backoff(&c, Some(third), short), third, "capped");
+    assert_eq!(
+        next_backoff(&c, Some(third), Duration::from_secs(1)),
+        Duration::from_millis(100),
+        "a run as long as the cap resets the backoff"
+    );
+}
+
+#[test]
+fn a_child_that_exits_is_restarted_with_growing_waits() {
+    let (mut sup, rx) = start(cfg("exit 3"));
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| {
+        state(s) == pb::ServiceRunState::Running && s.restarts >= 3
+    });
+    sup.stop();
+    let failed: Vec<_> = seen
+        .iter()
+        .filter(|s| state(s) == pb::ServiceRunState::Failed)
+        .collect();
+    assert!(failed.len() >= 3, "{seen:?}");
+    assert!(failed
+        .iter()
+        .all(|s| s.exit_detail == "exited with status 3"));
+    let runs: Vec<_> = seen
+        .iter()
+        .filter(|s| state(s) == pb::ServiceRunState::Running)
+        .collect();
+    assert!(runs.iter().all(|s| s.pid > 0 && s.manager == "process"));
+    let restarts: Vec<u64> = runs.iter().map(|s| s.restarts).collect();
+    assert_eq!(restarts, vec![0, 1, 2, 3], "{seen:?}");
+    // Waits between starts: at least 100, 200, 400 ms (doubling from the minimum).
+    for (i, want) in [100, 200, 400].into_iter().enumerate() {
+        let gap = runs[i + 1].since_unix_ms - runs[i].since_unix_ms;
+        assert!(gap >= want, "start {i} -> {}: {gap} ms < {want} ms", i + 1);
+    }
+}
+
+#[test]
+fn stop_ends_a_child_with_sigterm_before_the_grace() {
+    let (mut sup, rx) = start(cfg("sleep 30"));
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Running);
+    let t0 = Instant::now();
+    sup.stop();
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    let states: Vec<_> = rx.try_iter().collect();
+    let kinds: Vec<_> = states.iter().map(state).collect();
+    assert_eq!(
+        kinds,
+        vec![pb::ServiceRunState::Stopping, pb::ServiceRunState::Stopped]
+    );
+    let detail = &states[1].exit_detail;
+    assert!(
+        detail == "killed by signal 15" || detail == "exited with status 143",
+        "{detail}"
+    );
+}
+
+#[test]
+fn stop_kills_a_child_that_ignores_sigterm_after_the_grace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready");
+    let mut c = cfg(&format!(
+        "trap '' TERM; touch {}; sleep 30",
+        ready.display()
+    ));
+    c.stop_grace = Duration::from_millis(500);
+    let (mut sup, rx) = start(c);
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Running);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the child never set its trap");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t0 = Instant::now();
+    sup.stop();
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    let last = rx.try_iter().last().expect("a stopped state");
+    assert_eq!(state(&last), pb::ServiceRunState::Stopped);
+    assert_eq!(last.exit_detail, "killed by signal 9 after the stop grace");
+}
