@@ -19,6 +19,7 @@ use super::bounds::{
 };
 use super::runbooks::Runbooks;
 use super::seq::{Closed, SeqTrack, Version};
+use super::services::{self, ServiceRow};
 use super::Verdict;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +139,10 @@ pub struct HostState {
     /// The labels of the agent's newest heartbeat (what `--label k=v` selects on).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Supervised services by name, as their newest `service` event told (absent from the
+    /// row while there are none, so rows of hosts without services are as before).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ServiceRow>,
     /// What was dropped to keep this host within the caps (absent from the row while nothing
     /// was, so rows of hosts within them are as before).
     #[serde(default, skip_serializing_if = "Truncated::is_empty")]
@@ -165,6 +170,7 @@ impl HostState {
             modules: BTreeMap::new(),
             runbooks: Runbooks::default(),
             labels: BTreeMap::new(),
+            services: BTreeMap::new(),
             truncated: Truncated::default(),
         }
     }
@@ -344,6 +350,9 @@ impl HostState {
             Body::EventsDropped(d) => {
                 self.dropped_by_agent += d.count;
             }
+            Body::Service(s) => {
+                services::fold(&mut self.services, s, &version, &mut self.truncated.services);
+            }
             // Folded by `Runbooks::apply` above.
             Body::LogMatch(_)
             | Body::LogSuppressed(_)
@@ -358,7 +367,6 @@ impl HostState {
             | Body::RestoreFailed(_)
             | Body::Janitor(_)
             | Body::ConfigRejected(_)
-            | Body::Service(_)
             // Coordinator bodies are folded by `Fleet` into the coordinators' rows; one
             // published under a host's module is ignored.
             | Body::Leadership(_)
