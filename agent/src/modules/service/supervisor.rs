@@ -1,6 +1,7 @@
 //! The `process` manager's supervisor: a thread that starts the child, waits for it, records
 //! each exit and restarts it after a capped backoff, and on stop sends SIGTERM to the child's
-//! process group, then SIGKILL after the grace. Each state change goes to a callback.
+//! process group, then SIGKILL after the grace. Each state change goes to a callback. A child
+//! a crashed agent left running (see `adopt`) is watched instead of started again.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -15,6 +16,7 @@ use nix::unistd::Pid;
 use opsfleet_proto::pb;
 use tracing::{info, warn};
 
+use super::adopt::{adoptable, alive, ChildRecord};
 use crate::config::ServiceConfig;
 
 /// How often a running child is checked for an exit (and the stop flag read).
@@ -54,8 +56,14 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Starts supervising `cfg` (module `name`) on a thread of its own.
-    pub fn start(name: String, cfg: ServiceConfig, on_state: OnState) -> std::io::Result<Self> {
+    /// Starts supervising `cfg` (module `name`) on a thread of its own; `adopt` is the child a
+    /// previous agent left running, taken over if it still runs with the same config.
+    pub fn start(
+        name: String,
+        cfg: ServiceConfig,
+        adopt: Option<ChildRecord>,
+        on_state: OnState,
+    ) -> std::io::Result<Self> {
         let stop: StopFlag = Arc::new((Mutex::new(false), Condvar::new()));
         let run = Run {
             name,
@@ -66,7 +74,7 @@ impl Supervisor {
         };
         let thread = std::thread::Builder::new()
             .name("service-supervisor".to_owned())
-            .spawn(move || run.supervise())?;
+            .spawn(move || run.supervise(adopt))?;
         Ok(Supervisor {
             stop,
             thread: Some(thread),
@@ -137,7 +145,7 @@ impl Run {
         (self.on_state)(s);
     }
 
-    fn supervise(mut self) {
+    fn supervise(mut self, mut adopt: Option<ChildRecord>) {
         let mut backoff = None;
         let mut last_detail = String::new();
         loop {
@@ -146,24 +154,17 @@ impl Run {
                 return;
             }
             let started = Instant::now();
-            match spawn(&self.cfg) {
-                Ok(child) => {
-                    let pid = child.id();
-                    info!(service = %self.name, pid, restarts = self.restarts, "service started");
-                    self.emit(pb::ServiceRunState::Running, pid, last_detail.clone());
-                    match self.watch(child) {
-                        Watched::Exited(status) => last_detail = exit_detail(status),
-                        Watched::Stopped(detail) => {
-                            self.emit(pb::ServiceRunState::Stopped, 0, detail);
-                            return;
-                        }
-                    }
-                    warn!(service = %self.name, detail = %last_detail, "service exited");
+            let watched = match adopt.take() {
+                Some(rec) => self.adopt(rec),
+                None => self.run_child(&last_detail),
+            };
+            match watched {
+                Watched::Exited(detail) => last_detail = detail,
+                Watched::Stopped(detail) => {
+                    self.emit(pb::ServiceRunState::Stopped, 0, detail);
+                    return;
                 }
-                Err(e) => {
-                    last_detail = format!("cannot start {:?}: {e}", self.cfg.argv.first());
-                    warn!(service = %self.name, detail = %last_detail, "service did not start");
-                }
+                Watched::NotAdopted => continue,
             }
             self.emit(pb::ServiceRunState::Failed, 0, last_detail.clone());
             let wait = next_backoff(&self.cfg, backoff, started.elapsed());
@@ -175,11 +176,58 @@ impl Run {
         }
     }
 
+    /// Starts the child and watches it; `last_detail` (how the previous run ended) goes with
+    /// the running state.
+    fn run_child(&mut self, last_detail: &str) -> Watched {
+        match spawn(&self.cfg) {
+            Ok(child) => {
+                let pid = child.id();
+                info!(service = %self.name, pid, restarts = self.restarts, "service started");
+                self.emit(pb::ServiceRunState::Running, pid, last_detail.to_owned());
+                let watched = self.watch(child);
+                if let Watched::Exited(detail) = &watched {
+                    warn!(service = %self.name, detail = %detail, "service exited");
+                }
+                watched
+            }
+            Err(e) => {
+                let detail = format!("cannot start {:?}: {e}", self.cfg.argv.first());
+                warn!(service = %self.name, detail = %detail, "service did not start");
+                Watched::Exited(detail)
+            }
+        }
+    }
+
+    /// Takes over the child a previous agent left running; one with another config is stopped
+    /// first (then `NotAdopted`: start the current config).
+    fn adopt(&mut self, rec: ChildRecord) -> Watched {
+        if !adoptable(&rec, &self.cfg) {
+            if alive(&rec) {
+                info!(service = %self.name, pid = rec.pid, "stopping the previous agent's child (config changed)");
+                terminate_adopted(&rec, self.cfg.stop_grace);
+            }
+            return Watched::NotAdopted;
+        }
+        info!(service = %self.name, pid = rec.pid, "service adopted");
+        let adopted = "adopted after an agent restart".to_owned();
+        self.emit(pb::ServiceRunState::Running, rec.pid, adopted);
+        loop {
+            if !alive(&rec) {
+                // Not our child: its exit status went to its new parent.
+                return Watched::Exited("exited (adopted: status not observable)".to_owned());
+            }
+            if self.wait_stop(POLL) {
+                self.emit(pb::ServiceRunState::Stopping, rec.pid, String::new());
+                return Watched::Stopped(terminate_adopted(&rec, self.cfg.stop_grace));
+            }
+        }
+    }
+
     /// Waits for the child to exit, or stops it when asked.
     fn watch(&mut self, mut child: Child) -> Watched {
         loop {
             match child.try_wait() {
-                Ok(Some(status)) => return Watched::Exited(status),
+                Ok(Some(status)) => return Watched::Exited(exit_detail(status)),
                 Ok(None) => {}
                 Err(e) => warn!(service = %self.name, error = %e, "cannot poll the child"),
             }
@@ -192,9 +240,30 @@ impl Run {
 }
 
 enum Watched {
-    Exited(ExitStatus),
+    /// Ended on its own (or did not start); how.
+    Exited(String),
     /// Stopped on request; how it ended.
     Stopped(String),
+    /// The previous agent's child was not taken over: start one.
+    NotAdopted,
+}
+
+/// SIGTERM to an adopted child's group, SIGKILL after `grace`; how it ended.
+fn terminate_adopted(rec: &ChildRecord, grace: Duration) -> String {
+    let Ok(raw) = i32::try_from(rec.pid) else {
+        return "pid out of range".to_owned();
+    };
+    let group = Pid::from_raw(raw);
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !alive(rec) {
+            return "stopped (adopted: status not observable)".to_owned();
+        }
+        std::thread::sleep(POLL.min(grace));
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    "killed after the stop grace (adopted)".to_owned()
 }
 
 /// SIGTERM to the child's process group, SIGKILL after `grace`; how it ended.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use opsfleet_proto::pb;
 
+use super::adopt::{self, ChildRecord};
 use super::supervisor::{next_backoff, Supervisor};
 use crate::config::{ServiceConfig, ServiceManager};
 
@@ -26,10 +27,18 @@ fn cfg(script: &str) -> ServiceConfig {
 }
 
 fn start(cfg: ServiceConfig) -> (Supervisor, mpsc::Receiver<pb::ServiceState>) {
+    start_adopting(cfg, None)
+}
+
+fn start_adopting(
+    cfg: ServiceConfig,
+    adopt: Option<ChildRecord>,
+) -> (Supervisor, mpsc::Receiver<pb::ServiceState>) {
     let (tx, rx) = mpsc::channel();
     let sup = Supervisor::start(
         "app".to_owned(),
         cfg,
+        adopt,
         Box::new(move |s| {
             let _ = tx.send(s);
         }),
@@ -155,4 +164,73 @@ fn stop_kills_a_child_that_ignores_sigterm_after_the_grace() {
     let last = rx.try_iter().last().expect("a stopped state");
     assert_eq!(state(&last), pb::ServiceRunState::Stopped);
     assert_eq!(last.exit_detail, "killed by signal 9 after the stop grace");
+}
+
+/// A child in its own process group, as a previous agent would have left it.
+fn orphan(argv: &[&str]) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .process_group(0)
+        .spawn()
+        .expect("spawn")
+}
+
+fn argv_cfg(argv: &[&str]) -> ServiceConfig {
+    let mut c = cfg("unused");
+    c.argv = argv.iter().map(|a| (*a).to_owned()).collect();
+    c
+}
+
+#[test]
+fn a_live_child_of_a_previous_agent_is_adopted_not_started_again() {
+    let mut left = orphan(&["sleep", "30"]);
+    let c = argv_cfg(&["sleep", "30"]);
+    let rec = adopt::record(left.id(), &c).expect("the child runs");
+    let (mut sup, rx) = start_adopting(c, Some(rec));
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Running);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].pid, left.id());
+    assert_eq!(seen[0].exit_detail, "adopted after an agent restart");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rx.try_iter().next().is_none(), "no second start");
+    sup.stop();
+    let kinds: Vec<_> = rx.try_iter().map(|s| state(&s)).collect();
+    assert_eq!(
+        kinds,
+        vec![pb::ServiceRunState::Stopping, pb::ServiceRunState::Stopped]
+    );
+    let status = left.wait().expect("reaped");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(15)
+    );
+}
+
+#[test]
+fn a_changed_config_replaces_the_old_child_and_a_reused_pid_is_left_alone() {
+    // Started with another config: stopped, and the current config started.
+    let mut old = orphan(&["sleep", "30"]);
+    let rec = adopt::record(old.id(), &argv_cfg(&["sleep", "30"])).expect("runs");
+    let (mut sup, rx) = start_adopting(argv_cfg(&["sleep", "31"]), Some(rec));
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Running);
+    assert_ne!(seen[0].pid, old.id());
+    assert!(old.wait().is_ok_and(|s| !s.success()), "old child stopped");
+    sup.stop();
+
+    // Same pid but another start time (a reused pid): not ours, not touched.
+    let mut other = orphan(&["sleep", "30"]);
+    let c = argv_cfg(&["sleep", "30"]);
+    let mut rec = adopt::record(other.id(), &c).expect("runs");
+    rec.start_ticks += 1;
+    let (mut sup, rx) = start_adopting(c, Some(rec));
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Running);
+    assert_ne!(seen[0].pid, other.id());
+    sup.stop();
+    assert!(other.try_wait().expect("poll").is_none(), "left running");
+    let _ = other.kill();
+    let _ = other.wait();
 }
