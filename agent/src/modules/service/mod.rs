@@ -19,7 +19,8 @@ pub use supervisor::{exit_detail, next_backoff, Supervisor};
 
 /// The module: the supervisor runs continuously; each tick returns the `ServiceState`s it
 /// reported since the previous one. Dropping the module (agent stop, reconfiguration) stops
-/// the child: SIGTERM, SIGKILL after `stop_grace`; the drop blocks until then.
+/// the child: SIGTERM, SIGKILL after `stop_grace`; the drop blocks until then (off the async
+/// workers' duty on a multi-thread runtime, so other modules stop meanwhile).
 pub struct ServiceModule {
     name: String,
     cfg: ServiceConfig,
@@ -108,6 +109,21 @@ impl Module for ServiceModule {
         self.saved = self.child.clone();
         let value = self.child.as_ref().and_then(|c| serde_json::to_vec(c).ok());
         vec![(CHILD_KEY.to_owned(), value)]
+    }
+}
+
+impl Drop for ServiceModule {
+    fn drop(&mut self) {
+        let Some(mut sup) = self.supervisor.take() else {
+            return;
+        };
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi {
+            tokio::task::block_in_place(|| sup.stop());
+        } else {
+            sup.stop();
+        }
     }
 }
 

@@ -234,3 +234,27 @@ fn a_changed_config_replaces_the_old_child_and_a_reused_pid_is_left_alone() {
     let _ = other.kill();
     let _ = other.wait();
 }
+
+#[test]
+fn the_child_gets_its_env_and_workdir_and_its_output_is_appended_to_the_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, err) = (dir.path().join("out.log"), dir.path().join("err.log"));
+    std::fs::write(&out, "before\n").expect("seed");
+    let mut c = cfg("echo \"$GREETING from $(pwd)\"; echo oops >&2; exit 2");
+    c.env.insert("GREETING".to_owned(), "hello".to_owned());
+    c.workdir = Some(dir.path().to_owned());
+    c.stdout = Some(out.clone());
+    c.stderr = Some(err.clone());
+    let (mut sup, rx) = start(c);
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| {
+        s.restarts >= 1 && state(s) == pb::ServiceRunState::Failed
+    });
+    sup.stop();
+    let line = format!("hello from {}", dir.path().display());
+    let out_text = std::fs::read_to_string(&out).expect("stdout file");
+    assert!(out_text.starts_with("before\n"), "{out_text}");
+    assert_eq!(out_text.matches(&line).count(), 2, "{out_text}");
+    let err_text = std::fs::read_to_string(&err).expect("stderr file");
+    assert_eq!(err_text, "oops\noops\n");
+}
