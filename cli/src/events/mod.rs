@@ -2,7 +2,7 @@
 //! functions; the stream reading lives in opsctl's `follow.rs`.
 
 use opsfleet_proto::api::{
-    AlertState, DiskLevel, LeaderRole, ModuleState, NotifyOutcome, ProbeStatus,
+    AlertState, DiskLevel, LeaderRole, ModuleState, NotifyOutcome, ProbeStatus, ServiceRunState,
 };
 use opsfleet_proto::pb::{self, event::Body};
 use opsfleet_proto::{body_class, BodyClass, EventEnvelope};
@@ -165,6 +165,14 @@ fn agent(body: &Body) -> String {
             j.bytes
         ),
         Body::ConfigRejected(c) => format!("{} config rejected: {}", c.module, c.reason),
+        Body::Service(s) => format!(
+            "{} {} pid {}, {} restart(s){}",
+            s.service,
+            ServiceRunState::from_wire(s.state),
+            s.pid,
+            s.restarts,
+            note(": ", &s.exit_detail, "")
+        ),
         other => opsfleet_proto::body_kind(other).to_owned(),
     }
 }
