@@ -1,11 +1,11 @@
-//! Golden files for `opsctl hosts|backups|incidents|alerts` tables.
+//! Golden files for `opsctl hosts|backups|incidents|alerts|services` tables.
 //! `UPDATE_GOLDEN=1 cargo test -p opsfleet-cli --test golden_views` rewrites them; review the diff.
 
 use opsfleet_cli::views::render;
 use opsfleet_proto::api::{
     AlertView, AlertsReply, BackupFailureView, BackupSuccessView, BackupView, BackupsReply,
     DiskView, HostSummary, HostsReply, IncidentView, IncidentsReply, ModuleState, ModuleView,
-    Responder, Severity, Truncated,
+    Responder, ServiceView, ServicesReply, Severity, Truncated,
 };
 
 const NOW: i64 = 1_790_000_000_000;
@@ -71,6 +71,7 @@ fn host(name: &str, liveness: &str, ago_ms: i64) -> HostSummary {
         unhealthy: vec![],
         incidents: 0,
         failing_backups: 0,
+        down_services: vec![],
         declared_lost: false,
         truncated: Truncated::default(),
         maintenance: false,
@@ -115,6 +116,52 @@ fn hosts_table_shows_maintenance_and_a_lost_hosts_modules_as_unknown() {
         next: None,
     };
     check("hosts-maintenance.txt", &render::hosts(&reply, NOW));
+}
+
+#[test]
+fn hosts_table_counts_services_not_running_as_trouble() {
+    let mut web1 = host("web-01", "up", 1_000);
+    web1.down_services = vec!["app:failed".into(), "worker:stopped".into()];
+    let reply = HostsReply {
+        responder: standby(),
+        now_unix_ms: NOW,
+        hosts: vec![web1, host("web-02", "up", 2_000)],
+        next: None,
+    };
+    check("hosts-services.txt", &render::hosts(&reply, NOW));
+}
+
+fn service(host: &str, name: &str, state: &str, pid: u32, restarts: u64) -> ServiceView {
+    ServiceView {
+        host: host.into(),
+        service: name.into(),
+        manager: "process".into(),
+        state: state.parse().unwrap(),
+        pid,
+        since_unix_ms: NOW - 12_000,
+        restarts,
+        exit_detail: String::new(),
+    }
+}
+
+#[test]
+fn services_table() {
+    let mut app = service("web-01", "app", "failed", 0, 4);
+    app.exit_detail = "exited with status 1".into();
+    let mut worker = service("web-01", "worker", "running", 4242, 1);
+    worker.exit_detail = "killed by signal 9".into();
+    let reply = ServicesReply {
+        responder: standby(),
+        services: vec![app, worker, service("web-02", "app", "running", 917, 0)],
+        next: Some("web-02/app".into()),
+    };
+    check("services.txt", &render::services(&reply, NOW));
+    let empty = ServicesReply {
+        responder: standby(),
+        services: vec![],
+        next: None,
+    };
+    check("services-empty.txt", &render::services(&empty, NOW));
 }
 
 #[test]

@@ -119,6 +119,7 @@ pub fn body_kind(body: &pb::event::Body) -> &'static str {
         Body::RestoreFailed(_) => "restore_failed",
         Body::Janitor(_) => "janitor",
         Body::ConfigRejected(_) => "config_rejected",
+        Body::Service(_) => "service",
         Body::Leadership(_) => "leadership",
         Body::CommandAccepted(_) => "command_accepted",
         Body::CommandCompleted(_) => "command_completed",
@@ -175,7 +176,8 @@ pub fn body_class(body: &pb::event::Body) -> BodyClass {
         | Body::RestoreCompleted(_)
         | Body::RestoreFailed(_)
         | Body::Janitor(_)
-        | Body::ConfigRejected(_) => BodyClass::Agent,
+        | Body::ConfigRejected(_)
+        | Body::Service(_) => BodyClass::Agent,
     }
 }
 

@@ -41,6 +41,8 @@ pub const API_CONFIGS: &str = "ops.api.configs";
 pub const API_INCIDENTS: &str = "ops.api.incidents";
 /// `opsctl alerts`: alert states as folded from the log.
 pub const API_ALERTS: &str = "ops.api.alerts";
+/// `opsctl services`: supervised services per host and service.
+pub const API_SERVICES: &str = "ops.api.services";
 
 /// Prefix of API requests that carry the operator's identity and role in the subject:
 /// `ops.api.as.<operator>.<role>.<verb>`. NATS permissions let each operator publish only

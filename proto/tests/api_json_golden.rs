@@ -55,6 +55,7 @@ fn truncated() -> Truncated {
         commands: 12,
         configs: 13,
         alerts: 14,
+        services: 0,
     }
 }
 
@@ -291,6 +292,7 @@ fn cases() -> Cases {
                     },
                     incidents: 3,
                     failing_backups: 1,
+                    down_services: vec![],
                     declared_lost: i == 2,
                     truncated: if i == 3 {
                         truncated()
@@ -449,6 +451,31 @@ fn cases() -> Cases {
             job: Some("pg".into()),
             archives: true,
             page: PageRequest::default(),
+        },
+    );
+    c.add(
+        "services_request",
+        ServicesRequest {
+            host: Some("web-*".into()),
+            state: Some("failed".into()),
+            page: PageRequest::default(),
+        },
+    );
+    c.add(
+        "services_reply",
+        ServicesReply {
+            responder: responder(),
+            services: vec![ServiceView {
+                host: "web-01".into(),
+                service: "app".into(),
+                manager: "process".into(),
+                state: ServiceRunState::Failed,
+                pid: 0,
+                since_unix_ms: 1_790_000_000_000,
+                restarts: 3,
+                exit_detail: "exited with status 1".into(),
+            }],
+            next: Some("web-01/app".into()),
         },
     );
     c.add(

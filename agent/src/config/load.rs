@@ -18,7 +18,7 @@ use super::{
     default_shutdown_grace, host_problems, label_problems, modules_problems, outbox_problems,
     AgentConfig, BackupConfig, DiskConfig, HealthConfig, HeartbeatConfig, HttpConfig,
     JanitorConfig, LogConfig, ModuleConfig, OutboxConfig, PolicyConfig, SentinelConfig,
-    MODULE_TYPES,
+    ServiceConfig, MODULE_TYPES,
 };
 
 /// Why a config could not be loaded.
@@ -307,6 +307,7 @@ pub(super) fn module_entry(
         "janitor" => section::<JanitorConfig>(&prefix, body, out).map(ModuleConfig::Janitor),
         "log" => section::<LogConfig>(&prefix, body, out).map(ModuleConfig::Log),
         "sentinel" => section::<SentinelConfig>(&prefix, body, out).map(ModuleConfig::Sentinel),
+        "service" => section::<ServiceConfig>(&prefix, body, out).map(ModuleConfig::Service),
         other => {
             out.push((
                 format!("{prefix}.type"),

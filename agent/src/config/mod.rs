@@ -10,6 +10,7 @@ mod log;
 mod policy;
 mod runtime;
 mod sentinel;
+mod service;
 mod template;
 
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ pub use policy::{
 };
 pub use runtime::{module_problems, parse_module_toml};
 pub use sentinel::SentinelConfig;
+pub use service::{ServiceConfig, ServiceManager};
 pub use template::{is_template, Facts, CHECK_HOST, TEMPLATE_KEYS};
 
 /// Module name the agent uses for its own bookkeeping events (e.g. `events_dropped`).
@@ -126,6 +128,9 @@ pub enum ModuleConfig {
     Janitor(JanitorConfig),
     Log(LogConfig),
     Sentinel(SentinelConfig),
+    /// See `ServiceConfig`; `systemd` and `compose` managers are future variants of its
+    /// `manager` key, not new module types.
+    Service(ServiceConfig),
 }
 
 /// Every module `type` the agent knows, in config spelling.
@@ -137,6 +142,7 @@ pub const MODULE_TYPES: &[&str] = &[
     "janitor",
     "log",
     "sentinel",
+    "service",
 ];
 
 /// `type = "heartbeat"`: proves the agent is alive and reports module statuses.
@@ -251,6 +257,7 @@ impl ModuleConfig {
             ModuleConfig::Janitor(c) => c.name.as_deref(),
             ModuleConfig::Log(c) => c.name.as_deref(),
             ModuleConfig::Sentinel(c) => c.name.as_deref(),
+            ModuleConfig::Service(c) => c.name.as_deref(),
         };
         name.unwrap_or(self.kind())
     }
@@ -265,6 +272,7 @@ impl ModuleConfig {
             ModuleConfig::Janitor(_) => "janitor",
             ModuleConfig::Log(_) => "log",
             ModuleConfig::Sentinel(_) => "sentinel",
+            ModuleConfig::Service(_) => "service",
         }
     }
 
@@ -277,6 +285,7 @@ impl ModuleConfig {
             ModuleConfig::Janitor(c) => c.interval,
             ModuleConfig::Log(c) => c.interval,
             ModuleConfig::Sentinel(c) => c.interval,
+            ModuleConfig::Service(c) => c.interval,
         }
     }
 
@@ -307,6 +316,9 @@ impl ModuleConfig {
             out.extend(c.problems());
         }
         if let ModuleConfig::Sentinel(c) = self {
+            out.extend(c.problems());
+        }
+        if let ModuleConfig::Service(c) = self {
             out.extend(c.problems());
         }
         out

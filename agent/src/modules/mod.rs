@@ -8,6 +8,7 @@ pub mod heartbeat;
 pub mod janitor;
 pub mod log;
 pub mod sentinel;
+pub mod service;
 
 use std::time::{Duration, SystemTime};
 
@@ -22,6 +23,7 @@ pub use heartbeat::HeartbeatModule;
 pub use janitor::JanitorModule;
 pub use log::LogModule;
 pub use sentinel::SentinelModule;
+pub use service::ServiceModule;
 
 /// Why one run of a module failed. The runner logs and counts it; the agent keeps going.
 #[derive(Debug, thiserror::Error)]
@@ -103,5 +105,6 @@ pub fn build(cfg: &ModuleConfig) -> Box<dyn Module> {
         ModuleConfig::Janitor(c) => Box::new(JanitorModule::new(c)),
         ModuleConfig::Log(c) => Box::new(LogModule::new(c)),
         ModuleConfig::Sentinel(c) => Box::new(SentinelModule::new(c)),
+        ModuleConfig::Service(c) => Box::new(ServiceModule::new(cfg.name(), c)),
     }
 }

@@ -3,6 +3,7 @@
 
 use opsfleet_proto::api::{
     AlertState, DiskLevel, LeaderRole, ModuleState, NotifyOutcome, ProbeStatus, SentinelStatus,
+    ServiceRunState,
 };
 use opsfleet_proto::pb::event::Body;
 use serde_json::Value;
@@ -74,6 +75,11 @@ fn name_states(body: &Body, payload: &mut Value) {
                 ProbeStatus::from_wire(h.previous).as_str(),
             );
         }
+        Body::Service(s) => set(
+            payload,
+            "state",
+            ServiceRunState::from_wire(s.state).as_str(),
+        ),
         Body::Leadership(l) => set(payload, "role", LeaderRole::from_wire(l.role).as_str()),
         Body::AlertTransition(a) => {
             set(payload, "state", AlertState::from_wire(a.state).as_str());
@@ -99,6 +105,30 @@ mod tests {
     use super::super::tests::ev;
     use super::super::EventLine;
     use opsfleet_proto::pb::{self, event::Body};
+
+    #[test]
+    fn service_events_name_their_state() {
+        let e = ev(
+            "web-01",
+            "app",
+            Body::Service(pb::ServiceState {
+                service: "app".into(),
+                manager: "process".into(),
+                state: pb::ServiceRunState::Failed as i32,
+                restarts: 2,
+                exit_detail: "exited with status 1".into(),
+                ..Default::default()
+            }),
+        );
+        let v = serde_json::to_value(EventLine::new(9, &e)).expect("json");
+        assert_eq!(v["kind"], "service");
+        assert_eq!(v["payload"]["state"], "failed");
+        assert_eq!(v["payload"]["restarts"], 2);
+        assert_eq!(
+            super::super::agent(&e.body),
+            "app failed pid 0, 2 restart(s): exited with status 1"
+        );
+    }
 
     #[test]
     fn json_lines_carry_the_body_fields() {

@@ -1,4 +1,4 @@
-//! `opsctl status|hosts|backups|incidents|alerts`: flags and the requests they make, every page
+//! `opsctl status|hosts|backups|incidents|alerts|services`: flags and the requests they make, every page
 //! of the answer fetched by `paging::fetch_all`. The tables live in `render.rs`.
 
 pub mod render;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use opsfleet_proto::api::{
     AlertsReply, AlertsRequest, BackupsReply, BackupsRequest, HostsReply, HostsRequest,
-    IncidentsReply, IncidentsRequest, StatusReply, StatusRequest,
+    IncidentsReply, IncidentsRequest, ServicesReply, ServicesRequest, StatusReply, StatusRequest,
 };
 
 use crate::client::{Api, ClientError};
@@ -69,6 +69,16 @@ pub struct AlertsArgs {
     pub state: Option<String>,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct ServicesArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Only services in this state: `running`, `failed` (exited, waiting to be restarted),
+    /// `stopping`, `stopped`, `starting`.
+    #[arg(long, value_parser = ["running", "failed", "stopping", "stopped", "starting"])]
+    pub state: Option<String>,
+}
+
 /// Examples shown by `opsctl hosts --help`.
 pub const HOSTS_HELP: &str = "\
 Examples:
@@ -108,6 +118,17 @@ Examples:
 
 NOTIFIED counts notifications delivered: sent, or printed by the dry-run route (no routes
 configured). DETAIL follows a firing alert's value (disk 91% -> 95%) without a new transition.";
+
+/// Examples shown by `opsctl services --help`.
+pub const SERVICES_HELP: &str = "\
+Examples:
+  opsctl services                       every supervised service on every host
+  opsctl services --state failed        services that exited and wait for their restart
+  opsctl services --host 'web-*' --output json | jq '.services[] | select(.restarts > 0)'
+
+A service is a `type = \"service\"` module of the agent (docs/modules.md): the agent starts it,
+restarts it after a backoff when it exits, and stops it when the agent stops. RESTARTS counts
+restarts since the agent began supervising it; LAST EXIT says how the previous run ended.";
 
 /// `opsctl status`: every page of hosts from one coordinator.
 pub async fn status(
@@ -156,6 +177,17 @@ pub async fn incidents(
         since_unix_ms: a
             .since
             .map(|d| now_unix_ms.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
+        ..Default::default()
+    };
+    let coordinator = a.common.coordinator.as_deref();
+    fetch_all(api, coordinator, req, a.common.limit).await
+}
+
+/// `opsctl services`.
+pub async fn services(api: &Api, a: ServicesArgs) -> Result<ServicesReply, ClientError> {
+    let req = ServicesRequest {
+        host: a.common.host,
+        state: a.state,
         ..Default::default()
     };
     let coordinator = a.common.coordinator.as_deref();

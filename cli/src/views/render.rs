@@ -1,9 +1,9 @@
-//! Tables of `opsctl hosts|backups|incidents|alerts`. Pure: the same reply and `now` give the
+//! Tables of `opsctl hosts|backups|incidents|alerts|services`. Pure: the same reply and `now` give the
 //! same text (golden-tested in `cli/tests/golden/`).
 
 use opsfleet_proto::api::{
     AlertsReply, BackupView, BackupsReply, HostSummary, HostsReply, IncidentsReply, ModuleState,
-    Responder,
+    Responder, ServicesReply,
 };
 
 use crate::render::{ago, disk_cell};
@@ -95,6 +95,7 @@ fn trouble(h: &HostSummary) -> String {
     if h.failing_backups > 0 {
         t.push(format!("{} failing backup(s)", h.failing_backups));
     }
+    t.extend(h.down_services.iter().map(|s| format!("service {s}")));
     if h.missing_events > 0 {
         t.push(format!("{} event(s) missing", h.missing_events));
     }
@@ -248,6 +249,48 @@ pub fn backups(reply: &BackupsReply, now_unix_ms: i64) -> String {
             b.archives_kept.to_string(),
             pruned,
             last_failure(b, now_unix_ms),
+        ]);
+    }
+    t.write_to(&mut out);
+    more(&mut out, reply.next.as_deref());
+    out
+}
+
+/// `opsctl services`: one row per host and service.
+pub fn services(reply: &ServicesReply, now_unix_ms: i64) -> String {
+    let mut out = answered_by(&reply.responder);
+    if reply.services.is_empty() {
+        out.push_str("no services have reported\n");
+        return out;
+    }
+    let mut t = Table::new(&[
+        "HOST",
+        "SERVICE",
+        "MANAGER",
+        "STATE",
+        "SINCE",
+        "PID",
+        "RESTARTS",
+        "LAST EXIT",
+    ]);
+    for s in &reply.services {
+        t.row([
+            s.host.clone(),
+            s.service.clone(),
+            s.manager.clone(),
+            s.state.to_string(),
+            ago(now_unix_ms, s.since_unix_ms),
+            if s.pid == 0 {
+                "-".to_owned()
+            } else {
+                s.pid.to_string()
+            },
+            s.restarts.to_string(),
+            if s.exit_detail.is_empty() {
+                "-".to_owned()
+            } else {
+                one_line(&s.exit_detail, 60)
+            },
         ]);
     }
     t.write_to(&mut out);

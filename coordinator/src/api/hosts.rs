@@ -65,6 +65,12 @@ pub fn summary(
             .values()
             .filter(|j| j.state() == BackupState::Failed)
             .count() as u64,
+        down_services: h
+            .services
+            .iter()
+            .filter(|(_, s)| s.is_down())
+            .map(|(name, s)| format!("{name}:{}", s.state))
+            .collect(),
         declared_lost,
         truncated: h.truncated,
         maintenance: false,

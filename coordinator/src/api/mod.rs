@@ -12,6 +12,7 @@ pub mod guard;
 mod hosts;
 mod runbooks;
 mod serve;
+mod services;
 mod status;
 #[cfg(test)]
 mod tests;

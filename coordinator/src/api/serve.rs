@@ -11,7 +11,8 @@ use async_nats::Message;
 use futures::StreamExt;
 use opsfleet_proto::api::{
     AlertsRequest, ApiError, BackupsRequest, CommandRequestJson, CommandsReply, CommandsRequest,
-    ConfigsRequest, FailoverRequest, HostsRequest, IncidentsRequest, StatusRequest,
+    ConfigsRequest, FailoverRequest, HostsRequest, IncidentsRequest, ServicesRequest,
+    StatusRequest,
 };
 use opsfleet_proto::subjects;
 use opsfleet_proto::time::now_unix_ms;
@@ -31,7 +32,7 @@ use crate::identity::Identity;
 use crate::state::Shared;
 
 /// Every verb of the API, each subscribed broadcast and addressed to this coordinator.
-const VERBS: [&str; 9] = [
+const VERBS: [&str; 10] = [
     subjects::API_STATUS,
     subjects::API_FAILOVER,
     subjects::API_COMMAND,
@@ -41,6 +42,7 @@ const VERBS: [&str; 9] = [
     subjects::API_INCIDENTS,
     subjects::API_ALERTS,
     subjects::API_CONFIGS,
+    subjects::API_SERVICES,
 ];
 
 /// What a handler needs to answer.
@@ -166,6 +168,7 @@ impl Server {
             subjects::API_COMMANDS => Some(self.read(payload, "commands", |r| self.commands(r))),
             subjects::API_HOSTS => Some(self.view::<HostsRequest>(payload).await),
             subjects::API_BACKUPS => Some(self.view::<BackupsRequest>(payload).await),
+            subjects::API_SERVICES => Some(self.view::<ServicesRequest>(payload).await),
             subjects::API_INCIDENTS => Some(self.view::<IncidentsRequest>(payload).await),
             subjects::API_ALERTS => Some(self.view::<AlertsRequest>(payload).await),
             subjects::API_CONFIGS => Some(self.configs(payload).await),

@@ -28,6 +28,8 @@ pub const LOG_FILES_KEPT: usize = 128;
 pub const SENTINELS_KEPT: usize = 64;
 /// Backup jobs per host.
 pub const BACKUP_JOBS_KEPT: usize = 32;
+/// Supervised services per host.
+pub const SERVICES_KEPT: usize = 64;
 /// Janitor roots per host.
 pub const JANITOR_ROOTS_KEPT: usize = 32;
 /// Labels kept from a heartbeat (the first ones by name).

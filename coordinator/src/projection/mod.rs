@@ -11,6 +11,7 @@ pub mod presence;
 mod prune;
 mod runbooks;
 mod seq;
+mod services;
 
 pub use alerts::{AlertRecord, Alerts, Liveness, NotificationRecord};
 pub use commands::CommandRecord;
@@ -21,6 +22,7 @@ pub use runbooks::{
     SentinelView,
 };
 pub use seq::SeqTrack;
+pub use services::ServiceRow;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -48,8 +50,9 @@ pub const FOLD_VERSION_KEY: &str = "meta/fold_version";
 /// to a row, a changed rule). Rows written by an older fold are refolded from the log at
 /// start (`snapshot::load_fleet`), so the stored projection always equals a refold.
 /// 1: rows before the version was recorded; 2: module configs carry first/last seen dates,
-/// modules, disks and checks no longer configured are forgotten.
-pub const FOLD_VERSION: u64 = 2;
+/// modules, disks and checks no longer configured are forgotten; 3: `service` events fold into
+/// the hosts' `services`.
+pub const FOLD_VERSION: u64 = 3;
 
 /// The fold version that wrote `rows` (1 when none is recorded, 0 for a store with no rows).
 pub fn fold_version(rows: &[(String, Vec<u8>)]) -> u64 {

@@ -7,6 +7,7 @@ mod command;
 mod configs;
 mod page;
 mod rows;
+mod services;
 mod states;
 mod status;
 
@@ -14,6 +15,7 @@ pub use command::*;
 pub use configs::*;
 pub use page::*;
 pub use rows::*;
+pub use services::*;
 pub use states::*;
 pub use status::*;
 
@@ -41,9 +43,11 @@ pub const STATUS_PAGE_MAX: usize = 300;
 pub const HOSTS_PAGE_DEFAULT: usize = 1000;
 /// Largest page of `ops.api.hosts`.
 pub const HOSTS_PAGE_MAX: usize = 2000;
-/// Default page size of `ops.api.backups`, `ops.api.incidents` and `ops.api.alerts`.
+/// Default page size of `ops.api.backups`, `ops.api.incidents`, `ops.api.alerts` and
+/// `ops.api.services`.
 pub const ROWS_PAGE_DEFAULT: usize = 200;
-/// Largest page of `ops.api.backups`, `ops.api.incidents` and `ops.api.alerts`.
+/// Largest page of `ops.api.backups`, `ops.api.incidents`, `ops.api.alerts` and
+/// `ops.api.services`.
 pub const ROWS_PAGE_MAX: usize = 500;
 /// Log excerpts in `ops.api.incidents` are cut to this many bytes (on a char boundary).
 pub const EXCERPT_MAX_BYTES: usize = 1024;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     AlertView, AlertsReply, AlertsRequest, BackupView, BackupsReply, BackupsRequest, HostSummary,
     HostView, HostsReply, HostsRequest, IncidentView, IncidentsReply, IncidentsRequest, Responder,
-    StatusReply, StatusRequest,
+    ServiceView, ServicesReply, ServicesRequest, StatusReply, StatusRequest,
 };
 use super::{HOSTS_PAGE_DEFAULT, HOSTS_PAGE_MAX, ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX};
 use super::{STATUS_PAGE_DEFAULT, STATUS_PAGE_MAX};
@@ -125,6 +125,8 @@ paged!(IncidentsRequest => IncidentsReply, incidents: IncidentView, "ops.api.inc
     "incidents", ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX);
 paged!(AlertsRequest => AlertsReply, alerts: AlertView, "ops.api.alerts", "alerts",
     ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX);
+paged!(ServicesRequest => ServicesReply, services: ServiceView, "ops.api.services",
+    "services", ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX);
 
 #[cfg(test)]
 mod tests {
@@ -156,6 +158,7 @@ mod tests {
         assert_eq!(BackupsRequest::VERB, subjects::API_BACKUPS);
         assert_eq!(IncidentsRequest::VERB, subjects::API_INCIDENTS);
         assert_eq!(AlertsRequest::VERB, subjects::API_ALERTS);
+        assert_eq!(ServicesRequest::VERB, subjects::API_SERVICES);
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct HostSummary {
     pub incidents: u64,
     /// Backup jobs whose latest outcome is a failure.
     pub failing_backups: u64,
+    /// Supervised services not `running`, as `name:state` (absent while all run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub down_services: Vec<String>,
     /// The active coordinator declared this host lost and it has not reported since.
     #[serde(default)]
     pub declared_lost: bool,

@@ -63,6 +63,17 @@ wire_state! {
 }
 
 wire_state! {
+    /// A supervised service's state (`ServiceRunState` on the wire).
+    ServiceRunState from ServiceRunState {
+        Starting => "starting",
+        Running => "running",
+        Stopping => "stopping",
+        Stopped => "stopped",
+        Failed => "failed",
+    }
+}
+
+wire_state! {
     /// A sentinel file's status (`SentinelStatus` on the wire).
     SentinelStatus from SentinelStatus {
         Fresh => "fresh",

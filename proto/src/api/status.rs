@@ -160,11 +160,19 @@ pub struct Truncated {
     /// Resolved alerts about this host pruned, oldest first.
     #[serde(default)]
     pub alerts: u64,
+    /// Supervised services evicted or not taken in (absent while 0: rows and replies from
+    /// before services stay as they were).
+    #[serde(default, skip_serializing_if = "no_count")]
+    pub services: u64,
+}
+
+fn no_count(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Truncated {
     /// Every count with its name, in a fixed order.
-    pub fn counts(&self) -> [(&'static str, u64); 14] {
+    pub fn counts(&self) -> [(&'static str, u64); 15] {
         [
             ("incarnations", self.incarnations),
             ("gap_ranges", self.gap_ranges),
@@ -180,6 +188,7 @@ impl Truncated {
             ("commands", self.commands),
             ("configs", self.configs),
             ("alerts", self.alerts),
+            ("services", self.services),
         ]
     }
 

@@ -86,7 +86,8 @@ async fn remote_commands_that_break_the_host_policy_are_refused_naming_the_rule(
              [[modules]]\ntype = \"janitor\"\nname = \"jan\"\ninterval = \"1h\"\n\
              [[modules.roots]]\npath = {runs}\n\
              [[modules]]\ntype = \"backup\"\nname = \"backup\"\ninterval = \"1s\"\n\
-             [[modules.jobs]]\nname = \"app\"\nsources = [{src}]\ndestination = {dest}\n",
+             [[modules.jobs]]\nname = \"app\"\nsources = [{src}]\ndestination = {dest}\n\
+             [[modules]]\ntype = \"service\"\nname = \"app\"\nargv = [\"sleep\", \"300\"]\n",
             log = q(&dir.join("logs/app.log")),
             runs = q(&dir.join("runs")),
             src = q(&dir.join("src")),
@@ -140,6 +141,14 @@ async fn remote_commands_that_break_the_host_policy_are_refused_naming_the_rule(
                     q(&outside)
                 ),
                 "policy.janitor_roots",
+            ),
+            // A service runs a program: no policy key lets a remote config change one.
+            (
+                "app",
+                "type = \"service\"\nname = \"app\"\n\
+                 argv = [\"/bin/sh\", \"-c\", \"id > /tmp/opsfleet-pwned\"]\n"
+                    .to_owned(),
+                "service modules",
             ),
         ];
         for (i, (module, toml, rule)) in cases.iter().enumerate() {

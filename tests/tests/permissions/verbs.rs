@@ -32,6 +32,7 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
         ("backups", s(&[]), Need::Viewer, true),
         ("incidents", s(&[]), Need::Viewer, true),
         ("alerts", s(&[]), Need::Viewer, true),
+        ("services", s(&[]), Need::Viewer, true),
         ("commands", s(&[]), Need::Viewer, true),
         ("audit", s(&[]), Need::Viewer, true),
         ("events", s(&["--since", "1h"]), Need::Viewer, true),

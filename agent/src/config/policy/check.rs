@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use super::{glob_base, is_under, lexical, normalise, PolicyConfig};
-use crate::config::{AgentConfig, HealthConfig, ModuleConfig, ProbeType};
+use crate::config::{AgentConfig, HealthConfig, ModuleConfig, ProbeType, ServiceConfig};
 
 /// Where a remote config came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +79,8 @@ pub struct HostPolicy {
     backup_sources: Vec<PathBuf>,
     backup_destinations: Vec<PathBuf>,
     command_probes: Vec<Vec<String>>,
+    /// Service modules of the file by name: a remote config may only repeat them verbatim.
+    services: BTreeMap<String, ServiceConfig>,
 }
 
 impl HostPolicy {
@@ -113,6 +115,9 @@ impl HostPolicy {
                         .filter(|p| p.probe == ProbeType::Command)
                         .filter_map(|p| p.argv.clone()),
                 ),
+                ModuleConfig::Service(c) => {
+                    hp.services.insert(m.name().to_owned(), c.clone());
+                }
                 _ => {}
             }
         }
@@ -152,7 +157,25 @@ impl HostPolicy {
         if let ModuleConfig::Health(c) = cfg {
             out.extend(self.probe_violations(c, surface));
         }
+        if let ModuleConfig::Service(c) = cfg {
+            out.extend(self.service_violation(name, c));
+        }
         out
+    }
+
+    /// A service runs a program: no remote surface may start or change one (no `[policy]`
+    /// allowance exists), only repeat the file's entry of that name as it is.
+    fn service_violation(&self, name: &str, c: &ServiceConfig) -> Option<Violation> {
+        if self.services.get(name) == Some(c) {
+            return None;
+        }
+        Some(Violation {
+            rule: "service modules",
+            key: "argv".to_owned(),
+            reason: format!(
+                "service {name:?} differs from the config file's; services are set in the file only"
+            ),
+        })
     }
 
     /// The paths of a log, janitor or backup module outside both the policy and the file.
@@ -201,7 +224,8 @@ impl HostPolicy {
             ModuleConfig::Health(_)
             | ModuleConfig::Heartbeat(_)
             | ModuleConfig::Disk(_)
-            | ModuleConfig::Sentinel(_) => {}
+            | ModuleConfig::Sentinel(_)
+            | ModuleConfig::Service(_) => {}
         }
         out
     }

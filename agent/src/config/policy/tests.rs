@@ -394,3 +394,26 @@ fn fs_resolve_follows_real_and_dangling_symlinks() {
     );
     assert_eq!(norm(real.join("allowed/new")), real.join("allowed/new"));
 }
+
+#[test]
+fn services_are_never_added_or_changed_remotely_whatever_the_policy() {
+    let none = |_: &Path| None;
+    let file = "[[modules]]\ntype = \"service\"\nname = \"app\"\nargv = [\"/usr/bin/app\"]\n\
+                [[modules]]\ntype = \"disk\"\nname = \"disk\"\n";
+    let same = module("type = \"service\"\nname = \"app\"\nargv = [\"/usr/bin/app\"]\n");
+    let changed = module("type = \"service\"\nname = \"app\"\nargv = [\"sh\", \"-c\", \"x\"]\n");
+    let open = host(
+        "allow_kind_change = true\nallow_command_probes = true",
+        file,
+    );
+    for surface in [Surface::Command, Surface::Admin] {
+        assert!(open
+            .check_module("app", "service", &same, surface, &none)
+            .is_empty());
+        let v = open.check_module("app", "service", &changed, surface, &none);
+        assert_eq!(rules(&v), [("service modules", "argv")]);
+    }
+    // A disk module turned into a service (kind changes allowed) is still refused.
+    let v = open.check_module("disk", "disk", &changed, Surface::Command, &none);
+    assert_eq!(rules(&v), [("service modules", "argv")]);
+}

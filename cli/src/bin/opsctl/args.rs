@@ -227,7 +227,8 @@ pub enum Command {
     /// Which coordinator is active, under which epoch, and how far each one has read.
     Leader,
     /// One line per host: liveness (up / late / lost), last report, worst disk, modules, and
-    /// trouble (failing probes, log incidents, failing backups, missing events).
+    /// trouble (failing probes, log incidents, failing backups, services not running, missing
+    /// events).
     ///
     /// Every coordinator answers, standby included; the header says which one did.
     #[command(after_help = views::HOSTS_HELP)]
@@ -244,6 +245,10 @@ pub enum Command {
     /// transition and how many notifications were sent.
     #[command(after_help = views::ALERTS_HELP)]
     Alerts(views::AlertsArgs),
+    /// Supervised services (`service` modules): per host and service, the state (running,
+    /// failed, stopping, stopped), since when, pid, restarts and how the last run ended.
+    #[command(after_help = views::SERVICES_HELP)]
+    Services(views::ServicesArgs),
     /// Pause a module: it stays scheduled but does not run until resumed (survives restarts).
     Pause(ModuleTargets),
     /// Resume a paused module, or with `--all-modules` every paused module (whoever paused

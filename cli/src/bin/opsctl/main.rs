@@ -101,6 +101,7 @@ async fn dispatch(
         Command::Backups(a) => show::backups(api, a, output).await,
         Command::Incidents(a) => show::incidents(api, a, output).await,
         Command::Alerts(a) => show::alerts(api, a, output).await,
+        Command::Services(a) => show::services(api, a, output).await,
         Command::Config(ConfigCommand::Show(a)) => configs::show(api, a, output).await,
         Command::Config(ConfigCommand::History(a)) => configs::history(api, a, output).await,
         Command::Config(ConfigCommand::Diff(a)) => configs::diff(api, a, output).await,

@@ -1,5 +1,5 @@
 //! The read-only subcommands: `status`, `leader`, the views (`hosts`, `backups`, `incidents`,
-//! `alerts`), `commands` and `audit` — ask, then print JSON or the table (`print`).
+//! `alerts`, `services`), `commands` and `audit` — ask, then print JSON or the table (`print`).
 
 use std::time::Duration;
 
@@ -119,6 +119,14 @@ pub async fn incidents(api: &Api, a: views::IncidentsArgs, output: Output) -> an
 pub async fn alerts(api: &Api, a: views::AlertsArgs, output: Output) -> anyhow::Result<()> {
     let reply = views::alerts(api, a).await?;
     print(&reply, output, |r| views::render::alerts(r, now_unix_ms()))
+}
+
+/// `opsctl services`.
+pub async fn services(api: &Api, a: views::ServicesArgs, output: Output) -> anyhow::Result<()> {
+    let reply = views::services(api, a).await?;
+    print(&reply, output, |r| {
+        views::render::services(r, now_unix_ms())
+    })
 }
 
 /// `opsctl commands`: the ledger.

@@ -19,6 +19,7 @@ use super::bounds::{
 };
 use super::runbooks::Runbooks;
 use super::seq::{Closed, SeqTrack, Version};
+use super::services::{self, ServiceRow};
 use super::Verdict;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +139,10 @@ pub struct HostState {
     /// The labels of the agent's newest heartbeat (what `--label k=v` selects on).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Supervised services by name, as their newest `service` event told (absent from the
+    /// row while there are none, so rows of hosts without services are as before).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ServiceRow>,
     /// What was dropped to keep this host within the caps (absent from the row while nothing
     /// was, so rows of hosts within them are as before).
     #[serde(default, skip_serializing_if = "Truncated::is_empty")]
@@ -165,6 +170,7 @@ impl HostState {
             modules: BTreeMap::new(),
             runbooks: Runbooks::default(),
             labels: BTreeMap::new(),
+            services: BTreeMap::new(),
             truncated: Truncated::default(),
         }
     }
@@ -343,6 +349,9 @@ impl HostState {
             }
             Body::EventsDropped(d) => {
                 self.dropped_by_agent += d.count;
+            }
+            Body::Service(s) => {
+                services::fold(&mut self.services, s, &version, &mut self.truncated.services);
             }
             // Folded by `Runbooks::apply` above.
             Body::LogMatch(_)

@@ -1,0 +1,192 @@
+//! `type = "service"` module config: one supervised application (the `process` manager: argv,
+//! workdir, env, log files, stop grace, restart backoff) and its semantic checks.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::default_name;
+
+/// How the service is run. Only `process` exists today; `systemd` (a unit the agent watches
+/// through systemctl) and `compose` (a docker compose project) are planned variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceManager {
+    /// The agent starts the child itself and restarts it when it exits.
+    Process,
+}
+
+impl ServiceManager {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceManager::Process => "process",
+        }
+    }
+}
+
+/// `type = "service"`: an application the agent starts and supervises; its state
+/// (running / failed / stopped, pid, restarts) is published on every change.
+///
+/// ```toml
+/// [[modules]]
+/// type = "service"
+/// name = "app"
+/// argv = ["/usr/local/bin/app", "--port", "8080"]
+/// stop_grace = "10s"
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Instance name, also the service's name in events; defaults to the type.
+    #[serde(default = "default_name", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// How often state changes are handed to the outbox (supervision itself is continuous).
+    #[serde(default = "default_service_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "default_manager")]
+    pub manager: ServiceManager,
+    /// Program and arguments (no shell; use `["sh", "-c", "..."]` for one).
+    pub argv: Vec<String>,
+    /// Working directory of the child (absolute); the agent's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<PathBuf>,
+    /// Extra environment variables (added to the agent's environment).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// File the child's stdout is appended to (absolute); discarded when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<PathBuf>,
+    /// File the child's stderr is appended to (absolute); discarded when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<PathBuf>,
+    /// On stop: SIGTERM, then SIGKILL when the child still runs after this long.
+    #[serde(default = "default_stop_grace", with = "humantime_serde")]
+    pub stop_grace: Duration,
+    /// Wait before the first restart after an exit; doubles on each exit in a row.
+    #[serde(default = "default_backoff_min", with = "humantime_serde")]
+    pub restart_backoff_min: Duration,
+    /// Cap of the restart wait. A child that ran at least this long restarts after
+    /// `restart_backoff_min` again.
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub restart_backoff_max: Duration,
+}
+
+fn default_service_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_manager() -> ServiceManager {
+    ServiceManager::Process
+}
+fn default_stop_grace() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_backoff_min() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl ServiceConfig {
+    /// Every problem as `(key, reason)`, keys relative to the module entry.
+    pub(super) fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut push = |k: &str, r: &str| out.push((k.to_owned(), r.to_owned()));
+        match self.argv.first() {
+            None => push("argv", "at least the program is needed"),
+            Some(p) if p.is_empty() => push("argv[0]", "the program must not be empty"),
+            Some(_) => {}
+        }
+        if self.workdir.as_ref().is_some_and(|w| !w.is_absolute()) {
+            push("workdir", "must be an absolute path");
+        }
+        for (key, path) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            if path.as_ref().is_some_and(|p| !p.is_absolute()) {
+                push(key, "must be an absolute path");
+            }
+        }
+        for k in self.env.keys() {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                out.push((
+                    format!("env.{k}"),
+                    "a variable name is non-empty, without '=' or NUL".to_owned(),
+                ));
+            }
+        }
+        if self.stop_grace.is_zero() {
+            out.push(("stop_grace".to_owned(), "must be greater than 0".to_owned()));
+        }
+        if self.restart_backoff_min.is_zero() {
+            out.push((
+                "restart_backoff_min".to_owned(),
+                "must be greater than 0".to_owned(),
+            ));
+        }
+        if self.restart_backoff_max < self.restart_backoff_min {
+            out.push((
+                "restart_backoff_max".to_owned(),
+                "must be at least restart_backoff_min".to_owned(),
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse_str;
+
+    #[test]
+    fn every_problem_of_a_service_is_listed() {
+        let toml = r#"
+host = "web-01"
+[[modules]]
+type = "service"
+argv = []
+workdir = "rel/dir"
+stdout = "out.log"
+stderr = "err.log"
+stop_grace = "0s"
+restart_backoff_min = "5s"
+restart_backoff_max = "1s"
+env = { "A=B" = "x" }
+"#;
+        let problems = parse_str(toml).expect_err("invalid service");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "modules[0].argv",
+            "modules[0].workdir",
+            "modules[0].stdout",
+            "modules[0].stderr",
+            "modules[0].env.A=B",
+            "modules[0].stop_grace",
+            "modules[0].restart_backoff_max",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn a_minimal_service_loads_with_defaults() {
+        let toml = "host = \"web-01\"\n[[modules]]\ntype = \"service\"\nname = \"app\"\nargv = [\"sh\", \"-c\", \"sleep 30\"]\n";
+        let cfg = parse_str(toml).expect("valid");
+        let crate::config::ModuleConfig::Service(s) = &cfg.modules[0] else {
+            panic!("not a service: {:?}", cfg.modules[0]);
+        };
+        assert_eq!(s.manager, super::ServiceManager::Process);
+        assert_eq!(s.stop_grace, std::time::Duration::from_secs(10));
+        assert_eq!(cfg.modules[0].name(), "app");
+    }
+
+    #[test]
+    fn an_unknown_manager_is_refused() {
+        let toml = "host = \"web-01\"\n[[modules]]\ntype = \"service\"\nmanager = \"systemd\"\nargv = [\"x\"]\n";
+        let problems = parse_str(toml).expect_err("systemd is not implemented");
+        assert!(
+            problems.iter().any(|p| p.key.ends_with("manager")),
+            "{problems:?}"
+        );
+    }
+}

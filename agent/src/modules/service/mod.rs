@@ -1,0 +1,131 @@
+//! The service module: one supervised application. `supervisor` owns the child (start,
+//! restarts with backoff, stop with grace) on a thread of its own; `adopt` owns the record that
+//! lets a restarted agent take over a child a crashed agent left running. This file owns the
+//! module, which starts the supervisor on its first run, hands its state changes to the
+//! runner and persists the running child's record with them.
+
+pub mod adopt;
+pub mod supervisor;
+
+use std::sync::mpsc;
+
+use opsfleet_proto::pb;
+use tracing::warn;
+
+use super::{Module, ModuleCtx, ModuleError};
+use crate::config::ServiceConfig;
+use adopt::{ChildRecord, CHILD_KEY};
+pub use supervisor::{exit_detail, next_backoff, Supervisor};
+
+/// The module: the supervisor runs continuously; each tick returns the `ServiceState`s it
+/// reported since the previous one. Dropping the module (agent stop, reconfiguration) stops
+/// the child: SIGTERM, SIGKILL after `stop_grace`; the drop blocks until then (off the async
+/// workers' duty on a multi-thread runtime, so other modules stop meanwhile).
+pub struct ServiceModule {
+    name: String,
+    cfg: ServiceConfig,
+    supervisor: Option<Supervisor>,
+    tx: mpsc::Sender<pb::ServiceState>,
+    rx: mpsc::Receiver<pb::ServiceState>,
+    /// The child a previous agent persisted (from `restore`), offered for adoption once.
+    restored: Option<ChildRecord>,
+    /// The running child now, and as last persisted.
+    child: Option<ChildRecord>,
+    saved: Option<ChildRecord>,
+}
+
+impl ServiceModule {
+    /// `name` is the module's instance name, also the service's name in its events.
+    pub fn new(name: &str, cfg: &ServiceConfig) -> Self {
+        let (tx, rx) = mpsc::channel();
+        ServiceModule {
+            name: name.to_owned(),
+            cfg: cfg.clone(),
+            supervisor: None,
+            tx,
+            rx,
+            restored: None,
+            child: None,
+            saved: None,
+        }
+    }
+
+    /// Tracks the running child from a state change.
+    fn track(&mut self, s: &pb::ServiceState) {
+        match pb::ServiceRunState::try_from(s.state) {
+            Ok(pb::ServiceRunState::Running) => self.child = adopt::record(s.pid, &self.cfg),
+            Ok(pb::ServiceRunState::Stopping) => {}
+            _ => self.child = None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Module for ServiceModule {
+    fn kind(&self) -> &'static str {
+        "service"
+    }
+
+    async fn run_once(&mut self, _ctx: &ModuleCtx) -> Result<Vec<pb::event::Body>, ModuleError> {
+        if self.supervisor.is_none() {
+            let tx = self.tx.clone();
+            let on_state = Box::new(move |s| {
+                // The module (receiver) is gone only when the supervisor is being stopped.
+                let _ = tx.send(s);
+            });
+            let adopt = self.restored.take();
+            let sup = Supervisor::start(self.name.clone(), self.cfg.clone(), adopt, on_state)
+                .map_err(|e| ModuleError::Other(format!("cannot start the supervisor: {e}")))?;
+            self.supervisor = Some(sup);
+        }
+        let states: Vec<pb::ServiceState> = self.rx.try_iter().collect();
+        for s in &states {
+            self.track(s);
+        }
+        Ok(states.into_iter().map(pb::event::Body::Service).collect())
+    }
+
+    fn restore(&mut self, saved: Vec<(String, Vec<u8>)>) {
+        for (key, value) in saved {
+            if key != CHILD_KEY {
+                continue;
+            }
+            match serde_json::from_slice::<ChildRecord>(&value) {
+                Ok(rec) => {
+                    self.saved = Some(rec.clone());
+                    self.restored = Some(rec);
+                }
+                Err(e) => {
+                    warn!(service = %self.name, error = %e, "unreadable child record ignored")
+                }
+            }
+        }
+    }
+
+    fn take_state(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
+        if self.child == self.saved {
+            return Vec::new();
+        }
+        self.saved = self.child.clone();
+        let value = self.child.as_ref().and_then(|c| serde_json::to_vec(c).ok());
+        vec![(CHILD_KEY.to_owned(), value)]
+    }
+}
+
+impl Drop for ServiceModule {
+    fn drop(&mut self) {
+        let Some(mut sup) = self.supervisor.take() else {
+            return;
+        };
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi {
+            tokio::task::block_in_place(|| sup.stop());
+        } else {
+            sup.stop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,49 @@
+//! `ops.api.services`: the state of every supervised service per host and service, paged by
+//! a cursor.
+
+use serde::{Deserialize, Serialize};
+
+use super::{PageRequest, Responder, ServiceRunState};
+
+/// Request for `ops.api.services`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicesRequest {
+    /// Host name or glob (`web-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Only services in this state: `running`, `failed`, `stopping`, `stopped`, `starting`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Which page: at most `limit` rows after the cursor `after`.
+    #[serde(flatten)]
+    pub page: PageRequest,
+}
+
+/// Reply to `ops.api.services`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicesReply {
+    pub responder: Responder,
+    /// One row per (host, service), ascending.
+    pub services: Vec<ServiceView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// One supervised service on one host, as its latest `service` event told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub host: String,
+    pub service: String,
+    /// `process` (later also `systemd`, `compose`).
+    pub manager: String,
+    pub state: ServiceRunState,
+    /// The child's pid while running or stopping, else 0.
+    pub pid: u32,
+    /// When it entered `state` (agent clock).
+    pub since_unix_ms: i64,
+    /// Restarts since the agent began supervising it.
+    pub restarts: u64,
+    /// How the last run ended, empty before the first exit.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub exit_detail: String,
+}
