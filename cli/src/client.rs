@@ -22,7 +22,10 @@ pub enum ClientError {
     Bus(#[from] BusError),
     #[error("no coordinator answers on {subject}; is one running and connected to the same NATS?")]
     NoResponders { subject: String },
-    #[error("no answer on {subject} within {timeout:?}")]
+    #[error(
+        "no answer on {subject} within {timeout:?} (commands and failovers are answered only by an \
+         active coordinator: `opsctl leader` shows which coordinators answer and which is active)"
+    )]
     Timeout { subject: String, timeout: Duration },
     #[error("request on {subject} failed")]
     Request {
@@ -304,6 +307,20 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_points_at_opsctl_leader() {
+        let e = ClientError::Timeout {
+            subject: "ops.api.command".into(),
+            timeout: Duration::from_secs(10),
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("no answer on ops.api.command within 10s"),
+            "{text}"
+        );
+        assert!(text.contains("`opsctl leader`"), "{text}");
+    }
 
     #[test]
     fn violations_are_matched_by_exact_subject() {
