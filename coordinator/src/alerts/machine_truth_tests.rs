@@ -75,6 +75,16 @@ fn a_host_in_maintenance_pages_nothing_and_its_open_alerts_resolve() {
 }
 
 #[test]
+fn the_maintenance_set_is_kept_until_the_next_fold() {
+    let mut w = World::new();
+    w.issue("web-01", "drain", T0);
+    let first = w.fleet.maintenance();
+    assert!(std::sync::Arc::ptr_eq(&first, &w.fleet.maintenance()));
+    w.issue("web-01", "undrain", T0 + 1);
+    assert!(w.fleet.maintenance().is_empty());
+}
+
+#[test]
 fn maintenance_changes_no_row_and_the_newest_of_drain_and_undrain_wins() {
     let mut w = World::new();
     w.heartbeat("web-01", T0);
@@ -84,7 +94,11 @@ fn maintenance_changes_no_row_and_the_newest_of_drain_and_undrain_wins() {
     w.issue("web-02", "undrain", T0 + 1);
     w.issue("web-01", "noop", T0 + 2);
     assert_eq!(
-        w.fleet.maintenance().into_iter().collect::<Vec<_>>(),
+        w.fleet
+            .maintenance()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
         ["web-01"]
     );
     // Only command (and coordinator) rows changed: the host rows (and so the digest of a log without

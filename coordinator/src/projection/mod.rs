@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod bounds;
 pub mod commands;
 mod coordinators;
+mod derived;
 mod host;
 pub mod presence;
 mod prune;
@@ -25,6 +26,9 @@ pub use seq::SeqTrack;
 pub use services::ServiceRow;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use derived::Derived;
 
 use opsfleet_proto::api::{SeqRange, Truncated};
 use opsfleet_proto::pb::event::Body;
@@ -106,43 +110,9 @@ pub struct Fleet {
     /// When each host's newest event reached the bus: observed, never stored.
     arrivals: Arrivals,
     /// The digest of the rows as they are now, once asked for; cleared by `apply`.
-    digest: DigestCache,
-}
-
-/// The last digest computed, until the next fold: `opsctl status` pages and the failover wait
-/// ask for it far more often than a busy fleet changes between two batches. Derived, so
-/// ignored by `==`.
-#[derive(Debug, Default)]
-struct DigestCache(std::sync::Mutex<Option<String>>);
-
-impl DigestCache {
-    fn get(&self) -> Option<String> {
-        self.0.lock().ok().and_then(|d| d.clone())
-    }
-
-    fn set(&self, digest: &str) {
-        if let Ok(mut d) = self.0.lock() {
-            *d = Some(digest.to_owned());
-        }
-    }
-
-    fn clear(&mut self) {
-        if let Ok(d) = self.0.get_mut() {
-            *d = None;
-        }
-    }
-}
-
-impl Clone for DigestCache {
-    fn clone(&self) -> Self {
-        DigestCache(std::sync::Mutex::new(self.get()))
-    }
-}
-
-impl PartialEq for DigestCache {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
+    digest: Derived<String>,
+    /// The hosts in maintenance as the records are now, once asked for; cleared by `apply`.
+    maintenance: Derived<Arc<BTreeSet<String>>>,
 }
 
 /// When each host's newest folded event reached the bus (its JetStream timestamp: the NATS
@@ -184,6 +154,7 @@ impl Fleet {
     /// Folds one event. Deterministic: depends only on the current state and the event.
     pub fn apply(&mut self, ev: &EventEnvelope) -> Verdict {
         self.digest.clear();
+        self.maintenance.clear();
         let verdict = self.apply_to_origin(ev);
         if verdict.is_accepted() {
             if let Some(id) = commands::command_id(&ev.body) {
@@ -300,8 +271,18 @@ impl Fleet {
 
     /// The hosts in maintenance: derived from the command records (no row of its own, so
     /// the rows and digest of a log are what they were before maintenance existed).
-    pub fn maintenance(&self) -> BTreeSet<&str> {
-        commands::in_maintenance(self.commands.values())
+    pub fn maintenance(&self) -> Arc<BTreeSet<String>> {
+        if let Some(m) = self.maintenance.get() {
+            return m;
+        }
+        let m: Arc<BTreeSet<String>> = Arc::new(
+            commands::in_maintenance(self.commands.values())
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        );
+        self.maintenance.set(Arc::clone(&m));
+        m
     }
 
     pub fn command(&self, id: &str) -> Option<&CommandRecord> {
@@ -452,7 +433,7 @@ impl Fleet {
             return d;
         }
         let d = digest_rows(self.rows().iter().map(|(k, v)| (k.as_str(), v.as_slice())));
-        self.digest.set(&d);
+        self.digest.set(d.clone());
         d
     }
 
