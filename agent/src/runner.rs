@@ -52,7 +52,7 @@ impl From<NewEvent> for RunOutput {
 
 /// An on-demand run asked of one module's worker (see `Module::run_now`).
 pub(crate) struct Trigger {
-    pub(crate) what: String,
+    pub(crate) what: crate::modules::OnDemand,
     pub(crate) done: oneshot::Sender<Result<String, String>>,
 }
 

@@ -43,6 +43,7 @@ pub fn heartbeat(uptime_ms: u64) -> pb::event::Body {
         outbox_pending: 0,
         labels: Default::default(),
         health: Vec::new(),
+        services: Vec::new(),
     })
 }
 

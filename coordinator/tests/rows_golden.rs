@@ -152,6 +152,7 @@ fn events(count: usize) -> Vec<EventEnvelope> {
                         expected_interval_ms: 5_000,
                     }],
                     outbox_pending: rng.below(3),
+                    services: vec![],
                     health: vec![pb::HealthSummary {
                         check: "api".to_owned(),
                         status: rng.state(4),

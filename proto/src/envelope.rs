@@ -120,6 +120,8 @@ pub fn body_kind(body: &pb::event::Body) -> &'static str {
         Body::Janitor(_) => "janitor",
         Body::ConfigRejected(_) => "config_rejected",
         Body::Service(_) => "service",
+        Body::ServiceConfig(_) => "service_config",
+        Body::ServiceRemediation(_) => "service_remediation",
         Body::Leadership(_) => "leadership",
         Body::CommandAccepted(_) => "command_accepted",
         Body::CommandCompleted(_) => "command_completed",
@@ -177,7 +179,9 @@ pub fn body_class(body: &pb::event::Body) -> BodyClass {
         | Body::RestoreFailed(_)
         | Body::Janitor(_)
         | Body::ConfigRejected(_)
-        | Body::Service(_) => BodyClass::Agent,
+        | Body::Service(_)
+        | Body::ServiceConfig(_)
+        | Body::ServiceRemediation(_) => BodyClass::Agent,
     }
 }
 

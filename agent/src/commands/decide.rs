@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use opsfleet_proto::pb::command::Action;
 use opsfleet_proto::{pb, subjects};
 
-use crate::config::{AgentConfig, HostPolicy, ModuleConfig};
+use crate::config::{AgentConfig, HostPolicy, ModuleConfig, RemoteOp};
 
 /// Reason of a `command_rejected` for a command older than the highest epoch seen.
 pub const STALE_EPOCH: &str = "stale epoch";
@@ -279,19 +279,39 @@ pub fn deadline_problem(deadline_unix_ms: i64, now_unix_ms: i64) -> Result<(), S
     Ok(())
 }
 
-/// What the host's `[policy]` says about an action: a restore must write under
-/// `policy.restore_targets`. Pure given `resolve` (symlinks).
+/// What the host's own file says about an action: a restore must write under
+/// `policy.restore_targets`; a service action must be in the service's `remote` list. Pure
+/// given `resolve` (symlinks).
 pub fn check_policy(
     action: Option<&Action>,
     policy: &HostPolicy,
     resolve: &dyn Fn(&Path) -> Option<PathBuf>,
 ) -> Result<(), String> {
+    let refused = |v: crate::config::Violation| format!("refused by {}: {}", v.rule, v.reason);
     match action {
         Some(Action::Restore(r)) => policy
             .check_restore_target(Path::new(&r.target), resolve)
-            .map_err(|v| format!("refused by {}: {}", v.rule, v.reason)),
-        _ => Ok(()),
+            .map_err(refused),
+        Some(a) => match service_remote_op(a) {
+            Some((service, op)) => policy.check_service_op(service, op).map_err(refused),
+            None => Ok(()),
+        },
+        None => Ok(()),
     }
+}
+
+/// The service an action names and the `remote` entry it needs; `None` for other actions.
+pub fn service_remote_op(action: &Action) -> Option<(&str, RemoteOp)> {
+    Some(match action {
+        Action::ServiceStart(s) => (&s.service, RemoteOp::Start),
+        Action::ServiceStop(s) => (&s.service, RemoteOp::Stop),
+        Action::ServiceRestart(s) => (&s.service, RemoteOp::Restart),
+        Action::ServiceReload(s) => (&s.service, RemoteOp::Reload),
+        Action::App(a) => (&a.service, RemoteOp::App),
+        Action::ServiceConfigApply(c) => (&c.service, RemoteOp::Config),
+        Action::ServiceConfigRollback(c) => (&c.service, RemoteOp::Config),
+        _ => return None,
+    })
 }
 
 /// The action's name as `command_issued` spells it.
@@ -310,6 +330,13 @@ pub fn action_name(action: Option<&Action>) -> &'static str {
         Some(Action::Drain(_)) => "drain",
         Some(Action::Undrain(_)) => "undrain",
         Some(Action::ResumeAll(_)) => "resume_all",
+        Some(Action::ServiceStart(_)) => "service_start",
+        Some(Action::ServiceStop(_)) => "service_stop",
+        Some(Action::ServiceRestart(_)) => "service_restart",
+        Some(Action::ServiceReload(_)) => "service_reload",
+        Some(Action::App(_)) => "app",
+        Some(Action::ServiceConfigApply(_)) => "service_config_apply",
+        Some(Action::ServiceConfigRollback(_)) => "service_config_rollback",
     }
 }
 
@@ -363,6 +390,40 @@ pub fn validate(action: Option<&Action>, catalog: &Catalog) -> Result<(), String
                 return Err("config_apply carries no config".to_owned());
             }
             Ok(())
+        }
+        Some(
+            a @ (Action::ServiceStart(_)
+            | Action::ServiceStop(_)
+            | Action::ServiceRestart(_)
+            | Action::ServiceReload(_)
+            | Action::App(_)
+            | Action::ServiceConfigApply(_)
+            | Action::ServiceConfigRollback(_)),
+        ) => {
+            let Some((service, _)) = service_remote_op(a) else {
+                return Err("the command names no service".to_owned());
+            };
+            if service.is_empty() {
+                return Err("the command names no service".to_owned());
+            }
+            match catalog.kind_of(service) {
+                Some("service") => {}
+                Some(kind) => {
+                    return Err(format!(
+                        "module {service:?} is a {kind} module, not a service"
+                    ))
+                }
+                None => return Err(format!("no service {service:?} on this host")),
+            }
+            match a {
+                Action::App(app) if app.action.trim().is_empty() => {
+                    Err("the app command names no action".to_owned())
+                }
+                Action::ServiceConfigRollback(c) if c.fingerprint.trim().is_empty() => {
+                    Err("service_config_rollback names no fingerprint".to_owned())
+                }
+                _ => Ok(()),
+            }
         }
         Some(Action::ConfigRollback(c)) => {
             known(&c.module)?;

@@ -13,6 +13,7 @@ use super::decide;
 use super::CommandHandler;
 use crate::config::fs_resolve;
 use crate::modules::backup;
+use crate::modules::service::ServiceOp;
 use crate::runner::control::{paused_for, Action, ControlReply, Origin, RunState};
 
 /// The reason a drain pauses modules with (persisted in each module's control record), so an
@@ -74,6 +75,21 @@ impl CommandHandler {
                 let drained = paused_for(&self.outbox, DRAIN_REASON);
                 Execution::done(self.resume_each(drained, "undrain").await)
             }
+            CmdAction::ServiceStart(s) => {
+                Execution::done(self.service_op(&s.service, ServiceOp::Start).await)
+            }
+            CmdAction::ServiceStop(s) => {
+                Execution::done(self.service_op(&s.service, ServiceOp::Stop).await)
+            }
+            CmdAction::ServiceRestart(s) => {
+                Execution::done(self.service_op(&s.service, ServiceOp::Restart).await)
+            }
+            CmdAction::ServiceReload(s) => {
+                Execution::done(self.service_op(&s.service, ServiceOp::Reload).await)
+            }
+            CmdAction::App(a) => self.app(a).await,
+            CmdAction::ServiceConfigApply(c) => self.service_config_apply(c).await,
+            CmdAction::ServiceConfigRollback(c) => self.service_config_rollback(c).await,
             CmdAction::ResumeAll(_) => {
                 let paused = (self.status.slots().into_iter())
                     .filter(|s| s.state == pb::ModuleRunState::Paused)
@@ -82,6 +98,15 @@ impl CommandHandler {
                 Execution::done(self.resume_each(paused, "resume_all").await)
             }
         }
+    }
+
+    /// A lifecycle action through the service module's worker; done when the service is in the
+    /// asked state (and ready, when it declares a probe).
+    async fn service_op(&self, service: &str, op: ServiceOp) -> Result<String, String> {
+        self.control
+            .service_op(service, op)
+            .await
+            .map_err(|e| error_chain(&e))
     }
 
     /// Through the controller, which recomputes the fingerprint (`claimed`, empty = none) and

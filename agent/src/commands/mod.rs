@@ -18,6 +18,8 @@
 //! `decide` owns the pure decisions, `ledger` the persisted epoch and statuses, `exec` the
 //! actions, `consumer` the consumer loop that feeds deliveries through `admit` and `complete`.
 
+mod app;
+mod appconfig;
 mod clock;
 mod consumer;
 mod decide;

@@ -33,6 +33,7 @@ pub fn heartbeat_body(ctx: &ModuleCtx, interval: Duration) -> pb::Heartbeat {
         modules: ctx.statuses.clone(),
         outbox_pending: ctx.outbox_pending,
         health: ctx.health.clone(),
+        services: Vec::new(),
         labels: ctx
             .labels
             .iter()

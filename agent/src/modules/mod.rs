@@ -82,13 +82,36 @@ pub trait Module: Send {
         Vec::new()
     }
 
-    /// Starts an on-demand run of `what` (for the backup module: a job name, empty = every
-    /// job) through the same code as a scheduled run, at `now`. The events of that run come
-    /// out of `run_once` like those of a scheduled one; the receiver resolves to the detail
-    /// (archive names) or the failure reason once the run's closing events are queued.
-    /// `Err` when this module cannot run on demand or refuses now (a job already running).
-    fn run_now(&mut self, _what: &str, _now: SystemTime) -> Result<RunNowTicket, String> {
-        Err(format!("a {} module cannot run on demand", self.kind()))
+    /// Starts an on-demand request `what` (for the backup module: run a job, through the same
+    /// code as a scheduled run; for a service module: a lifecycle action) at `now`. Its events
+    /// come out of `run_once` like those of a scheduled run; the receiver resolves to the
+    /// detail (archive names, the service's new state) or the failure reason once the request
+    /// is done. `Err` when this module cannot do `what` or refuses now (a job already running).
+    fn run_now(&mut self, what: &OnDemand, _now: SystemTime) -> Result<RunNowTicket, String> {
+        Err(format!(
+            "a {} module cannot {}",
+            self.kind(),
+            what.describe()
+        ))
+    }
+}
+
+/// What an on-demand request asks of a module (see `Module::run_now`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnDemand {
+    /// backup: run a job now (empty = every job of the module).
+    Run(String),
+    /// service: a lifecycle action.
+    Service(service::ServiceOp),
+}
+
+impl OnDemand {
+    /// What is asked, in words (`run on demand`, `restart`).
+    pub fn describe(&self) -> String {
+        match self {
+            OnDemand::Run(_) => "run on demand".to_owned(),
+            OnDemand::Service(op) => op.as_str().to_owned(),
+        }
     }
 }
 

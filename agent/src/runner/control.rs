@@ -146,7 +146,7 @@ enum Op {
     Emit(RunOutput),
     /// Start an on-demand run of `what` (a backup job, empty = all); `done` gets its outcome.
     RunNow {
-        what: String,
+        what: crate::modules::OnDemand,
         done: oneshot::Sender<Result<String, String>>,
     },
 }

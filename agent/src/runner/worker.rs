@@ -111,7 +111,7 @@ impl ModuleWorker {
         }
         match self.entry.module.run_now(&trigger.what, SystemTime::now()) {
             Ok(ticket) => {
-                info!(what = %trigger.what, "on-demand run started");
+                info!(what = %trigger.what.describe(), "on-demand run started");
                 let answer = trigger.done;
                 Some(
                     ticket

@@ -76,6 +76,7 @@ mod tests {
                 since_unix_ms: T0 + seq as i64,
                 restarts,
                 exit_detail: "exited with status 1".into(),
+                ..Default::default()
             }),
         };
         assert!(fleet.apply(&ev).is_accepted());

@@ -183,7 +183,75 @@ pub fn request_action(
                 config_toml: found.toml,
             })
         }
+        CommandAction::ServiceStart { service } => Action::ServiceStart(service_action(service)),
+        CommandAction::ServiceStop { service } => Action::ServiceStop(service_action(service)),
+        CommandAction::ServiceRestart { service } => {
+            Action::ServiceRestart(service_action(service))
+        }
+        CommandAction::ServiceReload { service } => Action::ServiceReload(service_action(service)),
+        CommandAction::App {
+            service,
+            action,
+            args,
+        } => Action::App(pb::AppAction {
+            service: service.clone(),
+            action: trimmed(action),
+            args: args.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }),
+        CommandAction::ServiceConfigApply {
+            service,
+            file,
+            content,
+            fingerprint,
+        } => Action::ServiceConfigApply(pb::ServiceConfigApply {
+            service: service.clone(),
+            file: file
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned(),
+            fingerprint: content_fingerprint(service, content, fingerprint.as_deref())?,
+            content: content.clone(),
+        }),
+        CommandAction::ServiceConfigRollback {
+            service,
+            file,
+            fingerprint,
+        } => Action::ServiceConfigRollback(pb::ServiceConfigRollback {
+            service: service.clone(),
+            file: file
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned(),
+            fingerprint: trimmed(fingerprint),
+        }),
     })
+}
+
+fn service_action(service: &str) -> pb::ServiceAction {
+    pb::ServiceAction {
+        service: service.to_owned(),
+    }
+}
+
+/// The sha256 (hex) of a service config file's new `content`, recomputed here; a request that
+/// claims another is refused.
+pub fn content_fingerprint(
+    service: &str,
+    content: &str,
+    claimed: Option<&str>,
+) -> Result<String, DispatchError> {
+    use sha2::{Digest, Sha256};
+    let computed = hex::encode(Sha256::digest(content.as_bytes()));
+    match claimed.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(c) if c != computed => Err(DispatchError::FingerprintMismatch {
+            module: service.to_owned(),
+            claimed: c.to_owned(),
+            computed,
+        }),
+        _ => Ok(computed),
+    }
 }
 
 /// The deadline of a request, checked: required (0 would never expire) and at most `max`.

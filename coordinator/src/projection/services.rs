@@ -78,6 +78,7 @@ mod tests {
             since_unix_ms: 1_790_000_000_000,
             restarts,
             exit_detail: "exited with status 1".to_owned(),
+            ..Default::default()
         }
     }
 

@@ -31,6 +31,7 @@ fn heartbeat(host: &str, incarnation: Uuid, seq: u64) -> EventEnvelope {
             }],
             outbox_pending: 0,
             health: vec![],
+            services: vec![],
             labels: Default::default(),
         }),
     }

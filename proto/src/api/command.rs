@@ -104,6 +104,39 @@ pub enum CommandAction {
         module: String,
         fingerprint: String,
     },
+    /// Lifecycle of a managed service (a `service` module instance).
+    ServiceStart {
+        service: String,
+    },
+    ServiceStop {
+        service: String,
+    },
+    ServiceRestart {
+        service: String,
+    },
+    ServiceReload {
+        service: String,
+    },
+    /// An action forwarded to the service's own control endpoint.
+    App {
+        service: String,
+        action: String,
+        args: BTreeMap<String, String>,
+    },
+    /// New content for a declared config file of a service (`file` absent: its only one);
+    /// `fingerprint`, when given, must be the content's sha256.
+    ServiceConfigApply {
+        service: String,
+        file: Option<String>,
+        content: String,
+        fingerprint: Option<String>,
+    },
+    /// Back to a content of the file the agent kept, by fingerprint (or prefix).
+    ServiceConfigRollback {
+        service: String,
+        file: Option<String>,
+        fingerprint: String,
+    },
 }
 
 impl CommandAction {
@@ -121,12 +154,26 @@ impl CommandAction {
             CommandAction::Restore { .. } => ActionName::Restore,
             CommandAction::ConfigApply { .. } => ActionName::ConfigApply,
             CommandAction::ConfigRollback { .. } => ActionName::ConfigRollback,
+            CommandAction::ServiceStart { .. } => ActionName::ServiceStart,
+            CommandAction::ServiceStop { .. } => ActionName::ServiceStop,
+            CommandAction::ServiceRestart { .. } => ActionName::ServiceRestart,
+            CommandAction::ServiceReload { .. } => ActionName::ServiceReload,
+            CommandAction::App { .. } => ActionName::App,
+            CommandAction::ServiceConfigApply { .. } => ActionName::ServiceConfigApply,
+            CommandAction::ServiceConfigRollback { .. } => ActionName::ServiceConfigRollback,
         }
     }
 
-    /// The module the action names, if any.
+    /// The module the action names, if any (a service is its `service` module's name).
     pub fn module(&self) -> Option<&str> {
         match self {
+            CommandAction::ServiceStart { service }
+            | CommandAction::ServiceStop { service }
+            | CommandAction::ServiceRestart { service }
+            | CommandAction::ServiceReload { service }
+            | CommandAction::App { service, .. }
+            | CommandAction::ServiceConfigApply { service, .. }
+            | CommandAction::ServiceConfigRollback { service, .. } => Some(service),
             CommandAction::Pause { module }
             | CommandAction::Resume { module }
             | CommandAction::Disable { module }
@@ -147,7 +194,7 @@ impl CommandAction {
 /// Why a command request's JSON is not a valid request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
-    #[error("unknown action {action:?}; use pause, resume, resume_all, disable, enable, noop, drain, undrain, backup_run, restore, config_apply or config_rollback")]
+    #[error("unknown action {action:?}; use pause, resume, resume_all, disable, enable, noop, drain, undrain, backup_run, restore, config_apply, config_rollback, service_start, service_stop, service_restart, service_reload, app, service_config_apply or service_config_rollback")]
     BadAction { action: String },
     #[error("action {action} needs a module name")]
     NeedsModule { action: String },
@@ -157,7 +204,8 @@ pub enum RequestError {
 
 /// The JSON of [`CommandRequest`] as it travels: one flat object whose optional fields
 /// belong to some actions only (`module`, `job`, `archive`, `target`, `config_toml`,
-/// `fingerprint`). Readers that must refuse a bad request with a precise reason read this and
+/// `fingerprint`, `app_action`, `args`, `file`, `content`). A service action names its
+/// service in `module` (the service is a `service` module instance). Readers that must refuse a bad request with a precise reason read this and
 /// convert with `CommandRequest::try_from`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandRequestJson {
@@ -183,6 +231,18 @@ pub struct CommandRequestJson {
     pub fingerprint: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// `app`: the action forwarded to the service's control endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_action: Option<String>,
+    /// `app`: the action's arguments.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, String>,
+    /// `service_config_apply` / `_rollback`: the declared config file (absent: the only one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// `service_config_apply`: the file's new content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 impl TryFrom<CommandRequestJson> for CommandRequest {
@@ -245,6 +305,37 @@ impl TryFrom<CommandRequestJson> for CommandRequest {
                 module: module(j.module)?,
                 fingerprint: field(j.fingerprint, "--to <fingerprint>")?,
             },
+            ActionName::ServiceStart => CommandAction::ServiceStart {
+                service: module(j.module)?,
+            },
+            ActionName::ServiceStop => CommandAction::ServiceStop {
+                service: module(j.module)?,
+            },
+            ActionName::ServiceRestart => CommandAction::ServiceRestart {
+                service: module(j.module)?,
+            },
+            ActionName::ServiceReload => CommandAction::ServiceReload {
+                service: module(j.module)?,
+            },
+            ActionName::App => CommandAction::App {
+                service: module(j.module)?,
+                action: field(j.app_action, "an app action")?,
+                args: j.args,
+            },
+            ActionName::ServiceConfigApply => CommandAction::ServiceConfigApply {
+                service: module(j.module)?,
+                content: j.content.ok_or_else(|| RequestError::NeedsField {
+                    action: action_text.clone(),
+                    flag: "a config file (--file)",
+                })?,
+                file: j.file.filter(|f| !f.trim().is_empty()),
+                fingerprint: j.fingerprint,
+            },
+            ActionName::ServiceConfigRollback => CommandAction::ServiceConfigRollback {
+                service: module(j.module)?,
+                fingerprint: field(j.fingerprint, "--to <fingerprint>")?,
+                file: j.file.filter(|f| !f.trim().is_empty()),
+            },
             ActionName::Unknown => return Err(RequestError::BadAction { action: j.action }),
         };
         Ok(CommandRequest {
@@ -302,6 +393,35 @@ impl From<CommandRequest> for CommandRequestJson {
                 module,
                 fingerprint,
             } => (j.module, j.fingerprint) = (Some(module), Some(fingerprint)),
+            CommandAction::ServiceStart { service }
+            | CommandAction::ServiceStop { service }
+            | CommandAction::ServiceRestart { service }
+            | CommandAction::ServiceReload { service } => j.module = Some(service),
+            CommandAction::App {
+                service,
+                action,
+                args,
+            } => {
+                j.module = Some(service);
+                (j.app_action, j.args) = (Some(action), args);
+            }
+            CommandAction::ServiceConfigApply {
+                service,
+                file,
+                content,
+                fingerprint,
+            } => {
+                (j.module, j.file) = (Some(service), file);
+                (j.content, j.fingerprint) = (Some(content), fingerprint);
+            }
+            CommandAction::ServiceConfigRollback {
+                service,
+                file,
+                fingerprint,
+            } => {
+                (j.module, j.file) = (Some(service), file);
+                j.fingerprint = Some(fingerprint);
+            }
         }
         j
     }

@@ -129,6 +129,13 @@ wire_state! {
         Restore => "restore",
         ConfigApply => "config_apply",
         ConfigRollback => "config_rollback",
+        ServiceStart => "service_start",
+        ServiceStop => "service_stop",
+        ServiceRestart => "service_restart",
+        ServiceReload => "service_reload",
+        App => "app",
+        ServiceConfigApply => "service_config_apply",
+        ServiceConfigRollback => "service_config_rollback",
     }
 }
 
@@ -152,10 +159,13 @@ impl ActionName {
     pub fn required_role(self) -> Option<Role> {
         use ActionName::*;
         match self {
-            Pause | Resume | ResumeAll | Disable | Enable | Noop | Drain | Undrain | BackupRun => {
+            Pause | Resume | ResumeAll | Disable | Enable | Noop | Drain | Undrain | BackupRun
+            | ServiceStart | ServiceStop | ServiceRestart | ServiceReload | App => {
                 Some(Role::Operator)
             }
-            Restore | ConfigApply | ConfigRollback => Some(Role::Admin),
+            Restore | ConfigApply | ConfigRollback | ServiceConfigApply | ServiceConfigRollback => {
+                Some(Role::Admin)
+            }
             Unknown => None,
         }
     }

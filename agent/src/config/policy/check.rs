@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use super::{glob_base, is_under, lexical, normalise, PolicyConfig};
-use crate::config::{AgentConfig, HealthConfig, ModuleConfig, ProbeType, ServiceConfig};
+use crate::config::{AgentConfig, HealthConfig, ModuleConfig, ProbeType, RemoteOp, ServiceConfig};
 
 /// Where a remote config came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +258,31 @@ impl HostPolicy {
             });
         }
         out
+    }
+
+    /// Whether the file's entry of service `service` allows the remote action `op` (its
+    /// `remote` list). A service the file does not declare allows nothing. Pure.
+    pub fn check_service_op(&self, service: &str, op: RemoteOp) -> Result<(), Violation> {
+        let refuse = |reason: String| Violation {
+            rule: "service.remote",
+            key: format!("{service}.remote"),
+            reason,
+        };
+        match self.services.get(service) {
+            None => Err(refuse(format!(
+                "{service:?} is not a service of this host's config file"
+            ))),
+            Some(s) if s.remote.contains(&op) => Ok(()),
+            Some(s) => Err(refuse(format!(
+                "the host's config file does not allow {} on service {service:?} (remote = [{}])",
+                op.as_str(),
+                s.remote
+                    .iter()
+                    .map(|o| format!("{:?}", o.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
     }
 
     /// Whether a `restore` may write into `target`: it must lie under `policy.restore_targets`

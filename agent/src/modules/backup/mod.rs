@@ -21,7 +21,7 @@ use opsfleet_report::error_chain;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use super::{Module, ModuleCtx, ModuleError, RunNowTicket};
+use super::{Module, ModuleCtx, ModuleError, OnDemand, RunNowTicket};
 use crate::config::{AgentConfig, BackupConfig, BackupJobConfig, ModuleConfig};
 pub use archive::{ArchiveError, Manifest, ManifestEntry, Progress};
 pub use naming::ArchiveFile;
@@ -338,8 +338,11 @@ impl Module for BackupModule {
         Ok(bodies)
     }
 
-    fn run_now(&mut self, what: &str, now: SystemTime) -> Result<RunNowTicket, String> {
-        self.start_now(what, now)
+    fn run_now(&mut self, what: &OnDemand, now: SystemTime) -> Result<RunNowTicket, String> {
+        match what {
+            OnDemand::Run(job) => self.start_now(job, now),
+            other => Err(format!("a backup module cannot {}", other.describe())),
+        }
     }
 }
 

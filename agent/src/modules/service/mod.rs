@@ -17,6 +17,37 @@ use crate::config::ServiceConfig;
 use adopt::{ChildRecord, CHILD_KEY};
 pub use supervisor::{exit_detail, next_backoff, Supervisor};
 
+/// A lifecycle action asked of a service (`opsctl service start|stop|restart|reload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceOp {
+    Start,
+    Stop,
+    Restart,
+    Reload,
+}
+
+impl ServiceOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceOp::Start => "start",
+            ServiceOp::Stop => "stop",
+            ServiceOp::Restart => "restart",
+            ServiceOp::Reload => "reload",
+        }
+    }
+
+    /// The `remote` entry of the service's config that allows this action.
+    pub fn remote(self) -> crate::config::RemoteOp {
+        use crate::config::RemoteOp;
+        match self {
+            ServiceOp::Start => RemoteOp::Start,
+            ServiceOp::Stop => RemoteOp::Stop,
+            ServiceOp::Restart => RemoteOp::Restart,
+            ServiceOp::Reload => RemoteOp::Reload,
+        }
+    }
+}
+
 /// The module: the supervisor runs continuously; each tick returns the `ServiceState`s it
 /// reported since the previous one. Dropping the module (agent stop, reconfiguration) stops
 /// the child: SIGTERM, SIGKILL after `stop_grace`; the drop blocks until then (off the async

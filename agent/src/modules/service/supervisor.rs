@@ -141,6 +141,7 @@ impl Run {
             since_unix_ms: now_ms(),
             restarts: self.restarts,
             exit_detail,
+            ..pb::ServiceState::default()
         };
         (self.on_state)(s);
     }

@@ -11,19 +11,12 @@ use super::supervisor::{next_backoff, Supervisor};
 use crate::config::{ServiceConfig, ServiceManager};
 
 fn cfg(script: &str) -> ServiceConfig {
-    ServiceConfig {
-        name: Some("app".to_owned()),
-        interval: Duration::from_secs(1),
-        manager: ServiceManager::Process,
-        argv: vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()],
-        workdir: None,
-        env: Default::default(),
-        stdout: None,
-        stderr: None,
-        stop_grace: Duration::from_secs(10),
-        restart_backoff_min: Duration::from_millis(100),
-        restart_backoff_max: Duration::from_millis(400),
-    }
+    let mut cfg = ServiceConfig::process(vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()]);
+    cfg.name = Some("app".to_owned());
+    cfg.restart_backoff_min = Duration::from_millis(100);
+    cfg.restart_backoff_max = Duration::from_millis(400);
+    assert_eq!(cfg.manager, ServiceManager::Process);
+    cfg
 }
 
 fn start(cfg: ServiceConfig) -> (Supervisor, mpsc::Receiver<pb::ServiceState>) {

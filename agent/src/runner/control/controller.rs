@@ -87,7 +87,7 @@ impl Controller {
     async fn run_now(
         &mut self,
         idx: usize,
-        what: String,
+        what: crate::modules::OnDemand,
         done: oneshot::Sender<Result<String, String>>,
     ) -> Result<ControlReply, ControlError> {
         let m = &self.modules[idx];

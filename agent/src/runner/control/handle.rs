@@ -6,6 +6,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Action, ControlError, ControlReply, Op, Origin, Request};
 use crate::config::{parse_module_toml, ModuleConfig};
+use crate::modules::service::ServiceOp;
+use crate::modules::OnDemand;
 use crate::runner::RunOutput;
 
 /// Cloneable handle to a runner's modules (admin HTTP routes now, commands in issue 5).
@@ -95,11 +97,19 @@ impl ControlHandle {
     /// job), through the same code as a scheduled run; returns the run's detail (archive
     /// names) once its events are queued for the outbox, or why it failed or was refused.
     pub async fn run_now(&self, module: &str, what: &str) -> Result<String, ControlError> {
+        self.on_demand(module, OnDemand::Run(what.to_owned())).await
+    }
+
+    /// Asks service module `module` for a lifecycle action; returns its detail once done (the
+    /// service in the asked state, and ready when it declares a probe), or why not.
+    pub async fn service_op(&self, module: &str, op: ServiceOp) -> Result<String, ControlError> {
+        self.on_demand(module, OnDemand::Service(op)).await
+    }
+
+    /// Hands `what` to the module's worker and waits for its outcome.
+    async fn on_demand(&self, module: &str, what: OnDemand) -> Result<String, ControlError> {
         let (done, outcome) = oneshot::channel();
-        let op = Op::RunNow {
-            what: what.to_owned(),
-            done,
-        };
+        let op = Op::RunNow { what, done };
         self.call(module, op).await?;
         match outcome.await {
             Ok(Ok(detail)) => Ok(detail),

@@ -353,6 +353,8 @@ impl HostState {
             Body::Service(s) => {
                 services::fold(&mut self.services, s, &version, &mut self.truncated.services);
             }
+            // Not projected yet: kept in the log, shown by `opsctl events`.
+            Body::ServiceConfig(_) | Body::ServiceRemediation(_) => {}
             // Folded by `Runbooks::apply` above.
             Body::LogMatch(_)
             | Body::LogSuppressed(_)

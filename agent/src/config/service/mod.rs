@@ -1,5 +1,7 @@
 //! `type = "service"` module config: one supervised application (the `process` manager: argv,
-//! workdir, env, log files, stop grace, restart backoff) and its semantic checks.
+//! workdir, env, log files, stop grace, restart backoff), what may be done to it remotely
+//! (`remote`), and its semantic checks. Sub-sections of a service live in files of their own
+//! beside this one.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -71,6 +73,46 @@ pub struct ServiceConfig {
     /// `restart_backoff_min` again.
     #[serde(default = "default_backoff_max", with = "humantime_serde")]
     pub restart_backoff_max: Duration,
+    /// What commands may do to this service: `start`, `stop`, `restart`, `reload`, `app`
+    /// (forward a declared control action), `config` (apply / roll back a declared config
+    /// file). Empty (the default): nothing; the service is only watched. This list is read
+    /// from the host's own file only: a remote config can never change a service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote: Vec<RemoteOp>,
+}
+
+/// One kind of remote action on a service (`remote = ["restart", "reload"]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteOp {
+    Start,
+    Stop,
+    Restart,
+    Reload,
+    App,
+    Config,
+}
+
+impl RemoteOp {
+    pub const ALL: [RemoteOp; 6] = [
+        RemoteOp::Start,
+        RemoteOp::Stop,
+        RemoteOp::Restart,
+        RemoteOp::Reload,
+        RemoteOp::App,
+        RemoteOp::Config,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteOp::Start => "start",
+            RemoteOp::Stop => "stop",
+            RemoteOp::Restart => "restart",
+            RemoteOp::Reload => "reload",
+            RemoteOp::App => "app",
+            RemoteOp::Config => "config",
+        }
+    }
 }
 
 fn default_service_interval() -> Duration {
@@ -90,6 +132,25 @@ fn default_backoff_max() -> Duration {
 }
 
 impl ServiceConfig {
+    /// A `process` service running `argv`, every other field at its default (as a file entry
+    /// with only `type` and `argv` would give).
+    pub fn process(argv: Vec<String>) -> Self {
+        ServiceConfig {
+            name: default_name(),
+            interval: default_service_interval(),
+            manager: default_manager(),
+            argv,
+            workdir: None,
+            env: BTreeMap::new(),
+            stdout: None,
+            stderr: None,
+            stop_grace: default_stop_grace(),
+            restart_backoff_min: default_backoff_min(),
+            restart_backoff_max: default_backoff_max(),
+            remote: Vec::new(),
+        }
+    }
+
     /// Every problem as `(key, reason)`, keys relative to the module entry.
     pub(super) fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
