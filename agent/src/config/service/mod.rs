@@ -63,6 +63,16 @@ pub struct ServiceConfig {
     /// File the child's stderr is appended to (absolute); discarded when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr: Option<PathBuf>,
+    /// Size past which the stdout / stderr file is rotated (copied to `<file>.1`, truncated).
+    #[serde(default = "default_log_max_bytes")]
+    pub log_max_bytes: u64,
+    /// Rotated copies kept per file (`<file>.1` newest .. `<file>.<log_keep>`); 0 = none.
+    #[serde(default = "default_log_keep")]
+    pub log_keep: u32,
+    /// The user the child runs as (name or numeric uid), with that user's primary group and
+    /// no supplementary groups; the agent's own when absent. Needs the agent to run as root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// On stop: SIGTERM, then SIGKILL when the child still runs after this long.
     #[serde(default = "default_stop_grace", with = "humantime_serde")]
     pub stop_grace: Duration,
@@ -121,6 +131,14 @@ fn default_service_interval() -> Duration {
 fn default_manager() -> ServiceManager {
     ServiceManager::Process
 }
+fn default_log_max_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_log_keep() -> u32 {
+    5
+}
+/// Smallest accepted `log_max_bytes`: rotating more often than this would churn.
+const MIN_LOG_MAX_BYTES: u64 = 4096;
 fn default_stop_grace() -> Duration {
     Duration::from_secs(10)
 }
@@ -144,6 +162,9 @@ impl ServiceConfig {
             env: BTreeMap::new(),
             stdout: None,
             stderr: None,
+            log_max_bytes: default_log_max_bytes(),
+            log_keep: default_log_keep(),
+            user: None,
             stop_grace: default_stop_grace(),
             restart_backoff_min: default_backoff_min(),
             restart_backoff_max: default_backoff_max(),
@@ -163,6 +184,13 @@ impl ServiceConfig {
         if self.workdir.as_ref().is_some_and(|w| !w.is_absolute()) {
             push("workdir", "must be an absolute path");
         }
+        if self
+            .user
+            .as_ref()
+            .is_some_and(|u| u.trim().is_empty() || u.contains(['\0', ':']))
+        {
+            push("user", "a user name or numeric uid, without ':' or NUL");
+        }
         for (key, path) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             if path.as_ref().is_some_and(|p| !p.is_absolute()) {
                 push(key, "must be an absolute path");
@@ -175,6 +203,12 @@ impl ServiceConfig {
                     "a variable name is non-empty, without '=' or NUL".to_owned(),
                 ));
             }
+        }
+        if self.log_max_bytes < MIN_LOG_MAX_BYTES {
+            out.push((
+                "log_max_bytes".to_owned(),
+                format!("must be at least {MIN_LOG_MAX_BYTES}"),
+            ));
         }
         if self.stop_grace.is_zero() {
             out.push(("stop_grace".to_owned(), "must be greater than 0".to_owned()));
@@ -210,6 +244,8 @@ workdir = "rel/dir"
 stdout = "out.log"
 stderr = "err.log"
 stop_grace = "0s"
+log_max_bytes = 10
+user = ""
 restart_backoff_min = "5s"
 restart_backoff_max = "1s"
 env = { "A=B" = "x" }
@@ -223,6 +259,8 @@ env = { "A=B" = "x" }
             "modules[0].stderr",
             "modules[0].env.A=B",
             "modules[0].stop_grace",
+            "modules[0].log_max_bytes",
+            "modules[0].user",
             "modules[0].restart_backoff_max",
         ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");

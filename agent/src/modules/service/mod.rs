@@ -5,6 +5,7 @@
 //! runner and persists the running child's record with them.
 
 pub mod adopt;
+pub mod logs;
 pub mod supervisor;
 
 use std::sync::mpsc;
@@ -109,6 +110,7 @@ impl Module for ServiceModule {
                 .map_err(|e| ModuleError::Other(format!("cannot start the supervisor: {e}")))?;
             self.supervisor = Some(sup);
         }
+        logs::rotate_logs(&self.name, &self.cfg);
         let states: Vec<pb::ServiceState> = self.rx.try_iter().collect();
         for s in &states {
             self.track(s);

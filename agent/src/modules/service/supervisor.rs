@@ -294,6 +294,20 @@ fn append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// The (uid, gid) of `user`: a name, or a numeric uid (its group then the user's primary
+/// group if it has an entry, else the same number).
+fn resolve_user(user: &str) -> std::io::Result<(u32, u32)> {
+    use nix::unistd::{Uid, User};
+    let found = match user.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid))
+            .map(|u| u.map_or((uid, uid), |u| (u.uid.as_raw(), u.gid.as_raw()))),
+        Err(_) => User::from_name(user)
+            .map(|u| u.map(|u| (u.uid.as_raw(), u.gid.as_raw())))
+            .and_then(|u| u.ok_or(nix::errno::Errno::ENOENT)),
+    };
+    found.map_err(|e| std::io::Error::other(format!("no user {user:?} on this host ({e})")))
+}
+
 /// Starts the child in a process group of its own, so stop signals reach its children too.
 fn spawn(cfg: &ServiceConfig) -> std::io::Result<Child> {
     let (program, args) = cfg
@@ -307,6 +321,11 @@ fn spawn(cfg: &ServiceConfig) -> std::io::Result<Child> {
         .process_group(0);
     if let Some(dir) = &cfg.workdir {
         cmd.current_dir(dir);
+    }
+    if let Some(user) = &cfg.user {
+        // std drops the supplementary groups when root changes uid.
+        let (uid, gid) = resolve_user(user)?;
+        cmd.uid(uid).gid(gid);
     }
     cmd.stdout(match &cfg.stdout {
         Some(p) => Stdio::from(append(p)?),

@@ -251,3 +251,44 @@ fn the_child_gets_its_env_and_workdir_and_its_output_is_appended_to_the_files() 
     let err_text = std::fs::read_to_string(&err).expect("stderr file");
     assert_eq!(err_text, "oops\noops\n");
 }
+
+#[test]
+fn the_child_runs_as_the_configured_user() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIP: running a child as another user needs root");
+        return;
+    }
+    let mut c = argv_cfg(&["sleep", "30"]);
+    c.user = Some("nobody".to_owned());
+    let (mut sup, rx) = start(c);
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Running);
+    let pid = seen.last().map(|s| s.pid).expect("a running state");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("Uid line");
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "65534"),
+        "{uid_line}"
+    );
+    sup.stop();
+}
+
+#[test]
+fn an_unknown_user_fails_the_start_with_the_reason() {
+    let mut c = argv_cfg(&["sleep", "30"]);
+    c.user = Some("no-such-user-opsfleet".to_owned());
+    let (mut sup, rx) = start(c);
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Failed);
+    let failed = seen.last().expect("a failed state");
+    assert!(
+        failed
+            .exit_detail
+            .contains("no user \"no-such-user-opsfleet\""),
+        "{failed:?}"
+    );
+    sup.stop();
+}
