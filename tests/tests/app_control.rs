@@ -3,12 +3,14 @@
 //! declared actions). `opsctl app` delivers a declared action and records the app's answer as
 //! the command's result; an undeclared action or argument, a service whose `remote` lacks
 //! `app`, and a viewer are refused, and testapp's own log of control requests proves nothing
-//! was sent for them; an action the app answers 400 fails with the app's words.
+//! was sent for them; an action the app answers 400 fails with the app's words. The same over
+//! NATS: a service whose control is a `nats_subject` gets a request the test answers.
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use opsfleet_proto::api::{ServiceRunState, ServicesReply};
 use opsfleet_tests::verbs::{only_command, verb};
 use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec};
 use serde_json::Value;
@@ -80,6 +82,28 @@ fn received(port: u16) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Once a coordinator is active (it answers commands) and `service` runs on web-01.
+async fn ready(c: &Cluster, service: &str) -> Result<()> {
+    wait_until("an active coordinator", WAIT, POLL, async || {
+        Ok(c.opsctl
+            .run(&["leader"])
+            .await?
+            .status
+            .success()
+            .then_some(()))
+    })
+    .await?;
+    let what = format!("{service} running in `opsctl services`");
+    wait_until(&what, WAIT, POLL, async || {
+        let r: ServicesReply = c.opsctl.json(&["services", "--host", HOST]).await?;
+        Ok(r.services
+            .iter()
+            .any(|s| s.service == service && s.state == ServiceRunState::Running)
+            .then_some(()))
+    })
+    .await
+}
+
 /// `opsctl app <args> --host web-01`: (success, the command's state, its detail).
 async fn app(c: &Cluster, args: &[&str]) -> Result<(bool, String, String)> {
     let mut all = vec!["app"];
@@ -102,6 +126,7 @@ async fn declared_app_actions_are_delivered_and_everything_else_refused_unsent()
                 .heartbeat(Duration::from_millis(300))
                 .modules_toml(&modules(port, unused)),
         )?;
+        ready(c, "web").await?;
         wait_until(
             "testapp answering under the agent",
             WAIT,
@@ -184,6 +209,92 @@ async fn declared_app_actions_are_delivered_and_everything_else_refused_unsent()
             "app log {:?}",
             received(port)?
         );
+        Ok(())
+    })
+    .await;
+}
+
+/// `ingest` takes control actions as NATS requests on `app.ingest.control` (the test answers
+/// them); it runs `sleep`, the control endpoint being independent of the process.
+const NATS_MODULES: &str = r#"
+[[modules]]
+type = "service"
+name = "ingest"
+interval = "200ms"
+argv = ["sleep", "300"]
+stop_grace = "2s"
+remote = ["app"]
+[modules.control]
+nats_subject = "app.ingest.control"
+timeout = "20s"
+[[modules.control.actions]]
+name = "pipeline.pause"
+args = ["reason"]
+[[modules.control.actions]]
+name = "pipeline.fail"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_control_endpoint_gets_a_request_and_its_reply_is_the_result() {
+    Cluster::run("app-control-nats", async |c: &mut Cluster| {
+        // The app's side: answers each request, an error header for `pipeline.fail`.
+        let the_app = async_nats::connect(c.nats_url()).await?;
+        let mut requests = the_app.subscribe("app.ingest.control").await?;
+        the_app.flush().await?;
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        let responder = the_app.clone();
+        let serve = tokio::spawn(async move {
+            use futures::StreamExt;
+            while let Some(msg) = requests.next().await {
+                let body: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
+                let Some(reply) = msg.reply else { continue };
+                let _ = seen_tx.send(body.clone());
+                if body["action"] == "pipeline.fail" {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert("Nats-Service-Error", "400");
+                    let _ = responder
+                        .publish_with_headers(reply, headers, "cannot fail now".into())
+                        .await;
+                } else {
+                    let answer = format!("{{\"status\": \"done\", \"got\": {body}}}");
+                    let _ = responder.publish(reply, answer.into()).await;
+                }
+            }
+        });
+
+        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        c.add_agent(
+            AgentSpec::new(HOST)
+                .heartbeat(Duration::from_millis(300))
+                .modules_toml(NATS_MODULES),
+        )?;
+        ready(c, "ingest").await?;
+        let (ok, state, detail) =
+            app(c, &["ingest", "pipeline.pause", "--arg", "reason=night"]).await?;
+        ensure!(ok && state == "completed", "{state}: {detail}");
+        ensure!(
+            detail.starts_with("app answered: {\"status\": \"done\"")
+                && detail.contains(r#""args":{"reason":"night"}"#),
+            "detail {detail:?}"
+        );
+        let (ok, state, detail) = app(c, &["ingest", "pipeline.fail"]).await?;
+        ensure!(!ok && state == "failed", "{state}: {detail}");
+        ensure!(
+            detail == "app answered error 400: cannot fail now",
+            "detail {detail:?}"
+        );
+        // An undeclared action reaches no one.
+        let (ok, state, _) = app(c, &["ingest", "pipeline.drop"]).await?;
+        ensure!(!ok && state == "rejected", "{state}");
+        let mut seen = Vec::new();
+        while let Ok(body) = seen_rx.try_recv() {
+            seen.push(body["action"].as_str().unwrap_or_default().to_owned());
+        }
+        ensure!(
+            seen == ["pipeline.pause", "pipeline.fail"],
+            "the app got {seen:?}"
+        );
+        serve.abort();
         Ok(())
     })
     .await;
