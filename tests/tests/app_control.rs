@@ -2,7 +2,7 @@
 //! testapp as a `process` service `web` (`remote = ["app"]`, an http control endpoint with
 //! declared actions). `opsctl app` delivers a declared action and records the app's answer as
 //! the command's result; an undeclared action or argument, a service whose `remote` lacks
-//! `app`, and a viewer are refused, and testapp's own log of control requests proves nothing
+//! `app`, a viewer and an unknown service are refused, and testapp's own log of control requests proves nothing
 //! was sent for them; an action the app answers 400 fails with the app's words. The same over
 //! NATS: a service whose control is a `nats_subject` gets a request the test answers.
 
@@ -194,6 +194,39 @@ async fn declared_app_actions_are_delivered_and_everything_else_refused_unsent()
             received(port)? == ["pipeline.pause"],
             "the app was sent a refused action: {:?}",
             received(port)?
+        );
+
+        // A service the host does not have: refused before anything is sent; an argument
+        // given twice is a usage error (exit 2).
+        let unknown = c
+            .opsctl
+            .run(&["app", "nosuch", "pipeline.pause", "--host", HOST])
+            .await?;
+        ensure!(
+            !unknown.status.success() && unknown.stderr.contains("nosuch"),
+            "unknown service: {} {}",
+            unknown.stdout,
+            unknown.stderr
+        );
+        let twice = c
+            .opsctl
+            .run(&[
+                "app",
+                "web",
+                "module.disable",
+                "--arg",
+                "module=a",
+                "--arg",
+                "module=b",
+                "--host",
+                HOST,
+            ])
+            .await?;
+        ensure!(
+            twice.status.code() == Some(2) && twice.stderr.contains("--arg module is given twice"),
+            "twice: {:?} {}",
+            twice.status,
+            twice.stderr
         );
 
         // Declared here but refused by the app: the command fails with the app's words.
