@@ -2,9 +2,10 @@
 //! testapp as a `process` service `web` (`remote = ["app"]`, an http control endpoint with
 //! declared actions). `opsctl app` delivers a declared action and records the app's answer as
 //! the command's result; an undeclared action or argument, a service whose `remote` lacks
-//! `app`, a viewer and an unknown service are refused, and testapp's own log of control requests proves nothing
-//! was sent for them; an action the app answers 400 fails with the app's words. The same over
-//! NATS: a service whose control is a `nats_subject` gets a request the test answers.
+//! `app`, a viewer and an unknown service are refused, and testapp's own log of control
+//! requests proves nothing was sent for them; an action the app answers 400 fails with the
+//! app's words. The same over NATS: a service whose control is a `nats_subject` gets a
+//! request the test answers.
 
 use std::io::{Read, Write};
 use std::time::Duration;
