@@ -2,7 +2,10 @@
 //! each section's table names exactly the keys the struct (and its nested tables) accepts, as
 //! serde's own "expected one of" lists them; every default written in backticks loads to the
 //! same config as leaving the key out; every example loads with the agent's config loader; and
-//! the last example of a section sets every documented key.
+//! the examples of a section together set every documented key (the last one sets all but
+//! those it cannot set together, like a service's `control.http` and `control.nats_subject`).
+//! Keys of a sub-table (`[modules.control]`) are documented as `control.timeout`, of an array
+//! of tables as `jobs[].name`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -110,6 +113,27 @@ fn nested_tables(entry: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Sub-tables of an example: `control` of `[modules.control]`.
+fn sub_tables(entry: &str) -> BTreeSet<String> {
+    entry
+        .lines()
+        .filter_map(|l| l.strip_prefix("[modules.")?.strip_suffix(']'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The header line of the table holding documented `key`, and the key's name in it:
+/// `jobs[].name` → `[[modules.jobs]]`, `control.timeout` → `[modules.control]`.
+fn table_of(key: &str) -> (Option<String>, &str) {
+    if let Some((table, leaf)) = key.rsplit_once("[].") {
+        return (Some(format!("[[modules.{table}]]")), leaf);
+    }
+    match key.rsplit_once('.') {
+        Some((table, leaf)) => (Some(format!("[modules.{table}]")), leaf),
+        None => (None, key),
+    }
+}
+
 #[test]
 fn every_module_type_has_a_section() {
     let kinds: Vec<String> = sections().into_iter().map(|s| s.kind).collect();
@@ -139,10 +163,20 @@ fn the_tables_name_exactly_the_keys_of_the_structs() {
         // One entry as `config apply` takes it: no `[[modules]]`, nested tables at the top.
         let entry = full
             .replace("[[modules]]\n", "")
-            .replace("[[modules.", "[[");
+            .replace("[[modules.", "[[")
+            .replace("[modules.", "[");
         let top = insert(&entry, None, "zz_undocumented = 1").expect("type line");
         let mut want: BTreeSet<String> = expected_fields(&top);
         want.remove("type");
+        for table in sub_tables(full) {
+            let header = format!("[{table}]");
+            let nested = insert(&entry, Some(&header), "zz_undocumented = 1").expect("header");
+            want.extend(
+                expected_fields(&nested)
+                    .into_iter()
+                    .map(|k| format!("{table}.{k}")),
+            );
+        }
         for table in nested_tables(full) {
             let header = format!("[[{table}]]");
             let nested = insert(&entry, Some(&header), "zz_undocumented = 1").expect("header");
@@ -162,14 +196,21 @@ fn the_tables_name_exactly_the_keys_of_the_structs() {
 }
 
 #[test]
-fn the_full_example_sets_every_key() {
+fn the_examples_set_every_key() {
     for s in sections() {
-        let full = s.examples.last().expect("an example");
         for (key, _) in &s.keys {
             let leaf = key.rsplit('.').next().unwrap_or(key);
-            let set = full.lines().any(|l| l.starts_with(&format!("{leaf} = ")))
-                || nested_tables(full).contains(leaf);
-            assert!(set, "{}: the full example does not set {key}", s.kind);
+            let sets = |e: &String| {
+                e.lines().any(|l| l.starts_with(&format!("{leaf} = ")))
+                    || nested_tables(e).contains(key.as_str())
+                    || sub_tables(e).contains(key.as_str())
+                    || nested_tables(e).contains(leaf)
+            };
+            assert!(
+                s.examples.iter().any(sets),
+                "{}: no example sets {key}",
+                s.kind
+            );
         }
     }
 }
@@ -178,7 +219,6 @@ fn the_full_example_sets_every_key() {
 fn documented_defaults_are_the_defaults() {
     for s in sections() {
         let minimal = s.examples.first().expect("an example");
-        let base = load(minimal);
         for (key, default) in &s.keys {
             let Some(default) = default else { continue };
             // An array of tables the minimal example writes as `[[modules.K]]` is not set
@@ -186,12 +226,19 @@ fn documented_defaults_are_the_defaults() {
             if nested_tables(minimal).contains(key) {
                 continue;
             }
-            let (header, leaf) = match key.split_once("[].") {
-                Some((table, leaf)) => (Some(format!("[[modules.{table}]]")), leaf),
-                None => (None, key.as_str()),
+            let (header, leaf) = table_of(key);
+            // The first example with the key's table (the minimal one for top-level keys).
+            let example = match &header {
+                None => minimal,
+                Some(h) => s
+                    .examples
+                    .iter()
+                    .find(|e| e.lines().any(|l| l == h))
+                    .unwrap_or_else(|| panic!("{}: no example has a {h} table", s.kind)),
             };
-            let with = insert(minimal, header.as_deref(), &format!("{leaf} = {default}"))
-                .unwrap_or_else(|| panic!("{}: the minimal example has no {key} table", s.kind));
+            let base = load(example);
+            let with = insert(example, header.as_deref(), &format!("{leaf} = {default}"))
+                .unwrap_or_else(|| panic!("{}: no {key} table", s.kind));
             assert_eq!(
                 load(&with),
                 base,

@@ -1,7 +1,8 @@
-//! The command verbs beyond pause/resume: `backup run`, `restore`, `config apply` and
-//! `config rollback` — their flags and the `CommandAction` each one makes. Issuing, waiting,
+//! The command verbs beyond pause/resume: `backup run`, `restore`, `config apply`,
+//! `config rollback` and `app` — their flags and the `CommandAction` each one makes. Issuing, waiting,
 //! progress and the result table are the shared path in opsctl's `issue.rs` (`run_request`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -20,6 +21,8 @@ pub enum VerbError {
     EmptyConfig { path: PathBuf },
     #[error("--target {target:?} is a relative path; give an absolute directory on the host (e.g. /srv/restore/app)")]
     RelativeTarget { target: String },
+    #[error("--arg {name} is given twice; give each argument once")]
+    DuplicateArg { name: String },
 }
 
 /// `opsctl backup run`: which backup job to run now.
@@ -124,6 +127,46 @@ impl ConfigRollbackArgs {
     }
 }
 
+/// `opsctl app`: an action for a service's own control endpoint.
+#[derive(Args, Debug, Clone)]
+pub struct AppArgs {
+    /// The service (a `service` module instance whose `[modules.control]` declares the
+    /// action).
+    pub service: String,
+    /// The action, as the service declares it (e.g. `pipeline.pause`, `module.disable`).
+    pub action: String,
+    /// An argument of the action, `name=value` (e.g. `--arg module=ingest`); repeat for
+    /// several. Each name must be declared for the action on the host, or nothing is sent.
+    #[arg(long = "arg", value_name = "NAME=VALUE", value_parser = parse_arg)]
+    pub args: Vec<(String, String)>,
+}
+
+impl AppArgs {
+    /// The request; an argument given twice is refused.
+    pub fn request(self) -> Result<CommandAction, VerbError> {
+        let mut args = BTreeMap::new();
+        for (name, value) in self.args {
+            if args.contains_key(&name) {
+                return Err(VerbError::DuplicateArg { name });
+            }
+            args.insert(name, value);
+        }
+        Ok(CommandAction::App {
+            service: self.service,
+            action: self.action,
+            args,
+        })
+    }
+}
+
+/// `--arg name=value`: a non-empty name; the value may be empty (pure).
+pub fn parse_arg(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not name=value (e.g. module=ingest)")),
+    }
+}
+
 /// `--label k=v` (pure).
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -197,6 +240,50 @@ mod tests {
         assert!(parse_label("role").is_err());
         assert!(parse_label("=web").is_err());
         assert!(parse_label("role=").is_err());
+    }
+
+    #[test]
+    fn app_requests_carry_their_arguments_once() {
+        let args = |v: &[&str]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|a| parse_arg(a).expect("name=value"))
+                .collect()
+        };
+        let r = AppArgs {
+            service: "web".to_owned(),
+            action: "module.disable".to_owned(),
+            args: args(&["module=ingest", "note=a=b", "empty="]),
+        }
+        .request()
+        .expect("valid");
+        let CommandAction::App {
+            service,
+            action,
+            args: got,
+        } = &r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            (service.as_str(), action.as_str()),
+            ("web", "module.disable")
+        );
+        assert_eq!(got["module"], "ingest");
+        assert_eq!(got["note"], "a=b");
+        assert_eq!(got["empty"], "");
+        assert!(parse_arg("module").is_err());
+        assert!(parse_arg("=x").is_err());
+        let twice = AppArgs {
+            service: "web".to_owned(),
+            action: "module.disable".to_owned(),
+            args: args(&["module=a", "module=b"]),
+        }
+        .request()
+        .unwrap_err();
+        assert_eq!(
+            twice.to_string(),
+            "--arg module is given twice; give each argument once"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ impl CommandHandler {
     /// Consumes `ops.cmd.<host>` until `cancel`: reports interrupted commands, then opens (and
     /// on failure re-opens, with backoff) the durable consumer.
     pub async fn run(mut self, js: jetstream::Context, cancel: CancellationToken) {
+        self.nats = Some(js.client());
         while let Err(e) = self.recover().await {
             warn!(host = %self.host, error = %ErrorChain(&e), "cannot report interrupted commands, retrying");
             tokio::select! {

@@ -280,7 +280,8 @@ pub fn deadline_problem(deadline_unix_ms: i64, now_unix_ms: i64) -> Result<(), S
 }
 
 /// What the host's own file says about an action: a restore must write under
-/// `policy.restore_targets`; a service action must be in the service's `remote` list. Pure
+/// `policy.restore_targets`; a service action must be in the service's `remote` list (an
+/// `app` action also declared by the service, with its arguments). Pure
 /// given `resolve` (symlinks).
 pub fn check_policy(
     action: Option<&Action>,
@@ -292,6 +293,8 @@ pub fn check_policy(
         Some(Action::Restore(r)) => policy
             .check_restore_target(Path::new(&r.target), resolve)
             .map_err(refused),
+        // `remote` allows `app`, and the service declares the action and its arguments.
+        Some(Action::App(a)) => super::app::permitted(policy, a).map(|_| ()),
         Some(a) => match service_remote_op(a) {
             Some((service, op)) => policy.check_service_op(service, op).map_err(refused),
             None => Ok(()),

@@ -105,6 +105,8 @@ pub struct CommandHandler {
     /// not hold up the commands behind them); the consumer records them as they come.
     detached_tx: mpsc::UnboundedSender<(String, &'static str, Execution)>,
     detached_rx: mpsc::UnboundedReceiver<(String, &'static str, Execution)>,
+    /// The agent's NATS connection (set by `run`): `app` actions to a `nats_subject`.
+    nats: Option<async_nats::Client>,
 }
 
 impl CommandHandler {
@@ -124,6 +126,7 @@ impl CommandHandler {
         Ok(CommandHandler {
             detached_tx,
             detached_rx,
+            nats: None,
             host: outbox.host().to_owned(),
             catalog: Catalog::from_config(&config),
             policy: HostPolicy::from_config(&config),

@@ -72,9 +72,12 @@ pub struct RuleConfig {
     #[serde(default, with = "humantime_serde")]
     pub flap_window: Option<Duration>,
     pub flap_max: Option<u32>,
-    /// `log_errors`: matches within `window` that make the condition true.
+    /// `log_errors`: matches within `window` that make the condition true;
+    /// `service_restart_loop`: restarts within `window` (default 3).
     pub threshold: Option<u64>,
-    /// `log_errors`: the rate window.
+    /// `log_errors`: the rate window; `service_restart_loop`: the window restarts are counted
+    /// in (default 1h); `service_remediation_capped`: how long a capped remediation stays
+    /// raised (default 1h).
     #[serde(default, with = "humantime_serde")]
     pub window: Option<Duration>,
     /// `backup_stale`: the newest successful backup may be at most this old.
@@ -168,25 +171,38 @@ impl AlertsConfig {
                     "must be at least 1".into(),
                 ));
             }
-            let only = |key: &str, set: bool, rule: RuleKind| {
-                (set && kind != rule).then(|| {
+            let only = |key: &str, set: bool, applies: &[RuleKind]| {
+                (set && !applies.contains(&kind)).then(|| {
+                    let names: Vec<&str> = applies.iter().map(|k| k.name()).collect();
                     (
                         format!("rules.{name}.{key}"),
-                        format!("only applies to rule {}", rule.name()),
+                        format!("only applies to rule {}", names.join(", ")),
                     )
                 })
             };
             out.extend(only(
                 "threshold",
                 r.threshold.is_some(),
-                RuleKind::LogErrors,
+                &[RuleKind::LogErrors, RuleKind::ServiceRestartLoop],
             ));
-            out.extend(only("window", r.window.is_some(), RuleKind::LogErrors));
-            out.extend(only("max_age", r.max_age.is_some(), RuleKind::BackupStale));
+            out.extend(only(
+                "window",
+                r.window.is_some(),
+                &[
+                    RuleKind::LogErrors,
+                    RuleKind::ServiceRestartLoop,
+                    RuleKind::ServiceRemediationCapped,
+                ],
+            ));
+            out.extend(only(
+                "max_age",
+                r.max_age.is_some(),
+                &[RuleKind::BackupStale],
+            ));
             out.extend(only(
                 "percent",
                 r.percent.is_some(),
-                RuleKind::EventsStreamFull,
+                &[RuleKind::EventsStreamFull],
             ));
             if r.percent.is_some_and(|p| !(1..=100).contains(&p)) {
                 out.push((

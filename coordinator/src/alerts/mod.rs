@@ -1,4 +1,5 @@
-//! The alert engine: rules over the fleet projection (`rules`), the pure state machine
+//! The alert engine: rules over the fleet projection (`rules`, the service rules in
+//! `service_rules`), the pure state machine
 //! (`machine`), `[alerts]` config (`config`), and the active coordinator's evaluator and
 //! delivery loops (`engine`). Every transition, liveness verdict and notification is an
 //! event in the log, so a coordinator that becomes active continues exactly where the
@@ -8,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod machine;
 pub mod rules;
+pub mod service_rules;
 
 pub use config::AlertsConfig;
 pub use machine::{evaluate_with, Memory, State, Transition};

@@ -1,6 +1,7 @@
 //! The alert rules and what each one observes in the fleet projection: a pure function of
 //! (rules, fleet, now) giving every condition that holds now, with its alert id and value.
 
+use super::service_rules::service_conditions;
 use crate::projection::{Fleet, HostState};
 use opsfleet_proto::api::{DiskLevel, ModuleState, Severity};
 use opsfleet_proto::api::{ProbeStatus, SentinelStatus};
@@ -30,10 +31,13 @@ pub enum RuleKind {
     HealthFailed,
     SentinelStale,
     EventsStreamFull,
+    ServiceDown,
+    ServiceRestartLoop,
+    ServiceRemediationCapped,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 10] = [
+    pub const ALL: [RuleKind; 13] = [
         RuleKind::HostLost,
         RuleKind::ModuleSilent,
         RuleKind::DiskWarn,
@@ -44,6 +48,9 @@ impl RuleKind {
         RuleKind::HealthFailed,
         RuleKind::SentinelStale,
         RuleKind::EventsStreamFull,
+        RuleKind::ServiceDown,
+        RuleKind::ServiceRestartLoop,
+        RuleKind::ServiceRemediationCapped,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +65,9 @@ impl RuleKind {
             RuleKind::HealthFailed => "health_failed",
             RuleKind::SentinelStale => "sentinel_stale",
             RuleKind::EventsStreamFull => "events_stream_full",
+            RuleKind::ServiceDown => "service_down",
+            RuleKind::ServiceRestartLoop => "service_restart_loop",
+            RuleKind::ServiceRemediationCapped => "service_remediation_capped",
         }
     }
 
@@ -82,6 +92,9 @@ impl RuleKind {
                 | RuleKind::BackupFailed
                 | RuleKind::HealthFailed
                 | RuleKind::EventsStreamFull
+                | RuleKind::ServiceDown
+                | RuleKind::ServiceRestartLoop
+                | RuleKind::ServiceRemediationCapped
         )
     }
 }
@@ -93,7 +106,8 @@ pub struct Rule {
     pub enabled: bool,
     pub severity: Severity,
     pub timing: Timing,
-    /// `log_errors`: matches within `window_ms`.
+    /// `log_errors`: matches within `window_ms`; `service_restart_loop`: restarts within it;
+    /// `service_remediation_capped`: how long a capped remediation stays raised.
     pub threshold: u64,
     pub window_ms: i64,
     /// `backup_stale`: age of the newest success.
@@ -119,6 +133,18 @@ impl Rule {
             RuleKind::HealthFailed => (Severity::Critical, MINUTE, MINUTE),
             RuleKind::SentinelStale => (Severity::Warning, MINUTE, MINUTE),
             RuleKind::EventsStreamFull => (Severity::Warning, 0, MINUTE),
+            // Down for a minute: a crash loop's short failed spells are the restart loop's.
+            RuleKind::ServiceDown => (Severity::Critical, MINUTE, MINUTE),
+            RuleKind::ServiceRestartLoop => (Severity::Warning, 0, 0),
+            RuleKind::ServiceRemediationCapped => (Severity::Warning, 0, 0),
+        };
+        // `log_errors`: 1 match within 5 min; `service_restart_loop`: 3 restarts within 1 h
+        // ("uptime resets more than once a day" is already a loop worth a look); a capped
+        // remediation stays raised for 1 h after the last one.
+        let (threshold, window_ms) = match kind {
+            RuleKind::ServiceRestartLoop => (3, 60 * MINUTE),
+            RuleKind::ServiceRemediationCapped => (1, 60 * MINUTE),
+            _ => (1, 5 * MINUTE),
         };
         Rule {
             kind,
@@ -130,8 +156,8 @@ impl Rule {
                 flap_window_ms: 30 * MINUTE,
                 flap_max: 4,
             },
-            threshold: 1,
-            window_ms: 5 * MINUTE,
+            threshold,
+            window_ms,
             max_age_ms: 26 * 60 * MINUTE,
             percent: 80,
         }
@@ -447,6 +473,7 @@ fn host_conditions(
             }
         }
     }
+    service_conditions(rules, host, now, lost.is_some(), out);
 }
 
 #[cfg(test)]

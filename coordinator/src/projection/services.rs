@@ -1,5 +1,7 @@
 //! Per-host projection of supervised services: the latest `service` event of each, by
-//! (incarnation, seq) version so a late, gap-filling event never rolls the state back. Pure.
+//! (incarnation, seq) version so a late, gap-filling event never rolls the state back; when
+//! its restart count last rose (the restart-loop alert) and the last automatic action its
+//! remediation cap refused (the remediation-capped alert). Pure.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::bounds::{capped_entry, clip, SERVICES_KEPT};
 use super::seq::Version;
+
+/// Restart times kept per service: enough for any restart-loop threshold worth alerting on.
+pub const RESTARTS_KEPT: usize = 32;
 
 /// One service as its newest event told.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +26,19 @@ pub struct ServiceRow {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub exit_detail: String,
     pub version: Version,
+    /// When the restart count rose (the `since` of the state that told it), oldest first, at
+    /// most `RESTARTS_KEPT`; a rise by n counts n times.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restarted_at_unix_ms: Vec<i64>,
+    /// The newest `service_remediation` its hourly cap refused: when (event time), and why.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub capped_at_unix_ms: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub capped_reason: String,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl ServiceRow {
@@ -50,6 +68,22 @@ pub fn fold(
     let Some(row) = row.filter(|r| r.version <= *version) else {
         return;
     };
+    let mut restarted = std::mem::take(&mut row.restarted_at_unix_ms);
+    // The first state known tells a count, not restarts seen (the log may start later); a
+    // count below the last one is a new count (the agent's state was reset): no restart.
+    let first = row.version == Version::default();
+    let rise = if first {
+        0
+    } else {
+        s.restarts
+            .saturating_sub(row.restarts)
+            .min(RESTARTS_KEPT as u64)
+    };
+    for _ in 0..rise {
+        restarted.push(s.since_unix_ms);
+    }
+    let excess = restarted.len().saturating_sub(RESTARTS_KEPT);
+    restarted.drain(..excess);
     *row = ServiceRow {
         manager: clip(&s.manager),
         state: ServiceRunState::from_wire(s.state),
@@ -58,7 +92,29 @@ pub fn fold(
         restarts: s.restarts,
         exit_detail: clip(&s.exit_detail),
         version: version.clone(),
+        restarted_at_unix_ms: restarted,
+        capped_at_unix_ms: row.capped_at_unix_ms,
+        capped_reason: std::mem::take(&mut row.capped_reason),
     };
+}
+
+/// Folds one `service_remediation` event of a known service: one its cap refused (`capped`)
+/// is remembered with the event's time; the newest wins whatever the order. Other
+/// remediations change nothing.
+pub fn fold_remediation(
+    services: &mut BTreeMap<String, ServiceRow>,
+    r: &pb::ServiceRemediation,
+    at_unix_ms: i64,
+) {
+    if !r.capped {
+        return;
+    }
+    // Only a service whose state is known: a remediation acts on a running service.
+    let row = services.get_mut(&r.service);
+    if let Some(row) = row.filter(|row| row.capped_at_unix_ms <= at_unix_ms) {
+        row.capped_at_unix_ms = at_unix_ms;
+        row.capped_reason = clip(&r.reason);
+    }
 }
 
 #[cfg(test)]
@@ -113,6 +169,70 @@ mod tests {
         assert_eq!(map["app"].pid, 42);
         assert!(!map["app"].is_down());
         assert_eq!(dropped, 0);
+    }
+
+    #[test]
+    fn restart_times_are_kept_when_the_count_rises() {
+        let mut map = BTreeMap::new();
+        let mut dropped = 0;
+        let at = |since: i64, restarts: u64| pb::ServiceState {
+            since_unix_ms: since,
+            ..state("app", pb::ServiceRunState::Running, restarts)
+        };
+        fold(&mut map, &at(100, 0), &("inc".to_owned(), 1), &mut dropped);
+        fold(&mut map, &at(200, 1), &("inc".to_owned(), 2), &mut dropped);
+        // A failed state in between keeps the count: no restart.
+        fold(&mut map, &at(250, 1), &("inc".to_owned(), 3), &mut dropped);
+        // Two restarts told at once (states coalesced) count twice.
+        fold(&mut map, &at(300, 3), &("inc".to_owned(), 4), &mut dropped);
+        // A late event does not add one.
+        fold(&mut map, &at(150, 2), &("inc".to_owned(), 2), &mut dropped);
+        assert_eq!(map["app"].restarted_at_unix_ms, [200, 300, 300]);
+        // A reset count (0 again) is no restart; the times stay.
+        fold(&mut map, &at(400, 0), &("inc2".to_owned(), 1), &mut dropped);
+        assert_eq!(map["app"].restarted_at_unix_ms, [200, 300, 300]);
+        for i in 1..=(RESTARTS_KEPT as u64 + 5) {
+            fold(
+                &mut map,
+                &at(1000 + i as i64, i),
+                &("inc2".to_owned(), 1 + i),
+                &mut dropped,
+            );
+        }
+        let kept = &map["app"].restarted_at_unix_ms;
+        assert_eq!(kept.len(), RESTARTS_KEPT);
+        assert_eq!(kept.last(), Some(&(1000 + RESTARTS_KEPT as i64 + 5)));
+    }
+
+    #[test]
+    fn a_capped_remediation_is_remembered_newest_first_and_survives_states() {
+        let mut map = BTreeMap::new();
+        let mut dropped = 0;
+        let rem = |capped: bool, reason: &str| pb::ServiceRemediation {
+            service: "app".to_owned(),
+            action: "restart".to_owned(),
+            reason: reason.to_owned(),
+            in_last_hour: 3,
+            capped,
+        };
+        fold_remediation(&mut map, &rem(true, "unknown service"), 50);
+        assert!(map.is_empty(), "a remediation makes no row");
+        let s = state("app", pb::ServiceRunState::Running, 0);
+        fold(&mut map, &s, &("inc".to_owned(), 1), &mut dropped);
+        fold_remediation(&mut map, &rem(false, "probe failed"), 100);
+        assert_eq!(map["app"].capped_at_unix_ms, 0, "not capped");
+        fold_remediation(&mut map, &rem(true, "cap of 3 per hour"), 200);
+        fold_remediation(&mut map, &rem(true, "older"), 150);
+        assert_eq!(
+            (
+                map["app"].capped_at_unix_ms,
+                map["app"].capped_reason.as_str()
+            ),
+            (200, "cap of 3 per hour")
+        );
+        fold(&mut map, &s, &("inc".to_owned(), 2), &mut dropped);
+        assert_eq!(map["app"].capped_at_unix_ms, 200);
+        assert_eq!(map["app"].state, ServiceRunState::Running);
     }
 
     #[test]

@@ -96,6 +96,14 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
             Need::Viewer,
             false,
         ),
+        // web-01 has no service `web`: once the role is checked, the coordinator refuses it
+        // for that reason.
+        (
+            "app",
+            act(&["web", "pipeline.pause", "--arg", "reason=x"]),
+            Need::Operator,
+            false,
+        ),
         ("failover", s(&["--wait", "60s"]), Need::Operator, true),
         // Local verbs: they talk to no coordinator, so every role (and none) may run them.
         ("completion", s(&["bash"]), Need::Viewer, true),

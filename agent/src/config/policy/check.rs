@@ -128,6 +128,11 @@ impl HostPolicy {
         &self.policy
     }
 
+    /// The config file's entry of service `name` (what remote actions on it go by).
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.get(name)
+    }
+
     /// Every rule `cfg`, offered remotely through `surface` for module `name` (now of kind
     /// `current_kind`), breaks; empty = allowed. Pure given `resolve`.
     pub fn check_module(

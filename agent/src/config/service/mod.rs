@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::default_name;
 
+mod control;
+
+pub use control::{ControlAction, ControlConfig, ControlEndpoint};
+
 /// How the service is run. Only `process` exists today; `systemd` (a unit the agent watches
 /// through systemctl) and `compose` (a docker compose project) are planned variants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +93,10 @@ pub struct ServiceConfig {
     /// from the host's own file only: a remote config can never change a service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remote: Vec<RemoteOp>,
+    /// `[modules.control]`: the app's own control endpoint and the actions it accepts
+    /// (`opsctl app`); none by default. Forwarding also needs `app` in `remote`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlConfig>,
 }
 
 /// One kind of remote action on a service (`remote = ["restart", "reload"]`).
@@ -169,6 +177,7 @@ impl ServiceConfig {
             restart_backoff_min: default_backoff_min(),
             restart_backoff_max: default_backoff_max(),
             remote: Vec::new(),
+            control: None,
         }
     }
 
@@ -224,6 +233,9 @@ impl ServiceConfig {
                 "restart_backoff_max".to_owned(),
                 "must be at least restart_backoff_min".to_owned(),
             ));
+        }
+        if let Some(c) = &self.control {
+            out.extend(c.problems());
         }
         out
     }

@@ -27,6 +27,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Examples under `opsctl app --help`.
+const APP_EXAMPLES: &str = "Examples:
+  opsctl app web pipeline.pause --arg reason=deploy --host web-01
+  opsctl app web module.disable --arg module=ingest --label role=web
+  opsctl app web pipeline.resume --all -o json
+
+The result column shows each app's answer, e.g. `app answered 200: {\"status\": \"done\"}`.";
+
 /// The exit codes, shown under `--help`.
 pub const EXIT_CODES: &str = "Exit codes: 0 ok; 1 the operation failed (a command not completed \
 on every host, a refusal, no active coordinator for `leader`); 2 usage (bad flags, a missing \
@@ -56,9 +64,9 @@ pub struct ConnArgs {
     ///
     /// Roles (each includes the ones before it): viewer reads (status, hosts, commands, audit,
     /// events); operator also pauses/resumes/disables/enables modules, runs noop, drain,
-    /// backup run and failover (and the drill); admin also runs config apply/rollback and
-    /// restore. Your NATS identity holds the roles its permissions grant; opsctl acts in the
-    /// role the action needs (or --role). A refused action exits non-zero naming the role it
+    /// backup run, app actions and failover (and the drill); admin also runs config
+    /// apply/rollback and restore. Your NATS identity holds the roles its permissions grant;
+    /// opsctl acts in the role the action needs (or --role). A refused action exits non-zero naming the role it
     /// needs. Without --operator, actions go on plain subjects, which coordinators refuse
     /// unless their config says `[api] allow_unidentified = true` (insecure demo setups).
     #[arg(long, global = true, env = "OPS_OPERATOR")]
@@ -282,6 +290,22 @@ pub enum Command {
     /// Push a module config (`apply`), or go back to one the log knows (`rollback`).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Send an action to a service's own control endpoint (`pipeline.pause`, ...) and show
+    /// the app's answer per host.
+    ///
+    /// The host's file must allow it: the service has `app` in its `remote` list and declares
+    /// the action, with each `--arg` name, under `[modules.control]`; otherwise the agent
+    /// refuses the command naming what is allowed, and the app is sent nothing. The agent
+    /// POSTs `{"action": ..., "args": {...}}` to the service's `http` endpoint (or makes a
+    /// NATS request on its `nats_subject`); the command completes with `app answered 200:
+    /// <body excerpt>` and fails on any other status, a timeout or no connection.
+    #[command(after_help = APP_EXAMPLES)]
+    App {
+        #[command(flatten)]
+        what: verbs::AppArgs,
+        #[command(flatten)]
+        targets: Targets,
+    },
     /// The command ledger: each command's lifecycle per host, newest first. "Did host X ever run
     /// it?" always has an answer here.
     Commands {
@@ -377,7 +401,8 @@ impl Command {
             Command::Backup(BackupCommand::Run { targets, .. })
             | Command::Restore { targets, .. }
             | Command::Config(ConfigCommand::Apply { targets, .. })
-            | Command::Config(ConfigCommand::Rollback { targets, .. }) => Some(targets),
+            | Command::Config(ConfigCommand::Rollback { targets, .. })
+            | Command::App { targets, .. } => Some(targets),
             _ => None,
         }
     }

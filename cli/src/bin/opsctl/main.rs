@@ -153,6 +153,11 @@ fn command_request(command: Command) -> anyhow::Result<Result<(CommandAction, Ta
         ),
         Command::Config(ConfigCommand::Apply { what, targets }) => (what.request()?, targets),
         Command::Config(ConfigCommand::Rollback { what, targets }) => (what.request(), targets),
+        // An argument given twice is a usage error (exit 2).
+        Command::App { what, targets } => (
+            what.request().map_err(|e| exit::Usage(e.to_string()))?,
+            targets,
+        ),
         other => return Ok(Err(other)),
     }))
 }

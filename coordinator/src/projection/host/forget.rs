@@ -1,6 +1,6 @@
 //! Projections that forget (pure): what an agent no longer has configured leaves its host's
 //! state. Modules missing from the current heartbeat (the agent's list of its modules) are
-//! dropped unless an event newer than it told of them; disks and health checks outside the
+//! dropped unless an event newer than it told of them, and so are their services; disks and health checks outside the
 //! configured paths and probes of the host's disk and health modules (known from the configs
 //! their `module_state` events carried) are dropped. So they leave the views and their
 //! alerts resolve.
@@ -32,6 +32,8 @@ pub fn after_heartbeat(host: &mut HostState, hb: &pb::Heartbeat, version: &Versi
     for kind in left {
         after_config(host, &kind, version);
     }
+    // A service is its module: one the agent no longer runs leaves with its alerts.
+    (host.services).retain(|name, s| listed.contains(name.as_str()) || s.version > *version);
 }
 
 /// After a module of `kind` changed config (or left): drops what no module of that kind is

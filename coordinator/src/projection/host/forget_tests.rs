@@ -1,5 +1,6 @@
 //! Projections that forget: a config rolled back from two mounts to one drops the other
-//! disk, a probe removed drops its check, a module the heartbeat no longer lists leaves.
+//! disk, a probe removed drops its check, a module the heartbeat no longer lists leaves (a
+//! service module with its service).
 
 use crate::projection::Fleet;
 use opsfleet_proto::pb::{self, event::Body};
@@ -157,4 +158,31 @@ fn a_module_the_heartbeat_no_longer_lists_leaves_and_takes_its_disks() {
     let host = h.fleet.host("web-01").unwrap();
     assert_eq!(host.modules.keys().collect::<Vec<_>>(), ["heartbeat"]);
     assert!(h.disks().is_empty());
+}
+
+#[test]
+fn a_service_module_the_heartbeat_no_longer_lists_takes_its_service() {
+    let mut h = Host::new();
+    let service = |name: &str| {
+        Body::Service(pb::ServiceState {
+            service: name.to_owned(),
+            manager: "process".to_owned(),
+            state: pb::ServiceRunState::Stopped as i32,
+            ..Default::default()
+        })
+    };
+    h.heartbeat(&[
+        ("heartbeat", "heartbeat"),
+        ("app", "service"),
+        ("web", "service"),
+    ]);
+    h.send("app", service("app"));
+    h.send("web", service("web"));
+    let services = |h: &Host| -> Vec<String> {
+        let host = h.fleet.host("web-01").unwrap();
+        host.services.keys().cloned().collect()
+    };
+    assert_eq!(services(&h), ["app", "web"]);
+    h.heartbeat(&[("heartbeat", "heartbeat"), ("web", "service")]);
+    assert_eq!(services(&h), ["web"]);
 }

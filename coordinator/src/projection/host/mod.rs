@@ -353,8 +353,11 @@ impl HostState {
             Body::Service(s) => {
                 services::fold(&mut self.services, s, &version, &mut self.truncated.services);
             }
+            Body::ServiceRemediation(r) => {
+                services::fold_remediation(&mut self.services, r, ev.time_unix_ms);
+            }
             // Not projected yet: kept in the log, shown by `opsctl events`.
-            Body::ServiceConfig(_) | Body::ServiceRemediation(_) => {}
+            Body::ServiceConfig(_) => {}
             // Folded by `Runbooks::apply` above.
             Body::LogMatch(_)
             | Body::LogSuppressed(_)
