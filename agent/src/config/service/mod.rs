@@ -1,7 +1,9 @@
-//! `type = "service"` module config: one supervised application (the `process` manager: argv,
-//! workdir, env, log files, stop grace, restart backoff), what may be done to it remotely
-//! (`remote`), and its semantic checks. Sub-sections of a service live in files of their own
-//! beside this one.
+//! `type = "service"` module config: one application, its manager (`process`: argv, workdir,
+//! env, log files, restart backoff; `systemd` and `compose`: the sections in `managed`), stop
+//! grace, what may be done to it remotely (`remote`), and its semantic checks. Sub-sections of a
+//! service live in files of their own beside this one.
+
+mod managed;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,20 +12,27 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::default_name;
+pub use managed::{ComposeSection, SystemdSection, COMPOSE_FILES};
 
-/// How the service is run. Only `process` exists today; `systemd` (a unit the agent watches
-/// through systemctl) and `compose` (a docker compose project) are planned variants.
+/// How the service is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceManager {
     /// The agent starts the child itself and restarts it when it exits.
     Process,
+    /// A systemd unit the agent drives and watches through `systemctl` (`[modules.systemd]`).
+    Systemd,
+    /// One service of a compose project, driven and watched through compose and `docker
+    /// inspect` (`[modules.compose]`).
+    Compose,
 }
 
 impl ServiceManager {
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceManager::Process => "process",
+            ServiceManager::Systemd => "systemd",
+            ServiceManager::Compose => "compose",
         }
     }
 }
@@ -49,7 +58,8 @@ pub struct ServiceConfig {
     pub interval: Duration,
     #[serde(default = "default_manager")]
     pub manager: ServiceManager,
-    /// Program and arguments (no shell; use `["sh", "-c", "..."]` for one).
+    /// `process`: program and arguments (no shell; use `["sh", "-c", "..."]` for one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub argv: Vec<String>,
     /// Working directory of the child (absolute); the agent's own when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +89,12 @@ pub struct ServiceConfig {
     /// from the host's own file only: a remote config can never change a service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remote: Vec<RemoteOp>,
+    /// `systemd`: the unit (boxed: most services have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<Box<SystemdSection>>,
+    /// `compose`: the project and service (boxed: most services have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<Box<ComposeSection>>,
 }
 
 /// One kind of remote action on a service (`remote = ["restart", "reload"]`).
@@ -148,11 +164,98 @@ impl ServiceConfig {
             restart_backoff_min: default_backoff_min(),
             restart_backoff_max: default_backoff_max(),
             remote: Vec::new(),
+            systemd: None,
+            compose: None,
+        }
+    }
+
+    /// A `systemd` service driving `unit`, every other field at its default.
+    pub fn systemd(unit: &str) -> Self {
+        ServiceConfig {
+            manager: ServiceManager::Systemd,
+            systemd: Some(Box::new(SystemdSection::unit(unit))),
+            ..ServiceConfig::process(Vec::new())
+        }
+    }
+
+    /// A `compose` service driving `compose`, every other field at its default.
+    pub fn compose(compose: ComposeSection) -> Self {
+        ServiceConfig {
+            manager: ServiceManager::Compose,
+            compose: Some(Box::new(compose)),
+            ..ServiceConfig::process(Vec::new())
         }
     }
 
     /// Every problem as `(key, reason)`, keys relative to the module entry.
     pub(super) fn problems(&self) -> Vec<(String, String)> {
+        let mut out = self.manager_problems();
+        if self.manager == ServiceManager::Process {
+            out.extend(self.process_problems());
+        }
+        if self.stop_grace.is_zero() {
+            out.push(("stop_grace".to_owned(), "must be greater than 0".to_owned()));
+        }
+        out
+    }
+
+    /// The keys of another manager than this service's, and the section its manager needs.
+    fn manager_problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let manager = self.manager.as_str();
+        let mut foreign = |key: &str, owner: &str| {
+            out.push((
+                key.to_owned(),
+                format!("belongs to the {owner} manager; this service's manager is {manager}"),
+            ))
+        };
+        if self.manager != ServiceManager::Process {
+            let process_keys = [
+                ("argv", !self.argv.is_empty()),
+                ("workdir", self.workdir.is_some()),
+                ("env", !self.env.is_empty()),
+                ("stdout", self.stdout.is_some()),
+                ("stderr", self.stderr.is_some()),
+                (
+                    "restart_backoff_min",
+                    self.restart_backoff_min != default_backoff_min(),
+                ),
+                (
+                    "restart_backoff_max",
+                    self.restart_backoff_max != default_backoff_max(),
+                ),
+            ];
+            for (key, set) in process_keys {
+                if set {
+                    foreign(key, "process");
+                }
+            }
+        }
+        if self.manager != ServiceManager::Systemd && self.systemd.is_some() {
+            foreign("systemd", "systemd");
+        }
+        if self.manager != ServiceManager::Compose && self.compose.is_some() {
+            foreign("compose", "compose");
+        }
+        match (self.manager, &self.systemd, &self.compose) {
+            (ServiceManager::Systemd, None, _) => out.push((
+                "systemd".to_owned(),
+                "manager \"systemd\" needs a [modules.systemd] section with the unit".to_owned(),
+            )),
+            (ServiceManager::Systemd, Some(s), _) => out.extend(s.problems()),
+            (ServiceManager::Compose, _, None) => out.push((
+                "compose".to_owned(),
+                "manager \"compose\" needs a [modules.compose] section with project_dir and service"
+                    .to_owned(),
+            )),
+            (ServiceManager::Compose, _, Some(c)) => out.extend(c.problems()),
+            (ServiceManager::Process, ..) => {}
+        }
+        out
+    }
+
+    /// The `process` manager's keys.
+    fn process_problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         let mut push = |k: &str, r: &str| out.push((k.to_owned(), r.to_owned()));
         match self.argv.first() {
@@ -175,9 +278,6 @@ impl ServiceConfig {
                     "a variable name is non-empty, without '=' or NUL".to_owned(),
                 ));
             }
-        }
-        if self.stop_grace.is_zero() {
-            out.push(("stop_grace".to_owned(), "must be greater than 0".to_owned()));
         }
         if self.restart_backoff_min.is_zero() {
             out.push((
@@ -243,11 +343,115 @@ env = { "A=B" = "x" }
 
     #[test]
     fn an_unknown_manager_is_refused() {
-        let toml = "host = \"web-01\"\n[[modules]]\ntype = \"service\"\nmanager = \"systemd\"\nargv = [\"x\"]\n";
-        let problems = parse_str(toml).expect_err("systemd is not implemented");
+        let toml = "host = \"web-01\"\n[[modules]]\ntype = \"service\"\nmanager = \"kubernetes\"\nargv = [\"x\"]\n";
+        let problems = parse_str(toml).expect_err("no such manager");
         assert!(
             problems.iter().any(|p| p.key.ends_with("manager")),
             "{problems:?}"
         );
+    }
+
+    fn keys(toml: &str) -> Vec<String> {
+        let problems = parse_str(&format!("host = \"web-01\"\n{toml}")).expect_err("invalid");
+        problems.into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn a_systemd_service_loads() {
+        let toml = "host = \"web-01\"\n[[modules]]\ntype = \"service\"\nname = \"app\"\nmanager = \"systemd\"\n[modules.systemd]\nunit = \"app.service\"\n";
+        let cfg = parse_str(toml).expect("valid");
+        let crate::config::ModuleConfig::Service(s) = &cfg.modules[0] else {
+            panic!("not a service");
+        };
+        assert_eq!(
+            s,
+            &super::ServiceConfig {
+                name: Some("app".to_owned()),
+                ..super::ServiceConfig::systemd("app.service")
+            }
+        );
+    }
+
+    #[test]
+    fn keys_of_another_manager_are_refused_naming_it() {
+        let toml = r#"
+[[modules]]
+type = "service"
+manager = "systemd"
+argv = ["x"]
+env = { A = "b" }
+restart_backoff_max = "5m"
+[modules.compose]
+project_dir = "/srv/stack"
+service = "app"
+"#;
+        let problems = parse_str(&format!("host = \"web-01\"\n{toml}")).expect_err("invalid");
+        let found = |key: &str, owner: &str| {
+            problems.iter().any(|p| {
+                p.key == format!("modules[0].{key}")
+                    && p.reason
+                        .contains(&format!("belongs to the {owner} manager"))
+                    && p.reason.contains("manager is systemd")
+            })
+        };
+        for (key, owner) in [
+            ("argv", "process"),
+            ("env", "process"),
+            ("restart_backoff_max", "process"),
+            ("compose", "compose"),
+        ] {
+            assert!(
+                found(key, owner),
+                "{key} ({owner}) missing from {problems:?}"
+            );
+        }
+        assert!(
+            problems.iter().any(|p| p.key == "modules[0].systemd"),
+            "the missing systemd section: {problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_process_service_refuses_the_driven_sections() {
+        let toml = "[[modules]]\ntype = \"service\"\nargv = [\"x\"]\n[modules.systemd]\nunit = \"a.service\"\n";
+        assert_eq!(keys(toml), ["modules[0].systemd"]);
+    }
+
+    #[test]
+    fn every_problem_of_a_compose_service_is_listed() {
+        let toml = r#"
+[[modules]]
+type = "service"
+manager = "compose"
+[modules.compose]
+project_dir = "rel"
+file = ""
+project = "Bad Name"
+service = ""
+command = []
+"#;
+        let got = keys(toml);
+        for key in ["project_dir", "file", "project", "service", "command"] {
+            let key = format!("modules[0].compose.{key}");
+            assert!(got.contains(&key), "{key} missing from {got:?}");
+        }
+        assert!(!got.iter().any(|k| k.ends_with("argv")), "{got:?}");
+    }
+
+    #[test]
+    fn a_compose_file_defaults_to_the_first_existing_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = super::ComposeSection {
+            project_dir: dir.path().to_owned(),
+            file: None,
+            project: None,
+            service: "app".to_owned(),
+            command: None,
+        };
+        assert_eq!(c.resolved_file(), dir.path().join("compose.yaml"));
+        std::fs::write(dir.path().join("docker-compose.yml"), "services: {}\n").expect("write");
+        assert_eq!(c.resolved_file(), dir.path().join("docker-compose.yml"));
+        c.file = Some("other.yaml".into());
+        assert_eq!(c.resolved_file(), dir.path().join("other.yaml"));
     }
 }
