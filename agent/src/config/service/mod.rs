@@ -37,8 +37,9 @@ impl ServiceManager {
     }
 }
 
-/// `type = "service"`: an application the agent starts and supervises; its state
-/// (running / failed / stopped, pid, restarts) is published on every change.
+/// `type = "service"`: an application the agent supervises (`process`) or drives and watches
+/// (`systemd`, `compose`); its state (running / failed / stopped, pid or instance, restarts,
+/// version) is published on every change.
 ///
 /// ```toml
 /// [[modules]]
