@@ -54,7 +54,8 @@ pub struct ServiceConfig {
     /// Instance name, also the service's name in events; defaults to the type.
     #[serde(default = "default_name", skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// How often state changes are handed to the outbox (supervision itself is continuous).
+    /// How often state changes are handed to the outbox (`process` supervision itself is
+    /// continuous); `systemd`, `compose`: how often the state is read.
     #[serde(default = "default_service_interval", with = "humantime_serde")]
     pub interval: Duration,
     #[serde(default = "default_manager")]
