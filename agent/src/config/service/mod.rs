@@ -191,67 +191,12 @@ impl ServiceConfig {
 
     /// Every problem as `(key, reason)`, keys relative to the module entry.
     pub(super) fn problems(&self) -> Vec<(String, String)> {
-        let mut out = self.manager_problems();
+        let mut out = managed::manager_problems(self);
         if self.manager == ServiceManager::Process {
             out.extend(self.process_problems());
         }
         if self.stop_grace.is_zero() {
             out.push(("stop_grace".to_owned(), "must be greater than 0".to_owned()));
-        }
-        out
-    }
-
-    /// The keys of another manager than this service's, and the section its manager needs.
-    fn manager_problems(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let manager = self.manager.as_str();
-        let mut foreign = |key: &str, owner: &str| {
-            out.push((
-                key.to_owned(),
-                format!("belongs to the {owner} manager; this service's manager is {manager}"),
-            ))
-        };
-        if self.manager != ServiceManager::Process {
-            let process_keys = [
-                ("argv", !self.argv.is_empty()),
-                ("workdir", self.workdir.is_some()),
-                ("env", !self.env.is_empty()),
-                ("stdout", self.stdout.is_some()),
-                ("stderr", self.stderr.is_some()),
-                (
-                    "restart_backoff_min",
-                    self.restart_backoff_min != default_backoff_min(),
-                ),
-                (
-                    "restart_backoff_max",
-                    self.restart_backoff_max != default_backoff_max(),
-                ),
-            ];
-            for (key, set) in process_keys {
-                if set {
-                    foreign(key, "process");
-                }
-            }
-        }
-        if self.manager != ServiceManager::Systemd && self.systemd.is_some() {
-            foreign("systemd", "systemd");
-        }
-        if self.manager != ServiceManager::Compose && self.compose.is_some() {
-            foreign("compose", "compose");
-        }
-        match (self.manager, &self.systemd, &self.compose) {
-            (ServiceManager::Systemd, None, _) => out.push((
-                "systemd".to_owned(),
-                "manager \"systemd\" needs a [modules.systemd] section with the unit".to_owned(),
-            )),
-            (ServiceManager::Systemd, Some(s), _) => out.extend(s.problems()),
-            (ServiceManager::Compose, _, None) => out.push((
-                "compose".to_owned(),
-                "manager \"compose\" needs a [modules.compose] section with project_dir and service"
-                    .to_owned(),
-            )),
-            (ServiceManager::Compose, _, Some(c)) => out.extend(c.problems()),
-            (ServiceManager::Process, ..) => {}
         }
         out
     }
@@ -351,109 +296,5 @@ env = { "A=B" = "x" }
             problems.iter().any(|p| p.key.ends_with("manager")),
             "{problems:?}"
         );
-    }
-
-    fn keys(toml: &str) -> Vec<String> {
-        let problems = parse_str(&format!("host = \"web-01\"\n{toml}")).expect_err("invalid");
-        problems.into_iter().map(|p| p.key).collect()
-    }
-
-    #[test]
-    fn a_systemd_service_loads() {
-        let toml = "host = \"web-01\"\n[[modules]]\ntype = \"service\"\nname = \"app\"\nmanager = \"systemd\"\n[modules.systemd]\nunit = \"app.service\"\n";
-        let cfg = parse_str(toml).expect("valid");
-        let crate::config::ModuleConfig::Service(s) = &cfg.modules[0] else {
-            panic!("not a service");
-        };
-        assert_eq!(
-            s,
-            &super::ServiceConfig {
-                name: Some("app".to_owned()),
-                ..super::ServiceConfig::systemd("app.service")
-            }
-        );
-    }
-
-    #[test]
-    fn keys_of_another_manager_are_refused_naming_it() {
-        let toml = r#"
-[[modules]]
-type = "service"
-manager = "systemd"
-argv = ["x"]
-env = { A = "b" }
-restart_backoff_max = "5m"
-[modules.compose]
-project_dir = "/srv/stack"
-service = "app"
-"#;
-        let problems = parse_str(&format!("host = \"web-01\"\n{toml}")).expect_err("invalid");
-        let found = |key: &str, owner: &str| {
-            problems.iter().any(|p| {
-                p.key == format!("modules[0].{key}")
-                    && p.reason
-                        .contains(&format!("belongs to the {owner} manager"))
-                    && p.reason.contains("manager is systemd")
-            })
-        };
-        for (key, owner) in [
-            ("argv", "process"),
-            ("env", "process"),
-            ("restart_backoff_max", "process"),
-            ("compose", "compose"),
-        ] {
-            assert!(
-                found(key, owner),
-                "{key} ({owner}) missing from {problems:?}"
-            );
-        }
-        assert!(
-            problems.iter().any(|p| p.key == "modules[0].systemd"),
-            "the missing systemd section: {problems:?}"
-        );
-    }
-
-    #[test]
-    fn a_process_service_refuses_the_driven_sections() {
-        let toml = "[[modules]]\ntype = \"service\"\nargv = [\"x\"]\n[modules.systemd]\nunit = \"a.service\"\n";
-        assert_eq!(keys(toml), ["modules[0].systemd"]);
-    }
-
-    #[test]
-    fn every_problem_of_a_compose_service_is_listed() {
-        let toml = r#"
-[[modules]]
-type = "service"
-manager = "compose"
-[modules.compose]
-project_dir = "rel"
-file = ""
-project = "Bad Name"
-service = ""
-command = []
-"#;
-        let got = keys(toml);
-        for key in ["project_dir", "file", "project", "service", "command"] {
-            let key = format!("modules[0].compose.{key}");
-            assert!(got.contains(&key), "{key} missing from {got:?}");
-        }
-        assert!(!got.iter().any(|k| k.ends_with("argv")), "{got:?}");
-    }
-
-    #[test]
-    fn a_compose_file_defaults_to_the_first_existing_name() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut c = super::ComposeSection {
-            project_dir: dir.path().to_owned(),
-            file: None,
-            project: None,
-            service: "app".to_owned(),
-            command: None,
-        };
-        assert_eq!(c.resolved_file(), dir.path().join("compose.yaml"));
-        std::fs::write(dir.path().join("docker-compose.yml"), "services: {}\n").expect("write");
-        assert_eq!(c.resolved_file(), dir.path().join("docker-compose.yml"));
-        c.file = Some("other.yaml".into());
-        assert_eq!(c.resolved_file(), dir.path().join("other.yaml"));
     }
 }
