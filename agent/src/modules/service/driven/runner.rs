@@ -3,6 +3,7 @@
 //! with a deadline, killed past it) and the errors of a manager's operation.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,9 @@ impl Runner for SystemRunner {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // A group of its own: past the timeout the whole group is killed, so no grandchild
+            // keeps the pipes (and the readers) open.
+            .process_group(0)
             .spawn()
             .map_err(|source| RunError::Spawn {
                 program: program.clone(),
@@ -118,6 +122,10 @@ impl Runner for SystemRunner {
                 Ok(Some(status)) => break Some(status),
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
                 Ok(None) | Err(_) => {
+                    if let Ok(pid) = i32::try_from(child.id()) {
+                        let group = nix::unistd::Pid::from_raw(pid);
+                        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                    }
                     let _ = child.kill();
                     let _ = child.wait();
                     break None;
@@ -236,5 +244,75 @@ pub mod fake {
                 .find_map(|r| r(argv))
                 .unwrap_or_else(|| Output::ok("")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn the_system_runner_returns_status_and_both_outputs() {
+        let out = SystemRunner
+            .run(
+                &argv(&["sh", "-c", "echo out; echo err >&2; exit 3"]),
+                Duration::from_secs(30),
+            )
+            .expect("ran");
+        assert_eq!(
+            out,
+            Output {
+                code: Some(3),
+                stdout: "out\n".to_owned(),
+                stderr: "err\n".to_owned()
+            }
+        );
+        assert_eq!(out.excerpt(), "err");
+        let err = check(
+            &SystemRunner,
+            &argv(&["sh", "-c", "exit 2"]),
+            Duration::from_secs(30),
+        )
+        .expect_err("failed")
+        .to_string();
+        assert!(err.contains("(status 2)"), "{err}");
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_is_killed() {
+        let began = Instant::now();
+        let err = SystemRunner
+            .run(
+                &argv(&["sh", "-c", "sleep 30; echo never"]),
+                Duration::from_millis(200),
+            )
+            .expect_err("timed out");
+        assert!(matches!(err, RunError::Timeout { .. }), "{err}");
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            began.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error() {
+        let err = SystemRunner
+            .run(&argv(&["/nonexistent/systemctl"]), Duration::from_secs(5))
+            .expect_err("missing");
+        assert!(
+            err.to_string()
+                .starts_with("cannot run /nonexistent/systemctl"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_excerpt_keeps_the_end_of_a_long_output() {
+        let out = Output::failed(1, &format!("{}\nthe reason", "é".repeat(500)));
+        let e = out.excerpt();
+        assert!(e.ends_with("the reason") && e.len() <= EXCERPT, "{e}");
     }
 }

@@ -208,3 +208,67 @@ fn the_configured_manager_is_built() {
     )
     .is_none());
 }
+
+/// A stand-in `systemctl`: records its arguments, keeps the unit's state in a file, answers
+/// `show` from it; `start` of `bad.service` fails as systemctl does.
+const FAKE_SYSTEMCTL: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+echo "$@" >> "$dir/ran"
+verb=$1; [ "$verb" = "--user" ] && verb=$2
+unit=$(eval echo "\${$#}")
+case "$verb" in
+  start|restart) [ "$unit" = bad.service ] && { echo "Job for $unit failed." >&2; exit 1; }
+                 echo active > "$dir/state" ;;
+  stop) echo inactive > "$dir/state" ;;
+  reload) ;;
+  show) state=$(cat "$dir/state" 2>/dev/null || echo inactive)
+        pid=0; [ "$state" = active ] && pid=4242
+        printf 'LoadState=loaded\nActiveState=%s\nSubState=x\nMainPID=%s\nNRestarts=0\n' "$state" "$pid" ;;
+esac
+"#;
+
+#[test]
+fn the_systemd_manager_drives_a_unit_through_the_systemctl_program() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = dir.path().join("systemctl");
+    std::fs::write(&program, FAKE_SYSTEMCTL).expect("write");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut cfg = ServiceConfig::systemd("app.service");
+    cfg.interval = Duration::from_millis(50);
+    if let Some(s) = cfg.systemd.as_mut() {
+        s.systemctl = program.to_string_lossy().into_owned();
+        s.user = true;
+    }
+    let (tx, rx) = mpsc::channel();
+    let on_state = Box::new(move |s| {
+        let _ = tx.send(s);
+    });
+    let sup = DrivenSupervisor::start("app".to_owned(), &cfg, on_state).expect("thread");
+    assert_eq!(next(&rx).state(), ServiceRunState::Stopped);
+    let started = ask(&sup, ServiceOp::Start).expect("started");
+    assert_eq!(started, "running (app.service, pid 4242)");
+    let running = next(&rx);
+    assert_eq!((running.manager.as_str(), running.pid), ("systemd", 4242));
+    assert!(ask(&sup, ServiceOp::Stop)
+        .expect("stopped")
+        .starts_with("stopped"));
+    let ran = std::fs::read_to_string(dir.path().join("ran")).expect("ran");
+    let verbs: Vec<&str> = ran.lines().filter(|l| !l.contains(" show ")).collect();
+    assert_eq!(
+        verbs,
+        ["--user start app.service", "--user stop app.service"]
+    );
+
+    cfg.systemd = Some(Box::new(crate::config::SystemdSection {
+        unit: "bad.service".to_owned(),
+        systemctl: program.to_string_lossy().into_owned(),
+        user: false,
+    }));
+    let bad = DrivenSupervisor::start("bad".to_owned(), &cfg, Box::new(|_| {})).expect("thread");
+    let err = ask(&bad, ServiceOp::Start).expect_err("failed");
+    assert!(
+        err.contains("status 1") && err.contains("Job for bad.service failed."),
+        "{err}"
+    );
+}
