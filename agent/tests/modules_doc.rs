@@ -2,10 +2,8 @@
 //! each section's table names exactly the keys the struct (and its nested tables) accepts, as
 //! serde's own "expected one of" lists them; every default written in backticks loads to the
 //! same config as leaving the key out; every example loads with the agent's config loader; and
-//! the examples of a section together set every documented key (the last one sets all but
-//! those it cannot set together, like a service's `control.http` and `control.nats_subject`).
-//! Keys of a sub-table (`[modules.control]`) are documented as `control.timeout`, of an array
-//! of tables as `jobs[].name`.
+//! the full examples of a section (all but the first, minimal one: one per variant where keys
+//! exclude each other, as the service managers') together set every documented key.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -104,34 +102,54 @@ fn load(entry: &str) -> opsfleet_agent::config::AgentConfig {
         .unwrap_or_else(|p| panic!("does not load: {p:?}\n{entry}"))
 }
 
-/// Nested tables of an example: `jobs` of `[[modules.jobs]]`.
+/// Nested tables of an example: `jobs` of `[[modules.jobs]]` (an array of tables) and
+/// `compose` of `[modules.compose]` (one table).
 fn nested_tables(entry: &str) -> BTreeSet<String> {
-    entry
-        .lines()
-        .filter_map(|l| l.strip_prefix("[[modules.")?.strip_suffix("]]"))
-        .map(str::to_owned)
+    table_headers(entry)
+        .into_iter()
+        .map(|(name, _)| name)
         .collect()
 }
 
-/// Sub-tables of an example: `control` of `[modules.control]`.
-fn sub_tables(entry: &str) -> BTreeSet<String> {
-    entry
-        .lines()
-        .filter_map(|l| l.strip_prefix("[modules.")?.strip_suffix(']'))
-        .map(str::to_owned)
-        .collect()
+/// `(name, is an array of tables)` of each nested table header of an example.
+fn table_headers(entry: &str) -> BTreeSet<(String, bool)> {
+    let header = |l: &str| {
+        if let Some(name) = l
+            .strip_prefix("[[modules.")
+            .and_then(|n| n.strip_suffix("]]"))
+        {
+            return Some((name.to_owned(), true));
+        }
+        let name = l.strip_prefix("[modules.")?.strip_suffix(']')?;
+        Some((name.to_owned(), false))
+    };
+    entry.lines().filter_map(header).collect()
 }
 
-/// The header line of the table holding documented `key`, and the key's name in it:
-/// `jobs[].name` → `[[modules.jobs]]`, `control.timeout` → `[modules.control]`.
-fn table_of(key: &str) -> (Option<String>, &str) {
-    if let Some((table, leaf)) = key.rsplit_once("[].") {
-        return (Some(format!("[[modules.{table}]]")), leaf);
+/// `entry` without the line setting `leaf` in the table whose header line is `header`.
+fn without(entry: &str, header: &str, leaf: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for l in entry.lines() {
+        if l.starts_with('[') {
+            inside = l == header;
+        }
+        if !(inside && l.starts_with(&format!("{leaf} = "))) {
+            out.push_str(l);
+            out.push('\n');
+        }
     }
-    match key.rsplit_once('.') {
-        Some((table, leaf)) => (Some(format!("[modules.{table}]")), leaf),
-        None => (None, key),
+    out
+}
+
+/// A documented key's table, if nested: `("jobs", "name")` of `jobs[].name`, `("compose",
+/// "service")` of `compose.service`; the header of that table in a `[[modules]]` example.
+fn nested_key(key: &str) -> Option<(String, &str)> {
+    if let Some((table, leaf)) = key.split_once("[].") {
+        return Some((format!("[[modules.{table}]]"), leaf));
     }
+    let (table, leaf) = key.split_once('.')?;
+    Some((format!("[modules.{table}]"), leaf))
 }
 
 #[test]
@@ -159,33 +177,32 @@ fn every_example_loads_with_the_real_loader() {
 #[test]
 fn the_tables_name_exactly_the_keys_of_the_structs() {
     for s in sections() {
-        let full = s.examples.last().expect("an example");
-        // One entry as `config apply` takes it: no `[[modules]]`, nested tables at the top.
-        let entry = full
-            .replace("[[modules]]\n", "")
-            .replace("[[modules.", "[[")
-            .replace("[modules.", "[");
-        let top = insert(&entry, None, "zz_undocumented = 1").expect("type line");
-        let mut want: BTreeSet<String> = expected_fields(&top);
+        let mut want: BTreeSet<String> = BTreeSet::new();
+        // Every example's tables (a section may show one example per variant, as the
+        // service managers, each with its own table).
+        for full in &s.examples {
+            // One entry as `config apply` takes it: no `[[modules]]`, nested tables at the top.
+            let entry = full
+                .replace("[[modules]]\n", "")
+                .replace("[[modules.", "[[")
+                .replace("[modules.", "[");
+            let top = insert(&entry, None, "zz_undocumented = 1").expect("type line");
+            want.extend(expected_fields(&top));
+            for (table, array) in table_headers(full) {
+                let (header, key) = if array {
+                    (format!("[[{table}]]"), format!("{table}[]."))
+                } else {
+                    (format!("[{table}]"), format!("{table}."))
+                };
+                let nested = insert(&entry, Some(&header), "zz_undocumented = 1").expect("header");
+                want.extend(
+                    expected_fields(&nested)
+                        .into_iter()
+                        .map(|k| format!("{key}{k}")),
+                );
+            }
+        }
         want.remove("type");
-        for table in sub_tables(full) {
-            let header = format!("[{table}]");
-            let nested = insert(&entry, Some(&header), "zz_undocumented = 1").expect("header");
-            want.extend(
-                expected_fields(&nested)
-                    .into_iter()
-                    .map(|k| format!("{table}.{k}")),
-            );
-        }
-        for table in nested_tables(full) {
-            let header = format!("[[{table}]]");
-            let nested = insert(&entry, Some(&header), "zz_undocumented = 1").expect("header");
-            want.extend(
-                expected_fields(&nested)
-                    .into_iter()
-                    .map(|k| format!("{table}[].{k}")),
-            );
-        }
         let documented: BTreeSet<String> = s.keys.iter().map(|(k, _)| k.clone()).collect();
         assert_eq!(
             documented, want,
@@ -195,50 +212,54 @@ fn the_tables_name_exactly_the_keys_of_the_structs() {
     }
 }
 
+/// The full examples (all but the first, minimal one) together set every documented key.
 #[test]
-fn the_examples_set_every_key() {
+fn the_full_example_sets_every_key() {
     for s in sections() {
+        let full = &s.examples[1..];
         for (key, _) in &s.keys {
             let leaf = key.rsplit('.').next().unwrap_or(key);
-            let sets = |e: &String| {
+            let set = full.iter().any(|e| {
                 e.lines().any(|l| l.starts_with(&format!("{leaf} = ")))
-                    || nested_tables(e).contains(key.as_str())
-                    || sub_tables(e).contains(key.as_str())
                     || nested_tables(e).contains(leaf)
-            };
-            assert!(
-                s.examples.iter().any(sets),
-                "{}: no example sets {key}",
-                s.kind
-            );
+                    || nested_tables(e).contains(key.as_str())
+                    || table_headers(e).iter().any(|(t, _)| t == key)
+            });
+            assert!(set, "{}: no full example sets {key}", s.kind);
         }
     }
 }
 
+/// Each documented default, added to the first example that has the key's table (the minimal
+/// one for the entry's own keys), loads to the same config.
 #[test]
 fn documented_defaults_are_the_defaults() {
     for s in sections() {
-        let minimal = s.examples.first().expect("an example");
         for (key, default) in &s.keys {
             let Some(default) = default else { continue };
-            // An array of tables the minimal example writes as `[[modules.K]]` is not set
-            // again as `K = []`.
-            if nested_tables(minimal).contains(key) {
+            let (header, leaf) = match nested_key(key) {
+                Some((header, leaf)) => (Some(header), leaf),
+                None => (None, key.as_str()),
+            };
+            let example = match &header {
+                Some(h) => s.examples.iter().find(|e| e.lines().any(|l| l == h)),
+                None => s.examples.first(),
+            };
+            let example =
+                example.unwrap_or_else(|| panic!("{}: no example has the {key} table", s.kind));
+            // An array of tables the example writes as `[[modules.K]]` is not set again as
+            // `K = []`.
+            if nested_tables(example).contains(key) {
                 continue;
             }
-            let (header, leaf) = table_of(key);
-            // The first example with the key's table (the minimal one for top-level keys).
+            // A full example may set the key itself: leave it out there first.
             let example = match &header {
-                None => minimal,
-                Some(h) => s
-                    .examples
-                    .iter()
-                    .find(|e| e.lines().any(|l| l == h))
-                    .unwrap_or_else(|| panic!("{}: no example has a {h} table", s.kind)),
+                Some(h) => without(example, h, leaf),
+                None => example.clone(),
             };
-            let base = load(example);
-            let with = insert(example, header.as_deref(), &format!("{leaf} = {default}"))
-                .unwrap_or_else(|| panic!("{}: no {key} table", s.kind));
+            let base = load(&example);
+            let with = insert(&example, header.as_deref(), &format!("{leaf} = {default}"))
+                .unwrap_or_else(|| panic!("{}: the example has no {key} table", s.kind));
             assert_eq!(
                 load(&with),
                 base,

@@ -141,6 +141,8 @@ fn service(host: &str, name: &str, state: &str, pid: u32, restarts: u64) -> Serv
         since_unix_ms: NOW - 12_000,
         restarts,
         exit_detail: String::new(),
+        instance: String::new(),
+        version: String::new(),
     }
 }
 
@@ -150,9 +152,18 @@ fn services_table() {
     app.exit_detail = "exited with status 1".into();
     let mut worker = service("web-01", "worker", "running", 4242, 1);
     worker.exit_detail = "killed by signal 9".into();
+    let mut api = service("web-02", "shop-api", "running", 5120, 2);
+    api.manager = "compose".into();
+    api.instance = "3f2a9c1b7d0e".into();
+    api.version = "1.4.2".into();
     let reply = ServicesReply {
         responder: standby(),
-        services: vec![app, worker, service("web-02", "app", "running", 917, 0)],
+        services: vec![
+            app,
+            worker,
+            service("web-02", "app", "running", 917, 0),
+            api,
+        ],
         next: Some("web-02/app".into()),
     };
     check("services.txt", &render::services(&reply, NOW));

@@ -474,6 +474,8 @@ fn cases() -> Cases {
                 since_unix_ms: 1_790_000_000_000,
                 restarts: 3,
                 exit_detail: "exited with status 1".into(),
+                instance: String::new(),
+                version: String::new(),
             }],
             next: Some("web-01/app".into()),
         },

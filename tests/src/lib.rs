@@ -39,6 +39,7 @@ pub mod opsctl;
 pub mod procs;
 pub mod receiver;
 pub mod secure;
+pub mod service_project;
 pub mod stream;
 pub mod verbs;
 pub mod wait;

@@ -41,7 +41,8 @@ pub use policy::{
 pub use runtime::{module_problems, parse_module_toml};
 pub use sentinel::SentinelConfig;
 pub use service::{
-    ControlAction, ControlConfig, ControlEndpoint, RemoteOp, ServiceConfig, ServiceManager,
+    ComposeSection, ControlAction, ControlConfig, ControlEndpoint, RemoteOp, ServiceConfig,
+    ServiceManager, SystemdSection, COMPOSE_FILES,
 };
 pub use template::{is_template, Facts, CHECK_HOST, TEMPLATE_KEYS};
 
@@ -130,8 +131,8 @@ pub enum ModuleConfig {
     Janitor(JanitorConfig),
     Log(LogConfig),
     Sentinel(SentinelConfig),
-    /// See `ServiceConfig`; `systemd` and `compose` managers are future variants of its
-    /// `manager` key, not new module types.
+    /// See `ServiceConfig`; `process`, `systemd` and `compose` are its `manager` key, not
+    /// module types of their own.
     Service(ServiceConfig),
 }
 

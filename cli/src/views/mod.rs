@@ -126,9 +126,12 @@ Examples:
   opsctl services --state failed        services that exited and wait for their restart
   opsctl services --host 'web-*' --output json | jq '.services[] | select(.restarts > 0)'
 
-A service is a `type = \"service\"` module of the agent (docs/modules.md): the agent starts it,
-restarts it after a backoff when it exits, and stops it when the agent stops. RESTARTS counts
-restarts since the agent began supervising it; LAST EXIT says how the previous run ended.";
+A service is a `type = \"service\"` module of the agent (docs/modules.md). MANAGER process: the
+agent starts it, restarts it after a backoff when it exits, and stops it when the agent stops;
+RESTARTS counts restarts since the agent began supervising it. MANAGER systemd or compose: the
+agent drives a unit or one compose service it does not own; INSTANCE is the unit or the
+container's short id, VERSION the image tag (compose), RESTARTS as systemd or docker counts them.
+LAST EXIT says how the previous run ended.";
 
 /// `opsctl status`: every page of hosts from one coordinator.
 pub async fn status(

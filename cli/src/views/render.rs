@@ -270,9 +270,18 @@ pub fn services(reply: &ServicesReply, now_unix_ms: i64) -> String {
         "STATE",
         "SINCE",
         "PID",
+        "INSTANCE",
+        "VERSION",
         "RESTARTS",
         "LAST EXIT",
     ]);
+    let or_dash = |v: &str| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            one_line(v, 40)
+        }
+    };
     for s in &reply.services {
         t.row([
             s.host.clone(),
@@ -285,6 +294,8 @@ pub fn services(reply: &ServicesReply, now_unix_ms: i64) -> String {
             } else {
                 s.pid.to_string()
             },
+            or_dash(&s.instance),
+            or_dash(&s.version),
             s.restarts.to_string(),
             if s.exit_detail.is_empty() {
                 "-".to_owned()

@@ -26,6 +26,8 @@ pub fn services(fleet: &Fleet, req: &ServicesRequest) -> (Vec<ServiceView>, Opti
                         since_unix_ms: s.since_unix_ms,
                         restarts: s.restarts,
                         exit_detail: s.exit_detail.clone(),
+                        instance: s.instance.clone(),
+                        version: s.app_version.clone(),
                     };
                     (Cursor::row(&h.host, name), view)
                 })

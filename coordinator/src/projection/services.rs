@@ -25,6 +25,12 @@ pub struct ServiceRow {
     pub restarts: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub exit_detail: String,
+    /// The unit or container (driven managers); empty for `process`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
+    /// The version the service runs (not the event's `version` below).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub app_version: String,
     pub version: Version,
     /// When the restart count rose (the `since` of the state that told it), oldest first, at
     /// most `RESTARTS_KEPT`; a rise by n counts n times.
@@ -91,6 +97,8 @@ pub fn fold(
         since_unix_ms: s.since_unix_ms,
         restarts: s.restarts,
         exit_detail: clip(&s.exit_detail),
+        instance: clip(&s.instance),
+        app_version: clip(&s.version),
         version: version.clone(),
         restarted_at_unix_ms: restarted,
         capped_at_unix_ms: row.capped_at_unix_ms,
@@ -245,5 +253,27 @@ mod tests {
         }
         assert_eq!(map.len(), SERVICES_KEPT);
         assert_eq!(dropped, 3);
+    }
+
+    #[test]
+    fn a_driven_services_instance_and_version_are_kept() {
+        let mut map = BTreeMap::new();
+        let mut dropped = 0;
+        let s = pb::ServiceState {
+            manager: "compose".to_owned(),
+            instance: "3f2a9c1b7d0e".to_owned(),
+            version: "1.4.2".to_owned(),
+            ..state("api", pb::ServiceRunState::Running, 0)
+        };
+        fold(&mut map, &s, &("inc".to_owned(), 1), &mut dropped);
+        let row = &map["api"];
+        assert_eq!(
+            (
+                row.manager.as_str(),
+                row.instance.as_str(),
+                row.app_version.as_str()
+            ),
+            ("compose", "3f2a9c1b7d0e", "1.4.2")
+        );
     }
 }

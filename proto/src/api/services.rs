@@ -34,7 +34,7 @@ pub struct ServicesReply {
 pub struct ServiceView {
     pub host: String,
     pub service: String,
-    /// `process` (later also `systemd`, `compose`).
+    /// `process`, `systemd` or `compose`.
     pub manager: String,
     pub state: ServiceRunState,
     /// The child's pid while running or stopping, else 0.
@@ -46,4 +46,11 @@ pub struct ServiceView {
     /// How the last run ended, empty before the first exit.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub exit_detail: String,
+    /// What the manager calls the running instance: the unit (systemd), the container's short
+    /// id (compose); empty for `process`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
+    /// The version running (compose: the image tag); empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
 }

@@ -1,7 +1,9 @@
-//! `type = "service"` module config: one supervised application (the `process` manager: argv,
-//! workdir, env, log files, stop grace, restart backoff), what may be done to it remotely
-//! (`remote`), and its semantic checks. Sub-sections of a service live in files of their own
-//! beside this one.
+//! `type = "service"` module config: one application, its manager (`process`: argv, workdir,
+//! env, log files, restart backoff; `systemd` and `compose`: the sections in `managed`), stop
+//! grace, what may be done to it remotely (`remote`), and its semantic checks. Sub-sections of a
+//! service live in files of their own beside this one.
+
+mod managed;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,30 +12,38 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::default_name;
+pub use managed::{ComposeSection, SystemdSection, COMPOSE_FILES};
 
 mod control;
 
 pub use control::{ControlAction, ControlConfig, ControlEndpoint};
 
-/// How the service is run. Only `process` exists today; `systemd` (a unit the agent watches
-/// through systemctl) and `compose` (a docker compose project) are planned variants.
+/// How the service is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceManager {
     /// The agent starts the child itself and restarts it when it exits.
     Process,
+    /// A systemd unit the agent drives and watches through `systemctl` (`[modules.systemd]`).
+    Systemd,
+    /// One service of a compose project, driven and watched through compose and `docker
+    /// inspect` (`[modules.compose]`).
+    Compose,
 }
 
 impl ServiceManager {
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceManager::Process => "process",
+            ServiceManager::Systemd => "systemd",
+            ServiceManager::Compose => "compose",
         }
     }
 }
 
-/// `type = "service"`: an application the agent starts and supervises; its state
-/// (running / failed / stopped, pid, restarts) is published on every change.
+/// `type = "service"`: an application the agent supervises (`process`) or drives and watches
+/// (`systemd`, `compose`); its state (running / failed / stopped, pid or instance, restarts,
+/// version) is published on every change.
 ///
 /// ```toml
 /// [[modules]]
@@ -48,12 +58,14 @@ pub struct ServiceConfig {
     /// Instance name, also the service's name in events; defaults to the type.
     #[serde(default = "default_name", skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// How often state changes are handed to the outbox (supervision itself is continuous).
+    /// How often state changes are handed to the outbox (`process` supervision itself is
+    /// continuous); `systemd`, `compose`: how often the state is read.
     #[serde(default = "default_service_interval", with = "humantime_serde")]
     pub interval: Duration,
     #[serde(default = "default_manager")]
     pub manager: ServiceManager,
-    /// Program and arguments (no shell; use `["sh", "-c", "..."]` for one).
+    /// `process`: program and arguments (no shell; use `["sh", "-c", "..."]` for one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub argv: Vec<String>,
     /// Working directory of the child (absolute); the agent's own when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +109,12 @@ pub struct ServiceConfig {
     /// (`opsctl app`); none by default. Forwarding also needs `app` in `remote`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<ControlConfig>,
+    /// `systemd`: the unit (boxed: most services have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<Box<SystemdSection>>,
+    /// `compose`: the project and service (boxed: most services have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<Box<ComposeSection>>,
 }
 
 /// One kind of remote action on a service (`remote = ["restart", "reload"]`).
@@ -178,11 +196,43 @@ impl ServiceConfig {
             restart_backoff_max: default_backoff_max(),
             remote: Vec::new(),
             control: None,
+            systemd: None,
+            compose: None,
+        }
+    }
+
+    /// A `systemd` service driving `unit`, every other field at its default.
+    pub fn systemd(unit: &str) -> Self {
+        ServiceConfig {
+            manager: ServiceManager::Systemd,
+            systemd: Some(Box::new(SystemdSection::unit(unit))),
+            ..ServiceConfig::process(Vec::new())
+        }
+    }
+
+    /// A `compose` service driving `compose`, every other field at its default.
+    pub fn compose(compose: ComposeSection) -> Self {
+        ServiceConfig {
+            manager: ServiceManager::Compose,
+            compose: Some(Box::new(compose)),
+            ..ServiceConfig::process(Vec::new())
         }
     }
 
     /// Every problem as `(key, reason)`, keys relative to the module entry.
     pub(super) fn problems(&self) -> Vec<(String, String)> {
+        let mut out = managed::manager_problems(self);
+        if self.manager == ServiceManager::Process {
+            out.extend(self.process_problems());
+        }
+        if self.stop_grace.is_zero() {
+            out.push(("stop_grace".to_owned(), "must be greater than 0".to_owned()));
+        }
+        out
+    }
+
+    /// The `process` manager's keys.
+    fn process_problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         let mut push = |k: &str, r: &str| out.push((k.to_owned(), r.to_owned()));
         match self.argv.first() {
@@ -218,9 +268,6 @@ impl ServiceConfig {
                 "log_max_bytes".to_owned(),
                 format!("must be at least {MIN_LOG_MAX_BYTES}"),
             ));
-        }
-        if self.stop_grace.is_zero() {
-            out.push(("stop_grace".to_owned(), "must be greater than 0".to_owned()));
         }
         if self.restart_backoff_min.is_zero() {
             out.push((
@@ -293,8 +340,8 @@ env = { "A=B" = "x" }
 
     #[test]
     fn an_unknown_manager_is_refused() {
-        let toml = "host = \"web-01\"\n[[modules]]\ntype = \"service\"\nmanager = \"systemd\"\nargv = [\"x\"]\n";
-        let problems = parse_str(toml).expect_err("systemd is not implemented");
+        let toml = "host = \"web-01\"\n[[modules]]\ntype = \"service\"\nmanager = \"kubernetes\"\nargv = [\"x\"]\n";
+        let problems = parse_str(toml).expect_err("no such manager");
         assert!(
             problems.iter().any(|p| p.key.ends_with("manager")),
             "{problems:?}"

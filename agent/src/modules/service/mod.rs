@@ -1,10 +1,13 @@
 //! The service module: one supervised application. `supervisor` owns the child (start,
 //! restarts with backoff, stop with grace) on a thread of its own; `adopt` owns the record that
-//! lets a restarted agent take over a child a crashed agent left running. This file owns the
-//! module, which starts the supervisor on its first run, hands its state changes to the
-//! runner and persists the running child's record with them.
+//! lets a restarted agent take over a child a crashed agent left running; `driven` watches and
+//! drives a systemd unit or compose service instead; `backend` picks one by manager. This file
+//! owns the module, which starts the supervisor on its first run, hands its state changes to
+//! the runner and persists the running child's record with them.
 
 pub mod adopt;
+pub mod backend;
+pub mod driven;
 pub mod logs;
 pub mod supervisor;
 
@@ -14,8 +17,9 @@ use opsfleet_proto::pb;
 use tracing::warn;
 
 use super::{Module, ModuleCtx, ModuleError};
-use crate::config::ServiceConfig;
+use crate::config::{ServiceConfig, ServiceManager};
 use adopt::{ChildRecord, CHILD_KEY};
+use backend::Backend;
 pub use supervisor::{exit_detail, next_backoff, Supervisor};
 
 /// A lifecycle action asked of a service (`opsctl service start|stop|restart|reload`).
@@ -51,12 +55,13 @@ impl ServiceOp {
 
 /// The module: the supervisor runs continuously; each tick returns the `ServiceState`s it
 /// reported since the previous one. Dropping the module (agent stop, reconfiguration) stops
-/// the child: SIGTERM, SIGKILL after `stop_grace`; the drop blocks until then (off the async
-/// workers' duty on a multi-thread runtime, so other modules stop meanwhile).
+/// a `process` child: SIGTERM, SIGKILL after `stop_grace`; the drop blocks until then (off the
+/// async workers' duty on a multi-thread runtime, so other modules stop meanwhile). A systemd
+/// unit or compose service is left running (only the watching stops).
 pub struct ServiceModule {
     name: String,
     cfg: ServiceConfig,
-    supervisor: Option<Supervisor>,
+    supervisor: Option<Backend>,
     tx: mpsc::Sender<pb::ServiceState>,
     rx: mpsc::Receiver<pb::ServiceState>,
     /// The child a previous agent persisted (from `restore`), offered for adoption once.
@@ -82,8 +87,11 @@ impl ServiceModule {
         }
     }
 
-    /// Tracks the running child from a state change.
+    /// Tracks the running child from a state change (`process` only: nothing else is adopted).
     fn track(&mut self, s: &pb::ServiceState) {
+        if self.cfg.manager != ServiceManager::Process {
+            return;
+        }
         match pb::ServiceRunState::try_from(s.state) {
             Ok(pb::ServiceRunState::Running) => self.child = adopt::record(s.pid, &self.cfg),
             Ok(pb::ServiceRunState::Stopping) => {}
@@ -106,7 +114,7 @@ impl Module for ServiceModule {
                 let _ = tx.send(s);
             });
             let adopt = self.restored.take();
-            let sup = Supervisor::start(self.name.clone(), self.cfg.clone(), adopt, on_state)
+            let sup = Backend::start(self.name.clone(), &self.cfg, adopt, on_state)
                 .map_err(|e| ModuleError::Other(format!("cannot start the supervisor: {e}")))?;
             self.supervisor = Some(sup);
         }
