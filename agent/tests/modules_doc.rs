@@ -2,7 +2,9 @@
 //! each section's table names exactly the keys the struct (and its nested tables) accepts, as
 //! serde's own "expected one of" lists them; every default written in backticks loads to the
 //! same config as leaving the key out; every example loads with the agent's config loader; and
-//! the last example of a section sets every documented key.
+//! the last example of a section sets every documented key. A single nested table
+//! (`[modules.config]`) has its keys documented as `config.files`; their defaults are checked
+//! against the full example (the minimal one has no such table).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -101,6 +103,32 @@ fn load(entry: &str) -> opsfleet_agent::config::AgentConfig {
         .unwrap_or_else(|p| panic!("does not load: {p:?}\n{entry}"))
 }
 
+/// Single nested tables of an example: `config` of `[modules.config]`.
+fn single_tables(entry: &str) -> BTreeSet<String> {
+    entry
+        .lines()
+        .filter_map(|l| l.strip_prefix("[modules.")?.strip_suffix(']'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `entry` without its `leaf = ...` line inside the table headed `header`.
+fn without(entry: &str, header: &str, leaf: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for l in entry.lines() {
+        if l.starts_with('[') {
+            inside = l == header;
+        }
+        if inside && l.starts_with(&format!("{leaf} = ")) {
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
 /// Nested tables of an example: `jobs` of `[[modules.jobs]]`.
 fn nested_tables(entry: &str) -> BTreeSet<String> {
     entry
@@ -139,7 +167,8 @@ fn the_tables_name_exactly_the_keys_of_the_structs() {
         // One entry as `config apply` takes it: no `[[modules]]`, nested tables at the top.
         let entry = full
             .replace("[[modules]]\n", "")
-            .replace("[[modules.", "[[");
+            .replace("[[modules.", "[[")
+            .replace("[modules.", "[");
         let top = insert(&entry, None, "zz_undocumented = 1").expect("type line");
         let mut want: BTreeSet<String> = expected_fields(&top);
         want.remove("type");
@@ -150,6 +179,15 @@ fn the_tables_name_exactly_the_keys_of_the_structs() {
                 expected_fields(&nested)
                     .into_iter()
                     .map(|k| format!("{table}[].{k}")),
+            );
+        }
+        for table in single_tables(full) {
+            let header = format!("[{table}]");
+            let nested = insert(&entry, Some(&header), "zz_undocumented = 1").expect("header");
+            want.extend(
+                expected_fields(&nested)
+                    .into_iter()
+                    .map(|k| format!("{table}.{k}")),
             );
         }
         let documented: BTreeSet<String> = s.keys.iter().map(|(k, _)| k.clone()).collect();
@@ -168,7 +206,8 @@ fn the_full_example_sets_every_key() {
         for (key, _) in &s.keys {
             let leaf = key.rsplit('.').next().unwrap_or(key);
             let set = full.lines().any(|l| l.starts_with(&format!("{leaf} = ")))
-                || nested_tables(full).contains(leaf);
+                || nested_tables(full).contains(leaf)
+                || single_tables(full).contains(leaf);
             assert!(set, "{}: the full example does not set {key}", s.kind);
         }
     }
@@ -184,6 +223,20 @@ fn documented_defaults_are_the_defaults() {
             // An array of tables the minimal example writes as `[[modules.K]]` is not set
             // again as `K = []`.
             if nested_tables(minimal).contains(key) {
+                continue;
+            }
+            if let Some((table, leaf)) = key.split_once('.').filter(|_| !key.contains("[].")) {
+                let full = s.examples.last().expect("an example");
+                let header = format!("[modules.{table}]");
+                let bare = without(full, &header, leaf);
+                let with = insert(&bare, Some(&header), &format!("{leaf} = {default}"))
+                    .unwrap_or_else(|| panic!("{}: the full example has no {table} table", s.kind));
+                assert_eq!(
+                    load(&with),
+                    load(&bare),
+                    "{}: {key} = {default} is not the default",
+                    s.kind
+                );
                 continue;
             }
             let (header, leaf) = match key.split_once("[].") {

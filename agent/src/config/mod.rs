@@ -40,7 +40,7 @@ pub use policy::{
 };
 pub use runtime::{module_problems, parse_module_toml};
 pub use sentinel::SentinelConfig;
-pub use service::{RemoteOp, ServiceConfig, ServiceManager};
+pub use service::{AppConfigFiles, ConfigApply, RemoteOp, ServiceConfig, ServiceManager};
 pub use template::{is_template, Facts, CHECK_HOST, TEMPLATE_KEYS};
 
 /// Module name the agent uses for its own bookkeeping events (e.g. `events_dropped`).

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::default_name;
 
+mod appconfig;
+pub use appconfig::{AppConfigFiles, ConfigApply};
+
 /// How the service is run. Only `process` exists today; `systemd` (a unit the agent watches
 /// through systemctl) and `compose` (a docker compose project) are planned variants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +82,10 @@ pub struct ServiceConfig {
     /// from the host's own file only: a remote config can never change a service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remote: Vec<RemoteOp>,
+    /// `[modules.config]`: the app's own config files, watched for changes and changed by
+    /// `opsctl service config apply|rollback` (with `config` in `remote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<AppConfigFiles>,
 }
 
 /// One kind of remote action on a service (`remote = ["restart", "reload"]`).
@@ -148,6 +155,7 @@ impl ServiceConfig {
             restart_backoff_min: default_backoff_min(),
             restart_backoff_max: default_backoff_max(),
             remote: Vec::new(),
+            config: None,
         }
     }
 
@@ -190,6 +198,19 @@ impl ServiceConfig {
                 "restart_backoff_max".to_owned(),
                 "must be at least restart_backoff_min".to_owned(),
             ));
+        }
+        if self.remote.contains(&RemoteOp::Config) && self.config.is_none() {
+            out.push((
+                "remote".to_owned(),
+                "\"config\" needs the files declared in [modules.config]".to_owned(),
+            ));
+        }
+        if let Some(c) = &self.config {
+            out.extend(
+                c.problems()
+                    .into_iter()
+                    .map(|(k, r)| (format!("config.{k}"), r)),
+            );
         }
         out
     }

@@ -5,6 +5,8 @@
 //! runner and persists the running child's record with them.
 
 pub mod adopt;
+pub mod config_board;
+pub mod config_watch;
 pub mod supervisor;
 
 use std::sync::mpsc;
@@ -15,6 +17,8 @@ use tracing::warn;
 use super::{Module, ModuleCtx, ModuleError};
 use crate::config::ServiceConfig;
 use adopt::{ChildRecord, CHILD_KEY};
+pub use config_board::ConfigBoard;
+use config_watch::{ConfigWatch, CONFIG_KEY};
 pub use supervisor::{exit_detail, next_backoff, Supervisor};
 
 /// A lifecycle action asked of a service (`opsctl service start|stop|restart|reload`).
@@ -63,6 +67,8 @@ pub struct ServiceModule {
     /// The running child now, and as last persisted.
     child: Option<ChildRecord>,
     saved: Option<ChildRecord>,
+    /// The declared config files' watch (`[modules.config]`).
+    config: ConfigWatch,
 }
 
 impl ServiceModule {
@@ -78,6 +84,7 @@ impl ServiceModule {
             restored: None,
             child: None,
             saved: None,
+            config: ConfigWatch::default(),
         }
     }
 
@@ -97,7 +104,7 @@ impl Module for ServiceModule {
         "service"
     }
 
-    async fn run_once(&mut self, _ctx: &ModuleCtx) -> Result<Vec<pb::event::Body>, ModuleError> {
+    async fn run_once(&mut self, ctx: &ModuleCtx) -> Result<Vec<pb::event::Body>, ModuleError> {
         if self.supervisor.is_none() {
             let tx = self.tx.clone();
             let on_state = Box::new(move |s| {
@@ -113,11 +120,20 @@ impl Module for ServiceModule {
         for s in &states {
             self.track(s);
         }
-        Ok(states.into_iter().map(pb::event::Body::Service).collect())
+        let mut bodies: Vec<pb::event::Body> =
+            states.into_iter().map(pb::event::Body::Service).collect();
+        if let Some(files) = &self.cfg.config {
+            bodies.extend(self.config.look(&self.name, files, &ctx.service_configs));
+        }
+        Ok(bodies)
     }
 
     fn restore(&mut self, saved: Vec<(String, Vec<u8>)>) {
         for (key, value) in saved {
+            if key == CONFIG_KEY {
+                self.config.restore(&value);
+                continue;
+            }
             if key != CHILD_KEY {
                 continue;
             }
@@ -134,12 +150,17 @@ impl Module for ServiceModule {
     }
 
     fn take_state(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        if let Some(files) = &self.cfg.config {
+            out.extend(self.config.take_state(&self.name, files));
+        }
         if self.child == self.saved {
-            return Vec::new();
+            return out;
         }
         self.saved = self.child.clone();
         let value = self.child.as_ref().and_then(|c| serde_json::to_vec(c).ok());
-        vec![(CHILD_KEY.to_owned(), value)]
+        out.push((CHILD_KEY.to_owned(), value));
+        out
     }
 }
 
