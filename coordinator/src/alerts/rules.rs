@@ -30,10 +30,11 @@ pub enum RuleKind {
     HealthFailed,
     SentinelStale,
     EventsStreamFull,
+    ConfigDrift,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 10] = [
+    pub const ALL: [RuleKind; 11] = [
         RuleKind::HostLost,
         RuleKind::ModuleSilent,
         RuleKind::DiskWarn,
@@ -44,6 +45,7 @@ impl RuleKind {
         RuleKind::HealthFailed,
         RuleKind::SentinelStale,
         RuleKind::EventsStreamFull,
+        RuleKind::ConfigDrift,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +60,7 @@ impl RuleKind {
             RuleKind::HealthFailed => "health_failed",
             RuleKind::SentinelStale => "sentinel_stale",
             RuleKind::EventsStreamFull => "events_stream_full",
+            RuleKind::ConfigDrift => "config_drift",
         }
     }
 
@@ -119,6 +122,8 @@ impl Rule {
             RuleKind::HealthFailed => (Severity::Critical, MINUTE, MINUTE),
             RuleKind::SentinelStale => (Severity::Warning, MINUTE, MINUTE),
             RuleKind::EventsStreamFull => (Severity::Warning, 0, MINUTE),
+            // Holds until opsfleet writes the file again (apply / rollback).
+            RuleKind::ConfigDrift => (Severity::Warning, 0, 0),
         };
         Rule {
             kind,
@@ -435,6 +440,9 @@ fn host_conditions(
             }
         }
     }
+    if rules.get(RuleKind::ConfigDrift).is_some() {
+        config_drift(host, &mut push);
+    }
     if rules.get(RuleKind::SentinelStale).is_some() {
         for (path, s) in &rb.sentinels {
             if matches!(s.status, SentinelStatus::Stale | SentinelStatus::Missing) {
@@ -445,6 +453,28 @@ fn host_conditions(
                     format!("{}s", s.age_ms / 1000),
                 );
             }
+        }
+    }
+}
+
+/// `config_drift`: the newest snapshot of a service's config file is a change opsfleet did not
+/// make. Subject `<service>:<file>`; it clears when opsfleet writes the file again.
+fn config_drift(host: &HostState, push: &mut impl FnMut(RuleKind, &str, String, String)) {
+    let h = host.host.as_str();
+    for (service, c) in &host.service_configs {
+        for (file, hist) in &c.files {
+            let Some(last) = hist.latest().filter(|l| l.cause == "drift") else {
+                continue;
+            };
+            let short = last.fingerprint.get(..12).unwrap_or(&last.fingerprint);
+            push(
+                RuleKind::ConfigDrift,
+                &format!("{service}:{file}"),
+                format!(
+                    "{file} of service {service} on {h} was changed outside opsfleet (now {short})"
+                ),
+                last.fingerprint.clone(),
+            );
         }
     }
 }
