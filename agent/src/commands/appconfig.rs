@@ -124,13 +124,7 @@ impl CommandHandler {
     ) -> Result<String> {
         let cfg = self.declared_config(&c.service)?;
         let file = pick_file(&c.service, &cfg, &c.file)?;
-        let computed = fingerprint(c.content.as_bytes());
-        if !computed.eq_ignore_ascii_case(c.fingerprint.trim()) {
-            return Err(ConfigCommandError::Fingerprint {
-                computed,
-                claimed: c.fingerprint.clone(),
-            });
-        }
+        check_fingerprint(&c.content, &c.fingerprint)?;
         let change = Change {
             id,
             service: &c.service,
@@ -287,6 +281,19 @@ fn finish(result: Result<String>, bodies: Vec<pb::event::Body>) -> Execution {
     }
 }
 
+/// `content`'s sha256 is `claimed` (the issuer's; a mismatch means the content was altered
+/// or cut on its way).
+fn check_fingerprint(content: &str, claimed: &str) -> Result<()> {
+    let computed = fingerprint(content.as_bytes());
+    if computed.eq_ignore_ascii_case(claimed.trim()) {
+        return Ok(());
+    }
+    Err(ConfigCommandError::Fingerprint {
+        computed,
+        claimed: claimed.to_owned(),
+    })
+}
+
 /// The declared file `named` (empty: the only one).
 fn pick_file(service: &str, cfg: &AppConfigFiles, named: &str) -> Result<PathBuf> {
     let files = || {
@@ -433,6 +440,17 @@ mod tests {
             .to_string();
         assert!(e.contains("not a declared config file"), "{e}");
         assert!(pick_file("app", &two, "/etc/app/b.json").is_ok());
+    }
+
+    #[test]
+    fn a_content_that_does_not_match_its_fingerprint_is_refused() {
+        let fp = fingerprint(b"{}");
+        check_fingerprint("{}", &fp.to_uppercase()).expect("same content");
+        let e = check_fingerprint("{ }", &fp)
+            .expect_err("altered")
+            .to_string();
+        assert!(e.contains("fingerprint mismatch"), "{e}");
+        assert!(check_fingerprint("{}", "").is_err(), "no fingerprint");
     }
 
     #[tokio::test]
