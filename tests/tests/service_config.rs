@@ -93,7 +93,8 @@ async fn start(c: &mut Cluster) -> Result<(App, Opsctl)> {
     std::fs::write(&app.config, GOOD_V1)?;
     std::fs::write(&app.locked_config, "{}\n")?;
     c.add_coordinator(
-        CoordinatorSpec::new("blue").config_toml("[alerts]\ninterval = \"500ms\"\nmin_silence = \"1h\"\n"),
+        CoordinatorSpec::new("blue")
+            .config_toml("[alerts]\ninterval = \"500ms\"\nmin_silence = \"1h\"\n"),
     )?;
     c.add_agent(
         AgentSpec::new("web-01")
