@@ -9,7 +9,8 @@
 //!   the operator role is refused (admin needed); a content whose fingerprint does not match
 //!   is refused; a rollback to an unknown fingerprint fails clearly.
 //! - A hand edit is a `drift` snapshot in `opsctl service config history` and raises the
-//!   `config_drift` alert.
+//!   `config_drift` alert. A restarted agent reports the file again only when it changed while
+//!   the agent was down (`start`, naming the fingerprint it had persisted).
 //! - A good config is applied (the app reloads it) and rolled back by fingerprint; the history
 //!   lists start → applied → rolled_back. The reload is the service module's (`ServiceOp::
 //!   Reload`), built on another branch: until it lands this test fails at the apply.
@@ -370,6 +371,48 @@ async fn a_hand_edit_is_drift_in_the_history_and_an_alert() {
                 .then_some(()))
         })
         .await?;
+
+        // An agent restart reports an unchanged file again only when it changed meanwhile:
+        // restarted with the file as it was, the next snapshot is the next hand edit's. (A
+        // stopped agent stops the app: its new pid says the restarted module has run, and its
+        // first run looks at the file.)
+        let before = app_pid(&opsctl).await?;
+        c.agent("web-01")?.stop().await?;
+        c.agent("web-01")?.restart()?;
+        wait_until(
+            "the app started again by the new agent",
+            WAIT,
+            POLL,
+            async || Ok((app_pid(&opsctl).await? != before).then_some(())),
+        )
+        .await?;
+        let again = "{\"greeting\": \"edited again\"}\n";
+        std::fs::write(&app.config, again)?;
+        let r = history_until(&opsctl, &app.config, "a second drift, no new start", |c| {
+            c.len() >= 3
+        })
+        .await?;
+        let causes: Vec<&str> = r.snapshots.iter().map(|s| s.cause.as_str()).collect();
+        ensure!(
+            causes == ["start", "drift", "drift"],
+            "after a restart: {causes:?}"
+        );
+        // Changed while the agent was down: a `start` naming the fingerprint it had persisted.
+        c.agent("web-01")?.stop().await?;
+        std::fs::write(&app.config, GOOD_V1)?;
+        c.agent("web-01")?.restart()?;
+        let r = history_until(&opsctl, &app.config, "a start after the restart", |c| {
+            c.len() >= 4
+        })
+        .await?;
+        let last = r.snapshots.last().context("a snapshot")?;
+        ensure!(
+            last.cause == "start"
+                && last.fingerprint == sha256(GOOD_V1.as_bytes())
+                && last.previous_fingerprint == sha256(again.as_bytes()),
+            "changed while down: {:?}",
+            r.snapshots
+        );
         Ok(())
     })
     .await;
