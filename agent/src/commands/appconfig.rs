@@ -3,7 +3,7 @@
 //! health gated; on any failure the previous content comes back.
 //!
 //! The new content is written to a temp file beside the old one (same directory, the old
-//! file's mode), the service's `check` runs on it (`{file}` = the temp path, killed after
+//! file's mode and owner), the service's `check` runs on it (`{file}` = the temp path, killed after
 //! `check_timeout`); refused → the temp file is removed and nothing else changed. Accepted →
 //! renamed over the old file through the shared `ConfigBoard` (so the service module does
 //! not report the write as drift) and applied through the service module's reload or
@@ -322,8 +322,8 @@ fn pick_file(service: &str, cfg: &AppConfigFiles, named: &str) -> Result<PathBuf
     }
 }
 
-/// `content` in `.<name>.<id>.opsfleet-new` beside `file` (the old file's mode, else 0600),
-/// fsynced.
+/// `content` in `.<name>.<id>.opsfleet-new` beside `file` (the old file's mode and owner,
+/// else 0600), fsynced.
 fn write_temp(file: &Path, id: &str, content: &[u8]) -> Result<PathBuf> {
     let shown = || file.display().to_string();
     let err = |source| ConfigCommandError::Temp {
@@ -337,7 +337,10 @@ fn write_temp(file: &Path, id: &str, content: &[u8]) -> Result<PathBuf> {
         .take(16)
         .collect();
     let temp = file.with_file_name(format!(".{}.{tag}.opsfleet-new", name.unwrap_or_default()));
-    let mode = std::fs::metadata(file).map_or(0o600, |m| m.permissions().mode() & 0o7777);
+    let old = std::fs::metadata(file).ok();
+    let mode = old
+        .as_ref()
+        .map_or(0o600, |m| m.permissions().mode() & 0o7777);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -348,12 +351,27 @@ fn write_temp(file: &Path, id: &str, content: &[u8]) -> Result<PathBuf> {
     let written = f
         .write_all(content)
         .and_then(|()| f.set_permissions(std::fs::Permissions::from_mode(mode)))
+        .and_then(|()| same_owner(&f, old.as_ref()))
         .and_then(|()| f.sync_all());
     if let Err(e) = written {
         let _ = std::fs::remove_file(&temp);
         return Err(err(e));
     }
     Ok(temp)
+}
+
+/// `f` owned like the old file (when there is one and the owner differs): the app may read
+/// its config under its own user. Not permitted (an agent not running as root) → the change
+/// is refused rather than leaving the app a file it may not read.
+fn same_owner(f: &std::fs::File, old: Option<&std::fs::Metadata>) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (Some(old), now) = (old, f.metadata()?) else {
+        return Ok(());
+    };
+    if (old.uid(), old.gid()) == (now.uid(), now.gid()) {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(f, Some(old.uid()), Some(old.gid()))
 }
 
 /// The service's check on `temp`; Ok when it exits 0 (or none is declared).
