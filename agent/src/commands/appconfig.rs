@@ -23,7 +23,7 @@ use opsfleet_report::error_chain;
 use super::exec::Execution;
 use super::CommandHandler;
 use crate::config::{AppConfigFiles, ConfigApply, ModuleConfig};
-use crate::modules::service::config_board::{fingerprint, BoardError, FindError};
+use crate::modules::service::config_board::{fingerprint, BoardError, ConfigWrite, FindError};
 use crate::modules::service::ServiceOp;
 
 /// How much of the check's output a failed command carries.
@@ -93,6 +93,20 @@ struct Change<'a> {
     file: PathBuf,
     content: Vec<u8>,
     cause: &'static str,
+}
+
+impl Change<'_> {
+    /// `content` written to this change's file for `cause`.
+    fn write<'w>(&'w self, content: &'w [u8], cause: &'w str) -> ConfigWrite<'w> {
+        ConfigWrite {
+            service: self.service,
+            file: &self.file,
+            content,
+            cause,
+            command_id: self.id,
+            keep: self.cfg.keep,
+        }
+    }
 }
 
 impl CommandHandler {
@@ -181,17 +195,8 @@ impl CommandHandler {
             return Err(e);
         }
         let board = self.control.service_configs();
-        let keep = ch.cfg.keep;
         let replaced = board
-            .replace(
-                ch.service,
-                &ch.file,
-                &temp,
-                &ch.content,
-                ch.cause,
-                ch.id,
-                keep,
-            )
+            .replace(&ch.write(&ch.content, ch.cause), &temp)
             .inspect_err(|_| {
                 let _ = std::fs::remove_file(&temp);
             })?;
@@ -237,15 +242,7 @@ impl CommandHandler {
         let short = fingerprint(&previous)[..12].to_owned();
         let board = self.control.service_configs();
         let back = write_temp(&ch.file, ch.id, &previous).and_then(|temp| {
-            let r = board.replace(
-                ch.service,
-                &ch.file,
-                &temp,
-                &previous,
-                "restored",
-                ch.id,
-                ch.cfg.keep,
-            );
+            let r = board.replace(&ch.write(&previous, "restored"), &temp);
             r.map_err(|e| {
                 let _ = std::fs::remove_file(&temp);
                 ConfigCommandError::from(e)

@@ -97,6 +97,19 @@ pub enum BoardError {
     },
 }
 
+/// A command's change of one file.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigWrite<'a> {
+    pub service: &'a str,
+    pub file: &'a Path,
+    pub content: &'a [u8],
+    /// `applied`, `rolled_back` or `restored`.
+    pub cause: &'a str,
+    pub command_id: &'a str,
+    /// Contents kept per file.
+    pub keep: usize,
+}
+
 /// What a command's replace did: the snapshots to publish (a drift not yet reported, then
 /// the change itself) and the content it replaced (`None`: the file was missing).
 #[derive(Debug)]
@@ -176,20 +189,18 @@ impl ConfigBoard {
         )))
     }
 
-    /// A command's write: `temp` (the new content, fsynced, beside `file`) renamed over
-    /// `file`, the directory fsynced, the new fingerprint recorded, the content kept. A
-    /// change nobody reported yet is reported first as `drift`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn replace(
-        &self,
-        service: &str,
-        file: &Path,
-        temp: &Path,
-        content: &[u8],
-        cause: &str,
-        command_id: &str,
-        keep: usize,
-    ) -> Result<Replaced, BoardError> {
+    /// A command's write `w`: `temp` (its content, fsynced, beside the file) renamed over the
+    /// file, the directory fsynced, the new fingerprint recorded, the content kept. A change
+    /// nobody reported yet is reported first as `drift`.
+    pub fn replace(&self, w: &ConfigWrite<'_>, temp: &Path) -> Result<Replaced, BoardError> {
+        let ConfigWrite {
+            service,
+            file,
+            content,
+            cause,
+            command_id,
+            keep,
+        } = *w;
         let mut inner = self.lock();
         let previous = read_current(file).map_err(|source| BoardError::Read {
             path: file.to_owned(),
@@ -452,9 +463,15 @@ mod tests {
         for v in ["v1", "v2"] {
             let temp = tmp.path().join(".app.json.new");
             fs::write(&temp, v).expect("write");
-            let r = b
-                .replace("app", &file, &temp, v.as_bytes(), "applied", "c-1", 2)
-                .expect("replace");
+            let w = ConfigWrite {
+                service: "app",
+                file: &file,
+                content: v.as_bytes(),
+                cause: "applied",
+                command_id: "c-1",
+                keep: 2,
+            };
+            let r = b.replace(&w, &temp).expect("replace");
             assert_eq!(r.snapshots.len(), 1, "{:?}", r.snapshots);
             assert_eq!(r.snapshots[0].cause, "applied");
             assert_eq!(r.snapshots[0].command_id, "c-1");
@@ -491,9 +508,15 @@ mod tests {
         fs::write(&file, b"by hand").expect("write");
         let temp = tmp.path().join(".app.json.new");
         fs::write(&temp, b"v1").expect("write");
-        let r = b
-            .replace("app", &file, &temp, b"v1", "applied", "c-1", 5)
-            .expect("replace");
+        let w = ConfigWrite {
+            service: "app",
+            file: &file,
+            content: b"v1",
+            cause: "applied",
+            command_id: "c-1",
+            keep: 5,
+        };
+        let r = b.replace(&w, &temp).expect("replace");
         let causes: Vec<&str> = r.snapshots.iter().map(|s| s.cause.as_str()).collect();
         assert_eq!(causes, ["drift", "applied"]);
         assert_eq!(r.previous.as_deref(), Some(&b"by hand"[..]));
