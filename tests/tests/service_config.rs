@@ -12,8 +12,9 @@
 //!   `config_drift` alert. A restarted agent reports the file again only when it changed while
 //!   the agent was down (`start`, naming the fingerprint it had persisted).
 //! - A good config is applied (the app reloads it) and rolled back by fingerprint; the history
-//!   lists start → applied → rolled_back. The reload is the service module's (`ServiceOp::
-//!   Reload`), built on another branch: until it lands this test fails at the apply.
+//!   lists start → applied → rolled_back. A reload that fails puts the previous content back
+//!   (start → applied → restored). The reload is the service module's (`ServiceOp::Reload`,
+//!   `reload_argv`), built on another branch (s15-ops): until it lands these two fail.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -477,6 +478,76 @@ async fn a_good_config_is_applied_and_rolled_back_by_fingerprint() {
                 && !r.snapshots[1].command_id.is_empty()
                 && r.snapshots[2].fingerprint == v1
                 && !r.snapshots[2].command_id.is_empty(),
+            "history {:?}",
+            r.snapshots
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// A reload that fails puts the previous content back and reloads again. Needs the service
+/// module's reload and `reload_argv` (branch s15-ops): the reload command refuses a file that
+/// says `noreload`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_reload_puts_the_previous_content_back() {
+    Cluster::run("service-config-restore", async |c: &mut Cluster| {
+        let etc = c.dir().join("etc-app");
+        std::fs::create_dir_all(&etc)?;
+        let config = etc.join("app.json");
+        std::fs::write(&config, GOOD_V1)?;
+        let modules = format!(
+            r#"
+[[modules]]
+type = "service"
+name = "app"
+interval = "200ms"
+argv = ["sleep", "300"]
+stop_grace = "1s"
+remote = ["config"]
+reload_argv = ["sh", "-c", "! grep -q noreload {config}"]
+
+[modules.config]
+files = ["{config}"]
+"#,
+            config = config.display()
+        );
+        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        c.add_agent(
+            AgentSpec::new("web-01")
+                .heartbeat(Duration::from_millis(300))
+                .modules_toml(&modules),
+        )?;
+        let opsctl = c.opsctl.clone();
+        history_until(&opsctl, &config, "the start snapshot", |c| c == ["start"]).await?;
+        let bad = c.dir().join("noreload.json");
+        std::fs::write(&bad, "{\"greeting\": \"noreload\"}\n")?;
+        let bad_arg = bad.to_string_lossy().into_owned();
+        let (ok, outcome, _) = command(
+            &opsctl,
+            &[
+                "service", "config", "apply", "app", "--file", &bad_arg, "--host", "web-01",
+            ],
+        )
+        .await?;
+        let (state, detail) = only_command(&outcome);
+        ensure!(
+            !ok && state == "failed"
+                && detail.contains("reload after writing")
+                && detail.contains("is back and the service reloaded"),
+            "a failing reload: {state} {detail}"
+        );
+        ensure!(
+            std::fs::read(&config)? == GOOD_V1.as_bytes(),
+            "the old content is back"
+        );
+        let r = history_until(&opsctl, &config, "start, applied, restored", |c| {
+            c == ["start", "applied", "restored"]
+        })
+        .await?;
+        ensure!(
+            r.snapshots[2].fingerprint == sha256(GOOD_V1.as_bytes())
+                && r.snapshots[2].command_id == r.snapshots[1].command_id,
             "history {:?}",
             r.snapshots
         );
