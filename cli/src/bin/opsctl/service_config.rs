@@ -14,27 +14,30 @@ use crate::show::print;
 /// `opsctl service config ...`.
 #[derive(Subcommand, Debug)]
 pub enum ServiceConfigCommand {
-    /// Replace a service's config file with a local file's content: written beside the old
-    /// one, checked with the service's own check, applied (reload or restart); on any
-    /// failure the old content comes back and the command fails with why (the check's
-    /// output). Needs the admin role.
+    /// Replace a service's config file with a local file's content (admin role).
+    ///
+    /// The content is written beside the old file, checked with the service's own check,
+    /// renamed over it and applied (reload or restart, as the host declares); on any failure
+    /// the old content comes back and the command fails with why (the check's output).
     Apply {
         #[command(flatten)]
         what: ServiceConfigApplyArgs,
         #[command(flatten)]
         targets: Targets,
     },
-    /// Go back to a content of the file the host kept, by fingerprint (`history` lists them),
-    /// checked and applied like `apply`. Needs the admin role.
+    /// Go back to a content of the file the host kept, by fingerprint (admin role).
+    ///
+    /// `history` lists the fingerprints; the content is checked and applied like `apply`.
     Rollback {
         #[command(flatten)]
         what: ServiceConfigRollbackArgs,
         #[command(flatten)]
         targets: Targets,
     },
-    /// Every snapshot of the service's config files per host: fingerprint, size, cause
-    /// (`start`, `drift`, `applied`, `rolled_back`, `restored`), when, and the command that
-    /// made the change.
+    /// Every snapshot of the service's config files per host.
+    ///
+    /// Fingerprint, size, cause (`start`, `drift`, `applied`, `rolled_back`, `restored`), when,
+    /// and the command that made the change; oldest first.
     History(ServiceConfigHistoryArgs),
 }
 
