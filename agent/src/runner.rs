@@ -116,6 +116,7 @@ impl Runner {
             .collect();
         runner.labels = Arc::new(cfg.labels.clone());
         runner.policy = Arc::new(HostPolicy::from_config(cfg));
+        (runner.control.service_configs()).set_root(cfg.data_dir.join("service-config"));
         runner
     }
 
@@ -210,6 +211,7 @@ impl Runner {
                 swaps,
                 triggers,
                 labels: self.labels.clone(),
+                service_configs: self.control.service_configs(),
             };
             tasks.spawn(worker.run(cancel.clone()).instrument(span));
         }

@@ -439,3 +439,41 @@ fn control_characters_from_hosts_render_inert() {
     };
     assert_inert(&render::hosts(&hosts, NOW));
 }
+
+#[test]
+fn service_config_history_table() {
+    use opsfleet_cli::service_config::render_history;
+    use opsfleet_proto::api::{ServiceConfigView, ServiceConfigsReply};
+    let snap = |fp: &str, cause: &str, cmd: &str, ago_ms: i64| ServiceConfigView {
+        host: "web-01".into(),
+        service: "app".into(),
+        file: "/etc/app/app.json".into(),
+        fingerprint: fp.into(),
+        previous_fingerprint: String::new(),
+        size: 42,
+        cause: cause.into(),
+        command_id: cmd.into(),
+        at_unix_ms: NOW - ago_ms,
+    };
+    let reply = ServiceConfigsReply {
+        responder: standby(),
+        snapshots: vec![
+            snap(&"3fa2c1d0".repeat(8), "start", "", 7_200_000),
+            snap(&"9b7e55aa".repeat(8), "applied", "0190aa-cmd-1", 3_600_000),
+            snap(&"c0ffee00".repeat(8), "drift", "", 600_000),
+            snap(&"3fa2c1d0".repeat(8), "rolled_back", "0190aa-cmd-2", 60_000),
+            snap("", "drift", "", 5_000),
+        ],
+        next: None,
+    };
+    check("service-config-history.txt", &render_history(&reply, NOW));
+    let empty = ServiceConfigsReply {
+        responder: standby(),
+        snapshots: Vec::new(),
+        next: None,
+    };
+    check(
+        "service-config-history-empty.txt",
+        &render_history(&empty, NOW),
+    );
+}

@@ -43,6 +43,8 @@ pub const API_INCIDENTS: &str = "ops.api.incidents";
 pub const API_ALERTS: &str = "ops.api.alerts";
 /// `opsctl services`: supervised services per host and service.
 pub const API_SERVICES: &str = "ops.api.services";
+/// `opsctl service config history`: the config file snapshots of services per host.
+pub const API_SERVICE_CONFIGS: &str = "ops.api.service_configs";
 
 /// Prefix of API requests that carry the operator's identity and role in the subject:
 /// `ops.api.as.<operator>.<role>.<verb>`. NATS permissions let each operator publish only

@@ -47,7 +47,7 @@ fn describe(reply: &ControlReply) -> String {
 }
 
 impl CommandHandler {
-    pub(super) async fn execute(&self, action: &CmdAction) -> Execution {
+    pub(super) async fn execute(&self, id: &str, action: &CmdAction) -> Execution {
         let act = |module: String, action: Action| async move {
             match self.control.act(&module, action, "command").await {
                 Ok(reply) => Ok(describe(&reply)),
@@ -88,8 +88,8 @@ impl CommandHandler {
                 Execution::done(self.service_op(&s.service, ServiceOp::Reload).await)
             }
             CmdAction::App(a) => self.app(a).await,
-            CmdAction::ServiceConfigApply(c) => self.service_config_apply(c).await,
-            CmdAction::ServiceConfigRollback(c) => self.service_config_rollback(c).await,
+            CmdAction::ServiceConfigApply(c) => self.service_config_apply(id, c).await,
+            CmdAction::ServiceConfigRollback(c) => self.service_config_rollback(id, c).await,
             CmdAction::ResumeAll(_) => {
                 let paused = (self.status.slots().into_iter())
                     .filter(|s| s.state == pb::ModuleRunState::Paused)

@@ -293,7 +293,7 @@ impl CommandHandler {
 
     /// Runs an accepted command and queues its result.
     pub async fn complete(&mut self, accepted: Accepted) -> Result<(), CommandError> {
-        let run = self.execute(&accepted.action).await;
+        let run = self.execute(&accepted.id, &accepted.action).await;
         self.finish(&accepted.id, accepted.kind, run).await
     }
 

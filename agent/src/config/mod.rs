@@ -41,8 +41,8 @@ pub use policy::{
 pub use runtime::{module_problems, parse_module_toml};
 pub use sentinel::SentinelConfig;
 pub use service::{
-    ComposeSection, ControlAction, ControlConfig, ControlEndpoint, RemoteOp, ServiceConfig,
-    ServiceManager, SystemdSection, COMPOSE_FILES,
+    AppConfigFiles, ComposeSection, ConfigApply, ControlAction, ControlConfig, ControlEndpoint,
+    RemoteOp, ServiceConfig, ServiceManager, SystemdSection, COMPOSE_FILES,
 };
 pub use template::{is_template, Facts, CHECK_HOST, TEMPLATE_KEYS};
 

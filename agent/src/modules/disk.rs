@@ -334,6 +334,7 @@ mod tests {
             outbox_pending: 0,
             health: Vec::new(),
             labels: Default::default(),
+            service_configs: Default::default(),
         };
         let bodies = m.run_once(&ctx).await.expect("runs");
         let paths: Vec<String> = bodies

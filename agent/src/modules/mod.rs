@@ -53,6 +53,8 @@ pub struct ModuleCtx {
     pub health: Vec<pb::HealthSummary>,
     /// The host's labels from the agent config (for the heartbeat).
     pub labels: std::sync::Arc<std::collections::BTreeMap<String, String>>,
+    /// The services' config files as last reported (shared with the command handler).
+    pub service_configs: service::ConfigBoard,
 }
 
 /// One module instance.

@@ -157,6 +157,7 @@ mod tests {
             outbox_pending: 0,
             health: Vec::new(),
             labels: Default::default(),
+            service_configs: Default::default(),
         }
     }
 

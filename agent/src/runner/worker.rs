@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::{ModuleEntry, RunOutput, StatusBoard, Trigger};
+use crate::modules::service::ConfigBoard;
 use crate::modules::{HealthBoard, ModuleCtx};
 use crate::outbox::{NewEvent, Outbox, StateWrite};
 use opsfleet_proto::time::unix_ms;
@@ -29,6 +30,7 @@ pub(super) struct ModuleWorker {
     pub(super) outbox: Arc<Outbox>,
     pub(super) started: Instant,
     pub(super) health: HealthBoard,
+    pub(super) service_configs: ConfigBoard,
     /// New instances from `reconfigure` (already restored by the controller).
     pub(super) swaps: mpsc::Receiver<ModuleEntry>,
     /// On-demand runs (`ControlHandle::run_now`).
@@ -142,6 +144,7 @@ impl ModuleWorker {
             outbox_pending: self.outbox.pending(),
             health: self.health.snapshot(),
             labels: self.labels.clone(),
+            service_configs: self.service_configs.clone(),
         };
         let run_started = Instant::now();
         let res = tokio::select! {

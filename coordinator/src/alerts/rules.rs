@@ -34,10 +34,11 @@ pub enum RuleKind {
     ServiceDown,
     ServiceRestartLoop,
     ServiceRemediationCapped,
+    ConfigDrift,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 13] = [
+    pub const ALL: [RuleKind; 14] = [
         RuleKind::HostLost,
         RuleKind::ModuleSilent,
         RuleKind::DiskWarn,
@@ -51,6 +52,7 @@ impl RuleKind {
         RuleKind::ServiceDown,
         RuleKind::ServiceRestartLoop,
         RuleKind::ServiceRemediationCapped,
+        RuleKind::ConfigDrift,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +70,7 @@ impl RuleKind {
             RuleKind::ServiceDown => "service_down",
             RuleKind::ServiceRestartLoop => "service_restart_loop",
             RuleKind::ServiceRemediationCapped => "service_remediation_capped",
+            RuleKind::ConfigDrift => "config_drift",
         }
     }
 
@@ -137,6 +140,8 @@ impl Rule {
             RuleKind::ServiceDown => (Severity::Critical, MINUTE, MINUTE),
             RuleKind::ServiceRestartLoop => (Severity::Warning, 0, 0),
             RuleKind::ServiceRemediationCapped => (Severity::Warning, 0, 0),
+            // Holds until opsfleet writes the file again (apply / rollback).
+            RuleKind::ConfigDrift => (Severity::Warning, 0, 0),
         };
         // `log_errors`: 1 match within 5 min; `service_restart_loop`: 3 restarts within 1 h
         // ("uptime resets more than once a day" is already a loop worth a look); a capped
@@ -461,6 +466,9 @@ fn host_conditions(
             }
         }
     }
+    if rules.get(RuleKind::ConfigDrift).is_some() {
+        config_drift(host, &mut push);
+    }
     if rules.get(RuleKind::SentinelStale).is_some() {
         for (path, s) in &rb.sentinels {
             if matches!(s.status, SentinelStatus::Stale | SentinelStatus::Missing) {
@@ -474,6 +482,28 @@ fn host_conditions(
         }
     }
     service_conditions(rules, host, now, lost.is_some(), out);
+}
+
+/// `config_drift`: the newest snapshot of a service's config file is a change opsfleet did not
+/// make. Subject `<service>:<file>`; it clears when opsfleet writes the file again.
+fn config_drift(host: &HostState, push: &mut impl FnMut(RuleKind, &str, String, String)) {
+    let h = host.host.as_str();
+    for (service, c) in &host.service_configs {
+        for (file, hist) in &c.files {
+            let Some(last) = hist.latest().filter(|l| l.cause == "drift") else {
+                continue;
+            };
+            let short = last.fingerprint.get(..12).unwrap_or(&last.fingerprint);
+            push(
+                RuleKind::ConfigDrift,
+                &format!("{service}:{file}"),
+                format!(
+                    "{file} of service {service} on {h} was changed outside opsfleet (now {short})"
+                ),
+                last.fingerprint.clone(),
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod guard;
 mod hosts;
 mod runbooks;
 mod serve;
+mod service_configs;
 mod services;
 mod status;
 #[cfg(test)]

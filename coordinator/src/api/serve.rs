@@ -11,8 +11,8 @@ use async_nats::Message;
 use futures::StreamExt;
 use opsfleet_proto::api::{
     AlertsRequest, ApiError, BackupsRequest, CommandRequestJson, CommandsReply, CommandsRequest,
-    ConfigsRequest, FailoverRequest, HostsRequest, IncidentsRequest, ServicesRequest,
-    StatusRequest,
+    ConfigsRequest, FailoverRequest, HostsRequest, IncidentsRequest, ServiceConfigsRequest,
+    ServicesRequest, StatusRequest,
 };
 use opsfleet_proto::subjects;
 use opsfleet_proto::time::now_unix_ms;
@@ -32,7 +32,7 @@ use crate::identity::Identity;
 use crate::state::Shared;
 
 /// Every verb of the API, each subscribed broadcast and addressed to this coordinator.
-const VERBS: [&str; 10] = [
+const VERBS: [&str; 11] = [
     subjects::API_STATUS,
     subjects::API_FAILOVER,
     subjects::API_COMMAND,
@@ -43,6 +43,7 @@ const VERBS: [&str; 10] = [
     subjects::API_ALERTS,
     subjects::API_CONFIGS,
     subjects::API_SERVICES,
+    subjects::API_SERVICE_CONFIGS,
 ];
 
 /// What a handler needs to answer.
@@ -169,6 +170,9 @@ impl Server {
             subjects::API_HOSTS => Some(self.view::<HostsRequest>(payload).await),
             subjects::API_BACKUPS => Some(self.view::<BackupsRequest>(payload).await),
             subjects::API_SERVICES => Some(self.view::<ServicesRequest>(payload).await),
+            subjects::API_SERVICE_CONFIGS => {
+                Some(self.view::<ServiceConfigsRequest>(payload).await)
+            }
             subjects::API_INCIDENTS => Some(self.view::<IncidentsRequest>(payload).await),
             subjects::API_ALERTS => Some(self.view::<AlertsRequest>(payload).await),
             subjects::API_CONFIGS => Some(self.configs(payload).await),

@@ -12,6 +12,7 @@ pub mod presence;
 mod prune;
 mod runbooks;
 mod seq;
+pub mod service_configs;
 mod services;
 
 pub use alerts::{AlertRecord, Alerts, Liveness, NotificationRecord};
@@ -55,8 +56,9 @@ pub const FOLD_VERSION_KEY: &str = "meta/fold_version";
 /// start (`snapshot::load_fleet`), so the stored projection always equals a refold.
 /// 1: rows before the version was recorded; 2: module configs carry first/last seen dates,
 /// modules, disks and checks no longer configured are forgotten; 3: `service` events fold into
-/// the hosts' `services`; 4: services keep their restart times and a capped
-/// `service_remediation`, and leave with their module.
+/// the hosts' `services`; 4: services keep their restart times, a capped
+/// `service_remediation`, their instance, version and health, and leave with their module;
+/// `service_config` snapshots fold into the hosts' `service_configs`.
 pub const FOLD_VERSION: u64 = 4;
 
 /// The fold version that wrote `rows` (1 when none is recorded, 0 for a store with no rows).

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::{
     AlertView, AlertsReply, AlertsRequest, BackupView, BackupsReply, BackupsRequest, HostSummary,
     HostView, HostsReply, HostsRequest, IncidentView, IncidentsReply, IncidentsRequest, Responder,
-    ServiceView, ServicesReply, ServicesRequest, StatusReply, StatusRequest,
+    ServiceConfigView, ServiceConfigsReply, ServiceConfigsRequest, ServiceView, ServicesReply,
+    ServicesRequest, StatusReply, StatusRequest,
 };
 use super::{HOSTS_PAGE_DEFAULT, HOSTS_PAGE_MAX, ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX};
 use super::{STATUS_PAGE_DEFAULT, STATUS_PAGE_MAX};
@@ -127,6 +128,8 @@ paged!(AlertsRequest => AlertsReply, alerts: AlertView, "ops.api.alerts", "alert
     ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX);
 paged!(ServicesRequest => ServicesReply, services: ServiceView, "ops.api.services",
     "services", ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX);
+paged!(ServiceConfigsRequest => ServiceConfigsReply, snapshots: ServiceConfigView,
+    "ops.api.service_configs", "service configs", ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX);
 
 #[cfg(test)]
 mod tests {
@@ -159,6 +162,7 @@ mod tests {
         assert_eq!(IncidentsRequest::VERB, subjects::API_INCIDENTS);
         assert_eq!(AlertsRequest::VERB, subjects::API_ALERTS);
         assert_eq!(ServicesRequest::VERB, subjects::API_SERVICES);
+        assert_eq!(ServiceConfigsRequest::VERB, subjects::API_SERVICE_CONFIGS);
     }
 
     #[test]

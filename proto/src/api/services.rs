@@ -1,5 +1,5 @@
 //! `ops.api.services`: the state of every supervised service per host and service, paged by
-//! a cursor.
+//! a cursor; `ops.api.service_configs`: the history of their declared config files.
 
 use serde::{Deserialize, Serialize};
 
@@ -53,4 +53,51 @@ pub struct ServiceView {
     /// The version running (compose: the image tag); empty when unknown.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub version: String,
+}
+
+/// Request for `ops.api.service_configs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceConfigsRequest {
+    /// Host name or glob (`web-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Only this service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Only this file (its declared path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(flatten)]
+    pub page: PageRequest,
+}
+
+/// Reply to `ops.api.service_configs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceConfigsReply {
+    pub responder: Responder,
+    /// One row per snapshot, by (host, service, file), oldest snapshot first.
+    pub snapshots: Vec<ServiceConfigView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// One snapshot of a service's config file: its fingerprint and why it changed (contents
+/// never leave the host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceConfigView {
+    pub host: String,
+    pub service: String,
+    pub file: String,
+    /// sha256 (hex); empty when the file was missing.
+    pub fingerprint: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub previous_fingerprint: String,
+    pub size: u64,
+    /// `start`, `drift`, `applied`, `rolled_back` or `restored`.
+    pub cause: String,
+    /// The command that made the change; empty for `start` and `drift`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub command_id: String,
+    /// Agent clock of the snapshot.
+    pub at_unix_ms: i64,
 }

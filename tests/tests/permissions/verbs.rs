@@ -104,6 +104,26 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
             Need::Operator,
             false,
         ),
+        // web-01 has no service: once the role is checked, these are refused for that
+        // reason.
+        (
+            "service config apply",
+            act(&["app", "--file", config]),
+            Need::Admin,
+            false,
+        ),
+        (
+            "service config rollback",
+            act(&["app", "--to", "0123456789abcdef"]),
+            Need::Admin,
+            false,
+        ),
+        (
+            "service config history",
+            s(&["app", "--host", "web-01"]),
+            Need::Viewer,
+            true,
+        ),
         ("failover", s(&["--wait", "60s"]), Need::Operator, true),
         // Local verbs: they talk to no coordinator, so every role (and none) may run them.
         ("completion", s(&["bash"]), Need::Viewer, true),

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use super::default_name;
 pub use managed::{ComposeSection, SystemdSection, COMPOSE_FILES};
 
+mod appconfig;
 mod control;
 
+pub use appconfig::{AppConfigFiles, ConfigApply};
 pub use control::{ControlAction, ControlConfig, ControlEndpoint};
 
 /// How the service is run.
@@ -115,6 +117,10 @@ pub struct ServiceConfig {
     /// `compose`: the project and service (boxed: most services have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose: Option<Box<ComposeSection>>,
+    /// `[modules.config]`: the app's own config files, watched for changes and changed by
+    /// `opsctl service config apply|rollback` (with `config` in `remote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<AppConfigFiles>,
 }
 
 /// One kind of remote action on a service (`remote = ["restart", "reload"]`).
@@ -196,6 +202,7 @@ impl ServiceConfig {
             restart_backoff_max: default_backoff_max(),
             remote: Vec::new(),
             control: None,
+            config: None,
             systemd: None,
             compose: None,
         }
@@ -225,6 +232,7 @@ impl ServiceConfig {
         if self.manager == ServiceManager::Process {
             out.extend(self.process_problems());
         }
+        out.extend(self.section_problems());
         if self.stop_grace.is_zero() {
             out.push(("stop_grace".to_owned(), "must be greater than 0".to_owned()));
         }
@@ -281,8 +289,27 @@ impl ServiceConfig {
                 "must be at least restart_backoff_min".to_owned(),
             ));
         }
+        out
+    }
+
+    /// The keys every manager shares: the control endpoint and the config files.
+    fn section_problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
         if let Some(c) = &self.control {
             out.extend(c.problems());
+        }
+        if self.remote.contains(&RemoteOp::Config) && self.config.is_none() {
+            out.push((
+                "remote".to_owned(),
+                "\"config\" needs the files declared in [modules.config]".to_owned(),
+            ));
+        }
+        if let Some(c) = &self.config {
+            out.extend(
+                c.problems()
+                    .into_iter()
+                    .map(|(k, r)| (format!("config.{k}"), r)),
+            );
         }
         out
     }

@@ -111,6 +111,7 @@ fn ctx(now: SystemTime) -> ModuleCtx {
         outbox_pending: 0,
         health: Vec::new(),
         labels: Default::default(),
+        service_configs: Default::default(),
     }
 }
 

@@ -34,6 +34,7 @@ fn ctx() -> ModuleCtx {
         outbox_pending: 0,
         health: Vec::new(),
         labels: Default::default(),
+        service_configs: Default::default(),
     }
 }
 

@@ -220,6 +220,7 @@ async fn module_reports_each_root() {
         outbox_pending: 0,
         health: Vec::new(),
         labels: Default::default(),
+        service_configs: Default::default(),
     };
     let bodies = m.run_once(&ctx).await.expect("run");
     assert_eq!(bodies.len(), 2);

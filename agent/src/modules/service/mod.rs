@@ -7,6 +7,8 @@
 
 pub mod adopt;
 pub mod backend;
+pub mod config_board;
+pub mod config_watch;
 pub mod driven;
 pub mod logs;
 pub mod supervisor;
@@ -20,6 +22,8 @@ use super::{Module, ModuleCtx, ModuleError};
 use crate::config::{ServiceConfig, ServiceManager};
 use adopt::{ChildRecord, CHILD_KEY};
 use backend::Backend;
+pub use config_board::ConfigBoard;
+use config_watch::{ConfigWatch, CONFIG_KEY};
 pub use supervisor::{exit_detail, next_backoff, Supervisor};
 
 /// A lifecycle action asked of a service (`opsctl service start|stop|restart|reload`).
@@ -69,6 +73,8 @@ pub struct ServiceModule {
     /// The running child now, and as last persisted.
     child: Option<ChildRecord>,
     saved: Option<ChildRecord>,
+    /// The declared config files' watch (`[modules.config]`).
+    config: ConfigWatch,
 }
 
 impl ServiceModule {
@@ -84,6 +90,7 @@ impl ServiceModule {
             restored: None,
             child: None,
             saved: None,
+            config: ConfigWatch::default(),
         }
     }
 
@@ -106,7 +113,7 @@ impl Module for ServiceModule {
         "service"
     }
 
-    async fn run_once(&mut self, _ctx: &ModuleCtx) -> Result<Vec<pb::event::Body>, ModuleError> {
+    async fn run_once(&mut self, ctx: &ModuleCtx) -> Result<Vec<pb::event::Body>, ModuleError> {
         if self.supervisor.is_none() {
             let tx = self.tx.clone();
             let on_state = Box::new(move |s| {
@@ -123,11 +130,20 @@ impl Module for ServiceModule {
         for s in &states {
             self.track(s);
         }
-        Ok(states.into_iter().map(pb::event::Body::Service).collect())
+        let mut bodies: Vec<pb::event::Body> =
+            states.into_iter().map(pb::event::Body::Service).collect();
+        if let Some(files) = &self.cfg.config {
+            bodies.extend(self.config.look(&self.name, files, &ctx.service_configs));
+        }
+        Ok(bodies)
     }
 
     fn restore(&mut self, saved: Vec<(String, Vec<u8>)>) {
         for (key, value) in saved {
+            if key == CONFIG_KEY {
+                self.config.restore(&value);
+                continue;
+            }
             if key != CHILD_KEY {
                 continue;
             }
@@ -144,12 +160,17 @@ impl Module for ServiceModule {
     }
 
     fn take_state(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        if let Some(files) = &self.cfg.config {
+            out.extend(self.config.take_state(&self.name, files));
+        }
         if self.child == self.saved {
-            return Vec::new();
+            return out;
         }
         self.saved = self.child.clone();
         let value = self.child.as_ref().and_then(|c| serde_json::to_vec(c).ok());
-        vec![(CHILD_KEY.to_owned(), value)]
+        out.push((CHILD_KEY.to_owned(), value));
+        out
     }
 }
 

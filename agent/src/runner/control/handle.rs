@@ -6,7 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Action, ControlError, ControlReply, Op, Origin, Request};
 use crate::config::{parse_module_toml, ModuleConfig};
-use crate::modules::service::ServiceOp;
+use crate::modules::service::{ConfigBoard, ServiceOp};
 use crate::modules::OnDemand;
 use crate::runner::RunOutput;
 
@@ -14,12 +14,25 @@ use crate::runner::RunOutput;
 #[derive(Debug, Clone)]
 pub struct ControlHandle {
     tx: mpsc::Sender<Request>,
+    /// The services' config files (the runner's modules and the command handler share it).
+    service_configs: ConfigBoard,
 }
 
 impl ControlHandle {
     pub(crate) fn channel() -> (ControlHandle, mpsc::Receiver<Request>) {
         let (tx, rx) = mpsc::channel(64);
-        (ControlHandle { tx }, rx)
+        (
+            ControlHandle {
+                tx,
+                service_configs: ConfigBoard::default(),
+            },
+            rx,
+        )
+    }
+
+    /// The board of the services' config files (see `ConfigBoard`).
+    pub fn service_configs(&self) -> ConfigBoard {
+        self.service_configs.clone()
     }
 
     async fn call(&self, module: &str, op: Op) -> Result<ControlReply, ControlError> {

@@ -213,6 +213,14 @@ pub enum ConfigCommand {
     Diff(configs::ConfigDiffArgs),
 }
 
+/// `opsctl service ...`: actions on the supervised services.
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// A service's own config files: apply a new content, roll back to a kept one, history.
+    #[command(subcommand, after_help = opsfleet_cli::service_config::SERVICE_CONFIG_HELP)]
+    Config(crate::service_config::ServiceConfigCommand),
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
     Table,
@@ -257,6 +265,9 @@ pub enum Command {
     /// failed, stopping, stopped), since when, pid, restarts and how the last run ended.
     #[command(after_help = views::SERVICES_HELP)]
     Services(views::ServicesArgs),
+    /// Act on a supervised service: `opsctl service config apply|rollback|history`.
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Pause a module: it stays scheduled but does not run until resumed (survives restarts).
     Pause(ModuleTargets),
     /// Resume a paused module, or with `--all-modules` every paused module (whoever paused
@@ -403,6 +414,7 @@ impl Command {
             | Command::Config(ConfigCommand::Apply { targets, .. })
             | Command::Config(ConfigCommand::Rollback { targets, .. })
             | Command::App { targets, .. } => Some(targets),
+            Command::Service(ServiceCommand::Config(c)) => c.targets(),
             _ => None,
         }
     }

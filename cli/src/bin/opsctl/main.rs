@@ -16,11 +16,13 @@ mod exit;
 mod failover;
 mod follow;
 mod issue;
+mod service_config;
 mod show;
 
-use args::{BackupCommand, Cli, Command, ConfigCommand, ConnArgs, Output, Targets};
+use args::{BackupCommand, Cli, Command, ConfigCommand, ConnArgs, Output, ServiceCommand, Targets};
 use issue::run_request;
 use opsfleet_proto::api::CommandAction;
+use service_config::ServiceConfigCommand;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -105,6 +107,9 @@ async fn dispatch(
         Command::Config(ConfigCommand::Show(a)) => configs::show(api, a, output).await,
         Command::Config(ConfigCommand::History(a)) => configs::history(api, a, output).await,
         Command::Config(ConfigCommand::Diff(a)) => configs::diff(api, a, output).await,
+        Command::Service(ServiceCommand::Config(ServiceConfigCommand::History(a))) => {
+            service_config::history(api, a, output).await
+        }
         Command::Commands { id, host, limit } => show::commands(api, id, host, limit, output).await,
         Command::Audit { by, host, limit } => show::audit(api, by, host, limit, output).await,
         Command::Events {
@@ -158,6 +163,13 @@ fn command_request(command: Command) -> anyhow::Result<Result<(CommandAction, Ta
             what.request().map_err(|e| exit::Usage(e.to_string()))?,
             targets,
         ),
+        Command::Service(ServiceCommand::Config(ServiceConfigCommand::Apply { what, targets })) => {
+            (what.request()?, targets)
+        }
+        Command::Service(ServiceCommand::Config(ServiceConfigCommand::Rollback {
+            what,
+            targets,
+        })) => (what.request(), targets),
         other => return Ok(Err(other)),
     }))
 }

@@ -19,6 +19,7 @@ use super::bounds::{
 };
 use super::runbooks::Runbooks;
 use super::seq::{Closed, SeqTrack, Version};
+use super::service_configs::{self, ServiceConfigs};
 use super::services::{self, ServiceRow};
 use super::Verdict;
 
@@ -143,6 +144,9 @@ pub struct HostState {
     /// row while there are none, so rows of hosts without services are as before).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, ServiceRow>,
+    /// The history of the services' declared config files (absent while there is none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_configs: BTreeMap<String, ServiceConfigs>,
     /// What was dropped to keep this host within the caps (absent from the row while nothing
     /// was, so rows of hosts within them are as before).
     #[serde(default, skip_serializing_if = "Truncated::is_empty")]
@@ -171,6 +175,7 @@ impl HostState {
             runbooks: Runbooks::default(),
             labels: BTreeMap::new(),
             services: BTreeMap::new(),
+            service_configs: BTreeMap::new(),
             truncated: Truncated::default(),
         }
     }
@@ -356,8 +361,10 @@ impl HostState {
             Body::ServiceRemediation(r) => {
                 services::fold_remediation(&mut self.services, r, ev.time_unix_ms);
             }
-            // Not projected yet: kept in the log, shown by `opsctl events`.
-            Body::ServiceConfig(_) => {}
+            Body::ServiceConfig(s) => {
+                let dropped = &mut self.truncated.services;
+                service_configs::fold(&mut self.service_configs, s, &version, ev.time_unix_ms, dropped);
+            }
             // Folded by `Runbooks::apply` above.
             Body::LogMatch(_)
             | Body::LogSuppressed(_)
