@@ -40,7 +40,7 @@ pub use policy::{
 };
 pub use runtime::{module_problems, parse_module_toml};
 pub use sentinel::SentinelConfig;
-pub use service::{RemoteOp, ServiceConfig, ServiceManager};
+pub use service::{parse_signal, RemoteOp, ServiceConfig, ServiceManager, VersionSource};
 pub use template::{is_template, Facts, CHECK_HOST, TEMPLATE_KEYS};
 
 /// Module name the agent uses for its own bookkeeping events (e.g. `events_dropped`).
@@ -118,6 +118,8 @@ impl Default for OutboxConfig {
 }
 
 /// One `[[modules]]` entry. Closed set: the `type` key picks the variant.
+// A handful of entries per agent, read once: the size of the largest (service) is no cost.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ModuleConfig {

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::{ModuleEntry, RunOutput, StatusBoard, Trigger};
-use crate::modules::{HealthBoard, ModuleCtx};
+use crate::modules::{HealthBoard, ModuleCtx, ServiceBoard};
 use crate::outbox::{NewEvent, Outbox, StateWrite};
 use opsfleet_proto::time::unix_ms;
 
@@ -29,6 +29,8 @@ pub(super) struct ModuleWorker {
     pub(super) outbox: Arc<Outbox>,
     pub(super) started: Instant,
     pub(super) health: HealthBoard,
+    /// Every service module's summary (for the heartbeat).
+    pub(super) services: ServiceBoard,
     /// New instances from `reconfigure` (already restored by the controller).
     pub(super) swaps: mpsc::Receiver<ModuleEntry>,
     /// On-demand runs (`ControlHandle::run_now`).
@@ -141,6 +143,7 @@ impl ModuleWorker {
             statuses: self.board.snapshot(),
             outbox_pending: self.outbox.pending(),
             health: self.health.snapshot(),
+            services: self.services.snapshot(),
             labels: self.labels.clone(),
         };
         let run_started = Instant::now();
@@ -156,6 +159,8 @@ impl ModuleWorker {
         if self.board.state(self.idx) != pb::ModuleRunState::Disabled {
             self.health
                 .set(&self.entry.name, self.entry.module.health());
+            self.services
+                .set(&self.entry.name, self.entry.module.service());
         }
         match res {
             Ok(Ok(bodies)) => {

@@ -1,21 +1,38 @@
 //! The service module: one supervised application. `supervisor` owns the child (start,
-//! restarts with backoff, stop with grace) on a thread of its own; `adopt` owns the record that
-//! lets a restarted agent take over a child a crashed agent left running. This file owns the
-//! module, which starts the supervisor on its first run, hands its state changes to the
-//! runner and persists the running child's record with them.
+//! restarts with backoff, stop with grace, lifecycle requests) on a thread of its own;
+//! `adopt` owns the record that lets a restarted agent take over a child a crashed agent left
+//! running; `status` what the module knows of the service now, `probes` its health probes,
+//! `gate` the readiness a lifecycle request waits for, `board` what heartbeats carry. This
+//! file owns the module, which starts the supervisor on its first run, hands its state
+//! changes to the runner and persists the running child's record (and whether a command
+//! stopped it) with them. It talks to the supervisor only through `Supervisor::request`,
+//! `stop` and the state callback.
 
 pub mod adopt;
+pub mod board;
+pub mod command;
+pub mod gate;
+pub mod probes;
+pub mod status;
 pub mod supervisor;
 
 use std::sync::mpsc;
+use std::time::SystemTime;
 
 use opsfleet_proto::pb;
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::{Module, ModuleCtx, ModuleError};
+use super::{Module, ModuleCtx, ModuleError, OnDemand, RunNowTicket};
 use crate::config::ServiceConfig;
 use adopt::{ChildRecord, CHILD_KEY};
-pub use supervisor::{exit_detail, next_backoff, Supervisor};
+pub use board::ServiceBoard;
+use status::Snapshot;
+pub use supervisor::{exit_detail, next_backoff, Boot, Supervisor, STOPPED_BY_COMMAND};
+
+/// Key of the persisted "stopped by command" mark (present: stay down after a restart).
+pub const DOWN_KEY: &str = "down";
 
 /// A lifecycle action asked of a service (`opsctl service start|stop|restart|reload`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,36 +75,82 @@ pub struct ServiceModule {
     supervisor: Option<Supervisor>,
     tx: mpsc::Sender<pb::ServiceState>,
     rx: mpsc::Receiver<pb::ServiceState>,
+    /// The service now (filled by the supervisor's callback and the probe task).
+    board: watch::Sender<Snapshot>,
+    /// Stops the probe task.
+    probes: CancellationToken,
     /// The child a previous agent persisted (from `restore`), offered for adoption once.
     restored: Option<ChildRecord>,
     /// The running child now, and as last persisted.
     child: Option<ChildRecord>,
     saved: Option<ChildRecord>,
+    /// Stopped by a command (stays down across agent restarts), now and as last persisted.
+    down: bool,
+    saved_down: bool,
 }
 
 impl ServiceModule {
     /// `name` is the module's instance name, also the service's name in its events.
     pub fn new(name: &str, cfg: &ServiceConfig) -> Self {
         let (tx, rx) = mpsc::channel();
+        let (board, _) = watch::channel(Snapshot::default());
         ServiceModule {
             name: name.to_owned(),
             cfg: cfg.clone(),
             supervisor: None,
             tx,
             rx,
+            board,
+            probes: CancellationToken::new(),
             restored: None,
             child: None,
             saved: None,
+            down: false,
+            saved_down: false,
         }
     }
 
-    /// Tracks the running child from a state change.
+    /// Tracks the running child and the down mark from a state change.
     fn track(&mut self, s: &pb::ServiceState) {
         match pb::ServiceRunState::try_from(s.state) {
-            Ok(pb::ServiceRunState::Running) => self.child = adopt::record(s.pid, &self.cfg),
+            Ok(pb::ServiceRunState::Running) => {
+                self.child = adopt::record(s.pid, &self.cfg);
+                self.down = false;
+            }
             Ok(pb::ServiceRunState::Stopping) => {}
+            Ok(pb::ServiceRunState::Stopped) if s.exit_detail == STOPPED_BY_COMMAND => {
+                self.child = None;
+                self.down = true;
+            }
             _ => self.child = None,
         }
+    }
+
+    /// Starts the supervisor (and the probe task) unless it runs.
+    fn ensure_started(&mut self) -> Result<&Supervisor, String> {
+        if self.supervisor.is_none() {
+            let on_state = status::on_state(&self.cfg, self.board.clone(), self.tx.clone());
+            let boot = match self.restored.take() {
+                _ if self.down => Boot::Down,
+                Some(rec) => Boot::Adopt(rec),
+                None => Boot::Fresh,
+            };
+            let sup = Supervisor::start(self.name.clone(), self.cfg.clone(), boot, on_state)
+                .map_err(|e| format!("cannot start the supervisor: {e}"))?;
+            self.supervisor = Some(sup);
+            if !self.cfg.health.is_empty() {
+                tokio::spawn(probes::run(
+                    self.cfg.health.clone(),
+                    self.cfg.health_interval,
+                    self.board.clone(),
+                    self.tx.clone(),
+                    self.probes.clone(),
+                ));
+            }
+        }
+        self.supervisor
+            .as_ref()
+            .ok_or_else(|| "the supervisor is not running".to_owned())
     }
 }
 
@@ -98,17 +161,7 @@ impl Module for ServiceModule {
     }
 
     async fn run_once(&mut self, _ctx: &ModuleCtx) -> Result<Vec<pb::event::Body>, ModuleError> {
-        if self.supervisor.is_none() {
-            let tx = self.tx.clone();
-            let on_state = Box::new(move |s| {
-                // The module (receiver) is gone only when the supervisor is being stopped.
-                let _ = tx.send(s);
-            });
-            let adopt = self.restored.take();
-            let sup = Supervisor::start(self.name.clone(), self.cfg.clone(), adopt, on_state)
-                .map_err(|e| ModuleError::Other(format!("cannot start the supervisor: {e}")))?;
-            self.supervisor = Some(sup);
-        }
+        self.ensure_started().map_err(ModuleError::Other)?;
         let states: Vec<pb::ServiceState> = self.rx.try_iter().collect();
         for s in &states {
             self.track(s);
@@ -118,6 +171,11 @@ impl Module for ServiceModule {
 
     fn restore(&mut self, saved: Vec<(String, Vec<u8>)>) {
         for (key, value) in saved {
+            if key == DOWN_KEY {
+                self.down = true;
+                self.saved_down = true;
+                continue;
+            }
             if key != CHILD_KEY {
                 continue;
             }
@@ -134,17 +192,46 @@ impl Module for ServiceModule {
     }
 
     fn take_state(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
-        if self.child == self.saved {
-            return Vec::new();
+        let mut out = Vec::new();
+        if self.child != self.saved {
+            self.saved = self.child.clone();
+            let value = self.child.as_ref().and_then(|c| serde_json::to_vec(c).ok());
+            out.push((CHILD_KEY.to_owned(), value));
         }
-        self.saved = self.child.clone();
-        let value = self.child.as_ref().and_then(|c| serde_json::to_vec(c).ok());
-        vec![(CHILD_KEY.to_owned(), value)]
+        if self.down != self.saved_down {
+            self.saved_down = self.down;
+            out.push((DOWN_KEY.to_owned(), self.down.then(|| b"1".to_vec())));
+        }
+        out
+    }
+
+    fn service(&self) -> Option<pb::ServiceSummary> {
+        let snap = self.board.borrow();
+        (!snap.state.service.is_empty()).then(|| snap.summary())
+    }
+
+    fn run_now(&mut self, what: &OnDemand, _now: SystemTime) -> Result<RunNowTicket, String> {
+        let OnDemand::Service(op) = what else {
+            return Err(format!("a service module cannot {}", what.describe()));
+        };
+        let op = *op;
+        let (answer_tx, answer) = oneshot::channel();
+        self.ensure_started()?.request(op, answer_tx);
+        let (ticket_tx, ticket) = oneshot::channel();
+        let board = self.board.subscribe();
+        let probed = !self.cfg.health.is_empty();
+        let timeout = self.cfg.ready_timeout;
+        tokio::spawn(async move {
+            let outcome = gate::gate(op, answer, board, probed, timeout).await;
+            let _ = ticket_tx.send(outcome);
+        });
+        Ok(ticket)
     }
 }
 
 impl Drop for ServiceModule {
     fn drop(&mut self) {
+        self.probes.cancel();
         let Some(mut sup) = self.supervisor.take() else {
             return;
         };
@@ -157,6 +244,3 @@ impl Drop for ServiceModule {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

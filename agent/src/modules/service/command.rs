@@ -1,0 +1,64 @@
+//! A short command the agent runs for a service (`reload_argv`, `version.argv`): in a process
+//! group of its own, its output collected, the group killed when it outlives its timeout.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use super::supervisor::exit_detail;
+
+/// How much of a command's output is kept in a detail.
+const EXCERPT: usize = 200;
+
+/// Runs `argv` (blocking, at most `timeout`); its stdout when it exits 0, else why not (how it
+/// ended and the start of its stderr).
+pub fn run_bounded(argv: &[String], timeout: Duration) -> Result<String, String> {
+    let (program, args) = argv.split_first().ok_or("empty argv")?;
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run {program:?}: {e}"))?;
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(out)) if out.status.success() => {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+        Ok(Ok(out)) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let err: String = err.trim().chars().take(EXCERPT).collect();
+            let how = exit_detail(out.status);
+            Err(if err.is_empty() {
+                how
+            } else {
+                format!("{how}: {err}")
+            })
+        }
+        Ok(Err(e)) => Err(format!("cannot wait for {program:?}: {e}")),
+        Err(_) => {
+            if let Ok(raw) = i32::try_from(pid) {
+                let _ = killpg(Pid::from_raw(raw), Signal::SIGKILL);
+            }
+            Err(format!(
+                "timed out after {}",
+                humantime::format_duration(timeout)
+            ))
+        }
+    }
+}
+
+/// The first line of `text`, trimmed.
+pub fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_owned()
+}
