@@ -268,6 +268,8 @@ pub fn services(reply: &ServicesReply, now_unix_ms: i64) -> String {
         "SERVICE",
         "MANAGER",
         "STATE",
+        "HEALTH",
+        "VERSION",
         "SINCE",
         "PID",
         "RESTARTS",
@@ -279,6 +281,12 @@ pub fn services(reply: &ServicesReply, now_unix_ms: i64) -> String {
             s.service.clone(),
             s.manager.clone(),
             s.state.to_string(),
+            s.health.map_or_else(|| "-".to_owned(), |h| h.to_string()),
+            if s.version.is_empty() {
+                "-".to_owned()
+            } else {
+                one_line(&s.version, 30)
+            },
             ago(now_unix_ms, s.since_unix_ms),
             if s.pid == 0 {
                 "-".to_owned()

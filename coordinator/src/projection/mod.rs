@@ -55,8 +55,8 @@ pub const FOLD_VERSION_KEY: &str = "meta/fold_version";
 /// start (`snapshot::load_fleet`), so the stored projection always equals a refold.
 /// 1: rows before the version was recorded; 2: module configs carry first/last seen dates,
 /// modules, disks and checks no longer configured are forgotten; 3: `service` events fold into
-/// the hosts' `services`.
-pub const FOLD_VERSION: u64 = 3;
+/// the hosts' `services`; 4: service rows carry the running version and the service's health.
+pub const FOLD_VERSION: u64 = 4;
 
 /// The fold version that wrote `rows` (1 when none is recorded, 0 for a store with no rows).
 pub fn fold_version(rows: &[(String, Vec<u8>)]) -> u64 {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use opsfleet_proto::api::ServiceRunState;
+use opsfleet_proto::api::{ProbeStatus, ServiceRunState};
 use opsfleet_proto::pb;
 use serde::{Deserialize, Serialize};
 
@@ -21,12 +21,37 @@ pub struct ServiceRow {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub exit_detail: String,
     pub version: Version,
+    /// The version the service runs (from its declared source), empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub app_version: String,
+    /// The worst of its own probes; `None` when it declares none (or does not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<ProbeStatus>,
 }
 
 impl ServiceRow {
     /// Not running (failed, stopping, stopped, starting or unknown): trouble for `opsctl hosts`.
     pub fn is_down(&self) -> bool {
         self.state != ServiceRunState::Running
+    }
+
+    /// Running but its probes say degraded or failed: trouble for `opsctl hosts` too.
+    pub fn is_unhealthy(&self) -> bool {
+        matches!(
+            self.health,
+            Some(ProbeStatus::Degraded | ProbeStatus::Failed)
+        )
+    }
+
+    /// Why it is trouble (`failed`, `degraded`), `None` when it is not.
+    pub fn trouble(&self) -> Option<&'static str> {
+        if self.is_down() {
+            Some(self.state.as_str())
+        } else if let Some(h) = self.health.filter(|_| self.is_unhealthy()) {
+            Some(h.as_str())
+        } else {
+            None
+        }
     }
 }
 
@@ -58,6 +83,11 @@ pub fn fold(
         restarts: s.restarts,
         exit_detail: clip(&s.exit_detail),
         version: version.clone(),
+        app_version: clip(&s.version),
+        health: match ProbeStatus::from_wire(s.health) {
+            ProbeStatus::Unknown => None,
+            h => Some(h),
+        },
     };
 }
 
