@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use opsfleet_bus::{NatsConfig, TlsConfig};
-use opsfleet_cli::{configs, verbs, views};
+use opsfleet_cli::{configs, roll, verbs, views};
 use opsfleet_proto::api::Role;
 
 /// Operate an opsfleet cluster: fleet status, hosts, alerts, backups, incidents and live events;
@@ -167,6 +167,74 @@ pub enum BackupCommand {
     },
 }
 
+/// `opsctl service start|stop|restart|reload <svc>`.
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Start a service stopped by `service stop` (or one waiting for its restart backoff);
+    /// done once it runs and its health probes say ready.
+    #[command(after_help = SERVICE_HELP)]
+    Start(ServiceOpTargets),
+    /// Stop a service: SIGTERM to its process group, SIGKILL after its `stop_grace`. It
+    /// stays stopped, across agent restarts, until `service start`.
+    #[command(after_help = SERVICE_HELP)]
+    Stop(ServiceOpTargets),
+    /// Restart a service (stop with its grace, then start), host by host: each host is done
+    /// once the service runs again and is ready by its own probes, before the next host gets
+    /// the command.
+    #[command(after_help = SERVICE_HELP)]
+    Restart(ServiceOpTargets),
+    /// Reload a running service: its `reload_signal` (HUP by default) to its process group,
+    /// or its `reload_argv` command; done once it is ready again.
+    #[command(after_help = SERVICE_HELP)]
+    Reload(ServiceOpTargets),
+}
+
+impl ServiceCommand {
+    pub fn split(self) -> (roll::ServiceVerb, ServiceOpTargets) {
+        match self {
+            ServiceCommand::Start(t) => (roll::ServiceVerb::Start, t),
+            ServiceCommand::Stop(t) => (roll::ServiceVerb::Stop, t),
+            ServiceCommand::Restart(t) => (roll::ServiceVerb::Restart, t),
+            ServiceCommand::Reload(t) => (roll::ServiceVerb::Reload, t),
+        }
+    }
+
+    fn targets(&self) -> &Targets {
+        match self {
+            ServiceCommand::Start(t)
+            | ServiceCommand::Stop(t)
+            | ServiceCommand::Restart(t)
+            | ServiceCommand::Reload(t) => &t.targets,
+        }
+    }
+}
+
+/// A service, how many hosts at a time, and which hosts.
+#[derive(Args, Debug)]
+pub struct ServiceOpTargets {
+    #[command(flatten)]
+    pub what: roll::ServiceOpArgs,
+    #[command(flatten)]
+    pub targets: Targets,
+}
+
+/// Examples shown by `opsctl service <verb> --help`.
+pub const SERVICE_HELP: &str = "\
+Hosts are those that have the service (as `opsctl services` lists them) among --host (names or
+globs), --label and --all; they are taken in name order, --max-parallel at a time (default 1).
+Each batch is waited for (--wait, 30s by default: give more than the service's ready_timeout)
+before the next one is sent; the first host that does not complete stops the roll, and every
+host not attempted is listed (exit 1). Progress goes to stderr.
+
+The host's own config must allow the action (`remote = [\"restart\", ...]` in the service's
+entry); the action needs the operator role.
+
+Examples:
+  opsctl service restart app --all                      one host at a time, health gated
+  opsctl service restart app --label role=web --max-parallel 2 --wait 3m
+  opsctl service stop app --host web-01                 stays stopped until `service start`
+  opsctl service reload app --host 'web-*' -o json";
+
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
     /// Replace a module's config; each agent validates it and keeps the old one if it is bad.
@@ -282,6 +350,10 @@ pub enum Command {
     /// Push a module config (`apply`), or go back to one the log knows (`rollback`).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Start, stop, restart or reload a supervised service on hosts, a few at a time, each
+    /// host done only once the service is ready again: `opsctl service restart app --all`.
+    #[command(subcommand, after_help = SERVICE_HELP)]
+    Service(ServiceCommand),
     /// The command ledger: each command's lifecycle per host, newest first. "Did host X ever run
     /// it?" always has an answer here.
     Commands {
@@ -378,6 +450,7 @@ impl Command {
             | Command::Restore { targets, .. }
             | Command::Config(ConfigCommand::Apply { targets, .. })
             | Command::Config(ConfigCommand::Rollback { targets, .. }) => Some(targets),
+            Command::Service(s) => Some(s.targets()),
             _ => None,
         }
     }

@@ -16,6 +16,7 @@ mod exit;
 mod failover;
 mod follow;
 mod issue;
+mod roll;
 mod show;
 
 use args::{BackupCommand, Cli, Command, ConfigCommand, ConnArgs, Output, Targets};
@@ -102,6 +103,10 @@ async fn dispatch(
         Command::Incidents(a) => show::incidents(api, a, output).await,
         Command::Alerts(a) => show::alerts(api, a, output).await,
         Command::Services(a) => show::services(api, a, output).await,
+        Command::Service(s) => {
+            let (verb, t) = s.split();
+            roll::run(api, verb, t, output).await
+        }
         Command::Config(ConfigCommand::Show(a)) => configs::show(api, a, output).await,
         Command::Config(ConfigCommand::History(a)) => configs::history(api, a, output).await,
         Command::Config(ConfigCommand::Diff(a)) => configs::diff(api, a, output).await,
