@@ -329,3 +329,69 @@ async fn stop_survives_an_agent_restart_reload_signals_and_refusals_say_why() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_checks_restart_the_service_until_the_hourly_cap() {
+    Cluster::run("service-remediation", async |c: &mut Cluster| {
+        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        let app = App::new(c.dir(), "web-01", "3.0.0")?;
+        // Never ready: every probe round fails.
+        std::fs::write(app.dir.join("ready_after"), "9999")?;
+        let modules = app.modules().replacen(
+            "ready_timeout = \"10s\"",
+            "ready_timeout = \"10s\"\nremediation = { restart_after_failed_checks = 3, \
+             backoff = \"2s\", max_per_hour = 2 }",
+            1,
+        );
+        c.add_agent(
+            AgentSpec::new("web-01")
+                .heartbeat(Duration::from_millis(300))
+                .modules_toml(&modules),
+        )?;
+        let opsctl = c.opsctl.clone();
+        let events = wait_until(
+            "two automatic restarts, then the cap",
+            WAIT,
+            POLL,
+            async || {
+                let out = opsctl
+                    .run(&[
+                        "-o",
+                        "json",
+                        "events",
+                        "--since",
+                        "seq:1",
+                        "--host",
+                        "web-01",
+                        "--kind",
+                        "service_remediation",
+                    ])
+                    .await?
+                    .ok()?;
+                let summaries: Vec<String> = out
+                    .stdout
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter_map(|v| v["summary"].as_str().map(str::to_owned))
+                    .collect();
+                Ok((summaries.iter().any(|s| s.contains("capped"))).then_some(summaries))
+            },
+        )
+        .await?;
+        let done: Vec<_> = events.iter().filter(|s| !s.contains("capped")).collect();
+        ensure!(done.len() == 2, "two restarts before the cap: {events:?}");
+        ensure!(
+            events[0].contains("3 failed health checks in a row: probe web: status 503"),
+            "{events:?}"
+        );
+        let row = wait_until("the app restarted twice", WAIT, POLL, async || {
+            Ok(app_row(&opsctl, "web-01")
+                .await?
+                .filter(|s| s.restarts == 2))
+        })
+        .await?;
+        ensure!(row.state == ServiceRunState::Running, "{row:?}");
+        Ok(())
+    })
+    .await;
+}

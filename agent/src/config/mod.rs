@@ -40,7 +40,9 @@ pub use policy::{
 };
 pub use runtime::{module_problems, parse_module_toml};
 pub use sentinel::SentinelConfig;
-pub use service::{parse_signal, RemoteOp, ServiceConfig, ServiceManager, VersionSource};
+pub use service::{
+    parse_signal, RemediationConfig, RemoteOp, ServiceConfig, ServiceManager, VersionSource,
+};
 pub use template::{is_template, Facts, CHECK_HOST, TEMPLATE_KEYS};
 
 /// Module name the agent uses for its own bookkeeping events (e.g. `events_dropped`).

@@ -26,6 +26,29 @@ pub struct VersionSource {
     pub timeout: Duration,
 }
 
+/// `remediation = { restart_after_failed_checks = N, backoff = "30s", max_per_hour = 3 }`:
+/// the agent restarts the service itself after N probe rounds in a row with a failed probe,
+/// at most once per `backoff` and `max_per_hour` times an hour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemediationConfig {
+    /// Probe rounds in a row with a failed probe (of the same child) before a restart.
+    pub restart_after_failed_checks: u32,
+    /// At least this long between two automatic actions.
+    #[serde(default = "default_remediation_backoff", with = "humantime_serde")]
+    pub backoff: Duration,
+    /// At most this many automatic restarts in any hour; then the cap stops them (an event
+    /// says so).
+    #[serde(default = "default_max_per_hour")]
+    pub max_per_hour: u32,
+}
+
+pub(super) fn default_remediation_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+pub(super) fn default_max_per_hour() -> u32 {
+    3
+}
 pub(super) fn default_version_timeout() -> Duration {
     Duration::from_secs(5)
 }
@@ -114,6 +137,32 @@ pub(super) fn problems(cfg: &super::ServiceConfig) -> Vec<(String, String)> {
         let r = r.replace("the module interval", "health_interval");
         (k, r)
     }));
+    if let Some(r) = &cfg.remediation {
+        if r.restart_after_failed_checks == 0 {
+            out.push((
+                "remediation.restart_after_failed_checks".to_owned(),
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if r.backoff.is_zero() {
+            out.push((
+                "remediation.backoff".to_owned(),
+                "must be greater than 0".to_owned(),
+            ));
+        }
+        if r.max_per_hour == 0 {
+            out.push((
+                "remediation.max_per_hour".to_owned(),
+                "must be at least 1 (remove `remediation` for none)".to_owned(),
+            ));
+        }
+        if cfg.health.is_empty() {
+            out.push((
+                "remediation".to_owned(),
+                "needs health probes ([[modules.health]]) to judge the service".to_owned(),
+            ));
+        }
+    }
     if let Some(v) = &cfg.version {
         match (&v.file, &v.argv) {
             (Some(_), Some(_)) | (None, None) => out.push((

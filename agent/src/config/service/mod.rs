@@ -15,7 +15,7 @@ use lifecycle::{
     default_health, default_health_interval, default_ready_timeout, default_reload_signal,
     default_reload_timeout,
 };
-pub use lifecycle::{parse_signal, VersionSource};
+pub use lifecycle::{parse_signal, RemediationConfig, VersionSource};
 
 pub mod lifecycle;
 
@@ -112,6 +112,9 @@ pub struct ServiceConfig {
     /// Where the running version is read at each (re)start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<VersionSource>,
+    /// Automatic restarts after failed health checks (none when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<RemediationConfig>,
 }
 
 /// One kind of remote action on a service (`remote = ["restart", "reload"]`).
@@ -188,6 +191,7 @@ impl ServiceConfig {
             health_interval: default_health_interval(),
             ready_timeout: default_ready_timeout(),
             version: None,
+            remediation: None,
         }
     }
 
@@ -258,6 +262,7 @@ reload_signal = "NOPE"
 reload_argv = []
 ready_timeout = "0s"
 version = { file = "rel/VERSION", argv = ["x"] }
+remediation = { restart_after_failed_checks = 0, max_per_hour = 0 }
 [[modules.health]]
 name = "web"
 type = "http"
@@ -277,6 +282,8 @@ type = "http"
             "modules[0].ready_timeout",
             "modules[0].version",
             "modules[0].health[0].url",
+            "modules[0].remediation.restart_after_failed_checks",
+            "modules[0].remediation.max_per_hour",
         ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }

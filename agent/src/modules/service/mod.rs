@@ -13,6 +13,7 @@ pub mod board;
 pub mod command;
 pub mod gate;
 pub mod probes;
+pub mod remediation;
 pub mod status;
 pub mod supervisor;
 
@@ -75,6 +76,9 @@ pub struct ServiceModule {
     supervisor: Option<Supervisor>,
     tx: mpsc::Sender<pb::ServiceState>,
     rx: mpsc::Receiver<pb::ServiceState>,
+    /// Remediation decisions of the probe task.
+    remedies_tx: mpsc::Sender<pb::ServiceRemediation>,
+    remedies: mpsc::Receiver<pb::ServiceRemediation>,
     /// The service now (filled by the supervisor's callback and the probe task).
     board: watch::Sender<Snapshot>,
     /// Stops the probe task.
@@ -94,12 +98,15 @@ impl ServiceModule {
     pub fn new(name: &str, cfg: &ServiceConfig) -> Self {
         let (tx, rx) = mpsc::channel();
         let (board, _) = watch::channel(Snapshot::default());
+        let (remedies_tx, remedies) = mpsc::channel();
         ServiceModule {
             name: name.to_owned(),
             cfg: cfg.clone(),
             supervisor: None,
             tx,
             rx,
+            remedies_tx,
+            remedies,
             board,
             probes: CancellationToken::new(),
             restored: None,
@@ -139,11 +146,17 @@ impl ServiceModule {
                 .map_err(|e| format!("cannot start the supervisor: {e}"))?;
             self.supervisor = Some(sup);
             if !self.cfg.health.is_empty() {
+                let outputs = probes::Outputs {
+                    board: self.board.clone(),
+                    states: self.tx.clone(),
+                    remedies: self.remedies_tx.clone(),
+                };
+                let remedy = self.cfg.remediation.clone().map(remediation::Remedy::new);
                 tokio::spawn(probes::run(
                     self.cfg.health.clone(),
                     self.cfg.health_interval,
-                    self.board.clone(),
-                    self.tx.clone(),
+                    remedy,
+                    outputs,
                     self.probes.clone(),
                 ));
             }
@@ -162,11 +175,24 @@ impl Module for ServiceModule {
 
     async fn run_once(&mut self, _ctx: &ModuleCtx) -> Result<Vec<pb::event::Body>, ModuleError> {
         self.ensure_started().map_err(ModuleError::Other)?;
+        let decisions: Vec<pb::ServiceRemediation> = self.remedies.try_iter().collect();
+        let mut bodies = Vec::new();
+        for decision in decisions {
+            if !decision.capped {
+                // Nobody waits for an automatic restart; its states say how it went.
+                let (done, _) = oneshot::channel();
+                if let Some(sup) = &self.supervisor {
+                    sup.request(ServiceOp::Restart, done);
+                }
+            }
+            bodies.push(pb::event::Body::ServiceRemediation(decision));
+        }
         let states: Vec<pb::ServiceState> = self.rx.try_iter().collect();
         for s in &states {
             self.track(s);
         }
-        Ok(states.into_iter().map(pb::event::Body::Service).collect())
+        bodies.extend(states.into_iter().map(pb::event::Body::Service));
+        Ok(bodies)
     }
 
     fn restore(&mut self, saved: Vec<(String, Vec<u8>)>) {

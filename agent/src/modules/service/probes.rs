@@ -2,6 +2,7 @@
 //! probe each `health_interval` (the health module's probe runner and state machine), keeps
 //! the worst status on the snapshot board, and hands a new `ServiceState` (same state, new
 //! health) to the module whenever the health changes. Probes start over with each new child.
+//! With a remediation policy, its decisions (restart, or capped) go to the module too.
 
 use std::sync::mpsc;
 use std::time::Instant;
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use super::remediation::Remedy;
 use super::status::Snapshot;
 use crate::config::ProbeConfig;
 use crate::modules::health::probe::{run_probe, Outcome};
@@ -47,14 +49,28 @@ pub fn aggregate(probes: &[(&ProbeConfig, ProbeState, &Outcome)]) -> (Status, St
     (worst, detail)
 }
 
+/// Where the probe task reports: the snapshot board, new states for the module, remediation
+/// decisions for the module.
+pub struct Outputs {
+    pub board: watch::Sender<Snapshot>,
+    pub states: mpsc::Sender<pb::ServiceState>,
+    pub remedies: mpsc::Sender<pb::ServiceRemediation>,
+}
+
 /// Runs the probes until `cancel`; see the module doc.
 pub async fn run(
     probes: Vec<ProbeConfig>,
     every: std::time::Duration,
-    board: watch::Sender<Snapshot>,
-    tx: mpsc::Sender<pb::ServiceState>,
+    mut remedy: Option<Remedy>,
+    out: Outputs,
     cancel: CancellationToken,
 ) {
+    let Outputs {
+        board,
+        states: tx,
+        remedies,
+    } = out;
+    let mut failed_in_a_row = 0u32;
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut states = vec![ProbeState::INITIAL; probes.len()];
@@ -74,6 +90,7 @@ pub async fn run(
             states = vec![ProbeState::INITIAL; probes.len()];
             probed_pid = pid;
             since = Instant::now();
+            failed_in_a_row = 0;
         }
         let outcomes = futures::future::join_all(probes.iter().map(run_probe)).await;
         for ((st, p), o) in states.iter_mut().zip(&probes).zip(&outcomes) {
@@ -86,6 +103,29 @@ pub async fn run(
             .map(|((p, s), o)| (p, s, o))
             .collect();
         let (status, detail) = aggregate(&joined);
+        if outcomes.iter().all(|o| o.success) {
+            failed_in_a_row = 0;
+        } else {
+            failed_in_a_row = failed_in_a_row.saturating_add(1);
+        }
+        if let Some(r) = remedy.as_mut() {
+            let why = outcomes
+                .iter()
+                .zip(&probes)
+                .find(|(o, _)| !o.success)
+                .map(|(o, p)| format!("probe {}: {}", p.name, o.detail))
+                .unwrap_or_default();
+            let service = snap.state.service.clone();
+            if let Some(decision) = r.decide(&service, failed_in_a_row, &why, Instant::now()) {
+                info!(service = %service, capped = decision.capped, reason = %decision.reason, "service remediation");
+                if !decision.capped {
+                    failed_in_a_row = 0;
+                }
+                if remedies.send(decision).is_err() {
+                    return;
+                }
+            }
+        }
         let health = status.to_pb() as i32;
         let mut changed = None;
         board.send_if_modified(|snap| {
