@@ -325,6 +325,43 @@ async fn stop_survives_an_agent_restart_reload_signals_and_refusals_say_why() {
         ensure!(out.stdout.contains("ready"), "{}", out.stdout);
         let started = ready_app(&opsctl, "web-01", |pid| pid != first.pid).await?;
         ensure!(started.version == "2.0.0", "{started:?}");
+
+        // Heartbeats carry the service's state, health and version.
+        wait_until(
+            "a heartbeat carrying app running and ready",
+            WAIT,
+            POLL,
+            async || {
+                let out = opsctl
+                    .run(&[
+                        "-o",
+                        "json",
+                        "events",
+                        "--since",
+                        "1m",
+                        "--host",
+                        "web-01",
+                        "--kind",
+                        "heartbeat",
+                    ])
+                    .await?
+                    .ok()?;
+                let carried = out
+                    .stdout
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter_map(|v| v["payload"]["services"].as_array().cloned())
+                    .flatten()
+                    .any(|s| {
+                        s["service"] == "app"
+                            && s["state"] == "running"
+                            && s["health"] == "ready"
+                            && s["version"] == "2.0.0"
+                    });
+                Ok(carried.then_some(()))
+            },
+        )
+        .await?;
         Ok(())
     })
     .await;
