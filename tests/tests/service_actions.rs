@@ -146,6 +146,84 @@ fn pid_alive(pid: u32) -> bool {
     })
 }
 
+/// A service whose `remote` lacks the action, a module that is not a service and an unknown
+/// service are refused on web-01, each saying why (exit 1).
+async fn refusals_say_why(opsctl: &Opsctl) -> Result<()> {
+    for (svc, why) in [
+        ("locked", "refused by service.remote"),
+        ("heartbeat", "not a service"),
+        ("nope", "nope"),
+    ] {
+        let args = [
+            "service", "restart", svc, "--host", "web-01", "--wait", "60s",
+        ];
+        let out = opsctl.run(&args).await?;
+        let text = format!("{}{}", out.stdout, out.stderr);
+        ensure!(
+            out.status.code() == Some(1) && text.contains(why),
+            "restart {svc}: exit {}, want {why:?} in:\n{text}",
+            out.status
+        );
+    }
+    Ok(())
+}
+
+/// Waits for a heartbeat of web-01 that carries `app` running, ready, at `version`.
+async fn heartbeat_carries_app(opsctl: &Opsctl, version: &str) -> Result<()> {
+    wait_until(
+        "a heartbeat carrying app running and ready",
+        WAIT,
+        POLL,
+        async || {
+            let out = opsctl
+                .run(&[
+                    "-o",
+                    "json",
+                    "events",
+                    "--since",
+                    "1m",
+                    "--host",
+                    "web-01",
+                    "--kind",
+                    "heartbeat",
+                ])
+                .await?
+                .ok()?;
+            let carried = out
+                .stdout
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter_map(|v| v["payload"]["services"].as_array().cloned())
+                .flatten()
+                .any(|s| {
+                    s["service"] == "app"
+                        && s["state"] == "running"
+                        && s["health"] == "ready"
+                        && s["version"] == version
+                });
+            Ok(carried.then_some(()))
+        },
+    )
+    .await
+}
+
+/// Each host's command of the roll completed, and was issued only after the previous host's
+/// command was done (the agent answers a restart once the service is ready).
+fn issued_after_the_previous_was_done(roll: &Value, hosts: &[&str]) -> Result<()> {
+    let mut previous_done = 0;
+    for host in hosts {
+        let (first, last, state) = command_times(roll, host)?;
+        ensure!(state == "completed", "{host}: {state}: {roll}");
+        ensure!(
+            first >= previous_done,
+            "{host}'s restart was issued at {first}, before the previous host was done at \
+             {previous_done}: {roll}"
+        );
+        previous_done = last;
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_waits_for_each_host_and_stops_at_one_that_is_not_ready() {
     Cluster::run("service-roll", async |c: &mut Cluster| {
@@ -190,17 +268,7 @@ async fn a_rolling_restart_waits_for_each_host_and_stops_at_one_that_is_not_read
         let out = opsctl.run(&args).await?.ok()?;
         let roll: Value = serde_json::from_str(&out.stdout)?;
         ensure!(roll["all_completed"] == true, "{roll}");
-        let mut previous_done = 0;
-        for host in hosts {
-            let (first, last, state) = command_times(&roll, host)?;
-            ensure!(state == "completed", "{host}: {state}: {roll}");
-            ensure!(
-                first >= previous_done,
-                "{host}'s restart was issued at {first}, before the previous host was done at \
-                 {previous_done}: {roll}"
-            );
-            previous_done = last;
-        }
+        issued_after_the_previous_was_done(&roll, &hosts)?;
         let mut after = Vec::new();
         for (host, old) in hosts.iter().zip(&before) {
             let row = ready_app(&opsctl, host, |pid| pid != *old).await?;
@@ -273,20 +341,7 @@ async fn stop_survives_an_agent_restart_reload_signals_and_refusals_say_why() {
         let row = app_row(&opsctl, "web-01").await?.context("app row")?;
         ensure!(row.pid == first.pid, "a reload restarted it: {row:?}");
 
-        // Refused: the host's file does not allow it, not a service, no such service.
-        for (svc, why) in [
-            ("locked", "refused by service.remote"),
-            ("heartbeat", "not a service"),
-            ("nope", "nope"),
-        ] {
-            let out = opsctl.run(&run("restart", svc)).await?;
-            let text = format!("{}{}", out.stdout, out.stderr);
-            ensure!(
-                out.status.code() == Some(1) && text.contains(why),
-                "restart {svc}: exit {}, want {why:?} in:\n{text}",
-                out.status
-            );
-        }
+        refusals_say_why(&opsctl).await?;
 
         // stop: down, and still down after the agent restarts, until `service start`.
         let out = opsctl.run(&run("stop", "app")).await?.ok()?;
@@ -326,42 +381,7 @@ async fn stop_survives_an_agent_restart_reload_signals_and_refusals_say_why() {
         let started = ready_app(&opsctl, "web-01", |pid| pid != first.pid).await?;
         ensure!(started.version == "2.0.0", "{started:?}");
 
-        // Heartbeats carry the service's state, health and version.
-        wait_until(
-            "a heartbeat carrying app running and ready",
-            WAIT,
-            POLL,
-            async || {
-                let out = opsctl
-                    .run(&[
-                        "-o",
-                        "json",
-                        "events",
-                        "--since",
-                        "1m",
-                        "--host",
-                        "web-01",
-                        "--kind",
-                        "heartbeat",
-                    ])
-                    .await?
-                    .ok()?;
-                let carried = out
-                    .stdout
-                    .lines()
-                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                    .filter_map(|v| v["payload"]["services"].as_array().cloned())
-                    .flatten()
-                    .any(|s| {
-                        s["service"] == "app"
-                            && s["state"] == "running"
-                            && s["health"] == "ready"
-                            && s["version"] == "2.0.0"
-                    });
-                Ok(carried.then_some(()))
-            },
-        )
-        .await?;
+        heartbeat_carries_app(&opsctl, "2.0.0").await?;
         Ok(())
     })
     .await;

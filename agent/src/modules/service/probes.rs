@@ -57,6 +57,51 @@ pub struct Outputs {
     pub remedies: mpsc::Sender<pb::ServiceRemediation>,
 }
 
+/// The remediation decision after a round (`failed_in_a_row` rounds with a failed probe).
+fn remediate(
+    r: &mut Remedy,
+    service: &str,
+    failed_in_a_row: u32,
+    probes: &[ProbeConfig],
+    outcomes: &[Outcome],
+) -> Option<pb::ServiceRemediation> {
+    let why = outcomes
+        .iter()
+        .zip(probes)
+        .find(|(o, _)| !o.success)
+        .map(|(o, p)| format!("probe {}: {}", p.name, o.detail))
+        .unwrap_or_default();
+    let decision = r.decide(service, failed_in_a_row, &why, Instant::now())?;
+    info!(service, capped = decision.capped, reason = %decision.reason, "service remediation");
+    Some(decision)
+}
+
+/// Puts the health of child `pid` on the board; the new state when the health changed.
+fn publish(
+    board: &watch::Sender<Snapshot>,
+    pid: u32,
+    status: Status,
+    detail: &str,
+) -> Option<pb::ServiceState> {
+    let health = status.to_pb() as i32;
+    let mut changed = None;
+    board.send_if_modified(|snap| {
+        // A state for another child (restarted meanwhile) is not this probe's to judge.
+        if snap.state.pid != pid || snap.run_state() != pb::ServiceRunState::Running {
+            return false;
+        }
+        let moved = snap.state.health != health;
+        let modified = moved || snap.health_detail != detail;
+        snap.state.health = health;
+        snap.health_detail = detail.to_owned();
+        if moved {
+            changed = Some(snap.state.clone());
+        }
+        modified
+    });
+    changed
+}
+
 /// Runs the probes until `cancel`; see the module doc.
 pub async fn run(
     probes: Vec<ProbeConfig>,
@@ -109,15 +154,8 @@ pub async fn run(
             failed_in_a_row = failed_in_a_row.saturating_add(1);
         }
         if let Some(r) = remedy.as_mut() {
-            let why = outcomes
-                .iter()
-                .zip(&probes)
-                .find(|(o, _)| !o.success)
-                .map(|(o, p)| format!("probe {}: {}", p.name, o.detail))
-                .unwrap_or_default();
-            let service = snap.state.service.clone();
-            if let Some(decision) = r.decide(&service, failed_in_a_row, &why, Instant::now()) {
-                info!(service = %service, capped = decision.capped, reason = %decision.reason, "service remediation");
+            let decision = remediate(r, &snap.state.service, failed_in_a_row, &probes, &outcomes);
+            if let Some(decision) = decision {
                 if !decision.capped {
                     failed_in_a_row = 0;
                 }
@@ -126,23 +164,7 @@ pub async fn run(
                 }
             }
         }
-        let health = status.to_pb() as i32;
-        let mut changed = None;
-        board.send_if_modified(|snap| {
-            // A state for another child (restarted meanwhile) is not this probe's to judge.
-            if snap.state.pid != pid || snap.run_state() != pb::ServiceRunState::Running {
-                return false;
-            }
-            let moved = snap.state.health != health;
-            let modified = moved || snap.health_detail != detail;
-            snap.state.health = health;
-            snap.health_detail = detail.clone();
-            if moved {
-                changed = Some(snap.state.clone());
-            }
-            modified
-        });
-        if let Some(state) = changed {
+        if let Some(state) = publish(&board, pid, status, &detail) {
             info!(service = %state.service, pid, health = status.as_str(), detail = %detail, "service health changed");
             if tx.send(state).is_err() {
                 return;

@@ -14,7 +14,7 @@ use opsfleet_proto::api::{CommandRequest, CommandState, CommandView, SkippedHost
 use opsfleet_proto::time::now_unix_ms;
 use serde::Serialize;
 
-use crate::args::{Output, ServiceOpTargets};
+use crate::args::{Output, ServiceOpTargets, Targets};
 use crate::exit::Usage;
 use crate::issue::{add_unseen, await_answers, operator_name};
 use crate::show::print;
@@ -51,6 +51,14 @@ fn batch_failure(views: &[CommandView], batch: &[String]) -> Option<String> {
     None
 }
 
+/// What the batches gave: every command, the hosts skipped, each batch's outcome.
+#[derive(Default)]
+struct Rolled {
+    commands: Vec<CommandView>,
+    skipped: Vec<SkippedHost>,
+    outcomes: Vec<Result<(), String>>,
+}
+
 /// Runs the roll; fails (exit 1) unless every host completed.
 pub async fn run(
     api: &Api,
@@ -72,22 +80,58 @@ pub async fn run(
         ))
         .into());
     }
-    let action_name = verb.request(what.service.clone()).name();
+    let rolled = roll(api, verb, &what.service, &plan, &t).await?;
+    let stopped = not_attempted(&plan, &rolled.outcomes);
+    let all_completed = stopped.is_none()
+        && rolled
+            .commands
+            .iter()
+            .all(|v| v.state == CommandState::Completed);
+    let result = RollOutcome {
+        service: what.service.clone(),
+        batches: plan.clone(),
+        all_completed,
+        commands: rolled.commands,
+        skipped: rolled.skipped,
+        summary: stopped.as_ref().map(|(reason, _)| reason.clone()),
+        not_attempted: stopped.map(|(_, rest)| rest).unwrap_or_default(),
+    };
+    let action = verb.request(what.service.clone()).name();
+    print(&result, output, |o| {
+        text(o, action.as_str(), hosts.len(), what.max_parallel)
+    })?;
+    if let Some(reason) = result.summary {
+        anyhow::bail!(
+            "{} roll stopped at {reason}; see `opsctl commands`",
+            action.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// Issues the command batch by batch, waiting for each, until one does not complete.
+async fn roll(
+    api: &Api,
+    verb: ServiceVerb,
+    service: &str,
+    plan: &[Vec<String>],
+    t: &Targets,
+) -> anyhow::Result<Rolled> {
+    let action_name = verb.request(service.to_owned()).name();
     let action = action_name.as_str();
     let wait = if t.no_wait { Duration::ZERO } else { t.wait };
-    let mut commands = Vec::new();
-    let mut skipped = Vec::new();
-    let mut outcomes = Vec::new();
+    let mut out = Rolled::default();
     for (i, batch) in plan.iter().enumerate() {
+        let hosts = batch.join(", ");
         eprintln!(
             "{action} {}: batch {}/{}: {}",
-            inert(&what.service),
+            inert(service),
             i + 1,
             plan.len(),
-            inert(&batch.join(", "))
+            inert(&hosts)
         );
         let req = CommandRequest {
-            action: verb.request(what.service.clone()),
+            action: verb.request(service.to_owned()),
             targets: opsfleet_proto::api::Targets {
                 hosts: batch.clone(),
                 all: false,
@@ -101,7 +145,7 @@ pub async fn run(
             // Nothing done yet: the refusal is the answer (a role, an unknown service).
             Err(e) if i == 0 => return Err(e.into()),
             Err(e) => {
-                outcomes.push(Err(format!("{}: {e}", batch.join(", "))));
+                out.outcomes.push(Err(format!("{hosts}: {e}")));
                 break;
             }
         };
@@ -111,56 +155,37 @@ pub async fn run(
         let mut views = await_answers(api, action, &reply, wait).await?;
         add_unseen(&mut views, &reply, action_name);
         views.sort_by(|a, b| a.target.cmp(&b.target));
-        let failure = if t.no_wait {
-            None
-        } else {
-            batch_failure(&views, batch)
-        };
+        let failure = (!t.no_wait).then(|| batch_failure(&views, batch)).flatten();
         match &failure {
             Some(why) => eprintln!("{action}: {}", inert(why)),
-            None => eprintln!("{action}: {} done", inert(&batch.join(", "))),
+            None => eprintln!("{action}: {} done", inert(&hosts)),
         }
-        skipped.extend(reply.skipped.clone());
-        commands.extend(views);
-        outcomes.push(failure.map_or(Ok(()), Err));
-        if outcomes.last().is_some_and(Result::is_err) {
+        out.skipped.extend(reply.skipped.clone());
+        out.commands.extend(views);
+        let stop = failure.is_some();
+        out.outcomes.push(failure.map_or(Ok(()), Err));
+        if stop {
             break;
         }
     }
-    let stopped = not_attempted(&plan, &outcomes);
-    let all_completed =
-        stopped.is_none() && commands.iter().all(|v| v.state == CommandState::Completed);
-    let summary = stopped.as_ref().map(|(reason, _)| reason.clone());
-    let result = RollOutcome {
-        service: what.service.clone(),
-        batches: plan.clone(),
-        all_completed,
-        commands,
-        skipped,
-        not_attempted: stopped.map(|(_, rest)| rest).unwrap_or_default(),
-        summary,
-    };
-    print(&result, output, |o| {
-        let mut text = format!(
-            "{action} {} on {} host(s), {} at a time\n{}",
-            inert(&o.service),
-            hosts.len(),
-            what.max_parallel,
-            render::commands(&o.commands, now_unix_ms())
-        );
-        if let Some(reason) = &o.summary {
-            for host in &o.not_attempted {
-                text.push_str(&format!(
-                    "{}: not attempted: roll stopped at {}\n",
-                    inert(host),
-                    inert(reason)
-                ));
-            }
+    Ok(out)
+}
+
+/// The table: every command, then each host not attempted and why.
+fn text(o: &RollOutcome, action: &str, hosts: usize, max_parallel: u32) -> String {
+    let mut text = format!(
+        "{action} {} on {hosts} host(s), {max_parallel} at a time\n{}",
+        inert(&o.service),
+        render::commands(&o.commands, now_unix_ms())
+    );
+    if let Some(reason) = &o.summary {
+        for host in &o.not_attempted {
+            text.push_str(&format!(
+                "{}: not attempted: roll stopped at {}\n",
+                inert(host),
+                inert(reason)
+            ));
         }
-        text
-    })?;
-    if let Some(reason) = result.summary {
-        anyhow::bail!("{action} roll stopped at {reason}; see `opsctl commands`");
     }
-    Ok(())
+    text
 }
