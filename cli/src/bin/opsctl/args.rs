@@ -10,8 +10,9 @@ use opsfleet_cli::{configs, roll, verbs, views};
 use opsfleet_proto::api::Role;
 
 /// Operate an opsfleet cluster: fleet status, hosts, alerts, backups, incidents and live events;
-/// pause/resume modules, run backups, restore, apply or roll back configs; leader, failover and
-/// failover drills; the audit trail.
+/// pause/resume modules, run backups, restore, apply or roll back configs; start, stop, restart
+/// or reload supervised services (rolling, health gated); leader, failover and failover drills;
+/// the audit trail.
 ///
 /// Talks to the coordinators over NATS request/reply (`ops.api.*`). Every command accepts
 /// `--output json` for scripts.
@@ -56,7 +57,7 @@ pub struct ConnArgs {
     ///
     /// Roles (each includes the ones before it): viewer reads (status, hosts, commands, audit,
     /// events); operator also pauses/resumes/disables/enables modules, runs noop, drain,
-    /// backup run and failover (and the drill); admin also runs config apply/rollback and
+    /// backup run, service start/stop/restart/reload and failover (and the drill); admin also runs config apply/rollback and
     /// restore. Your NATS identity holds the roles its permissions grant; opsctl acts in the
     /// role the action needs (or --role). A refused action exits non-zero naming the role it
     /// needs. Without --operator, actions go on plain subjects, which coordinators refuse
