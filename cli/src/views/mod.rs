@@ -128,7 +128,10 @@ Examples:
 
 A service is a `type = \"service\"` module of the agent (docs/modules.md): the agent starts it,
 restarts it after a backoff when it exits, and stops it when the agent stops. RESTARTS counts
-restarts since the agent began supervising it; LAST EXIT says how the previous run ended.";
+restarts since the agent began supervising it; LAST EXIT says how the previous run ended.
+HEALTH is the worst of the service's own probes (`-` when it declares none); VERSION is read
+from its declared source at each start. `opsctl service start|stop|restart|reload` acts on
+them.";
 
 /// `opsctl status`: every page of hosts from one coordinator.
 pub async fn status(

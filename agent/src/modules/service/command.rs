@@ -62,3 +62,27 @@ pub fn run_bounded(argv: &[String], timeout: Duration) -> Result<String, String>
 pub fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().trim().to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_exit_status_and_timeout() {
+        let sh = |script: &str| vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()];
+        let long = Duration::from_secs(30);
+        assert_eq!(
+            run_bounded(&sh("echo 1.2.3; echo more"), long).map(|o| first_line(&o)),
+            Ok("1.2.3".to_owned())
+        );
+        assert_eq!(
+            run_bounded(&sh("echo nope >&2; exit 2"), long),
+            Err("exited with status 2: nope".to_owned())
+        );
+        let started = std::time::Instant::now();
+        let err = run_bounded(&sh("sleep 30"), Duration::from_millis(200)).unwrap_err();
+        assert_eq!(err, "timed out after 200ms");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(run_bounded(&[], long).is_err());
+    }
+}

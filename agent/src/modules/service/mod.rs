@@ -270,3 +270,40 @@ impl Drop for ServiceModule {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(state: pb::ServiceRunState, detail: &str) -> pb::ServiceState {
+        pb::ServiceState {
+            service: "app".to_owned(),
+            state: state as i32,
+            exit_detail: detail.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_stop_by_command_is_persisted_and_restored_as_down() {
+        let cfg = ServiceConfig::process(vec!["sleep".to_owned(), "30".to_owned()]);
+        let mut m = ServiceModule::new("app", &cfg);
+        m.track(&state(pb::ServiceRunState::Stopping, ""));
+        m.track(&state(pb::ServiceRunState::Stopped, STOPPED_BY_COMMAND));
+        let saved = m.take_state();
+        assert_eq!(saved, vec![(DOWN_KEY.to_owned(), Some(b"1".to_vec()))]);
+        assert!(m.take_state().is_empty(), "only changes");
+
+        // A stop by the agent itself (its own shutdown) is not "down".
+        let mut other = ServiceModule::new("app", &cfg);
+        other.track(&state(pb::ServiceRunState::Stopped, "killed by signal 15"));
+        assert!(other.take_state().is_empty());
+
+        let mut restored = ServiceModule::new("app", &cfg);
+        restored.restore(vec![(DOWN_KEY.to_owned(), b"1".to_vec())]);
+        assert!(restored.down);
+        // Started again (a running state) clears the mark.
+        restored.track(&state(pb::ServiceRunState::Running, "started by command"));
+        assert_eq!(restored.take_state(), vec![(DOWN_KEY.to_owned(), None)]);
+    }
+}

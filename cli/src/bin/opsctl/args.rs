@@ -315,7 +315,8 @@ pub enum Command {
     #[command(after_help = views::ALERTS_HELP)]
     Alerts(views::AlertsArgs),
     /// Supervised services (`service` modules): per host and service, the state (running,
-    /// failed, stopping, stopped), since when, pid, restarts and how the last run ended.
+    /// failed, stopping, stopped), health, version, since when, pid, restarts and how the last
+    /// run ended.
     #[command(after_help = views::SERVICES_HELP)]
     Services(views::ServicesArgs),
     /// Pause a module: it stays scheduled but does not run until resumed (survives restarts).
