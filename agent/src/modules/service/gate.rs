@@ -10,10 +10,14 @@ use tokio::sync::{oneshot, watch};
 use super::status::Snapshot;
 use super::ServiceOp;
 
-/// Whether `snap` is a running service that is ready (or declares no probe).
-pub fn is_ready(snap: &Snapshot, probed: bool) -> bool {
+/// Whether `snap` is a running service that is ready (or declares no probe), judged by a
+/// probe round that began after round `after_round` was done (the round in flight then may
+/// have probed before the request took effect).
+pub fn is_ready(snap: &Snapshot, probed: bool, after_round: u64) -> bool {
     snap.run_state() == pb::ServiceRunState::Running
-        && (!probed || snap.health() == pb::HealthStatus::Ready)
+        && (!probed
+            || (snap.health() == pb::HealthStatus::Ready
+                && snap.rounds > after_round.saturating_add(1)))
 }
 
 /// Where the service is, for a failed gate: `failed: exited with status 1`, `health
@@ -53,10 +57,11 @@ pub async fn gate(
         return Ok(detail);
     }
     let deadline = tokio::time::Instant::now() + timeout;
+    let after_round = board.borrow().rounds;
     loop {
         {
             let snap = board.borrow_and_update();
-            if is_ready(&snap, probed) {
+            if is_ready(&snap, probed, after_round) {
                 let ready = if probed { "; ready" } else { "" };
                 return Ok(format!("{detail}{ready}"));
             }
@@ -90,6 +95,7 @@ mod tests {
                 ..Default::default()
             },
             health_detail: detail.to_owned(),
+            rounds: 0,
         }
     }
 
@@ -97,10 +103,17 @@ mod tests {
     fn ready_needs_running_and_with_probes_a_ready_health() {
         use pb::HealthStatus as H;
         use pb::ServiceRunState as S;
-        assert!(is_ready(&snap(S::Running, H::Unspecified, ""), false));
-        assert!(!is_ready(&snap(S::Running, H::Starting, ""), true));
-        assert!(is_ready(&snap(S::Running, H::Ready, ""), true));
-        assert!(!is_ready(&snap(S::Failed, H::Ready, ""), true));
+        assert!(is_ready(&snap(S::Running, H::Unspecified, ""), false, 0));
+        assert!(!is_ready(&snap(S::Running, H::Starting, ""), true, 0));
+        let mut ready = snap(S::Running, H::Ready, "");
+        ready.rounds = 3;
+        assert!(is_ready(&ready, true, 1));
+        assert!(
+            !is_ready(&ready, true, 2),
+            "only the round in flight at the request"
+        );
+        assert!(!is_ready(&ready, true, 3), "no round since the request");
+        assert!(!is_ready(&snap(S::Failed, H::Ready, ""), true, 0));
         let probing = snap(S::Running, H::Degraded, "probe web (http): status 503");
         assert_eq!(
             where_it_is(&probing, true),
@@ -126,7 +139,13 @@ mod tests {
             true,
             Duration::from_secs(30),
         ));
-        board.send_replace(snap(S::Running, H::Ready, ""));
+        // Probe rounds keep coming; the gate answers after two that began after its start.
+        for round in 1..=20 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut ready = snap(S::Running, H::Ready, "");
+            ready.rounds = round;
+            board.send_replace(ready);
+        }
         let done = waiting.await.expect("joined");
         assert_eq!(done, Ok("running (pid 7); ready".to_owned()));
 

@@ -91,13 +91,13 @@ fn publish(
             return false;
         }
         let moved = snap.state.health != health;
-        let modified = moved || snap.health_detail != detail;
         snap.state.health = health;
         snap.health_detail = detail.to_owned();
+        snap.rounds += 1;
         if moved {
             changed = Some(snap.state.clone());
         }
-        modified
+        true
     });
     changed
 }

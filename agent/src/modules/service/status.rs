@@ -21,6 +21,9 @@ pub struct Snapshot {
     /// Why the health is not ready (`probe http: status 503`); empty when it is, or when the
     /// service declares no probe.
     pub health_detail: String,
+    /// Probe rounds judged so far (a gate waits for one after its request: a reload is not
+    /// judged by a round from before it).
+    pub rounds: u64,
 }
 
 impl Snapshot {
