@@ -224,6 +224,26 @@ fn issued_after_the_previous_was_done(roll: &Value, hosts: &[&str]) -> Result<()
     Ok(())
 }
 
+/// Waits until `opsctl hosts` counts `host`'s app as unhealthy (`app:failed`/`app:degraded`).
+async fn unhealthy_is_trouble(opsctl: &Opsctl, host: &str) -> Result<()> {
+    wait_until(
+        &format!("{host} unhealthy in hosts' TROUBLE"),
+        WAIT,
+        POLL,
+        async || {
+            let r: opsfleet_proto::api::HostsReply = opsctl.json(&["hosts"]).await?;
+            let trouble = r.hosts.iter().any(|h| {
+                h.host == host
+                    && h.down_services
+                        .iter()
+                        .any(|d| d == "app:failed" || d == "app:degraded")
+            });
+            Ok(trouble.then_some(()))
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_waits_for_each_host_and_stops_at_one_that_is_not_ready() {
     Cluster::run("service-roll", async |c: &mut Cluster| {
@@ -309,6 +329,8 @@ async fn a_rolling_restart_waits_for_each_host_and_stops_at_one_that_is_not_read
             "web-03 was touched: {web3:?}"
         );
         ready_app(&opsctl, "web-01", |pid| pid != after[0]).await?;
+        // web-02's app runs but its probe fails: trouble for `opsctl hosts`.
+        unhealthy_is_trouble(&opsctl, "web-02").await?;
         Ok(())
     })
     .await;
