@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info_span, Instrument};
 
 use crate::config::{AgentConfig, HostPolicy, ModuleConfig};
-use crate::modules::{self, HealthBoard, Module};
+use crate::modules::{self, HealthBoard, Module, ServiceBoard};
 use crate::outbox::{NewEvent, Outbox, StateWrite};
 use control::{ControlHandle, Controller, Request};
 
@@ -89,6 +89,7 @@ pub struct Runner {
     board: StatusBoard,
     started: Instant,
     health: HealthBoard,
+    services: ServiceBoard,
     /// File config of each module by name (what run-time overrides are checked against).
     configs: BTreeMap<String, ModuleConfig>,
     control: ControlHandle,
@@ -148,6 +149,7 @@ impl Runner {
             board: StatusBoard(Arc::new(Mutex::new(slots))),
             started: Instant::now(),
             health: HealthBoard::default(),
+            services: ServiceBoard::default(),
             configs: BTreeMap::new(),
             control,
             control_rx,
@@ -208,6 +210,7 @@ impl Runner {
                 outbox: self.outbox.clone(),
                 started: self.started,
                 health: self.health.clone(),
+                services: self.services.clone(),
                 swaps,
                 triggers,
                 labels: self.labels.clone(),

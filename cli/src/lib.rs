@@ -11,6 +11,7 @@ pub mod out;
 pub mod outcome;
 pub mod paging;
 pub mod render;
+pub mod roll;
 pub mod sanitize;
 pub mod service_config;
 pub mod table;

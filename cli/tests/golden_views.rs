@@ -121,7 +121,11 @@ fn hosts_table_shows_maintenance_and_a_lost_hosts_modules_as_unknown() {
 #[test]
 fn hosts_table_counts_services_not_running_as_trouble() {
     let mut web1 = host("web-01", "up", 1_000);
-    web1.down_services = vec!["app:failed".into(), "worker:stopped".into()];
+    web1.down_services = vec![
+        "app:failed".into(),
+        "worker:stopped".into(),
+        "api:degraded".into(),
+    ];
     let reply = HostsReply {
         responder: standby(),
         now_unix_ms: NOW,
@@ -143,6 +147,7 @@ fn service(host: &str, name: &str, state: &str, pid: u32, restarts: u64) -> Serv
         exit_detail: String::new(),
         instance: String::new(),
         version: String::new(),
+        health: None,
     }
 }
 
@@ -152,18 +157,17 @@ fn services_table() {
     app.exit_detail = "exited with status 1".into();
     let mut worker = service("web-01", "worker", "running", 4242, 1);
     worker.exit_detail = "killed by signal 9".into();
+    worker.health = Some(opsfleet_proto::api::ProbeStatus::Degraded);
+    let mut web2 = service("web-02", "app", "running", 917, 0);
+    web2.version = "1.4.2".into();
+    web2.health = Some(opsfleet_proto::api::ProbeStatus::Ready);
     let mut api = service("web-02", "shop-api", "running", 5120, 2);
     api.manager = "compose".into();
     api.instance = "3f2a9c1b7d0e".into();
     api.version = "1.4.2".into();
     let reply = ServicesReply {
         responder: standby(),
-        services: vec![
-            app,
-            worker,
-            service("web-02", "app", "running", 917, 0),
-            api,
-        ],
+        services: vec![app, worker, web2, api],
         next: Some("web-02/app".into()),
     };
     check("services.txt", &render::services(&reply, NOW));

@@ -458,6 +458,10 @@ fn cases() -> Cases {
         ServicesRequest {
             host: Some("web-*".into()),
             state: Some("failed".into()),
+            service: Some("app".into()),
+            labels: [("role".to_owned(), "web".to_owned())]
+                .into_iter()
+                .collect(),
             page: PageRequest::default(),
         },
     );
@@ -475,7 +479,8 @@ fn cases() -> Cases {
                 restarts: 3,
                 exit_detail: "exited with status 1".into(),
                 instance: String::new(),
-                version: String::new(),
+                version: "1.4.2".into(),
+                health: Some(opsfleet_proto::api::ProbeStatus::Failed),
             }],
             next: Some("web-01/app".into()),
         },

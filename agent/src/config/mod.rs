@@ -41,8 +41,9 @@ pub use policy::{
 pub use runtime::{module_problems, parse_module_toml};
 pub use sentinel::SentinelConfig;
 pub use service::{
-    AppConfigFiles, ComposeSection, ConfigApply, ControlAction, ControlConfig, ControlEndpoint,
-    RemoteOp, ServiceConfig, ServiceManager, SystemdSection, COMPOSE_FILES,
+    parse_signal, AppConfigFiles, ComposeSection, ConfigApply, ControlAction, ControlConfig,
+    ControlEndpoint, RemediationConfig, RemoteOp, ServiceConfig, ServiceManager, SystemdSection,
+    VersionSource, COMPOSE_FILES,
 };
 pub use template::{is_template, Facts, CHECK_HOST, TEMPLATE_KEYS};
 
@@ -121,6 +122,8 @@ impl Default for OutboxConfig {
 }
 
 /// One `[[modules]]` entry. Closed set: the `type` key picks the variant.
+// A handful of entries per agent, read once: the size of the largest (service) is no cost.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ModuleConfig {

@@ -33,7 +33,7 @@ pub fn heartbeat_body(ctx: &ModuleCtx, interval: Duration) -> pb::Heartbeat {
         modules: ctx.statuses.clone(),
         outbox_pending: ctx.outbox_pending,
         health: ctx.health.clone(),
-        services: Vec::new(),
+        services: ctx.services.clone(),
         labels: ctx
             .labels
             .iter()
@@ -74,6 +74,14 @@ mod tests {
             }],
             outbox_pending: 7,
             health: Vec::new(),
+            services: vec![pb::ServiceSummary {
+                service: "app".into(),
+                state: pb::ServiceRunState::Running as i32,
+                health: pb::HealthStatus::Ready as i32,
+                version: "1.2.3".into(),
+                restarts: 2,
+                since_unix_ms: 1,
+            }],
             labels: std::sync::Arc::new(
                 [("role".to_owned(), "db".to_owned())].into_iter().collect(),
             ),
@@ -90,5 +98,7 @@ mod tests {
         assert_eq!(hb.agent_version, AGENT_VERSION);
         assert_eq!(hb.modules[0].expected_interval_ms, 60_000);
         assert_eq!(hb.labels.get("role").map(String::as_str), Some("db"));
+        assert_eq!(hb.services.len(), 1);
+        assert_eq!(hb.services[0].version, "1.2.3");
     }
 }

@@ -23,7 +23,7 @@ pub use heartbeat::HeartbeatModule;
 pub use janitor::JanitorModule;
 pub use log::LogModule;
 pub use sentinel::SentinelModule;
-pub use service::ServiceModule;
+pub use service::{ServiceBoard, ServiceModule};
 
 /// Why one run of a module failed. The runner logs and counts it; the agent keeps going.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,8 @@ pub struct ModuleCtx {
     pub outbox_pending: u64,
     /// Current state of every health probe (for the heartbeat).
     pub health: Vec<pb::HealthSummary>,
+    /// Current state of every service module (for the heartbeat).
+    pub services: Vec<pb::ServiceSummary>,
     /// The host's labels from the agent config (for the heartbeat).
     pub labels: std::sync::Arc<std::collections::BTreeMap<String, String>>,
     /// The services' config files as last reported (shared with the command handler).
@@ -82,6 +84,12 @@ pub trait Module: Send {
     /// `HealthBoard` after every run (only the health module has any).
     fn health(&self) -> Vec<pb::HealthSummary> {
         Vec::new()
+    }
+
+    /// The service's current summary; the runner copies it to the shared `ServiceBoard`
+    /// after every run (only service modules have one).
+    fn service(&self) -> Option<pb::ServiceSummary> {
+        None
     }
 
     /// Starts an on-demand request `what` (for the backup module: run a job, through the same

@@ -156,6 +156,7 @@ mod tests {
             statuses: Vec::new(),
             outbox_pending: 0,
             health: Vec::new(),
+            services: Vec::new(),
             labels: Default::default(),
             service_configs: Default::default(),
         }

@@ -18,7 +18,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{ModuleEntry, RunOutput, StatusBoard, Trigger};
 use crate::modules::service::ConfigBoard;
-use crate::modules::{HealthBoard, ModuleCtx};
+use crate::modules::{HealthBoard, ModuleCtx, ServiceBoard};
 use crate::outbox::{NewEvent, Outbox, StateWrite};
 use opsfleet_proto::time::unix_ms;
 
@@ -31,6 +31,8 @@ pub(super) struct ModuleWorker {
     pub(super) started: Instant,
     pub(super) health: HealthBoard,
     pub(super) service_configs: ConfigBoard,
+    /// Every service module's summary (for the heartbeat).
+    pub(super) services: ServiceBoard,
     /// New instances from `reconfigure` (already restored by the controller).
     pub(super) swaps: mpsc::Receiver<ModuleEntry>,
     /// On-demand runs (`ControlHandle::run_now`).
@@ -143,6 +145,7 @@ impl ModuleWorker {
             statuses: self.board.snapshot(),
             outbox_pending: self.outbox.pending(),
             health: self.health.snapshot(),
+            services: self.services.snapshot(),
             labels: self.labels.clone(),
             service_configs: self.service_configs.clone(),
         };
@@ -159,6 +162,8 @@ impl ModuleWorker {
         if self.board.state(self.idx) != pb::ModuleRunState::Disabled {
             self.health
                 .set(&self.entry.name, self.entry.module.health());
+            self.services
+                .set(&self.entry.name, self.entry.module.service());
         }
         match res {
             Ok(Ok(bodies)) => {

@@ -173,6 +173,14 @@ fn agent(body: &Body) -> String {
             s.restarts,
             note(": ", &s.exit_detail, "")
         ),
+        Body::ServiceRemediation(r) => format!(
+            "{} {}{} ({} automatic in the last hour): {}",
+            r.service,
+            r.action,
+            if r.capped { " capped" } else { "" },
+            r.in_last_hour,
+            r.reason
+        ),
         other => opsfleet_proto::body_kind(other).to_owned(),
     }
 }

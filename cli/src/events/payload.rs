@@ -45,6 +45,11 @@ fn name_states(body: &Body, payload: &mut Value) {
                     ProbeStatus::from_wire(c.status).as_str(),
                 );
             }
+            for (i, s) in h.services.iter().enumerate() {
+                let p = &mut payload["services"][i];
+                set(p, "state", ServiceRunState::from_wire(s.state).as_str());
+                set(p, "health", ProbeStatus::from_wire(s.health).as_str());
+            }
         }
         Body::Disk(d) => {
             set(payload, "level", DiskLevel::from_wire(d.level).as_str());
@@ -75,11 +80,14 @@ fn name_states(body: &Body, payload: &mut Value) {
                 ProbeStatus::from_wire(h.previous).as_str(),
             );
         }
-        Body::Service(s) => set(
-            payload,
-            "state",
-            ServiceRunState::from_wire(s.state).as_str(),
-        ),
+        Body::Service(s) => {
+            set(
+                payload,
+                "state",
+                ServiceRunState::from_wire(s.state).as_str(),
+            );
+            set(payload, "health", ProbeStatus::from_wire(s.health).as_str());
+        }
         Body::Leadership(l) => set(payload, "role", LeaderRole::from_wire(l.role).as_str()),
         Body::AlertTransition(a) => {
             set(payload, "state", AlertState::from_wire(a.state).as_str());

@@ -130,8 +130,10 @@ A service is a `type = \"service\"` module of the agent (docs/modules.md). MANAG
 agent starts it, restarts it after a backoff when it exits, and stops it when the agent stops;
 RESTARTS counts restarts since the agent began supervising it. MANAGER systemd or compose: the
 agent drives a unit or one compose service it does not own; INSTANCE is the unit or the
-container's short id, VERSION the image tag (compose), RESTARTS as systemd or docker counts them.
-LAST EXIT says how the previous run ended.";
+container's short id, RESTARTS as systemd or docker counts them. LAST EXIT says how the
+previous run ended. HEALTH is the worst of the service's own probes (`-` when it declares
+none); VERSION is read from its declared source at each start (compose: the image tag).
+`opsctl service start|stop|restart|reload` acts on them.";
 
 /// `opsctl status`: every page of hosts from one coordinator.
 pub async fn status(

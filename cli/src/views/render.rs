@@ -268,10 +268,11 @@ pub fn services(reply: &ServicesReply, now_unix_ms: i64) -> String {
         "SERVICE",
         "MANAGER",
         "STATE",
+        "HEALTH",
+        "VERSION",
         "SINCE",
         "PID",
         "INSTANCE",
-        "VERSION",
         "RESTARTS",
         "LAST EXIT",
     ]);
@@ -288,6 +289,12 @@ pub fn services(reply: &ServicesReply, now_unix_ms: i64) -> String {
             s.service.clone(),
             s.manager.clone(),
             s.state.to_string(),
+            s.health.map_or_else(|| "-".to_owned(), |h| h.to_string()),
+            if s.version.is_empty() {
+                "-".to_owned()
+            } else {
+                one_line(&s.version, 30)
+            },
             ago(now_unix_ms, s.since_unix_ms),
             if s.pid == 0 {
                 "-".to_owned()
@@ -295,7 +302,6 @@ pub fn services(reply: &ServicesReply, now_unix_ms: i64) -> String {
                 s.pid.to_string()
             },
             or_dash(&s.instance),
-            or_dash(&s.version),
             s.restarts.to_string(),
             if s.exit_detail.is_empty() {
                 "-".to_owned()

@@ -68,8 +68,7 @@ pub fn summary(
         down_services: h
             .services
             .iter()
-            .filter(|(_, s)| s.is_down())
-            .map(|(name, s)| format!("{name}:{}", s.state))
+            .filter_map(|(name, s)| Some(format!("{name}:{}", s.trouble()?)))
             .collect(),
         declared_lost,
         truncated: h.truncated,

@@ -12,10 +12,12 @@ pub fn services(fleet: &Fleet, req: &ServicesRequest) -> (Vec<ServiceView>, Opti
     let rows = fleet
         .hosts()
         .filter(|h| req.host.as_deref().is_none_or(|p| glob_match(p, &h.host)))
+        .filter(|h| req.labels.iter().all(|(k, v)| h.labels.get(k) == Some(v)))
         .flat_map(|h| {
             h.services
                 .iter()
                 .filter(|(_, s)| req.state.as_deref().is_none_or(|st| st == s.state.as_str()))
+                .filter(|(name, _)| req.service.as_deref().is_none_or(|w| w == name.as_str()))
                 .map(move |(name, s)| {
                     let view = ServiceView {
                         host: h.host.clone(),
@@ -28,6 +30,7 @@ pub fn services(fleet: &Fleet, req: &ServicesRequest) -> (Vec<ServiceView>, Opti
                         exit_detail: s.exit_detail.clone(),
                         instance: s.instance.clone(),
                         version: s.app_version.clone(),
+                        health: s.health,
                     };
                     (Cursor::row(&h.host, name), view)
                 })
@@ -132,5 +135,91 @@ mod tests {
             services(&fleet, &ServicesRequest::default()).0[0].restarts,
             1
         );
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use opsfleet_proto::api::ProbeStatus;
+    use opsfleet_proto::pb::{self, event::Body};
+    use opsfleet_proto::EventEnvelope;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::api::hosts::summary;
+
+    const T0: i64 = 1_790_000_000_000;
+
+    fn apply(fleet: &mut Fleet, host: &str, seq: u64, body: Body) {
+        let ev = EventEnvelope {
+            id: Uuid::now_v7(),
+            host: host.to_owned(),
+            seq,
+            time_unix_ms: T0 + seq as i64,
+            module: "app".to_owned(),
+            incarnation: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0002),
+            body,
+        };
+        assert!(fleet.apply(&ev).is_accepted());
+    }
+
+    fn running(health: pb::HealthStatus) -> Body {
+        Body::Service(pb::ServiceState {
+            service: "app".into(),
+            manager: "process".into(),
+            state: pb::ServiceRunState::Running as i32,
+            pid: 77,
+            since_unix_ms: T0,
+            version: "1.4.2".into(),
+            health: health as i32,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn version_and_health_fold_and_an_unhealthy_service_is_trouble() {
+        let mut fleet = Fleet::new();
+        let hb = Body::Heartbeat(pb::Heartbeat {
+            labels: [("role".to_owned(), "web".to_owned())]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        });
+        apply(&mut fleet, "web-01", 1, hb);
+        apply(&mut fleet, "web-01", 2, running(pb::HealthStatus::Degraded));
+        apply(
+            &mut fleet,
+            "web-02",
+            1,
+            running(pb::HealthStatus::Unspecified),
+        );
+        let (rows, _) = services(&fleet, &ServicesRequest::default());
+        assert_eq!(rows[0].version, "1.4.2");
+        assert_eq!(rows[0].health, Some(ProbeStatus::Degraded));
+        assert_eq!(rows[1].health, None, "no probe declared");
+        let web1 = fleet.host("web-01").expect("web-01");
+        assert_eq!(summary(web1, T0, T0, false).down_services, ["app:degraded"]);
+        apply(&mut fleet, "web-01", 3, running(pb::HealthStatus::Ready));
+        let web1 = fleet.host("web-01").expect("web-01");
+        assert!(summary(web1, T0, T0, false).down_services.is_empty());
+
+        let labelled = ServicesRequest {
+            labels: [("role".to_owned(), "web".to_owned())]
+                .into_iter()
+                .collect(),
+            service: Some("app".into()),
+            ..Default::default()
+        };
+        let hosts: Vec<_> = services(&fleet, &labelled)
+            .0
+            .into_iter()
+            .map(|v| v.host)
+            .collect();
+        assert_eq!(hosts, ["web-01"]);
+        let other = ServicesRequest {
+            service: Some("db".into()),
+            ..Default::default()
+        };
+        assert!(services(&fleet, &other).0.is_empty());
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use opsfleet_proto::api::ServiceRunState;
+use opsfleet_proto::api::{ProbeStatus, ServiceRunState};
 use opsfleet_proto::pb;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,9 @@ pub struct ServiceRow {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub app_version: String,
     pub version: Version,
+    /// The worst of its own probes; `None` when it declares none (or does not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<ProbeStatus>,
     /// When the restart count rose (the `since` of the state that told it), oldest first, at
     /// most `RESTARTS_KEPT`; a rise by n counts n times.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -51,6 +54,25 @@ impl ServiceRow {
     /// Not running (failed, stopping, stopped, starting or unknown): trouble for `opsctl hosts`.
     pub fn is_down(&self) -> bool {
         self.state != ServiceRunState::Running
+    }
+
+    /// Running but its probes say degraded or failed: trouble for `opsctl hosts` too.
+    pub fn is_unhealthy(&self) -> bool {
+        matches!(
+            self.health,
+            Some(ProbeStatus::Degraded | ProbeStatus::Failed)
+        )
+    }
+
+    /// Why it is trouble (`failed`, `degraded`), `None` when it is not.
+    pub fn trouble(&self) -> Option<&'static str> {
+        if self.is_down() {
+            Some(self.state.as_str())
+        } else if let Some(h) = self.health.filter(|_| self.is_unhealthy()) {
+            Some(h.as_str())
+        } else {
+            None
+        }
     }
 }
 
@@ -103,6 +125,10 @@ pub fn fold(
         restarted_at_unix_ms: restarted,
         capped_at_unix_ms: row.capped_at_unix_ms,
         capped_reason: std::mem::take(&mut row.capped_reason),
+        health: match ProbeStatus::from_wire(s.health) {
+            ProbeStatus::Unknown => None,
+            h => Some(h),
+        },
     };
 }
 

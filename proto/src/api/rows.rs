@@ -64,7 +64,8 @@ pub struct HostSummary {
     pub incidents: u64,
     /// Backup jobs whose latest outcome is a failure.
     pub failing_backups: u64,
-    /// Supervised services not `running`, as `name:state` (absent while all run).
+    /// Supervised services not `running` (`name:state`) or running but unhealthy by their own
+    /// probes (`name:degraded`, `name:failed`); absent while all run and are healthy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub down_services: Vec<String>,
     /// The active coordinator declared this host lost and it has not reported since.

@@ -1,9 +1,11 @@
 //! `ops.api.services`: the state of every supervised service per host and service, paged by
 //! a cursor; `ops.api.service_configs`: the history of their declared config files.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use super::{PageRequest, Responder, ServiceRunState};
+use super::{PageRequest, ProbeStatus, Responder, ServiceRunState};
 
 /// Request for `ops.api.services`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +16,12 @@ pub struct ServicesRequest {
     /// Only services in this state: `running`, `failed`, `stopping`, `stopped`, `starting`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// Only this service (exact name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Only hosts whose heartbeat labels include all of these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// Which page: at most `limit` rows after the cursor `after`.
     #[serde(flatten)]
     pub page: PageRequest,
@@ -53,6 +61,9 @@ pub struct ServiceView {
     /// The version running (compose: the image tag); empty when unknown.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub version: String,
+    /// The worst of its own health probes; absent when it declares none (or does not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<ProbeStatus>,
 }
 
 /// Request for `ops.api.service_configs`.

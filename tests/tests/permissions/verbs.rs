@@ -124,6 +124,12 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
             Need::Viewer,
             true,
         ),
+        // web-01 has no service `app`: once the role is checked, the coordinator refuses
+        // these for that reason.
+        ("service start", act(&["app"]), Need::Operator, false),
+        ("service stop", act(&["app"]), Need::Operator, false),
+        ("service restart", act(&["app"]), Need::Operator, false),
+        ("service reload", act(&["app"]), Need::Operator, false),
         ("failover", s(&["--wait", "60s"]), Need::Operator, true),
         // Local verbs: they talk to no coordinator, so every role (and none) may run them.
         ("completion", s(&["bash"]), Need::Viewer, true),

@@ -12,7 +12,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::default_name;
+use crate::config::ProbeConfig;
+use lifecycle::{
+    default_health, default_health_interval, default_ready_timeout, default_reload_signal,
+    default_reload_timeout,
+};
+pub use lifecycle::{parse_signal, RemediationConfig, VersionSource};
 pub use managed::{ComposeSection, SystemdSection, COMPOSE_FILES};
+
+pub mod lifecycle;
 
 mod appconfig;
 mod control;
@@ -121,6 +129,34 @@ pub struct ServiceConfig {
     /// `opsctl service config apply|rollback` (with `config` in `remote`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<AppConfigFiles>,
+    /// `reload`: the signal sent to the child's process group (`HUP`, `USR1`, ...), unless
+    /// `reload_argv` is set.
+    #[serde(default = "default_reload_signal")]
+    pub reload_signal: String,
+    /// `reload`: a command the agent runs instead of signalling (exit 0 = reloaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_argv: Option<Vec<String>>,
+    /// `reload_argv`: killed (its process group) and the reload failed after this long.
+    #[serde(default = "default_reload_timeout", with = "humantime_serde")]
+    pub reload_timeout: Duration,
+    /// `[[modules.health]]`: the service's own probes (the health module's probe keys). While
+    /// they are not all ready, the service's health is not `ready`, and a start, restart or
+    /// reload command is not done.
+    #[serde(default = "default_health", skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<ProbeConfig>,
+    /// How often the service's probes run while it runs.
+    #[serde(default = "default_health_interval", with = "humantime_serde")]
+    pub health_interval: Duration,
+    /// A start, restart or reload command fails unless the service is running and (with
+    /// probes) ready within this long.
+    #[serde(default = "default_ready_timeout", with = "humantime_serde")]
+    pub ready_timeout: Duration,
+    /// Where the running version is read at each (re)start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<VersionSource>,
+    /// Automatic restarts after failed health checks (none when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<RemediationConfig>,
 }
 
 /// One kind of remote action on a service (`remote = ["restart", "reload"]`).
@@ -202,6 +238,14 @@ impl ServiceConfig {
             restart_backoff_max: default_backoff_max(),
             remote: Vec::new(),
             control: None,
+            reload_signal: default_reload_signal(),
+            reload_argv: None,
+            reload_timeout: default_reload_timeout(),
+            health: default_health(),
+            health_interval: default_health_interval(),
+            ready_timeout: default_ready_timeout(),
+            version: None,
+            remediation: None,
             config: None,
             systemd: None,
             compose: None,
@@ -289,6 +333,7 @@ impl ServiceConfig {
                 "must be at least restart_backoff_min".to_owned(),
             ));
         }
+        out.extend(lifecycle::problems(self));
         out
     }
 
@@ -335,6 +380,14 @@ user = ""
 restart_backoff_min = "5s"
 restart_backoff_max = "1s"
 env = { "A=B" = "x" }
+reload_signal = "NOPE"
+reload_argv = []
+ready_timeout = "0s"
+version = { file = "rel/VERSION", argv = ["x"] }
+remediation = { restart_after_failed_checks = 0, max_per_hour = 0 }
+[[modules.health]]
+name = "web"
+type = "http"
 "#;
         let problems = parse_str(toml).expect_err("invalid service");
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
@@ -348,6 +401,13 @@ env = { "A=B" = "x" }
             "modules[0].log_max_bytes",
             "modules[0].user",
             "modules[0].restart_backoff_max",
+            "modules[0].reload_signal",
+            "modules[0].reload_argv",
+            "modules[0].ready_timeout",
+            "modules[0].version",
+            "modules[0].health[0].url",
+            "modules[0].remediation.restart_after_failed_checks",
+            "modules[0].remediation.max_per_hour",
         ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }

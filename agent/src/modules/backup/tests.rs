@@ -110,6 +110,7 @@ fn ctx(now: SystemTime) -> ModuleCtx {
         statuses: Vec::new(),
         outbox_pending: 0,
         health: Vec::new(),
+        services: Vec::new(),
         labels: Default::default(),
         service_configs: Default::default(),
     }

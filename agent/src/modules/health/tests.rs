@@ -33,6 +33,7 @@ fn ctx() -> ModuleCtx {
         statuses: Vec::new(),
         outbox_pending: 0,
         health: Vec::new(),
+        services: Vec::new(),
         labels: Default::default(),
         service_configs: Default::default(),
     }

@@ -219,6 +219,7 @@ async fn module_reports_each_root() {
         statuses: Vec::new(),
         outbox_pending: 0,
         health: Vec::new(),
+        services: Vec::new(),
         labels: Default::default(),
         service_configs: Default::default(),
     };

@@ -2,9 +2,8 @@
 //! the driven one (`systemd`, `compose`: the agent drives a unit or container it does not
 //! own), chosen by `manager`, behind one start / request / stop.
 
-use super::adopt::ChildRecord;
 use super::driven::{Done, DrivenSupervisor};
-use super::supervisor::{OnState, Supervisor};
+use super::supervisor::{Boot, OnState, Supervisor};
 use super::ServiceOp;
 use crate::config::{ServiceConfig, ServiceManager};
 
@@ -15,18 +14,18 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Starts the supervisor `cfg.manager` calls for; `adopt` (the child a crashed agent left
-    /// running) applies to `process` only: a unit or container outlives the agent by design
-    /// and is simply observed again.
+    /// Starts the supervisor `cfg.manager` calls for; `boot` (adopt the child a crashed agent
+    /// left running, or stay down after a stop by command) applies to `process` only: a unit
+    /// or container outlives the agent by design and is simply observed again.
     pub fn start(
         name: String,
         cfg: &ServiceConfig,
-        adopt: Option<ChildRecord>,
+        boot: Boot,
         on_state: OnState,
     ) -> std::io::Result<Self> {
         match cfg.manager {
             ServiceManager::Process => {
-                Supervisor::start(name, cfg.clone(), adopt, on_state).map(Backend::Process)
+                Supervisor::start(name, cfg.clone(), boot, on_state).map(Backend::Process)
             }
             ServiceManager::Systemd | ServiceManager::Compose => {
                 DrivenSupervisor::start(name, cfg, on_state).map(Backend::Driven)
@@ -37,12 +36,7 @@ impl Backend {
     /// Asks for a lifecycle action; `done` gets the outcome (see `DrivenSupervisor::request`).
     pub fn request(&self, op: ServiceOp, done: Done) {
         match self {
-            Backend::Process(_) => {
-                let _ = done.send(Err(format!(
-                    "{} is not available for the process manager yet",
-                    op.as_str()
-                )));
-            }
+            Backend::Process(s) => s.request(op, done),
             Backend::Driven(d) => d.request(op, done),
         }
     }

@@ -1,30 +1,49 @@
 //! The service module: one supervised application. `supervisor` owns the child (start,
-//! restarts with backoff, stop with grace) on a thread of its own; `adopt` owns the record that
-//! lets a restarted agent take over a child a crashed agent left running; `driven` watches and
-//! drives a systemd unit or compose service instead; `backend` picks one by manager. This file
-//! owns the module, which starts the supervisor on its first run, hands its state changes to
-//! the runner and persists the running child's record with them.
+//! restarts with backoff, stop with grace, lifecycle requests) on a thread of its own;
+//! `adopt` owns the record that lets a restarted agent take over a child a crashed agent left
+//! running; `status` what the module knows of the service now, `probes` its health probes,
+//! `gate` the readiness a lifecycle request waits for, `board` what heartbeats carry;
+//! `driven` watches and drives a systemd unit or compose service instead, `backend` picks one
+//! supervisor by manager; `config_watch` / `config_board` the declared config files; `logs`
+//! the rotation of a child's output files. This file owns the module, which starts the
+//! supervisor on its first run, hands its state changes to the runner and persists the running
+//! child's record (and whether a command stopped it) with them. It talks to the supervisor only
+//! through `Backend::request`, `stop` and the state callback.
 
 pub mod adopt;
 pub mod backend;
+pub mod board;
+pub mod command;
 pub mod config_board;
 pub mod config_watch;
 pub mod driven;
+pub mod gate;
 pub mod logs;
+pub mod probes;
+pub mod remediation;
+pub mod status;
 pub mod supervisor;
 
 use std::sync::mpsc;
+use std::time::SystemTime;
 
 use opsfleet_proto::pb;
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::{Module, ModuleCtx, ModuleError};
+use super::{Module, ModuleCtx, ModuleError, OnDemand, RunNowTicket};
 use crate::config::{ServiceConfig, ServiceManager};
 use adopt::{ChildRecord, CHILD_KEY};
 use backend::Backend;
+pub use board::ServiceBoard;
 pub use config_board::ConfigBoard;
 use config_watch::{ConfigWatch, CONFIG_KEY};
-pub use supervisor::{exit_detail, next_backoff, Supervisor};
+use status::Snapshot;
+pub use supervisor::{exit_detail, next_backoff, Boot, Supervisor, STOPPED_BY_COMMAND};
+
+/// Key of the persisted "stopped by command" mark (present: stay down after a restart).
+pub const DOWN_KEY: &str = "down";
 
 /// A lifecycle action asked of a service (`opsctl service start|stop|restart|reload`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,20 +78,29 @@ impl ServiceOp {
 
 /// The module: the supervisor runs continuously; each tick returns the `ServiceState`s it
 /// reported since the previous one. Dropping the module (agent stop, reconfiguration) stops
-/// a `process` child: SIGTERM, SIGKILL after `stop_grace`; the drop blocks until then (off the
-/// async workers' duty on a multi-thread runtime, so other modules stop meanwhile). A systemd
-/// unit or compose service is left running (only the watching stops).
+/// the child: SIGTERM, SIGKILL after `stop_grace`; the drop blocks until then (off the async
+/// workers' duty on a multi-thread runtime, so other modules stop meanwhile).
 pub struct ServiceModule {
     name: String,
     cfg: ServiceConfig,
     supervisor: Option<Backend>,
     tx: mpsc::Sender<pb::ServiceState>,
     rx: mpsc::Receiver<pb::ServiceState>,
+    /// Remediation decisions of the probe task.
+    remedies_tx: mpsc::Sender<pb::ServiceRemediation>,
+    remedies: mpsc::Receiver<pb::ServiceRemediation>,
+    /// The service now (filled by the supervisor's callback and the probe task).
+    board: watch::Sender<Snapshot>,
+    /// Stops the probe task.
+    probes: CancellationToken,
     /// The child a previous agent persisted (from `restore`), offered for adoption once.
     restored: Option<ChildRecord>,
     /// The running child now, and as last persisted.
     child: Option<ChildRecord>,
     saved: Option<ChildRecord>,
+    /// Stopped by a command (stays down across agent restarts), now and as last persisted.
+    down: bool,
+    saved_down: bool,
     /// The declared config files' watch (`[modules.config]`).
     config: ConfigWatch,
 }
@@ -81,29 +109,78 @@ impl ServiceModule {
     /// `name` is the module's instance name, also the service's name in its events.
     pub fn new(name: &str, cfg: &ServiceConfig) -> Self {
         let (tx, rx) = mpsc::channel();
+        let (board, _) = watch::channel(Snapshot::default());
+        let (remedies_tx, remedies) = mpsc::channel();
         ServiceModule {
             name: name.to_owned(),
             cfg: cfg.clone(),
             supervisor: None,
             tx,
             rx,
+            remedies_tx,
+            remedies,
+            board,
+            probes: CancellationToken::new(),
             restored: None,
             child: None,
             saved: None,
+            down: false,
+            saved_down: false,
             config: ConfigWatch::default(),
         }
     }
 
-    /// Tracks the running child from a state change (`process` only: nothing else is adopted).
+    /// Tracks the running child and the down mark from a state change (`process` only: a
+    /// unit or container is neither adopted nor kept down by the agent).
     fn track(&mut self, s: &pb::ServiceState) {
         if self.cfg.manager != ServiceManager::Process {
             return;
         }
         match pb::ServiceRunState::try_from(s.state) {
-            Ok(pb::ServiceRunState::Running) => self.child = adopt::record(s.pid, &self.cfg),
+            Ok(pb::ServiceRunState::Running) => {
+                self.child = adopt::record(s.pid, &self.cfg);
+                self.down = false;
+            }
             Ok(pb::ServiceRunState::Stopping) => {}
+            Ok(pb::ServiceRunState::Stopped) if s.exit_detail == STOPPED_BY_COMMAND => {
+                self.child = None;
+                self.down = true;
+            }
             _ => self.child = None,
         }
+    }
+
+    /// Starts the supervisor (and the probe task) unless it runs.
+    fn ensure_started(&mut self) -> Result<&Backend, String> {
+        if self.supervisor.is_none() {
+            let on_state = status::on_state(&self.cfg, self.board.clone(), self.tx.clone());
+            let boot = match self.restored.take() {
+                _ if self.down => Boot::Down,
+                Some(rec) => Boot::Adopt(rec),
+                None => Boot::Fresh,
+            };
+            let sup = Backend::start(self.name.clone(), &self.cfg, boot, on_state)
+                .map_err(|e| format!("cannot start the supervisor: {e}"))?;
+            self.supervisor = Some(sup);
+            if !self.cfg.health.is_empty() {
+                let outputs = probes::Outputs {
+                    board: self.board.clone(),
+                    states: self.tx.clone(),
+                    remedies: self.remedies_tx.clone(),
+                };
+                let remedy = self.cfg.remediation.clone().map(remediation::Remedy::new);
+                tokio::spawn(probes::run(
+                    self.cfg.health.clone(),
+                    self.cfg.health_interval,
+                    remedy,
+                    outputs,
+                    self.probes.clone(),
+                ));
+            }
+        }
+        self.supervisor
+            .as_ref()
+            .ok_or_else(|| "the supervisor is not running".to_owned())
     }
 }
 
@@ -114,24 +191,25 @@ impl Module for ServiceModule {
     }
 
     async fn run_once(&mut self, ctx: &ModuleCtx) -> Result<Vec<pb::event::Body>, ModuleError> {
-        if self.supervisor.is_none() {
-            let tx = self.tx.clone();
-            let on_state = Box::new(move |s| {
-                // The module (receiver) is gone only when the supervisor is being stopped.
-                let _ = tx.send(s);
-            });
-            let adopt = self.restored.take();
-            let sup = Backend::start(self.name.clone(), &self.cfg, adopt, on_state)
-                .map_err(|e| ModuleError::Other(format!("cannot start the supervisor: {e}")))?;
-            self.supervisor = Some(sup);
-        }
+        self.ensure_started().map_err(ModuleError::Other)?;
         logs::rotate_logs(&self.name, &self.cfg);
+        let decisions: Vec<pb::ServiceRemediation> = self.remedies.try_iter().collect();
+        let mut bodies = Vec::new();
+        for decision in decisions {
+            if !decision.capped {
+                // Nobody waits for an automatic restart; its states say how it went.
+                let (done, _) = oneshot::channel();
+                if let Some(sup) = &self.supervisor {
+                    sup.request(ServiceOp::Restart, done);
+                }
+            }
+            bodies.push(pb::event::Body::ServiceRemediation(decision));
+        }
         let states: Vec<pb::ServiceState> = self.rx.try_iter().collect();
         for s in &states {
             self.track(s);
         }
-        let mut bodies: Vec<pb::event::Body> =
-            states.into_iter().map(pb::event::Body::Service).collect();
+        bodies.extend(states.into_iter().map(pb::event::Body::Service));
         if let Some(files) = &self.cfg.config {
             bodies.extend(self.config.look(&self.name, files, &ctx.service_configs));
         }
@@ -140,6 +218,11 @@ impl Module for ServiceModule {
 
     fn restore(&mut self, saved: Vec<(String, Vec<u8>)>) {
         for (key, value) in saved {
+            if key == DOWN_KEY {
+                self.down = true;
+                self.saved_down = true;
+                continue;
+            }
             if key == CONFIG_KEY {
                 self.config.restore(&value);
                 continue;
@@ -164,18 +247,45 @@ impl Module for ServiceModule {
         if let Some(files) = &self.cfg.config {
             out.extend(self.config.take_state(&self.name, files));
         }
-        if self.child == self.saved {
-            return out;
+        if self.child != self.saved {
+            self.saved = self.child.clone();
+            let value = self.child.as_ref().and_then(|c| serde_json::to_vec(c).ok());
+            out.push((CHILD_KEY.to_owned(), value));
         }
-        self.saved = self.child.clone();
-        let value = self.child.as_ref().and_then(|c| serde_json::to_vec(c).ok());
-        out.push((CHILD_KEY.to_owned(), value));
+        if self.down != self.saved_down {
+            self.saved_down = self.down;
+            out.push((DOWN_KEY.to_owned(), self.down.then(|| b"1".to_vec())));
+        }
         out
+    }
+
+    fn service(&self) -> Option<pb::ServiceSummary> {
+        let snap = self.board.borrow();
+        (!snap.state.service.is_empty()).then(|| snap.summary())
+    }
+
+    fn run_now(&mut self, what: &OnDemand, _now: SystemTime) -> Result<RunNowTicket, String> {
+        let OnDemand::Service(op) = what else {
+            return Err(format!("a service module cannot {}", what.describe()));
+        };
+        let op = *op;
+        let (answer_tx, answer) = oneshot::channel();
+        self.ensure_started()?.request(op, answer_tx);
+        let (ticket_tx, ticket) = oneshot::channel();
+        let board = self.board.subscribe();
+        let probed = !self.cfg.health.is_empty();
+        let timeout = self.cfg.ready_timeout;
+        tokio::spawn(async move {
+            let outcome = gate::gate(op, answer, board, probed, timeout).await;
+            let _ = ticket_tx.send(outcome);
+        });
+        Ok(ticket)
     }
 }
 
 impl Drop for ServiceModule {
     fn drop(&mut self) {
+        self.probes.cancel();
         let Some(mut sup) = self.supervisor.take() else {
             return;
         };
@@ -190,4 +300,38 @@ impl Drop for ServiceModule {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    fn state(state: pb::ServiceRunState, detail: &str) -> pb::ServiceState {
+        pb::ServiceState {
+            service: "app".to_owned(),
+            state: state as i32,
+            exit_detail: detail.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_stop_by_command_is_persisted_and_restored_as_down() {
+        let cfg = ServiceConfig::process(vec!["sleep".to_owned(), "30".to_owned()]);
+        let mut m = ServiceModule::new("app", &cfg);
+        m.track(&state(pb::ServiceRunState::Stopping, ""));
+        m.track(&state(pb::ServiceRunState::Stopped, STOPPED_BY_COMMAND));
+        let saved = m.take_state();
+        assert_eq!(saved, vec![(DOWN_KEY.to_owned(), Some(b"1".to_vec()))]);
+        assert!(m.take_state().is_empty(), "only changes");
+
+        // A stop by the agent itself (its own shutdown) is not "down".
+        let mut other = ServiceModule::new("app", &cfg);
+        other.track(&state(pb::ServiceRunState::Stopped, "killed by signal 15"));
+        assert!(other.take_state().is_empty());
+
+        let mut restored = ServiceModule::new("app", &cfg);
+        restored.restore(vec![(DOWN_KEY.to_owned(), b"1".to_vec())]);
+        assert!(restored.down);
+        // Started again (a running state) clears the mark.
+        restored.track(&state(pb::ServiceRunState::Running, "started by command"));
+        assert_eq!(restored.take_state(), vec![(DOWN_KEY.to_owned(), None)]);
+    }
+}

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use opsfleet_bus::{NatsConfig, TlsConfig};
-use opsfleet_cli::{configs, verbs, views};
+use opsfleet_cli::{configs, roll, verbs, views};
 use opsfleet_proto::api::Role;
 
 /// Operate an opsfleet cluster: fleet status, hosts, alerts, backups, incidents and live events;
-/// pause/resume modules, run backups, restore, apply or roll back configs; leader, failover and
-/// failover drills; the audit trail.
+/// pause/resume modules, run backups, restore, apply or roll back configs; start, stop, restart
+/// or reload supervised services (rolling, health gated); leader, failover and failover drills;
+/// the audit trail.
 ///
 /// Talks to the coordinators over NATS request/reply (`ops.api.*`). Every command accepts
 /// `--output json` for scripts.
@@ -64,9 +65,10 @@ pub struct ConnArgs {
     ///
     /// Roles (each includes the ones before it): viewer reads (status, hosts, commands, audit,
     /// events); operator also pauses/resumes/disables/enables modules, runs noop, drain,
-    /// backup run, app actions and failover (and the drill); admin also runs config
-    /// apply/rollback and restore. Your NATS identity holds the roles its permissions grant;
-    /// opsctl acts in the role the action needs (or --role). A refused action exits non-zero naming the role it
+    /// backup run, app actions, service start/stop/restart/reload and failover (and the drill);
+    /// admin also runs config apply/rollback, service config apply/rollback and restore. Your
+    /// NATS identity holds the roles its permissions grant; opsctl acts in the role the action
+    /// needs (or --role). A refused action exits non-zero naming the role it
     /// needs. Without --operator, actions go on plain subjects, which coordinators refuse
     /// unless their config says `[api] allow_unidentified = true` (insecure demo setups).
     #[arg(long, global = true, env = "OPS_OPERATOR")]
@@ -175,6 +177,80 @@ pub enum BackupCommand {
     },
 }
 
+/// `opsctl service start|stop|restart|reload <svc>` and `opsctl service config ...`.
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Start a service stopped by `service stop` (or one waiting for its restart backoff);
+    /// done once it runs and its health probes say ready.
+    #[command(after_help = SERVICE_HELP)]
+    Start(ServiceOpTargets),
+    /// Stop a service: SIGTERM to its process group, SIGKILL after its `stop_grace`. It
+    /// stays stopped, across agent restarts, until `service start`.
+    #[command(after_help = SERVICE_HELP)]
+    Stop(ServiceOpTargets),
+    /// Restart a service (stop with its grace, then start), host by host: each host is done
+    /// once the service runs again and is ready by its own probes, before the next host gets
+    /// the command.
+    #[command(after_help = SERVICE_HELP)]
+    Restart(ServiceOpTargets),
+    /// Reload a running service: its `reload_signal` (HUP by default) to its process group,
+    /// or its `reload_argv` command; done once it is ready again.
+    #[command(after_help = SERVICE_HELP)]
+    Reload(ServiceOpTargets),
+    /// A service's own config files: apply a new content, roll back to a kept one, history.
+    #[command(subcommand, after_help = opsfleet_cli::service_config::SERVICE_CONFIG_HELP)]
+    Config(crate::service_config::ServiceConfigCommand),
+}
+
+impl ServiceCommand {
+    /// The lifecycle verb and its targets; `None` for `service config`.
+    pub fn split(self) -> Option<(roll::ServiceVerb, ServiceOpTargets)> {
+        Some(match self {
+            ServiceCommand::Start(t) => (roll::ServiceVerb::Start, t),
+            ServiceCommand::Stop(t) => (roll::ServiceVerb::Stop, t),
+            ServiceCommand::Restart(t) => (roll::ServiceVerb::Restart, t),
+            ServiceCommand::Reload(t) => (roll::ServiceVerb::Reload, t),
+            ServiceCommand::Config(_) => return None,
+        })
+    }
+
+    fn targets(&self) -> Option<&Targets> {
+        match self {
+            ServiceCommand::Start(t)
+            | ServiceCommand::Stop(t)
+            | ServiceCommand::Restart(t)
+            | ServiceCommand::Reload(t) => Some(&t.targets),
+            ServiceCommand::Config(c) => c.targets(),
+        }
+    }
+}
+
+/// A service, how many hosts at a time, and which hosts.
+#[derive(Args, Debug)]
+pub struct ServiceOpTargets {
+    #[command(flatten)]
+    pub what: roll::ServiceOpArgs,
+    #[command(flatten)]
+    pub targets: Targets,
+}
+
+/// Examples shown by `opsctl service <verb> --help`.
+pub const SERVICE_HELP: &str = "\
+Hosts are those that have the service (as `opsctl services` lists them) among --host (names or
+globs), --label and --all; they are taken in name order, --max-parallel at a time (default 1).
+Each batch is waited for (--wait, 30s by default: give more than the service's ready_timeout)
+before the next one is sent; the first host that does not complete stops the roll, and every
+host not attempted is listed (exit 1). Progress goes to stderr.
+
+The host's own config must allow the action (`remote = [\"restart\", ...]` in the service's
+entry); the action needs the operator role.
+
+Examples:
+  opsctl service restart app --all                      one host at a time, health gated
+  opsctl service restart app --label role=web --max-parallel 2 --wait 3m
+  opsctl service stop app --host web-01                 stays stopped until `service start`
+  opsctl service reload app --host 'web-*' -o json";
+
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
     /// Replace a module's config; each agent validates it and keeps the old one if it is bad.
@@ -211,14 +287,6 @@ pub enum ConfigCommand {
     ///
     /// Example: `opsctl config diff disk --host web-01 --from 3fa2c1d0 --to 9b7e55aa`.
     Diff(configs::ConfigDiffArgs),
-}
-
-/// `opsctl service ...`: actions on the supervised services.
-#[derive(Subcommand, Debug)]
-pub enum ServiceCommand {
-    /// A service's own config files: apply a new content, roll back to a kept one, history.
-    #[command(subcommand, after_help = opsfleet_cli::service_config::SERVICE_CONFIG_HELP)]
-    Config(crate::service_config::ServiceConfigCommand),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,12 +330,10 @@ pub enum Command {
     #[command(after_help = views::ALERTS_HELP)]
     Alerts(views::AlertsArgs),
     /// Supervised services (`service` modules): per host and service, the state (running,
-    /// failed, stopping, stopped), since when, pid, restarts and how the last run ended.
+    /// failed, stopping, stopped), health, version, since when, pid, restarts and how the last
+    /// run ended.
     #[command(after_help = views::SERVICES_HELP)]
     Services(views::ServicesArgs),
-    /// Act on a supervised service: `opsctl service config apply|rollback|history`.
-    #[command(subcommand)]
-    Service(ServiceCommand),
     /// Pause a module: it stays scheduled but does not run until resumed (survives restarts).
     Pause(ModuleTargets),
     /// Resume a paused module, or with `--all-modules` every paused module (whoever paused
@@ -317,6 +383,10 @@ pub enum Command {
         #[command(flatten)]
         targets: Targets,
     },
+    /// Start, stop, restart or reload a supervised service on hosts, a few at a time, each
+    /// host done only once the service is ready again: `opsctl service restart app --all`.
+    #[command(subcommand, after_help = SERVICE_HELP)]
+    Service(ServiceCommand),
     /// The command ledger: each command's lifecycle per host, newest first. "Did host X ever run
     /// it?" always has an answer here.
     Commands {
@@ -414,7 +484,7 @@ impl Command {
             | Command::Config(ConfigCommand::Apply { targets, .. })
             | Command::Config(ConfigCommand::Rollback { targets, .. })
             | Command::App { targets, .. } => Some(targets),
-            Command::Service(ServiceCommand::Config(c)) => c.targets(),
+            Command::Service(s) => s.targets(),
             _ => None,
         }
     }

@@ -93,7 +93,7 @@ pub async fn run_request(
 
 /// Reads the ledger until every issued command is final (or only commands for hosts that are
 /// not up are open) or `wait` ran out, showing outcomes by kind on a terminal.
-async fn await_answers(
+pub(crate) async fn await_answers(
     api: &Api,
     action: &str,
     reply: &CommandReply,
@@ -136,7 +136,7 @@ async fn await_answers(
 
 /// The ledger is a fold of the log and may not show a command yet (right after issuing,
 /// with --no-wait): every issued command it does not show is reported as `issued`.
-fn add_unseen(views: &mut Vec<CommandView>, reply: &CommandReply, name: ActionName) {
+pub(crate) fn add_unseen(views: &mut Vec<CommandView>, reply: &CommandReply, name: ActionName) {
     for issued in &reply.commands {
         if !views.iter().any(|v| v.id == issued.command_id) {
             views.push(CommandView {

@@ -16,6 +16,7 @@ mod exit;
 mod failover;
 mod follow;
 mod issue;
+mod roll;
 mod service_config;
 mod show;
 
@@ -110,6 +111,10 @@ async fn dispatch(
         Command::Service(ServiceCommand::Config(ServiceConfigCommand::History(a))) => {
             service_config::history(api, a, output).await
         }
+        Command::Service(s) => match s.split() {
+            Some((verb, t)) => roll::run(api, verb, t, output).await,
+            None => anyhow::bail!("opsctl cannot run this service config verb here"),
+        },
         Command::Commands { id, host, limit } => show::commands(api, id, host, limit, output).await,
         Command::Audit { by, host, limit } => show::audit(api, by, host, limit, output).await,
         Command::Events {

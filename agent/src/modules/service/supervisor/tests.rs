@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use opsfleet_proto::pb;
 
-use super::adopt::{self, ChildRecord};
-use super::supervisor::{next_backoff, Supervisor};
+use super::{next_backoff, Boot, Supervisor};
 use crate::config::{ServiceConfig, ServiceManager};
+use crate::modules::service::adopt::{self, ChildRecord};
 
 fn cfg(script: &str) -> ServiceConfig {
     let mut cfg = ServiceConfig::process(vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()]);
@@ -27,11 +27,19 @@ fn start_adopting(
     cfg: ServiceConfig,
     adopt: Option<ChildRecord>,
 ) -> (Supervisor, mpsc::Receiver<pb::ServiceState>) {
+    let boot = match adopt {
+        Some(rec) => Boot::Adopt(rec),
+        None => Boot::Fresh,
+    };
+    start_boot(cfg, boot)
+}
+
+fn start_boot(cfg: ServiceConfig, boot: Boot) -> (Supervisor, mpsc::Receiver<pb::ServiceState>) {
     let (tx, rx) = mpsc::channel();
     let sup = Supervisor::start(
         "app".to_owned(),
         cfg,
-        adopt,
+        boot,
         Box::new(move |s| {
             let _ = tx.send(s);
         }),
@@ -250,6 +258,141 @@ fn the_child_gets_its_env_and_workdir_and_its_output_is_appended_to_the_files() 
     assert_eq!(out_text.matches(&line).count(), 2, "{out_text}");
     let err_text = std::fs::read_to_string(&err).expect("stderr file");
     assert_eq!(err_text, "oops\noops\n");
+}
+
+/// Asks `op` and waits for its answer (bounded: 30 s).
+fn ask(sup: &Supervisor, op: crate::modules::service::ServiceOp) -> Result<String, String> {
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    sup.request(op, tx);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match rx.try_recv() {
+            Ok(r) => return r,
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                assert!(Instant::now() < deadline, "no answer to {op:?}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{op:?} abandoned: {e}"),
+        }
+    }
+}
+
+#[test]
+fn stop_keeps_it_down_start_brings_it_back_and_restart_counts() {
+    use crate::modules::service::ServiceOp;
+    let (mut sup, rx) = start(cfg("sleep 30"));
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Running);
+    let first = seen[0].pid;
+    assert!(ask(&sup, ServiceOp::Start)
+        .expect("start")
+        .starts_with("already running"));
+
+    let stopped = ask(&sup, ServiceOp::Stop).expect("stop");
+    assert!(stopped.starts_with("stopped"), "{stopped}");
+    let kinds: Vec<_> = rx.try_iter().collect();
+    assert_eq!(
+        kinds.iter().map(state).collect::<Vec<_>>(),
+        vec![pb::ServiceRunState::Stopping, pb::ServiceRunState::Stopped]
+    );
+    assert_eq!(kinds[1].exit_detail, super::STOPPED_BY_COMMAND);
+    // Down: no restart after the backoff.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(rx.try_iter().next().is_none(), "stays down");
+    assert_eq!(ask(&sup, ServiceOp::Stop), Ok("already stopped".to_owned()));
+    let reload = ask(&sup, ServiceOp::Reload).expect_err("nothing to reload");
+    assert!(reload.contains("not running"), "{reload}");
+
+    let started = ask(&sup, ServiceOp::Start).expect("start");
+    assert!(started.starts_with("running (pid "), "{started}");
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Running);
+    let second = seen[0].pid;
+    assert_ne!(second, first);
+
+    ask(&sup, ServiceOp::Restart).expect("restart");
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Running);
+    let last = seen.last().expect("running");
+    assert_ne!(last.pid, second);
+    assert_eq!(last.restarts, 1, "{seen:?}");
+    assert!(
+        last.exit_detail.starts_with("restarted by command"),
+        "{last:?}"
+    );
+    sup.stop();
+}
+
+#[test]
+fn a_service_booted_down_is_not_started_until_asked() {
+    use crate::modules::service::ServiceOp;
+    let (mut sup, rx) = start_boot(cfg("sleep 30"), Boot::Down);
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Stopped);
+    assert_eq!(seen[0].exit_detail, super::STOPPED_BY_COMMAND);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rx.try_iter().next().is_none(), "not started");
+    ask(&sup, ServiceOp::Start).expect("start");
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Running);
+    sup.stop();
+}
+
+#[test]
+fn reload_signals_the_group_or_runs_the_reload_command() {
+    use crate::modules::service::ServiceOp;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("hup");
+    let c = cfg(&format!(
+        "trap 'touch {}' HUP; while true; do sleep 0.1; done",
+        marker.display()
+    ));
+    let (mut sup, rx) = start(c);
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Running);
+    // Let the shell set its trap.
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = ask(&sup, ServiceOp::Reload).expect("reload");
+    assert!(sent.contains("SIGHUP"), "{sent}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the child never saw SIGHUP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(rx
+        .try_iter()
+        .all(|s| state(&s) != pb::ServiceRunState::Failed));
+    sup.stop();
+
+    let mut c = cfg("sleep 30");
+    c.reload_argv = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "echo bad >&2; exit 4".into(),
+    ]);
+    let (mut sup, rx) = start(c);
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Running);
+    let err = ask(&sup, ServiceOp::Reload).expect_err("the command fails");
+    assert_eq!(err, "reload command failed: exited with status 4: bad");
+    sup.stop();
+}
+
+#[test]
+fn a_start_during_the_backoff_starts_now() {
+    use crate::modules::service::ServiceOp;
+    let mut c = cfg("exit 1");
+    c.restart_backoff_min = Duration::from_secs(20);
+    c.restart_backoff_max = Duration::from_secs(40);
+    let (mut sup, rx) = start(c);
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, |s| state(s) == pb::ServiceRunState::Failed);
+    let t0 = Instant::now();
+    ask(&sup, ServiceOp::Start).expect("started");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "not after the backoff"
+    );
+    sup.stop();
 }
 
 #[test]

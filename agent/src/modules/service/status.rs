@@ -1,0 +1,105 @@
+//! What a service module knows of its service now (`Snapshot`): the last state the
+//! supervisor reported, with the version read at each start and the health of its probes.
+//! The supervisor's state callback (`on_state`) fills it and forwards each state to the
+//! module; the probe task and the readiness gate read it through a watch channel.
+
+use std::sync::mpsc;
+
+use opsfleet_proto::pb;
+use tokio::sync::watch;
+use tracing::warn;
+
+use super::command::{first_line, run_bounded};
+use super::supervisor::OnState;
+use crate::config::{ServiceConfig, VersionSource};
+
+/// The service now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// The newest state, as published (`version` and `health` filled in).
+    pub state: pb::ServiceState,
+    /// Why the health is not ready (`probe http: status 503`); empty when it is, or when the
+    /// service declares no probe.
+    pub health_detail: String,
+    /// Probe rounds judged so far (a gate waits for one after its request: a reload is not
+    /// judged by a round from before it).
+    pub rounds: u64,
+}
+
+impl Snapshot {
+    pub fn run_state(&self) -> pb::ServiceRunState {
+        pb::ServiceRunState::try_from(self.state.state).unwrap_or(pb::ServiceRunState::Unspecified)
+    }
+
+    pub fn health(&self) -> pb::HealthStatus {
+        pb::HealthStatus::try_from(self.state.health).unwrap_or(pb::HealthStatus::Unspecified)
+    }
+
+    /// What heartbeats carry of it.
+    pub fn summary(&self) -> pb::ServiceSummary {
+        pb::ServiceSummary {
+            service: self.state.service.clone(),
+            state: self.state.state,
+            health: self.state.health,
+            version: self.state.version.clone(),
+            restarts: self.state.restarts,
+            since_unix_ms: self.state.since_unix_ms,
+        }
+    }
+}
+
+/// Reads the version from its declared source (blocking; `argv` bounded by its timeout);
+/// empty, with a warning, when it cannot be read.
+pub fn read_version(service: &str, source: &VersionSource) -> String {
+    let read = match (&source.file, &source.argv) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map(|t| first_line(&t))
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        (None, Some(argv)) => run_bounded(argv, source.timeout).map(|t| first_line(&t)),
+        (None, None) => Ok(String::new()),
+    };
+    read.unwrap_or_else(|e| {
+        warn!(service, error = %e, "version not read");
+        String::new()
+    })
+}
+
+/// The supervisor's state callback: on each start reads the version and resets the health
+/// (probes start over for a new child); fills both into the state, publishes it on `board`
+/// and hands it to the module through `tx`.
+pub fn on_state(
+    cfg: &ServiceConfig,
+    board: watch::Sender<Snapshot>,
+    tx: mpsc::Sender<pb::ServiceState>,
+) -> OnState {
+    let source = cfg.version.clone();
+    let probed = !cfg.health.is_empty();
+    let mut version = String::new();
+    Box::new(move |mut s: pb::ServiceState| {
+        let running = s.state == pb::ServiceRunState::Running as i32;
+        if running {
+            if let Some(src) = &source {
+                version = read_version(&s.service, src);
+            }
+        }
+        s.version = version.clone();
+        let stopping = s.state == pb::ServiceRunState::Stopping as i32;
+        board.send_modify(|snap| {
+            let reset = match (probed, running) {
+                (false, _) => Some((pb::HealthStatus::Unspecified, "")),
+                (true, true) => Some((pb::HealthStatus::Starting, "no probe result yet")),
+                // Its probes still judge a stopping child.
+                (true, false) if stopping => None,
+                (true, false) => Some((pb::HealthStatus::Unspecified, "not running")),
+            };
+            if let Some((health, detail)) = reset {
+                snap.state.health = health as i32;
+                snap.health_detail = detail.to_owned();
+            }
+            s.health = snap.state.health;
+            snap.state = s.clone();
+        });
+        // The module (receiver) is gone only when the supervisor is being stopped.
+        let _ = tx.send(s);
+    })
+}

@@ -1,0 +1,189 @@
+//! `opsctl service start|stop|restart|reload`: the verb's flags, which hosts have the service
+//! (asked of `ops.api.services`), and the rolling plan (pure): at most `--max-parallel` hosts
+//! at a time, in host order, stopping at the first batch that does not complete on every host.
+//! Issuing and waiting per batch is opsctl's `roll.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use clap::Args;
+use opsfleet_proto::api::{CommandAction, ServicesRequest};
+
+use crate::client::{Api, ClientError};
+use crate::paging::fetch_all;
+
+/// Which lifecycle action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceVerb {
+    Start,
+    Stop,
+    Restart,
+    Reload,
+}
+
+impl ServiceVerb {
+    pub fn request(self, service: String) -> CommandAction {
+        match self {
+            ServiceVerb::Start => CommandAction::ServiceStart { service },
+            ServiceVerb::Stop => CommandAction::ServiceStop { service },
+            ServiceVerb::Restart => CommandAction::ServiceRestart { service },
+            ServiceVerb::Reload => CommandAction::ServiceReload { service },
+        }
+    }
+}
+
+/// The service and how many hosts at a time.
+#[derive(Args, Debug, Clone)]
+pub struct ServiceOpArgs {
+    /// The service (its `service` module's name in the agents' configs, e.g. `app`).
+    pub service: String,
+    /// At most this many hosts at a time: the next hosts get the command only once every
+    /// host of the batch answered done (for start, restart and reload: running and ready by
+    /// the service's own health probes). The first batch that does not complete stops the
+    /// roll; the hosts not attempted are listed.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: u32,
+}
+
+/// Why the hosts could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum RollError {
+    #[error("cannot list the hosts that have service {service:?}")]
+    List {
+        service: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("no host {what} has service {service:?} (see `opsctl services`)")]
+    NoHost { service: String, what: String },
+}
+
+/// Whether a `--host` value is a glob (`web-*`) rather than a name.
+fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+/// The hosts to roll over, ascending: those with `service` that `--host` patterns, `--label`
+/// or `--all` select; a host named exactly is kept even without the service, so the
+/// coordinator refuses it saying why.
+pub async fn service_hosts(
+    api: &Api,
+    service: &str,
+    hosts: &[String],
+    labels: &BTreeMap<String, String>,
+    all: bool,
+) -> Result<Vec<String>, RollError> {
+    let list = |host: Option<String>, labels: BTreeMap<String, String>| {
+        let req = ServicesRequest {
+            host,
+            service: Some(service.to_owned()),
+            labels,
+            ..Default::default()
+        };
+        async move {
+            fetch_all(api, None, req, None)
+                .await
+                .map(|r| r.services.into_iter().map(|s| s.host).collect::<Vec<_>>())
+                .map_err(|source| RollError::List {
+                    service: service.to_owned(),
+                    source,
+                })
+        }
+    };
+    let mut out = BTreeSet::new();
+    for pattern in hosts {
+        let found = list(Some(pattern.clone()), BTreeMap::new()).await?;
+        if found.is_empty() && is_glob(pattern) {
+            return Err(RollError::NoHost {
+                service: service.to_owned(),
+                what: format!("matching {pattern:?}"),
+            });
+        }
+        if found.is_empty() {
+            out.insert(pattern.clone());
+        }
+        out.extend(found);
+    }
+    if all || !labels.is_empty() {
+        let found = list(None, labels.clone()).await?;
+        if found.is_empty() {
+            let what = if all {
+                "known".to_owned()
+            } else {
+                let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("labelled {}", l.join(","))
+            };
+            return Err(RollError::NoHost {
+                service: service.to_owned(),
+                what,
+            });
+        }
+        out.extend(found);
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// The batches of a roll: `hosts` in order, at most `max_parallel` each (at least 1). Pure.
+pub fn batches(hosts: &[String], max_parallel: usize) -> Vec<Vec<String>> {
+    hosts
+        .chunks(max_parallel.max(1))
+        .map(<[String]>::to_vec)
+        .collect()
+}
+
+/// Where a roll stands after its batches' outcomes (`Ok` = every host of the batch
+/// completed, `Err(reason)` = the first failure in it, naming the host): the hosts not
+/// attempted and why, once a batch failed. Pure.
+pub fn not_attempted(
+    plan: &[Vec<String>],
+    outcomes: &[Result<(), String>],
+) -> Option<(String, Vec<String>)> {
+    let failed = outcomes.iter().position(Result::is_err)?;
+    let reason = outcomes[failed].clone().err().unwrap_or_default();
+    let rest = plan.iter().skip(failed + 1).flatten().cloned().collect();
+    Some((reason, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("web-{i:02}")).collect()
+    }
+
+    #[test]
+    fn batches_hold_at_most_max_parallel_hosts_in_order() {
+        let b = batches(&hosts(5), 2);
+        assert_eq!(
+            b,
+            vec![
+                vec!["web-01".to_owned(), "web-02".to_owned()],
+                vec!["web-03".to_owned(), "web-04".to_owned()],
+                vec!["web-05".to_owned()],
+            ]
+        );
+        assert_eq!(batches(&hosts(3), 1).len(), 3);
+        assert_eq!(batches(&hosts(3), 0).len(), 3, "0 is taken as 1");
+        assert_eq!(batches(&hosts(3), 10).len(), 1);
+        assert!(batches(&[], 1).is_empty());
+    }
+
+    #[test]
+    fn the_roll_stops_at_the_first_failed_batch() {
+        let plan = batches(&hosts(4), 1);
+        assert_eq!(not_attempted(&plan, &[Ok(()), Ok(())]), None);
+        let stopped = not_attempted(
+            &plan,
+            &[Ok(()), Err("web-02 failed: not ready after 1m".to_owned())],
+        );
+        assert_eq!(
+            stopped,
+            Some((
+                "web-02 failed: not ready after 1m".to_owned(),
+                vec!["web-03".to_owned(), "web-04".to_owned()]
+            ))
+        );
+        let last = not_attempted(&plan, &[Ok(()), Ok(()), Ok(()), Err("x".to_owned())]);
+        assert_eq!(last, Some(("x".to_owned(), Vec::new())));
+    }
+}
