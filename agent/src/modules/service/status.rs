@@ -64,7 +64,8 @@ pub fn read_version(service: &str, source: &VersionSource) -> String {
     })
 }
 
-/// The supervisor's state callback: on each start reads the version and resets the health
+/// The supervisor's state callback: on each start reads the version (when a source is
+/// declared; else the manager's own stands) and resets the health
 /// (probes start over for a new child); fills both into the state, publishes it on `board`
 /// and hands it to the module through `tx`.
 pub fn on_state(
@@ -77,12 +78,13 @@ pub fn on_state(
     let mut version = String::new();
     Box::new(move |mut s: pb::ServiceState| {
         let running = s.state == pb::ServiceRunState::Running as i32;
-        if running {
-            if let Some(src) = &source {
+        // Without a declared source the manager's own version stands (compose: the image tag).
+        if let Some(src) = &source {
+            if running {
                 version = read_version(&s.service, src);
             }
+            s.version = version.clone();
         }
-        s.version = version.clone();
         let stopping = s.state == pb::ServiceRunState::Stopping as i32;
         board.send_modify(|snap| {
             let reset = match (probed, running) {
