@@ -18,7 +18,7 @@ use opsfleet_proto::pb;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::supervisor::OnState;
+use super::supervisor::{OnState, STOPPED_BY_COMMAND};
 use super::ServiceOp;
 use crate::config::{ServiceConfig, ServiceManager};
 pub use runner::{DrivenError, Output, RunError, Runner, SystemRunner};
@@ -148,6 +148,8 @@ impl DrivenSupervisor {
             rx,
             stopping: stopping.clone(),
             last: None,
+            stopped_by_command: false,
+            seen_down: false,
         };
         let thread = std::thread::Builder::new()
             .name("service-driven".to_owned())
@@ -218,6 +220,11 @@ struct Run {
     rx: mpsc::Receiver<Msg>,
     stopping: Arc<AtomicBool>,
     last: Option<Key>,
+    /// A `stop` request stopped it: until it runs again, its stopped state says so (the
+    /// `service_down` alert leaves a service an operator stopped alone).
+    stopped_by_command: bool,
+    /// Seen stopped or failed since `stopped_by_command` was set.
+    seen_down: bool,
 }
 
 impl Run {
@@ -257,6 +264,22 @@ impl Run {
                 ..Observed::default()
             },
         };
+        let down = matches!(
+            o.state,
+            pb::ServiceRunState::Stopped | pb::ServiceRunState::Failed
+        );
+        // Cleared once it runs again after having been seen down (the first reads after a
+        // stop may still see it running).
+        if down {
+            self.seen_down = true;
+        } else if o.state == pb::ServiceRunState::Running && self.seen_down {
+            self.stopped_by_command = false;
+        }
+        let detail = if self.stopped_by_command && down {
+            STOPPED_BY_COMMAND.to_owned()
+        } else {
+            o.detail.clone()
+        };
         let k = key(&o);
         if self.last.as_ref() != Some(&k) {
             if o.detail.starts_with("cannot observe") {
@@ -274,7 +297,7 @@ impl Run {
                     now_ms()
                 },
                 restarts: o.restarts,
-                exit_detail: o.detail.clone(),
+                exit_detail: detail,
                 version: o.version.clone(),
                 instance: o.instance.clone(),
                 ..pb::ServiceState::default()
@@ -296,6 +319,8 @@ impl Run {
             self.poll();
             return Err(format!("{} failed: {e}", op.as_str()));
         }
+        self.stopped_by_command = op == ServiceOp::Stop;
+        self.seen_down = false;
         let wanted: fn(pb::ServiceRunState) -> bool = match op {
             ServiceOp::Reload => {
                 let o = self.poll();

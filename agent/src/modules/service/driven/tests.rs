@@ -154,7 +154,8 @@ fn requests_are_answered_once_the_state_matches() {
         script.inner.lock().expect("script").ops,
         ["start", "stop 7s", "restart", "reload"]
     );
-    let states: Vec<ServiceRunState> = rx.try_iter().map(|s| s.state()).collect();
+    let seen: Vec<pb::ServiceState> = rx.try_iter().collect();
+    let states: Vec<ServiceRunState> = seen.iter().map(|s| s.state()).collect();
     assert_eq!(
         states,
         [
@@ -163,6 +164,14 @@ fn requests_are_answered_once_the_state_matches() {
             ServiceRunState::Stopped,
             ServiceRunState::Running,
         ]
+    );
+    // Only the stop asked by a command says so (the service_down alert spares it).
+    let details: Vec<&str> = seen.iter().map(|s| s.exit_detail.as_str()).collect();
+    assert_eq!(details[0], "", "{details:?}");
+    assert_eq!(
+        details[2],
+        crate::modules::service::STOPPED_BY_COMMAND,
+        "{details:?}"
     );
 }
 
