@@ -29,6 +29,18 @@ impl ServiceVerb {
             ServiceVerb::Reload => CommandAction::ServiceReload { service },
         }
     }
+
+    /// How long a batch is waited for when `--wait` is not given: a start, restart or reload
+    /// is answered only once the service is ready (within its `ready_timeout`, 60s by
+    /// default), a stop within its `stop_grace` (10s by default).
+    pub fn default_wait(self) -> std::time::Duration {
+        match self {
+            ServiceVerb::Stop => std::time::Duration::from_secs(60),
+            ServiceVerb::Start | ServiceVerb::Restart | ServiceVerb::Reload => {
+                std::time::Duration::from_secs(120)
+            }
+        }
+    }
 }
 
 /// The service and how many hosts at a time.

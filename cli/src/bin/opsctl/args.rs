@@ -132,12 +132,21 @@ pub struct Targets {
     /// Return once the commands are issued, without waiting for the agents.
     #[arg(long)]
     pub no_wait: bool,
-    /// How long to wait for every agent's answer.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub wait: Duration,
+    /// How long to wait for every agent's answer [default: 30s; `service start|restart|reload`:
+    /// 2m per batch, beyond a service's default `ready_timeout` of 60s; `service stop`: 1m].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub wait: Option<Duration>,
 }
 
+/// `--wait` when not given.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
 impl Targets {
+    /// `--wait`, or `default` when not given.
+    pub fn wait_or(&self, default: Duration) -> Duration {
+        self.wait.unwrap_or(default)
+    }
+
     fn is_empty(&self) -> bool {
         self.hosts.is_empty() && self.labels.is_empty() && !self.all
     }
@@ -238,8 +247,9 @@ pub struct ServiceOpTargets {
 pub const SERVICE_HELP: &str = "\
 Hosts are those that have the service (as `opsctl services` lists them) among --host (names or
 globs), --label and --all; they are taken in name order, --max-parallel at a time (default 1).
-Each batch is waited for (--wait, 30s by default: give more than the service's ready_timeout)
-before the next one is sent; the first host that does not complete stops the roll, and every
+Each batch is waited for (--wait; by default 2m for start, restart and reload, beyond the
+default ready_timeout of 60s, and 1m for stop: give more to a service with a longer
+ready_timeout) before the next one is sent; the first host that does not complete stops the roll, and every
 host not attempted is listed (exit 1). Progress goes to stderr.
 
 The host's own config must allow the action (`remote = [\"restart\", ...]` in the service's

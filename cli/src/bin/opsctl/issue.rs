@@ -61,14 +61,15 @@ pub async fn run_request(
         eprintln!("{}", inert(&line));
     }
     let action = name.as_str();
-    let wait = if t.no_wait { Duration::ZERO } else { t.wait };
+    let asked = t.wait.unwrap_or(crate::args::DEFAULT_WAIT);
+    let wait = if t.no_wait { Duration::ZERO } else { asked };
     let mut views = await_answers(api, action, &reply, wait).await?;
     add_unseen(&mut views, &reply, name);
     let total = reply.commands.len();
     let all_completed =
         views.len() == total && views.iter().all(|v| v.state == CommandState::Completed);
     let summary = (!t.no_wait)
-        .then(|| outcome::summary(action, &views, &reply, t.wait))
+        .then(|| outcome::summary(action, &views, &reply, asked))
         .flatten();
     let result = CommandOutcome {
         epoch: reply.epoch,

@@ -119,7 +119,11 @@ async fn roll(
 ) -> anyhow::Result<Rolled> {
     let action_name = verb.request(service.to_owned()).name();
     let action = action_name.as_str();
-    let wait = if t.no_wait { Duration::ZERO } else { t.wait };
+    let wait = if t.no_wait {
+        Duration::ZERO
+    } else {
+        t.wait_or(verb.default_wait())
+    };
     let mut out = Rolled::default();
     for (i, batch) in plan.iter().enumerate() {
         let hosts = batch.join(", ");
