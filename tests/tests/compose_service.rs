@@ -4,8 +4,10 @@
 //!   shows the state (container id and image tag as instance and version); a request for a
 //!   service the project lacks answered with compose's error.
 //! - End to end: an agent watching the service; `opsctl services` shows it running with its
-//!   container id and image tag; a `docker stop` by hand is reported; stopping the agent leaves
-//!   the container running.
+//!   container id and image tag; a `docker stop` by hand is reported; `opsctl service
+//!   stop|start|restart` drive the container through the command path (a stop by command says
+//!   so), a `reload` its host's file does not allow is refused; stopping the agent leaves the
+//!   container running.
 //!
 //! Without a Docker engine, a compose program or a static nats-server it prints why it skips
 //! and passes.
@@ -191,6 +193,7 @@ name = "shop-api"
 interval = "300ms"
 manager = "compose"
 stop_grace = "2s"
+remote = ["start", "stop", "restart"]
 [modules.compose]
 project_dir = "{dir}"
 project = "{project}"
@@ -270,6 +273,48 @@ async fn an_agent_reports_a_compose_service_and_its_container_stopped_by_hand() 
             row(ServiceRunState::Running).await
         })
         .await?;
+
+        // The same service through the command path: opsctl service stop / start / restart,
+        // answered once the container is in that state; reload is not in its `remote`.
+        let act = |verb: &'static str| {
+            let opsctl = opsctl.clone();
+            async move {
+                opsctl
+                    .run(&["service", verb, "shop-api", "--host", "web-01"])
+                    .await
+            }
+        };
+        act("stop").await?.ok()?;
+        let status = p.inspect(&full, "{{.State.Status}}")?;
+        ensure!(
+            status == "exited",
+            "after service stop the container is {status}"
+        );
+        let stopped = wait_until("shop-api stopped by command", WAIT, POLL, async || {
+            row(ServiceRunState::Stopped).await
+        })
+        .await?;
+        ensure!(
+            stopped.exit_detail == "stopped by command",
+            "stopped row {stopped:?}"
+        );
+        act("start").await?.ok()?;
+        ensure!(
+            p.inspect(&full, "{{.State.Status}}")? == "running",
+            "started"
+        );
+        let before = p.inspect(&full, "{{.State.StartedAt}}")?;
+        act("restart").await?.ok()?;
+        let after = p.inspect(&full, "{{.State.StartedAt}}")?;
+        ensure!(after != before, "restarted: StartedAt {before} -> {after}");
+        let refused = act("reload").await?;
+        ensure!(
+            !refused.status.success()
+                && format!("{}{}", refused.stdout, refused.stderr).contains("service.remote"),
+            "reload is not allowed by the host's file:\n{}\n{}",
+            refused.stdout,
+            refused.stderr
+        );
         c.agent("web-01")?.stop().await?;
         let status = p.inspect(&full, "{{.State.Status}}")?;
         ensure!(
