@@ -2,7 +2,7 @@
 //! has two `service` modules: `app` exits with status 1 after 3 s (the agent restarts it after
 //! a backoff) and `worker` runs on. `opsctl services` shows `app` restarting with a restart
 //! count and its last exit; `opsctl hosts` counts it in TROUBLE while it is down; stopping the
-//! agent stops `worker`'s process. An agent killed with SIGKILL leaves its service running; the
+//! agent stops `worker`'s process and its stopped state reaches the log. An agent killed with SIGKILL leaves its service running; the
 //! restarted agent adopts it (same pid) instead of starting a second copy.
 
 use std::time::Duration;
@@ -117,11 +117,39 @@ async fn services_show_restarts_and_count_as_host_trouble_while_down() {
             failed.services
         );
 
-        // Stopping the agent stops the services it supervises.
+        // Stopping the agent stops the services it supervises, and says so: the worker's
+        // stopping and stopped states are committed before the agent exits and published
+        // (here once it is back).
         c.agent("web-01")?.stop().await?;
         wait_until("the worker process gone", WAIT, POLL, async || {
             Ok(gone(worker_pid).then_some(()))
         })
+        .await?;
+        c.agent("web-01")?.restart()?;
+        let pid = worker_pid.to_string();
+        wait_until(
+            "the worker's stopped state in the log",
+            WAIT,
+            POLL,
+            async || {
+                let out = (opsctl.run(&[
+                    "--output", "json", "events", "--since", "seq:1", "--host", "web-01", "--kind",
+                    "service",
+                ]))
+                .await?
+                .ok()?;
+                let states: Vec<String> = (out.stdout.lines())
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .filter(|v| v["payload"]["service"] == "worker")
+                    .map(|v| format!("{} {}", v["payload"]["state"], v["payload"]["pid"]))
+                    .collect();
+                Ok(states
+                    .iter()
+                    .any(|s| s.starts_with("\"stopping\"") && s.ends_with(&pid))
+                    .then_some(())
+                    .filter(|()| states.iter().any(|s| s.starts_with("\"stopped\""))))
+            },
+        )
         .await?;
         Ok(())
     })

@@ -92,6 +92,13 @@ pub trait Module: Send {
         None
     }
 
+    /// Called once when the agent stops (not on a reconfiguration): ends what the module runs
+    /// and returns the events that tell it (a service module: its child's stopped state). The
+    /// runner commits them, with `take_state`, before the agent exits.
+    fn shutdown(&mut self) -> Vec<pb::event::Body> {
+        Vec::new()
+    }
+
     /// Starts an on-demand request `what` (for the backup module: run a job, through the same
     /// code as a scheduled run; for a service module: a lifecycle action) at `now`. Its events
     /// come out of `run_once` like those of a scheduled run; the receiver resolves to the

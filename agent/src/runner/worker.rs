@@ -54,6 +54,39 @@ fn ticker_for(interval: Duration) -> tokio::time::Interval {
 
 impl ModuleWorker {
     pub(super) async fn run(mut self, cancel: CancellationToken) {
+        self.serve(&cancel).await;
+        self.finish().await;
+    }
+
+    /// The agent is stopping: what the module does at the end (a service module stops its
+    /// child) and the events that tells (its stopped state) go to the writer, which commits
+    /// them to the outbox before the agent exits; they are published with the rest.
+    async fn finish(&mut self) {
+        let bodies = self.entry.module.shutdown();
+        let time_unix_ms = unix_ms(SystemTime::now());
+        let events = bodies
+            .into_iter()
+            .map(|body| NewEvent {
+                module: self.entry.name.clone(),
+                time_unix_ms,
+                body,
+            })
+            .collect();
+        let state = (self.entry.module.take_state().into_iter())
+            .map(|(key, value)| StateWrite {
+                module: self.entry.name.clone(),
+                key,
+                value,
+            })
+            .collect();
+        let out = RunOutput { events, state };
+        if out != RunOutput::default() && self.tx.send(out).await.is_err() {
+            warn!("the outbox writer is gone: the module's last events are lost");
+        }
+    }
+
+    /// Runs the module on its interval and on demand until `cancel`.
+    async fn serve(&mut self, cancel: &CancellationToken) {
         // A run may take at most one interval.
         let mut run_timeout = self.entry.interval.max(Duration::from_millis(1));
         let mut ticker = ticker_for(self.entry.interval);
@@ -79,7 +112,7 @@ impl ModuleWorker {
                     // The run's closing events wait in the module: hand them to the writer
                     // before answering, so they precede the command's result.
                     if self.board.state(self.idx) == pb::ModuleRunState::Running
-                        && !self.tick(run_timeout, &cancel).await
+                        && !self.tick(run_timeout, cancel).await
                     {
                         return;
                     }
@@ -91,7 +124,7 @@ impl ModuleWorker {
             if self.board.state(self.idx) != pb::ModuleRunState::Running {
                 continue;
             }
-            if !self.tick(run_timeout, &cancel).await {
+            if !self.tick(run_timeout, cancel).await {
                 return;
             }
         }

@@ -259,6 +259,15 @@ impl Module for ServiceModule {
         out
     }
 
+    fn shutdown(&mut self) -> Vec<pb::event::Body> {
+        self.stop_supervisor();
+        let states: Vec<pb::ServiceState> = self.rx.try_iter().collect();
+        for s in &states {
+            self.track(s);
+        }
+        states.into_iter().map(pb::event::Body::Service).collect()
+    }
+
     fn service(&self) -> Option<pb::ServiceSummary> {
         let snap = self.board.borrow();
         (!snap.state.service.is_empty()).then(|| snap.summary())
@@ -283,8 +292,10 @@ impl Module for ServiceModule {
     }
 }
 
-impl Drop for ServiceModule {
-    fn drop(&mut self) {
+impl ServiceModule {
+    /// Stops the probes and the supervisor (a `process` child: SIGTERM, SIGKILL after the
+    /// grace; blocks until then, off the async workers' duty on a multi-thread runtime).
+    fn stop_supervisor(&mut self) {
         self.probes.cancel();
         let Some(mut sup) = self.supervisor.take() else {
             return;
@@ -296,6 +307,12 @@ impl Drop for ServiceModule {
         } else {
             sup.stop();
         }
+    }
+}
+
+impl Drop for ServiceModule {
+    fn drop(&mut self) {
+        self.stop_supervisor();
     }
 }
 
