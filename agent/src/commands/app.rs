@@ -5,15 +5,13 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use opsfleet_proto::pb;
-use tokio::net::TcpStream;
 
 use super::exec::Execution;
 use super::CommandHandler;
-use crate::config::{parse_http_url, ControlConfig, ControlEndpoint, HostPolicy, RemoteOp};
+use crate::config::{ControlConfig, ControlEndpoint, HostPolicy, RemoteOp};
+use crate::modules::health::probe::post_json;
 
 /// How much of the app's answer the command's result shows.
 pub const EXCERPT_CHARS: usize = 300;
@@ -137,52 +135,6 @@ impl CommandHandler {
             None => Ok(format!("app answered: {shown}")),
         }
     }
-}
-
-/// One HTTP/1.1 POST of `body` (JSON) over a fresh connection: the status and up to
-/// `ANSWER_LIMIT` bytes of the answer.
-async fn post_json(url: &str, body: &str) -> Result<(u16, Vec<u8>), String> {
-    let target = parse_http_url(url)?;
-    let stream = TcpStream::connect(&target.authority)
-        .await
-        .map_err(|e| format!("connect {}: {e}", target.authority))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake with {}: {e}", target.authority))?;
-    let driver = tokio::spawn(async move {
-        // The connection ends with an error when we drop it early; nothing to report.
-        let _ = conn.await;
-    });
-    let out = async {
-        let req = hyper::Request::builder()
-            .method(hyper::Method::POST)
-            .uri(&target.path_and_query)
-            .header(hyper::header::HOST, &target.authority)
-            .header(hyper::header::USER_AGENT, "ops-agent-app-control")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
-            .map_err(|e| format!("bad request for {url}: {e}"))?;
-        let res = (sender.send_request(req).await).map_err(|e| format!("POST {url}: {e}"))?;
-        let status = res.status().as_u16();
-        let mut answer = Vec::new();
-        let mut incoming = res.into_body();
-        while answer.len() < ANSWER_LIMIT {
-            match incoming.frame().await {
-                None => break,
-                Some(frame) => {
-                    let frame = frame.map_err(|e| format!("reading the answer of {url}: {e}"))?;
-                    if let Ok(data) = frame.into_data() {
-                        let room = ANSWER_LIMIT - answer.len();
-                        answer.extend_from_slice(&data[..data.len().min(room)]);
-                    }
-                }
-            }
-        }
-        Ok((status, answer))
-    }
-    .await;
-    driver.abort();
-    out
 }
 
 #[cfg(test)]

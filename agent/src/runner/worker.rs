@@ -63,7 +63,14 @@ impl ModuleWorker {
     /// them to the outbox before the agent exits; they are published with the rest.
     async fn finish(&mut self) {
         let bodies = self.entry.module.shutdown();
-        let time_unix_ms = unix_ms(SystemTime::now());
+        let out = self.output(bodies, unix_ms(SystemTime::now()));
+        if out != RunOutput::default() && self.tx.send(out).await.is_err() {
+            warn!("the outbox writer is gone: the module's last events are lost");
+        }
+    }
+
+    /// A run's bodies (stamped `time_unix_ms`) with the state the module wants persisted.
+    fn output(&mut self, bodies: Vec<pb::event::Body>, time_unix_ms: i64) -> RunOutput {
         let events = bodies
             .into_iter()
             .map(|body| NewEvent {
@@ -79,10 +86,7 @@ impl ModuleWorker {
                 value,
             })
             .collect();
-        let out = RunOutput { events, state };
-        if out != RunOutput::default() && self.tx.send(out).await.is_err() {
-            warn!("the outbox writer is gone: the module's last events are lost");
-        }
+        RunOutput { events, state }
     }
 
     /// Runs the module on its interval and on demand until `cancel`.
@@ -202,27 +206,7 @@ impl ModuleWorker {
             Ok(Ok(bodies)) => {
                 self.board.record(self.idx, true);
                 debug!(events = bodies.len(), "module ran");
-                let time_unix_ms = unix_ms(now);
-                let events = bodies
-                    .into_iter()
-                    .map(|body| NewEvent {
-                        module: self.entry.name.clone(),
-                        time_unix_ms,
-                        body,
-                    })
-                    .collect();
-                let state = self
-                    .entry
-                    .module
-                    .take_state()
-                    .into_iter()
-                    .map(|(key, value)| StateWrite {
-                        module: self.entry.name.clone(),
-                        key,
-                        value,
-                    })
-                    .collect();
-                let out = RunOutput { events, state };
+                let out = self.output(bodies, unix_ms(now));
                 if out != RunOutput::default() && self.tx.send(out).await.is_err() {
                     return false;
                 }

@@ -9,7 +9,8 @@ use opsfleet_proto::api::Severity;
 
 use crate::projection::{AlertRecord, Fleet};
 
-use super::rules::{conditions, Condition, Rule, RuleKind, Rules, Timing};
+use super::conditions::conditions;
+use super::rules::{Condition, Rule, RuleKind, Rules, Timing};
 
 /// The states of an alert: proto's [`AlertState`](opsfleet_proto::api::AlertState), the
 /// type its records and the API carry; `Unknown` (a record with a state this version does

@@ -1,7 +1,6 @@
 //! The alert rules and what each one observes in the fleet projection: a pure function of
 //! (rules, fleet, now) giving every condition that holds now, with its alert id and value.
 
-use super::service_rules::service_conditions;
 use crate::projection::{Fleet, HostState};
 use opsfleet_proto::api::{DiskLevel, ModuleState, Severity};
 use opsfleet_proto::api::{ProbeStatus, SentinelStatus};
@@ -309,33 +308,16 @@ pub fn stream_condition(rules: &Rules, stream: &str, usage: StreamUsage) -> Opti
     })
 }
 
-/// Every condition that holds at `now` (pure), for a coordinator active since
-/// `active_since` (`None`: long enough). A host in maintenance has none: nothing pages for it,
-/// and its open alerts resolve. Silence is not judged within the grace (`in_grace`).
-pub fn conditions(
-    rules: &Rules,
-    fleet: &Fleet,
-    now_unix_ms: i64,
-    active_since: Option<i64>,
-) -> Vec<Condition> {
-    let mut out = Vec::new();
-    let maintenance = fleet.maintenance();
-    for host in (fleet.hosts()).filter(|h| !maintenance.contains(h.host.as_str())) {
-        let graced = in_grace(rules, host, now_unix_ms, active_since);
-        host_conditions(rules, fleet, host, (now_unix_ms, graced), &mut out);
-    }
-    out
-}
-
 /// Liveness (host and module) goes by `fleet`'s arrivals on the bus, not the agent's clock.
-/// `(now, graced)`: within the grace no liveness condition holds.
-fn host_conditions(
+/// `(now, graced)`: within the grace no liveness condition holds. True when the host is
+/// lost (its services are then not judged: `host_lost` says it).
+pub(super) fn host_conditions(
     rules: &Rules,
     fleet: &Fleet,
     host: &HostState,
     (now, graced): (i64, bool),
     out: &mut Vec<Condition>,
-) {
+) -> bool {
     let h = host.host.as_str();
     let lost = host_is_lost(rules, host, fleet.seen_unix_ms(host), now).filter(|_| !graced);
     if let (Some(rule), Some((last_seen, interval))) = (rules.get(RuleKind::HostLost), lost) {
@@ -481,7 +463,7 @@ fn host_conditions(
             }
         }
     }
-    service_conditions(rules, host, now, lost.is_some(), out);
+    lost.is_some()
 }
 
 /// `config_drift`: the newest snapshot of a service's config file is a change opsfleet did not

@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_drift_holds_the_config_drift_condition_until_opsfleet_writes_again() {
-        use crate::alerts::{rules::conditions, AlertsConfig, RuleKind};
+        use crate::alerts::{conditions::conditions, AlertsConfig, RuleKind};
         let rules = AlertsConfig::default().rules();
         let drifts = |fleet: &Fleet| -> Vec<String> {
             conditions(&rules, fleet, 1_790_000_000_000, None)

@@ -93,6 +93,31 @@ pub async fn request(
     body: &str,
     want_body: bool,
 ) -> Result<(u16, Vec<u8>), String> {
+    send(url, method, body, None, want_body).await
+}
+
+/// A POST of a JSON `body` (app control): the status and up to `BODY_LIMIT` bytes of the
+/// answer.
+pub async fn post_json(url: &str, body: &str) -> Result<(u16, Vec<u8>), String> {
+    send(
+        url,
+        hyper::Method::POST,
+        body,
+        Some("application/json"),
+        true,
+    )
+    .await
+}
+
+/// One HTTP/1.1 request over a fresh connection, with `content_type` when given.
+async fn send(
+    url: &str,
+    method: hyper::Method,
+    body: &str,
+    content_type: Option<&str>,
+    want_body: bool,
+) -> Result<(u16, Vec<u8>), String> {
+    let verb = method.to_string();
     let target = parse_http_url(url)?;
     let stream = TcpStream::connect(&target.authority)
         .await
@@ -104,17 +129,21 @@ pub async fn request(
         // The connection ends with an error when we drop it early; nothing to report.
         let _ = conn.await;
     });
-    let req = hyper::Request::builder()
+    let mut builder = hyper::Request::builder()
         .method(method)
         .uri(&target.path_and_query)
         .header(hyper::header::HOST, &target.authority)
-        .header(hyper::header::USER_AGENT, "ops-agent-health")
+        .header(hyper::header::USER_AGENT, "ops-agent");
+    if let Some(ct) = content_type {
+        builder = builder.header(hyper::header::CONTENT_TYPE, ct);
+    }
+    let req = builder
         .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
         .map_err(|e| format!("bad request for {url}: {e}"))?;
     let res = sender
         .send_request(req)
         .await
-        .map_err(|e| format!("GET {url}: {e}"));
+        .map_err(|e| format!("{verb} {url}: {e}"));
     let out = match res {
         Err(e) => Err(e),
         Ok(res) => {

@@ -1,5 +1,6 @@
 //! A short command the agent runs for a service (`reload_argv`, `version.argv`): in a process
-//! group of its own, its output collected, the group killed when it outlives its timeout.
+//! group of its own, its output collected, the group killed when it outlives its timeout; and
+//! how a process ended, in words (for these commands and the `process` manager's child).
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -9,7 +10,17 @@ use std::time::Duration;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-use super::supervisor::exit_detail;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+
+/// How a process ended, in words (a child of the `process` manager, or a short command).
+pub fn exit_detail(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        (None, None) => format!("ended: {status}"),
+    }
+}
 
 /// How much of a command's output is kept in a detail.
 const EXCERPT: usize = 200;

@@ -37,10 +37,11 @@ use crate::config::{ServiceConfig, ServiceManager};
 use adopt::{ChildRecord, CHILD_KEY};
 use backend::Backend;
 pub use board::ServiceBoard;
+pub use command::exit_detail;
 pub use config_board::ConfigBoard;
 use config_watch::{ConfigWatch, CONFIG_KEY};
 use status::Snapshot;
-pub use supervisor::{exit_detail, next_backoff, Boot, Supervisor, STOPPED_BY_COMMAND};
+pub use supervisor::{next_backoff, Boot, Supervisor, STOPPED_BY_COMMAND};
 
 /// Key of the persisted "stopped by command" mark (present: stay down after a restart).
 pub const DOWN_KEY: &str = "down";

@@ -3,9 +3,9 @@
 //! and stopped (SIGTERM to the group, SIGKILL after the grace).
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
@@ -14,15 +14,7 @@ use nix::unistd::Pid;
 use super::POLL;
 use crate::config::ServiceConfig;
 use crate::modules::service::adopt::{alive, ChildRecord};
-
-/// How a child ended, in words.
-pub fn exit_detail(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with status {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        (None, None) => format!("ended: {status}"),
-    }
-}
+use crate::modules::service::command::exit_detail;
 
 /// The running process of a service.
 pub(super) enum Live {

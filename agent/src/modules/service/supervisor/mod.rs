@@ -21,7 +21,7 @@ use tracing::{info, warn};
 use super::adopt::{adoptable, alive, ChildRecord};
 use super::ServiceOp;
 use crate::config::ServiceConfig;
-pub use live::{exit_detail, terminate};
+pub use live::terminate;
 use live::{spawn, Live};
 
 /// How often a running child is checked for an exit (and the stop flag read).
