@@ -14,7 +14,8 @@
 //!   `<tmp>/<box>/etc/vision/`, `<tmp>/<box>/opt/vision/`.
 //! - json blocks: an absolute file name is written on each box (mapped as above), a relative
 //!   one on the "workstation", `<tmp>/<name>`; a command word equal to it becomes that path.
-//! - `<start-fingerprint>` → the fingerprint of the `start` row of
+//! - `<start-fingerprint>` → the first 12 hex digits (as the table shows them) of the
+//!   fingerprint of the `start` row of
 //!   `opsctl -o json service config history vision --host <the command's --host>`.
 //! - `/opt/vision/VERSION` is written by the test (`2.3.1`).
 //! - opsctl runs through the harness's `Opsctl` (which adds `--nats URL --timeout 10s`).
@@ -216,7 +217,9 @@ async fn map_step(
     for w in &step.words[1..] {
         out.push(if w == FINGERPRINT {
             let host = flag(&step.words, "--host").context("a fingerprint without --host")?;
-            start_fingerprint(opsctl, host).await?
+            // What the history's table shows, and the operator copies: 12 hex digits.
+            let fp = start_fingerprint(opsctl, host).await?;
+            fp.get(..12).unwrap_or(&fp).to_owned()
         } else if files.contains_key(w) && !w.starts_with('/') {
             workstation.join(w).display().to_string()
         } else {
