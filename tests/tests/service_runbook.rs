@@ -5,19 +5,24 @@
 //! must exit as the runbook says (`# exits N: why`, else 0). Beyond the exit statuses the test
 //! looks at the apps themselves: a restart gives every box a new pid, an `app` action reaches
 //! the app with its arguments (a refused one reaches nothing), an applied or rolled back config
-//! is the one the app serves (a refused one changes nothing).
+//! is the one the app serves (a refused one changes nothing), a hand edit fires `config_drift`
+//! and the rollback resolves it.
 //!
 //! The mapping from the runbook's world to the test's, all of it:
 //! - toml: `"/usr/local/bin/vision-pipeline"` → `"python3", "<repo>/tests/fixtures/testapp.py"`
 //!   (testapp has the pipeline's `--port`, `--config`, `--check-config`, SIGHUP reload and
 //!   `POST /control`); `8080` → a free port per box; `/etc/vision/` and `/opt/vision/` →
-//!   `<tmp>/<box>/etc/vision/`, `<tmp>/<box>/opt/vision/`.
+//!   `<tmp>/<box>/etc/vision/`, `<tmp>/<box>/opt/vision/`; `ready_timeout = "90s"` → `"10s"`
+//!   (step 7's roll waits it out).
 //! - json blocks: an absolute file name is written on each box (mapped as above), a relative
 //!   one on the "workstation", `<tmp>/<name>`; a command word equal to it becomes that path.
 //! - `<start-fingerprint>` → the first 12 hex digits (as the table shows them) of the
 //!   fingerprint of the `start` row of
 //!   `opsctl -o json service config history vision --host <the command's --host>`.
-//! - `/opt/vision/VERSION` is written by the test (`2.3.1`).
+//! - `/opt/vision/VERSION` is written by the test (`2.3.1`); step 7's hand edit too: before its
+//!   first command the test copies `pipeline-bad.json` over cam-02's config and waits for the
+//!   `drift` snapshot; before each `opsctl alerts` after it, it waits for cam-02's
+//!   `config_drift` to be firing (until a rollback there completed) or resolved (after).
 //! - opsctl runs through the harness's `Opsctl` (which adds `--nats URL --timeout 10s`).
 
 use std::collections::BTreeMap;
@@ -26,7 +31,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use opsfleet_proto::api::{ProbeStatus, ServiceConfigsReply, ServiceRunState, ServicesReply};
+use opsfleet_proto::api::{
+    AlertState, AlertsReply, ProbeStatus, ServiceConfigsReply, ServiceRunState, ServicesReply,
+};
 use opsfleet_tests::runbook::{blocks, steps, Block, Step};
 use opsfleet_tests::secure::{free_port, repo_root};
 use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec, Opsctl};
@@ -36,6 +43,12 @@ const RUNBOOK: &str = "docs/runbooks/video-pipeline.md";
 const SERVICE: &str = "vision";
 const BOXES: [&str; 2] = ["cam-01", "cam-02"];
 const FINGERPRINT: &str = "<start-fingerprint>";
+/// Step 7: the heading after which the test does the hand edit, on this box, with this file.
+const HAND_EDIT: (&str, &str, &str) = (
+    "## 7. When the roll stops at a box",
+    "cam-02",
+    "pipeline-bad.json",
+);
 /// Generous: the machine is shared and loaded.
 const WAIT: Duration = Duration::from_secs(90);
 const POLL: Duration = Duration::from_millis(250);
@@ -61,7 +74,9 @@ impl CamBox {
             "\"/usr/local/bin/vision-pipeline\"",
             &format!("\"python3\", \"{}\"", app.display()),
         );
-        self.map_path(&toml).replace("8080", &self.port.to_string())
+        self.map_path(&toml)
+            .replace("8080", &self.port.to_string())
+            .replace("ready_timeout = \"90s\"", "ready_timeout = \"10s\"")
     }
 
     /// `GET <path>` from the app (HTTP/1.0 on loopback), the body as JSON.
@@ -101,6 +116,8 @@ struct Runbook {
     /// File name → content of each ```json block.
     files: BTreeMap<String, String>,
     steps: Vec<Step>,
+    /// The line of step 7's heading.
+    hand_edit_line: usize,
 }
 
 fn read_runbook() -> Result<Runbook> {
@@ -125,10 +142,16 @@ fn read_runbook() -> Result<Runbook> {
         .filter(|s| s.words[0] == "opsctl")
         .collect();
     ensure!(steps.len() > 10, "{RUNBOOK}: too few opsctl steps");
+    let hand_edit_line = text
+        .lines()
+        .position(|l| l.trim() == HAND_EDIT.0)
+        .with_context(|| format!("{RUNBOOK}: no heading {:?}", HAND_EDIT.0))?
+        + 1;
     Ok(Runbook {
         toml: tomls[0].body.clone(),
         files,
         steps,
+        hand_edit_line,
     })
 }
 
@@ -153,20 +176,70 @@ fn targets<'a>(words: &[String], boxes: &'a BTreeMap<&str, CamBox>) -> Vec<(&'a 
         .collect()
 }
 
-/// The pid of `vision` on `host` once it runs ready.
-async fn ready_pid(opsctl: &Opsctl, host: &str) -> Result<u32> {
-    let what = format!("{SERVICE} running and ready on {host}");
+/// The pid of `vision` on `host` once it runs (ready or not: step 7 leaves one unready).
+async fn running_pid(opsctl: &Opsctl, host: &str) -> Result<u32> {
+    let what = format!("{SERVICE} running on {host}");
     wait_until(&what, WAIT, POLL, async || {
         let r: ServicesReply = opsctl.json(&["services", "--host", host]).await?;
         Ok(r.services
             .iter()
-            .find(|s| {
+            .find(|s| s.service == SERVICE && s.state == ServiceRunState::Running && s.pid > 0)
+            .map(|s| s.pid))
+    })
+    .await
+}
+
+/// `vision` on every box running and ready, as step 1 expects.
+async fn all_ready(opsctl: &Opsctl) -> Result<()> {
+    wait_until(
+        "vision running and ready on every box",
+        WAIT,
+        POLL,
+        async || {
+            let r: ServicesReply = opsctl.json(&["services"]).await?;
+            let ready = r.services.iter().filter(|s| {
                 s.service == SERVICE
                     && s.state == ServiceRunState::Running
                     && s.health == Some(ProbeStatus::Ready)
-                    && s.pid > 0
-            })
-            .map(|s| s.pid))
+            });
+            Ok((ready.count() == BOXES.len()).then_some(()))
+        },
+    )
+    .await
+}
+
+/// The causes of `vision`'s config history on `host`.
+async fn history_causes(opsctl: &Opsctl, host: &str) -> Result<Vec<String>> {
+    let r: ServiceConfigsReply = opsctl
+        .json(&["service", "config", "history", SERVICE, "--host", host])
+        .await?;
+    Ok(r.snapshots.into_iter().map(|s| s.cause).collect())
+}
+
+/// Step 7's hand edit: the bad content over the box's config, seen as a `drift`.
+async fn hand_edit(opsctl: &Opsctl, b: &CamBox, files: &BTreeMap<String, String>) -> Result<()> {
+    let (_, host, bad) = HAND_EDIT;
+    let content = files
+        .get(bad)
+        .with_context(|| format!("no json block {bad}"))?;
+    std::fs::write(b.map_path("/etc/vision/pipeline.json"), content)?;
+    wait_until("the hand edit seen as drift", WAIT, POLL, async || {
+        let causes = history_causes(opsctl, host).await?;
+        Ok((causes.last().map(String::as_str) == Some("drift")).then_some(()))
+    })
+    .await
+}
+
+/// `config_drift` of the hand-edited box in `state`.
+async fn drift_alert(opsctl: &Opsctl, state: AlertState) -> Result<()> {
+    let host = HAND_EDIT.1;
+    let what = format!("config_drift of {host} {state:?}");
+    wait_until(&what, WAIT, POLL, async || {
+        let r: AlertsReply = opsctl.json(&["alerts", "--host", host]).await?;
+        Ok(r.alerts
+            .iter()
+            .any(|a| a.rule == "config_drift" && a.state == state)
+            .then_some(()))
     })
     .await
 }
@@ -199,7 +272,7 @@ async fn look(opsctl: &Opsctl, boxes: &BTreeMap<&str, CamBox>) -> Result<Before>
     for (host, b) in boxes {
         before
             .pids
-            .insert(host.to_string(), ready_pid(opsctl, host).await?);
+            .insert(host.to_string(), running_pid(opsctl, host).await?);
         before.logs.insert(host.to_string(), b.control_log()?.len());
         before.configs.insert(host.to_string(), b.served_config()?);
     }
@@ -336,11 +409,29 @@ async fn the_video_pipeline_runbook_runs_as_written() {
         for (name, content) in book.files.iter().filter(|(n, _)| !n.starts_with('/')) {
             std::fs::write(workstation.join(name), content)?;
         }
-        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        c.add_coordinator(
+            CoordinatorSpec::new("blue").config_toml("[alerts]\ninterval = \"500ms\"\n"),
+        )?;
         let boxes = add_boxes(c, &book)?;
         let opsctl = c.opsctl.clone();
+        all_ready(&opsctl).await?;
         let mut before = look(&opsctl, &boxes).await?;
+        // Step 7's hand edit: (done, repaired by a rollback).
+        let mut edit = (false, false);
         for step in &book.steps {
+            if !edit.0 && step.line > book.hand_edit_line {
+                hand_edit(&opsctl, &boxes[HAND_EDIT.1], &book.files).await?;
+                before = look(&opsctl, &boxes).await?;
+                edit.0 = true;
+            }
+            if edit.0 && step.words.get(1).is_some_and(|w| w == "alerts") {
+                let state = if edit.1 {
+                    AlertState::Resolved
+                } else {
+                    AlertState::Firing
+                };
+                drift_alert(&opsctl, state).await?;
+            }
             let args = map_step(step, &opsctl, &workstation, &book.files).await?;
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let started = std::time::Instant::now();
@@ -367,6 +458,8 @@ async fn the_video_pipeline_runbook_runs_as_written() {
             let after = look(&opsctl, &boxes).await?;
             check_effect(step, &boxes, &before, &after, &book.files)
                 .with_context(|| format!("{RUNBOOK}:{}", step.line))?;
+            let rollback = step.words.iter().any(|w| w == "rollback");
+            edit.1 |= edit.0 && rollback && flag(&step.words, "--host") == Some(HAND_EDIT.1);
             before = after;
         }
         Ok(())
