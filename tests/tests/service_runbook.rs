@@ -400,6 +400,40 @@ fn add_boxes(c: &mut Cluster, book: &Runbook) -> Result<BTreeMap<&'static str, C
     Ok(boxes)
 }
 
+/// Runs one step as the runbook has it (mapped), printing what it printed; fails unless it
+/// exits as the runbook says.
+async fn run_step(
+    opsctl: &Opsctl,
+    step: &Step,
+    workstation: &Path,
+    files: &BTreeMap<String, String>,
+) -> Result<()> {
+    let args = map_step(step, opsctl, workstation, files).await?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
+    let out = opsctl.run(&args).await?;
+    let code = out.status.code().unwrap_or(-1);
+    eprintln!(
+        "--- {RUNBOOK}:{} `{}` exited {code} in {:.1?}\n{}{}",
+        step.line,
+        step.words.join(" "),
+        started.elapsed(),
+        out.stdout,
+        out.stderr
+    );
+    if code != step.exits {
+        bail!(
+            "{RUNBOOK}:{}: `{}` exited {code}, the runbook says {}:\n{}\n{}",
+            step.line,
+            step.words.join(" "),
+            step.exits,
+            out.stdout,
+            out.stderr
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_video_pipeline_runbook_runs_as_written() {
     Cluster::run("service-runbook", async |c: &mut Cluster| {
@@ -432,29 +466,7 @@ async fn the_video_pipeline_runbook_runs_as_written() {
                 };
                 drift_alert(&opsctl, state).await?;
             }
-            let args = map_step(step, &opsctl, &workstation, &book.files).await?;
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let started = std::time::Instant::now();
-            let out = opsctl.run(&args).await?;
-            let code = out.status.code().unwrap_or(-1);
-            eprintln!(
-                "--- {RUNBOOK}:{} `{}` exited {code} in {:.1?}\n{}{}",
-                step.line,
-                step.words.join(" "),
-                started.elapsed(),
-                out.stdout,
-                out.stderr
-            );
-            if code != step.exits {
-                bail!(
-                    "{RUNBOOK}:{}: `{}` exited {code}, the runbook says {}:\n{}\n{}",
-                    step.line,
-                    step.words.join(" "),
-                    step.exits,
-                    out.stdout,
-                    out.stderr
-                );
-            }
+            run_step(&opsctl, step, &workstation, &book.files).await?;
             let after = look(&opsctl, &boxes).await?;
             check_effect(step, &boxes, &before, &after, &book.files)
                 .with_context(|| format!("{RUNBOOK}:{}", step.line))?;
