@@ -38,6 +38,7 @@ pub mod netns;
 pub mod opsctl;
 pub mod procs;
 pub mod receiver;
+pub mod runbook;
 pub mod secure;
 pub mod service_project;
 pub mod stream;

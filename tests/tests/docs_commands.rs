@@ -16,6 +16,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use opsfleet_tests::bins;
+use opsfleet_tests::runbook::simple_commands;
 use opsfleet_tests::secure::repo_root;
 
 /// One command as the docs have it, and where.
@@ -24,93 +25,6 @@ struct DocCommand {
     file: String,
     line: usize,
     words: Vec<String>,
-}
-
-/// Splits a shell line into words: quotes and backslashes as the shell does for the simple
-/// cases the docs use; operators (`&&`, `||`, `;`, `|`) become words of their own.
-fn words(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut started = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                started = true;
-                for q in chars.by_ref() {
-                    if q == '\'' {
-                        break;
-                    }
-                    cur.push(q);
-                }
-            }
-            '"' => {
-                started = true;
-                while let Some(q) = chars.next() {
-                    match q {
-                        '"' => break,
-                        '\\' => {
-                            if let Some(n) = chars.next() {
-                                cur.push(n);
-                            }
-                        }
-                        _ => cur.push(q),
-                    }
-                }
-            }
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                    started = true;
-                }
-            }
-            '#' if !started => break,
-            ' ' | '\t' => {
-                if started {
-                    out.push(std::mem::take(&mut cur));
-                    started = false;
-                }
-            }
-            ';' | '|' | '&' => {
-                if started {
-                    out.push(std::mem::take(&mut cur));
-                    started = false;
-                }
-                let mut op = c.to_string();
-                if chars.peek() == Some(&c) {
-                    op.push(c);
-                    chars.next();
-                }
-                out.push(op);
-            }
-            _ => {
-                cur.push(c);
-                started = true;
-            }
-        }
-    }
-    if started {
-        out.push(cur);
-    }
-    out
-}
-
-/// The simple commands of a line: split at operators, without `sudo`, `VAR=value` and `$(`.
-fn simple_commands(line: &str) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    for part in words(line).split(|w| matches!(w.as_str(), ";" | "|" | "||" | "&&" | "&")) {
-        let mut part: Vec<String> = part.to_vec();
-        while part
-            .first()
-            .is_some_and(|w| w == "sudo" || (w.contains('=') && !w.starts_with('-')))
-        {
-            part.remove(0);
-        }
-        if !part.is_empty() {
-            out.push(part);
-        }
-    }
-    out
 }
 
 /// Shell blocks and inline spans of one Markdown file.
