@@ -78,6 +78,15 @@ pub struct Accepted {
     pub action: pb::command::Action,
 }
 
+/// The module a command's extra event is published under: a service config snapshot under
+/// its service (as the module's own snapshots are), anything else under the agent.
+fn body_module(body: &pb::event::Body) -> &str {
+    match body {
+        pb::event::Body::ServiceConfig(s) if !s.service.is_empty() => &s.service,
+        _ => AGENT_MODULE,
+    }
+}
+
 /// The durable consumer's name for `host`: `agent-<host>`.
 pub fn consumer_name(host: &str) -> String {
     format!("agent-{host}")
@@ -320,8 +329,8 @@ impl CommandHandler {
             }
         };
         telemetry::command(status.as_str());
-        let event = |body| NewEvent {
-            module: AGENT_MODULE.to_owned(),
+        let event = |body: pb::event::Body| NewEvent {
+            module: body_module(&body).to_owned(),
             time_unix_ms: now,
             body,
         };

@@ -458,3 +458,15 @@ fn latest_names_the_newest_archive_of_the_only_or_named_job() {
     );
     assert!(validate(Some(&restore_of("db", "latest", "/srv/r")), &two).is_ok());
 }
+
+#[test]
+fn a_commands_config_snapshot_is_published_under_its_service() {
+    let snapshot = pb::event::Body::ServiceConfig(pb::ServiceConfigSnapshot {
+        service: "vision".to_owned(),
+        cause: "applied".to_owned(),
+        ..Default::default()
+    });
+    assert_eq!(super::body_module(&snapshot), "vision");
+    let restored = pb::event::Body::RestoreFailed(pb::RestoreFailed::default());
+    assert_eq!(super::body_module(&restored), crate::config::AGENT_MODULE);
+}
