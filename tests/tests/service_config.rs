@@ -398,17 +398,17 @@ async fn a_hand_edit_is_drift_in_the_history_and_an_alert() {
             causes == ["start", "drift", "drift"],
             "after a restart: {causes:?}"
         );
-        // Changed while the agent was down: a `start` naming the fingerprint it had persisted.
+        // Changed while the agent was down: a `drift` from the fingerprint it had persisted.
         c.agent("web-01")?.stop().await?;
         std::fs::write(&app.config, GOOD_V1)?;
         c.agent("web-01")?.restart()?;
-        let r = history_until(&opsctl, &app.config, "a start after the restart", |c| {
+        let r = history_until(&opsctl, &app.config, "a drift after the restart", |c| {
             c.len() >= 4
         })
         .await?;
         let last = r.snapshots.last().context("a snapshot")?;
         ensure!(
-            last.cause == "start"
+            last.cause == "drift"
                 && last.fingerprint == sha256(GOOD_V1.as_bytes())
                 && last.previous_fingerprint == sha256(again.as_bytes()),
             "changed while down: {:?}",

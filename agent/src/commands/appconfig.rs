@@ -17,12 +17,15 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use opsfleet_proto::pb;
 use opsfleet_report::error_chain;
 
 use super::exec::Execution;
 use super::CommandHandler;
 use crate::config::{AppConfigFiles, ConfigApply, ModuleConfig};
+use crate::modules::service::command::resolve_user;
 use crate::modules::service::config_board::{fingerprint, BoardError, ConfigWrite, FindError};
 use crate::modules::service::ServiceOp;
 
@@ -90,6 +93,8 @@ struct Change<'a> {
     id: &'a str,
     service: &'a str,
     cfg: AppConfigFiles,
+    /// The service's `user` (its check runs as it).
+    user: Option<String>,
     file: PathBuf,
     content: Vec<u8>,
     cause: &'static str,
@@ -136,13 +141,14 @@ impl CommandHandler {
         c: &pb::ServiceConfigApply,
         bodies: &mut Vec<pb::event::Body>,
     ) -> Result<String> {
-        let cfg = self.declared_config(&c.service)?;
+        let (cfg, user) = self.declared_config(&c.service)?;
         let file = pick_file(&c.service, &cfg, &c.file)?;
         check_fingerprint(&c.content, &c.fingerprint)?;
         let change = Change {
             id,
             service: &c.service,
             cfg,
+            user,
             file,
             content: c.content.clone().into_bytes(),
             cause: "applied",
@@ -156,7 +162,7 @@ impl CommandHandler {
         c: &pb::ServiceConfigRollback,
         bodies: &mut Vec<pb::event::Body>,
     ) -> Result<String> {
-        let cfg = self.declared_config(&c.service)?;
+        let (cfg, user) = self.declared_config(&c.service)?;
         let file = pick_file(&c.service, &cfg, &c.file)?;
         let board = self.control.service_configs();
         let (_, content) = board.find(&c.service, &file, c.fingerprint.trim())?;
@@ -164,6 +170,7 @@ impl CommandHandler {
             id,
             service: &c.service,
             cfg,
+            user,
             file,
             content,
             cause: "rolled_back",
@@ -171,10 +178,13 @@ impl CommandHandler {
         self.change_config(change, bodies).await
     }
 
-    /// The `[modules.config]` of service `service` in the host's file.
-    fn declared_config(&self, service: &str) -> Result<AppConfigFiles> {
+    /// The `[modules.config]` of service `service` in the host's file, and the user the
+    /// service runs as (its check runs as that user too).
+    fn declared_config(&self, service: &str) -> Result<(AppConfigFiles, Option<String>)> {
         let found = self.config.modules.iter().find_map(|m| match m {
-            ModuleConfig::Service(s) if m.name() == service => s.config.clone(),
+            ModuleConfig::Service(s) if m.name() == service => {
+                s.config.clone().map(|c| (c, s.user.clone()))
+            }
             _ => None,
         });
         found.ok_or_else(|| ConfigCommandError::NoConfig {
@@ -190,7 +200,7 @@ impl CommandHandler {
     ) -> Result<String> {
         let shown = ch.file.display().to_string();
         let temp = write_temp(&ch.file, ch.id, &ch.content)?;
-        if let Err(e) = run_check(&ch.cfg, &ch.file, &temp).await {
+        if let Err(e) = run_check(&ch.cfg, &ch.file, &temp, ch.user.as_deref()).await {
             let _ = std::fs::remove_file(&temp);
             return Err(e);
         }
@@ -217,8 +227,11 @@ impl CommandHandler {
         };
         let restored = match replaced.previous {
             Some(previous) => self.put_back(&ch, previous, op, bodies).await,
-            None => match std::fs::remove_file(&ch.file) {
-                Ok(()) => format!("{shown} did not exist before and was removed"),
+            None => match (self.control.service_configs()).remove(&ch.write(&[], "restored")) {
+                Ok(snapshot) => {
+                    bodies.push(pb::event::Body::ServiceConfig(snapshot));
+                    format!("{shown} did not exist before and was removed")
+                }
                 Err(e) => format!("{shown} did not exist before and cannot be removed: {e}"),
             },
         };
@@ -319,13 +332,24 @@ fn pick_file(service: &str, cfg: &AppConfigFiles, named: &str) -> Result<PathBuf
     }
 }
 
-/// `content` in `.<name>.<id>.opsfleet-new` beside `file` (the old file's mode and owner,
-/// else 0600), fsynced.
+/// `content` in a new `.<name>.<id>.<random>.opsfleet-new` beside `file` (the old file's mode
+/// and owner, else 0600), fsynced. The temp file is created exclusively and never through a
+/// symlink (the directory may be writable by the app's user); a declared file that is itself
+/// a symlink is refused.
 fn write_temp(file: &Path, id: &str, content: &[u8]) -> Result<PathBuf> {
     let shown = || file.display().to_string();
     let err = |source| ConfigCommandError::Temp {
         file: shown(),
         source,
+    };
+    let old = match std::fs::symlink_metadata(file) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(err(std::io::Error::other(
+                "it is a symbolic link; a declared config file must be a regular file",
+            )))
+        }
+        Ok(m) => Some(m),
+        Err(_) => None,
     };
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
     let tag: String = id
@@ -333,15 +357,20 @@ fn write_temp(file: &Path, id: &str, content: &[u8]) -> Result<PathBuf> {
         .filter(char::is_ascii_alphanumeric)
         .take(16)
         .collect();
-    let temp = file.with_file_name(format!(".{}.{tag}.opsfleet-new", name.unwrap_or_default()));
-    let old = std::fs::metadata(file).ok();
+    // The random tail of a UUIDv7 (its first 48 bits are the time).
+    let random = uuid::Uuid::now_v7().simple().to_string();
+    let temp = file.with_file_name(format!(
+        ".{}.{tag}.{}.opsfleet-new",
+        name.unwrap_or_default(),
+        &random[random.len() - 12..]
+    ));
     let mode = old
         .as_ref()
         .map_or(0o600, |m| m.permissions().mode() & 0o7777);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .mode(mode)
         .open(&temp)
         .map_err(err)?;
@@ -371,39 +400,50 @@ fn same_owner(f: &std::fs::File, old: Option<&std::fs::Metadata>) -> std::io::Re
     std::os::unix::fs::fchown(f, Some(old.uid()), Some(old.gid()))
 }
 
-/// The service's check on `temp`; Ok when it exits 0 (or none is declared).
-async fn run_check(cfg: &AppConfigFiles, file: &Path, temp: &Path) -> Result<()> {
+/// The service's check on `temp`, as the service's `user` when it has one (it judges content
+/// from the network), in a process group of its own that is killed whole on timeout; Ok when
+/// it exits 0 (or none is declared).
+async fn run_check(
+    cfg: &AppConfigFiles,
+    file: &Path,
+    temp: &Path,
+    user: Option<&str>,
+) -> Result<()> {
     let argv = cfg.check_argv(temp);
     let Some((program, args)) = argv.split_first() else {
         return Ok(());
     };
     let shown = file.display().to_string();
-    let child = tokio::process::Command::new(program)
-        .args(args)
+    let spawn_err = |source| ConfigCommandError::CheckSpawn {
+        file: shown.clone(),
+        program: program.clone(),
+        source,
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| ConfigCommandError::CheckSpawn {
-            file: shown.clone(),
-            program: program.clone(),
-            source,
-        })?;
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(user) = user {
+        let (uid, gid) = resolve_user(user).map_err(spawn_err)?;
+        cmd.uid(uid).gid(gid);
+    }
+    let child = cmd.spawn().map_err(spawn_err)?;
+    let group = child.id().and_then(|p| i32::try_from(p).ok());
     let out = match tokio::time::timeout(cfg.check_timeout, child.wait_with_output()).await {
         Err(_) => {
+            if let Some(pgid) = group {
+                // The group may be gone already.
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            }
             return Err(ConfigCommandError::CheckTimeout {
                 file: shown,
                 timeout: cfg.check_timeout,
-            })
+            });
         }
-        Ok(Err(source)) => {
-            return Err(ConfigCommandError::CheckSpawn {
-                file: shown,
-                program: program.clone(),
-                source,
-            })
-        }
+        Ok(Err(source)) => return Err(spawn_err(source)),
         Ok(Ok(out)) => out,
     };
     if out.status.success() {
@@ -479,7 +519,7 @@ mod tests {
             "-c".into(),
             "echo bad config {file} >&2; exit 3".into(),
         ];
-        let e = run_check(&cfg, &file, &temp)
+        let e = run_check(&cfg, &file, &temp, None)
             .await
             .expect_err("refused")
             .to_string();
@@ -489,10 +529,10 @@ mod tests {
         );
         cfg.check = vec!["sh".into(), "-c".into(), "sleep 5 # {file}".into()];
         cfg.check_timeout = Duration::from_millis(200);
-        let e = run_check(&cfg, &file, &temp).await.expect_err("slow");
+        let e = run_check(&cfg, &file, &temp, None).await.expect_err("slow");
         assert!(matches!(e, ConfigCommandError::CheckTimeout { .. }), "{e}");
         cfg.check = vec!["true".into(), "{file}".into()];
-        run_check(&cfg, &file, &temp).await.expect("accepted");
+        run_check(&cfg, &file, &temp, None).await.expect("accepted");
     }
 
     #[test]
@@ -505,5 +545,48 @@ mod tests {
         assert_eq!(temp.parent(), file.parent());
         let mode = std::fs::metadata(&temp).expect("temp").permissions().mode();
         assert_eq!(mode & 0o777, 0o640);
+        // Two writes for the same command never share (or reuse) a temp file.
+        let again = write_temp(&file, "c-1", b"new").expect("temp");
+        assert_ne!(again, temp);
+    }
+
+    #[test]
+    fn a_symlinked_config_file_is_refused_and_nothing_is_written_through_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let target = tmp.path().join("elsewhere");
+        std::fs::write(&target, b"precious").expect("write");
+        let file = tmp.path().join("app.json");
+        std::os::unix::fs::symlink(&target, &file).expect("symlink");
+        let e = write_temp(&file, "c-1", b"new").expect_err("refused");
+        assert!(
+            e.to_string().contains("symbolic link") || format!("{e:?}").contains("symbolic link"),
+            "{e:?}"
+        );
+        assert_eq!(std::fs::read(&target).expect("read"), b"precious");
+    }
+
+    #[tokio::test]
+    async fn the_check_runs_as_the_services_user() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("SKIP: running the check as another user needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("app.json");
+        let temp = write_temp(&file, "c-1", b"{}").expect("temp");
+        let mut cfg = AppConfigFiles::of(vec![file.clone()]);
+        cfg.check = vec![
+            "sh".into(),
+            "-c".into(),
+            "test \"$(id -u)\" = 65534 || { echo \"ran as $(id -u)\" >&2; exit 1; } # {file}"
+                .into(),
+        ];
+        run_check(&cfg, &file, &temp, Some("nobody"))
+            .await
+            .expect("ran as nobody");
+        let e = run_check(&cfg, &file, &temp, None)
+            .await
+            .expect_err("ran as root");
+        assert!(format!("{e:?}").contains("ran as 0"), "{e:?}");
     }
 }

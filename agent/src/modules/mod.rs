@@ -59,6 +59,23 @@ pub struct ModuleCtx {
     pub service_configs: service::ConfigBoard,
 }
 
+#[cfg(test)]
+impl ModuleCtx {
+    /// A context with nothing in it, at the current time (unit tests of one module).
+    pub(crate) fn empty() -> Self {
+        ModuleCtx {
+            now: SystemTime::now(),
+            uptime: Duration::ZERO,
+            statuses: Vec::new(),
+            outbox_pending: 0,
+            health: Vec::new(),
+            services: Vec::new(),
+            labels: Default::default(),
+            service_configs: Default::default(),
+        }
+    }
+}
+
 /// One module instance.
 #[async_trait::async_trait]
 pub trait Module: Send {

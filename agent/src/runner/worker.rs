@@ -125,6 +125,10 @@ impl ModuleWorker {
                 }
                 _ = ticker.tick() => {}
             }
+            if self.board.state(self.idx) == pb::ModuleRunState::Paused {
+                // A paused service still runs: heartbeats keep carrying its current state.
+                (self.services).set(&self.entry.name, self.entry.module.service());
+            }
             if self.board.state(self.idx) != pb::ModuleRunState::Running {
                 continue;
             }

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::bounds::{capped_entry, clip, SERVICES_KEPT};
 use super::seq::Version;
 
+/// How the state after a restart a command asked for begins (the agent's wording).
+pub const RESTARTED_BY_COMMAND: &str = "restarted by command";
+
 /// Restart times kept per service: enough for any restart-loop threshold worth alerting on.
 pub const RESTARTS_KEPT: usize = 32;
 
@@ -98,9 +101,12 @@ pub fn fold(
     };
     let mut restarted = std::mem::take(&mut row.restarted_at_unix_ms);
     // The first state known tells a count, not restarts seen (the log may start later); a
-    // count below the last one is a new count (the agent's state was reset): no restart.
+    // count below the last one is a new count (the agent's state was reset): no restart. A
+    // restart a command asked for (an operator's, or remediation's) is not the service's own
+    // doing: the restart-loop alert does not count it.
     let first = row.version == Version::default();
-    let rise = if first {
+    let asked = s.exit_detail.starts_with(RESTARTED_BY_COMMAND);
+    let rise = if first || asked {
         0
     } else {
         s.restarts
@@ -222,6 +228,14 @@ mod tests {
         // A late event does not add one.
         fold(&mut map, &at(150, 2), &("inc".to_owned(), 2), &mut dropped);
         assert_eq!(map["app"].restarted_at_unix_ms, [200, 300, 300]);
+        // A restart a command asked for is not the service's own: not counted.
+        let asked = pb::ServiceState {
+            exit_detail: "restarted by command (previous run killed by signal 15)".to_owned(),
+            ..at(350, 4)
+        };
+        fold(&mut map, &asked, &("inc".to_owned(), 5), &mut dropped);
+        assert_eq!(map["app"].restarted_at_unix_ms, [200, 300, 300]);
+        assert_eq!(map["app"].restarts, 4);
         // A reset count (0 again) is no restart; the times stay.
         fold(&mut map, &at(400, 0), &("inc2".to_owned(), 1), &mut dropped);
         assert_eq!(map["app"].restarted_at_unix_ms, [200, 300, 300]);

@@ -162,8 +162,19 @@ impl HostPolicy {
         if let ModuleConfig::Health(c) = cfg {
             out.extend(self.probe_violations(c, surface));
         }
-        if let ModuleConfig::Service(c) = cfg {
-            out.extend(self.service_violation(name, c));
+        match cfg {
+            ModuleConfig::Service(c) => out.extend(self.service_violation(name, c)),
+            // Replacing a service by another kind would stop it (and going back start it),
+            // whatever its `remote` list says: never, whatever `allow_kind_change` says.
+            _ if self.services.contains_key(name) => out.push(Violation {
+                rule: "service modules",
+                key: "type".to_owned(),
+                reason: format!(
+                    "{name:?} is a service in the config file; no remote config replaces it by \
+                     another kind"
+                ),
+            }),
+            _ => {}
         }
         out
     }

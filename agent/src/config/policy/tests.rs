@@ -416,4 +416,9 @@ fn services_are_never_added_or_changed_remotely_whatever_the_policy() {
     // A disk module turned into a service (kind changes allowed) is still refused.
     let v = open.check_module("disk", "disk", &changed, Surface::Command, &none);
     assert_eq!(rules(&v), [("service modules", "argv")]);
+    // A service turned into another kind would stop it (and going back start it): refused
+    // even with kind changes allowed.
+    let disk_named_app = module("type = \"disk\"\nname = \"app\"\n");
+    let v = open.check_module("app", "service", &disk_named_app, Surface::Command, &none);
+    assert_eq!(rules(&v), [("service modules", "type")]);
 }

@@ -1,7 +1,7 @@
 //! Health module through real sockets and processes: transitions emit events, steady states
 //! do not, and `health()` reports every check.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use opsfleet_proto::pb;
 
@@ -27,16 +27,7 @@ fn probe(name: &str, ty: ProbeType) -> ProbeConfig {
 }
 
 fn ctx() -> ModuleCtx {
-    ModuleCtx {
-        now: SystemTime::now(),
-        uptime: Duration::ZERO,
-        statuses: Vec::new(),
-        outbox_pending: 0,
-        health: Vec::new(),
-        services: Vec::new(),
-        labels: Default::default(),
-        service_configs: Default::default(),
-    }
+    ModuleCtx::empty()
 }
 
 fn checks(bodies: &[pb::event::Body]) -> Vec<(String, i32, i32)> {

@@ -22,6 +22,20 @@ pub fn exit_detail(status: ExitStatus) -> String {
     }
 }
 
+/// The (uid, gid) of `user`: a name, or a numeric uid (its group then the user's primary
+/// group if it has an entry, else the same number).
+pub fn resolve_user(user: &str) -> std::io::Result<(u32, u32)> {
+    use nix::unistd::{Uid, User};
+    let found = match user.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid))
+            .map(|u| u.map_or((uid, uid), |u| (u.uid.as_raw(), u.gid.as_raw()))),
+        Err(_) => User::from_name(user)
+            .map(|u| u.map(|u| (u.uid.as_raw(), u.gid.as_raw())))
+            .and_then(|u| u.ok_or(nix::errno::Errno::ENOENT)),
+    };
+    found.map_err(|e| std::io::Error::other(format!("no user {user:?} on this host ({e})")))
+}
+
 /// How much of a command's output is kept in a detail.
 const EXCERPT: usize = 200;
 

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use opsfleet_proto::pb;
 use sha2::{Digest, Sha256};
+use tracing::warn;
 
 /// Shortest fingerprint prefix a rollback may name.
 pub const MIN_PREFIX: usize = 8;
@@ -151,8 +152,9 @@ impl ConfigBoard {
     }
 
     /// A module's look at `file`: `Some` snapshot when it changed since the last report
-    /// (`drift`), or at the first look (`start`) unless it still has the fingerprint this
-    /// module `persisted` before an agent restart. Keeps the content seen.
+    /// (`drift`), at the first look (`start`), or after an agent restart when it no longer has
+    /// the fingerprint this module `persisted` (`drift`: changed while the agent was down,
+    /// not by opsfleet). Keeps the content seen.
     pub fn observe(
         &self,
         service: &str,
@@ -170,7 +172,10 @@ impl ConfigBoard {
         let (cause, previous) = match inner.known.get(&key) {
             Some(k) if *k == fp => return Ok(None),
             Some(k) => ("drift", k.clone()),
-            None => ("start", persisted.unwrap_or_default().to_owned()),
+            None => match persisted {
+                Some(p) if p != fp => ("drift", p.to_owned()),
+                _ => ("start", String::new()),
+            },
         };
         inner.known.insert(key, fp.clone());
         if let Some(c) = &content {
@@ -187,6 +192,24 @@ impl ConfigBoard {
             &previous,
             "",
         )))
+    }
+
+    /// A command's write `w` taken back where there was no file before: the file removed and
+    /// recorded as missing under the lock (so the module's next look sees no drift); the
+    /// `restored` snapshot that says so.
+    pub fn remove(&self, w: &ConfigWrite<'_>) -> io::Result<pb::ServiceConfigSnapshot> {
+        let mut inner = self.lock();
+        fs::remove_file(w.file)?;
+        let key = (w.service.to_owned(), w.file.to_owned());
+        let previous = inner.known.insert(key, String::new()).unwrap_or_default();
+        Ok(snapshot(
+            w.service,
+            w.file,
+            None,
+            "restored",
+            &previous,
+            w.command_id,
+        ))
     }
 
     /// A command's write `w`: `temp` (its content, fsynced, beside the file) renamed over the
@@ -212,12 +235,17 @@ impl ConfigBoard {
         match inner.known.get(&key) {
             Some(k) if *k == old => {}
             reported => {
-                let before = reported.cloned().unwrap_or_default();
+                // Never looked at yet (a command right after the agent started): its first
+                // look; else a change nobody reported.
+                let (cause, before) = match reported {
+                    Some(k) => ("drift", k.clone()),
+                    None => ("start", String::new()),
+                };
                 snapshots.push(snapshot(
                     service,
                     file,
                     previous.as_deref(),
-                    "drift",
+                    cause,
                     &before,
                     "",
                 ));
@@ -231,7 +259,10 @@ impl ConfigBoard {
             source: e,
         };
         fs::rename(temp, file).map_err(replace)?;
-        sync_dir(file).map_err(replace)?;
+        if let Err(e) = sync_dir(file) {
+            // Renamed: the file is the new one; only its durability across a crash is less sure.
+            warn!(path = %file.display(), error = %e, "cannot fsync the config file's directory");
+        }
         let new = fingerprint(content);
         inner.known.insert(key, new.clone());
         inner.keep(service, file, &new, content, keep);
@@ -407,6 +438,43 @@ mod tests {
     }
 
     #[test]
+    fn a_write_taken_back_where_no_file_was_is_missing_again_not_drift() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("app.json");
+        let b = board(None);
+        assert_eq!(
+            b.observe("app", &file, 3, None)
+                .expect("read")
+                .map(|s| s.cause),
+            Some("start".to_owned()),
+            "first look: missing"
+        );
+        std::fs::write(&file, b"{}").expect("the failed apply's file");
+        let w = ConfigWrite {
+            service: "app",
+            file: &file,
+            content: &[],
+            cause: "restored",
+            command_id: "c-1",
+            keep: 3,
+        };
+        let snap = b.remove(&w).expect("removed");
+        assert_eq!(
+            (
+                snap.cause.as_str(),
+                snap.fingerprint.as_str(),
+                snap.command_id.as_str()
+            ),
+            ("restored", "", "c-1")
+        );
+        assert!(!file.exists());
+        assert!(
+            b.observe("app", &file, 3, None).expect("read").is_none(),
+            "no drift"
+        );
+    }
+
+    #[test]
     fn first_look_then_drift_then_nothing() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let file = tmp.path().join("app.json");
@@ -449,7 +517,7 @@ mod tests {
                 changed.cause.as_str(),
                 changed.previous_fingerprint.as_str()
             ),
-            ("start", "00ff")
+            ("drift", "00ff")
         );
     }
 

@@ -41,17 +41,28 @@ pub fn where_it_is(snap: &Snapshot, probed: bool) -> String {
     format!("health {health}: {}", snap.health_detail)
 }
 
-/// Waits for the supervisor's answer to `op`, then (but for a stop) for readiness.
+/// How long a supervisor may take to answer beyond the service's stop grace (a driven
+/// manager waits up to 60 s for the observed state).
+pub const SUPERVISOR_ANSWER: Duration = Duration::from_secs(120);
+
+/// Waits for the supervisor's answer to `op` (at most `within`), then (but for a stop) for
+/// readiness.
 pub async fn gate(
     op: ServiceOp,
-    answer: oneshot::Receiver<Result<String, String>>,
+    (answer, within): (oneshot::Receiver<Result<String, String>>, Duration),
     mut board: watch::Receiver<Snapshot>,
     probed: bool,
     timeout: Duration,
 ) -> Result<String, String> {
-    let detail = match answer.await {
-        Ok(r) => r?,
-        Err(_) => return Err("abandoned: the service's supervisor stopped".to_owned()),
+    let detail = match tokio::time::timeout(within, answer).await {
+        Ok(Ok(r)) => r?,
+        Ok(Err(_)) => return Err("abandoned: the service's supervisor stopped".to_owned()),
+        Err(_) => {
+            return Err(format!(
+                "the service's supervisor did not answer {} within {within:?}",
+                op.as_str()
+            ))
+        }
     };
     if op == ServiceOp::Stop {
         return Ok(detail);
@@ -134,7 +145,7 @@ mod tests {
         let _ = tx.send(Ok("running (pid 7)".to_owned()));
         let waiting = tokio::spawn(gate(
             ServiceOp::Start,
-            answer,
+            (answer, Duration::from_secs(30)),
             rx.clone(),
             true,
             Duration::from_secs(30),
@@ -154,8 +165,8 @@ mod tests {
         let _ = tx.send(Ok("running (pid 8)".to_owned()));
         let err = gate(
             ServiceOp::Restart,
-            answer,
-            rx,
+            (answer, Duration::from_secs(30)),
+            rx.clone(),
             true,
             Duration::from_millis(200),
         )
@@ -164,6 +175,22 @@ mod tests {
         assert_eq!(
             err,
             "running (pid 8) but not ready after 200ms: health failed: probe web (http): status 503"
+        );
+
+        // A supervisor that never answers does not hold the command forever.
+        let (_tx, answer) = oneshot::channel::<Result<String, String>>();
+        let err = gate(
+            ServiceOp::Stop,
+            (answer, Duration::from_millis(100)),
+            rx,
+            true,
+            Duration::from_secs(30),
+        )
+        .await
+        .expect_err("no answer");
+        assert_eq!(
+            err,
+            "the service's supervisor did not answer stop within 100ms"
         );
     }
 }

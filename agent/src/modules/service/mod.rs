@@ -30,7 +30,7 @@ use std::time::SystemTime;
 use opsfleet_proto::pb;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{Module, ModuleCtx, ModuleError, OnDemand, RunNowTicket};
 use crate::config::{ServiceConfig, ServiceManager};
@@ -194,9 +194,21 @@ impl Module for ServiceModule {
     async fn run_once(&mut self, ctx: &ModuleCtx) -> Result<Vec<pb::event::Body>, ModuleError> {
         self.ensure_started().map_err(ModuleError::Other)?;
         logs::rotate_logs(&self.name, &self.cfg);
+        // States first: a stop by command since the probes decided wins over their restart.
+        let states: Vec<pb::ServiceState> = self.rx.try_iter().collect();
+        for s in &states {
+            self.track(s);
+        }
+        let mut bodies: Vec<pb::event::Body> =
+            states.into_iter().map(pb::event::Body::Service).collect();
+        let running = self.board.borrow().run_state() == pb::ServiceRunState::Running;
         let decisions: Vec<pb::ServiceRemediation> = self.remedies.try_iter().collect();
-        let mut bodies = Vec::new();
         for decision in decisions {
+            if self.down || !running {
+                // Stopped by command, or already down or restarting: nothing to remedy now.
+                debug!(service = %self.name, reason = %decision.reason, "remediation dropped: the service is not running");
+                continue;
+            }
             if !decision.capped {
                 // Nobody waits for an automatic restart; its states say how it went.
                 let (done, _) = oneshot::channel();
@@ -206,11 +218,6 @@ impl Module for ServiceModule {
             }
             bodies.push(pb::event::Body::ServiceRemediation(decision));
         }
-        let states: Vec<pb::ServiceState> = self.rx.try_iter().collect();
-        for s in &states {
-            self.track(s);
-        }
-        bodies.extend(states.into_iter().map(pb::event::Body::Service));
         if let Some(files) = &self.cfg.config {
             bodies.extend(self.config.look(&self.name, files, &ctx.service_configs));
         }
@@ -285,8 +292,11 @@ impl Module for ServiceModule {
         let board = self.board.subscribe();
         let probed = !self.cfg.health.is_empty();
         let timeout = self.cfg.ready_timeout;
+        // The supervisor answers within the stop grace and its own settle time; a bound, so a
+        // supervisor that died cannot hold the command (and the host's queue) forever.
+        let answer_within = self.cfg.stop_grace + gate::SUPERVISOR_ANSWER;
         tokio::spawn(async move {
-            let outcome = gate::gate(op, answer, board, probed, timeout).await;
+            let outcome = gate::gate(op, (answer, answer_within), board, probed, timeout).await;
             let _ = ticket_tx.send(outcome);
         });
         Ok(ticket)
@@ -351,5 +361,31 @@ mod tests {
         // Started again (a running state) clears the mark.
         restored.track(&state(pb::ServiceRunState::Running, "started by command"));
         assert_eq!(restored.take_state(), vec![(DOWN_KEY.to_owned(), None)]);
+    }
+
+    #[tokio::test]
+    async fn a_restart_the_probes_decided_is_dropped_once_a_command_stopped_the_service() {
+        let cfg = ServiceConfig::process(vec!["sleep".to_owned(), "30".to_owned()]);
+        let mut m = ServiceModule::new("app", &cfg);
+        // Decided while it ran; the operator's stop lands before the module's next run.
+        let decision = pb::ServiceRemediation {
+            service: "app".to_owned(),
+            action: "restart".to_owned(),
+            reason: "3 failed checks".to_owned(),
+            ..Default::default()
+        };
+        m.remedies_tx.send(decision).expect("queued");
+        m.tx.send(state(pb::ServiceRunState::Stopped, STOPPED_BY_COMMAND))
+            .expect("queued");
+        m.restore(vec![(DOWN_KEY.to_owned(), b"1".to_vec())]);
+        let ctx = ModuleCtx::empty();
+        let bodies = m.run_once(&ctx).await.expect("ran");
+        assert!(
+            !bodies
+                .iter()
+                .any(|b| matches!(b, pb::event::Body::ServiceRemediation(_))),
+            "{bodies:?}"
+        );
+        assert!(m.down, "still down");
     }
 }

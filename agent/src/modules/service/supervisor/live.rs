@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use super::POLL;
 use crate::config::ServiceConfig;
 use crate::modules::service::adopt::{alive, ChildRecord};
-use crate::modules::service::command::exit_detail;
+use crate::modules::service::command::{exit_detail, resolve_user};
 
 /// The running process of a service.
 pub(super) enum Live {
@@ -85,20 +85,6 @@ pub fn terminate(child: Child, grace: Duration) -> String {
 /// Opens a log file for appending (created if missing).
 fn append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
-}
-
-/// The (uid, gid) of `user`: a name, or a numeric uid (its group then the user's primary
-/// group if it has an entry, else the same number).
-fn resolve_user(user: &str) -> std::io::Result<(u32, u32)> {
-    use nix::unistd::{Uid, User};
-    let found = match user.parse::<u32>() {
-        Ok(uid) => User::from_uid(Uid::from_raw(uid))
-            .map(|u| u.map_or((uid, uid), |u| (u.uid.as_raw(), u.gid.as_raw()))),
-        Err(_) => User::from_name(user)
-            .map(|u| u.map(|u| (u.uid.as_raw(), u.gid.as_raw())))
-            .and_then(|u| u.ok_or(nix::errno::Errno::ENOENT)),
-    };
-    found.map_err(|e| std::io::Error::other(format!("no user {user:?} on this host ({e})")))
 }
 
 /// Starts the child in a process group of its own, so stop signals reach its children too.
