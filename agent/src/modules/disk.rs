@@ -327,16 +327,7 @@ mod tests {
             hysteresis_percent: 2.0,
         };
         let mut m = DiskModule::new(&cfg);
-        let ctx = ModuleCtx {
-            now: std::time::SystemTime::now(),
-            uptime: std::time::Duration::ZERO,
-            statuses: Vec::new(),
-            outbox_pending: 0,
-            health: Vec::new(),
-            services: Vec::new(),
-            labels: Default::default(),
-            service_configs: Default::default(),
-        };
+        let ctx = ModuleCtx::empty();
         let bodies = m.run_once(&ctx).await.expect("runs");
         let paths: Vec<String> = bodies
             .iter()

@@ -152,13 +152,7 @@ mod tests {
     fn ctx(now: SystemTime) -> ModuleCtx {
         ModuleCtx {
             now,
-            uptime: Duration::ZERO,
-            statuses: Vec::new(),
-            outbox_pending: 0,
-            health: Vec::new(),
-            services: Vec::new(),
-            labels: Default::default(),
-            service_configs: Default::default(),
+            ..ModuleCtx::empty()
         }
     }
 

@@ -213,16 +213,7 @@ async fn module_reports_each_root() {
         sample_size: 2,
     };
     let mut m = JanitorModule::new(&cfg);
-    let ctx = ModuleCtx {
-        now: SystemTime::now(),
-        uptime: Duration::ZERO,
-        statuses: Vec::new(),
-        outbox_pending: 0,
-        health: Vec::new(),
-        services: Vec::new(),
-        labels: Default::default(),
-        service_configs: Default::default(),
-    };
+    let ctx = ModuleCtx::empty();
     let bodies = m.run_once(&ctx).await.expect("run");
     assert_eq!(bodies.len(), 2);
     let pb::event::Body::Janitor(first) = &bodies[0] else {

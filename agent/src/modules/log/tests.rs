@@ -18,13 +18,7 @@ use crate::runner::{ModuleEntry, Runner};
 fn ctx(now: SystemTime) -> ModuleCtx {
     ModuleCtx {
         now,
-        uptime: Duration::ZERO,
-        statuses: Vec::new(),
-        outbox_pending: 0,
-        health: Vec::new(),
-        services: Vec::new(),
-        labels: Default::default(),
-        service_configs: Default::default(),
+        ..ModuleCtx::empty()
     }
 }
 
