@@ -6,7 +6,8 @@
 //! `service stop` keeps the service down across an agent restart until `service start`;
 //! `service reload` sends SIGHUP; refusals: a service whose `remote` lacks the action, a
 //! module that is not a service, an unknown service. (A viewer's refusal is in
-//! permissions/verbs.rs.)
+//! permissions/verbs.rs.) A restart waiting for its readiness gate does not hold the host's
+//! later commands.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -470,6 +471,66 @@ async fn failed_checks_restart_the_service_until_the_hourly_cap() {
         })
         .await?;
         ensure!(row.state == ServiceRunState::Running, "{row:?}");
+        Ok(())
+    })
+    .await;
+}
+
+/// When the newest command of `action` reached `state`, by its history.
+fn reached(
+    commands: &[opsfleet_proto::api::CommandView],
+    action: opsfleet_proto::api::ActionName,
+    state: opsfleet_proto::api::CommandState,
+) -> Option<i64> {
+    let cmd = commands.iter().find(|c| c.action == Some(action))?;
+    cmd.history
+        .iter()
+        .find(|h| h.state == state)
+        .map(|h| h.at_unix_ms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_waiting_for_ready_does_not_hold_the_hosts_other_commands() {
+    use opsfleet_proto::api::{ActionName, CommandState, CommandView};
+    Cluster::run("service-detached", async |c: &mut Cluster| {
+        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        let app = App::new(c.dir(), "web-01", "1.0.0")?;
+        c.add_agent(
+            AgentSpec::new("web-01")
+                .heartbeat(Duration::from_millis(300))
+                .modules_toml(&app.modules()),
+        )?;
+        let opsctl = c.opsctl.clone();
+        ready_app(&opsctl, "web-01", |_| true).await?;
+        // The restarted app never gets ready: the restart waits its whole ready_timeout (10s).
+        std::fs::write(app.dir.join("ready_after"), "9999")?;
+        (opsctl.run(&["service", "restart", "app", "--host", "web-01", "--no-wait"]))
+            .await?
+            .ok()?;
+        // Issued after the restart, answered while the restart still waits.
+        (opsctl.run(&["noop", "--host", "web-01", "--wait", "60s"]))
+            .await?
+            .ok()?;
+        let (noop_done, restart_failed) = wait_until(
+            "the restart failed (not ready) and the noop completed",
+            WAIT,
+            POLL,
+            async || {
+                let r: Vec<CommandView> = opsctl.json(&["commands", "--host", "web-01"]).await?;
+                Ok(
+                    reached(&r, ActionName::Noop, CommandState::Completed).zip(reached(
+                        &r,
+                        ActionName::ServiceRestart,
+                        CommandState::Failed,
+                    )),
+                )
+            },
+        )
+        .await?;
+        ensure!(
+            noop_done < restart_failed,
+            "the noop ({noop_done}) waited for the restart ({restart_failed})"
+        );
         Ok(())
     })
     .await;

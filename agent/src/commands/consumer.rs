@@ -17,6 +17,20 @@ use super::clock;
 use super::decide::delivered_by_own_consumer;
 use super::exec::Execution;
 use super::{consumer_name, Accepted, CommandHandler};
+use crate::modules::service::ServiceOp;
+use opsfleet_report::error_chain;
+
+/// The service and op of a lifecycle command; `None` for other actions.
+fn lifecycle(action: &pb::command::Action) -> Option<(String, ServiceOp)> {
+    use pb::command::Action;
+    Some(match action {
+        Action::ServiceStart(s) => (s.service.clone(), ServiceOp::Start),
+        Action::ServiceStop(s) => (s.service.clone(), ServiceOp::Stop),
+        Action::ServiceRestart(s) => (s.service.clone(), ServiceOp::Restart),
+        Action::ServiceReload(s) => (s.service.clone(), ServiceOp::Reload),
+        _ => return None,
+    })
+}
 
 impl CommandHandler {
     /// Consumes `ops.cmd.<host>` until `cancel`: reports interrupted commands, then opens (and
@@ -146,6 +160,10 @@ impl CommandHandler {
             self.detach_backup(accepted, b);
             return;
         }
+        if let Some((service, op)) = lifecycle(&accepted.action) {
+            self.detach_service(accepted, service, op).await;
+            return;
+        }
         if let Err(e) = self.complete(accepted).await {
             warn!(error = %ErrorChain(&e), "cannot record command result; a restart reports it failed");
         }
@@ -160,6 +178,27 @@ impl CommandHandler {
             let result = run.await;
             let _ = tx.send((accepted.id, accepted.kind, Execution::done(result)));
         });
+    }
+
+    /// A lifecycle op waits for the service to be ready (up to its `ready_timeout`): in the
+    /// background like a backup, so the host's other commands (a `drain`, another service's
+    /// stop) are not held behind it. Ops on one service stay in order: its supervisor takes
+    /// them one at a time, as they were accepted.
+    async fn detach_service(&self, accepted: Accepted, service: String, op: ServiceOp) {
+        let tx = self.detached_tx.clone();
+        // Handed to the module here, in the consumer's order; only the wait is detached.
+        match self.control.start_service_op(&service, op).await {
+            Ok(outcome) => {
+                tokio::spawn(async move {
+                    let result = outcome.await.map_err(|e| error_chain(&e));
+                    let _ = tx.send((accepted.id, accepted.kind, Execution::done(result)));
+                });
+            }
+            Err(e) => {
+                let result = Err(error_chain(&e));
+                let _ = tx.send((accepted.id, accepted.kind, Execution::done(result)));
+            }
+        }
     }
 
     /// Reads the server's time from the consumer's info reply; warns when this host's wall

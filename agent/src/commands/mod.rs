@@ -9,8 +9,10 @@
 //! flushed batch, is acked, runs, and its `command_completed` / `command_failed` (after any
 //! restore result) goes through the runner's writer, after the events of the change itself.
 //! At start every id still `accepted` (the agent stopped mid-run) gets `command_failed`.
-//! A `backup_run` runs in the background (through the backup module's worker); its result
-//! comes back on a channel the consumer drains, so commands behind it are not held up.
+//! A `backup_run` runs in the background (through the backup module's worker), and so does the
+//! wait of a service lifecycle command for its readiness gate (the request itself is handed to
+//! the service module in order first); their results come back on a channel the consumer
+//! drains, so commands behind them are not held up.
 //!
 //! Deadlines are judged on the NATS server's clock (`clock`), read when the consumer opens
 //! and every `RESAMPLE_EVERY`, not on this host's wall clock, which may jump.

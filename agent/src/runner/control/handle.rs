@@ -121,17 +121,37 @@ impl ControlHandle {
 
     /// Hands `what` to the module's worker and waits for its outcome.
     async fn on_demand(&self, module: &str, what: OnDemand) -> Result<String, ControlError> {
+        self.start_on_demand(module, what).await?.await
+    }
+
+    /// Like `service_op`, in two steps: returns once the module's worker has the request
+    /// (requests handed over one after another keep their order), with the future of its
+    /// outcome.
+    pub async fn start_service_op(
+        &self,
+        module: &str,
+        op: ServiceOp,
+    ) -> Result<impl std::future::Future<Output = Result<String, ControlError>>, ControlError> {
+        self.start_on_demand(module, OnDemand::Service(op)).await
+    }
+
+    /// Hands `what` to the module's worker; the future of its outcome.
+    async fn start_on_demand(
+        &self,
+        module: &str,
+        what: OnDemand,
+    ) -> Result<impl std::future::Future<Output = Result<String, ControlError>>, ControlError> {
         let (done, outcome) = oneshot::channel();
         let op = Op::RunNow { what, done };
         self.call(module, op).await?;
-        match outcome.await {
-            Ok(Ok(detail)) => Ok(detail),
-            Ok(Err(reason)) => Err(ControlError::RunFailed {
-                module: module.to_owned(),
-                reason,
-            }),
-            Err(_) => Err(ControlError::Stopped),
-        }
+        let module = module.to_owned();
+        Ok(async move {
+            match outcome.await {
+                Ok(Ok(detail)) => Ok(detail),
+                Ok(Err(reason)) => Err(ControlError::RunFailed { module, reason }),
+                Err(_) => Err(ControlError::Stopped),
+            }
+        })
     }
 
     /// Queues `output` for the outbox writer after every control change made before this call
