@@ -120,9 +120,7 @@ impl CommandHandler {
         id: &str,
         c: &pb::ServiceConfigApply,
     ) -> Execution {
-        let mut bodies = Vec::new();
-        let result = self.config_apply(id, c, &mut bodies).await;
-        finish(result, bodies)
+        self.run_change(self.apply_change(id, c)).await
     }
 
     pub(super) async fn service_config_rollback(
@@ -130,21 +128,28 @@ impl CommandHandler {
         id: &str,
         c: &pb::ServiceConfigRollback,
     ) -> Execution {
-        let mut bodies = Vec::new();
-        let result = self.config_rollback(id, c, &mut bodies).await;
-        finish(result, bodies)
+        self.run_change(self.rollback_change(id, c)).await
     }
 
-    async fn config_apply(
-        &self,
-        id: &str,
-        c: &pb::ServiceConfigApply,
-        bodies: &mut Vec<pb::event::Body>,
-    ) -> Result<String> {
+    /// Makes `change` (when it could be prepared); the result and the snapshots it published.
+    async fn run_change(&self, change: Result<Change<'_>>) -> Execution {
+        let mut bodies = Vec::new();
+        let result = match change {
+            Ok(ch) => self.change_config(ch, &mut bodies).await,
+            Err(e) => Err(e),
+        };
+        Execution {
+            result: result.map_err(|e| error_chain(&e)),
+            bodies,
+        }
+    }
+
+    /// The new content of an apply, for a declared file, checked against its fingerprint.
+    fn apply_change<'a>(&self, id: &'a str, c: &'a pb::ServiceConfigApply) -> Result<Change<'a>> {
         let (cfg, user) = self.declared_config(&c.service)?;
         let file = pick_file(&c.service, &cfg, &c.file)?;
         check_fingerprint(&c.content, &c.fingerprint)?;
-        let change = Change {
+        Ok(Change {
             id,
             service: &c.service,
             cfg,
@@ -152,21 +157,20 @@ impl CommandHandler {
             file,
             content: c.content.clone().into_bytes(),
             cause: "applied",
-        };
-        self.change_config(change, bodies).await
+        })
     }
 
-    async fn config_rollback(
+    /// A kept content of a declared file, found by fingerprint (or prefix).
+    fn rollback_change<'a>(
         &self,
-        id: &str,
-        c: &pb::ServiceConfigRollback,
-        bodies: &mut Vec<pb::event::Body>,
-    ) -> Result<String> {
+        id: &'a str,
+        c: &'a pb::ServiceConfigRollback,
+    ) -> Result<Change<'a>> {
         let (cfg, user) = self.declared_config(&c.service)?;
         let file = pick_file(&c.service, &cfg, &c.file)?;
         let board = self.control.service_configs();
         let (_, content) = board.find(&c.service, &file, c.fingerprint.trim())?;
-        let change = Change {
+        Ok(Change {
             id,
             service: &c.service,
             cfg,
@@ -174,8 +178,7 @@ impl CommandHandler {
             file,
             content,
             cause: "rolled_back",
-        };
-        self.change_config(change, bodies).await
+        })
     }
 
     /// The `[modules.config]` of service `service` in the host's file, and the user the
@@ -281,13 +284,6 @@ impl CommandHandler {
                 error_chain(&e)
             ),
         }
-    }
-}
-
-fn finish(result: Result<String>, bodies: Vec<pb::event::Body>) -> Execution {
-    Execution {
-        result: result.map_err(|e| error_chain(&e)),
-        bodies,
     }
 }
 

@@ -12,10 +12,10 @@ pub mod systemd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use opsfleet_proto::pb;
-use tokio::sync::oneshot;
+use opsfleet_proto::time::now_unix_ms;
 use tracing::{info, warn};
 
 use super::supervisor::{OnState, STOPPED_BY_COMMAND};
@@ -100,8 +100,8 @@ impl Timing {
     }
 }
 
-/// The answer to a request: `Ok(detail)` or `Err(reason)`.
-pub type Done = oneshot::Sender<Result<String, String>>;
+/// The answer to a request: `Ok(detail)` or `Err(reason)` (the process supervisor's type).
+pub use super::supervisor::Done;
 
 enum Msg {
     Op(ServiceOp, Done),
@@ -203,13 +203,6 @@ fn key(o: &Observed) -> Key {
     )
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// The thread's state.
 struct Run {
     name: String,
@@ -294,7 +287,7 @@ impl Run {
                 since_unix_ms: if o.since_unix_ms > 0 {
                     o.since_unix_ms
                 } else {
-                    now_ms()
+                    now_unix_ms()
                 },
                 restarts: o.restarts,
                 exit_detail: detail,

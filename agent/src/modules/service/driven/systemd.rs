@@ -4,10 +4,11 @@
 //! SIGKILL); the agent bounds the command by `stop_grace` plus a margin.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use nix::time::{clock_gettime, ClockId};
 use opsfleet_proto::pb;
+use opsfleet_proto::time::now_unix_ms;
 
 use super::runner::{check, DrivenError, Runner};
 use super::{Driven, Observed};
@@ -92,13 +93,6 @@ fn monotonic_now_us() -> u64 {
         .unwrap_or(0)
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// The state `systemctl show` output describes (`key=value` lines); `None` without an
 /// `ActiveState`. `now_us` is the monotonic clock now, to turn the monotonic timestamp of the
 /// last state change into wall time.
@@ -131,7 +125,7 @@ pub fn parse_show(text: &str, unit: &str, now_us: u64) -> Option<Observed> {
     let since_unix_ms = match number("StateChangeTimestampMonotonic") {
         Some(at) if at > 0 && at <= now_us => {
             let ago_ms = i64::try_from((now_us - at) / 1_000).unwrap_or(0);
-            now_ms().saturating_sub(ago_ms)
+            now_unix_ms().saturating_sub(ago_ms)
         }
         _ => 0,
     };
@@ -222,7 +216,7 @@ mod tests {
         assert_eq!(o.state, ServiceRunState::Running);
         assert_eq!((o.pid, o.restarts), (4242, 3));
         assert_eq!(o.instance, "app.service");
-        let ago = now_ms() - o.since_unix_ms;
+        let ago = now_unix_ms() - o.since_unix_ms;
         assert!(
             (59_000..=61_000).contains(&ago),
             "entered 60 s ago, got {ago} ms"

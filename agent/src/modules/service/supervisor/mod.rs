@@ -12,9 +12,10 @@ mod ops;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use opsfleet_proto::pb;
+use opsfleet_proto::time::now_unix_ms;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -164,13 +165,6 @@ struct Run {
     last_detail: String,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 impl Run {
     /// Waits up to `d` for a stop or a request (stop first).
     fn wait(&self, d: Duration) -> Wake {
@@ -194,7 +188,7 @@ impl Run {
             manager: self.cfg.manager.as_str().to_owned(),
             state: state as i32,
             pid,
-            since_unix_ms: now_ms(),
+            since_unix_ms: now_unix_ms(),
             restarts: self.restarts,
             exit_detail,
             ..pb::ServiceState::default()
