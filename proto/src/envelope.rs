@@ -122,6 +122,7 @@ pub fn body_kind(body: &pb::event::Body) -> &'static str {
         Body::Service(_) => "service",
         Body::ServiceConfig(_) => "service_config",
         Body::ServiceRemediation(_) => "service_remediation",
+        Body::ServiceDeployed(_) => "service_deployed",
         Body::Leadership(_) => "leadership",
         Body::CommandAccepted(_) => "command_accepted",
         Body::CommandCompleted(_) => "command_completed",
@@ -132,6 +133,8 @@ pub fn body_kind(body: &pb::event::Body) -> &'static str {
         Body::HostLiveness(_) => "host_liveness",
         Body::AlertTransition(_) => "alert_transition",
         Body::NotificationSent(_) => "notification_sent",
+        Body::Rollout(_) => "rollout",
+        Body::GroupFailover(_) => "group_failover",
     }
 }
 
@@ -156,7 +159,9 @@ pub fn body_class(body: &pb::event::Body) -> BodyClass {
         | Body::CommandIssued(_)
         | Body::HostLiveness(_)
         | Body::AlertTransition(_)
-        | Body::NotificationSent(_) => BodyClass::Coordinator,
+        | Body::NotificationSent(_)
+        | Body::Rollout(_)
+        | Body::GroupFailover(_) => BodyClass::Coordinator,
         Body::CommandAccepted(_)
         | Body::CommandCompleted(_)
         | Body::CommandFailed(_)
@@ -181,7 +186,8 @@ pub fn body_class(body: &pb::event::Body) -> BodyClass {
         | Body::ConfigRejected(_)
         | Body::Service(_)
         | Body::ServiceConfig(_)
-        | Body::ServiceRemediation(_) => BodyClass::Agent,
+        | Body::ServiceRemediation(_)
+        | Body::ServiceDeployed(_) => BodyClass::Agent,
     }
 }
 

@@ -45,6 +45,11 @@ pub const API_ALERTS: &str = "ops.api.alerts";
 pub const API_SERVICES: &str = "ops.api.services";
 /// `opsctl service config history`: the config file snapshots of services per host.
 pub const API_SERVICE_CONFIGS: &str = "ops.api.service_configs";
+/// `opsctl rollout start|pause|resume|promote|abort|undo` (identified:
+/// `ops.api.as.<operator>.<role>.rollout`; the active coordinator answers).
+pub const API_ROLLOUT: &str = "ops.api.rollout";
+/// `opsctl rollouts`, `opsctl rollout status`: rollouts and their steps.
+pub const API_ROLLOUTS: &str = "ops.api.rollouts";
 
 /// Prefix of API requests that carry the operator's identity and role in the subject:
 /// `ops.api.as.<operator>.<role>.<verb>`. NATS permissions let each operator publish only
@@ -55,6 +60,13 @@ pub const API_AS_PREFIX: &str = "ops.api.as";
 pub const API_COMMAND_AS_ALL: &str = "ops.api.as.*.*.command";
 /// Every identified failover request (coordinators subscribe to it).
 pub const API_FAILOVER_AS_ALL: &str = "ops.api.as.*.*.failover";
+/// Every identified rollout request (coordinators subscribe to it).
+pub const API_ROLLOUT_AS_ALL: &str = "ops.api.as.*.*.rollout";
+
+/// `ops.api.as.<operator>.<role>.rollout`: act on rollouts as `operator` in `role`.
+pub fn api_rollout_as(operator: &str, role: crate::api::Role) -> String {
+    format!("{API_AS_PREFIX}.{operator}.{}.rollout", role.as_str())
+}
 
 /// `ops.api.as.<operator>.<role>.command`: issue a command as `operator` acting in `role`.
 pub fn api_command_as(operator: &str, role: crate::api::Role) -> String {

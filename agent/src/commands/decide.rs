@@ -313,6 +313,9 @@ pub fn service_remote_op(action: &Action) -> Option<(&str, RemoteOp)> {
         Action::App(a) => (&a.service, RemoteOp::App),
         Action::ServiceConfigApply(c) => (&c.service, RemoteOp::Config),
         Action::ServiceConfigRollback(c) => (&c.service, RemoteOp::Config),
+        Action::ServiceDeploy(d) => (&d.service, RemoteOp::Deploy),
+        Action::ServiceRole(r) => (&r.service, RemoteOp::Role),
+        Action::TrafficSwitch(t) => (&t.service, RemoteOp::Switch),
         _ => return None,
     })
 }
@@ -340,6 +343,9 @@ pub fn action_name(action: Option<&Action>) -> &'static str {
         Some(Action::App(_)) => "app",
         Some(Action::ServiceConfigApply(_)) => "service_config_apply",
         Some(Action::ServiceConfigRollback(_)) => "service_config_rollback",
+        Some(Action::ServiceDeploy(_)) => "service_deploy",
+        Some(Action::ServiceRole(_)) => "service_role",
+        Some(Action::TrafficSwitch(_)) => "traffic_switch",
     }
 }
 
@@ -401,7 +407,10 @@ pub fn validate(action: Option<&Action>, catalog: &Catalog) -> Result<(), String
             | Action::ServiceReload(_)
             | Action::App(_)
             | Action::ServiceConfigApply(_)
-            | Action::ServiceConfigRollback(_)),
+            | Action::ServiceConfigRollback(_)
+            | Action::ServiceDeploy(_)
+            | Action::ServiceRole(_)
+            | Action::TrafficSwitch(_)),
         ) => {
             let Some((service, _)) = service_remote_op(a) else {
                 return Err("the command names no service".to_owned());
@@ -424,6 +433,20 @@ pub fn validate(action: Option<&Action>, catalog: &Catalog) -> Result<(), String
                 }
                 Action::ServiceConfigRollback(c) if c.fingerprint.trim().is_empty() => {
                     Err("service_config_rollback names no fingerprint".to_owned())
+                }
+                Action::ServiceDeploy(d) if d.version.trim().is_empty() => {
+                    Err("service_deploy names no version".to_owned())
+                }
+                Action::ServiceDeploy(d)
+                    if !d.artifact.trim().is_empty() && d.sha256.trim().is_empty() =>
+                {
+                    Err("service_deploy gives an artifact without its sha256".to_owned())
+                }
+                Action::ServiceRole(r) if !matches!(r.role.as_str(), "active" | "standby") => {
+                    Err(format!(
+                        "service_role: unknown role {:?} (active or standby)",
+                        r.role
+                    ))
                 }
                 _ => Ok(()),
             }

@@ -81,6 +81,7 @@ mod tests {
                 version: "1.2.3".into(),
                 restarts: 2,
                 since_unix_ms: 1,
+                ..Default::default()
             }],
             labels: std::sync::Arc::new(
                 [("role".to_owned(), "db".to_owned())].into_iter().collect(),

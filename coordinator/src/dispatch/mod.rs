@@ -226,6 +226,35 @@ pub fn request_action(
                 .to_owned(),
             fingerprint: trimmed(fingerprint),
         }),
+        CommandAction::ServiceDeploy {
+            service,
+            version,
+            artifact,
+            sha256,
+            ready_samples,
+        } => Action::ServiceDeploy(pb::ServiceDeploy {
+            service: service.clone(),
+            version: trimmed(version),
+            artifact: artifact.as_ref().map(trimmed).unwrap_or_default(),
+            sha256: sha256
+                .as_ref()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .unwrap_or_default(),
+            ready_samples: ready_samples.unwrap_or(0),
+            rollout_id: String::new(),
+        }),
+        CommandAction::ServiceRole {
+            service,
+            role,
+            group,
+        } => Action::ServiceRole(pb::ServiceRole {
+            service: service.clone(),
+            role: trimmed(role),
+            group: group.as_ref().map(trimmed).unwrap_or_default(),
+        }),
+        CommandAction::TrafficSwitch { service } => Action::TrafficSwitch(pb::TrafficSwitch {
+            service: service.clone(),
+        }),
     })
 }
 

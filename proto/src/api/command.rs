@@ -137,6 +137,27 @@ pub enum CommandAction {
         file: Option<String>,
         fingerprint: String,
     },
+    /// Put `version` of a service in place and run it: from `artifact` (URL or local path,
+    /// with its `sha256`), or a release the host keeps when `artifact` is absent.
+    ServiceDeploy {
+        service: String,
+        version: String,
+        artifact: Option<String>,
+        sha256: Option<String>,
+        /// Consecutive ready probe results to wait for after the restart (absent: the
+        /// service's own readiness).
+        ready_samples: Option<u32>,
+    },
+    /// Tell a member of an active/standby group its role (`active`, `standby`).
+    ServiceRole {
+        service: String,
+        role: String,
+        group: Option<String>,
+    },
+    /// Blue/green: send the traffic of the service's slot group to this service.
+    TrafficSwitch {
+        service: String,
+    },
 }
 
 impl CommandAction {
@@ -161,6 +182,9 @@ impl CommandAction {
             CommandAction::App { .. } => ActionName::App,
             CommandAction::ServiceConfigApply { .. } => ActionName::ServiceConfigApply,
             CommandAction::ServiceConfigRollback { .. } => ActionName::ServiceConfigRollback,
+            CommandAction::ServiceDeploy { .. } => ActionName::ServiceDeploy,
+            CommandAction::ServiceRole { .. } => ActionName::ServiceRole,
+            CommandAction::TrafficSwitch { .. } => ActionName::TrafficSwitch,
         }
     }
 
@@ -173,7 +197,10 @@ impl CommandAction {
             | CommandAction::ServiceReload { service }
             | CommandAction::App { service, .. }
             | CommandAction::ServiceConfigApply { service, .. }
-            | CommandAction::ServiceConfigRollback { service, .. } => Some(service),
+            | CommandAction::ServiceConfigRollback { service, .. }
+            | CommandAction::ServiceDeploy { service, .. }
+            | CommandAction::ServiceRole { service, .. }
+            | CommandAction::TrafficSwitch { service } => Some(service),
             CommandAction::Pause { module }
             | CommandAction::Resume { module }
             | CommandAction::Disable { module }
@@ -194,7 +221,7 @@ impl CommandAction {
 /// Why a command request's JSON is not a valid request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
-    #[error("unknown action {action:?}; use pause, resume, resume_all, disable, enable, noop, drain, undrain, backup_run, restore, config_apply, config_rollback, service_start, service_stop, service_restart, service_reload, app, service_config_apply or service_config_rollback")]
+    #[error("unknown action {action:?}; use pause, resume, resume_all, disable, enable, noop, drain, undrain, backup_run, restore, config_apply, config_rollback, service_start, service_stop, service_restart, service_reload, app, service_config_apply, service_config_rollback, service_deploy, service_role or traffic_switch")]
     BadAction { action: String },
     #[error("action {action} needs a module name")]
     NeedsModule { action: String },
@@ -243,6 +270,24 @@ pub struct CommandRequestJson {
     /// `service_config_apply`: the file's new content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// `service_deploy`: the version to put in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `service_deploy`: the artifact (http(s) URL or absolute path on the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
+    /// `service_deploy`: the artifact's sha256 (hex); required with `artifact`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `service_deploy`: consecutive ready probe results to wait for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_samples: Option<u32>,
+    /// `service_role`: `active` or `standby`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// `service_role`: the group the service must belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl TryFrom<CommandRequestJson> for CommandRequest {
@@ -336,6 +381,31 @@ impl TryFrom<CommandRequestJson> for CommandRequest {
                 fingerprint: field(j.fingerprint, "--to <fingerprint>")?,
                 file: j.file.filter(|f| !f.trim().is_empty()),
             },
+            ActionName::ServiceDeploy => {
+                let artifact = j.artifact.filter(|a| !a.trim().is_empty());
+                let sha256 = j.sha256.filter(|h| !h.trim().is_empty());
+                if artifact.is_some() && sha256.is_none() {
+                    return Err(RequestError::NeedsField {
+                        action: action_text,
+                        flag: "--sha256 with --artifact",
+                    });
+                }
+                CommandAction::ServiceDeploy {
+                    service: module(j.module)?,
+                    version: field(j.version, "--version")?,
+                    artifact,
+                    sha256,
+                    ready_samples: j.ready_samples,
+                }
+            }
+            ActionName::ServiceRole => CommandAction::ServiceRole {
+                service: module(j.module)?,
+                role: field(j.role, "--role")?,
+                group: j.group.filter(|g| !g.trim().is_empty()),
+            },
+            ActionName::TrafficSwitch => CommandAction::TrafficSwitch {
+                service: module(j.module)?,
+            },
             ActionName::Unknown => return Err(RequestError::BadAction { action: j.action }),
         };
         Ok(CommandRequest {
@@ -422,6 +492,24 @@ impl From<CommandRequest> for CommandRequestJson {
                 (j.module, j.file) = (Some(service), file);
                 j.fingerprint = Some(fingerprint);
             }
+            CommandAction::ServiceDeploy {
+                service,
+                version,
+                artifact,
+                sha256,
+                ready_samples,
+            } => {
+                (j.module, j.version) = (Some(service), Some(version));
+                (j.artifact, j.sha256, j.ready_samples) = (artifact, sha256, ready_samples);
+            }
+            CommandAction::ServiceRole {
+                service,
+                role,
+                group,
+            } => {
+                (j.module, j.role, j.group) = (Some(service), Some(role), group);
+            }
+            CommandAction::TrafficSwitch { service } => j.module = Some(service),
         }
         j
     }

@@ -6,6 +6,7 @@
 mod command;
 mod configs;
 mod page;
+mod rollouts;
 mod rows;
 mod services;
 mod states;
@@ -14,6 +15,7 @@ mod status;
 pub use command::*;
 pub use configs::*;
 pub use page::*;
+pub use rollouts::*;
 pub use rows::*;
 pub use services::*;
 pub use states::*;

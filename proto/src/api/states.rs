@@ -136,6 +136,9 @@ wire_state! {
         App => "app",
         ServiceConfigApply => "service_config_apply",
         ServiceConfigRollback => "service_config_rollback",
+        ServiceDeploy => "service_deploy",
+        ServiceRole => "service_role",
+        TrafficSwitch => "traffic_switch",
     }
 }
 
@@ -160,12 +163,16 @@ impl ActionName {
         use ActionName::*;
         match self {
             Pause | Resume | ResumeAll | Disable | Enable | Noop | Drain | Undrain | BackupRun
-            | ServiceStart | ServiceStop | ServiceRestart | ServiceReload | App => {
+            | ServiceStart | ServiceStop | ServiceRestart | ServiceReload | App | ServiceRole => {
                 Some(Role::Operator)
             }
-            Restore | ConfigApply | ConfigRollback | ServiceConfigApply | ServiceConfigRollback => {
-                Some(Role::Admin)
-            }
+            Restore
+            | ConfigApply
+            | ConfigRollback
+            | ServiceConfigApply
+            | ServiceConfigRollback
+            | ServiceDeploy
+            | TrafficSwitch => Some(Role::Admin),
             Unknown => None,
         }
     }

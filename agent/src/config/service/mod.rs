@@ -169,16 +169,25 @@ pub enum RemoteOp {
     Reload,
     App,
     Config,
+    /// Put a version in place and run it (`service_deploy`, rollouts).
+    Deploy,
+    /// Be told its active/standby role (`service_role`).
+    Role,
+    /// Take the traffic of its slot group (`traffic_switch`, blue/green).
+    Switch,
 }
 
 impl RemoteOp {
-    pub const ALL: [RemoteOp; 6] = [
+    pub const ALL: [RemoteOp; 9] = [
         RemoteOp::Start,
         RemoteOp::Stop,
         RemoteOp::Restart,
         RemoteOp::Reload,
         RemoteOp::App,
         RemoteOp::Config,
+        RemoteOp::Deploy,
+        RemoteOp::Role,
+        RemoteOp::Switch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -189,6 +198,9 @@ impl RemoteOp {
             RemoteOp::Reload => "reload",
             RemoteOp::App => "app",
             RemoteOp::Config => "config",
+            RemoteOp::Deploy => "deploy",
+            RemoteOp::Role => "role",
+            RemoteOp::Switch => "switch",
         }
     }
 }

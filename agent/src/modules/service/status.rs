@@ -44,6 +44,7 @@ impl Snapshot {
             version: self.state.version.clone(),
             restarts: self.state.restarts,
             since_unix_ms: self.state.since_unix_ms,
+            ..Default::default()
         }
     }
 }

@@ -379,12 +379,16 @@ impl HostState {
             | Body::RestoreFailed(_)
             | Body::Janitor(_)
             | Body::ConfigRejected(_)
+            // A deploy's outcome is in the command ledger; the version in the service's state.
+            | Body::ServiceDeployed(_)
             // Coordinator bodies are folded by `Fleet` into the coordinators' rows; one
             // published under a host's module is ignored.
             | Body::Leadership(_)
             | Body::HostLiveness(_)
             | Body::AlertTransition(_)
             | Body::NotificationSent(_)
+            | Body::Rollout(_)
+            | Body::GroupFailover(_)
             // Command bodies are folded by `Fleet` into the command ledger.
             | Body::CommandIssued(_)
             | Body::CommandAccepted(_)
