@@ -7,6 +7,7 @@
 //! use (`config`, `service`, `store`, `projection`, `ingest`, `admit`, `election`, `state`,
 //! `rebuild`) is `pub`; the rest is `pub(crate)`, so the compiler reports dead code there.
 
+pub(crate) mod acting;
 pub mod admit;
 pub(crate) mod alerts;
 pub(crate) mod api;
@@ -21,6 +22,7 @@ pub mod ingest;
 pub(crate) mod notify;
 pub mod projection;
 pub mod rebuild;
+pub(crate) mod rollout;
 pub mod service;
 pub(crate) mod snapshot;
 pub mod state;

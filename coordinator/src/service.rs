@@ -140,7 +140,16 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
     } = start_election(&cfg, &topology, &js, store, &cancel)?;
     let http_task = start_http(cfg.http.as_ref(), &shared, &cancel).await?;
     let alerts_task = start_alerts(&cfg, &shared, &emitter, &topology, &cancel)?;
-    let (dispatcher, sweeper) = start_dispatch(&cfg, &shared, emitter, &js, &cancel);
+    let (dispatcher, sweeper) = start_dispatch(&cfg, &shared, emitter.clone(), &js, &cancel);
+    let rollouts_task = tokio::spawn(
+        crate::rollout::driver::Driver::new(
+            Arc::clone(&shared),
+            emitter,
+            dispatcher.clone(),
+            topology.events.clone(),
+        )
+        .run(cancel.clone()),
+    );
 
     let api_task = tokio::spawn(api::serve(
         client.clone(),
@@ -165,6 +174,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         leadership_events,
         sweeper,
         alerts: alerts_task,
+        rollouts: rollouts_task,
         http: http_task,
         api: api_task,
     }
@@ -313,6 +323,7 @@ struct Tasks {
     leadership_events: JoinHandle<()>,
     sweeper: JoinHandle<()>,
     alerts: JoinHandle<()>,
+    rollouts: JoinHandle<()>,
     http: Option<JoinHandle<()>>,
     api: JoinHandle<Result<(), api::SubscribeError>>,
 }
@@ -332,6 +343,7 @@ impl Tasks {
         }
         let _ = self.sweeper.await;
         let _ = self.alerts.await;
+        let _ = self.rollouts.await;
         if let Some(task) = self.http {
             let _ = task.await;
         }

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::acting::Gate;
 use crate::emit::Emitter;
 use crate::notify::{Delivery, Notifier};
 use crate::state::Shared;
@@ -36,76 +37,6 @@ const FOLD_BACK_WAIT: Duration = Duration::from_secs(30);
 type InFlight = HashMap<String, (State, String, Instant)>;
 /// Patience of one emit.
 const EMIT_PATIENCE: Duration = Duration::from_secs(10);
-
-/// Whether this coordinator may act: active in some term, and its store holds everything the
-/// stream held when the term began (so it has folded what the previous active recorded).
-struct Gate {
-    shared: Arc<Shared>,
-    stream: Stream,
-    /// (epoch, stream sequence to reach) of the current term.
-    barrier: Option<(u64, u64)>,
-    caught_up: bool,
-}
-
-impl Gate {
-    fn new(shared: Arc<Shared>, stream: Stream) -> Self {
-        Gate {
-            shared,
-            stream,
-            barrier: None,
-            caught_up: false,
-        }
-    }
-
-    fn epoch(&self) -> Option<u64> {
-        self.shared.leadership.view().acting_epoch(Instant::now())
-    }
-
-    /// The term's epoch if this coordinator may act now. `None` also when a new term began
-    /// (callers drop their per-term memory then).
-    async fn open(&mut self) -> Option<u64> {
-        let epoch = self.epoch()?;
-        let target = match self.barrier {
-            Some((e, seq)) if e == epoch => seq,
-            _ => {
-                let info = match self.stream.get_info().await {
-                    Ok(info) => info,
-                    Err(e) => {
-                        warn!(error = %ErrorChain(&e), "cannot read the event stream's position; alerts wait");
-                        return None;
-                    }
-                };
-                let seq = info.state.last_sequence;
-                self.barrier = Some((epoch, seq));
-                self.caught_up = false;
-                info!(
-                    epoch,
-                    stream_seq = seq,
-                    "alerts: active, catching up before acting"
-                );
-                seq
-            }
-        };
-        let applied = self.shared.applied();
-        if applied < target {
-            debug!(applied, target, "alerts: catching up");
-            return None;
-        }
-        if !self.caught_up {
-            self.caught_up = true;
-            info!(
-                epoch,
-                applied, "alerts: caught up; evaluating and notifying"
-            );
-        }
-        Some(epoch)
-    }
-
-    /// Still acting in `epoch` right now?
-    fn still(&self, epoch: u64) -> bool {
-        self.epoch() == Some(epoch)
-    }
-}
 
 /// The evaluator and delivery loops of one coordinator.
 #[derive(Clone)]

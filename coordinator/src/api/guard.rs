@@ -128,6 +128,21 @@ pub fn check_failover(
     )
 }
 
+/// May this request act on a rollout with `op`?
+pub fn check_rollout(
+    identity: Option<&Identity>,
+    op: opsfleet_proto::api::RolloutOp,
+    allow_unidentified: bool,
+) -> Result<(), Refusal> {
+    check(
+        identity,
+        &format!("rollout {}", op.as_str()),
+        op.required_role(),
+        opsfleet_proto::subjects::API_ROLLOUT,
+        allow_unidentified,
+    )
+}
+
 /// Refused requests since start (shown in `ops.api.status` as `api_refused`).
 #[derive(Debug, Default)]
 pub struct Counters {

@@ -10,6 +10,7 @@ mod commands;
 mod configs;
 pub mod guard;
 mod hosts;
+pub(crate) mod rollouts;
 mod runbooks;
 mod serve;
 mod service_configs;

@@ -11,8 +11,8 @@ use async_nats::Message;
 use futures::StreamExt;
 use opsfleet_proto::api::{
     AlertsRequest, ApiError, BackupsRequest, CommandRequestJson, CommandsReply, CommandsRequest,
-    ConfigsRequest, FailoverRequest, HostsRequest, IncidentsRequest, ServiceConfigsRequest,
-    ServicesRequest, StatusRequest,
+    ConfigsRequest, FailoverRequest, HostsRequest, IncidentsRequest, RolloutRequest,
+    RolloutsRequest, ServiceConfigsRequest, ServicesRequest, StatusRequest,
 };
 use opsfleet_proto::subjects;
 use opsfleet_proto::time::now_unix_ms;
@@ -32,7 +32,7 @@ use crate::identity::Identity;
 use crate::state::Shared;
 
 /// Every verb of the API, each subscribed broadcast and addressed to this coordinator.
-const VERBS: [&str; 11] = [
+const VERBS: [&str; 13] = [
     subjects::API_STATUS,
     subjects::API_FAILOVER,
     subjects::API_COMMAND,
@@ -44,6 +44,8 @@ const VERBS: [&str; 11] = [
     subjects::API_CONFIGS,
     subjects::API_SERVICES,
     subjects::API_SERVICE_CONFIGS,
+    subjects::API_ROLLOUT,
+    subjects::API_ROLLOUTS,
 ];
 
 /// What a handler needs to answer.
@@ -176,6 +178,8 @@ impl Server {
             subjects::API_INCIDENTS => Some(self.view::<IncidentsRequest>(payload).await),
             subjects::API_ALERTS => Some(self.view::<AlertsRequest>(payload).await),
             subjects::API_CONFIGS => Some(self.configs(payload).await),
+            subjects::API_ROLLOUT => self.rollout(req).await,
+            subjects::API_ROLLOUTS => Some(self.rollouts(payload)),
             _ => None,
         }
     }
@@ -323,6 +327,44 @@ impl Server {
             }
         });
         None
+    }
+
+    /// A rollout request: role-checked here, recorded by the active coordinator (standbys stay
+    /// silent on the broadcast subject).
+    async fn rollout(&self, req: Incoming) -> Option<Vec<u8>> {
+        let body: RolloutRequest = match serde_json::from_slice(&req.msg.payload) {
+            Ok(body) => body,
+            Err(e) => {
+                return Some(error_reply(
+                    &self.shared,
+                    format!("bad rollout request: {e}"),
+                ))
+            }
+        };
+        let allowed = guard::check_rollout(
+            req.operator.as_ref(),
+            body.op,
+            self.policy.allow_unidentified,
+        );
+        if let Err(r) = allowed {
+            return Some(self.refuse(&req, r));
+        }
+        let issuer = crate::identity::issuer(&body.requested_by, req.operator.as_ref());
+        match super::rollouts::act(&self.shared, &self.dispatcher, body, &issuer).await {
+            Ok(reply) => Some(to_json(&reply)),
+            Err(e) if e.is_not_active() && !req.addressed_to_me => None,
+            Err(e) => Some(error_reply(&self.shared, opsfleet_report::error_chain(&e))),
+        }
+    }
+
+    fn rollouts(&self, payload: &[u8]) -> Vec<u8> {
+        match parse::<RolloutsRequest>(payload) {
+            Ok(req) => match super::rollouts::list(&self.shared, &req) {
+                Ok(reply) => to_json(&reply),
+                Err(e) => error_reply(&self.shared, e.to_string()),
+            },
+            Err(e) => error_reply(&self.shared, format!("bad rollouts request: {e}")),
+        }
     }
 
     fn commands(&self, req: CommandsRequest) -> Vec<u8> {

@@ -382,6 +382,16 @@ impl Dispatcher {
         }
     }
 
+    /// The longest deadline a request may ask for (`[api] max_deadline`).
+    pub fn max_deadline(&self) -> Duration {
+        self.max_deadline
+    }
+
+    /// The emitter commands are recorded with (rollout requests record their steps with it).
+    pub fn emitter(&self) -> &Emitter {
+        &self.emitter
+    }
+
     fn acting_epoch(&self) -> Result<u64, DispatchError> {
         let view = self.shared.leadership.view();
         view.acting_epoch(tokio::time::Instant::now())
@@ -457,6 +467,48 @@ impl Dispatcher {
                 .collect(),
             skipped: resolved.skipped,
         })
+    }
+
+    /// Records and sends one command to `host` with the given id (a rollout recorded the id
+    /// first), as `issuer`, after the same checks as `issue`. A deploy carries `rollout_id`.
+    pub async fn issue_one(
+        &self,
+        command_id: &str,
+        host: &str,
+        req_action: &CommandAction,
+        issuer: &Issuer,
+        deadline_after: Duration,
+        rollout_id: &str,
+    ) -> Result<u64, DispatchError> {
+        let epoch = self.acting_epoch()?;
+        let mut action = {
+            let fleet = self.shared.fleet();
+            request_action(&fleet, req_action, &[host.to_owned()])?
+        };
+        if let Action::ServiceDeploy(d) = &mut action {
+            d.rollout_id = rollout_id.to_owned();
+        }
+        let mut commands = commands_for(&[host.to_owned()], &action, epoch, issuer, deadline_after);
+        for c in &mut commands {
+            c.id = command_id.to_owned();
+        }
+        let records = issued_events(&commands, req_action, issuer);
+        let (recorded_tx, recorded_rx) = mpsc::unbounded_channel();
+        let (recorded, (sent, send_error)) = tokio::join!(
+            self.emitter
+                .emit_all_reporting(records, Duration::from_secs(30), Some(recorded_tx)),
+            self.send_as_recorded(&commands, epoch, recorded_rx),
+        );
+        if let Some(e) = send_error.or(recorded.err().map(DispatchError::from)) {
+            return Err(e);
+        }
+        if sent != commands.len() {
+            return Err(DispatchError::LostLease {
+                sent,
+                unsent: commands.len() - sent,
+            });
+        }
+        Ok(epoch)
     }
 
     /// Sends `commands[i]` for every index `i` arriving on `recorded` (its `command_issued`

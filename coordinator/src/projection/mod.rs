@@ -10,6 +10,7 @@ mod derived;
 mod host;
 pub mod presence;
 mod prune;
+pub mod rollouts;
 mod runbooks;
 mod seq;
 pub mod service_configs;
@@ -19,6 +20,7 @@ pub use alerts::{AlertRecord, Alerts, Liveness, NotificationRecord};
 pub use commands::CommandRecord;
 pub use coordinators::{CoordinatorState, LeadershipChange};
 pub use host::{DiskState, HostState, ModuleInfo};
+pub use rollouts::{Rollout, Rollouts};
 pub use runbooks::{
     BackupFailure, BackupJob, BackupSuccess, HealthState, Incident, JanitorState, Runbooks,
     SentinelView,
@@ -47,6 +49,8 @@ pub const COMMAND_ROW_PREFIX: &str = "cmd/";
 pub const ALERT_ROW_PREFIX: &str = "alert/";
 /// Prefix of the projection row of one host's liveness verdict.
 pub const LIVENESS_ROW_PREFIX: &str = "live/";
+/// Prefix of the projection row of one rollout.
+pub const ROLLOUT_ROW_PREFIX: &str = "rollout/";
 
 /// Key of the stored row that names the fold version the rows were written by. It is not a
 /// projection row: `Fleet::from_rows` skips it and no digest covers it.
@@ -58,8 +62,9 @@ pub const FOLD_VERSION_KEY: &str = "meta/fold_version";
 /// modules, disks and checks no longer configured are forgotten; 3: `service` events fold into
 /// the hosts' `services`; 4: services keep their restart times, a capped
 /// `service_remediation`, their instance, version and health, and leave with their module;
-/// `service_config` snapshots fold into the hosts' `service_configs`.
-pub const FOLD_VERSION: u64 = 4;
+/// `service_config` snapshots fold into the hosts' `service_configs`; 5: rollouts
+/// (`rollout/<id>` rows).
+pub const FOLD_VERSION: u64 = 5;
 
 /// The fold version that wrote `rows` (1 when none is recorded, 0 for a store with no rows).
 pub fn fold_version(rows: &[(String, Vec<u8>)]) -> u64 {
@@ -105,6 +110,8 @@ pub struct Fleet {
     commands: BTreeMap<String, CommandRecord>,
     /// Alerts and liveness verdicts (the alert engine's own events).
     alerts: Alerts,
+    /// Rollouts (the rollout driver's own steps and their commands' outcomes).
+    rollouts: Rollouts,
     /// Row keys changed (or removed) since the last `take_dirty_rows`.
     dirty: BTreeSet<String>,
     /// Command and alert records that may be pruned, per host: derived, never stored.
@@ -162,9 +169,17 @@ impl Fleet {
         if verdict.is_accepted() {
             if let Some(id) = commands::command_id(&ev.body) {
                 self.apply_command(id, ev);
+                if let Some(rollout) = self.rollouts.apply_command(ev, id) {
+                    self.dirty.insert(format!("{ROLLOUT_ROW_PREFIX}{rollout}"));
+                }
             }
             if ev.module == COORDINATOR_MODULE {
                 self.apply_alerts(ev);
+                if let Body::Rollout(step) = &ev.body {
+                    for id in self.rollouts.apply_step(step) {
+                        self.dirty.insert(format!("{ROLLOUT_ROW_PREFIX}{id}"));
+                    }
+                }
             }
         }
         verdict
@@ -297,6 +312,11 @@ impl Fleet {
         &self.alerts
     }
 
+    /// Rollouts, as their steps and commands tell.
+    pub fn rollouts(&self) -> &Rollouts {
+        &self.rollouts
+    }
+
     pub fn host(&self, name: &str) -> Option<&HostState> {
         self.hosts.get(name)
     }
@@ -375,6 +395,9 @@ impl Fleet {
                 .get(host)
                 .map(|l| (key.to_owned(), to_row(l)));
         }
+        if let Some(id) = key.strip_prefix(ROLLOUT_ROW_PREFIX) {
+            return self.rollouts.get(id).map(|r| (key.to_owned(), to_row(r)));
+        }
         if let Some(name) = key.strip_prefix(HOST_ROW_PREFIX) {
             return self.hosts.get(name).map(|h| (key.to_owned(), to_row(h)));
         }
@@ -411,12 +434,17 @@ impl Fleet {
             .liveness
             .iter()
             .map(|(h, l)| (format!("{LIVENESS_ROW_PREFIX}{h}"), to_row(l)));
-        // "alert/" < "cmd/" < "coord/" < "host/" < "live/": ascending by key.
+        let rollouts = self
+            .rollouts
+            .iter()
+            .map(|r| (format!("{ROLLOUT_ROW_PREFIX}{}", r.id), to_row(r)));
+        // "alert/" < "cmd/" < "coord/" < "host/" < "live/" < "rollout/": ascending by key.
         alerts
             .chain(commands)
             .chain(coords)
             .chain(hosts)
             .chain(liveness)
+            .chain(rollouts)
             .collect()
     }
 
@@ -466,6 +494,9 @@ impl Fleet {
             } else if let Some(host) = key.strip_prefix(LIVENESS_ROW_PREFIX) {
                 let live: Liveness = serde_json::from_slice(&value).map_err(bad)?;
                 fleet.alerts.liveness.insert(host.to_owned(), live);
+            } else if key.starts_with(ROLLOUT_ROW_PREFIX) {
+                let rollout: Rollout = serde_json::from_slice(&value).map_err(bad)?;
+                fleet.rollouts.insert(rollout);
             }
         }
         for (id, record) in &fleet.commands {

@@ -1,0 +1,233 @@
+//! Planning a rollout (pure): the request checked, its hosts resolved like a command's
+//! (names, globs, labels, all; by default every host with the service), hosts in maintenance
+//! or lost left out with the reason, the rest split into waves (the canary first, then the
+//! cumulative percentages), and the version each host runs now remembered as where a
+//! rollback goes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use opsfleet_proto::api::{CommandAction, Liveness, RolloutStart, RolloutStrategy, Targets};
+use opsfleet_proto::pb;
+
+use crate::dispatch::{self, DispatchError};
+use crate::identity::Issuer;
+use crate::projection::Fleet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("rollout {id} of {service} is still {phase}; pause, abort or wait for it first")]
+    Busy {
+        id: String,
+        service: String,
+        phase: &'static str,
+    },
+    #[error("host {host} has no service {service} (blue/green needs both slots on every host)")]
+    NoGreen { host: String, service: String },
+    #[error("every matched host is left out: {reasons}")]
+    NothingToDo { reasons: String },
+    #[error(transparent)]
+    Targets(#[from] DispatchError),
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> PlanError {
+    PlanError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// A version as a host keeps it: one path component of `[A-Za-z0-9._+-]`, at most 128 chars.
+pub fn valid_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v != "."
+        && v != ".."
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
+}
+
+fn check(req: &RolloutStart, max_deadline: Duration) -> Result<(), PlanError> {
+    if req.service.trim().is_empty() {
+        return Err(invalid("service", "required"));
+    }
+    if !valid_version(&req.version) {
+        return Err(invalid(
+            "version",
+            format!(
+                "{:?} is not a version a host can keep (letters, digits, . _ + -)",
+                req.version
+            ),
+        ));
+    }
+    let artifact = req.artifact.as_deref().map(str::trim).unwrap_or("");
+    let sha = req.sha256.as_deref().map(str::trim).unwrap_or("");
+    if !artifact.is_empty() && sha.is_empty() {
+        return Err(invalid("sha256", "required with an artifact"));
+    }
+    if !sha.is_empty() && (sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit())) {
+        return Err(invalid("sha256", "64 hex digits"));
+    }
+    if req.waves.is_empty() || req.waves.iter().any(|p| !(1..=100).contains(p)) {
+        return Err(invalid("waves", "percentages between 1 and 100"));
+    }
+    if req.waves.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(invalid("waves", "percentages must rise (25,50,100)"));
+    }
+    if req.max_unavailable == 0 {
+        return Err(invalid("max_unavailable", "at least 1"));
+    }
+    let deadline = Duration::from_millis(req.command_deadline_ms);
+    if deadline.is_zero() || deadline > max_deadline {
+        return Err(invalid(
+            "command_deadline",
+            format!(
+                "between 1ms and this coordinator's [api] max_deadline ({})",
+                humantime::format_duration(max_deadline)
+            ),
+        ));
+    }
+    if req.strategy == RolloutStrategy::BlueGreen {
+        match req.green_service.as_deref().map(str::trim) {
+            None | Some("") => return Err(invalid("green", "blue-green needs the idle slot")),
+            Some(g) if g == req.service => {
+                return Err(invalid("green", "the idle slot must be another service"))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Splits `hosts` (in order) into the canary and the later waves (cumulative percentages of
+/// the hosts after the canary; the last wave takes every remaining host). No empty wave.
+pub fn waves(hosts: &[String], canary: u32, percents: &[u32]) -> Vec<Vec<String>> {
+    let canary = (canary as usize).min(hosts.len());
+    let mut out: Vec<Vec<String>> = Vec::new();
+    if canary > 0 {
+        out.push(hosts[..canary].to_vec());
+    }
+    let rest = &hosts[canary..];
+    let mut done = 0usize;
+    for (i, pct) in percents.iter().enumerate() {
+        let last = i + 1 == percents.len();
+        let upto = if last {
+            rest.len()
+        } else {
+            (rest.len() * (*pct as usize)).div_ceil(100).min(rest.len())
+        };
+        if upto > done {
+            out.push(rest[done..upto].to_vec());
+            done = upto;
+        }
+    }
+    out
+}
+
+/// The `started` step of a new rollout, or why it cannot start.
+pub fn plan(
+    fleet: &Fleet,
+    req: &RolloutStart,
+    issuer: &Issuer,
+    max_deadline: Duration,
+    now_unix_ms: i64,
+) -> Result<pb::RolloutStarted, PlanError> {
+    check(req, max_deadline)?;
+    if let Some(r) =
+        (fleet.rollouts().iter()).find(|r| r.plan.service == req.service && !r.phase().is_final())
+    {
+        return Err(PlanError::Busy {
+            id: r.id.clone(),
+            service: r.plan.service.clone(),
+            phase: r.phase().as_str(),
+        });
+    }
+    let targets = Targets {
+        hosts: req.hosts.clone(),
+        all: req.all || (req.hosts.is_empty() && req.labels.is_empty()),
+        labels: req.labels.clone(),
+    };
+    let probe = CommandAction::ServiceDeploy {
+        service: req.service.clone(),
+        version: req.version.clone(),
+        artifact: None,
+        sha256: None,
+        ready_samples: None,
+    };
+    let resolved = dispatch::resolve(fleet, &targets, &probe)?;
+    let mut skipped: Vec<pb::RolloutSkip> = (resolved.skipped.iter())
+        .map(|s| pb::RolloutSkip {
+            host: s.host.clone(),
+            reason: s.reason.clone(),
+        })
+        .collect();
+    let maintenance = fleet.maintenance();
+    let mut hosts = Vec::new();
+    for host in resolved.targets {
+        let reason = if maintenance.contains(&host) {
+            Some("in maintenance (opsctl drain)".to_owned())
+        } else {
+            match dispatch::not_up(fleet, &host, now_unix_ms) {
+                Some((Liveness::Lost, _)) => Some("lost".to_owned()),
+                _ => None,
+            }
+        };
+        match reason {
+            Some(reason) => skipped.push(pb::RolloutSkip { host, reason }),
+            None => hosts.push(host),
+        }
+    }
+    if hosts.is_empty() {
+        let reasons = (skipped.iter())
+            .map(|s| format!("{}: {}", s.host, s.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(PlanError::NothingToDo { reasons });
+    }
+    let green = req.green_service.clone().unwrap_or_default();
+    let mut previous = BTreeMap::new();
+    for host in &hosts {
+        let h = fleet.host(host);
+        if req.strategy == RolloutStrategy::BlueGreen
+            && !h.is_some_and(|h| h.services.contains_key(&green))
+        {
+            return Err(PlanError::NoGreen {
+                host: host.clone(),
+                service: green,
+            });
+        }
+        let running = (h.and_then(|h| h.services.get(&req.service)))
+            .map(|s| s.app_version.clone())
+            .unwrap_or_default();
+        previous.insert(host.clone(), running);
+    }
+    let waves = match req.strategy {
+        RolloutStrategy::Canary => waves(&hosts, req.canary, &req.waves),
+        RolloutStrategy::BlueGreen => waves(&hosts, req.canary, &req.waves),
+    };
+    Ok(pb::RolloutStarted {
+        service: req.service.clone(),
+        version: req.version.clone(),
+        artifact: req.artifact.clone().unwrap_or_default().trim().to_owned(),
+        sha256: (req.sha256.clone().unwrap_or_default().trim()).to_ascii_lowercase(),
+        strategy: req.strategy.as_str().to_owned(),
+        waves: (waves.into_iter())
+            .map(|hosts| pb::RolloutWave { hosts })
+            .collect(),
+        skipped,
+        previous: previous.into_iter().collect(),
+        max_unavailable: req.max_unavailable,
+        ready_samples: req.ready_samples,
+        soak_ms: req.soak_ms,
+        manual: req.manual,
+        two_person: req.two_person,
+        started_by: issuer.name.clone(),
+        started_role: issuer.role_text(),
+        before_job: req.before_job.clone().unwrap_or_default(),
+        green_service: green,
+        keep_old_ms: req.keep_old_ms,
+        command_deadline_ms: req.command_deadline_ms,
+    })
+}
