@@ -1,6 +1,7 @@
 //! Every condition that holds for the fleet at `now`: each host's own (`rules`) and its
 //! services' (`service_rules`), the entry point of the alert state machine. Pure.
 
+use super::rollout_rules::rollout_conditions;
 use super::rules::{host_conditions, in_grace, Condition, Rules};
 use super::service_rules::service_conditions;
 use crate::projection::Fleet;
@@ -21,5 +22,6 @@ pub fn conditions(
         let lost = host_conditions(rules, fleet, host, (now_unix_ms, graced), &mut out);
         service_conditions(rules, host, now_unix_ms, lost, &mut out);
     }
+    rollout_conditions(rules, fleet, now_unix_ms, &mut out);
     out
 }

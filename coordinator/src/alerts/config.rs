@@ -192,6 +192,7 @@ impl AlertsConfig {
                     RuleKind::LogErrors,
                     RuleKind::ServiceRestartLoop,
                     RuleKind::ServiceRemediationCapped,
+                    RuleKind::RolloutFailed,
                 ],
             ));
             out.extend(only(

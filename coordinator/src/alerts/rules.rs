@@ -34,10 +34,11 @@ pub enum RuleKind {
     ServiceRestartLoop,
     ServiceRemediationCapped,
     ConfigDrift,
+    RolloutFailed,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 14] = [
+    pub const ALL: [RuleKind; 15] = [
         RuleKind::HostLost,
         RuleKind::ModuleSilent,
         RuleKind::DiskWarn,
@@ -52,6 +53,7 @@ impl RuleKind {
         RuleKind::ServiceRestartLoop,
         RuleKind::ServiceRemediationCapped,
         RuleKind::ConfigDrift,
+        RuleKind::RolloutFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +72,7 @@ impl RuleKind {
             RuleKind::ServiceRestartLoop => "service_restart_loop",
             RuleKind::ServiceRemediationCapped => "service_remediation_capped",
             RuleKind::ConfigDrift => "config_drift",
+            RuleKind::RolloutFailed => "rollout_failed",
         }
     }
 
@@ -141,13 +144,15 @@ impl Rule {
             RuleKind::ServiceRemediationCapped => (Severity::Warning, 0, 0),
             // Holds until opsfleet writes the file again (apply / rollback).
             RuleKind::ConfigDrift => (Severity::Warning, 0, 0),
+            // Raised for `window` after a rollout ended rolled back (or left hosts behind).
+            RuleKind::RolloutFailed => (Severity::Critical, 0, 0),
         };
         // `log_errors`: 1 match within 5 min; `service_restart_loop`: 3 restarts within 1 h
         // ("uptime resets more than once a day" is already a loop worth a look); a capped
         // remediation stays raised for 1 h after the last one.
         let (threshold, window_ms) = match kind {
             RuleKind::ServiceRestartLoop => (3, 60 * MINUTE),
-            RuleKind::ServiceRemediationCapped => (1, 60 * MINUTE),
+            RuleKind::ServiceRemediationCapped | RuleKind::RolloutFailed => (1, 60 * MINUTE),
             _ => (1, 5 * MINUTE),
         };
         Rule {
