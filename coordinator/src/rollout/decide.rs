@@ -19,6 +19,10 @@ use crate::projection::ServiceRow;
 pub const LOST_GRACE_MS: i64 = 5_000;
 /// Sends of one step to one host before it counts as failed.
 pub const MAX_SENDS: usize = 3;
+/// After a wave's hosts are updated, their health is judged only from this long on (their
+/// first state reports after the restart may reach the bus after the deploy's answer); a
+/// soak therefore lasts at least this long.
+pub const SETTLE_MS: i64 = 3_000;
 
 /// What the rollout's hosts look like, as the fleet shows them.
 pub trait World {
@@ -226,7 +230,8 @@ pub fn decide(r: &Rollout, w: &impl World, now: i64) -> Vec<Act> {
         }
     }
     if let Some(deployed) = r.gate(wave, "deploy").filter(|g| g.passed) {
-        if let Some(problem) = health_problem(r, w, wave, now) {
+        let settled = now >= deployed.at_unix_ms.saturating_add(SETTLE_MS);
+        if let Some(problem) = health_problem(r, w, wave, now).filter(|_| settled) {
             let name = if r.gate(wave, "soak").is_some() {
                 "health"
             } else {
@@ -235,7 +240,7 @@ pub fn decide(r: &Rollout, w: &impl World, now: i64) -> Vec<Act> {
             return vec![gate(wave, name, false, problem)];
         }
         let Some(soaked) = r.gate(wave, "soak").filter(|g| g.passed) else {
-            if now >= deployed.at_unix_ms + soak_ms(r) {
+            if settled && now >= deployed.at_unix_ms.saturating_add(soak_ms(r)) {
                 let soak =
                     humantime::format_duration(std::time::Duration::from_millis(r.plan.soak_ms));
                 let why = format!("service running and healthy, no new alert, for {soak}");

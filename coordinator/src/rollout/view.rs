@@ -44,9 +44,8 @@ fn wave_state(r: &Rollout, wave: u32) -> (String, i64, String) {
     };
     match r.gate(wave, "soak") {
         None => {
-            let until = deployed
-                .at_unix_ms
-                .saturating_add(i64::try_from(r.plan.soak_ms).unwrap_or(i64::MAX));
+            let soak = i64::try_from(r.plan.soak_ms).unwrap_or(i64::MAX);
+            let until = (deployed.at_unix_ms).saturating_add(soak.max(super::decide::SETTLE_MS));
             ("soaking".to_owned(), until, String::new())
         }
         Some(_) if r.waiting_promote() == Some(wave) => {

@@ -1,0 +1,469 @@
+//! Rollouts end to end, with real processes and real artifacts: four agents each run `web`
+//! (tests/fixtures/testapp.py, from `<dir>/current`, health gated), releases are `.tar.gz`
+//! artifacts this test builds and serves over loopback HTTP, and `opsctl rollout` drives the
+//! coordinators.
+//! * A canary across four agents completes: every host runs 2.0 from `releases/2.0`, healthy,
+//!   each updated exactly once, in wave order.
+//! * A bad version (never ready) is rolled back by itself: the rollout ends `rolled_back`
+//!   naming the host, the hosts it reached run 2.0 again and healthy, the others were never
+//!   touched, and `rollout_failed` fires.
+//! * A drained host is skipped and the rollout's status says so; its version is unchanged.
+//! * A service whose host does not allow `deploy` refuses it: the rollout rolls back nothing
+//!   and ends naming the host's policy.
+//! * The active coordinator is SIGKILLed mid-wave: the standby picks the rollout up from the
+//!   log and finishes it, every host updated exactly once (by the log: one completed deploy
+//!   command each).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use opsfleet_proto::api::{
+    ProbeStatus, RolloutHostState, RolloutPhase, RolloutView, ServiceRunState, ServicesReply,
+};
+use opsfleet_tests::secure::free_port;
+use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec, Opsctl};
+use sha2::{Digest, Sha256};
+
+const WAIT: Duration = Duration::from_secs(120);
+const POLL: Duration = Duration::from_millis(300);
+
+fn testapp() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/testapp.py")
+}
+
+/// A release of `web` as a directory: the app, its config and how long it takes to be ready.
+fn release_dir(root: &Path, version: &str, ready_after: &str) -> Result<PathBuf> {
+    let dir = root.join("build").join(version);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(testapp(), dir.join("app.py"))?;
+    std::fs::write(dir.join("app.json"), r#"{"greeting": "hi"}"#)?;
+    std::fs::write(dir.join("ready_after"), ready_after)?;
+    Ok(dir)
+}
+
+/// `dir` packed as `<out>/web-<version>.tar.gz` (by `tar`), and its sha256.
+fn pack(dir: &Path, out: &Path, version: &str) -> Result<(String, String)> {
+    std::fs::create_dir_all(out)?;
+    let name = format!("web-{version}.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(out.join(&name))
+        .arg("-C")
+        .arg(dir)
+        .arg(".")
+        .status()?;
+    ensure!(status.success(), "tar failed: {status}");
+    let bytes = std::fs::read(out.join(&name))?;
+    Ok((name, hex(&Sha256::digest(&bytes))))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Serves the files of `dir` on loopback (GET /<name>), until the test ends.
+async fn serve(dir: PathBuf) -> Result<SocketAddr> {
+    use axum::extract::Path as UrlPath;
+    use axum::http::StatusCode;
+    let app = axum::Router::new().route(
+        "/{name}",
+        axum::routing::get(move |UrlPath(name): UrlPath<String>| {
+            let dir = dir.clone();
+            async move {
+                if name.contains('/') || name.starts_with('.') {
+                    return Err(StatusCode::NOT_FOUND);
+                }
+                std::fs::read(dir.join(name)).map_err(|_| StatusCode::NOT_FOUND)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
+}
+
+/// One host's `web`: its port and deploy dir, with release 1.0 in place as `current`.
+struct Web {
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Web {
+    fn new(root: &Path, host: &str, v1: &Path) -> Result<Web> {
+        let dir = root.join(format!("web-{host}"));
+        let release = dir.join("releases/1.0");
+        std::fs::create_dir_all(&release)?;
+        for f in ["app.py", "app.json", "ready_after"] {
+            std::fs::copy(v1.join(f), release.join(f))?;
+        }
+        std::os::unix::fs::symlink("releases/1.0", dir.join("current"))?;
+        Ok(Web {
+            port: free_port()?,
+            dir,
+        })
+    }
+
+    fn modules(&self, remote: &str) -> String {
+        let d = self.dir.display();
+        format!(
+            r#"
+[[modules]]
+type = "service"
+name = "web"
+interval = "200ms"
+argv = ["sh", "-c", "exec python3 {d}/current/app.py --port {port} --config {d}/current/app.json --ready-after $(cat {d}/current/ready_after)"]
+stop_grace = "5s"
+restart_backoff_min = "1s"
+restart_backoff_max = "2s"
+remote = {remote}
+health_interval = "300ms"
+ready_timeout = "8s"
+
+[modules.deploy]
+dir = "{d}"
+keep = 3
+
+[[modules.health]]
+name = "web"
+type = "http"
+url = "http://127.0.0.1:{port}/healthz"
+timeout = "300ms"
+"#,
+            port = self.port,
+        )
+    }
+
+    fn current(&self) -> Result<String> {
+        Ok(std::fs::read_link(self.dir.join("current"))?
+            .file_name()
+            .context("current names a release")?
+            .to_string_lossy()
+            .into_owned())
+    }
+}
+
+/// Hosts whose `web` runs ready at `version`, as `opsctl services` shows them.
+async fn ready_at(opsctl: &Opsctl, hosts: &[&str], version: &str) -> Result<()> {
+    wait_until(
+        &format!("web ready at {version} on {hosts:?}"),
+        WAIT,
+        POLL,
+        async || {
+            let r: ServicesReply = opsctl.json(&["services"]).await?;
+            let ok = hosts.iter().all(|h| {
+                r.services.iter().any(|s| {
+                    s.host == *h
+                        && s.service == "web"
+                        && s.state == ServiceRunState::Running
+                        && s.health == Some(ProbeStatus::Ready)
+                        && s.version == version
+                })
+            });
+            Ok(ok.then_some(()))
+        },
+    )
+    .await
+}
+
+/// The artifacts of this test: 2.0 (good), 3.0 (never ready), served on loopback.
+struct Artifacts {
+    base: String,
+    sha: BTreeMap<String, String>,
+    v1: PathBuf,
+}
+
+async fn artifacts(root: &Path) -> Result<Artifacts> {
+    let v1 = release_dir(root, "1.0", "1")?;
+    let out = root.join("served");
+    let mut sha = BTreeMap::new();
+    for (version, ready_after) in [("2.0", "1"), ("2.1", "1"), ("3.0", "100000")] {
+        let dir = release_dir(root, version, ready_after)?;
+        let (_, hash) = pack(&dir, &out, version)?;
+        sha.insert(version.to_owned(), hash);
+    }
+    let addr = serve(out).await?;
+    Ok(Artifacts {
+        base: format!("http://{addr}"),
+        sha,
+        v1,
+    })
+}
+
+impl Artifacts {
+    fn args(&self, version: &str) -> Vec<String> {
+        vec![
+            "--version".into(),
+            version.into(),
+            "--artifact".into(),
+            format!("{}/web-{version}.tar.gz", self.base),
+            "--sha256".into(),
+            self.sha[version].clone(),
+        ]
+    }
+}
+
+/// `opsctl -o json rollout start web <args>` waiting for the end; the final view and the exit
+/// code.
+async fn rollout(opsctl: &Opsctl, args: &[String]) -> Result<(RolloutView, Option<i32>)> {
+    let mut all: Vec<&str> = vec!["-o", "json", "rollout", "start", "web"];
+    all.extend(args.iter().map(String::as_str));
+    let out = opsctl.run(&all).await?;
+    let view: RolloutView = serde_json::from_str(out.stdout.trim()).with_context(|| {
+        format!(
+            "rollout printed no view (exit {:?}): {}{}",
+            out.status.code(),
+            out.stdout,
+            out.stderr
+        )
+    })?;
+    Ok((view, out.status.code()))
+}
+
+fn gates(soak: &str) -> Vec<String> {
+    [
+        "--canary",
+        "1",
+        "--waves",
+        "50,100",
+        "--soak",
+        soak,
+        "--ready-samples",
+        "2",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_completes_a_bad_version_rolls_back_and_a_drained_host_is_skipped() {
+    Cluster::run("rollouts", async |c: &mut Cluster| {
+        let hosts = ["web-01", "web-02", "web-03", "web-04"];
+        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        let art = artifacts(c.dir()).await?;
+        let mut webs = Vec::new();
+        for host in hosts {
+            let web = Web::new(c.dir(), host, &art.v1)?;
+            c.add_agent(
+                AgentSpec::new(host)
+                    .heartbeat(Duration::from_millis(300))
+                    .modules_toml(&web.modules(r#"["deploy", "restart"]"#)),
+            )?;
+            webs.push(web);
+        }
+        let opsctl = c.opsctl.clone();
+        ready_at(&opsctl, &hosts, "1.0").await?;
+
+        // The canary of 2.0 across all four.
+        let mut args = art.args("2.0");
+        args.extend(gates("2s"));
+        let (view, code) = rollout(&opsctl, &args).await?;
+        ensure!(
+            code == Some(0) && view.phase == RolloutPhase::Completed,
+            "exit {code:?}: {view:#?}"
+        );
+        ensure!(view.waves.len() == 3, "canary, 50%, 100%: {view:#?}");
+        for h in &view.hosts {
+            ensure!(
+                h.state == RolloutHostState::Updated && h.deploys == 1 && h.previous == "1.0",
+                "{h:?}"
+            );
+        }
+        for web in &webs {
+            ensure!(web.current()? == "2.0", "{}", web.dir.display());
+        }
+        ready_at(&opsctl, &hosts, "2.0").await?;
+        // Wave order: no host of a later wave was sent its deploy before the previous wave's
+        // soak passed.
+        let order: Vec<&str> = (view.history.iter())
+            .filter(|s| s.step == "host_command")
+            .filter_map(|s| s.detail.split(' ').nth(1))
+            .collect();
+        ensure!(order == hosts, "deploy order {order:?}");
+
+        // 3.0 never becomes ready: its canary fails, is put back on 2.0, nobody else touched.
+        let mut args = art.args("3.0");
+        args.extend(gates("2s"));
+        let (view, code) = rollout(&opsctl, &args).await?;
+        ensure!(
+            code == Some(1) && view.phase == RolloutPhase::RolledBack,
+            "exit {code:?}: {view:#?}"
+        );
+        ensure!(view.reason.contains("web-01"), "{}", view.reason);
+        let canary = &view.hosts[0];
+        ensure!(
+            canary.host == "web-01" && canary.state == RolloutHostState::RolledBack,
+            "{canary:?}"
+        );
+        ensure!(
+            view.hosts[1..]
+                .iter()
+                .all(|h| h.state == RolloutHostState::Pending),
+            "{view:#?}"
+        );
+        ready_at(&opsctl, &hosts, "2.0").await?;
+        ensure!(webs[0].current()? == "2.0");
+        wait_until("rollout_failed firing", WAIT, POLL, async || {
+            let out = opsctl.run(&["-o", "json", "alerts"]).await?.ok()?;
+            Ok(out.stdout.contains("rollout_failed").then_some(()))
+        })
+        .await?;
+
+        // web-04 in maintenance: skipped, said so, left on 2.0.
+        opsctl.run(&["drain", "--host", "web-04"]).await?.ok()?;
+        let mut args = art.args("2.1");
+        args.extend(gates("1s"));
+        let (view, code) = rollout(&opsctl, &args).await?;
+        ensure!(code == Some(0), "exit {code:?}: {view:#?}");
+        ensure!(
+            view.skipped
+                .iter()
+                .any(|s| s.host == "web-04" && s.reason.contains("maintenance")),
+            "{view:#?}"
+        );
+        ensure!(view.hosts.iter().all(|h| h.host != "web-04"));
+        ensure!(webs[3].current()? == "2.0");
+        ensure!(webs[0].current()? == "2.1");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_does_not_allow_deploy_refuses_and_nothing_is_rolled_back() {
+    Cluster::run("rollout-refused", async |c: &mut Cluster| {
+        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        let art = artifacts(c.dir()).await?;
+        let web = Web::new(c.dir(), "web-01", &art.v1)?;
+        c.add_agent(
+            AgentSpec::new("web-01")
+                .heartbeat(Duration::from_millis(300))
+                .modules_toml(&web.modules(r#"["restart"]"#)),
+        )?;
+        let opsctl = c.opsctl.clone();
+        ready_at(&opsctl, &["web-01"], "1.0").await?;
+        let mut args = art.args("2.0");
+        args.extend(gates("1s"));
+        let (view, code) = rollout(&opsctl, &args).await?;
+        ensure!(
+            code == Some(1) && view.phase == RolloutPhase::RolledBack,
+            "exit {code:?}: {view:#?}"
+        );
+        ensure!(view.reason.contains("remote"), "{}", view.reason);
+        ensure!(web.current()? == "1.0");
+        ensure!(
+            view.hosts[0].state == RolloutHostState::Failed,
+            "{:?}",
+            view.hosts
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_killed_mid_wave_and_the_new_active_finishes_updating_each_host_once() {
+    Cluster::run("rollout-failover", async |c: &mut Cluster| {
+        let hosts = ["web-01", "web-02", "web-03", "web-04"];
+        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        c.add_coordinator(CoordinatorSpec::new("green"))?;
+        let art = artifacts(c.dir()).await?;
+        let mut webs = Vec::new();
+        for host in hosts {
+            let web = Web::new(c.dir(), host, &art.v1)?;
+            c.add_agent(
+                AgentSpec::new(host)
+                    .heartbeat(Duration::from_millis(300))
+                    .modules_toml(&web.modules(r#"["deploy"]"#)),
+            )?;
+            webs.push(web);
+        }
+        let opsctl = c.opsctl.clone();
+        ready_at(&opsctl, &hosts, "1.0").await?;
+
+        let mut args: Vec<String> = vec!["--no-wait".into()];
+        args.extend(art.args("2.0"));
+        args.extend(gates("4s"));
+        let mut all: Vec<&str> = vec!["-o", "json", "rollout", "start", "web"];
+        all.extend(args.iter().map(String::as_str));
+        let out = opsctl.run(&all).await?.ok()?;
+        let started: serde_json::Value = serde_json::from_str(out.stdout.trim())?;
+        let id = started["rollout"]["id"]
+            .as_str()
+            .or_else(|| started["id"].as_str())
+            .context("rollout id")?
+            .to_owned();
+        let status = async |opsctl: &Opsctl| -> Result<RolloutView> {
+            opsctl.json(&["rollout", "status", &id]).await
+        };
+        // Mid-wave: the canary updated, the second wave under way or soaking.
+        wait_until("the rollout past its canary", WAIT, POLL, async || {
+            let v = status(&opsctl).await?;
+            Ok((v.wave >= 1).then_some(()))
+        })
+        .await?;
+        let leader = opsctl.run(&["-o", "json", "leader"]).await?.ok()?.stdout;
+        let rows: Vec<serde_json::Value> = serde_json::from_str(leader.trim())?;
+        let active = (rows.iter())
+            .find(|r| r["answering"] == true && r["role"] == "active")
+            .and_then(|r| r["name"].as_str())
+            .context("an active coordinator")?
+            .to_owned();
+        c.coordinator(&active)?.sigkill().await?;
+
+        let view = wait_until(
+            "the rollout completed under the new active",
+            WAIT,
+            POLL,
+            async || {
+                let v = status(&opsctl).await?;
+                ensure!(
+                    !v.phase.is_final() || v.phase == RolloutPhase::Completed,
+                    "{v:#?}"
+                );
+                Ok((v.phase == RolloutPhase::Completed).then_some(v))
+            },
+        )
+        .await?;
+        for h in &view.hosts {
+            ensure!(
+                h.deploys == 1 && h.state == RolloutHostState::Updated,
+                "{h:?}"
+            );
+        }
+        ensure!(
+            view.history
+                .iter()
+                .any(|s| s.epoch != view.history[0].epoch),
+            "the new active recorded steps: {:#?}",
+            view.history
+        );
+        // By the log: one completed deploy command per host.
+        let cmds: serde_json::Value = opsctl.json(&["commands", "--limit", "200"]).await?;
+        for host in hosts {
+            let n = cmds["commands"]
+                .as_array()
+                .context("commands")?
+                .iter()
+                .filter(|c| {
+                    c["target"] == host
+                        && c["action"] == "service_deploy"
+                        && c["state"] == "completed"
+                })
+                .count();
+            ensure!(n == 1, "{host}: {n} completed deploys");
+        }
+        for web in &webs {
+            ensure!(web.current()? == "2.0");
+        }
+        ready_at(&opsctl, &hosts, "2.0").await?;
+        Ok(())
+    })
+    .await;
+}
