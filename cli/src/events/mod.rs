@@ -181,6 +181,20 @@ fn agent(body: &Body) -> String {
             r.in_last_hour,
             r.reason
         ),
+        Body::ServiceDeployed(d) => format!(
+            "{} deployed {} (was {}) from {}{} in {} ms{}",
+            d.service,
+            d.version,
+            if d.previous.is_empty() {
+                "none"
+            } else {
+                &d.previous
+            },
+            d.location,
+            if d.fetched { ", fetched" } else { "" },
+            d.duration_ms,
+            note(" (rollout ", &d.rollout_id, ")")
+        ),
         other => opsfleet_proto::body_kind(other).to_owned(),
     }
 }
@@ -244,7 +258,44 @@ fn coordinator(body: &Body) -> String {
             n.attempts,
             note(" (", &n.detail, ")")
         ),
+        Body::Rollout(r) => format!(
+            "rollout {} {} (epoch {})",
+            r.rollout_id,
+            rollout_step(r.step.as_ref()),
+            r.epoch
+        ),
         other => opsfleet_proto::body_kind(other).to_owned(),
+    }
+}
+
+/// One rollout step as a line.
+fn rollout_step(step: Option<&pb::rollout_step::Step>) -> String {
+    use pb::rollout_step::Step;
+    match step {
+        None => "step".to_owned(),
+        Some(Step::Started(s)) => format!(
+            "started: {} {} in {} wave(s), {} by {}",
+            s.service,
+            s.version,
+            s.waves.len(),
+            s.strategy,
+            s.started_by
+        ),
+        Some(Step::WaveStarted(w)) => format!("wave {} started", w.wave),
+        Some(Step::HostCommand(c)) => format!(
+            "{} {} {} (command {})",
+            c.purpose, c.host, c.version, c.command_id
+        ),
+        Some(Step::HostSkipped(k)) => format!("{} skipped: {}", k.host, k.reason),
+        Some(Step::Gate(g)) => format!(
+            "wave {} gate {} {}: {}",
+            g.wave,
+            g.gate,
+            if g.passed { "passed" } else { "failed" },
+            g.reason
+        ),
+        Some(Step::Control(c)) => format!("{} by {}", c.op, c.by),
+        Some(Step::Ended(e)) => format!("ended {}: {}", e.outcome, e.reason),
     }
 }
 
