@@ -167,11 +167,12 @@ fn wave_line(v: &RolloutView, w: &RolloutWaveView) -> Option<String> {
     };
     Some(match w.state.as_str() {
         "pending" | "updating" | "waiting_promote" => return None,
-        "soaking" => format!(
+        "soaking" if w.soak_until_unix_ms > 0 => format!(
             "{name} soaking {} until {}",
             soak_text(v.gates.soak_ms),
             utc(w.soak_until_unix_ms)
         ),
+        "soaking" => format!("{name} soaking {}", soak_text(v.gates.soak_ms)),
         "passed" => format!("{name} passed its gates{detail}"),
         "failed" => format!("{name} FAILED its gates{detail}"),
         other => format!("{name} {}{detail}", inert(other)),
