@@ -9,7 +9,8 @@ use futures::StreamExt;
 use opsfleet_bus::{BusError, ConnectMode, NatsConfig};
 use opsfleet_proto::api::{
     ApiError, CommandReply, CommandRequest, CommandsReply, CommandsRequest, FailoverReply,
-    FailoverRequest, Role, StatusReply,
+    FailoverRequest, Role, RolloutReply, RolloutRequest, RolloutsReply, RolloutsRequest,
+    StatusReply,
 };
 use opsfleet_proto::subjects;
 use serde::de::DeserializeOwned;
@@ -23,8 +24,9 @@ pub enum ClientError {
     #[error("no coordinator answers on {subject}; is one running and connected to the same NATS?")]
     NoResponders { subject: String },
     #[error(
-        "no answer on {subject} within {timeout:?} (commands and failovers are answered only by an \
-         active coordinator: `opsctl leader` shows which coordinators answer and which is active)"
+        "no answer on {subject} within {timeout:?} (commands, failovers and rollouts are answered \
+         only by an active coordinator: `opsctl leader` shows which coordinators answer and \
+         which is active)"
     )]
     Timeout { subject: String, timeout: Duration },
     #[error("request on {subject} failed")]
@@ -296,6 +298,23 @@ impl Api {
             subjects::API_COMMAND,
         );
         self.call_acting(subject, req, acting).await
+    }
+
+    /// Asks the active coordinator to start or act on a rollout, as the operator in the role
+    /// the op needs (`ops.api.as.<operator>.<role>.rollout`).
+    pub async fn rollout(&self, req: &RolloutRequest) -> Result<RolloutReply, ClientError> {
+        let (subject, acting) = self.action_subject(
+            &format!("rollout {}", req.op.as_str()),
+            req.op.required_role(),
+            subjects::api_rollout_as,
+            subjects::API_ROLLOUT,
+        );
+        self.call_acting(subject, req, acting).await
+    }
+
+    /// Rollouts, newest first, from whichever coordinator answers first.
+    pub async fn rollouts(&self, req: &RolloutsRequest) -> Result<RolloutsReply, ClientError> {
+        self.call(subjects::API_ROLLOUTS.to_owned(), req).await
     }
 
     /// The command ledger, from whichever coordinator answers first.

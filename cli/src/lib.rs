@@ -12,6 +12,7 @@ pub mod outcome;
 pub mod paging;
 pub mod render;
 pub mod roll;
+pub mod rollout;
 pub mod sanitize;
 pub mod service_config;
 pub mod table;

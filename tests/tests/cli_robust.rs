@@ -32,6 +32,8 @@ const SUBCOMMANDS: &[&str] = &[
     "audit",
     "events",
     "failover",
+    "rollout",
+    "rollouts",
     "completion",
     "man",
 ];

@@ -2,6 +2,7 @@
 //! of the answer fetched by `paging::fetch_all`. The tables live in `render.rs`.
 
 pub mod render;
+pub mod rollouts;
 
 use std::time::Duration;
 

@@ -17,6 +17,9 @@ enum Need {
     Admin,
 }
 
+/// A rollout id nobody started: the rollout verbs name it, so none reads the newest first.
+const ROLLOUT: &str = "0193a4c2-7d1e-7abc-9def-0123456789ab";
+
 /// (verb path, arguments after it, role needed, whether success is required when allowed).
 fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
     let s = |v: &[&str]| v.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
@@ -131,6 +134,31 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
         ("service restart", act(&["app"]), Need::Operator, false),
         ("service reload", act(&["app"]), Need::Operator, false),
         ("failover", s(&["--wait", "60s"]), Need::Operator, true),
+        // Rollouts: web-01 has no service `app`, and the rollout id is unknown: once the role
+        // is checked, the coordinator refuses these for that reason. `rollouts` lists none.
+        (
+            "rollout start",
+            s(&["app", "--version", "1.0.0", "--host", "web-01", "--no-wait"]),
+            Need::Admin,
+            false,
+        ),
+        ("rollout status", s(&[ROLLOUT]), Need::Viewer, false),
+        ("rollout pause", s(&[ROLLOUT]), Need::Operator, false),
+        ("rollout resume", s(&[ROLLOUT]), Need::Operator, false),
+        (
+            "rollout abort",
+            s(&[ROLLOUT, "--no-wait"]),
+            Need::Operator,
+            false,
+        ),
+        ("rollout promote", s(&[ROLLOUT]), Need::Admin, false),
+        (
+            "rollout undo",
+            s(&[ROLLOUT, "--no-wait"]),
+            Need::Admin,
+            false,
+        ),
+        ("rollouts", s(&[]), Need::Viewer, true),
         // Local verbs: they talk to no coordinator, so every role (and none) may run them.
         ("completion", s(&["bash"]), Need::Viewer, true),
         (

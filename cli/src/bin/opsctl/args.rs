@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use opsfleet_bus::{NatsConfig, TlsConfig};
+use opsfleet_cli::rollout::args::{RolloutCommand, RolloutsArgs};
+use opsfleet_cli::rollout::help::ROLLOUTS_HELP;
 use opsfleet_cli::{configs, roll, verbs, views};
 use opsfleet_proto::api::Role;
 
@@ -60,13 +62,14 @@ pub struct ConnArgs {
     #[arg(long, global = true, env = "OPS_NATS_NKEY")]
     pub nkey: Option<PathBuf>,
     /// Your operator name as the NATS permissions know it: replies come on `_INBOX.<name>`,
-    /// actions go on `ops.api.as.<name>.<role>.command|failover` and are recorded as issued by
-    /// you in that role.
+    /// actions go on `ops.api.as.<name>.<role>.command|failover|rollout` and are recorded as
+    /// issued by you in that role.
     ///
     /// Roles (each includes the ones before it): viewer reads (status, hosts, commands, audit,
-    /// events); operator also pauses/resumes/disables/enables modules, runs noop, drain,
-    /// backup run, app actions, service start/stop/restart/reload and failover (and the drill);
-    /// admin also runs config apply/rollback, service config apply/rollback and restore. Your
+    /// events, rollouts); operator also pauses/resumes/disables/enables modules, runs noop,
+    /// drain, backup run, app actions, service start/stop/restart/reload, failover (and the
+    /// drill) and rollout pause/resume/abort; admin also runs config apply/rollback, service
+    /// config apply/rollback, restore and rollout start/promote/undo. Your
     /// NATS identity holds the roles its permissions grant; opsctl acts in the role the action
     /// needs (or --role). A refused action exits non-zero naming the role it
     /// needs. Without --operator, actions go on plain subjects, which coordinators refuse
@@ -397,6 +400,15 @@ pub enum Command {
     /// host done only once the service is ready again: `opsctl service restart app --all`.
     #[command(subcommand, after_help = SERVICE_HELP)]
     Service(ServiceCommand),
+    /// Roll a new version of a service out to hosts in gated waves (canary or blue-green),
+    /// follow, pause, resume, promote, abort or undo it: `opsctl rollout start web --version
+    /// 2.4.1 --label role=web`. docs/rollouts.md explains.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Rollouts, newest first: service, version, strategy, phase, wave, hosts updated, who
+    /// started it and when, why it ended.
+    #[command(after_help = ROLLOUTS_HELP)]
+    Rollouts(RolloutsArgs),
     /// The command ledger: each command's lifecycle per host, newest first. "Did host X ever run
     /// it?" always has an answer here.
     Commands {
@@ -500,13 +512,20 @@ impl Command {
     }
 }
 
-/// What clap cannot say itself: a command verb needs a target.
+/// What clap cannot say itself: a command verb needs a target; `rollout start`'s flags must
+/// make a rollout (refused before connecting, exit 2).
 pub fn check(cli: &Cli) -> Result<(), clap::Error> {
     if cli.command.targets().is_some_and(Targets::is_empty) {
         return Err(Cli::command().error(
             clap::error::ErrorKind::MissingRequiredArgument,
             "a command needs a target: --host, --all or --label",
         ));
+    }
+    if let Command::Rollout(RolloutCommand::Start(a)) = &cli.command {
+        if let Err(e) = a.request() {
+            let kind = clap::error::ErrorKind::ArgumentConflict;
+            return Err(Cli::command().error(kind, e));
+        }
     }
     Ok(())
 }

@@ -83,6 +83,36 @@ mod tests {
     }
 
     #[test]
+    fn a_rollout_request_nobody_answers_is_unreachable_and_a_refusal_is_a_failure() {
+        use opsfleet_cli::rollout::RolloutError;
+        let act = |source| {
+            anyhow::Error::new(RolloutError::Act {
+                op: "start",
+                source,
+            })
+        };
+        let timeout = act(ClientError::Timeout {
+            subject: "ops.api.as.carol.admin.rollout".into(),
+            timeout: std::time::Duration::from_secs(5),
+        });
+        assert_eq!(code(&timeout), UNREACHABLE);
+        let refused = act(ClientError::Refused {
+            responder: "blue".into(),
+            error: "rollout start needs role admin".into(),
+            needs_role: Some(opsfleet_proto::api::Role::Admin),
+        });
+        assert_eq!(code(&refused), FAILED);
+        assert_eq!(
+            message(&refused),
+            "rollout start: coordinator blue refused the request: rollout start needs role admin"
+        );
+        let none = anyhow::Error::new(RolloutError::NotFound {
+            what: "of service \"web\"".into(),
+        });
+        assert_eq!(code(&none), FAILED);
+    }
+
+    #[test]
     fn kinds_map_to_their_codes() {
         assert_eq!(code(&anyhow::anyhow!("x")), FAILED);
         assert_eq!(code(&Usage("u".into()).into()), USAGE);

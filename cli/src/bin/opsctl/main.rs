@@ -17,6 +17,7 @@ mod failover;
 mod follow;
 mod issue;
 mod roll;
+mod rollout;
 mod service_config;
 mod show;
 
@@ -115,6 +116,8 @@ async fn dispatch(
             Some((verb, t)) => roll::run(api, verb, t, output).await,
             None => anyhow::bail!("opsctl cannot run this service config verb here"),
         },
+        Command::Rollout(r) => rollout::run(api, r, output).await,
+        Command::Rollouts(a) => rollout::list(api, a, output).await,
         Command::Commands { id, host, limit } => show::commands(api, id, host, limit, output).await,
         Command::Audit { by, host, limit } => show::audit(api, by, host, limit, output).await,
         Command::Events {
