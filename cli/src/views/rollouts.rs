@@ -27,12 +27,6 @@ pub fn soak_text(ms: u64) -> String {
     humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
 }
 
-/// The id as the table shows it: a UUID's first 13 characters (its millisecond time), which
-/// `rollout status` and the other verbs take as a prefix.
-pub fn short_id(id: &str) -> String {
-    id.chars().take(13).collect()
-}
-
 /// `wave 2/3` (wave 0, the canary: `canary/3`): where the rollout is of its later waves.
 fn wave_cell(v: &RolloutView) -> String {
     let later = v.waves.len().saturating_sub(1);
@@ -231,7 +225,7 @@ pub fn table(reply: &RolloutsReply, now_unix_ms: i64) -> String {
     ]);
     for v in &reply.rollouts {
         t.row([
-            short_id(&v.id),
+            v.id.clone(),
             v.service.clone(),
             v.version.clone(),
             v.strategy.as_str().to_owned(),
