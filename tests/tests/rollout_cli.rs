@@ -341,7 +341,7 @@ async fn a_refusal_exits_1_with_its_reason_and_silence_exits_3() -> Result<()> {
     ensure!(v.id == ID, "{v:?}");
     let out = opsctl.run(&["rollouts"]).await?;
     ensure!(code(&out) == Some(0), "{out:?}");
-    ensure!(out.stdout.contains("0193a4c2-7d1e  web"), "{}", out.stdout);
+    ensure!(out.stdout.contains(&format!("{ID}  web")), "{}", out.stdout);
     task.abort();
     Ok(())
 }
