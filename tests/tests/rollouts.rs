@@ -227,6 +227,7 @@ async fn rollout(opsctl: &Opsctl, args: &[String]) -> Result<(RolloutView, Optio
 
 fn gates(soak: &str) -> Vec<String> {
     [
+        "--all",
         "--canary",
         "1",
         "--waves",
