@@ -25,6 +25,7 @@ mod appconfig;
 mod clock;
 mod consumer;
 mod decide;
+mod deploy;
 mod exec;
 mod ledger;
 
@@ -85,6 +86,7 @@ pub struct Accepted {
 fn body_module(body: &pb::event::Body) -> &str {
     match body {
         pb::event::Body::ServiceConfig(s) if !s.service.is_empty() => &s.service,
+        pb::event::Body::ServiceDeployed(d) if !d.service.is_empty() => &d.service,
         _ => AGENT_MODULE,
     }
 }

@@ -135,6 +135,18 @@ impl ControlHandle {
         self.start_on_demand(module, OnDemand::Service(op)).await
     }
 
+    /// A deploy's activation of service module `module` (`op`, then `ready_samples`
+    /// consecutive ready probe rounds when > 0), in two steps like `start_service_op`.
+    pub async fn start_activation(
+        &self,
+        module: &str,
+        op: ServiceOp,
+        ready_samples: u32,
+    ) -> Result<impl std::future::Future<Output = Result<String, ControlError>>, ControlError> {
+        let what = OnDemand::Activate { op, ready_samples };
+        self.start_on_demand(module, what).await
+    }
+
     /// Hands `what` to the module's worker; the future of its outcome.
     async fn start_on_demand(
         &self,

@@ -4,6 +4,8 @@
 //! compose v2; `ps --all -q` with docker-compose v1, which has no `--format`) and reads its
 //! state, start time, restart count and image tag with `docker inspect`. The compose program
 //! is `command` when configured, else `docker compose` when it answers, else `docker-compose`.
+//! A service with `[modules.deploy]` gets the deploy's override file (the image tag) as a
+//! second `-f` on every command once it exists.
 
 use std::time::Duration;
 
@@ -40,6 +42,8 @@ pub struct Compose {
     /// The container last found and how many observations ago `ps` found it.
     container: Option<String>,
     since_ps: u32,
+    /// The deploy's override file (`[modules.deploy]`), passed once it exists.
+    override_file: Option<std::path::PathBuf>,
 }
 
 impl Compose {
@@ -50,7 +54,14 @@ impl Compose {
             program: None,
             container: None,
             since_ps: 0,
+            override_file: None,
         }
+    }
+
+    /// Passes `file` (the deploy's override) as an extra `-f` whenever it exists.
+    pub fn with_override(mut self, file: std::path::PathBuf) -> Self {
+        self.override_file = Some(file);
+        self
     }
 
     /// Whether `program version --short` answers, and with a 1.x version.
@@ -89,6 +100,10 @@ impl Compose {
         }
         out.push("-f".to_owned());
         out.push(self.section.resolved_file().to_string_lossy().into_owned());
+        if let Some(file) = self.override_file.as_ref().filter(|f| f.is_file()) {
+            out.push("-f".to_owned());
+            out.push(file.to_string_lossy().into_owned());
+        }
         out.extend(args.iter().map(|a| (*a).to_owned()));
         out.push(self.section.service.clone());
         Ok(out)
