@@ -20,8 +20,8 @@ use opsfleet_report::error_chain;
 use super::exec::Execution;
 use super::CommandHandler;
 use crate::config::{
-    version_problem, AgentConfig, DeployActivate, DeployConfig, HostPolicy, ModuleConfig,
-    RemoteOp, ServiceConfig,
+    version_problem, AgentConfig, DeployActivate, DeployConfig, HostPolicy, ModuleConfig, RemoteOp,
+    ServiceConfig,
 };
 use crate::modules::service::deploy::fetch::{fetch, FetchError, Limits};
 use crate::modules::service::deploy::unpack::{install, UnpackError};
@@ -201,7 +201,11 @@ impl Job {
             if kept != given {
                 return Err(DeployError::OtherContent {
                     version: version.to_owned(),
-                    kept: if kept.is_empty() { "unknown".to_owned() } else { kept },
+                    kept: if kept.is_empty() {
+                        "unknown".to_owned()
+                    } else {
+                        kept
+                    },
                     given,
                 });
             }
@@ -212,7 +216,8 @@ impl Job {
             });
         }
         if fetched {
-            self.put_in_place(deploy, releases, artifact, &given).await?;
+            self.put_in_place(deploy, releases, artifact, &given)
+                .await?;
         }
         let previous = {
             let r = releases.clone();
@@ -226,7 +231,12 @@ impl Job {
         };
         let activated = self.activate(op, &previous).await?;
         let sha = releases.recorded_sha(version).unwrap_or_default();
-        let (r, v, prev, keep) = (releases.clone(), version.to_owned(), previous.clone(), deploy.keep);
+        let (r, v, prev, keep) = (
+            releases.clone(),
+            version.to_owned(),
+            previous.clone(),
+            deploy.keep,
+        );
         let pruned = blocking(move || {
             // Activated now: the newest for pruning.
             let _ = r.touch(&v, &sha);
@@ -273,15 +283,18 @@ impl Job {
         let got = fetch(artifact, sha, &dir, limits).await?;
         let (r, v) = (releases.clone(), self.d.version.clone());
         let path = got.path.clone();
-        let installed =
-            blocking(move || install(&r, &v, &got.path, &got.name, &got.sha256)).await;
+        let installed = blocking(move || install(&r, &v, &got.path, &got.name, &got.sha256)).await;
         let _ = std::fs::remove_file(&path);
         installed??;
         Ok(())
     }
 
     /// `compose`: the override names `image:<version>`, then `up -d` of the service.
-    async fn deploy_image(&self, image: &str, section: &crate::config::ComposeSection) -> Result<Deployed> {
+    async fn deploy_image(
+        &self,
+        image: &str,
+        section: &crate::config::ComposeSection,
+    ) -> Result<Deployed> {
         let d = &self.d;
         if !d.artifact.trim().is_empty() {
             return Err(DeployError::ArtifactForImage {

@@ -181,6 +181,19 @@ fn agent(body: &Body) -> String {
             r.in_last_hour,
             r.reason
         ),
+        Body::ServiceDeployed(d) => format!(
+            "{} deployed {} (was {}) from {}{} in {} ms",
+            d.service,
+            d.version,
+            if d.previous.is_empty() {
+                "none"
+            } else {
+                &d.previous
+            },
+            d.location,
+            if d.fetched { ", fetched" } else { "" },
+            d.duration_ms
+        ),
         other => opsfleet_proto::body_kind(other).to_owned(),
     }
 }

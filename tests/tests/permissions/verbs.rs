@@ -130,6 +130,12 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
         ("service stop", act(&["app"]), Need::Operator, false),
         ("service restart", act(&["app"]), Need::Operator, false),
         ("service reload", act(&["app"]), Need::Operator, false),
+        (
+            "service deploy",
+            act(&["app", "--version", "1.0.0"]),
+            Need::Admin,
+            false,
+        ),
         ("failover", s(&["--wait", "60s"]), Need::Operator, true),
         // Local verbs: they talk to no coordinator, so every role (and none) may run them.
         ("completion", s(&["bash"]), Need::Viewer, true),

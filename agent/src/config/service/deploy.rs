@@ -107,22 +107,36 @@ impl DeployConfig {
                 Some(_) => {}
             }
             if self.dir.is_some() {
-                push("dir", format!("not used by the {m} manager (it deploys `image`)"));
+                push(
+                    "dir",
+                    format!("not used by the {m} manager (it deploys `image`)"),
+                );
             }
         } else {
             match &self.dir {
-                None => push("dir", "the releases' directory is needed (absolute)".to_owned()),
+                None => push(
+                    "dir",
+                    "the releases' directory is needed (absolute)".to_owned(),
+                ),
                 Some(d) if !d.is_absolute() || d.parent().is_none() => {
                     push("dir", "must be an absolute directory, not /".to_owned())
                 }
                 Some(_) => {}
             }
             if self.image.is_some() {
-                push("image", format!("only a compose service deploys an image; this service's manager is {m}"));
+                push(
+                    "image",
+                    format!(
+                        "only a compose service deploys an image; this service's manager is {m}"
+                    ),
+                );
             }
         }
         if self.keep < MIN_KEEP {
-            push("keep", format!("must be at least {MIN_KEEP} (the current and the previous release)"));
+            push(
+                "keep",
+                format!("must be at least {MIN_KEEP} (the current and the previous release)"),
+            );
         }
         if self.fetch_timeout.is_zero() {
             push("fetch_timeout", "must be greater than 0".to_owned());
@@ -227,7 +241,10 @@ dir = "/srv/releases"
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         assert!(keys.contains(&"modules[0].deploy.image"), "{keys:?}");
         assert!(keys.contains(&"modules[0].deploy.dir"), "{keys:?}");
-        let tagged = toml.replace("dir = \"/srv/releases\"", "image = \"registry.local/app:1.0\"");
+        let tagged = toml.replace(
+            "dir = \"/srv/releases\"",
+            "image = \"registry.local/app:1.0\"",
+        );
         let problems = parse_str(&tagged).expect_err("tagged image");
         assert!(
             problems.iter().any(|p| p.key == "modules[0].deploy.image"),

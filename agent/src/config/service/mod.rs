@@ -27,8 +27,8 @@ mod control;
 mod deploy;
 
 pub use appconfig::{AppConfigFiles, ConfigApply};
-pub use deploy::{version_problem, DeployActivate, DeployConfig};
 pub use control::{ControlAction, ControlConfig, ControlEndpoint};
+pub use deploy::{version_problem, DeployActivate, DeployConfig};
 
 /// How the service is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -111,7 +111,10 @@ pub async fn gate(
             Err(_) => {
                 let snap = board.borrow();
                 let streak = if samples > 0 {
-                    format!(" {samples} times in a row (ready {} so far)", snap.ready_streak)
+                    format!(
+                        " {samples} times in a row (ready {} so far)",
+                        snap.ready_streak
+                    )
                 } else {
                     String::new()
                 };
@@ -185,7 +188,10 @@ mod tests {
         let mut s = snap(S::Running, H::Ready, "");
         (s.rounds, s.ready_streak) = (5, 3);
         assert!(has_samples(&s, 3, 1), "rounds 3, 4, 5 began after round 2");
-        assert!(!has_samples(&s, 3, 2), "round 3 was in flight at the request");
+        assert!(
+            !has_samples(&s, 3, 2),
+            "round 3 was in flight at the request"
+        );
         assert!(!has_samples(&s, 4, 0), "a streak of 3 is not 4");
         s.state.health = H::Degraded as i32;
         assert!(!has_samples(&s, 1, 0));
@@ -219,7 +225,10 @@ mod tests {
             }
         }
         let done = waiting.await.expect("joined");
-        assert_eq!(done, Ok("running (pid 7); ready 4 times in a row".to_owned()));
+        assert_eq!(
+            done,
+            Ok("running (pid 7); ready 4 times in a row".to_owned())
+        );
     }
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! `opsctl service start|stop|restart|reload`: resolves the hosts that have the service,
+//! `opsctl service start|stop|restart|reload|deploy`: resolves the hosts that have the service,
 //! issues the command to one batch (`--max-parallel` hosts) at a time through the shared
 //! command path, waits for each batch's answers (the agent answers a start, restart or reload
 //! only once the service is ready), and stops at the first batch that does not complete:
@@ -80,7 +80,7 @@ pub async fn run(
         ))
         .into());
     }
-    let rolled = roll(api, verb, &what.service, &plan, &t).await?;
+    let rolled = roll(api, &verb, &what.service, &plan, &t).await?;
     let stopped = not_attempted(&plan, &rolled.outcomes);
     let all_completed = stopped.is_none()
         && rolled
@@ -112,7 +112,7 @@ pub async fn run(
 /// Issues the command batch by batch, waiting for each, until one does not complete.
 async fn roll(
     api: &Api,
-    verb: ServiceVerb,
+    verb: &ServiceVerb,
     service: &str,
     plan: &[Vec<String>],
     t: &Targets,

@@ -43,9 +43,11 @@ pub fn write_override(
     tag: &str,
 ) -> std::io::Result<PathBuf> {
     let path = override_file(section);
-    let temp = section
-        .project_dir
-        .join(format!(".opsfleet.{}.{}.tmp", section.service, random_tag()));
+    let temp = section.project_dir.join(format!(
+        ".opsfleet.{}.{}.tmp",
+        section.service,
+        random_tag()
+    ));
     let written = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)

@@ -224,7 +224,14 @@ async fn copy(path: &str, temp: &Path, max: u64) -> Result<(String, u64), FetchE
         if n == 0 {
             break;
         }
-        write_chunk(&mut out, &mut hasher, &mut total, &buf[..n], (path, temp, max)).await?;
+        write_chunk(
+            &mut out,
+            &mut hasher,
+            &mut total,
+            &buf[..n],
+            (path, temp, max),
+        )
+        .await?;
     }
     finish(out, temp).await?;
     Ok((hex::encode(hasher.finalize()), total))

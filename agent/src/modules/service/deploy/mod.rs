@@ -138,7 +138,12 @@ impl Releases {
 
     /// Removes the least recently activated releases beyond `keep`, never `current` nor
     /// `previous`; the versions removed, and the problems met.
-    pub fn prune(&self, keep: usize, current: &str, previous: Option<&str>) -> (Vec<String>, Vec<String>) {
+    pub fn prune(
+        &self,
+        keep: usize,
+        current: &str,
+        previous: Option<&str>,
+    ) -> (Vec<String>, Vec<String>) {
         let kept = self.kept();
         let mut excess = kept.len().saturating_sub(keep);
         let mut removed = Vec::new();

@@ -56,20 +56,34 @@ fn an_archive_becomes_a_release_and_a_file_keeps_its_name_executable() {
     let r = Releases::new(tmp.path());
     let tgz = tarball(&[
         ("bin/", tar::EntryType::Directory, "", b""),
-        ("bin/app", tar::EntryType::Regular, "", b"#!/bin/sh\necho v1\n"),
+        (
+            "bin/app",
+            tar::EntryType::Regular,
+            "",
+            b"#!/bin/sh\necho v1\n",
+        ),
         ("app", tar::EntryType::Symlink, "bin/app", b""),
     ]);
     let a = write(tmp.path(), "a.tgz", &tgz);
     let dir = install(&r, "1.0", &a, "app-1.0.tar.gz", &sha(&tgz)).expect("installed");
     assert_eq!(dir, tmp.path().join("releases/1.0"));
-    let mode = std::fs::metadata(dir.join("bin/app")).expect("app").permissions().mode();
+    let mode = std::fs::metadata(dir.join("bin/app"))
+        .expect("app")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o111, 0o111, "executable kept");
-    assert_eq!(std::fs::read_link(dir.join("app")).expect("link"), Path::new("bin/app"));
+    assert_eq!(
+        std::fs::read_link(dir.join("app")).expect("link"),
+        Path::new("bin/app")
+    );
     assert_eq!(r.recorded_sha("1.0"), Some(sha(&tgz)));
 
     let bin = write(tmp.path(), "b.bin", b"\x7fELF...");
     let dir = install(&r, "2.0", &bin, "app", &sha(b"\x7fELF...")).expect("installed");
-    let mode = std::fs::metadata(dir.join("app")).expect("app").permissions().mode();
+    let mode = std::fs::metadata(dir.join("app"))
+        .expect("app")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o755);
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
@@ -79,8 +93,14 @@ fn unsafe_archives_are_refused_and_leave_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let r = Releases::new(tmp.path());
     let cases: [(&str, Vec<u8>); 4] = [
-        ("dotdot", tarball(&[("../evil", tar::EntryType::Regular, "", b"x")])),
-        ("absolute", tarball(&[("/tmp/evil", tar::EntryType::Regular, "", b"x")])),
+        (
+            "dotdot",
+            tarball(&[("../evil", tar::EntryType::Regular, "", b"x")]),
+        ),
+        (
+            "absolute",
+            tarball(&[("/tmp/evil", tar::EntryType::Regular, "", b"x")]),
+        ),
         (
             "escaping symlink",
             tarball(&[("etc", tar::EntryType::Symlink, "../../etc", b"")]),
@@ -111,16 +131,28 @@ fn the_switch_is_a_rename_and_returns_the_previous_version() {
     assert_eq!(r.switch("1.0").expect("switch"), None);
     assert_eq!(r.current().as_deref(), Some("1.0"));
     let link = tmp.path().join(CURRENT);
-    assert_eq!(std::fs::read_link(&link).expect("link"), Path::new("releases/1.0"));
+    assert_eq!(
+        std::fs::read_link(&link).expect("link"),
+        Path::new("releases/1.0")
+    );
     assert_eq!(r.switch("2.0").expect("switch").as_deref(), Some("1.0"));
     assert_eq!(current_version(tmp.path()).as_deref(), Some("2.0"));
-    assert!(tmp.path().join("current/.").is_dir(), "resolves to the release");
-    assert_eq!(leftovers(tmp.path()), Vec::<String>::new(), "no temp link left");
+    assert!(
+        tmp.path().join("current/.").is_dir(),
+        "resolves to the release"
+    );
+    assert_eq!(
+        leftovers(tmp.path()),
+        Vec::<String>::new(),
+        "no temp link left"
+    );
 
     // A real directory named `current` is not replaced.
     let other = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(other.path().join(CURRENT)).expect("dir");
-    let e = Releases::new(other.path()).switch("1.0").expect_err("not a link");
+    let e = Releases::new(other.path())
+        .switch("1.0")
+        .expect_err("not a link");
     assert!(matches!(e, ReleaseError::NotALink { .. }), "{e}");
 }
 
@@ -162,15 +194,25 @@ async fn a_fetch_checks_the_sha256_and_removes_what_does_not_match() {
     assert_eq!((got.name.as_str(), got.bytes), ("app-2.0.tgz", 7));
     std::fs::remove_file(&got.path).expect("temp");
 
-    let e = fetch(path, &sha(b"other"), &into, limits).await.expect_err("mismatch");
+    let e = fetch(path, &sha(b"other"), &into, limits)
+        .await
+        .expect_err("mismatch");
     assert!(matches!(e, FetchError::Sha { .. }), "{e}");
     let small = Limits {
         max_bytes: 3,
         ..limits
     };
-    let e = fetch(path, &sha(b"payload"), &into, small).await.expect_err("too large");
+    let e = fetch(path, &sha(b"payload"), &into, small)
+        .await
+        .expect_err("too large");
     assert!(matches!(e, FetchError::TooLarge { .. }), "{e}");
-    let e = fetch("relative/app.tgz", "x", &into, limits).await.expect_err("relative");
+    let e = fetch("relative/app.tgz", "x", &into, limits)
+        .await
+        .expect_err("relative");
     assert!(matches!(e, FetchError::Source { .. }), "{e}");
-    assert_eq!(std::fs::read_dir(&into).expect("dir").count(), 0, "temp files removed");
+    assert_eq!(
+        std::fs::read_dir(&into).expect("dir").count(),
+        0,
+        "temp files removed"
+    );
 }

@@ -198,11 +198,23 @@ mod tests {
 
     #[test]
     fn links_are_judged_against_the_release_root() {
-        assert!(link_stays_inside(Path::new("bin/app"), Path::new("../lib/app")));
+        assert!(link_stays_inside(
+            Path::new("bin/app"),
+            Path::new("../lib/app")
+        ));
         assert!(link_stays_inside(Path::new("app"), Path::new("bin/app")));
-        assert!(!link_stays_inside(Path::new("app"), Path::new("../etc/passwd")));
-        assert!(!link_stays_inside(Path::new("bin/app"), Path::new("../../x")));
-        assert!(!link_stays_inside(Path::new("bin/app"), Path::new("/etc/passwd")));
+        assert!(!link_stays_inside(
+            Path::new("app"),
+            Path::new("../etc/passwd")
+        ));
+        assert!(!link_stays_inside(
+            Path::new("bin/app"),
+            Path::new("../../x")
+        ));
+        assert!(!link_stays_inside(
+            Path::new("bin/app"),
+            Path::new("/etc/passwd")
+        ));
         assert!(inside(Path::new("./bin/app")));
         assert!(!inside(Path::new("bin/../../x")));
         assert!(!inside(Path::new("")));

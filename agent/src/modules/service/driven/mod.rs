@@ -78,10 +78,12 @@ pub fn driver(cfg: &ServiceConfig, runner: Box<dyn Runner>) -> Option<Box<dyn Dr
         (ServiceManager::Systemd, Some(s), _) => Some(Box::new(systemd::Systemd::new(s, runner))),
         (ServiceManager::Compose, _, Some(c)) => {
             let driver = compose::Compose::new(c, runner);
-            Some(Box::new(match cfg.deploy.as_ref().and_then(|d| d.image.as_ref()) {
-                Some(_) => driver.with_override(super::deploy::compose::override_file(c)),
-                None => driver,
-            }))
+            Some(Box::new(
+                match cfg.deploy.as_ref().and_then(|d| d.image.as_ref()) {
+                    Some(_) => driver.with_override(super::deploy::compose::override_file(c)),
+                    None => driver,
+                },
+            ))
         }
         _ => None,
     }

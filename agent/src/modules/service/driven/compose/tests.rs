@@ -216,7 +216,10 @@ fn a_deploy_override_is_an_extra_file_on_every_command_once_written() {
     let rec = Recorder::default();
     let mut d = Compose::new(&s, Box::new(rec.clone())).with_override(file.clone());
     rec.answer(&["compose", "version"], Output::ok("2.27.0\n"));
-    let base = format!("docker compose -p shop -f {}/stack.yaml", tmp.path().display());
+    let base = format!(
+        "docker compose -p shop -f {}/stack.yaml",
+        tmp.path().display()
+    );
     d.restart(Duration::from_secs(1)).expect("restart");
     // The deploy writes the tag; its activation is `up -d` with the override.
     crate::modules::service::deploy::compose::write_override(&s, "registry.local/shop", "2.1")
