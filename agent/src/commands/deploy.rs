@@ -358,3 +358,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .await
         .map_err(|e| DeployError::Task(e.to_string()))
 }
+
+#[cfg(test)]
+#[path = "deploy_tests.rs"]
+mod tests;

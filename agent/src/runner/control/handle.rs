@@ -174,3 +174,34 @@ impl ControlHandle {
             .map(|_| ())
     }
 }
+
+#[cfg(test)]
+impl ControlHandle {
+    /// A handle whose every on-demand request is answered `answer` at once (anything else:
+    /// `Stopped`); what each request asked comes out of the receiver. For command tests.
+    pub(crate) fn answering(
+        answer: Result<String, String>,
+    ) -> (ControlHandle, mpsc::UnboundedReceiver<(String, OnDemand)>) {
+        use super::{Op, RunState};
+        let (handle, mut rx) = ControlHandle::channel();
+        let (seen_tx, seen) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(req) = rx.recv().await {
+                let Op::RunNow { what, done } = req.op else {
+                    let _ = req.reply.send(Err(ControlError::Stopped));
+                    continue;
+                };
+                let _ = seen_tx.send((req.module.clone(), what));
+                let _ = done.send(answer.clone());
+                let _ = req.reply.send(Ok(ControlReply {
+                    module: req.module,
+                    kind: "service".to_owned(),
+                    state: RunState::Running,
+                    fingerprint: String::new(),
+                    changed: true,
+                }));
+            }
+        });
+        (handle, seen)
+    }
+}

@@ -10,13 +10,7 @@ use std::path::{Path, PathBuf};
 use super::random_tag;
 use crate::config::ComposeSection;
 use crate::modules::service::driven::compose::image_tag;
-
-/// The override file of the compose service `section` names.
-pub fn override_file(section: &ComposeSection) -> PathBuf {
-    section
-        .project_dir
-        .join(format!("opsfleet.{}.override.yml", section.service))
-}
+pub use crate::modules::service::driven::compose::override_file;
 
 /// The override's text: the service's image at `tag` (both JSON-quoted, valid YAML). Pure.
 pub fn override_text(service: &str, image: &str, tag: &str) -> String {

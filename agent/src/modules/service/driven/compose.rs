@@ -193,6 +193,14 @@ impl Driven for Compose {
     }
 }
 
+/// The override file a deploy writes for the compose service `section` names
+/// (`<project_dir>/opsfleet.<service>.override.yml`; see `deploy::compose`).
+pub fn override_file(section: &ComposeSection) -> std::path::PathBuf {
+    section
+        .project_dir
+        .join(format!("opsfleet.{}.override.yml", section.service))
+}
+
 /// Whole seconds of the grace for `-t`, at least 1.
 fn grace_secs(grace: Duration) -> String {
     grace.as_secs().max(1).to_string()

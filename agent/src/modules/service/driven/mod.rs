@@ -80,7 +80,7 @@ pub fn driver(cfg: &ServiceConfig, runner: Box<dyn Runner>) -> Option<Box<dyn Dr
             let driver = compose::Compose::new(c, runner);
             Some(Box::new(
                 match cfg.deploy.as_ref().and_then(|d| d.image.as_ref()) {
-                    Some(_) => driver.with_override(super::deploy::compose::override_file(c)),
+                    Some(_) => driver.with_override(compose::override_file(c)),
                     None => driver,
                 },
             ))

@@ -212,7 +212,7 @@ fn a_deploy_override_is_an_extra_file_on_every_command_once_written() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut s = section(None);
     s.project_dir = tmp.path().to_owned();
-    let file = crate::modules::service::deploy::compose::override_file(&s);
+    let file = override_file(&s);
     let rec = Recorder::default();
     let mut d = Compose::new(&s, Box::new(rec.clone())).with_override(file.clone());
     rec.answer(&["compose", "version"], Output::ok("2.27.0\n"));
