@@ -12,6 +12,9 @@
 //!   lists the kept ones), a version that is not a safe name, a service without `deploy` in
 //!   `remote` (the policy's reason).
 //! - `keep = 2`: a third version removes the oldest release, never the current or previous.
+//! - A deploy waiting for many ready rounds holds neither the host's other commands (a `noop`
+//!   issued after it completes first) nor runs beside a later op of its own service (a
+//!   `service restart` issued right after it completes only after it).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -415,4 +418,114 @@ async fn refusals_leave_it_running(
         "a refused deploy touched the app: {row:?}"
     );
     Ok(())
+}
+
+/// When the first command of `action` whose detail contains `detail` completed.
+fn completed_at(
+    commands: &[opsfleet_proto::api::CommandView],
+    action: opsfleet_proto::api::ActionName,
+    detail: &str,
+) -> Option<i64> {
+    use opsfleet_proto::api::CommandState;
+    let cmd = commands
+        .iter()
+        .find(|c| c.action == Some(action) && c.detail.contains(detail))?;
+    (cmd.history.iter())
+        .find(|h| h.state == CommandState::Completed)
+        .map(|h| h.at_unix_ms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_deploy_holds_only_the_later_ops_of_its_own_service() {
+    use opsfleet_proto::api::{ActionName, CommandView};
+    Cluster::run("service-deploy-lane", async |c: &mut Cluster| {
+        let root = c.dir().to_owned();
+        let deploy_dir = root.join("opt-app");
+        let port = free_port()?;
+        let dist = root.join("dist");
+        let v1 = tar_gz(&release(&root, "1.0.0")?, &dist.join("app-1.0.0.tar.gz"))?;
+        let v2 = tar_gz(&release(&root, "2.0.0")?, &dist.join("app-2.0.0.tar.gz"))?;
+        let toml = modules(&deploy_dir, port).replacen(
+            "remote = [\"deploy\"]",
+            "remote = [\"deploy\", \"restart\"]",
+            1,
+        );
+        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        c.add_agent(
+            AgentSpec::new("web-01")
+                .heartbeat(Duration::from_millis(300))
+                .modules_toml(&toml),
+        )?;
+        let opsctl = c.opsctl.clone();
+        wait_until("the app service reported", WAIT, POLL, async || {
+            app_row(&opsctl).await
+        })
+        .await?;
+        let p1 = v1.path.to_string_lossy().into_owned();
+        deploy(
+            &opsctl,
+            "app",
+            &[
+                "--version",
+                "1.0.0",
+                "--artifact",
+                &p1,
+                "--sha256",
+                &v1.sha256,
+            ],
+        )
+        .await?;
+        running(&opsctl, "1.0.0", 0).await?;
+
+        // v2 is done only after 20 ready rounds in a row (about 6s at 300ms a round).
+        let p2 = v2.path.to_string_lossy().into_owned();
+        let web01 = ["--host", "web-01", "--no-wait"];
+        let mut args = vec![
+            "service",
+            "deploy",
+            "app",
+            "--version",
+            "2.0.0",
+            "--artifact",
+            &p2,
+        ];
+        args.extend(["--sha256", &v2.sha256, "--ready-samples", "20"]);
+        args.extend(web01);
+        opsctl.run(&args).await?.ok()?;
+        let mut args = vec!["service", "restart", "app"];
+        args.extend(web01);
+        opsctl.run(&args).await?.ok()?;
+        opsctl
+            .run(&["noop", "--host", "web-01", "--wait", "60s"])
+            .await?
+            .ok()?;
+        let (deployed, restarted, noop) = wait_until(
+            "the deploy, the restart and the noop completed",
+            WAIT,
+            POLL,
+            async || {
+                let r: Vec<CommandView> = opsctl.json(&["commands", "--host", "web-01"]).await?;
+                let deployed = completed_at(&r, ActionName::ServiceDeploy, "deployed 2.0.0");
+                let restarted = completed_at(&r, ActionName::ServiceRestart, "");
+                let noop = completed_at(&r, ActionName::Noop, "");
+                Ok(deployed
+                    .zip(restarted)
+                    .zip(noop)
+                    .map(|((d, r), n)| (d, r, n)))
+            },
+        )
+        .await?;
+        ensure!(
+            noop < deployed,
+            "the noop ({noop}) waited for the deploy ({deployed})"
+        );
+        ensure!(
+            restarted >= deployed,
+            "the restart ({restarted}) ran beside the deploy ({deployed})"
+        );
+        ensure!(current(&deploy_dir)? == Path::new("releases/2.0.0"));
+        running(&opsctl, "2.0.0", 0).await?;
+        Ok(())
+    })
+    .await;
 }
