@@ -41,6 +41,22 @@ pub struct DeploySpec {
     pub ready_samples: Option<u32>,
 }
 
+impl DeploySpec {
+    /// Why the flags cannot make a deploy a host accepts: an artifact that is neither an
+    /// http(s) URL nor an absolute path (a relative one would be resolved on each host, by
+    /// nobody's choice). Pure.
+    pub fn problem(&self) -> Option<String> {
+        let artifact = self.artifact.as_deref()?;
+        let url = artifact.starts_with("http://") || artifact.starts_with("https://");
+        (!url && !std::path::Path::new(artifact).is_absolute()).then(|| {
+            format!(
+                "--artifact {artifact:?} is neither an http(s) URL nor an absolute path on the \
+                 hosts (e.g. https://repo.local/app-1.4.2.tar.gz or /srv/dist/app-1.4.2.tgz)"
+            )
+        })
+    }
+}
+
 impl ServiceVerb {
     pub fn request(&self, service: String) -> CommandAction {
         match self {
@@ -208,6 +224,24 @@ mod tests {
         assert_eq!(batches(&hosts(3), 0).len(), 3, "0 is taken as 1");
         assert_eq!(batches(&hosts(3), 10).len(), 1);
         assert!(batches(&[], 1).is_empty());
+    }
+
+    #[test]
+    fn a_deploys_artifact_is_a_url_or_an_absolute_path() {
+        let spec = |a: Option<&str>| DeploySpec {
+            version: "1.0".to_owned(),
+            artifact: a.map(str::to_owned),
+            sha256: a.map(|_| "ab".to_owned()),
+            ready_samples: None,
+        };
+        assert_eq!(spec(None).problem(), None);
+        assert_eq!(spec(Some("https://repo/app.tgz")).problem(), None);
+        assert_eq!(spec(Some("/srv/dist/app.tgz")).problem(), None);
+        let why = spec(Some("dist/app.tgz")).problem().expect("relative");
+        assert!(
+            why.contains("neither an http(s) URL nor an absolute path"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum DeployError {
     Version { version: String, why: String },
     #[error("service {service:?} declares no releases ([modules.deploy])")]
     NoDeploy { service: String },
+    #[error("{samples} ready samples asked, but service {service:?} declares no health probe ([[modules.health]]); nothing was changed")]
+    NoProbe { service: String, samples: u32 },
     #[error("a compose service deploys an image tag; an artifact is not used (got {artifact:?})")]
     ArtifactForImage { artifact: String },
     #[error("version {version} is already on this host from another artifact (sha256 {kept}, the command says {given}); a version's content never changes: deploy it under a new version")]
@@ -179,6 +181,12 @@ impl Job {
             });
         }
         let (cfg, deploy) = self.declared()?;
+        if d.ready_samples > 0 && cfg.health.is_empty() {
+            return Err(DeployError::NoProbe {
+                service: d.service.clone(),
+                samples: d.ready_samples,
+            });
+        }
         match (&deploy.dir, &deploy.image, &cfg.compose) {
             (_, Some(image), Some(section)) => self.deploy_image(image, section).await,
             (Some(dir), _, _) => self.deploy_release(&deploy, &Releases::new(dir)).await,
@@ -194,6 +202,13 @@ impl Job {
         let version = d.version.as_str();
         let artifact = d.artifact.trim();
         let given = d.sha256.trim().to_ascii_lowercase();
+        let leftovers = {
+            let r = releases.clone();
+            blocking(move || r.clean_leftovers()).await?
+        };
+        if !leftovers.is_empty() {
+            tracing::info!(service = %d.service, removed = ?leftovers, "leftovers of an interrupted deploy removed");
+        }
         let exists = releases.release(version).is_dir();
         let fetched = !artifact.is_empty() && !exists;
         if exists && !artifact.is_empty() {

@@ -127,6 +127,18 @@ async fn the_run_checks_the_policy_again() {
 }
 
 #[tokio::test]
+async fn ready_samples_without_a_probe_are_refused_before_anything_changes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    kept(tmp.path(), "1.0", "x");
+    let mut d = deploy("app", "1.0", "", "");
+    d.ready_samples = 3;
+    let (j, _) = job(tmp.path(), d, Ok(String::new()));
+    let e = j.deploy().await.err().expect("refused");
+    assert!(matches!(e, DeployError::NoProbe { .. }), "{e}");
+    assert_eq!(current_version(tmp.path()), None, "not switched");
+}
+
+#[tokio::test]
 async fn a_kept_release_with_the_same_sha_is_reused_and_activated() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let sha = "ab".repeat(32);

@@ -67,6 +67,11 @@ pub async fn run(
     output: Output,
 ) -> anyhow::Result<()> {
     let ServiceOpTargets { what, targets: t } = st;
+    if let ServiceVerb::Deploy(spec) = &verb {
+        if let Some(why) = spec.problem() {
+            return Err(Usage(why).into());
+        }
+    }
     let labels = t.labels.iter().cloned().collect();
     let hosts = service_hosts(api, &what.service, &t.hosts, &labels, t.all).await?;
     let plan = batches(&hosts, usize::try_from(what.max_parallel).unwrap_or(1));

@@ -110,6 +110,35 @@ impl Releases {
         found.into_iter().map(|(_, n)| n).collect()
     }
 
+    /// Removes what an interrupted deploy left beside `releases/` (`.fetch-*`,
+    /// `.incoming-*`, `current.tmp-*`): a service's deploys run one at a time, so any such
+    /// entry at the start of one is a leftover. The names removed.
+    pub fn clean_leftovers(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with(".fetch-")
+                || name.starts_with(".incoming-")
+                || name.starts_with(&format!("{CURRENT}.tmp-"));
+            if !ours {
+                continue;
+            }
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            let gone = if is_dir {
+                std::fs::remove_dir_all(e.path())
+            } else {
+                std::fs::remove_file(e.path())
+            };
+            if gone.is_ok() {
+                removed.push(name);
+            }
+        }
+        removed
+    }
+
     /// Points `current` at `releases/<version>` atomically (a new link renamed over the old
     /// one); the version it pointed to before.
     pub fn switch(&self, version: &str) -> Result<Option<String>, ReleaseError> {

@@ -157,6 +157,27 @@ fn the_switch_is_a_rename_and_returns_the_previous_version() {
 }
 
 #[test]
+fn what_an_interrupted_deploy_left_is_removed_and_nothing_else() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let r = Releases::new(tmp.path());
+    std::fs::create_dir_all(r.release("1.0")).expect("release");
+    r.switch("1.0").expect("switch");
+    std::fs::create_dir_all(tmp.path().join(".incoming-2.0-abc/bin")).expect("staging");
+    write(tmp.path(), ".fetch-abc", b"partial");
+    std::os::unix::fs::symlink("releases/1.0", tmp.path().join("current.tmp-abc")).expect("link");
+    write(tmp.path(), "notes.txt", b"mine");
+    let mut removed = r.clean_leftovers();
+    removed.sort();
+    assert_eq!(
+        removed,
+        [".fetch-abc", ".incoming-2.0-abc", "current.tmp-abc"]
+    );
+    assert!(tmp.path().join("notes.txt").exists());
+    assert_eq!(r.current().as_deref(), Some("1.0"));
+    assert!(r.release("1.0").is_dir());
+}
+
+#[test]
 fn pruning_keeps_the_newest_and_never_the_current_or_previous() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let r = Releases::new(tmp.path());
