@@ -1,4 +1,4 @@
-//! `opsctl service start|stop|restart|reload`: the verb's flags, which hosts have the service
+//! `opsctl service start|stop|restart|reload|deploy`: the verb's flags, which hosts have the service
 //! (asked of `ops.api.services`), and the rolling plan (pure): at most `--max-parallel` hosts
 //! at a time, in host order, stopping at the first batch that does not complete on every host.
 //! Issuing and waiting per batch is opsctl's `roll.rs`.
@@ -11,34 +11,80 @@ use opsfleet_proto::api::{CommandAction, ServicesRequest};
 use crate::client::{Api, ClientError};
 use crate::paging::fetch_all;
 
-/// Which lifecycle action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which lifecycle action (or a deploy, rolled the same way).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceVerb {
     Start,
     Stop,
     Restart,
     Reload,
+    Deploy(DeploySpec),
+}
+
+/// What `opsctl service deploy` puts in place.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct DeploySpec {
+    /// The version: a release name (`[A-Za-z0-9._+-]`, at most 128 characters; a compose
+    /// service: the image tag). Without --artifact the host must keep this release.
+    #[arg(long)]
+    pub version: String,
+    /// Where each host gets the release: an http(s) URL or an absolute path on the host; a
+    /// `.tar.gz`/`.tgz` is unpacked, anything else is one executable file. Needs --sha256.
+    #[arg(long, requires = "sha256")]
+    pub artifact: Option<String>,
+    /// The artifact's sha256 (hex); a host refuses an artifact that does not match.
+    #[arg(long, requires = "artifact")]
+    pub sha256: Option<String>,
+    /// Done on a host only after this many consecutive ready results of the service's own
+    /// health probe after the restart (within its ready_timeout); default: ready once.
+    #[arg(long)]
+    pub ready_samples: Option<u32>,
+}
+
+impl DeploySpec {
+    /// Why the flags cannot make a deploy a host accepts: an artifact that is neither an
+    /// http(s) URL nor an absolute path (a relative one would be resolved on each host, by
+    /// nobody's choice). Pure.
+    pub fn problem(&self) -> Option<String> {
+        let artifact = self.artifact.as_deref()?;
+        let url = artifact.starts_with("http://") || artifact.starts_with("https://");
+        (!url && !std::path::Path::new(artifact).is_absolute()).then(|| {
+            format!(
+                "--artifact {artifact:?} is neither an http(s) URL nor an absolute path on the \
+                 hosts (e.g. https://repo.local/app-1.4.2.tar.gz or /srv/dist/app-1.4.2.tgz)"
+            )
+        })
+    }
 }
 
 impl ServiceVerb {
-    pub fn request(self, service: String) -> CommandAction {
+    pub fn request(&self, service: String) -> CommandAction {
         match self {
             ServiceVerb::Start => CommandAction::ServiceStart { service },
             ServiceVerb::Stop => CommandAction::ServiceStop { service },
             ServiceVerb::Restart => CommandAction::ServiceRestart { service },
             ServiceVerb::Reload => CommandAction::ServiceReload { service },
+            ServiceVerb::Deploy(d) => CommandAction::ServiceDeploy {
+                service,
+                version: d.version.clone(),
+                artifact: d.artifact.clone(),
+                sha256: d.sha256.clone(),
+                ready_samples: d.ready_samples,
+            },
         }
     }
 
     /// How long a batch is waited for when `--wait` is not given: a start, restart or reload
     /// is answered only once the service is ready (within its `ready_timeout`, 60s by
     /// default), a stop within its `stop_grace` (10s by default).
-    pub fn default_wait(self) -> std::time::Duration {
+    pub fn default_wait(&self) -> std::time::Duration {
         match self {
             ServiceVerb::Stop => std::time::Duration::from_secs(60),
             ServiceVerb::Start | ServiceVerb::Restart | ServiceVerb::Reload => {
                 std::time::Duration::from_secs(120)
             }
+            // A download (5m at most by default) before the restart and its gate.
+            ServiceVerb::Deploy(_) => std::time::Duration::from_secs(600),
         }
     }
 }
@@ -178,6 +224,24 @@ mod tests {
         assert_eq!(batches(&hosts(3), 0).len(), 3, "0 is taken as 1");
         assert_eq!(batches(&hosts(3), 10).len(), 1);
         assert!(batches(&[], 1).is_empty());
+    }
+
+    #[test]
+    fn a_deploys_artifact_is_a_url_or_an_absolute_path() {
+        let spec = |a: Option<&str>| DeploySpec {
+            version: "1.0".to_owned(),
+            artifact: a.map(str::to_owned),
+            sha256: a.map(|_| "ab".to_owned()),
+            ready_samples: None,
+        };
+        assert_eq!(spec(None).problem(), None);
+        assert_eq!(spec(Some("https://repo/app.tgz")).problem(), None);
+        assert_eq!(spec(Some("/srv/dist/app.tgz")).problem(), None);
+        let why = spec(Some("dist/app.tgz")).problem().expect("relative");
+        assert!(
+            why.contains("neither an http(s) URL nor an absolute path"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! scenario fails or panics, and tears every process down in any case.
 
 pub mod agent;
+pub mod artifacts;
 pub mod bins;
 pub mod check;
 pub mod cluster;

@@ -18,6 +18,12 @@ use super::decide::delivered_by_own_consumer;
 use super::exec::Execution;
 use super::{consumer_name, Accepted, CommandHandler};
 use crate::modules::service::ServiceOp;
+use tokio::sync::oneshot;
+
+/// Whether the lane's previous holder has not ended yet (its sender is alive).
+fn before_running(end: &mut oneshot::Receiver<()>) -> bool {
+    matches!(end.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+}
 use opsfleet_report::error_chain;
 
 /// The service and op of a lifecycle command; `None` for other actions.
@@ -164,6 +170,11 @@ impl CommandHandler {
             self.detach_service(accepted, service, op).await;
             return;
         }
+        if let pb::command::Action::ServiceDeploy(d) = &accepted.action {
+            let d = d.clone();
+            self.detach_deploy(accepted, d);
+            return;
+        }
         if let Err(e) = self.complete(accepted).await {
             warn!(error = %ErrorChain(&e), "cannot record command result; a restart reports it failed");
         }
@@ -184,13 +195,30 @@ impl CommandHandler {
     /// background like a backup, so the host's other commands (a `drain`, another service's
     /// stop) are not held behind it. Ops on one service stay in order: its supervisor takes
     /// them one at a time, as they were accepted.
-    async fn detach_service(&self, accepted: Accepted, service: String, op: ServiceOp) {
+    async fn detach_service(&mut self, accepted: Accepted, service: String, op: ServiceOp) {
         let tx = self.detached_tx.clone();
+        let (busy, lane_done) = self.lane(&service);
+        if let Some(before) = busy {
+            // A deploy (or an op queued behind one) of this service is still running: this
+            // op is handed to the module only after it.
+            let control = self.control.clone();
+            tokio::spawn(async move {
+                let _ = before.await;
+                let result = match control.start_service_op(&service, op).await {
+                    Ok(outcome) => outcome.await.map_err(|e| error_chain(&e)),
+                    Err(e) => Err(error_chain(&e)),
+                };
+                drop(lane_done);
+                let _ = tx.send((accepted.id, accepted.kind, Execution::done(result)));
+            });
+            return;
+        }
         // Handed to the module here, in the consumer's order; only the wait is detached.
         match self.control.start_service_op(&service, op).await {
             Ok(outcome) => {
                 tokio::spawn(async move {
                     let result = outcome.await.map_err(|e| error_chain(&e));
+                    drop(lane_done);
                     let _ = tx.send((accepted.id, accepted.kind, Execution::done(result)));
                 });
             }
@@ -199,6 +227,33 @@ impl CommandHandler {
                 let _ = tx.send((accepted.id, accepted.kind, Execution::done(result)));
             }
         }
+    }
+
+    /// A deploy fetches, switches and waits for the restarted service: all of it in the
+    /// background, after the previous deploy or lifecycle op of the same service.
+    fn detach_deploy(&mut self, accepted: Accepted, d: pb::ServiceDeploy) {
+        let tx = self.detached_tx.clone();
+        let (busy, lane_done) = self.lane(&d.service);
+        let run = self.service_deploy_task(&accepted.id, &d);
+        tokio::spawn(async move {
+            if let Some(before) = busy {
+                let _ = before.await;
+            }
+            let execution = run.await;
+            drop(lane_done);
+            let _ = tx.send((accepted.id, accepted.kind, execution));
+        });
+    }
+
+    /// Takes `service`'s lane: the previous holder's end when it is still running, and the
+    /// sender whose drop ends this one.
+    fn lane(&mut self, service: &str) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+        let (done, end) = oneshot::channel();
+        let before = self
+            .lanes
+            .insert(service.to_owned(), end)
+            .and_then(|mut before| before_running(&mut before).then_some(before));
+        (before, done)
     }
 
     /// Reads the server's time from the consumer's info reply; warns when this host's wall

@@ -438,6 +438,15 @@ pub fn validate(action: Option<&Action>, catalog: &Catalog) -> Result<(), String
                     Err("service_deploy names no version".to_owned())
                 }
                 Action::ServiceDeploy(d)
+                    if crate::config::version_problem(&d.version).is_some() =>
+                {
+                    let why = crate::config::version_problem(&d.version).unwrap_or_default();
+                    Err(format!(
+                        "service_deploy: version {:?} refused: {why}",
+                        d.version
+                    ))
+                }
+                Action::ServiceDeploy(d)
                     if !d.artifact.trim().is_empty() && d.sha256.trim().is_empty() =>
                 {
                     Err("service_deploy gives an artifact without its sha256".to_owned())

@@ -90,12 +90,13 @@ impl CommandHandler {
             CmdAction::App(a) => self.app(a).await,
             CmdAction::ServiceConfigApply(c) => self.service_config_apply(id, c).await,
             CmdAction::ServiceConfigRollback(c) => self.service_config_rollback(id, c).await,
-            CmdAction::ServiceDeploy(_)
-            | CmdAction::ServiceRole(_)
-            | CmdAction::TrafficSwitch(_) => Execution::done(Err(format!(
-                "{} is not supported by this agent version",
-                super::decide::action_name(Some(action))
-            ))),
+            CmdAction::ServiceDeploy(d) => self.service_deploy(id, d).await,
+            CmdAction::ServiceRole(_) | CmdAction::TrafficSwitch(_) => {
+                Execution::done(Err(format!(
+                    "{} is not supported by this agent version",
+                    super::decide::action_name(Some(action))
+                )))
+            }
             CmdAction::ResumeAll(_) => {
                 let paused = (self.status.slots().into_iter())
                     .filter(|s| s.state == pb::ModuleRunState::Paused)

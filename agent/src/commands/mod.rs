@@ -11,8 +11,10 @@
 //! At start every id still `accepted` (the agent stopped mid-run) gets `command_failed`.
 //! A `backup_run` runs in the background (through the backup module's worker), and so does the
 //! wait of a service lifecycle command for its readiness gate (the request itself is handed to
-//! the service module in order first); their results come back on a channel the consumer
-//! drains, so commands behind them are not held up.
+//! the service module in order first) and a whole `service_deploy` (fetch, switch, restart,
+//! gate); their results come back on a channel the consumer drains, so commands behind them
+//! are not held up. Deploys and lifecycle ops of one service stay in order: each waits for
+//! the previous one of its service (its lane) before it starts.
 //!
 //! Deadlines are judged on the NATS server's clock (`clock`), read when the consumer opens
 //! and every `RESAMPLE_EVERY`, not on this host's wall clock, which may jump.
@@ -25,6 +27,7 @@ mod appconfig;
 mod clock;
 mod consumer;
 mod decide;
+mod deploy;
 mod exec;
 mod ledger;
 
@@ -85,6 +88,7 @@ pub struct Accepted {
 fn body_module(body: &pb::event::Body) -> &str {
     match body {
         pb::event::Body::ServiceConfig(s) if !s.service.is_empty() => &s.service,
+        pb::event::Body::ServiceDeployed(d) if !d.service.is_empty() => &d.service,
         _ => AGENT_MODULE,
     }
 }
@@ -118,6 +122,9 @@ pub struct CommandHandler {
     detached_rx: mpsc::UnboundedReceiver<(String, &'static str, Execution)>,
     /// The agent's NATS connection (set by `run`): `app` actions to a `nats_subject`.
     nats: Option<async_nats::Client>,
+    /// Per service, the end of the last background deploy or lifecycle wait (resolves, or
+    /// closes, when it is done): the next one of the same service waits for it.
+    lanes: std::collections::HashMap<String, tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl CommandHandler {
@@ -138,6 +145,7 @@ impl CommandHandler {
             detached_tx,
             detached_rx,
             nats: None,
+            lanes: Default::default(),
             host: outbox.host().to_owned(),
             catalog: Catalog::from_config(&config),
             policy: HostPolicy::from_config(&config),

@@ -137,6 +137,12 @@ pub enum OnDemand {
     Run(String),
     /// service: a lifecycle action.
     Service(service::ServiceOp),
+    /// service: a deploy's activation (restart, reload, or a compose `up -d`), done after
+    /// `ready_samples` consecutive ready probe rounds (0: as `Service`).
+    Activate {
+        op: service::ServiceOp,
+        ready_samples: u32,
+    },
 }
 
 impl OnDemand {
@@ -144,7 +150,7 @@ impl OnDemand {
     pub fn describe(&self) -> String {
         match self {
             OnDemand::Run(_) => "run on demand".to_owned(),
-            OnDemand::Service(op) => op.as_str().to_owned(),
+            OnDemand::Service(op) | OnDemand::Activate { op, .. } => op.as_str().to_owned(),
         }
     }
 }

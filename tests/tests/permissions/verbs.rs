@@ -133,6 +133,12 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
         ("service stop", act(&["app"]), Need::Operator, false),
         ("service restart", act(&["app"]), Need::Operator, false),
         ("service reload", act(&["app"]), Need::Operator, false),
+        (
+            "service deploy",
+            act(&["app", "--version", "1.0.0"]),
+            Need::Admin,
+            false,
+        ),
         ("failover", s(&["--wait", "60s"]), Need::Operator, true),
         // Rollouts: web-01 has no service `app`, and the rollout id is unknown: once the role
         // is checked, the coordinator refuses these for that reason. `rollouts` lists none.

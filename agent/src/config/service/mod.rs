@@ -24,9 +24,11 @@ pub mod lifecycle;
 
 mod appconfig;
 mod control;
+mod deploy;
 
 pub use appconfig::{AppConfigFiles, ConfigApply};
 pub use control::{ControlAction, ControlConfig, ControlEndpoint};
+pub use deploy::{version_problem, DeployActivate, DeployConfig};
 
 /// How the service is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +113,7 @@ pub struct ServiceConfig {
     pub restart_backoff_max: Duration,
     /// What commands may do to this service: `start`, `stop`, `restart`, `reload`, `app`
     /// (forward a declared control action), `config` (apply / roll back a declared config
-    /// file). Empty (the default): nothing; the service is only watched. This list is read
+    /// file), `deploy` (put a version in place and run it, `[modules.deploy]`). Empty (the default): nothing; the service is only watched. This list is read
     /// from the host's own file only: a remote config can never change a service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remote: Vec<RemoteOp>,
@@ -129,6 +131,11 @@ pub struct ServiceConfig {
     /// `opsctl service config apply|rollback` (with `config` in `remote`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<AppConfigFiles>,
+    /// `[modules.deploy]`: the releases `service_deploy` puts in place (with `deploy` in
+    /// `remote`); without an explicit `version` source, the running version is the release
+    /// `current` points to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeployConfig>,
     /// `reload`: the signal sent to the child's process group (`HUP`, `USR1`, ...), unless
     /// `reload_argv` is set.
     #[serde(default = "default_reload_signal")]
@@ -259,6 +266,7 @@ impl ServiceConfig {
             version: None,
             remediation: None,
             config: None,
+            deploy: None,
             systemd: None,
             compose: None,
         }
@@ -360,6 +368,19 @@ impl ServiceConfig {
                 "remote".to_owned(),
                 "\"config\" needs the files declared in [modules.config]".to_owned(),
             ));
+        }
+        if self.remote.contains(&RemoteOp::Deploy) && self.deploy.is_none() {
+            out.push((
+                "remote".to_owned(),
+                "\"deploy\" needs the releases declared in [modules.deploy]".to_owned(),
+            ));
+        }
+        if let Some(d) = &self.deploy {
+            out.extend(
+                d.problems(self.manager)
+                    .into_iter()
+                    .map(|(k, r)| (format!("deploy.{k}"), r)),
+            );
         }
         if let Some(c) = &self.config {
             out.extend(

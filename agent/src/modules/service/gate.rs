@@ -45,15 +45,40 @@ pub fn where_it_is(snap: &Snapshot, probed: bool) -> String {
 /// manager waits up to 60 s for the observed state).
 pub const SUPERVISOR_ANSWER: Duration = Duration::from_secs(120);
 
+/// What a gate waits for after the supervisor's answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    /// The service declares probes.
+    pub probed: bool,
+    /// Its `ready_timeout`.
+    pub timeout: Duration,
+    /// Consecutive ready probe rounds, all begun after the request (0: one, as `is_ready`).
+    pub samples: u32,
+}
+
+/// Whether `snap` had `samples` consecutive ready rounds, all begun after round
+/// `after_round` was done (see `is_ready`). Pure.
+pub fn has_samples(snap: &Snapshot, samples: u32, after_round: u64) -> bool {
+    let samples = u64::from(samples);
+    snap.run_state() == pb::ServiceRunState::Running
+        && snap.health() == pb::HealthStatus::Ready
+        && snap.ready_streak >= samples
+        && snap.rounds >= after_round.saturating_add(1).saturating_add(samples)
+}
+
 /// Waits for the supervisor's answer to `op` (at most `within`), then (but for a stop) for
 /// readiness.
 pub async fn gate(
     op: ServiceOp,
     (answer, within): (oneshot::Receiver<Result<String, String>>, Duration),
     mut board: watch::Receiver<Snapshot>,
-    probed: bool,
-    timeout: Duration,
+    wait: Wait,
 ) -> Result<String, String> {
+    let Wait {
+        probed,
+        timeout,
+        samples,
+    } = wait;
     let detail = match tokio::time::timeout(within, answer).await {
         Ok(Ok(r)) => r?,
         Ok(Err(_)) => return Err("abandoned: the service's supervisor stopped".to_owned()),
@@ -72,7 +97,10 @@ pub async fn gate(
     loop {
         {
             let snap = board.borrow_and_update();
-            if is_ready(&snap, probed, after_round) {
+            if samples > 0 && has_samples(&snap, samples, after_round) {
+                return Ok(format!("{detail}; ready {samples} times in a row"));
+            }
+            if samples == 0 && is_ready(&snap, probed, after_round) {
                 let ready = if probed { "; ready" } else { "" };
                 return Ok(format!("{detail}{ready}"));
             }
@@ -82,8 +110,16 @@ pub async fn gate(
             Ok(Err(_)) => return Err("abandoned: the service module stopped".to_owned()),
             Err(_) => {
                 let snap = board.borrow();
+                let streak = if samples > 0 {
+                    format!(
+                        " {samples} times in a row (ready {} so far)",
+                        snap.ready_streak
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(format!(
-                    "{} but not ready after {}: {}",
+                    "{} but not ready{streak} after {}: {}",
                     detail,
                     humantime::format_duration(timeout),
                     where_it_is(&snap, probed)
@@ -107,6 +143,7 @@ mod tests {
             },
             health_detail: detail.to_owned(),
             rounds: 0,
+            ready_streak: 0,
         }
     }
 
@@ -136,6 +173,64 @@ mod tests {
         );
     }
 
+    fn wait(timeout: Duration, samples: u32) -> Wait {
+        Wait {
+            probed: true,
+            timeout,
+            samples,
+        }
+    }
+
+    #[test]
+    fn samples_are_consecutive_ready_rounds_after_the_request() {
+        use pb::HealthStatus as H;
+        use pb::ServiceRunState as S;
+        let mut s = snap(S::Running, H::Ready, "");
+        (s.rounds, s.ready_streak) = (5, 3);
+        assert!(has_samples(&s, 3, 1), "rounds 3, 4, 5 began after round 2");
+        assert!(
+            !has_samples(&s, 3, 2),
+            "round 3 was in flight at the request"
+        );
+        assert!(!has_samples(&s, 4, 0), "a streak of 3 is not 4");
+        s.state.health = H::Degraded as i32;
+        assert!(!has_samples(&s, 1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_gate_with_samples_waits_for_that_many_ready_rounds_in_a_row() {
+        use pb::HealthStatus as H;
+        use pb::ServiceRunState as S;
+        let (board, rx) = watch::channel(snap(S::Running, H::Starting, "no probe result yet"));
+        let (tx, answer) = oneshot::channel();
+        let _ = tx.send(Ok("running (pid 7)".to_owned()));
+        let waiting = tokio::spawn(gate(
+            ServiceOp::Restart,
+            (answer, Duration::from_secs(30)),
+            rx,
+            wait(Duration::from_secs(30), 4),
+        ));
+        // Ready, ready, not ready, then ready from round 4 on: done at round 7, not before.
+        for round in 1..=7u64 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut s = board.borrow().clone();
+            s.rounds = round;
+            let ok = round != 3;
+            s.state.health = if ok { H::Ready } else { H::Degraded } as i32;
+            s.ready_streak = if ok { s.ready_streak + 1 } else { 0 };
+            board.send_replace(s);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if round < 7 {
+                assert!(!waiting.is_finished(), "done at round {round}");
+            }
+        }
+        let done = waiting.await.expect("joined");
+        assert_eq!(
+            done,
+            Ok("running (pid 7); ready 4 times in a row".to_owned())
+        );
+    }
+
     #[tokio::test]
     async fn the_gate_waits_for_ready_and_fails_saying_where_it_is() {
         use pb::HealthStatus as H;
@@ -147,8 +242,7 @@ mod tests {
             ServiceOp::Start,
             (answer, Duration::from_secs(30)),
             rx.clone(),
-            true,
-            Duration::from_secs(30),
+            wait(Duration::from_secs(30), 0),
         ));
         // Probe rounds keep coming; the gate answers after two that began after its start.
         for round in 1..=20 {
@@ -167,8 +261,7 @@ mod tests {
             ServiceOp::Restart,
             (answer, Duration::from_secs(30)),
             rx.clone(),
-            true,
-            Duration::from_millis(200),
+            wait(Duration::from_millis(200), 0),
         )
         .await
         .expect_err("not ready");
@@ -183,8 +276,7 @@ mod tests {
             ServiceOp::Stop,
             (answer, Duration::from_millis(100)),
             rx,
-            true,
-            Duration::from_secs(30),
+            wait(Duration::from_secs(30), 0),
         )
         .await
         .expect_err("no answer");

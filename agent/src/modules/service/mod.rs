@@ -16,6 +16,7 @@ pub mod board;
 pub mod command;
 pub mod config_board;
 pub mod config_watch;
+pub mod deploy;
 pub mod driven;
 pub mod gate;
 pub mod logs;
@@ -278,25 +279,49 @@ impl Module for ServiceModule {
 
     fn service(&self) -> Option<pb::ServiceSummary> {
         let snap = self.board.borrow();
-        (!snap.state.service.is_empty()).then(|| snap.summary())
+        let mut summary = (!snap.state.service.is_empty()).then(|| snap.summary())?;
+        // A release activated by a reload starts no new child: the link says what runs.
+        if let status::Source::Release(dir) = status::Source::of(&self.cfg) {
+            if snap.run_state() == pb::ServiceRunState::Running {
+                if let Some(v) = deploy::current_version(&dir) {
+                    summary.version = v;
+                }
+            }
+        }
+        Some(summary)
     }
 
     fn run_now(&mut self, what: &OnDemand, _now: SystemTime) -> Result<RunNowTicket, String> {
-        let OnDemand::Service(op) = what else {
-            return Err(format!("a service module cannot {}", what.describe()));
+        let (op, samples) = match what {
+            OnDemand::Service(op) => (*op, 0),
+            OnDemand::Activate { op, ready_samples } => (*op, *ready_samples),
+            OnDemand::Run(_) => {
+                return Err(format!("a service module cannot {}", what.describe()));
+            }
         };
-        let op = *op;
+        let probed = !self.cfg.health.is_empty();
+        if samples > 0 && !probed {
+            return Err(format!(
+                "{samples} ready samples asked, but service {} declares no health probe \
+                 ([[modules.health]])",
+                self.name
+            ));
+        }
         let (answer_tx, answer) = oneshot::channel();
         self.ensure_started()?.request(op, answer_tx);
         let (ticket_tx, ticket) = oneshot::channel();
         let board = self.board.subscribe();
-        let probed = !self.cfg.health.is_empty();
         let timeout = self.cfg.ready_timeout;
         // The supervisor answers within the stop grace and its own settle time; a bound, so a
         // supervisor that died cannot hold the command (and the host's queue) forever.
         let answer_within = self.cfg.stop_grace + gate::SUPERVISOR_ANSWER;
         tokio::spawn(async move {
-            let outcome = gate::gate(op, (answer, answer_within), board, probed, timeout).await;
+            let wait = gate::Wait {
+                probed,
+                timeout,
+                samples,
+            };
+            let outcome = gate::gate(op, (answer, answer_within), board, wait).await;
             let _ = ticket_tx.send(outcome);
         });
         Ok(ticket)

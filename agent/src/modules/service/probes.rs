@@ -94,6 +94,11 @@ fn publish(
         snap.state.health = health;
         snap.health_detail = detail.to_owned();
         snap.rounds += 1;
+        snap.ready_streak = if status == Status::Ready {
+            snap.ready_streak + 1
+        } else {
+            0
+        };
         if moved {
             changed = Some(snap.state.clone());
         }

@@ -24,6 +24,9 @@ pub struct Snapshot {
     /// Probe rounds judged so far (a gate waits for one after its request: a reload is not
     /// judged by a round from before it).
     pub rounds: u64,
+    /// Consecutive probe rounds of the current child that found it ready (a deploy's
+    /// `ready_samples`).
+    pub ready_streak: u64,
 }
 
 impl Snapshot {
@@ -65,8 +68,40 @@ pub fn read_version(service: &str, source: &VersionSource) -> String {
     })
 }
 
-/// The supervisor's state callback: on each start reads the version (when a source is
-/// declared; else the manager's own stands) and resets the health
+/// Where a service's version comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Its declared `version` source.
+    Declared(VersionSource),
+    /// The release `<dir>/current` points to (`[modules.deploy]` without a declared source).
+    Release(std::path::PathBuf),
+    /// The manager's own (compose: the image tag); none for a process.
+    Manager,
+}
+
+impl Source {
+    pub fn of(cfg: &ServiceConfig) -> Self {
+        let release = cfg.deploy.as_ref().and_then(|d| d.dir.clone());
+        match (&cfg.version, release) {
+            (Some(v), _) => Source::Declared(v.clone()),
+            (None, Some(dir)) => Source::Release(dir),
+            (None, None) => Source::Manager,
+        }
+    }
+
+    /// The version now (blocking for a declared `argv`); `None` for the manager's own.
+    pub fn read(&self, service: &str) -> Option<String> {
+        match self {
+            Source::Declared(src) => Some(read_version(service, src)),
+            Source::Release(dir) => Some(super::deploy::current_version(dir).unwrap_or_default()),
+            Source::Manager => None,
+        }
+    }
+}
+
+/// The supervisor's state callback: on each start reads the version (from its declared
+/// source, or the release a deployed service's `current` points to; else the manager's own
+/// stands) and resets the health
 /// (probes start over for a new child); fills both into the state, publishes it on `board`
 /// and hands it to the module through `tx`.
 pub fn on_state(
@@ -74,15 +109,15 @@ pub fn on_state(
     board: watch::Sender<Snapshot>,
     tx: mpsc::Sender<pb::ServiceState>,
 ) -> OnState {
-    let source = cfg.version.clone();
+    let source = Source::of(cfg);
     let probed = !cfg.health.is_empty();
     let mut version = String::new();
     Box::new(move |mut s: pb::ServiceState| {
         let running = s.state == pb::ServiceRunState::Running as i32;
         // Without a declared source the manager's own version stands (compose: the image tag).
-        if let Some(src) = &source {
+        if source != Source::Manager {
             if running {
-                version = read_version(&s.service, src);
+                version = source.read(&s.service).unwrap_or_default();
             }
             s.version = version.clone();
         }
@@ -98,6 +133,7 @@ pub fn on_state(
             if let Some((health, detail)) = reset {
                 snap.state.health = health as i32;
                 snap.health_detail = detail.to_owned();
+                snap.ready_streak = 0;
             }
             s.health = snap.state.health;
             snap.state = s.clone();

@@ -135,6 +135,18 @@ impl ControlHandle {
         self.start_on_demand(module, OnDemand::Service(op)).await
     }
 
+    /// A deploy's activation of service module `module` (`op`, then `ready_samples`
+    /// consecutive ready probe rounds when > 0), in two steps like `start_service_op`.
+    pub async fn start_activation(
+        &self,
+        module: &str,
+        op: ServiceOp,
+        ready_samples: u32,
+    ) -> Result<impl std::future::Future<Output = Result<String, ControlError>>, ControlError> {
+        let what = OnDemand::Activate { op, ready_samples };
+        self.start_on_demand(module, what).await
+    }
+
     /// Hands `what` to the module's worker; the future of its outcome.
     async fn start_on_demand(
         &self,
@@ -160,5 +172,36 @@ impl ControlHandle {
         self.call(crate::config::AGENT_MODULE, Op::Emit(output))
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+impl ControlHandle {
+    /// A handle whose every on-demand request is answered `answer` at once (anything else:
+    /// `Stopped`); what each request asked comes out of the receiver. For command tests.
+    pub(crate) fn answering(
+        answer: Result<String, String>,
+    ) -> (ControlHandle, mpsc::UnboundedReceiver<(String, OnDemand)>) {
+        use super::{Op, RunState};
+        let (handle, mut rx) = ControlHandle::channel();
+        let (seen_tx, seen) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(req) = rx.recv().await {
+                let Op::RunNow { what, done } = req.op else {
+                    let _ = req.reply.send(Err(ControlError::Stopped));
+                    continue;
+                };
+                let _ = seen_tx.send((req.module.clone(), what));
+                let _ = done.send(answer.clone());
+                let _ = req.reply.send(Ok(ControlReply {
+                    module: req.module,
+                    kind: "service".to_owned(),
+                    state: RunState::Running,
+                    fingerprint: String::new(),
+                    changed: true,
+                }));
+            }
+        });
+        (handle, seen)
     }
 }

@@ -12,8 +12,8 @@ use opsfleet_cli::{configs, roll, verbs, views};
 use opsfleet_proto::api::Role;
 
 /// Operate an opsfleet cluster: fleet status, hosts, alerts, backups, incidents and live events;
-/// pause/resume modules, run backups, restore, apply or roll back configs; start, stop, restart
-/// or reload supervised services (rolling, health gated); leader, failover and failover drills;
+/// pause/resume modules, run backups, restore, apply or roll back configs; start, stop, restart,
+/// reload or deploy supervised services (rolling, health gated); leader, failover and failover drills;
 /// the audit trail.
 ///
 /// Talks to the coordinators over NATS request/reply (`ops.api.*`). Every command accepts
@@ -66,10 +66,17 @@ pub struct ConnArgs {
     /// issued by you in that role.
     ///
     /// Roles (each includes the ones before it): viewer reads (status, hosts, commands, audit,
+<<<<<<< HEAD
     /// events, rollouts); operator also pauses/resumes/disables/enables modules, runs noop,
     /// drain, backup run, app actions, service start/stop/restart/reload, failover (and the
     /// drill) and rollout pause/resume/abort; admin also runs config apply/rollback, service
     /// config apply/rollback, restore and rollout start/promote/undo. Your
+=======
+    /// events); operator also pauses/resumes/disables/enables modules, runs noop, drain,
+    /// backup run, app actions, service start/stop/restart/reload and failover (and the drill);
+    /// admin also runs config apply/rollback, service config apply/rollback, service deploy and
+    /// restore. Your
+>>>>>>> deploy
     /// NATS identity holds the roles its permissions grant; opsctl acts in the role the action
     /// needs (or --role). A refused action exits non-zero naming the role it
     /// needs. Without --operator, actions go on plain subjects, which coordinators refuse
@@ -209,6 +216,11 @@ pub enum ServiceCommand {
     /// or its `reload_argv` command; done once it is ready again.
     #[command(after_help = SERVICE_HELP)]
     Reload(ServiceOpTargets),
+    /// Put a version of a service in place and run it, host by host: each host fetches the
+    /// artifact (or uses a release it keeps), checks its sha256, switches `current`, restarts
+    /// the service and is done once it is ready again, before the next host gets it.
+    #[command(after_help = SERVICE_DEPLOY_HELP)]
+    Deploy(ServiceDeployTargets),
     /// A service's own config files: apply a new content, roll back to a kept one, history.
     #[command(subcommand, after_help = opsfleet_cli::service_config::SERVICE_CONFIG_HELP)]
     Config(crate::service_config::ServiceConfigCommand),
@@ -222,6 +234,13 @@ impl ServiceCommand {
             ServiceCommand::Stop(t) => (roll::ServiceVerb::Stop, t),
             ServiceCommand::Restart(t) => (roll::ServiceVerb::Restart, t),
             ServiceCommand::Reload(t) => (roll::ServiceVerb::Reload, t),
+            ServiceCommand::Deploy(d) => (
+                roll::ServiceVerb::Deploy(d.spec),
+                ServiceOpTargets {
+                    what: d.what,
+                    targets: d.targets,
+                },
+            ),
             ServiceCommand::Config(_) => return None,
         })
     }
@@ -232,6 +251,7 @@ impl ServiceCommand {
             | ServiceCommand::Stop(t)
             | ServiceCommand::Restart(t)
             | ServiceCommand::Reload(t) => Some(&t.targets),
+            ServiceCommand::Deploy(d) => Some(&d.targets),
             ServiceCommand::Config(c) => c.targets(),
         }
     }
@@ -245,6 +265,36 @@ pub struct ServiceOpTargets {
     #[command(flatten)]
     pub targets: Targets,
 }
+
+/// A deploy: the service, the version, how many hosts at a time, which hosts.
+#[derive(Args, Debug)]
+pub struct ServiceDeployTargets {
+    #[command(flatten)]
+    pub what: roll::ServiceOpArgs,
+    #[command(flatten)]
+    pub spec: roll::DeploySpec,
+    #[command(flatten)]
+    pub targets: Targets,
+}
+
+/// Examples shown by `opsctl service deploy --help`.
+pub const SERVICE_DEPLOY_HELP: &str = "\
+Each host puts the release in <dir>/releases/<version>/ (its [modules.deploy] section), points
+<dir>/current at it and restarts the service; a compose service gets the image tag <version>
+and `up -d`. Without --artifact the host must keep the release (going back needs no network:
+`opsctl service deploy app --version <previous> --all`). A host that fails after the switch
+keeps the new version and says so; the roll stops there (exit 1) and the hosts not attempted
+are listed. Each batch is waited for 10m unless --wait says otherwise.
+
+The host's own config must allow it (`remote = [\"deploy\"]` and [modules.deploy] in the
+service's entry); the action needs the admin role.
+
+Examples:
+  opsctl service deploy app --version 1.4.2 --artifact https://repo.local/app-1.4.2.tar.gz \\
+      --sha256 9f2c...e1 --all                          one host at a time, health gated
+  opsctl service deploy app --version 1.4.1 --label role=web --max-parallel 2
+  opsctl service deploy app --version 1.4.2 --artifact /srv/dist/app-1.4.2.tgz --sha256 9f2c...e1 \\
+      --host web-01 --ready-samples 3 -o json";
 
 /// Examples shown by `opsctl service <verb> --help`.
 pub const SERVICE_HELP: &str = "\
@@ -396,8 +446,8 @@ pub enum Command {
         #[command(flatten)]
         targets: Targets,
     },
-    /// Start, stop, restart or reload a supervised service on hosts, a few at a time, each
-    /// host done only once the service is ready again: `opsctl service restart app --all`.
+    /// Start, stop, restart, reload or deploy a supervised service on hosts, a few at a time,
+    /// each host done only once the service is ready again: `opsctl service restart app --all`.
     #[command(subcommand, after_help = SERVICE_HELP)]
     Service(ServiceCommand),
     /// Roll a new version of a service out to hosts in gated waves (canary or blue-green),

@@ -1,4 +1,4 @@
-//! `opsctl service start|stop|restart|reload`: resolves the hosts that have the service,
+//! `opsctl service start|stop|restart|reload|deploy`: resolves the hosts that have the service,
 //! issues the command to one batch (`--max-parallel` hosts) at a time through the shared
 //! command path, waits for each batch's answers (the agent answers a start, restart or reload
 //! only once the service is ready), and stops at the first batch that does not complete:
@@ -67,6 +67,11 @@ pub async fn run(
     output: Output,
 ) -> anyhow::Result<()> {
     let ServiceOpTargets { what, targets: t } = st;
+    if let ServiceVerb::Deploy(spec) = &verb {
+        if let Some(why) = spec.problem() {
+            return Err(Usage(why).into());
+        }
+    }
     let labels = t.labels.iter().cloned().collect();
     let hosts = service_hosts(api, &what.service, &t.hosts, &labels, t.all).await?;
     let plan = batches(&hosts, usize::try_from(what.max_parallel).unwrap_or(1));
@@ -80,7 +85,7 @@ pub async fn run(
         ))
         .into());
     }
-    let rolled = roll(api, verb, &what.service, &plan, &t).await?;
+    let rolled = roll(api, &verb, &what.service, &plan, &t).await?;
     let stopped = not_attempted(&plan, &rolled.outcomes);
     let all_completed = stopped.is_none()
         && rolled
@@ -112,7 +117,7 @@ pub async fn run(
 /// Issues the command batch by batch, waiting for each, until one does not complete.
 async fn roll(
     api: &Api,
-    verb: ServiceVerb,
+    verb: &ServiceVerb,
     service: &str,
     plan: &[Vec<String>],
     t: &Targets,

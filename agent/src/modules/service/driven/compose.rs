@@ -4,6 +4,8 @@
 //! compose v2; `ps --all -q` with docker-compose v1, which has no `--format`) and reads its
 //! state, start time, restart count and image tag with `docker inspect`. The compose program
 //! is `command` when configured, else `docker compose` when it answers, else `docker-compose`.
+//! A service with `[modules.deploy]` gets the deploy's override file (the image tag) as a
+//! second `-f` on every command once it exists.
 
 use std::time::Duration;
 
@@ -40,6 +42,8 @@ pub struct Compose {
     /// The container last found and how many observations ago `ps` found it.
     container: Option<String>,
     since_ps: u32,
+    /// The deploy's override file (`[modules.deploy]`), passed once it exists.
+    override_file: Option<std::path::PathBuf>,
 }
 
 impl Compose {
@@ -50,7 +54,14 @@ impl Compose {
             program: None,
             container: None,
             since_ps: 0,
+            override_file: None,
         }
+    }
+
+    /// Passes `file` (the deploy's override) as an extra `-f` whenever it exists.
+    pub fn with_override(mut self, file: std::path::PathBuf) -> Self {
+        self.override_file = Some(file);
+        self
     }
 
     /// Whether `program version --short` answers, and with a 1.x version.
@@ -89,6 +100,10 @@ impl Compose {
         }
         out.push("-f".to_owned());
         out.push(self.section.resolved_file().to_string_lossy().into_owned());
+        if let Some(file) = self.override_file.as_ref().filter(|f| f.is_file()) {
+            out.push("-f".to_owned());
+            out.push(file.to_string_lossy().into_owned());
+        }
         out.extend(args.iter().map(|a| (*a).to_owned()));
         out.push(self.section.service.clone());
         Ok(out)
@@ -176,6 +191,14 @@ impl Driven for Compose {
         self.container = picked.as_ref().map(|o| o.instance.clone());
         Ok(picked.unwrap_or_else(no_container))
     }
+}
+
+/// The override file a deploy writes for the compose service `section` names
+/// (`<project_dir>/opsfleet.<service>.override.yml`; see `deploy::compose`).
+pub fn override_file(section: &ComposeSection) -> std::path::PathBuf {
+    section
+        .project_dir
+        .join(format!("opsfleet.{}.override.yml", section.service))
 }
 
 /// Whole seconds of the grace for `-t`, at least 1.

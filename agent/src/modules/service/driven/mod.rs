@@ -76,7 +76,15 @@ pub trait Driven: Send {
 pub fn driver(cfg: &ServiceConfig, runner: Box<dyn Runner>) -> Option<Box<dyn Driven>> {
     match (cfg.manager, &cfg.systemd, &cfg.compose) {
         (ServiceManager::Systemd, Some(s), _) => Some(Box::new(systemd::Systemd::new(s, runner))),
-        (ServiceManager::Compose, _, Some(c)) => Some(Box::new(compose::Compose::new(c, runner))),
+        (ServiceManager::Compose, _, Some(c)) => {
+            let driver = compose::Compose::new(c, runner);
+            Some(Box::new(
+                match cfg.deploy.as_ref().and_then(|d| d.image.as_ref()) {
+                    Some(_) => driver.with_override(compose::override_file(c)),
+                    None => driver,
+                },
+            ))
+        }
         _ => None,
     }
 }

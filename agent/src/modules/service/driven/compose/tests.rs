@@ -206,3 +206,34 @@ fn the_image_tag_is_the_version() {
         assert_eq!(image_tag(image), tag, "{image}");
     }
 }
+
+#[test]
+fn a_deploy_override_is_an_extra_file_on_every_command_once_written() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut s = section(None);
+    s.project_dir = tmp.path().to_owned();
+    let file = override_file(&s);
+    let rec = Recorder::default();
+    let mut d = Compose::new(&s, Box::new(rec.clone())).with_override(file.clone());
+    rec.answer(&["compose", "version"], Output::ok("2.27.0\n"));
+    let base = format!(
+        "docker compose -p shop -f {}/stack.yaml",
+        tmp.path().display()
+    );
+    d.restart(Duration::from_secs(1)).expect("restart");
+    // The deploy writes the tag; its activation is `up -d` with the override.
+    crate::modules::service::deploy::compose::write_override(&s, "registry.local/shop", "2.1")
+        .expect("override");
+    d.start().expect("up");
+    d.stop(Duration::from_secs(1)).expect("stop");
+    let with = format!("{base} -f {}", file.display());
+    assert_eq!(
+        rec.commands(),
+        [
+            "docker compose version --short".to_owned(),
+            format!("{base} restart -t 1 api"),
+            format!("{with} up -d --no-deps api"),
+            format!("{with} stop -t 1 api"),
+        ]
+    );
+}
