@@ -66,17 +66,10 @@ pub struct ConnArgs {
     /// issued by you in that role.
     ///
     /// Roles (each includes the ones before it): viewer reads (status, hosts, commands, audit,
-<<<<<<< HEAD
     /// events, rollouts); operator also pauses/resumes/disables/enables modules, runs noop,
     /// drain, backup run, app actions, service start/stop/restart/reload, failover (and the
     /// drill) and rollout pause/resume/abort; admin also runs config apply/rollback, service
-    /// config apply/rollback, restore and rollout start/promote/undo. Your
-=======
-    /// events); operator also pauses/resumes/disables/enables modules, runs noop, drain,
-    /// backup run, app actions, service start/stop/restart/reload and failover (and the drill);
-    /// admin also runs config apply/rollback, service config apply/rollback, service deploy and
-    /// restore. Your
->>>>>>> deploy
+    /// config apply/rollback, service deploy, restore and rollout start/promote/undo. Your
     /// NATS identity holds the roles its permissions grant; opsctl acts in the role the action
     /// needs (or --role). A refused action exits non-zero naming the role it
     /// needs. Without --operator, actions go on plain subjects, which coordinators refuse
