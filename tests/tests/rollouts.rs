@@ -448,8 +448,9 @@ async fn the_active_killed_mid_wave_and_the_new_active_finishes_updating_each_ho
         // By the log: one completed deploy command per host.
         let cmds: serde_json::Value = opsctl.json(&["commands", "--limit", "200"]).await?;
         for host in hosts {
-            let n = cmds["commands"]
+            let n = cmds
                 .as_array()
+                .or_else(|| cmds["commands"].as_array())
                 .context("commands")?
                 .iter()
                 .filter(|c| {
