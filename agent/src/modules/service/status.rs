@@ -142,3 +142,45 @@ pub fn on_state(
         let _ = tx.send(s);
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DeployConfig;
+    use crate::modules::service::deploy::Releases;
+
+    #[test]
+    fn a_deployed_service_reports_the_release_current_points_to_at_each_start() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let releases = Releases::new(tmp.path());
+        for v in ["1.0", "2.0"] {
+            std::fs::create_dir_all(releases.release(v)).expect("release");
+        }
+        releases.switch("1.0").expect("switch");
+        let mut cfg = ServiceConfig::systemd("app.service");
+        cfg.deploy = Some(DeployConfig::dir(tmp.path()));
+        assert_eq!(Source::of(&cfg), Source::Release(tmp.path().to_owned()));
+        let (board, _) = watch::channel(Snapshot::default());
+        let (tx, rx) = mpsc::channel();
+        let mut cb = on_state(&cfg, board, tx);
+        let state = |s: pb::ServiceRunState| pb::ServiceState {
+            service: "app".to_owned(),
+            state: s as i32,
+            ..Default::default()
+        };
+        cb(state(pb::ServiceRunState::Running));
+        releases.switch("2.0").expect("switch");
+        // Read at a start, not at every state: a stop still says what ran.
+        cb(state(pb::ServiceRunState::Stopping));
+        cb(state(pb::ServiceRunState::Running));
+        let seen: Vec<String> = rx.try_iter().map(|s| s.version).collect();
+        assert_eq!(seen, ["1.0", "1.0", "2.0"]);
+        // A declared source wins over the release.
+        cfg.version = Some(VersionSource {
+            file: Some(tmp.path().join("VERSION")),
+            argv: None,
+            timeout: std::time::Duration::from_secs(1),
+        });
+        assert!(matches!(Source::of(&cfg), Source::Declared(_)));
+    }
+}

@@ -237,3 +237,48 @@ async fn a_fetch_checks_the_sha256_and_removes_what_does_not_match() {
         "temp files removed"
     );
 }
+
+#[tokio::test]
+async fn a_download_is_streamed_hashed_and_bounded() {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/app-1.0.tgz", get(|| async { b"release".to_vec() }))
+        .route("/big.tgz", get(|| async { vec![7u8; 4096] }));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let limits = Limits {
+        max_bytes: 1024,
+        timeout: Duration::from_secs(30),
+    };
+    let url = |p: &str| format!("http://{addr}{p}");
+    let got = fetch(&url("/app-1.0.tgz"), &sha(b"release"), tmp.path(), limits)
+        .await
+        .expect("downloaded");
+    assert_eq!((got.name.as_str(), got.bytes), ("app-1.0.tgz", 7));
+    assert_eq!(std::fs::read(&got.path).expect("temp"), b"release");
+    std::fs::remove_file(&got.path).expect("temp");
+    let e = fetch(&url("/nope.tgz"), "ab", tmp.path(), limits)
+        .await
+        .expect_err("404");
+    assert!(matches!(e, FetchError::Status { status: 404, .. }), "{e}");
+    let e = fetch(&url("/big.tgz"), &sha(&[7u8; 4096]), tmp.path(), limits)
+        .await
+        .expect_err("too large");
+    assert!(matches!(e, FetchError::TooLarge { .. }), "{e}");
+    let e = fetch(&url("/app-1.0.tgz"), &sha(b"other"), tmp.path(), limits)
+        .await
+        .expect_err("mismatch");
+    assert!(e.to_string().contains("sha256 mismatch"), "{e}");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).expect("dir").count(),
+        0,
+        "nothing left"
+    );
+    server.abort();
+}
