@@ -90,9 +90,9 @@ impl CommandHandler {
             CmdAction::App(a) => self.app(a).await,
             CmdAction::ServiceConfigApply(c) => self.service_config_apply(id, c).await,
             CmdAction::ServiceConfigRollback(c) => self.service_config_rollback(id, c).await,
-            CmdAction::ServiceDeploy(_)
-            | CmdAction::ServiceRole(_)
-            | CmdAction::TrafficSwitch(_) => Execution::done(Err(format!(
+            CmdAction::ServiceRole(r) => self.service_role(r).await,
+            CmdAction::TrafficSwitch(t) => self.traffic_switch(t).await,
+            CmdAction::ServiceDeploy(_) => Execution::done(Err(format!(
                 "{} is not supported by this agent version",
                 super::decide::action_name(Some(action))
             ))),

@@ -27,6 +27,8 @@ mod consumer;
 mod decide;
 mod exec;
 mod ledger;
+mod role;
+mod traffic;
 
 use opsfleet_report::ErrorChain;
 use std::sync::Arc;

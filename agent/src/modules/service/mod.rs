@@ -21,6 +21,7 @@ pub mod gate;
 pub mod logs;
 pub mod probes;
 pub mod remediation;
+pub mod roles;
 pub mod status;
 pub mod supervisor;
 
@@ -40,6 +41,7 @@ pub use board::ServiceBoard;
 pub use command::exit_detail;
 pub use config_board::ConfigBoard;
 use config_watch::{ConfigWatch, CONFIG_KEY};
+pub use roles::RoleBoard;
 use status::Snapshot;
 pub use supervisor::{next_backoff, Boot, Supervisor, STOPPED_BY_COMMAND};
 
@@ -104,6 +106,8 @@ pub struct ServiceModule {
     saved_down: bool,
     /// The declared config files' watch (`[modules.config]`).
     config: ConfigWatch,
+    /// The group role and live slot (`[modules.role]`, `[modules.traffic]`).
+    groups: roles::Groups,
 }
 
 impl ServiceModule {
@@ -128,6 +132,7 @@ impl ServiceModule {
             down: false,
             saved_down: false,
             config: ConfigWatch::default(),
+            groups: roles::Groups::default(),
         }
     }
 
@@ -192,6 +197,8 @@ impl Module for ServiceModule {
     }
 
     async fn run_once(&mut self, ctx: &ModuleCtx) -> Result<Vec<pb::event::Body>, ModuleError> {
+        // The role reaches the app before the service starts (once).
+        (self.groups).start(&self.name, &self.cfg, &ctx.service_roles);
         self.ensure_started().map_err(ModuleError::Other)?;
         logs::rotate_logs(&self.name, &self.cfg);
         // States first: a stop by command since the probes decided wins over their restart.
@@ -233,6 +240,9 @@ impl Module for ServiceModule {
             }
             if key == CONFIG_KEY {
                 self.config.restore(&value);
+                continue;
+            }
+            if self.groups.restore(&self.name, &key, &value) {
                 continue;
             }
             if key != CHILD_KEY {
@@ -278,7 +288,11 @@ impl Module for ServiceModule {
 
     fn service(&self) -> Option<pb::ServiceSummary> {
         let snap = self.board.borrow();
-        (!snap.state.service.is_empty()).then(|| snap.summary())
+        (!snap.state.service.is_empty()).then(|| {
+            let mut summary = snap.summary();
+            self.groups.fill(&mut summary);
+            summary
+        })
     }
 
     fn run_now(&mut self, what: &OnDemand, _now: SystemTime) -> Result<RunNowTicket, String> {
