@@ -16,7 +16,11 @@ pub struct Identity {
 /// The identified subjects one coordinator subscribes to, besides the plain API verbs.
 pub fn subscriptions(coordinator: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for all in [subjects::API_COMMAND_AS_ALL, subjects::API_FAILOVER_AS_ALL] {
+    for all in [
+        subjects::API_COMMAND_AS_ALL,
+        subjects::API_FAILOVER_AS_ALL,
+        subjects::API_SERVICE_FAILOVER_AS_ALL,
+    ] {
         out.push(all.to_owned());
         out.push(subjects::api_subject_for(all, coordinator));
     }
@@ -165,7 +169,9 @@ mod tests {
                 "ops.api.as.*.*.command",
                 "ops.api.as.*.*.command.blue",
                 "ops.api.as.*.*.failover",
-                "ops.api.as.*.*.failover.blue"
+                "ops.api.as.*.*.failover.blue",
+                "ops.api.as.*.*.service_failover",
+                "ops.api.as.*.*.service_failover.blue"
             ]
         );
     }

@@ -140,14 +140,22 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
     } = start_election(&cfg, &topology, &js, store, &cancel)?;
     let http_task = start_http(cfg.http.as_ref(), &shared, &cancel).await?;
     let alerts_task = start_alerts(&cfg, &shared, &emitter, &topology, &cancel)?;
-    let (dispatcher, sweeper) = start_dispatch(&cfg, &shared, emitter, &js, &cancel);
+    let (dispatcher, sweeper) = start_dispatch(&cfg, &shared, emitter.clone(), &js, &cancel);
+    let (groups_driver, groups) = crate::groups::driver::Driver::new(
+        Arc::clone(&shared),
+        emitter,
+        dispatcher.clone(),
+        topology.events.clone(),
+        &cfg.groups,
+    );
+    let groups_task = tokio::spawn(groups_driver.run(cancel.clone()));
 
     let api_task = tokio::spawn(api::serve(
         client.clone(),
         Arc::clone(&shared),
         topology.events.clone(),
         release,
-        dispatcher,
+        api::Actors { dispatcher, groups },
         cfg.api.clone(),
         cancel.clone(),
     ));
@@ -165,6 +173,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         leadership_events,
         sweeper,
         alerts: alerts_task,
+        groups: groups_task,
         http: http_task,
         api: api_task,
     }
@@ -313,6 +322,7 @@ struct Tasks {
     leadership_events: JoinHandle<()>,
     sweeper: JoinHandle<()>,
     alerts: JoinHandle<()>,
+    groups: JoinHandle<()>,
     http: Option<JoinHandle<()>>,
     api: JoinHandle<Result<(), api::SubscribeError>>,
 }
@@ -332,6 +342,7 @@ impl Tasks {
         }
         let _ = self.sweeper.await;
         let _ = self.alerts.await;
+        let _ = self.groups.await;
         if let Some(task) = self.http {
             let _ = task.await;
         }

@@ -7,6 +7,7 @@ pub mod bounds;
 pub mod commands;
 mod coordinators;
 mod derived;
+pub mod groups;
 mod host;
 pub mod presence;
 mod prune;
@@ -47,6 +48,8 @@ pub const COMMAND_ROW_PREFIX: &str = "cmd/";
 pub const ALERT_ROW_PREFIX: &str = "alert/";
 /// Prefix of the projection row of one host's liveness verdict.
 pub const LIVENESS_ROW_PREFIX: &str = "live/";
+/// Prefix of the projection row of one active/standby group's failover history.
+pub const GROUP_ROW_PREFIX: &str = "group/";
 
 /// Key of the stored row that names the fold version the rows were written by. It is not a
 /// projection row: `Fleet::from_rows` skips it and no digest covers it.
@@ -58,8 +61,10 @@ pub const FOLD_VERSION_KEY: &str = "meta/fold_version";
 /// modules, disks and checks no longer configured are forgotten; 3: `service` events fold into
 /// the hosts' `services`; 4: services keep their restart times, a capped
 /// `service_remediation`, their instance, version and health, and leave with their module;
-/// `service_config` snapshots fold into the hosts' `service_configs`.
-pub const FOLD_VERSION: u64 = 4;
+/// `service_config` snapshots fold into the hosts' `service_configs`; 5: services keep their
+/// group, role, slot group and liveness from heartbeats, `group_failover` events fold into
+/// `group/<name>` rows.
+pub const FOLD_VERSION: u64 = 5;
 
 /// The fold version that wrote `rows` (1 when none is recorded, 0 for a store with no rows).
 pub fn fold_version(rows: &[(String, Vec<u8>)]) -> u64 {
@@ -105,6 +110,8 @@ pub struct Fleet {
     commands: BTreeMap<String, CommandRecord>,
     /// Alerts and liveness verdicts (the alert engine's own events).
     alerts: Alerts,
+    /// Active/standby groups' failover history (the group driver's own events).
+    groups: BTreeMap<String, groups::GroupHistory>,
     /// Row keys changed (or removed) since the last `take_dirty_rows`.
     dirty: BTreeSet<String>,
     /// Command and alert records that may be pruned, per host: derived, never stored.
@@ -165,6 +172,11 @@ impl Fleet {
             }
             if ev.module == COORDINATOR_MODULE {
                 self.apply_alerts(ev);
+                if let Body::GroupFailover(g) = &ev.body {
+                    if let Some(group) = groups::fold(&mut self.groups, g, ev.time_unix_ms) {
+                        self.dirty.insert(format!("{GROUP_ROW_PREFIX}{group}"));
+                    }
+                }
             }
         }
         verdict
@@ -297,6 +309,11 @@ impl Fleet {
         &self.alerts
     }
 
+    /// Active/standby groups' failover history, by group.
+    pub fn groups(&self) -> &BTreeMap<String, groups::GroupHistory> {
+        &self.groups
+    }
+
     pub fn host(&self, name: &str) -> Option<&HostState> {
         self.hosts.get(name)
     }
@@ -378,6 +395,9 @@ impl Fleet {
         if let Some(name) = key.strip_prefix(HOST_ROW_PREFIX) {
             return self.hosts.get(name).map(|h| (key.to_owned(), to_row(h)));
         }
+        if let Some(name) = key.strip_prefix(GROUP_ROW_PREFIX) {
+            return self.groups.get(name).map(|g| (key.to_owned(), to_row(g)));
+        }
         if let Some(id) = key.strip_prefix(COMMAND_ROW_PREFIX) {
             return self.commands.get(id).map(|c| (key.to_owned(), to_row(c)));
         }
@@ -411,10 +431,15 @@ impl Fleet {
             .liveness
             .iter()
             .map(|(h, l)| (format!("{LIVENESS_ROW_PREFIX}{h}"), to_row(l)));
-        // "alert/" < "cmd/" < "coord/" < "host/" < "live/": ascending by key.
+        let groups = self
+            .groups
+            .iter()
+            .map(|(n, g)| (format!("{GROUP_ROW_PREFIX}{n}"), to_row(g)));
+        // "alert/" < "cmd/" < "coord/" < "group/" < "host/" < "live/": ascending by key.
         alerts
             .chain(commands)
             .chain(coords)
+            .chain(groups)
             .chain(hosts)
             .chain(liveness)
             .collect()
@@ -463,6 +488,9 @@ impl Fleet {
             } else if let Some(id) = key.strip_prefix(ALERT_ROW_PREFIX) {
                 let record: AlertRecord = serde_json::from_slice(&value).map_err(bad)?;
                 fleet.alerts.alerts.insert(id.to_owned(), record);
+            } else if let Some(name) = key.strip_prefix(GROUP_ROW_PREFIX) {
+                let history: groups::GroupHistory = serde_json::from_slice(&value).map_err(bad)?;
+                fleet.groups.insert(name.to_owned(), history);
             } else if let Some(host) = key.strip_prefix(LIVENESS_ROW_PREFIX) {
                 let live: Liveness = serde_json::from_slice(&value).map_err(bad)?;
                 fleet.alerts.liveness.insert(host.to_owned(), live);
