@@ -9,7 +9,7 @@ use futures::StreamExt;
 use opsfleet_bus::{BusError, ConnectMode, NatsConfig};
 use opsfleet_proto::api::{
     ApiError, CommandReply, CommandRequest, CommandsReply, CommandsRequest, FailoverReply,
-    FailoverRequest, Role, StatusReply,
+    FailoverRequest, Role, ServiceFailoverReply, ServiceFailoverRequest, StatusReply,
 };
 use opsfleet_proto::subjects;
 use serde::de::DeserializeOwned;
@@ -192,6 +192,18 @@ impl Api {
         req: &Req,
         acting: Option<Acting>,
     ) -> Result<Rep, ClientError> {
+        self.call_within(subject, req, acting, self.timeout).await
+    }
+
+    /// `call_acting`, waiting up to `timeout` for the answer (an action answered only once
+    /// done, like a service failover).
+    async fn call_within<Req: Serialize, Rep: DeserializeOwned>(
+        &self,
+        subject: String,
+        req: &Req,
+        acting: Option<Acting>,
+        timeout: Duration,
+    ) -> Result<Rep, ClientError> {
         let payload = serde_json::to_vec(req).map_err(|source| ClientError::BadReply {
             subject: subject.clone(),
             source,
@@ -207,7 +219,12 @@ impl Api {
                 }
             }
         };
-        let request = self.client.request(subject.clone(), payload.into());
+        let request = self.client.send_request(
+            subject.clone(),
+            async_nats::Request::new()
+                .payload(payload.into())
+                .timeout(Some(timeout)),
+        );
         let reply = tokio::select! {
             reply = request => reply,
             () = refused => {
@@ -225,7 +242,7 @@ impl Api {
             },
             async_nats::RequestErrorKind::TimedOut => ClientError::Timeout {
                 subject: subject.clone(),
-                timeout: self.timeout,
+                timeout,
             },
             _ => ClientError::Request {
                 subject: subject.clone(),
@@ -296,6 +313,23 @@ impl Api {
             subjects::API_COMMAND,
         );
         self.call_acting(subject, req, acting).await
+    }
+
+    /// Asks the active coordinator to fail a service group over, as the operator in the
+    /// operator role (`ops.api.as.<operator>.<role>.service_failover`); answered once the new
+    /// active reported its role, so it waits up to `wait`.
+    pub async fn service_failover(
+        &self,
+        req: &ServiceFailoverRequest,
+        wait: Duration,
+    ) -> Result<ServiceFailoverReply, ClientError> {
+        let (subject, acting) = self.action_subject(
+            "service failover",
+            Role::Operator,
+            subjects::api_service_failover_as,
+            subjects::API_SERVICE_FAILOVER,
+        );
+        self.call_within(subject, req, acting, wait).await
     }
 
     /// The command ledger, from whichever coordinator answers first.

@@ -164,7 +164,7 @@ mod tests {
             role,
             fitness,
             why: why.to_owned(),
-            unfit_since_ms: None,
+            unhealthy_since_ms: None,
         }
     }
 

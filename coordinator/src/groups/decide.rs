@@ -1,8 +1,9 @@
 //! The pure decision of one active/standby group: given its members (their role, how fit they
-//! are, since when the unfit ones are seen unfit) and `now`, what to do — nothing, make one
-//! active (none is), fail over from the active to a standby (the active has been unfit for
-//! longer than `failover_after`), or tell the extra actives standby (more than one reports
-//! active). Never decides a second active; never picks an unfit member as the new active.
+//! are, since when the ones not healthy have been so) and `now`, what to do — nothing, make
+//! one active (none is), fail over from the active to a fitter standby (the active has not been
+//! healthy for `failover_after`: failed, unhealthy, lost, in maintenance, or crash-looping
+//! through `starting`), or tell the extra actives standby (more than one reports active).
+//! Never decides a second active; never picks an unfit member as the new active.
 
 /// How fit a member is to be the active one, worst first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,8 +44,8 @@ pub struct Member {
     pub fitness: Fitness,
     /// Why it is unfit (`service failed`, `host lost`); empty when it is not.
     pub why: String,
-    /// When it was first seen unfit (the caller's clock), while it is.
-    pub unfit_since_ms: Option<i64>,
+    /// When it was first seen not healthy (the caller's clock), while it is not.
+    pub unhealthy_since_ms: Option<i64>,
 }
 
 /// A member, by name.
@@ -100,22 +101,23 @@ fn better<'m>(
     })
 }
 
-/// The best member fit to become active, other than `except`.
+/// The best member fitter than `above` to become active, other than `except`.
 fn target<'m>(
     members: &'m [Member],
     except: Option<&Member>,
+    above: Fitness,
     preferred: Option<&str>,
 ) -> Option<&'m Member> {
     better(
         members
             .iter()
-            .filter(|m| m.fitness > Fitness::Unfit)
+            .filter(|m| m.fitness > above)
             .filter(|m| except.is_none_or(|e| Ident::of(e) != Ident::of(m))),
         preferred,
     )
 }
 
-/// The decision for one group at `now` (the caller's clock, as `unfit_since_ms`).
+/// The decision for one group at `now` (the caller's clock, as `unhealthy_since_ms`).
 /// `preferred`: the host the group last failed over to, which wins ties.
 pub fn decide(
     members: &[Member],
@@ -125,7 +127,7 @@ pub fn decide(
 ) -> Decision {
     let actives: Vec<&Member> = members.iter().filter(|m| m.role == Told::Active).collect();
     match actives.as_slice() {
-        [] => match target(members, None, preferred) {
+        [] => match target(members, None, Fitness::Unfit, preferred) {
             Some(t) => Decision::Activate {
                 to: Ident::of(t),
                 reason: "no member is active".to_owned(),
@@ -133,20 +135,26 @@ pub fn decide(
             None => Decision::Nothing,
         },
         [active] => {
-            let overdue = active.fitness == Fitness::Unfit
+            let overdue = active.fitness < Fitness::Healthy
                 && active
-                    .unfit_since_ms
+                    .unhealthy_since_ms
                     .is_some_and(|since| now_ms.saturating_sub(since) >= failover_after_ms);
             if !overdue {
                 return Decision::Nothing;
             }
-            match target(members, Some(active), preferred) {
+            match target(members, Some(active), active.fitness, preferred) {
                 Some(t) => Decision::Failover {
                     from: Ident::of(active),
                     to: Ident::of(t),
                     reason: format!(
                         "active {} on {}: {}",
-                        active.service, active.host, active.why
+                        active.service,
+                        active.host,
+                        if active.why.is_empty() {
+                            "not ready"
+                        } else {
+                            &active.why
+                        }
                     ),
                 },
                 None => Decision::Nothing,

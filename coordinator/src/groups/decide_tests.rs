@@ -15,7 +15,7 @@ fn m(host: &str, role: Told, fitness: Fitness, since: Option<i64>) -> Member {
         } else {
             String::new()
         },
-        unfit_since_ms: since,
+        unhealthy_since_ms: since,
     }
 }
 
@@ -68,6 +68,21 @@ fn an_unfit_active_fails_over_only_after_failover_after_and_only_to_a_fit_standb
         m("b", Told::Standby, Fitness::Healthy, None),
     ];
     assert_eq!(decide(&healthy, 99_000, 10_000, None), Decision::Nothing);
+    // A crash-looping active (never ready) fails over to a healthy standby, not a starting one.
+    let looping = [
+        m("a", Told::Active, Fitness::Starting, Some(0)),
+        m("b", Told::Standby, Fitness::Starting, Some(0)),
+    ];
+    assert_eq!(decide(&looping, 99_000, 10_000, None), Decision::Nothing);
+    let looping = [
+        looping[0].clone(),
+        m("c", Told::Standby, Fitness::Healthy, None),
+    ];
+    let Decision::Failover { to, reason, .. } = decide(&looping, 99_000, 10_000, None) else {
+        panic!("failover");
+    };
+    assert_eq!(to, id("c"));
+    assert!(reason.ends_with("not ready"), "{reason}");
 }
 
 #[test]
@@ -109,7 +124,7 @@ fn member() -> impl Strategy<Value = Member> {
                 &format!("h{h}"),
                 role,
                 fitness,
-                (fitness == Fitness::Unfit).then_some(since),
+                (fitness != Fitness::Healthy).then_some(since),
             )
         })
 }
@@ -158,8 +173,8 @@ proptest! {
             Decision::Failover { from, to, .. } => {
                 let (f, t) = (find(from).expect("member"), find(to).expect("member"));
                 prop_assert!(t.fitness != Fitness::Unfit && from != to);
-                prop_assert!(f.fitness == Fitness::Unfit);
-                prop_assert!(now - f.unfit_since_ms.expect("unfit since") >= 10_000);
+                prop_assert!(t.fitness > f.fitness, "only to a fitter member");
+                prop_assert!(now - f.unhealthy_since_ms.expect("unhealthy since") >= 10_000);
                 // The best fit was chosen: no standby fitter than the target.
                 prop_assert!(members.iter().filter(|m| Ident::of(m) != *from).all(|m| m.fitness <= t.fitness));
             }

@@ -79,8 +79,8 @@ struct Running {
 /// What one term remembers.
 #[derive(Default)]
 struct Memory {
-    /// When each unfit member was first seen unfit (this coordinator's clock).
-    unfit_since: HashMap<Ident, i64>,
+    /// When each member not healthy was first seen so (this coordinator's clock).
+    unhealthy_since: HashMap<Ident, i64>,
     /// The last role told each member: the role, the command, when.
     told: HashMap<Ident, (Told, String, Instant)>,
     running: BTreeMap<String, Running>,
@@ -179,7 +179,7 @@ impl Driver {
         }
     }
 
-    /// The groups now, with each unfit member's `unfit_since` from this term's memory.
+    /// The groups now, with each member's `unhealthy_since` from this term's memory.
     fn snapshot(&self, memory: &mut Memory) -> Snapshot {
         let now = now_unix_ms();
         let fleet = self.shared.fleet();
@@ -189,10 +189,10 @@ impl Driver {
             for s in seen {
                 let mut m = s.member;
                 let id = Ident::of(&m);
-                if m.fitness == Fitness::Unfit {
-                    m.unfit_since_ms = Some(*memory.unfit_since.entry(id).or_insert(now));
+                if m.fitness < Fitness::Healthy {
+                    m.unhealthy_since_ms = Some(*memory.unhealthy_since.entry(id).or_insert(now));
                 } else {
-                    memory.unfit_since.remove(&id);
+                    memory.unhealthy_since.remove(&id);
                 }
                 list.push(m);
             }

@@ -57,7 +57,7 @@ fn member(fleet: &Fleet, h: &HostState, name: &str, row: &ServiceRow, now_ms: i6
             role: Told::parse(&row.role),
             fitness: fit,
             why,
-            unfit_since_ms: None,
+            unhealthy_since_ms: None,
         },
         liveness: live,
         state: row.state,

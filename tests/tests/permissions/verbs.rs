@@ -130,6 +130,15 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
         ("service stop", act(&["app"]), Need::Operator, false),
         ("service restart", act(&["app"]), Need::Operator, false),
         ("service reload", act(&["app"]), Need::Operator, false),
+        // No group `router` here: once the role is checked, the coordinator refuses the
+        // failover for that reason.
+        (
+            "service failover",
+            s(&["router", "--wait", "30s"]),
+            Need::Operator,
+            false,
+        ),
+        ("service groups", s(&[]), Need::Viewer, true),
         ("failover", s(&["--wait", "60s"]), Need::Operator, true),
         // Local verbs: they talk to no coordinator, so every role (and none) may run them.
         ("completion", s(&["bash"]), Need::Viewer, true),

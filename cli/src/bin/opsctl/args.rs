@@ -209,6 +209,15 @@ pub enum ServiceCommand {
     /// A service's own config files: apply a new content, roll back to a kept one, history.
     #[command(subcommand, after_help = opsfleet_cli::service_config::SERVICE_CONFIG_HELP)]
     Config(crate::service_config::ServiceConfigCommand),
+    /// Move an active/standby group's active role now (operator role): the old active is
+    /// told `standby`, the new one `active`; done once the new one reports it. Prints how long
+    /// it took.
+    #[command(after_help = opsfleet_cli::groups::GROUPS_HELP)]
+    Failover(opsfleet_cli::groups::ServiceFailoverArgs),
+    /// Active/standby groups: each member's role, state, health, host liveness and fitness,
+    /// and the group's last failovers.
+    #[command(after_help = opsfleet_cli::groups::GROUPS_HELP)]
+    Groups(opsfleet_cli::groups::GroupsArgs),
 }
 
 impl ServiceCommand {
@@ -219,7 +228,9 @@ impl ServiceCommand {
             ServiceCommand::Stop(t) => (roll::ServiceVerb::Stop, t),
             ServiceCommand::Restart(t) => (roll::ServiceVerb::Restart, t),
             ServiceCommand::Reload(t) => (roll::ServiceVerb::Reload, t),
-            ServiceCommand::Config(_) => return None,
+            ServiceCommand::Config(_) | ServiceCommand::Failover(_) | ServiceCommand::Groups(_) => {
+                return None
+            }
         })
     }
 
@@ -230,6 +241,7 @@ impl ServiceCommand {
             | ServiceCommand::Restart(t)
             | ServiceCommand::Reload(t) => Some(&t.targets),
             ServiceCommand::Config(c) => c.targets(),
+            ServiceCommand::Failover(_) | ServiceCommand::Groups(_) => None,
         }
     }
 }
