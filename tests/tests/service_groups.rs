@@ -4,7 +4,9 @@
 //! (its role file says `active`, the other's `standby`); `opsctl service failover router
 //! --drill` moves the role and reports its timings; the active's app killed and unable to come
 //! back makes the other host active within a generous bound, a `group_failover` completed
-//! event is in the log, and the old active ends `standby`. Refusals: an unknown group, `--to`
+//! event is in the log, and the old active ends `standby`; the active host lost (its agent
+//! stopped) fails over too, and when it returns it gets the `standby` that waited for it in
+//! OPS_CMDS. Refusals: an unknown group, `--to`
 //! a non-member or an unfit member; the standby coordinator stays silent on the broadcast
 //! subject (one answer) and refuses when addressed.
 
@@ -303,6 +305,56 @@ async fn one_active_per_group_a_drill_and_a_failover_on_a_dead_app() {
             "the start was recorded: {events:?}"
         );
         refusals_say_why(&opsctl, &dead).await?;
+
+        // The dead host's app comes back; then the active host is lost (its agent stops, and
+        // its app with it): the group fails over to the first host again. The lost host's
+        // `standby` waits in OPS_CMDS; when its agent returns (writing its persisted role
+        // first), it gets it and ends standby.
+        std::fs::remove_file(members[idx].dir.join("broken"))?;
+        member_where(&opsctl, "the repaired member healthy again", |m| {
+            m.host == dead && m.role == "standby" && m.fitness == "healthy"
+        })
+        .await?;
+        let lost_idx = HOSTS.iter().position(|h| *h == alive).context("index")?;
+        c.agent(&alive)?.stop().await?;
+        wait_until(
+            "the repaired host active, the lost one not told yet",
+            WAIT,
+            POLL,
+            async || {
+                let repaired = members[idx].role() == "active";
+                Ok((repaired && members[lost_idx].role() == "active").then_some(()))
+            },
+        )
+        .await?;
+        let lost_event = wait_until(
+            "a completed failover from the lost host",
+            WAIT,
+            POLL,
+            async || {
+                let events = failover_events(&opsctl).await?;
+                Ok(events.into_iter().find(|e| {
+                    e["phase"] == "completed"
+                        && e["from_host"] == alive.as_str()
+                        && e["to_host"] == dead.as_str()
+                        && e["drill"] != true
+                }))
+            },
+        )
+        .await?;
+        ensure!(
+            lost_event["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(&format!("on {alive}: host"))),
+            "the reason names the host: {lost_event}"
+        );
+        c.agent(&alive)?.restart()?;
+        let back = one_active(&members, Some(&alive)).await?;
+        ensure!(back == dead, "{back} active after the lost host returned");
+        member_where(&opsctl, "the returned host standby in groups", |m| {
+            m.host == alive && m.role == "standby"
+        })
+        .await?;
         Ok(())
     })
     .await;

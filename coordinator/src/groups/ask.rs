@@ -78,7 +78,7 @@ fn shown(members: &[Member]) -> String {
                 Told::Unknown => "no role",
             };
             let fit = if m.why.is_empty() {
-                "fit"
+                "healthy"
             } else {
                 m.why.as_str()
             };
@@ -182,7 +182,7 @@ mod tests {
         assert!(matches!(err, AskError::NotMember { .. }), "{err}");
         assert!(err
             .to_string()
-            .contains("a (active, fit), b (standby, fit), c (standby, host lost)"));
+            .contains("a (active, healthy), b (standby, healthy), c (standby, host lost)"));
         let err = plan("edge", Some(&members), &known, Some("c"), false).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -73,6 +73,7 @@ struct Running {
     epoch: u64,
     drill: bool,
     requested_by: String,
+    reason: String,
     waiter: Option<oneshot::Sender<Result<Done, AskError>>>,
 }
 
@@ -250,7 +251,7 @@ impl Driver {
                     ),
                 )
             };
-            let body = self.event(&group, &r, phase, "", took_ms, &detail);
+            let body = self.event(&group, &r, phase, took_ms, &detail);
             if let Err(e) = self.emitter.emit(body, EMIT_PATIENCE).await {
                 warn!(group = %group, error = %ErrorChain(&e), phase, "failover outcome not recorded");
             }
@@ -364,9 +365,10 @@ impl Driver {
             epoch,
             drill: s.drill,
             requested_by: s.requested_by.clone(),
+            reason: s.reason.clone(),
             waiter: None,
         };
-        let body = self.event(&s.group, &running, "started", &s.reason, 0, "");
+        let body = self.event(&s.group, &running, "started", 0, "");
         if let Err(e) = self.emitter.emit(body, EMIT_PATIENCE).await {
             warn!(group = %s.group, error = %ErrorChain(&e), "cannot record a failover; not started");
             return;
@@ -380,7 +382,6 @@ impl Driver {
                 &s.group,
                 &running,
                 "failed",
-                &s.reason,
                 0,
                 "the active role could not be sent",
             );
@@ -444,21 +445,13 @@ impl Driver {
         }
     }
 
-    fn event(
-        &self,
-        group: &str,
-        r: &Running,
-        phase: &str,
-        reason: &str,
-        took_ms: u64,
-        detail: &str,
-    ) -> Body {
+    fn event(&self, group: &str, r: &Running, phase: &str, took_ms: u64, detail: &str) -> Body {
         Body::GroupFailover(pb::GroupFailover {
             group: group.to_owned(),
             service: r.service.clone(),
             from_host: r.from.as_ref().map(|f| f.host.clone()).unwrap_or_default(),
             to_host: r.to.host.clone(),
-            reason: reason.to_owned(),
+            reason: r.reason.clone(),
             phase: phase.to_owned(),
             drill: r.drill,
             epoch: r.epoch,

@@ -35,12 +35,13 @@ pub fn fitness(row: &ServiceRow, live: Liveness, maintenance: bool) -> (Fitness,
         let h = row.health.map_or("unhealthy", |h| h.as_str());
         return (Fitness::Unfit, format!("service {h}"));
     }
-    let settled = live == Liveness::Up && !matches!(row.health, Some(ProbeStatus::Starting));
-    if settled {
-        (Fitness::Healthy, String::new())
-    } else {
-        (Fitness::Starting, String::new())
+    if live != Liveness::Up {
+        return (Fitness::Starting, format!("host {}", live.as_str()));
     }
+    if matches!(row.health, Some(ProbeStatus::Starting)) {
+        return (Fitness::Starting, "service starting".to_owned());
+    }
+    (Fitness::Healthy, String::new())
 }
 
 fn member(fleet: &Fleet, h: &HostState, name: &str, row: &ServiceRow, now_ms: i64) -> Seen {
