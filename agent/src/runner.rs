@@ -215,6 +215,7 @@ impl Runner {
                 triggers,
                 labels: self.labels.clone(),
                 service_configs: self.control.service_configs(),
+                service_roles: self.control.service_roles(),
             };
             tasks.spawn(worker.run(cancel.clone()).instrument(span));
         }

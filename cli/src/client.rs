@@ -10,7 +10,7 @@ use opsfleet_bus::{BusError, ConnectMode, NatsConfig};
 use opsfleet_proto::api::{
     ApiError, CommandReply, CommandRequest, CommandsReply, CommandsRequest, FailoverReply,
     FailoverRequest, Role, RolloutReply, RolloutRequest, RolloutsReply, RolloutsRequest,
-    StatusReply,
+    ServiceFailoverReply, ServiceFailoverRequest, StatusReply,
 };
 use opsfleet_proto::subjects;
 use serde::de::DeserializeOwned;
@@ -194,6 +194,18 @@ impl Api {
         req: &Req,
         acting: Option<Acting>,
     ) -> Result<Rep, ClientError> {
+        self.call_within(subject, req, acting, self.timeout).await
+    }
+
+    /// `call_acting`, waiting up to `timeout` for the answer (an action answered only once
+    /// done, like a service failover).
+    async fn call_within<Req: Serialize, Rep: DeserializeOwned>(
+        &self,
+        subject: String,
+        req: &Req,
+        acting: Option<Acting>,
+        timeout: Duration,
+    ) -> Result<Rep, ClientError> {
         let payload = serde_json::to_vec(req).map_err(|source| ClientError::BadReply {
             subject: subject.clone(),
             source,
@@ -209,7 +221,12 @@ impl Api {
                 }
             }
         };
-        let request = self.client.request(subject.clone(), payload.into());
+        let request = self.client.send_request(
+            subject.clone(),
+            async_nats::Request::new()
+                .payload(payload.into())
+                .timeout(Some(timeout)),
+        );
         let reply = tokio::select! {
             reply = request => reply,
             () = refused => {
@@ -227,7 +244,7 @@ impl Api {
             },
             async_nats::RequestErrorKind::TimedOut => ClientError::Timeout {
                 subject: subject.clone(),
-                timeout: self.timeout,
+                timeout,
             },
             _ => ClientError::Request {
                 subject: subject.clone(),
@@ -315,6 +332,23 @@ impl Api {
     /// Rollouts, newest first, from whichever coordinator answers first.
     pub async fn rollouts(&self, req: &RolloutsRequest) -> Result<RolloutsReply, ClientError> {
         self.call(subjects::API_ROLLOUTS.to_owned(), req).await
+    }
+
+    /// Asks the active coordinator to fail a service group over, as the operator in the
+    /// operator role (`ops.api.as.<operator>.<role>.service_failover`); answered once the new
+    /// active reported its role, so it waits up to `wait`.
+    pub async fn service_failover(
+        &self,
+        req: &ServiceFailoverRequest,
+        wait: Duration,
+    ) -> Result<ServiceFailoverReply, ClientError> {
+        let (subject, acting) = self.action_subject(
+            "service failover",
+            Role::Operator,
+            subjects::api_service_failover_as,
+            subjects::API_SERVICE_FAILOVER,
+        );
+        self.call_within(subject, req, acting, wait).await
     }
 
     /// The command ledger, from whichever coordinator answers first.

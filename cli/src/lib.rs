@@ -6,6 +6,7 @@ pub mod client;
 pub mod configs;
 pub mod drill;
 pub mod events;
+pub mod groups;
 pub mod leader;
 pub mod out;
 pub mod outcome;

@@ -481,3 +481,112 @@ fn service_config_history_table() {
         &render_history(&empty, NOW),
     );
 }
+
+#[test]
+fn service_groups_and_failover() {
+    use opsfleet_cli::groups::{render_failover, render_groups};
+    use opsfleet_proto::api::{
+        GroupFailoverView, GroupMemberView, GroupView, GroupsReply, Liveness, ProbeStatus,
+        ServiceFailoverReply, ServiceRunState,
+    };
+    let member = |host: &str, role: &str, state, health, liveness, fitness: &str, why: &str| {
+        GroupMemberView {
+            host: host.into(),
+            service: "router".into(),
+            role: role.into(),
+            state,
+            health,
+            liveness,
+            maintenance: false,
+            fitness: fitness.into(),
+            why: why.into(),
+        }
+    };
+    let failover =
+        |from: &str, to: &str, phase: &str, drill: bool, ago_ms: i64| GroupFailoverView {
+            service: "router".into(),
+            from_host: from.into(),
+            to_host: to.into(),
+            reason: if drill {
+                "drill requested by alice".into()
+            } else {
+                "active router on edge-01: service failed".into()
+            },
+            phase: phase.into(),
+            drill,
+            epoch: 41,
+            requested_by: if drill { "alice".into() } else { String::new() },
+            started_unix_ms: NOW - ago_ms,
+            ended_unix_ms: NOW - ago_ms + 1800,
+            took_ms: if phase == "completed" { 1830 } else { 0 },
+            detail: if phase == "failed" {
+                "edge-03 did not report the active role within 1m".into()
+            } else {
+                String::new()
+            },
+        };
+    let reply = GroupsReply {
+        responder: standby(),
+        groups: vec![GroupView {
+            name: "router".into(),
+            members: vec![
+                member(
+                    "edge-01",
+                    "standby",
+                    ServiceRunState::Failed,
+                    None,
+                    Liveness::Up,
+                    "unfit",
+                    "service failed",
+                ),
+                member(
+                    "edge-02",
+                    "active",
+                    ServiceRunState::Running,
+                    Some(ProbeStatus::Ready),
+                    Liveness::Up,
+                    "healthy",
+                    "",
+                ),
+                member(
+                    "edge-03",
+                    "",
+                    ServiceRunState::Running,
+                    None,
+                    Liveness::Lost,
+                    "unfit",
+                    "host lost",
+                ),
+            ],
+            failovers: vec![
+                failover("", "edge-01", "completed", false, 7_200_000),
+                failover("edge-01", "edge-03", "failed", false, 3_600_000),
+                failover("edge-01", "edge-02", "completed", false, 600_000),
+                failover("edge-02", "edge-01", "completed", true, 60_000),
+            ],
+        }],
+    };
+    check("service-groups.txt", &render_groups(&reply, NOW));
+    let empty = GroupsReply {
+        responder: standby(),
+        groups: Vec::new(),
+    };
+    check("service-groups-empty.txt", &render_groups(&empty, NOW));
+    let done = ServiceFailoverReply {
+        responder: standby(),
+        group: "router".into(),
+        service: "router".into(),
+        from: "edge-02".into(),
+        to: "edge-01".into(),
+        took_ms: 1830,
+        drill: true,
+        epoch: 41,
+    };
+    let mut text = render_failover(&done);
+    text.push_str(&render_failover(&ServiceFailoverReply {
+        from: String::new(),
+        drill: false,
+        ..done
+    }));
+    check("service-failover.txt", &text);
+}

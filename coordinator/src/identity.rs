@@ -20,6 +20,7 @@ pub fn subscriptions(coordinator: &str) -> Vec<String> {
         subjects::API_COMMAND_AS_ALL,
         subjects::API_FAILOVER_AS_ALL,
         subjects::API_ROLLOUT_AS_ALL,
+        subjects::API_SERVICE_FAILOVER_AS_ALL,
     ] {
         out.push(all.to_owned());
         out.push(subjects::api_subject_for(all, coordinator));
@@ -171,7 +172,9 @@ mod tests {
                 "ops.api.as.*.*.failover",
                 "ops.api.as.*.*.failover.blue",
                 "ops.api.as.*.*.rollout",
-                "ops.api.as.*.*.rollout.blue"
+                "ops.api.as.*.*.rollout.blue",
+                "ops.api.as.*.*.service_failover",
+                "ops.api.as.*.*.service_failover.blue"
             ]
         );
     }

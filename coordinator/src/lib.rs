@@ -16,6 +16,7 @@ pub(crate) mod dispatch;
 pub mod election;
 pub(crate) mod emit;
 pub(crate) mod glob;
+pub(crate) mod groups;
 pub(crate) mod http;
 pub(crate) mod identity;
 pub mod ingest;

@@ -144,19 +144,27 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
     let rollouts_task = tokio::spawn(
         crate::rollout::driver::Driver::new(
             Arc::clone(&shared),
-            emitter,
+            emitter.clone(),
             dispatcher.clone(),
             topology.events.clone(),
         )
         .run(cancel.clone()),
     );
+    let (groups_driver, groups) = crate::groups::driver::Driver::new(
+        Arc::clone(&shared),
+        emitter,
+        dispatcher.clone(),
+        topology.events.clone(),
+        &cfg.groups,
+    );
+    let groups_task = tokio::spawn(groups_driver.run(cancel.clone()));
 
     let api_task = tokio::spawn(api::serve(
         client.clone(),
         Arc::clone(&shared),
         topology.events.clone(),
         release,
-        dispatcher,
+        api::Actors { dispatcher, groups },
         cfg.api.clone(),
         cancel.clone(),
     ));
@@ -175,6 +183,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         sweeper,
         alerts: alerts_task,
         rollouts: rollouts_task,
+        groups: groups_task,
         http: http_task,
         api: api_task,
     }
@@ -324,6 +333,7 @@ struct Tasks {
     sweeper: JoinHandle<()>,
     alerts: JoinHandle<()>,
     rollouts: JoinHandle<()>,
+    groups: JoinHandle<()>,
     http: Option<JoinHandle<()>>,
     api: JoinHandle<Result<(), api::SubscribeError>>,
 }
@@ -344,6 +354,7 @@ impl Tasks {
         let _ = self.sweeper.await;
         let _ = self.alerts.await;
         let _ = self.rollouts.await;
+        let _ = self.groups.await;
         if let Some(task) = self.http {
             let _ = task.await;
         }

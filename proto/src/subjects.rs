@@ -50,6 +50,11 @@ pub const API_SERVICE_CONFIGS: &str = "ops.api.service_configs";
 pub const API_ROLLOUT: &str = "ops.api.rollout";
 /// `opsctl rollouts`, `opsctl rollout status`: rollouts and their steps.
 pub const API_ROLLOUTS: &str = "ops.api.rollouts";
+/// `opsctl service failover <group>` (identified: `ops.api.as.<operator>.<role>.service_failover`;
+/// the active coordinator answers).
+pub const API_SERVICE_FAILOVER: &str = "ops.api.service_failover";
+/// `opsctl service groups`: active/standby groups, their members and last failovers.
+pub const API_GROUPS: &str = "ops.api.groups";
 
 /// Prefix of API requests that carry the operator's identity and role in the subject:
 /// `ops.api.as.<operator>.<role>.<verb>`. NATS permissions let each operator publish only
@@ -62,6 +67,16 @@ pub const API_COMMAND_AS_ALL: &str = "ops.api.as.*.*.command";
 pub const API_FAILOVER_AS_ALL: &str = "ops.api.as.*.*.failover";
 /// Every identified rollout request (coordinators subscribe to it).
 pub const API_ROLLOUT_AS_ALL: &str = "ops.api.as.*.*.rollout";
+/// Every identified service failover request (coordinators subscribe to it).
+pub const API_SERVICE_FAILOVER_AS_ALL: &str = "ops.api.as.*.*.service_failover";
+
+/// `ops.api.as.<operator>.<role>.service_failover`: fail a service group over as `operator`.
+pub fn api_service_failover_as(operator: &str, role: crate::api::Role) -> String {
+    format!(
+        "{API_AS_PREFIX}.{operator}.{}.service_failover",
+        role.as_str()
+    )
+}
 
 /// `ops.api.as.<operator>.<role>.rollout`: act on rollouts as `operator` in `role`.
 pub fn api_rollout_as(operator: &str, role: crate::api::Role) -> String {

@@ -486,6 +486,68 @@ fn cases() -> Cases {
         },
     );
     c.add(
+        "service_failover_request",
+        opsfleet_proto::api::ServiceFailoverRequest {
+            group: "router".into(),
+            to: Some("edge-02".into()),
+            drill: true,
+            requested_by: Some("alice".into()),
+        },
+    );
+    c.add(
+        "service_failover_reply",
+        opsfleet_proto::api::ServiceFailoverReply {
+            responder: responder(),
+            group: "router".into(),
+            service: "router".into(),
+            from: "edge-01".into(),
+            to: "edge-02".into(),
+            took_ms: 1830,
+            drill: true,
+            epoch: 7,
+        },
+    );
+    c.add(
+        "groups_request",
+        opsfleet_proto::api::GroupsRequest {
+            group: Some("router".into()),
+        },
+    );
+    c.add(
+        "groups_reply",
+        opsfleet_proto::api::GroupsReply {
+            responder: responder(),
+            groups: vec![opsfleet_proto::api::GroupView {
+                name: "router".into(),
+                members: vec![opsfleet_proto::api::GroupMemberView {
+                    host: "edge-01".into(),
+                    service: "router".into(),
+                    role: "active".into(),
+                    state: opsfleet_proto::api::ServiceRunState::Running,
+                    health: Some(opsfleet_proto::api::ProbeStatus::Ready),
+                    liveness: opsfleet_proto::api::Liveness::Up,
+                    maintenance: false,
+                    fitness: "healthy".into(),
+                    why: String::new(),
+                }],
+                failovers: vec![opsfleet_proto::api::GroupFailoverView {
+                    service: "router".into(),
+                    from_host: "edge-02".into(),
+                    to_host: "edge-01".into(),
+                    reason: "active router on edge-02: service failed".into(),
+                    phase: "completed".into(),
+                    drill: false,
+                    epoch: 7,
+                    requested_by: String::new(),
+                    started_unix_ms: 1_790_000_000_000,
+                    ended_unix_ms: 1_790_000_001_830,
+                    took_ms: 1830,
+                    detail: String::new(),
+                }],
+            }],
+        },
+    );
+    c.add(
         "api_error",
         ApiError {
             responder: "coord-blue".into(),

@@ -295,6 +295,9 @@ pub fn check_policy(
             .map_err(refused),
         // `remote` allows `app`, and the service declares the action and its arguments.
         Some(Action::App(a)) => super::app::permitted(policy, a).map(|_| ()),
+        // `remote` allows `role`, the service declares its group, and the command names it.
+        Some(Action::ServiceRole(r)) => super::role::permitted(policy, r).map(|_| ()),
+        Some(Action::TrafficSwitch(t)) => super::traffic::permitted(policy, t).map(|_| ()),
         Some(a) => match service_remote_op(a) {
             Some((service, op)) => policy.check_service_op(service, op).map_err(refused),
             None => Ok(()),

@@ -91,12 +91,8 @@ impl CommandHandler {
             CmdAction::ServiceConfigApply(c) => self.service_config_apply(id, c).await,
             CmdAction::ServiceConfigRollback(c) => self.service_config_rollback(id, c).await,
             CmdAction::ServiceDeploy(d) => self.service_deploy(id, d).await,
-            CmdAction::ServiceRole(_) | CmdAction::TrafficSwitch(_) => {
-                Execution::done(Err(format!(
-                    "{} is not supported by this agent version",
-                    super::decide::action_name(Some(action))
-                )))
-            }
+            CmdAction::ServiceRole(r) => self.service_role(r).await,
+            CmdAction::TrafficSwitch(t) => self.traffic_switch(t).await,
             CmdAction::ResumeAll(_) => {
                 let paused = (self.status.slots().into_iter())
                     .filter(|s| s.state == pb::ModuleRunState::Paused)

@@ -30,6 +30,8 @@ mod decide;
 mod deploy;
 mod exec;
 mod ledger;
+mod role;
+mod traffic;
 
 use opsfleet_report::ErrorChain;
 use std::sync::Arc;

@@ -42,8 +42,9 @@ pub use runtime::{module_problems, parse_module_toml};
 pub use sentinel::SentinelConfig;
 pub use service::{
     parse_signal, version_problem, AppConfigFiles, ComposeSection, ConfigApply, ControlAction,
-    ControlConfig, ControlEndpoint, DeployActivate, DeployConfig, RemediationConfig, RemoteOp,
-    ServiceConfig, ServiceManager, SystemdSection, VersionSource, COMPOSE_FILES,
+    ControlConfig, ControlEndpoint, DeployActivate, DeployConfig, GroupRole, RemediationConfig,
+    RemoteOp, RoleApply, RoleDelivery, RoleSection, ServiceConfig, ServiceManager, SystemdSection,
+    TrafficSection, VersionSource, COMPOSE_FILES,
 };
 pub use template::{is_template, Facts, CHECK_HOST, TEMPLATE_KEYS};
 

@@ -87,6 +87,7 @@ mod tests {
                 [("role".to_owned(), "db".to_owned())].into_iter().collect(),
             ),
             service_configs: Default::default(),
+            service_roles: Default::default(),
         };
         let mut m = HeartbeatModule::new(Duration::from_secs(10));
         let bodies = m.run_once(&ctx).await.expect("runs");

@@ -57,6 +57,8 @@ pub struct ModuleCtx {
     pub labels: std::sync::Arc<std::collections::BTreeMap<String, String>>,
     /// The services' config files as last reported (shared with the command handler).
     pub service_configs: service::ConfigBoard,
+    /// The services' group roles and live slots (shared with the command handler).
+    pub service_roles: service::RoleBoard,
 }
 
 #[cfg(test)]
@@ -72,6 +74,7 @@ impl ModuleCtx {
             services: Vec::new(),
             labels: Default::default(),
             service_configs: Default::default(),
+            service_roles: Default::default(),
         }
     }
 }

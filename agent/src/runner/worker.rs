@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::{ModuleEntry, RunOutput, StatusBoard, Trigger};
-use crate::modules::service::ConfigBoard;
+use crate::modules::service::{ConfigBoard, RoleBoard};
 use crate::modules::{HealthBoard, ModuleCtx, ServiceBoard};
 use crate::outbox::{NewEvent, Outbox, StateWrite};
 use opsfleet_proto::time::unix_ms;
@@ -31,6 +31,7 @@ pub(super) struct ModuleWorker {
     pub(super) started: Instant,
     pub(super) health: HealthBoard,
     pub(super) service_configs: ConfigBoard,
+    pub(super) service_roles: RoleBoard,
     /// Every service module's summary (for the heartbeat).
     pub(super) services: ServiceBoard,
     /// New instances from `reconfigure` (already restored by the controller).
@@ -189,6 +190,7 @@ impl ModuleWorker {
             services: self.services.snapshot(),
             labels: self.labels.clone(),
             service_configs: self.service_configs.clone(),
+            service_roles: self.service_roles.clone(),
         };
         let run_started = Instant::now();
         let res = tokio::select! {

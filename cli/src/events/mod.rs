@@ -264,6 +264,33 @@ fn coordinator(body: &Body) -> String {
             rollout_step(r.step.as_ref()),
             r.epoch
         ),
+        Body::GroupFailover(g) => format!(
+            "group {} failover {} -> {} {}{}{} (epoch {}){}",
+            g.group,
+            if g.from_host.is_empty() {
+                "-"
+            } else {
+                &g.from_host
+            },
+            g.to_host,
+            g.phase,
+            if g.drill { " (drill)" } else { "" },
+            if g.phase == "completed" {
+                format!(" in {} ms", g.took_ms)
+            } else {
+                String::new()
+            },
+            g.epoch,
+            note(
+                ": ",
+                if g.detail.is_empty() {
+                    &g.reason
+                } else {
+                    &g.detail
+                },
+                ""
+            )
+        ),
         other => opsfleet_proto::body_kind(other).to_owned(),
     }
 }

@@ -99,6 +99,32 @@ fn filters_narrow_the_subject_and_match_the_rest() {
 }
 
 #[test]
+fn a_group_failover_says_from_where_to_where_and_how_long() {
+    let e = ev(
+        "blue",
+        opsfleet_proto::COORDINATOR_MODULE,
+        Body::GroupFailover(pb::GroupFailover {
+            group: "router".into(),
+            service: "router".into(),
+            from_host: "edge-01".into(),
+            to_host: "edge-02".into(),
+            reason: "active router on edge-01: host lost".into(),
+            phase: "completed".into(),
+            epoch: 7,
+            took_ms: 1830,
+            ..Default::default()
+        }),
+    );
+    let line = EventLine::new(7, &e).human();
+    assert!(
+        line.ends_with(
+            "group router failover edge-01 -> edge-02 completed in 1830 ms (epoch 7): active router on edge-01: host lost"
+        ),
+        "{line}"
+    );
+}
+
+#[test]
 fn human_line_has_time_host_seq_and_summary() {
     let e = ev(
         "web-01",

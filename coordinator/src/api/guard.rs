@@ -143,6 +143,20 @@ pub fn check_rollout(
     )
 }
 
+/// May this request fail an active/standby group over (`ops.api.service_failover`)?
+pub fn check_service_failover(
+    identity: Option<&Identity>,
+    allow_unidentified: bool,
+) -> Result<(), Refusal> {
+    check(
+        identity,
+        "service_failover",
+        Role::Operator,
+        opsfleet_proto::subjects::API_SERVICE_FAILOVER,
+        allow_unidentified,
+    )
+}
+
 /// Refused requests since start (shown in `ops.api.status` as `api_refused`).
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -182,6 +196,23 @@ mod tests {
             operator: operator.to_owned(),
             role,
         }
+    }
+
+    #[test]
+    fn a_service_failover_needs_an_identified_operator() {
+        let viewer = id("vic", Role::Viewer);
+        let err = check_service_failover(Some(&viewer), true).unwrap_err();
+        assert_eq!(err.needs_role(), Some(Role::Operator));
+        assert!(
+            err.to_string()
+                .starts_with("service_failover needs role operator; you (vic) acted as viewer"),
+            "{err}"
+        );
+        assert!(check_service_failover(Some(&id("olga", Role::Operator)), false).is_ok());
+        assert!(check_service_failover(Some(&id("ada", Role::Admin)), false).is_ok());
+        let err = check_service_failover(None, false).unwrap_err();
+        assert!(matches!(err, Refusal::Unidentified { .. }));
+        assert!(check_service_failover(None, true).is_ok());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod alerts;
 mod commands;
 mod configs;
+mod groups;
 pub mod guard;
 mod hosts;
 pub(crate) mod rollouts;
@@ -24,7 +25,7 @@ use alerts::alerts;
 pub use commands::command_views;
 #[cfg(test)]
 use runbooks::{backups, incidents};
-pub use serve::serve;
+pub use serve::{serve, Actors};
 pub use status::status;
 
 use opsfleet_report::ErrorChain;

@@ -11,8 +11,8 @@ use async_nats::Message;
 use futures::StreamExt;
 use opsfleet_proto::api::{
     AlertsRequest, ApiError, BackupsRequest, CommandRequestJson, CommandsReply, CommandsRequest,
-    ConfigsRequest, FailoverRequest, HostsRequest, IncidentsRequest, RolloutRequest,
-    RolloutsRequest, ServiceConfigsRequest, ServicesRequest, StatusRequest,
+    ConfigsRequest, FailoverRequest, GroupsRequest, HostsRequest, IncidentsRequest, RolloutRequest,
+    RolloutsRequest, ServiceConfigsRequest, ServiceFailoverRequest, ServicesRequest, StatusRequest,
 };
 use opsfleet_proto::subjects;
 use opsfleet_proto::time::now_unix_ms;
@@ -28,11 +28,13 @@ use super::{
 use crate::config::ApiConfig;
 use crate::dispatch::{DispatchError, Dispatcher};
 use crate::election::ReleaseHandle;
+use crate::groups::ask::AskError;
+use crate::groups::driver::GroupsHandle;
 use crate::identity::Identity;
 use crate::state::Shared;
 
 /// Every verb of the API, each subscribed broadcast and addressed to this coordinator.
-const VERBS: [&str; 13] = [
+const VERBS: [&str; 15] = [
     subjects::API_STATUS,
     subjects::API_FAILOVER,
     subjects::API_COMMAND,
@@ -46,7 +48,15 @@ const VERBS: [&str; 13] = [
     subjects::API_SERVICE_CONFIGS,
     subjects::API_ROLLOUT,
     subjects::API_ROLLOUTS,
+    subjects::API_SERVICE_FAILOVER,
+    subjects::API_GROUPS,
 ];
+
+/// What acts for the active coordinator: commands, and the group driver.
+pub struct Actors {
+    pub dispatcher: Dispatcher,
+    pub groups: GroupsHandle,
+}
 
 /// What a handler needs to answer.
 struct Server {
@@ -55,6 +65,7 @@ struct Server {
     events: stream::Stream,
     release: ReleaseHandle,
     dispatcher: Dispatcher,
+    groups: GroupsHandle,
     policy: ApiConfig,
     counters: Arc<guard::Counters>,
 }
@@ -75,16 +86,18 @@ pub async fn serve(
     shared: Arc<Shared>,
     events: stream::Stream,
     release: ReleaseHandle,
-    dispatcher: Dispatcher,
+    actors: Actors,
     policy: ApiConfig,
     cancel: CancellationToken,
 ) -> Result<(), SubscribeError> {
+    let Actors { dispatcher, groups } = actors;
     let server = Server {
         client,
         shared,
         events,
         release,
         dispatcher,
+        groups,
         policy,
         counters: Arc::new(guard::Counters::default()),
     };
@@ -180,6 +193,8 @@ impl Server {
             subjects::API_CONFIGS => Some(self.configs(payload).await),
             subjects::API_ROLLOUT => self.rollout(req).await,
             subjects::API_ROLLOUTS => Some(self.rollouts(payload)),
+            subjects::API_SERVICE_FAILOVER => self.service_failover(req),
+            subjects::API_GROUPS => Some(self.groups(payload).await),
             _ => None,
         }
     }
@@ -365,6 +380,62 @@ impl Server {
             },
             Err(e) => error_reply(&self.shared, format!("bad rollouts request: {e}")),
         }
+    }
+
+    /// Every group, from this coordinator's fleet.
+    async fn groups(&self, payload: &[u8]) -> Vec<u8> {
+        let req = match parse::<GroupsRequest>(payload) {
+            Ok(req) => req,
+            Err(e) => return error_reply(&self.shared, format!("bad groups request: {e}")),
+        };
+        let responder = (self.shared).responder(behind(&self.shared, &self.events).await);
+        let reply = super::groups::groups(&self.shared.fleet(), &req, responder, now_unix_ms());
+        to_json(&reply)
+    }
+
+    /// A group's failover, by the active coordinator's group driver; answered from a task
+    /// once the new active reported its role (standbys stay silent on the broadcast subject).
+    fn service_failover(&self, req: Incoming) -> Option<Vec<u8>> {
+        let body = match parse::<ServiceFailoverRequest>(&req.msg.payload) {
+            Ok(body) => body,
+            Err(e) => {
+                let error = format!("bad service_failover request: {e}");
+                return Some(error_reply(&self.shared, error));
+            }
+        };
+        let allowed =
+            guard::check_service_failover(req.operator.as_ref(), self.policy.allow_unidentified);
+        if let Err(r) = allowed {
+            return Some(self.refuse(&req, r));
+        }
+        let active = (self.shared.leadership.view())
+            .acting_epoch(tokio::time::Instant::now())
+            .is_some();
+        if !active && !req.addressed_to_me {
+            return None;
+        }
+        let claimed = body.requested_by.clone().unwrap_or_default();
+        let issuer = crate::identity::issuer(&claimed, req.operator.as_ref());
+        let (groups, client, shared) = (
+            self.groups.clone(),
+            self.client.clone(),
+            Arc::clone(&self.shared),
+        );
+        let (reply_to, addressed_to_me) = (req.reply_to, req.addressed_to_me);
+        tokio::spawn(async move {
+            let asked = groups
+                .failover(body.group, body.to, body.drill, issuer.name)
+                .await;
+            let reply = match asked {
+                Ok(done) => to_json(&super::groups::failover_reply(done, shared.responder(0))),
+                Err(AskError::NotActive) if !addressed_to_me => return,
+                Err(e) => error_reply(&shared, e.to_string()),
+            };
+            if let Err(e) = client.publish(reply_to, reply.into()).await {
+                warn!(error = %ErrorChain(&e), "cannot send API reply");
+            }
+        });
+        None
     }
 
     fn commands(&self, req: CommandsRequest) -> Vec<u8> {

@@ -13,6 +13,7 @@ pub use opsfleet_configcheck::Problem;
 
 use super::{ApiConfig, CoordinatorConfig, IngestConfig};
 use crate::alerts::AlertsConfig;
+use crate::groups::GroupsConfig;
 use crate::http::HttpConfig;
 use crate::notify::NotifyConfig;
 
@@ -69,6 +70,7 @@ struct Parts {
     notify: Option<NotifyConfig>,
     alerts: Option<AlertsConfig>,
     api: Option<ApiConfig>,
+    groups: Option<GroupsConfig>,
 }
 
 impl Parts {
@@ -84,6 +86,7 @@ impl Parts {
             notify: s.take("notify", || Some(NotifyConfig::default())),
             alerts: s.take("alerts", || Some(AlertsConfig::default())),
             api: s.take("api", || Some(ApiConfig::default())),
+            groups: s.take("groups", || Some(GroupsConfig::default())),
         }
     }
 
@@ -94,6 +97,9 @@ impl Parts {
         }
         if let Some(a) = &self.alerts {
             s.extend("alerts", a.problems());
+        }
+        if let (Some(g), Some(a)) = (&self.groups, &self.api) {
+            s.extend("groups", g.problems(a.max_deadline));
         }
         if let Some(n) = &self.notify {
             s.extend("notify", n.problems());
@@ -135,6 +141,7 @@ impl Parts {
             notify: self.notify?,
             alerts: self.alerts?,
             api: self.api?,
+            groups: self.groups?,
         })
     }
 }

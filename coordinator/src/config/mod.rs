@@ -100,6 +100,9 @@ pub struct CoordinatorConfig {
     /// `[api]`: unidentified requests (off by default) and the deadline cap.
     #[serde(default)]
     pub api: ApiConfig,
+    /// `[groups]`: active/standby groups (automatic activation and failover).
+    #[serde(default)]
+    pub groups: crate::groups::GroupsConfig,
 }
 
 impl CoordinatorConfig {

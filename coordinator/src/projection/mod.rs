@@ -7,6 +7,7 @@ pub mod bounds;
 pub mod commands;
 mod coordinators;
 mod derived;
+pub mod groups;
 mod host;
 pub mod presence;
 mod prune;
@@ -51,6 +52,8 @@ pub const ALERT_ROW_PREFIX: &str = "alert/";
 pub const LIVENESS_ROW_PREFIX: &str = "live/";
 /// Prefix of the projection row of one rollout.
 pub const ROLLOUT_ROW_PREFIX: &str = "rollout/";
+/// Prefix of the projection row of one active/standby group's failover history.
+pub const GROUP_ROW_PREFIX: &str = "group/";
 
 /// Key of the stored row that names the fold version the rows were written by. It is not a
 /// projection row: `Fleet::from_rows` skips it and no digest covers it.
@@ -63,7 +66,8 @@ pub const FOLD_VERSION_KEY: &str = "meta/fold_version";
 /// the hosts' `services`; 4: services keep their restart times, a capped
 /// `service_remediation`, their instance, version and health, and leave with their module;
 /// `service_config` snapshots fold into the hosts' `service_configs`; 5: rollouts
-/// (`rollout/<id>` rows).
+/// (`rollout/<id>` rows); services keep their group, role, slot group and liveness from
+/// heartbeats, `group_failover` events fold into `group/<name>` rows.
 pub const FOLD_VERSION: u64 = 5;
 
 /// The fold version that wrote `rows` (1 when none is recorded, 0 for a store with no rows).
@@ -112,6 +116,8 @@ pub struct Fleet {
     alerts: Alerts,
     /// Rollouts (the rollout driver's own steps and their commands' outcomes).
     rollouts: Rollouts,
+    /// Active/standby groups' failover history (the group driver's own events).
+    groups: BTreeMap<String, groups::GroupHistory>,
     /// Row keys changed (or removed) since the last `take_dirty_rows`.
     dirty: BTreeSet<String>,
     /// Command and alert records that may be pruned, per host: derived, never stored.
@@ -178,6 +184,11 @@ impl Fleet {
                 if let Body::Rollout(step) = &ev.body {
                     for id in self.rollouts.apply_step(step) {
                         self.dirty.insert(format!("{ROLLOUT_ROW_PREFIX}{id}"));
+                    }
+                }
+                if let Body::GroupFailover(g) = &ev.body {
+                    if let Some(group) = groups::fold(&mut self.groups, g, ev.time_unix_ms) {
+                        self.dirty.insert(format!("{GROUP_ROW_PREFIX}{group}"));
                     }
                 }
             }
@@ -317,6 +328,11 @@ impl Fleet {
         &self.rollouts
     }
 
+    /// Active/standby groups' failover history, by group.
+    pub fn groups(&self) -> &BTreeMap<String, groups::GroupHistory> {
+        &self.groups
+    }
+
     pub fn host(&self, name: &str) -> Option<&HostState> {
         self.hosts.get(name)
     }
@@ -401,6 +417,9 @@ impl Fleet {
         if let Some(name) = key.strip_prefix(HOST_ROW_PREFIX) {
             return self.hosts.get(name).map(|h| (key.to_owned(), to_row(h)));
         }
+        if let Some(name) = key.strip_prefix(GROUP_ROW_PREFIX) {
+            return self.groups.get(name).map(|g| (key.to_owned(), to_row(g)));
+        }
         if let Some(id) = key.strip_prefix(COMMAND_ROW_PREFIX) {
             return self.commands.get(id).map(|c| (key.to_owned(), to_row(c)));
         }
@@ -438,10 +457,15 @@ impl Fleet {
             .rollouts
             .iter()
             .map(|r| (format!("{ROLLOUT_ROW_PREFIX}{}", r.id), to_row(r)));
-        // "alert/" < "cmd/" < "coord/" < "host/" < "live/" < "rollout/": ascending by key.
+        let groups = self
+            .groups
+            .iter()
+            .map(|(n, g)| (format!("{GROUP_ROW_PREFIX}{n}"), to_row(g)));
+        // "alert/" < "cmd/" < "coord/" < "group/" < "host/" < "live/" < "rollout/": ascending.
         alerts
             .chain(commands)
             .chain(coords)
+            .chain(groups)
             .chain(hosts)
             .chain(liveness)
             .chain(rollouts)
@@ -491,6 +515,9 @@ impl Fleet {
             } else if let Some(id) = key.strip_prefix(ALERT_ROW_PREFIX) {
                 let record: AlertRecord = serde_json::from_slice(&value).map_err(bad)?;
                 fleet.alerts.alerts.insert(id.to_owned(), record);
+            } else if let Some(name) = key.strip_prefix(GROUP_ROW_PREFIX) {
+                let history: groups::GroupHistory = serde_json::from_slice(&value).map_err(bad)?;
+                fleet.groups.insert(name.to_owned(), history);
             } else if let Some(host) = key.strip_prefix(LIVENESS_ROW_PREFIX) {
                 let live: Liveness = serde_json::from_slice(&value).map_err(bad)?;
                 fleet.alerts.liveness.insert(host.to_owned(), live);

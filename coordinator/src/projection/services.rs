@@ -47,6 +47,21 @@ pub struct ServiceRow {
     pub capped_at_unix_ms: i64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub capped_reason: String,
+    /// Active/standby: the group and the role the agent last passed to the app, as its
+    /// newest heartbeat told (empty outside a group).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
+    /// Blue/green: the slot group and whether this slot has the traffic.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub slot_group: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub live: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -131,11 +146,26 @@ pub fn fold(
         restarted_at_unix_ms: restarted,
         capped_at_unix_ms: row.capped_at_unix_ms,
         capped_reason: std::mem::take(&mut row.capped_reason),
+        group: std::mem::take(&mut row.group),
+        role: std::mem::take(&mut row.role),
+        slot_group: std::mem::take(&mut row.slot_group),
+        live: row.live,
         health: match ProbeStatus::from_wire(s.health) {
             ProbeStatus::Unknown => None,
             h => Some(h),
         },
     };
+}
+
+/// Folds the group fields of a heartbeat's service summary into its known service (the
+/// caller folds only the host's newest heartbeat). A heartbeat makes no row.
+pub fn fold_summary(services: &mut BTreeMap<String, ServiceRow>, s: &pb::ServiceSummary) {
+    if let Some(row) = services.get_mut(&s.service) {
+        row.group = clip(&s.group);
+        row.role = clip(&s.role);
+        row.slot_group = clip(&s.slot_group);
+        row.live = s.live;
+    }
 }
 
 /// Folds one `service_remediation` event of a known service: one its cap refused (`capped`)
@@ -281,6 +311,37 @@ mod tests {
         fold(&mut map, &s, &("inc".to_owned(), 2), &mut dropped);
         assert_eq!(map["app"].capped_at_unix_ms, 200);
         assert_eq!(map["app"].state, ServiceRunState::Running);
+    }
+
+    #[test]
+    fn a_heartbeat_tells_the_group_role_and_live_slot_of_a_known_service() {
+        let mut map = BTreeMap::new();
+        let mut dropped = 0;
+        let summary = pb::ServiceSummary {
+            service: "router".into(),
+            group: "edge".into(),
+            role: "active".into(),
+            slot_group: "web".into(),
+            live: true,
+            ..Default::default()
+        };
+        fold_summary(&mut map, &summary);
+        assert!(map.is_empty(), "a heartbeat makes no row");
+        let s = state("router", pb::ServiceRunState::Running, 0);
+        fold(&mut map, &s, &("inc".to_owned(), 1), &mut dropped);
+        fold_summary(&mut map, &summary);
+        // A newer state keeps them.
+        fold(&mut map, &s, &("inc".to_owned(), 2), &mut dropped);
+        let row = &map["router"];
+        assert_eq!(
+            (
+                row.group.as_str(),
+                row.role.as_str(),
+                row.slot_group.as_str(),
+                row.live
+            ),
+            ("edge", "active", "web", true)
+        );
     }
 
     #[test]

@@ -374,3 +374,85 @@ fn command_rows_are_dirty_and_stored_rows_equal_a_full_refold() {
     );
     assert_eq!(back.digest(), live.digest());
 }
+
+#[test]
+fn group_rows_and_heartbeat_roles_round_trip_and_refold_to_the_same_digest() {
+    let service = |seq: u64| EventEnvelope {
+        id: Uuid::from_u128(0x5e7_0000 + seq as u128),
+        module: "router".to_owned(),
+        body: Body::Service(pb::ServiceState {
+            service: "router".to_owned(),
+            manager: "process".to_owned(),
+            state: pb::ServiceRunState::Running as i32,
+            ..Default::default()
+        }),
+        ..heartbeat("edge-01", inc(1), seq)
+    };
+    let mut hb = heartbeat("edge-01", inc(1), 2);
+    if let Body::Heartbeat(h) = &mut hb.body {
+        h.modules.push(pb::ModuleStatus {
+            name: "router".to_owned(),
+            kind: "service".to_owned(),
+            state: pb::ModuleRunState::Running as i32,
+            expected_interval_ms: 1000,
+        });
+        h.services.push(pb::ServiceSummary {
+            service: "router".to_owned(),
+            group: "router".to_owned(),
+            role: "active".to_owned(),
+            ..Default::default()
+        });
+    }
+    let failover = |seq: u64, phase: &str| {
+        coordinator_event(
+            "blue",
+            seq,
+            Body::GroupFailover(pb::GroupFailover {
+                group: "router".to_owned(),
+                service: "router".to_owned(),
+                to_host: "edge-01".to_owned(),
+                phase: phase.to_owned(),
+                epoch: 4,
+                took_ms: 900,
+                ..Default::default()
+            }),
+        )
+    };
+    let log = vec![
+        service(1),
+        hb,
+        failover(1, "started"),
+        failover(2, "completed"),
+    ];
+    let mut live = Fleet::new();
+    let mut stored: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for ev in &log {
+        live.apply(ev);
+        stored.extend(live.take_dirty_rows());
+    }
+    let keys: Vec<&str> = stored.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["coord/blue", "group/router", "host/edge-01"]);
+    let rows = live.rows();
+    assert_eq!(rows, stored.into_iter().collect::<Vec<_>>());
+    let back = Fleet::from_rows(rows).unwrap();
+    assert_eq!(back.digest(), live.digest());
+    let row = &back.host("edge-01").unwrap().services["router"];
+    assert_eq!(
+        (row.group.as_str(), row.role.as_str()),
+        ("router", "active")
+    );
+    let history = &back.groups()["router"];
+    assert_eq!(history.failovers.len(), 1);
+    assert_eq!(
+        (
+            history.failovers[0].phase.as_str(),
+            history.failovers[0].took_ms
+        ),
+        ("completed", 900)
+    );
+    let mut refolded = Fleet::new();
+    for ev in &log {
+        refolded.apply(ev);
+    }
+    assert_eq!(refolded.digest(), live.digest());
+}

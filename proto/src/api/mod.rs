@@ -5,6 +5,7 @@
 
 mod command;
 mod configs;
+mod groups;
 mod page;
 mod rollouts;
 mod rows;
@@ -14,6 +15,7 @@ mod status;
 
 pub use command::*;
 pub use configs::*;
+pub use groups::*;
 pub use page::*;
 pub use rollouts::*;
 pub use rows::*;

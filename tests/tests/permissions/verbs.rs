@@ -139,6 +139,15 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
             Need::Admin,
             false,
         ),
+        // No group `router` here: once the role is checked, the coordinator refuses the
+        // failover for that reason.
+        (
+            "service failover",
+            s(&["router", "--wait", "30s"]),
+            Need::Operator,
+            false,
+        ),
+        ("service groups", s(&[]), Need::Viewer, true),
         ("failover", s(&["--wait", "60s"]), Need::Operator, true),
         // Rollouts: web-01 has no service `app`, and the rollout id is unknown: once the role
         // is checked, the coordinator refuses these for that reason. `rollouts` lists none.

@@ -25,10 +25,14 @@ pub mod lifecycle;
 mod appconfig;
 mod control;
 mod deploy;
+mod role;
+mod traffic;
 
 pub use appconfig::{AppConfigFiles, ConfigApply};
 pub use control::{ControlAction, ControlConfig, ControlEndpoint};
 pub use deploy::{version_problem, DeployActivate, DeployConfig};
+pub use role::{GroupRole, RoleApply, RoleDelivery, RoleSection};
+pub use traffic::TrafficSection;
 
 /// How the service is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +168,13 @@ pub struct ServiceConfig {
     /// Automatic restarts after failed health checks (none when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation: Option<RemediationConfig>,
+    /// `[modules.role]`: a member of an active/standby group (`service_role`, with `role` in
+    /// `remote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleSection>,
+    /// `[modules.traffic]`: a blue/green slot (`traffic_switch`, with `switch` in `remote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficSection>,
 }
 
 /// One kind of remote action on a service (`remote = ["restart", "reload"]`).
@@ -269,6 +280,8 @@ impl ServiceConfig {
             deploy: None,
             systemd: None,
             compose: None,
+            role: None,
+            traffic: None,
         }
     }
 
@@ -387,6 +400,42 @@ impl ServiceConfig {
                 c.problems()
                     .into_iter()
                     .map(|(k, r)| (format!("config.{k}"), r)),
+            );
+        }
+        out.extend(self.group_problems());
+        out
+    }
+
+    /// `[modules.role]`, `[modules.traffic]`, and the `remote` entries that need them.
+    fn group_problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (op, section, present) in [
+            (RemoteOp::Role, "[modules.role]", self.role.is_some()),
+            (
+                RemoteOp::Switch,
+                "[modules.traffic]",
+                self.traffic.is_some(),
+            ),
+        ] {
+            if self.remote.contains(&op) && !present {
+                out.push((
+                    "remote".to_owned(),
+                    format!("{:?} needs {section}", op.as_str()),
+                ));
+            }
+        }
+        if let Some(r) = &self.role {
+            out.extend(
+                r.problems()
+                    .into_iter()
+                    .map(|(k, v)| (format!("role.{k}"), v)),
+            );
+        }
+        if let Some(t) = &self.traffic {
+            out.extend(
+                t.problems()
+                    .into_iter()
+                    .map(|(k, v)| (format!("traffic.{k}"), v)),
             );
         }
         out

@@ -113,6 +113,7 @@ fn ctx(now: SystemTime) -> ModuleCtx {
         services: Vec::new(),
         labels: Default::default(),
         service_configs: Default::default(),
+        service_roles: Default::default(),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod gate;
 pub mod logs;
 pub mod probes;
 pub mod remediation;
+pub mod roles;
 pub mod status;
 pub mod supervisor;
 
@@ -41,6 +42,7 @@ pub use board::ServiceBoard;
 pub use command::exit_detail;
 pub use config_board::ConfigBoard;
 use config_watch::{ConfigWatch, CONFIG_KEY};
+pub use roles::RoleBoard;
 use status::Snapshot;
 pub use supervisor::{next_backoff, Boot, Supervisor, STOPPED_BY_COMMAND};
 
@@ -105,6 +107,8 @@ pub struct ServiceModule {
     saved_down: bool,
     /// The declared config files' watch (`[modules.config]`).
     config: ConfigWatch,
+    /// The group role and live slot (`[modules.role]`, `[modules.traffic]`).
+    groups: roles::Groups,
 }
 
 impl ServiceModule {
@@ -129,6 +133,7 @@ impl ServiceModule {
             down: false,
             saved_down: false,
             config: ConfigWatch::default(),
+            groups: roles::Groups::default(),
         }
     }
 
@@ -193,6 +198,8 @@ impl Module for ServiceModule {
     }
 
     async fn run_once(&mut self, ctx: &ModuleCtx) -> Result<Vec<pb::event::Body>, ModuleError> {
+        // The role reaches the app before the service starts (once).
+        (self.groups).start(&self.name, &self.cfg, &ctx.service_roles);
         self.ensure_started().map_err(ModuleError::Other)?;
         logs::rotate_logs(&self.name, &self.cfg);
         // States first: a stop by command since the probes decided wins over their restart.
@@ -234,6 +241,9 @@ impl Module for ServiceModule {
             }
             if key == CONFIG_KEY {
                 self.config.restore(&value);
+                continue;
+            }
+            if self.groups.restore(&self.name, &key, &value) {
                 continue;
             }
             if key != CHILD_KEY {
@@ -288,6 +298,7 @@ impl Module for ServiceModule {
                 }
             }
         }
+        self.groups.fill(&mut summary);
         Some(summary)
     }
 

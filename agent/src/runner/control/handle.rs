@@ -6,7 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Action, ControlError, ControlReply, Op, Origin, Request};
 use crate::config::{parse_module_toml, ModuleConfig};
-use crate::modules::service::{ConfigBoard, ServiceOp};
+use crate::modules::service::{ConfigBoard, RoleBoard, ServiceOp};
 use crate::modules::OnDemand;
 use crate::runner::RunOutput;
 
@@ -16,6 +16,8 @@ pub struct ControlHandle {
     tx: mpsc::Sender<Request>,
     /// The services' config files (the runner's modules and the command handler share it).
     service_configs: ConfigBoard,
+    /// The services' group roles and live slots (modules and the command handler share it).
+    service_roles: RoleBoard,
 }
 
 impl ControlHandle {
@@ -25,6 +27,7 @@ impl ControlHandle {
             ControlHandle {
                 tx,
                 service_configs: ConfigBoard::default(),
+                service_roles: RoleBoard::default(),
             },
             rx,
         )
@@ -33,6 +36,11 @@ impl ControlHandle {
     /// The board of the services' config files (see `ConfigBoard`).
     pub fn service_configs(&self) -> ConfigBoard {
         self.service_configs.clone()
+    }
+
+    /// The board of the services' group roles and live slots (see `RoleBoard`).
+    pub fn service_roles(&self) -> RoleBoard {
+        self.service_roles.clone()
     }
 
     async fn call(&self, module: &str, op: Op) -> Result<ControlReply, ControlError> {

@@ -217,6 +217,15 @@ pub enum ServiceCommand {
     /// A service's own config files: apply a new content, roll back to a kept one, history.
     #[command(subcommand, after_help = opsfleet_cli::service_config::SERVICE_CONFIG_HELP)]
     Config(crate::service_config::ServiceConfigCommand),
+    /// Move an active/standby group's active role now (operator role): the old active is
+    /// told `standby`, the new one `active`; done once the new one reports it. Prints how long
+    /// it took.
+    #[command(after_help = opsfleet_cli::groups::GROUPS_HELP)]
+    Failover(opsfleet_cli::groups::ServiceFailoverArgs),
+    /// Active/standby groups: each member's role, state, health, host liveness and fitness,
+    /// and the group's last failovers.
+    #[command(after_help = opsfleet_cli::groups::GROUPS_HELP)]
+    Groups(opsfleet_cli::groups::GroupsArgs),
 }
 
 impl ServiceCommand {
@@ -234,7 +243,9 @@ impl ServiceCommand {
                     targets: d.targets,
                 },
             ),
-            ServiceCommand::Config(_) => return None,
+            ServiceCommand::Config(_) | ServiceCommand::Failover(_) | ServiceCommand::Groups(_) => {
+                return None
+            }
         })
     }
 
@@ -246,6 +257,7 @@ impl ServiceCommand {
             | ServiceCommand::Reload(t) => Some(&t.targets),
             ServiceCommand::Deploy(d) => Some(&d.targets),
             ServiceCommand::Config(c) => c.targets(),
+            ServiceCommand::Failover(_) | ServiceCommand::Groups(_) => None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `opsctl failover`: a graceful handover to a standby, waiting for the new active; and
-//! `--drill`, the rehearsal there and back (`opsfleet_cli::drill`).
+//! `--drill`, the rehearsal there and back (`opsfleet_cli::drill`). `opsctl service
+//! failover`: an active/standby group's (`opsfleet_cli::groups`).
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,17 @@ struct FailoverResult {
     new_active: String,
     new_epoch: u64,
     takeover_ms: u64,
+}
+
+/// `opsctl service failover <group> [--to H] [--drill]`: waits for the new active and
+/// prints how long it took.
+pub async fn service(
+    api: &Api,
+    a: opsfleet_cli::groups::ServiceFailoverArgs,
+    output: Output,
+) -> anyhow::Result<()> {
+    let reply = opsfleet_cli::groups::failover(api, a, operator_name(api)).await?;
+    print(&reply, output, opsfleet_cli::groups::render_failover)
 }
 
 /// `opsctl failover --drill`: fails unless no event was lost and no command ran twice.

@@ -112,6 +112,8 @@ async fn dispatch(
         Command::Service(ServiceCommand::Config(ServiceConfigCommand::History(a))) => {
             service_config::history(api, a, output).await
         }
+        Command::Service(ServiceCommand::Failover(a)) => failover::service(api, a, output).await,
+        Command::Service(ServiceCommand::Groups(a)) => show::groups(api, a, output).await,
         Command::Service(s) => match s.split() {
             Some((verb, t)) => roll::run(api, verb, t, output).await,
             None => anyhow::bail!("opsctl cannot run this service config verb here"),

@@ -129,6 +129,18 @@ pub async fn services(api: &Api, a: views::ServicesArgs, output: Output) -> anyh
     })
 }
 
+/// `opsctl service groups`.
+pub async fn groups(
+    api: &Api,
+    a: opsfleet_cli::groups::GroupsArgs,
+    output: Output,
+) -> anyhow::Result<()> {
+    let reply = opsfleet_cli::groups::groups(api, a).await?;
+    print(&reply, output, |r| {
+        opsfleet_cli::groups::render_groups(r, now_unix_ms())
+    })
+}
+
 /// `opsctl commands`: the ledger.
 pub async fn commands(
     api: &Api,

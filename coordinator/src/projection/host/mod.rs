@@ -278,6 +278,9 @@ impl HostState {
                 }
                 if self.is_current(&version) {
                     forget::after_heartbeat(self, hb, &version);
+                    for s in &hb.services {
+                        services::fold_summary(&mut self.services, s);
+                    }
                 }
                 for m in &hb.modules {
                     let modules = (&mut self.modules, &mut self.truncated.modules);

@@ -1,0 +1,361 @@
+//! Active/standby service groups end to end: two agents, each running testapp (tests/fixtures)
+//! as the `router` service of group `router` with `[modules.role] file = ...`, a real
+//! nats-server and two coordinators. The active coordinator makes exactly one member active
+//! (its role file says `active`, the other's `standby`); `opsctl service failover router
+//! --drill` moves the role and reports its timings; the active's app killed and unable to come
+//! back makes the other host active within a generous bound, a `group_failover` completed
+//! event is in the log, and the old active ends `standby`; the active host lost (its agent
+//! stopped) fails over too, and when it returns it gets the `standby` that waited for it in
+//! OPS_CMDS. Refusals: an unknown group, `--to`
+//! a non-member or an unfit member; the standby coordinator stays silent on the broadcast
+//! subject (one answer) and refuses when addressed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use futures::StreamExt;
+use opsfleet_proto::api::{
+    GroupsReply, LeaderRole, ServiceFailoverReply, ServiceRunState, ServicesReply,
+};
+use opsfleet_tests::secure::free_port;
+use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec, Opsctl};
+use serde_json::Value;
+
+/// Generous: the machine is shared and loaded.
+const WAIT: Duration = Duration::from_secs(120);
+const POLL: Duration = Duration::from_millis(250);
+const HOSTS: [&str; 2] = ["edge-01", "edge-02"];
+
+const GROUPS: &str = "[groups]\nfailover_after = \"2s\"\ninterval = \"300ms\"\n";
+
+fn testapp() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/testapp.py")
+}
+
+/// One host's member: its app's port and directory (`broken` there makes the app exit at
+/// start; `role` is the role file).
+struct Member {
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Member {
+    fn new(root: &Path, host: &str) -> Result<Member> {
+        let dir = root.join(format!("router-{host}"));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Member {
+            port: free_port()?,
+            dir,
+        })
+    }
+
+    fn role_file(&self) -> PathBuf {
+        self.dir.join("role")
+    }
+
+    fn role(&self) -> String {
+        std::fs::read_to_string(self.role_file()).unwrap_or_default()
+    }
+
+    fn modules(&self) -> String {
+        let d = self.dir.display();
+        format!(
+            r#"
+[[modules]]
+type = "service"
+name = "router"
+interval = "200ms"
+argv = ["sh", "-c", "test -e {d}/broken && exit 1; exec python3 {app} --port {port} --ready-after 1"]
+stop_grace = "3s"
+restart_backoff_min = "1s"
+restart_backoff_max = "2s"
+remote = ["role", "restart"]
+health_interval = "300ms"
+ready_timeout = "10s"
+
+[[modules.health]]
+name = "web"
+type = "http"
+url = "http://127.0.0.1:{port}/healthz"
+timeout = "300ms"
+
+[modules.role]
+group = "router"
+file = "{d}/role"
+"#,
+            app = testapp().display(),
+            port = self.port,
+        )
+    }
+}
+
+/// The host whose role file says `active` once exactly one does and the other says
+/// `standby`.
+async fn one_active(members: &[Member], not: Option<&str>) -> Result<String> {
+    wait_until(
+        "exactly one role file saying active",
+        WAIT,
+        POLL,
+        async || {
+            let roles: Vec<String> = members.iter().map(Member::role).collect();
+            let actives: Vec<&str> = (HOSTS.iter().zip(&roles))
+                .filter(|(_, r)| r.as_str() == "active")
+                .map(|(h, _)| *h)
+                .collect();
+            let standbys = roles.iter().filter(|r| r.as_str() == "standby").count();
+            Ok(match actives.as_slice() {
+                [one] if standbys == 1 && Some(*one) != not => Some((*one).to_owned()),
+                _ => None,
+            })
+        },
+    )
+    .await
+}
+
+/// The group's member on `host` as `opsctl service groups` shows it, once `f` holds.
+async fn member_where(
+    opsctl: &Opsctl,
+    what: &str,
+    f: impl Fn(&opsfleet_proto::api::GroupMemberView) -> bool,
+) -> Result<GroupsReply> {
+    wait_until(what, WAIT, POLL, async || {
+        let r: GroupsReply = opsctl.json(&["service", "groups"]).await?;
+        let ok = (r.groups.iter())
+            .filter(|g| g.name == "router")
+            .flat_map(|g| &g.members)
+            .any(&f);
+        Ok(ok.then_some(r))
+    })
+    .await
+}
+
+/// The `group_failover` events of the log (their payloads).
+async fn failover_events(opsctl: &Opsctl) -> Result<Vec<Value>> {
+    let out = (opsctl)
+        .run(&[
+            "-o",
+            "json",
+            "events",
+            "--since",
+            "30m",
+            "--kind",
+            "group_failover",
+        ])
+        .await?
+        .ok()?;
+    Ok(out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| v["payload"].clone())
+        .collect())
+}
+
+/// Refusals of `service failover`, each naming why (exit 1).
+async fn refusals_say_why(opsctl: &Opsctl, unfit: &str) -> Result<()> {
+    for (args, why) in [
+        (vec!["nope"], "unknown group \"nope\" (known: router)"),
+        (
+            vec!["router", "--to", "edge-09"],
+            "edge-09 is not a member of group router",
+        ),
+        (
+            vec!["router", "--to", unfit],
+            "cannot take group router's active role",
+        ),
+    ] {
+        let mut full = vec!["service", "failover"];
+        full.extend(args);
+        full.extend(["--wait", "30s"]);
+        let out = opsctl.run(&full).await?;
+        let text = format!("{}{}", out.stdout, out.stderr);
+        ensure!(
+            out.status.code() == Some(1) && text.contains(why),
+            "{full:?}: exit {}, want {why:?} in:\n{text}",
+            out.status
+        );
+    }
+    Ok(())
+}
+
+/// On the broadcast subject only the active coordinator answers; addressed, the standby
+/// refuses (it is not active).
+async fn standby_stays_silent(c: &mut Cluster, opsctl: &Opsctl) -> Result<()> {
+    let status = opsctl.status(None).await?;
+    let active = (status.coordinators.iter())
+        .find(|k| k.role == LeaderRole::Active)
+        .map(|k| k.name.clone())
+        .context("an active coordinator")?;
+    let standby = if active == "blue" { "green" } else { "blue" };
+    let client = async_nats::connect(c.nats_url()).await?;
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await?;
+    let body = br#"{"group": "nope"}"#.to_vec();
+    (client)
+        .publish_with_reply("ops.api.service_failover", inbox, body.clone().into())
+        .await?;
+    let mut answers = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Some(msg)) = tokio::time::timeout_at(until, replies.next()).await {
+        answers.push(String::from_utf8_lossy(&msg.payload).into_owned());
+    }
+    ensure!(
+        answers.len() == 1,
+        "one answer on the broadcast subject: {answers:?}"
+    );
+    ensure!(
+        !answers[0].contains(&format!("\"{standby}\"")),
+        "{answers:?}"
+    );
+    let addressed = format!("ops.api.service_failover.{standby}");
+    let reply = client.request(addressed, body.into()).await?;
+    let text = String::from_utf8_lossy(&reply.payload);
+    ensure!(text.contains("not active"), "the standby answered {text}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_active_per_group_a_drill_and_a_failover_on_a_dead_app() {
+    Cluster::run("service-groups", async |c: &mut Cluster| {
+        c.add_coordinator(CoordinatorSpec::new("blue").config_toml(GROUPS))?;
+        c.add_coordinator(CoordinatorSpec::new("green").config_toml(GROUPS))?;
+        let mut members = Vec::new();
+        for host in HOSTS {
+            let m = Member::new(c.dir(), host)?;
+            let spec = (AgentSpec::new(host))
+                .heartbeat(Duration::from_millis(300))
+                .modules_toml(&m.modules());
+            c.add_agent(spec)?;
+            members.push(m);
+        }
+        let opsctl = c.opsctl.clone();
+        let first = one_active(&members, None).await?;
+        member_where(&opsctl, "the active member healthy in groups", |m| {
+            m.host == first && m.role == "active" && m.fitness == "healthy"
+        })
+        .await?;
+        let other = HOSTS
+            .iter()
+            .find(|h| **h != first)
+            .context("two hosts")?
+            .to_string();
+        member_where(&opsctl, "the standby healthy in groups", |m| {
+            m.host == other && m.role == "standby" && m.fitness == "healthy"
+        })
+        .await?;
+
+        // A drill: a real failover to the standby, with its timings.
+        let args = ["service", "failover", "router", "--drill", "--wait", "90s"];
+        let done: ServiceFailoverReply = opsctl.json(&args).await?;
+        ensure!(
+            done.drill && done.from == first && done.to == other && done.took_ms > 0,
+            "{done:?}"
+        );
+        let text = opsctl.run(&["service", "groups"]).await?.ok()?.stdout;
+        ensure!(
+            text.contains("completed (drill)"),
+            "groups printed:\n{text}"
+        );
+        let active = one_active(&members, Some(&first)).await?;
+        ensure!(
+            active == other,
+            "{active} active after the drill to {other}"
+        );
+
+        standby_stays_silent(c, &opsctl).await?;
+
+        // The active's app dies and cannot come back: the group fails over to the other host.
+        let (dead, alive) = (active.clone(), first.clone());
+        let idx = HOSTS.iter().position(|h| *h == dead).context("index")?;
+        std::fs::write(members[idx].dir.join("broken"), "")?;
+        let r: ServicesReply = opsctl.json(&["services", "--host", &dead]).await?;
+        let pid = (r.services.iter())
+            .find(|s| s.service == "router" && s.state == ServiceRunState::Running)
+            .map(|s| s.pid)
+            .context("the router runs")?;
+        let raw = i32::try_from(pid)?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), nix::sys::signal::SIGKILL)?;
+        let now_active = one_active(&members, Some(&dead)).await?;
+        ensure!(now_active == alive, "{now_active} active, want {alive}");
+        ensure!(
+            members[idx].role() == "standby",
+            "the old active ends standby"
+        );
+        let events = wait_until(
+            "a completed group_failover from the dead host",
+            WAIT,
+            POLL,
+            async || {
+                let events = failover_events(&opsctl).await?;
+                let found = events.iter().any(|e| {
+                    e["phase"] == "completed"
+                        && e["from_host"] == dead.as_str()
+                        && e["to_host"] == alive.as_str()
+                        && e["drill"] != true
+                });
+                Ok(found.then_some(events))
+            },
+        )
+        .await?;
+        ensure!(
+            events
+                .iter()
+                .any(|e| e["phase"] == "started" && e["from_host"] == dead.as_str()),
+            "the start was recorded: {events:?}"
+        );
+        refusals_say_why(&opsctl, &dead).await?;
+
+        // The dead host's app comes back; then the active host is lost (its agent stops, and
+        // its app with it): the group fails over to the first host again. The lost host's
+        // `standby` waits in OPS_CMDS; when its agent returns (writing its persisted role
+        // first), it gets it and ends standby.
+        std::fs::remove_file(members[idx].dir.join("broken"))?;
+        member_where(&opsctl, "the repaired member healthy again", |m| {
+            m.host == dead && m.role == "standby" && m.fitness == "healthy"
+        })
+        .await?;
+        let lost_idx = HOSTS.iter().position(|h| *h == alive).context("index")?;
+        c.agent(&alive)?.stop().await?;
+        wait_until(
+            "the repaired host active, the lost one not told yet",
+            WAIT,
+            POLL,
+            async || {
+                let repaired = members[idx].role() == "active";
+                Ok((repaired && members[lost_idx].role() == "active").then_some(()))
+            },
+        )
+        .await?;
+        let lost_event = wait_until(
+            "a completed failover from the lost host",
+            WAIT,
+            POLL,
+            async || {
+                let events = failover_events(&opsctl).await?;
+                Ok(events.into_iter().find(|e| {
+                    e["phase"] == "completed"
+                        && e["from_host"] == alive.as_str()
+                        && e["to_host"] == dead.as_str()
+                        && e["drill"] != true
+                }))
+            },
+        )
+        .await?;
+        ensure!(
+            lost_event["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(&format!("on {alive}: host"))),
+            "the reason names the host: {lost_event}"
+        );
+        c.agent(&alive)?.restart()?;
+        let back = one_active(&members, Some(&alive)).await?;
+        ensure!(back == dead, "{back} active after the lost host returned");
+        member_where(&opsctl, "the returned host standby in groups", |m| {
+            m.host == alive && m.role == "standby"
+        })
+        .await?;
+        Ok(())
+    })
+    .await;
+}
