@@ -13,6 +13,9 @@
 //! * The active coordinator is SIGKILLed mid-wave: the standby picks the rollout up from the
 //!   log and finishes it, every host updated exactly once (by the log: one completed deploy
 //!   command each).
+//! * Blue/green across two hosts with two slots each: the new version goes to the idle slot,
+//!   the traffic switches to it (the slots' own switch command), the old slot stays up; an
+//!   undo while it is up switches the traffic back at once and stops nothing.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -465,6 +468,157 @@ async fn the_active_killed_mid_wave_and_the_new_active_finishes_updating_each_ho
             ensure!(web.current()? == "2.0");
         }
         ready_at(&opsctl, &hosts, "2.0").await?;
+        Ok(())
+    })
+    .await;
+}
+
+/// Two slots of `web` on one host: `web-blue` (live at start) and `web-green`, each deployable
+/// from its own dir, each able to take the traffic (the switch writes its name into the
+/// host's `upstream` file, as re-pointing a proxy would).
+fn slot_modules(blue: &Web, green: &Web, upstream: &Path) -> String {
+    let slot = |name: &str, web: &Web| {
+        let d = web.dir.display();
+        format!(
+            r#"
+[[modules]]
+type = "service"
+name = "{name}"
+interval = "200ms"
+argv = ["sh", "-c", "exec python3 {d}/current/app.py --port {port} --config {d}/current/app.json --ready-after $(cat {d}/current/ready_after)"]
+stop_grace = "5s"
+restart_backoff_min = "1s"
+restart_backoff_max = "2s"
+remote = ["deploy", "switch", "stop", "start"]
+health_interval = "300ms"
+ready_timeout = "8s"
+
+[modules.deploy]
+dir = "{d}"
+
+[modules.traffic]
+slot_group = "web"
+switch = ["sh", "-c", "echo {{service}} > {up}"]
+
+[[modules.health]]
+name = "{name}"
+type = "http"
+url = "http://127.0.0.1:{port}/healthz"
+timeout = "300ms"
+"#,
+            port = web.port,
+            up = upstream.display(),
+        )
+    };
+    format!("{}{}", slot("web-blue", blue), slot("web-green", green))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_flips_the_traffic_and_undo_flips_it_back_while_the_old_slot_is_hot() {
+    Cluster::run("rollout-blue-green", async |c: &mut Cluster| {
+        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        let art = artifacts(c.dir()).await?;
+        let hosts = ["web-01", "web-02"];
+        let mut slots = Vec::new();
+        for host in hosts {
+            let blue = Web::new(c.dir(), &format!("{host}-blue"), &art.v1)?;
+            let green = Web::new(c.dir(), &format!("{host}-green"), &art.v1)?;
+            let upstream = c.dir().join(format!("{host}-upstream"));
+            std::fs::write(&upstream, "web-blue\n")?;
+            c.add_agent(
+                AgentSpec::new(host)
+                    .heartbeat(Duration::from_millis(300))
+                    .modules_toml(&slot_modules(&blue, &green, &upstream)),
+            )?;
+            slots.push((blue, green, upstream));
+        }
+        let opsctl = c.opsctl.clone();
+        wait_until("both slots ready everywhere", WAIT, POLL, async || {
+            let r: ServicesReply = opsctl.json(&["services"]).await?;
+            let ready = (r.services.iter())
+                .filter(|s| s.state == ServiceRunState::Running)
+                .filter(|s| s.health == Some(ProbeStatus::Ready))
+                .count();
+            Ok((ready == 4).then_some(()))
+        })
+        .await?;
+
+        let mut all: Vec<String> = ["-o", "json", "rollout", "start", "web-blue", "--no-wait"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        all.extend(art.args("2.0"));
+        all.extend(gates("1s"));
+        all.extend(
+            [
+                "--strategy",
+                "blue-green",
+                "--green",
+                "web-green",
+                "--keep-old",
+                "10m",
+            ]
+            .into_iter()
+            .map(str::to_owned),
+        );
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        let out = opsctl.run(&args).await?.ok()?;
+        let started: serde_json::Value = serde_json::from_str(out.stdout.trim())?;
+        let id = started["rollout"]["id"]
+            .as_str()
+            .or_else(|| started["id"].as_str())
+            .context("rollout id")?
+            .to_owned();
+
+        // Every wave passed: the traffic is on green (2.0), blue still runs 1.0, kept hot.
+        let view = wait_until(
+            "both waves passed, the old slot kept",
+            WAIT,
+            POLL,
+            async || {
+                let v: RolloutView = opsctl.json(&["rollout", "status", &id]).await?;
+                ensure!(!v.phase.is_final(), "ended early: {v:#?}");
+                Ok(v.waves.iter().all(|w| w.state == "passed").then_some(v))
+            },
+        )
+        .await?;
+        ensure!(view.phase == RolloutPhase::Running, "{view:#?}");
+        for (blue, green, upstream) in &slots {
+            ensure!(std::fs::read_to_string(upstream)?.trim() == "web-green");
+            ensure!(green.current()? == "2.0" && blue.current()? == "1.0");
+        }
+        let r: ServicesReply = opsctl.json(&["services"]).await?;
+        for s in &r.services {
+            let want = if s.service == "web-green" {
+                "2.0"
+            } else {
+                "1.0"
+            };
+            ensure!(
+                s.version == want && s.state == ServiceRunState::Running,
+                "{s:?}"
+            );
+        }
+
+        // Undo while blue is hot: the traffic goes back at once, nothing is stopped.
+        let out = opsctl.run(&["-o", "json", "rollout", "undo", &id]).await?;
+        let view: RolloutView = serde_json::from_str(out.stdout.trim())
+            .with_context(|| format!("undo printed: {}{}", out.stdout, out.stderr))?;
+        ensure!(
+            out.status.code() == Some(0) && view.phase == RolloutPhase::Undone,
+            "{view:#?}"
+        );
+        for (blue, _, upstream) in &slots {
+            ensure!(std::fs::read_to_string(upstream)?.trim() == "web-blue");
+            ensure!(blue.current()? == "1.0");
+        }
+        let r: ServicesReply = opsctl.json(&["services"]).await?;
+        ensure!(
+            r.services
+                .iter()
+                .all(|s| s.state == ServiceRunState::Running),
+            "{r:?}"
+        );
         Ok(())
     })
     .await;
