@@ -29,7 +29,7 @@ use crate::config::ApiConfig;
 use crate::dispatch::{DispatchError, Dispatcher};
 use crate::election::ReleaseHandle;
 use crate::groups::ask::AskError;
-use crate::groups::driver::GroupsHandle;
+use crate::groups::ask::GroupsHandle;
 use crate::identity::Identity;
 use crate::state::Shared;
 

@@ -2,7 +2,7 @@
 //! receives it, its answer, why it is refused, and the pure check of a request against the
 //! group's members (known group, `--to` a member fit to be active, a standby to move to).
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::decide::{Fitness, Ident, Member, Told};
 
@@ -14,6 +14,38 @@ pub struct Ask {
     pub drill: bool,
     pub requested_by: String,
     pub reply: oneshot::Sender<Result<Done, AskError>>,
+}
+
+/// The API's way to the driver.
+#[derive(Debug, Clone)]
+pub struct GroupsHandle {
+    tx: mpsc::Sender<Ask>,
+}
+
+impl GroupsHandle {
+    pub(super) fn new(tx: mpsc::Sender<Ask>) -> Self {
+        GroupsHandle { tx }
+    }
+
+    /// A failover of `group`; answered when it ends (or is refused).
+    pub async fn failover(
+        &self,
+        group: String,
+        to: Option<String>,
+        drill: bool,
+        requested_by: String,
+    ) -> Result<Done, AskError> {
+        let (reply, rx) = oneshot::channel();
+        let ask = Ask {
+            group,
+            to,
+            drill,
+            requested_by,
+            reply,
+        };
+        self.tx.send(ask).await.map_err(|_| AskError::NotActive)?;
+        rx.await.unwrap_or(Err(AskError::NotActive))
+    }
 }
 
 /// A finished failover: the new active reported its role.

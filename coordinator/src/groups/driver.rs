@@ -6,7 +6,7 @@
 //! new one), and recorded again once the new active's heartbeat reports the role (`completed`,
 //! with `took_ms`) or after `complete_within` (`failed`). The epoch is checked before each act
 //! (fencing at the source; the agents check it again). Operators' failovers (`Ask`) arrive on
-//! a channel and are answered when they end.
+//! a channel (`ask::GroupsHandle`) and are answered when they end.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::ask::{plan, Ask, AskError, Done};
+use super::ask::{plan, Ask, AskError, Done, GroupsHandle};
 use super::decide::{decide, Decision, Fitness, Ident, Member, Told};
 use super::gate::{Closed, Gate};
 use super::{members, GroupsConfig};
@@ -35,34 +35,6 @@ use crate::state::Shared;
 const EMIT_PATIENCE: Duration = Duration::from_secs(10);
 /// A role told and completed is not told again for this long (the heartbeat catching up).
 const RETELL_AFTER: Duration = Duration::from_secs(30);
-
-/// The API's way to the driver.
-#[derive(Debug, Clone)]
-pub struct GroupsHandle {
-    tx: mpsc::Sender<Ask>,
-}
-
-impl GroupsHandle {
-    /// A failover of `group`; answered when it ends (or is refused).
-    pub async fn failover(
-        &self,
-        group: String,
-        to: Option<String>,
-        drill: bool,
-        requested_by: String,
-    ) -> Result<Done, AskError> {
-        let (reply, rx) = oneshot::channel();
-        let ask = Ask {
-            group,
-            to,
-            drill,
-            requested_by,
-            reply,
-        };
-        self.tx.send(ask).await.map_err(|_| AskError::NotActive)?;
-        rx.await.unwrap_or(Err(AskError::NotActive))
-    }
-}
 
 /// A failover under way.
 struct Running {
@@ -128,7 +100,7 @@ impl Driver {
             issuer,
             asks,
         };
-        (driver, GroupsHandle { tx })
+        (driver, GroupsHandle::new(tx))
     }
 
     /// Runs until `cancel` fires.
@@ -139,13 +111,18 @@ impl Driver {
         let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone());
         let mut memory = Memory::default();
         let mut term = 0;
+        let mut asks_open = true;
         let mut tick = tokio::time::interval(self.cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let ask = tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => None,
-                ask = self.asks.recv() => ask,
+                // Once the API is gone, only the ticks are left.
+                ask = self.asks.recv(), if asks_open => {
+                    asks_open = ask.is_some();
+                    ask
+                }
             };
             let epoch = match gate.open().await {
                 Ok(epoch) => epoch,
@@ -299,7 +276,8 @@ impl Driver {
                         if !gate.still(epoch) {
                             return;
                         }
-                        if self.tell(group, &d, Told::Standby, snap, memory).await {
+                        let told = self.tell(group, &d, Told::Standby, snap, memory).await;
+                        if told == Telling::Sent {
                             info!(group = %group, keep = %keep.host, demoted = %d.host, "two actives: told one standby");
                         }
                     }
@@ -377,7 +355,12 @@ impl Driver {
         if let Some(from) = &s.from {
             self.tell(&s.group, from, Told::Standby, snap, memory).await;
         }
-        if !gate.still(epoch) || !self.tell(&s.group, &s.to, Told::Active, snap, memory).await {
+        let told = if gate.still(epoch) {
+            self.tell(&s.group, &s.to, Told::Active, snap, memory).await
+        } else {
+            Telling::NotSent
+        };
+        if told == Telling::NotSent {
             let body = self.event(
                 &s.group,
                 &running,
@@ -394,7 +377,7 @@ impl Driver {
     }
 
     /// Issues `service_role` `role` to `who`, unless the same role was told and its command
-    /// is still under way (or completed within `RETELL_AFTER`). Whether it was sent now.
+    /// is still under way (or completed within `RETELL_AFTER`).
     async fn tell(
         &self,
         group: &str,
@@ -402,7 +385,7 @@ impl Driver {
         role: Told,
         snap: &Snapshot,
         memory: &mut Memory,
-    ) -> bool {
+    ) -> Telling {
         if let Some((told, id, at)) = memory.told.get(who) {
             let recent = match snap.finished.get(id) {
                 None => true,
@@ -410,7 +393,7 @@ impl Driver {
                 Some(false) => at.elapsed() < Duration::from_secs(5),
             };
             if *told == role && recent {
-                return false;
+                return Telling::AlreadyTold;
             }
         }
         let text = if role == Told::Active {
@@ -436,11 +419,11 @@ impl Driver {
                     .map(|c| c.command_id.clone())
                     .unwrap_or_default();
                 memory.told.insert(who.clone(), (role, id, Instant::now()));
-                true
+                Telling::Sent
             }
             Err(e) => {
                 warn!(group, host = %who.host, role = text, error = %error_chain(&e), "cannot send a role");
-                false
+                Telling::NotSent
             }
         }
     }
@@ -460,6 +443,15 @@ impl Driver {
             detail: detail.to_owned(),
         })
     }
+}
+
+/// What `tell` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Telling {
+    Sent,
+    /// The same role was told and is still on its way (or just arrived).
+    AlreadyTold,
+    NotSent,
 }
 
 /// A failover to start.
