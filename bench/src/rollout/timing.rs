@@ -66,14 +66,16 @@ pub fn wave_spans(steps: &[pb::RolloutStep]) -> Vec<WaveSpan> {
     out
 }
 
-/// The steps as a compact timeline, ms after `t0_unix_ms`, runs of `host_command` steps
-/// folded into one entry: `started +3, wave 0 +4, 1 cmd +505, deploy 0 +998, soak 0 +1501`.
+/// The steps as a compact timeline, ms after `t0_unix_ms`, each run of `host_command` steps
+/// folded into one entry with its first and last time:
+/// `started +3, wave 0 +4, 2 cmd +505..512, deploy 0 +998, soak 0 +1501`.
 pub fn timeline(steps: &[pb::RolloutStep], t0_unix_ms: i64) -> String {
     let mut sorted: Vec<&pb::RolloutStep> = steps.iter().collect();
     sorted.sort_by_key(|s| s.at_unix_ms);
     let mut out: Vec<String> = Vec::new();
     let mut cmds = 0usize;
     let mut cmds_at = 0i64;
+    let mut cmds_last = 0i64;
     for s in sorted {
         let at = s.at_unix_ms - t0_unix_ms;
         let text = match &s.step {
@@ -81,6 +83,7 @@ pub fn timeline(steps: &[pb::RolloutStep], t0_unix_ms: i64) -> String {
                 if cmds == 0 {
                     cmds_at = at;
                 }
+                cmds_last = at;
                 cmds += 1;
                 continue;
             }
@@ -98,15 +101,23 @@ pub fn timeline(steps: &[pb::RolloutStep], t0_unix_ms: i64) -> String {
             None => "?".to_owned(),
         };
         if cmds > 0 {
-            out.push(format!("{cmds} cmd +{cmds_at}"));
+            out.push(cmd_run(cmds, cmds_at, cmds_last));
             cmds = 0;
         }
         out.push(format!("{text} +{at}"));
     }
     if cmds > 0 {
-        out.push(format!("{cmds} cmd +{cmds_at}"));
+        out.push(cmd_run(cmds, cmds_at, cmds_last));
     }
     out.join(", ")
+}
+
+fn cmd_run(n: usize, first: i64, last: i64) -> String {
+    if n == 1 {
+        format!("1 cmd +{first}")
+    } else {
+        format!("{n} cmd +{first}..{last}")
+    }
 }
 
 /// Rounds of at most `max_unavailable` hosts a wave of `hosts` needs.
@@ -226,7 +237,7 @@ mod tests {
         ];
         assert_eq!(
             timeline(&steps, 990),
-            "wave 0 +10, 2 cmd +510, deploy 0 +515, soak 0 FAILED +1010"
+            "wave 0 +10, 2 cmd +510..512, deploy 0 +515, soak 0 FAILED +1010"
         );
         assert_eq!(timeline(&steps[2..3], 1000), "1 cmd +500");
     }
