@@ -7,6 +7,8 @@
 #   scripts/bench.sh --json bench.json        also write the figures as JSON
 #   scripts/bench.sh --quick                  small sizes, under a minute
 #   scripts/bench.sh --only ingest,rebuild    some sections only
+#   scripts/bench.sh --only rollout           the rollout of 100 simulated hosts in waves
+# Sections (all by default): ingest, latency, fanout, failover, idle, rebuild, rollout.
 # Exits non-zero if a measurement failed (a missed target is a figure, not a failure).
 set -euo pipefail
 

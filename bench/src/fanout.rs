@@ -90,7 +90,7 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
 }
 
 /// Waits until the coordinator answers status as `active`.
-async fn wait_active(client: &async_nats::Client, c: &mut Coordinator) -> Result<()> {
+pub(crate) async fn wait_active(client: &async_nats::Client, c: &mut Coordinator) -> Result<()> {
     let subject = subjects::api_subject_for(subjects::API_STATUS, &c.name);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -341,7 +341,7 @@ async fn wait_arrivals(
 }
 
 /// Waits until the coordinator's status lists at least `n` hosts (over all its pages).
-async fn wait_hosts(client: &async_nats::Client, n: usize) -> Result<()> {
+pub(crate) async fn wait_hosts(client: &async_nats::Client, n: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut seen = 0;
     while Instant::now() < deadline {

@@ -29,7 +29,7 @@ pub const FIGURES: [&FigSpec; 2] = [&RSS, &CPU];
 
 /// Clock ticks per second of the times in `/proc/<pid>/stat`: Linux's `USER_HZ`, 100 on every
 /// architecture this project builds for (`getconf CLK_TCK`).
-const USER_HZ: f64 = 100.0;
+pub(crate) const USER_HZ: f64 = 100.0;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Sizes {
@@ -56,7 +56,7 @@ pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-fn proc_file(pid: i32, name: &str) -> Result<String> {
+pub(crate) fn proc_file(pid: i32, name: &str) -> Result<String> {
     let path = PathBuf::from(format!("/proc/{pid}/{name}"));
     std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
 }

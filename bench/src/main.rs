@@ -1,7 +1,8 @@
 //! opsfleet-bench: measures what opsfleet costs and what it survives against a real
 //! nats-server on loopback (ingest vs raw JetStream consume, publish-to-persisted latency,
 //! `pause --all` fan-out, crash failover and graceful handover, agent idle footprint,
-//! projection rebuild), prints a table with each DESIGN.md target and writes JSON.
+//! projection rebuild, a rollout of simulated hosts in waves), prints a table with each
+//! DESIGN.md target and writes JSON.
 //!
 //! Like the integration harness it drives, this is a measuring instrument, not a daemon:
 //! errors are `anyhow` with context, and a section that fails is reported as `error` while
@@ -13,6 +14,7 @@ mod idle;
 mod latency;
 mod rebuild;
 mod report;
+mod rollout;
 mod sim;
 mod stats;
 mod throughput;
@@ -25,7 +27,9 @@ use clap::Parser;
 
 use report::{FigSpec, Figure, Machine, Report};
 
-const SECTIONS: [&str; 6] = ["ingest", "latency", "fanout", "failover", "idle", "rebuild"];
+const SECTIONS: [&str; 7] = [
+    "ingest", "latency", "fanout", "failover", "idle", "rebuild", "rollout",
+];
 
 /// Benchmark opsfleet against a real nats-server; every size has a full and a `--quick`
 /// default.
@@ -39,7 +43,7 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Run only these sections (comma separated): ingest, latency, fanout, failover, idle,
-    /// rebuild.
+    /// rebuild, rollout.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Repeats of every section that repeats (default 3, quick 1); the per-section flags
@@ -82,6 +86,18 @@ struct Args {
     /// Events in the rebuilt log (default 1,000,000).
     #[arg(long)]
     rebuild_events: Option<usize>,
+    /// Simulated hosts of the rollout (default 100).
+    #[arg(long)]
+    rollout_hosts: Option<usize>,
+    /// Simulated time of one host's deploy, ms.
+    #[arg(long, default_value_t = 50)]
+    rollout_deploy_ms: u64,
+    /// Hosts of a wave deployed at once.
+    #[arg(long, default_value_t = 10)]
+    rollout_max_unavailable: u32,
+    /// Heartbeat interval of the rollout's simulated hosts, ms (the agent's default: 10 s).
+    #[arg(long, default_value_t = 10_000)]
+    rollout_heartbeat_ms: u64,
 }
 
 impl Args {
@@ -139,6 +155,7 @@ async fn main() -> Result<()> {
     section!("failover", failover, all.failover);
     section!("idle", idle, all.idle);
     section!("rebuild", rebuild, all.rebuild);
+    section!("rollout", rollout, all.rollout);
 
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -171,6 +188,7 @@ struct Sizes {
     failover: failover::Sizes,
     idle: idle::Sizes,
     rebuild: rebuild::Sizes,
+    rollout: rollout::Sizes,
 }
 
 impl Sizes {
@@ -205,6 +223,13 @@ impl Sizes {
             hosts: 1000,
             repeats: args.repeats(3),
         };
+        let rollout = rollout::Sizes {
+            hosts: args.pick(args.rollout_hosts, 100, 10),
+            repeats: args.repeats(3),
+            deploy_ms: args.rollout_deploy_ms,
+            max_unavailable: args.rollout_max_unavailable.max(1),
+            heartbeat_ms: args.rollout_heartbeat_ms.max(100),
+        };
         Sizes {
             ingest,
             latency,
@@ -212,6 +237,7 @@ impl Sizes {
             failover,
             idle,
             rebuild,
+            rollout,
         }
     }
 }
