@@ -81,7 +81,7 @@ impl Engine {
 
     /// Every `interval` while active: decide transitions and record them as events.
     async fn evaluate_loop(self, cancel: CancellationToken) {
-        let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone());
+        let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone(), "alerts");
         let mut memory = Memory::default();
         // alert id → (state and value recorded, when): not decided again until folded back
         // (a firing alert's refreshed value too).
@@ -193,7 +193,7 @@ impl Engine {
     /// While active: send each folded transition that lacks a notification record for a
     /// route, then record the outcome.
     async fn deliver_loop(self, cancel: CancellationToken) {
-        let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone());
+        let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone(), "alerts");
         // (transition id, route) handled in this term; never sent twice by one term.
         let mut handled: HashSet<(String, String)> = HashSet::new();
         let mut term = 0;

@@ -24,8 +24,8 @@ use tracing::{info, warn};
 
 use super::ask::{plan, Ask, AskError, Done, GroupsHandle};
 use super::decide::{decide, Decision, Fitness, Ident, Member, Told};
-use super::gate::{Closed, Gate};
 use super::{members, GroupsConfig};
+use crate::acting::{Closed, Gate};
 use crate::dispatch::Dispatcher;
 use crate::emit::Emitter;
 use crate::identity::Issuer;
@@ -108,7 +108,7 @@ impl Driver {
         if !self.cfg.enabled {
             info!("groups: automatic activation and failover disabled; operators' failovers only");
         }
-        let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone());
+        let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone(), "groups");
         let mut memory = Memory::default();
         let mut term = 0;
         let mut asks_open = true;
@@ -124,7 +124,7 @@ impl Driver {
                     ask
                 }
             };
-            let epoch = match gate.open().await {
+            let epoch = match gate.open_or_why().await {
                 Ok(epoch) => epoch,
                 Err(closed) => {
                     if let Some(ask) = ask {

@@ -7,7 +7,6 @@ pub mod ask;
 pub mod config;
 pub mod decide;
 pub mod driver;
-pub mod gate;
 pub mod members;
 
 pub use config::GroupsConfig;

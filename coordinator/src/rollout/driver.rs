@@ -28,7 +28,7 @@ use crate::projection::rollouts::Plan;
 use crate::state::Shared;
 
 /// How often rollouts are decided.
-pub const TICK: Duration = Duration::from_millis(500);
+pub const TICK: Duration = Duration::from_millis(100);
 /// How long an own step may take to come back through ingest before deciding again.
 const FOLD_BACK_WAIT: Duration = Duration::from_secs(30);
 /// Patience of one recorded step.
@@ -67,7 +67,7 @@ impl Driver {
     }
 
     pub async fn run(self, cancel: CancellationToken) {
-        let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone());
+        let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone(), "rollouts");
         // Rollout id → (its step count when last acted on, when).
         let mut waiting: HashMap<String, (u64, Instant)> = HashMap::new();
         let mut term = 0;
