@@ -48,6 +48,8 @@ pub enum RolloutApiError {
     },
     #[error("rollout {id} needs a second person: it was started by {started_by}, so another operator must promote it")]
     TwoPerson { id: String, started_by: String },
+    #[error("rollout {id} needs a second person: a promote from an unidentified request (no --operator) cannot be told apart from the one who started it")]
+    Unverified { id: String },
     #[error("cannot record the request")]
     Emit(#[from] EmitError),
     #[error("the request was recorded but did not come back through ingest within {0:?}; `opsctl rollout status` shows it")]
@@ -160,6 +162,9 @@ fn control(r: &Rollout, op: RolloutOp, issuer: &Issuer) -> Result<Step, RolloutA
                 " (promote waits for a wave of a --manual rollout to pass its soak)",
             ))
         }
+        RolloutOp::Promote if r.plan.two_person && issuer.role.is_none() => {
+            return Err(RolloutApiError::Unverified { id: r.id.clone() })
+        }
         RolloutOp::Promote
             if r.plan.two_person && person(&issuer.name) == person(&r.plan.started_by) =>
         {
@@ -269,5 +274,95 @@ pub async fn act(
             return Err(RolloutApiError::NotFolded(FOLD_WAIT));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opsfleet_proto::api::Role;
+
+    use super::*;
+    use crate::projection::Rollouts;
+
+    /// A `--manual --two-person` rollout started by alice whose canary passed its soak.
+    fn waiting_promote() -> Rollout {
+        let mut rs = Rollouts::default();
+        let step = |step: Step| pb::RolloutStep {
+            rollout_id: "web-1".into(),
+            epoch: 3,
+            at_unix_ms: 1_000,
+            step: Some(step),
+        };
+        rs.apply_step(&step(Step::Started(pb::RolloutStarted {
+            service: "web".into(),
+            version: "2.0".into(),
+            waves: vec![
+                pb::RolloutWave {
+                    hosts: vec!["web-a".into()],
+                },
+                pb::RolloutWave {
+                    hosts: vec!["web-b".into()],
+                },
+            ],
+            manual: true,
+            two_person: true,
+            started_by: "alice".into(),
+            ..Default::default()
+        })));
+        rs.apply_step(&step(Step::WaveStarted(pb::RolloutWaveStarted { wave: 0 })));
+        for gate in ["deploy", "soak"] {
+            rs.apply_step(&step(Step::Gate(pb::RolloutGate {
+                wave: 0,
+                passed: true,
+                gate: gate.into(),
+                reason: String::new(),
+            })));
+        }
+        rs.get("web-1").cloned().expect("started")
+    }
+
+    fn who(name: &str, role: Option<Role>) -> Issuer {
+        Issuer {
+            name: name.into(),
+            role,
+        }
+    }
+
+    #[test]
+    fn a_two_person_promote_needs_another_identified_operator() {
+        let r = waiting_promote();
+        assert_eq!(r.phase(), RolloutPhase::WaitingPromote);
+        let promote = |i: &Issuer| control(&r, RolloutOp::Promote, i);
+        assert!(matches!(
+            promote(&who("alice", Some(Role::Admin))),
+            Err(RolloutApiError::TwoPerson { .. })
+        ));
+        assert!(matches!(
+            promote(&who("alice (drill)", Some(Role::Admin))),
+            Err(RolloutApiError::TwoPerson { .. })
+        ));
+        // Anyone can claim a name on a plain subject.
+        assert!(matches!(
+            promote(&who("bob (unverified)", None)),
+            Err(RolloutApiError::Unverified { .. })
+        ));
+        assert!(promote(&who("bob", Some(Role::Admin))).is_ok());
+    }
+
+    #[test]
+    fn ops_are_checked_against_the_phase() {
+        let r = waiting_promote();
+        let bob = who("bob", Some(Role::Admin));
+        assert!(matches!(
+            control(&r, RolloutOp::Resume, &bob),
+            Err(RolloutApiError::Phase { .. })
+        ));
+        for op in [RolloutOp::Pause, RolloutOp::Abort, RolloutOp::Undo] {
+            assert!(control(&r, op, &bob).is_ok(), "{op:?}");
+        }
+        assert!(matches!(
+            control(&r, RolloutOp::Start, &bob),
+            Err(RolloutApiError::Bad(_))
+        ));
     }
 }

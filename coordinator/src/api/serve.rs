@@ -365,11 +365,25 @@ impl Server {
             return Some(self.refuse(&req, r));
         }
         let issuer = crate::identity::issuer(&body.requested_by, req.operator.as_ref());
-        match super::rollouts::act(&self.shared, &self.dispatcher, body, &issuer).await {
-            Ok(reply) => Some(to_json(&reply)),
-            Err(e) if e.is_not_active() && !req.addressed_to_me => None,
-            Err(e) => Some(error_reply(&self.shared, opsfleet_report::error_chain(&e))),
-        }
+        // Answered from a task: recording waits for the step to fold back, which must not
+        // hold up the other verbs.
+        let (dispatcher, client, shared) = (
+            self.dispatcher.clone(),
+            self.client.clone(),
+            Arc::clone(&self.shared),
+        );
+        let (reply_to, addressed_to_me) = (req.reply_to, req.addressed_to_me);
+        tokio::spawn(async move {
+            let reply = match super::rollouts::act(&shared, &dispatcher, body, &issuer).await {
+                Ok(reply) => to_json(&reply),
+                Err(e) if e.is_not_active() && !addressed_to_me => return,
+                Err(e) => error_reply(&shared, opsfleet_report::error_chain(&e)),
+            };
+            if let Err(e) = client.publish(reply_to, reply.into()).await {
+                warn!(error = %ErrorChain(&e), "cannot send API reply");
+            }
+        });
+        None
     }
 
     fn rollouts(&self, payload: &[u8]) -> Vec<u8> {

@@ -284,7 +284,10 @@ impl Rollouts {
             return Vec::new();
         };
         if let Step::Started(plan) = step {
-            if self.rollouts.contains_key(&s.rollout_id) {
+            // One rollout of a service at a time, whoever recorded a second start.
+            let busy = (self.rollouts.values())
+                .any(|r| r.plan.service == plan.service && !r.phase().is_final());
+            if busy || self.rollouts.contains_key(&s.rollout_id) {
                 return Vec::new();
             }
             let mut r = Rollout {
@@ -316,11 +319,29 @@ impl Rollouts {
             changed.extend(self.forget_oldest());
             return changed;
         }
+        let superseded = self.rollouts.get(&s.rollout_id).is_some_and(|r| {
+            (self.rollouts.values()).any(|o| {
+                o.plan.service == r.plan.service && o.started_at_unix_ms > r.started_at_unix_ms
+            })
+        });
         let Some(r) = self.rollouts.get_mut(&s.rollout_id) else {
             return Vec::new();
         };
         if s.epoch < r.epoch {
             return Vec::new();
+        }
+        if let Step::Control(c) = step {
+            // Undo of an older rollout would put back a version a later rollout replaced.
+            if c.op == "undo" && superseded {
+                return Vec::new();
+            }
+        }
+        if let Step::HostCommand(c) = step {
+            let known = (r.hosts.get(&c.host))
+                .is_some_and(|h| h.commands.iter().any(|x| x.id == c.command_id));
+            if known {
+                return Vec::new();
+            }
         }
         r.epoch = s.epoch;
         r.steps += 1;
@@ -333,9 +354,6 @@ impl Rollouts {
             }
             Step::HostCommand(c) => {
                 let host = r.hosts.entry(c.host.clone()).or_default();
-                if host.commands.iter().any(|x| x.id == c.command_id) {
-                    return Vec::new();
-                }
                 host.commands.push(HostCommand {
                     id: c.command_id.clone(),
                     purpose: c.purpose.clone(),
@@ -412,7 +430,11 @@ impl Rollouts {
             Body::CommandExpired(_) => (CommandState::Expired, "expired".to_owned()),
             _ => return None,
         };
-        if state.rank() > cmd.state.rank() {
+        // An agent's own outcome beats the sweeper's expiry that folded first (the agent took
+        // the command just before its deadline): a deploy that ran must be rolled back.
+        let ran_after_expiry = cmd.state == CommandState::Expired
+            && matches!(state, CommandState::Completed | CommandState::Failed);
+        if state.rank() > cmd.state.rank() || ran_after_expiry {
             cmd.state = state;
             cmd.detail = clip(&detail);
         }

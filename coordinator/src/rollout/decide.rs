@@ -19,6 +19,9 @@ use crate::projection::ServiceRow;
 pub const LOST_GRACE_MS: i64 = 5_000;
 /// Sends of one step to one host before it counts as failed.
 pub const MAX_SENDS: usize = 3;
+/// A command still unanswered this long after its deadline gets no more patience (its agent
+/// died with it, or never came back): it counts as failed, and as possibly run.
+pub const ABANDON_AFTER_MS: i64 = 3_600_000;
 /// After a wave's hosts are updated, their health is judged only from this long on (their
 /// first state reports after the restart may reach the bus after the deploy's answer); a
 /// soak therefore lasts at least this long.
@@ -57,23 +60,37 @@ enum StepState {
     Failed(String),
 }
 
-fn command_state(c: &HostCommand, now: i64) -> Option<StepState> {
+/// Where one command is; `None` when it provably never ran (it may be sent again). A command
+/// issued or taken on a host that is lost now, or unanswered long past its deadline, is
+/// given up: failed, and possibly run.
+fn command_state(c: &HostCommand, now: i64, lost: bool) -> Option<StepState> {
+    let abandoned = lost || now > c.deadline_unix_ms.saturating_add(ABANDON_AFTER_MS);
     Some(match c.state {
         CommandState::Completed => StepState::Done,
         CommandState::Failed => StepState::Failed(c.detail.clone()),
         CommandState::Rejected if !c.fenced => StepState::Failed(c.detail.clone()),
         CommandState::Rejected | CommandState::Expired => return None,
         CommandState::Unknown if now > c.deadline_unix_ms + LOST_GRACE_MS => return None,
+        CommandState::Issued | CommandState::Accepted if abandoned => StepState::Failed(format!(
+            "no answer ({}{})",
+            c.state.as_str(),
+            if lost { ", host lost" } else { "" }
+        )),
         _ => StepState::InFlight,
     })
 }
 
-fn step_state(h: &RolloutHost, purpose: &str, now: i64) -> StepState {
+/// Whether the host is running any command of the rollout now.
+fn busy(h: &RolloutHost, now: i64, lost: bool) -> bool {
+    (h.commands.iter()).any(|c| command_state(c, now, lost) == Some(StepState::InFlight))
+}
+
+fn step_state(h: &RolloutHost, purpose: &str, now: i64, lost: bool) -> StepState {
     let sent: Vec<&HostCommand> = h.commands.iter().filter(|c| c.purpose == purpose).collect();
     let Some(last) = sent.last() else {
         return StepState::ToSend;
     };
-    match command_state(last, now) {
+    match command_state(last, now, lost) {
         Some(s) => s,
         None if sent.len() >= MAX_SENDS => StepState::Failed(format!(
             "did not run after {} sends (last: {})",
@@ -109,9 +126,9 @@ enum Progress {
 }
 
 /// The host's forward progress; `Next(step, fresh)` where `fresh` means nothing was sent yet.
-fn progress(r: &Rollout, h: &RolloutHost, now: i64) -> Progress {
+fn progress(r: &Rollout, h: &RolloutHost, now: i64, lost: bool) -> Progress {
     for step in forward_steps(r) {
-        match step_state(h, step, now) {
+        match step_state(h, step, now, lost) {
             StepState::Done => continue,
             StepState::InFlight => return Progress::Busy,
             StepState::Failed(why) => return Progress::Failed(step, why),
@@ -207,7 +224,7 @@ pub fn decide(r: &Rollout, w: &impl World, now: i64) -> Vec<Act> {
         return Vec::new();
     }
     if r.rollback.is_some() {
-        return roll_back(r, now);
+        return roll_back(r, w, now);
     }
     let Some(wave) = r.wave() else {
         if r.paused {
@@ -220,7 +237,7 @@ pub fn decide(r: &Rollout, w: &impl World, now: i64) -> Vec<Act> {
     let hosts = r.plan.waves.get(wave as usize).cloned().unwrap_or_default();
     // A failed step anywhere so far stops the rollout and rolls it back.
     for (name, h) in r.hosts.iter().filter(|(_, h)| h.wave <= wave) {
-        if let Progress::Failed(step, why) = progress(r, h, now) {
+        if let Progress::Failed(step, why) = progress(r, h, now, w.lost(name, now)) {
             return vec![gate(
                 wave,
                 "deploy",
@@ -256,7 +273,7 @@ pub fn decide(r: &Rollout, w: &impl World, now: i64) -> Vec<Act> {
                 wave: wave + 1,
             }))];
         }
-        return finish(r, soaked.at_unix_ms, now);
+        return finish(r, w, soaked.at_unix_ms, now);
     }
     // Updating the wave.
     let mut acts = Vec::new();
@@ -268,7 +285,7 @@ pub fn decide(r: &Rollout, w: &impl World, now: i64) -> Vec<Act> {
         if !h.skipped.is_empty() {
             continue;
         }
-        match progress(r, h, now) {
+        match progress(r, h, now, w.lost(name, now)) {
             Progress::Busy => busy += 1,
             Progress::Updated => updated += 1,
             Progress::Failed(..) => {}
@@ -309,11 +326,21 @@ fn soak_ms(r: &Rollout) -> i64 {
 
 /// After the last wave's soak: blue/green keeps the old slot up for `keep_old_ms`, then stops
 /// it on every host; then the rollout is completed.
-fn finish(r: &Rollout, soaked_at: i64, now: i64) -> Vec<Act> {
+fn finish(r: &Rollout, w: &impl World, soaked_at: i64, now: i64) -> Vec<Act> {
     let updated = (r.hosts.values())
         .filter(|h| h.skipped.is_empty() && h.last("deploy").is_some())
         .count();
-    let done = format!("{updated} host(s) run {}", r.plan.version);
+    let skipped: Vec<&str> = (r.hosts.iter())
+        .filter(|(_, h)| !h.skipped.is_empty())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let mut done = format!("{updated} host(s) run {}", r.plan.version);
+    if !skipped.is_empty() {
+        done.push_str(&format!(
+            "; skipped on the way, still on their version: {}",
+            skipped.join(", ")
+        ));
+    }
     if r.strategy != RolloutStrategy::BlueGreen {
         return vec![ended("completed", done)];
     }
@@ -328,7 +355,7 @@ fn finish(r: &Rollout, soaked_at: i64, now: i64) -> Vec<Act> {
         if h.last("switch").is_none() {
             continue;
         }
-        match step_state(h, "stop_old", now) {
+        match step_state(h, "stop_old", now, w.lost(name, now)) {
             StepState::ToSend => acts.push(send(r, name, "stop_old", h.wave)),
             StepState::InFlight => waiting = true,
             StepState::Failed(why) => failures.push(format!("{name}: {why}")),
@@ -364,13 +391,14 @@ fn health_problem(r: &Rollout, w: &impl World, wave: u32, now: i64) -> Option<St
         if w.lost(name, now) {
             return Some(format!("{name}: host lost"));
         }
-        if let Some(row) = w.service(name, service) {
-            if row.state != ServiceRunState::Running {
-                return Some(format!("{name}: {service} is {}", row.state.as_str()));
-            }
-            if let Some(h @ (ProbeStatus::Degraded | ProbeStatus::Failed)) = row.health {
-                return Some(format!("{name}: {service} is {}", h.as_str()));
-            }
+        let Some(row) = w.service(name, service) else {
+            return Some(format!("{name}: no state of {service} reported"));
+        };
+        if row.state != ServiceRunState::Running {
+            return Some(format!("{name}: {service} is {}", row.state.as_str()));
+        }
+        if let Some(h @ (ProbeStatus::Degraded | ProbeStatus::Failed)) = row.health {
+            return Some(format!("{name}: {service} is {}", h.as_str()));
         }
         if let Some(alert) = w.firing_since(name, r.started_at_unix_ms) {
             return Some(format!("{name}: alert {alert} firing"));
@@ -379,37 +407,44 @@ fn health_problem(r: &Rollout, w: &impl World, wave: u32, now: i64) -> Option<St
     None
 }
 
-/// Puts the previous version back on every host that ran the new one; then ends.
-fn roll_back(r: &Rollout, now: i64) -> Vec<Act> {
+/// Puts the previous version back on every host that may have run the new one, at most
+/// `max_unavailable` hosts at once and never while a host still runs a command of the rollout
+/// (whatever its purpose); then ends.
+fn roll_back(r: &Rollout, w: &impl World, now: i64) -> Vec<Act> {
     let Some(rb) = &r.rollback else {
         return Vec::new();
     };
     let mut acts = Vec::new();
-    let mut waiting = false;
+    let mut in_flight = 0u32;
+    let mut pending = Vec::new();
     let mut failures = Vec::new();
     for (name, h) in r.hosts.iter().filter(|(_, h)| h.skipped.is_empty()) {
-        // Never overtake a forward step still running on the host.
-        if forward_steps(r)
-            .iter()
-            .any(|s| step_state(h, s, now) == StepState::InFlight)
-        {
-            waiting = true;
+        let lost = w.lost(name, now);
+        if busy(h, now, lost) {
+            in_flight += 1;
             continue;
         }
         for step in back_steps(r, h) {
-            match step_state(h, step, now) {
+            match step_state(h, step, now, lost) {
                 StepState::Done => continue,
-                StepState::InFlight => waiting = true,
+                StepState::InFlight => in_flight += 1,
                 StepState::Failed(why) => failures.push(format!("{name}: {step} failed: {why}")),
                 StepState::ToSend if step == "rollback" && previous(r, name).is_empty() => {
                     failures.push(format!("{name}: no previous version known"));
                 }
-                StepState::ToSend => acts.push(send(r, name, step, h.wave)),
+                StepState::ToSend => pending.push((name, step, h.wave)),
             }
             break;
         }
     }
-    if !acts.is_empty() || waiting {
+    for (name, step, wave) in &pending {
+        if in_flight >= r.plan.max_unavailable.max(1) {
+            break;
+        }
+        in_flight += 1;
+        acts.push(send(r, name, step, *wave));
+    }
+    if !acts.is_empty() || in_flight > 0 || !pending.is_empty() {
         return acts;
     }
     let reason = if failures.is_empty() {
@@ -424,8 +459,19 @@ fn previous<'a>(r: &'a Rollout, host: &str) -> &'a str {
     r.plan.previous.get(host).map_or("", String::as_str)
 }
 
+/// Whether a command of `purpose` may have run on the host: taken, answered, or still out
+/// (issued and not expired: the agent may yet run it).
 fn ran(h: &RolloutHost, purpose: &str) -> bool {
-    h.commands.iter().any(|c| c.purpose == purpose && c.ran())
+    h.commands.iter().any(|c| {
+        c.purpose == purpose
+            && matches!(
+                c.state,
+                CommandState::Issued
+                    | CommandState::Accepted
+                    | CommandState::Completed
+                    | CommandState::Failed
+            )
+    })
 }
 
 /// The steps that undo what ran on a host, in order.

@@ -2,8 +2,10 @@
 //! each rollout that has not ended is decided from the projection (`decide`), and its acts
 //! are carried out in order — a step is recorded as an event; a command is recorded with its
 //! new id (`host_command`), then issued with that id through the dispatcher, stamped with this
-//! term's epoch. Until its own last step is folded back, a rollout is not decided again
-//! (at most `FOLD_BACK_WAIT`), so nothing is sent twice. A new active continues from the log.
+//! term's epoch. Until every step it recorded is folded back, a rollout is not decided again
+//! (a decision on a state that lacks a recorded command would send it again); a new term
+//! starts afresh once caught up with the stream, which holds every acknowledged step. The
+//! lease is checked again before each step. A new active continues from the log.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +16,6 @@ use opsfleet_proto::api::Role;
 use opsfleet_proto::pb::{self, event::Body, rollout_step::Step};
 use opsfleet_proto::time::now_unix_ms;
 use opsfleet_report::ErrorChain;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -29,8 +30,6 @@ use crate::state::Shared;
 
 /// How often rollouts are decided.
 pub const TICK: Duration = Duration::from_millis(100);
-/// How long an own step may take to come back through ingest before deciding again.
-const FOLD_BACK_WAIT: Duration = Duration::from_secs(30);
 /// Patience of one recorded step.
 const EMIT_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -68,8 +67,8 @@ impl Driver {
 
     pub async fn run(self, cancel: CancellationToken) {
         let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone(), "rollouts");
-        // Rollout id → (its step count when last acted on, when).
-        let mut waiting: HashMap<String, (u64, Instant)> = HashMap::new();
+        // Rollout id → the step count it reaches once every step recorded for it is folded.
+        let mut waiting: HashMap<String, u64> = HashMap::new();
         let mut term = 0;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -90,8 +89,9 @@ impl Driver {
                 if !gate.still(epoch) {
                     break;
                 }
-                waiting.insert(id.clone(), (steps, Instant::now()));
-                if let Err(e) = self.act(&id, &plan, epoch, acts).await {
+                let (recorded, result) = self.act(&id, &plan, epoch, &gate, acts).await;
+                waiting.insert(id.clone(), steps + recorded);
+                if let Err(e) = result {
                     warn!(rollout = %id, epoch, error = %e, "rollout step not carried out; will decide again");
                 }
             }
@@ -99,16 +99,13 @@ impl Driver {
     }
 
     /// The acts of every rollout that has not ended and is not waiting for its own step.
-    fn decide_all(
-        &self,
-        waiting: &mut HashMap<String, (u64, Instant)>,
-    ) -> Vec<(String, u64, Plan, Vec<Act>)> {
+    fn decide_all(&self, waiting: &mut HashMap<String, u64>) -> Vec<(String, u64, Plan, Vec<Act>)> {
         let fleet = self.shared.fleet();
         let now = now_unix_ms();
         let mut work = Vec::new();
         for r in fleet.rollouts().iter().filter(|r| !r.is_ended()) {
-            if let Some((steps, at)) = waiting.get(&r.id) {
-                if *steps == r.steps && at.elapsed() < FOLD_BACK_WAIT {
+            if let Some(expected) = waiting.get(&r.id) {
+                if r.steps < *expected {
                     continue;
                 }
                 waiting.remove(&r.id);
@@ -121,12 +118,43 @@ impl Driver {
         work
     }
 
-    async fn act(&self, id: &str, plan: &Plan, epoch: u64, acts: Vec<Act>) -> Result<(), String> {
+    /// Carries out `acts` in order while still active in `epoch`; how many steps were
+    /// recorded (acknowledged by the stream), and the first failure.
+    async fn act(
+        &self,
+        id: &str,
+        plan: &Plan,
+        epoch: u64,
+        gate: &Gate,
+        acts: Vec<Act>,
+    ) -> (u64, Result<(), String>) {
+        let mut recorded = 0;
         for act in acts {
+            if !gate.still(epoch) {
+                return (recorded, Err(format!("no longer active in epoch {epoch}")));
+            }
+            let result = self.act_one(id, plan, epoch, act, &mut recorded).await;
+            if result.is_err() {
+                return (recorded, result);
+            }
+        }
+        (recorded, Ok(()))
+    }
+
+    async fn act_one(
+        &self,
+        id: &str,
+        plan: &Plan,
+        epoch: u64,
+        act: Act,
+        recorded: &mut u64,
+    ) -> Result<(), String> {
+        {
             match act {
                 Act::Record(step) => {
                     info!(rollout = %id, epoch, step = step_name(&step), "rollout step");
                     self.record(id, epoch, step).await?;
+                    *recorded += 1;
                 }
                 Act::Send {
                     host,
@@ -149,6 +177,7 @@ impl Driver {
                         deadline_unix_ms: deadline,
                     });
                     self.record(id, epoch, step).await?;
+                    *recorded += 1;
                     info!(rollout = %id, epoch, host = %host, purpose, cmd_id = %command_id, "rollout command");
                     let issuer = issuer_of(plan, id);
                     self.dispatcher

@@ -26,6 +26,12 @@ pub enum PlanError {
     },
     #[error("host {host} has no service {service} (blue/green needs both slots on every host)")]
     NoGreen { host: String, service: String },
+    #[error("{green} has the traffic on {host}: the new version goes to the idle slot; start the rollout of {green} with --green {service}")]
+    GreenIsLive {
+        host: String,
+        service: String,
+        green: String,
+    },
     #[error("every matched host is left out: {reasons}")]
     NothingToDo { reasons: String },
     #[error(transparent)]
@@ -166,8 +172,16 @@ pub fn plan(
     let maintenance = fleet.maintenance();
     let mut hosts = Vec::new();
     for host in resolved.targets {
+        let version = (fleet.host(&host).and_then(|h| h.services.get(&req.service)))
+            .map(|s| s.app_version.as_str())
+            .unwrap_or("");
         let reason = if maintenance.contains(&host) {
             Some("in maintenance (opsctl drain)".to_owned())
+        } else if version.is_empty() {
+            Some(format!(
+                "reports no version of {}: a rollback would have nowhere to go (opsctl service deploy puts a first version in place)",
+                req.service
+            ))
         } else {
             match dispatch::not_up(fleet, &host, now_unix_ms) {
                 Some((Liveness::Lost, _)) => Some("lost".to_owned()),
@@ -190,13 +204,20 @@ pub fn plan(
     let mut previous = BTreeMap::new();
     for host in &hosts {
         let h = fleet.host(host);
-        if req.strategy == RolloutStrategy::BlueGreen
-            && !h.is_some_and(|h| h.services.contains_key(&green))
-        {
-            return Err(PlanError::NoGreen {
-                host: host.clone(),
-                service: green,
-            });
+        if req.strategy == RolloutStrategy::BlueGreen {
+            let Some(idle) = h.and_then(|h| h.services.get(&green)) else {
+                return Err(PlanError::NoGreen {
+                    host: host.clone(),
+                    service: green,
+                });
+            };
+            if idle.live {
+                return Err(PlanError::GreenIsLive {
+                    host: host.clone(),
+                    service: req.service.clone(),
+                    green,
+                });
+            }
         }
         let running = (h.and_then(|h| h.services.get(&req.service)))
             .map(|s| s.app_version.clone())

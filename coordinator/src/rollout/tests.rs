@@ -53,6 +53,11 @@ enum Outcome {
     Lost,
     /// Stays in flight until the next round.
     Slow,
+    /// Taken by the agent, which then dies for good (its host is lost).
+    Abandon,
+    /// Expired by the sweeper, then the agent's own completion arrives (it took the command
+    /// just before its deadline).
+    ExpireThenComplete,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +78,8 @@ struct Sim {
     out: Vec<(String, String, Outcome, &'static str)>,
     /// Most deploys in flight at once in one wave.
     max_in_flight: usize,
+    /// Most rollback commands in flight at once.
+    max_rollbacks_in_flight: usize,
 }
 
 fn plan(hosts: &[&str], canary: u32) -> pb::RolloutStarted {
@@ -130,6 +137,7 @@ impl Sim {
             id: "web-1".into(),
             out: Vec::new(),
             max_in_flight: 0,
+            max_rollbacks_in_flight: 0,
         };
         sim.record(Step::Started(p));
         sim
@@ -210,7 +218,13 @@ impl Sim {
             .flat_map(|h| &h.commands)
             .filter(|c| c.purpose == "deploy" && !c.is_final() && c.state.rank() > 0)
             .count();
+        let rollbacks = (r.hosts.iter())
+            .filter(|(name, _)| !self.world.lost.contains(*name))
+            .flat_map(|(_, h)| &h.commands)
+            .filter(|c| c.purpose == "rollback" && !c.is_final() && c.state.rank() > 0)
+            .count();
         self.max_in_flight = self.max_in_flight.max(in_flight);
+        self.max_rollbacks_in_flight = self.max_rollbacks_in_flight.max(rollbacks);
         self.now += 5_000;
         for (id, host, outcome, _) in std::mem::take(&mut self.out) {
             let body = match outcome {
@@ -239,6 +253,24 @@ impl Sim {
                 Outcome::Slow => {
                     self.out.push((id, host, Outcome::Complete, "slow"));
                     continue;
+                }
+                Outcome::Abandon => {
+                    self.world.lost.insert(host.clone());
+                    Body::CommandAccepted(pb::CommandAccepted {
+                        command_id: id.clone(),
+                        epoch: 7,
+                    })
+                }
+                Outcome::ExpireThenComplete => {
+                    let expired = Body::CommandExpired(pb::CommandExpired {
+                        command_id: id.clone(),
+                        deadline_unix_ms: 0,
+                    });
+                    self.lifecycle(&host, &id, expired);
+                    Body::CommandCompleted(pb::CommandCompleted {
+                        command_id: id.clone(),
+                        detail: "ok".into(),
+                    })
                 }
             };
             self.lifecycle(&host, &id, body);
@@ -511,6 +543,8 @@ fn steps_of_an_older_term_are_ignored() {
 fn outcome() -> impl Strategy<Value = Outcome> {
     prop_oneof![
         6 => Just(Outcome::Complete),
+        1 => Just(Outcome::Abandon),
+        1 => Just(Outcome::ExpireThenComplete),
         1 => Just(Outcome::Fail),
         1 => Just(Outcome::Expire),
         1 => Just(Outcome::Fenced),
@@ -541,9 +575,14 @@ proptest! {
         });
         let r = sim.rollout();
         prop_assert!(sim.max_in_flight <= max_unavailable as usize);
+        prop_assert!(sim.max_rollbacks_in_flight <= max_unavailable as usize);
         for (host, h) in &r.hosts {
             prop_assert!(h.deploys_completed() <= 1, "{} deployed twice", host);
-            let ran_deploy = h.commands.iter().any(|c| c.purpose == "deploy" && c.ran());
+            // A deploy that ran (or may have: taken by an agent that died) is rolled back.
+            let ran_deploy = h.commands.iter().any(|c| {
+                c.purpose == "deploy"
+                    && (c.ran() || c.state == opsfleet_proto::api::CommandState::Accepted)
+            });
             match r.phase() {
                 RolloutPhase::Completed => prop_assert_eq!(h.deploys_completed(), 1),
                 RolloutPhase::RolledBack if ran_deploy => {
@@ -557,4 +596,95 @@ proptest! {
         }
         prop_assert_eq!(sim.refold(), sim.rs.clone());
     }
+}
+
+#[test]
+fn a_deploy_taken_by_an_agent_that_dies_fails_the_wave_and_is_rolled_back() {
+    let mut sim = Sim::new(plan(&["web-a", "web-b"], 1));
+    sim.run(|host, purpose| match (host, purpose) {
+        ("web-a", "deploy") => Outcome::Abandon,
+        _ => Outcome::Complete,
+    });
+    let r = sim.rollout();
+    assert_eq!(r.phase(), RolloutPhase::RolledBack);
+    assert!(
+        r.reason().contains("no answer (accepted, host lost)"),
+        "{}",
+        r.reason()
+    );
+    assert!(
+        r.hosts["web-a"].last("rollback").is_some(),
+        "a deploy that may have run"
+    );
+}
+
+#[test]
+fn an_expiry_that_folded_before_the_agents_completion_does_not_hide_the_deploy() {
+    let mut sim = Sim::new(plan(&["web-a", "web-b"], 1));
+    sim.run(|host, purpose| match (host, purpose) {
+        ("web-a", "deploy") => Outcome::ExpireThenComplete,
+        ("web-b", "deploy") => Outcome::Fail,
+        _ => Outcome::Complete,
+    });
+    let r = sim.rollout();
+    assert_eq!(r.phase(), RolloutPhase::RolledBack);
+    assert_eq!(r.hosts["web-a"].deploys_completed(), 1);
+    assert!(r.hosts["web-a"].last("rollback").is_some());
+}
+
+#[test]
+fn an_undo_waits_for_a_stop_of_the_old_slot_in_flight_then_starts_it_and_switches_back() {
+    let mut p = plan(&["web-a"], 1);
+    p.strategy = "blue-green".into();
+    p.green_service = "web-green".into();
+    let mut sim = Sim::new(p);
+    // Everything completes, except that the stop of the old slot stays out for a while.
+    while sim.rollout().hosts["web-a"].last("stop_old").is_none() {
+        sim.round(&mut |_, purpose| match purpose {
+            "stop_old" => Outcome::Slow,
+            _ => Outcome::Complete,
+        });
+    }
+    assert!(!sim.rollout().hosts["web-a"]
+        .last("stop_old")
+        .unwrap()
+        .is_final());
+    control(&mut sim, "undo", "alice");
+    let acts = decide(sim.rollout(), &sim.world, sim.now);
+    assert!(acts.is_empty(), "sent {acts:?} while the stop runs");
+    sim.run(|_, _| Outcome::Complete);
+    let r = sim.rollout();
+    let purposes: Vec<&str> = r.hosts["web-a"]
+        .commands
+        .iter()
+        .map(|c| c.purpose.as_str())
+        .collect();
+    assert_eq!(
+        purposes,
+        ["deploy", "switch", "stop_old", "start_old", "switch_back"]
+    );
+    assert_eq!(r.phase(), RolloutPhase::Undone);
+}
+
+#[test]
+fn the_fold_takes_one_rollout_per_service_and_no_undo_of_a_superseded_one() {
+    let mut sim = Sim::new(plan(&["web-a"], 1));
+    // A second start of the same service while the first runs is ignored.
+    let first = sim.id.clone();
+    sim.id = "web-2".into();
+    sim.record(Step::Started(plan(&["web-a"], 1)));
+    assert!(sim.rs.get("web-2").is_none());
+    sim.id = first;
+    sim.run(|_, _| Outcome::Complete);
+    sim.id = "web-2".into();
+    sim.now += 1;
+    sim.record(Step::Started(plan(&["web-a"], 1)));
+    assert!(sim.rs.get("web-2").is_some());
+    sim.id = "web-1".into();
+    control(&mut sim, "undo", "alice");
+    assert_eq!(
+        sim.rollout().phase(),
+        RolloutPhase::Completed,
+        "undo of a superseded rollout"
+    );
 }
