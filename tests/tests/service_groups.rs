@@ -130,6 +130,16 @@ async fn member_where(
     .await
 }
 
+/// When the newest `service_role` command to `host` reached `state` (its ledger history).
+async fn role_command_at(opsctl: &Opsctl, host: &str, state: &str) -> Result<Option<i64>> {
+    let views: Vec<Value> = (opsctl.json(&["commands", "--host", host, "--limit", "50"])).await?;
+    let Some(cmd) = views.iter().find(|v| v["action"] == "service_role") else {
+        return Ok(None);
+    };
+    let step = (cmd["history"].as_array().into_iter().flatten()).find(|s| s["state"] == state);
+    Ok(step.and_then(|s| s["at_unix_ms"].as_i64()))
+}
+
 /// The `group_failover` events of the log (their payloads).
 async fn failover_events(opsctl: &Opsctl) -> Result<Vec<Value>> {
     let out = (opsctl)
@@ -261,6 +271,22 @@ async fn one_active_per_group_a_drill_and_a_failover_on_a_dead_app() {
         ensure!(
             active == other,
             "{active} active after the drill to {other}"
+        );
+        // Never two actives: the new one was told only once the old one's standby completed.
+        let (standby_done, active_issued) = wait_until(
+            "the drill's role commands in the ledger",
+            WAIT,
+            POLL,
+            async || {
+                let done = role_command_at(&opsctl, &first, "completed").await?;
+                let issued = role_command_at(&opsctl, &other, "issued").await?;
+                Ok(done.zip(issued))
+            },
+        )
+        .await?;
+        ensure!(
+            active_issued >= standby_done,
+            "active issued to {other} at {active_issued}, before {first}'s standby completed at {standby_done}"
         );
 
         standby_stays_silent(c, &opsctl).await?;
