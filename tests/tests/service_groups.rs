@@ -255,6 +255,13 @@ async fn one_active_per_group_a_drill_and_a_failover_on_a_dead_app() {
         })
         .await?;
 
+        // The activation has ended (recorded), so the drill is not refused as still running.
+        wait_until("the activation recorded completed", WAIT, POLL, async || {
+            let events = failover_events(&opsctl).await?;
+            let done = (events.iter()).any(|e| e["phase"] == "completed" && e["to_host"] == first.as_str());
+            Ok(done.then_some(()))
+        })
+        .await?;
         // A drill: a real failover to the standby, with its timings.
         let args = ["service", "failover", "router", "--drill", "--wait", "90s"];
         let done: ServiceFailoverReply = opsctl.json(&args).await?;
