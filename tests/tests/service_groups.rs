@@ -6,7 +6,9 @@
 //! back makes the other host active within a generous bound, a `group_failover` completed
 //! event is in the log, and the old active ends `standby`; the active host lost (its agent
 //! stopped) fails over too, and when it returns it gets the `standby` that waited for it in
-//! OPS_CMDS. Refusals: an unknown group, `--to`
+//! OPS_CMDS. A failover never makes the new member active before the old one's standby
+//! completed (the ledger's times), and one whose standby fails is `failed`, the old one
+//! keeping the role. Refusals: an unknown group, `--to`
 //! a non-member or an unfit member; the standby coordinator stays silent on the broadcast
 //! subject (one answer) and refuses when addressed.
 
@@ -130,6 +132,16 @@ async fn member_where(
     .await
 }
 
+/// When the newest `service_role` command to `host` reached `state` (its ledger history).
+async fn role_command_at(opsctl: &Opsctl, host: &str, state: &str) -> Result<Option<i64>> {
+    let views: Vec<Value> = (opsctl.json(&["commands", "--host", host, "--limit", "50"])).await?;
+    let Some(cmd) = views.iter().find(|v| v["action"] == "service_role") else {
+        return Ok(None);
+    };
+    let step = (cmd["history"].as_array().into_iter().flatten()).find(|s| s["state"] == state);
+    Ok(step.and_then(|s| s["at_unix_ms"].as_i64()))
+}
+
 /// The `group_failover` events of the log (their payloads).
 async fn failover_events(opsctl: &Opsctl) -> Result<Vec<Value>> {
     let out = (opsctl)
@@ -245,6 +257,13 @@ async fn one_active_per_group_a_drill_and_a_failover_on_a_dead_app() {
         })
         .await?;
 
+        // The activation has ended (recorded), so the drill is not refused as still running.
+        wait_until("the activation recorded completed", WAIT, POLL, async || {
+            let events = failover_events(&opsctl).await?;
+            let done = (events.iter()).any(|e| e["phase"] == "completed" && e["to_host"] == first.as_str());
+            Ok(done.then_some(()))
+        })
+        .await?;
         // A drill: a real failover to the standby, with its timings.
         let args = ["service", "failover", "router", "--drill", "--wait", "90s"];
         let done: ServiceFailoverReply = opsctl.json(&args).await?;
@@ -261,6 +280,22 @@ async fn one_active_per_group_a_drill_and_a_failover_on_a_dead_app() {
         ensure!(
             active == other,
             "{active} active after the drill to {other}"
+        );
+        // Never two actives: the new one was told only once the old one's standby completed.
+        let (standby_done, active_issued) = wait_until(
+            "the drill's role commands in the ledger",
+            WAIT,
+            POLL,
+            async || {
+                let done = role_command_at(&opsctl, &first, "completed").await?;
+                let issued = role_command_at(&opsctl, &other, "issued").await?;
+                Ok(done.zip(issued))
+            },
+        )
+        .await?;
+        ensure!(
+            active_issued >= standby_done,
+            "active issued to {other} at {active_issued}, before {first}'s standby completed at {standby_done}"
         );
 
         standby_stays_silent(c, &opsctl).await?;
@@ -353,6 +388,83 @@ async fn one_active_per_group_a_drill_and_a_failover_on_a_dead_app() {
         ensure!(back == dead, "{back} active after the lost host returned");
         member_where(&opsctl, "the returned host standby in groups", |m| {
             m.host == alive && m.role == "standby"
+        })
+        .await?;
+        Ok(())
+    })
+    .await;
+}
+
+/// The old active cannot take the standby role (its role file became a directory, so the
+/// write fails): the failover is `failed`, naming why, the new member is never told active,
+/// and the old one keeps the role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_whose_standby_fails_leaves_the_old_active() {
+    Cluster::run("service-groups-standby-fails", async |c: &mut Cluster| {
+        c.add_coordinator(CoordinatorSpec::new("blue").config_toml(GROUPS))?;
+        let mut members = Vec::new();
+        for host in HOSTS {
+            let m = Member::new(c.dir(), host)?;
+            let spec = (AgentSpec::new(host))
+                .heartbeat(Duration::from_millis(300))
+                .modules_toml(&m.modules());
+            c.add_agent(spec)?;
+            members.push(m);
+        }
+        let opsctl = c.opsctl.clone();
+        let first = one_active(&members, None).await?;
+        let other = (HOSTS.iter().find(|h| **h != first))
+            .context("two hosts")?
+            .to_string();
+        wait_until(
+            "the activation recorded completed",
+            WAIT,
+            POLL,
+            async || {
+                let events = failover_events(&opsctl).await?;
+                let done = (events.iter())
+                    .any(|e| e["phase"] == "completed" && e["to_host"] == first.as_str());
+                Ok(done.then_some(()))
+            },
+        )
+        .await?;
+        member_where(&opsctl, "the standby healthy in groups", |m| {
+            m.host == other && m.role == "standby" && m.fitness == "healthy"
+        })
+        .await?;
+        let idx = HOSTS.iter().position(|h| *h == first).context("index")?;
+        let role = members[idx].role_file();
+        std::fs::remove_file(&role)?;
+        std::fs::create_dir(&role)?;
+
+        let args = [
+            "service", "failover", "router", "--to", &other, "--wait", "90s",
+        ];
+        let out = opsctl.run(&args).await?;
+        let text = format!("{}{}", out.stdout, out.stderr);
+        ensure!(
+            out.status.code() == Some(1) && text.contains("did not take the standby role"),
+            "exit {}, want the standby's failure in:\n{text}",
+            out.status
+        );
+        let failed = failover_events(&opsctl).await?;
+        ensure!(
+            failed.iter().any(|e| e["phase"] == "failed"
+                && e["to_host"] == other.as_str()
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("keeps the active role"))),
+            "a failed group_failover naming why: {failed:?}"
+        );
+        let other_idx = HOSTS.iter().position(|h| *h == other).context("index")?;
+        ensure!(
+            members[other_idx].role() == "standby",
+            "the new member was told active"
+        );
+        let told = role_command_at(&opsctl, &other, "issued").await?;
+        ensure!(told.is_none(), "a service_role command went to {other}");
+        member_where(&opsctl, "the old active still active in groups", |m| {
+            m.host == first && m.role == "active"
         })
         .await?;
         Ok(())

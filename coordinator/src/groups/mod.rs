@@ -7,6 +7,7 @@ pub mod ask;
 pub mod config;
 pub mod decide;
 pub mod driver;
+pub mod handover;
 pub mod members;
 
 pub use config::GroupsConfig;

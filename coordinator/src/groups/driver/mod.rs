@@ -2,32 +2,38 @@
 //! the alert engine): every `interval` it reads the groups from the fleet, decides
 //! (`decide`), and acts — a failover is recorded (`group_failover` started) before its
 //! `service_role` commands are issued through the `Dispatcher` (standby to the old active
-//! first: unreachable, it gets the command from `OPS_CMDS` when it returns; then active to the
-//! new one), and recorded again once the new active's heartbeat reports the role (`completed`,
-//! with `took_ms`) or after `complete_within` (`failed`). The epoch is checked before each act
+//! first; then, once its standby command completed — `handover`: not waited for when its host
+//! is lost or its service down, as it cannot serve; it gets the command from `OPS_CMDS` when it
+//! returns — active to the new one; a standby that fails or takes `complete_within` fails the
+//! failover, the old one keeping the role), and recorded again once the new active's heartbeat
+//! reports the role (`completed`, with `took_ms`) or after `complete_within` (`failed`). The
+//! epoch is checked before each act
 //! (fencing at the source; the agents check it again). Operators' failovers (`Ask`) arrive on
 //! a channel (`ask::GroupsHandle`) and are answered when they end.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::stream::Stream;
-use opsfleet_proto::api::{CommandRequestJson, Role};
+use opsfleet_proto::api::{CommandRequestJson, CommandState, Role};
 use opsfleet_proto::pb::{self, event::Body};
 use opsfleet_proto::time::now_unix_ms;
-use opsfleet_report::{error_chain, ErrorChain};
+use opsfleet_report::error_chain;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::ask::{plan, Ask, AskError, Done, GroupsHandle};
-use super::decide::{decide, Decision, Fitness, Ident, Member, Told};
-use super::{members, GroupsConfig};
+use crate::groups::ask::{plan, Ask, AskError, Done, GroupsHandle};
+
+mod failover;
 use crate::acting::{Closed, Gate};
 use crate::dispatch::Dispatcher;
 use crate::emit::Emitter;
+use crate::groups::decide::{decide, Decision, Ident, Member, Told};
+use crate::groups::handover;
+use crate::groups::{members, GroupsConfig};
 use crate::identity::Issuer;
 use crate::state::Shared;
 
@@ -47,13 +53,22 @@ struct Running {
     requested_by: String,
     reason: String,
     waiter: Option<oneshot::Sender<Result<Done, AskError>>>,
+    stage: Stage,
+}
+
+/// Where a failover stands.
+enum Stage {
+    /// The old active was told standby (this command) at `since`; the new one waits for it.
+    Demoting { command: String, since: Instant },
+    /// The new active was told its role at `since`.
+    Promoting { since: Instant },
 }
 
 /// What one term remembers.
 #[derive(Default)]
 struct Memory {
-    /// When each member not healthy was first seen so (this coordinator's clock).
-    unhealthy_since: HashMap<Ident, i64>,
+    /// When each member not healthy was first seen so in its role (this coordinator's clock).
+    unhealthy_since: HashMap<Ident, (Told, i64)>,
     /// The last role told each member: the role, the command, when.
     told: HashMap<Ident, (Told, String, Instant)>,
     running: BTreeMap<String, Running>,
@@ -66,6 +81,10 @@ struct Snapshot {
     preferred: BTreeMap<String, String>,
     /// Commands told: id → finished (and completed?).
     finished: HashMap<String, bool>,
+    /// The members that could serve as active (`handover::must_wait`).
+    serving: HashSet<Ident>,
+    /// The standby commands failovers wait for: id → state and detail in the ledger.
+    standbys: HashMap<String, (CommandState, String)>,
 }
 
 pub struct Driver {
@@ -150,7 +169,7 @@ impl Driver {
                 self.asked(ask, &snap, &mut memory, &gate, epoch).await;
                 continue;
             }
-            self.finish(&snap, &mut memory).await;
+            self.finish(&snap, &mut memory, &gate, epoch).await;
             if self.cfg.enabled {
                 self.keep(&snap, &mut memory, &gate, epoch).await;
             }
@@ -162,15 +181,15 @@ impl Driver {
         let now = now_unix_ms();
         let fleet = self.shared.fleet();
         let mut groups = BTreeMap::new();
+        let mut serving = HashSet::new();
         for (name, seen) in members::groups(&fleet, now) {
             let mut list = Vec::with_capacity(seen.len());
             for s in seen {
                 let mut m = s.member;
-                let id = Ident::of(&m);
-                if m.fitness < Fitness::Healthy {
-                    m.unhealthy_since_ms = Some(*memory.unhealthy_since.entry(id).or_insert(now));
-                } else {
-                    memory.unhealthy_since.remove(&id);
+                m.unhealthy_since_ms =
+                    handover::unhealthy_since(&mut memory.unhealthy_since, &m, now);
+                if handover::must_wait(s.liveness, s.state) {
+                    serving.insert(Ident::of(&m));
                 }
                 list.push(m);
             }
@@ -191,64 +210,21 @@ impl Driver {
                 })
             })
             .collect();
+        let standbys = (memory.running.values())
+            .filter_map(|r| match &r.stage {
+                Stage::Demoting { command, .. } => {
+                    let rec = fleet.command(command)?;
+                    Some((command.clone(), (rec.state, rec.detail.clone())))
+                }
+                Stage::Promoting { .. } => None,
+            })
+            .collect();
         Snapshot {
             groups,
             preferred,
             finished,
-        }
-    }
-
-    /// Records and answers every running failover whose new active reported its role, or
-    /// that waited `complete_within`.
-    async fn finish(&self, snap: &Snapshot, memory: &mut Memory) {
-        let groups: Vec<String> = memory.running.keys().cloned().collect();
-        for group in groups {
-            let Some(r) = memory.running.get(&group) else {
-                continue;
-            };
-            let reported = (snap.groups.get(&group).into_iter().flatten())
-                .any(|m| Ident::of(m) == r.to && m.role == Told::Active);
-            let timed_out = r.started.elapsed() >= self.cfg.complete_within;
-            if !reported && !timed_out {
-                continue;
-            }
-            let Some(r) = memory.running.remove(&group) else {
-                continue;
-            };
-            let took_ms = u64::try_from(r.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let (phase, detail) = if reported {
-                ("completed", String::new())
-            } else {
-                let within = humantime::format_duration(self.cfg.complete_within);
-                (
-                    "failed",
-                    format!(
-                        "{} did not report the active role within {within}",
-                        r.to.host
-                    ),
-                )
-            };
-            let body = self.event(&group, &r, phase, took_ms, &detail);
-            if let Err(e) = self.emitter.emit(body, EMIT_PATIENCE).await {
-                warn!(group = %group, error = %ErrorChain(&e), phase, "failover outcome not recorded");
-            }
-            info!(group = %group, to = %r.to.host, phase, took_ms, "group failover ended");
-            if let Some(w) = r.waiter {
-                let answer = if reported {
-                    Ok(Done {
-                        group: group.clone(),
-                        service: r.service.clone(),
-                        from: r.from.as_ref().map(|f| f.host.clone()).unwrap_or_default(),
-                        to: r.to.host.clone(),
-                        took_ms,
-                        drill: r.drill,
-                        epoch: r.epoch,
-                    })
-                } else {
-                    Err(failed(&group, &r.to, &detail))
-                };
-                let _ = w.send(answer);
-            }
+            serving,
+            standbys,
         }
     }
 
@@ -326,54 +302,6 @@ impl Driver {
                 }));
             }
         }
-    }
-
-    /// Records the start, tells the old active standby and the new one active; the failover
-    /// then runs until `finish`.
-    async fn start(&self, s: Start, snap: &Snapshot, memory: &mut Memory, gate: &Gate, epoch: u64) {
-        // Fencing at the source: decided in this term, acted on only in it.
-        if !gate.still(epoch) {
-            return;
-        }
-        let running = Running {
-            service: s.to.service.clone(),
-            from: s.from.clone(),
-            to: s.to.clone(),
-            started: Instant::now(),
-            epoch,
-            drill: s.drill,
-            requested_by: s.requested_by.clone(),
-            reason: s.reason.clone(),
-            waiter: None,
-        };
-        let body = self.event(&s.group, &running, "started", 0, "");
-        if let Err(e) = self.emitter.emit(body, EMIT_PATIENCE).await {
-            warn!(group = %s.group, error = %ErrorChain(&e), "cannot record a failover; not started");
-            return;
-        }
-        info!(group = %s.group, from = s.from.as_ref().map_or("", |f| f.host.as_str()), to = %s.to.host, reason = %s.reason, drill = s.drill, "group failover started");
-        if let Some(from) = &s.from {
-            self.tell(&s.group, from, Told::Standby, snap, memory).await;
-        }
-        let told = if gate.still(epoch) {
-            self.tell(&s.group, &s.to, Told::Active, snap, memory).await
-        } else {
-            Telling::NotSent
-        };
-        if told == Telling::NotSent {
-            let body = self.event(
-                &s.group,
-                &running,
-                "failed",
-                0,
-                "the active role could not be sent",
-            );
-            if let Err(e) = self.emitter.emit(body, EMIT_PATIENCE).await {
-                warn!(group = %s.group, error = %ErrorChain(&e), "failover failure not recorded");
-            }
-            return;
-        }
-        memory.running.insert(s.group, running);
     }
 
     /// Issues `service_role` `role` to `who`, unless the same role was told and its command
