@@ -103,7 +103,8 @@ pub(super) fn figures(rounds: &[Round], sizes: &Sizes) -> Result<Vec<Figure>> {
         med(&total)?,
         format!(
             "median of {} rollouts of {} hosts in {waves} waves (canary {CANARY}, then {:?} %, \
-             {} at once, deploy {} ms, no soak); repeats {}; {} x (waves x noop --all)",
+             {} at once, deploy {} ms, soak_ms 0 + 3 s settle floor); repeats {}; \
+             {} x (waves x noop --all)",
             rounds.len(),
             sizes.hosts,
             WAVE_PERCENTS,

@@ -1,10 +1,10 @@
 //! Rollout of N simulated hosts by one real `ops-coordinator` (issue 16): started through
-//! `ops.api.rollout` (a `RolloutStart`: canary 1, waves 10,50,100, `max_unavailable` 10, no
-//! soak, no ready samples: what is timed is the coordinator's own pace), its steps watched on
-//! the bus (`ops.coord.*.rollout`). Figures: the total time, each wave's `wave_started` →
-//! deploy gate passed, the per-host overhead beside the simulated deploys, the coordinator's
-//! CPU over the rollout beside the same fleet idle for as long (heartbeats only), and
-//! `noop --all` to the same hosts as the command path's baseline.
+//! `ops.api.rollout` (a `RolloutStart`: canary 1, waves 10,50,100, `max_unavailable` 10,
+//! `soak_ms` 0, no ready samples: what is timed is the coordinator's own pace, its tick and the
+//! soak's settle floor), its steps watched on the bus (`ops.coord.*.rollout`). Figures: the
+//! total time, each wave's `wave_started` → deploy gate passed, the per-host overhead beside
+//! the simulated deploys, the coordinator's CPU over the rollout beside the same fleet idle for
+//! as long (heartbeats only), and `noop --all` to the same hosts as the command path's baseline.
 
 mod figures;
 mod fleet;
