@@ -26,7 +26,11 @@ use tokio_util::sync::CancellationToken;
 const HOST: &str = "web-01";
 
 fn agent_config(data_dir: &Path, url: &str) -> AgentConfig {
-    let text = format!(
+    config::parse_str(&toml_of(data_dir, url)).expect("valid config")
+}
+
+fn toml_of(data_dir: &Path, url: &str) -> String {
+    format!(
         r#"
 host = "{HOST}"
 data_dir = "{}"
@@ -41,8 +45,7 @@ interval = "60s"
 paths = ["/"]
 "#,
         data_dir.display()
-    );
-    config::parse_str(&text).expect("valid config")
+    )
 }
 
 async fn jetstream_for(url: &str) -> jetstream::Context {
@@ -381,6 +384,134 @@ async fn a_command_interrupted_by_a_restart_is_reported_failed() {
         rows,
         ["cmd/half-done", "cmd/recent"],
         "the ancient row is pruned"
+    );
+    agent.stop().await;
+}
+
+/// The host's file plus one service `app` with a release dir, a role file and a switch that
+/// takes 3s (`remote` lists deploy, role and switch).
+fn laned_config(data_dir: &Path, url: &str) -> AgentConfig {
+    let d = data_dir.display();
+    let base = toml_of(data_dir, url);
+    let text = format!(
+        r#"{base}
+[[modules]]
+type = "service"
+name = "app"
+interval = "200ms"
+argv = ["sleep", "300"]
+stop_grace = "2s"
+remote = ["deploy", "role", "switch"]
+[modules.deploy]
+dir = "{d}/app"
+[modules.role]
+group = "g"
+file = "{d}/role"
+[modules.traffic]
+slot_group = "web"
+switch = ["sleep", "3"]
+"#
+    );
+    config::parse_str(&text).expect("valid config")
+}
+
+fn completed_at(bodies: &[Body], id: &str) -> usize {
+    position(
+        bodies,
+        id,
+        |b| matches!(b, Body::CommandCompleted(c) if c.command_id == id),
+    )
+}
+
+/// A slow traffic switch runs in its service's lane in the background: a later `noop` is
+/// not held behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_switch_does_not_hold_a_later_command() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let js = jetstream_for(&server.url).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::start(&laned_config(dir.path(), &server.url), &js).await;
+    let switch = Action::TrafficSwitch(pb::TrafficSwitch {
+        service: "app".into(),
+    });
+    send(&js, &command("cmd-switch", 1, soon(), switch), "s1").await;
+    let noop = Action::Noop(pb::Noop {});
+    send(&js, &command("cmd-noop", 1, soon(), noop), "s2").await;
+    let bodies = agent
+        .wait_for("both completed", |b| {
+            completed("cmd-switch")(b) && completed("cmd-noop")(b)
+        })
+        .await;
+    assert!(
+        completed_at(&bodies, "cmd-noop") < completed_at(&bodies, "cmd-switch"),
+        "the noop waited for the 3s switch: {bodies:#?}"
+    );
+    agent.stop().await;
+}
+
+/// A role change queued behind a deploy of the same service waits for it (an env-file role
+/// would restart the service in the middle of the deploy's activation otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_change_behind_a_deploy_of_its_service_waits_for_it() {
+    use axum::routing::get;
+    use sha2::Digest;
+    let Some(server) = start_server().await else {
+        return;
+    };
+    // The artifact is served after 3s: the deploy takes at least that long.
+    let app = axum::Router::new().route(
+        "/app",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            b"#!/bin/sh\nsleep 300\n".to_vec()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let sha = hex::encode(sha2::Sha256::digest(b"#!/bin/sh\nsleep 300\n"));
+
+    let js = jetstream_for(&server.url).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::start(&laned_config(dir.path(), &server.url), &js).await;
+    let deploy = Action::ServiceDeploy(pb::ServiceDeploy {
+        service: "app".into(),
+        version: "2.0".into(),
+        artifact: format!("http://127.0.0.1:{port}/app"),
+        sha256: sha,
+        ..Default::default()
+    });
+    send(&js, &command("cmd-deploy", 1, soon(), deploy), "d1").await;
+    let role = Action::ServiceRole(pb::ServiceRole {
+        service: "app".into(),
+        role: "active".into(),
+        group: "g".into(),
+    });
+    send(&js, &command("cmd-role", 1, soon(), role), "d2").await;
+    let noop = Action::Noop(pb::Noop {});
+    send(&js, &command("cmd-noop", 1, soon(), noop), "d3").await;
+    let done = |b: &[Body]| {
+        ["cmd-deploy", "cmd-role", "cmd-noop"]
+            .iter()
+            .all(|id| completed(id)(b))
+    };
+    let bodies = agent.wait_for("all three completed", done).await;
+    let deployed = completed_at(&bodies, "cmd-deploy");
+    assert!(
+        deployed < completed_at(&bodies, "cmd-role"),
+        "the role change ran beside the deploy: {bodies:#?}"
+    );
+    assert!(
+        completed_at(&bodies, "cmd-noop") < deployed,
+        "the noop waited for the deploy"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("role")).expect("role file"),
+        "active"
     );
     agent.stop().await;
 }

@@ -1,12 +1,13 @@
 //! The consumer loop: opens (and re-opens, with backoff) the durable pull consumer
 //! `agent-<host>`, samples the server's clock, and feeds each delivered message through
-//! `admit`, the ack and `complete` (a `backup_run` in the background).
+//! `admit`, the ack and `complete` (a `backup_run` in the background; deploys, lifecycle
+//! ops, role changes and traffic switches in the background in their service's lane).
 
 use opsfleet_report::ErrorChain;
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, consumer, AckKind};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use opsfleet_proto::{pb, subjects};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -36,6 +37,20 @@ fn lifecycle(action: &pb::command::Action) -> Option<(String, ServiceOp)> {
         Action::ServiceReload(s) => (s.service.clone(), ServiceOp::Reload),
         _ => return None,
     })
+}
+
+/// The service whose lane runs `action` in the background (after that service's earlier
+/// deploy, role change, switch or lifecycle op, never beside it): deploys, role changes (an
+/// env-file role restarts or reloads the service) and traffic switches; `None` for others
+/// (lifecycle ops take the lane in `detach_service`). Pure.
+fn laned_service(action: &pb::command::Action) -> Option<&str> {
+    use pb::command::Action;
+    match action {
+        Action::ServiceDeploy(d) => Some(&d.service),
+        Action::ServiceRole(r) => Some(&r.service),
+        Action::TrafficSwitch(t) => Some(&t.service),
+        _ => None,
+    }
 }
 
 impl CommandHandler {
@@ -170,9 +185,19 @@ impl CommandHandler {
             self.detach_service(accepted, service, op).await;
             return;
         }
-        if let pb::command::Action::ServiceDeploy(d) = &accepted.action {
-            let d = d.clone();
-            self.detach_deploy(accepted, d);
+        // Deploys, role changes and traffic switches run in the background, in their
+        // service's lane: after its earlier deploy or lifecycle op, never beside it.
+        let run = match &accepted.action {
+            pb::command::Action::ServiceDeploy(d) => {
+                Some(self.service_deploy_task(&accepted.id, d).boxed())
+            }
+            pb::command::Action::ServiceRole(r) => Some(self.service_role_task(r).boxed()),
+            pb::command::Action::TrafficSwitch(t) => Some(self.traffic_switch_task(t).boxed()),
+            _ => None,
+        };
+        let service = laned_service(&accepted.action).map(str::to_owned);
+        if let (Some(service), Some(run)) = (service, run) {
+            self.detach_in_lane(accepted, &service, run);
             return;
         }
         if let Err(e) = self.complete(accepted).await {
@@ -229,12 +254,17 @@ impl CommandHandler {
         }
     }
 
-    /// A deploy fetches, switches and waits for the restarted service: all of it in the
-    /// background, after the previous deploy or lifecycle op of the same service.
-    fn detach_deploy(&mut self, accepted: Accepted, d: pb::ServiceDeploy) {
+    /// A deploy fetches, switches and waits for the restarted service; a role change may
+    /// restart it; a traffic switch runs a command: all of it in the background, after the
+    /// previous deploy, role change, switch or lifecycle op of the same service.
+    fn detach_in_lane(
+        &mut self,
+        accepted: Accepted,
+        service: &str,
+        run: futures::future::BoxFuture<'static, Execution>,
+    ) {
         let tx = self.detached_tx.clone();
-        let (busy, lane_done) = self.lane(&d.service);
-        let run = self.service_deploy_task(&accepted.id, &d);
+        let (busy, lane_done) = self.lane(service);
         tokio::spawn(async move {
             if let Some(before) = busy {
                 let _ = before.await;
@@ -286,5 +316,33 @@ impl CommandHandler {
                 warn!(host = %self.host, skew_ms = skew, "this host's clock differs from the NATS server's; command deadlines follow the server's");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::command::Action;
+
+    /// A role change (an env-file role restarts the service) and a traffic switch (a command
+    /// that may take long) run in their service's lane, like a deploy: never inline in the
+    /// consumer, never beside that service's deploy.
+    #[test]
+    fn deploys_roles_and_switches_run_in_their_service_lane() {
+        let deploy = Action::ServiceDeploy(pb::ServiceDeploy {
+            service: "app".into(),
+            ..Default::default()
+        });
+        let role = Action::ServiceRole(pb::ServiceRole {
+            service: "router".into(),
+            ..Default::default()
+        });
+        let switch = Action::TrafficSwitch(pb::TrafficSwitch {
+            service: "blue".into(),
+        });
+        assert_eq!(laned_service(&deploy), Some("app"));
+        assert_eq!(laned_service(&role), Some("router"));
+        assert_eq!(laned_service(&switch), Some("blue"));
+        assert_eq!(laned_service(&Action::Noop(pb::Noop::default())), None);
     }
 }

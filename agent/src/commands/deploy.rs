@@ -298,7 +298,10 @@ impl Job {
         let got = fetch(artifact, sha, &dir, limits).await?;
         let (r, v) = (releases.clone(), self.d.version.clone());
         let path = got.path.clone();
-        let installed = blocking(move || install(&r, &v, &got.path, &got.name, &got.sha256)).await;
+        let max_unpacked = deploy.max_unpacked_bytes;
+        let installed =
+            blocking(move || install(&r, &v, &got.path, &got.name, &got.sha256, max_unpacked))
+                .await;
         let _ = std::fs::remove_file(&path);
         installed??;
         Ok(())

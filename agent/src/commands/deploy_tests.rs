@@ -81,7 +81,7 @@ fn job(
 fn kept(dir: &Path, version: &str, sha: &str) {
     let file = dir.join(format!("art-{version}"));
     std::fs::write(&file, version).expect("artifact");
-    install(&Releases::new(dir), version, &file, "app", sha).expect("installed");
+    install(&Releases::new(dir), version, &file, "app", sha, u64::MAX).expect("installed");
 }
 
 #[test]

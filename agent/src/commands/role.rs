@@ -9,11 +9,17 @@ use opsfleet_report::error_chain;
 
 use super::exec::Execution;
 use super::CommandHandler;
-use crate::config::{GroupRole, HostPolicy, RemoteOp, RoleApply, RoleDelivery, RoleSection};
+use std::sync::Arc;
+
+use crate::config::{
+    AgentConfig, GroupRole, HostPolicy, RemoteOp, RoleApply, RoleDelivery, RoleSection,
+};
 use crate::modules::health::probe::post_json;
 use crate::modules::service::roles::{self, ROLE_KEY};
 use crate::modules::service::ServiceOp;
+use crate::outbox::Outbox;
 use crate::outbox::StateWrite;
+use crate::runner::control::ControlHandle;
 
 /// The file's `[modules.role]` of `r.service` and the role asked, when `r` may be run: `role`
 /// is in the service's `remote`, the service declares the section, the role is `active` or
@@ -44,11 +50,40 @@ pub fn permitted<'p>(
     Ok((section, role))
 }
 
+/// What a `service_role` or a `traffic_switch` needs, owned: they run in the background, in
+/// their service's lane (after its deploy or lifecycle op, never beside it).
+pub(super) struct GroupJob {
+    pub outbox: Arc<Outbox>,
+    pub config: Arc<AgentConfig>,
+    pub policy: HostPolicy,
+    pub control: ControlHandle,
+}
+
 impl CommandHandler {
-    pub(super) async fn service_role(&self, r: &pb::ServiceRole) -> Execution {
-        Execution::done(self.give_role(r).await)
+    pub(super) fn group_job(&self) -> GroupJob {
+        GroupJob {
+            outbox: self.outbox.clone(),
+            config: self.config.clone(),
+            policy: self.policy.clone(),
+            control: self.control.clone(),
+        }
     }
 
+    /// The role command `r` as a future that borrows nothing.
+    pub(super) fn service_role_task(
+        &self,
+        r: &pb::ServiceRole,
+    ) -> impl std::future::Future<Output = Execution> + Send + 'static {
+        let (job, r) = (self.group_job(), r.clone());
+        async move { Execution::done(job.give_role(&r).await) }
+    }
+
+    pub(super) async fn service_role(&self, r: &pb::ServiceRole) -> Execution {
+        self.service_role_task(r).await
+    }
+}
+
+impl GroupJob {
     /// Checked when the command was accepted; again here, the trust boundary's last word.
     async fn give_role(&self, r: &pb::ServiceRole) -> Result<String, String> {
         let (section, role) = permitted(&self.policy, r)?;

@@ -8,6 +8,7 @@ use opsfleet_proto::pb;
 use opsfleet_report::error_chain;
 
 use super::exec::Execution;
+use super::role::GroupJob;
 use super::CommandHandler;
 use crate::config::{AgentConfig, HostPolicy, ModuleConfig, RemoteOp, TrafficSection};
 use crate::modules::service::command::run_bounded;
@@ -46,10 +47,21 @@ pub fn other_slots(config: &AgentConfig, service: &str, slot_group: &str) -> Vec
 }
 
 impl CommandHandler {
-    pub(super) async fn traffic_switch(&self, t: &pb::TrafficSwitch) -> Execution {
-        Execution::done(self.switch(t).await)
+    /// The switch `t` as a future that borrows nothing (run in the service's lane).
+    pub(super) fn traffic_switch_task(
+        &self,
+        t: &pb::TrafficSwitch,
+    ) -> impl std::future::Future<Output = Execution> + Send + 'static {
+        let (job, t) = (self.group_job(), t.clone());
+        async move { Execution::done(job.switch(&t).await) }
     }
 
+    pub(super) async fn traffic_switch(&self, t: &pb::TrafficSwitch) -> Execution {
+        self.traffic_switch_task(t).await
+    }
+}
+
+impl GroupJob {
     /// Checked when the command was accepted; again here, the trust boundary's last word.
     async fn switch(&self, t: &pb::TrafficSwitch) -> Result<String, String> {
         let section = permitted(&self.policy, t)?.clone();

@@ -65,6 +65,10 @@ pub struct DeployConfig {
     /// An artifact larger than this is refused (its download stops there).
     #[serde(default = "default_max_artifact_bytes")]
     pub max_artifact_bytes: u64,
+    /// A `.tar.gz` / `.tgz` artifact unpacking to more than this (its entries' sizes plus
+    /// 512 bytes each) is refused before anything is written.
+    #[serde(default = "default_max_unpacked_bytes")]
+    pub max_unpacked_bytes: u64,
 }
 
 fn default_keep() -> usize {
@@ -79,6 +83,9 @@ fn default_fetch_timeout() -> Duration {
 fn default_max_artifact_bytes() -> u64 {
     1 << 30
 }
+fn default_max_unpacked_bytes() -> u64 {
+    4 << 30
+}
 
 impl DeployConfig {
     /// A release directory `dir`, every other key at its default.
@@ -90,6 +97,7 @@ impl DeployConfig {
             activate: default_activate(),
             fetch_timeout: default_fetch_timeout(),
             max_artifact_bytes: default_max_artifact_bytes(),
+            max_unpacked_bytes: default_max_unpacked_bytes(),
         }
     }
 
@@ -143,6 +151,9 @@ impl DeployConfig {
         }
         if self.max_artifact_bytes == 0 {
             push("max_artifact_bytes", "must be greater than 0".to_owned());
+        }
+        if self.max_unpacked_bytes == 0 {
+            push("max_unpacked_bytes", "must be greater than 0".to_owned());
         }
         out
     }
@@ -204,6 +215,7 @@ image = "registry.local/app"
 keep = 1
 fetch_timeout = "0s"
 max_artifact_bytes = 0
+max_unpacked_bytes = 0
 "#;
         let problems = parse_str(toml).expect_err("invalid deploy section");
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
@@ -213,6 +225,7 @@ max_artifact_bytes = 0
             "modules[0].deploy.keep",
             "modules[0].deploy.fetch_timeout",
             "modules[0].deploy.max_artifact_bytes",
+            "modules[0].deploy.max_unpacked_bytes",
         ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }

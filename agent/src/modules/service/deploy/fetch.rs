@@ -35,12 +35,10 @@ pub enum FetchError {
         #[source]
         source: std::io::Error,
     },
-    #[error("sha256 mismatch: artifact {artifact} has sha256 {computed}, the command says {expected}; nothing was changed")]
-    Sha {
-        artifact: String,
-        computed: String,
-        expected: String,
-    },
+    /// The computed hash is never told: it would let a caller learn the hash of a local file
+    /// it cannot read.
+    #[error("sha256 mismatch: artifact {artifact} does not match the sha256 {expected} the command gives; nothing was changed")]
+    Sha { artifact: String, expected: String },
 }
 
 /// An artifact in its temp file.
@@ -112,7 +110,6 @@ pub async fn fetch(
         let _ = std::fs::remove_file(&temp);
         return Err(FetchError::Sha {
             artifact: artifact.to_owned(),
-            computed: sha256,
             expected: expected.trim().to_owned(),
         });
     }

@@ -76,17 +76,30 @@ impl Releases {
     }
 
     /// The sha256 recorded for release `version`, `None` when it has none or does not exist.
+    /// A marker that is not a plain file (a link) counts as none.
     pub fn recorded_sha(&self, version: &str) -> Option<String> {
-        std::fs::read_to_string(self.release(version).join(SHA_FILE))
+        let file = self.release(version).join(SHA_FILE);
+        if !std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_file()) {
+            return None;
+        }
+        std::fs::read_to_string(file)
             .ok()
             .map(|s| s.trim().to_ascii_lowercase())
     }
 
     /// Marks `version` as just activated (its sha file rewritten: pruning removes the least
-    /// recently activated first).
+    /// recently activated first). The new content is a new file renamed over the marker, so
+    /// a link in its place is replaced, never followed.
     pub fn touch(&self, version: &str, sha: &str) -> Result<(), ReleaseError> {
         let file = self.release(version).join(SHA_FILE);
-        std::fs::write(&file, format!("{sha}\n")).map_err(io("write", &file))
+        let temp = self
+            .release(version)
+            .join(format!("{SHA_FILE}.tmp-{}", random_tag()));
+        unpack::write_new(&temp, sha).map_err(io("write", &temp))?;
+        std::fs::rename(&temp, &file).map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            io("replace", &file)(e)
+        })
     }
 
     /// The releases kept, least recently activated first.

@@ -65,7 +65,7 @@ fn an_archive_becomes_a_release_and_a_file_keeps_its_name_executable() {
         ("app", tar::EntryType::Symlink, "bin/app", b""),
     ]);
     let a = write(tmp.path(), "a.tgz", &tgz);
-    let dir = install(&r, "1.0", &a, "app-1.0.tar.gz", &sha(&tgz)).expect("installed");
+    let dir = install(&r, "1.0", &a, "app-1.0.tar.gz", &sha(&tgz), 1 << 20).expect("installed");
     assert_eq!(dir, tmp.path().join("releases/1.0"));
     let mode = std::fs::metadata(dir.join("bin/app"))
         .expect("app")
@@ -79,7 +79,7 @@ fn an_archive_becomes_a_release_and_a_file_keeps_its_name_executable() {
     assert_eq!(r.recorded_sha("1.0"), Some(sha(&tgz)));
 
     let bin = write(tmp.path(), "b.bin", b"\x7fELF...");
-    let dir = install(&r, "2.0", &bin, "app", &sha(b"\x7fELF...")).expect("installed");
+    let dir = install(&r, "2.0", &bin, "app", &sha(b"\x7fELF..."), 1 << 20).expect("installed");
     let mode = std::fs::metadata(dir.join("app"))
         .expect("app")
         .permissions()
@@ -112,11 +112,129 @@ fn unsafe_archives_are_refused_and_leave_nothing() {
     ];
     for (what, tgz) in cases {
         let a = write(tmp.path(), "a.tar.gz", &tgz);
-        let e = install(&r, "1.0", &a, "a.tar.gz", &sha(&tgz)).expect_err(what);
+        let e = install(&r, "1.0", &a, "a.tar.gz", &sha(&tgz), 1 << 20).expect_err(what);
         assert!(matches!(e, UnpackError::Entry { .. }), "{what}: {e}");
         assert!(!r.release("1.0").exists(), "{what}: no release");
         assert_eq!(leftovers(tmp.path()), Vec::<String>::new(), "{what}");
         assert!(!tmp.path().parent().expect("parent").join("evil").exists());
+    }
+}
+
+/// A chain of links each passing a lexical check (`a/b/c/l -> ../../..` is the release root)
+/// yet leading out of it, and an entry named like the sha marker: refused, nothing written
+/// outside.
+#[test]
+fn link_chains_and_a_marker_entry_are_refused_and_write_nothing_outside() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let svc = tmp.path().join("svc");
+    std::fs::create_dir(&svc).expect("svc");
+    let r = Releases::new(&svc);
+    // The staging dir is `svc/.incoming-*`: two levels up from it is `tmp`.
+    let victim = write(tmp.path(), "victim", b"precious");
+    let dirs: [(&str, tar::EntryType, &str, &[u8]); 4] = [
+        ("a/", tar::EntryType::Directory, "", b""),
+        ("a/b/", tar::EntryType::Directory, "", b""),
+        ("a/b/c/", tar::EntryType::Directory, "", b""),
+        ("a/b/c/l", tar::EntryType::Symlink, "../../..", b""),
+    ];
+    let with = |last: (&'static str, tar::EntryType, &'static str, &'static [u8])| {
+        let mut all = dirs.to_vec();
+        all.push(last);
+        tarball(&all)
+    };
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("a link up to the root", tarball(&dirs)),
+        (
+            "the marker as a link through the chain",
+            with((
+                SHA_FILE,
+                tar::EntryType::Symlink,
+                "a/b/c/l/../../victim",
+                b"",
+            )),
+        ),
+        (
+            "another link through the chain",
+            with(("run", tar::EntryType::Symlink, "a/b/c/l/../../victim", b"")),
+        ),
+        (
+            "the marker as a file",
+            tarball(&[(SHA_FILE, tar::EntryType::Regular, "", b"0000")]),
+        ),
+        (
+            "the marker as a hard link",
+            tarball(&[
+                ("x", tar::EntryType::Regular, "", b"0000"),
+                ("./.opsfleet-sha256", tar::EntryType::Link, "x", b""),
+            ]),
+        ),
+    ];
+    for (what, tgz) in cases {
+        let a = write(tmp.path(), "a.tar.gz", &tgz);
+        let e = install(&r, "1.0", &a, "a.tar.gz", &sha(&tgz), 1 << 20).expect_err(what);
+        assert!(matches!(e, UnpackError::Entry { .. }), "{what}: {e}");
+        assert!(!r.release("1.0").exists(), "{what}: no release");
+        assert_eq!(leftovers(&svc), Vec::<String>::new(), "{what}");
+        assert_eq!(
+            std::fs::read(&victim).expect("victim"),
+            b"precious",
+            "{what}"
+        );
+    }
+}
+
+/// A marker replaced by a link (a release from before the checks) is never followed: not
+/// read, and rewritten as a new file.
+#[test]
+fn the_marker_is_never_followed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let svc = tmp.path().join("svc");
+    let r = Releases::new(&svc);
+    std::fs::create_dir_all(r.release("1.0")).expect("release");
+    let victim = write(tmp.path(), "victim", b"precious");
+    let marker = r.release("1.0").join(SHA_FILE);
+    std::os::unix::fs::symlink(&victim, &marker).expect("link");
+    assert_eq!(r.recorded_sha("1.0"), None, "a link is no marker");
+    r.touch("1.0", "abc").expect("touch");
+    assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
+    let m = std::fs::symlink_metadata(&marker).expect("marker");
+    assert!(m.file_type().is_file(), "the link was replaced");
+    assert_eq!(r.recorded_sha("1.0").as_deref(), Some("abc"));
+    let names: Vec<String> = std::fs::read_dir(r.release("1.0"))
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![SHA_FILE.to_owned()], "no temp left");
+}
+
+/// An archive unpacking past the bound is refused before its data is written: one big entry,
+/// or many small ones (each header counts 512 bytes).
+#[test]
+fn an_archive_unpacking_past_the_bound_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let r = Releases::new(tmp.path());
+    let zeros = vec![0u8; 64 * 1024];
+    let big = tarball(&[("big", tar::EntryType::Regular, "", &zeros)]);
+    assert!(big.len() < 4096, "compresses well: {}", big.len());
+    let names: Vec<String> = (0..200).map(|i| format!("f{i}")).collect();
+    let many: Vec<(&str, tar::EntryType, &str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), tar::EntryType::Regular, "", &b""[..]))
+        .collect();
+    let many = tarball(&many);
+    for (what, tgz, max) in [
+        ("one big entry", &big, 32 * 1024),
+        ("many entries", &many, 50 * 512),
+    ] {
+        let a = write(tmp.path(), "a.tar.gz", tgz);
+        let e = install(&r, "1.0", &a, "a.tar.gz", &sha(tgz), max).expect_err(what);
+        assert!(matches!(e, UnpackError::TooLarge { .. }), "{what}: {e}");
+        assert!(!r.release("1.0").exists(), "{what}: no release");
+        assert_eq!(leftovers(tmp.path()), Vec::<String>::new(), "{what}");
+        // Within the bound the same archive installs.
+        let v = format!("ok-{}", what.len());
+        install(&r, &v, &a, "a.tar.gz", &sha(tgz), 1 << 20).expect(what);
     }
 }
 
@@ -219,6 +337,12 @@ async fn a_fetch_checks_the_sha256_and_removes_what_does_not_match() {
         .await
         .expect_err("mismatch");
     assert!(matches!(e, FetchError::Sha { .. }), "{e}");
+    let told = format!("{e} {e:?}");
+    assert!(
+        !told.contains(&sha(b"payload")),
+        "the local file's hash is never told: {told}"
+    );
+    assert!(told.contains(&sha(b"other")), "{told}");
     let small = Limits {
         max_bytes: 3,
         ..limits
