@@ -99,6 +99,7 @@ fn start() -> RolloutView {
             max_unavailable: 1,
             before_job: String::new(),
             keep_old_ms: 0,
+            max_p95_ms: 0,
         },
         history: vec![step(
             300,

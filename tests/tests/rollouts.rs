@@ -6,7 +6,8 @@
 //!   each updated exactly once, in wave order.
 //! * A bad version (never ready) is rolled back by itself: the rollout ends `rolled_back`
 //!   naming the host, the hosts it reached run 2.0 again and healthy, the others were never
-//!   touched, and `rollout_failed` fires.
+//!   touched, and `rollout_failed` fires. A version whose probes answer late is rolled back by
+//!   the `--max-p95` latency gate.
 //! * A drained host is skipped and the rollout's status says so; its version is unchanged.
 //! * A service whose host does not allow `deploy` refuses it: the rollout rolls back nothing
 //!   and ends naming the host's policy.
@@ -37,13 +38,15 @@ fn testapp() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/testapp.py")
 }
 
-/// A release of `web` as a directory: the app, its config and how long it takes to be ready.
-fn release_dir(root: &Path, version: &str, ready_after: &str) -> Result<PathBuf> {
+/// A release of `web` as a directory: the app, its config, how long it takes to be ready and
+/// how late it answers its health probe (seconds).
+fn release_dir(root: &Path, version: &str, ready_after: &str, delay: &str) -> Result<PathBuf> {
     let dir = root.join("build").join(version);
     std::fs::create_dir_all(&dir)?;
     std::fs::copy(testapp(), dir.join("app.py"))?;
     std::fs::write(dir.join("app.json"), r#"{"greeting": "hi"}"#)?;
     std::fs::write(dir.join("ready_after"), ready_after)?;
+    std::fs::write(dir.join("health_delay"), delay)?;
     Ok(dir)
 }
 
@@ -102,7 +105,7 @@ impl Web {
         let dir = root.join(format!("web-{host}"));
         let release = dir.join("releases/1.0");
         std::fs::create_dir_all(&release)?;
-        for f in ["app.py", "app.json", "ready_after"] {
+        for f in ["app.py", "app.json", "ready_after", "health_delay"] {
             std::fs::copy(v1.join(f), release.join(f))?;
         }
         std::os::unix::fs::symlink("releases/1.0", dir.join("current"))?;
@@ -120,7 +123,7 @@ impl Web {
 type = "service"
 name = "web"
 interval = "200ms"
-argv = ["sh", "-c", "exec python3 {d}/current/app.py --port {port} --config {d}/current/app.json --ready-after $(cat {d}/current/ready_after)"]
+argv = ["sh", "-c", "exec python3 {d}/current/app.py --port {port} --config {d}/current/app.json --ready-after $(cat {d}/current/ready_after) --health-delay $(cat {d}/current/health_delay)"]
 stop_grace = "5s"
 restart_backoff_min = "1s"
 restart_backoff_max = "2s"
@@ -182,11 +185,17 @@ struct Artifacts {
 }
 
 async fn artifacts(root: &Path) -> Result<Artifacts> {
-    let v1 = release_dir(root, "1.0", "1")?;
+    let v1 = release_dir(root, "1.0", "1", "0")?;
     let out = root.join("served");
     let mut sha = BTreeMap::new();
-    for (version, ready_after) in [("2.0", "1"), ("2.1", "1"), ("3.0", "100000")] {
-        let dir = release_dir(root, version, ready_after)?;
+    let releases = [
+        ("2.0", "1", "0"),
+        ("2.1", "1", "0"),
+        ("3.0", "100000", "0"),
+        ("4.0", "1", "0.15"),
+    ];
+    for (version, ready_after, delay) in releases {
+        let dir = release_dir(root, version, ready_after, delay)?;
         let (_, hash) = pack(&dir, &out, version)?;
         sha.insert(version.to_owned(), hash);
     }
@@ -334,6 +343,23 @@ async fn canary_completes_a_bad_version_rolls_back_and_a_drained_host_is_skipped
         ensure!(view.hosts.iter().all(|h| h.host != "web-04"));
         ensure!(webs[3].current()? == "2.0");
         ensure!(webs[0].current()? == "2.1");
+
+        // 4.0 answers its probes 150 ms late: ready, but over a 100 ms latency bound.
+        let mut args = art.args("4.0");
+        args.extend(gates("2s"));
+        args.extend(["--max-p95".to_owned(), "100ms".to_owned()]);
+        let (view, code) = rollout(&opsctl, &args).await?;
+        ensure!(
+            code == Some(1) && view.phase == RolloutPhase::RolledBack,
+            "exit {code:?}: {view:#?}"
+        );
+        ensure!(
+            view.reason.contains("web-01: web probe latency p95"),
+            "{}",
+            view.reason
+        );
+        ensure!(webs[0].current()? == "2.1");
+        ready_at(&opsctl, &hosts[..3], "2.1").await?;
         Ok(())
     })
     .await;
@@ -485,7 +511,7 @@ fn slot_modules(blue: &Web, green: &Web, upstream: &Path) -> String {
 type = "service"
 name = "{name}"
 interval = "200ms"
-argv = ["sh", "-c", "exec python3 {d}/current/app.py --port {port} --config {d}/current/app.json --ready-after $(cat {d}/current/ready_after)"]
+argv = ["sh", "-c", "exec python3 {d}/current/app.py --port {port} --config {d}/current/app.json --ready-after $(cat {d}/current/ready_after) --health-delay $(cat {d}/current/health_delay)"]
 stop_grace = "5s"
 restart_backoff_min = "1s"
 restart_backoff_max = "2s"

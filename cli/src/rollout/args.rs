@@ -160,6 +160,11 @@ pub struct StartArgs {
     /// Blue-green: how long the old slot stays up after the switch (`30m`) [default: 0].
     #[arg(long, requires = "green", value_parser = humantime::parse_duration)]
     pub keep_old: Option<Duration>,
+    /// Gate: the soak fails when an updated host's service reports a probe latency p95 above
+    /// this (`800ms`, over its newest 64 probe rounds; the service needs a health probe)
+    /// [default: no latency gate].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub max_p95: Option<Duration>,
     /// The deadline of each command the rollout sends a host: a host offline longer than this
     /// fails its deploy.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
@@ -217,6 +222,7 @@ impl StartArgs {
         start.green_service = self.green.clone();
         start.keep_old_ms = ms("keep-old", self.keep_old.unwrap_or_default())?;
         start.command_deadline_ms = ms("command-deadline", self.command_deadline)?;
+        start.max_p95_ms = ms("max-p95", self.max_p95.unwrap_or_default())?;
         Ok(start)
     }
 }
@@ -361,6 +367,8 @@ mod tests {
             "nightly-db",
             "--command-deadline",
             "90s",
+            "--max-p95",
+            "800ms",
             "--no-wait",
         ]);
         assert!(a.follow.no_wait);
@@ -373,6 +381,7 @@ mod tests {
         assert_eq!(r.strategy, RolloutStrategy::BlueGreen);
         assert_eq!(r.green_service.as_deref(), Some("web-green"));
         assert_eq!(r.keep_old_ms, 1_800_000);
+        assert_eq!(r.max_p95_ms, 800);
         assert_eq!(
             (r.canary, r.waves.clone(), r.max_unavailable),
             (2, vec![50, 100], 3)

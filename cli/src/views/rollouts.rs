@@ -60,6 +60,9 @@ pub fn gates_line(g: &RolloutGates) -> String {
     if !g.before_job.is_empty() {
         parts.push(format!("before: backup job {}", inert(&g.before_job)));
     }
+    if g.max_p95_ms > 0 {
+        parts.push(format!("probe p95 under {}", soak_text(g.max_p95_ms)));
+    }
     if g.keep_old_ms > 0 {
         parts.push(format!("old slot kept {}", soak_text(g.keep_old_ms)));
     }

@@ -128,6 +128,13 @@ pub struct Plan {
     pub green_service: String,
     pub keep_old_ms: u64,
     pub command_deadline_ms: u64,
+    /// Probe latency p95 bound of the soak (ms); 0 = none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_p95_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl From<&pb::RolloutStarted> for Plan {
@@ -158,6 +165,7 @@ impl From<&pb::RolloutStarted> for Plan {
             green_service: clip(&p.green_service),
             keep_old_ms: p.keep_old_ms,
             command_deadline_ms: p.command_deadline_ms,
+            max_p95_ms: p.max_p95_ms,
         }
     }
 }

@@ -58,6 +58,14 @@ pub struct ServiceRow {
     pub slot_group: String,
     #[serde(default, skip_serializing_if = "is_false")]
     pub live: bool,
+    /// p95 of its probe rounds' latency (ms) over its current child's newest rounds, as its
+    /// newest heartbeat told; 0 when unknown.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub probe_p95_ms: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 fn is_false(b: &bool) -> bool {
@@ -150,6 +158,7 @@ pub fn fold(
         role: std::mem::take(&mut row.role),
         slot_group: std::mem::take(&mut row.slot_group),
         live: row.live,
+        probe_p95_ms: row.probe_p95_ms,
         health: match ProbeStatus::from_wire(s.health) {
             ProbeStatus::Unknown => None,
             h => Some(h),
@@ -165,6 +174,7 @@ pub fn fold_summary(services: &mut BTreeMap<String, ServiceRow>, s: &pb::Service
         row.role = clip(&s.role);
         row.slot_group = clip(&s.slot_group);
         row.live = s.live;
+        row.probe_p95_ms = s.probe_p95_ms;
     }
 }
 

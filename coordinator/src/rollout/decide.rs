@@ -400,6 +400,13 @@ fn health_problem(r: &Rollout, w: &impl World, wave: u32, now: i64) -> Option<St
         if let Some(h @ (ProbeStatus::Degraded | ProbeStatus::Failed)) = row.health {
             return Some(format!("{name}: {service} is {}", h.as_str()));
         }
+        let bound = r.plan.max_p95_ms;
+        if bound > 0 && row.probe_p95_ms > bound {
+            return Some(format!(
+                "{name}: {service} probe latency p95 {} ms over the {bound} ms bound",
+                row.probe_p95_ms
+            ));
+        }
         if let Some(alert) = w.firing_since(name, r.started_at_unix_ms) {
             return Some(format!("{name}: alert {alert} firing"));
         }

@@ -250,5 +250,6 @@ pub fn plan(
         green_service: green,
         keep_old_ms: req.keep_old_ms,
         command_deadline_ms: req.command_deadline_ms,
+        max_p95_ms: req.max_p95_ms,
     })
 }

@@ -688,3 +688,32 @@ fn the_fold_takes_one_rollout_per_service_and_no_undo_of_a_superseded_one() {
         "undo of a superseded rollout"
     );
 }
+
+#[test]
+fn a_probe_latency_p95_over_the_bound_fails_the_soak() {
+    let mut p = plan(&["web-a", "web-b"], 1);
+    p.max_p95_ms = 500;
+    let mut sim = Sim::new(p);
+    for row in sim.world.services.values_mut() {
+        row.probe_p95_ms = 120;
+    }
+    for _ in 0..3 {
+        sim.round(&mut |_, _| Outcome::Complete);
+    }
+    assert!(sim.rollout().gates.iter().all(|g| g.passed));
+    let row = sim
+        .world
+        .services
+        .get_mut(&("web-a".into(), "web".into()))
+        .unwrap();
+    row.probe_p95_ms = 900;
+    sim.run(|_, _| Outcome::Complete);
+    let r = sim.rollout();
+    assert_eq!(r.phase(), RolloutPhase::RolledBack);
+    assert!(
+        r.reason()
+            .contains("web-a: web probe latency p95 900 ms over the 500 ms bound"),
+        "{}",
+        r.reason()
+    );
+}

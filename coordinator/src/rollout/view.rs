@@ -127,6 +127,7 @@ pub fn view(r: &Rollout, fleet: &Fleet) -> RolloutView {
             max_unavailable: p.max_unavailable,
             before_job: p.before_job.clone(),
             keep_old_ms: p.keep_old_ms,
+            max_p95_ms: p.max_p95_ms,
         },
         history: (r.history.iter())
             .map(|s| RolloutStepView {

@@ -138,6 +138,10 @@ pub struct RolloutStart {
     pub keep_old_ms: u64,
     #[serde(default = "default_command_deadline_ms")]
     pub command_deadline_ms: u64,
+    /// Gate: the soak fails when an updated host's service reports a probe latency p95 above
+    /// this (milliseconds, over its newest 64 probe rounds); 0 = no latency gate.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub max_p95_ms: u64,
 }
 
 fn default_canary() -> u32 {
@@ -182,6 +186,7 @@ impl RolloutStart {
             green_service: None,
             keep_old_ms: 0,
             command_deadline_ms: default_command_deadline_ms(),
+            max_p95_ms: 0,
         }
     }
 }
@@ -376,6 +381,8 @@ pub struct RolloutGates {
     pub before_job: String,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub keep_old_ms: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub max_p95_ms: u64,
 }
 
 fn is_zero_u64(v: &u64) -> bool {

@@ -144,6 +144,7 @@ mod tests {
             health_detail: detail.to_owned(),
             rounds: 0,
             ready_streak: 0,
+            ..Snapshot::default()
         }
     }
 

@@ -80,8 +80,8 @@ fn remediate(
 fn publish(
     board: &watch::Sender<Snapshot>,
     pid: u32,
-    status: Status,
-    detail: &str,
+    (status, detail): (Status, &str),
+    latency_ms: u64,
 ) -> Option<pb::ServiceState> {
     let health = status.to_pb() as i32;
     let mut changed = None;
@@ -94,6 +94,14 @@ fn publish(
         snap.state.health = health;
         snap.health_detail = detail.to_owned();
         snap.rounds += 1;
+        if snap.latencies_pid != pid {
+            snap.latencies_ms.clear();
+            snap.latencies_pid = pid;
+        }
+        snap.latencies_ms.push_back(latency_ms);
+        while snap.latencies_ms.len() > super::status::LATENCIES_KEPT {
+            snap.latencies_ms.pop_front();
+        }
         snap.ready_streak = if status == Status::Ready {
             snap.ready_streak + 1
         } else {
@@ -169,7 +177,12 @@ pub async fn run(
                 }
             }
         }
-        if let Some(state) = publish(&board, pid, status, &detail) {
+        let slowest = (outcomes.iter())
+            .map(|o| o.latency)
+            .max()
+            .unwrap_or_default();
+        let latency_ms = u64::try_from(slowest.as_millis()).unwrap_or(u64::MAX);
+        if let Some(state) = publish(&board, pid, (status, &detail), latency_ms) {
             info!(service = %state.service, pid, health = status.as_str(), detail = %detail, "service health changed");
             if tx.send(state).is_err() {
                 return;
@@ -183,6 +196,31 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_childs_probe_latencies_give_its_p95_and_the_next_child_starts_afresh() {
+        let running = |pid| Snapshot {
+            state: pb::ServiceState {
+                pid,
+                state: pb::ServiceRunState::Running as i32,
+                ..Default::default()
+            },
+            ..Snapshot::default()
+        };
+        let (board, _rx) = watch::channel(running(10));
+        for ms in 1..=100 {
+            publish(&board, 10, (Status::Ready, ""), ms);
+        }
+        assert_eq!(board.borrow().latencies_ms.len(), 64);
+        // The newest 64 rounds: 37..=100 ms; the 61st of them is 97.
+        assert_eq!(board.borrow().summary().probe_p95_ms, 97);
+        board.send_modify(|s| s.state.pid = 11);
+        publish(&board, 11, (Status::Ready, ""), 5);
+        assert_eq!(board.borrow().summary().probe_p95_ms, 5);
+        // A round for a child that is gone is not counted.
+        publish(&board, 10, (Status::Ready, ""), 900);
+        assert_eq!(board.borrow().summary().probe_p95_ms, 5);
+    }
     use crate::config::ProbeType;
 
     #[test]

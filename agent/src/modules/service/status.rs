@@ -27,6 +27,34 @@ pub struct Snapshot {
     /// Consecutive probe rounds of the current child that found it ready (a deploy's
     /// `ready_samples`).
     pub ready_streak: u64,
+    /// The latency of the current child's newest probe rounds (a round's slowest probe),
+    /// milliseconds, oldest first, at most `LATENCIES_KEPT`.
+    pub latencies_ms: std::collections::VecDeque<u64>,
+    /// The child `latencies_ms` are of.
+    pub latencies_pid: u32,
+}
+
+/// Probe rounds whose latency a service keeps (its heartbeat's p95 is over these).
+pub const LATENCIES_KEPT: usize = 64;
+
+/// The 95th percentile (nearest rank) of `samples`; 0 for none.
+///
+/// ```
+/// use opsfleet_agent::modules::service::status::p95;
+/// assert_eq!(p95([]), 0);
+/// assert_eq!(p95([7]), 7);
+/// assert_eq!(p95((1..=100).rev()), 95);
+/// assert_eq!(p95([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 900]), 1);
+/// assert_eq!(p95([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 900, 900]), 900);
+/// ```
+pub fn p95(samples: impl IntoIterator<Item = u64>) -> u64 {
+    let mut v: Vec<u64> = samples.into_iter().collect();
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    let rank = (v.len() * 95).div_ceil(100).max(1);
+    v[rank - 1]
 }
 
 impl Snapshot {
@@ -47,6 +75,7 @@ impl Snapshot {
             version: self.state.version.clone(),
             restarts: self.state.restarts,
             since_unix_ms: self.state.since_unix_ms,
+            probe_p95_ms: p95(self.latencies_ms.iter().copied()),
             ..Default::default()
         }
     }
