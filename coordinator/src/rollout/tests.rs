@@ -717,3 +717,33 @@ fn a_probe_latency_p95_over_the_bound_fails_the_soak() {
         r.reason()
     );
 }
+
+#[test]
+fn the_before_step_runs_first_on_each_host_and_its_failure_stops_the_rollout() {
+    let mut p = plan(&["web-a", "web-b"], 1);
+    p.before_job = "db-dump".into();
+    let mut sim = Sim::new(p.clone());
+    sim.run(|_, _| Outcome::Complete);
+    let r = sim.rollout();
+    assert_eq!(r.phase(), RolloutPhase::Completed);
+    for h in r.hosts.values() {
+        let purposes: Vec<&str> = h.commands.iter().map(|c| c.purpose.as_str()).collect();
+        assert_eq!(purposes, ["before", "deploy"]);
+    }
+
+    // The canary's backup fails: nothing is deployed anywhere, nothing rolled back.
+    let mut sim = Sim::new(p);
+    sim.run(|_, purpose| match purpose {
+        "before" => Outcome::Fail,
+        _ => Outcome::Complete,
+    });
+    let r = sim.rollout();
+    assert_eq!(r.phase(), RolloutPhase::RolledBack);
+    assert!(
+        r.reason().contains("web-a: before failed"),
+        "{}",
+        r.reason()
+    );
+    assert!(r.hosts.values().all(|h| h.last("deploy").is_none()));
+    assert!(r.hosts.values().all(|h| h.last("rollback").is_none()));
+}
