@@ -275,18 +275,23 @@ pub fn decide(r: &Rollout, w: &impl World, now: i64) -> Vec<Act> {
         }
         return finish(r, w, soaked.at_unix_ms, now);
     }
-    // Updating the wave.
+    // Updating the wave: every host in flight counts before any is sent a step.
     let mut acts = Vec::new();
-    let mut busy = 0u32;
+    let live: Vec<(&String, &RolloutHost)> = (hosts.iter())
+        .filter_map(|name| Some((name, r.hosts.get(name)?)))
+        .filter(|(_, h)| h.skipped.is_empty())
+        .collect();
+    let mut busy = u32::try_from(
+        (live.iter())
+            .filter(|(name, h)| matches!(progress(r, h, now, w.lost(name, now)), Progress::Busy))
+            .count(),
+    )
+    .unwrap_or(u32::MAX);
     let mut pending = 0usize;
     let mut updated = 0usize;
-    for name in &hosts {
-        let Some(h) = r.hosts.get(name) else { continue };
-        if !h.skipped.is_empty() {
-            continue;
-        }
+    for (name, h) in live {
         match progress(r, h, now, w.lost(name, now)) {
-            Progress::Busy => busy += 1,
+            Progress::Busy => {}
             Progress::Updated => updated += 1,
             Progress::Failed(..) => {}
             Progress::Next(step, fresh) => {
