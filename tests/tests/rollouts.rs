@@ -19,7 +19,6 @@
 //!   undo while it is up switches the traffic back at once and stops nothing.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,9 +26,9 @@ use anyhow::{ensure, Context, Result};
 use opsfleet_proto::api::{
     ProbeStatus, RolloutHostState, RolloutPhase, RolloutView, ServiceRunState, ServicesReply,
 };
+use opsfleet_tests::artifacts::{tar_gz, ArtifactServer};
 use opsfleet_tests::secure::free_port;
 use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec, Opsctl};
-use sha2::{Digest, Sha256};
 
 const WAIT: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(300);
@@ -48,50 +47,6 @@ fn release_dir(root: &Path, version: &str, ready_after: &str, delay: &str) -> Re
     std::fs::write(dir.join("ready_after"), ready_after)?;
     std::fs::write(dir.join("health_delay"), delay)?;
     Ok(dir)
-}
-
-/// `dir` packed as `<out>/web-<version>.tar.gz` (by `tar`), and its sha256.
-fn pack(dir: &Path, out: &Path, version: &str) -> Result<(String, String)> {
-    std::fs::create_dir_all(out)?;
-    let name = format!("web-{version}.tar.gz");
-    let status = std::process::Command::new("tar")
-        .arg("-czf")
-        .arg(out.join(&name))
-        .arg("-C")
-        .arg(dir)
-        .arg(".")
-        .status()?;
-    ensure!(status.success(), "tar failed: {status}");
-    let bytes = std::fs::read(out.join(&name))?;
-    Ok((name, hex(&Sha256::digest(&bytes))))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Serves the files of `dir` on loopback (GET /<name>), until the test ends.
-async fn serve(dir: PathBuf) -> Result<SocketAddr> {
-    use axum::extract::Path as UrlPath;
-    use axum::http::StatusCode;
-    let app = axum::Router::new().route(
-        "/{name}",
-        axum::routing::get(move |UrlPath(name): UrlPath<String>| {
-            let dir = dir.clone();
-            async move {
-                if name.contains('/') || name.starts_with('.') {
-                    return Err(StatusCode::NOT_FOUND);
-                }
-                std::fs::read(dir.join(name)).map_err(|_| StatusCode::NOT_FOUND)
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(addr)
 }
 
 /// One host's `web`: its port and deploy dir, with release 1.0 in place as `current`.
@@ -177,9 +132,10 @@ async fn ready_at(opsctl: &Opsctl, hosts: &[&str], version: &str) -> Result<()> 
     .await
 }
 
-/// The artifacts of this test: 2.0 (good), 3.0 (never ready), served on loopback.
+/// The artifacts of this test: 2.0 (good), 2.1, 3.0 (never ready), 4.0 (slow probes), served
+/// on loopback for as long as this lives.
 struct Artifacts {
-    base: String,
+    server: ArtifactServer,
     sha: BTreeMap<String, String>,
     v1: PathBuf,
 }
@@ -196,12 +152,11 @@ async fn artifacts(root: &Path) -> Result<Artifacts> {
     ];
     for (version, ready_after, delay) in releases {
         let dir = release_dir(root, version, ready_after, delay)?;
-        let (_, hash) = pack(&dir, &out, version)?;
-        sha.insert(version.to_owned(), hash);
+        let built = tar_gz(&dir, &out.join(format!("web-{version}.tar.gz")))?;
+        sha.insert(version.to_owned(), built.sha256);
     }
-    let addr = serve(out).await?;
     Ok(Artifacts {
-        base: format!("http://{addr}"),
+        server: ArtifactServer::serve(&out).await?,
         sha,
         v1,
     })
@@ -213,7 +168,7 @@ impl Artifacts {
             "--version".into(),
             version.into(),
             "--artifact".into(),
-            format!("{}/web-{version}.tar.gz", self.base),
+            self.server.url(&format!("web-{version}.tar.gz")),
             "--sha256".into(),
             self.sha[version].clone(),
         ]
