@@ -253,3 +253,55 @@ pub fn plan(
         max_p95_ms: req.max_p95_ms,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(edit: impl FnOnce(&mut RolloutStart)) -> String {
+        let mut req = RolloutStart::new("web", "2.0");
+        edit(&mut req);
+        match check(&req, Duration::from_secs(3600)) {
+            Err(e) => e.to_string(),
+            Ok(()) => panic!("accepted: {req:?}"),
+        }
+    }
+
+    #[test]
+    fn a_request_that_no_host_could_take_is_refused_before_anything_is_recorded() {
+        assert!(check(&RolloutStart::new("web", "2.0"), Duration::from_secs(3600)).is_ok());
+        for bad in ["", ".", "..", "../etc", "2.0/x", "a b", &"9".repeat(129)] {
+            let why = refused(|r| r.version = bad.to_owned());
+            assert!(why.starts_with("version:"), "{bad:?}: {why}");
+        }
+        assert!(refused(|r| r.service = " ".into()).starts_with("service:"));
+        let why = refused(|r| r.artifact = Some("http://127.0.0.1:1/web.tgz".into()));
+        assert_eq!(why, "sha256: required with an artifact");
+        assert!(refused(|r| r.sha256 = Some("abc".into())).starts_with("sha256: 64 hex"));
+        assert!(refused(|r| r.waves = vec![50, 25, 100]).contains("must rise"));
+        assert!(refused(|r| r.waves = vec![0, 100]).starts_with("waves:"));
+        assert!(refused(|r| r.waves = Vec::new()).starts_with("waves:"));
+        assert!(refused(|r| r.max_unavailable = 0).starts_with("max_unavailable:"));
+        assert!(refused(|r| r.command_deadline_ms = 0).starts_with("command_deadline:"));
+        let too_long = refused(|r| r.command_deadline_ms = 2 * 3_600_000);
+        assert!(too_long.contains("max_deadline"), "{too_long}");
+        let bg = |r: &mut RolloutStart| r.strategy = RolloutStrategy::BlueGreen;
+        assert!(refused(bg).starts_with("green:"));
+        let same = refused(|r| {
+            bg(r);
+            r.green_service = Some("web".into());
+        });
+        assert!(same.contains("another service"), "{same}");
+    }
+
+    #[test]
+    fn an_empty_fleet_has_no_host_to_roll_out_to() {
+        let issuer = Issuer {
+            name: "alice".into(),
+            role: Some(opsfleet_proto::api::Role::Admin),
+        };
+        let req = RolloutStart::new("web", "2.0");
+        let err = plan(&Fleet::new(), &req, &issuer, Duration::from_secs(3600), 0);
+        assert!(matches!(err, Err(PlanError::Targets(_))), "{err:?}");
+    }
+}
