@@ -164,7 +164,9 @@ pub fn plan(
                     group: group.to_owned(),
                 });
             }
-            if m.fitness == Fitness::Unfit {
+            // An operator's target must be ready now: a member only starting may be a
+            // crash-looping app between its restart and its first failed probe.
+            if m.fitness != Fitness::Healthy {
                 return Err(AskError::Unfit {
                     host: host.to_owned(),
                     group: group.to_owned(),
@@ -220,6 +222,16 @@ mod tests {
             err.to_string(),
             "c cannot take group edge's active role: host lost"
         );
+        // A member only starting (a restarted app before its first probe) is no target yet.
+        let starting = vec![
+            m("a", Told::Active, Fitness::Healthy, ""),
+            m("d", Told::Standby, Fitness::Starting, "service starting"),
+        ];
+        let err = plan("edge", Some(&starting), &known, Some("d"), false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "d cannot take group edge's active role: service starting"
+        );
         let err = plan("edge", Some(&members), &known, Some("a"), true).unwrap_err();
         assert!(matches!(err, AskError::AlreadyActive { .. }));
         let no_active = vec![m("b", Told::Standby, Fitness::Healthy, "")];
@@ -244,7 +256,10 @@ mod tests {
         let (from, to) = plan("edge", Some(&members), &[], None, true).expect("planned");
         assert_eq!(from.map(|f| f.host), Some("a".to_owned()));
         assert_eq!(to.host, "c");
-        let (_, to) = plan("edge", Some(&members), &[], Some("b"), false).expect("planned");
-        assert_eq!(to.host, "b");
+        let (_, to) = plan("edge", Some(&members), &[], Some("d"), false).expect("planned");
+        assert_eq!(to.host, "d");
+        // Named, a member only starting is refused: it may be crash-looping.
+        let err = plan("edge", Some(&members), &[], Some("b"), false).unwrap_err();
+        assert!(matches!(err, AskError::Unfit { .. }), "{err}");
     }
 }
