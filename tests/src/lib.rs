@@ -29,6 +29,7 @@
 pub mod agent;
 pub mod artifacts;
 pub mod bins;
+pub mod browser;
 pub mod check;
 pub mod cluster;
 pub mod compose;
