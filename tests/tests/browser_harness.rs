@@ -182,6 +182,9 @@ async fn drives_a_form_under_a_strict_csp() -> Result<()> {
         "eval_js returned {v}"
     );
     ensure!(!b.horizontal_overflow().await?, "the form page overflows");
+    ensure!(b.count("form input, form button").await? == 2);
+    ensure!(b.attr("#greet", "type").await?.as_deref() == Some("button"));
+    ensure!(b.attr("#greet", "data-none").await?.is_none());
 
     let shot = shots.path().join("form.png");
     let size = b.screenshot(&shot).await?;

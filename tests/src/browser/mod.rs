@@ -39,6 +39,8 @@ pub use driver::{check_installed, live_in_group, live_naming, Driver, CHROMEDRIV
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a page may take to load before `goto` fails.
 pub const PAGE_LOAD_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long a script run by [`Browser::eval_js`] may take.
+pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long opening the session (starting Chromium) may take.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Interval of the polling waits.
@@ -178,7 +180,7 @@ impl Browser {
             .cmd(
                 "set the timeouts",
                 browser.client()?.update_timeouts(TimeoutConfiguration::new(
-                    Some(COMMAND_TIMEOUT),
+                    Some(SCRIPT_TIMEOUT),
                     Some(PAGE_LOAD_TIMEOUT),
                     Some(Duration::ZERO),
                 )),
@@ -262,6 +264,18 @@ impl Browser {
             self.client()?.find_all(Locator::Css(css)),
         )
         .await
+    }
+
+    /// How many elements match `css` now.
+    pub async fn count(&self, css: &str) -> Result<usize> {
+        Ok(self.find_all(css).await?.len())
+    }
+
+    /// The attribute `name` of the first element matching `css` (`None` when it has none).
+    pub async fn attr(&self, css: &str, name: &str) -> Result<Option<String>> {
+        let el = self.find(css).await?;
+        self.cmd(&format!("read `{name}` of `{css}`"), el.attr(name))
+            .await
     }
 
     /// Polls until an element matches `css` (at most `timeout`).
