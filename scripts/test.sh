@@ -17,6 +17,7 @@ ensure_cargo
 ensure_nats_server
 ensure_deb /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 faketime "the chaos suite's clock jumps"
 ensure_deb strace strace "the fsync measurement (tests/tests/fsync_promise.rs)"
+ensure_deb /usr/bin/prometheus-alertmanager prometheus-alertmanager "the Alertmanager notifier test (tests/tests/notifiers.rs)"
 
 say "building every binary: cargo build --workspace --bins"
 cargo build --workspace --bins

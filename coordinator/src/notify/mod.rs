@@ -35,6 +35,8 @@ mod webhook;
 #[cfg(test)]
 mod config_tests;
 #[cfg(test)]
+mod route_tests;
+#[cfg(test)]
 mod tests;
 
 use opsfleet_proto::api::{AlertState, Severity};
