@@ -263,8 +263,8 @@ impl Engine {
                 }
             }
             // Alertmanager routes post firing alerts again while they fire (notify::refresh).
-            let firing = super::firing(&self.shared.fleet(), &self.shared.name, epoch);
-            if !cancel.is_cancelled() && gate.still(epoch) {
+            if self.notifier.re_sends() && !cancel.is_cancelled() && gate.still(epoch) {
+                let firing = super::firing(&self.shared.fleet(), &self.shared.name, epoch);
                 self.notifier.refresh(&firing).await;
             }
         }

@@ -41,6 +41,11 @@ pub struct Firing {
 }
 
 impl Notifier {
+    /// Whether any route re-sends firing alerts (an Alertmanager route).
+    pub fn re_sends(&self) -> bool {
+        self.routes.iter().any(|r| r.refresh.is_some())
+    }
+
     /// Posts again the firing alerts that each Alertmanager route is due to re-send (call it
     /// often, with every firing alert, while active). Returns how many alerts were posted.
     /// A failed post is logged and tried again an interval later.

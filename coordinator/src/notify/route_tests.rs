@@ -216,3 +216,31 @@ labels = { env = \"prod\" }
         err.report()
     );
 }
+
+/// Every ```toml block of docs/notifiers.md loads as a coordinator config.
+#[test]
+fn the_docs_examples_load() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/notifiers.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let blocks: Vec<&str> = text
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(toml, _)| toml))
+        .collect();
+    assert_eq!(blocks.len(), 3, "one example per kind section");
+    let dir = tempfile::tempdir().unwrap();
+    let mut kinds = Vec::new();
+    for (i, toml) in blocks.iter().enumerate() {
+        let file = dir.path().join(format!("example-{i}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        let cfg = crate::config::CoordinatorConfig::load(&file)
+            .map_err(|e| e.report())
+            .unwrap_or_else(|e| panic!("example {i}:\n{toml}\n{e}"));
+        let env = |_: &str| Ok("R0123456789abcdefghijklmnopqrstu".to_owned());
+        Notifier::from_config_with(&cfg.notify, &env).unwrap();
+        kinds.extend(cfg.notify.routes.iter().map(|r| r.kind));
+    }
+    for kind in [RouteKind::Alertmanager, RouteKind::Pagerduty] {
+        assert!(kinds.contains(&kind), "{kind:?} has an example");
+    }
+}
