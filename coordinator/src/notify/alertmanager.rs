@@ -212,6 +212,19 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever an agent's label is called, the name sent follows Prometheus' rules.
+        #[test]
+        fn label_names_follow_prometheus_rules(name in "\\PC{0,20}") {
+            let out = label_name(&name);
+            let mut chars = out.chars();
+            let first = chars.next().unwrap();
+            proptest::prop_assert!(first.is_ascii_alphabetic() || first == '_', "{}", out);
+            proptest::prop_assert!(chars.all(|c| c.is_ascii_alphanumeric() || c == '_'), "{}", out);
+            proptest::prop_assert!(!out.starts_with("__"), "{}", out);
+        }
+    }
+
     #[test]
     fn resends_are_due_every_interval_and_forgotten_when_resolved() {
         let t0 = Instant::now();
