@@ -1,9 +1,11 @@
-//! The Alertmanager and PagerDuty notifiers end to end: a real nats-server, a coordinator, an
+//! The Alertmanager and PagerDuty notifiers end to end: a real nats-server, two coordinators
+//! (blue active, green standby, blue killed -9 mid-alert), an
 //! agent whose disk thresholds are lowered (a breach) and raised again (a resolve), a real
 //! Alertmanager (Debian's `prometheus-alertmanager`, read through its own v2 API) and local
 //! PagerDuty Events v2 receivers that check every field rule. Proves: the alert shows active in
-//! Alertmanager with its labels (host labels included), stays active past its first `endsAt`
-//! because the route re-sends it, and is gone at once after the resolve; PagerDuty gets a
+//! Alertmanager with its labels (host labels included), stays active past its `endsAt` after
+//! the active coordinator is killed because the new active re-sends it, and is gone at once
+//! after the resolve; PagerDuty gets a
 //! valid trigger then resolve with `dedup_key` = the alert id; a receiver answering 400 gets
 //! one attempt per transition, recorded as failed; a route whose labels do not match gets
 //! nothing.
@@ -124,6 +126,18 @@ fn field<'a>(event: &'a Value, key: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
+/// Waits until `coordinator` reports `role`.
+async fn wait_role(c: &mut Cluster, coordinator: &str, role: &str) -> Result<Duration> {
+    let start = Instant::now();
+    let what = format!("{coordinator} to be {role}");
+    wait_until(&what, WAIT, Duration::from_millis(100), async || {
+        let r = c.status(Some(coordinator)).await?;
+        Ok((r.responder.role.as_str() == role).then_some(()))
+    })
+    .await?;
+    Ok(start.elapsed())
+}
+
 /// The alerts Alertmanager holds for `alertname` (any state it still returns).
 async fn am_alerts(am: &Alertmanager, alertname: &str) -> Result<Vec<Value>> {
     let all = am
@@ -145,6 +159,9 @@ async fn alertmanager_and_pagerduty_get_firing_then_resolved() {
         let dev = PagerDuty::start().await?;
         let toml = coordinator_toml(&am.url(), &pd.url(), &broken.url(), &dev.url());
         c.add_coordinator(CoordinatorSpec::new("blue").config_toml(&toml))?;
+        wait_role(c, "blue", "active").await?;
+        c.add_coordinator(CoordinatorSpec::new("green").config_toml(&toml))?;
+        wait_role(c, "green", "standby").await?;
 
         let disk = c.dir().join("data-disk");
         std::fs::create_dir_all(&disk)?;
@@ -200,7 +217,11 @@ async fn alertmanager_and_pagerduty_get_firing_then_resolved() {
             "{fired}"
         );
 
-        // Past the first post's endsAt (4 re-send intervals), it is still active: re-sent.
+        // Blue dies; past the last post's endsAt (4 re-send intervals) after green took over,
+        // the alert is still active: green re-sends it.
+        c.coordinator("blue")?.sigkill().await?;
+        let takeover = wait_role(c, "green", "active").await?;
+        println!("green active {takeover:?} after kill -9 of blue");
         tokio::time::sleep(RESEND * 5).await;
         let still = am_alerts(&am, "disk_crit").await?;
         ensure!(
@@ -287,6 +308,8 @@ async fn alertmanager_and_pagerduty_get_firing_then_resolved() {
             "same dedup_key: {}",
             resolve.body
         );
+        let by = &resolve.body["payload"]["custom_details"]["coordinator"];
+        ensure!(by == "green", "resolved by {by}");
 
         // The refusing receiver: one attempt per transition, each recorded as failed.
         let failed = wait_until(

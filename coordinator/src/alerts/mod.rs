@@ -81,6 +81,10 @@ pub fn notification_of(rec: &AlertRecord, coordinator: &str, epoch: u64) -> Noti
         epoch,
         labels: Default::default(),
         firing_since_unix_ms: rec.firings.last().copied().unwrap_or(0),
+        routes_before: (rec.notifications.iter())
+            .filter(|n| n.transition_id != rec.transition_id)
+            .map(|n| n.route.clone())
+            .collect(),
     }
 }
 

@@ -89,6 +89,10 @@ pub struct Notification {
     /// When the alert last began firing (Unix ms; 0 = unknown): a resolve's `startsAt`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub firing_since_unix_ms: i64,
+    /// Routes an earlier transition of this alert went to: a resolve goes to them whatever
+    /// the host's labels say now, so no receiver is left with an alert that never resolves.
+    #[serde(skip)]
+    pub routes_before: Vec<String>,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -348,7 +352,8 @@ impl Route {
             Some(min) if n.severity != Severity::Unknown => n.severity >= min,
             _ => true,
         };
-        severe && self.matcher.matches(&n.rule, &n.host, &n.labels)
+        let told_before = n.state == AlertState::Resolved && n.routes_before.contains(&self.name);
+        told_before || (severe && self.matcher.matches(&n.rule, &n.host, &n.labels))
     }
 }
 

@@ -108,6 +108,24 @@ async fn routes_match_by_rule_host_glob_and_label() {
     assert!(matches!(n.send("prod", &x).await, Delivery::Skipped { .. }));
 }
 
+/// A resolve goes where the firing went even if the host's labels changed in between.
+#[test]
+fn a_resolve_follows_the_firing_whatever_the_labels_say_now() {
+    let mut prod = route("prod", RouteKind::Webhook, "http://127.0.0.1:9/x");
+    prod.labels = [("env".to_owned(), "prod".to_owned())].into();
+    let n = notifier(vec![prod]);
+    let mut x = sample();
+    x.routes_before = vec!["prod".into()];
+    assert!(
+        n.routes_for(&x).is_empty(),
+        "a new firing still has to match"
+    );
+    x.state = AlertState::Resolved;
+    assert_eq!(n.routes_for(&x), ["prod"]);
+    x.routes_before.clear();
+    assert!(n.routes_for(&x).is_empty());
+}
+
 #[test]
 fn new_kinds_refuse_what_they_cannot_use() {
     let mut no_key = RouteConfig::new("pd", RouteKind::Pagerduty);

@@ -22,6 +22,7 @@ pub(crate) fn sample() -> Notification {
         epoch: 7,
         labels: Default::default(),
         firing_since_unix_ms: 0,
+        routes_before: Vec::new(),
     }
 }
 
