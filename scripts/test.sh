@@ -20,6 +20,7 @@ ensure_deb /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 faketime "the cha
 ensure_deb strace strace "the fsync measurement (tests/tests/fsync_promise.rs)"
 ensure_deb /usr/bin/chromium chromium "the console's browser tests (tests/src/browser/)"
 ensure_deb /usr/bin/chromedriver chromium-driver "the console's browser tests (tests/src/browser/)"
+ensure_deb /usr/bin/prometheus-alertmanager prometheus-alertmanager "the Alertmanager notifier test (tests/tests/notifiers.rs)"
 
 say "building every binary: cargo build --workspace --bins"
 cargo build --workspace --bins

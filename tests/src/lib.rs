@@ -27,6 +27,7 @@
 //! scenario fails or panics, and tears every process down in any case.
 
 pub mod agent;
+pub mod alertmanager;
 pub mod artifacts;
 pub mod bins;
 pub mod browser;
@@ -38,6 +39,7 @@ pub mod disk;
 pub mod nats;
 pub mod netns;
 pub mod opsctl;
+pub mod pagerduty;
 pub mod procs;
 pub mod receiver;
 pub mod runbook;

@@ -24,7 +24,7 @@ use crate::state::Shared;
 
 use super::rules::Condition;
 use super::{
-    evaluate_with, liveness_body, notification_of, stream_condition, transition_body, undelivered,
+    evaluate_with, liveness_body, notification_for, stream_condition, transition_body, undelivered,
     AlertsConfig, Memory, Rules, State, StreamUsage, Transition,
 };
 
@@ -217,7 +217,7 @@ impl Engine {
                 let name = &self.shared.name;
                 undelivered(
                     fleet.alerts().alerts.values(),
-                    |rec| self.notifier.routes_for(&notification_of(rec, name, epoch)),
+                    |rec| (self.notifier).routes_for(&notification_for(rec, &fleet, name, epoch)),
                     now_unix_ms(),
                     max_age_ms,
                 )
@@ -225,7 +225,7 @@ impl Engine {
                 .filter(|(rec, route)| {
                     !handled.contains(&(rec.transition_id.clone(), route.clone()))
                 })
-                .map(|(rec, route)| (notification_of(rec, name, epoch), route))
+                .map(|(rec, route)| (notification_for(rec, &fleet, name, epoch), route))
                 .collect()
             };
             for (n, route) in todo {
@@ -261,6 +261,11 @@ impl Engine {
                 if let Err(e) = self.emitter.emit(body, Duration::from_secs(30)).await {
                     warn!(error = %ErrorChain(&e), alert = %n.alert_id, route, "notification sent but not recorded; a later term may send it again");
                 }
+            }
+            // Alertmanager routes post firing alerts again while they fire (notify::refresh).
+            if self.notifier.re_sends() && !cancel.is_cancelled() && gate.still(epoch) {
+                let firing = super::firing(&self.shared.fleet(), &self.shared.name, epoch);
+                self.notifier.refresh(&firing).await;
             }
         }
     }

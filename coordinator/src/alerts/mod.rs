@@ -19,8 +19,9 @@ pub use rules::{stream_condition, RuleKind, Rules, StreamUsage};
 
 use opsfleet_proto::pb::{self, event::Body};
 
-use crate::notify::Notification;
-use crate::projection::AlertRecord;
+use crate::notify::{Firing, Notification};
+use crate::projection::{AlertRecord, Fleet};
+use opsfleet_proto::api::AlertState as pb_state;
 
 fn wire_state(s: Option<State>) -> pb::AlertState {
     match s {
@@ -78,7 +79,43 @@ pub fn notification_of(rec: &AlertRecord, coordinator: &str, epoch: u64) -> Noti
         at_unix_ms: rec.since_unix_ms,
         coordinator: coordinator.to_owned(),
         epoch,
+        labels: Default::default(),
+        firing_since_unix_ms: rec.firings.last().copied().unwrap_or(0),
+        routes_before: (rec.notifications.iter())
+            .filter(|n| n.transition_id != rec.transition_id)
+            .map(|n| n.route.clone())
+            .collect(),
     }
+}
+
+/// [`notification_of`] with the host's labels from the projection (for route matching).
+pub fn notification_for(
+    rec: &AlertRecord,
+    fleet: &Fleet,
+    coordinator: &str,
+    epoch: u64,
+) -> Notification {
+    let mut n = notification_of(rec, coordinator, epoch);
+    if let Some(host) = fleet.host(&rec.host) {
+        n.labels = host.labels.clone();
+    }
+    n
+}
+
+/// Every firing alert with the routes its current transition was handled on: what
+/// Alertmanager routes re-send while it fires.
+pub fn firing(fleet: &Fleet, coordinator: &str, epoch: u64) -> Vec<Firing> {
+    let alerts = fleet.alerts().alerts.values();
+    alerts
+        .filter(|rec| rec.state == Some(pb_state::Firing))
+        .map(|rec| Firing {
+            notification: notification_for(rec, fleet, coordinator, epoch),
+            routes: (rec.notifications.iter())
+                .filter(|n| n.transition_id == rec.transition_id)
+                .map(|n| n.route.clone())
+                .collect(),
+        })
+        .collect()
 }
 
 /// Transitions folded in the log that still lack a notification on a route (pure): each

@@ -2,6 +2,7 @@
 //! an environment variable), timeouts, retries and rate limits, validated so that every problem
 //! is reported at once.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use opsfleet_configcheck::prefixed;
@@ -28,6 +29,11 @@ pub enum RouteKind {
     Slack,
     /// Telegram Bot API `sendMessage` with `chat_id` and `text`.
     Telegram,
+    /// Alertmanager's v2 API: `POST <url>/api/v2/alerts`, firing re-sent every
+    /// `resend_interval` while it lasts, then resolved.
+    Alertmanager,
+    /// PagerDuty Events API v2: trigger/resolve with `dedup_key` = the alert id.
+    Pagerduty,
 }
 
 impl RouteKind {
@@ -36,6 +42,8 @@ impl RouteKind {
             RouteKind::Webhook => "webhook",
             RouteKind::Slack => "slack",
             RouteKind::Telegram => "telegram",
+            RouteKind::Alertmanager => "alertmanager",
+            RouteKind::Pagerduty => "pagerduty",
         }
     }
 }
@@ -47,7 +55,8 @@ pub struct RouteConfig {
     /// Unique among routes; a subject token (letters, digits, `-`, `_`).
     pub name: String,
     pub kind: RouteKind,
-    /// Target URL (webhook, slack). Secret for Slack: prefer `url_env`.
+    /// Target URL (webhook, slack), Alertmanager's base URL, PagerDuty's enqueue URL
+    /// (default [`PAGERDUTY_URL`]). Secret for Slack: prefer `url_env`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<Secret>,
     /// Name of an environment variable holding the URL, read at start.
@@ -59,6 +68,16 @@ pub struct RouteConfig {
     /// Name of an environment variable holding the Telegram bot token, read at start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bot_token_env: Option<String>,
+    /// PagerDuty integration key (32 characters; secret: prefer `routing_key_env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_key: Option<Secret>,
+    /// Name of an environment variable holding the PagerDuty routing key, read at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_key_env: Option<String>,
+    /// Alertmanager: how often a firing alert is posted again (its `endsAt` is 4 intervals
+    /// ahead, so Alertmanager keeps it active while the coordinator keeps posting).
+    #[serde(default = "default_resend_interval", with = "humantime_serde")]
+    pub resend_interval: Duration,
     /// Telegram chat id (`-100123...` or `@channel`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_id: Option<String>,
@@ -83,6 +102,15 @@ pub struct RouteConfig {
     /// Notifications below this severity (`info` < `warning` < `critical`) skip the route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_severity: Option<String>,
+    /// Only these rules (any of them); empty = every rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    /// Only hosts matching one of these globs (`web-*`); empty = every host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Only hosts whose labels include all of these (`{ env = "prod" }`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Token bucket: `burst` notifications at once, refilled at `per_minute`.
@@ -131,6 +159,14 @@ impl Serialize for Secret {
 /// Default Telegram Bot API base URL.
 pub const TELEGRAM_API_BASE: &str = "https://api.telegram.org";
 
+/// Default PagerDuty Events API v2 endpoint.
+pub const PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+/// Length of a PagerDuty Events v2 integration (routing) key.
+pub const ROUTING_KEY_LEN: usize = 32;
+
+fn default_resend_interval() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_api_base() -> String {
     TELEGRAM_API_BASE.to_owned()
 }
@@ -171,6 +207,12 @@ impl RouteConfig {
             retry_max_delay: default_retry_max_delay(),
             rate_limit: RateLimitConfig::default(),
             min_severity: None,
+            routing_key: None,
+            routing_key_env: None,
+            resend_interval: default_resend_interval(),
+            rules: Vec::new(),
+            hosts: Vec::new(),
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -201,10 +243,90 @@ impl RouteConfig {
     /// Problems of this route apart from its name, keys relative to the route.
     fn problems(&self) -> Vec<(String, String)> {
         let mut out = match self.kind {
-            RouteKind::Webhook | RouteKind::Slack => self.url_problems(),
+            RouteKind::Webhook | RouteKind::Slack | RouteKind::Alertmanager => self.url_problems(),
             RouteKind::Telegram => self.telegram_problems(),
+            RouteKind::Pagerduty => self.pagerduty_problems(),
         };
+        if self.kind != RouteKind::Pagerduty {
+            self.unused(
+                &mut out,
+                &[
+                    ("routing_key", self.routing_key.is_some()),
+                    ("routing_key_env", self.routing_key_env.is_some()),
+                ],
+            );
+        }
+        if self.kind == RouteKind::Alertmanager {
+            let d = self.resend_interval;
+            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+                out.push((
+                    "resend_interval".into(),
+                    "must be between 100ms and 1h".into(),
+                ));
+            }
+        } else {
+            let set = self.resend_interval != default_resend_interval();
+            self.unused(&mut out, &[("resend_interval", set)]);
+        }
         out.extend(self.delivery_problems());
+        out.extend(self.matcher().problems());
+        out
+    }
+
+    /// What this route's notifications must be about.
+    pub fn matcher(&self) -> super::matching::Match {
+        super::matching::Match {
+            rules: self.rules.clone(),
+            hosts: self.hosts.clone(),
+            labels: self.labels.clone(),
+        }
+    }
+
+    /// Each set field of `fields` is a problem: not used by this kind.
+    fn unused(&self, out: &mut Vec<(String, String)>, fields: &[(&str, bool)]) {
+        for (field, set) in fields {
+            if *set {
+                out.push((
+                    field.to_string(),
+                    format!("not used by kind {}", self.kind.as_str()),
+                ));
+            }
+        }
+    }
+
+    /// A PagerDuty route: a routing key (32 characters), an optional http(s) URL, and none of
+    /// Telegram's keys.
+    fn pagerduty_problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        one_of(
+            &mut out,
+            "routing_key",
+            &self.routing_key,
+            "routing_key_env",
+            &self.routing_key_env,
+        );
+        if let Some(Secret(key)) = &self.routing_key {
+            if let Some(reason) = routing_key_problem(key) {
+                out.push(("routing_key".into(), reason));
+            }
+        }
+        if self.url.is_some() && self.url_env.is_some() {
+            out.push(("url".into(), "set either url or url_env, not both".into()));
+        }
+        if let Some(Secret(url)) = &self.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                out.push(("url".into(), "must start with http:// or https://".into()));
+            }
+        }
+        self.unused(
+            &mut out,
+            &[
+                ("bot_token", self.bot_token.is_some()),
+                ("bot_token_env", self.bot_token_env.is_some()),
+                ("chat_id", self.chat_id.is_some()),
+                ("api_base", self.api_base != TELEGRAM_API_BASE),
+            ],
+        );
         out
     }
 
@@ -250,14 +372,13 @@ impl RouteConfig {
                 "must start with http:// or https://".into(),
             ));
         }
-        for (field, set) in [
-            ("url", self.url.is_some()),
-            ("url_env", self.url_env.is_some()),
-        ] {
-            if set {
-                out.push((field.into(), "not used by kind telegram".into()));
-            }
-        }
+        self.unused(
+            &mut out,
+            &[
+                ("url", self.url.is_some()),
+                ("url_env", self.url_env.is_some()),
+            ],
+        );
         out
     }
 
@@ -293,6 +414,12 @@ impl RouteConfig {
         }
         out
     }
+}
+
+/// Why `key` cannot be a PagerDuty routing key: 32 letters and digits.
+pub fn routing_key_problem(key: &str) -> Option<String> {
+    let ok = key.len() == ROUTING_KEY_LEN && key.chars().all(|c| c.is_ascii_alphanumeric());
+    (!ok).then(|| format!("a PagerDuty routing key is {ROUTING_KEY_LEN} letters and digits"))
 }
 
 /// Exactly one of an inline value and its `_env` variant must be set (and non-empty).

@@ -106,10 +106,17 @@ fn the_deploy_sample_parses_when_uncommented() {
     let names: Vec<&str> = cfg.notify.routes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
-        ["ops-webhook", "ops-slack", "oncall-telegram"],
+        [
+            "ops-webhook",
+            "ops-slack",
+            "oncall-telegram",
+            "alertmanager",
+            "oncall-pagerduty"
+        ],
         "{out}"
     );
-    let env = |_: &str| Ok("secret-from-env".to_owned());
+    // Long enough for a PagerDuty routing key (32 letters and digits).
+    let env = |_: &str| Ok("secretfromenv0123456789abcdefghi".to_owned());
     let n = Notifier::from_config_with(&cfg.notify, &env).unwrap();
     assert_eq!(n.routes(), names);
 }

@@ -1,6 +1,8 @@
 //! Notifiers: HOW an alert notification leaves the coordinator — generic JSON webhook, Slack-
-//! compatible incoming webhook, Telegram Bot API, or a dry-run JSON line on stdout — with
-//! retries (backon, exponential, capped, Retry-After honoured) and a per-route rate limit.
+//! compatible incoming webhook, Telegram Bot API, Alertmanager v2, PagerDuty Events v2, or a
+//! dry-run JSON line on stdout — with retries (backon, exponential, capped, Retry-After
+//! honoured), a per-route rate limit, per-route matching (`matching`) and the receivers'
+//! message limits (`limits`).
 //!
 //! The alert engine decides WHAT to send and records every [`Delivery`] as an event; this module
 //! never touches NATS or sled. Use (crate-internal, so not compiled as a doctest):
@@ -17,9 +19,14 @@
 //! # Ok(()) }
 //! ```
 
+mod alertmanager;
 pub mod config;
 mod dry_run;
+pub mod limits;
+pub mod matching;
+mod pagerduty;
 pub mod rate_limit;
+mod refresh;
 mod slack;
 mod telegram;
 mod transport;
@@ -28,9 +35,12 @@ mod webhook;
 #[cfg(test)]
 mod config_tests;
 #[cfg(test)]
+mod route_tests;
+#[cfg(test)]
 mod tests;
 
 use opsfleet_proto::api::{AlertState, Severity};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -39,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{NotifyConfig, RouteConfig, RouteKind, Secret};
 use rate_limit::TokenBucket;
+pub use refresh::Firing;
 use transport::{HttpPost, RetryPolicy};
 
 /// Name of the built-in route used when `[notify]` has no routes.
@@ -72,6 +83,20 @@ pub struct Notification {
     pub coordinator: String,
     /// Lease epoch of the sending coordinator's term.
     pub epoch: u64,
+    /// The host's labels (its newest heartbeat's), for route matching and Alertmanager.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// When the alert last began firing (Unix ms; 0 = unknown): a resolve's `startsAt`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub firing_since_unix_ms: i64,
+    /// Routes an earlier transition of this alert went to: a resolve goes to them whatever
+    /// the host's labels say now, so no receiver is left with an alert that never resolves.
+    #[serde(skip)]
+    pub routes_before: Vec<String>,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// The outcome of [`Notifier::send`] for one route. Never an error type: every outcome is
@@ -87,8 +112,9 @@ pub enum Delivery {
     /// Given up: a permanent answer (4xx other than 429), or every attempt failed, or an
     /// unknown route (`attempts: 0`). `reason` never contains the URL or token.
     Failed { attempts: u32, reason: String },
-    /// The route's `min_severity` is above the notification's severity; nothing was sent and
-    /// no rate-limit token used. [`Notifier::routes_for`] leaves such routes out.
+    /// The route's `min_severity` is above the notification's severity, or its `rules`,
+    /// `hosts` or `labels` do not match; nothing was sent and no rate-limit token used.
+    /// [`Notifier::routes_for`] leaves such routes out.
     Skipped { reason: String },
 }
 
@@ -126,7 +152,10 @@ struct Route {
     target: Target,
     bucket: Option<Mutex<TokenBucket>>,
     min_severity: Option<Severity>,
+    matcher: matching::Match,
     retry: RetryPolicy,
+    /// Alertmanager routes: firing alerts are posted again every interval.
+    refresh: Option<refresh::Refresh>,
 }
 
 /// Sends notifications to the configured routes. Cheap to share (`Arc<Notifier>`); `send` may
@@ -189,7 +218,32 @@ impl Notifier {
                     &secret(&r.bot_token, &r.bot_token_env)?,
                     r.chat_id.clone().unwrap_or_default(),
                 ),
+                RouteKind::Alertmanager => {
+                    alertmanager::target(&secret(&r.url, &r.url_env)?, r.resend_interval)
+                }
+                RouteKind::Pagerduty => {
+                    let key = secret(&r.routing_key, &r.routing_key_env)?;
+                    if let Some(reason) = config::routing_key_problem(&key) {
+                        let key = if r.routing_key.is_some() {
+                            "routing_key"
+                        } else {
+                            "routing_key_env"
+                        };
+                        return Err(NotifyError::Invalid {
+                            route: r.name.clone(),
+                            key: key.into(),
+                            reason,
+                        });
+                    }
+                    let url = match (&r.url, &r.url_env) {
+                        (None, None) => config::PAGERDUTY_URL.to_owned(),
+                        _ => secret(&r.url, &r.url_env)?,
+                    };
+                    pagerduty::target(url, key)
+                }
             };
+            let refresh =
+                (r.kind == RouteKind::Alertmanager).then(|| refresh::Refresh::new(&post.url, r));
             routes.push(Route {
                 name: r.name.clone(),
                 target: Target::Post(post),
@@ -199,7 +253,9 @@ impl Notifier {
                     now,
                 ))),
                 min_severity: r.min_severity.as_deref().and_then(Severity::named),
+                matcher: r.matcher(),
                 retry: RetryPolicy::from_route(r),
+                refresh,
             });
         }
         if routes.is_empty() {
@@ -208,7 +264,9 @@ impl Notifier {
                 target: Target::DryRun(Arc::new(Mutex::new(Box::new(std::io::stdout())))),
                 bucket: None,
                 min_severity: None,
+                matcher: matching::Match::default(),
                 retry: RetryPolicy::single(),
+                refresh: None,
             });
         }
         Ok(Notifier { routes, client })
@@ -231,8 +289,8 @@ impl Notifier {
         self.routes.iter().map(|r| r.name.clone()).collect()
     }
 
-    /// The routes `n` should go to: all of them except those whose `min_severity` is above
-    /// `n.severity`.
+    /// The routes `n` should go to: those whose `min_severity` is not above `n.severity` and
+    /// whose `rules`, `hosts` and `labels` match.
     pub fn routes_for(&self, n: &Notification) -> Vec<String> {
         self.routes
             .iter()
@@ -255,7 +313,10 @@ impl Notifier {
         };
         if !r.accepts(n) {
             return Delivery::Skipped {
-                reason: format!("severity {:?} below the route's min_severity", n.severity),
+                reason: format!(
+                    "severity {:?} below the route's min_severity, or its rules, hosts or labels do not match",
+                    n.severity
+                ),
             };
         }
         if let Some(bucket) = &r.bucket {
@@ -287,10 +348,12 @@ impl Notifier {
 
 impl Route {
     fn accepts(&self, n: &Notification) -> bool {
-        match self.min_severity {
+        let severe = match self.min_severity {
             Some(min) if n.severity != Severity::Unknown => n.severity >= min,
             _ => true,
-        }
+        };
+        let told_before = n.state == AlertState::Resolved && n.routes_before.contains(&self.name);
+        told_before || (severe && self.matcher.matches(&n.rule, &n.host, &n.labels))
     }
 }
 

@@ -1,8 +1,11 @@
 //! Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat): `{"text": ...}` with a
-//! readable one-liner; `&`, `<` and `>` escaped as Slack's message format requires.
+//! readable one-liner (`&`, `<` and `>` escaped as Slack's message format requires) and the
+//! same line as one section block; each kept within Slack's limits (`text` 40,000
+//! characters, a section's text 3,000), a cut said at its end.
 
 use opsfleet_proto::api::AlertState;
 
+use super::limits::{cut, SLACK_SECTION, SLACK_TEXT};
 use super::transport::HttpPost;
 use super::{one_line, Notification};
 
@@ -21,7 +24,14 @@ pub fn text(n: &Notification) -> String {
 }
 
 pub fn body(n: &Notification) -> serde_json::Value {
-    serde_json::json!({ "text": text(n) })
+    let text = text(n);
+    serde_json::json!({
+        "text": cut(&text, SLACK_TEXT),
+        "blocks": [{
+            "type": "section",
+            "text": { "type": "mrkdwn", "text": cut(&text, SLACK_SECTION) },
+        }],
+    })
 }
 
 pub(super) fn target(url: String) -> HttpPost {
@@ -41,7 +51,7 @@ mod tests {
     fn golden_firing_and_resolved() {
         assert_eq!(
             body(&sample()).to_string(),
-            r#"{"text":":red_circle: [CRITICAL] FIRING disk_pressure on db-01 (/var): /var is 95% full"}"#
+            r#"{"blocks":[{"text":{"text":":red_circle: [CRITICAL] FIRING disk_pressure on db-01 (/var): /var is 95% full","type":"mrkdwn"},"type":"section"}],"text":":red_circle: [CRITICAL] FIRING disk_pressure on db-01 (/var): /var is 95% full"}"#
         );
         let mut n = sample();
         n.state = AlertState::Resolved;
@@ -51,5 +61,17 @@ mod tests {
             text(&n),
             ":large_green_circle: [CRITICAL] RESOLVED disk_pressure on db-01: &lt;b&gt; &amp; co"
         );
+    }
+
+    #[test]
+    fn long_summaries_are_cut_to_slack_limits() {
+        let mut n = sample();
+        n.summary = "ß".repeat(50_000);
+        let b = body(&n);
+        let text = b["text"].as_str().unwrap();
+        let section = b["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert_eq!(text.chars().count(), SLACK_TEXT);
+        assert_eq!(section.chars().count(), SLACK_SECTION);
+        assert!(text.ends_with(" more characters)") && section.contains("(cut: "));
     }
 }

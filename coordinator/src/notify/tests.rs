@@ -20,6 +20,9 @@ pub(crate) fn sample() -> Notification {
         at_unix_ms: 1_764_633_600_000,
         coordinator: "blue".into(),
         epoch: 7,
+        labels: Default::default(),
+        firing_since_unix_ms: 0,
+        routes_before: Vec::new(),
     }
 }
 
@@ -27,10 +30,10 @@ use std::time::{Duration, Instant};
 
 use opsfleet_tests::{Receiver, Reply};
 
-const WAIT: Duration = Duration::from_secs(30);
+pub(super) const WAIT: Duration = Duration::from_secs(30);
 
 /// A route with fast retries so the tests do not wait for production backoff.
-fn route(name: &str, kind: RouteKind, url: &str) -> RouteConfig {
+pub(super) fn route(name: &str, kind: RouteKind, url: &str) -> RouteConfig {
     let mut r = RouteConfig::new(name, kind);
     match kind {
         RouteKind::Telegram => {
@@ -45,7 +48,7 @@ fn route(name: &str, kind: RouteKind, url: &str) -> RouteConfig {
     r
 }
 
-fn notifier(routes: Vec<RouteConfig>) -> Notifier {
+pub(super) fn notifier(routes: Vec<RouteConfig>) -> Notifier {
     Notifier::from_config(&NotifyConfig { routes }).expect("valid notify config")
 }
 
@@ -258,7 +261,7 @@ async fn telegram_429_with_retry_after_in_the_body_is_retried() {
 }
 
 #[tokio::test]
-async fn slack_gets_a_text_one_liner() {
+async fn slack_gets_a_text_one_liner_and_a_section_block() {
     let rx = Receiver::start().await.unwrap();
     let n = notifier(vec![route(
         "chat",
@@ -271,12 +274,7 @@ async fn slack_gets_a_text_one_liner() {
     );
     let got = rx.wait_for(1, WAIT).await.unwrap();
     assert_eq!(got[0].path, "/services/T0/B0/x");
-    assert_eq!(
-        got[0].body,
-        serde_json::json!({
-            "text": ":red_circle: [CRITICAL] FIRING disk_pressure on db-01 (/var): /var is 95% full"
-        })
-    );
+    assert_eq!(got[0].body, super::slack::body(&sample()));
 }
 
 /// A `Write` whose bytes the test can read back.

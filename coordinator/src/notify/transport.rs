@@ -78,7 +78,8 @@ pub(super) async fn send(
     let cap = policy.max_delay;
     let result = (|| async {
         attempts.fetch_add(1, Ordering::Relaxed);
-        attempt(client, policy.timeout, post, &body, &n.id).await
+        let key = post.idempotency_key.then_some(n.id.as_str());
+        attempt(client, policy.timeout, &post.url, &body, key).await
     })
     .retry(backoff)
     .sleep(tokio::time::sleep)
@@ -98,19 +99,20 @@ pub(super) async fn send(
     }
 }
 
-async fn attempt(
+/// One POST of `body` to `url` (which may hold a secret: never in the error).
+pub(super) async fn attempt(
     client: &reqwest::Client,
     timeout: Duration,
-    post: &HttpPost,
+    url: &str,
     body: &str,
-    id: &str,
+    idempotency_key: Option<&str>,
 ) -> Result<(), AttemptError> {
     let mut req = client
-        .post(&post.url)
+        .post(url)
         .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body.to_owned());
-    if post.idempotency_key {
+    if let Some(id) = idempotency_key {
         req = req.header("Idempotency-Key", id);
     }
     let resp = req.send().await.map_err(transport_error)?;
