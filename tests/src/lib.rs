@@ -38,6 +38,7 @@ pub mod nats;
 pub mod netns;
 pub mod opsctl;
 pub mod procs;
+pub mod pyenv;
 pub mod receiver;
 pub mod runbook;
 pub mod secure;
