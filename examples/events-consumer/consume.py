@@ -155,7 +155,15 @@ class Progress:
 
 
 async def connect(args):
-    opts = {"servers": [args.nats], "name": "consume.py", "max_reconnect_attempts": -1}
+    async def error_cb(e):
+        print(f"consume.py: nats: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+
+    opts = {
+        "servers": [args.nats],
+        "name": "consume.py",
+        "max_reconnect_attempts": -1,
+        "error_cb": error_cb,
+    }
     if args.nkey:
         opts["nkeys_seed"] = args.nkey
     if args.inbox_prefix:
@@ -183,13 +191,16 @@ async def consume(args, event_cls, progress):
     subject = f"ops.*.{args.host or '*'}.{args.kind or '*'}"
     wait = 0.2
     while not done(args, progress):
-        start_at = start if progress.last_read is None else progress.last_read + 1
+        before = progress.last_read
+        start_at = start if before is None else before + 1
         try:
             await read(js, subject, start_at, args, event_cls, progress)
         except Exception as e:  # a broken consumer or connection: open it again
-            print(f"consume.py: {type(e).__name__}: {e}; resuming at stream seq "
-                  f"{start_at if progress.last_read is None else progress.last_read + 1}",
-                  file=sys.stderr, flush=True)
+            if progress.last_read != before:
+                wait = 0.2  # it worked for a while: start the backoff afresh
+            resume = start if progress.last_read is None else progress.last_read + 1
+            print(f"consume.py: {type(e).__name__}: {e}; resuming at stream seq {resume} "
+                  f"in {wait:.1f}s", file=sys.stderr, flush=True)
             await asyncio.sleep(wait)
             wait = min(wait * 2, 5.0)
     await nc.close()

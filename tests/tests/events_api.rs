@@ -17,10 +17,45 @@ use uuid::Uuid;
 
 #[path = "events_api/reader.rs"]
 mod reader;
+#[path = "events_api/resume.rs"]
+mod resume;
 #[path = "events_api/support.rs"]
 mod support;
 
 use support::{increasing, keys, stream_keys, Consumers, Which, BOTH};
+
+/// The JSON lines a consumer printed.
+fn parse_lines(stdout: &str) -> Result<Vec<serde_json::Value>> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
+        .collect()
+}
+
+#[test]
+fn the_docs_list_every_body_kind_and_the_shipped_reader() -> Result<()> {
+    let root = opsfleet_tests::secure::repo_root();
+    let doc = std::fs::read_to_string(root.join("docs/events-api.md"))?;
+    for (kind, number) in support::proto_kinds()? {
+        ensure!(
+            doc.contains(&format!("| `{kind}` | {number} |")),
+            "docs/events-api.md's table of kinds lacks {kind} (field {number} of event.proto)"
+        );
+    }
+    // The reader block the page quotes is the one auth.conf ships.
+    let auth = std::fs::read_to_string(root.join("deploy/nats/auth.conf"))?;
+    let start = doc
+        .find("{ nkey: $NKEY_READER")
+        .context("the page quotes no reader")?;
+    let block = &doc[start..start + doc[start..].find("```").context("end of block")?];
+    for line in block.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        ensure!(
+            auth.contains(line),
+            "auth.conf's reader lacks {line:?} (docs/events-api.md)"
+        );
+    }
+    Ok(())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_consumers_replay_filter_and_follow_a_real_cluster() {

@@ -152,7 +152,8 @@ async fn consume(args: &Args, progress: &mut Progress) -> anyhow::Result<()> {
         if progress.last_read != before {
             wait = Duration::from_millis(200);
         }
-        eprintln!("events-consumer: {broken:#}; resuming at stream seq {from} in {wait:?}");
+        let next = progress.last_read.map_or(start, |s| s + 1);
+        eprintln!("events-consumer: {broken:#}; resuming at stream seq {next} in {wait:?}");
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(5));
     }

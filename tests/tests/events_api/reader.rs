@@ -166,9 +166,12 @@ async fn the_reader_user_consumes_events_and_publishes_nothing() {
         ] {
             probe.refused(subject).await?;
         }
-        // Nor read around JetStream: a plain subscription to the events.
-        let _sub = probe.client.subscribe("ops.evt.>").await?;
-        probe.violation("ops.evt.>").await?;
+        // Nor read around JetStream (a plain subscription to the events), nor another
+        // identity's replies.
+        for subject in ["ops.evt.>", "_INBOX.alice.>"] {
+            let _sub = probe.client.subscribe(subject).await?;
+            probe.violation(subject).await?;
+        }
         Ok(())
     })
     .await;

@@ -24,6 +24,7 @@ pub enum Which {
 
 pub const BOTH: [Which; 2] = [Which::Rust, Which::Python];
 
+#[derive(Clone)]
 pub struct Consumers {
     rust: PathBuf,
     python: PathBuf,
@@ -61,13 +62,7 @@ impl Consumers {
     /// Runs one consumer that must succeed; its JSON lines.
     pub async fn lines(&self, which: Which, conn: &[String], args: &[&str]) -> Result<Vec<Value>> {
         let out = self.run(which, conn, args).await?.ok()?;
-        out.stdout
-            .lines()
-            .map(|l| {
-                serde_json::from_str(l)
-                    .with_context(|| format!("{which:?} printed a line that is not JSON: {l}"))
-            })
-            .collect()
+        super::parse_lines(&out.stdout).with_context(|| format!("{which:?}"))
     }
 
     /// `python consume.py --list-kinds`: (kind, field number) of every body, as generated.
@@ -113,6 +108,20 @@ pub async fn stream_keys(js: &jetstream::Context, first: u64, last: u64) -> Resu
         out.push((seq, ev.host.clone(), ev.kind().to_owned(), ev.seq));
     }
     Ok(out)
+}
+
+/// What a consumer shows of `keys`: the first copy of each (host, seq) (one incarnation per
+/// host in these tests), as the (host, incarnation, seq) dedup does.
+pub fn first_copies(keys: Vec<Key>) -> Vec<Key> {
+    let mut highest = std::collections::BTreeMap::new();
+    keys.into_iter()
+        .filter(|k| {
+            let h = highest.entry(k.1.clone()).or_insert(0);
+            let first = k.3 > *h;
+            *h = (*h).max(k.3);
+            first
+        })
+        .collect()
 }
 
 /// Stream seqs strictly increasing.
