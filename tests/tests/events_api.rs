@@ -269,3 +269,26 @@ async fn every_body_kind_of_the_proto_decodes_in_both_consumers() -> Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_consumers_take_the_same_flags() -> Result<()> {
+    let consumers = Consumers::new()?;
+    let mut flags = Vec::new();
+    for which in BOTH {
+        let help = consumers.run(which, &[], &["--help"]).await?.ok()?.stdout;
+        let set: BTreeSet<String> = help
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .map(str::to_owned)
+            .collect();
+        flags.push(set);
+    }
+    let python_only: BTreeSet<String> = flags[1].difference(&flags[0]).cloned().collect();
+    let rust_only: BTreeSet<String> = flags[0].difference(&flags[1]).cloned().collect();
+    ensure!(
+        rust_only.is_empty()
+            && python_only == BTreeSet::from(["--list-kinds".into(), "--proto-dir".into()]),
+        "flags only in Rust: {rust_only:?}; only in Python: {python_only:?}"
+    );
+    Ok(())
+}
