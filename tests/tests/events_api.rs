@@ -215,6 +215,7 @@ fn event_with_field(host: &str, module: &str, seq: u64, number: u32) -> Vec<u8> 
     bytes
 }
 
+/// Also: both skip what the envelope checks of docs/events-api.md refuse, alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_body_kind_of_the_proto_decodes_in_both_consumers() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -250,6 +251,40 @@ async fn every_body_kind_of_the_proto_decodes_in_both_consumers() -> Result<()> 
         js.publish(subject, bytes.into()).await?.await?;
         expected.push((seq, host.to_owned(), kind.clone(), seq));
     }
+    // What a consumer must skip, the same way in both: a coordinator body on an agent's
+    // subject, an envelope naming another host than its subject, a copy of an event already
+    // seen (published again past JetStream's dedup), bytes that are no event.
+    let n = u64::try_from(expected.len())?;
+    let heartbeat = subjects::event_subject("web-01", "heartbeat");
+    // The last event again (a coordinator body, seq n of "blue"): a copy at the highest seq.
+    let last_kind = kinds.last().context("kinds")?;
+    ensure!(
+        last_kind.1 >= 100,
+        "the last body of event.proto is a coordinator's"
+    );
+    let skipped = [
+        (
+            subjects::event_subject("web-01", "leadership"),
+            event_with_field("web-01", "m", n + 1, 100),
+        ),
+        (
+            heartbeat.clone(),
+            event_with_field("web-02", "m", n + 2, 10),
+        ),
+        (heartbeat.clone(), event_with_field("web-01", "m", 1, 10)),
+        (
+            subjects::coordinator_event_subject("blue", &last_kind.0),
+            event_with_field("blue", COORDINATOR_MODULE, n, last_kind.1),
+        ),
+        (heartbeat.clone(), b"not an event".to_vec()),
+    ];
+    for (subject, bytes) in skipped {
+        js.publish(subject, bytes.into()).await?.await?;
+    }
+    js.publish(heartbeat, event_with_field("web-01", "m", n + 3, 10).into())
+        .await?
+        .await?;
+    expected.push((n + 6, "web-01".to_owned(), "heartbeat".to_owned(), n + 3));
     let count = expected.len().to_string();
     let conn = vec!["--nats".to_owned(), nats.url()];
     let args = [
