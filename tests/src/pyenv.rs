@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
@@ -15,14 +14,19 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The Python interpreter of `target/<name>`, a venv with `requirements` installed (pip, from
-/// PyPI), reused while the requirements file is unchanged. Built in a private dir and renamed
-/// into place (the venv is only ever used through `bin/python`, which survives the move), so
-/// concurrent tests never see half an environment. Fails saying what to install when python3,
-/// venv or pip cannot do it.
+/// PyPI), reused while the requirements file is unchanged. Built under a lock in a private dir
+/// and renamed into place (the venv is only ever used through `bin/python`, which survives the
+/// move), so no test sees half an environment, even after an interrupted build. Fails saying
+/// what to install when python3, venv or pip cannot do it.
 pub fn python_env(name: &str, requirements: &Path) -> Result<PathBuf> {
-    // One builder per test process (tests run on threads); other processes race by rename.
-    static BUILDING: Mutex<()> = Mutex::new(());
-    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    // One builder at a time, across test threads and processes (nextest): the others wait
+    // here and then find it ready. Released when the file is closed.
+    std::fs::create_dir_all(target_dir())?;
+    let lock_path = target_dir().join(format!("{name}.lock"));
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
     let wanted = std::fs::read_to_string(requirements)
         .with_context(|| format!("cannot read {}", requirements.display()))?;
     let dir = target_dir().join(name);
@@ -38,8 +42,28 @@ pub fn python_env(name: &str, requirements: &Path) -> Result<PathBuf> {
     }
     let work = target_dir().join(format!("{name}.tmp-{}", uuid::Uuid::now_v7().simple()));
     let _ = std::fs::remove_dir_all(&work);
+    let built = build(&work, requirements);
+    if let Err(e) = built {
+        let _ = std::fs::remove_dir_all(&work);
+        return Err(e);
+    }
+    std::fs::write(work.join("requirements.txt"), &wanted)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot replace the stale {}", dir.display()))?;
+    }
+    std::fs::rename(&work, &dir)
+        .with_context(|| format!("cannot move {} to {}", work.display(), dir.display()))?;
+    if !ready(&dir) {
+        bail!("{} is not a usable Python environment", dir.display());
+    }
+    Ok(dir.join("bin/python"))
+}
+
+/// `python3 -m venv work` and `pip install -r requirements` into it.
+fn build(work: &Path, requirements: &Path) -> Result<()> {
     run(
-        Command::new("python3").args(["-m", "venv"]).arg(&work),
+        Command::new("python3").args(["-m", "venv"]).arg(work),
         "python3 -m venv (install python3 and python3-venv: apt-get install python3-venv)",
     )?;
     run(
@@ -54,23 +78,10 @@ pub fn python_env(name: &str, requirements: &Path) -> Result<PathBuf> {
             ])
             .arg(requirements),
         &format!(
-            "pip install -r {} (needs PyPI or a mirror; pip's own error is above)",
+            "pip install -r {} (needs PyPI or a mirror)",
             requirements.display()
         ),
-    )?;
-    std::fs::write(work.join("requirements.txt"), &wanted)?;
-    if dir.exists() && !ready(&dir) {
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("cannot replace the stale {}", dir.display()))?;
-    }
-    if std::fs::rename(&work, &dir).is_err() {
-        // Another test process put its own in place meanwhile.
-        let _ = std::fs::remove_dir_all(&work);
-    }
-    if !ready(&dir) {
-        bail!("{} is not a usable Python environment", dir.display());
-    }
-    Ok(dir.join("bin/python"))
+    )
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<()> {
