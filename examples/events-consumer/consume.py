@@ -28,6 +28,8 @@ STREAM = "OPS_EVENTS"
 COORDINATOR_MODULE = "coordinator"
 # Exit status when --count events did not come within --timeout.
 EXIT_SHORT = 3
+# Seconds the first connection may take.
+CONNECT_WAIT = 20
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PROTO_DIR = os.path.join(HERE, "..", "..", "proto", "proto")
@@ -173,7 +175,11 @@ async def connect(args):
         if args.tls_cert:
             ctx.load_cert_chain(args.tls_cert, args.tls_key)
         opts["tls"] = ctx
-    return await nats.connect(**opts)
+    # nats-py retries the first connect as often as reconnects (forever here): bound it.
+    try:
+        return await asyncio.wait_for(nats.connect(**opts), CONNECT_WAIT)
+    except asyncio.TimeoutError:
+        sys.exit(f"consume.py: cannot connect to {args.nats} within {CONNECT_WAIT} s")
 
 
 def done(args, progress):

@@ -102,7 +102,8 @@ async fn main() -> anyhow::Result<()> {
 async fn connect(args: &Args) -> anyhow::Result<async_nats::Client> {
     let mut opts = async_nats::ConnectOptions::new()
         .name("events-consumer")
-        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(10))
+        // Once connected, reconnect forever (a nats-server restart is a pause, not an end).
         .max_reconnects(None);
     if let Some(path) = &args.nkey {
         let seed = std::fs::read_to_string(path)
@@ -118,9 +119,8 @@ async fn connect(args: &Args) -> anyhow::Result<async_nats::Client> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         opts = opts.add_client_certificate(cert.clone(), key.clone());
     }
-    tokio::time::timeout(Duration::from_secs(30), opts.connect(args.nats.as_str()))
+    opts.connect(args.nats.as_str())
         .await
-        .context("no NATS server answered within 30 s")?
         .with_context(|| format!("cannot connect to {}", args.nats))
 }
 
