@@ -15,10 +15,10 @@ cd "$OPSFLEET_ROOT"
 say "checking tools"
 ensure_cargo
 ensure_nats_server
-ensure_deb /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 faketime "the chaos suite's clock jumps"
-ensure_deb strace strace "the fsync measurement (tests/tests/fsync_promise.rs)"
 # The example Python consumer's venv (tests/tests/events_api.rs; its packages come from PyPI).
 ensure_deb /usr/share/doc/python3-venv python3-venv "the Python events consumer's venv (tests/tests/events_api.rs)"
+ensure_deb /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 faketime "the chaos suite's clock jumps"
+ensure_deb strace strace "the fsync measurement (tests/tests/fsync_promise.rs)"
 
 say "building every binary: cargo build --workspace --bins"
 cargo build --workspace --bins
