@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # scripts/dev-certs.sh — generates the development secrets of an opsfleet deployment: a CA, TLS
 # certificates (NATS servers, HTTP endpoints, one client certificate per role) and one NATS nkey
-# per identity (agents by host name, coordinators by name, operators by user name).
+# per identity (agents by host name, coordinators by name, operators by user name, programs that
+# read events by name: `reader`, docs/events-api.md).
 #
 #   scripts/dev-certs.sh [OUT_DIR] [--hosts "web-01 web-02 db-01"] [--coordinators "blue green"]
-#                        [--operators "vera alice bob carol"] [--force | --rotate]
+#                        [--operators "vera alice bob carol"] [--programs "reader"]
+#                        [--force | --rotate]
 #
 # OUT_DIR defaults to deploy/secrets (ignored by git). It receives two separate chains:
 #   tls/ca.pem, tls/ca-key.pem           the SERVER CA: signs server and route certificates
@@ -38,6 +40,7 @@ out="deploy/secrets"
 hosts="web-01 web-02 db-01"
 coordinators="blue green"
 operators="vera alice bob carol"
+programs="reader"
 force=0
 rotate=0
 while [ $# -gt 0 ]; do
@@ -45,9 +48,10 @@ while [ $# -gt 0 ]; do
         --hosts) hosts="$2"; shift 2 ;;
         --coordinators) coordinators="$2"; shift 2 ;;
         --operators) operators="$2"; shift 2 ;;
+        --programs) programs="$2"; shift 2 ;;
         --force) force=1; shift ;;
         --rotate) rotate=1; shift ;;
-        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
         -*) echo "dev-certs.sh: unknown option $1" >&2; exit 2 ;;
         *) out="$1"; shift ;;
     esac
@@ -135,7 +139,7 @@ if fresh "$out/route.conf"; then
 fi
 
 # One ed25519 key per identity, encoded as NATS nkeys (user seed "SU...", public key "U...").
-for n in $hosts $coordinators $operators; do
+for n in $hosts $coordinators $operators $programs; do
     seed_file="$out/nkeys/$n.nk"
     fresh "$seed_file" || continue
     der="$(mktemp)"

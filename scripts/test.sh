@@ -16,6 +16,8 @@ cd "$OPSFLEET_ROOT"
 say "checking tools"
 ensure_cargo
 ensure_nats_server
+# The example Python consumer's venv (tests/tests/events_api.rs; its packages come from PyPI).
+ensure_deb /usr/share/doc/python3-venv python3-venv "the Python events consumer's venv (tests/tests/events_api.rs)"
 ensure_deb /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 faketime "the chaos suite's clock jumps"
 ensure_deb strace strace "the fsync measurement (tests/tests/fsync_promise.rs)"
 ensure_deb /usr/bin/chromium chromium "the console's browser tests (tests/src/browser/)"

@@ -41,6 +41,7 @@ pub mod netns;
 pub mod opsctl;
 pub mod pagerduty;
 pub mod procs;
+pub mod pyenv;
 pub mod receiver;
 pub mod runbook;
 pub mod secure;

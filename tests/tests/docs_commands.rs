@@ -244,7 +244,8 @@ impl Checker {
         let w = &cmd.words;
         let (first, rest) = (w[0].as_str(), &w[1..]);
         match first {
-            "opsctl" | "ops-agent" | "ops-coordinator" => self.binary(w)?,
+            // The example consumer of docs/events-api.md too.
+            "opsctl" | "ops-agent" | "ops-coordinator" | "events-consumer" => self.binary(w)?,
             "bash" | "sh" if rest.first().is_some_and(|s| s.ends_with(".sh")) => {
                 self.script(&rest[0], &rest[1..])?
             }
