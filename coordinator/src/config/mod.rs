@@ -103,6 +103,9 @@ pub struct CoordinatorConfig {
     /// `[groups]`: active/standby groups (automatic activation and failover).
     #[serde(default)]
     pub groups: crate::groups::GroupsConfig,
+    /// `[console]`: the web console on the `[http]` listener; absent = no console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<crate::console::ConsoleConfig>,
 }
 
 impl CoordinatorConfig {
