@@ -32,6 +32,7 @@ pub mod bins;
 pub mod check;
 pub mod cluster;
 pub mod compose;
+pub mod console;
 pub mod coordinator;
 pub mod disk;
 pub mod nats;
