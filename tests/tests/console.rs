@@ -314,3 +314,91 @@ async fn the_console_serves_logins_pages_actions_and_live_events() {
     })
     .await;
 }
+
+/// Under the shipped NATS permissions (nkeys, TLS, `[api]` identified only): the standby's
+/// console forwards an operator's noop on `ops.api.console.command` (which only coordinators
+/// may publish), the active records it as that operator in that role, and the live stream
+/// reads `OPS_EVENTS` with the coordinator's own credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_acts_under_the_shipped_nats_permissions() {
+    use opsfleet_tests::secure::{Role, SecureNats};
+    use opsfleet_tests::Opsctl;
+    let tmp = tempfile::Builder::new()
+        .prefix("opsfleet-console-secure-")
+        .tempdir()
+        .expect("temp dir");
+    let s = SecureNats::start(tmp.path())
+        .await
+        .expect("secure nats-server");
+    let opsctl = Opsctl::new(&s.url())
+        .expect("opsctl")
+        .with_args(s.opsctl_args("vera", "vera"));
+    let toml = |id: &str, role| s.nats_toml(id, role);
+    let (blue, green, web01) = (
+        toml("blue", Role::Coordinator),
+        toml("green", Role::Coordinator),
+        toml("web-01", Role::Agent),
+    );
+    let SecureNats { server, .. } = s;
+    let cluster = Cluster::with_server(tmp, server, opsctl);
+    Cluster::run_with(cluster, "console-secure", async |c: &mut Cluster| {
+        let console = console_toml(c.dir())?;
+        for (name, nats) in [("blue", &blue), ("green", &green)] {
+            let spec = CoordinatorSpec::new(name)
+                .identified_only()
+                .nats_toml(nats)
+                .http()
+                .config_toml(&console);
+            c.add_coordinator(spec)?;
+        }
+        c.add_agent(
+            AgentSpec::new("web-01")
+                .heartbeat(Duration::from_millis(300))
+                .nats_toml(&web01),
+        )?;
+        let min = [("web-01".to_owned(), 3)].into_iter().collect();
+        for name in ["blue", "green"] {
+            c.wait_hosts_at_least(name, &min).await?;
+        }
+        let (_, standby) = roles(c).await?;
+        let addr = c.coordinator(&standby)?.http_addr().context("no HTTP")?;
+        let mut olga = ConsoleClient::new(addr)?;
+        olga.login("olga").await?;
+        let mut stream = olga.events("host=web-01", None).await?;
+        let seen = read_events(&mut stream, 2).await?;
+        ensure!(
+            seen.iter().any(|e| e.1.contains("\"host\":\"web-01\"")),
+            "{seen:?}"
+        );
+        drop(stream);
+        let csrf = olga.get("/console/host/web-01").await?.csrf()?;
+        let base = olga.base.clone();
+        let form = [
+            ("verb", "command"),
+            ("action", "noop"),
+            ("host", "web-01"),
+            ("csrf", csrf.as_str()),
+        ];
+        let p = olga.post("/console/act", &form, Some(&base)).await?;
+        ensure!(
+            p.status == 200,
+            "noop through {standby}'s console: {} {}",
+            p.status,
+            p.body
+        );
+        let done = wait_until_default("the noop to complete", async || {
+            let all = ledger(c).await?;
+            Ok(all
+                .into_iter()
+                .find(|v| v.action.map(|a| a.as_str()) == Some("noop") && v.is_final()))
+        })
+        .await?;
+        ensure!(done.state.as_str() == "completed", "{done:?}");
+        ensure!(
+            done.issued_by == "olga" && done.issued_role.map(|r| r.as_str()) == Some("operator"),
+            "{done:?}"
+        );
+        Ok(())
+    })
+    .await;
+}
