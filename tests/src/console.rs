@@ -228,3 +228,23 @@ pub async fn read_events(resp: &mut reqwest::Response, n: usize) -> Result<Vec<(
     }
     Ok(out)
 }
+
+/// Waits (at most `within`) for an SSE comment line (`:...`, a keepalive) on `resp`; how long
+/// it took.
+pub async fn read_keepalive(
+    resp: &mut reqwest::Response,
+    within: std::time::Duration,
+) -> Result<std::time::Duration> {
+    let started = std::time::Instant::now();
+    loop {
+        let left = within.saturating_sub(started.elapsed());
+        let chunk = tokio::time::timeout(left, resp.chunk())
+            .await
+            .with_context(|| format!("no keepalive within {within:?}"))??
+            .context("the event stream ended")?;
+        let text = String::from_utf8_lossy(&chunk);
+        if text.lines().any(|l| l.starts_with(':')) {
+            return Ok(started.elapsed());
+        }
+    }
+}

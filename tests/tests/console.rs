@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Context, Result};
 use opsfleet_proto::api::{CommandView, LeaderRole};
-use opsfleet_tests::console::{console_toml, read_events, ConsoleClient};
+use opsfleet_tests::console::{console_toml, read_events, read_keepalive, ConsoleClient};
 use opsfleet_tests::{
     disk_and_log_modules, wait_until_default, AgentSpec, Cluster, CoordinatorSpec,
 };
@@ -253,6 +253,14 @@ async fn the_console_serves_logins_pages_actions_and_live_events() {
             );
         }
         drop(filtered);
+        // A quiet stream still gets a keepalive comment (every 15 s; at most 30 s apart).
+        let mut quiet = vic.events("host=no-such-host", None).await?;
+        let waited = read_keepalive(&mut quiet, Duration::from_secs(30)).await?;
+        ensure!(
+            waited >= Duration::from_secs(10),
+            "keepalive after {waited:?}: too early?"
+        );
+        drop(quiet);
 
         // An operator pauses a module through the standby's console: the active records it,
         // issued by that operator in that role, and the agent ends paused.

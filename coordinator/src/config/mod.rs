@@ -287,6 +287,56 @@ kind = \"pager\"
     }
 
     #[test]
+    fn console_problems_are_reported_with_the_rest() {
+        let (dir, path) = write("");
+        let users = dir.path().join("users.toml");
+        std::fs::write(&users, "[[user]]\nname = \"a b\"\nrole = \"root\"\n").unwrap();
+        let text = format!(
+            "name = \"blue\"\ndata_dir = \"/x\"\n[console]\nusers_file = {:?}\n\
+             [http]\nlisten = \"0.0.0.0:9465\"\n",
+            users.display().to_string()
+        );
+        std::fs::write(&path, text).unwrap();
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["console.insecure_http", "console.users_file"],
+            "{}",
+            err.report()
+        );
+        assert!(err.report().contains("user[0]"), "{}", err.report());
+        let good = dir.path().join("good.toml");
+        std::fs::write(
+            &good,
+            format!(
+                "[[user]]\nname = \"vic\"\nrole = \"viewer\"\ntoken_sha256 = \"{}\"\n",
+                "0".repeat(64)
+            ),
+        )
+        .unwrap();
+        let text = format!(
+            "name = \"blue\"\ndata_dir = \"/x\"\n[console]\nusers_file = {:?}\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n",
+            good.display().to_string()
+        );
+        std::fs::write(&path, text).unwrap();
+        let cfg = CoordinatorConfig::load(&path).unwrap();
+        assert!(cfg.console.is_some());
+        std::fs::write(
+            &path,
+            "name = \"blue\"\ndata_dir = \"/x\"\n[console]\nusers_file = \"u\"\n",
+        )
+        .unwrap();
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        assert!(
+            err.report().contains("needs an [http] listener"),
+            "{}",
+            err.report()
+        );
+    }
+
+    #[test]
     fn http_tls_needs_cert_and_key() {
         let (_d, path) = write(
             "name = \"blue\"\ndata_dir = \"/tmp/x\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
