@@ -118,6 +118,23 @@ async fn the_console_serves_logins_pages_actions_and_live_events() {
         ensure!(!bad.header("set-cookie").contains("opsfleet_session"));
         let mut vic = ConsoleClient::new(standby_addr)?;
         vic.login("vic").await?;
+        // Failed logins slow the next ones for that name, even with the right token.
+        for i in 0..4 {
+            let p = anon.try_login("ada", "guess").await?;
+            ensure!(p.status == 401, "guess {i}: {}", p.status);
+        }
+        let slowed = anon.try_login("ada", "ada-token-3").await?;
+        ensure!(
+            slowed.status == 429,
+            "after 4 failures: {} {}",
+            slowed.status,
+            slowed.body
+        );
+        ensure!(
+            slowed.body.contains("too many failed logins"),
+            "{}",
+            slowed.body
+        );
 
         // Every page answers a viewer, with the strict headers.
         for path in PAGES {

@@ -142,7 +142,18 @@ pub struct LoginForm {
     csrf: String,
 }
 
-pub async fn login(State(c): C, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+/// The peer address, when the listener recorded it.
+fn peer(ext: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    ext.get::<axum::extract::ConnectInfo<opsfleet_httpserve::PeerAddr>>()
+        .map(|c| c.0 .0.ip())
+}
+
+pub async fn login(
+    State(c): C,
+    headers: HeaderMap,
+    ext: axum::http::Extensions,
+    Form(form): Form<LoginForm>,
+) -> Response {
     if !same_origin(&headers) {
         return forbidden("cross-origin request refused");
     }
@@ -150,9 +161,14 @@ pub async fn login(State(c): C, headers: HeaderMap, Form(form): Form<LoginForm>)
     if pre.is_empty() || !constant_time_eq(pre.as_bytes(), form.csrf.as_bytes()) {
         return forbidden("missing or wrong login token; reload the login page");
     }
-    let key = format!("name:{}", form.name);
+    let mut keys = vec![format!("name:{}", form.name)];
+    keys.extend(peer(&ext).map(|ip| format!("addr:{ip}")));
     let now = Instant::now();
-    if let Some(wait) = lock(&c.throttle).wait(&key, now) {
+    let wait = {
+        let throttle = lock(&c.throttle);
+        keys.iter().filter_map(|k| throttle.wait(k, now)).max()
+    };
+    if let Some(wait) = wait {
         let text = format!(
             "too many failed logins; try again in {} s",
             wait.as_secs().max(1)
@@ -160,7 +176,9 @@ pub async fn login(State(c): C, headers: HeaderMap, Form(form): Form<LoginForm>)
         return login_page(&c, StatusCode::TOO_MANY_REQUESTS, Some(&text));
     }
     let Some(user) = c.users.check(&form.name, &form.token).cloned() else {
-        lock(&c.throttle).failed(&key, now);
+        let mut throttle = lock(&c.throttle);
+        keys.iter().for_each(|k| throttle.failed(k, now));
+        drop(throttle);
         tracing::warn!(operator = %form.name.escape_default(), "console login failed");
         return login_page(
             &c,
@@ -168,7 +186,8 @@ pub async fn login(State(c): C, headers: HeaderMap, Form(form): Form<LoginForm>)
             Some("unknown operator or wrong token"),
         );
     };
-    lock(&c.throttle).succeeded(&key);
+    // Only the name's failures are forgotten: one good login must not clear an address's.
+    lock(&c.throttle).succeeded(&keys[0]);
     let (Ok(id), Ok(csrf)) = (random_token(), random_token()) else {
         return server_error("make a session");
     };
