@@ -423,6 +423,23 @@ async fn the_console_acts_under_the_shipped_nats_permissions() {
             done.issued_by == "olga" && done.issued_role.map(|r| r.as_str()) == Some("operator"),
             "{done:?}"
         );
+
+        // The failover button on the standby's console: the active hands the lease over.
+        let (active, _) = roles(c).await?;
+        let csrf = olga.get("/console/coordinator").await?.csrf()?;
+        let form = [("verb", "failover"), ("csrf", csrf.as_str())];
+        let p = olga.post("/console/act", &form, Some(&base)).await?;
+        ensure!(
+            p.status == 200 && p.body.contains("released the lease"),
+            "failover: {} {}",
+            p.status,
+            p.body
+        );
+        wait_until_default("the other coordinator to become active", async || {
+            let (now_active, _) = roles(c).await?;
+            Ok((now_active != active).then_some(()))
+        })
+        .await?;
         Ok(())
     })
     .await;

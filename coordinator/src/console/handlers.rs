@@ -419,3 +419,50 @@ pub async fn coordinator(State(c): C, headers: HeaderMap) -> Response {
 pub async fn events(State(c): C, headers: HeaderMap, Query(q): Query<EventsQuery>) -> Response {
     with_login(&c, &headers, |f| pages::events(f, &q))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn posts_must_come_from_the_console_itself() {
+        let host = ("host", "127.0.0.1:9465");
+        assert!(
+            same_origin(&headers(&[host])),
+            "no Origin nor Referer: the token decides"
+        );
+        assert!(same_origin(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:9465")
+        ])));
+        assert!(same_origin(&headers(&[
+            host,
+            ("origin", "https://127.0.0.1:9465")
+        ])));
+        assert!(same_origin(&headers(&[
+            host,
+            ("referer", "http://127.0.0.1:9465/console/host/a")
+        ])));
+        for bad in [
+            ("origin", "http://evil.example"),
+            ("origin", "http://127.0.0.1:9465.evil.example"),
+            ("origin", "null"),
+            ("referer", "http://127.0.0.1:94651/console"),
+            ("referer", "http://evil.example/http://127.0.0.1:9465/"),
+        ] {
+            assert!(!same_origin(&headers(&[host, bad])), "{bad:?}");
+        }
+        assert!(
+            !same_origin(&headers(&[("origin", "http://127.0.0.1:9465")])),
+            "no Host"
+        );
+    }
+}
