@@ -92,6 +92,28 @@ impl ConsoleClient {
         })
     }
 
+    /// A client of a console served over TLS, trusting only the CA in `ca_pem` and naming the
+    /// server `localhost` (as the dev certificates do).
+    pub fn new_tls(addr: SocketAddr, ca_pem: &Path) -> Result<Self> {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(ca_pem)?)?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(60))
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .build()?;
+        Ok(ConsoleClient {
+            base: format!("https://localhost:{}", addr.port()),
+            http,
+            cookies: BTreeMap::new(),
+        })
+    }
+
+    /// The cookies this client holds, by name.
+    pub fn cookies(&self) -> &BTreeMap<String, String> {
+        &self.cookies
+    }
+
     fn cookie_header(&self) -> String {
         self.cookies
             .iter()

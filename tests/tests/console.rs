@@ -444,3 +444,82 @@ async fn the_console_acts_under_the_shipped_nats_permissions() {
     })
     .await;
 }
+
+/// With a certificate in `[http]` the console is HTTPS only and its cookies are `Secure` with
+/// the `__Host-` prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_session_cookie_is_secure_and_host_bound() {
+    Cluster::run("console-tls", async |c: &mut Cluster| {
+        let secrets = c.dir().join("secrets");
+        opsfleet_tests::secure::generate_secrets(&secrets)?;
+        let tls = secrets.join("tls");
+        let http = format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            tls.join("server.pem").display(),
+            tls.join("server-key.pem").display()
+        );
+        let console = console_toml(c.dir())?;
+        c.add_coordinator(CoordinatorSpec::new("blue").config_toml(&format!("{console}\n{http}")))?;
+        c.add_agent(AgentSpec::new("web-01").heartbeat(Duration::from_millis(300)))?;
+        let min = [("web-01".to_owned(), 2)].into_iter().collect();
+        c.wait_hosts_at_least("blue", &min).await?;
+        let addr = wait_until_default("blue's HTTPS endpoint", async || {
+            Ok(c.coordinator("blue")?.http_addr())
+        })
+        .await?;
+        let mut vic = ConsoleClient::new_tls(addr, &tls.join("ca.pem"))?;
+        let form = vic.get("/console/login").await?;
+        let pre = form.header("set-cookie").to_owned();
+        ensure!(
+            pre.starts_with("__Host-opsfleet_login=") && pre.contains("; Secure"),
+            "{pre}"
+        );
+        ensure!(
+            pre.contains("HttpOnly") && pre.contains("SameSite=Strict") && pre.contains("Path=/"),
+            "{pre}"
+        );
+        let csrf = form.csrf()?;
+        let base = vic.base.clone();
+        let p = vic
+            .post(
+                "/console/login",
+                &[
+                    ("name", "vic"),
+                    ("token", "vic-token-1"),
+                    ("csrf", csrf.as_str()),
+                ],
+                Some(&base),
+            )
+            .await?;
+        ensure!(p.status == 303, "login over TLS: {} {}", p.status, p.body);
+        let session: Vec<&str> = p
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter(|v| v.starts_with("__Host-opsfleet_session="))
+            .collect();
+        ensure!(
+            session.len() == 1
+                && session[0].contains("; Secure")
+                && session[0].contains("HttpOnly"),
+            "{session:?}"
+        );
+        ensure!(vic.cookies().contains_key("__Host-opsfleet_session"));
+        let fleet = vic.get("/console/fleet").await?;
+        ensure!(
+            fleet.status == 200 && fleet.body.contains("data-host=\"web-01\""),
+            "{} {}",
+            fleet.status,
+            fleet.body
+        );
+        // Plain HTTP to the same port gets no page.
+        let plain = ConsoleClient::new(addr)?.get("/console/login").await;
+        ensure!(
+            plain.is_err() || plain.is_ok_and(|p| p.status != 200),
+            "plain HTTP answered"
+        );
+        Ok(())
+    })
+    .await;
+}
