@@ -458,7 +458,8 @@ async fn over_tls_the_session_cookie_is_secure_and_host_bound() {
             tls.join("server.pem").display(),
             tls.join("server-key.pem").display()
         );
-        let console = console_toml(c.dir())?;
+        // One live stream at a time, to see the cap.
+        let console = console_toml(c.dir())? + "max_streams = 1\n";
         c.add_coordinator(CoordinatorSpec::new("blue").config_toml(&format!("{console}\n{http}")))?;
         c.add_agent(AgentSpec::new("web-01").heartbeat(Duration::from_millis(300)))?;
         let min = [("web-01".to_owned(), 2)].into_iter().collect();
@@ -513,6 +514,22 @@ async fn over_tls_the_session_cookie_is_secure_and_host_bound() {
             fleet.status,
             fleet.body
         );
+        // The stream cap: a second concurrent stream is refused until the first ends.
+        let mut first = vic.events("", None).await?;
+        read_events(&mut first, 1).await?;
+        let second = vic.events("", None).await;
+        ensure!(
+            second
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("503")),
+            "a second stream beyond max_streams = 1: {:?}",
+            second.map(|r| r.status())
+        );
+        drop(first);
+        wait_until_default("the stream slot to free up", async || {
+            Ok(vic.events("", None).await.ok().map(|_| ()))
+        })
+        .await?;
         // Plain HTTP to the same port gets no page.
         let plain = ConsoleClient::new(addr)?.get("/console/login").await;
         ensure!(
