@@ -244,6 +244,7 @@ render_configs() {
     mkdir -p "$CLUSTER_DIR/db-snapshots"
     printf 'demo snapshot written by scripts/cluster.sh\n' >"$CLUSTER_DIR/db-snapshots/snapshot.sql"
     render nats-server.conf
+    write_console_users
     for c in "${COORDINATORS[@]}"; do render "coordinator-$c.toml"; done
     for h in "${AGENTS[@]}"; do render "agent-$h.toml"; done
     out="$(nats-server -t -c "$CLUSTER_DIR/nats-server.conf" 2>&1)" || die "bad nats-server.conf: $out"
@@ -254,6 +255,30 @@ render_configs() {
         "$BIN/ops-agent" --config "$CLUSTER_DIR/agent-$h.toml" --check-config >/dev/null
     done
     info "configs ok: nats-server.conf, $(coordinator_names | tr '\n' ' ')$(agent_names | tr '\n' ' ')"
+}
+
+# The demo console's logins: demo (operator) and watcher (viewer); the tokens are printed at
+# start, so they are for this local demo only.
+CONSOLE_USERS=("demo operator demo-token" "watcher viewer watcher-token")
+write_console_users() {
+    local u name role token
+    : >"$CLUSTER_DIR/console-users.toml"
+    for u in "${CONSOLE_USERS[@]}"; do
+        read -r name role token <<<"$u"
+        printf '[[user]]\nname = "%s"\nrole = "%s"\ntoken_sha256 = "%s"\n\n' "$name" "$role" \
+            "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" >>"$CLUSTER_DIR/console-users.toml"
+    done
+}
+
+# print_console: each coordinator's console address (from its log) and the demo logins.
+print_console() {
+    local c addr
+    for c in "${COORDINATORS[@]}"; do
+        addr="$(grep -o 'HTTP endpoint listening.*addr=[0-9.:]*' "$LOGS/coordinator-$c.log" 2>/dev/null \
+            | tail -1 | sed 's/.*addr=//')"
+        [ -n "$addr" ] && info "console of $c: http://$addr/console"
+    done
+    info "console logins: demo / demo-token (operator), watcher / watcher-token (viewer)"
 }
 
 # start_cluster: tools, build, configs, then every process, until all hosts have reported.
@@ -291,6 +316,7 @@ start_cluster() {
     sleep 1
     say "opsctl --nats $URL status"
     print_status
+    print_console
 }
 
 # show_processes: one line per process: running with its pid, or stopped.

@@ -99,22 +99,27 @@ pub async fn serve(
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    serve_tls(listen, None, shared, cancel).await
+    serve_tls(listen, None, shared, None, cancel).await
 }
 
-/// Binds `listen` and serves until `cancel`, over TLS when `tls` is given; returns the bound
-/// address at once.
+/// Binds `listen` and serves until `cancel`, over TLS when `tls` is given, with the console's
+/// routes when it is configured; returns the bound address at once.
 pub async fn serve_tls(
     listen: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
+    console: Option<Router>,
     cancel: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let mut routes = router(shared);
+    if let Some(console) = console {
+        routes = routes.merge(console);
+    }
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let shutdown = async move { cancel.cancelled().await };
-        let server = opsfleet_httpserve::serve(listener, tls, router(shared), shutdown);
+        let server = opsfleet_httpserve::serve(listener, tls, routes, shutdown);
         if let Err(e) = server.await {
             tracing::error!(error = %ErrorChain(&e), "HTTP endpoint failed");
         }

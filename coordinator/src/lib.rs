@@ -12,6 +12,7 @@ pub mod admit;
 pub(crate) mod alerts;
 pub(crate) mod api;
 pub mod config;
+pub(crate) mod console;
 pub(crate) mod dispatch;
 pub mod election;
 pub(crate) mod emit;

@@ -48,6 +48,8 @@ pub enum RunError {
     },
     #[error("cannot set up TLS for the HTTP endpoint")]
     HttpTls(#[source] opsfleet_httpserve::HttpsError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
     #[error(
         "JetStream did not answer the topology requests within {waited:?} ({attempts} attempts)"
     )]
@@ -138,7 +140,8 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         election_task,
         leadership_events,
     } = start_election(&cfg, &topology, &js, store, &cancel)?;
-    let http_task = start_http(cfg.http.as_ref(), &shared, &cancel).await?;
+    let console = start_console(&cfg, &shared, &client, &js)?;
+    let http_task = start_http(cfg.http.as_ref(), &shared, console, &cancel).await?;
     let alerts_task = start_alerts(&cfg, &shared, &emitter, &topology, &cancel)?;
     let (dispatcher, sweeper) = start_dispatch(&cfg, &shared, emitter.clone(), &js, &cancel);
     let rollouts_task = tokio::spawn(
@@ -306,22 +309,46 @@ fn start_dispatch(
     (dispatcher, sweeper)
 }
 
+/// The console's routes, when `[console]` is set (its users file read now).
+fn start_console(
+    cfg: &CoordinatorConfig,
+    shared: &Arc<Shared>,
+    client: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+) -> Result<Option<axum::Router>, RunError> {
+    let (Some(console), Some(http)) = (&cfg.console, &cfg.http) else {
+        return Ok(None);
+    };
+    let tls = http.tls_cert.is_some() && http.tls_key.is_some();
+    let state =
+        crate::console::Console::new(console, tls, Arc::clone(shared), client.clone(), js.clone())?;
+    info!(tls, "console enabled at /console");
+    Ok(Some(crate::console::router(state)))
+}
+
 /// The HTTPS endpoint, when `[http]` is set.
 async fn start_http(
     http: Option<&crate::http::HttpConfig>,
     shared: &Arc<Shared>,
+    console: Option<axum::Router>,
     cancel: &CancellationToken,
 ) -> Result<Option<JoinHandle<()>>, RunError> {
     let Some(http) = http else {
         return Ok(None);
     };
     let tls = crate::http::tls_acceptor(http).map_err(RunError::HttpTls)?;
-    let (addr, task) = crate::http::serve_tls(http.listen, tls, Arc::clone(shared), cancel.clone())
-        .await
-        .map_err(|source| RunError::Http {
-            listen: http.listen,
-            source,
-        })?;
+    let (addr, task) = crate::http::serve_tls(
+        http.listen,
+        tls,
+        Arc::clone(shared),
+        console,
+        cancel.clone(),
+    )
+    .await
+    .map_err(|source| RunError::Http {
+        listen: http.listen,
+        source,
+    })?;
     info!(%addr, "HTTP endpoint listening");
     Ok(Some(task))
 }

@@ -163,17 +163,37 @@ pub async fn serve(
     router: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Handlers may read the peer address (`ConnectInfo<PeerAddr>`), e.g. to slow failed
+    // logins per address.
+    let app = router.into_make_service_with_connect_info::<PeerAddr>();
     match tls {
-        None => {
-            axum::serve(tcp, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
+        None => axum::serve(tcp, app).with_graceful_shutdown(shutdown).await,
         Some(acceptor) => {
-            axum::serve(TlsListener::new(tcp, acceptor)?, router)
+            axum::serve(TlsListener::new(tcp, acceptor)?, app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
+    }
+}
+
+/// The address of the peer of a connection, for handlers (`ConnectInfo<PeerAddr>`), over
+/// plain TCP and TLS alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
     }
 }
 

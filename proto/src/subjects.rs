@@ -70,6 +70,32 @@ pub const API_ROLLOUT_AS_ALL: &str = "ops.api.as.*.*.rollout";
 /// Every identified service failover request (coordinators subscribe to it).
 pub const API_SERVICE_FAILOVER_AS_ALL: &str = "ops.api.as.*.*.service_failover";
 
+/// Prefix of requests a coordinator forwards for a login of its web console:
+/// `ops.api.console.<verb>`, body [`crate::api::ConsoleRequest`] (`{via, operator, role,
+/// request}`). Only coordinator credentials may publish here (`deploy/nats/auth.conf`): a
+/// coordinator vouches for its console's logins; the reply must be the forwarding
+/// coordinator's own inbox (`_INBOX.<via>.`).
+pub const API_CONSOLE_PREFIX: &str = "ops.api.console";
+/// Every forwarded console request (coordinators subscribe to it).
+pub const API_CONSOLE_ALL: &str = "ops.api.console.>";
+
+/// `ops.api.console.<verb>`: a console login's request for `verb` (`command`, `failover`, ...).
+pub fn api_console(verb: &str) -> String {
+    format!("{API_CONSOLE_PREFIX}.{verb}")
+}
+
+/// The plain subject a forwarded console request stands for: `ops.api.console.<verb>` →
+/// `ops.api.<verb>`; `None` for any other subject or an empty or multi-token verb.
+pub fn parse_api_console(subject: &str) -> Option<String> {
+    let verb = subject
+        .strip_prefix(API_CONSOLE_PREFIX)?
+        .strip_prefix('.')?;
+    if verb.is_empty() || verb.contains('.') {
+        return None;
+    }
+    Some(format!("{API_PREFIX}.{verb}"))
+}
+
 /// `ops.api.as.<operator>.<role>.service_failover`: fail a service group over as `operator`.
 pub fn api_service_failover_as(operator: &str, role: crate::api::Role) -> String {
     format!(
@@ -210,6 +236,18 @@ pub fn validate_token(name: &str) -> Result<(), TokenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_subjects() {
+        assert_eq!(api_console("command"), "ops.api.console.command");
+        assert_eq!(
+            parse_api_console("ops.api.console.command").as_deref(),
+            Some(API_COMMAND)
+        );
+        assert_eq!(parse_api_console("ops.api.console.command.blue"), None);
+        assert_eq!(parse_api_console("ops.api.console."), None);
+        assert_eq!(parse_api_console("ops.api.command"), None);
+    }
 
     #[test]
     fn event_subject_round_trips() {

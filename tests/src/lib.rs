@@ -34,6 +34,7 @@ pub mod browser;
 pub mod check;
 pub mod cluster;
 pub mod compose;
+pub mod console;
 pub mod coordinator;
 pub mod disk;
 pub mod nats;

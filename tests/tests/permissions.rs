@@ -502,3 +502,70 @@ async fn real_binaries_work_under_their_credentials() {
     })
     .await;
 }
+
+/// `ops.api.console.>` carries a coordinator's word for its console's logins: only
+/// coordinators may publish it (operators, viewers and agents are refused by the server), and
+/// a coordinator's console consumers on OPS_EVENTS may not take the other coordinator's
+/// durable name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_coordinators_may_forward_console_requests() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let s = SecureNats::start(tmp.path()).await?;
+    let blue = Probe::connect(&s, "blue", Role::Coordinator).await?;
+    opsfleet_bus::ensure_topology(&blue.js, &TopologyConfig::default()).await?;
+    let subject = subjects::api_console("command");
+    let body = br#"{"via":"alice","operator":"alice","role":"admin","request":{"action":"noop","hosts":["web-01"],"deadline_ms":60000,"issued_by":"alice"}}"#;
+    for (identity, role) in [
+        ("alice", Role::Operator),
+        ("vera", Role::Operator),
+        ("web-01", Role::Agent),
+    ] {
+        let p = Probe::connect(&s, identity, role).await?;
+        p.client
+            .publish_with_reply(
+                subject.clone(),
+                format!("_INBOX.{identity}.x"),
+                body.to_vec().into(),
+            )
+            .await?;
+        p.expect_violation(
+            &format!("{identity} forwarding a console request"),
+            &subject,
+        )
+        .await?;
+    }
+    blue.client
+        .publish_with_reply(
+            subject.clone(),
+            "_INBOX.blue.console.x",
+            body.to_vec().into(),
+        )
+        .await?;
+    blue.client.flush().await?;
+    let events = blue.js.get_stream(subjects::EVENTS_STREAM).await?;
+    events
+        .create_consumer(consumer::pull::OrderedConfig {
+            name: Some("console-blue-test".into()),
+            filter_subject: "ops.*.*.*".into(),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| {
+            let errors = blue.errors.lock().map(|e| e.clone()).unwrap_or_default();
+            format!("blue cannot open a console consumer on OPS_EVENTS (server errors: {errors:?})")
+        })?;
+    let stolen = events
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("coord-green".into()),
+            ..Default::default()
+        })
+        .await;
+    ensure!(stolen.is_err(), "blue created green's durable consumer");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let errors = blue.errors.lock().map_err(|_| anyhow!("poisoned"))?.clone();
+    ensure!(
+        !errors.iter().any(|e| e.contains(subject.as_str())),
+        "blue may not forward console requests: {errors:?}"
+    );
+    Ok(())
+}

@@ -29,6 +29,11 @@ pub fn check_reply(reply: &str, identity: Option<&Identity>) -> Result<(), Forei
         Some(id) => format!("{INBOX_PREFIX}{}.", id.operator),
         None => INBOX_PREFIX.to_owned(),
     };
+    check_inbox(reply, wanted)
+}
+
+/// `reply` is `wanted` followed by at least one more token, with no wildcard or blank.
+fn check_inbox(reply: &str, wanted: String) -> Result<(), ForeignReply> {
     let well_formed = reply
         .strip_prefix(&wanted)
         .is_some_and(|rest| !rest.is_empty())
@@ -44,6 +49,58 @@ pub fn check_reply(reply: &str, identity: Option<&Identity>) -> Result<(), Forei
             wanted,
         })
     }
+}
+
+/// A request a coordinator forwarded for a login of its web console
+/// (`ops.api.console.<verb>`), checked: what it stands for and who asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The plain verb subject it is served as (`ops.api.<verb>`).
+    pub plain: String,
+    /// The console login's operator and role, vouched for by the forwarding coordinator.
+    pub identity: Identity,
+    /// The verb's own request body.
+    pub request: Vec<u8>,
+}
+
+/// Why a forwarded console request is dropped unanswered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsoleRefusal {
+    #[error("not a console subject (ops.api.console.<verb>)")]
+    Subject,
+    #[error("bad console request body: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Reply(#[from] ForeignReply),
+}
+
+/// Checks a forwarded console request (pure): subject `ops.api.console.<verb>`, a body whose
+/// `via` (the forwarding coordinator) and `operator` are subject tokens, and a reply subject
+/// in the forwarding coordinator's own inbox (`_INBOX.<via>.`). Who may publish the subject
+/// at all is NATS's decision: only coordinator credentials (`deploy/nats/auth.conf`).
+pub fn check_console(
+    subject: &str,
+    payload: &[u8],
+    reply: &str,
+) -> Result<Forwarded, ConsoleRefusal> {
+    use opsfleet_proto::subjects::{parse_api_console, validate_token};
+    let plain = parse_api_console(subject).ok_or(ConsoleRefusal::Subject)?;
+    let body: opsfleet_proto::api::ConsoleRequest =
+        serde_json::from_slice(payload).map_err(|e| ConsoleRefusal::Body(e.to_string()))?;
+    for (what, name) in [("via", &body.via), ("operator", &body.operator)] {
+        validate_token(name).map_err(|e| ConsoleRefusal::Body(format!("{what}: {e}")))?;
+    }
+    check_inbox(reply, format!("{INBOX_PREFIX}{}.", body.via))?;
+    let request =
+        serde_json::to_vec(&body.request).map_err(|e| ConsoleRefusal::Body(e.to_string()))?;
+    Ok(Forwarded {
+        plain,
+        identity: Identity {
+            operator: body.operator,
+            role: body.role,
+        },
+        request,
+    })
 }
 
 /// Why an action was refused (answered with this text as an error).
@@ -213,6 +270,38 @@ mod tests {
         let err = check_service_failover(None, false).unwrap_err();
         assert!(matches!(err, Refusal::Unidentified { .. }));
         assert!(check_service_failover(None, true).is_ok());
+    }
+
+    #[test]
+    fn a_forwarded_console_request_replies_only_to_its_coordinator() {
+        let body =
+            br#"{"via":"blue","operator":"olga","role":"operator","request":{"action":"noop"}}"#;
+        let ok = check_console("ops.api.console.command", body, "_INBOX.blue.console.1").unwrap();
+        assert_eq!(ok.plain, "ops.api.command");
+        assert_eq!(ok.identity, id("olga", Role::Operator));
+        assert_eq!(ok.request, br#"{"action":"noop"}"#);
+        for reply in [
+            "_INBOX.green.x",
+            "_INBOX.olga.x",
+            "_INBOX.blue.",
+            "$KV.ops_leader.leader",
+        ] {
+            let err = check_console("ops.api.console.command", body, reply).unwrap_err();
+            assert!(matches!(err, ConsoleRefusal::Reply(_)), "{reply}: {err}");
+        }
+        assert_eq!(
+            check_console("ops.api.command", body, "_INBOX.blue.1").unwrap_err(),
+            ConsoleRefusal::Subject
+        );
+        for bad in [
+            &br#"{"via":"blue","operator":"a.b","role":"operator","request":{}}"#[..],
+            br#"{"via":">","operator":"olga","role":"operator","request":{}}"#,
+            br#"{"via":"blue","operator":"olga","role":"root","request":{}}"#,
+            b"not json",
+        ] {
+            let err = check_console("ops.api.console.command", bad, "_INBOX.blue.1").unwrap_err();
+            assert!(matches!(err, ConsoleRefusal::Body(_)), "{err}");
+        }
     }
 
     #[test]

@@ -23,9 +23,11 @@ mod tests;
 #[cfg(test)]
 use alerts::alerts;
 pub use commands::command_views;
+pub(crate) use hosts::hosts;
 #[cfg(test)]
 use runbooks::{backups, incidents};
 pub use serve::{serve, Actors};
+pub(crate) use status::disk_view;
 pub use status::status;
 
 use opsfleet_report::ErrorChain;

@@ -128,6 +128,7 @@ impl Server {
             subjects.push(subjects::api_subject_for(verb, &self.shared.name));
         }
         subjects.extend(crate::identity::subscriptions(&self.shared.name));
+        subjects.push(subjects::API_CONSOLE_ALL.to_owned());
         let mut subs = Vec::new();
         for subject in subjects {
             let sub = self
@@ -148,6 +149,9 @@ impl Server {
             debug!(subject = %msg.subject, "request without reply subject ignored");
             return None;
         };
+        if msg.subject.starts_with(subjects::API_CONSOLE_PREFIX) {
+            return self.admit_console(msg, reply_to);
+        }
         let (subject, operator) = crate::identity::split(&msg.subject);
         if let Err(e) = guard::check_reply(&reply_to, operator.as_ref()) {
             self.counters.foreign_reply();
@@ -168,6 +172,30 @@ impl Server {
             operator,
             addressed_to_me,
         })
+    }
+
+    /// A request a coordinator forwarded for its console's login: served as the plain verb
+    /// with the login's identity, exactly like `ops.api.as.<operator>.<role>.<verb>`.
+    fn admit_console(&self, msg: Message, reply_to: async_nats::Subject) -> Option<Incoming> {
+        match guard::check_console(&msg.subject, &msg.payload, &reply_to) {
+            Ok(fwd) => Some(Incoming {
+                msg: Message {
+                    subject: fwd.plain.into(),
+                    payload: fwd.request.into(),
+                    ..msg
+                },
+                reply_to,
+                operator: Some(fwd.identity),
+                addressed_to_me: false,
+            }),
+            Err(e) => {
+                if matches!(e, guard::ConsoleRefusal::Reply(_)) {
+                    self.counters.foreign_reply();
+                }
+                warn!(subject = %msg.subject, reply = %reply_to, error = %e, "console request refused");
+                None
+            }
+        }
     }
 
     /// The handler table: one handler per verb.

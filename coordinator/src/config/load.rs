@@ -13,6 +13,7 @@ pub use opsfleet_configcheck::Problem;
 
 use super::{ApiConfig, CoordinatorConfig, IngestConfig};
 use crate::alerts::AlertsConfig;
+use crate::console::ConsoleConfig;
 use crate::groups::GroupsConfig;
 use crate::http::HttpConfig;
 use crate::notify::NotifyConfig;
@@ -71,6 +72,7 @@ struct Parts {
     alerts: Option<AlertsConfig>,
     api: Option<ApiConfig>,
     groups: Option<GroupsConfig>,
+    console: Option<Option<ConsoleConfig>>,
 }
 
 impl Parts {
@@ -87,6 +89,7 @@ impl Parts {
             alerts: s.take("alerts", || Some(AlertsConfig::default())),
             api: s.take("api", || Some(ApiConfig::default())),
             groups: s.take("groups", || Some(GroupsConfig::default())),
+            console: s.take("console", || Some(None)),
         }
     }
 
@@ -118,6 +121,9 @@ impl Parts {
         if let Some(Some(h)) = &self.http {
             s.extend("http", h.problems());
         }
+        if let (Some(Some(c)), Some(h)) = (&self.console, &self.http) {
+            s.extend("console", c.problems(h.as_ref()));
+        }
         if let Some(i) = &self.ingest {
             s.extend("ingest", i.problems());
         }
@@ -142,6 +148,7 @@ impl Parts {
             alerts: self.alerts?,
             api: self.api?,
             groups: self.groups?,
+            console: self.console?,
         })
     }
 }

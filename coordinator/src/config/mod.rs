@@ -103,6 +103,9 @@ pub struct CoordinatorConfig {
     /// `[groups]`: active/standby groups (automatic activation and failover).
     #[serde(default)]
     pub groups: crate::groups::GroupsConfig,
+    /// `[console]`: the web console on the `[http]` listener; absent = no console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<crate::console::ConsoleConfig>,
 }
 
 impl CoordinatorConfig {
@@ -281,6 +284,56 @@ kind = \"pager\"
         let err = CoordinatorConfig::load(&path).unwrap_err();
         assert_eq!(err.problems[0].key, "api.max_deadline", "{}", err.report());
         assert_eq!(err.problems[0].line, Some(4), "{}", err.report());
+    }
+
+    #[test]
+    fn console_problems_are_reported_with_the_rest() {
+        let (dir, path) = write("");
+        let users = dir.path().join("users.toml");
+        std::fs::write(&users, "[[user]]\nname = \"a b\"\nrole = \"root\"\n").unwrap();
+        let text = format!(
+            "name = \"blue\"\ndata_dir = \"/x\"\n[console]\nusers_file = {:?}\n\
+             [http]\nlisten = \"0.0.0.0:9465\"\n",
+            users.display().to_string()
+        );
+        std::fs::write(&path, text).unwrap();
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["console.insecure_http", "console.users_file"],
+            "{}",
+            err.report()
+        );
+        assert!(err.report().contains("user[0]"), "{}", err.report());
+        let good = dir.path().join("good.toml");
+        std::fs::write(
+            &good,
+            format!(
+                "[[user]]\nname = \"vic\"\nrole = \"viewer\"\ntoken_sha256 = \"{}\"\n",
+                "0".repeat(64)
+            ),
+        )
+        .unwrap();
+        let text = format!(
+            "name = \"blue\"\ndata_dir = \"/x\"\n[console]\nusers_file = {:?}\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n",
+            good.display().to_string()
+        );
+        std::fs::write(&path, text).unwrap();
+        let cfg = CoordinatorConfig::load(&path).unwrap();
+        assert!(cfg.console.is_some());
+        std::fs::write(
+            &path,
+            "name = \"blue\"\ndata_dir = \"/x\"\n[console]\nusers_file = \"u\"\n",
+        )
+        .unwrap();
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        assert!(
+            err.report().contains("needs an [http] listener"),
+            "{}",
+            err.report()
+        );
     }
 
     #[test]

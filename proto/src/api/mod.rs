@@ -5,6 +5,7 @@
 
 mod command;
 mod configs;
+mod console;
 mod groups;
 mod page;
 mod rollouts;
@@ -15,6 +16,7 @@ mod status;
 
 pub use command::*;
 pub use configs::*;
+pub use console::*;
 pub use groups::*;
 pub use page::*;
 pub use rollouts::*;
