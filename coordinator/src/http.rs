@@ -1,6 +1,7 @@
 //! The coordinator's optional HTTP endpoint (`[http] listen`): `/healthz` (the process runs) and
 //! `/readyz` (200 while the store accepts writes; a standby is ready too, it is hot), both with
-//! the coordinator's name, colour, role and epoch as JSON.
+//! the coordinator's name, colour, role and epoch as JSON; `/metrics` (`metrics`: the fleet
+//! in the Prometheus text format).
 
 use opsfleet_report::ErrorChain;
 use std::net::SocketAddr;
@@ -89,6 +90,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::serve))
         .with_state(shared)
 }
 

@@ -138,7 +138,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         election_task,
         leadership_events,
     } = start_election(&cfg, &topology, &js, store, &cancel)?;
-    let http_task = start_http(cfg.http.as_ref(), &shared, &cancel).await?;
+    let http_task = start_http(cfg.http.as_ref(), &shared, &topology, &cancel).await?;
     let alerts_task = start_alerts(&cfg, &shared, &emitter, &topology, &cancel)?;
     let (dispatcher, sweeper) = start_dispatch(&cfg, &shared, emitter.clone(), &js, &cancel);
     let rollouts_task = tokio::spawn(
@@ -306,15 +306,24 @@ fn start_dispatch(
     (dispatcher, sweeper)
 }
 
-/// The HTTPS endpoint, when `[http]` is set.
+/// The HTTPS endpoint, when `[http]` is set, and the stream reader of its `/metrics`.
 async fn start_http(
     http: Option<&crate::http::HttpConfig>,
     shared: &Arc<Shared>,
+    topology: &Topology,
     cancel: &CancellationToken,
 ) -> Result<Option<JoinHandle<()>>, RunError> {
     let Some(http) = http else {
         return Ok(None);
     };
+    // `/metrics` reads the streams' positions from memory; this task keeps them current.
+    let (events, dlq) = (topology.events.clone(), topology.dlq.clone());
+    tokio::spawn(crate::metrics::streams::watch(
+        Arc::clone(shared),
+        events,
+        dlq,
+        cancel.clone(),
+    ));
     let tls = crate::http::tls_acceptor(http).map_err(RunError::HttpTls)?;
     let (addr, task) = crate::http::serve_tls(http.listen, tls, Arc::clone(shared), cancel.clone())
         .await
