@@ -48,6 +48,8 @@ pub enum RunError {
     },
     #[error("cannot set up TLS for the HTTP endpoint")]
     HttpTls(#[source] opsfleet_httpserve::HttpsError),
+    #[error("cannot set up the HTTP endpoint's /metrics")]
+    MetricsToken(#[source] crate::metrics::TokenError),
     #[error(
         "JetStream did not answer the topology requests within {waited:?} ({attempts} attempts)"
     )]
@@ -316,6 +318,21 @@ async fn start_http(
     let Some(http) = http else {
         return Ok(None);
     };
+    let tls = crate::http::tls_acceptor(http).map_err(RunError::HttpTls)?;
+    let metrics = http.metrics_access().map_err(RunError::MetricsToken)?;
+    let (addr, task) = crate::http::serve_tls(
+        http.listen,
+        tls,
+        Arc::clone(shared),
+        metrics,
+        cancel.clone(),
+    )
+    .await
+    .map_err(|source| RunError::Http {
+        listen: http.listen,
+        source,
+    })?;
+    info!(%addr, "HTTP endpoint listening");
     // `/metrics` reads the streams' positions from memory; this task keeps them current.
     let (events, dlq) = (topology.events.clone(), topology.dlq.clone());
     tokio::spawn(crate::metrics::streams::watch(
@@ -324,14 +341,6 @@ async fn start_http(
         dlq,
         cancel.clone(),
     ));
-    let tls = crate::http::tls_acceptor(http).map_err(RunError::HttpTls)?;
-    let (addr, task) = crate::http::serve_tls(http.listen, tls, Arc::clone(shared), cancel.clone())
-        .await
-        .map_err(|source| RunError::Http {
-            listen: http.listen,
-            source,
-        })?;
-    info!(%addr, "HTTP endpoint listening");
     Ok(Some(task))
 }
 

@@ -2,7 +2,8 @@
 //! coordinators with `[http]`, three agents with disks): both coordinators' `/metrics` and an
 //! agent's pass `promtool check metrics` with no problem printed, and carry the real figures
 //! (three hosts up, each disk's used ratio as statvfs sees it, exactly one coordinator active,
-//! its epoch > 0, no ingest lag once caught up). The shipped `deploy/prometheus/` passes
+//! its epoch > 0, no ingest lag once caught up); one with `[http] metrics_token_file` refuses
+//! a scrape without the token or with another (401). The shipped `deploy/prometheus/` passes
 //! `promtool check rules`, `promtool test rules` and `promtool check config`, the golden
 //! render of every metric family passes `promtool check metrics`, and every metric the rules
 //! and the Grafana dashboard name is one opsfleet exports.
@@ -20,10 +21,12 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use opsfleet_tests::coordinator::http_get;
 use opsfleet_tests::secure::repo_root;
 use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HOSTS: [&str; 3] = ["db-01", "web-01", "web-02"];
 const COORDINATORS: [&str; 2] = ["blue", "green"];
+/// blue's `[http] metrics_token_file` holds it.
+const TOKEN: &str = "scrape-s3cret";
 
 /// `promtool`, or an error naming what to install.
 fn promtool() -> Result<PathBuf> {
@@ -135,8 +138,41 @@ fn used_ratio(path: &Path) -> Result<f64> {
     Ok(used as f64 / (used + avail * frag) as f64)
 }
 
-async fn metrics_of(addr: SocketAddr) -> Result<String> {
-    let (code, body) = http_get(addr, "/metrics").await?;
+/// `GET /metrics` with `Authorization: Bearer <token>` when given: the status and the body.
+async fn get_metrics(addr: SocketAddr, token: Option<&str>) -> Result<(u16, String)> {
+    let Some(token) = token else {
+        return http_get(addr, "/metrics").await;
+    };
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!(
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        s.write_all(request.as_bytes()).await?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .context("GET /metrics timed out")??;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    Ok((
+        code.context("not an HTTP answer")?,
+        body.unwrap_or_default(),
+    ))
+}
+
+/// The token a coordinator's `/metrics` asks for (blue's), if any.
+fn token_of(name: &str) -> Option<&'static str> {
+    (name == "blue").then_some(TOKEN)
+}
+
+async fn metrics_of(addr: SocketAddr, token: Option<&str>) -> Result<String> {
+    let (code, body) = get_metrics(addr, token).await?;
     ensure!(code == 200, "GET http://{addr}/metrics: {code}\n{body}");
     Ok(body)
 }
@@ -156,9 +192,15 @@ fn agent_addr(log: &str) -> Option<SocketAddr> {
 async fn coordinators_and_agents_export_the_fleet_to_prometheus() {
     Cluster::run("prometheus", async |c: &mut Cluster| {
         promtool()?;
-        for name in COORDINATORS {
-            c.add_coordinator(CoordinatorSpec::new(name).http())?;
-        }
+        // blue asks for a bearer token on /metrics, green is open.
+        let token_file = c.dir().join("metrics.token");
+        std::fs::write(&token_file, format!("{TOKEN}\n"))?;
+        let http_with_token = format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\nmetrics_token_file = \"{}\"\n",
+            token_file.display()
+        );
+        c.add_coordinator(CoordinatorSpec::new("blue").config_toml(&http_with_token))?;
+        c.add_coordinator(CoordinatorSpec::new("green").http())?;
         let watched = c.dir().to_path_buf();
         for host in HOSTS {
             let mut spec = AgentSpec::new(host)
@@ -183,7 +225,7 @@ async fn coordinators_and_agents_export_the_fleet_to_prometheus() {
                     let Some(addr) = coordinator.http_addr() else {
                         return Ok(None);
                     };
-                    let body = metrics_of(addr).await?;
+                    let body = metrics_of(addr, token_of(name)).await?;
                     let up = value(&body, "opsfleet_hosts{state=\"up\"}");
                     let disks = body
                         .lines()
@@ -207,7 +249,7 @@ async fn coordinators_and_agents_export_the_fleet_to_prometheus() {
                 let mut active = Vec::new();
                 for name in COORDINATORS {
                     let addr = (c.coordinator(name)?.http_addr()).context("no HTTP address")?;
-                    let body = metrics_of(addr).await?;
+                    let body = metrics_of(addr, token_of(name)).await?;
                     if value(&body, "opsfleet_coordinator_active") == Some(1.0) {
                         active.push((name, body));
                     }
@@ -218,6 +260,16 @@ async fn coordinators_and_agents_export_the_fleet_to_prometheus() {
         .await?;
         let epoch = value(&active.1, "opsfleet_coordinator_epoch").unwrap_or(0.0);
         ensure!(epoch > 0.0, "{} is active with epoch {epoch}", active.0);
+
+        // blue refuses a scrape without its token, or with another.
+        let blue = (c.coordinator("blue")?.http_addr()).context("blue has no HTTP address")?;
+        for token in [None, Some("wrong")] {
+            let (code, body) = get_metrics(blue, token).await?;
+            ensure!(
+                code == 401 && !body.contains("opsfleet_"),
+                "blue's /metrics with token {token:?}: {code}\n{body}"
+            );
+        }
 
         let real = used_ratio(&watched)?;
         for (name, body) in &bodies {
@@ -274,7 +326,7 @@ async fn coordinators_and_agents_export_the_fleet_to_prometheus() {
                 Duration::from_secs(60),
                 Duration::from_millis(500),
                 async || {
-                    let body = metrics_of(addr).await?;
+                    let body = metrics_of(addr, None).await?;
                     Ok(body
                         .contains("opsfleet_agent_publish_latency_seconds_bucket")
                         .then_some(body))

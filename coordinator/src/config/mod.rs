@@ -293,4 +293,15 @@ kind = \"pager\"
         let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["http.tls_cert"]);
     }
+
+    #[test]
+    fn a_metrics_token_file_must_hold_a_token() {
+        let (_d, path) = write(
+            "name = \"blue\"\ndata_dir = \"/tmp/x\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             metrics_token_file = \"/nonexistent/opsfleet-metrics.token\"\n",
+        );
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["http.metrics_token_file"], "{}", err.report());
+    }
 }

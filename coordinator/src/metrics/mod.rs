@@ -1,13 +1,16 @@
 //! The coordinator's `/metrics` (on the `[http]` listener): the whole fleet in the Prometheus
 //! text format from one scrape, read from this coordinator's own projection, with its own
 //! ingest, store and leadership figures. `render` is pure (fleet, figures, now → text);
-//! `streams` reads the streams' positions in the background; this file only gathers.
+//! `streams` reads the streams' positions in the background; `access` says who may read;
+//! this file only gathers.
 //! Metric by metric: `docs/metrics.md`.
 
+mod access;
 mod render;
 pub mod streams;
 mod text;
 
+pub use access::{Access, TokenError};
 pub use render::{render, Process, Streams};
 pub use text::CONTENT_TYPE;
 
@@ -15,8 +18,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
 use crate::state::Shared;
 
@@ -53,8 +57,22 @@ pub fn scrape(shared: &Shared) -> String {
     render(&fleet, &p, opsfleet_proto::time::now_unix_ms())
 }
 
-/// `GET /metrics`. Rendered off the async workers: a large fleet takes milliseconds.
-pub async fn serve(State(shared): State<Arc<Shared>>) -> Response {
+/// `GET /metrics`: 401 unless `access` allows the request. Rendered off the async workers:
+/// a large fleet takes milliseconds.
+pub async fn serve(
+    State(shared): State<Arc<Shared>>,
+    Extension(access): Extension<Access>,
+    headers: HeaderMap,
+) -> Response {
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if !access.allows(authorization) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required ([http] metrics_token_file)\n",
+        )
+            .into_response();
+    }
     match tokio::task::spawn_blocking(move || scrape(&shared)).await {
         Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
         Err(e) => {
