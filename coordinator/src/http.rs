@@ -243,4 +243,48 @@ mod tests {
         cancel.cancel();
         task.await.expect("server");
     }
+
+    #[tokio::test]
+    async fn metrics_are_gzipped_for_a_scraper_that_accepts_it() {
+        use std::io::Read as _;
+        let shared = Shared::load(
+            "blue",
+            "blue",
+            Arc::new(MemStore::new()),
+            Leadership::default(),
+        )
+        .expect("load");
+        let cancel = CancellationToken::new();
+        let open = crate::metrics::Access::open();
+        let listen = "127.0.0.1:0".parse().expect("addr");
+        let (addr, task) = serve(listen, Arc::clone(&shared), open, cancel.clone())
+            .await
+            .expect("serve");
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.expect("read");
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+        let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("content-encoding: gzip"), "{head}");
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&raw[split + 4..])
+            .read_to_string(&mut text)
+            .expect("gunzip");
+        assert!(text.contains("\nopsfleet_coordinator_active 0\n"), "{text}");
+        // Without Accept-Encoding: plain text.
+        let plain = get(addr, "/metrics").await;
+        assert!(
+            !plain.to_lowercase().contains("content-encoding"),
+            "{plain}"
+        );
+        assert!(plain.contains("opsfleet_coordinator_epoch 0"), "{plain}");
+        cancel.cancel();
+        task.await.expect("server");
+    }
 }

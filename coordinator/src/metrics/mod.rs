@@ -1,11 +1,12 @@
 //! The coordinator's `/metrics` (on the `[http]` listener): the whole fleet in the Prometheus
 //! text format from one scrape, read from this coordinator's own projection, with its own
 //! ingest, store and leadership figures. `render` is pure (fleet, figures, now → text);
-//! `streams` reads the streams' positions in the background; `access` says who may read;
-//! this file only gathers.
+//! `streams` reads the streams' positions in the background; `access` says who may read,
+//! `gzip` packs the text for a scraper that accepts it; this file only gathers.
 //! Metric by metric: `docs/metrics.md`.
 
 mod access;
+mod gzip;
 mod render;
 pub mod streams;
 mod text;
@@ -57,8 +58,8 @@ pub fn scrape(shared: &Shared) -> String {
     render(&fleet, &p, opsfleet_proto::time::now_unix_ms())
 }
 
-/// `GET /metrics`: 401 unless `access` allows the request. Rendered off the async workers:
-/// a large fleet takes milliseconds.
+/// `GET /metrics`: 401 unless `access` allows the request; gzipped when the request accepts
+/// it. Rendered off the async workers: a large fleet takes milliseconds.
 pub async fn serve(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
@@ -73,8 +74,37 @@ pub async fn serve(
         )
             .into_response();
     }
-    match tokio::task::spawn_blocking(move || scrape(&shared)).await {
-        Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+    let packed = gzip::accepts_gzip(headers.get(header::ACCEPT_ENCODING).map(|v| v.as_bytes()));
+    let scraped = tokio::task::spawn_blocking(move || {
+        let text = scrape(&shared);
+        if !packed {
+            return (text.into_bytes(), None);
+        }
+        match gzip::gzip(&text) {
+            Ok(bytes) => (bytes, Some("gzip")),
+            Err(e) => {
+                tracing::warn!(error = %opsfleet_report::ErrorChain(&e), "cannot gzip metrics; sending them plain");
+                (text.into_bytes(), None)
+            }
+        }
+    })
+    .await;
+    match scraped {
+        Ok((body, encoding)) => {
+            let mut response = ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response();
+            let h = response.headers_mut();
+            h.insert(
+                header::VARY,
+                header::HeaderValue::from_static("accept-encoding"),
+            );
+            if let Some(e) = encoding {
+                h.insert(
+                    header::CONTENT_ENCODING,
+                    header::HeaderValue::from_static(e),
+                );
+            }
+            response
+        }
         Err(e) => {
             tracing::error!(error = %opsfleet_report::ErrorChain(&e), "metrics render failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

@@ -1,6 +1,6 @@
 //! `/metrics` rendered from folded fleets: the exact text of a small fleet (golden file
 //! `golden.prom`, checked by promtool in `tests/tests/prometheus.rs`), label escaping, and the
-//! render time of a 10,000-host fleet.
+//! render and gzip time of a 10,000-host fleet.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -270,4 +270,14 @@ fn ten_thousand_hosts_render_fast() {
     assert!(text.contains("opsfleet_hosts{state=\"up\"} 10000"));
     // Generous for a debug build on a loaded 2-core machine; see docs/metrics.md for figures.
     assert!(took < Duration::from_secs(5), "render took {took:?}");
+    let started = Instant::now();
+    let packed = super::gzip::gzip(&text).expect("gzip");
+    let took = started.elapsed();
+    println!("gzip of it: {took:?}, {} bytes", packed.len());
+    assert!(
+        packed.len() < text.len() / 8,
+        "{} bytes gzipped",
+        packed.len()
+    );
+    assert!(took < Duration::from_secs(10), "gzip took {took:?}");
 }
