@@ -18,7 +18,7 @@ ensure_cargo
 ensure_nats_server
 ensure_deb /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 faketime "the chaos suite's clock jumps"
 ensure_deb strace strace "the fsync measurement (tests/tests/fsync_promise.rs)"
-ensure_deb promtool prometheus "promtool checks /metrics and deploy/prometheus (tests/tests/prometheus.rs)"
+ensure_deb promtool prometheus "promtool and a Prometheus server check /metrics and deploy/prometheus (tests/tests/prometheus.rs)"
 
 say "building every binary: cargo build --workspace --bins"
 cargo build --workspace --bins

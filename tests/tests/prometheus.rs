@@ -6,15 +6,16 @@
 //! a scrape without the token or with another (401). The shipped `deploy/prometheus/` passes
 //! `promtool check rules`, `promtool test rules` and `promtool check config`, the golden
 //! render of every metric family passes `promtool check metrics`, and every metric the rules
-//! and the Grafana dashboard name is one opsfleet exports.
+//! and the Grafana dashboard name is one opsfleet exports. A real Prometheus server on the
+//! shipped scrape config (`server.rs`) scrapes both coordinators (blue with its token) and the
+//! agent, sees the fleet's figures, and loads the shipped rules healthy.
 //!
-//! `promtool` is Debian's `prometheus` package (`scripts/test.sh` installs it); without it the
-//! test fails saying so.
+//! `promtool` and `prometheus` are Debian's `prometheus` package (`scripts/test.sh` installs
+//! it); without them the test fails saying so.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -23,59 +24,75 @@ use opsfleet_tests::secure::repo_root;
 use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "prometheus/server.rs"]
+mod server;
+#[path = "prometheus/tools.rs"]
+mod tools;
+
+use tools::{exported_names, find_tool, promtool, referenced_names, run_promtool};
+
 const HOSTS: [&str; 3] = ["db-01", "web-01", "web-02"];
 const COORDINATORS: [&str; 2] = ["blue", "green"];
 /// blue's `[http] metrics_token_file` holds it.
 const TOKEN: &str = "scrape-s3cret";
 
-/// `promtool`, or an error naming what to install.
-fn promtool() -> Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("promtool"))
-        .find(|p| p.is_file())
-        .context(
-            "promtool not found on PATH: install Debian's `prometheus` package \
-             (`apt-get install prometheus`; scripts/test.sh does it)",
-        )
-}
-
-/// Runs promtool with `args` (and `stdin`); its exit status must be 0 and, for `check
-/// metrics`, it must print nothing (each lint problem is a line).
-async fn run_promtool(args: &[&str], stdin: Option<&str>, quiet: bool) -> Result<String> {
-    let mut cmd = tokio::process::Command::new(promtool()?);
-    cmd.args(args)
-        .current_dir(repo_root())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().context("spawn promtool")?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes()).await?;
-        drop(pipe);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .context("promtool took over 60 s")??;
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// What Prometheus made of both coordinators and the agent: every target up, the fleet's
+/// figures from both coordinators, one active, the rules loaded and healthy, and neither
+/// "no active coordinator" nor "coordinator down" pending or firing.
+async fn scraped_by_prometheus(server: &server::Server) -> Result<()> {
+    let up = wait_until(
+        "Prometheus to scrape both coordinators and the agent",
+        Duration::from_secs(90),
+        Duration::from_secs(1),
+        async || {
+            let Ok(up) = server.query("up").await else {
+                return Ok(None);
+            };
+            Ok((up.len() == 3 && up.iter().all(|(_, v)| *v == 1.0)).then_some(up))
+        },
+    )
+    .await?;
+    let jobs: BTreeSet<&str> = up.iter().filter_map(|(m, _)| m["job"].as_str()).collect();
     ensure!(
-        out.status.success(),
-        "promtool {args:?} failed ({}):\n{said}",
-        out.status
+        jobs == BTreeSet::from(["opsfleet-agents", "opsfleet-coordinators"]),
+        "jobs scraped: {jobs:?}"
     );
+    let hosts = server.query("opsfleet_hosts{state=\"up\"}").await?;
     ensure!(
-        !quiet || said.trim().is_empty(),
-        "promtool {args:?} found problems:\n{said}"
+        hosts.len() == 2 && hosts.iter().all(|(_, v)| *v == 3.0),
+        "opsfleet_hosts{{state=\"up\"}} in Prometheus: {hosts:?}"
     );
-    Ok(said)
+    let active = server.query("sum(opsfleet_coordinator_active)").await?;
+    ensure!(
+        active.first().map(|a| a.1) == Some(1.0),
+        "sum(opsfleet_coordinator_active): {active:?}"
+    );
+    let disks = server.query("count(opsfleet_disk_used_ratio)").await?;
+    ensure!(
+        disks.first().is_some_and(|d| d.1 >= 6.0),
+        "disk ratios in Prometheus: {disks:?}"
+    );
+    // An evaluation before the first scrape sees no coordinator (pending, `for: 1m` keeps it
+    // from firing); once both are scraped, the next one clears it.
+    let quiet = ["OpsfleetNoActiveCoordinator", "OpsfleetCoordinatorDown"];
+    wait_until(
+        "Prometheus to load the shipped rules, healthy, with no coordinator alert",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        async || {
+            let rules = server.rules().await?;
+            let loud: Vec<_> = (rules.iter())
+                .filter(|r| quiet.contains(&r.0.as_str()) && r.2 != "inactive")
+                .collect();
+            let healthy = rules.len() == 10 && rules.iter().all(|r| r.1 == "ok");
+            if healthy && loud.is_empty() {
+                return Ok(Some(()));
+            }
+            Err(anyhow!("rules: {rules:?}"))
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// The value of the sample written exactly as `series` (name and labels), if present.
@@ -87,41 +104,6 @@ fn value(body: &str, series: &str) -> Option<f64> {
             .parse()
             .ok()
     })
-}
-
-/// Every `opsfleet_*` metric name a sample line of `body` uses.
-fn exported_names(body: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for l in body.lines().filter(|l| l.starts_with("opsfleet_")) {
-        let end = l.find(['{', ' ']).unwrap_or(l.len());
-        let name = &l[..end];
-        names.insert(name.to_owned());
-        // A histogram's family name is what queries may name too.
-        for suffix in ["_bucket", "_sum", "_count"] {
-            if let Some(base) = name.strip_suffix(suffix) {
-                names.insert(base.to_owned());
-            }
-        }
-    }
-    names
-}
-
-/// Every `opsfleet_*` identifier in `text`.
-fn referenced_names(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("opsfleet_") {
-        let tail = &rest[i..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(tail.len());
-        // `job="opsfleet-agents"` and the like are not metric names.
-        if i == 0 || !rest[..i].ends_with(['-', '/']) {
-            out.insert(tail[..end].to_owned());
-        }
-        rest = &tail[end..];
-    }
-    out
 }
 
 /// Used ratio of the file system holding `path`, as the disk module computes it.
@@ -309,7 +291,7 @@ async fn coordinators_and_agents_export_the_fleet_to_prometheus() {
         }
 
         // The agent's own /metrics.
-        let agent_body = {
+        let (agent_http, agent_body) = {
             let agent = c.agent("web-01")?;
             let addr = wait_until(
                 "web-01 to bind its HTTP endpoint",
@@ -321,7 +303,7 @@ async fn coordinators_and_agents_export_the_fleet_to_prometheus() {
                 },
             )
             .await?;
-            wait_until(
+            let body = wait_until(
                 "web-01's /metrics to show its module runs",
                 Duration::from_secs(60),
                 Duration::from_millis(500),
@@ -332,7 +314,8 @@ async fn coordinators_and_agents_export_the_fleet_to_prometheus() {
                         .then_some(body))
                 },
             )
-            .await?
+            .await?;
+            (addr, body)
         };
         run_promtool(&["check", "metrics"], Some(&agent_body), true)
             .await
@@ -371,6 +354,24 @@ async fn coordinators_and_agents_export_the_fleet_to_prometheus() {
         run_promtool(&["check", "metrics"], Some(&golden), true)
             .await
             .context("coordinator/src/metrics/golden.prom")?;
+
+        // A real Prometheus on the shipped config scrapes them all (blue with its token) and
+        // loads the shipped rules.
+        let mut coordinator_http = Vec::new();
+        for name in COORDINATORS {
+            coordinator_http.push((c.coordinator(name)?.http_addr()).context("no HTTP address")?);
+        }
+        let server = server::Server::start(
+            &find_tool("prometheus")?,
+            &c.dir().join("prometheus"),
+            &coordinator_http,
+            &[agent_http],
+            &token_file,
+        )
+        .await?;
+        scraped_by_prometheus(&server)
+            .await
+            .with_context(|| format!("Prometheus' log:\n{}", server.log()))?;
 
         // Every metric the rules and the dashboard name exists.
         let mut known = exported_names(&golden);

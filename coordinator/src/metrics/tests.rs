@@ -162,6 +162,7 @@ fn small_fleet() -> Fleet {
     f.command("c1", "web-01", "pause", true, T0);
     f.command("c2", "db-01", "pause", false, T0);
     f.command("c3", "web-01", "noop", true, T0);
+    f.command("c4", "db-01", "drain", false, T0);
     f.fleet
 }
 
@@ -222,6 +223,8 @@ fn the_figures_are_the_fleets() {
     has("opsfleet_alerts{rule=\"disk_full\",state=\"resolved\",severity=\"critical\"} 1");
     has("opsfleet_commands{action=\"pause\",state=\"completed\"} 1");
     has("opsfleet_commands{action=\"pause\",state=\"issued\"} 1");
+    has("opsfleet_hosts_in_maintenance 1");
+    has("opsfleet_host_maintenance{host=\"db-01\"} 1");
     // No id, free text or time as a label.
     for banned in ["a1", "c1", "disk 93%", "run-", "alice", &T0.to_string()] {
         assert!(!text.contains(banned), "{banned} in\n{text}");
