@@ -88,7 +88,7 @@ pub struct CoordinatorConfig {
     pub nats: NatsConfig,
     pub topology: TopologyConfig,
     pub ingest: IngestConfig,
-    /// `[http]`: /healthz and /readyz; absent = no listener.
+    /// `[http]`: /healthz, /readyz and /metrics; absent = no listener.
     #[serde(default)]
     pub http: Option<crate::http::HttpConfig>,
     /// `[notify]`: notification routes; none = dry-run lines on stdout.
