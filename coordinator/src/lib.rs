@@ -21,6 +21,7 @@ pub(crate) mod groups;
 pub(crate) mod http;
 pub(crate) mod identity;
 pub mod ingest;
+pub(crate) mod metrics;
 pub(crate) mod notify;
 pub mod projection;
 pub mod rebuild;

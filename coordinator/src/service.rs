@@ -50,6 +50,8 @@ pub enum RunError {
     HttpTls(#[source] opsfleet_httpserve::HttpsError),
     #[error(transparent)]
     Console(#[from] crate::console::ConsoleError),
+    #[error("cannot set up the HTTP endpoint's /metrics")]
+    MetricsToken(#[source] crate::metrics::TokenError),
     #[error(
         "JetStream did not answer the topology requests within {waited:?} ({attempts} attempts)"
     )]
@@ -141,7 +143,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         leadership_events,
     } = start_election(&cfg, &topology, &js, store, &cancel)?;
     let console = start_console(&cfg, &shared, &client, &js)?;
-    let http_task = start_http(cfg.http.as_ref(), &shared, console, &cancel).await?;
+    let http_task = start_http(cfg.http.as_ref(), &shared, &topology, console, &cancel).await?;
     let alerts_task = start_alerts(&cfg, &shared, &emitter, &topology, &cancel)?;
     let (dispatcher, sweeper) = start_dispatch(&cfg, &shared, emitter.clone(), &js, &cancel);
     let rollouts_task = tokio::spawn(
@@ -326,10 +328,11 @@ fn start_console(
     Ok(Some(crate::console::router(state)))
 }
 
-/// The HTTPS endpoint, when `[http]` is set.
+/// The HTTPS endpoint, when `[http]` is set, and the stream reader of its `/metrics`.
 async fn start_http(
     http: Option<&crate::http::HttpConfig>,
     shared: &Arc<Shared>,
+    topology: &Topology,
     console: Option<axum::Router>,
     cancel: &CancellationToken,
 ) -> Result<Option<JoinHandle<()>>, RunError> {
@@ -337,10 +340,12 @@ async fn start_http(
         return Ok(None);
     };
     let tls = crate::http::tls_acceptor(http).map_err(RunError::HttpTls)?;
+    let metrics = http.metrics_access().map_err(RunError::MetricsToken)?;
     let (addr, task) = crate::http::serve_tls(
         http.listen,
         tls,
         Arc::clone(shared),
+        metrics,
         console,
         cancel.clone(),
     )
@@ -350,6 +355,14 @@ async fn start_http(
         source,
     })?;
     info!(%addr, "HTTP endpoint listening");
+    // `/metrics` reads the streams' positions from memory; this task keeps them current.
+    let (events, dlq) = (topology.events.clone(), topology.dlq.clone());
+    tokio::spawn(crate::metrics::streams::watch(
+        Arc::clone(shared),
+        events,
+        dlq,
+        cancel.clone(),
+    ));
     Ok(Some(task))
 }
 

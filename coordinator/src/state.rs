@@ -1,7 +1,7 @@
 //! State shared between the ingest loop and the API responders: the in-memory fleet (the
 //! projection as persisted), the store, and counters.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tracing::info;
@@ -28,6 +28,21 @@ pub struct Shared {
     pub refused: AtomicU64,
     /// False while the store refuses writes (full or read-only disk).
     pub store_healthy: AtomicBool,
+    /// Events appended to the log since start (`/metrics`: events per second).
+    pub events_applied: AtomicU64,
+    /// The streams' positions as last read (`/metrics`: ingest lag, dead letters).
+    pub streams: StreamReading,
+}
+
+/// The streams' positions as the metrics' watcher last read them (`metrics::streams`).
+#[derive(Debug, Default)]
+pub struct StreamReading {
+    /// `OPS_EVENTS`' last stream sequence.
+    pub events_last_seq: AtomicU64,
+    /// Messages in `OPS_DLQ`.
+    pub dlq_messages: AtomicU64,
+    /// When they were read (this machine's clock); 0 before the first reading.
+    pub read_at_unix_ms: AtomicI64,
 }
 
 impl Shared {
@@ -73,6 +88,8 @@ impl Shared {
             parked: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             store_healthy: AtomicBool::new(true),
+            events_applied: AtomicU64::new(0),
+            streams: StreamReading::default(),
         }))
     }
 

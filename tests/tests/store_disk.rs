@@ -1,7 +1,7 @@
 //! The coordinator's store on a small filesystem of its own (a 16 MiB tmpfs) while an agent
 //! keeps producing. When the disk is full the coordinator stops acknowledging (its consumer's
-//! ack floor stands still while the stream grows), `/readyz` answers 503 and the process keeps
-//! running; once space returns it is ready again without a restart. Started on a read-only
+//! ack floor stands still while the stream grows), `/readyz` answers 503, `/metrics` shows the
+//! store unhealthy and the lag, and the process keeps running; once space returns it is ready again without a restart. Started on a read-only
 //! store it refuses to run, naming the store; once writable it catches up. Its log holds
 //! every seq exactly once. Skipped, with a message, where the test may not mount a filesystem.
 
@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use async_nats::jetstream;
 use opsfleet_proto::subjects;
+use opsfleet_tests::coordinator::http_get;
 use opsfleet_tests::{
     check_exactly_once, check_unique_ids, wait_until, AgentSpec, Cluster, CoordinatorSpec,
     SmallDisk,
@@ -77,8 +78,30 @@ async fn check_refusing(c: &mut Cluster, js: &jetstream::Context, why: &str) -> 
         code == 503,
         "{why}: /readyz turned {code} with the store still refused"
     );
+    check_metrics(c, false, why).await?;
     println!("{why}: not ready; ack floor stays at {floor} while the stream grew to {grown}");
     Ok(())
+}
+
+/// `/metrics` tells the store's health and, while it refuses writes, a lag of at least what
+/// waited in the stream (what `OpsfleetStoreUnhealthy` and `OpsfleetIngestStalled` page on).
+async fn check_metrics(c: &mut Cluster, healthy: bool, why: &str) -> Result<()> {
+    let addr = (c.coordinator(COORD)?.http_addr()).context("no HTTP address")?;
+    let want = format!("opsfleet_coordinator_store_healthy {}", u8::from(healthy));
+    wait_until(
+        &format!("/metrics of {COORD} to show `{want}` ({why})"),
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        async || {
+            let (code, body) = http_get(addr, "/metrics").await?;
+            let lag = (body.lines())
+                .find_map(|l| l.strip_prefix("opsfleet_ingest_lag_messages "))
+                .and_then(|v| v.parse::<u64>().ok());
+            let lag_ok = healthy || lag.is_some_and(|l| l >= WHILE_BROKEN);
+            Ok((code == 200 && body.lines().any(|l| l == want) && lag_ok).then_some(()))
+        },
+    )
+    .await
 }
 
 /// Ready again, and the coordinator persists (and acknowledges) past what was refused.
@@ -95,6 +118,7 @@ async fn check_recovered(c: &mut Cluster, js: &jetstream::Context, why: &str) ->
         },
     )
     .await?;
+    check_metrics(c, true, why).await?;
     println!("{why}: ready again; ack floor {floor}");
     Ok(())
 }

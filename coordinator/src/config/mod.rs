@@ -88,7 +88,7 @@ pub struct CoordinatorConfig {
     pub nats: NatsConfig,
     pub topology: TopologyConfig,
     pub ingest: IngestConfig,
-    /// `[http]`: /healthz and /readyz; absent = no listener.
+    /// `[http]`: /healthz, /readyz and /metrics; absent = no listener.
     #[serde(default)]
     pub http: Option<crate::http::HttpConfig>,
     /// `[notify]`: notification routes; none = dry-run lines on stdout.
@@ -345,5 +345,16 @@ kind = \"pager\"
         let err = CoordinatorConfig::load(&path).unwrap_err();
         let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["http.tls_cert"]);
+    }
+
+    #[test]
+    fn a_metrics_token_file_must_hold_a_token() {
+        let (_d, path) = write(
+            "name = \"blue\"\ndata_dir = \"/tmp/x\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             metrics_token_file = \"/nonexistent/opsfleet-metrics.token\"\n",
+        );
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["http.metrics_token_file"], "{}", err.report());
     }
 }

@@ -406,7 +406,7 @@ async fn persist_batch(
     }
     policy.committed(snapshot, Instant::now());
     shared.applied.store(applied_to, Ordering::Release);
-    count(shared, &folded);
+    count(shared, &folded, events);
     debug!(
         events,
         duplicates = folded.duplicates,
@@ -478,8 +478,10 @@ async fn commit_until_stored(
 /// Cancelled before the commit succeeded.
 struct Cancelled;
 
-/// Adds a persisted batch's duplicates, malformed and refused messages to the counters.
-fn count(shared: &Shared, folded: &fold::Folded) {
+/// Adds a persisted batch's events, duplicates, malformed and refused messages to the
+/// counters.
+fn count(shared: &Shared, folded: &fold::Folded, events: usize) {
+    (shared.events_applied).fetch_add(events as u64, Ordering::Relaxed);
     shared
         .duplicates
         .fetch_add(folded.duplicates, Ordering::Relaxed);
