@@ -258,6 +258,27 @@ fn coordinator(body: &Body) -> String {
             n.attempts,
             note(" (", &n.detail, ")")
         ),
+        Body::SilenceAdded(a) => format!(
+            "silence {} added by {}{} until {}: {}",
+            a.silence_id,
+            a.created_by,
+            note(" as ", &a.created_role, ""),
+            a.ends_unix_ms,
+            a.reason
+        ),
+        Body::SilenceExpired(x) => format!(
+            "silence {} expired by {}{}",
+            x.silence_id,
+            x.by,
+            note(" as ", &x.role, "")
+        ),
+        Body::AlertAcked(k) => format!(
+            "alert {} acknowledged by {}{}{}",
+            k.alert_id,
+            k.by,
+            note(" as ", &k.role, ""),
+            note(": ", &k.comment, "")
+        ),
         Body::Rollout(r) => format!(
             "rollout {} {} (epoch {})",
             r.rollout_id,
