@@ -234,10 +234,14 @@ async fn verbs_from_help(opsctl: &Opsctl, prefix: &[&str]) -> Result<Vec<String>
             // A verb that also runs without a subcommand (`opsctl alerts`, beside `opsctl
             // alerts ack`) has a usage line of its own.
             let own = format!("opsctl {}", path.join(" "));
-            let runs_alone = help.lines().any(|l| {
-                let l = l.trim().trim_start_matches("Usage:").trim();
-                l.starts_with(&own) && !l.contains("<COMMAND>")
-            });
+            let runs_alone = help
+                .lines()
+                .skip_while(|l| !l.starts_with("Usage:"))
+                .take_while(|l| !l.trim().is_empty())
+                .any(|l| {
+                    let l = l.trim_start_matches("Usage:").trim();
+                    l.starts_with(&own) && !l.contains("<COMMAND>")
+                });
             if runs_alone {
                 leaves.push(path.join(" "));
             }
