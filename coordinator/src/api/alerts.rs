@@ -1,6 +1,7 @@
 //! `ops.api.alerts`: alerts as the alert engine's events left them in the log (state, rule,
 //! host, subject, since, last transition, notifications delivered or dry-run, the silences
-//! holding it now, its ack), filtered by host glob and state, paged by (host, alert id). Every coordinator answers from its own fold.
+//! holding it now, its ack), filtered by host glob and state, paged by (host, alert id).
+//! Every coordinator answers from its own fold.
 
 use opsfleet_proto::api::{
     AlertState, AlertView, AlertsReply, AlertsRequest, NotifyOutcome, Responder,
