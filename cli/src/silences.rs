@@ -91,8 +91,8 @@ pub struct ExpireArgs {
 /// `opsctl alerts ack`.
 #[derive(Args, Debug, Clone)]
 pub struct AckArgs {
-    /// The alert's key (`<rule>/<host>/<subject>`: the KEY column of `opsctl alerts -o wide`
-    /// is not there, so take it from `opsctl alerts -o json`, `.alerts[].key`).
+    /// The alert's key, `<rule>/<host>/<subject>` (`.alerts[].key` in `opsctl alerts -o
+    /// json`), e.g. `disk_crit/web-01//data`.
     pub id: String,
     /// A note for the others (shown in `opsctl alerts -o json`).
     #[arg(long)]
