@@ -72,6 +72,8 @@ pub(super) struct Server {
     groups: GroupsHandle,
     pub(super) policy: ApiConfig,
     counters: Arc<guard::Counters>,
+    /// Whether silences and acks may be recorded now (active and caught up).
+    pub(super) gate: Arc<super::silences::SharedGate>,
 }
 
 /// One request, its reply subject checked.
@@ -95,6 +97,8 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> Result<(), SubscribeError> {
     let Actors { dispatcher, groups } = actors;
+    let gate = crate::acting::Gate::new(Arc::clone(&shared), events.clone(), "silences");
+    let gate = Arc::new(tokio::sync::Mutex::new(gate));
     let server = Server {
         client,
         shared,
@@ -104,6 +108,7 @@ pub async fn serve(
         groups,
         policy,
         counters: Arc::new(guard::Counters::default()),
+        gate,
     };
     let mut requests = server.subscribe().await?;
     loop {

@@ -10,7 +10,6 @@ use tracing::warn;
 
 use super::serve::{Incoming, Server};
 use super::{error_reply, guard, parse, silences, to_json};
-use crate::acting::Gate;
 
 impl Server {
     /// `ops.api.silence`: add or expire a silence.
@@ -31,7 +30,7 @@ impl Server {
             return Some(self.refuse(&req, r));
         }
         let issuer = crate::identity::issuer("", req.operator.as_ref());
-        let gate = Gate::new(Arc::clone(&self.shared), self.events.clone(), "silences");
+        let gate = Arc::clone(&self.gate);
         let (emitter, client, shared) = (
             self.dispatcher.emitter().clone(),
             self.client.clone(),
@@ -39,7 +38,7 @@ impl Server {
         );
         let (reply_to, addressed_to_me) = (req.reply_to, req.addressed_to_me);
         tokio::spawn(async move {
-            let reply = match silences::silence(&shared, &emitter, gate, body, &issuer).await {
+            let reply = match silences::silence(&shared, &emitter, &gate, body, &issuer).await {
                 Ok(reply) => to_json(&reply),
                 Err(e) if e.is_not_active() && !addressed_to_me => return,
                 Err(e) => error_reply(&shared, opsfleet_report::error_chain(&e)),
@@ -65,7 +64,7 @@ impl Server {
             return Some(self.refuse(&req, r));
         }
         let issuer = crate::identity::issuer("", req.operator.as_ref());
-        let gate = Gate::new(Arc::clone(&self.shared), self.events.clone(), "acks");
+        let gate = Arc::clone(&self.gate);
         let (emitter, client, shared) = (
             self.dispatcher.emitter().clone(),
             self.client.clone(),
@@ -73,7 +72,7 @@ impl Server {
         );
         let (reply_to, addressed_to_me) = (req.reply_to, req.addressed_to_me);
         tokio::spawn(async move {
-            let reply = match silences::ack(&shared, &emitter, gate, body, &issuer).await {
+            let reply = match silences::ack(&shared, &emitter, &gate, body, &issuer).await {
                 Ok(reply) => to_json(&reply),
                 Err(e) if e.is_not_active() && !addressed_to_me => return,
                 Err(e) => error_reply(&shared, opsfleet_report::error_chain(&e)),

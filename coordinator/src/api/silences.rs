@@ -230,10 +230,15 @@ pub fn plan_ack(
     })
 }
 
+/// The gate the silence and ack requests share (one per coordinator, so the barrier of a
+/// term is read once).
+pub type SharedGate = tokio::sync::Mutex<Gate>;
+
 /// The term's epoch if this coordinator may record now (active and caught up).
-async fn acting(shared: &Shared, gate: &mut Gate) -> Result<u64, SilenceApiError> {
+async fn acting(shared: &Shared, gate: &SharedGate) -> Result<u64, SilenceApiError> {
     let name = shared.name.clone();
-    gate.open_or_why().await.map_err(|closed| match closed {
+    let opened = gate.lock().await.open_or_why().await;
+    opened.map_err(|closed| match closed {
         Closed::NotActive => SilenceApiError::NotActive { name },
         Closed::CatchingUp => SilenceApiError::CatchingUp { name },
     })
@@ -261,11 +266,11 @@ async fn folded<T>(
 pub async fn silence(
     shared: &Shared,
     emitter: &Emitter,
-    mut gate: Gate,
+    gate: &SharedGate,
     req: SilenceRequest,
     issuer: &Issuer,
 ) -> Result<SilenceReply, SilenceApiError> {
-    let epoch = acting(shared, &mut gate).await?;
+    let epoch = acting(shared, gate).await?;
     let now = now_unix_ms();
     let (id, body) = {
         let fleet = shared.fleet();
@@ -287,7 +292,7 @@ pub async fn silence(
             }
         }
     };
-    if !gate.still(epoch) {
+    if !gate.lock().await.still(epoch) {
         return Err(SilenceApiError::NotActive {
             name: shared.name.clone(),
         });
@@ -311,13 +316,13 @@ pub async fn silence(
 pub async fn ack(
     shared: &Shared,
     emitter: &Emitter,
-    mut gate: Gate,
+    gate: &SharedGate,
     req: AlertAckRequest,
     issuer: &Issuer,
 ) -> Result<AlertAckReply, SilenceApiError> {
-    let epoch = acting(shared, &mut gate).await?;
+    let epoch = acting(shared, gate).await?;
     let body = plan_ack(&shared.fleet(), &req, issuer, epoch, now_unix_ms())?;
-    if !gate.still(epoch) {
+    if !gate.lock().await.still(epoch) {
         return Err(SilenceApiError::NotActive {
             name: shared.name.clone(),
         });
