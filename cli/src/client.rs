@@ -8,6 +8,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use opsfleet_bus::{BusError, ConnectMode, NatsConfig};
 use opsfleet_proto::api::{
+    AlertAckReply, AlertAckRequest, SilenceReply, SilenceRequest, SILENCE_ROLE,
+};
+use opsfleet_proto::api::{
     ApiError, CommandReply, CommandRequest, CommandsReply, CommandsRequest, FailoverReply,
     FailoverRequest, Role, RolloutReply, RolloutRequest, RolloutsReply, RolloutsRequest,
     ServiceFailoverReply, ServiceFailoverRequest, StatusReply,
@@ -349,6 +352,30 @@ impl Api {
             subjects::API_SERVICE_FAILOVER,
         );
         self.call_within(subject, req, acting, wait).await
+    }
+
+    /// Asks the active coordinator to add or expire a silence, as the operator in the operator
+    /// role (`ops.api.as.<operator>.<role>.silence`).
+    pub async fn silence(&self, req: &SilenceRequest) -> Result<SilenceReply, ClientError> {
+        let (subject, acting) = self.action_subject(
+            req.what(),
+            SILENCE_ROLE,
+            subjects::api_silence_as,
+            subjects::API_SILENCE,
+        );
+        self.call_acting(subject, req, acting).await
+    }
+
+    /// Asks the active coordinator to acknowledge an alert, as the operator in the operator
+    /// role (`ops.api.as.<operator>.<role>.alert_ack`).
+    pub async fn alert_ack(&self, req: &AlertAckRequest) -> Result<AlertAckReply, ClientError> {
+        let (subject, acting) = self.action_subject(
+            "alerts ack",
+            SILENCE_ROLE,
+            subjects::api_alert_ack_as,
+            subjects::API_ALERT_ACK,
+        );
+        self.call_acting(subject, req, acting).await
     }
 
     /// The command ledger, from whichever coordinator answers first.

@@ -16,6 +16,7 @@ pub mod roll;
 pub mod rollout;
 pub mod sanitize;
 pub mod service_config;
+pub mod silences;
 pub mod table;
 pub mod verbs;
 pub mod views;

@@ -317,6 +317,10 @@ fn alerts_table() {
                 detail: "/ is 97.0% full".into(),
                 severity: Some(Severity::Critical),
                 transitions: 2,
+                silenced_by: vec!["0193a4c2-7d1e-7abc-9def-0123456789ab".into()],
+                acked_by: Some("alice".into()),
+                acked_at_unix_ms: Some(NOW - 60_000),
+                ack_comment: Some("swapping the disk".into()),
             },
             AlertView {
                 key: "host_lost/web-02/".into(),
@@ -331,12 +335,60 @@ fn alerts_table() {
                 detail: "web-02 reports again".into(),
                 severity: Some(Severity::Warning),
                 transitions: 3,
+                silenced_by: vec![],
+                acked_by: None,
+                acked_at_unix_ms: None,
+                ack_comment: None,
             },
         ],
         // `--limit 2` left rows out.
         next: Some("web-02/host_lost/web-02/".into()),
     };
     check("alerts.txt", &render::alerts(&reply, NOW));
+}
+
+#[test]
+fn silences_table() {
+    use opsfleet_proto::api::{SilenceView, SilencesReply};
+    let active = SilenceView {
+        id: "0193a4c2-7d1e-7abc-9def-0123456789ab".into(),
+        state: "active".into(),
+        host: "web-*".into(),
+        labels: vec!["env=prod".into()],
+        rules: vec!["disk_crit".into()],
+        starts_unix_ms: NOW - 600_000,
+        ends_unix_ms: NOW + 7_200_000,
+        reason: "disk swap".into(),
+        created_by: "alice".into(),
+        created_role: "operator".into(),
+        expired_by: None,
+        expired_unix_ms: None,
+    };
+    let reply = SilencesReply {
+        responder: standby(),
+        now_unix_ms: NOW,
+        silences: vec![
+            active.clone(),
+            SilenceView {
+                id: "0193a4c2-8000-7abc-9def-0123456789ab".into(),
+                state: "expired".into(),
+                host: String::new(),
+                labels: vec![],
+                rules: vec!["host_lost".into()],
+                reason: "rack move\nsecond line".into(),
+                expired_by: Some("bob".into()),
+                expired_unix_ms: Some(NOW - 300_000),
+                ..active
+            },
+        ],
+        next: None,
+    };
+    check("silences.txt", &opsfleet_cli::silences::render(&reply));
+    let empty = SilencesReply {
+        silences: vec![],
+        ..reply
+    };
+    assert!(opsfleet_cli::silences::render(&empty).ends_with("no silences\n"));
 }
 
 /// A hostile excerpt: clear screen, cursor home, carriage return over the line, a title-setting
@@ -403,6 +455,10 @@ fn control_characters_from_hosts_render_inert() {
         detail: HOSTILE.into(),
         severity: Some(Severity::Critical),
         transitions: 1,
+        silenced_by: vec![HOSTILE.into()],
+        acked_by: Some(HOSTILE.into()),
+        acked_at_unix_ms: Some(NOW),
+        ack_comment: Some(HOSTILE.into()),
     });
     assert_inert(&render::alerts(&alerts, NOW));
 

@@ -115,6 +115,38 @@ fn notification() -> Body {
     })
 }
 
+fn silence_added() -> Body {
+    Body::SilenceAdded(pb::SilenceAdded {
+        silence_id: "0193a4c2-7d1e-7abc-9def-0123456789ab".into(),
+        host_glob: "*".into(),
+        starts_unix_ms: 0,
+        ends_unix_ms: i64::MAX,
+        reason: "forged: mute every page".into(),
+        created_by: "alice".into(),
+        created_role: "operator".into(),
+        epoch: u64::MAX,
+        ..Default::default()
+    })
+}
+
+fn silence_expired() -> Body {
+    Body::SilenceExpired(pb::SilenceExpired {
+        silence_id: "0193a4c2-7d1e-7abc-9def-0123456789ab".into(),
+        by: "alice".into(),
+        at_unix_ms: 1,
+        ..Default::default()
+    })
+}
+
+fn alert_acked() -> Body {
+    Body::AlertAcked(pb::AlertAcked {
+        alert_id: "a".into(),
+        transition_id: "t".into(),
+        by: "alice".into(),
+        ..Default::default()
+    })
+}
+
 fn heartbeat() -> Body {
     Body::Heartbeat(pb::Heartbeat::default())
 }
@@ -142,6 +174,10 @@ fn coordinator_bodies_are_refused_from_agent_subjects() {
         ("agent", liveness(u64::MAX)),
         ("agent", notification()),
         ("agent", leadership()),
+        ("agent", silence_added()),
+        ("agent", silence_expired()),
+        ("agent", alert_acked()),
+        ("disk", silence_added()),
     ] {
         let e = ev("web-01", module, 2, body);
         assert_eq!(
@@ -173,6 +209,9 @@ fn coordinator_subjects_carry_only_coordinator_bodies_and_expiries() {
         transition(4),
         liveness(4),
         notification(),
+        silence_added(),
+        silence_expired(),
+        alert_acked(),
         expired("c1"),
         // An expiry of a command the ledger does not know is still the coordinator's word.
         expired("c404"),
@@ -312,7 +351,7 @@ struct Msg {
 }
 
 fn msg() -> impl Strategy<Value = Msg> {
-    (0u8..4, 0u8..12, 0u8..3, 0u8..2).prop_map(|(from, body, cmd, target)| Msg {
+    (0u8..4, 0u8..14, 0u8..3, 0u8..2).prop_map(|(from, body, cmd, target)| Msg {
         from,
         body,
         cmd,
@@ -343,6 +382,8 @@ impl Msg {
                 epoch: 0,
                 highest_epoch_seen: 0,
             }),
+            12 => silence_added(),
+            13 => silence_expired(),
             _ => heartbeat(),
         };
         let kind = opsfleet_proto::body_kind(&body);
@@ -420,6 +461,11 @@ proptest! {
         });
         prop_assert!(from_blue || fleet.alerts().alerts.is_empty());
         prop_assert!(from_blue || fleet.alerts().liveness.is_empty());
+        // Silences come from the coordinator's own subject only.
+        let silenced_by_blue = log.iter().any(|e| {
+            e.host == "blue" && matches!(e.body, Body::SilenceAdded(_))
+        });
+        prop_assert!(silenced_by_blue || fleet.silences().iter().next().is_none());
         let mut refold = Fleet::new();
         for e in &log {
             refold.apply(e);

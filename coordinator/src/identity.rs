@@ -21,6 +21,8 @@ pub fn subscriptions(coordinator: &str) -> Vec<String> {
         subjects::API_FAILOVER_AS_ALL,
         subjects::API_ROLLOUT_AS_ALL,
         subjects::API_SERVICE_FAILOVER_AS_ALL,
+        subjects::API_SILENCE_AS_ALL,
+        subjects::API_ALERT_ACK_AS_ALL,
     ] {
         out.push(all.to_owned());
         out.push(subjects::api_subject_for(all, coordinator));
@@ -174,7 +176,11 @@ mod tests {
                 "ops.api.as.*.*.rollout",
                 "ops.api.as.*.*.rollout.blue",
                 "ops.api.as.*.*.service_failover",
-                "ops.api.as.*.*.service_failover.blue"
+                "ops.api.as.*.*.service_failover.blue",
+                "ops.api.as.*.*.silence",
+                "ops.api.as.*.*.silence.blue",
+                "ops.api.as.*.*.alert_ack",
+                "ops.api.as.*.*.alert_ack.blue"
             ]
         );
     }

@@ -133,6 +133,9 @@ pub fn body_kind(body: &pb::event::Body) -> &'static str {
         Body::HostLiveness(_) => "host_liveness",
         Body::AlertTransition(_) => "alert_transition",
         Body::NotificationSent(_) => "notification_sent",
+        Body::SilenceAdded(_) => "silence_added",
+        Body::SilenceExpired(_) => "silence_expired",
+        Body::AlertAcked(_) => "alert_acked",
         Body::Rollout(_) => "rollout",
         Body::GroupFailover(_) => "group_failover",
     }
@@ -160,6 +163,9 @@ pub fn body_class(body: &pb::event::Body) -> BodyClass {
         | Body::HostLiveness(_)
         | Body::AlertTransition(_)
         | Body::NotificationSent(_)
+        | Body::SilenceAdded(_)
+        | Body::SilenceExpired(_)
+        | Body::AlertAcked(_)
         | Body::Rollout(_)
         | Body::GroupFailover(_) => BodyClass::Coordinator,
         Body::CommandAccepted(_)

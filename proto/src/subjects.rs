@@ -55,6 +55,14 @@ pub const API_ROLLOUTS: &str = "ops.api.rollouts";
 pub const API_SERVICE_FAILOVER: &str = "ops.api.service_failover";
 /// `opsctl service groups`: active/standby groups, their members and last failovers.
 pub const API_GROUPS: &str = "ops.api.groups";
+/// `opsctl silence add|expire` (identified: `ops.api.as.<operator>.<role>.silence`; the
+/// active coordinator answers).
+pub const API_SILENCE: &str = "ops.api.silence";
+/// `opsctl alerts ack` (identified: `ops.api.as.<operator>.<role>.alert_ack`; the active
+/// coordinator answers).
+pub const API_ALERT_ACK: &str = "ops.api.alert_ack";
+/// `opsctl silence list`: silences, paged.
+pub const API_SILENCES: &str = "ops.api.silences";
 
 /// Prefix of API requests that carry the operator's identity and role in the subject:
 /// `ops.api.as.<operator>.<role>.<verb>`. NATS permissions let each operator publish only
@@ -69,6 +77,20 @@ pub const API_FAILOVER_AS_ALL: &str = "ops.api.as.*.*.failover";
 pub const API_ROLLOUT_AS_ALL: &str = "ops.api.as.*.*.rollout";
 /// Every identified service failover request (coordinators subscribe to it).
 pub const API_SERVICE_FAILOVER_AS_ALL: &str = "ops.api.as.*.*.service_failover";
+/// Every identified silence request (coordinators subscribe to it).
+pub const API_SILENCE_AS_ALL: &str = "ops.api.as.*.*.silence";
+/// Every identified alert ack request (coordinators subscribe to it).
+pub const API_ALERT_ACK_AS_ALL: &str = "ops.api.as.*.*.alert_ack";
+
+/// `ops.api.as.<operator>.<role>.silence`: add or expire a silence as `operator`.
+pub fn api_silence_as(operator: &str, role: crate::api::Role) -> String {
+    format!("{API_AS_PREFIX}.{operator}.{}.silence", role.as_str())
+}
+
+/// `ops.api.as.<operator>.<role>.alert_ack`: acknowledge an alert as `operator`.
+pub fn api_alert_ack_as(operator: &str, role: crate::api::Role) -> String {
+    format!("{API_AS_PREFIX}.{operator}.{}.alert_ack", role.as_str())
+}
 
 /// Prefix of requests a coordinator forwards for a login of its web console:
 /// `ops.api.console.<verb>`, body [`crate::api::ConsoleRequest`] (`{via, operator, role,

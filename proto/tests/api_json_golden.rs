@@ -413,9 +413,100 @@ fn cases() -> Cases {
                     detail: "91% used".into(),
                     severity: Some(Severity::Critical),
                     transitions: 3,
+                    silenced_by: vec![],
+                    acked_by: None,
+                    acked_at_unix_ms: None,
+                    ack_comment: None,
                 })
                 .collect(),
             next: None,
+        },
+    );
+    let silenced = AlertView {
+        key: "disk_crit/web-01//data".into(),
+        rule: "disk_crit".into(),
+        host: "web-01".into(),
+        subject: "/data".into(),
+        state: AlertState::Firing,
+        since_unix_ms: 1_790_000_000_000,
+        last_transition: "pending -> firing".into(),
+        last_transition_unix_ms: 1_790_000_000_000,
+        notifications_sent: 0,
+        detail: "/data is 97% full".into(),
+        severity: Some(Severity::Critical),
+        transitions: 2,
+        silenced_by: vec!["0193a4c2-7d1e-7abc-9def-0123456789ab".into()],
+        acked_by: Some("alice".into()),
+        acked_at_unix_ms: Some(1_790_000_060_000),
+        ack_comment: Some("swapping the disk".into()),
+    };
+    let silence = SilenceView {
+        id: "0193a4c2-7d1e-7abc-9def-0123456789ab".into(),
+        state: "active".into(),
+        host: "web-*".into(),
+        labels: vec!["env=prod".into()],
+        rules: vec!["disk_crit".into()],
+        starts_unix_ms: 1_790_000_000_000,
+        ends_unix_ms: 1_790_007_200_000,
+        reason: "disk swap".into(),
+        created_by: "alice".into(),
+        created_role: "operator".into(),
+        expired_by: None,
+        expired_unix_ms: None,
+    };
+    c.add(
+        "silence_request_add",
+        SilenceRequest::Add(SilenceAdd {
+            host: Some("web-*".into()),
+            labels: vec!["env=prod".into()],
+            rules: vec!["disk_crit".into()],
+            duration_ms: 7_200_000,
+            reason: "disk swap".into(),
+        }),
+    );
+    c.add(
+        "silence_request_expire",
+        SilenceRequest::Expire(SilenceExpire {
+            id: "0193a4c2".into(),
+        }),
+    );
+    c.add(
+        "silence_reply",
+        SilenceReply {
+            responder: responder(),
+            silence: silence.clone(),
+        },
+    );
+    c.add("silences_request", SilencesRequest::default());
+    c.add(
+        "silences_reply",
+        SilencesReply {
+            responder: responder(),
+            now_unix_ms: 1_790_000_100_000,
+            silences: vec![
+                silence.clone(),
+                SilenceView {
+                    state: "expired".into(),
+                    expired_by: Some("bob".into()),
+                    expired_unix_ms: Some(1_790_000_090_000),
+                    ..silence
+                },
+            ],
+            next: Some("0193a4c2-7d1e-7abc-9def-0123456789ab".into()),
+        },
+    );
+    c.add(
+        "alert_ack_request",
+        AlertAckRequest {
+            id: "disk_crit/web-01//data".into(),
+            comment: Some("swapping the disk".into()),
+        },
+    );
+    c.add(
+        "alert_ack_reply",
+        AlertAckReply {
+            responder: responder(),
+            alert: silenced,
         },
     );
     c.add("configs_request", ConfigsRequest::default());

@@ -258,6 +258,37 @@ fn coordinator(body: &Body) -> String {
             n.attempts,
             note(" (", &n.detail, ")")
         ),
+        Body::SilenceAdded(a) => {
+            let mut matchers = Vec::new();
+            if !a.host_glob.is_empty() {
+                matchers.push(format!("host={}", a.host_glob));
+            }
+            matchers.extend(a.labels.iter().cloned());
+            matchers.extend(a.rules.iter().map(|r| format!("rule={r}")));
+            let secs = a.ends_unix_ms.saturating_sub(a.starts_unix_ms).max(0) / 1000;
+            format!(
+                "silence {} added by {}{} for {}s ({}): {}",
+                a.silence_id,
+                a.created_by,
+                note(" as ", &a.created_role, ""),
+                secs,
+                matchers.join(" "),
+                a.reason
+            )
+        }
+        Body::SilenceExpired(x) => format!(
+            "silence {} expired by {}{}",
+            x.silence_id,
+            x.by,
+            note(" as ", &x.role, "")
+        ),
+        Body::AlertAcked(k) => format!(
+            "alert {} acknowledged by {}{}{}",
+            k.alert_id,
+            k.by,
+            note(" as ", &k.role, ""),
+            note(": ", &k.comment, "")
+        ),
         Body::Rollout(r) => format!(
             "rollout {} {} (epoch {})",
             r.rollout_id,

@@ -199,3 +199,41 @@ fn a_rejection_names_the_epochs_only_when_fenced() {
         "command c1 rejected: why (epoch 6, highest seen 7)"
     );
 }
+
+#[test]
+fn silences_and_acks_say_who_what_and_for_how_long() {
+    let added = summary(&Body::SilenceAdded(pb::SilenceAdded {
+        silence_id: "0193a4c2".into(),
+        host_glob: "web-*".into(),
+        labels: vec!["env=prod".into()],
+        rules: vec!["disk_crit".into()],
+        starts_unix_ms: 1_000,
+        ends_unix_ms: 7_201_000,
+        reason: "disk swap".into(),
+        created_by: "alice".into(),
+        created_role: "operator".into(),
+        epoch: 7,
+    }));
+    assert_eq!(
+        added,
+        "silence 0193a4c2 added by alice as operator for 7200s (host=web-* env=prod rule=disk_crit): disk swap"
+    );
+    let expired = summary(&Body::SilenceExpired(pb::SilenceExpired {
+        silence_id: "0193a4c2".into(),
+        by: "bob".into(),
+        role: "operator".into(),
+        at_unix_ms: 5,
+        epoch: 7,
+    }));
+    assert_eq!(expired, "silence 0193a4c2 expired by bob as operator");
+    let acked = summary(&Body::AlertAcked(pb::AlertAcked {
+        alert_id: "disk_crit/web-01//data".into(),
+        by: "alice".into(),
+        comment: "on it".into(),
+        ..Default::default()
+    }));
+    assert_eq!(
+        acked,
+        "alert disk_crit/web-01//data acknowledged by alice: on it"
+    );
+}

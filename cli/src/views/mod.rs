@@ -116,9 +116,13 @@ Examples:
   opsctl alerts                         every alert the log knows, with its state
   opsctl alerts --state firing          what is wrong right now
   opsctl alerts --host 'db-*' --output json
+  opsctl alerts --state firing -o json | jq -r '.alerts[].key'     the keys `alerts ack` takes
+  opsctl --operator alice alerts ack disk_crit/web-01//data         acknowledge one
 
 NOTIFIED counts notifications delivered: sent, or printed by the dry-run route (no routes
-configured). DETAIL follows a firing alert's value (disk 91% -> 95%) without a new transition.";
+configured). DETAIL follows a firing alert's value (disk 91% -> 95%) without a new transition.
+SILENCED/ACKED names the active silences holding its notifications (`opsctl silence`) and who
+acknowledged it.";
 
 /// Examples shown by `opsctl services --help`.
 pub const SERVICES_HELP: &str = "\

@@ -2,8 +2,8 @@
 //! same text (golden-tested in `cli/tests/golden/`).
 
 use opsfleet_proto::api::{
-    AlertsReply, BackupView, BackupsReply, HostSummary, HostsReply, IncidentsReply, ModuleState,
-    Responder, ServicesReply,
+    AlertView, AlertsReply, BackupView, BackupsReply, HostSummary, HostsReply, IncidentsReply,
+    ModuleState, Responder, ServicesReply,
 };
 
 use crate::render::{ago, disk_cell};
@@ -26,6 +26,25 @@ fn more(out: &mut String, next: Option<&str>) {
     if let Some(after) = next {
         let after = inert(after);
         out.push_str(&format!("more rows follow after {after} (raise --limit)\n"));
+    }
+}
+
+/// `silenced (0193a4c2)`, `acked by alice`, both, or `-`.
+fn hush_cell(a: &AlertView) -> String {
+    let mut parts = Vec::new();
+    if !a.silenced_by.is_empty() {
+        let ids: Vec<&str> = (a.silenced_by.iter())
+            .map(|id| id.get(..8).unwrap_or(id))
+            .collect();
+        parts.push(format!("silenced ({})", ids.join(", ")));
+    }
+    if let Some(by) = &a.acked_by {
+        parts.push(format!("acked by {by}"));
+    }
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(", ")
     }
 }
 
@@ -364,6 +383,7 @@ pub fn alerts(reply: &AlertsReply, now_unix_ms: i64) -> String {
         "SINCE",
         "LAST TRANSITION",
         "NOTIFIED",
+        "SILENCED/ACKED",
         "DETAIL",
     ]);
     for a in &reply.alerts {
@@ -387,6 +407,7 @@ pub fn alerts(reply: &AlertsReply, now_unix_ms: i64) -> String {
                 )
             },
             a.notifications_sent.to_string(),
+            hush_cell(a),
             one_line(&a.detail, 60),
         ]);
     }

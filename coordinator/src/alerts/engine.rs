@@ -216,7 +216,7 @@ impl Engine {
                 let fleet = self.shared.fleet();
                 let name = &self.shared.name;
                 undelivered(
-                    fleet.alerts().alerts.values(),
+                    &fleet,
                     |rec| (self.notifier).routes_for(&notification_for(rec, &fleet, name, epoch)),
                     now_unix_ms(),
                     max_age_ms,

@@ -169,13 +169,7 @@ fn a_pending_alert_that_clears_resolves_quietly() {
     assert_eq!(ts[0].to, State::Resolved);
     let rec = &w.fleet.alerts().alerts["disk_crit/web-01//data"];
     assert!(!rec.notifiable());
-    assert!(undelivered(
-        w.fleet.alerts().alerts.values(),
-        |_| vec!["ops".into()],
-        T0 + 1000,
-        60_000
-    )
-    .is_empty());
+    assert!(undelivered(&w.fleet, |_| vec!["ops".into()], T0 + 1000, 60_000).is_empty());
 }
 
 #[test]
@@ -439,7 +433,7 @@ fn undelivered_lists_each_current_transition_once_per_route() {
     w.disk("web-01", T0, pb::DiskLevel::Crit, 9700);
     w.tick(&rules, &mut mem, T0);
     let routes = |_: &crate::projection::AlertRecord| vec!["ops".to_owned(), "chat".to_owned()];
-    let todo = undelivered(w.fleet.alerts().alerts.values(), routes, T0, 60_000);
+    let todo = undelivered(&w.fleet, routes, T0, 60_000);
     assert_eq!(todo.len(), 2);
     let tid = todo[0].0.transition_id.clone();
     w.own_seq += 1;
@@ -460,19 +454,13 @@ fn undelivered_lists_each_current_transition_once_per_route() {
             ..Default::default()
         }),
     });
-    let todo = undelivered(w.fleet.alerts().alerts.values(), routes, T0, 60_000);
+    let todo = undelivered(&w.fleet, routes, T0, 60_000);
     assert_eq!(
         todo.iter().map(|t| t.1.as_str()).collect::<Vec<_>>(),
         ["chat"]
     );
     assert!(
-        undelivered(
-            w.fleet.alerts().alerts.values(),
-            routes,
-            T0 + 60_001,
-            60_000
-        )
-        .is_empty(),
+        undelivered(&w.fleet, routes, T0 + 60_001, 60_000).is_empty(),
         "too old"
     );
 }

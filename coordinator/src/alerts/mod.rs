@@ -12,6 +12,7 @@ pub mod machine;
 pub mod rollout_rules;
 pub mod rules;
 pub mod service_rules;
+pub mod silence;
 
 pub use config::AlertsConfig;
 pub use machine::{evaluate_with, Memory, State, Transition};
@@ -119,21 +120,32 @@ pub fn firing(fleet: &Fleet, coordinator: &str, epoch: u64) -> Vec<Firing> {
 }
 
 /// Transitions folded in the log that still lack a notification on a route (pure): each
-/// alert's current transition if it is notifiable, newer than `max_age_ms`, and not yet
-/// recorded for the route. Ascending by alert id.
-pub fn undelivered<'a>(
-    alerts: impl IntoIterator<Item = &'a AlertRecord>,
+/// alert's current transition the silence verdict says to send now (`silence::verdict`:
+/// notifiable, not recorded for the route, not held by an active silence, not too old, no
+/// orphan resolve). Ascending by alert id.
+pub fn undelivered(
+    fleet: &Fleet,
     routes_for: impl Fn(&AlertRecord) -> Vec<String>,
     now_unix_ms: i64,
     max_age_ms: i64,
-) -> Vec<(&'a AlertRecord, String)> {
+) -> Vec<(&AlertRecord, String)> {
+    let no_labels = std::collections::BTreeMap::new();
     let mut out = Vec::new();
-    for rec in alerts {
-        if !rec.notifiable() || now_unix_ms.saturating_sub(rec.since_unix_ms) > max_age_ms {
+    for rec in fleet.alerts().alerts.values() {
+        if !rec.notifiable() {
             continue;
         }
+        let labels = fleet.host(&rec.host).map_or(&no_labels, |h| &h.labels);
         for route in routes_for(rec) {
-            if !rec.notified(&rec.transition_id, &route) {
+            let v = silence::verdict(
+                rec,
+                &route,
+                fleet.silences(),
+                labels,
+                now_unix_ms,
+                max_age_ms,
+            );
+            if v == silence::Verdict::Send {
                 out.push((rec, route));
             }
         }

@@ -214,6 +214,35 @@ pub fn check_service_failover(
     )
 }
 
+/// May this request add or expire a silence (`what`: `silence add`, `silence expire`)?
+pub fn check_silence(
+    identity: Option<&Identity>,
+    what: &str,
+    allow_unidentified: bool,
+) -> Result<(), Refusal> {
+    check(
+        identity,
+        what,
+        opsfleet_proto::api::SILENCE_ROLE,
+        opsfleet_proto::subjects::API_SILENCE,
+        allow_unidentified,
+    )
+}
+
+/// May this request acknowledge an alert?
+pub fn check_alert_ack(
+    identity: Option<&Identity>,
+    allow_unidentified: bool,
+) -> Result<(), Refusal> {
+    check(
+        identity,
+        "alerts ack",
+        opsfleet_proto::api::SILENCE_ROLE,
+        opsfleet_proto::subjects::API_ALERT_ACK,
+        allow_unidentified,
+    )
+}
+
 /// Refused requests since start (shown in `ops.api.status` as `api_refused`).
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -302,6 +331,31 @@ mod tests {
             let err = check_console("ops.api.console.command", bad, "_INBOX.blue.1").unwrap_err();
             assert!(matches!(err, ConsoleRefusal::Body(_)), "{err}");
         }
+    }
+
+    #[test]
+    fn silences_and_acks_need_an_operator() {
+        let viewer = id("vic", Role::Viewer);
+        let err = check_silence(Some(&viewer), "silence add", true).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "silence add needs role operator; you (vic) acted as viewer"
+        );
+        let err = check_alert_ack(Some(&viewer), true).unwrap_err();
+        assert_eq!(err.needs_role(), Some(Role::Operator));
+        for who in [id("olga", Role::Operator), id("ada", Role::Admin)] {
+            assert!(check_silence(Some(&who), "silence expire", false).is_ok());
+            assert!(check_alert_ack(Some(&who), false).is_ok());
+        }
+        assert!(matches!(
+            check_silence(None, "silence add", false),
+            Err(Refusal::Unidentified { subject }) if subject == "ops.api.silence"
+        ));
+        assert!(matches!(
+            check_alert_ack(None, false),
+            Err(Refusal::Unidentified { subject }) if subject == "ops.api.alert_ack"
+        ));
+        assert!(check_silence(None, "silence add", true).is_ok());
     }
 
     #[test]

@@ -16,6 +16,8 @@ mod runbooks;
 mod serve;
 mod service_configs;
 mod services;
+mod silence_serve;
+pub(crate) mod silences;
 mod status;
 #[cfg(test)]
 mod tests;

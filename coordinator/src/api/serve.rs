@@ -12,7 +12,8 @@ use futures::StreamExt;
 use opsfleet_proto::api::{
     AlertsRequest, ApiError, BackupsRequest, CommandRequestJson, CommandsReply, CommandsRequest,
     ConfigsRequest, FailoverRequest, GroupsRequest, HostsRequest, IncidentsRequest, RolloutRequest,
-    RolloutsRequest, ServiceConfigsRequest, ServiceFailoverRequest, ServicesRequest, StatusRequest,
+    RolloutsRequest, ServiceConfigsRequest, ServiceFailoverRequest, ServicesRequest,
+    SilencesRequest, StatusRequest,
 };
 use opsfleet_proto::subjects;
 use opsfleet_proto::time::now_unix_ms;
@@ -34,7 +35,7 @@ use crate::identity::Identity;
 use crate::state::Shared;
 
 /// Every verb of the API, each subscribed broadcast and addressed to this coordinator.
-const VERBS: [&str; 15] = [
+const VERBS: [&str; 18] = [
     subjects::API_STATUS,
     subjects::API_FAILOVER,
     subjects::API_COMMAND,
@@ -50,6 +51,9 @@ const VERBS: [&str; 15] = [
     subjects::API_ROLLOUTS,
     subjects::API_SERVICE_FAILOVER,
     subjects::API_GROUPS,
+    subjects::API_SILENCE,
+    subjects::API_ALERT_ACK,
+    subjects::API_SILENCES,
 ];
 
 /// What acts for the active coordinator: commands, and the group driver.
@@ -59,25 +63,27 @@ pub struct Actors {
 }
 
 /// What a handler needs to answer.
-struct Server {
-    client: async_nats::Client,
-    shared: Arc<Shared>,
-    events: stream::Stream,
+pub(super) struct Server {
+    pub(super) client: async_nats::Client,
+    pub(super) shared: Arc<Shared>,
+    pub(super) events: stream::Stream,
     release: ReleaseHandle,
-    dispatcher: Dispatcher,
+    pub(super) dispatcher: Dispatcher,
     groups: GroupsHandle,
-    policy: ApiConfig,
+    pub(super) policy: ApiConfig,
     counters: Arc<guard::Counters>,
+    /// Whether silences and acks may be recorded now (active and caught up).
+    pub(super) gate: Arc<super::silences::SharedGate>,
 }
 
 /// One request, its reply subject checked.
-struct Incoming {
-    msg: Message,
-    reply_to: async_nats::Subject,
+pub(super) struct Incoming {
+    pub(super) msg: Message,
+    pub(super) reply_to: async_nats::Subject,
     /// The identity its subject names (`ops.api.as.<operator>.<role>.*`), if any.
-    operator: Option<Identity>,
+    pub(super) operator: Option<Identity>,
     /// Sent to this coordinator's own subject rather than the broadcast one.
-    addressed_to_me: bool,
+    pub(super) addressed_to_me: bool,
 }
 
 /// Answers API requests until `cancel` fires.
@@ -91,6 +97,8 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> Result<(), SubscribeError> {
     let Actors { dispatcher, groups } = actors;
+    let gate = crate::acting::Gate::new(Arc::clone(&shared), events.clone(), "silences");
+    let gate = Arc::new(tokio::sync::Mutex::new(gate));
     let server = Server {
         client,
         shared,
@@ -100,6 +108,7 @@ pub async fn serve(
         groups,
         policy,
         counters: Arc::new(guard::Counters::default()),
+        gate,
     };
     let mut requests = server.subscribe().await?;
     loop {
@@ -223,6 +232,9 @@ impl Server {
             subjects::API_ROLLOUTS => Some(self.rollouts(payload)),
             subjects::API_SERVICE_FAILOVER => self.service_failover(req),
             subjects::API_GROUPS => Some(self.groups(payload).await),
+            subjects::API_SILENCE => self.silence(req),
+            subjects::API_ALERT_ACK => self.alert_ack(req),
+            subjects::API_SILENCES => Some(self.view::<SilencesRequest>(payload).await),
             _ => None,
         }
     }
@@ -287,7 +299,7 @@ impl Server {
     }
 
     /// Logs and counts a refusal; the reply names the role needed.
-    fn refuse(&self, req: &Incoming, r: guard::Refusal) -> Vec<u8> {
+    pub(super) fn refuse(&self, req: &Incoming, r: guard::Refusal) -> Vec<u8> {
         self.counters.refused(&r);
         let operator = req.operator.as_ref();
         warn!(

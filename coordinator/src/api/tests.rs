@@ -441,7 +441,7 @@ fn alerts_show_state_transition_and_notifications_and_filter() {
         T0 + 3,
         transition(web, "web-01", pb::AlertState::Pending, T0),
     );
-    let (all, next) = alerts(&f.fleet, &AlertsRequest::default());
+    let (all, next) = alerts(&f.fleet, &AlertsRequest::default(), 0);
     assert_eq!(next, None);
     assert_eq!(all.len(), 2);
     let a = &all[0];
@@ -457,12 +457,12 @@ fn alerts_show_state_transition_and_notifications_and_filter() {
         state: Some("firing".into()),
         ..Default::default()
     };
-    assert_eq!(alerts(&f.fleet, &firing).0.len(), 1);
+    assert_eq!(alerts(&f.fleet, &firing, 0).0.len(), 1);
     let web_only = AlertsRequest {
         host: Some("web-*".into()),
         ..Default::default()
     };
-    assert_eq!(alerts(&f.fleet, &web_only).0[0].key, web);
+    assert_eq!(alerts(&f.fleet, &web_only, 0).0[0].key, web);
 }
 
 #[test]

@@ -9,6 +9,8 @@ use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::EventEnvelope;
 use serde::{Deserialize, Serialize};
 
+use super::bounds::clip;
+
 /// How many firing times an alert keeps (flap suppression looks at them).
 pub const FIRINGS_KEPT: usize = 32;
 /// How many notification records an alert keeps.
@@ -62,6 +64,27 @@ pub struct AlertRecord {
     pub firings: Vec<i64>,
     /// Oldest first.
     pub notifications: Vec<NotificationRecord>,
+    /// Event id of the newest firing transition (a resolve is notified on a route only if
+    /// this firing was: no orphan resolve).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub firing_transition_id: String,
+    /// An operator's acknowledgement of the current transition; cleared by the next state
+    /// change (a resolve, or a new firing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Ack>,
+}
+
+/// An operator's acknowledgement of one transition of an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub by: String,
+    pub role: String,
+    /// Recording coordinator's clock.
+    pub at_unix_ms: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comment: String,
+    /// The transition it acknowledged.
+    pub transition_id: String,
 }
 
 impl AlertRecord {
@@ -146,7 +169,9 @@ impl Alerts {
                 rec.transition_id = ev.id.to_string();
                 rec.by = ev.host.clone();
                 rec.transitions += 1;
+                rec.ack = None;
                 if state == Some(AlertState::Firing) {
+                    rec.firing_transition_id = ev.id.to_string();
                     let pos = rec.firings.partition_point(|f| *f <= t.at_unix_ms);
                     rec.firings.insert(pos, t.at_unix_ms);
                     if rec.firings.len() > FIRINGS_KEPT {
@@ -174,6 +199,22 @@ impl Alerts {
                     rec.notifications.remove(0);
                 }
                 Some(Changed::Alert(n.alert_id.clone()))
+            }
+            Body::AlertAcked(k) => {
+                let rec = self.alerts.get_mut(&k.alert_id)?;
+                // Only the transition it names, while open, and the first ack of it.
+                let open = matches!(rec.state, Some(AlertState::Firing | AlertState::Pending));
+                if !open || rec.transition_id != k.transition_id || rec.ack.is_some() {
+                    return None;
+                }
+                rec.ack = Some(Ack {
+                    by: clip(&k.by),
+                    role: clip(&k.role),
+                    at_unix_ms: k.at_unix_ms,
+                    comment: clip(&k.comment),
+                    transition_id: k.transition_id.clone(),
+                });
+                Some(Changed::Alert(k.alert_id.clone()))
             }
             Body::HostLiveness(l) => {
                 let live = self.liveness.entry(l.target_host.clone()).or_default();
@@ -276,6 +317,67 @@ mod tests {
         assert!(a
             .apply(&ev(4, "blue", transition(pb::AlertState::Firing, 7, 300)))
             .is_none());
+    }
+
+    fn acked(transition_id: &str, by: &str) -> Body {
+        Body::AlertAcked(pb::AlertAcked {
+            alert_id: "disk_crit/web-01//data".into(),
+            transition_id: transition_id.into(),
+            by: by.into(),
+            role: "operator".into(),
+            at_unix_ms: 5,
+            comment: "looking".into(),
+            epoch: 7,
+        })
+    }
+
+    #[test]
+    fn an_ack_holds_for_its_transition_and_clears_at_the_next() {
+        let mut a = Alerts::default();
+        let id = "disk_crit/web-01//data";
+        assert!(
+            a.apply(&ev(1, "blue", acked("x", "alice"))).is_none(),
+            "unknown alert"
+        );
+        let firing = ev(2, "blue", transition(pb::AlertState::Firing, 7, 100));
+        a.apply(&firing);
+        let fid = firing.id.to_string();
+        assert_eq!(a.alerts[id].firing_transition_id, fid);
+        assert!(a.apply(&ev(3, "blue", acked("other", "alice"))).is_none());
+        assert!(a.apply(&ev(4, "blue", acked(&fid, "alice"))).is_some());
+        assert!(
+            a.apply(&ev(5, "blue", acked(&fid, "bob"))).is_none(),
+            "first wins"
+        );
+        let ack = a.alerts[id].ack.clone().unwrap();
+        assert_eq!(
+            (ack.by.as_str(), ack.comment.as_str()),
+            ("alice", "looking")
+        );
+        // A firing → firing refresh keeps it.
+        let mut refresh = transition(pb::AlertState::Firing, 7, 150);
+        if let Body::AlertTransition(t) = &mut refresh {
+            t.previous = pb::AlertState::Firing as i32;
+            t.value = "97%".into();
+        }
+        a.apply(&ev(6, "blue", refresh));
+        assert!(a.alerts[id].ack.is_some());
+        let resolved = ev(7, "blue", transition(pb::AlertState::Resolved, 7, 200));
+        a.apply(&resolved);
+        let rec = &a.alerts[id];
+        assert_eq!(
+            (rec.ack.clone(), rec.firing_transition_id.as_str()),
+            (None, fid.as_str())
+        );
+        assert!(
+            a.apply(&ev(8, "blue", acked(&resolved.id.to_string(), "alice")))
+                .is_none(),
+            "a resolved alert takes no ack"
+        );
+        let again = ev(9, "blue", transition(pb::AlertState::Firing, 7, 300));
+        a.apply(&again);
+        assert_eq!(a.alerts[id].ack, None);
+        assert_eq!(a.alerts[id].firing_transition_id, again.id.to_string());
     }
 
     #[test]

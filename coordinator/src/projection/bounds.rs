@@ -38,6 +38,11 @@ pub const LABELS_KEPT: usize = 64;
 pub const COMMANDS_KEPT: usize = 256;
 /// Resolved alerts kept per host; pending and firing ones are never pruned.
 pub const ALERTS_KEPT: usize = 256;
+/// Silences kept (fleet-wide; operators make them, never agents). The API refuses a new one
+/// while this many are active, so the fold's pruning drops only ended ones.
+pub const SILENCES_KEPT: usize = 1024;
+/// Label and rule matchers kept per silence (the API refuses more).
+pub const SILENCE_MATCHERS_KEPT: usize = 16;
 /// Longest name (path, check, job, label) taken in; a longer one is dropped like one beyond
 /// its map's cap. Paths are at most `PATH_MAX` (4096) bytes on Linux.
 pub const NAME_BYTES_KEPT: usize = 4096;

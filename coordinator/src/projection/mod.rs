@@ -16,6 +16,7 @@ mod runbooks;
 mod seq;
 pub mod service_configs;
 mod services;
+pub mod silences;
 
 pub use alerts::{AlertRecord, Alerts, Liveness, NotificationRecord};
 pub use commands::CommandRecord;
@@ -28,6 +29,7 @@ pub use runbooks::{
 };
 pub use seq::SeqTrack;
 pub use services::ServiceRow;
+pub use silences::{SilenceRecord, Silences};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub const ALERT_ROW_PREFIX: &str = "alert/";
 pub const LIVENESS_ROW_PREFIX: &str = "live/";
 /// Prefix of the projection row of one rollout.
 pub const ROLLOUT_ROW_PREFIX: &str = "rollout/";
+/// Prefix of the projection row of one silence.
+pub const SILENCE_ROW_PREFIX: &str = "silence/";
 /// Prefix of the projection row of one active/standby group's failover history.
 pub const GROUP_ROW_PREFIX: &str = "group/";
 
@@ -67,8 +71,9 @@ pub const FOLD_VERSION_KEY: &str = "meta/fold_version";
 /// `service_remediation`, their instance, version and health, and leave with their module;
 /// `service_config` snapshots fold into the hosts' `service_configs`; 5: rollouts
 /// (`rollout/<id>` rows); services keep their group, role, slot group and liveness from
-/// heartbeats, `group_failover` events fold into `group/<name>` rows.
-pub const FOLD_VERSION: u64 = 5;
+/// heartbeats, `group_failover` events fold into `group/<name>` rows; 6: silences
+/// (`silence/<id>` rows), alerts keep their newest firing transition and an operator's ack.
+pub const FOLD_VERSION: u64 = 6;
 
 /// The fold version that wrote `rows` (1 when none is recorded, 0 for a store with no rows).
 pub fn fold_version(rows: &[(String, Vec<u8>)]) -> u64 {
@@ -118,6 +123,8 @@ pub struct Fleet {
     rollouts: Rollouts,
     /// Active/standby groups' failover history (the group driver's own events).
     groups: BTreeMap<String, groups::GroupHistory>,
+    /// Operators' silences (recorded by the active coordinator).
+    silences: Silences,
     /// Row keys changed (or removed) since the last `take_dirty_rows`.
     dirty: BTreeSet<String>,
     /// Command and alert records that may be pruned, per host: derived, never stored.
@@ -158,6 +165,7 @@ fn alert_id(body: &Body) -> Option<&str> {
     match body {
         Body::AlertTransition(t) => Some(&t.alert_id),
         Body::NotificationSent(n) => Some(&n.alert_id),
+        Body::AlertAcked(k) => Some(&k.alert_id),
         _ => None,
     }
 }
@@ -185,6 +193,14 @@ impl Fleet {
                     for id in self.rollouts.apply_step(step) {
                         self.dirty.insert(format!("{ROLLOUT_ROW_PREFIX}{id}"));
                     }
+                }
+                let silenced = match &ev.body {
+                    Body::SilenceAdded(a) => self.silences.add(a, &ev.host),
+                    Body::SilenceExpired(x) => self.silences.expire(x).into_iter().collect(),
+                    _ => Vec::new(),
+                };
+                for id in silenced {
+                    self.dirty.insert(format!("{SILENCE_ROW_PREFIX}{id}"));
                 }
                 if let Body::GroupFailover(g) = &ev.body {
                     if let Some(group) = groups::fold(&mut self.groups, g, ev.time_unix_ms) {
@@ -328,6 +344,11 @@ impl Fleet {
         &self.rollouts
     }
 
+    /// Operators' silences, ended ones included (up to the cap).
+    pub fn silences(&self) -> &Silences {
+        &self.silences
+    }
+
     /// Active/standby groups' failover history, by group.
     pub fn groups(&self) -> &BTreeMap<String, groups::GroupHistory> {
         &self.groups
@@ -411,6 +432,9 @@ impl Fleet {
                 .get(host)
                 .map(|l| (key.to_owned(), to_row(l)));
         }
+        if let Some(id) = key.strip_prefix(SILENCE_ROW_PREFIX) {
+            return self.silences.get(id).map(|s| (key.to_owned(), to_row(s)));
+        }
         if let Some(id) = key.strip_prefix(ROLLOUT_ROW_PREFIX) {
             return self.rollouts.get(id).map(|r| (key.to_owned(), to_row(r)));
         }
@@ -461,7 +485,12 @@ impl Fleet {
             .groups
             .iter()
             .map(|(n, g)| (format!("{GROUP_ROW_PREFIX}{n}"), to_row(g)));
-        // "alert/" < "cmd/" < "coord/" < "group/" < "host/" < "live/" < "rollout/": ascending.
+        let silences = self
+            .silences
+            .iter()
+            .map(|s| (format!("{SILENCE_ROW_PREFIX}{}", s.id), to_row(s)));
+        // "alert/" < "cmd/" < "coord/" < "group/" < "host/" < "live/" < "rollout/" <
+        // "silence/": ascending.
         alerts
             .chain(commands)
             .chain(coords)
@@ -469,6 +498,7 @@ impl Fleet {
             .chain(hosts)
             .chain(liveness)
             .chain(rollouts)
+            .chain(silences)
             .collect()
     }
 
@@ -521,6 +551,9 @@ impl Fleet {
             } else if let Some(host) = key.strip_prefix(LIVENESS_ROW_PREFIX) {
                 let live: Liveness = serde_json::from_slice(&value).map_err(bad)?;
                 fleet.alerts.liveness.insert(host.to_owned(), live);
+            } else if key.starts_with(SILENCE_ROW_PREFIX) {
+                let silence: SilenceRecord = serde_json::from_slice(&value).map_err(bad)?;
+                fleet.silences.0.insert(silence.id.clone(), silence);
             } else if key.starts_with(ROLLOUT_ROW_PREFIX) {
                 let rollout: Rollout = serde_json::from_slice(&value).map_err(bad)?;
                 fleet.rollouts.insert(rollout);

@@ -11,6 +11,7 @@ mod page;
 mod rollouts;
 mod rows;
 mod services;
+mod silences;
 mod states;
 mod status;
 
@@ -22,6 +23,7 @@ pub use page::*;
 pub use rollouts::*;
 pub use rows::*;
 pub use services::*;
+pub use silences::*;
 pub use states::*;
 pub use status::*;
 

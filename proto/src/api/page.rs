@@ -7,7 +7,7 @@ use super::{
     AlertView, AlertsReply, AlertsRequest, BackupView, BackupsReply, BackupsRequest, HostSummary,
     HostView, HostsReply, HostsRequest, IncidentView, IncidentsReply, IncidentsRequest, Responder,
     ServiceConfigView, ServiceConfigsReply, ServiceConfigsRequest, ServiceView, ServicesReply,
-    ServicesRequest, StatusReply, StatusRequest,
+    ServicesRequest, SilenceView, SilencesReply, SilencesRequest, StatusReply, StatusRequest,
 };
 use super::{HOSTS_PAGE_DEFAULT, HOSTS_PAGE_MAX, ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX};
 use super::{STATUS_PAGE_DEFAULT, STATUS_PAGE_MAX};
@@ -130,6 +130,8 @@ paged!(ServicesRequest => ServicesReply, services: ServiceView, "ops.api.service
     "services", ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX);
 paged!(ServiceConfigsRequest => ServiceConfigsReply, snapshots: ServiceConfigView,
     "ops.api.service_configs", "service configs", ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX);
+paged!(SilencesRequest => SilencesReply, silences: SilenceView, "ops.api.silences",
+    "silences", ROWS_PAGE_DEFAULT, ROWS_PAGE_MAX);
 
 #[cfg(test)]
 mod tests {
@@ -163,6 +165,7 @@ mod tests {
         assert_eq!(AlertsRequest::VERB, subjects::API_ALERTS);
         assert_eq!(ServicesRequest::VERB, subjects::API_SERVICES);
         assert_eq!(ServiceConfigsRequest::VERB, subjects::API_SERVICE_CONFIGS);
+        assert_eq!(SilencesRequest::VERB, subjects::API_SILENCES);
     }
 
     #[test]

@@ -244,6 +244,16 @@ pub struct AlertView {
     /// State changes folded so far.
     #[serde(default)]
     pub transitions: u64,
+    /// Ids of the silences that match it and are active now (it is not notified meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silenced_by: Vec<String>,
+    /// The operator who acknowledged the current transition (cleared by the next one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_at_unix_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_comment: Option<String>,
 }
 
 /// Cuts `text` to at most `max` bytes on a char boundary, marking the cut with `…`.

@@ -35,6 +35,22 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
         ("backups", s(&[]), Need::Viewer, true),
         ("incidents", s(&[]), Need::Viewer, true),
         ("alerts", s(&[]), Need::Viewer, true),
+        // No such alert: once the role is checked, the coordinator refuses it for that reason.
+        (
+            "alerts ack",
+            s(&["disk_crit/web-01//data"]),
+            Need::Operator,
+            false,
+        ),
+        (
+            "silence add",
+            s(&["--host", "web-01", "--for", "1m", "--reason", "verbs test"]),
+            Need::Operator,
+            true,
+        ),
+        ("silence list", s(&["--all"]), Need::Viewer, true),
+        // No such silence: refused for that reason once the role is checked.
+        ("silence expire", s(&[ROLLOUT]), Need::Operator, false),
         ("services", s(&[]), Need::Viewer, true),
         ("commands", s(&[]), Need::Viewer, true),
         ("audit", s(&[]), Need::Viewer, true),
@@ -215,6 +231,20 @@ async fn verbs_from_help(opsctl: &Opsctl, prefix: &[&str]) -> Result<Vec<String>
         probe.push("--help");
         let help = opsctl.run(&probe).await?.stdout;
         if help.lines().any(|l| l.trim() == "Commands:") {
+            // A verb that also runs without a subcommand (`opsctl alerts`, beside `opsctl
+            // alerts ack`) has a usage line of its own.
+            let own = format!("opsctl {}", path.join(" "));
+            let runs_alone = help
+                .lines()
+                .skip_while(|l| !l.starts_with("Usage:"))
+                .take_while(|l| !l.trim().is_empty())
+                .any(|l| {
+                    let l = l.trim_start_matches("Usage:").trim();
+                    l.starts_with(&own) && !l.contains("<COMMAND>")
+                });
+            if runs_alone {
+                leaves.push(path.join(" "));
+            }
             leaves.extend(Box::pin(verbs_from_help(opsctl, &path)).await?);
         } else {
             leaves.push(path.join(" "));

@@ -8,8 +8,26 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use opsfleet_bus::{NatsConfig, TlsConfig};
 use opsfleet_cli::rollout::args::{RolloutCommand, RolloutsArgs};
 use opsfleet_cli::rollout::help::ROLLOUTS_HELP;
-use opsfleet_cli::{configs, roll, verbs, views};
+use opsfleet_cli::{configs, roll, silences, verbs, views};
 use opsfleet_proto::api::Role;
+
+/// `opsctl alerts [FLAGS]` lists; `opsctl alerts ack ID` acknowledges.
+#[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AlertsCmd {
+    #[command(subcommand)]
+    pub action: Option<AlertsAction>,
+    #[command(flatten)]
+    pub list: views::AlertsArgs,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum AlertsAction {
+    /// Acknowledge a firing (or pending) alert: shown in `opsctl alerts` until its next
+    /// transition. Needs the operator role.
+    #[command(after_help = silences::ACK_HELP)]
+    Ack(silences::AckArgs),
+}
 
 /// Operate an opsfleet cluster: fleet status, hosts, alerts, backups, incidents and live events;
 /// pause/resume modules, run backups, restore, apply or roll back configs; start, stop, restart,
@@ -394,9 +412,14 @@ pub enum Command {
     #[command(after_help = views::INCIDENTS_HELP)]
     Incidents(views::IncidentsArgs),
     /// Alerts as the log knows them: state, rule, host, subject, since when, the last
-    /// transition and how many notifications were sent.
+    /// transition, how many notifications were sent, and whether a silence holds it or an
+    /// operator acknowledged it; `alerts ack` acknowledges one.
     #[command(after_help = views::ALERTS_HELP)]
-    Alerts(views::AlertsArgs),
+    Alerts(AlertsCmd),
+    /// Silences: hold alerts' notifications for a while (maintenance), list them, end one.
+    /// Silenced alerts still fire and show in `opsctl alerts`.
+    #[command(subcommand)]
+    Silence(silences::SilenceCommand),
     /// Supervised services (`service` modules): per host and service, the state (running,
     /// failed, stopping, stopped), health, version, since when, pid, restarts and how the last
     /// run ended.

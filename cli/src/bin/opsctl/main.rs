@@ -20,6 +20,7 @@ mod roll;
 mod rollout;
 mod service_config;
 mod show;
+mod silence;
 
 use args::{BackupCommand, Cli, Command, ConfigCommand, ConnArgs, Output, ServiceCommand, Targets};
 use issue::run_request;
@@ -104,7 +105,12 @@ async fn dispatch(
         Command::Hosts(a) => show::hosts(api, a, output).await,
         Command::Backups(a) => show::backups(api, a, output).await,
         Command::Incidents(a) => show::incidents(api, a, output).await,
-        Command::Alerts(a) => show::alerts(api, a, output).await,
+        Command::Alerts(args::AlertsCmd {
+            action: Some(args::AlertsAction::Ack(a)),
+            ..
+        }) => silence::ack(api, a, output).await,
+        Command::Alerts(a) => show::alerts(api, a.list, output).await,
+        Command::Silence(s) => silence::run(api, s, output).await,
         Command::Services(a) => show::services(api, a, output).await,
         Command::Config(ConfigCommand::Show(a)) => configs::show(api, a, output).await,
         Command::Config(ConfigCommand::History(a)) => configs::history(api, a, output).await,

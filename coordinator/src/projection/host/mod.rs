@@ -390,6 +390,9 @@ impl HostState {
             | Body::HostLiveness(_)
             | Body::AlertTransition(_)
             | Body::NotificationSent(_)
+            | Body::SilenceAdded(_)
+            | Body::SilenceExpired(_)
+            | Body::AlertAcked(_)
             | Body::Rollout(_)
             | Body::GroupFailover(_)
             // Command bodies are folded by `Fleet` into the command ledger.
