@@ -150,7 +150,7 @@ async fn the_console_serves_logins_pages_actions_and_live_events() {
                 p.header("content-security-policy")
             );
             ensure!(p.header("x-content-type-options") == "nosniff", "{path}");
-            ensure!(p.header("referrer-policy") == "no-referrer", "{path}");
+            ensure!(p.header("referrer-policy") == "same-origin", "{path}");
             ensure!(p.header("cache-control") == "no-store", "{path}");
             ensure!(
                 p.body

@@ -14,7 +14,8 @@ use axum::response::{Html, IntoResponse, Json, Response};
 use axum::Form;
 use futures::StreamExt;
 use opsfleet_proto::api::{
-    ApiError, CommandReply, CommandsRequest, ConsoleRequest, FailoverReply, Role,
+    AlertAckReply, ApiError, CommandReply, CommandsRequest, ConsoleRequest, FailoverReply, Role,
+    SilenceReply,
 };
 use opsfleet_proto::subjects;
 use serde::Deserialize;
@@ -76,9 +77,87 @@ pub fn plan(form: &BTreeMap<String, String>, operator: &str) -> Result<Planned, 
             what: "failover".to_owned(),
             request: json!({ "requested_by": operator }),
         }),
-        // silence / alert_ack: one line each here once their verbs exist.
+        Some("silence") => plan_silence(form),
+        Some("alert_ack") => {
+            let id = field(form, "id").ok_or("an ack needs the alert's id")?;
+            let mut request = json!({ "id": id });
+            if let Some(comment) = field(form, "comment") {
+                request["comment"] = json!(comment);
+            }
+            Ok(Planned {
+                verb: "alert_ack",
+                needs: Role::Operator,
+                what: "ack".to_owned(),
+                request,
+            })
+        }
         other => Err(format!("unknown action verb {:?}", other.unwrap_or(""))),
     }
+}
+
+/// Longest silence the console's form asks for (the active coordinator has its own bound).
+const SILENCE_FOR_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Items of a list field: separated by commas or white space.
+fn items(form: &BTreeMap<String, String>, name: &str) -> Vec<String> {
+    field(form, name)
+        .map(|v| {
+            v.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `silence add` (host glob, labels, rules, `for` as `2h`, reason) or `silence expire` (id).
+fn plan_silence(form: &BTreeMap<String, String>) -> Result<Planned, String> {
+    let request = match field(form, "action") {
+        Some("add") => {
+            let text = field(form, "for").unwrap_or("2h");
+            let duration = humantime::parse_duration(text)
+                .map_err(|e| format!("silence for {text:?}: {e}"))?;
+            if duration.is_zero() || duration > SILENCE_FOR_MAX {
+                return Err(format!("silence for {text:?}: between 1s and 30 days"));
+            }
+            let (host, labels, rules) = (
+                field(form, "host"),
+                items(form, "labels"),
+                items(form, "rules"),
+            );
+            if host.is_none() && labels.is_empty() && rules.is_empty() {
+                return Err("a silence needs a host, a label or a rule".to_owned());
+            }
+            let reason = field(form, "reason").ok_or("a silence needs a reason")?;
+            let mut request = json!({
+                "action": "add",
+                "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                "reason": reason,
+            });
+            if let Some(host) = host {
+                request["host"] = json!(host);
+            }
+            if !labels.is_empty() {
+                request["labels"] = json!(labels);
+            }
+            if !rules.is_empty() {
+                request["rules"] = json!(rules);
+            }
+            request
+        }
+        Some("expire") => {
+            let id = field(form, "id").ok_or("expiring a silence needs its id")?;
+            json!({ "action": "expire", "id": id })
+        }
+        other => return Err(format!("unknown silence action {:?}", other.unwrap_or(""))),
+    };
+    let what = format!("silence {}", request["action"].as_str().unwrap_or_default());
+    Ok(Planned {
+        verb: "silence",
+        needs: Role::Operator,
+        what,
+        request,
+    })
 }
 
 /// Why a forwarded request got no answer.
@@ -230,6 +309,31 @@ fn answer_page(f: &super::html::Frame, verb: &str, reply: &[u8]) -> Response {
             }
             Err(e) => (StatusCode::BAD_GATEWAY, format!("unexpected answer: {e}")).into_response(),
         },
+        "silence" => match serde_json::from_slice::<SilenceReply>(reply) {
+            Ok(r) => {
+                let s = &r.silence;
+                let text = format!(
+                    "silence {} is {} until {} ({})",
+                    s.id,
+                    s.state,
+                    super::html::time(s.ends_unix_ms),
+                    s.reason
+                );
+                Html(pages::message(f, "Silence", "action-done", &text)).into_response()
+            }
+            Err(e) => (StatusCode::BAD_GATEWAY, format!("unexpected answer: {e}")).into_response(),
+        },
+        "alert_ack" => match serde_json::from_slice::<AlertAckReply>(reply) {
+            Ok(r) => {
+                let text = format!(
+                    "{} acked by {}",
+                    r.alert.key,
+                    r.alert.acked_by.as_deref().unwrap_or("?")
+                );
+                Html(pages::message(f, "Acknowledged", "action-done", &text)).into_response()
+            }
+            Err(e) => (StatusCode::BAD_GATEWAY, format!("unexpected answer: {e}")).into_response(),
+        },
         _ => Html(pages::message(
             f,
             "Done",
@@ -304,7 +408,66 @@ mod tests {
         );
         let p = plan(&form(&[("verb", "failover")]), "olga").unwrap();
         assert_eq!((p.verb, p.needs), ("failover", Role::Operator));
+        let p = plan(
+            &form(&[
+                ("verb", "silence"),
+                ("action", "add"),
+                ("host", "web-*"),
+                ("rules", "disk_crit, disk_warn"),
+                ("for", "2h"),
+                ("reason", "disk swap"),
+            ]),
+            "olga",
+        )
+        .unwrap();
+        assert_eq!((p.verb, p.needs), ("silence", Role::Operator));
+        assert_eq!(
+            p.request,
+            json!({"action": "add", "host": "web-*", "rules": ["disk_crit", "disk_warn"], "duration_ms": 7_200_000, "reason": "disk swap"})
+        );
+        let p = plan(
+            &form(&[
+                ("verb", "silence"),
+                ("action", "expire"),
+                ("id", "0193a4c2"),
+            ]),
+            "olga",
+        )
+        .unwrap();
+        assert_eq!(p.request, json!({"action": "expire", "id": "0193a4c2"}));
+        let p = plan(
+            &form(&[("verb", "alert_ack"), ("id", "disk_crit/web-01//data")]),
+            "olga",
+        )
+        .unwrap();
+        assert_eq!((p.verb, p.needs), ("alert_ack", Role::Operator));
         for bad in [
+            form(&[("verb", "silence"), ("action", "add"), ("reason", "r")]),
+            form(&[("verb", "silence"), ("action", "add"), ("host", "h")]),
+            form(&[
+                ("verb", "silence"),
+                ("action", "add"),
+                ("host", "h"),
+                ("reason", "r"),
+                ("for", "0s"),
+            ]),
+            form(&[
+                ("verb", "silence"),
+                ("action", "add"),
+                ("host", "h"),
+                ("reason", "r"),
+                ("for", "31days"),
+            ]),
+            form(&[
+                ("verb", "silence"),
+                ("action", "add"),
+                ("host", "h"),
+                ("reason", "r"),
+                ("for", "soon"),
+            ]),
+            form(&[("verb", "silence"), ("action", "expire")]),
+            form(&[("verb", "silence"), ("action", "mute")]),
+            form(&[("verb", "alert_ack")]),
             form(&[("verb", "command"), ("action", "restore"), ("host", "h")]),
             form(&[("verb", "command"), ("action", "pause")]),
             form(&[("verb", "rm")]),

@@ -95,6 +95,7 @@ mod tests {
             listen: listen.parse().unwrap(),
             tls_cert: tls.then(|| "c.pem".into()),
             tls_key: tls.then(|| "k.pem".into()),
+            metrics_token_file: None,
         }
     }
 

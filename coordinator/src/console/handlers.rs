@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use opsfleet_proto::api::{
     AlertsRequest, BackupsRequest, CommandsRequest, HostsRequest, IncidentsRequest, PageRequest,
-    Responder, RolloutsRequest, ServicesRequest, ROWS_PAGE_DEFAULT,
+    Responder, RolloutsRequest, ServicesRequest, SilencesRequest, ROWS_PAGE_DEFAULT,
 };
 use opsfleet_proto::time::now_unix_ms;
 use serde::Deserialize;
@@ -365,6 +365,29 @@ pub async fn alerts(State(c): C, headers: HeaderMap, Query(q): Query<ListQuery>)
         };
         let reply = req.answer(&c.shared.fleet(), f.leader.clone(), now_unix_ms());
         pages::alerts(f, &reply.alerts, reply.next.as_deref())
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SilencesQuery {
+    #[serde(default)]
+    all: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+pub async fn silences(State(c): C, headers: HeaderMap, Query(q): Query<SilencesQuery>) -> Response {
+    with_login(&c, &headers, |f| {
+        let all = q.all.as_deref().is_some_and(|v| !v.is_empty() && v != "0");
+        let req = SilencesRequest {
+            all,
+            page: PageRequest {
+                limit: Some(ROWS_PAGE_DEFAULT),
+                after: blank(q.after.clone()),
+            },
+        };
+        let reply = req.answer(&c.shared.fleet(), f.leader.clone(), now_unix_ms());
+        pages::silences(f, &reply.silences, all)
     })
 }
 

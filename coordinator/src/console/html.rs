@@ -41,9 +41,10 @@ pub struct Frame<'a> {
     pub leader: &'a Responder,
 }
 
-const NAV: [(&str, &str); 8] = [
+const NAV: [(&str, &str); 9] = [
     ("fleet", "/console/fleet"),
     ("alerts", "/console/alerts"),
+    ("silences", "/console/silences"),
     ("incidents", "/console/incidents"),
     ("backups", "/console/backups"),
     ("commands", "/console/commands"),

@@ -137,7 +137,10 @@ async fn security_headers(mut resp: Response) -> Response {
          connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    // `same-origin`, not `no-referrer`: under `no-referrer` a browser sends `Origin: null` with
+    // a form POST, which the same-origin check (rightly) refuses; this way the console's own
+    // POSTs carry their real origin, and no other site learns a console URL.
+    set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     if !h.contains_key(header::CACHE_CONTROL) {
         set(h, header::CACHE_CONTROL, "no-store");
@@ -158,6 +161,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/fleet", get(handlers::fleet))
         .route("/console/host/{name}", get(handlers::host))
         .route("/console/alerts", get(handlers::alerts))
+        .route("/console/silences", get(handlers::silences))
         .route("/console/incidents", get(handlers::incidents))
         .route("/console/backups", get(handlers::backups))
         .route("/console/commands", get(handlers::commands))

@@ -84,10 +84,21 @@ fn the_deploy_sample_parses_when_uncommented() {
         "/../deploy/local/coordinator-blue.toml"
     );
     let text = std::fs::read_to_string(path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The demo's console users file, as scripts/cluster.sh writes it.
+    std::fs::write(
+        dir.path().join("console-users.toml"),
+        format!(
+            "[[user]]\nname = \"demo\"\nrole = \"operator\"\ntoken_sha256 = \"{}\"\n",
+            "ab".repeat(32)
+        ),
+    )
+    .unwrap();
+    let cluster_dir = dir.path().display().to_string();
     let mut out = String::new();
     for line in text.lines() {
         let line = line
-            .replace("@CLUSTER_DIR@", "/tmp/opsfleet-demo")
+            .replace("@CLUSTER_DIR@", &cluster_dir)
             .replace("@NATS_URL@", "nats://127.0.0.1:4222");
         // `# key = ...` / `# [[notify.routes]]` lines of the sample, not prose comments.
         let uncommented = line
@@ -97,7 +108,6 @@ fn the_deploy_sample_parses_when_uncommented() {
         out.push_str(uncommented.unwrap_or(&line));
         out.push('\n');
     }
-    let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("coordinator.toml");
     std::fs::write(&file, &out).unwrap();
     let cfg = crate::config::CoordinatorConfig::load(&file)

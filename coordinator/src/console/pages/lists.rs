@@ -2,10 +2,10 @@
 //! rollouts), the live events page, an action's result, the login form and refusals.
 
 use opsfleet_proto::api::{
-    AlertView, BackupView, CommandView, IncidentView, IssuedCommand, RolloutView,
+    AlertState, AlertView, BackupView, CommandView, IncidentView, IssuedCommand, RolloutView,
 };
 
-use crate::console::html::{cells, esc, page, table, time, url, Frame};
+use crate::console::html::{action_form, cells, esc, page, table, time, url, Frame};
 
 /// The `next` link of a paged list.
 fn next_link(path: &str, next: Option<&str>) -> String {
@@ -17,15 +17,53 @@ fn next_link(path: &str, next: Option<&str>) -> String {
     })
 }
 
-pub fn alerts_table(id: &str, alerts: &[AlertView]) -> String {
+/// The alerts with their silences and ack, and (for a firing alert) an ack button and a
+/// button silencing its rule on its host for 2 h.
+pub fn alerts_table(id: &str, alerts: &[AlertView], csrf: &str) -> String {
     let rows: Vec<String> = alerts
         .iter()
         .map(|a| {
+            let silenced = if a.silenced_by.is_empty() {
+                "-".to_owned()
+            } else {
+                format!(
+                    "<span data-test=\"silenced\" class=\"st-silenced\">silenced</span> {}",
+                    esc(&a.silenced_by.join(", "))
+                )
+            };
+            let firing = a.state == AlertState::Firing;
+            let ack = match &a.acked_by {
+                Some(by) => format!("<span data-test=\"acked\">acked by {}</span>", esc(by)),
+                None if firing => {
+                    action_form(csrf, "alert_ack", &[("id", &a.key)], "ack", "action-ack")
+                }
+                None => "-".to_owned(),
+            };
+            let silence = if firing && a.silenced_by.is_empty() {
+                action_form(
+                    csrf,
+                    "silence",
+                    &[
+                        ("action", "add"),
+                        ("host", &a.host),
+                        ("rules", &a.rule),
+                        ("for", "2h"),
+                        ("reason", "silenced from the console"),
+                    ],
+                    "silence 2h",
+                    "action-silence",
+                )
+            } else {
+                String::new()
+            };
             format!(
                 "<tr data-test=\"row\" data-alert=\"{}\">{}</tr>",
                 esc(&a.key),
                 cells(&[
-                    format!("<span class=\"st-{0}\">{0}</span>", a.state.as_str()),
+                    format!(
+                        "<span class=\"st-{0}\" data-test=\"state\">{0}</span>",
+                        a.state.as_str()
+                    ),
                     a.severity.map_or("-", |s| s.as_str()).to_owned(),
                     esc(&a.rule),
                     format!(
@@ -37,6 +75,8 @@ pub fn alerts_table(id: &str, alerts: &[AlertView]) -> String {
                     time(a.since_unix_ms),
                     esc(&a.detail),
                     a.notifications_sent.to_string(),
+                    silenced,
+                    ack + &silence,
                 ])
             )
         })
@@ -45,13 +85,14 @@ pub fn alerts_table(id: &str, alerts: &[AlertView]) -> String {
         id,
         &[
             "state", "severity", "rule", "host", "subject", "since", "detail", "notified",
+            "silenced", "ack",
         ],
         &rows,
     )
 }
 
 pub fn alerts(f: &Frame, alerts: &[AlertView], next: Option<&str>) -> String {
-    let body = alerts_table("alerts", alerts) + &next_link("/console/alerts", next);
+    let body = alerts_table("alerts", alerts, f.csrf) + &next_link("/console/alerts", next);
     page(Some(f), "Alerts", &body)
 }
 

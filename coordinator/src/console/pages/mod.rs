@@ -16,6 +16,12 @@
 //!   tables `#disks`, `#services`, `#host-alerts`, `#host-commands`;
 //! * lists: `#alerts`, `#incidents`, `#backups`, `#commands`, `#rollouts` (rows
 //!   `tr[data-test=row]`);
+//! * alerts (also on the host page): each row `[data-test=state]`, `[data-test=silenced]`
+//!   when a silence holds it, `[data-test=acked]` once acked; a firing alert's buttons
+//!   `[data-test=action-ack]` and `[data-test=action-silence]` (its rule on its host, 2 h);
+//! * silences: table `#silences` (`tr[data-test=silence-row][data-silence=<id>]`, buttons
+//!   `[data-test=action-expire]`), the form `#silence-form` (`host`, `rules`, `labels`, `for`,
+//!   `reason`, button `[data-test=action-silence-add]`);
 //! * events: list `#event-list` (`li[data-test=event][data-seq=<stream seq>]`), status
 //!   `#event-status`, filter form `#event-filter`;
 //! * after an action: `#action-result` with `[data-test=command-id]` and one
@@ -24,8 +30,10 @@
 //!   a refusal: `#refused` (HTTP 403).
 
 mod lists;
+mod silences;
 
 pub use lists::*;
+pub use silences::silences;
 
 use opsfleet_proto::api::{DiskView, HostSummary, ServiceView};
 
@@ -230,7 +238,7 @@ pub fn host(f: &Frame, p: &HostPage) -> String {
         &services,
     ));
     body.push_str("<h2>Alerts</h2>");
-    body.push_str(&alerts_table("host-alerts", p.alerts));
+    body.push_str(&alerts_table("host-alerts", p.alerts, f.csrf));
     body.push_str("<h2>Commands</h2>");
     body.push_str(&commands_table("host-commands", p.commands));
     page(Some(f), &format!("Host {name}"), &body)
