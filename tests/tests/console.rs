@@ -120,6 +120,13 @@ async fn the_console_serves_logins_pages_actions_and_live_events() {
             bad.body
         );
         ensure!(!bad.header("set-cookie").contains("opsfleet_session"));
+        // A name no operator can have (not a subject token) fails like a wrong token.
+        let long = anon.try_login(&"x".repeat(5000), "t").await?;
+        ensure!(
+            long.status == 401,
+            "a 5,000-character name: {}",
+            long.status
+        );
         let mut vic = ConsoleClient::new(standby_addr)?;
         vic.login("vic").await?;
         // Failed logins slow the next ones for that name, even with the right token.
@@ -282,6 +289,11 @@ async fn the_console_serves_logins_pages_actions_and_live_events() {
             "keepalive after {waited:?}: too early?"
         );
         drop(quiet);
+        // A filter longer than 64 characters is refused (a long run of stars once cost
+        // exponential time per event).
+        let evil = format!("/console/events/stream?kind={}z", "*".repeat(100));
+        let p = vic.get(&evil).await?;
+        ensure!(p.status == 400, "a 101-character kind filter: {}", p.status);
 
         // An operator pauses a module through the standby's console: the active records it,
         // issued by that operator in that role, and the agent ends paused.
@@ -325,7 +337,8 @@ async fn the_console_serves_logins_pages_actions_and_live_events() {
         let (still_active, _) = roles(c).await?;
         ensure!(still_active == active, "the active changed during the test");
 
-        // Logout ends the session.
+        // Logout ends the session, and the live stream it opened (within a keepalive period).
+        let mut open_stream = olga.events("host=no-such-host", None).await?;
         let csrf = olga.get("/console/fleet").await?.csrf()?;
         let p = olga
             .post(
@@ -339,6 +352,11 @@ async fn the_console_serves_logins_pages_actions_and_live_events() {
             olga.get("/console/fleet").await?.status == 303,
             "still logged in"
         );
+        let ended = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(_)) = open_stream.chunk().await {}
+        })
+        .await;
+        ensure!(ended.is_ok(), "the live stream outlived the logout by 60 s");
         Ok(())
     })
     .await;

@@ -46,7 +46,7 @@ pub fn verdict(
     if !rec.notifiable() || rec.notified(&rec.transition_id, route) {
         return Verdict::Drop;
     }
-    if rec.state == Some(AlertState::Resolved) && !rec.notified(&rec.firing_transition_id, route) {
+    if rec.state == Some(AlertState::Resolved) && !rec.heard(&rec.firing_transition_id, route) {
         return Verdict::Drop;
     }
     if let Some(s) = silences

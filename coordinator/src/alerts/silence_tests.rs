@@ -187,6 +187,30 @@ fn a_firing_silenced_and_resolved_during_the_silence_sends_nothing_ever() {
 }
 
 #[test]
+fn a_firing_that_was_only_rate_limited_gets_no_resolve() {
+    let mut w = World::new();
+    w.transition(1_000, pb::AlertState::Firing);
+    let tid = w.rec().expect("alert").transition_id.clone();
+    w.fold(
+        1_100,
+        Body::NotificationSent(pb::NotificationSent {
+            alert_id: ID.into(),
+            transition_id: tid,
+            route: "ops".into(),
+            outcome: pb::NotifyOutcome::RateLimited as i32,
+            epoch: 1,
+            ..Default::default()
+        }),
+    );
+    w.transition(2_000, pb::AlertState::Resolved);
+    assert_eq!(
+        w.verdict(2_100),
+        Verdict::Drop,
+        "the route never heard the firing"
+    );
+}
+
+#[test]
 fn a_resolve_of_a_notified_firing_waits_for_the_silence() {
     let mut w = World::new();
     w.transition(1_000, pb::AlertState::Firing);

@@ -161,7 +161,14 @@ pub async fn login(
     if pre.is_empty() || !constant_time_eq(pre.as_bytes(), form.csrf.as_bytes()) {
         return forbidden("missing or wrong login token; reload the login page");
     }
-    let mut keys = vec![format!("name:{}", form.name)];
+    // A name that cannot be an operator's (a subject token, at most 64 characters) is a failed
+    // login counted against the address only: never a throttle key or a log line of its own
+    // (a form may carry megabytes).
+    let valid_name = opsfleet_proto::subjects::validate_token(&form.name).is_ok();
+    let mut keys: Vec<String> = Vec::with_capacity(2);
+    if valid_name {
+        keys.push(format!("name:{}", form.name));
+    }
     keys.extend(peer(&ext).map(|ip| format!("addr:{ip}")));
     let now = Instant::now();
     let wait = {
@@ -175,11 +182,21 @@ pub async fn login(
         );
         return login_page(&c, StatusCode::TOO_MANY_REQUESTS, Some(&text));
     }
-    let Some(user) = c.users.check(&form.name, &form.token).cloned() else {
+    let user = if valid_name {
+        c.users.check(&form.name, &form.token).cloned()
+    } else {
+        None
+    };
+    let Some(user) = user else {
         let mut throttle = lock(&c.throttle);
         keys.iter().for_each(|k| throttle.failed(k, now));
         drop(throttle);
-        tracing::warn!(operator = %form.name.escape_default(), "console login failed");
+        let shown = if valid_name {
+            form.name.as_str()
+        } else {
+            "<not a name>"
+        };
+        tracing::warn!(operator = %shown, "console login failed");
         return login_page(
             &c,
             StatusCode::UNAUTHORIZED,
@@ -187,7 +204,9 @@ pub async fn login(
         );
     };
     // Only the name's failures are forgotten: one good login must not clear an address's.
-    lock(&c.throttle).succeeded(&keys[0]);
+    if let Some(name_key) = keys.first().filter(|k| k.starts_with("name:")) {
+        lock(&c.throttle).succeeded(name_key);
+    }
     let (Ok(id), Ok(csrf)) = (random_token(), random_token()) else {
         return server_error("make a session");
     };
@@ -387,7 +406,7 @@ pub async fn silences(State(c): C, headers: HeaderMap, Query(q): Query<SilencesQ
             },
         };
         let reply = req.answer(&c.shared.fleet(), f.leader.clone(), now_unix_ms());
-        pages::silences(f, &reply.silences, all)
+        pages::silences(f, &reply.silences, all, reply.next.as_deref())
     })
 }
 

@@ -113,6 +113,11 @@ impl Console {
             .map(|(_, v)| v.to_owned())
     }
 
+    /// Whether session `id` is still live (not marked used).
+    fn session_alive(&self, id: &str) -> bool {
+        lock(&self.sessions).alive(id, std::time::Instant::now())
+    }
+
     /// The request's live session, with its id.
     fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
         let id = self.cookie(headers, SESSION_COOKIE)?;

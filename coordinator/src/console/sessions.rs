@@ -99,6 +99,12 @@ impl Sessions {
         Some(s.clone())
     }
 
+    /// Whether session `id` is still live at `now`, without marking it used (a live event
+    /// stream checks this, so an open page neither outlives a logout nor keeps a session alive).
+    pub fn alive(&self, id: &str, now: Instant) -> bool {
+        self.by_id.get(id).is_some_and(|s| !self.expired(s, now))
+    }
+
     pub fn remove(&mut self, id: &str) {
         self.by_id.remove(id);
     }

@@ -26,19 +26,13 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Messages the ordered consumer pulls at a time: the most a slow client leaves buffered.
 const BATCH: usize = 64;
 
-/// `*` matches any run of characters; everything else matches itself.
+/// Longest host, module or kind filter a stream accepts.
+pub const FILTER_MAX_CHARS: usize = 64;
+
+/// `*` matches any run of characters (linear time: `crate::glob::glob_match`, never a
+/// recursive matcher a long run of stars could make exponential).
 pub fn wildcard(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, tail)) => {
-            let Some(rest) = text.strip_prefix(head) else {
-                return false;
-            };
-            (0..=rest.len())
-                .filter(|i| rest.is_char_boundary(*i))
-                .any(|i| wildcard(tail, &rest[i..]))
-        }
-    }
+    crate::glob::glob_match(pattern, text)
 }
 
 /// The server-side subject filter `ops.*.<host|*>.<kind|*>` (as `opsctl events`); partial
@@ -86,8 +80,19 @@ pub async fn stream(
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Response {
-    if c.session(&headers).is_none() {
+    let Some((session_id, _)) = c.session(&headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let too_long = [&q.host, &q.module, &q.kind].iter().any(|v| {
+        v.as_deref()
+            .is_some_and(|v| v.chars().count() > FILTER_MAX_CHARS)
+    });
+    if too_long {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("a filter is at most {FILTER_MAX_CHARS} characters"),
+        )
+            .into_response();
     }
     let Ok(permit) = Arc::clone(&c.streams).try_acquire_owned() else {
         return (
@@ -105,7 +110,7 @@ pub async fn stream(
         Err(e) => return unavailable(&e),
     };
     let start_sequence = match last_id {
-        Some(id) => id + 1,
+        Some(id) => id.saturating_add(1),
         None => match stream.get_info().await {
             Ok(info) => info.state.last_sequence + 1,
             Err(e) => return unavailable(&e),
@@ -158,6 +163,15 @@ pub async fn stream(
             let _held = &permit;
             e
         });
+    // A tick every keepalive period, so the session is looked at on a quiet stream too: the
+    // stream ends at the first event or tick after a logout or the session's expiry.
+    let ticks = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(KEEPALIVE).await;
+        Some((Ok(Event::default().comment("session")), ()))
+    });
+    let console = Arc::clone(&c);
+    let events = futures::stream::select(events, ticks)
+        .take_while(move |_| futures::future::ready(console.session_alive(&session_id)));
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEPALIVE))
         .into_response()
@@ -195,5 +209,12 @@ mod tests {
         assert!(wildcard("*_done", "a_done"));
         assert!(!wildcard("backup_*", "disk_usage"));
         assert!(!wildcard("disk", "disk_usage"));
+        // A long run of stars costs linear time, not exponential.
+        let evil = format!("{}z", "*".repeat(FILTER_MAX_CHARS - 1));
+        let started = std::time::Instant::now();
+        for _ in 0..1000 {
+            assert!(!wildcard(&evil, "heartbeat_with_a_long_name"));
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

@@ -51,6 +51,10 @@ fn process(shared: &Shared) -> Process<'_> {
     }
 }
 
+/// Renders that may run at once, across every scraper.
+const RENDERS_AT_ONCE: usize = 2;
+static RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(RENDERS_AT_ONCE);
+
 /// The text of one scrape, now.
 pub fn scrape(shared: &Shared) -> String {
     let p = process(shared);
@@ -74,6 +78,11 @@ pub async fn serve(
         )
             .into_response();
     }
+    // At most RENDERS_AT_ONCE renders run (each holds the fleet's read lock and a fleet-sized
+    // text); further scrapes wait their turn instead of piling up threads and memory.
+    let Ok(_turn) = RENDERS.acquire().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
     let packed = gzip::accepts_gzip(headers.get(header::ACCEPT_ENCODING).map(|v| v.as_bytes()));
     let scraped = tokio::task::spawn_blocking(move || {
         let text = scrape(&shared);

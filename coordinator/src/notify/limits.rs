@@ -37,6 +37,29 @@ pub fn cut(text: &str, max: usize) -> String {
     out
 }
 
+/// As [`cut`], but `max` counts UTF-16 code units, as Telegram counts a message's length (an
+/// emoji outside the BMP is two): the result is at most `max` units, cut on a character
+/// boundary, with the same marker (N still counts characters).
+pub fn cut_utf16(text: &str, max: usize) -> String {
+    if text.encode_utf16().count() <= max {
+        return text.to_owned();
+    }
+    let total = text.chars().count();
+    // The widest marker (nothing kept) bounds every narrower one.
+    let budget = max.saturating_sub(marker(total).encode_utf16().count());
+    let (mut kept, mut used) = (0, 0);
+    for c in text.chars() {
+        if used + c.len_utf16() > budget {
+            break;
+        }
+        used += c.len_utf16();
+        kept += 1;
+    }
+    let mut out: String = text.chars().take(kept).collect();
+    out.push_str(&marker(total - kept));
+    out
+}
+
 fn marker(cut: usize) -> String {
     format!(" … (cut: {cut} more characters)")
 }
@@ -45,6 +68,23 @@ fn marker(cut: usize) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn telegram_counts_utf16_units() {
+        // 4,096 emoji are 8,192 UTF-16 units: Telegram would refuse them uncut.
+        let emoji = "🔥".repeat(TELEGRAM_TEXT);
+        let out = cut_utf16(&emoji, TELEGRAM_TEXT);
+        assert!(out.encode_utf16().count() <= TELEGRAM_TEXT, "{}", out.len());
+        let kept = out.chars().take_while(|c| *c == '🔥').count();
+        assert!(out.ends_with(&format!(
+            " … (cut: {} more characters)",
+            TELEGRAM_TEXT - kept
+        )));
+        assert!(kept > 2000, "{kept}");
+        // Within the limit in units: unchanged, even when the characters are two units each.
+        let fits = "🔥".repeat(TELEGRAM_TEXT / 2);
+        assert_eq!(cut_utf16(&fits, TELEGRAM_TEXT), fits);
+    }
 
     #[test]
     fn short_texts_pass_unchanged_up_to_the_limit() {

@@ -2,7 +2,7 @@
 //! (no parse mode, so nothing needs escaping), at most 4,096 characters (a cut said at its end). The URL holds the token: it never appears in a
 //! log line or a `Delivery` reason.
 
-use super::limits::{cut, TELEGRAM_TEXT};
+use super::limits::{cut_utf16, TELEGRAM_TEXT};
 use super::transport::HttpPost;
 use super::{one_line, Notification};
 
@@ -15,7 +15,7 @@ pub fn text(n: &Notification) -> String {
         n.coordinator,
         n.epoch
     );
-    cut(&full, TELEGRAM_TEXT)
+    cut_utf16(&full, TELEGRAM_TEXT)
 }
 
 pub fn body(chat_id: &str, n: &Notification) -> serde_json::Value {

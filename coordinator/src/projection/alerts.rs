@@ -95,6 +95,16 @@ impl AlertRecord {
             .any(|n| n.transition_id == transition_id && n.route == route)
     }
 
+    /// Whether `route` may have heard of `transition_id`: a notification recorded as sent, dry
+    /// run, or failed (a failed attempt may still have arrived). A rate-limited one never left.
+    pub fn heard(&self, transition_id: &str, route: &str) -> bool {
+        self.notifications.iter().any(|n| {
+            n.transition_id == transition_id
+                && n.route == route
+                && n.outcome != NotifyOutcome::RateLimited
+        })
+    }
+
     /// Whether the current state is one receivers hear about: firing, or resolved after
     /// firing (a pending alert that cleared was never announced).
     pub fn notifiable(&self) -> bool {

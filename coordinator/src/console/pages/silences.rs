@@ -3,10 +3,10 @@
 
 use opsfleet_proto::api::SilenceView;
 
-use crate::console::html::{action_form, cells, csrf_field, esc, page, table, time, Frame};
+use crate::console::html::{action_form, cells, csrf_field, esc, page, table, time, url, Frame};
 
 /// `/console/silences`.
-pub fn silences(f: &Frame, rows: &[SilenceView], all: bool) -> String {
+pub fn silences(f: &Frame, rows: &[SilenceView], all: bool, next: Option<&str>) -> String {
     let rows: Vec<String> = rows
         .iter()
         .map(|s| {
@@ -57,6 +57,13 @@ pub fn silences(f: &Frame, rows: &[SilenceView], all: bool) -> String {
         ],
         &rows,
     ));
+    if let Some(next) = next {
+        body.push_str(&format!(
+            "<p><a id=\"next-page\" data-test=\"next-page\" href=\"/console/silences?all={}&amp;after={}\">next page →</a></p>",
+            u8::from(all),
+            esc(&url(next))
+        ));
+    }
     body.push_str(&format!(
         "<h2>New silence</h2><form id=\"silence-form\" method=\"post\" action=\"/console/act\">{}\
          <input type=\"hidden\" name=\"verb\" value=\"silence\">\
