@@ -23,7 +23,7 @@ ensure_deb /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 faketime "the cha
 ensure_deb strace strace "the fsync measurement (tests/tests/fsync_promise.rs)"
 ensure_deb /usr/bin/chromium chromium "the console's browser tests (tests/src/browser/)"
 ensure_deb /usr/bin/chromedriver chromium-driver "the console's browser tests (tests/src/browser/)"
-ensure_deb /usr/bin/prometheus-alertmanager prometheus-alertmanager "the Alertmanager notifier test (tests/tests/notifiers.rs)"
+ensure_deb /usr/bin/prometheus-alertmanager prometheus-alertmanager "the Alertmanager notifier tests (tests/tests/notifiers.rs, am_silences.rs)"
 ensure_deb promtool prometheus "promtool and a Prometheus server check /metrics and deploy/prometheus (tests/tests/prometheus.rs)"
 
 say "building every binary: cargo build --workspace --bins"

@@ -103,6 +103,20 @@ impl Alertmanager {
         serde_json::from_str(&text).with_context(|| format!("alerts JSON: {text}"))
     }
 
+    /// `GET /api/v2/silences`: every silence Alertmanager holds (expired ones included).
+    pub async fn silences(&self) -> Result<Vec<serde_json::Value>> {
+        let resp = (self.client.get(self.url_of("/api/v2/silences")))
+            .send()
+            .await
+            .context("GET /api/v2/silences")?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("GET /api/v2/silences: HTTP {status}: {text}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("silences JSON: {text}"))
+    }
+
     /// Fails if the process died.
     pub fn check_running(&mut self) -> Result<()> {
         self.proc.check_running()

@@ -267,6 +267,14 @@ impl Engine {
                 let firing = super::firing(&self.shared.fleet(), &self.shared.name, epoch);
                 self.notifier.refresh(&firing).await;
             }
+            // Alertmanager routes keep their silences in step with opsfleet's.
+            if self.notifier.mirrors_silences() && !cancel.is_cancelled() && gate.still(epoch) {
+                let silences = self.shared.fleet().silences().clone();
+                let still = || !cancel.is_cancelled() && gate.still(epoch);
+                (self.notifier)
+                    .mirror_silences(&silences, now_unix_ms(), &still)
+                    .await;
+            }
         }
     }
 }

@@ -78,6 +78,10 @@ pub struct RouteConfig {
     /// ahead, so Alertmanager keeps it active while the coordinator keeps posting).
     #[serde(default = "default_resend_interval", with = "humantime_serde")]
     pub resend_interval: Duration,
+    /// Alertmanager: keep an Alertmanager silence in step with each active opsfleet silence
+    /// that could match this route's alerts (`notify::am_silences`). Default true.
+    #[serde(default = "default_true")]
+    pub mirror_silences: bool,
     /// Telegram chat id (`-100123...` or `@channel`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_id: Option<String>,
@@ -167,6 +171,9 @@ pub const ROUTING_KEY_LEN: usize = 32;
 fn default_resend_interval() -> Duration {
     Duration::from_secs(60)
 }
+fn default_true() -> bool {
+    true
+}
 fn default_api_base() -> String {
     TELEGRAM_API_BASE.to_owned()
 }
@@ -210,6 +217,7 @@ impl RouteConfig {
             routing_key: None,
             routing_key_env: None,
             resend_interval: default_resend_interval(),
+            mirror_silences: true,
             rules: Vec::new(),
             hosts: Vec::new(),
             labels: BTreeMap::new(),
@@ -266,7 +274,13 @@ impl RouteConfig {
             }
         } else {
             let set = self.resend_interval != default_resend_interval();
-            self.unused(&mut out, &[("resend_interval", set)]);
+            self.unused(
+                &mut out,
+                &[
+                    ("resend_interval", set),
+                    ("mirror_silences", !self.mirror_silences),
+                ],
+            );
         }
         out.extend(self.delivery_problems());
         out.extend(self.matcher().problems());

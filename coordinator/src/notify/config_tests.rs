@@ -192,3 +192,28 @@ rate_limit = { per_minute = 0 }
         err.report()
     );
 }
+
+#[test]
+fn mirror_silences_defaults_on_and_belongs_to_alertmanager_routes() {
+    let am: RouteConfig =
+        toml::from_str("name = \"am\"\nkind = \"alertmanager\"\nurl = \"http://x\"\n").unwrap();
+    assert!(am.mirror_silences, "default true");
+    let off: RouteConfig = toml::from_str(
+        "name = \"am\"\nkind = \"alertmanager\"\nurl = \"http://x\"\nmirror_silences = false\n",
+    )
+    .unwrap();
+    let cfg = NotifyConfig { routes: vec![off] };
+    assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+    let hook: RouteConfig = toml::from_str(
+        "name = \"h\"\nkind = \"webhook\"\nurl = \"http://x\"\nmirror_silences = false\n",
+    )
+    .unwrap();
+    let cfg = NotifyConfig { routes: vec![hook] };
+    assert_eq!(
+        cfg.problems(),
+        [(
+            "routes[0].mirror_silences".to_owned(),
+            "not used by kind webhook".to_owned()
+        )]
+    );
+}

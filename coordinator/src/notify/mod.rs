@@ -20,6 +20,7 @@
 //! ```
 
 mod alertmanager;
+pub mod am_silences;
 pub mod config;
 mod dry_run;
 pub mod limits;
@@ -156,6 +157,8 @@ struct Route {
     retry: RetryPolicy,
     /// Alertmanager routes: firing alerts are posted again every interval.
     refresh: Option<refresh::Refresh>,
+    /// Alertmanager routes with `mirror_silences`: opsfleet silences kept in step there.
+    mirror: Option<am_silences::MirrorState>,
 }
 
 /// Sends notifications to the configured routes. Cheap to share (`Arc<Notifier>`); `send` may
@@ -244,6 +247,16 @@ impl Notifier {
             };
             let refresh =
                 (r.kind == RouteKind::Alertmanager).then(|| refresh::Refresh::new(&post.url, r));
+            let mirror = if r.kind == RouteKind::Alertmanager && r.mirror_silences {
+                let base = secret(&r.url, &r.url_env)?;
+                Some(am_silences::MirrorState::new(
+                    &base,
+                    r.resend_interval,
+                    r.timeout,
+                ))
+            } else {
+                None
+            };
             routes.push(Route {
                 name: r.name.clone(),
                 target: Target::Post(post),
@@ -256,6 +269,7 @@ impl Notifier {
                 matcher: r.matcher(),
                 retry: RetryPolicy::from_route(r),
                 refresh,
+                mirror,
             });
         }
         if routes.is_empty() {
@@ -267,6 +281,7 @@ impl Notifier {
                 matcher: matching::Match::default(),
                 retry: RetryPolicy::single(),
                 refresh: None,
+                mirror: None,
             });
         }
         Ok(Notifier { routes, client })
