@@ -1,8 +1,9 @@
 //! The HTTP edge of silence mirroring for one Alertmanager route: when a pass is due (the
 //! opsfleet silences changed, or `resend_interval` passed), list `GET /api/v2/silences`, plan
 //! (pure, `super::plan`), then `POST /api/v2/silences` / `DELETE /api/v2/silence/{id}` while
-//! the caller is still the active coordinator. A pass stops at its first failure and is
-//! tried again next time.
+//! the caller is still the active coordinator. A create Alertmanager refuses (4xx) is logged
+//! and skipped; any other failure ends the pass, tried again an interval later (or when the
+//! silences change).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -91,23 +92,60 @@ impl MirrorState {
                 return Ok(0);
             }
         }
+        let result = self.pass(client, route, matcher, silences, now_unix_ms, still);
+        let result = result.await;
+        // A failed pass waits an interval too (unless the silences change): no hammering. A
+        // full pass that did all it planned runs again at once for the rest.
+        let left_work =
+            matches!(result, Ok((done, planned)) if planned >= MAX_PER_PASS && done == planned);
+        if !left_work {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            *last = LastPass {
+                at: Some(Instant::now()),
+                fingerprint: print,
+            };
+        }
+        result.map(|(done, _)| done)
+    }
+
+    /// Lists, plans and acts: (actions carried out, actions planned). A create Alertmanager
+    /// refuses (4xx) is logged and the pass goes on; any other failure ends it.
+    async fn pass(
+        &self,
+        client: &reqwest::Client,
+        route: &str,
+        matcher: &Match,
+        silences: &Silences,
+        now_unix_ms: i64,
+        still: &(dyn Fn() -> bool + Sync),
+    ) -> Result<(usize, usize), MirrorError> {
         let mirrors = self.list(client).await?;
         let actions = plan(silences, matcher, &mirrors, now_unix_ms, MAX_PER_PASS);
         let mut done = 0;
         for action in &actions {
             if !still() {
-                return Ok(done);
+                break;
             }
             match action {
                 Action::Create { silence_id, body } => {
                     let url = format!("{}/api/v2/silences", self.base);
                     let req = client.post(url).json(body);
-                    let answer = self.call(req, "create a mirror silence").await?;
-                    let am_id = answer
-                        .get("silenceID")
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    tracing::info!(route, silence = %silence_id, am_id, "silence mirrored into Alertmanager");
+                    match self.call(req, "create a mirror silence").await {
+                        Ok(answer) => {
+                            let am_id = answer
+                                .get("silenceID")
+                                .and_then(Value::as_str)
+                                .unwrap_or("");
+                            tracing::info!(route, silence = %silence_id, am_id, "silence mirrored into Alertmanager");
+                        }
+                        Err(MirrorError::Status { status, body, .. })
+                            if (400..500).contains(&status) && status != 429 =>
+                        {
+                            tracing::warn!(route, silence = %silence_id, status, answer = %body, "Alertmanager refused a mirror silence");
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 Action::Expire { am_id, silence_id } => {
                     let url = format!("{}/api/v2/silence/{am_id}", self.base);
@@ -118,15 +156,7 @@ impl MirrorState {
             }
             done += 1;
         }
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        // A bounded pass that left work behind runs again at once.
-        if actions.len() < MAX_PER_PASS {
-            *last = LastPass {
-                at: Some(Instant::now()),
-                fingerprint: print,
-            };
-        }
-        Ok(done)
+        Ok((done, actions.len()))
     }
 
     /// The mirrors Alertmanager holds (silences with the marker).

@@ -267,3 +267,75 @@ proptest! {
         }
     }
 }
+
+mod edge {
+    //! The HTTP edge against a local receiver: a refused create is skipped, a pass is not
+    //! repeated within the interval unless the silences change, nothing is done once the
+    //! coordinator may not act, and a route without `mirror_silences` sends nothing.
+
+    use super::*;
+    use crate::notify::tests::{notifier, route};
+    use crate::notify::RouteKind;
+    use opsfleet_tests::{Receiver, Reply};
+
+    const NOW: i64 = 1_764_633_600_000;
+
+    fn active(ids: &[&str]) -> Silences {
+        let recs: Vec<SilenceRecord> = ids
+            .iter()
+            .map(|id| rec(id, NOW - 1, NOW + 600_000))
+            .collect();
+        set(&recs)
+    }
+
+    #[tokio::test]
+    async fn passes_skip_refusals_wait_for_change_and_stop_when_not_active() {
+        let rx = Receiver::start().await.unwrap();
+        let mut r = route("am", RouteKind::Alertmanager, &rx.url(""));
+        r.resend_interval = std::time::Duration::from_secs(600);
+        let n = notifier(vec![r]);
+        assert!(n.mirrors_silences());
+        let list = Reply {
+            body: "[]".into(),
+            ..Reply::status(200)
+        };
+        rx.answer_next(1, list);
+        rx.answer_next(1, Reply::status(400));
+        let yes = || true;
+        assert_eq!(n.mirror_silences(&active(&["a", "b"]), NOW, &yes).await, 1);
+        let got = rx.requests();
+        let calls: Vec<(&str, &str)> = got
+            .iter()
+            .map(|r| (r.method.as_str(), r.path.as_str()))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("GET", "/api/v2/silences"),
+                ("POST", "/api/v2/silences"),
+                ("POST", "/api/v2/silences")
+            ]
+        );
+        assert_eq!(got[2].body["comment"], "maintenance [opsfleet-silence:b]");
+        assert_eq!(n.mirror_silences(&active(&["a", "b"]), NOW, &yes).await, 0);
+        assert_eq!(rx.requests().len(), 3, "no pass within the interval");
+        let no = || false;
+        assert_eq!(
+            n.mirror_silences(&active(&["a", "b", "c"]), NOW, &no).await,
+            0
+        );
+        assert_eq!(
+            rx.requests().len(),
+            4,
+            "a changed set lists, but acts only while active"
+        );
+
+        let off_rx = Receiver::start().await.unwrap();
+        let mut off = route("off", RouteKind::Alertmanager, &off_rx.url(""));
+        off.mirror_silences = false;
+        let off = notifier(vec![off]);
+        assert!(!off.mirrors_silences());
+        assert_eq!(off.mirror_silences(&active(&["a"]), NOW, &yes).await, 0);
+        assert!(off_rx.requests().is_empty());
+    }
+}
