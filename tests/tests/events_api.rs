@@ -2,8 +2,9 @@
 //! processes, print the fleet's events with increasing stream seqs, exactly what the stream
 //! holds from a given sequence on, filtered by host and kind, new events only without a
 //! sequence; both decode every body kind of the .proto (the Python classes are generated from
-//! the files at start, so they stay in sync); and the shipped `reader` user can consume them
-//! but publish nothing (no events, no API requests, no coordinator durable).
+//! the files at start, so they stay in sync); and the shipped `reader` user can read them by
+//! direct get but publish nothing and create no consumer (no events, no API requests, no
+//! consumer whose deliver subject could write onto the lease).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
