@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, ensure, Context, Result};
 use async_nats::jetstream::{self, consumer};
 use async_nats::ConnectOptions;
+use futures::StreamExt;
 use opsfleet_proto::subjects;
 use opsfleet_tests::secure::{Role, SecureNats};
 use opsfleet_tests::{wait_until_default, AgentSpec, Cluster, CoordinatorSpec, Opsctl};
@@ -196,10 +197,13 @@ async fn the_reader_user_consumes_events_and_publishes_nothing() {
 }
 
 /// The attack the reader's permissions close: a consumer on `OPS_EVENTS` whose config the
-/// server never checks against permissions. A push consumer delivering onto the lease key
-/// (or a host's command subject) would have the server write every event there. As the
-/// reader, every kind of consumer create is refused, the lease is untouched while events keep
-/// arriving, and direct get reads the events.
+/// server never checks against permissions. A push consumer delivering onto a subject a
+/// coordinator listens on (`ops.api.as.<anyone>.admin.*`), the lease key or a host's command
+/// subject would have the server publish every event there with its own rights (nats-server
+/// 2.15 delivers to client subscriptions; it did not deliver into a stream's subjects when
+/// tried, but nothing in the permission model promises that). As the reader, every kind of
+/// consumer create is refused, nothing arrives on the coordinator's subject and the lease is
+/// untouched while events keep arriving, and direct get reads the events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reader_may_create_no_consumer_and_reads_by_direct_get() -> Result<()> {
     let tmp = tempfile::Builder::new()
@@ -220,6 +224,13 @@ async fn the_reader_may_create_no_consumer_and_reads_by_direct_get() -> Result<(
         .put("leader", "blue's lease".into())
         .await
         .context("write the lease")?;
+    // A coordinator listening on the API subject an admin's command would come on.
+    let admin_subject = "ops.api.as.carol.admin.command";
+    let mut listening = s
+        .connect("blue", Role::Coordinator)
+        .await?
+        .subscribe(admin_subject)
+        .await?;
     let agent = jetstream::new(s.connect("web-01", Role::Agent).await?);
     let heartbeat = subjects::event_subject("web-01", "heartbeat");
     let publish = async |n: u32| -> Result<()> {
@@ -283,6 +294,7 @@ async fn the_reader_may_create_no_consumer_and_reads_by_direct_get() -> Result<(
             "ops.>".to_owned(),
         ),
         ("probe-push-cmd", "ops.cmd.web-01".to_owned(), String::new()),
+        ("probe-push-api", admin_subject.to_owned(), String::new()),
     ] {
         let push = stream
             .create_consumer(consumer::push::Config {
@@ -323,10 +335,15 @@ async fn the_reader_may_create_no_consumer_and_reads_by_direct_get() -> Result<(
         .violation("$JS.API.CONSUMER.DURABLE.CREATE.OPS_EVENTS.probe-durable")
         .await?;
 
-    // Events keep arriving; had any of those consumers existed, the server would now write
-    // them onto the lease key (or a host's commands).
+    // Events keep arriving; had any of those consumers existed, the server would now deliver
+    // them to the coordinator as an admin's requests (or onto the lease, a host's commands).
     publish(5).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let delivered = tokio::time::timeout(Duration::from_secs(2), listening.next()).await;
+    ensure!(
+        delivered.is_err(),
+        "an event reached the coordinator on {admin_subject}: {:?}",
+        delivered.ok().flatten().map(|m| m.subject)
+    );
     let entry = topology
         .leader
         .entry("leader")
