@@ -432,6 +432,9 @@ impl TopologyConfig {
                 .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
             duplicate_window: self.duplicate_window,
             description: Some("opsfleet events from agents and coordinators".to_owned()),
+            // Programs read by direct get (docs/events-api.md): the `reader` may create no
+            // consumer, since NATS permissions cannot check a consumer's deliver subject.
+            allow_direct: true,
             ..Default::default()
         }
     }
@@ -496,8 +499,8 @@ pub struct Topology {
 /// (storage, replicas, retention, no foreign subjects) and fails with a `StreamMismatch` naming
 /// the field otherwise; subjects the stream lacks (an older deployment's `OPS_EVENTS` without
 /// `ops.coord.>`) and changed limits (`max_bytes`, `max_msg_size`, per-subject cap, discard
-/// policy) are applied in place. Safe to call from every coordinator at every start (all
-/// coordinators must have the same `[topology]`).
+/// policy, `allow_direct`) are applied in place. Safe to call from every coordinator at every
+/// start (all coordinators must have the same `[topology]`).
 pub async fn ensure_topology(
     js: &jetstream::Context,
     cfg: &TopologyConfig,
@@ -544,6 +547,7 @@ async fn ensure_stream(
             max_bytes = update.max_bytes,
             max_msg_size = update.max_message_size,
             max_msgs_per_subject = update.max_messages_per_subject,
+            allow_direct = update.allow_direct,
             "updating the stream to this deployment's subjects and limits"
         );
         js.update_stream(&update).await.map_err(|e| err(e.into()))?;
@@ -609,7 +613,8 @@ fn plan_update(
         && limit(want.max_bytes) == limit(have.max_bytes)
         && limit(i64::from(want.max_message_size)) == limit(i64::from(have.max_message_size))
         && limit(want.max_messages_per_subject) == limit(have.max_messages_per_subject)
-        && want.discard == have.discard;
+        && want.discard == have.discard
+        && want.allow_direct == have.allow_direct;
     if same {
         return Ok(None);
     }
@@ -619,6 +624,7 @@ fn plan_update(
     update.max_message_size = want.max_message_size;
     update.max_messages_per_subject = want.max_messages_per_subject;
     update.discard = want.discard;
+    update.allow_direct = want.allow_direct;
     Ok(Some(update))
 }
 
@@ -707,6 +713,21 @@ mod tests {
         assert!(plan_update("OPS_EVENTS", &want, &current)
             .expect("no mismatch")
             .is_none());
+    }
+
+    #[test]
+    fn the_events_stream_allows_direct_get_and_an_older_one_gains_it() {
+        let want = TopologyConfig::default().events_stream();
+        assert!(want.allow_direct, "programs read OPS_EVENTS by direct get");
+        let mut old = want.clone();
+        old.allow_direct = false;
+        let update = plan_update("OPS_EVENTS", &want, &old)
+            .expect("an update, not a mismatch")
+            .expect("something to update");
+        assert!(update.allow_direct);
+        // The other streams are not read by direct get; they keep it off.
+        assert!(!TopologyConfig::default().commands_stream().allow_direct);
+        assert!(!TopologyConfig::default().dlq_stream().allow_direct);
     }
 
     #[test]

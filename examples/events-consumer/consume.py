@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """consume.py: an example program reading the fleet's status events from OPS_EVENTS.
 
-It replays from a stream sequence (or reads only new events), decodes each protobuf Event and
-prints one JSON line per event; see docs/events-api.md. The message classes are generated at
+It reads by direct get (no consumer: the shipped `reader` may create none), from a stream
+sequence (replay) or only new events, decodes each protobuf Event and prints one JSON line per
+event; see docs/events-api.md. The message classes are generated at
 start from the .proto files (grpcio-tools bundles protoc), so they always match the wire.
 
     python3 consume.py --nats tls://nats-1:4222 --nkey reader.nk --inbox-prefix _INBOX.reader \
@@ -22,7 +23,7 @@ import tempfile
 import uuid
 
 import nats
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 STREAM = "OPS_EVENTS"
 COORDINATOR_MODULE = "coordinator"
@@ -30,6 +31,10 @@ COORDINATOR_MODULE = "coordinator"
 EXIT_SHORT = 3
 # Seconds the first connection may take.
 CONNECT_WAIT = 20
+# Seconds to wait when nothing new is at the cursor: doubled while idle, up to IDLE_MAX.
+IDLE_MIN, IDLE_MAX = 0.05, 0.5
+# Seconds to wait after an error (server restart, connection lost): doubled, up to ERROR_MAX.
+ERROR_MIN, ERROR_MAX = 0.2, 5.0
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PROTO_DIR = os.path.join(HERE, "..", "..", "proto", "proto")
@@ -148,6 +153,10 @@ class Progress:
         self.printed = 0
         self.highest = {}  # (host, incarnation) -> highest seq seen
 
+    def cursor(self, start):
+        """The next stream sequence to ask for."""
+        return start if self.last_read is None else self.last_read + 1
+
     def first_time(self, ev):
         key = (ev.host, ev.incarnation)
         if key in self.highest and ev.seq <= self.highest[key]:
@@ -156,15 +165,20 @@ class Progress:
         return True
 
 
-async def connect(args):
+async def connect(args, progress, start):
     async def error_cb(e):
         print(f"consume.py: nats: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+
+    async def reconnected_cb():
+        print(f"consume.py: reconnected to NATS; resuming at stream seq "
+              f"{progress.cursor(start[0])}", file=sys.stderr, flush=True)
 
     opts = {
         "servers": [args.nats],
         "name": "consume.py",
         "max_reconnect_attempts": -1,
         "error_cb": error_cb,
+        "reconnected_cb": reconnected_cb,
     }
     if args.nkey:
         opts["nkeys_seed"] = args.nkey
@@ -186,73 +200,69 @@ def done(args, progress):
     return args.count is not None and progress.printed >= args.count
 
 
+def lost_to_retention(cursor, first_seq):
+    """What to say when the stream no longer holds the events from cursor on, or None."""
+    if first_seq > cursor:
+        return (f"stream seqs {cursor}..{first_seq - 1} were lost to retention (the stream "
+                f"starts at {first_seq}); take a fresh snapshot before trusting derived state")
+    return None
+
+
 async def consume(args, event_cls, progress):
-    nc = await connect(args)
+    """Direct gets from --since-seq (or the end of the stream) until --count: the next message
+    at or after the cursor matching the filter, printed, the cursor moved past it; when there
+    is none yet, wait (50 ms doubling to 500 ms) and ask again; after an error, retry from the
+    same cursor after a backoff."""
+    start = [1]  # known once the stream's info is read; the reconnect callback reads it
+    nc = await connect(args, progress, start)
     js = nc.jetstream(timeout=10)
+    info = await js.stream_info(STREAM)
+    if not info.config.allow_direct:
+        sys.exit("consume.py: OPS_EVENTS does not allow direct get (allow_direct): start a "
+                 "coordinator of this version, whose topology sets it")
     if args.since_seq is not None:
-        start = max(args.since_seq, 1)
+        start[0] = max(args.since_seq, 1)
     else:
         # Pinned to a sequence, so a reconnect before the first event misses nothing.
-        start = (await js.stream_info(STREAM)).state.last_seq + 1
+        start[0] = info.state.last_seq + 1
+    lost = lost_to_retention(start[0], info.state.first_seq)
+    if lost:
+        print(f"consume.py: {lost}", file=sys.stderr, flush=True)
     subject = f"ops.*.{args.host or '*'}.{args.kind or '*'}"
-    wait = 0.2
+    idle, wait = IDLE_MIN, ERROR_MIN
     while not done(args, progress):
-        before = progress.last_read
-        start_at = start if before is None else before + 1
+        cursor = progress.cursor(start[0])
         try:
-            await read(js, subject, start_at, args, event_cls, progress)
-        except Exception as e:  # a broken consumer or connection: open it again
-            if progress.last_read != before:
-                wait = 0.2  # it worked for a while: start the backoff afresh
-            resume = start if progress.last_read is None else progress.last_read + 1
-            print(f"consume.py: {type(e).__name__}: {e}; resuming at stream seq {resume} "
+            # $JS.API.DIRECT.GET.OPS_EVENTS {"seq": cursor, "next_by_subj": subject}
+            msg = await js.get_msg(STREAM, seq=cursor, subject=subject, next=True, direct=True)
+        except NotFoundError:  # nothing at or after the cursor yet
+            await asyncio.sleep(idle)
+            idle = min(idle * 2, IDLE_MAX)
+            continue
+        except Exception as e:  # a server restart, a lost connection: ask again
+            print(f"consume.py: {type(e).__name__}: {e}; resuming at stream seq {cursor} "
                   f"in {wait:.1f}s", file=sys.stderr, flush=True)
             await asyncio.sleep(wait)
-            wait = min(wait * 2, 5.0)
+            wait = min(wait * 2, ERROR_MAX)
+            continue
+        idle, wait = IDLE_MIN, ERROR_MIN
+        if msg.seq is None or msg.seq < cursor:
+            print(f"consume.py: asked for stream seq {cursor} or later, got {msg.seq}; "
+                  f"asking again", file=sys.stderr, flush=True)
+            await asyncio.sleep(ERROR_MIN)
+            continue
+        handle(msg, event_cls, progress)
     await nc.close()
 
 
-async def read(js, subject, start_at, args, event_cls, progress):
-    """An ephemeral pull consumer without acks, named in the create subject (nats-py does)."""
-    config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=start_at,
-        ack_policy=AckPolicy.NONE,
-        inactive_threshold=30.0,
-        mem_storage=True,
-        num_replicas=1,
-    )
-    sub = await js.pull_subscribe(subject, stream=STREAM, config=config)
-    idle = 0
-    try:
-        while not done(args, progress):
-            try:
-                msgs = await sub.fetch(batch=256, timeout=1.0)
-            except nats.errors.TimeoutError:
-                idle += 1
-                if idle % 5 == 0:
-                    await sub.consumer_info()  # still there? (a server restart loses it)
-                continue
-            idle = 0
-            for msg in msgs:
-                handle(msg, args, event_cls, progress)
-                if done(args, progress):
-                    return
-    finally:
-        try:
-            await sub.unsubscribe()
-        except Exception:
-            pass
-
-
-def handle(msg, args, event_cls, progress):
-    stream_seq = msg.metadata.sequence.stream
-    if progress.last_read is not None and stream_seq <= progress.last_read:
-        return  # read before a reconnect
+def handle(msg, event_cls, progress):
+    """Prints msg if it is a valid event its subject may carry, seen for the first time; the
+    cursor moves past it either way."""
+    stream_seq = msg.seq
     progress.last_read = stream_seq
     ev = event_cls()
     try:
-        ev.ParseFromString(msg.data)
+        ev.ParseFromString(msg.data or b"")
     except Exception as e:
         print(f"consume.py: stream seq {stream_seq} is not a protobuf Event: {e}", file=sys.stderr)
         return

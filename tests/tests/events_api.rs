@@ -2,8 +2,9 @@
 //! processes, print the fleet's events with increasing stream seqs, exactly what the stream
 //! holds from a given sequence on, filtered by host and kind, new events only without a
 //! sequence; both decode every body kind of the .proto (the Python classes are generated from
-//! the files at start, so they stay in sync); and the shipped `reader` user can consume them
-//! but publish nothing (no events, no API requests, no coordinator durable).
+//! the files at start, so they stay in sync); and the shipped `reader` user can read them by
+//! direct get but publish nothing and create no consumer (no events, no API requests, no
+//! consumer whose deliver subject could write onto the lease).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -326,4 +327,57 @@ async fn both_consumers_take_the_same_flags() -> Result<()> {
         "flags only in Rust: {rust_only:?}; only in Python: {python_only:?}"
     );
     Ok(())
+}
+
+/// A stream made before programs read by direct get (no `allow_direct`) gains it in place at
+/// the next `ensure_topology`, keeping its messages; the examples refuse a stream without it,
+/// saying why, instead of polling forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_events_stream_gains_direct_get_in_place() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let nats = NatsServer::start_in(tmp.path()).await?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let cfg = opsfleet_bus::TopologyConfig::default();
+    let mut old = opsfleet_bus::ensure_topology(&js, &cfg).await?.events;
+    let mut config = old.info().await?.config.clone();
+    config.allow_direct = false;
+    js.update_stream(&config).await?;
+    ensure!(!old.info().await?.config.allow_direct, "allow_direct off");
+    js.publish(
+        subjects::event_subject("web-01", "heartbeat"),
+        "kept".into(),
+    )
+    .await?
+    .await?;
+
+    let consumers = Consumers::new()?;
+    let conn = vec!["--nats".to_owned(), nats.url()];
+    let args = ["--since-seq", "1", "--count", "1", "--timeout", "20"];
+    for which in BOTH {
+        let out = consumers.run(which, &conn, &args).await?;
+        ensure!(
+            out.status.code() != Some(0) && out.stderr.contains("allow_direct"),
+            "{which:?} on a stream without direct get: {} {}",
+            out.status,
+            out.stderr
+        );
+    }
+
+    let mut events = opsfleet_bus::ensure_topology(&js, &cfg).await?.events;
+    let info = events.info().await?;
+    ensure!(
+        info.config.allow_direct && info.state.messages == 1,
+        "after ensure_topology: allow_direct {}, {} messages",
+        info.config.allow_direct,
+        info.state.messages
+    );
+    let got = first_payload(&events).await?;
+    ensure!(got == "kept", "{got}");
+    Ok(())
+}
+
+/// The payload of stream seq 1, by direct get.
+async fn first_payload(stream: &jetstream::stream::Stream) -> Result<String> {
+    let msg = stream.direct_get(1).await?;
+    Ok(String::from_utf8(msg.payload.to_vec())?)
 }

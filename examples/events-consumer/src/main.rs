@@ -1,5 +1,6 @@
 //! `events-consumer`: an example program reading the fleet's status events from `OPS_EVENTS`
-//! through an ordered consumer, printing one JSON line per event (docs/events-api.md).
+//! by direct get (no consumer: the `reader` may create none), printing one JSON line per event
+//! (docs/events-api.md).
 //!
 //! ```text
 //! events-consumer --nats tls://nats-1:4222 --nkey reader.nk --inbox-prefix _INBOX.reader \
@@ -8,19 +9,21 @@
 //! ```
 
 mod line;
+mod poll;
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream::{
     self,
-    consumer::{pull::OrderedConfig, Consumer, DeliverPolicy},
-    stream::Stream,
+    message::StreamMessage,
+    stream::{DirectGetErrorKind, Stream},
 };
 use clap::Parser;
-use futures::StreamExt;
 use opsfleet_proto::{subjects, EventEnvelope};
+use poll::Backoff;
 
 /// Exit status when `--count` events did not come within `--timeout`.
 const EXIT_SHORT: i32 = 3;
@@ -124,103 +127,109 @@ async fn connect(args: &Args) -> anyhow::Result<async_nats::Client> {
         .with_context(|| format!("cannot connect to {}", args.nats))
 }
 
-/// Reads from `--since-seq` (or the end of the stream) until `--count`; a broken consumer
-/// (server restart, connection lost) is opened again after the last stream sequence read.
+/// Reads from `--since-seq` (or the end of the stream) until `--count`: asks the stream for
+/// the next message at or after the cursor matching the filter, prints it and moves the cursor
+/// past it; when there is none yet, waits (50 ms doubling to 500 ms) and asks again. An error
+/// (server restart, connection lost) is retried from the same cursor after a backoff.
 async fn consume(args: &Args, progress: &mut Progress) -> anyhow::Result<()> {
-    let js = jetstream::new(connect(args).await?);
+    let client = connect(args).await?;
+    let stats = client.statistics();
+    let js = jetstream::new(client);
     let mut stream = js
         .get_stream(subjects::EVENTS_STREAM)
         .await
         .context("cannot open the OPS_EVENTS stream")?;
+    let info = stream.info().await?.clone();
+    anyhow::ensure!(
+        info.config.allow_direct,
+        "OPS_EVENTS does not allow direct get (allow_direct): start a coordinator of this \
+         version, whose topology sets it"
+    );
     let start = match args.since_seq {
         Some(n) => n.max(1),
         // Pinned to a sequence, so a reconnect before the first event misses nothing.
-        None => stream.info().await?.state.last_sequence + 1,
+        None => info.state.last_sequence + 1,
     };
+    if let Some(lost) = poll::lost_to_retention(start, info.state.first_sequence) {
+        eprintln!("events-consumer: {lost}");
+    }
     let filter = line::filter_subject(args.host.as_deref(), args.kind.as_deref());
-    let mut wait = Duration::from_millis(200);
-    loop {
-        let from = progress.last_read.map_or(start, |s| s + 1);
-        let before = progress.last_read;
-        let broken = match open(&stream, &filter, from).await {
-            Ok(consumer) => match read(consumer, args, progress).await {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            },
-            Err(e) => e,
-        };
-        if progress.last_read != before {
-            wait = Duration::from_millis(200);
-        }
-        let next = progress.last_read.map_or(start, |s| s + 1);
-        eprintln!("events-consumer: {broken:#}; resuming at stream seq {next} in {wait:?}");
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// An ordered consumer: ephemeral, no acks, named in the create subject (the shipped
-/// permissions refuse the unnamed create subject).
-async fn open(stream: &Stream, filter: &str, from: u64) -> anyhow::Result<Consumer<OrderedConfig>> {
-    stream
-        .create_consumer(OrderedConfig {
-            name: Some(format!("events-consumer-{}", uuid::Uuid::now_v7().simple())),
-            filter_subject: filter.to_owned(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        })
-        .await
-        .context("cannot create a consumer on OPS_EVENTS")
-}
-
-/// Prints what the consumer delivers until `--count`; an error means the consumer broke.
-async fn read(
-    consumer: Consumer<OrderedConfig>,
-    args: &Args,
-    progress: &mut Progress,
-) -> anyhow::Result<()> {
-    if args.count.is_some_and(|n| progress.printed >= n) {
-        return Ok(());
-    }
-    let mut messages = consumer
-        .messages()
-        .await
-        .context("cannot read OPS_EVENTS")?;
-    while let Some(msg) = messages.next().await {
-        let msg = msg.context("reading OPS_EVENTS")?;
-        let stream_seq = match msg.info() {
-            Ok(info) => info.stream_sequence,
-            Err(e) => anyhow::bail!("a message without JetStream metadata: {e}"),
-        };
-        if progress.last_read.is_some_and(|l| stream_seq <= l) {
-            continue; // read before a reconnect
-        }
-        progress.last_read = Some(stream_seq);
-        let ev = match EventEnvelope::decode(&msg.payload) {
-            Ok(ev) => ev,
-            Err(e) => {
-                eprintln!("events-consumer: stream seq {stream_seq} is not a valid event: {e}");
-                continue;
+    let mut idle = Backoff::new(poll::IDLE_MIN, poll::IDLE_MAX);
+    let mut failing = Backoff::new(poll::ERROR_MIN, poll::ERROR_MAX);
+    let mut connects = stats.connects.load(Ordering::Relaxed);
+    while args.count.is_none_or(|n| progress.printed < n) {
+        let cursor = progress.last_read.map_or(start, |s| s + 1);
+        let now = stats.connects.load(Ordering::Relaxed);
+        if now != connects {
+            connects = now;
+            eprintln!("events-consumer: reconnected to NATS; resuming at stream seq {cursor}");
+            if let Ok(info) = stream.info().await {
+                if let Some(lost) = poll::lost_to_retention(cursor, info.state.first_sequence) {
+                    eprintln!("events-consumer: {lost}");
+                }
             }
-        };
-        if !line::from_its_publisher(&msg.subject, &ev) {
-            eprintln!(
-                "events-consumer: stream seq {stream_seq}: a {} its subject {} may not carry",
-                ev.kind(),
-                msg.subject
-            );
-            continue;
         }
-        if !progress.dedup.first_time(&ev) {
-            continue;
-        }
-        println!("{}", line::event_line(stream_seq, &msg.subject, &ev));
-        progress.printed += 1;
-        if args.count.is_some_and(|n| progress.printed >= n) {
-            return Ok(());
+        match next_at(&stream, &filter, cursor).await {
+            Ok(Some(msg)) => {
+                idle.reset();
+                failing.reset();
+                handle(&msg, progress);
+            }
+            Ok(None) => tokio::time::sleep(idle.step()).await,
+            Err(e) => {
+                let wait = failing.step();
+                eprintln!("events-consumer: {e:#}; resuming at stream seq {cursor} in {wait:?}");
+                tokio::time::sleep(wait).await;
+            }
         }
     }
-    anyhow::bail!("the OPS_EVENTS consumer ended")
+    Ok(())
+}
+
+/// The first message at or after `cursor` on `filter` (`$JS.API.DIRECT.GET.OPS_EVENTS`, which
+/// any replica may answer); `None` when the stream holds none yet.
+async fn next_at(
+    stream: &Stream,
+    filter: &str,
+    cursor: u64,
+) -> anyhow::Result<Option<StreamMessage>> {
+    match stream
+        .direct_get_next_for_subject(filter, Some(cursor))
+        .await
+    {
+        Ok(msg) if msg.sequence >= cursor => Ok(Some(msg)),
+        Ok(msg) => anyhow::bail!(
+            "asked for stream seq {cursor} or later, got {} (a lagging replica?)",
+            msg.sequence
+        ),
+        Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
+        Err(e) => Err(anyhow::Error::new(e).context("direct get on OPS_EVENTS")),
+    }
+}
+
+/// Prints one message if it is a valid event its subject may carry, seen for the first time;
+/// the cursor moves past it either way.
+fn handle(msg: &StreamMessage, progress: &mut Progress) {
+    let stream_seq = msg.sequence;
+    progress.last_read = Some(stream_seq);
+    let subject = msg.subject.as_str();
+    let ev = match EventEnvelope::decode(&msg.payload) {
+        Ok(ev) => ev,
+        Err(e) => {
+            eprintln!("events-consumer: stream seq {stream_seq} is not a valid event: {e}");
+            return;
+        }
+    };
+    if !line::from_its_publisher(subject, &ev) {
+        eprintln!(
+            "events-consumer: stream seq {stream_seq}: a {} its subject {subject} may not carry",
+            ev.kind(),
+        );
+        return;
+    }
+    if !progress.dedup.first_time(&ev) {
+        return;
+    }
+    println!("{}", line::event_line(stream_seq, subject, &ev));
+    progress.printed += 1;
 }
