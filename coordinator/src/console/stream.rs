@@ -170,11 +170,26 @@ pub async fn stream(
         Some((Ok(Event::default().comment("session")), ()))
     });
     let console = Arc::clone(&c);
-    let events = futures::stream::select(events, ticks)
-        .take_while(move |_| futures::future::ready(console.session_alive(&session_id)));
+    let events = with_ticks(events, ticks, move || console.session_alive(&session_id));
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEPALIVE))
         .into_response()
+}
+
+/// `events` with `ticks` merged in, ending at the first item after `alive()` turns false, and
+/// when `events` ends (a consumer error: the browser reconnects with `Last-Event-ID`) — the
+/// ticks alone never keep a stream open.
+fn with_ticks<I>(
+    events: impl futures::Stream<Item = I>,
+    ticks: impl futures::Stream<Item = I>,
+    alive: impl Fn() -> bool,
+) -> impl futures::Stream<Item = I> {
+    let events = events
+        .map(Some)
+        .chain(futures::stream::once(async { None }));
+    futures::stream::select(events, ticks.map(Some))
+        .take_while(move |item| futures::future::ready(item.is_some() && alive()))
+        .filter_map(futures::future::ready)
 }
 
 fn unavailable(e: &dyn std::error::Error) -> Response {
@@ -189,6 +204,29 @@ fn unavailable(e: &dyn std::error::Error) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_stream_ends_with_its_events_or_its_session_never_with_the_ticks() {
+        let ticks = || futures::stream::repeat(0);
+        let out: Vec<i32> = with_ticks(futures::stream::iter([1, 2, 3]), ticks(), || true)
+            .collect()
+            .await;
+        assert_eq!(
+            out.iter().filter(|i| **i > 0).copied().collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        let none: Vec<i32> = with_ticks(futures::stream::iter([1, 2]), ticks(), || false)
+            .collect()
+            .await;
+        assert!(none.is_empty());
+        // A session that ends mid-stream ends it at the next item.
+        let left = std::sync::atomic::AtomicUsize::new(3);
+        let alive = || left.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) > 0;
+        let cut: Vec<i32> = with_ticks(futures::stream::pending(), ticks(), alive)
+            .collect()
+            .await;
+        assert_eq!(cut.len(), 3);
+    }
 
     #[test]
     fn filters_like_opsctl_events() {
