@@ -9,7 +9,10 @@ use opsfleet_report::ErrorChain;
 use tracing::warn;
 
 use super::serve::{Incoming, Server};
+use super::silences::{SharedGate, SilenceApiError};
 use super::{error_reply, guard, parse, silences, to_json};
+use crate::emit::Emitter;
+use crate::state::Shared;
 
 impl Server {
     /// `ops.api.silence`: add or expire a silence.
@@ -30,22 +33,8 @@ impl Server {
             return Some(self.refuse(&req, r));
         }
         let issuer = crate::identity::issuer("", req.operator.as_ref());
-        let gate = Arc::clone(&self.gate);
-        let (emitter, client, shared) = (
-            self.dispatcher.emitter().clone(),
-            self.client.clone(),
-            Arc::clone(&self.shared),
-        );
-        let (reply_to, addressed_to_me) = (req.reply_to, req.addressed_to_me);
-        tokio::spawn(async move {
-            let reply = match silences::silence(&shared, &emitter, &gate, body, &issuer).await {
-                Ok(reply) => to_json(&reply),
-                Err(e) if e.is_not_active() && !addressed_to_me => return,
-                Err(e) => error_reply(&shared, opsfleet_report::error_chain(&e)),
-            };
-            if let Err(e) = client.publish(reply_to, reply.into()).await {
-                warn!(error = %ErrorChain(&e), "cannot send API reply");
-            }
+        self.answer_when_recorded(req, move |shared, emitter, gate| async move {
+            silences::silence(&shared, &emitter, &gate, body, &issuer).await
         });
         None
     }
@@ -64,15 +53,29 @@ impl Server {
             return Some(self.refuse(&req, r));
         }
         let issuer = crate::identity::issuer("", req.operator.as_ref());
-        let gate = Arc::clone(&self.gate);
-        let (emitter, client, shared) = (
+        self.answer_when_recorded(req, move |shared, emitter, gate| async move {
+            silences::ack(&shared, &emitter, &gate, body, &issuer).await
+        });
+        None
+    }
+
+    /// Runs `act` (record, then wait for the fold) in a task and sends its reply; a standby
+    /// stays silent on the broadcast subject.
+    fn answer_when_recorded<R, F, Fut>(&self, req: Incoming, act: F)
+    where
+        R: serde::Serialize,
+        F: FnOnce(Arc<Shared>, Emitter, Arc<SharedGate>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<R, SilenceApiError>> + Send + 'static,
+    {
+        let (emitter, client, shared, gate) = (
             self.dispatcher.emitter().clone(),
             self.client.clone(),
             Arc::clone(&self.shared),
+            Arc::clone(&self.gate),
         );
         let (reply_to, addressed_to_me) = (req.reply_to, req.addressed_to_me);
         tokio::spawn(async move {
-            let reply = match silences::ack(&shared, &emitter, &gate, body, &issuer).await {
+            let reply = match act(Arc::clone(&shared), emitter, gate).await {
                 Ok(reply) => to_json(&reply),
                 Err(e) if e.is_not_active() && !addressed_to_me => return,
                 Err(e) => error_reply(&shared, opsfleet_report::error_chain(&e)),
@@ -81,6 +84,5 @@ impl Server {
                 warn!(error = %ErrorChain(&e), "cannot send API reply");
             }
         });
-        None
     }
 }
