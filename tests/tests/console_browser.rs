@@ -40,6 +40,67 @@ async fn login(b: &Browser, base: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Attempts at a console action the active may be too busy to finish (catching up after a
+/// failover, its event not back through ingest in time under load).
+const ACT_ATTEMPTS: usize = 3;
+
+/// Clicks `button` on `page` and returns the text of `#action-done` once it contains `done`.
+/// A "Not done" answer (`#action-error`) is printed with the page; if `landed` then shows the
+/// action took effect after all (recorded, only the answer was late) it counts as done, else
+/// the click is tried again, at most `ACT_ATTEMPTS` times. A refusal is never retried.
+async fn act(
+    b: &Browser,
+    page: &str,
+    button: &str,
+    done: &str,
+    landed: impl AsyncFn() -> Result<bool>,
+) -> Result<String> {
+    let mut errors = Vec::new();
+    for attempt in 1..=ACT_ATTEMPTS {
+        if attempt > 1 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            b.goto(page).await?;
+        }
+        b.wait_for(button, STEP).await?;
+        b.click(button).await?;
+        b.wait_for("#action-done, #action-error, #refused", STEP)
+            .await?;
+        if b.count("#action-done").await? > 0 {
+            let text = b.wait_text("#action-done", done, STEP).await?;
+            return Ok(text);
+        }
+        let page_text = b.describe_page().await;
+        ensure!(
+            b.count("#refused").await? == 0,
+            "`{button}` was refused: {page_text}"
+        );
+        eprintln!("attempt {attempt} of `{button}` was not done: {page_text}");
+        if landed().await? {
+            return Ok(format!("{done} (answer late: {page_text})"));
+        }
+        errors.push(page_text);
+    }
+    anyhow::bail!(
+        "`{button}` was not done in {ACT_ATTEMPTS} attempts:\n{}",
+        errors.join("\n---\n")
+    )
+}
+
+/// Whether `css` on `page` shows `text` within 20 s (reloading the page while it does not).
+async fn shows(b: &Browser, page: &str, css: &str, text: &str) -> Result<bool> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        b.goto(page).await?;
+        if b.count(css).await? > 0 && b.text(css).await?.contains(text) {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 async fn module_state(c: &mut Cluster, host: &str, module: &str) -> Result<String> {
     let s = c.status(None).await?;
     Ok(s.hosts
@@ -168,9 +229,16 @@ async fn an_operator_uses_the_console_in_a_real_browser() {
             },
         )
         .await?;
-        b.click(&format!("{row} [data-test=action-silence]"))
-            .await?;
-        let done = b.wait_text("#action-done", "is active", STEP).await?;
+        let alerts = format!("{base}/console/alerts");
+        let silenced_css = format!("{row} [data-test=silenced]");
+        let done = act(
+            &b,
+            &alerts,
+            &format!("{row} [data-test=action-silence]"),
+            "is active",
+            async || shows(&b, &alerts, &silenced_css, "silenced").await,
+        )
+        .await?;
         ensure!(done.contains("silence"), "{done}");
         b.goto(&format!("{base}/console/alerts")).await?;
         let silenced = b
@@ -180,8 +248,15 @@ async fn an_operator_uses_the_console_in_a_real_browser() {
             b.text(&format!("{row} [data-test=state]")).await? == "firing",
             "a silenced alert still fires: {silenced}"
         );
-        b.click(&format!("{row} [data-test=action-ack]")).await?;
-        b.wait_text("#action-done", "acked by olga", STEP).await?;
+        let acked_css = format!("{row} [data-test=acked]");
+        act(
+            &b,
+            &alerts,
+            &format!("{row} [data-test=action-ack]"),
+            "acked by olga",
+            async || shows(&b, &alerts, &acked_css, "acked by olga").await,
+        )
+        .await?;
         b.goto(&format!("{base}/console/alerts")).await?;
         b.wait_text(&format!("{row} [data-test=acked]"), "acked by olga", STEP)
             .await?;
@@ -194,9 +269,23 @@ async fn an_operator_uses_the_console_in_a_real_browser() {
             "{}",
             b.describe_page().await
         );
-        b.click("tr[data-test=silence-row] [data-test=action-expire]")
-            .await?;
-        b.wait_text("#action-done", "expired", STEP).await?;
+        let silences = format!("{base}/console/silences");
+        act(
+            &b,
+            &silences,
+            "tr[data-test=silence-row] [data-test=action-expire]",
+            "expired",
+            async || {
+                shows(
+                    &b,
+                    &silences,
+                    "tr[data-test=silence-row] [data-test=silence-state]",
+                    "expired",
+                )
+                .await
+            },
+        )
+        .await?;
         b.goto(&format!("{base}/console/alerts")).await?;
         b.wait_for(row, STEP).await?;
         ensure!(
