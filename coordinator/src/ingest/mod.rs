@@ -349,6 +349,16 @@ async fn settle(in_flight: Option<InFlight<'_>>) -> bool {
     }
 }
 
+/// `end`, once the in-flight batch (if any) is persisted; if it was cancelled first, stopped
+/// with the fold ahead of the store.
+async fn end_after(in_flight: Option<InFlight<'_>>, end: StreamEnd) -> StreamEnd {
+    if settle(in_flight).await {
+        end
+    } else {
+        StreamEnd::Stopped { consistent: false }
+    }
+}
+
 /// What woke `persist_stream` up.
 enum Wake {
     Cancelled,
@@ -381,8 +391,7 @@ async fn persist_stream<E: std::error::Error>(
         };
         let batch = match wake {
             Wake::Cancelled => {
-                let consistent = settle(in_flight).await;
-                return StreamEnd::Stopped { consistent };
+                return end_after(in_flight, StreamEnd::Stopped { consistent: true }).await;
             }
             Wake::Persisted(done) => {
                 in_flight = None;
@@ -393,10 +402,7 @@ async fn persist_stream<E: std::error::Error>(
             }
             Wake::Chunk(None) => {
                 warn!("consumer stream ended, reopening");
-                return match settle(in_flight).await {
-                    true => StreamEnd::Reopen,
-                    false => StreamEnd::Stopped { consistent: false },
-                };
+                return end_after(in_flight, StreamEnd::Reopen).await;
             }
             Wake::Chunk(Some(batch)) => batch,
         };
@@ -424,10 +430,7 @@ async fn persist_stream<E: std::error::Error>(
                 next_stream_seq = cursor.next,
                 "stream sequence skipped in flight; repositioning consumer"
             );
-            return match settle(in_flight).await {
-                true => StreamEnd::Reopen,
-                false => StreamEnd::Stopped { consistent: false },
-            };
+            return end_after(in_flight, StreamEnd::Reopen).await;
         }
     }
 }
