@@ -1,7 +1,8 @@
 //! Ingest: a durable pull consumer on `OPS_EVENTS`; each batch is decoded, admitted (who may
 //! say what, `admit`), folded, committed to the store in one atomic batch, flushed, and only
-//! then acknowledged (AckAll on the last persisted message). Malformed and refused messages are
-//! parked on the dead-letter stream (`park`); duplicates are dropped.
+//! then acknowledged (AckAll on the last persisted message, `persist`). While one batch is
+//! being committed and flushed the next is folded; commits stay in order. Malformed and refused
+//! messages are parked on the dead-letter stream (`park`); duplicates are dropped.
 //!
 //! The cursor is the store's `applied` stream sequence, not the consumer's ack floor: messages
 //! handed to a process that died (or to a connection that dropped) stay pending on the server
@@ -15,7 +16,8 @@
 //! just the log entries and the applied position. A restart folds the log after the snapshot.
 
 use opsfleet_report::ErrorChain;
-use std::sync::atomic::Ordering;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,15 +25,16 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use opsfleet_proto::{subjects, EventEnvelope, WireError};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::IngestConfig;
 use crate::snapshot::SnapshotPolicy;
 use crate::state::Shared;
-use crate::store::{Commit, StoreError};
+use crate::store::Commit;
 
 mod fold;
 mod park;
+mod persist;
 pub use park::Parked;
 
 /// Why a message is not an event at all (parked like a refused one).
@@ -327,8 +330,46 @@ enum StreamEnd {
     Stopped { consistent: bool },
 }
 
+/// A batch whose commit is running (`persist::persist`), polled alongside the next chunk.
+type InFlight<'a> = Pin<Box<dyn Future<Output = Result<(), persist::Cancelled>> + Send + 'a>>;
+
+/// Runs the in-flight batch to its end; never resolves when there is none.
+async fn in_flight_done(in_flight: &mut Option<InFlight<'_>>) -> Result<(), persist::Cancelled> {
+    match in_flight {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the in-flight batch, if any: whether it was persisted (false: cancelled first).
+async fn settle(in_flight: Option<InFlight<'_>>) -> bool {
+    match in_flight {
+        Some(f) => f.await.is_ok(),
+        None => true,
+    }
+}
+
+/// `end`, once the in-flight batch (if any) is persisted; if it was cancelled first, stopped
+/// with the fold ahead of the store.
+async fn end_after(in_flight: Option<InFlight<'_>>, end: StreamEnd) -> StreamEnd {
+    if settle(in_flight).await {
+        end
+    } else {
+        StreamEnd::Stopped { consistent: false }
+    }
+}
+
+/// What woke `persist_stream` up.
+enum Wake {
+    Cancelled,
+    Persisted(Result<(), persist::Cancelled>),
+    Chunk(Option<Vec<jetstream::Message>>),
+}
+
 /// Persists the batches of one consumer stream, in ready chunks of up to `batch_max`
-/// messages, until it ends, skips a sequence or `cancel` fires.
+/// messages, until it ends, skips a sequence or `cancel` fires. One batch is in flight (being
+/// committed and flushed) while the next is folded; a batch's commit starts only after the
+/// previous one's has finished, and the stream ends only once the in-flight batch has.
 async fn persist_stream<E: std::error::Error>(
     shared: &Arc<Shared>,
     js: &jetstream::Context,
@@ -338,58 +379,85 @@ async fn persist_stream<E: std::error::Error>(
     cancel: &CancellationToken,
     policy: &mut SnapshotPolicy,
 ) -> StreamEnd {
-    let mut chunks = messages.ready_chunks(cfg.batch_max);
+    let mut chunks = messages.ready_chunks(cfg.batch_max).map(messages_of);
+    let mut in_flight: Option<InFlight<'_>> = None;
+    // The applied position of the last batch folded (persisted or in flight).
+    let mut folded_to = shared.applied();
     loop {
-        let next = tokio::select! {
-            _ = cancel.cancelled() => return StreamEnd::Stopped { consistent: true },
-            next = chunks.next() => next,
+        let wake = tokio::select! {
+            _ = cancel.cancelled() => Wake::Cancelled,
+            done = in_flight_done(&mut in_flight) => Wake::Persisted(done),
+            next = chunks.next() => Wake::Chunk(next),
         };
-        let Some(items) = next else {
-            warn!("consumer stream ended, reopening");
-            return StreamEnd::Reopen;
+        let batch = match wake {
+            Wake::Cancelled => {
+                return end_after(in_flight, StreamEnd::Stopped { consistent: true }).await;
+            }
+            Wake::Persisted(done) => {
+                in_flight = None;
+                if done.is_err() {
+                    return StreamEnd::Stopped { consistent: false };
+                }
+                continue;
+            }
+            Wake::Chunk(None) => {
+                warn!("consumer stream ended, reopening");
+                return end_after(in_flight, StreamEnd::Reopen).await;
+            }
+            Wake::Chunk(Some(batch)) => batch,
         };
-        let batch = messages_of(items);
         if batch.is_empty() {
             continue;
         }
-        match persist_batch(shared, js, batch, cursor, cancel, policy).await {
-            Outcome::Continue => {}
-            Outcome::Reposition => {
-                warn!(
-                    next_stream_seq = cursor.next,
-                    "stream sequence skipped in flight; repositioning consumer"
-                );
-                return StreamEnd::Reopen;
-            }
-            Outcome::Cancelled => return StreamEnd::Stopped { consistent: false },
+        let (folded, ack) = fold_and_park(shared, js, batch, cursor, folded_to, policy).await;
+        folded_to = folded.commit.applied_stream_seq;
+        let outcome = folded.outcome;
+        // Commits go in order: the previous batch first.
+        if !settle(in_flight.take()).await {
+            return StreamEnd::Stopped { consistent: false };
+        }
+        let tally = persist::Tally::of(&folded);
+        policy.committed(folded.commit.snapshot, Instant::now());
+        in_flight = Some(Box::pin(persist::persist(
+            Arc::clone(shared),
+            Arc::new(folded.commit),
+            tally,
+            ack,
+            cancel.clone(),
+        )));
+        if outcome == Outcome::Reposition {
+            warn!(
+                next_stream_seq = cursor.next,
+                "stream sequence skipped in flight; repositioning consumer"
+            );
+            return end_after(in_flight, StreamEnd::Reopen).await;
         }
     }
 }
 
-/// How a batch ended.
+/// How a batch's fold ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Continue,
-    /// Persisted up to a skipped sequence; the consumer must be repositioned.
+    /// Folded up to a skipped sequence; the consumer must be repositioned.
     Reposition,
-    /// Cancelled before the batch was persisted; nothing was acknowledged.
-    Cancelled,
 }
 
-/// Folds, parks, commits, flushes and acks the contiguous prefix of one batch: the fold
-/// (`fold::fold_batch`, no I/O) under the fleet's lock, then the dead letters, the commit
-/// (retried until it succeeds or `cancel` fires), the counters, and one ack for all.
-async fn persist_batch(
+/// Folds the contiguous prefix of one batch (`fold::fold_batch`, no I/O) under the fleet's
+/// lock, from `applied` (the last stream sequence folded before), adds the changed rows when a
+/// snapshot is due, and parks the dead letters. Returns the fold and the message to
+/// acknowledge once it is persisted.
+async fn fold_and_park(
     shared: &Arc<Shared>,
     js: &jetstream::Context,
     batch: Vec<jetstream::Message>,
     cursor: &mut Cursor,
-    cancel: &CancellationToken,
-    policy: &mut SnapshotPolicy,
-) -> Outcome {
-    let mut folded = {
+    applied: u64,
+    policy: &SnapshotPolicy,
+) -> (fold::Folded, Option<jetstream::Message>) {
+    let folded = {
         let mut fleet = shared.fleet_mut();
-        let mut folded = fold::fold_batch(&mut fleet, &batch, cursor, shared.applied());
+        let mut folded = fold::fold_batch(&mut fleet, &batch, cursor, applied);
         if policy.due(Instant::now()) {
             folded.commit.rows = fleet.take_dirty_rows();
             folded.commit.snapshot = true;
@@ -397,103 +465,8 @@ async fn persist_batch(
         folded
     };
     park::park_all(js, &shared.name, &folded.parked).await;
-    let events = folded.commit.log.len();
-    let applied_to = folded.commit.applied_stream_seq;
-    let snapshot = folded.commit.snapshot;
-    let commit = Arc::new(std::mem::take(&mut folded.commit));
-    if commit_until_stored(shared, commit, cancel).await.is_err() {
-        return Outcome::Cancelled;
-    }
-    policy.committed(snapshot, Instant::now());
-    shared.applied.store(applied_to, Ordering::Release);
-    count(shared, &folded, events);
-    debug!(
-        events,
-        duplicates = folded.duplicates,
-        parked = folded.parked.len(),
-        snapshot,
-        stream_seq = applied_to,
-        "batch persisted"
-    );
-    // AckAll: acknowledging the last persisted message acknowledges everything before it,
-    // all of which is persisted (the cursor only moves contiguously).
-    if let Some(last) = folded.ack_upto.and_then(|i| batch.get(i)) {
-        if let Err(e) = last.ack().await {
-            // Harmless: the batch is redelivered and skipped by stream sequence.
-            warn!(error = %ErrorChain(&*e), "ack failed");
-        }
-    }
-    folded.outcome
-}
-
-/// Commits and flushes `commit`, retrying with backoff until it succeeds; `Err` when
-/// `cancel` fires first (nothing was acknowledged then). After an I/O failure the store is
-/// reopened before the retry (sled refuses every write after one failed, even once the disk
-/// has room again).
-async fn commit_until_stored(
-    shared: &Arc<Shared>,
-    commit: Arc<Commit>,
-    cancel: &CancellationToken,
-) -> Result<(), Cancelled> {
-    let applied_to = commit.applied_stream_seq;
-    let mut backoff = Duration::from_millis(100);
-    let mut recover_first = false;
-    loop {
-        // Shared with each attempt's blocking task: a retry commits the same batch, no copy.
-        let store = Arc::clone(&shared.store);
-        let attempt = Arc::clone(&commit);
-        let recover = recover_first;
-        let result = tokio::task::spawn_blocking(move || {
-            if recover {
-                store.recover()?;
-            }
-            store.commit(&attempt)?;
-            store.flush()
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => break,
-            Ok(Err(e)) => {
-                shared.store_healthy.store(false, Ordering::Release);
-                recover_first = matches!(e, StoreError::Io { .. } | StoreError::Open { .. });
-                error!(error = %ErrorChain(&e), stream_seq = applied_to, "cannot persist batch; not acking, will retry");
-            }
-            Err(e) => {
-                shared.store_healthy.store(false, Ordering::Release);
-                error!(error = %ErrorChain(&e), "persist task failed; will retry");
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return Err(Cancelled),
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-    if !shared.store_healthy.swap(true, Ordering::AcqRel) {
-        info!("store accepts writes again");
-    }
-    Ok(())
-}
-
-/// Cancelled before the commit succeeded.
-struct Cancelled;
-
-/// Adds a persisted batch's events, duplicates, malformed and refused messages to the
-/// counters.
-fn count(shared: &Shared, folded: &fold::Folded, events: usize) {
-    (shared.events_applied).fetch_add(events as u64, Ordering::Relaxed);
-    shared
-        .duplicates
-        .fetch_add(folded.duplicates, Ordering::Relaxed);
-    let refused = folded
-        .parked
-        .iter()
-        .filter(|l| matches!(l.why, Parked::Refused(_)))
-        .count() as u64;
-    shared
-        .parked
-        .fetch_add(folded.parked.len() as u64 - refused, Ordering::Relaxed);
-    shared.refused.fetch_add(refused, Ordering::Relaxed);
+    let ack = folded.ack_upto.and_then(|i| batch.into_iter().nth(i));
+    (folded, ack)
 }
 
 #[cfg(test)]

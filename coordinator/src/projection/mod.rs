@@ -111,6 +111,22 @@ pub struct RowError {
     pub source: serde_json::Error,
 }
 
+/// Adds row key `prefix` + `name` to `dirty`, allocating it only when it is not there yet (the
+/// common case in a batch is a row already dirty): the key is put together on the stack.
+fn mark_dirty(dirty: &mut BTreeSet<String>, prefix: &str, name: &str) {
+    let mut buf = [0u8; 256];
+    let len = prefix.len() + name.len();
+    if let Some(key) = buf.get_mut(..len) {
+        key[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        key[prefix.len()..].copy_from_slice(name.as_bytes());
+        // Both parts are UTF-8, so is their concatenation.
+        if std::str::from_utf8(key).is_ok_and(|k| dirty.contains(k)) {
+            return;
+        }
+    }
+    dirty.insert(format!("{prefix}{name}"));
+}
+
 /// Every host the log has mentioned, and which rows changed since the last `take_dirty`.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Fleet {
@@ -272,25 +288,29 @@ impl Fleet {
 
     /// Dedups and folds an event into the state of the host or coordinator that sent it.
     fn apply_to_origin(&mut self, ev: &EventEnvelope) -> Verdict {
+        // Known origins (nearly every event) are looked up without copying the name.
         if ev.module == COORDINATOR_MODULE {
-            let c = self
-                .coordinators
-                .entry(ev.host.clone())
-                .or_insert_with(|| CoordinatorState::new(&ev.host));
+            let c = match self.coordinators.get_mut(&ev.host) {
+                Some(c) => c,
+                None => (self.coordinators)
+                    .entry(ev.host.clone())
+                    .or_insert_with(|| CoordinatorState::new(&ev.host)),
+            };
             let verdict = c.apply(ev);
             if verdict.is_accepted() {
-                self.dirty
-                    .insert(format!("{COORDINATOR_ROW_PREFIX}{}", ev.host));
+                mark_dirty(&mut self.dirty, COORDINATOR_ROW_PREFIX, &ev.host);
             }
             return verdict;
         }
-        let host = self
-            .hosts
-            .entry(ev.host.clone())
-            .or_insert_with(|| HostState::new(&ev.host));
+        let host = match self.hosts.get_mut(&ev.host) {
+            Some(h) => h,
+            None => (self.hosts)
+                .entry(ev.host.clone())
+                .or_insert_with(|| HostState::new(&ev.host)),
+        };
         let verdict = host.apply(ev);
         if verdict.is_accepted() {
-            self.dirty.insert(format!("{HOST_ROW_PREFIX}{}", ev.host));
+            mark_dirty(&mut self.dirty, HOST_ROW_PREFIX, &ev.host);
         }
         verdict
     }

@@ -542,3 +542,21 @@ fn group_rows_and_heartbeat_roles_round_trip_and_refold_to_the_same_digest() {
     }
     assert_eq!(refolded.digest(), live.digest());
 }
+
+#[test]
+fn mark_dirty_adds_each_key_once_whatever_its_length() {
+    let mut dirty = BTreeSet::new();
+    let long = "h".repeat(300);
+    for _ in 0..2 {
+        super::mark_dirty(&mut dirty, HOST_ROW_PREFIX, "web-01");
+        super::mark_dirty(&mut dirty, HOST_ROW_PREFIX, &long);
+        super::mark_dirty(&mut dirty, COORDINATOR_ROW_PREFIX, "web-01");
+    }
+    let want: BTreeSet<String> = [
+        format!("{HOST_ROW_PREFIX}web-01"),
+        format!("{HOST_ROW_PREFIX}{long}"),
+        format!("{COORDINATOR_ROW_PREFIX}web-01"),
+    ]
+    .into();
+    assert_eq!(dirty, want);
+}

@@ -3,6 +3,8 @@
 //! implementation (`mem`) serves tests; both pass the same conformance suite.
 
 mod mem;
+mod migrate;
+mod segment;
 mod sled_store;
 
 #[cfg(test)]
@@ -56,6 +58,16 @@ pub enum StoreError {
     },
     #[error("store holds a malformed {what} under key {key}")]
     Corrupt { what: &'static str, key: String },
+    #[error(
+        "store {path} has on-disk format {found}, but this coordinator reads format {supported} \
+         and older: run a coordinator that knows format {found}, or move {path} away and start \
+         again (the coordinator then re-reads the event stream into a new store)"
+    )]
+    Format {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
     #[error("commit would move the applied stream sequence backwards ({from} -> {to})")]
     Backwards { from: u64, to: u64 },
 }

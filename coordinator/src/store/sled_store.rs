@@ -1,14 +1,16 @@
-//! sled-backed `EventStore`: one tree, keys `l/<stream seq BE>` (log), `p/<row key>`
-//! (projection rows), `m/applied`, `m/rows_at` and `m/log_len` (meta), so that one
-//! `sled::Batch` commits a whole ingest step atomically.
+//! sled-backed `EventStore`: one tree, keys `s/<first stream seq BE>` (log segments, see
+//! `segment`), `p/<row key>` (projection rows), `m/applied`, `m/rows_at`, `m/log_len` and
+//! `m/format` (meta), so that one `sled::Batch` commits a whole ingest step atomically: the
+//! batch's events as a few segment values, not one B-tree entry per event. Stores written
+//! before segments are converted on open (`migrate`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
+use super::migrate;
+use super::segment::{key_seq, put_segments, seq_key, Segment, SEGMENT};
 use super::{Commit, EventStore, LogIter, StoreError};
-
-const LOG: &[u8] = b"l/";
 const ROW: &[u8] = b"p/";
 const APPLIED: &[u8] = b"m/applied";
 const LOG_LEN: &[u8] = b"m/log_len";
@@ -27,11 +29,18 @@ pub struct SledStore {
     log_len: AtomicU64,
 }
 
-fn log_key(seq: u64) -> [u8; 10] {
-    let mut k = [0u8; 10];
-    k[..2].copy_from_slice(LOG);
-    k[2..].copy_from_slice(&seq.to_be_bytes());
-    k
+/// The entries of the segment stored under `k` with seq >= `from`, owned.
+fn segment_entries(k: &[u8], v: &[u8], from: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let first = key_seq(k)?;
+    let seg = Segment::parse(v, first).map_err(|why| StoreError::Corrupt {
+        what: "log segment",
+        key: format!("s/{first} ({why})"),
+    })?;
+    Ok(seg
+        .entries()
+        .filter(|(seq, _)| *seq >= from)
+        .map(|(seq, b)| (seq, b.to_vec()))
+        .collect())
 }
 
 fn row_key(key: &str) -> Vec<u8> {
@@ -62,6 +71,7 @@ impl SledStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Self::open_db(path)?;
+        migrate::to_segments(&db, path)?;
         let log_len = read_u64(&db, LOG_LEN)?;
         Ok(SledStore {
             path: path.to_path_buf(),
@@ -142,17 +152,13 @@ impl EventStore for SledStore {
             });
         }
         let mut batch = sled::Batch::default();
-        let mut added = 0u64;
-        for (seq, bytes) in &commit.log {
-            let seq = *seq;
-            // Every stored entry is at or below `applied` (they move in the same batch), so an
-            // entry above it is new and one at or below it is a re-commit (a retry after a
-            // failed flush) that must not be counted twice. No read per entry.
-            if seq > applied {
-                added += 1;
-            }
-            batch.insert(&log_key(seq)[..], bytes.as_ref());
-        }
+        // Every stored entry is at or below `applied` (they move in the same batch), so an
+        // entry above it is new and one at or below it is a re-commit (a retry after a failed
+        // flush) of bytes already stored: skipped, so it is neither stored nor counted twice.
+        // No read per entry.
+        let fresh = &commit.log[commit.log.partition_point(|(seq, _)| *seq <= applied)..];
+        let added = fresh.len() as u64;
+        put_segments(&mut batch, fresh);
         for (key, value) in &commit.rows {
             if value.is_empty() {
                 batch.remove(row_key(key));
@@ -185,25 +191,36 @@ impl EventStore for SledStore {
     }
 
     fn log_from(&self, from: u64) -> LogIter<'_> {
-        let end = [LOG, &[0xff; 8][..]].concat();
+        let scan = |source| StoreError::Io {
+            op: "scan log",
+            source,
+        };
         let db = match self.db() {
             Ok(db) => db,
             Err(e) => return Box::new(std::iter::once(Err(e))),
         };
-        let iter = db.range(log_key(from)[..].to_vec()..=end).map(|item| {
-            let (k, v) = item.map_err(|source| StoreError::Io {
-                op: "scan log",
-                source,
-            })?;
-            let seq: [u8; 8] =
-                k.get(2..)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or_else(|| StoreError::Corrupt {
-                        what: "log key",
-                        key: format!("{k:?}"),
-                    })?;
-            Ok((u64::from_be_bytes(seq), v.to_vec()))
-        });
+        // `from` may fall inside a segment: start at the last one that begins at or below it.
+        let first = seq_key(SEGMENT, 0);
+        let start = match db.range(first..=seq_key(SEGMENT, from)).next_back() {
+            None => seq_key(SEGMENT, from),
+            Some(Ok((k, _))) => match key_seq(&k) {
+                Ok(seq) => seq_key(SEGMENT, seq),
+                Err(e) => return Box::new(std::iter::once(Err(e))),
+            },
+            Some(Err(source)) => return Box::new(std::iter::once(Err(scan(source)))),
+        };
+        let iter = db
+            .range(start..=seq_key(SEGMENT, u64::MAX))
+            .flat_map(move |item| {
+                let entries = item
+                    .map_err(scan)
+                    .and_then(|(k, v)| segment_entries(&k, &v, from));
+                let (ok, err) = match entries {
+                    Ok(entries) => (entries, None),
+                    Err(e) => (Vec::new(), Some(Err(e))),
+                };
+                ok.into_iter().map(Ok).chain(err)
+            });
         Box::new(iter)
     }
 
