@@ -1,7 +1,8 @@
 //! opsfleet-bench: measures what opsfleet costs and what it survives against a real
 //! nats-server on loopback (ingest vs raw JetStream consume, publish-to-persisted latency,
 //! `pause --all` fan-out, crash failover and graceful handover, agent idle footprint,
-//! projection rebuild, a rollout of simulated hosts in waves), prints a table with each
+//! projection rebuild, a rollout of simulated hosts in waves, one coordinator under 100,000
+//! simulated hosts), prints a table with each
 //! DESIGN.md target and writes JSON.
 //!
 //! Like the integration harness it drives, this is a measuring instrument, not a daemon:
@@ -15,6 +16,7 @@ mod latency;
 mod rebuild;
 mod report;
 mod rollout;
+mod scale;
 mod sim;
 mod stats;
 mod throughput;
@@ -27,8 +29,8 @@ use clap::Parser;
 
 use report::{FigSpec, Figure, Machine, Report};
 
-const SECTIONS: [&str; 7] = [
-    "ingest", "latency", "fanout", "failover", "idle", "rebuild", "rollout",
+const SECTIONS: [&str; 8] = [
+    "ingest", "latency", "fanout", "failover", "idle", "rebuild", "rollout", "scale",
 ];
 
 /// Benchmark opsfleet against a real nats-server; every size has a full and a `--quick`
@@ -43,7 +45,7 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Run only these sections (comma separated): ingest, latency, fanout, failover, idle,
-    /// rebuild, rollout.
+    /// rebuild, rollout, scale.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Repeats of every section that repeats (default 3, quick 1); the per-section flags
@@ -98,6 +100,15 @@ struct Args {
     /// Heartbeat interval of the rollout's simulated hosts, ms (the agent's default: 10 s).
     #[arg(long, default_value_t = 10_000)]
     rollout_heartbeat_ms: u64,
+    /// Simulated hosts fed to one coordinator in the scale section (default 100,000).
+    #[arg(long)]
+    scale_hosts: Option<usize>,
+    /// Each scale host's heartbeat period while the queries run, s (100,000 hosts: 3.3k ev/s).
+    #[arg(long, default_value_t = 30)]
+    scale_heartbeat_secs: u64,
+    /// Single pages timed per view in the scale section.
+    #[arg(long, default_value_t = 20)]
+    scale_pages: usize,
 }
 
 impl Args {
@@ -156,6 +167,7 @@ async fn main() -> Result<()> {
     section!("idle", idle, all.idle);
     section!("rebuild", rebuild, all.rebuild);
     section!("rollout", rollout, all.rollout);
+    section!("scale", scale, all.scale);
 
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -189,6 +201,7 @@ struct Sizes {
     idle: idle::Sizes,
     rebuild: rebuild::Sizes,
     rollout: rollout::Sizes,
+    scale: scale::Sizes,
 }
 
 impl Sizes {
@@ -230,7 +243,13 @@ impl Sizes {
             max_unavailable: args.rollout_max_unavailable.max(1),
             heartbeat_ms: args.rollout_heartbeat_ms.max(100),
         };
+        let scale = scale::Sizes {
+            hosts: args.pick(args.scale_hosts, 100_000, 1000).max(1),
+            heartbeat_secs: args.scale_heartbeat_secs.max(1),
+            pages: args.scale_pages.max(1),
+        };
         Sizes {
+            scale,
             ingest,
             latency,
             fanout,

@@ -112,6 +112,46 @@ pub async fn publish(
     js.send_publish(e.subject, msg).await
 }
 
+/// PubAcks outstanding, at most `cap`: `push` awaits the oldest when full, `drain` the rest;
+/// `last` is the highest stream sequence acknowledged so far.
+pub struct InFlight {
+    pending: std::collections::VecDeque<PublishAckFuture>,
+    cap: usize,
+    pub last: u64,
+}
+
+impl InFlight {
+    pub fn new(cap: usize) -> Self {
+        InFlight {
+            pending: std::collections::VecDeque::with_capacity(cap),
+            cap: cap.max(1),
+            last: 0,
+        }
+    }
+
+    /// Publishes `e` and keeps its ack in flight.
+    pub async fn push(&mut self, js: &jetstream::Context, e: Encoded) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        self.pending
+            .push_back(publish(js, e).await.context("publish failed")?);
+        if self.pending.len() >= self.cap {
+            if let Some(ack) = self.pending.pop_front() {
+                self.last = ack.await.context("PubAck failed")?.sequence;
+            }
+        }
+        Ok(())
+    }
+
+    /// Awaits every ack still in flight; the last stream sequence.
+    pub async fn drain(&mut self) -> anyhow::Result<u64> {
+        use anyhow::Context as _;
+        while let Some(ack) = self.pending.pop_front() {
+            self.last = ack.await.context("PubAck failed")?.sequence;
+        }
+        Ok(self.last)
+    }
+}
+
 /// A fresh nats-server for one section, a JetStream context on it (30 s timeout) and the
 /// project's streams and bucket, as a coordinator would create them.
 pub async fn bus_with_topology() -> anyhow::Result<(

@@ -4,7 +4,6 @@
 //! `SledStore`: decode, fold, sled batch, flush, ack). Both consumers have the same shape
 //! (durable pull, AckAll, same batch size) and both times include creating the consumer.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -99,8 +98,7 @@ async fn preload(js: &jetstream::Context, sizes: &Sizes) -> Result<(f64, u64)> {
     let mut hosts: Vec<SimHost> = (0..sizes.hosts.max(1))
         .map(|i| SimHost::new(sim::host_name(i)))
         .collect();
-    let mut pending = VecDeque::with_capacity(IN_FLIGHT);
-    let mut last = 0;
+    let mut acks = sim::InFlight::new(IN_FLIGHT);
     let n_hosts = hosts.len();
     let start = Instant::now();
     for i in 0..sizes.events {
@@ -110,17 +108,9 @@ async fn preload(js: &jetstream::Context, sizes: &Sizes) -> Result<(f64, u64)> {
         } else {
             sim::heartbeat(i as u64)
         };
-        let e = h.encoded("heartbeat", body);
-        pending.push_back(sim::publish(js, e).await.context("publish failed")?);
-        if pending.len() >= IN_FLIGHT {
-            if let Some(ack) = pending.pop_front() {
-                last = ack.await.context("PubAck failed")?.sequence;
-            }
-        }
+        acks.push(js, h.encoded("heartbeat", body)).await?;
     }
-    while let Some(ack) = pending.pop_front() {
-        last = ack.await.context("PubAck failed")?.sequence;
-    }
+    let last = acks.drain().await?;
     let secs = start.elapsed().as_secs_f64();
     Ok((sizes.events as f64 / secs, last))
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// Every figure the bench publishes (the keys docs/benchmarks.md and the closing note use).
-const FIGURES: [&str; 28] = [
+const FIGURES: [&str; 39] = [
     "js_publish_rate",
     "raw_consume_rate",
     "ingest_rate",
@@ -36,6 +36,17 @@ const FIGURES: [&str; 28] = [
     "rollout_idle_cpu_pct",
     "rollout_added_cpu_ms_per_host",
     "rollout_noop_all_ms",
+    "scale_ingest_catchup_s",
+    "scale_rss_kb_per_host",
+    "scale_rss_kb_per_host_after_queries",
+    "scale_status_page_ms",
+    "scale_hosts_lost_page_ms",
+    "scale_status_all_s",
+    "scale_hosts_lost_all_s",
+    "scale_projection_bytes_per_host",
+    "scale_snapshot_s",
+    "scale_rebuild_s",
+    "scale_alert_eval_ms",
 ];
 
 #[test]

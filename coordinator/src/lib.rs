@@ -21,6 +21,7 @@ pub(crate) mod groups;
 pub(crate) mod http;
 pub(crate) mod identity;
 pub mod ingest;
+pub mod memory;
 pub(crate) mod metrics;
 pub(crate) mod notify;
 pub mod projection;
@@ -30,3 +31,5 @@ pub mod service;
 pub(crate) mod snapshot;
 pub mod state;
 pub mod store;
+
+pub use alerts::evaluation_pass;

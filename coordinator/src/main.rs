@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use opsfleet_coordinator::config::CoordinatorConfig;
+use opsfleet_coordinator::memory;
 use opsfleet_coordinator::rebuild;
 use opsfleet_coordinator::service;
 use opsfleet_coordinator::store::{EventStore, SledStore};
@@ -134,6 +135,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: CoordinatorConfig) -> anyhow::Result<ExitCode> {
+    memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,8 +143,10 @@ fn run(cfg: CoordinatorConfig) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let cancel = CancellationToken::new();
         let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
+        let trim = tokio::spawn(memory::trim_loop(memory::TRIM_EVERY, cancel.clone()));
         let result = service::run(cfg, cancel).await;
         signals.abort();
+        trim.abort();
         result.context("coordinator failed")
     })?;
     Ok(ExitCode::SUCCESS)

@@ -4,7 +4,9 @@
 //! into a `Fleet`; every row's key and bytes and the whole digest must equal
 //! `tests/golden/rows.txt`, which was written by the code before the projection's states were
 //! typed. A change that alters one stored byte (and so `rebuild --verify` of an old store)
-//! fails here.
+//! fails here. The digest line changed once on purpose, rows unchanged: when the digest
+//! became a sum of per-row hashes (`projection/digest.rs`), so a status page need not rehash
+//! the whole fleet.
 
 use opsfleet_coordinator::projection::Fleet;
 use opsfleet_proto::pb::{self, event::Body};

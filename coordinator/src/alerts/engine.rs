@@ -151,13 +151,17 @@ impl Engine {
                     (records.get(id)).is_some_and(|r| r.state == Some(*state) && r.value == *value);
                 !folded && at.elapsed() < FOLD_BACK_WAIT
             });
-            evaluate_with(
+            let started = Instant::now();
+            let decided = evaluate_with(
                 &self.rules,
                 &fleet,
                 extra.into_iter().collect(),
                 memory,
                 now,
-            )
+            );
+            let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            debug!(hosts = fleet.len(), took_ms, "alert evaluation pass");
+            decided
         };
         decided
             .into_iter()

@@ -24,6 +24,21 @@ use crate::notify::{Firing, Notification};
 use crate::projection::{AlertRecord, Fleet};
 use opsfleet_proto::api::AlertState as pb_state;
 
+/// One evaluation pass of the default rules over `fleet` at `now_unix_ms`, as the evaluator
+/// loop runs it each tick (a term that began at `now_unix_ms`); how many transitions it
+/// decided. What the benchmark times as the alert evaluation period's floor.
+pub fn evaluation_pass(fleet: &Fleet, now_unix_ms: i64) -> usize {
+    let mut memory = Memory::since(now_unix_ms);
+    evaluate_with(
+        &Rules::default(),
+        fleet,
+        Vec::new(),
+        &mut memory,
+        now_unix_ms,
+    )
+    .len()
+}
+
 fn wire_state(s: Option<State>) -> pb::AlertState {
     match s {
         None | Some(State::Unknown) => pb::AlertState::Unspecified,

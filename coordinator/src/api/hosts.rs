@@ -6,7 +6,7 @@ use opsfleet_proto::api::{BackupState, Liveness, ModuleState, ProbeStatus};
 use opsfleet_proto::api::{HostSummary, HostsReply, HostsRequest, Responder};
 
 use super::status::{disk_view, module_views};
-use super::{page, Cursor, View};
+use super::{after_host, page, Cursor, View};
 use crate::glob::glob_match;
 use crate::projection::presence::{declared_lost, liveness};
 use crate::projection::{Fleet, HostState};
@@ -83,22 +83,28 @@ pub fn hosts(
     now_unix_ms: i64,
 ) -> (Vec<HostSummary>, Option<String>) {
     let maintenance = fleet.maintenance();
+    // The state filter is judged before a summary is built: a page of the few lost hosts of
+    // a large fleet builds only their summaries.
     let rows = fleet
-        .hosts()
+        .hosts_after(after_host(req))
         .filter(|h| req.host.as_deref().is_none_or(|p| glob_match(p, &h.host)))
-        .map(|h| HostSummary {
-            maintenance: maintenance.contains(h.host.as_str()),
-            ..summary(
-                h,
-                fleet.seen_unix_ms(h),
-                now_unix_ms,
-                declared_lost(fleet, h),
-            )
-        })
-        .filter(|s| {
-            req.state
-                .as_deref()
-                .is_none_or(|st| st == s.liveness.as_str())
+        .filter_map(|h| {
+            let seen = fleet.seen_unix_ms(h);
+            let lost = declared_lost(fleet, h);
+            if let Some(want) = req.state.as_deref() {
+                let judged = if lost {
+                    Liveness::Lost
+                } else {
+                    liveness(h, seen, now_unix_ms)
+                };
+                if judged.as_str() != want {
+                    return None;
+                }
+            }
+            Some(HostSummary {
+                maintenance: maintenance.contains(h.host.as_str()),
+                ..summary(h, seen, now_unix_ms, lost)
+            })
         })
         .map(|s| (Cursor::host(&s.host), s));
     page(rows, req)

@@ -94,6 +94,12 @@ impl Cursor {
     }
 }
 
+/// The host a paged request's cursor names (`after`), where a page of host rows starts.
+pub fn after_host(req: &impl PagedRequest) -> Option<&str> {
+    let after = req.page().after.as_deref()?;
+    Some(after.split_once('/').map_or(after, |(host, _)| host))
+}
+
 /// A paged view of the projection: a request that `serve`'s one paged handler parses and
 /// answers from this coordinator's fleet.
 pub(crate) trait View: PagedRequest + Default + DeserializeOwned {

@@ -8,16 +8,18 @@ use opsfleet_proto::api::{
 };
 use std::sync::atomic::Ordering;
 
-use super::{behind, page, Cursor};
+use super::{after_host, behind, page, Cursor};
 use crate::projection::{Fleet, HostState};
 use crate::state::Shared;
 
 /// The page of host views `req` asks for, and the cursor of the next page.
 pub fn host_page(fleet: &Fleet, req: &StatusRequest) -> (Vec<HostView>, Option<String>) {
-    let rows = fleet
-        .hosts()
-        .filter(|h| req.host.as_deref().is_none_or(|o| o == h.host))
-        .map(|h| (Cursor::host(&h.host), h));
+    // One host: a lookup; the fleet: from the cursor on, not from the first host.
+    let rows: Box<dyn Iterator<Item = &HostState>> = match req.host.as_deref() {
+        Some(only) => Box::new(fleet.host(only).into_iter()),
+        None => Box::new(fleet.hosts_after(after_host(req))),
+    };
+    let rows = rows.map(|h| (Cursor::host(&h.host), h));
     let (hosts, next) = page(rows, req);
     let maintenance = fleet.maintenance();
     let views = hosts

@@ -1,12 +1,14 @@
 //! The fleet projection: a pure fold of validated events into per-host state, with exact
 //! dedup by (host, incarnation, seq) and gap tracking. No I/O and no clock: the same log folds
-//! to byte-identical rows, whose sha256 is the digest `rebuild` compares.
+//! to byte-identical rows, whose digest (`digest::digest_rows`: a sum of one sha256 per row,
+//! kept up to date row by row) `rebuild` compares.
 
 pub mod alerts;
 pub mod bounds;
 pub mod commands;
 mod coordinators;
 mod derived;
+mod digest;
 pub mod groups;
 mod host;
 pub mod presence;
@@ -35,12 +37,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use derived::Derived;
+pub use digest::digest_rows;
+use digest::{DirtyRows, RowDigest};
 
 use opsfleet_proto::api::{SeqRange, Truncated};
 use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::{EventEnvelope, COORDINATOR_MODULE};
 use prune::PruneIndex;
-use sha2::{Digest, Sha256};
 
 /// Prefix of the projection row of one host.
 pub const HOST_ROW_PREFIX: &str = "host/";
@@ -142,7 +145,7 @@ pub struct Fleet {
     /// Operators' silences (recorded by the active coordinator).
     silences: Silences,
     /// Row keys changed (or removed) since the last `take_dirty_rows`.
-    dirty: BTreeSet<String>,
+    dirty: DirtyRows,
     /// Command and alert records that may be pruned, per host: derived, never stored.
     prunable_commands: PruneIndex,
     prunable_alerts: PruneIndex,
@@ -150,6 +153,8 @@ pub struct Fleet {
     arrivals: Arrivals,
     /// The digest of the rows as they are now, once asked for; cleared by `apply`.
     digest: Derived<String>,
+    /// The running sum behind the digest: each changed row rehashed once, not every row.
+    row_digest: RowDigest,
     /// The hosts in maintenance as the records are now, once asked for; cleared by `apply`.
     maintenance: Derived<Arc<BTreeSet<String>>>,
 }
@@ -382,6 +387,19 @@ impl Fleet {
         self.hosts.values()
     }
 
+    /// The hosts named after `after` (all when None), ascending: a page starts here in
+    /// O(log n) instead of skipping the hosts before it.
+    pub fn hosts_after<'a>(
+        &'a self,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a HostState> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        self.hosts
+            .range::<str, _>((from, Unbounded))
+            .map(|(_, h)| h)
+    }
+
     /// Records that an event of `host`'s `module` reached the bus at `at_unix_ms` (server
     /// clock).
     /// On the ingest path: allocates only for a host or module not seen before.
@@ -429,12 +447,16 @@ impl Fleet {
 
     /// Rows changed since the last call, serialised, ascending by key; a row removed since
     /// (a pruned command or alert) comes with an empty value, which the store deletes.
+    /// The digest absorbs each row it has not yet, from the bytes serialised here.
     pub fn take_dirty_rows(&mut self) -> Vec<(String, Vec<u8>)> {
-        let dirty = std::mem::take(&mut self.dirty);
-        dirty
-            .into_iter()
-            .map(|key| self.row(&key).unwrap_or((key, Vec::new())))
-            .collect()
+        let dirty = self.dirty.take();
+        let mut out = Vec::with_capacity(dirty.len());
+        for (key, absorbed) in dirty {
+            let (key, value) = self.row(&key).unwrap_or((key, Vec::new()));
+            self.row_digest.absorb_taken(&key, &value, absorbed);
+            out.push((key, value));
+        }
+        out
     }
 
     fn row(&self, key: &str) -> Option<(String, Vec<u8>)> {
@@ -475,51 +497,39 @@ impl Fleet {
 
     /// Every row, serialised, ascending by key.
     pub fn rows(&self) -> Vec<(String, Vec<u8>)> {
-        let coords = self
-            .coordinators
-            .iter()
-            .map(|(n, c)| (format!("{COORDINATOR_ROW_PREFIX}{n}"), to_row(c)));
-        let hosts = self
-            .hosts
-            .iter()
-            .map(|(n, h)| (format!("{HOST_ROW_PREFIX}{n}"), to_row(h)));
-        let commands = self
-            .commands
-            .iter()
-            .map(|(id, c)| (format!("{COMMAND_ROW_PREFIX}{id}"), to_row(c)));
-        let alerts = self
-            .alerts
-            .alerts
-            .iter()
-            .map(|(id, a)| (format!("{ALERT_ROW_PREFIX}{id}"), to_row(a)));
-        let liveness = self
-            .alerts
-            .liveness
-            .iter()
-            .map(|(h, l)| (format!("{LIVENESS_ROW_PREFIX}{h}"), to_row(l)));
-        let rollouts = self
-            .rollouts
-            .iter()
-            .map(|r| (format!("{ROLLOUT_ROW_PREFIX}{}", r.id), to_row(r)));
-        let groups = self
-            .groups
-            .iter()
-            .map(|(n, g)| (format!("{GROUP_ROW_PREFIX}{n}"), to_row(g)));
-        let silences = self
-            .silences
-            .iter()
-            .map(|s| (format!("{SILENCE_ROW_PREFIX}{}", s.id), to_row(s)));
+        let mut rows = Vec::new();
+        self.each_row(|key, value| rows.push((key, value)));
+        rows
+    }
+
+    /// Visits every row, serialised, ascending by key, one at a time (nothing collected).
+    fn each_row(&self, mut f: impl FnMut(String, Vec<u8>)) {
         // "alert/" < "cmd/" < "coord/" < "group/" < "host/" < "live/" < "rollout/" <
         // "silence/": ascending.
-        alerts
-            .chain(commands)
-            .chain(coords)
-            .chain(groups)
-            .chain(hosts)
-            .chain(liveness)
-            .chain(rollouts)
-            .chain(silences)
-            .collect()
+        for (id, a) in &self.alerts.alerts {
+            f(format!("{ALERT_ROW_PREFIX}{id}"), to_row(a));
+        }
+        for (id, c) in &self.commands {
+            f(format!("{COMMAND_ROW_PREFIX}{id}"), to_row(c));
+        }
+        for (n, c) in &self.coordinators {
+            f(format!("{COORDINATOR_ROW_PREFIX}{n}"), to_row(c));
+        }
+        for (n, g) in &self.groups {
+            f(format!("{GROUP_ROW_PREFIX}{n}"), to_row(g));
+        }
+        for (n, h) in &self.hosts {
+            f(format!("{HOST_ROW_PREFIX}{n}"), to_row(h));
+        }
+        for (h, l) in &self.alerts.liveness {
+            f(format!("{LIVENESS_ROW_PREFIX}{h}"), to_row(l));
+        }
+        for r in self.rollouts.iter() {
+            f(format!("{ROLLOUT_ROW_PREFIX}{}", r.id), to_row(r));
+        }
+        for s in self.silences.iter() {
+            f(format!("{SILENCE_ROW_PREFIX}{}", s.id), to_row(s));
+        }
     }
 
     /// The rows to store: every projection row and the fold version that wrote them.
@@ -532,12 +542,18 @@ impl Fleet {
         rows
     }
 
-    /// sha256 over every row, hex. Computed once per state (cached until the next `apply`).
+    /// The digest of every row (`digest_rows`), hex. Cached until the next `apply`; after
+    /// one, only the rows changed since are rehashed (`digest::RowDigest`), so a page of
+    /// `opsctl status` does not cost a pass over the fleet.
     pub fn digest(&self) -> String {
         if let Some(d) = self.digest.get() {
             return d;
         }
-        let d = digest_rows(self.rows().iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+        let d = self.row_digest.digest(
+            &self.dirty,
+            |key| self.row(key).map(|(_, v)| v),
+            |visit| self.each_row(|k, v| visit(&k, &v)),
+        );
         self.digest.set(d.clone());
         d
     }
@@ -579,6 +595,7 @@ impl Fleet {
                 fleet.rollouts.insert(rollout);
             }
         }
+        fleet.row_digest.mark_stale();
         for (id, record) in &fleet.commands {
             if let Some(slot) = prune::command_slot(id, record) {
                 fleet.prunable_commands.insert(slot);
@@ -598,20 +615,10 @@ fn to_row<T: serde::Serialize>(state: &T) -> Vec<u8> {
     serde_json::to_vec(state).unwrap_or_default()
 }
 
-/// sha256 over `(key, value)` pairs in the given order, each length-prefixed; hex.
-pub fn digest_rows<'a>(rows: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
-    let mut hasher = Sha256::new();
-    for (key, value) in rows {
-        hasher.update((key.len() as u64).to_be_bytes());
-        hasher.update(key.as_bytes());
-        hasher.update((value.len() as u64).to_be_bytes());
-        hasher.update(value);
-    }
-    hex::encode(hasher.finalize())
-}
-
 #[cfg(test)]
 mod caps_tests;
+#[cfg(test)]
+mod digest_tests;
 #[cfg(test)]
 mod prune_tests;
 #[cfg(test)]

@@ -6,12 +6,12 @@ use opsfleet_proto::pb::{self, event::Body};
 use proptest::prelude::*;
 use uuid::Uuid;
 
-fn inc(n: u8) -> Uuid {
+pub(super) fn inc(n: u8) -> Uuid {
     // Deterministic, ordered UUIDv7-shaped ids for tests.
     Uuid::from_bytes([0x01, 0x90, 0, 0, 0, n, 0x70, 0, 0x80, 0, 0, 0, 0, 0, 0, n])
 }
 
-fn heartbeat(host: &str, incarnation: Uuid, seq: u64) -> EventEnvelope {
+pub(super) fn heartbeat(host: &str, incarnation: Uuid, seq: u64) -> EventEnvelope {
     EventEnvelope {
         id: Uuid::from_u128(seq as u128 | ((incarnation.as_u128() & 0xff) << 64)),
         host: host.to_owned(),
@@ -37,7 +37,13 @@ fn heartbeat(host: &str, incarnation: Uuid, seq: u64) -> EventEnvelope {
     }
 }
 
-fn disk(host: &str, incarnation: Uuid, seq: u64, bp: u32, level: pb::DiskLevel) -> EventEnvelope {
+pub(super) fn disk(
+    host: &str,
+    incarnation: Uuid,
+    seq: u64,
+    bp: u32,
+    level: pb::DiskLevel,
+) -> EventEnvelope {
     let mut ev = heartbeat(host, incarnation, seq);
     ev.module = "disk".to_owned();
     ev.body = Body::Disk(pb::DiskUsage {
