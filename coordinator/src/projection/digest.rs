@@ -82,6 +82,18 @@ impl DirtyRows {
         self.0.insert(key, AtomicBool::new(false));
     }
 
+    /// Marks `key` changed again (not absorbed) if it is already dirty, without allocating;
+    /// false if it is not dirty yet (then the caller `insert`s it).
+    pub(super) fn mark_again(&mut self, key: &str) -> bool {
+        match self.0.get_mut(key) {
+            Some(absorbed) => {
+                *absorbed.get_mut() = false;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Every dirty key, ascending, and whether the digest absorbed it; empties the set.
     pub(super) fn take(&mut self) -> Vec<(String, bool)> {
         std::mem::take(&mut self.0)

@@ -114,16 +114,17 @@ pub struct RowError {
     pub source: serde_json::Error,
 }
 
-/// Adds row key `prefix` + `name` to `dirty`, allocating it only when it is not there yet (the
-/// common case in a batch is a row already dirty): the key is put together on the stack.
-fn mark_dirty(dirty: &mut BTreeSet<String>, prefix: &str, name: &str) {
+/// Marks row key `prefix` + `name` changed in `dirty`, allocating it only when it is not there
+/// yet (the common case in a batch is a row already dirty): the key is put together on the
+/// stack. A key already there is marked again, so the running digest re-reads the row.
+fn mark_dirty(dirty: &mut DirtyRows, prefix: &str, name: &str) {
     let mut buf = [0u8; 256];
     let len = prefix.len() + name.len();
     if let Some(key) = buf.get_mut(..len) {
         key[..prefix.len()].copy_from_slice(prefix.as_bytes());
         key[prefix.len()..].copy_from_slice(name.as_bytes());
         // Both parts are UTF-8, so is their concatenation.
-        if std::str::from_utf8(key).is_ok_and(|k| dirty.contains(k)) {
+        if std::str::from_utf8(key).is_ok_and(|k| dirty.mark_again(k)) {
             return;
         }
     }
