@@ -81,11 +81,11 @@ impl Model {
         }
     }
 
-    /// The agent's loop: start a session (subscribe, then read the consumer).
+    /// The agent's loop: start a session (subscribe, then read the consumer). A delivery the
+    /// last session did not ack stays unacked until the server delivers it again.
     fn open(&mut self) {
         self.fast.clear();
         self.inbox.clear();
-        self.in_flight = None;
         let mut gate = FastGate::new(self.connects);
         self.read(&mut gate);
         self.gate = Some(gate);
@@ -102,13 +102,18 @@ impl Model {
     }
 
     fn step(&mut self, action: u8) {
-        match action % 6 {
+        match action % 7 {
             0 => self.publish(),
             1 => {
-                // The server delivers the next stored command to the consumer's pull.
-                if self.gate.is_some() && self.in_flight.is_none() && self.acked < self.published {
-                    self.in_flight = Some(self.acked);
-                    self.inbox.push_back(self.acked);
+                // The server delivers the next stored command to the consumer's pull, or
+                // (its ack wait over) the unacked one again.
+                if self.gate.is_some() && self.inbox.is_empty() {
+                    if let Some(id) = self.in_flight {
+                        self.inbox.push_back(id);
+                    } else if self.acked < self.published {
+                        self.in_flight = Some(self.acked);
+                        self.inbox.push_back(self.acked);
+                    }
                 }
             }
             2 => {
@@ -143,9 +148,18 @@ impl Model {
                     self.fast.clear();
                 }
             }
-            _ => {
+            5 => {
                 if self.gate.is_none() {
                     self.open();
+                }
+            }
+            _ => {
+                // The catch-up tick: a reading while behind, whatever is in flight.
+                if let Some(mut g) = self.gate.take() {
+                    if !g.live() {
+                        self.read(&mut g);
+                    }
+                    self.gate = Some(g);
                 }
             }
         }
