@@ -83,7 +83,7 @@ fn quick_run_reports_every_figure() {
         .as_str()
         .is_some_and(|k| !k.is_empty()));
     let figures = report["figures"].as_array().unwrap();
-    for key in FIGURES {
+    for &key in FIGURES {
         let f = figures
             .iter()
             .find(|f| f["key"] == key)
