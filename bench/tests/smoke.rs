@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// Every figure the bench publishes (the keys docs/benchmarks.md and the closing note use).
-const FIGURES: [&str; 28] = [
+const FIGURES: [&str; 30] = [
     "js_publish_rate",
     "raw_consume_rate",
     "ingest_rate",
@@ -24,6 +24,8 @@ const FIGURES: [&str; 28] = [
     "handover_sigterm_median",
     "agent_idle_rss_mb",
     "agent_idle_cpu_pct",
+    "agent_binary_mb",
+    "agent_idle_threads",
     "rebuild_seconds",
     "rebuild_fixture_write_rate",
     "rollout_total_s",
