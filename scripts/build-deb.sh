@@ -7,11 +7,12 @@
 # `opsfleet-join`, which installs a host's secrets with the right owners and modes, pins its
 # name and starts its unit:
 #
-#   scripts/build-deb.sh [--bin-dir target/release] [--out DIR] [--fast]
+#   scripts/build-deb.sh [--bin-dir target/dist] [--out DIR] [--fast]
 #   apt-get install ./opsfleet_0.1.0_amd64.deb
 #   opsfleet-join --role agent --name app-03 --secrets ./secrets
 #
-# --bin-dir defaults to target/release (built here if missing); --fast compresses with gzip -1
+# --bin-dir defaults to target/dist, the `dist` profile that ships (Cargo.toml: release + fat
+# LTO, one codegen unit, stripped; built here if missing); --fast compresses with gzip -1
 # (tests); prints the package's path.
 set -euo pipefail
 
@@ -31,10 +32,10 @@ while [ "$#" -gt 0 ]; do
 done
 command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb is needed (Debian's dpkg package)"
 if [ -z "$bin_dir" ]; then
-    bin_dir="$OPSFLEET_ROOT/target/release"
+    bin_dir="$OPSFLEET_ROOT/target/dist"
     if [ ! -x "$bin_dir/ops-agent" ]; then
-        say "building release binaries"
-        cargo build --release -p opsfleet-agent -p opsfleet-coordinator -p opsfleet-cli --bins
+        say "building the shipped binaries (profile dist)"
+        cargo build --profile dist -p opsfleet-agent -p opsfleet-coordinator -p opsfleet-cli --bins
     fi
 fi
 for b in ops-agent ops-coordinator opsctl; do

@@ -10,8 +10,8 @@
 #
 # --secrets is a directory written by scripts/dev-certs.sh (or your own PKI in the same layout);
 # only this role's files are copied from it: never a CA key or another identity's seed.
-# --bin-dir (default target/release, else target/debug) holds ops-agent, ops-coordinator and
-# opsctl. --config FILE installs FILE instead of the example config rendered for --name.
+# --bin-dir (default target/dist, the profile that ships; else target/release, else
+# target/debug) holds ops-agent, ops-coordinator and opsctl. --config FILE installs FILE instead of the example config rendered for --name.
 # --no-start installs without enabling the unit. Re-running replaces what it installed.
 # Packaged (the .deb of scripts/build-deb.sh runs this as `opsfleet-join`): binaries, units,
 # users, directories and docs come from the package; only the role's secrets, config and the
@@ -52,7 +52,8 @@ packaged="${OPSFLEET_PACKAGED:-0}"
 if [ "$packaged" = 1 ]; then
     bin_dir=/usr/bin
 elif [ -z "$bin_dir" ]; then
-    bin_dir="$OPSFLEET_ROOT/target/release"
+    bin_dir="$OPSFLEET_ROOT/target/dist"
+    [ -x "$bin_dir/ops-agent" ] || bin_dir="$OPSFLEET_ROOT/target/release"
     [ -x "$bin_dir/ops-agent" ] || bin_dir="$OPSFLEET_ROOT/target/debug"
 fi
 deploy="$OPSFLEET_ROOT/deploy"

@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod footprint;
 pub mod http;
 pub mod modules;
 pub mod outbox;

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use opsfleet_agent::commands::CommandHandler;
 use opsfleet_agent::config::{self, ConfigError, LoadedConfig};
 use opsfleet_agent::config::{AgentConfig, Facts, HttpConfig};
+use opsfleet_agent::footprint::{self, ArenaCap};
 use opsfleet_agent::http::{HttpError, HttpState};
 use opsfleet_agent::{JetStreamSink, Outbox, Publisher, PublisherControl, Runner};
 use opsfleet_bus::ConnectMode;
@@ -134,7 +135,15 @@ fn load_or_report(path: &Path, facts: &Facts, check: bool) -> Result<LoadedConfi
     }
 }
 
+/// Tokio workers of the agent's runtime. One: the agent's tasks mostly wait (timers, NATS,
+/// sled flushes on sled's own threads), its blocking work runs on the blocking pool, and
+/// `block_in_place` (a service module's stop) hands the worker's tasks to another thread
+/// meanwhile; `run` itself is driven by the main thread.
+const RUNTIME_WORKERS: usize = 1;
+
 fn main() -> ExitCode {
+    // Before any thread exists: arenas created meanwhile would stay.
+    let arenas = footprint::cap_malloc_arenas();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let Some(path) = cli.config.clone() else {
@@ -196,7 +205,7 @@ fn main() -> ExitCode {
             target,
             output,
         }) => run_restore(&loaded, &job, module.as_deref(), &archive, &target, output),
-        None => run_agent(loaded),
+        None => run_agent(loaded, arenas),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -260,16 +269,16 @@ fn run_restore(
     }
 }
 
-fn run_agent(loaded: LoadedConfig) -> anyhow::Result<()> {
+fn run_agent(loaded: LoadedConfig, arenas: ArenaCap) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(RUNTIME_WORKERS)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(run(loaded))
+        .block_on(run(loaded, arenas))
 }
 
-async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
+async fn run(loaded: LoadedConfig, arenas: ArenaCap) -> anyhow::Result<()> {
     let cfg = loaded.config;
     let host = cfg.host.clone();
     std::fs::create_dir_all(&cfg.data_dir)
@@ -285,6 +294,8 @@ async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
         last_seq = outbox.last_seq(),
         pending = outbox.pending(),
         fingerprint = %loaded.fingerprint,
+        workers = RUNTIME_WORKERS,
+        malloc_arenas = ?arenas,
         "agent starting"
     );
     let client = opsfleet_bus::connect(
@@ -318,6 +329,7 @@ async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     };
     let runner = tokio::spawn(runner.run(cancel.clone()));
     let commands = tokio::spawn(commands.run(js, cancel.clone()));
+    tokio::spawn(release_startup_pages(host.clone()));
 
     wait_for_signal().await?;
     info!(host, "shutting down");
@@ -345,6 +357,23 @@ async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
         "agent stopped"
     );
     Ok(())
+}
+
+/// How long after the modules start the start-up's pages are released: the modules' first
+/// runs and the first connect are over by then on a healthy host (what runs later comes back
+/// on use either way).
+const STARTUP_SETTLE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Releases the executable's pages only the start-up used (`footprint::release_startup_code`),
+/// once, `STARTUP_SETTLE` after the modules started. Best effort: a kernel without
+/// `MADV_PAGEOUT` only keeps them.
+async fn release_startup_pages(host: String) {
+    tokio::time::sleep(STARTUP_SETTLE).await;
+    match tokio::task::spawn_blocking(footprint::release_startup_code).await {
+        Ok(Ok(bytes)) => info!(host, bytes, "start-up pages released"),
+        Ok(Err(e)) => info!(host, error = %ErrorChain(&e), "start-up pages kept"),
+        Err(e) => warn!(host, error = %ErrorChain(&e), "start-up page release ended abnormally"),
+    }
 }
 
 /// Waits (after the cancel) for the command handler, the module runner and the http

@@ -27,6 +27,8 @@ const FIGURES: &[&str] = &[
     "handover_sigterm_median",
     "agent_idle_rss_mb",
     "agent_idle_cpu_pct",
+    "agent_binary_mb",
+    "agent_idle_threads",
     "rebuild_seconds",
     "rebuild_fixture_write_rate",
     "rollout_total_s",

@@ -3,18 +3,20 @@
 # engine and no image registry (nothing is pulled): FROM-scratch images holding this
 # workspace's binaries plus exactly the shared libraries `ldd` lists for them.
 #
-#   deploy/docker/build-local.sh [--profile release|dev] [--no-build] [--bin-dir DIR] [--tag TAG]
+#   deploy/docker/build-local.sh [--profile dist|release|dev] [--no-build] [--bin-dir DIR] [--tag TAG]
 #
 #   opsfleet:TAG       ops-agent, ops-coordinator, opsctl in /usr/local/bin (default TAG: local)
 #   opsfleet-nats:TAG  a static nats-server >= 2.11 (NATS_SERVER_BIN, else the one on PATH,
 #                      resolving pyenv/pip shims to the real binary)
 #
-# --profile dev uses target/debug (fast when already built); release is the default.
+# --profile dist (the default) builds what ships: Cargo.toml's `dist` profile (release + fat LTO,
+# one codegen unit, stripped; slow to build) into target/dist. release uses target/release,
+# dev target/debug (fast when already built).
 # --no-build skips `cargo build` and packs what is in target/ (or in --bin-dir DIR).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-profile=release
+profile=dist
 build=1
 tag=local
 bin_dir=""
@@ -24,14 +26,15 @@ while [ $# -gt 0 ]; do
         --no-build) build=0; shift ;;
         --tag) tag="$2"; shift 2 ;;
         --bin-dir) bin_dir="$2"; build=0; shift 2 ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "build-local.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 case "$profile" in
+    dist) target_dir="$root/target/dist"; cargo_args=(--profile dist) ;;
     release) target_dir="$root/target/release"; cargo_args=(--release) ;;
     dev) target_dir="$root/target/debug"; cargo_args=() ;;
-    *) echo "build-local.sh: --profile is release or dev" >&2; exit 2 ;;
+    *) echo "build-local.sh: --profile is dist, release or dev" >&2; exit 2 ;;
 esac
 
 if [ -n "$bin_dir" ]; then target_dir="$bin_dir"; fi
