@@ -73,9 +73,6 @@ struct Args {
     /// Simulated agents of the fan-out (default 1,000).
     #[arg(long)]
     fanout_agents: Option<usize>,
-    /// Fan-out agents without the fast path (durable consumers only, as before it).
-    #[arg(long)]
-    fanout_durable_only: bool,
     /// kill -9 repeats (default 5).
     #[arg(long)]
     crash_repeats: Option<usize>,
@@ -224,8 +221,6 @@ impl Sizes {
         let fanout = fanout::Sizes {
             agents: args.pick(args.fanout_agents, 1000, 50),
             repeats: args.repeats(3),
-            durable_only: args.fanout_durable_only,
-            idle_secs: if args.quick { 1 } else { 5 },
         };
         let failover = failover::Sizes {
             crash_repeats: args.pick(args.crash_repeats, 5, 1),

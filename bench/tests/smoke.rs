@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 /// Every figure the bench publishes (the keys docs/benchmarks.md and the closing note use).
-const FIGURES: &[&str] = &[
+const FIGURES: [&str; 39] = [
     "js_publish_rate",
     "raw_consume_rate",
     "ingest_rate",
@@ -18,9 +18,6 @@ const FIGURES: &[&str] = &[
     "fanout_ack_p99",
     "fanout_ack_max",
     "fanout_completed_p99",
-    "fanout_nats_cpu_ms",
-    "fanout_nats_cpu_pct",
-    "fanout_nats_idle_pct",
     "failover_crash_median",
     "failover_crash_max",
     "handover_api_median",

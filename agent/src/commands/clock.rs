@@ -21,16 +21,10 @@ pub fn boot_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The part of a JetStream API reply this needs: the server's time when it answered, and
-/// (a consumer info) what is still to deliver and to ack; `None` when the reply has no such
-/// count, which the fast path takes as "behind".
+/// The part of a JetStream API reply this needs: the server's time when it answered.
 #[derive(Debug, Deserialize)]
 pub struct Stamped {
     pub ts: String,
-    #[serde(default)]
-    pub num_pending: Option<u64>,
-    #[serde(default)]
-    pub num_ack_pending: Option<u64>,
 }
 
 /// Parses the `ts` of a reply (RFC 3339, UTC, up to nanoseconds) into Unix milliseconds.

@@ -1,10 +1,7 @@
-//! The consumer loop: subscribes to the fast path `ops.cmd.<host>`, opens (and re-opens, with
-//! backoff) the durable pull consumer `agent-<host>`, reads its state (the server's clock,
-//! whether it is caught up: `fastpath::FastGate`), and feeds each delivered message through
+//! The consumer loop: opens (and re-opens, with backoff) the durable pull consumer
+//! `agent-<host>`, samples the server's clock, and feeds each delivered message through
 //! `admit`, the ack and `complete` (a `backup_run` in the background; deploys, lifecycle
-//! ops, role changes and traffic switches in the background in their service's lane). A
-//! fast-path message goes through the same `admit` while the gate is live, and is otherwise
-//! left to the durable consumer.
+//! ops, role changes and traffic switches in the background in their service's lane).
 
 use opsfleet_report::ErrorChain;
 use std::time::{Duration, SystemTime};
@@ -20,21 +17,9 @@ use opsfleet_proto::time::unix_ms;
 use super::clock;
 use super::decide::delivered_by_own_consumer;
 use super::exec::Execution;
-use super::fastpath::{published_to_own_subject, FastGate, FastStep, Via, STREAM_HEADER};
 use super::{consumer_name, Accepted, CommandHandler};
 use crate::modules::service::ServiceOp;
 use tokio::sync::oneshot;
-
-/// How often a session whose fast path is behind reads the durable consumer again.
-const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
-
-/// The connection count of `client` (a reconnect raises it).
-fn connection(client: &async_nats::Client) -> u64 {
-    client
-        .statistics()
-        .connects
-        .load(std::sync::atomic::Ordering::Acquire)
-}
 
 /// Whether the lane's previous holder has not ended yet (its sender is alive).
 fn before_running(end: &mut oneshot::Receiver<()>) -> bool {
@@ -96,43 +81,24 @@ impl CommandHandler {
         }
     }
 
-    /// One session of the consumer (one connection): subscribes to the fast path first, then
-    /// opens the durable consumer and reads it; serves deliveries from both, background
-    /// results and clock resamples until `cancel`, the message stream's end or a reconnect.
+    /// One session of the consumer: serves deliveries, background results and clock
+    /// resamples until `cancel` or the message stream ends.
     async fn consume(
         &mut self,
         js: &jetstream::Context,
         cancel: &CancellationToken,
     ) -> Result<(), async_nats::Error> {
         let durable = consumer_name(&self.host);
-        let client = js.client();
-        // In place (flushed) before the consumer is read: whatever the reading does not
-        // count arrives here. The session's connection is the one the flush went through (a
-        // connection made in the background may come up only now).
-        let mut fast = client
-            .subscribe(subjects::command_subject(&self.host))
-            .await?;
-        client.flush().await?;
-        let mut gate = FastGate::new(connection(&client));
         let mut messages = self.open(js, &durable).await?;
         info!(host = %self.host, consumer = %durable, "command consumer open");
-        self.read_consumer(js, &durable, &mut gate).await;
+        self.sample_server_clock(js, &durable).await;
         let mut resample = tokio::time::interval(clock::RESAMPLE_EVERY);
         resample.tick().await;
-        let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
-        catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            // Biased: of a command on both paths at once, the fast path's copy first (the
-            // durable one is then an acked duplicate).
             let next = tokio::select! {
-                biased;
                 _ = cancel.cancelled() => return Ok(()),
                 _ = resample.tick() => {
-                    self.read_consumer(js, &durable, &mut gate).await;
-                    continue;
-                }
-                _ = catch_up.tick(), if !gate.live() => {
-                    self.read_consumer(js, &durable, &mut gate).await;
+                    self.sample_server_clock(js, &durable).await;
                     continue;
                 }
                 Some((id, kind, run)) = self.detached_rx.recv() => {
@@ -141,32 +107,12 @@ impl CommandHandler {
                     }
                     continue;
                 }
-                Some(msg) = fast.next() => {
-                    match gate.step(connection(&client)) {
-                        FastStep::Run => self.on_fast(msg, &mut gate).await,
-                        FastStep::Leave => debug!(host = %self.host, "fast path behind; the durable consumer brings the command"),
-                        FastStep::Reopen => {
-                            info!(host = %self.host, "reconnected; reopening the command consumer");
-                            return Ok(());
-                        }
-                    }
-                    continue;
-                }
                 next = messages.next() => next,
             };
             match next {
                 None => return Ok(()),
-                Some(Err(e)) => {
-                    gate.lost();
-                    debug!(error = %ErrorChain(&e), "command consumer hiccup")
-                }
-                Some(Ok(msg)) => {
-                    let caught_up = msg.info().is_ok_and(|i| i.pending == 0);
-                    self.on_message(msg).await;
-                    if caught_up && !gate.live() {
-                        self.read_consumer(js, &durable, &mut gate).await;
-                    }
-                }
+                Some(Err(e)) => debug!(error = %ErrorChain(&e), "command consumer hiccup"),
+                Some(Ok(msg)) => self.on_message(msg).await,
             }
         }
     }
@@ -213,7 +159,7 @@ impl CommandHandler {
             warn!(subject = %msg.subject, stream = ack.map(|a| a.0), consumer = ack.map(|a| a.1), "ignoring a message on the command inbox that its consumer did not deliver");
             return;
         }
-        let accepted = match self.admit_via(&msg.payload, Via::Durable).await {
+        let accepted = match self.admit(&msg.payload).await {
             Ok(a) => a,
             Err(e) => {
                 warn!(error = %ErrorChain(&e), "cannot record command; asking for redelivery");
@@ -223,45 +169,13 @@ impl CommandHandler {
                 return;
             }
         };
-        // The decision is flushed: a redelivery from here on is a duplicate. A command the
-        // fast path ran is acked here too (as a duplicate), so the consumer moves on.
+        // The decision is flushed: a redelivery from here on is a duplicate.
         if let Err(e) = msg.ack().await {
             warn!(error = %ErrorChain(&*e), "cannot ack command; a redelivery will be ignored as a duplicate");
         }
-        if let Some(accepted) = accepted {
-            self.run_accepted(accepted).await;
-        }
-    }
-
-    /// One message of the fast-path subscription while the gate is live: checked to be a
-    /// client's publish on this host's command subject, then admitted exactly as a durable
-    /// delivery (target, seen id, epoch fencing, deadline, host policy) and run. Nothing to
-    /// ack: the durable consumer acks its own copy later, as a duplicate.
-    async fn on_fast(&mut self, msg: async_nats::Message, gate: &mut FastGate) {
-        let republished = msg
-            .headers
-            .as_ref()
-            .is_some_and(|h| h.get(STREAM_HEADER).is_some());
-        let reply = msg.reply.as_ref().map(|r| r.as_str());
-        if !published_to_own_subject(&self.host, msg.subject.as_str(), reply, republished) {
-            warn!(subject = %msg.subject, reply = reply.unwrap_or_default(), "ignoring a message on the command subject that no coordinator published");
+        let Some(accepted) = accepted else {
             return;
-        }
-        match self.admit_via(&msg.payload, Via::Fast).await {
-            Ok(Some(accepted)) => self.run_accepted(accepted).await,
-            Ok(None) => {}
-            Err(e) => {
-                // Not recorded: the durable consumer delivers it again. Until it has, later
-                // fast-path commands wait for it too.
-                gate.lost();
-                warn!(error = %ErrorChain(&e), "cannot record command from the fast path; the durable consumer brings it again");
-            }
-        }
-    }
-
-    /// Runs an accepted command: in the background (a backup, a lifecycle op, a laned
-    /// service action) or inline.
-    async fn run_accepted(&mut self, accepted: Accepted) {
+        };
         if let pb::command::Action::BackupRun(b) = &accepted.action {
             let b = b.clone();
             self.detach_backup(accepted, b);
@@ -372,13 +286,10 @@ impl CommandHandler {
         (before, done)
     }
 
-    /// Reads the durable consumer's info: the server's time (warns when this host's wall
-    /// clock is off by more than `SKEW_WARN_MS`) and whether the consumer is caught up, which
-    /// sets `gate`. A failure keeps the previous clock reading and leaves the gate behind.
-    async fn read_consumer(&mut self, js: &jetstream::Context, durable: &str, gate: &mut FastGate) {
+    /// Reads the server's time from the consumer's info reply; warns when this host's wall
+    /// clock is off by more than `SKEW_WARN_MS`. A failure keeps the previous reading.
+    async fn sample_server_clock(&mut self, js: &jetstream::Context, durable: &str) {
         let subject = format!("CONSUMER.INFO.{}.{durable}", subjects::COMMANDS_STREAM);
-        let client = js.client();
-        let asked_on = connection(&client);
         let sent = clock::boot_ms();
         let reply: Result<jetstream::response::Response<clock::Stamped>, _> =
             js.request(subject, &serde_json::json!({})).await;
@@ -386,26 +297,14 @@ impl CommandHandler {
         let stamped = match reply {
             Ok(jetstream::response::Response::Ok(s)) => s,
             Ok(jetstream::response::Response::Err { error }) => {
-                gate.lost();
-                debug!(consumer = %durable, error = %ErrorChain(&error), "cannot read the command consumer");
+                debug!(consumer = %durable, error = %ErrorChain(&error), "cannot read the server's time");
                 return;
             }
             Err(e) => {
-                gate.lost();
-                debug!(consumer = %durable, error = %ErrorChain(&e), "cannot read the command consumer");
+                debug!(consumer = %durable, error = %ErrorChain(&e), "cannot read the server's time");
                 return;
             }
         };
-        let was_live = gate.live();
-        gate.reading(
-            stamped.num_pending.unwrap_or(u64::MAX),
-            stamped.num_ack_pending.unwrap_or(u64::MAX),
-            asked_on,
-            connection(&client),
-        );
-        if gate.live() != was_live {
-            debug!(host = %self.host, live = gate.live(), pending = ?stamped.num_pending, unacked = ?stamped.num_ack_pending, "command fast path");
-        }
         let Some(server_ms) = clock::parse_ts(&stamped.ts) else {
             debug!(ts = %stamped.ts, "unreadable server time");
             return;

@@ -1,10 +1,6 @@
 //! The agent's side of commands: a durable JetStream pull consumer `agent-<host>` on
 //! `OPS_CMDS` (filter `ops.cmd.<host>`, explicit acks, one in flight, so an agent that was
-//! offline gets what was sent meanwhile, in order), a plain subscription on `ops.cmd.<host>`
-//! (the fast path: a command arrives the moment the coordinator publishes it; `fastpath` says
-//! when it may run so that order holds), and the lifecycle of each command. Whichever path
-//! brings a command first runs it; the ledger makes the other arrival a duplicate, which the
-//! durable consumer still acks.
+//! offline gets what was sent meanwhile, in order), and the lifecycle of each command.
 //!
 //! Per message: undecodable → logged, counted, acked. Otherwise `decide` (target, seen id,
 //! epoch fencing, deadline, payload); a duplicate is acked silently; a rejection or expiry is
@@ -33,7 +29,6 @@ mod consumer;
 mod decide;
 mod deploy;
 mod exec;
-mod fastpath;
 mod ledger;
 mod role;
 mod traffic;
@@ -61,7 +56,6 @@ pub use decide::{
     LATEST_ARCHIVE, MAX_DEADLINE_AHEAD_MS, STALE_EPOCH,
 };
 pub use exec::Execution;
-pub use fastpath::{published_to_own_subject, FastGate, FastStep, Via};
 pub use ledger::{Ledger, Status, LEDGER_KEEP_MS};
 
 /// How often the ledger is pruned (on the next record after this much time).
@@ -251,16 +245,6 @@ impl CommandHandler {
     /// Decides about one delivered payload and records (flushes) the decision. `Some` for an
     /// accepted command, to be run with `complete`; the message may be acked either way.
     pub async fn admit(&mut self, payload: &[u8]) -> Result<Option<Accepted>, CommandError> {
-        self.admit_via(payload, Via::Durable).await
-    }
-
-    /// `admit` of a payload that came `via` the durable consumer or the fast path: the same
-    /// decision either way (`via` only goes to the logs).
-    async fn admit_via(
-        &mut self,
-        payload: &[u8],
-        via: Via,
-    ) -> Result<Option<Accepted>, CommandError> {
         let cmd = match pb::Command::decode(payload) {
             Ok(c) if !c.id.is_empty() => c,
             Ok(_) => {
@@ -285,7 +269,7 @@ impl CommandHandler {
         let kind = action_name(action);
         let (body, status) = match verdict.outcome {
             Outcome::Duplicate => {
-                debug!(command_id = %id, via = %via, "duplicate command ignored");
+                debug!(command_id = %id, "duplicate command ignored");
                 telemetry::command("duplicate");
                 return Ok(None);
             }
@@ -320,7 +304,7 @@ impl CommandHandler {
         if status != Status::Accepted {
             return Ok(None);
         }
-        info!(command_id = %id, action = kind, issued_by = %cmd.issued_by, via = %via, "command accepted");
+        info!(command_id = %id, action = kind, issued_by = %cmd.issued_by, "command accepted");
         Ok(cmd.action.map(|action| Accepted {
             id: cmd.id,
             kind,
