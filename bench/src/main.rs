@@ -1,6 +1,7 @@
 //! opsfleet-bench: measures what opsfleet costs and what it survives against a real
 //! nats-server on loopback (ingest vs raw JetStream consume, publish-to-persisted latency,
-//! `pause --all` fan-out, crash failover and graceful handover, agent idle footprint,
+//! `pause --all` fan-out, crash failover and graceful handover, spurious failovers in a loaded
+//! soak, agent idle footprint,
 //! projection rebuild, a rollout of simulated hosts in waves), prints a table with each
 //! DESIGN.md target and writes JSON.
 //!
@@ -16,6 +17,7 @@ mod rebuild;
 mod report;
 mod rollout;
 mod sim;
+mod soak;
 mod stats;
 mod throughput;
 
@@ -27,8 +29,8 @@ use clap::Parser;
 
 use report::{FigSpec, Figure, Machine, Report};
 
-const SECTIONS: [&str; 7] = [
-    "ingest", "latency", "fanout", "failover", "idle", "rebuild", "rollout",
+const SECTIONS: [&str; 8] = [
+    "ingest", "latency", "fanout", "failover", "soak", "idle", "rebuild", "rollout",
 ];
 
 /// Benchmark opsfleet against a real nats-server; every size has a full and a `--quick`
@@ -42,8 +44,8 @@ struct Args {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Run only these sections (comma separated): ingest, latency, fanout, failover, idle,
-    /// rebuild, rollout.
+    /// Run only these sections (comma separated): ingest, latency, fanout, failover, soak,
+    /// idle, rebuild, rollout.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Repeats of every section that repeats (default 3, quick 1); the per-section flags
@@ -74,6 +76,12 @@ struct Args {
     /// kill -9 repeats (default 5).
     #[arg(long)]
     crash_repeats: Option<usize>,
+    /// Seconds of the loaded soak that counts spurious failovers (default 600, quick 5).
+    #[arg(long)]
+    soak_secs: Option<u64>,
+    /// CPU-spinning threads during the soak (default 4).
+    #[arg(long, default_value_t = 4)]
+    soak_load_threads: usize,
     /// Graceful handover repeats, each by API and by SIGTERM (default 5).
     #[arg(long)]
     handover_repeats: Option<usize>,
@@ -153,6 +161,7 @@ async fn main() -> Result<()> {
     section!("latency", latency, all.latency);
     section!("fanout", fanout, all.fanout);
     section!("failover", failover, all.failover);
+    section!("soak", soak, all.soak);
     section!("idle", idle, all.idle);
     section!("rebuild", rebuild, all.rebuild);
     section!("rollout", rollout, all.rollout);
@@ -186,6 +195,7 @@ struct Sizes {
     latency: latency::Sizes,
     fanout: fanout::Sizes,
     failover: failover::Sizes,
+    soak: soak::Sizes,
     idle: idle::Sizes,
     rebuild: rebuild::Sizes,
     rollout: rollout::Sizes,
@@ -213,6 +223,10 @@ impl Sizes {
             crash_repeats: args.pick(args.crash_repeats, 5, 1),
             handover_repeats: args.pick(args.handover_repeats, 5, 1),
         };
+        let soak = soak::Sizes {
+            secs: args.pick(args.soak_secs, 600, 5),
+            load_threads: args.soak_load_threads,
+        };
         let idle = idle::Sizes {
             agents: args.pick(args.idle_agents, 3, 1),
             warmup_secs: if args.quick { 2 } else { 5 },
@@ -235,6 +249,7 @@ impl Sizes {
             latency,
             fanout,
             failover,
+            soak,
             idle,
             rebuild,
             rollout,
