@@ -59,7 +59,7 @@ pub struct Sizes {
 
 /// A lease write seen by the watch: when, and who holds the lease now (`None`: deleted or aged
 /// out).
-pub(crate) type Seen = (Instant, Option<String>);
+type Seen = (Instant, Option<String>);
 
 struct Pair {
     coords: Vec<Coordinator>,
@@ -142,7 +142,7 @@ fn figures(crash: &[f64], api: &[f64], term: &[f64], detail: &[(f64, f64)]) -> R
     ])
 }
 
-pub(crate) async fn wait_bucket(js: &jetstream::Context) -> Result<kv::Store> {
+async fn wait_bucket(js: &jetstream::Context) -> Result<kv::Store> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match js.get_key_value(subjects::LEADER_BUCKET).await {
@@ -156,7 +156,7 @@ pub(crate) async fn wait_bucket(js: &jetstream::Context) -> Result<kv::Store> {
 }
 
 /// Forwards every change of the lease key with the instant it was seen.
-pub(crate) async fn spawn_watch(bucket: &kv::Store) -> Result<mpsc::UnboundedReceiver<Seen>> {
+async fn spawn_watch(bucket: &kv::Store) -> Result<mpsc::UnboundedReceiver<Seen>> {
     let mut w = bucket
         .watch_with_history(LEADER_KEY)
         .await
@@ -180,24 +180,37 @@ pub(crate) async fn spawn_watch(bucket: &kv::Store) -> Result<mpsc::UnboundedRec
     Ok(rx)
 }
 
+/// Coordinators blue and green (default config) on `nats`, a client, and a watch on the
+/// lease key.
+pub(crate) async fn start_pair(
+    dir: &std::path::Path,
+    nats: &NatsServer,
+) -> Result<(
+    Vec<Coordinator>,
+    async_nats::Client,
+    mpsc::UnboundedReceiver<Seen>,
+)> {
+    let mut coords = Vec::new();
+    for name in ["blue", "green"] {
+        coords.push(Coordinator::spawn(
+            dir,
+            &CoordinatorSpec::new(name),
+            &nats.url(),
+        )?);
+    }
+    let client = async_nats::connect(nats.url())
+        .await
+        .context("cannot connect to nats-server")?;
+    let bucket = wait_bucket(&jetstream::new(client.clone())).await?;
+    let watch = spawn_watch(&bucket).await?;
+    Ok((coords, client, watch))
+}
+
 impl Pair {
     /// Coordinators blue and green on `nats`, with a watch on the lease; waits for the first
     /// holder.
     async fn start(dir: &std::path::Path, nats: &NatsServer) -> Result<Pair> {
-        let mut coords = Vec::new();
-        for name in ["blue", "green"] {
-            coords.push(Coordinator::spawn(
-                dir,
-                &CoordinatorSpec::new(name),
-                &nats.url(),
-            )?);
-        }
-        let client = async_nats::connect(nats.url())
-            .await
-            .context("cannot connect to nats-server")?;
-        let js = jetstream::new(client.clone());
-        let bucket = wait_bucket(&js).await?;
-        let watch = spawn_watch(&bucket).await?;
+        let (coords, client, watch) = start_pair(dir, nats).await?;
         let mut pair = Pair {
             coords,
             client,

@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use async_nats::jetstream;
-use opsfleet_tests::{Coordinator, CoordinatorSpec, NatsServer};
+use opsfleet_tests::NatsServer;
 
-use crate::failover::{spawn_watch, wait_bucket};
+use crate::failover::start_pair;
 use crate::report::{fmt_num, FigSpec, Figure, Target};
 
 pub const SPURIOUS: FigSpec = FigSpec {
@@ -42,19 +41,7 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
         .prefix("opsfleet-bench-soak-")
         .tempdir()
         .context("cannot create temp dir")?;
-    let mut coords = Vec::new();
-    for name in ["blue", "green"] {
-        coords.push(Coordinator::spawn(
-            dir.path(),
-            &CoordinatorSpec::new(name),
-            &nats.url(),
-        )?);
-    }
-    let client = async_nats::connect(nats.url())
-        .await
-        .context("cannot connect to nats-server")?;
-    let bucket = wait_bucket(&jetstream::new(client)).await?;
-    let mut watch = spawn_watch(&bucket).await?;
+    let (mut coords, _client, mut watch) = start_pair(dir.path(), &nats).await?;
     // The first holder, then a few seconds for the standby to settle.
     let mut holder = loop {
         match tokio::time::timeout(Duration::from_secs(60), watch.recv()).await {

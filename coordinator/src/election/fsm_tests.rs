@@ -21,6 +21,20 @@ fn fast() -> LeaseTiming {
     LeaseTiming::fast(TTL, TAKEOVER, ms(100))
 }
 
+/// A coordinator that acquired the lease at `revision` (create sent at 0, answered at 1 ms).
+fn active(timing: LeaseTiming, revision: u64) -> Election {
+    let mut e = Election::new(timing);
+    e.step(ms(0), Input::Tick);
+    e.step(
+        ms(1),
+        Input::Acquired {
+            sent_at: ms(0),
+            revision,
+        },
+    );
+    e
+}
+
 /// Whether `acts` holds a takeover CAS.
 fn takes_over(acts: &[Action]) -> bool {
     acts.iter()
@@ -123,15 +137,7 @@ fn an_announcement_of_an_older_revision_is_no_sign_of_life() {
 
 #[test]
 fn a_fast_active_stops_acting_within_its_window_and_can_take_its_lease_back() {
-    let mut e = Election::new(fast());
-    e.step(ms(0), Input::Tick);
-    e.step(
-        ms(1),
-        Input::Acquired {
-            sent_at: ms(0),
-            revision: 5,
-        },
-    );
+    let mut e = active(fast(), 5);
     let w = fast().act_window;
     assert_eq!(e.acting_epoch(w - ms(1)), Some(5));
     assert_eq!(e.acting_epoch(w), None);
@@ -149,15 +155,7 @@ fn a_fast_active_stops_acting_within_its_window_and_can_take_its_lease_back() {
 
 #[test]
 fn after_a_release_a_standby_does_not_take_the_lease_back_by_cas() {
-    let mut e = Election::new(fast());
-    e.step(ms(0), Input::Tick);
-    e.step(
-        ms(1),
-        Input::Acquired {
-            sent_at: ms(0),
-            revision: 4,
-        },
-    );
+    let mut e = active(fast(), 4);
     e.step(ms(10), Input::Release { to: None });
     e.step(ms(20), Input::OwnWrite { revision: 4 });
     assert!(
@@ -208,15 +206,7 @@ fn acquires_on_first_tick_and_renews_every_third_of_the_ttl() {
 
 #[test]
 fn stops_acting_at_the_local_deadline_even_without_an_answer() {
-    let mut e = Election::new(timing());
-    e.step(ms(0), Input::Tick);
-    e.step(
-        ms(1),
-        Input::Acquired {
-            sent_at: ms(0),
-            revision: 3,
-        },
-    );
+    let mut e = active(timing(), 3);
     e.step(ms(1000), Input::Tick); // renew sent, never answered
     let deadline = TTL - timing().margin;
     assert_eq!(e.acting_epoch(deadline - ms(1)), Some(3));
@@ -237,15 +227,7 @@ fn stops_acting_at_the_local_deadline_even_without_an_answer() {
 
 #[test]
 fn a_refused_renew_steps_down_at_once() {
-    let mut e = Election::new(timing());
-    e.step(ms(0), Input::Tick);
-    e.step(
-        ms(1),
-        Input::Acquired {
-            sent_at: ms(0),
-            revision: 3,
-        },
-    );
+    let mut e = active(timing(), 3);
     e.step(ms(1000), Input::Tick);
     assert_eq!(
         e.step(ms(1001), Input::RenewRefused),
@@ -286,15 +268,7 @@ fn an_answer_that_arrives_after_the_lease_would_end_is_not_acted_on() {
 
 #[test]
 fn release_stops_first_then_hands_over_and_keeps_quiet() {
-    let mut e = Election::new(timing());
-    e.step(ms(0), Input::Tick);
-    e.step(
-        ms(1),
-        Input::Acquired {
-            sent_at: ms(0),
-            revision: 4,
-        },
-    );
+    let mut e = active(timing(), 4);
     assert_eq!(
         e.step(
             ms(10),
@@ -321,15 +295,7 @@ fn release_stops_first_then_hands_over_and_keeps_quiet() {
 
 #[test]
 fn after_a_release_the_quiet_period_ends_once_another_term_begins() {
-    let mut e = Election::new(timing());
-    e.step(ms(0), Input::Tick);
-    e.step(
-        ms(1),
-        Input::Acquired {
-            sent_at: ms(0),
-            revision: 4,
-        },
-    );
+    let mut e = active(timing(), 4);
     e.step(
         ms(10),
         Input::Release {
