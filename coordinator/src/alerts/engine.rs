@@ -237,7 +237,15 @@ impl Engine {
                     break;
                 }
                 handled.insert((n.id.clone(), route.clone()));
-                let delivery = self.notifier.send(&route, &n).await;
+                // A delivery's retries never outlive the term: once it ends the send is
+                // dropped unrecorded, and the next active sends it (same idempotency key).
+                let delivery = tokio::select! {
+                    d = self.notifier.send(&route, &n) => d,
+                    () = gate.ended(epoch) => {
+                        warn!(route, id = %n.id, alert = %n.alert_id, "term ended during a delivery; abandoned unrecorded");
+                        break;
+                    }
+                };
                 let (outcome, attempts, detail) = match delivery {
                     Delivery::Sent { attempts } => {
                         (pb::NotifyOutcome::Sent, attempts, String::new())
