@@ -1,8 +1,8 @@
 //! opsfleet-bench: measures what opsfleet costs and what it survives against a real
 //! nats-server on loopback (ingest vs raw JetStream consume, publish-to-persisted latency,
-//! `pause --all` fan-out, crash failover and graceful handover, spurious failovers in a loaded
-//! soak, agent idle footprint, projection rebuild, a rollout of simulated hosts in waves, one
-//! coordinator under 100,000 simulated hosts), prints a table with each
+//! `pause --all` fan-out, crash failover and graceful handover, agent idle footprint,
+//! projection rebuild, a rollout of simulated hosts in waves, one coordinator under 100,000
+//! simulated hosts), prints a table with each
 //! DESIGN.md target and writes JSON.
 //!
 //! Like the integration harness it drives, this is a measuring instrument, not a daemon:
@@ -18,7 +18,6 @@ mod report;
 mod rollout;
 mod scale;
 mod sim;
-mod soak;
 mod stats;
 mod throughput;
 
@@ -31,7 +30,7 @@ use clap::Parser;
 use report::{FigSpec, Figure, Machine, Report};
 
 const SECTIONS: [&str; 8] = [
-    "ingest", "latency", "fanout", "failover", "soak", "idle", "rebuild", "rollout", "scale",
+    "ingest", "latency", "fanout", "failover", "idle", "rebuild", "rollout", "scale",
 ];
 
 /// Benchmark opsfleet against a real nats-server; every size has a full and a `--quick`
@@ -45,8 +44,8 @@ struct Args {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Run only these sections (comma separated): ingest, latency, fanout, failover, soak,
-    /// idle, rebuild, rollout, scale.
+    /// Run only these sections (comma separated): ingest, latency, fanout, failover, idle,
+    /// rebuild, rollout, scale.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Repeats of every section that repeats (default 3, quick 1); the per-section flags
@@ -77,12 +76,6 @@ struct Args {
     /// kill -9 repeats (default 5).
     #[arg(long)]
     crash_repeats: Option<usize>,
-    /// Seconds of the loaded soak that counts spurious failovers (default 600, quick 5).
-    #[arg(long)]
-    soak_secs: Option<u64>,
-    /// CPU-spinning threads during the soak (default 4).
-    #[arg(long, default_value_t = 4)]
-    soak_load_threads: usize,
     /// Graceful handover repeats, each by API and by SIGTERM (default 5).
     #[arg(long)]
     handover_repeats: Option<usize>,
@@ -171,7 +164,6 @@ async fn main() -> Result<()> {
     section!("latency", latency, all.latency);
     section!("fanout", fanout, all.fanout);
     section!("failover", failover, all.failover);
-    section!("soak", soak, all.soak);
     section!("idle", idle, all.idle);
     section!("rebuild", rebuild, all.rebuild);
     section!("rollout", rollout, all.rollout);
@@ -206,7 +198,6 @@ struct Sizes {
     latency: latency::Sizes,
     fanout: fanout::Sizes,
     failover: failover::Sizes,
-    soak: soak::Sizes,
     idle: idle::Sizes,
     rebuild: rebuild::Sizes,
     rollout: rollout::Sizes,
@@ -234,10 +225,6 @@ impl Sizes {
         let failover = failover::Sizes {
             crash_repeats: args.pick(args.crash_repeats, 5, 1),
             handover_repeats: args.pick(args.handover_repeats, 5, 1),
-        };
-        let soak = soak::Sizes {
-            secs: args.pick(args.soak_secs, 600, 5),
-            load_threads: args.soak_load_threads,
         };
         let idle = idle::Sizes {
             agents: args.pick(args.idle_agents, 3, 1),
@@ -267,7 +254,6 @@ impl Sizes {
             latency,
             fanout,
             failover,
-            soak,
             idle,
             rebuild,
             rollout,

@@ -300,15 +300,6 @@ pub struct TopologyConfig {
     /// Leader lease TTL (the KV bucket's `max_age`).
     #[serde(default = "default_lease_ttl", with = "humantime_serde")]
     pub lease_ttl: Duration,
-    /// A standby takes the lease over by compare-and-swap once the active has been silent
-    /// (no liveness announcement, no renewal seen) this long, instead of waiting for the TTL;
-    /// the active stops acting 3/4 of this after its last successful renewal. `0s`: only when
-    /// the lease ages out (TTL path).
-    #[serde(default = "default_takeover_after", with = "humantime_serde")]
-    pub takeover_after: Duration,
-    /// How often the active announces itself on `ops.alive.<name>`.
-    #[serde(default = "default_alive_every", with = "humantime_serde")]
-    pub alive_every: Duration,
     /// Largest size of `OPS_EVENTS` in bytes. When it is reached the *oldest* events are
     /// deleted (discard old): agents and coordinators keep publishing, and every coordinator
     /// that is caught up already holds what goes (its sled log is the copy that matters); a
@@ -352,12 +343,6 @@ fn default_commands_max_age() -> Duration {
 fn default_lease_ttl() -> Duration {
     Duration::from_secs(3)
 }
-fn default_takeover_after() -> Duration {
-    Duration::from_millis(800)
-}
-fn default_alive_every() -> Duration {
-    Duration::from_millis(100)
-}
 /// Bounds of `events_max_msg_size`: an event must fit (a heartbeat with its module list is a
 /// few hundred bytes), and nothing above NATS's own 64 MiB payload ceiling makes sense.
 const MIN_MSG_SIZE: u32 = 4 * 1024;
@@ -378,8 +363,6 @@ impl Default for TopologyConfig {
             duplicate_window: default_duplicate_window(),
             commands_max_age: default_commands_max_age(),
             lease_ttl: default_lease_ttl(),
-            takeover_after: default_takeover_after(),
-            alive_every: default_alive_every(),
             events_max_bytes: default_events_max_bytes(),
             events_max_msg_size: default_events_max_msg_size(),
             events_max_msgs_per_subject: None,
@@ -403,23 +386,6 @@ impl TopologyConfig {
         }
         if self.lease_ttl < Duration::from_secs(1) {
             out.push(("lease_ttl".to_owned(), "must be at least 1s".to_owned()));
-        }
-        if !self.takeover_after.is_zero()
-            && (self.takeover_after < Duration::from_millis(200)
-                || self.takeover_after >= self.lease_ttl)
-        {
-            out.push((
-                "takeover_after".to_owned(),
-                "must be 0s (off), or at least 200ms and less than lease_ttl".to_owned(),
-            ));
-        }
-        if self.alive_every < Duration::from_millis(20)
-            || (!self.takeover_after.is_zero() && self.alive_every * 4 > self.takeover_after)
-        {
-            out.push((
-                "alive_every".to_owned(),
-                "must be at least 20ms and at most a quarter of takeover_after".to_owned(),
-            ));
         }
         let min_bytes = 16 * u64::from(self.events_max_msg_size);
         if self.events_max_bytes < min_bytes || i64::try_from(self.events_max_bytes).is_err() {

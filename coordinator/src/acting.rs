@@ -95,18 +95,4 @@ impl Gate {
     pub(crate) fn still(&self, epoch: u64) -> bool {
         self.epoch() == Some(epoch)
     }
-
-    /// Resolves once this coordinator no longer acts in `epoch` (its acting window ran out
-    /// or it stepped down): for abandoning work that would outlive the term.
-    pub(crate) async fn ended(&self, epoch: u64) {
-        loop {
-            let view = self.shared.leadership.view();
-            match view.acting_until {
-                Some(until) if view.epoch == epoch && Instant::now() < until => {
-                    tokio::time::sleep_until(until).await;
-                }
-                _ => return,
-            }
-        }
-    }
 }

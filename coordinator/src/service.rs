@@ -220,17 +220,11 @@ fn start_election(
     store: Arc<dyn EventStore>,
     cancel: &CancellationToken,
 ) -> Result<Started, RunError> {
-    let timing = election::LeaseTiming::fast(
-        cfg.topology.lease_ttl,
-        cfg.topology.takeover_after,
-        cfg.topology.alive_every,
-    );
     let (driver, leadership, release) = election::Driver::new(
         topology.leader.clone(),
-        js.client(),
         &cfg.name,
         &cfg.color,
-        timing,
+        cfg.topology.lease_ttl,
     );
     let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = driver.report_changes(changes_tx);

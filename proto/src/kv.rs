@@ -1,5 +1,4 @@
-//! What the coordinators keep in the KV bucket `ops_leader` (the lease's key and value), and
-//! the active's liveness announcement about that lease.
+//! What the coordinators keep in the KV bucket `ops_leader`: the lease's key and value.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,13 +13,4 @@ pub struct LeaderRecord {
     /// Set when the previous holder handed the lease over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handed_over_by: Option<String>,
-}
-
-/// What the active coordinator announces on `ops.alive.<name>` several times a second: its
-/// term and the lease revision of its latest renewal. A standby that hears nothing for its
-/// takeover threshold takes the lease by CAS on the revision it last saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Alive {
-    pub epoch: u64,
-    pub revision: u64,
 }

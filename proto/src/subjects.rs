@@ -21,26 +21,6 @@ pub const COMMANDS_ALL: &str = "ops.cmd.>";
 /// Filter matching every dead-letter subject.
 pub const DLQ_ALL: &str = "ops.dlq.>";
 
-/// Prefix of the active coordinator's liveness announcements, `ops.alive.<coordinator>`
-/// (core NATS, in no stream). Only coordinators may publish here, each under its own name
-/// (`deploy/nats/auth.conf`), so the subject names the announcer.
-pub const ALIVE_PREFIX: &str = "ops.alive";
-/// Every liveness announcement (coordinators subscribe to it).
-pub const ALIVE_ALL: &str = "ops.alive.*";
-
-/// The subject `coordinator` announces its liveness on.
-pub fn alive_subject(coordinator: &str) -> String {
-    format!("{ALIVE_PREFIX}.{coordinator}")
-}
-
-/// The announcer named by a liveness subject.
-pub fn parse_alive(subject: &str) -> Option<&str> {
-    subject
-        .strip_prefix(ALIVE_PREFIX)?
-        .strip_prefix('.')
-        .filter(|name| !name.is_empty() && !name.contains('.'))
-}
-
 /// Prefix of the request/reply query API.
 pub const API_PREFIX: &str = "ops.api";
 /// `opsctl status` and friends: the fleet view.
@@ -289,15 +269,6 @@ mod tests {
         assert_eq!(parse_api_console("ops.api.console.command.blue"), None);
         assert_eq!(parse_api_console("ops.api.console."), None);
         assert_eq!(parse_api_console("ops.api.command"), None);
-    }
-
-    #[test]
-    fn alive_subjects_name_their_announcer() {
-        assert_eq!(alive_subject("blue"), "ops.alive.blue");
-        assert_eq!(parse_alive("ops.alive.blue"), Some("blue"));
-        assert_eq!(parse_alive("ops.alive."), None);
-        assert_eq!(parse_alive("ops.alive.blue.x"), None);
-        assert_eq!(parse_alive("ops.aliveblue"), None);
     }
 
     #[test]

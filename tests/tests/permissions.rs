@@ -18,8 +18,6 @@ use opsfleet_tests::secure::{Role, SecureNats};
 use opsfleet_tests::{wait_until_default, AgentSpec, Cluster, CoordinatorSpec, Opsctl};
 
 // One file per trust boundary; each holds the negative tests of what that boundary refuses.
-#[path = "permissions/alive.rs"]
-mod alive;
 #[path = "permissions/api.rs"]
 mod api;
 #[path = "permissions/host_policy.rs"]

@@ -237,15 +237,7 @@ impl Engine {
                     break;
                 }
                 handled.insert((n.id.clone(), route.clone()));
-                // A delivery's retries never outlive the term: once it ends the send is
-                // dropped unrecorded, and the next active sends it (same idempotency key).
-                let delivery = tokio::select! {
-                    d = self.notifier.send(&route, &n) => d,
-                    () = gate.ended(epoch) => {
-                        warn!(route, id = %n.id, alert = %n.alert_id, "term ended during a delivery; abandoned unrecorded");
-                        break;
-                    }
-                };
+                let delivery = self.notifier.send(&route, &n).await;
                 let (outcome, attempts, detail) = match delivery {
                     Delivery::Sent { attempts } => {
                         (pb::NotifyOutcome::Sent, attempts, String::new())

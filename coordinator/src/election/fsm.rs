@@ -1,32 +1,34 @@
-//! The election as a pure state machine: inputs are CAS results, watch hints, the active's
-//! liveness announcements and ticks, each with `now` on the local monotonic clock; outputs are
-//! the KV requests to send, the announcements to publish and the moments to start or stop
-//! acting. Leadership is decided by CAS results only; the watch and the announcements only say
-//! when to try. An active coordinator treats its lease as ending at (send time of its last
-//! successful CAS + acting window) and stops acting then, renewed or not. A standby that has
-//! heard no announcement and seen no new revision for `takeover_after` takes the lease by a CAS
-//! on the revision it last saw; the acting window is shorter than that, so the old active has
-//! stopped before such a CAS can succeed (docs/ARCHITECTURE.md, "Fast takeover").
+//! The election as a pure state machine: inputs are CAS results, watch hints and ticks, each with
+//! `now` on the local monotonic clock; outputs are the KV requests to send and the moments to
+//! start or stop acting. Leadership is decided by CAS results only; the watch only says when to
+//! try. An active coordinator treats its lease as ending at (send time of its last successful
+//! CAS + TTL - margin) and stops acting then, renewed or not.
 
 use std::time::Duration;
 
-pub use super::timing::LeaseTiming;
-
-/// The lease as a standby last saw it: a revision, and when it first saw that revision (on
-/// its own clock, so at or after the write that made it).
+/// Lease timing. `renew_every` < `ttl - margin`, so a healthy leader renews several times per
+/// lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Observed {
-    pub revision: u64,
-    pub at: Duration,
+pub struct LeaseTiming {
+    pub ttl: Duration,
+    pub renew_every: Duration,
+    /// Safety margin for clock rate differences and scheduling delay.
+    pub margin: Duration,
 }
 
-/// A CAS a standby has in flight that makes it active when it succeeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Confirming {
-    /// A handover to us, confirmed by a renew.
-    Handover,
-    /// A takeover of a silent holder's revision.
-    Takeover,
+impl LeaseTiming {
+    /// Renew every TTL/3; margin TTL/10 (at least 100 ms).
+    pub fn from_ttl(ttl: Duration) -> Self {
+        LeaseTiming {
+            ttl,
+            renew_every: ttl / 3,
+            margin: (ttl / 10).max(Duration::from_millis(100)),
+        }
+    }
+
+    fn valid_until(&self, sent_at: Duration) -> Duration {
+        (sent_at + self.ttl).saturating_sub(self.margin)
+    }
 }
 
 /// Where this coordinator stands.
@@ -48,8 +50,6 @@ pub enum Role {
         next_renew_at: Duration,
         /// Send time of the renew in flight, if any.
         renewing: Option<Duration>,
-        /// When to announce ourselves next.
-        next_announce_at: Duration,
     },
 }
 
@@ -72,13 +72,8 @@ pub enum Input {
     LeaseGone,
     /// The watch saw the active hand the lease to us with `revision`.
     HandedToUs { revision: u64 },
-    /// The watch saw another coordinator write the lease at `revision` (a term of theirs is
-    /// running).
-    HeldByOther { revision: u64 },
-    /// The watch saw a write of ours at `revision`.
-    OwnWrite { revision: u64 },
-    /// Another coordinator announced itself active at lease `revision`.
-    Alive { revision: u64 },
+    /// The watch saw another coordinator write the lease (a term of theirs is running).
+    HeldByOther,
     /// Stop acting and give the lease up: to `to` (graceful failover) or to whoever is first.
     Release { to: Option<String> },
 }
@@ -94,11 +89,6 @@ pub enum Action {
     SendDelete { revision: u64 },
     /// `update(key, record naming `to`, revision)`: hand the lease to `to`.
     SendHandover { to: String, revision: u64 },
-    /// `update(key, our record, revision)` on a silent holder's revision; answer with
-    /// Renewed / RenewRefused / RequestFailed.
-    SendTakeover { revision: u64 },
-    /// Publish our liveness announcement (term `epoch`, lease at `revision`).
-    Announce { epoch: u64, revision: u64 },
     /// Start acting under `epoch`.
     Activate { epoch: u64 },
     /// Stop acting now.
@@ -131,14 +121,10 @@ impl StepDown {
 pub struct Election {
     timing: LeaseTiming,
     role: Role,
-    /// A standby's CAS in flight that makes it active when it succeeds.
-    confirming: Option<Confirming>,
+    /// A takeover handed to us is being confirmed by a renew.
+    confirming_handover: bool,
     /// After a release we do not try to take the lease back before this instant.
     quiet_until: Duration,
-    /// The newest lease revision seen (none when the lease is gone or was never seen).
-    observed: Option<Observed>,
-    /// When the holder last announced itself (or the lease was last seen written).
-    life_at: Duration,
 }
 
 impl Election {
@@ -149,38 +135,9 @@ impl Election {
                 next_try_at: Duration::ZERO,
                 acquiring: false,
             },
-            confirming: None,
+            confirming_handover: false,
             quiet_until: Duration::ZERO,
-            observed: None,
-            life_at: Duration::ZERO,
         }
-    }
-
-    /// The newest lease revision seen, and when.
-    pub fn observed(&self) -> Option<Observed> {
-        self.observed
-    }
-
-    /// Notes that the lease was seen at `revision` at `now`: a newer revision is a sign of
-    /// life and restarts the silence; the same one seen again changes nothing.
-    fn observe(&mut self, now: Duration, revision: u64) -> bool {
-        match self.observed {
-            Some(o) if o.revision >= revision => o.revision == revision,
-            _ => {
-                self.observed = Some(Observed { revision, at: now });
-                self.life_at = self.life_at.max(now);
-                true
-            }
-        }
-    }
-
-    /// Whether a standby may take the lease over from a silent holder at `now`: the revision
-    /// it last saw has stood for `takeover_after`, and nothing announced itself meanwhile.
-    fn takeover_due(&self, now: Duration) -> Option<u64> {
-        let after = self.timing.takeover_after?;
-        let o = self.observed?;
-        (now >= o.at + after && now >= self.life_at + after && now >= self.quiet_until)
-            .then_some(o.revision)
     }
 
     pub fn role(&self) -> &Role {
@@ -203,19 +160,15 @@ impl Election {
 
     fn standby(&mut self, now: Duration) {
         self.role = Role::Standby {
-            next_try_at: (now + self.timing.ttl / 3).max(self.quiet_until),
+            next_try_at: (now + self.timing.renew_every).max(self.quiet_until),
             acquiring: false,
         };
-        self.confirming = None;
+        self.confirming_handover = false;
     }
 
     /// Advances the machine. Pure: the result depends only on the state, `now` and `input`.
     pub fn step(&mut self, now: Duration, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
-        if let (Role::Standby { .. }, Input::HandedToUs { revision }) = (&self.role, &input) {
-            self.observe(now, *revision);
-        }
-        let takeover_due = self.takeover_due(now);
         match (&mut self.role, input) {
             // ---- standby ----
             (
@@ -225,19 +178,12 @@ impl Election {
                 },
                 Input::Tick,
             ) => {
-                if !*acquiring {
-                    if let Some(revision) = takeover_due {
-                        *acquiring = true;
-                        self.confirming = Some(Confirming::Takeover);
-                        out.push(Action::SendTakeover { revision });
-                    } else if now >= *next_try_at && now >= self.quiet_until {
-                        *acquiring = true;
-                        out.push(Action::SendCreate);
-                    }
+                if !*acquiring && now >= *next_try_at && now >= self.quiet_until {
+                    *acquiring = true;
+                    out.push(Action::SendCreate);
                 }
             }
             (Role::Standby { acquiring, .. }, Input::LeaseGone) => {
-                self.observed = None;
                 if !*acquiring && now >= self.quiet_until {
                     *acquiring = true;
                     out.push(Action::SendCreate);
@@ -247,7 +193,7 @@ impl Election {
                 // Confirm by CAS before acting: only a successful renew makes us active.
                 if !*acquiring {
                     *acquiring = true;
-                    self.confirming = Some(Confirming::Handover);
+                    self.confirming_handover = true;
                     out.push(Action::SendRenew { revision });
                 }
             }
@@ -255,16 +201,14 @@ impl Election {
                 self.become_active(now, sent_at, revision, &mut out);
             }
             (Role::Standby { .. }, Input::Renewed { sent_at, revision })
-                if self.confirming.is_some() =>
+                if self.confirming_handover =>
             {
                 self.become_active(now, sent_at, revision, &mut out);
             }
-            (Role::Standby { .. }, Input::RenewRefused) => {
-                // The revision we tried moved on: wait for the watch to show the new one.
-                self.observed = None;
-                self.standby(now);
-            }
-            (Role::Standby { .. }, Input::AcquireRefused | Input::RequestFailed) => {
+            (
+                Role::Standby { .. },
+                Input::AcquireRefused | Input::RenewRefused | Input::RequestFailed,
+            ) => {
                 self.standby(now);
             }
             (Role::Standby { .. }, Input::Release { .. }) => {
@@ -273,21 +217,9 @@ impl Election {
                 self.standby(now);
             }
             (Role::Standby { .. }, Input::Renewed { .. }) => {}
-            (Role::Standby { .. }, Input::HeldByOther { revision }) => {
+            (Role::Standby { .. }, Input::HeldByOther) => {
                 // Someone else took over after our release: we may compete again when it goes.
                 self.quiet_until = Duration::ZERO;
-                self.observe(now, revision);
-            }
-            (Role::Standby { .. }, Input::OwnWrite { revision }) => {
-                // A write of ours seen late (a renew answered after we stepped down).
-                self.observe(now, revision);
-            }
-            (Role::Standby { .. }, Input::Alive { revision }) => {
-                // An announcement of an older revision than we saw comes from a deposed
-                // holder: it is no sign of life of the current one.
-                if self.observe(now, revision) {
-                    self.life_at = now;
-                }
             }
 
             // ---- active ----
@@ -298,31 +230,19 @@ impl Election {
                     valid_until,
                     next_renew_at,
                     renewing,
-                    next_announce_at,
                 },
                 Input::Tick,
             ) => {
                 if now >= *valid_until {
-                    let (epoch, revision) = (*epoch, *revision);
+                    let epoch = *epoch;
                     out.push(Action::Deactivate {
                         epoch,
                         reason: StepDown::LeaseLapsed,
                     });
                     self.standby(now);
-                    // As a standby we may take our own silent lease back like anyone else.
-                    self.observe(now, revision);
-                    return out;
-                }
-                if renewing.is_none() && now >= *next_renew_at {
+                } else if renewing.is_none() && now >= *next_renew_at {
                     *renewing = Some(now);
                     out.push(Action::SendRenew {
-                        revision: *revision,
-                    });
-                }
-                if self.timing.takeover_after.is_some() && now >= *next_announce_at {
-                    *next_announce_at = now + self.timing.alive_every;
-                    out.push(Action::Announce {
-                        epoch: *epoch,
                         revision: *revision,
                     });
                 }
@@ -356,8 +276,6 @@ impl Election {
                     reason: StepDown::LeaseLost,
                 });
                 self.standby(now);
-                // Someone else wrote the lease; its revision comes through the watch.
-                self.observed = None;
             }
             (
                 Role::Active {
@@ -389,7 +307,6 @@ impl Election {
                 });
                 self.quiet_until = now + self.timing.ttl;
                 self.standby(now);
-                self.observed = None;
             }
             (
                 Role::Active { .. },
@@ -397,9 +314,7 @@ impl Election {
                 | Input::AcquireRefused
                 | Input::LeaseGone
                 | Input::HandedToUs { .. }
-                | Input::HeldByOther { .. }
-                | Input::OwnWrite { .. }
-                | Input::Alive { .. },
+                | Input::HeldByOther,
             ) => {
                 // Stale answers or our own writes seen by the watch; the next renew decides.
             }
@@ -415,7 +330,7 @@ impl Election {
         out: &mut Vec<Action>,
     ) {
         let valid_until = self.timing.valid_until(sent_at);
-        self.confirming = None;
+        self.confirming_handover = false;
         if now >= valid_until {
             // The answer came too late to act on; the next renew may still save the term,
             // but we start as standby.
@@ -428,9 +343,7 @@ impl Election {
             valid_until,
             next_renew_at: sent_at + self.timing.renew_every,
             renewing: None,
-            next_announce_at: now,
         };
-        self.observed = None;
         out.push(Action::Activate { epoch: revision });
     }
 }

@@ -1,6 +1,5 @@
-//! Election state machine: scenarios (TTL path and fast takeover), and a simulation against a
-//! model KV server with random delays, losses and freezes that checks no two coordinators ever
-//! act at once, on both paths.
+//! Election state machine: scenarios, and a simulation against a model KV server with random
+//! delays, losses and freezes that checks no two coordinators ever act at once.
 
 use super::*;
 use proptest::prelude::*;
@@ -13,155 +12,6 @@ fn ms(n: u64) -> Duration {
 
 fn timing() -> LeaseTiming {
     LeaseTiming::from_ttl(TTL)
-}
-
-const TAKEOVER: Duration = Duration::from_millis(800);
-
-fn fast() -> LeaseTiming {
-    LeaseTiming::fast(TTL, TAKEOVER, ms(100))
-}
-
-/// A coordinator that acquired the lease at `revision` (create sent at 0, answered at 1 ms).
-fn active(timing: LeaseTiming, revision: u64) -> Election {
-    let mut e = Election::new(timing);
-    e.step(ms(0), Input::Tick);
-    e.step(
-        ms(1),
-        Input::Acquired {
-            sent_at: ms(0),
-            revision,
-        },
-    );
-    e
-}
-
-/// Whether `acts` holds a takeover CAS.
-fn takes_over(acts: &[Action]) -> bool {
-    acts.iter()
-        .any(|a| matches!(a, Action::SendTakeover { .. }))
-}
-
-/// A standby (fast timing) that saw the lease at `revision` at `at`.
-fn fast_standby_seeing(revision: u64, at: Duration) -> Election {
-    let mut e = Election::new(fast());
-    e.step(ms(0), Input::Tick);
-    e.step(ms(1), Input::AcquireRefused);
-    e.step(at, Input::HeldByOther { revision });
-    e
-}
-
-#[test]
-fn fast_timing_acts_for_less_than_the_takeover_threshold() {
-    let t = fast();
-    assert!(t.act_window < TAKEOVER);
-    assert!(
-        t.renew_every * 3 < t.act_window,
-        "several renewals per window"
-    );
-    assert!(t.alive_every * 4 <= TAKEOVER);
-    assert_eq!(LeaseTiming::fast(TTL, Duration::ZERO, ms(100)), timing());
-}
-
-#[test]
-fn a_standby_takes_a_silent_lease_by_cas_on_the_revision_it_saw() {
-    let mut e = fast_standby_seeing(40, ms(100));
-    // Announcements of the same revision keep it alive.
-    e.step(ms(500), Input::Alive { revision: 40 });
-    assert!(
-        !takes_over(&e.step(ms(1200), Input::Tick)),
-        "heard 700 ms ago"
-    );
-    e.step(ms(1201), Input::AcquireRefused); // the periodic create
-    assert_eq!(
-        e.step(ms(1300), Input::Tick),
-        vec![Action::SendTakeover { revision: 40 }]
-    );
-    assert_eq!(
-        e.acting_epoch(ms(1301)),
-        None,
-        "only the CAS makes it active"
-    );
-    assert_eq!(
-        e.step(
-            ms(1310),
-            Input::Renewed {
-                sent_at: ms(1300),
-                revision: 41
-            }
-        ),
-        vec![Action::Activate { epoch: 41 }]
-    );
-    assert_eq!(e.acting_epoch(ms(1310)), Some(41));
-    // It announces itself at once, then every `alive_every`.
-    assert_eq!(
-        e.step(ms(1320), Input::Tick),
-        vec![Action::Announce {
-            epoch: 41,
-            revision: 41
-        }]
-    );
-    assert!(e.step(ms(1400), Input::Tick).is_empty());
-    assert!(e.step(ms(1420), Input::Tick).contains(&Action::Announce {
-        epoch: 41,
-        revision: 41
-    }));
-}
-
-#[test]
-fn a_new_revision_restarts_the_silence_and_a_refused_takeover_waits_for_the_next() {
-    let mut e = fast_standby_seeing(40, ms(100));
-    // A renewal seen through the watch is a sign of life even without announcements.
-    e.step(ms(800), Input::HeldByOther { revision: 41 });
-    assert!(!takes_over(&e.step(ms(1500), Input::Tick)));
-    e.step(ms(1501), Input::AcquireRefused); // the periodic create
-    assert_eq!(
-        e.step(ms(1600), Input::Tick),
-        vec![Action::SendTakeover { revision: 41 }]
-    );
-    // The holder renewed meanwhile: the CAS fails, and nothing is tried on 41 again.
-    assert!(e.step(ms(1610), Input::RenewRefused).is_empty());
-    assert!(!takes_over(&e.step(ms(1700), Input::Tick)));
-    assert_eq!(e.acting_epoch(ms(1700)), None);
-}
-
-#[test]
-fn an_announcement_of_an_older_revision_is_no_sign_of_life() {
-    let mut e = fast_standby_seeing(40, ms(100));
-    // A deposed holder that wakes up may still announce the revision it knew.
-    e.step(ms(700), Input::Alive { revision: 39 });
-    assert_eq!(
-        e.step(ms(900), Input::Tick),
-        vec![Action::SendTakeover { revision: 40 }]
-    );
-}
-
-#[test]
-fn a_fast_active_stops_acting_within_its_window_and_can_take_its_lease_back() {
-    let mut e = active(fast(), 5);
-    let w = fast().act_window;
-    assert_eq!(e.acting_epoch(w - ms(1)), Some(5));
-    assert_eq!(e.acting_epoch(w), None);
-    assert!(e.step(w, Input::Tick).contains(&Action::Deactivate {
-        epoch: 5,
-        reason: StepDown::LeaseLapsed
-    }));
-    // As a standby it knows the revision it wrote, and takes it back by CAS once silent.
-    assert_eq!(e.observed(), Some(Observed { revision: 5, at: w }));
-    assert_eq!(
-        e.step(w + TAKEOVER, Input::Tick),
-        vec![Action::SendTakeover { revision: 5 }]
-    );
-}
-
-#[test]
-fn after_a_release_a_standby_does_not_take_the_lease_back_by_cas() {
-    let mut e = active(fast(), 4);
-    e.step(ms(10), Input::Release { to: None });
-    e.step(ms(20), Input::OwnWrite { revision: 4 });
-    assert!(
-        !takes_over(&e.step(ms(1500), Input::Tick)),
-        "quiet for a TTL"
-    );
 }
 
 #[test]
@@ -206,7 +56,15 @@ fn acquires_on_first_tick_and_renews_every_third_of_the_ttl() {
 
 #[test]
 fn stops_acting_at_the_local_deadline_even_without_an_answer() {
-    let mut e = active(timing(), 3);
+    let mut e = Election::new(timing());
+    e.step(ms(0), Input::Tick);
+    e.step(
+        ms(1),
+        Input::Acquired {
+            sent_at: ms(0),
+            revision: 3,
+        },
+    );
     e.step(ms(1000), Input::Tick); // renew sent, never answered
     let deadline = TTL - timing().margin;
     assert_eq!(e.acting_epoch(deadline - ms(1)), Some(3));
@@ -227,7 +85,15 @@ fn stops_acting_at_the_local_deadline_even_without_an_answer() {
 
 #[test]
 fn a_refused_renew_steps_down_at_once() {
-    let mut e = active(timing(), 3);
+    let mut e = Election::new(timing());
+    e.step(ms(0), Input::Tick);
+    e.step(
+        ms(1),
+        Input::Acquired {
+            sent_at: ms(0),
+            revision: 3,
+        },
+    );
     e.step(ms(1000), Input::Tick);
     assert_eq!(
         e.step(ms(1001), Input::RenewRefused),
@@ -268,7 +134,15 @@ fn an_answer_that_arrives_after_the_lease_would_end_is_not_acted_on() {
 
 #[test]
 fn release_stops_first_then_hands_over_and_keeps_quiet() {
-    let mut e = active(timing(), 4);
+    let mut e = Election::new(timing());
+    e.step(ms(0), Input::Tick);
+    e.step(
+        ms(1),
+        Input::Acquired {
+            sent_at: ms(0),
+            revision: 4,
+        },
+    );
     assert_eq!(
         e.step(
             ms(10),
@@ -295,7 +169,15 @@ fn release_stops_first_then_hands_over_and_keeps_quiet() {
 
 #[test]
 fn after_a_release_the_quiet_period_ends_once_another_term_begins() {
-    let mut e = active(timing(), 4);
+    let mut e = Election::new(timing());
+    e.step(ms(0), Input::Tick);
+    e.step(
+        ms(1),
+        Input::Acquired {
+            sent_at: ms(0),
+            revision: 4,
+        },
+    );
     e.step(
         ms(10),
         Input::Release {
@@ -308,9 +190,7 @@ fn after_a_release_the_quiet_period_ends_once_another_term_begins() {
     );
     // green took over, then went away at once (say, it was stopped): we take over now,
     // not a TTL later.
-    assert!(e
-        .step(ms(30), Input::HeldByOther { revision: 5 })
-        .is_empty());
+    assert!(e.step(ms(30), Input::HeldByOther).is_empty());
     assert_eq!(e.step(ms(40), Input::LeaseGone), vec![Action::SendCreate]);
 }
 
@@ -369,23 +249,23 @@ impl Server {
                     }
                 }
             }
-            Action::SendRenew { revision }
-            | Action::SendHandover { revision, .. }
-            | Action::SendTakeover { revision } => match self.live(now) {
-                Some((_, r)) if r == revision => {
-                    self.revision += 1;
-                    let new_holder = match action {
-                        Action::SendHandover { .. } => 1 - who,
-                        _ => who,
-                    };
-                    self.holder = Some((new_holder, self.revision, now));
-                    Input::Renewed {
-                        sent_at: Duration::ZERO,
-                        revision: self.revision,
+            Action::SendRenew { revision } | Action::SendHandover { revision, .. } => {
+                match self.live(now) {
+                    Some((_, r)) if r == revision => {
+                        self.revision += 1;
+                        let new_holder = match action {
+                            Action::SendHandover { .. } => 1 - who,
+                            _ => who,
+                        };
+                        self.holder = Some((new_holder, self.revision, now));
+                        Input::Renewed {
+                            sent_at: Duration::ZERO,
+                            revision: self.revision,
+                        }
                     }
+                    _ => Input::RenewRefused,
                 }
-                _ => Input::RenewRefused,
-            },
+            }
             Action::SendDelete { revision } => {
                 if self.live(now).is_some_and(|(_, r)| r == revision) {
                     self.holder = None;
@@ -431,14 +311,10 @@ struct Node {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
     #[test]
-    fn never_two_actors_and_never_acting_without_a_live_lease(
-        ops in proptest::collection::vec(op(), 1..120),
-        fast_takeover in any::<bool>(),
-    ) {
-        let timing = if fast_takeover { fast() } else { timing() };
+    fn never_two_actors_and_never_acting_without_a_live_lease(ops in proptest::collection::vec(op(), 1..120)) {
         let mut server = Server::default();
         let mut nodes: Vec<Node> = (0..2).map(|_| Node {
-            e: Election::new(timing),
+            e: Election::new(timing()),
             frozen_until: Duration::ZERO,
             delay: ms(1),
             outbound: vec![],
@@ -481,14 +357,6 @@ proptest! {
                             let d = nodes[i].delay;
                             nodes[i].inbound.push((now + d, answer));
                         }
-                        // Every write is seen by the other node's watch (after its delay).
-                        if let Some((h, r)) = server.live(now) {
-                            if h == i && matches!(action, Action::SendCreate | Action::SendRenew { .. } | Action::SendTakeover { .. }) {
-                                let o = 1 - i;
-                                let at = now + nodes[o].delay;
-                                nodes[o].inbound.push((at, Input::HeldByOther { revision: r }));
-                            }
-                        }
                         // A handover is seen by the other node's watch.
                         if let Action::SendHandover { .. } = action {
                             if let Some((h, r)) = server.live(now) {
@@ -497,24 +365,19 @@ proptest! {
                         }
                     }
                 }
-                for i in 0..2 {
-                    let node = &mut nodes[i];
+                for node in nodes.iter_mut() {
                     if now < node.frozen_until { continue; }
                     let mut inputs: Vec<_> = node.inbound.iter().filter(|(at, _)| *at <= now).map(|(_, x)| x.clone()).collect();
                     node.inbound.retain(|(at, _)| *at > now);
                     inputs.push(Input::Tick);
-                    let mut announced = Vec::new();
                     for input in inputs {
                         let acts = node.e.step(now, input);
                         for a in acts {
-                            match a {
-                                Action::Activate { .. } | Action::Deactivate { .. } => {}
-                                Action::Announce { revision, .. } => announced.push((now + node.delay, Input::Alive { revision })),
-                                a => node.outbound.push((now + node.delay, now, a)),
+                            if !matches!(a, Action::Activate { .. } | Action::Deactivate { .. }) {
+                                node.outbound.push((now + node.delay, now, a));
                             }
                         }
                     }
-                    nodes[1 - i].inbound.extend(announced);
                 }
                 // Invariants, checked at every instant.
                 let acting: Vec<(usize, u64)> = (0..2).filter_map(|i| nodes[i].e.acting_epoch(now).map(|e| (i, e))).collect();

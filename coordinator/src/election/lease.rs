@@ -1,12 +1,8 @@
 //! Runs the election state machine against the KV bucket `ops_leader`: one task owns the key's
-//! requests (create / update with expected revision / delete), publishes the active's liveness
-//! announcements on `ops.alive.<name>`, feeds the requests' results, the key's watch and the
-//! other coordinators' announcements back into the machine, and publishes the resulting
-//! leadership view.
+//! requests (create / update with expected revision / delete), feeds their results and the
+//! key's watch back into the machine, and publishes the resulting leadership view.
 
 use opsfleet_proto::api::LeaderRole;
-use opsfleet_proto::kv::Alive;
-use opsfleet_proto::subjects;
 use opsfleet_report::ErrorChain;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -99,8 +95,6 @@ pub struct RoleChange {
 
 pub struct Driver {
     kv: kv::Store,
-    /// For the liveness announcements (core NATS).
-    client: async_nats::Client,
     changes: Option<mpsc::UnboundedSender<RoleChange>>,
     name: String,
     color: String,
@@ -115,21 +109,19 @@ pub struct Driver {
 impl Driver {
     pub fn new(
         kv: kv::Store,
-        client: async_nats::Client,
         name: &str,
         color: &str,
-        timing: LeaseTiming,
+        ttl: Duration,
     ) -> (Self, Leadership, ReleaseHandle) {
         let (tx, rx) = mpsc::channel(4);
         let leadership = Leadership::default();
         (
             Driver {
                 kv,
-                client,
                 changes: None,
                 name: name.to_owned(),
                 color: color.to_owned(),
-                election: Election::new(timing),
+                election: Election::new(LeaseTiming::from_ttl(ttl)),
                 leadership: leadership.clone(),
                 origin: Instant::now(),
                 release_rx: rx,
@@ -171,14 +163,6 @@ impl Driver {
         let mut tick = tokio::time::interval(tick_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut watch = None;
-        // Without the announcements a standby still sees each renewal through the watch.
-        let mut alive = match self.client.subscribe(subjects::ALIVE_ALL).await {
-            Ok(sub) => Some(sub),
-            Err(e) => {
-                warn!(error = %ErrorChain(&e), "cannot hear liveness announcements");
-                None
-            }
-        };
         loop {
             if watch.is_none() {
                 match self.kv.watch(LEADER_KEY).await {
@@ -186,11 +170,9 @@ impl Driver {
                     Err(e) => debug!(error = %ErrorChain(&e), "cannot watch the lease yet"),
                 }
             }
-            // Biased: what arrived while this task was not scheduled is taken in before a
-            // tick can judge the holder silent.
             let input = tokio::select! {
-                biased;
                 _ = cancel.cancelled() => break,
+                _ = tick.tick() => Input::Tick,
                 asked = self.release_rx.recv() => match asked {
                     Some((to, by)) => {
                         self.requested_by = by;
@@ -202,11 +184,6 @@ impl Driver {
                     Some(input) => input,
                     None => continue,
                 },
-                heard = next_alive(&mut alive, &self.name) => match heard {
-                    Some(input) => input,
-                    None => continue,
-                },
-                _ = tick.tick() => Input::Tick,
             };
             self.feed(input).await;
         }
@@ -252,23 +229,6 @@ impl Driver {
                 let sent_at = self.now();
                 let value = self.record(&self.name, None);
                 Some(self.update(value, revision, sent_at, timeout).await)
-            }
-            Action::SendTakeover { revision } => {
-                info!(revision, coordinator = %self.name, "holder silent; taking the lease over");
-                let sent_at = self.now();
-                let value = self.record(&self.name, None);
-                Some(self.update(value, revision, sent_at, timeout).await)
-            }
-            Action::Announce { epoch, revision } => {
-                let body = serde_json::to_vec(&Alive { epoch, revision }).unwrap_or_default();
-                if let Err(e) = self
-                    .client
-                    .publish(subjects::alive_subject(&self.name), body.into())
-                    .await
-                {
-                    debug!(error = %ErrorChain(&e), "liveness announcement failed");
-                }
-                None
             }
             Action::SendHandover { to, revision } => {
                 let sent_at = self.now();
@@ -368,13 +328,14 @@ async fn next_entry(watch: &mut Option<kv::Watch>, me: &str) -> Option<Input> {
             kv::Operation::Delete | kv::Operation::Purge => Some(Input::LeaseGone),
             kv::Operation::Put => {
                 let rec: LeaderRecord = serde_json::from_slice(&entry.value).ok()?;
-                let revision = entry.revision;
                 if rec.holder != me {
-                    Some(Input::HeldByOther { revision })
+                    Some(Input::HeldByOther)
                 } else if rec.handed_over_by.is_some() {
-                    Some(Input::HandedToUs { revision })
+                    Some(Input::HandedToUs {
+                        revision: entry.revision,
+                    })
                 } else {
-                    Some(Input::OwnWrite { revision })
+                    None // our own renewal
                 }
             }
         },
@@ -384,34 +345,6 @@ async fn next_entry(watch: &mut Option<kv::Watch>, me: &str) -> Option<Input> {
         }
         None => {
             *watch = None;
-            None
-        }
-    }
-}
-
-/// The next announcement of another coordinator as an election input; `None` for ours, for
-/// what does not parse, and when the subscription ended (after which it is not re-made: the
-/// watch still shows every renewal).
-async fn next_alive(sub: &mut Option<async_nats::Subscriber>, me: &str) -> Option<Input> {
-    let Some(s) = sub.as_mut() else {
-        std::future::pending::<()>().await;
-        return None;
-    };
-    let Some(msg) = s.next().await else {
-        warn!("liveness subscription ended");
-        *sub = None;
-        return None;
-    };
-    let from = subjects::parse_alive(msg.subject.as_str())?;
-    if from == me {
-        return None;
-    }
-    match serde_json::from_slice::<Alive>(&msg.payload) {
-        Ok(a) => Some(Input::Alive {
-            revision: a.revision,
-        }),
-        Err(e) => {
-            debug!(from, error = %e, "unreadable liveness announcement");
             None
         }
     }

@@ -3,7 +3,6 @@
 
 pub mod fsm;
 pub mod lease;
-pub mod timing;
 
 pub use fsm::{Action, Election, Input, LeaseTiming, Role, StepDown};
 pub use lease::{
