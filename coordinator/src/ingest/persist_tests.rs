@@ -1,0 +1,194 @@
+//! Tests of the persist stage against a store that holds its flushes or fails its commits:
+//! nothing moves `applied` before the flush that covers it, batches commit in the order they
+//! were handed over, and a cancel during a retry gives up without moving anything.
+
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{persist, Cancelled, Tally};
+use crate::election::Leadership;
+use crate::state::Shared;
+use crate::store::{Commit, EventStore, LogIter, MemStore, StoreError};
+
+/// A `MemStore` whose flushes wait for a go from the test (when `gated`) and whose commits
+/// fail while `failing`; it records every commit and flush it saw.
+struct Gated {
+    inner: MemStore,
+    gated: bool,
+    failing: std::sync::atomic::AtomicBool,
+    go: Mutex<mpsc::Receiver<()>>,
+    seen: Mutex<Vec<String>>,
+}
+
+impl Gated {
+    fn new(gated: bool, failing: bool) -> (Arc<Self>, mpsc::Sender<()>) {
+        let (tx, rx) = mpsc::channel();
+        let store = Gated {
+            inner: MemStore::new(),
+            gated,
+            failing: failing.into(),
+            go: Mutex::new(rx),
+            seen: Mutex::new(Vec::new()),
+        };
+        (Arc::new(store), tx)
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl EventStore for Gated {
+    fn applied_stream_seq(&self) -> Result<u64, StoreError> {
+        self.inner.applied_stream_seq()
+    }
+    fn log_len(&self) -> Result<u64, StoreError> {
+        self.inner.log_len()
+    }
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::Acquire) {
+            self.seen.lock().unwrap().push("fail".into());
+            return Err(StoreError::Backwards { from: 0, to: 0 });
+        }
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("commit {}", commit.applied_stream_seq));
+        self.inner.commit(commit)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        if self.gated {
+            // Bounded: a test that never sends a go fails here instead of hanging.
+            let go = self.go.lock().unwrap();
+            go.recv_timeout(Duration::from_secs(60))
+                .expect("the test never released the flush");
+        }
+        self.seen.lock().unwrap().push("flush".into());
+        self.inner.flush()
+    }
+    fn log_from(&self, from: u64) -> LogIter<'_> {
+        self.inner.log_from(from)
+    }
+    fn rows(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner.rows()
+    }
+    fn rows_at(&self) -> Result<u64, StoreError> {
+        self.inner.rows_at()
+    }
+    fn replace_rows(&self, rows: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        self.inner.replace_rows(rows)
+    }
+    fn reserve_own_seqs(&self, n: u64) -> Result<(String, u64), StoreError> {
+        self.inner.reserve_own_seqs(n)
+    }
+}
+
+fn shared(store: Arc<Gated>) -> Arc<Shared> {
+    Shared::load("blue", "blue", store, Leadership::default()).expect("load")
+}
+
+fn batch(applied: u64) -> Arc<Commit> {
+    Arc::new(Commit {
+        log: vec![(applied, bytes::Bytes::from_static(b"event"))],
+        applied_stream_seq: applied,
+        ..Default::default()
+    })
+}
+
+fn tally() -> Tally {
+    Tally {
+        events: 1,
+        ..Default::default()
+    }
+}
+
+/// Persists a one-event batch up to `applied` in a task of its own.
+fn spawn_batch(
+    shared: &Arc<Shared>,
+    applied: u64,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), Cancelled>> {
+    tokio::spawn(persist(
+        Arc::clone(shared),
+        batch(applied),
+        tally(),
+        None,
+        cancel,
+    ))
+}
+
+/// Polls `cond` for up to 30 s (a loaded machine is slow, never this slow).
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..3000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_moves_only_after_the_flush_and_batches_commit_in_order() {
+    let (store, go) = Gated::new(true, false);
+    let shared = shared(Arc::clone(&store));
+    let cancel = CancellationToken::new();
+    let first = spawn_batch(&shared, 1, cancel.clone());
+    eventually("batch 1 committed", || store.seen() == ["commit 1"]).await;
+    // Held in its flush: committed but not durable, so not applied and not counted.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(shared.applied(), 0);
+    assert_eq!(shared.events_applied.load(Ordering::Relaxed), 0);
+    assert!(!first.is_finished());
+    go.send(()).unwrap();
+    assert!(first.await.unwrap().is_ok());
+    assert_eq!(shared.applied(), 1);
+    assert_eq!(shared.events_applied.load(Ordering::Relaxed), 1);
+
+    go.send(()).unwrap();
+    persist(Arc::clone(&shared), batch(2), tally(), None, cancel)
+        .await
+        .unwrap();
+    assert_eq!(store.seen(), ["commit 1", "flush", "commit 2", "flush"]);
+    assert_eq!(shared.applied(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_during_the_retries_gives_up_without_moving_applied() {
+    let (store, _go) = Gated::new(false, true);
+    let shared = shared(Arc::clone(&store));
+    let cancel = CancellationToken::new();
+    let task = spawn_batch(&shared, 1, cancel.clone());
+    eventually("two failed attempts", || store.seen().len() >= 2).await;
+    assert!(!shared.store_healthy.load(Ordering::Acquire));
+    cancel.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("persist must end once cancelled")
+        .unwrap();
+    assert!(matches!(ended, Err(Cancelled)));
+    assert_eq!(shared.applied(), 0);
+    assert_eq!(store.inner.applied_stream_seq().unwrap(), 0);
+    assert!(store.seen().iter().all(|s| s == "fail"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_retried_until_the_store_takes_it() {
+    let (store, _go) = Gated::new(false, true);
+    let shared = shared(Arc::clone(&store));
+    let task = spawn_batch(&shared, 1, CancellationToken::new());
+    eventually("a failed attempt", || !store.seen().is_empty()).await;
+    assert_eq!(shared.applied(), 0);
+    store.failing.store(false, Ordering::Release);
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the retry must succeed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(shared.applied(), 1);
+    assert!(shared.store_healthy.load(Ordering::Acquire));
+    assert_eq!(store.seen().last().map(String::as_str), Some("flush"));
+}
