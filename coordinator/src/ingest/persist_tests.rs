@@ -1,6 +1,8 @@
 //! Tests of the persist stage against a store that holds its flushes or fails its commits:
 //! nothing moves `applied` before the flush that covers it, batches commit in the order they
-//! were handed over, and a cancel during a retry gives up without moving anything.
+//! were handed over, a cancel during a retry gives up without moving anything, and a consumer
+//! stream ends (`end_after`: reposition, stop) only once its batch in flight is persisted, or
+//! as inconsistent when that batch was cancelled.
 
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
@@ -191,4 +193,62 @@ async fn a_batch_is_retried_until_the_store_takes_it() {
     assert_eq!(shared.applied(), 1);
     assert!(shared.store_healthy.load(Ordering::Acquire));
     assert_eq!(store.seen().last().map(String::as_str), Some("flush"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_only_once_its_batch_in_flight_is_persisted() {
+    use super::super::{end_after, InFlight, StreamEnd};
+    let (store, go) = Gated::new(true, false);
+    let shared = shared(Arc::clone(&store));
+    let in_flight: InFlight<'_> = Box::pin(persist(
+        Arc::clone(&shared),
+        batch(1),
+        tally(),
+        None,
+        CancellationToken::new(),
+    ));
+    // A reposition with batch 1 in its flush: the reopen waits for it.
+    let end = tokio::spawn(end_after(Some(in_flight), StreamEnd::Reopen));
+    eventually("batch 1 committed", || store.seen() == ["commit 1"]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !end.is_finished(),
+        "reopened before the batch in flight was flushed"
+    );
+    go.send(()).unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(30), end)
+        .await
+        .expect("the stream must end once the batch is flushed")
+        .unwrap();
+    assert!(matches!(end, StreamEnd::Reopen));
+    assert_eq!(shared.applied(), 1);
+    assert_eq!(store.inner.applied_stream_seq().unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_while_a_batch_is_retried_ends_the_stream_inconsistent() {
+    use super::super::{end_after, InFlight, StreamEnd};
+    let (store, _go) = Gated::new(false, true);
+    let shared = shared(Arc::clone(&store));
+    let cancel = CancellationToken::new();
+    let in_flight: InFlight<'_> = Box::pin(persist(
+        Arc::clone(&shared),
+        batch(1),
+        tally(),
+        None,
+        cancel.clone(),
+    ));
+    let end = tokio::spawn(end_after(
+        Some(in_flight),
+        StreamEnd::Stopped { consistent: true },
+    ));
+    eventually("a failed attempt", || !store.seen().is_empty()).await;
+    cancel.cancel();
+    let end = tokio::time::timeout(Duration::from_secs(30), end)
+        .await
+        .expect("the stream must end once cancelled")
+        .unwrap();
+    // The fold is ahead of the store: the caller must not write a final snapshot from it.
+    assert!(matches!(end, StreamEnd::Stopped { consistent: false }));
+    assert_eq!(shared.applied(), 0);
 }
