@@ -107,19 +107,28 @@ fn tally() -> Tally {
     }
 }
 
-/// Persists a one-event batch up to `applied` in a task of its own.
-fn spawn_batch(
+/// The persist future of a one-event batch up to `applied` (nothing runs before it is polled).
+fn in_flight(
     shared: &Arc<Shared>,
     applied: u64,
     cancel: CancellationToken,
-) -> tokio::task::JoinHandle<Result<(), Cancelled>> {
-    tokio::spawn(persist(
+) -> super::super::InFlight<'static> {
+    Box::pin(persist(
         Arc::clone(shared),
         batch(applied),
         tally(),
         None,
         cancel,
     ))
+}
+
+/// Persists a one-event batch up to `applied` in a task of its own.
+fn spawn_batch(
+    shared: &Arc<Shared>,
+    applied: u64,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), Cancelled>> {
+    tokio::spawn(in_flight(shared, applied, cancel))
 }
 
 /// Polls `cond` for up to 30 s (a loaded machine is slow, never this slow).
@@ -197,18 +206,12 @@ async fn a_batch_is_retried_until_the_store_takes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_ends_only_once_its_batch_in_flight_is_persisted() {
-    use super::super::{end_after, InFlight, StreamEnd};
+    use super::super::{end_after, StreamEnd};
     let (store, go) = Gated::new(true, false);
     let shared = shared(Arc::clone(&store));
-    let in_flight: InFlight<'_> = Box::pin(persist(
-        Arc::clone(&shared),
-        batch(1),
-        tally(),
-        None,
-        CancellationToken::new(),
-    ));
+    let pending = in_flight(&shared, 1, CancellationToken::new());
     // A reposition with batch 1 in its flush: the reopen waits for it.
-    let end = tokio::spawn(end_after(Some(in_flight), StreamEnd::Reopen));
+    let end = tokio::spawn(end_after(Some(pending), StreamEnd::Reopen));
     eventually("batch 1 committed", || store.seen() == ["commit 1"]).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
@@ -227,19 +230,13 @@ async fn a_stream_ends_only_once_its_batch_in_flight_is_persisted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_while_a_batch_is_retried_ends_the_stream_inconsistent() {
-    use super::super::{end_after, InFlight, StreamEnd};
+    use super::super::{end_after, StreamEnd};
     let (store, _go) = Gated::new(false, true);
     let shared = shared(Arc::clone(&store));
     let cancel = CancellationToken::new();
-    let in_flight: InFlight<'_> = Box::pin(persist(
-        Arc::clone(&shared),
-        batch(1),
-        tally(),
-        None,
-        cancel.clone(),
-    ));
+    let pending = in_flight(&shared, 1, cancel.clone());
     let end = tokio::spawn(end_after(
-        Some(in_flight),
+        Some(pending),
         StreamEnd::Stopped { consistent: true },
     ));
     eventually("a failed attempt", || !store.seen().is_empty()).await;
@@ -251,4 +248,40 @@ async fn a_cancel_while_a_batch_is_retried_ends_the_stream_inconsistent() {
     // The fold is ahead of the store: the caller must not write a final snapshot from it.
     assert!(matches!(end, StreamEnd::Stopped { consistent: false }));
     assert_eq!(shared.applied(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_batch_commits_only_after_the_one_in_flight_is_flushed() {
+    use super::super::{in_flight_done, start_after};
+    let (store, go) = Gated::new(true, false);
+    let shared = shared(Arc::clone(&store));
+    let cancel = CancellationToken::new();
+    let first = in_flight(&shared, 1, cancel.clone());
+    let second = in_flight(&shared, 2, cancel);
+    let task = tokio::spawn(async move {
+        let mut slot = Some(first);
+        assert!(start_after(&mut slot, second).await);
+        in_flight_done(&mut slot).await
+    });
+    eventually("batch 1 committed", || store.seen() == ["commit 1"]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        store.seen(),
+        ["commit 1"],
+        "batch 2 went ahead of batch 1's flush"
+    );
+    go.send(()).unwrap();
+    eventually("batch 2 committed", || {
+        store.seen() == ["commit 1", "flush", "commit 2"]
+    })
+    .await;
+    assert_eq!(shared.applied(), 1);
+    go.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("batch 2 must be persisted")
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.seen(), ["commit 1", "flush", "commit 2", "flush"]);
+    assert_eq!(shared.applied(), 2);
 }
