@@ -25,7 +25,7 @@ pub(super) struct Folded {
 }
 
 /// Folds the contiguous prefix of `batch` into `fleet`, starting from `applied` (the last
-/// stream sequence already persisted).
+/// stream sequence already folded: persisted, or in a batch still being persisted).
 pub(super) fn fold_batch(
     fleet: &mut Fleet,
     batch: &[jetstream::Message],

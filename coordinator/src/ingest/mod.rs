@@ -349,6 +349,17 @@ async fn settle(in_flight: Option<InFlight<'_>>) -> bool {
     }
 }
 
+/// Makes `next` the batch in flight once the previous one (if any) is persisted, so commits
+/// go in order (`next` is a future: nothing of it runs before); false, leaving none in flight,
+/// when the previous one was cancelled first.
+async fn start_after<'a>(in_flight: &mut Option<InFlight<'a>>, next: InFlight<'a>) -> bool {
+    if !settle(in_flight.take()).await {
+        return false;
+    }
+    *in_flight = Some(next);
+    true
+}
+
 /// `end`, once the in-flight batch (if any) is persisted; if it was cancelled first, stopped
 /// with the fold ahead of the store.
 async fn end_after(in_flight: Option<InFlight<'_>>, end: StreamEnd) -> StreamEnd {
@@ -412,19 +423,19 @@ async fn persist_stream<E: std::error::Error>(
         let (folded, ack) = fold_and_park(shared, js, batch, cursor, folded_to, policy).await;
         folded_to = folded.commit.applied_stream_seq;
         let outcome = folded.outcome;
-        // Commits go in order: the previous batch first.
-        if !settle(in_flight.take()).await {
-            return StreamEnd::Stopped { consistent: false };
-        }
         let tally = persist::Tally::of(&folded);
-        policy.committed(folded.commit.snapshot, Instant::now());
-        in_flight = Some(Box::pin(persist::persist(
+        let snapshot = folded.commit.snapshot;
+        let next = Box::pin(persist::persist(
             Arc::clone(shared),
             Arc::new(folded.commit),
             tally,
             ack,
             cancel.clone(),
-        )));
+        ));
+        if !start_after(&mut in_flight, next).await {
+            return StreamEnd::Stopped { consistent: false };
+        }
+        policy.committed(snapshot, Instant::now());
         if outcome == Outcome::Reposition {
             warn!(
                 next_stream_seq = cursor.next,

@@ -139,3 +139,7 @@ async fn commit_until_stored(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "persist_tests.rs"]
+mod tests;

@@ -68,6 +68,12 @@ pub enum StoreError {
         found: u64,
         supported: u64,
     },
+    #[error("cannot convert store {path} to log segments")]
+    Convert {
+        path: PathBuf,
+        #[source]
+        source: Box<StoreError>,
+    },
     #[error("commit would move the applied stream sequence backwards ({from} -> {to})")]
     Backwards { from: u64, to: u64 },
 }

@@ -43,6 +43,22 @@ fn segment_entries(k: &[u8], v: &[u8], from: u64) -> Result<Vec<(u64, Vec<u8>)>,
         .collect())
 }
 
+/// Refuses the segment under `k` when its first entry is not above `last` (the previous
+/// segment's last seq).
+fn ascending_after(
+    last: Option<u64>,
+    k: &[u8],
+    entries: &[(u64, Vec<u8>)],
+) -> Result<(), StoreError> {
+    match (last, entries.first()) {
+        (Some(last), Some((first, _))) if *first <= last => Err(StoreError::Corrupt {
+            what: "log segment order",
+            key: format!("s/{} (seq {first} after {last})", key_seq(k)?),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn row_key(key: &str) -> Vec<u8> {
     [ROW, key.as_bytes()].concat()
 }
@@ -209,12 +225,17 @@ impl EventStore for SledStore {
             },
             Some(Err(source)) => return Box::new(std::iter::once(Err(scan(source)))),
         };
+        // Segments never overlap: a seq at or below the previous segment's last one is refused.
+        let mut last: Option<u64> = None;
         let iter = db
             .range(start..=seq_key(SEGMENT, u64::MAX))
             .flat_map(move |item| {
-                let entries = item
-                    .map_err(scan)
-                    .and_then(|(k, v)| segment_entries(&k, &v, from));
+                let entries = item.map_err(scan).and_then(|(k, v)| {
+                    let entries = segment_entries(&k, &v, from)?;
+                    ascending_after(last, &k, &entries)?;
+                    last = entries.last().map(|(seq, _)| *seq).or(last);
+                    Ok(entries)
+                });
                 let (ok, err) = match entries {
                     Ok(entries) => (entries, None),
                     Err(e) => (Vec::new(), Some(Err(e))),
@@ -306,5 +327,41 @@ impl EventStore for SledStore {
             source,
         })?;
         self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::segment::encode;
+
+    #[test]
+    fn overlapping_segments_are_refused_not_read_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sled");
+        {
+            let db = sled::open(&path).unwrap();
+            let run = |seqs: std::ops::RangeInclusive<u64>| {
+                encode(&seqs.map(|s| (s, vec![s as u8])).collect::<Vec<_>>())
+            };
+            db.insert(&seq_key(SEGMENT, 1)[..], run(1..=10)).unwrap();
+            db.insert(&seq_key(SEGMENT, 5)[..], run(5..=8)).unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(&path).unwrap();
+        let read: Vec<_> = store.log_from(0).collect();
+        assert_eq!(read.len(), 11, "ten entries, then the refusal");
+        assert!(read[..10].iter().all(Result::is_ok));
+        assert!(
+            matches!(
+                read[10],
+                Err(StoreError::Corrupt {
+                    what: "log segment order",
+                    ..
+                })
+            ),
+            "{:?}",
+            read[10]
+        );
     }
 }
