@@ -135,12 +135,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: CoordinatorConfig) -> anyhow::Result<ExitCode> {
-    memory::limit_arenas();
+    let arenas = memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        tracing::debug!(?arenas, "malloc arenas");
         let cancel = CancellationToken::new();
         let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
         let trim = tokio::spawn(memory::trim_loop(memory::TRIM_EVERY, cancel.clone()));

@@ -7,26 +7,18 @@
 
 use std::time::Duration;
 
+use opsfleet_agent::footprint::ArenaCap;
 use tokio_util::sync::CancellationToken;
-
-/// Arenas glibc may create: two serve the runtime's workers without lock contention that
-/// shows in the benchmark, and bound how much freed memory can hide in per-thread arenas.
-pub const ARENAS: i32 = 2;
 
 /// How often free heap pages go back to the kernel: often enough that RSS follows the live
 /// heap within seconds, rarely enough that the trim (a walk of the free lists) is noise.
 pub const TRIM_EVERY: Duration = Duration::from_secs(5);
 
-/// Caps glibc's malloc arenas at `ARENAS`, unless `MALLOC_ARENA_MAX` is set (the operator's
-/// choice wins). Call once, before the runtime starts its threads.
-pub fn limit_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only changes allocator parameters; called before other threads.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, ARENAS);
-        }
-    }
+/// Caps glibc's malloc arenas (the agent's cap, `opsfleet_agent::footprint`: two arenas,
+/// unless `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` set them). Call once, before the runtime
+/// starts its threads.
+pub fn limit_arenas() -> ArenaCap {
+    opsfleet_agent::footprint::cap_malloc_arenas()
 }
 
 /// Returns the heap's free pages to the kernel; whether any were returned.
