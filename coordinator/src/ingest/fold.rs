@@ -7,7 +7,8 @@ use async_nats::jetstream;
 use tracing::warn;
 
 use super::park::{self, Parked};
-use super::{decode_from, Cursor, Outcome, Step};
+use super::pipeline::Outcome;
+use super::{decode_from, Cursor, Step};
 use crate::admit;
 use crate::projection::{Fleet, Verdict};
 use crate::store::Commit;

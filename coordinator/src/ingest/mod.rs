@@ -1,7 +1,8 @@
 //! Ingest: a durable pull consumer on `OPS_EVENTS`; each batch is decoded, admitted (who may
 //! say what, `admit`), folded, committed to the store in one atomic batch, flushed, and only
-//! then acknowledged (AckAll on the last persisted message, `persist`). While one batch is
-//! being committed and flushed the next is folded; commits stay in order. Malformed and refused
+//! then acknowledged (AckAll on the last persisted message, `persist`). While one commit is
+//! being written and flushed, the chunks that arrive are folded and gathered into the next
+//! (group commit, `pipeline`); commits stay in order. Malformed and refused
 //! messages are parked on the dead-letter stream (`park`); duplicates are dropped.
 //!
 //! The cursor is the store's `applied` stream sequence, not the consumer's ack floor: messages
@@ -12,17 +13,14 @@
 //! longer in the stream (expired or deleted) and is accepted with a warning.
 //!
 //! Projection rows travel only in snapshot commits (`snapshot::SnapshotPolicy`: the first
-//! batch, then every N batches or T, and a final one on a clean stop); every other commit holds
+//! commit, then every N commits or T, and a final one on a clean stop); every other commit holds
 //! just the log entries and the applied position. A restart folds the log after the snapshot.
 
 use opsfleet_report::ErrorChain;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
-use futures::StreamExt;
 use opsfleet_proto::{subjects, EventEnvelope, WireError};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -35,7 +33,11 @@ use crate::store::Commit;
 mod fold;
 mod park;
 mod persist;
+mod pipeline;
 pub use park::Parked;
+#[cfg(test)]
+use pipeline::{end_after, in_flight_done, start_after, InFlight};
+use pipeline::{persist_stream, StreamEnd};
 
 /// Why a message is not an event at all (parked like a refused one).
 #[derive(Debug, thiserror::Error)]
@@ -320,164 +322,6 @@ async fn consume(
         }
     }
     true
-}
-
-/// What ended one consumer stream in `persist_stream`.
-enum StreamEnd {
-    /// The stream ended or skipped a sequence: reposition the consumer at the cursor.
-    Reopen,
-    /// Cancelled; `consistent` as `consume` returns it.
-    Stopped { consistent: bool },
-}
-
-/// A batch whose commit is running (`persist::persist`), polled alongside the next chunk.
-type InFlight<'a> = Pin<Box<dyn Future<Output = Result<(), persist::Cancelled>> + Send + 'a>>;
-
-/// Runs the in-flight batch to its end; never resolves when there is none.
-async fn in_flight_done(in_flight: &mut Option<InFlight<'_>>) -> Result<(), persist::Cancelled> {
-    match in_flight {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Waits for the in-flight batch, if any: whether it was persisted (false: cancelled first).
-async fn settle(in_flight: Option<InFlight<'_>>) -> bool {
-    match in_flight {
-        Some(f) => f.await.is_ok(),
-        None => true,
-    }
-}
-
-/// Makes `next` the batch in flight once the previous one (if any) is persisted, so commits
-/// go in order (`next` is a future: nothing of it runs before); false, leaving none in flight,
-/// when the previous one was cancelled first.
-async fn start_after<'a>(in_flight: &mut Option<InFlight<'a>>, next: InFlight<'a>) -> bool {
-    if !settle(in_flight.take()).await {
-        return false;
-    }
-    *in_flight = Some(next);
-    true
-}
-
-/// `end`, once the in-flight batch (if any) is persisted; if it was cancelled first, stopped
-/// with the fold ahead of the store.
-async fn end_after(in_flight: Option<InFlight<'_>>, end: StreamEnd) -> StreamEnd {
-    if settle(in_flight).await {
-        end
-    } else {
-        StreamEnd::Stopped { consistent: false }
-    }
-}
-
-/// What woke `persist_stream` up.
-enum Wake {
-    Cancelled,
-    Persisted(Result<(), persist::Cancelled>),
-    Chunk(Option<Vec<jetstream::Message>>),
-}
-
-/// Persists the batches of one consumer stream, in ready chunks of up to `batch_max`
-/// messages, until it ends, skips a sequence or `cancel` fires. One batch is in flight (being
-/// committed and flushed) while the next is folded; a batch's commit starts only after the
-/// previous one's has finished, and the stream ends only once the in-flight batch has.
-async fn persist_stream<E: std::error::Error>(
-    shared: &Arc<Shared>,
-    js: &jetstream::Context,
-    messages: impl futures::Stream<Item = Result<jetstream::Message, E>> + Unpin,
-    cfg: &IngestConfig,
-    cursor: &mut Cursor,
-    cancel: &CancellationToken,
-    policy: &mut SnapshotPolicy,
-) -> StreamEnd {
-    let mut chunks = messages.ready_chunks(cfg.batch_max).map(messages_of);
-    let mut in_flight: Option<InFlight<'_>> = None;
-    // The applied position of the last batch folded (persisted or in flight).
-    let mut folded_to = shared.applied();
-    loop {
-        let wake = tokio::select! {
-            _ = cancel.cancelled() => Wake::Cancelled,
-            done = in_flight_done(&mut in_flight) => Wake::Persisted(done),
-            next = chunks.next() => Wake::Chunk(next),
-        };
-        let batch = match wake {
-            Wake::Cancelled => {
-                return end_after(in_flight, StreamEnd::Stopped { consistent: true }).await;
-            }
-            Wake::Persisted(done) => {
-                in_flight = None;
-                if done.is_err() {
-                    return StreamEnd::Stopped { consistent: false };
-                }
-                continue;
-            }
-            Wake::Chunk(None) => {
-                warn!("consumer stream ended, reopening");
-                return end_after(in_flight, StreamEnd::Reopen).await;
-            }
-            Wake::Chunk(Some(batch)) => batch,
-        };
-        if batch.is_empty() {
-            continue;
-        }
-        let (folded, ack) = fold_and_park(shared, js, batch, cursor, folded_to, policy).await;
-        folded_to = folded.commit.applied_stream_seq;
-        let outcome = folded.outcome;
-        let tally = persist::Tally::of(&folded);
-        let snapshot = folded.commit.snapshot;
-        let next = Box::pin(persist::persist(
-            Arc::clone(shared),
-            Arc::new(folded.commit),
-            tally,
-            ack,
-            cancel.clone(),
-        ));
-        if !start_after(&mut in_flight, next).await {
-            return StreamEnd::Stopped { consistent: false };
-        }
-        policy.committed(snapshot, Instant::now());
-        if outcome == Outcome::Reposition {
-            warn!(
-                next_stream_seq = cursor.next,
-                "stream sequence skipped in flight; repositioning consumer"
-            );
-            return end_after(in_flight, StreamEnd::Reopen).await;
-        }
-    }
-}
-
-/// How a batch's fold ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Continue,
-    /// Folded up to a skipped sequence; the consumer must be repositioned.
-    Reposition,
-}
-
-/// Folds the contiguous prefix of one batch (`fold::fold_batch`, no I/O) under the fleet's
-/// lock, from `applied` (the last stream sequence folded before), adds the changed rows when a
-/// snapshot is due, and parks the dead letters. Returns the fold and the message to
-/// acknowledge once it is persisted.
-async fn fold_and_park(
-    shared: &Arc<Shared>,
-    js: &jetstream::Context,
-    batch: Vec<jetstream::Message>,
-    cursor: &mut Cursor,
-    applied: u64,
-    policy: &SnapshotPolicy,
-) -> (fold::Folded, Option<jetstream::Message>) {
-    let folded = {
-        let mut fleet = shared.fleet_mut();
-        let mut folded = fold::fold_batch(&mut fleet, &batch, cursor, applied);
-        if policy.due(Instant::now()) {
-            folded.commit.rows = fleet.take_dirty_rows();
-            folded.commit.snapshot = true;
-        }
-        folded
-    };
-    park::park_all(js, &shared.name, &folded.parked).await;
-    let ack = folded.ack_upto.and_then(|i| batch.into_iter().nth(i));
-    (folded, ack)
 }
 
 #[cfg(test)]

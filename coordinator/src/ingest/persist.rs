@@ -42,6 +42,14 @@ impl Tally {
         }
     }
 
+    /// Both tallies together (a group of folded chunks committed as one).
+    pub(super) fn add(&mut self, other: Tally) {
+        self.events += other.events;
+        self.duplicates += other.duplicates;
+        self.malformed += other.malformed;
+        self.refused += other.refused;
+    }
+
     fn add_to(self, shared: &Shared) {
         shared
             .events_applied
@@ -142,4 +150,4 @@ async fn commit_until_stored(
 
 #[cfg(test)]
 #[path = "persist_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -16,9 +16,10 @@ use crate::state::Shared;
 use crate::store::{Commit, EventStore, LogIter, MemStore, StoreError};
 
 /// A `MemStore` whose flushes wait for a go from the test (when `gated`) and whose commits
-/// fail while `failing`; it records every commit and flush it saw.
-struct Gated {
-    inner: MemStore,
+/// fail while `failing`; it records every commit and flush it saw. (The pipeline's tests use
+/// it too.)
+pub(in crate::ingest) struct Gated {
+    pub inner: MemStore,
     gated: bool,
     failing: std::sync::atomic::AtomicBool,
     go: Mutex<mpsc::Receiver<()>>,
@@ -26,7 +27,7 @@ struct Gated {
 }
 
 impl Gated {
-    fn new(gated: bool, failing: bool) -> (Arc<Self>, mpsc::Sender<()>) {
+    pub fn new(gated: bool, failing: bool) -> (Arc<Self>, mpsc::Sender<()>) {
         let (tx, rx) = mpsc::channel();
         let store = Gated {
             inner: MemStore::new(),
@@ -38,7 +39,7 @@ impl Gated {
         (Arc::new(store), tx)
     }
 
-    fn seen(&self) -> Vec<String> {
+    pub fn seen(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -132,7 +133,7 @@ fn spawn_batch(
 }
 
 /// Polls `cond` for up to 30 s (a loaded machine is slow, never this slow).
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
+pub(in crate::ingest) async fn eventually(what: &str, cond: impl Fn() -> bool) {
     for _ in 0..3000 {
         if cond() {
             return;
