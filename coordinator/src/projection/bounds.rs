@@ -53,11 +53,27 @@ pub const CONFIG_BYTES_KEPT: usize = 16 * 1024;
 
 /// `text` cut to at most `TEXT_BYTES_KEPT` bytes, at a character boundary.
 pub fn clip(text: &str) -> String {
+    clipped(text).to_owned()
+}
+
+/// `text` cut to `TEXT_BYTES_KEPT` bytes at a character boundary, borrowed.
+fn clipped(text: &str) -> &str {
     let mut end = text.len().min(TEXT_BYTES_KEPT);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text[..end].to_owned()
+    &text[..end]
+}
+
+/// Sets `dst` to `clip(text)`, without allocating when it already holds that (the common
+/// case on the ingest path: a host repeats its version, kinds and names) or when its buffer
+/// is large enough.
+pub fn set_clipped(dst: &mut String, text: &str) {
+    let text = clipped(text);
+    if dst != text {
+        dst.clear();
+        dst.push_str(text);
+    }
 }
 
 /// The entry for `key` in `map`, which holds at most `cap` entries: the existing one; a new

@@ -14,7 +14,7 @@ use uuid::Uuid;
 mod forget;
 
 use super::bounds::{
-    capped_entry, clip, CONFIG_BYTES_KEPT, DISKS_KEPT, INCARNATIONS_KEPT, LABELS_KEPT,
+    capped_entry, clip, set_clipped, CONFIG_BYTES_KEPT, DISKS_KEPT, INCARNATIONS_KEPT, LABELS_KEPT,
     MODULES_KEPT, NAME_BYTES_KEPT, TEXT_BYTES_KEPT,
 };
 use super::runbooks::Runbooks;
@@ -246,7 +246,8 @@ impl HostState {
         }
         if self.incarnation.as_str() < inc {
             // Newest = greatest (the empty string, before the first event, is below all).
-            self.incarnation = inc.to_owned();
+            self.incarnation.clear();
+            self.incarnation.push_str(inc);
         }
         self.events += 1;
         self.last_seen_unix_ms = self.last_seen_unix_ms.max(ev.time_unix_ms);
@@ -268,12 +269,14 @@ impl HostState {
                     let fits = |(k, v): &(&String, &String)| {
                         k.len() <= NAME_BYTES_KEPT && v.len() <= NAME_BYTES_KEPT
                     };
-                    self.labels = (hb.labels.iter().filter(fits).take(LABELS_KEPT))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
+                    let kept = || hb.labels.iter().filter(fits).take(LABELS_KEPT);
+                    // Rebuilt only when they changed (a host repeats its labels).
+                    if !self.labels.iter().eq(kept()) {
+                        self.labels = kept().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    }
                     let left_out = (hb.labels.len() - self.labels.len()) as u64;
                     self.truncated.labels = self.truncated.labels.saturating_add(left_out);
-                    self.agent_version = clip(&hb.agent_version);
+                    set_clipped(&mut self.agent_version, &hb.agent_version);
                     self.outbox_pending = hb.outbox_pending;
                 }
                 if self.is_current(&version) {
@@ -297,10 +300,10 @@ impl HostState {
                             entry.last_report_unix_ms.max(ev.time_unix_ms);
                     }
                     if entry.version <= version {
-                        entry.kind = clip(&m.kind);
+                        set_clipped(&mut entry.kind, &m.kind);
                         entry.state = ModuleState::from_wire(m.state);
                         entry.expected_interval_ms = m.expected_interval_ms;
-                        entry.version = version.clone();
+                        set_version(&mut entry.version, &version);
                     }
                 }
             }
@@ -315,15 +318,13 @@ impl HostState {
                     &mut self.truncated.disks,
                 );
                 if let Some(disk) = disk.filter(|old| old.version <= version) {
-                    *disk = DiskState {
-                        used_basis_points: d.used_basis_points,
-                        inodes_used_basis_points: d.inodes_used_basis_points,
-                        level: DiskLevel::from_wire(d.level),
-                        total_bytes: d.total_bytes,
-                        avail_bytes: d.avail_bytes,
-                        at_unix_ms: ev.time_unix_ms,
-                        version,
-                    };
+                    disk.used_basis_points = d.used_basis_points;
+                    disk.inodes_used_basis_points = d.inodes_used_basis_points;
+                    disk.level = DiskLevel::from_wire(d.level);
+                    disk.total_bytes = d.total_bytes;
+                    disk.avail_bytes = d.avail_bytes;
+                    disk.at_unix_ms = ev.time_unix_ms;
+                    set_version(&mut disk.version, &version);
                 }
             }
             Body::ModuleState(ms) => {
@@ -409,6 +410,12 @@ impl HostState {
     fn is_current(&self, version: &Version) -> bool {
         version.0 == self.incarnation && self.current().is_some_and(|t| t.last_seq == version.1)
     }
+}
+
+/// Sets `dst` to `version`, reusing its buffer (no allocation on the ingest path).
+fn set_version(dst: &mut Version, version: &Version) {
+    dst.0.clone_from(&version.0);
+    dst.1 = version.1;
 }
 
 /// The module's entry (created on first sight), `None` if it does not fit in `MODULES_KEPT`
