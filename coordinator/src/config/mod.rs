@@ -17,13 +17,15 @@ pub use load::{ConfigErrors, Problem};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
-    /// Most messages persisted in one sled batch (one flush, one ack).
+    /// Most messages per consumer batch (one fold under the fleet's lock). While a commit
+    /// flushes, the batches that arrive are gathered into the next commit (one flush, one
+    /// ack), up to 16 of them.
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
     /// Redelivery delay of an unacked message; must exceed the slowest flush.
     #[serde(default = "default_ack_wait", with = "humantime_serde")]
     pub ack_wait: std::time::Duration,
-    /// Projection rows are persisted (a snapshot) at most this many batches apart; the log is
+    /// Projection rows are persisted (a snapshot) at most this many commits apart; the log is
     /// the source of truth and a restart folds the entries after the snapshot.
     #[serde(default = "default_snapshot_batches")]
     pub snapshot_batches: u32,
