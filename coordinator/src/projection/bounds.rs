@@ -163,4 +163,16 @@ mod tests {
         assert!(cut.len() <= TEXT_BYTES_KEPT && cut.len() >= TEXT_BYTES_KEPT - 1);
         assert!(long.starts_with(&cut));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn set_clipped_leaves_what_clip_gives(
+            before in "\\PC{0,40}",
+            text in "\\PC{0,600}",
+        ) {
+            let mut dst = before;
+            set_clipped(&mut dst, &text);
+            proptest::prop_assert_eq!(dst, clip(&text));
+        }
+    }
 }
