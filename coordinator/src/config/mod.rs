@@ -106,6 +106,9 @@ pub struct CoordinatorConfig {
     /// `[console]`: the web console on the `[http]` listener; absent = no console.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console: Option<crate::console::ConsoleConfig>,
+    /// `[[drills]]`: drills the active coordinator runs on a schedule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drills: Vec<crate::drills::DrillConfig>,
 }
 
 impl CoordinatorConfig {

@@ -1,0 +1,14 @@
+//! Drills that run themselves: `[[drills]]` (`config`), the pure schedule (`schedule`: what
+//! is due, from the drill's history folded from the log), the alert conditions
+//! `drill_overdue` / `drill_failed` (`rules`, pure), and the active coordinator's driver
+//! (`driver`: records a run's start durably before it acts, runs it, records the result).
+
+pub mod config;
+pub mod driver;
+pub mod rules;
+pub mod schedule;
+
+#[cfg(test)]
+mod schedule_tests;
+
+pub use config::DrillConfig;

@@ -1,0 +1,221 @@
+//! Scheduled drills end to end: a real nats-server, two coordinators (blue active, green
+//! standby) with a `notification_test` drill every 4 s (jitter 1 s) notifying a real local
+//! webhook receiver, and a drill switched off. The active runs the drill on its schedule; the
+//! test notification is marked as a test; blue is killed -9 just after it recorded a run's
+//! start, and green, once active, never runs a slot blue claimed (one `started` per slot in
+//! the log) and goes on with the next slots; the drill switched off raises `drill_overdue`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use opsfleet_tests::{wait_until, Cluster, CoordinatorSpec, Receiver};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn coordinator_toml(hook: &str) -> String {
+    format!(
+        r#"
+[alerts]
+interval = "500ms"
+
+[[notify.routes]]
+name = "ops"
+kind = "webhook"
+url = "{hook}"
+
+[[drills]]
+name = "notify"
+kind = "notification_test"
+every = "4s"
+jitter = "1s"
+timeout = "20s"
+
+[[drills]]
+name = "paging-off"
+kind = "notification_test"
+every = "2s"
+grace = "1s"
+enabled = false
+"#
+    )
+}
+
+/// One `drill_run` event as `opsctl events -o json` prints it.
+#[derive(Debug, Clone)]
+struct RunEvent {
+    coordinator: String,
+    phase: String,
+    run_id: String,
+    slot: i64,
+    drill: String,
+}
+
+async fn drill_runs(c: &Cluster) -> Result<Vec<RunEvent>> {
+    let out = c
+        .opsctl
+        .run(&[
+            "--output",
+            "json",
+            "events",
+            "--kind",
+            "drill_run",
+            "--since",
+            "30m",
+        ])
+        .await?
+        .ok()?;
+    let mut runs = Vec::new();
+    for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("event JSON: {line}"))?;
+        let p = &v["payload"];
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        runs.push(RunEvent {
+            coordinator: s(&v["host"]),
+            phase: s(&p["phase"]),
+            run_id: s(&p["run_id"]),
+            slot: p["slot_unix_ms"]
+                .as_i64()
+                .or_else(|| p["slot_unix_ms"].as_str().and_then(|t| t.parse().ok()))
+                .unwrap_or(0),
+            drill: s(&p["drill"]),
+        });
+    }
+    Ok(runs)
+}
+
+async fn wait_role(c: &mut Cluster, coordinator: &str, role: &str) -> Result<()> {
+    wait_until(
+        &format!("{coordinator} to be {role}"),
+        WAIT,
+        Duration::from_millis(100),
+        async || {
+            let r = c.status(Some(coordinator)).await?;
+            Ok((r.responder.role.as_str() == role).then_some(()))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_drills_run_once_per_slot_across_a_failover_and_go_overdue_when_off() {
+    Cluster::run("drills", async |c: &mut Cluster| {
+        let rx = Receiver::start().await?;
+        let toml = coordinator_toml(&rx.url("/hook"));
+        c.add_coordinator(CoordinatorSpec::new("blue").config_toml(&toml))?;
+        wait_role(c, "blue", "active").await?;
+        c.add_coordinator(CoordinatorSpec::new("green").config_toml(&toml))?;
+        wait_role(c, "green", "standby").await?;
+
+        // The active runs the drill on its schedule; the receiver gets a test notification.
+        let test = wait_until(
+            "a drill's test notification",
+            WAIT,
+            Duration::from_millis(100),
+            async || {
+                Ok(rx
+                    .requests()
+                    .into_iter()
+                    .find(|r| r.body["rule"] == "drill_test"))
+            },
+        )
+        .await?;
+        println!("test notification: {}", test.body);
+        ensure!(
+            test.body["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("TEST ONLY")),
+            "marked as a test: {}",
+            test.body
+        );
+        ensure!(test.body["labels"]["test"] == "true", "{}", test.body);
+        ensure!(test.body["coordinator"] == "blue", "{}", test.body);
+
+        // The drill switched off goes overdue (every 2 s + grace 1 s).
+        wait_until(
+            "drill_overdue for the drill switched off",
+            WAIT,
+            Duration::from_millis(100),
+            async || {
+                Ok(rx.requests().into_iter().find(|r| {
+                    r.body["alert_id"] == "drill_overdue//paging-off" && r.body["state"] == "firing"
+                }))
+            },
+        )
+        .await?;
+
+        // Kill blue just after it recorded a start (its slot claimed, its result maybe not).
+        let claimed = wait_until(
+            "blue to record a new start",
+            WAIT,
+            Duration::from_millis(50),
+            async || {
+                let runs = drill_runs(c).await?;
+                let before = runs.iter().filter(|r| r.phase == "started").count();
+                Ok((before >= 2)
+                    .then(|| runs.iter().rev().find(|r| r.phase == "started").cloned())
+                    .flatten())
+            },
+        )
+        .await?;
+        c.coordinator("blue")?.sigkill().await?;
+        println!(
+            "blue killed after claiming slot {} ({})",
+            claimed.slot, claimed.run_id
+        );
+        wait_role(c, "green", "active").await?;
+
+        // Green runs the next slots, never one blue claimed.
+        let runs = wait_until(
+            "green to run two slots",
+            WAIT,
+            Duration::from_millis(200),
+            async || {
+                let runs = drill_runs(c).await?;
+                let green = (runs.iter())
+                    .filter(|r| r.coordinator == "green" && r.phase == "passed")
+                    .count();
+                Ok((green >= 2).then_some(runs))
+            },
+        )
+        .await?;
+        let mut starts: BTreeMap<i64, Vec<&RunEvent>> = BTreeMap::new();
+        for r in runs.iter().filter(|r| r.phase == "started") {
+            ensure!(
+                r.drill == "notify",
+                "only the drill switched on runs: {r:?}"
+            );
+            starts.entry(r.slot).or_default().push(r);
+        }
+        for (slot, list) in &starts {
+            ensure!(
+                list.len() == 1,
+                "slot {slot} started {} times: {list:?}",
+                list.len()
+            );
+        }
+        let blue_last = (runs.iter())
+            .filter(|r| r.coordinator == "blue" && r.phase == "started")
+            .map(|r| r.slot)
+            .max()
+            .context("blue ran a slot")?;
+        let green_first = (runs.iter())
+            .filter(|r| r.coordinator == "green" && r.phase == "started")
+            .map(|r| r.slot)
+            .min()
+            .context("green ran a slot")?;
+        ensure!(
+            green_first > blue_last,
+            "green ran slot {green_first}, not after blue's last {blue_last}: {runs:?}"
+        );
+        // The run blue was in the middle of has an end: its own, or green's abandon.
+        ensure!(
+            runs.iter()
+                .any(|r| r.run_id == claimed.run_id && r.phase != "started"),
+            "the run blue claimed was closed: {runs:?}"
+        );
+        Ok(())
+    })
+    .await;
+}
