@@ -164,24 +164,26 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         &cfg.groups,
     );
     let groups_task = tokio::spawn(groups_driver.run(cancel.clone()));
-    let drills_task = tokio::spawn(
-        crate::drills::driver::Driver::new(
-            Arc::clone(&shared),
-            emitter,
-            topology.events.clone(),
-            &cfg.drills,
-            notifier,
-            groups.clone(),
-        )
-        .run(cancel.clone()),
+    let (drills_driver, drills) = crate::drills::driver::Driver::new(
+        Arc::clone(&shared),
+        emitter,
+        topology.events.clone(),
+        &cfg.drills,
+        notifier,
+        groups.clone(),
     );
+    let drills_task = tokio::spawn(drills_driver.run(cancel.clone()));
 
     let api_task = tokio::spawn(api::serve(
         client.clone(),
         Arc::clone(&shared),
         topology.events.clone(),
         release,
-        api::Actors { dispatcher, groups },
+        api::Actors {
+            dispatcher,
+            groups,
+            drills,
+        },
         cfg.api.clone(),
         cancel.clone(),
     ));

@@ -229,3 +229,164 @@ async fn scheduled_drills_run_once_per_slot_across_a_failover_and_go_overdue_whe
     })
     .await;
 }
+
+/// `opsctl -o json drills`, parsed.
+async fn drills_json(c: &Cluster) -> Result<Value> {
+    let out = c.opsctl.run(&["--output", "json", "drills"]).await?.ok()?;
+    serde_json::from_str(out.stdout.trim()).with_context(|| format!("drills JSON: {}", out.stdout))
+}
+
+/// `opsctl drills` and `opsctl drill run` against an identified-only coordinator: the
+/// schedule's first run shows in the list (table and JSON); a viewer is refused, an unknown
+/// drill is refused naming the declared ones, a run while another runs is refused; an
+/// operator's run is recorded under its name and answered with its result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_run_is_for_operators_one_at_a_time_and_drills_lists_the_runs() {
+    Cluster::run("drill_cli", async |c: &mut Cluster| {
+        let rx = Receiver::start().await?;
+        let toml = format!(
+            r#"
+[[notify.routes]]
+name = "ops"
+kind = "webhook"
+url = "{}"
+timeout = "20s"
+max_attempts = 1
+
+[[drills]]
+name = "notify"
+kind = "notification_test"
+every = "1h"
+"#,
+            rx.url("/hook")
+        );
+        c.add_coordinator(
+            CoordinatorSpec::new("blue")
+                .identified_only()
+                .config_toml(&toml),
+        )?;
+        wait_role(c, "blue", "active").await?;
+
+        // Never run: due at once; the schedule's run shows in the list.
+        let list = wait_until(
+            "the scheduled run in opsctl drills",
+            WAIT,
+            Duration::from_millis(200),
+            async || {
+                let v = drills_json(c).await?;
+                let passed = v["drills"][0]["runs"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["phase"] == "passed"));
+                Ok(passed.then_some(v))
+            },
+        )
+        .await?;
+        let d = &list["drills"][0];
+        ensure!(
+            d["name"] == "notify"
+                && d["kind"] == "notification_test"
+                && d["every_ms"] == 3_600_000
+                && d["enabled"] == true
+                && d["runs"][0]["requested_by"] == "schedule"
+                && d["runs"][0]["slot_unix_ms"].as_i64().is_some_and(|s| s > 0),
+            "drills: {list}"
+        );
+        let next = d["next_due_unix_ms"].as_i64().unwrap_or(0);
+        ensure!(
+            next > opsfleet_proto::time::now_unix_ms(),
+            "the slot is done, the next is ahead: {list}"
+        );
+        let table = c.opsctl.run(&["drills"]).await?.ok()?;
+        ensure!(
+            table.stdout.contains("notify") && table.stdout.contains("notification_test"),
+            "table: {}",
+            table.stdout
+        );
+
+        // A viewer may not run a drill.
+        let out = (c.opsctl)
+            .run(&[
+                "--operator",
+                "vic",
+                "--role",
+                "viewer",
+                "drill",
+                "run",
+                "notify",
+            ])
+            .await?;
+        ensure!(
+            !out.status.success() && out.stderr.contains("needs role operator"),
+            "viewer: {out:?}"
+        );
+        // An unknown drill is refused, naming the declared ones.
+        let out = (c.opsctl)
+            .run(&["--operator", "alice", "drill", "run", "nosuch"])
+            .await?;
+        ensure!(
+            !out.status.success()
+                && out
+                    .stderr
+                    .contains("unknown drill \"nosuch\" (declared: notify)"),
+            "unknown: {out:?}"
+        );
+
+        // A slow receiver keeps alice's run going; bob's run meanwhile is refused.
+        rx.answer_next(
+            1,
+            opsfleet_tests::Reply {
+                delay: Duration::from_secs(5),
+                ..opsfleet_tests::Reply::status(200)
+            },
+        );
+        let alice = (c.opsctl).run(&[
+            "--operator",
+            "alice",
+            "-o",
+            "json",
+            "drill",
+            "run",
+            "notify",
+        ]);
+        let bob = async {
+            wait_until(
+                "alice's run to be under way",
+                WAIT,
+                Duration::from_millis(100),
+                async || {
+                    let v = drills_json(c).await?;
+                    Ok((v["drills"][0]["running"] == true).then_some(()))
+                },
+            )
+            .await?;
+            (c.opsctl)
+                .run(&["--operator", "bob", "drill", "run", "notify"])
+                .await
+        };
+        let (alice, bob) = tokio::join!(alice, bob);
+        let (alice, bob) = (alice?.ok()?, bob?);
+        ensure!(
+            !bob.status.success() && bob.stderr.contains("drill notify is running"),
+            "bob: {bob:?}"
+        );
+        let ran: Value = serde_json::from_str(alice.stdout.trim())
+            .with_context(|| format!("drill run JSON: {}", alice.stdout))?;
+        ensure!(
+            ran["phase"] == "passed" && ran["took_ms"].as_u64().is_some_and(|t| t >= 4_000),
+            "alice's run: {ran}"
+        );
+        let v = drills_json(c).await?;
+        let runs = v["drills"][0]["runs"].as_array().context("runs")?;
+        let last = runs.last().context("a run")?;
+        ensure!(
+            last["requested_by"]
+                .as_str()
+                .is_some_and(|b| b.contains("alice"))
+                && last["slot_unix_ms"] == 0
+                && runs.len() == 2,
+            "alice's run recorded as hers, in no slot: {v}"
+        );
+        Ok(())
+    })
+    .await;
+}

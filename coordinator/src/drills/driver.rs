@@ -4,7 +4,8 @@
 //! `started` event — durable in `OPS_EVENTS` (acknowledged) before the drill acts, and only in
 //! a term still held — then runs the drill within its `timeout` and records `passed` or
 //! `failed` with what it found. One drill runs at a time. A run left open by an ended term is
-//! closed `failed` (abandoned); its slot is not run again.
+//! closed `failed` (abandoned); its slot is not run again. Operators' runs (`ask::Ask`, from
+//! `opsctl drill run`) arrive on a channel, fill no slot, and are answered when they end.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,9 +21,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use super::ask::{Ask, DrillsHandle, Ran, Refused, Running};
 use super::config::{DrillConfig, DrillKind};
 use super::schedule::{decide, orphan, Due};
-use crate::acting::Gate;
+use crate::acting::{Closed, Gate};
 use crate::emit::Emitter;
 use crate::groups::ask::GroupsHandle;
 use crate::notify::{Delivery, Notification, Notifier};
@@ -43,6 +45,8 @@ pub struct Driver {
     drills: Vec<DrillConfig>,
     notifier: Arc<Notifier>,
     groups: GroupsHandle,
+    asks: tokio::sync::mpsc::Receiver<Ask>,
+    running: Running,
 }
 
 /// A run about to start.
@@ -78,22 +82,26 @@ impl Driver {
         drills: &[DrillConfig],
         notifier: Arc<Notifier>,
         groups: GroupsHandle,
-    ) -> Driver {
-        Driver {
+    ) -> (Driver, DrillsHandle) {
+        let (tx, asks) = tokio::sync::mpsc::channel(4);
+        let running = Running::default();
+        let handle = DrillsHandle::new(tx, drills, Arc::clone(&running));
+        let driver = Driver {
             shared,
             emitter,
             stream,
             drills: drills.to_vec(),
             notifier,
             groups,
-        }
+            asks,
+            running,
+        };
+        (driver, handle)
     }
 
-    /// Runs until `cancel` fires (at once when no drill is declared).
-    pub async fn run(self, cancel: CancellationToken) {
-        if self.drills.is_empty() {
-            return;
-        }
+    /// Runs until `cancel` fires.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut asks_open = true;
         let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone(), "drills");
         // Slots this term recorded, until the fold shows them (drill → slot).
         let mut claimed: HashMap<String, i64> = HashMap::new();
@@ -104,17 +112,34 @@ impl Driver {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let ask = tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let Some(epoch) = gate.open().await else {
-                continue;
+                _ = tick.tick() => None,
+                ask = self.asks.recv(), if asks_open => {
+                    asks_open = ask.is_some();
+                    ask
+                }
+            };
+            let epoch = match gate.open_or_why().await {
+                Ok(epoch) => epoch,
+                Err(why) => {
+                    if let Some(ask) = ask {
+                        let _ = ask.reply.send(Err(match why {
+                            Closed::NotActive => Refused::NotActive,
+                            Closed::CatchingUp => Refused::CatchingUp,
+                        }));
+                    }
+                    continue;
+                }
             };
             if epoch != term {
                 term = epoch;
                 claimed.clear();
                 closed.clear();
+            }
+            if let Some(ask) = ask {
+                self.asked(ask, &gate, epoch, &closed, &cancel).await;
+                continue;
             }
             let now = now_unix_ms();
             let (dues, orphans) = self.dues(epoch, now, &claimed, &closed);
@@ -153,6 +178,50 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// An operator's run: refused while any run is open (one at a time), else run now
+    /// (no slot) and answered when it ended.
+    async fn asked(
+        &self,
+        ask: Ask,
+        gate: &Gate,
+        epoch: u64,
+        closed: &[String],
+        cancel: &CancellationToken,
+    ) {
+        let Some(d) = self.drills.iter().find(|d| d.name == ask.drill) else {
+            let _ = ask.reply.send(Err(Refused::Unknown {
+                drill: ask.drill.clone(),
+                known: String::new(),
+            }));
+            return;
+        };
+        let open = {
+            let fleet = self.shared.fleet();
+            let open = (fleet.drills().iter())
+                .flat_map(|(name, h)| h.open().map(move |r| (name.clone(), r.run_id.clone())))
+                .find(|(_, id)| !closed.contains(id));
+            open
+        };
+        if let Some((running, run_id)) = open {
+            let _ = ask.reply.send(Err(Refused::Busy { running, run_id }));
+            return;
+        }
+        let run = Run {
+            drill: d,
+            run_id: Uuid::now_v7().to_string(),
+            slot_unix_ms: 0,
+            epoch,
+            requested_by: ask.requested_by.clone(),
+        };
+        let result = match self.execute(gate, run, cancel).await {
+            Some(ran) => Ok(ran),
+            None => Err(Refused::NotRecorded {
+                drill: d.name.clone(),
+            }),
+        };
+        let _ = ask.reply.send(result);
     }
 
     /// What is due for each drill now, and the open runs of drills no longer declared that
@@ -234,10 +303,10 @@ impl Driver {
 
     /// Records the start (acknowledged, in a term still held), runs the drill within its
     /// timeout, records the result.
-    async fn execute(&self, gate: &Gate, run: Run<'_>, cancel: &CancellationToken) {
+    async fn execute(&self, gate: &Gate, run: Run<'_>, cancel: &CancellationToken) -> Option<Ran> {
         let name = run.drill.name.as_str();
         if !gate.still(run.epoch) {
-            return;
+            return None;
         }
         if let Err(e) = self
             .emitter
@@ -245,7 +314,10 @@ impl Driver {
             .await
         {
             warn!(drill = name, error = %error_chain(&e), "cannot record a drill's start; not run");
-            return;
+            return None;
+        }
+        if let Ok(mut r) = self.running.lock() {
+            *r = Some((name.to_owned(), run.run_id.clone()));
         }
         let started = Instant::now();
         // The start is durable; act only if the term that recorded it still holds.
@@ -277,6 +349,17 @@ impl Driver {
         {
             warn!(drill = name, error = %error_chain(&e), "cannot record a drill's result");
         }
+        if let Ok(mut r) = self.running.lock() {
+            *r = None;
+        }
+        Some(Ran {
+            drill: name.to_owned(),
+            kind: run.drill.kind.as_str().to_owned(),
+            run_id: run.run_id.clone(),
+            phase: phase.to_owned(),
+            took_ms,
+            detail: detail.to_owned(),
+        })
     }
 
     /// Does the drill; what it found, or why it failed.

@@ -1,8 +1,10 @@
 //! Drills that run themselves: `[[drills]]` (`config`), the pure schedule (`schedule`: what
 //! is due, from the drill's history folded from the log), the alert conditions
 //! `drill_overdue` / `drill_failed` (`rules`, pure), and the active coordinator's driver
-//! (`driver`: records a run's start durably before it acts, runs it, records the result).
+//! (`driver`: records a run's start durably before it acts, runs it, records the result;
+//! operators' runs reach it through `ask`).
 
+pub mod ask;
 pub mod config;
 pub mod driver;
 pub mod rules;
