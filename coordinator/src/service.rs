@@ -171,6 +171,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         &cfg.drills,
         notifier,
         groups.clone(),
+        client.clone(),
     );
     let drills_task = tokio::spawn(drills_driver.run(cancel.clone()));
 

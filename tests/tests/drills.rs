@@ -390,3 +390,58 @@ every = "1h"
     })
     .await;
 }
+
+/// A `coordinator_failover` drill run by the active coordinator itself: it hands its lease to
+/// the standby and gets it back, and records both takeovers with nothing lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_failover_drill_hands_over_and_back() {
+    Cluster::run("drill_coord", async |c: &mut Cluster| {
+        let toml = r#"
+[[drills]]
+name = "dr"
+kind = "coordinator_failover"
+every = "1h"
+enabled = false
+timeout = "2m"
+"#;
+        c.add_coordinator(CoordinatorSpec::new("blue").config_toml(toml))?;
+        wait_role(c, "blue", "active").await?;
+        c.add_coordinator(CoordinatorSpec::new("green").config_toml(toml))?;
+        wait_role(c, "green", "standby").await?;
+        c.add_agent(
+            opsfleet_tests::AgentSpec::new("web-01").heartbeat(Duration::from_millis(200)),
+        )?;
+        wait_until(
+            "blue to know web-01",
+            WAIT,
+            Duration::from_millis(100),
+            async || Ok((!c.status(Some("blue")).await?.hosts.is_empty()).then_some(())),
+        )
+        .await?;
+        let before = c.status(Some("blue")).await?.responder.epoch;
+
+        let out = c
+            .opsctl
+            .run(&["--output", "json", "drill", "run", "dr", "--wait", "3m"])
+            .await?
+            .ok()?;
+        let ran: Value = serde_json::from_str(out.stdout.trim())
+            .with_context(|| format!("drill run JSON: {}", out.stdout))?;
+        println!("coordinator failover drill: {ran}");
+        let detail = ran["detail"].as_str().unwrap_or_default();
+        ensure!(ran["phase"] == "passed", "{ran}");
+        ensure!(
+            detail.contains("blue -> green in ")
+                && detail.contains("green -> blue in ")
+                && detail.contains("events lost 0, commands run twice 0"),
+            "{ran}"
+        );
+        let after = c.status(Some("blue")).await?.responder;
+        ensure!(
+            after.role.as_str() == "active" && after.epoch > before,
+            "blue is active again under a newer epoch: {after:?} (before: {before})"
+        );
+        Ok(())
+    })
+    .await;
+}

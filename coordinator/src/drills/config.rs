@@ -108,12 +108,9 @@ impl DrillConfig {
                 "kind",
                 "restore_test is not available yet: the agent cannot run restore tests".to_owned(),
             ),
-            DrillKind::CoordinatorFailover => push(
-                "kind",
-                "coordinator_failover is not available on a schedule yet: run `opsctl failover --drill`"
-                    .to_owned(),
-            ),
-            DrillKind::NotificationTest | DrillKind::AppFailover => {}
+            DrillKind::NotificationTest
+            | DrillKind::AppFailover
+            | DrillKind::CoordinatorFailover => {}
         }
         out
     }

@@ -45,6 +45,7 @@ pub struct Driver {
     drills: Vec<DrillConfig>,
     notifier: Arc<Notifier>,
     groups: GroupsHandle,
+    client: async_nats::Client,
     asks: tokio::sync::mpsc::Receiver<Ask>,
     running: Running,
 }
@@ -82,6 +83,7 @@ impl Driver {
         drills: &[DrillConfig],
         notifier: Arc<Notifier>,
         groups: GroupsHandle,
+        client: async_nats::Client,
     ) -> (Driver, DrillsHandle) {
         let (tx, asks) = tokio::sync::mpsc::channel(4);
         let running = Running::default();
@@ -93,6 +95,7 @@ impl Driver {
             drills: drills.to_vec(),
             notifier,
             groups,
+            client,
             asks,
             running,
         };
@@ -377,7 +380,11 @@ impl Driver {
                     Err(e) => Err(e.to_string()),
                 }
             }
-            DrillKind::CoordinatorFailover | DrillKind::RestoreTest => Err(format!(
+            DrillKind::CoordinatorFailover => {
+                let within = run.drill.timeout / 2;
+                super::handover::run(&self.shared, &self.client, &run.drill.name, within).await
+            }
+            DrillKind::RestoreTest => Err(format!(
                 "{} drills are not available on a schedule yet",
                 run.drill.kind.as_str()
             )),

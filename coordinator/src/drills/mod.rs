@@ -7,6 +7,7 @@
 pub mod ask;
 pub mod config;
 pub mod driver;
+pub mod handover;
 pub mod rules;
 pub mod schedule;
 
