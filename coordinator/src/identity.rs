@@ -181,7 +181,9 @@ mod tests {
                 "ops.api.as.*.*.silence",
                 "ops.api.as.*.*.silence.blue",
                 "ops.api.as.*.*.alert_ack",
-                "ops.api.as.*.*.alert_ack.blue"
+                "ops.api.as.*.*.alert_ack.blue",
+                "ops.api.as.*.*.drill",
+                "ops.api.as.*.*.drill.blue"
             ]
         );
     }

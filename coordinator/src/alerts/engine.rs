@@ -158,7 +158,7 @@ impl Engine {
         let decided = {
             let fleet = self.shared.fleet();
             let mut extra: Vec<Condition> = extra.into_iter().collect();
-            crate::drills::rules::drill_conditions(
+            super::drill_rules::drill_conditions(
                 &self.rules,
                 &self.drills,
                 &fleet,

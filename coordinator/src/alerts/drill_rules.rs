@@ -1,9 +1,9 @@
 //! `drill_overdue` (no run of a declared drill passed within `every` + `grace`, switched off
 //! or not) and `drill_failed` (its newest ended run failed; resolved by a later pass): one
-//! alert per drill, subject = the drill's name, no host. Pure: the drills' config, the fleet
-//! and `now`; the alert engine adds them to its conditions.
+//! alert per drill, subject = the drill's name, no host. Pure: the drills' config (`[[drills]]`,
+//! `crate::drills`), the fleet and `now`; the alert engine adds them to its conditions.
 
-use crate::alerts::rules::{alert_id, Condition, RuleKind, Rules};
+use super::rules::{alert_id, Condition, RuleKind, Rules};
 use crate::drills::config::DrillConfig;
 use crate::drills::schedule::overdue;
 use crate::projection::Fleet;
