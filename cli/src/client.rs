@@ -354,6 +354,23 @@ impl Api {
         self.call_within(subject, req, acting, wait).await
     }
 
+    /// Asks the active coordinator to run a drill now, as the operator in the operator role
+    /// (`ops.api.as.<operator>.<role>.drill`); answered once the run ended, so it waits up
+    /// to `wait`.
+    pub async fn drill_run(
+        &self,
+        req: &opsfleet_proto::api::DrillRunRequest,
+        wait: Duration,
+    ) -> Result<opsfleet_proto::api::DrillRunReply, ClientError> {
+        let (subject, acting) = self.action_subject(
+            "drill run",
+            Role::Operator,
+            subjects::api_drill_as,
+            subjects::API_DRILL,
+        );
+        self.call_within(subject, req, acting, wait).await
+    }
+
     /// Asks the active coordinator to add or expire a silence, as the operator in the operator
     /// role (`ops.api.as.<operator>.<role>.silence`).
     pub async fn silence(&self, req: &SilenceRequest) -> Result<SilenceReply, ClientError> {

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod client;
 pub mod configs;
 pub mod drill;
+pub mod drills;
 pub mod events;
 pub mod groups;
 pub mod leader;

@@ -23,6 +23,7 @@ pub fn subscriptions(coordinator: &str) -> Vec<String> {
         subjects::API_SERVICE_FAILOVER_AS_ALL,
         subjects::API_SILENCE_AS_ALL,
         subjects::API_ALERT_ACK_AS_ALL,
+        subjects::API_DRILL_AS_ALL,
     ] {
         out.push(all.to_owned());
         out.push(subjects::api_subject_for(all, coordinator));
@@ -180,7 +181,9 @@ mod tests {
                 "ops.api.as.*.*.silence",
                 "ops.api.as.*.*.silence.blue",
                 "ops.api.as.*.*.alert_ack",
-                "ops.api.as.*.*.alert_ack.blue"
+                "ops.api.as.*.*.alert_ack.blue",
+                "ops.api.as.*.*.drill",
+                "ops.api.as.*.*.drill.blue"
             ]
         );
     }

@@ -14,6 +14,7 @@ pub(crate) mod api;
 pub mod config;
 pub(crate) mod console;
 pub(crate) mod dispatch;
+pub(crate) mod drills;
 pub mod election;
 pub(crate) mod emit;
 pub(crate) mod glob;

@@ -144,7 +144,8 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
     } = start_election(&cfg, &topology, &js, store, &cancel)?;
     let console = start_console(&cfg, &shared, &client, &js)?;
     let http_task = start_http(cfg.http.as_ref(), &shared, &topology, console, &cancel).await?;
-    let alerts_task = start_alerts(&cfg, &shared, &emitter, &topology, &cancel)?;
+    let notifier = Arc::new(crate::notify::Notifier::from_config(&cfg.notify)?);
+    let alerts_task = start_alerts(&cfg, &shared, &emitter, &topology, &notifier, &cancel);
     let (dispatcher, sweeper) = start_dispatch(&cfg, &shared, emitter.clone(), &js, &cancel);
     let rollouts_task = tokio::spawn(
         crate::rollout::driver::Driver::new(
@@ -157,19 +158,33 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
     );
     let (groups_driver, groups) = crate::groups::driver::Driver::new(
         Arc::clone(&shared),
-        emitter,
+        emitter.clone(),
         dispatcher.clone(),
         topology.events.clone(),
         &cfg.groups,
     );
     let groups_task = tokio::spawn(groups_driver.run(cancel.clone()));
+    let (drills_driver, drills) = crate::drills::driver::Driver::new(
+        Arc::clone(&shared),
+        emitter,
+        topology.events.clone(),
+        &cfg.drills,
+        notifier,
+        groups.clone(),
+        client.clone(),
+    );
+    let drills_task = tokio::spawn(drills_driver.run(cancel.clone()));
 
     let api_task = tokio::spawn(api::serve(
         client.clone(),
         Arc::clone(&shared),
         topology.events.clone(),
         release,
-        api::Actors { dispatcher, groups },
+        api::Actors {
+            dispatcher,
+            groups,
+            drills,
+        },
         cfg.api.clone(),
         cancel.clone(),
     ));
@@ -189,6 +204,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         alerts: alerts_task,
         rollouts: rollouts_task,
         groups: groups_task,
+        drills: drills_task,
         http: http_task,
         api: api_task,
     }
@@ -258,19 +274,20 @@ fn start_alerts(
     shared: &Arc<Shared>,
     emitter: &Emitter,
     topology: &Topology,
+    notifier: &Arc<crate::notify::Notifier>,
     cancel: &CancellationToken,
-) -> Result<JoinHandle<()>, RunError> {
-    let notifier = Arc::new(crate::notify::Notifier::from_config(&cfg.notify)?);
-    Ok(tokio::spawn(
+) -> JoinHandle<()> {
+    tokio::spawn(
         crate::alerts::engine::Engine::new(
             Arc::clone(shared),
             emitter.clone(),
             topology.events.clone(),
             &cfg.alerts,
-            notifier,
+            Arc::clone(notifier),
         )
+        .with_drills(&cfg.drills)
         .run(cancel.clone()),
-    ))
+    )
 }
 
 /// The data directory, created if missing, and the sled store in it.
@@ -374,6 +391,7 @@ struct Tasks {
     alerts: JoinHandle<()>,
     rollouts: JoinHandle<()>,
     groups: JoinHandle<()>,
+    drills: JoinHandle<()>,
     http: Option<JoinHandle<()>>,
     api: JoinHandle<Result<(), api::SubscribeError>>,
 }
@@ -395,6 +413,7 @@ impl Tasks {
         let _ = self.alerts.await;
         let _ = self.rollouts.await;
         let _ = self.groups.await;
+        let _ = self.drills.await;
         if let Some(task) = self.http {
             let _ = task.await;
         }

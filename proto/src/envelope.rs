@@ -138,6 +138,7 @@ pub fn body_kind(body: &pb::event::Body) -> &'static str {
         Body::AlertAcked(_) => "alert_acked",
         Body::Rollout(_) => "rollout",
         Body::GroupFailover(_) => "group_failover",
+        Body::DrillRun(_) => "drill_run",
     }
 }
 
@@ -167,7 +168,8 @@ pub fn body_class(body: &pb::event::Body) -> BodyClass {
         | Body::SilenceExpired(_)
         | Body::AlertAcked(_)
         | Body::Rollout(_)
-        | Body::GroupFailover(_) => BodyClass::Coordinator,
+        | Body::GroupFailover(_)
+        | Body::DrillRun(_) => BodyClass::Coordinator,
         Body::CommandAccepted(_)
         | Body::CommandCompleted(_)
         | Body::CommandFailed(_)

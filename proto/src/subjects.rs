@@ -63,6 +63,11 @@ pub const API_SILENCE: &str = "ops.api.silence";
 pub const API_ALERT_ACK: &str = "ops.api.alert_ack";
 /// `opsctl silence list`: silences, paged.
 pub const API_SILENCES: &str = "ops.api.silences";
+/// `opsctl drills`: the declared drills, their schedule, last runs and next due.
+pub const API_DRILLS: &str = "ops.api.drills";
+/// `opsctl drill run <name>` (identified: `ops.api.as.<operator>.<role>.drill`; the active
+/// coordinator answers once the run ended).
+pub const API_DRILL: &str = "ops.api.drill";
 
 /// Prefix of API requests that carry the operator's identity and role in the subject:
 /// `ops.api.as.<operator>.<role>.<verb>`. NATS permissions let each operator publish only
@@ -79,12 +84,19 @@ pub const API_ROLLOUT_AS_ALL: &str = "ops.api.as.*.*.rollout";
 pub const API_SERVICE_FAILOVER_AS_ALL: &str = "ops.api.as.*.*.service_failover";
 /// Every identified silence request (coordinators subscribe to it).
 pub const API_SILENCE_AS_ALL: &str = "ops.api.as.*.*.silence";
+/// Every identified drill run request (coordinators subscribe to it).
+pub const API_DRILL_AS_ALL: &str = "ops.api.as.*.*.drill";
 /// Every identified alert ack request (coordinators subscribe to it).
 pub const API_ALERT_ACK_AS_ALL: &str = "ops.api.as.*.*.alert_ack";
 
 /// `ops.api.as.<operator>.<role>.silence`: add or expire a silence as `operator`.
 pub fn api_silence_as(operator: &str, role: crate::api::Role) -> String {
     format!("{API_AS_PREFIX}.{operator}.{}.silence", role.as_str())
+}
+
+/// `ops.api.as.<operator>.<role>.drill`: run a drill now as `operator`.
+pub fn api_drill_as(operator: &str, role: crate::api::Role) -> String {
+    format!("{API_AS_PREFIX}.{operator}.{}.drill", role.as_str())
 }
 
 /// `ops.api.as.<operator>.<role>.alert_ack`: acknowledge an alert as `operator`.

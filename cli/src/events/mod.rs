@@ -195,6 +195,20 @@ fn agent(body: &Body) -> String {
             d.duration_ms,
             note(" (rollout ", &d.rollout_id, ")")
         ),
+        Body::DrillRun(d) => format!(
+            "drill {} ({}) {}{} (epoch {}, {}){}",
+            d.drill,
+            d.kind,
+            d.phase,
+            if d.phase == "started" {
+                String::new()
+            } else {
+                format!(" in {} ms", d.took_ms)
+            },
+            d.epoch,
+            d.requested_by,
+            note(": ", &d.detail, "")
+        ),
         other => opsfleet_proto::body_kind(other).to_owned(),
     }
 }

@@ -47,6 +47,8 @@ pub struct Engine {
     rules: Rules,
     cfg: AlertsConfig,
     notifier: Arc<Notifier>,
+    /// `[[drills]]`: `drill_overdue` and `drill_failed` are judged against them.
+    drills: Arc<Vec<crate::drills::DrillConfig>>,
 }
 
 impl Engine {
@@ -64,7 +66,14 @@ impl Engine {
             rules: cfg.rules(),
             cfg: cfg.clone(),
             notifier,
+            drills: Arc::new(Vec::new()),
         }
+    }
+
+    /// The drills whose schedule the engine judges (`drill_overdue`, `drill_failed`).
+    pub fn with_drills(mut self, drills: &[crate::drills::DrillConfig]) -> Self {
+        self.drills = Arc::new(drills.to_vec());
+        self
     }
 
     /// Runs both loops until `cancel` fires (returns at once when alerts are disabled).
@@ -87,6 +96,7 @@ impl Engine {
         // (a firing alert's refreshed value too).
         let mut in_flight = InFlight::new();
         let mut term = 0;
+        let mut term_since = now_unix_ms();
         let mut usage: Option<StreamUsage> = None;
         let mut tick = tokio::time::interval(self.cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -101,13 +111,14 @@ impl Engine {
             if epoch != term {
                 term = epoch;
                 // The liveness grace runs from here: the term's first evaluation.
-                memory = Memory::since(now_unix_ms());
+                term_since = now_unix_ms();
+                memory = Memory::since(term_since);
                 in_flight.clear();
             }
             usage = self.stream_usage(usage).await;
             let extra =
                 usage.and_then(|u| stream_condition(&self.rules, subjects::EVENTS_STREAM, u));
-            let decided = self.decide(&mut memory, &mut in_flight, extra, now_unix_ms());
+            let decided = self.decide(&mut memory, &mut in_flight, extra, term_since);
             if decided.is_empty() {
                 continue;
             }
@@ -141,10 +152,20 @@ impl Engine {
         memory: &mut Memory,
         in_flight: &mut InFlight,
         extra: Option<Condition>,
-        now: i64,
+        term_since: i64,
     ) -> Vec<Transition> {
+        let now = now_unix_ms();
         let decided = {
             let fleet = self.shared.fleet();
+            let mut extra: Vec<Condition> = extra.into_iter().collect();
+            super::drill_rules::drill_conditions(
+                &self.rules,
+                &self.drills,
+                &fleet,
+                now,
+                term_since,
+                &mut extra,
+            );
             let records = &fleet.alerts().alerts;
             in_flight.retain(|id, (state, value, at)| {
                 let folded =
@@ -152,13 +173,7 @@ impl Engine {
                 !folded && at.elapsed() < FOLD_BACK_WAIT
             });
             let started = Instant::now();
-            let decided = evaluate_with(
-                &self.rules,
-                &fleet,
-                extra.into_iter().collect(),
-                memory,
-                now,
-            );
+            let decided = evaluate_with(&self.rules, &fleet, extra, memory, now);
             let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             debug!(hosts = fleet.len(), took_ms, "alert evaluation pass");
             decided

@@ -7,6 +7,7 @@
 
 pub mod conditions;
 pub mod config;
+pub mod drill_rules;
 pub mod engine;
 pub mod machine;
 pub mod rollout_rules;

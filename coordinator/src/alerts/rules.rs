@@ -35,10 +35,12 @@ pub enum RuleKind {
     ServiceRemediationCapped,
     ConfigDrift,
     RolloutFailed,
+    DrillOverdue,
+    DrillFailed,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 15] = [
+    pub const ALL: [RuleKind; 17] = [
         RuleKind::HostLost,
         RuleKind::ModuleSilent,
         RuleKind::DiskWarn,
@@ -54,6 +56,8 @@ impl RuleKind {
         RuleKind::ServiceRemediationCapped,
         RuleKind::ConfigDrift,
         RuleKind::RolloutFailed,
+        RuleKind::DrillOverdue,
+        RuleKind::DrillFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +77,8 @@ impl RuleKind {
             RuleKind::ServiceRemediationCapped => "service_remediation_capped",
             RuleKind::ConfigDrift => "config_drift",
             RuleKind::RolloutFailed => "rollout_failed",
+            RuleKind::DrillOverdue => "drill_overdue",
+            RuleKind::DrillFailed => "drill_failed",
         }
     }
 
@@ -146,6 +152,9 @@ impl Rule {
             RuleKind::ConfigDrift => (Severity::Warning, 0, 0),
             // Raised for `window` after a rollout ended rolled back (or left hosts behind).
             RuleKind::RolloutFailed => (Severity::Critical, 0, 0),
+            // A scheduled drill (`[[drills]]`) not passed in time, or its last run failed.
+            RuleKind::DrillOverdue => (Severity::Warning, 0, 0),
+            RuleKind::DrillFailed => (Severity::Warning, 0, 0),
         };
         // `log_errors`: 1 match within 5 min; `service_restart_loop`: 3 restarts within 1 h
         // ("uptime resets more than once a day" is already a loop worth a look); a capped

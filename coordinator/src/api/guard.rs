@@ -214,6 +214,20 @@ pub fn check_service_failover(
     )
 }
 
+/// May this request run a drill now (`ops.api.drill`)?
+pub fn check_drill_run(
+    identity: Option<&Identity>,
+    allow_unidentified: bool,
+) -> Result<(), Refusal> {
+    check(
+        identity,
+        "drill run",
+        Role::Operator,
+        opsfleet_proto::subjects::API_DRILL,
+        allow_unidentified,
+    )
+}
+
 /// May this request add or expire a silence (`what`: `silence add`, `silence expire`)?
 pub fn check_silence(
     identity: Option<&Identity>,

@@ -8,6 +8,7 @@
 mod alerts;
 mod commands;
 mod configs;
+mod drills;
 mod groups;
 pub mod guard;
 mod hosts;

@@ -35,7 +35,7 @@ use crate::identity::Identity;
 use crate::state::Shared;
 
 /// Every verb of the API, each subscribed broadcast and addressed to this coordinator.
-const VERBS: [&str; 18] = [
+const VERBS: [&str; 20] = [
     subjects::API_STATUS,
     subjects::API_FAILOVER,
     subjects::API_COMMAND,
@@ -54,12 +54,15 @@ const VERBS: [&str; 18] = [
     subjects::API_SILENCE,
     subjects::API_ALERT_ACK,
     subjects::API_SILENCES,
+    subjects::API_DRILLS,
+    subjects::API_DRILL,
 ];
 
-/// What acts for the active coordinator: commands, and the group driver.
+/// What acts for the active coordinator: commands, the group driver, the drill driver.
 pub struct Actors {
     pub dispatcher: Dispatcher,
     pub groups: GroupsHandle,
+    pub drills: crate::drills::ask::DrillsHandle,
 }
 
 /// What a handler needs to answer.
@@ -70,6 +73,8 @@ pub(super) struct Server {
     release: ReleaseHandle,
     pub(super) dispatcher: Dispatcher,
     groups: GroupsHandle,
+    /// The drill driver's handle, with the declared drills.
+    pub(super) drills: crate::drills::ask::DrillsHandle,
     pub(super) policy: ApiConfig,
     counters: Arc<guard::Counters>,
     /// Whether silences and acks may be recorded now (active and caught up).
@@ -96,7 +101,11 @@ pub async fn serve(
     policy: ApiConfig,
     cancel: CancellationToken,
 ) -> Result<(), SubscribeError> {
-    let Actors { dispatcher, groups } = actors;
+    let Actors {
+        dispatcher,
+        groups,
+        drills,
+    } = actors;
     let gate = crate::acting::Gate::new(Arc::clone(&shared), events.clone(), "silences");
     let gate = Arc::new(tokio::sync::Mutex::new(gate));
     let server = Server {
@@ -106,6 +115,7 @@ pub async fn serve(
         release,
         dispatcher,
         groups,
+        drills,
         policy,
         counters: Arc::new(guard::Counters::default()),
         gate,
@@ -235,6 +245,8 @@ impl Server {
             subjects::API_SILENCE => self.silence(req),
             subjects::API_ALERT_ACK => self.alert_ack(req),
             subjects::API_SILENCES => Some(self.view::<SilencesRequest>(payload).await),
+            subjects::API_DRILLS => Some(self.drills(payload).await),
+            subjects::API_DRILL => self.drill_run(req),
             _ => None,
         }
     }

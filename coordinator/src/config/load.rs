@@ -14,6 +14,7 @@ pub use opsfleet_configcheck::Problem;
 use super::{ApiConfig, CoordinatorConfig, IngestConfig};
 use crate::alerts::AlertsConfig;
 use crate::console::ConsoleConfig;
+use crate::drills::DrillConfig;
 use crate::groups::GroupsConfig;
 use crate::http::HttpConfig;
 use crate::notify::NotifyConfig;
@@ -73,6 +74,7 @@ struct Parts {
     api: Option<ApiConfig>,
     groups: Option<GroupsConfig>,
     console: Option<Option<ConsoleConfig>>,
+    drills: Option<Vec<DrillConfig>>,
 }
 
 impl Parts {
@@ -90,6 +92,7 @@ impl Parts {
             api: s.take("api", || Some(ApiConfig::default())),
             groups: s.take("groups", || Some(GroupsConfig::default())),
             console: s.take("console", || Some(None)),
+            drills: s.take("drills", || Some(Vec::new())),
         }
     }
 
@@ -124,6 +127,11 @@ impl Parts {
         if let (Some(Some(c)), Some(h)) = (&self.console, &self.http) {
             s.extend("console", c.problems(h.as_ref()));
         }
+        if let Some(d) = &self.drills {
+            for (key, reason) in crate::drills::config::problems(d) {
+                s.problem(key, reason);
+            }
+        }
         if let Some(i) = &self.ingest {
             s.extend("ingest", i.problems());
         }
@@ -149,6 +157,7 @@ impl Parts {
             api: self.api?,
             groups: self.groups?,
             console: self.console?,
+            drills: self.drills?,
         })
     }
 }

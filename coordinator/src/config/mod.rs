@@ -108,6 +108,9 @@ pub struct CoordinatorConfig {
     /// `[console]`: the web console on the `[http]` listener; absent = no console.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console: Option<crate::console::ConsoleConfig>,
+    /// `[[drills]]`: drills the active coordinator runs on a schedule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drills: Vec<crate::drills::DrillConfig>,
 }
 
 impl CoordinatorConfig {
@@ -336,6 +339,61 @@ kind = \"pager\"
             "{}",
             err.report()
         );
+    }
+
+    #[test]
+    fn drills_are_loaded_and_every_problem_of_every_entry_is_reported() {
+        let text = "\
+name = \"blue\"
+data_dir = \"/x\"
+
+[[drills]]
+name = \"notify\"
+kind = \"notification_test\"
+every = \"7d\"
+jitter = \"6h\"
+
+[[drills]]
+name = \"restore\"
+kind = \"restore_test\"
+every = \"1s\"
+jitter = \"2s\"
+
+[[drills]]
+name = \"app\"
+kind = \"app_failover\"
+every = \"30d\"
+";
+        let (_d, path) = write(text);
+        let err = CoordinatorConfig::load(&path).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["drills[1].kind", "drills[1].jitter", "drills[2].group"],
+            "{}",
+            err.report()
+        );
+        assert!(
+            err.report().contains("restore_test is not available yet"),
+            "{}",
+            err.report()
+        );
+        let (_d, path) = write(
+            &text
+                .replace(
+                    "kind = \"app_failover\"\n",
+                    "kind = \"app_failover\"\ngroup = \"router\"\n",
+                )
+                .replace("restore_test", "coordinator_failover")
+                .replace("jitter = \"2s\"", "jitter = \"0s\""),
+        );
+        let cfg = CoordinatorConfig::load(&path).expect("valid drills");
+        assert_eq!(cfg.drills.len(), 3);
+        assert_eq!(
+            cfg.drills[0].jitter,
+            std::time::Duration::from_secs(6 * 3600)
+        );
+        assert!(cfg.drills.iter().all(|d| d.enabled));
     }
 
     #[test]

@@ -320,13 +320,23 @@ impl Notifier {
     /// Dropping the future (e.g. in a `select!` with the loss of the lease) stops at once:
     /// no further attempt is made, though a request already on the wire may have arrived.
     pub async fn send(&self, route: &str, n: &Notification) -> Delivery {
+        self.send_filtered(route, n, true).await
+    }
+
+    /// [`Notifier::send`] without the route's severity and matching filters: a drill's test
+    /// notification goes to every route, whatever it pages for (the rate limit still holds).
+    pub async fn send_test(&self, route: &str, n: &Notification) -> Delivery {
+        self.send_filtered(route, n, false).await
+    }
+
+    async fn send_filtered(&self, route: &str, n: &Notification, filtered: bool) -> Delivery {
         let Some(r) = self.routes.iter().find(|r| r.name == route) else {
             return Delivery::Failed {
                 attempts: 0,
                 reason: format!("unknown notify route {route:?}"),
             };
         };
-        if !r.accepts(n) {
+        if filtered && !r.accepts(n) {
             return Delivery::Skipped {
                 reason: format!(
                     "severity {:?} below the route's min_severity, or its rules, hosts or labels do not match",

@@ -9,6 +9,7 @@ pub mod commands;
 mod coordinators;
 mod derived;
 mod digest;
+pub mod drills;
 pub mod groups;
 mod host;
 pub mod presence;
@@ -61,6 +62,8 @@ pub const ROLLOUT_ROW_PREFIX: &str = "rollout/";
 pub const SILENCE_ROW_PREFIX: &str = "silence/";
 /// Prefix of the projection row of one active/standby group's failover history.
 pub const GROUP_ROW_PREFIX: &str = "group/";
+/// Prefix of the projection row of one scheduled drill's history.
+pub const DRILL_ROW_PREFIX: &str = "drill/";
 
 /// Key of the stored row that names the fold version the rows were written by. It is not a
 /// projection row: `Fleet::from_rows` skips it and no digest covers it.
@@ -75,8 +78,9 @@ pub const FOLD_VERSION_KEY: &str = "meta/fold_version";
 /// `service_config` snapshots fold into the hosts' `service_configs`; 5: rollouts
 /// (`rollout/<id>` rows); services keep their group, role, slot group and liveness from
 /// heartbeats, `group_failover` events fold into `group/<name>` rows; 6: silences
-/// (`silence/<id>` rows), alerts keep their newest firing transition and an operator's ack.
-pub const FOLD_VERSION: u64 = 6;
+/// (`silence/<id>` rows), alerts keep their newest firing transition and an operator's ack;
+/// 7: drills (`drill/<name>` rows from `drill_run` events).
+pub const FOLD_VERSION: u64 = 7;
 
 /// The fold version that wrote `rows` (1 when none is recorded, 0 for a store with no rows).
 pub fn fold_version(rows: &[(String, Vec<u8>)]) -> u64 {
@@ -143,6 +147,8 @@ pub struct Fleet {
     rollouts: Rollouts,
     /// Active/standby groups' failover history (the group driver's own events).
     groups: BTreeMap<String, groups::GroupHistory>,
+    /// Scheduled drills' runs (the drill driver's own events).
+    drills: BTreeMap<String, drills::DrillHistory>,
     /// Operators' silences (recorded by the active coordinator).
     silences: Silences,
     /// Row keys changed (or removed) since the last `take_dirty_rows`.
@@ -227,6 +233,11 @@ impl Fleet {
                 if let Body::GroupFailover(g) = &ev.body {
                     if let Some(group) = groups::fold(&mut self.groups, g, ev.time_unix_ms) {
                         self.dirty.insert(format!("{GROUP_ROW_PREFIX}{group}"));
+                    }
+                }
+                if let Body::DrillRun(d) = &ev.body {
+                    if let Some(drill) = drills::fold(&mut self.drills, d, ev.time_unix_ms) {
+                        self.dirty.insert(format!("{DRILL_ROW_PREFIX}{drill}"));
                     }
                 }
             }
@@ -375,6 +386,11 @@ impl Fleet {
         &self.silences
     }
 
+    /// Scheduled drills' history, by drill name.
+    pub fn drills(&self) -> &BTreeMap<String, drills::DrillHistory> {
+        &self.drills
+    }
+
     /// Active/standby groups' failover history, by group.
     pub fn groups(&self) -> &BTreeMap<String, groups::GroupHistory> {
         &self.groups
@@ -487,6 +503,9 @@ impl Fleet {
         if let Some(name) = key.strip_prefix(GROUP_ROW_PREFIX) {
             return self.groups.get(name).map(|g| (key.to_owned(), to_row(g)));
         }
+        if let Some(name) = key.strip_prefix(DRILL_ROW_PREFIX) {
+            return self.drills.get(name).map(|d| (key.to_owned(), to_row(d)));
+        }
         if let Some(id) = key.strip_prefix(COMMAND_ROW_PREFIX) {
             return self.commands.get(id).map(|c| (key.to_owned(), to_row(c)));
         }
@@ -505,7 +524,7 @@ impl Fleet {
 
     /// Visits every row, serialised, ascending by key, one at a time (nothing collected).
     fn each_row(&self, mut f: impl FnMut(String, Vec<u8>)) {
-        // "alert/" < "cmd/" < "coord/" < "group/" < "host/" < "live/" < "rollout/" <
+        // "alert/" < "cmd/" < "coord/" < "drill/" < "group/" < "host/" < "live/" < "rollout/" <
         // "silence/": ascending.
         for (id, a) in &self.alerts.alerts {
             f(format!("{ALERT_ROW_PREFIX}{id}"), to_row(a));
@@ -515,6 +534,9 @@ impl Fleet {
         }
         for (n, c) in &self.coordinators {
             f(format!("{COORDINATOR_ROW_PREFIX}{n}"), to_row(c));
+        }
+        for (n, d) in &self.drills {
+            f(format!("{DRILL_ROW_PREFIX}{n}"), to_row(d));
         }
         for (n, g) in &self.groups {
             f(format!("{GROUP_ROW_PREFIX}{n}"), to_row(g));
@@ -585,6 +607,9 @@ impl Fleet {
             } else if let Some(name) = key.strip_prefix(GROUP_ROW_PREFIX) {
                 let history: groups::GroupHistory = serde_json::from_slice(&value).map_err(bad)?;
                 fleet.groups.insert(name.to_owned(), history);
+            } else if let Some(name) = key.strip_prefix(DRILL_ROW_PREFIX) {
+                let history: drills::DrillHistory = serde_json::from_slice(&value).map_err(bad)?;
+                fleet.drills.insert(name.to_owned(), history);
             } else if let Some(host) = key.strip_prefix(LIVENESS_ROW_PREFIX) {
                 let live: Liveness = serde_json::from_slice(&value).map_err(bad)?;
                 fleet.alerts.liveness.insert(host.to_owned(), live);

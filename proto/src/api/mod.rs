@@ -6,6 +6,7 @@
 mod command;
 mod configs;
 mod console;
+mod drills;
 mod groups;
 mod page;
 mod rollouts;
@@ -18,6 +19,7 @@ mod status;
 pub use command::*;
 pub use configs::*;
 pub use console::*;
+pub use drills::*;
 pub use groups::*;
 pub use page::*;
 pub use rollouts::*;

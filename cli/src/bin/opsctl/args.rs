@@ -86,7 +86,7 @@ pub struct ConnArgs {
     /// Roles (each includes the ones before it): viewer reads (status, hosts, commands, audit,
     /// events, rollouts); operator also pauses/resumes/disables/enables modules, runs noop,
     /// drain, backup run, app actions, service start/stop/restart/reload, failover (and the
-    /// drill) and rollout pause/resume/abort; admin also runs config apply/rollback, service
+    /// drill), drill run and rollout pause/resume/abort; admin also runs config apply/rollback, service
     /// config apply/rollback, service deploy, restore and rollout start/promote/undo. Your
     /// NATS identity holds the roles its permissions grant; opsctl acts in the role the action
     /// needs (or --role). A refused action exits non-zero naming the role it
@@ -487,6 +487,12 @@ pub enum Command {
     /// started it and when, why it ended.
     #[command(after_help = ROLLOUTS_HELP)]
     Rollouts(RolloutsArgs),
+    /// Scheduled drills (`[[drills]]`): schedule, next due, last runs and results.
+    #[command(after_help = opsfleet_cli::drills::DRILLS_HELP)]
+    Drills(opsfleet_cli::drills::DrillsArgs),
+    /// Run a declared drill now: `opsctl drill run notify-test`.
+    #[command(subcommand)]
+    Drill(opsfleet_cli::drills::DrillCommand),
     /// The command ledger: each command's lifecycle per host, newest first. "Did host X ever run
     /// it?" always has an answer here.
     Commands {

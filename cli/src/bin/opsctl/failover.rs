@@ -51,6 +51,20 @@ pub async fn drill(api: &Api, wait: Duration, output: Output) -> anyhow::Result<
     Ok(())
 }
 
+/// `opsctl drill run <name>`: runs a declared drill now; fails when the drill failed.
+pub async fn drill_run(
+    api: &Api,
+    a: opsfleet_cli::drills::DrillRunArgs,
+    output: Output,
+) -> anyhow::Result<()> {
+    let reply = opsfleet_cli::drills::run(api, a, operator_name(api)).await?;
+    print(&reply, output, opsfleet_cli::drills::render_run)?;
+    if reply.phase != "passed" {
+        anyhow::bail!("drill {} failed: {}", reply.drill, reply.detail);
+    }
+    Ok(())
+}
+
 /// `opsctl failover [--to NAME]`: asks the active to release its lease and waits for a
 /// coordinator (`to`, if named) to answer as active under a newer epoch.
 pub async fn failover(

@@ -126,6 +126,10 @@ async fn dispatch(
         },
         Command::Rollout(r) => rollout::run(api, r, output).await,
         Command::Rollouts(a) => rollout::list(api, a, output).await,
+        Command::Drills(a) => show::drills(api, a, output).await,
+        Command::Drill(opsfleet_cli::drills::DrillCommand::Run(a)) => {
+            failover::drill_run(api, a, output).await
+        }
         Command::Commands { id, host, limit } => show::commands(api, id, host, limit, output).await,
         Command::Audit { by, host, limit } => show::audit(api, by, host, limit, output).await,
         Command::Events {

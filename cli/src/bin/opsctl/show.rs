@@ -141,6 +141,18 @@ pub async fn groups(
     })
 }
 
+/// `opsctl drills`: every declared drill (or one, with its runs).
+pub async fn drills(
+    api: &Api,
+    a: opsfleet_cli::drills::DrillsArgs,
+    output: Output,
+) -> anyhow::Result<()> {
+    let reply = opsfleet_cli::drills::drills(api, a).await?;
+    print(&reply, output, |r| {
+        opsfleet_cli::drills::render_drills(r, now_unix_ms())
+    })
+}
+
 /// `opsctl commands`: the ledger.
 pub async fn commands(
     api: &Api,

@@ -396,6 +396,7 @@ impl HostState {
             | Body::AlertAcked(_)
             | Body::Rollout(_)
             | Body::GroupFailover(_)
+            | Body::DrillRun(_)
             // Command bodies are folded by `Fleet` into the command ledger.
             | Body::CommandIssued(_)
             | Body::CommandAccepted(_)
