@@ -136,9 +136,9 @@ for = "1s"
 name = "ops"
 kind = "webhook"
 url = "{hook}"
-max_attempts = 1000
-retry_min_delay = "100ms"
-retry_max_delay = "300ms"
+max_attempts = 20
+retry_min_delay = "500ms"
+retry_max_delay = "2s"
 timeout = "2s"
 "#
     )
