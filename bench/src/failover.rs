@@ -1,9 +1,12 @@
 //! Failover of the real `ops-coordinator` binaries (two of them, lease TTL 3 s, the default):
-//! takeover after `kill -9` of the active, and graceful handover both through the failover API
-//! (what `opsctl failover` sends) and by SIGTERM (a clean stop deletes the lease). Each time
-//! runs from the kill, request or signal to the moment a watch on the lease key sees the
-//! standby's `create` land (the write that makes it active).
+//! takeover after `kill -9` of the active with fast takeover (`takeover_after`, 1 s by default,
+//! as the local cluster runs) beside the TTL lease alone (an older build given by
+//! `--failover-baseline-bin`, or this one with fast takeover off), in the same run; and
+//! graceful handover both through the failover API (what `opsctl failover` sends) and by
+//! SIGTERM (a clean stop deletes the lease). Each time runs from the kill, request or signal to
+//! the moment a watch on the lease key sees the standby's write that makes it active.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -24,15 +27,27 @@ pub const TTL_S: f64 = 3.0;
 
 pub const CRASH_MEDIAN: FigSpec = FigSpec {
     key: "failover_crash_median",
-    label: "crash failover (kill -9) takeover, median",
+    label: "crash failover (kill -9), fast takeover, median",
     unit: "s",
-    target: Target::at_most(TTL_S),
+    target: Target::at_most(1.0),
 };
 pub const CRASH_MAX: FigSpec = FigSpec {
     key: "failover_crash_max",
-    label: "crash failover (kill -9) takeover, max",
+    label: "crash failover (kill -9), fast takeover, max",
     unit: "s",
-    target: Target::at_most(TTL_S + 0.5),
+    target: Target::at_most(1.5),
+};
+pub const CRASH_TTL_MEDIAN: FigSpec = FigSpec {
+    key: "failover_crash_ttl_median",
+    label: "crash failover (kill -9), TTL lease only, median",
+    unit: "s",
+    target: None,
+};
+pub const CRASH_TTL_MAX: FigSpec = FigSpec {
+    key: "failover_crash_ttl_max",
+    label: "crash failover (kill -9), TTL lease only, max",
+    unit: "s",
+    target: None,
 };
 pub const HANDOVER_API: FigSpec = FigSpec {
     key: "handover_api_median",
@@ -46,12 +61,23 @@ pub const HANDOVER_SIGTERM: FigSpec = FigSpec {
     unit: "ms",
     target: Target::at_most(50.0),
 };
-pub const FIGURES: [&FigSpec; 4] = [&CRASH_MEDIAN, &CRASH_MAX, &HANDOVER_API, &HANDOVER_SIGTERM];
+pub const FIGURES: [&FigSpec; 6] = [
+    &CRASH_MEDIAN,
+    &CRASH_MAX,
+    &CRASH_TTL_MEDIAN,
+    &CRASH_TTL_MAX,
+    &HANDOVER_API,
+    &HANDOVER_SIGTERM,
+];
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Sizes {
     pub crash_repeats: usize,
     pub handover_repeats: usize,
+    /// `[topology] takeover_after` of the fast pair, ms.
+    pub takeover_after_ms: u64,
+    /// Directory of the baseline's `ops-coordinator`; `None`: this build, fast takeover off.
+    pub baseline_bin: Option<PathBuf>,
 }
 
 /// A lease write seen by the watch: when, and who holds the lease now (`None`: deleted or aged
@@ -63,6 +89,8 @@ struct Pair {
     client: async_nats::Client,
     watch: mpsc::UnboundedReceiver<Seen>,
     holder: String,
+    /// The holder's renewal period: kills land at random points of it.
+    renew_every: Duration,
     /// When the watch last saw the lease deleted or aged out (a marker).
     gone_at: Option<Instant>,
     /// Per crash: (lease age at the kill, marker seen after the kill), seconds.
@@ -75,7 +103,34 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
         .prefix("opsfleet-bench-failover-")
         .tempdir()
         .context("cannot create temp dir")?;
-    let mut pair = Pair::start(dir.path(), &nats).await?;
+    // The baseline first: the TTL lease alone.
+    let (ttl_spec, ttl_bin, ttl_what) = match &sizes.baseline_bin {
+        Some(d) => (
+            String::new(),
+            Some(d.join(opsfleet_tests::bins::COORDINATOR)),
+            format!("the ops-coordinator in {}", d.display()),
+        ),
+        None => (
+            "takeover_after = \"0s\"".to_owned(),
+            None,
+            "this build, takeover_after = \"0s\"".to_owned(),
+        ),
+    };
+    let ttl_dir = dir.path().join("ttl");
+    let mut pair = Pair::start(&ttl_dir, &nats, &ttl_spec, ttl_bin.as_deref(), 1000).await?;
+    let mut ttl = Vec::new();
+    for _ in 0..sizes.crash_repeats {
+        ttl.push(pair.crash_once().await?);
+    }
+    pair.stop().await;
+    let ttl_detail = std::mem::take(&mut pair.crash_detail);
+    // The fast pair, on a fresh lease bucket's history (same server, new key holder).
+    let after = Duration::from_millis(sizes.takeover_after_ms);
+    let fast_spec = format!("takeover_after = \"{}ms\"", sizes.takeover_after_ms);
+    let renew = (after - (after / 5).max(Duration::from_millis(200))) / 4;
+    let fast_dir = dir.path().join("fast");
+    let mut pair =
+        Pair::start(&fast_dir, &nats, &fast_spec, None, renew.as_millis() as u64).await?;
     let mut crash = Vec::new();
     for _ in 0..sizes.crash_repeats {
         crash.push(pair.crash_once().await?);
@@ -88,52 +143,84 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
     for _ in 0..sizes.handover_repeats {
         term.push(pair.sigterm_once().await? * 1000.0);
     }
-    for c in &mut pair.coords {
-        let _ = c.stop().await;
-    }
-    figures(&crash, &api, &term, &pair.crash_detail)
+    pair.stop().await;
+    let runs = Runs {
+        crash: &crash,
+        crash_detail: &pair.crash_detail,
+        takeover_after: after,
+        ttl: &ttl,
+        ttl_detail: &ttl_detail,
+        ttl_what: &ttl_what,
+        api: &api,
+        term: &term,
+    };
+    figures(&runs)
 }
 
-/// The four figures from the runs' times (seconds for crashes, ms for handovers).
-fn figures(crash: &[f64], api: &[f64], term: &[f64], detail: &[(f64, f64)]) -> Result<Vec<Figure>> {
-    let list = |v: &[f64]| {
-        v.iter()
-            .map(|x| fmt_num(*x))
-            .collect::<Vec<_>>()
-            .join(" / ")
-    };
+/// What the section measured (seconds for crashes, ms for handovers).
+struct Runs<'a> {
+    crash: &'a [f64],
+    crash_detail: &'a [(f64, f64)],
+    takeover_after: Duration,
+    ttl: &'a [f64],
+    ttl_detail: &'a [(f64, f64)],
+    ttl_what: &'a str,
+    api: &'a [f64],
+    term: &'a [f64],
+}
+
+fn list(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| fmt_num(*x))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// The figures from the runs.
+fn figures(r: &Runs<'_>) -> Result<Vec<Figure>> {
     let med = |v: &[f64]| stats::median(v).context("no repeats");
+    let ages = |d: &[(f64, f64)]| list(&d.iter().map(|d| d.0).collect::<Vec<_>>());
     Ok(vec![
         CRASH_MEDIAN.measured(
-            med(crash)?,
+            med(r.crash)?,
             format!(
-                "median of {} kills at random points of the renewal period, TTL {TTL_S} s; \
-                 runs {}; lease age at kill {}; aged-out marker seen {} s after kill; \
-                 takeover past the lease's expiry (last renewal + TTL) {} s",
-                crash.len(),
-                list(crash),
-                list(&detail.iter().map(|d| d.0).collect::<Vec<_>>()),
-                list(&detail.iter().map(|d| d.1).collect::<Vec<_>>()),
-                list(
-                    &crash
-                        .iter()
-                        .zip(detail)
-                        .map(|(t, d)| t - (TTL_S - d.0))
-                        .collect::<Vec<_>>()
-                ),
+                "median of {} kills at random points of the renewal period, takeover_after {} s, \
+                 TTL {TTL_S} s; runs {}; lease age at kill {}; speed-up over the TTL baseline \
+                 of this run {}x",
+                r.crash.len(),
+                fmt_num(r.takeover_after.as_secs_f64()),
+                list(r.crash),
+                ages(r.crash_detail),
+                fmt_num(med(r.ttl)? / med(r.crash)?),
             ),
         ),
         CRASH_MAX.measured(
-            stats::max(crash).context("no repeats")?,
-            format!("max of {} kills", crash.len()),
+            stats::max(r.crash).context("no repeats")?,
+            format!("max of {} kills", r.crash.len()),
+        ),
+        CRASH_TTL_MEDIAN.measured(
+            med(r.ttl)?,
+            format!(
+                "baseline, {}: median of {} kills, TTL {TTL_S} s; runs {}; lease age at kill {}; \
+                 aged-out marker seen {} s after kill",
+                r.ttl_what,
+                r.ttl.len(),
+                list(r.ttl),
+                ages(r.ttl_detail),
+                list(&r.ttl_detail.iter().map(|d| d.1).collect::<Vec<_>>()),
+            ),
+        ),
+        CRASH_TTL_MAX.measured(
+            stats::max(r.ttl).context("no repeats")?,
+            format!("baseline: max of {} kills", r.ttl.len()),
         ),
         HANDOVER_API.measured(
-            med(api)?,
-            format!("median of {}; runs {}", api.len(), list(api)),
+            med(r.api)?,
+            format!("median of {}; runs {}", r.api.len(), list(r.api)),
         ),
         HANDOVER_SIGTERM.measured(
-            med(term)?,
-            format!("median of {}; runs {}", term.len(), list(term)),
+            med(r.term)?,
+            format!("median of {}; runs {}", r.term.len(), list(r.term)),
         ),
     ])
 }
@@ -179,14 +266,20 @@ async fn spawn_watch(bucket: &kv::Store) -> Result<mpsc::UnboundedReceiver<Seen>
 impl Pair {
     /// Coordinators blue and green on `nats`, with a watch on the lease; waits for the first
     /// holder.
-    async fn start(dir: &std::path::Path, nats: &NatsServer) -> Result<Pair> {
+    async fn start(
+        dir: &std::path::Path,
+        nats: &NatsServer,
+        topology: &str,
+        bin: Option<&std::path::Path>,
+        renew_ms: u64,
+    ) -> Result<Pair> {
         let mut coords = Vec::new();
         for name in ["blue", "green"] {
-            coords.push(Coordinator::spawn(
-                dir,
-                &CoordinatorSpec::new(name),
-                &nats.url(),
-            )?);
+            let spec = CoordinatorSpec::new(name).topology_toml(topology);
+            coords.push(match bin {
+                Some(bin) => Coordinator::spawn_bin(dir, &spec, &nats.url(), bin)?,
+                None => Coordinator::spawn(dir, &spec, &nats.url())?,
+            });
         }
         let client = async_nats::connect(nats.url())
             .await
@@ -199,11 +292,18 @@ impl Pair {
             client,
             watch,
             holder: String::new(),
+            renew_every: Duration::from_millis(renew_ms),
             gone_at: None,
             crash_detail: Vec::new(),
         };
         pair.holder = pair.next_holder(None, Duration::from_secs(60)).await?.1;
         Ok(pair)
+    }
+
+    async fn stop(&mut self) {
+        for c in &mut self.coords {
+            let _ = c.stop().await;
+        }
     }
 
     fn index(&self, name: &str) -> Result<usize> {
@@ -287,12 +387,12 @@ impl Pair {
     async fn crash_once(&mut self) -> Result<f64> {
         let standby = self.standby_name()?;
         self.wait_standby_ready(&standby).await?;
-        // Kill at a random point of the renewal period (TTL/3), not phase-locked to it.
+        // Kill at a random point of the renewal period, not phase-locked to it.
         let jitter_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_millis()) as f64
             / 1000.0
-            * (TTL_S / 3.0 * 1000.0);
+            * self.renew_every.as_millis() as f64;
         tokio::time::sleep(Duration::from_millis(jitter_ms as u64)).await;
         let old = self.holder.clone();
         let i = self.index(&old)?;

@@ -76,6 +76,15 @@ struct Args {
     /// kill -9 repeats (default 5).
     #[arg(long)]
     crash_repeats: Option<usize>,
+    /// Fast takeover of the failover section's coordinators, ms (`[topology]
+    /// takeover_after`; the local cluster's 1 s).
+    #[arg(long, default_value_t = 1000)]
+    takeover_after_ms: u64,
+    /// Directory holding an older `ops-coordinator` for the failover section's TTL baseline
+    /// (e.g. main's release build); without it the baseline is this build with fast takeover
+    /// off (the same TTL lease).
+    #[arg(long)]
+    failover_baseline_bin: Option<PathBuf>,
     /// Graceful handover repeats, each by API and by SIGTERM (default 5).
     #[arg(long)]
     handover_repeats: Option<usize>,
@@ -225,6 +234,8 @@ impl Sizes {
         let failover = failover::Sizes {
             crash_repeats: args.pick(args.crash_repeats, 5, 1),
             handover_repeats: args.pick(args.handover_repeats, 5, 1),
+            takeover_after_ms: args.takeover_after_ms,
+            baseline_bin: args.failover_baseline_bin.clone(),
         };
         let idle = idle::Sizes {
             agents: args.pick(args.idle_agents, 3, 1),

@@ -20,6 +20,8 @@ const FIGURES: &[&str] = &[
     "fanout_completed_p99",
     "failover_crash_median",
     "failover_crash_max",
+    "failover_crash_ttl_median",
+    "failover_crash_ttl_max",
     "handover_api_median",
     "handover_sigterm_median",
     "agent_idle_rss_mb",

@@ -300,6 +300,12 @@ pub struct TopologyConfig {
     /// Leader lease TTL (the KV bucket's `max_age`).
     #[serde(default = "default_lease_ttl", with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// Fast takeover after a crash of the active: a standby takes the lease this long after
+    /// the active's last renewal instead of waiting for the TTL (the active renews several
+    /// times a second and promises to stop acting in time). "0s" (default) disables it: the
+    /// TTL only. At least 1s and at most `lease_ttl`.
+    #[serde(default, with = "humantime_serde")]
+    pub takeover_after: Duration,
     /// Largest size of `OPS_EVENTS` in bytes. When it is reached the *oldest* events are
     /// deleted (discard old): agents and coordinators keep publishing, and every coordinator
     /// that is caught up already holds what goes (its sled log is the copy that matters); a
@@ -340,6 +346,9 @@ fn default_duplicate_window() -> Duration {
 fn default_commands_max_age() -> Duration {
     Duration::from_secs(24 * 3600)
 }
+/// Shortest fast takeover: a second covers a loaded machine's scheduling stalls.
+pub const MIN_TAKEOVER_AFTER: Duration = Duration::from_secs(1);
+
 fn default_lease_ttl() -> Duration {
     Duration::from_secs(3)
 }
@@ -363,6 +372,7 @@ impl Default for TopologyConfig {
             duplicate_window: default_duplicate_window(),
             commands_max_age: default_commands_max_age(),
             lease_ttl: default_lease_ttl(),
+            takeover_after: Duration::ZERO,
             events_max_bytes: default_events_max_bytes(),
             events_max_msg_size: default_events_max_msg_size(),
             events_max_msgs_per_subject: None,
@@ -386,6 +396,13 @@ impl TopologyConfig {
         }
         if self.lease_ttl < Duration::from_secs(1) {
             out.push(("lease_ttl".to_owned(), "must be at least 1s".to_owned()));
+        }
+        let t = self.takeover_after;
+        if !t.is_zero() && (t < MIN_TAKEOVER_AFTER || t > self.lease_ttl) {
+            out.push((
+                "takeover_after".to_owned(),
+                "must be \"0s\" (off: the TTL only) or between 1s and lease_ttl".to_owned(),
+            ));
         }
         let min_bytes = 16 * u64::from(self.events_max_msg_size);
         if self.events_max_bytes < min_bytes || i64::try_from(self.events_max_bytes).is_err() {
@@ -728,6 +745,25 @@ mod tests {
         // The other streams are not read by direct get; they keep it off.
         assert!(!TopologyConfig::default().commands_stream().allow_direct);
         assert!(!TopologyConfig::default().dlq_stream().allow_direct);
+    }
+
+    #[test]
+    fn takeover_after_is_off_or_between_one_second_and_the_ttl() {
+        let problems = |takeover_after: u64| {
+            TopologyConfig {
+                takeover_after: Duration::from_millis(takeover_after),
+                ..Default::default()
+            }
+            .problems()
+        };
+        assert!(problems(0).is_empty());
+        assert!(problems(1000).is_empty());
+        assert!(problems(3000).is_empty());
+        for bad in [150, 999, 3001] {
+            let p = problems(bad);
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert_eq!(p[0].0, "takeover_after");
+        }
     }
 
     #[test]

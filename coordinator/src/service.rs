@@ -240,7 +240,7 @@ fn start_election(
         topology.leader.clone(),
         &cfg.name,
         &cfg.color,
-        cfg.topology.lease_ttl,
+        election::LeaseTiming::new(cfg.topology.lease_ttl, cfg.topology.takeover_after),
     );
     let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = driver.report_changes(changes_tx);

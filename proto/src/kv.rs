@@ -13,4 +13,10 @@ pub struct LeaderRecord {
     /// Set when the previous holder handed the lease over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handed_over_by: Option<String>,
+    /// Fast takeover: the writer promises to act at most this many milliseconds after sending
+    /// this write (on its monotonic clock). A standby may CAS this revision once that window
+    /// plus its slack has passed since it first saw it. Absent (older coordinators, fast
+    /// takeover off): only the TTL ends the lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting_window_ms: Option<u64>,
 }

@@ -173,7 +173,17 @@ pub struct Coordinator {
 impl Coordinator {
     /// Writes `<dir>/coordinator-<name>/coordinator.toml` and starts the coordinator.
     pub fn spawn(dir: &Path, spec: &CoordinatorSpec, nats_url: &str) -> Result<Coordinator> {
-        let bin = bins::bin(bins::COORDINATOR)?;
+        Coordinator::spawn_bin(dir, spec, nats_url, &bins::bin(bins::COORDINATOR)?)
+    }
+
+    /// [`Coordinator::spawn`] running the binary at `bin` (an older build, for a baseline).
+    pub fn spawn_bin(
+        dir: &Path,
+        spec: &CoordinatorSpec,
+        nats_url: &str,
+        bin: &Path,
+    ) -> Result<Coordinator> {
+        let bin = bin.to_path_buf();
         let home = dir.join(format!("coordinator-{}", spec.name));
         let data_dir = spec.data_dir.clone().unwrap_or_else(|| home.join("data"));
         for dir in [&home, &data_dir] {

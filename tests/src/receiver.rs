@@ -39,6 +39,8 @@ pub struct Recorded {
     /// The body parsed as JSON; `Null` when it is not JSON (see `raw`).
     pub body: serde_json::Value,
     pub raw: String,
+    /// The status the receiver answered (200 unless scripted).
+    pub status: u16,
 }
 
 impl Recorded {
@@ -128,6 +130,11 @@ impl Receiver {
         script.extend(std::iter::repeat_n(reply, n));
     }
 
+    /// Drops the scripted replies not used yet: every request from now on gets 200.
+    pub fn clear_script(&self) {
+        lock(&self.shared.script).clear();
+    }
+
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.shared.requests).clone()
@@ -171,6 +178,7 @@ async fn record(
     body: Bytes,
 ) -> Response {
     let raw = String::from_utf8_lossy(&body).into_owned();
+    let reply = lock(&shared.script).pop_front();
     let recorded = Recorded {
         method: method.to_string(),
         path: uri
@@ -187,8 +195,8 @@ async fn record(
             .collect(),
         body: serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null),
         raw,
+        status: reply.as_ref().map_or(200, |r| r.status),
     };
-    let reply = lock(&shared.script).pop_front();
     lock(&shared.requests).push(recorded);
     shared.arrived.notify_waiters();
     let Some(reply) = reply else {

@@ -251,8 +251,13 @@ impl Engine {
                 if cancel.is_cancelled() || !gate.still(epoch) {
                     break;
                 }
-                handled.insert((n.id.clone(), route.clone()));
-                let delivery = self.notifier.send(&route, &n).await;
+                let key = (n.id.clone(), route.clone());
+                handled.insert(key.clone());
+                // Each attempt only while acting in this term (a shorter fast-takeover
+                // window can end mid-retry): abandoned, it is unmarked and the next active
+                // (or this one, acting again) sends it.
+                let still = || !cancel.is_cancelled() && gate.still(epoch);
+                let delivery = self.notifier.send_while(&route, &n, &still).await;
                 let (outcome, attempts, detail) = match delivery {
                     Delivery::Sent { attempts } => {
                         (pb::NotifyOutcome::Sent, attempts, String::new())
@@ -265,6 +270,10 @@ impl Engine {
                     Delivery::Skipped { reason } => {
                         debug!(route, id = %n.id, reason, "notification skipped");
                         continue;
+                    }
+                    Delivery::Abandoned { .. } => {
+                        handled.remove(&key);
+                        break;
                     }
                 };
                 let body = Body::NotificationSent(pb::NotificationSent {

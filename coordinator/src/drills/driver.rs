@@ -329,7 +329,7 @@ impl Driver {
         } else {
             info!(drill = name, kind = run.drill.kind.as_str(), run_id = %run.run_id, slot_unix_ms = run.slot_unix_ms, epoch = run.epoch, "drill started");
             tokio::select! {
-                r = tokio::time::timeout(run.drill.timeout, self.act(&run)) => match r {
+                r = tokio::time::timeout(run.drill.timeout, self.act(gate, &run)) => match r {
                     Ok(r) => r,
                     Err(_) => Err(format!(
                         "timed out after {}",
@@ -366,9 +366,9 @@ impl Driver {
     }
 
     /// Does the drill; what it found, or why it failed.
-    async fn act(&self, run: &Run<'_>) -> Result<String, String> {
+    async fn act(&self, gate: &Gate, run: &Run<'_>) -> Result<String, String> {
         match run.drill.kind {
-            DrillKind::NotificationTest => self.notification_test(run).await,
+            DrillKind::NotificationTest => self.notification_test(gate, run).await,
             DrillKind::AppFailover => {
                 let group = run.drill.group.clone().unwrap_or_default();
                 let by = format!("drill {}", run.drill.name);
@@ -393,7 +393,7 @@ impl Driver {
 
     /// One test notification per route, marked as a test in its rule, labels and summary;
     /// passed when every route took it.
-    async fn notification_test(&self, run: &Run<'_>) -> Result<String, String> {
+    async fn notification_test(&self, gate: &Gate, run: &Run<'_>) -> Result<String, String> {
         let mut lines = Vec::new();
         let mut ok = true;
         for route in self.notifier.routes() {
@@ -416,7 +416,10 @@ impl Driver {
                 firing_since_unix_ms: 0,
                 routes_before: Vec::new(),
             };
-            let d = self.notifier.send_test(&route, &n).await;
+            // Each attempt only while this term acts (a shorter fast-takeover window can end
+            // mid-retry).
+            let still = || gate.still(run.epoch);
+            let d = self.notifier.send_test(&route, &n, &still).await;
             let said = match d {
                 Delivery::Sent { attempts } => format!("sent ({attempts} attempt(s))"),
                 Delivery::DryRun => "printed (dry-run)".to_owned(),
@@ -431,6 +434,10 @@ impl Driver {
                 Delivery::Skipped { reason } => {
                     ok = false;
                     format!("skipped: {reason}")
+                }
+                Delivery::Abandoned { attempts } => {
+                    ok = false;
+                    format!("abandoned after {attempts} attempt(s): the term ended")
                 }
             };
             lines.push(format!("{route}: {said}"));

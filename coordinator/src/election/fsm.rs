@@ -2,34 +2,13 @@
 //! `now` on the local monotonic clock; outputs are the KV requests to send and the moments to
 //! start or stop acting. Leadership is decided by CAS results only; the watch only says when to
 //! try. An active coordinator treats its lease as ending at (send time of its last successful
-//! CAS + TTL - margin) and stops acting then, renewed or not.
+//! CAS + TTL - margin) and stops acting then, renewed or not. With fast takeover the window is
+//! shorter and promised in the lease record; a standby may then CAS a revision it saw only
+//! after (its own first sight of it) + the holder's window + slack (`timing`).
 
 use std::time::Duration;
 
-/// Lease timing. `renew_every` < `ttl - margin`, so a healthy leader renews several times per
-/// lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseTiming {
-    pub ttl: Duration,
-    pub renew_every: Duration,
-    /// Safety margin for clock rate differences and scheduling delay.
-    pub margin: Duration,
-}
-
-impl LeaseTiming {
-    /// Renew every TTL/3; margin TTL/10 (at least 100 ms).
-    pub fn from_ttl(ttl: Duration) -> Self {
-        LeaseTiming {
-            ttl,
-            renew_every: ttl / 3,
-            margin: (ttl / 10).max(Duration::from_millis(100)),
-        }
-    }
-
-    fn valid_until(&self, sent_at: Duration) -> Duration {
-        (sent_at + self.ttl).saturating_sub(self.margin)
-    }
-}
+use super::timing::LeaseTiming;
 
 /// Where this coordinator stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +51,19 @@ pub enum Input {
     LeaseGone,
     /// The watch saw the active hand the lease to us with `revision`.
     HandedToUs { revision: u64 },
-    /// The watch saw another coordinator write the lease (a term of theirs is running).
-    HeldByOther,
+    /// The watch saw another coordinator write the lease with `revision` (a term of theirs is
+    /// running), promising to act at most `window` after sending that write (`None`: no
+    /// promise, the TTL lease only).
+    HeldByOther {
+        revision: u64,
+        window: Option<Duration>,
+    },
+    /// The watch saw a write in our own name that is no handover (a renewal, or one whose
+    /// answer we lost), with its promise.
+    OwnRecord {
+        revision: u64,
+        window: Option<Duration>,
+    },
     /// Stop acting and give the lease up: to `to` (graceful failover) or to whoever is first.
     Release { to: Option<String> },
 }
@@ -85,6 +75,9 @@ pub enum Action {
     SendCreate,
     /// `update(key, our record, revision)`; answer with Renewed / RenewRefused / RequestFailed.
     SendRenew { revision: u64 },
+    /// `update(key, our record, revision)` of a holder silent past its promise: answered like
+    /// a renew; success makes us active.
+    SendTakeover { revision: u64 },
     /// `delete(key)` expecting `revision`, so the standby can take over at once.
     SendDelete { revision: u64 },
     /// `update(key, record naming `to`, revision)`: hand the lease to `to`.
@@ -116,13 +109,26 @@ impl StepDown {
     }
 }
 
+/// A revision of the lease a standby saw, for fast takeover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting {
+    pub revision: u64,
+    /// When we first saw it (our watch's delivery: never before the write was sent).
+    pub seen_at: Duration,
+    /// When we may CAS it, if ever (see `LeaseTiming::takeover_at`).
+    pub takeover_at: Option<Duration>,
+}
+
 /// One coordinator's view of the election.
 #[derive(Debug, Clone)]
 pub struct Election {
     timing: LeaseTiming,
     role: Role,
-    /// A takeover handed to us is being confirmed by a renew.
+    /// A CAS whose success makes us active (a handover's confirmation or a takeover) is in
+    /// flight.
     confirming_handover: bool,
+    /// The newest revision the standby saw and when (cleared when the lease goes).
+    sighting: Option<Sighting>,
     /// After a release we do not try to take the lease back before this instant.
     quiet_until: Duration,
 }
@@ -136,8 +142,27 @@ impl Election {
                 acquiring: false,
             },
             confirming_handover: false,
+            sighting: None,
             quiet_until: Duration::ZERO,
         }
+    }
+
+    /// The revision a standby watches for fast takeover, if any.
+    pub fn sighting(&self) -> Option<Sighting> {
+        self.sighting
+    }
+
+    /// Notes a write of the lease seen by the watch: a new revision starts its own clock;
+    /// the same one again (a re-created watch) keeps the first sight.
+    fn sight(&mut self, now: Duration, revision: u64, window: Option<Duration>) {
+        if self.sighting.is_some_and(|s| s.revision == revision) {
+            return;
+        }
+        self.sighting = Some(Sighting {
+            revision,
+            seen_at: now,
+            takeover_at: self.timing.takeover_at(now, window),
+        });
     }
 
     pub fn role(&self) -> &Role {
@@ -160,7 +185,7 @@ impl Election {
 
     fn standby(&mut self, now: Duration) {
         self.role = Role::Standby {
-            next_try_at: (now + self.timing.renew_every).max(self.quiet_until),
+            next_try_at: (now + self.timing.retry_every).max(self.quiet_until),
             acquiring: false,
         };
         self.confirming_handover = false;
@@ -178,12 +203,27 @@ impl Election {
                 },
                 Input::Tick,
             ) => {
-                if !*acquiring && now >= *next_try_at && now >= self.quiet_until {
-                    *acquiring = true;
-                    out.push(Action::SendCreate);
+                let takeover = self
+                    .sighting
+                    .filter(|s| s.takeover_at.is_some_and(|at| now >= at));
+                if !*acquiring && now >= self.quiet_until {
+                    if let Some(s) = takeover {
+                        // The holder promised to stop acting before now (its window, plus
+                        // our slack, after we first saw this revision): CAS exactly that
+                        // revision.
+                        *acquiring = true;
+                        self.confirming_handover = true;
+                        out.push(Action::SendTakeover {
+                            revision: s.revision,
+                        });
+                    } else if now >= *next_try_at {
+                        *acquiring = true;
+                        out.push(Action::SendCreate);
+                    }
                 }
             }
             (Role::Standby { acquiring, .. }, Input::LeaseGone) => {
+                self.sighting = None;
                 if !*acquiring && now >= self.quiet_until {
                     *acquiring = true;
                     out.push(Action::SendCreate);
@@ -205,10 +245,21 @@ impl Election {
             {
                 self.become_active(now, sent_at, revision, &mut out);
             }
-            (
-                Role::Standby { .. },
-                Input::AcquireRefused | Input::RenewRefused | Input::RequestFailed,
-            ) => {
+            (Role::Standby { .. }, Input::RenewRefused) => {
+                // The revision we tried moved on: wait for the watch to show the new one.
+                self.sighting = None;
+                self.standby(now);
+            }
+            (Role::Standby { .. }, Input::RequestFailed) => {
+                // Outcome unknown: a takeover may be tried again a little later, never sooner.
+                if let Some(s) = self.sighting.as_mut() {
+                    s.takeover_at = s
+                        .takeover_at
+                        .map(|at| at.max(now + self.timing.renew_every));
+                }
+                self.standby(now);
+            }
+            (Role::Standby { .. }, Input::AcquireRefused) => {
                 self.standby(now);
             }
             (Role::Standby { .. }, Input::Release { .. }) => {
@@ -217,9 +268,15 @@ impl Election {
                 self.standby(now);
             }
             (Role::Standby { .. }, Input::Renewed { .. }) => {}
-            (Role::Standby { .. }, Input::HeldByOther) => {
+            (Role::Standby { .. }, Input::HeldByOther { revision, window }) => {
                 // Someone else took over after our release: we may compete again when it goes.
                 self.quiet_until = Duration::ZERO;
+                self.sight(now, revision, window);
+            }
+            (Role::Standby { .. }, Input::OwnRecord { revision, window }) => {
+                // A write in our name we do not act under (its answer was lost or late): the
+                // same promise binds it.
+                self.sight(now, revision, window);
             }
 
             // ---- active ----
@@ -314,7 +371,8 @@ impl Election {
                 | Input::AcquireRefused
                 | Input::LeaseGone
                 | Input::HandedToUs { .. }
-                | Input::HeldByOther,
+                | Input::HeldByOther { .. }
+                | Input::OwnRecord { .. },
             ) => {
                 // Stale answers or our own writes seen by the watch; the next renew decides.
             }
@@ -331,6 +389,7 @@ impl Election {
     ) {
         let valid_until = self.timing.valid_until(sent_at);
         self.confirming_handover = false;
+        self.sighting = None;
         if now >= valid_until {
             // The answer came too late to act on; the next renew may still save the term,
             // but we start as standby.
@@ -351,3 +410,7 @@ impl Election {
 #[cfg(test)]
 #[path = "fsm_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "fsm_fast_tests.rs"]
+mod fast_tests;

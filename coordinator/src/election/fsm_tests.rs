@@ -190,7 +190,15 @@ fn after_a_release_the_quiet_period_ends_once_another_term_begins() {
     );
     // green took over, then went away at once (say, it was stopped): we take over now,
     // not a TTL later.
-    assert!(e.step(ms(30), Input::HeldByOther).is_empty());
+    assert!(e
+        .step(
+            ms(30),
+            Input::HeldByOther {
+                revision: 5,
+                window: None
+            }
+        )
+        .is_empty());
     assert_eq!(e.step(ms(40), Input::LeaseGone), vec![Action::SendCreate]);
 }
 

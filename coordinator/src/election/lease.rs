@@ -1,6 +1,8 @@
 //! Runs the election state machine against the KV bucket `ops_leader`: one task owns the key's
 //! requests (create / update with expected revision / delete), feeds their results and the
-//! key's watch back into the machine, and publishes the resulting leadership view.
+//! key's watch back into the machine, and publishes the resulting leadership view. Sightings
+//! for fast takeover come only from this task's own watch of the key (server deliveries to a
+//! consumer of ours), never from anything published on a plain subject.
 
 use opsfleet_proto::api::LeaderRole;
 use opsfleet_report::ErrorChain;
@@ -14,7 +16,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::fsm::{Action, Election, Input, LeaseTiming, StepDown};
+use super::fsm::{Action, Election, Input, StepDown};
+use super::timing::LeaseTiming;
 
 pub use opsfleet_proto::kv::{LeaderRecord, LEADER_KEY};
 
@@ -111,7 +114,7 @@ impl Driver {
         kv: kv::Store,
         name: &str,
         color: &str,
-        ttl: Duration,
+        timing: LeaseTiming,
     ) -> (Self, Leadership, ReleaseHandle) {
         let (tx, rx) = mpsc::channel(4);
         let leadership = Leadership::default();
@@ -121,7 +124,7 @@ impl Driver {
                 changes: None,
                 name: name.to_owned(),
                 color: color.to_owned(),
-                election: Election::new(LeaseTiming::from_ttl(ttl)),
+                election: Election::new(timing),
                 leadership: leadership.clone(),
                 origin: Instant::now(),
                 release_rx: rx,
@@ -153,6 +156,8 @@ impl Driver {
             holder: holder.to_owned(),
             color: self.color.clone(),
             handed_over_by: handed_over_by.map(str::to_owned),
+            acting_window_ms: (self.election.timing().promised_window())
+                .map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
         };
         serde_json::to_vec(&rec).unwrap_or_default().into()
     }
@@ -170,6 +175,7 @@ impl Driver {
                     Err(e) => debug!(error = %ErrorChain(&e), "cannot watch the lease yet"),
                 }
             }
+            // Unbiased on purpose: a busy watch must not starve the ticks that renew.
             let input = tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => Input::Tick,
@@ -205,8 +211,22 @@ impl Driver {
         self.publish_view();
     }
 
+    /// How long a request may take: a renewal until the end of the current acting window (a
+    /// slow renewal that lands in time keeps the term); anything else one acting window (a
+    /// later answer could not be acted on anyway).
+    fn request_timeout(&self, renewing: bool) -> Duration {
+        use super::fsm::Role;
+        let window = self.election.timing().acting_window();
+        match self.election.role() {
+            Role::Active { valid_until, .. } if renewing => valid_until
+                .saturating_sub(self.now())
+                .max(Duration::from_millis(1)),
+            _ => window,
+        }
+    }
+
     async fn execute(&mut self, action: Action) -> Option<Input> {
-        let timeout = self.election.timing().renew_every;
+        let timeout = self.request_timeout(matches!(action, Action::SendRenew { .. }));
         match action {
             Action::SendCreate => {
                 let sent_at = self.now();
@@ -226,6 +246,15 @@ impl Driver {
                 )
             }
             Action::SendRenew { revision } => {
+                let sent_at = self.now();
+                let value = self.record(&self.name, None);
+                Some(self.update(value, revision, sent_at, timeout).await)
+            }
+            Action::SendTakeover { revision } => {
+                info!(
+                    revision,
+                    "lease holder silent past its promised window; taking over"
+                );
                 let sent_at = self.now();
                 let value = self.record(&self.name, None);
                 Some(self.update(value, revision, sent_at, timeout).await)
@@ -328,14 +357,14 @@ async fn next_entry(watch: &mut Option<kv::Watch>, me: &str) -> Option<Input> {
             kv::Operation::Delete | kv::Operation::Purge => Some(Input::LeaseGone),
             kv::Operation::Put => {
                 let rec: LeaderRecord = serde_json::from_slice(&entry.value).ok()?;
+                let revision = entry.revision;
+                let window = rec.acting_window_ms.map(Duration::from_millis);
                 if rec.holder != me {
-                    Some(Input::HeldByOther)
+                    Some(Input::HeldByOther { revision, window })
                 } else if rec.handed_over_by.is_some() {
-                    Some(Input::HandedToUs {
-                        revision: entry.revision,
-                    })
+                    Some(Input::HandedToUs { revision })
                 } else {
-                    None // our own renewal
+                    Some(Input::OwnRecord { revision, window })
                 }
             }
         },

@@ -12,7 +12,7 @@
 //! # async fn demo(cfg: &NotifyConfig, n: &Notification) -> Result<(), Box<dyn std::error::Error>> {
 //! let notifier = Notifier::from_config(cfg)?;
 //! for route in notifier.routes_for(n) {
-//!     let delivery = notifier.send(&route, n).await;
+//!     let delivery = notifier.send_while(&route, n, &|| true).await; // `true`: still acting
 //!     // record `delivery` as a notification event
 //! #   let _ = delivery;
 //! }
@@ -117,6 +117,10 @@ pub enum Delivery {
     /// `hosts` or `labels` do not match; nothing was sent and no rate-limit token used.
     /// [`Notifier::routes_for`] leaves such routes out.
     Skipped { reason: String },
+    /// The sender stopped acting before an attempt (`Notifier::send_while`): nothing more was
+    /// tried; `attempts` were made before and none was accepted. Not an outcome to record:
+    /// the next active coordinator sends it.
+    Abandoned { attempts: u32 },
 }
 
 /// Errors building a [`Notifier`] from config.
@@ -319,17 +323,42 @@ impl Notifier {
     /// delivered or given up: at most `max_attempts` × (`timeout` + `retry_max_delay`).
     /// Dropping the future (e.g. in a `select!` with the loss of the lease) stops at once:
     /// no further attempt is made, though a request already on the wire may have arrived.
+    #[cfg(test)]
     pub async fn send(&self, route: &str, n: &Notification) -> Delivery {
-        self.send_filtered(route, n, true).await
+        self.send_while(route, n, &|| true).await
     }
 
-    /// [`Notifier::send`] without the route's severity and matching filters: a drill's test
-    /// notification goes to every route, whatever it pages for (the rate limit still holds).
-    pub async fn send_test(&self, route: &str, n: &Notification) -> Delivery {
-        self.send_filtered(route, n, false).await
+    /// [`Notifier::send`], making each attempt (and taking the rate-limit token) only while
+    /// `still()` holds (the sender is acting in its term): once it does not, no further
+    /// attempt is made and the answer is [`Delivery::Abandoned`].
+    pub async fn send_while(
+        &self,
+        route: &str,
+        n: &Notification,
+        still: &(dyn Fn() -> bool + Sync),
+    ) -> Delivery {
+        self.send_gated(route, n, true, still).await
     }
 
-    async fn send_filtered(&self, route: &str, n: &Notification, filtered: bool) -> Delivery {
+    /// [`Notifier::send_while`] without the route's severity and matching filters: a drill's
+    /// test notification goes to every route, whatever it pages for (the rate limit and the
+    /// acting gate still hold).
+    pub async fn send_test(
+        &self,
+        route: &str,
+        n: &Notification,
+        still: &(dyn Fn() -> bool + Sync),
+    ) -> Delivery {
+        self.send_gated(route, n, false, still).await
+    }
+
+    async fn send_gated(
+        &self,
+        route: &str,
+        n: &Notification,
+        filtered: bool,
+        still: &(dyn Fn() -> bool + Sync),
+    ) -> Delivery {
         let Some(r) = self.routes.iter().find(|r| r.name == route) else {
             return Delivery::Failed {
                 attempts: 0,
@@ -344,6 +373,9 @@ impl Notifier {
                 ),
             };
         }
+        if !still() {
+            return Delivery::Abandoned { attempts: 0 };
+        }
         if let Some(bucket) = &r.bucket {
             let granted = match bucket.lock() {
                 Ok(mut b) => b.try_take(Instant::now()),
@@ -356,7 +388,7 @@ impl Notifier {
         }
         let delivery = match &r.target {
             Target::DryRun(sink) => dry_run::print(sink, route, n),
-            Target::Post(post) => transport::send(&self.client, &r.retry, post, n).await,
+            Target::Post(post) => transport::send(&self.client, &r.retry, post, n, still).await,
         };
         match &delivery {
             Delivery::Sent { attempts } => {
@@ -364,6 +396,9 @@ impl Notifier {
             }
             Delivery::Failed { attempts, reason } => {
                 tracing::warn!(route, id = %n.id, alert = %n.alert_id, attempts, reason = %reason, "notification failed")
+            }
+            Delivery::Abandoned { attempts } => {
+                tracing::info!(route, id = %n.id, alert = %n.alert_id, attempts, "notification abandoned: no longer acting")
             }
             _ => {}
         }

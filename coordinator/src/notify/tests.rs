@@ -369,3 +369,30 @@ async fn https_uses_rustls_and_a_failed_handshake_is_retried() {
         other => panic!("expected Failed, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn attempts_are_made_only_while_acting_and_an_abandoned_send_stops_retrying() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let rx = Receiver::start().await.unwrap();
+    let mut r = route("hook", RouteKind::Webhook, &rx.url("/hook"));
+    r.rate_limit = RateLimitConfig {
+        per_minute: 1,
+        burst: 1,
+    };
+    let n = notifier(vec![r]);
+    // Not acting: nothing is tried, and the rate-limit token is kept.
+    assert_eq!(
+        n.send_while("hook", &sample(), &|| false).await,
+        Delivery::Abandoned { attempts: 0 }
+    );
+    // Acting ends after the first attempt (answered 500): no retry is made.
+    rx.fail_next(1);
+    let checks = AtomicU32::new(0);
+    let still = || checks.fetch_add(1, Ordering::SeqCst) < 2;
+    assert_eq!(
+        n.send_while("hook", &sample(), &still).await,
+        Delivery::Abandoned { attempts: 1 }
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.requests().len(), 1, "no attempt after acting ended");
+}

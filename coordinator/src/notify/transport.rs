@@ -1,6 +1,7 @@
 //! HTTP POST with retries: backon exponential backoff (capped, jittered), retrying only
 //! connection errors, timeouts, 429 and 5xx, honouring `Retry-After` (delta-seconds, or
-//! Telegram's `parameters.retry_after`) up to the route's `retry_max_delay`.
+//! Telegram's `parameters.retry_after`) up to the route's `retry_max_delay`; each attempt only
+//! while the caller still may send (acting in its term).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -54,6 +55,8 @@ impl RetryPolicy {
 #[derive(Debug)]
 pub(super) struct AttemptError {
     pub retryable: bool,
+    /// Not attempted: the caller no longer may send.
+    pub abandoned: bool,
     pub retry_after: Option<Duration>,
     pub reason: String,
 }
@@ -67,6 +70,7 @@ pub(super) async fn send(
     policy: &RetryPolicy,
     post: &HttpPost,
     n: &Notification,
+    still: &(dyn Fn() -> bool + Sync),
 ) -> Delivery {
     let attempts = AtomicU32::new(0);
     let body = (post.body)(n);
@@ -77,6 +81,14 @@ pub(super) async fn send(
         .with_jitter();
     let cap = policy.max_delay;
     let result = (|| async {
+        if !still() {
+            return Err(AttemptError {
+                retryable: false,
+                abandoned: true,
+                retry_after: None,
+                reason: "no longer acting".to_owned(),
+            });
+        }
         attempts.fetch_add(1, Ordering::Relaxed);
         let key = post.idempotency_key.then_some(n.id.as_str());
         attempt(client, policy.timeout, &post.url, &body, key).await
@@ -92,6 +104,7 @@ pub(super) async fn send(
     let attempts = attempts.load(Ordering::Relaxed);
     match result {
         Ok(()) => Delivery::Sent { attempts },
+        Err(e) if e.abandoned => Delivery::Abandoned { attempts },
         Err(e) => Delivery::Failed {
             attempts,
             reason: e.reason,
@@ -136,6 +149,7 @@ pub(super) async fn attempt(
     let retry_after = header_retry_after.or_else(|| body_retry_after(&text));
     Err(AttemptError {
         retryable: status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+        abandoned: false,
         retry_after,
         reason: format!("HTTP {}: {}", status.as_u16(), quote(&text)),
     })
@@ -156,6 +170,7 @@ fn transport_error(e: reqwest::Error) -> AttemptError {
     let reason = format!("{kind}: {}", opsfleet_report::ErrorChain(&e));
     AttemptError {
         retryable,
+        abandoned: false,
         retry_after: None,
         reason,
     }
