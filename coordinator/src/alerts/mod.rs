@@ -9,6 +9,7 @@ pub mod conditions;
 pub mod config;
 pub mod engine;
 pub mod machine;
+pub mod probe_rules;
 pub mod rollout_rules;
 pub mod rules;
 pub mod service_rules;
