@@ -250,19 +250,14 @@ impl Runbooks {
                     return true;
                 };
                 if state.version <= *version {
-                    let status = ProbeStatus::from_wire(h.status);
-                    // A transition of its slow flag or certificate level alone keeps `since`.
-                    let since = if state.status == status && state.since_unix_ms != 0 {
-                        state.since_unix_ms
-                    } else {
-                        at
-                    };
+                    // `since` is the check's last event, also one that moved only its slow
+                    // flag or certificate level (stored rows keep their bytes: rows_golden).
                     *state = HealthState {
-                        status,
+                        status: ProbeStatus::from_wire(h.status),
                         probe: clip(&h.probe),
                         detail: clip(&h.detail),
                         consecutive_failures: h.consecutive_failures,
-                        since_unix_ms: since,
+                        since_unix_ms: at,
                         version: version.clone(),
                         slow: h.slow,
                         latency_p95_ms: h.latency_p95_ms,
