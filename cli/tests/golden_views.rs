@@ -4,8 +4,9 @@
 use opsfleet_cli::views::render;
 use opsfleet_proto::api::{
     AlertView, AlertsReply, BackupFailureView, BackupSuccessView, BackupView, BackupsReply,
-    DiskView, HostSummary, HostsReply, IncidentView, IncidentsReply, ModuleState, ModuleView,
-    Responder, ServiceView, ServicesReply, Severity, Truncated,
+    CheckCondition, CheckConditionKind, DiskView, HostSummary, HostsReply, IncidentView,
+    IncidentsReply, ModuleState, ModuleView, Responder, ServiceView, ServicesReply, Severity,
+    Truncated,
 };
 
 const NOW: i64 = 1_790_000_000_000;
@@ -69,6 +70,7 @@ fn host(name: &str, liveness: &str, ago_ms: i64) -> HostSummary {
             module("heartbeat", ModuleState::Running),
         ],
         unhealthy: vec![],
+        check_conditions: vec![],
         incidents: 0,
         failing_backups: 0,
         down_services: vec![],
@@ -90,6 +92,18 @@ fn hosts_table() {
     web2.worst_disk = None;
     web2.incidents = 7;
     web2.truncated.disks = 12;
+    web2.check_conditions = vec![
+        CheckCondition {
+            check: "api".into(),
+            condition: CheckConditionKind::Slow,
+            detail: "p95 900ms > 250ms".into(),
+        },
+        CheckCondition {
+            check: "tls".into(),
+            condition: CheckConditionKind::CertWarn,
+            detail: "certificate expires in 5 day(s)".into(),
+        },
+    ];
     let reply = HostsReply {
         responder: standby(),
         now_unix_ms: NOW,

@@ -158,6 +158,7 @@ fn events(count: usize) -> Vec<EventEnvelope> {
                     health: vec![pb::HealthSummary {
                         check: "api".to_owned(),
                         status: rng.state(4),
+                        ..Default::default()
                     }],
                     labels: [("role".to_owned(), "web".to_owned())]
                         .into_iter()
@@ -171,6 +172,7 @@ fn events(count: usize) -> Vec<EventEnvelope> {
                     detail: "status 503".to_owned(),
                     consecutive_failures: rng.below(5) as u32,
                     latency_ms: 12,
+                    ..Default::default()
                 }),
                 2 => Body::Sentinel(pb::SentinelState {
                     path: "/run/app/heartbeat".to_owned(),

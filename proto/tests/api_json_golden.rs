@@ -290,6 +290,15 @@ fn cases() -> Cases {
                     } else {
                         vec![]
                     },
+                    check_conditions: if i == 1 {
+                        vec![CheckCondition {
+                            check: "api".into(),
+                            condition: CheckConditionKind::Slow,
+                            detail: "p95 900ms > 250ms".into(),
+                        }]
+                    } else {
+                        vec![]
+                    },
                     incidents: 3,
                     failing_backups: 1,
                     down_services: vec![],

@@ -99,6 +99,7 @@ fn event(sender: Sender, i: u64, base_ms: u64) -> EventEnvelope {
                 health: vec![pb::HealthSummary {
                     check: format!("hb-{name}"),
                     status: pb::HealthStatus::Ready as i32,
+                    ..Default::default()
                 }],
                 labels: [(format!("label-{name}"), name.clone())].into(),
                 ..Default::default()

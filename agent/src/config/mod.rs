@@ -24,8 +24,9 @@ use sha2::{Digest, Sha256};
 
 pub use backup::{BackupConfig, BackupJobConfig, Compression};
 pub use health::{
-    parse_http_url, HealthConfig, HttpTarget, ProbeConfig, ProbeType, DEFAULT_EXPECT_EXIT,
-    DEFAULT_EXPECT_STATUS,
+    parse_http_url, parse_probe_url, Comparison, HealthConfig, HttpTarget, JsonAssertion,
+    LatencyWindow, ProbeConfig, ProbeType, Scheme, DEFAULT_EXPECT_EXIT, DEFAULT_EXPECT_STATUS,
+    DEFAULT_LATENCY_WINDOW, LATENCY_MIN_SAMPLES,
 };
 pub use http::HttpConfig;
 pub use janitor::{JanitorConfig, JanitorRootConfig};

@@ -2,7 +2,8 @@
 //! functions; the stream reading lives in opsctl's `follow.rs`.
 
 use opsfleet_proto::api::{
-    AlertState, DiskLevel, LeaderRole, ModuleState, NotifyOutcome, ProbeStatus, ServiceRunState,
+    AlertState, CertLevel, DiskLevel, LeaderRole, ModuleState, NotifyOutcome, ProbeStatus,
+    ServiceRunState,
 };
 use opsfleet_proto::pb::{self, event::Body};
 use opsfleet_proto::{body_class, BodyClass, EventEnvelope};
@@ -127,10 +128,21 @@ fn agent(body: &Body) -> String {
             s.max_age_ms / 1000
         ),
         Body::Health(h) => format!(
-            "{} ({}) {}: {}",
+            "{} ({}) {}{}{}: {}",
             h.check,
             h.probe,
             ProbeStatus::from_wire(h.status),
+            if h.slow {
+                format!(", slow (p95 {}ms)", h.latency_p95_ms)
+            } else {
+                String::new()
+            },
+            match CertLevel::from_wire(h.cert_level) {
+                CertLevel::Warn | CertLevel::Crit => {
+                    format!(", cert {}", CertLevel::from_wire(h.cert_level))
+                }
+                _ => String::new(),
+            },
             h.detail
         ),
         Body::BackupStarted(b) => format!("{} run {} started", b.job, b.run_id),

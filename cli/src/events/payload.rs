@@ -2,8 +2,8 @@
 //! `event.proto`), with states, levels and roles by the names the API uses. Pure.
 
 use opsfleet_proto::api::{
-    AlertState, DiskLevel, LeaderRole, ModuleState, NotifyOutcome, ProbeStatus, SentinelStatus,
-    ServiceRunState,
+    AlertState, CertLevel, DiskLevel, LeaderRole, ModuleState, NotifyOutcome, ProbeStatus,
+    SentinelStatus, ServiceRunState,
 };
 use opsfleet_proto::pb::event::Body;
 use serde_json::Value;
@@ -39,11 +39,9 @@ fn name_states(body: &Body, payload: &mut Value) {
                 );
             }
             for (i, c) in h.health.iter().enumerate() {
-                set(
-                    &mut payload["health"][i],
-                    "status",
-                    ProbeStatus::from_wire(c.status).as_str(),
-                );
+                let p = &mut payload["health"][i];
+                set(p, "status", ProbeStatus::from_wire(c.status).as_str());
+                set(p, "cert_level", CertLevel::from_wire(c.cert_level).as_str());
             }
             for (i, s) in h.services.iter().enumerate() {
                 let p = &mut payload["services"][i];
@@ -78,6 +76,11 @@ fn name_states(body: &Body, payload: &mut Value) {
                 payload,
                 "previous",
                 ProbeStatus::from_wire(h.previous).as_str(),
+            );
+            set(
+                payload,
+                "cert_level",
+                CertLevel::from_wire(h.cert_level).as_str(),
             );
         }
         Body::Service(s) => {

@@ -108,6 +108,11 @@ fn modules(h: &HostSummary) -> String {
 
 fn trouble(h: &HostSummary) -> String {
     let mut t: Vec<String> = h.unhealthy.clone();
+    t.extend(
+        h.check_conditions
+            .iter()
+            .map(|c| format!("{}:{} ({})", c.check, c.condition.as_str(), c.detail)),
+    );
     if h.incidents > 0 {
         t.push(format!("{} incident(s)", h.incidents));
     }

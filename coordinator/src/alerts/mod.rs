@@ -10,6 +10,7 @@ pub mod config;
 pub mod drill_rules;
 pub mod engine;
 pub mod machine;
+pub mod probe_rules;
 pub mod rollout_rules;
 pub mod rules;
 pub mod service_rules;

@@ -28,6 +28,9 @@ pub enum RuleKind {
     BackupFailed,
     BackupStale,
     HealthFailed,
+    HealthSlow,
+    CertWarn,
+    CertCrit,
     SentinelStale,
     EventsStreamFull,
     ServiceDown,
@@ -40,7 +43,7 @@ pub enum RuleKind {
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 17] = [
+    pub const ALL: [RuleKind; 20] = [
         RuleKind::HostLost,
         RuleKind::ModuleSilent,
         RuleKind::DiskWarn,
@@ -49,6 +52,9 @@ impl RuleKind {
         RuleKind::BackupFailed,
         RuleKind::BackupStale,
         RuleKind::HealthFailed,
+        RuleKind::HealthSlow,
+        RuleKind::CertWarn,
+        RuleKind::CertCrit,
         RuleKind::SentinelStale,
         RuleKind::EventsStreamFull,
         RuleKind::ServiceDown,
@@ -70,6 +76,9 @@ impl RuleKind {
             RuleKind::BackupFailed => "backup_failed",
             RuleKind::BackupStale => "backup_stale",
             RuleKind::HealthFailed => "health_failed",
+            RuleKind::HealthSlow => "health_slow",
+            RuleKind::CertWarn => "cert_warn",
+            RuleKind::CertCrit => "cert_crit",
             RuleKind::SentinelStale => "sentinel_stale",
             RuleKind::EventsStreamFull => "events_stream_full",
             RuleKind::ServiceDown => "service_down",
@@ -142,6 +151,11 @@ impl Rule {
             RuleKind::BackupFailed => (Severity::Critical, 0, 0),
             RuleKind::BackupStale => (Severity::Warning, 0, 0),
             RuleKind::HealthFailed => (Severity::Critical, MINUTE, MINUTE),
+            // The p95 window already smooths; a minute more before it pages.
+            RuleKind::HealthSlow => (Severity::Warning, MINUTE, MINUTE),
+            // A date: no flapping to wait out.
+            RuleKind::CertWarn => (Severity::Warning, 0, 0),
+            RuleKind::CertCrit => (Severity::Critical, 0, 0),
             RuleKind::SentinelStale => (Severity::Warning, MINUTE, MINUTE),
             RuleKind::EventsStreamFull => (Severity::Warning, 0, MINUTE),
             // Down for a minute: a crash loop's short failed spells are the restart loop's.

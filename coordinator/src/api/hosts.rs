@@ -2,14 +2,14 @@
 //! liveness state, paged by host name. Liveness is judged here, from the answering
 //! coordinator's clock, so every coordinator (standby included) can answer.
 
-use opsfleet_proto::api::{BackupState, Liveness, ModuleState, ProbeStatus};
+use opsfleet_proto::api::{BackupState, CheckCondition, Liveness, ModuleState, ProbeStatus};
 use opsfleet_proto::api::{HostSummary, HostsReply, HostsRequest, Responder};
 
 use super::status::{disk_view, module_views};
 use super::{after_host, page, Cursor, View};
 use crate::glob::glob_match;
 use crate::projection::presence::{declared_lost, liveness};
-use crate::projection::{Fleet, HostState};
+use crate::projection::{checks, Fleet, HostState};
 
 /// Summarises one host, last heard from at `seen_unix_ms`, at `now_unix_ms`; `declared_lost`
 /// is the log's liveness verdict.
@@ -58,6 +58,19 @@ pub fn summary(
             .iter()
             .filter(|(_, s)| s.status != ProbeStatus::Ready)
             .map(|(name, s)| format!("{name}:{}", s.status))
+            .collect(),
+        check_conditions: rb
+            .health
+            .iter()
+            .flat_map(|(name, s)| {
+                checks::conditions(s, now_unix_ms)
+                    .into_iter()
+                    .map(|(condition, detail)| CheckCondition {
+                        check: name.clone(),
+                        condition,
+                        detail,
+                    })
+            })
             .collect(),
         incidents: rb.incidents.values().map(|i| i.count).sum(),
         failing_backups: rb

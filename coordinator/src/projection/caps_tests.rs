@@ -54,6 +54,7 @@ pub(super) fn heartbeat(modules: &[&str], checks: &[&str], labels: &[&str]) -> B
             .map(|c| pb::HealthSummary {
                 check: (*c).to_owned(),
                 status: pb::HealthStatus::Ready as i32,
+                ..Default::default()
             })
             .collect(),
         labels: labels

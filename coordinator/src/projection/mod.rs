@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod bounds;
+pub mod checks;
 pub mod commands;
 mod coordinators;
 mod derived;

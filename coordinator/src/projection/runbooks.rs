@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use opsfleet_proto::api::{BackupState, ProbeStatus, SentinelStatus, Truncated};
+use opsfleet_proto::api::{BackupState, CertLevel, ProbeStatus, SentinelStatus, Truncated};
 use opsfleet_proto::pb::event::Body;
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +50,33 @@ pub struct HealthState {
     /// When the current status began (agent clock), 0 if only known from a heartbeat.
     pub since_unix_ms: i64,
     pub version: Version,
+    // The conditions below are left out of the stored row while unset, so the rows of
+    // checks without them keep their bytes (tests/rows_golden.rs, `rebuild --verify`).
+    /// The p95 of its successful probes' latencies is above `latency_bound_ms`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub slow: bool,
+    /// That p95 (0: no bound, or not judged yet).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub latency_p95_ms: u64,
+    /// Its `latency_p95` bound (0: none); known from its events.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub latency_bound_ms: u64,
+    /// Its certificate's level (`unknown`: no certificate check).
+    #[serde(default, skip_serializing_if = "is_unknown")]
+    pub cert_level: CertLevel,
+    /// Its certificate's notAfter (0: none seen).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub cert_not_after_unix_ms: i64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+fn is_unknown(l: &CertLevel) -> bool {
+    *l == CertLevel::Unknown
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +250,8 @@ impl Runbooks {
                     return true;
                 };
                 if state.version <= *version {
+                    // `since` is the check's last event, also one that moved only its slow
+                    // flag or certificate level (stored rows keep their bytes: rows_golden).
                     *state = HealthState {
                         status: ProbeStatus::from_wire(h.status),
                         probe: clip(&h.probe),
@@ -230,6 +259,11 @@ impl Runbooks {
                         consecutive_failures: h.consecutive_failures,
                         since_unix_ms: at,
                         version: version.clone(),
+                        slow: h.slow,
+                        latency_p95_ms: h.latency_p95_ms,
+                        latency_bound_ms: h.latency_bound_ms,
+                        cert_level: CertLevel::from_wire(h.cert_level),
+                        cert_not_after_unix_ms: h.cert_not_after_unix_ms,
                     };
                 }
             }
@@ -246,6 +280,10 @@ impl Runbooks {
                             state.status = status;
                             state.since_unix_ms = 0;
                         }
+                        state.slow = s.slow;
+                        state.latency_p95_ms = s.latency_p95_ms;
+                        state.cert_level = CertLevel::from_wire(s.cert_level);
+                        state.cert_not_after_unix_ms = s.cert_not_after_unix_ms;
                         state.version = version.clone();
                     }
                 }

@@ -60,6 +60,10 @@ pub struct HostSummary {
     /// Health probes not `ready`, as `name:status`.
     #[serde(default)]
     pub unhealthy: Vec<String>,
+    /// Health checks with a condition beside their status (slow, certificate expiring);
+    /// absent when none has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub check_conditions: Vec<CheckCondition>,
     /// Log incidents (matching events) on this host, all files together.
     pub incidents: u64,
     /// Backup jobs whose latest outcome is a failure.
@@ -78,6 +82,35 @@ pub struct HostSummary {
     /// Absent while false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub maintenance: bool,
+}
+
+/// A health check's condition beside its status (`HostSummary::check_conditions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckCondition {
+    pub check: String,
+    pub condition: CheckConditionKind,
+    /// What it is: `p95 480ms > 250ms`, `certificate expires in 5 day(s)`.
+    pub detail: String,
+}
+
+/// `slow`: the p95 of the check's latencies is above its bound; `cert_warn` / `cert_crit`:
+/// its certificate has `warn_days` / `crit_days` or fewer left (or expired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckConditionKind {
+    Slow,
+    CertWarn,
+    CertCrit,
+}
+
+impl CheckConditionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckConditionKind::Slow => "slow",
+            CheckConditionKind::CertWarn => "cert_warn",
+            CheckConditionKind::CertCrit => "cert_crit",
+        }
+    }
 }
 
 /// Request for `ops.api.backups`: the backup catalog per host and job.

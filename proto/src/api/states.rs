@@ -269,3 +269,14 @@ impl std::fmt::Display for Role {
         f.write_str(self.as_str())
     }
 }
+
+wire_state! {
+    /// A probed certificate's level against its check's `warn_days` / `crit_days`
+    /// (`CertLevel` on the wire): `ok`, `warn`, `crit`, or `unknown` when the check judges no
+    /// certificate (or has not seen one yet).
+    CertLevel from CertLevel {
+        Ok => "ok",
+        Warn => "warn",
+        Crit => "crit",
+    }
+}

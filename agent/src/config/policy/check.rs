@@ -79,6 +79,10 @@ pub struct HostPolicy {
     backup_sources: Vec<PathBuf>,
     backup_destinations: Vec<PathBuf>,
     command_probes: Vec<Vec<String>>,
+    /// Files the file's probes read (`ca_file`, a cert probe's `path`) and the URLs it probes
+    /// with `insecure = true`: a remote config may repeat these, never add one.
+    probe_files: Vec<PathBuf>,
+    insecure_urls: Vec<String>,
     /// Service modules of the file by name: a remote config may only repeat them verbatim.
     services: BTreeMap<String, ServiceConfig>,
 }
@@ -109,12 +113,21 @@ impl HostPolicy {
                         hp.backup_destinations.push(j.destination.clone());
                     }
                 }
-                ModuleConfig::Health(c) => hp.command_probes.extend(
-                    c.probes
-                        .iter()
-                        .filter(|p| p.probe == ProbeType::Command)
-                        .filter_map(|p| p.argv.clone()),
-                ),
+                ModuleConfig::Health(c) => {
+                    hp.command_probes.extend(
+                        c.probes
+                            .iter()
+                            .filter(|p| p.probe == ProbeType::Command)
+                            .filter_map(|p| p.argv.clone()),
+                    );
+                    for p in &c.probes {
+                        hp.probe_files
+                            .extend(p.ca_file.iter().chain(&p.path).cloned());
+                        if p.insecure {
+                            hp.insecure_urls.extend(p.url.clone());
+                        }
+                    }
+                }
                 ModuleConfig::Service(c) => {
                     hp.services.insert(m.name().to_owned(), c.clone());
                 }
@@ -246,10 +259,40 @@ impl HostPolicy {
         out
     }
 
-    /// Command probes whose argv the file does not already run.
+    /// Command probes whose argv the file does not already run; files a probe would read and
+    /// unverified TLS the file does not already have (no `[policy]` key allows those).
     fn probe_violations(&self, c: &HealthConfig, surface: Surface) -> Vec<Violation> {
         let mut out = Vec::new();
         for (i, p) in c.probes.iter().enumerate() {
+            for (key, file) in [("ca_file", &p.ca_file), ("path", &p.path)] {
+                match file {
+                    Some(f) if !self.probe_files.contains(f) => out.push(Violation {
+                        rule: "health probe files",
+                        key: format!("probes[{i}].{key}"),
+                        reason: format!(
+                            "{} is not read by a probe of the config file; remote configs may \
+                             only repeat the file's probe files",
+                            f.display()
+                        ),
+                    }),
+                    _ => {}
+                }
+            }
+            let known_insecure = p
+                .url
+                .as_ref()
+                .is_some_and(|u| self.insecure_urls.contains(u));
+            if p.insecure && !known_insecure {
+                out.push(Violation {
+                    rule: "health probe tls",
+                    key: format!("probes[{i}].insecure"),
+                    reason: format!(
+                        "probe {:?}: insecure = true turns certificate checks off; only the \
+                         config file may do that (for this url)",
+                        p.name
+                    ),
+                });
+            }
             if p.probe != ProbeType::Command {
                 continue;
             }

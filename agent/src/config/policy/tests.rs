@@ -190,6 +190,46 @@ fn command_probes_only_as_the_file_has_them_unless_allowed_by_command() {
 }
 
 #[test]
+fn probe_files_and_insecure_tls_only_as_the_file_has_them() {
+    let file = "[[modules]]\ntype = \"health\"\nname = \"web\"\n[[modules.probes]]\n\
+                name = \"api\"\ntype = \"http\"\nurl = \"https://127.0.0.1:8443/\"\n\
+                ca_file = \"/etc/opsfleet/ca.pem\"\n[[modules.probes]]\nname = \"dev\"\n\
+                type = \"http\"\nurl = \"https://127.0.0.1:9443/\"\ninsecure = true\n\
+                [[modules.probes]]\nname = \"tls\"\ntype = \"cert\"\npath = \"/etc/ssl/app.pem\"\n";
+    let strict = host(
+        "allow_command_probes = true\nallow_kind_change = true",
+        file,
+    );
+    let same = module(
+        "type = \"health\"\nname = \"web\"\n[[probes]]\nname = \"api2\"\ntype = \"http\"\n\
+         url = \"https://127.0.0.1:8443/x\"\nca_file = \"/etc/opsfleet/ca.pem\"\n\
+         [[probes]]\nname = \"dev\"\ntype = \"http\"\nurl = \"https://127.0.0.1:9443/\"\n\
+         insecure = true\n[[probes]]\nname = \"tls\"\ntype = \"cert\"\npath = \"/etc/ssl/app.pem\"\n",
+    );
+    let new = module(
+        "type = \"health\"\nname = \"web\"\n[[probes]]\nname = \"api\"\ntype = \"http\"\n\
+         url = \"https://bank.example:443/\"\ninsecure = true\n[[probes]]\nname = \"ca\"\n\
+         type = \"http\"\nurl = \"https://127.0.0.1:8443/\"\nca_file = \"/tmp/evil-ca.pem\"\n\
+         [[probes]]\nname = \"shadow\"\ntype = \"cert\"\npath = \"/etc/shadow\"\n",
+    );
+    for surface in [Surface::Command, Surface::Admin] {
+        assert!(strict
+            .check_module("web", "health", &same, surface, &none)
+            .is_empty());
+        let v = strict.check_module("web", "health", &new, surface, &none);
+        assert_eq!(
+            rules(&v),
+            [
+                ("health probe tls", "probes[0].insecure"),
+                ("health probe files", "probes[1].ca_file"),
+                ("health probe files", "probes[2].path"),
+            ],
+            "whatever [policy] allows"
+        );
+    }
+}
+
+#[test]
 fn log_paths_must_be_the_files_or_under_the_allowlist() {
     let fs = Fs::new(
         &[

@@ -137,6 +137,24 @@ pub(super) fn problems(cfg: &super::ServiceConfig) -> Vec<(String, String)> {
         let r = r.replace("the module interval", "health_interval");
         (k, r)
     }));
+    // A service's probes decide its readiness only; the slow and certificate conditions are
+    // the health module's (they have their own alert rules there).
+    for (i, p) in cfg.health.iter().enumerate() {
+        for (key, set) in [
+            ("latency_p95", p.latency_p95.is_some()),
+            ("latency_window", p.latency_window.is_some()),
+            ("warn_days", p.warn_days.is_some()),
+            ("crit_days", p.crit_days.is_some()),
+        ] {
+            if set {
+                out.push((
+                    format!("health[{i}].{key}"),
+                    "only in a health module's probes (a service's probes judge readiness)"
+                        .to_owned(),
+                ));
+            }
+        }
+    }
     if let Some(r) = &cfg.remediation {
         if r.restart_after_failed_checks == 0 {
             out.push((

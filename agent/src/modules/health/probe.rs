@@ -1,21 +1,18 @@
-//! The probes themselves: HTTP GET (plain HTTP/1.1 through hyper), TCP connect and a command
-//! (its process group killed on timeout). Each returns an `Outcome`; none of them panics or
-//! blocks the runtime.
+//! The probes: HTTP(S) GET (`http.rs`), TCP connect, command (its process group killed on
+//! timeout), certificate file (`cert.rs`) and WebSocket (`ws.rs`). Each returns an
+//! `Outcome`; none of them panics or blocks the runtime.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::config::{
-    parse_http_url, ProbeConfig, ProbeType, DEFAULT_EXPECT_EXIT, DEFAULT_EXPECT_STATUS,
-};
+use super::http::{exchange, http_probe, Request};
+use super::{cert, ws};
+use crate::config::{parse_http_url, ProbeConfig, ProbeType, DEFAULT_EXPECT_EXIT};
 
-/// How much of a response body is read for `body_contains`.
+/// How much of a response body (or WebSocket message) is read.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Result of one probe attempt.
@@ -25,58 +22,81 @@ pub struct Outcome {
     /// What was seen: `status 200`, `exit 3`, `timed out after 200ms`, an error.
     pub detail: String,
     pub latency: Duration,
+    /// `notAfter` of the certificate the probe saw (TLS server or PEM file), when it saw one.
+    pub cert_not_after_unix_ms: Option<i64>,
+}
+
+/// What one probe saw, before its latency is added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub success: bool,
+    pub detail: String,
+    pub cert_not_after_unix_ms: Option<i64>,
+}
+
+impl Seen {
+    pub fn failed(detail: String) -> Self {
+        Seen {
+            success: false,
+            detail,
+            cert_not_after_unix_ms: None,
+        }
+    }
+
+    fn of((success, detail): (bool, String)) -> Self {
+        Seen {
+            success,
+            detail,
+            cert_not_after_unix_ms: None,
+        }
+    }
+}
+
+/// Now on the wall clock, in Unix milliseconds (certificate expiry is a calendar matter).
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Runs one probe with its timeout.
 pub async fn run_probe(p: &ProbeConfig) -> Outcome {
     let started = Instant::now();
-    let (success, detail) = match p.probe {
-        ProbeType::Http => {
-            let url = p.url.as_deref().unwrap_or_default();
-            let expect = p.expect_status.unwrap_or(DEFAULT_EXPECT_STATUS);
-            http_probe(url, expect, p.body_contains.as_deref(), p.timeout).await
+    let seen = match p.probe {
+        ProbeType::Http => http_probe(p).await,
+        ProbeType::Tcp => {
+            Seen::of(tcp_probe(p.address.as_deref().unwrap_or_default(), p.timeout).await)
         }
-        ProbeType::Tcp => tcp_probe(p.address.as_deref().unwrap_or_default(), p.timeout).await,
         ProbeType::Command => {
             let argv = p.argv.clone().unwrap_or_default();
-            command_probe(
-                &argv,
-                p.expect_exit.unwrap_or(DEFAULT_EXPECT_EXIT),
-                p.timeout,
+            Seen::of(
+                command_probe(
+                    &argv,
+                    p.expect_exit.unwrap_or(DEFAULT_EXPECT_EXIT),
+                    p.timeout,
+                )
+                .await,
             )
-            .await
         }
+        ProbeType::Cert => {
+            let path = p.path.clone().unwrap_or_default();
+            match tokio::time::timeout(p.timeout, cert::cert_file_probe(&path, now_unix_ms())).await
+            {
+                Err(_) => Seen::failed(format!("reading {}: timed out", path.display())),
+                Ok((success, detail, not_after)) => Seen {
+                    success,
+                    detail,
+                    cert_not_after_unix_ms: not_after,
+                },
+            }
+        }
+        ProbeType::Websocket => ws::ws_probe(p).await,
     };
     Outcome {
-        success,
-        detail,
+        success: seen.success,
+        detail: seen.detail,
         latency: started.elapsed(),
-    }
-}
-
-/// GET `url`; success when the status is `expect` and the body (first `BODY_LIMIT` bytes)
-/// contains `contains`.
-pub async fn http_probe(
-    url: &str,
-    expect: u16,
-    contains: Option<&str>,
-    timeout: Duration,
-) -> (bool, String) {
-    match tokio::time::timeout(timeout, http_get(url, contains.is_some())).await {
-        Err(_) => (false, format!("timed out after {timeout:?}")),
-        Ok(Err(e)) => (false, e),
-        Ok(Ok((status, body))) => {
-            if status != expect {
-                return (false, format!("status {status}, expected {expect}"));
-            }
-            match contains {
-                Some(needle) if !String::from_utf8_lossy(&body).contains(needle) => (
-                    false,
-                    format!("status {status}, body does not contain {needle:?}"),
-                ),
-                _ => (true, format!("status {status}")),
-            }
-        }
+        cert_not_after_unix_ms: seen.cert_not_after_unix_ms,
     }
 }
 
@@ -109,7 +129,7 @@ pub async fn post_json(url: &str, body: &str) -> Result<(u16, Vec<u8>), String> 
     .await
 }
 
-/// One HTTP/1.1 request over a fresh connection, with `content_type` when given.
+/// One plain HTTP/1.1 request to a local `http://` endpoint.
 async fn send(
     url: &str,
     method: hyper::Method,
@@ -117,66 +137,15 @@ async fn send(
     content_type: Option<&str>,
     want_body: bool,
 ) -> Result<(u16, Vec<u8>), String> {
-    let verb = method.to_string();
     let target = parse_http_url(url)?;
-    let stream = TcpStream::connect(&target.authority)
-        .await
-        .map_err(|e| format!("connect {}: {e}", target.authority))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake with {}: {e}", target.authority))?;
-    let driver = tokio::spawn(async move {
-        // The connection ends with an error when we drop it early; nothing to report.
-        let _ = conn.await;
-    });
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(&target.path_and_query)
-        .header(hyper::header::HOST, &target.authority)
-        .header(hyper::header::USER_AGENT, "ops-agent");
-    if let Some(ct) = content_type {
-        builder = builder.header(hyper::header::CONTENT_TYPE, ct);
-    }
-    let req = builder
-        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
-        .map_err(|e| format!("bad request for {url}: {e}"))?;
-    let res = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("{verb} {url}: {e}"));
-    let out = match res {
-        Err(e) => Err(e),
-        Ok(res) => {
-            let status = res.status().as_u16();
-            if want_body {
-                match read_prefix(res.into_body()).await {
-                    Ok(body) => Ok((status, body)),
-                    Err(e) => Err(format!("reading body of {url}: {e}")),
-                }
-            } else {
-                Ok((status, Vec::new()))
-            }
-        }
+    let req = Request {
+        method,
+        body,
+        content_type,
+        want_body,
     };
-    driver.abort();
-    out
-}
-
-/// Up to `BODY_LIMIT` bytes of a body; a longer body is cut, not an error.
-async fn read_prefix(mut body: hyper::body::Incoming) -> Result<Vec<u8>, hyper::Error> {
-    let mut out = Vec::new();
-    while out.len() < BODY_LIMIT {
-        match body.frame().await {
-            None => break,
-            Some(frame) => {
-                if let Ok(data) = frame?.into_data() {
-                    let room = BODY_LIMIT - out.len();
-                    out.extend_from_slice(&data[..data.len().min(room)]);
-                }
-            }
-        }
-    }
-    Ok(out)
+    let (res, _) = exchange(&target, None, req).await;
+    res.map(|r| (r.status, r.body))
 }
 
 /// Connects to `address` (`host:port`, resolved each time).
@@ -234,7 +203,7 @@ pub async fn command_probe(argv: &[String], expect: i32, timeout: Duration) -> (
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HttpTarget;
+    use crate::config::{HttpTarget, Scheme};
     use axum::routing::get;
     use std::net::SocketAddr;
 
@@ -263,6 +232,22 @@ mod tests {
     }
 
     const T: Duration = Duration::from_millis(500);
+
+    /// The http probe of `url` with `expect_status`, `body_contains` and `timeout`.
+    async fn http_probe(
+        url: &str,
+        expect: u16,
+        contains: Option<&str>,
+        timeout: Duration,
+    ) -> (bool, String) {
+        let mut p = ProbeConfig::new("t", ProbeType::Http);
+        p.url = Some(url.to_owned());
+        p.expect_status = Some(expect);
+        p.body_contains = contains.map(str::to_owned);
+        p.timeout = timeout;
+        let seen = super::super::http::http_probe(&p).await;
+        (seen.success, seen.detail)
+    }
 
     #[tokio::test]
     async fn http_probe_ok_500_body_mismatch_and_timeout() {
@@ -364,6 +349,8 @@ mod tests {
         assert_eq!(
             parse_http_url("http://127.0.0.1:8080/healthz?x=1").expect("ok"),
             HttpTarget {
+                scheme: Scheme::Http,
+                host: "127.0.0.1".into(),
                 authority: "127.0.0.1:8080".into(),
                 path_and_query: "/healthz?x=1".into()
             }
@@ -372,7 +359,19 @@ mod tests {
             parse_http_url("http://localhost").expect("ok").authority,
             "localhost:80"
         );
-        assert!(parse_http_url("https://x/").is_err());
+        assert!(
+            parse_http_url("https://x/").is_err(),
+            "control endpoints are plain"
+        );
+        let t = crate::config::parse_probe_url("https://[::1]/h", ProbeType::Http).expect("ok");
+        assert_eq!(
+            (t.scheme, t.host.as_str(), t.authority.as_str()),
+            (Scheme::Https, "::1", "[::1]:443")
+        );
+        let t = crate::config::parse_probe_url("wss://h:9/ws", ProbeType::Websocket).expect("ok");
+        assert_eq!((t.scheme, t.authority.as_str()), (Scheme::Wss, "h:9"));
+        assert!(crate::config::parse_probe_url("ws://h/", ProbeType::Http).is_err());
+        assert!(crate::config::parse_probe_url("https://h/", ProbeType::Websocket).is_err());
         assert!(parse_http_url("/just/a/path").is_err());
         assert!(parse_http_url("not a url").is_err());
     }

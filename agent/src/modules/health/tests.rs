@@ -10,19 +10,9 @@ use crate::config::{HealthConfig, ProbeConfig, ProbeType};
 
 fn probe(name: &str, ty: ProbeType) -> ProbeConfig {
     ProbeConfig {
-        name: name.into(),
-        probe: ty,
-        url: None,
-        expect_status: None,
-        body_contains: None,
-        address: None,
-        argv: None,
-        expect_exit: None,
         timeout: Duration::from_millis(300),
-        ready_after: 1,
-        degraded_after: 1,
         failed_after: 2,
-        start_period: Duration::ZERO,
+        ..ProbeConfig::new(name, ty)
     }
 }
 
@@ -147,6 +137,7 @@ fn board_flattens_in_module_order_and_forgets_empty() {
     let s = |c: &str| pb::HealthSummary {
         check: c.into(),
         status: READY,
+        ..Default::default()
     };
     b.set("web", vec![s("b")]);
     b.set("api", vec![s("a1"), s("a2")]);
@@ -226,7 +217,8 @@ async fn heartbeats_carry_every_check_through_the_real_runner() {
         last_hb.health,
         [pb::HealthSummary {
             check: "db".into(),
-            status: READY
+            status: READY,
+            ..Default::default()
         }]
     );
     drop(listener);

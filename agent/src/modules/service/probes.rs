@@ -128,6 +128,7 @@ pub async fn run(
         states: tx,
         remedies,
     } = out;
+    crate::modules::health::warn_insecure("service", &probes);
     let mut failed_in_a_row = 0u32;
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -226,30 +227,22 @@ mod tests {
     #[test]
     fn the_worst_probe_decides_and_names_itself() {
         let probe = |name: &str| ProbeConfig {
-            name: name.to_owned(),
-            probe: ProbeType::Http,
             url: Some("http://127.0.0.1:1/healthz".to_owned()),
-            expect_status: None,
-            body_contains: None,
-            address: None,
-            argv: None,
-            expect_exit: None,
             timeout: Duration::from_secs(1),
-            ready_after: 1,
-            degraded_after: 1,
-            failed_after: 3,
-            start_period: Duration::ZERO,
+            ..ProbeConfig::new(name, ProbeType::Http)
         };
         let (a, b) = (probe("a"), probe("b"));
         let ok = Outcome {
             success: true,
             detail: "status 200".to_owned(),
             latency: Duration::ZERO,
+            cert_not_after_unix_ms: None,
         };
         let bad = Outcome {
             success: false,
             detail: "status 503".to_owned(),
             latency: Duration::ZERO,
+            cert_not_after_unix_ms: None,
         };
         let ready = ProbeState {
             status: Status::Ready,

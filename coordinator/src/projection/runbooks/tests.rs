@@ -74,6 +74,7 @@ fn health_transitions_and_heartbeat_summaries() {
             health: vec![pb::HealthSummary {
                 check: "api".into(),
                 status: status as i32,
+                ..Default::default()
             }],
             ..Default::default()
         })
@@ -82,6 +83,66 @@ fn health_transitions_and_heartbeat_summaries() {
     assert_eq!(r.health["api"].since_unix_ms, 100);
     apply(&mut r, &v(3), 300, &hb(pb::HealthStatus::Ready));
     assert_eq!(r.health["api"].status, ProbeStatus::Ready);
+}
+
+#[test]
+fn slow_and_certificate_conditions_fold_from_events_and_heartbeats() {
+    use opsfleet_proto::api::CertLevel;
+    let mut r = Runbooks::default();
+    let ev = |status: pb::HealthStatus, slow: bool, cert: pb::CertLevel| {
+        Body::Health(pb::HealthCheck {
+            check: "api".into(),
+            probe: "http".into(),
+            status: status as i32,
+            slow,
+            latency_p95_ms: if slow { 900 } else { 20 },
+            latency_bound_ms: 250,
+            cert_level: cert as i32,
+            cert_not_after_unix_ms: 5_000,
+            ..Default::default()
+        })
+    };
+    apply(
+        &mut r,
+        &v(1),
+        100,
+        &ev(pb::HealthStatus::Ready, false, pb::CertLevel::Ok),
+    );
+    apply(
+        &mut r,
+        &v(2),
+        200,
+        &ev(pb::HealthStatus::Ready, true, pb::CertLevel::Warn),
+    );
+    let s = &r.health["api"];
+    assert!(s.slow);
+    assert_eq!((s.latency_p95_ms, s.latency_bound_ms), (900, 250));
+    assert_eq!(
+        (s.cert_level, s.cert_not_after_unix_ms),
+        (CertLevel::Warn, 5_000)
+    );
+    assert_eq!(s.since_unix_ms, 200, "since the check's last event");
+    // The heartbeat carries the conditions too (it corrects a lost event).
+    let hb = Body::Heartbeat(pb::Heartbeat {
+        health: vec![pb::HealthSummary {
+            check: "api".into(),
+            status: pb::HealthStatus::Ready as i32,
+            slow: false,
+            latency_p95_ms: 30,
+            cert_level: pb::CertLevel::Crit as i32,
+            cert_not_after_unix_ms: 4_000,
+        }],
+        ..Default::default()
+    });
+    apply(&mut r, &v(3), 300, &hb);
+    let s = &r.health["api"];
+    assert!(!s.slow);
+    assert_eq!((s.latency_p95_ms, s.latency_bound_ms), (30, 250));
+    assert_eq!(
+        (s.cert_level, s.cert_not_after_unix_ms),
+        (CertLevel::Crit, 4_000)
+    );
+    assert_eq!(s.since_unix_ms, 200, "a heartbeat that agrees keeps it");
 }
 
 #[test]
