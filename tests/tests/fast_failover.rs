@@ -228,7 +228,17 @@ async fn an_active_frozen_past_the_takeover_issues_nothing_and_sends_nothing_twi
         let (new, _) = wait_active(&client, "green").await?;
         let took = stopped.elapsed();
         println!("green active {took:?} after SIGSTOP of blue");
-        ensure!(took < TTL, "took {took:?}: the TTL, not the fast takeover");
+        // As in the kill -9 test: the lease could not have aged out before TTL - 400 ms, and
+        // green's own log says it took the lease by CAS.
+        ensure!(
+            took < TTL - Duration::from_millis(400),
+            "took {took:?}: the TTL, not the fast takeover"
+        );
+        let green_log = c.coordinator("green")?.proc().log_since_start();
+        ensure!(
+            green_log.contains("taking over"),
+            "green did not take over by CAS; log:\n{green_log}"
+        );
         ensure!(
             new.epoch > old.epoch,
             "epoch {} -> {}",

@@ -293,7 +293,8 @@ impl Engine {
             // Alertmanager routes post firing alerts again while they fire (notify::refresh).
             if self.notifier.re_sends() && !cancel.is_cancelled() && gate.still(epoch) {
                 let firing = super::firing(&self.shared.fleet(), &self.shared.name, epoch);
-                self.notifier.refresh(&firing).await;
+                let still = || !cancel.is_cancelled() && gate.still(epoch);
+                self.notifier.refresh(&firing, &still).await;
             }
             // Alertmanager routes keep their silences in step with opsfleet's.
             if self.notifier.mirrors_silences() && !cancel.is_cancelled() && gate.still(epoch) {

@@ -291,12 +291,20 @@ impl Election {
                 Input::Tick,
             ) => {
                 if now >= *valid_until {
-                    let epoch = *epoch;
+                    let (epoch, revision) = (*epoch, *revision);
                     out.push(Action::Deactivate {
                         epoch,
                         reason: StepDown::LeaseLapsed,
                     });
                     self.standby(now);
+                    // We stopped acting, so our own last revision may be taken back at once:
+                    // the CAS wins only if nobody wrote since (a stall, not a takeover), and a
+                    // brief stall then costs a new term instead of a failover.
+                    self.sighting = Some(Sighting {
+                        revision,
+                        seen_at: now,
+                        takeover_at: Some(now),
+                    });
                 } else if renewing.is_none() && now >= *next_renew_at {
                     *renewing = Some(now);
                     out.push(Action::SendRenew {

@@ -180,6 +180,60 @@ fn a_fast_holder_renews_every_200_ms_and_stops_800_ms_after_its_last_successful_
     );
 }
 
+#[test]
+fn a_holder_that_lapsed_in_a_stall_takes_its_own_revision_back_at_once() {
+    let mut e = Election::new(fast());
+    e.step(ms(0), Input::Tick);
+    e.step(
+        ms(3),
+        Input::Acquired {
+            sent_at: ms(1),
+            revision: 2,
+        },
+    );
+    // Stalled past the window: the next tick steps down, the one after CASes revision 2.
+    assert_eq!(
+        e.step(ms(900), Input::Tick),
+        vec![Action::Deactivate {
+            epoch: 2,
+            reason: StepDown::LeaseLapsed
+        }]
+    );
+    assert_eq!(e.acting_epoch(ms(900)), None);
+    assert_eq!(
+        e.step(ms(901), Input::Tick),
+        vec![Action::SendTakeover { revision: 2 }]
+    );
+    // Nobody wrote since: a new term; had a standby taken over, the CAS is refused.
+    assert_eq!(
+        e.step(
+            ms(905),
+            Input::Renewed {
+                sent_at: ms(901),
+                revision: 3
+            }
+        ),
+        vec![Action::Activate { epoch: 3 }]
+    );
+    let mut e = Election::new(fast());
+    e.step(ms(0), Input::Tick);
+    e.step(
+        ms(3),
+        Input::Acquired {
+            sent_at: ms(1),
+            revision: 2,
+        },
+    );
+    e.step(ms(900), Input::Tick);
+    e.step(ms(901), Input::Tick);
+    assert!(e.step(ms(905), Input::RenewRefused).is_empty());
+    assert_eq!(e.acting_epoch(ms(905)), None);
+    assert!(
+        !takes_over(&e.step(ms(906), Input::Tick)),
+        "no second try of revision 2"
+    );
+}
+
 // ---- simulation ------------------------------------------------------------------------
 
 /// A model of the KV key under `max_age = TTL`, on real time.

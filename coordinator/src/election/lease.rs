@@ -170,9 +170,16 @@ impl Driver {
         let mut watch = None;
         loop {
             if watch.is_none() {
-                match self.kv.watch(LEADER_KEY).await {
-                    Ok(w) => watch = Some(w),
-                    Err(e) => debug!(error = %ErrorChain(&e), "cannot watch the lease yet"),
+                // Bounded: while the JetStream API is slow, an active's renewals must not wait
+                // behind it (the next tick tries again); a standby can wait longer.
+                let patience = match self.election.role() {
+                    super::fsm::Role::Active { .. } => self.election.timing().renew_every / 2,
+                    super::fsm::Role::Standby { .. } => self.election.timing().acting_window(),
+                };
+                match tokio::time::timeout(patience, self.kv.watch(LEADER_KEY)).await {
+                    Ok(Ok(w)) => watch = Some(w),
+                    Ok(Err(e)) => debug!(error = %ErrorChain(&e), "cannot watch the lease yet"),
+                    Err(_) => debug!("watching the lease timed out; trying again"),
                 }
             }
             // Unbiased on purpose: a busy watch must not starve the ticks that renew.
@@ -292,6 +299,9 @@ impl Driver {
                 None
             }
             Action::Deactivate { epoch, reason } => {
+                // Close the acting gate now, before any request that follows (a handover or a
+                // delete may wait for its answer; the target acts as soon as it lands).
+                self.publish_view();
                 warn!(epoch, coordinator = %self.name, reason = reason.as_str(), "standby");
                 let requested_by = match reason {
                     StepDown::Released => self.requested_by.take(),

@@ -48,10 +48,15 @@ impl Notifier {
 
     /// Posts again the firing alerts that each Alertmanager route is due to re-send (call it
     /// often, with every firing alert, while active). Returns how many alerts were posted.
-    /// A failed post is logged and tried again an interval later.
-    pub async fn refresh(&self, firing: &[Firing]) -> usize {
+    /// A failed post is logged and tried again an interval later. Each post is made only while
+    /// `still()` holds (the sender acts in its term): a deposed active must not bring back an
+    /// alert the new one resolved.
+    pub async fn refresh(&self, firing: &[Firing], still: &(dyn Fn() -> bool + Sync)) -> usize {
         let mut posted = 0;
         for route in &self.routes {
+            if !still() {
+                break;
+            }
             let Some(refresh) = &route.refresh else {
                 continue;
             };
@@ -76,6 +81,9 @@ impl Notifier {
                 .filter(|n| due.binary_search(&n.alert_id).is_ok())
                 .collect();
             for batch in due.chunks(alertmanager::MAX_BATCH) {
+                if !still() {
+                    return posted;
+                }
                 let body = alertmanager::body(
                     batch,
                     opsfleet_proto::time::now_unix_ms(),

@@ -78,14 +78,51 @@ async fn alertmanager_posts_an_array_and_re_sends_firing_alerts() {
         notification: sample(),
         routes: vec!["other".into()],
     }];
-    assert_eq!(n.refresh(&elsewhere).await, 0, "not handled on this route");
-    assert_eq!(n.refresh(&firing).await, 0, "first sight: not due yet");
+    assert_eq!(
+        n.refresh(&elsewhere, &|| true).await,
+        0,
+        "not handled on this route"
+    );
+    assert_eq!(
+        n.refresh(&firing, &|| true).await,
+        0,
+        "first sight: not due yet"
+    );
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(n.refresh(&firing).await, 1);
-    assert_eq!(n.refresh(&firing).await, 0, "once per interval");
+    assert_eq!(n.refresh(&firing, &|| true).await, 1);
+    assert_eq!(n.refresh(&firing, &|| true).await, 0, "once per interval");
     let got = rx.wait_for(2, WAIT).await.unwrap();
     assert_eq!(got[1].body[0]["labels"]["host"], "db-01");
-    assert_eq!(n.refresh(&[]).await, 0, "resolved: nothing to re-send");
+    assert_eq!(
+        n.refresh(&[], &|| true).await,
+        0,
+        "resolved: nothing to re-send"
+    );
+}
+
+#[tokio::test]
+async fn a_deposed_active_re_sends_nothing() {
+    let rx = Receiver::start().await.unwrap();
+    let mut r = route("am", RouteKind::Alertmanager, &rx.url(""));
+    r.resend_interval = Duration::from_millis(200);
+    let n = notifier(vec![r]);
+    let firing = [Firing {
+        notification: sample(),
+        routes: vec!["am".into()],
+    }];
+    assert_eq!(
+        n.refresh(&firing, &|| true).await,
+        0,
+        "first sight: not due yet"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        n.refresh(&firing, &|| false).await,
+        0,
+        "due, but no longer acting"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.requests().is_empty(), "nothing posted once acting ended");
 }
 
 #[tokio::test]
