@@ -22,7 +22,9 @@ use opsfleet_proto::subjects::validate_token;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use backup::{BackupConfig, BackupJobConfig, Compression};
+pub use backup::{
+    BackupConfig, BackupJobConfig, Compression, PreBackupConfig, PRE_BACKUP_OUTPUT_PLACEHOLDER,
+};
 pub use health::{
     parse_http_url, HealthConfig, HttpTarget, ProbeConfig, ProbeType, DEFAULT_EXPECT_EXIT,
     DEFAULT_EXPECT_STATUS,

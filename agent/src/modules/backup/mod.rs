@@ -2,12 +2,14 @@
 //! hashing on the blocking pool, events handed over at the next tick), retention selection as
 //! a pure function, and pruning. `run` owns one run of a job (leftovers, archive, retention),
 //! `archive` writes archives + manifests, `restore` (with `extract`) verifies and restores
-//! them, `naming` owns archive file names. This file owns finding a job in the config and the
-//! module (schedules, background runs and their events).
+//! them, `naming` owns archive file names, `prestep` a job's pre-backup command. This file
+//! owns finding a job in the config and the module (schedules, background runs and their
+//! events).
 
 pub mod archive;
 mod extract;
 pub mod naming;
+pub mod prestep;
 mod report;
 pub mod restore;
 mod run;
