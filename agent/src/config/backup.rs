@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::default_name;
 
+mod remote;
+pub use remote::{RemoteConfig, RemoteKind};
+
 /// `type = "backup"`: scheduled archives of directories, each with a sha256 manifest.
 ///
 /// ```toml
@@ -115,6 +118,9 @@ pub struct BackupJobConfig {
     /// is archived with the sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_backup: Option<PreBackupConfig>,
+    /// Where every archive is copied after the run (see `RemoteConfig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteConfig>,
 }
 
 /// `[modules.jobs.pre_backup]`: a command (argv, no shell) run before each archive of the job.
@@ -302,6 +308,11 @@ impl BackupJobConfig {
                 push(format!("pre_backup.{k}"), r);
             }
         }
+        if let Some(remote) = &self.remote {
+            for (k, r) in remote.problems(&self.destination, &self.sources) {
+                push(format!("remote.{k}"), r);
+            }
+        }
         out
     }
 }
@@ -420,6 +431,46 @@ mod tests {
         );
         let problems = parse_str(&text).expect_err("invalid");
         assert!(problems[0].key.ends_with("shell"), "{problems:#?}");
+    }
+
+    #[test]
+    fn every_remote_problem_is_reported() {
+        let job = |name: &str, remote: &str| {
+            format!(
+                "[[modules.jobs]]\nname = \"{name}\"\nsources = [\"/srv/data\"]\ndestination = \"/var/backups/app\"\n[modules.jobs.remote]\ntype = \"path\"\n{remote}\n"
+            )
+        };
+        let text = format!(
+            "{HEAD}{}{}{}{}",
+            job("a", "path = \"nas\"\nreconcile_every = \"0s\""),
+            job("b", "path = \"/var/backups/app/copy\""),
+            job("c", "path = \"/srv/data/copy\""),
+            job("ok", "path = \"/mnt/nas/app\""),
+        );
+        let problems = parse_str(&text).expect_err("invalid");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        let want = [
+            "modules[0].jobs[0].remote.path",
+            "modules[0].jobs[0].remote.reconcile_every",
+            "modules[0].jobs[1].remote.path",
+            "modules[0].jobs[2].remote.path",
+        ];
+        assert_eq!(keys.len(), want.len(), "{problems:#?}");
+        for k in want {
+            assert!(keys.contains(&k), "{k} missing from {problems:#?}");
+        }
+        // An unknown kind or key is refused by the parser.
+        let text = format!("{HEAD}{}", job("a", "path = \"/mnt/x\"\nbucket = \"b\""));
+        let problems = parse_str(&text).expect_err("invalid");
+        assert!(problems[0].key.ends_with("bucket"), "{problems:#?}");
+        let text = format!("{HEAD}{}", job("a", "path = \"/mnt/x\"")).replace("\"path\"\n", "\"ftp\"\n");
+        let problems = parse_str(&text).expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key.ends_with("remote.type") && p.reason.contains("ftp")),
+            "{problems:#?}"
+        );
     }
 
     #[test]

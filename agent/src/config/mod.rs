@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use backup::{
-    BackupConfig, BackupJobConfig, Compression, PreBackupConfig, PRE_BACKUP_OUTPUT_PLACEHOLDER,
+    BackupConfig, BackupJobConfig, Compression, PreBackupConfig, RemoteConfig, RemoteKind,
+    PRE_BACKUP_OUTPUT_PLACEHOLDER,
 };
 pub use health::{
     parse_http_url, HealthConfig, HttpTarget, ProbeConfig, ProbeType, DEFAULT_EXPECT_EXIT,

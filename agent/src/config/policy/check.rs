@@ -111,6 +111,8 @@ impl HostPolicy {
                     for j in &c.jobs {
                         hp.backup_sources.extend(j.sources.iter().cloned());
                         hp.backup_destinations.push(j.destination.clone());
+                        hp.backup_destinations
+                            .extend(j.remote.iter().map(|r| r.path.clone()));
                         hp.pre_backup_commands
                             .extend(j.pre_backup.iter().map(|p| p.command.clone()));
                     }
@@ -244,6 +246,16 @@ impl HostPolicy {
                         &self.policy.backup_destinations,
                         &self.backup_destinations,
                     ));
+                    // The remote copy is written (and pruned) like the destination.
+                    if let Some(r) = &j.remote {
+                        out.extend(paths.check(
+                            "policy.backup_destinations",
+                            format!("jobs[{i}].remote.path"),
+                            &r.path,
+                            &self.policy.backup_destinations,
+                            &self.backup_destinations,
+                        ));
+                    }
                 }
             }
             ModuleConfig::Health(_)

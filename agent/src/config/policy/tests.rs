@@ -344,6 +344,42 @@ fn backup_sources_and_destinations_are_checked_separately() {
 }
 
 #[test]
+fn a_remote_copy_path_is_a_destination_for_the_policy() {
+    let file = "[[modules]]\ntype = \"backup\"\nname = \"bk\"\n[[modules.jobs]]\nname = \"app\"\n\
+                sources = [\"/var/lib/app\"]\ndestination = \"/var/backups/app\"\n\
+                [modules.jobs.remote]\ntype = \"path\"\npath = \"/mnt/nas/app\"\n";
+    let bk = |remote: &str| {
+        module(&format!(
+            "type = \"backup\"\nname = \"bk\"\n[[jobs]]\nname = \"app\"\n\
+             sources = [\"/var/lib/app\"]\ndestination = \"/var/backups/app\"\n\
+             [jobs.remote]\ntype = \"path\"\npath = \"{remote}\"\n"
+        ))
+    };
+    let strict = host("", file);
+    for (remote, ok) in [
+        ("/mnt/nas/app", true),
+        ("/mnt/nas/app/sub", true),
+        ("/etc", false),
+        ("/mnt/nas/../../etc", false),
+    ] {
+        let v = strict.check_module("bk", "backup", &bk(remote), Surface::Command, &none);
+        if ok {
+            assert!(v.is_empty(), "{remote}: {v:?}");
+        } else {
+            assert_eq!(
+                rules(&v),
+                [("policy.backup_destinations", "jobs[0].remote.path")],
+                "{remote}"
+            );
+        }
+    }
+    let listed = host("backup_destinations = [\"/srv/copies\"]", file);
+    assert!(listed
+        .check_module("bk", "backup", &bk("/srv/copies/app"), Surface::Admin, &none)
+        .is_empty());
+}
+
+#[test]
 fn pre_backup_commands_are_never_added_or_changed_remotely() {
     let job = |cmd: &str| {
         format!(

@@ -30,6 +30,7 @@ fn job(tmp: &Path, compression: Compression) -> BackupJobConfig {
         progress_every_files: 1000,
         progress_every: Duration::from_secs(10),
         pre_backup: None,
+        remote: None,
     }
 }
 

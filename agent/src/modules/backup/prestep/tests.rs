@@ -40,6 +40,7 @@ fn job(tmp: &Path, script: &str, timeout: Duration) -> BackupJobConfig {
             output: "app.dump".to_owned(),
             timeout,
         }),
+        remote: None,
     }
 }
 

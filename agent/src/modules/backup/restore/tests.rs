@@ -43,6 +43,7 @@ fn job(tmp: &Path) -> BackupJobConfig {
         progress_every_files: 1000,
         progress_every: Duration::from_secs(10),
         pre_backup: None,
+        remote: None,
     }
 }
 
