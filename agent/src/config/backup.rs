@@ -463,7 +463,8 @@ mod tests {
         let text = format!("{HEAD}{}", job("a", "path = \"/mnt/x\"\nbucket = \"b\""));
         let problems = parse_str(&text).expect_err("invalid");
         assert!(problems[0].key.ends_with("bucket"), "{problems:#?}");
-        let text = format!("{HEAD}{}", job("a", "path = \"/mnt/x\"")).replace("\"path\"\n", "\"ftp\"\n");
+        let text =
+            format!("{HEAD}{}", job("a", "path = \"/mnt/x\"")).replace("\"path\"\n", "\"ftp\"\n");
         let problems = parse_str(&text).expect_err("invalid");
         assert!(
             problems

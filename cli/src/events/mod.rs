@@ -165,7 +165,11 @@ fn agent(body: &Body) -> String {
         Body::BackupSyncFailed(b) => format!(
             "{} sync of {} to {} failed: {}",
             b.job,
-            if b.archive.is_empty() { "-" } else { &b.archive },
+            if b.archive.is_empty() {
+                "-"
+            } else {
+                &b.archive
+            },
             b.destination,
             b.reason
         ),

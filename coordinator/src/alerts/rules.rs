@@ -27,6 +27,9 @@ pub enum RuleKind {
     LogErrors,
     BackupFailed,
     BackupStale,
+    BackupSyncFailed,
+    BackupSyncStale,
+    BackupDiscrepancy,
     HealthFailed,
     SentinelStale,
     EventsStreamFull,
@@ -38,7 +41,7 @@ pub enum RuleKind {
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 15] = [
+    pub const ALL: [RuleKind; 18] = [
         RuleKind::HostLost,
         RuleKind::ModuleSilent,
         RuleKind::DiskWarn,
@@ -46,6 +49,9 @@ impl RuleKind {
         RuleKind::LogErrors,
         RuleKind::BackupFailed,
         RuleKind::BackupStale,
+        RuleKind::BackupSyncFailed,
+        RuleKind::BackupSyncStale,
+        RuleKind::BackupDiscrepancy,
         RuleKind::HealthFailed,
         RuleKind::SentinelStale,
         RuleKind::EventsStreamFull,
@@ -65,6 +71,9 @@ impl RuleKind {
             RuleKind::LogErrors => "log_errors",
             RuleKind::BackupFailed => "backup_failed",
             RuleKind::BackupStale => "backup_stale",
+            RuleKind::BackupSyncFailed => "backup_sync_failed",
+            RuleKind::BackupSyncStale => "backup_sync_stale",
+            RuleKind::BackupDiscrepancy => "backup_discrepancy",
             RuleKind::HealthFailed => "health_failed",
             RuleKind::SentinelStale => "sentinel_stale",
             RuleKind::EventsStreamFull => "events_stream_full",
@@ -95,6 +104,8 @@ impl RuleKind {
                 | RuleKind::DiskCrit
                 | RuleKind::LogErrors
                 | RuleKind::BackupFailed
+                | RuleKind::BackupSyncFailed
+                | RuleKind::BackupDiscrepancy
                 | RuleKind::HealthFailed
                 | RuleKind::EventsStreamFull
                 | RuleKind::ServiceDown
@@ -115,7 +126,7 @@ pub struct Rule {
     /// `service_remediation_capped`: how long a capped remediation stays raised.
     pub threshold: u64,
     pub window_ms: i64,
-    /// `backup_stale`: age of the newest success.
+    /// `backup_stale`: age of the newest success; `backup_sync_stale`: of the newest copy.
     pub max_age_ms: i64,
     /// `events_stream_full`: percent of the stream's `max_bytes` at which it fires.
     pub percent: u64,
@@ -135,6 +146,10 @@ impl Rule {
             RuleKind::LogErrors => (Severity::Warning, 0, 0),
             RuleKind::BackupFailed => (Severity::Critical, 0, 0),
             RuleKind::BackupStale => (Severity::Warning, 0, 0),
+            // A copy off the host failed: the archive is still on the host, not yet lost.
+            RuleKind::BackupSyncFailed => (Severity::Warning, 0, 0),
+            RuleKind::BackupSyncStale => (Severity::Warning, 0, 0),
+            RuleKind::BackupDiscrepancy => (Severity::Warning, 0, 0),
             RuleKind::HealthFailed => (Severity::Critical, MINUTE, MINUTE),
             RuleKind::SentinelStale => (Severity::Warning, MINUTE, MINUTE),
             RuleKind::EventsStreamFull => (Severity::Warning, 0, MINUTE),

@@ -167,7 +167,11 @@ impl RemoteBackupView {
                 return "failed";
             }
         }
-        if self.reconciled.as_ref().is_some_and(RemoteReconcileView::found_any) {
+        if self
+            .reconciled
+            .as_ref()
+            .is_some_and(RemoteReconcileView::found_any)
+        {
             return "discrepancy";
         }
         if synced_at.is_some() {

@@ -64,7 +64,9 @@ impl RemoteConfig {
         if !p.is_absolute() {
             out.push(("path".into(), format!("must be an absolute path: {p:?}")));
         } else {
-            if destination.is_absolute() && (p.starts_with(destination) || destination.starts_with(p)) {
+            if destination.is_absolute()
+                && (p.starts_with(destination) || destination.starts_with(p))
+            {
                 out.push((
                     "path".into(),
                     format!(

@@ -375,7 +375,13 @@ fn a_remote_copy_path_is_a_destination_for_the_policy() {
     }
     let listed = host("backup_destinations = [\"/srv/copies\"]", file);
     assert!(listed
-        .check_module("bk", "backup", &bk("/srv/copies/app"), Surface::Admin, &none)
+        .check_module(
+            "bk",
+            "backup",
+            &bk("/srv/copies/app"),
+            Surface::Admin,
+            &none
+        )
         .is_empty());
 }
 

@@ -204,7 +204,7 @@ pub enum RestoreError {
         job: String,
         destination: String,
         #[source]
-        source: super::remote::RemoteError,
+        source: Box<super::remote::RemoteError>,
     },
     #[error("target {}: {reason}", target.display())]
     Target { target: PathBuf, reason: String },

@@ -92,7 +92,10 @@ fn archive_to_restore(
     };
     let complete = |a: &str| {
         job.destination.join(a).is_file()
-            && job.destination.join(format!("{a}{MANIFEST_SUFFIX}")).is_file()
+            && job
+                .destination
+                .join(format!("{a}{MANIFEST_SUFFIX}"))
+                .is_file()
     };
     let wanted = match (&local, selector) {
         (Ok(a), _) if complete(a) => return local,
@@ -104,7 +107,7 @@ fn archive_to_restore(
     remote::fetch(job, dest.as_ref(), wanted.as_deref()).map_err(|source| RestoreError::Remote {
         job: job.name.clone(),
         destination: cfg.label(),
-        source,
+        source: Box::new(source),
     })
 }
 

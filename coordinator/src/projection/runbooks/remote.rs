@@ -11,10 +11,16 @@ use opsfleet_proto::pb;
 use super::super::bounds::clip;
 
 fn names(list: &[String]) -> Vec<String> {
-    list.iter().take(DISCREPANCY_NAMES_KEPT).map(|n| clip(n)).collect()
+    list.iter()
+        .take(DISCREPANCY_NAMES_KEPT)
+        .map(|n| clip(n))
+        .collect()
 }
 
-fn remote<'r>(slot: &'r mut Option<RemoteBackupView>, destination: &str) -> &'r mut RemoteBackupView {
+fn remote<'r>(
+    slot: &'r mut Option<RemoteBackupView>,
+    destination: &str,
+) -> &'r mut RemoteBackupView {
     let r = slot.get_or_insert_with(RemoteBackupView::default);
     r.destination = clip(destination);
     r
@@ -34,7 +40,10 @@ pub(super) fn synced(slot: &mut Option<RemoteBackupView>, s: &pb::BackupSynced, 
 
 pub(super) fn sync_failed(slot: &mut Option<RemoteBackupView>, f: &pb::BackupSyncFailed, at: i64) {
     let r = remote(slot, &f.destination);
-    if r.last_sync_failure.as_ref().is_none_or(|l| l.at_unix_ms <= at) {
+    if r.last_sync_failure
+        .as_ref()
+        .is_none_or(|l| l.at_unix_ms <= at)
+    {
         r.last_sync_failure = Some(RemoteSyncFailureView {
             archive: clip(&f.archive),
             reason: clip(&f.reason),

@@ -127,11 +127,18 @@ fn complete(objects: &[RemoteObject], job: &str) -> Vec<(ArchiveFile, u64)> {
             })
         })
         .collect();
-    out.sort_by(|a, b| a.0.time.cmp(&b.0.time).then_with(|| a.0.name.cmp(&b.0.name)));
+    out.sort_by(|a, b| {
+        a.0.time
+            .cmp(&b.0.time)
+            .then_with(|| a.0.name.cmp(&b.0.name))
+    });
     out
 }
 
-fn local_manifest(job: &BackupJobConfig, archive: &str) -> Result<(Manifest, String, u64), RemoteError> {
+fn local_manifest(
+    job: &BackupJobConfig,
+    archive: &str,
+) -> Result<(Manifest, String, u64), RemoteError> {
     let path = job.destination.join(format!("{archive}{MANIFEST_SUFFIX}"));
     let local = |source| RemoteError::Local {
         path: path.clone(),
@@ -246,7 +253,10 @@ pub struct Discrepancy {
 
 /// Compares the job's complete local archives with the remote ones; a copy on both sides is
 /// read back and checked against the local manifest (size and sha256).
-pub fn reconcile(job: &BackupJobConfig, dest: &dyn Destination) -> Result<Discrepancy, RemoteError> {
+pub fn reconcile(
+    job: &BackupJobConfig,
+    dest: &dyn Destination,
+) -> Result<Discrepancy, RemoteError> {
     let remote = complete(&dest.list()?, &job.name);
     let local = naming::list_archives(&job.destination, &job.name).map_err(|source| {
         RemoteError::Local {

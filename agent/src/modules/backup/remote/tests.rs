@@ -163,7 +163,10 @@ fn the_local_archive_deleted_is_restored_from_the_remote_copy() {
         vec![7u8; 100_000]
     );
     // Fetched back into the destination, complete.
-    assert_eq!(names(&job.destination), vec![a.clone(), format!("{a}{MANIFEST_SUFFIX}")]);
+    assert_eq!(
+        names(&job.destination),
+        vec![a.clone(), format!("{a}{MANIFEST_SUFFIX}")]
+    );
 
     // A damaged remote copy is refused by the manifest check; the target stays untouched.
     fs::remove_dir_all(&job.destination).expect("rm");
@@ -255,6 +258,9 @@ async fn the_module_reports_synced_and_reconciled() {
             _ => None,
         })
         .unwrap_or_else(|| panic!("no backup_discrepancy in {all:?}"));
-    assert_eq!((d.missing.len(), d.extra.len(), d.mismatched.len()), (0, 0, 0));
+    assert_eq!(
+        (d.missing.len(), d.extra.len(), d.mismatched.len()),
+        (0, 0, 0)
+    );
     assert_eq!(d.remote_archives, 1);
 }
