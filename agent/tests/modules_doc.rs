@@ -148,10 +148,25 @@ fn without(entry: &str, header: &str, leaf: &str) -> String {
     out
 }
 
+/// How the page names a nested table: `jobs[].pre_backup` for `[modules.jobs.pre_backup]`
+/// inside the array of tables `[[modules.jobs]]`, else the header's name.
+fn doc_table(table: &str, headers: &BTreeSet<(String, bool)>) -> String {
+    match table.split_once('.') {
+        Some((outer, inner)) if headers.contains(&(outer.to_owned(), true)) => {
+            format!("{outer}[].{inner}")
+        }
+        _ => table.to_owned(),
+    }
+}
+
 /// A documented key's table, if nested: `("jobs", "name")` of `jobs[].name`, `("compose",
 /// "service")` of `compose.service`; the header of that table in a `[[modules]]` example.
 fn nested_key(key: &str) -> Option<(String, &str)> {
     if let Some((table, leaf)) = key.split_once("[].") {
+        // A table inside an array of tables: `jobs[].pre_backup.timeout`.
+        if let Some((inner, leaf)) = leaf.rsplit_once('.') {
+            return Some((format!("[modules.{table}.{inner}]"), leaf));
+        }
         return Some((format!("[[modules.{table}]]"), leaf));
     }
     let (table, leaf) = key.split_once('.')?;
@@ -194,11 +209,15 @@ fn the_tables_name_exactly_the_keys_of_the_structs() {
                 .replace("[modules.", "[");
             let top = insert(&entry, None, "zz_undocumented = 1").expect("type line");
             want.extend(expected_fields(&top));
-            for (table, array) in table_headers(full) {
-                let (header, key) = if array {
+            let headers = table_headers(full);
+            for (table, array) in &headers {
+                let (header, key) = if *array {
                     (format!("[[{table}]]"), format!("{table}[]."))
                 } else {
-                    (format!("[{table}]"), format!("{table}."))
+                    (
+                        format!("[{table}]"),
+                        format!("{}.", doc_table(table, &headers)),
+                    )
                 };
                 let nested = insert(&entry, Some(&header), "zz_undocumented = 1").expect("header");
                 want.extend(
@@ -233,6 +252,9 @@ fn the_full_example_sets_every_key() {
                     || nested_tables(e).contains(leaf)
                     || nested_tables(e).contains(key.as_str())
                     || table_headers(e).iter().any(|(t, _)| t == key)
+                    || table_headers(e)
+                        .iter()
+                        .any(|(t, _)| doc_table(t, &table_headers(e)) == *key)
             });
             assert!(set, "{}: no full example sets {key}", s.kind);
         }

@@ -5,7 +5,8 @@ use opsfleet_cli::views::render;
 use opsfleet_proto::api::{
     AlertView, AlertsReply, BackupFailureView, BackupSuccessView, BackupView, BackupsReply,
     CheckCondition, CheckConditionKind, DiskView, HostSummary, HostsReply, IncidentView,
-    IncidentsReply, ModuleState, ModuleView, Responder, ServiceView, ServicesReply, Severity,
+    IncidentsReply, ModuleState, ModuleView, RemoteBackupView, RemoteReconcileView,
+    RemoteSyncFailureView, RemoteSyncView, Responder, ServiceView, ServicesReply, Severity,
     Truncated,
 };
 
@@ -230,6 +231,23 @@ fn backups_table() {
         pruned_bytes: 2 << 30,
         last_restore: None,
         archives: Vec::new(),
+        remote: Some(RemoteBackupView {
+            destination: "path:/mnt/nas/nightly".into(),
+            last_synced: Some(RemoteSyncView {
+                archive: "nightly-20260101T020000Z.tar.zst".into(),
+                bytes: 734_003_500,
+                at_unix_ms: NOW - 3 * 3_600_000 + 60_000,
+            }),
+            last_sync_failure: None,
+            remote_pruned: 3,
+            reconciled: Some(RemoteReconcileView {
+                missing: vec!["nightly-20251230T020000Z.tar.zst".into()],
+                missing_count: 1,
+                remote_archives: 6,
+                at_unix_ms: NOW - 600_000,
+                ..RemoteReconcileView::default()
+            }),
+        }),
     };
     let failed = BackupView {
         host: "web-01".into(),
@@ -247,6 +265,15 @@ fn backups_table() {
         pruned_bytes: 0,
         last_restore: None,
         archives: Vec::new(),
+        remote: Some(RemoteBackupView {
+            destination: "path:/mnt/nas/site".into(),
+            last_sync_failure: Some(RemoteSyncFailureView {
+                archive: "site-20260101T020000Z.tar.zst".into(),
+                reason: "path:/mnt/nas/site: cannot write \"site-...\": No space left".into(),
+                at_unix_ms: NOW - 300_000,
+            }),
+            ..RemoteBackupView::default()
+        }),
     };
     let reply = BackupsReply {
         responder: standby(),
@@ -494,6 +521,15 @@ fn control_characters_from_hosts_render_inert() {
             pruned_bytes: 0,
             last_restore: None,
             archives: Vec::new(),
+            remote: Some(RemoteBackupView {
+                destination: HOSTILE.into(),
+                last_sync_failure: Some(RemoteSyncFailureView {
+                    archive: HOSTILE.into(),
+                    reason: HOSTILE.into(),
+                    at_unix_ms: NOW - 60_000,
+                }),
+                ..RemoteBackupView::default()
+            }),
         }],
         next: None,
     };

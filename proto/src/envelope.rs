@@ -115,6 +115,9 @@ pub fn body_kind(body: &pb::event::Body) -> &'static str {
         Body::BackupCompleted(_) => "backup_completed",
         Body::BackupFailed(_) => "backup_failed",
         Body::BackupPruned(_) => "backup_pruned",
+        Body::BackupSynced(_) => "backup_synced",
+        Body::BackupSyncFailed(_) => "backup_sync_failed",
+        Body::BackupDiscrepancy(_) => "backup_discrepancy",
         Body::RestoreCompleted(_) => "restore_completed",
         Body::RestoreFailed(_) => "restore_failed",
         Body::Janitor(_) => "janitor",
@@ -188,6 +191,9 @@ pub fn body_class(body: &pb::event::Body) -> BodyClass {
         | Body::BackupCompleted(_)
         | Body::BackupFailed(_)
         | Body::BackupPruned(_)
+        | Body::BackupSynced(_)
+        | Body::BackupSyncFailed(_)
+        | Body::BackupDiscrepancy(_)
         | Body::RestoreCompleted(_)
         | Body::RestoreFailed(_)
         | Body::Janitor(_)

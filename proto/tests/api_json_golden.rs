@@ -357,6 +357,23 @@ fn cases() -> Cases {
                     pruned_bytes: 512,
                     last_restore: (*state == "ok").then(|| "a -> /srv/restore".into()),
                     archives: Vec::new(),
+                    remote: (*state == "ok").then(|| RemoteBackupView {
+                        destination: "path:/mnt/nas/pg".into(),
+                        last_synced: Some(RemoteSyncView {
+                            archive: "pg-20261205T000000Z.tar.zst".into(),
+                            bytes: 1300,
+                            at_unix_ms: 1_790_000_000_100,
+                        }),
+                        last_sync_failure: None,
+                        remote_pruned: 1,
+                        reconciled: Some(RemoteReconcileView {
+                            mismatched: vec!["pg-20261204T000000Z.tar.zst".into()],
+                            mismatched_count: 1,
+                            remote_archives: 4,
+                            at_unix_ms: 1_790_000_000_200,
+                            ..RemoteReconcileView::default()
+                        }),
+                    }),
                 })
                 .collect(),
             next: None,

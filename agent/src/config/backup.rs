@@ -2,13 +2,16 @@
 //! its semantic checks.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use opsfleet_proto::subjects::validate_token;
 use serde::{Deserialize, Serialize};
 
 use super::default_name;
+
+mod remote;
+pub use remote::{RemoteConfig, RemoteKind};
 
 /// `type = "backup"`: scheduled archives of directories, each with a sha256 manifest.
 ///
@@ -111,6 +114,87 @@ pub struct BackupJobConfig {
     /// ...or when this much time passed since the last one, whichever comes first.
     #[serde(default = "default_progress_every", with = "humantime_serde")]
     pub progress_every: Duration,
+    /// A command run before each archive is written (e.g. a database dump); its output file
+    /// is archived with the sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_backup: Option<PreBackupConfig>,
+    /// Where every archive is copied after the run (see `RemoteConfig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteConfig>,
+}
+
+/// `[modules.jobs.pre_backup]`: a command (argv, no shell) run before each archive of the job.
+///
+/// ```toml
+/// [modules.jobs.pre_backup]
+/// command = ["/usr/bin/pg_dump", "-F", "c", "-f", "{output}", "app"]
+/// output = "app.dump"     # the file's name in the archive (next to the sources' base names)
+/// timeout = "30m"
+/// ```
+///
+/// The agent makes a private (0700) scratch directory `<destination>/.<job>.pre-backup/`, runs
+/// the command there in its own process group, stdin and stdout closed, with `{output}` in any
+/// argument replaced by the output file's path (also in the env var `OPSFLEET_BACKUP_OUTPUT`;
+/// `OPSFLEET_BACKUP_JOB` holds the job's name). Exit 0 with the file written: the file is
+/// archived as `<output>`. A non-zero exit, a signal, the timeout (the whole group is killed)
+/// or a missing output file fails the run (`backup_failed` with the end of its stderr). The
+/// scratch directory is removed after every run, whatever happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreBackupConfig {
+    /// Program (absolute path) and arguments.
+    pub command: Vec<String>,
+    /// Name of the output file in the archive: one plain file name.
+    pub output: String,
+    /// The command is killed (its whole process group) when it runs longer.
+    #[serde(default = "default_pre_backup_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// The placeholder replaced by the output file's path in `pre_backup.command`.
+pub const PRE_BACKUP_OUTPUT_PLACEHOLDER: &str = "{output}";
+
+fn default_pre_backup_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl PreBackupConfig {
+    /// Problems with keys relative to `pre_backup`; `bases` are the job's source base names.
+    fn problems(&self, bases: &HashMap<String, usize>) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        match self.command.first() {
+            None => out.push(("command".into(), "needs at least the program".into())),
+            Some(p) if !Path::new(p).is_absolute() => out.push((
+                "command[0]".into(),
+                format!("the program must be an absolute path (no PATH lookup): {p:?}"),
+            )),
+            Some(_) => {}
+        }
+        let o = &self.output;
+        let plain = !o.is_empty()
+            && o != "."
+            && o != ".."
+            && !o.contains('/')
+            && !o.contains('\0')
+            && !o.contains(PRE_BACKUP_OUTPUT_PLACEHOLDER);
+        if !plain {
+            out.push((
+                "output".into(),
+                format!("must be one plain file name (no '/', not '.' or '..'): {o:?}"),
+            ));
+        } else if let Some(i) = bases.get(o) {
+            out.push((
+                "output".into(),
+                format!(
+                    "{o:?} is also the base name of sources[{i}]; names in the archive must differ"
+                ),
+            ));
+        }
+        if self.timeout.is_zero() {
+            out.push(("timeout".into(), "must be greater than 0".into()));
+        }
+        out
+    }
 }
 
 fn default_schedule() -> Duration {
@@ -219,6 +303,16 @@ impl BackupJobConfig {
         if self.progress_every.is_zero() {
             push("progress_every".into(), "must be greater than 0".into());
         }
+        if let Some(pre) = &self.pre_backup {
+            for (k, r) in pre.problems(&bases) {
+                push(format!("pre_backup.{k}"), r);
+            }
+        }
+        if let Some(remote) = &self.remote {
+            for (k, r) in remote.problems(&self.destination, &self.sources) {
+                push(format!("remote.{k}"), r);
+            }
+        }
         out
     }
 }
@@ -270,6 +364,114 @@ mod tests {
         }
         // Lines point into the file.
         assert!(problems.iter().all(|p| p.line.is_some()), "{problems:#?}");
+    }
+
+    #[test]
+    fn a_pre_backup_step_parses_with_its_default_timeout() {
+        let text = format!(
+            "{HEAD}[[modules.jobs]]\nname = \"pg\"\nsources = [\"/etc/pg\"]\ndestination = \"/var/backups/pg\"\n\
+             [modules.jobs.pre_backup]\ncommand = [\"/usr/bin/pg_dump\", \"-F\", \"c\", \"-f\", \"{{output}}\"]\noutput = \"app.dump\"\n"
+        );
+        let cfg = parse_str(&text).expect("valid");
+        let ModuleConfig::Backup(b) = &cfg.modules[0] else {
+            panic!("backup")
+        };
+        let pre = b.jobs[0].pre_backup.as_ref().expect("pre_backup");
+        assert_eq!(pre.command[4], super::PRE_BACKUP_OUTPUT_PLACEHOLDER);
+        assert_eq!(pre.output, "app.dump");
+        assert_eq!(pre.timeout, super::default_pre_backup_timeout());
+    }
+
+    #[test]
+    fn every_pre_backup_problem_is_reported() {
+        let job = |name: &str, pre: &str| {
+            format!(
+                "[[modules.jobs]]\nname = \"{name}\"\nsources = [\"/srv/app.dump\"]\ndestination = \"/d\"\n[modules.jobs.pre_backup]\n{pre}\n"
+            )
+        };
+        let text = format!(
+            "{HEAD}{}{}{}",
+            job(
+                "a",
+                "command = [\"pg_dump\"]\noutput = \"a/b\"\ntimeout = \"0s\""
+            ),
+            job("b", "command = []\noutput = \"app.dump\""),
+            job("c", "command = [\"/bin/true\"]\noutput = \"..\""),
+        );
+        let problems = parse_str(&text).expect_err("invalid");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        let want = [
+            "modules[0].jobs[0].pre_backup.command[0]",
+            "modules[0].jobs[0].pre_backup.output",
+            "modules[0].jobs[0].pre_backup.timeout",
+            "modules[0].jobs[1].pre_backup.command",
+            "modules[0].jobs[1].pre_backup.output",
+            "modules[0].jobs[2].pre_backup.output",
+        ];
+        assert_eq!(keys.len(), want.len(), "{problems:#?}");
+        for k in want {
+            assert!(keys.contains(&k), "{k} missing from {problems:#?}");
+        }
+        let reason = |k: &str| {
+            problems
+                .iter()
+                .find(|p| p.key == k)
+                .map(|p| p.reason.clone())
+                .unwrap_or_default()
+        };
+        assert!(reason(want[0]).contains("absolute"), "{problems:#?}");
+        assert!(reason(want[4]).contains("sources[0]"), "{problems:#?}");
+        // Unknown keys in the table are refused too.
+        let text = format!(
+            "{HEAD}{}",
+            job(
+                "a",
+                "command = [\"/bin/true\"]\noutput = \"o\"\nshell = true"
+            )
+        );
+        let problems = parse_str(&text).expect_err("invalid");
+        assert!(problems[0].key.ends_with("shell"), "{problems:#?}");
+    }
+
+    #[test]
+    fn every_remote_problem_is_reported() {
+        let job = |name: &str, remote: &str| {
+            format!(
+                "[[modules.jobs]]\nname = \"{name}\"\nsources = [\"/srv/data\"]\ndestination = \"/var/backups/app\"\n[modules.jobs.remote]\ntype = \"path\"\n{remote}\n"
+            )
+        };
+        let text = format!(
+            "{HEAD}{}{}{}{}",
+            job("a", "path = \"nas\"\nreconcile_every = \"0s\""),
+            job("b", "path = \"/var/backups/app/copy\""),
+            job("c", "path = \"/srv/data/copy\""),
+            job("ok", "path = \"/mnt/nas/app\""),
+        );
+        let problems = parse_str(&text).expect_err("invalid");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        let want = [
+            "modules[0].jobs[0].remote.path",
+            "modules[0].jobs[0].remote.reconcile_every",
+            "modules[0].jobs[1].remote.path",
+            "modules[0].jobs[2].remote.path",
+        ];
+        assert_eq!(keys.len(), want.len(), "{problems:#?}");
+        for k in want {
+            assert!(keys.contains(&k), "{k} missing from {problems:#?}");
+        }
+        // An unknown kind or key is refused by the parser.
+        let text = format!("{HEAD}{}", job("a", "path = \"/mnt/x\"\nbucket = \"b\""));
+        let problems = parse_str(&text).expect_err("invalid");
+        assert!(problems[0].key.ends_with("bucket"), "{problems:#?}");
+        let text =
+            format!("{HEAD}{}", job("a", "path = \"/mnt/x\"")).replace("\"path\"\n", "\"ftp\"\n");
+        let problems = parse_str(&text).expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key.ends_with("remote.type") && p.reason.contains("ftp")),
+            "{problems:#?}"
+        );
     }
 
     #[test]

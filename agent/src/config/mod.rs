@@ -22,7 +22,10 @@ use opsfleet_proto::subjects::validate_token;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use backup::{BackupConfig, BackupJobConfig, Compression};
+pub use backup::{
+    BackupConfig, BackupJobConfig, Compression, PreBackupConfig, RemoteConfig, RemoteKind,
+    PRE_BACKUP_OUTPUT_PLACEHOLDER,
+};
 pub use health::{
     parse_http_url, parse_probe_url, Comparison, HealthConfig, HttpTarget, JsonAssertion,
     LatencyWindow, ProbeConfig, ProbeType, Scheme, DEFAULT_EXPECT_EXIT, DEFAULT_EXPECT_STATUS,

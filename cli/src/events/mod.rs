@@ -161,6 +161,39 @@ fn agent(body: &Body) -> String {
             b.archives.len(),
             b.bytes_freed
         ),
+        Body::BackupSynced(b) => format!(
+            "{} synced {} to {} ({} bytes, {} ms{})",
+            b.job,
+            b.archive,
+            b.destination,
+            b.bytes,
+            b.duration_ms,
+            if b.remote_pruned.is_empty() {
+                String::new()
+            } else {
+                format!(", {} remote archive(s) pruned", b.remote_pruned.len())
+            }
+        ),
+        Body::BackupSyncFailed(b) => format!(
+            "{} sync of {} to {} failed: {}",
+            b.job,
+            if b.archive.is_empty() {
+                "-"
+            } else {
+                &b.archive
+            },
+            b.destination,
+            b.reason
+        ),
+        Body::BackupDiscrepancy(b) => format!(
+            "{} reconciled with {}: {} missing, {} extra, {} mismatched ({} remote archives)",
+            b.job,
+            b.destination,
+            b.missing.len(),
+            b.extra.len(),
+            b.mismatched.len(),
+            b.remote_archives
+        ),
         Body::RestoreCompleted(r) => format!(
             "{} restored {} to {} ({} files)",
             r.job, r.archive, r.target, r.files

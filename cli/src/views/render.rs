@@ -180,6 +180,40 @@ fn last_failure(b: &BackupView, now_unix_ms: i64) -> String {
     })
 }
 
+/// The REMOTE cell: `-` without a remote copy, else its state and what backs it
+/// (`ok 3h ago`, `failed 5m ago: reason`, `discrepancy: 1 missing, 0 extra, 0 mismatched`).
+fn remote(b: &BackupView, now_unix_ms: i64) -> String {
+    let Some(r) = &b.remote else {
+        return "-".to_owned();
+    };
+    match r.state() {
+        "failed" => r.last_sync_failure.as_ref().map_or_else(
+            || "failed".to_owned(),
+            |f| {
+                format!(
+                    "failed {}: {}",
+                    ago(now_unix_ms, f.at_unix_ms),
+                    one_line(&f.reason, 40)
+                )
+            },
+        ),
+        "discrepancy" => r.reconciled.as_ref().map_or_else(
+            || "discrepancy".to_owned(),
+            |d| {
+                format!(
+                    "discrepancy: {} missing, {} extra, {} mismatched",
+                    d.missing_count, d.extra_count, d.mismatched_count
+                )
+            },
+        ),
+        "ok" => r.last_synced.as_ref().map_or_else(
+            || "ok".to_owned(),
+            |s| format!("ok {}", ago(now_unix_ms, s.at_unix_ms)),
+        ),
+        other => other.to_owned(),
+    }
+}
+
 /// `opsctl backups`: one row per host and job.
 /// `opsctl backups --archives`: every archive kept per host and job, newest first; the names
 /// `opsctl restore --archive` takes.
@@ -233,6 +267,7 @@ pub fn backups(reply: &BackupsReply, now_unix_ms: i64) -> String {
         "KEPT",
         "PRUNED",
         "LAST FAILURE",
+        "REMOTE",
     ]);
     for b in &reply.backups {
         let (when, archive, size, files, took) = match &b.last_success {
@@ -273,6 +308,7 @@ pub fn backups(reply: &BackupsReply, now_unix_ms: i64) -> String {
             b.archives_kept.to_string(),
             pruned,
             last_failure(b, now_unix_ms),
+            remote(b, now_unix_ms),
         ]);
     }
     t.write_to(&mut out);

@@ -1,7 +1,8 @@
 //! Every condition that holds for the fleet at `now`: each host's own (`rules`), its
-//! services' (`service_rules`) and its checks' conditions (`probe_rules`); the entry point
-//! of the alert state machine. Pure.
+//! services' (`service_rules`), its checks' conditions (`probe_rules`) and its backups' remote
+//! copies (`backup_rules`); the entry point of the alert state machine. Pure.
 
+use super::backup_rules::backup_remote_conditions;
 use super::probe_rules::probe_conditions;
 use super::rollout_rules::rollout_conditions;
 use super::rules::{host_conditions, in_grace, Condition, Rules};
@@ -24,6 +25,7 @@ pub fn conditions(
         let lost = host_conditions(rules, fleet, host, (now_unix_ms, graced), &mut out);
         service_conditions(rules, host, now_unix_ms, lost, &mut out);
         probe_conditions(rules, host, now_unix_ms, lost, &mut out);
+        backup_remote_conditions(rules, host, now_unix_ms, &mut out);
     }
     rollout_conditions(rules, fleet, now_unix_ms, &mut out);
     out

@@ -80,7 +80,8 @@ pub struct RuleConfig {
     /// raised (default 1h).
     #[serde(default, with = "humantime_serde")]
     pub window: Option<Duration>,
-    /// `backup_stale`: the newest successful backup may be at most this old.
+    /// `backup_stale`: the newest successful backup may be at most this old;
+    /// `backup_sync_stale`: the newest verified remote copy (default 26 h).
     #[serde(default, with = "humantime_serde")]
     pub max_age: Option<Duration>,
     /// `events_stream_full`: fire when `OPS_EVENTS` holds this percent of its `max_bytes`.
@@ -198,7 +199,7 @@ impl AlertsConfig {
             out.extend(only(
                 "max_age",
                 r.max_age.is_some(),
-                &[RuleKind::BackupStale],
+                &[RuleKind::BackupStale, RuleKind::BackupSyncStale],
             ));
             out.extend(only(
                 "percent",

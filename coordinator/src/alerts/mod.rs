@@ -5,6 +5,7 @@
 //! event in the log, so a coordinator that becomes active continues exactly where the
 //! previous one stopped.
 
+pub mod backup_rules;
 pub mod conditions;
 pub mod config;
 pub mod drill_rules;

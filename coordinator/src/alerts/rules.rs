@@ -27,6 +27,9 @@ pub enum RuleKind {
     LogErrors,
     BackupFailed,
     BackupStale,
+    BackupSyncFailed,
+    BackupSyncStale,
+    BackupDiscrepancy,
     HealthFailed,
     HealthSlow,
     CertWarn,
@@ -43,7 +46,7 @@ pub enum RuleKind {
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 20] = [
+    pub const ALL: [RuleKind; 23] = [
         RuleKind::HostLost,
         RuleKind::ModuleSilent,
         RuleKind::DiskWarn,
@@ -51,6 +54,9 @@ impl RuleKind {
         RuleKind::LogErrors,
         RuleKind::BackupFailed,
         RuleKind::BackupStale,
+        RuleKind::BackupSyncFailed,
+        RuleKind::BackupSyncStale,
+        RuleKind::BackupDiscrepancy,
         RuleKind::HealthFailed,
         RuleKind::HealthSlow,
         RuleKind::CertWarn,
@@ -75,6 +81,9 @@ impl RuleKind {
             RuleKind::LogErrors => "log_errors",
             RuleKind::BackupFailed => "backup_failed",
             RuleKind::BackupStale => "backup_stale",
+            RuleKind::BackupSyncFailed => "backup_sync_failed",
+            RuleKind::BackupSyncStale => "backup_sync_stale",
+            RuleKind::BackupDiscrepancy => "backup_discrepancy",
             RuleKind::HealthFailed => "health_failed",
             RuleKind::HealthSlow => "health_slow",
             RuleKind::CertWarn => "cert_warn",
@@ -110,6 +119,8 @@ impl RuleKind {
                 | RuleKind::DiskCrit
                 | RuleKind::LogErrors
                 | RuleKind::BackupFailed
+                | RuleKind::BackupSyncFailed
+                | RuleKind::BackupDiscrepancy
                 | RuleKind::HealthFailed
                 | RuleKind::EventsStreamFull
                 | RuleKind::ServiceDown
@@ -130,7 +141,7 @@ pub struct Rule {
     /// `service_remediation_capped`: how long a capped remediation stays raised.
     pub threshold: u64,
     pub window_ms: i64,
-    /// `backup_stale`: age of the newest success.
+    /// `backup_stale`: age of the newest success; `backup_sync_stale`: of the newest copy.
     pub max_age_ms: i64,
     /// `events_stream_full`: percent of the stream's `max_bytes` at which it fires.
     pub percent: u64,
@@ -150,6 +161,10 @@ impl Rule {
             RuleKind::LogErrors => (Severity::Warning, 0, 0),
             RuleKind::BackupFailed => (Severity::Critical, 0, 0),
             RuleKind::BackupStale => (Severity::Warning, 0, 0),
+            // A copy off the host failed: the archive is still on the host, not yet lost.
+            RuleKind::BackupSyncFailed => (Severity::Warning, 0, 0),
+            RuleKind::BackupSyncStale => (Severity::Warning, 0, 0),
+            RuleKind::BackupDiscrepancy => (Severity::Warning, 0, 0),
             RuleKind::HealthFailed => (Severity::Critical, MINUTE, MINUTE),
             // The p95 window already smooths; a minute more before it pages.
             RuleKind::HealthSlow => (Severity::Warning, MINUTE, MINUTE),

@@ -39,6 +39,7 @@ fn backup_view(host: &str, name: &str, job: &BackupJob, archives: bool) -> Backu
         } else {
             Vec::new()
         },
+        remote: job.remote.clone(),
     }
 }
 

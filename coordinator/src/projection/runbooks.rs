@@ -1,11 +1,13 @@
 //! Per-host projections of the runbook modules: log incidents, health probes, sentinel files,
-//! the backup catalog and janitor reports. Pure folds; newer state wins by (incarnation, seq)
+//! the backup catalog (its remote copy in `remote`) and janitor reports. Pure folds; newer state wins by (incarnation, seq)
 //! version so that a late, gap-filling event never rolls state back, while counters count
 //! every accepted event once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use opsfleet_proto::api::{BackupState, CertLevel, ProbeStatus, SentinelStatus, Truncated};
+use opsfleet_proto::api::{
+    BackupState, CertLevel, ProbeStatus, RemoteBackupView, SentinelStatus, Truncated,
+};
 use opsfleet_proto::pb::event::Body;
 use serde::{Deserialize, Serialize};
 
@@ -122,6 +124,9 @@ pub struct BackupJob {
     pub pruned_archives: u64,
     #[serde(default)]
     pub pruned_bytes: u64,
+    /// The job's remote copy (absent for jobs without one: their rows stay as they were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteBackupView>,
 }
 
 impl BackupJob {
@@ -382,6 +387,21 @@ impl Runbooks {
                 }
             }
             Body::RestoreFailed(_) => {}
+            Body::BackupSynced(b) => {
+                if let Some(job) = backup_job(&mut self.backups, &b.job, version, t) {
+                    remote::synced(&mut job.remote, b, at);
+                }
+            }
+            Body::BackupSyncFailed(b) => {
+                if let Some(job) = backup_job(&mut self.backups, &b.job, version, t) {
+                    remote::sync_failed(&mut job.remote, b, at);
+                }
+            }
+            Body::BackupDiscrepancy(b) => {
+                if let Some(job) = backup_job(&mut self.backups, &b.job, version, t) {
+                    remote::discrepancy(&mut job.remote, b, at);
+                }
+            }
             Body::Janitor(j) => {
                 let state = capped_entry(
                     &mut self.janitor,
@@ -410,5 +430,6 @@ impl Runbooks {
     }
 }
 
+mod remote;
 #[cfg(test)]
 mod tests;

@@ -166,6 +166,87 @@ pub struct BackupView {
     /// takes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub archives: Vec<String>,
+    /// The job's remote copy (`backup_synced`, `backup_sync_failed`, `backup_discrepancy`),
+    /// when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteBackupView>,
+}
+
+/// How many names of each discrepancy list a row keeps (the counts are complete).
+pub const DISCREPANCY_NAMES_KEPT: usize = 20;
+
+/// A backup job's remote destination as its events told.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteBackupView {
+    /// `path:/mnt/nas/app`.
+    pub destination: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_synced: Option<RemoteSyncView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_failure: Option<RemoteSyncFailureView>,
+    /// Remote archives removed by the remote retention (every event counted once).
+    pub remote_pruned: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled: Option<RemoteReconcileView>,
+}
+
+impl RemoteBackupView {
+    /// `failed` (the newest sync outcome is a failure), `discrepancy` (the newest
+    /// reconciliation found one), `ok` (synced) or `never`.
+    pub fn state(&self) -> &'static str {
+        let synced_at = self.last_synced.as_ref().map(|s| s.at_unix_ms);
+        if let Some(f) = &self.last_sync_failure {
+            if synced_at.is_none_or(|s| s < f.at_unix_ms) {
+                return "failed";
+            }
+        }
+        if self
+            .reconciled
+            .as_ref()
+            .is_some_and(RemoteReconcileView::found_any)
+        {
+            return "discrepancy";
+        }
+        if synced_at.is_some() {
+            "ok"
+        } else {
+            "never"
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteSyncView {
+    pub archive: String,
+    pub bytes: u64,
+    pub at_unix_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteSyncFailureView {
+    /// Empty when the reconciliation could not read the remote.
+    pub archive: String,
+    pub reason: String,
+    pub at_unix_ms: i64,
+}
+
+/// The newest reconciliation: names (at most `DISCREPANCY_NAMES_KEPT` each) and counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteReconcileView {
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+    pub mismatched: Vec<String>,
+    pub missing_count: u64,
+    pub extra_count: u64,
+    pub mismatched_count: u64,
+    pub remote_archives: u32,
+    pub at_unix_ms: i64,
+}
+
+impl RemoteReconcileView {
+    pub fn found_any(&self) -> bool {
+        self.missing_count + self.extra_count + self.mismatched_count > 0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

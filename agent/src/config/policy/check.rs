@@ -1,13 +1,15 @@
 //! `HostPolicy`: the `[policy]` section plus what the config file itself already uses (each
-//! module's kind, its log paths, janitor roots, backup sources and destinations, command
-//! probes), and the pure decisions about a remote module config or restore target. Symlinks
+//! module's kind, its log paths, janitor roots, backup sources, destinations and pre_backup
+//! commands, command probes), and the pure decisions about a remote module config or restore target. Symlinks
 //! are resolved through a `resolve` function (the file system in the agent, a table in tests).
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use super::{glob_base, is_under, lexical, normalise, PolicyConfig};
-use crate::config::{AgentConfig, HealthConfig, ModuleConfig, ProbeType, RemoteOp, ServiceConfig};
+use crate::config::{
+    AgentConfig, BackupConfig, HealthConfig, ModuleConfig, ProbeType, RemoteOp, ServiceConfig,
+};
 
 /// Where a remote config came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +85,8 @@ pub struct HostPolicy {
     /// with `insecure = true`: a remote config may repeat these, never add one.
     probe_files: Vec<PathBuf>,
     insecure_urls: Vec<String>,
+    /// The `pre_backup` commands of the file's backup jobs: a remote config may only repeat one.
+    pre_backup_commands: Vec<Vec<String>>,
     /// Service modules of the file by name: a remote config may only repeat them verbatim.
     services: BTreeMap<String, ServiceConfig>,
 }
@@ -111,6 +115,10 @@ impl HostPolicy {
                     for j in &c.jobs {
                         hp.backup_sources.extend(j.sources.iter().cloned());
                         hp.backup_destinations.push(j.destination.clone());
+                        hp.backup_destinations
+                            .extend(j.remote.iter().map(|r| r.path.clone()));
+                        hp.pre_backup_commands
+                            .extend(j.pre_backup.iter().map(|p| p.command.clone()));
                     }
                 }
                 ModuleConfig::Health(c) => {
@@ -174,6 +182,9 @@ impl HostPolicy {
         out.extend(self.path_violations(cfg, &PathRule { resolve }));
         if let ModuleConfig::Health(c) = cfg {
             out.extend(self.probe_violations(c, surface));
+        }
+        if let ModuleConfig::Backup(c) = cfg {
+            out.extend(self.pre_backup_violations(c));
         }
         match cfg {
             ModuleConfig::Service(c) => out.extend(self.service_violation(name, c)),
@@ -248,6 +259,16 @@ impl HostPolicy {
                         &self.policy.backup_destinations,
                         &self.backup_destinations,
                     ));
+                    // The remote copy is written (and pruned) like the destination.
+                    if let Some(r) = &j.remote {
+                        out.extend(paths.check(
+                            "policy.backup_destinations",
+                            format!("jobs[{i}].remote.path"),
+                            &r.path,
+                            &self.policy.backup_destinations,
+                            &self.backup_destinations,
+                        ));
+                    }
                 }
             }
             ModuleConfig::Health(_)
@@ -257,6 +278,26 @@ impl HostPolicy {
             | ModuleConfig::Service(_) => {}
         }
         out
+    }
+
+    /// A `pre_backup` step runs a program: no remote surface may add one or change its
+    /// command (no `[policy]` allowance exists), only repeat one of the file's jobs.
+    fn pre_backup_violations(&self, c: &BackupConfig) -> Vec<Violation> {
+        c.jobs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, j)| Some((i, j.pre_backup.as_ref()?)))
+            .filter(|(_, p)| !self.pre_backup_commands.contains(&p.command))
+            .map(|(i, p)| Violation {
+                rule: "pre_backup commands",
+                key: format!("jobs[{i}].pre_backup.command"),
+                reason: format!(
+                    "pre_backup command {:?} is not in the config file (same command); \
+                     pre_backup commands are set in the file only",
+                    p.command
+                ),
+            })
+            .collect()
     }
 
     /// Command probes whose argv the file does not already run; files a probe would read and

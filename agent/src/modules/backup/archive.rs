@@ -28,6 +28,9 @@ pub use manifest::{EntryKind, Manifest, ManifestEntry, Skipped};
 use walk::Walk;
 use writers::{Encoder, HashWriter, PartialGuard, Tracker};
 
+/// How the manifest's `sources` name a pre-backup step's output (`pre_backup:app.dump`).
+pub const PRE_BACKUP_SOURCE_PREFIX: &str = "pre_backup:";
+
 /// Manifest format version.
 pub const MANIFEST_VERSION: u32 = 1;
 
@@ -66,6 +69,8 @@ pub enum ArchiveError {
     },
     #[error("cancelled (agent stopping)")]
     Cancelled,
+    #[error("pre-backup step failed")]
+    PreStep(#[source] super::prestep::PreStepError),
 }
 
 /// Counters handed to the progress callback.
@@ -84,10 +89,12 @@ pub struct Written {
     pub duration: Duration,
 }
 
-/// Writes one archive of `job` stamped `at` into its destination, and its manifest.
+/// Writes one archive of `job` stamped `at` into its destination, and its manifest. `extra`
+/// (the pre-backup step's output file) is archived after the sources, under its base name.
 pub fn write_archive(
     job: &BackupJobConfig,
     at: SystemTime,
+    extra: Option<&Path>,
     on_progress: &mut dyn FnMut(Progress),
     cancel: &AtomicBool,
 ) -> Result<Written, ArchiveError> {
@@ -106,7 +113,7 @@ pub fn write_archive(
         on_progress,
         cancel,
     );
-    let tar = write_tar(job, &archive_tmp, &mut tracker)?;
+    let tar = write_tar(job, extra, &archive_tmp, &mut tracker)?;
     let progress = tracker.now;
     let manifest = Manifest {
         version: MANIFEST_VERSION,
@@ -118,6 +125,12 @@ pub fn write_archive(
             .sources
             .iter()
             .map(|s| s.display().to_string())
+            .chain(
+                job.pre_backup
+                    .iter()
+                    .filter(|_| extra.is_some())
+                    .map(|p| format!("{PRE_BACKUP_SOURCE_PREFIX}{}", p.output)),
+            )
             .collect(),
         archive_sha256: tar.sha256,
         archive_size: tar.size,
@@ -179,6 +192,7 @@ struct Tar {
 /// syncs it.
 fn write_tar(
     job: &BackupJobConfig,
+    extra: Option<&Path>,
     archive_tmp: &Path,
     tracker: &mut Tracker<'_>,
 ) -> Result<Tar, ArchiveError> {
@@ -202,7 +216,7 @@ fn write_tar(
         entries: Vec::new(),
         skipped: Vec::new(),
     };
-    for source in &job.sources {
+    for source in job.sources.iter().map(PathBuf::as_path).chain(extra) {
         walk.source(source)?;
     }
     let Walk {

@@ -2,12 +2,16 @@
 //! hashing on the blocking pool, events handed over at the next tick), retention selection as
 //! a pure function, and pruning. `run` owns one run of a job (leftovers, archive, retention),
 //! `archive` writes archives + manifests, `restore` (with `extract`) verifies and restores
-//! them, `naming` owns archive file names. This file owns finding a job in the config and the
-//! module (schedules, background runs and their events).
+//! them, `naming` owns archive file names, `prestep` a job's pre-backup command, `remote` the
+//! copies off the host (sync after a run, remote retention, reconciliation). This file
+//! owns finding a job in the config and the module (schedules, background runs and their
+//! events).
 
 pub mod archive;
 mod extract;
 pub mod naming;
+pub mod prestep;
+pub mod remote;
 mod report;
 pub mod restore;
 mod run;
@@ -22,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::{Module, ModuleCtx, ModuleError, OnDemand, RunNowTicket};
-use crate::config::{AgentConfig, BackupConfig, BackupJobConfig, ModuleConfig};
+use crate::config::{AgentConfig, BackupConfig, BackupJobConfig, ModuleConfig, RemoteConfig};
 pub use archive::{ArchiveError, Manifest, ManifestEntry, Progress};
 pub use naming::ArchiveFile;
 pub use naming::MANIFEST_SUFFIX;
@@ -74,6 +78,8 @@ struct JobSlot {
     last_run: Option<SystemTime>,
     scanned: bool,
     running: Arc<AtomicBool>,
+    /// Start of the last reconciliation with the remote destination (none yet: due).
+    last_reconcile: Option<SystemTime>,
 }
 
 /// The module: checks schedules every tick, starts due jobs in the background, and returns the
@@ -98,6 +104,7 @@ impl BackupModule {
                     last_run: None,
                     scanned: false,
                     running: Arc::new(AtomicBool::new(false)),
+                    last_reconcile: None,
                 })
                 .collect(),
             tx,
@@ -146,11 +153,23 @@ impl BackupModule {
                         bytes: p.bytes,
                     }));
                 };
-                run_job(&job2, at, &mut on_progress, &cancel)
+                let res = run_job(&job2, at, &mut on_progress, &cancel);
+                let synced = match (&res, &job2.remote) {
+                    (Ok(out), Some(cfg)) => Some(sync_bodies(&job2, cfg, out, at)),
+                    _ => None,
+                };
+                (res, synced)
             })
             .await;
+            let (res, synced) = match res {
+                Ok((res, synced)) => (Ok(res), synced),
+                Err(e) => (Err(e), None),
+            };
             let detail = outcome_detail(&res);
-            for body in outcome_bodies(&job.name, &run_id, res) {
+            for body in outcome_bodies(&job.name, &run_id, res)
+                .into_iter()
+                .chain(synced.into_iter().flatten())
+            {
                 let _ = tx.send(body);
             }
             running.store(false, Ordering::SeqCst);
@@ -286,6 +305,75 @@ fn outcome_bodies(
     }
 }
 
+/// Copies a run's archive to the job's remote destination: `backup_synced` or
+/// `backup_sync_failed`. Blocking.
+fn sync_bodies(
+    job: &BackupJobConfig,
+    cfg: &RemoteConfig,
+    out: &RunOutcome,
+    now: SystemTime,
+) -> Vec<pb::event::Body> {
+    let dest = remote::open(cfg);
+    let archive = out.written.manifest.archive.clone();
+    match remote::sync(job, dest.as_ref(), &archive, now) {
+        Ok(s) => {
+            info!(job = %job.name, destination = dest.label(), copied = s.copied.len(), bytes = s.bytes, "backup synced");
+            vec![pb::event::Body::BackupSynced(pb::BackupSynced {
+                job: job.name.clone(),
+                archive,
+                destination: dest.label().to_owned(),
+                bytes: s.bytes,
+                duration_ms: u64::try_from(s.duration.as_millis()).unwrap_or(u64::MAX),
+                remote_pruned: s.pruned,
+            })]
+        }
+        Err(e) => {
+            let reason = error_chain(&e);
+            warn!(job = %job.name, destination = dest.label(), reason = %reason, "backup sync failed");
+            vec![pb::event::Body::BackupSyncFailed(pb::BackupSyncFailed {
+                job: job.name.clone(),
+                archive,
+                destination: dest.label().to_owned(),
+                reason,
+            })]
+        }
+    }
+}
+
+/// One reconciliation of `job` against its remote destination, as a `backup_discrepancy`
+/// (all lists empty when both sides agree) or, when the remote cannot be read, a
+/// `backup_sync_failed` without archive. Blocking.
+fn reconcile_body(job: &BackupJobConfig, cfg: &RemoteConfig) -> pb::event::Body {
+    let dest = remote::open(cfg);
+    match remote::reconcile(job, dest.as_ref()) {
+        Ok(d) => {
+            if d.missing.is_empty() && d.extra.is_empty() && d.mismatched.is_empty() {
+                info!(job = %job.name, destination = dest.label(), remote_archives = d.remote_archives, "backup reconciled");
+            } else {
+                warn!(job = %job.name, destination = dest.label(), missing = d.missing.len(), extra = d.extra.len(), mismatched = d.mismatched.len(), "backup discrepancy");
+            }
+            pb::event::Body::BackupDiscrepancy(pb::BackupDiscrepancy {
+                job: job.name.clone(),
+                destination: dest.label().to_owned(),
+                missing: d.missing,
+                extra: d.extra,
+                mismatched: d.mismatched,
+                remote_archives: d.remote_archives,
+            })
+        }
+        Err(e) => {
+            let reason = error_chain(&e);
+            warn!(job = %job.name, destination = dest.label(), reason = %reason, "backup reconciliation failed");
+            pb::event::Body::BackupSyncFailed(pb::BackupSyncFailed {
+                job: job.name.clone(),
+                archive: String::new(),
+                destination: dest.label().to_owned(),
+                reason: format!("reconciliation: {reason}"),
+            })
+        }
+    }
+}
+
 impl Drop for BackupModule {
     fn drop(&mut self) {
         self.cancel.store(true, Ordering::SeqCst);
@@ -330,6 +418,27 @@ impl Module for BackupModule {
             }
             self.start(slot, ctx.now, None);
             self.jobs[i].last_run = Some(ctx.now);
+        }
+        for slot in &mut self.jobs {
+            let Some(cfg) = slot.cfg.remote.clone() else {
+                continue;
+            };
+            if slot.running.load(Ordering::SeqCst)
+                || !is_due(ctx.now, slot.last_reconcile, cfg.reconcile_every)
+            {
+                continue;
+            }
+            slot.last_reconcile = Some(ctx.now);
+            // Shares the job's running flag: never at the same time as a run and its sync.
+            slot.running.store(true, Ordering::SeqCst);
+            let (job, running, tx) = (slot.cfg.clone(), slot.running.clone(), self.tx.clone());
+            tokio::spawn(async move {
+                let body = tokio::task::spawn_blocking(move || reconcile_body(&job, &cfg)).await;
+                if let Ok(body) = body {
+                    let _ = tx.send(body);
+                }
+                running.store(false, Ordering::SeqCst);
+            });
         }
         let mut bodies = Vec::new();
         while let Ok(b) = self.rx.try_recv() {

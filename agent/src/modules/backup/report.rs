@@ -199,6 +199,13 @@ pub enum RestoreError {
         entry: String,
         reason: String,
     },
+    #[error("job {job}: no such local archive; fetching it from {destination} failed")]
+    Remote {
+        job: String,
+        destination: String,
+        #[source]
+        source: Box<super::remote::RemoteError>,
+    },
     #[error("target {}: {reason}", target.display())]
     Target { target: PathBuf, reason: String },
     #[error("target {}: cannot {action} {}", target.display(), path.display())]

@@ -23,6 +23,7 @@ use super::archive::{Manifest, ManifestEntry};
 use super::extract::extract_verified;
 use super::naming::MANIFEST_SUFFIX;
 use super::naming::{list_archives, parse_archive_name};
+use super::remote;
 use crate::config::BackupJobConfig;
 
 pub use super::report::{
@@ -78,6 +79,38 @@ pub fn resolve_archive(
     }
 }
 
+/// The archive to restore: the local one `selector` designates; when it is not on this host
+/// and the job has a remote destination, the remote copy fetched back into the destination
+/// (then verified against its manifest like any local archive).
+fn archive_to_restore(
+    job: &BackupJobConfig,
+    selector: &ArchiveSelector,
+) -> Result<String, RestoreError> {
+    let local = resolve_archive(job, selector);
+    let Some(cfg) = &job.remote else {
+        return local;
+    };
+    let complete = |a: &str| {
+        job.destination.join(a).is_file()
+            && job
+                .destination
+                .join(format!("{a}{MANIFEST_SUFFIX}"))
+                .is_file()
+    };
+    let wanted = match (&local, selector) {
+        (Ok(a), _) if complete(a) => return local,
+        (Ok(a), ArchiveSelector::Named(_)) => Some(a.clone()),
+        (Err(RestoreError::NoArchive { .. }), ArchiveSelector::Latest) => None,
+        _ => return local,
+    };
+    let dest = remote::open(cfg);
+    remote::fetch(job, dest.as_ref(), wanted.as_deref()).map_err(|source| RestoreError::Remote {
+        job: job.name.clone(),
+        destination: cfg.label(),
+        source: Box::new(source),
+    })
+}
+
 /// Reads and checks the manifest of `archive` in the job's destination.
 pub fn read_manifest(job: &BackupJobConfig, archive: &str) -> Result<Manifest, RestoreError> {
     let path = job.destination.join(format!("{archive}{MANIFEST_SUFFIX}"));
@@ -107,7 +140,7 @@ pub fn restore(
     target: &Path,
 ) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
-    let archive = resolve_archive(job, selector)?;
+    let archive = archive_to_restore(job, selector)?;
     let manifest = read_manifest(job, &archive)?;
     let target = std::path::absolute(target).map_err(target_io(target, "resolve", target))?;
     let (Some(parent), Some(target_name)) = (target.parent(), target.file_name()) else {

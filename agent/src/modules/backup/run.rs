@@ -1,5 +1,5 @@
 //! One run of a backup job: whether it is due, removing an interrupted run's leftovers,
-//! writing the archive (`archive`), and retention (which archives to delete, and deleting
+//! the pre-backup step (`prestep`), writing the archive (`archive`), and retention (which archives to delete, and deleting
 //! them). Blocking code, except the pure `is_due` and `select_prune`.
 
 use opsfleet_report::ErrorChain;
@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use super::archive::{self, ArchiveError, Progress};
 use super::naming::{self, ArchiveFile, MANIFEST_SUFFIX};
+use super::prestep;
 use crate::config::BackupJobConfig;
 
 /// Whether a job whose last run started at `last` is due at `now`.
@@ -63,7 +64,18 @@ pub fn run_job(
     cancel: &AtomicBool,
 ) -> Result<RunOutcome, ArchiveError> {
     remove_leftovers(job);
-    let written = archive::write_archive(job, at, on_progress, cancel)?;
+    // Removed (with the scratch dir) when this function returns, whatever happened.
+    let pre = match &job.pre_backup {
+        Some(pre) => Some(prestep::run(job, pre, cancel).map_err(ArchiveError::PreStep)?),
+        None => {
+            // A job that lost its step since a crash: its scratch dir goes too.
+            prestep::remove_scratch(&prestep::scratch_dir(job));
+            None
+        }
+    };
+    let extra = pre.as_ref().map(|o| o.path.as_path());
+    let written = archive::write_archive(job, at, extra, on_progress, cancel)?;
+    drop(pre);
     let (pruned, bytes_freed) = prune(job, at);
     Ok(RunOutcome {
         written,

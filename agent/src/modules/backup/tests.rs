@@ -29,6 +29,8 @@ fn job(tmp: &Path, compression: Compression) -> BackupJobConfig {
         keep_count: 7,
         progress_every_files: 1000,
         progress_every: Duration::from_secs(10),
+        pre_backup: None,
+        remote: None,
     }
 }
 

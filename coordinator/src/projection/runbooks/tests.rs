@@ -238,3 +238,72 @@ fn sentinel_and_janitor() {
         (4, 400, 4)
     );
 }
+
+#[test]
+fn the_remote_copy_folds_its_newest_outcomes_and_caps_the_names() {
+    let mut r = Runbooks::default();
+    let completed = Body::BackupCompleted(pb::BackupCompleted {
+        job: "pg".into(),
+        run_id: "r1".into(),
+        archive: "pg-a".into(),
+        ..Default::default()
+    });
+    apply(&mut r, &v(1), 10, &completed);
+    // A job without a remote copy serialises as before (rows and digests unchanged).
+    let row = serde_json::to_string(&r.backups["pg"]).expect("json");
+    assert!(!row.contains("remote"), "{row}");
+
+    let synced = |archive: &str, pruned: usize| {
+        Body::BackupSynced(pb::BackupSynced {
+            job: "pg".into(),
+            archive: archive.into(),
+            destination: "path:/mnt/nas/pg".into(),
+            bytes: 100,
+            duration_ms: 1,
+            remote_pruned: vec!["old".into(); pruned],
+        })
+    };
+    assert!(apply(&mut r, &v(3), 30, &synced("pg-b", 2)));
+    // A late, older outcome counts its pruning but does not replace the newer sync.
+    assert!(apply(&mut r, &v(2), 20, &synced("pg-a", 1)));
+    assert!(apply(
+        &mut r,
+        &v(4),
+        40,
+        &Body::BackupDiscrepancy(pb::BackupDiscrepancy {
+            job: "pg".into(),
+            destination: "path:/mnt/nas/pg".into(),
+            missing: (0..50).map(|i| format!("pg-{i}")).collect(),
+            extra: vec![],
+            mismatched: vec!["pg-b".into()],
+            remote_archives: 7,
+        }),
+    ));
+    let remote = r.backups["pg"].remote.clone().expect("remote");
+    assert_eq!(remote.destination, "path:/mnt/nas/pg");
+    assert_eq!(remote.remote_pruned, 3);
+    let s = remote.last_synced.clone().expect("synced");
+    assert_eq!((s.archive.as_str(), s.at_unix_ms), ("pg-b", 30));
+    let d = remote.reconciled.clone().expect("reconciled");
+    assert_eq!(d.missing.len(), opsfleet_proto::api::DISCREPANCY_NAMES_KEPT);
+    assert_eq!(
+        (d.missing_count, d.mismatched_count, d.extra_count),
+        (50, 1, 0)
+    );
+    assert_eq!(remote.state(), "discrepancy");
+    assert!(apply(
+        &mut r,
+        &v(5),
+        50,
+        &Body::BackupSyncFailed(pb::BackupSyncFailed {
+            job: "pg".into(),
+            archive: "pg-c".into(),
+            destination: "path:/mnt/nas/pg".into(),
+            reason: "No space left on device".into(),
+        }),
+    ));
+    assert_eq!(
+        r.backups["pg"].remote.as_ref().map(|r| r.state()),
+        Some("failed")
+    );
+}

@@ -42,6 +42,8 @@ fn job(tmp: &Path) -> BackupJobConfig {
         keep_count: 7,
         progress_every_files: 1000,
         progress_every: Duration::from_secs(10),
+        pre_backup: None,
+        remote: None,
     }
 }
 
