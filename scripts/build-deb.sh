@@ -34,8 +34,10 @@ command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb is needed (Debian's dpkg pa
 if [ -z "$bin_dir" ]; then
     bin_dir="$OPSFLEET_ROOT/target/dist"
     if [ ! -x "$bin_dir/ops-agent" ]; then
-        say "building the shipped binaries (profile dist)"
-        cargo build --profile dist -p opsfleet-agent -p opsfleet-coordinator -p opsfleet-cli --bins
+        say "building the shipped binaries (profile dist; the agent in dist-agent, copied beside them)"
+        cargo build --profile dist -p opsfleet-coordinator -p opsfleet-cli --bins
+        cargo build --profile dist-agent -p opsfleet-agent --bins
+        install -m 0755 "$OPSFLEET_ROOT/target/dist-agent/ops-agent" "$bin_dir/ops-agent"
     fi
 fi
 for b in ops-agent ops-coordinator opsctl; do

@@ -359,20 +359,37 @@ async fn run(loaded: LoadedConfig, arenas: ArenaCap) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long after the modules start the start-up's pages are released: the modules' first
-/// runs and the first connect are over by then on a healthy host (what runs later comes back
-/// on use either way).
-const STARTUP_SETTLE: std::time::Duration = std::time::Duration::from_secs(3);
+/// When, after the modules start, the start-up's pages are released: once the first runs and
+/// the first connect are over (3 s on a healthy host), and again once every default module
+/// (the disk module's 60 s is the longest interval) has run a second time, so that pages read
+/// back meanwhile by the start-up's late steps, before the first release's advice took
+/// effect, go too. What runs later comes back on use either way.
+const RELEASE_AFTER: [std::time::Duration; 2] = [
+    std::time::Duration::from_secs(3),
+    std::time::Duration::from_secs(65),
+];
 
-/// Releases the executable's pages only the start-up used (`footprint::release_startup_code`),
-/// once, `STARTUP_SETTLE` after the modules started. Best effort: a kernel without
-/// `MADV_PAGEOUT` only keeps them.
+/// Releases the executable's pages only the start-up used (`footprint::release_startup_code`)
+/// and trims the malloc arenas (`footprint::trim_heap`) at each of `RELEASE_AFTER`. Best
+/// effort: a kernel without `MADV_PAGEOUT` only keeps them.
 async fn release_startup_pages(host: String) {
-    tokio::time::sleep(STARTUP_SETTLE).await;
-    match tokio::task::spawn_blocking(footprint::release_startup_code).await {
-        Ok(Ok(bytes)) => info!(host, bytes, "start-up pages released"),
-        Ok(Err(e)) => info!(host, error = %ErrorChain(&e), "start-up pages kept"),
-        Err(e) => warn!(host, error = %ErrorChain(&e), "start-up page release ended abnormally"),
+    let started = tokio::time::Instant::now();
+    for (round, after) in RELEASE_AFTER.into_iter().enumerate() {
+        tokio::time::sleep_until(started + after).await;
+        let release = || (footprint::release_startup_code(), footprint::trim_heap());
+        match tokio::task::spawn_blocking(release).await {
+            Ok((Ok(bytes), trimmed)) => {
+                info!(host, round, bytes, trimmed, "start-up pages released")
+            }
+            Ok((Err(e), _)) => {
+                info!(host, round, error = %ErrorChain(&e), "start-up pages kept");
+                return;
+            }
+            Err(e) => {
+                warn!(host, round, error = %ErrorChain(&e), "start-up page release ended abnormally");
+                return;
+            }
+        }
     }
 }
 

@@ -40,7 +40,14 @@ esac
 if [ -n "$bin_dir" ]; then target_dir="$bin_dir"; fi
 command -v docker >/dev/null || { echo "build-local.sh: docker is not installed" >&2; exit 1; }
 if [ "$build" = 1 ]; then
-    (cd "$root" && cargo build "${cargo_args[@]}" -p opsfleet-agent -p opsfleet-coordinator -p opsfleet-cli --bins)
+    if [ "$profile" = dist ]; then
+        # The agent ships in `dist-agent` (Cargo.toml), copied beside the other dist binaries.
+        (cd "$root" && cargo build --profile dist -p opsfleet-coordinator -p opsfleet-cli --bins \
+            && cargo build --profile dist-agent -p opsfleet-agent --bins \
+            && install -m 0755 target/dist-agent/ops-agent target/dist/ops-agent)
+    else
+        (cd "$root" && cargo build "${cargo_args[@]}" -p opsfleet-agent -p opsfleet-coordinator -p opsfleet-cli --bins)
+    fi
 fi
 
 is_elf() { [ -f "$1" ] && [ "$(head -c 4 "$1" | od -An -c | tr -d ' \n')" = "177ELF" ]; }

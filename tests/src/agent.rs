@@ -30,6 +30,9 @@ pub struct AgentSpec {
     /// Keys of the `[policy]` table (what remote changes may do), as TOML lines; the safe
     /// defaults when empty.
     pub policy_toml: String,
+    /// The `ops-agent` executable to run instead of the one `bins::bin` finds (the idle bench
+    /// runs each agent from its own copy, as one agent per host does).
+    pub binary: Option<PathBuf>,
 }
 
 impl AgentSpec {
@@ -46,7 +49,14 @@ impl AgentSpec {
             nats_url: None,
             nats_toml: String::new(),
             policy_toml: String::new(),
+            binary: None,
         }
+    }
+
+    /// Runs this executable instead of the workspace's `ops-agent`.
+    pub fn binary(mut self, path: &Path) -> Self {
+        self.binary = Some(path.to_path_buf());
+        self
     }
 
     /// Adds keys to the `[policy]` table (e.g. `restore_targets = ["/srv/restore"]`).
@@ -176,7 +186,10 @@ pub struct Agent {
 impl Agent {
     /// Writes `<dir>/agent-<host>/agent.toml` and starts the agent.
     pub fn spawn(dir: &Path, spec: &AgentSpec, nats_url: &str) -> Result<Agent> {
-        let bin = bins::bin(bins::AGENT)?;
+        let bin = match &spec.binary {
+            Some(path) => path.clone(),
+            None => bins::bin(bins::AGENT)?,
+        };
         let home = dir.join(format!("agent-{}", spec.host));
         let data_dir = home.join("data");
         std::fs::create_dir_all(&data_dir)

@@ -3,7 +3,14 @@
 //! and coordinator. Several agents run side by side for the same window; RSS (with its
 //! anonymous and file-backed parts) and the thread count are sampled from `/proc/<pid>/status`
 //! every second, CPU is the change of utime + stime in `/proc/<pid>/stat` over the window (and
-//! per thread group from `/proc/<pid>/task`), and the binary's size is read from disk.
+//! per thread group from `/proc/<pid>/task`), where the RSS lies (executable, libraries, heap,
+//! stack) from `/proc/<pid>/smaps` at the end of the window, and the binary's size is read from
+//! disk.
+//!
+//! Each agent runs from its own copy of the binary, written, synced and dropped from the page
+//! cache before it starts: one agent per host, started as after a boot. Agents sharing one file
+//! would keep each other's code pages resident (the kernel pages out only pages no other
+//! process maps), which no host in a fleet does.
 
 mod procfs;
 
@@ -15,7 +22,9 @@ use anyhow::{bail, Context, Result};
 use opsfleet_tests::{bins, Agent, AgentSpec, Coordinator, CoordinatorSpec, NatsServer};
 
 pub(crate) use procfs::{parse_cpu_ticks, proc_file, USER_HZ};
-use procfs::{parse_status_count, parse_status_mb, thread_ticks, GroupTicks};
+use procfs::{
+    parse_status_count, parse_status_mb, read_rss_split, thread_ticks, GroupTicks, RssSplit,
+};
 
 use crate::report::{fmt_num, FigSpec, Figure, Target};
 use crate::stats;
@@ -110,6 +119,28 @@ fn group_cpu(
         .join(", ")
 }
 
+/// Copies the agent binary `src` into directory `dir` (created) as `ops-agent`, syncs it and
+/// drops it from the page cache, so that the agent starts from a file of its own that no
+/// other process maps and that is as cold as after a boot.
+fn own_copy(src: &std::path::Path, dir: &std::path::Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dst = dir.join(bins::AGENT);
+    std::fs::copy(src, &dst)
+        .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
+    let file =
+        std::fs::File::open(&dst).with_context(|| format!("cannot open {}", dst.display()))?;
+    file.sync_all()
+        .with_context(|| format!("cannot sync {}", dst.display()))?;
+    // Advice only: a kernel that keeps the pages cached changes no figure's meaning.
+    let _ = nix::fcntl::posix_fadvise(
+        std::os::fd::AsRawFd::as_raw_fd(&file),
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
+    Ok(dst)
+}
+
 pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
     let ticks_per_s = USER_HZ;
     let nats = NatsServer::start().await?;
@@ -120,11 +151,18 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
     // The coordinator creates the streams; agents never do.
     let mut coordinator =
         Coordinator::spawn(dir.path(), &CoordinatorSpec::new("blue"), &nats.url())?;
+    // The binary the harness would run (the same lookup as `Agent::spawn`); each agent gets
+    // its own copy of it.
+    let bin = bins::bin(bins::AGENT)?;
+    let bin = std::fs::canonicalize(&bin).unwrap_or(bin);
     let mut agents = Vec::new();
     for i in 0..sizes.agents.max(1) {
-        let spec = AgentSpec::new(&format!("idle-{i:02}"))
+        let host = format!("idle-{i:02}");
+        let copy = own_copy(&bin, &dir.path().join(format!("bin-{host}")))?;
+        let spec = AgentSpec::new(&host)
             .heartbeat(Duration::from_secs(10))
-            .disk(Duration::from_secs(60), vec![PathBuf::from("/")]);
+            .disk(Duration::from_secs(60), vec![PathBuf::from("/")])
+            .binary(&copy);
         agents.push(Agent::spawn(dir.path(), &spec, &nats.url())?);
     }
     tokio::time::sleep(Duration::from_secs(sizes.warmup_secs)).await;
@@ -158,6 +196,10 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
         .iter()
         .map(|p| thread_ticks(*p))
         .collect::<Result<_>>()?;
+    let splits: Vec<RssSplit> = pids
+        .iter()
+        .map(|p| read_rss_split(*p))
+        .collect::<Result<_>>()?;
     for a in &mut agents {
         if !a.is_running() {
             bail!("agent {} exited during the window", a.host);
@@ -165,9 +207,6 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
         let _ = a.stop().await;
     }
     let _ = coordinator.stop().await;
-    // The binary the harness ran (the same lookup as `Agent::spawn`).
-    let bin = bins::bin(bins::AGENT)?;
-    let bin = std::fs::canonicalize(&bin).unwrap_or(bin);
     let bin_bytes = std::fs::metadata(&bin)
         .with_context(|| format!("cannot stat {}", bin.display()))?
         .len();
@@ -178,6 +217,10 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
     let anon = stats::median(&medians(|s| &s.anon)).context("no samples")?;
     let file = stats::median(&medians(|s| &s.file)).context("no samples")?;
     let per_agent_threads = medians(|s| &s.threads);
+    let split_mb = |f: fn(&RssSplit) -> u64| -> String {
+        let v: Vec<f64> = splits.iter().map(|s| f(s) as f64 * 1024.0 / 1e6).collect();
+        stats::median(&v).map_or_else(|| "-".to_owned(), fmt_num)
+    };
     let peak = samples
         .iter()
         .filter_map(|s| stats::max(&s.rss))
@@ -192,13 +235,18 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
         RSS.measured(
             stats::median(&per_agent_rss).context("no samples")?,
             format!(
-                "median of {} agents (each the median of 1 s samples over {} s); agents {}; \
-                 anonymous {} + file-backed {} MB; peak {} MB",
+                "median of {} agents, each from its own copy of the binary (each the median \
+                 of 1 s samples over {} s); agents {}; anonymous {} + file-backed {} MB; at the \
+                 end: executable {} + libraries {} + heap {} + main stack {} MB; peak {} MB",
                 pids.len(),
                 sizes.window_secs,
                 list(&per_agent_rss),
                 fmt_num(anon),
                 fmt_num(file),
+                split_mb(|s| s.exe_kb),
+                split_mb(|s| s.libs_kb),
+                split_mb(|s| s.heap_kb),
+                split_mb(|s| s.stack_kb),
                 fmt_num(peak)
             ),
         ),

@@ -58,6 +58,68 @@ pub fn thread_group(comm: &str) -> String {
     }
 }
 
+/// Resident memory of one process by what backs it, in kB, from `/proc/<pid>/smaps`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RssSplit {
+    /// The executable's own mappings (code, constants, relocated data).
+    pub exe_kb: u64,
+    /// Other files: the C library, the loader, any other mapped file.
+    pub libs_kb: u64,
+    /// The heap and anonymous mappings (malloc arenas, sled's cache).
+    pub heap_kb: u64,
+    /// Thread stacks (the main `[stack]`; other threads' stacks are anonymous mappings and
+    /// count as heap here).
+    pub stack_kb: u64,
+}
+
+/// Sums `Rss:` of every mapping in a `/proc/<pid>/smaps` text by `RssSplit`'s classes (pure);
+/// `exe` is the executable's path as `/proc/<pid>/exe` names it.
+pub fn rss_split(smaps: &str, exe: &str) -> RssSplit {
+    let mut split = RssSplit::default();
+    let mut class = 0u8;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            // A mapping header: range perms offset dev inode [path].
+            let path = line.split_whitespace().nth(5).map(|_| {
+                let mut f = line.splitn(6, ' ');
+                f.nth(5).unwrap_or("").trim_start()
+            });
+            let path = path.map(|p| p.strip_suffix(" (deleted)").unwrap_or(p));
+            class = match path {
+                Some(p) if p == exe => 0,
+                Some("[stack]") => 3,
+                Some(p) if p.starts_with('/') => 1,
+                _ => 2,
+            };
+        } else if let Some(kb) = line
+            .strip_prefix("Rss:")
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            match class {
+                0 => split.exe_kb += kb,
+                1 => split.libs_kb += kb,
+                3 => split.stack_kb += kb,
+                _ => split.heap_kb += kb,
+            }
+        }
+    }
+    split
+}
+
+/// `rss_split` of a running process.
+pub(crate) fn read_rss_split(pid: i32) -> Result<RssSplit> {
+    let smaps = proc_file(pid, "smaps")?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .with_context(|| format!("cannot read /proc/{pid}/exe"))?;
+    let exe = exe.to_string_lossy();
+    Ok(rss_split(
+        &smaps,
+        exe.strip_suffix(" (deleted)").unwrap_or(&exe),
+    ))
+}
+
 pub(crate) fn proc_file(pid: i32, name: &str) -> Result<String> {
     let path = PathBuf::from(format!("/proc/{pid}/{name}"));
     std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
@@ -114,6 +176,44 @@ mod tests {
         let stat = "4242 (ops agent) S 1 4242 4242 0 -1 4194560 900 0 0 0 17 5 0 0 20 0 9 0";
         assert_eq!(parse_cpu_ticks(stat), Some(22));
         assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn smaps_splits_into_executable_libraries_heap_and_stack() {
+        let smaps = "\
+55ccb658d000-55ccb6856000 r--p 00000000 fd:01 4242                       /opt/ops agent/ops-agent
+Size:               2852 kB
+Rss:                 100 kB
+55ccb6856000-55ccb72c1000 r-xp 002c9000 fd:01 4242                       /opt/ops agent/ops-agent
+Rss:                2000 kB
+55ccb731a000-55ccb731d000 rw-p 00d8b000 fd:01 4242                       /opt/ops agent/ops-agent
+Rss:                  12 kB
+55ccb8000000-55ccb8100000 rw-p 00000000 00:00 0                          [heap]
+Rss:                 600 kB
+7f1a55548000-7f1a57076000 rw-p 00000000 00:00 0
+Rss:                  40 kB
+7f1a574a0000-7f1a575f6000 r-xp 00028000 fd:01 77                         /usr/lib/x86_64-linux-gnu/libc.so.6
+Rss:                1200 kB
+7ffe0000-7ffe1000 rw-p 00000000 00:00 0                                  [stack]
+Rss:                  24 kB
+7ffe1000-7ffe2000 r-xp 00000000 00:00 0                                  [vdso]
+Rss:                   4 kB
+";
+        assert_eq!(
+            rss_split(smaps, "/opt/ops agent/ops-agent"),
+            RssSplit {
+                exe_kb: 2112,
+                libs_kb: 1200,
+                heap_kb: 644,
+                stack_kb: 24,
+            }
+        );
+    }
+
+    #[test]
+    fn this_process_splits_its_rss() {
+        let split = read_rss_split(std::process::id() as i32).unwrap();
+        assert!(split.exe_kb > 0, "{split:?}");
     }
 
     #[test]
