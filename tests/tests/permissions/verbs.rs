@@ -165,6 +165,10 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
         ),
         ("service groups", s(&[]), Need::Viewer, true),
         ("failover", s(&["--wait", "60s"]), Need::Operator, true),
+        // No drills are configured here: `drills` lists none, and once the role is checked
+        // the coordinator refuses to run an unknown one for that reason.
+        ("drills", s(&[]), Need::Viewer, true),
+        ("drill run", s(&["quarterly"]), Need::Operator, false),
         // Rollouts: web-01 has no service `app`, and the rollout id is unknown: once the role
         // is checked, the coordinator refuses these for that reason. `rollouts` lists none.
         (

@@ -18,7 +18,7 @@ pub fn check(assertions: &[JsonAssertion], body: &[u8], truncated: bool) -> Resu
     if truncated {
         return Err(format!(
             "body longer than {} KiB; JSON assertions need the whole body",
-            super::probe::BODY_LIMIT / 1024
+            super::seen::BODY_LIMIT / 1024
         ));
     }
     let doc: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;

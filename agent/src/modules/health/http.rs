@@ -9,7 +9,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::probe::{Seen, BODY_LIMIT};
+use super::seen::{Seen, BODY_LIMIT};
 use super::{assert, cert, tls};
 use crate::config::{parse_probe_url, HttpTarget, ProbeConfig, ProbeType, DEFAULT_EXPECT_STATUS};
 

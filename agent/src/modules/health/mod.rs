@@ -9,6 +9,7 @@ pub mod cert;
 mod http;
 pub mod latency;
 pub mod probe;
+mod seen;
 pub mod state;
 mod tls;
 mod ws;

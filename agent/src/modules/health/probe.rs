@@ -12,8 +12,7 @@ use super::http::{exchange, http_probe, Request};
 use super::{cert, ws};
 use crate::config::{parse_http_url, ProbeConfig, ProbeType, DEFAULT_EXPECT_EXIT};
 
-/// How much of a response body (or WebSocket message) is read.
-pub const BODY_LIMIT: usize = 64 * 1024;
+pub use super::seen::{Seen, BODY_LIMIT};
 
 /// Result of one probe attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,29 +25,12 @@ pub struct Outcome {
     pub cert_not_after_unix_ms: Option<i64>,
 }
 
-/// What one probe saw, before its latency is added.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    pub success: bool,
-    pub detail: String,
-    pub cert_not_after_unix_ms: Option<i64>,
-}
-
-impl Seen {
-    pub fn failed(detail: String) -> Self {
-        Seen {
-            success: false,
-            detail,
-            cert_not_after_unix_ms: None,
-        }
-    }
-
-    fn of((success, detail): (bool, String)) -> Self {
-        Seen {
-            success,
-            detail,
-            cert_not_after_unix_ms: None,
-        }
+/// A probe's verdict and detail, with no certificate seen.
+fn seen_of((success, detail): (bool, String)) -> Seen {
+    Seen {
+        success,
+        detail,
+        cert_not_after_unix_ms: None,
     }
 }
 
@@ -65,11 +47,11 @@ pub async fn run_probe(p: &ProbeConfig) -> Outcome {
     let seen = match p.probe {
         ProbeType::Http => http_probe(p).await,
         ProbeType::Tcp => {
-            Seen::of(tcp_probe(p.address.as_deref().unwrap_or_default(), p.timeout).await)
+            seen_of(tcp_probe(p.address.as_deref().unwrap_or_default(), p.timeout).await)
         }
         ProbeType::Command => {
             let argv = p.argv.clone().unwrap_or_default();
-            Seen::of(
+            seen_of(
                 command_probe(
                     &argv,
                     p.expect_exit.unwrap_or(DEFAULT_EXPECT_EXIT),

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::probe::{Seen, BODY_LIMIT};
+use super::seen::{Seen, BODY_LIMIT};
 use super::{cert, tls};
 use crate::config::{parse_probe_url, ProbeConfig, ProbeType};
 
