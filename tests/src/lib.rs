@@ -45,6 +45,7 @@ pub mod procs;
 pub mod pyenv;
 pub mod receiver;
 pub mod runbook;
+pub mod s3server;
 pub mod secure;
 pub mod service_project;
 pub mod stream;

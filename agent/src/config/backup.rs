@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::default_name;
 
 mod remote;
-pub use remote::{RemoteConfig, RemoteKind};
+pub use remote::{credentials_file_problem, RemoteConfig, RemoteKind};
 
 /// `type = "backup"`: scheduled archives of directories, each with a sha256 manifest.
 ///

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use backup::{
-    BackupConfig, BackupJobConfig, Compression, PreBackupConfig, RemoteConfig, RemoteKind,
-    PRE_BACKUP_OUTPUT_PLACEHOLDER,
+    credentials_file_problem, BackupConfig, BackupJobConfig, Compression, PreBackupConfig,
+    RemoteConfig, RemoteKind, PRE_BACKUP_OUTPUT_PLACEHOLDER,
 };
 pub use health::{
     parse_http_url, parse_probe_url, Comparison, HealthConfig, HttpTarget, JsonAssertion,

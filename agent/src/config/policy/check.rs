@@ -8,7 +8,8 @@ use std::path::{Component, Path, PathBuf};
 
 use super::{glob_base, is_under, lexical, normalise, PolicyConfig};
 use crate::config::{
-    AgentConfig, BackupConfig, HealthConfig, ModuleConfig, ProbeType, RemoteOp, ServiceConfig,
+    AgentConfig, BackupConfig, HealthConfig, ModuleConfig, ProbeType, RemoteConfig, RemoteKind,
+    RemoteOp, ServiceConfig,
 };
 
 /// Where a remote config came from.
@@ -89,6 +90,8 @@ pub struct HostPolicy {
     pre_backup_commands: Vec<Vec<String>>,
     /// Service modules of the file by name: a remote config may only repeat them verbatim.
     services: BTreeMap<String, ServiceConfig>,
+    /// The S3 remotes of the file's backup jobs: a remote config may only repeat one.
+    s3_remotes: Vec<RemoteConfig>,
 }
 
 impl HostPolicy {
@@ -115,8 +118,12 @@ impl HostPolicy {
                     for j in &c.jobs {
                         hp.backup_sources.extend(j.sources.iter().cloned());
                         hp.backup_destinations.push(j.destination.clone());
-                        hp.backup_destinations
-                            .extend(j.remote.iter().map(|r| r.path.clone()));
+                        if let Some(r) = &j.remote {
+                            match r.kind {
+                                RemoteKind::Path => hp.backup_destinations.push(r.path.clone()),
+                                RemoteKind::S3 => hp.s3_remotes.push(r.clone()),
+                            }
+                        }
                         hp.pre_backup_commands
                             .extend(j.pre_backup.iter().map(|p| p.command.clone()));
                     }
@@ -259,8 +266,11 @@ impl HostPolicy {
                         &self.policy.backup_destinations,
                         &self.backup_destinations,
                     ));
-                    // The remote copy is written (and pruned) like the destination.
-                    if let Some(r) = &j.remote {
+                    // The remote copy is written (and pruned) like the destination; an
+                    // S3 bucket (data leaving the host) only as the file names it.
+                    if let Some(r) = j.remote.as_ref().filter(|r| r.kind == RemoteKind::S3) {
+                        out.extend(s3_remote_violation(i, r, &self.s3_remotes));
+                    } else if let Some(r) = &j.remote {
                         out.extend(paths.check(
                             "policy.backup_destinations",
                             format!("jobs[{i}].remote.path"),
@@ -514,4 +524,35 @@ fn listed(paths: &[PathBuf]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// A remote config's S3 remote that is not one of the file's (same bucket, prefix,
+/// endpoint, region, credentials and `allow_http`; `reconcile_every` may differ): refused,
+/// whatever the policy — it would send the host's data elsewhere.
+fn s3_remote_violation(i: usize, r: &RemoteConfig, file: &[RemoteConfig]) -> Option<Violation> {
+    let same = |f: &RemoteConfig| {
+        (
+            &f.bucket,
+            &f.prefix,
+            &f.endpoint,
+            &f.region,
+            &f.credentials_file,
+            f.allow_http,
+        ) == (
+            &r.bucket,
+            &r.prefix,
+            &r.endpoint,
+            &r.region,
+            &r.credentials_file,
+            r.allow_http,
+        )
+    };
+    (!file.iter().any(same)).then(|| Violation {
+        rule: "s3 remotes",
+        key: format!("jobs[{i}].remote"),
+        reason: format!(
+            "{} is not an S3 remote of the config file; S3 remotes are set in the file only",
+            r.label()
+        ),
+    })
 }

@@ -555,3 +555,61 @@ fn services_are_never_added_or_changed_remotely_whatever_the_policy() {
     let v = open.check_module("app", "service", &disk_named_app, Surface::Command, &none);
     assert_eq!(rules(&v), [("service modules", "type")]);
 }
+
+#[test]
+fn s3_remotes_are_never_added_or_changed_remotely() {
+    let s3 =
+        "type = \"s3\"\nbucket = \"backups\"\nprefix = \"db-01\"\nendpoint = \"https://s3.lan\"\n";
+    let file = format!(
+        "[[modules]]\ntype = \"backup\"\nname = \"bk\"\n[[modules.jobs]]\nname = \"app\"\n\
+         sources = [\"/var/lib/app\"]\ndestination = \"/var/backups/app\"\n\
+         [modules.jobs.remote]\n{s3}"
+    );
+    let bk = |remote: &str| {
+        module(&format!(
+            "type = \"backup\"\nname = \"bk\"\n[[jobs]]\nname = \"app\"\n\
+             sources = [\"/var/lib/app\"]\ndestination = \"/var/backups/app\"\n\
+             [jobs.remote]\n{remote}"
+        ))
+    };
+    // Even the loosest policy: a file S3 remote does not open every path, and no other
+    // bucket, prefix or endpoint is accepted from a remote surface.
+    let open = host(
+        "backup_sources = [\"/\"]\nbackup_destinations = [\"/\"]",
+        &file,
+    );
+    let strict = host("", &file);
+    for surface in [Surface::Command, Surface::Admin] {
+        let same = format!("{s3}reconcile_every = \"5m\"\n");
+        assert!(
+            strict
+                .check_module("bk", "backup", &bk(&same), surface, &none)
+                .is_empty(),
+            "the file's own S3 remote is accepted"
+        );
+        for other in [
+            s3.replace("backups", "elsewhere"),
+            s3.replace("db-01", "db-02"),
+            s3.replace("https://s3.lan", "https://evil.example"),
+            format!("{s3}region = \"eu-west-1\"\n"),
+            format!("{s3}allow_http = true\n"),
+        ] {
+            for h in [&strict, &open] {
+                let v = h.check_module("bk", "backup", &bk(&other), surface, &none);
+                assert_eq!(rules(&v), [("s3 remotes", "jobs[0].remote")], "{other}");
+            }
+        }
+    }
+    // The S3 remote's empty `path` is no destination: a path remote stays checked.
+    let v = strict.check_module(
+        "bk",
+        "backup",
+        &bk("type = \"path\"\npath = \"/etc\"\n"),
+        Surface::Command,
+        &none,
+    );
+    assert_eq!(
+        rules(&v),
+        [("policy.backup_destinations", "jobs[0].remote.path")]
+    );
+}

@@ -313,8 +313,20 @@ fn sync_bodies(
     out: &RunOutcome,
     now: SystemTime,
 ) -> Vec<pb::event::Body> {
-    let dest = remote::open(cfg);
     let archive = out.written.manifest.archive.clone();
+    let dest = match remote::open(cfg) {
+        Ok(d) => d,
+        Err(e) => {
+            let reason = error_chain(&e);
+            warn!(job = %job.name, destination = %cfg.label(), reason = %reason, "backup sync failed");
+            return vec![pb::event::Body::BackupSyncFailed(pb::BackupSyncFailed {
+                job: job.name.clone(),
+                archive,
+                destination: cfg.label(),
+                reason,
+            })];
+        }
+    };
     match remote::sync(job, dest.as_ref(), &archive, now) {
         Ok(s) => {
             info!(job = %job.name, destination = dest.label(), copied = s.copied.len(), bytes = s.bytes, "backup synced");
@@ -344,17 +356,17 @@ fn sync_bodies(
 /// (all lists empty when both sides agree) or, when the remote cannot be read, a
 /// `backup_sync_failed` without archive. Blocking.
 fn reconcile_body(job: &BackupJobConfig, cfg: &RemoteConfig) -> pb::event::Body {
-    let dest = remote::open(cfg);
-    match remote::reconcile(job, dest.as_ref()) {
+    let label = cfg.label();
+    match remote::open(cfg).and_then(|dest| remote::reconcile(job, dest.as_ref())) {
         Ok(d) => {
             if d.missing.is_empty() && d.extra.is_empty() && d.mismatched.is_empty() {
-                info!(job = %job.name, destination = dest.label(), remote_archives = d.remote_archives, "backup reconciled");
+                info!(job = %job.name, destination = %label, remote_archives = d.remote_archives, "backup reconciled");
             } else {
-                warn!(job = %job.name, destination = dest.label(), missing = d.missing.len(), extra = d.extra.len(), mismatched = d.mismatched.len(), "backup discrepancy");
+                warn!(job = %job.name, destination = %label, missing = d.missing.len(), extra = d.extra.len(), mismatched = d.mismatched.len(), "backup discrepancy");
             }
             pb::event::Body::BackupDiscrepancy(pb::BackupDiscrepancy {
                 job: job.name.clone(),
-                destination: dest.label().to_owned(),
+                destination: label,
                 missing: d.missing,
                 extra: d.extra,
                 mismatched: d.mismatched,
@@ -363,11 +375,11 @@ fn reconcile_body(job: &BackupJobConfig, cfg: &RemoteConfig) -> pb::event::Body 
         }
         Err(e) => {
             let reason = error_chain(&e);
-            warn!(job = %job.name, destination = dest.label(), reason = %reason, "backup reconciliation failed");
+            warn!(job = %job.name, destination = %label, reason = %reason, "backup reconciliation failed");
             pb::event::Body::BackupSyncFailed(pb::BackupSyncFailed {
                 job: job.name.clone(),
                 archive: String::new(),
-                destination: dest.label().to_owned(),
+                destination: label,
                 reason: format!("reconciliation: {reason}"),
             })
         }

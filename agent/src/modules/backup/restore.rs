@@ -103,12 +103,13 @@ fn archive_to_restore(
         (Err(RestoreError::NoArchive { .. }), ArchiveSelector::Latest) => None,
         _ => return local,
     };
-    let dest = remote::open(cfg);
-    remote::fetch(job, dest.as_ref(), wanted.as_deref()).map_err(|source| RestoreError::Remote {
-        job: job.name.clone(),
-        destination: cfg.label(),
-        source: Box::new(source),
-    })
+    remote::open(cfg)
+        .and_then(|dest| remote::fetch(job, dest.as_ref(), wanted.as_deref()))
+        .map_err(|source| RestoreError::Remote {
+            job: job.name.clone(),
+            destination: cfg.label(),
+            source: Box::new(source),
+        })
 }
 
 /// Reads and checks the manifest of `archive` in the job's destination.

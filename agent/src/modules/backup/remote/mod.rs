@@ -2,9 +2,10 @@
 //! size and sha256), copying a run's archive and manifest there and checking the copy
 //! (`sync`), the job's retention on the remote copies, the reconciliation of local against
 //! remote (`reconcile`), and fetching an archive back for a restore (`fetch`). Blocking code.
-//! `path` owns the second-directory destination.
+//! `path` owns the second-directory destination, `s3` the S3 bucket.
 
 mod path;
+mod s3;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -54,6 +55,16 @@ pub enum RemoteError {
         #[source]
         source: io::Error,
     },
+    #[error("{destination}: cannot {op} {name:?}")]
+    Store {
+        op: &'static str,
+        destination: String,
+        name: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error("{destination}: no usable credentials: {reason}")]
+    Credentials { destination: String, reason: String },
     #[error("{name:?} is not an object name")]
     BadName { name: String },
     #[error(
@@ -85,14 +96,16 @@ pub enum RemoteError {
     NotThere { destination: String, what: String },
 }
 
-/// The destination a job's `remote` config names.
-pub fn open(cfg: &RemoteConfig) -> Box<dyn Destination> {
-    match cfg.kind {
+/// The destination a job's `remote` config names (fails when S3 credentials are missing or
+/// unusable).
+pub fn open(cfg: &RemoteConfig) -> Result<Box<dyn Destination>, RemoteError> {
+    Ok(match cfg.kind {
         RemoteKind::Path => Box::new(path::PathDestination {
             root: cfg.path.clone(),
             label: cfg.label(),
         }),
-    }
+        RemoteKind::S3 => Box::new(s3::S3Destination::open(cfg)?),
+    })
 }
 
 /// What one sync did.

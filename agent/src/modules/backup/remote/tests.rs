@@ -39,13 +39,19 @@ fn job(tmp: &Path) -> BackupJobConfig {
         remote: Some(RemoteConfig {
             kind: RemoteKind::Path,
             path: tmp.join("nas/app"),
+            bucket: String::new(),
+            prefix: String::new(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            credentials_file: None,
+            allow_http: false,
             reconcile_every: Duration::from_secs(3600),
         }),
     }
 }
 
 fn dest(job: &BackupJobConfig) -> Box<dyn Destination> {
-    open(job.remote.as_ref().expect("remote"))
+    open(job.remote.as_ref().expect("remote")).expect("open")
 }
 
 fn run(job: &BackupJobConfig, at: SystemTime) -> RunOutcome {
@@ -263,4 +269,22 @@ async fn the_module_reports_synced_and_reconciled() {
         (0, 0, 0)
     );
     assert_eq!(d.remote_archives, 1);
+}
+
+#[test]
+fn s3_credentials_files_are_parsed_in_the_aws_shape() {
+    let text =
+        "[default]\n# comment\naws_access_key_id = AKIA1\naws_secret_access_key=\"s3cr3t\"\n";
+    assert_eq!(
+        super::s3::parse_credentials(text),
+        Some(("AKIA1".to_owned(), "s3cr3t".to_owned()))
+    );
+    assert_eq!(
+        super::s3::parse_credentials("aws_access_key_id = a\n"),
+        None
+    );
+    assert_eq!(
+        super::s3::parse_credentials("aws_access_key_id = a\naws_secret_access_key =\n"),
+        None
+    );
 }
