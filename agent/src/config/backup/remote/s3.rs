@@ -41,10 +41,14 @@ pub(super) fn s3_problems(cfg: &RemoteConfig, out: &mut Vec<(String, String)>) {
             out.push(("endpoint".into(), why));
         }
     }
-    if let Some(f) = &cfg.credentials_file {
-        if let Some(why) = credentials_file_problem(f) {
-            out.push(("credentials_file".into(), why));
-        }
+    // Only the path's form here: config checks read no files (a secret may be provisioned
+    // after the config). Existence and mode are checked each time the destination is opened,
+    // and a refusal is a `backup_sync_failed` naming the reason.
+    if let Some(f) = cfg.credentials_file.as_deref().filter(|f| !f.is_absolute()) {
+        out.push((
+            "credentials_file".into(),
+            format!("must be an absolute path: {f:?}"),
+        ));
     }
 }
 
@@ -93,6 +97,7 @@ pub fn credentials_file_problem(path: &Path) -> Option<String> {
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
+    use super::credentials_file_problem;
     use crate::config::parse_str;
 
     const HEAD: &str = "host = \"db-01\"\n[[modules]]\ntype = \"backup\"\n";
@@ -124,7 +129,7 @@ mod tests {
         let text = format!(
             "{HEAD}{}{}{}{}{}",
             // No bucket, a path, a bad prefix, an empty region, plain HTTP off loopback,
-            // a world-readable credentials file.
+            // a world-readable credentials file (refused only where it is used, below).
             job(
                 "a",
                 &format!(
@@ -132,7 +137,7 @@ mod tests {
                     open_file.display().to_string()
                 )
             ),
-            job("b", "bucket = \"Bad_Bucket\"\nendpoint = \"ftp://x\"\ncredentials_file = \"/nonexistent/creds\""),
+            job("b", "bucket = \"Bad_Bucket\"\nendpoint = \"ftp://x\"\ncredentials_file = \"creds\""),
             job("c", "bucket = \"ok-bucket\"\nendpoint = \"not a url\""),
             // Fine: loopback HTTP, explicit allow_http, https, a private file.
             job(
@@ -155,7 +160,6 @@ mod tests {
             "modules[0].jobs[0].remote.prefix",
             "modules[0].jobs[0].remote.region",
             "modules[0].jobs[0].remote.endpoint",
-            "modules[0].jobs[0].remote.credentials_file",
             "modules[0].jobs[1].remote.bucket",
             "modules[0].jobs[1].remote.endpoint",
             "modules[0].jobs[1].remote.credentials_file",
@@ -165,11 +169,11 @@ mod tests {
             assert!(keys.contains(&k), "{k} missing from {problems:#?}");
         }
         assert_eq!(keys.len(), want.len(), "{problems:#?}");
-        let perm = problems
-            .iter()
-            .find(|p| p.key == "modules[0].jobs[0].remote.credentials_file")
-            .expect("perm");
-        assert!(perm.reason.contains("644"), "{perm:?}");
+        // A group- or world-readable secret, or a missing one, is refused where it is used.
+        let perm = credentials_file_problem(&open_file).expect("0644 refused");
+        assert!(perm.contains("644"), "{perm}");
+        assert!(credentials_file_problem(&tmp.path().join("absent")).is_some());
+        assert_eq!(credentials_file_problem(&private), None);
         // The secret itself is never in a problem.
         assert!(
             problems.iter().all(|p| !p.reason.contains("aws_secret")),
