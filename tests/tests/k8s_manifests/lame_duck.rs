@@ -132,6 +132,20 @@ async fn the_k8s_nats_config_loads_its_limits_and_stops_in_lame_duck() -> Result
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // In Kubernetes the SIGTERM follows the preStop hook's exit; `nats-server --signal` exits
+    // once it has sent its signal, not once the server acted on it. Give the server (on a
+    // loaded machine) up to 10 s to say it entered lame duck mode before the SIGTERM; if its
+    // log never says so, the SIGTERM goes anyway and the check below decides.
+    let entered = Instant::now();
+    while entered.elapsed() < Duration::from_secs(10)
+        && !servers[0]
+            .proc_mut()
+            .log_since_start()
+            .to_ascii_lowercase()
+            .contains("lame duck")
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     servers[0].proc_mut().signal(Signal::SIGTERM)?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     ensure!(
