@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use opsfleet_proto::api::Responder;
 use opsfleet_tests::compose::docker;
 use opsfleet_tests::wait_until;
@@ -55,11 +55,27 @@ async fn stood_by(chaos: &Chaos, name: &str) -> Result<()> {
     .await
 }
 
+/// The active coordinator before a fault. The previous fault's heal may still be settling
+/// (a coordinator catching up answers `opsctl leader` after its 500 ms gathering window, or
+/// an election is under way), so this waits for one to answer as active, and says how long
+/// that took when it was not at once.
 async fn active(chaos: &Chaos) -> Result<Responder> {
-    chaos
-        .active()
-        .await?
-        .context("no active coordinator before the fault")
+    let asked = Instant::now();
+    let active = wait_until(
+        "an active coordinator before the fault",
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+        async || chaos.active().await,
+    )
+    .await?;
+    if asked.elapsed() > Duration::from_secs(2) {
+        eprintln!(
+            "cluster_chaos: {} answered as active {:?} after it was first asked",
+            active.name,
+            asked.elapsed()
+        );
+    }
+    Ok(active)
 }
 
 pub async fn stop_active(chaos: &Chaos) -> Result<String> {
