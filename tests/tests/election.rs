@@ -1,7 +1,8 @@
 //! Active/standby election through the KV lease, with two real coordinators on a real
 //! nats-server: exactly one is active; kill -9 of the active hands the role to the standby
 //! within TTL + 1 s; a graceful handover (`opsctl failover --to`) and a SIGTERM hand it over in
-//! well under a second, each under a higher epoch.
+//! well under a second, each under a higher epoch. A lease bucket shorter than `lease_ttl` is
+//! raised at start, never lowered.
 
 use std::time::{Duration, Instant};
 
@@ -199,4 +200,50 @@ async fn one_active_and_fast_takeover_on_crash_and_on_handover() {
         Ok(())
     })
     .await;
+}
+
+/// A lease bucket left by a shorter `lease_ttl` would drop a holder's lease while the holder
+/// still acts under the longer one (and a standby could `create` meanwhile): the next
+/// `ensure_topology` raises its `max_age` to `lease_ttl`, and never lowers a longer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_bucket_shorter_than_lease_ttl_is_raised_never_lowered() -> anyhow::Result<()> {
+    use async_nats::jetstream;
+    use opsfleet_bus::TopologyConfig;
+    let tmp = tempfile::tempdir()?;
+    let nats = opsfleet_tests::NatsServer::start_in(tmp.path()).await?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let at = |secs| TopologyConfig {
+        lease_ttl: Duration::from_secs(secs),
+        ..TopologyConfig::default()
+    };
+    let max_age = async || -> anyhow::Result<Duration> {
+        let name = format!("KV_{}", subjects::LEADER_BUCKET);
+        let mut stream = js.get_stream(name).await?;
+        Ok(stream.info().await?.config.max_age)
+    };
+    opsfleet_bus::ensure_topology(&js, &at(3)).await?;
+    ensure!(
+        max_age().await? == Duration::from_secs(3),
+        "created at lease_ttl"
+    );
+    // A held lease survives the raise.
+    let kv = js.get_key_value(subjects::LEADER_BUCKET).await?;
+    kv.create("leader", "blue".into()).await?;
+    opsfleet_bus::ensure_topology(&js, &at(15)).await?;
+    ensure!(
+        max_age().await? == Duration::from_secs(15),
+        "a 3 s bucket under lease_ttl 15 s was not raised: {:?}",
+        max_age().await?
+    );
+    ensure!(
+        kv.get("leader").await?.as_deref() == Some(&b"blue"[..]),
+        "the held lease was lost by the raise"
+    );
+    opsfleet_bus::ensure_topology(&js, &at(5)).await?;
+    ensure!(
+        max_age().await? == Duration::from_secs(15),
+        "a longer bucket was lowered under a shorter lease_ttl: {:?}",
+        max_age().await?
+    );
+    Ok(())
 }
