@@ -2,8 +2,9 @@
 //! installed into a cached venv by the harness, on a free loopback port) with a real
 //! nats-server, coordinator, agent and opsctl. The archive is uploaded and read back
 //! (`backup_synced`, the object's bytes equal the local archive); remote retention deletes the
-//! oldest objects; an object deleted in the bucket is reported missing
-//! (`backup_discrepancy`); the local archives deleted, `opsctl restore` restores from S3.
+//! oldest objects; reconciliations compare the objects' metadata (sha256, size) and download
+//! nothing; an object overwritten without metadata is read back and reported mismatched, an
+//! object deleted in the bucket is reported missing (`backup_discrepancy`); the local archives deleted, `opsctl restore` restores from S3.
 //! Credentials come from a 0600 file. Fails (never skips) when moto cannot be installed.
 
 use std::os::unix::fs::PermissionsExt;
@@ -29,6 +30,13 @@ async fn synced_events(url: &str) -> anyhow::Result<Vec<pb::BackupSynced>> {
             _ => None,
         })
         .collect())
+}
+
+/// The object's bytes (it must be there).
+async fn object_bytes(s3: &S3Server, key: &str) -> anyhow::Result<Vec<u8>> {
+    s3.get(BUCKET, key)
+        .await?
+        .with_context(|| format!("no object {key}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +143,46 @@ async fn archives_are_copied_to_s3_pruned_reconciled_and_restored_from_it() {
         );
         ensure!(keys.contains(&key(&a3)), "{a3} kept: {keys:?}");
 
-        // 3. An object deleted in the bucket: reported missing by the next reconciliation.
+        // 3. Reconciliations compare each object's metadata (one HEAD) with the manifest and
+        //    download nothing: the only GET of a3 is the read-back after its upload.
+        let heads = s3.requests("HEAD", BUCKET, &key(&a3));
+        wait_until_default("two more reconciliations of a3", async || {
+            Ok((s3.requests("HEAD", BUCKET, &key(&a3)) >= heads + 2).then_some(()))
+        })
+        .await
+        .with_context(|| s3.log_tail())?;
+        let gets = s3.requests("GET", BUCKET, &key(&a3));
+        ensure!(
+            gets == 1,
+            "{a3} downloaded {gets} times:\n{}",
+            s3.log_tail()
+        );
+
+        // 4. The object overwritten by another writer (same size, another byte, no metadata):
+        //    read back and reported mismatched.
+        let mut other = object_bytes(&s3, &key(&a3)).await?;
+        let mid = other.len() / 2;
+        other[mid] ^= 0xff;
+        s3.put(BUCKET, &key(&a3), other).await?;
+        wait_until_default(
+            "backup_discrepancy with the overwritten object",
+            async || {
+                Ok(events_of(&url, HOST, "backup_discrepancy")
+                    .await?
+                    .into_iter()
+                    .find(|e| {
+                        matches!(&e.body,
+                    pb::event::Body::BackupDiscrepancy(d) if d.mismatched.contains(&a3))
+                    }))
+            },
+        )
+        .await?;
+        ensure!(
+            s3.requests("GET", BUCKET, &key(&a3)) > gets + 1,
+            "the object without metadata was read back (besides this test's own GET)"
+        );
+
+        // 5. An object deleted in the bucket: reported missing by the next reconciliation.
         s3.delete(BUCKET, &key(&a3)).await?;
         wait_until_default("backup_discrepancy with the deleted object", async || {
             Ok(events_of(&url, HOST, "backup_discrepancy")
@@ -148,7 +195,7 @@ async fn archives_are_copied_to_s3_pruned_reconciled_and_restored_from_it() {
         })
         .await?;
 
-        // 4. The host loses its archives: `opsctl restore` fetches the remaining S3 copy,
+        // 6. The host loses its archives: `opsctl restore` fetches the remaining S3 copy,
         //    verifies it against its manifest and restores it.
         let keys = s3.keys(BUCKET, PREFIX).await?;
         let a2 = synced
