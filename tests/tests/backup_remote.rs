@@ -1,6 +1,6 @@
 //! Backups that leave the host, end to end with a real nats-server, coordinator, agent and
-//! opsctl: a job with a `pg_dump`-style pre-backup step (a script writing a file) and a
-//! second-path remote copy. The archive is synced (`backup_synced`, `opsctl backups` shows
+//! opsctl: a job with a `pg_dump`-style pre-backup step (a script writing a file, run with the
+//! variable its job passes and none of the agent's others) and a second-path remote copy. The archive is synced (`backup_synced`, `opsctl backups` shows
 //! the remote state); a remote copy deleted is reported as a discrepancy and raises the
 //! `backup_discrepancy` alert; the local archives deleted, `opsctl restore` restores from the
 //! remote copy, the dump included; a restore outside the host's `restore_targets` is still
@@ -16,6 +16,8 @@ use opsfleet_tests::verbs;
 use opsfleet_tests::{wait_until_default, AgentSpec, Cluster, CoordinatorSpec};
 
 const HOST: &str = "db-01";
+/// In the agent's environment, never passed to its pre-backup step.
+const SECRET: &str = "s3cret-never-passed";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dumped_and_copied_backup_is_restored_from_the_remote_copy() {
@@ -26,14 +28,14 @@ async fn a_dumped_and_copied_backup_is_restored_from_the_remote_copy() {
         let script = dir.join("pg_dump.sh");
         std::fs::write(
             &script,
-            "#!/bin/sh\nprintf 'PGDMP custom dump of %s' \"$OPSFLEET_BACKUP_JOB\" > \"$1\"\n",
+            "#!/bin/sh\nprintf 'PGDMP custom dump of %s\\n' \"$OPSFLEET_BACKUP_JOB\" > \"$1\"\nenv >> \"$1\"\n",
         )?;
         let modules = format!(
             "[[modules]]\ntype = \"backup\"\nname = \"backup\"\ninterval = \"200ms\"\n\
              [[modules.jobs]]\nname = \"app\"\nsources = [\"{src}\"]\ndestination = \"{dest}\"\n\
              schedule = \"24h\"\nkeep_count = 5\n\
              [modules.jobs.pre_backup]\ncommand = [\"/bin/sh\", \"{script}\", \"{{output}}\"]\n\
-             output = \"app.dump\"\ntimeout = \"30s\"\n\
+             output = \"app.dump\"\ntimeout = \"30s\"\npass_env = [\"PGHOST\"]\n\
              [modules.jobs.remote]\ntype = \"path\"\npath = \"{nas}\"\nreconcile_every = \"1s\"\n",
             src = dir.join("src").display(),
             dest = dir.join("dest").display(),
@@ -48,6 +50,8 @@ async fn a_dumped_and_copied_backup_is_restored_from_the_remote_copy() {
         c.add_agent(
             AgentSpec::new(HOST)
                 .heartbeat(Duration::from_millis(200))
+                .env("PGHOST", "/run/postgresql")
+                .env("OPSFLEET_TEST_SECRET", SECRET)
                 .modules_toml(&modules)
                 .policy(&format!(
                     "restore_targets = [{:?}]",
@@ -155,9 +159,15 @@ async fn a_dumped_and_copied_backup_is_restored_from_the_remote_copy() {
             std::fs::read(target.join("src/app.toml"))? == b"x = 1\n",
             "source restored"
         );
+        let dump = std::fs::read_to_string(target.join("app.dump"))?;
         ensure!(
-            std::fs::read(target.join("app.dump"))? == b"PGDMP custom dump of app",
-            "the pre-backup dump restored"
+            dump.starts_with("PGDMP custom dump of app\n"),
+            "the pre-backup dump restored: {dump}"
+        );
+        // The step got the variable its job passes, not the rest of the agent's environment.
+        ensure!(
+            dump.lines().any(|l| l == "PGHOST=/run/postgresql") && !dump.contains(SECRET),
+            "the step's environment: {dump}"
         );
 
         // 4. The host's policy still decides where a restore may write.
