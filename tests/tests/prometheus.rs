@@ -3,9 +3,9 @@
 //! agent's pass `promtool check metrics` with no problem printed, and carry the real figures
 //! (three hosts up, each disk's used ratio as statvfs sees it, exactly one coordinator active,
 //! its epoch > 0, no ingest lag once caught up; web-01's health check of an endpoint slower
-//! than its latency bound `slow` with its p95 and bound, its certificate check's expiry);
-//! one with `[http] metrics_token_file` refuses
-//! a scrape without the token or with another (401). The shipped `deploy/prometheus/` passes
+//! than its latency bound `slow` with its p95 and bound, its certificate check's expiry:
+//! `probe_figures.rs`); one with `[http] metrics_token_file` refuses a scrape without the token
+//! or with another (401). The shipped `deploy/prometheus/` passes
 //! `promtool check rules`, `promtool test rules` and `promtool check config`, the golden
 //! render of every metric family passes `promtool check metrics`, and every metric the rules
 //! and the Grafana dashboard name is one opsfleet exports. A real Prometheus server on the
@@ -28,11 +28,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[path = "probes/apps.rs"]
 mod apps;
+#[path = "prometheus/probe_figures.rs"]
+mod probe_figures;
 #[path = "prometheus/server.rs"]
 mod server;
 #[path = "prometheus/tools.rs"]
 mod tools;
 
+use probe_figures::{probe_figures, probed_apps};
 use tools::{exported_names, find_tool, promtool, referenced_names, run_promtool};
 
 const HOSTS: [&str; 3] = ["db-01", "web-01", "web-02"];
@@ -150,85 +153,6 @@ async fn get_metrics(addr: SocketAddr, token: Option<&str>) -> Result<(u16, Stri
         code.context("not an HTTP answer")?,
         body.unwrap_or_default(),
     ))
-}
-
-/// How long web-01's `slow` endpoint takes to answer; its check's bound is 200 ms.
-const SLOW_MS: u64 = 600;
-
-/// web-01's health module: `slow`, an endpoint answering in `SLOW_MS` under a 200 ms
-/// `latency_p95` bound, and `tls`, a certificate file 5 days and 2 hours from expiry.
-async fn probed_apps(dir: &Path) -> Result<String> {
-    let (_, cert, _) = apps::dev_pki(dir)?;
-    let slow = axum::Router::new().route(
-        "/slow",
-        axum::routing::get(async || {
-            tokio::time::sleep(Duration::from_millis(SLOW_MS)).await;
-            "ok"
-        }),
-    );
-    let port = apps::serve(slow, None).await?;
-    Ok(format!(
-        r#"
-[[modules]]
-type = "health"
-interval = "2s"
-
-[[modules.probes]]
-name = "slow"
-type = "http"
-url = "http://127.0.0.1:{port}/slow"
-latency_p95 = "200ms"
-latency_window = 3
-
-[[modules.probes]]
-name = "tls"
-type = "cert"
-path = "{}"
-"#,
-        cert.display()
-    ))
-}
-
-/// Waits until the active coordinator's `/metrics` shows web-01's slow check slow with its
-/// p95 and bound, and its certificate check's expiry; returns that body.
-async fn probe_figures(addr: SocketAddr, active: &str) -> Result<String> {
-    let series = |family: &str, check: &str| {
-        format!("opsfleet_health_check_{family}{{host=\"web-01\",check=\"{check}\"}}")
-    };
-    let body = wait_until(
-        "the active coordinator's /metrics to show web-01's slow check and certificate",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        async || {
-            let body = metrics_of(addr, token_of(active)).await?;
-            let slow = value(&body, &series("slow", "slow"));
-            let days = value(&body, &series("cert_expiry_timestamp_seconds", "tls"));
-            Ok((slow == Some(1.0) && days.is_some()).then_some(body))
-        },
-    )
-    .await?;
-    let p95 = value(&body, &series("latency_p95_seconds", "slow")).unwrap_or(0.0);
-    let floor = SLOW_MS as f64 / 1000.0;
-    ensure!(
-        (floor..floor + 2.0).contains(&p95),
-        "web-01's slow check p95 {p95}s, its endpoint takes {floor}s"
-    );
-    let bound = value(&body, &series("latency_bound_seconds", "slow"));
-    ensure!(bound == Some(0.2), "web-01's slow check bound {bound:?}");
-    // 5 days and 2 hours at issue, a minute or two before this scrape.
-    let expiry = value(&body, &series("cert_expiry_timestamp_seconds", "tls")).unwrap_or(0.0);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-    let days = (expiry - now.as_secs_f64()) / 86_400.0;
-    ensure!(
-        (5.0..5.0 + 2.0 / 24.0).contains(&days),
-        "web-01's certificate has {days} days left, it was issued with 5 days 2 h"
-    );
-    let fast = series("slow", "tls");
-    ensure!(
-        value(&body, &fast).is_none(),
-        "{fast}: a check without a bound has no slow sample"
-    );
-    Ok(body)
 }
 
 /// The token a coordinator's `/metrics` asks for (blue's), if any.
