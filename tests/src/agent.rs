@@ -33,6 +33,8 @@ pub struct AgentSpec {
     /// The `ops-agent` executable to run instead of the one `bins::bin` finds (the idle bench
     /// runs each agent from its own copy, as one agent per host does).
     pub binary: Option<PathBuf>,
+    /// Environment variables the agent process gets beside the test's own.
+    pub env: Vec<(String, String)>,
 }
 
 impl AgentSpec {
@@ -50,7 +52,14 @@ impl AgentSpec {
             nats_toml: String::new(),
             policy_toml: String::new(),
             binary: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets `key` to `value` in the agent process's environment.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Runs this executable instead of the workspace's `ops-agent`.
@@ -223,6 +232,9 @@ impl Agent {
                 home.join("agent.log"),
             ),
         };
+        for (key, value) in &spec.env {
+            proc.env(key, value);
+        }
         proc.spawn()?;
         Ok(Agent {
             host: spec.host.clone(),

@@ -29,6 +29,7 @@
 pub mod agent;
 pub mod alertmanager;
 pub mod artifacts;
+pub mod backup;
 pub mod bins;
 pub mod browser;
 pub mod check;
@@ -37,6 +38,7 @@ pub mod compose;
 pub mod console;
 pub mod coordinator;
 pub mod disk;
+pub mod injected;
 pub mod nats;
 pub mod netns;
 pub mod opsctl;

@@ -216,6 +216,33 @@ async fn record(
     resp
 }
 
+/// A coordinator's `[alerts]` and `[notify]` for tests that watch a receiver: evaluated every
+/// 500 ms (a host lost after 10 missed heartbeats, no silent kinds), `disk_warn` off,
+/// `disk_crit` firing after 1 s plus `disk_crit` keys, then `rules` (more rule tables), and
+/// one webhook route `ops` to `hook` plus `route` keys.
+pub fn webhook_alerts_toml(hook: &str, disk_crit: &str, rules: &str, route: &str) -> String {
+    format!(
+        r#"
+[alerts]
+interval = "500ms"
+missed_heartbeats = 10
+silent_kinds = []
+
+[alerts.rules.disk_warn]
+enabled = false
+
+[alerts.rules.disk_crit]
+for = "1s"
+{disk_crit}
+{rules}
+[[notify.routes]]
+name = "ops"
+kind = "webhook"
+url = "{hook}"
+{route}"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! A real S3-compatible server for tests: moto's server mode (`python -m moto.server`) from a
 //! venv under the target dir (`tests/fixtures/moto/requirements.txt`, built once, cached),
-//! on a free loopback port, with plain-HTTP helpers to create a bucket and read, list and
-//! delete objects (moto checks no signature).
+//! on a free loopback port, with plain-HTTP helpers to create a bucket and read, write, list
+//! and delete objects (moto checks no signature), and a count of the requests its access log
+//! shows for an object.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -106,6 +107,28 @@ impl S3Server {
             bail!("get {key}: {}", r.status());
         }
         Ok(Some(r.bytes().await?.to_vec()))
+    }
+
+    /// Writes `bytes` as the object, without user metadata (as another writer would).
+    pub async fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> Result<()> {
+        let r = self
+            .http
+            .put(self.url(bucket, key))
+            .body(bytes)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("put {key}: {}", r.status());
+        }
+        Ok(())
+    }
+
+    /// How many `method` requests for `key` moto's access log shows since it started.
+    pub fn requests(&self, method: &str, bucket: &str, key: &str) -> usize {
+        let line = format!("\"{method} /{bucket}/{key} HTTP/");
+        (self.proc.log_since_start().lines())
+            .filter(|l| l.contains(&line))
+            .count()
     }
 
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {

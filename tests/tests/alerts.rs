@@ -11,34 +11,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
+use opsfleet_tests::receiver::webhook_alerts_toml;
 use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec, Receiver, Recorded};
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const WAIT: Duration = Duration::from_secs(60);
 
 fn coordinator_toml(hook: &str) -> String {
-    format!(
-        r#"
-[alerts]
-interval = "500ms"
-missed_heartbeats = 10
-silent_kinds = []
-
-[alerts.rules.disk_warn]
-enabled = false
-
-[alerts.rules.disk_crit]
-for = "1s"
-resolve_after = "1s"
-
-[alerts.rules.log_errors]
-window = "20s"
-
-[[notify.routes]]
-name = "ops"
-kind = "webhook"
-url = "{hook}"
-"#
+    webhook_alerts_toml(
+        hook,
+        "resolve_after = \"1s\"\n",
+        "[alerts.rules.log_errors]\nwindow = \"20s\"\n",
+        "",
     )
 }
 

@@ -1,70 +1,52 @@
 //! Backups that leave the host, end to end with a real nats-server, coordinator, agent and
-//! opsctl: a job with a `pg_dump`-style pre-backup step (a script writing a file) and a
-//! second-path remote copy. The archive is synced (`backup_synced`, `opsctl backups` shows
-//! the remote state); a remote copy deleted is reported as a discrepancy and raises the
+//! opsctl: a job with a `pg_dump`-style pre-backup step (a script writing a file, run with the
+//! variable its job passes and none of the agent's others) and a second-path remote copy. The
+//! archive is synced (`backup_synced`, `opsctl backups` shows the remote state); a remote copy deleted is reported as a discrepancy and raises the
 //! `backup_discrepancy` alert; the local archives deleted, `opsctl restore` restores from the
 //! remote copy, the dump included; a restore outside the host's `restore_targets` is still
 //! refused.
 
-use std::time::Duration;
-
 use anyhow::ensure;
 use opsfleet_proto::api::{AlertsReply, BackupsReply};
-use opsfleet_proto::pb;
-use opsfleet_tests::stream::events_of;
+use opsfleet_tests::backup::{self, BackupDirs};
 use opsfleet_tests::verbs;
-use opsfleet_tests::{wait_until_default, AgentSpec, Cluster, CoordinatorSpec};
+use opsfleet_tests::{wait_until_default, Cluster, CoordinatorSpec};
 
 const HOST: &str = "db-01";
+/// In the agent's environment, never passed to its pre-backup step.
+const SECRET: &str = "s3cret-never-passed";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dumped_and_copied_backup_is_restored_from_the_remote_copy() {
     Cluster::run("backup_remote", async |c: &mut Cluster| {
         let dir = c.dir().to_owned();
-        std::fs::create_dir_all(dir.join("src"))?;
-        std::fs::write(dir.join("src/app.toml"), b"x = 1\n")?;
+        let dirs = BackupDirs::create(&dir)?;
         let script = dir.join("pg_dump.sh");
         std::fs::write(
             &script,
-            "#!/bin/sh\nprintf 'PGDMP custom dump of %s' \"$OPSFLEET_BACKUP_JOB\" > \"$1\"\n",
+            "#!/bin/sh\nprintf 'PGDMP custom dump of %s\\n' \"$OPSFLEET_BACKUP_JOB\" > \"$1\"\nenv >> \"$1\"\n",
         )?;
-        let modules = format!(
-            "[[modules]]\ntype = \"backup\"\nname = \"backup\"\ninterval = \"200ms\"\n\
-             [[modules.jobs]]\nname = \"app\"\nsources = [\"{src}\"]\ndestination = \"{dest}\"\n\
-             schedule = \"24h\"\nkeep_count = 5\n\
+        let modules = dirs.module(&format!(
+            "keep_count = 5\n\
              [modules.jobs.pre_backup]\ncommand = [\"/bin/sh\", \"{script}\", \"{{output}}\"]\n\
-             output = \"app.dump\"\ntimeout = \"30s\"\n\
+             output = \"app.dump\"\ntimeout = \"30s\"\npass_env = [\"PGHOST\"]\n\
              [modules.jobs.remote]\ntype = \"path\"\npath = \"{nas}\"\nreconcile_every = \"1s\"\n",
-            src = dir.join("src").display(),
-            dest = dir.join("dest").display(),
             script = script.display(),
             nas = dir.join("nas").display(),
-        );
+        ));
         let mut blue = CoordinatorSpec::new("blue");
         blue.extra_toml = "[alerts]\ninterval = \"500ms\"\nmin_silence = \"1h\"\n".to_owned();
         c.add_coordinator(blue)?;
-        let restore_root = dir.join("restores");
-        std::fs::create_dir_all(&restore_root)?;
         c.add_agent(
-            AgentSpec::new(HOST)
-                .heartbeat(Duration::from_millis(200))
-                .modules_toml(&modules)
-                .policy(&format!(
-                    "restore_targets = [{:?}]",
-                    restore_root.display().to_string()
-                )),
+            dirs.agent(HOST, &modules)
+                .env("PGHOST", "/run/postgresql")
+                .env("OPSFLEET_TEST_SECRET", SECRET),
         )?;
         let url = c.nats_url();
 
         // 1. The scheduled first run: archived with the dump, copied and read back.
         let synced = wait_until_default("backup_synced", async || {
-            Ok(events_of(&url, HOST, "backup_synced")
-                .await?
-                .into_iter()
-                .find_map(|e| match e.body {
-                    pb::event::Body::BackupSynced(s) => Some(s),
-                    _ => None,
-                }))
+            Ok(backup::synced(&url, HOST).await?.into_iter().next())
         })
         .await?;
         let archive = synced.archive.clone();
@@ -94,14 +76,8 @@ async fn a_dumped_and_copied_backup_is_restored_from_the_remote_copy() {
         // 2. The remote copy deleted: the next reconciliation reports it missing, and the
         //    coordinator raises backup_discrepancy.
         std::fs::remove_file(dir.join("nas").join(&archive))?;
-        wait_until_default("backup_discrepancy with the missing archive", async || {
-            Ok(events_of(&url, HOST, "backup_discrepancy")
-                .await?
-                .into_iter()
-                .find(|e| {
-                    matches!(&e.body,
-                    pb::event::Body::BackupDiscrepancy(d) if d.missing.contains(&archive))
-                }))
+        backup::discrepancy(&url, HOST, "with the missing archive", |d| {
+            d.missing.contains(&archive)
         })
         .await?;
         let alert = wait_until_default("backup_discrepancy alert firing", async || {
@@ -122,42 +98,23 @@ async fn a_dumped_and_copied_backup_is_restored_from_the_remote_copy() {
 
         // 3. The next run copies again (catch-up), then the host loses its archives:
         //    `opsctl restore` fetches the remote copy, verifies it and restores the dump too.
-        let (ok, outcome, stderr) =
-            verbs::verb(c, HOST, &["backup", "run", "--job", "app"]).await?;
-        ensure!(
-            ok && outcome["all_completed"] == true,
-            "backup run: {outcome} {stderr}"
-        );
+        backup::run_now(c, HOST).await?;
         ensure!(
             dir.join("nas").join(&archive).is_file(),
             "catch-up copied {archive} again"
         );
-        std::fs::remove_dir_all(dir.join("dest"))?;
-        let target = restore_root.join("restored");
-        let target_arg = target.display().to_string();
-        let (ok, outcome, stderr) = verbs::verb(
-            c,
-            HOST,
-            &[
-                "restore",
-                "--archive",
-                archive.as_str(),
-                "--target",
-                &target_arg,
-            ],
-        )
-        .await?;
+        std::fs::remove_dir_all(&dirs.dest)?;
+        let target = dirs.restores.join("restored");
+        backup::restore(c, HOST, &archive, &target).await?;
+        let dump = std::fs::read_to_string(target.join("app.dump"))?;
         ensure!(
-            ok && outcome["all_completed"] == true,
-            "restore: {outcome} {stderr}"
+            dump.starts_with("PGDMP custom dump of app\n"),
+            "the pre-backup dump restored: {dump}"
         );
+        // The step got the variable its job passes, not the rest of the agent's environment.
         ensure!(
-            std::fs::read(target.join("src/app.toml"))? == b"x = 1\n",
-            "source restored"
-        );
-        ensure!(
-            std::fs::read(target.join("app.dump"))? == b"PGDMP custom dump of app",
-            "the pre-backup dump restored"
+            dump.lines().any(|l| l == "PGHOST=/run/postgresql") && !dump.contains(SECRET),
+            "the step's environment: {dump}"
         );
 
         // 4. The host's policy still decides where a restore may write.

@@ -4,23 +4,16 @@
 //! command delivered twice runs once; a coordinator frozen past its lease issues nothing after
 //! it resumes, and agents reject anything stamped with its old epoch.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use async_nats::jetstream;
 use nix::sys::signal::Signal;
 use opsfleet_proto::api::{CommandView, Responder, StatusReply};
-use opsfleet_proto::{pb, subjects, EventEnvelope, COORDINATOR_MODULE};
+use opsfleet_proto::{pb, subjects};
+use opsfleet_tests::injected::{self, command_view, now_ms, publish_command, record_issue};
 use opsfleet_tests::{wait_until_default, AgentSpec, Cluster, CoordinatorSpec};
-use prost::Message;
 use serde_json::Value;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn agent(host: &str) -> AgentSpec {
     AgentSpec::new(host)
@@ -37,16 +30,6 @@ async fn commands(c: &mut Cluster, host: &str) -> Result<Vec<CommandView>> {
         .await?
         .ok()?;
     Ok(serde_json::from_str(out.stdout.trim())?)
-}
-
-async fn command(c: &mut Cluster, id: &str) -> Result<Option<CommandView>> {
-    let out = c
-        .opsctl
-        .run(&["--output", "json", "commands", "--id", id])
-        .await?
-        .ok()?;
-    let views: Vec<CommandView> = serde_json::from_str(out.stdout.trim())?;
-    Ok(views.into_iter().next())
 }
 
 async fn module_state(c: &mut Cluster, host: &str, module: &str) -> Result<String> {
@@ -70,51 +53,6 @@ async fn issue_no_wait(c: &mut Cluster, args: &[&str]) -> Result<String> {
         .as_str()
         .context("id")?
         .to_owned())
-}
-
-/// Records `cmd` in the event log the way a coordinator does before it sends one (its
-/// `command_issued` event, here from a coordinator named `tester`): coordinators admit an
-/// agent's answers only for commands issued to that agent.
-async fn record_issue(js: &jetstream::Context, cmd: &pb::Command, action: &str) -> Result<()> {
-    let ev = EventEnvelope {
-        id: uuid::Uuid::now_v7(),
-        host: "tester".into(),
-        seq: 1,
-        time_unix_ms: now_ms(),
-        module: COORDINATOR_MODULE.into(),
-        incarnation: uuid::Uuid::now_v7(),
-        body: pb::event::Body::CommandIssued(pb::CommandIssued {
-            command_id: cmd.id.clone(),
-            target: cmd.target.clone(),
-            epoch: cmd.epoch,
-            issued_by: cmd.issued_by.clone(),
-            action: action.into(),
-            module: "disk".into(),
-            deadline_unix_ms: cmd.deadline_unix_ms,
-            issued_role: "operator".into(),
-        }),
-    };
-    let msg = jetstream::message::PublishMessage::build()
-        .payload(ev.encode_to_vec().into())
-        .message_id(ev.id.to_string());
-    js.send_publish(
-        subjects::coordinator_event_subject("tester", ev.kind()),
-        msg,
-    )
-    .await?
-    .await?;
-    Ok(())
-}
-
-/// Publishes a raw command as the coordinators would.
-async fn publish_command(js: &jetstream::Context, cmd: &pb::Command, msg_id: &str) -> Result<()> {
-    let msg = jetstream::message::PublishMessage::build()
-        .payload(cmd.encode_to_vec().into())
-        .message_id(msg_id);
-    js.send_publish(subjects::command_subject(&cmd.target), msg)
-        .await?
-        .await?;
-    Ok(())
 }
 
 async fn active(client: &async_nats::Client) -> Option<Responder> {
@@ -163,7 +101,7 @@ async fn pause_offline_expired_and_duplicate_delivery() {
             .as_str()
             .context("command id")?
             .to_owned();
-        let view = command(c, &paused_id).await?.context("ledger entry")?;
+        let view = command_view(c, &paused_id).await?.context("ledger entry")?;
         let steps: Vec<&str> = view.history.iter().map(|h| h.state.as_str()).collect();
         ensure!(
             steps == ["issued", "accepted", "completed"],
@@ -187,13 +125,13 @@ async fn pause_offline_expired_and_duplicate_delivery() {
         )
         .await?;
         ensure!(
-            command(c, &offline_id).await?.map(|v| v.state)
+            command_view(c, &offline_id).await?.map(|v| v.state)
                 == Some(opsfleet_proto::api::CommandState::Issued),
             "not pending"
         );
         c.agent("web-02")?.restart()?;
         wait_until_default("the offline pause to complete on return", async || {
-            Ok(command(c, &offline_id)
+            Ok(command_view(c, &offline_id)
                 .await?
                 .filter(|v| v.state == opsfleet_proto::api::CommandState::Completed))
         })
@@ -211,7 +149,7 @@ async fn pause_offline_expired_and_duplicate_delivery() {
         )
         .await?;
         wait_until_default("the undelivered command to expire", async || {
-            Ok(command(c, &expiring_id)
+            Ok(command_view(c, &expiring_id)
                 .await?
                 .filter(|v| v.state == opsfleet_proto::api::CommandState::Expired))
         })
@@ -223,7 +161,7 @@ async fn pause_offline_expired_and_duplicate_delivery() {
             module_state(c, "web-02", "disk").await? == "paused",
             "an expired resume ran"
         );
-        let v = command(c, &expiring_id).await?.context("entry")?;
+        let v = command_view(c, &expiring_id).await?.context("entry")?;
         ensure!(
             v.state == opsfleet_proto::api::CommandState::Expired && v.accepted_count == 0,
             "expired command: {v:?}"
@@ -251,13 +189,13 @@ async fn pause_offline_expired_and_duplicate_delivery() {
         publish_command(&js, &dup, "dup-1").await?;
         publish_command(&js, &dup, "dup-2").await?;
         wait_until_default("the duplicated command to complete", async || {
-            Ok(command(c, &dup.id)
+            Ok(command_view(c, &dup.id)
                 .await?
                 .filter(|v| v.state == opsfleet_proto::api::CommandState::Completed))
         })
         .await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let v = command(c, &dup.id).await?.context("entry")?;
+        let v = command_view(c, &dup.id).await?.context("entry")?;
         ensure!(
             v.accepted_count == 1,
             "delivered twice, accepted {} times: {v:?}",
@@ -323,19 +261,11 @@ async fn a_frozen_old_active_issues_nothing_and_its_epoch_is_rejected() {
         ensure!(text.contains("not active"), "blue answered a command request: {text}");
 
         // Anything stamped with the old epoch is rejected by the agent.
-        let stale = pb::Command {
-            id: uuid::Uuid::now_v7().to_string(),
-            epoch: old.epoch,
-            issued_by: "old-blue".into(),
-            target: "web-01".into(),
-            deadline_unix_ms: now_ms() + 60_000,
-            issued_unix_ms: now_ms(),
-            action: Some(pb::command::Action::Pause(pb::ModuleAction { module: "disk".into() })),
-        };
+        let stale = injected::pause("web-01", old.epoch);
         record_issue(&js, &stale, "pause").await?;
         publish_command(&js, &stale, &stale.id).await?;
         let v = wait_until_default("the stale command to be rejected", async || {
-            Ok(command(c, &stale.id).await?.filter(|v| v.state == opsfleet_proto::api::CommandState::Rejected))
+            Ok(command_view(c, &stale.id).await?.filter(|v| v.state == opsfleet_proto::api::CommandState::Rejected))
         })
         .await?;
         ensure!(v.detail.contains("epoch"), "rejection reason: {}", v.detail);

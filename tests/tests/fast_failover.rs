@@ -5,15 +5,16 @@
 //! then continued issues nothing an agent accepts (agents reject its epoch, it refuses
 //! commands) and gives up the notification it was retrying, which the new active sends once.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use async_nats::jetstream;
 use nix::sys::signal::Signal;
-use opsfleet_proto::api::{CommandView, LeaderRole, Responder, StatusReply};
-use opsfleet_proto::{pb, subjects, EventEnvelope, COORDINATOR_MODULE};
+use opsfleet_proto::api::{LeaderRole, Responder, StatusReply};
+use opsfleet_proto::subjects;
+use opsfleet_tests::injected;
+use opsfleet_tests::receiver::webhook_alerts_toml;
 use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec, Receiver};
-use prost::Message;
 
 const TTL: Duration = Duration::from_secs(6);
 const WAIT: Duration = Duration::from_secs(60);
@@ -22,13 +23,6 @@ fn coordinator(name: &str, extra: &str) -> CoordinatorSpec {
     CoordinatorSpec::new(name)
         .topology_toml("lease_ttl = \"6s\"\ntakeover_after = \"2s\"")
         .config_toml(extra)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 async fn ask(client: &async_nats::Client, name: &str) -> Option<Responder> {
@@ -119,82 +113,16 @@ async fn kill_9_of_the_active_is_taken_over_before_the_ttl_could_expire() {
 
 /// Alerts on, the disk rule firing at once, one webhook route retrying fast and long.
 fn alerts_toml(hook: &str) -> String {
-    format!(
-        r#"
-[alerts]
-interval = "500ms"
-missed_heartbeats = 10
-silent_kinds = []
-
-[alerts.rules.disk_warn]
-enabled = false
-
-[alerts.rules.disk_crit]
-for = "1s"
-
-[[notify.routes]]
-name = "ops"
-kind = "webhook"
-url = "{hook}"
-max_attempts = 20
-retry_min_delay = "500ms"
-retry_max_delay = "2s"
-timeout = "2s"
-"#
-    )
-}
-
-async fn command(c: &mut Cluster, id: &str) -> Result<Option<CommandView>> {
-    let out = (c.opsctl)
-        .run(&["--output", "json", "commands", "--id", id])
-        .await?
-        .ok()?;
-    let views: Vec<CommandView> = serde_json::from_str(out.stdout.trim())?;
-    Ok(views.into_iter().next())
+    let retries = "max_attempts = 20\nretry_min_delay = \"500ms\"\nretry_max_delay = \"2s\"\n\
+                   timeout = \"2s\"\n";
+    webhook_alerts_toml(hook, "", "", retries)
 }
 
 /// A command stamped with `epoch`, recorded and published the way a coordinator does.
 async fn publish_stale(js: &jetstream::Context, epoch: u64) -> Result<String> {
-    let cmd = pb::Command {
-        id: uuid::Uuid::now_v7().to_string(),
-        epoch,
-        issued_by: "old-blue".into(),
-        target: "web-01".into(),
-        deadline_unix_ms: now_ms() + 60_000,
-        issued_unix_ms: now_ms(),
-        action: Some(pb::command::Action::Pause(pb::ModuleAction {
-            module: "disk".into(),
-        })),
-    };
-    let ev = EventEnvelope {
-        id: uuid::Uuid::now_v7(),
-        host: "tester".into(),
-        seq: 1,
-        time_unix_ms: now_ms(),
-        module: COORDINATOR_MODULE.into(),
-        incarnation: uuid::Uuid::now_v7(),
-        body: pb::event::Body::CommandIssued(pb::CommandIssued {
-            command_id: cmd.id.clone(),
-            target: cmd.target.clone(),
-            epoch,
-            issued_by: cmd.issued_by.clone(),
-            action: "pause".into(),
-            module: "disk".into(),
-            deadline_unix_ms: cmd.deadline_unix_ms,
-            issued_role: "operator".into(),
-        }),
-    };
-    let msg = jetstream::message::PublishMessage::build()
-        .payload(ev.encode_to_vec().into())
-        .message_id(ev.id.to_string());
-    let subject = subjects::coordinator_event_subject("tester", ev.kind());
-    js.send_publish(subject, msg).await?.await?;
-    let msg = jetstream::message::PublishMessage::build()
-        .payload(cmd.encode_to_vec().into())
-        .message_id(cmd.id.clone());
-    (js.send_publish(subjects::command_subject(&cmd.target), msg)
-        .await?)
-        .await?;
+    let cmd = injected::pause("web-01", epoch);
+    injected::record_issue(js, &cmd, "pause").await?;
+    injected::publish_command(js, &cmd, &cmd.id).await?;
     Ok(cmd.id)
 }
 
@@ -306,7 +234,7 @@ async fn an_active_frozen_past_the_takeover_issues_nothing_and_sends_nothing_twi
             WAIT,
             Duration::from_millis(200),
             async || {
-                Ok(command(c, &stale)
+                Ok(injected::command_view(c, &stale)
                     .await?
                     .filter(|v| v.state == opsfleet_proto::api::CommandState::Rejected))
             },

@@ -7,7 +7,7 @@
 //! bound is `slow` (and `health_slow`) while the check stays ready; the certificate is
 //! `cert_warn`; a WebSocket server that stops answering fails its check.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,11 @@ use futures::{SinkExt, StreamExt};
 use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
+
+#[path = "probes/apps.rs"]
+mod apps;
+
+use apps::{dev_pki, serve};
 
 const WAIT: Duration = Duration::from_secs(90);
 const POLL: Duration = Duration::from_millis(500);
@@ -36,50 +41,6 @@ resolve_after = "1s"
 for = "0s"
 resolve_after = "1s"
 "#;
-
-/// A dev CA and a server certificate for localhost it signed, 5 days (and 2 h) to live.
-fn dev_pki(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "opsfleet probes test CA");
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(5) + time::Duration::hours(2);
-    let cert = params.signed_by(&key, &issuer)?;
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    );
-    std::fs::write(&paths.0, ca_cert.pem())?;
-    std::fs::write(&paths.1, cert.pem())?;
-    std::fs::write(&paths.2, key.serialize_pem())?;
-    Ok(paths)
-}
-
-/// Serves `app` on loopback (TLS when `tls` is given); returns the port.
-async fn serve(app: axum::Router, tls: Option<(&Path, &Path)>) -> Result<u16> {
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = tcp.local_addr()?.port();
-    let acceptor = match tls {
-        Some((cert, key)) => Some(opsfleet_httpserve::acceptor(cert, key)?),
-        None => None,
-    };
-    tokio::spawn(opsfleet_httpserve::serve(
-        tcp,
-        acceptor,
-        app,
-        std::future::pending(),
-    ));
-    Ok(port)
-}
 
 /// A WebSocket server answering pings while `answering`; otherwise it completes the
 /// handshake and reads nothing (so pings go unanswered).

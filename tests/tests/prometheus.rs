@@ -2,8 +2,10 @@
 //! coordinators with `[http]`, three agents with disks): both coordinators' `/metrics` and an
 //! agent's pass `promtool check metrics` with no problem printed, and carry the real figures
 //! (three hosts up, each disk's used ratio as statvfs sees it, exactly one coordinator active,
-//! its epoch > 0, no ingest lag once caught up); one with `[http] metrics_token_file` refuses
-//! a scrape without the token or with another (401). The shipped `deploy/prometheus/` passes
+//! its epoch > 0, no ingest lag once caught up; web-01's health check of an endpoint slower
+//! than its latency bound `slow` with its p95 and bound, its certificate check's expiry:
+//! `probe_figures.rs`); one with `[http] metrics_token_file` refuses a scrape without the token
+//! or with another (401). The shipped `deploy/prometheus/` passes
 //! `promtool check rules`, `promtool test rules` and `promtool check config`, the golden
 //! render of every metric family passes `promtool check metrics`, and every metric the rules
 //! and the Grafana dashboard name is one opsfleet exports. A real Prometheus server on the
@@ -24,11 +26,16 @@ use opsfleet_tests::secure::repo_root;
 use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "probes/apps.rs"]
+mod apps;
+#[path = "prometheus/probe_figures.rs"]
+mod probe_figures;
 #[path = "prometheus/server.rs"]
 mod server;
 #[path = "prometheus/tools.rs"]
 mod tools;
 
+use probe_figures::{probe_figures, probed_apps};
 use tools::{exported_names, find_tool, promtool, referenced_names, run_promtool};
 
 const HOSTS: [&str; 3] = ["db-01", "web-01", "web-02"];
@@ -189,7 +196,8 @@ async fn coordinators_and_agents_export_the_fleet_to_prometheus() {
                 .heartbeat(Duration::from_millis(500))
                 .disk(Duration::from_secs(1), vec![watched.clone()]);
             if host == "web-01" {
-                spec = spec.modules_toml("\n[http]\nlisten = \"127.0.0.1:0\"\n");
+                let health = probed_apps(c.dir()).await?;
+                spec = spec.modules_toml(&format!("\n[http]\nlisten = \"127.0.0.1:0\"\n{health}"));
             }
             c.add_agent(spec)?;
         }
@@ -242,6 +250,11 @@ async fn coordinators_and_agents_export_the_fleet_to_prometheus() {
         .await?;
         let epoch = value(&active.1, "opsfleet_coordinator_epoch").unwrap_or(0.0);
         ensure!(epoch > 0.0, "{} is active with epoch {epoch}", active.0);
+        let active_http = (c.coordinator(active.0)?.http_addr()).context("no HTTP address")?;
+        let probes = probe_figures(active_http, active.0).await?;
+        run_promtool(&["check", "metrics"], Some(&probes), true)
+            .await
+            .context("/metrics with probe figures")?;
 
         // blue refuses a scrape without its token, or with another.
         let blue = (c.coordinator("blue")?.http_addr()).context("blue has no HTTP address")?;

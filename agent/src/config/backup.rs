@@ -135,7 +135,8 @@ pub struct BackupJobConfig {
 /// The agent makes a private (0700) scratch directory `<destination>/.<job>.pre-backup/`, runs
 /// the command there in its own process group, stdin and stdout closed, with `{output}` in any
 /// argument replaced by the output file's path (also in the env var `OPSFLEET_BACKUP_OUTPUT`;
-/// `OPSFLEET_BACKUP_JOB` holds the job's name). Exit 0 with the file written: the file is
+/// `OPSFLEET_BACKUP_JOB` holds the job's name), in a cleared environment: only the agent's
+/// `PATH`, `HOME`, `LANG` and the variables `pass_env` names. Exit 0 with the file written: the file is
 /// archived as `<output>`. A non-zero exit, a signal, the timeout (the whole group is killed)
 /// or a missing output file fails the run (`backup_failed` with the end of its stderr). The
 /// scratch directory is removed after every run, whatever happened.
@@ -149,6 +150,10 @@ pub struct PreBackupConfig {
     /// The command is killed (its whole process group) when it runs longer.
     #[serde(default = "default_pre_backup_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Names of the agent's environment variables the command gets too (beside `PATH`,
+    /// `HOME` and `LANG`); the rest of the agent's environment is not passed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_env: Vec<String>,
 }
 
 /// The placeholder replaced by the output file's path in `pre_backup.command`.
@@ -193,9 +198,23 @@ impl PreBackupConfig {
         if self.timeout.is_zero() {
             out.push(("timeout".into(), "must be greater than 0".into()));
         }
+        for (i, name) in self.pass_env.iter().enumerate() {
+            let plain = !name.is_empty() && !name.contains(['=', '\0']);
+            let why = if !plain {
+                "must be an environment variable's name (not empty, no '=')"
+            } else if name.starts_with(PRE_BACKUP_ENV_PREFIX) {
+                "OPSFLEET_BACKUP_* variables are set by the agent"
+            } else {
+                continue;
+            };
+            out.push((format!("pass_env[{i}]"), format!("{why}: {name:?}")));
+        }
         out
     }
 }
+
+/// The prefix of the variables the agent sets for a pre-backup step itself.
+pub const PRE_BACKUP_ENV_PREFIX: &str = "OPSFLEET_BACKUP_";
 
 fn default_schedule() -> Duration {
     Duration::from_secs(24 * 3600)
@@ -318,177 +337,4 @@ impl BackupJobConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::{parse_str, ModuleConfig};
-
-    const HEAD: &str = "host = \"db-01\"\n[[modules]]\ntype = \"backup\"\n";
-
-    #[test]
-    fn a_job_parses_with_defaults() {
-        let text = format!(
-            "{HEAD}[[modules.jobs]]\nname = \"pg\"\nsources = [\"/var/lib/pg\"]\ndestination = \"/var/backups/pg\"\n"
-        );
-        let cfg = parse_str(&text).expect("valid");
-        let ModuleConfig::Backup(b) = &cfg.modules[0] else {
-            panic!("backup")
-        };
-        assert_eq!(cfg.modules[0].name(), "backup");
-        assert_eq!(b.interval, super::default_backup_interval());
-        let j = &b.jobs[0];
-        assert_eq!(j.compression, super::Compression::Zstd);
-        assert_eq!((j.keep_days, j.keep_count), (7, 7));
-        assert_eq!(j.schedule, super::default_schedule());
-        assert_eq!(j.progress_every_files, 1000);
-    }
-
-    #[test]
-    fn every_problem_is_reported_with_its_key() {
-        let text = format!(
-            "{HEAD}[[modules.jobs]]\nname = \"bad name\"\nsources = [\"rel\", \"/a/x\", \"/b/x\"]\ndestination = \"/a/x/out\"\nschedule = \"0s\"\nkeep_count = 0\ncompression = \"zstd\"\n[[modules.jobs]]\nname = \"ok\"\nsources = []\ndestination = \"dest\"\nprogress_every_files = 0\n[[modules.jobs]]\nname = \"ok\"\nsources = [\"/c\"]\ndestination = \"/d\"\n"
-        );
-        let problems = parse_str(&text).expect_err("invalid");
-        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-        for k in [
-            "modules[0].jobs[0].name",
-            "modules[0].jobs[0].sources[0]",
-            "modules[0].jobs[0].sources[2]",
-            "modules[0].jobs[0].destination",
-            "modules[0].jobs[0].schedule",
-            "modules[0].jobs[0].keep_count",
-            "modules[0].jobs[1].sources",
-            "modules[0].jobs[1].destination",
-            "modules[0].jobs[1].progress_every_files",
-            "modules[0].jobs[2].name",
-        ] {
-            assert!(keys.contains(&k), "{k} missing from {problems:#?}");
-        }
-        // Lines point into the file.
-        assert!(problems.iter().all(|p| p.line.is_some()), "{problems:#?}");
-    }
-
-    #[test]
-    fn a_pre_backup_step_parses_with_its_default_timeout() {
-        let text = format!(
-            "{HEAD}[[modules.jobs]]\nname = \"pg\"\nsources = [\"/etc/pg\"]\ndestination = \"/var/backups/pg\"\n\
-             [modules.jobs.pre_backup]\ncommand = [\"/usr/bin/pg_dump\", \"-F\", \"c\", \"-f\", \"{{output}}\"]\noutput = \"app.dump\"\n"
-        );
-        let cfg = parse_str(&text).expect("valid");
-        let ModuleConfig::Backup(b) = &cfg.modules[0] else {
-            panic!("backup")
-        };
-        let pre = b.jobs[0].pre_backup.as_ref().expect("pre_backup");
-        assert_eq!(pre.command[4], super::PRE_BACKUP_OUTPUT_PLACEHOLDER);
-        assert_eq!(pre.output, "app.dump");
-        assert_eq!(pre.timeout, super::default_pre_backup_timeout());
-    }
-
-    #[test]
-    fn every_pre_backup_problem_is_reported() {
-        let job = |name: &str, pre: &str| {
-            format!(
-                "[[modules.jobs]]\nname = \"{name}\"\nsources = [\"/srv/app.dump\"]\ndestination = \"/d\"\n[modules.jobs.pre_backup]\n{pre}\n"
-            )
-        };
-        let text = format!(
-            "{HEAD}{}{}{}",
-            job(
-                "a",
-                "command = [\"pg_dump\"]\noutput = \"a/b\"\ntimeout = \"0s\""
-            ),
-            job("b", "command = []\noutput = \"app.dump\""),
-            job("c", "command = [\"/bin/true\"]\noutput = \"..\""),
-        );
-        let problems = parse_str(&text).expect_err("invalid");
-        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-        let want = [
-            "modules[0].jobs[0].pre_backup.command[0]",
-            "modules[0].jobs[0].pre_backup.output",
-            "modules[0].jobs[0].pre_backup.timeout",
-            "modules[0].jobs[1].pre_backup.command",
-            "modules[0].jobs[1].pre_backup.output",
-            "modules[0].jobs[2].pre_backup.output",
-        ];
-        assert_eq!(keys.len(), want.len(), "{problems:#?}");
-        for k in want {
-            assert!(keys.contains(&k), "{k} missing from {problems:#?}");
-        }
-        let reason = |k: &str| {
-            problems
-                .iter()
-                .find(|p| p.key == k)
-                .map(|p| p.reason.clone())
-                .unwrap_or_default()
-        };
-        assert!(reason(want[0]).contains("absolute"), "{problems:#?}");
-        assert!(reason(want[4]).contains("sources[0]"), "{problems:#?}");
-        // Unknown keys in the table are refused too.
-        let text = format!(
-            "{HEAD}{}",
-            job(
-                "a",
-                "command = [\"/bin/true\"]\noutput = \"o\"\nshell = true"
-            )
-        );
-        let problems = parse_str(&text).expect_err("invalid");
-        assert!(problems[0].key.ends_with("shell"), "{problems:#?}");
-    }
-
-    #[test]
-    fn every_remote_problem_is_reported() {
-        let job = |name: &str, remote: &str| {
-            format!(
-                "[[modules.jobs]]\nname = \"{name}\"\nsources = [\"/srv/data\"]\ndestination = \"/var/backups/app\"\n[modules.jobs.remote]\ntype = \"path\"\n{remote}\n"
-            )
-        };
-        let text = format!(
-            "{HEAD}{}{}{}{}",
-            job("a", "path = \"nas\"\nreconcile_every = \"0s\""),
-            job("b", "path = \"/var/backups/app/copy\""),
-            job("c", "path = \"/srv/data/copy\""),
-            job("ok", "path = \"/mnt/nas/app\""),
-        );
-        let problems = parse_str(&text).expect_err("invalid");
-        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-        let want = [
-            "modules[0].jobs[0].remote.path",
-            "modules[0].jobs[0].remote.reconcile_every",
-            "modules[0].jobs[1].remote.path",
-            "modules[0].jobs[2].remote.path",
-        ];
-        assert_eq!(keys.len(), want.len(), "{problems:#?}");
-        for k in want {
-            assert!(keys.contains(&k), "{k} missing from {problems:#?}");
-        }
-        // An unknown kind or key is refused by the parser.
-        let text = format!("{HEAD}{}", job("a", "path = \"/mnt/x\"\nbucket = \"b\""));
-        let problems = parse_str(&text).expect_err("invalid");
-        assert!(problems[0].key.ends_with("bucket"), "{problems:#?}");
-        let text =
-            format!("{HEAD}{}", job("a", "path = \"/mnt/x\"")).replace("\"path\"\n", "\"ftp\"\n");
-        let problems = parse_str(&text).expect_err("invalid");
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.key.ends_with("remote.type") && p.reason.contains("ftp")),
-            "{problems:#?}"
-        );
-    }
-
-    #[test]
-    fn unknown_keys_and_compressions_are_refused() {
-        let text = format!(
-            "{HEAD}[[modules.jobs]]\nname = \"a\"\nsources = [\"/s\"]\ndestination = \"/d\"\ncompression = \"xz\"\n"
-        );
-        let problems = parse_str(&text).expect_err("invalid");
-        // The toml error path names the field (without the array index).
-        assert!(
-            problems[0].key.starts_with("modules[0].jobs"),
-            "{problems:#?}"
-        );
-        assert!(problems[0].key.ends_with("compression"), "{problems:#?}");
-        assert!(problems[0].reason.contains("xz"), "{problems:#?}");
-        let text = format!("{HEAD}jobs = []\nkeep = 1\n");
-        let problems = parse_str(&text).expect_err("invalid");
-        assert_eq!(problems[0].key, "modules[0].keep", "{problems:#?}");
-    }
-}
+mod tests;

@@ -4,18 +4,15 @@
 
 use std::sync::Arc;
 
-use opsfleet_proto::api::{
-    DrillRunReply, DrillRunRequest, DrillRunView, DrillView, DrillsReply, DrillsRequest, Responder,
-};
-use opsfleet_report::ErrorChain;
-use tracing::warn;
-
 use super::serve::{Incoming, Server};
 use super::{error_reply, guard, parse, to_json};
 use crate::drills::ask::Refused;
 use crate::drills::schedule::next_due;
 use crate::drills::DrillConfig;
 use crate::projection::Fleet;
+use opsfleet_proto::api::{
+    DrillRunReply, DrillRunRequest, DrillRunView, DrillView, DrillsReply, DrillsRequest, Responder,
+};
 
 fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -88,11 +85,9 @@ impl Server {
     /// alike; run by the active one (standbys stay silent on the broadcast subject), answered
     /// from a task once the run ended.
     pub(super) fn drill_run(&self, req: Incoming) -> Option<Vec<u8>> {
-        let body = match parse::<DrillRunRequest>(&req.msg.payload) {
+        let body: DrillRunRequest = match self.request(&req.msg.payload, "drill") {
             Ok(body) => body,
-            Err(e) => {
-                return Some(error_reply(&self.shared, format!("bad drill request: {e}")));
-            }
+            Err(reply) => return Some(reply),
         };
         let allowed = guard::check_drill_run(req.operator.as_ref(), self.policy.allow_unidentified);
         if let Err(r) = allowed {
@@ -101,22 +96,15 @@ impl Server {
         if let Err(e) = self.drills.check(&body.drill) {
             return Some(error_reply(&self.shared, e.to_string()));
         }
-        let active = (self.shared.leadership.view())
-            .acting_epoch(tokio::time::Instant::now())
-            .is_some();
-        if !active && !req.addressed_to_me {
+        if !self.acts_on(&req) {
             return None;
         }
         let claimed = body.requested_by.clone().unwrap_or_default();
         let issuer = crate::identity::issuer(&claimed, req.operator.as_ref());
-        let (handle, client, shared) = (
-            self.drills.clone(),
-            self.client.clone(),
-            Arc::clone(&self.shared),
-        );
-        let (reply_to, addressed_to_me) = (req.reply_to, req.addressed_to_me);
-        tokio::spawn(async move {
-            let reply = match handle.run(body.drill, issuer.name).await {
+        let (handle, shared) = (self.drills.clone(), Arc::clone(&self.shared));
+        let addressed_to_me = req.addressed_to_me;
+        self.answer_later(req.reply_to, async move {
+            Some(match handle.run(body.drill, issuer.name).await {
                 Ok(ran) => to_json(&DrillRunReply {
                     responder: shared.responder(0),
                     drill: ran.drill,
@@ -126,12 +114,9 @@ impl Server {
                     took_ms: ran.took_ms,
                     detail: ran.detail,
                 }),
-                Err(Refused::NotActive) if !addressed_to_me => return,
+                Err(Refused::NotActive) if !addressed_to_me => return None,
                 Err(e) => error_reply(&shared, e.to_string()),
-            };
-            if let Err(e) = client.publish(reply_to, reply.into()).await {
-                warn!(error = %ErrorChain(&e), "cannot send API reply");
-            }
+            })
         });
         None
     }

@@ -6,6 +6,7 @@
 //! (else it is dropped unanswered) and that a command or failover comes with the role it needs.
 
 mod alerts;
+mod answer;
 mod commands;
 mod configs;
 mod drills;

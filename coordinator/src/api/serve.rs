@@ -10,7 +10,7 @@ use async_nats::jetstream::stream;
 use async_nats::Message;
 use futures::StreamExt;
 use opsfleet_proto::api::{
-    AlertsRequest, ApiError, BackupsRequest, CommandRequestJson, CommandsReply, CommandsRequest,
+    AlertsRequest, BackupsRequest, CommandRequestJson, CommandsReply, CommandsRequest,
     ConfigsRequest, FailoverRequest, GroupsRequest, HostsRequest, IncidentsRequest, RolloutRequest,
     RolloutsRequest, ServiceConfigsRequest, ServiceFailoverRequest, ServicesRequest,
     SilencesRequest, StatusRequest,
@@ -76,7 +76,7 @@ pub(super) struct Server {
     /// The drill driver's handle, with the declared drills.
     pub(super) drills: crate::drills::ask::DrillsHandle,
     pub(super) policy: ApiConfig,
-    counters: Arc<guard::Counters>,
+    pub(super) counters: Arc<guard::Counters>,
     /// Whether silences and acks may be recorded now (active and caught up).
     pub(super) gate: Arc<super::silences::SharedGate>,
 }
@@ -310,34 +310,10 @@ impl Server {
         }
     }
 
-    /// Logs and counts a refusal; the reply names the role needed.
-    pub(super) fn refuse(&self, req: &Incoming, r: guard::Refusal) -> Vec<u8> {
-        self.counters.refused(&r);
-        let operator = req.operator.as_ref();
-        warn!(
-            subject = %req.msg.subject,
-            operator = operator.map_or("", |i| i.operator.as_str()),
-            acted_as = operator.map_or("", |i| i.role.as_str()),
-            needs = r.needs_role().map_or("", |n| n.as_str()),
-            reason = %r,
-            "API request refused"
-        );
-        to_json(&ApiError {
-            responder: self.shared.name.clone(),
-            error: r.to_string(),
-            needs_role: r.needs_role(),
-        })
-    }
-
     async fn failover(&self, req: &Incoming) -> Option<Vec<u8>> {
-        let body = match parse::<FailoverRequest>(&req.msg.payload) {
+        let body: FailoverRequest = match self.request(&req.msg.payload, "failover") {
             Ok(body) => body,
-            Err(e) => {
-                return Some(error_reply(
-                    &self.shared,
-                    format!("bad failover request: {e}"),
-                ))
-            }
+            Err(reply) => return Some(reply),
         };
         // Every coordinator refuses alike; the first answer wins.
         if let Err(r) = guard::check_failover(req.operator.as_ref(), self.policy.allow_unidentified)
@@ -358,14 +334,9 @@ impl Server {
     /// Issuing may take a while for a large fleet: answered from a task so that status
     /// requests are not held up.
     async fn command(&self, req: Incoming) -> Option<Vec<u8>> {
-        let body = match parse::<CommandRequestJson>(&req.msg.payload) {
+        let body: CommandRequestJson = match self.request(&req.msg.payload, "command") {
             Ok(body) => body,
-            Err(e) => {
-                return Some(error_reply(
-                    &self.shared,
-                    format!("bad command request: {e}"),
-                ))
-            }
+            Err(reply) => return Some(reply),
         };
         let allowed = guard::check_command(
             req.operator.as_ref(),
@@ -376,22 +347,15 @@ impl Server {
             return Some(self.refuse(&req, r));
         }
         let issuer = crate::identity::issuer(&body.issued_by, req.operator.as_ref());
-        let (dispatcher, client, shared) = (
-            self.dispatcher.clone(),
-            self.client.clone(),
-            Arc::clone(&self.shared),
-        );
-        let (reply_to, addressed_to_me) = (req.reply_to, req.addressed_to_me);
-        tokio::spawn(async move {
-            let reply = match dispatcher.issue(body, &issuer).await {
+        let (dispatcher, shared) = (self.dispatcher.clone(), Arc::clone(&self.shared));
+        let addressed_to_me = req.addressed_to_me;
+        self.answer_later(req.reply_to, async move {
+            Some(match dispatcher.issue(body, &issuer).await {
                 Ok(reply) => to_json(&reply),
                 // Standbys stay silent on the broadcast subject.
-                Err(DispatchError::NotActive { .. }) if !addressed_to_me => return,
+                Err(DispatchError::NotActive { .. }) if !addressed_to_me => return None,
                 Err(e) => error_reply(&shared, opsfleet_report::error_chain(&e)),
-            };
-            if let Err(e) = client.publish(reply_to, reply.into()).await {
-                warn!(error = %ErrorChain(&e), "cannot send API reply");
-            }
+            })
         });
         None
     }
@@ -419,21 +383,16 @@ impl Server {
         let issuer = crate::identity::issuer(&body.requested_by, req.operator.as_ref());
         // Answered from a task: recording waits for the step to fold back, which must not
         // hold up the other verbs.
-        let (dispatcher, client, shared) = (
-            self.dispatcher.clone(),
-            self.client.clone(),
-            Arc::clone(&self.shared),
-        );
-        let (reply_to, addressed_to_me) = (req.reply_to, req.addressed_to_me);
-        tokio::spawn(async move {
-            let reply = match super::rollouts::act(&shared, &dispatcher, body, &issuer).await {
-                Ok(reply) => to_json(&reply),
-                Err(e) if e.is_not_active() && !addressed_to_me => return,
-                Err(e) => error_reply(&shared, opsfleet_report::error_chain(&e)),
-            };
-            if let Err(e) = client.publish(reply_to, reply.into()).await {
-                warn!(error = %ErrorChain(&e), "cannot send API reply");
-            }
+        let (dispatcher, shared) = (self.dispatcher.clone(), Arc::clone(&self.shared));
+        let addressed_to_me = req.addressed_to_me;
+        self.answer_later(req.reply_to, async move {
+            Some(
+                match super::rollouts::act(&shared, &dispatcher, body, &issuer).await {
+                    Ok(reply) => to_json(&reply),
+                    Err(e) if e.is_not_active() && !addressed_to_me => return None,
+                    Err(e) => error_reply(&shared, opsfleet_report::error_chain(&e)),
+                },
+            )
         });
         None
     }
@@ -462,44 +421,32 @@ impl Server {
     /// A group's failover, by the active coordinator's group driver; answered from a task
     /// once the new active reported its role (standbys stay silent on the broadcast subject).
     fn service_failover(&self, req: Incoming) -> Option<Vec<u8>> {
-        let body = match parse::<ServiceFailoverRequest>(&req.msg.payload) {
+        let body: ServiceFailoverRequest = match self.request(&req.msg.payload, "service_failover")
+        {
             Ok(body) => body,
-            Err(e) => {
-                let error = format!("bad service_failover request: {e}");
-                return Some(error_reply(&self.shared, error));
-            }
+            Err(reply) => return Some(reply),
         };
         let allowed =
             guard::check_service_failover(req.operator.as_ref(), self.policy.allow_unidentified);
         if let Err(r) = allowed {
             return Some(self.refuse(&req, r));
         }
-        let active = (self.shared.leadership.view())
-            .acting_epoch(tokio::time::Instant::now())
-            .is_some();
-        if !active && !req.addressed_to_me {
+        if !self.acts_on(&req) {
             return None;
         }
         let claimed = body.requested_by.clone().unwrap_or_default();
         let issuer = crate::identity::issuer(&claimed, req.operator.as_ref());
-        let (groups, client, shared) = (
-            self.groups.clone(),
-            self.client.clone(),
-            Arc::clone(&self.shared),
-        );
-        let (reply_to, addressed_to_me) = (req.reply_to, req.addressed_to_me);
-        tokio::spawn(async move {
+        let (groups, shared) = (self.groups.clone(), Arc::clone(&self.shared));
+        let addressed_to_me = req.addressed_to_me;
+        self.answer_later(req.reply_to, async move {
             let asked = groups
                 .failover(body.group, body.to, body.drill, issuer.name)
                 .await;
-            let reply = match asked {
+            Some(match asked {
                 Ok(done) => to_json(&super::groups::failover_reply(done, shared.responder(0))),
-                Err(AskError::NotActive) if !addressed_to_me => return,
+                Err(AskError::NotActive) if !addressed_to_me => return None,
                 Err(e) => error_reply(&shared, e.to_string()),
-            };
-            if let Err(e) = client.publish(reply_to, reply.into()).await {
-                warn!(error = %ErrorChain(&e), "cannot send API reply");
-            }
+            })
         });
         None
     }

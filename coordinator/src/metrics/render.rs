@@ -13,7 +13,7 @@ use opsfleet_proto::api::{
 
 use super::text::{Kind, Text};
 use crate::projection::presence::{declared_lost, liveness};
-use crate::projection::Fleet;
+use crate::projection::{Fleet, HealthState};
 
 /// This coordinator's own figures (what is not in the fleet).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -319,6 +319,7 @@ fn runbooks(t: &mut Text, fleet: &Fleet, now: i64) {
             t.sample_u64(&[labels[0], labels[1], ("status", c.status.as_str())], 1);
         }
     }
+    probe_conditions(t, fleet);
     t.family(
         "opsfleet_backup_state",
         Kind::Gauge,
@@ -341,6 +342,46 @@ fn runbooks(t: &mut Text, fleet: &Fleet, now: i64) {
             if let Some(ok) = &j.last_success {
                 let labels = [("host", h.host.as_str()), ("job", job)];
                 t.sample(&labels, age_seconds(now, ok.at_unix_ms));
+            }
+        }
+    }
+}
+
+/// A check's latency bound and certificate: `slow` and the p95 for checks with a
+/// `latency_p95` bound, when its certificate expires for checks that saw one (a timestamp, as
+/// Prometheus' conventions and promtool want: days left are `(it - time()) / 86400`). Checks
+/// without them have no sample.
+fn probe_conditions(t: &mut Text, fleet: &Fleet) {
+    type Pick = fn(&HealthState) -> Option<f64>;
+    let families: [(&'static str, &'static str, Pick); 4] = [
+        (
+            "opsfleet_health_check_slow",
+            "1 while the p95 of the check's latencies is above its latency_p95 bound, else 0; checks with a bound only.",
+            |c| (c.latency_bound_ms > 0 || c.slow).then_some(f64::from(u8::from(c.slow))),
+        ),
+        (
+            "opsfleet_health_check_latency_p95_seconds",
+            "The p95 of the check's successful probes' latencies over its window; absent before the window can judge.",
+            |c| (c.latency_p95_ms > 0).then_some(c.latency_p95_ms as f64 / 1000.0),
+        ),
+        (
+            "opsfleet_health_check_latency_bound_seconds",
+            "The check's latency_p95 bound; absent for checks without one.",
+            |c| (c.latency_bound_ms > 0).then_some(c.latency_bound_ms as f64 / 1000.0),
+        ),
+        (
+            "opsfleet_health_check_cert_expiry_timestamp_seconds",
+            "When the check's certificate expires (its notAfter, Unix seconds); absent before one was seen.",
+            |c| (c.cert_not_after_unix_ms > 0).then(|| c.cert_not_after_unix_ms as f64 / 1000.0),
+        ),
+    ];
+    for (name, help, pick) in families {
+        t.family(name, Kind::Gauge, help);
+        for h in fleet.hosts() {
+            for (check, c) in &h.runbooks.health {
+                if let Some(v) = pick(c) {
+                    t.sample(&[("host", &h.host), ("check", check)], v);
+                }
             }
         }
     }

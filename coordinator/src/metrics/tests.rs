@@ -75,13 +75,20 @@ impl Folder {
     }
 
     fn health(&mut self, host: &str, check: &str, at: i64, status: pb::HealthStatus) {
-        let body = Body::Health(pb::HealthCheck {
-            check: check.into(),
-            probe: "http://127.0.0.1/health".into(),
-            status: status as i32,
-            ..Default::default()
-        });
-        self.fold(host, "health", at, body);
+        self.probe(
+            host,
+            at,
+            pb::HealthCheck {
+                check: check.into(),
+                probe: "http://127.0.0.1/health".into(),
+                status: status as i32,
+                ..Default::default()
+            },
+        );
+    }
+
+    fn probe(&mut self, host: &str, at: i64, check: pb::HealthCheck) {
+        self.fold(host, "health", at, Body::Health(check));
     }
 
     fn service(&mut self, host: &str, at: i64, state: pb::ServiceRunState, restarts: u64) {
@@ -144,13 +151,42 @@ impl Folder {
     }
 }
 
-/// Two hosts (one up, one lost), disks, checks, a service, a backup, alerts and commands.
+/// A ready check whose p95 (1.25 s) is above its 500 ms bound.
+fn slow_check() -> pb::HealthCheck {
+    pb::HealthCheck {
+        check: "slow".into(),
+        probe: "http".into(),
+        status: pb::HealthStatus::Ready as i32,
+        slow: true,
+        latency_p95_ms: 1_250,
+        latency_bound_ms: 500,
+        ..Default::default()
+    }
+}
+
+/// A certificate check of a certificate 5 days and 12 hours from expiry at `T0 + 5 s` (the
+/// render's `now`).
+fn cert_check() -> pb::HealthCheck {
+    pb::HealthCheck {
+        check: "tls".into(),
+        probe: "cert".into(),
+        status: pb::HealthStatus::Ready as i32,
+        cert_level: pb::CertLevel::Warn as i32,
+        cert_not_after_unix_ms: T0 + 5_000 + (5 * 24 + 12) * 3_600_000,
+        ..Default::default()
+    }
+}
+
+/// Two hosts (one up, one lost), disks, checks (one slow, one of a certificate), a service, a
+/// backup, alerts and commands.
 fn small_fleet() -> Fleet {
     let mut f = Folder::default();
     f.heartbeat("web-01", T0, pb::ModuleRunState::Running);
     f.disk("web-01", "/", T0, 9_300);
     f.disk("web-01", "/var/lib/\"data\"", T0, 4_250);
     f.health("web-01", "api", T0, pb::HealthStatus::Ready);
+    f.probe("web-01", T0, slow_check());
+    f.probe("web-01", T0, cert_check());
     f.service("web-01", T0, pb::ServiceRunState::Running, 2);
     f.backup_ok("web-01", "db", T0 - 3_600_000);
     f.heartbeat("db-01", T0 - 600_000, pb::ModuleRunState::Paused);
@@ -217,6 +253,24 @@ fn the_figures_are_the_fleets() {
     has("opsfleet_module_state{host=\"db-01\",module=\"disk\",kind=\"disk\",state=\"unknown\"} 1");
     has("opsfleet_module_state{host=\"web-01\",module=\"disk\",kind=\"disk\",state=\"running\"} 1");
     has("opsfleet_health_check_status{host=\"db-01\",check=\"api\",status=\"failed\"} 1");
+    has("opsfleet_health_check_slow{host=\"web-01\",check=\"slow\"} 1");
+    has("opsfleet_health_check_latency_p95_seconds{host=\"web-01\",check=\"slow\"} 1.25");
+    has("opsfleet_health_check_latency_bound_seconds{host=\"web-01\",check=\"slow\"} 0.5");
+    let expiry = cert_check().cert_not_after_unix_ms as f64 / 1000.0;
+    has(&format!(
+        "opsfleet_health_check_cert_expiry_timestamp_seconds{{host=\"web-01\",check=\"tls\"}} {expiry}"
+    ));
+    // Checks without a bound or a certificate have no such sample.
+    for family in [
+        "slow",
+        "latency_p95_seconds",
+        "cert_expiry_timestamp_seconds",
+    ] {
+        let api = format!("opsfleet_health_check_{family}{{host=\"web-01\",check=\"api\"}}");
+        assert!(!text.contains(&api), "{api} in\n{text}");
+    }
+    let tls = "opsfleet_health_check_slow{host=\"web-01\",check=\"tls\"}";
+    assert!(!text.contains(tls), "{tls} in\n{text}");
     has("opsfleet_service_state{host=\"web-01\",service=\"app\",state=\"running\"} 1");
     has("opsfleet_backup_last_success_age_seconds{host=\"web-01\",job=\"db\"} 3605");
     has("opsfleet_alerts{rule=\"disk_full\",state=\"firing\",severity=\"critical\"} 1");

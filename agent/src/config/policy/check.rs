@@ -1,16 +1,20 @@
 //! `HostPolicy`: the `[policy]` section plus what the config file itself already uses (each
 //! module's kind, its log paths, janitor roots, backup sources, destinations and pre_backup
-//! commands, command probes), and the pure decisions about a remote module config or restore target. Symlinks
+//! steps, command probes), and the pure decisions about a remote module config or restore target. Symlinks
 //! are resolved through a `resolve` function (the file system in the agent, a table in tests).
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use super::{glob_base, is_under, lexical, normalise, PolicyConfig};
+use path_rule::PathRule;
+
+use super::PolicyConfig;
 use crate::config::{
     AgentConfig, BackupConfig, HealthConfig, ModuleConfig, ProbeType, RemoteConfig, RemoteKind,
     RemoteOp, ServiceConfig,
 };
+
+mod path_rule;
 
 /// Where a remote config came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,8 +90,9 @@ pub struct HostPolicy {
     /// with `insecure = true`: a remote config may repeat these, never add one.
     probe_files: Vec<PathBuf>,
     insecure_urls: Vec<String>,
-    /// The `pre_backup` commands of the file's backup jobs: a remote config may only repeat one.
-    pre_backup_commands: Vec<Vec<String>>,
+    /// The `pre_backup` steps of the file's backup jobs (command, `pass_env`): a remote config
+    /// may only repeat one.
+    pre_backup_steps: Vec<(Vec<String>, Vec<String>)>,
     /// Service modules of the file by name: a remote config may only repeat them verbatim.
     services: BTreeMap<String, ServiceConfig>,
     /// The S3 remotes of the file's backup jobs: a remote config may only repeat one.
@@ -124,8 +129,9 @@ impl HostPolicy {
                                 RemoteKind::S3 => hp.s3_remotes.push(r.clone()),
                             }
                         }
-                        hp.pre_backup_commands
-                            .extend(j.pre_backup.iter().map(|p| p.command.clone()));
+                        hp.pre_backup_steps.extend(
+                            (j.pre_backup.iter()).map(|p| (p.command.clone(), p.pass_env.clone())),
+                        );
                     }
                 }
                 ModuleConfig::Health(c) => {
@@ -290,24 +296,38 @@ impl HostPolicy {
         out
     }
 
-    /// A `pre_backup` step runs a program: no remote surface may add one or change its
-    /// command (no `[policy]` allowance exists), only repeat one of the file's jobs.
+    /// A `pre_backup` step runs a program with some of the agent's environment: no remote
+    /// surface may add one or change its command or `pass_env` (no `[policy]` allowance
+    /// exists), only repeat one of the file's jobs.
     fn pre_backup_violations(&self, c: &BackupConfig) -> Vec<Violation> {
-        c.jobs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, j)| Some((i, j.pre_backup.as_ref()?)))
-            .filter(|(_, p)| !self.pre_backup_commands.contains(&p.command))
-            .map(|(i, p)| Violation {
-                rule: "pre_backup commands",
-                key: format!("jobs[{i}].pre_backup.command"),
-                reason: format!(
+        let steps = &self.pre_backup_steps;
+        let mut out = Vec::new();
+        for (i, p) in c.jobs.iter().enumerate() {
+            let Some(p) = &p.pre_backup else { continue };
+            let (key, reason) = if !steps.iter().any(|(c, _)| *c == p.command) {
+                let why = format!(
                     "pre_backup command {:?} is not in the config file (same command); \
                      pre_backup commands are set in the file only",
                     p.command
-                ),
-            })
-            .collect()
+                );
+                ("command", why)
+            } else if !steps.contains(&(p.command.clone(), p.pass_env.clone())) {
+                let why = format!(
+                    "pre_backup pass_env {:?} is not the config file's for this command; \
+                     what a step gets of the agent's environment is set in the file only",
+                    p.pass_env
+                );
+                ("pass_env", why)
+            } else {
+                continue;
+            };
+            out.push(Violation {
+                rule: "pre_backup commands",
+                key: format!("jobs[{i}].pre_backup.{key}"),
+                reason,
+            });
+        }
+        out
     }
 
     /// Command probes whose argv the file does not already run; files a probe would read and
@@ -419,111 +439,6 @@ impl HostPolicy {
 /// A `[policy]` allowance applies to commands only; the admin routes never get it.
 fn remote_ok(flag: bool, surface: Surface) -> bool {
     flag && surface == Surface::Command
-}
-
-/// Path checks against allowed roots, with one symlink resolver.
-struct PathRule<'a> {
-    resolve: &'a dyn Fn(&Path) -> Option<PathBuf>,
-}
-
-impl PathRule<'_> {
-    fn roots(&self, lists: &[&[PathBuf]]) -> Vec<PathBuf> {
-        lists
-            .iter()
-            .flat_map(|l| l.iter())
-            .filter_map(|r| normalise(r, self.resolve).ok())
-            .collect()
-    }
-
-    /// A violation of `rule` unless `path` (normalised) is under one of `policy` or `file`.
-    fn check(
-        &self,
-        rule: &'static str,
-        key: String,
-        path: &Path,
-        policy: &[PathBuf],
-        file: &[PathBuf],
-    ) -> Option<Violation> {
-        let real = match normalise(path, self.resolve) {
-            Ok(p) => p,
-            Err(reason) => {
-                return Some(Violation {
-                    rule,
-                    key,
-                    reason: format!("{path:?} {reason}"),
-                })
-            }
-        };
-        let roots = self.roots(&[policy, file]);
-        if roots.iter().any(|r| is_under(&real, r)) {
-            return None;
-        }
-        Some(Violation {
-            rule,
-            key,
-            reason: format!(
-                "{} is not under {rule} ({}){}",
-                shown(path, &real),
-                listed(policy),
-                if rule == "policy.restore_targets" {
-                    String::new()
-                } else {
-                    " nor under a path of the config file's own modules".to_owned()
-                }
-            ),
-        })
-    }
-
-    /// A log path or glob: its directory part before any glob character must lie under one
-    /// of `policy` (paths the file itself reads were let through before).
-    fn log(&self, key: &str, pattern: &str, policy: &[PathBuf]) -> Option<Violation> {
-        let rule = "policy.log_paths";
-        if let Err(reason) = lexical(Path::new(pattern)) {
-            return Some(Violation {
-                rule,
-                key: key.to_owned(),
-                reason: format!("{pattern:?} {reason}"),
-            });
-        }
-        let (base, _) = glob_base(pattern);
-        let real = normalise(&base, self.resolve).unwrap_or(base.clone());
-        if self.roots(&[policy]).iter().any(|r| is_under(&real, r)) {
-            return None;
-        }
-        Some(Violation {
-            rule,
-            key: key.to_owned(),
-            reason: format!(
-                "{pattern:?}{} is not under {rule} ({}) nor a path the config file reads",
-                if real.as_path() == Path::new(pattern) {
-                    String::new()
-                } else {
-                    format!(" (reads below {})", real.display())
-                },
-                listed(policy)
-            ),
-        })
-    }
-}
-
-fn shown(path: &Path, real: &Path) -> String {
-    if path == real {
-        format!("{path:?}")
-    } else {
-        format!("{path:?} (resolves to {real:?})")
-    }
-}
-
-fn listed(paths: &[PathBuf]) -> String {
-    if paths.is_empty() {
-        "empty".to_owned()
-    } else {
-        paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
 /// A remote config's S3 remote that is not one of the file's (same bucket, prefix,

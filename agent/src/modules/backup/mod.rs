@@ -360,9 +360,9 @@ fn reconcile_body(job: &BackupJobConfig, cfg: &RemoteConfig) -> pb::event::Body 
     match remote::open(cfg).and_then(|dest| remote::reconcile(job, dest.as_ref())) {
         Ok(d) => {
             if d.missing.is_empty() && d.extra.is_empty() && d.mismatched.is_empty() {
-                info!(job = %job.name, destination = %label, remote_archives = d.remote_archives, "backup reconciled");
+                info!(job = %job.name, destination = %label, remote_archives = d.remote_archives, read_back = d.read_back, "backup reconciled");
             } else {
-                warn!(job = %job.name, destination = %label, missing = d.missing.len(), extra = d.extra.len(), mismatched = d.mismatched.len(), "backup discrepancy");
+                warn!(job = %job.name, destination = %label, missing = d.missing.len(), extra = d.extra.len(), mismatched = d.mismatched.len(), read_back = d.read_back, "backup discrepancy");
             }
             pb::event::Body::BackupDiscrepancy(pb::BackupDiscrepancy {
                 job: job.name.clone(),

@@ -1,7 +1,9 @@
 //! A job's pre-backup step (`pre_backup`): the private scratch directory, running the command
-//! (argv, no shell, own process group, timeout, cancellation) and its failures with the end of
-//! its stderr. Blocking code: called from the run on the blocking pool.
+//! (argv, no shell, own process group, a cleared environment, timeout, cancellation) and its
+//! failures with the end of its stderr. Blocking code: called from the run on the blocking
+//! pool.
 
+use std::ffi::OsString;
 use std::fs::{self, DirBuilder};
 use std::io::{self, Read};
 use std::os::unix::fs::DirBuilderExt;
@@ -23,6 +25,9 @@ use crate::config::{BackupJobConfig, PreBackupConfig, PRE_BACKUP_OUTPUT_PLACEHOL
 pub const OUTPUT_ENV: &str = "OPSFLEET_BACKUP_OUTPUT";
 /// Env var holding the job's name.
 pub const JOB_ENV: &str = "OPSFLEET_BACKUP_JOB";
+/// The agent's environment variables every step gets (when the agent has them); the step's
+/// `pass_env` adds names, nothing else of the agent's environment (its credentials) is passed.
+pub const BASE_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
 /// Bytes of stderr kept for the failure reason (its end: where tools say what went wrong).
 pub const STDERR_EXCERPT: usize = 2048;
 /// How often the wait checks the timeout and cancellation.
@@ -132,6 +137,8 @@ pub fn run(
     let mut cmd = Command::new(&program);
     cmd.args(args)
         .current_dir(&dir)
+        .env_clear()
+        .envs(step_env(&pre.pass_env, |k| std::env::var_os(k)))
         .env(OUTPUT_ENV, &path)
         .env(JOB_ENV, &job.name)
         .stdin(Stdio::null())
@@ -197,6 +204,24 @@ pub fn run(
     }
     info!(job = %job.name, program, duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), "pre-backup step done");
     Ok(Output { path, scratch })
+}
+
+/// What a step gets of the agent's environment (`lookup`): `BASE_ENV` and the `pass` names
+/// that are set, once each.
+pub fn step_env(
+    pass: &[String],
+    lookup: impl Fn(&str) -> Option<OsString>,
+) -> Vec<(String, OsString)> {
+    let mut out: Vec<(String, OsString)> = Vec::new();
+    for name in BASE_ENV.into_iter().chain(pass.iter().map(String::as_str)) {
+        if out.iter().any(|(k, _)| k == name) {
+            continue;
+        }
+        if let Some(v) = lookup(name) {
+            out.push((name.to_owned(), v));
+        }
+    }
+    out
 }
 
 /// Reads a pipe to its end on a thread, keeping the last `STDERR_EXCERPT` bytes.

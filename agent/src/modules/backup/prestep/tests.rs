@@ -1,8 +1,10 @@
 //! Pre-backup step tests with real `/bin/sh` scripts on real temp dirs: the output (named by
 //! `{output}` or the env var) is archived and restored byte for byte; a failing, silent or
 //! hanging step fails the run with its stderr excerpt, kills its whole process group and
-//! leaves no scratch dir and no archive.
+//! leaves no scratch dir and no archive; the step sees none of the agent's environment but
+//! `PATH`, `HOME`, `LANG` and what `pass_env` names.
 
+use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -39,6 +41,7 @@ fn job(tmp: &Path, script: &str, timeout: Duration) -> BackupJobConfig {
             ],
             output: "app.dump".to_owned(),
             timeout,
+            pass_env: Vec::new(),
         }),
         remote: None,
     }
@@ -236,4 +239,59 @@ fn a_missing_program_is_a_clear_error() {
         "{chain}"
     );
     assert_eq!(listing(&job.destination), Vec::<String>::new());
+}
+
+/// The test process's own environment stands for the agent's: cargo sets `CARGO_*` for every
+/// test binary it runs.
+#[test]
+fn the_step_sees_only_the_base_and_passed_environment() {
+    for name in ["CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "PATH"] {
+        assert!(
+            std::env::var_os(name).is_some(),
+            "the test runs with {name}"
+        );
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut job = job(tmp.path(), "env > \"$1\"", Duration::from_secs(30));
+    if let Some(pre) = job.pre_backup.as_mut() {
+        pre.pass_env = vec!["CARGO_PKG_NAME".to_owned(), "OPSFLEET_UNSET_VAR".to_owned()];
+    }
+    let outcome = run(&job).expect("run");
+    let target = tmp.path().join("restored");
+    let archive = outcome.written.manifest.archive;
+    restore(&job, &ArchiveSelector::Named(archive), &target).expect("restore");
+    let env = fs::read_to_string(target.join("app.dump")).expect("dump");
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(!names.contains(&"CARGO_MANIFEST_DIR"), "{env}");
+    assert!(!names.contains(&"OPSFLEET_UNSET_VAR"), "{env}");
+    let pkg = std::env::var("CARGO_PKG_NAME").expect("CARGO_PKG_NAME");
+    assert!(
+        env.lines().any(|l| l == format!("CARGO_PKG_NAME={pkg}")),
+        "{env}"
+    );
+    assert!(env.lines().any(|l| l == "OPSFLEET_BACKUP_JOB=pg"), "{env}");
+    assert!(names.contains(&"OPSFLEET_BACKUP_OUTPUT"), "{env}");
+    assert!(names.contains(&"PATH"), "{env}");
+}
+
+#[test]
+fn the_step_environment_is_the_base_and_the_passed_names_once() {
+    let agent = |k: &str| {
+        ["PATH", "LANG", "PGHOST", "AWS_SECRET_ACCESS_KEY"]
+            .contains(&k)
+            .then(|| OsString::from(format!("{k}-value")))
+    };
+    let pass = ["PGHOST".to_owned(), "PATH".to_owned(), "PGPORT".to_owned()];
+    let got: Vec<String> = step_env(&pass, agent)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={}", v.to_string_lossy()))
+        .collect();
+    assert_eq!(
+        got,
+        ["PATH=PATH-value", "LANG=LANG-value", "PGHOST=PGHOST-value"]
+    );
 }

@@ -28,20 +28,32 @@ pub struct RemoteObject {
     pub size: u64,
 }
 
+/// An object's sha256 (hex) and size: read back, or recorded with it when it was put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub sha256: String,
+    pub size: u64,
+}
+
 /// A place archives are copied to. Names are archive and manifest file names (no `/`).
 pub trait Destination: Send + Sync {
     /// What events and logs call it (never a credential).
     fn label(&self) -> &str;
-    /// Stores the local file `from` as `name`, replacing it; a reader never sees it partial.
-    fn put(&self, name: &str, from: &Path) -> Result<(), RemoteError>;
+    /// Stores the local file `from` as `name`, replacing it, with `sum` (the file's sha256 and
+    /// size) recorded beside it; a reader never sees it partial.
+    fn put(&self, name: &str, from: &Path, sum: &Fingerprint) -> Result<(), RemoteError>;
+    /// The fingerprint recorded with object `name` when it was put, if it has one that still
+    /// describes it; `None` for an object put without one (an older agent) or changed since,
+    /// which only `read_back` can judge. Reads no object data.
+    fn recorded(&self, name: &str) -> Result<Option<Fingerprint>, RemoteError>;
     /// Writes object `name` into the new local file `to`.
     fn get(&self, name: &str, to: &Path) -> Result<(), RemoteError>;
     /// Every complete object, by name.
     fn list(&self) -> Result<Vec<RemoteObject>, RemoteError>;
     /// Removes `name` (gone already is fine).
     fn delete(&self, name: &str) -> Result<(), RemoteError>;
-    /// sha256 (hex) and size of object `name`, read back from the destination.
-    fn read_back(&self, name: &str) -> Result<(String, u64), RemoteError>;
+    /// sha256 (hex) and size of object `name`, read back from the destination (all its data).
+    fn read_back(&self, name: &str) -> Result<Fingerprint, RemoteError>;
 }
 
 /// Why a remote operation failed.
@@ -164,7 +176,9 @@ fn local_manifest(
     Ok((m, sha, size))
 }
 
-/// Copies one archive, then its manifest, and reads both back. Returns the bytes copied.
+/// Copies one archive, then its manifest, each with its fingerprint recorded, and reads both
+/// back. A copy that reads back different is deleted (its recorded fingerprint would
+/// vouch for it). Returns the bytes copied.
 fn copy_one(
     job: &BackupJobConfig,
     dest: &dyn Destination,
@@ -173,20 +187,24 @@ fn copy_one(
     let (m, manifest_sha, manifest_size) = local_manifest(job, archive)?;
     let manifest_name = format!("{archive}{MANIFEST_SUFFIX}");
     // Archive first: a remote manifest means its archive is there (as locally).
-    for (name, sha, size) in [
-        (archive, m.archive_sha256.as_str(), m.archive_size),
-        (manifest_name.as_str(), manifest_sha.as_str(), manifest_size),
+    for (name, sha256, size) in [
+        (archive, m.archive_sha256.clone(), m.archive_size),
+        (manifest_name.as_str(), manifest_sha, manifest_size),
     ] {
-        dest.put(name, &job.destination.join(name))?;
-        let (got_sha, got_size) = dest.read_back(name)?;
-        if got_sha != sha || got_size != size {
+        let sum = Fingerprint { sha256, size };
+        dest.put(name, &job.destination.join(name), &sum)?;
+        let got = dest.read_back(name)?;
+        if got != sum {
+            if let Err(e) = dest.delete(name) {
+                warn!(destination = dest.label(), name, error = %ErrorChain(&e), "cannot delete a bad copy");
+            }
             return Err(RemoteError::Mismatch {
                 destination: dest.label().to_owned(),
                 name: name.to_owned(),
-                expected_sha256: sha.to_owned(),
-                expected_size: size,
-                actual_sha256: got_sha,
-                actual_size: got_size,
+                expected_sha256: sum.sha256,
+                expected_size: sum.size,
+                actual_sha256: got.sha256,
+                actual_size: got.size,
             });
         }
     }
@@ -262,10 +280,28 @@ pub struct Discrepancy {
     /// Archives on both sides whose remote copy's size or sha256 differs from the manifest.
     pub mismatched: Vec<String>,
     pub remote_archives: u32,
+    /// Remote copies read back in full: those without a fingerprint recorded at upload (or
+    /// changed since).
+    pub read_back: u32,
+}
+
+/// The remote copy's fingerprint: the one recorded at upload when it still holds, else read
+/// back (older uploads, or a copy changed since). Counts read-backs in `d`.
+fn remote_fingerprint(
+    dest: &dyn Destination,
+    name: &str,
+    d: &mut Discrepancy,
+) -> Result<Fingerprint, RemoteError> {
+    if let Some(sum) = dest.recorded(name)? {
+        return Ok(sum);
+    }
+    d.read_back += 1;
+    dest.read_back(name)
 }
 
 /// Compares the job's complete local archives with the remote ones; a copy on both sides is
-/// read back and checked against the local manifest (size and sha256).
+/// checked against the local manifest (size and sha256) by the fingerprint recorded when it
+/// was put, or read back when it has none.
 pub fn reconcile(
     job: &BackupJobConfig,
     dest: &dyn Destination,
@@ -292,10 +328,10 @@ pub fn reconcile(
             continue;
         };
         let same = size == m.archive_size
-            && match dest.read_back(&a.name) {
-                Ok((sha, len)) => sha == m.archive_sha256 && len == m.archive_size,
+            && match remote_fingerprint(dest, &a.name, &mut d) {
+                Ok(sum) => sum.sha256 == m.archive_sha256 && sum.size == m.archive_size,
                 Err(e) => {
-                    warn!(job = %job.name, archive = %a.name, error = %ErrorChain(&e), "cannot read back remote archive");
+                    warn!(job = %job.name, archive = %a.name, error = %ErrorChain(&e), "cannot check remote archive");
                     false
                 }
             };

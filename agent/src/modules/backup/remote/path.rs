@@ -1,12 +1,17 @@
 //! The `path` destination: a second directory (a mounted NAS). Copies go to a hidden
 //! `.partial` file, synced, then renamed into place, so a listed object is always complete.
+//! Each object's fingerprint is recorded in a hidden sidecar (`.<name>.sum`) with the
+//! object's inode, mtime and ctime once in place; it holds while those are unchanged, so a
+//! reconciliation reads no archive back unless it was replaced or written since.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Destination, RemoteError, RemoteObject};
+use serde::{Deserialize, Serialize};
+
+use super::{Destination, Fingerprint, RemoteError, RemoteObject};
 use crate::modules::backup::archive::sha256_file;
 use crate::modules::backup::naming::PARTIAL_SUFFIX;
 
@@ -26,6 +31,28 @@ impl PathDestination {
         }
     }
 
+    /// The hidden sidecar of object `name` (listed objects never start with `.`).
+    fn sidecar(&self, name: &str) -> PathBuf {
+        self.root.join(format!(".{name}.sum"))
+    }
+
+    /// Records `sum` for the object now at `dest`: written beside it, then renamed.
+    fn write_sidecar(&self, name: &str, dest: &Path, sum: &Fingerprint) -> io::Result<()> {
+        let sidecar = Sidecar {
+            sha256: sum.sha256.clone(),
+            size: sum.size,
+            file: FileId::of(&fs::metadata(dest)?),
+        };
+        let bytes = serde_json::to_vec(&sidecar).map_err(io::Error::other)?;
+        let tmp = self.root.join(format!(".{name}.sum{PARTIAL_SUFFIX}"));
+        let _ = fs::remove_file(&tmp);
+        let res = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, self.sidecar(name)));
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res
+    }
+
     /// `name` inside the root; names come from archive names (no `/`), checked anyway.
     fn object(&self, name: &str) -> Result<PathBuf, RemoteError> {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
@@ -34,6 +61,37 @@ impl PathDestination {
             });
         }
         Ok(self.root.join(name))
+    }
+}
+
+/// What the sidecar of an object holds: its fingerprint, and the object's file as it was
+/// when the fingerprint was recorded.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Sidecar {
+    sha256: String,
+    size: u64,
+    file: FileId,
+}
+
+/// What changes when a file is replaced (inode) or written (mtime, ctime, size); ctime also
+/// moves when mtime is set back.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct FileId {
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileId {
+    fn of(meta: &fs::Metadata) -> Self {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        FileId {
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
     }
 }
 
@@ -54,9 +112,11 @@ impl Destination for PathDestination {
         &self.label
     }
 
-    fn put(&self, name: &str, from: &Path) -> Result<(), RemoteError> {
+    fn put(&self, name: &str, from: &Path, sum: &Fingerprint) -> Result<(), RemoteError> {
         let dest = self.object(name)?;
         fs::create_dir_all(&self.root).map_err(self.io("create", name))?;
+        // The old object's sidecar goes first: it must never vouch for the new one.
+        remove_if_there(&self.sidecar(name)).map_err(self.io("replace", name))?;
         let tmp = self.root.join(format!(".{name}{PARTIAL_SUFFIX}"));
         let _ = fs::remove_file(&tmp);
         let res = copy_synced(from, &tmp).and_then(|()| fs::rename(&tmp, &dest));
@@ -64,10 +124,33 @@ impl Destination for PathDestination {
             let _ = fs::remove_file(&tmp);
         }
         res.map_err(self.io("write", name))?;
+        (self.write_sidecar(name, &dest, sum)).map_err(self.io("record the sum of", name))?;
         if let Ok(d) = File::open(&self.root) {
             let _ = d.sync_all();
         }
         Ok(())
+    }
+
+    fn recorded(&self, name: &str) -> Result<Option<Fingerprint>, RemoteError> {
+        let dest = self.object(name)?;
+        let bytes = match fs::read(self.sidecar(name)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io("read the sum of", name)(e)),
+        };
+        // A sidecar that does not parse vouches for nothing: the object is read back.
+        let Ok(sidecar) = serde_json::from_slice::<Sidecar>(&bytes) else {
+            return Ok(None);
+        };
+        let file = match fs::metadata(&dest) {
+            Ok(m) => FileId::of(&m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io("stat", name)(e)),
+        };
+        Ok((file == sidecar.file).then_some(Fingerprint {
+            sha256: sidecar.sha256,
+            size: sidecar.size,
+        }))
     }
 
     fn get(&self, name: &str, to: &Path) -> Result<(), RemoteError> {
@@ -101,15 +184,21 @@ impl Destination for PathDestination {
 
     fn delete(&self, name: &str) -> Result<(), RemoteError> {
         let p = self.object(name)?;
-        match fs::remove_file(&p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.io("delete", name)(e)),
-        }
+        remove_if_there(&p).map_err(self.io("delete", name))?;
+        remove_if_there(&self.sidecar(name)).map_err(self.io("delete", name))
     }
 
-    fn read_back(&self, name: &str) -> Result<(String, u64), RemoteError> {
+    fn read_back(&self, name: &str) -> Result<Fingerprint, RemoteError> {
         let p = self.object(name)?;
-        sha256_file(&p).map_err(self.io("read back", name))
+        let (sha256, size) = sha256_file(&p).map_err(self.io("read back", name))?;
+        Ok(Fingerprint { sha256, size })
+    }
+}
+
+/// Removes `path`; gone already is fine.
+fn remove_if_there(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        res => res,
     }
 }

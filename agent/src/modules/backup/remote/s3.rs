@@ -2,7 +2,9 @@
 //! when `endpoint` is set), through the `object_store` crate on a private current-thread
 //! tokio runtime (the `Destination` trait is blocking and runs in `spawn_blocking`).
 //! Uploads stream through `object_store`'s `BufWriter` (one PUT, multipart when large); an
-//! object only appears once complete. Credentials come from `credentials_file` or the
+//! object only appears once complete. Each object carries its sha256 and size as user
+//! metadata (`x-amz-meta-sha256`, `x-amz-meta-size`), read by a HEAD at reconciliation, so
+//! only objects without them (older uploads) are downloaded again. Credentials come from `credentials_file` or the
 //! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` environment and are never logged.
 
 use std::io;
@@ -14,12 +16,25 @@ use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use object_store::{Attribute, Attributes, ClientOptions, GetOptions, ObjectStore, RetryConfig};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{Destination, RemoteError, RemoteObject};
+use super::{Destination, Fingerprint, RemoteError, RemoteObject};
 use crate::config::{credentials_file_problem, RemoteConfig};
+
+/// The user metadata keys of an object's fingerprint.
+const SHA256_KEY: &str = "sha256";
+const SIZE_KEY: &str = "size";
+
+/// The fingerprint in an object's attributes, if both keys are there and parse.
+fn fingerprint_of(attributes: &Attributes) -> Option<Fingerprint> {
+    let get = |key: &'static str| attributes.get(&Attribute::Metadata(key.into()));
+    let sha256 = get(SHA256_KEY)?.to_string();
+    let size = get(SIZE_KEY)?.parse().ok()?;
+    (sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(Fingerprint { sha256, size })
+}
 
 pub struct S3Destination {
     store: Arc<dyn ObjectStore>,
@@ -166,8 +181,12 @@ impl Destination for S3Destination {
         &self.label
     }
 
-    fn put(&self, name: &str, from: &Path) -> Result<(), RemoteError> {
+    fn put(&self, name: &str, from: &Path, sum: &Fingerprint) -> Result<(), RemoteError> {
         let key = self.key(name)?;
+        let attributes = Attributes::from_iter([
+            (Attribute::Metadata(SHA256_KEY.into()), sum.sha256.clone()),
+            (Attribute::Metadata(SIZE_KEY.into()), sum.size.to_string()),
+        ]);
         self.rt.block_on(async {
             let mut src =
                 tokio::fs::File::open(from)
@@ -176,7 +195,7 @@ impl Destination for S3Destination {
                         path: from.to_owned(),
                         source,
                     })?;
-            let mut w = BufWriter::new(Arc::clone(&self.store), key);
+            let mut w = BufWriter::new(Arc::clone(&self.store), key).with_attributes(attributes);
             let copied = async {
                 tokio::io::copy(&mut src, &mut w).await?;
                 w.shutdown().await
@@ -249,7 +268,19 @@ impl Destination for S3Destination {
         }
     }
 
-    fn read_back(&self, name: &str) -> Result<(String, u64), RemoteError> {
+    fn recorded(&self, name: &str) -> Result<Option<Fingerprint>, RemoteError> {
+        let key = self.key(name)?;
+        let head = GetOptions {
+            head: true,
+            ..GetOptions::default()
+        };
+        let res = (self.rt.block_on(self.store.get_opts(&key, head)))
+            .map_err(self.store_err("read the metadata of", name))?;
+        // Metadata that contradicts the object's own size vouches for nothing.
+        Ok(fingerprint_of(&res.attributes).filter(|f| f.size == res.meta.size))
+    }
+
+    fn read_back(&self, name: &str) -> Result<Fingerprint, RemoteError> {
         let key = self.key(name)?;
         self.rt.block_on(async {
             let res = self
@@ -265,7 +296,10 @@ impl Destination for S3Destination {
                 size += chunk.len() as u64;
                 h.update(&chunk);
             }
-            Ok((hex::encode(h.finalize()), size))
+            Ok(Fingerprint {
+                sha256: hex::encode(h.finalize()),
+                size,
+            })
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Remote destination tests on real temp dirs (the `path` destination): a run's archive and
 //! manifest copied and read back, catch-up of archives the remote lacks, retention on the
-//! remote, reconciliation (missing, extra, mismatched), the local archive deleted and
+//! remote, reconciliation (missing, extra, mismatched; the sums recorded at upload, read back
+//! only without one), the local archive deleted and
 //! restored from the remote copy (verified against its manifest), and the module's events.
 
 use std::fs;
@@ -58,16 +59,22 @@ fn run(job: &BackupJobConfig, at: SystemTime) -> RunOutcome {
     run_job(job, at, &mut |_| {}, &AtomicBool::new(false)).expect("backup run")
 }
 
-fn names(dir: &Path) -> Vec<String> {
+/// The files of `dir`, hidden ones (`.partial` copies, sidecars) with `hidden`.
+fn files(dir: &Path, hidden: bool) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| hidden || !n.starts_with('.'))
                 .collect()
         })
         .unwrap_or_default();
     v.sort();
     v
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    files(dir, false)
 }
 
 fn t(day: u64) -> SystemTime {
@@ -93,6 +100,16 @@ fn a_synced_archive_is_a_verified_copy_and_remote_retention_keeps_the_newest() {
         names(&remote_dir),
         vec![a0.clone(), format!("{a0}{MANIFEST_SUFFIX}")]
     );
+    // Each copy has its sum recorded beside it, hidden; no partial file is left.
+    assert_eq!(
+        files(&remote_dir, true),
+        vec![
+            format!(".{a0}{MANIFEST_SUFFIX}.sum"),
+            format!(".{a0}.sum"),
+            a0.clone(),
+            format!("{a0}{MANIFEST_SUFFIX}")
+        ]
+    );
     // A second run whose sync "failed" earlier: the next sync catches up.
     let a1 = run(&job, t(1)).written.manifest.archive;
     let a2 = run(&job, t(2)).written.manifest.archive;
@@ -101,6 +118,13 @@ fn a_synced_archive_is_a_verified_copy_and_remote_retention_keeps_the_newest() {
     // remote retention then drops a0 there too.
     assert_eq!(s.copied, vec![a2.clone(), a1.clone()]);
     assert_eq!(s.pruned, vec![a0.clone()]);
+    // Pruned with their sums.
+    assert_eq!(
+        files(&remote_dir, true).len(),
+        8,
+        "{:?}",
+        files(&remote_dir, true)
+    );
     assert_eq!(
         names(&remote_dir),
         vec![
@@ -119,25 +143,43 @@ fn a_synced_archive_is_a_verified_copy_and_remote_retention_keeps_the_newest() {
     );
 }
 
-#[test]
-fn reconciliation_reports_missing_extra_and_mismatched_copies() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut job = job(tmp.path());
+/// A job keeping 5 archives, run and synced on days 0, 1 and 2: the job, its destination and
+/// the archives' names.
+fn three_synced(tmp: &Path) -> (BackupJobConfig, Box<dyn Destination>, Vec<String>) {
+    let mut job = job(tmp);
     job.keep_count = 5;
     let d = dest(&job);
-    let remote_dir = tmp.path().join("nas/app");
     let mut archives = Vec::new();
     for day in 0..3 {
         let a = run(&job, t(day)).written.manifest.archive;
         sync(&job, d.as_ref(), &a, t(day)).expect("sync");
         archives.push(a);
     }
-    // Deleted remotely, flipped byte remotely, deleted locally.
-    fs::remove_file(remote_dir.join(&archives[0])).expect("rm");
-    let mut bytes = fs::read(remote_dir.join(&archives[1])).expect("read");
+    (job, d, archives)
+}
+
+/// The bytes of `path` with the middle one flipped (same size, other sha256).
+fn flipped(path: &Path) -> Vec<u8> {
+    let mut bytes = fs::read(path).expect("read");
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
-    fs::write(remote_dir.join(&archives[1]), bytes).expect("write");
+    bytes
+}
+
+#[test]
+fn reconciliation_reports_missing_extra_and_mismatched_copies() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (job, d, archives) = three_synced(tmp.path());
+    let remote_dir = tmp.path().join("nas/app");
+    // Deleted remotely, flipped byte remotely, deleted locally. (File times tick with the
+    // kernel's clock, a few ms: the write must come after the copy's tick to be seen.)
+    std::thread::sleep(Duration::from_millis(20));
+    fs::remove_file(remote_dir.join(&archives[0])).expect("rm");
+    fs::write(
+        remote_dir.join(&archives[1]),
+        flipped(&remote_dir.join(&archives[1])),
+    )
+    .expect("write");
     fs::remove_file(job.destination.join(&archives[2])).expect("rm");
     let got = reconcile(&job, d.as_ref()).expect("reconcile");
     assert_eq!(
@@ -147,8 +189,54 @@ fn reconciliation_reports_missing_extra_and_mismatched_copies() {
             extra: vec![archives[2].clone()],
             mismatched: vec![archives[1].clone()],
             remote_archives: 2,
+            // The copy written since its upload is read back; the one unchanged is not.
+            read_back: 1,
         }
     );
+}
+
+#[test]
+fn reconciliation_reads_back_only_copies_without_a_recorded_sum() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (job, d, archives) = three_synced(tmp.path());
+    let remote_dir = tmp.path().join("nas/app");
+    let agree = |read_back| Discrepancy {
+        remote_archives: 3,
+        read_back,
+        ..Discrepancy::default()
+    };
+    // Every copy carries its sum: nothing is read back.
+    assert_eq!(reconcile(&job, d.as_ref()).expect("reconcile"), agree(0));
+    // An upload of an older agent has no sum: read back (and found good), every time.
+    fs::remove_file(remote_dir.join(format!(".{}.sum", archives[0]))).expect("rm sidecar");
+    assert_eq!(reconcile(&job, d.as_ref()).expect("reconcile"), agree(1));
+    assert_eq!(reconcile(&job, d.as_ref()).expect("reconcile"), agree(1));
+    // Another archive of the same size put under the name with its own (true) sum: the sum
+    // tells the mismatch, nothing more is read back.
+    let other = tmp.path().join("other");
+    fs::write(&other, flipped(&job.destination.join(&archives[1]))).expect("write");
+    let (sha256, size) = sha256_file(&other).expect("hash");
+    d.put(&archives[1], &other, &Fingerprint { sha256, size })
+        .expect("put");
+    assert_eq!(
+        reconcile(&job, d.as_ref()).expect("reconcile"),
+        Discrepancy {
+            mismatched: vec![archives[1].clone()],
+            ..agree(1)
+        }
+    );
+    // A copy written over (after the clock ticked) or replaced by hand: its sidecar vouches
+    // for nothing, both are read back.
+    std::thread::sleep(Duration::from_millis(20));
+    fs::copy(
+        job.destination.join(&archives[1]),
+        remote_dir.join(&archives[1]),
+    )
+    .expect("cp");
+    let replaced = remote_dir.join(format!("{}.new", archives[2]));
+    fs::copy(job.destination.join(&archives[2]), &replaced).expect("cp");
+    fs::rename(&replaced, remote_dir.join(&archives[2])).expect("mv");
+    assert_eq!(reconcile(&job, d.as_ref()).expect("reconcile"), agree(3));
 }
 
 #[test]
@@ -177,10 +265,7 @@ fn the_local_archive_deleted_is_restored_from_the_remote_copy() {
     // A damaged remote copy is refused by the manifest check; the target stays untouched.
     fs::remove_dir_all(&job.destination).expect("rm");
     let remote_archive = tmp.path().join("nas/app").join(&a);
-    let mut bytes = fs::read(&remote_archive).expect("read");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
-    fs::write(&remote_archive, bytes).expect("write");
+    fs::write(&remote_archive, flipped(&remote_archive)).expect("write");
     let target2 = tmp.path().join("restored2");
     let err = restore(&job, &ArchiveSelector::Named(a.clone()), &target2).expect_err("corrupt");
     assert!(matches!(err, RestoreError::Corrupt { .. }), "{err}");
