@@ -93,6 +93,9 @@ pub struct HostPolicy {
     /// The `pre_backup` steps of the file's backup jobs (command, `pass_env`): a remote config
     /// may only repeat one.
     pre_backup_steps: Vec<(Vec<String>, Vec<String>)>,
+    /// The `verify_check` commands of the file's backup jobs: a remote config may only repeat
+    /// one.
+    verify_check_commands: Vec<Vec<String>>,
     /// Service modules of the file by name: a remote config may only repeat them verbatim.
     services: BTreeMap<String, ServiceConfig>,
     /// The S3 remotes of the file's backup jobs: a remote config may only repeat one.
@@ -132,6 +135,8 @@ impl HostPolicy {
                         hp.pre_backup_steps.extend(
                             (j.pre_backup.iter()).map(|p| (p.command.clone(), p.pass_env.clone())),
                         );
+                        hp.verify_check_commands
+                            .extend(j.verify_check.iter().map(|c| c.command.clone()));
                     }
                 }
                 ModuleConfig::Health(c) => {
@@ -325,6 +330,21 @@ impl HostPolicy {
                 rule: "pre_backup commands",
                 key: format!("jobs[{i}].pre_backup.{key}"),
                 reason,
+            });
+        }
+        for (i, j) in c.jobs.iter().enumerate() {
+            let Some(v) = &j.verify_check else { continue };
+            if self.verify_check_commands.contains(&v.command) {
+                continue;
+            }
+            out.push(Violation {
+                rule: "verify_check commands",
+                key: format!("jobs[{i}].verify_check.command"),
+                reason: format!(
+                    "verify_check command {:?} is not in the config file (same command); \
+                     verify_check commands are set in the file only",
+                    v.command
+                ),
             });
         }
         out
