@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::ask::{Ask, DrillsHandle, Ran, Refused, Running};
 use super::config::{DrillConfig, DrillKind};
 use super::schedule::{decide, orphan, Due};
-use crate::acting::{Closed, Gate};
+use crate::acting::{Gate, Turns};
 use crate::emit::Emitter;
 use crate::groups::ask::GroupsHandle;
 use crate::notify::{Delivery, Notification, Notifier};
@@ -104,50 +104,27 @@ impl Driver {
 
     /// Runs until `cancel` fires.
     pub async fn run(mut self, cancel: CancellationToken) {
-        let mut asks_open = true;
-        let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone(), "drills");
+        let gate = Gate::new(Arc::clone(&self.shared), self.stream.clone(), "drills");
+        let mut turns = Turns::new(gate, TICK);
         // Slots this term recorded, until the fold shows them (drill → slot).
         let mut claimed: HashMap<String, i64> = HashMap::new();
         // Runs this term closed as abandoned, until the fold shows them.
         let mut closed: Vec<String> = Vec::new();
         let mut deferred: BTreeMap<String, i64> = BTreeMap::new();
-        let mut term = 0;
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let ask = tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tick.tick() => None,
-                ask = self.asks.recv(), if asks_open => {
-                    asks_open = ask.is_some();
-                    ask
-                }
-            };
-            let epoch = match gate.open_or_why().await {
-                Ok(epoch) => epoch,
-                Err(why) => {
-                    if let Some(ask) = ask {
-                        let _ = ask.reply.send(Err(match why {
-                            Closed::NotActive => Refused::NotActive,
-                            Closed::CatchingUp => Refused::CatchingUp,
-                        }));
-                    }
-                    continue;
-                }
-            };
-            if epoch != term {
-                term = epoch;
+        while let Some(turn) = turns.next(&mut self.asks, &cancel).await {
+            let (epoch, gate) = (turn.epoch, turns.gate());
+            if turn.new_term {
                 claimed.clear();
                 closed.clear();
             }
-            if let Some(ask) = ask {
-                self.asked(ask, &gate, epoch, &closed, &cancel).await;
+            if let Some(ask) = turn.ask {
+                self.asked(ask, gate, epoch, &closed, &cancel).await;
                 continue;
             }
             let now = now_unix_ms();
             let (dues, orphans) = self.dues(epoch, now, &claimed, &closed);
             for (run_id, why, drill, kind) in orphans {
-                self.abandon(&gate, epoch, &run_id, &why, &drill, &kind)
+                self.abandon(gate, epoch, &run_id, &why, &drill, &kind)
                     .await;
                 closed.push(run_id);
             }
@@ -155,7 +132,7 @@ impl Driver {
                 match due {
                     Due::Abandon { run_id, why } => {
                         let kind = d.kind.as_str();
-                        self.abandon(&gate, epoch, &run_id, &why, &d.name, kind)
+                        self.abandon(gate, epoch, &run_id, &why, &d.name, kind)
                             .await;
                         closed.push(run_id);
                     }
@@ -173,7 +150,7 @@ impl Driver {
                             epoch,
                             requested_by: SCHEDULE.to_owned(),
                         };
-                        self.execute(&gate, run, &cancel).await;
+                        self.execute(gate, run, &cancel).await;
                         // One drill per tick: the next one sees this one's record.
                         break;
                     }
