@@ -96,6 +96,8 @@ pub struct Runner {
     control_rx: mpsc::Receiver<Request>,
     /// The host's labels from the agent config (heartbeats carry them).
     labels: Arc<BTreeMap<String, String>>,
+    /// The agent's `data_dir` (the modules' `ModuleCtx::data_dir`).
+    data_dir: Arc<std::path::Path>,
     /// `[policy]` and the file's own modules: what remote reconfigurations may do.
     policy: Arc<HostPolicy>,
 }
@@ -116,6 +118,7 @@ impl Runner {
             .map(|m| (m.name().to_owned(), m.clone()))
             .collect();
         runner.labels = Arc::new(cfg.labels.clone());
+        runner.data_dir = cfg.data_dir.as_path().into();
         runner.policy = Arc::new(HostPolicy::from_config(cfg));
         (runner.control.service_configs()).set_root(cfg.data_dir.join("service-config"));
         runner
@@ -154,6 +157,7 @@ impl Runner {
             control,
             control_rx,
             labels: Arc::default(),
+            data_dir: std::env::temp_dir().into(),
             policy: Arc::default(),
         }
     }
@@ -214,6 +218,7 @@ impl Runner {
                 swaps,
                 triggers,
                 labels: self.labels.clone(),
+                data_dir: self.data_dir.clone(),
                 service_configs: self.control.service_configs(),
                 service_roles: self.control.service_roles(),
             };

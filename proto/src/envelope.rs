@@ -118,6 +118,7 @@ pub fn body_kind(body: &pb::event::Body) -> &'static str {
         Body::BackupSynced(_) => "backup_synced",
         Body::BackupSyncFailed(_) => "backup_sync_failed",
         Body::BackupDiscrepancy(_) => "backup_discrepancy",
+        Body::RestoreTested(_) => "restore_tested",
         Body::RestoreCompleted(_) => "restore_completed",
         Body::RestoreFailed(_) => "restore_failed",
         Body::Janitor(_) => "janitor",
@@ -194,6 +195,7 @@ pub fn body_class(body: &pb::event::Body) -> BodyClass {
         | Body::BackupSynced(_)
         | Body::BackupSyncFailed(_)
         | Body::BackupDiscrepancy(_)
+        | Body::RestoreTested(_)
         | Body::RestoreCompleted(_)
         | Body::RestoreFailed(_)
         | Body::Janitor(_)

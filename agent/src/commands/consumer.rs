@@ -176,9 +176,15 @@ impl CommandHandler {
         let Some(accepted) = accepted else {
             return;
         };
-        if let pb::command::Action::BackupRun(b) = &accepted.action {
-            let b = b.clone();
-            self.detach_backup(accepted, b);
+        let backup = match &accepted.action {
+            pb::command::Action::BackupRun(b) => Some(self.backup_run_task(b.clone()).boxed()),
+            pb::command::Action::RestoreTest(t) => {
+                Some(self.restore_test_task(&accepted.id, t.clone()).boxed())
+            }
+            _ => None,
+        };
+        if let Some(run) = backup {
+            self.detach_backup(accepted, run);
             return;
         }
         if let Some((service, op)) = lifecycle(&accepted.action) {
@@ -205,10 +211,14 @@ impl CommandHandler {
         }
     }
 
-    /// A backup may run for minutes: in the background, its result recorded when it comes
-    /// (through `detached_rx`); a restart meanwhile reports it failed (`recover`).
-    fn detach_backup(&self, accepted: Accepted, b: pb::BackupRun) {
-        let run = self.backup_run_task(b);
+    /// A backup (or a restore test) may run for minutes: in the background, its result
+    /// recorded when it comes (through `detached_rx`); a restart meanwhile reports it failed
+    /// (`recover`).
+    fn detach_backup(
+        &self,
+        accepted: Accepted,
+        run: futures::future::BoxFuture<'static, Result<String, String>>,
+    ) {
         let tx = self.detached_tx.clone();
         tokio::spawn(async move {
             let result = run.await;

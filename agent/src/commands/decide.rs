@@ -333,6 +333,7 @@ pub fn action_name(action: Option<&Action>) -> &'static str {
         Some(Action::Enable(_)) => "enable",
         Some(Action::Noop(_)) => "noop",
         Some(Action::BackupRun(_)) => "backup_run",
+        Some(Action::RestoreTest(_)) => "restore_test",
         Some(Action::Restore(_)) => "restore",
         Some(Action::ConfigApply(_)) => "config_apply",
         Some(Action::ConfigRollback(_)) => "config_rollback",
@@ -389,6 +390,13 @@ pub fn validate(action: Option<&Action>, catalog: &Catalog) -> Result<(), String
                 }
                 return Ok(());
             }
+            backup_job(&module, &job)
+        }
+        Some(Action::RestoreTest(t)) => {
+            if t.job.is_empty() {
+                return Err("restore_test names no job".to_owned());
+            }
+            let (module, job) = catalog.resolve_backup(&t.module, &t.job, None)?;
             backup_job(&module, &job)
         }
         Some(Action::Restore(r)) => {

@@ -1,4 +1,5 @@
-//! Running an accepted command: control actions through the `ControlHandle`, restores on the
+//! Running an accepted command: control actions (and backup runs and restore tests, through
+//! the backup module) through the `ControlHandle`, restores on the
 //! blocking pool, drains (pause everything but the heartbeat, wait for the outbox to empty),
 //! undrains (resume what the drain paused) and resume-all. Returns the detail or the failure
 //! reason plus any extra event bodies (restore results).
@@ -61,6 +62,9 @@ impl CommandHandler {
             CmdAction::Enable(a) => Execution::done(act(a.module.clone(), Action::Enable).await),
             CmdAction::Noop(_) => Execution::done(Ok("noop".to_owned())),
             CmdAction::BackupRun(b) => Execution::done(self.backup_run(b).await),
+            CmdAction::RestoreTest(t) => {
+                Execution::done(self.restore_test_task(id, t.clone()).await)
+            }
             CmdAction::ConfigApply(c) => Execution::done(
                 self.reconfigure(&c.module, &c.config_toml, &c.fingerprint)
                     .await,
@@ -147,6 +151,27 @@ impl CommandHandler {
             let (module, job) = resolved?;
             control
                 .run_now(&module, &job)
+                .await
+                .map_err(|e| error_chain(&e))
+        }
+    }
+
+    /// `restore_test` as a future that borrows nothing (it runs in the background like a
+    /// backup): through the module's worker, the scheduled test's code, never beside a run of
+    /// the same job; its `restore_tested` names command `id`.
+    pub(super) fn restore_test_task(
+        &self,
+        id: &str,
+        t: pb::RestoreTest,
+    ) -> impl std::future::Future<Output = Result<String, String>> + Send + 'static {
+        let control = self.control.clone();
+        let resolved = self.catalog.resolve_backup(&t.module, &t.job, None);
+        let scratch_root = self.config.data_dir.join(backup::verify::SCRATCH_DIR);
+        let requested_by = id.to_owned();
+        async move {
+            let (module, job) = resolved?;
+            control
+                .verify_restore(&module, &job, &requested_by, scratch_root)
                 .await
                 .map_err(|e| error_chain(&e))
         }

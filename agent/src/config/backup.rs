@@ -2,7 +2,7 @@
 //! its semantic checks.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use opsfleet_proto::subjects::validate_token;
@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::default_name;
 
 mod remote;
+mod verify;
 pub use remote::{credentials_file_problem, RemoteConfig, RemoteKind};
+pub use verify::VerifyCheckConfig;
 
 /// `type = "backup"`: scheduled archives of directories, each with a sha256 manifest.
 ///
@@ -121,6 +123,21 @@ pub struct BackupJobConfig {
     /// Where every archive is copied after the run (see `RemoteConfig`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteConfig>,
+    /// How often a restore test runs: `"daily"`, `"weekly"`, `"monthly"` or a duration
+    /// (`"12h"`); none by default. The newest archive (from `remote` when the job has one)
+    /// is restored into a scratch directory under the agent's `data_dir`, verified against its
+    /// manifest, `verify_check` runs on it, and the directory is removed (`restore_tested`).
+    /// The first test is due one period after the job's last test (persisted), or after the
+    /// module started when it never had one.
+    #[serde(
+        default,
+        with = "verify::period",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_restore: Option<Duration>,
+    /// The command a restore test runs on the restored files (see `VerifyCheckConfig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_check: Option<VerifyCheckConfig>,
 }
 
 /// `[modules.jobs.pre_backup]`: a command (argv, no shell) run before each archive of the job.
@@ -161,15 +178,7 @@ fn default_pre_backup_timeout() -> Duration {
 impl PreBackupConfig {
     /// Problems with keys relative to `pre_backup`; `bases` are the job's source base names.
     fn problems(&self, bases: &HashMap<String, usize>) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        match self.command.first() {
-            None => out.push(("command".into(), "needs at least the program".into())),
-            Some(p) if !Path::new(p).is_absolute() => out.push((
-                "command[0]".into(),
-                format!("the program must be an absolute path (no PATH lookup): {p:?}"),
-            )),
-            Some(_) => {}
-        }
+        let mut out = verify::command_problems(&self.command);
         let o = &self.output;
         let plain = !o.is_empty()
             && o != "."
@@ -313,6 +322,10 @@ impl BackupJobConfig {
                 push(format!("remote.{k}"), r);
             }
         }
+        out.extend(verify::verify_problems(
+            self.verify_restore,
+            self.verify_check.as_ref(),
+        ));
         out
     }
 }

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 pub use backup::{
     credentials_file_problem, BackupConfig, BackupJobConfig, Compression, PreBackupConfig,
-    RemoteConfig, RemoteKind, PRE_BACKUP_OUTPUT_PLACEHOLDER,
+    RemoteConfig, RemoteKind, VerifyCheckConfig, PRE_BACKUP_OUTPUT_PLACEHOLDER,
 };
 pub use health::{
     parse_http_url, parse_probe_url, Comparison, HealthConfig, HttpTarget, JsonAssertion,

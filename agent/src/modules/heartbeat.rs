@@ -88,6 +88,7 @@ mod tests {
             ),
             service_configs: Default::default(),
             service_roles: Default::default(),
+            data_dir: std::env::temp_dir().into(),
         };
         let mut m = HeartbeatModule::new(Duration::from_secs(10));
         let bodies = m.run_once(&ctx).await.expect("runs");

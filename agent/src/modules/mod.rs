@@ -59,6 +59,9 @@ pub struct ModuleCtx {
     pub service_configs: service::ConfigBoard,
     /// The services' group roles and live slots (shared with the command handler).
     pub service_roles: service::RoleBoard,
+    /// The agent's `data_dir` (a backup module's restore tests make their scratch
+    /// directories under it).
+    pub data_dir: std::sync::Arc<std::path::Path>,
 }
 
 #[cfg(test)]
@@ -75,6 +78,7 @@ impl ModuleCtx {
             labels: Default::default(),
             service_configs: Default::default(),
             service_roles: Default::default(),
+            data_dir: std::env::temp_dir().into(),
         }
     }
 }
@@ -138,6 +142,13 @@ pub trait Module: Send {
 pub enum OnDemand {
     /// backup: run a job now (empty = every job of the module).
     Run(String),
+    /// backup: a restore test of a job now (as its `verify_restore` schedule would), its
+    /// scratch directory under `scratch_root`; `requested_by` is the asking command's id.
+    VerifyRestore {
+        job: String,
+        requested_by: String,
+        scratch_root: std::path::PathBuf,
+    },
     /// service: a lifecycle action.
     Service(service::ServiceOp),
     /// service: a deploy's activation (restart, reload, or a compose `up -d`), done after
@@ -153,6 +164,7 @@ impl OnDemand {
     pub fn describe(&self) -> String {
         match self {
             OnDemand::Run(_) => "run on demand".to_owned(),
+            OnDemand::VerifyRestore { .. } => "run a restore test".to_owned(),
             OnDemand::Service(op) | OnDemand::Activate { op, .. } => op.as_str().to_owned(),
         }
     }

@@ -40,6 +40,8 @@ pub(super) struct ModuleWorker {
     pub(super) triggers: mpsc::Receiver<Trigger>,
     /// The host's labels (for the heartbeat).
     pub(super) labels: Arc<std::collections::BTreeMap<String, String>>,
+    /// The agent's `data_dir`.
+    pub(super) data_dir: Arc<std::path::Path>,
 }
 
 type Answer = oneshot::Sender<Result<String, String>>;
@@ -191,6 +193,7 @@ impl ModuleWorker {
             labels: self.labels.clone(),
             service_configs: self.service_configs.clone(),
             service_roles: self.service_roles.clone(),
+            data_dir: self.data_dir.clone(),
         };
         let run_started = Instant::now();
         let res = tokio::select! {

@@ -194,6 +194,35 @@ fn agent(body: &Body) -> String {
             b.mismatched.len(),
             b.remote_archives
         ),
+        Body::RestoreTested(t) => format!(
+            "{} restore test of {} from {} {} ({} files, {} bytes, {} ms{}){}{}",
+            t.job,
+            if t.archive.is_empty() {
+                "-"
+            } else {
+                &t.archive
+            },
+            if t.source.is_empty() { "-" } else { &t.source },
+            if t.passed { "passed" } else { "FAILED" },
+            t.files,
+            t.bytes,
+            t.duration_ms,
+            if t.check.is_empty() {
+                String::new()
+            } else {
+                format!(", check {}", t.check)
+            },
+            if t.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", t.reason)
+            },
+            if t.requested_by == "schedule" || t.requested_by.is_empty() {
+                String::new()
+            } else {
+                format!(" [command {}]", t.requested_by)
+            }
+        ),
         Body::RestoreCompleted(r) => format!(
             "{} restored {} to {} ({} files)",
             r.job, r.archive, r.target, r.files

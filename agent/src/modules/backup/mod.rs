@@ -3,18 +3,24 @@
 //! a pure function, and pruning. `run` owns one run of a job (leftovers, archive, retention),
 //! `archive` writes archives + manifests, `restore` (with `extract`) verifies and restores
 //! them, `naming` owns archive file names, `prestep` a job's pre-backup command, `remote` the
-//! copies off the host (sync after a run, remote retention, reconciliation). This file
+//! copies off the host (sync after a run, remote retention, reconciliation; their events in
+//! `remote_bodies`), `verify` one restore test and `verify_sched` their schedule. This file
 //! owns finding a job in the config and the module (schedules, background runs and their
 //! events).
 
 pub mod archive;
 mod extract;
+#[cfg(test)]
+mod fixtures;
 pub mod naming;
 pub mod prestep;
 pub mod remote;
+mod remote_bodies;
 mod report;
 pub mod restore;
 mod run;
+pub mod verify;
+mod verify_sched;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,10 +32,11 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::{Module, ModuleCtx, ModuleError, OnDemand, RunNowTicket};
-use crate::config::{AgentConfig, BackupConfig, BackupJobConfig, ModuleConfig, RemoteConfig};
+use crate::config::{AgentConfig, BackupConfig, BackupJobConfig, ModuleConfig};
 pub use archive::{ArchiveError, Manifest, ManifestEntry, Progress};
 pub use naming::ArchiveFile;
 pub use naming::MANIFEST_SUFFIX;
+use remote_bodies::{reconcile_body, sync_bodies};
 pub use restore::{
     restore, ArchiveSelector, Corruption, FileProblem, Problem, RestoreError, RestoreReport,
 };
@@ -80,6 +87,10 @@ struct JobSlot {
     running: Arc<AtomicBool>,
     /// Start of the last reconciliation with the remote destination (none yet: due).
     last_reconcile: Option<SystemTime>,
+    /// Start of the last restore test (none: not known yet, see `verify_sched`).
+    last_verify: Option<SystemTime>,
+    /// `last_verify` changed since the module state was last taken.
+    verify_dirty: bool,
 }
 
 /// The module: checks schedules every tick, starts due jobs in the background, and returns the
@@ -90,6 +101,8 @@ pub struct BackupModule {
     rx: mpsc::UnboundedReceiver<pb::event::Body>,
     /// Set when the module is dropped: runs in progress stop and remove their partial files.
     cancel: Arc<AtomicBool>,
+    /// Saved state keys of jobs no longer configured (deleted at the next `take_state`).
+    stale_keys: Vec<String>,
 }
 
 impl BackupModule {
@@ -105,11 +118,14 @@ impl BackupModule {
                     scanned: false,
                     running: Arc::new(AtomicBool::new(false)),
                     last_reconcile: None,
+                    last_verify: None,
+                    verify_dirty: false,
                 })
                 .collect(),
             tx,
             rx,
             cancel: Arc::new(AtomicBool::new(false)),
+            stale_keys: Vec::new(),
         }
     }
 
@@ -305,87 +321,6 @@ fn outcome_bodies(
     }
 }
 
-/// Copies a run's archive to the job's remote destination: `backup_synced` or
-/// `backup_sync_failed`. Blocking.
-fn sync_bodies(
-    job: &BackupJobConfig,
-    cfg: &RemoteConfig,
-    out: &RunOutcome,
-    now: SystemTime,
-) -> Vec<pb::event::Body> {
-    let archive = out.written.manifest.archive.clone();
-    let dest = match remote::open(cfg) {
-        Ok(d) => d,
-        Err(e) => {
-            let reason = error_chain(&e);
-            warn!(job = %job.name, destination = %cfg.label(), reason = %reason, "backup sync failed");
-            return vec![pb::event::Body::BackupSyncFailed(pb::BackupSyncFailed {
-                job: job.name.clone(),
-                archive,
-                destination: cfg.label(),
-                reason,
-            })];
-        }
-    };
-    match remote::sync(job, dest.as_ref(), &archive, now) {
-        Ok(s) => {
-            info!(job = %job.name, destination = dest.label(), copied = s.copied.len(), bytes = s.bytes, "backup synced");
-            vec![pb::event::Body::BackupSynced(pb::BackupSynced {
-                job: job.name.clone(),
-                archive,
-                destination: dest.label().to_owned(),
-                bytes: s.bytes,
-                duration_ms: u64::try_from(s.duration.as_millis()).unwrap_or(u64::MAX),
-                remote_pruned: s.pruned,
-            })]
-        }
-        Err(e) => {
-            let reason = error_chain(&e);
-            warn!(job = %job.name, destination = dest.label(), reason = %reason, "backup sync failed");
-            vec![pb::event::Body::BackupSyncFailed(pb::BackupSyncFailed {
-                job: job.name.clone(),
-                archive,
-                destination: dest.label().to_owned(),
-                reason,
-            })]
-        }
-    }
-}
-
-/// One reconciliation of `job` against its remote destination, as a `backup_discrepancy`
-/// (all lists empty when both sides agree) or, when the remote cannot be read, a
-/// `backup_sync_failed` without archive. Blocking.
-fn reconcile_body(job: &BackupJobConfig, cfg: &RemoteConfig) -> pb::event::Body {
-    let label = cfg.label();
-    match remote::open(cfg).and_then(|dest| remote::reconcile(job, dest.as_ref())) {
-        Ok(d) => {
-            if d.missing.is_empty() && d.extra.is_empty() && d.mismatched.is_empty() {
-                info!(job = %job.name, destination = %label, remote_archives = d.remote_archives, "backup reconciled");
-            } else {
-                warn!(job = %job.name, destination = %label, missing = d.missing.len(), extra = d.extra.len(), mismatched = d.mismatched.len(), "backup discrepancy");
-            }
-            pb::event::Body::BackupDiscrepancy(pb::BackupDiscrepancy {
-                job: job.name.clone(),
-                destination: label,
-                missing: d.missing,
-                extra: d.extra,
-                mismatched: d.mismatched,
-                remote_archives: d.remote_archives,
-            })
-        }
-        Err(e) => {
-            let reason = error_chain(&e);
-            warn!(job = %job.name, destination = %label, reason = %reason, "backup reconciliation failed");
-            pb::event::Body::BackupSyncFailed(pb::BackupSyncFailed {
-                job: job.name.clone(),
-                archive: String::new(),
-                destination: label,
-                reason: format!("reconciliation: {reason}"),
-            })
-        }
-    }
-}
-
 impl Drop for BackupModule {
     fn drop(&mut self) {
         self.cancel.store(true, Ordering::SeqCst);
@@ -452,6 +387,7 @@ impl Module for BackupModule {
                 running.store(false, Ordering::SeqCst);
             });
         }
+        self.start_due_verifies(ctx.now, &ctx.data_dir);
         let mut bodies = Vec::new();
         while let Ok(b) = self.rx.try_recv() {
             bodies.push(b);
@@ -462,8 +398,21 @@ impl Module for BackupModule {
     fn run_now(&mut self, what: &OnDemand, now: SystemTime) -> Result<RunNowTicket, String> {
         match what {
             OnDemand::Run(job) => self.start_now(job, now),
+            OnDemand::VerifyRestore {
+                job,
+                requested_by,
+                scratch_root,
+            } => self.verify_now(job, requested_by, scratch_root.clone(), now),
             other => Err(format!("a backup module cannot {}", other.describe())),
         }
+    }
+
+    fn restore(&mut self, saved: Vec<(String, Vec<u8>)>) {
+        self.restore_verify_state(saved);
+    }
+
+    fn take_state(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
+        self.take_verify_state()
     }
 }
 

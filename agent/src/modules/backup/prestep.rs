@@ -1,7 +1,9 @@
-//! A job's pre-backup step (`pre_backup`): the private scratch directory, running the command
-//! (argv, no shell, own process group, timeout, cancellation) and its failures with the end of
-//! its stderr. Blocking code: called from the run on the blocking pool.
+//! A job's pre-backup step (`pre_backup`): the private scratch directory, and running a job's
+//! step command (`run_step`: argv, no shell, own process group, timeout, cancellation; also the
+//! restore test's `verify_check`) with its failures and the end of its stderr. Blocking code:
+//! called from the run on the blocking pool.
 
+use std::ffi::OsString;
 use std::fs::{self, DirBuilder};
 use std::io::{self, Read};
 use std::os::unix::fs::DirBuilderExt;
@@ -28,7 +30,8 @@ pub const STDERR_EXCERPT: usize = 2048;
 /// How often the wait checks the timeout and cancellation.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Why a pre-backup step failed. The scratch directory is removed before this is returned.
+/// Why a job's command (a pre-backup step, a restore check) failed. The scratch directory is
+/// removed before this is returned.
 #[derive(Debug, thiserror::Error)]
 pub enum PreStepError {
     #[error("cannot create scratch directory {}", path.display())]
@@ -72,7 +75,7 @@ pub fn scratch_dir(job: &BackupJobConfig) -> PathBuf {
     job.destination.join(format!(".{}.pre-backup", job.name))
 }
 
-/// Removes the scratch directory when dropped (every way out of a run).
+/// Removes the scratch directory when dropped (every way out of a run or restore test).
 pub struct Scratch(PathBuf);
 
 impl Drop for Scratch {
@@ -87,9 +90,28 @@ pub fn remove_scratch(dir: &Path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => {
-            warn!(path = %dir.display(), error = %ErrorChain(&e), "cannot remove pre-backup scratch dir")
+            warn!(path = %dir.display(), error = %ErrorChain(&e), "cannot remove scratch dir")
         }
     }
+}
+
+/// Makes `dir` (inside `parent`, created if missing) a new empty private (0700) directory:
+/// a crashed run's leftover goes first. Returns the guard that removes it.
+pub fn fresh_scratch(parent: &Path, dir: &Path) -> Result<Scratch, PreStepError> {
+    remove_scratch(dir);
+    fs::create_dir_all(parent).map_err(|source| PreStepError::Scratch {
+        path: parent.to_owned(),
+        source,
+    })?;
+    DirBuilder::new()
+        .recursive(false)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| PreStepError::Scratch {
+            path: dir.to_owned(),
+            source,
+        })?;
+    Ok(Scratch(dir.to_owned()))
 }
 
 /// The written output file and the guard removing its directory.
@@ -107,33 +129,53 @@ pub fn run(
 ) -> Result<Output, PreStepError> {
     let dir = scratch_dir(job);
     // A crashed run's scratch dir goes first: the new one must be empty and private.
-    remove_scratch(&dir);
-    fs::create_dir_all(&job.destination).map_err(|source| PreStepError::Scratch {
-        path: job.destination.clone(),
-        source,
-    })?;
-    DirBuilder::new()
-        .recursive(false)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|source| PreStepError::Scratch {
-            path: dir.clone(),
-            source,
-        })?;
-    let scratch = Scratch(dir.clone());
+    let scratch = fresh_scratch(&job.destination, &dir)?;
     let path = dir.join(&pre.output);
-    let program = pre.command.first().cloned().unwrap_or_default();
     let out_str = path.to_string_lossy().into_owned();
-    let args = pre
+    let argv = pre
         .command
         .iter()
-        .skip(1)
-        .map(|a| a.replace(PRE_BACKUP_OUTPUT_PLACEHOLDER, &out_str));
+        .map(|a| a.replace(PRE_BACKUP_OUTPUT_PLACEHOLDER, &out_str))
+        .collect();
+    let step = Step {
+        what: "pre-backup step",
+        job: &job.name,
+        argv,
+        dir: &dir,
+        env: vec![(OUTPUT_ENV, path.clone().into_os_string())],
+        timeout: pre.timeout,
+    };
+    let program = run_step(&step, cancel)?;
+    if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        return Err(PreStepError::NoOutput { program, path });
+    }
+    Ok(Output { path, scratch })
+}
+
+/// One command of a job (a `pre_backup` step, a restore test's `verify_check`).
+pub struct Step<'a> {
+    /// What it is, for the logs (`pre-backup step`).
+    pub what: &'static str,
+    pub job: &'a str,
+    /// Program (absolute path) and arguments, placeholders already replaced.
+    pub argv: Vec<String>,
+    /// Its working directory.
+    pub dir: &'a Path,
+    /// Env vars set besides `OPSFLEET_BACKUP_JOB`.
+    pub env: Vec<(&'static str, OsString)>,
+    pub timeout: Duration,
+}
+
+/// Runs `step` in its own process group (stdin and stdout closed), killing the group on
+/// timeout or cancellation; `Ok` with the program's name when it exits 0.
+pub fn run_step(step: &Step<'_>, cancel: &AtomicBool) -> Result<String, PreStepError> {
+    let program = step.argv.first().cloned().unwrap_or_default();
+    let (what, job) = (step.what, step.job);
     let mut cmd = Command::new(&program);
-    cmd.args(args)
-        .current_dir(&dir)
-        .env(OUTPUT_ENV, &path)
-        .env(JOB_ENV, &job.name)
+    cmd.args(step.argv.iter().skip(1))
+        .current_dir(step.dir)
+        .envs(step.env.iter().map(|(k, v)| (k, v)))
+        .env(JOB_ENV, job)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -143,7 +185,7 @@ pub fn run(
         program: program.clone(),
         source,
     })?;
-    info!(job = %job.name, program, pid = child.id(), "pre-backup step started");
+    info!(job, what, program, pid = child.id(), "job command started");
     let stderr = child.stderr.take().map(tail_reader);
     let group = i32::try_from(child.id()).ok().map(Pid::from_raw);
     let kill_group = || {
@@ -167,13 +209,13 @@ pub fn run(
             let _ = child.wait();
             return Err(PreStepError::Cancelled { program });
         }
-        if started.elapsed() >= pre.timeout {
+        if started.elapsed() >= step.timeout {
             kill_group();
             let _ = child.wait();
-            warn!(job = %job.name, program, timeout = ?pre.timeout, "pre-backup step timed out");
+            warn!(job, what, program, timeout = ?step.timeout, "job command timed out");
             return Err(PreStepError::Timeout {
                 program,
-                timeout: pre.timeout,
+                timeout: step.timeout,
                 stderr: collect(stderr),
             });
         }
@@ -192,11 +234,14 @@ pub fn run(
             stderr,
         });
     }
-    if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
-        return Err(PreStepError::NoOutput { program, path });
-    }
-    info!(job = %job.name, program, duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), "pre-backup step done");
-    Ok(Output { path, scratch })
+    info!(
+        job,
+        what,
+        program,
+        duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "job command done"
+    );
+    Ok(program)
 }
 
 /// Reads a pipe to its end on a thread, keeping the last `STDERR_EXCERPT` bytes.

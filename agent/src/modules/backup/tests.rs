@@ -19,18 +19,10 @@ use crate::config::Compression;
 const DAY: Duration = Duration::from_secs(86_400);
 
 fn job(tmp: &Path, compression: Compression) -> BackupJobConfig {
+    let sources = vec![tmp.join("src/data"), tmp.join("src/etc-app")];
     BackupJobConfig {
-        name: "app".to_owned(),
-        sources: vec![tmp.join("src/data"), tmp.join("src/etc-app")],
-        destination: tmp.join("backups"),
-        schedule: Duration::from_secs(3600),
         compression,
-        keep_days: 7,
-        keep_count: 7,
-        progress_every_files: 1000,
-        progress_every: Duration::from_secs(10),
-        pre_backup: None,
-        remote: None,
+        ..super::fixtures::job(tmp, "app", sources)
     }
 }
 
@@ -116,6 +108,7 @@ fn ctx(now: SystemTime) -> ModuleCtx {
         labels: Default::default(),
         service_configs: Default::default(),
         service_roles: Default::default(),
+        data_dir: std::env::temp_dir().into(),
     }
 }
 
@@ -624,22 +617,13 @@ fn module_cfg(job: BackupJobConfig) -> BackupConfig {
 
 /// Ticks the module until a run finishes; returns every body seen.
 async fn tick_until_done(m: &mut BackupModule, now: SystemTime) -> Vec<pb::event::Body> {
-    let mut all = Vec::new();
-    for _ in 0..400 {
-        let bodies = m.run_once(&ctx(now)).await.expect("tick");
-        let done = bodies.iter().any(|b| {
-            matches!(
-                b,
-                pb::event::Body::BackupCompleted(_) | pb::event::Body::BackupFailed(_)
-            )
-        });
-        all.extend(bodies);
-        if done {
-            return all;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("backup did not finish: {all:?}");
+    super::fixtures::tick_until(m, &ctx(now), |b| {
+        matches!(
+            b,
+            pb::event::Body::BackupCompleted(_) | pb::event::Body::BackupFailed(_)
+        )
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

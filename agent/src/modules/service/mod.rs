@@ -306,7 +306,7 @@ impl Module for ServiceModule {
         let (op, samples) = match what {
             OnDemand::Service(op) => (*op, 0),
             OnDemand::Activate { op, ready_samples } => (*op, *ready_samples),
-            OnDemand::Run(_) => {
+            OnDemand::Run(_) | OnDemand::VerifyRestore { .. } => {
                 return Err(format!("a service module cannot {}", what.describe()));
             }
         };

@@ -121,6 +121,23 @@ impl ControlHandle {
         self.on_demand(module, OnDemand::Run(what.to_owned())).await
     }
 
+    /// A restore test of backup job `job` of `module` now (see `OnDemand::VerifyRestore`);
+    /// returns its detail once its `restore_tested` is queued, or why it failed or was refused.
+    pub async fn verify_restore(
+        &self,
+        module: &str,
+        job: &str,
+        requested_by: &str,
+        scratch_root: std::path::PathBuf,
+    ) -> Result<String, ControlError> {
+        let what = OnDemand::VerifyRestore {
+            job: job.to_owned(),
+            requested_by: requested_by.to_owned(),
+            scratch_root,
+        };
+        self.on_demand(module, what).await
+    }
+
     /// Asks service module `module` for a lifecycle action; returns its detail once done (the
     /// service in the asked state, and ready when it declares a probe), or why not.
     pub async fn service_op(&self, module: &str, op: ServiceOp) -> Result<String, ControlError> {

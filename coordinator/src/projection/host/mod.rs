@@ -382,6 +382,7 @@ impl HostState {
             | Body::BackupSynced(_)
             | Body::BackupSyncFailed(_)
             | Body::BackupDiscrepancy(_)
+            | Body::RestoreTested(_)
             | Body::RestoreCompleted(_)
             | Body::RestoreFailed(_)
             | Body::Janitor(_)

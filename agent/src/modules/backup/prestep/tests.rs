@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use opsfleet_report::error_chain;
 
 use super::*;
-use crate::config::{BackupJobConfig, Compression, PreBackupConfig};
+use crate::config::{BackupJobConfig, PreBackupConfig};
 use crate::modules::backup::archive::PRE_BACKUP_SOURCE_PREFIX;
 use crate::modules::backup::naming::list_archives;
 use crate::modules::backup::{restore, run_job, ArchiveError, ArchiveSelector};
@@ -20,15 +20,6 @@ fn job(tmp: &Path, script: &str, timeout: Duration) -> BackupJobConfig {
     fs::create_dir_all(tmp.join("src/etc-app")).expect("mkdir");
     fs::write(tmp.join("src/etc-app/app.toml"), b"x = 1\n").expect("write");
     BackupJobConfig {
-        name: "pg".to_owned(),
-        sources: vec![tmp.join("src/etc-app")],
-        destination: tmp.join("backups"),
-        schedule: Duration::from_secs(3600),
-        compression: Compression::Zstd,
-        keep_days: 7,
-        keep_count: 7,
-        progress_every_files: 1000,
-        progress_every: Duration::from_secs(10),
         pre_backup: Some(PreBackupConfig {
             command: vec![
                 "/bin/sh".to_owned(),
@@ -40,7 +31,7 @@ fn job(tmp: &Path, script: &str, timeout: Duration) -> BackupJobConfig {
             output: "app.dump".to_owned(),
             timeout,
         }),
-        remote: None,
+        ..crate::modules::backup::fixtures::job(tmp, "pg", vec![tmp.join("src/etc-app")])
     }
 }
 

@@ -12,7 +12,8 @@ use opsfleet_proto::pb;
 use opsfleet_report::error_chain;
 
 use super::*;
-use crate::config::{BackupConfig, BackupJobConfig, Compression, RemoteConfig, RemoteKind};
+use crate::config::{BackupConfig, BackupJobConfig};
+use crate::modules::backup::fixtures;
 use crate::modules::backup::{
     restore, run_job, ArchiveSelector, BackupModule, RestoreError, RunOutcome,
 };
@@ -26,27 +27,10 @@ fn job(tmp: &Path) -> BackupJobConfig {
     fs::write(src.join("a.txt"), b"alpha\n").expect("write");
     fs::write(src.join("nested/b.bin"), vec![7u8; 100_000]).expect("write");
     BackupJobConfig {
-        name: "app".to_owned(),
-        sources: vec![src],
-        destination: tmp.join("backups"),
-        schedule: Duration::from_secs(3600),
-        compression: Compression::Zstd,
         keep_days: 0,
         keep_count: 2,
-        progress_every_files: 1000,
-        progress_every: Duration::from_secs(10),
-        pre_backup: None,
-        remote: Some(RemoteConfig {
-            kind: RemoteKind::Path,
-            path: tmp.join("nas/app"),
-            bucket: String::new(),
-            prefix: String::new(),
-            endpoint: None,
-            region: "us-east-1".into(),
-            credentials_file: None,
-            allow_http: false,
-            reconcile_every: Duration::from_secs(3600),
-        }),
+        remote: Some(fixtures::path_remote(tmp.join("nas/app"))),
+        ..fixtures::job(tmp, "app", vec![src])
     }
 }
 
@@ -222,6 +206,7 @@ fn ctx(now: SystemTime) -> ModuleCtx {
         labels: Default::default(),
         service_configs: Default::default(),
         service_roles: Default::default(),
+        data_dir: std::env::temp_dir().into(),
     }
 }
 

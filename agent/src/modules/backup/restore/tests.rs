@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use opsfleet_report::error_chain;
 use sha2::{Digest, Sha256};
@@ -33,17 +33,8 @@ fn selector_parses() {
 
 fn job(tmp: &Path) -> BackupJobConfig {
     BackupJobConfig {
-        name: "app".to_owned(),
-        sources: vec![tmp.join("src")],
-        destination: tmp.join("backups"),
-        schedule: Duration::from_secs(3600),
         compression: Compression::Gzip,
-        keep_days: 7,
-        keep_count: 7,
-        progress_every_files: 1000,
-        progress_every: Duration::from_secs(10),
-        pre_backup: None,
-        remote: None,
+        ..crate::modules::backup::fixtures::job(tmp, "app", vec![tmp.join("src")])
     }
 }
 
