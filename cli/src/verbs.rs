@@ -1,4 +1,4 @@
-//! The command verbs beyond pause/resume: `backup run`, `restore`, `config apply`,
+//! The command verbs beyond pause/resume: `backup run`, `backup verify`, `restore`, `config apply`,
 //! `config rollback` and `app` — their flags and the `CommandAction` each one makes. Issuing, waiting,
 //! progress and the result table are the shared path in opsctl's `issue.rs` (`run_request`).
 
@@ -40,6 +40,26 @@ pub struct BackupRunArgs {
 impl BackupRunArgs {
     pub fn request(self) -> CommandAction {
         CommandAction::BackupRun {
+            module: self.module,
+            job: self.job,
+        }
+    }
+}
+
+/// `opsctl backup verify`: which job's restore test to run now.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BackupVerifyArgs {
+    /// The backup job whose newest archive is tested.
+    pub job: String,
+    /// The backup module instance (default: the agent's only backup module, or the one
+    /// holding the job).
+    #[arg(long)]
+    pub module: Option<String>,
+}
+
+impl BackupVerifyArgs {
+    pub fn request(self) -> CommandAction {
+        CommandAction::RestoreTest {
             module: self.module,
             job: self.job,
         }

@@ -6,8 +6,8 @@ use opsfleet_proto::api::{
     AlertView, AlertsReply, BackupFailureView, BackupSuccessView, BackupView, BackupsReply,
     CheckCondition, CheckConditionKind, DiskView, HostSummary, HostsReply, IncidentView,
     IncidentsReply, ModuleState, ModuleView, RemoteBackupView, RemoteReconcileView,
-    RemoteSyncFailureView, RemoteSyncView, Responder, ServiceView, ServicesReply, Severity,
-    Truncated,
+    RemoteSyncFailureView, RemoteSyncView, Responder, RestoreTestResultView, RestoreTestView,
+    ServiceView, ServicesReply, Severity, Truncated,
 };
 
 const NOW: i64 = 1_790_000_000_000;
@@ -248,6 +248,24 @@ fn backups_table() {
                 ..RemoteReconcileView::default()
             }),
         }),
+        restore_test: Some(RestoreTestView {
+            every_ms: Some(7 * 86_400_000),
+            module: "backup".into(),
+            declared_at_unix_ms: NOW - 30 * 86_400_000,
+            last: Some(RestoreTestResultView {
+                archive: "nightly-20260101T020000Z.tar.zst".into(),
+                source: "path:/mnt/nas/nightly".into(),
+                passed: true,
+                files: 1_204,
+                bytes: 900_000_000,
+                duration_ms: 95_000,
+                check: "passed".into(),
+                requested_by: "schedule".into(),
+                at_unix_ms: NOW - 2 * 3_600_000,
+                ..RestoreTestResultView::default()
+            }),
+            last_passed_at_unix_ms: Some(NOW - 2 * 3_600_000),
+        }),
     };
     let failed = BackupView {
         host: "web-01".into(),
@@ -273,6 +291,19 @@ fn backups_table() {
                 at_unix_ms: NOW - 300_000,
             }),
             ..RemoteBackupView::default()
+        }),
+        restore_test: Some(RestoreTestView {
+            every_ms: Some(86_400_000),
+            last: Some(RestoreTestResultView {
+                archive: "site-20251231T020000Z.tar.zst".into(),
+                source: "local".into(),
+                check: "failed".into(),
+                reason: "the verify_check command failed: \"/usr/local/bin/check-site\" exited 1; stderr: index.html missing".into(),
+                requested_by: "0190f3c2-7d1e-7000-8000-000000000001".into(),
+                at_unix_ms: NOW - 5 * 60_000,
+                ..RestoreTestResultView::default()
+            }),
+            ..RestoreTestView::default()
         }),
     };
     let reply = BackupsReply {
@@ -529,6 +560,15 @@ fn control_characters_from_hosts_render_inert() {
                     at_unix_ms: NOW - 60_000,
                 }),
                 ..RemoteBackupView::default()
+            }),
+            restore_test: Some(RestoreTestView {
+                last: Some(RestoreTestResultView {
+                    source: HOSTILE.into(),
+                    reason: HOSTILE.into(),
+                    at_unix_ms: NOW - 60_000,
+                    ..RestoreTestResultView::default()
+                }),
+                ..RestoreTestView::default()
             }),
         }],
         next: None,

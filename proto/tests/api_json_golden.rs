@@ -374,6 +374,28 @@ fn cases() -> Cases {
                             ..RemoteReconcileView::default()
                         }),
                     }),
+                    restore_test: (*state == "ok" || *state == "failed").then(|| RestoreTestView {
+                        every_ms: Some(604_800_000),
+                        module: "backup".into(),
+                        declared_at_unix_ms: 1_789_000_000_000,
+                        last: Some(RestoreTestResultView {
+                            archive: "pg-20261205T000000Z.tar.zst".into(),
+                            source: "path:/mnt/nas/pg".into(),
+                            passed: *state == "ok",
+                            files: 3,
+                            bytes: 2048,
+                            duration_ms: 900,
+                            check: if *state == "ok" { "passed" } else { "failed" }.into(),
+                            reason: if *state == "ok" {
+                                String::new()
+                            } else {
+                                "the verify_check command failed: exited 1".into()
+                            },
+                            requested_by: "schedule".into(),
+                            at_unix_ms: 1_790_000_000_300,
+                        }),
+                        last_passed_at_unix_ms: (*state == "ok").then_some(1_790_000_000_300),
+                    }),
                 })
                 .collect(),
             next: None,
@@ -738,6 +760,13 @@ fn command_requests() -> Vec<(&'static str, CommandRequest)> {
             req(CommandAction::BackupRun {
                 module: Some("backups".into()),
                 job: Some("pg".into()),
+            }),
+        ),
+        (
+            "restore_test",
+            req(CommandAction::RestoreTest {
+                module: None,
+                job: "pg".into(),
             }),
         ),
         (

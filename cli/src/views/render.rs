@@ -214,6 +214,34 @@ fn remote(b: &BackupView, now_unix_ms: i64) -> String {
     }
 }
 
+/// The RESTORE TEST cell: `-` without tests declared or run, else the newest test's outcome,
+/// age and where the archive came from (`passed 2h ago from local`, `failed 5m ago from
+/// path:/mnt/nas: reason`), or `never (every 168h)` for a declared test not run yet.
+fn restore_test(b: &BackupView, now_unix_ms: i64) -> String {
+    let Some(t) = &b.restore_test else {
+        return "-".to_owned();
+    };
+    match &t.last {
+        None => match t.every_ms {
+            Some(ms) => format!("never (every {})", duration_ms(ms)),
+            None => "-".to_owned(),
+        },
+        Some(l) => {
+            let head = format!(
+                "{} {} from {}",
+                t.state(),
+                ago(now_unix_ms, l.at_unix_ms),
+                l.source
+            );
+            if l.passed {
+                head
+            } else {
+                format!("{head}: {}", one_line(&l.reason, 40))
+            }
+        }
+    }
+}
+
 /// `opsctl backups`: one row per host and job.
 /// `opsctl backups --archives`: every archive kept per host and job, newest first; the names
 /// `opsctl restore --archive` takes.
@@ -268,6 +296,7 @@ pub fn backups(reply: &BackupsReply, now_unix_ms: i64) -> String {
         "PRUNED",
         "LAST FAILURE",
         "REMOTE",
+        "RESTORE TEST",
     ]);
     for b in &reply.backups {
         let (when, archive, size, files, took) = match &b.last_success {
@@ -309,6 +338,7 @@ pub fn backups(reply: &BackupsReply, now_unix_ms: i64) -> String {
             pruned,
             last_failure(b, now_unix_ms),
             remote(b, now_unix_ms),
+            restore_test(b, now_unix_ms),
         ]);
     }
     t.write_to(&mut out);

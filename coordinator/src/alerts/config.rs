@@ -77,7 +77,8 @@ pub struct RuleConfig {
     pub threshold: Option<u64>,
     /// `log_errors`: the rate window; `service_restart_loop`: the window restarts are counted
     /// in (default 1h); `service_remediation_capped`: how long a capped remediation stays
-    /// raised (default 1h).
+    /// raised (default 1h); `restore_test_missing`: how late a job's restore test may be
+    /// beyond its `verify_restore` period (default 12h).
     #[serde(default, with = "humantime_serde")]
     pub window: Option<Duration>,
     /// `backup_stale`: the newest successful backup may be at most this old;
@@ -194,6 +195,7 @@ impl AlertsConfig {
                     RuleKind::ServiceRestartLoop,
                     RuleKind::ServiceRemediationCapped,
                     RuleKind::RolloutFailed,
+                    RuleKind::RestoreTestMissing,
                 ],
             ));
             out.extend(only(

@@ -30,6 +30,8 @@ pub enum RuleKind {
     BackupSyncFailed,
     BackupSyncStale,
     BackupDiscrepancy,
+    RestoreTestFailed,
+    RestoreTestMissing,
     HealthFailed,
     HealthSlow,
     CertWarn,
@@ -46,7 +48,7 @@ pub enum RuleKind {
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 23] = [
+    pub const ALL: [RuleKind; 25] = [
         RuleKind::HostLost,
         RuleKind::ModuleSilent,
         RuleKind::DiskWarn,
@@ -57,6 +59,8 @@ impl RuleKind {
         RuleKind::BackupSyncFailed,
         RuleKind::BackupSyncStale,
         RuleKind::BackupDiscrepancy,
+        RuleKind::RestoreTestFailed,
+        RuleKind::RestoreTestMissing,
         RuleKind::HealthFailed,
         RuleKind::HealthSlow,
         RuleKind::CertWarn,
@@ -84,6 +88,8 @@ impl RuleKind {
             RuleKind::BackupSyncFailed => "backup_sync_failed",
             RuleKind::BackupSyncStale => "backup_sync_stale",
             RuleKind::BackupDiscrepancy => "backup_discrepancy",
+            RuleKind::RestoreTestFailed => "restore_test_failed",
+            RuleKind::RestoreTestMissing => "restore_test_missing",
             RuleKind::HealthFailed => "health_failed",
             RuleKind::HealthSlow => "health_slow",
             RuleKind::CertWarn => "cert_warn",
@@ -121,6 +127,7 @@ impl RuleKind {
                 | RuleKind::BackupFailed
                 | RuleKind::BackupSyncFailed
                 | RuleKind::BackupDiscrepancy
+                | RuleKind::RestoreTestFailed
                 | RuleKind::HealthFailed
                 | RuleKind::EventsStreamFull
                 | RuleKind::ServiceDown
@@ -138,7 +145,8 @@ pub struct Rule {
     pub severity: Severity,
     pub timing: Timing,
     /// `log_errors`: matches within `window_ms`; `service_restart_loop`: restarts within it;
-    /// `service_remediation_capped`: how long a capped remediation stays raised.
+    /// `service_remediation_capped`: how long a capped remediation stays raised;
+    /// `restore_test_missing`: how late a restore test may be beyond its period.
     pub threshold: u64,
     pub window_ms: i64,
     /// `backup_stale`: age of the newest success; `backup_sync_stale`: of the newest copy.
@@ -165,6 +173,9 @@ impl Rule {
             RuleKind::BackupSyncFailed => (Severity::Warning, 0, 0),
             RuleKind::BackupSyncStale => (Severity::Warning, 0, 0),
             RuleKind::BackupDiscrepancy => (Severity::Warning, 0, 0),
+            // The archives may not restore: the backup is not known to be usable.
+            RuleKind::RestoreTestFailed => (Severity::Critical, 0, 0),
+            RuleKind::RestoreTestMissing => (Severity::Warning, 0, 0),
             RuleKind::HealthFailed => (Severity::Critical, MINUTE, MINUTE),
             // The p95 window already smooths; a minute more before it pages.
             RuleKind::HealthSlow => (Severity::Warning, MINUTE, MINUTE),
@@ -191,6 +202,8 @@ impl Rule {
         let (threshold, window_ms) = match kind {
             RuleKind::ServiceRestartLoop => (3, 60 * MINUTE),
             RuleKind::ServiceRemediationCapped | RuleKind::RolloutFailed => (1, 60 * MINUTE),
+            // The time a restore test may run late beyond its period.
+            RuleKind::RestoreTestMissing => (1, 12 * 60 * MINUTE),
             _ => (1, 5 * MINUTE),
         };
         Rule {

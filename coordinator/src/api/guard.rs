@@ -424,6 +424,7 @@ mod tests {
             "undrain",
             "resume_all",
             "backup_run",
+            "restore_test",
         ] {
             assert_eq!(check_command(Some(&op), action, false), Ok(()), "{action}");
             assert_eq!(

@@ -40,6 +40,7 @@ fn backup_view(host: &str, name: &str, job: &BackupJob, archives: bool) -> Backu
             Vec::new()
         },
         remote: job.remote.clone(),
+        restore_test: job.restore_test.clone(),
     }
 }
 

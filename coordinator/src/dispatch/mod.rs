@@ -144,6 +144,10 @@ pub fn request_action(
             module: module.clone().unwrap_or_default(),
             job: job.clone().unwrap_or_default(),
         }),
+        CommandAction::RestoreTest { module, job } => Action::RestoreTest(pb::RestoreTest {
+            module: module.clone().unwrap_or_default(),
+            job: job.clone(),
+        }),
         CommandAction::Restore {
             module,
             job,

@@ -47,9 +47,9 @@ fn is_glob(pattern: &str) -> bool {
 /// a module of kind `backup`. `None` for actions that need no module.
 fn needed_module(action: &CommandAction) -> Option<(Option<&str>, &'static str)> {
     match action {
-        CommandAction::BackupRun { module, .. } | CommandAction::Restore { module, .. } => {
-            Some((module.as_deref(), "backup"))
-        }
+        CommandAction::BackupRun { module, .. }
+        | CommandAction::Restore { module, .. }
+        | CommandAction::RestoreTest { module, .. } => Some((module.as_deref(), "backup")),
         other => other.module().map(|m| (Some(m), "")),
     }
 }

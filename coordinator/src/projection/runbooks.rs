@@ -1,12 +1,13 @@
 //! Per-host projections of the runbook modules: log incidents, health probes, sentinel files,
-//! the backup catalog (its remote copy in `remote`) and janitor reports. Pure folds; newer state wins by (incarnation, seq)
+//! the backup catalog (its remote copy in `remote`, its restore tests in `restore_tests`) and janitor reports. Pure folds; newer state wins by (incarnation, seq)
 //! version so that a late, gap-filling event never rolls state back, while counters count
 //! every accepted event once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use opsfleet_proto::api::{
-    BackupState, CertLevel, ProbeStatus, RemoteBackupView, SentinelStatus, Truncated,
+    BackupState, CertLevel, ProbeStatus, RemoteBackupView, RestoreTestView, SentinelStatus,
+    Truncated,
 };
 use opsfleet_proto::pb::event::Body;
 use serde::{Deserialize, Serialize};
@@ -127,6 +128,10 @@ pub struct BackupJob {
     /// The job's remote copy (absent for jobs without one: their rows stay as they were).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteBackupView>,
+    /// The job's restore tests: declared period and newest test (absent for jobs without
+    /// either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_test: Option<RestoreTestView>,
 }
 
 impl BackupJob {
@@ -402,6 +407,11 @@ impl Runbooks {
                     remote::discrepancy(&mut job.remote, b, at);
                 }
             }
+            Body::RestoreTested(r) => {
+                if let Some(job) = backup_job(&mut self.backups, &r.job, version, t) {
+                    restore_tests::tested(&mut job.restore_test, r, at);
+                }
+            }
             Body::Janitor(j) => {
                 let state = capped_entry(
                     &mut self.janitor,
@@ -431,5 +441,6 @@ impl Runbooks {
 }
 
 mod remote;
+pub mod restore_tests;
 #[cfg(test)]
 mod tests;

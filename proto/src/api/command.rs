@@ -84,6 +84,12 @@ pub enum CommandAction {
         module: Option<String>,
         job: Option<String>,
     },
+    /// A restore test of `job` now (as its `verify_restore` schedule would). `module`
+    /// absent: an agent with one backup module (or one holding the job) infers it.
+    RestoreTest {
+        module: Option<String>,
+        job: String,
+    },
     /// `job` absent: the archive's job. `target`: the directory to restore into, on the
     /// agent's host.
     Restore {
@@ -172,6 +178,7 @@ impl CommandAction {
             CommandAction::Undrain => ActionName::Undrain,
             CommandAction::ResumeAll => ActionName::ResumeAll,
             CommandAction::BackupRun { .. } => ActionName::BackupRun,
+            CommandAction::RestoreTest { .. } => ActionName::RestoreTest,
             CommandAction::Restore { .. } => ActionName::Restore,
             CommandAction::ConfigApply { .. } => ActionName::ConfigApply,
             CommandAction::ConfigRollback { .. } => ActionName::ConfigRollback,
@@ -207,9 +214,9 @@ impl CommandAction {
             | CommandAction::Enable { module }
             | CommandAction::ConfigApply { module, .. }
             | CommandAction::ConfigRollback { module, .. } => Some(module),
-            CommandAction::BackupRun { module, .. } | CommandAction::Restore { module, .. } => {
-                module.as_deref()
-            }
+            CommandAction::BackupRun { module, .. }
+            | CommandAction::Restore { module, .. }
+            | CommandAction::RestoreTest { module, .. } => module.as_deref(),
             CommandAction::Noop
             | CommandAction::Drain
             | CommandAction::Undrain
@@ -221,7 +228,7 @@ impl CommandAction {
 /// Why a command request's JSON is not a valid request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
-    #[error("unknown action {action:?}; use pause, resume, resume_all, disable, enable, noop, drain, undrain, backup_run, restore, config_apply, config_rollback, service_start, service_stop, service_restart, service_reload, app, service_config_apply, service_config_rollback, service_deploy, service_role or traffic_switch")]
+    #[error("unknown action {action:?}; use pause, resume, resume_all, disable, enable, noop, drain, undrain, backup_run, restore_test, restore, config_apply, config_rollback, service_start, service_stop, service_restart, service_reload, app, service_config_apply, service_config_rollback, service_deploy, service_role or traffic_switch")]
     BadAction { action: String },
     #[error("action {action} needs a module name")]
     NeedsModule { action: String },
@@ -335,6 +342,10 @@ impl TryFrom<CommandRequestJson> for CommandRequest {
                 module: j.module,
                 job: j.job,
             },
+            ActionName::RestoreTest => CommandAction::RestoreTest {
+                job: field(j.job, "a job")?,
+                module: j.module,
+            },
             ActionName::Restore => CommandAction::Restore {
                 archive: field(j.archive, "--archive")?,
                 target: field(j.target, "--target")?,
@@ -442,6 +453,7 @@ impl From<CommandRequest> for CommandRequestJson {
             | CommandAction::Undrain
             | CommandAction::ResumeAll => {}
             CommandAction::BackupRun { module, job } => (j.module, j.job) = (module, job),
+            CommandAction::RestoreTest { module, job } => (j.module, j.job) = (module, Some(job)),
             CommandAction::Restore {
                 module,
                 job,

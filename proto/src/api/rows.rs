@@ -170,6 +170,60 @@ pub struct BackupView {
     /// when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteBackupView>,
+    /// The job's restore tests (`verify_restore`, `restore_tested`), when it declares them or
+    /// had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_test: Option<RestoreTestView>,
+}
+
+/// A backup job's restore tests: the declared period and the newest test.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreTestView {
+    /// The job's `verify_restore` period as its module's config says (absent: none declared,
+    /// tests on demand only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_ms: Option<u64>,
+    /// The backup module declaring it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub module: String,
+    /// When the declaration (this period) was first seen: a job never tested counts from here.
+    #[serde(default)]
+    pub declared_at_unix_ms: i64,
+    /// The newest test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<RestoreTestResultView>,
+    /// When the newest passing test ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_passed_at_unix_ms: Option<i64>,
+}
+
+impl RestoreTestView {
+    /// `passed` or `failed` (the newest test), or `never`.
+    pub fn state(&self) -> &'static str {
+        match &self.last {
+            Some(t) if t.passed => "passed",
+            Some(_) => "failed",
+            None => "never",
+        }
+    }
+}
+
+/// One restore test as its `restore_tested` told.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreTestResultView {
+    pub archive: String,
+    /// `local`, or the remote destination's label.
+    pub source: String,
+    pub passed: bool,
+    pub files: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    /// "" (no check declared), `passed` or `failed`.
+    pub check: String,
+    pub reason: String,
+    /// `schedule`, or the command id that asked.
+    pub requested_by: String,
+    pub at_unix_ms: i64,
 }
 
 /// How many names of each discrepancy list a row keeps (the counts are complete).

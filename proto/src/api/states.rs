@@ -126,6 +126,7 @@ wire_state! {
         Undrain => "undrain",
         ResumeAll => "resume_all",
         BackupRun => "backup_run",
+        RestoreTest => "restore_test",
         Restore => "restore",
         ConfigApply => "config_apply",
         ConfigRollback => "config_rollback",
@@ -163,9 +164,8 @@ impl ActionName {
         use ActionName::*;
         match self {
             Pause | Resume | ResumeAll | Disable | Enable | Noop | Drain | Undrain | BackupRun
-            | ServiceStart | ServiceStop | ServiceRestart | ServiceReload | App | ServiceRole => {
-                Some(Role::Operator)
-            }
+            | RestoreTest | ServiceStart | ServiceStop | ServiceRestart | ServiceReload | App
+            | ServiceRole => Some(Role::Operator),
             Restore
             | ConfigApply
             | ConfigRollback

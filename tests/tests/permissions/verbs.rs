@@ -70,6 +70,7 @@ fn table(config: &str) -> Vec<(&'static str, Vec<String>, Need, bool)> {
             Need::Operator,
             false,
         ),
+        ("backup verify", act(&["nightly"]), Need::Operator, false),
         (
             "restore",
             act(&[

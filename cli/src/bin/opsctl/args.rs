@@ -205,6 +205,16 @@ pub enum BackupCommand {
         #[command(flatten)]
         targets: Targets,
     },
+    /// Run a job's restore test now (as its `verify_restore` schedule would): its newest
+    /// archive (from its remote when it has one) restored into a scratch directory on the
+    /// host, verified against its manifest, its `verify_check` run on it, and removed. Done
+    /// with the test's result; `opsctl backups` shows it too.
+    Verify {
+        #[command(flatten)]
+        what: verbs::BackupVerifyArgs,
+        #[command(flatten)]
+        targets: Targets,
+    },
 }
 
 /// `opsctl service start|stop|restart|reload <svc>` and `opsctl service config ...`.
@@ -586,6 +596,7 @@ impl Command {
             Command::Resume(r) => Some(&r.targets),
             Command::Noop(t) | Command::Drain(t) | Command::Undrain(t) => Some(t),
             Command::Backup(BackupCommand::Run { targets, .. })
+            | Command::Backup(BackupCommand::Verify { targets, .. })
             | Command::Restore { targets, .. }
             | Command::Config(ConfigCommand::Apply { targets, .. })
             | Command::Config(ConfigCommand::Rollback { targets, .. })

@@ -171,6 +171,7 @@ fn command_request(command: Command) -> anyhow::Result<Result<(CommandAction, Ta
         Command::Drain(t) => (CommandAction::Drain, t),
         Command::Undrain(t) => (CommandAction::Undrain, t),
         Command::Backup(BackupCommand::Run { what, targets }) => (what.request(), targets),
+        Command::Backup(BackupCommand::Verify { what, targets }) => (what.request(), targets),
         // A relative --target is a usage error (exit 2).
         Command::Restore { what, targets } => (
             what.request().map_err(|e| exit::Usage(e.to_string()))?,

@@ -11,6 +11,7 @@ use opsfleet_agent::config::{parse_module_toml, ModuleConfig};
 use opsfleet_proto::pb;
 
 use super::HostState;
+use crate::projection::runbooks::restore_tests;
 use crate::projection::seq::Version;
 
 /// The module kinds whose config names what they report.
@@ -31,6 +32,16 @@ pub fn after_heartbeat(host: &mut HostState, hb: &pb::Heartbeat, version: &Versi
     });
     for kind in left {
         after_config(host, &kind, version);
+        if kind == restore_tests::BACKUP_KIND {
+            // A backup module left: its jobs' declared restore tests go with it.
+            let at = host.last_seen_unix_ms;
+            restore_tests::declare(
+                &host.modules,
+                &mut host.runbooks.backups,
+                at,
+                &mut host.truncated,
+            );
+        }
     }
     // A service is its module: one the agent no longer runs leaves with its alerts.
     (host.services).retain(|name, s| listed.contains(name.as_str()) || s.version > *version);

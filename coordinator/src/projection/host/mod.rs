@@ -17,7 +17,7 @@ use super::bounds::{
     capped_entry, clip, set_clipped, CONFIG_BYTES_KEPT, DISKS_KEPT, INCARNATIONS_KEPT, LABELS_KEPT,
     MODULES_KEPT, NAME_BYTES_KEPT, TEXT_BYTES_KEPT,
 };
-use super::runbooks::Runbooks;
+use super::runbooks::{restore_tests, Runbooks};
 use super::seq::{Closed, SeqTrack, Version};
 use super::service_configs::{self, ServiceConfigs};
 use super::services::{self, ServiceRow};
@@ -353,6 +353,10 @@ impl HostState {
                     if !ms.config_toml.is_empty() {
                         let kind = entry.kind.clone();
                         forget::after_config(self, &kind, &version);
+                        if kind == restore_tests::BACKUP_KIND {
+                            let dropped = &mut self.truncated;
+                            restore_tests::declare(&self.modules, &mut self.runbooks.backups, ev.time_unix_ms, dropped);
+                        }
                     }
                 }
             }
