@@ -25,6 +25,7 @@ use super::ask::{Ask, DrillsHandle, Ran, Refused, Running};
 use super::config::{DrillConfig, DrillKind};
 use super::schedule::{decide, orphan, Due};
 use crate::acting::{Gate, Turns};
+use crate::dispatch::Dispatcher;
 use crate::emit::Emitter;
 use crate::groups::ask::GroupsHandle;
 use crate::notify::{Delivery, Notification, Notifier};
@@ -35,12 +36,17 @@ const EMIT_PATIENCE: Duration = Duration::from_secs(5);
 /// How often what is due is looked at.
 const TICK: Duration = Duration::from_millis(500);
 
+/// At most this much of a `restore_test`'s timeout is kept to report which hosts did not
+/// answer.
+const RESTORE_MARGIN: Duration = Duration::from_secs(5);
+
 /// Who asks for a scheduled run.
 pub const SCHEDULE: &str = "schedule";
 
 pub struct Driver {
     shared: Arc<Shared>,
     emitter: Emitter,
+    dispatcher: Dispatcher,
     stream: Stream,
     drills: Vec<DrillConfig>,
     notifier: Arc<Notifier>,
@@ -76,9 +82,10 @@ impl Run<'_> {
 }
 
 impl Driver {
+    /// `dispatcher`: the commands a drill sends (and the emitter it records with).
     pub fn new(
         shared: Arc<Shared>,
-        emitter: Emitter,
+        dispatcher: Dispatcher,
         stream: Stream,
         drills: &[DrillConfig],
         notifier: Arc<Notifier>,
@@ -90,7 +97,8 @@ impl Driver {
         let handle = DrillsHandle::new(tx, drills, Arc::clone(&running));
         let driver = Driver {
             shared,
-            emitter,
+            emitter: dispatcher.emitter().clone(),
+            dispatcher,
             stream,
             drills: drills.to_vec(),
             notifier,
@@ -361,10 +369,15 @@ impl Driver {
                 let within = run.drill.timeout / 2;
                 super::handover::run(&self.shared, &self.client, &run.drill.name, within).await
             }
-            DrillKind::RestoreTest => Err(format!(
-                "{} drills are not available on a schedule yet",
-                run.drill.kind.as_str()
-            )),
+            DrillKind::RestoreTest => {
+                // The hosts' time, leaving the run time to say which of them did not answer
+                // before its own timeout cuts it short.
+                let t = run.drill.timeout;
+                let within = t.saturating_sub((t / 10).min(RESTORE_MARGIN));
+                let still = || gate.still(run.epoch);
+                super::restore_run::run(&self.shared, &self.dispatcher, run.drill, within, still)
+                    .await
+            }
         }
     }
 
