@@ -1,12 +1,16 @@
 //! Whether this coordinator may act on the fleet now: active in some term, and caught up with
 //! the event stream as it stood when the term began (so it has folded everything the previous
-//! active recorded). The alert engine and the rollout driver act only through it.
+//! active recorded). The alert engine and the rollout driver act only through it; the group
+//! and drill drivers through `Turns` (a tick or an operator's ask, each in an open gate).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::stream::Stream;
 use opsfleet_report::ErrorChain;
-use tokio::time::Instant;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::state::Shared;
@@ -94,5 +98,83 @@ impl Gate {
     /// Still acting in `epoch` right now?
     pub(crate) fn still(&self, epoch: u64) -> bool {
         self.epoch() == Some(epoch)
+    }
+}
+
+/// An operator's request to a driver, refused with why when the gate is closed.
+pub(crate) trait Refusable {
+    /// Answers the request: not run, because of `why`.
+    fn refuse(self, why: Closed);
+}
+
+/// One turn of a gated driver: this coordinator may act in `epoch`, on a tick (`ask` is
+/// `None`) or on an operator's request.
+pub(crate) struct Turn<A> {
+    pub epoch: u64,
+    /// The first turn of this term: what the driver remembered of the last one is stale.
+    pub new_term: bool,
+    pub ask: Option<A>,
+}
+
+/// The loop the group and drill drivers share: every `every`, or when a request arrives, a
+/// turn — only when the gate is open; a request arriving while it is closed is refused with
+/// why (not active, catching up).
+pub(crate) struct Turns {
+    gate: Gate,
+    tick: Interval,
+    term: u64,
+    asks_open: bool,
+}
+
+impl Turns {
+    pub(crate) fn new(gate: Gate, every: Duration) -> Self {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Turns {
+            gate,
+            tick,
+            term: 0,
+            asks_open: true,
+        }
+    }
+
+    /// The gate the turns pass through (to check the term still holds before each act).
+    pub(crate) fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The next turn; `None` once `cancel` fired.
+    pub(crate) async fn next<A: Refusable>(
+        &mut self,
+        asks: &mut mpsc::Receiver<A>,
+        cancel: &CancellationToken,
+    ) -> Option<Turn<A>> {
+        loop {
+            let ask = tokio::select! {
+                _ = cancel.cancelled() => return None,
+                _ = self.tick.tick() => None,
+                // Once the API is gone, only the ticks are left.
+                ask = asks.recv(), if self.asks_open => {
+                    self.asks_open = ask.is_some();
+                    ask
+                }
+            };
+            match self.gate.open_or_why().await {
+                Ok(epoch) => {
+                    let new_term = epoch != self.term;
+                    self.term = epoch;
+                    return Some(Turn {
+                        epoch,
+                        new_term,
+                        ask,
+                    });
+                }
+                Err(why) => {
+                    if let Some(ask) = ask {
+                        ask.refuse(why);
+                    }
+                }
+            }
+        }
     }
 }

@@ -166,7 +166,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
     let groups_task = tokio::spawn(groups_driver.run(cancel.clone()));
     let (drills_driver, drills) = crate::drills::driver::Driver::new(
         Arc::clone(&shared),
-        emitter,
+        dispatcher.clone(),
         topology.events.clone(),
         &cfg.drills,
         notifier,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use opsfleet_proto::api::StatusReply;
@@ -12,7 +13,7 @@ use crate::agent::{Agent, AgentSpec, OutboxInfo};
 use crate::coordinator::{Coordinator, CoordinatorSpec};
 use crate::nats::NatsServer;
 use crate::opsctl::Opsctl;
-use crate::wait::wait_until_default;
+use crate::wait::{wait_until, wait_until_default};
 
 /// Processes of one test; everything is killed when it drops.
 #[derive(Debug)]
@@ -154,6 +155,17 @@ impl Cluster {
     pub async fn status(&mut self, coordinator: Option<&str>) -> Result<StatusReply> {
         self.check_alive()?;
         self.opsctl.status(coordinator).await
+    }
+
+    /// Waits until `coordinator` answers `opsctl status` as `role` (`active`, `standby`),
+    /// polling every 100 ms for at most `wait`.
+    pub async fn wait_role(&mut self, coordinator: &str, role: &str, wait: Duration) -> Result<()> {
+        let what = format!("{coordinator} to be {role}");
+        wait_until(&what, wait, Duration::from_millis(100), async || {
+            let r = self.status(Some(coordinator)).await?;
+            Ok((r.responder.role.as_str() == role).then_some(()))
+        })
+        .await
     }
 
     /// Waits until `coordinator` reports every host in `min_seq` with `last_seq >= min`.

@@ -49,6 +49,7 @@ pub mod receiver;
 pub mod runbook;
 pub mod s3server;
 pub mod secure;
+pub mod service_group;
 pub mod service_project;
 pub mod stream;
 pub mod verbs;

@@ -87,28 +87,15 @@ async fn drill_runs(c: &Cluster) -> Result<Vec<RunEvent>> {
     Ok(runs)
 }
 
-async fn wait_role(c: &mut Cluster, coordinator: &str, role: &str) -> Result<()> {
-    wait_until(
-        &format!("{coordinator} to be {role}"),
-        WAIT,
-        Duration::from_millis(100),
-        async || {
-            let r = c.status(Some(coordinator)).await?;
-            Ok((r.responder.role.as_str() == role).then_some(()))
-        },
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_drills_run_once_per_slot_across_a_failover_and_go_overdue_when_off() {
     Cluster::run("drills", async |c: &mut Cluster| {
         let rx = Receiver::start().await?;
         let toml = coordinator_toml(&rx.url("/hook"));
         c.add_coordinator(CoordinatorSpec::new("blue").config_toml(&toml))?;
-        wait_role(c, "blue", "active").await?;
+        c.wait_role("blue", "active", WAIT).await?;
         c.add_coordinator(CoordinatorSpec::new("green").config_toml(&toml))?;
-        wait_role(c, "green", "standby").await?;
+        c.wait_role("green", "standby", WAIT).await?;
 
         // The active runs the drill on its schedule; the receiver gets a test notification.
         let test = wait_until(
@@ -167,7 +154,7 @@ async fn scheduled_drills_run_once_per_slot_across_a_failover_and_go_overdue_whe
             "blue killed after claiming slot {} ({})",
             claimed.slot, claimed.run_id
         );
-        wait_role(c, "green", "active").await?;
+        c.wait_role("green", "active", WAIT).await?;
         let took_over = opsfleet_proto::time::now_unix_ms();
         ensure!(
             took_over < claimed.slot + EVERY_MS,
@@ -265,7 +252,7 @@ every = "1h"
                 .identified_only()
                 .config_toml(&toml),
         )?;
-        wait_role(c, "blue", "active").await?;
+        c.wait_role("blue", "active", WAIT).await?;
 
         // Never run: due at once; the schedule's run shows in the list.
         let list = wait_until(
@@ -405,9 +392,9 @@ enabled = false
 timeout = "2m"
 "#;
         c.add_coordinator(CoordinatorSpec::new("blue").config_toml(toml))?;
-        wait_role(c, "blue", "active").await?;
+        c.wait_role("blue", "active", WAIT).await?;
         c.add_coordinator(CoordinatorSpec::new("green").config_toml(toml))?;
-        wait_role(c, "green", "standby").await?;
+        c.wait_role("green", "standby", WAIT).await?;
         c.add_agent(
             opsfleet_tests::AgentSpec::new("web-01").heartbeat(Duration::from_millis(200)),
         )?;

@@ -12,16 +12,13 @@
 //! a non-member or an unfit member; the standby coordinator stays silent on the broadcast
 //! subject (one answer) and refuses when addressed.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use futures::StreamExt;
-use opsfleet_proto::api::{
-    GroupsReply, LeaderRole, ServiceFailoverReply, ServiceRunState, ServicesReply,
-};
-use opsfleet_tests::secure::free_port;
-use opsfleet_tests::{wait_until, AgentSpec, Cluster, CoordinatorSpec, Opsctl};
+use opsfleet_proto::api::{LeaderRole, ServiceFailoverReply, ServiceRunState, ServicesReply};
+use opsfleet_tests::service_group::{failover_events, member_where, one_active, start_settled};
+use opsfleet_tests::{wait_until, Cluster, CoordinatorSpec, Opsctl};
 use serde_json::Value;
 
 /// Generous: the machine is shared and loaded.
@@ -31,107 +28,6 @@ const HOSTS: [&str; 2] = ["edge-01", "edge-02"];
 
 const GROUPS: &str = "[groups]\nfailover_after = \"2s\"\ninterval = \"300ms\"\n";
 
-fn testapp() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/testapp.py")
-}
-
-/// One host's member: its app's port and directory (`broken` there makes the app exit at
-/// start; `role` is the role file).
-struct Member {
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Member {
-    fn new(root: &Path, host: &str) -> Result<Member> {
-        let dir = root.join(format!("router-{host}"));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Member {
-            port: free_port()?,
-            dir,
-        })
-    }
-
-    fn role_file(&self) -> PathBuf {
-        self.dir.join("role")
-    }
-
-    fn role(&self) -> String {
-        std::fs::read_to_string(self.role_file()).unwrap_or_default()
-    }
-
-    fn modules(&self) -> String {
-        let d = self.dir.display();
-        format!(
-            r#"
-[[modules]]
-type = "service"
-name = "router"
-interval = "200ms"
-argv = ["sh", "-c", "test -e {d}/broken && exit 1; exec python3 {app} --port {port} --ready-after 1"]
-stop_grace = "3s"
-restart_backoff_min = "1s"
-restart_backoff_max = "2s"
-remote = ["role", "restart"]
-health_interval = "300ms"
-ready_timeout = "10s"
-
-[[modules.health]]
-name = "web"
-type = "http"
-url = "http://127.0.0.1:{port}/healthz"
-timeout = "300ms"
-
-[modules.role]
-group = "router"
-file = "{d}/role"
-"#,
-            app = testapp().display(),
-            port = self.port,
-        )
-    }
-}
-
-/// The host whose role file says `active` once exactly one does and the other says
-/// `standby`.
-async fn one_active(members: &[Member], not: Option<&str>) -> Result<String> {
-    wait_until(
-        "exactly one role file saying active",
-        WAIT,
-        POLL,
-        async || {
-            let roles: Vec<String> = members.iter().map(Member::role).collect();
-            let actives: Vec<&str> = (HOSTS.iter().zip(&roles))
-                .filter(|(_, r)| r.as_str() == "active")
-                .map(|(h, _)| *h)
-                .collect();
-            let standbys = roles.iter().filter(|r| r.as_str() == "standby").count();
-            Ok(match actives.as_slice() {
-                [one] if standbys == 1 && Some(*one) != not => Some((*one).to_owned()),
-                _ => None,
-            })
-        },
-    )
-    .await
-}
-
-/// The group's member on `host` as `opsctl service groups` shows it, once `f` holds.
-async fn member_where(
-    opsctl: &Opsctl,
-    what: &str,
-    f: impl Fn(&opsfleet_proto::api::GroupMemberView) -> bool,
-) -> Result<GroupsReply> {
-    wait_until(what, WAIT, POLL, async || {
-        let r: GroupsReply = opsctl.json(&["service", "groups"]).await?;
-        let ok = (r.groups.iter())
-            .filter(|g| g.name == "router")
-            .flat_map(|g| &g.members)
-            .any(&f);
-        Ok(ok.then_some(r))
-    })
-    .await
-}
-
 /// When the newest `service_role` command to `host` reached `state` (its ledger history).
 async fn role_command_at(opsctl: &Opsctl, host: &str, state: &str) -> Result<Option<i64>> {
     let views: Vec<Value> = (opsctl.json(&["commands", "--host", host, "--limit", "50"])).await?;
@@ -140,28 +36,6 @@ async fn role_command_at(opsctl: &Opsctl, host: &str, state: &str) -> Result<Opt
     };
     let step = (cmd["history"].as_array().into_iter().flatten()).find(|s| s["state"] == state);
     Ok(step.and_then(|s| s["at_unix_ms"].as_i64()))
-}
-
-/// The `group_failover` events of the log (their payloads).
-async fn failover_events(opsctl: &Opsctl) -> Result<Vec<Value>> {
-    let out = (opsctl)
-        .run(&[
-            "-o",
-            "json",
-            "events",
-            "--since",
-            "30m",
-            "--kind",
-            "group_failover",
-        ])
-        .await?
-        .ok()?;
-    Ok(out
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|v| v["payload"].clone())
-        .collect())
 }
 
 /// Refusals of `service failover`, each naming why (exit 1).
@@ -232,36 +106,10 @@ async fn one_active_per_group_a_drill_and_a_failover_on_a_dead_app() {
     Cluster::run("service-groups", async |c: &mut Cluster| {
         c.add_coordinator(CoordinatorSpec::new("blue").config_toml(GROUPS))?;
         c.add_coordinator(CoordinatorSpec::new("green").config_toml(GROUPS))?;
-        let mut members = Vec::new();
-        for host in HOSTS {
-            let m = Member::new(c.dir(), host)?;
-            let spec = (AgentSpec::new(host))
-                .heartbeat(Duration::from_millis(300))
-                .modules_toml(&m.modules());
-            c.add_agent(spec)?;
-            members.push(m);
-        }
+        let (members, first, other) = start_settled(c, &HOSTS, WAIT).await?;
         let opsctl = c.opsctl.clone();
-        let first = one_active(&members, None).await?;
-        member_where(&opsctl, "the active member healthy in groups", |m| {
+        member_where(&opsctl, WAIT, "the active member healthy in groups", |m| {
             m.host == first && m.role == "active" && m.fitness == "healthy"
-        })
-        .await?;
-        let other = HOSTS
-            .iter()
-            .find(|h| **h != first)
-            .context("two hosts")?
-            .to_string();
-        member_where(&opsctl, "the standby healthy in groups", |m| {
-            m.host == other && m.role == "standby" && m.fitness == "healthy"
-        })
-        .await?;
-
-        // The activation has ended (recorded), so the drill is not refused as still running.
-        wait_until("the activation recorded completed", WAIT, POLL, async || {
-            let events = failover_events(&opsctl).await?;
-            let done = (events.iter()).any(|e| e["phase"] == "completed" && e["to_host"] == first.as_str());
-            Ok(done.then_some(()))
         })
         .await?;
         // A drill: a real failover to the standby, with its timings.
@@ -276,7 +124,7 @@ async fn one_active_per_group_a_drill_and_a_failover_on_a_dead_app() {
             text.contains("completed (drill)"),
             "groups printed:\n{text}"
         );
-        let active = one_active(&members, Some(&first)).await?;
+        let active = one_active(&members, Some(&first), WAIT).await?;
         ensure!(
             active == other,
             "{active} active after the drill to {other}"
@@ -311,7 +159,7 @@ async fn one_active_per_group_a_drill_and_a_failover_on_a_dead_app() {
             .context("the router runs")?;
         let raw = i32::try_from(pid)?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), nix::sys::signal::SIGKILL)?;
-        let now_active = one_active(&members, Some(&dead)).await?;
+        let now_active = one_active(&members, Some(&dead), WAIT).await?;
         ensure!(now_active == alive, "{now_active} active, want {alive}");
         ensure!(
             members[idx].role() == "standby",
@@ -346,7 +194,7 @@ async fn one_active_per_group_a_drill_and_a_failover_on_a_dead_app() {
         // `standby` waits in OPS_CMDS; when its agent returns (writing its persisted role
         // first), it gets it and ends standby.
         std::fs::remove_file(members[idx].dir.join("broken"))?;
-        member_where(&opsctl, "the repaired member healthy again", |m| {
+        member_where(&opsctl, WAIT, "the repaired member healthy again", |m| {
             m.host == dead && m.role == "standby" && m.fitness == "healthy"
         })
         .await?;
@@ -384,9 +232,9 @@ async fn one_active_per_group_a_drill_and_a_failover_on_a_dead_app() {
             "the reason names the host: {lost_event}"
         );
         c.agent(&alive)?.restart()?;
-        let back = one_active(&members, Some(&alive)).await?;
+        let back = one_active(&members, Some(&alive), WAIT).await?;
         ensure!(back == dead, "{back} active after the lost host returned");
-        member_where(&opsctl, "the returned host standby in groups", |m| {
+        member_where(&opsctl, WAIT, "the returned host standby in groups", |m| {
             m.host == alive && m.role == "standby"
         })
         .await?;
@@ -402,36 +250,8 @@ async fn one_active_per_group_a_drill_and_a_failover_on_a_dead_app() {
 async fn a_failover_whose_standby_fails_leaves_the_old_active() {
     Cluster::run("service-groups-standby-fails", async |c: &mut Cluster| {
         c.add_coordinator(CoordinatorSpec::new("blue").config_toml(GROUPS))?;
-        let mut members = Vec::new();
-        for host in HOSTS {
-            let m = Member::new(c.dir(), host)?;
-            let spec = (AgentSpec::new(host))
-                .heartbeat(Duration::from_millis(300))
-                .modules_toml(&m.modules());
-            c.add_agent(spec)?;
-            members.push(m);
-        }
+        let (members, first, other) = start_settled(c, &HOSTS, WAIT).await?;
         let opsctl = c.opsctl.clone();
-        let first = one_active(&members, None).await?;
-        let other = (HOSTS.iter().find(|h| **h != first))
-            .context("two hosts")?
-            .to_string();
-        wait_until(
-            "the activation recorded completed",
-            WAIT,
-            POLL,
-            async || {
-                let events = failover_events(&opsctl).await?;
-                let done = (events.iter())
-                    .any(|e| e["phase"] == "completed" && e["to_host"] == first.as_str());
-                Ok(done.then_some(()))
-            },
-        )
-        .await?;
-        member_where(&opsctl, "the standby healthy in groups", |m| {
-            m.host == other && m.role == "standby" && m.fitness == "healthy"
-        })
-        .await?;
         let idx = HOSTS.iter().position(|h| *h == first).context("index")?;
         let role = members[idx].role_file();
         std::fs::remove_file(&role)?;
@@ -463,9 +283,12 @@ async fn a_failover_whose_standby_fails_leaves_the_old_active() {
         );
         let told = role_command_at(&opsctl, &other, "issued").await?;
         ensure!(told.is_none(), "a service_role command went to {other}");
-        member_where(&opsctl, "the old active still active in groups", |m| {
-            m.host == first && m.role == "active"
-        })
+        member_where(
+            &opsctl,
+            WAIT,
+            "the old active still active in groups",
+            |m| m.host == first && m.role == "active",
+        )
         .await?;
         Ok(())
     })

@@ -127,6 +127,10 @@ mod tests {
             enabled: false,
             timeout: Duration::from_secs(60),
             group: None,
+            hosts: Vec::new(),
+            labels: Default::default(),
+            job: None,
+            module: None,
         };
         let mut fleet = Fleet::new();
         let ids = |fleet: &Fleet, d: &DrillConfig, now| {

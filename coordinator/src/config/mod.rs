@@ -369,12 +369,18 @@ every = \"30d\"
         let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["drills[1].kind", "drills[1].jitter", "drills[2].group"],
+            [
+                "drills[1].hosts",
+                "drills[1].job",
+                "drills[1].jitter",
+                "drills[2].group"
+            ],
             "{}",
             err.report()
         );
         assert!(
-            err.report().contains("restore_test is not available yet"),
+            err.report()
+                .contains("restore_test needs the backup job to test"),
             "{}",
             err.report()
         );
@@ -384,7 +390,10 @@ every = \"30d\"
                     "kind = \"app_failover\"\n",
                     "kind = \"app_failover\"\ngroup = \"router\"\n",
                 )
-                .replace("restore_test", "coordinator_failover")
+                .replace(
+                    "kind = \"restore_test\"\n",
+                    "kind = \"restore_test\"\nhosts = [\"db-*\"]\njob = \"nightly\"\nlabels = { role = \"db\" }\n",
+                )
                 .replace("jitter = \"2s\"", "jitter = \"0s\""),
         );
         let cfg = CoordinatorConfig::load(&path).expect("valid drills");
@@ -394,6 +403,12 @@ every = \"30d\"
             std::time::Duration::from_secs(6 * 3600)
         );
         assert!(cfg.drills.iter().all(|d| d.enabled));
+        let restore = &cfg.drills[1];
+        assert_eq!(
+            (restore.hosts.as_slice(), restore.job.as_deref()),
+            (&["db-*".to_owned()][..], Some("nightly"))
+        );
+        assert_eq!(restore.labels.get("role").map(String::as_str), Some("db"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use super::config::DrillConfig;
+use crate::acting::{Closed, Refusable};
 
 /// A run asked of the driver.
 #[derive(Debug)]
@@ -15,6 +16,15 @@ pub struct Ask {
     pub drill: String,
     pub requested_by: String,
     pub reply: oneshot::Sender<Result<Ran, Refused>>,
+}
+
+impl Refusable for Ask {
+    fn refuse(self, why: Closed) {
+        let _ = self.reply.send(Err(match why {
+            Closed::NotActive => Refused::NotActive,
+            Closed::CatchingUp => Refused::CatchingUp,
+        }));
+    }
 }
 
 /// A run that ended (passed or failed).

@@ -1,7 +1,9 @@
 //! `[[drills]]`: the drills the active coordinator runs on a schedule — name, kind, period
-//! (`every`), `jitter`, `grace` before `drill_overdue`, and each kind's options — validated so
-//! that every problem is reported at once.
+//! (`every`), `jitter`, `grace` before `drill_overdue`, and each kind's options (`group` for
+//! `app_failover`; `hosts`/`labels`, `job`, `module` for `restore_test`) — validated so that
+//! every problem is reported at once.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +18,8 @@ pub enum DrillKind {
     NotificationTest,
     /// A drill failover of an active/standby service group (`group = "..."`).
     AppFailover,
-    /// A restore test on a host group: not available yet (the agent has no restore test).
+    /// A restore test of a backup job on every host `hosts`/`labels` select (as
+    /// `opsctl --host`/`--label` select the targets of a command).
     RestoreTest,
 }
 
@@ -60,6 +63,19 @@ pub struct DrillConfig {
     /// `app_failover`: the active/standby group to fail over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// `restore_test`: the hosts to test, by name or glob (`db-*`), as `opsctl --host`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// `restore_test`: also every host whose agent declares all these labels, as
+    /// `opsctl --label`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// `restore_test`: the backup job whose newest archive each host restores and checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// `restore_test`: the backup module holding the job (absent: the host's backup module).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
 }
 
 fn default_jitter() -> Duration {
@@ -103,14 +119,52 @@ impl DrillConfig {
             (_, Some(_)) => push("group", "only app_failover takes a group".to_owned()),
             (_, None) => {}
         }
-        match self.kind {
-            DrillKind::RestoreTest => push(
-                "kind",
-                "restore_test is not available yet: the agent cannot run restore tests".to_owned(),
-            ),
-            DrillKind::NotificationTest
-            | DrillKind::AppFailover
-            | DrillKind::CoordinatorFailover => {}
+        if self.kind == DrillKind::RestoreTest {
+            if self.hosts.is_empty() && self.labels.is_empty() {
+                push(
+                    "hosts",
+                    "restore_test needs the hosts to test: hosts (names or globs) and/or labels"
+                        .to_owned(),
+                );
+            }
+            if self.hosts.iter().any(|h| h.trim().is_empty()) {
+                push("hosts", "a host name or glob is empty".to_owned());
+            }
+            if self
+                .labels
+                .iter()
+                .any(|(k, v)| k.is_empty() || v.is_empty())
+            {
+                push("labels", "a label needs a key and a value".to_owned());
+            }
+            match &self.job {
+                None => push(
+                    "job",
+                    "restore_test needs the backup job to test".to_owned(),
+                ),
+                Some(j) if j.trim().is_empty() => push("job", "must not be empty".to_owned()),
+                Some(_) => {}
+            }
+            if self.module.as_ref().is_some_and(|m| m.trim().is_empty()) {
+                push(
+                    "module",
+                    "must not be empty (leave it out for the host's backup module)".to_owned(),
+                );
+            }
+        } else {
+            let only = |key: &str| (key.to_owned(), "only restore_test takes it".to_owned());
+            if !self.hosts.is_empty() {
+                out.push(only("hosts"));
+            }
+            if !self.labels.is_empty() {
+                out.push(only("labels"));
+            }
+            if self.job.is_some() {
+                out.push(only("job"));
+            }
+            if self.module.is_some() {
+                out.push(only("module"));
+            }
         }
         out
     }
@@ -147,14 +201,31 @@ mod tests {
             enabled: true,
             timeout: default_timeout(),
             group: None,
+            hosts: Vec::new(),
+            labels: BTreeMap::new(),
+            job: None,
+            module: None,
         }
     }
 
     #[test]
-    fn every_problem_is_reported_and_restore_tests_are_not_available_yet() {
+    fn every_problem_is_reported_and_each_kind_takes_only_its_options() {
         let ok = drill("notify", DrillKind::NotificationTest);
         assert!(problems(std::slice::from_ref(&ok)).is_empty());
         assert_eq!(ok.overdue_after(), Duration::from_secs(5400));
+        let restore = DrillConfig {
+            hosts: vec!["db-*".into()],
+            job: Some("nightly".into()),
+            ..drill("restore", DrillKind::RestoreTest)
+        };
+        let by_label = DrillConfig {
+            hosts: Vec::new(),
+            labels: [("role".to_owned(), "db".to_owned())].into(),
+            module: Some("backup".into()),
+            ..restore.clone()
+        };
+        assert!(problems(std::slice::from_ref(&restore)).is_empty());
+        assert!(problems(&[by_label]).is_empty());
         let bad = vec![
             ok.clone(),
             DrillConfig {
@@ -166,6 +237,17 @@ mod tests {
                 group: Some("g".into()),
                 ..drill("restore", DrillKind::RestoreTest)
             },
+            DrillConfig {
+                job: Some(" ".into()),
+                labels: [("role".to_owned(), String::new())].into(),
+                module: Some(String::new()),
+                ..restore.clone()
+            },
+            DrillConfig {
+                hosts: vec!["db-01".into()],
+                job: Some("j".into()),
+                ..drill("notify2", DrillKind::NotificationTest)
+            },
         ];
         let keys: Vec<String> = problems(&bad).into_iter().map(|(k, _)| k).collect();
         assert_eq!(
@@ -175,7 +257,14 @@ mod tests {
                 "drills[1].name",
                 "drills[2].group",
                 "drills[3].group",
-                "drills[3].kind"
+                "drills[3].hosts",
+                "drills[3].job",
+                "drills[4].labels",
+                "drills[4].job",
+                "drills[4].module",
+                "drills[4].name",
+                "drills[5].hosts",
+                "drills[5].job",
             ]
         );
     }

@@ -24,7 +24,8 @@ use uuid::Uuid;
 use super::ask::{Ask, DrillsHandle, Ran, Refused, Running};
 use super::config::{DrillConfig, DrillKind};
 use super::schedule::{decide, orphan, Due};
-use crate::acting::{Closed, Gate};
+use crate::acting::{Gate, Turns};
+use crate::dispatch::Dispatcher;
 use crate::emit::Emitter;
 use crate::groups::ask::GroupsHandle;
 use crate::notify::{Delivery, Notification, Notifier};
@@ -35,12 +36,17 @@ const EMIT_PATIENCE: Duration = Duration::from_secs(5);
 /// How often what is due is looked at.
 const TICK: Duration = Duration::from_millis(500);
 
+/// At most this much of a `restore_test`'s timeout is kept to report which hosts did not
+/// answer.
+const RESTORE_MARGIN: Duration = Duration::from_secs(5);
+
 /// Who asks for a scheduled run.
 pub const SCHEDULE: &str = "schedule";
 
 pub struct Driver {
     shared: Arc<Shared>,
     emitter: Emitter,
+    dispatcher: Dispatcher,
     stream: Stream,
     drills: Vec<DrillConfig>,
     notifier: Arc<Notifier>,
@@ -76,9 +82,10 @@ impl Run<'_> {
 }
 
 impl Driver {
+    /// `dispatcher`: the commands a drill sends (and the emitter it records with).
     pub fn new(
         shared: Arc<Shared>,
-        emitter: Emitter,
+        dispatcher: Dispatcher,
         stream: Stream,
         drills: &[DrillConfig],
         notifier: Arc<Notifier>,
@@ -90,7 +97,8 @@ impl Driver {
         let handle = DrillsHandle::new(tx, drills, Arc::clone(&running));
         let driver = Driver {
             shared,
-            emitter,
+            emitter: dispatcher.emitter().clone(),
+            dispatcher,
             stream,
             drills: drills.to_vec(),
             notifier,
@@ -104,50 +112,27 @@ impl Driver {
 
     /// Runs until `cancel` fires.
     pub async fn run(mut self, cancel: CancellationToken) {
-        let mut asks_open = true;
-        let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone(), "drills");
+        let gate = Gate::new(Arc::clone(&self.shared), self.stream.clone(), "drills");
+        let mut turns = Turns::new(gate, TICK);
         // Slots this term recorded, until the fold shows them (drill → slot).
         let mut claimed: HashMap<String, i64> = HashMap::new();
         // Runs this term closed as abandoned, until the fold shows them.
         let mut closed: Vec<String> = Vec::new();
         let mut deferred: BTreeMap<String, i64> = BTreeMap::new();
-        let mut term = 0;
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let ask = tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tick.tick() => None,
-                ask = self.asks.recv(), if asks_open => {
-                    asks_open = ask.is_some();
-                    ask
-                }
-            };
-            let epoch = match gate.open_or_why().await {
-                Ok(epoch) => epoch,
-                Err(why) => {
-                    if let Some(ask) = ask {
-                        let _ = ask.reply.send(Err(match why {
-                            Closed::NotActive => Refused::NotActive,
-                            Closed::CatchingUp => Refused::CatchingUp,
-                        }));
-                    }
-                    continue;
-                }
-            };
-            if epoch != term {
-                term = epoch;
+        while let Some(turn) = turns.next(&mut self.asks, &cancel).await {
+            let (epoch, gate) = (turn.epoch, turns.gate());
+            if turn.new_term {
                 claimed.clear();
                 closed.clear();
             }
-            if let Some(ask) = ask {
-                self.asked(ask, &gate, epoch, &closed, &cancel).await;
+            if let Some(ask) = turn.ask {
+                self.asked(ask, gate, epoch, &closed, &cancel).await;
                 continue;
             }
             let now = now_unix_ms();
             let (dues, orphans) = self.dues(epoch, now, &claimed, &closed);
             for (run_id, why, drill, kind) in orphans {
-                self.abandon(&gate, epoch, &run_id, &why, &drill, &kind)
+                self.abandon(gate, epoch, &run_id, &why, &drill, &kind)
                     .await;
                 closed.push(run_id);
             }
@@ -155,7 +140,7 @@ impl Driver {
                 match due {
                     Due::Abandon { run_id, why } => {
                         let kind = d.kind.as_str();
-                        self.abandon(&gate, epoch, &run_id, &why, &d.name, kind)
+                        self.abandon(gate, epoch, &run_id, &why, &d.name, kind)
                             .await;
                         closed.push(run_id);
                     }
@@ -173,7 +158,7 @@ impl Driver {
                             epoch,
                             requested_by: SCHEDULE.to_owned(),
                         };
-                        self.execute(&gate, run, &cancel).await;
+                        self.execute(gate, run, &cancel).await;
                         // One drill per tick: the next one sees this one's record.
                         break;
                     }
@@ -384,10 +369,15 @@ impl Driver {
                 let within = run.drill.timeout / 2;
                 super::handover::run(&self.shared, &self.client, &run.drill.name, within).await
             }
-            DrillKind::RestoreTest => Err(format!(
-                "{} drills are not available on a schedule yet",
-                run.drill.kind.as_str()
-            )),
+            DrillKind::RestoreTest => {
+                // The hosts' time, leaving the run time to say which of them did not answer
+                // before its own timeout cuts it short.
+                let t = run.drill.timeout;
+                let within = t.saturating_sub((t / 10).min(RESTORE_MARGIN));
+                let still = || gate.still(run.epoch);
+                super::restore_run::run(&self.shared, &self.dispatcher, run.drill, within, still)
+                    .await
+            }
         }
     }
 

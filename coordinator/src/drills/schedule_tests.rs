@@ -22,6 +22,10 @@ fn drill(every_s: u64, jitter_s: u64) -> DrillConfig {
         enabled: true,
         timeout: Duration::from_secs(60),
         group: None,
+        hosts: Vec::new(),
+        labels: Default::default(),
+        job: None,
+        module: None,
     }
 }
 

@@ -5,6 +5,7 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::decide::{Fitness, Ident, Member, Told};
+use crate::acting::{Closed, Refusable};
 
 /// A failover asked of the driver.
 #[derive(Debug)]
@@ -14,6 +15,15 @@ pub struct Ask {
     pub drill: bool,
     pub requested_by: String,
     pub reply: oneshot::Sender<Result<Done, AskError>>,
+}
+
+impl Refusable for Ask {
+    fn refuse(self, why: Closed) {
+        let _ = self.reply.send(Err(match why {
+            Closed::NotActive => AskError::NotActive,
+            Closed::CatchingUp => AskError::CatchingUp,
+        }));
+    }
 }
 
 /// The API's way to the driver.

@@ -10,6 +10,7 @@ use opsfleet_proto::pb;
 use serde::{Deserialize, Serialize};
 
 use super::bounds::clip;
+use super::runs::{self, Run, Step};
 
 /// Runs kept per drill (oldest dropped first).
 pub const RUNS_KEPT: usize = 16;
@@ -40,6 +41,18 @@ pub struct DrillRecord {
 impl DrillRecord {
     pub fn is_running(&self) -> bool {
         self.phase == "started"
+    }
+}
+
+impl Run for DrillRecord {
+    fn is_running(&self) -> bool {
+        DrillRecord::is_running(self)
+    }
+    fn close(&mut self, step: &Step<'_>) {
+        self.phase = clip(step.phase);
+        self.ended_unix_ms = step.at_unix_ms;
+        self.took_ms = step.took_ms;
+        self.detail = clip(step.detail);
     }
 }
 
@@ -74,41 +87,38 @@ pub fn fold(
     d: &pb::DrillRun,
     at_unix_ms: i64,
 ) -> Option<String> {
-    if d.drill.is_empty() || (!drills.contains_key(&d.drill) && drills.len() >= DRILLS_KEPT) {
-        return None;
-    }
-    let history = drills.entry(d.drill.clone()).or_default();
+    let history = runs::history(drills, &d.drill, DRILLS_KEPT)?;
     match d.phase.as_str() {
         "passed" => history.last_passed_unix_ms = history.last_passed_unix_ms.max(at_unix_ms),
         "failed" => history.last_failed_unix_ms = history.last_failed_unix_ms.max(at_unix_ms),
         _ => history.last_slot_unix_ms = history.last_slot_unix_ms.max(d.slot_unix_ms),
     }
-    let open = (history.runs.iter_mut().rev()).find(|r| r.is_running() && r.run_id == d.run_id);
-    match (d.phase.as_str(), open) {
-        ("passed" | "failed", Some(r)) => {
-            r.phase = clip(&d.phase);
-            r.ended_unix_ms = at_unix_ms;
-            r.took_ms = d.took_ms;
-            r.detail = clip(&d.detail);
-        }
-        (phase, _) => {
-            let ended = if phase == "started" { 0 } else { at_unix_ms };
-            history.runs.push(DrillRecord {
-                run_id: clip(&d.run_id),
-                kind: clip(&d.kind),
-                slot_unix_ms: d.slot_unix_ms,
-                epoch: d.epoch,
-                requested_by: clip(&d.requested_by),
-                phase: clip(phase),
-                started_unix_ms: at_unix_ms,
-                ended_unix_ms: ended,
-                took_ms: d.took_ms,
-                detail: clip(&d.detail),
-            });
-            let excess = history.runs.len().saturating_sub(RUNS_KEPT);
-            history.runs.drain(..excess);
-        }
-    }
+    let step = Step {
+        phase: &d.phase,
+        at_unix_ms,
+        took_ms: d.took_ms,
+        detail: &d.detail,
+    };
+    let same = |r: &DrillRecord| r.run_id == d.run_id;
+    runs::fold(
+        &mut history.runs,
+        &step,
+        ["passed", "failed"],
+        RUNS_KEPT,
+        same,
+        |ended| DrillRecord {
+            run_id: clip(&d.run_id),
+            kind: clip(&d.kind),
+            slot_unix_ms: d.slot_unix_ms,
+            epoch: d.epoch,
+            requested_by: clip(&d.requested_by),
+            phase: clip(&d.phase),
+            started_unix_ms: at_unix_ms,
+            ended_unix_ms: ended,
+            took_ms: d.took_ms,
+            detail: clip(&d.detail),
+        },
+    );
     Some(d.drill.clone())
 }
 

@@ -10,6 +10,7 @@ use opsfleet_proto::pb;
 use serde::{Deserialize, Serialize};
 
 use super::bounds::clip;
+use super::runs::{self, Run, Step};
 
 /// Failovers kept per group (oldest dropped first).
 pub const FAILOVERS_KEPT: usize = 16;
@@ -45,6 +46,18 @@ impl FailoverRecord {
     }
 }
 
+impl Run for FailoverRecord {
+    fn is_running(&self) -> bool {
+        FailoverRecord::is_running(self)
+    }
+    fn close(&mut self, step: &Step<'_>) {
+        self.phase = clip(step.phase);
+        self.ended_unix_ms = step.at_unix_ms;
+        self.took_ms = step.took_ms;
+        self.detail = clip(step.detail);
+    }
+}
+
 /// A group's failovers, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupHistory {
@@ -66,39 +79,36 @@ pub fn fold(
     g: &pb::GroupFailover,
     at_unix_ms: i64,
 ) -> Option<String> {
-    if g.group.is_empty() || (!groups.contains_key(&g.group) && groups.len() >= GROUPS_KEPT) {
-        return None;
-    }
-    let history = groups.entry(g.group.clone()).or_default();
-    let open = (history.failovers.iter_mut().rev())
-        .find(|r| r.is_running() && r.epoch == g.epoch && r.to_host == g.to_host);
-    match (g.phase.as_str(), open) {
-        ("completed" | "failed", Some(r)) => {
-            r.phase = clip(&g.phase);
-            r.ended_unix_ms = at_unix_ms;
-            r.took_ms = g.took_ms;
-            r.detail = clip(&g.detail);
-        }
-        (phase, _) => {
-            let ended = if phase == "started" { 0 } else { at_unix_ms };
-            history.failovers.push(FailoverRecord {
-                service: clip(&g.service),
-                from_host: clip(&g.from_host),
-                to_host: clip(&g.to_host),
-                reason: clip(&g.reason),
-                phase: clip(phase),
-                drill: g.drill,
-                epoch: g.epoch,
-                requested_by: clip(&g.requested_by),
-                started_unix_ms: at_unix_ms,
-                ended_unix_ms: ended,
-                took_ms: g.took_ms,
-                detail: clip(&g.detail),
-            });
-            let excess = history.failovers.len().saturating_sub(FAILOVERS_KEPT);
-            history.failovers.drain(..excess);
-        }
-    }
+    let history = runs::history(groups, &g.group, GROUPS_KEPT)?;
+    let step = Step {
+        phase: &g.phase,
+        at_unix_ms,
+        took_ms: g.took_ms,
+        detail: &g.detail,
+    };
+    let same = |r: &FailoverRecord| r.epoch == g.epoch && r.to_host == g.to_host;
+    let ends = ["completed", "failed"];
+    runs::fold(
+        &mut history.failovers,
+        &step,
+        ends,
+        FAILOVERS_KEPT,
+        same,
+        |ended| FailoverRecord {
+            service: clip(&g.service),
+            from_host: clip(&g.from_host),
+            to_host: clip(&g.to_host),
+            reason: clip(&g.reason),
+            phase: clip(&g.phase),
+            drill: g.drill,
+            epoch: g.epoch,
+            requested_by: clip(&g.requested_by),
+            started_unix_ms: at_unix_ms,
+            ended_unix_ms: ended,
+            took_ms: g.took_ms,
+            detail: clip(&g.detail),
+        },
+    );
     Some(g.group.clone())
 }
 

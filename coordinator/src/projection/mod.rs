@@ -17,6 +17,7 @@ pub mod presence;
 mod prune;
 pub mod rollouts;
 mod runbooks;
+mod runs;
 mod seq;
 pub mod service_configs;
 mod services;

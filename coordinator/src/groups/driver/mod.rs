@@ -28,7 +28,7 @@ use tracing::{info, warn};
 use crate::groups::ask::{plan, Ask, AskError, Done, GroupsHandle};
 
 mod failover;
-use crate::acting::{Closed, Gate};
+use crate::acting::{Gate, Turns};
 use crate::dispatch::Dispatcher;
 use crate::emit::Emitter;
 use crate::groups::decide::{decide, Decision, Ident, Member, Told};
@@ -127,36 +127,12 @@ impl Driver {
         if !self.cfg.enabled {
             info!("groups: automatic activation and failover disabled; operators' failovers only");
         }
-        let mut gate = Gate::new(Arc::clone(&self.shared), self.stream.clone(), "groups");
+        let gate = Gate::new(Arc::clone(&self.shared), self.stream.clone(), "groups");
+        let mut turns = Turns::new(gate, self.cfg.interval);
         let mut memory = Memory::default();
-        let mut term = 0;
-        let mut asks_open = true;
-        let mut tick = tokio::time::interval(self.cfg.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let ask = tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tick.tick() => None,
-                // Once the API is gone, only the ticks are left.
-                ask = self.asks.recv(), if asks_open => {
-                    asks_open = ask.is_some();
-                    ask
-                }
-            };
-            let epoch = match gate.open_or_why().await {
-                Ok(epoch) => epoch,
-                Err(closed) => {
-                    if let Some(ask) = ask {
-                        let _ = ask.reply.send(Err(match closed {
-                            Closed::NotActive => AskError::NotActive,
-                            Closed::CatchingUp => AskError::CatchingUp,
-                        }));
-                    }
-                    continue;
-                }
-            };
-            if epoch != term {
-                term = epoch;
+        while let Some(turn) = turns.next(&mut self.asks, &cancel).await {
+            let (epoch, gate) = (turn.epoch, turns.gate());
+            if turn.new_term {
                 for (group, r) in std::mem::take(&mut memory.running) {
                     if let Some(w) = r.waiter {
                         let _ = w.send(Err(failed(&group, &r.to, "the coordinator's term ended")));
@@ -165,13 +141,13 @@ impl Driver {
                 memory = Memory::default();
             }
             let snap = self.snapshot(&mut memory);
-            if let Some(ask) = ask {
-                self.asked(ask, &snap, &mut memory, &gate, epoch).await;
+            if let Some(ask) = turn.ask {
+                self.asked(ask, &snap, &mut memory, gate, epoch).await;
                 continue;
             }
-            self.finish(&snap, &mut memory, &gate, epoch).await;
+            self.finish(&snap, &mut memory, gate, epoch).await;
             if self.cfg.enabled {
-                self.keep(&snap, &mut memory, &gate, epoch).await;
+                self.keep(&snap, &mut memory, gate, epoch).await;
             }
         }
     }
