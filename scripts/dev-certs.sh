@@ -33,6 +33,8 @@
 #   tls/previous-<UTC time>/. Old and new leaves verify against the same CA, so a rolling
 #   restart (or `nats-server --signal reload`) never splits the cluster
 #   (docs/runbooks/certificate-rotation.md).
+# Certificates are valid from one hour before they are made (hosts whose clock runs behind still
+# accept them) for 825 days.
 # Needs openssl (>= 1.1.1) and python3 (standard library only, for the nkey encoding).
 set -euo pipefail
 
@@ -51,7 +53,7 @@ while [ $# -gt 0 ]; do
         --programs) programs="$2"; shift 2 ;;
         --force) force=1; shift ;;
         --rotate) rotate=1; shift ;;
-        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
         -*) echo "dev-certs.sh: unknown option $1" >&2; exit 2 ;;
         *) out="$1"; shift ;;
     esac
@@ -78,14 +80,50 @@ if [ "$rotate" = 1 ]; then
     echo "dev-certs.sh: rotating the leaf certificates; the old ones are in $previous" >&2
 fi
 
+# Every certificate is valid from an hour ago, as public CAs backdate theirs: a host whose
+# clock runs up to an hour behind still accepts a certificate issued a moment ago (a fresh
+# certificate is otherwise "not yet valid" there, and the host cannot connect at all).
+read -r not_before not_after < <(python3 -c '
+import datetime as d
+now = d.datetime.now(d.timezone.utc)
+f = "%Y%m%d%H%M%SZ"
+print((now - d.timedelta(hours=1)).strftime(f), (now + d.timedelta(days=825)).strftime(f))')
+
+# sign CSR OUT EXTFILE KEY [CA]: a certificate for CSR, signed by CA (tls/CA.pem and
+# tls/CA-key.pem), or self-signed with KEY when CA is empty. `openssl ca` is the one tool of
+# OpenSSL 1.1.1..3.x that takes a start date; its database lives in a temporary directory.
+sign() {
+    local csr="$1" pem="$2" ext="$3" key="$4" ca="${5:-}" db
+    db="$(mktemp -d)"
+    : >"$db/index.txt"
+    openssl rand -hex 16 >"$db/serial"
+    printf '%s\n' "[ca]" "default_ca = dev" "[dev]" "database = $db/index.txt" \
+        "new_certs_dir = $db" "serial = $db/serial" "default_md = sha256" "policy = names" \
+        "unique_subject = no" "[names]" "organizationName = optional" \
+        "commonName = supplied" >"$db/ca.cnf"
+    local by=(-selfsign -keyfile "$key")
+    [ -n "$ca" ] && by=(-cert "$tls/$ca.pem" -keyfile "$tls/$ca-key.pem")
+    openssl ca -batch -notext -config "$db/ca.cnf" "${by[@]}" -in "$csr" -out "$pem" \
+        -startdate "$not_before" -enddate "$not_after" -extfile "$ext" 2>"$db/err" || {
+        cat "$db/err" >&2
+        rm -rf "$db"
+        echo "dev-certs.sh: cannot sign $pem" >&2
+        exit 1
+    }
+    rm -rf "$db"
+}
+
 # make_ca NAME CN: a self-signed CA (tls/NAME.pem, tls/NAME-key.pem).
 make_ca() {
     fresh "$tls/$1.pem" || return 0
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 \
-        -subj "/O=opsfleet dev/CN=$2" \
-        -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" \
-        -keyout "$tls/$1-key.pem" -out "$tls/$1.pem" 2>/dev/null
+    local ext
+    ext="$(mktemp)"
+    printf '%s\n' "basicConstraints=critical,CA:TRUE,pathlen:0" \
+        "keyUsage=critical,keyCertSign,cRLSign" "subjectKeyIdentifier=hash" >"$ext"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/O=opsfleet dev/CN=$2" -keyout "$tls/$1-key.pem" -out "$tls/$1.csr" 2>/dev/null
+    sign "$tls/$1.csr" "$tls/$1.pem" "$ext" "$tls/$1-key.pem"
+    rm -f "$tls/$1.csr" "$ext"
 }
 make_ca ca "opsfleet dev server CA"
 make_ca client-ca "opsfleet dev client CA"
@@ -103,8 +141,7 @@ issue() {
     } >"$ext"
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
         -subj "/O=opsfleet dev/CN=$cn" -keyout "$tls/$name-key.pem" -out "$tls/$name.csr" 2>/dev/null
-    openssl x509 -req -in "$tls/$name.csr" -CA "$tls/$ca.pem" -CAkey "$tls/$ca-key.pem" \
-        -CAcreateserial -days 825 -extfile "$ext" -out "$tls/$name.pem" 2>/dev/null
+    sign "$tls/$name.csr" "$tls/$name.pem" "$ext" "" "$ca"
     rm -f "$tls/$name.csr" "$ext"
 }
 
@@ -119,7 +156,6 @@ issue route "opsfleet route" "serverAuth,clientAuth" "$san"
 issue agent "opsfleet agent" "clientAuth" "DNS:agent" client-ca
 issue coordinator "opsfleet coordinator" "clientAuth" "DNS:coordinator" client-ca
 issue operator "opsfleet operator" "clientAuth" "DNS:operator" client-ca
-rm -f "$tls/ca.srl" "$tls/client-ca.srl"
 
 # Route credentials: a random password, and the route URLs that carry it (NATS variables
 # replace whole values, not parts of strings): route.conf names nats-1..3 (compose, systemd),

@@ -261,3 +261,65 @@ async fn leaves_rotate_under_the_same_ca_with_a_rolling_reload_and_no_failed_pub
     ensure!(failed == 0, "{failed} publishes failed during the rotation");
     Ok(())
 }
+
+/// A host whose wall clock runs ten minutes behind must still accept certificates issued a
+/// moment ago, or it cannot connect at all after a deployment or a rotation: every
+/// certificate of `scripts/dev-certs.sh` (and of `--rotate`) is valid from an hour before it
+/// was made, as public CAs backdate theirs. Checked with rustls's own verifiers (the ones
+/// async-nats and the agents use) at "now - 10 min" and "now - 50 min".
+#[test]
+fn fresh_certificates_verify_on_a_host_whose_clock_runs_behind() -> Result<()> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls_pki_types::UnixTime;
+
+    let dir = tempfile::tempdir()?;
+    let secrets = dir.path().join("secrets");
+    opsfleet_tests::secure::generate_secrets(&secrets)?;
+    let tls = secrets.join("tls");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = |ca: &str| -> Result<Arc<rustls::RootCertStore>> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(tls.join(ca))? {
+            roots.add(cert?)?;
+        }
+        Ok(Arc::new(roots))
+    };
+    let servers = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        roots("ca.pem")?,
+        provider.clone(),
+    )
+    .build()?;
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots("client-ca.pem")?,
+        provider,
+    )
+    .build()?;
+    let check = |label: &str| -> Result<()> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        for behind in [Duration::from_secs(600), Duration::from_secs(50 * 60)] {
+            let then = UnixTime::since_unix_epoch(now - behind);
+            for leaf in ["server", "route"] {
+                let cert = CertificateDer::from_pem_file(tls.join(format!("{leaf}.pem")))?;
+                servers
+                    .verify_server_cert(&cert, &[], &ServerName::try_from("nats-1")?, &[], then)
+                    .map_err(|e| anyhow!("{label} {leaf}.pem, clock {behind:?} behind: {e}"))?;
+            }
+            for leaf in ["agent", "coordinator", "operator"] {
+                let cert = CertificateDer::from_pem_file(tls.join(format!("{leaf}.pem")))?;
+                clients
+                    .verify_client_cert(&cert, &[], then)
+                    .map_err(|e| anyhow!("{label} {leaf}.pem, clock {behind:?} behind: {e}"))?;
+            }
+        }
+        Ok(())
+    };
+    check("new")?;
+    let status = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/dev-certs.sh"))
+        .arg(&secrets)
+        .arg("--rotate")
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    ensure!(status.success(), "dev-certs.sh --rotate failed: {status}");
+    check("rotated")
+}
