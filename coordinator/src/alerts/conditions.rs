@@ -3,9 +3,10 @@
 //! copies (`backup_rules`); the entry point of the alert state machine. Pure.
 
 use super::backup_rules::backup_remote_conditions;
+use super::host_rules::host_conditions;
 use super::probe_rules::probe_conditions;
 use super::rollout_rules::rollout_conditions;
-use super::rules::{host_conditions, in_grace, Condition, Rules};
+use super::rules::{in_grace, Condition, Rules};
 use super::service_rules::service_conditions;
 use crate::projection::Fleet;
 

@@ -10,6 +10,7 @@ pub mod conditions;
 pub mod config;
 pub mod drill_rules;
 pub mod engine;
+pub mod host_rules;
 pub mod machine;
 pub mod probe_rules;
 pub mod rollout_rules;

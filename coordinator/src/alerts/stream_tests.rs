@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::alerts::{evaluate_with, transition_body, Memory, State};
+use crate::projection::Fleet;
 use opsfleet_proto::{EventEnvelope, COORDINATOR_MODULE};
 use uuid::Uuid;
 
