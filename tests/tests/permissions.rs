@@ -28,6 +28,8 @@ mod ingest;
 mod network;
 #[path = "permissions/network_push.rs"]
 mod network_push;
+#[path = "permissions/relay.rs"]
+mod relay;
 #[path = "permissions/verbs.rs"]
 mod verbs;
 

@@ -19,6 +19,7 @@ use super::decide::delivered_by_own_consumer;
 use super::exec::Execution;
 use super::{consumer_name, Accepted, CommandHandler};
 use crate::modules::service::ServiceOp;
+use crate::telemetry;
 use tokio::sync::oneshot;
 
 /// Whether the lane's previous holder has not ended yet (its sender is alive).
@@ -26,6 +27,13 @@ fn before_running(end: &mut oneshot::Receiver<()>) -> bool {
     matches!(end.try_recv(), Err(oneshot::error::TryRecvError::Empty))
 }
 use opsfleet_report::error_chain;
+
+/// The server relay header `msg` carries, if it is a relay copy rather than a publication
+/// (`opsfleet_proto::relay`).
+fn relay_copy(msg: &jetstream::Message) -> Option<&'static str> {
+    let headers = msg.headers.as_ref()?;
+    opsfleet_proto::relay::relay_header(headers.iter().map(|(name, _)| AsRef::<str>::as_ref(name)))
+}
 
 /// The service and op of a lifecycle command; `None` for other actions.
 fn lifecycle(action: &pb::command::Action) -> Option<(String, ServiceOp)> {
@@ -157,6 +165,18 @@ impl CommandHandler {
             // Not from agent-<host> on OPS_CMDS: never decoded, never acked (its ack
             // subject, if any, belongs to somebody else's consumer).
             warn!(subject = %msg.subject, stream = ack.map(|a| a.0), consumer = ack.map(|a| a.1), "ignoring a message on the command inbox that its consumer did not deliver");
+            return;
+        }
+        if let Some(header) = relay_copy(&msg) {
+            // The server relayed a stored message here (a direct-get answer to a chosen
+            // reply subject), not a coordinator: never decoded, no state change; acked so
+            // it is not redelivered.
+            let seq = info.as_ref().map(|i| i.stream_sequence);
+            warn!(host = %self.host, subject = %msg.subject, stream_seq = seq, header, "refusing a server relay copy on the command inbox");
+            telemetry::command("relay_copy");
+            if let Err(e) = msg.ack().await {
+                warn!(error = %ErrorChain(&*e), "cannot ack relay copy; its redelivery is refused again");
+            }
             return;
         }
         let accepted = match self.admit(&msg.payload).await {
