@@ -94,19 +94,8 @@ async fn server_relay_copies_are_neither_run_nor_folded() {
 
         // The active coordinator's own command after the relay copy still runs on web-02: the
         // copy raised no epoch (one in flight: the agent handled the copy before it).
-        let out = c
-            .opsctl
-            .run(&[
-                "--output", "json", "noop", "--host", "web-02", "--wait", "60s",
-            ])
-            .await?;
-        let out = out.ok().context("noop as alice failed")?;
-        let views: serde_json::Value = serde_json::from_str(out.stdout.trim())?;
-        ensure!(
-            views["all_completed"] == true,
-            "the real command did not complete after the relay copy: {}",
-            out.stdout
-        );
+        noop_completes(c, "web-02").await?;
+
         // (b) An event of web-02 and a coordinator event of blue, relayed onto their subjects.
         let lost = Body::HostLiveness(pb::HostLiveness {
             target_host: "web-02".into(),
