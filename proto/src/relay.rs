@@ -11,7 +11,10 @@
 //! cannot hide them. No opsfleet publisher sets any of them (agents and coordinators set only
 //! `Nats-Msg-Id`; the dead-letter headers are `Ops-*`), and a stream republish, which would
 //! set some of them too, is configured on no opsfleet stream. So a message carrying one of
-//! them was not published on its subject by a principal: receivers refuse it.
+//! them was not published on its subject by a principal: receivers refuse it. A direct get
+//! asked for with `no_hdr` strips every header, relay and stored alike: a receiver whose
+//! publishers always set `Nats-Msg-Id` (the agent's command inbox) refuses a message without
+//! it too.
 
 /// Headers the server sets on a direct-get answer (and on a republished copy); none is ever
 /// set by an opsfleet publisher.

@@ -28,11 +28,21 @@ fn before_running(end: &mut oneshot::Receiver<()>) -> bool {
 }
 use opsfleet_report::error_chain;
 
-/// The server relay header `msg` carries, if it is a relay copy rather than a publication
-/// (`opsfleet_proto::relay`).
+/// Why `msg` is a server relay copy rather than a coordinator's publication, if it is: it
+/// carries a relay header (`opsfleet_proto::relay`), or no `Nats-Msg-Id` at all, which every
+/// dispatch sets and a direct get asked for with `no_hdr` strips (with the relay headers).
 fn relay_copy(msg: &jetstream::Message) -> Option<&'static str> {
-    let headers = msg.headers.as_ref()?;
-    opsfleet_proto::relay::relay_header(headers.iter().map(|(name, _)| AsRef::<str>::as_ref(name)))
+    let Some(headers) = msg.headers.as_ref() else {
+        return Some("no headers");
+    };
+    let names = headers.iter().map(|(name, _)| AsRef::<str>::as_ref(name));
+    if let Some(header) = opsfleet_proto::relay::relay_header(names) {
+        return Some(header);
+    }
+    headers
+        .get(async_nats::header::NATS_MESSAGE_ID)
+        .is_none()
+        .then_some("no Nats-Msg-Id")
 }
 
 /// The service and op of a lifecycle command; `None` for other actions.

@@ -29,10 +29,11 @@ async fn store(web01: &Probe, kind: &str, bytes: Vec<u8>) -> Result<u64> {
     Ok(ack.sequence)
 }
 
-/// As `reader`: direct-gets `OPS_EVENTS` sequence `seq` with reply subject `reply`.
-async fn relay(reader: &Probe, seq: u64, reply: &str) -> Result<()> {
+/// As `reader`: direct-gets `OPS_EVENTS` sequence `seq` with reply subject `reply` (the body
+/// alone, no headers at all, with `no_hdr`).
+async fn relay(reader: &Probe, seq: u64, reply: &str, no_hdr: bool) -> Result<()> {
     let request = format!("$JS.API.DIRECT.GET.{}", subjects::EVENTS_STREAM);
-    let body = serde_json::json!({ "seq": seq }).to_string();
+    let body = serde_json::json!({ "seq": seq, "no_hdr": no_hdr }).to_string();
     reader
         .client
         .publish_with_reply(request, reply.to_owned(), body.into())
@@ -90,7 +91,9 @@ async fn server_relay_copies_are_neither_run_nor_folded() {
             action: Some(pb::command::Action::Noop(pb::Noop {})),
         };
         let seq = store(&web01, "x", forged.encode_to_vec()).await?;
-        relay(&reader, seq, &subjects::command_subject("web-02")).await?;
+        relay(&reader, seq, &subjects::command_subject("web-02"), false).await?;
+        // The same asked for without headers (`no_hdr`): no relay header, and no Nats-Msg-Id.
+        relay(&reader, seq, &subjects::command_subject("web-02"), true).await?;
 
         // The active coordinator's own command after the relay copy still runs on web-02: the
         // copy raised no epoch (one in flight: the agent handled the copy before it).
@@ -115,7 +118,7 @@ async fn server_relay_copies_are_neither_run_nor_folded() {
             ),
         ] {
             let seq = store(&web01, "y", ev.encode_to_vec()).await?;
-            relay(&reader, seq, &reply).await?;
+            relay(&reader, seq, &reply, false).await?;
         }
 
         // The relay copies are parked under their rule, on the subjects they were relayed to
