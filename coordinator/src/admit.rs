@@ -1,7 +1,8 @@
 //! Who may say what in the event stream, decided at ingest before anything is folded (pure):
 //! coordinator-only bodies only from a coordinator's own subject space, command lifecycle
 //! bodies only from the host the command targets, every other body only from its own host's
-//! agent subject. A refused event is parked, never folded (`ingest`).
+//! agent subject; and nothing the server relayed onto a subject (`published`). A refused event
+//! is parked, never folded (`ingest`).
 
 use opsfleet_proto::pb::event::Body;
 use opsfleet_proto::subjects::Publisher;
@@ -35,6 +36,11 @@ pub enum Refusal {
     },
     #[error("envelope host {host} is not the publisher {publisher} named by the subject")]
     HostMismatch { host: String, publisher: String },
+    #[error("message on {subject} carries the server relay header {header}: a copy the server relayed there (direct get to a chosen reply subject), not a publication")]
+    RelayCopy {
+        subject: String,
+        header: &'static str,
+    },
 }
 
 impl Refusal {
@@ -47,7 +53,24 @@ impl Refusal {
             Refusal::UnknownCommand { .. } => "lifecycle_unknown_command",
             Refusal::NotTheTarget { .. } => "lifecycle_not_target",
             Refusal::HostMismatch { .. } => "publisher_mismatch",
+            Refusal::RelayCopy { .. } => "relay_copy",
         }
+    }
+}
+
+/// Refuses a message on `subject` whose header `names` mark it as a server relay copy
+/// (`opsfleet_proto::relay`): the subject then names no publisher at all. Checked before the
+/// bytes are decoded. Pure.
+pub fn published<'a>(
+    subject: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<(), Refusal> {
+    match opsfleet_proto::relay::relay_header(names) {
+        Some(header) => Err(Refusal::RelayCopy {
+            subject: subject.to_owned(),
+            header,
+        }),
+        None => Ok(()),
     }
 }
 

@@ -8,6 +8,23 @@ use opsfleet_proto::subjects::parse_any_event_subject;
 use proptest::prelude::*;
 use uuid::Uuid;
 
+#[test]
+fn a_server_relay_copy_is_refused_before_decoding() {
+    let subject = "ops.evt.web-02.heartbeat";
+    let refusal = published(subject, ["Nats-Msg-Id", "Nats-Stream", "Nats-Sequence"])
+        .expect_err("relay copy");
+    assert_eq!(refusal.reason(), "relay_copy");
+    assert_eq!(
+        refusal,
+        Refusal::RelayCopy {
+            subject: subject.to_owned(),
+            header: "Nats-Stream",
+        }
+    );
+    assert_eq!(published(subject, ["Nats-Msg-Id"]), Ok(()));
+    assert_eq!(published(subject, []), Ok(()));
+}
+
 fn ev(host: &str, module: &str, seq: u64, body: Body) -> EventEnvelope {
     EventEnvelope {
         id: Uuid::from_u128(u128::from(seq) | (u128::from(host.len() as u8) << 64)),

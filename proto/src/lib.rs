@@ -9,6 +9,7 @@ pub mod api;
 pub mod dlq;
 pub mod envelope;
 pub mod kv;
+pub mod relay;
 pub mod subjects;
 pub mod time;
 

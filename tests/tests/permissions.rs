@@ -28,8 +28,27 @@ mod ingest;
 mod network;
 #[path = "permissions/network_push.rs"]
 mod network_push;
+#[path = "permissions/relay.rs"]
+mod relay;
 #[path = "permissions/verbs.rs"]
 mod verbs;
+
+/// Runs `opsctl noop --host <host> --wait 60s` (as the cluster's operator) and checks that it
+/// completed.
+async fn noop_completes(c: &Cluster, host: &str) -> Result<()> {
+    let out = c
+        .opsctl
+        .run(&["--output", "json", "noop", "--host", host, "--wait", "60s"])
+        .await?;
+    let out = out.ok().with_context(|| format!("noop on {host} failed"))?;
+    let views: serde_json::Value = serde_json::from_str(out.stdout.trim())?;
+    ensure!(
+        views["all_completed"] == true,
+        "noop on {host} did not complete: {}",
+        out.stdout
+    );
+    Ok(())
+}
 
 /// A client of `identity` that records the server's asynchronous errors (permission
 /// violations are reported that way, and the message is dropped).
@@ -391,19 +410,7 @@ async fn real_binaries_work_under_their_credentials() {
         c.wait_hosts_at_least("green", &want).await?;
 
         // A command round-trips: alice -> active coordinator -> agent -> ledger.
-        let out = c
-            .opsctl
-            .run(&[
-                "--output", "json", "noop", "--host", "web-01", "--wait", "60s",
-            ])
-            .await?;
-        let out = out.ok().context("noop as alice failed")?;
-        let views: serde_json::Value = serde_json::from_str(out.stdout.trim())?;
-        ensure!(
-            views["all_completed"] == true,
-            "noop did not complete: {}",
-            out.stdout
-        );
+        noop_completes(c, "web-01").await?;
 
         // The audit trail names alice, the host and the outcome.
         let audit = c.opsctl.run(&["--output", "json", "audit"]).await?.ok()?;

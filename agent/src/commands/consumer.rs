@@ -19,6 +19,7 @@ use super::decide::delivered_by_own_consumer;
 use super::exec::Execution;
 use super::{consumer_name, Accepted, CommandHandler};
 use crate::modules::service::ServiceOp;
+use crate::telemetry;
 use tokio::sync::oneshot;
 
 /// Whether the lane's previous holder has not ended yet (its sender is alive).
@@ -26,6 +27,23 @@ fn before_running(end: &mut oneshot::Receiver<()>) -> bool {
     matches!(end.try_recv(), Err(oneshot::error::TryRecvError::Empty))
 }
 use opsfleet_report::error_chain;
+
+/// Why `msg` is a server relay copy rather than a coordinator's publication, if it is: it
+/// carries a relay header (`opsfleet_proto::relay`), or no `Nats-Msg-Id` at all, which every
+/// dispatch sets and a direct get asked for with `no_hdr` strips (with the relay headers).
+fn relay_copy(msg: &jetstream::Message) -> Option<&'static str> {
+    let Some(headers) = msg.headers.as_ref() else {
+        return Some("no headers");
+    };
+    let names = headers.iter().map(|(name, _)| AsRef::<str>::as_ref(name));
+    if let Some(header) = opsfleet_proto::relay::relay_header(names) {
+        return Some(header);
+    }
+    headers
+        .get(async_nats::header::NATS_MESSAGE_ID)
+        .is_none()
+        .then_some("no Nats-Msg-Id")
+}
 
 /// The service and op of a lifecycle command; `None` for other actions.
 fn lifecycle(action: &pb::command::Action) -> Option<(String, ServiceOp)> {
@@ -157,6 +175,18 @@ impl CommandHandler {
             // Not from agent-<host> on OPS_CMDS: never decoded, never acked (its ack
             // subject, if any, belongs to somebody else's consumer).
             warn!(subject = %msg.subject, stream = ack.map(|a| a.0), consumer = ack.map(|a| a.1), "ignoring a message on the command inbox that its consumer did not deliver");
+            return;
+        }
+        if let Some(header) = relay_copy(&msg) {
+            // The server relayed a stored message here (a direct-get answer to a chosen
+            // reply subject), not a coordinator: never decoded, no state change; acked so
+            // it is not redelivered.
+            let seq = info.as_ref().map(|i| i.stream_sequence);
+            warn!(host = %self.host, subject = %msg.subject, stream_seq = seq, header, "refusing a server relay copy on the command inbox");
+            telemetry::command("relay_copy");
+            if let Err(e) = msg.ack().await {
+                warn!(error = %ErrorChain(&*e), "cannot ack relay copy; its redelivery is refused again");
+            }
             return;
         }
         let accepted = match self.admit(&msg.payload).await {

@@ -2,7 +2,8 @@
 //! `OPS_CMDS` (filter `ops.cmd.<host>`, explicit acks, one in flight, so an agent that was
 //! offline gets what was sent meanwhile, in order), and the lifecycle of each command.
 //!
-//! Per message: undecodable → logged, counted, acked. Otherwise `decide` (target, seen id,
+//! Per message: a server relay copy (direct-get relay headers, `opsfleet_proto::relay`, or no
+//! `Nats-Msg-Id`, which every dispatch sets) or undecodable → logged, counted, acked, never decoded into state. Otherwise `decide` (target, seen id,
 //! epoch fencing, deadline, payload); a duplicate is acked silently; a rejection or expiry is
 //! written to the outbox with the id's status (and a raised epoch) in one flushed batch, then
 //! acked; an accepted command writes `command_accepted` + status `accepted` + epoch in one

@@ -86,6 +86,16 @@ fn fold_one(
     arrived_unix_ms: i64,
     folded: &mut Folded,
 ) {
+    // A server relay copy (direct get to a chosen reply subject) was published by nobody
+    // the subject names: parked before its bytes are even decoded.
+    let names = msg.headers.iter().flat_map(|h| h.iter());
+    let names = names.map(|(name, _)| AsRef::<str>::as_ref(name));
+    if let Err(refusal) = admit::published(&msg.subject, names) {
+        folded
+            .parked
+            .push(park::Letter::new(msg, seq, Parked::Refused(refusal)));
+        return;
+    }
     let (ev, publisher) = match decode_from(&msg.subject, &msg.payload) {
         Ok(decoded) => decoded,
         Err(bad) => {

@@ -250,7 +250,11 @@ async fn send(
         issued_unix_ms: now_ms(),
         action: Some(action),
     };
-    js.publish(subjects::command_subject(HOST), cmd.encode_to_vec().into())
+    // As a coordinator's dispatch does, so only the policy stands between it and the host.
+    let msg = jetstream::message::PublishMessage::build()
+        .payload(cmd.encode_to_vec().into())
+        .message_id(&id);
+    js.send_publish(subjects::command_subject(HOST), msg)
         .await?
         .await
         .context("command not stored")?;

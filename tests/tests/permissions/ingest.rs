@@ -17,7 +17,13 @@ use super::*;
 /// Text an attacker wants in front of the on-call engineer.
 const FORGED_TEXT: &str = "pay the ransom at https://evil.example/";
 
-fn event(host: &str, incarnation: Uuid, seq: u64, module: &str, body: Body) -> EventEnvelope {
+pub(super) fn event(
+    host: &str,
+    incarnation: Uuid,
+    seq: u64,
+    module: &str,
+    body: Body,
+) -> EventEnvelope {
     EventEnvelope {
         id: Uuid::now_v7(),
         host: host.to_owned(),
@@ -55,7 +61,7 @@ fn coordinator_toml(hook: &str) -> String {
     )
 }
 
-async fn json(c: &Cluster, args: &[&str]) -> Result<serde_json::Value> {
+pub(super) async fn json(c: &Cluster, args: &[&str]) -> Result<serde_json::Value> {
     let mut all = vec!["--output", "json"];
     all.extend_from_slice(args);
     let out = c.opsctl.run(&all).await?.ok()?;
@@ -63,7 +69,10 @@ async fn json(c: &Cluster, args: &[&str]) -> Result<serde_json::Value> {
 }
 
 /// (reason, original subject) of every dead letter, once `want` have arrived.
-async fn dead_letters(js: &jetstream::Context, want: usize) -> Result<Vec<(String, String)>> {
+pub(super) async fn dead_letters(
+    js: &jetstream::Context,
+    want: usize,
+) -> Result<Vec<(String, String)>> {
     let consumer = js
         .get_stream(subjects::DLQ_STREAM)
         .await?
