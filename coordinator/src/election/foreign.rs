@@ -3,7 +3,7 @@
 
 use async_nats::HeaderMap;
 
-use super::lease::LeaderRecord;
+use opsfleet_proto::kv::LeaderRecord;
 
 /// Headers the server adds to a direct-get answer; a stored entry that carries any of them is
 /// a copy someone captured into the key, never a coordinator's write.
