@@ -2,7 +2,7 @@
 //! nats-server: exactly one is active; kill -9 of the active hands the role to the standby
 //! within TTL + 1 s; a graceful handover (`opsctl failover --to`) and a SIGTERM hand it over in
 //! well under a second, each under a higher epoch. A lease bucket shorter than `lease_ttl` is
-//! raised at start, never lowered.
+//! raised at start, never lowered. Foreign writes into the lease do not unseat the active.
 
 use std::time::{Duration, Instant};
 
@@ -246,4 +246,42 @@ async fn a_lease_bucket_shorter_than_lease_ttl_is_raised_never_lowered() -> anyh
         max_age().await?
     );
     Ok(())
+}
+
+/// Foreign writes: JetStream answers aimed at the lease key by a reply subject (any credential
+/// with a JS API right can do it) leave the active active at the same epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_answers_written_into_the_lease_do_not_unseat_the_active() {
+    Cluster::run("lease-foreign", async |c: &mut Cluster| {
+        c.add_coordinator(CoordinatorSpec::new("blue"))?;
+        c.add_coordinator(CoordinatorSpec::new("green"))?;
+        let client = async_nats::connect(c.nats_url()).await?;
+        let first = wait_until_default("one coordinator to become active", async || {
+            let a = actives(&client).await;
+            Ok((a.len() == 1).then(|| a[0].clone()))
+        })
+        .await?;
+        let lease = format!("$KV.ops_leader.{}", opsfleet_proto::kv::LEADER_KEY);
+        // ~20 foreign writes over ~10 s: each makes the server publish its stream-info answer
+        // on the lease key, a new revision whose value is no lease record.
+        for i in 0..20 {
+            client
+                .publish_with_reply("$JS.API.STREAM.INFO.OPS_EVENTS", lease.clone(), "".into())
+                .await
+                .context("publish")?;
+            client.flush().await?;
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let a = actives(&client).await;
+                ensure!(
+                    a.len() == 1 && a[0].name == first.name && a[0].epoch == first.epoch,
+                    "after foreign write {i}: actives {a:?}, was {} at epoch {}",
+                    first.name,
+                    first.epoch
+                );
+            }
+        }
+        Ok(())
+    })
+    .await;
 }

@@ -45,6 +45,10 @@ pub enum Input {
     Renewed { sent_at: Duration, revision: u64 },
     /// Our `update` found another revision: someone else holds the lease now.
     RenewRefused,
+    /// Our renew (or re-assertion) found another revision, and the driver's raw read of the
+    /// key shows a foreign entry there (`revision`): no coordinator's record, but a JetStream
+    /// answer or a direct-get copy that someone aimed at the key.
+    LeaseForeign { revision: u64 },
     /// A request failed without an answer (timeout, disconnect): outcome unknown.
     RequestFailed,
     /// The watch saw the lease deleted, purged or aged out.
@@ -78,6 +82,9 @@ pub enum Action {
     /// `update(key, our record, revision)` of a holder silent past its promise: answered like
     /// a renew; success makes us active.
     SendTakeover { revision: u64 },
+    /// `update(key, our record, revision)` of a foreign entry while our term runs: answered
+    /// like a renew (same epoch); success extends the term.
+    SendReassert { revision: u64 },
     /// `delete(key)` expecting `revision`, so the standby can take over at once.
     SendDelete { revision: u64 },
     /// `update(key, record naming `to`, revision)`: hand the lease to `to`.
@@ -131,7 +138,13 @@ pub struct Election {
     sighting: Option<Sighting>,
     /// After a release we do not try to take the lease back before this instant.
     quiet_until: Duration,
+    /// Re-assertions over foreign entries since our last successful CAS.
+    reasserts: u32,
 }
+
+/// Re-assertions over foreign entries allowed in a row without a successful CAS of ours; past
+/// it we send nothing more and the term lapses at its local deadline.
+pub const MAX_REASSERTS: u32 = 4;
 
 impl Election {
     pub fn new(timing: LeaseTiming) -> Self {
@@ -144,6 +157,7 @@ impl Election {
             confirming_handover: false,
             sighting: None,
             quiet_until: Duration::ZERO,
+            reasserts: 0,
         }
     }
 
@@ -184,6 +198,7 @@ impl Election {
     }
 
     fn standby(&mut self, now: Duration) {
+        self.reasserts = 0;
         self.role = Role::Standby {
             next_try_at: (now + self.timing.retry_every).max(self.quiet_until),
             acquiring: false,
@@ -245,7 +260,7 @@ impl Election {
             {
                 self.become_active(now, sent_at, revision, &mut out);
             }
-            (Role::Standby { .. }, Input::RenewRefused) => {
+            (Role::Standby { .. }, Input::RenewRefused | Input::LeaseForeign { .. }) => {
                 // The revision we tried moved on: wait for the watch to show the new one.
                 self.sighting = None;
                 self.standby(now);
@@ -332,6 +347,29 @@ impl Election {
                     *valid_until = (*valid_until).max(self.timing.valid_until(sent_at));
                     *next_renew_at = sent_at + self.timing.renew_every;
                     *renewing = None;
+                    self.reasserts = 0;
+                }
+            }
+            (
+                Role::Active {
+                    valid_until,
+                    next_renew_at,
+                    renewing,
+                    ..
+                },
+                Input::LeaseForeign { revision },
+            ) => {
+                // Nobody else may have written since our revision while our term runs (a
+                // takeover waits out our window; a create needs the key gone): the foreign
+                // entry sits right on top of ours, so taking it back by CAS displaces no
+                // coordinator. Same epoch; bounded so a writer racing us cannot keep us busy.
+                if now < *valid_until && self.reasserts < MAX_REASSERTS {
+                    self.reasserts += 1;
+                    *renewing = Some(now);
+                    out.push(Action::SendReassert { revision });
+                } else {
+                    *renewing = None;
+                    *next_renew_at = *valid_until;
                 }
             }
             (Role::Active { epoch, .. }, Input::RenewRefused) => {

@@ -401,3 +401,88 @@ proptest! {
         }
     }
 }
+
+fn active_at_3(e: &mut Election) {
+    e.step(ms(0), Input::Tick);
+    e.step(
+        ms(1),
+        Input::Acquired {
+            sent_at: ms(0),
+            revision: 3,
+        },
+    );
+}
+
+#[test]
+fn a_foreign_entry_is_taken_back_by_cas_in_the_same_term() {
+    let mut e = Election::new(timing());
+    active_at_3(&mut e);
+    e.step(ms(1000), Input::Tick); // renew of 3, refused: a foreign entry is at 4
+    assert_eq!(
+        e.step(ms(1001), Input::LeaseForeign { revision: 4 }),
+        vec![Action::SendReassert { revision: 4 }]
+    );
+    assert_eq!(e.acting_epoch(ms(1002)), Some(3), "no step-down");
+    assert!(e
+        .step(
+            ms(1010),
+            Input::Renewed {
+                sent_at: ms(1002),
+                revision: 5
+            }
+        )
+        .is_empty());
+    assert_eq!(
+        e.acting_epoch(ms(3500)),
+        Some(3),
+        "same epoch, term extended"
+    );
+    assert_eq!(
+        e.step(ms(2002), Input::Tick),
+        vec![Action::SendRenew { revision: 5 }]
+    );
+}
+
+#[test]
+fn reassertions_are_bounded_and_never_outlive_the_term() {
+    let mut e = Election::new(timing());
+    active_at_3(&mut e);
+    e.step(ms(1000), Input::Tick);
+    for i in 0..MAX_REASSERTS as u64 {
+        assert_eq!(
+            e.step(ms(1001 + i), Input::LeaseForeign { revision: 4 + i }),
+            vec![Action::SendReassert { revision: 4 + i }]
+        );
+    }
+    // A writer racing us: past the bound nothing more is sent, and the term lapses.
+    assert!(e
+        .step(ms(1100), Input::LeaseForeign { revision: 99 })
+        .is_empty());
+    assert!(e.step(ms(2000), Input::Tick).is_empty());
+    let deadline = TTL - timing().margin;
+    assert_eq!(
+        e.step(deadline, Input::Tick),
+        vec![Action::Deactivate {
+            epoch: 3,
+            reason: StepDown::LeaseLapsed
+        }]
+    );
+    // After the deadline a foreign entry is never re-asserted over.
+    let mut late = Election::new(timing());
+    active_at_3(&mut late);
+    late.step(ms(1000), Input::Tick);
+    assert!(late
+        .step(deadline, Input::LeaseForeign { revision: 4 })
+        .is_empty());
+}
+
+#[test]
+fn a_standby_treats_a_foreign_refusal_like_any_refusal() {
+    let mut e = Election::new(timing());
+    e.step(ms(0), Input::Tick);
+    e.step(ms(1), Input::AcquireRefused);
+    assert!(e
+        .step(ms(5), Input::LeaseForeign { revision: 9 })
+        .is_empty());
+    assert!(matches!(e.role(), Role::Standby { .. }));
+}

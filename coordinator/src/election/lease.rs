@@ -233,7 +233,10 @@ impl Driver {
     }
 
     async fn execute(&mut self, action: Action) -> Option<Input> {
-        let timeout = self.request_timeout(matches!(action, Action::SendRenew { .. }));
+        let timeout = self.request_timeout(matches!(
+            action,
+            Action::SendRenew { .. } | Action::SendReassert { .. }
+        ));
         match action {
             Action::SendCreate => {
                 let sent_at = self.now();
@@ -252,10 +255,22 @@ impl Driver {
                     },
                 )
             }
-            Action::SendRenew { revision } => {
+            Action::SendRenew { revision } | Action::SendReassert { revision } => {
+                if matches!(action, Action::SendReassert { .. }) {
+                    warn!(
+                        revision,
+                        "foreign entry in the lease; re-asserting our record"
+                    );
+                }
                 let sent_at = self.now();
                 let value = self.record(&self.name, None);
-                Some(self.update(value, revision, sent_at, timeout).await)
+                let answer = self.update(value, revision, sent_at, timeout).await;
+                if answer == Input::RenewRefused
+                    && matches!(self.election.role(), super::fsm::Role::Active { .. })
+                {
+                    return Some(self.refusal(timeout).await);
+                }
+                Some(answer)
             }
             Action::SendTakeover { revision } => {
                 info!(
@@ -333,6 +348,26 @@ impl Driver {
                 Input::RequestFailed
             }
             Err(_) => Input::RequestFailed,
+        }
+    }
+
+    /// Why an active's CAS was refused: a foreign entry on the key (read raw, with the
+    /// headers as stored) or, as before, another coordinator's write (or no answer).
+    async fn refusal(&self, timeout: Duration) -> Input {
+        let subject = format!("{}{}", self.kv.prefix, LEADER_KEY);
+        let read = self.kv.stream.get_last_raw_message_by_subject(&subject);
+        match tokio::time::timeout(timeout, read).await {
+            Ok(Ok(msg)) if super::foreign::is_foreign(Some(&msg.headers), &msg.payload) => {
+                Input::LeaseForeign {
+                    revision: msg.sequence,
+                }
+            }
+            Ok(Ok(_)) => Input::RenewRefused,
+            Ok(Err(e)) => {
+                debug!(error = %ErrorChain(&e), "cannot read the lease after a refusal");
+                Input::RenewRefused
+            }
+            Err(_) => Input::RenewRefused,
         }
     }
 

@@ -2,6 +2,7 @@
 //! machine (`fsm`), its timing and the fast-takeover promise (`timing`), and the driver that
 //! runs it against NATS (`lease`).
 
+pub mod foreign;
 pub mod fsm;
 pub mod lease;
 pub mod timing;
