@@ -24,6 +24,7 @@ use opsfleet_tests::{Coordinator, CoordinatorSpec, NatsServer};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
+use crate::fanout_cpu::{self as cpu, Pids};
 use crate::report::{fmt_num, FigSpec, Figure, Target};
 use crate::sim::{self, SimHost};
 use crate::stats;
@@ -52,12 +53,24 @@ pub const COMPLETED_P99: FigSpec = FigSpec {
     unit: "ms",
     target: None,
 };
-pub const FIGURES: [&FigSpec; 4] = [&P50, &P99, &MAX, &COMPLETED_P99];
+pub const FIGURES: [&FigSpec; 9] = [
+    &P50,
+    &P99,
+    &MAX,
+    &COMPLETED_P99,
+    &cpu::NATS_IDLE,
+    &cpu::NATS_IDLE_PER_AGENT,
+    &cpu::NATS_ROUND,
+    &cpu::NATS_ROUND_PER_AGENT,
+    &cpu::COORD_ROUND,
+];
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Sizes {
     pub agents: usize,
     pub repeats: usize,
+    /// nats-server's idle CPU window once every consumer waits.
+    pub idle_secs: u64,
 }
 
 /// Arrival instants of lifecycle events by command id.
@@ -68,7 +81,7 @@ struct Arrivals {
 }
 
 pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
-    let nats = NatsServer::start().await?;
+    let mut nats = NatsServer::start().await?;
     let dir = tempfile::Builder::new()
         .prefix("opsfleet-bench-fanout-")
         .tempdir()
@@ -82,8 +95,15 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
     js.set_timeout(Duration::from_secs(30));
 
     wait_active(&client, &mut coordinator).await?;
+    let pids = Pids {
+        nats: nats.proc_mut().pid().context("nats-server has no pid")?,
+        coordinator: coordinator
+            .proc_mut()
+            .pid()
+            .context("coordinator has no pid")?,
+    };
     let cancel = CancellationToken::new();
-    let result = measure(&client, &js, sizes, &cancel).await;
+    let result = measure(&client, &js, sizes, pids, &cancel).await;
     cancel.cancel();
     let _ = coordinator.stop().await;
     result
@@ -118,12 +138,16 @@ async fn measure(
     client: &async_nats::Client,
     js: &jetstream::Context,
     sizes: &Sizes,
+    pids: Pids,
     cancel: &CancellationToken,
 ) -> Result<Vec<Figure>> {
     let arrivals = Arc::new(Mutex::new(Arrivals::default()));
     start_arrival_clock(client, &arrivals, cancel).await?;
     start_agents(js, sizes, cancel).await?;
     wait_hosts(client, sizes.agents).await?;
+    let window = Duration::from_secs(sizes.idle_secs);
+    let idle = cpu::idle_pct(pids.nats, window).await?;
+    let (mut nats_ms, mut coord_ms) = (Vec::new(), Vec::new());
 
     let mut p50 = Vec::new();
     let mut p99 = Vec::new();
@@ -132,7 +156,11 @@ async fn measure(
     let mut replies = Vec::new();
     let mut first = Vec::new();
     for r in 0..sizes.repeats {
+        let (n0, c0) = cpu::sample(pids)?;
         let round = one_round(client, &arrivals, r, sizes).await?;
+        let (n1, c1) = cpu::sample(pids)?;
+        nats_ms.push(n1 - n0);
+        coord_ms.push(c1 - c0);
         replies.push(round.reply_ms);
         let s = stats::summarize(&round.accepted).context("no acks")?;
         first.push(s.min);
@@ -160,12 +188,20 @@ async fn measure(
         )
     };
     let med = |v: &[f64]| stats::median(v).context("no repeats");
-    Ok(vec![
+    let mut figs = vec![
         P50.measured(med(&p50)?, note(&p50)),
         P99.measured(med(&p99)?, note(&p99)),
         MAX.measured(med(&max)?, note(&max)),
         COMPLETED_P99.measured(med(&done99)?, note(&done99)),
-    ])
+    ];
+    figs.extend(cpu::figures(
+        sizes.agents,
+        window,
+        idle,
+        &nats_ms,
+        &coord_ms,
+    )?);
+    Ok(figs)
 }
 
 /// Starts the arrival clock on its own thread, runtime and connection, so that the 1,000

@@ -11,6 +11,7 @@
 
 mod failover;
 mod fanout;
+mod fanout_cpu;
 mod idle;
 mod latency;
 mod rebuild;
@@ -230,6 +231,7 @@ impl Sizes {
         let fanout = fanout::Sizes {
             agents: args.pick(args.fanout_agents, 1000, 50),
             repeats: args.repeats(3),
+            idle_secs: if args.quick { 3 } else { 10 },
         };
         let failover = failover::Sizes {
             crash_repeats: args.pick(args.crash_repeats, 5, 1),
