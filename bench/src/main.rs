@@ -11,7 +11,6 @@
 
 mod failover;
 mod fanout;
-mod fanout_cpu;
 mod idle;
 mod latency;
 mod rebuild;
@@ -231,7 +230,7 @@ impl Sizes {
         let fanout = fanout::Sizes {
             agents: args.pick(args.fanout_agents, 1000, 50),
             repeats: args.repeats(3),
-            idle_secs: if args.quick { 3 } else { 10 },
+            idle_secs: if args.quick { 3 } else { 30 },
         };
         let failover = failover::Sizes {
             crash_repeats: args.pick(args.crash_repeats, 5, 1),

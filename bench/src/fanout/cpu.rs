@@ -40,14 +40,6 @@ pub const COORD_ROUND: FigSpec = FigSpec {
     unit: "ms",
     target: None,
 };
-pub const FIGURES: [&FigSpec; 5] = [
-    &NATS_IDLE,
-    &NATS_IDLE_PER_AGENT,
-    &NATS_ROUND,
-    &NATS_ROUND_PER_AGENT,
-    &COORD_ROUND,
-];
-
 /// The two processes whose CPU the fan-out reads.
 #[derive(Debug, Clone, Copy)]
 pub struct Pids {
