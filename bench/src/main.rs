@@ -230,6 +230,7 @@ impl Sizes {
         let fanout = fanout::Sizes {
             agents: args.pick(args.fanout_agents, 1000, 50),
             repeats: args.repeats(3),
+            idle_secs: if args.quick { 3 } else { 30 },
         };
         let failover = failover::Sizes {
             crash_repeats: args.pick(args.crash_repeats, 5, 1),

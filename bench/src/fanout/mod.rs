@@ -9,6 +9,9 @@
 //! Unlike `ops-agent`, a simulated agent keeps no sled outbox, so the figure leaves out the
 //! agent's own flush before it accepts (one sled flush per command, about 0.1 ms-10 ms).
 
+mod clock;
+mod cpu;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +27,8 @@ use opsfleet_tests::{Coordinator, CoordinatorSpec, NatsServer};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
+use self::clock::start_arrival_clock;
+use self::cpu::Pids;
 use crate::report::{fmt_num, FigSpec, Figure, Target};
 use crate::sim::{self, SimHost};
 use crate::stats;
@@ -52,12 +57,24 @@ pub const COMPLETED_P99: FigSpec = FigSpec {
     unit: "ms",
     target: None,
 };
-pub const FIGURES: [&FigSpec; 4] = [&P50, &P99, &MAX, &COMPLETED_P99];
+pub const FIGURES: [&FigSpec; 9] = [
+    &P50,
+    &P99,
+    &MAX,
+    &COMPLETED_P99,
+    &cpu::NATS_IDLE,
+    &cpu::NATS_IDLE_PER_AGENT,
+    &cpu::NATS_ROUND,
+    &cpu::NATS_ROUND_PER_AGENT,
+    &cpu::COORD_ROUND,
+];
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Sizes {
     pub agents: usize,
     pub repeats: usize,
+    /// nats-server's idle CPU window once every consumer waits.
+    pub idle_secs: u64,
 }
 
 /// Arrival instants of lifecycle events by command id.
@@ -68,7 +85,7 @@ struct Arrivals {
 }
 
 pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
-    let nats = NatsServer::start().await?;
+    let mut nats = NatsServer::start().await?;
     let dir = tempfile::Builder::new()
         .prefix("opsfleet-bench-fanout-")
         .tempdir()
@@ -82,8 +99,15 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
     js.set_timeout(Duration::from_secs(30));
 
     wait_active(&client, &mut coordinator).await?;
+    let pids = Pids {
+        nats: nats.proc_mut().pid().context("nats-server has no pid")?,
+        coordinator: coordinator
+            .proc_mut()
+            .pid()
+            .context("coordinator has no pid")?,
+    };
     let cancel = CancellationToken::new();
-    let result = measure(&client, &js, sizes, &cancel).await;
+    let result = measure(&client, &js, sizes, pids, &cancel).await;
     cancel.cancel();
     let _ = coordinator.stop().await;
     result
@@ -118,12 +142,16 @@ async fn measure(
     client: &async_nats::Client,
     js: &jetstream::Context,
     sizes: &Sizes,
+    pids: Pids,
     cancel: &CancellationToken,
 ) -> Result<Vec<Figure>> {
     let arrivals = Arc::new(Mutex::new(Arrivals::default()));
     start_arrival_clock(client, &arrivals, cancel).await?;
     start_agents(js, sizes, cancel).await?;
     wait_hosts(client, sizes.agents).await?;
+    let window = Duration::from_secs(sizes.idle_secs);
+    let idle = cpu::idle_pct(pids.nats, window).await?;
+    let (mut nats_ms, mut coord_ms) = (Vec::new(), Vec::new());
 
     let mut p50 = Vec::new();
     let mut p99 = Vec::new();
@@ -132,7 +160,11 @@ async fn measure(
     let mut replies = Vec::new();
     let mut first = Vec::new();
     for r in 0..sizes.repeats {
+        let (n0, c0) = cpu::sample(pids)?;
         let round = one_round(client, &arrivals, r, sizes).await?;
+        let (n1, c1) = cpu::sample(pids)?;
+        nats_ms.push(n1 - n0);
+        coord_ms.push(c1 - c0);
         replies.push(round.reply_ms);
         let s = stats::summarize(&round.accepted).context("no acks")?;
         first.push(s.min);
@@ -160,39 +192,20 @@ async fn measure(
         )
     };
     let med = |v: &[f64]| stats::median(v).context("no repeats");
-    Ok(vec![
+    let mut figs = vec![
         P50.measured(med(&p50)?, note(&p50)),
         P99.measured(med(&p99)?, note(&p99)),
         MAX.measured(med(&max)?, note(&max)),
         COMPLETED_P99.measured(med(&done99)?, note(&done99)),
-    ])
-}
-
-/// Starts the arrival clock on its own thread, runtime and connection, so that the 1,000
-/// simulated agents' tasks cannot delay the stamping of what arrives.
-async fn start_arrival_clock(
-    client: &async_nats::Client,
-    arrivals: &Arc<Mutex<Arrivals>>,
-    cancel: &CancellationToken,
-) -> Result<()> {
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<()>>();
-    let arrivals = Arc::clone(arrivals);
-    let port = client.server_info().port;
-    let cancel = cancel.clone();
-    std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e.into()));
-                return;
-            }
-        };
-        rt.block_on(stamp_arrivals(port, arrivals, ready_tx, cancel));
-    });
-    ready_rx.await.context("arrival clock thread died")?
+    ];
+    figs.extend(cpu::figures(
+        sizes.agents,
+        window,
+        idle,
+        &nats_ms,
+        &coord_ms,
+    )?);
+    Ok(figs)
 }
 
 /// Brings the simulated agents up: a first heartbeat (so the coordinator knows the host),
@@ -426,63 +439,6 @@ async fn sim_agent(
             if let Ok(ack) = sim::publish(&js, e).await {
                 let _ = ack.await;
             }
-        }
-    }
-}
-
-/// Subscribes to the lifecycle events on `127.0.0.1:<port>` and stamps each on arrival.
-async fn stamp_arrivals(
-    port: u16,
-    arrivals: Arc<Mutex<Arrivals>>,
-    ready: tokio::sync::oneshot::Sender<Result<()>>,
-    cancel: CancellationToken,
-) {
-    let subscribed = async {
-        let client = async_nats::connect(format!("nats://127.0.0.1:{port}"))
-            .await
-            .context("cannot connect the arrival clock")?;
-        let sub = client
-            .subscribe("ops.evt.*.command_accepted")
-            .await
-            .context("cannot subscribe")?;
-        let done = client
-            .subscribe("ops.evt.*.command_completed")
-            .await
-            .context("cannot subscribe")?;
-        client.flush().await.context("cannot flush")?;
-        anyhow::Ok((client, sub, done))
-    }
-    .await;
-    let (_client, mut sub, mut done) = match subscribed {
-        Ok(s) => {
-            let _ = ready.send(Ok(()));
-            s
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    loop {
-        let (msg, accepted) = tokio::select! {
-            _ = cancel.cancelled() => return,
-            Some(m) = sub.next() => (m, true),
-            Some(m) = done.next() => (m, false),
-            else => return,
-        };
-        let at = Instant::now();
-        let Ok(ev) = EventEnvelope::decode(&msg.payload) else {
-            continue;
-        };
-        let mut a = arrivals.lock().unwrap_or_else(|e| e.into_inner());
-        match ev.body {
-            pb::event::Body::CommandAccepted(c) if accepted => {
-                a.accepted.insert(c.command_id, at);
-            }
-            pb::event::Body::CommandCompleted(c) if !accepted => {
-                a.completed.insert(c.command_id, at);
-            }
-            _ => {}
         }
     }
 }
