@@ -4,22 +4,15 @@
 use async_nats::HeaderMap;
 
 use opsfleet_proto::kv::LeaderRecord;
-
-/// Headers the server adds to a direct-get answer; a stored entry that carries any of them is
-/// a copy someone captured into the key, never a coordinator's write.
-pub const RELAY_HEADERS: [&str; 4] = [
-    "Nats-Stream",
-    "Nats-Subject",
-    "Nats-Sequence",
-    "Nats-Time-Stamp",
-];
+use opsfleet_proto::relay::relay_header;
 
 /// True for an entry no coordinator wrote: any relay header, or a put whose value is not a
 /// `LeaderRecord`. A genuine delete or purge marker (`KV-Operation`, no relay header) is not
 /// foreign.
 pub fn is_foreign(headers: Option<&HeaderMap>, payload: &[u8]) -> bool {
     if let Some(h) = headers {
-        if RELAY_HEADERS.iter().any(|name| h.get(*name).is_some()) {
+        let names = h.iter().map(|(name, _)| AsRef::<str>::as_ref(name));
+        if relay_header(names).is_some() {
             return true;
         }
         match h.get("KV-Operation").map(|v| v.as_str()) {
@@ -34,6 +27,7 @@ pub fn is_foreign(headers: Option<&HeaderMap>, payload: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opsfleet_proto::relay::RELAY_HEADERS;
 
     fn record() -> Vec<u8> {
         br#"{"holder":"blue","color":"blue"}"#.to_vec()
