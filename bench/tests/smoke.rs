@@ -18,6 +18,8 @@ const FIGURES: &[&str] = &[
     "fanout_ack_p99",
     "fanout_ack_max",
     "fanout_completed_p99",
+    "fanout_durable_ack_p50",
+    "fanout_durable_ack_p99",
     "fanout_nats_idle_cpu",
     "fanout_nats_idle_cpu_per_agent",
     "fanout_nats_round_cpu",

@@ -197,6 +197,12 @@ impl TopologyConfig {
             max_age: self.commands_max_age,
             duplicate_window: self.duplicate_window.min(self.commands_max_age),
             description: Some("opsfleet commands for agents".to_owned()),
+            // Each stored command, at once and in stream order, to the agents' fast path.
+            republish: Some(stream::Republish {
+                source: subjects::COMMAND_COPIES_FROM.to_owned(),
+                destination: subjects::COMMAND_COPIES_TO.to_owned(),
+                headers_only: false,
+            }),
             ..Default::default()
         }
     }
@@ -371,6 +377,7 @@ async fn ensure_stream(
             max_msg_size = update.max_message_size,
             max_msgs_per_subject = update.max_messages_per_subject,
             allow_direct = update.allow_direct,
+            republish = ?update.republish,
             "updating the stream to this deployment's subjects and limits"
         );
         js.update_stream(&update).await.map_err(|e| err(e.into()))?;
@@ -437,7 +444,8 @@ fn plan_update(
         && limit(i64::from(want.max_message_size)) == limit(i64::from(have.max_message_size))
         && limit(want.max_messages_per_subject) == limit(have.max_messages_per_subject)
         && want.discard == have.discard
-        && want.allow_direct == have.allow_direct;
+        && want.allow_direct == have.allow_direct
+        && want.republish == have.republish;
     if same {
         return Ok(None);
     }
@@ -448,6 +456,7 @@ fn plan_update(
     update.max_messages_per_subject = want.max_messages_per_subject;
     update.discard = want.discard;
     update.allow_direct = want.allow_direct;
+    update.republish = want.republish.clone();
     Ok(Some(update))
 }
 

@@ -18,6 +18,12 @@ pub const EVENTS_ALL: &str = "ops.evt.>";
 pub const COORD_EVENTS_ALL: &str = "ops.coord.>";
 /// Filter matching every command subject.
 pub const COMMANDS_ALL: &str = "ops.cmd.>";
+/// Where `OPS_CMDS` republishes each command once it is stored (the agents' fast path),
+/// `ops.fastcmd.<host>`: the stream's RePublish source.
+pub const COMMAND_COPIES_FROM: &str = "ops.cmd.>";
+/// RePublish destination of `COMMAND_COPIES_FROM`. No principal may publish here (only the
+/// server's republish does); each agent may subscribe to its own `command_copy_subject`.
+pub const COMMAND_COPIES_TO: &str = "ops.fastcmd.>";
 /// Filter matching every dead-letter subject.
 pub const DLQ_ALL: &str = "ops.dlq.>";
 
@@ -179,6 +185,12 @@ pub fn host_events_filter(host: &str) -> String {
 /// Subject the active coordinator sends one host's commands on: `ops.cmd.<host>`.
 pub fn command_subject(host: &str) -> String {
     format!("ops.cmd.{host}")
+}
+
+/// Where the server republishes each command to `host` once `OPS_CMDS` stored it, in stream
+/// order, with the stream's sequence headers: `ops.fastcmd.<host>` (the agent's fast path).
+pub fn command_copy_subject(host: &str) -> String {
+    format!("ops.fastcmd.{host}")
 }
 
 /// Subject a coordinator parks a malformed message on: `ops.dlq.<source>.<reason>`.

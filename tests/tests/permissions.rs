@@ -239,6 +239,47 @@ async fn roles_can_do_their_jobs_and_nothing_else() -> Result<()> {
     }
     ensure!(got == ["cmd for web-01"], "web-01 read {got:?}");
 
+    // ... and the stream's republish of its own commands (the fast path), but not another
+    // host's; nobody publishes there, not even a coordinator.
+    let copies = subjects::command_copy_subject("web-01");
+    let mut fast = web01.client.subscribe(copies.clone()).await?;
+    web01.client.flush().await?;
+    blue.js
+        .publish(cmd.clone(), "fast cmd for web-01".into())
+        .await?
+        .await
+        .context("the coordinator cannot send a second command to web-01")?;
+    let copy = tokio::time::timeout(Duration::from_secs(10), fast.next())
+        .await
+        .context("web-01's fast path delivered nothing")?
+        .context("subscription ended")?;
+    ensure!(
+        copy.payload.as_ref() == b"fast cmd for web-01",
+        "web-01's fast path got {:?}",
+        copy.payload
+    );
+    ensure!(
+        !web01
+            .errors
+            .lock()
+            .map_err(|_| anyhow!("poisoned"))?
+            .iter()
+            .any(|e| e.contains(&copies)),
+        "web-01 may not receive its own command copies"
+    );
+    let other_copies = subjects::command_copy_subject("web-02");
+    let _other = web01.client.subscribe(other_copies.clone()).await?;
+    web01
+        .expect_violation("subscription", &other_copies)
+        .await?;
+    web01
+        .client
+        .publish(copies.clone(), "forged".into())
+        .await?;
+    web01.expect_violation("publish", &copies).await?;
+    blue.client.publish(copies.clone(), "forged".into()).await?;
+    blue.expect_violation("publish", &copies).await?;
+
     // Nothing forged reached a stream.
     let mut events = blue.js.get_stream(subjects::EVENTS_STREAM).await?;
     ensure!(
@@ -247,7 +288,7 @@ async fn roles_can_do_their_jobs_and_nothing_else() -> Result<()> {
     );
     let mut commands = stream;
     ensure!(
-        stream_count(commands.info().await?) == 2,
+        stream_count(commands.info().await?) == 3,
         "OPS_CMDS holds a forged command"
     );
 

@@ -1,7 +1,11 @@
-//! The consumer loop: opens (and re-opens, with backoff) the durable pull consumer
-//! `agent-<host>`, samples the server's clock, and feeds each delivered message through
-//! `admit`, the ack and `complete` (a `backup_run` in the background; deploys, lifecycle
-//! ops, role changes and traffic switches in the background in their service's lane).
+//! The consumer loop: subscribes to the fast path `ops.fastcmd.<host>`, opens (and re-opens,
+//! with backoff) the durable pull consumer `agent-<host>`, samples the server's clock, and
+//! feeds each delivered message through `admit`, the ack and `complete` (a `backup_run` in the
+//! background; deploys, lifecycle ops, role changes and traffic switches in the background in
+//! their service's lane). A fast copy (checked by `fastpath::fast_copy`) goes through the same
+//! `admit` when it comes right after the last message handled (`fastpath::fast_step`), and is
+//! run the same way; it is not acked (the durable consumer acks its own copy later, a
+//! duplicate by then). Otherwise it is left to the durable consumer.
 
 use opsfleet_report::ErrorChain;
 use std::time::{Duration, SystemTime};
@@ -17,6 +21,7 @@ use opsfleet_proto::time::unix_ms;
 use super::clock;
 use super::decide::delivered_by_own_consumer;
 use super::exec::Execution;
+use super::fastpath::{fast_copy, fast_step, relay_problem, FastStep, Via};
 use super::{consumer_name, Accepted, CommandHandler};
 use crate::modules::service::ServiceOp;
 use crate::telemetry;
@@ -27,23 +32,6 @@ fn before_running(end: &mut oneshot::Receiver<()>) -> bool {
     matches!(end.try_recv(), Err(oneshot::error::TryRecvError::Empty))
 }
 use opsfleet_report::error_chain;
-
-/// Why `msg` is a server relay copy rather than a coordinator's publication, if it is: it
-/// carries a relay header (`opsfleet_proto::relay`), or no `Nats-Msg-Id` at all, which every
-/// dispatch sets and a direct get asked for with `no_hdr` strips (with the relay headers).
-fn relay_copy(msg: &jetstream::Message) -> Option<&'static str> {
-    let Some(headers) = msg.headers.as_ref() else {
-        return Some("no headers");
-    };
-    let names = headers.iter().map(|(name, _)| AsRef::<str>::as_ref(name));
-    if let Some(header) = opsfleet_proto::relay::relay_header(names) {
-        return Some(header);
-    }
-    headers
-        .get(async_nats::header::NATS_MESSAGE_ID)
-        .is_none()
-        .then_some("no Nats-Msg-Id")
-}
 
 /// The service and op of a lifecycle command; `None` for other actions.
 fn lifecycle(action: &pb::command::Action) -> Option<(String, ServiceOp)> {
@@ -99,21 +87,31 @@ impl CommandHandler {
         }
     }
 
-    /// One session of the consumer: serves deliveries, background results and clock
-    /// resamples until `cancel` or the message stream ends.
+    /// One session of the consumer: subscribes to the fast path, opens the durable consumer,
+    /// then serves deliveries from both, background results and clock resamples until
+    /// `cancel` or the message stream ends.
     async fn consume(
         &mut self,
         js: &jetstream::Context,
         cancel: &CancellationToken,
     ) -> Result<(), async_nats::Error> {
         let durable = consumer_name(&self.host);
+        // Without the subscribe right (an older auth.conf) the server refuses it and nothing
+        // arrives here: every command still comes through the durable consumer.
+        let mut fast = js
+            .client()
+            .subscribe(subjects::command_copy_subject(&self.host))
+            .await?;
         let mut messages = self.open(js, &durable).await?;
         info!(host = %self.host, consumer = %durable, "command consumer open");
         self.sample_server_clock(js, &durable).await;
         let mut resample = tokio::time::interval(clock::RESAMPLE_EVERY);
         resample.tick().await;
         loop {
+            // Biased: of a command on both paths at once, the fast copy first (the durable
+            // one is then a duplicate, acked).
             let next = tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return Ok(()),
                 _ = resample.tick() => {
                     self.sample_server_clock(js, &durable).await;
@@ -123,6 +121,10 @@ impl CommandHandler {
                     if let Err(e) = self.finish(&id, kind, run).await {
                         warn!(error = %ErrorChain(&e), "cannot record command result; a restart reports it failed");
                     }
+                    continue;
+                }
+                Some(msg) = fast.next() => {
+                    self.on_fast(msg).await;
                     continue;
                 }
                 next = messages.next() => next,
@@ -177,7 +179,7 @@ impl CommandHandler {
             warn!(subject = %msg.subject, stream = ack.map(|a| a.0), consumer = ack.map(|a| a.1), "ignoring a message on the command inbox that its consumer did not deliver");
             return;
         }
-        if let Some(header) = relay_copy(&msg) {
+        if let Some(header) = relay_problem(msg.headers.as_ref()) {
             // The server relayed a stored message here (a direct-get answer to a chosen
             // reply subject), not a coordinator: never decoded, no state change; acked so
             // it is not redelivered.
@@ -187,9 +189,11 @@ impl CommandHandler {
             if let Err(e) = msg.ack().await {
                 warn!(error = %ErrorChain(&*e), "cannot ack relay copy; its redelivery is refused again");
             }
+            self.handled(seq);
             return;
         }
-        let accepted = match self.admit(&msg.payload).await {
+        let seq = info.as_ref().map(|i| i.stream_sequence);
+        let accepted = match self.admit_at(&msg.payload, Via::Durable, seq).await {
             Ok(a) => a,
             Err(e) => {
                 warn!(error = %ErrorChain(&e), "cannot record command; asking for redelivery");
@@ -203,9 +207,67 @@ impl CommandHandler {
         if let Err(e) = msg.ack().await {
             warn!(error = %ErrorChain(&*e), "cannot ack command; a redelivery will be ignored as a duplicate");
         }
-        let Some(accepted) = accepted else {
-            return;
+        self.handled(seq);
+        if let Some(accepted) = accepted {
+            self.run_accepted(accepted).await;
+        }
+    }
+
+    /// The durable consumer's message at stream sequence `seq` is handled (acked): the fast
+    /// path may go on right after it. A decision just recorded below the cursor means
+    /// `OPS_CMDS` was re-created (its sequences start again): the cursor follows it down.
+    fn handled(&mut self, seq: Option<u64>) {
+        if let Some(seq) = seq {
+            self.cursor = if self.ledger.seq() == seq {
+                seq
+            } else {
+                self.cursor.max(seq)
+            };
+        }
+    }
+
+    /// One message of the fast-path subscription: checked to be the stream's republish of a
+    /// command to this host, then, when it comes right after the last message handled,
+    /// admitted exactly as a durable delivery (target, seen id, epoch fencing, deadline, host
+    /// policy) and run. Nothing to ack; a copy after a gap, or one that cannot be recorded, is
+    /// left to the durable consumer.
+    async fn on_fast(&mut self, msg: async_nats::Message) {
+        let placed = match fast_copy(&self.host, msg.subject.as_str(), msg.headers.as_ref()) {
+            Ok(placed) => placed,
+            Err(problem) => {
+                warn!(host = %self.host, subject = %msg.subject, problem, "refusing a message on the command fast path that the stream did not republish");
+                telemetry::command("relay_copy");
+                return;
+            }
         };
+        match fast_step(placed, self.cursor) {
+            FastStep::Run => {}
+            FastStep::Seen => return,
+            FastStep::Leave => {
+                debug!(host = %self.host, seq = placed.seq, previous = placed.previous, cursor = self.cursor, "fast copy after a gap; the durable consumer brings it");
+                telemetry::command("fast_left");
+                return;
+            }
+        }
+        match self
+            .admit_at(&msg.payload, Via::Fast, Some(placed.seq))
+            .await
+        {
+            Ok(accepted) => {
+                self.cursor = placed.seq;
+                if let Some(accepted) = accepted {
+                    self.run_accepted(accepted).await;
+                }
+            }
+            Err(e) => {
+                warn!(error = %ErrorChain(&e), "cannot record a command from the fast path; the durable consumer brings it again");
+            }
+        }
+    }
+
+    /// Runs an accepted command: in the background (a backup or restore test, a lifecycle
+    /// op, a laned service action) or inline.
+    async fn run_accepted(&mut self, accepted: Accepted) {
         let backup = match &accepted.action {
             pb::command::Action::BackupRun(b) => Some(self.backup_run_task(b.clone()).boxed()),
             pb::command::Action::RestoreTest(t) => {

@@ -1,6 +1,8 @@
 //! The command ledger in the agent's sled (module state of `agent`): the highest epoch seen
-//! (`epoch`, decimal) and one status per command id (`cmd/<id>` = `<status> <unix_ms>`),
-//! loaded at start and kept in memory; writes go out as `StateWrite`s with the events.
+//! (`epoch`, decimal), one status per command id (`cmd/<id>` = `<status> <unix_ms>`) and the
+//! `OPS_CMDS` sequence of the last command decided (`seq`, decimal: the fast path's cursor,
+//! `fastpath::fast_step`), loaded at start and kept in memory; writes go out as `StateWrite`s
+//! with the events.
 //!
 //! Pruning: a finished id's row goes once `LEDGER_KEEP_MS` passed since it was written. Every
 //! accepted command's deadline lay at most `MAX_DEADLINE_AHEAD_MS + CLOCK_SKEW_MS` after its
@@ -14,6 +16,7 @@ use crate::config::AGENT_MODULE;
 use crate::outbox::{Outbox, OutboxError, StateWrite};
 
 const EPOCH_KEY: &str = "epoch";
+const SEQ_KEY: &str = "seq";
 const CMD_PREFIX: &str = "cmd/";
 
 /// How long a finished command's row is kept: past the longest deadline it can have had, with
@@ -60,6 +63,9 @@ impl Status {
 pub struct Ledger {
     highest_epoch: u64,
     seen: HashMap<String, (Status, i64)>,
+    /// The stream sequence of the last command decided (accepted, rejected or expired; not a
+    /// duplicate); 0 before the first.
+    seq: u64,
 }
 
 impl Ledger {
@@ -80,6 +86,11 @@ impl Ledger {
                     Ok(e) => ledger.highest_epoch = e,
                     Err(_) => bad.push(key),
                 }
+            } else if key == SEQ_KEY {
+                match text.parse() {
+                    Ok(seq) => ledger.seq = seq,
+                    Err(_) => bad.push(key),
+                }
             } else if let Some(id) = key.strip_prefix(CMD_PREFIX) {
                 let mut parts = text.split(' ');
                 let status = parts.next().and_then(Status::parse);
@@ -98,6 +109,27 @@ impl Ledger {
 
     pub fn highest_epoch(&self) -> u64 {
         self.highest_epoch
+    }
+
+    /// The stream sequence of the last command decided, by either path; 0 before the first.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The write that records a decision at stream sequence `seq`; apply it with `decided`
+    /// once it is flushed.
+    pub fn seq_write(seq: u64) -> StateWrite {
+        StateWrite {
+            module: AGENT_MODULE.to_owned(),
+            key: SEQ_KEY.to_owned(),
+            value: Some(seq.to_string().into_bytes()),
+        }
+    }
+
+    /// Records in memory what `seq_write` persisted. Decisions come in stream order, so a
+    /// lower sequence means `OPS_CMDS` was re-created (its sequences start again).
+    pub fn decided(&mut self, seq: u64) {
+        self.seq = seq;
     }
 
     pub fn status(&self, id: &str) -> Option<Status> {

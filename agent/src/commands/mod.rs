@@ -1,6 +1,10 @@
 //! The agent's side of commands: a durable JetStream pull consumer `agent-<host>` on
 //! `OPS_CMDS` (filter `ops.cmd.<host>`, explicit acks, one in flight, so an agent that was
-//! offline gets what was sent meanwhile, in order), and the lifecycle of each command.
+//! offline gets what was sent meanwhile, in order), a plain subscription on
+//! `ops.fastcmd.<host>` where the stream republishes each command once stored (the fast path;
+//! `fastpath` says which copies are the stream's and when one may run without overtaking an
+//! earlier command), and the lifecycle of each command. Whichever path brings a command first
+//! decides it; the other arrival is a duplicate, which the durable consumer still acks.
 //!
 //! Per message: a server relay copy (direct-get relay headers, `opsfleet_proto::relay`, or no
 //! `Nats-Msg-Id`, which every dispatch sets) or undecodable → logged, counted, acked, never decoded into state. Otherwise `decide` (target, seen id,
@@ -30,6 +34,7 @@ mod consumer;
 mod decide;
 mod deploy;
 mod exec;
+mod fastpath;
 mod ledger;
 mod role;
 mod traffic;
@@ -57,6 +62,7 @@ pub use decide::{
     LATEST_ARCHIVE, MAX_DEADLINE_AHEAD_MS, STALE_EPOCH,
 };
 pub use exec::Execution;
+pub use fastpath::{fast_copy, fast_step, relay_problem, FastStep, Placed, Via};
 pub use ledger::{Ledger, Status, LEDGER_KEEP_MS};
 
 /// How often the ledger is pruned (on the next record after this much time).
@@ -113,6 +119,10 @@ pub struct CommandHandler {
     /// `[policy]` of the config file (restore targets).
     policy: HostPolicy,
     ledger: Ledger,
+    /// The `OPS_CMDS` sequence up to which this host's command subject is handled (decided,
+    /// or acked by the durable consumer): a fast copy right after it may run
+    /// (`fastpath::fast_step`). Starts at the ledger's last decision.
+    cursor: u64,
     /// When the ledger is next pruned (its deletions ride along with the next record).
     next_prune_ms: i64,
     /// How long a drain waits for the outbox to empty.
@@ -157,6 +167,7 @@ impl CommandHandler {
             control,
             status,
             config,
+            cursor: ledger.seq(),
             ledger,
             next_prune_ms: 0,
             clock: ServerClock::default(),
@@ -182,22 +193,28 @@ impl CommandHandler {
                 command_id: id.clone(),
                 reason: RESTARTED.to_owned(),
             });
-            self.record(&id, body, Status::Failed, 0).await?;
+            self.record(&id, body, Status::Failed, 0, None).await?;
             telemetry::command("failed");
         }
         Ok(())
     }
 
-    /// Writes one lifecycle event with the id's new status (and epoch) in one flushed batch.
+    /// Writes one lifecycle event with the id's new status (and epoch) in one flushed batch;
+    /// `decided`: the stream sequence of a delivery whose decision this is (the fast path's
+    /// cursor, persisted with it).
     async fn record(
         &mut self,
         id: &str,
         body: pb::event::Body,
         status: Status,
         epoch: u64,
+        decided: Option<u64>,
     ) -> Result<(), CommandError> {
         let now = self.now_ms();
         let mut writes = self.ledger.writes(id, status, epoch, now);
+        if let Some(seq) = decided {
+            writes.push(Ledger::seq_write(seq));
+        }
         let pruned = if now >= self.next_prune_ms {
             let mut ids = self.ledger.prunable(now);
             ids.retain(|p| p != id);
@@ -219,6 +236,9 @@ impl CommandHandler {
                 source: Box::new(source),
             })?;
         self.ledger.commit(id, status, epoch, now);
+        if let Some(seq) = decided {
+            self.ledger.decided(seq);
+        }
         if now >= self.next_prune_ms {
             self.ledger.forget(&pruned);
             self.next_prune_ms = now.saturating_add(PRUNE_EVERY_MS);
@@ -246,6 +266,18 @@ impl CommandHandler {
     /// Decides about one delivered payload and records (flushes) the decision. `Some` for an
     /// accepted command, to be run with `complete`; the message may be acked either way.
     pub async fn admit(&mut self, payload: &[u8]) -> Result<Option<Accepted>, CommandError> {
+        self.admit_at(payload, Via::Durable, None).await
+    }
+
+    /// `admit` of a payload that came `via` the durable consumer or the fast path, stored at
+    /// `OPS_CMDS` sequence `seq` (recorded with the decision: the fast path's cursor). The
+    /// same decision either way; the consumer loop decides whether a fast copy comes here.
+    pub async fn admit_at(
+        &mut self,
+        payload: &[u8],
+        via: Via,
+        seq: Option<u64>,
+    ) -> Result<Option<Accepted>, CommandError> {
         let cmd = match pb::Command::decode(payload) {
             Ok(c) if !c.id.is_empty() => c,
             Ok(_) => {
@@ -270,7 +302,7 @@ impl CommandHandler {
         let kind = action_name(action);
         let (body, status) = match verdict.outcome {
             Outcome::Duplicate => {
-                debug!(command_id = %id, "duplicate command ignored");
+                debug!(command_id = %id, via = %via, "duplicate command ignored");
                 telemetry::command("duplicate");
                 return Ok(None);
             }
@@ -300,12 +332,13 @@ impl CommandHandler {
                 (body, Status::Accepted)
             }
         };
-        self.record(id, body, status, verdict.highest_epoch).await?;
+        self.record(id, body, status, verdict.highest_epoch, seq)
+            .await?;
         telemetry::command(status.as_str());
         if status != Status::Accepted {
             return Ok(None);
         }
-        info!(command_id = %id, action = kind, issued_by = %cmd.issued_by, "command accepted");
+        info!(command_id = %id, action = kind, issued_by = %cmd.issued_by, via = %via, "command accepted");
         Ok(cmd.action.map(|action| Accepted {
             id: cmd.id,
             kind,
@@ -357,7 +390,7 @@ impl CommandHandler {
             self.ledger.commit(id, status, 0, now);
             return Ok(());
         }
-        self.record(id, last, status, 0).await
+        self.record(id, last, status, 0, None).await
     }
 }
 

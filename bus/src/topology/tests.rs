@@ -62,6 +62,27 @@ fn the_events_stream_allows_direct_get_and_an_older_one_gains_it() {
 }
 
 #[test]
+fn the_commands_stream_republishes_each_command_and_an_older_one_gains_it() {
+    let want = TopologyConfig::default().commands_stream();
+    let republish = want.republish.clone().expect("commands are republished");
+    assert_eq!(republish.source, "ops.cmd.>");
+    assert_eq!(republish.destination, "ops.fastcmd.>");
+    assert!(!republish.headers_only, "agents need the command itself");
+    let mut old = want.clone();
+    old.republish = None;
+    let update = plan_update("OPS_CMDS", &want, &old)
+        .expect("an update, not a mismatch")
+        .expect("something to update");
+    assert_eq!(update.republish, Some(republish));
+    // No other stream republishes.
+    assert!(TopologyConfig::default()
+        .events_stream()
+        .republish
+        .is_none());
+    assert!(TopologyConfig::default().dlq_stream().republish.is_none());
+}
+
+#[test]
 fn takeover_after_is_off_or_between_one_second_and_the_ttl() {
     let problems = |takeover_after: u64| {
         TopologyConfig {

@@ -1,9 +1,10 @@
 //! Negative tests of server relay copies: the `reader` credential direct-gets a message an
 //! agent stored in `OPS_EVENTS` with a reply subject of its choosing, so the server itself
 //! publishes that message's bytes on a command inbox, another host's event subject or a
-//! coordinator's subject. The real agent refuses the copy on its command inbox (it never runs,
-//! never raises the agent's epoch: the active coordinator's next command still runs), and
-//! ingest parks the copies as `relay_copy` instead of folding them.
+//! coordinator's subject. The real agent refuses the copy on its command inbox and on its fast
+//! path `ops.fastcmd.<host>`, also one stored with the headers of a stream republish (it never
+//! runs, never raises the agent's epoch: the active coordinator's next command still runs),
+//! and ingest parks the copies as `relay_copy` instead of folding them.
 
 use opsfleet_proto::pb::{self, event::Body};
 use opsfleet_proto::COORDINATOR_MODULE;
@@ -23,6 +24,23 @@ async fn store(web01: &Probe, kind: &str, bytes: Vec<u8>) -> Result<u64> {
     let ack = web01
         .js
         .publish(subject.clone(), bytes.into())
+        .await?
+        .await
+        .with_context(|| format!("no PubAck on {subject}"))?;
+    Ok(ack.sequence)
+}
+
+/// Stores `bytes` on web-01's own subject with `headers`; returns its `OPS_EVENTS` sequence.
+async fn store_with(
+    web01: &Probe,
+    kind: &str,
+    headers: async_nats::HeaderMap,
+    bytes: Vec<u8>,
+) -> Result<u64> {
+    let subject = subjects::event_subject("web-01", kind);
+    let ack = web01
+        .js
+        .publish_with_headers(subject.clone(), headers, bytes.into())
         .await?
         .await
         .with_context(|| format!("no PubAck on {subject}"))?;
@@ -90,6 +108,28 @@ async fn server_relay_copies_are_neither_run_nor_folded() {
             issued_unix_ms: now,
             action: Some(pb::command::Action::Noop(pb::Noop {})),
         };
+        // First (while web-02's cursor is still 0): the same command stored with what a
+        // stream republish carries (a Nats-Msg-Id, OPS_CMDS, web-02's command subject, a place
+        // right after nothing), relayed onto web-02's fast path, and onto its command subject,
+        // where OPS_CMDS stores the copy and republishes it to the fast path.
+        let mut posing = async_nats::HeaderMap::new();
+        for (name, value) in [
+            ("Nats-Msg-Id", forged.id.as_str()),
+            ("Nats-Stream", subjects::COMMANDS_STREAM),
+            ("Nats-Subject", "ops.cmd.web-02"),
+            ("Nats-Sequence", "1000000"),
+            ("Nats-Last-Sequence", "0"),
+        ] {
+            posing.insert(name, value);
+        }
+        let seq = store_with(&web01, "z", posing, forged.encode_to_vec()).await?;
+        for (reply, no_hdr) in [
+            (subjects::command_copy_subject("web-02"), false),
+            (subjects::command_copy_subject("web-02"), true),
+            (subjects::command_subject("web-02"), false),
+        ] {
+            relay(&reader, seq, &reply, no_hdr).await?;
+        }
         let seq = store(&web01, "x", forged.encode_to_vec()).await?;
         relay(&reader, seq, &subjects::command_subject("web-02"), false).await?;
         // The same asked for without headers (`no_hdr`): no relay header, and no Nats-Msg-Id.
@@ -123,14 +163,17 @@ async fn server_relay_copies_are_neither_run_nor_folded() {
 
         // The relay copies are parked under their rule, on the subjects they were relayed to
         // (the three originals are parked as malformed: web-01 published them as `x`/`y`;
-        // without the check the two copies are folded and only three letters come).
-        let letters = dead_letters(&carol.js, 5).await?;
+        // its `z` posing with republish headers carries relay header names, so it is parked
+        // as a relay copy itself; without the check the two copies are folded and only four
+        // letters come).
+        let letters = dead_letters(&carol.js, 6).await?;
         let relayed: Vec<_> = letters.iter().filter(|(r, _)| r == "relay_copy").collect();
         let subjects_relayed: Vec<&str> = relayed.iter().map(|(_, s)| s.as_str()).collect();
         ensure!(
             subjects_relayed
                 == [
                     subjects::coordinator_event_subject("blue", coord.kind()),
+                    subjects::event_subject("web-01", "z"),
                     subjects::event_subject("web-02", host.kind()),
                 ],
             "relay copies not parked as relay_copy: {letters:?}"
