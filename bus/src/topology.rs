@@ -370,6 +370,15 @@ async fn ensure_stream(
         .map_err(|e| err(e.into()))?;
     let info = stream.info().await.map_err(|e| err(e.into()))?;
     if let Some(update) = plan_update(name, &want, &info.config)? {
+        if let Some(had) = info
+            .config
+            .republish
+            .as_ref()
+            .filter(|_| info.config.republish != want.republish)
+        {
+            // A stream has one RePublish; an operator's own (a monitoring tap) is replaced.
+            tracing::warn!(stream = name, src = %had.source, dest = %had.destination, "replacing the stream's republish with the agents' command fast path");
+        }
         info!(
             stream = name,
             subjects = ?update.subjects,

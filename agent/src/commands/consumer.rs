@@ -27,6 +27,9 @@ use crate::modules::service::ServiceOp;
 use crate::telemetry;
 use tokio::sync::oneshot;
 
+/// How often a refused fast-path copy is logged as a warning (the rest at debug).
+const REFUSAL_WARN_EVERY: Duration = Duration::from_secs(60);
+
 /// Whether the lane's previous holder has not ended yet (its sender is alive).
 fn before_running(end: &mut oneshot::Receiver<()>) -> bool {
     matches!(end.try_recv(), Err(oneshot::error::TryRecvError::Empty))
@@ -102,7 +105,8 @@ impl CommandHandler {
             .client()
             .subscribe(subjects::command_copy_subject(&self.host))
             .await?;
-        let mut messages = self.open(js, &durable).await?;
+        let (mut messages, stream_id) = self.open(js, &durable).await?;
+        self.on_stream(stream_id);
         info!(host = %self.host, consumer = %durable, "command consumer open");
         self.sample_server_clock(js, &durable).await;
         let mut resample = tokio::time::interval(clock::RESAMPLE_EVERY);
@@ -131,20 +135,28 @@ impl CommandHandler {
             };
             match next {
                 None => return Ok(()),
-                Some(Err(e)) => debug!(error = %ErrorChain(&e), "command consumer hiccup"),
+                // Re-opened: the consumer (or the whole stream) may be gone, and a re-created
+                // stream counts its sequences anew, which `on_stream` checks.
+                Some(Err(e)) => return Err(e.into()),
                 Some(Ok(msg)) => self.on_message(msg).await,
             }
         }
     }
 
     /// Gets or creates the durable consumer `durable` (explicit acks, one in flight) and opens
-    /// its message stream.
+    /// its message stream; also returns the stream's identity (its creation time).
     async fn open(
         &self,
         js: &jetstream::Context,
         durable: &str,
-    ) -> Result<consumer::pull::Stream, async_nats::Error> {
-        let stream = js.get_stream(subjects::COMMANDS_STREAM).await?;
+    ) -> Result<(consumer::pull::Stream, String), async_nats::Error> {
+        let mut stream = js.get_stream(subjects::COMMANDS_STREAM).await?;
+        let stream_id = stream
+            .info()
+            .await?
+            .created
+            .unix_timestamp_nanos()
+            .to_string();
         let consumer: consumer::PullConsumer = stream
             .get_or_create_consumer(
                 durable,
@@ -160,12 +172,33 @@ impl CommandHandler {
                 },
             )
             .await?;
-        Ok(consumer
+        let messages = consumer
             .stream()
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()
-            .await?)
+            .await?;
+        Ok((messages, stream_id))
+    }
+
+    /// A session opened on the `OPS_CMDS` of identity `stream_id`: the cursor carries over
+    /// within one stream (in memory, or the ledger's last decision at start); a stream
+    /// re-created since counts its sequences anew, so the cursor starts from 0 there.
+    fn on_stream(&mut self, stream_id: String) {
+        if self.stream_id.as_deref() == Some(stream_id.as_str()) {
+            return;
+        }
+        let (seq, counted_in) = self.ledger.seq();
+        let before = self.cursor;
+        self.cursor = if counted_in == Some(stream_id.as_str()) {
+            seq
+        } else {
+            0
+        };
+        if self.stream_id.is_some() || (seq > 0 && self.cursor == 0) {
+            info!(host = %self.host, stream_id, cursor = self.cursor, before, "commands stream is new to this agent; the fast path counts from its start");
+        }
+        self.stream_id = Some(stream_id);
     }
 
     /// One delivered message: checked to come from this host's consumer, admitted (recorded,
@@ -214,15 +247,10 @@ impl CommandHandler {
     }
 
     /// The durable consumer's message at stream sequence `seq` is handled (acked): the fast
-    /// path may go on right after it. A decision just recorded below the cursor means
-    /// `OPS_CMDS` was re-created (its sequences start again): the cursor follows it down.
+    /// path may go on right after it.
     fn handled(&mut self, seq: Option<u64>) {
         if let Some(seq) = seq {
-            self.cursor = if self.ledger.seq() == seq {
-                seq
-            } else {
-                self.cursor.max(seq)
-            };
+            self.cursor = self.cursor.max(seq);
         }
     }
 
@@ -235,17 +263,36 @@ impl CommandHandler {
         let placed = match fast_copy(&self.host, msg.subject.as_str(), msg.headers.as_ref()) {
             Ok(placed) => placed,
             Err(problem) => {
-                warn!(host = %self.host, subject = %msg.subject, problem, "refusing a message on the command fast path that the stream did not republish");
                 telemetry::command("relay_copy");
+                let now = std::time::Instant::now();
+                if self
+                    .refusal_warned
+                    .is_none_or(|at| now.duration_since(at) >= REFUSAL_WARN_EVERY)
+                {
+                    self.refusal_warned = Some(now);
+                    warn!(host = %self.host, subject = %msg.subject, problem, "refusing a message on the command fast path that the stream did not republish (logged at most once a minute; counted as relay_copy)");
+                } else {
+                    debug!(host = %self.host, subject = %msg.subject, problem, "refusing a message on the command fast path");
+                }
                 return;
             }
         };
         match fast_step(placed, self.cursor) {
-            FastStep::Run => {}
+            FastStep::Run => {
+                if self.fast_behind {
+                    self.fast_behind = false;
+                    info!(host = %self.host, seq = placed.seq, "fast path caught up");
+                }
+            }
             FastStep::Seen => return,
             FastStep::Leave => {
-                debug!(host = %self.host, seq = placed.seq, previous = placed.previous, cursor = self.cursor, "fast copy after a gap; the durable consumer brings it");
                 telemetry::command("fast_left");
+                if !self.fast_behind {
+                    self.fast_behind = true;
+                    info!(host = %self.host, seq = placed.seq, previous = placed.previous, cursor = self.cursor, "fast path behind; commands come through the durable consumer, in order, until it has caught up");
+                } else {
+                    debug!(host = %self.host, seq = placed.seq, previous = placed.previous, cursor = self.cursor, "fast copy after a gap; the durable consumer brings it");
+                }
                 return;
             }
         }

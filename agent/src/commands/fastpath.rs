@@ -92,7 +92,7 @@ pub fn fast_copy(
         .parse()
         .map_err(|_| "an unreadable sequence")?;
     if previous >= seq {
-        return Err("an unreadable sequence");
+        return Err("an impossible place");
     }
     if h.get(async_nats::header::NATS_MESSAGE_ID).is_none() {
         return Err("no Nats-Msg-Id");
@@ -128,7 +128,7 @@ pub fn fast_step(placed: Placed, cursor: u64) -> FastStep {
 pub enum Via {
     /// The durable consumer `agent-<host>`.
     Durable,
-    /// The plain subscription on `ops.cmd.<host>`.
+    /// The subscription on `ops.fastcmd.<host>` (the stream's republish).
     Fast,
 }
 
@@ -236,7 +236,7 @@ mod tests {
         );
         assert_eq!(
             refused(&republished("17", "17"), "ops.fastcmd.web-01"),
-            "an unreadable sequence"
+            "an impossible place"
         );
         assert_eq!(
             refused(&republished("x", "1"), "ops.fastcmd.web-01"),

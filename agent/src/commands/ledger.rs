@@ -1,8 +1,9 @@
 //! The command ledger in the agent's sled (module state of `agent`): the highest epoch seen
 //! (`epoch`, decimal), one status per command id (`cmd/<id>` = `<status> <unix_ms>`) and the
-//! `OPS_CMDS` sequence of the last command decided (`seq`, decimal: the fast path's cursor,
-//! `fastpath::fast_step`), loaded at start and kept in memory; writes go out as `StateWrite`s
-//! with the events.
+//! `OPS_CMDS` sequence of the last command decided with the stream's identity (`seq` =
+//! `<seq> <stream>`: the fast path's cursor, `fastpath::fast_step`, valid only in the stream
+//! it was counted in), loaded at start and kept in memory; writes go out as `StateWrite`s with
+//! the events.
 //!
 //! Pruning: a finished id's row goes once `LEDGER_KEEP_MS` passed since it was written. Every
 //! accepted command's deadline lay at most `MAX_DEADLINE_AHEAD_MS + CLOCK_SKEW_MS` after its
@@ -66,6 +67,8 @@ pub struct Ledger {
     /// The stream sequence of the last command decided (accepted, rejected or expired; not a
     /// duplicate); 0 before the first.
     seq: u64,
+    /// The identity of the `OPS_CMDS` that `seq` counts in (its creation time).
+    stream: Option<String>,
 }
 
 impl Ledger {
@@ -87,8 +90,15 @@ impl Ledger {
                     Err(_) => bad.push(key),
                 }
             } else if key == SEQ_KEY {
-                match text.parse() {
-                    Ok(seq) => ledger.seq = seq,
+                let (seq, stream) = match text.split_once(' ') {
+                    Some((seq, stream)) => (seq, Some(stream.to_owned())),
+                    None => (text, None),
+                };
+                match seq.parse() {
+                    Ok(seq) => {
+                        ledger.seq = seq;
+                        ledger.stream = stream;
+                    }
                     Err(_) => bad.push(key),
                 }
             } else if let Some(id) = key.strip_prefix(CMD_PREFIX) {
@@ -111,25 +121,26 @@ impl Ledger {
         self.highest_epoch
     }
 
-    /// The stream sequence of the last command decided, by either path; 0 before the first.
-    pub fn seq(&self) -> u64 {
-        self.seq
+    /// The stream sequence of the last command decided, by either path, in `OPS_CMDS` of
+    /// identity `stream`: `(0, None)` before the first.
+    pub fn seq(&self) -> (u64, Option<&str>) {
+        (self.seq, self.stream.as_deref())
     }
 
-    /// The write that records a decision at stream sequence `seq`; apply it with `decided`
-    /// once it is flushed.
-    pub fn seq_write(seq: u64) -> StateWrite {
+    /// The write that records a decision at sequence `seq` of the `OPS_CMDS` of identity
+    /// `stream`; apply it with `decided` once it is flushed.
+    pub fn seq_write(seq: u64, stream: &str) -> StateWrite {
         StateWrite {
             module: AGENT_MODULE.to_owned(),
             key: SEQ_KEY.to_owned(),
-            value: Some(seq.to_string().into_bytes()),
+            value: Some(format!("{seq} {stream}").into_bytes()),
         }
     }
 
-    /// Records in memory what `seq_write` persisted. Decisions come in stream order, so a
-    /// lower sequence means `OPS_CMDS` was re-created (its sequences start again).
-    pub fn decided(&mut self, seq: u64) {
+    /// Records in memory what `seq_write` persisted.
+    pub fn decided(&mut self, seq: u64, stream: &str) {
         self.seq = seq;
+        self.stream = Some(stream.to_owned());
     }
 
     pub fn status(&self, id: &str) -> Option<Status> {

@@ -7,7 +7,8 @@
 //! decides it; the other arrival is a duplicate, which the durable consumer still acks.
 //!
 //! Per message: a server relay copy (direct-get relay headers, `opsfleet_proto::relay`, or no
-//! `Nats-Msg-Id`, which every dispatch sets) or undecodable → logged, counted, acked, never decoded into state. Otherwise `decide` (target, seen id,
+//! `Nats-Msg-Id`, which every dispatch sets) or undecodable → logged, counted, acked, never
+//! decoded into state. Otherwise `decide` (target, seen id,
 //! epoch fencing, deadline, payload); a duplicate is acked silently; a rejection or expiry is
 //! written to the outbox with the id's status (and a raised epoch) in one flushed batch, then
 //! acked; an accepted command writes `command_accepted` + status `accepted` + epoch in one
@@ -121,8 +122,18 @@ pub struct CommandHandler {
     ledger: Ledger,
     /// The `OPS_CMDS` sequence up to which this host's command subject is handled (decided,
     /// or acked by the durable consumer): a fast copy right after it may run
-    /// (`fastpath::fast_step`). Starts at the ledger's last decision.
+    /// (`fastpath::fast_step`). Set when a consumer session opens: the ledger's last
+    /// decision when it counts in the same stream, else 0.
     cursor: u64,
+    /// The identity (creation time) of the `OPS_CMDS` the cursor counts in; `None` before
+    /// the first session.
+    stream_id: Option<String>,
+    /// Whether the fast path is behind (its last copy was left to the durable consumer):
+    /// logged once each way.
+    fast_behind: bool,
+    /// When a refused fast-path copy was last logged as a warning (at most once a minute:
+    /// anyone who can aim a relay there could flood the log).
+    refusal_warned: Option<std::time::Instant>,
     /// When the ledger is next pruned (its deletions ride along with the next record).
     next_prune_ms: i64,
     /// How long a drain waits for the outbox to empty.
@@ -167,7 +178,10 @@ impl CommandHandler {
             control,
             status,
             config,
-            cursor: ledger.seq(),
+            cursor: 0,
+            stream_id: None,
+            fast_behind: false,
+            refusal_warned: None,
             ledger,
             next_prune_ms: 0,
             clock: ServerClock::default(),
@@ -212,8 +226,9 @@ impl CommandHandler {
     ) -> Result<(), CommandError> {
         let now = self.now_ms();
         let mut writes = self.ledger.writes(id, status, epoch, now);
-        if let Some(seq) = decided {
-            writes.push(Ledger::seq_write(seq));
+        let decided = decided.zip(self.stream_id.clone());
+        if let Some((seq, stream)) = &decided {
+            writes.push(Ledger::seq_write(*seq, stream));
         }
         let pruned = if now >= self.next_prune_ms {
             let mut ids = self.ledger.prunable(now);
@@ -236,8 +251,8 @@ impl CommandHandler {
                 source: Box::new(source),
             })?;
         self.ledger.commit(id, status, epoch, now);
-        if let Some(seq) = decided {
-            self.ledger.decided(seq);
+        if let Some((seq, stream)) = &decided {
+            self.ledger.decided(*seq, stream);
         }
         if now >= self.next_prune_ms {
             self.ledger.forget(&pruned);

@@ -273,15 +273,15 @@ fn ledger_round_trips_and_lists_unfinished_ids() {
     }
     entries.push(("cmd/bad".to_owned(), b"weird".to_vec()));
     let (loaded, _) = Ledger::from_entries(entries.clone());
-    assert_eq!(loaded.seq(), 0, "no command decided yet");
-    let seq = Ledger::seq_write(1234);
+    assert_eq!(loaded.seq(), (0, None), "no command decided yet");
+    let seq = Ledger::seq_write(1234, "1796572800000000000");
     entries.push((seq.key, seq.value.unwrap_or_default()));
     let (loaded, bad) = Ledger::from_entries(entries);
     assert_eq!(bad, vec!["cmd/bad".to_owned()]);
     assert_eq!(
         loaded.seq(),
-        1234,
-        "the fast path's cursor survives a restart"
+        (1234, Some("1796572800000000000")),
+        "the fast path's cursor survives a restart, with the stream it counts in"
     );
     assert_eq!(loaded.highest_epoch(), 4);
     assert_eq!(loaded.status("b"), Some(Status::Completed));

@@ -246,6 +246,9 @@ async fn measure(
     Ok(figs)
 }
 
+/// Consumer creations in flight at once while the agents come up.
+const CREATE_AT_ONCE: usize = 64;
+
 /// Brings the simulated agents up: a first heartbeat (so the coordinator knows the host),
 /// then the command consumer.
 async fn start_agents(
@@ -268,23 +271,36 @@ async fn start_agents(
     for a in acks {
         a.await.context("PubAck failed")?;
     }
-    for host in agents {
-        let durable = format!("agent-{}", host.host);
-        let c: consumer::PullConsumer = commands
-            .get_or_create_consumer(
-                &durable,
-                consumer::pull::Config {
-                    durable_name: Some(durable.clone()),
-                    filter_subject: subjects::command_subject(&host.host),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    ack_wait: Duration::from_secs(30),
-                    max_ack_pending: 1,
-                    ..Default::default()
-                },
-            )
-            .await
-            .with_context(|| format!("cannot create consumer {durable}"))?;
+    // Consumers are created a few dozen at a time: one by one, each waits for the server's
+    // write of the consumer's state, which at 10,000 agents alone took minutes.
+    let opened: Vec<Result<_>> = futures::stream::iter(agents)
+        .map(|host| {
+            let commands = commands.clone();
+            async move {
+                let durable = format!("agent-{}", host.host);
+                let c: consumer::PullConsumer = commands
+                    .get_or_create_consumer(
+                        &durable,
+                        consumer::pull::Config {
+                            durable_name: Some(durable.clone()),
+                            filter_subject: subjects::command_subject(&host.host),
+                            ack_policy: consumer::AckPolicy::Explicit,
+                            deliver_policy: consumer::DeliverPolicy::All,
+                            ack_wait: Duration::from_secs(30),
+                            max_ack_pending: 1,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .with_context(|| format!("cannot create consumer {durable}"))?;
+                Ok((host, c))
+            }
+        })
+        .buffer_unordered(CREATE_AT_ONCE)
+        .collect()
+        .await;
+    for opened in opened {
+        let (host, c) = opened?;
         // Subscribed before its first command, as `ops-agent` does before opening its
         // consumer.
         let fast = js

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::ingest::{dead_letters, event};
 use super::*;
+use opsfleet_tests::wait_until_default;
 
 /// An epoch far above any lease revision this test's coordinator reaches.
 const FORGED_EPOCH: u64 = 1 << 40;
@@ -96,6 +97,14 @@ async fn server_relay_copies_are_neither_run_nor_folded() {
         )?;
         let want = BTreeMap::from([("web-02".to_owned(), 2)]);
         c.wait_hosts_at_least("blue", &want).await?;
+        // web-02 subscribes to its fast path before it opens its durable consumer, on the same
+        // connection: once the consumer is open, relays onto either subject reach it.
+        let log = c.agent("web-02")?.proc().log_path().to_owned();
+        wait_until_default("web-02's command consumer open", async || {
+            let text = std::fs::read_to_string(&log)?;
+            Ok(text.contains("command consumer open").then_some(()))
+        })
+        .await?;
 
         // (a) A command for web-02 under a huge epoch, relayed onto its command inbox.
         let now = opsfleet_proto::time::unix_ms(std::time::SystemTime::now());
