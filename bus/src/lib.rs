@@ -282,7 +282,8 @@ pub fn jetstream(client: async_nats::Client, cfg: &NatsConfig) -> jetstream::Con
 }
 
 pub use topology::{
-    ensure_topology, plan_lease_age, LeaseAge, Topology, TopologyConfig, MIN_TAKEOVER_AFTER,
+    ensure_topology, plan_lease_age, LeaseAge, Topology, TopologyConfig, COMMAND_CONSUMERS,
+    MIN_TAKEOVER_AFTER,
 };
 
 #[cfg(test)]

@@ -61,6 +61,13 @@ pub struct TopologyConfig {
     pub start_timeout: Duration,
 }
 
+/// `OPS_CMDS`'s own consumer limit: it holds one durable consumer per agent. nats-server 2.15
+/// caps every stream that sets no limit of its own at 1,000 consumers (its
+/// `default_max_consumers`; "unlimited", -1 or 0, means that default), which would leave the
+/// 1,001st host without commands. The fleet's size is bounded elsewhere (the coordinators'
+/// per-host state), so the stream states the largest limit the API takes.
+pub const COMMAND_CONSUMERS: i32 = i32::MAX;
+
 fn default_start_timeout() -> Duration {
     Duration::from_secs(600)
 }
@@ -197,6 +204,7 @@ impl TopologyConfig {
             max_age: self.commands_max_age,
             duplicate_window: self.duplicate_window.min(self.commands_max_age),
             description: Some("opsfleet commands for agents".to_owned()),
+            max_consumers: COMMAND_CONSUMERS,
             // Each stored command, at once and in stream order, to the agents' fast path.
             republish: Some(stream::Republish {
                 source: subjects::COMMAND_COPIES_FROM.to_owned(),
@@ -387,6 +395,7 @@ async fn ensure_stream(
             max_msgs_per_subject = update.max_messages_per_subject,
             allow_direct = update.allow_direct,
             republish = ?update.republish,
+            max_consumers = update.max_consumers,
             "updating the stream to this deployment's subjects and limits"
         );
         js.update_stream(&update).await.map_err(|e| err(e.into()))?;
@@ -454,7 +463,8 @@ fn plan_update(
         && limit(want.max_messages_per_subject) == limit(have.max_messages_per_subject)
         && want.discard == have.discard
         && want.allow_direct == have.allow_direct
-        && want.republish == have.republish;
+        && want.republish == have.republish
+        && (want.max_consumers <= 0 || want.max_consumers == have.max_consumers);
     if same {
         return Ok(None);
     }
@@ -466,6 +476,9 @@ fn plan_update(
     update.discard = want.discard;
     update.allow_direct = want.allow_direct;
     update.republish = want.republish.clone();
+    if want.max_consumers > 0 {
+        update.max_consumers = want.max_consumers;
+    }
     Ok(Some(update))
 }
 

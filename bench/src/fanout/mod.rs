@@ -246,6 +246,9 @@ async fn measure(
     Ok(figs)
 }
 
+/// First heartbeats awaiting their PubAck at once while the agents come up.
+const ACKS_AT_ONCE: usize = 1_000;
+
 /// Consumer creations in flight at once while the agents come up.
 const CREATE_AT_ONCE: usize = 64;
 
@@ -267,6 +270,13 @@ async fn start_agents(
         let mut host = SimHost::new(sim::host_name(i));
         acks.push(sim::publish(js, host.encoded("heartbeat", sim::heartbeat(0))).await?);
         agents.push(host);
+        // The context admits 5,000 PubAcks in flight, and a publish past them waits for one
+        // to be awaited: drained as we go (all at the end hung at 10,000 agents).
+        if acks.len() >= ACKS_AT_ONCE {
+            for a in acks.drain(..) {
+                a.await.context("PubAck failed")?;
+            }
+        }
     }
     for a in acks {
         a.await.context("PubAck failed")?;

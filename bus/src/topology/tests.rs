@@ -83,6 +83,29 @@ fn the_commands_stream_republishes_each_command_and_an_older_one_gains_it() {
 }
 
 #[test]
+fn the_commands_stream_states_its_own_consumer_limit_and_an_older_one_gains_it() {
+    let want = TopologyConfig::default().commands_stream();
+    assert_eq!(want.max_consumers, COMMAND_CONSUMERS);
+    // What nats-server 2.15 reports for a stream created without a limit (and caps at 1,000).
+    let mut old = want.clone();
+    old.max_consumers = -1;
+    let update = plan_update("OPS_CMDS", &want, &old)
+        .expect("an update, not a mismatch")
+        .expect("something to update");
+    assert_eq!(update.max_consumers, COMMAND_CONSUMERS);
+    assert!(plan_update("OPS_CMDS", &want, &want)
+        .expect("no mismatch")
+        .is_none());
+    // The other streams keep the server's default, and are not updated over it.
+    let events = TopologyConfig::default().events_stream();
+    let mut served = events.clone();
+    served.max_consumers = -1;
+    assert!(plan_update("OPS_EVENTS", &events, &served)
+        .expect("no mismatch")
+        .is_none());
+}
+
+#[test]
 fn takeover_after_is_off_or_between_one_second_and_the_ttl() {
     let problems = |takeover_after: u64| {
         TopologyConfig {
