@@ -132,6 +132,11 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
     let result = measure(&client, &js, sizes, pids, &cancel).await;
     cancel.cancel();
     let _ = coordinator.stop().await;
+    if result.is_err() {
+        // The coordinator's log says why a command did not come back.
+        let kept = dir.keep();
+        eprintln!("    fan-out failed; its coordinator's files are kept in {}", kept.display());
+    }
     result
 }
 
