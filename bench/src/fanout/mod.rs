@@ -135,7 +135,10 @@ pub async fn run(sizes: &Sizes) -> Result<Vec<Figure>> {
     if result.is_err() {
         // The coordinator's log says why a command did not come back.
         let kept = dir.keep();
-        eprintln!("    fan-out failed; its coordinator's files are kept in {}", kept.display());
+        eprintln!(
+            "    fan-out failed; its coordinator's files are kept in {}",
+            kept.display()
+        );
     }
     result
 }
