@@ -18,6 +18,10 @@ use uuid::Uuid;
 
 use crate::store::{EventStore, StoreError};
 
+/// Own events awaiting their PubAck at once in one `emit_all`: well under the JetStream
+/// context's limit (async-nats's 5,000), which every publisher of the connection shares.
+pub const EMIT_WINDOW: usize = 1_024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EmitError {
     #[error("cannot reserve a seq for a {kind} event")]
@@ -114,32 +118,58 @@ impl Emitter {
             })
             .collect();
         let deadline = tokio::time::Instant::now() + patience;
-        // First pass: send everything, then collect the acks (pipelined).
-        let mut pending = Vec::with_capacity(events.len());
-        for ev in &events {
+        // Pipelined, at most `EMIT_WINDOW` acks in flight: the JetStream context admits a
+        // bounded number (async-nats: 5,000, shared by every publisher of this connection),
+        // and a publish past them waits for one to be awaited, so sending all of a 10,000-host
+        // fan-out before awaiting any hung it. Acks are settled in order.
+        let mut in_flight = std::collections::VecDeque::with_capacity(EMIT_WINDOW);
+        let mut seqs = Vec::with_capacity(events.len());
+        for (i, ev) in events.iter().enumerate() {
+            if in_flight.len() >= EMIT_WINDOW {
+                if let Some((j, sent)) = in_flight.pop_front() {
+                    self.settle(&events, j, sent, deadline, acked.as_ref(), &mut seqs)
+                        .await?;
+                }
+            }
             let subject = subjects::coordinator_event_subject(&self.name, ev.kind());
             let msg = jetstream::message::PublishMessage::build()
                 .payload(ev.encode_to_vec().into())
                 .message_id(ev.id.to_string());
-            pending.push(self.js.send_publish(subject, msg).await);
+            in_flight.push_back((i, self.js.send_publish(subject, msg).await));
         }
-        let mut seqs = Vec::with_capacity(events.len());
-        for (i, (ev, sent)) in events.iter().zip(pending).enumerate() {
-            let result = match sent {
-                Ok(ack) => ack.await.map(|_| ()).map_err(async_nats::Error::from),
-                Err(e) => Err(e.into()),
-            };
-            if let Err(e) = result {
-                warn!(kind, seq = ev.seq, error = %ErrorChain(&*e), "own event not acknowledged; retrying");
-                self.publish_until_acked(ev, deadline).await?;
-            }
-            seqs.push(ev.seq);
-            if let Some(tx) = &acked {
-                // A receiver that has gone away only means nobody waits for this any more.
-                let _ = tx.send(i);
-            }
+        while let Some((j, sent)) = in_flight.pop_front() {
+            self.settle(&events, j, sent, deadline, acked.as_ref(), &mut seqs)
+                .await?;
         }
         Ok(seqs)
+    }
+
+    /// Waits for the ack of `events[i]` (sent as `sent`), republishing it until `deadline` if
+    /// there is none; then records its seq and reports `i` on `acked`.
+    async fn settle(
+        &self,
+        events: &[EventEnvelope],
+        i: usize,
+        sent: Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError>,
+        deadline: tokio::time::Instant,
+        acked: Option<&mpsc::UnboundedSender<usize>>,
+        seqs: &mut Vec<u64>,
+    ) -> Result<(), EmitError> {
+        let ev = &events[i];
+        let result = match sent {
+            Ok(ack) => ack.await.map(|_| ()).map_err(async_nats::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = result {
+            warn!(kind = ev.kind(), seq = ev.seq, error = %ErrorChain(&*e), "own event not acknowledged; retrying");
+            self.publish_until_acked(ev, deadline).await?;
+        }
+        seqs.push(ev.seq);
+        if let Some(tx) = acked {
+            // A receiver that has gone away only means nobody waits for this any more.
+            let _ = tx.send(i);
+        }
+        Ok(())
     }
 
     /// Retries one event (same id, so the server drops a copy) until acked or `deadline`.

@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 
 use opsfleet_proto::pb;
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, kv};
 use opsfleet_bus::{BusError, ConnectMode, Topology};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -134,6 +134,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
     let Some(topology) = wait_for_topology(&js, &cfg.topology, &cancel).await? else {
         return Ok(());
     };
+    let leader = lease_bucket(&cfg).await?;
 
     let Started {
         shared,
@@ -141,7 +142,7 @@ pub async fn run(cfg: CoordinatorConfig, cancel: CancellationToken) -> Result<()
         release,
         election_task,
         leadership_events,
-    } = start_election(&cfg, &topology, &js, store, &cancel)?;
+    } = start_election(&cfg, leader, &js, store, &cancel)?;
     let console = start_console(&cfg, &shared, &client, &js)?;
     let http_task = start_http(cfg.http.as_ref(), &shared, &topology, console, &cancel).await?;
     let notifier = Arc::new(crate::notify::Notifier::from_config(&cfg.notify)?);
@@ -229,15 +230,38 @@ struct Started {
 
 /// Loads the shared state from `store` and starts the election driver, with a task that
 /// records every change of role in the log.
+/// The lease bucket on a NATS connection of its own: renewals must not wait behind the events
+/// the coordinator publishes on its main connection (the client's outbound buffer, the
+/// server's per-connection processing, the context's PubAck budget). A burst of thousands of
+/// liveness verdicts and alert events there once held renewals past the term, and takeovers
+/// after it, for minutes (10,000 hosts, docs/benchmarks.md "Command fast path").
+async fn lease_bucket(cfg: &CoordinatorConfig) -> Result<kv::Store, RunError> {
+    let client = opsfleet_bus::connect(
+        &cfg.nats,
+        &format!("ops-coordinator {} lease", cfg.name),
+        ConnectMode::FailFast,
+    )
+    .await?;
+    let js = opsfleet_bus::jetstream(client, &cfg.nats);
+    js.get_key_value(opsfleet_proto::subjects::LEADER_BUCKET)
+        .await
+        .map_err(|e| {
+            RunError::Bus(BusError::Bucket {
+                bucket: opsfleet_proto::subjects::LEADER_BUCKET,
+                source: e.into(),
+            })
+        })
+}
+
 fn start_election(
     cfg: &CoordinatorConfig,
-    topology: &Topology,
+    leader: kv::Store,
     js: &jetstream::Context,
     store: Arc<dyn EventStore>,
     cancel: &CancellationToken,
 ) -> Result<Started, RunError> {
     let (driver, leadership, release) = election::Driver::new(
-        topology.leader.clone(),
+        leader,
         &cfg.name,
         &cfg.color,
         election::LeaseTiming::new(cfg.topology.lease_ttl, cfg.topology.takeover_after),
