@@ -42,7 +42,11 @@ async fn a_command_to_more_hosts_than_acks_in_flight_is_issued_to_all() {
         let client = async_nats::connect(c.nats_url()).await?;
         let js = jetstream::new(client.clone());
         wait_until_default("the coordinator's streams", async || {
-            Ok(js.get_stream(subjects::EVENTS_STREAM).await.ok().map(|_| ()))
+            Ok(js
+                .get_stream(subjects::EVENTS_STREAM)
+                .await
+                .ok()
+                .map(|_| ()))
         })
         .await?;
         let mut acks = Vec::new();
