@@ -228,13 +228,11 @@ struct Started {
     leadership_events: JoinHandle<()>,
 }
 
-/// Loads the shared state from `store` and starts the election driver, with a task that
-/// records every change of role in the log.
 /// The lease bucket on a NATS connection of its own: renewals must not wait behind the events
 /// the coordinator publishes on its main connection (the client's outbound buffer, the
-/// server's per-connection processing, the context's PubAck budget). A burst of thousands of
-/// liveness verdicts and alert events there once held renewals past the term, and takeovers
-/// after it, for minutes (10,000 hosts, docs/benchmarks.md "Command fast path").
+/// server's per-connection processing, the context's PubAck budget). With everything on one
+/// connection, a single coordinator under the load of 10,000 hosts coming up let its lease
+/// lapse and did not win it back for minutes (docs/benchmarks.md "Command fast path").
 async fn lease_bucket(cfg: &CoordinatorConfig) -> Result<kv::Store, RunError> {
     let client = opsfleet_bus::connect(
         &cfg.nats,
@@ -253,6 +251,8 @@ async fn lease_bucket(cfg: &CoordinatorConfig) -> Result<kv::Store, RunError> {
         })
 }
 
+/// Loads the shared state from `store` and starts the election driver on the lease bucket
+/// `leader`, with a task that records every change of role in the log.
 fn start_election(
     cfg: &CoordinatorConfig,
     leader: kv::Store,
